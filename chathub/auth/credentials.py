@@ -1,0 +1,20 @@
+"""Credentials beyond twisted.cred's own: a guest asking for a nick without a password."""
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface, implementer
+
+from twisted.cred.credentials import ICredentials
+
+
+class IGuestNick(ICredentials):
+    """A request to chat under a nick without an account."""
+
+    nick = Attribute("The nick asked for (str).")
+
+
+@implementer(IGuestNick)
+class GuestNick:
+    """Guest credentials for ``nick``."""
+
+    def __init__(self, nick: str) -> None:
+        self.nick = nick

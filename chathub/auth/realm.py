@@ -1,0 +1,32 @@
+"""The realm: turns an authenticated avatar id into a hub ``User`` bound to its connection."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zope.interface import implementer
+
+from twisted.cred.portal import IRealm
+
+from chathub.auth.checkers import GUEST
+from chathub.hub.users import User
+from chathub.interfaces import IChatUser
+
+if TYPE_CHECKING:
+    from chathub.hub.service import ChatHub
+
+
+@implementer(IRealm)
+class ChatRealm:
+    """Hands out ``User`` avatars; the mind is the connection's ``IParticipant``."""
+
+    def __init__(self, hub: "ChatHub") -> None:
+        self.hub = hub
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IChatUser not in interfaces:
+            raise NotImplementedError("chathub only hands out IChatUser avatars")
+        account = None
+        if avatarId is not GUEST and avatarId != GUEST:
+            account = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
+        user = User(mind, account=account)
+        return IChatUser, user, lambda: self.hub.quit(user, "Connection closed")

@@ -1,0 +1,85 @@
+"""Core settings: server identity, listeners, authentication, connection limits, line protocol."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chathub.config.schema import ConfigError
+
+
+def _positive(prefix: str, **values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """[server]: who this server is and where it keeps its files."""
+
+    name: str = "chathub.local"
+    network: str = "chathub"
+    data_dir: str = "./var"
+    admin_name: str = "chathub operator"
+    admin_email: str = "root@localhost"
+    description: str = "chathub, a multi-protocol chat hub"
+
+    def validate(self, prefix: str) -> None:
+        if not self.name or " " in self.name:
+            raise ConfigError(f"setting '{prefix}.name' must be a host-like name without spaces")
+
+
+@dataclass(frozen=True)
+class ListenersConfig:
+    """[listeners]: Twisted endpoint descriptions, several per protocol allowed."""
+
+    line: list[str] = field(default_factory=lambda: ["tcp:2323:interface=127.0.0.1"])
+    irc: list[str] = field(default_factory=lambda: ["tcp:6667:interface=127.0.0.1"])
+    http: list[str] = field(default_factory=lambda: ["tcp:8080:interface=127.0.0.1"])
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: which credential checker, and whether guests may chat."""
+
+    checker: str = "argon2file"  # "argon2file", "store", or "none" (only --auth checkers)
+    passwords_file: str = "passwd"  # relative to server.data_dir unless absolute
+    allow_guests: bool = True
+
+    def validate(self, prefix: str) -> None:
+        if self.checker not in ("argon2file", "store", "none"):
+            raise ConfigError(
+                f"setting '{prefix}.checker' must be \"argon2file\", \"store\" or \"none\", "
+                f"not {self.checker!r}"
+            )
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """[limits]: per-connection limits shared by every protocol."""
+
+    sendq_bytes: int = 256 * 1024
+    registration_timeout: float = 60.0
+    max_line_bytes: int = 4096  # line protocol; IRC has its own fixed limits
+    nick_length: int = 30
+    room_name_length: int = 50
+    topic_length: int = 390
+    away_length: int = 200
+    max_rooms_per_user: int = 50
+
+    def validate(self, prefix: str) -> None:
+        _positive(
+            prefix,
+            sendq_bytes=self.sendq_bytes,
+            registration_timeout=self.registration_timeout,
+            max_line_bytes=self.max_line_bytes,
+            nick_length=self.nick_length,
+            room_name_length=self.room_name_length,
+        )
+
+
+@dataclass(frozen=True)
+class LineConfig:
+    """[line]: the telnet line protocol."""
+
+    tcp_keepalive: bool = True
+    history_on_join: int = 20

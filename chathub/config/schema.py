@@ -1,0 +1,86 @@
+"""Typed config sections built from TOML tables, with errors that name the offending key.
+
+A section is a frozen dataclass whose fields are the settings; its defaults are the embedded
+defaults. ``build(cls, table)`` checks every key and type and raises ``ConfigError`` naming
+the dotted key (``irc.ping_timeout``) on an unknown key or a wrong type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping, Union
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type, or has an invalid value."""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return f"a list of {_type_name(item)}"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        for arg in args:
+            try:
+                return _convert(arg, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"setting '{key}' must be {_type_name(tp)}, not {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"setting '{key}' must be {_type_name(tp)}, not {value!r}")
+        return [_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"setting '{key}' must be a table, not {value!r}")
+        return build(tp, value, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"setting '{key}' must be an integer, not {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"setting '{key}' must be {_type_name(tp)}, not {value!r}")
+    return value
+
+
+def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
+    """Make a ``cls`` section from a TOML table, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in table.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"unknown setting '{dotted}' (known here: {known})")
+        kwargs[key] = _convert(hints[key], value, dotted)
+    try:
+        section = cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"section '{prefix or 'top level'}': {e}") from None
+    check = getattr(section, "validate", None)
+    if check is not None:
+        check(prefix)
+    return section
+
+
+def replace(section: Any, **changes: Any) -> Any:
+    """A copy of a frozen section with some settings changed (for command-line overrides)."""
+    return dataclasses.replace(section, **changes)

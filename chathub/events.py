@@ -1,0 +1,168 @@
+"""Hub events: plain, immutable data with a server-assigned id and UTC time.
+
+Every event that crosses the hub is one of these, so history storage and the Redis
+backplane carry it as a dict (``to_dict`` / ``from_dict``) without knowing any wire format.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping, Optional
+
+
+class Kind:
+    """The event kinds the hub emits (string constants, so they serialise as themselves)."""
+
+    MESSAGE = "message"  # text to a room or a nick
+    ACTION = "action"  # /me
+    NOTICE = "notice"
+    TAGMSG = "tagmsg"  # client tags only (typing notices, reactions)
+    JOIN = "join"
+    PART = "part"
+    QUIT = "quit"
+    KICK = "kick"
+    TOPIC = "topic"
+    NICK = "nick"  # data: {"new": newnick}
+    AWAY = "away"  # text: away message, "" when back
+    MODE = "mode"  # data: {"changes": [[sign+letter, arg or None], ...]}
+    INVITE = "invite"  # target: room, data: {"nick": invited}
+    CHGHOST = "chghost"  # data: {"user": ..., "host": ...}
+    SETNAME = "setname"  # text: new realname
+    ACCOUNT = "account"  # data: {"account": name or None}
+    PRESENCE = "presence"  # data: {"state": "online"|"away"|"offline"}
+
+    #: kinds that carry user text and go to history
+    CHAT = frozenset({MESSAGE, ACTION, NOTICE})
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who caused an event: a snapshot of the user at that moment."""
+
+    nick: str
+    user: str = ""
+    host: str = ""
+    account: Optional[str] = None
+    realname: str = ""
+    protocol: str = ""  # "line", "irc", "ws", "server"
+
+    @property
+    def mask(self) -> str:
+        """``nick!user@host`` as IRC shows it."""
+        return f"{self.nick}!{self.user or self.nick}@{self.host or 'localhost'}"
+
+
+SERVER = Source(nick="", protocol="server")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in the hub."""
+
+    id: str
+    time: float  # seconds since the epoch, UTC
+    kind: str
+    source: Source
+    target: str = ""  # room name, nick, or "" for user-wide events (quit, nick, away)
+    text: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)  # client-only tags, relayed as given
+    data: Mapping[str, Any] = field(default_factory=dict)  # kind-specific extras
+
+    @property
+    def iso_time(self) -> str:
+        """The time as IRCv3 server-time wants it: ``2026-11-29T15:53:09.123Z``."""
+        return iso_time(self.time)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form."""
+        s = self.source
+        return {
+            "id": self.id,
+            "time": self.time,
+            "kind": self.kind,
+            "source": {
+                "nick": s.nick,
+                "user": s.user,
+                "host": s.host,
+                "account": s.account,
+                "realname": s.realname,
+                "protocol": s.protocol,
+            },
+            "target": self.target,
+            "text": self.text,
+            "tags": dict(self.tags),
+            "data": dict(self.data),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Event":
+        """Inverse of ``to_dict``."""
+        return cls(
+            id=d["id"],
+            time=float(d["time"]),
+            kind=d["kind"],
+            source=Source(**d.get("source") or {"nick": ""}),
+            target=d.get("target", ""),
+            text=d.get("text", ""),
+            tags=dict(d.get("tags") or {}),
+            data=dict(d.get("data") or {}),
+        )
+
+
+def iso_time(t: float) -> str:
+    """Format epoch seconds as ISO 8601 UTC with milliseconds."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso_time(s: str) -> float:
+    """Parse an ISO 8601 timestamp (``Z`` or offset) into epoch seconds."""
+    if s.endswith("Z"):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+class EventIds:
+    """Makes unique, time-ordered ids (base32hex, so string order is time order): 48-bit
+    milliseconds, 32-bit node, 32-bit sequence.
+
+    Ids from one node sort in creation order; the node part keeps ids from several
+    nodes (Redis backplane) distinct without coordination.
+    """
+
+    __slots__ = ("_node", "_seq", "_clock")
+
+    def __init__(self, node: Optional[bytes] = None, clock=time.time) -> None:
+        self._node = node if node is not None else os.urandom(4)
+        self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
+        self._clock = clock
+
+    def next(self) -> tuple[str, float]:
+        """Return a fresh ``(id, time)`` pair."""
+        now = self._clock()
+        raw = (
+            int(now * 1000).to_bytes(6, "big")
+            + self._node
+            + (next(self._seq) & 0xFFFFFFFF).to_bytes(4, "big")
+        )
+        return base64.b32hexencode(raw).decode("ascii").rstrip("=").lower(), now
+
+    def make(
+        self,
+        kind: str,
+        source: Source,
+        target: str = "",
+        text: str = "",
+        tags: Optional[Mapping[str, str]] = None,
+        data: Optional[Mapping[str, Any]] = None,
+    ) -> Event:
+        """Build an event stamped with a new id and the current time."""
+        eid, now = self.next()
+        return Event(eid, now, kind, source, target, text, tags or {}, data or {})

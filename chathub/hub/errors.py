@@ -1,0 +1,50 @@
+"""Errors the hub raises, each with a stable code that every protocol maps to its own terms.
+
+The IRC server maps codes to numerics, the JSON protocol sends ``{"type": "error", "code": ...}``,
+the line protocol prints ``! message``. ``target`` names what the error is about (a nick or
+room), so a numeric can carry it.
+"""
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """A request the hub refused; ``code`` is stable, ``message`` is for people."""
+
+    code = "error"
+    message = "request refused"
+
+    def __init__(self, target: str = "", message: str = "") -> None:
+        self.target = target
+        if message:
+            self.message = message
+        super().__init__(f"{self.code}: {target} {self.message}".strip())
+
+
+def _error(code: str, message: str) -> type[HubError]:
+    return type(
+        "".join(p.capitalize() for p in code.split("_")),
+        (HubError,),
+        {"code": code, "message": message, "__doc__": message},
+    )
+
+
+NoSuchNick = _error("no_such_nick", "No such nick")
+NoSuchRoom = _error("no_such_room", "No such room")
+NickInUse = _error("nick_in_use", "Nickname is already in use")
+ErroneousNick = _error("erroneous_nick", "Erroneous nickname")
+NickRegistered = _error("nick_registered", "Nickname is registered; log in with its password")
+BadRoomName = _error("bad_room_name", "Invalid room name")
+NotOnRoom = _error("not_on_room", "You're not on that room")
+UserNotInRoom = _error("user_not_in_room", "They aren't on that room")
+AlreadyOnRoom = _error("already_on_room", "is already on that room")
+CannotSend = _error("cannot_send", "Cannot send to room")
+NotRoomOperator = _error("not_room_operator", "You're not a room operator")
+NotServerOperator = _error("not_server_operator", "Permission denied - you're not an IRC operator")
+Banned = _error("banned", "Cannot join room (you are banned)")
+InviteOnly = _error("invite_only", "Cannot join room (invite only)")
+BadKey = _error("bad_key", "Cannot join room (incorrect key)")
+RoomFull = _error("room_full", "Cannot join room (room is full)")
+TooManyRooms = _error("too_many_rooms", "You have joined too many rooms")
+NoText = _error("no_text", "No text to send")
+UnknownMode = _error("unknown_mode", "is an unknown mode character")
+KeySet = _error("key_set", "Room key already set")

@@ -1,0 +1,80 @@
+"""Delivery in hub order, after each durable event is committed.
+
+A chat message is delivered only once the store has committed it, so anything a user
+saw survives a crash. Events that need no commit (a join, an away change) still wait
+behind earlier ones, so every recipient sees events in the order the hub accepted them.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+
+class _Entry:
+    __slots__ = ("deliver", "on_failure", "ready", "failure")
+
+    def __init__(self, deliver, on_failure, ready):
+        self.deliver = deliver
+        self.on_failure = on_failure
+        self.ready = ready
+        self.failure = None
+
+
+class Outbox:
+    """An ordered queue of deliveries, each released when its commit (if any) is done."""
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._queue: deque[_Entry] = deque()
+
+    @property
+    def pending(self) -> int:
+        """How many deliveries wait for an earlier commit."""
+        return len(self._queue)
+
+    def publish(
+        self,
+        deliver: Callable[[], object],
+        durable: Optional[Deferred] = None,
+        on_failure: Optional[Callable[[Failure], object]] = None,
+    ) -> None:
+        """Run ``deliver`` after ``durable`` fires and after everything published before it."""
+        if durable is None and not self._queue:
+            deliver()
+            return
+        entry = _Entry(deliver, on_failure, durable is None)
+        self._queue.append(entry)
+        if durable is not None:
+            durable.addCallbacks(self._committed, self._failed, callbackArgs=(entry,), errbackArgs=(entry,))
+
+    def after(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` once everything published so far has been delivered."""
+        self.publish(fn)
+
+    def _committed(self, _result, entry: _Entry) -> None:
+        entry.ready = True
+        self._drain()
+
+    def _failed(self, failure: Failure, entry: _Entry) -> None:
+        entry.ready = True
+        entry.failure = failure
+        self._drain()
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue and queue[0].ready:
+            entry = queue.popleft()
+            try:
+                if entry.failure is None:
+                    entry.deliver()
+                else:
+                    self.log.failure("event not stored, so not delivered", entry.failure)
+                    if entry.on_failure is not None:
+                        entry.on_failure(entry.failure)
+            except Exception:
+                self.log.failure("delivery failed")

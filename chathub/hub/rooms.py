@@ -1,0 +1,132 @@
+"""Rooms: members with their privileges, topic, modes, bans and invites."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from chathub.hub.masks import mask_matches
+from chathub.hub.names import fold
+
+if TYPE_CHECKING:
+    from chathub.hub.users import User
+
+#: room privileges, highest first, with the prefix IRC and the line protocol show
+PRIVILEGES = (("o", "@"), ("v", "+"))
+#: modes that take no parameter
+FLAG_MODES = frozenset("imnpst")
+
+
+@dataclass(frozen=True)
+class BanEntry:
+    """One ban: a hostmask glob, who set it and when."""
+
+    mask: str
+    setter: str
+    time: float
+
+
+class Member:
+    """A user's membership of one room."""
+
+    __slots__ = ("user", "privileges", "joined")
+
+    def __init__(self, user: "User", privileges: str = "") -> None:
+        self.user = user
+        self.privileges = privileges  # subset of "ov", highest first
+        self.joined = time.time()
+
+    @property
+    def is_operator(self) -> bool:
+        return "o" in self.privileges
+
+    @property
+    def is_voiced(self) -> bool:
+        return "v" in self.privileges or "o" in self.privileges
+
+    def prefixes(self, all_of_them: bool = True) -> str:
+        """``@+`` style prefixes; only the highest unless ``all_of_them`` (multi-prefix)."""
+        out = "".join(p for m, p in PRIVILEGES if m in self.privileges)
+        return out if all_of_them else out[:1]
+
+    def grant(self, privilege: str) -> None:
+        if privilege not in self.privileges:
+            self.privileges = "".join(m for m, _ in PRIVILEGES if m in self.privileges + privilege)
+
+    def revoke(self, privilege: str) -> None:
+        self.privileges = self.privileges.replace(privilege, "")
+
+
+class Room:
+    """A room: who is in it and the rules that apply to them."""
+
+    __slots__ = (
+        "name",
+        "folded",
+        "created",
+        "topic",
+        "topic_setter",
+        "topic_time",
+        "modes",
+        "key",
+        "limit",
+        "bans",
+        "invited",
+        "members",
+        "registered",
+    )
+
+    def __init__(self, name: str, created: Optional[float] = None) -> None:
+        self.name = name
+        self.folded = fold(name)
+        self.created = created if created is not None else time.time()
+        self.topic = ""
+        self.topic_setter = ""
+        self.topic_time = 0.0
+        self.modes: set[str] = {"n", "t"}
+        self.key: Optional[str] = None
+        self.limit: Optional[int] = None
+        self.bans: list[BanEntry] = []
+        self.invited: set[str] = set()  # folded nicks invited past +i
+        self.members: dict[str, Member] = {}  # folded nick -> member
+        self.registered = False  # kept while empty (stored rooms)
+
+    def __contains__(self, user: "User") -> bool:
+        return user.folded in self.members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def member(self, user: "User") -> Optional[Member]:
+        """The user's membership, or None."""
+        return self.members.get(user.folded)
+
+    def users(self) -> Iterator["User"]:
+        """Every member's user."""
+        return (m.user for m in self.members.values())
+
+    def is_banned(self, user: "User") -> bool:
+        """True when one of the bans matches the user's hostmask."""
+        if not self.bans:
+            return False
+        mask = user.mask
+        return any(mask_matches(b.mask, mask) for b in self.bans)
+
+    @property
+    def secret(self) -> bool:
+        return "s" in self.modes or "p" in self.modes
+
+    def mode_string(self, with_params: bool = True) -> tuple[str, list[str]]:
+        """``+ntk`` and its parameters, as MODE replies show them."""
+        letters = "".join(sorted(self.modes))
+        params: list[str] = []
+        if self.key is not None:
+            letters += "k"
+            params.append(self.key if with_params else "*")
+        if self.limit is not None:
+            letters += "l"
+            params.append(str(self.limit))
+        return "+" + letters, params
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name} ({len(self.members)} members)>"

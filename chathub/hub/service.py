@@ -1,0 +1,595 @@
+"""The hub: rooms, nicks, presence, permissions and fan-out. It knows no wire format.
+
+Protocols call the methods here with a ``User`` (the avatar they got from the portal);
+a refused request raises a ``HubError`` with a stable code. Accepted requests become
+``Event``s, stored (chat is committed before anyone sees it) and delivered in hub order
+through the ``Outbox``. Fan-out asks each distinct ``format_key`` among the recipients
+to encode once, then hands the same bytes to every recipient of that format.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Iterable, Mapping, Optional, Sequence
+
+from twisted.application import service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chathub.config import Config
+from chathub.events import Event, EventIds, Kind, Source
+from chathub.hub import errors
+from chathub.hub.masks import normalize_mask
+from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.hub.outbox import Outbox
+from chathub.hub.rooms import FLAG_MODES, BanEntry, Member, Room
+from chathub.hub.users import User
+from chathub.interfaces import IAccountDirectory
+
+#: events that carry user text: committed to history before anyone sees them
+DURABLE_KINDS = Kind.CHAT
+#: events kept in history for draft/event-playback, without waiting for the commit
+PLAYBACK_KINDS = frozenset(
+    {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
+)
+
+
+class WhowasEntry:
+    """What WHOWAS remembers of a user who left or changed nick."""
+
+    __slots__ = ("nick", "user", "host", "realname", "account", "time")
+
+    def __init__(self, user: User) -> None:
+        self.nick = user.nick or ""
+        self.user = user.user
+        self.host = user.host
+        self.realname = user.realname
+        self.account = user.account
+        self.time = time.time()
+
+
+class _NoAccounts:
+    """Account directory used when no checker knows of accounts."""
+
+    def is_registered(self, name: str) -> bool:
+        return False
+
+
+class ChatHub(service.Service):
+    """The one room/broadcast service every protocol feeds."""
+
+    log = Logger()
+    name = "hub"
+
+    def __init__(
+        self,
+        config: Optional[Config] = None,
+        store=None,
+        accounts: Optional[IAccountDirectory] = None,
+    ) -> None:
+        self.config = config or Config()
+        self.store = store
+        self.accounts = accounts or _NoAccounts()
+        self.ids = EventIds()
+        self.users: dict[str, User] = {}  # folded nick -> registered user
+        self.rooms: dict[str, Room] = {}  # folded name -> room
+        self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
+        self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
+        self.outbox = Outbox()
+        self.started = time.time()
+        self.max_users_seen = 0
+        self.server_source = Source(nick=self.config.server.name, protocol="server")
+
+    # -- nicks -------------------------------------------------------------------------
+
+    def check_nick(self, nick: str, user: Optional[User] = None) -> None:
+        """Raise unless ``user`` may take ``nick`` now (valid, free, not someone's account)."""
+        limits = self.config.limits
+        if not valid_nick(nick, limits.nick_length):
+            raise errors.ErroneousNick(nick)
+        folded = fold(nick)
+        holder = self.users.get(folded)
+        if holder is not None and holder is not user:
+            raise errors.NickInUse(nick)
+        if self.accounts.is_registered(folded) and (
+            user is None or user.account is None or fold(user.account) != folded
+        ):
+            raise errors.NickRegistered(nick)
+
+    def register(self, user: User, nick: str) -> None:
+        """Give ``user`` its first nick: it becomes visible to everyone."""
+        if user.registered:
+            raise errors.NickInUse(nick, "You are already registered")
+        self.check_nick(nick, user)
+        user.set_nick(nick)
+        self.users[user.folded] = user
+        self.max_users_seen = max(self.max_users_seen, len(self.users))
+        self.log.info(
+            "{nick} registered via {protocol} from {host}",
+            nick=nick,
+            protocol=user.protocol,
+            host=user.host,
+        )
+        self._presence(user, "online")
+
+    def change_nick(self, user: User, new: str) -> Optional[Event]:
+        """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
+        if new == user.nick:
+            return None
+        self.check_nick(new, user)
+        old_folded = user.folded
+        self.whowas_log.append(WhowasEntry(user))
+        event = self._event(Kind.NICK, user, data={"new": new})
+        recipients = self._neighbours(user)
+        self._presence(user, "offline")
+        del self.users[old_folded]
+        user.set_nick(new)
+        self.users[user.folded] = user
+        for room in user.rooms.values():
+            member = room.members.pop(old_folded)
+            room.members[user.folded] = member
+        self._publish(event, recipients, user, rooms=list(user.rooms))
+        self._presence(user, "online")
+        return event
+
+    def find_user(self, nick: str) -> Optional[User]:
+        """The registered user holding ``nick`` (any case), or None."""
+        return self.users.get(fold(nick))
+
+    def whowas(self, nick: str) -> list[WhowasEntry]:
+        """Past holders of ``nick``, newest first."""
+        folded = fold(nick)
+        return [e for e in reversed(self.whowas_log) if fold(e.nick) == folded]
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def find_room(self, name: str) -> Optional[Room]:
+        """The room called ``name`` (any case), or None."""
+        return self.rooms.get(fold(name))
+
+    def _room_of(self, user: User, name: str) -> Room:
+        room = self.rooms.get(fold(name))
+        if room is None:
+            raise errors.NoSuchRoom(name)
+        return room
+
+    def _member_of(self, user: User, name: str) -> tuple[Room, Member]:
+        room = self._room_of(user, name)
+        member = room.members.get(user.folded)
+        if member is None:
+            raise errors.NotOnRoom(room.name)
+        return room, member
+
+    def join(self, user: User, name: str, key: Optional[str] = None) -> Optional[Room]:
+        """Put ``user`` in room ``name``, creating it (with ``user`` as operator) if new.
+
+        Returns the room, or None when the user was already in it.
+        """
+        limits = self.config.limits
+        folded = fold(name)
+        room = self.rooms.get(folded)
+        if room is None:
+            if not valid_room_name(name, limits.room_name_length):
+                raise errors.BadRoomName(name)
+        elif user.folded in room.members:
+            return None
+        if len(user.rooms) >= limits.max_rooms_per_user:
+            raise errors.TooManyRooms(name)
+        if room is None:
+            room = Room(name)
+            self.rooms[folded] = room
+            member = Member(user, "o")
+            self._room_changed(room)
+        else:
+            invited = user.folded in room.invited
+            if room.key is not None and key != room.key:
+                raise errors.BadKey(room.name)
+            if "i" in room.modes and not invited:
+                raise errors.InviteOnly(room.name)
+            if room.limit is not None and len(room.members) >= room.limit and not invited:
+                raise errors.RoomFull(room.name)
+            if room.is_banned(user) and not invited:
+                raise errors.Banned(room.name)
+            room.invited.discard(user.folded)
+            member = Member(user, "o" if not room.members and not room.registered else "")
+        room.members[user.folded] = member
+        user.rooms[folded] = room
+        event = self._event(Kind.JOIN, user, room.name, data={"account": user.account})
+        self._publish(event, list(room.users()), user, rooms=[room.folded])
+        return room
+
+    def part(self, user: User, name: str, reason: str = "") -> Event:
+        """Take ``user`` out of room ``name``."""
+        room, _ = self._member_of(user, name)
+        event = self._event(Kind.PART, user, room.name, reason)
+        recipients = list(room.users())
+        self._leave(user, room)
+        self._publish(event, recipients, user, rooms=[room.folded])
+        return event
+
+    def _leave(self, user: User, room: Room) -> None:
+        room.members.pop(user.folded, None)
+        user.rooms.pop(room.folded, None)
+        if not room.members and not room.registered:
+            del self.rooms[room.folded]
+
+    def set_topic(self, user: User, name: str, text: str) -> Event:
+        """Change a room's topic (operators only on +t rooms)."""
+        room, member = self._member_of(user, name)
+        if "t" in room.modes and not member.is_operator:
+            raise errors.NotRoomOperator(room.name)
+        text = text[: self.config.limits.topic_length]
+        room.topic = text
+        room.topic_setter = user.mask
+        room.topic_time = time.time()
+        event = self._event(Kind.TOPIC, user, room.name, text)
+        self._publish(event, list(room.users()), user, rooms=[room.folded])
+        self._room_changed(room)
+        return event
+
+    def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:
+        """Remove ``nick`` from a room (operators only)."""
+        room, member = self._member_of(user, name)
+        if not member.is_operator:
+            raise errors.NotRoomOperator(room.name)
+        target = room.members.get(fold(nick))
+        if target is None:
+            if fold(nick) not in self.users:
+                raise errors.NoSuchNick(nick)
+            raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
+        event = self._event(
+            Kind.KICK, user, room.name, reason or user.nick or "", data={"nick": target.user.nick}
+        )
+        recipients = list(room.users())
+        self._leave(target.user, room)
+        self._publish(event, recipients, user, rooms=[room.folded])
+        return event
+
+    def invite(self, user: User, name: str, nick: str) -> Event:
+        """Invite ``nick`` into a room; on +i rooms only operators may."""
+        target = self.users.get(fold(nick))
+        if target is None:
+            raise errors.NoSuchNick(nick)
+        room = self.rooms.get(fold(name))
+        if room is not None:
+            member = room.members.get(user.folded)
+            if member is None:
+                raise errors.NotOnRoom(room.name)
+            if "i" in room.modes and not member.is_operator:
+                raise errors.NotRoomOperator(room.name)
+            if target.folded in room.members:
+                raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
+            room.invited.add(target.folded)
+        event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": target.nick})
+        target.participant.deliver(event)
+        if room is not None:
+            # invite-notify: members who may see invites (operators) hear about it
+            witnesses = [m.user for m in room.members.values() if m.is_operator and m.user is not user]
+            self._publish(event, witnesses, user)
+        return event
+
+    def change_room_modes(
+        self, user: User, name: str, changes: Sequence[tuple[str, Optional[str]]]
+    ) -> tuple[list[tuple[str, Optional[str]]], list[errors.HubError]]:
+        """Apply ``[("+m", None), ("+b", "*!*@host"), ("+o", "bob")]`` as far as allowed.
+
+        Returns the changes applied and one error per change refused.
+        """
+        room = self._room_of(user, name)
+        member = room.members.get(user.folded)
+        if member is None or not member.is_operator:
+            raise errors.NotRoomOperator(room.name)
+        applied: list[tuple[str, Optional[str]]] = []
+        refused: list[errors.HubError] = []
+        for change, arg in changes:
+            sign, letter = change[0], change[1]
+            adding = sign == "+"
+            try:
+                result = self._apply_room_mode(user, room, letter, adding, arg)
+            except errors.HubError as e:
+                refused.append(e)
+                continue
+            if result is not False:
+                applied.append((sign + letter, result))
+        if applied:
+            event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
+            self._publish(event, list(room.users()), user, rooms=[room.folded])
+            self._room_changed(room)
+        return applied, refused
+
+    def _apply_room_mode(self, user: User, room: Room, letter: str, adding: bool, arg):
+        """Apply one change; return its parameter (None for flags), or False for a no-op."""
+        if letter in FLAG_MODES:
+            if adding == (letter in room.modes):
+                return False
+            (room.modes.add if adding else room.modes.discard)(letter)
+            return None
+        if letter in "ov":
+            if not arg:
+                return False
+            target = room.members.get(fold(arg))
+            if target is None:
+                if fold(arg) not in self.users:
+                    raise errors.NoSuchNick(arg)
+                raise errors.UserNotInRoom(arg, f"{arg} isn't on {room.name}")
+            if adding == (letter in target.privileges):
+                return False
+            (target.grant if adding else target.revoke)(letter)
+            return target.user.nick
+        if letter == "k":
+            if adding:
+                if not arg or " " in arg:
+                    return False
+                room.key = arg[:23]
+                return room.key
+            if room.key is None:
+                return False
+            room.key = None
+            return "*"
+        if letter == "l":
+            if not adding:
+                if room.limit is None:
+                    return False
+                room.limit = None
+                return None
+            try:
+                limit = int(arg or "")
+            except ValueError:
+                return False
+            if limit <= 0:
+                return False
+            room.limit = limit
+            return str(limit)
+        if letter == "b":
+            if not arg:
+                return False
+            mask = normalize_mask(arg)
+            folded = fold(mask)
+            existing = [b for b in room.bans if fold(b.mask) == folded]
+            if adding:
+                if existing:
+                    return False
+                room.bans.append(BanEntry(mask, user.mask, time.time()))
+            else:
+                if not existing:
+                    return False
+                room.bans.remove(existing[0])
+                mask = existing[0].mask
+            return mask
+        raise errors.UnknownMode(letter)
+
+    def list_rooms(self, user: Optional[User] = None) -> list[Room]:
+        """Rooms ``user`` may see listed (secret rooms only to their members)."""
+        return [
+            r
+            for r in self.rooms.values()
+            if r.members and (not r.secret or (user is not None and user.folded in r.members))
+        ]
+
+    def _room_changed(self, room: Room) -> None:
+        """Hook for persistence of room state (topic, modes, bans)."""
+        # Filled in by the storage integration: registered rooms are saved here.
+
+    # -- talking -----------------------------------------------------------------------
+
+    def send(
+        self,
+        user: User,
+        target: str,
+        text: str,
+        kind: str = Kind.MESSAGE,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> Event:
+        """Send a message, action, notice or tag-only message to a room or a nick."""
+        if kind != Kind.TAGMSG and not text:
+            raise errors.NoText(target)
+        user.last_active = time.time()
+        if is_room_name(target):
+            room = self._room_of(user, target)
+            self._check_can_send(user, room)
+            event = self._event(kind, user, room.name, text, tags)
+            self._publish(event, list(room.users()), user, rooms=[room.folded])
+            return event
+        recipient = self.users.get(fold(target))
+        if recipient is None:
+            raise errors.NoSuchNick(target)
+        event = self._event(kind, user, recipient.nick, text, tags)
+        self._publish(event, [recipient, user] if recipient is not user else [user], user)
+        return event
+
+    def _check_can_send(self, user: User, room: Room) -> None:
+        member = room.members.get(user.folded)
+        if member is None:
+            if "n" in room.modes:
+                raise errors.CannotSend(room.name, "Cannot send to room (no external messages)")
+        elif member.is_voiced:
+            return
+        if "m" in room.modes:
+            raise errors.CannotSend(room.name, "Cannot send to room (moderated, +v needed)")
+        if room.is_banned(user):
+            raise errors.CannotSend(room.name, "Cannot send to room (you are banned)")
+
+    # -- presence and identity ---------------------------------------------------------
+
+    def set_away(self, user: User, text: Optional[str]) -> Event:
+        """Mark ``user`` away with ``text``, or back with None/empty."""
+        text = (text or "")[: self.config.limits.away_length] or None
+        user.away = text
+        event = self._event(Kind.AWAY, user, text=text or "")
+        self._publish(event, self._neighbours(user), user)
+        return event
+
+    def set_host(self, user: User, username: str, host: str) -> Event:
+        """Change a user's user and host parts (IRC chghost)."""
+        event = self._event(Kind.CHGHOST, user, data={"user": username, "host": host})
+        user.user, user.host = username, host
+        user.identity_changed()
+        self._publish(event, self._neighbours(user), user)
+        return event
+
+    def set_realname(self, user: User, realname: str) -> Event:
+        """Change a user's real name (IRC setname)."""
+        user.realname = realname
+        user.identity_changed()
+        event = self._event(Kind.SETNAME, user, text=realname)
+        self._publish(event, self._neighbours(user), user)
+        return event
+
+    def set_account(self, user: User, account: Optional[str]) -> Event:
+        """Record that ``user`` logged in to (or out of) an account after registering."""
+        user.account = account
+        user.identity_changed()
+        event = self._event(Kind.ACCOUNT, user, data={"account": account})
+        self._publish(event, self._neighbours(user), user)
+        return event
+
+    def make_operator(self, user: User, privileges: Iterable[str]) -> None:
+        """Grant server-operator status."""
+        user.modes.add("o")
+        user.privileges = frozenset(privileges)
+        self.log.info("{nick} is now a server operator", nick=user.nick)
+
+    def kill(self, user: User, nick: str, reason: str) -> User:
+        """Disconnect ``nick`` (operators with the kill privilege only)."""
+        if not user.is_operator or "kill" not in user.privileges:
+            raise errors.NotServerOperator(nick)
+        target = self.users.get(fold(nick))
+        if target is None:
+            raise errors.NoSuchNick(nick)
+        message = f"Killed by {user.nick} ({reason})"
+        self.quit(target, f"Killed ({user.nick} ({reason}))")
+        target.participant.close(message)
+        return target
+
+    def monitor(self, user: User, nicks: Iterable[str]) -> list[tuple[str, Optional[User]]]:
+        """Watch nicks for presence; returns each with its current holder (or None)."""
+        out = []
+        for nick in nicks:
+            folded = fold(nick)
+            user.monitoring.add(folded)
+            self.watchers.setdefault(folded, set()).add(user)
+            out.append((nick, self.users.get(folded)))
+        return out
+
+    def unmonitor(self, user: User, nicks: Optional[Iterable[str]] = None) -> None:
+        """Stop watching some nicks, or all of them."""
+        folded_nicks = list(user.monitoring) if nicks is None else [fold(n) for n in nicks]
+        for folded in folded_nicks:
+            user.monitoring.discard(folded)
+            watching = self.watchers.get(folded)
+            if watching is not None:
+                watching.discard(user)
+                if not watching:
+                    del self.watchers[folded]
+
+    def _presence(self, user: User, state: str) -> None:
+        watching = self.watchers.get(user.folded)
+        if not watching:
+            return
+        event = self._event(Kind.PRESENCE, user, user.nick or "", data={"state": state})
+        for watcher in list(watching):
+            if watcher is not user:
+                self.outbox.after(lambda w=watcher: w.participant.deliver(event))
+
+    # -- leaving -----------------------------------------------------------------------
+
+    def quit(self, user: User, reason: str = "") -> Optional[Event]:
+        """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
+        self.unmonitor(user)
+        if not user.registered or self.users.get(user.folded) is not user:
+            return None
+        event = self._event(Kind.QUIT, user, text=reason)
+        recipients = self._neighbours(user)
+        rooms = list(user.rooms)
+        for room in list(user.rooms.values()):
+            self._leave(user, room)
+        del self.users[user.folded]
+        self.whowas_log.append(WhowasEntry(user))
+        self._publish(event, recipients, user, rooms=rooms)
+        self._presence(user, "offline")
+        self.log.info("{nick} quit ({reason})", nick=user.nick, reason=reason)
+        return event
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _event(self, kind: str, user: User, target: str = "", text: str = "", tags=None, data=None) -> Event:
+        return self.ids.make(kind, user.source, target, text, tags, data)
+
+    def _neighbours(self, user: User) -> list[User]:
+        """Everyone who shares at least one room with ``user``, once each, ``user`` included."""
+        seen: dict[str, User] = {user.folded: user} if user.folded else {}
+        for room in user.rooms.values():
+            for folded, member in room.members.items():
+                if folded not in seen:
+                    seen[folded] = member.user
+        return list(seen.values())
+
+    def _publish(
+        self,
+        event: Event,
+        recipients: list[User],
+        actor: Optional[User],
+        rooms: Sequence[str] = (),
+    ) -> None:
+        """Store (if history keeps it) and deliver, in hub order."""
+        if actor is not None and not actor.participant.echo_own:
+            recipients = [u for u in recipients if u is not actor]
+        store = self.store
+        durable: Optional[Deferred] = None
+        if store is not None and event.kind in DURABLE_KINDS | PLAYBACK_KINDS:
+            stored = store.append(event, rooms)
+            if event.kind in DURABLE_KINDS:
+                durable = stored
+            else:
+                stored.addErrback(self._log_store_failure, event)
+        if durable is None:
+            self.outbox.publish(lambda: fanout(event, recipients))
+        else:
+            self.outbox.publish(
+                lambda: fanout(event, recipients),
+                durable,
+                lambda failure: self._not_stored(actor, event, failure),
+            )
+
+    def after_delivery(self, fn) -> None:
+        """Run ``fn`` once everything the hub accepted so far has been delivered."""
+        self.outbox.after(fn)
+
+    def _log_store_failure(self, failure: Failure, event: Event) -> None:
+        self.log.failure("could not store {kind} event {id}", failure, kind=event.kind, id=event.id)
+
+    def _not_stored(self, actor: Optional[User], event: Event, failure: Failure) -> None:
+        if actor is None:
+            return
+        notice = self.ids.make(
+            Kind.NOTICE,
+            self.server_source,
+            actor.nick or "",
+            f"Your message to {event.target} was not delivered: it could not be stored "
+            f"({failure.getErrorMessage()})",
+            data={"error": "storage_failed", "refers_to": event.id},
+        )
+        actor.participant.deliver(notice)
+
+
+def fanout(event: Event, recipients: Iterable[User]) -> None:
+    """Encode ``event`` once per wire format among ``recipients`` and send it to each."""
+    encoded: dict = {}
+    for user in recipients:
+        participant = user.participant
+        key = participant.format_key
+        try:
+            data = encoded[key]
+        except KeyError:
+            try:
+                data = participant.encode(event)
+            except Exception:
+                ChatHub.log.failure("encoding {kind} for {nick} failed", kind=event.kind, nick=user.nick)
+                data = None
+            encoded[key] = data
+        if data is not None:
+            try:
+                participant.send(data)
+            except Exception:
+                ChatHub.log.failure("sending to {nick} failed", nick=user.nick)

@@ -1,0 +1,110 @@
+"""Users: one per logged-in connection, the avatar the realm hands out."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Optional
+
+from zope.interface import implementer
+
+from chathub.events import Source
+from chathub.hub.names import fold
+from chathub.interfaces import IChatUser
+
+if TYPE_CHECKING:
+    from chathub.hub.rooms import Room
+    from chathub.interfaces import IParticipant
+
+
+@implementer(IChatUser)
+class User:
+    """A person connected through one protocol; state the hub needs, nothing of the wire."""
+
+    __slots__ = (
+        "participant",
+        "nick",
+        "folded",
+        "user",
+        "host",
+        "realname",
+        "account",
+        "away",
+        "modes",
+        "privileges",
+        "rooms",
+        "signon",
+        "last_active",
+        "monitoring",
+        "_source",
+    )
+
+    def __init__(
+        self,
+        participant: "IParticipant",
+        account: Optional[str] = None,
+        user: str = "",
+        host: str = "",
+        realname: str = "",
+    ) -> None:
+        self.participant = participant
+        self.nick: Optional[str] = None
+        self.folded: Optional[str] = None
+        self.user = user
+        self.host = host
+        self.realname = realname
+        self.account = account
+        self.away: Optional[str] = None
+        self.modes: set[str] = set()  # user modes: "i" invisible, "o" operator, "w" wallops
+        self.privileges: frozenset[str] = frozenset()  # operator privileges ("kill", ...)
+        self.rooms: dict[str, "Room"] = {}  # folded name -> room
+        self.signon = time.time()
+        self.last_active = self.signon
+        self.monitoring: set[str] = set()  # folded nicks this user watches for presence
+        self._source: Optional[Source] = None
+
+    @property
+    def protocol(self) -> str:
+        """Which protocol this user came from."""
+        return self.participant.protocol
+
+    @property
+    def registered(self) -> bool:
+        """True once the user holds a nick in the hub."""
+        return self.nick is not None
+
+    @property
+    def is_operator(self) -> bool:
+        """True for a server operator."""
+        return "o" in self.modes
+
+    @property
+    def source(self) -> Source:
+        """A snapshot of who this user is, stamped on the events they cause."""
+        src = self._source
+        if src is None:
+            src = self._source = Source(
+                nick=self.nick or "*",
+                user=self.user or (self.nick or "*"),
+                host=self.host or "localhost",
+                account=self.account,
+                realname=self.realname,
+                protocol=self.participant.protocol,
+            )
+        return src
+
+    @property
+    def mask(self) -> str:
+        """``nick!user@host``."""
+        return self.source.mask
+
+    def identity_changed(self) -> None:
+        """Drop the cached source after nick, user, host, realname or account change."""
+        self._source = None
+
+    def set_nick(self, nick: Optional[str]) -> None:
+        """Record a new nick (the hub keeps its registry in step)."""
+        self.nick = nick
+        self.folded = fold(nick) if nick is not None else None
+        self._source = None
+
+    def __repr__(self) -> str:
+        return f"<User {self.nick!r} via {self.participant.protocol}>"

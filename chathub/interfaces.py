@@ -1,0 +1,65 @@
+"""The hub's plug points as zope.interface interfaces.
+
+- ``IParticipant``: something the hub can deliver events to (one per connection).
+- ``IChatUser``: the avatar interface the realm hands out through the twisted.cred portal.
+- ``IAccountDirectory``: which nicks are registered accounts.
+- ``IBackplane``: where events go so other nodes see them (local no-op by default).
+Storage has its own interface in ``chathub.store.interfaces``.
+"""
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IParticipant(Interface):
+    """A connection the hub delivers events to; each protocol implements it.
+
+    Fan-out calls ``encode`` once per distinct ``format_key`` among the recipients and
+    hands the same bytes to every recipient with that key, so ``encode`` must depend only
+    on the event and on what the key captures (wire format, negotiated capabilities).
+    """
+
+    protocol = Attribute("Short protocol name: 'line', 'irc' or 'ws'.")
+    format_key = Attribute(
+        "Hashable; participants with equal keys get identical bytes for every event."
+    )
+    echo_own = Attribute(
+        "True when the participant wants its own events (messages, joins) delivered back "
+        "by fan-out; False when the protocol renders its own copy (IRC labeled-response)."
+    )
+
+    def encode(event):
+        """Return the bytes for ``event`` in this participant's format, or None to skip it."""
+
+    def send(data):
+        """Queue ``data`` (bytes) for writing; never blocks, may close on send-queue overflow."""
+
+    def deliver(event):
+        """Deliver one event meant only for this participant (encode and send)."""
+
+    def close(reason):
+        """Disconnect with ``reason`` (a short human text) shown in the protocol's terms."""
+
+
+class IChatUser(Interface):
+    """Avatar interface: a logged-in user of the hub (see ``chathub.hub.users.User``)."""
+
+    nick = Attribute("Current nick (str), or None before the nick is claimed.")
+    account = Attribute("Account name when logged in with a password, else None.")
+
+
+class IAccountDirectory(Interface):
+    """Knows which nicks belong to registered accounts."""
+
+    def is_registered(name):
+        """True when ``name`` (any case) is a registered account; answered from memory."""
+
+
+class IBackplane(Interface):
+    """Carries events between hub nodes (Redis pub/sub); the local one carries nothing."""
+
+    def publish(event):
+        """Send ``event`` to other nodes."""
+
+    def subscribe(callback):
+        """Call ``callback(event)`` for every event published by another node."""

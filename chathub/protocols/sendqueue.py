@@ -1,0 +1,60 @@
+"""A bounded outgoing queue per connection, so a client that stops reading cannot grow memory.
+
+The queue registers itself as a streaming producer with the transport: while the kernel
+accepts bytes, writes go straight through; once the transport's own buffer fills, Twisted
+pauses us and further writes are held here, counted in ``pending_bytes``. Past ``limit``
+the connection is dropped through ``on_overflow``; nobody else ever waits for it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from zope.interface import implementer
+
+from twisted.internet.interfaces import IPushProducer, ITransport
+
+
+@implementer(IPushProducer)
+class SendQueue:
+    """Writes to ``transport``, holding at most ``limit`` bytes while it is paused."""
+
+    __slots__ = ("transport", "limit", "on_overflow", "paused", "pending", "pending_bytes", "closed")
+
+    def __init__(self, transport: ITransport, limit: int, on_overflow: Callable[[], None]) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.on_overflow = on_overflow
+        self.paused = False
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.closed = False
+        transport.registerProducer(self, True)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` now if the transport takes it, else hold it (up to ``limit``)."""
+        if self.closed:
+            return
+        if not self.paused:
+            self.transport.write(data)
+            return
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.limit:
+            self.closed = True
+            self.pending = []
+            self.on_overflow()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.pending and not self.closed:
+            pending, self.pending = self.pending, []
+            self.pending_bytes = 0
+            self.transport.writeSequence(pending)
+
+    def stopProducing(self) -> None:
+        self.closed = True
+        self.pending = []
+        self.pending_bytes = 0

@@ -1,0 +1,40 @@
+"""chathub: a Twisted multi-protocol chat hub (telnet line protocol, IRC, WebSocket)."""
+from setuptools import find_packages, setup
+
+TEST = [
+    "pytest>=8",
+    "pytest-twisted>=1.14",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "irc>=20",
+    "irc-parser-tests>=0.0.4",
+    "pyyaml>=6",
+    "playwright>=1.50",
+]
+POSTGRES = ["psycopg[binary]>=3.2"]
+REDIS = ["txredisapi>=1.6"]
+
+setup(
+    name="chathub",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11",
+    packages=find_packages(include=["chathub", "chathub.*"]) + ["twisted.plugins"],
+    package_data={
+        "twisted": ["plugins/chathub_plugin.py"],
+        "chathub": ["web/*", "web/*/*", "web/*/*/*"],
+    },
+    install_requires=[
+        "twisted[tls]>=24.7",
+        "txaio>=23.1",
+        "autobahn[twisted]>=24.4",
+        "irctokens>=2.0.2",
+        "argon2-cffi>=23.1",
+        "zope.interface>=6",
+    ],
+    extras_require={
+        "test": TEST + POSTGRES + REDIS,
+        "postgres": POSTGRES,
+        "redis": REDIS,
+    },
+)

@@ -1,0 +1,78 @@
+"""twistd plugin: ``twistd -n chathub [--config FILE] [--auth ...]``."""
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from twisted.application.service import IServiceMaker
+from twisted.cred import credentials, strcred
+from twisted.plugin import IPlugin
+from twisted.python import usage
+
+
+class Options(usage.Options, strcred.AuthOptionMixin):
+    """Command-line options; each overrides the setting of the same meaning in the file."""
+
+    supportedInterfaces = (credentials.IUsernamePassword,)
+    optParameters = [
+        ["config", "c", None, "TOML config file (default: built-in defaults, all on 127.0.0.1)"],
+        ["data-dir", None, None, "Directory for the database and password file (server.data_dir)"],
+        ["server-name", None, None, "Server name shown to IRC clients (server.name)"],
+    ]
+    optFlags = [
+        ["no-guests", None, "Only users with a password may chat (auth.allow_guests = false)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners: dict[str, list[str]] = {}
+
+    def _listener(self, kind: str, description: str) -> None:
+        self.listeners.setdefault(kind, []).append(description)
+
+    def opt_line(self, description: str) -> None:
+        """Listen for the line protocol on this endpoint (repeatable; replaces listeners.line)."""
+        self._listener("line", description)
+
+    def opt_irc(self, description: str) -> None:
+        """Listen for IRC on this endpoint (repeatable; replaces listeners.irc)."""
+        self._listener("irc", description)
+
+    def opt_http(self, description: str) -> None:
+        """Serve HTTP and WebSocket on this endpoint (repeatable; replaces listeners.http)."""
+        self._listener("http", description)
+
+    def postOptions(self) -> None:
+        from chathub.config import ConfigError, load_config
+
+        try:
+            config = load_config(self["config"])
+            server = {}
+            if self["data-dir"]:
+                server["data_dir"] = self["data-dir"]
+            if self["server-name"]:
+                server["name"] = self["server-name"]
+            config = config.with_overrides(
+                server=server,
+                listeners=self.listeners,
+                auth={"allow_guests": False} if self["no-guests"] else {},
+            )
+        except ConfigError as e:
+            raise usage.UsageError(str(e))
+        self["chathub-config"] = config
+
+
+@implementer(IServiceMaker, IPlugin)
+class ChathubServiceMaker:
+    """Makes the chathub service for twistd."""
+
+    tapname = "chathub"
+    description = "A multi-protocol chat hub: telnet line protocol, IRC and WebSocket."
+    options = Options
+
+    def makeService(self, options):
+        from chathub.app import ChathubService
+
+        return ChathubService(options["chathub-config"], options.get("credCheckers", []))
+
+
+serviceMaker = ChathubServiceMaker()
