@@ -19,6 +19,9 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.11",
+    # package_dir {"": "."} makes `pip install -e .` a plain .pth entry for the repo root, so
+    # twisted.plugins (a namespace Twisted scans over sys.path) finds our plugin there too.
+    package_dir={"": "."},
     packages=find_packages(include=["chathub", "chathub.*"]) + ["twisted.plugins"],
     package_data={
         "twisted": ["plugins/chathub_plugin.py"],

@@ -7,7 +7,7 @@ the connection is dropped through ``on_overflow``; nobody else ever waits for it
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 from zope.interface import implementer
 
@@ -20,7 +20,18 @@ class SendQueue:
 
     __slots__ = ("transport", "limit", "on_overflow", "paused", "pending", "pending_bytes", "closed")
 
-    def __init__(self, transport: ITransport, limit: int, on_overflow: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        transport: ITransport,
+        limit: int,
+        on_overflow: Callable[[], None],
+        flow: Optional[ITransport] = None,
+    ) -> None:
+        """Write to ``transport``; register for flow control with ``flow`` (default the same).
+
+        ``flow`` is the real TCP transport when ``transport`` is a wrapper (telnet) that
+        cannot register producers itself.
+        """
         self.transport = transport
         self.limit = limit
         self.on_overflow = on_overflow
@@ -28,7 +39,7 @@ class SendQueue:
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.closed = False
-        transport.registerProducer(self, True)
+        (flow or transport).registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` now if the transport takes it, else hold it (up to ``limit``)."""

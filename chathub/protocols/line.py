@@ -1,0 +1,470 @@
+"""The telnet line protocol: plain lines are messages, ``/commands`` act.
+
+Telnet option negotiation is handled by ``twisted.conch.telnet.TelnetTransport`` (which
+refuses every option), so IAC sequences never reach the chat. Output is for people:
+``[#room] <alice> hello``, ``[#room] * alice waves``, ``-> bob: hi``; errors start with ``! ``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Optional
+
+from zope.interface import implementer
+
+from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+
+from chathub.auth.credentials import GuestNick
+from chathub.events import Event, Kind
+from chathub.hub.errors import HubError
+from chathub.hub.names import fold, is_room_name
+from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.sendqueue import SendQueue
+
+HELP = (
+    "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
+    "/room #room (switch)  /msg NICK|#room text  /me action  /topic [text]  /who [#room]  "
+    "/list  /names [#room]  /away [text]  /quit [reason]  /help. "
+    "A line without / is said in your current room."
+)
+GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+
+#: C0 controls and DEL (IRC colours, terminal escapes) are not shown to telnet users
+_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _clean(text: str) -> str:
+    return _CONTROLS.sub("", text)
+
+
+def _line(text: str) -> bytes:
+    return (text + "\r\n").encode("utf-8", "replace")
+
+
+def render(event: Event) -> Optional[str]:
+    """The line a telnet user sees for ``event``, or None for events not shown."""
+    kind = event.kind
+    nick = event.source.nick
+    target = event.target
+    text = _clean(event.text)
+    room = is_room_name(target)
+    if kind == Kind.MESSAGE:
+        return f"[{target}] <{nick}> {text}" if room else f"<- {nick}: {text}"
+    if kind == Kind.ACTION:
+        return f"[{target}] * {nick} {text}" if room else f"<- * {nick} {text}"
+    if kind == Kind.NOTICE:
+        if event.source.protocol == "server":
+            return f"! {text}" if event.data.get("error") else f"-{nick}- {text}"
+        return f"[{target}] -{nick}- {text}" if room else f"-{nick}- {text}"
+    if kind == Kind.JOIN:
+        return f"* {nick} joined {target}"
+    if kind == Kind.PART:
+        return f"* {nick} left {target}" + (f" ({text})" if text else "")
+    if kind == Kind.QUIT:
+        return f"* {nick} quit" + (f" ({text})" if text else "")
+    if kind == Kind.KICK:
+        return f"* {event.data['nick']} was kicked from {target} by {nick}" + (f" ({text})" if text else "")
+    if kind == Kind.NICK:
+        return f"* {nick} is now known as {event.data['new']}"
+    if kind == Kind.TOPIC:
+        return f"* {nick} set the topic of {target}: {text}" if text else f"* {nick} cleared the topic of {target}"
+    if kind == Kind.MODE:
+        changes = " ".join(c + (f" {a}" if a else "") for c, a in event.data["changes"])
+        return f"* {nick} sets mode {changes} on {target}"
+    if kind == Kind.INVITE:
+        return f"* {nick} invites {event.data['nick']} to {target} (/join {target})"
+    return None
+
+
+class LineBuffer:
+    """Splits a byte stream into lines (LF or CRLF), dropping over-long ones with a callback."""
+
+    __slots__ = ("max_bytes", "on_line", "on_too_long", "_buffer", "_discarding")
+
+    def __init__(self, max_bytes: int, on_line: Callable[[bytes], None], on_too_long: Callable[[], None]):
+        self.max_bytes = max_bytes
+        self.on_line = on_line
+        self.on_too_long = on_too_long
+        self._buffer = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes; calls ``on_line`` for every complete line."""
+        buffer = self._buffer + data
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line, buffer = buffer[:end], buffer[end + 1 :]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if len(line) > self.max_bytes:
+                self.on_too_long()
+                continue
+            self.on_line(line[:-1] if line.endswith(b"\r") else line)
+        if len(buffer) > self.max_bytes:
+            if not self._discarding:
+                self._discarding = True
+                self.on_too_long()
+            buffer = b""
+        self._buffer = buffer
+
+
+@implementer(IParticipant)
+class LineSession(TelnetProtocol):
+    """One telnet user: parses their lines into hub calls, renders hub events as lines."""
+
+    protocol = "line"
+    format_key = "line"
+    echo_own = False
+    log = Logger()
+
+    def __init__(self, hub, portal, config, clock=None) -> None:
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.clock = clock
+        self.user = None
+        self.logout: Optional[Callable[[], None]] = None
+        self.current_room: Optional[str] = None
+        self.queue: Optional[SendQueue] = None
+        self.lines: Optional[LineBuffer] = None
+        self._held: Optional[list[bytes]] = None  # lines that arrive while a login is checked
+        self._registration_timer = None
+        self.peer = "unknown"
+        self.closing = False
+
+    # -- connection ------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            self.clock = reactor
+        tcp = getattr(self.transport, "transport", self.transport)
+        peer = tcp.getPeer()
+        self.peer = getattr(peer, "host", str(peer))
+        if self.config.line.tcp_keepalive and hasattr(tcp, "setTcpKeepAlive"):
+            tcp.setTcpKeepAlive(1)
+        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self._overflow, flow=tcp)
+        self.lines = LineBuffer(self.config.limits.max_line_bytes, self._line_received, self._too_long)
+        self._registration_timer = self.clock.callLater(
+            self.config.limits.registration_timeout, self._registration_timed_out
+        )
+        self.log.info("line connection from {peer}", peer=self.peer)
+        self.say(GREETING.format(name=self.config.server.name))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.lines.feed(data)
+
+    def connectionLost(self, reason=None) -> None:
+        if self._registration_timer is not None and self._registration_timer.active():
+            self._registration_timer.cancel()
+        if self.queue is not None:
+            self.queue.stopProducing()
+        if self.user is not None:
+            self.hub.quit(self.user, "Connection closed")
+        self.log.info(
+            "line connection from {peer} closed ({nick})",
+            peer=self.peer,
+            nick=self.user.nick if self.user else "no nick",
+        )
+
+    def _overflow(self) -> None:
+        self.log.info("{peer} ({nick}) exceeded its send queue; disconnecting", peer=self.peer,
+                      nick=self.user.nick if self.user else "-")
+        if self.user is not None:
+            self.hub.quit(self.user, "Send queue exceeded")
+        self.closing = True
+        tcp = getattr(self.transport, "transport", self.transport)
+        tcp.abortConnection()
+
+    def _registration_timed_out(self) -> None:
+        if self.user is None:
+            self.close(f"no nick given within {self.config.limits.registration_timeout:g} seconds")
+
+    def _too_long(self) -> None:
+        self.error(f"line too long (at most {self.config.limits.max_line_bytes} bytes); dropped")
+
+    # -- IParticipant ----------------------------------------------------------------
+
+    def encode(self, event: Event) -> Optional[bytes]:
+        text = render(event)
+        return None if text is None else _line(text)
+
+    def send(self, data: bytes) -> None:
+        if self.queue is not None:
+            self.queue.write(data)
+
+    def deliver(self, event: Event) -> None:
+        data = self.encode(event)
+        if data is not None:
+            self.send(data)
+
+    def close(self, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.error(reason)
+        self.transport.loseConnection()
+
+    # -- output helpers --------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """Send one line of information to this user."""
+        self.send(_line(text))
+
+    def error(self, text: str) -> None:
+        """Send an error line (``! ...``)."""
+        self.send(_line("! " + text))
+
+    def after(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` after the hub delivered what this user's last command caused."""
+        self.hub.after_delivery(fn)
+
+    # -- input -----------------------------------------------------------------------
+
+    def _line_received(self, raw: bytes) -> None:
+        if self.closing:
+            return
+        if self._held is not None:
+            self._held.append(raw)
+            return
+        if b"\x00" in raw:
+            self.error("line contains NUL bytes; dropped")
+            return
+        line = raw.decode("utf-8", "replace").strip()
+        line = _CONTROLS.sub("", line)
+        if not line:
+            return
+        try:
+            if line.startswith("/") and not line.startswith("//"):
+                self._command(line[1:])
+            else:
+                self._say_in_room(line[1:] if line.startswith("//") else line)
+        except HubError as e:
+            self.error(f"{e.target}: {e.message}" if e.target else e.message)
+
+    def _command(self, line: str) -> None:
+        name, _, rest = line.partition(" ")
+        handler = getattr(self, "cmd_" + name.lower(), None)
+        if handler is None:
+            self.error(f"unknown command /{name}; /help lists commands")
+            return
+        if self.user is None and name.lower() not in ("nick", "help", "quit"):
+            self.error("pick a nick first: /nick NAME")
+            return
+        handler(rest.strip())
+
+    def _say_in_room(self, text: str) -> None:
+        if self.user is None:
+            self.error("pick a nick first: /nick NAME")
+            return
+        if self.current_room is None:
+            self.error("you are in no room: /join #room first (/list shows rooms)")
+            return
+        self.hub.send(self.user, self.current_room, text)
+
+    # -- commands --------------------------------------------------------------------
+
+    def cmd_help(self, rest: str) -> None:
+        self.say(HELP)
+
+    def cmd_nick(self, rest: str) -> None:
+        parts = rest.split()
+        if not parts or len(parts) > 2:
+            self.error("usage: /nick NAME [password]")
+            return
+        nick = parts[0]
+        password = parts[1] if len(parts) > 1 else None
+        if self.user is not None and password is None:
+            event = self.hub.change_nick(self.user, nick)
+            if event is not None:
+                self.after(lambda: self.say(f"* you are now known as {nick}"))
+            return
+        if self.user is not None:
+            self.error("you are already logged in; /quit and reconnect to change account")
+            return
+        try:
+            self.hub.check_nick(nick)
+        except HubError as e:
+            if not (e.code == "nick_registered" and password is not None):
+                raise
+        credentials = GuestNick(nick) if password is None else UsernamePassword(
+            nick.encode("utf-8"), password.encode("utf-8")
+        )
+        self._held = []
+        d = self.portal.login(credentials, self, IChatUser)
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(nick,), errbackArgs=(nick,))
+        d.addBoth(self._release_held)
+
+    def _logged_in(self, result, nick: str) -> None:
+        _, user, logout = result
+        if self.closing:
+            logout()
+            return
+        user.user = fold(nick)[:10]
+        user.host = self.peer
+        user.realname = nick
+        try:
+            self.hub.register(user, nick)
+        except HubError as e:
+            self.error(f"{nick}: {e.message}")
+            return
+        self.user = user
+        self.logout = logout
+        if self._registration_timer is not None and self._registration_timer.active():
+            self._registration_timer.cancel()
+        how = f"logged in to account {user.account}" if user.account else "a guest"
+        self.say(f"* you are {nick}, {how}. /join #room to start talking, /list to see rooms.")
+
+    def _login_failed(self, failure, nick: str) -> None:
+        failure.trap(UnauthorizedLogin)
+        self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer,
+                      why=failure.getErrorMessage())
+        self.error(f"login as {nick} refused: {failure.getErrorMessage()}")
+
+    def _release_held(self, result) -> None:
+        held, self._held = self._held or [], None
+        for raw in held:
+            self._line_received(raw)
+        return None
+
+    def cmd_join(self, rest: str) -> None:
+        parts = rest.split()
+        if not parts:
+            self.error("usage: /join #room [key]")
+            return
+        name = parts[0] if is_room_name(parts[0]) else "#" + parts[0]
+        room = self.hub.join(self.user, name, parts[1] if len(parts) > 1 else None)
+        if room is None:
+            self.current_room = self.hub.find_room(name).name
+            self.say(f"* you are already in {self.current_room}; it is now your current room")
+            return
+        self.current_room = room.name
+        self.after(lambda: self._joined(room))
+
+    def _joined(self, room) -> None:
+        self.say(f"* you joined {room.name}")
+        if room.topic:
+            self.say(f"* topic of {room.name}: {room.topic}")
+        self._names(room)
+
+    def _names(self, room) -> None:
+        names = sorted((m.prefixes(False) + m.user.nick for m in room.members.values()), key=str.lower)
+        self.say(f"* in {room.name} ({len(names)}): " + " ".join(names))
+
+    def cmd_room(self, rest: str) -> None:
+        room = self.hub.find_room(rest) if rest else None
+        if room is None or self.user not in room:
+            self.error("usage: /room #room (one you have joined: " + self._joined_list() + ")")
+            return
+        self.current_room = room.name
+        self.say(f"* current room is now {room.name}")
+
+    def _joined_list(self) -> str:
+        return ", ".join(r.name for r in self.user.rooms.values()) or "none"
+
+    def cmd_part(self, rest: str) -> None:
+        name, _, reason = rest.partition(" ")
+        if not is_room_name(name):
+            name, reason = self.current_room, rest
+        if name is None:
+            self.error("you are in no room")
+            return
+        event = self.hub.part(self.user, name, reason.strip())
+        if self.current_room and fold(self.current_room) == fold(event.target):
+            rooms = list(self.user.rooms.values())
+            self.current_room = rooms[-1].name if rooms else None
+        now = self.current_room
+        self.after(lambda: self.say(f"* you left {event.target}" + (f"; current room is {now}" if now else "")))
+
+    def cmd_msg(self, rest: str) -> None:
+        target, _, text = rest.partition(" ")
+        if not target or not text.strip():
+            self.error("usage: /msg NICK|#room text")
+            return
+        event = self.hub.send(self.user, target, text.strip())
+        if not is_room_name(target):
+            self.after(lambda: self.say(f"-> {event.target}: {_clean(event.text)}"))
+
+    def cmd_me(self, rest: str) -> None:
+        if self.current_room is None:
+            self.error("you are in no room: /join #room first")
+            return
+        if not rest:
+            self.error("usage: /me action")
+            return
+        self.hub.send(self.user, self.current_room, rest, Kind.ACTION)
+
+    def cmd_topic(self, rest: str) -> None:
+        if self.current_room is None:
+            self.error("you are in no room: /join #room first")
+            return
+        room = self.hub.find_room(self.current_room)
+        if not rest:
+            self.say(f"* topic of {room.name}: {room.topic}" if room.topic else f"* {room.name} has no topic")
+            return
+        self.hub.set_topic(self.user, room.name, rest)
+        self.after(lambda: self.say(f"* you set the topic of {room.name}: {room.topic}"))
+
+    def cmd_names(self, rest: str) -> None:
+        name = rest or self.current_room
+        room = self.hub.find_room(name) if name else None
+        if room is None or (room.secret and self.user not in room):
+            self.error(f"no such room: {name}" if name else "usage: /names #room")
+            return
+        self._names(room)
+
+    def cmd_who(self, rest: str) -> None:
+        if rest:
+            room = self.hub.find_room(rest)
+            if room is None or (room.secret and self.user not in room):
+                self.error(f"no such room: {rest}")
+                return
+            members = [(m.prefixes(False), m.user) for m in room.members.values()]
+            self.say(f"* {len(members)} in {room.name}:")
+        else:
+            members = [("", u) for u in self.hub.users.values() if "i" not in u.modes or u is self.user]
+            self.say(f"* {len(members)} users online:")
+        for prefix, user in sorted(members, key=lambda pu: pu[1].folded):
+            state = f"away: {_clean(user.away)}" if user.away else "here"
+            account = f", account {user.account}" if user.account else ""
+            self.say(f"*   {prefix}{user.nick} ({user.protocol}{account}) {state}")
+
+    def cmd_list(self, rest: str) -> None:
+        rooms = sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
+        self.say(f"* {len(rooms)} rooms:")
+        for room in rooms:
+            topic = f": {_clean(room.topic)}" if room.topic else ""
+            self.say(f"*   {room.name} ({len(room.members)}){topic}")
+
+    def cmd_away(self, rest: str) -> None:
+        self.hub.set_away(self.user, rest or None)
+        self.say(f"* you are marked away: {rest}" if rest else "* you are back")
+
+    def cmd_quit(self, rest: str) -> None:
+        if self.user is not None:
+            self.hub.quit(self.user, rest or "Quit")
+        self.say("* bye")
+        self.closing = True
+        self.transport.loseConnection()
+
+
+class LineFactory(ServerFactory):
+    """Makes a telnet-wrapped ``LineSession`` per connection."""
+
+    def __init__(self, hub, portal, config, clock=None) -> None:
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.clock = clock
+
+    def buildProtocol(self, addr):
+        protocol = TelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
+        protocol.factory = self
+        return protocol
