@@ -1,0 +1,566 @@
+#!/usr/bin/env python3
+"""Benchmark runner: chathub against Twisted Words, side by side, interleaved.
+
+For every scenario and run it starts a fresh server pinned to CPU 0 (``taskset -c 0``),
+runs the C load generator (``bench/loadgen``) pinned to CPU 1 against it, and stops the
+server.  Servers alternate within each run so drifting machine state hits both alike.
+It prints a Markdown table of medians with the ratio chathub / Twisted Words per figure
+and writes the raw results and the table to ``bench/results/``.
+
+    python bench/run.py                       # everything, 3 runs each
+    python bench/run.py --quick               # small smoke run, 1 run each
+    python bench/run.py --scenarios fanout,rate --runs 5
+    python bench/run.py --server twisted-words --set fanout.clients=200
+
+Every load goes to 127.0.0.1 and is bounded in connections, messages and time.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(BENCH_DIR)
+LOADGEN = os.path.join(BENCH_DIR, "loadgen")
+TAC = os.path.join(BENCH_DIR, "twisted_words.tac")
+MAX_CLIENTS = 10_000
+SERVERS = ("chathub", "twisted-words")
+LISTEN_BACKLOG = 1024
+
+# Scenario parameters: full run, and --quick.  Keys are loadgen options.
+SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
+    "fanout": {
+        "full": {"clients": 1000, "senders": 1, "window": 16, "duration": 10},
+        "quick": {"clients": 100, "senders": 1, "window": 16, "duration": 2},
+    },
+    "rooms": {
+        "full": {"clients": 1000, "rooms": 100, "window": 2, "duration": 10},
+        "quick": {"clients": 100, "rooms": 10, "window": 2, "duration": 2},
+    },
+    "rate": {
+        "full": {"clients": 1000, "senders": 1, "rate": 50, "duration": 10},
+        "quick": {"clients": 100, "senders": 1, "rate": 50, "duration": 2},
+    },
+    "idle": {
+        "full": {"clients": 10000, "hold": 2},
+        "quick": {"clients": 300, "hold": 0.5},
+    },
+    "mixed": {
+        "full": {"clients": 999, "senders": 3, "window": 16, "duration": 10, "mix": "line,irc,ws-json"},
+        "quick": {"clients": 99, "senders": 3, "window": 16, "duration": 2, "mix": "line,irc,ws-json"},
+    },
+}
+# Scenarios a server cannot run: Twisted Words speaks only IRC.
+UNSUPPORTED = {("twisted-words", "mixed")}
+
+
+# --------------------------------------------------------------------------------------
+# figures: how each scenario's result becomes table rows
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table: a name, how to read it from loadgen's JSON, which way is better."""
+
+    name: str
+    get: Callable[[dict], Optional[float]]
+    unit: str = ""
+    better: str = "higher"  # or "lower"
+    fmt: str = "{:,.0f}"
+
+
+def _dig(*path: str) -> Callable[[dict], Optional[float]]:
+    def get(d: dict) -> Optional[float]:
+        for p in path:
+            if not isinstance(d, dict) or p not in d:
+                return None
+            d = d[p]
+        return d
+
+    return get
+
+
+def _lat_ms(*path: str) -> Callable[[dict], Optional[float]]:
+    inner = _dig(*path)
+
+    def get(d: dict) -> Optional[float]:
+        v = inner(d)
+        return None if v is None else v / 1000.0
+
+    return get
+
+
+def _rss_kib(d: dict) -> Optional[float]:
+    v = _dig("idle", "server_rss_per_connection_bytes")(d)
+    return None if v is None else v / 1024.0
+
+
+COMMON_TAIL = [
+    Figure("messages lost", _dig("measure", "lost"), better="lower"),
+    Figure("connections dropped", _dig("dropped"), better="lower"),
+    Figure("server CPU (cores)", _dig("measure", "server_cpu"), better="info", fmt="{:.2f}"),
+    Figure("generator CPU (cores)", _dig("measure", "gen_cpu"), better="info", fmt="{:.2f}"),
+]
+
+FIGURES: dict[str, list[Figure]] = {
+    "fanout": [
+        Figure("deliveries/s", _dig("measure", "deliveries_per_second")),
+        Figure("latency p50", _lat_ms("measure", "latency_us", "p50"), "ms", "lower", "{:,.1f}"),
+        Figure("latency p99", _lat_ms("measure", "latency_us", "p99"), "ms", "lower", "{:,.1f}"),
+        Figure("registrations/s", _dig("register", "per_second")),
+        *COMMON_TAIL,
+    ],
+    "rooms": [
+        Figure("deliveries/s", _dig("measure", "deliveries_per_second")),
+        Figure("latency p50", _lat_ms("measure", "latency_us", "p50"), "ms", "lower", "{:,.1f}"),
+        Figure("latency p99", _lat_ms("measure", "latency_us", "p99"), "ms", "lower", "{:,.1f}"),
+        *COMMON_TAIL,
+    ],
+    "rate": [
+        Figure("messages/s sent", _dig("measure", "messages_per_second"), better="info", fmt="{:,.1f}"),
+        Figure("latency p50", _lat_ms("measure", "latency_us", "p50"), "ms", "lower", "{:,.2f}"),
+        Figure("latency p99", _lat_ms("measure", "latency_us", "p99"), "ms", "lower", "{:,.2f}"),
+        Figure("latency max", _lat_ms("measure", "latency_us", "max"), "ms", "lower", "{:,.2f}"),
+        *COMMON_TAIL,
+    ],
+    "idle": [
+        Figure("server RSS per connection", _rss_kib, "KiB", "lower", "{:,.2f}"),
+        Figure("registrations/s", _dig("register", "per_second")),
+        Figure("registered", _dig("register", "registered"), better="info"),
+        Figure("connections dropped", _dig("dropped"), better="lower"),
+        Figure("server CPU while registering", _dig("register", "server_cpu"), better="info", fmt="{:.2f}"),
+        Figure("generator CPU while registering", _dig("register", "gen_cpu"), better="info", fmt="{:.2f}"),
+    ],
+    "mixed": [
+        Figure("deliveries/s", _dig("measure", "deliveries_per_second")),
+        Figure("latency p99", _lat_ms("measure", "latency_us", "p99"), "ms", "lower", "{:,.1f}"),
+        *[
+            f
+            for proto in ("line", "irc", "ws-json", "ws-irc")
+            for f in (
+                Figure(f"{proto}: deliveries/s", _dig("per_protocol", proto, "deliveries_per_second")),
+                Figure(f"{proto}: latency p99", _lat_ms("per_protocol", proto, "latency_us", "p99"), "ms", "lower",
+                       "{:,.1f}"),
+                Figure(f"{proto}: lost", _dig("per_protocol", proto, "lost"), better="lower"),
+            )
+        ],
+        *COMMON_TAIL,
+    ],
+}
+
+
+# --------------------------------------------------------------------------------------
+# processes
+
+
+def free_port() -> int:
+    """A port the kernel just handed out on 127.0.0.1 (closed again before use)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def raise_fd_limit() -> None:
+    """Lets the server (and the generator) hold 10,000 sockets; ``ulimit -n`` does the same."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CLIENTS + 1024
+    if soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def twistd_command() -> list[str]:
+    exe = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.path.exists(exe):
+        return [exe]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def pinned(cpu: Optional[int], argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *argv] if cpu is not None else argv
+
+
+def toml_str(s: str) -> str:
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    ports: dict[str, int]
+    workdir: str
+    log: str
+
+
+def chathub_config(ports: dict[str, int], data_dir: str, extra: str) -> str:
+    lines = ["# generated by bench/run.py", "[server]", f"data_dir = {toml_str(data_dir)}", "", "[listeners]"]
+    for kind in ("irc", "line", "http"):
+        if kind in ports:
+            desc = f"tcp:{ports[kind]}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"
+            lines.append(f"{kind} = [{toml_str(desc)}]")
+        else:
+            lines.append(f"{kind} = []")
+    return "\n".join(lines) + "\n" + (("\n" + extra + "\n") if extra else "")
+
+
+def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> RunningServer:
+    workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    log = os.path.join(workdir, "server.log")
+    ports = {kind: free_port() for kind in sorted(kinds)}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    base = twistd_command() + ["-n", "--pidfile=", "-l", log]
+    if name == "twisted-words":
+        env["BENCH_TW_PORT"] = str(ports["irc"])
+        env["BENCH_TW_BACKLOG"] = str(LISTEN_BACKLOG)
+        argv = base + ["-y", TAC]
+    else:
+        config = os.path.join(workdir, "chathub.toml")
+        with open(config, "w") as f:
+            f.write(chathub_config(ports, os.path.join(workdir, "data"), args.chathub_extra))
+        argv = base + ["chathub", "--config", config]
+    proc = subprocess.Popen(
+        pinned(args.server_cpu, argv),
+        cwd=workdir if name == "twisted-words" else REPO_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=open(os.path.join(workdir, "stdout.log"), "w"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=raise_fd_limit,
+    )
+    server = RunningServer(proc, ports, workdir, log)
+    try:
+        for port in ports.values():
+            wait_listening(port, proc, args.start_timeout)
+    except RuntimeError:
+        stop_server(server, keep=True)
+        raise
+    return server
+
+
+def stop_server(server: RunningServer, keep: bool = False) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+    if not keep:
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def tail(path: str, n: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------------------
+# one measurement
+
+
+def loadgen_argv(scenario: str, params: dict[str, Any], server: RunningServer, server_name: str) -> list[str]:
+    argv = [LOADGEN, "--scenario", scenario, "--server-pid", str(server.proc.pid)]
+    for key, value in params.items():
+        if key == "mix":
+            continue
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    if scenario == "mixed":
+        argv += ["--mix", params["mix"]]
+    if "irc" in server.ports:
+        argv += ["--irc-port", str(server.ports["irc"])]
+    if "line" in server.ports:
+        argv += ["--line-port", str(server.ports["line"])]
+    if "http" in server.ports:
+        argv += ["--ws-port", str(server.ports["http"])]
+    if server_name == "twisted-words":
+        argv += ["--irc-pass", "bench"]  # Twisted Words logs nobody in without a password
+    return argv
+
+
+def listener_kinds(scenario: str, params: dict[str, Any]) -> set[str]:
+    if scenario != "mixed":
+        return {"irc"}
+    kinds = set()
+    for proto in params["mix"].split(","):
+        kinds.add({"irc": "irc", "line": "line", "ws-json": "http", "ws-irc": "http"}[proto])
+    return kinds
+
+
+def measure(scenario: str, params: dict[str, Any], server_name: str, args: argparse.Namespace) -> dict:
+    """Starts the server, runs the generator once, stops the server; returns loadgen's JSON."""
+    started = time.monotonic()
+    server = start_server(server_name, listener_kinds(scenario, params), args)
+    keep = False
+    try:
+        argv = pinned(args.loadgen_cpu, loadgen_argv(scenario, params, server, server_name))
+        hard = float(params.get("timeout", args.timeout))
+        argv += ["--timeout", str(hard)]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=hard + 30, preexec_fn=raise_fd_limit)
+        except subprocess.TimeoutExpired:
+            keep = True
+            return {"ok": False, "error": "loadgen did not exit", "server_log": server.workdir}
+        try:
+            result = json.loads(out.stdout)
+        except json.JSONDecodeError:
+            keep = True
+            return {"ok": False, "error": f"loadgen status {out.returncode}: {out.stderr.strip()[-500:]}",
+                    "server_log": server.workdir}
+        if server.proc.poll() is not None:
+            result["ok"] = False
+            result["error"] = f"server exited with status {server.proc.returncode}"
+        if not result.get("ok"):
+            keep = True
+            result["server_log"] = server.workdir
+            result["server_log_tail"] = tail(server.log)
+        result["command"] = " ".join(argv)
+        result["run_seconds"] = time.monotonic() - started
+        return result
+    finally:
+        stop_server(server, keep=keep)
+
+
+# --------------------------------------------------------------------------------------
+# report
+
+
+def median(values: list[Optional[float]]) -> Optional[float]:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(fig: Figure, v: Optional[float]) -> str:
+    if v is None:
+        return "–"
+    return fig.fmt.format(v)
+
+
+def ratio(fig: Figure, a: Optional[float], b: Optional[float]) -> str:
+    if a is None or b is None or fig.better == "info":
+        return ""
+    if b == 0:
+        return "" if a == 0 else "∞"
+    return f"{a / b:.2f}×"
+
+
+def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> tuple[str, dict]:
+    """Markdown table and a JSON summary of medians and ratios."""
+    head = "| scenario | figure | " + " | ".join(servers)
+    if servers == list(SERVERS):
+        head += " | chathub / Twisted Words"
+    lines = [head + " |", "|" + "---|" * (head.count("|"))]
+    summary: dict[str, Any] = {}
+    for scenario, by_server in results.items():
+        if not by_server:
+            continue  # no chosen server can run it (Twisted Words speaks only IRC)
+        summary[scenario] = {}
+        for fig in FIGURES[scenario]:
+            meds = {s: median([fig.get(r) for r in by_server.get(s, []) if r.get("ok")]) for s in servers}
+            if all(v is None for v in meds.values()):
+                continue
+            label = fig.name + (f" ({fig.unit})" if fig.unit else "")
+            if fig.better in ("higher", "lower"):
+                label += " ↑" if fig.better == "higher" else " ↓"
+            row = f"| {scenario} | {label} | " + " | ".join(fmt(fig, meds[s]) for s in servers)
+            entry = {s: meds[s] for s in servers}
+            if servers == list(SERVERS):
+                r = ratio(fig, meds["chathub"], meds["twisted-words"])
+                row += f" | {r}"
+                entry["ratio"] = r or None
+            lines.append(row + " |")
+            summary[scenario][fig.name] = entry
+        for s in servers:
+            runs = by_server.get(s, [])
+            ok = sum(1 for r in runs if r.get("ok"))
+            summary[scenario].setdefault("_runs", {})[s] = f"{ok}/{len(runs)}"
+        lines.append(
+            f"| {scenario} | runs ok | "
+            + " | ".join(summary[scenario]["_runs"][s] if by_server.get(s) else "n/a" for s in servers)
+            + (" | |" if servers == list(SERVERS) else " |")
+        )
+    return "\n".join(lines), summary
+
+
+def machine_description() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(f.readline().split()[1])
+            mem = f", {kib / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    import twisted
+
+    return (f"{model}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, "
+            f"Python {platform.python_version()}, Twisted {twisted.__version__}")
+
+
+# --------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", choices=("both", *SERVERS), default="both", help="which servers to run")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
+    p.add_argument("--runs", type=int, default=None, help="runs per scenario and server (default 3; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke test")
+    p.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
+                   help="override a loadgen option, e.g. fanout.clients=200 or rate.rate=100 (repeatable)")
+    p.add_argument("--duration", type=float, help="seconds of sending for every message scenario")
+    p.add_argument("--timeout", type=float, default=180, help="hard limit per generator run (s)")
+    p.add_argument("--start-timeout", type=float, default=30, help="seconds to wait for a server to listen")
+    p.add_argument("--chathub-extra", default="", metavar="TOML",
+                   help="TOML text appended to chathub's generated config (e.g. '[history]\\nenabled = false')")
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU the server is pinned to")
+    p.add_argument("--loadgen-cpu", type=int, default=1, help="CPU the generator is pinned to")
+    p.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for results")
+    args = p.parse_args(argv)
+    if args.no_pin or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        if not args.no_pin:
+            print("warning: not pinning (needs taskset and 2 CPUs)", file=sys.stderr)
+        args.server_cpu = args.loadgen_cpu = None
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    return args
+
+
+def scenario_params(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    for s in chosen:
+        if s not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
+    params = {s: dict(SCENARIOS[s]["quick" if args.quick else "full"]) for s in chosen}
+    for s in chosen:
+        if args.duration and "duration" in params[s]:
+            params[s]["duration"] = args.duration
+    for item in args.set:
+        try:
+            key, value = item.split("=", 1)
+            scen, opt = key.split(".", 1)
+        except ValueError:
+            raise SystemExit(f"--set wants SCENARIO.KEY=VALUE, not {item!r}")
+        if scen in params:
+            params[scen][opt.replace("-", "_")] = value
+    for s, p in params.items():
+        if int(p["clients"]) > MAX_CLIENTS:
+            raise SystemExit(f"{s}: at most {MAX_CLIENTS} clients")
+    return params
+
+
+def build_loadgen() -> None:
+    subprocess.run(["make", "-s", "-C", BENCH_DIR], check=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    params = scenario_params(args)
+    servers = list(SERVERS) if args.server == "both" else [args.server]
+    build_loadgen()
+    raise_fd_limit()
+    os.makedirs(args.out, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+    results: dict[str, dict[str, list[dict]]] = {}
+    failures = 0
+    for scenario, p in params.items():
+        results[scenario] = {s: [] for s in servers if (s, scenario) not in UNSUPPORTED}
+        for run in range(args.runs):
+            # alternate which server goes first so slow drifts hit both alike
+            order = servers if run % 2 == 0 else list(reversed(servers))
+            for server in order:
+                if (server, scenario) in UNSUPPORTED:
+                    continue
+                print(f"[{scenario} run {run + 1}/{args.runs}] {server} ...", end=" ", file=sys.stderr, flush=True)
+                try:
+                    r = measure(scenario, p, server, args)
+                except RuntimeError as e:
+                    r = {"ok": False, "error": str(e)}
+                results[scenario][server].append(r)
+                if r.get("ok"):
+                    m = r.get("measure") or {}
+                    idle = r.get("idle") or {}
+                    print(
+                        f"ok  deliveries/s={m.get('deliveries_per_second', 0):,.0f} "
+                        f"p99={(m.get('latency_us') or {}).get('p99', 0) / 1000:.1f}ms lost={m.get('lost', 0)} "
+                        f"dropped={r.get('dropped')} srvcpu={m.get('server_cpu', idle.get('server_cpu'))} "
+                        f"gencpu={m.get('gen_cpu', idle.get('gen_cpu'))}"
+                        + (f" rss/conn={idle['server_rss_per_connection_bytes'] / 1024:.2f}KiB "
+                           f"reg/s={r['register']['per_second']:,.0f}" if idle else ""),
+                        file=sys.stderr,
+                    )
+                else:
+                    failures += 1
+                    print(f"FAILED: {r.get('error')} {r.get('first_errors', '')} (logs: {r.get('server_log')})",
+                          file=sys.stderr)
+
+    table, summary = summarize(results, servers)
+    header = (
+        f"Date: {started:%Y-%m-%d %H:%M} UTC  \n"
+        f"Machine: {machine_description()}  \n"
+        f"Pinning: server on CPU {args.server_cpu}, generator on CPU {args.loadgen_cpu}  \n"
+        f"Command: `{command}`  \n"
+        f"Medians of {args.runs} run(s) per server; ↑ higher is better, ↓ lower is better.\n"
+    )
+    params_md = "\n".join(f"- {s}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for s, p in params.items())
+    report = f"{header}\n{table}\n\nScenario parameters:\n{params_md}\n"
+    print(report)
+    md_path = os.path.join(args.out, f"{stamp}.md")
+    json_path = os.path.join(args.out, f"{stamp}.json")
+    with open(md_path, "w") as f:
+        f.write(report)
+    with open(json_path, "w") as f:
+        json.dump({"date": started.isoformat(), "machine": machine_description(), "command": command,
+                   "params": params, "summary": summary, "results": results}, f, indent=1)
+    print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
