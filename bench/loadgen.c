@@ -834,7 +834,9 @@ static void line_join(struct conn *c)
     conn_sendf(c, "/join %s", room);
 }
 
-static void line_ping(struct conn *c) { conn_sendf(c, "/ping lgsync%llu", (unsigned long long)ping_token); }
+/* The line protocol has no ping; /help answers at once with one line starting
+ * "Commands:", in order with everything else on the connection. */
+static void line_ping(struct conn *c) { conn_send_cmd(c, "/help", 5); }
 
 static void line_line(struct conn *c, char *l, size_t n, u64 t_read)
 {
@@ -846,16 +848,13 @@ static void line_line(struct conn *c, char *l, size_t n, u64 t_read)
     if (l[0] == '[') {
         /* "[#room] <nick> text" */
         const char *gt = memmem(l, n, "> ", 2);
-        if (gt && starts(gt + 2, (size_t)(end - gt - 2), MARK)) {
+        if (gt && starts(gt + 2, (size_t)(end - gt - 2), MARK))
             on_delivery(c, gt + 2 + MARK_LEN, end, t_read);
-            return;
-        }
-        if (find_mark(l, end, &after)) {
+        else if (find_mark(l, end, &after))
             on_delivery(c, after, end, t_read);
-            return;
-        }
+        return;
     }
-    if (l[0] == '!') {
+    if (l[0] == '!') { /* "! error text" */
         keep_error(c, "error", l, n);
         if (c->state == CS_REGISTERING)
             conn_kill(c, "nick refused");
@@ -866,22 +865,20 @@ static void line_line(struct conn *c, char *l, size_t n, u64 t_read)
         }
         return;
     }
-    /* Replies the generator waits for (see docs/protocol.md, line protocol). */
-    char nick[64];
-    nick_of((int)(c - conns), nick, sizeof nick);
-    if (c->state == CS_REGISTERING) {
-        if (memmem(l, n, nick, strlen(nick)))
+    if (c->state == CS_REGISTERING && starts(l, n, "* you are ")) {
+        /* "* you are NICK, a guest. ..." */
+        char nick[64];
+        nick_of((int)(c - conns), nick, sizeof nick);
+        size_t nl = strlen(nick);
+        if (n > 10 + nl && memcmp(l + 10, nick, nl) == 0 && (l[10 + nl] == ',' || l[10 + nl] == ' '))
             registered(c);
         return;
     }
-    if (c->state == CS_JOINING) {
-        char room[64];
-        room_of(c->room, room, sizeof room);
-        if (memmem(l, n, room, strlen(room)) && memmem(l, n, nick, strlen(nick)))
-            joined_room(c);
+    if (c->state == CS_JOINING && starts(l, n, "* you joined ")) {
+        joined_room(c);
         return;
     }
-    if (c->pings && memmem(l, n, "lgsync", 6)) {
+    if (c->pings && starts(l, n, "Commands:")) {
         got_pong(c);
         return;
     }
