@@ -1,0 +1,194 @@
+"""Test helpers shared by the suite: a twistd subprocess and a blocking line client.
+
+Everything here waits on events (a log line, bytes matching a pattern) with a timeout;
+nothing sleeps to synchronise.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TwistdServer:
+    """``twistd -n chathub --config FILE`` in a subprocess, with its log read line by line."""
+
+    def __init__(self, workdir: Path, config_text: str, extra_args: tuple[str, ...] = ()) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.workdir / "chathub.toml"
+        self.config_path.write_text(config_text)
+        self.extra_args = extra_args
+        self.process: Optional[subprocess.Popen] = None
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.log: list[str] = []
+
+    def start(self, wait_for: str = r"starting on", count: int = 1, timeout: float = 30.0) -> "TwistdServer":
+        """Start and wait until ``count`` log lines match ``wait_for`` (listeners up)."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", "chathub",
+             "--config", str(self.config_path), *self.extra_args],
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        for _ in range(count):
+            self.expect_log(wait_for, timeout)
+        return self
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.log.append(line)
+            self.lines.put(line)
+        self.lines.put("")  # EOF marker
+
+    def expect_log(self, pattern: str, timeout: float = 15.0) -> str:
+        """Wait for a log line matching ``pattern``; fail with the log so far if none comes."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no log line matching {pattern!r}; log:\n" + "\n".join(self.log[-50:]))
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line == "" and self.process is not None and self.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited ({self.process.returncode}) before {pattern!r}; log:\n" + "\n".join(self.log[-50:])
+                )
+            if regex.search(line):
+                return line
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for the process to end by itself; return its exit status."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait for the process to go."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM), or kill if it does not go."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(15)
+
+    @property
+    def exceptions(self) -> list[str]:
+        """Log lines that show a traceback (a server-side bug)."""
+        return [line for line in self.log if "Traceback" in line or "Unhandled" in line]
+
+
+class LineClient:
+    """A blocking socket client reading lines, with ``expect`` that waits for a pattern."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
+        self.buffer = b""
+        self.seen: list[str] = []
+
+    def send(self, data: bytes | str) -> None:
+        """Send raw bytes (or text + CRLF)."""
+        if isinstance(data, str):
+            data = (data + "\r\n").encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self, deadline: float) -> bool:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        if not chunk:
+            raise EOFError("connection closed; lines so far:\n" + "\n".join(self.seen[-30:]))
+        self.buffer += chunk
+        return True
+
+    def readline(self, timeout: Optional[float] = None) -> str:
+        """The next line (without CRLF)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while b"\n" not in self.buffer:
+            if not self._fill(deadline):
+                raise TimeoutError("no complete line; lines so far:\n" + "\n".join(self.seen[-30:]))
+        raw, self.buffer = self.buffer.split(b"\n", 1)
+        line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        self.seen.append(line)
+        return line
+
+    def expect(self, pattern: str, timeout: Optional[float] = None) -> str:
+        """Read lines until one matches ``pattern`` (a regex); fail after ``timeout``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line matching {pattern!r}; lines so far:\n" + "\n".join(self.seen[-30:]))
+            line = self.readline(remaining)
+            if regex.search(line):
+                return line
+
+    def expect_closed(self, timeout: Optional[float] = None) -> list[str]:
+        """Read until the server closes the connection; return the lines read."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        start = len(self.seen)
+        try:
+            while True:
+                if b"\n" in self.buffer:
+                    self.readline()
+                    continue
+                if not self._fill(deadline):
+                    raise AssertionError("connection still open; lines so far:\n" + "\n".join(self.seen[-30:]))
+        except (EOFError, ConnectionResetError):
+            return self.seen[start:]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def line_config(data_dir: Path, line_port: int, extra: str = "", irc_port: Optional[int] = None,
+                http_port: Optional[int] = None) -> str:
+    """A TOML config with only the listeners asked for, all on 127.0.0.1."""
+    def listener(port):
+        return f'["tcp:{port}:interface=127.0.0.1"]' if port else "[]"
+
+    return (
+        f'[server]\ndata_dir = "{data_dir}"\n'
+        f"[listeners]\nline = {listener(line_port)}\nirc = {listener(irc_port)}\nhttp = {listener(http_port)}\n"
+        + extra
+    )
