@@ -3,6 +3,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chathub.config.schema import ConfigError
+
+
+def _one_of(prefix: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        listed = ", ".join(f'"{c}"' for c in choices)
+        raise ConfigError(f"setting '{prefix}.{name}' must be one of {listed}, not {value!r}")
+
+
+def _at_least(prefix: str, minimum: float, **values: float) -> None:
+    for name, value in values.items():
+        if value < minimum:
+            raise ConfigError(
+                f"setting '{prefix}.{name}' must be at least {minimum:g}, not {value!r}"
+            )
+
 
 @dataclass(frozen=True)
 class StorageConfig:
@@ -10,7 +26,25 @@ class StorageConfig:
 
     backend: str = "sqlite"  # "sqlite" or "postgres"
     sqlite_path: str = "chathub.sqlite3"  # relative to server.data_dir unless absolute
-    postgres_dsn: str = ""
+    #: "normal": a commit survives a crash of the server process (kill -9);
+    #: "full": it also survives a power loss or an OS crash, at the cost of an fsync per commit
+    sqlite_synchronous: str = "normal"
+    #: run SQLite's quick integrity check at start-up (reads the whole file once)
+    sqlite_check_on_start: bool = True
+    postgres_dsn: str = ""  # libpq connection string or URI
+    postgres_pool_size: int = 4  # connections (threads) for PostgreSQL
+
+    def validate(self, prefix: str) -> None:
+        prefix = prefix or "storage"
+        _one_of(prefix, "backend", self.backend, ("sqlite", "postgres"))
+        _one_of(prefix, "sqlite_synchronous", self.sqlite_synchronous, ("normal", "full"))
+        if not self.sqlite_path:
+            raise ConfigError(f"setting '{prefix}.sqlite_path' must not be empty")
+        if self.backend == "postgres" and not self.postgres_dsn:
+            raise ConfigError(
+                f"setting '{prefix}.postgres_dsn' is needed when {prefix}.backend is \"postgres\""
+            )
+        _at_least(prefix, 1, postgres_pool_size=self.postgres_pool_size)
 
 
 @dataclass(frozen=True)
@@ -18,5 +52,26 @@ class HistoryConfig:
     """[history]: message history kept and replayed."""
 
     enabled: bool = True
+    #: keep private conversations too (off: only rooms have history)
+    private: bool = True
     max_age_days: float = 0.0  # 0: keep forever
     max_per_target: int = 0  # 0: no count limit
+    #: how often retention (max_age_days, max_per_target) is applied
+    prune_interval_seconds: float = 3600.0
+    #: lines of a room replayed to telnet and web users when they join (0: none)
+    join_replay: int = 20
+    #: most events one history request may return (IRC ISUPPORT CHATHISTORY)
+    query_limit: int = 100
+
+    def validate(self, prefix: str) -> None:
+        prefix = prefix or "history"
+        _at_least(
+            prefix,
+            0,
+            max_age_days=self.max_age_days,
+            max_per_target=self.max_per_target,
+            join_replay=self.join_replay,
+        )
+        _at_least(prefix, 1, query_limit=self.query_limit)
+        if self.prune_interval_seconds <= 0:
+            raise ConfigError(f"setting '{prefix}.prune_interval_seconds' must be greater than 0")

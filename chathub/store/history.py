@@ -1,0 +1,111 @@
+"""Which conversation an event belongs to, and how history references compare.
+
+Pure functions shared by every backend. A conversation is keyed by a string: a room's
+folded name (``#chat``), or two folded nicks in sorted order joined by a space for a
+private conversation (``alice bob``); nicks and room names never contain spaces, so the
+keys cannot collide.
+
+Times are compared in whole milliseconds, the precision of IRCv3 ``server-time``, so a
+client that echoes the ``time`` tag of a message as ``timestamp=`` excludes exactly the
+messages of that millisecond.
+"""
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Optional, Sequence
+
+from chathub.events import Event
+from chathub.hub.names import fold, is_room_name
+
+
+class Conversation(NamedTuple):
+    """A room (``peer_b`` is None) or the private conversation of ``peer_a`` and ``peer_b``."""
+
+    key: str
+    peer_a: str  # folded room name, or the first folded nick
+    peer_b: Optional[str]  # second folded nick, None for a room
+
+    @property
+    def private(self) -> bool:
+        return self.peer_b is not None
+
+
+def room_conversation(name: str) -> Conversation:
+    """The conversation of room ``name``."""
+    folded = fold(name)
+    return Conversation(folded, folded, None)
+
+
+def private_conversation(nick1: str, nick2: str) -> Conversation:
+    """The private conversation between two nicks (either order gives the same key)."""
+    a, b = sorted((fold(nick1), fold(nick2)))
+    return Conversation(f"{a} {b}", a, b)
+
+
+def peer_name(event: Event, viewer: str) -> str:
+    """The nick of the other party of a private ``event``, as ``viewer`` (folded) sees it."""
+    if fold(event.source.nick) == viewer:
+        return event.target
+    return event.source.nick
+
+
+def conversation_for(viewer: str, target: str) -> Conversation:
+    """The conversation ``viewer`` means by ``target``: a room, or its talk with that nick."""
+    if is_room_name(target):
+        return room_conversation(target)
+    return private_conversation(viewer, target)
+
+
+def conversations_of(event: Event, rooms: Iterable[str] = (), private: bool = True) -> list[Conversation]:
+    """Every conversation ``event`` is part of, without repeats.
+
+    A room target gives that room; a nick target gives the private conversation with the
+    sender (unless ``private`` is false, or the sender is the server itself); ``rooms``
+    adds rooms for user-wide events (quit, nick change).
+    """
+    found: dict[str, Conversation] = {}
+    target = event.target
+    if target:
+        if is_room_name(target):
+            conv = room_conversation(target)
+            found[conv.key] = conv
+        elif private and event.source.nick:
+            conv = private_conversation(event.source.nick, target)
+            found[conv.key] = conv
+    for room in rooms:
+        if is_room_name(room):
+            conv = room_conversation(room)
+            found.setdefault(conv.key, conv)
+    return list(found.values())
+
+
+def to_ms(t: float) -> int:
+    """Epoch seconds to whole milliseconds, the way ``chathub.events.iso_time`` shows them."""
+    return round(t * 1_000_000) // 1000
+
+
+def check_ref(ref: Sequence) -> tuple[str, object]:
+    """Validate a ``("msgid", str)`` or ``("timestamp", float)`` reference."""
+    try:
+        kind, value = ref
+    except (TypeError, ValueError):
+        raise ValueError(f"a history reference is (\"msgid\", id) or (\"timestamp\", t), not {ref!r}")
+    if kind == "msgid" and isinstance(value, str) and value:
+        return kind, value
+    if kind == "timestamp" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return kind, float(value)
+    raise ValueError(f"a history reference is (\"msgid\", id) or (\"timestamp\", t), not {ref!r}")
+
+
+def centred_window(items: list, pivot: int, limit: int, pivot_is_item: bool = True) -> list:
+    """``limit`` consecutive items of ``items`` centred on ``pivot``, shifted to fit.
+
+    ``pivot`` is the index of the reference item, or (``pivot_is_item`` false) of the
+    first item after a reference that falls between items. An odd ``limit`` puts the
+    reference item in the middle, an even one gives the extra item to the later side;
+    when one side runs short the window takes more from the other.
+    """
+    if limit <= 0:
+        return []
+    start = pivot - ((limit - 1) // 2 if pivot_is_item else limit // 2)
+    start = max(0, min(start, len(items) - limit))
+    return items[start : start + limit]

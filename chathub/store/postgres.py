@@ -1,0 +1,92 @@
+"""The PostgreSQL store: the same schema and semantics as SQLite, through psycopg 3.
+
+psycopg runs in an adbapi thread pool (the reactor stays whatever reactor it is). Writes
+still go one transaction at a time through the group-commit writer, so their order is
+the order they were asked for; reads use any free connection. A connection that breaks
+(the server restarted) is replaced on the next use.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.python.failure import Failure
+
+from chathub.config.storage import HistoryConfig
+from chathub.store.interfaces import StorageError
+from chathub.store.schema import POSTGRES
+from chathub.store.sql import SqlStore
+
+#: seconds to wait for the server when connecting, unless the DSN says otherwise
+CONNECT_TIMEOUT = 10
+
+
+def describe_dsn(dsn: str) -> str:
+    """The connection string without its password, fit for logs and error messages."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(an invalid storage.postgres_dsn)"
+    shown = [f"{k}={params[k]}" for k in ("host", "port", "dbname", "user") if params.get(k)]
+    return " ".join(shown) or "(libpq defaults)"
+
+
+class PostgresStore(SqlStore):
+    """``IStore`` on a PostgreSQL database named by a libpq connection string."""
+
+    dialect = POSTGRES
+    engine = "PostgreSQL"
+    lock_rows = " FOR UPDATE"
+
+    def __init__(
+        self,
+        dsn: str,
+        history: Optional[HistoryConfig] = None,
+        pool_size: int = 4,
+        reactor=None,
+    ) -> None:
+        super().__init__(history, reactor)
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self._connect_kwargs: dict = {}
+        self.description = f"PostgreSQL database ({describe_dsn(dsn)})"
+
+    def _prepare(self) -> None:
+        try:
+            params = conninfo_to_dict(self.dsn)
+        except psycopg.Error:
+            # libpq's message may quote the string, password included: say less
+            raise StorageError("storage.postgres_dsn is not a valid PostgreSQL connection string") from None
+        self._connect_kwargs = {"application_name": "chathub"}
+        if "connect_timeout" not in params:
+            self._connect_kwargs["connect_timeout"] = CONNECT_TIMEOUT
+
+    def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
+        pool = ConnectionPool(
+            "psycopg",
+            conninfo=self.dsn,
+            cp_min=1,
+            cp_max=self.pool_size,
+            cp_name="chathub-postgres",
+            cp_reconnect=True,
+            cp_reactor=self._reactor,
+            **self._connect_kwargs,
+        )
+        return pool, pool
+
+    def _detail(self, exc: BaseException) -> str:
+        if isinstance(exc, psycopg.Error):
+            primary = exc.diag.message_primary if exc.diag else None
+            if primary:
+                return primary
+        return super()._detail(exc)
+
+    def _open_error(self, failure: Failure) -> StorageError:
+        e = failure.value
+        if isinstance(e, psycopg.OperationalError):
+            return StorageError(
+                f"cannot connect to the {self.description}: {self._detail(e)}"
+            )
+        return super()._open_error(failure)

@@ -1,0 +1,145 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Two adbapi pools of one thread each: a writer connection (every write, in order, batched
+by the group-commit writer) and a read-only connection, so history queries never wait
+behind a commit. With ``synchronous=NORMAL`` in WAL mode a committed transaction is in
+the operating system's hands when the commit returns, so it survives ``kill -9`` of the
+server; ``sqlite_synchronous = "full"`` also makes it survive a power loss.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Optional
+
+from twisted.enterprise.adbapi import ConnectionPool
+from twisted.python.failure import Failure
+
+from chathub.config.storage import HistoryConfig
+from chathub.store.interfaces import StorageError
+from chathub.store.schema import SQLITE
+from chathub.store.sql import SqlStore
+
+#: how long a connection waits for a lock held by another process before failing
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class SqliteStore(SqlStore):
+    """``IStore`` on an SQLite file, created (with its directory) on first start."""
+
+    dialect = SQLITE
+    engine = "SQLite"
+
+    def __init__(
+        self,
+        path: str,
+        history: Optional[HistoryConfig] = None,
+        synchronous: str = "normal",
+        check_on_start: bool = True,
+        reactor=None,
+    ) -> None:
+        super().__init__(history, reactor)
+        self.path = os.path.abspath(path)
+        self.synchronous = synchronous.upper()
+        self.check_on_start = check_on_start
+        self.description = f"SQLite database {self.path}"
+
+    def _prepare(self) -> None:
+        directory = os.path.dirname(self.path)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot create the data directory {directory} for the SQLite database "
+                f"{self.path}: {e.strerror or e}"
+            ) from None
+        if not os.path.isdir(directory):
+            raise StorageError(f"the data directory {directory} is not a directory")
+        if os.path.isdir(self.path):
+            raise StorageError(f"the SQLite database {self.path} is a directory, not a file")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # WAL mode needs to create its -wal and -shm files next to the database
+            raise StorageError(
+                f"the data directory {directory} is not writable, so the SQLite database "
+                f"{self.path} cannot be used"
+            )
+        if os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StorageError(f"the SQLite database {self.path} is not readable and writable")
+
+    def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
+        def pool(name: str, openfun) -> ConnectionPool:
+            return ConnectionPool(
+                "sqlite3",
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                check_same_thread=False,  # adbapi closes connections from the reactor thread
+                isolation_level=None,  # we say BEGIN ourselves (and DDL is transactional)
+                cp_min=1,
+                cp_max=1,
+                cp_name=name,
+                cp_openfun=openfun,
+                cp_reactor=self._reactor,
+            )
+
+        return pool("chathub-sqlite-write", self._setup_writer), pool(
+            "chathub-sqlite-read", self._setup_reader
+        )
+
+    def _setup_writer(self, conn: sqlite3.Connection) -> None:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                self.log.warn(
+                    "{db}: the file system does not allow WAL mode (journal mode is {mode})",
+                    db=self.description,
+                    mode=mode,
+                )
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+
+    def _setup_reader(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
+
+    def _begin(self, txn) -> None:
+        # take the write lock now, not halfway through the transaction
+        txn.execute("BEGIN IMMEDIATE")
+
+    def _check(self, txn) -> None:
+        if not self.check_on_start:
+            return
+        txn.execute("PRAGMA quick_check(5)")
+        problems = [row[0] for row in txn.fetchall() if row[0] != "ok"]
+        if problems:
+            raise StorageError(
+                f"the SQLite database {self.path} is damaged ({'; '.join(problems)}): restore it "
+                "from a backup, or move it away to start with an empty one"
+            )
+
+    def _open_error(self, failure: Failure) -> StorageError:
+        e = failure.value
+        detail = self._detail(e)
+        if isinstance(e, sqlite3.DatabaseError):
+            lowered = detail.lower()
+            if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+                return StorageError(
+                    f"the SQLite database {self.path} is corrupt or is not an SQLite file "
+                    f"({detail}): restore it from a backup, or move it away to start with an empty one"
+                )
+            if "unable to open" in lowered:
+                return StorageError(
+                    f"cannot open the SQLite database {self.path}: unable to open the file "
+                    "(check that its directory exists and is writable)"
+                )
+            if "readonly" in lowered or "read-only" in lowered:
+                return StorageError(f"the SQLite database {self.path} is read-only ({detail})")
+            if "locked" in lowered or "busy" in lowered:
+                return StorageError(
+                    f"the SQLite database {self.path} is locked by another process ({detail})"
+                )
+        return StorageError(f"cannot open the SQLite database {self.path}: {detail}")

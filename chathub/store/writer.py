@@ -1,0 +1,178 @@
+"""Group commit: one serial queue for every write, events batched into one transaction.
+
+Appended events wait in a queue; the writer takes every event that arrived during one
+reactor turn, or while the previous transaction ran, and commits them together. Other
+writes (accounts, rooms, pruning) run as their own transactions in the same queue, so
+all writes are applied in the order they were asked for, whatever thread pool runs them.
+
+Each Deferred fires, in queue order, only after its transaction committed. When a batch
+fails, its events are retried one per transaction, so one bad event cannot take the
+others down with it, and a passing fault (a lost connection that came back) costs
+nothing; the msgid's uniqueness makes a retry of an event that did commit harmless.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chathub.store.interfaces import StorageError
+
+
+class _Write:
+    __slots__ = ("item", "fn", "args", "deferred", "alone")
+
+    def __init__(self, item, fn, args, alone: bool) -> None:
+        self.item = item  # an event row for the batch function, or None for a call
+        self.fn = fn
+        self.args = args
+        self.deferred: Deferred = Deferred()
+        self.alone = alone
+
+
+class GroupCommitWriter:
+    """Runs writes one transaction at a time, batching appended items.
+
+    ``run(fn, *args)`` must run ``fn(txn, *args)`` in one transaction off the reactor
+    thread and return a Deferred of its result (``adbapi.ConnectionPool.runInteraction``).
+    ``write_batch(txn, items)`` writes a list of appended items. ``explain(failure, what)``
+    logs a database failure and turns it into a ``StorageError``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        run: Callable[..., Deferred],
+        write_batch: Callable[[Any, list], Any],
+        explain: Callable[[Failure, str], StorageError],
+        clock: IReactorTime,
+        max_batch: int = 1000,
+    ) -> None:
+        self._run = run
+        self._write_batch = write_batch
+        self._explain = explain
+        self._clock = clock
+        self._max_batch = max_batch
+        self._queue: deque[_Write] = deque()
+        self._busy = False
+        self._scheduled = None
+        self._idle_waiters: list[Deferred] = []
+        self.closed = False
+        #: transactions committed and items written, for tests and metrics
+        self.commits = 0
+        self.items_written = 0
+
+    @property
+    def pending(self) -> int:
+        """Writes queued and not yet committed (the running transaction included)."""
+        return len(self._queue)
+
+    def append(self, item) -> Deferred:
+        """Queue one item for the next batch; fires with None once committed."""
+        return self._enqueue(_Write(item, None, (), alone=False))
+
+    def call(self, fn: Callable, *args) -> Deferred:
+        """Run ``fn(txn, *args)`` in its own transaction, after every write queued before it."""
+        return self._enqueue(_Write(None, fn, args, alone=True))
+
+    def idle(self) -> Deferred:
+        """Fires once everything queued so far has been committed (or has failed)."""
+        if not self._queue and not self._busy:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    def close(self) -> Deferred:
+        """Refuse new writes, and fire once the queued ones are done."""
+        self.closed = True
+        return self.idle()
+
+    def _enqueue(self, write: _Write) -> Deferred:
+        if self.closed:
+            return _failed(StorageError("storage is closed: the server is shutting down"))
+        self._queue.append(write)
+        if not self._busy and self._scheduled is None:
+            # wait for the end of this reactor turn, so its appends share one commit
+            self._scheduled = self._clock.callLater(0, self._next)
+        return write.deferred
+
+    def _take(self) -> list[_Write]:
+        queue = self._queue
+        head = queue[0]
+        if head.alone:
+            return [head]
+        batch = []
+        for write in queue:
+            if write.alone or len(batch) >= self._max_batch:
+                break
+            batch.append(write)
+        return batch
+
+    def _next(self) -> None:
+        self._scheduled = None
+        if self._busy:
+            return
+        if not self._queue:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for d in waiters:
+                d.callback(None)
+            return
+        self._busy = True
+        batch = self._take()
+        head = batch[0]
+        if head.item is None:
+            d = self._run(head.fn, *head.args)
+        else:
+            d = self._run(self._write_batch, [w.item for w in batch])
+        d.addCallbacks(self._done, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def _pop(self, batch: list[_Write]) -> None:
+        for _ in batch:
+            self._queue.popleft()
+
+    def _done(self, result, batch: list[_Write]) -> None:
+        self._pop(batch)
+        self.commits += 1
+        if batch[0].item is not None:
+            self.items_written += len(batch)
+        # still busy while callbacks run: what they append joins the next batch
+        for write in batch:
+            write.deferred.callback(result if write.item is None else None)
+        self._busy = False
+        self._next()
+
+    def _failed(self, failure: Failure, batch: list[_Write]) -> None:
+        if len(batch) > 1:
+            # retry one per transaction: only the writes that really fail will fail
+            self.log.warn(
+                "a batch of {count} history writes failed ({error}); retrying them one by one",
+                count=len(batch),
+                error=failure.getErrorMessage(),
+            )
+            for write in batch:
+                write.alone = True
+            self._busy = False
+            self._next()
+            return
+        self._pop(batch)
+        (write,) = batch
+        if isinstance(failure.value, StorageError):
+            error = failure  # a refusal the caller expects (an account that exists)
+        else:
+            what = "an event" if write.item is not None else write.fn.__name__.strip("_").replace("_", " ")
+            error = Failure(self._explain(failure, what))
+        write.deferred.errback(error)
+        self._busy = False
+        self._next()
+
+
+def _failed(error: Exception) -> Deferred:
+    d: Deferred = Deferred()
+    d.errback(error)
+    return d
