@@ -34,6 +34,7 @@ class Kind:
     SETNAME = "setname"  # text: new realname
     ACCOUNT = "account"  # data: {"account": name or None}
     PRESENCE = "presence"  # data: {"state": "online"|"away"|"offline"}
+    WALLOPS = "wallops"  # text: a message to users with user mode +w
 
     #: kinds that carry user text and go to history
     CHAT = frozenset({MESSAGE, ACTION, NOTICE})

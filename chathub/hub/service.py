@@ -26,6 +26,7 @@ from chathub.hub.outbox import Outbox
 from chathub.hub.rooms import FLAG_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
+from chathub.store.interfaces import Ban, RoomRecord
 
 #: events that carry user text: committed to history before anyone sees them
 DURABLE_KINDS = Kind.CHAT
@@ -33,6 +34,23 @@ DURABLE_KINDS = Kind.CHAT
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
 )
+HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
+
+
+def room_record(room: Room) -> RoomRecord:
+    """The stored form of a registered room."""
+    return RoomRecord(
+        name=room.name,
+        topic=room.topic,
+        topic_setter=room.topic_setter,
+        topic_time=room.topic_time,
+        modes="".join(room.modes),
+        key=room.key,
+        limit=room.limit,
+        bans=tuple(Ban(b.mask, b.setter, b.time) for b in room.bans),
+        operators=tuple(sorted(room.operators)),
+        created=room.created,
+    )
 
 
 class WhowasEntry:
@@ -80,6 +98,7 @@ class ChatHub(service.Service):
         self.started = time.time()
         self.max_users_seen = 0
         self.server_source = Source(nick=self.config.server.name, protocol="server")
+        self.history_enabled = self.config.history.enabled
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -180,6 +199,10 @@ class ChatHub(service.Service):
             room = Room(name)
             self.rooms[folded] = room
             member = Member(user, "o")
+            if user.account is not None:
+                # a room made by an account holder is registered: it and its rules persist
+                room.registered = True
+                room.operators.add(fold(user.account))
             self._room_changed(room)
         else:
             invited = user.folded in room.invited
@@ -192,7 +215,8 @@ class ChatHub(service.Service):
             if room.is_banned(user) and not invited:
                 raise errors.Banned(room.name)
             room.invited.discard(user.folded)
-            member = Member(user, "o" if not room.members and not room.registered else "")
+            founder = user.account is not None and fold(user.account) in room.operators
+            member = Member(user, "o" if founder or (not room.members and not room.registered) else "")
         room.members[user.folded] = member
         user.rooms[folded] = room
         event = self._event(Kind.JOIN, user, room.name, data={"account": user.account})
@@ -316,6 +340,8 @@ class ChatHub(service.Service):
             if adding == (letter in target.privileges):
                 return False
             (target.grant if adding else target.revoke)(letter)
+            if letter == "o" and room.registered and target.user.account is not None:
+                (room.operators.add if adding else room.operators.discard)(fold(target.user.account))
             return target.user.nick
         if letter == "k":
             if adding:
@@ -368,8 +394,26 @@ class ChatHub(service.Service):
         ]
 
     def _room_changed(self, room: Room) -> None:
-        """Hook for persistence of room state (topic, modes, bans)."""
-        # Filled in by the storage integration: registered rooms are saved here.
+        """Save a registered room's state (topic, modes, key, limit, bans, operators)."""
+        if self.store is None or not room.registered:
+            return
+        d = self.store.save_room(room_record(room))
+        d.addErrback(lambda f: self.log.failure("could not save room {room}", f, room=room.name))
+
+    def restore_rooms(self, records: Iterable) -> None:
+        """Recreate registered rooms from stored ``RoomRecord``s (at start-up)."""
+        for record in records:
+            room = Room(record.name, created=record.created or None)
+            room.topic = record.topic
+            room.topic_setter = record.topic_setter
+            room.topic_time = record.topic_time
+            room.modes = set(record.modes)
+            room.key = record.key
+            room.limit = record.limit
+            room.bans = [BanEntry(b.mask, b.setter, b.time) for b in record.bans]
+            room.operators = set(record.operators)
+            room.registered = True
+            self.rooms[room.folded] = room
 
     # -- talking -----------------------------------------------------------------------
 
@@ -449,6 +493,34 @@ class ChatHub(service.Service):
         user.modes.add("o")
         user.privileges = frozenset(privileges)
         self.log.info("{nick} is now a server operator", nick=user.nick)
+
+    def change_user_modes(
+        self, user: User, changes: Sequence[tuple[str, Optional[str]]]
+    ) -> list[tuple[str, Optional[str]]]:
+        """Apply a user's own mode changes (+i/-i, +w/-w, -o); return those applied."""
+        applied: list[tuple[str, Optional[str]]] = []
+        for change, _arg in changes:
+            sign, letter = change[0], change[1]
+            if letter not in "iwo" or (letter == "o" and sign == "+"):
+                raise errors.UnknownMode(letter)
+            if (sign == "+") == (letter in user.modes):
+                continue
+            if sign == "+":
+                user.modes.add(letter)
+            else:
+                user.modes.discard(letter)
+                if letter == "o":
+                    user.privileges = frozenset()
+            applied.append((change, None))
+        return applied
+
+    def wallops(self, user: User, text: str) -> Event:
+        """Send ``text`` to every user with user mode +w (operators with "wallops" only)."""
+        if not user.is_operator or "wallops" not in user.privileges:
+            raise errors.NotServerOperator(user.nick or "")
+        event = self._event(Kind.WALLOPS, user, text=text)
+        self._publish(event, [u for u in self.users.values() if "w" in u.modes], user)
+        return event
 
     def kill(self, user: User, nick: str, reason: str) -> User:
         """Disconnect ``nick`` (operators with the kill privilege only)."""
@@ -537,7 +609,7 @@ class ChatHub(service.Service):
             recipients = [u for u in recipients if u is not actor]
         store = self.store
         durable: Optional[Deferred] = None
-        if store is not None and event.kind in DURABLE_KINDS | PLAYBACK_KINDS:
+        if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
             stored = store.append(event, rooms)
             if event.kind in DURABLE_KINDS:
                 durable = stored

@@ -1,0 +1,39 @@
+"""The IRC server: RFC 1459/2812 and the Modern IRC client protocol with IRCv3.
+
+Layers, each one module:
+
+- ``wire``: one line <-> ``Message`` (irctokens ``tokenise`` per line, our own serialiser
+  with the 512-byte body and 8191-byte tag limits).
+- ``table``: the declarative command table (name, allowed before registration, minimum
+  parameters, privilege, flood penalty); ``commands_*`` modules fill it.
+- ``session``: ``IrcSession``, one per client, transport-agnostic. It is the hub
+  participant, runs registration/CAP/SASL, dispatches commands and buffers each
+  command's replies (``ResponseBuffer``: labeled-response, batch, ACK).
+- ``render``: hub events -> IRC messages for a set of capabilities (fan-out shares bytes
+  between sessions with the same ``format_key``).
+- ``flood``: penalty clock ("fake lag") and ``Excess Flood``.
+- ``protocol``: IRC over TCP (``IrcProtocol``, ``IrcFactory``).
+
+The transport seam (used by IRC over WebSocket): build an ``IrcSession(hub, portal,
+config, writer, host=..., reactor=..., secure=..., flood_exempt=...)`` where ``writer``
+has ``write(data: bytes)`` (one or more complete CRLF-terminated lines: a WebSocket
+transport sends each line as one message, without its CRLF, as text for
+``text.ircv3.net`` / no subprotocol, binary for ``binary.ircv3.net``) and
+``lose_connection()``. Feed it each received line without its line ending through
+``session.line_received(line: bytes)`` (the transport enforces ``wire.MAX_LINE``; longer
+input gets ``session.numeric(ERR_INPUTTOOLONG, ...)``), and call
+``session.connection_lost(reason)`` when the connection ends. Put the writer's output
+through a ``chathub.protocols.sendqueue.SendQueue``.
+"""
+from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
+    commands_channels,
+    commands_messages,
+    commands_queries,
+    commands_registration,
+    commands_server,
+)
+from chathub.protocols.irc.protocol import IrcFactory, IrcProtocol
+from chathub.protocols.irc.session import IrcSession, IrcWriter
+from chathub.protocols.irc.wire import MAX_LINE, Message
+
+__all__ = ["IrcFactory", "IrcProtocol", "IrcSession", "IrcWriter", "Message", "MAX_LINE"]

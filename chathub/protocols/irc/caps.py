@@ -1,0 +1,65 @@
+"""IRCv3 capabilities: what we offer in ``CAP LS`` and which ones change the bytes we send."""
+from __future__ import annotations
+
+from typing import Mapping
+
+CAP_NOTIFY = "cap-notify"
+MESSAGE_TAGS = "message-tags"
+SERVER_TIME = "server-time"
+ECHO_MESSAGE = "echo-message"
+MULTI_PREFIX = "multi-prefix"
+USERHOST_IN_NAMES = "userhost-in-names"
+AWAY_NOTIFY = "away-notify"
+ACCOUNT_NOTIFY = "account-notify"
+ACCOUNT_TAG = "account-tag"
+EXTENDED_JOIN = "extended-join"
+CHGHOST = "chghost"
+SETNAME = "setname"
+INVITE_NOTIFY = "invite-notify"
+BATCH = "batch"
+LABELED_RESPONSE = "labeled-response"
+STANDARD_REPLIES = "standard-replies"
+SASL = "sasl"
+
+
+def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
+    """Every capability we offer, with its ``CAP LS 302`` value ("" for none)."""
+    return {
+        ACCOUNT_NOTIFY: "",
+        ACCOUNT_TAG: "",
+        AWAY_NOTIFY: "",
+        BATCH: "",
+        CAP_NOTIFY: "",
+        CHGHOST: "",
+        ECHO_MESSAGE: "",
+        EXTENDED_JOIN: "",
+        INVITE_NOTIFY: "",
+        LABELED_RESPONSE: "",
+        MESSAGE_TAGS: "",
+        MULTI_PREFIX: "",
+        SASL: sasl_mechanisms,
+        SERVER_TIME: "",
+        SETNAME: "",
+        STANDARD_REPLIES: "",
+        USERHOST_IN_NAMES: "",
+    }
+
+
+#: capabilities that change how a hub event is rendered: part of a session's format_key,
+#: so fan-out renders once per distinct set of these
+RENDERING = frozenset(
+    {
+        MESSAGE_TAGS,
+        SERVER_TIME,
+        ACCOUNT_TAG,
+        EXTENDED_JOIN,
+        AWAY_NOTIFY,
+        ACCOUNT_NOTIFY,
+        CHGHOST,
+        SETNAME,
+        INVITE_NOTIFY,
+    }
+)
+
+#: capabilities a client may not remove once enabled (CAP 302: none are sticky for us)
+STICKY: frozenset[str] = frozenset()

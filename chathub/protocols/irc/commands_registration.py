@@ -1,0 +1,275 @@
+"""Connection registration: CAP, NICK, USER, PASS, AUTHENTICATE (SASL PLAIN), PING, PONG, QUIT."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+
+from chathub.hub import errors
+from chathub.interfaces import IChatUser
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.table import command
+from chathub.protocols.irc.wire import Message
+
+#: characters kept in a USER name (others are dropped)
+_USERNAME_JUNK = re.compile(r"[^A-Za-z0-9_.\-\[\]\\`^{|}]")
+#: a SASL message chunk is at most this long; a shorter one ends the message
+SASL_CHUNK = 400
+#: the largest SASL message we accept, decoded
+SASL_MAX = 8192
+
+
+# -- CAP ----------------------------------------------------------------------------------
+
+
+def _cap_ls_lines(session, version: int) -> list[list[str]]:
+    offered = C.offered()
+    words = [f"{k}={v}" if v and version >= 302 else k for k, v in sorted(offered.items())]
+    lines: list[list[str]] = []
+    current: list[str] = []
+    size = 0
+    for word in words:
+        if current and size + len(word) + 1 > 380:
+            lines.append(current)
+            current, size = [], 0
+        current.append(word)
+        size += len(word) + 1
+    lines.append(current)
+    return lines
+
+
+@command("CAP", before_registration=True, min_params=1)
+def cap(session, msg: Message, rb) -> None:
+    """CAP LS / LIST / REQ / END (IRCv3 capability negotiation, version 302)."""
+    sub = msg.params[0].upper()
+    target = session.nick or "*"
+    server = session.server_name
+    if sub == "LS":
+        if not session.registered:
+            session.cap_negotiating = True
+        version = 0
+        if len(msg.params) > 1:
+            try:
+                version = int(msg.params[1])
+            except ValueError:
+                version = 0
+        session.cap_version = max(session.cap_version, version)
+        if version >= 302:
+            session.set_caps(enabled=[C.CAP_NOTIFY])
+        lines = _cap_ls_lines(session, session.cap_version)
+        for i, words in enumerate(lines):
+            more = ["*"] if i < len(lines) - 1 and session.cap_version >= 302 else []
+            rb.add(Message("CAP", [target, "LS", *more, " ".join(words)], server))
+    elif sub == "LIST":
+        rb.add(Message("CAP", [target, "LIST", " ".join(sorted(session.caps))], server))
+    elif sub == "REQ":
+        if not session.registered:
+            session.cap_negotiating = True
+        wanted = msg.params[1] if len(msg.params) > 1 else ""
+        names = wanted.split()
+        offered = C.offered()
+        enable, disable = [], []
+        ok = bool(names)
+        for name in names:
+            removing = name.startswith("-")
+            bare = name[1:] if removing else name
+            if bare not in offered or (removing and bare in C.STICKY):
+                ok = False
+                break
+            (disable if removing else enable).append(bare)
+        if ok:
+            session.set_caps(enabled=enable, disabled=disable)
+            rb.add(Message("CAP", [target, "ACK", wanted.strip()], server))
+        else:
+            rb.add(Message("CAP", [target, "NAK", wanted], server))
+    elif sub == "END":
+        if not session.registered:
+            session.cap_negotiating = False
+            return session.try_register(rb)
+    else:
+        rb.numeric(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
+    return None
+
+
+# -- NICK, USER, PASS ---------------------------------------------------------------------
+
+
+@command("NICK", before_registration=True)
+def nick(session, msg: Message, rb):
+    """Choose a nick, or change it once registered."""
+    if not msg.params or not msg.params[0]:
+        rb.numeric(N.ERR_NONICKNAMEGIVEN, "No nickname given")
+        return None
+    new = msg.params[0]
+    hub = session.hub
+    if not session.registered:
+        hub.check_nick(new, session.user)
+        session.nick = new
+        return session.try_register(rb)
+    event = hub.change_nick(session.user, new)
+    if event is not None:
+        session.nick = session.user.nick
+        rb.add(session.render_own(event))
+    return None
+
+
+@command("USER", before_registration=True, only_before_registration=True, min_params=4)
+def user(session, msg: Message, rb):
+    """USER <username> <mode> <unused> :<realname>."""
+    if session.username is not None:
+        rb.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        return None
+    name = _USERNAME_JUNK.sub("", msg.params[0])[: session.config.irc.user_length]
+    if not msg.params[0]:
+        rb.numeric(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+        return None
+    session.username = name or "user"
+    session.realname = msg.params[3]
+    return session.try_register(rb)
+
+
+@command("PASS", before_registration=True, only_before_registration=True, min_params=1)
+def pass_(session, msg: Message, rb) -> None:
+    """PASS <password> or PASS <account>:<password>: log in for clients without SASL."""
+    session.password = msg.params[0]
+
+
+# -- SASL -----------------------------------------------------------------------------------
+
+
+class SaslExchange:
+    """An AUTHENTICATE exchange in progress."""
+
+    __slots__ = ("mechanism", "data")
+
+    def __init__(self, mechanism: str) -> None:
+        self.mechanism = mechanism
+        self.data = ""
+
+
+@command("AUTHENTICATE", before_registration=True, min_params=1, penalty=0.5)
+def authenticate(session, msg: Message, rb):
+    """SASL PLAIN through the same portal as every other login."""
+    arg = msg.params[0]
+    if C.SASL not in session.caps:
+        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: the sasl capability is not enabled")
+        return None
+    if arg == "*":
+        if session.sasl is None:
+            rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: nothing to abort")
+        else:
+            session.sasl = None
+            rb.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
+            return session.try_register(rb)
+        return None
+    if session.sasl is None:
+        if session.sasl_done and not session.registered:
+            rb.numeric(N.ERR_SASLALREADY, "You have already authenticated using SASL")
+            return None
+        mechanism = arg.upper()
+        if mechanism != "PLAIN":
+            rb.numeric(N.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+            rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+            return None
+        session.sasl = SaslExchange(mechanism)
+        rb.add(Message("AUTHENTICATE", ["+"]))
+        return None
+    exchange = session.sasl
+    if len(arg) > SASL_CHUNK:
+        session.sasl = None
+        rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
+        return None
+    if arg != "+":
+        exchange.data += arg
+        if len(exchange.data) > SASL_MAX * 4 // 3 + 4:
+            session.sasl = None
+            rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
+            return None
+        if len(arg) == SASL_CHUNK:
+            return None  # more to come
+    session.sasl = None
+    try:
+        raw = base64.b64decode(exchange.data, validate=True) if exchange.data else b""
+    except (binascii.Error, ValueError):
+        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid base64")
+        return None
+    parts = raw.split(b"\x00")
+    if len(parts) != 3 or not parts[1] or (parts[0] and parts[0] != parts[1]):
+        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid PLAIN message")
+        return None
+    authcid, password = parts[1], parts[2]
+    try:
+        authcid.decode("utf-8")
+        password.decode("utf-8")
+    except UnicodeDecodeError:
+        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid UTF-8")
+        return None
+    # hold registration until the (threaded) password check is done
+    session.sasl = exchange
+    d = session.portal.login(UsernamePassword(authcid, password), session, IChatUser)
+    d.addCallbacks(_sasl_success, _sasl_failure, callbackArgs=(session, rb), errbackArgs=(session, rb))
+    return d
+
+
+def _sasl_success(result, session, rb):
+    _iface, user, logout = result
+    session.sasl = None
+    account = user.account
+    if session.closed:
+        logout()
+        return None
+    if session.registered:
+        # the connection keeps its hub user; only the account changes
+        logout()
+        session.hub.set_account(session.user, account)
+    else:
+        if session.user is not None and session._logout is not None:
+            session._logout()
+        session.adopt_user(user, logout)
+    session.sasl_done = True
+    mask = f"{session.nick or '*'}!~{session.username or '*'}@{session.host}"
+    if session.user is not None and session.registered:
+        mask = session.user.mask
+    rb.numeric(N.RPL_LOGGEDIN, mask, account, f"You are now logged in as {account}")
+    rb.numeric(N.RPL_SASLSUCCESS, "SASL authentication successful")
+    return session.try_register(rb)
+
+
+def _sasl_failure(failure, session, rb):
+    failure.trap(UnauthorizedLogin)
+    session.sasl = None
+    rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+    return None
+
+
+# -- liveness and leaving ----------------------------------------------------------------
+
+
+@command("PING", before_registration=True, penalty=0.5)
+def ping(session, msg: Message, rb) -> None:
+    """PING <token>: answered with PONG <server> :<token>, the token echoed exactly."""
+    if not msg.params:
+        rb.numeric(N.ERR_NOORIGIN, "No origin specified")
+        return
+    rb.add(Message("PONG", [session.server_name, msg.params[0]], session.server_name))
+
+
+@command("PONG", before_registration=True, penalty=0.5)
+def pong(session, msg: Message, rb) -> None:
+    """PONG: proof of life (any line is; nothing to answer)."""
+
+
+@command("QUIT", before_registration=True)
+def quit_(session, msg: Message, rb) -> None:
+    """QUIT [:reason]."""
+    rb.flush()
+    session.quit(msg.params[0] if msg.params else "")
+
+
+def hub_refusal(session, rb, error: errors.HubError) -> None:
+    """Shortcut for handlers that report a refused hub call."""
+    session.hub_error(rb, error)

@@ -1,0 +1,269 @@
+"""Server-wide commands: the welcome burst, ISUPPORT, LUSERS, MOTD, VERSION, TIME, INFO,
+ADMIN, HELP, LINKS, OPER, KILL and WALLOPS."""
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from twisted.internet import threads
+
+import chathub
+from chathub.hub.masks import mask_matches
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.table import COMMANDS, command
+from chathub.protocols.irc.wire import Message
+
+VERSION = f"chathub-{getattr(chathub, '__version__', '0.1.0')}"
+USER_MODES = "iow"
+CHANNEL_MODES = "biklmnopstv"
+CHANNEL_MODES_WITH_PARAM = "bklov"
+#: ISUPPORT tokens per 005 line (RFC limit is 13)
+TOKENS_PER_LINE = 12
+
+
+def isupport_tokens(config) -> list[str]:
+    """Every ISUPPORT token, each true of this server."""
+    limits, irc = config.limits, config.irc
+    targets = irc.max_targets
+    return [
+        f"AWAYLEN={limits.away_length}",
+        "CASEMAPPING=ascii",
+        f"CHANLIMIT=#:{limits.max_rooms_per_user}",
+        "CHANMODES=b,k,l,imnpst",
+        f"CHANNELLEN={limits.room_name_length}",
+        "CHANTYPES=#",
+        "ELIST=U",
+        f"KICKLEN={irc.kick_length}",
+        f"MAXLIST=b:{irc.max_bans}",
+        f"MAXTARGETS={targets}",
+        f"MODES={MAX_MODE_PARAMS}",
+        f"MONITOR={irc.monitor_limit}",
+        f"NETWORK={config.server.network}",
+        f"NICKLEN={limits.nick_length}",
+        "PREFIX=(ov)@+",
+        "SAFELIST",
+        "TARGMAX=JOIN:,KICK:1,LIST:1,MONITOR:,NAMES:1,"
+        f"NOTICE:{targets},PART:,PRIVMSG:{targets},TAGMSG:{targets},WHOIS:1",
+        f"TOPICLEN={limits.topic_length}",
+        f"USERLEN={irc.user_length}",
+        "UTF8ONLY",
+        "WHOX",
+    ]
+
+
+#: mode changes with a parameter per MODE command (ISUPPORT MODES)
+MAX_MODE_PARAMS = 4
+
+
+def welcome_burst(session, rb) -> None:
+    """001-005, LUSERS and MOTD, sent once registration completes."""
+    config = session.config
+    user = session.user
+    started = datetime.fromtimestamp(session.hub.started, tz=timezone.utc)
+    rb.numeric(N.RPL_WELCOME, f"Welcome to the {config.server.network} IRC Network {user.mask}")
+    rb.numeric(N.RPL_YOURHOST, f"Your host is {session.server_name}, running version {VERSION}")
+    rb.numeric(N.RPL_CREATED, f"This server was created {started:%a %b %d %Y at %H:%M:%S UTC}")
+    rb.numeric(N.RPL_MYINFO, session.server_name, VERSION, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM)
+    isupport(session, rb)
+    lusers(session, None, rb)
+    motd(session, None, rb)
+
+
+def isupport(session, rb) -> None:
+    tokens = isupport_tokens(session.config)
+    for i in range(0, len(tokens), TOKENS_PER_LINE):
+        rb.numeric(N.RPL_ISUPPORT, *tokens[i : i + TOKENS_PER_LINE], "are supported by this server")
+
+
+@command("LUSERS")
+def lusers(session, msg, rb) -> None:
+    """Counts of users, operators and channels."""
+    hub = session.hub
+    users = list(hub.users.values())
+    total = len(users)
+    invisible = sum(1 for u in users if "i" in u.modes)
+    opers = sum(1 for u in users if u.is_operator)
+    rooms = len(hub.rooms)
+    most = hub.max_users_seen
+    rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
+    rb.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
+    rb.numeric(N.RPL_LUSERCHANNELS, str(rooms), "channels formed")
+    rb.numeric(N.RPL_LUSERME, f"I have {total} clients and 0 servers")
+    rb.numeric(N.RPL_LOCALUSERS, str(total), str(most), f"Current local users {total}, max {most}")
+    rb.numeric(N.RPL_GLOBALUSERS, str(total), str(most), f"Current global users {total}, max {most}")
+
+
+_motd_cache: dict[str, tuple[float, list[str]]] = {}
+
+
+def motd_lines(config) -> list[str] | None:
+    """The MOTD file's lines, or None when none is configured or it cannot be read."""
+    name = config.irc.motd_file
+    if not name:
+        return None
+    path = config.data_path(name) if not os.path.isabs(name) and not os.path.exists(name) else name
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return None
+    cached = _motd_cache.get(path)
+    if cached is None or cached[0] != mtime:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        cached = _motd_cache[path] = (mtime, lines)
+    return cached[1]
+
+
+@command("MOTD")
+def motd(session, msg, rb) -> None:
+    """The message of the day, or 422 when there is none."""
+    lines = motd_lines(session.config)
+    if lines is None:
+        rb.numeric(N.ERR_NOMOTD, "MOTD File is missing")
+        return
+    rb.numeric(N.RPL_MOTDSTART, f"- {session.server_name} Message of the day - ")
+    for line in lines:
+        rb.numeric(N.RPL_MOTD, f"- {line}")
+    rb.numeric(N.RPL_ENDOFMOTD, "End of /MOTD command.")
+
+
+def _other_server(session, msg, rb) -> bool:
+    """True (after a 402) when the command names a server other than this one."""
+    if msg is not None and msg.params and msg.params[0].lower() != session.server_name.lower():
+        if not mask_matches(msg.params[0], session.server_name):
+            rb.numeric(N.ERR_NOSUCHSERVER, msg.params[0], "No such server")
+            return True
+    return False
+
+
+@command("VERSION")
+def version(session, msg, rb) -> None:
+    """Software version and ISUPPORT again."""
+    if _other_server(session, msg, rb):
+        return
+    rb.numeric(N.RPL_VERSION, VERSION, session.server_name, "A Twisted multi-protocol chat hub")
+    isupport(session, rb)
+
+
+@command("TIME")
+def time_(session, msg, rb) -> None:
+    """The server's local time."""
+    if _other_server(session, msg, rb):
+        return
+    now = time.time()
+    text = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%A %B %d %Y -- %H:%M:%S +00:00")
+    rb.numeric(N.RPL_TIME, session.server_name, str(int(now)), "0", text)
+
+
+INFO_TEXT = (
+    f"{VERSION}: a multi-protocol chat hub built on Twisted.",
+    "IRC, telnet and WebSocket users share one set of rooms and nicks.",
+    "Modelled on Twisted Words, Matrix Synapse and Ergo.",
+)
+
+
+@command("INFO")
+def info(session, msg, rb) -> None:
+    """A few lines about the server software."""
+    if _other_server(session, msg, rb):
+        return
+    for line in INFO_TEXT:
+        rb.numeric(N.RPL_INFO, line)
+    rb.numeric(N.RPL_ENDOFINFO, "End of INFO list")
+
+
+@command("ADMIN")
+def admin(session, msg, rb) -> None:
+    """Who runs this server."""
+    if _other_server(session, msg, rb):
+        return
+    server = session.config.server
+    rb.numeric(N.RPL_ADMINME, session.server_name, "Administrative info")
+    rb.numeric(N.RPL_ADMINLOC1, server.description)
+    rb.numeric(N.RPL_ADMINLOC2, server.admin_name)
+    rb.numeric(N.RPL_ADMINEMAIL, server.admin_email)
+
+
+@command("LINKS")
+def links(session, msg, rb) -> None:
+    """One server: this one."""
+    rb.numeric(N.RPL_LINKS, session.server_name, session.server_name, f"0 {session.config.server.description}")
+    rb.numeric(N.RPL_ENDOFLINKS, "*", "End of /LINKS list")
+
+
+@command("HELP", aliases=("HELPOP",))
+def help_(session, msg, rb) -> None:
+    """HELP [command]: the handler's own description."""
+    topic = msg.params[0].upper() if msg.params else ""
+    if not topic:
+        rb.numeric(N.RPL_HELPSTART, "*", f"{session.server_name} help")
+        rb.numeric(N.RPL_HELPTXT, "*", "Commands: " + " ".join(sorted(COMMANDS)))
+        rb.numeric(N.RPL_ENDOFHELP, "*", "End of /HELP")
+        return
+    cmd = COMMANDS.get(topic)
+    if cmd is None:
+        rb.numeric(N.ERR_HELPNOTFOUND, topic, "No help available on this topic")
+        return
+    doc = (cmd.handler.__doc__ or topic).strip().splitlines()
+    rb.numeric(N.RPL_HELPSTART, topic, f"** Help for {topic} **")
+    for line in doc:
+        rb.numeric(N.RPL_HELPTXT, topic, line.strip())
+    rb.numeric(N.RPL_ENDOFHELP, topic, "End of /HELP")
+
+
+# -- operators -------------------------------------------------------------------------------
+
+_hasher = PasswordHasher()
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@command("OPER", min_params=2)
+def oper(session, msg, rb):
+    """OPER <name> <password>: become an IRC operator (passwords are argon2 hashes in the config)."""
+    name, password = msg.params[0], msg.params[1]
+    entry = next((o for o in session.config.irc.operators if o.name == name), None)
+    if entry is None:
+        rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
+        return None
+    if not mask_matches(entry.hostmask, session.user.mask):
+        rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
+        return None
+    d = threads.deferToThread(_verify, entry.password_hash, password)
+
+    def checked(ok: bool) -> None:
+        if session.closed:
+            return
+        if not ok:
+            rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
+            return
+        session.hub.make_operator(session.user, entry.privileges)
+        rb.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")
+        rb.add(Message("MODE", [session.user.nick, "+o"], session.server_name))
+
+    return d.addCallback(checked)
+
+
+@command("KILL", min_params=1)
+def kill(session, msg, rb) -> None:
+    """KILL <nick> [:reason]: disconnect a user (operators with the kill privilege)."""
+    reason = msg.params[1] if len(msg.params) > 1 else "No reason given"
+    session.hub.kill(session.user, msg.params[0], reason)
+
+
+@command("WALLOPS", min_params=1, privilege="wallops")
+def wallops(session, msg, rb) -> None:
+    """WALLOPS :text: a message to every user with user mode +w."""
+    event = session.hub.wallops(session.user, msg.params[0])
+    rb.add(session.render_own(event))

@@ -1,0 +1,119 @@
+"""IRC over TCP: line splitting with the protocol's limits, feeding an ``IrcSession``."""
+from __future__ import annotations
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.flood import is_exempt
+from chathub.protocols.irc.session import IrcSession
+from chathub.protocols.irc.wire import MAX_LINE, Message
+from chathub.protocols.sendqueue import SendQueue
+
+
+def display_host(address) -> str:
+    """The host part users see for a peer address."""
+    host = getattr(address, "host", None) or "localhost"
+    if host.startswith(":"):
+        host = "0" + host  # a leading ':' would break IRC parsing of the prefix
+    return host
+
+
+class IrcProtocol(protocol.Protocol):
+    """Splits the byte stream into lines (LF or CRLF) of at most ``MAX_LINE`` bytes.
+
+    A line longer than that is answered with 417 ERR_INPUTTOOLONG and skipped up to its
+    end; the buffer never holds more than one line's worth, whatever the client sends.
+    """
+
+    log = Logger()
+
+    def __init__(self, hub, portal, config, reactor=None) -> None:
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.reactor = reactor
+        self.session: IrcSession | None = None
+        self.queue: SendQueue | None = None
+        self._buffer = b""
+        self._discarding = False
+
+    # -- IrcWriter ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.queue is not None:
+            self.queue.write(data)
+
+    def lose_connection(self) -> None:
+        self.transport.loseConnection()
+
+    # -- Protocol ----------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = display_host(peer)
+        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self._overflow)
+        self.session = IrcSession(
+            self.hub,
+            self.portal,
+            self.config,
+            self,
+            host=host,
+            reactor=self.reactor,
+            secure=ISSLTransport.providedBy(self.transport),
+            flood_exempt=is_exempt(getattr(peer, "host", ""), self.config.irc.flood_exempt),
+        )
+
+    def _overflow(self) -> None:
+        session = self.session
+        if session is not None and not session.closed:
+            session._shutdown("SendQ exceeded")
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        session = self.session
+        buffer = self._buffer + data
+        while session is not None and not session.closed:
+            end = buffer.find(b"\n")
+            if end < 0:
+                if len(buffer) > MAX_LINE:
+                    self._too_long()
+                    buffer = b""
+                break
+            line, buffer = buffer[:end], buffer[end + 1 :]
+            if self._discarding:
+                self._discarding = False
+                continue
+            if len(line) > MAX_LINE + 1:
+                session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
+                continue
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            session.line_received(line)
+        self._buffer = buffer if session is not None and not session.closed else b""
+
+    def _too_long(self) -> None:
+        if not self._discarding:
+            session = self.session
+            session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
+        self._discarding = True
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self.session is not None:
+            self.session.connection_lost("Connection closed")
+
+
+class IrcFactory(protocol.ServerFactory):
+    """Makes an ``IrcProtocol`` per connection, all sharing one hub and portal."""
+
+    def __init__(self, hub, portal, config, reactor=None) -> None:
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.reactor = reactor
+
+    def buildProtocol(self, addr) -> IrcProtocol:
+        p = IrcProtocol(self.hub, self.portal, self.config, self.reactor)
+        p.factory = self
+        return p

@@ -1,0 +1,116 @@
+"""Hub events as IRC messages, for a given set of negotiated capabilities.
+
+``render(event, caps, server_name)`` is pure: its result depends only on the event and
+on ``caps`` (a frozenset drawn from ``caps.RENDERING``), which is exactly what a
+session's ``format_key`` captures, so fan-out can share the bytes between clients.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from chathub.events import Event, Kind
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc.wire import Message
+
+
+def source_of(event: Event, server_name: str) -> str:
+    """The IRC prefix of an event: the server's name, or ``nick!user@host``."""
+    src = event.source
+    if src.protocol == "server" or not src.nick:
+        return server_name
+    return src.mask
+
+
+def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
+    """The tags an event carries for a client with ``caps``."""
+    tags: dict[str, str] = {}
+    if C.MESSAGE_TAGS in caps:
+        # client-only tags are relayed as given; msgid identifies the message
+        for key, value in event.tags.items():
+            if key.startswith("+"):
+                tags[key] = value
+        tags["msgid"] = event.id
+    if C.SERVER_TIME in caps:
+        tags["time"] = event.iso_time
+    if C.ACCOUNT_TAG in caps and event.source.account:
+        tags["account"] = event.source.account
+    return tags
+
+
+def render(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> Optional[Message]:
+    """The IRC message showing ``event``, or None when a client with ``caps`` skips it.
+
+    ``direct`` is set for events delivered to one recipient only (an INVITE to its target),
+    which are shown whatever the capabilities.
+    """
+    kind = event.kind
+    source = source_of(event, server_name)
+    tags = event_tags(event, caps)
+    target = event.target
+    if kind == Kind.MESSAGE:
+        return Message("PRIVMSG", [target, event.text], source, tags)
+    if kind == Kind.ACTION:
+        return Message("PRIVMSG", [target, f"\x01ACTION {event.text}\x01"], source, tags)
+    if kind == Kind.NOTICE:
+        return Message("NOTICE", [target or "*", event.text], source, tags)
+    if kind == Kind.TAGMSG:
+        if C.MESSAGE_TAGS not in caps:
+            return None
+        return Message("TAGMSG", [target], source, tags)
+    if kind == Kind.JOIN:
+        if C.EXTENDED_JOIN in caps:
+            account = event.data.get("account") or event.source.account or "*"
+            return Message("JOIN", [target, account, event.source.realname], source, tags)
+        return Message("JOIN", [target], source, tags)
+    if kind == Kind.PART:
+        params = [target, event.text] if event.text else [target]
+        return Message("PART", params, source, tags)
+    if kind == Kind.QUIT:
+        return Message("QUIT", [event.text or "Quit"], source, tags)
+    if kind == Kind.KICK:
+        return Message("KICK", [target, event.data["nick"], event.text], source, tags)
+    if kind == Kind.TOPIC:
+        return Message("TOPIC", [target, event.text], source, tags)
+    if kind == Kind.NICK:
+        return Message("NICK", [event.data["new"]], source, tags)
+    if kind == Kind.MODE:
+        letters, args = mode_change_params(event.data.get("changes", ()))
+        return Message("MODE", [target, letters, *args], source, tags)
+    if kind == Kind.AWAY:
+        if C.AWAY_NOTIFY not in caps:
+            return None
+        return Message("AWAY", [event.text] if event.text else [], source, tags)
+    if kind == Kind.INVITE:
+        if not direct and C.INVITE_NOTIFY not in caps:
+            return None
+        return Message("INVITE", [event.data["nick"], target], source, tags)
+    if kind == Kind.CHGHOST:
+        if C.CHGHOST not in caps:
+            return None
+        return Message("CHGHOST", [event.data["user"], event.data["host"]], source, tags)
+    if kind == Kind.SETNAME:
+        if C.SETNAME not in caps:
+            return None
+        return Message("SETNAME", [event.text], source, tags)
+    if kind == Kind.WALLOPS:
+        return Message("WALLOPS", [event.text], source, tags)
+    if kind == Kind.ACCOUNT:
+        if C.ACCOUNT_NOTIFY not in caps:
+            return None
+        return Message("ACCOUNT", [event.data.get("account") or "*"], source, tags)
+    return None
+
+
+def mode_change_params(changes) -> tuple[str, list[str]]:
+    """``[("+o", "bob"), ("+m", None), ("-v", "al")]`` -> ``("+om-v", ["bob", "al"])``."""
+    letters = ""
+    sign = ""
+    args: list[str] = []
+    for change, arg in changes:
+        if change[0] != sign:
+            sign = change[0]
+            letters += sign
+        letters += change[1]
+        if arg is not None:
+            args.append(arg)
+    return letters, args

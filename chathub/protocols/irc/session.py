@@ -1,0 +1,460 @@
+"""One IRC client: registration, capability state, command dispatch and replies.
+
+An ``IrcSession`` knows nothing of sockets. A transport feeds it complete lines
+(``line_received``) and tells it when the connection is gone (``connection_lost``);
+the session writes through an ``IrcWriter`` (see ``chathub.protocols.irc``), so the
+same session serves raw TCP and IRC over WebSocket.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from typing import Callable, Iterable, Optional, Protocol
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.credentials import UsernamePassword
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chathub.auth.credentials import GuestNick
+from chathub.events import Event, Kind
+from chathub.hub import errors
+from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.flood import FloodControl
+from chathub.protocols.irc.render import render
+from chathub.protocols.irc.table import COMMANDS
+from chathub.protocols.irc.wire import LineError, Message
+
+_batch_ids = itertools.count(1)
+#: lines held while the session waits (a login, or fake lag) before we call it a flood
+MAX_HELD_LINES = 512
+
+
+class IrcWriter(Protocol):
+    """Where a session's output goes: a TCP connection or a WebSocket."""
+
+    def write(self, data: bytes) -> None:
+        """Send one or more complete CRLF-terminated lines."""
+
+    def lose_connection(self) -> None:
+        """Close once what was written is flushed."""
+
+
+class ResponseBuffer:
+    """The replies to one command, sent together so the ``label`` can be applied.
+
+    With labeled-response, an empty reply becomes ``ACK``, one line carries the label,
+    and several lines are wrapped in a ``labeled-response`` batch (when the client has
+    ``batch``).
+    """
+
+    __slots__ = ("session", "label", "messages")
+
+    def __init__(self, session: "IrcSession", label: Optional[str]) -> None:
+        self.session = session
+        self.label = label
+        self.messages: list[Message] = []
+
+    def add(self, message: Optional[Message]) -> None:
+        if message is not None:
+            self.messages.append(message)
+
+    def numeric(self, code: str, *params: str) -> None:
+        self.add(self.session.numeric(code, *params))
+
+    def fail(self, command: str, code: str, *context_and_text: str) -> None:
+        """A standard-replies FAIL (``FAIL <command> <code> [context...] :text``)."""
+        self.add(Message("FAIL", [command, code, *context_and_text], self.session.server_name))
+
+    def flush(self) -> None:
+        session = self.session
+        messages, self.messages = self.messages, []
+        label = self.label
+        if label is None:
+            if messages:
+                session.write_messages(messages)
+            return
+        if not messages:
+            session.write_messages([Message("ACK", [], session.server_name, {"label": label})])
+        elif len(messages) == 1:
+            session.write_messages([messages[0].with_tags(label=label)])
+        elif C.BATCH in session.caps:
+            ref = f"L{next(_batch_ids)}"
+            out = [Message("BATCH", [f"+{ref}", "labeled-response"], session.server_name, {"label": label})]
+            out.extend(m.with_tags(batch=ref) if "batch" not in m.tags else m for m in messages)
+            out.append(Message("BATCH", [f"-{ref}"], session.server_name))
+            session.write_messages(out)
+        else:
+            session.write_messages(messages)
+
+
+@implementer(IParticipant)
+class IrcSession:
+    """The IRC side of one connection (an ``IParticipant`` for the hub)."""
+
+    protocol = "irc"
+    echo_own = False
+    log = Logger()
+
+    def __init__(
+        self,
+        hub,
+        portal,
+        config,
+        writer: IrcWriter,
+        host: str = "localhost",
+        reactor=None,
+        secure: bool = False,
+        flood_exempt: bool = False,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.writer = writer
+        self.host = host
+        self.reactor = reactor
+        self.secure = secure
+        self.server_name = config.server.name
+
+        self.caps: set[str] = set()
+        self.cap_version = 0
+        self.cap_negotiating = False
+        self._render_caps: frozenset = frozenset()
+        self.format_key = ("irc", self._render_caps)
+
+        self.nick: Optional[str] = None
+        self.username: Optional[str] = None
+        self.realname = ""
+        self.password: Optional[str] = None
+        self.user = None  # hub User once logged in (guest or account)
+        self._logout: Optional[Callable[[], None]] = None
+        self.registered = False
+        self.closed = False
+        self.sasl = None  # SASL exchange state (see commands_registration)
+        self.sasl_done = False
+
+        self.flood = FloodControl(config.irc, clock=reactor.seconds, exempt=flood_exempt)
+        self._held: deque[bytes] = deque()
+        self._busy = False  # a command is waiting on a Deferred: hold further lines
+        self._process_call = None
+        self.connected_at = reactor.seconds()
+        self.last_activity = self.connected_at
+        self.idle_since = time.time()  # for WHOIS idle (wall clock)
+        self._awaiting_pong: Optional[float] = None
+        self._timer = reactor.callLater(config.limits.registration_timeout, self._registration_timeout)
+
+    # -- IParticipant --------------------------------------------------------------------
+
+    def encode(self, event: Event) -> Optional[bytes]:
+        message = render(event, self._render_caps, self.server_name)
+        return None if message is None else message.to_bytes()
+
+    def send(self, data: bytes) -> None:
+        if not self.closed:
+            self.writer.write(data)
+
+    def deliver(self, event: Event) -> None:
+        if event.kind == Kind.PRESENCE:
+            if event.data.get("state") == "online":
+                message = self.numeric(N.RPL_MONONLINE, event.source.mask)
+            else:
+                message = self.numeric(N.RPL_MONOFFLINE, event.target or event.source.nick)
+        elif event.kind == Kind.NOTICE and event.source.protocol == "server":
+            message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
+        else:
+            message = render(event, self._render_caps, self.server_name, direct=True)
+        if message is not None:
+            self.write_messages([message])
+
+    def close(self, reason: str) -> None:
+        """Tell the client why and hang up (used by KILL and send-queue overflow)."""
+        if self.closed:
+            return
+        self.write_messages([Message("ERROR", [reason])])
+        self._shutdown(reason)
+        self.writer.lose_connection()
+
+    # -- output ----------------------------------------------------------------------------
+
+    def numeric(self, code: str, *params: str) -> Message:
+        """A numeric reply from the server to this client."""
+        return Message(code, [self.nick or "*", *params], self.server_name)
+
+    def write_messages(self, messages: Iterable[Message]) -> None:
+        if self.closed:
+            return
+        self.writer.write(b"".join(m.to_bytes() for m in messages))
+
+    def set_caps(self, enabled: Iterable[str] = (), disabled: Iterable[str] = ()) -> None:
+        """Change the negotiated capabilities and the format key that follows from them."""
+        self.caps.update(enabled)
+        self.caps.difference_update(disabled)
+        self._render_caps = frozenset(self.caps & C.RENDERING)
+        self.format_key = ("irc", self._render_caps)
+
+    def render_own(self, event: Event) -> Optional[Message]:
+        """This client's copy of an event it caused (echo, JOIN, NICK ...)."""
+        return render(event, self._render_caps, self.server_name, direct=True)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def line_received(self, line: bytes) -> None:
+        """Take one line (without its line ending) from the transport."""
+        if self.closed:
+            return
+        self.last_activity = self.reactor.seconds()
+        self._awaiting_pong = None
+        if len(self._held) >= self.flood.max_held(MAX_HELD_LINES):
+            self.close("Excess Flood")
+            return
+        self._held.append(line)
+        self._process()
+
+    def _process(self) -> None:
+        if self._process_call is not None and self._process_call.active():
+            return
+        self._process_call = None
+        while self._held and not self._busy and not self.closed:
+            wait = self.flood.delay()
+            if wait > 0:
+                self._process_call = self.reactor.callLater(wait, self._process)
+                return
+            line = self._held.popleft()
+            self._handle_line(line)
+
+    def hold(self, d: defer.Deferred) -> None:
+        """Hold further lines until ``d`` fires (an async login), then carry on."""
+        self._busy = True
+
+        def resume(result):
+            self._busy = False
+            if not self.closed:
+                self._process()
+            return result
+
+        d.addBoth(resume)
+
+    def _handle_line(self, line: bytes) -> None:
+        from chathub.protocols.irc.wire import parse
+
+        try:
+            message = parse(line)
+        except LineError as e:
+            if e.reason == "empty":
+                return
+            self.flood.charge(1.0)
+            label = e.tags.get("label") if C.LABELED_RESPONSE in self.caps else None
+            rb = ResponseBuffer(self, label)
+            if e.reason == "too_long":
+                rb.numeric(N.ERR_INPUTTOOLONG, "Input line too long")
+            else:
+                rb.fail(e.command, "INVALID_UTF8", "Message rejected: it is not valid UTF-8")
+            rb.flush()
+            return
+        self.dispatch(message)
+
+    def dispatch(self, message: Message) -> None:
+        """Run one parsed command through the table and send its replies."""
+        name = message.command.upper()
+        label = message.tags.get("label") if C.LABELED_RESPONSE in self.caps else None
+        rb = ResponseBuffer(self, label)
+        cmd = COMMANDS.get(name)
+        self.flood.charge(cmd.penalty if cmd is not None else 1.0)
+        if name not in ("PING", "PONG"):
+            self.idle_since = time.time()
+        result = None
+        if cmd is None:
+            if self.registered:
+                rb.numeric(N.ERR_UNKNOWNCOMMAND, name, "Unknown command")
+            else:
+                rb.numeric(N.ERR_NOTREGISTERED, "You have not registered")
+        elif not self.registered and not cmd.before_registration:
+            rb.numeric(N.ERR_NOTREGISTERED, "You have not registered")
+        elif self.registered and cmd.only_before_registration:
+            rb.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
+        elif len(message.params) < cmd.min_params:
+            rb.numeric(N.ERR_NEEDMOREPARAMS, name, "Not enough parameters")
+        elif cmd.privilege is not None and not self._has_privilege(cmd.privilege):
+            rb.numeric(N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
+        else:
+            try:
+                result = cmd.handler(self, message, rb)
+            except errors.HubError as e:
+                self.hub_error(rb, e)
+            except Exception:
+                self.log.failure("IRC command {command} failed", command=name)
+                rb.fail(name, "INTERNAL_ERROR", "The server could not run this command")
+        if isinstance(result, defer.Deferred):
+            result.addErrback(self._command_failed, name, rb)
+            result.addBoth(lambda _: self._flush(rb))
+            self.hold(result)
+        else:
+            self._flush(rb)
+
+    def _command_failed(self, failure, name: str, rb: ResponseBuffer) -> None:
+        if failure.check(errors.HubError):
+            self.hub_error(rb, failure.value)
+            return
+        self.log.failure("IRC command {command} failed", failure, command=name)
+        rb.fail(name, "INTERNAL_ERROR", "The server could not run this command")
+
+    def _flush(self, rb: ResponseBuffer) -> None:
+        # after everything the hub has accepted is delivered, so our own copies
+        # (echoes, JOIN, NICK) reach us in hub order
+        self.hub.after_delivery(rb.flush)
+
+    def _has_privilege(self, privilege: str) -> bool:
+        user = self.user
+        if user is None or not user.is_operator:
+            return False
+        return privilege == "oper" or privilege in user.privileges
+
+    def hub_error(self, rb: ResponseBuffer, error: errors.HubError, *context: str) -> None:
+        """Report a refused hub request with the numeric IRC uses for it."""
+        code = N.HUB_ERRORS.get(error.code, N.ERR_UNKNOWNERROR)
+        target = error.target or "*"
+        message = error.message
+        if code in (N.ERR_USERNOTINCHANNEL, N.ERR_USERONCHANNEL):
+            rb.numeric(code, target, *(context or ("*",)), message)
+        elif code in (N.ERR_NOPRIVILEGES,):
+            rb.numeric(code, message)
+        elif code == N.ERR_UNKNOWNMODE:
+            rb.numeric(code, target, message)
+        elif code == N.ERR_UNKNOWNERROR:
+            rb.numeric(code, "*", target, message)
+        else:
+            rb.numeric(code, target, message)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def try_register(self, rb: ResponseBuffer) -> Optional[defer.Deferred]:
+        """Complete registration once NICK, USER, CAP END and SASL allow it."""
+        if self.registered or self.closed or self.cap_negotiating or self.sasl is not None:
+            return None
+        if self.nick is None or self.username is None:
+            return None
+        if self.user is not None:
+            self._welcome(rb)
+            return None
+        credentials = self._login_credentials()
+        d = self.portal.login(credentials, self, IChatUser)
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(rb,), errbackArgs=(rb,))
+        return d
+
+    def _login_credentials(self):
+        if self.password is None:
+            return GuestNick(self.nick)
+        name, sep, password = self.password.partition(":")
+        if sep and name:
+            return UsernamePassword(name.encode("utf-8"), password.encode("utf-8"))
+        return UsernamePassword(self.nick.encode("utf-8"), self.password.encode("utf-8"))
+
+    def _logged_in(self, result, rb: ResponseBuffer) -> None:
+        _iface, user, logout = result
+        if self.closed:
+            logout()
+            return
+        self.adopt_user(user, logout)
+        self._welcome(rb)
+
+    def adopt_user(self, user, logout) -> None:
+        """Bind the hub avatar from the portal to this connection."""
+        self.user = user
+        self._logout = logout
+
+    def _login_failed(self, failure, rb: ResponseBuffer) -> None:
+        failure.trap(UnauthorizedLogin)
+        if self.password is not None:
+            rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
+            rb.flush()
+            self.close("Bad password")
+            return
+        if not self.config.auth.allow_guests:
+            rb.fail("NICK", "ACCOUNT_REQUIRED", "This server needs a password: use SASL or PASS")
+            rb.flush()
+            self.close("An account is required")
+            return
+        rb.numeric(N.ERR_NICKNAMEINUSE, self.nick or "*", "Nickname is registered; log in with its password")
+        self.nick = None
+
+    def _welcome(self, rb: ResponseBuffer) -> None:
+        user = self.user
+        user.user = "~" + (self.username or "user")[: self.config.irc.user_length]
+        user.host = self.host
+        user.realname = self.realname
+        user.identity_changed()
+        try:
+            self.hub.register(self.user, self.nick)
+        except errors.HubError as e:
+            self.hub_error(rb, e)
+            self.nick = None
+            return
+        self.registered = True
+        self.nick = self.user.nick
+        from chathub.protocols.irc.commands_server import welcome_burst
+
+        welcome_burst(self, rb)
+        self._restart_timer(self.config.irc.ping_interval, self._idle_check)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _restart_timer(self, delay: float, fn) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.reactor.callLater(delay, fn)
+
+    def _registration_timeout(self) -> None:
+        self._timer = None
+        if not self.registered:
+            self.close("Registration timed out")
+
+    def _idle_check(self) -> None:
+        self._timer = None
+        now = self.reactor.seconds()
+        irc = self.config.irc
+        if self._awaiting_pong is not None:
+            if now - self._awaiting_pong >= irc.ping_timeout:
+                seconds = int(now - self.last_activity)
+                self.close(f"Ping timeout: {seconds} seconds")
+                return
+            self._restart_timer(self._awaiting_pong + irc.ping_timeout - now, self._idle_check)
+            return
+        idle = now - self.last_activity
+        if idle >= irc.ping_interval:
+            self._awaiting_pong = now
+            self.write_messages([Message("PING", [self.server_name])])
+            self._restart_timer(irc.ping_timeout, self._idle_check)
+        else:
+            self._restart_timer(irc.ping_interval - idle, self._idle_check)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def quit(self, reason: str) -> None:
+        """The client asked to leave (QUIT)."""
+        if self.user is not None and self.registered:
+            self.hub.quit(self.user, reason)
+        self.close(f"Quit: {reason}" if reason else "Quit")
+
+    def connection_lost(self, reason: str = "Connection closed") -> None:
+        """The transport is gone: leave the hub, stop timers."""
+        self._shutdown(reason)
+
+    def _shutdown(self, reason: str) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._process_call is not None and self._process_call.active():
+            self._process_call.cancel()
+        self._held.clear()
+        if not self.closed and self.user is not None and self.registered:
+            self.hub.quit(self.user, reason)
+        self.closed = True
+        logout, self._logout = self._logout, None
+        if logout is not None:
+            logout()

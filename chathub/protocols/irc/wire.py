@@ -1,0 +1,177 @@
+"""IRC wire format: one line in, one ``Message`` out, and back, with the protocol's limits.
+
+Parsing uses irctokens' ``tokenise`` on one complete, already-decoded line (never its
+``StatefulDecoder``, whose buffer is unbounded). Serialising is ours, because it must
+enforce the limits irctokens ignores: 512 bytes for the part after the tags (CRLF
+included) and 8191 bytes for the tags (``@`` and the space included).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Sequence
+
+import irctokens
+
+#: bytes allowed for source, command and parameters, CRLF included (RFC 1459)
+MAX_BODY = 512
+#: bytes allowed for the tag section, leading ``@`` and trailing space included (IRCv3)
+MAX_TAGS = 8191
+#: bytes of client-only tag data a client may send (IRCv3 message-tags)
+MAX_CLIENT_TAGS = 4094
+#: the longest line we read before giving up on it
+MAX_LINE = MAX_BODY + MAX_TAGS
+
+_ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
+class LineError(Exception):
+    """A line we cannot take: ``reason`` is ``too_long``, ``invalid_utf8`` or ``empty``."""
+
+    def __init__(self, reason: str, command: str = "*", tags: Optional[dict] = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.command = command
+        self.tags = tags or {}
+
+
+class Message:
+    """One IRC message: tags, source, command and parameters."""
+
+    __slots__ = ("tags", "source", "command", "params")
+
+    def __init__(
+        self,
+        command: str,
+        params: Sequence[str] = (),
+        source: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.command = command
+        self.params = list(params)
+        self.source = source
+        self.tags = dict(tags) if tags else {}
+
+    def __repr__(self) -> str:
+        return f"Message({self.command!r}, {self.params!r}, source={self.source!r}, tags={self.tags!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (
+            self.command,
+            self.params,
+            self.source,
+            self.tags,
+        ) == (other.command, other.params, other.source, other.tags)
+
+    def with_tags(self, **extra: str) -> "Message":
+        """A copy with more tags (used for ``label`` and ``batch``)."""
+        tags = dict(self.tags)
+        tags.update(extra)
+        return Message(self.command, self.params, self.source, tags)
+
+    def to_bytes(self) -> bytes:
+        """Serialise with CRLF, cutting the last parameter to stay inside the limits."""
+        return serialise(self.tags, self.source, self.command, self.params)
+
+
+def escape_tag_value(value: str) -> str:
+    """IRCv3 tag value escaping."""
+    return value.translate(_ESCAPE_TABLE)
+
+
+def format_tags(tags: Mapping[str, str]) -> str:
+    """``a=b;c`` (no leading ``@``); empty values are written as bare keys."""
+    return ";".join(f"{k}={escape_tag_value(v)}" if v else k for k, v in tags.items())
+
+
+def _cut_utf8(data: bytes, size: int) -> bytes:
+    """``data`` cut to at most ``size`` bytes, never inside a UTF-8 sequence."""
+    if len(data) <= size:
+        return data
+    data = data[:size]
+    return data.decode("utf-8", "ignore").encode("utf-8")
+
+
+def serialise(
+    tags: Optional[Mapping[str, str]],
+    source: Optional[str],
+    command: str,
+    params: Sequence[str],
+) -> bytes:
+    """One wire line (with CRLF) within the IRC limits."""
+    head = []
+    if source:
+        head.append(":" + source)
+    head.append(command)
+    params = list(params)
+    last: Optional[str] = None
+    if params:
+        last = params.pop()
+        head.extend(params)
+    body = " ".join(head).encode("utf-8")
+    if last is not None:
+        trailing = last.encode("utf-8")
+        if not last or " " in last or last.startswith(":"):
+            sep = b" :"
+        else:
+            sep = b" "
+        if len(body) + len(sep) + len(trailing) > MAX_BODY - 2:
+            sep = b" :"
+            trailing = _cut_utf8(trailing, max(MAX_BODY - 2 - len(body) - len(sep), 0))
+        body += sep + trailing
+    body = body[: MAX_BODY - 2]
+    if tags:
+        tag_bytes = b"@" + format_tags(tags).encode("utf-8")
+        if len(tag_bytes) + 1 > MAX_TAGS:
+            # drop tags from the end until they fit: a message without a tag beats none
+            kept: dict[str, str] = {}
+            for k, v in tags.items():
+                trial = dict(kept, **{k: v})
+                if len(format_tags(trial).encode("utf-8")) + 2 > MAX_TAGS:
+                    break
+                kept = trial
+            tag_bytes = b"@" + format_tags(kept).encode("utf-8")
+        return tag_bytes + b" " + body + b"\r\n"
+    return body + b"\r\n"
+
+
+def parse(line: bytes) -> Message:
+    """Decode and tokenise one line (without its line ending); raise ``LineError``.
+
+    The tag part and the body are checked against their own limits, and the body must be
+    UTF-8 (we advertise UTF8ONLY); an over-long or undecodable line still yields its
+    command and tags where possible, so the error reply can carry the ``label``.
+    """
+    tag_part = b""
+    body = line
+    if line.startswith(b"@"):
+        tag_part, _, body = line.partition(b" ")
+    body = body.lstrip(b" ")
+    if not body.strip(b" "):
+        raise LineError("empty")
+    tags: dict[str, str] = {}
+    if tag_part:
+        try:
+            tags = dict(irctokens.tokenise(tag_part.decode("utf-8") + " X").tags or {})
+        except (UnicodeDecodeError, ValueError, IndexError):
+            tags = {}
+    command = body.split(b" ", 1)[0].lstrip(b":")
+    if body.startswith(b":"):
+        parts = body.split(b" ", 2)
+        command = parts[1] if len(parts) > 1 else b""
+    command_text = command.decode("utf-8", "replace").upper() or "*"
+    if len(tag_part) + 1 > MAX_TAGS or len(body) + 2 > MAX_BODY:
+        raise LineError("too_long", command_text, tags)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LineError("invalid_utf8", command_text, tags) from None
+    try:
+        tokens = irctokens.tokenise(text)
+    except (ValueError, IndexError):
+        raise LineError("empty") from None
+    return Message(tokens.command, tokens.params, tokens.source, tokens.tags or {})
+
+
+def join_lines(messages: Iterable[Message]) -> bytes:
+    """Serialise several messages into one write."""
+    return b"".join(m.to_bytes() for m in messages)

@@ -1,0 +1,88 @@
+"""The IRC wire layer: ircdocs parser vectors (msg-split, msg-join) and the length limits."""
+from __future__ import annotations
+
+import irctokens
+import pytest
+from parser_tests import data
+
+from chathub.protocols.irc.wire import MAX_BODY, MAX_TAGS, LineError, Message, parse, serialise
+
+
+def _split_cases():
+    return [pytest.param(t, id=t["input"][:60]) for t in data.msg_split["tests"]]
+
+
+def _join_cases():
+    return [pytest.param(t, id=t.get("desc", "")[:60]) for t in data.msg_join["tests"]]
+
+
+@pytest.mark.parametrize("case", _split_cases())
+def test_msg_split_vectors(case):
+    atoms = case["atoms"]
+    msg = parse(case["input"].encode("utf-8"))
+    assert msg.command == atoms["verb"].upper()
+    assert msg.params == atoms.get("params", [])
+    assert msg.source == atoms.get("source")
+    assert msg.tags == (atoms.get("tags") or {})
+
+
+@pytest.mark.parametrize("case", _join_cases())
+def test_msg_join_vectors(case):
+    atoms = case["atoms"]
+    line = serialise(atoms.get("tags"), atoms.get("source"), atoms["verb"], atoms.get("params", []))
+    assert line.endswith(b"\r\n")
+    text = line[:-2].decode("utf-8")
+    if text in case["matches"]:
+        return
+    # tag order is free: compare parsed forms against each accepted match
+    ours = irctokens.tokenise(text)
+    assert any(
+        (ours.tags, ours.source, ours.command, ours.params)
+        == (m.tags, m.source, m.command, m.params)
+        for m in map(irctokens.tokenise, case["matches"])
+    ), text
+
+
+def test_round_trip_keeps_every_part():
+    msg = Message("PRIVMSG", ["#a", ":x y;z"], "n!u@h", {"+draft/reply": "a;b c\\d", "k": ""})
+    assert parse(msg.to_bytes()[:-2]) == msg
+
+
+def test_serialise_cuts_body_to_512_bytes_on_a_character_boundary():
+    line = Message("PRIVMSG", ["#room", "é" * 600], "nick!user@host").to_bytes()
+    assert len(line) <= MAX_BODY
+    line.decode("utf-8")  # never cut inside a character
+    assert line.endswith(b"\r\n")
+
+
+def test_serialise_keeps_tags_within_their_limit():
+    tags = {f"+t{i}": "x" * 100 for i in range(200)}
+    line = serialise(tags, "s", "TAGMSG", ["#a"])
+    tag_part = line.split(b" ", 1)[0]
+    assert len(tag_part) + 1 <= MAX_TAGS
+    assert line.endswith(b" :s TAGMSG #a\r\n")
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b"PRIVMSG #a :" + b"x" * 600, "too_long"),
+        (b"@" + b"a" * 9000 + b" PING x", "too_long"),
+        (b"PRIVMSG #a :hi\xaa", "invalid_utf8"),
+        (b"", "empty"),
+        (b"   ", "empty"),
+        (b"@a=b", "empty"),
+        (b":src", "empty"),
+    ],
+)
+def test_bad_lines_are_refused_with_a_reason(line, reason):
+    with pytest.raises(LineError) as info:
+        parse(line)
+    assert info.value.reason == reason
+
+
+def test_refused_line_keeps_its_label():
+    with pytest.raises(LineError) as info:
+        parse(b"@label=xyz PRIVMSG #qux hi\xaa")
+    assert info.value.tags == {"label": "xyz"}
+    assert info.value.command == "PRIVMSG"
