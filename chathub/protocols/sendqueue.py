@@ -18,7 +18,16 @@ from twisted.internet.interfaces import IPushProducer, ITransport
 class SendQueue:
     """Writes to ``transport``, holding at most ``limit`` bytes while it is paused."""
 
-    __slots__ = ("transport", "limit", "on_overflow", "paused", "pending", "pending_bytes", "closed")
+    __slots__ = (
+        "transport",
+        "limit",
+        "on_overflow",
+        "paused",
+        "pending",
+        "pending_bytes",
+        "peak_bytes",
+        "closed",
+    )
 
     def __init__(
         self,
@@ -38,6 +47,7 @@ class SendQueue:
         self.paused = False
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
         (flow or transport).registerProducer(self, True)
 
@@ -48,12 +58,17 @@ class SendQueue:
         if not self.paused:
             self.transport.write(data)
             return
-        self.pending.append(data)
-        self.pending_bytes += len(data)
-        if self.pending_bytes > self.limit:
+        if self.pending_bytes + len(data) > self.limit:
+            # Refuse before holding it, so the accounting never exceeds the limit.
             self.closed = True
             self.pending = []
+            self.pending_bytes = 0
             self.on_overflow()
+            return
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.peak_bytes:
+            self.peak_bytes = self.pending_bytes
 
     def pauseProducing(self) -> None:
         self.paused = True
