@@ -1,4 +1,9 @@
-"""Assembles the running server: hub, portal, storage and every configured listener."""
+"""Assembles the running server: storage, hub, portal and every configured listener.
+
+Start-up order matters: the store is checked synchronously (a corrupt or unwritable
+database stops twistd with a clear message before anything listens), opened, registered
+rooms and account names are loaded, and only then do the listeners start.
+"""
 from __future__ import annotations
 
 import importlib
@@ -7,10 +12,15 @@ from typing import Iterable
 
 from twisted.application import service, strports
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chathub.auth.portal import build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
+from chathub.store import StorageError, open_store
+from chathub.store.accounts import StoreAccountChecker
+from chathub.store.service import StoreService
 
 #: listener kind -> "module:callable" making its factory from (hub, portal, config)
 LISTENER_FACTORIES = {
@@ -26,15 +36,31 @@ def _factory_maker(kind: str):
 
 
 class ChathubService(service.MultiService):
-    """The whole server as one twistd service; ``hub`` and ``portal`` are its core."""
+    """The whole server as one twistd service; ``hub``, ``portal`` and ``store`` are its core."""
+
+    log = Logger()
 
     def __init__(self, config: Config, checkers: Iterable[ICredentialsChecker] = ()) -> None:
         super().__init__()
         self.config = config
-        os.makedirs(config.server.data_dir, exist_ok=True)
-        self.hub = ChatHub(config)
+        try:
+            os.makedirs(config.server.data_dir, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}")
+        self.store = open_store(config)
+        try:
+            self.store.preflight()
+        except StorageError as e:
+            raise SystemExit(f"chathub cannot start: {e}")
+        self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
+        self.store_service.setServiceParent(self)
+        self.accounts = StoreAccountChecker(self.store)
+        self.hub = ChatHub(config, store=self.store)
         self.hub.setServiceParent(self)
-        self.portal = build_portal(self.hub, config, password_checkers(config, checkers))
+        self.portal = build_portal(
+            self.hub, config, password_checkers(config, checkers, store_checker=self.accounts)
+        )
+        self.listeners = service.MultiService()
         self.factories = {}
         for kind in LISTENER_FACTORIES:
             descriptions = getattr(config.listeners, kind)
@@ -45,4 +71,32 @@ class ChathubService(service.MultiService):
             for description in descriptions:
                 listener = strports.service(description, factory)
                 listener.setName(f"{kind}:{description}")
-                listener.setServiceParent(self)
+                listener.setServiceParent(self.listeners)
+
+    def startService(self) -> None:
+        super().startService()
+        d = self.store_service.ready()
+        d.addCallback(lambda store: store.load_rooms())
+        d.addCallback(self.hub.restore_rooms)
+        d.addCallback(lambda _: self.accounts.load())
+        d.addCallback(self._ready)
+        d.addErrback(self._store_failed)
+
+    def _ready(self, accounts: int) -> None:
+        self.log.info(
+            "{rooms} registered rooms and {accounts} accounts loaded; starting listeners",
+            rooms=len(self.hub.rooms),
+            accounts=accounts,
+        )
+        self.listeners.setServiceParent(self)
+
+    def _store_failed(self, failure: Failure) -> None:
+        if self.listeners.parent is not None:
+            return
+        self.log.critical("chathub cannot start: {message}", message=failure.getErrorMessage())
+        from twisted.internet import reactor
+
+        if reactor.running:
+            # twistd exits 0 after reactor.stop(); make a failed start visible to supervisors
+            reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+            reactor.stop()

@@ -11,11 +11,18 @@ from chathub.auth.realm import ChatRealm
 from chathub.config import Config
 
 
-def password_checkers(config: Config, extra: Iterable[ICredentialsChecker] = ()) -> list:
-    """The password checkers: those given with ``--auth`` plus the one the config names."""
+def password_checkers(
+    config: Config,
+    extra: Iterable[ICredentialsChecker] = (),
+    store_checker: Optional[ICredentialsChecker] = None,
+) -> list:
+    """The password checkers: those given with ``--auth``, then those ``auth.checkers`` names."""
     checkers = list(extra)
-    if config.auth.checker == "argon2file":
-        checkers.append(Argon2FileChecker(config.data_path(config.auth.passwords_file)))
+    for name in config.auth.checkers:
+        if name == "argon2file":
+            checkers.append(Argon2FileChecker(config.data_path(config.auth.passwords_file)))
+        elif name == "store" and store_checker is not None:
+            checkers.append(store_checker)
     return checkers
 
 

@@ -39,18 +39,19 @@ class ListenersConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """[auth]: which credential checker, and whether guests may chat."""
+    """[auth]: which credential checkers, and whether guests may chat."""
 
-    checker: str = "argon2file"  # "argon2file", "store", or "none" (only --auth checkers)
+    #: tried in order: "store" (database accounts), "argon2file" (passwords_file)
+    checkers: list[str] = field(default_factory=lambda: ["store", "argon2file"])
     passwords_file: str = "passwd"  # relative to server.data_dir unless absolute
     allow_guests: bool = True
 
     def validate(self, prefix: str) -> None:
-        if self.checker not in ("argon2file", "store", "none"):
-            raise ConfigError(
-                f"setting '{prefix}.checker' must be \"argon2file\", \"store\" or \"none\", "
-                f"not {self.checker!r}"
-            )
+        for name in self.checkers:
+            if name not in ("store", "argon2file"):
+                raise ConfigError(
+                    f"setting '{prefix}.checkers' may hold \"store\" and \"argon2file\", not {name!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -82,4 +83,3 @@ class LineConfig:
     """[line]: the telnet line protocol."""
 
     tcp_keepalive: bool = True
-    history_on_join: int = 20

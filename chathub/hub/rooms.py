@@ -74,6 +74,7 @@ class Room:
         "invited",
         "members",
         "registered",
+        "operators",
     )
 
     def __init__(self, name: str, created: Optional[float] = None) -> None:
@@ -89,7 +90,8 @@ class Room:
         self.bans: list[BanEntry] = []
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
-        self.registered = False  # kept while empty (stored rooms)
+        self.registered = False  # stored, and kept while empty
+        self.operators: set[str] = set()  # folded accounts given ops on join (registered rooms)
 
     def __contains__(self, user: "User") -> bool:
         return user.folded in self.members
