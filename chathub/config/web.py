@@ -1,14 +1,45 @@
-"""[websocket] settings: the HTTP listener's WebSocket endpoint."""
+"""[websocket] settings: the HTTP listener's WebSocket endpoint and the bundled web client."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from chathub.config.schema import ConfigError
 
 
 @dataclass(frozen=True)
 class WebSocketConfig:
     """[websocket]: limits and security of /ws."""
 
-    allowed_origins: list[str] = field(default_factory=list)  # empty: the page's own origin
-    max_message_bytes: int = 16384
-    ping_interval: float = 30.0
-    ping_timeout: float = 30.0
+    #: extra page origins allowed to open /ws ("https://chat.example.org", "*.example.org",
+    #: "*" for any); the page's own origin (same Host) is always allowed, and a handshake
+    #: without an Origin header (non-browser clients) is accepted
+    allowed_origins: list[str] = field(default_factory=list)
+    max_message_bytes: int = 16384  # a bigger message closes the connection with 1009
+    max_frame_bytes: int = 16384  # a bigger single frame closes the connection with 1009
+    ping_interval: float = 30.0  # seconds between WebSocket pings (0: never)
+    ping_timeout: float = 30.0  # seconds without a pong before the peer is dropped
+    open_handshake_timeout: float = 10.0  # seconds to finish the HTTP upgrade
+    close_handshake_timeout: float = 5.0  # seconds to wait for the peer's close frame
+    #: chathub.v1 flood control: requests per second allowed on average, and how many may
+    #: come at once; requests beyond that wait, and past ``flood_max_queued`` waiting the
+    #: connection is closed with 4008 "Excess flood"
+    flood_rate: float = 5.0
+    flood_burst: int = 20
+    flood_max_queued: int = 50
+    #: how many proxies in front of us may set X-Forwarded-For (0: ignore the header)
+    trust_x_forwarded_for: int = 0
+    history_page_max: int = 200  # the largest page a history request may ask for
+
+    def validate(self, prefix: str) -> None:
+        for name in ("max_message_bytes", "max_frame_bytes", "flood_burst", "flood_max_queued", "history_page_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0")
+        for name in ("flood_rate", "open_handshake_timeout", "close_handshake_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0")
+        for name in ("ping_interval", "ping_timeout", "trust_x_forwarded_for"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"setting '{prefix}.{name}' must not be negative")
+        for origin in self.allowed_origins:
+            if not origin or " " in origin:
+                raise ConfigError(f"setting '{prefix}.allowed_origins' has an invalid origin {origin!r}")

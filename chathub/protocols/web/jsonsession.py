@@ -1,0 +1,523 @@
+"""The ``chathub.v1`` JSON subprotocol: one JSON object per WebSocket text message.
+
+Requests are checked against a declarative table (name, whether it is allowed before
+login, required and optional fields with their types, flood cost) before a handler runs.
+Anything wrong with a request, and anything the hub refuses, is answered with an
+``error`` object carrying a stable code; the connection stays usable. docs/protocol.md
+describes every message.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from zope.interface import implementer
+
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from chathub.auth.credentials import GuestNick
+from chathub.events import Event, Kind
+from chathub.hub import errors
+from chathub.hub.errors import HubError
+from chathub.hub.names import fold, is_room_name, valid_nick
+from chathub.hub.rooms import Room
+from chathub.hub.users import User
+from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
+from chathub.protocols.web.flood import FloodGate
+from chathub.protocols.web.history import HistoryUnavailable, fetch_history, history_available
+from chathub.protocols.web.websocket import (
+    CLOSE_BY_SERVER,
+    CLOSE_FLOOD,
+    CLOSE_LOGIN_TIMEOUT,
+    CLOSE_NORMAL,
+    JSON_V1,
+)
+
+PROTOCOL_VERSION = 1
+
+
+class RequestError(Exception):
+    """A request we refuse before it reaches the hub; ``code`` is stable."""
+
+    def __init__(self, code: str, message: str, field_name: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class Request:
+    """One entry of the request table."""
+
+    handler: str  # method name on JsonSession
+    before_login: bool = False  # allowed before login
+    required: dict[str, type] = field(default_factory=dict)
+    optional: dict[str, type] = field(default_factory=dict)
+    cost: float = 1.0  # flood budget it uses
+
+
+_STR = str
+_INT = int
+REQUESTS: dict[str, Request] = {
+    "login": Request("do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5),
+    "register": Request("do_register", before_login=True, required={"nick": _STR, "password": _STR}, optional={"email": _STR}, cost=10),
+    "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
+    "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
+    "part": Request("do_part", required={"room": _STR}, optional={"reason": _STR}),
+    "message": Request("do_message", required={"target": _STR, "text": _STR}),
+    "action": Request("do_action", required={"target": _STR, "text": _STR}),
+    "notice": Request("do_notice", required={"target": _STR, "text": _STR}),
+    "typing": Request("do_typing", required={"target": _STR}, optional={"state": _STR}, cost=0.5),
+    "topic": Request("do_topic", required={"room": _STR, "text": _STR}),
+    "members": Request("do_members", required={"room": _STR}),
+    "rooms": Request("do_rooms", cost=2),
+    "nick": Request("do_nick", required={"nick": _STR}, cost=3),
+    "away": Request("do_away", optional={"text": _STR}),
+    "history": Request("do_history", required={"target": _STR}, optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT}, cost=2),
+    "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
+}
+
+_TYPE_NAMES = {str: "a string", int: "an integer"}
+
+
+def _type_name(tp) -> str:
+    if isinstance(tp, tuple):
+        return "a string or a number"
+    return _TYPE_NAMES.get(tp, tp.__name__)
+
+
+def _check_fields(msg: dict, spec: Request) -> None:
+    for name, tp in spec.required.items():
+        if name not in msg or msg[name] is None:
+            raise RequestError("missing_field", f"'{name}' is required", name)
+    for name, tp in {**spec.required, **spec.optional}.items():
+        value = msg.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, tp):
+            raise RequestError("invalid_field", f"'{name}' must be {_type_name(tp)}", name)
+
+
+def member_json(room: Room, user: User) -> dict[str, Any]:
+    """One member of a room: who, how connected, present or away, room privileges."""
+    member = room.members.get(user.folded)
+    return {
+        "nick": user.nick,
+        "account": user.account,
+        "protocol": user.protocol,
+        "presence": "away" if user.away else "online",
+        "away": user.away,
+        "op": bool(member and member.is_operator),
+        "voice": bool(member and "v" in member.privileges),
+    }
+
+
+def room_json(room: Room) -> dict[str, Any]:
+    """A room snapshot: topic, modes and the member list."""
+    modes, _ = room.mode_string(with_params=False)
+    return {
+        "type": "room",
+        "room": room.name,
+        "topic": room.topic,
+        "topic_by": room.topic_setter.split("!", 1)[0] if room.topic_setter else None,
+        "topic_time": room.topic_time or None,
+        "modes": modes,
+        "members": sorted((member_json(room, u) for u in room.users()), key=lambda m: fold(m["nick"])),
+    }
+
+
+@implementer(IParticipant)
+class JsonSession:
+    """The participant behind one chathub.v1 connection."""
+
+    protocol = "ws"
+    format_key = ("ws", JSON_V1)
+    echo_own = True  # every event, our own included, comes back with the server's id and time
+    log = Logger()
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        factory = ws.factory
+        self.factory = factory
+        self.hub = factory.hub
+        self.portal = factory.portal
+        self.config = factory.config
+        self.clock = factory.clock
+        wsconf = self.config.websocket
+        self.user: Optional[User] = None
+        self._logout: Optional[Callable[[], None]] = None
+        self._logging_in = False
+        self._closed = False
+        self.gate = FloodGate(
+            self.clock, wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued,
+            self._dispatch, self._flooded,
+        )
+        self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
+
+    # -- IParticipant ------------------------------------------------------------------
+
+    def encode(self, event: Event) -> Optional[bytes]:
+        obj = event_json(event)
+        return None if obj is None else self.factory.frame(dumps(obj))
+
+    def send(self, data: bytes) -> None:
+        self.ws.send_frame(data)
+
+    def deliver(self, event: Event) -> None:
+        data = self.encode(event)
+        if data is not None:
+            self.send(data)
+
+    def close(self, reason: str) -> None:
+        self.reply({"type": "closing", "reason": reason})
+        self.ws.close_with(CLOSE_BY_SERVER, reason)
+
+    # -- connection --------------------------------------------------------------------
+
+    def reply(self, obj: dict) -> None:
+        """Send one JSON object to this connection only."""
+        self.ws.send_frame(self.factory.frame(dumps(obj)))
+
+    def error(self, code: str, message: str, request: Optional[dict] = None, **extra: Any) -> None:
+        obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request is not None:
+            if isinstance(request.get("type"), str):
+                obj["request"] = request["type"]
+            if "ref" in request:
+                obj["ref"] = request["ref"]
+        obj.update({k: v for k, v in extra.items() if v is not None})
+        self.reply(obj)
+
+    def opened(self) -> None:
+        limits = self.config.limits
+        self.reply(
+            {
+                "type": "hello",
+                "protocol": JSON_V1,
+                "version": PROTOCOL_VERSION,
+                "server": self.config.server.name,
+                "network": self.config.server.network,
+                "features": {
+                    "guests": self.config.auth.allow_guests,
+                    "history": history_available(self.hub),
+                    "register": self._registration() is not None,
+                },
+                "limits": {
+                    "nick_length": limits.nick_length,
+                    "room_name_length": limits.room_name_length,
+                    "topic_length": limits.topic_length,
+                    "away_length": limits.away_length,
+                    "message_bytes": self.config.websocket.max_message_bytes,
+                    "history_page": self.config.websocket.history_page_max,
+                },
+            }
+        )
+
+    def connection_lost(self, reason: str) -> None:
+        self._closed = True
+        self.gate.stop()
+        if self._login_timer.active():
+            self._login_timer.cancel()
+        user, logout = self.user, self._logout
+        self.user = self._logout = None
+        if user is not None:
+            self.hub.quit(user, reason)
+        if logout is not None:
+            logout()
+
+    def _login_timed_out(self) -> None:
+        if self.user is None and not self._closed:
+            self.error("login_timeout", "no login in time")
+            self.ws.close_with(CLOSE_LOGIN_TIMEOUT, "Login timeout")
+
+    def _flooded(self) -> None:
+        self.error("flood", "too many requests; closing")
+        self.ws.close_with(CLOSE_FLOOD, "Excess flood")
+
+    # -- requests ----------------------------------------------------------------------
+
+    def message_received(self, payload: bytes, is_binary: bool) -> None:
+        """Parse one WebSocket message and queue it behind the flood gate."""
+        if is_binary:
+            self.error("bad_json", "chathub.v1 messages are JSON text, not binary")
+            return
+        try:
+            msg = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            self.error("bad_json", f"not valid JSON: {e}")
+            return
+        if not isinstance(msg, dict):
+            self.error("bad_request", "a request is a JSON object with a \"type\"")
+            return
+        kind = msg.get("type")
+        if not isinstance(kind, str):
+            self.error("missing_field", "'type' is required", msg, field="type")
+            return
+        spec = REQUESTS.get(kind)
+        if spec is None:
+            self.error("unknown_type", f"unknown request type {kind[:40]!r}", msg)
+            return
+        self.gate.submit((msg, spec), spec.cost)
+
+    def _dispatch(self, item) -> None:
+        msg, spec = item
+        if self._closed:
+            return
+        try:
+            if self.user is None and not spec.before_login:
+                raise RequestError("not_logged_in", "log in first")
+            _check_fields(msg, spec)
+            getattr(self, spec.handler)(msg)
+        except RequestError as e:
+            self.error(e.code, e.message, msg, field=e.field)
+        except HubError as e:
+            self.error(e.code, e.message, msg, target=e.target or None)
+        except Exception:
+            self.log.failure("chathub.v1 request {type} failed", type=msg.get("type"))
+            self.error("internal_error", "the server could not handle that request", msg)
+
+    def _ok(self, msg: dict, **extra: Any) -> None:
+        """Acknowledge a request that asked for it (has a ``ref``), after its events went out."""
+        if "ref" not in msg:
+            return
+
+        def acknowledge() -> None:
+            if not self._closed:
+                self.reply({"type": "ok", "request": msg["type"], "ref": msg["ref"], **extra})
+
+        self.hub.after_delivery(acknowledge)
+
+    # -- login -------------------------------------------------------------------------
+
+    def do_login(self, msg: dict) -> None:
+        if self.user is not None:
+            raise RequestError("already_logged_in", "already logged in; use \"nick\" to change nick")
+        if self._logging_in:
+            raise RequestError("login_in_progress", "a login is already under way")
+        nick = msg["nick"]
+        if not valid_nick(nick, self.config.limits.nick_length):
+            raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
+        password = msg.get("password")
+        if password is None:
+            credentials = GuestNick(nick)
+        else:
+            account = msg.get("account") or nick
+            credentials = UsernamePassword(account.encode("utf-8"), password.encode("utf-8"))
+        self._logging_in = True
+        d = self.portal.login(credentials, self, IChatUser)
+        d.addCallbacks(self._logged_in, self._login_failed, (msg, nick), None, (msg,))
+        d.addErrback(self._login_crashed, msg)
+
+    def _logged_in(self, result, msg: dict, nick: str) -> None:
+        self._logging_in = False
+        _, user, logout = result
+        if self._closed:
+            logout()
+            return
+        user.host = self.ws.client_host or "web"
+        user.user = "web"
+        user.realname = "chathub web user"
+        try:
+            self.hub.register(user, nick)
+        except HubError as e:
+            logout()
+            self.error(e.code, e.message, msg, target=e.target or None)
+            return
+        self.user, self._logout = user, logout
+        if self._login_timer.active():
+            self._login_timer.cancel()
+        self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.host)
+        welcome = {"type": "welcome", "nick": user.nick, "account": user.account}
+        if "ref" in msg:
+            welcome["ref"] = msg["ref"]
+        self.reply(welcome)
+
+    def _login_failed(self, failure, msg: dict) -> None:
+        self._logging_in = False
+        if self._closed:
+            return
+        failure.trap(UnauthorizedLogin, UnhandledCredentials)
+        self.log.info("WebSocket login refused for {peer}: {why}", peer=self.ws.client_host, why=failure.getErrorMessage())
+        self.error("login_failed", failure.getErrorMessage() or "login refused", msg)
+
+    def _login_crashed(self, failure, msg: dict) -> None:
+        self._logging_in = False
+        self.log.failure("WebSocket login failed unexpectedly", failure)
+        if not self._closed:
+            self.error("internal_error", "login failed; try again", msg)
+
+    def _registration(self):
+        """The account-registration hook, or None while no store offers one."""
+        return getattr(self.hub, "register_account", None)
+
+    def do_register(self, msg: dict) -> None:
+        register = self._registration()
+        if register is None:
+            raise RequestError("registration_unavailable", "this server does not register accounts")
+        if self.user is not None:
+            raise RequestError("already_logged_in", "log in to the new account from a new connection")
+        nick, password = msg["nick"], msg["password"]
+        if not valid_nick(nick, self.config.limits.nick_length):
+            raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
+        d = defer.maybeDeferred(register, nick, password, msg.get("email"))
+
+        def registered(_):
+            if not self._closed:
+                reply = {"type": "registered", "account": nick}
+                if "ref" in msg:
+                    reply["ref"] = msg["ref"]
+                self.reply(reply)
+
+        def refused(failure):
+            if self._closed:
+                return
+            code = getattr(failure.value, "code", None)
+            if isinstance(code, str):
+                self.error(code, failure.getErrorMessage(), msg)
+            else:
+                self.log.failure("account registration failed", failure)
+                self.error("registration_failed", "could not register that account", msg)
+
+        d.addCallbacks(registered, refused)
+
+    def do_ping(self, msg: dict) -> None:
+        reply: dict[str, Any] = {"type": "pong"}
+        if "token" in msg:
+            reply["token"] = msg["token"]
+        self.reply(reply)
+
+    def do_quit(self, msg: dict) -> None:
+        reason = (msg.get("reason") or "Quit")[:200]
+        if self.user is not None:
+            self.hub.quit(self.user, reason)
+        self.ws.close_with(CLOSE_NORMAL, reason)
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def do_join(self, msg: dict) -> None:
+        name = msg["room"]
+        room = self.hub.join(self.user, name, msg.get("key"))
+        if room is None:
+            room = self.hub.find_room(name)
+        user = self.user
+
+        def snapshot() -> None:
+            if not self._closed and room is not None and user.folded in room.members:
+                self.reply(room_json(room))
+
+        self.hub.after_delivery(snapshot)
+        self._ok(msg)
+
+    def do_part(self, msg: dict) -> None:
+        self.hub.part(self.user, msg["room"], (msg.get("reason") or "")[:200])
+        self._ok(msg)
+
+    def do_topic(self, msg: dict) -> None:
+        self.hub.set_topic(self.user, msg["room"], msg["text"])
+        self._ok(msg)
+
+    def do_members(self, msg: dict) -> None:
+        room = self.hub.find_room(msg["room"])
+        if room is None or (room.secret and self.user.folded not in room.members):
+            raise errors.NoSuchRoom(msg["room"])
+        reply = room_json(room)
+        if "ref" in msg:
+            reply["ref"] = msg["ref"]
+        self.reply(reply)
+
+    def do_rooms(self, msg: dict) -> None:
+        rooms = [
+            {"room": r.name, "topic": r.topic, "members": len(r.members), "joined": self.user.folded in r.members}
+            for r in sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
+        ]
+        reply: dict[str, Any] = {"type": "rooms", "rooms": rooms}
+        if "ref" in msg:
+            reply["ref"] = msg["ref"]
+        self.reply(reply)
+
+    # -- talking -----------------------------------------------------------------------
+
+    def _talk(self, msg: dict, kind: str) -> None:
+        # A multi-line text becomes one message per line: IRC and telnet users have no other way to see it.
+        lines = [line for line in msg["text"].replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
+        if not lines:
+            raise RequestError("no_text", "no text to send", "text")
+        last = None
+        for line in lines:
+            last = self.hub.send(self.user, msg["target"], line, kind)
+        self._ok(msg, id=last.id if last is not None else None)
+
+    def do_message(self, msg: dict) -> None:
+        self._talk(msg, Kind.MESSAGE)
+
+    def do_action(self, msg: dict) -> None:
+        self._talk(msg, Kind.ACTION)
+
+    def do_notice(self, msg: dict) -> None:
+        self._talk(msg, Kind.NOTICE)
+
+    def do_typing(self, msg: dict) -> None:
+        state = msg.get("state") or "active"
+        if state not in TYPING_STATES:
+            raise RequestError("invalid_field", "'state' must be active, paused or done", "state")
+        self.hub.send(self.user, msg["target"], "", Kind.TAGMSG, {TYPING_TAG: state})
+
+    # -- identity and presence ---------------------------------------------------------
+
+    def do_nick(self, msg: dict) -> None:
+        self.hub.change_nick(self.user, msg["nick"])
+        self._ok(msg, nick=self.user.nick)
+
+    def do_away(self, msg: dict) -> None:
+        self.hub.set_away(self.user, msg.get("text") or None)
+        self._ok(msg)
+
+    # -- history -----------------------------------------------------------------------
+
+    def do_history(self, msg: dict) -> None:
+        target = msg["target"]
+        limit = msg.get("limit") or 50
+        if limit <= 0:
+            raise RequestError("invalid_field", "'limit' must be positive", "limit")
+        limit = min(limit, self.config.websocket.history_page_max)
+        if "before" in msg and "after" in msg:
+            raise RequestError("invalid_field", "give 'before' or 'after', not both", "after")
+        if is_room_name(target):
+            room = self.hub.find_room(target)
+            if room is None or self.user.folded not in room.members:
+                raise errors.NotOnRoom(target, "join the room to read its history")
+        try:
+            d = fetch_history(self.hub, self.user, target, limit, msg.get("before"), msg.get("after"))
+        except HistoryUnavailable as e:
+            raise RequestError("history_unavailable", str(e))
+
+        def answer(result) -> None:
+            events, more = result
+            if self._closed:
+                return
+            reply: dict[str, Any] = {
+                "type": "history",
+                "target": target,
+                "events": [obj for obj in (event_json(e) for e in events) if obj is not None],
+                "more": more,
+            }
+            if "ref" in msg:
+                reply["ref"] = msg["ref"]
+            self.reply(reply)
+
+        def failed(failure) -> None:
+            if self._closed:
+                return
+            if isinstance(failure.value, LookupError):
+                self.error("no_such_message", "no message with that id in this conversation", msg)
+            else:
+                self.log.failure("history request failed", failure)
+                self.error("history_failed", "history could not be read", msg)
+
+        d.addCallbacks(answer, failed)

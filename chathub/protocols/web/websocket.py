@@ -1,0 +1,274 @@
+"""The /ws endpoint: Autobahn protocol and factory, subprotocol choice, Origin check, send queue.
+
+One ``ChatWebSocketProtocol`` per connection owns the transport; the subprotocol picked in
+the handshake decides which *session* (``chathub.v1`` JSON, or IRC over WebSocket) turns
+its messages into hub calls. Every frame written goes through a ``SendQueue`` over the
+real transport, so a browser that stops reading is dropped at the send-queue limit.
+"""
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from zope.interface import directlyProvides, providedBy
+
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.logger import Logger
+
+from chathub.config import Config
+from chathub.protocols.sendqueue import SendQueue
+
+#: subprotocol names
+JSON_V1 = "chathub.v1"
+IRC_TEXT = "text.ircv3.net"
+IRC_BINARY = "binary.ircv3.net"
+SUBPROTOCOLS = (JSON_V1, IRC_BINARY, IRC_TEXT)
+
+#: close codes chathub sends (1000-1011 are RFC 6455's; 4000-4999 are ours, see docs/protocol.md)
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TOO_BIG = 1009
+CLOSE_SERVER_ERROR = 1011
+CLOSE_BY_SERVER = 4000  # killed or otherwise closed by the server
+CLOSE_LOGIN_TIMEOUT = 4001
+CLOSE_FLOOD = 4008
+
+
+def choose_subprotocol(offered: list[str], supported=SUBPROTOCOLS) -> Optional[str]:
+    """The first subprotocol in the client's preference order that we speak.
+
+    No subprotocol offered means IRC as text (what gamja and Kiwi IRC send): returns None,
+    so the answer has no Sec-WebSocket-Protocol header. Raises ``ConnectionDeny`` when the
+    client offers only subprotocols we do not speak.
+    """
+    if not offered:
+        if IRC_TEXT in supported:
+            return None
+        raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "ask for a subprotocol: " + ", ".join(supported))
+    for name in offered:
+        if name in supported:
+            return name
+    raise ConnectionDeny(
+        ConnectionDeny.BAD_REQUEST,
+        "unsupported WebSocket subprotocol; this server speaks " + ", ".join(supported),
+    )
+
+
+def origin_allowed(origin: str, host: str, allowed: list[str], secure: bool) -> bool:
+    """Whether a page at ``origin`` may open a WebSocket to us (reached as ``host``).
+
+    The page's own origin is always allowed; ``allowed`` adds origins as
+    ``scheme://host[:port]`` or a host glob (``*.example.org``), or ``*`` for any.
+    An empty ``origin`` (no header: not a browser) is allowed.
+    """
+    if not origin:
+        return True
+    if origin == "null":
+        return "null" in allowed or "*" in allowed
+    try:
+        parts = urlsplit(origin)
+        origin_host = (parts.hostname or "").lower()
+        origin_port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    except ValueError:
+        return False
+    if not origin_host:
+        return False
+    # Host header: the page's own origin, when the scheme fits how we were reached.
+    try:
+        own = urlsplit(("https://" if secure else "http://") + host.lower())
+        own_host, own_port = own.hostname or "", own.port or (443 if secure else 80)
+    except ValueError:
+        own_host, own_port = "", 0
+    if parts.scheme == ("https" if secure else "http") and (origin_host, origin_port) == (own_host, own_port):
+        return True
+    normalized = f"{parts.scheme}://{origin_host}:{origin_port}"
+    for pattern in allowed:
+        pattern = pattern.lower().rstrip("/")
+        if pattern == "*":
+            return True
+        if "://" in pattern:
+            scheme, _, rest = pattern.partition("://")
+            if ":" not in rest:
+                rest += ":443" if scheme == "https" else ":80"
+            if fnmatch.fnmatchcase(normalized, f"{scheme}://{rest}"):
+                return True
+        elif fnmatch.fnmatchcase(origin_host, pattern):
+            return True
+    return False
+
+
+class QueuedTransport:
+    """The real transport, with writes going through the connection's ``SendQueue``."""
+
+    def __init__(self, transport, queue: SendQueue) -> None:
+        self._transport = transport
+        self._queue = queue
+        directlyProvides(self, providedBy(transport))
+
+    def write(self, data: bytes) -> None:
+        self._queue.write(data)
+
+    def writeSequence(self, seq) -> None:
+        self._queue.write(b"".join(seq))
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+class ChatWebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket connection; hands messages to the session its subprotocol names."""
+
+    log = Logger()
+    factory: "ChatWebSocketFactory"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subprotocol: Optional[str] = None
+        self.session = None
+        self.sendqueue: Optional[SendQueue] = None
+        self.real_transport = None
+        self.client_host = ""
+        self.quit_reason: Optional[str] = None
+
+    # -- handshake ---------------------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest):
+        config = self.factory.config.websocket
+        secure = ISSLTransport.providedBy(self.transport)
+        # request.host has the port cut off; the origin comparison needs it
+        host = request.headers.get("host", "")
+        if not origin_allowed(request.origin, host, config.allowed_origins, secure):
+            self.log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        self.subprotocol = choose_subprotocol(list(request.protocols), self.factory.subprotocols)
+        self.client_host = _peer_host(request.peer)
+        return self.subprotocol
+
+    # -- transport ---------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        real = self.real_transport = self.transport
+        # Under twisted.web the HTTP channel registered itself as the transport's
+        # producer; the connection is ours now, so is its flow control.
+        real.unregisterProducer()
+        self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self._sendq_overflow)
+        self.transport = QueuedTransport(real, self.sendqueue)
+
+    def _sendq_overflow(self) -> None:
+        # No close frame: the queue it would wait behind is what overflowed.
+        self.log.info("dropping WebSocket client {peer}: send queue exceeded", peer=self.peer)
+        self.quit_reason = "Send queue exceeded"
+        self.real_transport.abortConnection()
+
+    # -- messages ----------------------------------------------------------------------
+
+    def onOpen(self) -> None:
+        self.session = self.factory.make_session(self)
+        self.session.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.session is not None:
+            self.session.message_received(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        session, self.session = self.session, None
+        if session is None:
+            return
+        quit_reason = self.quit_reason
+        if quit_reason is None:
+            not_clean = (self.wasNotCleanReason or "").lower()
+            if "ping" in not_clean and "timeout" in not_clean:
+                quit_reason = "Ping timeout"
+            elif CLOSE_TOO_BIG in (code, self.localCloseCode):
+                quit_reason = "Message too big"
+            else:
+                quit_reason = "Connection closed"
+        session.connection_lost(quit_reason)
+
+    # -- for sessions ------------------------------------------------------------------
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write one already framed message (see ``ChatWebSocketFactory.frame``)."""
+        if self.state == self.STATE_OPEN:
+            self.sendData(frame)
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Start the closing handshake with ``code`` and a reason (cut to fit a close frame)."""
+        if self.quit_reason is None:
+            self.quit_reason = reason
+        if self.state in (self.STATE_OPEN, self.STATE_CONNECTING):
+            data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
+            self.sendClose(code, data)
+
+
+def _peer_host(peer: str) -> str:
+    # autobahn's peer strings look like "tcp:127.0.0.1:5555" or "tcp6:[::1]:5555"
+    if peer.startswith(("tcp:", "tcp4:", "tcp6:")):
+        rest = peer.split(":", 1)[1]
+        host = rest.rsplit(":", 1)[0]
+        return host.strip("[]")
+    return peer
+
+
+class ChatWebSocketFactory(WebSocketServerFactory):
+    """Makes ``ChatWebSocketProtocol``s configured from ``[websocket]``."""
+
+    protocol = ChatWebSocketProtocol
+
+    def __init__(self, hub, portal, config: Config, clock: Optional[IReactorTime] = None, url: Optional[str] = None) -> None:
+        super().__init__(url)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.hub = hub
+        self.portal = portal
+        self.config = config
+        self.clock = clock
+        ws = config.websocket
+        self.setProtocolOptions(
+            maxFramePayloadSize=ws.max_frame_bytes,
+            maxMessagePayloadSize=ws.max_message_bytes,
+            autoPingInterval=ws.ping_interval,
+            autoPingTimeout=ws.ping_timeout,
+            openHandshakeTimeout=ws.open_handshake_timeout,
+            closeHandshakeTimeout=ws.close_handshake_timeout,
+            trustXForwardedFor=ws.trust_x_forwarded_for,
+            # on a protocol error (an over-size frame) say why with a close frame (1009),
+            # rather than just dropping the TCP connection
+            failByDrop=False,
+            # The bundled client and IRC clients send small messages; per-message
+            # deflate would cost a compression per recipient and rule out prepared frames.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+        self.server = "chathub"
+        self._sessions: dict[Optional[str], Callable] = {}
+
+    def add_session_type(self, subprotocols, make: Callable) -> None:
+        """Use ``make(protocol)`` for connections that chose one of ``subprotocols``."""
+        for name in subprotocols:
+            self._sessions[name] = make
+
+    @property
+    def subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols sessions are installed for, in our order of preference."""
+        return tuple(name for name in SUBPROTOCOLS if name in self._sessions)
+
+    def make_session(self, protocol: ChatWebSocketProtocol):
+        # no subprotocol asked for: IRC as text
+        return self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
+
+    def frame(self, payload: bytes, binary: bool = False) -> bytes:
+        """Frame ``payload`` once; the bytes can be written to any connection of this factory."""
+        return self.prepareMessage(payload, binary).payloadHybi
+
+
+class ChatWebSocketResource(WebSocketResource):
+    """``WebSocketResource`` that also stops the HTTP channel's idle timer before taking over."""
+
+    def render(self, request):
+        request.channel.setTimeout(None)
+        return super().render(request)

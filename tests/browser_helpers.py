@@ -1,0 +1,188 @@
+"""Helpers for the WebSocket and browser tests: an in-process server and an Autobahn test client.
+
+The client records every message and close; ``expect`` waits (with a timeout) for a
+message matching a predicate, so tests synchronise on events, never on sleeps.
+Import the reactor lazily: pytest-twisted installs it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, Union
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import defer
+
+Predicate = Callable[[Any], bool]
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def start_server(config, checkers=()):
+    """Hub, portal and the HTTP/WebSocket site listening on 127.0.0.1 port 0.
+
+    Returns ``(hub, site, port)``; stop with ``port.stopListening()``.
+    """
+    from chathub.auth.portal import build_portal
+    from chathub.hub.service import ChatHub
+    from chathub.protocols.web import build_site
+
+    hub = ChatHub(config)
+    portal = build_portal(hub, config, list(checkers))
+    site = build_site(hub, portal, config)
+    port = _reactor().listenTCP(0, site, interface="127.0.0.1")
+    return hub, portal, site, port
+
+
+class _Waiter:
+    def __init__(self, predicate: Predicate, deferred: defer.Deferred) -> None:
+        self.predicate = predicate
+        self.deferred = deferred
+
+
+class WsClient(WebSocketClientProtocol):
+    """Records messages (decoded JSON for chathub.v1, text lines for IRC) and the close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[Any] = []
+        self.unread: list[Any] = []
+        self.waiters: list[_Waiter] = []
+        self.close_info: Optional[tuple[bool, Optional[int], Optional[str]]] = None
+        self.binary_flags: list[bool] = []
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.binary_flags.append(isBinary)
+        if self.factory.json:
+            item = json.loads(payload.decode("utf-8"))
+        else:
+            item = payload.decode("utf-8")
+        self.received.append(item)
+        for waiter in list(self.waiters):
+            if waiter.predicate(item):
+                self.waiters.remove(waiter)
+                waiter.deferred.callback(item)
+                return
+        self.unread.append(item)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self.close_info = (wasClean, code, reason)
+        if not self.factory.opened.called:
+            self.factory.opened.errback(ConnectionError(f"handshake failed: {code} {reason}"))
+        if not self.factory.closed.called:
+            self.factory.closed.callback(self.close_info)
+        for waiter in self.waiters:
+            waiter.deferred.errback(ConnectionError(f"closed ({code} {reason}) while waiting; got {self.received[-10:]}"))
+        self.waiters = []
+
+    # -- test API ----------------------------------------------------------------------
+
+    def send_json(self, obj: Any) -> None:
+        self.sendMessage(json.dumps(obj).encode("utf-8"))
+
+    def send_text(self, text: Union[str, bytes], binary: bool = False) -> None:
+        self.sendMessage(text.encode("utf-8") if isinstance(text, str) else text, isBinary=binary)
+
+    def expect(self, predicate: Union[Predicate, dict, str], timeout: float = 10.0) -> defer.Deferred:
+        """Fire with the first message (unread ones first) matching ``predicate``.
+
+        A dict matches JSON objects containing those key/values; a string matches IRC lines
+        containing it.
+        """
+        predicate = _as_predicate(predicate)
+        for item in self.unread:
+            if predicate(item):
+                self.unread.remove(item)
+                return defer.succeed(item)
+        if self.close_info is not None:
+            return defer.fail(ConnectionError(f"already closed: {self.close_info}; got {self.received[-10:]}"))
+        d: defer.Deferred = defer.Deferred()
+        self.waiters.append(_Waiter(predicate, d))
+
+        def timed_out(failure):
+            failure.trap(defer.TimeoutError)
+            raise AssertionError(f"nothing matching {predicate!r} within {timeout}s; got {self.received[-15:]}")
+
+        d.addTimeout(timeout, _reactor())
+        d.addErrback(timed_out)
+        return d
+
+    def wait_closed(self, timeout: float = 10.0) -> defer.Deferred:
+        d = defer.Deferred()
+        self.factory.closed.chainDeferred(d) if not self.factory.closed.called else d.callback(self.close_info)
+        return d.addTimeout(timeout, _reactor())
+
+
+def _as_predicate(spec) -> Predicate:
+    if callable(spec):
+        return spec
+    if isinstance(spec, dict):
+        def match(item, spec=spec):
+            return isinstance(item, dict) and all(item.get(k) == v for k, v in spec.items())
+
+        match.__qualname__ = f"match({spec!r})"
+        return match
+    if isinstance(spec, str):
+        def contains(item, spec=spec):
+            return isinstance(item, str) and spec in item
+
+        contains.__qualname__ = f"contains({spec!r})"
+        return contains
+    raise TypeError(spec)
+
+
+class WsClientFactory(WebSocketClientFactory):
+    protocol = WsClient
+
+
+def connect(
+    port: int,
+    protocols: Optional[list[str]] = None,
+    origin: Optional[str] = None,
+    json_messages: bool = True,
+    max_message: int = 0,
+    headers: Optional[dict] = None,
+    timeout: float = 10.0,
+) -> defer.Deferred:
+    """Open ``ws://127.0.0.1:port/ws``; fire with the client protocol once open.
+
+    Fails with ``ConnectionError`` (saying the close code and reason) if the handshake is refused.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    factory = WsClientFactory(
+        f"ws://127.0.0.1:{port}/ws", protocols=protocols or [], origin=origin, headers=headers or {}
+    )
+    factory.json = json_messages
+    factory.opened = defer.Deferred()
+    factory.closed = defer.Deferred()
+    factory.setProtocolOptions(maxMessagePayloadSize=max_message, autoPingInterval=0)
+    endpoint = TCP4ClientEndpoint(_reactor(), "127.0.0.1", port)
+    d = endpoint.connect(factory)
+
+    def connected(proto):
+        factory.client = proto
+        return factory.opened
+
+    d.addCallback(connected)
+    return d.addTimeout(timeout, _reactor())
+
+
+def connect_failure(port: int, **kw) -> defer.Deferred:
+    """Fire with the close info of a handshake that is expected to be refused."""
+    d = connect(port, **kw)
+
+    def opened(proto):
+        raise AssertionError("handshake unexpectedly succeeded")
+
+    def refused(failure):
+        failure.trap(ConnectionError)
+        return str(failure.value)
+
+    return d.addCallbacks(opened, refused)

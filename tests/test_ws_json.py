@@ -1,0 +1,263 @@
+"""chathub.v1 over a real /ws listener on 127.0.0.1, driven by Autobahn's Twisted client."""
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+
+from chathub.config import Config
+from chathub.config.core import LimitsConfig
+from chathub.config.web import WebSocketConfig
+from tests.browser_helpers import connect, connect_failure, start_server
+
+V1 = ["chathub.v1"]
+
+
+def make_config(**websocket) -> Config:
+    ws = {"max_message_bytes": 4096, "max_frame_bytes": 4096, "ping_interval": 0, **websocket}
+    return Config(websocket=WebSocketConfig(**ws), limits=LimitsConfig(registration_timeout=30))
+
+
+@pytest.fixture
+def server():
+    checker = InMemoryUsernamePasswordDatabaseDontUse(carol=b"s3cret")
+    hub, portal, site, port = start_server(make_config(), [checker])
+    yield hub, port.getHost().port
+    port.stopListening()
+
+
+async def login(port, nick, password=None, protocols=V1):
+    client = await connect(port, protocols=protocols)
+    hello = await client.expect({"type": "hello"})
+    assert hello["protocol"] == "chathub.v1"
+    request = {"type": "login", "nick": nick, "ref": 1}
+    if password is not None:
+        request["password"] = password
+    client.send_json(request)
+    welcome = await client.expect(lambda m: m.get("type") in ("welcome", "error"))
+    assert welcome["type"] == "welcome", welcome
+    assert welcome["nick"] == nick and welcome["ref"] == 1
+    return client
+
+
+async def join(client, room, nick):
+    client.send_json({"type": "join", "room": room})
+    joined = await client.expect({"type": "join", "room": room})
+    assert joined["from"]["nick"] == nick
+    snapshot = await client.expect({"type": "room", "room": room})
+    return snapshot
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_join_and_messages_both_ways(server):
+    hub, port = server
+    alice = await login(port, "alice")
+    bob = await login(port, "bob")
+    await join(alice, "#chat", "alice")
+    snapshot = await join(bob, "#chat", "bob")
+    members = {m["nick"]: m for m in snapshot["members"]}
+    assert members["alice"] == {
+        "nick": "alice", "account": None, "protocol": "ws", "presence": "online",
+        "away": None, "op": True, "voice": False,
+    }
+    assert members["bob"]["op"] is False
+    seen_join = await alice.expect({"type": "join", "room": "#chat"})
+    assert seen_join["from"]["nick"] == "bob"
+
+    alice.send_json({"type": "message", "target": "#chat", "text": "hello bob", "ref": "m1"})
+    got = await bob.expect({"type": "message", "text": "hello bob"})
+    assert got["from"] == {"nick": "alice", "account": None, "protocol": "ws"}
+    assert got["target"] == "#chat" and got["id"] and got["time"].endswith("Z")
+    own = await alice.expect({"type": "message", "text": "hello bob"})
+    assert own["id"] == got["id"]  # the sender sees the same event, server id and time
+    ok = await alice.expect({"type": "ok", "ref": "m1"})
+    assert ok["id"] == got["id"]
+
+    bob.send_json({"type": "action", "target": "#chat", "text": "waves"})
+    act = await alice.expect({"type": "action"})
+    assert act["text"] == "waves" and act["from"]["nick"] == "bob"
+
+    bob.send_json({"type": "message", "target": "alice", "text": "psst"})
+    private = await alice.expect({"type": "message", "text": "psst"})
+    assert private["target"] == "alice"
+
+    bob.send_json({"type": "typing", "target": "#chat", "state": "active"})
+    typing = await alice.expect({"type": "typing"})
+    assert typing["from"]["nick"] == "bob" and typing["state"] == "active" and typing["target"] == "#chat"
+
+    alice.send_json({"type": "topic", "room": "#chat", "text": "welcome all"})
+    topic = await bob.expect({"type": "topic"})
+    assert topic["text"] == "welcome all" and topic["room"] == "#chat"
+
+    bob.send_json({"type": "away", "text": "lunch"})
+    away = await alice.expect({"type": "away"})
+    assert away["from"]["nick"] == "bob" and away["presence"] == "away"
+    alice.send_json({"type": "members", "room": "#chat"})
+    snap = await alice.expect({"type": "room"})
+    assert {m["nick"]: m["presence"] for m in snap["members"]} == {"alice": "online", "bob": "away"}
+
+    alice.send_json({"type": "rooms"})
+    rooms = await alice.expect({"type": "rooms"})
+    assert rooms["rooms"] == [{"room": "#chat", "topic": "welcome all", "members": 2, "joined": True}]
+
+    bob.send_json({"type": "nick", "nick": "robert"})
+    renamed = await alice.expect({"type": "nick"})
+    assert renamed["from"]["nick"] == "bob" and renamed["nick"] == "robert"
+
+    bob.send_json({"type": "part", "room": "#chat", "reason": "bye"})
+    parted = await alice.expect({"type": "part"})
+    assert parted["from"]["nick"] == "robert" and parted["reason"] == "bye"
+
+    bob.send_json({"type": "quit", "reason": "done"})
+    closed = await bob.wait_closed()
+    assert closed[1] == 1000
+    assert hub.find_user("robert") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_input_gets_error_objects_and_connection_stays_usable(server):
+    hub, port = server
+    alice = await login(port, "alice")
+    bob = await login(port, "bob")
+    await join(alice, "#chat", "alice")
+    await join(bob, "#chat", "bob")
+
+    alice.send_text("{not json")
+    err = await alice.expect({"type": "error"})
+    assert err["code"] == "bad_json"
+    alice.send_text("[1, 2]")
+    assert (await alice.expect({"type": "error"}))["code"] == "bad_request"
+    alice.send_json({"text": "no type"})
+    assert (await alice.expect({"type": "error"}))["code"] == "missing_field"
+    alice.send_json({"type": "dance", "ref": 7})
+    err = await alice.expect({"type": "error"})
+    assert err == {"type": "error", "code": "unknown_type", "message": "unknown request type 'dance'", "request": "dance", "ref": 7}
+    alice.send_json({"type": "message", "target": "#chat"})
+    err = await alice.expect({"type": "error"})
+    assert (err["code"], err["field"]) == ("missing_field", "text")
+    alice.send_json({"type": "message", "target": "#chat", "text": 5})
+    assert (await alice.expect({"type": "error"}))["code"] == "invalid_field"
+    alice.send_json({"type": "message", "target": "#nowhere", "text": "x"})
+    err = await alice.expect({"type": "error"})
+    assert (err["code"], err["target"]) == ("no_such_room", "#nowhere")
+    alice.send_json({"type": "message", "target": "nobody", "text": "x"})
+    assert (await alice.expect({"type": "error"}))["code"] == "no_such_nick"
+    alice.send_json({"type": "join", "room": "bad room"})
+    assert (await alice.expect({"type": "error"}))["code"] == "bad_room_name"
+    alice.send_json({"type": "nick", "nick": "bob"})
+    assert (await alice.expect({"type": "error"}))["code"] == "nick_in_use"
+    alice.send_json({"type": "login", "nick": "again"})
+    assert (await alice.expect({"type": "error"}))["code"] == "already_logged_in"
+    alice.send_text(b"\x00\xff binary", binary=True)
+    assert (await alice.expect({"type": "error"}))["code"] == "bad_json"
+
+    # still usable, and bob never noticed
+    alice.send_json({"type": "message", "target": "#chat", "text": "still here"})
+    assert (await bob.expect({"type": "message"}))["text"] == "still here"
+    assert not [m for m in bob.received if m.get("type") == "error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_before_login_and_bad_logins(server):
+    hub, port = server
+    bob = await login(port, "bob")
+    client = await connect(port, protocols=V1)
+    await client.expect({"type": "hello"})
+    client.send_json({"type": "join", "room": "#chat"})
+    assert (await client.expect({"type": "error"}))["code"] == "not_logged_in"
+    client.send_json({"type": "login", "nick": "9bad"})
+    assert (await client.expect({"type": "error"}))["code"] == "erroneous_nick"
+    client.send_json({"type": "login", "nick": "bob"})
+    assert (await client.expect({"type": "error"}))["code"] == "nick_in_use"
+    # carol is a registered account: no guest login, and the wrong password is refused
+    client.send_json({"type": "login", "nick": "carol"})
+    err = await client.expect({"type": "error"})
+    assert err["code"] == "login_failed" and err["request"] == "login"
+    client.send_json({"type": "login", "nick": "carol", "password": "wrong"})
+    assert (await client.expect({"type": "error"}))["code"] == "login_failed"
+    client.send_json({"type": "login", "nick": "carol", "password": "s3cret"})
+    welcome = await client.expect({"type": "welcome"})
+    assert welcome["account"] == "carol"
+    assert hub.find_user("carol").account == "carol"
+    client.send_json({"type": "ping", "token": "t1"})
+    assert (await client.expect({"type": "pong"}))["token"] == "t1"
+    bob.send_json({"type": "message", "target": "carol", "text": "hi carol"})
+    got = await client.expect({"type": "message"})
+    assert got["text"] == "hi carol"
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversize_message_closes_with_1009_and_others_unaffected(server):
+    hub, port = server
+    alice = await login(port, "alice")
+    bob = await login(port, "bob")
+    await join(alice, "#chat", "alice")
+    await join(bob, "#chat", "bob")
+    big = {"type": "message", "target": "#chat", "text": "x" * 5000}
+    alice.send_json(big)
+    closed = await alice.wait_closed()
+    assert closed[1] == 1009
+    quit_event = await bob.expect({"type": "quit"})
+    assert quit_event["from"]["nick"] == "alice" and quit_event["reason"] == "Message too big"
+    bob.send_json({"type": "message", "target": "#chat", "text": "alone"})
+    assert (await bob.expect({"type": "message"}))["text"] == "alone"
+
+
+@pytest_twisted.ensureDeferred
+async def test_origin_allow_list():
+    hub, portal, site, listening = start_server(make_config(allowed_origins=["https://chat.example.org"]))
+    port = listening.getHost().port
+    try:
+        why = await connect_failure(port, protocols=V1, origin="http://evil.example.com")
+        assert "403" in why
+        # the page's own origin, an allowed origin, and no Origin header at all
+        for origin in (f"http://127.0.0.1:{port}", "https://chat.example.org", None):
+            client = await connect(port, protocols=V1, origin=origin)
+            await client.expect({"type": "hello"})
+            client.sendClose()
+        why = await connect_failure(port, protocols=["foo.example"])
+        assert "400" in why
+    finally:
+        listening.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_subprotocol_preference_order(server):
+    hub, port = server
+    client = await connect(port, protocols=["nonsense", "chathub.v1", "text.ircv3.net"])
+    assert client.websocket_protocol_in_use == "chathub.v1"
+    await client.expect({"type": "hello"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_flood_is_delayed_then_disconnected():
+    config = make_config(flood_rate=1.0, flood_burst=3, flood_max_queued=5)
+    hub, portal, site, listening = start_server(config)
+    port = listening.getHost().port
+    try:
+        bob = await login(port, "bob")
+        alice = await connect(port, protocols=V1)
+        await alice.expect({"type": "hello"})
+        for i in range(12):
+            alice.send_json({"type": "ping", "token": str(i)})
+        err = await alice.expect({"type": "error"})
+        assert err["code"] == "flood"
+        closed = await alice.wait_closed()
+        assert closed[1] == 4008
+        # the burst was answered before the gate closed
+        assert [m["token"] for m in alice.received if m["type"] == "pong"] == ["0", "1", "2"]
+        bob.send_json({"type": "ping", "token": "ok"})
+        assert (await bob.expect({"type": "pong"}))["token"] == "ok"
+    finally:
+        listening.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_unavailable_without_store(server):
+    hub, port = server
+    alice = await login(port, "alice")
+    await join(alice, "#chat", "alice")
+    alice.send_json({"type": "history", "target": "#chat", "limit": 10})
+    assert (await alice.expect({"type": "error"}))["code"] == "history_unavailable"
+    alice.send_json({"type": "register", "nick": "dave", "password": "pw"})
+    assert (await alice.expect({"type": "error"}))["code"] in ("registration_unavailable", "already_logged_in")
