@@ -76,6 +76,9 @@ class PostgresStore(SqlStore):
         )
         return pool, pool
 
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsn, **self._connect_kwargs)
+
     def _detail(self, exc: BaseException) -> str:
         if isinstance(exc, psycopg.Error):
             primary = exc.diag.message_primary if exc.diag else None

@@ -134,6 +134,74 @@ class SqlStore:
 
     # -- life cycle ----------------------------------------------------------------
 
+    def _connect(self):
+        """A plain DB-API connection, for ``preflight`` (before the reactor runs)."""
+        raise NotImplementedError
+
+    @defer.inlineCallbacks
+    def _bring_up_to_date(self, run: Callable[..., defer.Deferred]):
+        """Create the version table, run pending migrations, check integrity.
+
+        ``run(fn, *args)`` runs ``fn(txn, *args)`` in one write transaction.
+        """
+        yield run(self._ensure_version_table)
+        version = yield run(self._current_version)
+        if version > LATEST_VERSION:
+            raise StorageError(
+                f"the {self.description} has schema version {version}, newer than this "
+                f"chathub knows ({LATEST_VERSION}): run the newer chathub, or restore a backup"
+            )
+        for number, summary, statements in MIGRATIONS:
+            if number > version:
+                yield run(self._migrate, number, statements)
+                self.log.info(
+                    "{db}: schema migrated to version {number} ({summary})",
+                    db=self.description,
+                    number=number,
+                    summary=summary,
+                )
+        yield run(self._check)
+
+    def _start_up_error(self, failure: Failure) -> StorageError:
+        if isinstance(failure.value, StorageError):
+            return failure.value
+        return self._open_error(failure)
+
+    def preflight(self) -> None:
+        """Blocking ``open()`` checks and migrations, for start-up before the reactor runs.
+
+        Raises ``StorageError`` with the message to print. Leaves no connection open;
+        ``open()`` must still be called (it then finds nothing to migrate).
+        """
+        conn = None
+
+        def run(fn, *args):
+            cursor = conn.cursor()
+            try:
+                self._begin(cursor)
+                result = fn(cursor, *args)
+                conn.commit()
+                return defer.succeed(result)
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
+
+        results: list = []
+        try:
+            self._prepare()
+            conn = self._connect()
+            self._bring_up_to_date(run).addBoth(results.append)
+        except Exception:
+            raise self._start_up_error(Failure()) from None
+        finally:
+            if conn is not None:
+                conn.close()
+        (result,) = results  # every step ran synchronously
+        if isinstance(result, Failure):
+            raise self._start_up_error(result) from None
+
     @defer.inlineCallbacks
     def open(self):
         """Create the database if needed and bring its schema up to date."""
@@ -142,31 +210,11 @@ class SqlStore:
                 self._reactor, self._reactor.getThreadPool(), self._prepare
             )
             self._write_pool, self._read_pool = self._make_pools()
-            yield self._write_pool.runInteraction(self._transaction, self._ensure_version_table)
-            version = yield self._write_pool.runInteraction(self._current_version)
-            if version > LATEST_VERSION:
-                raise StorageError(
-                    f"the {self.description} has schema version {version}, newer than this "
-                    f"chathub knows ({LATEST_VERSION}): run the newer chathub, or restore a backup"
-                )
-            for number, summary, statements in MIGRATIONS:
-                if number > version:
-                    yield self._write_pool.runInteraction(
-                        self._transaction, self._migrate, number, statements
-                    )
-                    self.log.info(
-                        "{db}: schema migrated to version {number} ({summary})",
-                        db=self.description,
-                        number=number,
-                        summary=summary,
-                    )
-            yield self._read_pool.runInteraction(self._check)
+            yield self._bring_up_to_date(self._run_write)
         except Exception:
             failure = Failure()
             self._close_pools()
-            if isinstance(failure.value, StorageError):
-                raise failure.value
-            raise self._open_error(failure) from None
+            raise self._start_up_error(failure) from None
         self._writer = GroupCommitWriter(
             self._run_write, self._write_events, self._explain, self._reactor
         )

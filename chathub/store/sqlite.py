@@ -85,6 +85,11 @@ class SqliteStore(SqlStore):
             "chathub-sqlite-read", self._setup_reader
         )
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        self._setup_writer(conn)
+        return conn
+
     def _setup_writer(self, conn: sqlite3.Connection) -> None:
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

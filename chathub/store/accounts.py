@@ -1,0 +1,158 @@
+"""Accounts kept in the store: a twisted.cred checker and the registration helper.
+
+Argon2 hashing and verification are CPU-heavy, so they run in threads (never on the
+reactor), at most ``concurrency`` at a time, so a burst of logins cannot starve the
+thread pool or eat memory (each argon2 run uses tens of MiB).
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chathub.hub.names import fold
+from chathub.interfaces import IAccountDirectory
+from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount
+
+#: what every refused login says, so it does not tell which accounts exist
+REFUSED = "unknown account or wrong password"
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@implementer(ICredentialsChecker, IAccountDirectory)
+class StoreAccountChecker:
+    """Checks ``IUsernamePassword`` against the argon2 hashes in an ``IStore``.
+
+    Also the hub's ``IAccountDirectory``: ``is_registered`` is answered from a set of
+    folded names loaded by ``load()`` and kept up to date by ``register()``. The avatar
+    id of a successful login is the folded account name.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IStore,
+        hasher: Optional[PasswordHasher] = None,
+        concurrency: int = 2,
+        reactor=None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self.store = store
+        self.hasher = hasher or PasswordHasher()
+        self._names: set[str] = set()
+        self._slots = defer.DeferredSemaphore(concurrency)
+        self._dummy_hash: Optional[str] = None
+
+    # -- IAccountDirectory -------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def load(self):
+        """Read the account names from the store (call once the store is open)."""
+        names = yield self.store.account_names()
+        self._names = set(names)
+        return len(self._names)
+
+    def is_registered(self, name: str) -> bool:
+        return fold(name) in self._names
+
+    # -- hashing off the reactor -------------------------------------------------------
+
+    def _in_thread(self, fn, *args) -> defer.Deferred:
+        return self._slots.run(
+            threads.deferToThreadPool, self._reactor, self._reactor.getThreadPool(), fn, *args
+        )
+
+    def hash_password(self, password: str) -> defer.Deferred:
+        """An argon2 hash of ``password``, computed in a thread."""
+        return self._in_thread(self.hasher.hash, password)
+
+    def _verify(self, hashed: str, password: str) -> tuple[bool, bool]:
+        """(matches, needs rehash); runs in a thread."""
+        try:
+            self.hasher.verify(hashed, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False, False
+        return True, self.hasher.check_needs_rehash(hashed)
+
+    # -- ICredentialsChecker -----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def requestAvatarId(self, credentials):
+        name = _text(credentials.username)
+        password = _text(credentials.password)
+        account = yield self.store.get_account(name)
+        if account is None:
+            # spend the same time as a real check, so timing does not reveal accounts
+            if self._dummy_hash is None:
+                self._dummy_hash = yield self.hash_password("chathub: no such account")
+            yield self._in_thread(self._verify, self._dummy_hash, password)
+            raise UnauthorizedLogin(REFUSED)
+        matches, stale = yield self._in_thread(self._verify, account.password_hash, password)
+        if not matches:
+            raise UnauthorizedLogin(REFUSED)
+        folded = fold(account.name)
+        self._names.add(folded)
+        if stale:
+            # the hasher's parameters were raised since: upgrade the stored hash
+            self._rehash(account.name, password)
+        self.store.touch_account(account.name, time.time()).addErrback(
+            lambda f: self.log.failure("could not record the login of {name}", f, name=account.name)
+        )
+        return folded
+
+    def _rehash(self, name: str, password: str) -> None:
+        d = self.hash_password(password)
+        d.addCallback(lambda hashed: self.store.set_password_hash(name, hashed))
+        d.addErrback(lambda f: self.log.failure("could not upgrade the password hash of {name}", f, name=name))
+
+    # -- registration ------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def register(self, name: str, password: str, email: Optional[str] = None):
+        """Create an account (hashing in a thread); fires with the ``Account``.
+
+        Fails with ``AccountExists`` when the name (in any case) is taken. Checking that
+        ``name`` is a valid nick, and that the password is acceptable, is the caller's job.
+        """
+        if self.is_registered(name):
+            raise AccountExists(name)
+        hashed = yield self.hash_password(password)
+        try:
+            account = yield self.store.create_account(name, hashed, email=email)
+        except AccountExists:
+            self._names.add(fold(name))
+            raise
+        self._names.add(fold(name))
+        self.log.info("account {name} registered", name=name)
+        return account
+
+    @defer.inlineCallbacks
+    def set_password(self, name: str, password: str):
+        """Replace an account's password; fails with ``NoSuchAccount``."""
+        hashed = yield self.hash_password(password)
+        yield self.store.set_password_hash(name, hashed)
+
+    @defer.inlineCallbacks
+    def unregister(self, name: str):
+        """Delete an account; fires with True if it existed."""
+        existed = yield self.store.delete_account(name)
+        self._names.discard(fold(name))
+        return existed
+
+
+__all__ = ["StoreAccountChecker", "Account", "AccountExists", "NoSuchAccount", "REFUSED"]
