@@ -56,6 +56,7 @@ class ChathubService(service.MultiService):
         self.store_service.setServiceParent(self)
         self.accounts = StoreAccountChecker(self.store)
         self.hub = ChatHub(config, store=self.store)
+        self.hub.registrar = self.accounts
         self.hub.setServiceParent(self)
         self.portal = build_portal(
             self.hub, config, password_checkers(config, checkers, store_checker=self.accounts)

@@ -13,6 +13,7 @@ from collections import deque
 from typing import Iterable, Mapping, Optional, Sequence
 
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -26,7 +27,7 @@ from chathub.hub.outbox import Outbox
 from chathub.hub.rooms import FLAG_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
-from chathub.store.interfaces import Ban, RoomRecord
+from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord
 
 #: events that carry user text: committed to history before anyone sees them
 DURABLE_KINDS = Kind.CHAT
@@ -99,6 +100,8 @@ class ChatHub(service.Service):
         self.max_users_seen = 0
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
+        #: creates accounts (``register(name, password) -> Deferred``); set by the server
+        self.registrar = None
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -627,6 +630,39 @@ class ChatHub(service.Service):
     def after_delivery(self, fn) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered."""
         self.outbox.after(fn)
+
+    # -- accounts and history ----------------------------------------------------------
+
+    def register_account(self, user: User, password: str) -> Deferred:
+        """Register ``user``'s current nick as an account with ``password``; log them in to it.
+
+        Fires with the account name; fails with a ``HubError`` (or the store's
+        ``AccountExists``) when the nick cannot be registered.
+        """
+        if self.registrar is None:
+            return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
+        if user.account is not None:
+            return defer.fail(errors.AlreadyRegistered(user.account))
+        if not user.registered:
+            return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
+        if len(password) < 4:
+            return defer.fail(errors.WeakPassword(user.nick or ""))
+        nick = user.nick
+
+        def registered(account) -> str:
+            name = getattr(account, "name", nick)
+            if user.nick is not None and fold(user.nick) == fold(name):
+                self.set_account(user, name)
+            self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
+            return name
+
+        return self.registrar.register(nick, password).addCallback(registered)
+
+    def recent_history(self, user: User, target: str, limit: int) -> Deferred:
+        """The last ``limit`` chat events of a room or private conversation, oldest first."""
+        if self.store is None or not self.history_enabled or limit <= 0:
+            return defer.succeed([])
+        return self.store.latest(user.folded, target, None, limit, CHAT_KINDS)
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:
         self.log.failure("could not store {kind} event {id}", failure, kind=event.kind, id=event.id)

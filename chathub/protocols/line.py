@@ -7,6 +7,7 @@ refuses every option), so IAC sequences never reach the chat. Output is for peop
 from __future__ import annotations
 
 import re
+import time
 from typing import Callable, Optional
 
 from zope.interface import implementer
@@ -20,14 +21,17 @@ from twisted.logger import Logger
 from chathub.auth.credentials import GuestNick
 from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
+from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.sendqueue import SendQueue
+from chathub.store.interfaces import StorageError
 
 HELP = (
     "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
     "/room #room (switch)  /msg NICK|#room text  /me action  /topic [text]  /who [#room]  "
-    "/list  /names [#room]  /away [text]  /quit [reason]  /help. "
+    "/list  /names [#room]  /away [text]  /mode #room [+-modes args]  /kick NICK [reason]  "
+    "/invite NICK [#room]  /register PASSWORD  /quit [reason]  /help. "
     "A line without / is said in your current room."
 )
 GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
@@ -353,6 +357,22 @@ class LineSession(TelnetProtocol):
         if room.topic:
             self.say(f"* topic of {room.name}: {room.topic}")
         self._names(room)
+        d = self.hub.recent_history(self.user, room.name, self.config.history.join_replay)
+        d.addCallbacks(self._replay, self._history_failed, callbackArgs=(room.name,))
+
+    def _replay(self, events, name: str) -> None:
+        if not events or self.closing:
+            return
+        self.say(f"* last {len(events)} messages in {name}:")
+        for event in events:
+            text = render(event)
+            if text is not None:
+                self.say(f"{time.strftime('%H:%M', time.gmtime(event.time))} {text}")
+        self.say(f"* end of history of {name}")
+
+    def _history_failed(self, failure) -> None:
+        self.log.failure("history replay failed", failure)
+        self.error("history is unavailable right now")
 
     def _names(self, room) -> None:
         names = sorted((m.prefixes(False) + m.user.nick for m in room.members.values()), key=str.lower)
@@ -446,6 +466,73 @@ class LineSession(TelnetProtocol):
     def cmd_away(self, rest: str) -> None:
         self.hub.set_away(self.user, rest or None)
         self.say(f"* you are marked away: {rest}" if rest else "* you are back")
+
+    def cmd_mode(self, rest: str) -> None:
+        parts = rest.split()
+        if not parts or not is_room_name(parts[0]):
+            self.error("usage: /mode #room [+-modes [args]] (e.g. /mode #room +m, /mode #room +b *!*@host)")
+            return
+        room = self.hub.find_room(parts[0])
+        if room is None:
+            raise HubError(parts[0], "No such room")
+        if len(parts) == 1:
+            letters, params = room.mode_string(with_params=self.user in room)
+            self.say(f"* modes of {room.name}: {' '.join([letters, *params])}")
+            return
+        changes, unknown = parse_room_modes(parts[1], parts[2:])
+        for letter in unknown:
+            self.error(f"{letter}: unknown mode")
+        if ("+b", None) in changes:
+            changes.remove(("+b", None))
+            for ban in room.bans:
+                self.say(f"* {room.name} ban {ban.mask} (set by {ban.setter})")
+            self.say(f"* end of the ban list of {room.name}")
+        if not changes:
+            return
+        applied, refused = self.hub.change_room_modes(self.user, room.name, changes)
+        for error in refused:
+            self.error(f"{error.target}: {error.message}" if error.target else error.message)
+        if applied:
+            text = " ".join(c + (f" {a}" if a else "") for c, a in applied)
+            self.after(lambda: self.say(f"* you set mode {text} on {room.name}"))
+
+    def cmd_kick(self, rest: str) -> None:
+        nick, _, reason = rest.partition(" ")
+        if not nick or self.current_room is None:
+            self.error("usage: /kick NICK [reason] (in your current room)")
+            return
+        event = self.hub.kick(self.user, self.current_room, nick, reason.strip())
+        self.after(lambda: self.say(f"* you kicked {event.data['nick']} from {event.target}"))
+
+    def cmd_invite(self, rest: str) -> None:
+        parts = rest.split()
+        room = parts[1] if len(parts) > 1 else self.current_room
+        if not parts or room is None:
+            self.error("usage: /invite NICK [#room]")
+            return
+        event = self.hub.invite(self.user, room, parts[0])
+        self.after(lambda: self.say(f"* you invited {event.data['nick']} to {event.target}"))
+
+    def cmd_register(self, rest: str) -> None:
+        password = rest.strip()
+        if not password or " " in password:
+            self.error("usage: /register PASSWORD (registers your current nick as an account)")
+            return
+        d = self.hub.register_account(self.user, password)
+        d.addCallbacks(
+            lambda name: self.say(f"* account {name} registered; you are logged in to it"),
+            self._register_failed,
+        )
+
+    def _register_failed(self, failure) -> None:
+        error = failure.value
+        if isinstance(error, HubError):
+            self.error(error.message)
+        elif isinstance(error, StorageError):
+            self.error(f"registration failed: {error}")
+        else:
+            self.log.failure("registration failed", failure)
+            self.error("registration failed; try again later")
 
     def cmd_quit(self, rest: str) -> None:
         if self.user is not None:
