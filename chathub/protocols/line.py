@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from zope.interface import implementer
 
-from twisted.conch.telnet import TelnetProtocol, TelnetTransport
+from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.protocol import ServerFactory
@@ -118,6 +118,37 @@ class LineBuffer:
         self._buffer = buffer
 
 
+class LineTelnetTransport(TelnetTransport):
+    """TelnetTransport that skips an IAC followed by a byte that is no telnet command.
+
+    conch raises ValueError ("Stumped") on such a pair, which binary garbage produces
+    easily: a traceback in the log and a dropped connection. It can only stumble on the
+    byte right after an IAC, so the input is fed in pieces that each start at an IAC and
+    a stumble skips that one pair.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        if IAC not in data and self.state != "escaped":
+            super().dataReceived(data)
+            return
+        first, *rest = data.split(IAC)
+        pieces = [first] + [IAC + piece for piece in rest]
+        for piece in pieces:
+            if not piece:
+                continue
+            try:
+                super().dataReceived(piece)
+            except ValueError as e:
+                if e.args[:1] != ("Stumped",):
+                    raise
+                self.state = "data"
+                # an IAC-started piece stumbles on its second byte; the first piece can
+                # only stumble on its first one (an IAC ended the previous read)
+                remainder = piece[2:] if piece.startswith(IAC) else piece[1:]
+                if remainder:
+                    super().dataReceived(remainder)
+
+
 @implementer(IParticipant)
 class LineSession(TelnetProtocol):
     """One telnet user: parses their lines into hub calls, renders hub events as lines."""
@@ -154,7 +185,9 @@ class LineSession(TelnetProtocol):
         self.peer = getattr(peer, "host", str(peer))
         if self.config.line.tcp_keepalive and hasattr(tcp, "setTcpKeepAlive"):
             tcp.setTcpKeepAlive(1)
-        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self._overflow, flow=tcp)
+        # Lines go to TCP directly: TelnetTransport.write would turn our CRLF into CRCRLF,
+        # and its writeSequence (used after a pause) does not; UTF-8 output has no IAC byte.
+        self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self._overflow)
         self.lines = LineBuffer(self.config.limits.max_line_bytes, self._line_received, self._too_long)
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
@@ -552,6 +585,6 @@ class LineFactory(ServerFactory):
         self.clock = clock
 
     def buildProtocol(self, addr):
-        protocol = TelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
+        protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
         protocol.factory = self
         return protocol
