@@ -244,6 +244,7 @@ struct conn {
     bool ws;        /* WebSocket framing */
     bool ws_open;
     bool want_out;  /* EPOLLOUT registered */
+    bool corked;    /* collect writes; flushed by uncork() */
     int room;
     int sender;     /* index into senders, or -1 */
     int pings;      /* barrier pings outstanding */
@@ -369,10 +370,43 @@ static long proc_rss_kib(int pid)
     return kib;
 }
 
+#define MAX_CPUS 16
+
 struct snap {
     u64 t, gen_ticks, srv_ticks;
     long srv_rss_kib;
+    int ncpu;
+    u64 cpu_busy[MAX_CPUS], cpu_total[MAX_CPUS]; /* from /proc/stat: other load shows up here */
 };
+
+static void read_cpu_times(struct snap *s)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    char line[512];
+    s->ncpu = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "cpu", 3) != 0)
+            break;
+        if (line[3] < '0' || line[3] > '9')
+            continue;
+        unsigned long long v[8] = {0};
+        int cpu;
+        if (sscanf(line + 3, "%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2], &v[3], &v[4],
+                   &v[5], &v[6], &v[7]) < 5 ||
+            cpu >= MAX_CPUS)
+            continue;
+        u64 total = 0;
+        for (int i = 0; i < 8; i++)
+            total += v[i];
+        s->cpu_total[cpu] = total;
+        s->cpu_busy[cpu] = total - v[3] - v[4]; /* minus idle and iowait */
+        if (cpu + 1 > s->ncpu)
+            s->ncpu = cpu + 1;
+    }
+    fclose(f);
+}
 
 static struct snap take_snap(void)
 {
@@ -381,6 +415,7 @@ static struct snap take_snap(void)
     s.gen_ticks = proc_ticks(getpid());
     s.srv_ticks = cfg.server_pid ? proc_ticks(cfg.server_pid) : 0;
     s.srv_rss_kib = cfg.server_pid ? proc_rss_kib(cfg.server_pid) : -1;
+    read_cpu_times(&s);
     return s;
 }
 
@@ -465,6 +500,13 @@ static void js_cpu(const struct snap *a, const struct snap *b)
         js_num("server_cpu", secs > 0 ? (double)(b->srv_ticks - a->srv_ticks) / hz / secs : 0);
     else
         js_str("server_cpu", NULL);
+    /* how busy each CPU was, whoever used it: shows load from other processes */
+    js_open("cpu_busy", '[');
+    for (int i = 0; i < a->ncpu && i < b->ncpu; i++) {
+        u64 tot = b->cpu_total[i] - a->cpu_total[i];
+        js_num(NULL, tot ? (double)(b->cpu_busy[i] - a->cpu_busy[i]) / (double)tot : 0);
+    }
+    js_close(']');
 }
 
 static void js_latency(const char *k, const struct hist *h)
@@ -498,7 +540,7 @@ static void conn_write(struct conn *c, const char *data, size_t n)
 {
     if (c->state == CS_DEAD || n == 0)
         return;
-    if (c->olen == 0 && c->state != CS_CONNECTING) {
+    if (c->olen == 0 && c->state != CS_CONNECTING && !c->corked) {
         ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
         if (w == (ssize_t)n)
             return;
@@ -521,7 +563,7 @@ static void conn_write(struct conn *c, const char *data, size_t n)
     }
     memcpy(c->out + c->olen, data, n);
     c->olen += (uint32_t)n;
-    if (c->state != CS_CONNECTING)
+    if (c->state != CS_CONNECTING && !c->corked)
         set_out_interest(c, true);
 }
 
@@ -539,6 +581,14 @@ static void conn_flush(struct conn *c)
     }
     c->olen = c->ooff = 0;
     set_out_interest(c, false);
+}
+
+/* Ends a cork: everything written since goes out in one send(). */
+static void uncork(struct conn *c)
+{
+    c->corked = false;
+    if (c->olen && c->state != CS_DEAD)
+        conn_flush(c);
 }
 
 /* Send one protocol command (no line ending): framed for WebSocket, else
@@ -1248,7 +1298,9 @@ static void pump_senders(u64 t)
         int sid = ready_q[rq_head];
         rq_head = (rq_head + 1) % rq_cap;
         struct sender *s = &senders[sid];
+        struct conn *c = &conns[s->conn];
         s->queued = false;
+        c->corked = true; /* one send() for all the messages the window allows now */
         while (s->next - s->oldest < (u64)cfg.window) {
             if (!send_one(sid)) {
                 s->queued = true; /* dead sender: never requeue */
@@ -1256,9 +1308,12 @@ static void pump_senders(u64 t)
             }
             if (sent_total >= cfg.max_messages) {
                 stop_sending(t);
-                return;
+                break;
             }
         }
+        uncork(c);
+        if (!sending)
+            return;
     }
 }
 

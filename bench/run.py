@@ -44,12 +44,12 @@ LISTEN_BACKLOG = 1024
 # Scenario parameters: full run, and --quick.  Keys are loadgen options.
 SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
     "fanout": {
-        "full": {"clients": 1000, "senders": 1, "window": 16, "duration": 10},
-        "quick": {"clients": 100, "senders": 1, "window": 16, "duration": 2},
+        "full": {"clients": 1000, "senders": 1, "window": 64, "duration": 10},
+        "quick": {"clients": 100, "senders": 1, "window": 64, "duration": 2},
     },
     "rooms": {
-        "full": {"clients": 1000, "rooms": 100, "window": 2, "duration": 10},
-        "quick": {"clients": 100, "rooms": 10, "window": 2, "duration": 2},
+        "full": {"clients": 1000, "rooms": 100, "window": 8, "duration": 10},
+        "quick": {"clients": 100, "rooms": 10, "window": 8, "duration": 2},
     },
     "rate": {
         "full": {"clients": 1000, "senders": 1, "rate": 50, "duration": 10},
@@ -60,8 +60,8 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
         "quick": {"clients": 300, "hold": 0.5},
     },
     "mixed": {
-        "full": {"clients": 999, "senders": 3, "window": 16, "duration": 10, "mix": "line,irc,ws-json"},
-        "quick": {"clients": 99, "senders": 3, "window": 16, "duration": 2, "mix": "line,irc,ws-json"},
+        "full": {"clients": 999, "senders": 3, "window": 64, "duration": 10, "mix": "line,irc,ws-json"},
+        "quick": {"clients": 99, "senders": 3, "window": 64, "duration": 2, "mix": "line,irc,ws-json"},
     },
 }
 # Scenarios a server cannot run: Twisted Words speaks only IRC.
@@ -114,6 +114,7 @@ COMMON_TAIL = [
     Figure("connections dropped", _dig("dropped"), better="lower"),
     Figure("server CPU (cores)", _dig("measure", "server_cpu"), better="info", fmt="{:.2f}"),
     Figure("generator CPU (cores)", _dig("measure", "gen_cpu"), better="info", fmt="{:.2f}"),
+    Figure("server's core busy, any process", _dig("measure", "server_core_busy"), better="info", fmt="{:.2f}"),
 ]
 
 FIGURES: dict[str, list[Figure]] = {
@@ -347,6 +348,12 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
             keep = True
             result["server_log"] = server.workdir
             result["server_log_tail"] = tail(server.log)
+        # How busy the server's core was, by anyone: more than the server's own CPU
+        # means other processes (or interrupts) competed with it during the run.
+        for phase in ("measure", "register", "idle"):
+            busy = (result.get(phase) or {}).get("cpu_busy") or []
+            if args.server_cpu is not None and args.server_cpu < len(busy):
+                result[phase]["server_core_busy"] = busy[args.server_cpu]
         result["command"] = " ".join(argv)
         result["run_seconds"] = time.monotonic() - started
         return result
@@ -492,6 +499,20 @@ def scenario_params(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return params
 
 
+def progress_line(r: dict) -> str:
+    """One line per run for the terminal."""
+    if r.get("idle"):
+        reg = r["register"]
+        return (f"rss/conn={r['idle']['server_rss_per_connection_bytes'] / 1024:.2f}KiB "
+                f"registered={reg['registered']} reg/s={reg['per_second']:,.0f} dropped={r['dropped']} "
+                f"srvcpu={reg['server_cpu']:.2f} gencpu={reg['gen_cpu']:.2f}")
+    m = r.get("measure") or {}
+    return (f"deliveries/s={m.get('deliveries_per_second', 0):,.0f} "
+            f"p50={m['latency_us']['p50'] / 1000:.1f}ms p99={m['latency_us']['p99'] / 1000:.1f}ms "
+            f"lost={m.get('lost')} dropped={r.get('dropped')} "
+            f"srvcpu={m.get('server_cpu', 0):.2f} gencpu={m.get('gen_cpu', 0):.2f}")
+
+
 def build_loadgen() -> None:
     subprocess.run(["make", "-s", "-C", BENCH_DIR], check=True)
 
@@ -524,17 +545,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     r = {"ok": False, "error": str(e)}
                 results[scenario][server].append(r)
                 if r.get("ok"):
+                    print("ok  " + progress_line(r), file=sys.stderr)
                     m = r.get("measure") or {}
-                    idle = r.get("idle") or {}
-                    print(
-                        f"ok  deliveries/s={m.get('deliveries_per_second', 0):,.0f} "
-                        f"p99={(m.get('latency_us') or {}).get('p99', 0) / 1000:.1f}ms lost={m.get('lost', 0)} "
-                        f"dropped={r.get('dropped')} srvcpu={m.get('server_cpu', idle.get('server_cpu'))} "
-                        f"gencpu={m.get('gen_cpu', idle.get('gen_cpu'))}"
-                        + (f" rss/conn={idle['server_rss_per_connection_bytes'] / 1024:.2f}KiB "
-                           f"reg/s={r['register']['per_second']:,.0f}" if idle else ""),
-                        file=sys.stderr,
-                    )
+                    busy, own = m.get("server_core_busy"), m.get("server_cpu")
+                    if busy is not None and own is not None and busy - own > 0.15:
+                        print(f"  note: the server's core was {busy:.0%} busy but the server used {own:.0%}: "
+                              "other load on this machine", file=sys.stderr)
                 else:
                     failures += 1
                     print(f"FAILED: {r.get('error')} {r.get('first_errors', '')} (logs: {r.get('server_log')})",
