@@ -21,17 +21,24 @@ def _reactor():
     return reactor
 
 
-def start_server(config, checkers=()):
+def start_server(config, checkers=(), store=None):
     """Hub, portal and the HTTP/WebSocket site listening on 127.0.0.1 port 0.
 
-    Returns ``(hub, site, port)``; stop with ``port.stopListening()``.
+    With an opened ``store`` the hub keeps history and registers accounts in it.
+    Returns ``(hub, portal, site, port)``; stop with ``port.stopListening()``.
     """
     from chathub.auth.portal import build_portal
     from chathub.hub.service import ChatHub
     from chathub.protocols.web import build_site
 
-    hub = ChatHub(config)
-    portal = build_portal(hub, config, list(checkers))
+    hub = ChatHub(config, store=store)
+    checkers = list(checkers)
+    if store is not None:
+        from chathub.store.accounts import StoreAccountChecker
+
+        hub.registrar = StoreAccountChecker(store)
+        checkers.append(hub.registrar)
+    portal = build_portal(hub, config, checkers)
     site = build_site(hub, portal, config)
     port = _reactor().listenTCP(0, site, interface="127.0.0.1")
     return hub, portal, site, port
@@ -137,6 +144,21 @@ def _as_predicate(spec) -> Predicate:
     raise TypeError(spec)
 
 
+#: every client connected by ``connect``, for ``close_clients``
+OPEN_CLIENTS: list = []
+
+
+def close_clients(timeout: float = 10.0) -> defer.Deferred:
+    """Drop every client ``connect`` opened; fire once all are closed (for fixture teardown)."""
+    waits = []
+    while OPEN_CLIENTS:
+        client = OPEN_CLIENTS.pop()
+        if client.close_info is None:
+            waits.append(client.wait_closed(timeout))
+            client.dropConnection(abort=True)
+    return defer.DeferredList(waits)
+
+
 class WsClientFactory(WebSocketClientFactory):
     protocol = WsClient
 
@@ -168,6 +190,7 @@ def connect(
 
     def connected(proto):
         factory.client = proto
+        OPEN_CLIENTS.append(proto)
         return factory.opened
 
     d.addCallback(connected)

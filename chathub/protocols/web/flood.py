@@ -1,16 +1,20 @@
-"""Flood control for one connection: a token bucket that delays requests instead of dropping them.
+"""Flood control for a chathub.v1 connection: the IRC server's penalty clock, with a queue.
 
-Like an IRC server's "fake lag": a burst of ``burst`` requests is handled at once, after
-that one request per ``1/rate`` seconds. Requests over the budget wait in order; when
-more than ``max_queued`` are waiting the client is flooding and ``on_flood`` is called
-(the connection closes). Costs let expensive requests (a login) weigh more.
+The accounting is ``chathub.protocols.irc.flood.FloodControl`` (ircd-style "fake lag"),
+so JSON and IRC clients are held to the same rules: a burst is handled at once, after
+that requests run no faster than ``rate`` per second. Requests over the budget wait in
+order; when more than ``max_queued`` are waiting the client is flooding and ``on_flood``
+is called (the connection closes). Costs let expensive requests (a login) weigh more.
 """
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 from typing import Any, Callable, Optional
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+from chathub.protocols.irc.flood import FloodControl
 
 
 class FloodGate:
@@ -25,14 +29,14 @@ class FloodGate:
         handle: Callable[[Any], None],
         on_flood: Callable[[], None],
     ) -> None:
+        settings = SimpleNamespace(
+            flood_rate=rate, flood_burst=burst, flood_max_lines=max_queued, flood_protection=True
+        )
+        self.control = FloodControl(settings, clock=clock.seconds)
         self.clock = clock
-        self.rate = rate
-        self.burst = float(burst)
         self.max_queued = max_queued
         self.handle = handle
         self.on_flood = on_flood
-        self.tokens = float(burst)
-        self.updated = clock.seconds()
         self.waiting: deque[tuple[Any, float]] = deque()
         self._timer: Optional[IDelayedCall] = None
         self.stopped = False
@@ -41,31 +45,23 @@ class FloodGate:
         """Handle ``item`` now if the budget allows, else queue it (or report a flood)."""
         if self.stopped:
             return
-        self.waiting.append((item, min(cost, self.burst)))
-        if len(self.waiting) > self.max_queued:
+        if len(self.waiting) >= self.max_queued:
             self.stop()
             self.on_flood()
             return
+        self.waiting.append((item, cost))
         if self._timer is None:
             self._run()
 
-    def _refill(self) -> None:
-        now = self.clock.seconds()
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-
     def _run(self) -> None:
         self._timer = None
-        self._refill()
         while self.waiting and not self.stopped:
-            item, cost = self.waiting[0]
-            if self.tokens < cost:
-                if self._timer is None:
-                    delay = (cost - self.tokens) / self.rate
-                    self._timer = self.clock.callLater(delay, self._run)
+            wait = self.control.delay()
+            if wait > 0:
+                self._timer = self.clock.callLater(wait, self._run)
                 return
-            self.waiting.popleft()
-            self.tokens -= cost
+            item, cost = self.waiting.popleft()
+            self.control.charge(cost)
             self.handle(item)
 
     def stop(self) -> None:

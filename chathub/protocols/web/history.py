@@ -23,7 +23,7 @@ class HistoryUnavailable(Exception):
 
 def history_available(hub) -> bool:
     """True when the hub has a store and history is enabled."""
-    return getattr(hub, "store", None) is not None and hub.config.history.enabled
+    return getattr(hub, "store", None) is not None and getattr(hub, "history_enabled", hub.config.history.enabled)
 
 
 def _ref(value: RefValue):
@@ -45,7 +45,7 @@ def fetch_history(
     if not history_available(hub):
         raise HistoryUnavailable("this server keeps no history")
     store = hub.store
-    viewer = user.nick
+    viewer = user.folded
     if before is not None:
         d = store.before(viewer, target, _ref(before), limit + 1, HISTORY_KINDS)
         newest_first = False

@@ -16,7 +16,6 @@ from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
-from twisted.internet import defer
 from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick
@@ -27,6 +26,7 @@ from chathub.hub.names import fold, is_room_name, valid_nick
 from chathub.hub.rooms import Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.web.flood import FloodGate
 from chathub.protocols.web.history import HistoryUnavailable, fetch_history, history_available
@@ -66,7 +66,7 @@ _STR = str
 _INT = int
 REQUESTS: dict[str, Request] = {
     "login": Request("do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5),
-    "register": Request("do_register", before_login=True, required={"nick": _STR, "password": _STR}, optional={"email": _STR}, cost=10),
+    "register": Request("do_register", required={"password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
     "part": Request("do_part", required={"room": _STR}, optional={"reason": _STR}),
@@ -206,7 +206,7 @@ class JsonSession:
                 "features": {
                     "guests": self.config.auth.allow_guests,
                     "history": history_available(self.hub),
-                    "register": self._registration() is not None,
+                    "register": self._can_register(),
                 },
                 "limits": {
                     "nick_length": limits.nick_length,
@@ -352,34 +352,28 @@ class JsonSession:
         if not self._closed:
             self.error("internal_error", "login failed; try again", msg)
 
-    def _registration(self):
-        """The account-registration hook, or None while no store offers one."""
-        return getattr(self.hub, "register_account", None)
+    def _can_register(self) -> bool:
+        return getattr(self.hub, "registrar", None) is not None
 
     def do_register(self, msg: dict) -> None:
-        register = self._registration()
-        if register is None:
-            raise RequestError("registration_unavailable", "this server does not register accounts")
-        if self.user is not None:
-            raise RequestError("already_logged_in", "log in to the new account from a new connection")
-        nick, password = msg["nick"], msg["password"]
-        if not valid_nick(nick, self.config.limits.nick_length):
-            raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
-        d = defer.maybeDeferred(register, nick, password, msg.get("email"))
+        """Register the nick in use as an account (log in as a guest first, like NickServ)."""
+        user = self.user
+        d = self.hub.register_account(user, msg["password"])
 
-        def registered(_):
+        def registered(name: str) -> None:
             if not self._closed:
-                reply = {"type": "registered", "account": nick}
+                reply = {"type": "registered", "account": name}
                 if "ref" in msg:
                     reply["ref"] = msg["ref"]
                 self.reply(reply)
 
-        def refused(failure):
+        def refused(failure) -> None:
             if self._closed:
                 return
-            code = getattr(failure.value, "code", None)
-            if isinstance(code, str):
-                self.error(code, failure.getErrorMessage(), msg)
+            if isinstance(failure.value, HubError):
+                self.error(failure.value.code, failure.value.message, msg)
+            elif isinstance(failure.value, AccountExists):
+                self.error("account_exists", f"the account {user.nick} already exists", msg)
             else:
                 self.log.failure("account registration failed", failure)
                 self.error("registration_failed", "could not register that account", msg)
@@ -482,7 +476,8 @@ class JsonSession:
 
     def do_history(self, msg: dict) -> None:
         target = msg["target"]
-        limit = msg.get("limit") or 50
+        limit = msg.get("limit")
+        limit = 50 if limit is None else limit
         if limit <= 0:
             raise RequestError("invalid_field", "'limit' must be positive", "limit")
         limit = min(limit, self.config.websocket.history_page_max)

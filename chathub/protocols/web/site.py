@@ -8,6 +8,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import http, resource, server, static
 
 from chathub.config import Config
+from chathub.protocols.web.sessions import install_sessions
 from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource
 
 #: the bundled web client
@@ -61,8 +62,6 @@ def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None
     root = ClientFiles(CLIENT_DIR)
     root.indexNames = ["index.html"]
     factory = ChatWebSocketFactory(hub, portal, config, clock)
-    from chathub.protocols.web.sessions import install_sessions
-
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))
     site = ChathubSite(root)

@@ -1,0 +1,97 @@
+"""IRC over WebSocket (IRCv3 ``text.ircv3.net`` / ``binary.ircv3.net``): the IRC server's own session.
+
+The same ``IrcSession`` as the TCP listener runs here; only the framing differs: every
+IRC line is one WebSocket message without its CRLF (a trailing CRLF or LF from the
+client is tolerated), sent as text for ``text.ircv3.net`` and for clients that asked for
+no subprotocol, as binary for ``binary.ircv3.net``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.internet.interfaces import ISSLTransport
+
+from chathub.events import Event
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.flood import is_exempt
+from chathub.protocols.irc.session import IrcSession
+from chathub.protocols.irc.wire import MAX_LINE
+from chathub.protocols.web.websocket import CLOSE_NORMAL, IRC_BINARY, IRC_TEXT
+
+
+class _WebSocketLines:
+    """The session's ``IrcWriter``: CRLF-terminated lines in, one WebSocket message per line out."""
+
+    def __init__(self, ws, binary: bool) -> None:
+        self.ws = ws
+        self.binary = binary
+
+    def frames(self, data: bytes) -> bytes:
+        frame = self.ws.factory.frame
+        return b"".join(frame(line, self.binary) for line in data.split(b"\r\n") if line)
+
+    def write(self, data: bytes) -> None:
+        self.ws.send_frame(self.frames(data))
+
+    def lose_connection(self) -> None:
+        self.ws.close_with(CLOSE_NORMAL, "Closing link")
+
+
+class IrcWebSocketSession(IrcSession):
+    """An ``IrcSession`` whose lines travel as WebSocket messages."""
+
+    def __init__(self, ws) -> None:
+        factory = ws.factory
+        binary = ws.subprotocol == IRC_BINARY
+        self.ws = ws
+        self.lines = _WebSocketLines(ws, binary)
+        self._wire = IRC_BINARY if binary else IRC_TEXT
+        host = ws.client_host or "localhost"
+        super().__init__(
+            factory.hub,
+            factory.portal,
+            factory.config,
+            self.lines,
+            host=host,
+            reactor=factory.clock,
+            secure=ISSLTransport.providedBy(ws.transport),
+            flood_exempt=is_exempt(host, factory.config.irc.flood_exempt),
+        )
+
+    # The IRC session sets ``format_key`` from its capabilities; ours must also say the
+    # bytes are WebSocket frames (text or binary), or fan-out would share TCP bytes with us.
+    @property
+    def format_key(self):
+        return ("ws", self._wire, self._irc_format_key)
+
+    @format_key.setter
+    def format_key(self, value) -> None:
+        self._irc_format_key = value
+
+    def encode(self, event: Event) -> Optional[bytes]:
+        data = super().encode(event)
+        return None if data is None else self.lines.frames(data)
+
+    def send(self, data: bytes) -> None:
+        # ``data`` comes from ``encode``: already framed
+        if not self.closed:
+            self.ws.send_frame(data)
+
+    # -- from the WebSocket --------------------------------------------------------------
+
+    def opened(self) -> None:
+        """Nothing to say first: IRC clients speak first."""
+
+    def message_received(self, payload: bytes, is_binary: bool) -> None:
+        """One WebSocket message is one IRC line; tolerate a trailing CRLF (or several lines)."""
+        for line in payload.split(b"\n"):
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                continue
+            if len(line) > MAX_LINE:
+                self.write_messages([self.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
+                continue
+            self.line_received(line)
+            if self.closed:
+                return
