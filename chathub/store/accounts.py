@@ -57,6 +57,7 @@ class StoreAccountChecker:
         self._names: set[str] = set()
         self._slots = defer.DeferredSemaphore(concurrency)
         self._dummy_hash: Optional[str] = None
+        self._background: set[defer.Deferred] = set()
 
     # -- IAccountDirectory -------------------------------------------------------------
 
@@ -109,16 +110,25 @@ class StoreAccountChecker:
         self._names.add(folded)
         if stale:
             # the hasher's parameters were raised since: upgrade the stored hash
-            self._rehash(account.name, password)
-        self.store.touch_account(account.name, time.time()).addErrback(
-            lambda f: self.log.failure("could not record the login of {name}", f, name=account.name)
+            rehash = self.hash_password(password)
+            rehash.addCallback(lambda hashed: self.store.set_password_hash(account.name, hashed))
+            self._in_background(rehash, "could not upgrade the password hash of {name}", account.name)
+        self._in_background(
+            self.store.touch_account(account.name, time.time()),
+            "could not record the login of {name}",
+            account.name,
         )
         return folded
 
-    def _rehash(self, name: str, password: str) -> None:
-        d = self.hash_password(password)
-        d.addCallback(lambda hashed: self.store.set_password_hash(name, hashed))
-        d.addErrback(lambda f: self.log.failure("could not upgrade the password hash of {name}", f, name=name))
+    def _in_background(self, d: defer.Deferred, failed: str, name: str) -> None:
+        """Work a login does not wait for: logged if it fails, awaited by ``idle()``."""
+        self._background.add(d)
+        d.addErrback(lambda f: self.log.failure(failed, f, name=name))
+        d.addBoth(lambda _: self._background.discard(d))
+
+    def idle(self) -> defer.Deferred:
+        """Fires once the background work of past logins (rehash, last-seen) is done."""
+        return defer.DeferredList(list(self._background)).addCallback(lambda _: None)
 
     # -- registration ------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class RetentionService(service.Service):
         self.clock = clock
         self._loop: Optional[task.LoopingCall] = None
         self._running_prune: Optional[defer.Deferred] = None
+        self._waiting: list[defer.Deferred] = []
 
     @property
     def active(self) -> bool:
@@ -47,18 +48,24 @@ class RetentionService(service.Service):
         self._loop.start(self.history.prune_interval_seconds, now=True)
 
     def prune_now(self) -> defer.Deferred:
-        """Apply retention once; fires with the number of events removed (0 on failure)."""
-        if self._running_prune is not None:  # the previous one is still working
-            return self._running_prune
-        d = self.store.prune(self.clock.seconds())
-        d.addErrback(self._failed)
-        self._running_prune = d
-        d.addBoth(self._finished)
-        return d
+        """Apply retention once; fires with the number of events removed (0 on failure).
 
-    def _finished(self, result):
+        While a prune runs, another call waits for that one instead of starting a second.
+        """
+        mine: defer.Deferred = defer.Deferred()
+        self._waiting.append(mine)
+        if self._running_prune is None:
+            d = self.store.prune(self.clock.seconds())
+            d.addErrback(self._failed)
+            self._running_prune = d
+            d.addCallback(self._finished)
+        return mine
+
+    def _finished(self, removed: int) -> None:
         self._running_prune = None
-        return result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(removed)
 
     def _failed(self, failure: Failure) -> int:
         self.log.failure("history retention failed; will retry", failure)
@@ -69,7 +76,8 @@ class RetentionService(service.Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        return self._running_prune
+        if self._running_prune is not None:
+            return self.prune_now()  # let the running prune finish before the store closes
 
 
 class StoreService(service.MultiService):
@@ -126,8 +134,8 @@ class StoreService(service.MultiService):
 
     def _failed(self, failure: Failure) -> None:
         self.log.critical("storage failed to open: {message}", message=failure.getErrorMessage())
-        self._settle(failure)
         self.on_failure(failure)
+        self._settle(failure)
 
     def _settle(self, result) -> None:
         self._result = result

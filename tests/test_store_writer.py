@@ -1,0 +1,156 @@
+"""The group-commit writer alone, with a fake transaction runner and ``task.Clock``."""
+from __future__ import annotations
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from chathub.store.interfaces import AccountExists, StorageError
+from chathub.store.writer import GroupCommitWriter
+
+
+class FakeRunner:
+    """Records each transaction; the test decides when (and how) it finishes."""
+
+    def __init__(self) -> None:
+        self.transactions: list[tuple] = []  # (fn, args, deferred)
+
+    def run(self, fn, *args) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self.transactions.append((fn, args, d))
+        return d
+
+    def finish(self, index: int = -1, result=None) -> None:
+        self.transactions[index][2].callback(result)
+
+    def fail(self, index: int = -1, exc: Exception = RuntimeError("disk I/O error")) -> None:
+        self.transactions[index][2].errback(Failure(exc))
+
+
+def write_batch(txn, items):  # the writer only passes it through
+    raise AssertionError("not called by the fake runner")
+
+
+def make_writer():
+    clock = task.Clock()
+    runner = FakeRunner()
+    explained = []
+
+    def explain(failure, what):
+        explained.append((failure.getErrorMessage(), what))
+        return StorageError(f"could not be written: {failure.getErrorMessage()}")
+
+    writer = GroupCommitWriter(runner.run, write_batch, explain, clock, max_batch=5)
+    return writer, runner, clock, explained
+
+
+def outcomes(deferreds):
+    seen = []
+    for i, d in enumerate(deferreds):
+        d.addCallbacks(lambda _, i=i: seen.append((i, "ok")), lambda f, i=i: seen.append((i, f.value)))
+    return seen
+
+
+def test_one_reactor_turn_is_one_transaction():
+    writer, runner, clock, _ = make_writer()
+    seen = outcomes([writer.append(n) for n in range(3)])
+    assert runner.transactions == []  # waits for the end of the turn
+    clock.advance(0)
+    assert len(runner.transactions) == 1
+    fn, (items,), _ = runner.transactions[0]
+    assert fn is write_batch and items == [0, 1, 2]
+    assert seen == []  # nothing fires before the commit
+    runner.finish()
+    assert seen == [(0, "ok"), (1, "ok"), (2, "ok")]
+    assert (writer.commits, writer.items_written, writer.pending) == (1, 3, 0)
+
+
+def test_appends_during_a_commit_wait_for_the_next_one_in_order():
+    writer, runner, clock, _ = make_writer()
+    seen = outcomes([writer.append("a")] + [])
+    clock.advance(0)
+    later = [writer.append(x) for x in "bcd"]
+    seen2 = outcomes(later)
+    clock.advance(0)
+    assert len(runner.transactions) == 1  # still one in flight
+    runner.finish(0)
+    assert seen == [(0, "ok")]
+    assert len(runner.transactions) == 2
+    assert runner.transactions[1][1] == (["b", "c", "d"],)
+    runner.finish(1)
+    assert seen2 == [(0, "ok"), (1, "ok"), (2, "ok")]
+
+
+def test_batches_are_bounded():
+    writer, runner, clock, _ = make_writer()
+    outcomes([writer.append(n) for n in range(12)])
+    clock.advance(0)
+    sizes = []
+    while runner.transactions and len(sizes) < 10:
+        sizes.append(len(runner.transactions[-1][1][0]))
+        runner.finish()
+        if writer.pending == 0:
+            break
+    assert sizes == [5, 5, 2]
+
+
+def test_calls_run_alone_between_batches_in_order():
+    writer, runner, clock, _ = make_writer()
+    log = []
+    writer.append(1).addCallback(lambda _: log.append("e1"))
+    writer.call("save_room", "#a").addCallback(lambda r: log.append(("call", r)))
+    writer.append(2).addCallback(lambda _: log.append("e2"))
+    clock.advance(0)
+    assert runner.transactions[0][1] == ([1],)
+    runner.finish()
+    assert runner.transactions[1][:2] == ("save_room", ("#a",))
+    runner.finish(result="saved")
+    assert runner.transactions[2][1] == ([2],)
+    runner.finish()
+    assert log == ["e1", ("call", "saved"), "e2"]
+
+
+def test_a_failed_batch_is_retried_one_by_one():
+    writer, runner, clock, explained = make_writer()
+    seen = outcomes([writer.append(n) for n in range(3)])
+    clock.advance(0)
+    runner.fail()  # the batch
+    assert [t[1] for t in runner.transactions[1:]] == [([0],)]
+    runner.finish()  # 0 is fine alone
+    runner.fail(exc=ValueError("bad row"))  # 1 really fails
+    runner.finish()  # 2 is fine
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert seen[0][1] == "ok" and seen[2][1] == "ok"
+    assert isinstance(seen[1][1], StorageError)
+    assert "bad row" in str(seen[1][1])
+    assert explained == [("bad row", "an event")]
+
+
+def test_refusals_from_calls_pass_unchanged_and_are_not_logged_as_failures():
+    writer, runner, clock, explained = make_writer()
+    seen = outcomes([writer.call(lambda txn: None)])
+    clock.advance(0)
+    runner.fail(exc=AccountExists("alice"))
+    assert isinstance(seen[0][1], AccountExists)
+    assert explained == []
+
+
+def test_close_waits_for_queued_writes_then_refuses():
+    writer, runner, clock, _ = make_writer()
+    seen = outcomes([writer.append("x")])
+    closed = []
+    writer.close().addCallback(closed.append)
+    assert closed == []
+    clock.advance(0)
+    runner.finish()
+    clock.advance(0)
+    assert seen == [(0, "ok")] and closed == [None]
+    refused = outcomes([writer.append("y")])
+    assert isinstance(refused[0][1], StorageError)
+    assert "shutting down" in str(refused[0][1])
+
+
+def test_idle_when_nothing_queued():
+    writer, _, _, _ = make_writer()
+    fired = []
+    writer.idle().addCallback(fired.append)
+    assert fired == [None]
