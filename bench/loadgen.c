@@ -376,7 +376,9 @@ struct snap {
     u64 t, gen_ticks, srv_ticks;
     long srv_rss_kib;
     int ncpu;
-    u64 cpu_busy[MAX_CPUS], cpu_total[MAX_CPUS]; /* from /proc/stat: other load shows up here */
+    /* from /proc/stat: other processes' load shows up here, and so does interrupt
+     * time (loopback TCP runs in softirq, which is not charged to the process) */
+    u64 cpu_busy[MAX_CPUS], cpu_irq[MAX_CPUS], cpu_total[MAX_CPUS];
 };
 
 static void read_cpu_times(struct snap *s)
@@ -402,6 +404,7 @@ static void read_cpu_times(struct snap *s)
             total += v[i];
         s->cpu_total[cpu] = total;
         s->cpu_busy[cpu] = total - v[3] - v[4]; /* minus idle and iowait */
+        s->cpu_irq[cpu] = v[5] + v[6];
         if (cpu + 1 > s->ncpu)
             s->ncpu = cpu + 1;
     }
@@ -505,6 +508,12 @@ static void js_cpu(const struct snap *a, const struct snap *b)
     for (int i = 0; i < a->ncpu && i < b->ncpu; i++) {
         u64 tot = b->cpu_total[i] - a->cpu_total[i];
         js_num(NULL, tot ? (double)(b->cpu_busy[i] - a->cpu_busy[i]) / (double)tot : 0);
+    }
+    js_close(']');
+    js_open("cpu_irq", '[');
+    for (int i = 0; i < a->ncpu && i < b->ncpu; i++) {
+        u64 tot = b->cpu_total[i] - a->cpu_total[i];
+        js_num(NULL, tot ? (double)(b->cpu_irq[i] - a->cpu_irq[i]) / (double)tot : 0);
     }
     js_close(']');
 }
