@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from twisted.cred import error
 from twisted.cred.checkers import ANONYMOUS, FilePasswordDB, ICredentialsChecker, InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
@@ -56,20 +56,25 @@ class Argon2FileChecker:
     def __init__(self, path: str) -> None:
         self.path = path
         self._hasher = PasswordHasher()
-        self._mtime: Optional[float] = None
+        self._version: Optional[tuple[int, int, int]] = None
         self._users: dict[str, str] = {}
         self._reload()
 
     def _reload(self) -> None:
+        # chathub.passwd replaces the file (new inode), which a coarse mtime alone can miss
         try:
-            mtime = os.stat(self.path).st_mtime
+            st = os.stat(self.path)
+            version = (st.st_mtime_ns, st.st_ino, st.st_size)
         except OSError:
-            mtime = None
-        if mtime != self._mtime:
+            version = None
+        if version != self._version:
             self._users = read_password_file(self.path)
-            self._mtime = mtime
+            self._version = version
 
     def is_registered(self, name: str) -> bool:
+        # Re-read here too: a nick added while the server runs must stop being free for
+        # guests at once, not only after its owner's first login (one stat, no hashing).
+        self._reload()
         return fold(name) in self._users
 
     def requestAvatarId(self, credentials):
@@ -134,6 +139,31 @@ class CheckerDirectory:
                 except KeyError:
                     pass
         return False
+
+
+@implementer(ICredentialsChecker)
+class BytesOrTextChecker:
+    """Runs a stock twisted.cred password checker with the name and password as bytes, then as text.
+
+    Twisted's checkers disagree on the type: ``FilePasswordDB`` (``--auth file:``) compares
+    bytes, while ``--auth memory:alice:pw`` stores str keys and passwords, so one type
+    alone would refuse every login on the other kind.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, checker: ICredentialsChecker) -> None:
+        self.checker = checker
+
+    @defer.inlineCallbacks
+    def requestAvatarId(self, credentials):
+        try:
+            return (yield defer.maybeDeferred(self.checker.requestAvatarId, credentials))
+        except error.LoginFailed:
+            if not isinstance(credentials.username, bytes) and not isinstance(credentials.password, bytes):
+                raise
+        text = UsernamePassword(_text(credentials.username), _text(credentials.password))
+        return (yield defer.maybeDeferred(self.checker.requestAvatarId, text))
 
 
 @implementer(ICredentialsChecker)

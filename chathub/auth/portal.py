@@ -4,11 +4,19 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
 
-from chathub.auth.checkers import AnyOfCheckers, Argon2FileChecker, CheckerDirectory, GuestChecker
+from chathub.auth.checkers import (
+    AnyOfCheckers,
+    Argon2FileChecker,
+    BytesOrTextChecker,
+    CheckerDirectory,
+    GuestChecker,
+)
 from chathub.auth.realm import ChatRealm
 from chathub.config import Config
+from chathub.interfaces import IAccountDirectory
 
 
 def password_checkers(
@@ -31,6 +39,13 @@ def build_portal(hub, config: Config, checkers: Iterable[ICredentialsChecker]) -
     checkers = list(checkers)
     directory = CheckerDirectory(checkers)
     hub.accounts = directory
+    # stock checkers (--auth) get the credentials in whichever type they expect
+    checkers = [
+        BytesOrTextChecker(c)
+        if IUsernamePassword in c.credentialInterfaces and not IAccountDirectory.providedBy(c)
+        else c
+        for c in checkers
+    ]
     portal = Portal(ChatRealm(hub))
     if len(checkers) == 1:
         portal.registerChecker(checkers[0])

@@ -1,0 +1,211 @@
+"""Credential checkers, the portal, and the passwd CLI."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.cred import error, strcred
+from twisted.cred.checkers import FilePasswordDB, ICredentialsChecker
+from twisted.cred.credentials import UsernamePassword
+from twisted.internet import defer
+from zope.interface.verify import verifyObject
+
+from chathub.auth.checkers import (
+    GUEST,
+    AnyOfCheckers,
+    Argon2FileChecker,
+    BytesOrTextChecker,
+    CheckerDirectory,
+    GuestChecker,
+)
+from chathub.auth.credentials import GuestNick
+from chathub.auth.portal import build_portal
+from chathub.config import Config
+from chathub.hub.service import ChatHub
+from chathub.interfaces import IAccountDirectory, IChatUser
+from chathub.passwd import set_password
+from tests.support import REPO
+
+
+def creds(name: str, password: str) -> UsernamePassword:
+    """Credentials as the protocols make them: UTF-8 bytes."""
+    return UsernamePassword(name.encode("utf-8"), password.encode("utf-8"))
+
+
+@defer.inlineCallbacks
+def refused(checker, credentials):
+    """Fires with the UnauthorizedLogin the checker raised (fails the test if it accepted)."""
+    try:
+        avatar = yield defer.maybeDeferred(checker.requestAvatarId, credentials)
+    except error.UnauthorizedLogin as e:
+        return e
+    raise AssertionError(f"accepted as {avatar!r}")
+
+
+@pytest.fixture
+def passwd(tmp_path):
+    path = tmp_path / "passwd"
+    set_password(str(path), "alice", "correct horse")
+    return path
+
+
+@pytest_twisted.inlineCallbacks
+def test_argon2_file_checker(passwd):
+    checker = Argon2FileChecker(str(passwd))
+    verifyObject(ICredentialsChecker, checker)
+    verifyObject(IAccountDirectory, checker)
+    assert (yield checker.requestAvatarId(creds("alice", "correct horse"))) == "alice"
+    assert (yield checker.requestAvatarId(creds("ALICE", "correct horse"))) == "alice"
+    e = yield refused(checker, creds("alice", "wrong"))
+    assert "wrong password" in str(e) and "correct horse" not in str(e)
+    yield refused(checker, creds("mallory", "correct horse"))
+    yield refused(checker, creds("alice", ""))
+    assert checker.is_registered("Alice") and not checker.is_registered("bob")
+
+
+@pytest_twisted.inlineCallbacks
+def test_argon2_file_is_re_read_after_a_change(passwd):
+    checker = Argon2FileChecker(str(passwd))
+    assert not checker.is_registered("bob")
+    set_password(str(passwd), "bob", "hunter22")
+    # the nick stops being free at once, before bob ever logs in
+    assert checker.is_registered("BOB")
+    assert (yield checker.requestAvatarId(creds("bob", "hunter22"))) == "bob"
+    set_password(str(passwd), "alice", "new one")  # password changed
+    yield refused(checker, creds("alice", "correct horse"))
+    assert (yield checker.requestAvatarId(creds("alice", "new one"))) == "alice"
+    passwd.write_text("# nobody\n")
+    assert not checker.is_registered("alice")
+    yield refused(checker, creds("alice", "new one"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_argon2_file_missing_or_damaged(tmp_path):
+    checker = Argon2FileChecker(str(tmp_path / "absent"))
+    assert not checker.is_registered("alice")
+    yield refused(checker, creds("alice", "x"))
+    damaged = tmp_path / "damaged"
+    damaged.write_text("alice:not-a-hash\nno colon here\n\n# comment:x\n")
+    checker = Argon2FileChecker(str(damaged))
+    assert checker.is_registered("alice") and not checker.is_registered("# comment")
+    yield refused(checker, creds("alice", "not-a-hash"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_guest_checker():
+    directory = CheckerDirectory([strcred.makeChecker("memory:owner:pw")])
+    allowed = GuestChecker(directory, allow_guests=True)
+    assert (yield allowed.requestAvatarId(GuestNick("visitor"))) is GUEST
+    e = yield refused(allowed, GuestNick("Owner"))
+    assert "registered" in str(e)
+    closed = GuestChecker(directory, allow_guests=False)
+    e = yield refused(closed, GuestNick("visitor"))
+    assert "guests are not allowed" in str(e)
+
+
+def test_checker_directory_knows_stock_checkers(tmp_path, passwd):
+    stock_file = tmp_path / "stock"
+    stock_file.write_text("carol:pw3\n")
+    directory = CheckerDirectory(
+        [strcred.makeChecker("memory:Bob:pw2"), FilePasswordDB(str(stock_file)), Argon2FileChecker(str(passwd))]
+    )
+    assert directory.is_registered("bob") and directory.is_registered("BOB")
+    assert directory.is_registered("carol")
+    assert directory.is_registered("alice")
+    assert not directory.is_registered("dave")
+
+
+@pytest_twisted.inlineCallbacks
+def test_stock_checkers_accept_bytes_credentials(tmp_path):
+    memory = BytesOrTextChecker(strcred.makeChecker("memory:alice:secret"))
+    assert (yield memory.requestAvatarId(creds("alice", "secret"))) == "alice"
+    yield refused(memory, creds("alice", "wrong"))
+    stock_file = tmp_path / "stock"
+    stock_file.write_text("carol:pw3\n")
+    stock = BytesOrTextChecker(FilePasswordDB(str(stock_file)))
+    assert (yield stock.requestAvatarId(creds("carol", "pw3"))) == b"carol"
+    yield refused(stock, creds("carol", "nope"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_any_of_checkers(passwd):
+    memory = BytesOrTextChecker(strcred.makeChecker("memory:bob:pw2"))
+    both = AnyOfCheckers([Argon2FileChecker(str(passwd)), memory])
+    assert set(both.credentialInterfaces) == set(memory.credentialInterfaces)
+    assert (yield both.requestAvatarId(creds("alice", "correct horse"))) == "alice"
+    assert (yield both.requestAvatarId(creds("bob", "pw2"))) == "bob"
+    yield refused(both, creds("bob", "correct horse"))
+    yield refused(both, creds("nobody", "x"))
+    # a checker for other credential kinds is skipped, not asked
+    mixed = AnyOfCheckers([GuestChecker(CheckerDirectory([]), True), memory])
+    assert (yield mixed.requestAvatarId(creds("bob", "pw2"))) == "bob"
+
+
+@pytest_twisted.inlineCallbacks
+def test_portal_logs_in_guests_and_accounts(passwd):
+    config = Config().with_overrides(auth={"checkers": []})
+    hub = ChatHub(config)
+    portal = build_portal(hub, config, [Argon2FileChecker(str(passwd)), strcred.makeChecker("memory:bob:pw2")])
+    assert hub.accounts.is_registered("alice") and hub.accounts.is_registered("bob")
+    mind = object()
+    iface, guest, logout = yield portal.login(GuestNick("visitor"), mind, IChatUser)
+    assert iface is IChatUser and guest.account is None and guest.participant is mind
+    _, alice, _ = yield portal.login(creds("alice", "correct horse"), mind, IChatUser)
+    assert alice.account == "alice"
+    _, bob, _ = yield portal.login(creds("bob", "pw2"), mind, IChatUser)
+    assert bob.account == "bob"
+    with pytest.raises(error.UnauthorizedLogin):
+        yield portal.login(creds("alice", "pw2"), mind, IChatUser)
+    with pytest.raises(error.UnauthorizedLogin):
+        yield portal.login(GuestNick("ALICE"), mind, IChatUser)
+
+
+def run_passwd(*args: str, stdin: str, cwd) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "chathub.passwd", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest_twisted.inlineCallbacks
+def test_passwd_cli_end_to_end(tmp_path):
+    path = tmp_path / "data" / "passwd"
+    result = run_passwd(str(path), "Alice", stdin="s3cret-pass\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "s3cret-pass" not in result.stdout + result.stderr
+    text = path.read_text()
+    assert text.startswith("Alice:$argon2id$") and "s3cret-pass" not in text
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    result = run_passwd(str(path), "bob", stdin="other-pass\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_passwd(str(path), "ALICE", stdin="changed-pass\n", cwd=tmp_path)  # replaces, any case
+    assert result.returncode == 0, result.stderr
+    lines = path.read_text().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["bob", "ALICE"]
+    checker = Argon2FileChecker(str(path))
+    assert (yield checker.requestAvatarId(creds("alice", "changed-pass"))) == "alice"
+    assert (yield checker.requestAvatarId(creds("bob", "other-pass"))) == "bob"
+    yield refused(checker, creds("alice", "s3cret-pass"))
+
+
+def test_passwd_cli_refuses_bad_input(tmp_path):
+    path = tmp_path / "passwd"
+    result = run_passwd(str(path), "not a nick", stdin="pw\n", cwd=tmp_path)
+    assert result.returncode != 0 and "not a valid nick" in result.stderr
+    result = run_passwd(str(path), "alice", stdin="\n", cwd=tmp_path)
+    assert result.returncode != 0 and "empty password" in result.stderr
+    result = run_passwd(str(path), stdin="", cwd=tmp_path)
+    assert result.returncode != 0
+    assert not path.exists()
+    result = run_passwd("--hash", stdin="for-an-operator\n", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("$argon2id$")
+    assert "for-an-operator" not in result.stdout
