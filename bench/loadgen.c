@@ -43,8 +43,8 @@ typedef uint64_t u64;
 typedef int64_t i64;
 
 #define MAX_CLIENTS 10000
-#define RBUF_SIZE (512 * 1024)
-#define MAX_CARRY (256 * 1024)
+#define RBUF_SIZE (4 * 1024 * 1024)
+#define MAX_CARRY (2 * 1024 * 1024)
 #define MARK "~LG "
 #define MARK_LEN 4
 #define MAX_ERRORS_KEPT 8
@@ -946,22 +946,80 @@ static void line_line(struct conn *c, char *l, size_t n, u64 t_read)
 static void line_send_text(struct conn *c, const char *text, size_t n) { conn_send_cmd(c, text, n); }
 
 /* ------------------------------------------------------------------ */
-/* WebSocket JSON (chathub.v1): not written yet, see README            */
+/* WebSocket JSON (chathub.v1): one compact JSON object per text message */
 
-static void wsjson_open(struct conn *c) { conn_kill(c, "ws-json mode not implemented yet"); }
-static void wsjson_join(struct conn *c) { (void)c; }
-static void wsjson_ping(struct conn *c) { (void)c; }
+static void wsjson_open(struct conn *c)
+{
+    char nick[64];
+    nick_of((int)(c - conns), nick, sizeof nick);
+    conn_sendf(c, "{\"type\":\"login\",\"nick\":\"%s\"}", nick);
+}
+
+static void wsjson_join(struct conn *c)
+{
+    char room[64];
+    room_of(c->room, room, sizeof room);
+    conn_sendf(c, "{\"type\":\"join\",\"room\":\"%s\"}", room);
+}
+
+static void wsjson_ping(struct conn *c)
+{
+    conn_sendf(c, "{\"type\":\"ping\",\"token\":\"lgsync%llu\"}", (unsigned long long)ping_token);
+}
+
+/* True if the object's "type" is `type`: the server writes "type" first; any order is accepted. */
+static bool json_type_is(const char *l, size_t n, const char *type)
+{
+    char pat[64];
+    int k = snprintf(pat, sizeof pat, "\"type\":\"%s\"", type);
+    if (n > (size_t)k && l[0] == '{' && memcmp(l + 1, pat, (size_t)k) == 0)
+        return true;
+    return memmem(l, n, pat, (size_t)k) != NULL;
+}
+
 static void wsjson_msg(struct conn *c, char *l, size_t n, u64 t_read)
 {
     const char *after;
-    if (find_mark(l, l + n, &after))
+    if (n > 17 && memcmp(l, "{\"type\":\"message\"", 17) == 0) {
+        const char *text = memmem(l, n, "\"text\":\"" MARK, 8 + MARK_LEN);
+        if (text)
+            on_delivery(c, text + 8 + MARK_LEN, l + n, t_read);
+        else if (find_mark(l, l + n, &after))
+            on_delivery(c, after, l + n, t_read);
+        return;
+    }
+    if (json_type_is(l, n, "pong")) {
+        got_pong(c);
+    } else if (json_type_is(l, n, "welcome")) {
+        registered(c);
+    } else if (json_type_is(l, n, "room")) {
+        joined_room(c);
+    } else if (json_type_is(l, n, "error") || json_type_is(l, n, "closing")) {
+        keep_error(c, "error", l, n);
+        if (c->state == CS_REGISTERING)
+            conn_kill(c, "login refused");
+        else if (c->state == CS_JOINING) {
+            c->state = CS_READY;
+            joins_pending--;
+            join_failed++;
+        }
+    } else if (json_type_is(l, n, "message") && find_mark(l, l + n, &after)) {
         on_delivery(c, after, l + n, t_read);
+    }
 }
+
 static void wsjson_send_text(struct conn *c, const char *text, size_t n)
 {
-    (void)c;
-    (void)text;
-    (void)n;
+    /* the stamp and padding are plain ASCII: nothing to escape */
+    char buf[1300], room[64];
+    room_of(c->room, room, sizeof room);
+    char *p = put_str(buf, "{\"type\":\"message\",\"target\":\"");
+    p = put_str(p, room);
+    p = put_str(p, "\",\"text\":\"");
+    memcpy(p, text, n);
+    p += n;
+    p = put_str(p, "\"}");
+    conn_send_cmd(c, buf, (size_t)(p - buf));
 }
 
 /* ------------------------------------------------------------------ */
