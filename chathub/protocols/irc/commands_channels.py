@@ -1,1 +1,364 @@
-"""placeholder"""
+"""Channel commands: JOIN, PART, TOPIC, NAMES, LIST, MODE, KICK, INVITE.
+
+Permissions (ops, voice, +i +k +l +b ...) are the hub's: these handlers translate the
+request, call the hub and show the outcome; a refusal comes back as a ``HubError``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from chathub.events import Kind
+from chathub.hub import errors
+from chathub.hub.masks import mask_matches
+from chathub.hub.names import fold, is_room_name
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_server import MAX_MODE_PARAMS
+from chathub.protocols.irc.render import mode_change_params
+from chathub.protocols.irc.table import command
+from chathub.protocols.irc.wire import Message
+
+#: room modes by how they take a parameter (ISUPPORT CHANMODES=b,k,l,imnpst plus PREFIX)
+LIST_MODES = "b"
+ALWAYS_PARAM = "kov"
+SET_PARAM = "l"
+FLAG_MODES = "imnpst"
+
+
+def own_event(session, kind: str, target: str, text: str = "", data=None):
+    """An event id and time for this client's own copy of something the hub did."""
+    return session.hub.ids.make(kind, session.user.source, target, text, None, data)
+
+
+# -- JOIN / PART -----------------------------------------------------------------------------
+
+
+@command("JOIN", min_params=1)
+def join(session, msg: Message, rb) -> None:
+    """JOIN <#chan>[,<#chan>...] [<key>[,<key>...]], or JOIN 0 to leave every channel."""
+    hub, user = session.hub, session.user
+    if msg.params[0] == "0":
+        for room in list(user.rooms.values()):
+            event = hub.part(user, room.name, "")
+            rb.add(session.render_own(event))
+        return
+    keys = msg.params[1].split(",") if len(msg.params) > 1 else []
+    for i, name in enumerate(msg.params[0].split(",")):
+        if not name:
+            continue
+        key = keys[i] if i < len(keys) and keys[i] else None
+        if not is_room_name(name):
+            rb.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+            continue
+        try:
+            room = hub.join(user, name, key)
+        except errors.HubError as e:
+            session.hub_error(rb, e)
+            continue
+        if room is None:
+            continue  # already there: nothing to say
+        event = own_event(session, Kind.JOIN, room.name, data={"account": user.account})
+        rb.add(session.render_own(event))
+        if room.topic:
+            topic_numerics(session, room, rb)
+        names_of(session, room, rb)
+
+
+@command("PART", min_params=1)
+def part(session, msg: Message, rb) -> None:
+    """PART <#chan>[,<#chan>...] [:reason]."""
+    reason = msg.params[1] if len(msg.params) > 1 else ""
+    for name in msg.params[0].split(","):
+        if not name:
+            continue
+        try:
+            event = session.hub.part(session.user, name, reason)
+        except errors.HubError as e:
+            session.hub_error(rb, e)
+            continue
+        rb.add(session.render_own(event))
+
+
+# -- TOPIC -----------------------------------------------------------------------------------
+
+
+def topic_numerics(session, room, rb) -> None:
+    rb.numeric(N.RPL_TOPIC, room.name, room.topic)
+    if room.topic_setter:
+        rb.numeric(N.RPL_TOPICWHOTIME, room.name, room.topic_setter, str(int(room.topic_time)))
+
+
+@command("TOPIC", min_params=1)
+def topic(session, msg: Message, rb) -> None:
+    """TOPIC <#chan> [:new topic]: show or set (an empty topic clears it)."""
+    name = msg.params[0]
+    hub, user = session.hub, session.user
+    room = hub.find_room(name)
+    if room is None:
+        rb.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        return
+    if len(msg.params) > 1:
+        event = hub.set_topic(user, room.name, msg.params[1])
+        rb.add(session.render_own(event))
+        return
+    if room.secret and user not in room:
+        rb.numeric(N.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
+        return
+    if room.topic:
+        topic_numerics(session, room, rb)
+    else:
+        rb.numeric(N.RPL_NOTOPIC, room.name, "No topic is set")
+
+
+# -- NAMES and LIST ---------------------------------------------------------------------------
+
+
+def visible_members(session, room):
+    """Members this client may see: all of them if it is in the room, else the visible ones."""
+    if session.user in room:
+        return list(room.members.values())
+    if room.secret:
+        return []
+    return [m for m in room.members.values() if "i" not in m.user.modes]
+
+
+def names_of(session, room, rb) -> None:
+    """353 lines (split to fit) and 366 for one room."""
+    multi = C.MULTI_PREFIX in session.caps
+    full = C.USERHOST_IN_NAMES in session.caps
+    symbol = "@" if room.secret else "="
+    entries = []
+    for member in visible_members(session, room):
+        who = member.user.mask if full else member.user.nick
+        entries.append(member.prefixes(multi) + who)
+    head = len(session.server_name) + len(session.nick or "*") + len(room.name) + 20
+    line: list[str] = []
+    size = head
+    for entry in entries:
+        if line and size + len(entry) + 1 > 500:
+            rb.numeric(N.RPL_NAMREPLY, symbol, room.name, " ".join(line))
+            line, size = [], head
+        line.append(entry)
+        size += len(entry) + 1
+    if line:
+        rb.numeric(N.RPL_NAMREPLY, symbol, room.name, " ".join(line))
+    rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+
+
+@command("NAMES")
+def names(session, msg: Message, rb) -> None:
+    """NAMES <#chan>[,<#chan>...]: who is in a channel."""
+    if not msg.params:
+        rb.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
+        return
+    for name in msg.params[0].split(","):
+        room = session.hub.find_room(name)
+        if room is None or (room.secret and session.user not in room):
+            rb.numeric(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
+        else:
+            names_of(session, room, rb)
+
+
+def _list_filters(args: list[str]):
+    """Channel masks and ELIST=U user-count conditions from LIST's parameters."""
+    masks: list[str] = []
+    conditions = []
+    for arg in args:
+        for part in arg.split(","):
+            if not part:
+                continue
+            if part[0] in "<>" and part[1:].isdigit():
+                n = int(part[1:])
+                conditions.append((lambda c, n=n: c < n) if part[0] == "<" else (lambda c, n=n: c > n))
+            else:
+                masks.append(part)
+    return masks, conditions
+
+
+@command("LIST")
+def list_(session, msg: Message, rb) -> None:
+    """LIST [#chan|mask[,...]] [<n|>n]: visible channels with member count and topic."""
+    masks, conditions = _list_filters(msg.params[:2])
+    rb.numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
+    for room in session.hub.list_rooms(session.user):
+        if masks and not any(mask_matches(m, room.name) for m in masks):
+            continue
+        count = len(visible_members(session, room)) if session.user not in room else len(room)
+        if any(not cond(len(room)) for cond in conditions):
+            continue
+        modes, _ = room.mode_string(with_params=False)
+        rb.numeric(N.RPL_LIST, room.name, str(count), f"[{modes}] {room.topic}")
+    rb.numeric(N.RPL_LISTEND, "End of /LIST")
+
+
+# -- MODE -------------------------------------------------------------------------------------
+
+
+def parse_mode_string(letters: str, args: list[str]):
+    """Split ``+ov-k a b`` into changes, list queries and unknown letters."""
+    changes: list[tuple[str, Optional[str]]] = []
+    queries: list[str] = []
+    unknown: list[str] = []
+    sign = "+"
+    params_used = 0
+    args = list(args)
+    for letter in letters:
+        if letter in "+-":
+            sign = letter
+            continue
+        if letter in LIST_MODES:
+            if not args:
+                queries.append(letter)
+                continue
+            arg = args.pop(0)
+        elif letter in ALWAYS_PARAM:
+            if not args:
+                continue  # a change without its parameter is ignored
+            arg = args.pop(0)
+        elif letter in SET_PARAM:
+            if sign == "+":
+                if not args:
+                    continue
+                arg = args.pop(0)
+            else:
+                arg = None
+        elif letter in FLAG_MODES:
+            arg = None
+        else:
+            unknown.append(letter)
+            continue
+        if arg is not None:
+            params_used += 1
+            if params_used > MAX_MODE_PARAMS:
+                continue
+        changes.append((sign + letter, arg))
+    return changes, queries, unknown
+
+
+def _mode_chunks(applied, per_line: int = MAX_MODE_PARAMS):
+    """Split applied changes so no line carries more than ``MODES`` parameters."""
+    chunk: list = []
+    params = 0
+    for change in applied:
+        if change[1] is not None and params >= per_line:
+            yield chunk
+            chunk, params = [], 0
+        chunk.append(change)
+        if change[1] is not None:
+            params += 1
+    if chunk:
+        yield chunk
+
+
+@command("MODE", min_params=1)
+def mode(session, msg: Message, rb) -> None:
+    """MODE <#chan> [modes [params]] or MODE <nick> [modes]."""
+    target = msg.params[0]
+    if is_room_name(target):
+        room_mode(session, msg, rb)
+    else:
+        user_mode(session, msg, rb)
+
+
+def room_mode(session, msg: Message, rb) -> None:
+    hub, user = session.hub, session.user
+    room = hub.find_room(msg.params[0])
+    if room is None:
+        rb.numeric(N.ERR_NOSUCHCHANNEL, msg.params[0], "No such channel")
+        return
+    if len(msg.params) < 2:
+        letters, params = room.mode_string(with_params=user in room)
+        rb.numeric(N.RPL_CHANNELMODEIS, room.name, letters, *params)
+        rb.numeric(N.RPL_CREATIONTIME, room.name, str(int(room.created)))
+        return
+    changes, queries, unknown = parse_mode_string(msg.params[1], msg.params[2:])
+    for letter in unknown:
+        rb.numeric(N.ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
+    for letter in dict.fromkeys(queries):
+        if letter == "b":
+            for ban in room.bans:
+                rb.numeric(N.RPL_BANLIST, room.name, ban.mask, ban.setter, str(int(ban.time)))
+            rb.numeric(N.RPL_ENDOFBANLIST, room.name, "End of channel ban list")
+    if not changes:
+        return
+    adding_bans = sum(1 for c, _ in changes if c == "+b")
+    if adding_bans and len(room.bans) + adding_bans > session.config.irc.max_bans:
+        rb.numeric("478", room.name, "b", "Channel ban list is full")
+        changes = [c for c in changes if c[0] != "+b"]
+    applied, refused = hub.change_room_modes(user, room.name, changes)
+    for error in refused:
+        session.hub_error(rb, error, room.name)
+    for chunk in _mode_chunks(applied):
+        event = own_event(session, Kind.MODE, room.name, data={"changes": chunk})
+        rb.add(session.render_own(event))
+
+
+def user_mode(session, msg: Message, rb) -> None:
+    hub, user = session.hub, session.user
+    nick = msg.params[0]
+    if fold(nick) != user.folded:
+        if hub.find_user(nick) is None:
+            rb.numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        else:
+            rb.numeric(N.ERR_USERSDONTMATCH, "Can't change mode for other users")
+        return
+    if len(msg.params) < 2:
+        rb.numeric(N.RPL_UMODEIS, "+" + "".join(sorted(user.modes)))
+        return
+    changes = []
+    sign = "+"
+    unknown = False
+    for letter in msg.params[1]:
+        if letter in "+-":
+            sign = letter
+        elif letter in "iwo":
+            if letter == "o" and sign == "+":
+                continue  # only OPER grants +o
+            changes.append((sign + letter, None))
+        else:
+            unknown = True
+    if unknown:
+        rb.numeric(N.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")
+    applied = hub.change_user_modes(user, changes)
+    if applied:
+        letters, _ = mode_change_params(applied)
+        rb.add(Message("MODE", [user.nick, letters], user.nick))
+
+
+# -- KICK and INVITE -----------------------------------------------------------------------------
+
+
+@command("KICK", min_params=2)
+def kick(session, msg: Message, rb) -> None:
+    """KICK <#chan> <nick>[,<nick>...] [:reason]."""
+    reason = msg.params[2] if len(msg.params) > 2 else ""
+    reason = reason[: session.config.irc.kick_length]
+    name = msg.params[0]
+    for nick in msg.params[1].split(","):
+        if not nick:
+            continue
+        try:
+            event = session.hub.kick(session.user, name, nick, reason)
+        except errors.HubError as e:
+            session.hub_error(rb, e, name)
+            continue
+        rb.add(session.render_own(event))
+
+
+@command("INVITE", min_params=2)
+def invite(session, msg: Message, rb) -> None:
+    """INVITE <nick> <#chan>."""
+    nick, name = msg.params[0], msg.params[1]
+    hub = session.hub
+    if hub.find_room(name) is None:
+        rb.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
+        return
+    try:
+        event = hub.invite(session.user, name, nick)
+    except errors.HubError as e:
+        session.hub_error(rb, e, name)
+        return
+    target = hub.find_user(nick)
+    rb.numeric(N.RPL_INVITING, event.data["nick"], event.target)
+    if target is not None and target.away:
+        rb.numeric(N.RPL_AWAY, target.nick, target.away)

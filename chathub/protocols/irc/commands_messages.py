@@ -1,1 +1,105 @@
-"""placeholder"""
+"""Talking: PRIVMSG, NOTICE, TAGMSG, AWAY, SETNAME."""
+from __future__ import annotations
+
+from chathub.events import Kind
+from chathub.hub import errors
+from chathub.hub.names import fold
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.table import command
+from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
+
+_ACTION_START = "\x01ACTION "
+
+
+def client_tags(session, msg: Message) -> dict[str, str]:
+    """The client-only (``+``) tags a message carries, when the client may send them."""
+    if C.MESSAGE_TAGS not in session.caps:
+        return {}
+    return {k: v for k, v in msg.tags.items() if k.startswith("+")}
+
+
+def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
+    name = msg.command.upper()
+    if not msg.params or not msg.params[0]:
+        if not quiet:
+            rb.numeric(N.ERR_NORECIPIENT, f"No recipient given ({name})")
+        return
+    text = ""
+    if kind != Kind.TAGMSG:
+        if len(msg.params) < 2 or not msg.params[1]:
+            if not quiet:
+                rb.numeric(N.ERR_NOTEXTTOSEND, "No text to send")
+            return
+        text = msg.params[1]
+    tags = client_tags(session, msg)
+    if tags and len(format_tags(tags).encode("utf-8")) > MAX_CLIENT_TAGS:
+        rb.numeric(N.ERR_INPUTTOOLONG, "Input line too long")
+        return
+    if kind == Kind.TAGMSG and not tags:
+        return
+    targets = [t for t in msg.params[0].split(",") if t]
+    if len(targets) > session.config.irc.max_targets:
+        if not quiet:
+            rb.numeric(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
+        return
+    hub, user = session.hub, session.user
+    for target in targets:
+        event_kind = kind
+        body = text
+        if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
+            event_kind = Kind.ACTION
+            body = body[len(_ACTION_START) :].rstrip("\x01")
+        try:
+            event = hub.send(user, target, body, event_kind, tags)
+        except errors.HubError as e:
+            if not quiet:
+                session.hub_error(rb, e)
+            continue
+        to_self = fold(target) == user.folded
+        if C.ECHO_MESSAGE in session.caps or to_self:
+            rb.add(session.render_own(event))
+        if kind == Kind.MESSAGE and not to_self:
+            recipient = hub.find_user(target)
+            if recipient is not None and recipient.away:
+                rb.numeric(N.RPL_AWAY, recipient.nick, recipient.away)
+
+
+@command("PRIVMSG", min_params=0)
+def privmsg(session, msg: Message, rb) -> None:
+    """PRIVMSG <target>[,<target>...] :<text> (CTCP ACTION becomes a /me)."""
+    _deliver(session, msg, rb, Kind.MESSAGE, quiet=False)
+
+
+@command("NOTICE", min_params=0)
+def notice(session, msg: Message, rb) -> None:
+    """NOTICE <target>[,<target>...] :<text> (never answered with an error)."""
+    _deliver(session, msg, rb, Kind.NOTICE, quiet=True)
+
+
+@command("TAGMSG", min_params=1)
+def tagmsg(session, msg: Message, rb) -> None:
+    """TAGMSG <target>: client-only tags (typing notices, reactions), message-tags clients."""
+    _deliver(session, msg, rb, Kind.TAGMSG, quiet=False)
+
+
+@command("AWAY")
+def away(session, msg: Message, rb) -> None:
+    """AWAY [:message]: set or clear the away message."""
+    text = msg.params[0] if msg.params else ""
+    session.hub.set_away(session.user, text or None)
+    if session.user.away:
+        rb.numeric(N.RPL_NOWAWAY, "You have been marked as being away")
+    else:
+        rb.numeric(N.RPL_UNAWAY, "You are no longer marked as being away")
+
+
+@command("SETNAME", min_params=1)
+def setname(session, msg: Message, rb) -> None:
+    """SETNAME :<realname> (IRCv3 setname)."""
+    realname = msg.params[0]
+    if not realname or len(realname) > 200:
+        rb.fail("SETNAME", "INVALID_REALNAME", "Realname is not valid")
+        return
+    event = session.hub.set_realname(session.user, realname)
+    rb.add(session.render_own(event))

@@ -1,1 +1,227 @@
-"""placeholder"""
+"""Queries about users: WHO (and WHOX), WHOIS, WHOWAS, ISON, USERHOST, MONITOR."""
+from __future__ import annotations
+
+import time
+
+from chathub.hub.masks import mask_matches
+from chathub.hub.names import fold, is_room_name
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_channels import visible_members
+from chathub.protocols.irc.table import command
+
+#: WHOX fields in the order they are sent
+WHOX_FIELDS = "tcuihsnfdlaor"
+
+
+def _shares_room(a, b) -> bool:
+    return any(fold_name in b.rooms for fold_name in a.rooms)
+
+
+def _visible(session, other) -> bool:
+    """Invisible (+i) users are only seen by those sharing a room with them."""
+    return "i" not in other.modes or other is session.user or _shares_room(session.user, other)
+
+
+def _flags(session, user, member) -> str:
+    flags = "G" if user.away else "H"
+    if user.is_operator:
+        flags += "*"
+    if member is not None:
+        flags += member.prefixes(C.MULTI_PREFIX in session.caps)
+    return flags
+
+
+def _who_line(session, rb, user, room, member, fields: str | None, token: str) -> None:
+    channel = room.name if room is not None else "*"
+    if fields is None:
+        rb.numeric(
+            N.RPL_WHOREPLY,
+            channel,
+            user.user,
+            user.host,
+            session.server_name,
+            user.nick,
+            _flags(session, user, member),
+            f"0 {user.realname}",
+        )
+        return
+    values = {
+        "t": token or "0",
+        "c": channel,
+        "u": user.user,
+        "i": "255.255.255.255",
+        "h": user.host,
+        "s": session.server_name,
+        "n": user.nick,
+        "f": _flags(session, user, member),
+        "d": "0",
+        "l": str(int(time.time() - user.last_active)),
+        "a": user.account or "0",
+        "o": "n/a",
+        "r": user.realname,
+    }
+    rb.numeric(N.RPL_WHOSPCRPL, *(values[f] for f in WHOX_FIELDS if f in fields))
+
+
+@command("WHO")
+def who(session, msg, rb) -> None:
+    """WHO <mask> [%fields[,token]]: users in a channel or matching a mask (WHOX)."""
+    hub, me = session.hub, session.user
+    mask = msg.params[0] if msg.params else "*"
+    fields = None
+    token = ""
+    if len(msg.params) > 1 and "%" in msg.params[1]:
+        spec = msg.params[1].split("%", 1)[1]
+        fields, _, token = spec.partition(",")
+        token = token[:3]
+    if is_room_name(mask):
+        room = hub.find_room(mask)
+        if room is not None:
+            for member in visible_members(session, room):
+                _who_line(session, rb, member.user, room, member, fields, token)
+    else:
+        everyone = mask in ("*", "0", "")
+        exact = hub.find_user(mask)
+        if exact is not None:
+            candidates = [exact]
+        else:
+            candidates = [
+                u
+                for u in hub.users.values()
+                if _visible(session, u)
+                and (everyone or any(mask_matches(mask, v) for v in (u.nick, u.mask, u.host, u.realname)))
+            ]
+        for user in candidates:
+            _who_line(session, rb, user, None, None, fields, token)
+    rb.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+@command("WHOIS", min_params=1)
+def whois(session, msg, rb) -> None:
+    """WHOIS [<server>] <nick>: who someone is, where they are, how long idle."""
+    hub, me = session.hub, session.user
+    nick = msg.params[-1]
+    user = hub.find_user(nick)
+    if user is None:
+        rb.numeric(N.ERR_NOSUCHNICK, nick, "No such nick/channel")
+        rb.numeric(N.RPL_ENDOFWHOIS, nick, "End of /WHOIS list")
+        return
+    n = user.nick
+    rb.numeric(N.RPL_WHOISUSER, n, user.user, user.host, "*", user.realname)
+    rooms = []
+    multi = C.MULTI_PREFIX in session.caps
+    for room in user.rooms.values():
+        if room.secret and me not in room:
+            continue
+        member = room.member(user)
+        rooms.append(member.prefixes(multi) + room.name)
+    if rooms:
+        rb.numeric(N.RPL_WHOISCHANNELS, n, " ".join(rooms))
+    rb.numeric(N.RPL_WHOISSERVER, n, session.server_name, session.config.server.description)
+    if user.is_operator:
+        rb.numeric(N.RPL_WHOISOPERATOR, n, "is an IRC operator")
+    if user.account:
+        rb.numeric(N.RPL_WHOISACCOUNT, n, user.account, "is logged in as")
+    if user is me or me.is_operator:
+        rb.numeric(N.RPL_WHOISACTUALLY, n, f"{user.user}@{user.host}", user.host, "Actual user@host, actual IP")
+    if user.protocol != "irc":
+        rb.numeric(N.RPL_WHOISSPECIAL, n, f"is connected via the {user.protocol} protocol")
+    if user.away:
+        rb.numeric(N.RPL_AWAY, n, user.away)
+    idle = getattr(user.participant, "idle_since", user.last_active)
+    rb.numeric(N.RPL_WHOISIDLE, n, str(max(0, int(time.time() - idle))), str(int(user.signon)), "seconds idle, signon time")
+    rb.numeric(N.RPL_ENDOFWHOIS, n, "End of /WHOIS list")
+
+
+@command("WHOWAS", min_params=1)
+def whowas(session, msg, rb) -> None:
+    """WHOWAS <nick> [count]: who last used a nick."""
+    nick = msg.params[0]
+    count = 0
+    if len(msg.params) > 1:
+        try:
+            count = int(msg.params[1])
+        except ValueError:
+            count = 0
+    entries = session.hub.whowas(nick)
+    if count > 0:
+        entries = entries[:count]
+    if not entries:
+        rb.numeric(N.ERR_WASNOSUCHNICK, nick, "There was no such nickname")
+    for e in entries:
+        rb.numeric(N.RPL_WHOWASUSER, e.nick, e.user, e.host, "*", e.realname)
+        rb.numeric(N.RPL_WHOISSERVER, e.nick, session.server_name, time.ctime(e.time))
+        if e.account:
+            rb.numeric(N.RPL_WHOISACCOUNT, e.nick, e.account, "was logged in as")
+    rb.numeric(N.RPL_ENDOFWHOWAS, nick, "End of WHOWAS")
+
+
+@command("ISON", min_params=1)
+def ison(session, msg, rb) -> None:
+    """ISON <nick> [<nick>...]: which of these nicks are online."""
+    hub = session.hub
+    online = []
+    for param in msg.params:
+        for nick in param.split():
+            user = hub.find_user(nick)
+            if user is not None:
+                online.append(user.nick)
+    rb.numeric(N.RPL_ISON, " ".join(online))
+
+
+@command("USERHOST", min_params=1)
+def userhost(session, msg, rb) -> None:
+    """USERHOST <nick> [<nick>...] (up to 5): nick=+user@host replies."""
+    hub = session.hub
+    replies = []
+    for nick in msg.params[:5]:
+        user = hub.find_user(nick)
+        if user is None:
+            continue
+        oper = "*" if user.is_operator else ""
+        away = "-" if user.away else "+"
+        replies.append(f"{user.nick}{oper}={away}{user.user}@{user.host}")
+    rb.numeric(N.RPL_USERHOST, " ".join(replies))
+
+
+@command("MONITOR", min_params=1)
+def monitor(session, msg, rb) -> None:
+    """MONITOR + nicks | - nicks | C | L | S: presence notifications (IRCv3 monitor)."""
+    hub, me = session.hub, session.user
+    sub = msg.params[0].upper()
+    limit = session.config.irc.monitor_limit
+    if sub in ("+", "-"):
+        if len(msg.params) < 2:
+            rb.numeric(N.ERR_NEEDMOREPARAMS, "MONITOR", "Not enough parameters")
+            return
+        nicks = [n for n in msg.params[1].split(",") if n]
+        if sub == "-":
+            hub.unmonitor(me, nicks)
+            return
+        new = [n for n in nicks if fold(n) not in me.monitoring]
+        room_left = limit - len(me.monitoring)
+        accepted = new[: max(room_left, 0)]
+        if len(accepted) < len(new):
+            rb.numeric(N.ERR_MONLISTFULL, str(limit), ",".join(new[len(accepted):]), "Monitor list is full")
+        _status(session, rb, hub.monitor(me, accepted))
+    elif sub == "C":
+        hub.unmonitor(me)
+    elif sub == "L":
+        folded = sorted(me.monitoring)
+        for i in range(0, len(folded), 20):
+            rb.numeric(N.RPL_MONLIST, ",".join(folded[i : i + 20]))
+        rb.numeric(N.RPL_ENDOFMONLIST, "End of MONITOR list")
+    elif sub == "S":
+        _status(session, rb, [(n, hub.find_user(n)) for n in sorted(me.monitoring)])
+    else:
+        rb.numeric(N.ERR_UNKNOWNCOMMAND, "MONITOR", f"Unknown MONITOR subcommand {sub}")
+
+
+def _status(session, rb, results) -> None:
+    online = [u.mask for _, u in results if u is not None]
+    offline = [n for n, u in results if u is None]
+    for i in range(0, len(online), 10):
+        rb.numeric(N.RPL_MONONLINE, ",".join(online[i : i + 10]))
+    for i in range(0, len(offline), 20):
+        rb.numeric(N.RPL_MONOFFLINE, ",".join(offline[i : i + 20]))
