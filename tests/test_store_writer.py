@@ -154,3 +154,25 @@ def test_idle_when_nothing_queued():
     fired = []
     writer.idle().addCallback(fired.append)
     assert fired == [None]
+
+
+def test_a_transient_failure_is_tried_once_more():
+    clock = task.Clock()
+    runner = FakeRunner()
+    writer = GroupCommitWriter(
+        runner.run,
+        write_batch,
+        lambda failure, what: StorageError(failure.getErrorMessage()),
+        clock,
+        transient=lambda failure: failure.check(ConnectionError) is not None,
+    )
+    seen = outcomes([writer.append("a"), writer.append("b")])
+    clock.advance(0)
+    runner.fail(exc=ConnectionError("server closed the connection"))  # the batch of two
+    runner.fail(exc=ConnectionError("server closed the connection"))  # "a" alone
+    runner.finish()  # "a" again, on a new connection
+    runner.fail(exc=ConnectionError("still down"))  # "b" alone
+    runner.fail(exc=ConnectionError("still down"))  # "b" again: no third try
+    assert len(runner.transactions) == 5
+    assert seen[0] == (0, "ok")
+    assert isinstance(seen[1][1], StorageError) and "still down" in str(seen[1][1])

@@ -11,7 +11,7 @@ from typing import Optional
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from twisted.enterprise.adbapi import ConnectionPool
+from twisted.enterprise.adbapi import ConnectionLost, ConnectionPool
 from twisted.python.failure import Failure
 
 from chathub.config.storage import HistoryConfig
@@ -78,6 +78,10 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.dsn, **self._connect_kwargs)
+
+    def _transient(self, failure: Failure) -> bool:
+        # adbapi replaces a connection whose rollback failed, so a retry gets a new one
+        return failure.check(psycopg.OperationalError, ConnectionLost) is not None
 
     def _detail(self, exc: BaseException) -> str:
         if isinstance(exc, psycopg.Error):

@@ -128,6 +128,10 @@ class SqlStore:
         """A start-up failure as an operator-facing message naming the database."""
         return StorageError(f"cannot open the {self.description}: {self._detail(failure.value)}")
 
+    def _transient(self, failure: Failure) -> bool:
+        """True for a failure that trying again may cure (a lost server connection)."""
+        return False
+
     def _detail(self, exc: BaseException) -> str:
         """The driver's error message, short and without secrets."""
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -216,7 +220,7 @@ class SqlStore:
             self._close_pools()
             raise self._start_up_error(failure) from None
         self._writer = GroupCommitWriter(
-            self._run_write, self._write_events, self._explain, self._reactor
+            self._run_write, self._write_events, self._explain, self._reactor, transient=self._transient
         )
         self.log.info("{db} open", db=self.description)
 
@@ -262,8 +266,15 @@ class SqlStore:
         if self._read_pool is None:
             return defer.fail(StorageError("storage is not open"))
         d = self._read_pool.runInteraction(fn, *args)
+        d.addErrback(self._read_again, fn, args)
         d.addErrback(self._read_failed)
         return d
+
+    def _read_again(self, failure: Failure, fn: Callable, args: tuple):
+        if not self._transient(failure) or self._read_pool is None:
+            return failure
+        self.log.warn("{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage())
+        return self._read_pool.runInteraction(fn, *args)
 
     def _read_failed(self, failure: Failure):
         if failure.check(StorageError, UnknownReference, ValueError):

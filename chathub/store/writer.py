@@ -24,7 +24,7 @@ from chathub.store.interfaces import StorageError
 
 
 class _Write:
-    __slots__ = ("item", "fn", "args", "deferred", "alone")
+    __slots__ = ("item", "fn", "args", "deferred", "alone", "retried")
 
     def __init__(self, item, fn, args, alone: bool) -> None:
         self.item = item  # an event row for the batch function, or None for a call
@@ -32,6 +32,7 @@ class _Write:
         self.args = args
         self.deferred: Deferred = Deferred()
         self.alone = alone
+        self.retried = False
 
 
 class GroupCommitWriter:
@@ -40,7 +41,9 @@ class GroupCommitWriter:
     ``run(fn, *args)`` must run ``fn(txn, *args)`` in one transaction off the reactor
     thread and return a Deferred of its result (``adbapi.ConnectionPool.runInteraction``).
     ``write_batch(txn, items)`` writes a list of appended items. ``explain(failure, what)``
-    logs a database failure and turns it into a ``StorageError``.
+    logs a database failure and turns it into a ``StorageError``. A write whose failure
+    ``transient(failure)`` calls passing (a dropped connection, replaced on the next use)
+    is tried once more before it fails.
     """
 
     log = Logger()
@@ -52,7 +55,9 @@ class GroupCommitWriter:
         explain: Callable[[Failure, str], StorageError],
         clock: IReactorTime,
         max_batch: int = 1000,
+        transient: Callable[[Failure], bool] = lambda failure: False,
     ) -> None:
+        self._transient = transient
         self._run = run
         self._write_batch = write_batch
         self._explain = explain
@@ -160,8 +165,14 @@ class GroupCommitWriter:
             self._busy = False
             self._next()
             return
-        self._pop(batch)
         (write,) = batch
+        if not write.retried and self._transient(failure):
+            self.log.warn("a storage write failed ({error}); trying it again", error=failure.getErrorMessage())
+            write.retried = True
+            self._busy = False
+            self._next()
+            return
+        self._pop(batch)
         if isinstance(failure.value, StorageError):
             error = failure  # a refusal the caller expects (an account that exists)
         else:
