@@ -138,3 +138,12 @@ async def test_works_through_a_portal(checker):
     portal = Portal(EchoRealm(), [checker])
     _, avatar, _ = await portal.login(UsernamePassword(b"frank", b"pw"), None, IAccountDirectory)
     assert avatar == "frank"
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_while_the_database_is_unavailable(checker, store):
+    await checker.register("gina", "pw")
+    await store.close()
+    with pytest.raises(UnauthorizedLogin) as e:
+        await checker.requestAvatarId(UsernamePassword(b"gina", b"pw"))
+    assert "unavailable" in str(e.value)

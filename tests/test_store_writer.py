@@ -176,3 +176,16 @@ def test_a_transient_failure_is_tried_once_more():
     assert len(runner.transactions) == 5
     assert seen[0] == (0, "ok")
     assert isinstance(seen[1][1], StorageError) and "still down" in str(seen[1][1])
+
+
+def test_nothing_to_write_fires_at_once_only_when_nothing_is_pending():
+    writer, runner, clock, _ = make_writer()
+    seen = outcomes([writer.append("nothing", needs_write=False)])
+    assert seen == [(0, "ok")] and runner.transactions == []
+    order = []
+    writer.append("real").addCallback(lambda _: order.append("real"))
+    writer.append("nothing", needs_write=False).addCallback(lambda _: order.append("nothing"))
+    clock.advance(0)
+    assert order == []
+    runner.finish()
+    assert order == ["real", "nothing"]

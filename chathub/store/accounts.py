@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
-from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount
+from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
 #: what every refused login says, so it does not tell which accounts exist
 REFUSED = "unknown account or wrong password"
@@ -96,7 +96,11 @@ class StoreAccountChecker:
     def requestAvatarId(self, credentials):
         name = _text(credentials.username)
         password = _text(credentials.password)
-        account = yield self.store.get_account(name)
+        try:
+            account = yield self.store.get_account(name)
+        except StorageError as e:
+            self.log.error("login of {name} refused: {error}", name=name, error=str(e))
+            raise UnauthorizedLogin("accounts are unavailable right now; try again later")
         if account is None:
             # spend the same time as a real check, so timing does not reveal accounts
             if self._dummy_hash is None:

@@ -321,7 +321,7 @@ class SqlStore:
             conversations = conversations_of(event, rooms, private=self.history.private)
         else:
             conversations = []
-        return self._writer.append((event, conversations))
+        return self._writer.append((event, conversations), needs_write=bool(conversations))
 
     def _write_events(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
         insert = self._q(

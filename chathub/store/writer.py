@@ -77,8 +77,14 @@ class GroupCommitWriter:
         """Writes queued and not yet committed (the running transaction included)."""
         return len(self._queue)
 
-    def append(self, item) -> Deferred:
-        """Queue one item for the next batch; fires with None once committed."""
+    def append(self, item, needs_write: bool = True) -> Deferred:
+        """Queue one item for the next batch; fires with None once committed.
+
+        An item with nothing to write fires at once when no earlier write is pending
+        (otherwise it waits its turn, so Deferreds still fire in append order).
+        """
+        if not needs_write and not self._queue and not self._busy and not self.closed:
+            return succeed(None)
         return self._enqueue(_Write(item, None, (), alone=False))
 
     def call(self, fn: Callable, *args) -> Deferred:
