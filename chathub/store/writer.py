@@ -13,7 +13,7 @@ nothing; the msgid's uniqueness makes a retry of an event that did commit harmle
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
