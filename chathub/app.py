@@ -62,6 +62,7 @@ class ChathubService(service.MultiService):
             self.hub, config, password_checkers(config, checkers, store_checker=self.accounts)
         )
         self.listeners = service.MultiService()
+        self._failed = False
         self.factories = {}
         for kind in LISTENER_FACTORIES:
             descriptions = getattr(config.listeners, kind)
@@ -92,8 +93,10 @@ class ChathubService(service.MultiService):
         self.listeners.setServiceParent(self)
 
     def _store_failed(self, failure: Failure) -> None:
-        if self.listeners.parent is not None:
+        # called by StoreService on a failed open and again through ready()'s errback
+        if self.listeners.parent is not None or self._failed:
             return
+        self._failed = True
         self.log.critical("chathub cannot start: {message}", message=failure.getErrorMessage())
         from twisted.internet import reactor
 
