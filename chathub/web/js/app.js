@@ -1,0 +1,806 @@
+// The chathub web client: login, conversations, members, history, reconnect.
+// Every piece of user text reaches the page through textContent (see dom.js), never as HTML.
+
+import { HELP, parseInput } from "./commands.js";
+import { Connection } from "./connection.js";
+import { $, clear, el } from "./dom.js";
+import { Conversations, fold, isRoom } from "./state.js";
+
+const HISTORY_PAGE = 50;
+const TYPING_SEND_EVERY = 3000;
+const TYPING_SHOW_FOR = 6000;
+const SAVED_NICK = "chathub.nick";
+const SAVED_ROOMS = "chathub.rooms";
+
+const convs = new Conversations();
+const conn = new Connection();
+const app = {
+  hello: null,
+  me: null,
+  account: null,
+  loggedIn: false,
+  creds: null, // {nick, password, mode}: kept in memory only, to log in again after a reconnect
+  reconnecting: false,
+  openAfterJoin: null,
+  refs: new Map(), // request ref -> what it was for
+  nextRef: 1,
+  lastTypingSent: 0,
+  typingTarget: null,
+  loginMode: "guest",
+};
+
+// -- small helpers -------------------------------------------------------------------------
+
+const storage = {
+  get(key, fallback) {
+    try {
+      const value = localStorage.getItem(key);
+      return value === null ? fallback : JSON.parse(value);
+    } catch {
+      return fallback;
+    }
+  },
+  set(key, value) {
+    try {
+      localStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      /* private mode: nothing to remember */
+    }
+  },
+};
+
+function send(obj, purpose) {
+  if (purpose) {
+    obj.ref = app.nextRef++;
+    app.refs.set(obj.ref, purpose);
+  }
+  return conn.send(obj);
+}
+
+const isMe = (nick) => app.me !== null && fold(nick) === fold(app.me);
+
+function timeOf(obj) {
+  const t = obj && obj.time ? new Date(obj.time) : new Date();
+  return Number.isNaN(t.getTime()) ? new Date() : t;
+}
+
+const two = (n) => String(n).padStart(2, "0");
+const clock = (d) => `${two(d.getHours())}:${two(d.getMinutes())}`;
+
+function mentionsMe(text) {
+  if (!app.me) return false;
+  const escaped = app.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(^|[^\\w])${escaped}([^\\w]|$)`, "i").test(text);
+}
+
+function saveRooms() {
+  storage.set(SAVED_ROOMS, convs.rooms().filter((c) => c.joined).map((c) => c.name));
+}
+
+// -- lines ------------------------------------------------------------------------------------
+
+function lineFromEvent(obj) {
+  return {
+    id: obj.id,
+    time: timeOf(obj),
+    kind: obj.type, // message, action, notice
+    nick: obj.from ? obj.from.nick : "",
+    protocol: obj.from ? obj.from.protocol : "",
+    text: obj.text || "",
+    mention: obj.from && !isMe(obj.from.nick) && mentionsMe(obj.text || ""),
+  };
+}
+
+function systemLine(conv, text, obj, kind = "system") {
+  addLine(conv, { id: obj && obj.id, time: timeOf(obj), kind, nick: "", text });
+}
+
+function addLine(conv, line, { count = true } = {}) {
+  const index = conv.add(line);
+  if (index < 0) return;
+  const active = convs.current === conv;
+  if (active) {
+    if (index === conv.lines.length - 1) appendLine(conv, line);
+    else renderMessages({ keepBottom: true });
+  }
+  const counts = count && (line.kind === "message" || line.kind === "action" || line.kind === "notice");
+  if (counts && !isMe(line.nick) && (!active || document.hidden)) {
+    conv.unread += 1;
+    if (line.mention || conv.kind === "private") conv.mentions += 1;
+    renderSidebar();
+  }
+}
+
+function renderLine(line) {
+  const time = el("time", { datetime: line.time.toISOString(), title: line.time.toLocaleString() }, clock(line.time));
+  if (line.kind === "system" || line.kind === "error") {
+    return el("li", { class: line.kind }, time, el("span", { class: "text" }, line.text));
+  }
+  const nick = el("span", { class: "nick", style: { color: nickColor(line.nick) } },
+    line.kind === "action" ? `* ${line.nick}` : line.kind === "notice" ? `-${line.nick}-` : line.nick);
+  if (line.protocol && line.protocol !== "ws" && line.protocol !== "server") {
+    nick.append(el("span", { class: "proto", title: `via ${line.protocol}` }, line.protocol));
+  }
+  const classes = [line.kind, line.mention ? "mention" : ""].filter(Boolean).join(" ");
+  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, el("span", { class: "text" }, line.text));
+}
+
+function nickColor(nick) {
+  let h = 0;
+  for (const c of fold(nick || "")) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return `hsl(${h % 360} 55% 45%)`;
+}
+
+// -- rendering ---------------------------------------------------------------------------------
+
+function dayLabel(time) {
+  return el("li", { class: "day" }, time.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric" }));
+}
+
+/** Add the newest line to the open conversation without redrawing the rest. */
+function appendLine(conv, line) {
+  const box = $("messages");
+  const list = $("message-list");
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const previous = conv.lines[conv.lines.length - 2];
+  if (!previous || previous.time.toDateString() !== line.time.toDateString()) list.append(dayLabel(line.time));
+  list.append(renderLine(line));
+  if (atBottom || isMe(line.nick)) box.scrollTop = box.scrollHeight;
+}
+
+function renderMessages({ keepBottom = false, keepTop = false } = {}) {
+  const box = $("messages");
+  const list = $("message-list");
+  const conv = convs.current;
+  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const fromBottom = box.scrollHeight - box.scrollTop;
+  clear(list);
+  if (!conv) return;
+  let lastDay = "";
+  for (const line of conv.lines) {
+    const day = line.time.toDateString();
+    if (day !== lastDay) {
+      list.append(dayLabel(line.time));
+      lastDay = day;
+    }
+    list.append(renderLine(line));
+  }
+  $("load-older").hidden = !(conv.more && app.hello && app.hello.features.history);
+  if (keepTop) box.scrollTop = box.scrollHeight - fromBottom;
+  else if (!keepBottom || atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function renderSidebar() {
+  for (const [listId, items] of [["room-list", convs.rooms()], ["private-list", convs.privates()]]) {
+    const list = $(listId);
+    clear(list);
+    for (const conv of items) {
+      const classes = [conv === convs.current ? "active" : "", conv.unread ? "unread" : ""].filter(Boolean).join(" ");
+      const button = el("button", { type: "button", on: { click: () => activate(conv.name) } },
+        el("span", { class: "name" }, conv.name),
+        conv.unread ? el("span", { class: "badge", title: `${conv.unread} unread` }, String(conv.unread)) : null);
+      if (conv.kind === "room" && !conv.joined) button.classList.add("muted");
+      list.append(el("li", { class: classes, dataset: { key: conv.key } }, button));
+    }
+  }
+  const unread = convs.totalUnread();
+  document.title = unread ? `(${unread}) chathub` : "chathub";
+  $("me").textContent = app.me ? (app.account ? `${app.me} ✓` : app.me) : "";
+}
+
+function renderHeader() {
+  const conv = convs.current;
+  $("conv-name").textContent = conv ? conv.name : "chathub";
+  $("conv-topic").textContent = conv ? (conv.kind === "room" ? conv.topic || "" : "Private conversation") : "Join a room to start chatting";
+  $("conv-topic").title = conv && conv.topic ? conv.topic : "";
+  $("member-count").textContent = conv && conv.kind === "room" ? String(conv.members.size) : "";
+  $("input").disabled = !conv;
+}
+
+function renderMembers() {
+  const list = $("member-list");
+  clear(list);
+  const conv = convs.current;
+  if (!conv || conv.kind !== "room") return;
+  for (const m of conv.sortedMembers()) {
+    const presence = m.presence === "away" ? `away${m.away ? `: ${m.away}` : ""}` : "online";
+    const item = el("li", {
+      class: m.presence === "away" ? "away" : "online",
+      title: `${m.nick} — ${presence} — via ${m.protocol}${m.account ? ` — account ${m.account}` : ""}`,
+      on: { click: () => { if (!isMe(m.nick)) openPrivate(m.nick); } },
+    },
+    el("span", { class: "dot", "aria-label": presence }),
+    el("span", { class: "role" }, m.op ? "@" : m.voice ? "+" : ""),
+    el("span", { class: "nick" }, m.nick),
+    el("span", { class: "proto" }, m.protocol));
+    list.append(item);
+  }
+  $("member-count").textContent = String(conv.members.size);
+}
+
+function renderTyping() {
+  const conv = convs.current;
+  const names = conv ? [...conv.typing.values()].map((t) => t.nick) : [];
+  $("typing").textContent = names.length === 0 ? "" : names.length === 1 ? `${names[0]} is typing…`
+    : names.length < 4 ? `${names.join(", ")} are typing…` : "Several people are typing…";
+}
+
+function renderAll() {
+  renderSidebar();
+  renderHeader();
+  renderMembers();
+  renderMessages();
+  renderTyping();
+}
+
+// -- conversations ----------------------------------------------------------------------------
+
+function activate(name) {
+  const conv = convs.get(name);
+  if (!conv) return;
+  convs.active = conv.key;
+  conv.unread = 0;
+  conv.mentions = 0;
+  closeDrawers();
+  renderAll();
+  if (conv.kind === "private" && !conv.historyAsked) requestHistory(conv, "latest");
+  if (window.matchMedia("(min-width: 761px)").matches) $("input").focus();
+}
+
+function openPrivate(nick) {
+  const conv = convs.ensure(nick);
+  activate(conv.name);
+}
+
+function privateConversationOf(obj) {
+  // a private message's conversation is named after the other person
+  const other = isMe(obj.from.nick) ? obj.target : obj.from.nick;
+  return convs.ensure(other);
+}
+
+function conversationOf(obj) {
+  if (obj.from && obj.from.protocol === "server") return convs.current; // server notices
+  if (isRoom(obj.target)) return convs.get(obj.target);
+  return privateConversationOf(obj);
+}
+
+function requestHistory(conv, direction) {
+  if (!app.hello || !app.hello.features.history) return;
+  conv.historyAsked = true;
+  const req = { type: "history", target: conv.name, limit: HISTORY_PAGE };
+  if (direction === "before" && conv.oldestId) req.before = conv.oldestId;
+  if (direction === "after" && conv.newestId) req.after = conv.newestId;
+  send(req, { kind: "history", direction, key: conv.key });
+}
+
+// -- events from the server ------------------------------------------------------------------
+
+const handlers = {
+  hello(obj) {
+    app.hello = obj;
+    $("login-server").textContent = `${obj.network} · ${obj.server}`;
+    $("tab-register").hidden = !obj.features.register;
+    $("tab-guest").hidden = !obj.features.guests;
+    if (!obj.features.guests && app.loginMode === "guest") setLoginMode("account");
+    $("login-button").disabled = false;
+    if (app.creds) login(app.creds);
+  },
+
+  welcome(obj) {
+    app.me = obj.nick;
+    app.account = obj.account;
+    app.loggedIn = true;
+    storage.set(SAVED_NICK, obj.nick);
+    hideBanner();
+    $("login-view").hidden = true;
+    $("chat-view").hidden = false;
+    $("connection-state").textContent = `Connected as ${obj.nick}`;
+    if (app.creds && app.creds.mode === "register") {
+      send({ type: "register", password: app.creds.password }, { kind: "register" });
+    }
+    const rooms = app.reconnecting
+      ? convs.rooms().filter((c) => c.joined).map((c) => c.name)
+      : storage.get(SAVED_ROOMS, []);
+    for (const room of rooms) {
+      const conv = convs.get(room);
+      if (conv) conv.joined = false;
+      send({ type: "join", room });
+    }
+    if (app.reconnecting) {
+      for (const conv of convs.privates()) if (conv.newestId) requestHistory(conv, "after");
+    }
+    app.reconnecting = false;
+    renderAll();
+  },
+
+  error(obj) {
+    if (!app.loggedIn) {
+      if (app.creds && obj.request === "login" && obj.code === "nick_in_use" && app.creds.mode === "guest" && app.creds.retries < 3) {
+        // after a restart our old self may still hold the nick for a moment
+        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1 };
+        login(app.creds);
+        return;
+      }
+      showLoginError(obj.message || obj.code);
+      app.creds = null;
+      return;
+    }
+    const purpose = obj.ref !== undefined ? app.refs.get(obj.ref) : null;
+    if (purpose) app.refs.delete(obj.ref);
+    if (purpose && purpose.kind === "history") return;
+    if (purpose && purpose.kind === "register" && app.creds) app.creds = { ...app.creds, mode: "guest" };
+    const conv = (obj.target && convs.get(obj.target)) || convs.current;
+    const text = obj.target ? `${obj.target}: ${obj.message}` : obj.message;
+    if (conv) systemLine(conv, text, null, "error");
+    else showBanner(text, 6000);
+  },
+
+  join(obj) {
+    const conv = convs.ensure(obj.room);
+    if (isMe(obj.from.nick)) {
+      conv.joined = true;
+      conv.members.clear();
+      systemLine(conv, `You joined ${obj.room}`, obj);
+      saveRooms();
+      if (!convs.current || (app.openAfterJoin && fold(app.openAfterJoin) === conv.key)) {
+        app.openAfterJoin = null;
+        activate(conv.name);
+      }
+    } else {
+      conv.setMember({ nick: obj.from.nick, account: obj.from.account, protocol: obj.from.protocol, presence: "online", away: null, op: false, voice: false });
+      systemLine(conv, `${obj.from.nick} joined`, obj);
+      if (convs.current === conv) renderMembers();
+    }
+    renderSidebar();
+  },
+
+  room(obj) {
+    const conv = convs.ensure(obj.room);
+    conv.topic = obj.topic || "";
+    conv.members.clear();
+    for (const m of obj.members) conv.setMember({ ...m });
+    if (!conv.historyAsked) requestHistory(conv, conv.newestId ? "after" : "latest");
+    else if (conv.newestId) requestHistory(conv, "after");
+    if (app.openAfterJoin && fold(app.openAfterJoin) === conv.key) {
+      app.openAfterJoin = null;
+      activate(conv.name);
+    }
+    if (convs.current === conv) {
+      renderHeader();
+      renderMembers();
+    }
+  },
+
+  part(obj) {
+    const conv = convs.get(obj.room);
+    if (!conv) return;
+    if (isMe(obj.from.nick)) {
+      convs.remove(obj.room);
+      saveRooms();
+      const next = convs.rooms()[0] || convs.privates()[0];
+      if (next) activate(next.name);
+      else renderAll();
+      return;
+    }
+    conv.removeMember(obj.from.nick);
+    systemLine(conv, `${obj.from.nick} left${obj.reason ? ` (${obj.reason})` : ""}`, obj);
+    if (convs.current === conv) renderMembers();
+  },
+
+  kick(obj) {
+    const conv = convs.get(obj.room);
+    if (!conv) return;
+    const text = `${obj.nick} was kicked by ${obj.from.nick}${obj.reason ? ` (${obj.reason})` : ""}`;
+    if (isMe(obj.nick)) {
+      conv.joined = false;
+      conv.members.clear();
+      systemLine(conv, text, obj, "error");
+      saveRooms();
+    } else {
+      conv.removeMember(obj.nick);
+      systemLine(conv, text, obj);
+    }
+    if (convs.current === conv) renderMembers();
+    renderSidebar();
+  },
+
+  quit(obj) {
+    for (const conv of convs.map.values()) {
+      if (conv.kind === "room" ? conv.removeMember(obj.from.nick) : conv.key === fold(obj.from.nick)) {
+        systemLine(conv, `${obj.from.nick} quit${obj.reason ? ` (${obj.reason})` : ""}`, obj);
+      }
+    }
+    renderMembers();
+  },
+
+  nick(obj) {
+    const oldNick = obj.from.nick;
+    if (isMe(oldNick)) {
+      app.me = obj.nick;
+      if (app.creds) app.creds = { ...app.creds, nick: obj.nick };
+      storage.set(SAVED_NICK, obj.nick);
+      $("connection-state").textContent = `Connected as ${obj.nick}`;
+    }
+    for (const conv of convs.map.values()) {
+      if (conv.kind === "room" && conv.renameMember(oldNick, obj.nick)) {
+        systemLine(conv, `${oldNick} is now known as ${obj.nick}`, obj);
+      }
+    }
+    const talk = convs.get(oldNick);
+    if (talk && talk.kind === "private") {
+      convs.rename(oldNick, obj.nick);
+      systemLine(talk, `${oldNick} is now known as ${obj.nick}`, obj);
+    }
+    renderAll();
+  },
+
+  away(obj) {
+    for (const conv of convs.rooms()) {
+      const member = conv.members.get(fold(obj.from.nick));
+      if (member) {
+        member.presence = obj.presence;
+        member.away = obj.text || null;
+      }
+    }
+    const talk = convs.get(obj.from.nick);
+    if (talk && talk.kind === "private") {
+      systemLine(talk, obj.presence === "away" ? `${obj.from.nick} is away: ${obj.text}` : `${obj.from.nick} is back`, obj);
+    }
+    if (isMe(obj.from.nick)) {
+      const conv = convs.current;
+      if (conv) systemLine(conv, obj.presence === "away" ? `You are away (${obj.text})` : "You are back", obj);
+    }
+    renderMembers();
+  },
+
+  topic(obj) {
+    const conv = convs.get(obj.room);
+    if (!conv) return;
+    conv.topic = obj.text;
+    systemLine(conv, obj.text ? `${obj.from.nick} set the topic: ${obj.text}` : `${obj.from.nick} cleared the topic`, obj);
+    if (convs.current === conv) renderHeader();
+  },
+
+  mode(obj) {
+    const conv = convs.get(obj.room);
+    if (!conv) return;
+    for (const [change, arg] of obj.changes) {
+      const member = arg ? conv.members.get(fold(arg)) : null;
+      if (member && (change[1] === "o" || change[1] === "v")) {
+        member[change[1] === "o" ? "op" : "voice"] = change[0] === "+";
+      }
+    }
+    const text = obj.changes.map(([c, a]) => (a ? `${c} ${a}` : c)).join(" ");
+    systemLine(conv, `${obj.from.nick} sets mode ${text}`, obj);
+    if (convs.current === conv) renderMembers();
+  },
+
+  invite(obj) {
+    const conv = convs.current;
+    if (conv) systemLine(conv, `${obj.from.nick} invites ${obj.nick} to ${obj.room} — /join ${obj.room}`, obj);
+  },
+
+  account(obj) {
+    if (isMe(obj.from.nick)) {
+      app.account = obj.account;
+      renderSidebar();
+    }
+  },
+
+  message(obj) { chat(obj); },
+  action(obj) { chat(obj); },
+  notice(obj) { chat(obj); },
+
+  typing(obj) {
+    if (isMe(obj.from.nick)) return;
+    const conv = isRoom(obj.target) ? convs.get(obj.target) : convs.get(obj.from.nick);
+    if (!conv) return;
+    stopTyping(conv, obj.from.nick);
+    if (obj.state === "active") {
+      const timer = setTimeout(() => { stopTyping(conv, obj.from.nick); renderTyping(); }, TYPING_SHOW_FOR);
+      conv.typing.set(fold(obj.from.nick), { nick: obj.from.nick, timer });
+    }
+    if (convs.current === conv) renderTyping();
+  },
+
+  history(obj) {
+    const purpose = app.refs.get(obj.ref);
+    app.refs.delete(obj.ref);
+    const conv = convs.get(obj.target);
+    if (!conv) return;
+    if (!purpose || purpose.direction !== "after") conv.more = obj.more;
+    const active = convs.current === conv;
+    for (const event of obj.events) {
+      if (event.type === "message" || event.type === "action" || event.type === "notice") {
+        conv.add(lineFromEvent(event));
+      }
+    }
+    if (purpose && purpose.direction === "after" && obj.more) requestHistory(conv, "after"); // keep catching up
+    if (active) renderMessages({ keepTop: purpose && purpose.direction === "before" });
+  },
+
+  rooms(obj) {
+    const list = $("rooms-browse");
+    clear(list);
+    if (!obj.rooms.length) list.append(el("li", { class: "muted" }, "No rooms yet — create one with the box on the left."));
+    for (const room of obj.rooms) {
+      list.append(el("li", {},
+        el("div", { class: "info" }, el("strong", {}, room.room), el("p", { class: "muted" }, room.topic || "No topic")),
+        el("span", { class: "muted" }, room.members === 1 ? "1 member" : `${room.members} members`),
+        el("button", {
+          type: "button", class: "primary",
+          on: { click: () => { joinRoom(room.room); $("rooms-dialog").close(); } },
+        }, room.joined ? "Open" : "Join")));
+    }
+    if (!$("rooms-dialog").open) $("rooms-dialog").showModal();
+  },
+
+  registered(obj) {
+    if (app.creds) app.creds = { ...app.creds, mode: "account" };
+    app.account = obj.account;
+    renderSidebar();
+    const conv = convs.current;
+    const text = `Account ${obj.account} registered: log in with it next time.`;
+    if (conv) systemLine(conv, text, null);
+    else showBanner(text, 5000);
+  },
+
+  closing(obj) {
+    showBanner(`Disconnected by the server: ${obj.reason}`);
+  },
+};
+
+function chat(obj) {
+  const conv = conversationOf(obj);
+  if (!conv) return;
+  stopTyping(conv, obj.from.nick);
+  if (convs.current === conv) renderTyping();
+  addLine(conv, lineFromEvent(obj));
+  if (conv.kind === "private" && convs.current === null) activate(conv.name);
+  renderSidebar();
+}
+
+function stopTyping(conv, nick) {
+  const entry = conv.typing.get(fold(nick));
+  if (entry) {
+    clearTimeout(entry.timer);
+    conv.typing.delete(fold(nick));
+  }
+}
+
+// -- connection life ----------------------------------------------------------------------------
+
+conn.onmessage = (obj) => {
+  const handler = handlers[obj.type];
+  if (handler) handler(obj);
+};
+
+conn.onopen = () => {
+  $("connection-state").textContent = "Connected";
+};
+
+conn.onclose = ({ code, reason, retryIn }) => {
+  const wasLoggedIn = app.loggedIn;
+  app.loggedIn = false;
+  $("login-button").disabled = true;
+  if (retryIn === null) return;
+  if (wasLoggedIn || app.reconnecting) {
+    app.reconnecting = true;
+    for (const conv of convs.rooms()) conv.typing.clear();
+  }
+  const seconds = Math.max(1, Math.round(retryIn / 1000));
+  const why = code === 1009 ? "message too big" : reason || "connection lost";
+  showBanner(`Disconnected (${why}) — reconnecting in ${seconds}s…`);
+  $("connection-state").textContent = "Reconnecting…";
+  $("login-server").textContent = `Server unreachable — retrying in ${seconds}s…`;
+};
+
+function login(creds) {
+  const req = { type: "login", nick: creds.nick };
+  if (creds.mode === "account") req.password = creds.password;
+  send(req, { kind: "login" });
+}
+
+// -- login screen ------------------------------------------------------------------------------
+
+function setLoginMode(mode) {
+  app.loginMode = mode;
+  for (const [id, m] of [["tab-guest", "guest"], ["tab-account", "account"], ["tab-register", "register"]]) {
+    $(id).setAttribute("aria-selected", String(m === mode));
+  }
+  $("password-field").hidden = mode === "guest";
+  $("login-password").required = mode !== "guest";
+  $("login-password").autocomplete = mode === "register" ? "new-password" : "current-password";
+  $("login-button").textContent = mode === "register" ? "Create account" : "Join chat";
+  $("login-hint").textContent = {
+    guest: "Guests chat under any free nick. Registered nicks need their password.",
+    account: "Log in with your account name and password.",
+    register: "Pick a nick and a password: the nick becomes your account.",
+  }[mode];
+}
+
+function showLoginError(text) {
+  $("login-error").textContent = text;
+  $("login-error").hidden = false;
+  $("login-view").hidden = false;
+  $("chat-view").hidden = true;
+}
+
+$("tab-guest").addEventListener("click", () => setLoginMode("guest"));
+$("tab-account").addEventListener("click", () => setLoginMode("account"));
+$("tab-register").addEventListener("click", () => setLoginMode("register"));
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("login-error").hidden = true;
+  const nick = $("login-nick").value.trim();
+  const password = $("login-password").value;
+  if (!nick) return;
+  // registering: log in as a guest under the nick, then register it (see "register" in docs/protocol.md)
+  app.creds = { nick, password, mode: app.loginMode, retries: 0 };
+  login(app.creds);
+});
+
+// -- chat input ------------------------------------------------------------------------------
+
+function joinRoom(name, key) {
+  let room = name.trim();
+  if (!room) return;
+  if (!room.startsWith("#")) room = `#${room}`;
+  const existing = convs.get(room);
+  if (existing && existing.joined) {
+    activate(existing.name);
+    return;
+  }
+  app.openAfterJoin = room;
+  const req = { type: "join", room };
+  if (key) req.key = key;
+  send(req, { kind: "join" });
+}
+
+function submitInput() {
+  const input = $("input");
+  const text = input.value;
+  const conv = convs.current;
+  const parsed = parseInput(text, conv ? conv.name : null);
+  if (!conn.open && parsed.requests.length) {
+    if (conv) systemLine(conv, "Not connected — nothing was sent; it will be possible again once reconnected.", null, "error");
+    return;
+  }
+  if (parsed.error) {
+    if (conv) systemLine(conv, parsed.error, null, "error");
+    return;
+  }
+  input.value = "";
+  autosize();
+  sendTyping("done");
+  if (parsed.local === "help") {
+    for (const line of HELP) systemLine(conv || convs.ensure("#help"), line, null);
+  }
+  if (parsed.local === "rooms") send({ type: "rooms" });
+  for (const req of parsed.requests) {
+    if (req.type === "join") {
+      joinRoom(req.room, req.key);
+      continue;
+    }
+    send(req, req.type === "message" || req.type === "action" ? null : { kind: req.type });
+  }
+  if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
+  if (parsed.local === "quit") {
+    conn.close("Leaving");
+    app.creds = null;
+    app.loggedIn = false;
+    showLoginError("You left. Log in again to come back.");
+    $("login-error").hidden = true;
+  }
+}
+
+function sendTyping(state) {
+  const conv = convs.current;
+  const now = Date.now();
+  if (state === "active") {
+    if (!conv || (conv.kind === "room" && !conv.joined)) return;
+    if (app.typingTarget === conv.name && now - app.lastTypingSent < TYPING_SEND_EVERY) return;
+    app.typingTarget = conv.name;
+    app.lastTypingSent = now;
+    send({ type: "typing", target: conv.name, state: "active" });
+  } else if (app.typingTarget) {
+    send({ type: "typing", target: app.typingTarget, state: "done" });
+    app.typingTarget = null;
+    app.lastTypingSent = 0;
+  }
+}
+
+function autosize() {
+  const input = $("input");
+  input.style.height = "auto";
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+$("input-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  submitInput();
+});
+
+$("input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submitInput();
+  }
+});
+
+$("input").addEventListener("input", () => {
+  autosize();
+  const value = $("input").value;
+  if (value && !value.startsWith("/")) sendTyping("active");
+  else if (!value) sendTyping("done");
+});
+
+$("join-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  joinRoom($("join-input").value);
+  $("join-input").value = "";
+});
+
+$("browse-rooms").addEventListener("click", () => send({ type: "rooms" }));
+$("close-rooms").addEventListener("click", () => $("rooms-dialog").close());
+$("load-older").addEventListener("click", () => {
+  const conv = convs.current;
+  if (conv) requestHistory(conv, "before");
+});
+
+// -- drawers (phones) and the members panel ------------------------------------------------------
+
+const view = $("chat-view");
+function closeDrawers() {
+  view.classList.remove("show-sidebar", "show-members");
+  $("scrim").hidden = true;
+}
+$("toggle-sidebar").addEventListener("click", () => {
+  view.classList.add("show-sidebar");
+  $("scrim").hidden = false;
+});
+$("toggle-members").addEventListener("click", () => {
+  if (window.matchMedia("(max-width: 760px)").matches) {
+    view.classList.add("show-members");
+    $("scrim").hidden = false;
+  } else {
+    view.classList.toggle("members-hidden");
+  }
+});
+$("close-members").addEventListener("click", closeDrawers);
+$("scrim").addEventListener("click", closeDrawers);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closeDrawers();
+});
+
+document.addEventListener("visibilitychange", () => {
+  const conv = convs.current;
+  if (!document.hidden && conv && conv.unread) {
+    conv.unread = 0;
+    conv.mentions = 0;
+    renderSidebar();
+  }
+});
+window.addEventListener("online", () => conn.retryNow());
+
+// -- banner ---------------------------------------------------------------------------------
+
+let bannerTimer = null;
+function showBanner(text, hideAfter = 0) {
+  const banner = $("banner");
+  banner.textContent = text;
+  banner.hidden = false;
+  clearTimeout(bannerTimer);
+  if (hideAfter) bannerTimer = setTimeout(hideBanner, hideAfter);
+}
+function hideBanner() {
+  $("banner").hidden = true;
+}
+
+// -- start ------------------------------------------------------------------------------------
+
+$("login-nick").value = storage.get(SAVED_NICK, "");
+setLoginMode("guest");
+renderAll();
+conn.connect();
