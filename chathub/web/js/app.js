@@ -194,7 +194,6 @@ function renderHeader() {
   $("conv-topic").textContent = conv ? (conv.kind === "room" ? conv.topic || "" : "Private conversation") : "Join a room to start chatting";
   $("conv-topic").title = conv && conv.topic ? conv.topic : "";
   $("member-count").textContent = conv && conv.kind === "room" ? String(conv.members.size) : "";
-  $("input").disabled = !conv;
 }
 
 function renderMembers() {
@@ -663,19 +662,21 @@ function submitInput() {
   const text = input.value;
   const conv = convs.current;
   const parsed = parseInput(text, conv ? conv.name : null);
+  const complain = (text) => (conv ? systemLine(conv, text, null, "error") : showBanner(text, 5000));
   if (!conn.open && parsed.requests.length) {
-    if (conv) systemLine(conv, "Not connected — nothing was sent; it will be possible again once reconnected.", null, "error");
+    complain("Not connected — nothing was sent; try again once reconnected.");
     return;
   }
   if (parsed.error) {
-    if (conv) systemLine(conv, parsed.error, null, "error");
+    complain(parsed.error);
     return;
   }
   input.value = "";
   autosize();
   sendTyping("done");
   if (parsed.local === "help") {
-    for (const line of HELP) systemLine(conv || convs.ensure("#help"), line, null);
+    if (conv) for (const line of HELP) systemLine(conv, line, null);
+    else showBanner("Type /join #room to join or create a room; /help there lists every command.", 8000);
   }
   if (parsed.local === "rooms") send({ type: "rooms" });
   for (const req of parsed.requests) {
