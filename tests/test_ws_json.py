@@ -326,3 +326,18 @@ async def test_history_paging_and_account_registration(stored_server):
     assert (await guest.expect({"type": "error"}))["code"] == "login_failed"
     again = await login(port, "alice", password="correct horse")
     assert again.received[-1]["account"] == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_shutdown_closes_with_1001():
+    hub, portal, site, listening = start_server(make_config())
+    port = listening.getHost().port
+    try:
+        alice = await login(port, "alice")
+        bob = await login(port, "bob")
+        await site.websocket_factory.going_away()
+        assert (await alice.wait_closed())[1] == 1001
+        assert (await bob.wait_closed())[1] == 1001
+        assert hub.users == {}
+    finally:
+        listening.stopListening()

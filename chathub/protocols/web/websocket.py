@@ -16,6 +16,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from zope.interface import directlyProvides, providedBy
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 
@@ -133,6 +134,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         self.real_transport = None
         self.client_host = ""
         self.quit_reason: Optional[str] = None
+        self.on_closed: list[defer.Deferred] = []
 
     # -- handshake ---------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     # -- messages ----------------------------------------------------------------------
 
     def onOpen(self) -> None:
+        self.factory.connections.add(self)
         self.session = self.factory.make_session(self)
         self.session.opened()
 
@@ -176,6 +179,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             self.session.message_received(payload, isBinary)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self.factory.connections.discard(self)
+        for d in self.on_closed:
+            d.callback(None)
+        self.on_closed = []
         session, self.session = self.session, None
         if session is None:
             return
@@ -201,9 +208,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         """Start the closing handshake with ``code`` and a reason (cut to fit a close frame)."""
         if self.quit_reason is None:
             self.quit_reason = reason
-        if self.state in (self.STATE_OPEN, self.STATE_CONNECTING):
-            data = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
-            self.sendClose(code, data)
+        if self.state == self.STATE_OPEN:
+            data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+            # sendClose only takes 1000 and 3000-4999; the server may also say 1001 (going away)
+            self.sendCloseFrame(code=code, reasonUtf8=data, isReply=False)
 
 
 def _peer_host(peer: str) -> str:
@@ -246,6 +254,26 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         )
         self.server = "chathub"
         self._sessions: dict[Optional[str], Callable] = {}
+        self.connections: set[ChatWebSocketProtocol] = set()
+        # tell browsers we are going (1001) so they reconnect, rather than letting them
+        # find out from a dropped TCP connection
+        add_trigger = getattr(clock, "addSystemEventTrigger", None)
+        if add_trigger is not None:
+            add_trigger("before", "shutdown", self.going_away)
+
+    def going_away(self) -> Optional[defer.Deferred]:
+        """Close every open connection with 1001 (server shutting down); fires when they are
+        closed, or after two seconds at most, so shutdown never hangs on a silent peer."""
+        if not self.connections:
+            return None
+        waits = []
+        for protocol in list(self.connections):
+            d = defer.Deferred()
+            protocol.on_closed.append(d)
+            waits.append(d)
+            protocol.close_with(CLOSE_GOING_AWAY, "Server shutting down")
+        done = defer.DeferredList(waits)
+        return done.addTimeout(2.0, self.clock).addErrback(lambda _: None)
 
     def add_session_type(self, subprotocols, make: Callable) -> None:
         """Use ``make(protocol)`` for connections that chose one of ``subprotocols``."""
