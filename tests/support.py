@@ -118,6 +118,7 @@ class LineClient:
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
         self.buffer = b""
+        self.raw = bytearray()  # every byte received, telnet negotiation included
         self.seen: list[str] = []
 
     def send(self, data: bytes | str) -> None:
@@ -138,6 +139,7 @@ class LineClient:
         if not chunk:
             raise EOFError("connection closed; lines so far:\n" + "\n".join(self.seen[-30:]))
         self.buffer += chunk
+        self.raw += chunk
         return True
 
     def readline(self, timeout: Optional[float] = None) -> str:
@@ -162,6 +164,13 @@ class LineClient:
             line = self.readline(remaining)
             if regex.search(line):
                 return line
+
+    def expect_bytes(self, needle: bytes, timeout: Optional[float] = None) -> None:
+        """Wait until ``needle`` has been received (anywhere in the raw stream)."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while needle not in self.raw:
+            if not self._fill(deadline):
+                raise AssertionError(f"never received {needle!r}; raw so far: {bytes(self.raw[-300:])!r}")
 
     def expect_closed(self, timeout: Optional[float] = None) -> list[str]:
         """Read until the server closes the connection; return the lines read."""

@@ -400,3 +400,13 @@ def test_line_buffer_bounds_memory():
         assert len(buffer._buffer) <= 10
     buffer.feed(b"\nok\r\n")
     assert lines == [b"ok"] and errors == [1]
+
+
+def test_endless_telnet_subnegotiation_closes_with_a_reason(env):
+    alice = env.connect("alice", "#r")
+    bob = env.connect("bob", "#r")
+    bob.new_lines()
+    alice.send(telnet.IAC + telnet.SB + telnet.NAWS + b"z" * 10_000)
+    assert alice.expect("! ") == "! telnet subnegotiation too long (no IAC SE); closing"
+    assert alice.closed
+    assert bob.new_lines() == []  # nothing of it was said in the room

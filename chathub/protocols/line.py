@@ -148,6 +148,12 @@ class LineTelnetTransport(TelnetTransport):
                 if remainder:
                     super().dataReceived(remainder)
 
+    def _subnegotiationLengthExceeded(self) -> None:
+        # conch logs and drops the connection; tell the person why first
+        if not self.transport.disconnecting and isinstance(self.protocol, LineSession):
+            self.protocol.error("telnet subnegotiation too long (no IAC SE); closing")
+        super()._subnegotiationLengthExceeded()
+
 
 @implementer(IParticipant)
 class LineSession(TelnetProtocol):
