@@ -283,6 +283,14 @@ enum phase { PH_REGISTER, PH_JOIN, PH_BARRIER, PH_MEASURE, PH_HOLD, PH_DONE };
 static const char *phase_names[] = {"register", "join", "barrier", "measure", "hold", "done"};
 static enum phase phase = PH_REGISTER;
 
+/* Announces each phase on stderr, so a runner can start a profiler at the right moment. */
+static void enter_phase(enum phase ph)
+{
+    phase = ph;
+    fprintf(stderr, "loadgen: phase %s\n", phase_names[ph]);
+    fflush(stderr);
+}
+
 static u64 t_start, t_hard_deadline;
 static int next_to_open, reg_pending, reg_done, reg_failed;
 static u64 t_last_registered;
@@ -1680,7 +1688,7 @@ int main(int argc, char **argv)
 
     /* 1. connect and register */
     struct snap s_reg0 = take_snap();
-    phase = PH_REGISTER;
+    enter_phase(PH_REGISTER);
     start_more_connections();
     if (!run_until(registration_done, t_hard_deadline))
         error = "timeout while registering";
@@ -1692,12 +1700,12 @@ int main(int argc, char **argv)
     bool idle = cfg.scenario == SC_IDLE;
 
     if (!error && idle) {
-        phase = PH_BARRIER;
+        enter_phase(PH_BARRIER);
         barrier();
         if (!run_until(pings_done, t_hard_deadline))
             error = "timeout waiting for PONGs after registration";
         s_idle = take_snap();
-        phase = PH_HOLD;
+        enter_phase(PH_HOLD);
         if (!error) {
             run_until(never, now_ns() + secs_ns(cfg.hold));
             barrier();
@@ -1709,7 +1717,7 @@ int main(int argc, char **argv)
 
     if (!error && !idle) {
         /* 2. join */
-        phase = PH_JOIN;
+        enter_phase(PH_JOIN);
         s_join0 = take_snap();
         for (int i = 0; i < cfg.clients; i++) {
             struct conn *c = &conns[i];
@@ -1722,7 +1730,7 @@ int main(int argc, char **argv)
         if (!run_until(joins_done, t_hard_deadline))
             error = "timeout while joining";
         /* 3. barrier: every join announcement has arrived before we measure */
-        phase = PH_BARRIER;
+        enter_phase(PH_BARRIER);
         if (!error) {
             barrier();
             if (!run_until(pings_done, t_hard_deadline))
@@ -1733,7 +1741,7 @@ int main(int argc, char **argv)
 
     if (!error && !idle) {
         /* 4. measure */
-        phase = PH_MEASURE;
+        enter_phase(PH_MEASURE);
         s_m0 = take_snap();
         t_send_start = t_last_progress = s_m0.t;
         sending = nsenders > 0;
@@ -1749,7 +1757,7 @@ int main(int argc, char **argv)
             error = "hard timeout while measuring";
         s_m1 = take_snap();
     }
-    phase = PH_DONE;
+    enter_phase(PH_DONE);
 
     /* report */
     u64 received = 0;

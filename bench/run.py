@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -29,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -343,7 +345,83 @@ def listener_kinds(scenario: str, params: dict[str, Any]) -> set[str]:
     return kinds
 
 
-def measure(scenario: str, params: dict[str, Any], server_name: str, args: argparse.Namespace) -> dict:
+class Profiler:
+    """Samples the server with py-spy during the phase that matters (--profile).
+
+    Message scenarios are profiled while measuring, ``idle`` while registering. The output is
+    py-spy's collapsed stacks (``frame;frame;... count``), plus a summary of the functions
+    with the most samples, on their own and with what they call.
+    """
+
+    def __init__(self, args: argparse.Namespace, scenario: str, params: dict[str, Any], server_name: str,
+                 pid: int, run: int) -> None:
+        self.wanted = args.profile in (server_name, "both")
+        self.target = "register" if scenario == "idle" else "measure"
+        self.seconds = float(params.get("duration", 10)) if scenario != "idle" else 10.0
+        stem = f"{args.stamp}-{scenario}-{server_name}-run{run + 1}"
+        self.path = os.path.join(args.out, stem + ".pyspy.txt")
+        self.summary_path = os.path.join(args.out, stem + ".profile.txt")
+        self.pid = pid
+        self.proc: Optional[subprocess.Popen] = None
+        self.output: Optional[dict] = None
+
+    def phase(self, name: str) -> None:
+        if not self.wanted or self.proc is not None or name != self.target:
+            return
+        py_spy = shutil.which("py-spy")
+        if py_spy is None:
+            print("warning: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+            self.wanted = False
+            return
+        self.proc = subprocess.Popen(
+            [py_spy, "record", "--pid", str(self.pid), "--duration", str(max(1, int(self.seconds))),
+             "--rate", "250", "--nonblocking", "--format", "raw", "--output", self.path],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def finish(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=self.seconds + 30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if os.path.exists(self.path):
+            summary = summarize_profile(self.path)
+            with open(self.summary_path, "w") as f:
+                f.write(summary)
+            self.output = {"stacks": self.path, "summary": self.summary_path}
+            print(summary, file=sys.stderr)
+
+
+def summarize_profile(path: str, top: int = 20) -> str:
+    """The functions with the most samples in py-spy collapsed stacks: self and inclusive."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    with open(path, errors="replace") as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            total += n
+            # "func (path/file.py:123)" -> "func (path/file.py)": one row per function
+            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + n
+    if not total:
+        return f"profile {path}: no samples\n"
+    out = [f"profile {path}: {total} samples", "", "self %  function"]
+    out += [f"{100 * n / total:6.1f}  {fn}" for fn, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]]
+    out += ["", "total %  function (with callees)"]
+    out += [f"{100 * n / total:6.1f}  {fn}" for fn, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(out) + "\n"
+
+
+def measure(scenario: str, params: dict[str, Any], server_name: str, args: argparse.Namespace, run: int = 0) -> dict:
     """Starts the server, runs the generator once, stops the server; returns loadgen's JSON."""
     started = time.monotonic()
     server = start_server(server_name, listener_kinds(scenario, params), args)
@@ -352,17 +430,38 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
         argv = pinned(args.loadgen_cpu, loadgen_argv(scenario, params, server, server_name))
         hard = float(params.get("timeout", args.timeout))
         argv += ["--timeout", str(hard)]
+        profiler = Profiler(args, scenario, params, server_name, server.proc.pid, run)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=raise_fd_limit)
+        stderr_lines: list[str] = []
+
+        def read_stderr() -> None:
+            for line in proc.stderr:
+                stderr_lines.append(line)
+                if line.startswith("loadgen: phase "):
+                    profiler.phase(line.split()[-1])
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=hard + 30, preexec_fn=raise_fd_limit)
+            stdout, _ = proc.communicate(timeout=hard + 30)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             keep = True
             return {"ok": False, "error": "loadgen did not exit", "server_log": server.workdir}
+        finally:
+            reader.join(timeout=5)
+            profiler.finish()
         try:
-            result = json.loads(out.stdout)
+            result = json.loads(stdout)
         except json.JSONDecodeError:
             keep = True
-            return {"ok": False, "error": f"loadgen status {out.returncode}: {out.stderr.strip()[-500:]}",
+            err = "".join(line for line in stderr_lines if not line.startswith("loadgen: phase "))
+            return {"ok": False, "error": f"loadgen status {proc.returncode}: {err.strip()[-500:]}",
                     "server_log": server.workdir}
+        if profiler.output:
+            result["profile"] = profiler.output
         if server.proc.poll() is not None:
             result["ok"] = False
             result["error"] = f"server exited with status {server.proc.returncode}"
@@ -494,6 +593,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="run server and generator at this nice value (negative, as root, to take precedence "
                         "over other load on a shared machine)")
     p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for results")
+    p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
+                   help="sample the server with py-spy while measuring (idle: while registering); "
+                        "writes collapsed stacks and a summary of the hottest functions to --out")
     args = p.parse_args(argv)
     if args.no_pin or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
         if not args.no_pin:
@@ -554,7 +656,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     build_loadgen()
     raise_fd_limit()
     os.makedirs(args.out, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = args.stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     started = datetime.datetime.now(datetime.timezone.utc)
     command = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
@@ -570,7 +672,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     continue
                 print(f"[{scenario} run {run + 1}/{args.runs}] {server} ...", end=" ", file=sys.stderr, flush=True)
                 try:
-                    r = measure(scenario, p, server, args)
+                    r = measure(scenario, p, server, args, run)
                 except RuntimeError as e:
                     r = {"ok": False, "error": str(e)}
                 results[scenario][server].append(r)
