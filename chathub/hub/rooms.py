@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 #: room privileges, highest first, with the prefix IRC and the line protocol show
 PRIVILEGES = (("o", "@"), ("v", "+"))
 #: modes that take no parameter
-FLAG_MODES = frozenset("imnpst")
+FLAG_MODES = frozenset("Cimnpst")  # C: no CTCP other than ACTION
+#: list modes: b bans, e ban exceptions, I invite exceptions (each a list of ``BanEntry``)
+LIST_MODES = {"b": "bans", "e": "excepts", "I": "invex"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Room:
         "key",
         "limit",
         "bans",
+        "excepts",
+        "invex",
         "invited",
         "members",
         "registered",
@@ -88,6 +92,8 @@ class Room:
         self.key: Optional[str] = None
         self.limit: Optional[int] = None
         self.bans: list[BanEntry] = []
+        self.excepts: list[BanEntry] = []  # +e: masks a ban does not apply to
+        self.invex: list[BanEntry] = []  # +I: masks that may join past +i
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
         self.registered = False  # stored, and kept while empty
@@ -108,11 +114,18 @@ class Room:
         return (m.user for m in self.members.values())
 
     def is_banned(self, user: "User") -> bool:
-        """True when one of the bans matches the user's hostmask."""
+        """True when a ban (+b) matches the user's hostmask and no exception (+e) does."""
         if not self.bans:
             return False
         mask = user.mask
-        return any(mask_matches(b.mask, mask) for b in self.bans)
+        if not any(mask_matches(b.mask, mask) for b in self.bans):
+            return False
+        return not any(mask_matches(e.mask, mask) for e in self.excepts)
+
+    def is_invite_excepted(self, user: "User") -> bool:
+        """True when an invite exception (+I) lets the user past +i."""
+        mask = user.mask
+        return any(mask_matches(e.mask, mask) for e in self.invex)
 
     @property
     def secret(self) -> bool:

@@ -24,7 +24,7 @@ from chathub.hub import errors
 from chathub.hub.masks import normalize_mask
 from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.hub.outbox import Outbox
-from chathub.hub.rooms import FLAG_MODES, BanEntry, Member, Room
+from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
 from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord
@@ -144,7 +144,9 @@ class ChatHub(service.Service):
         self.whowas_log.append(WhowasEntry(user))
         event = self._event(Kind.NICK, user, data={"new": new})
         recipients = self._neighbours(user)
-        self._presence(user, "offline")
+        renamed = fold(new) != old_folded  # not just a change of case
+        if renamed:
+            self._presence(user, "offline")
         del self.users[old_folded]
         user.set_nick(new)
         self.users[user.folded] = user
@@ -152,7 +154,8 @@ class ChatHub(service.Service):
             member = room.members.pop(old_folded)
             room.members[user.folded] = member
         self._publish(event, recipients, user, rooms=list(user.rooms))
-        self._presence(user, "online")
+        if renamed:
+            self._presence(user, "online")
         return event
 
     def find_user(self, nick: str) -> Optional[User]:
@@ -211,7 +214,7 @@ class ChatHub(service.Service):
             invited = user.folded in room.invited
             if room.key is not None and key != room.key:
                 raise errors.BadKey(room.name)
-            if "i" in room.modes and not invited:
+            if "i" in room.modes and not invited and not room.is_invite_excepted(user):
                 raise errors.InviteOnly(room.name)
             if room.limit is not None and len(room.members) >= room.limit and not invited:
                 raise errors.RoomFull(room.name)
@@ -222,7 +225,9 @@ class ChatHub(service.Service):
             member = Member(user, "o" if founder or (not room.members and not room.registered) else "")
         room.members[user.folded] = member
         user.rooms[folded] = room
-        event = self._event(Kind.JOIN, user, room.name, data={"account": user.account})
+        event = self._event(
+            Kind.JOIN, user, room.name, data={"account": user.account, "away": user.away}
+        )
         self._publish(event, list(room.users()), user, rooms=[room.folded])
         return room
 
@@ -370,20 +375,21 @@ class ChatHub(service.Service):
                 return False
             room.limit = limit
             return str(limit)
-        if letter == "b":
+        if letter in LIST_MODES:
             if not arg:
                 return False
+            entries = getattr(room, LIST_MODES[letter])
             mask = normalize_mask(arg)
             folded = fold(mask)
-            existing = [b for b in room.bans if fold(b.mask) == folded]
+            existing = [b for b in entries if fold(b.mask) == folded]
             if adding:
                 if existing:
                     return False
-                room.bans.append(BanEntry(mask, user.mask, time.time()))
+                entries.append(BanEntry(mask, user.mask, time.time()))
             else:
                 if not existing:
                     return False
-                room.bans.remove(existing[0])
+                entries.remove(existing[0])
                 mask = existing[0].mask
             return mask
         raise errors.UnknownMode(letter)
@@ -435,6 +441,8 @@ class ChatHub(service.Service):
         if is_room_name(target):
             room = self._room_of(user, target)
             self._check_can_send(user, room)
+            if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
+                raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
             event = self._event(kind, user, room.name, text, tags)
             self._publish(event, list(room.users()), user, rooms=[room.folded])
             return event
@@ -459,12 +467,25 @@ class ChatHub(service.Service):
 
     # -- presence and identity ---------------------------------------------------------
 
+    def _publish_identity(self, user: User, event: Event) -> None:
+        """Tell ``user``'s neighbours about an identity change (away, host, realname,
+        account), and those monitoring ``user`` who share no room with them: their
+        participant's ``deliver`` decides whether it shows it (IRCv3 extended-monitor)."""
+        neighbours = self._neighbours(user)
+        self._publish(event, neighbours, user)
+        watching = self.watchers.get(user.folded)
+        if watching:
+            told = set(map(id, neighbours))
+            for watcher in list(watching):
+                if watcher is not user and id(watcher) not in told:
+                    self.outbox.after(lambda w=watcher: w.participant.deliver(event))
+
     def set_away(self, user: User, text: Optional[str]) -> Event:
         """Mark ``user`` away with ``text``, or back with None/empty."""
         text = (text or "")[: self.config.limits.away_length] or None
         user.away = text
         event = self._event(Kind.AWAY, user, text=text or "")
-        self._publish(event, self._neighbours(user), user)
+        self._publish_identity(user, event)
         return event
 
     def set_host(self, user: User, username: str, host: str) -> Event:
@@ -472,7 +493,7 @@ class ChatHub(service.Service):
         event = self._event(Kind.CHGHOST, user, data={"user": username, "host": host})
         user.user, user.host = username, host
         user.identity_changed()
-        self._publish(event, self._neighbours(user), user)
+        self._publish_identity(user, event)
         return event
 
     def set_realname(self, user: User, realname: str) -> Event:
@@ -480,7 +501,7 @@ class ChatHub(service.Service):
         user.realname = realname
         user.identity_changed()
         event = self._event(Kind.SETNAME, user, text=realname)
-        self._publish(event, self._neighbours(user), user)
+        self._publish_identity(user, event)
         return event
 
     def set_account(self, user: User, account: Optional[str]) -> Event:
@@ -488,7 +509,7 @@ class ChatHub(service.Service):
         user.account = account
         user.identity_changed()
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
-        self._publish(event, self._neighbours(user), user)
+        self._publish_identity(user, event)
         return event
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
@@ -500,11 +521,11 @@ class ChatHub(service.Service):
     def change_user_modes(
         self, user: User, changes: Sequence[tuple[str, Optional[str]]]
     ) -> list[tuple[str, Optional[str]]]:
-        """Apply a user's own mode changes (+i/-i, +w/-w, -o); return those applied."""
+        """Apply a user's own mode changes (+i/-i, +w/-w, +B/-B bot, -o); return those applied."""
         applied: list[tuple[str, Optional[str]]] = []
         for change, _arg in changes:
             sign, letter = change[0], change[1]
-            if letter not in "iwo" or (letter == "o" and sign == "+"):
+            if letter not in "iwoB" or (letter == "o" and sign == "+"):
                 raise errors.UnknownMode(letter)
             if (sign == "+") == (letter in user.modes):
                 continue

@@ -26,7 +26,9 @@ input gets ``session.numeric(ERR_INPUTTOOLONG, ...)``), and call
 through a ``chathub.protocols.sendqueue.SendQueue``.
 """
 from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
+    commands_accounts,
     commands_channels,
+    commands_history,
     commands_messages,
     commands_queries,
     commands_registration,

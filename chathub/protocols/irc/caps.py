@@ -13,6 +13,7 @@ AWAY_NOTIFY = "away-notify"
 ACCOUNT_NOTIFY = "account-notify"
 ACCOUNT_TAG = "account-tag"
 EXTENDED_JOIN = "extended-join"
+EXTENDED_MONITOR = "extended-monitor"
 CHGHOST = "chghost"
 SETNAME = "setname"
 INVITE_NOTIFY = "invite-notify"
@@ -20,6 +21,11 @@ BATCH = "batch"
 LABELED_RESPONSE = "labeled-response"
 STANDARD_REPLIES = "standard-replies"
 SASL = "sasl"
+CHATHISTORY = "draft/chathistory"
+EVENT_PLAYBACK = "draft/event-playback"
+ACCOUNT_REGISTRATION = "draft/account-registration"
+#: REGISTER works before connection registration; the account is always the nick
+ACCOUNT_REGISTRATION_VALUE = "before-connect"
 
 
 def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
@@ -33,6 +39,7 @@ def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
         CHGHOST: "",
         ECHO_MESSAGE: "",
         EXTENDED_JOIN: "",
+        EXTENDED_MONITOR: "",
         INVITE_NOTIFY: "",
         LABELED_RESPONSE: "",
         MESSAGE_TAGS: "",
@@ -41,6 +48,9 @@ def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
         SERVER_TIME: "",
         SETNAME: "",
         STANDARD_REPLIES: "",
+        CHATHISTORY: "",
+        EVENT_PLAYBACK: "",
+        ACCOUNT_REGISTRATION: ACCOUNT_REGISTRATION_VALUE,
         USERHOST_IN_NAMES: "",
     }
 

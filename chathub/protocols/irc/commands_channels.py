@@ -19,10 +19,16 @@ from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
 #: room modes by how they take a parameter (ISUPPORT CHANMODES=b,k,l,imnpst plus PREFIX)
-LIST_MODES = "b"
+LIST_MODES = "beI"
+#: list mode -> (room attribute, entry numeric, end numeric, end text)
+LIST_REPLIES = {
+    "b": ("bans", N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": ("excepts", N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": ("invex", N.RPL_INVEXLIST, N.RPL_ENDOFINVEXLIST, "End of channel invite exception list"),
+}
 ALWAYS_PARAM = "kov"
 SET_PARAM = "l"
-FLAG_MODES = "imnpst"
+FLAG_MODES = "Cimnpst"
 
 
 def own_event(session, kind: str, target: str, text: str = "", data=None):
@@ -122,8 +128,8 @@ def visible_members(session, room):
     return [m for m in room.members.values() if "i" not in m.user.modes]
 
 
-def names_of(session, room, rb) -> None:
-    """353 lines (split to fit) and 366 for one room."""
+def names_of(session, room, rb, end: bool = True) -> None:
+    """353 lines (split to fit) and, unless ``end`` is false, 366 for one room."""
     multi = C.MULTI_PREFIX in session.caps
     full = C.USERHOST_IN_NAMES in session.caps
     symbol = "@" if room.secret else "="
@@ -142,7 +148,8 @@ def names_of(session, room, rb) -> None:
         size += len(entry) + 1
     if line:
         rb.numeric(N.RPL_NAMREPLY, symbol, room.name, " ".join(line))
-    rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+    if end:
+        rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
 
 
 @command("NAMES")
@@ -153,23 +160,28 @@ def names(session, msg: Message, rb) -> None:
         return
     for name in msg.params[0].split(","):
         room = session.hub.find_room(name)
-        if room is None or (room.secret and session.user not in room):
-            rb.numeric(N.RPL_ENDOFNAMES, name, "End of /NAMES list")
-        else:
-            names_of(session, room, rb)
+        if room is not None and not (room.secret and session.user not in room):
+            names_of(session, room, rb, end=False)
+    # one end for the whole request, naming it as the client did
+    rb.numeric(N.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list")
 
 
 def _list_filters(args: list[str]):
     """Channel masks and ELIST=U user-count conditions from LIST's parameters."""
     masks: list[str] = []
-    conditions = []
+    conditions = []  # (callable on the member count) or ("!", mask) for ELIST=N
     for arg in args:
         for part in arg.split(","):
             if not part:
                 continue
             if part[0] in "<>" and part[1:].isdigit():
                 n = int(part[1:])
-                conditions.append((lambda c, n=n: c < n) if part[0] == "<" else (lambda c, n=n: c > n))
+                conditions.append(
+                    (lambda c, name, n=n: c < n) if part[0] == "<" else (lambda c, name, n=n: c > n)
+                )
+            elif part.startswith("!") and len(part) > 1:
+                mask = part[1:]
+                conditions.append(lambda c, name, mask=mask: not mask_matches(mask, name))
             else:
                 masks.append(part)
     return masks, conditions
@@ -184,7 +196,7 @@ def list_(session, msg: Message, rb) -> None:
         if masks and not any(mask_matches(m, room.name) for m in masks):
             continue
         count = len(visible_members(session, room)) if session.user not in room else len(room)
-        if any(not cond(len(room)) for cond in conditions):
+        if any(not cond(len(room), room.name) for cond in conditions):
             continue
         modes, _ = room.mode_string(with_params=False)
         rb.numeric(N.RPL_LIST, room.name, str(count), f"[{modes}] {room.topic}")
@@ -275,16 +287,17 @@ def room_mode(session, msg: Message, rb) -> None:
     for letter in unknown:
         rb.numeric(N.ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
     for letter in dict.fromkeys(queries):
-        if letter == "b":
-            for ban in room.bans:
-                rb.numeric(N.RPL_BANLIST, room.name, ban.mask, ban.setter, str(int(ban.time)))
-            rb.numeric(N.RPL_ENDOFBANLIST, room.name, "End of channel ban list")
+        attribute, entry_numeric, end_numeric, end_text = LIST_REPLIES[letter]
+        for entry in getattr(room, attribute):
+            rb.numeric(entry_numeric, room.name, entry.mask, entry.setter, str(int(entry.time)))
+        rb.numeric(end_numeric, room.name, end_text)
     if not changes:
         return
-    adding_bans = sum(1 for c, _ in changes if c == "+b")
-    if adding_bans and len(room.bans) + adding_bans > session.config.irc.max_bans:
-        rb.numeric("478", room.name, "b", "Channel ban list is full")
-        changes = [c for c in changes if c[0] != "+b"]
+    for letter, (attribute, *_rest) in LIST_REPLIES.items():
+        adding = sum(1 for c, _ in changes if c == "+" + letter)
+        if adding and len(getattr(room, attribute)) + adding > session.config.irc.max_bans:
+            rb.numeric(N.ERR_BANLISTFULL, room.name, letter, "Channel list is full")
+            changes = [c for c in changes if c[0] != "+" + letter]
     applied, refused = hub.change_room_modes(user, room.name, changes)
     for error in refused:
         session.hub_error(rb, error, room.name)
@@ -311,7 +324,7 @@ def user_mode(session, msg: Message, rb) -> None:
     for letter in msg.params[1]:
         if letter in "+-":
             sign = letter
-        elif letter in "iwo":
+        elif letter in "iwoB":
             if letter == "o" and sign == "+":
                 continue  # only OPER grants +o
             changes.append((sign + letter, None))
@@ -330,13 +343,19 @@ def user_mode(session, msg: Message, rb) -> None:
 
 @command("KICK", min_params=2)
 def kick(session, msg: Message, rb) -> None:
-    """KICK <#chan> <nick>[,<nick>...] [:reason]."""
+    """KICK <#chan>[,<#chan>...] <nick>[,<nick>...] [:reason] (one channel, or one per nick)."""
     reason = msg.params[2] if len(msg.params) > 2 else ""
     reason = reason[: session.config.irc.kick_length]
-    name = msg.params[0]
-    for nick in msg.params[1].split(","):
-        if not nick:
-            continue
+    rooms = [r for r in msg.params[0].split(",") if r]
+    nicks = [n for n in msg.params[1].split(",") if n]
+    if len(rooms) == 1:
+        pairs = [(rooms[0], nick) for nick in nicks]
+    elif len(rooms) == len(nicks):
+        pairs = list(zip(rooms, nicks))
+    else:
+        rb.numeric(N.ERR_NEEDMOREPARAMS, "KICK", "Give one channel, or one channel per nick")
+        return
+    for name, nick in pairs:
         try:
             event = session.hub.kick(session.user, name, nick, reason)
         except errors.HubError as e:
@@ -345,9 +364,19 @@ def kick(session, msg: Message, rb) -> None:
         rb.add(session.render_own(event))
 
 
-@command("INVITE", min_params=2)
+@command("INVITE")
 def invite(session, msg: Message, rb) -> None:
-    """INVITE <nick> <#chan>."""
+    """INVITE <nick> <#chan>; INVITE alone lists the channels you are invited to."""
+    if not msg.params:
+        me = session.user.folded
+        for room in session.hub.rooms.values():
+            if me in room.invited:
+                rb.numeric(N.RPL_INVITELIST, room.name)
+        rb.numeric(N.RPL_ENDOFINVITELIST, "End of /INVITE list")
+        return
+    if len(msg.params) < 2:
+        rb.numeric(N.ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+        return
     nick, name = msg.params[0], msg.params[1]
     hub = session.hub
     if hub.find_room(name) is None:

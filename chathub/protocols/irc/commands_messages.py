@@ -6,6 +6,8 @@ from chathub.hub import errors
 from chathub.hub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_accounts import SERVICES
+from chathub.protocols.irc.commands_server import BOT_MODE
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
 
@@ -36,6 +38,8 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
     if tags and len(format_tags(tags).encode("utf-8")) > MAX_CLIENT_TAGS:
         rb.numeric(N.ERR_INPUTTOOLONG, "Input line too long")
         return
+    if BOT_MODE in session.user.modes:
+        tags["bot"] = ""  # IRCv3 bot-mode: recipients see the bot tag
     if kind == Kind.TAGMSG and not tags:
         return
     targets = [t for t in msg.params[0].split(",") if t]
@@ -45,6 +49,10 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
         return
     hub, user = session.hub, session.user
     for target in targets:
+        service = SERVICES.get(fold(target))
+        if service is not None:  # NickServ: answered here, never sent through the hub or stored
+            service(session, kind, text, rb)
+            continue
         event_kind = kind
         body = text
         if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
@@ -57,7 +65,11 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
                 session.hub_error(rb, e)
             continue
         to_self = fold(target) == user.folded
-        if C.ECHO_MESSAGE in session.caps or to_self:
+        if to_self:
+            # the copy a recipient gets; the echo (with the label) follows it
+            own = session.render_own(event)
+            session.hub.after_delivery(lambda own=own: session.write_messages(own))
+        if C.ECHO_MESSAGE in session.caps:
             rb.add(session.render_own(event))
         if kind == Kind.MESSAGE and not to_self:
             recipient = hub.find_user(target)

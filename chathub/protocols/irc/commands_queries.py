@@ -25,6 +25,8 @@ def _visible(session, other) -> bool:
 
 def _flags(session, user, member) -> str:
     flags = "G" if user.away else "H"
+    if "B" in user.modes:
+        flags += "B"  # bot-mode
     if user.is_operator:
         flags += "*"
     if member is not None:
@@ -121,6 +123,8 @@ def whois(session, msg, rb) -> None:
     rb.numeric(N.RPL_WHOISSERVER, n, session.server_name, session.config.server.description)
     if user.is_operator:
         rb.numeric(N.RPL_WHOISOPERATOR, n, "is an IRC operator")
+    if "B" in user.modes:
+        rb.numeric(N.RPL_WHOISBOT, n, "is a bot")
     if user.account:
         rb.numeric(N.RPL_WHOISACCOUNT, n, user.account, "is logged in as")
     if user is me or me.is_operator:

@@ -124,7 +124,7 @@ def user(session, msg: Message, rb):
         rb.numeric(N.ERR_ALREADYREGISTERED, "You may not reregister")
         return None
     name = _USERNAME_JUNK.sub("", msg.params[0])[: session.config.irc.user_length]
-    if not msg.params[0]:
+    if not msg.params[0] or not msg.params[3]:
         rb.numeric(N.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
         return None
     session.username = name or "user"

@@ -13,13 +13,16 @@ from twisted.internet import threads
 import chathub
 from chathub.hub.masks import mask_matches
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.table import COMMANDS, command
 from chathub.protocols.irc.wire import Message
 
 VERSION = f"chathub-{getattr(chathub, '__version__', '0.1.0')}"
-USER_MODES = "iow"
-CHANNEL_MODES = "biklmnopstv"
-CHANNEL_MODES_WITH_PARAM = "bklov"
+USER_MODES = "Biow"
+CHANNEL_MODES = "CIbeiklmnopstv"
+CHANNEL_MODES_WITH_PARAM = "Ibeklov"
+#: the user mode marking bots (IRCv3 bot-mode)
+BOT_MODE = "B"
 #: ISUPPORT tokens per 005 line (RFC limit is 13)
 TOKENS_PER_LINE = 12
 
@@ -30,14 +33,18 @@ def isupport_tokens(config) -> list[str]:
     targets = irc.max_targets
     return [
         f"AWAYLEN={limits.away_length}",
+        f"BOT={BOT_MODE}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{limits.max_rooms_per_user}",
-        "CHANMODES=b,k,l,imnpst",
+        "CHANMODES=beI,k,l,Cimnpst",
         f"CHANNELLEN={limits.room_name_length}",
         "CHANTYPES=#",
-        "ELIST=U",
+        *history_isupport(config),  # CHATHISTORY=, MSGREFTYPES=
+        "ELIST=MNU",
+        "EXCEPTS=e",
+        "INVEX=I",
         f"KICKLEN={irc.kick_length}",
-        f"MAXLIST=b:{irc.max_bans}",
+        f"MAXLIST=beI:{irc.max_bans}",
         f"MAXTARGETS={targets}",
         f"MODES={MAX_MODE_PARAMS}",
         f"MONITOR={irc.monitor_limit}",
@@ -45,7 +52,7 @@ def isupport_tokens(config) -> list[str]:
         f"NICKLEN={limits.nick_length}",
         "PREFIX=(ov)@+",
         "SAFELIST",
-        "TARGMAX=JOIN:,KICK:1,LIST:1,MONITOR:,NAMES:1,"
+        "TARGMAX=JOIN:,KICK:,LIST:,MONITOR:,NAMES:,"
         f"NOTICE:{targets},PART:,PRIVMSG:{targets},TAGMSG:{targets},WHOIS:1",
         f"TOPICLEN={limits.topic_length}",
         f"USERLEN={irc.user_length}",
@@ -78,6 +85,13 @@ def isupport(session, rb) -> None:
         rb.numeric(N.RPL_ISUPPORT, *tokens[i : i + TOKENS_PER_LINE], "are supported by this server")
 
 
+def unregistered_count(hub) -> int:
+    """IRC connections to ``hub`` that have not completed registration."""
+    from chathub.protocols.irc.session import unregistered_sessions
+
+    return len(unregistered_sessions(hub))
+
+
 @command("LUSERS")
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
@@ -90,10 +104,12 @@ def lusers(session, msg, rb) -> None:
     most = hub.max_users_seen
     rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
     rb.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
+    rb.numeric(N.RPL_LUSERUNKNOWN, str(unregistered_count(hub)), "unknown connection(s)")
     rb.numeric(N.RPL_LUSERCHANNELS, str(rooms), "channels formed")
     rb.numeric(N.RPL_LUSERME, f"I have {total} clients and 0 servers")
-    rb.numeric(N.RPL_LOCALUSERS, str(total), str(most), f"Current local users {total}, max {most}")
-    rb.numeric(N.RPL_GLOBALUSERS, str(total), str(most), f"Current global users {total}, max {most}")
+    # the optional count parameters are left out: the text carries them
+    rb.numeric(N.RPL_LOCALUSERS, f"Current local users {total}, max {most}")
+    rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {most}")
 
 
 _motd_cache: dict[str, tuple[float, list[str]]] = {}

@@ -27,7 +27,7 @@ def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
     if C.MESSAGE_TAGS in caps:
         # client-only tags are relayed as given; msgid identifies the message
         for key, value in event.tags.items():
-            if key.startswith("+"):
+            if key.startswith("+") or key == "bot":
                 tags[key] = value
         tags["msgid"] = event.id
     if C.SERVER_TIME in caps:
@@ -35,6 +35,17 @@ def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
     if C.ACCOUNT_TAG in caps and event.source.account:
         tags["account"] = event.source.account
     return tags
+
+
+def render_lines(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> list[Message]:
+    """Every IRC message showing ``event`` (a JOIN of someone away is followed by AWAY)."""
+    message = render(event, caps, server_name, direct)
+    if message is None:
+        return []
+    if event.kind == Kind.JOIN and event.data.get("away") and C.AWAY_NOTIFY in caps:
+        away = Message("AWAY", [event.data["away"]], message.source, event_tags(event, caps))
+        return [message, away]
+    return [message]
 
 
 def render(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> Optional[Message]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import weakref
 from collections import deque
 from typing import Callable, Iterable, Optional, Protocol
 
@@ -25,11 +26,24 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.flood import FloodControl
-from chathub.protocols.irc.render import render
+from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.table import COMMANDS
 from chathub.protocols.irc.wire import LineError, Message
 
 _batch_ids = itertools.count(1)
+#: per hub, the sessions still registering (LUSERS 253)
+_unregistered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def unregistered_sessions(hub) -> "weakref.WeakSet":
+    """The IRC sessions of ``hub`` that have not completed registration."""
+    try:
+        return _unregistered[hub]
+    except KeyError:
+        sessions = _unregistered[hub] = weakref.WeakSet()
+        return sessions
+#: identity changes the hub sends to watchers one by one (shown with extended-monitor)
+_IDENTITY_KINDS = frozenset({Kind.AWAY, Kind.CHGHOST, Kind.SETNAME, Kind.ACCOUNT})
 #: lines held while the session waits (a login, or fake lag) before we call it a flood
 MAX_HELD_LINES = 512
 
@@ -59,8 +73,10 @@ class ResponseBuffer:
         self.label = label
         self.messages: list[Message] = []
 
-    def add(self, message: Optional[Message]) -> None:
-        if message is not None:
+    def add(self, message: "Message | list[Message] | None") -> None:
+        if isinstance(message, list):
+            self.messages.extend(message)
+        elif message is not None:
             self.messages.append(message)
 
     def numeric(self, code: str, *params: str) -> None:
@@ -148,12 +164,13 @@ class IrcSession:
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
         self._awaiting_pong: Optional[float] = None
         self._timer = reactor.callLater(config.limits.registration_timeout, self._registration_timeout)
+        unregistered_sessions(hub).add(self)
 
     # -- IParticipant --------------------------------------------------------------------
 
     def encode(self, event: Event) -> Optional[bytes]:
-        message = render(event, self._render_caps, self.server_name)
-        return None if message is None else message.to_bytes()
+        messages = render_lines(event, self._render_caps, self.server_name)
+        return b"".join(m.to_bytes() for m in messages) if messages else None
 
     def send(self, data: bytes) -> None:
         if not self.closed:
@@ -165,12 +182,17 @@ class IrcSession:
                 message = self.numeric(N.RPL_MONONLINE, event.source.mask)
             else:
                 message = self.numeric(N.RPL_MONOFFLINE, event.target or event.source.nick)
+        elif event.kind in _IDENTITY_KINDS:
+            # someone we MONITOR but share no channel with (extended-monitor)
+            if C.EXTENDED_MONITOR in self.caps:
+                self.write_messages(render_lines(event, self._render_caps, self.server_name))
+            return
         elif event.kind == Kind.NOTICE and event.source.protocol == "server":
             message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
         else:
-            message = render(event, self._render_caps, self.server_name, direct=True)
-        if message is not None:
-            self.write_messages([message])
+            self.write_messages(render_lines(event, self._render_caps, self.server_name, direct=True))
+            return
+        self.write_messages([message])
 
     def close(self, reason: str) -> None:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""
@@ -198,9 +220,9 @@ class IrcSession:
         self._render_caps = frozenset(self.caps & C.RENDERING)
         self.format_key = ("irc", self._render_caps)
 
-    def render_own(self, event: Event) -> Optional[Message]:
+    def render_own(self, event: Event) -> list[Message]:
         """This client's copy of an event it caused (echo, JOIN, NICK ...)."""
-        return render(event, self._render_caps, self.server_name, direct=True)
+        return render_lines(event, self._render_caps, self.server_name, direct=True)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -396,6 +418,7 @@ class IrcSession:
             self.nick = None
             return
         self.registered = True
+        unregistered_sessions(self.hub).discard(self)
         self.nick = self.user.nick
         from chathub.protocols.irc.commands_server import welcome_burst
 
@@ -452,6 +475,7 @@ class IrcSession:
         if self._process_call is not None and self._process_call.active():
             self._process_call.cancel()
         self._held.clear()
+        unregistered_sessions(self.hub).discard(self)
         if not self.closed and self.user is not None and self.registered:
             self.hub.quit(self.user, reason)
         self.closed = True

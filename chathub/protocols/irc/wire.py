@@ -159,7 +159,8 @@ def parse(line: bytes) -> Message:
         parts = body.split(b" ", 2)
         command = parts[1] if len(parts) > 1 else b""
     command_text = command.decode("utf-8", "replace").upper() or "*"
-    if len(tag_part) + 1 > MAX_TAGS or len(body) + 2 > MAX_BODY:
+    # a client's tags may take 4096 bytes with '@' and the space (IRCv3 message-tags)
+    if len(tag_part) + 1 > MAX_CLIENT_TAGS + 2 or len(body) + 2 > MAX_BODY:
         raise LineError("too_long", command_text, tags)
     try:
         text = line.decode("utf-8")

@@ -1,0 +1,235 @@
+"""IRCv3 ``draft/chathistory`` (with ``draft/event-playback``): CHATHISTORY.
+
+``CHATHISTORY LATEST|BEFORE|AFTER|AROUND <target> <ref> <limit>``,
+``CHATHISTORY BETWEEN <target> <ref> <ref> <limit>`` and
+``CHATHISTORY TARGETS <timestamp> <timestamp> <limit>``, where a reference is
+``msgid=<id>``, ``timestamp=<ISO 8601>`` or (LATEST only) ``*``.
+
+History comes from the hub's ``IStore`` (the same store telnet and web users read), so a
+message shows with the msgid and time every client saw live. Replies go in a
+``chathistory`` batch (``draft/chathistory-targets`` for TARGETS) when the client has
+``batch``; without it the same lines come unbatched, as the specification allows.
+Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Optional, Union
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from chathub.events import Kind, iso_time, parse_iso_time
+from chathub.hub.names import fold, is_room_name, valid_nick
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc.render import render
+from chathub.protocols.irc.table import command
+from chathub.protocols.irc.wire import Message
+from chathub.store.interfaces import StorageError, UnknownReference
+
+log = Logger()
+
+#: what a client without draft/event-playback gets: PRIVMSG (and ACTION) and NOTICE only
+MESSAGE_KINDS = frozenset({Kind.MESSAGE, Kind.ACTION, Kind.NOTICE})
+#: subcommands that read one conversation, with the number of references each takes
+SUBCOMMANDS = {"LATEST": 1, "BEFORE": 1, "AFTER": 1, "AROUND": 1, "BETWEEN": 2}
+MSGREFTYPES = ("msgid", "timestamp")
+
+_batch_ids = itertools.count(1)
+
+Ref = Union[tuple[str, str], tuple[str, float]]
+
+
+class BadParams(Exception):
+    """A CHATHISTORY parameter we cannot take: ``code`` and the FAIL's context and text."""
+
+    def __init__(self, code: str, *context_and_text: str) -> None:
+        super().__init__(context_and_text[-1])
+        self.code = code
+        self.context_and_text = context_and_text
+
+
+def isupport_tokens(config) -> list[str]:
+    """``CHATHISTORY=<limit>`` and ``MSGREFTYPES``, when this server keeps history."""
+    if not config.history.enabled:
+        return []
+    return [f"CHATHISTORY={config.history.query_limit}", "MSGREFTYPES=" + ",".join(MSGREFTYPES)]
+
+
+def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
+    """``msgid=x`` / ``timestamp=...`` -> a store reference; ``*`` -> None where allowed."""
+    if text == "*" and star_ok:
+        return None
+    kind, sep, value = text.partition("=")
+    kind = kind.lower()
+    if not sep or not value:
+        raise BadParams("INVALID_PARAMS", sub, text, "Invalid message reference")
+    if kind == "msgid":
+        return ("msgid", value)
+    if kind == "timestamp":
+        try:
+            when = parse_iso_time(value)
+        except (ValueError, OverflowError):
+            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
+        if not math.isfinite(when):
+            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
+        return ("timestamp", when)
+    raise BadParams("INVALID_MSGREFTYPE", sub, text, f"{kind}-based history requests are not supported")
+
+
+def parse_limit(sub: str, text: str, maximum: int) -> int:
+    """A non-negative integer, capped at ``maximum`` (0 asks for the server's maximum)."""
+    if not text.isdigit():
+        raise BadParams("INVALID_PARAMS", sub, text, "Invalid limit")
+    limit = int(text)
+    return maximum if limit == 0 or limit > maximum else limit
+
+
+class Conversation:
+    """The target of a history query as the asking user may see it."""
+
+    __slots__ = ("name", "is_room")
+
+    def __init__(self, name: str, is_room: bool) -> None:
+        self.name = name
+        self.is_room = is_room
+
+
+def resolve_target(session, sub: str, target: str) -> Conversation:
+    """The conversation ``target`` names, or ``INVALID_TARGET``.
+
+    A room must exist and the user must be in it (so history never leaks past bans,
+    keys or +i); a nick names the private conversation between the user and that nick,
+    which only its two parties can read (the store keys it by both nicks).
+    """
+    hub = session.hub
+    user = session.user
+    if is_room_name(target):
+        room = hub.find_room(target)
+        if room is not None and user.folded in room.members:
+            return Conversation(room.name, True)
+    elif valid_nick(target, session.config.limits.nick_length) and fold(target) not in _SERVICE_NICKS:
+        holder = hub.find_user(target)
+        return Conversation(holder.nick if holder is not None else target, False)
+    raise BadParams("INVALID_TARGET", sub, target, "Messages could not be retrieved")
+
+
+#: service nicks have no conversation to read
+_SERVICE_NICKS = frozenset({"nickserv"})
+
+
+@command("CHATHISTORY", min_params=0, penalty=2.0)
+def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
+    """CHATHISTORY <subcommand> ...: a page of a room's or a private conversation's history."""
+    params = msg.params
+    sub = params[0].upper() if params else "*"
+    try:
+        if not params:
+            raise BadParams("INVALID_PARAMS", "*", "Insufficient parameters")
+        hub = session.hub
+        if hub.store is None or not hub.history_enabled:
+            raise BadParams("MESSAGE_ERROR", sub, "History is not kept on this server")
+        maximum = session.config.history.query_limit
+        if sub == "TARGETS":
+            return _targets(session, params, maximum, rb)
+        refs = SUBCOMMANDS.get(sub)
+        if refs is None:
+            raise BadParams("INVALID_PARAMS", params[0], "Unknown command")
+        wanted = 2 + refs + 1
+        if len(params) < wanted:
+            raise BadParams("INVALID_PARAMS", sub, "Insufficient parameters")
+        if len(params) > wanted:
+            raise BadParams("INVALID_PARAMS", sub, "Too many parameters")
+        target = params[1]
+        # BEFORE * is what Kiwi IRC sends for LATEST *: accept it as such
+        first = parse_ref(sub, params[2], star_ok=sub in ("LATEST", "BEFORE"))
+        second = parse_ref(sub, params[3]) if refs == 2 else None
+        limit = parse_limit(sub, params[-1], maximum)
+        conversation = resolve_target(session, sub, target)
+    except BadParams as e:
+        rb.fail("CHATHISTORY", e.code, *e.context_and_text)
+        return None
+
+    playback = C.EVENT_PLAYBACK in session.caps
+    kinds = None if playback else MESSAGE_KINDS
+    store, viewer, name = hub.store, session.user.folded, conversation.name
+    if sub == "LATEST" or (sub == "BEFORE" and first is None):
+        d = store.latest(viewer, name, first, limit, kinds)
+    elif sub == "BEFORE":
+        d = store.before(viewer, name, first, limit, kinds)
+    elif sub == "AFTER":
+        d = store.after(viewer, name, first, limit, kinds)
+    elif sub == "AROUND":
+        d = store.around(viewer, name, first, limit, kinds)
+    else:
+        d = store.between(viewer, name, first, second, limit, kinds)
+    d.addCallbacks(
+        _replay,
+        _query_failed,
+        callbackArgs=(session, rb, conversation),
+        errbackArgs=(session, rb, sub, conversation.name),
+    )
+    return d
+
+
+def _replay(events, session, rb, conversation: Conversation) -> None:
+    """Each event as the line it was, with its msgid and time, in a chathistory batch."""
+    caps = frozenset(session.caps & C.RENDERING)
+    server = session.server_name
+    lines = [line for line in (render(event, caps, server) for event in events) if line is not None]
+    _batched(session, rb, ["chathistory", conversation.name], lines)
+
+
+def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None:
+    if C.BATCH not in session.caps:
+        for line in lines:
+            rb.add(line)
+        return
+    ref = f"h{next(_batch_ids)}"
+    rb.add(Message("BATCH", [f"+{ref}", *batch_params], session.server_name))
+    for line in lines:
+        rb.add(line.with_tags(batch=ref))
+    rb.add(Message("BATCH", [f"-{ref}"], session.server_name))
+
+
+def _query_failed(failure, session, rb, sub: str, target: str) -> None:
+    if failure.check(UnknownReference):
+        rb.fail("CHATHISTORY", "MESSAGE_ERROR", sub, target, "No such message in this conversation")
+    elif failure.check(ValueError):
+        rb.fail("CHATHISTORY", "INVALID_PARAMS", sub, target, "Invalid message reference")
+    else:
+        if failure.check(StorageError):
+            log.error("history query failed: {error}", error=failure.getErrorMessage())
+        else:
+            log.failure("history query failed", failure)
+        rb.fail("CHATHISTORY", "MESSAGE_ERROR", sub, target, "Messages could not be retrieved")
+
+
+def _targets(session, params: list[str], maximum: int, rb) -> defer.Deferred:
+    """TARGETS <timestamp> <timestamp> <limit>: conversations active between the two times."""
+    if len(params) < 4:
+        raise BadParams("INVALID_PARAMS", "TARGETS", "Insufficient parameters")
+    if len(params) > 4:
+        raise BadParams("INVALID_PARAMS", "TARGETS", "Too many parameters")
+    times = []
+    for text in params[1:3]:
+        ref = parse_ref("TARGETS", text)
+        if ref[0] != "timestamp":
+            raise BadParams("INVALID_PARAMS", "TARGETS", text, "TARGETS takes timestamps")
+        times.append(ref[1])
+    limit = parse_limit("TARGETS", params[3], maximum)
+    user = session.user
+    rooms = [room.name for room in user.rooms.values()]
+    playback = C.EVENT_PLAYBACK in session.caps
+    d = session.hub.store.targets(user.folded, times[0], times[1], limit, rooms, None if playback else MESSAGE_KINDS)
+
+    def listed(found) -> None:
+        lines = [
+            Message("CHATHISTORY", ["TARGETS", name, iso_time(latest)], session.server_name)
+            for name, latest in found
+        ]
+        _batched(session, rb, ["draft/chathistory-targets"], lines)
+
+    d.addCallbacks(listed, _query_failed, errbackArgs=(session, rb, "TARGETS", "*"))
+    return d
