@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from tests.browser_helpers import close_clients, connect, connect_failure, start_server
-from tests.test_ws_json import join, login, make_config
-
-
-@pytest.fixture
-def server():
-    checker = InMemoryUsernamePasswordDatabaseDontUse(carol=b"s3cret")
-    hub, portal, site, port = start_server(make_config(), [checker])
-    yield hub, port.getHost().port
-    port.stopListening()
+from tests.browser_helpers import close_clients, connect, connect_failure
+from tests.test_ws_json import join, login, server  # noqa: F401  (server is a fixture)
 
 
 async def irc_register(port, nick, protocols, password=None):

@@ -40,6 +40,15 @@ async def login(port, nick, password=None, protocols=V1):
     return client
 
 
+async def two_in_a_room(port, room="#chat"):
+    """alice and bob, logged in as guests, both in ``room``."""
+    alice = await login(port, "alice")
+    bob = await login(port, "bob")
+    await join(alice, room, "alice")
+    await join(bob, room, "bob")
+    return alice, bob
+
+
 async def join(client, room, nick):
     client.send_json({"type": "join", "room": room})
     joined = await client.expect({"type": "join", "room": room})
@@ -117,10 +126,7 @@ async def test_login_join_and_messages_both_ways(server):
 @pytest_twisted.ensureDeferred
 async def test_bad_input_gets_error_objects_and_connection_stays_usable(server):
     hub, port = server
-    alice = await login(port, "alice")
-    bob = await login(port, "bob")
-    await join(alice, "#chat", "alice")
-    await join(bob, "#chat", "bob")
+    alice, bob = await two_in_a_room(port)
 
     alice.send_text("{not json")
     err = await alice.expect({"type": "error"})
@@ -189,10 +195,7 @@ async def test_requests_before_login_and_bad_logins(server):
 @pytest_twisted.ensureDeferred
 async def test_oversize_message_closes_with_1009_and_others_unaffected(server):
     hub, port = server
-    alice = await login(port, "alice")
-    bob = await login(port, "bob")
-    await join(alice, "#chat", "alice")
-    await join(bob, "#chat", "bob")
+    alice, bob = await two_in_a_room(port)
     big = {"type": "message", "target": "#chat", "text": "x" * 5000}
     alice.send_json(big)
     closed = await alice.wait_closed()

@@ -184,6 +184,14 @@ class JsonSession:
         """Send one JSON object to this connection only."""
         self.ws.send_frame(self.factory.frame(dumps(obj)))
 
+    def answer(self, request: dict, obj: dict) -> None:
+        """Reply to ``request``, carrying its ``ref`` over (unless the connection is gone)."""
+        if self._closed:
+            return
+        if "ref" in request:
+            obj["ref"] = request["ref"]
+        self.reply(obj)
+
     def error(self, code: str, message: str, request: Optional[dict] = None, **extra: Any) -> None:
         obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
         if request is not None:
@@ -287,11 +295,7 @@ class JsonSession:
         if "ref" not in msg:
             return
 
-        def acknowledge() -> None:
-            if not self._closed:
-                self.reply({"type": "ok", "request": msg["type"], "ref": msg["ref"], **extra})
-
-        self.hub.after_delivery(acknowledge)
+        self.hub.after_delivery(lambda: self.answer(msg, {"type": "ok", "request": msg["type"], **extra}))
 
     # -- login -------------------------------------------------------------------------
 
@@ -333,10 +337,7 @@ class JsonSession:
         if self._login_timer.active():
             self._login_timer.cancel()
         self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.host)
-        welcome = {"type": "welcome", "nick": user.nick, "account": user.account}
-        if "ref" in msg:
-            welcome["ref"] = msg["ref"]
-        self.reply(welcome)
+        self.answer(msg, {"type": "welcome", "nick": user.nick, "account": user.account})
 
     def _login_failed(self, failure, msg: dict) -> None:
         self._logging_in = False
@@ -361,11 +362,7 @@ class JsonSession:
         d = self.hub.register_account(user, msg["password"])
 
         def registered(name: str) -> None:
-            if not self._closed:
-                reply = {"type": "registered", "account": name}
-                if "ref" in msg:
-                    reply["ref"] = msg["ref"]
-                self.reply(reply)
+            self.answer(msg, {"type": "registered", "account": name})
 
         def refused(failure) -> None:
             if self._closed:
@@ -420,20 +417,14 @@ class JsonSession:
         room = self.hub.find_room(msg["room"])
         if room is None or (room.secret and self.user.folded not in room.members):
             raise errors.NoSuchRoom(msg["room"])
-        reply = room_json(room)
-        if "ref" in msg:
-            reply["ref"] = msg["ref"]
-        self.reply(reply)
+        self.answer(msg, room_json(room))
 
     def do_rooms(self, msg: dict) -> None:
         rooms = [
             {"room": r.name, "topic": r.topic, "members": len(r.members), "joined": self.user.folded in r.members}
             for r in sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
         ]
-        reply: dict[str, Any] = {"type": "rooms", "rooms": rooms}
-        if "ref" in msg:
-            reply["ref"] = msg["ref"]
-        self.reply(reply)
+        self.answer(msg, {"type": "rooms", "rooms": rooms})
 
     # -- talking -----------------------------------------------------------------------
 
@@ -494,17 +485,12 @@ class JsonSession:
 
         def answer(result) -> None:
             events, more = result
-            if self._closed:
-                return
-            reply: dict[str, Any] = {
+            self.answer(msg, {
                 "type": "history",
                 "target": target,
                 "events": [obj for obj in (event_json(e) for e in events) if obj is not None],
                 "more": more,
-            }
-            if "ref" in msg:
-                reply["ref"] = msg["ref"]
-            self.reply(reply)
+            })
 
         def failed(failure) -> None:
             if self._closed:
