@@ -410,3 +410,22 @@ def test_endless_telnet_subnegotiation_closes_with_a_reason(env):
     assert alice.expect("! ") == "! telnet subnegotiation too long (no IAC SE); closing"
     assert alice.closed
     assert bob.new_lines() == []  # nothing of it was said in the room
+
+
+def test_a_burst_of_lines_is_handled_a_few_per_turn(env):
+    from chathub.protocols.line import LINES_PER_TURN
+
+    alice = env.connect("alice", "#r")
+    bob = env.connect("bob", "#r")
+    bob.new_lines()
+    count = LINES_PER_TURN * 3 + 5
+    alice.send(b"".join(b"burst %d\r\n" % i for i in range(count)))
+    assert len(bob.new_lines()) == LINES_PER_TURN
+    assert alice.transport.producerState == "paused"  # no more reading meanwhile
+    (turn,) = env.clock.getDelayedCalls()
+    assert turn.getTime() == env.clock.seconds()  # the rest waits for the next turn only
+    env.clock.advance(0)  # task.Clock runs every turn that falls due now
+    assert alice.transport.producerState == "producing"
+    assert env.clock.getDelayedCalls() == []
+    received = [line for line in bob.raw().decode().split("\r\n") if line.startswith("[#r] <alice> burst")]
+    assert received == [f"[#r] <alice> burst {i}" for i in range(count)]

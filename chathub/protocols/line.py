@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from typing import Callable, Optional
 
 from zope.interface import implementer
@@ -35,6 +36,11 @@ HELP = (
     "A line without / is said in your current room."
 )
 GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+
+#: lines of one connection handled per reactor turn; the rest wait (its reading paused) so a
+#: burst of short lines cannot fan out faster than the other members' sockets are written,
+#: which would overflow healthy readers' send queues
+LINES_PER_TURN = 32
 
 #: C0 controls and DEL (IRC colours, terminal escapes) are not shown to telnet users
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -175,6 +181,10 @@ class LineSession(TelnetProtocol):
         self.queue: Optional[SendQueue] = None
         self.lines: Optional[LineBuffer] = None
         self._held: Optional[list[bytes]] = None  # lines that arrive while a login is checked
+        self._inbox: deque[Optional[bytes]] = deque()  # lines read, not yet handled (None: too long)
+        self._next_turn = None
+        self._reading_paused = False
+        self._tcp = None
         self._registration_timer = None
         self.peer = "unknown"
         self.closing = False
@@ -194,7 +204,8 @@ class LineSession(TelnetProtocol):
         # Lines go to TCP directly: TelnetTransport.write would turn our CRLF into CRCRLF,
         # and its writeSequence (used after a pause) does not; UTF-8 output has no IAC byte.
         self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self._overflow)
-        self.lines = LineBuffer(self.config.limits.max_line_bytes, self._line_received, self._too_long)
+        self._tcp = tcp
+        self.lines = LineBuffer(self.config.limits.max_line_bytes, self._inbox.append, self._line_too_long)
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
@@ -202,9 +213,40 @@ class LineSession(TelnetProtocol):
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
-        self.lines.feed(data)
+        with self.hub.batching():
+            self.lines.feed(data)
+        if self._next_turn is None:
+            self._handle_lines()
+
+    def _line_too_long(self) -> None:
+        self._inbox.append(None)
+
+    def _handle_lines(self) -> None:
+        """Handle up to LINES_PER_TURN lines; pause reading until a later turn if more wait."""
+        self._next_turn = None
+        inbox = self._inbox
+        for _ in range(LINES_PER_TURN):
+            if not inbox or self.closing:
+                break
+            raw = inbox.popleft()
+            if raw is None:
+                self._too_long()
+            else:
+                self._line_received(raw)
+        if self.closing:
+            inbox.clear()
+        if inbox:
+            if not self._reading_paused:
+                self._reading_paused = True
+                self._tcp.pauseProducing()
+            self._next_turn = self.clock.callLater(0, self._handle_lines)
+        elif self._reading_paused:
+            self._reading_paused = False
+            self._tcp.resumeProducing()
 
     def connectionLost(self, reason=None) -> None:
+        if self._next_turn is not None and self._next_turn.active():
+            self._next_turn.cancel()
         if self._registration_timer is not None and self._registration_timer.active():
             self._registration_timer.cancel()
         if self.queue is not None:
