@@ -1,0 +1,530 @@
+"""IRCv3 draft/chathistory over real sockets: an in-process hub on a real SQLite store.
+
+Each test starts a ``ChatHub`` with an ``SqliteStore`` in ``tmp_path``, the store-backed
+account checker in the portal, and the IRC factory on 127.0.0.1 port 0. Clients are
+Twisted line protocols parsed with irctokens; every wait is on a line, with a timeout.
+The hub's event clock steps one second per event, so timestamp references are exact.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import time
+from typing import Callable, Optional, Union
+
+import irctokens
+import pytest
+import pytest_twisted
+from argon2 import PasswordHasher
+from twisted.internet import defer
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.protocols.basic import LineReceiver
+
+from chathub.auth.portal import build_portal, password_checkers
+from chathub.config import Config
+from chathub.events import EventIds, iso_time
+from chathub.hub.service import ChatHub
+from chathub.protocols.irc import IrcFactory
+from chathub.store.accounts import StoreAccountChecker
+from chathub.store.sqlite import SqliteStore
+
+TIMEOUT = 10.0
+ALL_CAPS = ["batch", "server-time", "message-tags", "echo-message", "labeled-response", "draft/chathistory"]
+
+Predicate = Union[str, Callable[[irctokens.Line], bool]]
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+# -- the server ---------------------------------------------------------------------------
+
+
+class Server:
+    """A hub with SQLite history and accounts, serving IRC (and optionally more) on loopback."""
+
+    def __init__(self, tmp_path, **overrides) -> None:
+        sections = {
+            "server": {"data_dir": str(tmp_path), "name": "irc.test"},
+            "history": {"query_limit": 20},
+            "irc": {"flood_exempt": ["127.0.0.1"]},
+            "limits": {"registration_timeout": 30},
+        }
+        for name, values in overrides.items():
+            sections.setdefault(name, {}).update(values)
+        self.config = Config().with_overrides(**sections)
+        self.store = SqliteStore(str(tmp_path / "chathub.sqlite3"), self.config.history)
+        # cheap argon2 parameters: the tests check behaviour, not hashing cost
+        self.accounts = StoreAccountChecker(self.store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        self.hub = ChatHub(self.config, store=self.store)
+        self.hub.registrar = self.accounts
+        start = time.time() - 3600
+        self.hub.ids = EventIds(clock=itertools.count(start, 1.0).__next__)
+        self.portal = build_portal(
+            self.hub, self.config, password_checkers(self.config, (), store_checker=self.accounts)
+        )
+        self.ports = []
+
+    async def start(self) -> "Server":
+        await self.store.open()
+        await self.accounts.load()
+        self.irc_port = self.listen(IrcFactory(self.hub, self.portal, self.config))
+        return self
+
+    def listen(self, factory) -> int:
+        port = _reactor().listenTCP(0, factory, interface="127.0.0.1")
+        self.ports.append(port)
+        return port.getHost().port
+
+    async def stop(self) -> None:
+        for port in self.ports:
+            await port.stopListening()
+        await self.accounts.idle()
+        await self.store.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path):
+    s = await Server(tmp_path).start()
+    yield s
+    await close_clients()
+    await s.stop()
+
+
+# -- the client ---------------------------------------------------------------------------
+
+_clients: list["IrcClient"] = []
+
+
+class IrcClient(LineReceiver):
+    """Records every line (parsed by irctokens) and lets a test wait for one."""
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = 16384
+
+    def __init__(self) -> None:
+        self.lines: list[irctokens.Line] = []
+        self.cursor = 0
+        self._waiters: list = []
+        self._tokens = itertools.count(1)
+        self.closed = defer.Deferred()
+
+    def lineReceived(self, raw: bytes) -> None:
+        self.lines.append(irctokens.tokenise(raw.decode("utf-8")))
+        self._wake()
+
+    def connectionLost(self, reason=None) -> None:
+        self._wake()
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def _wake(self) -> None:
+        for waiter in list(self._waiters):
+            waiter()
+
+    def send(self, line: str) -> None:
+        self.sendLine(line.encode("utf-8"))
+
+    def expect(self, predicate: Predicate, timeout: float = TIMEOUT) -> defer.Deferred:
+        """The next line (after those already taken) matching ``predicate``: a command or a test."""
+        if isinstance(predicate, str):
+            wanted = predicate
+            predicate = lambda line: line.command == wanted  # noqa: E731
+        d = defer.Deferred()
+
+        def check() -> None:
+            while self.cursor < len(self.lines):
+                line = self.lines[self.cursor]
+                self.cursor += 1
+                if predicate(line):
+                    finish(line)
+                    return
+            if not self.transport.connected and not d.called:
+                finish(AssertionError("connection closed; lines: " + self.dump()))
+
+        def finish(result) -> None:
+            self._waiters.remove(check)
+            call.cancel()
+            d.callback(result) if not isinstance(result, Exception) else d.errback(result)
+
+        def timed_out() -> None:
+            self._waiters.remove(check)
+            d.errback(AssertionError("timed out; lines: " + self.dump()))
+
+        call = _reactor().callLater(timeout, timed_out)
+        self._waiters.append(check)
+        check()
+        return d
+
+    async def roundtrip(self, line: Optional[str] = None) -> list[irctokens.Line]:
+        """Send ``line``, then a PING; every line that came before its PONG."""
+        token = f"sync{next(self._tokens)}"
+        if line is not None:
+            self.send(line)
+        self.send(f"PING :{token}")
+        start = self.cursor
+        await self.expect(lambda l: l.command == "PONG" and l.params[-1] == token)
+        return [l for l in self.lines[start : self.cursor - 1]]
+
+    async def labeled(self, line: str) -> list[irctokens.Line]:
+        """Send ``line`` with a label; the whole labeled response (ACK, one line, or a batch)."""
+        label = f"q{next(self._tokens)}"
+        self.send(f"@label={label} {line}")
+        first = await self.expect(lambda l: l.tags and l.tags.get("label") == label)
+        if first.command == "BATCH" and first.params[1:2] == ["labeled-response"]:
+            ref = first.params[0][1:]
+            start = self.cursor - 1
+            await self.expect(lambda l: l.command == "BATCH" and l.params[0] == f"-{ref}")
+            return self.lines[start : self.cursor]
+        return [first]
+
+    def dump(self) -> str:
+        return "\n".join(l.format() for l in self.lines[-40:])
+
+
+async def connect(server: Server) -> IrcClient:
+    client = IrcClient()
+    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", server.irc_port), client)
+    _clients.append(client)
+    return client
+
+
+async def close_clients() -> None:
+    while _clients:
+        client = _clients.pop()
+        if client.transport.connected:
+            # QUIT: the server leaves the hub (and stores the quit) before it closes
+            client.send("QUIT :done")
+            await client.closed
+
+
+async def irc_user(
+    server: Server, nick: str, caps=ALL_CAPS, password: Optional[str] = None, rooms=()
+) -> IrcClient:
+    """A registered IRC client with ``caps``, logged in with SASL PLAIN when ``password``."""
+    client = await connect(server)
+    wanted = list(caps) + (["sasl"] if password else [])
+    if wanted:
+        client.send("CAP LS 302")
+        client.send("CAP REQ :" + " ".join(wanted))
+        ack = await client.expect(lambda l: l.command == "CAP" and l.params[1] in ("ACK", "NAK"))
+        assert ack.params[1] == "ACK", client.dump()
+    if password:
+        client.send("AUTHENTICATE PLAIN")
+        await client.expect("AUTHENTICATE")
+        blob = base64.b64encode(f"{nick}\0{nick}\0{password}".encode()).decode()
+        client.send(f"AUTHENTICATE {blob}")
+        await client.expect("903")
+    client.send(f"NICK {nick}")
+    client.send(f"USER {nick} 0 * :{nick} the tester")
+    if wanted:
+        client.send("CAP END")
+    await client.expect("001")
+    await client.roundtrip()
+    for room in rooms:
+        await join(client, room)
+    return client
+
+
+async def join(client: IrcClient, room: str) -> None:
+    client.send(f"JOIN {room}")
+    await client.expect(lambda l: l.command == "366" and l.params[1].lower() == room.lower())
+
+
+async def say(client: IrcClient, target: str, text: str) -> irctokens.Line:
+    """PRIVMSG and its echo (the client has echo-message): the line as everyone saw it."""
+    client.send(f"PRIVMSG {target} :{text}")
+    return await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == text)
+
+
+def batch_of(lines: list[irctokens.Line], kind: str = "chathistory") -> tuple[list[str], list[irctokens.Line]]:
+    """The parameters of the (only) ``kind`` batch in ``lines`` and the lines inside it."""
+    starts = [l for l in lines if l.command == "BATCH" and l.params[0].startswith("+") and l.params[1] == kind]
+    assert len(starts) == 1, "\n".join(l.format() for l in lines)
+    ref = starts[0].params[0][1:]
+    assert any(l.command == "BATCH" and l.params == [f"-{ref}"] for l in lines)
+    inner = [l for l in lines if l.tags and l.tags.get("batch") == ref]
+    return starts[0].params[2:], inner
+
+
+async def history(client: IrcClient, command: str, kind: str = "chathistory"):
+    """Run a CHATHISTORY command; ``(batch params, lines in the batch)``."""
+    return batch_of(await client.roundtrip(command), kind)
+
+
+def texts(lines) -> list[str]:
+    return [l.params[-1] for l in lines]
+
+
+async def chat(client: IrcClient, target: str, count: int, prefix: str = "m") -> list[irctokens.Line]:
+    return [await say(client, target, f"{prefix}{i}") for i in range(count)]
+
+
+# -- the subcommands ----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_isupport_and_caps_advertise_history(server):
+    client = await connect(server)
+    client.send("CAP LS 302")
+    ls = await client.expect("CAP")
+    offered = dict(word.partition("=")[::2] for word in ls.params[-1].split())
+    assert offered["draft/chathistory"] == "" and offered["draft/event-playback"] == ""
+    client.send("NICK probe")
+    client.send("USER probe 0 * :probe")
+    client.send("CAP END")
+    await client.expect("001")
+    tokens = set()
+    for line in await client.roundtrip():
+        if line.command == "005":
+            tokens.update(line.params[1:-1])
+    assert "CHATHISTORY=20" in tokens
+    assert "MSGREFTYPES=msgid,timestamp" in tokens
+
+
+@pytest_twisted.ensureDeferred
+async def test_latest_returns_the_lines_seen_live_with_msgid_and_time(server):
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    sent = await chat(alice, "#chat", 5)
+    params, lines = await history(alice, "CHATHISTORY LATEST #chat * 10")
+    assert params == ["#chat"]
+    for live, replayed in zip(sent, lines, strict=True):
+        assert replayed.tags["msgid"] == live.tags["msgid"]
+        assert replayed.tags["time"] == live.tags["time"]
+        assert replayed.source == live.source
+        assert (replayed.command, replayed.params) == (live.command, live.params)
+    # the limit keeps the newest
+    _, lines = await history(alice, "CHATHISTORY LATEST #chat * 2")
+    assert texts(lines) == ["m3", "m4"]
+    # LATEST after a reference: only what came after it (exclusive), newest first kept
+    _, lines = await history(alice, f"CHATHISTORY LATEST #chat msgid={sent[1].tags['msgid']} 10")
+    assert texts(lines) == ["m2", "m3", "m4"]
+    _, lines = await history(alice, f"CHATHISTORY LATEST #chat timestamp={sent[3].tags['time']} 10")
+    assert texts(lines) == ["m4"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_before_after_between_around_paging(server):
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    sent = await chat(alice, "#chat", 10)
+    ids = [l.tags["msgid"] for l in sent]
+    times = [l.tags["time"] for l in sent]
+
+    _, lines = await history(alice, f"CHATHISTORY BEFORE #chat msgid={ids[6]} 20")
+    assert texts(lines) == [f"m{i}" for i in range(6)]
+    _, lines = await history(alice, f"CHATHISTORY BEFORE #chat timestamp={times[6]} 2")
+    assert texts(lines) == ["m4", "m5"]
+    # before the oldest: an empty batch, not an error
+    params, lines = await history(alice, f"CHATHISTORY BEFORE #chat msgid={ids[0]} 20")
+    assert params == ["#chat"] and lines == []
+
+    _, lines = await history(alice, f"CHATHISTORY AFTER #chat msgid={ids[3]} 3")
+    assert texts(lines) == ["m4", "m5", "m6"]
+    _, lines = await history(alice, f"CHATHISTORY AFTER #chat timestamp={times[3]} 20")
+    assert texts(lines) == [f"m{i}" for i in range(4, 10)]
+    _, lines = await history(alice, f"CHATHISTORY AFTER #chat msgid={ids[9]} 20")
+    assert lines == []
+
+    # BETWEEN: exclusive at both ends, counted from the first reference, either direction
+    _, lines = await history(alice, f"CHATHISTORY BETWEEN #chat msgid={ids[0]} msgid={ids[9]} 20")
+    assert texts(lines) == [f"m{i}" for i in range(1, 9)]
+    _, lines = await history(alice, f"CHATHISTORY BETWEEN #chat msgid={ids[0]} msgid={ids[9]} 3")
+    assert texts(lines) == ["m1", "m2", "m3"]
+    _, lines = await history(alice, f"CHATHISTORY BETWEEN #chat msgid={ids[9]} msgid={ids[0]} 3")
+    assert texts(lines) == ["m6", "m7", "m8"]
+    _, lines = await history(alice, f"CHATHISTORY BETWEEN #chat timestamp={times[9]} timestamp={times[0]} 20")
+    assert texts(lines) == [f"m{i}" for i in range(1, 9)]
+
+    # AROUND a msgid: centred on it, the message itself included
+    _, lines = await history(alice, f"CHATHISTORY AROUND #chat msgid={ids[7]} 1")
+    assert texts(lines) == ["m7"]
+    _, lines = await history(alice, f"CHATHISTORY AROUND #chat msgid={ids[7]} 3")
+    assert texts(lines) == ["m6", "m7", "m8"]
+    _, lines = await history(alice, f"CHATHISTORY AROUND #chat timestamp={times[7]} 3")
+    assert "m7" in texts(lines) and len(lines) == 3
+    # near the end the window shifts rather than shrinks
+    _, lines = await history(alice, f"CHATHISTORY AROUND #chat msgid={ids[9]} 3")
+    assert texts(lines) == ["m7", "m8", "m9"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_are_capped_at_the_query_limit(server):
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    await chat(alice, "#chat", 25)
+    _, lines = await history(alice, "CHATHISTORY LATEST #chat * 1000")
+    assert len(lines) == 20 and texts(lines)[-1] == "m24" and texts(lines)[0] == "m5"
+    _, lines = await history(alice, "CHATHISTORY LATEST #chat * 0")
+    assert len(lines) == 20
+
+
+@pytest_twisted.ensureDeferred
+async def test_private_conversation_history_is_for_its_two_parties(server):
+    alice = await irc_user(server, "alice")
+    bob = await irc_user(server, "bob")
+    eve = await irc_user(server, "eve")
+    await say(alice, "bob", "hello bob")
+    await bob.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "hello bob")
+    await say(bob, "alice", "hi alice")
+    params, lines = await history(alice, "CHATHISTORY LATEST BOB * 10")
+    assert params == ["bob"]
+    assert [(l.hostmask.nickname, l.params[0], l.params[1]) for l in lines] == [
+        ("alice", "bob", "hello bob"),
+        ("bob", "alice", "hi alice"),
+    ]
+    _, lines = await history(bob, "CHATHISTORY LATEST alice * 10")
+    assert texts(lines) == ["hello bob", "hi alice"]
+    _, lines = await history(eve, "CHATHISTORY LATEST alice * 10")
+    assert lines == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_targets_lists_rooms_and_private_conversations(server):
+    alice = await irc_user(server, "alice", rooms=["#one", "#two"])
+    bob = await irc_user(server, "bob", rooms=["#two"])
+    first = await say(alice, "#one", "in one")
+    await say(bob, "alice", "psst")
+    await say(alice, "#two", "in two")
+    last = await say(bob, "#two", "bob in two")
+    start = iso_time(time.time() - 7200)
+    end = iso_time(time.time() + 60)
+    params, lines = await history(alice, f"CHATHISTORY TARGETS timestamp={start} timestamp={end} 10", "draft/chathistory-targets")
+    assert params == []
+    assert [l.params[:2] for l in lines] == [["TARGETS", "#one"], ["TARGETS", "bob"], ["TARGETS", "#two"]]
+    assert lines[0].params[2] == first.tags["time"] and lines[2].params[2] == last.tags["time"]
+    # bob is not in #one: it is not listed for him
+    _, lines = await history(bob, f"CHATHISTORY TARGETS timestamp={start} timestamp={end} 10", "draft/chathistory-targets")
+    assert [l.params[1] for l in lines] == ["alice", "#two"]
+    _, lines = await history(alice, f"CHATHISTORY TARGETS timestamp={end} timestamp={start} 1", "draft/chathistory-targets")
+    assert [l.params[1] for l in lines] == ["#two"]
+
+
+# -- event playback -----------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_event_playback_adds_joins_topics_modes_and_tagmsg(server):
+    alice = await irc_user(server, "alice", caps=ALL_CAPS + ["draft/event-playback"], rooms=["#chat"])
+    plain = await irc_user(server, "plain", rooms=["#chat"])
+    await alice.roundtrip("TOPIC #chat :a topic")
+    await say(alice, "#chat", "hello")
+    await alice.roundtrip("MODE #chat +v plain")
+    await alice.roundtrip("@+typing=active TAGMSG #chat")
+    await plain.roundtrip("PART #chat :gone")
+    # events are stored in order but not waited for; a message is (delivered once
+    # committed), so once its echo is here everything before it is in the store too
+    await say(alice, "#chat", "after")
+    _, lines = await history(alice, "CHATHISTORY LATEST #chat * 20")
+    commands = [l.command for l in lines]
+    assert commands == ["JOIN", "JOIN", "TOPIC", "PRIVMSG", "MODE", "TAGMSG", "PART", "PRIVMSG"], alice.dump()
+    assert lines[2].params == ["#chat", "a topic"]
+    assert lines[4].params == ["#chat", "+v", "plain"]
+    assert lines[5].tags["+typing"] == "active"
+    assert lines[6].params == ["#chat", "gone"] and lines[6].hostmask.nickname == "plain"
+    # without event-playback only PRIVMSG and NOTICE, and the limit counts only those
+    rejoined = await irc_user(server, "other", rooms=["#chat"])
+    _, lines = await history(rejoined, "CHATHISTORY LATEST #chat * 1")
+    assert [l.command for l in lines] == ["PRIVMSG"]
+
+
+# -- refusals -------------------------------------------------------------------------------
+
+
+def fails(lines) -> list[list[str]]:
+    return [l.params for l in lines if l.command == "FAIL"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_parameters_get_standard_replies(server):
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    await say(alice, "#chat", "m0")
+
+    async def fail_of(command):
+        lines = await alice.roundtrip(command)
+        assert len(lines) == 1 and lines[0].command == "FAIL", alice.dump()
+        return lines[0].params
+
+    assert (await fail_of("CHATHISTORY"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "*"]
+    assert (await fail_of("CHATHISTORY FROB #chat * 10"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "FROB"]
+    assert (await fail_of("CHATHISTORY LATEST #chat *"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "LATEST"]
+    assert (await fail_of("CHATHISTORY LATEST #chat * 10 extra"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "LATEST"]
+    assert (await fail_of("CHATHISTORY LATEST #chat * ten"))[:4] == ["CHATHISTORY", "INVALID_PARAMS", "LATEST", "ten"]
+    assert (await fail_of("CHATHISTORY LATEST #chat * -5"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "LATEST"]
+    assert (await fail_of("CHATHISTORY BEFORE #chat timestamp=yesterday 10"))[:4] == [
+        "CHATHISTORY", "INVALID_PARAMS", "BEFORE", "timestamp=yesterday"
+    ]
+    assert (await fail_of("CHATHISTORY AFTER #chat * 10"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "AFTER"]
+    assert (await fail_of("CHATHISTORY AFTER #chat 12345 10"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "AFTER"]
+    assert (await fail_of("CHATHISTORY AFTER #chat seq=4 10"))[:3] == ["CHATHISTORY", "INVALID_MSGREFTYPE", "AFTER"]
+    assert (await fail_of("CHATHISTORY BETWEEN #chat msgid=a 10"))[:3] == ["CHATHISTORY", "INVALID_PARAMS", "BETWEEN"]
+    assert (await fail_of("CHATHISTORY TARGETS msgid=abc timestamp=2020-01-01T00:00:00.000Z 10"))[:3] == [
+        "CHATHISTORY", "INVALID_PARAMS", "TARGETS"
+    ]
+    # an unknown msgid names no message here: MESSAGE_ERROR, whether or not it exists elsewhere
+    assert (await fail_of("CHATHISTORY BEFORE #chat msgid=nosuchid 10"))[:4] == [
+        "CHATHISTORY", "MESSAGE_ERROR", "BEFORE", "#chat"
+    ]
+    # rooms one is not in, rooms that do not exist, and nonsense are INVALID_TARGET
+    bob = await irc_user(server, "bob", rooms=["#secret"])
+    await say(bob, "#secret", "private plans")
+    for target in ("#secret", "#nowhere", "bad,target", "NickServ"):
+        params = await fail_of(f"CHATHISTORY LATEST {target} * 10")
+        assert params[:4] == ["CHATHISTORY", "INVALID_TARGET", "LATEST", target]
+    # a msgid from a room one cannot read is refused the same way as a wrong one
+    secret = (await history(bob, "CHATHISTORY LATEST #secret * 1"))[1][0].tags["msgid"]
+    assert (await fail_of(f"CHATHISTORY AROUND #chat msgid={secret} 10"))[1] == "MESSAGE_ERROR"
+    # the connection is still fine
+    _, lines = await history(alice, "CHATHISTORY LATEST #chat * 10")
+    assert texts(lines) == ["m0"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_labeled_response_wraps_the_history_batch(server):
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    await chat(alice, "#chat", 2)
+    lines = await alice.labeled("CHATHISTORY LATEST #chat * 10")
+    outer = lines[0]
+    assert outer.command == "BATCH" and outer.params[1] == "labeled-response"
+    ref = outer.params[0][1:]
+    inner_start = lines[1]
+    assert inner_start.command == "BATCH" and inner_start.params[1:] == ["chathistory", "#chat"]
+    assert inner_start.tags["batch"] == ref
+    inner = inner_start.params[0][1:]
+    assert [l.tags["batch"] for l in lines[2:4]] == [inner, inner]
+    assert texts(lines[2:4]) == ["m0", "m1"]
+    assert lines[4].params == [f"-{inner}"] and lines[4].tags["batch"] == ref
+    assert lines[5].params == [f"-{ref}"] and len(lines) == 6
+    # a refusal is one labeled FAIL
+    (fail,) = await alice.labeled("CHATHISTORY LATEST #nowhere * 10")
+    assert fail.command == "FAIL" and fail.params[1] == "INVALID_TARGET"
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_batch_the_lines_come_unbatched(server):
+    alice = await irc_user(server, "alice", caps=["server-time", "message-tags"], rooms=["#chat"])
+    bob = await irc_user(server, "bob", rooms=["#chat"])
+    for i in range(3):
+        bob.send(f"PRIVMSG #chat :b{i}")
+    await alice.expect(lambda l: l.params[-1:] == ["b2"])
+    lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
+    assert [l.command for l in lines] == ["PRIVMSG"] * 3
+    assert texts(lines) == ["b0", "b1", "b2"] and all("batch" not in l.tags for l in lines)
+    assert all("msgid" in l.tags and "time" in l.tags for l in lines)
+    # no tags at all for a client without tag capabilities
+    bare = await irc_user(server, "bare", caps=[], rooms=["#chat"])
+    lines = await bare.roundtrip("CHATHISTORY LATEST #chat * 1")
+    assert lines[0].format() == ":bob!~bob@127.0.0.1 PRIVMSG #chat b2"
+
+
+@pytest_twisted.ensureDeferred
+async def test_account_tag_on_replayed_lines(server):
+    await server.accounts.register("carol", "carolpass")
+    carol = await irc_user(server, "carol", caps=ALL_CAPS + ["account-tag"], password="carolpass", rooms=["#chat"])
+    await say(carol, "#chat", "signed")
+    _, lines = await history(carol, "CHATHISTORY LATEST #chat * 1")
+    assert lines[0].tags["account"] == "carol"
+    other = await irc_user(server, "other", rooms=["#chat"])
+    _, lines = await history(other, "CHATHISTORY LATEST #chat * 1")
+    assert "account" not in lines[0].tags
