@@ -7,6 +7,7 @@ behind earlier ones, so every recipient sees events in the order the hub accepte
 from __future__ import annotations
 
 from collections import deque
+from contextlib import nullcontext
 from typing import Callable, Optional
 
 from twisted.internet.defer import Deferred
@@ -29,8 +30,11 @@ class Outbox:
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(self, batching=None) -> None:
         self._queue: deque[_Entry] = deque()
+        #: context manager wrapped around each drain, so a committed group is delivered
+        #: with one write per recipient (``Fanout.batching``)
+        self._batching = batching or nullcontext
 
     @property
     def pending(self) -> int:
@@ -66,6 +70,10 @@ class Outbox:
         self._drain()
 
     def _drain(self) -> None:
+        with self._batching():
+            self._release()
+
+    def _release(self) -> None:
         queue = self._queue
         while queue and queue[0].ready:
             entry = queue.popleft()

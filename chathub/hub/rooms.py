@@ -79,6 +79,7 @@ class Room:
         "members",
         "registered",
         "operators",
+        "_recipients",
     )
 
     def __init__(self, name: str, created: Optional[float] = None) -> None:
@@ -98,6 +99,7 @@ class Room:
         self.members: dict[str, Member] = {}  # folded nick -> member
         self.registered = False  # stored, and kept while empty
         self.operators: set[str] = set()  # folded accounts given ops on join (registered rooms)
+        self._recipients: Optional[tuple["User", ...]] = None
 
     def __contains__(self, user: "User") -> bool:
         return user.folded in self.members
@@ -112,6 +114,31 @@ class Room:
     def users(self) -> Iterator["User"]:
         """Every member's user."""
         return (m.user for m in self.members.values())
+
+    def recipients(self) -> tuple["User", ...]:
+        """Every member's user as a tuple that is rebuilt, never changed, when members change.
+
+        Fan-out keeps it as the snapshot of who an event goes to: no copy per message, and
+        consecutive messages with the same snapshot can share one write per member.
+        """
+        recipients = self._recipients
+        if recipients is None:
+            recipients = self._recipients = tuple(m.user for m in self.members.values())
+        return recipients
+
+    def add(self, member: Member) -> None:
+        """Make ``member`` a member."""
+        self.members[member.user.folded] = member
+        self._recipients = None
+
+    def remove(self, folded: str) -> Optional[Member]:
+        """Remove the member with folded nick ``folded``; return it (or None)."""
+        self._recipients = None
+        return self.members.pop(folded, None)
+
+    def rekey(self, old: str, new: str) -> None:
+        """Follow a member's nick change."""
+        self.members[new] = self.members.pop(old)
 
     def is_banned(self, user: "User") -> bool:
         """True when a ban (+b) matches the user's hostmask and no exception (+e) does."""

@@ -23,6 +23,8 @@ from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors
 from chathub.hub.masks import normalize_mask
 from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.hub.names import RESERVED_NICKS
+from chathub.hub.fanout import Fanout, deliver
 from chathub.hub.outbox import Outbox
 from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
@@ -36,6 +38,8 @@ PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
 )
 HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
+#: events that may share one write per recipient with the next ones (see ``Fanout``)
+BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
 
 
 def room_record(room: Room) -> RoomRecord:
@@ -95,7 +99,8 @@ class ChatHub(service.Service):
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
-        self.outbox = Outbox()
+        self.fanout = Fanout()
+        self.outbox = Outbox(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
         self.server_source = Source(nick=self.config.server.name, protocol="server")
@@ -112,6 +117,8 @@ class ChatHub(service.Service):
             raise errors.ErroneousNick(nick)
         folded = fold(nick)
         holder = self.users.get(folded)
+        if folded in RESERVED_NICKS:
+            raise errors.ErroneousNick(nick, "Nickname is reserved for a service")
         if holder is not None and holder is not user:
             raise errors.NickInUse(nick)
         if self.accounts.is_registered(folded) and (
@@ -151,8 +158,7 @@ class ChatHub(service.Service):
         user.set_nick(new)
         self.users[user.folded] = user
         for room in user.rooms.values():
-            member = room.members.pop(old_folded)
-            room.members[user.folded] = member
+            room.rekey(old_folded, user.folded)
         self._publish(event, recipients, user, rooms=list(user.rooms))
         if renamed:
             self._presence(user, "online")
@@ -223,25 +229,25 @@ class ChatHub(service.Service):
             room.invited.discard(user.folded)
             founder = user.account is not None and fold(user.account) in room.operators
             member = Member(user, "o" if founder or (not room.members and not room.registered) else "")
-        room.members[user.folded] = member
+        room.add(member)
         user.rooms[folded] = room
         event = self._event(
             Kind.JOIN, user, room.name, data={"account": user.account, "away": user.away}
         )
-        self._publish(event, list(room.users()), user, rooms=[room.folded])
+        self._publish(event, room.recipients(), user, rooms=[room.folded])
         return room
 
     def part(self, user: User, name: str, reason: str = "") -> Event:
         """Take ``user`` out of room ``name``."""
         room, _ = self._member_of(user, name)
         event = self._event(Kind.PART, user, room.name, reason)
-        recipients = list(room.users())
+        recipients = room.recipients()
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
         return event
 
     def _leave(self, user: User, room: Room) -> None:
-        room.members.pop(user.folded, None)
+        room.remove(user.folded)
         user.rooms.pop(room.folded, None)
         if not room.members and not room.registered:
             del self.rooms[room.folded]
@@ -256,7 +262,7 @@ class ChatHub(service.Service):
         room.topic_setter = user.mask
         room.topic_time = time.time()
         event = self._event(Kind.TOPIC, user, room.name, text)
-        self._publish(event, list(room.users()), user, rooms=[room.folded])
+        self._publish(event, room.recipients(), user, rooms=[room.folded])
         self._room_changed(room)
         return event
 
@@ -273,7 +279,7 @@ class ChatHub(service.Service):
         event = self._event(
             Kind.KICK, user, room.name, reason or user.nick or "", data={"nick": target.user.nick}
         )
-        recipients = list(room.users())
+        recipients = room.recipients()
         self._leave(target.user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
         return event
@@ -326,7 +332,7 @@ class ChatHub(service.Service):
                 applied.append((sign + letter, result))
         if applied:
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
-            self._publish(event, list(room.users()), user, rooms=[room.folded])
+            self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._room_changed(room)
         return applied, refused
 
@@ -444,7 +450,7 @@ class ChatHub(service.Service):
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
             event = self._event(kind, user, room.name, text, tags)
-            self._publish(event, list(room.users()), user, rooms=[room.folded])
+            self._publish(event, room.recipients(), user, rooms=[room.folded])
             return event
         recipient = self.users.get(fold(target))
         if recipient is None:
@@ -624,13 +630,19 @@ class ChatHub(service.Service):
     def _publish(
         self,
         event: Event,
-        recipients: list[User],
+        recipients: Sequence[User],
         actor: Optional[User],
         rooms: Sequence[str] = (),
     ) -> None:
-        """Store (if history keeps it) and deliver, in hub order."""
-        if actor is not None and not actor.participant.echo_own:
-            recipients = [u for u in recipients if u is not actor]
+        """Store (if history keeps it) and deliver, in hub order.
+
+        ``recipients`` is a snapshot that is not changed afterwards (a room's
+        ``recipients()`` tuple or a fresh list); the actor is skipped unless its
+        participant wants its own events.
+        """
+        skip = actor if actor is not None and not actor.participant.echo_own else None
+        batchable = event.kind in BATCHABLE_KINDS
+        fanout = self.fanout
         store = self.store
         durable: Optional[Deferred] = None
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
@@ -640,10 +652,10 @@ class ChatHub(service.Service):
             else:
                 stored.addErrback(self._log_store_failure, event)
         if durable is None:
-            self.outbox.publish(lambda: fanout(event, recipients))
+            self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
         else:
             self.outbox.publish(
-                lambda: fanout(event, recipients),
+                lambda: fanout.publish(event, recipients, skip, batchable),
                 durable,
                 lambda failure: self._not_stored(actor, event, failure),
             )
@@ -651,6 +663,10 @@ class ChatHub(service.Service):
     def after_delivery(self, fn) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered."""
         self.outbox.after(fn)
+
+    def batching(self):
+        """Context manager: coalesce chat deliveries until it exits (one write per member)."""
+        return self.fanout.batching()
 
     # -- accounts and history ----------------------------------------------------------
 
@@ -703,22 +719,5 @@ class ChatHub(service.Service):
 
 
 def fanout(event: Event, recipients: Iterable[User]) -> None:
-    """Encode ``event`` once per wire format among ``recipients`` and send it to each."""
-    encoded: dict = {}
-    for user in recipients:
-        participant = user.participant
-        key = participant.format_key
-        try:
-            data = encoded[key]
-        except KeyError:
-            try:
-                data = participant.encode(event)
-            except Exception:
-                ChatHub.log.failure("encoding {kind} for {nick} failed", kind=event.kind, nick=user.nick)
-                data = None
-            encoded[key] = data
-        if data is not None:
-            try:
-                participant.send(data)
-            except Exception:
-                ChatHub.log.failure("sending to {nick} failed", nick=user.nick)
+    """Deliver one event now to ``recipients`` (encode once per wire format)."""
+    deliver((event,), recipients)
