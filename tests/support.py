@@ -30,7 +30,18 @@ def free_port() -> int:
 class TwistdServer:
     """``twistd -n chathub --config FILE`` in a subprocess, with its log read line by line."""
 
-    def __init__(self, workdir: Path, config_text: str, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config_text: str,
+        extra_args: tuple[str, ...] = (),
+        pythonpath: Optional[list[str]] = None,
+        python_flags: tuple[str, ...] = (),
+    ) -> None:
+        """``pythonpath`` replaces the default (the repository first); ``python_flags`` go
+        to the interpreter (``-S`` keeps site .pth files, an editable install's, away)."""
+        self.pythonpath = pythonpath
+        self.python_flags = python_flags
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.workdir / "chathub.toml"
@@ -43,9 +54,12 @@ class TwistdServer:
     def start(self, wait_for: str = r"starting on", count: int = 1, timeout: float = 30.0) -> "TwistdServer":
         """Start and wait until ``count`` log lines match ``wait_for`` (listeners up)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        if self.pythonpath is None:
+            env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        else:
+            env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", "chathub",
+            [sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", "chathub",
              "--config", str(self.config_path), *self.extra_args],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
