@@ -107,7 +107,10 @@ def nick(session, msg: Message, rb):
     new = msg.params[0]
     hub = session.hub
     if not session.registered:
-        hub.check_nick(new, session.user)
+        try:
+            hub.check_nick(new, session.user)
+        except errors.NickRegistered:
+            pass  # SASL or PASS may still log in to it: checked when registration ends
         session.nick = new
         return session.try_register(rb)
     event = hub.change_nick(session.user, new)

@@ -1,0 +1,324 @@
+"""IrcSession units: StringTransport connections on one hub, time from task.Clock."""
+from __future__ import annotations
+
+import base64
+
+import pytest
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from chathub.auth.portal import build_portal
+from chathub.config import Config
+from chathub.hub.service import ChatHub
+from chathub.protocols.irc import IrcFactory
+from chathub.protocols.irc.wire import parse
+
+
+class Conn:
+    """One fake IRC connection; ``lines()`` returns (and forgets) what the server sent."""
+
+    def __init__(self, factory, port: int) -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        self.protocol = factory.buildProtocol(None)
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, *lines: str | bytes) -> None:
+        data = b"".join((l.encode() if isinstance(l, str) else l) + b"\r\n" for l in lines)
+        self.protocol.dataReceived(data)
+
+    def lines(self):
+        raw = self.transport.value()
+        self.transport.clear()
+        return [parse(l) for l in raw.split(b"\r\n") if l]
+
+    def commands(self):
+        return [m.command for m in self.lines()]
+
+    @property
+    def closed(self) -> bool:
+        return self.transport.disconnecting or self.protocol.session.closed
+
+
+class World:
+    def __init__(self, **irc) -> None:
+        self.clock = task.Clock()
+        # loopback is exempt from flood control unless a test sets it up itself
+        irc = irc or {"flood_exempt": ["127.0.0.0/8"]}
+        self.config = Config().with_overrides(irc=irc)
+        self.hub = ChatHub(self.config)
+        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+        self.portal = build_portal(self.hub, self.config, [checker])
+        self.factory = IrcFactory(self.hub, self.portal, self.config, reactor=self.clock)
+        self.ports = iter(range(40000, 50000))
+
+    def connect(self) -> Conn:
+        return Conn(self.factory, next(self.ports))
+
+    def client(self, nick: str, caps: str = "") -> Conn:
+        c = self.connect()
+        if caps:
+            c.send("CAP LS 302", f"CAP REQ :{caps}", f"NICK {nick}", "USER u 0 * :Real Name", "CAP END")
+        else:
+            c.send(f"NICK {nick}", "USER u 0 * :Real Name")
+        assert "001" in c.commands()
+        return c
+
+
+@pytest.fixture
+def world():
+    return World()
+
+
+def test_registration_without_cap_sends_welcome_isupport_lusers_motd(world):
+    c = world.connect()
+    c.send("NICK amy", "USER al 0 * :Amy Liddell")
+    msgs = c.lines()
+    cmds = [m.command for m in msgs]
+    for code in ("001", "002", "003", "004", "005", "251", "255", "422"):
+        assert code in cmds
+    welcome = msgs[cmds.index("001")]
+    assert welcome.source == world.config.server.name
+    assert welcome.params[-1].endswith("amy!~al@127.0.0.1")
+    tokens = " ".join(" ".join(m.params[1:-1]) for m in msgs if m.command == "005")
+    for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "PREFIX=(ov)@+", "NICKLEN=30", "NETWORK=chathub"):
+        assert token in tokens
+
+
+def test_cap_negotiation_holds_registration_until_cap_end(world):
+    c = world.connect()
+    c.send("CAP LS 302", "NICK bob", "USER b 0 * :Bob")
+    ls = c.lines()
+    assert [m.command for m in ls] == ["CAP"]
+    assert "sasl=PLAIN" in ls[0].params[-1]
+    c.send("CAP REQ :server-time bogus-cap")
+    nak = c.lines()[0]
+    assert nak.params[1:] == ["NAK", "server-time bogus-cap"]
+    c.send("CAP REQ :server-time multi-prefix", "CAP LIST")
+    ack, listing = c.lines()
+    assert ack.params[1] == "ACK"
+    # CAP LS 302 enables cap-notify implicitly
+    assert listing.params[-1] == "cap-notify multi-prefix server-time"
+    c.send("CAP END")
+    assert "001" in c.commands()
+
+
+def test_ping_echoes_token_exactly(world):
+    c = world.client("carol")
+    c.send("PING :a token with spaces", "PING")
+    pong, noorigin = c.lines()
+    assert pong.command == "PONG" and pong.params == [world.config.server.name, "a token with spaces"]
+    assert noorigin.command == "409"
+
+
+def test_dead_client_is_dropped_after_ping_timeout(world):
+    c = world.client("dave")
+    irc = world.config.irc
+    world.clock.advance(irc.ping_interval)
+    ping = c.lines()[-1]
+    assert ping.command == "PING"
+    world.clock.advance(irc.ping_timeout - 1)
+    assert not c.closed
+    world.clock.advance(1)
+    last = c.lines()[-1]
+    assert last.command == "ERROR" and "Ping timeout" in last.params[0]
+    assert c.closed
+    assert world.hub.find_user("dave") is None
+
+
+def test_answering_ping_keeps_the_client(world):
+    c = world.client("erin")
+    for _ in range(3):
+        world.clock.advance(world.config.irc.ping_interval)
+        assert c.lines()[-1].command == "PING"
+        c.send("PONG :x")
+    world.clock.advance(world.config.irc.ping_timeout)
+    assert not c.closed
+
+
+def test_registration_timeout(world):
+    c = world.connect()
+    c.send("NICK slow")
+    world.clock.advance(world.config.limits.registration_timeout)
+    assert c.lines()[-1].command == "ERROR"
+    assert c.closed
+
+
+def test_over_long_and_undecodable_lines_get_errors_not_crashes(world):
+    c = world.client("frank", caps="labeled-response batch")
+    c.send(b"PRIVMSG #x :" + b"y" * 600)
+    assert c.commands() == ["417"]
+    c.protocol.dataReceived(b"z" * 20000)  # no newline at all
+    assert c.commands() == ["417"]
+    c.send(b"tail of that line", b"@label=l1 PRIVMSG #x :hi\xff")
+    fail = c.lines()[0]
+    assert fail.command == "FAIL" and fail.params[1] == "INVALID_UTF8" and fail.tags["label"] == "l1"
+    c.send("PING ok")
+    assert c.commands() == ["PONG"]
+
+
+def test_commands_before_registration_and_unknown_commands(world):
+    c = world.connect()
+    c.send("JOIN #a")
+    assert c.commands() == ["451"]
+    c = world.client("gina")
+    c.send("FROB", "USER a b c d", "JOIN", "NICK", "NICK 9bad", "PRIVMSG", "PRIVMSG gina", "PRIVMSG nobody :x")
+    assert c.commands() == ["421", "462", "461", "431", "432", "411", "412", "401"]
+
+
+def test_nick_in_use_and_nick_change_seen_by_channel(world):
+    a = world.client("hank")
+    b = world.client("ivy")
+    a.send("JOIN #r")
+    b.send("JOIN #r", "NICK hank")
+    assert b.commands()[-1] == "433"
+    a.lines()
+    b.send("NICK ivy2")
+    (own,) = b.lines()
+    (seen,) = a.lines()
+    assert own.command == seen.command == "NICK" and seen.source.startswith("ivy!")
+
+
+def test_labeled_response_ack_single_and_batch(world):
+    c = world.client("jack", caps="labeled-response batch echo-message")
+    c.send("@label=a PONG :x")
+    (ack,) = c.lines()
+    assert ack.command == "ACK" and ack.tags["label"] == "a"
+    c.send("@label=b PING x")
+    (pong,) = c.lines()
+    assert pong.tags["label"] == "b"
+    c.send("@label=c JOIN #lab")
+    msgs = c.lines()
+    assert msgs[0].command == "BATCH" and msgs[0].tags["label"] == "c"
+    ref = msgs[0].params[0][1:]
+    assert all(m.tags.get("batch") == ref for m in msgs[1:-1])
+    assert msgs[-1].params == ["-" + ref]
+
+
+def test_channel_modes_are_enforced_by_the_hub(world):
+    op = world.client("kim", caps="multi-prefix")
+    guest = world.client("lee")
+    op.send("JOIN #m", "MODE #m +m")
+    guest.send("JOIN #m")
+    guest.lines()
+    guest.send("PRIVMSG #m :hello")
+    assert guest.commands() == ["404"]
+    guest.send("MODE #m -m")
+    assert guest.commands() == ["482"]
+    op.send("MODE #m +v lee")
+    guest.lines()
+    guest.send("PRIVMSG #m :now I may")
+    assert [m.params for m in op.lines() if m.command == "PRIVMSG"] == [["#m", "now I may"]]
+    op.send("MODE #m +bk *!*@127.0.0.1 sekrit", "MODE #m b")
+    guest.lines()
+    msgs = op.lines()
+    assert [m.command for m in msgs] == ["MODE", "367", "368"]
+    guest.send("PART #m", "JOIN #m", "JOIN #m sekrit")
+    assert [m.command for m in guest.lines()] == ["PART", "475", "474"]
+    op.lines()
+    op.send("MODE #m +l 1", "MODE #m", "KICK #m nobody", "INVITE nobody #m", "NAMES #m")
+    cmds = [(m.command, m.params[1:]) for m in op.lines()]
+    assert [c for c, _ in cmds] == ["MODE", "324", "329", "401", "401", "353", "366"]
+    assert cmds[1] == ("324", ["#m", "+mntkl", "sekrit", "1"])
+    assert cmds[5][1][-1] == "@kim"
+
+
+def test_away_gives_301_and_away_notify(world):
+    a = world.client("mia", caps="away-notify")
+    b = world.client("ned")
+    a.send("JOIN #w")
+    a.lines()
+    b.send("JOIN #w", "AWAY :lunch")
+    assert b.commands()[-1] == "306"
+    assert [m.command for m in a.lines()] == ["JOIN", "AWAY"]
+    a.send("PRIVMSG ned :hi?")
+    away = a.lines()[0]
+    assert away.command == "301" and away.params[1:] == ["ned", "lunch"]
+
+
+def test_server_time_msgid_and_echo_share_ids(world):
+    a = world.client("olga", caps="message-tags server-time echo-message")
+    b = world.client("pete", caps="message-tags server-time")
+    a.send("JOIN #t")
+    b.send("JOIN #t")
+    a.lines()
+    b.lines()
+    a.send("@+draft/reply=abc PRIVMSG #t :tagged")
+    (echo,) = a.lines()
+    (got,) = b.lines()
+    assert echo.tags["msgid"] == got.tags["msgid"]
+    assert got.tags["+draft/reply"] == "abc" and got.tags["time"].endswith("Z")
+
+
+def _sasl(c, payload: bytes) -> list:
+    c.send("AUTHENTICATE PLAIN")
+    assert c.lines()[0].params == ["+"]
+    c.send("AUTHENTICATE " + base64.b64encode(payload).decode())
+    return c.lines()
+
+
+def test_sasl_plain_success_and_failure(world):
+    c = world.connect()
+    c.send("CAP LS 302", "CAP REQ sasl", "NICK alice", "USER a 0 * :A")
+    c.lines()
+    assert [m.command for m in _sasl(c, b"\0alice\0wrong")] == ["904"]
+    msgs = _sasl(c, b"alice\0alice\0sesame")
+    assert [m.command for m in msgs] == ["900", "903"]
+    c.send("CAP END")
+    assert "001" in c.commands()
+    assert world.hub.find_user("alice").account == "alice"
+
+
+def test_registered_nick_needs_its_password(world):
+    c = world.connect()
+    c.send("NICK alice", "USER a 0 * :A")
+    assert c.commands() == ["433"]
+    c.send("NICK alicia")
+    assert "001" in c.commands()
+
+
+def test_pass_logs_in_clients_without_sasl(world):
+    c = world.connect()
+    c.send("PASS alice:sesame", "NICK alice", "USER a 0 * :A")
+    assert "001" in c.commands()
+    c = world.connect()
+    c.send("PASS nope", "NICK bad", "USER a 0 * :A")
+    assert [m.command for m in c.lines()] == ["464", "ERROR"]
+
+
+def test_oper_kill_and_wallops_need_privileges(world):
+    c = world.client("quinn")
+    c.send("KILL quinn :x", "WALLOPS :hi", "OPER nobody pw")
+    assert c.commands() == ["481", "481", "464"]
+
+
+def test_flood_is_throttled_then_disconnected_while_others_flow():
+    world = World(flood_rate=2.0, flood_burst=5, flood_max_lines=20)
+    flooder = world.client("flood")
+    calm = world.client("calm")
+    watcher = world.client("watch")
+    for c in (flooder, calm, watcher):
+        c.send("JOIN #f")
+        world.clock.advance(5)
+        c.lines()
+    watcher.lines()
+    flooder.send(*[f"PRIVMSG #f :spam {i}" for i in range(10)])
+    # the burst goes through at once, the rest waits (fake lag)
+    assert len([m for m in watcher.lines() if m.command == "PRIVMSG"]) < 10
+    calm.send("PRIVMSG #f :still here")
+    assert [m.params[1] for m in watcher.lines()] == ["still here"]
+    world.clock.advance(5)
+    assert len([m for m in watcher.lines() if m.command == "PRIVMSG"]) > 0
+    flooder.send(*[f"PRIVMSG #f :more {i}" for i in range(40)])
+    assert flooder.lines()[-1].params == ["Excess Flood"]
+    assert flooder.closed
+    calm.send("PRIVMSG #f :and still")
+    assert "and still" in [m.params[-1] for m in watcher.lines()]
+
+
+def test_flood_exempt_addresses_are_not_throttled():
+    world = World(flood_rate=1.0, flood_burst=2, flood_max_lines=5, flood_exempt=["127.0.0.0/8"])
+    c = world.client("fast")
+    c.send(*["PING x"] * 50)
+    assert c.commands() == ["PONG"] * 50
