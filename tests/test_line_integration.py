@@ -469,3 +469,18 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         for reader in readers:
             reader.transport.loseConnection()
         yield port.stopListening()
+
+
+def test_clean_shutdown_with_users_connected(line_server, line_client_factory):
+    server, port = line_server
+    alice, bob = line_client_factory(port), line_client_factory(port)
+    login(alice, "alice", "#room")
+    login(bob, "bob", "#room")
+    exchange(alice, "alice", bob, "bob", "#room", "before shutdown")
+    server.stop()  # SIGTERM
+    # twistd ends by re-raising SIGTERM on itself once everything has stopped
+    assert server.process.returncode in (0, -15), "\n".join(server.log)
+    assert server.log[-1].endswith("Server Shut Down.")
+    alice.expect_closed()
+    assert server.exceptions == [], "\n".join(server.log)
+    assert not [line for line in server.log if "could not store" in line], "\n".join(server.log)

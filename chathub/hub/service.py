@@ -108,6 +108,14 @@ class ChatHub(service.Service):
         #: creates accounts (``register(name, password) -> Deferred``); set by the server
         self.registrar = None
 
+    def stopService(self):
+        """Quit everyone while the store (a service stopped after the hub) still takes the
+        quit events; the connections themselves are dropped later by the reactor, and
+        their own quit is then a no-op."""
+        for user in list(self.users.values()):
+            self.quit(user, "Server shutting down")
+        return super().stopService()
+
     # -- nicks -------------------------------------------------------------------------
 
     def check_nick(self, nick: str, user: Optional[User] = None) -> None:
