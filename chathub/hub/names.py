@@ -12,6 +12,8 @@ _FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
 #: characters IRC allows in nicks after the first; the first may not be a digit or '-'
 _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
 ROOM_PREFIXES = "#"
+#: nicks nobody may take: the IRC server's services (NickServ) answer to them
+RESERVED_NICKS = frozenset({"nickserv"})
 _ROOM_FORBIDDEN = re.compile(r"[\x00-\x20,\x07:\x7f]")
 
 
