@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.logger import formatEvent, globalLogPublisher
 
 from chathub.hub import errors
-from tests.test_irc_history import ALL_CAPS, close_clients, connect, irc_user, join, server  # noqa: F401
+from tests.test_irc_history import ALL_CAPS, connect, irc_user, offered_caps, server  # noqa: F401
 
 REG = "draft/account-registration"
 
@@ -98,9 +98,7 @@ async def test_register_refusals(server):
 @pytest_twisted.ensureDeferred
 async def test_register_before_connect(server):
     client = await connect(server)
-    client.send("CAP LS 302")
-    ls = await client.expect("CAP")
-    offered = dict(word.partition("=")[::2] for word in ls.params[-1].split())
+    offered = await offered_caps(client)
     assert offered[REG] == "before-connect"  # not custom-account-name: an account is a nick
     client.send(f"CAP REQ :{REG} server-time")
     await client.expect(lambda l: l.command == "CAP" and l.params[1] == "ACK")

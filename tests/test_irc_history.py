@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import time
 from typing import Callable, Optional, Union
 
@@ -80,6 +81,8 @@ class Server:
         return port.getHost().port
 
     async def stop(self) -> None:
+        for user in list(self.hub.users.values()):
+            self.hub.quit(user, "test over")  # stored now, while the store is open
         for port in self.ports:
             await port.stopListening()
         await self.accounts.idle()
@@ -240,6 +243,13 @@ async def say(client: IrcClient, target: str, text: str) -> irctokens.Line:
     return await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == text)
 
 
+async def offered_caps(client: IrcClient) -> dict[str, str]:
+    """``CAP LS 302`` as ``{name: value}``."""
+    client.send("CAP LS 302")
+    ls = await client.expect("CAP")
+    return dict(word.partition("=")[::2] for word in ls.params[-1].split())
+
+
 def batch_of(lines: list[irctokens.Line], kind: str = "chathistory") -> tuple[list[str], list[irctokens.Line]]:
     """The parameters of the (only) ``kind`` batch in ``lines`` and the lines inside it."""
     starts = [l for l in lines if l.command == "BATCH" and l.params[0].startswith("+") and l.params[1] == kind]
@@ -269,9 +279,7 @@ async def chat(client: IrcClient, target: str, count: int, prefix: str = "m") ->
 @pytest_twisted.ensureDeferred
 async def test_isupport_and_caps_advertise_history(server):
     client = await connect(server)
-    client.send("CAP LS 302")
-    ls = await client.expect("CAP")
-    offered = dict(word.partition("=")[::2] for word in ls.params[-1].split())
+    offered = await offered_caps(client)
     assert offered["draft/chathistory"] == "" and offered["draft/event-playback"] == ""
     client.send("NICK probe")
     client.send("USER probe 0 * :probe")
@@ -528,3 +536,121 @@ async def test_account_tag_on_replayed_lines(server):
     other = await irc_user(server, "other", rooms=["#chat"])
     _, lines = await history(other, "CHATHISTORY LATEST #chat * 1")
     assert "account" not in lines[0].tags
+
+
+# -- one history for every protocol ---------------------------------------------------------
+
+
+class TelnetLines(LineReceiver):
+    """A telnet user of the line protocol: sends commands, waits for lines matching a regex."""
+
+    delimiter = b"\n"
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.cursor = 0
+        self._waiters: list = []
+        self.closed = defer.Deferred()
+
+    def lineReceived(self, raw: bytes) -> None:
+        self.lines.append(raw.rstrip(b"\r").decode("utf-8", "replace"))
+        for waiter in list(self._waiters):
+            waiter()
+
+    def connectionLost(self, reason=None) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def send(self, line: str) -> None:
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT) -> defer.Deferred:
+        regex = re.compile(pattern)
+        d = defer.Deferred()
+
+        def check() -> None:
+            while self.cursor < len(self.lines):
+                line = self.lines[self.cursor]
+                self.cursor += 1
+                if regex.search(line):
+                    self._waiters.remove(check)
+                    call.cancel()
+                    d.callback(line)
+                    return
+
+        def timed_out() -> None:
+            self._waiters.remove(check)
+            d.errback(AssertionError(f"no line matching {pattern!r}; lines:\n" + "\n".join(self.lines[-30:])))
+
+        call = _reactor().callLater(timeout, timed_out)
+        self._waiters.append(check)
+        check()
+        return d
+
+
+async def telnet_user(port: int, nick: str, room: str) -> TelnetLines:
+    client = TelnetLines()
+    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port), client)
+    client.send(f"/nick {nick}")
+    await client.expect(rf"\* you are {nick}, ")
+    client.send(f"/join {room}")
+    await client.expect(rf"\* in {room} ")
+    return client
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_history_seen_from_irc_telnet_and_the_web(server):
+    from chathub.protocols.line import LineFactory
+    from chathub.protocols.web import build_site
+    from tests.browser_helpers import close_clients as close_web_clients
+    from tests.browser_helpers import connect as web_connect
+
+    line_port = server.listen(LineFactory(server.hub, server.portal, server.config))
+    web_port = server.listen(build_site(server.hub, server.portal, server.config))
+    alice = await irc_user(server, "alice", rooms=["#mix"])
+    tom = await telnet_user(line_port, "tom", "#mix")
+    await alice.expect(lambda l: l.command == "JOIN" and l.hostmask.nickname == "tom")
+
+    seen = [await say(alice, "#mix", "hello from IRC")]  # the echo: as everyone saw it
+    await tom.expect(r"^\[#mix\] <alice> hello from IRC$")
+    tom.send("hello from telnet")
+    seen.append(await alice.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "hello from telnet"))
+    tom.send("/me waves")
+    seen.append(await alice.expect(lambda l: l.command == "PRIVMSG" and "waves" in l.params[-1]))
+    seen.append(await say(alice, "#mix", "bye from IRC"))
+    await tom.expect(r"<alice> bye from IRC$")
+
+    _, lines = await history(alice, "CHATHISTORY LATEST #mix * 10")
+    assert [(l.source, l.params, l.tags["msgid"], l.tags["time"]) for l in lines] == [
+        (l.source, l.params, l.tags["msgid"], l.tags["time"]) for l in seen
+    ]
+    assert lines[1].source.startswith("tom!") and lines[2].params[-1] == "\x01ACTION waves\x01"
+
+    # a telnet user joining later gets the same lines replayed
+    tina = await telnet_user(line_port, "tina", "#mix")
+    await tina.expect(r"^\* last 4 messages in #mix:$")
+    replayed = [await tina.expect(r"^\d\d:\d\d ") for _ in range(4)]
+    assert [line[6:] for line in replayed] == [
+        "[#mix] <alice> hello from IRC",
+        "[#mix] <tom> hello from telnet",
+        "[#mix] * tom waves",
+        "[#mix] <alice> bye from IRC",
+    ]
+    # and a web (chathub.v1) user asking for the room's history gets the same ids
+    web = await web_connect(web_port, protocols=["chathub.v1"])
+    try:
+        await web.expect({"type": "hello"})
+        web.send_json({"type": "login", "nick": "wendy", "ref": 1})
+        await web.expect({"type": "welcome"})
+        web.send_json({"type": "join", "room": "#mix", "ref": 2})
+        await web.expect({"type": "join", "room": "#mix"})
+        web.send_json({"type": "history", "target": "#mix", "limit": 10, "ref": "h"})
+        page = await web.expect({"type": "history", "ref": "h"})
+        assert [e["id"] for e in page["events"]] == [l.tags["msgid"] for l in seen]
+        assert [e["from"]["nick"] for e in page["events"]] == ["alice", "tom", "tom", "alice"]
+        web.send_json({"type": "quit"})
+    finally:
+        await close_web_clients()
+    for telnet in (tom, tina):
+        telnet.send("/quit")
+        await telnet.closed
