@@ -153,13 +153,30 @@ def test_two_browsers_and_an_irc_client_share_a_room(browser, hub_ports):
 
     # the server restarts: the page reconnects by itself, logs in, rejoins and catches up
     server.stop()
+    assert server.exceptions == []
     alice.page.wait_for_selector("#banner:not([hidden])", timeout=WAIT_MS)
-    start_again()
+    server = start_again()
     alice.page.wait_for_selector("#banner", state="hidden", timeout=30_000)
     bob.page.wait_for_selector("#banner", state="hidden", timeout=30_000)
     alice.page.locator("#member-list li", has_text="bob").wait_for(timeout=WAIT_MS)
     bob.type("back after the restart")
     assert "bob" in alice.wait_line("back after the restart")
+
+    # a newcomer registers an account from the form, joins, and reads what was said before
+    # the restart (history from the store)
+    dave = Page(browser, url, 390, 844)
+    dave.page.wait_for_selector("#tab-register:not([hidden])", timeout=WAIT_MS)
+    dave.page.click("#tab-register")
+    dave.page.fill("#login-nick", "dave")
+    dave.page.fill("#login-password", "dave's secret")
+    dave.page.click("#login-button")
+    dave.page.wait_for_selector("#me:text-is('dave ✓')", timeout=WAIT_MS)
+    dave.join("#lobby")
+    assert "alice" in dave.wait_line("hello IRC")
+    assert "bob" in dave.wait_line("back after the restart")
+    dave.screenshot("browser-phone-history.png")
+    assert alice.errors == [] and bob.errors == [] and dave.errors == []
+    assert server.exceptions == []
 
 
 def test_irc_over_websocket_page_chats_with_telnet_user(browser, hub_ports):
@@ -208,3 +225,4 @@ def test_irc_over_websocket_page_chats_with_telnet_user(browser, hub_ports):
     telnet.send("/msg webirc private hello")
     page.wait_for_function("window.ircLines.some(l => l.includes('PRIVMSG webirc :private hello'))", timeout=WAIT_MS)
     telnet.close()
+    assert server.exceptions == []

@@ -5,6 +5,8 @@ export const fold = (name) => name.replace(/[A-Z]/g, (c) => c.toLowerCase());
 export const isRoom = (name) => typeof name === "string" && name.startsWith("#");
 
 const MAX_LINES = 1500;
+const CHAT_KINDS = new Set(["message", "action", "notice"]);
+const isChat = (line) => CHAT_KINDS.has(line.kind);
 
 export class Conversation {
   constructor(name) {
@@ -23,13 +25,15 @@ export class Conversation {
     this.typing = new Map(); // folded nick -> {nick, timer}
   }
 
+  // History pages are anchored on chat lines only: a join or topic line has an id too,
+  // but "after my own join" is not where catching up should start.
   get newestId() {
-    for (let i = this.lines.length - 1; i >= 0; i--) if (this.lines[i].id) return this.lines[i].id;
+    for (let i = this.lines.length - 1; i >= 0; i--) if (this.lines[i].id && isChat(this.lines[i])) return this.lines[i].id;
     return null;
   }
 
   get oldestId() {
-    for (const line of this.lines) if (line.id) return line.id;
+    for (const line of this.lines) if (line.id && isChat(line)) return line.id;
     return null;
   }
 
