@@ -39,7 +39,8 @@ log = Logger()
 MIN_PASSWORD = 4
 #: longer passwords would not fit a NickServ PRIVMSG or SASL PLAIN comfortably (spec advice)
 MAX_PASSWORD_BYTES = 300
-#: something@something.tld, no spaces or controls; we send no mail, so this is only a sanity check
+#: something@something.tld, no spaces or controls. We send no mail and keep no address (like
+#: telnet's /register and the web form, which ask for none): this only catches typos
 _EMAIL = re.compile(r"[^@\s\x00-\x1f]+@[^@\s\x00-\x1f]+\.[^@\s\x00-\x1f]+\Z")
 
 NICKSERV = "NickServ"
@@ -116,7 +117,7 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     if session.registered:
         d = hub.register_account(session.user, password)
     else:
-        d = _register_before_connect(session, nick, password, None if email == "*" else email)
+        d = _register_before_connect(session, nick, password)
         if d is None:
             rb.fail("REGISTER", "ACCOUNT_EXISTS", nick, "That nick is in use or registered; choose another")
             return None
@@ -133,7 +134,7 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     return d.addCallbacks(registered, refused)
 
 
-def _register_before_connect(session, nick: str, password: str, email: Optional[str]) -> Optional[defer.Deferred]:
+def _register_before_connect(session, nick: str, password: str) -> Optional[defer.Deferred]:
     """Create the account for the nick chosen so far and log the connection in to it.
 
     None when the nick is taken (by a connected user or an account): no land grabs.
@@ -141,7 +142,7 @@ def _register_before_connect(session, nick: str, password: str, email: Optional[
     hub = session.hub
     if hub.find_user(nick) is not None or hub.accounts.is_registered(nick):
         return None
-    d = hub.registrar.register(nick, password, email=email)
+    d = hub.registrar.register(nick, password)
 
     def created(account) -> defer.Deferred:
         name = getattr(account, "name", nick)
