@@ -20,6 +20,13 @@ MAX_CLIENT_TAGS = 4094
 #: the longest line we read before giving up on it
 MAX_LINE = MAX_BODY + MAX_TAGS
 
+#: commands with a free-text parameter: it is always written as a trailing (``:text``),
+#: as most servers do, so naive clients that look for " :" find it
+TEXT_COMMANDS = {
+    "PRIVMSG": 1, "NOTICE": 1, "PART": 1, "KICK": 2, "TOPIC": 1,
+    "QUIT": 0, "AWAY": 0, "ERROR": 0, "WALLOPS": 0, "SETNAME": 0, "KILL": 1,
+}  # command -> position of its text parameter
+
 _ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
 _ESCAPE_TABLE = str.maketrans(_ESCAPES)
 
@@ -110,7 +117,12 @@ def serialise(
     body = " ".join(head).encode("utf-8")
     if last is not None:
         trailing = last.encode("utf-8")
-        if not last or " " in last or last.startswith(":"):
+        if (
+            not last
+            or " " in last
+            or last.startswith(":")
+            or TEXT_COMMANDS.get(command) == len(params)
+        ):
             sep = b" :"
         else:
             sep = b" "
