@@ -14,7 +14,6 @@ import time
 from typing import Callable, Optional, Union
 
 import irctokens
-import pytest
 import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.internet import defer
@@ -377,7 +376,7 @@ async def test_private_conversation_history_is_for_its_two_parties(server):
     await bob.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "hello bob")
     await say(bob, "alice", "hi alice")
     params, lines = await history(alice, "CHATHISTORY LATEST BOB * 10")
-    assert params == ["bob"]
+    assert params == ["BOB"]  # the target as the client named it
     assert [(l.hostmask.nickname, l.params[0], l.params[1]) for l in lines] == [
         ("alice", "bob", "hello bob"),
         ("bob", "alice", "hi alice"),
@@ -386,6 +385,15 @@ async def test_private_conversation_history_is_for_its_two_parties(server):
     assert texts(lines) == ["hello bob", "hi alice"]
     _, lines = await history(eve, "CHATHISTORY LATEST alice * 10")
     assert lines == []
+    # notes to oneself are a conversation too, seen once
+    await say(eve, "eve", "note to self")
+    _, lines = await history(eve, "CHATHISTORY LATEST eve * 10")
+    assert texts(lines) == ["note to self"]
+    # and the conversation outlives the other party's connection
+    bob.send("QUIT")
+    await bob.closed
+    _, lines = await history(alice, "CHATHISTORY LATEST bob * 10")
+    assert texts(lines) == ["hello bob", "hi alice"]
 
 
 @pytest_twisted.ensureDeferred

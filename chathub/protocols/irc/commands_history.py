@@ -21,7 +21,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from chathub.events import Kind, iso_time, parse_iso_time
-from chathub.hub.names import fold, is_room_name, valid_nick
+from chathub.hub.names import RESERVED_NICKS, fold, is_room_name, valid_nick
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render
 from chathub.protocols.irc.table import command
@@ -86,37 +86,21 @@ def parse_limit(sub: str, text: str, maximum: int) -> int:
     return maximum if limit == 0 or limit > maximum else limit
 
 
-class Conversation:
-    """The target of a history query as the asking user may see it."""
-
-    __slots__ = ("name", "is_room")
-
-    def __init__(self, name: str, is_room: bool) -> None:
-        self.name = name
-        self.is_room = is_room
-
-
-def resolve_target(session, sub: str, target: str) -> Conversation:
-    """The conversation ``target`` names, or ``INVALID_TARGET``.
+def resolve_target(session, sub: str, target: str) -> str:
+    """The conversation ``target`` names, as the batch names it, or ``INVALID_TARGET``.
 
     A room must exist and the user must be in it (so history never leaks past bans,
     keys or +i); a nick names the private conversation between the user and that nick,
     which only its two parties can read (the store keys it by both nicks).
     """
-    hub = session.hub
-    user = session.user
     if is_room_name(target):
-        room = hub.find_room(target)
-        if room is not None and user.folded in room.members:
-            return Conversation(room.name, True)
-    elif valid_nick(target, session.config.limits.nick_length) and fold(target) not in _SERVICE_NICKS:
-        holder = hub.find_user(target)
-        return Conversation(holder.nick if holder is not None else target, False)
+        room = session.hub.find_room(target)
+        if room is not None and session.user.folded in room.members:
+            return room.name
+    elif valid_nick(target, session.config.limits.nick_length) and fold(target) not in RESERVED_NICKS:
+        # named as the client named it: the party may have left or be someone else by now
+        return target
     raise BadParams("INVALID_TARGET", sub, target, "Messages could not be retrieved")
-
-
-#: service nicks have no conversation to read
-_SERVICE_NICKS = frozenset({"nickserv"})
 
 
 @command("CHATHISTORY", min_params=0, penalty=2.0)
@@ -129,7 +113,8 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
             raise BadParams("INVALID_PARAMS", "*", "Insufficient parameters")
         hub = session.hub
         if hub.store is None or not hub.history_enabled:
-            raise BadParams("MESSAGE_ERROR", sub, "History is not kept on this server")
+            target = params[1] if len(params) > 1 and sub != "TARGETS" else "*"
+            raise BadParams("MESSAGE_ERROR", sub, target, "History is not kept on this server")
         maximum = session.config.history.query_limit
         if sub == "TARGETS":
             return _targets(session, params, maximum, rb)
@@ -146,14 +131,14 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
         first = parse_ref(sub, params[2], star_ok=sub in ("LATEST", "BEFORE"))
         second = parse_ref(sub, params[3]) if refs == 2 else None
         limit = parse_limit(sub, params[-1], maximum)
-        conversation = resolve_target(session, sub, target)
+        name = resolve_target(session, sub, target)
     except BadParams as e:
         rb.fail("CHATHISTORY", e.code, *e.context_and_text)
         return None
 
     playback = C.EVENT_PLAYBACK in session.caps
     kinds = None if playback else MESSAGE_KINDS
-    store, viewer, name = hub.store, session.user.folded, conversation.name
+    store, viewer = hub.store, session.user.folded
     if sub == "LATEST" or (sub == "BEFORE" and first is None):
         d = store.latest(viewer, name, first, limit, kinds)
     elif sub == "BEFORE":
@@ -167,18 +152,18 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
     d.addCallbacks(
         _replay,
         _query_failed,
-        callbackArgs=(session, rb, conversation),
-        errbackArgs=(session, rb, sub, conversation.name),
+        callbackArgs=(session, rb, name),
+        errbackArgs=(session, rb, sub, name),
     )
     return d
 
 
-def _replay(events, session, rb, conversation: Conversation) -> None:
+def _replay(events, session, rb, name: str) -> None:
     """Each event as the line it was, with its msgid and time, in a chathistory batch."""
     caps = frozenset(session.caps & C.RENDERING)
     server = session.server_name
     lines = [line for line in (render(event, caps, server) for event in events) if line is not None]
-    _batched(session, rb, ["chathistory", conversation.name], lines)
+    _batched(session, rb, ["chathistory", name], lines)
 
 
 def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None:
