@@ -123,7 +123,8 @@ class QueuedTransport:
 class ChatWebSocketProtocol(WebSocketServerProtocol):
     """One WebSocket connection; hands messages to the session its subprotocol names."""
 
-    log = Logger()
+    # not ``log``: that is autobahn's txaio logger, which drops its per-frame debug lines
+    _log = Logger()
     factory: "ChatWebSocketFactory"
 
     def __init__(self) -> None:
@@ -144,7 +145,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # request.host has the port cut off; the origin comparison needs it
         host = request.headers.get("host", "")
         if not origin_allowed(request.origin, host, config.allowed_origins, secure):
-            self.log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
+            self._log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         self.subprotocol = choose_subprotocol(list(request.protocols), self.factory.subprotocols)
         self.client_host = _peer_host(request.peer)
@@ -163,7 +164,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def _sendq_overflow(self) -> None:
         # No close frame: the queue it would wait behind is what overflowed.
-        self.log.info("dropping WebSocket client {peer}: send queue exceeded", peer=self.peer)
+        self._log.info("dropping WebSocket client {peer}: send queue exceeded", peer=self.peer)
         self.quit_reason = "Send queue exceeded"
         self.real_transport.abortConnection()
 
