@@ -181,3 +181,23 @@ async def test_nickserv_register_and_identify(server):
     # nothing sent to NickServ is history
     rows = await server.store.latest("kimmy", "NickServ", None, 10)
     assert rows == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_store_makes_registration_temporarily_unavailable(server, tmp_path):
+    import sqlite3
+
+    watch = LogWatch()
+    try:
+        nell = await irc_user(server, "nell", caps=[REG])
+        with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
+            db.execute("DROP TABLE accounts")
+        params = fail_params(await nell.roundtrip("REGISTER * * nells-password"))
+        assert params[1:3] == ["TEMPORARILY_UNAVAILABLE", "nell"]
+        lines = await nell.roundtrip("PRIVMSG NickServ :REGISTER nells-password")
+        assert "could not be registered" in lines[0].params[-1]
+        assert server.hub.find_user("nell").account is None
+    finally:
+        watch.stop()
+    assert [line for line in watch.lines if "account registration failed" in line]
+    assert not [line for line in watch.lines if "nells-password" in line]

@@ -662,3 +662,26 @@ async def test_one_history_seen_from_irc_telnet_and_the_web(server):
     for telnet in (tom, tina):
         telnet.send("/quit")
         await telnet.closed
+
+
+# -- when history cannot be read --------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_disabled_or_failing_history_is_a_message_error(server, tmp_path):
+    import sqlite3
+
+    alice = await irc_user(server, "alice", rooms=["#chat"])
+    await say(alice, "#chat", "kept")
+    server.hub.history_enabled = False
+    lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
+    assert [l.params[:4] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST", "#chat"]]
+    server.hub.history_enabled = True
+    # the database breaks under the running server: the failure is surfaced (and logged)
+    with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
+        db.execute("DROP TABLE timeline")
+    lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
+    assert [l.params[:4] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST", "#chat"]]
+    lines = await alice.roundtrip(f"CHATHISTORY TARGETS timestamp={iso_time(0)} timestamp={iso_time(time.time())} 5")
+    assert [l.params[:3] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "TARGETS"]]
+    assert (await alice.roundtrip("CHATHISTORY LATEST #nowhere * 1"))[0].params[1] == "INVALID_TARGET"
