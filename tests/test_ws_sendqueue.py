@@ -86,3 +86,35 @@ async def test_never_reading_websocket_client_is_dropped_at_its_send_queue_limit
             stuck.close()
         await close_clients()
         await listening.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dead_peer_is_dropped_after_the_ping_timeout():
+    config = Config().with_overrides(websocket={"ping_interval": 0.5, "ping_timeout": 1.0})
+    hub, portal, site, listening = start_server(config)
+    port = listening.getHost().port
+    dead = None
+    try:
+        watcher = await login(port, "watcher")
+        await join(watcher, "#r", "watcher")
+        # a peer that completes the handshake, joins, then goes silent (never answers a ping)
+        dead = socket.create_connection(("127.0.0.1", port), timeout=10)
+        dead.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Protocol: chathub.v1\r\n\r\n".encode()
+        )
+        assert (await threads.deferToThread(_read_until, dead, b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        dead.sendall(client_frame('{"type":"login","nick":"ghost"}') + client_frame('{"type":"join","room":"#r"}'))
+        await watcher.expect(lambda m: m.get("type") == "join" and m["from"]["nick"] == "ghost")
+        gone = await watcher.expect(lambda m: m.get("type") == "quit" and m["from"]["nick"] == "ghost", timeout=10)
+        assert gone["reason"] == "Ping timeout"
+        assert hub.find_user("ghost") is None
+        # the watcher answers pings (autobahn's client does) and stays
+        watcher.send_json({"type": "ping", "token": "still"})
+        assert (await watcher.expect({"type": "pong"}))["token"] == "still"
+    finally:
+        if dead is not None:
+            dead.close()
+        await close_clients()
+        await listening.stopListening()

@@ -40,6 +40,9 @@ class WebSocketConfig:
         for name in ("ping_interval", "ping_timeout", "trust_x_forwarded_for"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting '{prefix}.{name}' must not be negative")
+        if self.ping_interval > 0 and 0 < self.ping_timeout < 0.5:
+            # autobahn's timers run in 0.2 s buckets: shorter timeouts drop healthy peers
+            raise ConfigError(f"setting '{prefix}.ping_timeout' must be at least 0.5 seconds")
         for origin in self.allowed_origins:
             if not origin or " " in origin:
                 raise ConfigError(f"setting '{prefix}.allowed_origins' has an invalid origin {origin!r}")
