@@ -414,6 +414,8 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         yield talker.wait_for(r"^\* stuck joined #busy$")
         stuck_session = hub.find_user("stuck").participant
         queue = stuck_session.queue
+        server_socket = stuck_session.transport.transport.socket
+        assert server_socket.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)  # line.tcp_keepalive
         # keep the server's kernel send buffer for it small too, so the queue fills soon
         stuck_session.transport.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
