@@ -116,8 +116,8 @@ COMMON_TAIL = [
     Figure("connections dropped", _dig("dropped"), better="lower"),
     Figure("server CPU (cores)", _dig("measure", "server_cpu"), better="info", fmt="{:.2f}"),
     Figure("generator CPU (cores)", _dig("measure", "gen_cpu"), better="info", fmt="{:.2f}"),
-    Figure("server's core: busy", _dig("measure", "server_core_busy"), better="info", fmt="{:.2f}"),
     Figure("server's core: softirq", _dig("measure", "server_core_irq"), better="info", fmt="{:.2f}"),
+    Figure("server's core: other processes", _dig("measure", "server_core_other"), better="info", fmt="{:.2f}"),
 ]
 
 FIGURES: dict[str, list[Figure]] = {
@@ -148,6 +148,8 @@ FIGURES: dict[str, list[Figure]] = {
         Figure("connections dropped", _dig("dropped"), better="lower"),
         Figure("server CPU while registering", _dig("register", "server_cpu"), better="info", fmt="{:.2f}"),
         Figure("generator CPU while registering", _dig("register", "gen_cpu"), better="info", fmt="{:.2f}"),
+        Figure("server's core: other processes", _dig("register", "server_core_other"), better="info",
+               fmt="{:.2f}"),
     ],
     "mixed": [
         Figure("deliveries/s", _dig("measure", "deliveries_per_second")),
@@ -478,6 +480,8 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
             if args.server_cpu is not None and args.server_cpu < min(len(busy), len(irq)):
                 result[phase]["server_core_busy"] = busy[args.server_cpu]
                 result[phase]["server_core_irq"] = irq[args.server_cpu]
+                own = result[phase].get("server_cpu") or 0.0
+                result[phase]["server_core_other"] = max(0.0, busy[args.server_cpu] - irq[args.server_cpu] - own)
         result["command"] = " ".join(argv)
         result["run_seconds"] = time.monotonic() - started
         return result
