@@ -30,6 +30,7 @@ from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
     commands_channels,
     commands_history,
     commands_messages,
+    commands_metadata,
     commands_queries,
     commands_registration,
     commands_server,

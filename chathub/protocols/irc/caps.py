@@ -21,6 +21,15 @@ BATCH = "batch"
 LABELED_RESPONSE = "labeled-response"
 STANDARD_REPLIES = "standard-replies"
 SASL = "sasl"
+METADATA = "draft/metadata-3"
+#: limits of draft/metadata-3 (enforced in commands_metadata)
+METADATA_MAX_KEYS = 50
+METADATA_MAX_SUBS = 50
+METADATA_MAX_VALUE_BYTES = 300
+METADATA_VALUE = (
+    f"before-connect,max-subs={METADATA_MAX_SUBS},max-keys={METADATA_MAX_KEYS},"
+    f"max-value-bytes={METADATA_MAX_VALUE_BYTES}"
+)
 CHATHISTORY = "draft/chathistory"
 EVENT_PLAYBACK = "draft/event-playback"
 ACCOUNT_REGISTRATION = "draft/account-registration"
@@ -44,6 +53,7 @@ def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
         LABELED_RESPONSE: "",
         MESSAGE_TAGS: "",
         MULTI_PREFIX: "",
+        METADATA: METADATA_VALUE,
         SASL: sasl_mechanisms,
         SERVER_TIME: "",
         SETNAME: "",

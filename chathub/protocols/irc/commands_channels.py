@@ -13,6 +13,7 @@ from chathub.hub.masks import mask_matches
 from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join
 from chathub.protocols.irc.commands_server import MAX_MODE_PARAMS
 from chathub.protocols.irc.render import mode_change_params
 from chathub.protocols.irc.table import command
@@ -68,6 +69,7 @@ def join(session, msg: Message, rb) -> None:
         if room.topic:
             topic_numerics(session, room, rb)
         names_of(session, room, rb)
+        metadata_on_join(session, room, rb)
 
 
 @command("PART", min_params=1)

@@ -8,6 +8,7 @@ from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_channels import visible_members
+from chathub.protocols.irc.commands_metadata import whois_lines as whois_metadata
 from chathub.protocols.irc.table import command
 
 #: WHOX fields in the order they are sent
@@ -135,6 +136,7 @@ def whois(session, msg, rb) -> None:
         rb.numeric(N.RPL_AWAY, n, user.away)
     idle = getattr(user.participant, "idle_since", user.last_active)
     rb.numeric(N.RPL_WHOISIDLE, n, str(max(0, int(time.time() - idle))), str(int(user.signon)), "seconds idle, signon time")
+    whois_metadata(session, user, rb)
     rb.numeric(N.RPL_ENDOFWHOIS, n, "End of /WHOIS list")
 
 

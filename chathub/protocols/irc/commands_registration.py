@@ -12,6 +12,7 @@ from chathub.hub import errors
 from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_metadata import follow_nick_change
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
@@ -113,8 +114,10 @@ def nick(session, msg: Message, rb):
             pass  # SASL or PASS may still log in to it: checked when registration ends
         session.nick = new
         return session.try_register(rb)
+    old_folded = session.user.folded
     event = hub.change_nick(session.user, new)
     if event is not None:
+        follow_nick_change(hub, session.user, old_folded)
         session.nick = session.user.nick
         rb.add(session.render_own(event))
     return None

@@ -154,6 +154,8 @@ class IrcSession:
         self.closed = False
         self.sasl = None  # SASL exchange state (see commands_registration)
         self.sasl_done = False
+        self.metadata_subs: set[str] = set()  # draft/metadata-3 SUB keys
+        self.pending_metadata: dict[str, str] = {}  # METADATA * SET before registration
 
         self.flood = FloodControl(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         self._held: deque[bytes] = deque()
@@ -423,6 +425,9 @@ class IrcSession:
         from chathub.protocols.irc.commands_server import welcome_burst
 
         welcome_burst(self, rb)
+        from chathub.protocols.irc.commands_metadata import on_registered
+
+        on_registered(self, rb)
         self._restart_timer(self.config.irc.ping_interval, self._idle_check)
 
     # -- timers ------------------------------------------------------------------------------
@@ -478,6 +483,9 @@ class IrcSession:
         unregistered_sessions(self.hub).discard(self)
         if not self.closed and self.user is not None and self.registered:
             self.hub.quit(self.user, reason)
+            from chathub.protocols.irc.commands_metadata import forget_user
+
+            forget_user(self.hub, self.user)
         self.closed = True
         logout, self._logout = self._logout, None
         if logout is not None:
