@@ -3,6 +3,7 @@ from setuptools import find_packages, setup
 
 TEST = [
     "pytest>=8",
+    "wheel",  # the plain (non-editable) install test builds a wheel
     "pytest-twisted>=1.14",
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
