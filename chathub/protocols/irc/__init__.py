@@ -32,6 +32,7 @@ from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
     commands_messages,
     commands_metadata,
     commands_queries,
+    commands_readmarker,
     commands_registration,
     commands_server,
 )

@@ -22,6 +22,7 @@ LABELED_RESPONSE = "labeled-response"
 STANDARD_REPLIES = "standard-replies"
 SASL = "sasl"
 METADATA = "draft/metadata-3"
+READ_MARKER = "draft/read-marker"
 #: limits of draft/metadata-3 (enforced in commands_metadata)
 METADATA_MAX_KEYS = 50
 METADATA_MAX_SUBS = 50
@@ -54,6 +55,7 @@ def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
         MESSAGE_TAGS: "",
         MULTI_PREFIX: "",
         METADATA: METADATA_VALUE,
+        READ_MARKER: "",
         SASL: sasl_mechanisms,
         SERVER_TIME: "",
         SETNAME: "",

@@ -14,6 +14,7 @@ from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join
+from chathub.protocols.irc.commands_readmarker import on_join as markread_on_join
 from chathub.protocols.irc.commands_server import MAX_MODE_PARAMS
 from chathub.protocols.irc.render import mode_change_params
 from chathub.protocols.irc.table import command
@@ -68,7 +69,9 @@ def join(session, msg: Message, rb) -> None:
         rb.add(session.render_own(event))
         if room.topic:
             topic_numerics(session, room, rb)
-        names_of(session, room, rb)
+        names_of(session, room, rb, end=False)
+        markread_on_join(session, room, rb)
+        rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
         metadata_on_join(session, room, rb)
 
 

@@ -156,6 +156,7 @@ class IrcSession:
         self.sasl_done = False
         self.metadata_subs: set[str] = set()  # draft/metadata-3 SUB keys
         self.pending_metadata: dict[str, str] = {}  # METADATA * SET before registration
+        self.read_markers: dict[str, float] = {}  # draft/read-marker, without an account
 
         self.flood = FloodControl(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         self._held: deque[bytes] = deque()
