@@ -28,10 +28,9 @@ class WebSocketConfig:
     flood_max_queued: int = 50
     #: how many proxies in front of us may set X-Forwarded-For (0: ignore the header)
     trust_x_forwarded_for: int = 0
-    history_page_max: int = 200  # the largest page a history request may ask for
 
     def validate(self, prefix: str) -> None:
-        for name in ("max_message_bytes", "max_frame_bytes", "flood_burst", "flood_max_queued", "history_page_max"):
+        for name in ("max_message_bytes", "max_frame_bytes", "flood_burst", "flood_max_queued"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0")
         for name in ("flood_rate", "open_handshake_timeout", "close_handshake_timeout"):

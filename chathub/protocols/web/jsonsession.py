@@ -222,7 +222,7 @@ class JsonSession:
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
                     "message_bytes": self.config.websocket.max_message_bytes,
-                    "history_page": self.config.websocket.history_page_max,
+                    "history_page": self.config.history.query_limit,
                 },
             }
         )
@@ -471,7 +471,7 @@ class JsonSession:
         limit = 50 if limit is None else limit
         if limit <= 0:
             raise RequestError("invalid_field", "'limit' must be positive", "limit")
-        limit = min(limit, self.config.websocket.history_page_max)
+        limit = min(limit, self.config.history.query_limit)
         if "before" in msg and "after" in msg:
             raise RequestError("invalid_field", "give 'before' or 'after', not both", "after")
         if is_room_name(target):
