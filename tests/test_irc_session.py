@@ -324,3 +324,84 @@ def test_flood_exempt_addresses_are_not_throttled():
     c = world.client("fast")
     c.send(*["PING x"] * 50)
     assert c.commands() == ["PONG"] * 50
+
+
+def test_ban_and_invite_exceptions(world):
+    op = world.client("rita")
+    other = world.client("sam")
+    op.send("JOIN #x", "MODE #x +b *!*@127.0.0.1", "MODE #x +e sam!*@*", "MODE #x e")
+    assert [m.command for m in op.lines()][-3:] == ["MODE", "348", "349"]
+    other.send("JOIN #x")
+    assert other.commands()[0] == "JOIN"  # the exception beats the ban
+    other.send("PART #x")
+    other.lines()
+    op.send("MODE #x -be *!*@127.0.0.1 sam!*@*", "MODE #x +i")
+    other.send("JOIN #x")
+    assert other.commands() == ["473"]
+    op.send("MODE #x +I sam!*@*")
+    other.send("JOIN #x")
+    assert other.commands()[0] == "JOIN"
+
+
+def test_no_ctcp_mode(world):
+    op = world.client("tom")
+    op.send("JOIN #c", "MODE #c +C", "PRIVMSG #c :\x01VERSION\x01", "PRIVMSG #c :\x01ACTION ok\x01")
+    assert op.commands()[-1] == "404"
+
+
+def test_bot_mode_tags_messages_and_shows_in_whois(world):
+    bot = world.client("bot")
+    user = world.client("human", caps="message-tags")
+    bot.send("MODE bot +B")
+    assert [m.params for m in bot.lines()] == [["bot", "+B"]]
+    bot.send("PRIVMSG human :beep")
+    (msg,) = user.lines()
+    assert "bot" in msg.tags
+    user.send("WHOIS bot")
+    assert "335" in [m.command for m in user.lines()]
+
+
+def test_extended_monitor_reports_away_without_shared_channel(world):
+    watcher = world.client("eye", caps="extended-monitor away-notify")
+    plain = world.client("plain", caps="away-notify")
+    target = world.client("seen")
+    watcher.send("MONITOR + seen")
+    plain.send("MONITOR + seen")
+    assert watcher.commands() == ["730"]
+    plain.lines()
+    target.send("AWAY :gone")
+    assert [(m.command, m.params) for m in watcher.lines()] == [("AWAY", ["gone"])]
+    assert plain.lines() == []
+
+
+def test_metadata_set_get_and_subscribers(world):
+    a = world.client("meta", caps="draft/metadata-3 batch")
+    b = world.client("sub", caps="draft/metadata-3 batch")
+    b.send("METADATA * SUB display-name")
+    assert [m.command for m in b.lines()] == ["770"]
+    a.send("JOIN #md")
+    b.send("JOIN #md")
+    a.lines()
+    b.lines()
+    a.send("METADATA * SET display-name :Meta Person")
+    (reply,) = a.lines()
+    assert reply.command == "761" and reply.params[1:] == ["meta", "display-name", "*", "Meta Person"]
+    (note,) = b.lines()
+    assert note.command == "761" and note.params[1] == "meta"
+    b.send("METADATA meta GET display-name", "METADATA meta SET x :y", "METADATA #nope LIST")
+    msgs = b.lines()
+    assert [m.command for m in msgs] == ["BATCH", "761", "BATCH", "FAIL", "FAIL"]
+    assert msgs[3].params[1] == "KEY_NO_PERMISSION" and msgs[4].params[1] == "INVALID_TARGET"
+    b.send("WHOIS meta")
+    assert "760" in [m.command for m in b.lines()]
+
+
+def test_read_marker(world):
+    c = world.client("reader", caps="draft/read-marker")
+    c.send("JOIN #rm")
+    cmds = c.commands()
+    assert cmds.index("MARKREAD") < cmds.index("366")
+    c.send("MARKREAD #rm timestamp=2020-01-01T00:00:00.000Z", "MARKREAD #rm timestamp=2019-01-01T00:00:00.000Z")
+    assert [m.params[1] for m in c.lines()] == ["timestamp=2020-01-01T00:00:00.000Z"] * 2
+    c.send("MARKREAD #rm bogus", "MARKREAD")
+    assert [m.params[1] for m in c.lines()] == ["INVALID_PARAMS", "NEED_MORE_PARAMS"]

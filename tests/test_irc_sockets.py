@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import pytest_twisted
+from argon2 import PasswordHasher
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -22,6 +23,8 @@ from chathub.protocols.irc import IrcFactory
 from chathub.protocols.irc.wire import parse
 
 TIMEOUT = 10.0
+#: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
+OPER_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
 
 
 class LineClient(protocol.Protocol):
@@ -79,6 +82,7 @@ class Server:
         from twisted.internet import reactor
 
         irc.setdefault("flood_exempt", ["127.0.0.0/8"])
+        irc.setdefault("operators", [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}])
         self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
         self.hub = ChatHub(self.config)
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
@@ -296,3 +300,26 @@ def test_third_party_irc_client(server):
     ours.send("PRIVMSG #lib :hello library")
     yield thread
     assert seen == [("ircer", "#lib", "hello library")]
+
+
+@pytest_twisted.inlineCallbacks
+def test_oper_kill_and_wallops(server):
+    boss = yield server.register("boss")
+    fan = yield server.register("fan")
+    victim = yield server.register("victim")
+    fan.send("MODE fan +w")
+    yield fan.expect(r"MODE fan :?\+w")
+    boss.send("OPER boss wrong")
+    yield boss.expect(r" 464 boss ")
+    boss.send("OPER boss opersecret")
+    yield boss.expect(r" 381 boss ")
+    yield boss.expect(r"MODE boss :?\+o")
+    boss.send("WALLOPS :maintenance soon")
+    yield fan.expect(r":boss!\S+ WALLOPS :maintenance soon")
+    fan.send("WHOIS boss")
+    yield fan.expect(r" 313 fan boss ")
+    boss.send("KILL victim :enough")
+    yield victim.expect(r"^ERROR :Killed by boss \(enough\)")
+    yield victim.closed
+    boss.send("WHOIS victim")
+    yield boss.expect(r" 401 boss victim ")

@@ -9,7 +9,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_channels import visible_members
 from chathub.protocols.irc.commands_metadata import whois_lines as whois_metadata
-from chathub.protocols.irc.table import command
+from chathub.protocols.irc.table import command, int_param
 
 #: WHOX fields in the order they are sent
 WHOX_FIELDS = "tcuihsnfdlaor"
@@ -144,12 +144,7 @@ def whois(session, msg, rb) -> None:
 def whowas(session, msg, rb) -> None:
     """WHOWAS <nick> [count]: who last used a nick."""
     nick = msg.params[0]
-    count = 0
-    if len(msg.params) > 1:
-        try:
-            count = int(msg.params[1])
-        except ValueError:
-            count = 0
+    count = int_param(msg.params, 1)
     entries = session.hub.whowas(nick)
     if count > 0:
         entries = entries[:count]

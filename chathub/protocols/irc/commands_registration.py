@@ -13,7 +13,7 @@ from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import follow_nick_change
-from chathub.protocols.irc.table import command
+from chathub.protocols.irc.table import command, int_param
 from chathub.protocols.irc.wire import Message
 
 #: characters kept in a USER name (others are dropped)
@@ -52,12 +52,7 @@ def cap(session, msg: Message, rb) -> None:
     if sub == "LS":
         if not session.registered:
             session.cap_negotiating = True
-        version = 0
-        if len(msg.params) > 1:
-            try:
-                version = int(msg.params[1])
-            except ValueError:
-                version = 0
+        version = int_param(msg.params, 1)
         session.cap_version = max(session.cap_version, version)
         if version >= 302:
             session.set_caps(enabled=[C.CAP_NOTIFY])
@@ -275,7 +270,3 @@ def quit_(session, msg: Message, rb) -> None:
     rb.flush()
     session.quit(msg.params[0] if msg.params else "")
 
-
-def hub_refusal(session, rb, error: errors.HubError) -> None:
-    """Shortcut for handlers that report a refused hub call."""
-    session.hub_error(rb, error)

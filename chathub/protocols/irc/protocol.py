@@ -8,7 +8,7 @@ from twisted.logger import Logger
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.flood import is_exempt
 from chathub.protocols.irc.session import IrcSession
-from chathub.protocols.irc.wire import MAX_LINE, Message
+from chathub.protocols.irc.wire import MAX_LINE
 from chathub.protocols.sendqueue import SendQueue
 
 

@@ -30,6 +30,14 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
+def int_param(params, index: int, default: int = 0) -> int:
+    """``params[index]`` as an integer, or ``default`` when absent or not a number."""
+    try:
+        return int(params[index])
+    except (IndexError, ValueError):
+        return default
+
+
 def command(name: str, **options) -> Callable[[Callable], Callable]:
     """Decorator: put the handler in the table under ``name`` (and ``aliases``)."""
     aliases = options.pop("aliases", ())
