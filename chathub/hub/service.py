@@ -669,8 +669,17 @@ class ChatHub(service.Service):
             )
 
     def after_delivery(self, fn) -> None:
-        """Run ``fn`` once everything the hub accepted so far has been delivered."""
-        self.outbox.after(fn)
+        """Run ``fn`` once everything the hub accepted so far has been delivered.
+
+        Fan-out batches held so far are written first, so what ``fn`` writes (a
+        protocol's own echo or reply) follows them on the wire."""
+        fanout = self.fanout
+
+        def run() -> None:
+            fanout.flush()
+            fn()
+
+        self.outbox.after(run)
 
     def batching(self):
         """Context manager: coalesce chat deliveries until it exits (one write per member)."""
