@@ -72,6 +72,15 @@ class IrcProtocol(protocol.Protocol):
         self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        # one read's worth of messages shares one write per recipient (hub fan-out batching)
+        batching = getattr(self.hub, "batching", None)
+        if batching is None:
+            self._lines_received(data)
+            return
+        with batching():
+            self._lines_received(data)
+
+    def _lines_received(self, data: bytes) -> None:
         session = self.session
         buffer = self._buffer + data
         while session is not None and not session.closed:
