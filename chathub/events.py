@@ -50,6 +50,9 @@ class Source:
     account: Optional[str] = None
     realname: str = ""
     protocol: str = ""  # "line", "irc", "ws", "server"
+    #: a guest's connection id ("" for account holders): scopes a guest's private history
+    #: to that connection, so whoever takes the nick later cannot read it
+    session: str = ""
 
     @property
     def mask(self) -> str:
@@ -92,6 +95,7 @@ class Event:
                 "account": s.account,
                 "realname": s.realname,
                 "protocol": s.protocol,
+                "session": s.session,
             },
             "target": self.target,
             "text": self.text,

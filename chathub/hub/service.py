@@ -61,7 +61,7 @@ def room_record(room: Room) -> RoomRecord:
 class WhowasEntry:
     """What WHOWAS remembers of a user who left or changed nick."""
 
-    __slots__ = ("nick", "user", "host", "realname", "account", "time")
+    __slots__ = ("nick", "user", "host", "realname", "account", "time", "party")
 
     def __init__(self, user: User) -> None:
         self.nick = user.nick or ""
@@ -70,6 +70,7 @@ class WhowasEntry:
         self.realname = user.realname
         self.account = user.account
         self.time = time.time()
+        self.party = user.history_party
 
 
 class _NoAccounts:
@@ -463,7 +464,8 @@ class ChatHub(service.Service):
         recipient = self.users.get(fold(target))
         if recipient is None:
             raise errors.NoSuchNick(target)
-        event = self._event(kind, user, recipient.nick, text, tags)
+        data = {"to_session": recipient.session} if recipient.account is None else None
+        event = self._event(kind, user, recipient.nick, text, tags, data)
         self._publish(event, [recipient, user] if recipient is not user else [user], user)
         return event
 
@@ -712,11 +714,32 @@ class ChatHub(service.Service):
 
         return self.registrar.register(nick, password).addCallback(registered)
 
+    def history_viewer(self, user: User) -> str:
+        """The ``viewer`` to give the store's history queries for ``user``."""
+        return user.history_party
+
+    def history_target(self, user: User, target: str) -> str:
+        """The store's name for ``target`` as ``user`` means it: a room, or a party.
+
+        A nick held right now names its holder's private conversation with ``user``; a nick
+        nobody holds names its last holder's (WHOWAS remembers guests' connections), else
+        the account of that name.
+        """
+        if is_room_name(target):
+            return target
+        holder = self.users.get(fold(target))
+        if holder is not None:
+            return holder.history_party
+        past = self.whowas(target)
+        return past[0].party if past else fold(target)
+
     def recent_history(self, user: User, target: str, limit: int) -> Deferred:
         """The last ``limit`` chat events of a room or private conversation, oldest first."""
         if self.store is None or not self.history_enabled or limit <= 0:
             return defer.succeed([])
-        return self.store.latest(user.folded, target, None, limit, CHAT_KINDS)
+        return self.store.latest(
+            self.history_viewer(user), self.history_target(user, target), None, limit, CHAT_KINDS
+        )
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:
         self.log.failure("could not store {kind} event {id}", failure, kind=event.kind, id=event.id)

@@ -1,6 +1,7 @@
 """Users: one per logged-in connection, the avatar the realm hands out."""
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Optional
 
@@ -34,6 +35,7 @@ class User:
         "signon",
         "last_active",
         "monitoring",
+        "session",
         "_source",
     )
 
@@ -59,6 +61,7 @@ class User:
         self.signon = time.time()
         self.last_active = self.signon
         self.monitoring: set[str] = set()  # folded nicks this user watches for presence
+        self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
 
     @property
@@ -88,8 +91,14 @@ class User:
                 account=self.account,
                 realname=self.realname,
                 protocol=self.participant.protocol,
+                session="" if self.account else self.session,
             )
         return src
+
+    @property
+    def history_party(self) -> str:
+        """Who this user is in stored private conversations: the account, or nick/connection."""
+        return self.folded if self.account else f"{self.folded}/{self.session}"
 
     @property
     def mask(self) -> str:

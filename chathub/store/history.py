@@ -1,9 +1,11 @@
 """Which conversation an event belongs to, and how history references compare.
 
 Pure functions shared by every backend. A conversation is keyed by a string: a room's
-folded name (``#chat``), or two folded nicks in sorted order joined by a space for a
-private conversation (``alice bob``); nicks and room names never contain spaces, so the
-keys cannot collide.
+folded name (``#chat``), or two parties in sorted order joined by a space for a private
+conversation (``alice bob``). A party is a folded nick for an account holder and
+``nick/connection`` for a guest (``bob/3f2a...``), so a guest's private history stays with
+the connection that made it and nobody who takes the nick later can read it. Nicks and
+room names never contain spaces or ``/``, so the keys cannot collide.
 
 Times are compared in whole milliseconds, the precision of IRCv3 ``server-time``, so a
 client that echoes the ``time`` tag of a message as ``timestamp=`` excludes exactly the
@@ -41,9 +43,22 @@ def private_conversation(nick1: str, nick2: str) -> Conversation:
     return Conversation(f"{a} {b}", a, b)
 
 
+def source_party(event: Event) -> str:
+    """Who sent a private ``event``: the folded nick, plus ``/connection`` for a guest."""
+    nick = fold(event.source.nick)
+    return f"{nick}/{event.source.session}" if event.source.session else nick
+
+
+def target_party(event: Event) -> str:
+    """Who a private ``event`` went to, in the same terms as ``source_party``."""
+    nick = fold(event.target)
+    session = event.data.get("to_session") if event.data else None
+    return f"{nick}/{session}" if session else nick
+
+
 def peer_name(event: Event, viewer: str) -> str:
-    """The nick of the other party of a private ``event``, as ``viewer`` (folded) sees it."""
-    if fold(event.source.nick) == viewer:
+    """The nick of the other party of a private ``event``, as ``viewer`` (a party) sees it."""
+    if source_party(event) == viewer or fold(event.source.nick) == viewer:
         return event.target
     return event.source.nick
 
@@ -69,7 +84,8 @@ def conversations_of(event: Event, rooms: Iterable[str] = (), private: bool = Tr
             conv = room_conversation(target)
             found[conv.key] = conv
         elif private and event.source.nick:
-            conv = private_conversation(event.source.nick, target)
+            # keyed by parties, not bare nicks: a guest's talk stays with that connection
+            conv = private_conversation(source_party(event), target_party(event))
             found[conv.key] = conv
     for room in rooms:
         if is_room_name(room):

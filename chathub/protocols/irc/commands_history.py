@@ -138,17 +138,18 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
 
     playback = C.EVENT_PLAYBACK in session.caps
     kinds = None if playback else MESSAGE_KINDS
-    store, viewer = hub.store, session.user.folded
+    store, viewer = hub.store, hub.history_viewer(session.user)
+    conversation = hub.history_target(session.user, name)
     if sub == "LATEST" or (sub == "BEFORE" and first is None):
-        d = store.latest(viewer, name, first, limit, kinds)
+        d = store.latest(viewer, conversation, first, limit, kinds)
     elif sub == "BEFORE":
-        d = store.before(viewer, name, first, limit, kinds)
+        d = store.before(viewer, conversation, first, limit, kinds)
     elif sub == "AFTER":
-        d = store.after(viewer, name, first, limit, kinds)
+        d = store.after(viewer, conversation, first, limit, kinds)
     elif sub == "AROUND":
-        d = store.around(viewer, name, first, limit, kinds)
+        d = store.around(viewer, conversation, first, limit, kinds)
     else:
-        d = store.between(viewer, name, first, second, limit, kinds)
+        d = store.between(viewer, conversation, first, second, limit, kinds)
     d.addCallbacks(
         _replay,
         _query_failed,
@@ -207,7 +208,7 @@ def _targets(session, params: list[str], maximum: int, rb) -> defer.Deferred:
     user = session.user
     rooms = [room.name for room in user.rooms.values()]
     playback = C.EVENT_PLAYBACK in session.caps
-    d = session.hub.store.targets(user.folded, times[0], times[1], limit, rooms, None if playback else MESSAGE_KINDS)
+    d = session.hub.store.targets(session.hub.history_viewer(user), times[0], times[1], limit, rooms, None if playback else MESSAGE_KINDS)
 
     def listed(found) -> None:
         lines = [

@@ -45,7 +45,8 @@ def fetch_history(
     if not history_available(hub):
         raise HistoryUnavailable("this server keeps no history")
     store = hub.store
-    viewer = user.folded
+    viewer = hub.history_viewer(user)
+    target = hub.history_target(user, target)
     if before is not None:
         d = store.before(viewer, target, _ref(before), limit + 1, HISTORY_KINDS)
         newest_first = False

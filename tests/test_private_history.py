@@ -1,0 +1,57 @@
+"""Private history belongs to its parties: a guest's talk stays with that guest's connection."""
+from __future__ import annotations
+
+import pytest_twisted
+
+from chathub.config import Config
+from chathub.hub.service import ChatHub
+from chathub.hub.users import User
+from chathub.store import open_store
+from chathub.store.interfaces import CHAT_KINDS
+from tests.test_hub import Recorder
+
+
+def _user(hub: ChatHub, nick: str, account=None) -> User:
+    user = User(Recorder({}), account=account)
+    hub.register(user, nick)
+    return user
+
+
+def _texts(events) -> list[str]:
+    return [e.text for e in events]
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_new_guest_with_an_old_nick_cannot_read_its_private_history(tmp_path):
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)})
+    store = open_store(config)
+    yield store.open()
+    try:
+        hub = ChatHub(config, store=store)
+        alice, bob = _user(hub, "alice"), _user(hub, "bob")
+        hub.send(alice, "bob", "for bob only")
+        hub.send(bob, "alice", "for alice only")
+        # both messages are committed once a later append is (appends commit in order)
+        yield store.append(hub.ids.make("message", alice.source, "#elsewhere", "marker"))
+
+        def latest(user, target):
+            return store.latest(hub.history_viewer(user), hub.history_target(user, target), None, 10, CHAT_KINDS)
+
+        assert _texts((yield latest(alice, "bob"))) == ["for bob only", "for alice only"]
+        assert _texts((yield latest(bob, "alice"))) == ["for bob only", "for alice only"]
+        hub.quit(bob, "bye")
+        # the conversation outlives bob's connection for alice ...
+        assert _texts((yield latest(alice, "bob"))) == ["for bob only", "for alice only"]
+        # ... but whoever takes the nick next is another party and reads nothing
+        impostor = _user(hub, "bob")
+        assert (yield latest(impostor, "alice")) == []
+        assert (yield store.targets(hub.history_viewer(impostor), 0, 2e9, 10)) == []
+        # an account holder's private history follows the account, not the connection
+        carol = _user(hub, "carol", account="carol")
+        hub.send(alice, "carol", "to carol")
+        yield store.append(hub.ids.make("message", alice.source, "#elsewhere", "marker"))
+        hub.quit(carol, "bye")
+        carol_again = _user(hub, "carol", account="carol")
+        assert _texts((yield latest(carol_again, "alice"))) == ["to carol"]
+    finally:
+        yield store.close()
