@@ -102,6 +102,9 @@ class ChatHub(service.Service):
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
         self.fanout = Fanout()
         self.outbox = Outbox(self.fanout.batching)
+        if store is not None and hasattr(store, "around_release"):
+            # a committed group of events is released as one fan-out batch
+            store.around_release = self.fanout.batching
         self.started = time.time()
         self.max_users_seen = 0
         self.server_source = Source(nick=self.config.server.name, protocol="server")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence
+from contextlib import nullcontext
+from typing import Any, Callable, Collection, ContextManager, Iterable, NamedTuple, Optional, Sequence
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet import defer, threads
@@ -98,6 +99,9 @@ class SqlStore:
     engine = "SQL"
     #: ``SELECT ... FOR UPDATE`` where the database has it
     lock_rows = ""
+    #: wrapped around the release of each committed group of writes; the hub sets its
+    #: fan-out batching here, so a group reaches each member as one write
+    around_release: Callable[[], ContextManager] = nullcontext
 
     def __init__(self, history: Optional[HistoryConfig] = None, reactor=None) -> None:
         if reactor is None:
@@ -220,7 +224,12 @@ class SqlStore:
             self._close_pools()
             raise self._start_up_error(failure) from None
         self._writer = GroupCommitWriter(
-            self._run_write, self._write_events, self._explain, self._reactor, transient=self._transient
+            self._run_write,
+            self._write_events,
+            self._explain,
+            self._reactor,
+            transient=self._transient,
+            around_release=lambda: self.around_release(),
         )
         self.log.info("{db} open", db=self.description)
 

@@ -13,7 +13,8 @@ nothing; the msgid's uniqueness makes a retry of an event that did commit harmle
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -43,7 +44,9 @@ class GroupCommitWriter:
     ``write_batch(txn, items)`` writes a list of appended items. ``explain(failure, what)``
     logs a database failure and turns it into a ``StorageError``. A write whose failure
     ``transient(failure)`` calls passing (a dropped connection, replaced on the next use)
-    is tried once more before it fails.
+    is tried once more before it fails. ``around_release()`` is a context manager wrapped
+    around the firing of one committed group's Deferreds (the hub's fan-out batching, so
+    the group reaches each recipient as one write).
     """
 
     log = Logger()
@@ -56,8 +59,10 @@ class GroupCommitWriter:
         clock: IReactorTime,
         max_batch: int = 1000,
         transient: Callable[[Failure], bool] = lambda failure: False,
+        around_release: Callable[[], ContextManager] = nullcontext,
     ) -> None:
         self._transient = transient
+        self._around_release = around_release
         self._run = run
         self._write_batch = write_batch
         self._explain = explain
@@ -153,8 +158,9 @@ class GroupCommitWriter:
         if batch[0].item is not None:
             self.items_written += len(batch)
         # still busy while callbacks run: what they append joins the next batch
-        for write in batch:
-            write.deferred.callback(result if write.item is None else None)
+        with self._around_release():
+            for write in batch:
+                write.deferred.callback(result if write.item is None else None)
         self._busy = False
         self._next()
 

@@ -330,6 +330,8 @@ class IrcSession:
         rb.fail(name, "INTERNAL_ERROR", "The server could not run this command")
 
     def _flush(self, rb: ResponseBuffer) -> None:
+        if rb.label is None and not rb.messages:
+            return  # nothing to write: queueing it would only split the fan-out batch
         # after everything the hub has accepted is delivered, so our own copies
         # (echoes, JOIN, NICK) reach us in hub order
         self.hub.after_delivery(rb.flush)
