@@ -40,5 +40,6 @@ setup(
         "test": TEST + POSTGRES + REDIS,
         "postgres": POSTGRES,
         "redis": REDIS,
+        "bench": ["py-spy>=0.4"],  # bench/run.py --profile
     },
 )
