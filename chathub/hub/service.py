@@ -412,13 +412,45 @@ class ChatHub(service.Service):
             return mask
         raise errors.UnknownMode(letter)
 
+    # -- visibility: what one user may know of rooms and other users --------------------
+    #
+    # Every protocol's NAMES/WHO/LIST (and their line and JSON counterparts) asks these,
+    # so all of them agree: secret (+s/+p) rooms are known only to their members, and
+    # invisible (+i) users only to those who share a room with them (RFC 2812 3.2.5,
+    # 3.6.1; Modern IRC "invisible" user mode).
+
+    def may_see_room(self, viewer: Optional[User], room: Room) -> bool:
+        """True unless ``room`` is secret and ``viewer`` is not in it."""
+        return not room.secret or (viewer is not None and viewer.folded in room.members)
+
+    def may_see_user(self, viewer: Optional[User], other: User) -> bool:
+        """True unless ``other`` is invisible (+i) and shares no room with ``viewer``."""
+        if "i" not in other.modes or other is viewer:
+            return True
+        return viewer is not None and any(name in other.rooms for name in viewer.rooms)
+
+    def visible_room(self, viewer: Optional[User], name: str) -> Optional[Room]:
+        """The room called ``name`` if it exists and ``viewer`` may know of it, else None."""
+        room = self.rooms.get(fold(name))
+        return room if room is not None and self.may_see_room(viewer, room) else None
+
+    def visible_members(self, viewer: Optional[User], room: Room) -> list[Member]:
+        """The members of ``room`` that ``viewer`` may see: all of them to a member;
+        none of a secret room to others; otherwise all but invisible users sharing no
+        room with ``viewer``."""
+        if viewer is not None and viewer.folded in room.members:
+            return list(room.members.values())
+        if room.secret:
+            return []
+        return [m for m in room.members.values() if self.may_see_user(viewer, m.user)]
+
+    def visible_users(self, viewer: Optional[User]) -> list[User]:
+        """Every user online that ``viewer`` may see (WHO *, the line protocol's /who)."""
+        return [u for u in self.users.values() if self.may_see_user(viewer, u)]
+
     def list_rooms(self, user: Optional[User] = None) -> list[Room]:
         """Rooms ``user`` may see listed (secret rooms only to their members)."""
-        return [
-            r
-            for r in self.rooms.values()
-            if r.members and (not r.secret or (user is not None and user.folded in r.members))
-        ]
+        return [r for r in self.rooms.values() if r.members and self.may_see_room(user, r)]
 
     def _room_changed(self, room: Room) -> None:
         """Save a registered room's state (topic, modes, key, limit, bans, operators)."""

@@ -456,7 +456,8 @@ class LineSession(TelnetProtocol):
         self.error("history is unavailable right now")
 
     def _names(self, room) -> None:
-        names = sorted((m.prefixes(False) + m.user.nick for m in room.members.values()), key=str.lower)
+        members = self.hub.visible_members(self.user, room)
+        names = sorted((m.prefixes(False) + m.user.nick for m in members), key=str.lower)
         self.say(f"* in {room.name} ({len(names)}): " + " ".join(names))
 
     def cmd_room(self, rest: str) -> None:
@@ -515,22 +516,22 @@ class LineSession(TelnetProtocol):
 
     def cmd_names(self, rest: str) -> None:
         name = rest or self.current_room
-        room = self.hub.find_room(name) if name else None
-        if room is None or (room.secret and self.user not in room):
+        room = self.hub.visible_room(self.user, name) if name else None
+        if room is None:
             self.error(f"no such room: {name}" if name else "usage: /names #room")
             return
         self._names(room)
 
     def cmd_who(self, rest: str) -> None:
         if rest:
-            room = self.hub.find_room(rest)
-            if room is None or (room.secret and self.user not in room):
+            room = self.hub.visible_room(self.user, rest)
+            if room is None:
                 self.error(f"no such room: {rest}")
                 return
-            members = [(m.prefixes(False), m.user) for m in room.members.values()]
+            members = [(m.prefixes(False), m.user) for m in self.hub.visible_members(self.user, room)]
             self.say(f"* {len(members)} in {room.name}:")
         else:
-            members = [("", u) for u in self.hub.users.values() if "i" not in u.modes or u is self.user]
+            members = [("", u) for u in self.hub.visible_users(self.user)]
             self.say(f"* {len(members)} users online:")
         for prefix, user in sorted(members, key=lambda pu: pu[1].folded):
             state = f"away: {_clean(user.away)}" if user.away else "here"
@@ -542,7 +543,8 @@ class LineSession(TelnetProtocol):
         self.say(f"* {len(rooms)} rooms:")
         for room in rooms:
             topic = f": {_clean(room.topic)}" if room.topic else ""
-            self.say(f"*   {room.name} ({len(room.members)}){topic}")
+            count = len(self.hub.visible_members(self.user, room))
+            self.say(f"*   {room.name} ({count}){topic}")
 
     def cmd_away(self, rest: str) -> None:
         self.hub.set_away(self.user, rest or None)

@@ -124,22 +124,13 @@ def topic(session, msg: Message, rb) -> None:
 # -- NAMES and LIST ---------------------------------------------------------------------------
 
 
-def visible_members(session, room):
-    """Members this client may see: all of them if it is in the room, else the visible ones."""
-    if session.user in room:
-        return list(room.members.values())
-    if room.secret:
-        return []
-    return [m for m in room.members.values() if "i" not in m.user.modes]
-
-
 def names_of(session, room, rb, end: bool = True) -> None:
     """353 lines (split to fit) and, unless ``end`` is false, 366 for one room."""
     multi = C.MULTI_PREFIX in session.caps
     full = C.USERHOST_IN_NAMES in session.caps
     symbol = "@" if room.secret else "="
     entries = []
-    for member in visible_members(session, room):
+    for member in session.hub.visible_members(session.user, room):
         who = member.user.mask if full else member.user.nick
         entries.append(member.prefixes(multi) + who)
     head = len(session.server_name) + len(session.nick or "*") + len(room.name) + 20
@@ -164,8 +155,8 @@ def names(session, msg: Message, rb) -> None:
         rb.numeric(N.RPL_ENDOFNAMES, "*", "End of /NAMES list")
         return
     for name in msg.params[0].split(","):
-        room = session.hub.find_room(name)
-        if room is not None and not (room.secret and session.user not in room):
+        room = session.hub.visible_room(session.user, name)
+        if room is not None:
             names_of(session, room, rb, end=False)
     # one end for the whole request, naming it as the client did
     rb.numeric(N.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list")
@@ -197,11 +188,12 @@ def list_(session, msg: Message, rb) -> None:
     """LIST [#chan|mask[,...]] [<n|>n]: visible channels with member count and topic."""
     masks, conditions = _list_filters(msg.params[:2])
     rb.numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
-    for room in session.hub.list_rooms(session.user):
+    hub = session.hub
+    for room in hub.list_rooms(session.user):
         if masks and not any(mask_matches(m, room.name) for m in masks):
             continue
-        count = len(visible_members(session, room)) if session.user not in room else len(room)
-        if any(not cond(len(room), room.name) for cond in conditions):
+        count = len(hub.visible_members(session.user, room))
+        if any(not cond(count, room.name) for cond in conditions):
             continue
         modes, _ = room.mode_string(with_params=False)
         rb.numeric(N.RPL_LIST, room.name, str(count), f"[{modes}] {room.topic}")

@@ -7,21 +7,11 @@ from chathub.hub.masks import mask_matches
 from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.commands_channels import visible_members
 from chathub.protocols.irc.commands_metadata import whois_lines as whois_metadata
 from chathub.protocols.irc.table import command, int_param
 
 #: WHOX fields in the order they are sent
 WHOX_FIELDS = "tcuihsnfdlaor"
-
-
-def _shares_room(a, b) -> bool:
-    return any(fold_name in b.rooms for fold_name in a.rooms)
-
-
-def _visible(session, other) -> bool:
-    """Invisible (+i) users are only seen by those sharing a room with them."""
-    return "i" not in other.modes or other is session.user or _shares_room(session.user, other)
 
 
 def _flags(session, user, member) -> str:
@@ -79,9 +69,9 @@ def who(session, msg, rb) -> None:
         fields, _, token = spec.partition(",")
         token = token[:3]
     if is_room_name(mask):
-        room = hub.find_room(mask)
+        room = hub.visible_room(me, mask)
         if room is not None:
-            for member in visible_members(session, room):
+            for member in hub.visible_members(me, room):
                 _who_line(session, rb, member.user, room, member, fields, token)
     else:
         everyone = mask in ("*", "0", "")
@@ -91,9 +81,8 @@ def who(session, msg, rb) -> None:
         else:
             candidates = [
                 u
-                for u in hub.users.values()
-                if _visible(session, u)
-                and (everyone or any(mask_matches(mask, v) for v in (u.nick, u.mask, u.host, u.realname)))
+                for u in hub.visible_users(me)
+                if everyone or any(mask_matches(mask, v) for v in (u.nick, u.mask, u.host, u.realname))
             ]
         for user in candidates:
             _who_line(session, rb, user, None, None, fields, token)
@@ -115,7 +104,7 @@ def whois(session, msg, rb) -> None:
     rooms = []
     multi = C.MULTI_PREFIX in session.caps
     for room in user.rooms.values():
-        if room.secret and me not in room:
+        if not hub.may_see_room(me, room):
             continue
         member = room.member(user)
         rooms.append(member.prefixes(multi) + room.name)

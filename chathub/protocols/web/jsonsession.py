@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from zope.interface import implementer
 
@@ -23,7 +23,7 @@ from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
 from chathub.hub.names import fold, is_room_name, valid_nick
-from chathub.hub.rooms import Room
+from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
@@ -118,8 +118,8 @@ def member_json(room: Room, user: User) -> dict[str, Any]:
     }
 
 
-def room_json(room: Room) -> dict[str, Any]:
-    """A room snapshot: topic, modes and the member list."""
+def room_json(room: Room, members: Iterable[Member]) -> dict[str, Any]:
+    """A room snapshot: topic, modes and the members the asker may see."""
     modes, _ = room.mode_string(with_params=False)
     return {
         "type": "room",
@@ -128,7 +128,7 @@ def room_json(room: Room) -> dict[str, Any]:
         "topic_by": room.topic_setter.split("!", 1)[0] if room.topic_setter else None,
         "topic_time": room.topic_time or None,
         "modes": modes,
-        "members": sorted((member_json(room, u) for u in room.users()), key=lambda m: fold(m["nick"])),
+        "members": sorted((member_json(room, m.user) for m in members), key=lambda m: fold(m["nick"])),
     }
 
 
@@ -400,7 +400,7 @@ class JsonSession:
 
         def snapshot() -> None:
             if not self._closed and room is not None and user.folded in room.members:
-                self.reply(room_json(room))
+                self.reply(room_json(room, self.hub.visible_members(user, room)))
 
         self.hub.after_delivery(snapshot)
         self._ok(msg)
@@ -414,15 +414,21 @@ class JsonSession:
         self._ok(msg)
 
     def do_members(self, msg: dict) -> None:
-        room = self.hub.find_room(msg["room"])
-        if room is None or (room.secret and self.user.folded not in room.members):
+        room = self.hub.visible_room(self.user, msg["room"])
+        if room is None:
             raise errors.NoSuchRoom(msg["room"])
-        self.answer(msg, room_json(room))
+        self.answer(msg, room_json(room, self.hub.visible_members(self.user, room)))
 
     def do_rooms(self, msg: dict) -> None:
+        hub, user = self.hub, self.user
         rooms = [
-            {"room": r.name, "topic": r.topic, "members": len(r.members), "joined": self.user.folded in r.members}
-            for r in sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
+            {
+                "room": r.name,
+                "topic": r.topic,
+                "members": len(hub.visible_members(user, r)),
+                "joined": user.folded in r.members,
+            }
+            for r in sorted(hub.list_rooms(user), key=lambda r: r.folded)
         ]
         self.answer(msg, {"type": "rooms", "rooms": rooms})
 
