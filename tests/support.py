@@ -1,10 +1,12 @@
-"""Test helpers shared by the suite: a twistd subprocess and a blocking line client.
+"""Test helpers shared by the suite: a twistd subprocess, a blocking line client and an
+in-process Twisted IRC client.
 
 Everything here waits on events (a log line, bytes matching a pattern) with a timeout;
 nothing sleeps to synchronise.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import re
@@ -15,7 +17,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Union
+
+import irctokens
+from twisted.internet import defer
+from twisted.protocols.basic import LineReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -215,3 +221,135 @@ def line_config(data_dir: Path, line_port: int, extra: str = "", irc_port: Optio
         f"[listeners]\nline = {listener(line_port)}\nirc = {listener(irc_port)}\nhttp = {listener(http_port)}\n"
         + extra
     )
+
+
+# -- an in-process IRC client (Twisted) ------------------------------------------------------
+
+IRC_TIMEOUT = 10.0
+
+Predicate = Union[str, Callable[[irctokens.Line], bool]]
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class IrcClient(LineReceiver):
+    """Records every line (parsed by irctokens) and lets a test wait for one.
+
+    ``expect`` takes a command name or a predicate on the parsed line; ``expect_re`` a regex
+    searched in the line as formatted. Each consumes the lines up to the match."""
+
+    delimiter = b"\r\n"
+    MAX_LENGTH = 16384
+
+    def __init__(self) -> None:
+        self.lines: list[irctokens.Line] = []
+        self.cursor = 0
+        self._waiters: list = []
+        self._tokens = itertools.count(1)
+        self.closed = defer.Deferred()
+
+    def lineReceived(self, raw: bytes) -> None:
+        self.lines.append(irctokens.tokenise(raw.decode("utf-8", "replace")))
+        self._wake()
+
+    def connectionLost(self, reason=None) -> None:
+        self._wake()
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def _wake(self) -> None:
+        for waiter in list(self._waiters):
+            waiter()
+
+    def send(self, line: str) -> None:
+        self.sendLine(line.encode("utf-8"))
+
+    def expect(self, predicate: Predicate, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
+        """The next line (after those already taken) matching ``predicate``: a command or a test."""
+        if isinstance(predicate, str):
+            wanted = predicate
+            predicate = lambda line: line.command == wanted  # noqa: E731
+        d = defer.Deferred()
+
+        def check() -> None:
+            while self.cursor < len(self.lines):
+                line = self.lines[self.cursor]
+                self.cursor += 1
+                if predicate(line):
+                    finish(line)
+                    return
+            if not self.transport.connected and not d.called:
+                finish(AssertionError("connection closed; lines: " + self.dump()))
+
+        def finish(result) -> None:
+            self._waiters.remove(check)
+            call.cancel()
+            d.callback(result) if not isinstance(result, Exception) else d.errback(result)
+
+        def timed_out() -> None:
+            self._waiters.remove(check)
+            d.errback(AssertionError(f"timed out waiting for {predicate!r}; lines: " + self.dump()))
+
+        call = _reactor().callLater(timeout, timed_out)
+        self._waiters.append(check)
+        check()
+        return d
+
+    def expect_re(self, regex: str, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
+        """The next line whose formatted text matches ``regex`` (searched)."""
+        pattern = re.compile(regex)
+
+        def matches(line: irctokens.Line) -> bool:
+            return bool(pattern.search(line.format()))
+
+        matches.__qualname__ = f"/{regex}/"
+        return self.expect(matches, timeout)
+
+    async def roundtrip(self, line: Optional[str] = None) -> list[irctokens.Line]:
+        """Send ``line``, then a PING; every line that came before its PONG."""
+        token = f"sync{next(self._tokens)}"
+        if line is not None:
+            self.send(line)
+        self.send(f"PING :{token}")
+        start = self.cursor
+        await self.expect(lambda l: l.command == "PONG" and l.params[-1] == token)
+        return [l for l in self.lines[start : self.cursor - 1]]
+
+    async def labeled(self, line: str) -> list[irctokens.Line]:
+        """Send ``line`` with a label; the whole labeled response (ACK, one line, or a batch)."""
+        label = f"q{next(self._tokens)}"
+        self.send(f"@label={label} {line}")
+        first = await self.expect(lambda l: l.tags and l.tags.get("label") == label)
+        if first.command == "BATCH" and first.params[1:2] == ["labeled-response"]:
+            ref = first.params[0][1:]
+            start = self.cursor - 1
+            await self.expect(lambda l: l.command == "BATCH" and l.params[0] == f"-{ref}")
+            return self.lines[start : self.cursor]
+        return [first]
+
+    def dump(self) -> str:
+        return "\n".join(l.format() for l in self.lines[-40:])
+
+
+async def connect_irc(port: int, clients: Optional[list] = None) -> IrcClient:
+    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``)."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    client = IrcClient()
+    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port), client)
+    if clients is not None:
+        clients.append(client)
+    return client
+
+
+async def quit_irc_clients(clients: list) -> None:
+    """QUIT every client still connected (the server leaves the hub first) and wait."""
+    while clients:
+        client = clients.pop()
+        if client.transport.connected:
+            client.send("QUIT :done")
+            await client.closed

@@ -11,7 +11,7 @@ import base64
 import itertools
 import re
 import time
-from typing import Callable, Optional, Union
+from typing import Optional
 
 import irctokens
 import pytest_twisted
@@ -27,11 +27,10 @@ from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.sqlite import SqliteStore
+from tests.support import IrcClient, connect_irc, quit_irc_clients
 
 TIMEOUT = 10.0
 ALL_CAPS = ["batch", "server-time", "message-tags", "echo-message", "labeled-response", "draft/chathistory"]
-
-Predicate = Union[str, Callable[[irctokens.Line], bool]]
 
 
 def _reactor():
@@ -101,106 +100,13 @@ async def server(tmp_path):
 _clients: list["IrcClient"] = []
 
 
-class IrcClient(LineReceiver):
-    """Records every line (parsed by irctokens) and lets a test wait for one."""
-
-    delimiter = b"\r\n"
-    MAX_LENGTH = 16384
-
-    def __init__(self) -> None:
-        self.lines: list[irctokens.Line] = []
-        self.cursor = 0
-        self._waiters: list = []
-        self._tokens = itertools.count(1)
-        self.closed = defer.Deferred()
-
-    def lineReceived(self, raw: bytes) -> None:
-        self.lines.append(irctokens.tokenise(raw.decode("utf-8")))
-        self._wake()
-
-    def connectionLost(self, reason=None) -> None:
-        self._wake()
-        if not self.closed.called:
-            self.closed.callback(None)
-
-    def _wake(self) -> None:
-        for waiter in list(self._waiters):
-            waiter()
-
-    def send(self, line: str) -> None:
-        self.sendLine(line.encode("utf-8"))
-
-    def expect(self, predicate: Predicate, timeout: float = TIMEOUT) -> defer.Deferred:
-        """The next line (after those already taken) matching ``predicate``: a command or a test."""
-        if isinstance(predicate, str):
-            wanted = predicate
-            predicate = lambda line: line.command == wanted  # noqa: E731
-        d = defer.Deferred()
-
-        def check() -> None:
-            while self.cursor < len(self.lines):
-                line = self.lines[self.cursor]
-                self.cursor += 1
-                if predicate(line):
-                    finish(line)
-                    return
-            if not self.transport.connected and not d.called:
-                finish(AssertionError("connection closed; lines: " + self.dump()))
-
-        def finish(result) -> None:
-            self._waiters.remove(check)
-            call.cancel()
-            d.callback(result) if not isinstance(result, Exception) else d.errback(result)
-
-        def timed_out() -> None:
-            self._waiters.remove(check)
-            d.errback(AssertionError("timed out; lines: " + self.dump()))
-
-        call = _reactor().callLater(timeout, timed_out)
-        self._waiters.append(check)
-        check()
-        return d
-
-    async def roundtrip(self, line: Optional[str] = None) -> list[irctokens.Line]:
-        """Send ``line``, then a PING; every line that came before its PONG."""
-        token = f"sync{next(self._tokens)}"
-        if line is not None:
-            self.send(line)
-        self.send(f"PING :{token}")
-        start = self.cursor
-        await self.expect(lambda l: l.command == "PONG" and l.params[-1] == token)
-        return [l for l in self.lines[start : self.cursor - 1]]
-
-    async def labeled(self, line: str) -> list[irctokens.Line]:
-        """Send ``line`` with a label; the whole labeled response (ACK, one line, or a batch)."""
-        label = f"q{next(self._tokens)}"
-        self.send(f"@label={label} {line}")
-        first = await self.expect(lambda l: l.tags and l.tags.get("label") == label)
-        if first.command == "BATCH" and first.params[1:2] == ["labeled-response"]:
-            ref = first.params[0][1:]
-            start = self.cursor - 1
-            await self.expect(lambda l: l.command == "BATCH" and l.params[0] == f"-{ref}")
-            return self.lines[start : self.cursor]
-        return [first]
-
-    def dump(self) -> str:
-        return "\n".join(l.format() for l in self.lines[-40:])
-
-
 async def connect(server: Server) -> IrcClient:
-    client = IrcClient()
-    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", server.irc_port), client)
-    _clients.append(client)
-    return client
+    return await connect_irc(server.irc_port, _clients)
 
 
 async def close_clients() -> None:
-    while _clients:
-        client = _clients.pop()
-        if client.transport.connected:
-            # QUIT: the server leaves the hub (and stores the quit) before it closes
-            client.send("QUIT :done")
-            await client.closed
+    # QUIT: the server leaves the hub (and stores the quit) before it closes
+    await quit_irc_clients(_clients)
 
 
 async def irc_user(

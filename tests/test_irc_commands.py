@@ -1,0 +1,518 @@
+"""Every IRC command of issue 3 with its error numerics, and the IRCv3 capabilities, on real
+sockets: an in-process hub with the IRC listener on 127.0.0.1 port 0 and clients from
+tests/support.py (``IrcClient``). Every wait is on a line (or a PING round trip) with a
+timeout; nothing sleeps.
+"""
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest_twisted
+from argon2 import PasswordHasher
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+
+from chathub.auth.portal import build_portal
+from chathub.config import Config
+from chathub.hub.service import ChatHub
+from chathub.protocols.irc import IrcFactory
+from tests.support import connect_irc, quit_irc_clients
+
+#: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
+OPER_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
+SERVER_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+class Server:
+    """A hub (memory checker: alice/sesame) with an IRC listener on loopback."""
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+
+        irc = {
+            "flood_exempt": ["127.0.0.0/8"],
+            "operators": [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}],
+        }
+        self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
+        self.hub = ChatHub(self.config)
+        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+        self.portal = build_portal(self.hub, self.config, [checker])
+        self.port = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
+        self.clients: list = []
+
+    async def connect(self):
+        return await connect_irc(self.port.getHost().port, self.clients)
+
+    async def user(self, nick: str, *caps: str, sasl: str | None = None, rooms=()):
+        """A registered client with ``caps`` (all ACKed), its welcome burst consumed."""
+        c = await self.connect()
+        wanted = list(caps) + (["sasl"] if sasl else [])
+        if wanted:
+            c.send("CAP LS 302")
+            c.send("CAP REQ :" + " ".join(wanted))
+            ack = await c.expect(lambda l: l.command == "CAP" and l.params[1] in ("ACK", "NAK"))
+            assert ack.params[1] == "ACK", c.dump()
+        if sasl:
+            c.send("AUTHENTICATE PLAIN")
+            await c.expect("AUTHENTICATE")
+            c.send("AUTHENTICATE " + base64.b64encode(f"\0{nick}\0{sasl}".encode()).decode())
+            await c.expect("903")
+        c.send(f"NICK {nick}")
+        c.send(f"USER u 0 * :{nick} real")
+        if wanted:
+            c.send("CAP END")
+        await c.expect("001")
+        await c.roundtrip()
+        for room in rooms:
+            await join(c, room)
+        return c
+
+    async def stop(self) -> None:
+        await quit_irc_clients(self.clients)
+        await self.port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def server():
+    s = Server()
+    yield s
+    await s.stop()
+
+
+async def join(c, room: str, key: str = "") -> None:
+    c.send(f"JOIN {room} {key}".rstrip())
+    await c.expect(lambda l: l.command == "366" and l.params[1].lower() == room.lower())
+
+
+def numerics(lines, code: str):
+    return [l for l in lines if l.command == code]
+
+
+def only(lines, code: str):
+    found = numerics(lines, code)
+    assert len(found) == 1, f"expected one {code}, got: " + "\n".join(l.format() for l in lines)
+    return found[0]
+
+
+# -- JOIN, LIST, NOTICE, TAGMSG ---------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_join_several_channels_with_keys_and_join_zero(server):
+    op = await server.user("op", rooms=["#a", "#b"])
+    await op.roundtrip("MODE #a +k key1")
+    await op.roundtrip("MODE #b +k key2")
+    guest = await server.user("guest")
+    lines = await guest.roundtrip("JOIN #a,#b wrong,key2")
+    assert only(lines, "475").params[1] == "#a"
+    assert [l.params[0] for l in lines if l.command == "JOIN"] == ["#b"]
+    lines = await guest.roundtrip("JOIN #a,#b,#c key1,key2")
+    # #b: already there (silence); #a with its key; #c new, no key needed
+    assert [l.params[0] for l in lines if l.command == "JOIN"] == ["#a", "#c"]
+    assert [l.params[1] for l in lines if l.command == "366"] == ["#a", "#c"]
+    assert not numerics(lines, "475")
+    await op.expect(lambda l: l.command == "JOIN" and l.params[0] == "#a" and l.source.startswith("guest!"))
+    lines = await guest.roundtrip("JOIN 0")
+    assert sorted(l.params[0] for l in lines if l.command == "PART") == ["#a", "#b", "#c"]
+    await op.expect(lambda l: l.command == "PART" and l.source.startswith("guest!"))
+    lines = await guest.roundtrip("WHOIS guest")
+    assert not numerics(lines, "319")  # in no channel any more
+
+
+@pytest_twisted.ensureDeferred
+async def test_list_with_masks_and_user_counts(server):
+    a = await server.user("la", rooms=["#apple", "#avocado", "#banana"])
+    b = await server.user("lb", rooms=["#apple"])
+
+    async def listed(command: str) -> dict[str, int]:
+        lines = await b.roundtrip(command)
+        assert numerics(lines, "321") and numerics(lines, "323"), command
+        return {l.params[1]: int(l.params[2]) for l in lines if l.command == "322"}
+
+    assert await listed("LIST") == {"#apple": 2, "#avocado": 1, "#banana": 1}
+    assert await listed("LIST #a*") == {"#apple": 2, "#avocado": 1}
+    assert await listed("LIST #banana,#apple") == {"#apple": 2, "#banana": 1}
+    assert await listed("LIST >1") == {"#apple": 2}
+    assert await listed("LIST <2") == {"#avocado": 1, "#banana": 1}
+    assert await listed("LIST !#a*") == {"#banana": 1}
+    assert await listed("LIST #a* <2") == {"#avocado": 1}
+    assert await listed("LIST #nothing*") == {}
+    assert a.transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_notice_to_channel_and_nick_never_answered(server):
+    a = await server.user("na", rooms=["#n"])
+    b = await server.user("nb", rooms=["#n"])
+    b.send("AWAY :gone fishing")
+    await b.expect("306")
+    await a.roundtrip()  # nb's JOIN
+    lines = await a.roundtrip("NOTICE #n :to the channel")
+    assert lines == []
+    line = await b.expect("NOTICE")
+    assert line.params == ["#n", "to the channel"] and line.source.startswith("na!")
+    lines = await a.roundtrip("NOTICE nb :to you")
+    assert lines == [], "a NOTICE gets no 301 even to an away user"
+    line = await b.expect("NOTICE")
+    assert line.params == ["nb", "to you"]
+    # errors are never answered either: no such nick, no such channel, no text, no target
+    for bad in ("NOTICE nobody :x", "NOTICE #nowhere :x", "NOTICE nb", "NOTICE", "NOTICE nb :"):
+        assert await a.roundtrip(bad) == [], bad
+    # while PRIVMSG to the away user does get 301
+    lines = await a.roundtrip("PRIVMSG nb :hello")
+    assert only(lines, "301").params[1:] == ["nb", "gone fishing"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tagmsg_relays_client_tags_to_message_tags_clients_only(server):
+    a = await server.user("ta", "message-tags", "echo-message", rooms=["#t"])
+    b = await server.user("tb", "message-tags", rooms=["#t"])
+    plain = await server.user("tp", rooms=["#t"])
+    a.send("@+typing=active;+draft/reply=abc TAGMSG #t")
+    echo = await a.expect("TAGMSG")
+    got = await b.expect("TAGMSG")
+    assert got.params == ["#t"] and got.source.startswith("ta!")
+    assert got.tags["+typing"] == "active" and got.tags["+draft/reply"] == "abc"
+    assert got.tags["msgid"] == echo.tags["msgid"]
+    a.send("@+typing=paused TAGMSG tb")
+    got = await b.expect("TAGMSG")
+    assert got.params == ["tb"] and got.tags["+typing"] == "paused"
+    # a client without message-tags never sees TAGMSG
+    assert [l for l in await plain.roundtrip() if l.command == "TAGMSG"] == []
+    # its own client tags are dropped: it cannot send them
+    plain.send("@+typing=active PRIVMSG #t :typed")
+    got = await b.expect("PRIVMSG")
+    assert "+typing" not in got.tags
+    lines = await a.roundtrip("@+typing=active TAGMSG nobody")
+    assert only(lines, "401").params[1] == "nobody"
+
+
+# -- server queries ----------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_info_admin_help_time_version(server):
+    c = await server.user("asker")
+    lines = await c.roundtrip("INFO")
+    assert numerics(lines, "371") and only(lines, "374")
+    lines = await c.roundtrip("ADMIN")
+    assert only(lines, "256").params[1] == "irc.test"
+    assert {"257", "258", "259"} <= {l.command for l in lines}
+    lines = await c.roundtrip("TIME")
+    reply = only(lines, "391")
+    assert reply.params[1] == "irc.test" and reply.params[-1]
+    lines = await c.roundtrip("VERSION")
+    assert only(lines, "351").params[2] == "irc.test"
+    assert numerics(lines, "005")
+    lines = await c.roundtrip("HELP")
+    assert numerics(lines, "704") and numerics(lines, "706")
+    lines = await c.roundtrip("HELP PRIVMSG")
+    assert numerics(lines, "704")[0].params[1].upper() == "PRIVMSG" and numerics(lines, "706")
+    lines = await c.roundtrip("HELP NOSUCHTHING")
+    assert only(lines, "524")
+    for command in ("VERSION other.server", "TIME other.server", "INFO other.server", "ADMIN other.server"):
+        lines = await c.roundtrip(command)
+        assert only(lines, "402").params[1] == "other.server", command
+    for command in ("VERSION irc.test", "TIME irc.test"):
+        assert not numerics(await c.roundtrip(command), "402")
+
+
+# -- modes --------------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_secret_channel_hidden_from_non_members(server):
+    op = await server.user("sop", rooms=["#secret", "#open"])
+    member = await server.user("smem", rooms=["#secret"])
+    await op.roundtrip("MODE #secret +s")
+    outsider = await server.user("sout")
+    lines = await outsider.roundtrip("LIST")
+    assert [l.params[1] for l in lines if l.command == "322"] == ["#open"]
+    lines = await outsider.roundtrip("NAMES #secret")
+    assert not numerics(lines, "353") and only(lines, "366")
+    lines = await outsider.roundtrip("WHOIS smem")
+    assert not numerics(lines, "319")
+    lines = await outsider.roundtrip("WHO #secret")
+    assert not numerics(lines, "352") and only(lines, "315")
+    # members see it all, NAMES marking it secret with @
+    lines = await member.roundtrip("LIST")
+    assert sorted(l.params[1] for l in lines if l.command == "322") == ["#open", "#secret"]
+    lines = await member.roundtrip("NAMES #secret")
+    assert only(lines, "353").params[1:3] == ["@", "#secret"]
+    lines = await member.roundtrip("WHOIS sop")
+    assert "#secret" in only(lines, "319").params[-1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_op_and_voice_on_a_non_member_is_441(server):
+    op = await server.user("mop", rooms=["#m"])
+    await server.user("away1")
+    for change in ("+o away1", "+v away1"):
+        lines = await op.roundtrip(f"MODE #m {change}")
+        reply = only(lines, "441")
+        assert reply.params[1:3] == ["away1", "#m"], change
+    lines = await op.roundtrip("KICK #m away1")
+    assert only(lines, "441")
+
+
+@pytest_twisted.ensureDeferred
+async def test_invisible_user_hidden_from_who_of_those_sharing_no_channel(server):
+    ghost = await server.user("ghost", rooms=["#g"])
+    lines = await ghost.roundtrip("MODE ghost +i")
+    assert [l.params for l in lines if l.command == "MODE"] == [["ghost", "+i"]]
+    lines = await ghost.roundtrip("MODE ghost")
+    assert "i" in only(lines, "221").params[1]
+    stranger = await server.user("stranger")
+    friend = await server.user("friend", rooms=["#g"])
+    lines = await stranger.roundtrip("WHO gh*")
+    assert not numerics(lines, "352") and only(lines, "315")
+    lines = await stranger.roundtrip("WHO *")
+    assert "ghost" not in [l.params[5] for l in numerics(lines, "352")]
+    lines = await stranger.roundtrip("NAMES #g")
+    assert "ghost" not in " ".join(l.params[-1] for l in numerics(lines, "353"))
+    lines = await friend.roundtrip("WHO gh*")
+    assert [l.params[5] for l in numerics(lines, "352")] == ["ghost"]
+    lines = await ghost.roundtrip("MODE ghost -i")
+    lines = await stranger.roundtrip("WHO gh*")
+    assert [l.params[5] for l in numerics(lines, "352")] == ["ghost"]
+
+
+# -- error numerics -----------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_error_numerics_before_registration(server):
+    c = await server.connect()
+    lines = await c.roundtrip("JOIN #early")
+    assert only(lines, "451")
+    lines = await c.roundtrip("PRIVMSG x :y")
+    assert only(lines, "451")
+    lines = await c.roundtrip("NICK")
+    assert only(lines, "431")
+    lines = await c.roundtrip("NICK 1bad")
+    assert only(lines, "432").params[1] == "1bad"
+    lines = await c.roundtrip("USER onlyone")
+    assert only(lines, "461").params[1] == "USER"
+
+
+@pytest_twisted.ensureDeferred
+async def test_error_numerics_after_registration(server):
+    op = await server.user("eop", rooms=["#e"])
+    other = await server.user("eother")
+    checks = [
+        (other, "PRIVMSG nobody :hi", "401", "nobody"),
+        (other, "PART #nowhere", "403", "#nowhere"),
+        (other, "PRIVMSG #e :outside", "404", "#e"),  # +n
+        (other, "PRIVMSG", "411", None),
+        (other, "PRIVMSG eop", "412", None),
+        (other, "PRIVMSG eop :", "412", None),
+        (other, "FROBNICATE now", "421", "FROBNICATE"),
+        (other, "NICK", "431", None),
+        (other, "NICK 9lives", "432", "9lives"),
+        (other, "NICK #chan", "432", "#chan"),
+        (other, "NICK eop", "433", "eop"),
+        (other, "NICK EOP", "433", "EOP"),
+        (other, "PART #e", "442", "#e"),
+        (other, "TOPIC #e :x", "442", "#e"),
+        (op, "KICK #e eother", "441", "eother"),
+        (op, "INVITE eop #e", "443", "eop"),
+        (other, "JOIN", "461", "JOIN"),
+        (other, "MODE", "461", "MODE"),
+        (other, "USER again 0 * :R", "462", None),
+        (other, "PASS secret", "462", None),
+        (op, "MODE #e +Z", "472", "Z"),
+        (other, "KILL eop :bye", "481", None),
+        (other, "WALLOPS :hey", "481", None),
+    ]
+    for client, command, code, first_param in checks:
+        lines = await client.roundtrip(command)
+        reply = only(lines, code)
+        if first_param is not None:
+            assert reply.params[1] == first_param, (command, reply.format())
+    other.send("JOIN #e")
+    await op.expect("JOIN")
+    await other.expect("366")
+    for command in ("MODE #e +o eother", "MODE #e +m", "TOPIC #e :mine", "KICK #e eop", "INVITE eop #e"):
+        lines = await other.roundtrip(command)
+        if command.startswith("INVITE"):
+            assert only(lines, "443")  # already there, before any privilege question
+            continue
+        assert only(lines, "482").params[1] == "#e", command
+    await op.roundtrip("MODE #e +m")
+    lines = await other.roundtrip("PRIVMSG #e :muted")
+    assert only(lines, "404").params[1] == "#e"
+
+
+@pytest_twisted.ensureDeferred
+async def test_join_refusals_471_to_475(server):
+    op = await server.user("jop", rooms=["#full", "#invite", "#banned", "#keyed"])
+    await server.user("filler", rooms=["#full"])
+    for command in ("MODE #full +l 2", "MODE #invite +i", "MODE #banned +b jo*!*@*", "MODE #keyed +k sesame"):
+        await op.roundtrip(command)
+    joe = await server.user("joe")
+    for room, code in (("#full", "471"), ("#invite", "473"), ("#banned", "474"), ("#keyed", "475")):
+        lines = await joe.roundtrip(f"JOIN {room}")
+        assert only(lines, code).params[1] == room
+        assert not [l for l in lines if l.command == "JOIN"]
+    # and the way in: a key, an invite, a lifted ban, a raised limit
+    await join(joe, "#keyed", "sesame")
+    await op.roundtrip("INVITE joe #invite")
+    await join(joe, "#invite")
+    await op.roundtrip("MODE #banned -b jo*!*@*")
+    await join(joe, "#banned")
+    await op.roundtrip("MODE #full +l 3")
+    await join(joe, "#full")
+
+
+# -- capabilities -------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_echo_message_msgid_and_server_time(server):
+    a = await server.user("ea", "echo-message", "message-tags", "server-time", rooms=["#x"])
+    b = await server.user("eb", "message-tags", "server-time", rooms=["#x"])
+    plain = await server.user("ep", rooms=["#x"])
+    a.send("PRIVMSG #x :echoed")
+    echo = await a.expect("PRIVMSG")
+    seen = await b.expect("PRIVMSG")
+    assert echo.params == seen.params == ["#x", "echoed"]
+    assert echo.tags["msgid"] and echo.tags["msgid"] == seen.tags["msgid"]
+    assert SERVER_TIME.match(seen.tags["time"]) and echo.tags["time"] == seen.tags["time"]
+    bare = await plain.expect("PRIVMSG")
+    assert not bare.tags
+    # a NOTICE is echoed too; without echo-message there is no echo
+    a.send("NOTICE #x :noted")
+    assert (await a.expect("NOTICE")).tags["msgid"]
+    assert [l for l in await b.roundtrip("PRIVMSG #x :no echo") if l.command == "PRIVMSG"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_multi_prefix_and_userhost_in_names(server):
+    op = await server.user("mp", "multi-prefix", "userhost-in-names", rooms=["#p"])
+    plain = await server.user("mq", rooms=["#p"])
+    await op.roundtrip("MODE #p +v mp")
+    lines = await op.roundtrip("NAMES #p")
+    names = only(lines, "353").params[-1].split()
+    assert "@+mp!~u@127.0.0.1" in names and "mq!~u@127.0.0.1" in names
+    lines = await op.roundtrip("WHO #p")
+    flags = {l.params[5]: l.params[6] for l in numerics(lines, "352")}
+    assert flags["mp"] == "H@+"
+    lines = await plain.roundtrip("NAMES #p")
+    assert sorted(only(lines, "353").params[-1].split()) == ["@mp", "mq"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_extended_join_account_tag_and_account_notify(server):
+    watcher = await server.user("watcher", "extended-join", "account-tag", "account-notify", rooms=["#acc"])
+    alice = await server.user("alice", sasl="sesame", rooms=["#acc"])
+    line = await watcher.expect("JOIN")
+    assert line.params == ["#acc", "alice", "alice real"]
+    guest = await server.user("gus", rooms=["#acc"])
+    line = await watcher.expect("JOIN")
+    assert line.params == ["#acc", "*", "gus real"]
+    alice.send("PRIVMSG #acc :from an account")
+    assert (await watcher.expect("PRIVMSG")).tags["account"] == "alice"
+    guest.send("PRIVMSG #acc :from a guest")
+    assert "account" not in ((await watcher.expect("PRIVMSG")).tags or {})
+    # a guest logging in (NickServ IDENTIFY) is announced to account-notify clients
+    guest.send("PRIVMSG NickServ :IDENTIFY alice sesame")
+    await guest.expect("900")
+    line = await watcher.expect("ACCOUNT")
+    assert line.source.startswith("gus!") and line.params == ["alice"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_away_notify_setname_and_chghost(server):
+    watcher = await server.user("aw", "away-notify", "setname", "chghost", rooms=["#w"])
+    plain = await server.user("ap", rooms=["#w"])
+    mover = await server.user("am", "setname", rooms=["#w"])
+    mover.send("AWAY :lunch")
+    line = await watcher.expect("AWAY")
+    assert line.source.startswith("am!") and line.params == ["lunch"]
+    mover.send("AWAY")
+    line = await watcher.expect("AWAY")
+    assert line.params == []
+    mover.send("SETNAME :New Name")
+    assert (await mover.expect("SETNAME")).params == ["New Name"]
+    assert (await watcher.expect("SETNAME")).params == ["New Name"]
+    lines = await plain.roundtrip("WHOIS am")
+    assert only(lines, "311").params[-1] == "New Name"
+    lines = await mover.roundtrip("SETNAME :")
+    assert [l.params[:2] for l in lines if l.command == "FAIL"] == [["SETNAME", "INVALID_REALNAME"]]
+    # no IRC command changes a host; the hub's API does (as an operator tool or cloak would)
+    server.hub.set_host(server.hub.find_user("am"), "newuser", "cloaked.host")
+    line = await watcher.expect("CHGHOST")
+    assert line.source.startswith("am!~u@") and line.params == ["newuser", "cloaked.host"]
+    lines = await plain.roundtrip("WHOIS am")
+    assert only(lines, "311").params[2:4] == ["newuser", "cloaked.host"]
+    # the client without those capabilities got none of those lines
+    assert not [l for l in plain.lines if l.command in ("AWAY", "SETNAME", "CHGHOST")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_notify_tells_channel_operators(server):
+    op = await server.user("iop", "invite-notify", rooms=["#inv"])
+    co = await server.user("ico", "invite-notify", rooms=["#inv"])
+    member = await server.user("imem", "invite-notify", rooms=["#inv"])
+    await op.roundtrip("MODE #inv +io ico")
+    await server.user("target")
+    lines = await co.roundtrip("INVITE target #inv")
+    assert only(lines, "341").params[1:] == ["target", "#inv"]
+    line = await op.expect("INVITE")
+    assert line.source.startswith("ico!") and line.params == ["target", "#inv"]
+    assert not [l for l in await member.roundtrip() if l.command == "INVITE"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cap_notify_and_cap_list(server):
+    c = await server.connect()
+    offered = {}
+    for line in await c.roundtrip("CAP LS 302"):  # several lines: CAP * LS * :...
+        assert line.command == "CAP" and line.params[1] == "LS"
+        offered.update(w.partition("=")[::2] for w in line.params[-1].split())
+    assert "cap-notify" in offered
+    for cap in ("chghost", "setname", "extended-join", "invite-notify", "account-tag", "away-notify",
+                "account-notify", "multi-prefix", "userhost-in-names", "echo-message", "server-time",
+                "labeled-response", "batch", "message-tags"):
+        assert cap in offered, cap
+    c.send("CAP REQ :cap-notify multi-prefix")
+    assert (await c.expect("CAP")).params[1:] == ["ACK", "cap-notify multi-prefix"]
+    c.send("CAP REQ :multi-prefix no-such-cap")
+    assert (await c.expect("CAP")).params[1] == "NAK"
+    c.send("CAP LIST")
+    listed = (await c.expect("CAP")).params[-1].split()
+    assert "multi-prefix" in listed and "no-such-cap" not in listed
+    c.send("CAP REQ :-multi-prefix")
+    assert (await c.expect("CAP")).params[1:] == ["ACK", "-multi-prefix"]
+    c.send("CAP BOGUS")
+    assert (await c.expect("410"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_labeled_response_ack_single_line_and_batch(server):
+    c = await server.user("lab", "labeled-response", "batch", "message-tags", rooms=["#l"])
+    await server.user("other", rooms=["#l"])
+    # no reply at all: an ACK with the label
+    (ack,) = await c.labeled("PRIVMSG #l :quiet")
+    assert ack.command == "ACK"
+    # one line: that line, labeled
+    (pong,) = await c.labeled("PING :tok")
+    assert pong.command == "PONG" and pong.params[-1] == "tok"
+    # several lines: one labeled-response batch, every line in it tagged with the batch
+    lines = await c.labeled("WHOIS other")
+    start, *inner, end = lines
+    assert start.command == "BATCH" and start.params[1] == "labeled-response"
+    ref = start.params[0][1:]
+    assert end.command == "BATCH" and end.params == [f"-{ref}"]
+    assert {l.command for l in inner} >= {"311", "318"}
+    assert all(l.tags.get("batch") == ref for l in inner)
+    assert "label" not in (end.tags or {})
+
+
+@pytest_twisted.ensureDeferred
+async def test_batch_without_labeled_response_is_not_used(server):
+    """``batch`` alone: ordinary replies come unbatched (only labeled or history replies batch)."""
+    c = await server.user("bo", "batch", rooms=["#bo"])
+    lines = await c.roundtrip("WHOIS bo")
+    assert not [l for l in lines if l.command == "BATCH"]
+    assert numerics(lines, "311") and numerics(lines, "318")
