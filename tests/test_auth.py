@@ -68,16 +68,22 @@ def test_argon2_file_checker(passwd):
 
 @pytest_twisted.inlineCallbacks
 def test_argon2_file_is_re_read_after_a_change(passwd):
-    checker = Argon2FileChecker(str(passwd))
+    from twisted.internet import reactor
+
+    checker = Argon2FileChecker(str(passwd), reload_interval=0.05)
     assert not checker.is_registered("bob")
     set_password(str(passwd), "bob", "hunter22")
-    # the nick stops being free at once, before bob ever logs in
-    assert checker.is_registered("BOB")
+    assert not checker.is_registered("BOB")  # the reactor never reads the file itself
+    # the periodic re-read (in a thread) makes the nick stop being free before bob logs in
+    while not checker.is_registered("BOB"):
+        yield checker.next_reload().addTimeout(5, reactor)
+    checker.stop()
     assert (yield checker.requestAvatarId(creds("bob", "hunter22"))) == "bob"
     set_password(str(passwd), "alice", "new one")  # password changed
     yield refused(checker, creds("alice", "correct horse"))
     assert (yield checker.requestAvatarId(creds("alice", "new one"))) == "alice"
     passwd.write_text("# nobody\n")
+    yield checker.reload()
     assert not checker.is_registered("alice")
     yield refused(checker, creds("alice", "new one"))
 

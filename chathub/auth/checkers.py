@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Optional
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from zope.interface import implementer
 
 from twisted.cred import error
 from twisted.cred.checkers import ANONYMOUS, FilePasswordDB, ICredentialsChecker, InMemoryUsernamePasswordDatabaseDontUse
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 
 from chathub.auth.credentials import IGuestNick
+from chathub.auth.hashing import PasswordHashing
 from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
 
@@ -42,56 +42,126 @@ def read_password_file(path: str) -> dict[str, str]:
     return users
 
 
+FileVersion = Optional[tuple[int, int, int]]
+
+
+def file_version(path: str) -> FileVersion:
+    """What tells a changed password file apart: chathub.passwd replaces the file (new
+    inode), which a coarse mtime alone can miss."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def read_if_changed(path: str, version: FileVersion) -> Optional[tuple[FileVersion, dict[str, str]]]:
+    """(new version, users) when the file differs from ``version``, else None; blocking."""
+    current = file_version(path)
+    if current == version:
+        return None
+    return current, read_password_file(path)
+
+
 @implementer(ICredentialsChecker, IAccountDirectory)
 class Argon2FileChecker:
     """Checks passwords against a file of argon2 hashes (see ``python -m chathub.passwd``).
 
-    Hashing runs in a thread, never on the reactor. The file is re-read when it changes,
-    so users added while the server runs can log in.
+    The reactor only ever reads the names in memory: the file is read once when the
+    checker is made (start-up), then re-read in a thread every ``reload_interval`` seconds
+    and before each password check, the new names swapped in on the reactor, so users
+    added while the server runs can log in and their nicks stop being free for guests.
+    Hashing goes through the server-wide ``PasswordHashing`` limit.
     """
 
     credentialInterfaces = (IUsernamePassword,)
     log = Logger()
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        hashing: Optional[PasswordHashing] = None,
+        reactor=None,
+        reload_interval: float = 5.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
         self.path = path
-        self._hasher = PasswordHasher()
-        self._version: Optional[tuple[int, int, int]] = None
-        self._users: dict[str, str] = {}
-        self._reload()
+        self._reactor = reactor
+        self.hashing = hashing or PasswordHashing(reactor=reactor)
+        # start-up, before the reactor serves anyone: reading here blocks nobody
+        self._version: FileVersion = file_version(path)
+        self._users: dict[str, str] = read_password_file(path)
+        self._reload_lock = defer.DeferredLock()  # one read at a time, swapped in order
+        self._reloader: Optional[task.LoopingCall] = None
+        self._reload_waiters: list[defer.Deferred] = []
+        if reload_interval > 0:
+            self._reloader = _periodic(self, reload_interval, reactor)
 
-    def _reload(self) -> None:
-        # chathub.passwd replaces the file (new inode), which a coarse mtime alone can miss
-        try:
-            st = os.stat(self.path)
-            version = (st.st_mtime_ns, st.st_ino, st.st_size)
-        except OSError:
-            version = None
-        if version != self._version:
-            self._users = read_password_file(self.path)
-            self._version = version
+    def reload(self) -> defer.Deferred:
+        """Re-read the file in a thread if it changed; fires once the reactor uses the result."""
+        return self._reload_lock.run(self._reload_once)
+
+    def _reload_once(self) -> defer.Deferred:
+        d = threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), read_if_changed, self.path, self._version
+        )
+        return d.addCallback(self._swap)
+
+    def _swap(self, result) -> None:
+        if result is not None:
+            self._version, self._users = result  # one assignment each: readers see old or new
+        waiters, self._reload_waiters = self._reload_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def next_reload(self) -> defer.Deferred:
+        """Fires after the next re-read (periodic or not) has been swapped in."""
+        d = defer.Deferred()
+        self._reload_waiters.append(d)
+        return d
+
+    def stop(self) -> None:
+        """Stop the periodic re-reading (the checker keeps answering from memory)."""
+        if self._reloader is not None and self._reloader.running:
+            self._reloader.stop()
+        self._reloader = None
 
     def is_registered(self, name: str) -> bool:
-        # Re-read here too: a nick added while the server runs must stop being free for
-        # guests at once, not only after its owner's first login (one stat, no hashing).
-        self._reload()
         return fold(name) in self._users
 
+    @defer.inlineCallbacks
     def requestAvatarId(self, credentials):
         name = fold(_text(credentials.username))
         password = _text(credentials.password)
-        return threads.deferToThread(self._verify, name, password)
-
-    def _verify(self, name: str, password: str) -> str:
-        self._reload()
-        hashed = self._users.get(name)
-        if hashed is None:
-            raise error.UnauthorizedLogin("unknown account or wrong password")
         try:
-            self._hasher.verify(hashed, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            yield self.reload()
+        except Exception:
+            self.log.failure("could not re-read the password file {path}", path=self.path)
+        hashed = self._users.get(name)
+        if hashed is None or not (yield self.hashing.verify(hashed, password)):
             raise error.UnauthorizedLogin("unknown account or wrong password")
         return name
+
+
+def _periodic(checker: Argon2FileChecker, interval: float, reactor) -> task.LoopingCall:
+    # Holds the checker weakly: a checker nobody uses any more stops its own re-reading.
+    ref = weakref.ref(checker)
+    log = type(checker).log  # not checker.log: that Logger would hold the checker
+
+    def tick():
+        current = ref()
+        if current is None:
+            loop.stop()
+            return None
+        d = current.reload()
+        del current
+        return d.addErrback(lambda f: log.failure("could not re-read the password file", f))
+
+    loop = task.LoopingCall(tick)
+    loop.clock = reactor
+    loop.start(interval, now=False).addErrback(lambda f: log.failure("password file re-reading stopped", f))
+    return loop
 
 
 @implementer(ICredentialsChecker)
@@ -109,11 +179,16 @@ class GuestChecker:
             return defer.fail(
                 error.UnauthorizedLogin("guests are not allowed here: give a password")
             )
-        if self.accounts.is_registered(credentials.nick):
-            return defer.fail(
-                error.UnauthorizedLogin(f"{credentials.nick} is a registered nick: give its password")
-            )
-        return defer.succeed(GUEST)
+        # a directory that can re-read its source (off the reactor) does so first, so an
+        # account added a moment ago is protected from guests at once
+        refresh = getattr(self.accounts, "refresh", None)
+        d = refresh() if refresh is not None else defer.succeed(None)
+        return d.addCallback(self._answer, credentials.nick)
+
+    def _answer(self, _, nick: str):
+        if self.accounts.is_registered(nick):
+            raise error.UnauthorizedLogin(f"{nick} is a registered nick: give its password")
+        return GUEST
 
 
 @implementer(IAccountDirectory)
@@ -122,6 +197,12 @@ class CheckerDirectory:
 
     def __init__(self, checkers) -> None:
         self.checkers = list(checkers)
+
+    def refresh(self) -> defer.Deferred:
+        """Re-read the checkers that keep their accounts in a file (in threads); a failed
+        re-read is logged by the checker and the names in memory stay in use."""
+        reloads = [c.reload() for c in self.checkers if isinstance(c, Argon2FileChecker)]
+        return defer.DeferredList(reloads, consumeErrors=True).addCallback(lambda _: None)
 
     def is_registered(self, name: str) -> bool:
         folded = fold(name)

@@ -1,7 +1,8 @@
 """Accounts kept in the store: a twisted.cred checker and the registration helper.
 
 Argon2 hashing and verification are CPU-heavy, so they run in threads (never on the
-reactor), at most ``concurrency`` at a time, so a burst of logins cannot starve the
+reactor) through ``chathub.auth.hashing.PasswordHashing``, whose limit (two at a time)
+every password check of the server shares, so a burst of logins cannot starve the
 thread pool or eat memory (each argon2 run uses tens of MiB).
 """
 from __future__ import annotations
@@ -10,14 +11,14 @@ import time
 from typing import Optional
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chathub.auth.hashing import PasswordHashing
 from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
@@ -46,16 +47,15 @@ class StoreAccountChecker:
         self,
         store: IStore,
         hasher: Optional[PasswordHasher] = None,
-        concurrency: int = 2,
+        concurrency: Optional[int] = None,
         reactor=None,
+        hashing: Optional[PasswordHashing] = None,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
-        self._reactor = reactor
         self.store = store
-        self.hasher = hasher or PasswordHasher()
+        # concurrency None: the server-wide limit shared with every other password check
+        self.hashing = hashing or PasswordHashing(hasher, concurrency, reactor)
+        self.hasher = self.hashing.hasher
         self._names: set[str] = set()
-        self._slots = defer.DeferredSemaphore(concurrency)
         self._dummy_hash: Optional[str] = None
         self._background: set[defer.Deferred] = set()
 
@@ -73,22 +73,9 @@ class StoreAccountChecker:
 
     # -- hashing off the reactor -------------------------------------------------------
 
-    def _in_thread(self, fn, *args) -> defer.Deferred:
-        return self._slots.run(
-            threads.deferToThreadPool, self._reactor, self._reactor.getThreadPool(), fn, *args
-        )
-
     def hash_password(self, password: str) -> defer.Deferred:
         """An argon2 hash of ``password``, computed in a thread."""
-        return self._in_thread(self.hasher.hash, password)
-
-    def _verify(self, hashed: str, password: str) -> tuple[bool, bool]:
-        """(matches, needs rehash); runs in a thread."""
-        try:
-            self.hasher.verify(hashed, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return False, False
-        return True, self.hasher.check_needs_rehash(hashed)
+        return self.hashing.hash(password)
 
     # -- ICredentialsChecker -----------------------------------------------------------
 
@@ -105,9 +92,9 @@ class StoreAccountChecker:
             # spend the same time as a real check, so timing does not reveal accounts
             if self._dummy_hash is None:
                 self._dummy_hash = yield self.hash_password("chathub: no such account")
-            yield self._in_thread(self._verify, self._dummy_hash, password)
+            yield self.hashing.check(self._dummy_hash, password)
             raise UnauthorizedLogin(REFUSED)
-        matches, stale = yield self._in_thread(self._verify, account.password_hash, password)
+        matches, stale = yield self.hashing.check(account.password_hash, password)
         if not matches:
             raise UnauthorizedLogin(REFUSED)
         folded = fold(account.name)

@@ -6,11 +6,8 @@ import os
 import time
 from datetime import datetime, timezone
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from twisted.internet import threads
-
 import chathub
+from chathub.auth.hashing import default_hashing
 from chathub.hub.masks import mask_matches
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
@@ -235,16 +232,6 @@ def help_(session, msg, rb) -> None:
 
 # -- operators -------------------------------------------------------------------------------
 
-_hasher = PasswordHasher()
-
-
-def _verify(hashed: str, password: str) -> bool:
-    try:
-        return _hasher.verify(hashed, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-
-
 @command("OPER", min_params=2)
 def oper(session, msg, rb):
     """OPER <name> <password>: become an IRC operator (passwords are argon2 hashes in the config)."""
@@ -256,7 +243,8 @@ def oper(session, msg, rb):
     if not mask_matches(entry.hostmask, session.user.mask):
         rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
         return None
-    d = threads.deferToThread(_verify, entry.password_hash, password)
+    # in a thread, under the same limit as every other password check
+    d = default_hashing().verify(entry.password_hash, password)
 
     def checked(ok: bool) -> None:
         if session.closed:
