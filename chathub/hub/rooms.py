@@ -17,6 +17,12 @@ PRIVILEGES = (("o", "@"), ("v", "+"))
 FLAG_MODES = frozenset("Cimnpst")  # C: no CTCP other than ACTION
 #: list modes: b bans, e ban exceptions, I invite exceptions (each a list of ``BanEntry``)
 LIST_MODES = {"b": "bans", "e": "excepts", "I": "invex"}
+#: modes with a parameter when set and when unset: the key (``-k`` may omit it)
+KEY_MODES = frozenset("k")
+#: modes with a parameter only when set: the member limit
+LIMIT_MODES = frozenset("l")
+#: member privileges set as room modes (``+o nick``)
+PRIVILEGE_MODES = frozenset(m for m, _ in PRIVILEGES)
 
 
 @dataclass(frozen=True)

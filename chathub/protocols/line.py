@@ -24,6 +24,7 @@ from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
 from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
+from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.sendqueue import SendQueue
 from chathub.store.interfaces import StorageError
@@ -36,6 +37,9 @@ HELP = (
     "A line without / is said in your current room."
 )
 GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+
+#: how /mode names the hub's list modes when showing them
+LIST_NAMES = {"b": "ban", "e": "ban exception", "I": "invite exception"}
 
 #: lines of one connection handled per reactor turn; the rest wait (its reading paused) so a
 #: burst of short lines cannot fan out faster than the other members' sockets are written,
@@ -562,14 +566,14 @@ class LineSession(TelnetProtocol):
             letters, params = room.mode_string(with_params=self.user in room)
             self.say(f"* modes of {room.name}: {' '.join([letters, *params])}")
             return
-        changes, unknown = parse_room_modes(parts[1], parts[2:])
+        changes, queries, unknown = parse_room_modes(parts[1], parts[2:])
         for letter in unknown:
             self.error(f"{letter}: unknown mode")
-        if ("+b", None) in changes:
-            changes.remove(("+b", None))
-            for ban in room.bans:
-                self.say(f"* {room.name} ban {ban.mask} (set by {ban.setter})")
-            self.say(f"* end of the ban list of {room.name}")
+        for letter in queries:
+            what = LIST_NAMES[letter]
+            for entry in getattr(room, LIST_MODES[letter]):
+                self.say(f"* {room.name} {what} {entry.mask} (set by {entry.setter})")
+            self.say(f"* end of the {what} list of {room.name}")
         if not changes:
             return
         applied, refused = self.hub.change_room_modes(self.user, room.name, changes)

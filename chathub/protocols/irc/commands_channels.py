@@ -5,12 +5,12 @@ request, call the hub and show the outcome; a refusal comes back as a ``HubError
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
+from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
+from chathub.hub.rooms import LIST_MODES
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join
@@ -20,17 +20,12 @@ from chathub.protocols.irc.render import mode_change_params
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
-#: room modes by how they take a parameter (ISUPPORT CHANMODES=b,k,l,imnpst plus PREFIX)
-LIST_MODES = "beI"
-#: list mode -> (room attribute, entry numeric, end numeric, end text)
+#: list mode (the hub's ``LIST_MODES``) -> (entry numeric, end numeric, end text)
 LIST_REPLIES = {
-    "b": ("bans", N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
-    "e": ("excepts", N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
-    "I": ("invex", N.RPL_INVEXLIST, N.RPL_ENDOFINVEXLIST, "End of channel invite exception list"),
+    "b": (N.RPL_BANLIST, N.RPL_ENDOFBANLIST, "End of channel ban list"),
+    "e": (N.RPL_EXCEPTLIST, N.RPL_ENDOFEXCEPTLIST, "End of channel exception list"),
+    "I": (N.RPL_INVEXLIST, N.RPL_ENDOFINVEXLIST, "End of channel invite exception list"),
 }
-ALWAYS_PARAM = "kov"
-SET_PARAM = "l"
-FLAG_MODES = "Cimnpst"
 
 
 def own_event(session, kind: str, target: str, text: str = "", data=None):
@@ -203,47 +198,6 @@ def list_(session, msg: Message, rb) -> None:
 # -- MODE -------------------------------------------------------------------------------------
 
 
-def parse_mode_string(letters: str, args: list[str]):
-    """Split ``+ov-k a b`` into changes, list queries and unknown letters."""
-    changes: list[tuple[str, Optional[str]]] = []
-    queries: list[str] = []
-    unknown: list[str] = []
-    sign = "+"
-    params_used = 0
-    args = list(args)
-    for letter in letters:
-        if letter in "+-":
-            sign = letter
-            continue
-        if letter in LIST_MODES:
-            if not args:
-                queries.append(letter)
-                continue
-            arg = args.pop(0)
-        elif letter in ALWAYS_PARAM:
-            if not args:
-                continue  # a change without its parameter is ignored
-            arg = args.pop(0)
-        elif letter in SET_PARAM:
-            if sign == "+":
-                if not args:
-                    continue
-                arg = args.pop(0)
-            else:
-                arg = None
-        elif letter in FLAG_MODES:
-            arg = None
-        else:
-            unknown.append(letter)
-            continue
-        if arg is not None:
-            params_used += 1
-            if params_used > MAX_MODE_PARAMS:
-                continue
-        changes.append((sign + letter, arg))
-    return changes, queries, unknown
-
-
 def _mode_chunks(applied, per_line: int = MAX_MODE_PARAMS):
     """Split applied changes so no line carries more than ``MODES`` parameters."""
     chunk: list = []
@@ -280,17 +234,17 @@ def room_mode(session, msg: Message, rb) -> None:
         rb.numeric(N.RPL_CHANNELMODEIS, room.name, letters, *params)
         rb.numeric(N.RPL_CREATIONTIME, room.name, str(int(room.created)))
         return
-    changes, queries, unknown = parse_mode_string(msg.params[1], msg.params[2:])
+    changes, queries, unknown = parse_room_modes(msg.params[1], msg.params[2:], MAX_MODE_PARAMS)
     for letter in unknown:
         rb.numeric(N.ERR_UNKNOWNMODE, letter, "is an unknown mode char to me")
-    for letter in dict.fromkeys(queries):
-        attribute, entry_numeric, end_numeric, end_text = LIST_REPLIES[letter]
-        for entry in getattr(room, attribute):
+    for letter in queries:
+        entry_numeric, end_numeric, end_text = LIST_REPLIES[letter]
+        for entry in getattr(room, LIST_MODES[letter]):
             rb.numeric(entry_numeric, room.name, entry.mask, entry.setter, str(int(entry.time)))
         rb.numeric(end_numeric, room.name, end_text)
     if not changes:
         return
-    for letter, (attribute, *_rest) in LIST_REPLIES.items():
+    for letter, attribute in LIST_MODES.items():
         adding = sum(1 for c, _ in changes if c == "+" + letter)
         if adding and len(getattr(room, attribute)) + adding > session.config.irc.max_bans:
             rb.numeric(N.ERR_BANLISTFULL, room.name, letter, "Channel list is full")
