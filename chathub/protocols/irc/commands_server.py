@@ -2,7 +2,6 @@
 ADMIN, HELP, LINKS, OPER, KILL and WALLOPS."""
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 
@@ -109,34 +108,61 @@ def lusers(session, msg, rb) -> None:
     rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {most}")
 
 
-_motd_cache: dict[str, tuple[float, list[str]]] = {}
-
-
-def motd_lines(config) -> list[str] | None:
-    """The MOTD file's lines, or None when none is configured or it cannot be read."""
-    name = config.irc.motd_file
-    if not name:
-        return None
-    path = config.data_path(name) if not os.path.isabs(name) and not os.path.exists(name) else name
+def read_motd(path: str) -> list[str] | None:
+    """The lines of the MOTD file at ``path``, or None when it cannot be read (blocking)."""
     try:
-        mtime = os.stat(path).st_mtime
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
     except OSError:
         return None
-    cached = _motd_cache.get(path)
-    if cached is None or cached[0] != mtime:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return None
-        cached = _motd_cache[path] = (mtime, lines)
-    return cached[1]
+
+
+class Motd:
+    """The message of the day of one listener, read when the listener is built (start-up,
+    before the reactor serves anyone): MOTD never touches the disk on the reactor.
+
+    ``[irc] motd_file`` is relative to ``server.data_dir`` unless absolute; empty means
+    none (422). ``reload()`` re-reads it in a thread.
+    """
+
+    def __init__(self, config) -> None:
+        name = config.irc.motd_file
+        self.path: str | None = config.data_path(name) if name else None
+        self.lines: list[str] | None = read_motd(self.path) if self.path else None
+
+    def reload(self, reactor=None):
+        """Re-read the file in a thread; fires with the new lines once they are in use."""
+        from twisted.internet import threads
+
+        if reactor is None:
+            from twisted.internet import reactor
+        if self.path is None:
+            from twisted.internet import defer
+
+            return defer.succeed(None)
+
+        def swap(lines):
+            self.lines = lines
+            return lines
+
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), read_motd, self.path)
+        return d.addCallback(swap)
+
+
+def session_motd(session) -> Motd | None:
+    """The ``Motd`` of the listener ``session`` came in on (IRC over TCP or over WebSocket)."""
+    for holder in (session.writer, getattr(session, "ws", None)):
+        motd = getattr(getattr(holder, "factory", None), "motd", None)
+        if motd is not None:
+            return motd
+    return None
 
 
 @command("MOTD")
 def motd(session, msg, rb) -> None:
     """The message of the day, or 422 when there is none."""
-    lines = motd_lines(session.config)
+    motd = session_motd(session)
+    lines = motd.lines if motd is not None else None
     if lines is None:
         rb.numeric(N.ERR_NOMOTD, "MOTD File is missing")
         return

@@ -6,6 +6,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.irc.flood import is_exempt
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
@@ -121,6 +122,8 @@ class IrcFactory(protocol.ServerFactory):
         self.portal = portal
         self.config = config
         self.reactor = reactor
+        # read now, at start-up: MOTD is answered from memory, never from disk on the reactor
+        self.motd = Motd(config)
 
     def buildProtocol(self, addr) -> IrcProtocol:
         p = IrcProtocol(self.hub, self.portal, self.config, self.reactor)

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 
 from chathub.config import Config
+from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.sendqueue import SendQueue
 
 #: subprotocol names
@@ -259,6 +260,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             perMessageCompressionAccept=lambda offers: None,
         )
         self.server = "chathub"
+        # for IRC over WebSocket: read at start-up, never from disk on the reactor
+        self.motd = Motd(config)
         self._sessions: dict[Optional[str], Callable] = {}
         self.connections: set[ChatWebSocketProtocol] = set()
         # tell browsers we are going (1001) so they reconnect, rather than letting them

@@ -1,0 +1,61 @@
+"""MOTD (read at start-up, re-read in a thread only on request) and INFO's description line."""
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import task
+
+from chathub.config import Config
+from chathub.protocols.irc.commands_server import Motd
+from tests.test_irc_session import World
+
+
+def motd_world(tmp_path, monkeypatch, name):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "motd.txt").write_text("from the data dir\nsecond line\n")
+    # a file of the same name in the working directory must not be picked
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "motd.txt").write_text("from the working directory\n")
+    monkeypatch.chdir(cwd)
+    world = World(flood_exempt=["127.0.0.0/8"], motd_file=name)
+    world.config = world.config.with_overrides(server={"data_dir": str(data)})
+    world.factory.config = world.config
+    world.factory.motd = Motd(world.config)
+    return world, data
+
+
+def motd_text(conn) -> list[str]:
+    conn.send("MOTD")
+    return [m.params[-1] for m in conn.lines() if m.command == "372"]
+
+
+def test_motd_is_relative_to_data_dir_and_read_once(tmp_path, monkeypatch):
+    world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
+    c = world.client("amy")
+    assert motd_text(c) == ["- from the data dir", "- second line"]
+    # served from memory: changing the file does not change the MOTD until it is re-read
+    (data / "motd.txt").write_text("changed\n")
+    assert motd_text(c) == ["- from the data dir", "- second line"]
+
+
+def test_motd_absolute_path_and_missing_file(tmp_path, monkeypatch):
+    absolute = tmp_path / "elsewhere.txt"
+    absolute.write_text("absolute\n")
+    world, _ = motd_world(tmp_path, monkeypatch, str(absolute))
+    c = world.client("amy")
+    assert motd_text(c) == ["- absolute"]
+    (tmp_path / "other").mkdir()
+    world, _ = motd_world(tmp_path / "other", monkeypatch, "absent.txt")
+    c = world.client("bob")
+    c.send("MOTD")
+    assert "422" in [m.command for m in c.lines()]
+
+
+@pytest_twisted.inlineCallbacks
+def test_motd_reload_reads_in_a_thread(tmp_path, monkeypatch):
+    world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
+    (data / "motd.txt").write_text("new text\n")
+    lines = yield world.factory.motd.reload()
+    assert lines == ["new text"]
+    assert motd_text(world.client("amy")) == ["- new text"]
