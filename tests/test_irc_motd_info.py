@@ -59,3 +59,13 @@ def test_motd_reload_reads_in_a_thread(tmp_path, monkeypatch):
     lines = yield world.factory.motd.reload()
     assert lines == ["new text"]
     assert motd_text(world.client("amy")) == ["- new text"]
+
+
+def test_info_includes_the_server_description():
+    world = World()
+    world.config = world.config.with_overrides(server={"description": "Our little chat"})
+    world.factory.config = world.config
+    c = world.client("amy")
+    c.send("INFO")
+    info = [m.params[-1] for m in c.lines() if m.command == "371"]
+    assert "Our little chat" in info

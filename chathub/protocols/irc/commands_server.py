@@ -209,9 +209,10 @@ INFO_TEXT = (
 
 @command("INFO")
 def info(session, msg, rb) -> None:
-    """A few lines about the server software."""
+    """This server's description ([server] description) and a few lines about the software."""
     if _other_server(session, msg, rb):
         return
+    rb.numeric(N.RPL_INFO, session.config.server.description)
     for line in INFO_TEXT:
         rb.numeric(N.RPL_INFO, line)
     rb.numeric(N.RPL_ENDOFINFO, "End of INFO list")

@@ -1,7 +1,9 @@
 """The HTTP side: a twisted.web ``Site`` serving the bundled client at ``/`` and WebSocket at ``/ws``."""
 from __future__ import annotations
 
+import html
 import os
+import re
 from typing import Optional
 
 from twisted.internet.interfaces import IReactorTime
@@ -50,6 +52,32 @@ class ClientFiles(static.File):
     def directoryListing(self):
         return resource.NoResource("No such file.")
 
+    def getChild(self, path, request):
+        index = getattr(self, "index_page", None)  # only the root has one
+        if index is not None and path in (b"", b"index.html"):
+            return index
+        return super().getChild(path, request)
+
+
+class IndexPage(resource.Resource):
+    """``index.html`` with the page title set to ``[server] description`` (rendered once, at start-up)."""
+
+    isLeaf = True
+
+    def __init__(self, path: str, description: str) -> None:
+        super().__init__()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        title = f"<title>{html.escape(description)}</title>"
+        self.body = re.sub(r"<title>.*?</title>", lambda _: title, text, count=1, flags=re.S).encode("utf-8")
+
+    def render_GET(self, request):
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        request.setHeader(b"Cache-Control", b"no-cache")
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        return self.body
+
 
 class ChathubSite(server.Site):
     """A Site that only ever speaks HTTP/1.1: WebSocket upgrades cannot run over HTTP/2."""
@@ -61,6 +89,7 @@ def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None
     """The HTTP listener's factory: the web client at ``/`` and the WebSocket endpoint at ``/ws``."""
     root = ClientFiles(CLIENT_DIR)
     root.indexNames = ["index.html"]
+    root.index_page = IndexPage(os.path.join(CLIENT_DIR, "index.html"), config.server.description)
     factory = ChatWebSocketFactory(hub, portal, config, clock)
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))

@@ -11,6 +11,8 @@ const TYPING_SEND_EVERY = 3000;
 const TYPING_SHOW_FOR = 6000;
 const SAVED_NICK = "chathub.nick";
 const SAVED_ROOMS = "chathub.rooms";
+// the server puts [server] description in <title>; unread counts go in front of it
+const pageTitle = document.title;
 
 const convs = new Conversations();
 const conn = new Connection();
@@ -184,7 +186,7 @@ function renderSidebar() {
     }
   }
   const unread = convs.totalUnread();
-  document.title = unread ? `(${unread}) chathub` : "chathub";
+  document.title = unread ? `(${unread}) ${pageTitle}` : pageTitle;
   $("me").textContent = app.me ? (app.account ? `${app.me} ✓` : app.me) : "";
 }
 
