@@ -67,5 +67,5 @@ def test_unterminated_garbage_is_bounded(failures, data):
     world = World()
     conn = world.connect()
     conn.protocol.dataReceived(data.replace(b"\n", b" "))
-    assert len(conn.protocol._buffer) <= 8703
+    assert conn.protocol.lines.buffered <= 8703
     assert failures == []

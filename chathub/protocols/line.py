@@ -26,6 +26,7 @@ from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.lines import LineBuffer
 from chathub.protocols.sendqueue import SendQueue
 from chathub.store.interfaces import StorageError
 
@@ -91,41 +92,6 @@ def render(event: Event) -> Optional[str]:
     if kind == Kind.INVITE:
         return f"* {nick} invites {event.data['nick']} to {target} (/join {target})"
     return None
-
-
-class LineBuffer:
-    """Splits a byte stream into lines (LF or CRLF), dropping over-long ones with a callback."""
-
-    __slots__ = ("max_bytes", "on_line", "on_too_long", "_buffer", "_discarding")
-
-    def __init__(self, max_bytes: int, on_line: Callable[[bytes], None], on_too_long: Callable[[], None]):
-        self.max_bytes = max_bytes
-        self.on_line = on_line
-        self.on_too_long = on_too_long
-        self._buffer = b""
-        self._discarding = False
-
-    def feed(self, data: bytes) -> None:
-        """Add bytes; calls ``on_line`` for every complete line."""
-        buffer = self._buffer + data
-        while True:
-            end = buffer.find(b"\n")
-            if end < 0:
-                break
-            line, buffer = buffer[:end], buffer[end + 1 :]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > self.max_bytes:
-                self.on_too_long()
-                continue
-            self.on_line(line[:-1] if line.endswith(b"\r") else line)
-        if len(buffer) > self.max_bytes:
-            if not self._discarding:
-                self._discarding = True
-                self.on_too_long()
-            buffer = b""
-        self._buffer = buffer
 
 
 class LineTelnetTransport(TelnetTransport):

@@ -10,6 +10,7 @@ from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.irc.flood import is_exempt
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
+from chathub.protocols.lines import LineBuffer
 from chathub.protocols.sendqueue import SendQueue
 
 
@@ -22,7 +23,8 @@ def display_host(address) -> str:
 
 
 class IrcProtocol(protocol.Protocol):
-    """Splits the byte stream into lines (LF or CRLF) of at most ``MAX_LINE`` bytes.
+    """Splits the byte stream into lines (LF or CRLF) of at most ``MAX_LINE`` bytes
+    (``LineBuffer``), feeding the session.
 
     A line longer than that is answered with 417 ERR_INPUTTOOLONG and skipped up to its
     end; the buffer never holds more than one line's worth, whatever the client sends.
@@ -37,8 +39,7 @@ class IrcProtocol(protocol.Protocol):
         self.reactor = reactor
         self.session: IrcSession | None = None
         self.queue: SendQueue | None = None
-        self._buffer = b""
-        self._discarding = False
+        self.lines = LineBuffer(MAX_LINE, self._line_received, self._too_long)
 
     # -- IrcWriter ---------------------------------------------------------------------
 
@@ -83,31 +84,20 @@ class IrcProtocol(protocol.Protocol):
 
     def _lines_received(self, data: bytes) -> None:
         session = self.session
-        buffer = self._buffer + data
-        while session is not None and not session.closed:
-            end = buffer.find(b"\n")
-            if end < 0:
-                if len(buffer) > MAX_LINE:
-                    self._too_long()
-                    buffer = b""
-                break
-            line, buffer = buffer[:end], buffer[end + 1 :]
-            if self._discarding:
-                self._discarding = False
-                continue
-            if len(line) > MAX_LINE + 1:
-                session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
-                continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            session.line_received(line)
-        self._buffer = buffer if session is not None and not session.closed else b""
+        if session is None or session.closed:
+            self.lines.stop()
+            return
+        self.lines.feed(data)
+
+    def _line_received(self, line: bytes) -> None:
+        session = self.session
+        session.line_received(line)
+        if session.closed:
+            self.lines.stop()  # a QUIT ends the connection: ignore what followed it
 
     def _too_long(self) -> None:
-        if not self._discarding:
-            session = self.session
-            session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
-        self._discarding = True
+        session = self.session
+        session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self.session is not None:

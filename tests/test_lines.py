@@ -1,0 +1,42 @@
+"""LineBuffer: the one line splitter of the telnet and IRC protocols."""
+from __future__ import annotations
+
+from chathub.protocols.lines import LineBuffer
+
+
+def make(max_bytes: int):
+    lines: list[bytes] = []
+    too_long: list[int] = []
+    return LineBuffer(max_bytes, lines.append, lambda: too_long.append(1)), lines, too_long
+
+
+def test_lf_and_crlf_across_reads():
+    buffer, lines, too_long = make(10)
+    for chunk in (b"one\r", b"\ntw", b"o\nthree\r\n", b"\r\n"):
+        buffer.feed(chunk)
+    assert lines == [b"one", b"two", b"three", b""] and too_long == []
+    assert buffer.buffered == 0
+
+
+def test_the_limit_counts_the_line_without_its_ending():
+    buffer, lines, too_long = make(5)
+    buffer.feed(b"12345\r\n123456\r\nok\n")
+    assert lines == [b"12345", b"ok"] and too_long == [1]
+
+
+def test_an_unterminated_flood_is_reported_once_and_skipped_to_its_end():
+    buffer, lines, too_long = make(8)
+    for _ in range(100):
+        buffer.feed(b"x" * 50)
+        assert buffer.buffered <= 8
+    buffer.feed(b"tail\nnext\n")
+    assert lines == [b"next"] and too_long == [1]
+
+
+def test_stop_delivers_nothing_more_of_what_was_fed():
+    seen: list[bytes] = []
+    buffer = LineBuffer(100, lambda line: (seen.append(line), line == b"QUIT" and buffer.stop()), lambda: None)
+    buffer.feed(b"PING a\nQUIT\nPRIVMSG #x :after quit\npartial")
+    assert seen == [b"PING a", b"QUIT"] and buffer.buffered == 0
+    buffer.feed(b"\nmore\n")
+    assert seen == [b"PING a", b"QUIT"]
