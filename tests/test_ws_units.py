@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from chathub.config import Config, ConfigError
 from chathub.events import EventIds, Kind, Source
 from chathub.protocols.web.events import event_json
-from chathub.protocols.web.flood import FloodGate
+from chathub.protocols.flood import FloodControl, FloodGate
 from chathub.protocols.web.websocket import choose_subprotocol, origin_allowed
 
 
@@ -52,7 +52,8 @@ def test_subprotocol_choice_follows_the_client_order():
 def test_flood_gate_delays_then_reports_a_flood():
     clock = Clock()
     handled, floods = [], []
-    gate = FloodGate(clock, rate=2.0, burst=3, max_queued=4, handle=handled.append, on_flood=lambda: floods.append(1))
+    control = FloodControl(rate=2.0, burst=3, max_queued=4, clock=clock.seconds)
+    gate = FloodGate(control, clock, handle=handled.append, on_flood=lambda: floods.append(1))
     for i in range(7):
         gate.submit(i)
     burst = len(handled)

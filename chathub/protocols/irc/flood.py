@@ -1,62 +1,33 @@
-"""Flood protection: a penalty clock ("fake lag") like ircd's, per connection.
+"""The IRC server's flood settings applied to the shared ``chathub.protocols.flood``.
 
-Every command adds its penalty (``1 / flood_rate`` seconds per unit) to a virtual clock
-that never runs behind real time. While that clock is at most ``flood_burst`` commands
-ahead of now, commands run at once; beyond that, they wait until it is, so a flooding
-client is slowed to ``flood_rate`` commands per second. Lines waiting this way are held
-by the session; past ``flood_max_lines`` held lines the client is dropped with
-``ERROR :Excess Flood``. Exempt connections (loopback test harnesses, trusted bouncers)
-are never delayed.
+Lines waiting for the penalty clock are held by the session's ``FloodGate``; past
+``irc.flood_max_lines`` held lines the client is dropped with ``ERROR :Excess Flood``.
 """
 from __future__ import annotations
 
-import ipaddress
-from typing import Callable, Iterable
+from typing import Callable
+
+from chathub.protocols.flood import FloodControl, is_exempt
+
+__all__ = ["FloodControl", "for_connection", "is_exempt"]
 
 
-class FloodControl:
-    """Penalty accounting for one connection."""
-
-    __slots__ = ("rate", "burst", "max_lines", "exempt", "clock", "lag_until")
-
-    def __init__(self, irc_config, clock: Callable[[], float], exempt: bool = False) -> None:
-        self.rate = irc_config.flood_rate
-        self.burst = irc_config.flood_burst
-        self.max_lines = irc_config.flood_max_lines
-        self.exempt = exempt or not irc_config.flood_protection
-        self.clock = clock
-        self.lag_until = 0.0
-
-    def charge(self, units: float) -> None:
-        """Account for one command costing ``units``."""
-        if self.exempt:
-            return
-        now = self.clock()
-        self.lag_until = max(self.lag_until, now) + units / self.rate
-
-    def delay(self) -> float:
-        """Seconds to wait before the next command may run (0 when it may run now)."""
-        if self.exempt:
-            return 0.0
-        ahead = self.lag_until - self.clock()
-        allowed = self.burst / self.rate
-        return max(0.0, ahead - allowed)
-
-    def max_held(self, hard_limit: int) -> int:
-        """How many lines may wait before the client counts as flooding."""
-        return hard_limit if self.exempt else min(self.max_lines, hard_limit)
+def for_connection(irc_config, clock: Callable[[], float], exempt: bool = False) -> FloodControl:
+    """A connection's flood control; exempt connections share one stateless instance."""
+    exempt = exempt or not irc_config.flood_protection
+    if not exempt:
+        return _from_config(irc_config, clock, False)
+    shared = _EXEMPT.get(id(irc_config))
+    if shared is None or shared[0] is not irc_config:
+        shared = _EXEMPT[id(irc_config)] = (irc_config, _from_config(irc_config, clock, True))
+    return shared[1]
 
 
-def is_exempt(host: str, networks: Iterable[str]) -> bool:
-    """True when ``host`` (an IP address) lies in one of ``networks`` (CIDR or address)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    for network in networks:
-        try:
-            if address in ipaddress.ip_network(network, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+def _from_config(irc_config, clock: Callable[[], float], exempt: bool) -> FloodControl:
+    return FloodControl(
+        irc_config.flood_rate, irc_config.flood_burst, irc_config.flood_max_lines, clock, exempt
+    )
+
+
+#: id(irc config) -> (that config, the FloodControl every exempt connection shares)
+_EXEMPT: dict[int, tuple] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import time
 import weakref
-from collections import deque
 from typing import Callable, Iterable, Optional, Protocol
 
 from twisted.cred.error import UnauthorizedLogin
@@ -25,7 +24,8 @@ from chathub.hub import errors
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.flood import FloodControl
+from chathub.protocols.flood import FloodGate
+from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.table import COMMANDS
 from chathub.protocols.irc.wire import LineError, Message
@@ -158,10 +158,9 @@ class IrcSession:
         self.pending_metadata: dict[str, str] = {}  # METADATA * SET before registration
         self.read_markers: dict[str, float] = {}  # draft/read-marker, without an account
 
-        self.flood = FloodControl(config.irc, clock=reactor.seconds, exempt=flood_exempt)
-        self._held: deque[bytes] = deque()
-        self._busy = False  # a command is waiting on a Deferred: hold further lines
-        self._process_call = None
+        self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
+        # lines waiting (flood control, a login); each line's penalty is charged by dispatch
+        self.gate = FloodGate(self.flood, reactor, self._handle_line, self._flooded, MAX_HELD_LINES)
         self.connected_at = reactor.seconds()
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
@@ -235,35 +234,14 @@ class IrcSession:
             return
         self.last_activity = self.reactor.seconds()
         self._awaiting_pong = None
-        if len(self._held) >= self.flood.max_held(MAX_HELD_LINES):
-            self.close("Excess Flood")
-            return
-        self._held.append(line)
-        self._process()
+        self.gate.submit(line, 0)
 
-    def _process(self) -> None:
-        if self._process_call is not None and self._process_call.active():
-            return
-        self._process_call = None
-        while self._held and not self._busy and not self.closed:
-            wait = self.flood.delay()
-            if wait > 0:
-                self._process_call = self.reactor.callLater(wait, self._process)
-                return
-            line = self._held.popleft()
-            self._handle_line(line)
+    def _flooded(self) -> None:
+        self.close("Excess Flood")
 
     def hold(self, d: defer.Deferred) -> None:
         """Hold further lines until ``d`` fires (an async login), then carry on."""
-        self._busy = True
-
-        def resume(result):
-            self._busy = False
-            if not self.closed:
-                self._process()
-            return result
-
-        d.addBoth(resume)
+        self.gate.pause_until(d)
 
     def _handle_line(self, line: bytes) -> None:
         from chathub.protocols.irc.wire import parse
@@ -480,9 +458,7 @@ class IrcSession:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        if self._process_call is not None and self._process_call.active():
-            self._process_call.cancel()
-        self._held.clear()
+        self.gate.stop()
         unregistered_sessions(self.hub).discard(self)
         if not self.closed and self.user is not None and self.registered:
             self.hub.quit(self.user, reason)

@@ -28,7 +28,7 @@ from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
-from chathub.protocols.web.flood import FloodGate
+from chathub.protocols.flood import FloodControl, FloodGate
 from chathub.protocols.web.history import HistoryUnavailable, fetch_history, history_available
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
@@ -154,10 +154,8 @@ class JsonSession:
         self._logout: Optional[Callable[[], None]] = None
         self._logging_in = False
         self._closed = False
-        self.gate = FloodGate(
-            self.clock, wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued,
-            self._dispatch, self._flooded,
-        )
+        control = FloodControl(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds)
+        self.gate = FloodGate(control, self.clock, self._dispatch, self._flooded)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
     # -- IParticipant ------------------------------------------------------------------
