@@ -565,7 +565,7 @@ class ChatHub(service.Service):
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
         """Grant server-operator status."""
-        user.modes.add("o")
+        user.modes = user.modes | {"o"}
         user.privileges = frozenset(privileges)
         self.log.info("{nick} is now a server operator", nick=user.nick)
 
@@ -580,10 +580,11 @@ class ChatHub(service.Service):
                 raise errors.UnknownMode(letter)
             if (sign == "+") == (letter in user.modes):
                 continue
+            # a user's modes are a frozenset, replaced on change (most users share the empty one)
             if sign == "+":
-                user.modes.add(letter)
+                user.modes = user.modes | {letter}
             else:
-                user.modes.discard(letter)
+                user.modes = user.modes - {letter}
                 if letter == "o":
                     user.privileges = frozenset()
             applied.append((change, None))

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from chathub.interfaces import IParticipant
 
 
+#: no modes, no privileges: shared by most users (both are replaced on change, never mutated)
+_NONE: frozenset = frozenset()
+
+
 @implementer(IChatUser)
 class User:
     """A person connected through one protocol; state the hub needs, nothing of the wire."""
@@ -34,7 +38,7 @@ class User:
         "rooms",
         "signon",
         "last_active",
-        "monitoring",
+        "_monitoring",
         "session",
         "_source",
     )
@@ -55,14 +59,21 @@ class User:
         self.realname = realname
         self.account = account
         self.away: Optional[str] = None
-        self.modes: set[str] = set()  # user modes: "i" invisible, "o" operator, "w" wallops
-        self.privileges: frozenset[str] = frozenset()  # operator privileges ("kill", ...)
+        self.modes: frozenset[str] = _NONE  # user modes: "i" invisible, "o" operator, "w" wallops
+        self.privileges: frozenset[str] = _NONE  # operator privileges ("kill", ...)
         self.rooms: dict[str, "Room"] = {}  # folded name -> room
         self.signon = time.time()
         self.last_active = self.signon
-        self.monitoring: set[str] = set()  # folded nicks this user watches for presence
+        self._monitoring: Optional[set[str]] = None  # made on first use (most users watch nobody)
         self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
+
+    @property
+    def monitoring(self) -> set[str]:
+        """Folded nicks this user watches for presence (MONITOR)."""
+        if self._monitoring is None:
+            self._monitoring = set()
+        return self._monitoring
 
     @property
     def protocol(self) -> str:

@@ -4,6 +4,14 @@ The queue registers itself as a streaming producer with the transport: while the
 accepts bytes, writes go straight through; once the transport's own buffer fills, Twisted
 pauses us and further writes are held here, counted in ``pending_bytes``. Past ``limit``
 the connection is dropped through ``on_overflow``; nobody else ever waits for it.
+
+On a plain TCP connection (no TLS) whose Twisted write buffer is empty, a write goes to
+the socket at once: fan-out writes to thousands of sockets per message, and Twisted's
+buffered path (append, register with epoll, wait a reactor turn, send, unregister) costs
+several times the ``send`` itself. What the kernel does not take, and every write while
+Twisted still holds bytes, goes through ``transport.write`` as before, so order, flow
+control and error handling stay Twisted's. Such connections also get TCP_NODELAY: our
+writes are already whole batches, and Nagle's algorithm would only delay the next one.
 """
 from __future__ import annotations
 
@@ -11,7 +19,19 @@ from typing import Callable, Optional
 
 from zope.interface import implementer
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer, ITransport
+
+
+def _plain_tcp_socket(transport):
+    """The socket of an accepted plain TCP connection, or None for anything else."""
+    if type(transport) is not tcp.Server or getattr(transport, "TLS", True):
+        return None
+    try:
+        transport.setTcpNoDelay(True)
+    except OSError:
+        return None
+    return transport.socket
 
 
 @implementer(IPushProducer)
@@ -27,6 +47,7 @@ class SendQueue:
         "pending_bytes",
         "peak_bytes",
         "closed",
+        "_socket",
     )
 
     def __init__(
@@ -49,6 +70,7 @@ class SendQueue:
         self.pending_bytes = 0
         self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
+        self._socket = _plain_tcp_socket(transport)
         (flow or transport).registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
@@ -56,7 +78,26 @@ class SendQueue:
         if self.closed:
             return
         if not self.paused:
-            self.transport.write(data)
+            transport = self.transport
+            sock = self._socket
+            if (
+                sock is not None
+                and not transport._tempDataLen
+                and len(transport.dataBuffer) == transport.offset
+                and transport.connected
+                and not transport.disconnecting
+                and not transport.TLS
+            ):
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = 0  # Twisted's own write reports the broken connection
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            transport.write(data)
             return
         if self.pending_bytes + len(data) > self.limit:
             # Refuse before holding it, so the accounting never exceeds the limit.
