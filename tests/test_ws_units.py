@@ -11,7 +11,7 @@ from chathub.config import Config, ConfigError
 from chathub.events import EventIds, Kind, Source
 from chathub.protocols.web.events import event_json
 from chathub.protocols.flood import FloodControl, FloodGate
-from chathub.protocols.web.websocket import choose_subprotocol, origin_allowed
+from chathub.protocols.web.websocket import choose_subprotocol, host_allowed, origin_allowed
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,36 @@ from chathub.protocols.web.websocket import choose_subprotocol, origin_allowed
     ],
 )
 def test_origin_allowed(origin, host, allowed, secure, ok):
-    assert origin_allowed(origin, host, allowed, secure) is ok
+    assert origin_allowed(origin, host, allowed, secure, ["chat.example.org"]) is ok
+
+
+@pytest.mark.parametrize(
+    "host, ok",
+    [
+        ("127.0.0.1:8080", True),
+        ("localhost", True),
+        ("LocalHost.:8080", True),
+        ("[::1]:8080", True),
+        ("[::1]", True),
+        ("", True),  # no Host header: not a browser
+        ("evil.example:8080", False),
+        ("127.0.0.1.evil.example", False),
+        ("[::2]:8080", False),
+        ("1", False),
+    ],
+)
+def test_host_allowed_default_hostnames(host, ok):
+    assert host_allowed(host, Config().websocket.hostnames) is ok
+
+
+def test_host_allowed_globs_and_own_origin_needs_an_allowed_host():
+    assert host_allowed("eu.chat.example.org", ["*.example.org"])
+    assert not host_allowed("example.org.evil.com", ["*.example.org"])
+    assert host_allowed("anything:1", ["*"])
+    assert host_allowed("[::1]:80", ["::1"])
+    # a rebound name: Origin and Host agree, but the name is not ours
+    assert not origin_allowed("http://evil.example:8080", "evil.example:8080", [], False, ["localhost"])
+    assert origin_allowed("http://localhost:8080", "localhost:8080", [], False, ["localhost"])
 
 
 def test_subprotocol_choice_follows_the_client_order():

@@ -6,13 +6,22 @@ from dataclasses import dataclass, field
 from chathub.config.schema import ConfigError
 
 
+#: what a listener on loopback is reached as
+DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "[::1]")
+
+
 @dataclass(frozen=True)
 class WebSocketConfig:
     """[websocket]: limits and security of /ws."""
 
+    #: host names the HTTP listener answers to (the Host header without its port; "*.example.org"
+    #: globs, "*" for any): a request for another name is refused (403 on /ws, 421 for pages), so
+    #: a DNS-rebinding page (evil.example resolving to 127.0.0.1) cannot reach the server
+    hostnames: list[str] = field(default_factory=lambda: list(DEFAULT_HOSTNAMES))
     #: extra page origins allowed to open /ws ("https://chat.example.org", "*.example.org",
-    #: "*" for any); the page's own origin (same Host) is always allowed, and a handshake
-    #: without an Origin header (non-browser clients) is accepted
+    #: "*" for any); the page's own origin (same scheme, host and port, the host one of
+    #: ``hostnames``) is always allowed, and a handshake without an Origin header (non-browser
+    #: clients) is accepted
     allowed_origins: list[str] = field(default_factory=list)
     max_message_bytes: int = 16384  # a bigger message closes the connection with 1009
     max_frame_bytes: int = 16384  # a bigger single frame closes the connection with 1009
@@ -42,6 +51,11 @@ class WebSocketConfig:
         if self.ping_interval > 0 and 0 < self.ping_timeout < 0.5:
             # autobahn's timers run in 0.2 s buckets: shorter timeouts drop healthy peers
             raise ConfigError(f"setting '{prefix}.ping_timeout' must be at least 0.5 seconds")
+        if not self.hostnames:
+            raise ConfigError(f"setting '{prefix}.hostnames' must name at least one host (\"*\": any)")
+        for name in self.hostnames:
+            if not name or " " in name or "/" in name:
+                raise ConfigError(f"setting '{prefix}.hostnames' has an invalid host name {name!r}")
         for origin in self.allowed_origins:
             if not origin or " " in origin:
                 raise ConfigError(f"setting '{prefix}.allowed_origins' has an invalid origin {origin!r}")

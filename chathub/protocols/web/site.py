@@ -7,11 +7,14 @@ import re
 from typing import Optional
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web import http, resource, server, static
 
 from chathub.config import Config
 from chathub.protocols.web.sessions import install_sessions
-from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource
+from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource, host_allowed
+
+_log = Logger()
 
 #: the bundled web client
 CLIENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "web")
@@ -80,9 +83,23 @@ class IndexPage(resource.Resource):
 
 
 class ChathubSite(server.Site):
-    """A Site that only ever speaks HTTP/1.1: WebSocket upgrades cannot run over HTTP/2."""
+    """A Site that only ever speaks HTTP/1.1 (WebSocket upgrades cannot run over HTTP/2) and
+    only answers to the host names of ``[websocket] hostnames`` (DNS rebinding)."""
 
     protocol = http.HTTPChannel
+    hostnames: tuple[str, ...] = ("*",)
+
+    def getResourceFor(self, request):
+        host = (request.getHeader(b"host") or b"").decode("latin-1")
+        if not host_allowed(host, self.hostnames):
+            _log.info(
+                "refused HTTP request from {peer} for host {host}: not in [websocket] hostnames",
+                peer=getattr(request.getClientAddress(), "host", "?"), host=host,
+            )
+            if request.path == b"/ws" or request.path.startswith(b"/ws/"):
+                return resource.ErrorPage(http.FORBIDDEN, "Forbidden", "This host name is not served here.")
+            return resource.ErrorPage(421, "Misdirected Request", "This host name is not served here.")
+        return super().getResourceFor(request)
 
 
 def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None) -> server.Site:
@@ -94,5 +111,6 @@ def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))
     site = ChathubSite(root)
+    site.hostnames = tuple(config.websocket.hostnames)
     site.websocket_factory = factory
     return site

@@ -8,6 +8,7 @@ real transport, so a browser that stops reading is dropped at the send-queue lim
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
@@ -60,12 +61,48 @@ def choose_subprotocol(offered: list[str], supported=SUBPROTOCOLS) -> Optional[s
     )
 
 
-def origin_allowed(origin: str, host: str, allowed: list[str], secure: bool) -> bool:
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower case: ``"[::1]:8080"`` -> ``"[::1]"``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0].rstrip(".")
+
+
+def _normal_hostname(name: str) -> str:
+    # an IPv6 address is written with brackets in a Host header
+    name = name.strip().lower().rstrip(".")
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
+
+
+def host_allowed(host: str, hostnames) -> bool:
+    """Whether a request's ``Host`` header names one of ``hostnames`` (globs, ``*`` for any).
+
+    This is what stops DNS rebinding: a page at ``http://evil.example:8080`` whose name
+    resolves to 127.0.0.1 reaches us with ``Host: evil.example:8080``. A request without
+    a Host header (HTTP/1.0, not a browser) is allowed.
+    """
+    if not host:
+        return True
+    name = host_name(host)
+    return any(_glob_match(name, _normal_hostname(pattern)) for pattern in hostnames)
+
+
+def _glob_match(name: str, pattern: str) -> bool:
+    # only "*" is special: fnmatch would read "[::1]" as a character class
+    if "*" not in pattern:
+        return name == pattern
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, name) is not None
+
+
+def origin_allowed(origin: str, host: str, allowed: list[str], secure: bool, hostnames=("*",)) -> bool:
     """Whether a page at ``origin`` may open a WebSocket to us (reached as ``host``).
 
-    The page's own origin is always allowed; ``allowed`` adds origins as
-    ``scheme://host[:port]`` or a host glob (``*.example.org``), or ``*`` for any.
-    An empty ``origin`` (no header: not a browser) is allowed.
+    The page's own origin (same scheme, host and port as ``host``), when that host is one
+    of ``hostnames``, is allowed; ``allowed`` adds origins as ``scheme://host[:port]`` or
+    a host glob (``*.example.org``), or ``*`` for any. An empty ``origin`` (no header: not
+    a browser) is allowed.
     """
     if not origin:
         return True
@@ -79,13 +116,18 @@ def origin_allowed(origin: str, host: str, allowed: list[str], secure: bool) -> 
         return False
     if not origin_host:
         return False
-    # Host header: the page's own origin, when the scheme fits how we were reached.
+    # Host header: the page's own origin, when the scheme fits how we were reached and the
+    # name is one we answer to (a rebound name's page has a matching Host and Origin)
     try:
         own = urlsplit(("https://" if secure else "http://") + host.lower())
         own_host, own_port = own.hostname or "", own.port or (443 if secure else 80)
     except ValueError:
         own_host, own_port = "", 0
-    if parts.scheme == ("https" if secure else "http") and (origin_host, origin_port) == (own_host, own_port):
+    if (
+        parts.scheme == ("https" if secure else "http")
+        and (origin_host, origin_port) == (own_host, own_port)
+        and host_allowed(host, hostnames)
+    ):
         return True
     normalized = f"{parts.scheme}://{origin_host}:{origin_port}"
     for pattern in allowed:
@@ -145,7 +187,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         secure = ISSLTransport.providedBy(self.transport)
         # request.host has the port cut off; the origin comparison needs it
         host = request.headers.get("host", "")
-        if not origin_allowed(request.origin, host, config.allowed_origins, secure):
+        if not host_allowed(host, config.hostnames):
+            # also refused by the site before the upgrade; this covers the factory on its own
+            self._log.info(
+                "refused WebSocket from {peer}: host {host} is not in [websocket] hostnames",
+                peer=request.peer, host=host,
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "host not allowed")
+        if not origin_allowed(request.origin, host, config.allowed_origins, secure, config.hostnames):
             self._log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         self.subprotocol = choose_subprotocol(list(request.protocols), self.factory.subprotocols)
