@@ -750,6 +750,13 @@ class ChatHub(service.Service):
 
         return self.registrar.register(nick, password).addCallback(registered)
 
+    @property
+    def history_available(self) -> bool:
+        """True when this hub keeps history: it has a store and history is enabled.
+
+        Every protocol asks this before offering or reading history."""
+        return self.store is not None and self.history_enabled
+
     def history_viewer(self, user: User) -> str:
         """The ``viewer`` to give the store's history queries for ``user``."""
         return user.history_party
@@ -771,7 +778,7 @@ class ChatHub(service.Service):
 
     def recent_history(self, user: User, target: str, limit: int) -> Deferred:
         """The last ``limit`` chat events of a room or private conversation, oldest first."""
-        if self.store is None or not self.history_enabled or limit <= 0:
+        if not self.history_available or limit <= 0:
             return defer.succeed([])
         return self.store.latest(
             self.history_viewer(user), self.history_target(user, target), None, limit, CHAT_KINDS

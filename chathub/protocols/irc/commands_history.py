@@ -112,7 +112,7 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
         if not params:
             raise BadParams("INVALID_PARAMS", "*", "Insufficient parameters")
         hub = session.hub
-        if hub.store is None or not hub.history_enabled:
+        if not hub.history_available:
             target = params[1] if len(params) > 1 and sub != "TARGETS" else "*"
             raise BadParams("MESSAGE_ERROR", sub, target, "History is not kept on this server")
         maximum = session.config.history.query_limit

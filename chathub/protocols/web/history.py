@@ -21,11 +21,6 @@ class HistoryUnavailable(Exception):
     """This server keeps no history (no store, or history disabled)."""
 
 
-def history_available(hub) -> bool:
-    """True when the hub has a store and history is enabled."""
-    return getattr(hub, "store", None) is not None and getattr(hub, "history_enabled", hub.config.history.enabled)
-
-
 def _ref(value: RefValue):
     if value is None:
         return None
@@ -42,7 +37,7 @@ def fetch_history(
     ``before``/``after`` are a message id (str) or epoch seconds (number); with neither,
     the newest page. ``more`` says whether older (or, with ``after``, newer) items exist.
     """
-    if not history_available(hub):
+    if not hub.history_available:
         raise HistoryUnavailable("this server keeps no history")
     store = hub.store
     viewer = hub.history_viewer(user)

@@ -29,7 +29,7 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodControl, FloodGate
-from chathub.protocols.web.history import HistoryUnavailable, fetch_history, history_available
+from chathub.protocols.web.history import HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
     CLOSE_FLOOD,
@@ -211,7 +211,7 @@ class JsonSession:
                 "network": self.config.server.network,
                 "features": {
                     "guests": self.config.auth.allow_guests,
-                    "history": history_available(self.hub),
+                    "history": self.hub.history_available,
                     "register": self._can_register(),
                 },
                 "limits": {
