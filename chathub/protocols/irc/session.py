@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Optional, Protocol
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -31,6 +32,82 @@ from chathub.protocols.irc.table import COMMANDS
 from chathub.protocols.irc.wire import LineError, Message
 
 _batch_ids = itertools.count(1)
+#: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
+_NO_CAPS: frozenset = frozenset()
+#: one ``format_key`` tuple per rendering capability set, shared by the sessions that have it
+_FORMAT_KEYS: dict = {}
+
+
+def _format_key(render_caps: frozenset) -> tuple:
+    key = _FORMAT_KEYS.get(render_caps)
+    if key is None:
+        key = _FORMAT_KEYS[render_caps] = ("irc", render_caps)
+    return key
+class _Sweeper:
+    """Checks every IRC session's timers once a second: one LoopingCall per reactor
+    instead of a DelayedCall per connection (10,000 idle clients are 10,000 timers less).
+    Deadlines are therefore kept to within a second."""
+
+    __slots__ = ("clock", "sessions", "_call", "__weakref__")
+
+    INTERVAL = 1.0
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.sessions = _SessionSet(self)
+        self._call: Optional[LoopingCall] = None
+
+    def started(self) -> None:
+        if self._call is None:
+            self._call = LoopingCall(self.sweep)
+            self._call.clock = self.clock
+            self._call.start(self.INTERVAL, now=False)
+
+    def stopped(self) -> None:
+        if self._call is not None:
+            if self._call.running:
+                self._call.stop()
+            self._call = None
+
+    def sweep(self) -> None:
+        now = self.clock.seconds()
+        for session in list(self.sessions):
+            try:
+                session.check_timers(now)
+            except Exception:
+                IrcSession.log.failure("IRC timer check failed")
+
+
+class _SessionSet(set):
+    """The sessions a sweeper watches; the sweep runs only while there are some."""
+
+    __slots__ = ("sweeper",)
+
+    def __init__(self, sweeper: _Sweeper) -> None:
+        super().__init__()
+        self.sweeper = sweeper
+
+    def add(self, session) -> None:
+        super().add(session)
+        self.sweeper.started()
+
+    def discard(self, session) -> None:
+        super().discard(session)
+        if not self:
+            self.sweeper.stopped()
+
+
+#: reactor (or test clock) -> its sweeper
+_sweepers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _sweeper(clock) -> _Sweeper:
+    sweeper = _sweepers.get(clock)
+    if sweeper is None:
+        sweeper = _sweepers[clock] = _Sweeper(clock)
+    return sweeper
+
+
 #: per hub, the sessions still registering (LUSERS 253)
 _unregistered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -116,6 +193,44 @@ class IrcSession:
     echo_own = False
     log = Logger()
 
+    # 10,000 idle connections are 10,000 of these: no per-instance dict, containers made
+    # only when first used (see the properties below)
+    __slots__ = (
+        "hub",
+        "portal",
+        "config",
+        "writer",
+        "host",
+        "reactor",
+        "secure",
+        "server_name",
+        "caps",
+        "cap_version",
+        "cap_negotiating",
+        "_render_caps",
+        "format_key",
+        "nick",
+        "username",
+        "realname",
+        "password",
+        "user",
+        "_logout",
+        "registered",
+        "closed",
+        "sasl",
+        "sasl_done",
+        "_metadata_subs",
+        "_pending_metadata",
+        "_read_markers",
+        "flood",
+        "gate",
+        "connected_at",
+        "last_activity",
+        "idle_since",
+        "_awaiting_pong",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         hub,
@@ -138,11 +253,11 @@ class IrcSession:
         self.secure = secure
         self.server_name = config.server.name
 
-        self.caps: set[str] = set()
+        self.caps: frozenset[str] = _NO_CAPS
         self.cap_version = 0
         self.cap_negotiating = False
-        self._render_caps: frozenset = frozenset()
-        self.format_key = ("irc", self._render_caps)
+        self._render_caps: frozenset = _NO_CAPS
+        self.format_key = _format_key(_NO_CAPS)
 
         self.nick: Optional[str] = None
         self.username: Optional[str] = None
@@ -154,9 +269,9 @@ class IrcSession:
         self.closed = False
         self.sasl = None  # SASL exchange state (see commands_registration)
         self.sasl_done = False
-        self.metadata_subs: set[str] = set()  # draft/metadata-3 SUB keys
-        self.pending_metadata: dict[str, str] = {}  # METADATA * SET before registration
-        self.read_markers: dict[str, float] = {}  # draft/read-marker, without an account
+        self._metadata_subs: Optional[set[str]] = None
+        self._pending_metadata: Optional[dict[str, str]] = None
+        self._read_markers: Optional[dict[str, float]] = None
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
@@ -165,8 +280,30 @@ class IrcSession:
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
         self._awaiting_pong: Optional[float] = None
-        self._timer = reactor.callLater(config.limits.registration_timeout, self._registration_timeout)
+        # the registration deadline, then the ping check: one sweep per reactor checks them all
+        _sweeper(reactor).sessions.add(self)
         unregistered_sessions(hub).add(self)
+
+    @property
+    def metadata_subs(self) -> set[str]:
+        """draft/metadata-3 keys this client subscribed to."""
+        if self._metadata_subs is None:
+            self._metadata_subs = set()
+        return self._metadata_subs
+
+    @property
+    def pending_metadata(self) -> dict[str, str]:
+        """``METADATA * SET`` values given before registration."""
+        if self._pending_metadata is None:
+            self._pending_metadata = {}
+        return self._pending_metadata
+
+    @property
+    def read_markers(self) -> dict[str, float]:
+        """draft/read-marker timestamps, for a client without an account."""
+        if self._read_markers is None:
+            self._read_markers = {}
+        return self._read_markers
 
     # -- IParticipant --------------------------------------------------------------------
 
@@ -217,10 +354,9 @@ class IrcSession:
 
     def set_caps(self, enabled: Iterable[str] = (), disabled: Iterable[str] = ()) -> None:
         """Change the negotiated capabilities and the format key that follows from them."""
-        self.caps.update(enabled)
-        self.caps.difference_update(disabled)
+        self.caps = frozenset(self.caps.union(enabled).difference(disabled))
         self._render_caps = frozenset(self.caps & C.RENDERING)
-        self.format_key = ("irc", self._render_caps)
+        self.format_key = _format_key(self._render_caps)
 
     def render_own(self, event: Event) -> list[Message]:
         """This client's copy of an event it caused (echo, JOIN, NICK ...)."""
@@ -409,38 +545,26 @@ class IrcSession:
         from chathub.protocols.irc.commands_metadata import on_registered
 
         on_registered(self, rb)
-        self._restart_timer(self.config.irc.ping_interval, self._idle_check)
 
     # -- timers ------------------------------------------------------------------------------
 
-    def _restart_timer(self, delay: float, fn) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self.reactor.callLater(delay, fn)
-
-    def _registration_timeout(self) -> None:
-        self._timer = None
+    def check_timers(self, now: float) -> None:
+        """Registration deadline, then PING after ``irc.ping_interval`` of silence and
+        drop after ``irc.ping_timeout`` without an answer (called by the sweep)."""
+        if self.closed:
+            return
         if not self.registered:
-            self.close("Registration timed out")
-
-    def _idle_check(self) -> None:
-        self._timer = None
-        now = self.reactor.seconds()
+            if now - self.connected_at >= self.config.limits.registration_timeout:
+                self.close("Registration timed out")
+            return
         irc = self.config.irc
         if self._awaiting_pong is not None:
             if now - self._awaiting_pong >= irc.ping_timeout:
                 seconds = int(now - self.last_activity)
                 self.close(f"Ping timeout: {seconds} seconds")
-                return
-            self._restart_timer(self._awaiting_pong + irc.ping_timeout - now, self._idle_check)
-            return
-        idle = now - self.last_activity
-        if idle >= irc.ping_interval:
+        elif now - self.last_activity >= irc.ping_interval:
             self._awaiting_pong = now
             self.write_messages([Message("PING", [self.server_name])])
-            self._restart_timer(irc.ping_timeout, self._idle_check)
-        else:
-            self._restart_timer(irc.ping_interval - idle, self._idle_check)
 
     # -- teardown ----------------------------------------------------------------------------
 
@@ -455,9 +579,7 @@ class IrcSession:
         self._shutdown(reason)
 
     def _shutdown(self, reason: str) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        _sweeper(self.reactor).sessions.discard(self)
         self.gate.stop()
         unregistered_sessions(self.hub).discard(self)
         if not self.closed and self.user is not None and self.registered:
