@@ -5,8 +5,9 @@ import base64
 import binascii
 import re
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.logger import Logger
 
 from chathub.hub import errors
 from chathub.interfaces import IChatUser
@@ -22,6 +23,55 @@ _USERNAME_JUNK = re.compile(r"[^A-Za-z0-9_.\-\[\]\\`^{|}]")
 SASL_CHUNK = 400
 #: the largest SASL message we accept, decoded
 SASL_MAX = 8192
+
+log = Logger()
+
+
+# -- logins, logged -------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def peer_of(session) -> str:
+    """Who a log line is about: the nick when known, and the connection's host."""
+    return f"{session.nick or '*'} from {session.host}"
+
+
+class LoggedLogins:
+    """The portal as IRC sessions see it: a refused PASS or SASL login is logged at info level
+    with the peer, the nick, the account tried and the reason (never the password)."""
+
+    def __init__(self, portal) -> None:
+        self.portal = portal
+
+    def login(self, credentials, mind, *interfaces):
+        d = self.portal.login(credentials, mind, *interfaces)
+        if IUsernamePassword.providedBy(credentials):
+            d.addErrback(self._refused, _text(credentials.username), mind)
+        return d
+
+    @staticmethod
+    def _refused(failure, account: str, session):
+        if failure.check(UnauthorizedLogin):
+            method = "SASL PLAIN" if getattr(session, "sasl", None) is not None else "PASS"
+            log.info(
+                "IRC {method} login as {account} by {who} refused: {why}",
+                method=method, account=account, who=peer_of(session), nick=session.nick,
+                host=session.host, why=failure.getErrorMessage(),
+            )
+        return failure
+
+    def __getattr__(self, name):
+        return getattr(self.portal, name)
+
+
+def _sasl_refused(session, rb, why: str) -> None:
+    """A SASL exchange the server refuses before any password check: 904 and a log line."""
+    log.info("IRC SASL login by {who} refused: {why}", who=peer_of(session), nick=session.nick,
+             host=session.host, why=why)
+    rb.numeric(N.ERR_SASLFAIL, f"SASL authentication failed: {why}")
 
 
 # -- CAP ----------------------------------------------------------------------------------
@@ -196,18 +246,18 @@ def authenticate(session, msg: Message, rb):
     try:
         raw = base64.b64decode(exchange.data, validate=True) if exchange.data else b""
     except (binascii.Error, ValueError):
-        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid base64")
+        _sasl_refused(session, rb, "invalid base64")
         return None
     parts = raw.split(b"\x00")
     if len(parts) != 3 or not parts[1] or (parts[0] and parts[0] != parts[1]):
-        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid PLAIN message")
+        _sasl_refused(session, rb, "invalid PLAIN message")
         return None
     authcid, password = parts[1], parts[2]
     try:
         authcid.decode("utf-8")
         password.decode("utf-8")
     except UnicodeDecodeError:
-        rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: invalid UTF-8")
+        _sasl_refused(session, rb, "invalid UTF-8")
         return None
     # hold registration until the (threaded) password check is done
     session.sasl = exchange

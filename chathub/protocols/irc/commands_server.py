@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from twisted.logger import Logger
+
 import chathub
 from chathub.auth.hashing import default_hashing
 from chathub.hub.masks import mask_matches
@@ -12,6 +14,8 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.table import COMMANDS, command
 from chathub.protocols.irc.wire import Message
+
+_log = Logger()
 
 VERSION = f"chathub-{getattr(chathub, '__version__', '0.1.0')}"
 USER_MODES = "Biow"
@@ -259,15 +263,22 @@ def help_(session, msg, rb) -> None:
 
 # -- operators -------------------------------------------------------------------------------
 
+def _oper_refused(session, name: str, why: str) -> None:
+    _log.info("OPER as {operator} by {nick} from {host} refused: {why}",
+              operator=name, nick=session.nick, host=session.host, why=why)
+
+
 @command("OPER", min_params=2)
 def oper(session, msg, rb):
     """OPER <name> <password>: become an IRC operator (passwords are argon2 hashes in the config)."""
     name, password = msg.params[0], msg.params[1]
     entry = next((o for o in session.config.irc.operators if o.name == name), None)
     if entry is None:
+        _oper_refused(session, name, "no such operator")
         rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
         return None
     if not mask_matches(entry.hostmask, session.user.mask):
+        _oper_refused(session, name, f"{session.user.mask} does not match {entry.hostmask}")
         rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
         return None
     # in a thread, under the same limit as every other password check
@@ -277,6 +288,7 @@ def oper(session, msg, rb):
         if session.closed:
             return
         if not ok:
+            _oper_refused(session, name, "wrong password")
             rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
             return
         session.hub.make_operator(session.user, entry.privileges)

@@ -6,6 +6,7 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_registration import LoggedLogins
 from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.irc.flood import is_exempt
 from chathub.protocols.irc.session import IrcSession
@@ -55,6 +56,7 @@ class IrcProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         host = display_host(peer)
+        self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
         self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self._overflow)
         self.session = IrcSession(
             self.hub,
@@ -100,8 +102,17 @@ class IrcProtocol(protocol.Protocol):
         session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
-        if self.session is not None:
-            self.session.connection_lost("Connection closed")
+        session = self.session
+        if session is not None:
+            # closed already: the server hung up (QUIT, KILL, bad password, timeout, send queue),
+            # and the hub's quit line or the refusal line before this one says why
+            self.log.info(
+                "IRC connection from {host} closed ({nick}): {why}",
+                host=session.host,
+                nick=session.nick or "no nick",
+                why="by the server" if session.closed else reason.getErrorMessage(),
+            )
+            session.connection_lost("Connection closed")
 
 
 class IrcFactory(protocol.ServerFactory):
@@ -109,7 +120,7 @@ class IrcFactory(protocol.ServerFactory):
 
     def __init__(self, hub, portal, config, reactor=None) -> None:
         self.hub = hub
-        self.portal = portal
+        self.portal = LoggedLogins(portal)
         self.config = config
         self.reactor = reactor
         # read now, at start-up: MOTD is answered from memory, never from disk on the reactor

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 
 from chathub.config import Config
+from chathub.protocols.irc.commands_registration import LoggedLogins
 from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.sendqueue import SendQueue
 
@@ -221,6 +222,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     # -- messages ----------------------------------------------------------------------
 
     def onOpen(self) -> None:
+        self._log.info(
+            "WebSocket connection from {host} ({subprotocol})",
+            host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
+        )
         self.factory.connections.add(self)
         self.session = self.factory.make_session(self)
         self.session.opened()
@@ -237,6 +242,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         session, self.session = self.session, None
         if session is None:
             return
+        self._log.info(
+            "WebSocket connection from {host} closed ({nick}): code {code}, {why}",
+            host=self.client_host, nick=_nick_of(session) or "no nick", code=code,
+            why=self.quit_reason or reason or self.wasNotCleanReason or "closed by the client",
+        )
         quit_reason = self.quit_reason
         if quit_reason is None:
             not_clean = (self.wasNotCleanReason or "").lower()
@@ -268,6 +278,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
             # sendClose only takes 1000 and 3000-4999; the server may also say 1001 (going away)
             self.sendCloseFrame(code=code, reasonUtf8=data, isReply=False)
+
+
+def _nick_of(session) -> Optional[str]:
+    # an IRC session has its nick; a chathub.v1 session has a hub user once logged in
+    nick = getattr(session, "nick", None)
+    if nick is None:
+        nick = getattr(getattr(session, "user", None), "nick", None)
+    return nick
 
 
 def _peer_host(peer: str) -> str:
@@ -311,6 +329,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.server = "chathub"
         # for IRC over WebSocket: read at start-up, never from disk on the reactor
         self.motd = Motd(config)
+        self.irc_portal = LoggedLogins(portal)
         self._sessions: dict[Optional[str], Callable] = {}
         self.connections: set[ChatWebSocketProtocol] = set()
         # tell browsers we are going (1001) so they reconnect, rather than letting them
@@ -345,7 +364,11 @@ class ChatWebSocketFactory(WebSocketServerFactory):
 
     def make_session(self, protocol: ChatWebSocketProtocol):
         # no subprotocol asked for: IRC as text
-        return self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
+        session = self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
+        if protocol.subprotocol != JSON_V1:
+            # IRC's refused PASS/SASL logins are logged like on the TCP listener
+            session.portal = self.irc_portal
+        return session
 
     def frame(self, payload: bytes, binary: bool = False) -> bytes:
         """Frame ``payload`` once; the bytes can be written to any connection of this factory."""
