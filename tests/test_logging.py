@@ -147,7 +147,8 @@ async def test_websocket_open_close_and_refused_logins(captured):
         captured.find("WebSocket connection from 127.0.0.1 (chathub.v1)")
         client.send_json({"type": "login", "nick": "alice", "password": WRONG})
         await client.expect({"type": "error", "code": "login_failed"})
-        captured.find("WebSocket login refused", "127.0.0.1")
+        event = captured.find("WebSocket login as alice (alice) from 127.0.0.1 refused")
+        assert event["account"] == "alice" and event["peer"] == "127.0.0.1"
         client.send_json({"type": "login", "nick": "alice", "password": PASSWORD})
         await client.expect({"type": "welcome"})
         client.sendClose()

@@ -342,7 +342,13 @@ class JsonSession:
         if self._closed:
             return
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
-        self.log.info("WebSocket login refused for {peer}: {why}", peer=self.ws.client_host, why=failure.getErrorMessage())
+        self.log.info(
+            "WebSocket login as {account} ({nick}) from {peer} refused: {why}",
+            peer=self.ws.client_host,
+            nick=msg.get("nick"),
+            account=msg.get("account") or msg.get("nick"),
+            why=failure.getErrorMessage(),
+        )
         self.error("login_failed", failure.getErrorMessage() or "login refused", msg)
 
     def _login_crashed(self, failure, msg: dict) -> None:
