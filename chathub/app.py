@@ -15,7 +15,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chathub.auth.portal import build_portal, password_checkers
+from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.store import StorageError, open_store
@@ -55,12 +55,12 @@ class ChathubService(service.MultiService):
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
         self.accounts = StoreAccountChecker(self.store)
-        self.hub = ChatHub(config, store=self.store)
-        self.hub.registrar = self.accounts
-        self.hub.setServiceParent(self)
-        self.portal = build_portal(
-            self.hub, config, password_checkers(config, checkers, store_checker=self.accounts)
+        checkers = password_checkers(config, checkers, store_checker=self.accounts)
+        self.hub = ChatHub(
+            config, store=self.store, accounts=account_directory(checkers), registrar=self.accounts
         )
+        self.hub.setServiceParent(self)
+        self.portal = build_portal(self.hub, config, checkers)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}

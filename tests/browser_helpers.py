@@ -27,17 +27,18 @@ def start_server(config, checkers=(), store=None):
     With an opened ``store`` the hub keeps history and registers accounts in it.
     Returns ``(hub, portal, site, port)``; stop with ``port.stopListening()``.
     """
-    from chathub.auth.portal import build_portal
+    from chathub.auth.portal import account_directory, build_portal
     from chathub.hub.service import ChatHub
     from chathub.protocols.web import build_site
 
-    hub = ChatHub(config, store=store)
     checkers = list(checkers)
+    registrar = None
     if store is not None:
         from chathub.store.accounts import StoreAccountChecker
 
-        hub.registrar = StoreAccountChecker(store)
-        checkers.append(hub.registrar)
+        registrar = StoreAccountChecker(store)
+        checkers.append(registrar)
+    hub = ChatHub(config, store=store, accounts=account_directory(checkers), registrar=registrar)
     portal = build_portal(hub, config, checkers)
     site = build_site(hub, portal, config)
     port = _reactor().listenTCP(0, site, interface="127.0.0.1")

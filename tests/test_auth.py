@@ -22,7 +22,7 @@ from chathub.auth.checkers import (
     GuestChecker,
 )
 from chathub.auth.credentials import GuestNick
-from chathub.auth.portal import build_portal
+from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.interfaces import IAccountDirectory, IChatUser
@@ -153,8 +153,9 @@ def test_any_of_checkers(passwd):
 @pytest_twisted.inlineCallbacks
 def test_portal_logs_in_guests_and_accounts(passwd):
     config = Config().with_overrides(auth={"checkers": []})
-    hub = ChatHub(config)
-    portal = build_portal(hub, config, [Argon2FileChecker(str(passwd)), strcred.makeChecker("memory:bob:pw2")])
+    checkers = [Argon2FileChecker(str(passwd)), strcred.makeChecker("memory:bob:pw2")]
+    hub = ChatHub(config, accounts=account_directory(checkers))
+    portal = build_portal(hub, config, checkers)
     assert hub.accounts.is_registered("alice") and hub.accounts.is_registered("bob")
     mind = object()
     iface, guest, logout = yield portal.login(GuestNick("visitor"), mind, IChatUser)

@@ -12,7 +12,7 @@ import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from chathub.auth.portal import build_portal
+from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
@@ -34,8 +34,8 @@ class Server:
             "operators": [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}],
         }
         self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
-        self.hub = ChatHub(self.config)
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
         self.port = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.clients: list = []

@@ -20,7 +20,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols.basic import LineReceiver
 
-from chathub.auth.portal import build_portal, password_checkers
+from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.events import EventIds, iso_time
 from chathub.hub.service import ChatHub
@@ -58,13 +58,13 @@ class Server:
         self.store = SqliteStore(str(tmp_path / "chathub.sqlite3"), self.config.history)
         # cheap argon2 parameters: the tests check behaviour, not hashing cost
         self.accounts = StoreAccountChecker(self.store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        self.hub = ChatHub(self.config, store=self.store)
-        self.hub.registrar = self.accounts
+        checkers = password_checkers(self.config, (), store_checker=self.accounts)
+        self.hub = ChatHub(
+            self.config, store=self.store, accounts=account_directory(checkers), registrar=self.accounts
+        )
         start = time.time() - 3600
         self.hub.ids = EventIds(clock=itertools.count(start, 1.0).__next__)
-        self.portal = build_portal(
-            self.hub, self.config, password_checkers(self.config, (), store_checker=self.accounts)
-        )
+        self.portal = build_portal(self.hub, self.config, checkers)
         self.ports = []
 
     async def start(self) -> "Server":

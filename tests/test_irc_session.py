@@ -9,7 +9,7 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from chathub.auth.portal import build_portal
+from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
@@ -47,8 +47,8 @@ class World:
         # loopback is exempt from flood control unless a test sets it up itself
         irc = irc or {"flood_exempt": ["127.0.0.0/8"]}
         self.config = Config().with_overrides(irc=irc)
-        self.hub = ChatHub(self.config)
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
         self.factory = IrcFactory(self.hub, self.portal, self.config, reactor=self.clock)
         self.ports = iter(range(40000, 50000))

@@ -16,7 +16,7 @@ from twisted.internet import defer, protocol
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.threads import deferToThread
 
-from chathub.auth.portal import build_portal
+from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
@@ -84,8 +84,8 @@ class Server:
         irc.setdefault("flood_exempt", ["127.0.0.0/8"])
         irc.setdefault("operators", [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}])
         self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
-        self.hub = ChatHub(self.config)
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
         self.irc = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.line = None

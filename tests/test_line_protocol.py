@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from chathub.auth.portal import build_portal
+from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.line import LineBuffer, LineFactory, render
@@ -25,8 +25,8 @@ class Env:
         config = (config or Config()).with_overrides(auth={"checkers": []}, limits=limits)
         self.config = config
         self.clock = Clock()
-        self.hub = ChatHub(config)
         checker = InMemoryUsernamePasswordDatabaseDontUse(owner=b"secret")
+        self.hub = ChatHub(config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, config, [checker])
         self.factory = LineFactory(self.hub, self.portal, config, self.clock)
 

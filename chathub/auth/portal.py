@@ -34,11 +34,15 @@ def password_checkers(
     return checkers
 
 
+def account_directory(checkers: Iterable[ICredentialsChecker]) -> IAccountDirectory:
+    """Which nicks belong to an account of one of ``checkers``: give it to ``ChatHub``."""
+    return CheckerDirectory(checkers)
+
+
 def build_portal(hub, config: Config, checkers: Iterable[ICredentialsChecker]) -> Portal:
-    """A portal over ``checkers`` plus the guest checker, and set ``hub.accounts``."""
+    """A portal over ``checkers`` plus the guest checker; guests may not take a nick that
+    ``hub.accounts`` (see ``account_directory``) says belongs to an account."""
     checkers = list(checkers)
-    directory = CheckerDirectory(checkers)
-    hub.accounts = directory
     # stock checkers (--auth) get the credentials in whichever type they expect
     checkers = [
         BytesOrTextChecker(c)
@@ -51,5 +55,5 @@ def build_portal(hub, config: Config, checkers: Iterable[ICredentialsChecker]) -
         portal.registerChecker(checkers[0])
     elif checkers:
         portal.registerChecker(AnyOfCheckers(checkers))
-    portal.registerChecker(GuestChecker(directory, config.auth.allow_guests))
+    portal.registerChecker(GuestChecker(hub.accounts, config.auth.allow_guests))
     return portal

@@ -91,7 +91,11 @@ class ChatHub(service.Service):
         config: Optional[Config] = None,
         store=None,
         accounts: Optional[IAccountDirectory] = None,
+        registrar=None,
     ) -> None:
+        """``accounts`` answers which nicks belong to accounts (none without it);
+        ``registrar`` creates accounts (``register(name, password) -> Deferred``), and
+        without one account registration is refused."""
         self.config = config or Config()
         self.store = store
         self.accounts = accounts or _NoAccounts()
@@ -109,8 +113,7 @@ class ChatHub(service.Service):
         self.max_users_seen = 0
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
-        #: creates accounts (``register(name, password) -> Deferred``); set by the server
-        self.registrar = None
+        self.registrar = registrar
 
     def stopService(self):
         """Quit everyone while the store (a service stopped after the hub) still takes the

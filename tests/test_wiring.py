@@ -1,0 +1,33 @@
+"""How the server is put together: the hub gets its account directory and registrar when
+it is made, and building the portal changes nothing else."""
+from __future__ import annotations
+
+from twisted.cred import strcred
+
+from chathub.app import ChathubService
+from chathub.auth.portal import account_directory, build_portal
+from chathub.config import Config
+from chathub.hub.service import ChatHub
+
+
+def test_build_portal_leaves_the_hub_alone():
+    config = Config().with_overrides(auth={"checkers": []})
+    hub = ChatHub(config)
+    accounts, registrar = hub.accounts, hub.registrar
+    build_portal(hub, config, [strcred.makeChecker("memory:bob:pw")])
+    assert hub.accounts is accounts and hub.registrar is registrar
+    assert not hub.accounts.is_registered("bob")  # the directory is the constructor's business
+
+
+def test_the_account_directory_knows_every_checker():
+    checkers = [strcred.makeChecker("memory:bob:pw"), strcred.makeChecker("memory:carol:pw")]
+    hub = ChatHub(Config(), accounts=account_directory(checkers))
+    assert hub.accounts.is_registered("BOB") and hub.accounts.is_registered("carol")
+    assert not hub.accounts.is_registered("dave")
+
+
+def test_the_server_hands_the_hub_its_directory_and_registrar(tmp_path):
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)}, auth={"checkers": ["store"]})
+    server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
+    assert server.hub.registrar is server.accounts
+    assert server.hub.accounts.is_registered("bob")
