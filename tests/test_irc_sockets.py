@@ -247,11 +247,12 @@ def test_cross_protocol_with_telnet_and_moderation(server):
     irc.send("MODE #mix +m")
     yield tel.expect(r"\+m")
     tel.send("muted?")
-    yield tel.expect(r"^! .*")
+    yield tel.expect(r"^! #mix: Cannot send to room \(moderated, \+v needed\)$")
     irc.send("MODE #mix +v telly")
     yield tel.expect(r"\+v")
     tel.send("voiced now")
-    yield irc.expect(r"PRIVMSG #mix :voiced now")
+    line = yield irc.expect(r"PRIVMSG #mix :(muted\?|voiced now)$")
+    assert line.endswith(":voiced now"), "the refused line must never reach the channel"
     tel.send("/quit bye")
     yield irc.expect(r":telly!\S+ QUIT :")
 
