@@ -69,3 +69,46 @@ def test_info_includes_the_server_description():
     c.send("INFO")
     info = [m.params[-1] for m in c.lines() if m.command == "371"]
     assert "Our little chat" in info
+
+
+@pytest_twisted.inlineCallbacks
+def test_rehash_rereads_the_motd_for_operators_only(tmp_path, monkeypatch):
+    from argon2 import PasswordHasher
+    from twisted.internet import defer, reactor
+
+    oper_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("op-pw")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "motd.txt").write_text("old\n")
+    world = World(flood_exempt=["127.0.0.0/8"], motd_file="motd.txt",
+                  operators=[{"name": "boss", "password_hash": oper_hash}])
+    world.config = world.config.with_overrides(server={"data_dir": str(data)})
+    world.factory.config = world.config
+    world.factory.motd = Motd(world.config)
+    c = world.client("amy")
+    (data / "motd.txt").write_text("new\n")
+    c.send("REHASH")
+    assert "481" in [m.command for m in c.lines()]
+    assert motd_text(c) == ["- old"]
+
+    def wait_for(command):
+        # the answer is written once the thread's work is back on the reactor
+        d = defer.Deferred()
+        seen = []
+        write = c.transport.write
+
+        def watch(data):
+            write(data)
+            if not seen and f" {command} ".encode() in data:
+                seen.append(data)
+                # not from inside the session's write: carry on once it has finished
+                reactor.callLater(0, d.callback, None)
+
+        c.transport.write = watch
+        return d.addTimeout(10, reactor).addBoth(lambda r: setattr(c.transport, "write", write) or r)
+
+    c.send("OPER boss op-pw")
+    yield wait_for("381")
+    c.send("REHASH")
+    yield wait_for("382")
+    assert motd_text(c) == ["- new"]

@@ -3,6 +3,7 @@ ADMIN, HELP, LINKS, OPER, KILL and WALLOPS."""
 from __future__ import annotations
 
 import time
+import weakref
 from datetime import datetime, timezone
 
 from twisted.logger import Logger
@@ -133,6 +134,7 @@ class Motd:
         name = config.irc.motd_file
         self.path: str | None = config.data_path(name) if name else None
         self.lines: list[str] | None = read_motd(self.path) if self.path else None
+        _all_motds.add(self)
 
     def reload(self, reactor=None):
         """Re-read the file in a thread; fires with the new lines once they are in use."""
@@ -151,6 +153,10 @@ class Motd:
 
         d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), read_motd, self.path)
         return d.addCallback(swap)
+
+
+#: every listener's Motd, for REHASH
+_all_motds: "weakref.WeakSet[Motd]" = weakref.WeakSet()
 
 
 def session_motd(session) -> Motd | None:
@@ -296,6 +302,26 @@ def oper(session, msg, rb):
         rb.add(Message("MODE", [session.user.nick, "+o"], session.server_name))
 
     return d.addCallback(checked)
+
+
+#: RPL_REHASHING
+RPL_REHASHING = "382"
+
+
+@command("REHASH", privilege="oper")
+def rehash(session, msg, rb):
+    """REHASH: re-read the MOTD of every listener (operators); the password file re-reads itself."""
+    from twisted.internet import defer
+
+    motds = list(_all_motds)
+    _log.info("{nick} asked for a REHASH", nick=session.nick)
+    d = defer.gatherResults([m.reload() for m in motds])
+
+    def done(_):
+        if not session.closed:
+            rb.numeric(RPL_REHASHING, session.config.irc.motd_file or "motd", "Rehashing")
+
+    return d.addCallback(done)
 
 
 @command("KILL", min_params=1)
