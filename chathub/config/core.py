@@ -3,13 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chathub.config.schema import ConfigError
-
-
-def _positive(prefix: str, **values: float) -> None:
-    for name, value in values.items():
-        if value <= 0:
-            raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0, not {value!r}")
+from chathub.config.schema import ConfigError, require_positive
 
 
 @dataclass(frozen=True)
@@ -68,13 +62,16 @@ class LimitsConfig:
     max_rooms_per_user: int = 50
 
     def validate(self, prefix: str) -> None:
-        _positive(
+        require_positive(
             prefix,
             sendq_bytes=self.sendq_bytes,
             registration_timeout=self.registration_timeout,
             max_line_bytes=self.max_line_bytes,
             nick_length=self.nick_length,
             room_name_length=self.room_name_length,
+            topic_length=self.topic_length,
+            away_length=self.away_length,
+            max_rooms_per_user=self.max_rooms_per_user,
         )
 
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chathub.config.schema import ConfigError
+from chathub.config.schema import ConfigError, require_at_least, require_networks, require_positive
+
+#: what an operator may be allowed: "kill" (KILL), "wallops" (WALLOPS)
+OPERATOR_PRIVILEGES = ("kill", "wallops")
 
 
 @dataclass(frozen=True)
@@ -14,6 +17,19 @@ class OperatorConfig:
     password_hash: str  # argon2 hash, made with `python -m chathub.passwd --hash`
     privileges: list[str] = field(default_factory=lambda: ["kill", "wallops"])
     hostmask: str = "*"
+
+    def validate(self, prefix: str) -> None:
+        if not self.name or " " in self.name:
+            raise ConfigError(f"setting '{prefix}.name' must be a name without spaces")
+        if not self.password_hash.startswith("$argon2"):
+            raise ConfigError(
+                f"setting '{prefix}.password_hash' must be an argon2 hash (\"$argon2id$...\", "
+                "from `python -m chathub.passwd --hash`), never a password"
+            )
+        for i, privilege in enumerate(self.privileges):
+            if privilege not in OPERATOR_PRIVILEGES:
+                known = ", ".join(f'"{p}"' for p in OPERATOR_PRIVILEGES)
+                raise ConfigError(f"setting '{prefix}.privileges[{i}]' must be one of {known}, not {privilege!r}")
 
 
 @dataclass(frozen=True)
@@ -38,9 +54,18 @@ class IrcConfig:
     monitor_limit: int = 100  # MONITOR
 
     def validate(self, prefix: str) -> None:
-        for key in ("ping_interval", "ping_timeout", "flood_rate"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"setting '{prefix}.{key}' must be greater than 0")
-        for key in ("flood_burst", "flood_max_lines", "user_length", "kick_length", "max_targets", "max_bans", "monitor_limit"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"setting '{prefix}.{key}' must be at least 1")
+        require_positive(
+            prefix, ping_interval=self.ping_interval, ping_timeout=self.ping_timeout, flood_rate=self.flood_rate
+        )
+        require_at_least(
+            prefix,
+            1,
+            flood_burst=self.flood_burst,
+            flood_max_lines=self.flood_max_lines,
+            user_length=self.user_length,
+            kick_length=self.kick_length,
+            max_targets=self.max_targets,
+            max_bans=self.max_bans,
+            monitor_limit=self.monitor_limit,
+        )
+        require_networks(prefix, "flood_exempt", self.flood_exempt)

@@ -7,9 +7,10 @@ the dotted key (``irc.ping_timeout``) on an unknown key or a wrong type.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import types
 import typing
-from typing import Any, Mapping, Union
+from typing import Any, Iterable, Mapping, Union
 
 
 class ConfigError(ValueError):
@@ -79,6 +80,46 @@ def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
     if check is not None:
         check(prefix)
     return section
+
+
+# -- value checks for the sections' ``validate`` methods ----------------------------------
+
+
+def _dotted(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def require_positive(prefix: str, **values: float) -> None:
+    """Each named setting must be greater than 0."""
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"setting '{_dotted(prefix, name)}' must be greater than 0, not {value!r}")
+
+
+def require_at_least(prefix: str, minimum: float, **values: float) -> None:
+    """Each named setting must be at least ``minimum`` (0: not negative)."""
+    for name, value in values.items():
+        if value < minimum:
+            raise ConfigError(f"setting '{_dotted(prefix, name)}' must be at least {minimum:g}, not {value!r}")
+
+
+def require_one_of(prefix: str, name: str, value: str, choices: Iterable[str]) -> None:
+    """The setting must be one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        listed = ", ".join(f'"{c}"' for c in choices)
+        raise ConfigError(f"setting '{_dotted(prefix, name)}' must be one of {listed}, not {value!r}")
+
+
+def require_networks(prefix: str, name: str, values: Iterable[str]) -> None:
+    """Each entry must be an IP address or a CIDR network (``ipaddress.ip_network``)."""
+    for i, value in enumerate(values):
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"setting '{_dotted(prefix, name)}[{i}]' must be an IP address or CIDR network, not {value!r}"
+            ) from None
 
 
 def replace(section: Any, **changes: Any) -> Any:

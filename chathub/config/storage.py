@@ -3,21 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chathub.config.schema import ConfigError
-
-
-def _one_of(prefix: str, name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        listed = ", ".join(f'"{c}"' for c in choices)
-        raise ConfigError(f"setting '{prefix}.{name}' must be one of {listed}, not {value!r}")
-
-
-def _at_least(prefix: str, minimum: float, **values: float) -> None:
-    for name, value in values.items():
-        if value < minimum:
-            raise ConfigError(
-                f"setting '{prefix}.{name}' must be at least {minimum:g}, not {value!r}"
-            )
+from chathub.config.schema import ConfigError, require_at_least, require_one_of, require_positive
 
 
 @dataclass(frozen=True)
@@ -36,15 +22,15 @@ class StorageConfig:
 
     def validate(self, prefix: str) -> None:
         prefix = prefix or "storage"
-        _one_of(prefix, "backend", self.backend, ("sqlite", "postgres"))
-        _one_of(prefix, "sqlite_synchronous", self.sqlite_synchronous, ("normal", "full"))
+        require_one_of(prefix, "backend", self.backend, ("sqlite", "postgres"))
+        require_one_of(prefix, "sqlite_synchronous", self.sqlite_synchronous, ("normal", "full"))
         if not self.sqlite_path:
             raise ConfigError(f"setting '{prefix}.sqlite_path' must not be empty")
         if self.backend == "postgres" and not self.postgres_dsn:
             raise ConfigError(
                 f"setting '{prefix}.postgres_dsn' is needed when {prefix}.backend is \"postgres\""
             )
-        _at_least(prefix, 1, postgres_pool_size=self.postgres_pool_size)
+        require_at_least(prefix, 1, postgres_pool_size=self.postgres_pool_size)
 
 
 @dataclass(frozen=True)
@@ -65,13 +51,12 @@ class HistoryConfig:
 
     def validate(self, prefix: str) -> None:
         prefix = prefix or "history"
-        _at_least(
+        require_at_least(
             prefix,
             0,
             max_age_days=self.max_age_days,
             max_per_target=self.max_per_target,
             join_replay=self.join_replay,
         )
-        _at_least(prefix, 1, query_limit=self.query_limit)
-        if self.prune_interval_seconds <= 0:
-            raise ConfigError(f"setting '{prefix}.prune_interval_seconds' must be greater than 0")
+        require_at_least(prefix, 1, query_limit=self.query_limit)
+        require_positive(prefix, prune_interval_seconds=self.prune_interval_seconds)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chathub.config.schema import ConfigError
+from chathub.config.schema import ConfigError, require_at_least, require_positive
 
 
 #: what a listener on loopback is reached as
@@ -39,15 +39,23 @@ class WebSocketConfig:
     trust_x_forwarded_for: int = 0
 
     def validate(self, prefix: str) -> None:
-        for name in ("max_message_bytes", "max_frame_bytes", "flood_burst", "flood_max_queued"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0")
-        for name in ("flood_rate", "open_handshake_timeout", "close_handshake_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"setting '{prefix}.{name}' must be greater than 0")
-        for name in ("ping_interval", "ping_timeout", "trust_x_forwarded_for"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"setting '{prefix}.{name}' must not be negative")
+        require_positive(
+            prefix,
+            max_message_bytes=self.max_message_bytes,
+            max_frame_bytes=self.max_frame_bytes,
+            flood_burst=self.flood_burst,
+            flood_max_queued=self.flood_max_queued,
+            flood_rate=self.flood_rate,
+            open_handshake_timeout=self.open_handshake_timeout,
+            close_handshake_timeout=self.close_handshake_timeout,
+        )
+        require_at_least(
+            prefix,
+            0,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            trust_x_forwarded_for=self.trust_x_forwarded_for,
+        )
         if self.ping_interval > 0 and 0 < self.ping_timeout < 0.5:
             # autobahn's timers run in 0.2 s buckets: shorter timeouts drop healthy peers
             raise ConfigError(f"setting '{prefix}.ping_timeout' must be at least 0.5 seconds")
