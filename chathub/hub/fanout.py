@@ -2,9 +2,11 @@
 
 Inside a ``batching()`` block (the outbox releasing a committed group, or a protocol
 handling one read), consecutive chat events from one sender to one unchanged set of
-recipients are held and then written with one ``send`` per recipient: a burst of N lines
-into a room of M members costs M sends, not N x M. Anything else flushes the held batch
-first, so every recipient still sees events in hub order.
+recipients are encoded together, and what each member is owed, across senders and rooms,
+is written with one ``send`` per member when the block ends: a burst of N lines into a
+room of M members costs M sends, not N x M, and a member of several busy rooms gets one
+write per block. Anything else flushes what is held first, so every recipient still sees
+events in hub order.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ log = Logger()
 #: most events written as one blob: big enough to amortise the per-recipient cost, small
 #: enough that one blob never eats a slow reader's whole send queue at once
 MAX_BATCH = 32
+#: inside a batching block, what one member is owed is written once it reaches this size
+MAX_HELD_BYTES = 64 * 1024
 
 
 def deliver(events: Sequence[Event], recipients, actor=None) -> None:
@@ -41,6 +45,38 @@ def deliver(events: Sequence[Event], recipients, actor=None) -> None:
                 log.failure("sending to {nick} failed", nick=user.nick)
 
 
+def _collect(events: Sequence[Event], recipients, actor, held: dict) -> None:
+    """Like ``deliver``, but append each member's bytes to ``held[participant]``."""
+    encoded: dict = {}
+    for user in recipients:
+        if user is actor:
+            continue
+        participant = user.participant
+        key = participant.format_key
+        try:
+            data = encoded[key]
+        except KeyError:
+            data = encoded[key] = _encode(participant, events)
+        if data:
+            parts = held.get(participant)
+            if parts is None:
+                held[participant] = [len(data), data]
+            else:
+                parts.append(data)
+                parts[0] += len(data)
+                if parts[0] >= MAX_HELD_BYTES:
+                    del held[participant]
+                    _send(participant, parts)
+
+
+def _send(participant, parts: list) -> None:
+    # parts: [byte count, data, data, ...]
+    try:
+        participant.send(parts[1] if len(parts) == 2 else b"".join(parts[1:]))
+    except Exception:
+        log.failure("sending to {participant} failed", participant=participant)
+
+
 def _encode(participant, events: Sequence[Event]) -> bytes:
     parts = []
     for event in events:
@@ -55,15 +91,23 @@ def _encode(participant, events: Sequence[Event]) -> bytes:
 
 
 class Fanout:
-    """Delivers events, coalescing consecutive batchable ones within a ``batching()`` block."""
+    """Delivers events, coalescing batchable ones within a ``batching()`` block.
 
-    __slots__ = ("_depth", "_events", "_recipients", "_actor")
+    Consecutive batchable events from one sender to one recipient snapshot are encoded
+    together (up to ``MAX_BATCH``); what each member is owed is then held, across
+    senders and rooms, and written with one ``send`` per member when the block ends or
+    anything else must go out first (``flush``), so every member still sees events in
+    hub order.
+    """
+
+    __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held")
 
     def __init__(self) -> None:
         self._depth = 0
         self._events: list[Event] = []
         self._recipients = None
         self._actor = None
+        self._held: dict = {}  # participant -> [byte count, data, ...], in hub order
 
     def publish(self, event: Event, recipients, actor=None, batchable: bool = False) -> None:
         """Deliver ``event``; hold it for a joint write when batching allows."""
@@ -76,7 +120,7 @@ class Fanout:
             ):
                 self._events.append(event)
                 return
-            self.flush()
+            self._hold()
             self._events = [event]
             self._recipients = recipients
             self._actor = actor
@@ -84,12 +128,20 @@ class Fanout:
         self.flush()
         deliver((event,), recipients, actor)
 
-    def flush(self) -> None:
-        """Write out the held batch, if any."""
+    def _hold(self) -> None:
+        """Encode the current run of events into what each member is owed."""
         if self._events:
             events, recipients, actor = self._events, self._recipients, self._actor
             self._events, self._recipients, self._actor = [], None, None
-            deliver(events, recipients, actor)
+            _collect(events, recipients, actor, self._held)
+
+    def flush(self) -> None:
+        """Write out everything held, one ``send`` per member."""
+        self._hold()
+        if self._held:
+            held, self._held = self._held, {}
+            for participant, parts in held.items():
+                _send(participant, parts)
 
     @contextmanager
     def batching(self) -> Iterator[None]:

@@ -315,6 +315,7 @@ class ChatHub(service.Service):
                 raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
             room.invited.add(target.folded)
         event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": target.nick})
+        self.fanout.flush()  # after what the target is owed already
         target.participant.deliver(event)
         if room is not None:
             # invite-notify: members who may see invites (operators) hear about it
@@ -532,7 +533,7 @@ class ChatHub(service.Service):
             told = set(map(id, neighbours))
             for watcher in list(watching):
                 if watcher is not user and id(watcher) not in told:
-                    self.outbox.after(lambda w=watcher: w.participant.deliver(event))
+                    self.after_delivery(lambda w=watcher: w.participant.deliver(event))
 
     def set_away(self, user: User, text: Optional[str]) -> Event:
         """Mark ``user`` away with ``text``, or back with None/empty."""
@@ -641,7 +642,7 @@ class ChatHub(service.Service):
         event = self._event(Kind.PRESENCE, user, user.nick or "", data={"state": state})
         for watcher in list(watching):
             if watcher is not user:
-                self.outbox.after(lambda w=watcher: w.participant.deliver(event))
+                self.after_delivery(lambda w=watcher: w.participant.deliver(event))
 
     # -- leaving -----------------------------------------------------------------------
 
@@ -801,6 +802,7 @@ class ChatHub(service.Service):
             f"({failure.getErrorMessage()})",
             data={"error": "storage_failed", "refers_to": event.id},
         )
+        self.fanout.flush()
         actor.participant.deliver(notice)
 
 
