@@ -290,9 +290,9 @@ def on_join(session, room, rb) -> None:
 
 def on_registered(session, rb) -> None:
     """At the end of registration: adopt what was SET before it, and show it."""
+    if not session.has_pending_metadata:
+        return  # (without making an empty dict for every connection)
     pending = session.pending_metadata
-    if not pending:
-        return
     values = metadata_of(session.hub, session.user)
     values.update(pending)
     pending.clear()

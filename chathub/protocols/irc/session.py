@@ -299,6 +299,11 @@ class IrcSession:
         return self._pending_metadata
 
     @property
+    def has_pending_metadata(self) -> bool:
+        """True when ``METADATA * SET`` gave values before registration."""
+        return bool(self._pending_metadata)
+
+    @property
     def read_markers(self) -> dict[str, float]:
         """draft/read-marker timestamps, for a client without an account."""
         if self._read_markers is None:
