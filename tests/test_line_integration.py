@@ -203,6 +203,32 @@ def test_auth_option_memory_checker(tmp_path, twistd_server, line_client_factory
     assert_clean_log(server, "s3cr3t-word", "not-it")
 
 
+def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
+    """``--auth file:PATH``: twisted.cred's FilePasswordDB (``user:password`` lines), as strcred makes it."""
+    port = free_port()
+    passwords = tmp_path / "plain-passwords"
+    passwords.write_text("alice:f1le-secret\nbob:b0b-file-pw\n")
+    server = twistd_server(line_config(tmp_path / "var", port), "--auth", f"file:{passwords}")
+    intruder = line_client_factory(port)
+    intruder.expect("Welcome")
+    intruder.send("/nick alice")
+    intruder.expect(r"^! alice: Nickname is registered")
+    intruder.send("/nick bob f1le-secret")
+    intruder.expect(r"^! login as bob refused")
+    server.expect_log(r"login as bob from 127\.0\.0\.1 refused")
+    alice = line_client_factory(port)
+    alice.expect("Welcome")
+    alice.send("/nick alice f1le-secret")
+    alice.expect(r"^\* you are alice, logged in to account alice")
+    bob = line_client_factory(port)
+    bob.expect("Welcome")
+    bob.send("/nick bob b0b-file-pw")
+    bob.expect(r"^\* you are bob, logged in to account bob")
+    intruder.send("/nick guest1")
+    intruder.expect(r"^\* you are guest1, a guest")
+    assert_clean_log(server, "f1le-secret", "b0b-file-pw")
+
+
 @pytest.mark.parametrize("how", ["config", "flag"])
 def test_guests_disabled(tmp_path, twistd_server, line_client_factory, how):
     port = free_port()
