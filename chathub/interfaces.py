@@ -3,7 +3,8 @@
 - ``IParticipant``: something the hub can deliver events to (one per connection).
 - ``IChatUser``: the avatar interface the realm hands out through the twisted.cred portal.
 - ``IAccountDirectory``: which nicks are registered accounts.
-- ``IBackplane``: where events go so other nodes see them (local no-op by default).
+- ``IBackplane``: where events go so other nodes see them (``chathub.backplane.LocalBackplane``
+  for a single node; Redis pub/sub to come).
 Storage has its own interface in ``chathub.store.interfaces``.
 """
 from __future__ import annotations
