@@ -34,12 +34,13 @@ def free_port() -> int:
 
 
 class TwistdServer:
-    """``twistd -n chathub --config FILE`` in a subprocess, with its log read line by line."""
+    """``twistd -n chathub --config FILE`` in a subprocess (in ``workdir``), with its log read
+    line by line; ``config_text=None`` runs it without ``--config``."""
 
     def __init__(
         self,
         workdir: Path,
-        config_text: str,
+        config_text: Optional[str],
         extra_args: tuple[str, ...] = (),
         pythonpath: Optional[list[str]] = None,
         python_flags: tuple[str, ...] = (),
@@ -50,8 +51,10 @@ class TwistdServer:
         self.python_flags = python_flags
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = self.workdir / "chathub.toml"
-        self.config_path.write_text(config_text)
+        self.config_path: Optional[Path] = None  # None: no --config, the built-in defaults
+        if config_text is not None:
+            self.config_path = self.workdir / "chathub.toml"
+            self.config_path.write_text(config_text)
         self.extra_args = extra_args
         self.process: Optional[subprocess.Popen] = None
         self.lines: "queue.Queue[str]" = queue.Queue()
@@ -66,7 +69,7 @@ class TwistdServer:
             env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
         self.process = subprocess.Popen(
             [sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", "chathub",
-             "--config", str(self.config_path), *self.extra_args],
+             *(("--config", str(self.config_path)) if self.config_path else ()), *self.extra_args],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -134,8 +137,15 @@ class TwistdServer:
 class LineClient:
     """A blocking socket client reading lines, with ``expect`` that waits for a pattern."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", timeout: float = 10.0,
+                 unix_path: Optional[str] = None) -> None:
+        """Connect to ``host:port``, or to the UNIX socket ``unix_path`` when given."""
+        if unix_path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix_path)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.timeout = timeout
         self.buffer = b""
         self.raw = bytearray()  # every byte received, telnet negotiation included
