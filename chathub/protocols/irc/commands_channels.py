@@ -107,7 +107,7 @@ def topic(session, msg: Message, rb) -> None:
         event = hub.set_topic(user, room.name, msg.params[1])
         rb.add(session.render_own(event))
         return
-    if room.secret and user not in room:
+    if not hub.may_see_room(user, room):
         rb.numeric(N.ERR_NOTONCHANNEL, room.name, "You're not on that channel")
         return
     if room.topic:
