@@ -12,6 +12,7 @@ import chathub
 from chathub.auth.hashing import default_hashing
 from chathub.hub.masks import mask_matches
 from chathub.protocols.irc import numerics as N
+from chathub.hub.modes import CHANMODES
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.table import COMMANDS, command
 from chathub.protocols.irc.wire import Message
@@ -37,7 +38,7 @@ def isupport_tokens(config) -> list[str]:
         f"BOT={BOT_MODE}",
         "CASEMAPPING=ascii",
         f"CHANLIMIT=#:{limits.max_rooms_per_user}",
-        "CHANMODES=beI,k,l,Cimnpst",
+        f"CHANMODES={CHANMODES}",
         f"CHANNELLEN={limits.room_name_length}",
         "CHANTYPES=#",
         *history_isupport(config),  # CHATHISTORY=, MSGREFTYPES=
