@@ -123,7 +123,8 @@ def names_of(session, room, rb, end: bool = True) -> None:
     """353 lines (split to fit) and, unless ``end`` is false, 366 for one room."""
     multi = C.MULTI_PREFIX in session.caps
     full = C.USERHOST_IN_NAMES in session.caps
-    symbol = "@" if room.secret else "="
+    # RFC 2812 353: "@" secret (+s), "*" private (+p), "=" public
+    symbol = "@" if "s" in room.modes else "*" if "p" in room.modes else "="
     entries = []
     for member in session.hub.visible_members(session.user, room):
         who = member.user.mask if full else member.user.nick
