@@ -96,12 +96,13 @@ def test_tcp_and_unix_listeners_for_one_protocol(tmp_path, twistd_server):
     sockdir = tempfile.mkdtemp(prefix="chathub-", dir="/tmp")
     try:
         sock_path = os.path.join(sockdir, "line.sock")
+        # the UNIX listener first: Twisted logs "starting on" for a UNIX port before binding
+        # it, for a TCP port after, so the TCP line (the listeners start in order) means both are up
         config = line_config(tmp_path / "var", 0).replace(
-            "line = []", f'line = ["tcp:{port}:interface=127.0.0.1", "unix:{sock_path}"]'
+            "line = []", f'line = ["unix:{sock_path}", "tcp:{port}:interface=127.0.0.1"]'
         )
         assert sock_path in config
-        server = twistd_server(config, count=2)
-        assert [l for l in server.log if l.endswith(f"starting on {port}")]
+        server = twistd_server(config, wait_for=rf"starting on {port}$")
         assert [l for l in server.log if "starting on" in l and sock_path in l]
         over_tcp, over_unix = LineClient(port), LineClient(unix_path=sock_path)
         try:
