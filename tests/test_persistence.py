@@ -2,6 +2,8 @@
 and accounts, registered rooms' topics, modes and bans survive a restart."""
 from __future__ import annotations
 
+import base64
+import re
 import signal
 
 from tests.support import free_port, line_config
@@ -14,12 +16,17 @@ def _login(client, nick, password=None):
 
 
 def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
-    config = line_config(tmp_path / "var", port)
-    server = twistd_server(config)
+    port, irc_port = free_port(), free_port()
+    config = line_config(tmp_path / "var", port, irc_port=irc_port)
+    server = twistd_server(config, count=2)
     alice, bob = line_client_factory(port), line_client_factory(port)
     _login(alice, "alice")
     _login(bob, "bob")
+    # account holders: their private conversation outlives their connections (a guest's is
+    # kept per connection, docs/storage.md)
+    for client, nick in ((alice, "alice"), (bob, "bob")):
+        client.send("/register pw-of-" + nick)
+        client.expect(rf"account {nick} registered")
     alice.send("/join #keep")
     alice.expect(r"in #keep")
     bob.send("/join #keep")
@@ -28,11 +35,13 @@ def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_
         alice.send(f"message {i}")
     # the last one reached bob: the hub delivered all 20
     bob.expect(r"<alice> message 19$")
+    alice.send("/msg bob private question")
+    bob.expect(r"<- alice: private question")
     bob.send("/msg alice secret reply")
     alice.expect(r"<- bob: secret reply")
     server.kill(signal.SIGKILL)
 
-    restarted = twistd_server(config)
+    restarted = twistd_server(config, count=2)
     carol = line_client_factory(port)
     _login(carol, "carol")
     carol.send("/join #keep")
@@ -40,6 +49,22 @@ def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_
     replay = [carol.readline() for _ in range(20)]
     assert [line.split("<alice> ")[1] for line in replay] == [f"message {i}" for i in range(20)]
     carol.expect(r"end of history of #keep")
+    # the recipient, logged in again (IRC, SASL PLAIN), reads the private conversation
+    irc = line_client_factory(irc_port)
+    blob = base64.b64encode(b"alice\0alice\0pw-of-alice").decode()
+    for line in ("CAP LS 302", "CAP REQ :sasl draft/chathistory batch", "NICK alice", "USER a 0 * :A",
+                 "AUTHENTICATE PLAIN", "AUTHENTICATE " + blob, "CAP END"):
+        irc.send(line)
+    irc.expect(r" 903 ")
+    irc.expect(r" 001 alice ")
+    irc.send("CHATHISTORY LATEST bob * 10")
+    irc.expect(r"^:\S+ BATCH \+\S+ chathistory bob$")
+    private = [irc.expect(r"PRIVMSG (bob|alice) :") for _ in range(2)]
+    assert [re.sub(r"^@\S+ ", "", line) for line in private] == [
+        ":alice!alice@127.0.0.1 PRIVMSG bob :private question",
+        ":bob!bob@127.0.0.1 PRIVMSG alice :secret reply",
+    ], private
+    irc.expect(r"^:\S+ BATCH -")
     assert not restarted.exceptions
 
 
