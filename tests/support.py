@@ -252,7 +252,7 @@ class IrcClient(LineReceiver):
     ``expect`` takes a command name or a predicate on the parsed line; ``expect_re`` a regex
     searched in the line as formatted. Each consumes the lines up to the match."""
 
-    delimiter = b"\r\n"
+    delimiter = b"\n"  # and a CR before it is stripped: telnet-side lines may come LF-only
     MAX_LENGTH = 16384
 
     def __init__(self) -> None:
@@ -263,7 +263,13 @@ class IrcClient(LineReceiver):
         self.closed = defer.Deferred()
 
     def lineReceived(self, raw: bytes) -> None:
-        self.lines.append(irctokens.tokenise(raw.decode("utf-8", "replace")))
+        text = raw.rstrip(b"\r").decode("utf-8", "replace")
+        try:
+            line = irctokens.tokenise(text)
+        except (ValueError, IndexError):  # not an IRC line (a telnet user's view, an empty line)
+            line = irctokens.Line(None, None, "", [])
+        line.text = text  # as received, for expect_re
+        self.lines.append(line)
         self._wake()
 
     def connectionLost(self, reason=None) -> None:
@@ -275,8 +281,9 @@ class IrcClient(LineReceiver):
         for waiter in list(self._waiters):
             waiter()
 
-    def send(self, line: str) -> None:
-        self.sendLine(line.encode("utf-8"))
+    def send(self, *lines: str | bytes) -> None:
+        """Send each line (text or bytes) with CRLF, all in one write."""
+        self.transport.write(b"".join((l if isinstance(l, bytes) else l.encode("utf-8")) + b"\r\n" for l in lines))
 
     def expect(self, predicate: Predicate, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
         """The next line (after those already taken) matching ``predicate``: a command or a test."""
@@ -310,14 +317,14 @@ class IrcClient(LineReceiver):
         return d
 
     def expect_re(self, regex: str, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
-        """The next line whose formatted text matches ``regex`` (searched)."""
+        """The next line whose text as received matches ``regex`` (searched); fires with that text."""
         pattern = re.compile(regex)
 
         def matches(line: irctokens.Line) -> bool:
-            return bool(pattern.search(line.format()))
+            return bool(pattern.search(line.text))
 
         matches.__qualname__ = f"/{regex}/"
-        return self.expect(matches, timeout)
+        return self.expect(matches, timeout).addCallback(lambda line: line.text)
 
     async def roundtrip(self, line: Optional[str] = None) -> list[irctokens.Line]:
         """Send ``line``, then a PING; every line that came before its PONG."""
@@ -342,7 +349,7 @@ class IrcClient(LineReceiver):
         return [first]
 
     def dump(self) -> str:
-        return "\n".join(l.format() for l in self.lines[-40:])
+        return "\n".join(l.text for l in self.lines[-40:])
 
 
 async def connect_irc(port: int, clients: Optional[list] = None) -> IrcClient:

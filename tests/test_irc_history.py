@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import base64
 import itertools
-import re
 import time
 from typing import Optional
 
 import irctokens
 import pytest_twisted
 from argon2 import PasswordHasher
-from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.protocols.basic import LineReceiver
 
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
@@ -455,60 +451,13 @@ async def test_account_tag_on_replayed_lines(server):
 # -- one history for every protocol ---------------------------------------------------------
 
 
-class TelnetLines(LineReceiver):
-    """A telnet user of the line protocol: sends commands, waits for lines matching a regex."""
-
-    delimiter = b"\n"
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.cursor = 0
-        self._waiters: list = []
-        self.closed = defer.Deferred()
-
-    def lineReceived(self, raw: bytes) -> None:
-        self.lines.append(raw.rstrip(b"\r").decode("utf-8", "replace"))
-        for waiter in list(self._waiters):
-            waiter()
-
-    def connectionLost(self, reason=None) -> None:
-        if not self.closed.called:
-            self.closed.callback(None)
-
-    def send(self, line: str) -> None:
-        self.transport.write(line.encode("utf-8") + b"\r\n")
-
-    def expect(self, pattern: str, timeout: float = TIMEOUT) -> defer.Deferred:
-        regex = re.compile(pattern)
-        d = defer.Deferred()
-
-        def check() -> None:
-            while self.cursor < len(self.lines):
-                line = self.lines[self.cursor]
-                self.cursor += 1
-                if regex.search(line):
-                    self._waiters.remove(check)
-                    call.cancel()
-                    d.callback(line)
-                    return
-
-        def timed_out() -> None:
-            self._waiters.remove(check)
-            d.errback(AssertionError(f"no line matching {pattern!r}; lines:\n" + "\n".join(self.lines[-30:])))
-
-        call = _reactor().callLater(timeout, timed_out)
-        self._waiters.append(check)
-        check()
-        return d
-
-
-async def telnet_user(port: int, nick: str, room: str) -> TelnetLines:
-    client = TelnetLines()
-    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port), client)
+async def telnet_user(port: int, nick: str, room: str) -> IrcClient:
+    """A telnet user of the line protocol (``IrcClient.expect_re`` matches its lines as received)."""
+    client = await connect_irc(port)
     client.send(f"/nick {nick}")
-    await client.expect(rf"\* you are {nick}, ")
+    await client.expect_re(rf"\* you are {nick}, ")
     client.send(f"/join {room}")
-    await client.expect(rf"\* in {room} ")
+    await client.expect_re(rf"\* in {room} ")
     return client
 
 
@@ -526,13 +475,13 @@ async def test_one_history_seen_from_irc_telnet_and_the_web(server):
     await alice.expect(lambda l: l.command == "JOIN" and l.hostmask.nickname == "tom")
 
     seen = [await say(alice, "#mix", "hello from IRC")]  # the echo: as everyone saw it
-    await tom.expect(r"^\[#mix\] <alice> hello from IRC$")
+    await tom.expect_re(r"^\[#mix\] <alice> hello from IRC$")
     tom.send("hello from telnet")
     seen.append(await alice.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "hello from telnet"))
     tom.send("/me waves")
     seen.append(await alice.expect(lambda l: l.command == "PRIVMSG" and "waves" in l.params[-1]))
     seen.append(await say(alice, "#mix", "bye from IRC"))
-    await tom.expect(r"<alice> bye from IRC$")
+    await tom.expect_re(r"<alice> bye from IRC$")
 
     _, lines = await history(alice, "CHATHISTORY LATEST #mix * 10")
     assert [(l.source, l.params, l.tags["msgid"], l.tags["time"]) for l in lines] == [
@@ -542,8 +491,8 @@ async def test_one_history_seen_from_irc_telnet_and_the_web(server):
 
     # a telnet user joining later gets the same lines replayed
     tina = await telnet_user(line_port, "tina", "#mix")
-    await tina.expect(r"^\* last 4 messages in #mix:$")
-    replayed = [await tina.expect(r"^\d\d:\d\d ") for _ in range(4)]
+    await tina.expect_re(r"^\* last 4 messages in #mix:$")
+    replayed = [await tina.expect_re(r"^\d\d:\d\d ") for _ in range(4)]
     assert [line[6:] for line in replayed] == [
         "[#mix] <alice> hello from IRC",
         "[#mix] <tom> hello from telnet",

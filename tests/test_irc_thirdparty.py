@@ -16,7 +16,7 @@ from typing import Callable
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from tests.test_irc_commands import Server, join
+from tests.test_irc_commands import Server
 
 TIMEOUT = 10.0
 
