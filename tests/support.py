@@ -247,10 +247,12 @@ def _reactor():
 
 
 class IrcClient(LineReceiver):
-    """Records every line (parsed by irctokens) and lets a test wait for one.
+    """An in-process client on the reactor, for IRC and for the telnet line protocol: records
+    every line (as text, and parsed by irctokens) and lets a test wait for one.
 
-    ``expect`` takes a command name or a predicate on the parsed line; ``expect_re`` a regex
-    searched in the line as formatted. Each consumes the lines up to the match."""
+    ``expect`` takes a command name or a predicate on the parsed line, ``expect_re`` a regex
+    searched in the line as received; each consumes the lines up to the match, so two waits
+    on one client must not run at once. ``expect_count`` counts every line received instead."""
 
     delimiter = b"\n"  # and a CR before it is stripped: telnet-side lines may come LF-only
     MAX_LENGTH = 16384
@@ -325,6 +327,31 @@ class IrcClient(LineReceiver):
 
         matches.__qualname__ = f"/{regex}/"
         return self.expect(matches, timeout).addCallback(lambda line: line.text)
+
+    def expect_count(self, regex: str, count: int = 1, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
+        """Fires once ``count`` lines received so far (consumed or not) match ``regex``."""
+        pattern = re.compile(regex)
+        d = defer.Deferred()
+
+        def check() -> None:
+            if not d.called and sum(1 for l in self.lines if pattern.search(l.text)) >= count:
+                self._waiters.remove(check)
+                call.cancel()
+                d.callback(self)
+
+        def timed_out() -> None:
+            self._waiters.remove(check)
+            d.errback(AssertionError(f"fewer than {count} lines matching {regex!r}; lines: " + self.dump()))
+
+        call = _reactor().callLater(timeout, timed_out)
+        self._waiters.append(check)
+        check()
+        return d
+
+    @property
+    def texts(self) -> list[str]:
+        """Every line received, as text."""
+        return [l.text for l in self.lines]
 
     async def roundtrip(self, line: Optional[str] = None) -> list[irctokens.Line]:
         """Send ``line``, then a PING; every line that came before its PONG."""

@@ -3,7 +3,6 @@ on real sockets; and, in-process, a client that never reads in a busy room."""
 from __future__ import annotations
 
 import os
-import re
 import socket
 
 import pytest
@@ -12,14 +11,13 @@ from twisted.conch import telnet
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.logger import globalLogPublisher
-from twisted.protocols.basic import LineReceiver
 
 from chathub.auth.portal import build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.passwd import set_password
 from chathub.protocols.line import LineFactory
-from tests.support import free_port, line_config
+from tests.support import IrcClient, free_port, line_config
 
 
 def login(client, nick: str, room: str | None = None, password: str | None = None) -> None:
@@ -360,42 +358,6 @@ def test_disconnect_mid_line(chatting, line_client_factory):
 # -- a client that never reads ------------------------------------------------------------------
 
 
-class Reader(LineReceiver):
-    """A line client on the reactor: records lines; ``wait_for`` fires after N matching ones."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 1 << 20
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._waiters: list[tuple[re.Pattern, int, defer.Deferred]] = []
-
-    def lineReceived(self, line: bytes) -> None:
-        self.lines.append(line.rstrip(b"\r").decode("utf-8", "replace"))
-        self._check()
-
-    def _count(self, regex: re.Pattern) -> int:
-        return sum(1 for line in self.lines if regex.search(line))
-
-    def _check(self) -> None:
-        for waiter in list(self._waiters):
-            regex, count, d = waiter
-            if self._count(regex) >= count:
-                self._waiters.remove(waiter)
-                d.callback(self)
-
-    def wait_for(self, pattern: str, count: int = 1, timeout: float = 30.0) -> defer.Deferred:
-        from twisted.internet import reactor
-
-        d: defer.Deferred = defer.Deferred()
-        self._waiters.append((re.compile(pattern), count, d))
-        self._check()
-        return d.addTimeout(timeout, reactor)
-
-    def say(self, text: str) -> None:
-        self.transport.write(text.encode("utf-8") + b"\r\n")
-
-
 @pytest_twisted.inlineCallbacks
 def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
     from twisted.internet import reactor
@@ -410,17 +372,17 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
     globalLogPublisher.addObserver(log_events.append)
     port = reactor.listenTCP(0, LineFactory(hub, portal, config), interface="127.0.0.1")
     stuck_sock = None
-    readers: list[Reader] = []
+    readers: list[IrcClient] = []
     try:
         address = port.getHost()
 
         @defer.inlineCallbacks
-        def connect(nick: str) -> Reader:
-            client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), Reader())
+        def connect(nick: str) -> IrcClient:
+            client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), IrcClient())
             readers.append(client)
-            client.say(f"/nick {nick}")
-            client.say("/join #busy")
-            yield client.wait_for(r"^\* in #busy ")
+            client.send(f"/nick {nick}")
+            client.send("/join #busy")
+            yield client.expect_count(r"^\* in #busy ", timeout=30)
             return client
 
         talker = yield connect("talker")
@@ -436,9 +398,9 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
             stuck_sock.connect(("127.0.0.1", address.port))
         except BlockingIOError:
             pass
-        yield talker.wait_for(r"^\* reader1 joined #busy$")
+        yield talker.expect_count(r"^\* reader1 joined #busy$", timeout=30)
         stuck_sock.send(b"/nick stuck\r\n/join #busy\r\n")
-        yield talker.wait_for(r"^\* stuck joined #busy$")
+        yield talker.expect_count(r"^\* stuck joined #busy$", timeout=30)
         stuck_session = hub.find_user("stuck").participant
         queue = stuck_session.queue
         server_socket = stuck_session.transport.transport.socket
@@ -459,27 +421,27 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         count = 400
         body = "x" * 400
         talker.transport.write(b"".join(f"msg {i:04d} {body}\r\n".encode() for i in range(count)))
-        received = [r.wait_for(rf"^\[#busy\] <talker> msg {count - 1:04d} ") for r in listeners]
-        quits = [r.wait_for(r"^\* stuck quit \(Send queue exceeded\)$") for r in listeners + [talker]]
+        received = [r.expect_count(rf"^\[#busy\] <talker> msg {count - 1:04d} ", timeout=30) for r in listeners]
+        quits = [r.expect_count(r"^\* stuck quit \(Send queue exceeded\)$", timeout=30) for r in listeners + [talker]]
         try:
             yield defer.gatherResults(received + quits)
         except defer.FirstError:
             state = {
-                "messages per reader": [sum(1 for l in r.lines if "<talker> msg" in l) for r in listeners],
+                "messages per reader": [sum(1 for l in r.texts if "<talker> msg" in l) for r in listeners],
                 "quit seen": [any("stuck quit" in l for l in r.lines) for r in listeners],
                 "paused": queue.paused, "pending": queue.pending_bytes, "peak": queue.peak_bytes,
                 "closed": queue.closed, "writes": len(seen_pending), "last": seen_pending[-5:],
-                "tail": [r.lines[-3:] for r in listeners],
+                "tail": [r.texts[-3:] for r in listeners],
                 "sessions": {n: (u.participant.queue.paused, u.participant.queue.pending_bytes)
                              for n, u in hub.users.items()},
                 "failures": [e.get("log_format") for e in log_events if e.get("log_failure")],
-                "talker": talker.lines[-4:],
+                "talker": talker.texts[-4:],
                 "quits": [(e.get("nick"), e.get("reason")) for e in log_events if "quit" in e.get("log_format", "")],
             }
             raise AssertionError(f"the room stalled: {state}")
 
         for reader in listeners:
-            messages = [line for line in reader.lines if line.startswith("[#busy] <talker> msg ")]
+            messages = [line for line in reader.texts if line.startswith("[#busy] <talker> msg ")]
             assert messages == [f"[#busy] <talker> msg {i:04d} {body}" for i in range(count)]
         assert queue.closed and stuck_session.closing
         assert max(seen_pending) <= limit
@@ -489,8 +451,8 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         overflow_logs = [e for e in log_events if "exceeded its send queue" in e.get("log_format", "")]
         assert len(overflow_logs) == 1 and overflow_logs[0]["nick"] == "stuck"
         # the room goes on
-        talker.say("after the drop")
-        yield defer.gatherResults([r.wait_for(r"^\[#busy\] <talker> after the drop$") for r in listeners])
+        talker.send("after the drop")
+        yield defer.gatherResults([r.expect_count(r"^\[#busy\] <talker> after the drop$", timeout=30) for r in listeners])
     finally:
         globalLogPublisher.removeObserver(log_events.append)
         if stuck_sock is not None:
