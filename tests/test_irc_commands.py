@@ -516,3 +516,25 @@ async def test_batch_without_labeled_response_is_not_used(server):
     lines = await c.roundtrip("WHOIS bo")
     assert not [l for l in lines if l.command == "BATCH"]
     assert numerics(lines, "311") and numerics(lines, "318")
+
+
+@pytest_twisted.ensureDeferred
+async def test_privmsg_and_notice_to_several_targets(server):
+    a = await server.user("ma", rooms=["#m1", "#m2"])
+    b = await server.user("mb", rooms=["#m1"])
+    c = await server.user("mc", rooms=["#m2"])
+    d = await server.user("md")
+    await a.roundtrip()
+    lines = await a.roundtrip("PRIVMSG #m1,md,#m2,nobody :to many")
+    assert only(lines, "401").params[1] == "nobody"  # the others still get it
+    assert (await b.expect("PRIVMSG")).params == ["#m1", "to many"]
+    assert (await c.expect("PRIVMSG")).params == ["#m2", "to many"]
+    assert (await d.expect("PRIVMSG")).params == ["md", "to many"]
+    assert await a.roundtrip("NOTICE #m1,md :noticed") == []
+    assert (await b.expect("NOTICE")).params == ["#m1", "noticed"]
+    assert (await d.expect("NOTICE")).params == ["md", "noticed"]
+    # more than TARGMAX (max_targets = 4): 407, and nobody gets it
+    lines = await a.roundtrip("PRIVMSG #m1,#m2,md,mb,mc :too many")
+    assert only(lines, "407")
+    for client in (b, c, d):
+        assert not [l for l in await client.roundtrip() if l.command == "PRIVMSG"]
