@@ -205,12 +205,16 @@ def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
     """``--auth file:PATH``: twisted.cred's FilePasswordDB (``user:password`` lines), as strcred makes it."""
     port = free_port()
     passwords = tmp_path / "plain-passwords"
-    passwords.write_text("alice:f1le-secret\nbob:b0b-file-pw\n")
+    passwords.write_text("alice:f1le-secret\nbob:b0b-file-pw\nCarol:c4rol-pw\n")
     server = twistd_server(line_config(tmp_path / "var", port), "--auth", f"file:{passwords}")
     intruder = line_client_factory(port)
     intruder.expect("Welcome")
     intruder.send("/nick alice")
     intruder.expect(r"^! alice: Nickname is registered")
+    intruder.send("/nick BOB")  # the file's names are case-sensitive, nicks are not
+    intruder.expect(r"^! BOB: Nickname is registered")
+    intruder.send("/nick carol")  # whichever case the file uses
+    intruder.expect(r"^! carol: Nickname is registered")
     intruder.send("/nick bob f1le-secret")
     intruder.expect(r"^! login as bob refused")
     server.expect_log(r"login as bob from 127\.0\.0\.1 refused")
@@ -224,7 +228,7 @@ def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
     bob.expect(r"^\* you are bob, logged in to account bob")
     intruder.send("/nick guest1")
     intruder.expect(r"^\* you are guest1, a guest")
-    assert_clean_log(server, "f1le-secret", "b0b-file-pw")
+    assert_clean_log(server, "f1le-secret", "b0b-file-pw", "c4rol-pw")
 
 
 @pytest.mark.parametrize("how", ["config", "flag"])

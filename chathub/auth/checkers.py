@@ -214,10 +214,12 @@ class CheckerDirectory:
                 if any(fold(_text(u)) == folded for u in checker.users):
                     return True
             elif isinstance(checker, FilePasswordDB):
+                # its names are case-sensitive bytes ("Carol"), nicks are not: compare folded,
+                # or a guest could take "carol" from the account holder
                 try:
-                    checker.getUser(name.encode("utf-8"))
-                    return True
-                except KeyError:
+                    if any(fold(_text(user)) == folded for user, _ in checker._loadCredentials()):
+                        return True
+                except error.UnauthorizedLogin:  # unreadable file: the checker logged it
                     pass
         return False
 
