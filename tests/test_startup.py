@@ -51,6 +51,28 @@ def busy_default_ports() -> dict[str, str]:
     return busy
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4/IPv6 addresses with a listening TCP socket on ``port`` (from /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            address, hex_port = fields[1].rsplit(":", 1)
+            if int(hex_port, 16) != port or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            if len(address) == 8:
+                found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]))
+            else:
+                words = bytes.fromhex(address)
+                raw = b"".join(words[i:i + 4][::-1] for i in range(0, 16, 4))
+                found.add(socket.inet_ntop(socket.AF_INET6, raw))
+    return found
+
+
 def test_without_config_it_runs_on_the_builtin_defaults(tmp_path):
     with default_ports_lock():
         busy = busy_default_ports()
@@ -68,7 +90,10 @@ def test_without_config_it_runs_on_the_builtin_defaults(tmp_path):
             # data under ./var of the working directory
             assert (tmp_path / "cwd" / "var" / "chathub.sqlite3").is_file()
             assert [l for l in server.log if str(tmp_path / "cwd" / "var" / "chathub.sqlite3") in l]
-            # and every listener answers, on loopback
+            # bound to loopback only (the kernel's table of listening sockets says so)
+            for port in DEFAULT_PORTS.values():
+                assert listening_addresses(port) == {"127.0.0.1"}, f"port {port}"
+            # and every listener answers
             telnet = LineClient(DEFAULT_PORTS["line"])
             try:
                 telnet.expect("Welcome")
