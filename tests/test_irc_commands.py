@@ -234,8 +234,18 @@ async def test_secret_channel_hidden_from_non_members(server):
     assert not numerics(lines, "319")
     lines = await outsider.roundtrip("WHO #secret")
     assert not numerics(lines, "352") and only(lines, "315")
+    lines = await outsider.roundtrip("LIST #secret")
+    assert not numerics(lines, "322")
+    lines = await outsider.roundtrip("TOPIC #secret")
+    assert only(lines, "442")
+    # +p hides it the same way
+    await op.roundtrip("MODE #open +p")
+    lines = await outsider.roundtrip("LIST")
+    assert not numerics(lines, "322")
     # members see it all, NAMES marking it secret with @
     lines = await member.roundtrip("LIST")
+    assert [l.params[1] for l in lines if l.command == "322"] == ["#secret"]
+    lines = await op.roundtrip("LIST")
     assert sorted(l.params[1] for l in lines if l.command == "322") == ["#open", "#secret"]
     lines = await member.roundtrip("NAMES #secret")
     assert only(lines, "353").params[1:3] == ["@", "#secret"]
