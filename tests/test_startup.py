@@ -164,16 +164,31 @@ def _refused_start(tmp_path: Path, config: str, pattern: str) -> TwistdServer:
     return server
 
 
-def test_corrupt_database_stops_startup_naming_the_file(tmp_path):
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("garbage", "corrupt"),
+        ("sqlite-header-then-zeros", "corrupt"),  # the magic string, then a ruined page
+        ("a-directory", "is a directory"),
+    ],
+)
+def test_corrupt_database_stops_startup_naming_the_file(tmp_path, damage, words):
     data = tmp_path / "var"
     data.mkdir()
     db = data / "chathub.sqlite3"
-    db.write_bytes(b"this is not an SQLite database\x00\xff" * 200)
+    if damage == "garbage":
+        db.write_bytes(b"this is not an SQLite database\x00\xff" * 200)
+    elif damage == "sqlite-header-then-zeros":
+        db.write_bytes(b"SQLite format 3\x00" + bytes(4096))
+    else:
+        db.mkdir()
+    before = db.read_bytes() if db.is_file() else None
     config = line_config(data, free_port())
     server = _refused_start(tmp_path, config, r"cannot start")
     (line,) = [l for l in server.log if "cannot start" in l]
-    assert str(db) in line and "corrupt" in line
-    assert db.read_bytes().startswith(b"this is not an SQLite database")  # left alone for the operator
+    assert str(db) in line and words in line
+    if before is not None:
+        assert db.read_bytes() == before  # left alone for the operator
 
 
 def test_unusable_data_dir_stops_startup_naming_it(tmp_path):
