@@ -548,3 +548,55 @@ async def test_privmsg_and_notice_to_several_targets(server):
     assert only(lines, "407")
     for client in (b, c, d):
         assert not [l for l in await client.roundtrip() if l.command == "PRIVMSG"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_numerics_user_modes_whowas_ping_lusers_motd_links(server):
+    c = await server.user("nm")
+    await server.user("other2")
+    lines = await c.roundtrip("MODE nm +Q")
+    assert only(lines, "501")
+    lines = await c.roundtrip("MODE other2")
+    assert only(lines, "502")
+    lines = await c.roundtrip("MODE other2 +i")
+    assert only(lines, "502")
+    lines = await c.roundtrip("MODE nm +o")  # only OPER gives +o
+    assert not [l for l in lines if l.command == "MODE"]
+    lines = await c.roundtrip("WHOWAS neverseen")
+    assert only(lines, "406").params[1] == "neverseen" and only(lines, "369")
+    lines = await c.roundtrip("PING")
+    assert only(lines, "409")  # ERR_NOORIGIN
+    lines = await c.roundtrip("LUSERS")
+    assert {"251", "252", "253", "254", "255", "265", "266"} <= {l.command for l in lines}
+    lines = await c.roundtrip("MOTD")
+    assert only(lines, "422")  # no motd_file configured
+    lines = await c.roundtrip("LINKS")
+    assert only(lines, "364").params[1:3] == ["irc.test", "irc.test"] and only(lines, "365")
+
+
+@pytest_twisted.ensureDeferred
+async def test_ban_masks_ban_list_and_what_a_ban_does(server):
+    op = await server.user("bop", rooms=["#bans"])
+    victim = await server.user("victim", rooms=["#bans"])
+    await op.roundtrip()
+    lines = await op.roundtrip("MODE #bans +b vic*!*@127.0.0.*")
+    (mode,) = [l for l in lines if l.command == "MODE"]
+    assert mode.params == ["#bans", "+b", "vic*!*@127.0.0.*"]
+    assert (await victim.expect("MODE")).params == ["#bans", "+b", "vic*!*@127.0.0.*"]
+    lines = await op.roundtrip("MODE #bans +b someone")  # a bare nick means nick!*@*
+    lines = await victim.roundtrip("MODE #bans b")
+    entries = [l.params[2:] for l in numerics(lines, "367")]
+    assert [e[0] for e in entries] == ["vic*!*@127.0.0.*", "someone!*@*"]
+    assert all(e[1].startswith("bop!") and e[2].isdigit() for e in entries)
+    assert only(lines, "368").params[1] == "#bans"
+    # a banned member stays but cannot speak; after a part it cannot come back
+    lines = await victim.roundtrip("PRIVMSG #bans :still here?")
+    assert only(lines, "404").params[1] == "#bans"
+    await victim.roundtrip("PART #bans")
+    lines = await victim.roundtrip("JOIN #bans")
+    assert only(lines, "474")
+    # -b lifts it
+    await op.roundtrip("MODE #bans -b vic*!*@127.0.0.*")
+    await join(victim, "#bans")
+    lines = await op.roundtrip("MODE #bans b")
+    assert [l.params[2] for l in numerics(lines, "367")] == ["someone!*@*"]
