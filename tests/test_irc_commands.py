@@ -16,6 +16,7 @@ from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
+from chathub.protocols.line import LineFactory
 from tests.support import connect_irc, quit_irc_clients
 
 #: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
@@ -38,7 +39,15 @@ class Server:
         self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
         self.port = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
+        self.line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.clients: list = []
+
+    async def telnet(self, nick: str):
+        """A telnet user of the line protocol (same client class; ``expect_re`` on its lines)."""
+        c = await connect_irc(self.line.getHost().port, self.clients)
+        c.send(f"/nick {nick}")
+        await c.expect_re(rf"^\* you are {nick}, ")
+        return c
 
     async def connect(self):
         return await connect_irc(self.port.getHost().port, self.clients)
@@ -68,8 +77,12 @@ class Server:
         return c
 
     async def stop(self) -> None:
+        for c in self.clients:  # telnet users quit with /quit, IRC ones with QUIT
+            if c.transport.connected and c.transport.getPeer().port == self.line.getHost().port:
+                c.send("/quit")
         await quit_irc_clients(self.clients)
         await self.port.stopListening()
+        await self.line.stopListening()
 
 
 @pytest_twisted.async_yield_fixture
@@ -600,3 +613,49 @@ async def test_ban_masks_ban_list_and_what_a_ban_does(server):
     await join(victim, "#bans")
     lines = await op.roundtrip("MODE #bans b")
     assert [l.params[2] for l in numerics(lines, "367")] == ["someone!*@*"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_channel_modes_set_on_irc_bind_telnet_users(server):
+    """The hub enforces modes: +k, +i, +l, +b, +m and +t refuse a telnet user as they refuse IRC ones."""
+    op = await server.user("cop", rooms=["#k", "#i", "#l", "#b", "#t"])
+    for command in ("MODE #k +k sesame", "MODE #i +i", "MODE #l +l 1", "MODE #b +b tel*!*@*"):
+        await op.roundtrip(command)
+    tel = await server.telnet("telly")
+    refusals = {
+        "#k": r"Cannot join room \(incorrect key\)",
+        "#i": r"Cannot join room \(invite only\)",
+        "#l": r"Cannot join room \(room is full\)",
+        "#b": r"Cannot join room \(you are banned\)",
+    }
+    for room, text in refusals.items():
+        tel.send(f"/join {room}")
+        await tel.expect_re(rf"^! {room}: {text}$")
+    lines = await op.roundtrip("NAMES #k,#i,#l,#b")
+    assert "telly" not in " ".join(l.params[-1] for l in numerics(lines, "353"))
+    # the ways in work for telnet too: the key, an invite
+    tel.send("/join #k sesame")
+    await tel.expect_re(r"^\* you joined #k$")
+    await op.roundtrip("INVITE telly #i")
+    tel.send("/join #i")
+    await tel.expect_re(r"^\* you joined #i$")
+    # +t: only operators set the topic; the IRC op sees the telnet user's refusal nowhere
+    tel.send("/join #t")
+    await tel.expect_re(r"^\* you joined #t$")
+    tel.send("/topic telnet topic")
+    await tel.expect_re(r"^! #t: ")
+    lines = await op.roundtrip("TOPIC #t")
+    assert only(lines, "331")  # still no topic
+    # +v from IRC lets a +m telnet user speak; -v silences it again
+    await op.roundtrip("MODE #t +m")
+    tel.send("muted")
+    await tel.expect_re(r"^! #t: Cannot send to room \(moderated, \+v needed\)$")
+    await op.roundtrip("MODE #t +v telly")
+    tel.send("voiced")
+    line = await op.expect("PRIVMSG")
+    assert line.params == ["#t", "voiced"] and line.source.startswith("telly!")
+    # a kick from IRC removes the telnet user
+    await op.roundtrip("KICK #t telly :out")
+    await tel.expect_re(r"kicked.*#t|#t.*kicked")
+    lines = await op.roundtrip("NAMES #t")
+    assert "telly" not in only(lines, "353").params[-1]
