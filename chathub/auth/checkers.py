@@ -205,23 +205,31 @@ class CheckerDirectory:
         return defer.DeferredList(reloads, consumeErrors=True).addCallback(lambda _: None)
 
     def is_registered(self, name: str) -> bool:
-        folded = fold(name)
         for checker in self.checkers:
             if IAccountDirectory.providedBy(checker):
                 if checker.is_registered(name):
                     return True
-            elif isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
-                if any(fold(_text(u)) == folded for u in checker.users):
-                    return True
-            elif isinstance(checker, FilePasswordDB):
-                # its names are case-sensitive bytes ("Carol"), nicks are not: compare folded,
-                # or a guest could take "carol" from the account holder
-                try:
-                    if any(fold(_text(user)) == folded for user, _ in checker._loadCredentials()):
-                        return True
-                except error.UnauthorizedLogin:  # unreadable file: the checker logged it
-                    pass
+            elif _stored_name(checker, name) is not None:
+                return True
         return False
+
+
+def _stored_name(checker: ICredentialsChecker, name: str):
+    """How a stock checker (``--auth memory:``/``file:``) spells ``name``, in any case, or None.
+
+    Their names are case-sensitive ("Carol"), nicks are not: compared folded, so a guest
+    cannot take "carol" from the account holder, who logs in as "carol" too."""
+    folded = fold(name)
+    if isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
+        names = list(checker.users)
+    elif isinstance(checker, FilePasswordDB):
+        try:
+            names = [user for user, _ in checker._loadCredentials()]
+        except error.UnauthorizedLogin:  # unreadable file: the checker logged it
+            return None
+    else:
+        return None
+    return next((n for n in names if fold(_text(n)) == folded), None)
 
 
 @implementer(ICredentialsChecker)
@@ -240,6 +248,12 @@ class BytesOrTextChecker:
 
     @defer.inlineCallbacks
     def requestAvatarId(self, credentials):
+        stored = _stored_name(self.checker, _text(credentials.username))
+        if stored is not None:  # the checker's own spelling of the name, in the caller's type
+            given = credentials.username
+            if isinstance(given, bytes) != isinstance(stored, bytes):
+                stored = stored.encode("utf-8") if isinstance(given, bytes) else _text(stored)
+            credentials = UsernamePassword(stored, credentials.password)
         try:
             return (yield defer.maybeDeferred(self.checker.requestAvatarId, credentials))
         except error.LoginFailed:
