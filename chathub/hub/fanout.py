@@ -10,8 +10,7 @@ events in hub order.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 from twisted.logger import Logger
 
@@ -143,13 +142,17 @@ class Fanout:
             for participant, parts in held.items():
                 _send(participant, parts)
 
-    @contextmanager
-    def batching(self) -> Iterator[None]:
-        """Hold batchable events until the outermost block ends."""
+    def batching(self) -> "Fanout":
+        """Context manager: hold batchable events until the outermost block ends.
+
+        (The Fanout is its own context manager: entered for every read and every
+        released event, a generator-based one cost more than the block's bookkeeping.)"""
+        return self
+
+    def __enter__(self) -> None:
         self._depth += 1
-        try:
-            yield
-        finally:
-            self._depth -= 1
-            if not self._depth:
-                self.flush()
+
+    def __exit__(self, *exc_info) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self.flush()
