@@ -65,9 +65,13 @@ class _Bound(NamedTuple):
         return self.seq < other.seq
 
 
+#: one encoder for every event (json.dumps with options builds a new one per call)
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def encode_event(event: Event) -> str:
     """The stored form of an event: its dict as ASCII JSON (safe for any database)."""
-    return json.dumps(event.to_dict(), separators=(",", ":"), ensure_ascii=True)
+    return _EVENT_JSON.encode(event.to_dict())
 
 
 def decode_event(body: str) -> Event:
