@@ -13,7 +13,8 @@ import pytest
 
 from tests.support import LineClient, free_port, line_config
 
-CHROMIUM = "/usr/bin/chromium"
+#: Debian's chromium (scripts/test installs it and exports its path); never a Playwright download
+CHROMIUM = os.environ.get("CHATHUB_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
