@@ -1,6 +1,8 @@
 """The flood control IRC and chathub.v1 share: penalty clock and the gate in front of a handler."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
@@ -12,7 +14,7 @@ from chathub.protocols.irc.flood import for_connection
 def gate(clock, rate=1.0, burst=2, max_queued=3, exempt=False, hard_limit=None):
     handled, floods = [], []
     control = FloodControl(rate, burst, max_queued, clock.seconds, exempt)
-    return FloodGate(control, clock, handled.append, lambda: floods.append(1), hard_limit), handled, floods
+    return FloodGate(control, clock, SimpleNamespace(handle_gated=handled.append, flooded=lambda: floods.append(1)), hard_limit), handled, floods
 
 
 def test_a_burst_runs_at_once_then_the_rate_applies():

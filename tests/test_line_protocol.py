@@ -1,6 +1,7 @@
 """The telnet line protocol as a unit: StringTransport for the wire, task.Clock for time."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Optional
 
 import pytest
@@ -394,7 +395,7 @@ def test_render_covers_every_shown_kind(env):
 def test_line_buffer_bounds_memory():
     lines: list[bytes] = []
     errors: list[int] = []
-    buffer = LineBuffer(10, lines.append, lambda: errors.append(1))
+    buffer = LineBuffer(10, SimpleNamespace(line_read=lines.append, line_too_long=lambda: errors.append(1)))
     for _ in range(1000):
         buffer.feed(b"z" * 100)
         assert len(buffer._buffer) <= 10

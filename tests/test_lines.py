@@ -1,13 +1,15 @@
 """LineBuffer: the one line splitter of the telnet and IRC protocols."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from chathub.protocols.lines import LineBuffer
 
 
 def make(max_bytes: int):
     lines: list[bytes] = []
     too_long: list[int] = []
-    return LineBuffer(max_bytes, lines.append, lambda: too_long.append(1)), lines, too_long
+    return LineBuffer(max_bytes, SimpleNamespace(line_read=lines.append, line_too_long=lambda: too_long.append(1))), lines, too_long
 
 
 def test_lf_and_crlf_across_reads():
@@ -35,7 +37,10 @@ def test_an_unterminated_flood_is_reported_once_and_skipped_to_its_end():
 
 def test_stop_delivers_nothing_more_of_what_was_fed():
     seen: list[bytes] = []
-    buffer = LineBuffer(100, lambda line: (seen.append(line), line == b"QUIT" and buffer.stop()), lambda: None)
+    owner = SimpleNamespace(
+        line_read=lambda line: (seen.append(line), line == b"QUIT" and buffer.stop()), line_too_long=lambda: None
+    )
+    buffer = LineBuffer(100, owner)
     buffer.feed(b"PING a\nQUIT\nPRIVMSG #x :after quit\npartial")
     assert seen == [b"PING a", b"QUIT"] and buffer.buffered == 0
     buffer.feed(b"\nmore\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from autobahn.websocket.types import ConnectionDeny
@@ -82,7 +83,7 @@ def test_flood_gate_delays_then_reports_a_flood():
     clock = Clock()
     handled, floods = [], []
     control = FloodControl(rate=2.0, burst=3, max_queued=4, clock=clock.seconds)
-    gate = FloodGate(control, clock, handle=handled.append, on_flood=lambda: floods.append(1))
+    gate = FloodGate(control, clock, SimpleNamespace(handle_gated=handled.append, flooded=lambda: floods.append(1)))
     for i in range(7):
         gate.submit(i)
     burst = len(handled)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -80,28 +80,39 @@ def is_exempt(host: str, networks: Iterable[str]) -> bool:
     return False
 
 
+class GateOwner(Protocol):
+    """The connection a ``FloodGate`` stands in front of."""
+
+    def handle_gated(self, item: Any) -> None:
+        """Handle one item whose turn has come."""
+
+    def flooded(self) -> None:
+        """Too many items waited: the gate has stopped; close the connection."""
+
+
 class FloodGate:
-    """Runs ``handle(item)`` for each submitted item, in order, as ``control`` allows.
+    """Runs ``owner.handle_gated(item)`` for each submitted item, in order, as ``control`` allows.
 
     ``submit(item, cost)`` charges ``cost`` when the item runs; a handler that only knows
     the cost once it has parsed the item submits with cost 0 and charges ``control``
     itself. Most connections never wait: then an item runs at once and no queue is made.
+    Past the limit of waiting items the gate stops and calls ``owner.flooded()``.
+
+    The gate keeps its owner, not two bound methods: there is one gate per connection.
     """
 
-    __slots__ = ("control", "clock", "handle", "on_flood", "limit", "_waiting", "_timer", "_paused", "stopped")
+    __slots__ = ("control", "clock", "owner", "limit", "_waiting", "_timer", "_paused", "stopped")
 
     def __init__(
         self,
         control: FloodControl,
         clock: IReactorTime,
-        handle: Callable[[Any], None],
-        on_flood: Callable[[], None],
+        owner: GateOwner,
         hard_limit: Optional[int] = None,
     ) -> None:
         self.control = control
         self.clock = clock
-        self.handle = handle
-        self.on_flood = on_flood
+        self.owner = owner
         self.limit = control.max_held(hard_limit)
         self._waiting: Optional[deque[tuple[Any, float]]] = None
         self._timer: Optional[IDelayedCall] = None
@@ -123,12 +134,12 @@ class FloodGate:
             if not self._paused and self.control.delay() <= 0:
                 if cost:
                     self.control.charge(cost)
-                self.handle(item)
+                self.owner.handle_gated(item)
                 return
             waiting = self._waiting = deque()
         elif len(waiting) >= self.limit:
             self.stop()
-            self.on_flood()
+            self.owner.flooded()
             return
         waiting.append((item, cost))
         self._run()
@@ -159,7 +170,7 @@ class FloodGate:
             item, cost = self._waiting.popleft()
             if cost:
                 control.charge(cost)
-            self.handle(item)
+            self.owner.handle_gated(item)
         if not self._waiting:
             self._waiting = None  # most connections wait for nothing: keep no empty deque
 

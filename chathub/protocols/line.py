@@ -175,7 +175,7 @@ class LineSession(TelnetProtocol):
         # and its writeSequence (used after a pause) does not; UTF-8 output has no IAC byte.
         self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self._overflow)
         self._tcp = tcp
-        self.lines = LineBuffer(self.config.limits.max_line_bytes, self._inbox.append, self._line_too_long)
+        self.lines = LineBuffer(self.config.limits.max_line_bytes, self)
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
@@ -188,7 +188,12 @@ class LineSession(TelnetProtocol):
         if self._next_turn is None:
             self._handle_lines()
 
-    def _line_too_long(self) -> None:
+    # -- LineBuffer's owner: lines wait in the inbox, handled a bounded number per turn --
+
+    def line_read(self, line: bytes) -> None:
+        self._inbox.append(line)
+
+    def line_too_long(self) -> None:
         self._inbox.append(None)
 
     def _handle_lines(self) -> None:

@@ -6,29 +6,42 @@ more than one line's worth, whatever the client sends.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Protocol
+
+
+class LineOwner(Protocol):
+    """What a ``LineBuffer`` reports to: the connection that reads the lines."""
+
+    def line_read(self, line: bytes) -> None:
+        """One complete line, without its line ending."""
+
+    def line_too_long(self) -> None:
+        """A line over the limit was skipped."""
 
 
 class LineBuffer:
-    """Splits a byte stream into lines (LF or CRLF), dropping over-long ones with a callback.
+    """Splits a byte stream into lines (LF or CRLF), dropping over-long ones.
 
-    ``max_bytes`` bounds a line without its line ending. A line over it is reported once
-    with ``on_too_long`` and skipped up to its end. After ``stop()`` nothing more is
+    ``max_bytes`` bounds a line without its line ending. Every line goes to
+    ``owner.line_read(line)``; a line over the limit is reported once with
+    ``owner.line_too_long()`` and skipped up to its end. After ``stop()`` nothing more is
     delivered (the connection is closing), even of data already fed.
+
+    The buffer keeps its owner, not two bound methods: one buffer per connection, and
+    thousands of idle connections pay for every object each one holds.
     """
 
-    __slots__ = ("max_bytes", "on_line", "on_too_long", "stopped", "_buffer", "_discarding")
+    __slots__ = ("max_bytes", "owner", "stopped", "_buffer", "_discarding")
 
-    def __init__(self, max_bytes: int, on_line: Callable[[bytes], None], on_too_long: Callable[[], None]):
+    def __init__(self, max_bytes: int, owner: LineOwner):
         self.max_bytes = max_bytes
-        self.on_line = on_line
-        self.on_too_long = on_too_long
+        self.owner = owner
         self.stopped = False
         self._buffer = b""
         self._discarding = False
 
     def feed(self, data: bytes) -> None:
-        """Add bytes; calls ``on_line`` for every complete line (without its line ending)."""
+        """Add bytes; calls ``owner.line_read`` for every complete line (without its line ending)."""
         buffer = self._buffer + data
         max_bytes = self.max_bytes
         while not self.stopped:
@@ -37,7 +50,7 @@ class LineBuffer:
                 if len(buffer) > max_bytes:
                     if not self._discarding:
                         self._discarding = True
-                        self.on_too_long()
+                        self.owner.line_too_long()
                     buffer = b""
                 break
             line, buffer = buffer[:end], buffer[end + 1 :]
@@ -47,9 +60,9 @@ class LineBuffer:
             if line.endswith(b"\r"):
                 line = line[:-1]
             if len(line) > max_bytes:
-                self.on_too_long()
+                self.owner.line_too_long()
                 continue
-            self.on_line(line)
+            self.owner.line_read(line)
         self._buffer = b"" if self.stopped else buffer
 
     @property

@@ -43,7 +43,7 @@ class SendQueue:
         "limit",
         "on_overflow",
         "paused",
-        "pending",
+        "_pending",
         "pending_bytes",
         "peak_bytes",
         "closed",
@@ -66,7 +66,7 @@ class SendQueue:
         self.limit = limit
         self.on_overflow = on_overflow
         self.paused = False
-        self.pending: list[bytes] = []
+        self._pending: Optional[list[bytes]] = None  # made when first paused with data
         self.pending_bytes = 0
         self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
@@ -102,26 +102,33 @@ class SendQueue:
         if self.pending_bytes + len(data) > self.limit:
             # Refuse before holding it, so the accounting never exceeds the limit.
             self.closed = True
-            self.pending = []
+            self._pending = None
             self.pending_bytes = 0
             self.on_overflow()
             return
-        self.pending.append(data)
+        if self._pending is None:
+            self._pending = []
+        self._pending.append(data)
         self.pending_bytes += len(data)
         if self.pending_bytes > self.peak_bytes:
             self.peak_bytes = self.pending_bytes
+
+    @property
+    def pending(self) -> list[bytes]:
+        """The writes held while paused, oldest first."""
+        return self._pending or []
 
     def pauseProducing(self) -> None:
         self.paused = True
 
     def resumeProducing(self) -> None:
         self.paused = False
-        if self.pending and not self.closed:
-            pending, self.pending = self.pending, []
+        if self._pending and not self.closed:
+            pending, self._pending = self._pending, None
             self.pending_bytes = 0
             self.transport.writeSequence(pending)
 
     def stopProducing(self) -> None:
         self.closed = True
-        self.pending = []
+        self._pending = None
         self.pending_bytes = 0

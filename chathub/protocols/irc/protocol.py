@@ -40,7 +40,7 @@ class IrcProtocol(protocol.Protocol):
         self.reactor = reactor
         self.session: IrcSession | None = None
         self.queue: SendQueue | None = None
-        self.lines = LineBuffer(MAX_LINE, self._line_received, self._too_long)
+        self.lines = LineBuffer(MAX_LINE, self)
 
     # -- IrcWriter ---------------------------------------------------------------------
 
@@ -91,13 +91,13 @@ class IrcProtocol(protocol.Protocol):
             return
         self.lines.feed(data)
 
-    def _line_received(self, line: bytes) -> None:
+    def line_read(self, line: bytes) -> None:
         session = self.session
         session.line_received(line)
         if session.closed:
             self.lines.stop()  # a QUIT ends the connection: ignore what followed it
 
-    def _too_long(self) -> None:
+    def line_too_long(self) -> None:
         session = self.session
         session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
 

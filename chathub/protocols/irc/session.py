@@ -275,7 +275,7 @@ class IrcSession:
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
-        self.gate = FloodGate(self.flood, reactor, self._handle_line, self._flooded, MAX_HELD_LINES)
+        self.gate = FloodGate(self.flood, reactor, self, MAX_HELD_LINES)
         self.connected_at = reactor.seconds()
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
@@ -377,14 +377,16 @@ class IrcSession:
         self._awaiting_pong = None
         self.gate.submit(line, 0)
 
-    def _flooded(self) -> None:
+    def flooded(self) -> None:
+        """Too many lines waited for the flood gate."""
         self.close("Excess Flood")
 
     def hold(self, d: defer.Deferred) -> None:
         """Hold further lines until ``d`` fires (an async login), then carry on."""
         self.gate.pause_until(d)
 
-    def _handle_line(self, line: bytes) -> None:
+    def handle_gated(self, line: bytes) -> None:
+        """Handle one line whose turn at the flood gate has come."""
         from chathub.protocols.irc.wire import parse
 
         try:

@@ -155,7 +155,7 @@ class JsonSession:
         self._logging_in = False
         self._closed = False
         control = FloodControl(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds)
-        self.gate = FloodGate(control, self.clock, self._dispatch, self._flooded)
+        self.gate = FloodGate(control, self.clock, self)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
     # -- IParticipant ------------------------------------------------------------------
@@ -242,7 +242,8 @@ class JsonSession:
             self.error("login_timeout", "no login in time")
             self.ws.close_with(CLOSE_LOGIN_TIMEOUT, "Login timeout")
 
-    def _flooded(self) -> None:
+    def flooded(self) -> None:
+        """Too many requests waited for the flood gate."""
         self.error("flood", "too many requests; closing")
         self.ws.close_with(CLOSE_FLOOD, "Excess flood")
 
@@ -271,7 +272,8 @@ class JsonSession:
             return
         self.gate.submit((msg, spec), spec.cost)
 
-    def _dispatch(self, item) -> None:
+    def handle_gated(self, item) -> None:
+        """Run one request whose turn at the flood gate has come."""
         msg, spec = item
         if self._closed:
             return
