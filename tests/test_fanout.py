@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
@@ -136,7 +137,9 @@ class _Writer(protocol.Protocol):
     reader hangs up once it has them all)."""
 
     def connectionMade(self) -> None:
-        self.queue = self.factory.queue = SendQueue(self.transport, 1 << 30, self.transport.abortConnection)
+        self.queue = self.factory.queue = SendQueue(
+            self.transport, 1 << 30, SimpleNamespace(send_queue_overflow=self.transport.abortConnection)
+        )
         for chunk in self.factory.chunks:
             self.queue.write(chunk)
         self.factory.written.set()

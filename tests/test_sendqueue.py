@@ -1,6 +1,8 @@
 """SendQueue: straight through while the transport takes bytes, bounded while it is paused."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import StringTransport
 from zope.interface.verify import verifyObject
@@ -11,7 +13,8 @@ from chathub.protocols.sendqueue import SendQueue
 def make(limit: int = 100):
     transport = StringTransport()
     overflows: list[int] = []
-    queue = SendQueue(transport, limit, lambda: overflows.append(queue.pending_bytes))
+    owner = SimpleNamespace(send_queue_overflow=lambda: overflows.append(queue.pending_bytes))
+    queue = SendQueue(transport, limit, owner)
     return transport, queue, overflows
 
 
@@ -100,7 +103,7 @@ def test_flow_control_on_a_separate_transport():
         def writeSequence(self, seq):
             written.extend(seq)
 
-    queue = SendQueue(Wrapper(), 50, lambda: None, flow=tcp)
+    queue = SendQueue(Wrapper(), 50, SimpleNamespace(send_queue_overflow=lambda: None), flow=tcp)
     assert tcp.producer is queue
     tcp.producer.pauseProducing()
     queue.write(b"held")

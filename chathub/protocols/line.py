@@ -173,7 +173,7 @@ class LineSession(TelnetProtocol):
             tcp.setTcpKeepAlive(1)
         # Lines go to TCP directly: TelnetTransport.write would turn our CRLF into CRCRLF,
         # and its writeSequence (used after a pause) does not; UTF-8 output has no IAC byte.
-        self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self._overflow)
+        self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self)
         self._tcp = tcp
         self.lines = LineBuffer(self.config.limits.max_line_bytes, self)
         self._registration_timer = self.clock.callLater(
@@ -234,7 +234,8 @@ class LineSession(TelnetProtocol):
             nick=self.user.nick if self.user else "no nick",
         )
 
-    def _overflow(self) -> None:
+    def send_queue_overflow(self) -> None:
+        """The client stopped reading and its send queue is full."""
         self.log.info("{peer} ({nick}) exceeded its send queue; disconnecting", peer=self.peer,
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:

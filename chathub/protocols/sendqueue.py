@@ -3,7 +3,8 @@
 The queue registers itself as a streaming producer with the transport: while the kernel
 accepts bytes, writes go straight through; once the transport's own buffer fills, Twisted
 pauses us and further writes are held here, counted in ``pending_bytes``. Past ``limit``
-the connection is dropped through ``on_overflow``; nobody else ever waits for it.
+the connection is dropped through ``owner.send_queue_overflow()``; nobody else ever
+waits for it.
 
 On a plain TCP connection (no TLS) whose Twisted write buffer is empty, a write goes to
 the socket at once: fan-out writes to thousands of sockets per message, and Twisted's
@@ -15,7 +16,7 @@ writes are already whole batches, and Nagle's algorithm would only delay the nex
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional, Protocol
 
 from zope.interface import implementer
 
@@ -34,6 +35,13 @@ def _plain_tcp_socket(transport):
     return transport.socket
 
 
+class QueueOwner(Protocol):
+    """The connection a ``SendQueue`` writes for."""
+
+    def send_queue_overflow(self) -> None:
+        """The client stopped reading and the queue is full: drop the connection."""
+
+
 @implementer(IPushProducer)
 class SendQueue:
     """Writes to ``transport``, holding at most ``limit`` bytes while it is paused."""
@@ -41,7 +49,7 @@ class SendQueue:
     __slots__ = (
         "transport",
         "limit",
-        "on_overflow",
+        "owner",
         "paused",
         "_pending",
         "pending_bytes",
@@ -54,17 +62,18 @@ class SendQueue:
         self,
         transport: ITransport,
         limit: int,
-        on_overflow: Callable[[], None],
+        owner: QueueOwner,
         flow: Optional[ITransport] = None,
     ) -> None:
         """Write to ``transport``; register for flow control with ``flow`` (default the same).
 
         ``flow`` is the real TCP transport when ``transport`` is a wrapper (telnet) that
-        cannot register producers itself.
+        cannot register producers itself. The queue keeps ``owner`` (the connection), not a
+        bound method of it: one queue exists per connection.
         """
         self.transport = transport
         self.limit = limit
-        self.on_overflow = on_overflow
+        self.owner = owner
         self.paused = False
         self._pending: Optional[list[bytes]] = None  # made when first paused with data
         self.pending_bytes = 0
@@ -104,7 +113,7 @@ class SendQueue:
             self.closed = True
             self._pending = None
             self.pending_bytes = 0
-            self.on_overflow()
+            self.owner.send_queue_overflow()
             return
         if self._pending is None:
             self._pending = []

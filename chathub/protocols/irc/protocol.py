@@ -33,14 +33,30 @@ class IrcProtocol(protocol.Protocol):
 
     log = Logger()
 
-    def __init__(self, hub, portal, config, reactor=None) -> None:
-        self.hub = hub
-        self.portal = portal
-        self.config = config
-        self.reactor = reactor
+    def __init__(self, factory: "IrcFactory") -> None:
+        self.factory = factory
         self.session: IrcSession | None = None
         self.queue: SendQueue | None = None
         self.lines = LineBuffer(MAX_LINE, self)
+
+    # What every connection shares is read from the factory, not copied into each of
+    # 10,000 instance dicts.
+
+    @property
+    def hub(self):
+        return self.factory.hub
+
+    @property
+    def portal(self):
+        return self.factory.portal
+
+    @property
+    def config(self):
+        return self.factory.config
+
+    @property
+    def reactor(self):
+        return self.factory.reactor
 
     # -- IrcWriter ---------------------------------------------------------------------
 
@@ -57,7 +73,7 @@ class IrcProtocol(protocol.Protocol):
         peer = self.transport.getPeer()
         host = display_host(peer)
         self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
-        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self._overflow)
+        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self)
         self.session = IrcSession(
             self.hub,
             self.portal,
@@ -69,7 +85,8 @@ class IrcProtocol(protocol.Protocol):
             flood_exempt=is_exempt(getattr(peer, "host", ""), self.config.irc.flood_exempt),
         )
 
-    def _overflow(self) -> None:
+    def send_queue_overflow(self) -> None:
+        """The client stopped reading and its send queue is full."""
         session = self.session
         if session is not None and not session.closed:
             session._shutdown("SendQ exceeded")
@@ -127,6 +144,4 @@ class IrcFactory(protocol.ServerFactory):
         self.motd = Motd(config)
 
     def buildProtocol(self, addr) -> IrcProtocol:
-        p = IrcProtocol(self.hub, self.portal, self.config, self.reactor)
-        p.factory = self
-        return p
+        return IrcProtocol(self)

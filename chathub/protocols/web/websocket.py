@@ -210,10 +210,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # Under twisted.web the HTTP channel registered itself as the transport's
         # producer; the connection is ours now, so is its flow control.
         real.unregisterProducer()
-        self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self._sendq_overflow)
+        self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self)
         self.transport = QueuedTransport(real, self.sendqueue)
 
-    def _sendq_overflow(self) -> None:
+    def send_queue_overflow(self) -> None:
+        """The client stopped reading and its send queue is full."""
         # No close frame: the queue it would wait behind is what overflowed.
         self._log.info("dropping WebSocket client {peer}: send queue exceeded", peer=self.peer)
         self.quit_reason = "Send queue exceeded"
