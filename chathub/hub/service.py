@@ -266,7 +266,7 @@ class ChatHub(service.Service):
             founder = user.account is not None and fold(user.account) in room.operators
             member = Member(user, "o" if founder or (not room.members and not room.registered) else "")
         room.add(member)
-        user.rooms[folded] = room
+        user.add_room(room)
         event = self._event(
             Kind.JOIN, user, room.name, data={"account": user.account, "away": user.away}
         )
@@ -284,7 +284,7 @@ class ChatHub(service.Service):
 
     def _leave(self, user: User, room: Room) -> None:
         room.remove(user.folded)
-        user.rooms.pop(room.folded, None)
+        user.remove_room(room.folded)
         if not room.members and not room.registered:
             del self.rooms[room.folded]
 

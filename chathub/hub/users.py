@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Optional
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from zope.interface import implementer
 
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 
 #: no modes, no privileges: shared by most users (both are replaced on change, never mutated)
 _NONE: frozenset = frozenset()
+
+#: in no room: shared by every such user (idle connections are most of them); read-only,
+#: so nothing adds to it by mistake (``add_room`` gives the user a dict of its own)
+_NO_ROOMS: Mapping[str, "Room"] = MappingProxyType({})
 
 
 @implementer(IChatUser)
@@ -61,12 +66,27 @@ class User:
         self.away: Optional[str] = None
         self.modes: frozenset[str] = _NONE  # user modes: "i" invisible, "o" operator, "w" wallops
         self.privileges: frozenset[str] = _NONE  # operator privileges ("kill", ...)
-        self.rooms: dict[str, "Room"] = {}  # folded name -> room
+        self.rooms: Mapping[str, "Room"] = _NO_ROOMS  # folded name -> room (see add_room)
         self.signon = time.time()
         self.last_active = self.signon
         self._monitoring: Optional[set[str]] = None  # made on first use (most users watch nobody)
         self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
+
+    def add_room(self, room: "Room") -> None:
+        """Record that this user is now in ``room``."""
+        rooms = self.rooms
+        if rooms is _NO_ROOMS:
+            rooms = self.rooms = {}
+        rooms[room.folded] = room
+
+    def remove_room(self, folded: str) -> None:
+        """Record that this user left the room named ``folded`` (folded)."""
+        rooms = self.rooms
+        if rooms:
+            rooms.pop(folded, None)
+            if not rooms:
+                self.rooms = _NO_ROOMS
 
     @property
     def monitoring(self) -> set[str]:

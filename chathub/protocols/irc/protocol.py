@@ -23,6 +23,11 @@ def display_host(address) -> str:
     return host
 
 
+def _from_factory(name: str) -> property:
+    """A read-only attribute that is the factory's attribute ``name``."""
+    return property(lambda self: getattr(self.factory, name), doc=f"The factory's ``{name}``.")
+
+
 class IrcProtocol(protocol.Protocol):
     """Splits the byte stream into lines (LF or CRLF) of at most ``MAX_LINE`` bytes
     (``LineBuffer``), feeding the session.
@@ -41,22 +46,10 @@ class IrcProtocol(protocol.Protocol):
 
     # What every connection shares is read from the factory, not copied into each of
     # 10,000 instance dicts.
-
-    @property
-    def hub(self):
-        return self.factory.hub
-
-    @property
-    def portal(self):
-        return self.factory.portal
-
-    @property
-    def config(self):
-        return self.factory.config
-
-    @property
-    def reactor(self):
-        return self.factory.reactor
+    hub = _from_factory("hub")
+    portal = _from_factory("portal")
+    config = _from_factory("config")
+    reactor = _from_factory("reactor")
 
     # -- IrcWriter ---------------------------------------------------------------------
 
