@@ -19,7 +19,10 @@ _ROOM_FORBIDDEN = re.compile(r"[\x00-\x20,\x07:\x7f]")
 
 def fold(name: str) -> str:
     """Casefold a nick or room name the way the whole hub compares them."""
-    return name.translate(_FOLD)
+    folded = name.translate(_FOLD)
+    # an already folded name is returned itself: users keep one string for nick and
+    # folded nick, not two
+    return name if folded == name else folded
 
 
 def is_room_name(name: str) -> bool:

@@ -6,7 +6,7 @@ more than one line's worth, whatever the client sends.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 
 class LineOwner(Protocol):
@@ -31,20 +31,21 @@ class LineBuffer:
     thousands of idle connections pay for every object each one holds.
     """
 
-    __slots__ = ("max_bytes", "owner", "stopped", "_buffer", "_discarding")
+    __slots__ = ("max_bytes", "owner", "_buffer", "_discarding")
 
     def __init__(self, max_bytes: int, owner: LineOwner):
         self.max_bytes = max_bytes
         self.owner = owner
-        self.stopped = False
-        self._buffer = b""
+        self._buffer: Optional[bytes] = b""  # None once stopped
         self._discarding = False
 
     def feed(self, data: bytes) -> None:
         """Add bytes; calls ``owner.line_read`` for every complete line (without its line ending)."""
+        if self._buffer is None:
+            return
         buffer = self._buffer + data
         max_bytes = self.max_bytes
-        while not self.stopped:
+        while self._buffer is not None:  # the owner may stop us from line_read
             end = buffer.find(b"\n")
             if end < 0:
                 if len(buffer) > max_bytes:
@@ -63,14 +64,19 @@ class LineBuffer:
                 self.owner.line_too_long()
                 continue
             self.owner.line_read(line)
-        self._buffer = b"" if self.stopped else buffer
+        if self._buffer is not None:
+            self._buffer = buffer
 
     @property
     def buffered(self) -> int:
         """Bytes held of an unfinished line."""
-        return len(self._buffer)
+        return len(self._buffer) if self._buffer else 0
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._buffer is None
 
     def stop(self) -> None:
         """Deliver no more lines and forget what is buffered."""
-        self.stopped = True
-        self._buffer = b""
+        self._buffer = None
