@@ -7,6 +7,7 @@ nothing sleeps to synchronise.
 from __future__ import annotations
 
 import itertools
+import base64
 import os
 import queue
 import re
@@ -388,6 +389,45 @@ async def connect_irc(port: int, clients: Optional[list] = None) -> IrcClient:
     if clients is not None:
         clients.append(client)
     return client
+
+
+async def register_irc(
+    client: IrcClient,
+    nick: str,
+    caps=(),
+    password: Optional[str] = None,
+    rooms=(),
+    username: Optional[str] = None,
+) -> IrcClient:
+    """Register ``client`` as ``nick`` with ``caps`` (all ACKed), by SASL PLAIN when
+    ``password``; consume the welcome burst, then join ``rooms``."""
+    wanted = list(caps) + (["sasl"] if password else [])
+    if wanted:
+        client.send("CAP LS 302")
+        client.send("CAP REQ :" + " ".join(wanted))
+        ack = await client.expect(lambda l: l.command == "CAP" and l.params[1] in ("ACK", "NAK"))
+        assert ack.params[1] == "ACK", client.dump()
+    if password:
+        client.send("AUTHENTICATE PLAIN")
+        await client.expect("AUTHENTICATE")
+        blob = base64.b64encode(f"{nick}\0{nick}\0{password}".encode()).decode()
+        client.send(f"AUTHENTICATE {blob}")
+        await client.expect("903")
+    client.send(f"NICK {nick}")
+    client.send(f"USER {username or nick} 0 * :{nick} real")
+    if wanted:
+        client.send("CAP END")
+    await client.expect("001")
+    await client.roundtrip()
+    for room in rooms:
+        await join_irc(client, room)
+    return client
+
+
+async def join_irc(client: IrcClient, room: str, key: str = "") -> None:
+    """JOIN ``room`` (with ``key``) and wait for the end of its NAMES."""
+    client.send(f"JOIN {room} {key}".rstrip())
+    await client.expect(lambda l: l.command == "366" and l.params[1].lower() == room.lower())
 
 
 async def quit_irc_clients(clients: list) -> None:

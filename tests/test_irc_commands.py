@@ -5,7 +5,6 @@ timeout; nothing sleeps.
 """
 from __future__ import annotations
 
-import base64
 import re
 
 import pytest_twisted
@@ -17,7 +16,7 @@ from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
 from chathub.protocols.line import LineFactory
-from tests.support import connect_irc, quit_irc_clients
+from tests.support import connect_irc, join_irc, quit_irc_clients, register_irc
 
 #: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
 OPER_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
@@ -55,26 +54,7 @@ class Server:
     async def user(self, nick: str, *caps: str, sasl: str | None = None, rooms=()):
         """A registered client with ``caps`` (all ACKed), its welcome burst consumed."""
         c = await self.connect()
-        wanted = list(caps) + (["sasl"] if sasl else [])
-        if wanted:
-            c.send("CAP LS 302")
-            c.send("CAP REQ :" + " ".join(wanted))
-            ack = await c.expect(lambda l: l.command == "CAP" and l.params[1] in ("ACK", "NAK"))
-            assert ack.params[1] == "ACK", c.dump()
-        if sasl:
-            c.send("AUTHENTICATE PLAIN")
-            await c.expect("AUTHENTICATE")
-            c.send("AUTHENTICATE " + base64.b64encode(f"\0{nick}\0{sasl}".encode()).decode())
-            await c.expect("903")
-        c.send(f"NICK {nick}")
-        c.send(f"USER u 0 * :{nick} real")
-        if wanted:
-            c.send("CAP END")
-        await c.expect("001")
-        await c.roundtrip()
-        for room in rooms:
-            await join(c, room)
-        return c
+        return await register_irc(c, nick, caps, sasl, rooms, username="u")
 
     async def stop(self) -> None:
         for c in self.clients:  # telnet users quit with /quit, IRC ones with QUIT
@@ -92,9 +72,7 @@ async def server():
     await s.stop()
 
 
-async def join(c, room: str, key: str = "") -> None:
-    c.send(f"JOIN {room} {key}".rstrip())
-    await c.expect(lambda l: l.command == "366" and l.params[1].lower() == room.lower())
+join = join_irc
 
 
 def numerics(lines, code: str):

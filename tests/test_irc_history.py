@@ -7,7 +7,6 @@ The hub's event clock steps one second per event, so timestamp references are ex
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import time
 from typing import Optional
@@ -23,7 +22,7 @@ from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.sqlite import SqliteStore
-from tests.support import IrcClient, connect_irc, quit_irc_clients
+from tests.support import IrcClient, connect_irc, join_irc, quit_irc_clients, register_irc
 
 TIMEOUT = 10.0
 ALL_CAPS = ["batch", "server-time", "message-tags", "echo-message", "labeled-response", "draft/chathistory"]
@@ -109,33 +108,10 @@ async def irc_user(
     server: Server, nick: str, caps=ALL_CAPS, password: Optional[str] = None, rooms=()
 ) -> IrcClient:
     """A registered IRC client with ``caps``, logged in with SASL PLAIN when ``password``."""
-    client = await connect(server)
-    wanted = list(caps) + (["sasl"] if password else [])
-    if wanted:
-        client.send("CAP LS 302")
-        client.send("CAP REQ :" + " ".join(wanted))
-        ack = await client.expect(lambda l: l.command == "CAP" and l.params[1] in ("ACK", "NAK"))
-        assert ack.params[1] == "ACK", client.dump()
-    if password:
-        client.send("AUTHENTICATE PLAIN")
-        await client.expect("AUTHENTICATE")
-        blob = base64.b64encode(f"{nick}\0{nick}\0{password}".encode()).decode()
-        client.send(f"AUTHENTICATE {blob}")
-        await client.expect("903")
-    client.send(f"NICK {nick}")
-    client.send(f"USER {nick} 0 * :{nick} the tester")
-    if wanted:
-        client.send("CAP END")
-    await client.expect("001")
-    await client.roundtrip()
-    for room in rooms:
-        await join(client, room)
-    return client
+    return await register_irc(await connect(server), nick, caps, password, rooms)
 
 
-async def join(client: IrcClient, room: str) -> None:
-    client.send(f"JOIN {room}")
-    await client.expect(lambda l: l.command == "366" and l.params[1].lower() == room.lower())
+join = join_irc
 
 
 async def say(client: IrcClient, target: str, text: str) -> irctokens.Line:

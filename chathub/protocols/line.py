@@ -27,6 +27,7 @@ from chathub.hub.names import fold, is_room_name
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.lines import LineBuffer
+from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.sendqueue import SendQueue
 from chathub.store.interfaces import StorageError
 
@@ -132,7 +133,7 @@ class LineTelnetTransport(TelnetTransport):
 
 
 @implementer(IParticipant)
-class LineSession(TelnetProtocol):
+class LineSession(EncodingParticipant, TelnetProtocol):
     """One telnet user: parses their lines into hub calls, renders hub events as lines."""
 
     protocol = "line"
@@ -260,11 +261,6 @@ class LineSession(TelnetProtocol):
     def send(self, data: bytes) -> None:
         if self.queue is not None:
             self.queue.write(data)
-
-    def deliver(self, event: Event) -> None:
-        data = self.encode(event)
-        if data is not None:
-            self.send(data)
 
     def close(self, reason: str) -> None:
         if self.closing:

@@ -29,6 +29,7 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodControl, FloodGate
+from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.history import HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
@@ -133,7 +134,7 @@ def room_json(room: Room, members: Iterable[Member]) -> dict[str, Any]:
 
 
 @implementer(IParticipant)
-class JsonSession:
+class JsonSession(EncodingParticipant):
     """The participant behind one chathub.v1 connection."""
 
     protocol = "ws"
@@ -166,11 +167,6 @@ class JsonSession:
 
     def send(self, data: bytes) -> None:
         self.ws.send_frame(data)
-
-    def deliver(self, event: Event) -> None:
-        data = self.encode(event)
-        if data is not None:
-            self.send(data)
 
     def close(self, reason: str) -> None:
         self.reply({"type": "closing", "reason": reason})
