@@ -40,6 +40,6 @@ setup(
         "test": TEST + POSTGRES + REDIS,
         "postgres": POSTGRES,
         "redis": REDIS,
-        "bench": ["py-spy>=0.4"],  # bench/run.py --profile
+        "bench": ["py-spy>=0.4,<0.4.3"],  # bench/run.py --profile; 0.4.3 cannot read this Python 3.11.7 ("Failed to find python version")
     },
 )

@@ -119,9 +119,19 @@ class Event:
 
 
 def iso_time(t: float) -> str:
-    """Format epoch seconds as ISO 8601 UTC with milliseconds."""
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """Format epoch seconds as ISO 8601 UTC with milliseconds (truncated, as ``to_ms``)."""
+    global _iso_second
+    sec, micro = divmod(round(t * 1_000_000), 1_000_000)
+    cached_sec, prefix = _iso_second
+    if cached_sec != sec:
+        # every event is stamped, and one second holds thousands of them: format the
+        # date and time once per second, only the milliseconds per call
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        _iso_second = (sec, prefix)
+    return f"{prefix}{micro // 1000:03d}Z"
+
+
+_iso_second: tuple[Optional[int], str] = (None, "")
 
 
 def parse_iso_time(s: str) -> float:
@@ -134,6 +144,14 @@ def parse_iso_time(s: str) -> float:
     return dt.timestamp()
 
 
+def _b32hex(raw: bytes) -> str:
+    return base64.b32hexencode(raw).decode("ascii").rstrip("=").lower()
+
+
+_B32 = "0123456789abcdefghijklmnopqrstuv"  # base32hex, lower case
+_B32_PAIRS = tuple(a + b for a in _B32 for b in _B32)  # every 10-bit value as 2 characters
+
+
 class EventIds:
     """Makes unique, time-ordered ids (base32hex, so string order is time order): 48-bit
     milliseconds, 32-bit node, 32-bit sequence.
@@ -142,22 +160,27 @@ class EventIds:
     nodes (Redis backplane) distinct without coordination.
     """
 
-    __slots__ = ("_node", "_seq", "_clock")
+    __slots__ = ("_node", "_seq", "_clock", "_ms", "_prefix")
 
     def __init__(self, node: Optional[bytes] = None, clock=time.time) -> None:
         self._node = node if node is not None else os.urandom(4)
         self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._clock = clock
+        self._ms: Optional[int] = None
+        self._prefix = ""
 
     def next(self) -> tuple[str, float]:
         """Return a fresh ``(id, time)`` pair."""
         now = self._clock()
-        raw = (
-            int(now * 1000).to_bytes(6, "big")
-            + self._node
-            + (next(self._seq) & 0xFFFFFFFF).to_bytes(4, "big")
-        )
-        return base64.b32hexencode(raw).decode("ascii").rstrip("=").lower(), now
+        ms = int(now * 1000)
+        if ms != self._ms:
+            # The 23 base32hex characters of ms(48) | node(32) | seq(32) | 3 zero bits
+            # split at bit 80, a character boundary: the first 16 depend on the
+            # millisecond and node only, the last 7 on the sequence number only.
+            self._ms = ms
+            self._prefix = _b32hex(ms.to_bytes(6, "big") + self._node + bytes(4))[:16]
+        v = (next(self._seq) & 0xFFFFFFFF) << 3
+        return self._prefix + _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31], now
 
     def make(
         self,

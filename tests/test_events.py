@@ -67,3 +67,65 @@ def test_from_dict_fills_defaults():
 def test_iso_time_is_utc_with_milliseconds():
     assert iso_time(0) == "1970-01-01T00:00:00.000Z"
     assert iso_time(1.9999) == "1970-01-01T00:00:01.999Z"
+
+
+def test_ids_are_the_base32hex_of_millisecond_node_and_sequence():
+    import base64
+    import itertools
+    import random
+
+    rng = random.Random(7)
+    clock = FakeClock(1_800_000_000.0)
+    ids = EventIds(node=b"\x12\x34\x56\x78", clock=clock)
+    for _ in range(2000):
+        clock.now += rng.choice((0.0, 0.0004, 0.001, 3.7))
+        seq = rng.getrandbits(rng.choice((8, 32, 40)))
+        ids._seq = itertools.count(seq)
+        eid, now = ids.next()
+        raw = int(now * 1000).to_bytes(6, "big") + b"\x12\x34\x56\x78" + (seq & 0xFFFFFFFF).to_bytes(4, "big")
+        assert eid == base64.b32hexencode(raw).decode("ascii").rstrip("=").lower()
+
+
+def test_iso_time_matches_datetime_formatting_with_truncated_milliseconds():
+    import random
+    from datetime import datetime, timezone
+
+    rng = random.Random(3)
+    for _ in range(5000):
+        t = round(rng.uniform(0, 4_000_000_000), rng.choice((0, 3, 6)))
+        dt = datetime.fromtimestamp(round(t * 1_000_000) / 1_000_000, tz=timezone.utc)
+        expected = dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{round(t * 1_000_000) % 1_000_000 // 1000:03d}Z"
+        assert iso_time(t) == expected
+    assert iso_time(1_796_000_000.9995) == "2026-11-30T00:53:20.999Z"
+    assert iso_time(1_796_000_000.9999996) == "2026-11-30T00:53:21.000Z"
+
+
+def test_stored_form_is_the_json_of_to_dict():
+    from hypothesis import given, settings, strategies as st
+
+    from chathub.store.sql import _EVENT_JSON, decode_event, encode_event
+
+    text = st.text(max_size=20)
+    sources = st.builds(
+        Source, nick=text, user=text, host=text, account=st.none() | text, realname=text, protocol=text, session=text
+    )
+    events = st.builds(
+        Event,
+        id=text,
+        time=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=2**40),
+        kind=st.sampled_from(sorted(v for k, v in vars(Kind).items() if k.isupper() and isinstance(v, str))),
+        source=sources,
+        target=text,
+        text=text,
+        tags=st.dictionaries(text, text, max_size=3),
+        data=st.dictionaries(text, st.none() | text | st.lists(text, max_size=2), max_size=3),
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(events)
+    def check(event):
+        body = encode_event(event)
+        assert body == _EVENT_JSON.encode(event.to_dict())
+        assert decode_event(body) == Event.from_dict(json.loads(body))
+
+    check()

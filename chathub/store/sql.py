@@ -69,9 +69,27 @@ class _Bound(NamedTuple):
 _EVENT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
+_quote = json.encoder.encode_basestring_ascii
+
+
 def encode_event(event: Event) -> str:
-    """The stored form of an event: its dict as ASCII JSON (safe for any database)."""
-    return _EVENT_JSON.encode(event.to_dict())
+    """The stored form of an event: its dict as ASCII JSON (safe for any database).
+
+    The same text as ``_EVENT_JSON.encode(event.to_dict())``, assembled directly: every
+    stored message passes here, and the generic encoder spent most of its time walking
+    the nested dicts rather than quoting the strings.
+    """
+    s = event.source
+    t = event.time
+    return (
+        f'{{"id":{_quote(event.id)},"time":{float.__repr__(t) if type(t) is float else _EVENT_JSON.encode(t)},'
+        f'"kind":{_quote(event.kind)},"source":{{"nick":{_quote(s.nick)},"user":{_quote(s.user)},'
+        f'"host":{_quote(s.host)},"account":{"null" if s.account is None else _quote(s.account)},'
+        f'"realname":{_quote(s.realname)},"protocol":{_quote(s.protocol)},"session":{_quote(s.session)}}},'
+        f'"target":{_quote(event.target)},"text":{_quote(event.text)},'
+        f'"tags":{_EVENT_JSON.encode(dict(event.tags)) if event.tags else "{}"},'
+        f'"data":{_EVENT_JSON.encode(dict(event.data)) if event.data else "{}"}}}'
+    )
 
 
 def decode_event(body: str) -> Event:
@@ -337,34 +355,41 @@ class SqlStore:
         return self._writer.append((event, conversations), needs_write=bool(conversations))
 
     def _write_events(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
-        insert = self._q(
-            "INSERT INTO events (msgid, at, kind, body) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (msgid) DO NOTHING RETURNING seq"
-        )
+        # Two statements for the whole batch, not one per event: the timeline finds each
+        # event's seq by its msgid inside the database. An event stored already (a retried
+        # batch, another node's copy) is skipped by both, its timeline rows being there.
+        rows: list[tuple] = []
         timeline: list[tuple] = []
         conversations: dict[str, Conversation] = {}
         for event, convs in items:
             if not convs:
                 continue
-            txn.execute(insert, (event.id, event.time, event.kind, encode_event(event)))
-            row = txn.fetchone()
-            if row is None:  # stored already: a retried batch, or another node's copy
-                continue
-            seq, ms = row[0], to_ms(event.time)
+            eid, at, kind = event.id, event.time, event.kind
+            rows.append((eid, at, kind, encode_event(event)))
+            ms = to_ms(at)
             for conv in convs:
-                timeline.append((conv.key, seq, ms, event.kind))
+                timeline.append((conv.key, ms, kind, eid))
                 conversations[conv.key] = conv
-        if timeline:
-            txn.executemany(
-                self._q("INSERT INTO timeline (conv, seq, ms, kind) VALUES (?, ?, ?, ?)"), timeline
-            )
-            txn.executemany(
-                self._q(
-                    "INSERT INTO conversations (conv, peer_a, peer_b) VALUES (?, ?, ?) "
-                    "ON CONFLICT (conv) DO NOTHING"
-                ),
-                [(c.key, c.peer_a, c.peer_b) for c in conversations.values()],
-            )
+        if not rows:
+            return
+        txn.executemany(
+            self._q("INSERT INTO events (msgid, at, kind, body) VALUES (?, ?, ?, ?) ON CONFLICT (msgid) DO NOTHING"),
+            rows,
+        )
+        txn.executemany(
+            self._q(
+                "INSERT INTO timeline (conv, seq, ms, kind) SELECT ?, seq, ?, ? FROM events WHERE msgid = ? "
+                "ON CONFLICT DO NOTHING"
+            ),
+            timeline,
+        )
+        txn.executemany(
+            self._q(
+                "INSERT INTO conversations (conv, peer_a, peer_b) VALUES (?, ?, ?) "
+                "ON CONFLICT (conv) DO NOTHING"
+            ),
+            [(c.key, c.peer_a, c.peer_b) for c in conversations.values()],
+        )
 
     # -- history: queries -------------------------------------------------------------
 
