@@ -66,8 +66,8 @@ async def test_never_reading_irc_client_is_dropped_with_sendq_exceeded(tmp_path)
         await talker.expect(lambda l: l.command == "JOIN" and l.source.startswith("reader1!"))
         stuck_sock.send(b"NICK stuck\r\nUSER stuck 0 * :stuck\r\nJOIN #busy\r\n")
         await talker.expect(lambda l: l.command == "JOIN" and l.source.startswith("stuck!"))
-        stuck_proto = hub.find_user("stuck").participant.writer
-        queue = stuck_proto.queue
+        queue = hub.find_user("stuck").participant.writer  # the connection's SendQueue
+        stuck_proto = queue.owner
         # keep the server's kernel send buffer for it small too, so the queue fills soon
         stuck_proto.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 

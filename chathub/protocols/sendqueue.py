@@ -122,6 +122,10 @@ class SendQueue:
         if self.pending_bytes > self.peak_bytes:
             self.peak_bytes = self.pending_bytes
 
+    def lose_connection(self) -> None:
+        """Close the connection once what is queued has been written (``IrcWriter``)."""
+        self.transport.loseConnection()
+
     @property
     def pending(self) -> list[bytes]:
         """The writes held while paused, oldest first."""

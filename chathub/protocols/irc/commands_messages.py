@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chathub.events import Kind
 from chathub.hub import errors
-from chathub.hub.names import fold
+from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
@@ -49,7 +49,9 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
         return
     hub, user = session.hub, session.user
     for target in targets:
-        service = SERVICES.get(fold(target))
+        room = is_room_name(target)
+        folded = fold(target)
+        service = None if room else SERVICES.get(folded)
         if service is not None:  # NickServ: answered here, never sent through the hub or stored
             service(session, kind, text, rb)
             continue
@@ -64,14 +66,14 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
             if not quiet:
                 session.hub_error(rb, e)
             continue
-        to_self = fold(target) == user.folded
+        to_self = folded == user.folded
         if to_self:
             # the copy a recipient gets; the echo (with the label) follows it
             own = session.render_own(event)
             session.hub.after_delivery(lambda own=own: session.write_messages(own))
         if C.ECHO_MESSAGE in session.caps:
             rb.add(session.render_own(event))
-        if kind == Kind.MESSAGE and not to_self:
+        if kind == Kind.MESSAGE and not to_self and not room:
             recipient = hub.find_user(target)
             if recipient is not None and recipient.away:
                 rb.numeric(N.RPL_AWAY, recipient.nick, recipient.away)

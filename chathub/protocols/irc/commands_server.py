@@ -162,7 +162,9 @@ _all_motds: "weakref.WeakSet[Motd]" = weakref.WeakSet()
 
 def session_motd(session) -> Motd | None:
     """The ``Motd`` of the listener ``session`` came in on (IRC over TCP or over WebSocket)."""
-    for holder in (session.writer, getattr(session, "ws", None)):
+    # over TCP the session writes to the connection's SendQueue, whose owner is the protocol
+    writer = session.writer
+    for holder in (writer, getattr(writer, "owner", None), getattr(session, "ws", None)):
         motd = getattr(getattr(holder, "factory", None), "motd", None)
         if motd is not None:
             return motd

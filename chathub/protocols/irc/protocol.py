@@ -51,15 +51,6 @@ class IrcProtocol(protocol.Protocol):
     config = _from_factory("config")
     reactor = _from_factory("reactor")
 
-    # -- IrcWriter ---------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        if self.queue is not None:
-            self.queue.write(data)
-
-    def lose_connection(self) -> None:
-        self.transport.loseConnection()
-
     # -- Protocol ----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
@@ -67,11 +58,13 @@ class IrcProtocol(protocol.Protocol):
         host = display_host(peer)
         self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
         self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self)
+        # the session writes to the queue itself (its IrcWriter): fan-out calls that once
+        # per recipient per message, so no forwarding method sits in between
         self.session = IrcSession(
             self.hub,
             self.portal,
             self.config,
-            self,
+            self.queue,
             host=host,
             reactor=self.reactor,
             secure=ISSLTransport.providedBy(self.transport),

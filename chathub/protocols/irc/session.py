@@ -29,7 +29,7 @@ from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.table import COMMANDS
-from chathub.protocols.irc.wire import LineError, Message
+from chathub.protocols.irc.wire import LineError, Message, parse
 
 _batch_ids = itertools.count(1)
 #: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
@@ -314,7 +314,9 @@ class IrcSession:
 
     def encode(self, event: Event) -> Optional[bytes]:
         messages = render_lines(event, self._render_caps, self.server_name)
-        return b"".join(m.to_bytes() for m in messages) if messages else None
+        if not messages:
+            return None
+        return messages[0].to_bytes() if len(messages) == 1 else b"".join([m.to_bytes() for m in messages])
 
     def send(self, data: bytes) -> None:
         if not self.closed:
@@ -387,8 +389,6 @@ class IrcSession:
 
     def handle_gated(self, line: bytes) -> None:
         """Handle one line whose turn at the flood gate has come."""
-        from chathub.protocols.irc.wire import parse
-
         try:
             message = parse(line)
         except LineError as e:
