@@ -100,6 +100,26 @@ async def test_appends_commit_in_order_and_in_batches(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_batch_larger_than_one_statement_and_its_repeat_store_each_event_once(store):
+    """One commit of more events than one multi-row statement takes, over several rooms and
+    a quit shown in two of them; appending the same events again (a retried batch, another
+    node's copy) stores nothing twice."""
+    from chathub.store.sql import ROWS_PER_STATEMENT
+
+    make = EventMaker(step=0.001)
+    events = [make.msg(f"user{i % 7}", f"#big{i % 3}", f"m{i}") for i in range(ROWS_PER_STATEMENT * 2 + 17)]
+    quit_ = make.msg("user1", "", kind=Kind.QUIT)
+    commits = store.writer.commits
+    await defer.gatherResults([store.append(e) for e in events] + [store.append(quit_, ["#big0", "#big2"])])
+    assert store.writer.commits == commits + 1
+    await defer.gatherResults([store.append(e) for e in events[:50]] + [store.append(quit_, ["#big0", "#big2"])])
+    for room in range(3):
+        expected = [e.id for e in events if e.target == f"#big{room}"] + ([quit_.id] if room != 1 else [])
+        history = await store.latest("user0", f"#big{room}", None, 1000)
+        assert [e.id for e in history] == expected
+
+
+@pytest_twisted.ensureDeferred
 async def test_callback_appends_join_the_next_batch_in_order(store):
     make = EventMaker()
     order = []

@@ -107,6 +107,10 @@ def _deferred(method: Callable) -> Callable:
     return wrapper
 
 
+#: rows per multi-row INSERT: 4 columns x 200 stays far below SQLite's 32,766 parameters
+ROWS_PER_STATEMENT = 200
+
+
 def _placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -355,9 +359,11 @@ class SqlStore:
         return self._writer.append((event, conversations), needs_write=bool(conversations))
 
     def _write_events(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
-        # Two statements for the whole batch, not one per event: the timeline finds each
-        # event's seq by its msgid inside the database. An event stored already (a retried
-        # batch, another node's copy) is skipped by both, its timeline rows being there.
+        # A few multi-row statements for the whole batch, not one per event: on SQLite each
+        # statement step hands the GIL to the reactor thread and back, and on PostgreSQL it
+        # is a round trip. The timeline finds each event's seq by its msgid inside the
+        # database; an event stored already (a retried batch, another node's copy) is
+        # skipped by every statement, its timeline rows being there.
         rows: list[tuple] = []
         timeline: list[tuple] = []
         conversations: dict[str, Conversation] = {}
@@ -372,24 +378,33 @@ class SqlStore:
                 conversations[conv.key] = conv
         if not rows:
             return
-        txn.executemany(
-            self._q("INSERT INTO events (msgid, at, kind, body) VALUES (?, ?, ?, ?) ON CONFLICT (msgid) DO NOTHING"),
-            rows,
+        self._insert_rows(
+            txn, "INSERT INTO events (msgid, at, kind, body) VALUES {rows} ON CONFLICT (msgid) DO NOTHING", rows
         )
-        txn.executemany(
-            self._q(
-                "INSERT INTO timeline (conv, seq, ms, kind) SELECT ?, seq, ?, ? FROM events WHERE msgid = ? "
-                "ON CONFLICT DO NOTHING"
-            ),
+        self._insert_rows(
+            txn,
+            "INSERT INTO timeline (conv, seq, ms, kind) "
+            "SELECT v.column1, e.seq, v.column2, v.column3 FROM (VALUES {rows}) AS v "
+            "JOIN events e ON e.msgid = v.column4 WHERE true ON CONFLICT DO NOTHING",
             timeline,
         )
-        txn.executemany(
-            self._q(
-                "INSERT INTO conversations (conv, peer_a, peer_b) VALUES (?, ?, ?) "
-                "ON CONFLICT (conv) DO NOTHING"
-            ),
+        self._insert_rows(
+            txn,
+            "INSERT INTO conversations (conv, peer_a, peer_b) VALUES {rows} ON CONFLICT (conv) DO NOTHING",
             [(c.key, c.peer_a, c.peer_b) for c in conversations.values()],
         )
+
+    def _insert_rows(self, txn, template: str, rows: list[tuple]) -> None:
+        """Run ``template`` with ``{rows}`` as a VALUES list, ``ROWS_PER_STATEMENT`` rows at a time."""
+        width = len(rows[0])
+        row = "(" + _placeholders(width) + ")"
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            # a full chunk always has the same text, so the driver's statement cache keeps it
+            txn.execute(
+                self._q(template.format(rows=", ".join([row] * len(chunk)))),
+                [value for r in chunk for value in r],
+            )
 
     # -- history: queries -------------------------------------------------------------
 
