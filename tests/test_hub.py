@@ -490,10 +490,13 @@ class PendingStore:
     def __init__(self) -> None:
         self.pending: list[tuple[Event, Deferred]] = []
 
-    def append(self, event, rooms):
+    def append(self, event, rooms, notify=None):
         d = Deferred()
         self.pending.append((event, d))
-        return d
+        if notify is None:
+            return d
+        d.addCallbacks(lambda _: notify(None), notify)  # the IStore contract for ``notify``
+        return None
 
 
 def test_outbox_holds_later_deliveries_behind_a_pending_commit():

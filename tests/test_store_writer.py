@@ -189,3 +189,49 @@ def test_nothing_to_write_fires_at_once_only_when_nothing_is_pending():
     assert order == []
     runner.finish()
     assert order == ["real", "nothing"]
+
+
+def test_notify_appends_are_told_in_order_beside_deferred_ones_and_told_failures():
+    """``append(item, notify=f)`` makes no Deferred: f(None) once committed, f(failure) when
+    the write fails, in append order with Deferred appends; a raising f stops nothing."""
+    writer, runner, clock, _ = make_writer()
+    seen: list = []
+
+    def told(name):
+        def notify(failure):
+            seen.append((name, "ok" if failure is None else failure.value))
+            if name == "b":
+                raise RuntimeError("a broken callback")
+        return notify
+
+    assert writer.append("a", notify=told("a")) is None
+    d = writer.append("x")
+    d.addCallback(lambda _: seen.append(("x", "ok")))
+    assert writer.append("b", notify=told("b")) is None
+    writer.append("c", notify=told("c"))
+    clock.advance(0)
+    runner.finish()
+    assert seen == [("a", "ok"), ("x", "ok"), ("b", "ok"), ("c", "ok")]
+    assert writer.pending == 0
+
+    # nothing to write and nothing pending: told at once
+    seen.clear()
+    writer.append("nothing", needs_write=False, notify=told("n"))
+    assert seen == [("n", "ok")]
+
+    # a failed batch is retried one by one; only the failing write is told its failure
+    seen.clear()
+    writer.append("ok1", notify=told("ok1"))
+    writer.append("bad", notify=told("bad"))
+    clock.advance(0)
+    runner.fail()  # the batch
+    runner.finish(-1)  # ok1 alone
+    runner.fail(-1)  # bad alone
+    assert seen[0] == ("ok1", "ok")
+    assert seen[1][0] == "bad" and isinstance(seen[1][1], StorageError)
+
+    # closed: told at once with the refusal
+    seen.clear()
+    writer.close()
+    assert writer.append("late", notify=told("late")) is None
+    assert seen[0][0] == "late" and "closed" in str(seen[0][1])

@@ -16,13 +16,20 @@ from twisted.python.failure import Failure
 
 
 class _Entry:
-    __slots__ = ("deliver", "on_failure", "ready", "failure")
+    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure")
 
-    def __init__(self, deliver, on_failure, ready):
+    def __init__(self, outbox: "Outbox", deliver, on_failure, ready: bool) -> None:
+        self.outbox = outbox
         self.deliver = deliver
         self.on_failure = on_failure
         self.ready = ready
-        self.failure = None
+        self.failure: Optional[Failure] = None
+
+    def settle(self, failure: Optional[Failure] = None) -> None:
+        """The commit this delivery waited for is done (``failure`` None) or failed."""
+        self.ready = True
+        self.failure = failure
+        self.outbox._drain()
 
 
 class Outbox:
@@ -48,26 +55,27 @@ class Outbox:
         on_failure: Optional[Callable[[Failure], object]] = None,
     ) -> None:
         """Run ``deliver`` after ``durable`` fires and after everything published before it."""
-        if durable is None and not self._queue:
-            deliver()
+        if durable is None:
+            if not self._queue:
+                deliver()
+            else:
+                self._queue.append(_Entry(self, deliver, on_failure, True))
             return
-        entry = _Entry(deliver, on_failure, durable is None)
+        settle = self.hold(deliver, on_failure)
+        durable.addCallbacks(lambda _: settle(), settle)
+
+    def hold(
+        self, deliver: Callable[[], object], on_failure: Optional[Callable[[Failure], object]] = None
+    ) -> Callable[[Optional[Failure]], None]:
+        """Queue ``deliver`` until the returned callable is called: with None once its
+        commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that)."""
+        entry = _Entry(self, deliver, on_failure, False)
         self._queue.append(entry)
-        if durable is not None:
-            durable.addCallbacks(self._committed, self._failed, callbackArgs=(entry,), errbackArgs=(entry,))
+        return entry.settle
 
     def after(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything published so far has been delivered."""
         self.publish(fn)
-
-    def _committed(self, _result, entry: _Entry) -> None:
-        entry.ready = True
-        self._drain()
-
-    def _failed(self, failure: Failure, entry: _Entry) -> None:
-        entry.ready = True
-        entry.failure = failure
-        self._drain()
 
     def _drain(self) -> None:
         with self._batching():

@@ -715,21 +715,17 @@ class ChatHub(service.Service):
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         store = self.store
-        durable: Optional[Deferred] = None
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
-            stored = store.append(event, rooms)
             if event.kind in DURABLE_KINDS:
-                durable = stored
-            else:
-                stored.addErrback(self._log_store_failure, event)
-        if durable is None:
-            self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
-        else:
-            self.outbox.publish(
-                lambda: fanout.publish(event, recipients, skip, batchable),
-                durable,
-                lambda failure: self._not_stored(actor, event, failure),
-            )
+                # delivered once committed; the store settles the outbox entry directly
+                settle = self.outbox.hold(
+                    lambda: fanout.publish(event, recipients, skip, batchable),
+                    lambda failure: self._not_stored(actor, event, failure),
+                )
+                store.append(event, rooms, notify=settle)
+                return
+            store.append(event, rooms).addErrback(self._log_store_failure, event)
+        self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
 
     def after_delivery(self, fn) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.

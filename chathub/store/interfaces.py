@@ -125,7 +125,7 @@ class IStore(Interface):
     def close():
         """Commit everything appended so far, then release the database. Fires with None."""
 
-    def append(event, rooms=()):
+    def append(event, rooms=(), notify=None):
         """Queue ``event`` for history; fires with None once it is committed.
 
         Everything appended within one reactor turn, or while the previous commit runs,
@@ -134,6 +134,10 @@ class IStore(Interface):
         conversation between the sender and the nick ``event.target`` names, and to each
         room in ``rooms`` (used for user-wide events such as quit and nick changes).
         A failed write fails the Deferred with ``StorageError`` (and is logged).
+
+        With ``notify``, nothing is returned and ``notify(None)`` is called instead of
+        firing a Deferred, or ``notify(failure)`` on failure, in the same order (the hub's
+        path for every message, which a Deferred per event slowed down).
         """
 
     def latest(viewer, target, after_ref=None, limit=50, kinds=None):

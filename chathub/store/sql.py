@@ -348,15 +348,19 @@ class SqlStore:
 
     # -- history: writing --------------------------------------------------------------
 
-    def append(self, event: Event, rooms: Sequence[str] = ()) -> defer.Deferred:
-        """Queue ``event``; fires once it is committed (group commit)."""
+    def append(self, event: Event, rooms: Sequence[str] = (), notify=None) -> Optional[defer.Deferred]:
+        """Queue ``event``; fires (or calls ``notify``) once it is committed (group commit)."""
         if self._writer is None:
-            return defer.fail(StorageError("storage is not open"))
+            failure = Failure(StorageError("storage is not open"))
+            if notify is None:
+                return defer.fail(failure)
+            notify(failure)
+            return None
         if self.history.enabled:
             conversations = conversations_of(event, rooms, private=self.history.private)
         else:
             conversations = []
-        return self._writer.append((event, conversations), needs_write=bool(conversations))
+        return self._writer.append((event, conversations), bool(conversations), notify)
 
     def _write_events(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
         # A few multi-row statements for the whole batch, not one per event: on SQLite each
