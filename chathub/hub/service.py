@@ -519,7 +519,7 @@ class ChatHub(service.Service):
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
             event = self._event(kind, user, room.name, text, tags)
-            self._publish(event, room.recipients(), user, rooms=[room.folded])
+            self._publish(event, room.recipients(), user)
             return event
         recipient = self.users.get(fold(target))
         if recipient is None:

@@ -13,6 +13,7 @@ messages of that millisecond.
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 from chathub.events import Event
@@ -31,8 +32,9 @@ class Conversation(NamedTuple):
         return self.peer_b is not None
 
 
+@functools.lru_cache(maxsize=4096)
 def room_conversation(name: str) -> Conversation:
-    """The conversation of room ``name``."""
+    """The conversation of room ``name`` (made once per busy room: every message needs it)."""
     folded = fold(name)
     return Conversation(folded, folded, None)
 
@@ -77,8 +79,10 @@ def conversations_of(event: Event, rooms: Iterable[str] = (), private: bool = Tr
     sender (unless ``private`` is false, or the sender is the server itself); ``rooms``
     adds rooms for user-wide events (quit, nick change).
     """
-    found: dict[str, Conversation] = {}
     target = event.target
+    if not rooms and target and is_room_name(target):
+        return [room_conversation(target)]  # a room message: by far the most common
+    found: dict[str, Conversation] = {}
     if target:
         if is_room_name(target):
             conv = room_conversation(target)
