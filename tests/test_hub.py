@@ -583,3 +583,33 @@ def test_a_failing_participant_does_not_stop_fanout(world):
     p(bob).send = broken
     event = world.hub.send(alice, "#r", "still delivered")
     assert p(carol).events == [event]
+
+
+def test_user_mode_counts_follow_modes_nicks_and_quits():
+    """LUSERS reads these counts instead of walking every user at every welcome."""
+    world = World()
+    hub = world.hub
+    amy, bob = world.connect("amy"), world.connect("bob")
+    counts = lambda: (hub.users_with_mode("i"), hub.users_with_mode("o"))  # noqa: E731
+    assert counts() == (0, 0)
+    hub.change_user_modes(amy, [("+i", None), ("+i", None)])  # the repeat changes nothing
+    hub.change_user_modes(bob, [("+i", None)])
+    hub.make_operator(bob, ["kill"])
+    assert counts() == (2, 1)
+    hub.change_nick(bob, "robert")
+    assert counts() == (2, 1)
+    hub.change_user_modes(bob, [("-o", None), ("-i", None)])
+    assert counts() == (1, 0)
+    hub.make_operator(bob, ["kill"])
+    hub.quit(bob, "bye")
+    hub.quit(bob, "again")  # idempotent
+    assert counts() == (1, 0)
+    carl = User(Recorder(world.codec, "a", False), user="carl", host="example.org")
+    hub.change_user_modes(carl, [("+i", None)])  # not registered yet: counted once it is
+    assert counts() == (1, 0)
+    hub.register(carl, "carl")
+    assert counts() == (2, 0)
+    assert counts() == (
+        sum("i" in u.modes for u in hub.users.values()),
+        sum("o" in u.modes for u in hub.users.values()),
+    )

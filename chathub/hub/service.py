@@ -128,6 +128,7 @@ class ChatHub(service.Service):
             store.around_release = self.fanout.batching
         self.started = time.time()
         self.max_users_seen = 0
+        self._user_mode_counts: dict[str, int] = {}  # registered users per user mode letter
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
         self.registrar = registrar
@@ -169,6 +170,7 @@ class ChatHub(service.Service):
         self.check_nick(nick, user)
         user.set_nick(nick)
         self.users[user.folded] = user
+        self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
             "{nick} registered via {protocol} from {host}",
@@ -590,7 +592,7 @@ class ChatHub(service.Service):
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
         """Grant server-operator status."""
-        user.modes = user.modes | {"o"}
+        self._set_user_modes(user, user.modes | {"o"})
         user.privileges = frozenset(privileges)
         self.log.info("{nick} is now a server operator", nick=user.nick)
 
@@ -607,13 +609,29 @@ class ChatHub(service.Service):
                 continue
             # a user's modes are a frozenset, replaced on change (most users share the empty one)
             if sign == "+":
-                user.modes = user.modes | {letter}
+                self._set_user_modes(user, user.modes | {letter})
             else:
-                user.modes = user.modes - {letter}
+                self._set_user_modes(user, user.modes - {letter})
                 if letter == "o":
                     user.privileges = frozenset()
             applied.append((change, None))
         return applied
+
+    def users_with_mode(self, letter: str) -> int:
+        """How many registered users have user mode ``letter`` (LUSERS: invisible, operators)."""
+        return self._user_mode_counts.get(letter, 0)
+
+    def _set_user_modes(self, user: User, modes: frozenset) -> None:
+        if self.users.get(user.folded) is user:
+            self._count_modes(user.modes - modes, -1)
+            self._count_modes(modes - user.modes, 1)
+        user.modes = modes
+
+    def _count_modes(self, letters, step: int) -> None:
+        # kept up to date so LUSERS, part of every welcome, is not a walk over every user
+        counts = self._user_mode_counts
+        for letter in letters:
+            counts[letter] = counts.get(letter, 0) + step
 
     def wallops(self, user: User, text: str) -> Event:
         """Send ``text`` to every user with user mode +w (operators with "wallops" only)."""
@@ -678,6 +696,7 @@ class ChatHub(service.Service):
         for room in list(user.rooms.values()):
             self._leave(user, room)
         del self.users[user.folded]
+        self._count_modes(user.modes, -1)
         self.whowas_log.append(WhowasEntry(user))
         self._publish(event, recipients, user, rooms=rooms)
         self._presence(user, "offline")

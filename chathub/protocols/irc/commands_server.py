@@ -98,10 +98,9 @@ def unregistered_count(hub) -> int:
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
     hub = session.hub
-    users = list(hub.users.values())
-    total = len(users)
-    invisible = sum(1 for u in users if "i" in u.modes)
-    opers = sum(1 for u in users if u.is_operator)
+    total = len(hub.users)
+    invisible = hub.users_with_mode("i")
+    opers = hub.users_with_mode("o")
     rooms = len(hub.rooms)
     most = hub.max_users_seen
     rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
