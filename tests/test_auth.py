@@ -89,6 +89,36 @@ def test_argon2_file_is_re_read_after_a_change(passwd):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monkeypatch):
+    """Guest logins each ask for a fresh view of the file; those arriving while a read runs
+    share the next read, which still sees a change made before they asked."""
+    import chathub.auth.checkers as checkers_module
+
+    reads = []
+    real = checkers_module.read_if_changed
+
+    def counting(path, version):
+        reads.append(path)
+        return real(path, version)
+
+    monkeypatch.setattr(checkers_module, "read_if_changed", counting)
+    checker = Argon2FileChecker(str(passwd), reload_interval=0)
+    first = checker.reload()  # a read starts now
+    set_password(str(passwd), "bob", "hunter22")  # changed after that read may have looked
+    burst = [checker.reload() for _ in range(50)]
+    yield defer.gatherResults([first] + burst)
+    assert len(reads) == 2
+    assert checker.is_registered("bob")
+    # a failed read fails the callers that waited for it, and the next one still runs
+    monkeypatch.setattr(checkers_module, "read_if_changed", lambda path, version: 1 / 0)
+    failed = yield defer.DeferredList([checker.reload(), checker.reload()], consumeErrors=True)
+    assert [ok for ok, _ in failed] == [False, False]
+    monkeypatch.setattr(checkers_module, "read_if_changed", counting)
+    yield checker.reload()
+    assert len(reads) == 3
+
+
+@pytest_twisted.inlineCallbacks
 def test_argon2_file_missing_or_damaged(tmp_path):
     checker = Argon2FileChecker(str(tmp_path / "absent"))
     assert not checker.is_registered("alice")

@@ -92,28 +92,51 @@ class Argon2FileChecker:
         # start-up, before the reactor serves anyone: reading here blocks nobody
         self._version: FileVersion = file_version(path)
         self._users: dict[str, str] = read_password_file(path)
-        self._reload_lock = defer.DeferredLock()  # one read at a time, swapped in order
+        self._reading: Optional[defer.Deferred] = None  # the read running now, if any
+        self._queued: list[defer.Deferred] = []  # callers waiting for the read after it
         self._reloader: Optional[task.LoopingCall] = None
         self._reload_waiters: list[defer.Deferred] = []
         if reload_interval > 0:
             self._reloader = _periodic(self, reload_interval, reactor)
 
     def reload(self) -> defer.Deferred:
-        """Re-read the file in a thread if it changed; fires once the reactor uses the result."""
-        return self._reload_lock.run(self._reload_once)
+        """Re-read the file in a thread if it changed; fires once a read that started after
+        this call has been swapped in (or fails with that read's error).
 
-    def _reload_once(self) -> defer.Deferred:
-        d = threads.deferToThreadPool(
+        Callers that arrive while a read runs share the one read after it: a burst of
+        guest logins, each asking for a fresh view, costs two reads, not one each.
+        """
+        d: defer.Deferred = defer.Deferred()
+        if self._reading is None:
+            self._start_read([d])
+        else:
+            self._queued.append(d)
+        return d
+
+    def _start_read(self, waiters: list[defer.Deferred]) -> None:
+        self._reading = threads.deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), read_if_changed, self.path, self._version
         )
-        return d.addCallback(self._swap)
+        self._reading.addCallbacks(self._read, self._read_failed, callbackArgs=(waiters,), errbackArgs=(waiters,))
 
-    def _swap(self, result) -> None:
+    def _read(self, result, waiters: list[defer.Deferred]) -> None:
         if result is not None:
             self._version, self._users = result  # one assignment each: readers see old or new
-        waiters, self._reload_waiters = self._reload_waiters, []
-        for d in waiters:
+        told, self._reload_waiters = self._reload_waiters, []
+        self._next_read()
+        for d in told + waiters:
             d.callback(None)
+
+    def _read_failed(self, failure, waiters: list[defer.Deferred]) -> None:
+        self._next_read()
+        for d in waiters:
+            d.errback(failure)
+
+    def _next_read(self) -> None:
+        self._reading = None
+        if self._queued:
+            queued, self._queued = self._queued, []
+            self._start_read(queued)
 
     def next_reload(self) -> defer.Deferred:
         """Fires after the next re-read (periodic or not) has been swapped in."""
