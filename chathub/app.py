@@ -56,8 +56,14 @@ class ChathubService(service.MultiService):
         self.store_service.setServiceParent(self)
         self.accounts = StoreAccountChecker(self.store)
         checkers = password_checkers(config, checkers, store_checker=self.accounts)
+        from twisted.internet import reactor
+
         self.hub = ChatHub(
-            config, store=self.store, accounts=account_directory(checkers), registrar=self.accounts
+            config,
+            store=self.store,
+            accounts=account_directory(checkers),
+            registrar=self.accounts,
+            clock=reactor,
         )
         self.hub.setServiceParent(self)
         self.portal = build_portal(self.hub, config, checkers)

@@ -71,6 +71,27 @@ def test_a_block_writes_once_per_member_across_senders_in_order():
     assert c.participant.sent == [b"1;2;"]
 
 
+def test_with_a_clock_the_reads_of_one_reactor_turn_share_one_write_per_member():
+    a, b, c = User("a"), User("b"), User("c")
+    room = (a, b, c)
+    clock = task.Clock()
+    hub = Fanout(clock)
+    for sender, text in ((a, "1"), (b, "2"), (c, "3")):  # three reads in one turn
+        with hub.batching():
+            hub.publish(message(sender, text), room, sender, batchable=True)
+    assert [u.participant.sent for u in room] == [[], [], []]
+    assert len(clock.getDelayedCalls()) == 1  # one end-of-turn flush, however many reads
+    clock.advance(0)
+    assert [u.participant.sent for u in room] == [[b"2;3;"], [b"1;3;"], [b"1;2;"]]
+    # something that must go out now (a join, a reply) writes what is held first, in order
+    with hub.batching():
+        hub.publish(message(a, "4"), room, a, batchable=True)
+    hub.publish(message(b, "join"), room, None, batchable=False)
+    assert b.participant.sent[-2:] == [b"4;", b"join;"]
+    clock.advance(0)  # the scheduled flush finds nothing left
+    assert b.participant.sent[-2:] == [b"4;", b"join;"] and not clock.getDelayedCalls()
+
+
 def test_anything_else_writes_what_is_held_first():
     a, b = User("a"), User("b")
     room = (a, b)

@@ -104,9 +104,14 @@ class Fanout:
     hub order.
     """
 
-    __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held")
+    __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush")
 
-    def __init__(self) -> None:
+    def __init__(self, clock=None) -> None:
+        """With ``clock`` (the reactor), what the outermost block leaves held is written at
+        the end of the reactor turn (``callLater(0)``), so one member gets one write for
+        everything owed from all the reads of that turn; without it, when the block ends."""
+        self._clock = clock
+        self._turn_flush = None  # the pending end-of-turn flush
         self._depth = 0
         self._events: list[Event] = []
         self._recipients = None
@@ -163,5 +168,15 @@ class Fanout:
 
     def __exit__(self, *exc_info) -> None:
         self._depth -= 1
+        if not self._depth:
+            if self._clock is None:
+                self.flush()
+            elif self._turn_flush is None and (self._held or self._events):
+                # reads later in this turn add to what is held; anything that must go out
+                # before them (a reply, a non-chat event) calls flush() itself
+                self._turn_flush = self._clock.callLater(0, self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        self._turn_flush = None
         if not self._depth:
             self.flush()

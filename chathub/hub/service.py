@@ -109,10 +109,13 @@ class ChatHub(service.Service):
         store=None,
         accounts: Optional[IAccountDirectory] = None,
         registrar=None,
+        clock=None,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
         ``registrar`` creates accounts (``register(name, password) -> Deferred``), and
-        without one account registration is refused."""
+        without one account registration is refused. With ``clock`` (the reactor), chat
+        that one member is owed from all the reads of a reactor turn goes out as one write
+        at the end of the turn (``Fanout``); without it, at the end of each read."""
         self.config = config or Config()
         self.store = store
         self.accounts = accounts or _NoAccounts()
@@ -121,7 +124,7 @@ class ChatHub(service.Service):
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
-        self.fanout = Fanout()
+        self.fanout = Fanout(clock)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None and hasattr(store, "around_release"):
             # a committed group of events is released as one fan-out batch
