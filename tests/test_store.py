@@ -120,6 +120,32 @@ async def test_a_batch_larger_than_one_statement_and_its_repeat_store_each_event
 
 
 @pytest_twisted.ensureDeferred
+async def test_append_with_notify_reports_the_commit_in_order_without_a_deferred(store):
+    """The hub's path: ``notify(None)`` once committed, in append order beside Deferred
+    appends; nothing is returned."""
+    make = EventMaker(step=0.001)
+    told: list[str] = []
+    events = [make.msg("alice", "#notify", f"n{i}") for i in range(5)]
+    done = defer.Deferred()
+    for i, e in enumerate(events):
+        if i == 2:
+            store.append(e).addCallback(lambda _, e=e: told.append(e.id))
+            continue
+        last = i == len(events) - 1
+
+        def notify(failure, e=e, last=last):
+            assert failure is None
+            told.append(e.id)
+            if last:
+                done.callback(None)
+
+        assert store.append(e, notify=notify) is None
+    await done
+    assert told == [e.id for e in events]
+    assert [e.id for e in await store.latest("alice", "#notify", None, 10)] == told
+
+
+@pytest_twisted.ensureDeferred
 async def test_callback_appends_join_the_next_batch_in_order(store):
     make = EventMaker()
     order = []
