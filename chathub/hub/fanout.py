@@ -150,11 +150,7 @@ class Fanout:
         if self._held:
             held, self._held = self._held, {}
             for participant, parts in held.items():
-                # _send inline: once per member per block
-                try:
-                    participant.send(parts[1] if len(parts) == 2 else b"".join(parts[1:]))
-                except Exception:
-                    log.failure("sending to {participant} failed", participant=participant)
+                _send(participant, parts)
 
     def batching(self) -> "Fanout":
         """Context manager: hold batchable events until the outermost block ends.
