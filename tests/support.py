@@ -437,3 +437,118 @@ async def quit_irc_clients(clients: list) -> None:
         if client.transport.connected:
             client.send("QUIT :done")
             await client.closed
+
+
+class HubServer:
+    """An in-process hub with every protocol listening on 127.0.0.1 port 0: IRC, the telnet
+    line protocol, and HTTP with the WebSocket endpoint. Clients of each protocol come from
+    ``irc``, ``telnet`` and ``ws``; ``bystanders`` puts an honest user of each protocol in a
+    room, to show that an attack on the hub hurt nobody else.
+
+    ``config`` defaults to the built-in one with loopback exempt from IRC flood control (the
+    tests drive many lines quickly); ``checkers`` are the password checkers; with ``store``
+    (opened) the hub keeps history and registers accounts in it."""
+
+    def __init__(self, config=None, checkers=(), store=None) -> None:
+        from chathub.config import Config
+        from chathub.protocols.irc import IrcFactory
+        from chathub.protocols.line import LineFactory
+        from tests.browser_helpers import start_server
+
+        if config is None:
+            config = Config().with_overrides(
+                irc={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
+            )
+        self.config = config
+        self.hub, self.portal, self.site, self.http = start_server(config, checkers, store)
+        reactor = _reactor()
+        irc = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, config), interface="127.0.0.1")
+        line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, config), interface="127.0.0.1")
+        self._ports = [self.http, irc, line]
+        self.irc_port = irc.getHost().port
+        self.line_port = line.getHost().port
+        self.ws_port = self.http.getHost().port
+        self.clients: list = []  # IRC and telnet clients
+
+    async def irc(self, nick: str, *caps: str, password: Optional[str] = None, rooms=()) -> "IrcClient":
+        """A registered IRC client with ``caps``, in ``rooms``."""
+        client = await connect_irc(self.irc_port, self.clients)
+        return await register_irc(client, nick, caps, password, rooms, username="u")
+
+    async def raw_irc(self) -> "IrcClient":
+        """An IRC connection that has sent nothing yet."""
+        return await connect_irc(self.irc_port, self.clients)
+
+    async def telnet(self, nick: str, rooms=()) -> "IrcClient":
+        """A telnet user of the line protocol, named ``nick``, in ``rooms``; its lines are
+        read with ``expect_re``."""
+        client = await connect_irc(self.line_port, self.clients)
+        client.send(f"/nick {nick}")
+        await client.expect_re(rf"^\* you are {re.escape(nick)}, ")
+        for room in rooms:
+            client.send(f"/join {room}")
+            await client.expect_re(rf"^\* you joined {re.escape(room)}$")
+        return client
+
+    async def ws(self, nick: str, password: Optional[str] = None, rooms=()):
+        """A chathub.v1 WebSocket client logged in as ``nick``, in ``rooms``."""
+        from tests.browser_helpers import connect
+
+        client = await connect(self.ws_port, protocols=["chathub.v1"])
+        await client.expect({"type": "hello"})
+        request = {"type": "login", "nick": nick}
+        if password is not None:
+            request["password"] = password
+        client.send_json(request)
+        welcome = await client.expect(lambda m: m.get("type") in ("welcome", "error"))
+        assert welcome["type"] == "welcome", welcome
+        for room in rooms:
+            client.send_json({"type": "join", "room": room})
+            await client.expect({"type": "room", "room": room})
+        return client
+
+    async def bystanders(self, room: str = "#bystanders") -> "Bystanders":
+        """An honest user of each protocol, all in ``room``."""
+        return Bystanders(
+            room,
+            await self.irc("b_irc", rooms=[room]),
+            await self.telnet("b_tel", rooms=[room]),
+            await self.ws("b_ws", rooms=[room]),
+        )
+
+    async def stop(self) -> None:
+        """Close every client and listener this server made."""
+        from tests.browser_helpers import close_clients
+
+        for client in self.clients:
+            if client.transport.connected:
+                client.transport.abortConnection()
+        await defer.DeferredList([c.closed for c in self.clients])
+        await close_clients()
+        for port in self._ports:
+            await port.stopListening()
+
+
+class Bystanders:
+    """Honest users of IRC, telnet and chathub.v1 in one room (``HubServer.bystanders``)."""
+
+    def __init__(self, room: str, irc: "IrcClient", telnet: "IrcClient", ws) -> None:
+        self.room = room
+        self.irc = irc
+        self.telnet = telnet
+        self.ws = ws
+        self._said = itertools.count(1)
+
+    async def still_served(self, timeout: float = IRC_TIMEOUT) -> None:
+        """Each bystander says a line and every other one receives it, within ``timeout``."""
+        n = next(self._said)
+        room = self.room
+        self.irc.send(f"PRIVMSG {room} :irc still here {n}")
+        await self.telnet.expect_re(rf"<b_irc> irc still here {n}$", timeout)
+        await self.ws.expect({"type": "message", "text": f"irc still here {n}"}, timeout)
+        self.telnet.send(f"/msg {room} telnet still here {n}")
+        await self.irc.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == f"telnet still here {n}", timeout)
+        await self.ws.expect({"type": "message", "text": f"telnet still here {n}"}, timeout)
+        self.ws.send_json({"type": "message", "target": room, "text": f"ws still here {n}"})
+        await self.irc.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == f"ws still here {n}", timeout)
+        await self.telnet.expect_re(rf"<b_ws> ws still here {n}$", timeout)

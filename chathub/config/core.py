@@ -60,6 +60,8 @@ class LimitsConfig:
     topic_length: int = 390
     away_length: int = 200
     max_rooms_per_user: int = 50
+    #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
+    mask_length: int = 300
 
     def validate(self, prefix: str) -> None:
         require_positive(
@@ -72,6 +74,7 @@ class LimitsConfig:
             topic_length=self.topic_length,
             away_length=self.away_length,
             max_rooms_per_user=self.max_rooms_per_user,
+            mask_length=self.mask_length,
         )
 
 

@@ -51,3 +51,27 @@ KeySet = _error("key_set", "Room key already set")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
 WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
+
+
+class ModeParamError(HubError):
+    """A room mode change refused because of its parameter; ``mode`` is the letter and
+    ``param`` the parameter, so IRC can name both (478, 696)."""
+
+    def __init__(self, target: str, mode: str, param: str, message: str = "") -> None:
+        self.mode = mode
+        self.param = param
+        super().__init__(target, message)
+
+
+class ListFull(ModeParamError):
+    """The room's ban, exception or invite-exception list is full."""
+
+    code = "list_full"
+    message = "Channel list is full"
+
+
+class BadMask(ModeParamError):
+    """A mask too long to be a hostmask (masks are matched on every message and join)."""
+
+    code = "bad_mask"
+    message = "Mask is too long"

@@ -433,6 +433,15 @@ class ChatHub(service.Service):
             if adding:
                 if existing:
                     return False
+                # every entry is matched on every message and join: both bounds are the hub's,
+                # whichever protocol sets them
+                if len(mask) > self.config.limits.mask_length:
+                    raise errors.BadMask(
+                        room.name, letter, arg,
+                        f"Mask is too long (at most {self.config.limits.mask_length} characters)",
+                    )
+                if len(entries) >= self.config.irc.max_bans:
+                    raise errors.ListFull(room.name, letter, arg)
                 entries.append(BanEntry(mask, user.mask, time.time()))
             else:
                 if not existing:

@@ -166,7 +166,7 @@ def _list_filters(args: list[str]):
         for part in arg.split(","):
             if not part:
                 continue
-            if part[0] in "<>" and part[1:].isdigit():
+            if part[0] in "<>" and part[1:].isascii() and part[1:].isdigit():
                 n = int(part[1:])
                 conditions.append(
                     (lambda c, name, n=n: c < n) if part[0] == "<" else (lambda c, name, n=n: c > n)
@@ -183,6 +183,11 @@ def _list_filters(args: list[str]):
 def list_(session, msg: Message, rb) -> None:
     """LIST [#chan|mask[,...]] [<n|>n]: visible channels with member count and topic."""
     masks, conditions = _list_filters(msg.params[:2])
+    limit = session.config.limits.mask_length
+    if any(len(part) > limit for arg in msg.params[:2] for part in arg.split(",")):
+        rb.fail("LIST", "INVALID_PARAMS", f"Mask is too long (at most {limit} characters)")
+        rb.numeric(N.RPL_LISTEND, "End of /LIST")
+        return
     rb.numeric(N.RPL_LISTSTART, "Channel", "Users  Name")
     hub = session.hub
     for room in hub.list_rooms(session.user):
@@ -245,11 +250,6 @@ def room_mode(session, msg: Message, rb) -> None:
         rb.numeric(end_numeric, room.name, end_text)
     if not changes:
         return
-    for letter, attribute in LIST_MODES.items():
-        adding = sum(1 for c, _ in changes if c == "+" + letter)
-        if adding and len(getattr(room, attribute)) + adding > session.config.irc.max_bans:
-            rb.numeric(N.ERR_BANLISTFULL, room.name, letter, "Channel list is full")
-            changes = [c for c in changes if c[0] != "+" + letter]
     applied, refused = hub.change_room_modes(user, room.name, changes)
     for error in refused:
         session.hub_error(rb, error, room.name)

@@ -80,7 +80,7 @@ def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
 
 def parse_limit(sub: str, text: str, maximum: int) -> int:
     """A non-negative integer, capped at ``maximum`` (0 asks for the server's maximum)."""
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # int() refuses some Unicode digits ('²')
         raise BadParams("INVALID_PARAMS", sub, text, "Invalid limit")
     limit = int(text)
     return maximum if limit == 0 or limit > maximum else limit

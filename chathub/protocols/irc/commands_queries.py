@@ -73,6 +73,9 @@ def who(session, msg, rb) -> None:
         if room is not None:
             for member in hub.visible_members(me, room):
                 _who_line(session, rb, member.user, room, member, fields, token)
+    elif len(mask) > session.config.limits.mask_length:
+        rb.fail("WHO", "INVALID_PARAMS", f"Mask is too long (at most {session.config.limits.mask_length} characters)")
+        mask = "*"
     else:
         everyone = mask in ("*", "0", "")
         exact = hub.find_user(mask)

@@ -468,7 +468,11 @@ class IrcSession:
         code = N.HUB_ERRORS.get(error.code, N.ERR_UNKNOWNERROR)
         target = error.target or "*"
         message = error.message
-        if code in (N.ERR_USERNOTINCHANNEL, N.ERR_USERONCHANNEL):
+        if isinstance(error, errors.ModeParamError):
+            # 478 <channel> <char> :text; 696 <target> <char> <parameter> :text
+            params = (error.mode,) if code == N.ERR_BANLISTFULL else (error.mode, error.param)
+            rb.numeric(code, target, *params, message)
+        elif code in (N.ERR_USERNOTINCHANNEL, N.ERR_USERONCHANNEL):
             rb.numeric(code, target, *(context or ("*",)), message)
         elif code in (N.ERR_NOPRIVILEGES,):
             rb.numeric(code, message)
