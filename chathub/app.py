@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
+from chathub.privatefiles import private_directory
 from chathub.store import StorageError, open_store
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
@@ -44,7 +45,11 @@ class ChathubService(service.MultiService):
         super().__init__()
         self.config = config
         try:
-            os.makedirs(config.server.data_dir, exist_ok=True)
+            if private_directory(config.server.data_dir):
+                self.log.warn(
+                    "the data directory {path} was open to other users; it is now private (0700)",
+                    path=os.path.abspath(config.server.data_dir),
+                )
         except OSError as e:
             raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}")
         self.store = open_store(config)

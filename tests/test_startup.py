@@ -8,6 +8,7 @@ import fcntl
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import urllib.request
@@ -101,6 +102,11 @@ def test_without_config_it_runs_on_the_builtin_defaults(tmp_path):
                 telnet.expect(r"^\* you are deflt, a guest")
             finally:
                 telnet.close()
+            # password hashes and private messages: nobody else may read them
+            var = tmp_path / "cwd" / "var"
+            assert stat.S_IMODE(var.stat().st_mode) == 0o700
+            for name in ("chathub.sqlite3", "chathub.sqlite3-wal", "chathub.sqlite3-shm"):
+                assert stat.S_IMODE((var / name).stat().st_mode) == 0o600, name
             irc = LineClient(DEFAULT_PORTS["irc"])
             try:
                 irc.send("NICK dirc")
@@ -199,3 +205,19 @@ def test_unusable_data_dir_stops_startup_naming_it(tmp_path):
     server = _refused_start(tmp_path, config, r"cannot start")
     (line,) = [l for l in server.log if "cannot start" in l]
     assert str(data) in line and "Not a directory" in line
+
+
+def test_data_open_to_others_is_made_private(tmp_path, twistd_server):
+    """A data directory and database that an older chathub (or an operator's umask) left
+    readable by others are tightened at start-up, with a warning saying so."""
+    data = tmp_path / "var"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    db = data / "chathub.sqlite3"
+    db.touch()
+    db.chmod(0o644)
+    server = twistd_server(line_config(data, 0), wait_for=r"loaded; starting listeners")
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert [l for l in server.log if "was open to other users; it is now private (0700)" in l]
+    assert [l for l in server.log if "was readable by other users; it is now private (0600)" in l]

@@ -16,6 +16,7 @@ from twisted.enterprise.adbapi import ConnectionPool
 from twisted.python.failure import Failure
 
 from chathub.config.storage import HistoryConfig
+from chathub.privatefiles import private_directory, private_file, tighten_if_present
 from chathub.store.interfaces import StorageError
 from chathub.store.schema import SQLITE
 from chathub.store.sql import SqlStore
@@ -47,7 +48,8 @@ class SqliteStore(SqlStore):
     def _prepare(self) -> None:
         directory = os.path.dirname(self.path)
         try:
-            os.makedirs(directory, exist_ok=True)
+            if not os.path.isdir(directory):
+                private_directory(directory)
         except OSError as e:
             raise StorageError(
                 f"cannot create the data directory {directory} for the SQLite database "
@@ -65,6 +67,16 @@ class SqliteStore(SqlStore):
             )
         if os.path.exists(self.path) and not os.access(self.path, os.R_OK | os.W_OK):
             raise StorageError(f"the SQLite database {self.path} is not readable and writable")
+        # password hashes and private messages: SQLite gives its -wal and -shm files the
+        # database file's permissions, so a private database keeps them private too
+        try:
+            tightened = private_file(self.path)
+            for suffix in ("-wal", "-shm", "-journal"):
+                tightened = tighten_if_present(self.path + suffix) or tightened
+        except OSError as e:
+            raise StorageError(f"cannot make the SQLite database {self.path} private: {e.strerror or e}") from None
+        if tightened:
+            self.log.warn("{db} was readable by other users; it is now private (0600)", db=self.description)
 
     def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
         def pool(name: str, openfun) -> ConnectionPool:
