@@ -469,6 +469,38 @@ class HubServer:
         self.line_port = line.getHost().port
         self.ws_port = self.http.getHost().port
         self.clients: list = []  # IRC and telnet clients
+        # every traceback the server logs while it runs: ``stop`` fails on any (a test that
+        # provokes one on purpose takes it out of this list)
+        self.tracebacks: list[str] = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(self._observe)
+
+    def _observe(self, event: dict) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            self.tracebacks.append(failure.getTraceback())
+
+    @classmethod
+    async def stored(cls, data_dir: Path, config=None, checkers=()) -> "HubServer":
+        """A server keeping history and accounts in an SQLite store under ``data_dir``."""
+        import dataclasses
+
+        from chathub.config import Config
+        from chathub.store import open_store
+
+        if config is None:
+            config = Config().with_overrides(
+                irc={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
+            )
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, data_dir=str(data_dir)))
+        store = open_store(config)
+        await store.open()
+        server = cls(config, checkers, store)
+        server.store = store
+        return server
+
+    store = None
 
     async def irc(self, nick: str, *caps: str, password: Optional[str] = None, rooms=()) -> "IrcClient":
         """A registered IRC client with ``caps``, in ``rooms``."""
@@ -517,7 +549,10 @@ class HubServer:
         )
 
     async def stop(self) -> None:
-        """Close every client and listener this server made."""
+        """Close every client and listener this server made; fail if the server logged a
+        traceback meanwhile (bad input is answered, never an unhandled error)."""
+        from twisted.logger import globalLogPublisher
+
         from tests.browser_helpers import close_clients
 
         for client in self.clients:
@@ -527,6 +562,12 @@ class HubServer:
         await close_clients()
         for port in self._ports:
             await port.stopListening()
+        if self.store is not None:
+            for user in list(self.hub.users.values()):
+                self.hub.quit(user, "test over")  # stored now, before the store closes
+            await self.store.close()
+        globalLogPublisher.removeObserver(self._observe)
+        assert not self.tracebacks, "the server logged tracebacks:\n" + "\n".join(self.tracebacks)
 
 
 class Bystanders:

@@ -21,12 +21,27 @@ class HistoryUnavailable(Exception):
     """This server keeps no history (no store, or history disabled)."""
 
 
-def _ref(value: RefValue):
+#: the last second of year 9999: later (or non-finite) times cannot be stored or compared
+LATEST_TIME = 253402300799.0
+
+
+class BadReference(ValueError):
+    """A ``before``/``after`` that names no possible message: ``field`` says which."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"'{field}' must be a message id or a time in seconds since 1970")
+        self.field = field
+
+
+def _ref(value: RefValue, field: str):
     if value is None:
         return None
     if isinstance(value, str):
         return ("msgid", value)
-    return ("timestamp", float(value))
+    when = float(value)  # JSON's 1e999 arrives as inf, and NaN compares with nothing
+    if not 0.0 <= when <= LATEST_TIME:
+        raise BadReference(field)
+    return ("timestamp", when)
 
 
 def fetch_history(
@@ -35,18 +50,19 @@ def fetch_history(
     """Fire with ``(events, more)``: a page of ``target``'s history, oldest first.
 
     ``before``/``after`` are a message id (str) or epoch seconds (number); with neither,
-    the newest page. ``more`` says whether older (or, with ``after``, newer) items exist.
+    the newest page. A time outside 1970 to 9999 (or not finite) raises ``BadReference``. ``more`` says whether older (or, with ``after``, newer) items exist.
     """
     if not hub.history_available:
         raise HistoryUnavailable("this server keeps no history")
+    before_ref, after_ref = _ref(before, "before"), _ref(after, "after")
     store = hub.store
     viewer = hub.history_viewer(user)
     target = hub.history_target(user, target)
-    if before is not None:
-        d = store.before(viewer, target, _ref(before), limit + 1, HISTORY_KINDS)
+    if before_ref is not None:
+        d = store.before(viewer, target, before_ref, limit + 1, HISTORY_KINDS)
         newest_first = False
-    elif after is not None:
-        d = store.after(viewer, target, _ref(after), limit + 1, HISTORY_KINDS)
+    elif after_ref is not None:
+        d = store.after(viewer, target, after_ref, limit + 1, HISTORY_KINDS)
         newest_first = True
     else:
         d = store.latest(viewer, target, None, limit + 1, HISTORY_KINDS)

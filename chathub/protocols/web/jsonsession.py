@@ -9,6 +9,7 @@ describes every message.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
@@ -30,7 +31,7 @@ from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodControl, FloodGate
 from chathub.protocols.participant import EncodingParticipant
-from chathub.protocols.web.history import HistoryUnavailable, fetch_history
+from chathub.protocols.web.history import BadReference, HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
     CLOSE_FLOOD,
@@ -103,6 +104,15 @@ def _check_fields(msg: dict, spec: Request) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, tp):
             raise RequestError("invalid_field", f"'{name}' must be {_type_name(tp)}", name)
+
+
+def _valid_ref(ref: Any) -> bool:
+    """True for what a request's ``ref`` may be: a finite number, a short string, a boolean."""
+    if isinstance(ref, str):
+        return len(ref) <= 64
+    if isinstance(ref, float):
+        return math.isfinite(ref)
+    return isinstance(ref, (bool, int)) and abs(ref) < 2**63
 
 
 def member_json(room: Room, user: User) -> dict[str, Any]:
@@ -255,8 +265,18 @@ class JsonSession(EncodingParticipant):
         except (UnicodeDecodeError, ValueError) as e:
             self.error("bad_json", f"not valid JSON: {e}")
             return
+        except RecursionError:
+            # the C parser gives up at the interpreter's recursion limit, cleanly
+            self.error("bad_json", "not valid JSON: nested too deeply")
+            return
         if not isinstance(msg, dict):
             self.error("bad_request", "a request is a JSON object with a \"type\"")
+            return
+        ref = msg.get("ref")
+        if ref is not None and not _valid_ref(ref):
+            # a ref is copied into answers: only small scalars, so no answer can fail to encode
+            del msg["ref"]
+            self.error("invalid_field", "'ref' must be a number, a string of at most 64 characters, true or false", msg, field="ref")
             return
         kind = msg.get("type")
         if not isinstance(kind, str):
@@ -490,6 +510,8 @@ class JsonSession(EncodingParticipant):
             d = fetch_history(self.hub, self.user, target, limit, msg.get("before"), msg.get("after"))
         except HistoryUnavailable as e:
             raise RequestError("history_unavailable", str(e))
+        except BadReference as e:
+            raise RequestError("invalid_field", str(e), e.field)
 
         def answer(result) -> None:
             events, more = result

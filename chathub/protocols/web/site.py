@@ -59,7 +59,12 @@ class ClientFiles(static.File):
         index = getattr(self, "index_page", None)  # only the root has one
         if index is not None and path in (b"", b"index.html"):
             return index
-        return super().getChild(path, request)
+        try:
+            return super().getChild(path, request)
+        except (ValueError, OSError):
+            # a path the file system cannot name (``/%00``: "embedded null byte") is simply
+            # not here; without this it was a 500 with a traceback in the log
+            return resource.NoResource("No such file.")
 
 
 class IndexPage(resource.Resource):
