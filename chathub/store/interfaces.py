@@ -74,7 +74,9 @@ class RoomRecord:
     """A registered room as stored: what must survive a restart.
 
     ``modes`` holds the flag letters only (``"nt"``); the key and the limit have their
-    own fields. ``operators`` are folded account (or nick) names given ops on join.
+    own fields. ``founder`` is the folded account that owns the room (None for rooms
+    stored before founders were kept); ``operators`` are the folded accounts its founder
+    made operators, given ops on join.
     """
 
     name: str
@@ -87,6 +89,7 @@ class RoomRecord:
     bans: tuple[Ban, ...] = ()
     operators: tuple[str, ...] = ()
     created: float = 0.0
+    founder: Optional[str] = None
 
     def __post_init__(self) -> None:
         # accept any sequences, keep immutable, comparable values
@@ -138,6 +141,14 @@ class IStore(Interface):
         With ``notify``, nothing is returned and ``notify(None)`` is called instead of
         firing a Deferred, or ``notify(failure)`` on failure, in the same order (the hub's
         path for every message, which a Deferred per event slowed down).
+        """
+
+    def begin_room(name):
+        """Start a new incarnation of room ``name``: from now on, history queries for the
+        room (and ``targets``) see only what is appended after this call, never what an
+        earlier room of the same name said. Ordered with ``append``; fires with None once
+        committed. A registered room restored after a restart is the same incarnation
+        (this is not called for it), so it keeps its whole history.
         """
 
     def latest(viewer, target, after_ref=None, limit=50, kinds=None):

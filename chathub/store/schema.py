@@ -78,6 +78,26 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX conversations_peer_b ON conversations (peer_b)",
         ],
     ),
+    (
+        2,
+        "room founders, and room incarnations that bound history",
+        [
+            # the account that owns a registered room; version 1 kept only a list of
+            # operators, whose first grant was the creator's: a room with a single stored
+            # operator gets it as founder, one with several keeps them all as equals
+            "ALTER TABLE rooms ADD COLUMN founder TEXT",
+            """UPDATE rooms SET founder = (
+                SELECT MIN(o.name) FROM room_operators o WHERE o.room = rooms.name_folded
+            ) WHERE (SELECT COUNT(*) FROM room_operators o WHERE o.room = rooms.name_folded) = 1""",
+            # a room's history starts after after_seq: the last event stored before the
+            # room of that name was created (IStore.begin_room), so a new room never reads
+            # what a vanished one of the same name said
+            """CREATE TABLE room_epochs (
+                conv TEXT PRIMARY KEY,
+                after_seq {bigint} NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

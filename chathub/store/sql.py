@@ -28,6 +28,7 @@ from chathub.store.history import (
     conversation_for,
     conversations_of,
     peer_name,
+    room_conversation,
     to_ms,
 )
 from chathub.store.interfaces import (
@@ -45,6 +46,10 @@ from chathub.store.writer import GroupCommitWriter
 
 #: rows deleted per pruning transaction, so appends never wait long behind retention
 PRUNE_CHUNK = 500
+
+#: a conversation's history starts after its room's latest incarnation began (``begin_room``);
+#: uncorrelated, so the database computes it once and seeks the (conv, seq) index past it
+IN_INCARNATION = "t.seq > COALESCE((SELECT r.after_seq FROM room_epochs r WHERE r.conv = ?), 0)"
 
 
 class _Bound(NamedTuple):
@@ -137,6 +142,9 @@ class SqlStore:
         self._write_pool: Optional[ConnectionPool] = None
         self._read_pool: Optional[ConnectionPool] = None
         self._writer: Optional[GroupCommitWriter] = None
+        #: room conversation -> fires once its latest ``begin_room`` is committed: a query
+        #: for the room waits for it, or it could read the old room's history meanwhile
+        self._beginning: dict[str, defer.Deferred] = {}
         self.description = self.engine + " database"
 
     # -- what a backend provides -------------------------------------------------
@@ -362,7 +370,62 @@ class SqlStore:
             conversations = []
         return self._writer.append((event, conversations), bool(conversations), notify)
 
-    def _write_events(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
+    def begin_room(self, name: str) -> defer.Deferred:
+        """Start a new incarnation of room ``name``: its history queries see only what is
+        appended from now on."""
+        if self._writer is None:
+            return defer.fail(StorageError("storage is not open"))
+        conv = room_conversation(name)
+        # queued among the appends (event None), so it falls exactly between the events
+        # the hub stored before the room was made and those after
+        d = self._writer.append((None, [conv]))
+        begun = self._beginning[conv.key] = defer.Deferred()
+
+        def committed(result):
+            # writes commit in order: the latest begin of a room settles every earlier one
+            if self._beginning.get(conv.key) is begun:
+                del self._beginning[conv.key]
+            begun.callback(None)
+            return result
+
+        return d.addBoth(committed)
+
+    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred]:
+        """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
+        being committed, or None when none has."""
+        pending = [self._beginning[c] for c in convs if c in self._beginning]
+        if not pending:
+            return None
+        waiters = []
+        for begun in pending:
+            waiter: defer.Deferred = defer.Deferred()
+            begun.addCallback(lambda _, w=waiter: w.callback(None))
+            waiters.append(waiter)
+        return defer.gatherResults(waiters)
+
+    def _write_events(self, txn, items: list[tuple[Optional[Event], list[Conversation]]]) -> None:
+        start = 0
+        for i, (event, convs) in enumerate(items):
+            if event is None:  # a room begins (begin_room): after what came before it
+                if i > start:
+                    self._write_rows(txn, items[start:i])
+                self._begin_incarnation(txn, convs[0].key)
+                start = i + 1
+        if start < len(items):
+            self._write_rows(txn, items[start:] if start else items)
+
+    def _begin_incarnation(self, txn, conv: str) -> None:
+        txn.execute("SELECT COALESCE(MAX(seq), 0) FROM events")
+        (after_seq,) = txn.fetchone()
+        txn.execute(
+            self._q(
+                "INSERT INTO room_epochs (conv, after_seq) VALUES (?, ?) "
+                "ON CONFLICT (conv) DO UPDATE SET after_seq = excluded.after_seq"
+            ),
+            (conv, int(after_seq)),
+        )
+
+    def _write_rows(self, txn, items: list[tuple[Event, list[Conversation]]]) -> None:
         # A few multi-row statements for the whole batch, not one per event: on SQLite each
         # statement step hands the GIL to the reactor thread and back, and on PostgreSQL it
         # is a round trip. The timeline finds each event's seq by its msgid inside the
@@ -421,8 +484,8 @@ class SqlStore:
         descending: bool,
         limit: int,
     ) -> list[Event]:
-        where = ["t.conv = ?"]
-        params: list[Any] = [conv]
+        where = ["t.conv = ?", IN_INCARNATION]
+        params: list[Any] = [conv, conv]
         for cond, value in conds:
             where.append(cond)
             params.append(value)
@@ -450,9 +513,9 @@ class SqlStore:
         txn.execute(
             self._q(
                 "SELECT t.seq, t.ms FROM events e JOIN timeline t ON t.seq = e.seq "
-                "WHERE e.msgid = ? AND t.conv = ?"
+                f"WHERE e.msgid = ? AND t.conv = ? AND {IN_INCARNATION}"
             ),
-            (value, conv),
+            (value, conv, conv),
         )
         row = txn.fetchone()
         if row is None:
@@ -463,6 +526,9 @@ class SqlStore:
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
+        begun = self._once_begun((conv,))
+        if begun is not None:
+            return begun.addCallback(lambda _: self._read(fn, conv, limit, *args))
         return self._read(fn, conv, limit, *args)
 
     @_deferred
@@ -533,9 +599,11 @@ class SqlStore:
         if limit <= 0:
             return defer.succeed([])
         room_names = {fold(r): r for r in rooms}
-        return self._read(
-            self._targets, fold(viewer), to_ms(start_time), to_ms(end_time), limit, room_names, kinds
-        )
+        args = (fold(viewer), to_ms(start_time), to_ms(end_time), limit, room_names, kinds)
+        begun = self._once_begun(room_names)
+        if begun is not None:
+            return begun.addCallback(lambda _: self._read(self._targets, *args))
+        return self._read(self._targets, *args)
 
     def _targets(self, txn, viewer, start_ms, end_ms, limit, room_names, kinds):
         low, high = sorted((start_ms, end_ms))
@@ -557,7 +625,9 @@ class SqlStore:
             self._q(
                 "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.seq) AS last_seq "
                 "FROM timeline t JOIN conversations c ON c.conv = t.conv "
-                f"WHERE {' AND '.join(where)} GROUP BY t.conv, c.peer_b "
+                "LEFT JOIN room_epochs r ON r.conv = t.conv "
+                f"WHERE {' AND '.join(where)} AND t.seq > COALESCE(r.after_seq, 0) "
+                "GROUP BY t.conv, c.peer_b "
                 f"ORDER BY latest {order}, t.conv {order} LIMIT ?"
             ),
             params,
@@ -661,14 +731,14 @@ class SqlStore:
         txn.execute(
             self._q(
                 "INSERT INTO rooms (name_folded, name, topic, topic_setter, topic_time, modes, "
-                "room_key, user_limit, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "room_key, user_limit, created, founder) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (name_folded) DO UPDATE SET name = excluded.name, "
                 "topic = excluded.topic, topic_setter = excluded.topic_setter, "
                 "topic_time = excluded.topic_time, modes = excluded.modes, "
                 "room_key = excluded.room_key, user_limit = excluded.user_limit, "
-                "created = excluded.created"
+                "created = excluded.created, founder = excluded.founder"
             ),
-            (folded, r.name, r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.created),
+            (folded, r.name, r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.created, r.founder),
         )
         self._delete_room_lists(txn, folded)
         if r.bans:
@@ -710,7 +780,7 @@ class SqlStore:
             operators.setdefault(room, []).append(name)
         txn.execute(
             "SELECT name_folded, name, topic, topic_setter, topic_time, modes, room_key, "
-            "user_limit, created FROM rooms ORDER BY name_folded"
+            "user_limit, created, founder FROM rooms ORDER BY name_folded"
         )
         return [
             RoomRecord(
@@ -724,8 +794,9 @@ class SqlStore:
                 bans=tuple(bans.get(folded, ())),
                 operators=tuple(operators.get(folded, ())),
                 created=created,
+                founder=founder,
             )
-            for folded, name, topic, setter, topic_time, modes, key, limit, created in txn.fetchall()
+            for folded, name, topic, setter, topic_time, modes, key, limit, created, founder in txn.fetchall()
         ]
 
     # -- retention --------------------------------------------------------------------
@@ -806,7 +877,10 @@ class SqlStore:
         return max(txn.rowcount, 0)
 
     def _drop_empty_conversations(self, txn) -> None:
-        txn.execute(
-            "DELETE FROM conversations WHERE NOT EXISTS "
-            "(SELECT 1 FROM timeline t WHERE t.conv = conversations.conv)"
-        )
+        # a room's incarnation marker goes with the last of its history: nothing older is
+        # left for it to hide
+        for table in ("conversations", "room_epochs"):
+            txn.execute(
+                f"DELETE FROM {table} WHERE NOT EXISTS "
+                f"(SELECT 1 FROM timeline t WHERE t.conv = {table}.conv)"
+            )
