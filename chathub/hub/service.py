@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import deque
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from twisted.application import service
 from twisted.internet import defer
@@ -123,6 +123,7 @@ class ChatHub(service.Service):
         self.users: dict[str, User] = {}  # folded nick -> registered user
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
+        self._room_end_callbacks: list[Callable[[Room], None]] = []
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
         self.fanout = Fanout(clock)
         self.outbox = Outbox(self.fanout.batching)
@@ -291,7 +292,21 @@ class ChatHub(service.Service):
         room.remove(user.folded)
         user.remove_room(room.folded)
         if not room.members and not room.registered:
-            del self.rooms[room.folded]
+            self._end_room(room)
+
+    def _end_room(self, room: Room) -> None:
+        """Forget ``room`` and tell whoever asked (``when_room_ends``)."""
+        del self.rooms[room.folded]
+        for callback in self._room_end_callbacks:
+            try:
+                callback(room)
+            except Exception:
+                self.log.failure("a callback for the end of room {room} failed", room=room.name)
+
+    def when_room_ends(self, callback: Callable[[Room], None]) -> None:
+        """Call ``callback(room)`` each time a room stops existing (its last member left
+        and it is not registered), so whatever is kept per room can go with it."""
+        self._room_end_callbacks.append(callback)
 
     def set_topic(self, user: User, name: str, text: str) -> Event:
         """Change a room's topic (operators only on +t rooms)."""

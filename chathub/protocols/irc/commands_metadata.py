@@ -5,8 +5,9 @@ metadata (``*`` or their nick), channel operators their channel's; anyone who co
 the user or channel may read it. Subscribers (``SUB``) sharing a channel hear of changes
 and get the metadata of channels they join and of those already in them.
 
-Metadata lives in memory for as long as its user is connected or its channel exists;
-it is kept per hub object (a new user of the same nick starts empty).
+Metadata lives in memory for as long as its user is connected or its channel exists
+(the hub says when a channel ends: ``ChatHub.when_room_ends``); it is kept per hub object
+(a new user of the same nick, or a new channel of the same name, starts empty).
 """
 from __future__ import annotations
 
@@ -42,7 +43,15 @@ def _store(hub) -> dict:
         return _stores[hub]
     except KeyError:
         store = _stores[hub] = {}
+        # a channel's metadata ends with the channel (the callback holds the dict, not the hub)
+        hub.when_room_ends(lambda room: _forget_room(store, room))
         return store
+
+
+def _forget_room(store: dict, room) -> None:
+    entry = store.get(("room", room.folded))
+    if entry is not None and entry[0] is room:
+        del store[("room", room.folded)]
 
 
 def metadata_of(hub, thing) -> dict[str, str]:
