@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -489,6 +489,9 @@ class PendingStore:
 
     def __init__(self) -> None:
         self.pending: list[tuple[Event, Deferred]] = []
+
+    def begin_room(self, name):
+        return succeed(None)
 
     def append(self, event, rooms, notify=None):
         d = Deferred()

@@ -50,7 +50,7 @@ class AuthConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """[limits]: per-connection limits shared by every protocol."""
+    """[limits]: bounds shared by every protocol: per connection, per account and server-wide."""
 
     sendq_bytes: int = 256 * 1024
     registration_timeout: float = 60.0
@@ -62,6 +62,12 @@ class LimitsConfig:
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
+    #: rooms that may exist at once (registered ones, kept while empty, included)
+    max_rooms: int = 10_000
+    #: registered rooms one account may be the founder of
+    max_owned_rooms: int = 20
+    #: rooms one connection may create within any 60 seconds
+    room_creations_per_minute: int = 60
 
     def validate(self, prefix: str) -> None:
         require_positive(
@@ -75,6 +81,9 @@ class LimitsConfig:
             away_length=self.away_length,
             max_rooms_per_user=self.max_rooms_per_user,
             mask_length=self.mask_length,
+            max_rooms=self.max_rooms,
+            max_owned_rooms=self.max_owned_rooms,
+            room_creations_per_minute=self.room_creations_per_minute,
         )
 
 

@@ -51,6 +51,11 @@ KeySet = _error("key_set", "Room key already set")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
 WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
+NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
+# room creation is bounded three ways ([limits]); each names its bound in the message
+TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")
+RoomCreationThrottled = _error("room_creation_throttled", "You are creating rooms too fast; try again later")
+RoomLimitReached = _error("room_limit_reached", "The server holds as many rooms as it may; no new room can be made")
 
 
 class ModeParamError(HubError):

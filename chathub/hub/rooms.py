@@ -84,7 +84,9 @@ class Room:
         "invited",
         "members",
         "registered",
+        "founder",
         "operators",
+        "creator",
         "_recipients",
     )
 
@@ -103,8 +105,17 @@ class Room:
         self.invex: list[BanEntry] = []  # +I: masks that may join past +i
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
-        self.registered = False  # stored, and kept while empty
-        self.operators: set[str] = set()  # folded accounts given ops on join (registered rooms)
+        # Registered rooms are stored, kept while empty and restored after a restart; every
+        # other room vanishes with its last member. See ChatHub.join and docs/storage.md.
+        self.registered = False
+        #: the folded account that owns a registered room: ops on join, and only its grants
+        #: persist (None on a guest room, and on rooms registered before founders were kept)
+        self.founder: Optional[str] = None
+        #: folded accounts the founder made operators: given ops on join (registered rooms)
+        self.operators: set[str] = set()
+        #: the connection (``User.session``) of the guest who made an unregistered room: it
+        #: becomes the founder if that guest logs in to an account while still its operator
+        self.creator: Optional[str] = None
         self._recipients: Optional[tuple["User", ...]] = None
 
     def __contains__(self, user: "User") -> bool:

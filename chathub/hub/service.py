@@ -9,6 +9,7 @@ to encode once, then hands the same bytes to every recipient of that format.
 from __future__ import annotations
 
 import gc
+import math
 import time
 from collections import deque
 from typing import Callable, Iterable, Mapping, Optional, Sequence
@@ -56,6 +57,7 @@ def room_record(room: Room) -> RoomRecord:
         bans=tuple(Ban(b.mask, b.setter, b.time) for b in room.bans),
         operators=tuple(sorted(room.operators)),
         created=room.created,
+        founder=room.founder,
     )
 
 
@@ -110,12 +112,14 @@ class ChatHub(service.Service):
         accounts: Optional[IAccountDirectory] = None,
         registrar=None,
         clock=None,
+        seconds: Callable[[], float] = time.monotonic,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
         ``registrar`` creates accounts (``register(name, password) -> Deferred``), and
         without one account registration is refused. With ``clock`` (the reactor), chat
         that one member is owed from all the reads of a reactor turn goes out as one write
-        at the end of the turn (``Fanout``); without it, at the end of each read."""
+        at the end of the turn (``Fanout``); without it, at the end of each read.
+        ``seconds`` is the clock the room-creation rate is measured with."""
         self.config = config or Config()
         self.store = store
         self.accounts = accounts or _NoAccounts()
@@ -123,6 +127,9 @@ class ChatHub(service.Service):
         self.users: dict[str, User] = {}  # folded nick -> registered user
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
+        self._seconds = seconds
+        self._owned: dict[str, int] = {}  # folded account -> registered rooms it founded
+        self._creations: dict[User, deque[float]] = {}  # user -> when it made its last rooms
         self._room_end_callbacks: list[Callable[[Room], None]] = []
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
         self.fanout = Fanout(clock)
@@ -240,6 +247,10 @@ class ChatHub(service.Service):
         Returns the room, or None when the user was already in it.
         """
         limits = self.config.limits
+        if self.users.get(user.folded) is not user:
+            # a user who quit (or never took a nick) can never leave again: as a member it
+            # would keep its room, and its operator status, alive for ever
+            raise errors.NotLoggedIn(name)
         folded = fold(name)
         room = self.rooms.get(folded)
         if room is None:
@@ -250,14 +261,8 @@ class ChatHub(service.Service):
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         if room is None:
-            room = Room(name)
-            self.rooms[folded] = room
+            room = self._create_room(user, name)
             member = Member(user, "o")
-            if user.account is not None:
-                # a room made by an account holder is registered: it and its rules persist
-                room.registered = True
-                room.operators.add(fold(user.account))
-            self._room_changed(room)
         else:
             invited = user.folded in room.invited
             if room.key is not None and key != room.key:
@@ -269,8 +274,9 @@ class ChatHub(service.Service):
             if room.is_banned(user) and not invited:
                 raise errors.Banned(room.name)
             room.invited.discard(user.folded)
-            founder = user.account is not None and fold(user.account) in room.operators
-            member = Member(user, "o" if founder or (not room.members and not room.registered) else "")
+            # only the founder and those it made operators get ops back; being first into an
+            # empty registered room gives nothing
+            member = Member(user, "o" if self._persistent_operator(room, user) else "")
         room.add(member)
         user.add_room(room)
         event = self._event(
@@ -294,6 +300,94 @@ class ChatHub(service.Service):
         if not room.members and not room.registered:
             self._end_room(room)
 
+    # -- room lifetimes: creation limits, founders, the end of a room ------------------
+    #
+    # A room made by an account holder is registered to that account (its founder): it is
+    # stored, kept while empty and restored after a restart. A room made by a guest is not,
+    # and vanishes with its last member, unless the guest who made it logs in to an account
+    # while still its operator: the account then becomes its founder (``set_account``).
+    # Operator status given by a founder to an account persists; any other is for as long
+    # as the member stays.
+
+    def _create_room(self, user: User, name: str) -> Room:
+        """Make room ``name`` for ``user`` within the [limits] on rooms, or raise."""
+        limits = self.config.limits
+        account = fold(user.account) if user.account is not None else None
+        if len(self.rooms) >= limits.max_rooms:
+            raise errors.RoomLimitReached(
+                name, f"Cannot create a room: the server already holds its maximum of {limits.max_rooms} rooms"
+            )
+        if account is not None and self._owned.get(account, 0) >= limits.max_owned_rooms:
+            raise errors.TooManyOwnedRooms(
+                name, f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may"
+            )
+        self._note_creation(user, name)
+        room = Room(name)
+        self.rooms[room.folded] = room
+        if self.store is not None:
+            # a new incarnation of the name: what an earlier room of that name said is not
+            # this room's history (a vanished private room's talk stays unreadable)
+            self.store.begin_room(room.name).addErrback(
+                lambda f: self.log.failure("could not start the history of room {room}", f, room=room.name)
+            )
+        if account is not None:
+            self._register_room(room, account)
+        else:
+            room.creator = user.session
+        return room
+
+    def _note_creation(self, user: User, name: str) -> None:
+        """Count a room ``user`` makes now; raise if it made too many in the last minute."""
+        limit = self.config.limits.room_creations_per_minute
+        now = self._seconds()
+        made = self._creations.get(user)
+        if made is None:
+            made = self._creations[user] = deque(maxlen=limit)
+        elif len(made) == limit and now - made[0] < 60.0:
+            wait = math.ceil(60.0 - (now - made[0]))
+            raise errors.RoomCreationThrottled(
+                name, f"Cannot create a room: you created {limit} in the last minute; try again in {wait} s"
+            )
+        made.append(now)
+
+    def _register_room(self, room: Room, account: str) -> None:
+        """Make ``account`` (folded) the founder of ``room``: it is stored from now on."""
+        room.registered = True
+        room.founder = account
+        room.creator = None
+        self._owned[account] = self._owned.get(account, 0) + 1
+        self._room_changed(room)
+
+    def _persistent_operator(self, room: Room, user: User) -> bool:
+        """True when ``user``'s account gets operator status in ``room`` on joining."""
+        if user.account is None:
+            return False
+        account = fold(user.account)
+        return account == room.founder or account in room.operators
+
+    def _is_founder(self, room: Room, user: User) -> bool:
+        """True when ``user`` may change who is a persistent operator of ``room``: its
+        founder, or on a room registered before founders were kept, any stored operator."""
+        if not room.registered or user.account is None:
+            return False
+        if room.founder is None:
+            return fold(user.account) in room.operators
+        return fold(user.account) == room.founder
+
+    def _claim_rooms(self, user: User) -> None:
+        """``user`` just logged in to an account: rooms it made as a guest, and still
+        operates, become registered to that account (while it owns fewer than the limit)."""
+        account = fold(user.account)
+        limit = self.config.limits.max_owned_rooms
+        for room in list(user.rooms.values()):
+            if room.registered or room.creator != user.session:
+                continue
+            member = room.members.get(user.folded)
+            if member is None or not member.is_operator or self._owned.get(account, 0) >= limit:
+                continue
+            self._register_room(room, account)
+            self.log.info("room {room} is now registered to {account}", room=room.name, account=account)
+
     def _end_room(self, room: Room) -> None:
         """Forget ``room`` and tell whoever asked (``when_room_ends``)."""
         del self.rooms[room.folded]
@@ -307,6 +401,10 @@ class ChatHub(service.Service):
         """Call ``callback(room)`` each time a room stops existing (its last member left
         and it is not registered), so whatever is kept per room can go with it."""
         self._room_end_callbacks.append(callback)
+
+    def owned_rooms(self, account: str) -> int:
+        """How many registered rooms ``account`` is the founder of."""
+        return self._owned.get(fold(account), 0)
 
     def set_topic(self, user: User, name: str, text: str) -> Event:
         """Change a room's topic (operators only on +t rooms)."""
@@ -411,8 +509,11 @@ class ChatHub(service.Service):
             if adding == (letter in target.privileges):
                 return False
             (target.grant if adding else target.revoke)(letter)
-            if letter == "o" and room.registered and target.user.account is not None:
-                (room.operators.add if adding else room.operators.discard)(fold(target.user.account))
+            if letter == "o" and target.user.account is not None and self._is_founder(room, user):
+                # only the founder's word is written down; other grants last while the member stays
+                account = fold(target.user.account)
+                if account != room.founder:
+                    (room.operators.add if adding else room.operators.discard)(account)
             return target.user.nick
         if letter == "k":
             if adding:
@@ -514,7 +615,10 @@ class ChatHub(service.Service):
         d.addErrback(lambda f: self.log.failure("could not save room {room}", f, room=room.name))
 
     def restore_rooms(self, records: Iterable) -> None:
-        """Recreate registered rooms from stored ``RoomRecord``s (at start-up)."""
+        """Recreate registered rooms from stored ``RoomRecord``s (at start-up).
+
+        Every stored room comes back, even past [limits] max_rooms or max_owned_rooms
+        (lowered since): those bound new rooms only."""
         for record in records:
             room = Room(record.name, created=record.created or None)
             room.topic = record.topic
@@ -526,7 +630,17 @@ class ChatHub(service.Service):
             room.bans = [BanEntry(b.mask, b.setter, b.time) for b in record.bans]
             room.operators = set(record.operators)
             room.registered = True
+            room.founder = record.founder
+            if room.founder is not None:
+                self._owned[room.founder] = self._owned.get(room.founder, 0) + 1
             self.rooms[room.folded] = room
+        if len(self.rooms) >= self.config.limits.max_rooms:
+            self.log.warn(
+                "{count} registered rooms restored, at or past [limits] max_rooms = {limit}: "
+                "no new room can be created",
+                count=len(self.rooms),
+                limit=self.config.limits.max_rooms,
+            )
 
     # -- talking -----------------------------------------------------------------------
 
@@ -615,6 +729,8 @@ class ChatHub(service.Service):
         user.identity_changed()
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
         self._publish_identity(user, event)
+        if account is not None:
+            self._claim_rooms(user)
         return event
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
@@ -715,6 +831,7 @@ class ChatHub(service.Service):
     def quit(self, user: User, reason: str = "") -> Optional[Event]:
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
         self.unmonitor(user)
+        self._creations.pop(user, None)
         if not user.registered or self.users.get(user.folded) is not user:
             return None
         event = self._event(Kind.QUIT, user, text=reason)

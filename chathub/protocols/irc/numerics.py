@@ -88,6 +88,7 @@ ERR_NOMOTD = "422"
 ERR_NONICKNAMEGIVEN = "431"
 ERR_ERRONEUSNICKNAME = "432"
 ERR_NICKNAMEINUSE = "433"
+ERR_UNAVAILRESOURCE = "437"
 ERR_USERNOTINCHANNEL = "441"
 ERR_NOTONCHANNEL = "442"
 ERR_USERONCHANNEL = "443"
@@ -153,4 +154,11 @@ HUB_ERRORS = {
     "key_set": ERR_INVALIDKEY,
     "list_full": ERR_BANLISTFULL,
     "bad_mask": ERR_INVALIDMODEPARAM,
+    "not_logged_in": ERR_NOTREGISTERED,
+    # room-creation bounds: 405 like the per-user room limit; 437 "temporarily unavailable"
+    # (Hybrid, ratbox: a channel blocked for now) for the rate; 403 as Ergo refuses to
+    # create a channel
+    "too_many_owned_rooms": ERR_TOOMANYCHANNELS,
+    "room_creation_throttled": ERR_UNAVAILRESOURCE,
+    "room_limit_reached": ERR_NOSUCHCHANNEL,
 }
