@@ -193,6 +193,7 @@ class ChatHub(service.Service):
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
+        self._check_present(user)
         if new == user.nick:
             return None
         self.check_nick(new, user)
@@ -203,6 +204,7 @@ class ChatHub(service.Service):
         renamed = fold(new) != old_folded  # not just a change of case
         if renamed:
             self._presence(user, "offline")
+            self._forget_invites(user)
         del self.users[old_folded]
         user.set_nick(new)
         self.users[user.folded] = user
@@ -212,6 +214,23 @@ class ChatHub(service.Service):
         if renamed:
             self._presence(user, "online")
         return event
+
+    def _check_present(self, user: User) -> None:
+        """Refuse a request of a user who is not in the hub: one who quit (or was killed)
+        or never registered. A protocol may still act for such a user (a request read
+        after its quit): it must neither change the hub nor reach anyone, and must not
+        act as whoever holds that nick now (JSON join after quit left a ghost operator)."""
+        if user.folded is None or self.users.get(user.folded) is not user:
+            raise errors.NotRegistered(user.nick or "*")
+
+    def _forget_invites(self, user: User) -> None:
+        """Drop the invites ``user`` holds: they name a nick it is leaving (a quit or a
+        new nick), and must not let the next holder of that nick past +i, +l or a ban."""
+        for name in user.invited_to or ():
+            room = self.rooms.get(name)
+            if room is not None:
+                room.invited.discard(user.folded)
+        user.invited_to = None
 
     def find_user(self, nick: str) -> Optional[User]:
         """The registered user holding ``nick`` (any case), or None."""
@@ -246,6 +265,7 @@ class ChatHub(service.Service):
 
         Returns the room, or None when the user was already in it.
         """
+        self._check_present(user)
         limits = self.config.limits
         if self.users.get(user.folded) is not user:
             # a user who quit (or never took a nick) can never leave again: as a member it
@@ -287,6 +307,7 @@ class ChatHub(service.Service):
 
     def part(self, user: User, name: str, reason: str = "") -> Event:
         """Take ``user`` out of room ``name``."""
+        self._check_present(user)
         room, _ = self._member_of(user, name)
         event = self._event(Kind.PART, user, room.name, reason)
         recipients = room.recipients()
@@ -408,6 +429,7 @@ class ChatHub(service.Service):
 
     def set_topic(self, user: User, name: str, text: str) -> Event:
         """Change a room's topic (operators only on +t rooms)."""
+        self._check_present(user)
         room, member = self._member_of(user, name)
         if "t" in room.modes and not member.is_operator:
             raise errors.NotRoomOperator(room.name)
@@ -422,6 +444,7 @@ class ChatHub(service.Service):
 
     def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:
         """Remove ``nick`` from a room (operators only)."""
+        self._check_present(user)
         room, member = self._member_of(user, name)
         if not member.is_operator:
             raise errors.NotRoomOperator(room.name)
@@ -440,6 +463,7 @@ class ChatHub(service.Service):
 
     def invite(self, user: User, name: str, nick: str) -> Event:
         """Invite ``nick`` into a room; on +i rooms only operators may."""
+        self._check_present(user)
         target = self.users.get(fold(nick))
         if target is None:
             raise errors.NoSuchNick(nick)
@@ -453,6 +477,13 @@ class ChatHub(service.Service):
             if target.folded in room.members:
                 raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
             room.invited.add(target.folded)
+            # remembered on the user too, so its quit or new nick drops the invite; pruned
+            # to the rooms that still list it, so it never outgrows them
+            rooms = self.rooms
+            target.invited_to = {
+                n for n in target.invited_to or () if n in rooms and target.folded in rooms[n].invited
+            }
+            target.invited_to.add(room.folded)
         event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": target.nick})
         self.fanout.flush()  # after what the target is owed already
         target.participant.deliver(event)
@@ -469,6 +500,7 @@ class ChatHub(service.Service):
 
         Returns the changes applied and one error per change refused.
         """
+        self._check_present(user)
         room = self._room_of(user, name)
         member = room.members.get(user.folded)
         if member is None or not member.is_operator:
@@ -653,6 +685,7 @@ class ChatHub(service.Service):
         tags: Optional[Mapping[str, str]] = None,
     ) -> Event:
         """Send a message, action, notice or tag-only message to a room or a nick."""
+        self._check_present(user)
         if kind != Kind.TAGMSG and not text:
             raise errors.NoText(target)
         user.last_active = time.time()
@@ -701,6 +734,7 @@ class ChatHub(service.Service):
 
     def set_away(self, user: User, text: Optional[str]) -> Event:
         """Mark ``user`` away with ``text``, or back with None/empty."""
+        self._check_present(user)
         text = (text or "")[: self.config.limits.away_length] or None
         user.away = text
         event = self._event(Kind.AWAY, user, text=text or "")
@@ -709,6 +743,7 @@ class ChatHub(service.Service):
 
     def set_host(self, user: User, username: str, host: str) -> Event:
         """Change a user's user and host parts (IRC chghost)."""
+        self._check_present(user)
         event = self._event(Kind.CHGHOST, user, data={"user": username, "host": host})
         user.user, user.host = username, host
         user.identity_changed()
@@ -717,6 +752,7 @@ class ChatHub(service.Service):
 
     def set_realname(self, user: User, realname: str) -> Event:
         """Change a user's real name (IRC setname)."""
+        self._check_present(user)
         user.realname = realname
         user.identity_changed()
         event = self._event(Kind.SETNAME, user, text=realname)
@@ -725,6 +761,7 @@ class ChatHub(service.Service):
 
     def set_account(self, user: User, account: Optional[str]) -> Event:
         """Record that ``user`` logged in to (or out of) an account after registering."""
+        self._check_present(user)
         user.account = account
         user.identity_changed()
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
@@ -735,6 +772,7 @@ class ChatHub(service.Service):
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
         """Grant server-operator status."""
+        self._check_present(user)
         self._set_user_modes(user, user.modes | {"o"})
         user.privileges = frozenset(privileges)
         self.log.info("{nick} is now a server operator", nick=user.nick)
@@ -743,11 +781,14 @@ class ChatHub(service.Service):
         self, user: User, changes: Sequence[tuple[str, Optional[str]]]
     ) -> list[tuple[str, Optional[str]]]:
         """Apply a user's own mode changes (+i/-i, +w/-w, +B/-B bot, -o); return those applied."""
+        if user.registered:
+            self._check_present(user)  # before registration the modes are counted at register
+        for change, _arg in changes:  # all checked first: a refused request changes nothing
+            if change[1] not in "iwoB" or change[:2] == "+o":
+                raise errors.UnknownMode(change[1])
         applied: list[tuple[str, Optional[str]]] = []
         for change, _arg in changes:
             sign, letter = change[0], change[1]
-            if letter not in "iwoB" or (letter == "o" and sign == "+"):
-                raise errors.UnknownMode(letter)
             if (sign == "+") == (letter in user.modes):
                 continue
             # a user's modes are a frozenset, replaced on change (most users share the empty one)
@@ -778,6 +819,7 @@ class ChatHub(service.Service):
 
     def wallops(self, user: User, text: str) -> Event:
         """Send ``text`` to every user with user mode +w (operators with "wallops" only)."""
+        self._check_present(user)
         if not user.is_operator or "wallops" not in user.privileges:
             raise errors.NotServerOperator(user.nick or "")
         event = self._event(Kind.WALLOPS, user, text=text)
@@ -786,6 +828,7 @@ class ChatHub(service.Service):
 
     def kill(self, user: User, nick: str, reason: str) -> User:
         """Disconnect ``nick`` (operators with the kill privilege only)."""
+        self._check_present(user)
         if not user.is_operator or "kill" not in user.privileges:
             raise errors.NotServerOperator(nick)
         target = self.users.get(fold(nick))
@@ -798,6 +841,7 @@ class ChatHub(service.Service):
 
     def monitor(self, user: User, nicks: Iterable[str]) -> list[tuple[str, Optional[User]]]:
         """Watch nicks for presence; returns each with its current holder (or None)."""
+        self._check_present(user)
         out = []
         for nick in nicks:
             folded = fold(nick)
@@ -839,6 +883,7 @@ class ChatHub(service.Service):
         rooms = list(user.rooms)
         for room in list(user.rooms.values()):
             self._leave(user, room)
+        self._forget_invites(user)
         del self.users[user.folded]
         self._count_modes(user.modes, -1)
         self.whowas_log.append(WhowasEntry(user))
@@ -915,6 +960,8 @@ class ChatHub(service.Service):
         Fires with the account name; fails with a ``HubError`` (or the store's
         ``AccountExists``) when the nick cannot be registered.
         """
+        if user.registered and self.users.get(user.folded) is not user:  # quit
+            return defer.fail(errors.NotRegistered(user.nick or "*"))
         if self.registrar is None:
             return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
         if user.account is not None:
@@ -927,7 +974,7 @@ class ChatHub(service.Service):
 
         def registered(account) -> str:
             name = getattr(account, "name", nick)
-            if user.nick is not None and fold(user.nick) == fold(name):
+            if self.users.get(fold(name)) is user:  # still here, still holding that nick
                 self.set_account(user, name)
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
             return name

@@ -44,6 +44,7 @@ class User:
         "signon",
         "last_active",
         "_monitoring",
+        "invited_to",
         "session",
         "_source",
     )
@@ -70,6 +71,7 @@ class User:
         self.signon = time.time()
         self.last_active = self.signon
         self._monitoring: Optional[set[str]] = None  # made on first use (most users watch nobody)
+        self.invited_to: Optional[set[str]] = None  # folded rooms whose ``invited`` may list us
         self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
 
