@@ -673,7 +673,7 @@ def test_nothing_runs_for_a_user_after_quit():
         lambda: settled(hub.register_account(ghost, "password")),
     ]
     for request in requests:
-        with pytest.raises(errors.NotRegistered):
+        with pytest.raises(errors.NotLoggedIn):
             request()
         assert snapshot(hub) == state
     assert hub.quit(ghost, "again") is None and hub.unmonitor(ghost) is None
@@ -698,7 +698,7 @@ def test_nothing_runs_for_a_user_who_never_registered():
         lambda: hub.monitor(stranger, ["bystander"]),
         lambda: hub.invite(stranger, "#r", "bystander"),
     ):
-        with pytest.raises(errors.NotRegistered):
+        with pytest.raises(errors.NotLoggedIn):
             request()
     assert bystander.participant.sent == [] and not hub.watchers
     assert list(hub.find_room("#r").members) == ["bystander"]

@@ -50,7 +50,6 @@ UnknownMode = _error("unknown_mode", "is an unknown mode character")
 KeySet = _error("key_set", "Room key already set")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
-NotRegistered = _error("not_registered", "You have not registered")
 WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
 NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 # room creation is bounded three ways ([limits]); each names its bound in the message

@@ -221,7 +221,7 @@ class ChatHub(service.Service):
         after its quit): it must neither change the hub nor reach anyone, and must not
         act as whoever holds that nick now (JSON join after quit left a ghost operator)."""
         if user.folded is None or self.users.get(user.folded) is not user:
-            raise errors.NotRegistered(user.nick or "*")
+            raise errors.NotLoggedIn(user.nick or "*")
 
     def _forget_invites(self, user: User) -> None:
         """Drop the invites ``user`` holds: they name a nick it is leaving (a quit or a
@@ -267,10 +267,6 @@ class ChatHub(service.Service):
         """
         self._check_present(user)
         limits = self.config.limits
-        if self.users.get(user.folded) is not user:
-            # a user who quit (or never took a nick) can never leave again: as a member it
-            # would keep its room, and its operator status, alive for ever
-            raise errors.NotLoggedIn(name)
         folded = fold(name)
         room = self.rooms.get(folded)
         if room is None:
@@ -961,7 +957,7 @@ class ChatHub(service.Service):
         ``AccountExists``) when the nick cannot be registered.
         """
         if user.registered and self.users.get(user.folded) is not user:  # quit
-            return defer.fail(errors.NotRegistered(user.nick or "*"))
+            return defer.fail(errors.NotLoggedIn(user.nick or "*"))
         if self.registrar is None:
             return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
         if user.account is not None:
