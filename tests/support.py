@@ -437,3 +437,61 @@ async def quit_irc_clients(clients: list) -> None:
         if client.transport.connected:
             client.send("QUIT :done")
             await client.closed
+
+
+async def every_protocol_server(tmp_path, **overrides):
+    """``tests.test_irc_history.Server`` (a hub on a real SQLite store, serving IRC) that
+    also serves telnet and HTTP/WebSocket: ``line_port`` and ``http_port`` besides
+    ``irc_port``. Stop it with ``await server.stop()``."""
+    from chathub.protocols.line import LineFactory
+    from chathub.protocols.web import build_site
+    from tests.test_irc_history import Server
+
+    server = await Server(tmp_path, **overrides).start()
+    server.line_port = server.listen(LineFactory(server.hub, server.portal, server.config))
+    server.site = build_site(server.hub, server.portal, server.config)
+    server.http_port = server.listen(server.site)
+    return server
+
+
+class LogCapture:
+    """Every log event while in use (``with LogCapture() as log:``); ``failures`` are the
+    ones carrying a traceback, ``matching(text)`` the ones whose format contains ``text``."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self._waiters: list = []
+
+    def __enter__(self) -> "LogCapture":
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(self._observe)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.removeObserver(self._observe)
+
+    def _observe(self, event: dict) -> None:
+        self.events.append(event)
+        for text, d in list(self._waiters):
+            if text in (event.get("log_format") or ""):
+                self._waiters.remove((text, d))
+                d.callback(event)
+
+    @property
+    def failures(self) -> list[dict]:
+        return [e for e in self.events if e.get("log_failure") is not None]
+
+    def matching(self, text: str) -> list[dict]:
+        return [e for e in self.events if text in (e.get("log_format") or "")]
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> defer.Deferred:
+        """Fires with the first event (already seen or to come) whose format contains ``text``."""
+        seen = self.matching(text)
+        if seen:
+            return defer.succeed(seen[0])
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append((text, d))
+        return d.addTimeout(timeout, _reactor())

@@ -48,6 +48,7 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
             rb.numeric(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
         return
     hub, user = session.hub, session.user
+    sent = 0
     for target in targets:
         room = is_room_name(target)
         folded = fold(target)
@@ -66,6 +67,7 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
             if not quiet:
                 session.hub_error(rb, e)
             continue
+        sent += 1
         to_self = folded == user.folded
         if to_self:
             # the copy a recipient gets; the echo (with the label) follows it
@@ -77,6 +79,8 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
             recipient = hub.find_user(target)
             if recipient is not None and recipient.away:
                 rb.numeric(N.RPL_AWAY, recipient.nick, recipient.away)
+    if sent > 1:
+        session.flood.charge(sent - 1)  # one message per target: the command paid for one
 
 
 @command("PRIVMSG", min_params=0)

@@ -121,8 +121,6 @@ def unregistered_sessions(hub) -> "weakref.WeakSet":
         return sessions
 #: identity changes the hub sends to watchers one by one (shown with extended-monitor)
 _IDENTITY_KINDS = frozenset({Kind.AWAY, Kind.CHGHOST, Kind.SETNAME, Kind.ACCOUNT})
-#: lines held while the session waits (a login, or fake lag) before we call it a flood
-MAX_HELD_LINES = 512
 
 
 class IrcWriter(Protocol):
@@ -224,6 +222,7 @@ class IrcSession:
         "_read_markers",
         "flood",
         "gate",
+        "reader",
         "connected_at",
         "last_activity",
         "idle_since",
@@ -241,7 +240,9 @@ class IrcSession:
         reactor=None,
         secure: bool = False,
         flood_exempt: bool = False,
+        reader=None,
     ) -> None:
+        """``reader`` is the transport to pause while lines wait (``pauseProducing``)."""
         if reactor is None:
             from twisted.internet import reactor
         self.hub = hub
@@ -275,7 +276,8 @@ class IrcSession:
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
-        self.gate = FloodGate(self.flood, reactor, self, MAX_HELD_LINES)
+        self.gate = FloodGate(self.flood, reactor, self)
+        self.reader = reader
         self.connected_at = reactor.seconds()
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
@@ -380,8 +382,22 @@ class IrcSession:
         self.gate.submit(line, 0)
 
     def flooded(self) -> None:
-        """Too many lines waited for the flood gate."""
+        """Too many lines waited for the flood gate (never for an exempt client)."""
         self.close("Excess Flood")
+
+    def pause_reading(self) -> None:
+        """Lines wait: read no more from the connection until they are handled."""
+        if self.reader is not None:
+            self.reader.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """No line waits: read again."""
+        if self.reader is not None:
+            self.reader.resumeProducing()
+
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub delivered what our lines so far caused."""
+        self.hub.after_delivery(fn)
 
     def hold(self, d: defer.Deferred) -> None:
         """Hold further lines until ``d`` fires (an async login), then carry on."""

@@ -28,7 +28,7 @@ from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
-from chathub.protocols.flood import FloodControl, FloodGate
+from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.history import HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
@@ -155,7 +155,8 @@ class JsonSession(EncodingParticipant):
         self._logout: Optional[Callable[[], None]] = None
         self._logging_in = False
         self._closed = False
-        control = FloodControl(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds)
+        exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
+        control = control_for(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt)
         self.gate = FloodGate(control, self.clock, self)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
@@ -243,6 +244,18 @@ class JsonSession(EncodingParticipant):
         self.error("flood", "too many requests; closing")
         self.ws.close_with(CLOSE_FLOOD, "Excess flood")
 
+    def pause_reading(self) -> None:
+        """Requests wait at the gate: read no more from the connection meanwhile."""
+        self.ws.real_transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """No request waits: read again."""
+        self.ws.real_transport.resumeProducing()
+
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub delivered what our requests so far caused."""
+        self.hub.after_delivery(fn)
+
     # -- requests ----------------------------------------------------------------------
 
     def message_received(self, payload: bytes, is_binary: bool) -> None:
@@ -313,6 +326,7 @@ class JsonSession(EncodingParticipant):
         d = self.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, (msg, nick), None, (msg,))
         d.addErrback(self._login_crashed, msg)
+        self.gate.pause_until(d)  # requests sent after the login wait for its answer
 
     def _logged_in(self, result, msg: dict, nick: str) -> None:
         self._logging_in = False
@@ -437,14 +451,22 @@ class JsonSession(EncodingParticipant):
     # -- talking -----------------------------------------------------------------------
 
     def _talk(self, msg: dict, kind: str) -> None:
-        # A multi-line text becomes one message per line: IRC and telnet users have no other way to see it.
+        # A multi-line text becomes one message per line: IRC and telnet users have no other
+        # way to see it. Each line is a message delivered, so each costs the flood budget
+        # (the request itself paid for the first), and no request may carry more lines than
+        # the budget allows at once.
         lines = [line for line in msg["text"].replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
         if not lines:
             raise RequestError("no_text", "no text to send", "text")
+        most = self.config.websocket.flood_burst
+        if len(lines) > most:
+            raise RequestError("too_many_lines", f"at most {most} lines in one message", "text")
+        if len(lines) > 1:
+            self.gate.control.charge(len(lines) - 1)
         last = None
         for line in lines:
             last = self.hub.send(self.user, msg["target"], line, kind)
-        self._ok(msg, id=last.id if last is not None else None)
+        self._ok(msg, id=last.id)
 
     def do_message(self, msg: dict) -> None:
         self._talk(msg, Kind.MESSAGE)
