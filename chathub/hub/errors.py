@@ -29,6 +29,7 @@ def _error(code: str, message: str) -> type[HubError]:
 
 
 NoSuchNick = _error("no_such_nick", "No such nick")
+NotConnected = _error("not_connected", "You are no longer connected")
 NoSuchRoom = _error("no_such_room", "No such room")
 NickInUse = _error("nick_in_use", "Nickname is already in use")
 ErroneousNick = _error("erroneous_nick", "Erroneous nickname")

@@ -185,6 +185,7 @@ class ChatHub(service.Service):
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
+        self._present(user)
         if new == user.nick:
             return None
         self.check_nick(new, user)
@@ -220,6 +221,15 @@ class ChatHub(service.Service):
         """The room called ``name`` (any case), or None."""
         return self.rooms.get(fold(name))
 
+    def _present(self, user: User) -> None:
+        """Refuse a request from a user that is not (or no longer) in the hub.
+
+        A protocol stops a session's requests once it quits or its connection goes; this
+        is the second line: a late request from a ``User`` that has left can never put a
+        ghost in a room, take a nick or reach anyone."""
+        if user.folded is None or self.users.get(user.folded) is not user:
+            raise errors.NotConnected(user.nick or "*")
+
     def _room_of(self, user: User, name: str) -> Room:
         room = self.rooms.get(fold(name))
         if room is None:
@@ -238,6 +248,7 @@ class ChatHub(service.Service):
 
         Returns the room, or None when the user was already in it.
         """
+        self._present(user)
         limits = self.config.limits
         folded = fold(name)
         room = self.rooms.get(folded)
@@ -327,6 +338,7 @@ class ChatHub(service.Service):
 
     def invite(self, user: User, name: str, nick: str) -> Event:
         """Invite ``nick`` into a room; on +i rooms only operators may."""
+        self._present(user)
         target = self.users.get(fold(nick))
         if target is None:
             raise errors.NoSuchNick(nick)
@@ -515,6 +527,7 @@ class ChatHub(service.Service):
         tags: Optional[Mapping[str, str]] = None,
     ) -> Event:
         """Send a message, action, notice or tag-only message to a room or a nick."""
+        self._present(user)
         if kind != Kind.TAGMSG and not text:
             raise errors.NoText(target)
         user.last_active = time.time()
@@ -658,6 +671,7 @@ class ChatHub(service.Service):
 
     def monitor(self, user: User, nicks: Iterable[str]) -> list[tuple[str, Optional[User]]]:
         """Watch nicks for presence; returns each with its current holder (or None)."""
+        self._present(user)
         out = []
         for nick in nicks:
             folded = fold(nick)
@@ -780,6 +794,8 @@ class ChatHub(service.Service):
             return defer.fail(errors.AlreadyRegistered(user.account))
         if not user.registered:
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
+        if self.users.get(user.folded) is not user:
+            return defer.fail(errors.NotConnected(user.nick or "*"))  # it has quit
         if len(password) < 4:
             return defer.fail(errors.WeakPassword(user.nick or ""))
         nick = user.nick

@@ -224,14 +224,13 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.hub.after_delivery(fn)
 
     def _stop_input(self) -> None:
-        """The connection is closing: drop the lines waiting at the gate."""
+        """Nothing more runs for this connection: not a waiting line, nor a login under way."""
         self.closing = True
         if self.gate is not None:
             self.gate.stop()
 
     def connectionLost(self, reason=None) -> None:
-        if self.gate is not None:
-            self.gate.stop()
+        self._stop_input()
         if self._registration_timer is not None and self._registration_timer.active():
             self._registration_timer.cancel()
         if self.queue is not None:
@@ -366,7 +365,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def _logged_in(self, result, nick: str) -> None:
         _, user, logout = result
         if self.closing:
+            # the connection went while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=nick, peer=self.peer)
             return
         user.user = fold(nick)[:10]
         user.host = self.peer
@@ -374,6 +376,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         try:
             self.hub.register(user, nick)
         except HubError as e:
+            logout()
             self.error(f"{nick}: {e.message}")
             return
         self.user = user

@@ -522,7 +522,10 @@ class IrcSession:
     def _logged_in(self, result, rb: ResponseBuffer) -> None:
         _iface, user, logout = result
         if self.closed:
+            # the connection went while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=self.nick, peer=self.host)
             return
         self.adopt_user(user, logout)
         self._welcome(rb)

@@ -223,6 +223,11 @@ class JsonSession(EncodingParticipant):
         )
 
     def connection_lost(self, reason: str) -> None:
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        """Leave the hub: nothing more runs for this session (not a request waiting at the
+        gate or behind a login, nor an answer), whether it quit or its connection went."""
         self._closed = True
         self.gate.stop()
         if self._login_timer.active():
@@ -242,6 +247,7 @@ class JsonSession(EncodingParticipant):
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
         self.error("flood", "too many requests; closing")
+        self._finish("Excess flood")
         self.ws.close_with(CLOSE_FLOOD, "Excess flood")
 
     def pause_reading(self) -> None:
@@ -260,6 +266,8 @@ class JsonSession(EncodingParticipant):
 
     def message_received(self, payload: bytes, is_binary: bool) -> None:
         """Parse one WebSocket message and queue it behind the flood gate."""
+        if self._closed:
+            return  # after a quit, even requests that came in the same packet are dropped
         if is_binary:
             self.error("bad_json", "chathub.v1 messages are JSON text, not binary")
             return
@@ -332,7 +340,10 @@ class JsonSession(EncodingParticipant):
         self._logging_in = False
         _, user, logout = result
         if self._closed:
+            # the connection went (or quit) while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=nick, peer=self.ws.client_host)
             return
         user.host = self.ws.client_host or "web"
         user.user = "web"
@@ -401,8 +412,7 @@ class JsonSession(EncodingParticipant):
 
     def do_quit(self, msg: dict) -> None:
         reason = (msg.get("reason") or "Quit")[:200]
-        if self.user is not None:
-            self.hub.quit(self.user, reason)
+        self._finish(reason)
         self.ws.close_with(CLOSE_NORMAL, reason)
 
     # -- rooms -------------------------------------------------------------------------
