@@ -23,6 +23,7 @@ from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
 from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
+from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
@@ -468,9 +469,20 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not target or not text.strip():
             self.error("usage: /msg NICK|#room text")
             return
-        event = self.hub.send(self.user, target, text.strip())
-        if not is_room_name(target):
-            self.after(lambda: self.say(f"-> {event.target}: {_clean(event.text)}"))
+        if is_room_name(target):
+            self.hub.send(self.user, target, text.strip())  # unconfirmed, like a plain line
+            return
+        # confirmed once delivered; a message that could not be stored gets the error instead
+        receipt = Receipt()
+        event = self.hub.send(self.user, target, text.strip(), receipt=receipt)
+
+        def confirm() -> None:
+            if receipt.stored:
+                self.say(f"-> {event.target}: {_clean(event.text)}")
+            else:
+                self.error(receipt.describe())
+
+        self.after(confirm)
 
     def cmd_me(self, rest: str) -> None:
         if self.current_room is None:

@@ -148,6 +148,11 @@ class ResponseBuffer:
         self.label = label
         self.messages: list[Message] = []
 
+    def later(self, make: Callable[[], list[Message]]) -> None:
+        """Add the lines ``make()`` returns when the buffer is flushed (once the hub has
+        delivered, or refused, what the command caused): an echo, or the error instead."""
+        self.messages.append(make)
+
     def add(self, message: "Message | list[Message] | None") -> None:
         if isinstance(message, list):
             self.messages.extend(message)
@@ -164,6 +169,8 @@ class ResponseBuffer:
     def flush(self) -> None:
         session = self.session
         messages, self.messages = self.messages, []
+        if any(callable(m) for m in messages):
+            messages = [line for m in messages for line in (m() if callable(m) else (m,))]
         label = self.label
         if label is None:
             if messages:

@@ -23,6 +23,7 @@ from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
 from chathub.hub.names import fold, is_room_name, valid_nick
+from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
@@ -473,10 +474,27 @@ class JsonSession(EncodingParticipant):
             raise RequestError("too_many_lines", f"at most {most} lines in one message", "text")
         if len(lines) > 1:
             self.gate.control.charge(len(lines) - 1)
+        receipt = Receipt()
         last = None
         for line in lines:
-            last = self.hub.send(self.user, msg["target"], line, kind)
-        self._ok(msg, id=last.id)
+            last = self.hub.send(self.user, msg["target"], line, kind, receipt=receipt)
+        self._answer_stored(msg, receipt, id=last.id)
+
+    def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
+        """One answer once the request's messages are committed or refused: ``ok`` (when
+        asked for, with a ``ref``), or instead ``storage_failed`` (always) when any was not
+        stored; then that message reached nobody."""
+
+        def answer() -> None:
+            if self._closed:
+                return
+            if receipt.stored:
+                if "ref" in msg:
+                    self.reply({"type": "ok", "request": msg["type"], **extra, "ref": msg["ref"]})
+            else:
+                self.error("storage_failed", receipt.describe(), msg, target=msg["target"])
+
+        self.hub.after_delivery(answer)
 
     def do_message(self, msg: dict) -> None:
         self._talk(msg, Kind.MESSAGE)
