@@ -241,8 +241,7 @@ class RunningServer:
 # Settings the benchmark needs from chathub: the generator's senders are a trusted
 # local source (Twisted Words has no flood control either).
 CHATHUB_BENCH_SETTINGS: dict[str, dict[str, Any]] = {
-    "irc": {"flood_exempt": ["127.0.0.1"]},
-    "websocket": {"flood_rate": 1000000.0, "flood_burst": 1000000},
+    "limits": {"flood_exempt": ["127.0.0.1"]},  # every protocol: telnet, IRC, chathub.v1
 }
 
 

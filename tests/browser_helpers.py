@@ -94,6 +94,15 @@ class WsClient(WebSocketClientProtocol):
     def send_json(self, obj: Any) -> None:
         self.sendMessage(json.dumps(obj).encode("utf-8"))
 
+    def send_together(self, *messages: Any) -> None:
+        """Send several messages (JSON objects, or IRC lines as text) in one TCP write, so
+        the server reads them from one packet."""
+        frames = []
+        for message in messages:
+            payload = message if isinstance(message, str) else json.dumps(message)
+            frames.append(self.factory.prepareMessage(payload.encode("utf-8")).payloadHybi)
+        self.transport.write(b"".join(frames))
+
     def send_text(self, text: Union[str, bytes], binary: bool = False) -> None:
         self.sendMessage(text.encode("utf-8") if isinstance(text, str) else text, isBinary=binary)
 

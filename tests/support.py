@@ -593,3 +593,59 @@ class Bystanders:
         self.ws.send_json({"type": "message", "target": room, "text": f"ws still here {n}"})
         await self.irc.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == f"ws still here {n}", timeout)
         await self.telnet.expect_re(rf"<b_ws> ws still here {n}$", timeout)
+async def every_protocol_server(tmp_path, **overrides):
+    """``tests.test_irc_history.Server`` (a hub on a real SQLite store, serving IRC) that
+    also serves telnet and HTTP/WebSocket: ``line_port`` and ``http_port`` besides
+    ``irc_port``. Stop it with ``await server.stop()``."""
+    from chathub.protocols.line import LineFactory
+    from chathub.protocols.web import build_site
+    from tests.test_irc_history import Server
+
+    server = await Server(tmp_path, **overrides).start()
+    server.line_port = server.listen(LineFactory(server.hub, server.portal, server.config))
+    server.site = build_site(server.hub, server.portal, server.config)
+    server.http_port = server.listen(server.site)
+    return server
+
+
+class LogCapture:
+    """Every log event while in use (``with LogCapture() as log:``); ``failures`` are the
+    ones carrying a traceback, ``matching(text)`` the ones whose format contains ``text``."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self._waiters: list = []
+
+    def __enter__(self) -> "LogCapture":
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(self._observe)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.removeObserver(self._observe)
+
+    def _observe(self, event: dict) -> None:
+        self.events.append(event)
+        for text, d in list(self._waiters):
+            if text in (event.get("log_format") or ""):
+                self._waiters.remove((text, d))
+                d.callback(event)
+
+    @property
+    def failures(self) -> list[dict]:
+        return [e for e in self.events if e.get("log_failure") is not None]
+
+    def matching(self, text: str) -> list[dict]:
+        return [e for e in self.events if text in (e.get("log_format") or "")]
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> defer.Deferred:
+        """Fires with the first event (already seen or to come) whose format contains ``text``."""
+        seen = self.matching(text)
+        if seen:
+            return defer.succeed(seen[0])
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append((text, d))
+        return d.addTimeout(timeout, _reactor())

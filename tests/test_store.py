@@ -513,11 +513,14 @@ async def test_failed_write_errbacks_and_is_logged(store_factory, captured_log):
         assert not ok
         assert failure.check(StorageError)
         assert "could not be written" in failure.getErrorMessage()
+    # logged once for the run of failures, not once per refused write
     failures = [e for e in captured_log if e.get("log_failure") is not None and "could not write" in formatEvent(e)]
-    assert len(failures) == 3
+    assert len(failures) == 1
     assert store.description in formatEvent(failures[0])
     # reads fail the same clear way
     with pytest.raises(StorageError):
         await store.latest("alice", "#fail", None, 10)
-    # other writes still work
+    # other writes still work, and that ends the episode with a count
     await store.create_account("alice", "h")
+    (recovered,) = [e for e in captured_log if "writes succeed again" in (e.get("log_format") or "")]
+    assert recovered["count"] == 3 and store.description in formatEvent(recovered)

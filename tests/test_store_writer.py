@@ -235,3 +235,32 @@ def test_notify_appends_are_told_in_order_beside_deferred_ones_and_told_failures
     writer.close()
     assert writer.append("late", notify=told("late")) is None
     assert seen[0][0] == "late" and "closed" in str(seen[0][1])
+
+
+def test_a_run_of_failures_is_logged_once_with_a_count_and_its_end():
+    """A full disk refuses every write: one traceback when the run starts, a reminder with
+    the count at most once a minute, a line when a write succeeds again; never one per write."""
+    from twisted.logger import globalLogPublisher
+
+    writer, runner, clock, _ = make_writer()
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for second in range(130):  # a write a second, each refused
+            outcomes([writer.append(second)])
+            clock.advance(1)
+            runner.fail(exc=OSError("database or disk is full"))
+        logged = [e for e in events if e.get("log_namespace", "").startswith("chathub.store.writer")]
+        kinds = [kind for e in logged for kind in ("are failing", "still failing") if kind in e["log_format"]]
+        assert kinds == ["are failing", "still failing", "still failing"] and len(logged) == 3
+        assert logged[0]["log_failure"].check(OSError)  # the first one with its traceback
+        assert [e.get("count") for e in logged[1:]] == [61, 121]
+        assert writer.episode.failing and writer.episode.count == 130
+        writer.append("fine")
+        clock.advance(1)
+        runner.finish()
+        (recovered,) = [e for e in events if "succeed again" in e.get("log_format", "")]
+        assert recovered["count"] == 130 and recovered["seconds"] == 130
+        assert not writer.episode.failing
+    finally:
+        globalLogPublisher.removeObserver(events.append)

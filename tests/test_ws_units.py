@@ -83,7 +83,11 @@ def test_flood_gate_delays_then_reports_a_flood():
     clock = Clock()
     handled, floods = [], []
     control = FloodControl(rate=2.0, burst=3, max_queued=4, clock=clock.seconds)
-    gate = FloodGate(control, clock, SimpleNamespace(handle_gated=handled.append, flooded=lambda: floods.append(1)))
+    owner = SimpleNamespace(
+        handle_gated=handled.append, flooded=lambda: floods.append(1),
+        pause_reading=lambda: None, resume_reading=lambda: None, when_delivered=lambda fn: fn(),
+    )
+    gate = FloodGate(control, clock, owner)
     for i in range(7):
         gate.submit(i)
     burst = len(handled)

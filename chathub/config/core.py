@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chathub.config.schema import ConfigError, require_positive
+from chathub.config.schema import ConfigError, require_at_least, require_networks, require_positive
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,12 @@ class LimitsConfig:
     max_owned_rooms: int = 20
     #: rooms one connection may create within any 60 seconds
     room_creations_per_minute: int = 60
+    #: IPs/CIDRs (bridges, trusted bots) never delayed by flood control nor disconnected
+    #: for volume on any protocol; they are only slowed by not being read from
+    flood_exempt: list[str] = field(default_factory=list)
 
     def validate(self, prefix: str) -> None:
+        require_networks(prefix, "flood_exempt", self.flood_exempt)
         require_positive(
             prefix,
             sendq_bytes=self.sendq_bytes,
@@ -92,3 +96,11 @@ class LineConfig:
     """[line]: the telnet line protocol."""
 
     tcp_keepalive: bool = True
+    # flood control, the penalty clock of every protocol (chathub/protocols/flood.py)
+    flood_rate: float = 2.0  # messages per second allowed on average
+    flood_burst: int = 10  # messages allowed at once before lines wait
+    flood_max_lines: int = 50  # lines waiting before the connection is closed
+
+    def validate(self, prefix: str) -> None:
+        require_positive(prefix, flood_rate=self.flood_rate)
+        require_at_least(prefix, 1, flood_burst=self.flood_burst, flood_max_lines=self.flood_max_lines)

@@ -15,6 +15,46 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 
+class Receipt:
+    """What a request's durable events came to, for the protocol that answers it.
+
+    A protocol passes one to ``ChatHub.send`` when it answers the request itself (a JSON
+    ``ok``, an IRC echo or labeled response, a telnet confirmation): the hub then does
+    not tell the sender about a message it could not store; it records the refusal here,
+    and the protocol's answer (queued with ``after_delivery``, so it runs once every
+    event of the request was delivered or refused) gives either the confirmation or the
+    error, never both.
+    """
+
+    __slots__ = ("failure", "refused")
+
+    def __init__(self) -> None:
+        self.failure: Optional[Failure] = None  # the first refusal
+        self.refused: list[str] = []  # targets of the events that were not stored
+
+    @property
+    def stored(self) -> bool:
+        """True when every event of the request was committed."""
+        return self.failure is None
+
+    def refuse(self, target: str, failure: Failure) -> None:
+        """An event of the request (to ``target``) could not be stored."""
+        if self.failure is None:
+            self.failure = failure
+        self.refused.append(target)
+
+    def describe(self) -> str:
+        """The refusal in words, for the sender."""
+        failure = self.failure
+        target = self.refused[0] if self.refused else "?"
+        return not_stored_text(target, failure.getErrorMessage() if failure is not None else "")
+
+
+def not_stored_text(target: str, why: str) -> str:
+    """What a sender is told about a message to ``target`` that was not stored."""
+    return f"Your message to {target} was not delivered: it could not be stored ({why})"
+
+
 class _Entry:
     __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure")
 
@@ -88,9 +128,9 @@ class Outbox:
             try:
                 if entry.failure is None:
                     entry.deliver()
+                elif entry.on_failure is not None:
+                    entry.on_failure(entry.failure)  # it reports (the store logged the fault)
                 else:
                     self.log.failure("event not stored, so not delivered", entry.failure)
-                    if entry.on_failure is not None:
-                        entry.on_failure(entry.failure)
             except Exception:
                 self.log.failure("delivery failed")

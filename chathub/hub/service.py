@@ -27,11 +27,11 @@ from chathub.hub.masks import normalize_mask
 from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.fanout import Fanout, deliver
-from chathub.hub.outbox import Outbox
+from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
-from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord
+from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord, StorageError
 
 #: events that carry user text: committed to history before anyone sees them
 DURABLE_KINDS = Kind.CHAT
@@ -679,8 +679,13 @@ class ChatHub(service.Service):
         text: str,
         kind: str = Kind.MESSAGE,
         tags: Optional[Mapping[str, str]] = None,
+        receipt: Optional[Receipt] = None,
     ) -> Event:
-        """Send a message, action, notice or tag-only message to a room or a nick."""
+        """Send a message, action, notice or tag-only message to a room or a nick.
+
+        With a ``receipt`` the caller answers the sender itself once the message is
+        delivered or refused (``after_delivery``); without one, a message that cannot be
+        stored is reported to the sender with a server notice."""
         self._check_present(user)
         if kind != Kind.TAGMSG and not text:
             raise errors.NoText(target)
@@ -691,14 +696,14 @@ class ChatHub(service.Service):
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
             event = self._event(kind, user, room.name, text, tags)
-            self._publish(event, room.recipients(), user)
+            self._publish(event, room.recipients(), user, receipt=receipt)
             return event
         recipient = self.users.get(fold(target))
         if recipient is None:
             raise errors.NoSuchNick(target)
         data = {"to_session": recipient.session} if recipient.account is None else None
         event = self._event(kind, user, recipient.nick, text, tags, data)
-        self._publish(event, [recipient, user] if recipient is not user else [user], user)
+        self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 
     def _check_can_send(self, user: User, room: Room) -> None:
@@ -908,12 +913,14 @@ class ChatHub(service.Service):
         recipients: Sequence[User],
         actor: Optional[User],
         rooms: Sequence[str] = (),
+        receipt: Optional[Receipt] = None,
     ) -> None:
         """Store (if history keeps it) and deliver, in hub order.
 
         ``recipients`` is a snapshot that is not changed afterwards (a room's
         ``recipients()`` tuple or a fresh list); the actor is skipped unless its
-        participant wants its own events.
+        participant wants its own events. A durable event the store refuses is delivered
+        to nobody; ``receipt`` (or else a notice to the actor) records that.
         """
         skip = actor if actor is not None and not actor.participant.echo_own else None
         batchable = event.kind in BATCHABLE_KINDS
@@ -924,7 +931,7 @@ class ChatHub(service.Service):
                 # delivered once committed; the store settles the outbox entry directly
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
-                    lambda failure: self._not_stored(actor, event, failure),
+                    lambda failure: self._not_stored(actor, event, failure, receipt),
                 )
                 store.append(event, rooms, notify=settle)
                 return
@@ -964,6 +971,8 @@ class ChatHub(service.Service):
             return defer.fail(errors.AlreadyRegistered(user.account))
         if not user.registered:
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
+        if self.users.get(user.folded) is not user:
+            return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
         if len(password) < 4:
             return defer.fail(errors.WeakPassword(user.nick or ""))
         nick = user.nick
@@ -1012,17 +1021,27 @@ class ChatHub(service.Service):
         )
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:
-        self.log.failure("could not store {kind} event {id}", failure, kind=event.kind, id=event.id)
+        # A refused write is logged by the store, once per run of failures with a count;
+        # anything else is a bug worth its traceback.
+        if not failure.check(StorageError):
+            self.log.failure("could not store {kind} event {id}", failure, kind=event.kind, id=event.id)
 
-    def _not_stored(self, actor: Optional[User], event: Event, failure: Failure) -> None:
+    def _not_stored(
+        self, actor: Optional[User], event: Event, failure: Failure, receipt: Optional[Receipt] = None
+    ) -> None:
+        """A durable event was not stored, so it was delivered to nobody: tell its sender,
+        through the request's ``receipt`` (its protocol answers) or with a server notice."""
+        self._log_store_failure(failure, event)
+        if receipt is not None:
+            receipt.refuse(event.target, failure)
+            return
         if actor is None:
             return
         notice = self.ids.make(
             Kind.NOTICE,
             self.server_source,
             actor.nick or "",
-            f"Your message to {event.target} was not delivered: it could not be stored "
-            f"({failure.getErrorMessage()})",
+            not_stored_text(event.target, failure.getErrorMessage()),
             data={"error": "storage_failed", "refers_to": event.id},
         )
         self.fanout.flush()

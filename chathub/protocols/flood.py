@@ -1,15 +1,20 @@
-"""Flood control shared by the IRC server and the chathub.v1 WebSocket protocol.
+"""Flood control shared by every protocol: telnet, IRC (TCP and WebSocket) and chathub.v1.
 
 ``FloodControl`` is a penalty clock ("fake lag") like ircd's, per connection: every
-request adds its cost (``1 / rate`` seconds per unit) to a virtual clock that never runs
-behind real time. While that clock is at most ``burst`` requests ahead of now, requests
-run at once; beyond that they wait until it is, so a flooding client is slowed to
-``rate`` requests per second. Exempt connections (loopback harnesses, trusted bouncers)
-are never delayed.
+message a client makes the hub deliver adds its cost (``1 / rate`` seconds per unit) to
+a virtual clock that never runs behind real time. While that clock is at most ``burst``
+units ahead of now, requests run at once; beyond that they wait until it is, so a
+flooding client is slowed to ``rate`` messages per second. Exempt connections (bridges,
+trusted bots) are never delayed by it.
 
-``FloodGate`` is the queue in front of a connection's handler: it runs items in order as
+``FloodGate`` is the queue in front of a connection's handler. It runs items in order as
 the budget allows, holds them while the connection waits for something else (an
-asynchronous login), and past ``max_queued`` waiting items calls the connection flooded.
+asynchronous login), and after every ``PER_ROUND`` items it waits a reactor turn and for
+the hub to deliver (commit) what they caused. While anything waits the connection is
+not read from (TCP backpressure), so what was read and not yet handled is at most one
+read's worth, whoever the client is. Past ``max_queued`` waiting items a connection
+that is not exempt has exceeded its budget and is called flooded; an exempt one never
+is: it is only slowed down.
 """
 from __future__ import annotations
 
@@ -19,6 +24,12 @@ from typing import Any, Callable, Iterable, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+
+#: items a connection may have handled before its gate waits a reactor turn and for the
+#: hub to deliver what they caused: a burst cannot fan out faster than other members'
+#: sockets are written, nor leave more than this many of one client's messages waiting
+#: for their commit, even from an exempt client
+PER_ROUND = 64
 
 
 class FloodControl:
@@ -42,7 +53,7 @@ class FloodControl:
         self.lag_until = 0.0
 
     def charge(self, units: float) -> None:
-        """Account for one request costing ``units``."""
+        """Account for messages costing ``units`` (one per message delivered)."""
         if self.exempt:
             return
         now = self.clock()
@@ -56,27 +67,35 @@ class FloodControl:
         allowed = self.burst / self.rate
         return max(0.0, ahead - allowed)
 
-    def max_held(self, hard_limit: Optional[int] = None) -> int:
-        """How many requests may wait before the client counts as flooding.
-
-        ``hard_limit`` bounds what even an exempt connection may queue (memory)."""
-        if hard_limit is None:
-            return self.max_queued
-        return hard_limit if self.exempt else min(self.max_queued, hard_limit)
+    def max_held(self) -> Optional[int]:
+        """How many items may wait before the client counts as flooding; None (no limit)
+        for an exempt connection, which is throttled by not being read from instead."""
+        return None if self.exempt else self.max_queued
 
 
-def is_exempt(host: str, networks: Iterable[str]) -> bool:
-    """True when ``host`` (an IP address) lies in one of ``networks`` (CIDR or address)."""
+#: the control every exempt connection uses: it keeps no state (charge and delay do nothing
+#: for an exempt control), so one is shared
+EXEMPT = FloodControl(1.0, 1.0, 0, lambda: 0.0, exempt=True)
+
+
+def control_for(rate: float, burst: float, max_queued: int, clock: Callable[[], float], exempt: bool = False) -> FloodControl:
+    """A connection's penalty clock with a protocol's settings, or ``EXEMPT``."""
+    return EXEMPT if exempt else FloodControl(rate, burst, max_queued, clock)
+
+
+def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
+    """True when ``host`` (an IP address) lies in a network (CIDR or address) of any list."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    for network in networks:
-        try:
-            if address in ipaddress.ip_network(network, strict=False):
-                return True
-        except ValueError:
-            continue
+    for networks in network_lists:
+        for network in networks:
+            try:
+                if address in ipaddress.ip_network(network, strict=False):
+                    return True
+            except ValueError:
+                continue
     return False
 
 
@@ -89,6 +108,15 @@ class GateOwner(Protocol):
     def flooded(self) -> None:
         """Too many items waited: the gate has stopped; close the connection."""
 
+    def pause_reading(self) -> None:
+        """Items wait: stop reading from the connection (``transport.pauseProducing``)."""
+
+    def resume_reading(self) -> None:
+        """Nothing waits any more: read again (``transport.resumeProducing``)."""
+
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub has delivered what the handled items caused."""
+
 
 class FloodGate:
     """Runs ``owner.handle_gated(item)`` for each submitted item, in order, as ``control`` allows.
@@ -96,33 +124,49 @@ class FloodGate:
     ``submit(item, cost)`` charges ``cost`` when the item runs; a handler that only knows
     the cost once it has parsed the item submits with cost 0 and charges ``control``
     itself. Most connections never wait: then an item runs at once and no queue is made.
-    Past the limit of waiting items the gate stops and calls ``owner.flooded()``.
+    While items wait, the owner is told to stop reading and, once none do, to read again.
+    Past the limit of waiting items (none for exempt connections) the gate stops and
+    calls ``owner.flooded()``.
 
-    The gate keeps its owner, not two bound methods: there is one gate per connection.
+    The gate keeps its owner, not bound methods: there is one gate per connection.
     """
 
-    __slots__ = ("control", "clock", "owner", "limit", "_waiting", "_timer", "_paused", "stopped")
+    __slots__ = (
+        "control",
+        "clock",
+        "owner",
+        "limit",
+        "_waiting",
+        "_timer",
+        "_holds",
+        "_handled",
+        "_reading_paused",
+        "_running",
+        "stopped",
+    )
 
-    def __init__(
-        self,
-        control: FloodControl,
-        clock: IReactorTime,
-        owner: GateOwner,
-        hard_limit: Optional[int] = None,
-    ) -> None:
+    def __init__(self, control: FloodControl, clock: IReactorTime, owner: GateOwner) -> None:
         self.control = control
         self.clock = clock
         self.owner = owner
-        self.limit = control.max_held(hard_limit)
+        self.limit = control.max_held()
         self._waiting: Optional[deque[tuple[Any, float]]] = None
         self._timer: Optional[IDelayedCall] = None
-        self._paused = False
+        self._holds = 0  # reasons to hold items: a login under way, the end of a round
+        self._handled = 0  # items handled in this round (see PER_ROUND)
+        self._reading_paused = False
+        self._running = False  # in _run: a handler that releases a hold must not nest a second loop
         self.stopped = False
 
     @property
     def waiting(self) -> int:
         """How many items wait."""
         return len(self._waiting) if self._waiting else 0
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while the owner was told to stop reading."""
+        return self._reading_paused
 
     def submit(self, item: Any, cost: float = 1.0) -> None:
         """Handle ``item`` now if nothing waits and the budget allows, else queue it
@@ -131,48 +175,79 @@ class FloodGate:
             return
         waiting = self._waiting
         if waiting is None:
-            if not self._paused and self.control.delay() <= 0:
-                if cost:
-                    self.control.charge(cost)
-                self.owner.handle_gated(item)
+            if not self._holds and self.control.delay() <= 0:
+                self._handle(item, cost)
                 return
             waiting = self._waiting = deque()
-        elif len(waiting) >= self.limit:
+            self._pause_reading()
+        elif self.limit is not None and len(waiting) >= self.limit:
             self.stop()
             self.owner.flooded()
             return
         waiting.append((item, cost))
         self._run()
 
+    def _handle(self, item: Any, cost: float) -> None:
+        if cost:
+            self.control.charge(cost)
+        self._handled += 1
+        if self._handled >= PER_ROUND:
+            # what comes next waits for the next turn and for what this round caused
+            self._handled = 0
+            self._holds += 1
+            self.clock.callLater(0, self._end_round)
+        self.owner.handle_gated(item)
+
+    def _end_round(self) -> None:
+        if self.stopped:
+            return
+        self.owner.when_delivered(self._release)
+
     def pause_until(self, d: Deferred) -> None:
         """Hold further items until ``d`` fires (an asynchronous login), then carry on."""
-        self._paused = True
+        self._holds += 1
 
         def resume(result):
-            self._paused = False
-            if not self.stopped:
-                self._run()
+            self._release()
             return result
 
         d.addBoth(resume)
 
+    def _release(self) -> None:
+        self._holds -= 1
+        if not self.stopped:
+            self._run()
+
     def _run(self) -> None:
         timer = self._timer
-        if timer is not None and timer.active():
+        if self._running or (timer is not None and timer.active()):
             return
         self._timer = None
         control = self.control
-        while self._waiting and not self._paused and not self.stopped:
-            wait = control.delay()
-            if wait > 0:
-                self._timer = self.clock.callLater(wait, self._run)
-                return
-            item, cost = self._waiting.popleft()
-            if cost:
-                control.charge(cost)
-            self.owner.handle_gated(item)
-        if not self._waiting:
+        self._running = True
+        try:
+            while self._waiting and not self._holds and not self.stopped:
+                wait = control.delay()
+                if wait > 0:
+                    self._timer = self.clock.callLater(wait, self._run)
+                    return
+                item, cost = self._waiting.popleft()
+                self._handle(item, cost)
+        finally:
+            self._running = False
+        if self._waiting is not None and not self._waiting and not self.stopped:
             self._waiting = None  # most connections wait for nothing: keep no empty deque
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.owner.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self.owner.resume_reading()
 
     def stop(self) -> None:
         """Drop everything waiting and cancel the timer (connection closing)."""
@@ -181,3 +256,4 @@ class FloodGate:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from typing import Callable, Optional
 
 from zope.interface import implementer
 
 from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
@@ -24,8 +23,10 @@ from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
 from chathub.hub.modes import parse_room_modes
 from chathub.hub.names import fold, is_room_name
+from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.sendqueue import SendQueue
@@ -42,11 +43,6 @@ GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a
 
 #: how /mode names the hub's list modes when showing them
 LIST_NAMES = {"b": "ban", "e": "ban exception", "I": "invite exception"}
-
-#: lines of one connection handled per reactor turn; the rest wait (its reading paused) so a
-#: burst of short lines cannot fan out faster than the other members' sockets are written,
-#: which would overflow healthy readers' send queues
-LINES_PER_TURN = 32
 
 #: C0 controls and DEL (IRC colours, terminal escapes) are not shown to telnet users
 _CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -151,10 +147,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.current_room: Optional[str] = None
         self.queue: Optional[SendQueue] = None
         self.lines: Optional[LineBuffer] = None
-        self._held: Optional[list[bytes]] = None  # lines that arrive while a login is checked
-        self._inbox: deque[Optional[bytes]] = deque()  # lines read, not yet handled (None: too long)
-        self._next_turn = None
-        self._reading_paused = False
+        self.gate: Optional[FloodGate] = None  # lines read, handled as flood control allows
         self._tcp = None
         self._registration_timer = None
         self.peer = "unknown"
@@ -177,6 +170,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self)
         self._tcp = tcp
         self.lines = LineBuffer(self.config.limits.max_line_bytes, self)
+        line = self.config.line
+        exempt = is_exempt(self.peer, self.config.limits.flood_exempt)
+        control = control_for(line.flood_rate, line.flood_burst, line.flood_max_lines, self.clock.seconds, exempt)
+        self.gate = FloodGate(control, self.clock, self)
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
@@ -186,43 +183,55 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def dataReceived(self, data: bytes) -> None:
         with self.hub.batching():
             self.lines.feed(data)
-        if self._next_turn is None:
-            self._handle_lines()
 
-    # -- LineBuffer's owner: lines wait in the inbox, handled a bounded number per turn --
+    # -- LineBuffer's owner: every line (None: one too long) goes through the flood gate --
 
     def line_read(self, line: bytes) -> None:
-        self._inbox.append(line)
+        self.gate.submit(line)
 
     def line_too_long(self) -> None:
-        self._inbox.append(None)
+        self.gate.submit(None)
 
-    def _handle_lines(self) -> None:
-        """Handle up to LINES_PER_TURN lines; pause reading until a later turn if more wait."""
-        self._next_turn = None
-        inbox = self._inbox
-        for _ in range(LINES_PER_TURN):
-            if not inbox or self.closing:
-                break
-            raw = inbox.popleft()
-            if raw is None:
-                self._too_long()
-            else:
-                self._line_received(raw)
+    # -- the gate's owner --------------------------------------------------------------
+
+    def handle_gated(self, raw: Optional[bytes]) -> None:
+        """Handle one line whose turn at the flood gate has come."""
         if self.closing:
-            inbox.clear()
-        if inbox:
-            if not self._reading_paused:
-                self._reading_paused = True
-                self._tcp.pauseProducing()
-            self._next_turn = self.clock.callLater(0, self._handle_lines)
-        elif self._reading_paused:
-            self._reading_paused = False
+            return
+        if raw is None:
+            self._too_long()
+        else:
+            self._line_received(raw)
+
+    def flooded(self) -> None:
+        """More lines waited than ``[line] flood_max_lines``: the client floods."""
+        self.log.info("{peer} ({nick}) flooded; disconnecting", peer=self.peer,
+                      nick=self.user.nick if self.user else "-")
+        if self.user is not None:
+            self.hub.quit(self.user, "Excess flood")
+        self.close(f"excess flood: more than {self.config.line.flood_max_lines} lines waiting; closing")
+
+    def pause_reading(self) -> None:
+        """Lines wait: read no more until they are handled (TCP backpressure)."""
+        self._tcp.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """Nothing waits: read again (unless the connection is closing)."""
+        if not self._tcp.disconnecting:
             self._tcp.resumeProducing()
 
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub delivered what our lines so far caused."""
+        self.hub.after_delivery(fn)
+
+    def _stop_input(self) -> None:
+        """Nothing more runs for this connection: not a waiting line, nor a login under way."""
+        self.closing = True
+        if self.gate is not None:
+            self.gate.stop()
+
     def connectionLost(self, reason=None) -> None:
-        if self._next_turn is not None and self._next_turn.active():
-            self._next_turn.cancel()
+        self._stop_input()
         if self._registration_timer is not None and self._registration_timer.active():
             self._registration_timer.cancel()
         if self.queue is not None:
@@ -241,7 +250,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:
             self.hub.quit(self.user, "Send queue exceeded")
-        self.closing = True
+        self._stop_input()
         tcp = getattr(self.transport, "transport", self.transport)
         tcp.abortConnection()
 
@@ -265,7 +274,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def close(self, reason: str) -> None:
         if self.closing:
             return
-        self.closing = True
+        self._stop_input()
         self.error(reason)
         self.transport.loseConnection()
 
@@ -286,11 +295,6 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- input -----------------------------------------------------------------------
 
     def _line_received(self, raw: bytes) -> None:
-        if self.closing:
-            return
-        if self._held is not None:
-            self._held.append(raw)
-            return
         if b"\x00" in raw:
             self.error("line contains NUL bytes; dropped")
             return
@@ -354,15 +358,18 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         credentials = GuestNick(nick) if password is None else UsernamePassword(
             nick.encode("utf-8"), password.encode("utf-8")
         )
-        self._held = []
         d = self.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(nick,), errbackArgs=(nick,))
-        d.addBoth(self._release_held)
+        d.addErrback(self._login_crashed)
+        self.gate.pause_until(d)  # later lines wait for the login
 
     def _logged_in(self, result, nick: str) -> None:
         _, user, logout = result
         if self.closing:
+            # the connection went while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=nick, peer=self.peer)
             return
         user.user = fold(nick)[:10]
         user.host = self.peer
@@ -370,6 +377,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         try:
             self.hub.register(user, nick)
         except HubError as e:
+            logout()
             self.error(f"{nick}: {e.message}")
             return
         self.user = user
@@ -380,16 +388,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.say(f"* you are {nick}, {how}. /join #room to start talking, /list to see rooms.")
 
     def _login_failed(self, failure, nick: str) -> None:
-        failure.trap(UnauthorizedLogin)
-        self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer,
-                      why=failure.getErrorMessage())
-        self.error(f"login as {nick} refused: {failure.getErrorMessage()}")
+        failure.trap(UnauthorizedLogin, UnhandledCredentials)
+        # no checker for passwords at all (guests only): a refusal like any other
+        why = "this server has no password accounts" if failure.check(UnhandledCredentials) else failure.getErrorMessage()
+        self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer, why=why)
+        self.error(f"login as {nick} refused: {why}")
 
-    def _release_held(self, result) -> None:
-        held, self._held = self._held or [], None
-        for raw in held:
-            self._line_received(raw)
-        return None
+    def _login_crashed(self, failure) -> None:
+        self.log.failure("telnet login failed unexpectedly", failure)
+        if not self.closing:
+            self.error("login failed; try again")
 
     def cmd_join(self, rest: str) -> None:
         parts = rest.split()
@@ -462,9 +470,20 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not target or not text.strip():
             self.error("usage: /msg NICK|#room text")
             return
-        event = self.hub.send(self.user, target, text.strip())
-        if not is_room_name(target):
-            self.after(lambda: self.say(f"-> {event.target}: {_clean(event.text)}"))
+        if is_room_name(target):
+            self.hub.send(self.user, target, text.strip())  # unconfirmed, like a plain line
+            return
+        # confirmed once delivered; a message that could not be stored gets the error instead
+        receipt = Receipt()
+        event = self.hub.send(self.user, target, text.strip(), receipt=receipt)
+
+        def confirm() -> None:
+            if receipt.stored:
+                self.say(f"-> {event.target}: {_clean(event.text)}")
+            else:
+                self.error(receipt.describe())
+
+        self.after(confirm)
 
     def cmd_me(self, rest: str) -> None:
         if self.current_room is None:
@@ -593,7 +612,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.user is not None:
             self.hub.quit(self.user, rest or "Quit")
         self.say("* bye")
-        self.closing = True
+        self._stop_input()
         self.transport.loseConnection()
 
 

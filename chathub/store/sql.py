@@ -264,6 +264,7 @@ class SqlStore:
             self._reactor,
             transient=self._transient,
             around_release=lambda: self.around_release(),
+            name=self.description,
         )
         self.log.info("{db} open", db=self.description)
 
@@ -294,10 +295,8 @@ class SqlStore:
         return self._write_pool.runInteraction(self._transaction, fn, *args)
 
     def _explain(self, failure: Failure, what: str) -> StorageError:
+        # not logged here: the writer logs a run of failures once (FailureEpisode)
         detail = self._detail(failure.value)
-        self.log.failure(
-            "{db}: could not write {what}: {detail}", failure, db=self.description, what=what, detail=detail
-        )
         return StorageError(f"the {self.engine} database could not be written: {detail}")
 
     def _write(self, fn: Callable, *args) -> defer.Deferred:

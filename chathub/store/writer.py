@@ -9,9 +9,13 @@ Each Deferred fires, in queue order, only after its transaction committed. When 
 fails, its events are retried one per transaction, so one bad event cannot take the
 others down with it, and a passing fault (a lost connection that came back) costs
 nothing; the msgid's uniqueness makes a retry of an event that did commit harmless.
+
+A failing database (a full disk) refuses every write until it recovers: that run of
+failures is logged as one episode (``FailureEpisode``), not once per refused message.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Optional
@@ -51,13 +55,73 @@ class _Write:
             GroupCommitWriter.log.failure("a committed write's callback failed")
 
 
+class FailureEpisode:
+    """A run of failed writes, logged once: the first failure with its traceback, then at
+    most every ``REMIND_EVERY`` seconds a line with the count so far, and one line when a
+    write succeeds again. Refused writes in between are only counted."""
+
+    REMIND_EVERY = 60.0
+
+    __slots__ = ("name", "clock", "log", "since", "count", "_reminded", "_last")
+
+    def __init__(self, name: str, clock: IReactorTime, log: Logger) -> None:
+        self.name = name
+        self.clock = clock
+        self.log = log
+        self.since: Optional[float] = None  # clock time of the first failure, None when writes work
+        self.count = 0
+        self._reminded = 0.0
+        self._last = ""
+
+    @property
+    def failing(self) -> bool:
+        """True from a refused write until the next write that succeeds."""
+        return self.since is not None
+
+    def failed(self, failure: Failure, error: StorageError, what: str) -> None:
+        """A write (``what``) was refused with ``error`` (the store's words for ``failure``)."""
+        now = self.clock.seconds()
+        self.count += 1
+        self._last = str(error)
+        if self.since is None:
+            self.since = self._reminded = now
+            self.log.failure(
+                "{db}: writes are failing since {since}: could not write {what}: {error}. Writes refused "
+                "from now on are counted, not logged one by one, until one succeeds",
+                failure, db=self.name, since=_utc(now), what=what, error=self._last,
+            )
+        elif now - self._reminded >= self.REMIND_EVERY:
+            self._reminded = now
+            self.log.critical(
+                "{db}: writes still failing: {count} refused since {since} (the last: {error})",
+                db=self.name, count=self.count, since=_utc(self.since), error=self._last,
+            )
+
+    def succeeded(self) -> None:
+        """A write committed: the episode, if any, is over."""
+        if self.since is None:
+            return
+        now = self.clock.seconds()
+        self.log.warn(
+            "{db}: writes succeed again; {count} writes were refused from {since} to {until} ({seconds:.0f} s)",
+            db=self.name, count=self.count, since=_utc(self.since), until=_utc(now), seconds=now - self.since,
+        )
+        self.since = None
+        self.count = 0
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 class GroupCommitWriter:
     """Runs writes one transaction at a time, batching appended items.
 
     ``run(fn, *args)`` must run ``fn(txn, *args)`` in one transaction off the reactor
     thread and return a Deferred of its result (``adbapi.ConnectionPool.runInteraction``).
     ``write_batch(txn, items)`` writes a list of appended items. ``explain(failure, what)``
-    logs a database failure and turns it into a ``StorageError``. A write whose failure
+    turns a database failure into a ``StorageError``; the writer logs failures, one
+    ``FailureEpisode`` per run of them (``name`` says which database). A write whose failure
     ``transient(failure)`` calls passing (a dropped connection, replaced on the next use)
     is tried once more before it fails. ``around_release()`` is a context manager wrapped
     around the firing of one committed group's Deferreds (the hub's fan-out batching, so
@@ -75,8 +139,10 @@ class GroupCommitWriter:
         max_batch: int = 1000,
         transient: Callable[[Failure], bool] = lambda failure: False,
         around_release: Callable[[], ContextManager] = nullcontext,
+        name: str = "storage",
     ) -> None:
         self._transient = transient
+        self.episode = FailureEpisode(name, clock, self.log)
         self._around_release = around_release
         self._run = run
         self._write_batch = write_batch
@@ -179,6 +245,8 @@ class GroupCommitWriter:
     def _done(self, result, batch: list[_Write]) -> None:
         self._pop(batch)
         self.commits += 1
+        if self.episode.failing:
+            self.episode.succeeded()
         if batch[0].item is not None:
             self.items_written += len(batch)
         # still busy while callbacks run: what they append joins the next batch
@@ -189,13 +257,15 @@ class GroupCommitWriter:
         self._next()
 
     def _failed(self, failure: Failure, batch: list[_Write]) -> None:
+        quiet = self.episode.failing  # each write is told; the episode is logged once
         if len(batch) > 1:
             # retry one per transaction: only the writes that really fail will fail
-            self.log.warn(
-                "a batch of {count} history writes failed ({error}); retrying them one by one",
-                count=len(batch),
-                error=failure.getErrorMessage(),
-            )
+            if not quiet:
+                self.log.warn(
+                    "a batch of {count} history writes failed ({error}); retrying them one by one",
+                    count=len(batch),
+                    error=failure.getErrorMessage(),
+                )
             for write in batch:
                 write.alone = True
             self._busy = False
@@ -203,7 +273,8 @@ class GroupCommitWriter:
             return
         (write,) = batch
         if not write.retried and self._transient(failure):
-            self.log.warn("a storage write failed ({error}); trying it again", error=failure.getErrorMessage())
+            if not quiet:
+                self.log.warn("a storage write failed ({error}); trying it again", error=failure.getErrorMessage())
             write.retried = True
             self._busy = False
             self._next()
@@ -213,7 +284,9 @@ class GroupCommitWriter:
             error = failure  # a refusal the caller expects (an account that exists)
         else:
             what = "an event" if write.item is not None else write.fn.__name__.strip("_").replace("_", " ")
-            error = Failure(self._explain(failure, what))
+            explained = self._explain(failure, what)
+            self.episode.failed(failure, explained, what)
+            error = Failure(explained)
         write.settle(failure=error)
         self._busy = False
         self._next()

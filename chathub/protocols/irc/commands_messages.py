@@ -4,6 +4,7 @@ from __future__ import annotations
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.names import fold, is_room_name
+from chathub.hub.outbox import Receipt
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
@@ -48,6 +49,11 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
             rb.numeric(N.ERR_TOOMANYTARGETS, msg.params[0], "Too many targets")
         return
     hub, user = session.hub, session.user
+    echo = C.ECHO_MESSAGE in session.caps
+    # the command is answered (an echo, a labeled ACK): a message that is not stored is
+    # answered with an error instead, in that answer (else the hub sends a server notice)
+    answered = echo or rb.label is not None
+    sent = 0
     for target in targets:
         room = is_room_name(target)
         folded = fold(target)
@@ -60,23 +66,36 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
         if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
             event_kind = Kind.ACTION
             body = body[len(_ACTION_START) :].rstrip("\x01")
+        to_self = folded == user.folded
+        receipt = Receipt() if answered or to_self else None
         try:
-            event = hub.send(user, target, body, event_kind, tags)
+            event = hub.send(user, target, body, event_kind, tags, receipt=receipt)
         except errors.HubError as e:
             if not quiet:
                 session.hub_error(rb, e)
             continue
-        to_self = folded == user.folded
+        sent += 1
         if to_self:
             # the copy a recipient gets; the echo (with the label) follows it
             own = session.render_own(event)
-            session.hub.after_delivery(lambda own=own: session.write_messages(own))
-        if C.ECHO_MESSAGE in session.caps:
-            rb.add(session.render_own(event))
+            session.hub.after_delivery(lambda own=own, r=receipt: r.stored and session.write_messages(own))
+        if receipt is not None:
+            own = session.render_own(event) if echo else []
+            rb.later(lambda own=own, r=receipt, t=target: own if r.stored else _not_stored(session, name, t, r))
         if kind == Kind.MESSAGE and not to_self and not room:
             recipient = hub.find_user(target)
             if recipient is not None and recipient.away:
                 rb.numeric(N.RPL_AWAY, recipient.nick, recipient.away)
+    if sent > 1:
+        session.flood.charge(sent - 1)  # one message per target: the command paid for one
+
+
+def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Message]:
+    """The answer to a message the hub could not store (nobody got it)."""
+    text = receipt.describe()
+    if C.STANDARD_REPLIES in session.caps:
+        return [Message("FAIL", [command, "STORAGE_FAILED", target, text], session.server_name)]
+    return [Message("NOTICE", [session.nick or "*", text], session.server_name)]
 
 
 @command("PRIVMSG", min_params=0)

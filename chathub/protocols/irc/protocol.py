@@ -8,7 +8,7 @@ from twisted.logger import Logger
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_registration import LoggedLogins
 from chathub.protocols.irc.commands_server import Motd
-from chathub.protocols.irc.flood import is_exempt
+from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
 from chathub.protocols.lines import LineBuffer
@@ -68,7 +68,8 @@ class IrcProtocol(protocol.Protocol):
             host=host,
             reactor=self.reactor,
             secure=ISSLTransport.providedBy(self.transport),
-            flood_exempt=is_exempt(getattr(peer, "host", ""), self.config.irc.flood_exempt),
+            flood_exempt=exempt_host(self.config, getattr(peer, "host", "")),
+            reader=self.transport,
         )
 
     def send_queue_overflow(self) -> None:

@@ -121,8 +121,6 @@ def unregistered_sessions(hub) -> "weakref.WeakSet":
         return sessions
 #: identity changes the hub sends to watchers one by one (shown with extended-monitor)
 _IDENTITY_KINDS = frozenset({Kind.AWAY, Kind.CHGHOST, Kind.SETNAME, Kind.ACCOUNT})
-#: lines held while the session waits (a login, or fake lag) before we call it a flood
-MAX_HELD_LINES = 512
 
 
 class IrcWriter(Protocol):
@@ -150,6 +148,11 @@ class ResponseBuffer:
         self.label = label
         self.messages: list[Message] = []
 
+    def later(self, make: Callable[[], list[Message]]) -> None:
+        """Add the lines ``make()`` returns when the buffer is flushed (once the hub has
+        delivered, or refused, what the command caused): an echo, or the error instead."""
+        self.messages.append(make)
+
     def add(self, message: "Message | list[Message] | None") -> None:
         if isinstance(message, list):
             self.messages.extend(message)
@@ -166,6 +169,8 @@ class ResponseBuffer:
     def flush(self) -> None:
         session = self.session
         messages, self.messages = self.messages, []
+        if any(callable(m) for m in messages):
+            messages = [line for m in messages for line in (m() if callable(m) else (m,))]
         label = self.label
         if label is None:
             if messages:
@@ -224,6 +229,7 @@ class IrcSession:
         "_read_markers",
         "flood",
         "gate",
+        "reader",
         "connected_at",
         "last_activity",
         "idle_since",
@@ -241,7 +247,9 @@ class IrcSession:
         reactor=None,
         secure: bool = False,
         flood_exempt: bool = False,
+        reader=None,
     ) -> None:
+        """``reader`` is the transport to pause while lines wait (``pauseProducing``)."""
         if reactor is None:
             from twisted.internet import reactor
         self.hub = hub
@@ -275,7 +283,8 @@ class IrcSession:
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
-        self.gate = FloodGate(self.flood, reactor, self, MAX_HELD_LINES)
+        self.gate = FloodGate(self.flood, reactor, self)
+        self.reader = reader
         self.connected_at = reactor.seconds()
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
@@ -380,8 +389,22 @@ class IrcSession:
         self.gate.submit(line, 0)
 
     def flooded(self) -> None:
-        """Too many lines waited for the flood gate."""
+        """Too many lines waited for the flood gate (never for an exempt client)."""
         self.close("Excess Flood")
+
+    def pause_reading(self) -> None:
+        """Lines wait: read no more from the connection until they are handled."""
+        if self.reader is not None:
+            self.reader.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """No line waits: read again."""
+        if self.reader is not None:
+            self.reader.resumeProducing()
+
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub delivered what our lines so far caused."""
+        self.hub.after_delivery(fn)
 
     def hold(self, d: defer.Deferred) -> None:
         """Hold further lines until ``d`` fires (an async login), then carry on."""
@@ -510,7 +533,10 @@ class IrcSession:
     def _logged_in(self, result, rb: ResponseBuffer) -> None:
         _iface, user, logout = result
         if self.closed:
+            # the connection went while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=self.nick, peer=self.host)
             return
         self.adopt_user(user, logout)
         self._welcome(rb)

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import ISSLTransport
 
 from chathub.events import Event
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.flood import is_exempt
+from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
 from chathub.protocols.web.websocket import CLOSE_NORMAL, IRC_BINARY, IRC_TEXT
@@ -55,7 +55,8 @@ class IrcWebSocketSession(IrcSession):
             host=host,
             reactor=factory.clock,
             secure=ISSLTransport.providedBy(ws.transport),
-            flood_exempt=is_exempt(host, factory.config.irc.flood_exempt),
+            flood_exempt=exempt_host(factory.config, host),
+            reader=ws.real_transport,
         )
 
     # The IRC session sets ``format_key`` from its capabilities; ours must also say the

@@ -24,12 +24,13 @@ from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
 from chathub.hub.names import fold, is_room_name, valid_nick
+from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
-from chathub.protocols.flood import FloodControl, FloodGate
+from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.history import BadReference, HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
@@ -165,7 +166,8 @@ class JsonSession(EncodingParticipant):
         self._logout: Optional[Callable[[], None]] = None
         self._logging_in = False
         self._closed = False
-        control = FloodControl(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds)
+        exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
+        control = control_for(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt)
         self.gate = FloodGate(control, self.clock, self)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
@@ -232,6 +234,11 @@ class JsonSession(EncodingParticipant):
         )
 
     def connection_lost(self, reason: str) -> None:
+        self._finish(reason)
+
+    def _finish(self, reason: str) -> None:
+        """Leave the hub: nothing more runs for this session (not a request waiting at the
+        gate or behind a login, nor an answer), whether it quit or its connection went."""
         self._closed = True
         self.gate.stop()
         if self._login_timer.active():
@@ -251,12 +258,27 @@ class JsonSession(EncodingParticipant):
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
         self.error("flood", "too many requests; closing")
+        self._finish("Excess flood")
         self.ws.close_with(CLOSE_FLOOD, "Excess flood")
+
+    def pause_reading(self) -> None:
+        """Requests wait at the gate: read no more from the connection meanwhile."""
+        self.ws.real_transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        """No request waits: read again."""
+        self.ws.real_transport.resumeProducing()
+
+    def when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once the hub delivered what our requests so far caused."""
+        self.hub.after_delivery(fn)
 
     # -- requests ----------------------------------------------------------------------
 
     def message_received(self, payload: bytes, is_binary: bool) -> None:
         """Parse one WebSocket message and queue it behind the flood gate."""
+        if self._closed:
+            return  # after a quit, even requests that came in the same packet are dropped
         if is_binary:
             self.error("bad_json", "chathub.v1 messages are JSON text, not binary")
             return
@@ -333,12 +355,16 @@ class JsonSession(EncodingParticipant):
         d = self.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, (msg, nick), None, (msg,))
         d.addErrback(self._login_crashed, msg)
+        self.gate.pause_until(d)  # requests sent after the login wait for its answer
 
     def _logged_in(self, result, msg: dict, nick: str) -> None:
         self._logging_in = False
         _, user, logout = result
         if self._closed:
+            # the connection went (or quit) while the password was checked: nothing runs for it
             logout()
+            self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
+                          nick=nick, peer=self.ws.client_host)
             return
         user.host = self.ws.client_host or "web"
         user.user = "web"
@@ -407,8 +433,7 @@ class JsonSession(EncodingParticipant):
 
     def do_quit(self, msg: dict) -> None:
         reason = (msg.get("reason") or "Quit")[:200]
-        if self.user is not None:
-            self.hub.quit(self.user, reason)
+        self._finish(reason)
         self.ws.close_with(CLOSE_NORMAL, reason)
 
     # -- rooms -------------------------------------------------------------------------
@@ -457,14 +482,39 @@ class JsonSession(EncodingParticipant):
     # -- talking -----------------------------------------------------------------------
 
     def _talk(self, msg: dict, kind: str) -> None:
-        # A multi-line text becomes one message per line: IRC and telnet users have no other way to see it.
+        # A multi-line text becomes one message per line: IRC and telnet users have no other
+        # way to see it. Each line is a message delivered, so each costs the flood budget
+        # (the request itself paid for the first), and no request may carry more lines than
+        # the budget allows at once.
         lines = [line for line in msg["text"].replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
         if not lines:
             raise RequestError("no_text", "no text to send", "text")
+        most = self.config.websocket.flood_burst
+        if len(lines) > most:
+            raise RequestError("too_many_lines", f"at most {most} lines in one message", "text")
+        if len(lines) > 1:
+            self.gate.control.charge(len(lines) - 1)
+        receipt = Receipt()
         last = None
         for line in lines:
-            last = self.hub.send(self.user, msg["target"], line, kind)
-        self._ok(msg, id=last.id if last is not None else None)
+            last = self.hub.send(self.user, msg["target"], line, kind, receipt=receipt)
+        self._answer_stored(msg, receipt, id=last.id)
+
+    def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
+        """One answer once the request's messages are committed or refused: ``ok`` (when
+        asked for, with a ``ref``), or instead ``storage_failed`` (always) when any was not
+        stored; then that message reached nobody."""
+
+        def answer() -> None:
+            if self._closed:
+                return
+            if receipt.stored:
+                if "ref" in msg:
+                    self.reply({"type": "ok", "request": msg["type"], **extra, "ref": msg["ref"]})
+            else:
+                self.error("storage_failed", receipt.describe(), msg, target=msg["target"])
+
+        self.hub.after_delivery(answer)
 
     def do_message(self, msg: dict) -> None:
         self._talk(msg, Kind.MESSAGE)
