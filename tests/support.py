@@ -507,19 +507,21 @@ class HubServer:
 
     store = None
 
-    async def irc(self, nick: str, *caps: str, password: Optional[str] = None, rooms=()) -> "IrcClient":
-        """A registered IRC client with ``caps``, in ``rooms``."""
-        client = await connect_irc(self.irc_port, self.clients)
+    async def irc(
+        self, nick: str, *caps: str, password: Optional[str] = None, rooms=(), source: Optional[str] = None
+    ) -> "IrcClient":
+        """A registered IRC client with ``caps``, in ``rooms`` (from the loopback address ``source``)."""
+        client = await connect_irc(self.irc_port, self.clients, source=source)
         return await register_irc(client, nick, caps, password, rooms, username="u")
 
     async def raw_irc(self) -> "IrcClient":
         """An IRC connection that has sent nothing yet."""
         return await connect_irc(self.irc_port, self.clients)
 
-    async def telnet(self, nick: str, rooms=()) -> "IrcClient":
-        """A telnet user of the line protocol, named ``nick``, in ``rooms``; its lines are
-        read with ``expect_re``."""
-        client = await connect_irc(self.line_port, self.clients)
+    async def telnet(self, nick: str, rooms=(), source: Optional[str] = None) -> "IrcClient":
+        """A telnet user of the line protocol, named ``nick``, in ``rooms`` (from the loopback
+        address ``source``); its lines are read with ``expect_re``."""
+        client = await connect_irc(self.line_port, self.clients, source=source)
         client.send(f"/nick {nick}")
         await client.expect_re(rf"^\* you are {re.escape(nick)}, ")
         for room in rooms:
@@ -527,11 +529,12 @@ class HubServer:
             await client.expect_re(rf"^\* you joined {re.escape(room)}$")
         return client
 
-    async def ws(self, nick: str, password: Optional[str] = None, rooms=()):
-        """A chathub.v1 WebSocket client logged in as ``nick``, in ``rooms``."""
+    async def ws(self, nick: str, password: Optional[str] = None, rooms=(), source: Optional[str] = None):
+        """A chathub.v1 WebSocket client logged in as ``nick``, in ``rooms`` (from the loopback
+        address ``source``)."""
         from tests.browser_helpers import connect
 
-        client = await connect(self.ws_port, protocols=["chathub.v1"])
+        client = await connect(self.ws_port, protocols=["chathub.v1"], source=source)
         await client.expect({"type": "hello"})
         request = {"type": "login", "nick": nick}
         if password is not None:

@@ -34,11 +34,9 @@ from chathub.auth.cloak import (
 )
 from chathub.config import Config, ConfigError, parse_config
 from chathub.protocols.irc import IrcFactory
-from chathub.protocols.line import LineFactory
-from tests.browser_helpers import close_clients, connect, start_server
-from tests.support import IrcClient, LineClient, connect_irc, free_port, line_config, quit_irc_clients, register_irc
+from tests.browser_helpers import connect
+from tests.support import HubServer, IrcClient, LineClient, free_port, line_config, register_irc
 from tests.test_irc_commands import OPER_HASH
-from tests.test_ws_json import join, login, make_config
 
 VICTIM = "127.0.0.2"  # whose address must stay hidden
 NEIGHBOUR = "127.0.0.3"  # the same /24 as the victim
@@ -156,18 +154,22 @@ def test_the_secret_file_is_made_0600_whatever_the_umask_and_reused(tmp_path):
     assert any("made a new cloak secret" in line for line in log.lines)
 
 
-def test_a_readable_secret_file_is_warned_about_and_a_short_one_refused(tmp_path):
+def test_a_readable_secret_file_is_tightened_with_a_warning_and_a_short_one_refused(tmp_path):
     path = tmp_path / "cloak.key"
     path.write_text("an operator's own secret\n")
     path.chmod(0o644)
     with LogLines() as log:
         assert load_secret(str(path)) == b"an operator's own secret"
-    assert any("can be read by other users" in line and "chmod 600" in line for line in log.lines)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert any("was readable by other users" in line and "0600" in line for line in log.lines)
     assert not any("an operator's own secret" in line for line in log.lines)
     path.write_text("short\n")
     with pytest.raises(CloakSecretError, match="fewer than 16 characters"):
         load_secret(str(path))
-    with pytest.raises(CloakSecretError, match="cannot make the cloak secret file"):
+    # an empty file (a start that died while writing it) gets a secret
+    path.write_text("")
+    assert len(load_secret(str(path))) == 64
+    with pytest.raises(CloakSecretError, match="cannot read or make the cloak secret file"):
         load_secret(str(tmp_path / "no-such-dir" / "cloak.key"))
 
 
@@ -200,60 +202,27 @@ def test_privacy_settings_are_checked_and_a_bad_secret_is_not_echoed():
 # -- every protocol, on real sockets ----------------------------------------------------------
 
 
-class Servers:
-    """One hub: IRC on 127.0.0.1 and ::1, telnet, and HTTP (chathub.v1 and IRC over WebSocket)."""
-
-    def __init__(self) -> None:
-        from twisted.internet import reactor
-
-        config = make_config().with_overrides(
-            auth={"checkers": []},
-            server={"name": "irc.test"},
-            irc={
-                "flood_exempt": ["127.0.0.0/8", "::1"],
-                # the hostmask names the real address: it must match although the host shown is a cloak
-                "operators": [{"name": "boss", "password_hash": OPER_HASH, "hostmask": "*!*@127.0.0.1"}],
-            },
-        )
-        self.hub, self.portal, _site, self.http = start_server(config)
-        self.cloak = self.portal.realm.cloak
-        irc = IrcFactory(self.hub, self.portal, config)
-        self.irc = reactor.listenTCP(0, irc, interface="127.0.0.1")
-        self.irc6 = reactor.listenTCP(0, irc, interface="::1")
-        self.line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, config), interface="127.0.0.1")
-        self.clients: list = []
-
-    def port(self, listener) -> int:
-        return listener.getHost().port
-
-    async def irc_user(self, nick: str, caps=(), source=None, rooms=()):
-        client = await connect_irc(self.port(self.irc), self.clients, source=source)
-        return await register_irc(client, nick, caps, rooms=rooms, username="u")
-
-    async def telnet(self, nick: str, source=None, room=None):
-        client = await connect_irc(self.port(self.line), self.clients, source=source)
-        client.send(f"/nick {nick}")
-        await client.expect_re(rf"^\* you are {nick}, ")
-        if room:
-            client.send(f"/join {room}")
-            await client.expect_re(rf"^\* you joined {room}")
-        return client
-
-    async def stop(self) -> None:
-        for c in self.clients:  # telnet users quit with /quit, IRC ones with QUIT
-            if c.transport.connected and c.transport.getPeer().port == self.port(self.line):
-                c.send("/quit")
-        await quit_irc_clients(self.clients)
-        await close_clients()
-        for listener in (self.irc, self.irc6, self.line, self.http):
-            await listener.stopListening()
-
-
 @pytest_twisted.async_yield_fixture
 async def servers():
-    s = Servers()
+    """One hub with every protocol (``HubServer``), and IRC on ::1 as well."""
+    from twisted.internet import reactor
+
+    config = Config().with_overrides(
+        server={"name": "irc.test"},
+        websocket={"ping_interval": 0},
+        irc={
+            "flood_exempt": ["127.0.0.0/8", "::1"],
+            # the hostmask names the real address: it must match although the host shown is a cloak
+            "operators": [{"name": "boss", "password_hash": OPER_HASH, "hostmask": "*!*@127.0.0.1"}],
+        },
+    )
+    s = HubServer(config)
+    s.cloak = s.portal.realm.cloak
+    irc6 = reactor.listenTCP(0, IrcFactory(s.hub, s.portal, config), interface="::1")
+    s.irc6_port = irc6.getHost().port
     yield s
     await s.stop()
+    await irc6.stopListening()
 
 
 def ws_texts(client) -> list[str]:
@@ -267,19 +236,17 @@ async def test_no_protocol_shows_anyone_else_the_address(servers):
     hidden = s.cloak.host_for(VICTIM)
     caps = ("extended-join", "userhost-in-names", "chghost", "away-notify", "account-notify",
             "multi-prefix", "extended-monitor", "setname")
-    watcher = await s.irc_user("watcher", caps, rooms=["#room"])
+    watcher = await s.irc("watcher", *caps, rooms=["#room"])
     watcher.send("MONITOR + vi,vt,vw,vx")
     await watcher.roundtrip()
-    telnet_watcher = await s.telnet("tw", room="#room")
-    web_watcher = await login(s.port(s.http), "ww")
-    await join(web_watcher, "#room", "ww")
+    telnet_watcher = await s.telnet("tw", rooms=["#room"])
+    web_watcher = await s.ws("ww", rooms=["#room"])
 
     # the victims, from 127.0.0.2 on each protocol, join and talk
-    vi = await s.irc_user("vi", source=VICTIM, rooms=["#room"])
-    vt = await s.telnet("vt", source=VICTIM, room="#room")
-    vw = await login(s.port(s.http), "vw", source=VICTIM)
-    await join(vw, "#room", "vw")
-    vx = await connect(s.port(s.http), protocols=["text.ircv3.net"], json_messages=False, source=VICTIM)
+    vi = await s.irc("vi", source=VICTIM, rooms=["#room"])
+    vt = await s.telnet("vt", source=VICTIM, rooms=["#room"])
+    vw = await s.ws("vw", source=VICTIM, rooms=["#room"])
+    vx = await connect(s.ws_port, protocols=["text.ircv3.net"], json_messages=False, source=VICTIM)
     vx.send_text("NICK vx")
     vx.send_text("USER u 0 * :over WebSocket")
     await vx.expect(" 001 ")
@@ -351,9 +318,9 @@ def only_one(lines, command):
 @pytest_twisted.ensureDeferred
 async def test_an_operator_and_the_user_themself_see_the_address(servers):
     s = servers
-    vi = await s.irc_user("vi", source=VICTIM)
-    plain = await s.irc_user("plain")
-    boss = await s.irc_user("boss")
+    vi = await s.irc("vi", source=VICTIM)
+    plain = await s.irc("plain")
+    boss = await s.irc("boss")
     boss.send("OPER boss opersecret")
     await boss.expect("381")
 
@@ -385,7 +352,7 @@ async def test_an_operator_and_the_user_themself_see_the_address(servers):
     from twisted.internet.endpoints import TCP6ClientEndpoint, connectProtocol
 
     six = IrcClient()
-    await connectProtocol(TCP6ClientEndpoint(reactor, "::1", s.port(s.irc6)), six)
+    await connectProtocol(TCP6ClientEndpoint(reactor, "::1", s.irc6_port), six)
     s.clients.append(six)
     await register_irc(six, "six", username="u")
     lines = await boss.roundtrip("WHOIS six")
@@ -409,11 +376,11 @@ async def heard(client, text: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_bans_match_the_cloak_never_the_hidden_address(servers):
     s = servers
-    op = await s.irc_user("chanop", rooms=["#b"])
-    victim = await s.irc_user("victim", source=VICTIM, rooms=["#b"])
-    neighbour = await s.telnet("neighbour", source=NEIGHBOUR, room="#b")
-    outsider = await s.irc_user("outsider", source=OUTSIDER, rooms=["#b"])
-    bystander = await s.irc_user("bystander", rooms=["#b"])  # 127.0.0.1, an honest user watching
+    op = await s.irc("chanop", rooms=["#b"])
+    victim = await s.irc("victim", source=VICTIM, rooms=["#b"])
+    neighbour = await s.telnet("neighbour", source=NEIGHBOUR, rooms=["#b"])
+    outsider = await s.irc("outsider", source=OUTSIDER, rooms=["#b"])
+    bystander = await s.irc("bystander", rooms=["#b"])  # 127.0.0.1, an honest user watching
 
     # a ban on the real address matches nobody: bans must not tell a channel operator addresses
     await op.roundtrip(f"MODE #b +b *!*@{VICTIM}")
@@ -446,10 +413,10 @@ async def test_bans_match_the_cloak_never_the_hidden_address(servers):
 @pytest_twisted.ensureDeferred
 async def test_an_operators_hostmask_matches_the_real_address(servers):
     s = servers
-    remote = await s.irc_user("remote", source=VICTIM)
+    remote = await s.irc("remote", source=VICTIM)
     remote.send("OPER boss opersecret")
     assert (await remote.expect(lambda l: l.command in ("381", "491", "464"))).command == "491"
-    local = await s.irc_user("local")
+    local = await s.irc("local")
     local.send("OPER boss opersecret")
     await local.expect("381")
 

@@ -26,8 +26,8 @@ def server():
     port.stopListening()
 
 
-async def login(port, nick, password=None, protocols=V1, source=None):
-    client = await connect(port, protocols=protocols, source=source)
+async def login(port, nick, password=None, protocols=V1):
+    client = await connect(port, protocols=protocols)
     hello = await client.expect({"type": "hello"})
     assert hello["protocol"] == "chathub.v1"
     request = {"type": "login", "nick": nick, "ref": 1}

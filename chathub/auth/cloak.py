@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Optional, Union
 from twisted.logger import Logger
 
 from chathub.config.privacy import MIN_SECRET_CHARS, PrivacyConfig
+from chathub.privatefiles import private_file
 
 if TYPE_CHECKING:
     from chathub.config import Config
@@ -150,45 +151,30 @@ def open_cloak(config: "Config") -> HostCloak:
 
 
 def load_secret(path: str) -> bytes:
-    """The secret kept in ``path``; on first start a random one is written there, readable by
-    the server's user only (0600)."""
+    """The secret kept in ``path``; on first start (a missing or empty file) a random one is
+    written there. The file is made readable by the server's user only (0600), and one that
+    others could read is tightened, with a warning."""
     try:
-        return _read_secret(path)
-    except FileNotFoundError:
-        pass
-    try:
-        # O_EXCL: never overwrite a secret another process has just made; 0600 from the start
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    except OSError as e:
-        raise CloakSecretError(f"cannot make the cloak secret file {path}: {e.strerror}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(SECRET_BYTES) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    log.info("made a new cloak secret in {path}", path=path)
-    return _read_secret(path)
-
-
-def _read_secret(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
+        tightened = private_file(path)
+        with open(path, "r+b") as f:
             secret = f.read(4096).strip()
-    except FileNotFoundError:
-        raise
+            if not secret:
+                secret = secrets.token_hex(SECRET_BYTES).encode("ascii")
+                f.write(secret + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+                log.info("made a new cloak secret in {path}", path=path)
     except OSError as e:
-        raise CloakSecretError(f"cannot read the cloak secret file {path}: {e.strerror}") from None
+        raise CloakSecretError(f"cannot read or make the cloak secret file {path}: {e.strerror}") from None
+    if tightened:
+        log.warn(
+            "the cloak secret file {path} was readable by other users of this machine, who could "
+            "turn cloaks back into addresses with it; it is now private (0600)",
+            path=path,
+        )
     if len(secret) < MIN_SECRET_CHARS:
         raise CloakSecretError(
             f"the cloak secret file {path} holds fewer than {MIN_SECRET_CHARS} characters; "
             "delete it to have a new secret made (every cloak then changes)"
-        )
-    if mode & 0o077:
-        log.warn(
-            "the cloak secret file {path} can be read by other users of this machine, who could "
-            "then turn cloaks back into addresses: chmod 600 it",
-            path=path,
         )
     return secret
