@@ -15,6 +15,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
@@ -71,7 +72,11 @@ class ChathubService(service.MultiService):
             clock=reactor,
         )
         self.hub.setServiceParent(self)
-        self.portal = build_portal(self.hub, config, checkers)
+        try:
+            cloak = open_cloak(config)
+        except CloakSecretError as e:
+            raise SystemExit(f"chathub cannot start: {e}")
+        self.portal = build_portal(self.hub, config, checkers, cloak)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}

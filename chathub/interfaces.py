@@ -24,6 +24,10 @@ class IParticipant(Interface):
     format_key = Attribute(
         "Hashable; participants with equal keys get identical bytes for every event."
     )
+    address = Attribute(
+        "The peer's real address (IP address text; '' when unknown): the realm keeps it as "
+        "User.ip and shows everyone else its cloak (chathub.auth.cloak) as User.host."
+    )
     echo_own = Attribute(
         "True when the participant wants its own events (messages, joins) delivered back "
         "by fan-out; False when the protocol renders its own copy (IRC labeled-response)."

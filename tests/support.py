@@ -139,14 +139,17 @@ class LineClient:
     """A blocking socket client reading lines, with ``expect`` that waits for a pattern."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", timeout: float = 10.0,
-                 unix_path: Optional[str] = None) -> None:
-        """Connect to ``host:port``, or to the UNIX socket ``unix_path`` when given."""
+                 unix_path: Optional[str] = None, source: Optional[str] = None) -> None:
+        """Connect to ``host:port`` (from the address ``source`` when given), or to the UNIX
+        socket ``unix_path`` when given."""
         if unix_path is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(unix_path)
         else:
-            self.sock = socket.create_connection((host, port), timeout=timeout)
+            self.sock = socket.create_connection(
+                (host, port), timeout=timeout, source_address=(source, 0) if source else None
+            )
         self.timeout = timeout
         self.buffer = b""
         self.raw = bytearray()  # every byte received, telnet negotiation included
@@ -380,12 +383,14 @@ class IrcClient(LineReceiver):
         return "\n".join(l.text for l in self.lines[-40:])
 
 
-async def connect_irc(port: int, clients: Optional[list] = None) -> IrcClient:
-    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``)."""
+async def connect_irc(port: int, clients: Optional[list] = None, source: Optional[str] = None) -> IrcClient:
+    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``), from the
+    loopback address ``source`` when given (e.g. "127.0.0.2": another address to the server)."""
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
     client = IrcClient()
-    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port), client)
+    bind = (source, 0) if source else None
+    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=bind), client)
     if clients is not None:
         clients.append(client)
     return client
@@ -502,19 +507,21 @@ class HubServer:
 
     store = None
 
-    async def irc(self, nick: str, *caps: str, password: Optional[str] = None, rooms=()) -> "IrcClient":
-        """A registered IRC client with ``caps``, in ``rooms``."""
-        client = await connect_irc(self.irc_port, self.clients)
+    async def irc(
+        self, nick: str, *caps: str, password: Optional[str] = None, rooms=(), source: Optional[str] = None
+    ) -> "IrcClient":
+        """A registered IRC client with ``caps``, in ``rooms`` (from the loopback address ``source``)."""
+        client = await connect_irc(self.irc_port, self.clients, source=source)
         return await register_irc(client, nick, caps, password, rooms, username="u")
 
     async def raw_irc(self) -> "IrcClient":
         """An IRC connection that has sent nothing yet."""
         return await connect_irc(self.irc_port, self.clients)
 
-    async def telnet(self, nick: str, rooms=()) -> "IrcClient":
-        """A telnet user of the line protocol, named ``nick``, in ``rooms``; its lines are
-        read with ``expect_re``."""
-        client = await connect_irc(self.line_port, self.clients)
+    async def telnet(self, nick: str, rooms=(), source: Optional[str] = None) -> "IrcClient":
+        """A telnet user of the line protocol, named ``nick``, in ``rooms`` (from the loopback
+        address ``source``); its lines are read with ``expect_re``."""
+        client = await connect_irc(self.line_port, self.clients, source=source)
         client.send(f"/nick {nick}")
         await client.expect_re(rf"^\* you are {re.escape(nick)}, ")
         for room in rooms:
@@ -522,11 +529,12 @@ class HubServer:
             await client.expect_re(rf"^\* you joined {re.escape(room)}$")
         return client
 
-    async def ws(self, nick: str, password: Optional[str] = None, rooms=()):
-        """A chathub.v1 WebSocket client logged in as ``nick``, in ``rooms``."""
+    async def ws(self, nick: str, password: Optional[str] = None, rooms=(), source: Optional[str] = None):
+        """A chathub.v1 WebSocket client logged in as ``nick``, in ``rooms`` (from the loopback
+        address ``source``)."""
         from tests.browser_helpers import connect
 
-        client = await connect(self.ws_port, protocols=["chathub.v1"])
+        client = await connect(self.ws_port, protocols=["chathub.v1"], source=source)
         await client.expect({"type": "hello"})
         request = {"type": "login", "nick": nick}
         if password is not None:

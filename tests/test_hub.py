@@ -26,6 +26,7 @@ class Recorder:
     """
 
     protocol = "test"
+    address = "192.0.2.1"  # documentation range (RFC 5737): users here are made without the realm
 
     def __init__(self, codec: dict, format_key: str = "a", echo_own: bool = False) -> None:
         self.codec = codec

@@ -40,7 +40,7 @@ async def test_register_after_connect_logs_in_and_sasl_works_later(server):
         lines = await dave.roundtrip("REGISTER * dave@example.org correct-horse")
         assert [l.command for l in lines] == ["REGISTER", "900"], dave.dump()
         assert lines[0].params == ["SUCCESS", "dave", "Account successfully registered"]
-        assert lines[1].params[:3] == ["dave", "dave!~dave@127.0.0.1", "dave"]
+        assert lines[1].params[:3] == ["dave", f"dave!~dave@{server.host}", "dave"]
         assert server.hub.find_user("dave").account == "dave"
         notify = await friend.expect("ACCOUNT")
         assert notify.hostmask.nickname == "dave" and notify.params == ["dave"]

@@ -37,6 +37,8 @@ class Server:
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
         self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
+        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
+        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
         self.port = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.clients: list = []
@@ -394,7 +396,7 @@ async def test_multi_prefix_and_userhost_in_names(server):
     await op.roundtrip("MODE #p +v mp")
     lines = await op.roundtrip("NAMES #p")
     names = only(lines, "353").params[-1].split()
-    assert "@+mp!~u@127.0.0.1" in names and "mq!~u@127.0.0.1" in names
+    assert f"@+mp!~u@{server.host}" in names and f"mq!~u@{server.host}" in names
     lines = await op.roundtrip("WHO #p")
     flags = {l.params[5]: l.params[6] for l in numerics(lines, "352")}
     assert flags["mp"] == "H@+"
@@ -570,14 +572,16 @@ async def test_ban_masks_ban_list_and_what_a_ban_does(server):
     op = await server.user("bop", rooms=["#bans"])
     victim = await server.user("victim", rooms=["#bans"])
     await op.roundtrip()
-    lines = await op.roundtrip("MODE #bans +b vic*!*@127.0.0.*")
+    # masks match the host everyone sees: the cloak's last labels are the /24 (127.0.0.*)
+    by_net = "vic*!*@*." + server.host.split(".", 1)[1]
+    lines = await op.roundtrip(f"MODE #bans +b {by_net}")
     (mode,) = [l for l in lines if l.command == "MODE"]
-    assert mode.params == ["#bans", "+b", "vic*!*@127.0.0.*"]
-    assert (await victim.expect("MODE")).params == ["#bans", "+b", "vic*!*@127.0.0.*"]
+    assert mode.params == ["#bans", "+b", by_net]
+    assert (await victim.expect("MODE")).params == ["#bans", "+b", by_net]
     lines = await op.roundtrip("MODE #bans +b someone")  # a bare nick means nick!*@*
     lines = await victim.roundtrip("MODE #bans b")
     entries = [l.params[2:] for l in numerics(lines, "367")]
-    assert [e[0] for e in entries] == ["vic*!*@127.0.0.*", "someone!*@*"]
+    assert [e[0] for e in entries] == [by_net, "someone!*@*"]
     assert all(e[1].startswith("bop!") and e[2].isdigit() for e in entries)
     assert only(lines, "368").params[1] == "#bans"
     # a banned member stays but cannot speak; after a part it cannot come back
@@ -587,7 +591,7 @@ async def test_ban_masks_ban_list_and_what_a_ban_does(server):
     lines = await victim.roundtrip("JOIN #bans")
     assert only(lines, "474")
     # -b lifts it
-    await op.roundtrip("MODE #bans -b vic*!*@127.0.0.*")
+    await op.roundtrip(f"MODE #bans -b {by_net}")
     await join(victim, "#bans")
     lines = await op.roundtrip("MODE #bans b")
     assert [l.params[2] for l in numerics(lines, "367")] == ["someone!*@*"]

@@ -60,6 +60,8 @@ class Server:
         start = time.time() - 3600
         self.hub.ids = EventIds(clock=itertools.count(start, 1.0).__next__)
         self.portal = build_portal(self.hub, self.config, checkers)
+        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
+        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
         self.ports = []
 
     async def start(self) -> "Server":
@@ -409,7 +411,7 @@ async def test_without_batch_the_lines_come_unbatched(server):
     # no tags at all for a client without tag capabilities
     bare = await irc_user(server, "bare", caps=[], rooms=["#chat"])
     lines = await bare.roundtrip("CHATHISTORY LATEST #chat * 1")
-    assert lines[0].format() == ":bob!~bob@127.0.0.1 PRIVMSG #chat b2"
+    assert lines[0].format() == f":bob!~bob@{server.host} PRIVMSG #chat b2"
 
 
 @pytest_twisted.ensureDeferred

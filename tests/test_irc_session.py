@@ -50,6 +50,8 @@ class World:
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
         self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
+        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
+        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
         self.factory = IrcFactory(self.hub, self.portal, self.config, reactor=self.clock)
         self.ports = iter(range(40000, 50000))
 
@@ -80,7 +82,7 @@ def test_registration_without_cap_sends_welcome_isupport_lusers_motd(world):
         assert code in cmds
     welcome = msgs[cmds.index("001")]
     assert welcome.source == world.config.server.name
-    assert welcome.params[-1].endswith("amy!~al@127.0.0.1")
+    assert welcome.params[-1].endswith(f"amy!~al@{world.host}")
     tokens = " ".join(" ".join(m.params[1:-1]) for m in msgs if m.command == "005")
     for token in ("CASEMAPPING=ascii", "CHANTYPES=#", "PREFIX=(ov)@+", "NICKLEN=30", "NETWORK=chathub"):
         assert token in tokens
@@ -212,7 +214,7 @@ def test_channel_modes_are_enforced_by_the_hub(world):
     guest.lines()
     guest.send("PRIVMSG #m :now I may")
     assert [m.params for m in op.lines() if m.command == "PRIVMSG"] == [["#m", "now I may"]]
-    op.send("MODE #m +bk *!*@127.0.0.1 sekrit", "MODE #m b")
+    op.send(f"MODE #m +bk *!*@{world.host} sekrit", "MODE #m b")
     guest.lines()
     msgs = op.lines()
     assert [m.command for m in msgs] == ["MODE", "367", "368"]
@@ -333,13 +335,13 @@ def test_flood_exempt_addresses_are_not_throttled():
 def test_ban_and_invite_exceptions(world):
     op = world.client("rita")
     other = world.client("sam")
-    op.send("JOIN #x", "MODE #x +b *!*@127.0.0.1", "MODE #x +e sam!*@*", "MODE #x e")
+    op.send("JOIN #x", f"MODE #x +b *!*@{world.host}", "MODE #x +e sam!*@*", "MODE #x e")
     assert [m.command for m in op.lines()][-3:] == ["MODE", "348", "349"]
     other.send("JOIN #x")
     assert other.commands()[0] == "JOIN"  # the exception beats the ban
     other.send("PART #x")
     other.lines()
-    op.send("MODE #x -be *!*@127.0.0.1 sam!*@*", "MODE #x +i")
+    op.send(f"MODE #x -be *!*@{world.host} sam!*@*", "MODE #x +i")
     other.send("JOIN #x")
     assert other.commands() == ["473"]
     op.send("MODE #x +I sam!*@*")

@@ -6,6 +6,7 @@ telnet side: it matches lines as received), and the third-party ``irc`` package
 """
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -38,6 +39,8 @@ class Server:
         checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
         self.hub = ChatHub(self.config, accounts=account_directory([checker]))
         self.portal = build_portal(self.hub, self.config, [checker])
+        #: the host everyone else sees for a client of 127.0.0.1 (its cloak), as a regex
+        self.host_re = re.escape(self.portal.realm.cloak.host_for("127.0.0.1"))
         self.irc = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.line = None
         try:
@@ -130,30 +133,30 @@ def test_channel_commands_and_errors(server):
     b = yield server.register("ben")
     a.send("JOIN #c,#d", "TOPIC #c :the topic")
     yield a.expect_re(r" 366 ann #d ")
-    yield a.expect_re(r":ann!~u@127.0.0.1 TOPIC #c :the topic")
+    yield a.expect_re(rf":ann!~u@{server.host_re} TOPIC #c :the topic")
     b.send("JOIN #c")
     yield b.expect_re(r" 332 ben #c :the topic")
-    yield b.expect_re(r" 333 ben #c ann!~u@127.0.0.1 :?\d+")
+    yield b.expect_re(rf" 333 ben #c ann!~u@{server.host_re} :?\d+")
     yield b.expect_re(r" 353 ben = #c :(@ann ben|ben @ann)")
     b.send("TOPIC #c :mine now")
     yield b.expect_re(r" 482 ben #c ")
     b.send("KICK #c ann")
     yield b.expect_re(r" 482 ben #c ")
     a.send("NAMES #c")
-    yield a.expect_re(r" 353 ann = #c :.*@ann!~u@127\.0\.0\.1")
+    yield a.expect_re(rf" 353 ann = #c :.*@ann!~u@{server.host_re}")
     a.send("LIST #c")
     yield a.expect_re(r" 322 ann #c 2 :\[\+nt\] the topic")
     a.send("WHO #c %tcnfa,42")
     yield a.expect_re(r" 354 ann 42 #c ben H :?0")
     a.send("WHOIS ben")
-    yield a.expect_re(r" 311 ann ben ~u 127.0.0.1 \* :?R")
+    yield a.expect_re(rf" 311 ann ben ~u {server.host_re} \* :?R")
     yield a.expect_re(r" 318 ann ben ")
     a.send("ISON ben nobody", "USERHOST ben")
     yield a.expect_re(r" 303 ann :?ben$")
-    yield a.expect_re(r" 302 ann :?ben=\+~u@127.0.0.1")
+    yield a.expect_re(rf" 302 ann :?ben=\+~u@{server.host_re}")
     a.send("INVITE ben #d")
     yield a.expect_re(r" 341 ann ben #d")
-    yield b.expect_re(r":ann!~u@127.0.0.1 INVITE ben #d")
+    yield b.expect_re(rf":ann!~u@{server.host_re} INVITE ben #d")
     a.send("KICK #c ben :out")
     yield b.expect_re(r"KICK #c ben :out")
     a.send("PART #d", "PART #nowhere", "JOIN nochan")
@@ -163,7 +166,7 @@ def test_channel_commands_and_errors(server):
     b.send("QUIT :bye")
     yield b.closed
     a.send("WHOWAS ben")
-    yield a.expect_re(r" 314 ann ben ~u 127.0.0.1 \* :?R")
+    yield a.expect_re(rf" 314 ann ben ~u {server.host_re} \* :?R")
     yield a.expect_re(r" 369 ann ben ")
 
 
@@ -173,7 +176,7 @@ def test_monitor_reports_presence(server):
     a.send("MONITOR + later")
     yield a.expect_re(r" 731 watcher :?later")
     b = yield server.register("later")
-    yield a.expect_re(r" 730 watcher :?later!~u@127.0.0.1")
+    yield a.expect_re(rf" 730 watcher :?later!~u@{server.host_re}")
     b.send("QUIT")
     yield a.expect_re(r" 731 watcher :?later")
 
@@ -247,7 +250,7 @@ def test_third_party_irc_client(server):
     done = threading.Event()
     seen: list = []
     thread = deferToThread(_jaraco_session, server.irc_port, done, seen)
-    yield ours.expect_re(r":libuser!~lib@127.0.0.1 JOIN #lib")
+    yield ours.expect_re(rf":libuser!~lib@{server.host_re} JOIN #lib")
     yield ours.expect_re(r":libuser!\S+ PRIVMSG #lib :hi from jaraco")
     ours.send("PRIVMSG #lib :hello library")
     yield thread

@@ -6,6 +6,7 @@ import base64
 import re
 import signal
 
+from chathub.auth.cloak import HostCloak, load_secret
 from tests.support import free_port, line_config
 
 
@@ -60,9 +61,10 @@ def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_
     irc.send("CHATHISTORY LATEST bob * 10")
     irc.expect(r"^:\S+ BATCH \+\S+ chathistory bob$")
     private = [irc.expect(r"PRIVMSG (bob|alice) :") for _ in range(2)]
+    host = HostCloak(load_secret(str(tmp_path / "var" / "cloak.key"))).host_for("127.0.0.1")
     assert [re.sub(r"^@\S+ ", "", line) for line in private] == [
-        ":alice!alice@127.0.0.1 PRIVMSG bob :private question",
-        ":bob!bob@127.0.0.1 PRIVMSG alice :secret reply",
+        f":alice!alice@{host} PRIVMSG bob :private question",
+        f":bob!bob@{host} PRIVMSG alice :secret reply",
     ], private
     irc.expect(r"^:\S+ BATCH -")
     assert not restarted.exceptions

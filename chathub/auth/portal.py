@@ -14,6 +14,7 @@ from chathub.auth.checkers import (
     CheckerDirectory,
     GuestChecker,
 )
+from chathub.auth.cloak import HostCloak, build_cloak
 from chathub.auth.realm import ChatRealm
 from chathub.config import Config
 from chathub.interfaces import IAccountDirectory
@@ -39,9 +40,13 @@ def account_directory(checkers: Iterable[ICredentialsChecker]) -> IAccountDirect
     return CheckerDirectory(checkers)
 
 
-def build_portal(hub, config: Config, checkers: Iterable[ICredentialsChecker]) -> Portal:
+def build_portal(
+    hub, config: Config, checkers: Iterable[ICredentialsChecker], cloak: Optional[HostCloak] = None
+) -> Portal:
     """A portal over ``checkers`` plus the guest checker; guests may not take a nick that
-    ``hub.accounts`` (see ``account_directory``) says belongs to an account."""
+    ``hub.accounts`` (see ``account_directory``) says belongs to an account. Users' hosts are
+    cloaked with ``cloak`` (the server's: ``chathub.auth.cloak.open_cloak``; None: one keyed
+    for this process only)."""
     checkers = list(checkers)
     # stock checkers (--auth) get the credentials in whichever type they expect
     checkers = [
@@ -50,7 +55,7 @@ def build_portal(hub, config: Config, checkers: Iterable[ICredentialsChecker]) -
         else c
         for c in checkers
     ]
-    portal = Portal(ChatRealm(hub))
+    portal = Portal(ChatRealm(hub, cloak or build_cloak(config.privacy)))
     if len(checkers) == 1:
         portal.registerChecker(checkers[0])
     elif checkers:

@@ -8,6 +8,7 @@ from zope.interface import implementer
 from twisted.cred.portal import IRealm
 
 from chathub.auth.checkers import GUEST
+from chathub.auth.cloak import HostCloak, canonical_address
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser
 
@@ -33,10 +34,15 @@ class Logout:
 
 @implementer(IRealm)
 class ChatRealm:
-    """Hands out ``User`` avatars; the mind is the connection's ``IParticipant``."""
+    """Hands out ``User`` avatars; the mind is the connection's ``IParticipant``.
 
-    def __init__(self, hub: "ChatHub") -> None:
+    This is the one place that decides what host a user shows: the cloak of the
+    connection's ``address`` (``chathub.auth.cloak``), worked out once per login; the
+    address itself is kept as ``User.ip`` for operators and for the user."""
+
+    def __init__(self, hub: "ChatHub", cloak: HostCloak) -> None:
         self.hub = hub
+        self.cloak = cloak
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -44,5 +50,7 @@ class ChatRealm:
         account = None
         if avatarId is not GUEST and avatarId != GUEST:
             account = avatarId.decode("utf-8") if isinstance(avatarId, bytes) else str(avatarId)
-        user = User(mind, account=account)
+        # a mind that is no connection (a script's login) has no address: host "" shows "localhost"
+        ip = canonical_address(getattr(mind, "address", None) or "")
+        user = User(mind, account=account, host=self.cloak.host_for(ip), ip=ip)
         return IChatUser, user, Logout(self.hub, user)

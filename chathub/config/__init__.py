@@ -19,6 +19,7 @@ from chathub.config.core import (
     ServerConfig,
 )
 from chathub.config.irc import IrcConfig, OperatorConfig
+from chathub.config.privacy import PrivacyConfig
 from chathub.config.schema import ConfigError, build
 from chathub.config.storage import HistoryConfig, StorageConfig
 from chathub.config.web import WebSocketConfig
@@ -44,6 +45,7 @@ class Config:
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     #: the file this was read from, or None for embedded defaults
     source: Optional[str] = None
 

@@ -184,10 +184,11 @@ class ChatHub(service.Service):
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
-            "{nick} registered via {protocol} from {host}",
+            "{nick} registered via {protocol} from {host} (shown as {shown})",
             nick=nick,
             protocol=user.protocol,
-            host=user.host,
+            host=user.ip or user.host,
+            shown=user.host,
         )
         self._presence(user, "online")
 

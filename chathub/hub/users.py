@@ -35,6 +35,7 @@ class User:
         "folded",
         "user",
         "host",
+        "ip",
         "realname",
         "account",
         "away",
@@ -56,12 +57,14 @@ class User:
         user: str = "",
         host: str = "",
         realname: str = "",
+        ip: str = "",
     ) -> None:
         self.participant = participant
         self.nick: Optional[str] = None
         self.folded: Optional[str] = None
         self.user = user
-        self.host = host
+        self.host = host  # what everyone sees: a cloak of ``ip`` unless cloaking is off
+        self.ip = ip  # the connection's real address: for operators, the user, logs; "" unknown
         self.realname = realname
         self.account = account
         self.away: Optional[str] = None
@@ -137,6 +140,12 @@ class User:
     def mask(self) -> str:
         """``nick!user@host``."""
         return self.source.mask
+
+    @property
+    def real_mask(self) -> str:
+        """``nick!user@ip``: the mask with the real address (operators' views and O-lines)."""
+        source = self.source
+        return f"{source.nick}!{source.user}@{self.ip}" if self.ip else source.mask
 
     def identity_changed(self) -> None:
         """Drop the cached source after nick, user, host, realname or account change."""

@@ -135,6 +135,11 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     protocol = "line"
     format_key = "line"
     echo_own = False
+
+    @property
+    def address(self) -> str:
+        """The peer's address (``IParticipant.address``)."""
+        return self.peer
     log = Logger()
 
     def __init__(self, hub, portal, config, clock=None) -> None:
@@ -372,7 +377,6 @@ class LineSession(EncodingParticipant, TelnetProtocol):
                           nick=nick, peer=self.peer)
             return
         user.user = fold(nick)[:10]
-        user.host = self.peer
         user.realname = nick
         try:
             self.hub.register(user, nick)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from chathub.auth.cloak import as_host
 from chathub.hub.masks import mask_matches
 from chathub.hub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
@@ -12,6 +13,17 @@ from chathub.protocols.irc.table import command, int_param
 
 #: WHOX fields in the order they are sent
 WHOX_FIELDS = "tcuihsnfdlaor"
+
+
+def sees_address(me, user) -> bool:
+    """Whether ``me`` may see ``user``'s real address: operators and the user themself do;
+    everyone else sees only the (cloaked) host."""
+    return user is me or me.is_operator
+
+
+def real_host(user) -> str:
+    """``user``'s real address as an IRC host (the host when the address is unknown)."""
+    return as_host(user.ip) if user.ip else user.host
 
 
 def _flags(session, user, member) -> str:
@@ -43,7 +55,7 @@ def _who_line(session, rb, user, room, member, fields: str | None, token: str) -
         "t": token or "0",
         "c": channel,
         "u": user.user,
-        "i": "255.255.255.255",
+        "i": real_host(user) if sees_address(session.user, user) else "255.255.255.255",
         "h": user.host,
         "s": session.server_name,
         "n": user.nick,
@@ -85,11 +97,26 @@ def who(session, msg, rb) -> None:
             candidates = [
                 u
                 for u in hub.visible_users(me)
-                if everyone or any(mask_matches(mask, v) for v in (u.nick, u.mask, u.host, u.realname))
+                if everyone or any(mask_matches(mask, v) for v in _who_matched(me, u))
             ]
         for user in candidates:
             _who_line(session, rb, user, None, None, fields, token)
     rb.numeric(N.RPL_ENDOFWHO, mask, "End of WHO list")
+
+
+def visible_host(session, rb) -> None:
+    """396 after the welcome: the host everyone else sees, when it hides the address."""
+    user = session.user
+    if user.ip and user.host != as_host(user.ip):
+        rb.numeric(N.RPL_VISIBLEHOST, user.host, "is now your displayed host")
+
+
+def _who_matched(me, user) -> tuple[str, ...]:
+    """What a WHO mask is tried against: never the real address, unless ``me`` may see it
+    (else a WHO per guessed address would tell anyone where a user connects from)."""
+    if sees_address(me, user):
+        return (user.nick, user.mask, user.host, user.realname, user.real_mask, user.ip)
+    return (user.nick, user.mask, user.host, user.realname)
 
 
 @command("WHOIS", min_params=1)
@@ -120,8 +147,11 @@ def whois(session, msg, rb) -> None:
         rb.numeric(N.RPL_WHOISBOT, n, "is a bot")
     if user.account:
         rb.numeric(N.RPL_WHOISACCOUNT, n, user.account, "is logged in as")
-    if user is me or me.is_operator:
-        rb.numeric(N.RPL_WHOISACTUALLY, n, f"{user.user}@{user.host}", user.host, "Actual user@host, actual IP")
+    if sees_address(me, user):
+        # both forms other servers send: 378 (InspIRCd, UnrealIRCd) and 338 (Ergo, Hybrid)
+        ip = real_host(user)
+        rb.numeric(N.RPL_WHOISHOST, n, f"is connecting from *@{ip} {ip}")
+        rb.numeric(N.RPL_WHOISACTUALLY, n, f"{user.user}@{ip}", ip, "Actual user@host, actual IP")
     if user.protocol != "irc":
         rb.numeric(N.RPL_WHOISSPECIAL, n, f"is connected via the {user.protocol} protocol")
     if user.away:
@@ -165,8 +195,9 @@ def ison(session, msg, rb) -> None:
 
 @command("USERHOST", min_params=1)
 def userhost(session, msg, rb) -> None:
-    """USERHOST <nick> [<nick>...] (up to 5): nick=+user@host replies."""
-    hub = session.hub
+    """USERHOST <nick> [<nick>...] (up to 5): nick=+user@host replies; the real address for
+    yourself (clients learn their own address so, e.g. for DCC) and for operators."""
+    hub, me = session.hub, session.user
     replies = []
     for nick in msg.params[:5]:
         user = hub.find_user(nick)
@@ -174,7 +205,8 @@ def userhost(session, msg, rb) -> None:
             continue
         oper = "*" if user.is_operator else ""
         away = "-" if user.away else "+"
-        replies.append(f"{user.nick}{oper}={away}{user.user}@{user.host}")
+        host = real_host(user) if sees_address(me, user) else user.host
+        replies.append(f"{user.nick}{oper}={away}{user.user}@{host}")
     rb.numeric(N.RPL_USERHOST, " ".join(replies))
 
 

@@ -14,6 +14,7 @@ from chathub.hub.masks import mask_matches
 from chathub.protocols.irc import numerics as N
 from chathub.hub.modes import CHANMODES
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
+from chathub.protocols.irc.commands_queries import visible_host
 from chathub.protocols.irc.table import COMMANDS, command
 from chathub.protocols.irc.wire import Message
 
@@ -79,6 +80,7 @@ def welcome_burst(session, rb) -> None:
     isupport(session, rb)
     lusers(session, None, rb)
     motd(session, None, rb)
+    visible_host(session, rb)
 
 
 def isupport(session, rb) -> None:
@@ -285,7 +287,7 @@ def oper(session, msg, rb):
         _oper_refused(session, name, "no such operator")
         rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
         return None
-    if not mask_matches(entry.hostmask, session.user.mask):
+    if not any(mask_matches(entry.hostmask, m) for m in (session.user.mask, session.user.real_mask)):
         _oper_refused(session, name, f"{session.user.mask} does not match {entry.hostmask}")
         rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
         return None

@@ -321,6 +321,11 @@ class IrcSession:
 
     # -- IParticipant --------------------------------------------------------------------
 
+    @property
+    def address(self) -> str:
+        """The peer's address (``IParticipant.address``)."""
+        return self.host
+
     def encode(self, event: Event) -> Optional[bytes]:
         messages = render_lines(event, self._render_caps, self.server_name)
         if not messages:
@@ -564,7 +569,6 @@ class IrcSession:
     def _welcome(self, rb: ResponseBuffer) -> None:
         user = self.user
         user.user = "~" + (self.username or "user")[: self.config.irc.user_length]
-        user.host = self.host
         user.realname = self.realname
         user.identity_changed()
         try:

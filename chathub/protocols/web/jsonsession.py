@@ -173,6 +173,11 @@ class JsonSession(EncodingParticipant):
 
     # -- IParticipant ------------------------------------------------------------------
 
+    @property
+    def address(self) -> str:
+        """The peer's address (``IParticipant.address``)."""
+        return self.ws.client_host
+
     def encode(self, event: Event) -> Optional[bytes]:
         obj = event_json(event)
         return None if obj is None else self.factory.frame(dumps(obj))
@@ -366,7 +371,6 @@ class JsonSession(EncodingParticipant):
             self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
                           nick=nick, peer=self.ws.client_host)
             return
-        user.host = self.ws.client_host or "web"
         user.user = "web"
         user.realname = "chathub web user"
         try:
@@ -378,7 +382,7 @@ class JsonSession(EncodingParticipant):
         self.user, self._logout = user, logout
         if self._login_timer.active():
             self._login_timer.cancel()
-        self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.host)
+        self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
         self.answer(msg, {"type": "welcome", "nick": user.nick, "account": user.account})
 
     def _login_failed(self, failure, msg: dict) -> None:
