@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 
 import pytest_twisted
@@ -22,15 +23,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chathub.events import Event, EventIds, Kind, Source
+from chathub.hub.names import valid_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render_lines
-from chathub.protocols.irc.wire import serialise
+from chathub.protocols.irc.wire import LineError, parse, serialise
 from chathub.protocols.line import _line, render as line_render
 from chathub.protocols.web.events import dumps, event_json
 from chathub.store.interfaces import RoomRecord
 from chathub.text import REPLACEMENT, encode_utf8, is_valid_text, scrub
+from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (store: SQLite and PostgreSQL)
-from tests.support import HubServer
+from tests.support import HubServer, join_irc
 from tests.test_irc_history import history
 
 BAD = "bad \ud800 text"  # what the attacker sends: a high surrogate without its low half
@@ -45,6 +48,12 @@ any_text = st.text(st.one_of(_SURROGATES, _ANY_CHARACTER, st.sampled_from("a #:;
 
 def _has_surrogate(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_text)
+def test_the_check_refuses_exactly_text_holding_a_surrogate(text):
+    assert is_valid_text(text) is not _has_surrogate(text)
 
 
 @settings(max_examples=500, deadline=None)
@@ -126,6 +135,30 @@ def test_every_protocol_renders_any_event_as_valid_utf8(kind, text, nick, realna
         _line(shown).decode("utf-8")
 
 
+_irc_fragments = st.sampled_from(
+    [b"PRIVMSG #a :", b"TOPIC #a :", b"AWAY :", b"@+t=", b":src ", b" ", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+     b"\xf0\x9f\x98\x80", b"\xc3\xa9", b"\xff", b"\\"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_irc_fragments, st.binary(max_size=8)), max_size=12).map(b"".join))
+def test_irc_decoding_never_yields_a_surrogate(line):
+    """IRC lines are decoded strictly: an encoded surrogate (CESU-8 ``ED A0 80``) is not UTF-8."""
+    try:
+        message = parse(line)
+    except LineError:
+        return
+    texts = [message.command, message.source or "", *message.params, *message.tags, *message.tags.values()]
+    assert all(is_valid_text(t) for t in texts), message
+
+
+def test_the_hub_refuses_a_room_name_holding_a_surrogate():
+    # defence in depth: a room name is a key in the store and in everyone's room list
+    assert not valid_room_name("#x\ud800", 50) and not valid_room_name("#\udfff", 50)
+    assert valid_room_name("#caf\u00e9\U0001f600", 50)
+
+
 # -- a hub on a real store, every protocol on a real socket --------------------------------
 
 #: an IRC client that reads history, with what it shows of each event
@@ -150,6 +183,91 @@ async def _answer(client, request: dict) -> dict:
 
 def _said(text: str):
     return lambda line: line.command == "PRIVMSG" and line.params[-1] == text
+
+
+# every text-bearing field of every request, poisoned: (request, field named in the error)
+ATTACKS = [
+    ({"type": "message", "target": "#chat", "text": BAD}, "text"),
+    ({"type": "action", "target": "#chat", "text": BAD}, "text"),
+    ({"type": "notice", "target": "#chat", "text": BAD}, "text"),
+    ({"type": "message", "target": "#chat", "text": "low half \udc00 alone"}, "text"),
+    ({"type": "message", "target": "#chat\ud800", "text": "hi"}, "target"),
+    ({"type": "message", "target": "b_ws", "text": BAD}, "text"),
+    ({"type": "topic", "room": "#chat", "text": BAD}, "text"),
+    ({"type": "away", "text": BAD}, "text"),
+    ({"type": "join", "room": "#x\ud800"}, "room"),
+    ({"type": "join", "room": "#keyed", "key": BAD}, "key"),
+    ({"type": "part", "room": "#chat", "reason": BAD}, "reason"),
+    ({"type": "nick", "nick": "m\ud800"}, "nick"),
+    ({"type": "typing", "target": "#chat", "state": "\ud800"}, "state"),
+    ({"type": "members", "room": "#chat\udfff"}, "room"),
+    ({"type": "history", "target": "#chat\ud800"}, "target"),
+    ({"type": "history", "target": "#chat", "before": "\ud800"}, "before"),
+    ({"type": "ping", "token": BAD}, "token"),
+    ({"type": "register", "password": BAD}, "password"),
+    ({"type": "quit", "reason": BAD}, "reason"),
+]
+LOGIN_ATTACKS = [
+    ({"type": "login", "nick": "eve\ud800"}, "nick"),
+    ({"type": "login", "nick": "eve", "password": BAD}, "password"),
+    ({"type": "login", "nick": "eve", "account": "eve\ud800", "password": "pw"}, "account"),
+]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_json_client_sending_surrogates_is_refused_and_everyone_is_still_served(server):
+    watchers = await server.bystanders("#chat")
+    ann = await server.irc("ann", *HISTORY_CAPS, rooms=["#chat"])
+    # the attackers share the work: one connection's flood budget would only pace it
+    mals = [await server.ws(f"mal{i}", rooms=["#chat"]) for i in range(3)]
+    mals[0].send_json({"type": "message", "target": "#chat", "text": "hello before"})
+    await ann.expect(_said("hello before"))
+
+    for i, (request, field) in enumerate(ATTACKS):
+        answer = await _answer(mals[i % len(mals)], request)
+        assert (answer["type"], answer["code"], answer["field"], answer["request"]) == (
+            "error", "invalid_text", field, request["type"]), answer
+    eve = await connect(server.ws_port, protocols=["chathub.v1"])
+    await eve.expect({"type": "hello"})
+    for request, field in LOGIN_ATTACKS:
+        answer = await _answer(eve, request)
+        assert (answer["code"], answer["field"]) == ("invalid_text", field), answer
+    # what is only copied back (an unknown type, a ref) comes back as U+FFFD, never as a lost answer
+    eve.send_json({"type": "\ud800", "ref": "r\udc00"})
+    echoed = await eve.expect({"type": "error", "code": "unknown_type"})
+    assert echoed["ref"] == "r" + REPLACEMENT and echoed["request"] == REPLACEMENT
+    assert (await _answer(eve, {"type": "login", "nick": "eve"}))["type"] == "welcome"
+
+    # the attackers are still connected, and nothing they sent was done
+    mals[0].send_json({"type": "message", "target": "#chat", "text": "hello after"})
+    await ann.expect(_said("hello after"))
+    await watchers.irc.expect(_said("hello after"))
+    await watchers.telnet.expect_re(r"^\[#chat\] <mal0> hello after$")
+    await watchers.ws.expect({"type": "message", "text": "hello after"})
+    seen = ann.texts + watchers.irc.texts + watchers.telnet.texts
+    seen += [json.dumps(m, ensure_ascii=False) for m in watchers.ws.received]
+    assert not [t for t in seen if "bad" in t or REPLACEMENT in t or re.search(r"\bmal\d (left|quit)", t)], seen
+    done = [m for m in watchers.ws.received if m["type"] in ("part", "quit", "topic", "away")]
+    assert done == []
+
+    # IRC: history, JOIN, WHOIS and LIST all answered
+    _, lines = await history(ann, "CHATHISTORY LATEST #chat * 20")
+    assert [l.params[-1] for l in lines if l.command == "PRIVMSG"] == ["hello before", "hello after"]
+    await join_irc(ann, "#other")
+    ann.send("WHOIS mal0")
+    await ann.expect("318")
+    ann.send("LIST")
+    await ann.expect("323")
+    # chathub.v1: rooms and history
+    rooms = await _answer(watchers.ws, {"type": "rooms"})
+    assert rooms["type"] == "rooms" and "#chat" in [r["room"] for r in rooms["rooms"]]
+    page = await _answer(watchers.ws, {"type": "history", "target": "#chat"})
+    assert [e["text"] for e in page["events"]] == ["hello before", "hello after"]
+    # telnet: a newcomer's join replay
+    una = await server.telnet("una", rooms=["#chat"])
+    await una.expect_re(r"<mal0> hello after$")
+    await una.expect_re(r"^\* end of history of #chat$")
+    await watchers.still_served()
 
 
 def _damaged_history() -> tuple[list[Event], list[str]]:
@@ -245,3 +363,19 @@ async def test_text_in_the_hubs_state_never_stops_join_whois_list_or_rooms(serve
     await tom.expect_re(r"^\* in #chat ")
     await watchers.still_served()
 
+
+@pytest_twisted.ensureDeferred
+async def test_irc_and_telnet_decode_an_encoded_surrogate_as_no_surrogate(server):
+    """Bytes cannot carry a surrogate past a strict decoder: IRC refuses them (UTF8ONLY),
+    telnet shows them as U+FFFD (its documented leniency), and either way others are served."""
+    watchers = await server.bystanders("#chat")
+    watchers.irc.send(b"PRIVMSG #chat :bad \xed\xa0\x80 text")  # CESU-8's spelling of U+D800
+    fail = await watchers.irc.expect("FAIL")
+    assert fail.params[:2] == ["PRIVMSG", "INVALID_UTF8"]
+    watchers.telnet.send(b"/msg #chat bad \xed\xa0\x80 text")
+    said = await watchers.ws.expect({"type": "message"})
+    assert said["from"]["nick"] == "b_tel" and re.fullmatch("bad \ufffd+ text", said["text"])
+    assert (await watchers.irc.expect("PRIVMSG")).params[-1] == said["text"]
+    page = await _answer(watchers.ws, {"type": "history", "target": "#chat"})
+    assert [e["text"] for e in page["events"]] == [said["text"]]  # the IRC line was never sent
+    await watchers.still_served()
