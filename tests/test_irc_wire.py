@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import irctokens
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from parser_tests import data
 
 from chathub.protocols.irc.wire import MAX_BODY, MAX_TAGS, LineError, Message, parse, serialise
@@ -46,6 +48,22 @@ def test_msg_join_vectors(case):
 def test_round_trip_keeps_every_part():
     msg = Message("PRIVMSG", ["#a", ":x y;z"], "n!u@h", {"+draft/reply": "a;b c\\d", "k": ""})
     assert parse(msg.to_bytes()[:-2]) == msg
+
+
+#: any text but NUL (no part of an IRC line) and surrogates (written as U+FFFD, see
+#: tests/test_unicode_boundary.py), the characters escaping is about made likely
+_tag_values = st.text(
+    st.one_of(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), st.sampled_from(";\\ \r\n=")),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_tag_values)
+def test_any_tag_value_survives_escaping(value):
+    msg = Message("TAGMSG", ["#a"], "n!u@h", {"+t": value})
+    assert parse(msg.to_bytes()[:-2]).tags == {"+t": value}
 
 
 def test_serialise_cuts_body_to_512_bytes_on_a_character_boundary():

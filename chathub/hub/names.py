@@ -14,7 +14,8 @@ _NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
 ROOM_PREFIXES = "#"
 #: nicks nobody may take: the IRC server's services (NickServ) answer to them
 RESERVED_NICKS = frozenset({"nickserv"})
-_ROOM_FORBIDDEN = re.compile(r"[\x00-\x20,\x07:\x7f]")
+# and surrogates: a room name is a key in the store and in everyone's room list
+_ROOM_FORBIDDEN = re.compile(r"[\x00-\x20,\x07:\x7f\ud800-\udfff]")
 
 
 def fold(name: str) -> str:
@@ -36,7 +37,7 @@ def valid_nick(nick: str, max_length: int) -> bool:
 
 
 def valid_room_name(name: str, max_length: int) -> bool:
-    """True for a usable room name: a ``#`` prefix, no spaces, commas, colons or controls."""
+    """True for a usable room name: a ``#`` prefix, no spaces, commas, colons, controls or surrogates."""
     return (
         1 < len(name) <= max_length
         and name[0] in ROOM_PREFIXES

@@ -9,10 +9,14 @@ import json
 from typing import Any, Optional
 
 from chathub.events import Event, Kind, Source, iso_time
+from chathub.text import encode_utf8
 
 #: the client-only tag IRCv3 uses for typing notices
 TYPING_TAG = "+typing"
 TYPING_STATES = ("active", "paused", "done")
+
+#: one encoder for every message (``json.dumps`` with options builds a new one per call)
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def source_json(source: Source) -> dict[str, Any]:
@@ -86,5 +90,9 @@ def event_json(event: Event) -> Optional[dict[str, Any]]:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, the form every chathub.v1 message is sent in."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON, the form every chathub.v1 message is sent in.
+
+    Never raises on a lone surrogate in a string (an event stored before such text was
+    refused): it is sent as U+FFFD, so one damaged row cannot stop a page of history.
+    """
+    return encode_utf8(_JSON.encode(obj))

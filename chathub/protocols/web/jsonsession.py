@@ -29,6 +29,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.store.interfaces import AccountExists
+from chathub.text import is_valid_text
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
@@ -105,6 +106,8 @@ def _check_fields(msg: dict, spec: Request) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, tp):
             raise RequestError("invalid_field", f"'{name}' must be {_type_name(tp)}", name)
+        if isinstance(value, str) and not is_valid_text(value):  # a lone surrogate, e.g. "\ud800"
+            raise RequestError("invalid_text", f"'{name}' is not valid Unicode text", name)
 
 
 def _valid_ref(ref: Any) -> bool:

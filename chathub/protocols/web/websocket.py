@@ -25,6 +25,7 @@ from chathub.config import Config
 from chathub.protocols.irc.commands_registration import LoggedLogins
 from chathub.protocols.irc.commands_server import Motd
 from chathub.protocols.sendqueue import SendQueue
+from chathub.text import encode_utf8
 
 #: subprotocol names
 JSON_V1 = "chathub.v1"
@@ -276,7 +277,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         if self.quit_reason is None:
             self.quit_reason = reason
         if self.state == self.STATE_OPEN:
-            data = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+            data = encode_utf8(reason)[:123].decode("utf-8", "ignore").encode("utf-8")
             # sendClose only takes 1000 and 3000-4999; the server may also say 1001 (going away)
             self.sendCloseFrame(code=code, reasonUtf8=data, isReply=False)
 
