@@ -450,8 +450,8 @@ class HubServer:
     ``irc``, ``telnet`` and ``ws``; ``bystanders`` puts an honest user of each protocol in a
     room, to show that an attack on the hub hurt nobody else.
 
-    ``config`` defaults to the built-in one with loopback exempt from IRC flood control (the
-    tests drive many lines quickly); ``checkers`` are the password checkers; with ``store``
+    ``config`` defaults to the built-in one with loopback exempt from flood control on every
+    protocol (the tests drive many lines quickly); ``checkers`` are the password checkers; with ``store``
     (opened) the hub keeps history and registers accounts in it."""
 
     def __init__(self, config=None, checkers=(), store=None) -> None:
@@ -462,7 +462,7 @@ class HubServer:
 
         if config is None:
             config = Config().with_overrides(
-                irc={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
+                limits={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
             )
         self.config = config
         self.hub, self.portal, self.site, self.http = start_server(config, checkers, store)
@@ -496,7 +496,7 @@ class HubServer:
 
         if config is None:
             config = Config().with_overrides(
-                irc={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
+                limits={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}
             )
         config = dataclasses.replace(config, server=dataclasses.replace(config.server, data_dir=str(data_dir)))
         store = open_store(config)

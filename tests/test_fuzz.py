@@ -51,8 +51,8 @@ async def server():
     # flood control off for loopback here: the examples are short, and waiting on the penalty
     # clock would only make them slow (test_flood and the session tests cover it)
     config = Config().with_overrides(
-        irc={"flood_exempt": ["127.0.0.0/8"]},
-        websocket={"ping_interval": 0, "flood_burst": 1000, "flood_rate": 1000.0},
+        limits={"flood_exempt": ["127.0.0.0/8"]},
+        websocket={"ping_interval": 0},
     )
     s = HubServer(config)
     s.watchers = await s.bystanders("#fuzz")

@@ -22,7 +22,7 @@ ACCOUNTS = {"irc_att": b"pw-irc", "tel_att": b"pw-tel", "ws_att": b"pw-ws"}
 
 def limits_config(**limits) -> Config:
     return Config().with_overrides(
-        irc={"flood_exempt": ["127.0.0.0/8"]}, websocket={"ping_interval": 0}, limits=limits
+        websocket={"ping_interval": 0}, limits={"flood_exempt": ["127.0.0.0/8"], **limits}
     )
 
 
