@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
+from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
@@ -120,6 +121,9 @@ class ChathubService(service.MultiService):
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}
+        # one count per client address across every listener of every protocol
+        self.connection_limits = ConnectionLimits.from_config(config.limits, reactor)
+        limiting = LimitingReactor(reactor, self.connection_limits)
         for kind in LISTENER_FACTORIES:
             descriptions = getattr(config.listeners, kind)
             if not descriptions:
@@ -128,12 +132,17 @@ class ChathubService(service.MultiService):
             self.factories[kind] = factory
             for description in descriptions:
                 try:
-                    endpoint = endpoints.serverFromString(reactor, description)
+                    endpoint = endpoints.serverFromString(limiting, description)
                 except Exception as e:  # a bad description, an unreadable certificate, ...
                     raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}")
                 Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
 
     def startService(self) -> None:
+        before, after, hard = raise_open_files_limit()
+        self.log.info(
+            "open files limit {after} (was {before}, hard limit {hard}): each connection holds one",
+            after=after, before=before, hard=hard,
+        )
         super().startService()
         d = self.store_service.ready()
         d.addCallback(lambda store: store.load_rooms())

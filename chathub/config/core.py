@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from chathub.config.schema import ConfigError, require_positive
+from chathub.config.schema import ConfigError, require_networks, require_positive
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,17 @@ class LimitsConfig:
     topic_length: int = 390
     away_length: int = 200
     max_rooms_per_user: int = 50
+    # -- connections, on every listener of every protocol (chathub/protocols/connlimit.py) --
+    #: connections one client address may hold at once (IPv6: per /64)
+    max_connections_per_ip: int = 32
+    #: new connections one address may open per second on average, and at once
+    connect_rate_per_ip: float = 2.0
+    connect_burst_per_ip: int = 20
+    #: addresses or CIDR networks the two limits above never apply to
+    connection_limits_exempt: list[str] = field(default_factory=list)
+    #: seconds an HTTP request (head and body) has to arrive whole, from the connection or
+    #: the previous response: bytes trickling in do not extend it
+    http_request_timeout: float = 10.0
 
     def validate(self, prefix: str) -> None:
         require_positive(
@@ -72,7 +83,12 @@ class LimitsConfig:
             topic_length=self.topic_length,
             away_length=self.away_length,
             max_rooms_per_user=self.max_rooms_per_user,
+            max_connections_per_ip=self.max_connections_per_ip,
+            connect_rate_per_ip=self.connect_rate_per_ip,
+            connect_burst_per_ip=self.connect_burst_per_ip,
+            http_request_timeout=self.http_request_timeout,
         )
+        require_networks(prefix, "connection_limits_exempt", self.connection_limits_exempt)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
+from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.sendqueue import SendQueue
 from chathub.store.interfaces import StorageError
 
@@ -610,3 +611,7 @@ class LineFactory(ServerFactory):
         protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
         protocol.factory = self
         return protocol
+
+    def refusal(self, reason: str) -> bytes:
+        """What a connection refused by ``[limits]`` is told before it is closed."""
+        return _line("! " + REASON_TEXT[reason])

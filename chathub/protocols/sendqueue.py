@@ -25,8 +25,14 @@ from twisted.internet.interfaces import IPushProducer, ITransport
 
 
 def _plain_tcp_socket(transport):
-    """The socket of an accepted plain TCP connection, or None for anything else."""
-    if type(transport) is not tcp.Server or getattr(transport, "TLS", True):
+    """The socket of an accepted plain TCP connection, or None for anything else.
+
+    A TLS connection's transport is the TLS protocol (or, after ``startTLS``, a
+    ``tcp.Server`` whose ``TLS`` is true): its bytes must go through OpenSSL, never
+    straight to the socket. Subclasses of ``tcp.Server`` count (a connection-limited
+    port's connections are one).
+    """
+    if not isinstance(transport, tcp.Server) or getattr(transport, "TLS", True):
         return None
     try:
         transport.setTcpNoDelay(True)
