@@ -268,7 +268,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         self.closing = True
         self.error(reason)
-        self.transport.loseConnection()
+        self.queue.lose_connection()  # a TLS transport closes only without a producer
 
     # -- output helpers --------------------------------------------------------------
 
@@ -595,7 +595,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.hub.quit(self.user, rest or "Quit")
         self.say("* bye")
         self.closing = True
-        self.transport.loseConnection()
+        self.queue.lose_connection()
 
 
 class LineFactory(ServerFactory):

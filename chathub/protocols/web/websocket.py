@@ -160,6 +160,10 @@ class QueuedTransport:
     def writeSequence(self, seq) -> None:
         self._queue.write(b"".join(seq))
 
+    def loseConnection(self) -> None:
+        # through the queue: it writes what it holds and stops being the producer first
+        self._queue.lose_connection()
+
     def __getattr__(self, name):
         return getattr(self._transport, name)
 
@@ -210,6 +214,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # Under twisted.web the HTTP channel registered itself as the transport's
         # producer; the connection is ours now, so is its flow control.
         real.unregisterProducer()
+
+    def _start_send_queue(self) -> None:
+        # From the open on, every write goes through the send queue. Not before: when the
+        # opening handshake completes, Autobahn reads the TLS channel id and the peer
+        # certificate from ``self.transport``, which must then be the TLS transport itself
+        # (a wrapper made every wss:// handshake fail); the handshake's own answer is one
+        # small write.
+        real = self.real_transport
         self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self)
         self.transport = QueuedTransport(real, self.sendqueue)
 
@@ -223,6 +235,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     # -- messages ----------------------------------------------------------------------
 
     def onOpen(self) -> None:
+        self._start_send_queue()
         self._log.info(
             "WebSocket connection from {host} ({subprotocol})",
             host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
