@@ -204,6 +204,7 @@ def test_kept_alive_connection_gets_a_fresh_deadline_per_request():
     clock.advance(4)
     channel.dataReceived(b"GET /nothing-here HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert transport.value().startswith(b"HTTP/1.1 404 ")
+    assert b"\r\nserver:" not in transport.value().lower()
     transport.clear()
     clock.advance(4)  # 8 s since the connection, 4 since the response
     assert not transport.disconnecting

@@ -9,6 +9,7 @@ from typing import Optional
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import http, resource, server, static
+from twisted.web.http_headers import Headers
 
 from chathub.config import Config
 from chathub.protocols.connlimit import REASON_TEXT, TOO_FAST
@@ -93,7 +94,7 @@ def _is_websocket_path(request_line: bytes) -> bool:
 
 
 class ChathubChannel(http.HTTPChannel):
-    """HTTP/1.1 with a deadline for each request.
+    """HTTP/1.1 with a deadline for each request, and no server version in any response.
 
     A request (request line, headers and any body) must arrive whole within ``[limits]
     http_request_timeout`` of the connection being made, or of the previous response on a
@@ -146,6 +147,15 @@ class ChathubChannel(http.HTTPChannel):
                 b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
             )
         super().timeoutConnection()
+
+    def writeHeaders(self, version, code, reason, headers) -> None:
+        # twisted.web names itself and its version in a Server header; nothing says which
+        # software (let alone which version) answers here
+        if isinstance(headers, Headers):
+            headers.removeHeader(b"server")
+        else:
+            headers = [(name, value) for name, value in headers if name.lower() != b"server"]
+        super().writeHeaders(version, code, reason, headers)
 
 
 class ChathubSite(server.Site):

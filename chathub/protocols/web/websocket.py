@@ -339,8 +339,12 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # The bundled client and IRC clients send small messages; per-message
             # deflate would cost a compression per recipient and rule out prepared frames.
             perMessageCompressionAccept=lambda offers: None,
+            # a plain GET of /ws gets 426 Upgrade Required, not Autobahn's status page
+            # (which names Autobahn and its version)
+            webStatus=False,
         )
-        self.server = "chathub"
+        # no Server header in the handshake's answers (Autobahn's default names its version)
+        self.server = None
         # for IRC over WebSocket: read at start-up, never from disk on the reactor
         self.motd = Motd(config)
         self.irc_portal = LoggedLogins(portal)
