@@ -11,6 +11,7 @@ TEST = [
     "irc-parser-tests>=0.0.4",
     "pyyaml>=6",
     "playwright>=1.50",
+    "trustme>=1.1",  # certificates for the TLS listener tests
 ]
 POSTGRES = ["psycopg[binary]>=3.2"]
 REDIS = ["txredisapi>=1.6"]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
-from twisted.application import service, strports
+from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -20,6 +22,7 @@ from chathub.auth.portal import account_directory, build_portal, password_checke
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.privatefiles import private_directory
+from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
@@ -35,6 +38,54 @@ LISTENER_FACTORIES = {
 def _factory_maker(kind: str):
     module, _, name = LISTENER_FACTORIES[kind].partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+class Listener(service.Service):
+    """One configured listener: listens on its endpoint when started, stops when stopped.
+
+    A listener that cannot listen (a taken port, a missing interface) calls ``on_failure``
+    with a message naming its protocol and endpoint: chathub never runs short of one of
+    its listeners.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory,
+        on_failure: Callable[[str], None],
+    ) -> None:
+        self.kind = kind
+        self.description = description
+        self.endpoint = endpoint
+        self.factory = factory
+        self.on_failure = on_failure
+        self.port: Optional[IListeningPort] = None
+        self._listening: Optional[defer.Deferred] = None
+        self.setName(f"{kind}:{description}")
+
+    def startService(self) -> None:
+        super().startService()
+        self._listening = self.endpoint.listen(self.factory)
+        self._listening.addCallbacks(self._listened, self._failed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self.port = port
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
+        self.on_failure(f"the {self.kind} listener {self.description} cannot listen: {failure.getErrorMessage()}")
+
+    def stopService(self) -> Optional[defer.Deferred]:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        if self._listening is not None and not self._listening.called:
+            self._listening.cancel()
+        return None
 
 
 class ChathubService(service.MultiService):
@@ -80,6 +131,9 @@ class ChathubService(service.MultiService):
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}
+        # one count per client address across every listener of every protocol
+        self.connection_limits = ConnectionLimits.from_config(config.limits, reactor)
+        limiting = LimitingReactor(reactor, self.connection_limits)
         for kind in LISTENER_FACTORIES:
             descriptions = getattr(config.listeners, kind)
             if not descriptions:
@@ -87,11 +141,18 @@ class ChathubService(service.MultiService):
             factory = _factory_maker(kind)(self.hub, self.portal, config)
             self.factories[kind] = factory
             for description in descriptions:
-                listener = strports.service(description, factory)
-                listener.setName(f"{kind}:{description}")
-                listener.setServiceParent(self.listeners)
+                try:
+                    endpoint = endpoints.serverFromString(limiting, description)
+                except Exception as e:  # a bad description, an unreadable certificate, ...
+                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}")
+                Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
 
     def startService(self) -> None:
+        before, after, hard = raise_open_files_limit()
+        self.log.info(
+            "open files limit {after} (was {before}, hard limit {hard}): each connection holds one",
+            after=after, before=before, hard=hard,
+        )
         super().startService()
         d = self.store_service.ready()
         d.addCallback(lambda store: store.load_rooms())
@@ -109,11 +170,18 @@ class ChathubService(service.MultiService):
         self.listeners.setServiceParent(self)
 
     def _store_failed(self, failure: Failure) -> None:
-        # called by StoreService on a failed open and again through ready()'s errback
-        if self.listeners.parent is not None or self._failed:
+        # called by StoreService on a failed open and again through ready()'s errback;
+        # once the listeners run, a store fault is the store service's to report
+        if self.listeners.parent is not None:
+            return
+        self._cannot_start(failure.getErrorMessage())
+
+    def _cannot_start(self, message: str) -> None:
+        """Stop start-up: log why, stop the reactor, exit with status 1."""
+        if self._failed:
             return
         self._failed = True
-        self.log.critical("chathub cannot start: {message}", message=failure.getErrorMessage())
+        self.log.critical("chathub cannot start: {message}", message=message)
         from twisted.internet import reactor
 
         if reactor.running:

@@ -181,23 +181,23 @@ def connect(
     max_message: int = 0,
     headers: Optional[dict] = None,
     timeout: float = 10.0,
+    tls=None,
     source: Optional[str] = None,
 ) -> defer.Deferred:
-    """Open ``ws://127.0.0.1:port/ws`` (from the loopback address ``source`` when given);
-    fire with the client protocol once open.
+    """Open ``ws://127.0.0.1:port/ws`` (``wss://localhost:port/ws`` with ``tls``, client TLS
+    options; from local address ``source`` if given); fire with the client protocol once open.
 
     Fails with ``ConnectionError`` (saying the close code and reason) if the handshake is refused.
     """
-    from twisted.internet.endpoints import TCP4ClientEndpoint
+    from tests.support import client_endpoint
 
-    factory = WsClientFactory(
-        f"ws://127.0.0.1:{port}/ws", protocols=protocols or [], origin=origin, headers=headers or {}
-    )
+    url = f"wss://localhost:{port}/ws" if tls is not None else f"ws://127.0.0.1:{port}/ws"
+    factory = WsClientFactory(url, protocols=protocols or [], origin=origin, headers=headers or {})
     factory.json = json_messages
     factory.opened = defer.Deferred()
     factory.closed = defer.Deferred()
     factory.setProtocolOptions(maxMessagePayloadSize=max_message, autoPingInterval=0)
-    endpoint = TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=(source, 0) if source else None)
+    endpoint = client_endpoint(port, tls, source)
     d = endpoint.connect(factory)
 
     def connected(proto):

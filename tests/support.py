@@ -13,6 +13,7 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -139,9 +140,11 @@ class LineClient:
     """A blocking socket client reading lines, with ``expect`` that waits for a pattern."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", timeout: float = 10.0,
-                 unix_path: Optional[str] = None, source: Optional[str] = None) -> None:
-        """Connect to ``host:port`` (from the address ``source`` when given), or to the UNIX
-        socket ``unix_path`` when given."""
+                 unix_path: Optional[str] = None, tls: Optional[ssl.SSLContext] = None,
+                 source: Optional[str] = None) -> None:
+        """Connect to ``host:port``, or to the UNIX socket ``unix_path`` when given; over TLS
+        (checking the certificate for ``localhost``) with ``tls``; from the local address
+        ``source`` (e.g. 127.0.0.2, another client address on loopback) when given."""
         if unix_path is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
@@ -150,6 +153,8 @@ class LineClient:
             self.sock = socket.create_connection(
                 (host, port), timeout=timeout, source_address=(source, 0) if source else None
             )
+            if tls is not None:
+                self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.timeout = timeout
         self.buffer = b""
         self.raw = bytearray()  # every byte received, telnet negotiation included
@@ -383,14 +388,24 @@ class IrcClient(LineReceiver):
         return "\n".join(l.text for l in self.lines[-40:])
 
 
-async def connect_irc(port: int, clients: Optional[list] = None, source: Optional[str] = None) -> IrcClient:
-    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``), from the
-    loopback address ``source`` when given (e.g. "127.0.0.2": another address to the server)."""
-    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+def client_endpoint(port: int, tls=None, source: Optional[str] = None):
+    """A Twisted client endpoint to 127.0.0.1:``port``: over TLS with ``tls`` (client
+    ``IOpenSSLClientConnectionCreator`` options), from local address ``source`` if given."""
+    from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
+
+    bind = (source, 0) if source else None
+    if tls is not None:
+        return SSL4ClientEndpoint(_reactor(), "127.0.0.1", port, tls, bindAddress=bind)
+    return TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=bind)
+
+
+async def connect_irc(port: int, clients: Optional[list] = None, tls=None, source: Optional[str] = None) -> IrcClient:
+    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``), over
+    TLS and from another local address as ``client_endpoint`` makes them."""
+    from twisted.internet.endpoints import connectProtocol
 
     client = IrcClient()
-    bind = (source, 0) if source else None
-    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=bind), client)
+    await connectProtocol(client_endpoint(port, tls, source), client)
     if clients is not None:
         clients.append(client)
     return client

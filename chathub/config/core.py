@@ -71,6 +71,17 @@ class LimitsConfig:
     #: IPs/CIDRs (bridges, trusted bots) never delayed by flood control nor disconnected
     #: for volume on any protocol; they are only slowed by not being read from
     flood_exempt: list[str] = field(default_factory=list)
+    # -- connections, on every listener of every protocol (chathub/protocols/connlimit.py) --
+    #: connections one client address may hold at once (IPv6: per /64)
+    max_connections_per_ip: int = 32
+    #: new connections one address may open per second on average, and at once
+    connect_rate_per_ip: float = 2.0
+    connect_burst_per_ip: int = 20
+    #: addresses or CIDR networks the two limits above never apply to
+    connection_limits_exempt: list[str] = field(default_factory=list)
+    #: seconds an HTTP request (head and body) has to arrive whole, from the connection or
+    #: the previous response: bytes trickling in do not extend it
+    http_request_timeout: float = 10.0
 
     def validate(self, prefix: str) -> None:
         require_networks(prefix, "flood_exempt", self.flood_exempt)
@@ -88,7 +99,12 @@ class LimitsConfig:
             max_rooms=self.max_rooms,
             max_owned_rooms=self.max_owned_rooms,
             room_creations_per_minute=self.room_creations_per_minute,
+            max_connections_per_ip=self.max_connections_per_ip,
+            connect_rate_per_ip=self.connect_rate_per_ip,
+            connect_burst_per_ip=self.connect_burst_per_ip,
+            http_request_timeout=self.http_request_timeout,
         )
+        require_networks(prefix, "connection_limits_exempt", self.connection_limits_exempt)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
+from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.sendqueue import SendQueue
 from chathub.store.interfaces import StorageError
 
@@ -281,7 +282,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         self._stop_input()
         self.error(reason)
-        self.transport.loseConnection()
+        self.queue.lose_connection()  # a TLS transport closes only without a producer
 
     # -- output helpers --------------------------------------------------------------
 
@@ -617,7 +618,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.hub.quit(self.user, rest or "Quit")
         self.say("* bye")
         self._stop_input()
-        self.transport.loseConnection()
+        self.queue.lose_connection()  # a TLS transport closes only without a producer
 
 
 class LineFactory(ServerFactory):
@@ -633,3 +634,7 @@ class LineFactory(ServerFactory):
         protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
         protocol.factory = self
         return protocol
+
+    def refusal(self, reason: str) -> bytes:
+        """What a connection refused by ``[limits]`` is told before it is closed."""
+        return _line("! " + REASON_TEXT[reason])

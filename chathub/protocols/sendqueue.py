@@ -25,8 +25,14 @@ from twisted.internet.interfaces import IPushProducer, ITransport
 
 
 def _plain_tcp_socket(transport):
-    """The socket of an accepted plain TCP connection, or None for anything else."""
-    if type(transport) is not tcp.Server or getattr(transport, "TLS", True):
+    """The socket of an accepted plain TCP connection, or None for anything else.
+
+    A TLS connection's transport is the TLS protocol (or, after ``startTLS``, a
+    ``tcp.Server`` whose ``TLS`` is true): its bytes must go through OpenSSL, never
+    straight to the socket. Subclasses of ``tcp.Server`` count (a connection-limited
+    port's connections are one).
+    """
+    if not isinstance(transport, tcp.Server) or getattr(transport, "TLS", True):
         return None
     try:
         transport.setTcpNoDelay(True)
@@ -56,6 +62,7 @@ class SendQueue:
         "peak_bytes",
         "closed",
         "_socket",
+        "_flow",
     )
 
     def __init__(
@@ -80,7 +87,8 @@ class SendQueue:
         self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
         self._socket = _plain_tcp_socket(transport)
-        (flow or transport).registerProducer(self, True)
+        self._flow = flow or transport
+        self._flow.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` now if the transport takes it, else hold it (up to ``limit``)."""
@@ -123,7 +131,19 @@ class SendQueue:
             self.peak_bytes = self.pending_bytes
 
     def lose_connection(self) -> None:
-        """Close the connection once what is queued has been written (``IrcWriter``)."""
+        """Close the connection once what is queued has been written (``IrcWriter``).
+
+        What this queue holds goes to the transport, and the queue stops being its
+        producer: a transport closes only once its producer is gone (TLS keeps to that; a
+        TLS connection closed with the queue still registered stayed open for ever). A
+        write after this goes to the closing transport, which flushes it before it closes.
+        """
+        if self._pending and not self.closed:
+            pending, self._pending = self._pending, None
+            self.pending_bytes = 0
+            self.transport.writeSequence(pending)
+        self.paused = False
+        self._flow.unregisterProducer()
         self.transport.loseConnection()
 
     @property

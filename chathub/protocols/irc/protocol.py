@@ -5,6 +5,7 @@ from twisted.internet import protocol
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
+from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_registration import LoggedLogins
 from chathub.protocols.irc.commands_server import Motd
@@ -132,3 +133,7 @@ class IrcFactory(protocol.ServerFactory):
 
     def buildProtocol(self, addr) -> IrcProtocol:
         return IrcProtocol(self)
+
+    def refusal(self, reason: str) -> bytes:
+        """What a connection refused by ``[limits]`` is told before it is closed."""
+        return f"ERROR :{REASON_TEXT[reason]}\r\n".encode("ascii")

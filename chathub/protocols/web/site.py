@@ -9,8 +9,10 @@ from typing import Optional
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import http, resource, server, static
+from twisted.web.http_headers import Headers
 
 from chathub.config import Config
+from chathub.protocols.connlimit import REASON_TEXT, TOO_FAST
 from chathub.protocols.web.sessions import install_sessions
 from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource, host_allowed
 
@@ -87,12 +89,88 @@ class IndexPage(resource.Resource):
         return self.body
 
 
-class ChathubSite(server.Site):
-    """A Site that only ever speaks HTTP/1.1 (WebSocket upgrades cannot run over HTTP/2) and
-    only answers to the host names of ``[websocket] hostnames`` (DNS rebinding)."""
+def _is_websocket_path(request_line: bytes) -> bool:
+    # "GET /ws HTTP/1.1" (and /ws?..., /ws/...: the resource is a leaf)
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        return False
+    path = parts[1]
+    return path == b"/ws" or path.startswith((b"/ws?", b"/ws/"))
 
-    protocol = http.HTTPChannel
+
+class ChathubChannel(http.HTTPChannel):
+    """HTTP/1.1 with a deadline for each request, and no server version in any response.
+
+    A request (request line, headers and any body) must arrive whole within ``[limits]
+    http_request_timeout`` of the connection being made, or of the previous response on a
+    kept-alive connection; a request for ``/ws`` must arrive within ``[websocket]
+    open_handshake_timeout`` of the same start, which is the opening handshake's deadline
+    (the upgrade answers at once once the request is in). Twisted's own timer is an idle
+    timer that every byte restarts, so a client trickling a byte every few seconds held the
+    connection for ever: here the same timer is a deadline, started with the wait for a
+    request and never restarted by what arrives. Once a request is in, nothing times the
+    channel (a response being written is the send queue's business; an upgraded
+    connection is Autobahn's).
+    """
+
+    site: "ChathubSite"
+    _wait_started = 0.0
+    _request_begun = False  # bytes of the awaited request have come
+
+    def dataReceived(self, data: bytes) -> None:
+        self._request_begun = True
+        super().dataReceived(data)
+
+    def connectionMade(self) -> None:
+        super().connectionMade()  # starts the timer with the site's timeout
+        self._wait_started = self.site.reactor.seconds()
+
+    def resetTimeout(self) -> None:
+        """Bytes arriving do not extend the deadline (see the class docstring)."""
+
+    def lineReceived(self, line: bytes) -> None:
+        requests = len(self.requests)
+        super().lineReceived(line)
+        if len(self.requests) > requests and _is_websocket_path(line):
+            # this line began a request for /ws: its deadline is the opening handshake's
+            left = self._wait_started + self.site.open_handshake_timeout - self.site.reactor.seconds()
+            self.setTimeout(max(left, 0.0))
+
+    def requestDone(self, request) -> None:
+        if self.persistent:
+            # the wait for the next request starts now, with the full request deadline
+            # (Twisted restores the timeout it saved when this request arrived)
+            self._savedTimeOut = self.site.timeOut
+            self._wait_started = self.site.reactor.seconds()
+            self._request_begun = False
+        super().requestDone(request)
+
+    def timeoutConnection(self) -> None:
+        if self._request_begun and not self._handlingRequest:
+            # part of a request came, and no response has begun: say why it ends
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            )
+        super().timeoutConnection()
+
+    def writeHeaders(self, version, code, reason, headers) -> None:
+        # twisted.web names itself and its version in a Server header; nothing says which
+        # software (let alone which version) answers here
+        if isinstance(headers, Headers):
+            headers.removeHeader(b"server")
+        else:
+            headers = [(name, value) for name, value in headers if name.lower() != b"server"]
+        super().writeHeaders(version, code, reason, headers)
+
+
+class ChathubSite(server.Site):
+    """A Site that only ever speaks HTTP/1.1 (WebSocket upgrades cannot run over HTTP/2),
+    only answers to the host names of ``[websocket] hostnames`` (DNS rebinding), and gives
+    every request a deadline (``ChathubChannel``)."""
+
+    protocol = ChathubChannel
     hostnames: tuple[str, ...] = ("*",)
+    open_handshake_timeout: float = 10.0
 
     def getResourceFor(self, request):
         host = (request.getHeader(b"host") or b"").decode("latin-1")
@@ -106,16 +184,29 @@ class ChathubSite(server.Site):
             return resource.ErrorPage(421, "Misdirected Request", "This host name is not served here.")
         return super().getResourceFor(request)
 
+    def refusal(self, reason: str) -> bytes:
+        """A connection refused by ``[limits]`` gets 503 (too many held) or 429 (too fast)."""
+        status = b"429 Too Many Requests" if reason == TOO_FAST else b"503 Service Unavailable"
+        body = REASON_TEXT[reason].encode("ascii") + b"\n"
+        return (
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\nRetry-After: 10\r\n"
+            b"Connection: close\r\n\r\n" + body
+        )
+
 
 def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None) -> server.Site:
     """The HTTP listener's factory: the web client at ``/`` and the WebSocket endpoint at ``/ws``."""
+    if clock is None:
+        from twisted.internet import reactor as clock
     root = ClientFiles(CLIENT_DIR)
     root.indexNames = ["index.html"]
     root.index_page = IndexPage(os.path.join(CLIENT_DIR, "index.html"), config.server.description)
     factory = ChatWebSocketFactory(hub, portal, config, clock)
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))
-    site = ChathubSite(root)
+    site = ChathubSite(root, timeout=config.limits.http_request_timeout, reactor=clock)
     site.hostnames = tuple(config.websocket.hostnames)
+    site.open_handshake_timeout = config.websocket.open_handshake_timeout
     site.websocket_factory = factory
     return site

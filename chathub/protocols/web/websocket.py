@@ -161,6 +161,10 @@ class QueuedTransport:
     def writeSequence(self, seq) -> None:
         self._queue.write(b"".join(seq))
 
+    def loseConnection(self) -> None:
+        # through the queue: it writes what it holds and stops being the producer first
+        self._queue.lose_connection()
+
     def __getattr__(self, name):
         return getattr(self._transport, name)
 
@@ -211,6 +215,14 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # Under twisted.web the HTTP channel registered itself as the transport's
         # producer; the connection is ours now, so is its flow control.
         real.unregisterProducer()
+
+    def _start_send_queue(self) -> None:
+        # From the open on, every write goes through the send queue. Not before: when the
+        # opening handshake completes, Autobahn reads the TLS channel id and the peer
+        # certificate from ``self.transport``, which must then be the TLS transport itself
+        # (a wrapper made every wss:// handshake fail); the handshake's own answer is one
+        # small write.
+        real = self.real_transport
         self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self)
         self.transport = QueuedTransport(real, self.sendqueue)
 
@@ -224,6 +236,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     # -- messages ----------------------------------------------------------------------
 
     def onOpen(self) -> None:
+        self._start_send_queue()
         self._log.info(
             "WebSocket connection from {host} ({subprotocol})",
             host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
@@ -327,8 +340,12 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # The bundled client and IRC clients send small messages; per-message
             # deflate would cost a compression per recipient and rule out prepared frames.
             perMessageCompressionAccept=lambda offers: None,
+            # a plain GET of /ws gets 426 Upgrade Required, not Autobahn's status page
+            # (which names Autobahn and its version)
+            webStatus=False,
         )
-        self.server = "chathub"
+        # no Server header in the handshake's answers (Autobahn's default names its version)
+        self.server = None
         # for IRC over WebSocket: read at start-up, never from disk on the reactor
         self.motd = Motd(config)
         self.irc_portal = LoggedLogins(portal)
