@@ -145,22 +145,143 @@ def descriptors():
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def _irc(port: int, nick: str, source: str, **kw) -> LineClient:
+    client = LineClient(port, source=source, **kw)
+    client.send(f"NICK {nick}")
+    client.send(f"USER u 0 * :{nick}")
+    client.expect(rf" 001 {nick} ")
+    return client
+
+
+def never_reading_client_is_dropped(port: int) -> None:
+    """A member of a busy room that stops reading is dropped at its send queue while an
+    honest member gets every message."""
+    sink = socket.socket()
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sink.bind(("127.0.0.3", 0))
+    sink.connect(("127.0.0.1", port))
+    sink.sendall(b"NICK sink\r\nUSER u 0 * :sink\r\nJOIN #busy\r\n")  # and never reads again
+    reader = _irc(port, "reader", "127.0.0.4")
+    reader.send("JOIN #busy")
+    reader.expect(r" 366 reader #busy ")
+    sender = _irc(port, "sender", "127.0.0.2")  # flood-exempt: a bridge
+    sender.send("JOIN #busy")
+    sender.expect(r" 366 sender #busy ")
+    line = "x" * 400
+    sent = 0
+    while True:
+        assert sent < 100_000, "the never-reading client was never dropped"
+        sender.send("".join(f"PRIVMSG #busy :{sent + i} {line}\r\n" for i in range(500)))
+        sent += 500
+        sender.send(f"PING :{sent}")
+        sender.expect(rf"PONG .* :?{sent}$", timeout=30)
+        quits = [l for l in reader.seen if " QUIT " in l and l.startswith(":sink!")]
+        while not quits:
+            try:
+                reader.readline(0.05)
+            except TimeoutError:
+                break
+            quits = [l for l in reader.seen if " QUIT " in l and l.startswith(":sink!")]
+        if quits:
+            assert "SendQ exceeded" in quits[0], quits[0]
+            break
+    # the honest reader got everything sent so far, in order
+    last = sent - 1
+    reader.expect(rf"PRIVMSG #busy :{last} x+$", timeout=30)
+    numbers = [int(l.split(" :", 1)[1].split()[0]) for l in reader.seen if "PRIVMSG #busy :" in l]
+    assert numbers == list(range(sent))
+    sink.close()
+    for client in (reader, sender):
+        client.close()
+
+
+def trickling_http_heads_end_at_the_deadline(port: int, count: int, deadline: float) -> None:
+    """``count`` clients sending a request head one byte at a time are all closed by the
+    server once ``deadline`` has passed, and nothing of theirs is left."""
+    head = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+    clients = []
+    for n in range(count):
+        s = socket.socket()
+        s.bind((f"127.5.{n // 250}.{n % 250 + 1}", 0))
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        clients.append(s)
+    selector = selectors.DefaultSelector()
+    for s in clients:
+        selector.register(s, selectors.EVENT_READ)
+    open_ = set(clients)
+    offset = 0
+    give_up = time.monotonic() + deadline + 20
+    while open_:
+        assert time.monotonic() < give_up, f"{len(open_)} trickling clients still open"
+        for s in list(open_):
+            try:
+                s.send(head[offset:offset + 1])
+            except OSError:
+                open_.discard(s)
+        offset += 1
+        # pacing the attack (a byte per client per turn); what the loop waits for is the close
+        for key, _ in selector.select(timeout=0.2):
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                data = b""
+            if not data or b"408" in data:
+                open_.discard(key.fileobj)
+                selector.unregister(key.fileobj)
+    selector.close()
+    for s in clients:
+        s.close()
+
+
+def room_creation_floods_are_bounded(port: int, max_rooms: int) -> None:
+    """Guests from many addresses try to make far more rooms than ``max_rooms``: no more
+    than that exist, the rest are refused, and the guests' rooms go when they leave."""
+    guests = [_irc(port, f"maker{n}", f"127.6.0.{n + 1}") for n in range(60)]
+    for n, guest in enumerate(guests):
+        guest.send("JOIN " + ",".join("#m%d-%d" % (n, r) for r in range(50)))
+    refused = 0
+    for n, guest in enumerate(guests):
+        guest.send(f"PING :made{n}")
+        lines = []
+        while not lines or not lines[-1].endswith(f"made{n}"):
+            lines.append(guest.readline())
+        refused += sum(1 for l in lines if " 403 " in l or " 437 " in l)
+    watcher = _irc(port, "counter", "127.6.1.1")
+    watcher.send("LIST")
+    watcher.expect(r" 323 counter ")
+    listed = [l for l in watcher.seen if " 322 counter #m" in l]
+    assert len(listed) <= max_rooms
+    assert refused >= 60 * 50 - max_rooms
+    for guest in guests:
+        guest.send("QUIT")
+        guest.expect_closed()
+    watcher.send("LIST")
+    start = len(watcher.seen)
+    watcher.expect(r" 323 counter ")
+    assert not [l for l in watcher.seen[start:] if " 322 counter #m" in l]
+    watcher.close()
+
+
 @pytest.mark.timeout(600)
 def test_idle_crowds_slow_readers_trickles_and_room_floods_stay_bounded(tmp_path, descriptors):
     ports = {"line": free_port(), "irc": free_port(), "http": free_port()}
+    max_rooms, http_deadline = 1000, 2.0
     config = (
         f'[server]\ndata_dir = "{tmp_path / "var"}"\n'
         "[listeners]\n"
         + "".join(f'{k} = ["tcp:{p}:interface=127.0.0.1"]\n' for k, p in ports.items())
+        + f'[limits]\nmax_rooms = {max_rooms}\nflood_exempt = ["127.0.0.2"]\n'
+        + f"http_request_timeout = {http_deadline}\nsendq_bytes = 65536\n"
         + "[irc]\nping_interval = 600.0\n"
         + "[websocket]\nping_interval = 0.0\n"
     )
     server = TwistdServer(tmp_path / "srv", config).start(wait_for=r"starting on", count=3)
+    crowd: dict[str, list[socket.socket]] = {}
     try:
         pid = server.process.pid
         base_rss, base_fds = _rss_kib(pid), _descriptors(pid)
         addresses = _addresses(0)
-        crowd: dict[str, list[socket.socket]] = {}
         for kind, port in (("irc", ports["irc"]), ("line", ports["line"]), ("ws", ports["http"])):
             before, started = _rss_kib(pid), time.monotonic()
             crowd[kind] = open_idle(kind, port, CONNECTIONS, addresses)
@@ -170,21 +291,32 @@ def test_idle_crowds_slow_readers_trickles_and_room_floods_stay_bounded(tmp_path
             assert cost <= RSS_KIB_PER_CONNECTION[kind], f"{kind}: {cost:.2f} KiB per connection"
         held = 3 * CONNECTIONS
         assert _descriptors(pid) <= base_fds + held + SPARE_DESCRIPTORS
+        crowd_rss = _rss_kib(pid)
+
+        # the attacks, one after the other, with the crowd still connected
+        started = time.monotonic()
+        never_reading_client_is_dropped(ports["irc"])
+        print(f"never-reading client dropped in {time.monotonic() - started:.1f} s")
+        started = time.monotonic()
+        trickling_http_heads_end_at_the_deadline(ports["http"], 300, http_deadline)
+        print(f"300 trickling HTTP clients closed in {time.monotonic() - started:.1f} s")
+        room_creation_floods_are_bounded(ports["irc"], max_rooms)
+        assert _descriptors(pid) <= base_fds + held + SPARE_DESCRIPTORS
+        grown = _rss_kib(pid) - crowd_rss
+        print(f"server RSS: {base_rss} KiB empty, {crowd_rss} KiB with the crowd, +{grown} KiB after the attacks")
+        assert grown < 40 * 1024, f"the attacks left {grown} KiB behind"
 
         # a new user of every protocol still gets in at once
-        irc = LineClient(ports["irc"], timeout=1.0)
-        irc.send("NICK newcomer")
-        irc.send("USER n 0 * :new")
-        irc.expect(r" 001 newcomer ", timeout=1.0)
-        tel = LineClient(ports["line"], timeout=1.0)
+        irc = _irc(ports["irc"], "newcomer", "127.7.0.1", timeout=1.0)
+        tel = LineClient(ports["line"], timeout=1.0, source="127.7.0.2")
         tel.send("/nick newtel")
         tel.expect(r"^\* you are newtel", timeout=1.0)
-
+        irc.close()
+        tel.close()
         drain([s for group in crowd.values() for s in group])
-        print(f"server RSS {base_rss} -> {_rss_kib(pid)} KiB, descriptors {base_fds} -> {_descriptors(pid)}")
         assert server.exceptions == []
     finally:
-        for group in locals().get("crowd", {}).values():
+        for group in crowd.values():
             for s in group:
                 s.close()
         server.stop()
