@@ -15,6 +15,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
@@ -54,7 +55,9 @@ class ChathubService(service.MultiService):
             raise SystemExit(f"chathub cannot start: {e}")
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
-        self.accounts = StoreAccountChecker(self.store)
+        # one argon2 queue for every password check (store, password file, OPER)
+        hashing = PasswordHashing(concurrency=config.auth.hash_concurrency)
+        self.accounts = StoreAccountChecker(self.store, hashing=hashing)
         checkers = password_checkers(config, checkers, store_checker=self.accounts)
         from twisted.internet import reactor
 

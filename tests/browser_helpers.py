@@ -172,8 +172,10 @@ def connect(
     max_message: int = 0,
     headers: Optional[dict] = None,
     timeout: float = 10.0,
+    source: Optional[str] = None,
 ) -> defer.Deferred:
-    """Open ``ws://127.0.0.1:port/ws``; fire with the client protocol once open.
+    """Open ``ws://127.0.0.1:port/ws`` (from the address ``source`` when given); fire with
+    the client protocol once open.
 
     Fails with ``ConnectionError`` (saying the close code and reason) if the handshake is refused.
     """
@@ -186,7 +188,7 @@ def connect(
     factory.opened = defer.Deferred()
     factory.closed = defer.Deferred()
     factory.setProtocolOptions(maxMessagePayloadSize=max_message, autoPingInterval=0)
-    endpoint = TCP4ClientEndpoint(_reactor(), "127.0.0.1", port)
+    endpoint = TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=(source, 0) if source else None)
     d = endpoint.connect(factory)
 
     def connected(proto):

@@ -380,12 +380,14 @@ class IrcClient(LineReceiver):
         return "\n".join(l.text for l in self.lines[-40:])
 
 
-async def connect_irc(port: int, clients: Optional[list] = None) -> IrcClient:
-    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``)."""
+async def connect_irc(port: int, clients: Optional[list] = None, source: Optional[str] = None) -> IrcClient:
+    """An :class:`IrcClient` connected to 127.0.0.1:``port`` (added to ``clients``), from the
+    address ``source`` when given (any of 127/8: Linux routes the whole block to loopback)."""
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
     client = IrcClient()
-    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port), client)
+    bind = (source, 0) if source else None
+    await connectProtocol(TCP4ClientEndpoint(_reactor(), "127.0.0.1", port, bindAddress=bind), client)
     if clients is not None:
         clients.append(client)
     return client
