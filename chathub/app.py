@@ -69,7 +69,7 @@ class ChathubService(service.MultiService):
             clock=reactor,
         )
         self.hub.setServiceParent(self)
-        self.portal = build_portal(self.hub, config, checkers)
+        self.portal = build_portal(self.hub, config, checkers, hashing=hashing)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}
