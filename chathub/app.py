@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chathub.auth.cloak import CloakSecretError, open_cloak
+from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.hub.service import ChatHub
@@ -111,7 +112,9 @@ class ChathubService(service.MultiService):
             raise SystemExit(f"chathub cannot start: {e}")
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
-        self.accounts = StoreAccountChecker(self.store)
+        # one argon2 queue for every password check (store, password file, OPER)
+        hashing = PasswordHashing(concurrency=config.auth.hash_concurrency)
+        self.accounts = StoreAccountChecker(self.store, hashing=hashing)
         checkers = password_checkers(config, checkers, store_checker=self.accounts)
         from twisted.internet import reactor
 
@@ -127,7 +130,7 @@ class ChathubService(service.MultiService):
             cloak = open_cloak(config)
         except CloakSecretError as e:
             raise SystemExit(f"chathub cannot start: {e}")
-        self.portal = build_portal(self.hub, config, checkers, cloak)
+        self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}

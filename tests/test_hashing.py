@@ -1,4 +1,5 @@
-"""The shared argon2 limit: every password check runs in a thread, a bounded number at once."""
+"""The shared argon2 limit: every password check runs in a thread, a bounded number at once,
+in a fair order (clean addresses first, then the other lanes in turn)."""
 from __future__ import annotations
 
 import threading
@@ -7,10 +8,13 @@ import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.internet import defer
 
-from chathub.auth import hashing
+from twisted.cred import strcred
+from twisted.cred.credentials import IUsernamePassword
+
+from chathub.app import ChathubService
 from chathub.auth.checkers import Argon2FileChecker
-from chathub.auth.hashing import SHARED_SLOTS, PasswordHashing, default_hashing
-from chathub.store.accounts import StoreAccountChecker
+from chathub.auth.hashing import DEFAULT_CONCURRENCY, FairQueue, Lane, PasswordHashing
+from chathub.config import Config
 
 
 def cheap() -> PasswordHasher:
@@ -77,9 +81,64 @@ def test_at_most_two_verifications_at_once():
 
 
 def test_every_password_check_shares_one_limit(tmp_path):
-    # the store checker, the password file checker and OPER (default_hashing) use SHARED_SLOTS
-    assert SHARED_SLOTS.limit == hashing.DEFAULT_CONCURRENCY == 2
-    assert StoreAccountChecker(store=None, hasher=cheap()).hashing.slots is SHARED_SLOTS
-    checker = Argon2FileChecker(str(tmp_path / "absent"), reload_interval=0)
-    assert checker.hashing.slots is SHARED_SLOTS
-    assert default_hashing().slots is SHARED_SLOTS
+    # the store checker, the password file checker and OPER (the limiter's) use one queue,
+    # built by the server with [auth] hash_concurrency slots
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)}, auth={"hash_concurrency": 3})
+    server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
+    checkers = server.portal.portal.checkers[IUsernamePassword].checkers
+    file_checker = next(c for c in checkers if isinstance(c, Argon2FileChecker))
+    queue = server.accounts.hashing.queue
+    assert queue.limit == 3 and DEFAULT_CONCURRENCY == 2
+    assert file_checker.hashing.queue is queue
+    assert server.portal.hashing.queue is queue
+    file_checker.stop()
+
+
+def _order(queue: FairQueue, lanes) -> list:
+    """Queue one acquisition per lane (all slots taken first), release them one by one, and
+    return the lanes in the order they got a slot."""
+    served: list = []
+    for lane in lanes:
+        queue.acquire(lane).addCallback(lambda _, lane=lane: served.append(lane))
+    while len(served) < len(lanes):
+        queue.release()
+    return served
+
+
+def test_fair_queue_serves_clean_addresses_first_then_lanes_in_turn():
+    queue = FairQueue(2)
+    held = [queue.acquire(None), queue.acquire(None)]
+    assert all(d.called for d in held) and queue.running == 2
+    attacker = [Lane("10.0.0.1", first=False) for _ in range(5)]
+    other = Lane("10.0.0.2", first=False)
+    honest = Lane("10.0.0.9", first=True)
+    registration = None  # work for no client: the lane None, with the others
+    served = _order(queue, attacker + [other, registration, honest])
+    # the clean address first, whatever queued before it; then one run per lane in turn
+    assert served[0] is honest
+    assert served[1:4] == [attacker[0], other, registration]
+    assert served[4:] == attacker[1:]
+    assert queue.running == 2 and queue.waiting == 0
+    queue.release()
+    queue.release()
+    assert queue.running == 0
+
+
+def test_fair_queue_bounds_what_runs():
+    queue = FairQueue(1)
+    ran: list[int] = []
+    gates = [defer.Deferred() for _ in range(3)]
+
+    def job(i):
+        ran.append(i)
+        return gates[i]
+
+    results = [queue.run(job, i, lane=Lane(f"a{i}", first=False)) for i in range(3)]
+    assert ran == [0] and queue.waiting == 2
+    gates[0].callback("done")
+    assert ran == [0, 1] and results[0].result == "done"
+    gates[1].errback(ValueError("x"))  # a failed run gives its slot back too
+    assert ran == [0, 1, 2]
+    results[1].addErrback(lambda f: f.trap(ValueError))
+    gates[2].callback(None)
+    assert queue.running == 0 and queue.waiting == 0

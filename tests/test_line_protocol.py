@@ -28,7 +28,7 @@ class Env:
         self.clock = Clock()
         checker = InMemoryUsernamePasswordDatabaseDontUse(owner=b"secret")
         self.hub = ChatHub(config, accounts=account_directory([checker]))
-        self.portal = build_portal(self.hub, config, [checker])
+        self.portal = build_portal(self.hub, config, [checker], clock=self.clock)
         self.factory = LineFactory(self.hub, self.portal, config, self.clock)
 
     def connect(self, nick: Optional[str] = None, room: Optional[str] = None, host: str = "192.0.2.7") -> "Conn":
@@ -225,6 +225,8 @@ def test_registered_nick_needs_its_password(env):
     conn.send("/nick owner wrong")
     assert conn.expect("! ").startswith("! login as owner refused")
     conn.send("/nick owner secret")
+    assert conn.new_lines() == []  # the failure's delay first
+    env.clock.advance(env.config.auth.login_delay)
     assert "logged in to account owner" in conn.expect("you are owner")
 
 

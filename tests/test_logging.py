@@ -79,8 +79,9 @@ def irc_world():
         irc={"flood_exempt": ["127.0.0.0/8"], "operators": [{"name": "boss", "password_hash": oper_hash}]}
     )
     hub = ChatHub(config)
-    portal = build_portal(hub, config, [InMemoryUsernamePasswordDatabaseDontUse(alice=PASSWORD.encode())])
-    return IrcFactory(hub, portal, config, reactor=task.Clock())
+    clock = task.Clock()
+    portal = build_portal(hub, config, [InMemoryUsernamePasswordDatabaseDontUse(alice=PASSWORD.encode())], clock=clock)
+    return IrcFactory(hub, portal, config, reactor=clock)
 
 
 def test_irc_connect_pass_refused_and_disconnect(captured):
@@ -112,9 +113,10 @@ def test_irc_sasl_refused_is_logged_without_the_payload(captured):
     c.send("AUTHENTICATE PLAIN", "AUTHENTICATE " + base64.b64encode(b"no-nul-bytes").decode())
     assert "904" in c.commands()
     captured.find("IRC SASL login by al from 127.0.0.1 refused: invalid PLAIN message")
-    # a good login is not a refusal
+    # a good login is not a refusal (once the failure's delay is over)
     good = base64.b64encode(f"\0alice\0{PASSWORD}".encode()).decode()
     c.send("AUTHENTICATE PLAIN", f"AUTHENTICATE {good}")
+    factory.reactor.advance(factory.config.auth.login_delay)
     assert "903" in c.commands()
     captured.assert_no_secret(WRONG, PASSWORD, payload, good)
 
@@ -126,11 +128,15 @@ def test_irc_oper_refusals_are_logged(captured):
     c.send("NICK carol", "USER c 0 * :Carol")
     c.lines()
     c.send("OPER nobody whatever")
+    yield captured.wait_for("OPER as nobody by carol from 127.0.0.1 refused: no such operator")
     captured.find("OPER as nobody by carol from 127.0.0.1 refused: no such operator")
+    # each failure makes the next attempt wait (on the factory's clock)
     c.send(f"OPER boss {WRONG}")
+    factory.reactor.advance(factory.portal.delay(1))
     yield captured.wait_for("OPER as boss by carol from 127.0.0.1 refused: wrong password")
     assert "464" in [m.command for m in c.lines()]
     c.send(f"OPER boss {OPER_PASSWORD}")
+    factory.reactor.advance(factory.portal.delay(2))
     yield captured.wait_for("carol is now a server operator")
     captured.assert_no_secret(WRONG, OPER_PASSWORD, "whatever")
 

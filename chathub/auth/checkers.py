@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from chathub.auth.credentials import IGuestNick
 from chathub.auth.hashing import PasswordHashing
+from chathub.auth.limiter import lane_of
 from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
 
@@ -63,18 +64,79 @@ def read_if_changed(path: str, version: FileVersion) -> Optional[tuple[FileVersi
     return current, read_password_file(path)
 
 
+#: what every refused password login says, so it does not tell which accounts exist
+REFUSED = "unknown account or wrong password"
+
+
+class HashedPasswordChecker:
+    """Base of the checkers that keep argon2 hashes (the password file, the store).
+
+    A login looks the name up (``lookup``), then runs exactly one argon2 verify: against
+    the stored hash, or, for a name nobody has, against a dummy hash with the same
+    parameters (``dummy_like``), so a refusal costs the same work, and takes the same time,
+    whether or not the name exists. The verify queues in the lane the credentials carry
+    (``chathub.auth.limiter``). Subclasses give ``hashing`` and the three methods.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+    hashing: PasswordHashing
+
+    def lookup(self, name: str) -> defer.Deferred:
+        """Fires with (argon2 hash, what ``accepted`` needs) for ``name``, or None."""
+        raise NotImplementedError
+
+    def accepted(self, found, password: str, stale: bool):
+        """The avatar id for a login whose password matched; ``stale``: hashed with weaker
+        parameters than ours."""
+        raise NotImplementedError
+
+    def dummy_like(self) -> Optional[str]:
+        """A stored hash whose parameters the dummy copies (None: the hasher's)."""
+        return None
+
+    def requestAvatarId(self, credentials):
+        return check_hashed([self], credentials)
+
+
+@defer.inlineCallbacks
+def check_hashed(checkers: list, credentials, others=()):
+    """Log ``credentials`` in against hashed ``checkers`` (tried in order) and stock
+    ``others`` (tried after them); one dummy verify when no hashed checker knows the name."""
+    name, password = _text(credentials.username), _text(credentials.password)
+    lane = lane_of(credentials)
+    failure: Exception = error.UnauthorizedLogin(REFUSED)
+    known = False
+    for checker in checkers:
+        found = yield checker.lookup(name)
+        if found is None:
+            continue
+        known = True
+        matches, stale = yield checker.hashing.check(found[0], password, lane)
+        if matches:
+            return checker.accepted(found[1], password, stale)
+    for checker in others:
+        try:
+            return (yield defer.maybeDeferred(checker.requestAvatarId, credentials))
+        except error.UnauthorizedLogin as e:
+            failure = e
+    if not known and checkers:
+        first = checkers[0]
+        yield first.hashing.check_dummy(password, first.dummy_like(), lane)
+    raise failure
+
+
 @implementer(ICredentialsChecker, IAccountDirectory)
-class Argon2FileChecker:
+class Argon2FileChecker(HashedPasswordChecker):
     """Checks passwords against a file of argon2 hashes (see ``python -m chathub.passwd``).
 
     The reactor only ever reads the names in memory: the file is read once when the
     checker is made (start-up), then re-read in a thread every ``reload_interval`` seconds
     and before each password check, the new names swapped in on the reactor, so users
     added while the server runs can log in and their nicks stop being free for guests.
-    Hashing goes through the server-wide ``PasswordHashing`` limit.
+    Hashing goes through the server-wide ``PasswordHashing`` limit; an unknown name costs
+    the same verify as a known one (``HashedPasswordChecker``).
     """
 
-    credentialInterfaces = (IUsernamePassword,)
     log = Logger()
 
     def __init__(
@@ -153,18 +215,25 @@ class Argon2FileChecker:
     def is_registered(self, name: str) -> bool:
         return fold(name) in self._users
 
+    # -- HashedPasswordChecker -------------------------------------------------------------
+
     @defer.inlineCallbacks
-    def requestAvatarId(self, credentials):
-        name = fold(_text(credentials.username))
-        password = _text(credentials.password)
+    def lookup(self, name: str):
+        """(hash, folded name) of ``name`` after a fresh read of the file, or None."""
         try:
             yield self.reload()
         except Exception:
             self.log.failure("could not re-read the password file {path}", path=self.path)
-        hashed = self._users.get(name)
-        if hashed is None or not (yield self.hashing.verify(hashed, password)):
-            raise error.UnauthorizedLogin("unknown account or wrong password")
-        return name
+        folded = fold(name)
+        hashed = self._users.get(folded)
+        return None if hashed is None else (hashed, folded)
+
+    def accepted(self, found, password: str, stale: bool):
+        return found
+
+    def dummy_like(self) -> Optional[str]:
+        # the parameters of the file's hashes (made by chathub.passwd: all alike)
+        return next(iter(self._users.values()), None)
 
 
 def _periodic(checker: Argon2FileChecker, interval: float, reactor) -> task.LoopingCall:
@@ -288,17 +357,29 @@ class BytesOrTextChecker:
 
 @implementer(ICredentialsChecker)
 class AnyOfCheckers:
-    """Accepts credentials that any one of several checkers accepts, tried in order."""
+    """Accepts credentials that any one of several checkers accepts, tried in order.
+
+    For passwords, the argon2 checkers (``HashedPasswordChecker``) are asked first, each
+    only verifying a name it has, then the stock ones: a name none of them has costs one
+    dummy verify, a known one its own verify, so the time of a refusal does not tell them
+    apart."""
 
     def __init__(self, checkers) -> None:
         self.checkers = list(checkers)
         self.credentialInterfaces = tuple(
             {i for c in self.checkers for i in c.credentialInterfaces}
         )
+        self.hashed = [c for c in self.checkers if isinstance(c, HashedPasswordChecker)]
 
     @defer.inlineCallbacks
     def requestAvatarId(self, credentials):
-        failure = error.UnauthorizedLogin("unknown account or wrong password")
+        if IUsernamePassword.providedBy(credentials) and self.hashed:
+            others = [
+                c for c in self.checkers
+                if c not in self.hashed and IUsernamePassword in c.credentialInterfaces
+            ]
+            return (yield check_hashed(self.hashed, credentials, others))
+        failure = error.UnauthorizedLogin(REFUSED)
         for checker in self.checkers:
             if not any(i.providedBy(credentials) for i in checker.credentialInterfaces):
                 continue

@@ -1,4 +1,4 @@
-"""Builds the one twisted.cred portal every protocol logs in through."""
+"""Builds the one twisted.cred portal every protocol logs in through, behind the login limiter."""
 from __future__ import annotations
 
 from typing import Iterable, Optional
@@ -13,8 +13,11 @@ from chathub.auth.checkers import (
     BytesOrTextChecker,
     CheckerDirectory,
     GuestChecker,
+    HashedPasswordChecker,
 )
 from chathub.auth.cloak import HostCloak, build_cloak
+from chathub.auth.hashing import PasswordHashing
+from chathub.auth.limiter import LoginLimiter
 from chathub.auth.realm import ChatRealm
 from chathub.config import Config
 from chathub.interfaces import IAccountDirectory
@@ -24,12 +27,18 @@ def password_checkers(
     config: Config,
     extra: Iterable[ICredentialsChecker] = (),
     store_checker: Optional[ICredentialsChecker] = None,
+    hashing: Optional[PasswordHashing] = None,
 ) -> list:
-    """The password checkers: those given with ``--auth``, then those ``auth.checkers`` names."""
+    """The password checkers: those given with ``--auth``, then those ``auth.checkers`` names.
+
+    The password file checker hashes with ``hashing``, else the store checker's, else a new
+    one of ``[auth] hash_concurrency`` slots: one limit for every password check."""
+    if hashing is None:
+        hashing = getattr(store_checker, "hashing", None) or PasswordHashing(concurrency=config.auth.hash_concurrency)
     checkers = list(extra)
     for name in config.auth.checkers:
         if name == "argon2file":
-            checkers.append(Argon2FileChecker(config.data_path(config.auth.passwords_file)))
+            checkers.append(Argon2FileChecker(config.data_path(config.auth.passwords_file), hashing=hashing))
         elif name == "store" and store_checker is not None:
             checkers.append(store_checker)
     return checkers
@@ -41,13 +50,25 @@ def account_directory(checkers: Iterable[ICredentialsChecker]) -> IAccountDirect
 
 
 def build_portal(
-    hub, config: Config, checkers: Iterable[ICredentialsChecker], cloak: Optional[HostCloak] = None
-) -> Portal:
-    """A portal over ``checkers`` plus the guest checker; guests may not take a nick that
-    ``hub.accounts`` (see ``account_directory``) says belongs to an account. Users' hosts are
-    cloaked with ``cloak`` (the server's: ``chathub.auth.cloak.open_cloak``; None: one keyed
-    for this process only)."""
+    hub,
+    config: Config,
+    checkers: Iterable[ICredentialsChecker],
+    *,
+    cloak: Optional[HostCloak] = None,
+    clock=None,
+    hashing: Optional[PasswordHashing] = None,
+) -> LoginLimiter:
+    """A portal over ``checkers`` plus the guest checker, behind a ``LoginLimiter`` (give
+    each connection ``client_portal(portal, address)``); guests may not take a nick that
+    ``hub.accounts`` (see ``account_directory``) says belongs to an account.
+
+    Users' hosts are cloaked with ``cloak`` (the server's: ``chathub.auth.cloak.open_cloak``;
+    None: one keyed for this process only). ``clock`` times the failed-login delays (the
+    reactor by default); ``hashing`` is what OPER checks with, by default the argon2
+    checkers' own."""
     checkers = list(checkers)
+    if hashing is None:
+        hashing = next((c.hashing for c in checkers if isinstance(c, HashedPasswordChecker)), None)
     # stock checkers (--auth) get the credentials in whichever type they expect
     checkers = [
         BytesOrTextChecker(c)
@@ -61,4 +82,4 @@ def build_portal(
     elif checkers:
         portal.registerChecker(AnyOfCheckers(checkers))
     portal.registerChecker(GuestChecker(hub.accounts, config.auth.allow_guests))
-    return portal
+    return LoginLimiter(portal, config.auth, clock, hashing)

@@ -33,12 +33,24 @@ class ListenersConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """[auth]: which credential checkers, and whether guests may chat."""
+    """[auth]: which credential checkers, whether guests may chat, and how failed logins
+    are throttled (``chathub.auth.limiter``)."""
 
     #: tried in order: "store" (database accounts), "argon2file" (passwords_file)
     checkers: list[str] = field(default_factory=lambda: ["store", "argon2file"])
     passwords_file: str = "passwd"  # relative to server.data_dir unless absolute
     allow_guests: bool = True
+    # failed logins: the next attempt waits login_delay * 2**(failures-1) s, at most
+    # login_delay_max, per connection, per address and per account name
+    login_delay: float = 1.0
+    login_delay_max: float = 60.0
+    failed_login_memory: float = 900.0  # seconds after its last failure a key is forgotten
+    failed_login_table_size: int = 10000  # addresses, and account names, tracked at most
+    # attempts waiting or being checked at once; more are refused at once
+    login_checks_per_ip: int = 3
+    login_checks_per_account: int = 2  # from addresses with failed logins of their own
+    login_checks_max: int = 500
+    hash_concurrency: int = 2  # argon2 runs at once, server-wide
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -46,6 +58,18 @@ class AuthConfig:
                 raise ConfigError(
                     f"setting '{prefix}.checkers' may hold \"store\" and \"argon2file\", not {name!r}"
                 )
+        require_at_least(prefix, 0, login_delay=self.login_delay)
+        require_at_least(prefix, self.login_delay, login_delay_max=self.login_delay_max)
+        require_at_least(prefix, self.login_delay_max, failed_login_memory=self.failed_login_memory)
+        require_positive(
+            prefix,
+            failed_login_memory=self.failed_login_memory,
+            failed_login_table_size=self.failed_login_table_size,
+            login_checks_per_ip=self.login_checks_per_ip,
+            login_checks_per_account=self.login_checks_per_account,
+            login_checks_max=self.login_checks_max,
+            hash_concurrency=self.hash_concurrency,
+        )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick
+from chathub.auth.limiter import client_portal
 from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
 from chathub.hub.modes import parse_room_modes
@@ -169,6 +170,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         tcp = getattr(self.transport, "transport", self.transport)
         peer = tcp.getPeer()
         self.peer = getattr(peer, "host", str(peer))
+        self.portal = client_portal(self.portal, self.peer)
         if self.config.line.tcp_keepalive and hasattr(tcp, "setTcpKeepAlive"):
             tcp.setTcpKeepAlive(1)
         # Lines go to TCP directly: TelnetTransport.write would turn our CRLF into CRCRLF,

@@ -1,9 +1,10 @@
 """Accounts kept in the store: a twisted.cred checker and the registration helper.
 
 Argon2 hashing and verification are CPU-heavy, so they run in threads (never on the
-reactor) through ``chathub.auth.hashing.PasswordHashing``, whose limit (two at a time)
-every password check of the server shares, so a burst of logins cannot starve the
-thread pool or eat memory (each argon2 run uses tens of MiB).
+reactor) through ``chathub.auth.hashing.PasswordHashing``; the server hands the checker
+the one instance every password check shares (``[auth] hash_concurrency`` at a time), so
+a burst of logins cannot starve the thread pool or eat memory (each argon2 run uses tens
+of MiB).
 """
 from __future__ import annotations
 
@@ -12,35 +13,28 @@ from typing import Optional
 
 from argon2 import PasswordHasher
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chathub.auth.checkers import REFUSED, HashedPasswordChecker
 from chathub.auth.hashing import PasswordHashing
+from chathub.auth.limiter import LoginUnavailable
 from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
-#: what every refused login says, so it does not tell which accounts exist
-REFUSED = "unknown account or wrong password"
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
 
 @implementer(ICredentialsChecker, IAccountDirectory)
-class StoreAccountChecker:
-    """Checks ``IUsernamePassword`` against the argon2 hashes in an ``IStore``.
+class StoreAccountChecker(HashedPasswordChecker):
+    """Checks ``IUsernamePassword`` against the argon2 hashes in an ``IStore``; a name with
+    no account costs the same verify, against a dummy hash (``HashedPasswordChecker``).
 
     Also the hub's ``IAccountDirectory``: ``is_registered`` is answered from a set of
     folded names loaded by ``load()`` and kept up to date by ``register()``. The avatar
     id of a successful login is the folded account name.
     """
 
-    credentialInterfaces = (IUsernamePassword,)
     log = Logger()
 
     def __init__(
@@ -52,11 +46,10 @@ class StoreAccountChecker:
         hashing: Optional[PasswordHashing] = None,
     ) -> None:
         self.store = store
-        # concurrency None: the server-wide limit shared with every other password check
+        # the server passes its shared ``hashing``; alone (tests, tools) the checker has its own
         self.hashing = hashing or PasswordHashing(hasher, concurrency, reactor)
         self.hasher = self.hashing.hasher
         self._names: set[str] = set()
-        self._dummy_hash: Optional[str] = None
         self._background: set[defer.Deferred] = set()
 
     # -- IAccountDirectory -------------------------------------------------------------
@@ -77,26 +70,20 @@ class StoreAccountChecker:
         """An argon2 hash of ``password``, computed in a thread."""
         return self.hashing.hash(password)
 
-    # -- ICredentialsChecker -----------------------------------------------------------
+    # -- ICredentialsChecker (HashedPasswordChecker) ----------------------------------
 
     @defer.inlineCallbacks
-    def requestAvatarId(self, credentials):
-        name = _text(credentials.username)
-        password = _text(credentials.password)
+    def lookup(self, name: str):
+        """(hash, ``Account``) of ``name``, or None; the store's failure refuses the login
+        without counting it as a failed guess."""
         try:
             account = yield self.store.get_account(name)
         except StorageError as e:
             self.log.error("login of {name} refused: {error}", name=name, error=str(e))
-            raise UnauthorizedLogin("accounts are unavailable right now; try again later")
-        if account is None:
-            # spend the same time as a real check, so timing does not reveal accounts
-            if self._dummy_hash is None:
-                self._dummy_hash = yield self.hash_password("chathub: no such account")
-            yield self.hashing.check(self._dummy_hash, password)
-            raise UnauthorizedLogin(REFUSED)
-        matches, stale = yield self.hashing.check(account.password_hash, password)
-        if not matches:
-            raise UnauthorizedLogin(REFUSED)
+            raise LoginUnavailable("accounts are unavailable right now; try again later")
+        return None if account is None else (account.password_hash, account)
+
+    def accepted(self, account: Account, password: str, stale: bool) -> str:
         folded = fold(account.name)
         self._names.add(folded)
         if stale:

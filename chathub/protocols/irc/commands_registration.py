@@ -4,11 +4,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Optional
 
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.logger import Logger
 
+from chathub.auth.limiter import client_portal
 from chathub.hub import errors
 from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
@@ -43,8 +45,14 @@ class LoggedLogins:
     """The portal as IRC sessions see it: a refused PASS or SASL login is logged at info level
     with the peer, the nick, the account tried and the reason (never the password)."""
 
+    __slots__ = ("portal",)  # one per connection (see ``client``)
+
     def __init__(self, portal) -> None:
         self.portal = portal
+
+    def client(self, address: Optional[str]) -> "LoggedLogins":
+        """The logins of one connection from ``address``, throttled by the login limiter."""
+        return LoggedLogins(client_portal(self.portal, address))
 
     def login(self, credentials, mind, *interfaces):
         d = self.portal.login(credentials, mind, *interfaces)

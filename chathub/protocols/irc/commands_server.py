@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from twisted.logger import Logger
 
 import chathub
-from chathub.auth.hashing import default_hashing
+from chathub.auth.limiter import LoginThrottled
 from chathub.hub.masks import mask_matches
 from chathub.protocols.irc import numerics as N
 from chathub.hub.modes import CHANMODES
@@ -282,30 +282,38 @@ def _oper_refused(session, name: str, why: str) -> None:
 def oper(session, msg, rb):
     """OPER <name> <password>: become an IRC operator (passwords are argon2 hashes in the config)."""
     name, password = msg.params[0], msg.params[1]
-    entry = next((o for o in session.config.irc.operators if o.name == name), None)
-    if entry is None:
-        _oper_refused(session, name, "no such operator")
-        rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
-        return None
-    if not any(mask_matches(entry.hostmask, m) for m in (session.user.mask, session.user.real_mask)):
-        _oper_refused(session, name, f"{session.user.mask} does not match {entry.hostmask}")
-        rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
-        return None
-    # in a thread, under the same limit as every other password check
-    d = default_hashing().verify(entry.password_hash, password)
+    operators = session.config.irc.operators
+    entry = next((o for o in operators if o.name == name), None)
+    # The same argon2 work whatever the name (a dummy hash with the parameters of a real one
+    # for an unknown name) and the host checked only after the password: no reply and no
+    # delay tells which operator names exist. In a thread, under the login limiter.
+    like = operators[0].password_hash if operators else None
+    d = session.portal.verify(
+        "operator", name, entry.password_hash if entry is not None else None, password, like
+    )
 
     def checked(ok: bool) -> None:
         if session.closed:
             return
         if not ok:
-            _oper_refused(session, name, "wrong password")
+            _oper_refused(session, name, "no such operator" if entry is None else "wrong password")
             rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
+            return
+        if not any(mask_matches(entry.hostmask, m) for m in (session.user.mask, session.user.real_mask)):
+            _oper_refused(session, name, f"{session.user.mask} does not match {entry.hostmask}")
+            rb.numeric(N.ERR_NOOPERHOST, "No O-lines for your host")
             return
         session.hub.make_operator(session.user, entry.privileges)
         rb.numeric(N.RPL_YOUREOPER, "You are now an IRC operator")
         rb.add(Message("MODE", [session.user.nick, "+o"], session.server_name))
 
-    return d.addCallback(checked)
+    def throttled(failure) -> None:
+        failure.trap(LoginThrottled)
+        if not session.closed:
+            _oper_refused(session, name, failure.getErrorMessage())
+            rb.numeric(N.ERR_NOOPERHOST, f"No O-lines for your host: {failure.getErrorMessage()}")
+
+    return d.addCallbacks(checked, throttled)
 
 
 #: RPL_REHASHING

@@ -63,7 +63,7 @@ class IrcProtocol(protocol.Protocol):
         # per recipient per message, so no forwarding method sits in between
         self.session = IrcSession(
             self.hub,
-            self.portal,
+            self.portal.client(getattr(peer, "host", None)),
             self.config,
             self.queue,
             host=host,

@@ -20,6 +20,7 @@ from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick
+from chathub.auth.limiter import LoginThrottled, client_portal
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
@@ -161,7 +162,7 @@ class JsonSession(EncodingParticipant):
         factory = ws.factory
         self.factory = factory
         self.hub = factory.hub
-        self.portal = factory.portal
+        self.portal = client_portal(factory.portal, ws.client_host)
         self.config = factory.config
         self.clock = factory.clock
         wsconf = self.config.websocket
@@ -400,7 +401,8 @@ class JsonSession(EncodingParticipant):
             account=msg.get("account") or msg.get("nick"),
             why=failure.getErrorMessage(),
         )
-        self.error("login_failed", failure.getErrorMessage() or "login refused", msg)
+        code = "login_throttled" if failure.check(LoginThrottled) else "login_failed"
+        self.error(code, failure.getErrorMessage() or "login refused", msg)
 
     def _login_crashed(self, failure, msg: dict) -> None:
         self._logging_in = False

@@ -386,7 +386,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         session = self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
         if protocol.subprotocol != JSON_V1:
             # IRC's refused PASS/SASL logins are logged like on the TCP listener
-            session.portal = self.irc_portal
+            session.portal = self.irc_portal.client(protocol.client_host)
         return session
 
     def frame(self, payload: bytes, binary: bool = False) -> bytes:
