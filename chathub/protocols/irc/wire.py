@@ -7,7 +7,7 @@ included) and 8191 bytes for the tags (``@`` and the space included).
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import irctokens
 
@@ -200,7 +200,3 @@ def parse(line: bytes) -> Message:
         raise LineError("empty") from None
     return Message(tokens.command, tokens.params, tokens.source, tokens.tags or {})
 
-
-def join_lines(messages: Iterable[Message]) -> bytes:
-    """Serialise several messages into one write."""
-    return b"".join(m.to_bytes() for m in messages)
