@@ -6,6 +6,7 @@ timeout; nothing sleeps.
 from __future__ import annotations
 
 import re
+from importlib import metadata
 
 import pytest_twisted
 from argon2 import PasswordHasher
@@ -196,6 +197,8 @@ async def test_info_admin_help_time_version(server):
     assert reply.params[1] == "irc.test" and reply.params[-1]
     lines = await c.roundtrip("VERSION")
     assert only(lines, "351").params[2] == "irc.test"
+    # the installed distribution's version (setup.py's), not a constant in the code
+    assert only(lines, "351").params[1] == f"chathub-{metadata.version('chathub')}"
     assert numerics(lines, "005")
     lines = await c.roundtrip("HELP")
     assert numerics(lines, "704") and numerics(lines, "706")

@@ -31,3 +31,11 @@ def test_the_server_hands_the_hub_its_directory_and_registrar(tmp_path):
     server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
     assert server.hub.registrar is server.accounts
     assert server.hub.accounts.is_registered("bob")
+
+
+def test_chathub_knows_its_installed_version():
+    from importlib import metadata
+
+    import chathub
+
+    assert chathub.__version__ == metadata.version("chathub")

@@ -20,7 +20,7 @@ from chathub.protocols.irc.wire import Message
 
 _log = Logger()
 
-VERSION = f"chathub-{getattr(chathub, '__version__', '0.1.0')}"
+VERSION = f"chathub-{chathub.__version__}"
 USER_MODES = "Biow"
 CHANNEL_MODES = "CIbeiklmnopstv"
 CHANNEL_MODES_WITH_PARAM = "Ibeklov"
