@@ -7,8 +7,8 @@ Layers, each one module:
 - ``table``: the declarative command table (name, allowed before registration, minimum
   parameters, privilege, flood penalty); ``commands_*`` modules fill it.
 - ``session``: ``IrcSession``, one per client, transport-agnostic. It is the hub
-  participant, runs registration/CAP/SASL, dispatches commands and buffers each
-  command's replies (``ResponseBuffer``: labeled-response, batch, ACK).
+  participant, runs registration/CAP/SASL and dispatches commands; each command's
+  replies go through a ``responsebuffer.ResponseBuffer`` (labeled-response, batch, ACK).
 - ``render``: hub events -> IRC messages for a set of capabilities (fan-out shares bytes
   between sessions with the same ``format_key``).
 - ``flood``: penalty clock ("fake lag") and ``Excess Flood``.

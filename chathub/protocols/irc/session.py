@@ -1,13 +1,13 @@
-"""One IRC client: registration, capability state, command dispatch and replies.
+"""One IRC client: registration, capability state and command dispatch.
 
 An ``IrcSession`` knows nothing of sockets. A transport feeds it complete lines
 (``line_received``) and tells it when the connection is gone (``connection_lost``);
 the session writes through an ``IrcWriter`` (see ``chathub.protocols.irc``), so the
-same session serves raw TCP and IRC over WebSocket.
+same session serves raw TCP and IRC over WebSocket. Each command's replies are held in a
+``ResponseBuffer`` (``responsebuffer.py``) until it is done.
 """
 from __future__ import annotations
 
-import itertools
 import time
 import weakref
 from typing import Callable, Iterable, Optional, Protocol
@@ -28,10 +28,10 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines
+from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import COMMANDS
 from chathub.protocols.irc.wire import LineError, Message, parse
 
-_batch_ids = itertools.count(1)
 #: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
 _NO_CAPS: frozenset = frozenset()
 #: one ``format_key`` tuple per rendering capability set, shared by the sessions that have it
@@ -131,63 +131,6 @@ class IrcWriter(Protocol):
 
     def lose_connection(self) -> None:
         """Close once what was written is flushed."""
-
-
-class ResponseBuffer:
-    """The replies to one command, sent together so the ``label`` can be applied.
-
-    With labeled-response, an empty reply becomes ``ACK``, one line carries the label,
-    and several lines are wrapped in a ``labeled-response`` batch (when the client has
-    ``batch``).
-    """
-
-    __slots__ = ("session", "label", "messages")
-
-    def __init__(self, session: "IrcSession", label: Optional[str]) -> None:
-        self.session = session
-        self.label = label
-        self.messages: list[Message] = []
-
-    def later(self, make: Callable[[], list[Message]]) -> None:
-        """Add the lines ``make()`` returns when the buffer is flushed (once the hub has
-        delivered, or refused, what the command caused): an echo, or the error instead."""
-        self.messages.append(make)
-
-    def add(self, message: "Message | list[Message] | None") -> None:
-        if isinstance(message, list):
-            self.messages.extend(message)
-        elif message is not None:
-            self.messages.append(message)
-
-    def numeric(self, code: str, *params: str) -> None:
-        self.add(self.session.numeric(code, *params))
-
-    def fail(self, command: str, code: str, *context_and_text: str) -> None:
-        """A standard-replies FAIL (``FAIL <command> <code> [context...] :text``)."""
-        self.add(Message("FAIL", [command, code, *context_and_text], self.session.server_name))
-
-    def flush(self) -> None:
-        session = self.session
-        messages, self.messages = self.messages, []
-        if any(callable(m) for m in messages):
-            messages = [line for m in messages for line in (m() if callable(m) else (m,))]
-        label = self.label
-        if label is None:
-            if messages:
-                session.write_messages(messages)
-            return
-        if not messages:
-            session.write_messages([Message("ACK", [], session.server_name, {"label": label})])
-        elif len(messages) == 1:
-            session.write_messages([messages[0].with_tags(label=label)])
-        elif C.BATCH in session.caps:
-            ref = f"L{next(_batch_ids)}"
-            out = [Message("BATCH", [f"+{ref}", "labeled-response"], session.server_name, {"label": label})]
-            out.extend(m.with_tags(batch=ref) if "batch" not in m.tags else m for m in messages)
-            out.append(Message("BATCH", [f"-{ref}"], session.server_name))
-            session.write_messages(out)
-        else:
-            session.write_messages(messages)
 
 
 @implementer(IParticipant)

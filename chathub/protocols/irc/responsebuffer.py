@@ -1,0 +1,92 @@
+"""The replies to one command, held until the command is done (after Ergo's
+``irc/responsebuffer.go``), so that labeled-response can apply its label once:
+no reply becomes ``ACK``, one line carries the label, several go in a
+``labeled-response`` batch."""
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Iterable, Optional, Protocol, Union
+
+from chathub.protocols.irc import caps as C
+from chathub.protocols.irc.wire import Message
+
+_batch_ids = itertools.count(1)
+
+#: a reply line, or a maker of lines filled in when the buffer is flushed (see ``later``)
+Reply = Union[Message, Callable[[], list[Message]]]
+
+
+class Replying(Protocol):
+    """What a ``ResponseBuffer`` writes to: an ``IrcSession``."""
+
+    caps: frozenset[str]
+
+    @property
+    def server_name(self) -> str:
+        """The source of server lines."""
+
+    def numeric(self, code: str, *params: str) -> Message:
+        """A numeric reply to this client."""
+
+    def write_messages(self, messages: Iterable[Message]) -> None:
+        """Send lines to this client."""
+
+
+class ResponseBuffer:
+    """The replies to one command, sent together so the ``label`` can be applied.
+
+    With labeled-response, an empty reply becomes ``ACK``, one line carries the label,
+    and several lines are wrapped in a ``labeled-response`` batch (when the client has
+    ``batch``).
+    """
+
+    __slots__ = ("session", "label", "messages")
+
+    def __init__(self, session: Replying, label: Optional[str]) -> None:
+        self.session = session
+        self.label = label
+        self.messages: list[Reply] = []
+
+    def later(self, make: Callable[[], list[Message]]) -> None:
+        """Add the lines ``make()`` returns when the buffer is flushed (once the hub has
+        delivered, or refused, what the command caused): an echo, or the error instead."""
+        self.messages.append(make)
+
+    def add(self, message: "Message | list[Message] | None") -> None:
+        """Add a reply line, several, or none."""
+        if isinstance(message, list):
+            self.messages.extend(message)
+        elif message is not None:
+            self.messages.append(message)
+
+    def numeric(self, code: str, *params: str) -> None:
+        """Add a numeric reply to this client."""
+        self.add(self.session.numeric(code, *params))
+
+    def fail(self, command: str, code: str, *context_and_text: str) -> None:
+        """A standard-replies FAIL (``FAIL <command> <code> [context...] :text``)."""
+        self.add(Message("FAIL", [command, code, *context_and_text], self.session.server_name))
+
+    def flush(self) -> None:
+        """Write what is held, labelled as the client asked."""
+        session = self.session
+        messages, self.messages = self.messages, []
+        if any(callable(m) for m in messages):
+            messages = [line for m in messages for line in (m() if callable(m) else (m,))]
+        label = self.label
+        if label is None:
+            if messages:
+                session.write_messages(messages)
+            return
+        if not messages:
+            session.write_messages([Message("ACK", [], session.server_name, {"label": label})])
+        elif len(messages) == 1:
+            session.write_messages([messages[0].with_tags(label=label)])
+        elif C.BATCH in session.caps:
+            ref = f"L{next(_batch_ids)}"
+            out = [Message("BATCH", [f"+{ref}", "labeled-response"], session.server_name, {"label": label})]
+            out.extend(m.with_tags(batch=ref) if "batch" not in m.tags else m for m in messages)
+            out.append(Message("BATCH", [f"-{ref}"], session.server_name))
+            session.write_messages(out)
+        else:
+            session.write_messages(messages)
