@@ -6,7 +6,6 @@ rooms and account names are loaded, and only then do the listeners start.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Callable, Iterable, Optional
 
@@ -14,6 +13,7 @@ from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -24,21 +24,20 @@ from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
+from chathub.protocols.irc import IrcFactory, IrcServer
+from chathub.protocols.line import LineFactory
+from chathub.protocols.web import build_site
 from chathub.store import StorageError, open_store
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
 
-#: listener kind -> "module:callable" making its factory from (hub, portal, config)
-LISTENER_FACTORIES = {
-    "line": "chathub.protocols.line:LineFactory",
-    "irc": "chathub.protocols.irc:IrcFactory",
-    "http": "chathub.protocols.web:build_site",
+#: listener kind -> its factory, made from the service's hub, portal, config and IRC server
+#: (IRC over TCP and IRC over WebSocket share one ``IrcServer``)
+LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory]] = {
+    "line": lambda s: LineFactory(s.hub, s.portal, s.config),
+    "irc": lambda s: IrcFactory(s.irc),
+    "http": lambda s: build_site(s.hub, s.portal, s.config, irc=s.irc),
 }
-
-
-def _factory_maker(kind: str):
-    module, _, name = LISTENER_FACTORIES[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 class Listener(service.Service):
@@ -90,7 +89,8 @@ class Listener(service.Service):
 
 
 class ChathubService(service.MultiService):
-    """The whole server as one twistd service; ``hub``, ``portal`` and ``store`` are its core."""
+    """The whole server as one twistd service; ``hub``, ``portal`` and ``store`` are its core,
+    ``irc`` the IRC server its IRC and WebSocket listeners share."""
 
     log = Logger()
 
@@ -131,6 +131,8 @@ class ChathubService(service.MultiService):
         except CloakSecretError as e:
             raise SystemExit(f"chathub cannot start: {e}")
         self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
+        # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
+        self.irc = IrcServer(self.hub, self.portal, config, reactor)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}
@@ -141,7 +143,7 @@ class ChathubService(service.MultiService):
             descriptions = getattr(config.listeners, kind)
             if not descriptions:
                 continue
-            factory = _factory_maker(kind)(self.hub, self.portal, config)
+            factory = LISTENER_FACTORIES[kind](self)
             self.factories[kind] = factory
             for description in descriptions:
                 try:

@@ -482,7 +482,9 @@ class HubServer:
         self.config = config
         self.hub, self.portal, self.site, self.http = start_server(config, checkers, store)
         reactor = _reactor()
-        irc = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, config), interface="127.0.0.1")
+        # IRC over TCP and over WebSocket are one IRC server, as in chathub/app.py
+        self.irc_server = self.site.websocket_factory.irc
+        irc = reactor.listenTCP(0, IrcFactory(self.irc_server), interface="127.0.0.1")
         line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, config), interface="127.0.0.1")
         self._ports = [self.http, irc, line]
         self.irc_port = irc.getHost().port

@@ -188,7 +188,7 @@ async def test_irc_lines_behind_a_login_never_run_once_the_connection_is_gone(pa
 
     config, hub, portal = _slow_logins(passwd)
     with LogCapture() as log:
-        conn = Conn(IrcFactory(hub, portal, config, reactor=Clock()), 40000)
+        conn = Conn(IrcFactory.for_hub(hub, portal, config, reactor=Clock()), 40000)
         conn.send("PASS letmein", "NICK slowpoke", "USER u 0 * :x", "JOIN #haunt", "PRIVMSG #haunt :boo")
         assert conn.protocol.session.gate.waiting == 2
         conn.protocol.connectionLost(Failure(ConnectionDone()))

@@ -218,7 +218,7 @@ async def servers():
     )
     s = HubServer(config)
     s.cloak = s.portal.realm.cloak
-    irc6 = reactor.listenTCP(0, IrcFactory(s.hub, s.portal, config), interface="::1")
+    irc6 = reactor.listenTCP(0, IrcFactory.for_hub(s.hub, s.portal, config), interface="::1")
     s.irc6_port = irc6.getHost().port
     yield s
     await s.stop()

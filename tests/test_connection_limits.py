@@ -279,7 +279,7 @@ async def test_ipv6_and_systemd_adopted_listeners_are_limited_too():
     reactor = _reactor()
     config = Config()
     hub = ChatHub(config, accounts=account_directory([]))
-    factory = IrcFactory(hub, build_portal(hub, config, []), config, reactor)
+    factory = IrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
     limiting = LimitingReactor(reactor, ConnectionLimits(1, 1000.0, 1000))
     adopted = socket.socket()
     adopted.bind(("127.0.0.1", 0))

@@ -40,7 +40,7 @@ class Server:
         self.portal = build_portal(self.hub, self.config, [checker])
         #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
         self.host = self.portal.realm.cloak.host_for("127.0.0.1")
-        self.port = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
+        self.port = reactor.listenTCP(0, IrcFactory.for_hub(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.clients: list = []
 

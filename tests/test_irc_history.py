@@ -67,7 +67,7 @@ class Server:
     async def start(self) -> "Server":
         await self.store.open()
         await self.accounts.load()
-        self.irc_port = self.listen(IrcFactory(self.hub, self.portal, self.config))
+        self.irc_port = self.listen(IrcFactory.for_hub(self.hub, self.portal, self.config))
         return self
 
     def listen(self, factory) -> int:

@@ -5,7 +5,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from chathub.config import Config
-from chathub.protocols.irc.commands_server import Motd
+from chathub.protocols.irc.server import Motd
 from tests.test_irc_session import World
 
 
@@ -20,8 +20,8 @@ def motd_world(tmp_path, monkeypatch, name):
     monkeypatch.chdir(cwd)
     world = World(flood_exempt=["127.0.0.0/8"], motd_file=name)
     world.config = world.config.with_overrides(server={"data_dir": str(data)})
-    world.factory.config = world.config
-    world.factory.motd = Motd(world.config)
+    world.factory.server.config = world.config
+    world.factory.server.motd = Motd(world.config)
     return world, data
 
 
@@ -56,7 +56,7 @@ def test_motd_absolute_path_and_missing_file(tmp_path, monkeypatch):
 def test_motd_reload_reads_in_a_thread(tmp_path, monkeypatch):
     world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
     (data / "motd.txt").write_text("new text\n")
-    lines = yield world.factory.motd.reload()
+    lines = yield world.factory.server.motd.reload()
     assert lines == ["new text"]
     assert motd_text(world.client("amy")) == ["- new text"]
 
@@ -64,7 +64,7 @@ def test_motd_reload_reads_in_a_thread(tmp_path, monkeypatch):
 def test_info_includes_the_server_description():
     world = World()
     world.config = world.config.with_overrides(server={"description": "Our little chat"})
-    world.factory.config = world.config
+    world.factory.server.config = world.config
     c = world.client("amy")
     c.send("INFO")
     info = [m.params[-1] for m in c.lines() if m.command == "371"]
@@ -83,8 +83,8 @@ def test_rehash_rereads_the_motd_for_operators_only(tmp_path, monkeypatch):
     world = World(flood_exempt=["127.0.0.0/8"], motd_file="motd.txt",
                   operators=[{"name": "boss", "password_hash": oper_hash}])
     world.config = world.config.with_overrides(server={"data_dir": str(data)})
-    world.factory.config = world.config
-    world.factory.motd = Motd(world.config)
+    world.factory.server.config = world.config
+    world.factory.server.motd = Motd(world.config)
     c = world.client("amy")
     (data / "motd.txt").write_text("new\n")
     c.send("REHASH")

@@ -38,7 +38,7 @@ async def test_never_reading_irc_client_is_dropped_with_sendq_exceeded(tmp_path)
     portal = build_portal(hub, config, [])
     log_events: list[dict] = []
     globalLogPublisher.addObserver(log_events.append)
-    port = reactor.listenTCP(0, IrcFactory(hub, portal, config), interface="127.0.0.1")
+    port = reactor.listenTCP(0, IrcFactory.for_hub(hub, portal, config), interface="127.0.0.1")
     clients: list = []
     stuck_sock = None
     try:

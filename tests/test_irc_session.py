@@ -86,7 +86,7 @@ class World:
         self.portal = build_portal(self.hub, self.config, [checker], clock=self.clock)
         #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
         self.host = self.portal.realm.cloak.host_for("127.0.0.1")
-        self.factory = IrcFactory(self.hub, self.portal, self.config, reactor=self.clock)
+        self.factory = IrcFactory.for_hub(self.hub, self.portal, self.config, reactor=self.clock)
         self.ports = iter(range(40000, 50000))
 
     def connect(self) -> Conn:

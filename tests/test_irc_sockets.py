@@ -41,7 +41,7 @@ class Server:
         self.portal = build_portal(self.hub, self.config, [checker])
         #: the host everyone else sees for a client of 127.0.0.1 (its cloak), as a regex
         self.host_re = re.escape(self.portal.realm.cloak.host_for("127.0.0.1"))
-        self.irc = reactor.listenTCP(0, IrcFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
+        self.irc = reactor.listenTCP(0, IrcFactory.for_hub(self.hub, self.portal, self.config), interface="127.0.0.1")
         self.line = None
         try:
             from chathub.protocols.line import LineFactory

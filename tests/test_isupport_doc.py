@@ -69,7 +69,7 @@ async def sent_isupport(config) -> dict[str, str]:
 
     hub = ChatHub(config)
     portal = build_portal(hub, config, [InMemoryUsernamePasswordDatabaseDontUse()])
-    port = reactor.listenTCP(0, IrcFactory(hub, portal, config), interface="127.0.0.1")
+    port = reactor.listenTCP(0, IrcFactory.for_hub(hub, portal, config), interface="127.0.0.1")
     clients: list = []
     try:
         c = await connect_irc(port.getHost().port, clients)

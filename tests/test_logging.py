@@ -81,7 +81,7 @@ def irc_world():
     hub = ChatHub(config)
     clock = task.Clock()
     portal = build_portal(hub, config, [InMemoryUsernamePasswordDatabaseDontUse(alice=PASSWORD.encode())], clock=clock)
-    return IrcFactory(hub, portal, config, reactor=clock)
+    return IrcFactory.for_hub(hub, portal, config, reactor=clock)
 
 
 def test_irc_connect_pass_refused_and_disconnect(captured):

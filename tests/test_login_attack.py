@@ -51,7 +51,7 @@ class Server:
         self.portal = build_portal(self.hub, self.config, [self.checker])
         listen = lambda factory: reactor.listenTCP(0, factory, interface="127.0.0.1")  # noqa: E731
         self.ports = {
-            "irc": listen(IrcFactory(self.hub, self.portal, self.config)),
+            "irc": listen(IrcFactory.for_hub(self.hub, self.portal, self.config)),
             "line": listen(LineFactory(self.hub, self.portal, self.config)),
             "http": listen(build_site(self.hub, self.portal, self.config)),
         }

@@ -20,7 +20,7 @@ from tests.test_ws_json import login
 async def test_line_irc_and_json_sessions_provide_iparticipant(server):  # noqa: F811
     hub, portal, config, ws_port = server
     LineEnv(hub, portal, config).connect("tel")
-    irc = IrcConn(IrcFactory(hub, portal, config, reactor=Clock()), 40010)
+    irc = IrcConn(IrcFactory.for_hub(hub, portal, config, reactor=Clock()), 40010)
     irc.send("NICK ircy", "USER u 0 * :Real Name")
     assert "001" in irc.commands()
     web = await login(ws_port, "webby")

@@ -9,15 +9,14 @@ from __future__ import annotations
 import pytest_twisted
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from chathub.protocols.irc import commands_metadata
 from tests.support import HubServer
 
 ROOMS = 50
 
 
-def room_entries(hub) -> set[str]:
+def room_entries(irc_server) -> set[str]:
     """The rooms whose metadata the IRC server holds."""
-    return {name for kind, name in commands_metadata._store(hub) if kind == "room"}
+    return {name for kind, name in irc_server.metadata if kind == "room"}
 
 
 @pytest_twisted.ensureDeferred
@@ -34,12 +33,12 @@ async def test_metadata_of_vanished_rooms_is_freed_and_never_inherited():
         owner = await server.irc("owner", "draft/metadata-3", password="pw-owner", rooms=["#kept"])
         owner.send("METADATA #kept SET url :https://example.org")
         await owner.expect("761")
-        assert room_entries(hub) == set(rooms) | {"#kept"}
+        assert room_entries(server.irc_server) == set(rooms) | {"#kept"}
 
         # the rooms empty and vanish (parts, then the quit of the last member)
         attacker.send(*(f"PART {room}" for room in rooms[: ROOMS // 2]))
         await attacker.expect(lambda l: l.command == "PART" and l.params[0] == rooms[ROOMS // 2 - 1])
-        assert room_entries(hub) == set(rooms[ROOMS // 2 :]) | {"#kept"}
+        assert room_entries(server.irc_server) == set(rooms[ROOMS // 2 :]) | {"#kept"}
         watchers.irc.send("MONITOR + meta")
         await watchers.irc.expect("730")
         attacker.send("QUIT :done")
@@ -48,7 +47,7 @@ async def test_metadata_of_vanished_rooms_is_freed_and_never_inherited():
         # the registered room stays, with its metadata, while empty
         owner.send("PART #kept")
         await owner.expect("PART")
-        assert hub.find_room("#kept") is not None and room_entries(hub) == {"#kept"}
+        assert hub.find_room("#kept") is not None and room_entries(server.irc_server) == {"#kept"}
 
         # a new room of an old name starts with no metadata
         newcomer = await server.irc("newcomer", "draft/metadata-3", rooms=[rooms[0]])

@@ -106,7 +106,7 @@ async def test_oper_unknown_name_and_wrong_password_do_the_same_work():
     portal = build_portal(hub, config, [], hashing=PasswordHashing(hasher))
     from chathub.protocols.irc import IrcFactory
 
-    factory = IrcFactory(hub, portal, config)
+    factory = IrcFactory.for_hub(hub, portal, config)
     replies = {}
     # each from its own address, so no attempt waits for another's failure
     for i, (label, line) in enumerate(

@@ -122,7 +122,7 @@ async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     options, key, chain = certificate
     config = Config()
     hub = ChatHub(config, accounts=account_directory([]))
-    factory = RecordingIrcFactory(hub, build_portal(hub, config, []), config, reactor)
+    factory = RecordingIrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
     factory.built = []
     limiting = LimitingReactor(reactor, ConnectionLimits(10, 100.0, 100))
     plain = await endpoints.serverFromString(limiting, "tcp:0:interface=127.0.0.1").listen(factory)

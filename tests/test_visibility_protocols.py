@@ -51,7 +51,7 @@ def irc_client(factory, nick: str, port: int) -> IrcConn:
 async def test_every_protocol_hides_an_invisible_user_from_outsiders(server):
     hub, portal, config, ws_port = server
     lines = LineEnv(hub, portal, config)
-    irc = IrcFactory(hub, portal, config, reactor=Clock())
+    irc = IrcFactory.for_hub(hub, portal, config, reactor=Clock())
     pat = lines.connect("pat")
     pat.send("/join #pub")
     pat.expect("you joined #pub")

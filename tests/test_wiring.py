@@ -33,6 +33,16 @@ def test_the_server_hands_the_hub_its_directory_and_registrar(tmp_path):
     assert server.hub.accounts.is_registered("bob")
 
 
+def test_irc_over_tcp_and_websocket_are_one_irc_server(tmp_path):
+    """app.py builds one IrcServer and hands it to the IRC and the HTTP/WebSocket listener."""
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)})
+    server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
+    irc = server.irc
+    assert server.factories["irc"].server is irc
+    assert server.factories["http"].websocket_factory.irc is irc
+    assert irc.hub is server.hub and irc.portal.portal is server.portal and irc.config is config
+
+
 def test_chathub_knows_its_installed_version():
     from importlib import metadata
 

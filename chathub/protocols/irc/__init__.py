@@ -5,7 +5,11 @@ Layers, each one module:
 - ``wire``: one line <-> ``Message`` (irctokens ``tokenise`` per line, our own serialiser
   with the 512-byte body and 8191-byte tag limits).
 - ``table``: the declarative command table (name, allowed before registration, minimum
-  parameters, privilege, flood penalty); ``commands_*`` modules fill it.
+  parameters, privilege, flood penalty) and the hooks (welcome burst, after registration,
+  a user signing off, a room ending); ``commands_*`` modules fill both.
+- ``server``: ``IrcServer``, one per chathub, what every session shares: hub, portal,
+  config, clock, MOTD, metadata, read markers, the sessions still registering, the
+  timer ``sweeper``, batch references and format keys.
 - ``session``: ``IrcSession``, one per client, transport-agnostic. It is the hub
   participant, runs registration/CAP/SASL and dispatches commands; each command's
   replies go through a ``responsebuffer.ResponseBuffer`` (labeled-response, batch, ACK).
@@ -14,10 +18,10 @@ Layers, each one module:
 - ``flood``: penalty clock ("fake lag") and ``Excess Flood``.
 - ``protocol``: IRC over TCP (``IrcProtocol``, ``IrcFactory``).
 
-The transport seam (used by IRC over WebSocket): build an ``IrcSession(hub, portal,
-config, writer, host=..., reactor=..., secure=..., flood_exempt=...)`` where ``writer``
-has ``write(data: bytes)`` (one or more complete CRLF-terminated lines: a WebSocket
-transport sends each line as one message, without its CRLF, as text for
+The transport seam (used by IRC over WebSocket): build an ``IrcSession(server, writer,
+host, address=..., secure=..., reader=...)`` on the chathub's ``IrcServer``, where
+``writer`` has ``write(data: bytes)`` (one or more complete CRLF-terminated lines: a
+WebSocket transport sends each line as one message, without its CRLF, as text for
 ``text.ircv3.net`` / no subprotocol, binary for ``binary.ircv3.net``) and
 ``lose_connection()``. Feed it each received line without its line ending through
 ``session.line_received(line: bytes)`` (the transport enforces ``wire.MAX_LINE``; longer
@@ -37,7 +41,8 @@ from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
     commands_server,
 )
 from chathub.protocols.irc.protocol import IrcFactory, IrcProtocol
+from chathub.protocols.irc.server import IrcServer
 from chathub.protocols.irc.session import IrcSession, IrcWriter
 from chathub.protocols.irc.wire import MAX_LINE, Message
 
-__all__ = ["IrcFactory", "IrcProtocol", "IrcSession", "IrcWriter", "Message", "MAX_LINE"]
+__all__ = ["IrcFactory", "IrcProtocol", "IrcServer", "IrcSession", "IrcWriter", "Message", "MAX_LINE"]

@@ -13,7 +13,6 @@ Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines
 """
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Optional, Union
 
@@ -35,8 +34,6 @@ MESSAGE_KINDS = frozenset({Kind.MESSAGE, Kind.ACTION, Kind.NOTICE})
 #: subcommands that read one conversation, with the number of references each takes
 SUBCOMMANDS = {"LATEST": 1, "BEFORE": 1, "AFTER": 1, "AROUND": 1, "BETWEEN": 2}
 MSGREFTYPES = ("msgid", "timestamp")
-
-_batch_ids = itertools.count(1)
 
 Ref = Union[tuple[str, str], tuple[str, float]]
 
@@ -172,7 +169,7 @@ def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None
         for line in lines:
             rb.add(line)
         return
-    ref = f"h{next(_batch_ids)}"
+    ref = session.server.batch_ref("h")
     rb.add(Message("BATCH", [f"+{ref}", *batch_params], session.server_name))
     for line in lines:
         rb.add(line.with_tags(batch=ref))

@@ -5,21 +5,23 @@ metadata (``*`` or their nick), channel operators their channel's; anyone who co
 the user or channel may read it. Subscribers (``SUB``) sharing a channel hear of changes
 and get the metadata of channels they join and of those already in them.
 
-Metadata lives in memory for as long as its user is connected or its channel exists
-(the hub says when a channel ends: ``ChatHub.when_room_ends``); it is kept per hub object
-(a new user of the same nick, or a new channel of the same name, starts empty).
+Metadata lives in memory, in the ``IrcServer`` (``server.metadata``), for as long as its
+user is connected or its channel exists (the hub says when a channel ends: the
+``ROOM_ENDED`` hook); it is kept per hub object (a new user of the same nick, or a new
+channel of the same name, starts empty).
 """
 from __future__ import annotations
 
-import itertools
 import re
-import weakref
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from chathub.hub.names import is_room_name
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.table import command
+from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, SIGNED_OFF, command, hook
 from chathub.protocols.irc.wire import Message
+
+if TYPE_CHECKING:
+    from chathub.protocols.irc.server import IrcServer
 
 RPL_WHOISKEYVALUE = "760"
 RPL_KEYVALUE = "761"
@@ -32,54 +34,44 @@ MAX_KEYS = C.METADATA_MAX_KEYS
 MAX_SUBS = C.METADATA_MAX_SUBS
 MAX_VALUE_BYTES = C.METADATA_MAX_VALUE_BYTES
 _KEY = re.compile(r"[a-z0-9_./\-]+\Z")
-_batch_ids = itertools.count(1)
-
-#: hub -> {("user"|"room", folded name): (hub object, {key: value})}
-_stores: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _store(hub) -> dict:
-    try:
-        return _stores[hub]
-    except KeyError:
-        store = _stores[hub] = {}
-        # a channel's metadata ends with the channel (the callback holds the dict, not the hub)
-        hub.when_room_ends(lambda room: _forget_room(store, room))
-        return store
-
-
-def _forget_room(store: dict, room) -> None:
+@hook(ROOM_ENDED)
+def forget_room(server: "IrcServer", room) -> None:
+    """A channel's metadata ends with the channel."""
+    store = server.metadata
     entry = store.get(("room", room.folded))
     if entry is not None and entry[0] is room:
         del store[("room", room.folded)]
 
 
-def metadata_of(hub, thing) -> dict[str, str]:
+def metadata_of(server: "IrcServer", thing) -> dict[str, str]:
     """The metadata dict of a hub ``User`` or ``Room`` (created empty)."""
     kind = "room" if hasattr(thing, "members") else "user"
     name = thing.folded
-    store = _store(hub)
+    store = server.metadata
     entry = store.get((kind, name))
     if entry is None or entry[0] is not thing:
         entry = store[(kind, name)] = (thing, {})
     return entry[1]
 
 
-def peek_metadata(hub, thing) -> dict[str, str]:
+def peek_metadata(server: "IrcServer", thing) -> dict[str, str]:
     """The metadata of ``thing`` without creating any."""
     kind = "room" if hasattr(thing, "members") else "user"
-    entry = _store(hub).get((kind, thing.folded))
+    entry = server.metadata.get((kind, thing.folded))
     return entry[1] if entry is not None and entry[0] is thing else {}
 
 
-def forget_user(hub, user, old_folded: Optional[str] = None) -> None:
+@hook(SIGNED_OFF)
+def forget_user(session, user) -> None:
     """Drop a user's metadata (they left)."""
-    _store(hub).pop(("user", old_folded or user.folded), None)
+    session.server.metadata.pop(("user", user.folded), None)
 
 
-def follow_nick_change(hub, user, old_folded: str) -> None:
+def follow_nick_change(server: "IrcServer", user, old_folded: str) -> None:
     """Keep a user's metadata under their new nick."""
-    store = _store(hub)
+    store = server.metadata
     entry = store.pop(("user", old_folded), None)
     if entry is not None and entry[0] is user:
         store[("user", user.folded)] = entry
@@ -115,7 +107,7 @@ def _resolve(session, target: str) -> Optional[_Target]:
 def _values(session, target: _Target) -> dict[str, str]:
     if target.thing is None:
         return session.pending_metadata  # before registration
-    return metadata_of(session.hub, target.thing)
+    return metadata_of(session.server, target.thing)
 
 
 def _batch(session, rb, target_name: str, messages: list[Message]) -> None:
@@ -124,7 +116,7 @@ def _batch(session, rb, target_name: str, messages: list[Message]) -> None:
         for m in messages:
             rb.add(m)
         return
-    ref = f"M{next(_batch_ids)}"
+    ref = session.server.batch_ref("M")
     rb.add(Message("BATCH", [f"+{ref}", "metadata", target_name], session.server_name))
     for m in messages:
         rb.add(m.with_tags(batch=ref))
@@ -282,27 +274,28 @@ def on_join(session, room, rb) -> None:
     subs = session.metadata_subs
     if not subs or "draft/metadata-3" not in session.caps:
         return
-    hub = session.hub
+    server = session.server
     replies = []
-    for key, value in sorted(peek_metadata(hub, room).items()):
+    for key, value in sorted(peek_metadata(server, room).items()):
         if key in subs:
             replies.append(_keyvalue(session, room.name, key, value))
     for user in room.users():
         if user is session.user:
             continue
-        for key, value in sorted(peek_metadata(hub, user).items()):
+        for key, value in sorted(peek_metadata(server, user).items()):
             if key in subs:
                 replies.append(_keyvalue(session, user.nick, key, value))
     if replies:
         _batch(session, rb, room.name, replies)
 
 
+@hook(REGISTERED)
 def on_registered(session, rb) -> None:
     """At the end of registration: adopt what was SET before it, and show it."""
     if not session.has_pending_metadata:
         return  # (without making an empty dict for every connection)
     pending = session.pending_metadata
-    values = metadata_of(session.hub, session.user)
+    values = metadata_of(session.server, session.user)
     values.update(pending)
     pending.clear()
     _batch(
@@ -315,5 +308,5 @@ def on_registered(session, rb) -> None:
 
 def whois_lines(session, user, rb) -> None:
     """760 lines for WHOIS."""
-    for key, value in sorted(peek_metadata(session.hub, user).items()):
+    for key, value in sorted(peek_metadata(session.server, user).items()):
         rb.numeric(RPL_WHOISKEYVALUE, user.nick, key, "*", value)

@@ -1,11 +1,11 @@
 """IRCv3 ``draft/read-marker``: MARKREAD, the last-read time of a channel or conversation.
 
-Markers belong to the account when the user is logged in (shared by its connections),
-else to the connection. A marker only ever moves forward. They are kept in memory.
+Markers belong to the account when the user is logged in (shared by its connections,
+kept by the ``IrcServer``: ``server.read_markers``), else to the connection. A marker
+only ever moves forward. They are kept in memory.
 """
 from __future__ import annotations
 
-import weakref
 from typing import Optional
 
 from chathub.events import iso_time, parse_iso_time
@@ -14,16 +14,11 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
-#: hub -> {folded account: {folded target: epoch seconds}}
-_by_account: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def _markers(session) -> dict[str, float]:
     account = session.user.account if session.user is not None else None
     if account is None:
         return session.read_markers
-    accounts = _by_account.setdefault(session.hub, {})
-    return accounts.setdefault(fold(account), {})
+    return session.server.read_markers.setdefault(fold(account), {})
 
 
 def marker_message(session, target: str) -> Message:

@@ -4,18 +4,16 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Optional
-
-from twisted.cred.credentials import IUsernamePassword, UsernamePassword
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.logger import Logger
 
-from chathub.auth.limiter import client_portal
 from chathub.hub import errors
 from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import follow_nick_change
+from chathub.protocols.irc.logins import peer_of
 from chathub.protocols.irc.table import command, int_param
 from chathub.protocols.irc.wire import Message
 
@@ -27,52 +25,6 @@ SASL_CHUNK = 400
 SASL_MAX = 8192
 
 log = Logger()
-
-
-# -- logins, logged -------------------------------------------------------------------------
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def peer_of(session) -> str:
-    """Who a log line is about: the nick when known, and the connection's host."""
-    return f"{session.nick or '*'} from {session.host}"
-
-
-class LoggedLogins:
-    """The portal as IRC sessions see it: a refused PASS or SASL login is logged at info level
-    with the peer, the nick, the account tried and the reason (never the password)."""
-
-    __slots__ = ("portal",)  # one per connection (see ``client``)
-
-    def __init__(self, portal) -> None:
-        self.portal = portal
-
-    def client(self, address: Optional[str]) -> "LoggedLogins":
-        """The logins of one connection from ``address``, throttled by the login limiter."""
-        return LoggedLogins(client_portal(self.portal, address))
-
-    def login(self, credentials, mind, *interfaces):
-        d = self.portal.login(credentials, mind, *interfaces)
-        if IUsernamePassword.providedBy(credentials):
-            d.addErrback(self._refused, _text(credentials.username), mind)
-        return d
-
-    @staticmethod
-    def _refused(failure, account: str, session):
-        if failure.check(UnauthorizedLogin):
-            method = "SASL PLAIN" if getattr(session, "sasl", None) is not None else "PASS"
-            log.info(
-                "IRC {method} login as {account} by {who} refused: {why}",
-                method=method, account=account, who=peer_of(session), nick=session.nick,
-                host=session.host, why=failure.getErrorMessage(),
-            )
-        return failure
-
-    def __getattr__(self, name):
-        return getattr(self.portal, name)
 
 
 def _sasl_refused(session, rb, why: str) -> None:
@@ -170,7 +122,7 @@ def nick(session, msg: Message, rb):
     old_folded = session.user.folded
     event = hub.change_nick(session.user, new)
     if event is not None:
-        follow_nick_change(hub, session.user, old_folded)
+        follow_nick_change(session.server, session.user, old_folded)
         session.nick = session.user.nick
         rb.add(session.render_own(event))
     return None

@@ -3,7 +3,6 @@ ADMIN, HELP, LINKS, OPER, KILL and WALLOPS."""
 from __future__ import annotations
 
 import time
-import weakref
 from datetime import datetime, timezone
 
 from twisted.logger import Logger
@@ -15,7 +14,7 @@ from chathub.protocols.irc import numerics as N
 from chathub.hub.modes import CHANMODES
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.commands_queries import visible_host
-from chathub.protocols.irc.table import COMMANDS, command
+from chathub.protocols.irc.table import COMMANDS, WELCOME, command, hook
 from chathub.protocols.irc.wire import Message
 
 _log = Logger()
@@ -68,6 +67,7 @@ def isupport_tokens(config) -> list[str]:
 MAX_MODE_PARAMS = 4
 
 
+@hook(WELCOME)
 def welcome_burst(session, rb) -> None:
     """001-005, LUSERS and MOTD, sent once registration completes."""
     config = session.config
@@ -89,13 +89,6 @@ def isupport(session, rb) -> None:
         rb.numeric(N.RPL_ISUPPORT, *tokens[i : i + TOKENS_PER_LINE], "are supported by this server")
 
 
-def unregistered_count(hub) -> int:
-    """IRC connections to ``hub`` that have not completed registration."""
-    from chathub.protocols.irc.session import unregistered_sessions
-
-    return len(unregistered_sessions(hub))
-
-
 @command("LUSERS")
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
@@ -107,7 +100,7 @@ def lusers(session, msg, rb) -> None:
     most = hub.max_users_seen
     rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
     rb.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
-    rb.numeric(N.RPL_LUSERUNKNOWN, str(unregistered_count(hub)), "unknown connection(s)")
+    rb.numeric(N.RPL_LUSERUNKNOWN, str(len(session.server.unregistered)), "unknown connection(s)")
     rb.numeric(N.RPL_LUSERCHANNELS, str(rooms), "channels formed")
     rb.numeric(N.RPL_LUSERME, f"I have {total} clients and 0 servers")
     # the optional count parameters are left out: the text carries them
@@ -115,68 +108,10 @@ def lusers(session, msg, rb) -> None:
     rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {most}")
 
 
-def read_motd(path: str) -> list[str] | None:
-    """The lines of the MOTD file at ``path``, or None when it cannot be read (blocking)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read().splitlines()
-    except OSError:
-        return None
-
-
-class Motd:
-    """The message of the day of one listener, read when the listener is built (start-up,
-    before the reactor serves anyone): MOTD never touches the disk on the reactor.
-
-    ``[irc] motd_file`` is relative to ``server.data_dir`` unless absolute; empty means
-    none (422). ``reload()`` re-reads it in a thread.
-    """
-
-    def __init__(self, config) -> None:
-        name = config.irc.motd_file
-        self.path: str | None = config.data_path(name) if name else None
-        self.lines: list[str] | None = read_motd(self.path) if self.path else None
-        _all_motds.add(self)
-
-    def reload(self, reactor=None):
-        """Re-read the file in a thread; fires with the new lines once they are in use."""
-        from twisted.internet import threads
-
-        if reactor is None:
-            from twisted.internet import reactor
-        if self.path is None:
-            from twisted.internet import defer
-
-            return defer.succeed(None)
-
-        def swap(lines):
-            self.lines = lines
-            return lines
-
-        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), read_motd, self.path)
-        return d.addCallback(swap)
-
-
-#: every listener's Motd, for REHASH
-_all_motds: "weakref.WeakSet[Motd]" = weakref.WeakSet()
-
-
-def session_motd(session) -> Motd | None:
-    """The ``Motd`` of the listener ``session`` came in on (IRC over TCP or over WebSocket)."""
-    # over TCP the session writes to the connection's SendQueue, whose owner is the protocol
-    writer = session.writer
-    for holder in (writer, getattr(writer, "owner", None), getattr(session, "ws", None)):
-        motd = getattr(getattr(holder, "factory", None), "motd", None)
-        if motd is not None:
-            return motd
-    return None
-
-
 @command("MOTD")
 def motd(session, msg, rb) -> None:
     """The message of the day, or 422 when there is none."""
-    motd = session_motd(session)
-    lines = motd.lines if motd is not None else None
+    lines = session.server.motd.lines
     if lines is None:
         rb.numeric(N.ERR_NOMOTD, "MOTD File is missing")
         return
@@ -322,12 +257,9 @@ RPL_REHASHING = "382"
 
 @command("REHASH", privilege="oper")
 def rehash(session, msg, rb):
-    """REHASH: re-read the MOTD of every listener (operators); the password file re-reads itself."""
-    from twisted.internet import defer
-
-    motds = list(_all_motds)
+    """REHASH: re-read the MOTD (operators); the password file re-reads itself."""
     _log.info("{nick} asked for a REHASH", nick=session.nick)
-    d = defer.gatherResults([m.reload() for m in motds])
+    d = session.server.motd.reload()
 
     def done(_):
         if not session.closed:

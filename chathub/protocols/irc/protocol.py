@@ -7,9 +7,7 @@ from twisted.logger import Logger
 
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.commands_registration import LoggedLogins
-from chathub.protocols.irc.commands_server import Motd
-from chathub.protocols.irc.flood import exempt_host
+from chathub.protocols.irc.server import IrcServer
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
 from chathub.protocols.lines import LineBuffer
@@ -45,12 +43,9 @@ class IrcProtocol(protocol.Protocol):
         self.queue: SendQueue | None = None
         self.lines = LineBuffer(MAX_LINE, self)
 
-    # What every connection shares is read from the factory, not copied into each of
-    # 10,000 instance dicts.
-    hub = _from_factory("hub")
-    portal = _from_factory("portal")
-    config = _from_factory("config")
-    reactor = _from_factory("reactor")
+    # What every connection shares is read from the factory's server, not copied into
+    # each of 10,000 instance dicts.
+    server = _from_factory("server")
 
     # -- Protocol ----------------------------------------------------------------------
 
@@ -58,18 +53,16 @@ class IrcProtocol(protocol.Protocol):
         peer = self.transport.getPeer()
         host = display_host(peer)
         self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
-        self.queue = SendQueue(self.transport, self.config.limits.sendq_bytes, self)
+        server = self.server
+        self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self)
         # the session writes to the queue itself (its IrcWriter): fan-out calls that once
         # per recipient per message, so no forwarding method sits in between
         self.session = IrcSession(
-            self.hub,
-            self.portal.client(getattr(peer, "host", None)),
-            self.config,
+            server,
             self.queue,
-            host=host,
-            reactor=self.reactor,
+            host,
+            address=getattr(peer, "host", ""),
             secure=ISSLTransport.providedBy(self.transport),
-            flood_exempt=exempt_host(self.config, getattr(peer, "host", "")),
             reader=self.transport,
         )
 
@@ -81,12 +74,9 @@ class IrcProtocol(protocol.Protocol):
         self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        # one read's worth of messages shares one write per recipient (hub fan-out batching)
-        batching = getattr(self.hub, "batching", None)
-        if batching is None:
-            self._lines_received(data)
-            return
-        with batching():
+        # the chat these lines cause is held by the hub's fan-out and written at the end
+        # of the reactor turn: one write per recipient for every read of the turn
+        with self.server.hub.batching():
             self._lines_received(data)
 
     def _lines_received(self, data: bytes) -> None:
@@ -121,15 +111,22 @@ class IrcProtocol(protocol.Protocol):
 
 
 class IrcFactory(protocol.ServerFactory):
-    """Makes an ``IrcProtocol`` per connection, all sharing one hub and portal."""
+    """Makes an ``IrcProtocol`` per connection to ``server`` (the ``IrcServer`` that
+    every IRC listener of a chathub shares: it holds what the sessions share)."""
 
-    def __init__(self, hub, portal, config, reactor=None) -> None:
-        self.hub = hub
-        self.portal = LoggedLogins(portal)
-        self.config = config
-        self.reactor = reactor
-        # read now, at start-up: MOTD is answered from memory, never from disk on the reactor
-        self.motd = Motd(config)
+    def __init__(self, server: IrcServer) -> None:
+        self.server = server
+
+    @classmethod
+    def for_hub(cls, hub, portal, config, reactor=None) -> "IrcFactory":
+        """A factory with an ``IrcServer`` of its own (tests and single-listener tools)."""
+        return cls(IrcServer(hub, portal, config, reactor))
+
+    # the server's, for whoever holds the factory
+    hub = property(lambda self: self.server.hub, doc="The server's hub.")
+    portal = property(lambda self: self.server.portal, doc="The server's portal (logins logged the IRC way).")
+    config = property(lambda self: self.server.config, doc="The server's configuration.")
+    reactor = property(lambda self: self.server.clock, doc="The server's clock.")
 
     def buildProtocol(self, addr) -> IrcProtocol:
         return IrcProtocol(self)

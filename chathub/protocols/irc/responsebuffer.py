@@ -4,13 +4,13 @@ no reply becomes ``ACK``, one line carries the label, several go in a
 ``labeled-response`` batch."""
 from __future__ import annotations
 
-import itertools
-from typing import Callable, Iterable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Union
 
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.wire import Message
 
-_batch_ids = itertools.count(1)
+if TYPE_CHECKING:
+    from chathub.protocols.irc.server import IrcServer
 
 #: a reply line, or a maker of lines filled in when the buffer is flushed (see ``later``)
 Reply = Union[Message, Callable[[], list[Message]]]
@@ -19,6 +19,7 @@ Reply = Union[Message, Callable[[], list[Message]]]
 class Replying(Protocol):
     """What a ``ResponseBuffer`` writes to: an ``IrcSession``."""
 
+    server: "IrcServer"
     caps: frozenset[str]
 
     @property
@@ -83,7 +84,7 @@ class ResponseBuffer:
         elif len(messages) == 1:
             session.write_messages([messages[0].with_tags(label=label)])
         elif C.BATCH in session.caps:
-            ref = f"L{next(_batch_ids)}"
+            ref = session.server.batch_ref("L")
             out = [Message("BATCH", [f"+{ref}", "labeled-response"], session.server_name, {"label": label})]
             out.extend(m.with_tags(batch=ref) if "batch" not in m.tags else m for m in messages)
             out.append(Message("BATCH", [f"-{ref}"], session.server_name))

@@ -3,19 +3,18 @@
 An ``IrcSession`` knows nothing of sockets. A transport feeds it complete lines
 (``line_received``) and tells it when the connection is gone (``connection_lost``);
 the session writes through an ``IrcWriter`` (see ``chathub.protocols.irc``), so the
-same session serves raw TCP and IRC over WebSocket. Each command's replies are held in a
-``ResponseBuffer`` (``responsebuffer.py``) until it is done.
+same session serves raw TCP and IRC over WebSocket. What every session shares (hub,
+portal, config, MOTD, metadata, the timer sweep) is the ``IrcServer``'s; each command's
+replies are held in a ``ResponseBuffer`` (``responsebuffer.py``) until it is done.
 """
 from __future__ import annotations
 
 import time
-import weakref
-from typing import Callable, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -26,99 +25,22 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.flood import FloodGate
+from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
-from chathub.protocols.irc.table import COMMANDS
+from chathub.protocols.irc.table import COMMANDS, REGISTERED, SIGNED_OFF, WELCOME, run_hooks
 from chathub.protocols.irc.wire import LineError, Message, parse
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
+    from chathub.config import Config
+    from chathub.hub.service import ChatHub
+    from chathub.protocols.irc.server import IrcServer
 
 #: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
 _NO_CAPS: frozenset = frozenset()
-#: one ``format_key`` tuple per rendering capability set, shared by the sessions that have it
-_FORMAT_KEYS: dict = {}
-
-
-def _format_key(render_caps: frozenset) -> tuple:
-    key = _FORMAT_KEYS.get(render_caps)
-    if key is None:
-        key = _FORMAT_KEYS[render_caps] = ("irc", render_caps)
-    return key
-class _Sweeper:
-    """Checks every IRC session's timers once a second: one LoopingCall per reactor
-    instead of a DelayedCall per connection (10,000 idle clients are 10,000 timers less).
-    Deadlines are therefore kept to within a second."""
-
-    __slots__ = ("clock", "sessions", "_call", "__weakref__")
-
-    INTERVAL = 1.0
-
-    def __init__(self, clock) -> None:
-        self.clock = clock
-        self.sessions = _SessionSet(self)
-        self._call: Optional[LoopingCall] = None
-
-    def started(self) -> None:
-        if self._call is None:
-            self._call = LoopingCall(self.sweep)
-            self._call.clock = self.clock
-            self._call.start(self.INTERVAL, now=False)
-
-    def stopped(self) -> None:
-        if self._call is not None:
-            if self._call.running:
-                self._call.stop()
-            self._call = None
-
-    def sweep(self) -> None:
-        now = self.clock.seconds()
-        for session in list(self.sessions):
-            try:
-                session.check_timers(now)
-            except Exception:
-                IrcSession.log.failure("IRC timer check failed")
-
-
-class _SessionSet(set):
-    """The sessions a sweeper watches; the sweep runs only while there are some."""
-
-    __slots__ = ("sweeper",)
-
-    def __init__(self, sweeper: _Sweeper) -> None:
-        super().__init__()
-        self.sweeper = sweeper
-
-    def add(self, session) -> None:
-        super().add(session)
-        self.sweeper.started()
-
-    def discard(self, session) -> None:
-        super().discard(session)
-        if not self:
-            self.sweeper.stopped()
-
-
-#: reactor (or test clock) -> its sweeper
-_sweepers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _sweeper(clock) -> _Sweeper:
-    sweeper = _sweepers.get(clock)
-    if sweeper is None:
-        sweeper = _sweepers[clock] = _Sweeper(clock)
-    return sweeper
-
-
-#: per hub, the sessions still registering (LUSERS 253)
-_unregistered: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def unregistered_sessions(hub) -> "weakref.WeakSet":
-    """The IRC sessions of ``hub`` that have not completed registration."""
-    try:
-        return _unregistered[hub]
-    except KeyError:
-        sessions = _unregistered[hub] = weakref.WeakSet()
-        return sessions
 #: identity changes the hub sends to watchers one by one (shown with extended-monitor)
 _IDENTITY_KINDS = frozenset({Kind.AWAY, Kind.CHGHOST, Kind.SETNAME, Kind.ACCOUNT})
 
@@ -144,14 +66,11 @@ class IrcSession:
     # 10,000 idle connections are 10,000 of these: no per-instance dict, containers made
     # only when first used (see the properties below)
     __slots__ = (
-        "hub",
+        "server",
         "portal",
-        "config",
         "writer",
         "host",
-        "reactor",
         "secure",
-        "server_name",
         "caps",
         "cap_version",
         "cap_negotiating",
@@ -182,33 +101,35 @@ class IrcSession:
 
     def __init__(
         self,
-        hub,
-        portal,
-        config,
+        server: "IrcServer",
         writer: IrcWriter,
         host: str = "localhost",
-        reactor=None,
+        *,
+        address: Optional[str] = None,
         secure: bool = False,
-        flood_exempt: bool = False,
         reader=None,
     ) -> None:
-        """``reader`` is the transport to pause while lines wait (``pauseProducing``)."""
-        if reactor is None:
-            from twisted.internet import reactor
-        self.hub = hub
-        self.portal = portal
-        self.config = config
+        """The session of one connection to ``server``, writing to ``writer``.
+
+        ``host`` is the peer's host as users see it; ``address`` its address as the
+        socket gives it (``host`` when not given): its logins are throttled by it and
+        ``[limits]``/``[irc] flood_exempt`` are matched against it. ``reader`` is the
+        transport to pause while lines wait (``pauseProducing``)."""
+        if address is None:
+            address = host
+        config = server.config
+        reactor = server.clock
+        self.server = server
+        self.portal = server.portal.client(address)
         self.writer = writer
         self.host = host
-        self.reactor = reactor
         self.secure = secure
-        self.server_name = config.server.name
 
         self.caps: frozenset[str] = _NO_CAPS
         self.cap_version = 0
         self.cap_negotiating = False
         self._render_caps: frozenset = _NO_CAPS
-        self.format_key = _format_key(_NO_CAPS)
+        self.format_key = server.format_key(_NO_CAPS)
 
         self.nick: Optional[str] = None
         self.username: Optional[str] = None
@@ -224,7 +145,7 @@ class IrcSession:
         self._pending_metadata: Optional[dict[str, str]] = None
         self._read_markers: Optional[dict[str, float]] = None
 
-        self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=flood_exempt)
+        self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=exempt_host(config, address))
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
         self.gate = FloodGate(self.flood, reactor, self)
         self.reader = reader
@@ -232,9 +153,30 @@ class IrcSession:
         self.last_activity = self.connected_at
         self.idle_since = time.time()  # for WHOIS idle (wall clock)
         self._awaiting_pong: Optional[float] = None
-        # the registration deadline, then the ping check: one sweep per reactor checks them all
-        _sweeper(reactor).sessions.add(self)
-        unregistered_sessions(hub).add(self)
+        # the registration deadline, then the ping check: one sweep per server checks them all
+        server.session_opened(self)
+
+    # What every session shares is read from the server, not kept by each of 10,000.
+
+    @property
+    def hub(self) -> "ChatHub":
+        """The server's hub."""
+        return self.server.hub
+
+    @property
+    def config(self) -> "Config":
+        """The server's configuration."""
+        return self.server.config
+
+    @property
+    def reactor(self) -> "IReactorTime":
+        """The server's clock (the reactor)."""
+        return self.server.clock
+
+    @property
+    def server_name(self) -> str:
+        """The server's name (``[server] name``), the source of its lines."""
+        return self.server.server_name
 
     @property
     def metadata_subs(self) -> set[str]:
@@ -320,7 +262,7 @@ class IrcSession:
         """Change the negotiated capabilities and the format key that follows from them."""
         self.caps = frozenset(self.caps.union(enabled).difference(disabled))
         self._render_caps = frozenset(self.caps & C.RENDERING)
-        self.format_key = _format_key(self._render_caps)
+        self.format_key = self.server.format_key(self._render_caps)
 
     def render_own(self, event: Event) -> list[Message]:
         """This client's copy of an event it caused (echo, JOIN, NICK ...)."""
@@ -521,14 +463,10 @@ class IrcSession:
             self.nick = None
             return
         self.registered = True
-        unregistered_sessions(self.hub).discard(self)
+        self.server.session_registered(self)
         self.nick = self.user.nick
-        from chathub.protocols.irc.commands_server import welcome_burst
-
-        welcome_burst(self, rb)
-        from chathub.protocols.irc.commands_metadata import on_registered
-
-        on_registered(self, rb)
+        run_hooks(WELCOME, self, rb)
+        run_hooks(REGISTERED, self, rb)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -563,14 +501,11 @@ class IrcSession:
         self._shutdown(reason)
 
     def _shutdown(self, reason: str) -> None:
-        _sweeper(self.reactor).sessions.discard(self)
+        self.server.session_closed(self)
         self.gate.stop()
-        unregistered_sessions(self.hub).discard(self)
         if not self.closed and self.user is not None and self.registered:
             self.hub.quit(self.user, reason)
-            from chathub.protocols.irc.commands_metadata import forget_user
-
-            forget_user(self.hub, self.user)
+            run_hooks(SIGNED_OFF, self, self.user)
         self.closed = True
         logout, self._logout = self._logout, None
         if logout is not None:

@@ -1,7 +1,10 @@
-"""The declarative command table: what each IRC command needs before its handler runs.
+"""The declarative command table: what each IRC command needs before its handler runs,
+and the hooks command modules run at points of a session's or a room's life.
 
 Handlers register themselves with ``@command(...)``; the session checks registration
 state, parameter count and privilege from the table, so handlers only do their job.
+Hooks register with ``@hook(point)``: the session and the ``IrcServer`` run them
+(``run_hooks``) without importing the modules that fill them.
 """
 from __future__ import annotations
 
@@ -29,6 +32,18 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 
+#: ``hook(session, rb)``: a client completed registration (001-005, LUSERS, MOTD)
+WELCOME = "welcome"
+#: ``hook(session, rb)``: after every ``WELCOME`` hook (what the client set before it)
+REGISTERED = "registered"
+#: ``hook(session, user)``: a registered client left the hub
+SIGNED_OFF = "signed_off"
+#: ``hook(server, room)``: a room of the server's hub stopped existing
+ROOM_ENDED = "room_ended"
+
+#: point -> its hooks, run in the order they were registered
+HOOKS: dict[str, list[Callable[..., None]]] = {WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: []}
+
 
 def int_param(params, index: int, default: int = 0) -> int:
     """``params[index]`` as an integer, or ``default`` when absent or not a number."""
@@ -48,3 +63,19 @@ def command(name: str, **options) -> Callable[[Callable], Callable]:
         return handler
 
     return register
+
+
+def hook(point: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorator: run the function at ``point`` (``WELCOME``, ``REGISTERED``, ...)."""
+
+    def add(fn: Callable[..., None]) -> Callable[..., None]:
+        HOOKS[point].append(fn)
+        return fn
+
+    return add
+
+
+def run_hooks(point: str, *args) -> None:
+    """Call every hook of ``point`` with ``args``, in registration order."""
+    for fn in HOOKS[point]:
+        fn(*args)

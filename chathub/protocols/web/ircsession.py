@@ -13,7 +13,6 @@ from twisted.internet.interfaces import ISSLTransport
 
 from chathub.events import Event
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.session import IrcSession
 from chathub.protocols.irc.wire import MAX_LINE
 from chathub.protocols.web.websocket import CLOSE_NORMAL, IRC_BINARY, IRC_TEXT
@@ -41,21 +40,17 @@ class IrcWebSocketSession(IrcSession):
     """An ``IrcSession`` whose lines travel as WebSocket messages."""
 
     def __init__(self, ws) -> None:
-        factory = ws.factory
+        """The session of WebSocket connection ``ws``, on its factory's ``IrcServer``."""
         binary = ws.subprotocol == IRC_BINARY
         self.ws = ws
         self.lines = _WebSocketLines(ws, binary)
         self._wire = IRC_BINARY if binary else IRC_TEXT
         host = ws.client_host or "localhost"
         super().__init__(
-            factory.hub,
-            factory.portal,
-            factory.config,
+            ws.factory.irc,
             self.lines,
-            host=host,
-            reactor=factory.clock,
+            host,
             secure=ISSLTransport.providedBy(ws.transport),
-            flood_exempt=exempt_host(factory.config, host),
             reader=ws.real_transport,
         )
 

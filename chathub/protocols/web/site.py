@@ -13,6 +13,7 @@ from twisted.web.http_headers import Headers
 
 from chathub.config import Config
 from chathub.protocols.connlimit import REASON_TEXT, TOO_FAST
+from chathub.protocols.irc.server import IrcServer
 from chathub.protocols.web.sessions import install_sessions
 from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource, host_allowed
 
@@ -195,14 +196,21 @@ class ChathubSite(server.Site):
         )
 
 
-def build_site(hub, portal, config: Config, clock: Optional[IReactorTime] = None) -> server.Site:
-    """The HTTP listener's factory: the web client at ``/`` and the WebSocket endpoint at ``/ws``."""
+def build_site(
+    hub, portal, config: Config, clock: Optional[IReactorTime] = None, irc: Optional[IrcServer] = None
+) -> server.Site:
+    """The HTTP listener's factory: the web client at ``/`` and the WebSocket endpoint at ``/ws``.
+
+    IRC over WebSocket is served by ``irc``, the server the TCP IRC listener shares
+    (``chathub/app.py``); without one, the site gets an ``IrcServer`` of its own."""
     if clock is None:
         from twisted.internet import reactor as clock
+    if irc is None:
+        irc = IrcServer(hub, portal, config, clock)
     root = ClientFiles(CLIENT_DIR)
     root.indexNames = ["index.html"]
     root.index_page = IndexPage(os.path.join(CLIENT_DIR, "index.html"), config.server.description)
-    factory = ChatWebSocketFactory(hub, portal, config, clock)
+    factory = ChatWebSocketFactory(hub, portal, config, irc, clock)
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))
     site = ChathubSite(root, timeout=config.limits.http_request_timeout, reactor=clock)

@@ -22,8 +22,7 @@ from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
 
 from chathub.config import Config
-from chathub.protocols.irc.commands_registration import LoggedLogins
-from chathub.protocols.irc.commands_server import Motd
+from chathub.protocols.irc.server import IrcServer
 from chathub.protocols.sendqueue import SendQueue
 from chathub.text import encode_utf8
 
@@ -317,13 +316,24 @@ class ChatWebSocketFactory(WebSocketServerFactory):
 
     protocol = ChatWebSocketProtocol
 
-    def __init__(self, hub, portal, config: Config, clock: Optional[IReactorTime] = None, url: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        hub,
+        portal,
+        config: Config,
+        irc: IrcServer,
+        clock: Optional[IReactorTime] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        """``irc`` is the IRC server that IRC-over-WebSocket sessions belong to (the one
+        the TCP IRC listener serves too)."""
         super().__init__(url)
         if clock is None:
             from twisted.internet import reactor as clock
         self.hub = hub
         self.portal = portal
         self.config = config
+        self.irc = irc
         self.clock = clock
         ws = config.websocket
         self.setProtocolOptions(
@@ -346,9 +356,6 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         )
         # no Server header in the handshake's answers (Autobahn's default names its version)
         self.server = None
-        # for IRC over WebSocket: read at start-up, never from disk on the reactor
-        self.motd = Motd(config)
-        self.irc_portal = LoggedLogins(portal)
         self._sessions: dict[Optional[str], Callable] = {}
         self.connections: set[ChatWebSocketProtocol] = set()
         # tell browsers we are going (1001) so they reconnect, rather than letting them
@@ -382,12 +389,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         return tuple(name for name in SUBPROTOCOLS if name in self._sessions)
 
     def make_session(self, protocol: ChatWebSocketProtocol):
-        # no subprotocol asked for: IRC as text
-        session = self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
-        if protocol.subprotocol != JSON_V1:
-            # IRC's refused PASS/SASL logins are logged like on the TCP listener
-            session.portal = self.irc_portal.client(protocol.client_host)
-        return session
+        """The session for ``protocol``'s subprotocol (none asked for: IRC as text)."""
+        return self._sessions[protocol.subprotocol or IRC_TEXT](protocol)
 
     def frame(self, payload: bytes, binary: bool = False) -> bytes:
         """Frame ``payload`` once; the bytes can be written to any connection of this factory."""

@@ -1,0 +1,57 @@
+"""The portal as IRC sessions see it: every login throttled per connection, and a refused
+PASS or SASL login logged the IRC way."""
+from __future__ import annotations
+
+from typing import Optional
+
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.logger import Logger
+
+from chathub.auth.limiter import client_portal
+
+log = Logger()
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def peer_of(session) -> str:
+    """Who a log line is about: the nick when known, and the connection's host."""
+    return f"{session.nick or '*'} from {session.host}"
+
+
+class LoggedLogins:
+    """The portal as IRC sessions see it: a refused PASS or SASL login is logged at info level
+    with the peer, the nick, the account tried and the reason (never the password)."""
+
+    __slots__ = ("portal",)  # one per connection (see ``client``)
+
+    def __init__(self, portal) -> None:
+        self.portal = portal
+
+    def client(self, address: Optional[str]) -> "LoggedLogins":
+        """The logins of one connection from ``address``, throttled by the login limiter."""
+        return LoggedLogins(client_portal(self.portal, address))
+
+    def login(self, credentials, mind, *interfaces):
+        """``portal.login``, logging a refused password login."""
+        d = self.portal.login(credentials, mind, *interfaces)
+        if IUsernamePassword.providedBy(credentials):
+            d.addErrback(self._refused, _text(credentials.username), mind)
+        return d
+
+    @staticmethod
+    def _refused(failure, account: str, session):
+        if failure.check(UnauthorizedLogin):
+            method = "SASL PLAIN" if getattr(session, "sasl", None) is not None else "PASS"
+            log.info(
+                "IRC {method} login as {account} by {who} refused: {why}",
+                method=method, account=account, who=peer_of(session), nick=session.nick,
+                host=session.host, why=failure.getErrorMessage(),
+            )
+        return failure
+
+    def __getattr__(self, name):
+        return getattr(self.portal, name)

@@ -1,0 +1,149 @@
+"""``IrcServer``: what every IRC session of one chathub shares.
+
+Twisted Words splits its IRC server into a service (the realm and its groups, shared)
+and a factory (which only builds protocols); chathub does the same. The ``IrcServer``
+is built once at start-up (``chathub/app.py``) and handed to the TCP listener's
+``IrcFactory`` and to the WebSocket factory, so IRC over TCP and over WebSocket are one
+server: one MOTD, one metadata store, one set of read markers, one LUSERS count, one
+timer sweep. Sessions read the hub, portal and config through it rather than keeping
+their own references (10,000 idle connections are 10,000 sessions).
+"""
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorTime
+
+from chathub.protocols.irc.logins import LoggedLogins
+from chathub.protocols.irc.sweeper import Sweeper, TimedSession
+from chathub.protocols.irc.table import ROOM_ENDED, run_hooks
+
+if TYPE_CHECKING:
+    from chathub.config import Config
+    from chathub.hub.rooms import Room
+    from chathub.hub.service import ChatHub
+
+
+def read_motd(path: str) -> Optional[list[str]]:
+    """The lines of the MOTD file at ``path``, or None when it cannot be read (blocking)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return None
+
+
+class Motd:
+    """The message of the day, read when the server is built (start-up, before the reactor
+    serves anyone): MOTD never touches the disk on the reactor.
+
+    ``[irc] motd_file`` is relative to ``server.data_dir`` unless absolute; empty means
+    none (422). ``reload()`` re-reads it in a thread.
+    """
+
+    def __init__(self, config: "Config") -> None:
+        name = config.irc.motd_file
+        self.path: Optional[str] = config.data_path(name) if name else None
+        self.lines: Optional[list[str]] = read_motd(self.path) if self.path else None
+
+    def reload(self, reactor=None) -> defer.Deferred:
+        """Re-read the file in a thread; fires with the new lines once they are in use."""
+        if reactor is None:
+            from twisted.internet import reactor
+        if self.path is None:
+            return defer.succeed(None)
+
+        def swap(lines: Optional[list[str]]) -> Optional[list[str]]:
+            self.lines = lines
+            return lines
+
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), read_motd, self.path)
+        return d.addCallback(swap)
+
+
+#: a user's or room's metadata: (kind "user" or "room", folded name) -> (the hub object
+#: it belongs to, {key: value}); an entry whose object is not the current holder of
+#: the name is stale (see ``commands_metadata``)
+MetadataStore = dict[tuple[str, str], tuple[object, dict[str, str]]]
+
+
+class IrcServer:
+    """The state IRC sessions share: hub, portal (logins logged the IRC way), config,
+    clock, MOTD, METADATA, read markers, the sessions still registering (LUSERS 253),
+    the timer sweep, batch references and format keys.
+
+    Built once per chathub and handed to every IRC listener (``IrcFactory``, and the
+    WebSocket factory for IRC over WebSocket). Command modules keep their state here
+    (``metadata``, ``read_markers``) and hook into it through the command table
+    (``table.hook``), never through module globals.
+    """
+
+    def __init__(
+        self,
+        hub: "ChatHub",
+        portal,
+        config: "Config",
+        clock: Optional[IReactorTime] = None,
+    ) -> None:
+        """``portal`` is the chathub portal (each connection logs in through
+        ``portal.client(its address)``); ``clock`` defaults to the reactor. Reads the MOTD
+        file now: build this at start-up."""
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.hub = hub
+        self.portal = LoggedLogins(portal)
+        self.config = config
+        self.clock = clock
+        self.server_name: str = config.server.name
+        self.motd = Motd(config)
+        #: draft/metadata-3 values of users and rooms (``commands_metadata``)
+        self.metadata: MetadataStore = {}
+        #: draft/read-marker times per folded account: {folded target: epoch seconds}
+        self.read_markers: dict[str, dict[str, float]] = {}
+        #: the sessions that have not completed registration (LUSERS 253)
+        self.unregistered: "weakref.WeakSet[TimedSession]" = weakref.WeakSet()
+        #: registration deadlines and ping checks of every session, once a second
+        self.sweeper = Sweeper(clock)
+        self._format_keys: dict[frozenset, tuple] = {}
+        self._batch_ids: dict[str, Iterator[int]] = {}
+        hub.when_room_ends(self._room_ended)
+
+    # -- sessions --------------------------------------------------------------------
+
+    def session_opened(self, session: TimedSession) -> None:
+        """A connection's session starts: time its registration, count it as unknown."""
+        self.sweeper.add(session)
+        self.unregistered.add(session)
+
+    def session_registered(self, session: TimedSession) -> None:
+        """``session`` completed registration: it is a user now, no longer unknown."""
+        self.unregistered.discard(session)
+
+    def session_closed(self, session: TimedSession) -> None:
+        """``session``'s connection is gone: nothing to time or count any more."""
+        self.sweeper.discard(session)
+        self.unregistered.discard(session)
+
+    # -- shared values ---------------------------------------------------------------
+
+    def format_key(self, render_caps: frozenset) -> tuple:
+        """The fan-out ``format_key`` of sessions rendering with ``render_caps``: one
+        tuple per capability set, shared by the sessions that have it."""
+        key = self._format_keys.get(render_caps)
+        if key is None:
+            key = self._format_keys[render_caps] = ("irc", render_caps)
+        return key
+
+    def batch_ref(self, prefix: str) -> str:
+        """A new BATCH reference: ``prefix`` (which kind of batch) and a number counted per
+        prefix (``L1``, ``L2``, ... for labeled-response)."""
+        ids = self._batch_ids.get(prefix)
+        if ids is None:
+            ids = self._batch_ids[prefix] = itertools.count(1)
+        return f"{prefix}{next(ids)}"
+
+    def _room_ended(self, room: "Room") -> None:
+        run_hooks(ROOM_ENDED, self, room)
