@@ -7,7 +7,7 @@ rooms and account names are loaded, and only then do the listeners start.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
@@ -24,19 +24,40 @@ from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
-from chathub.protocols.irc import IrcFactory, IrcServer
-from chathub.protocols.line import LineFactory
-from chathub.protocols.web import build_site
 from chathub.store import StorageError, open_store
 from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
 
+if TYPE_CHECKING:
+    from chathub.protocols.irc import IrcServer
+
+# Each protocol is imported only when a listener serves it (no autobahn without HTTP).
+
+
+def _line_factory(server: "ChathubService") -> Factory:
+    from chathub.protocols.line import LineFactory
+
+    return LineFactory(server.hub, server.portal, server.config)
+
+
+def _irc_factory(server: "ChathubService") -> Factory:
+    from chathub.protocols.irc import IrcFactory
+
+    return IrcFactory(server.irc)
+
+
+def _http_factory(server: "ChathubService") -> Factory:
+    from chathub.protocols.web import build_site
+
+    return build_site(server.hub, server.portal, server.config, irc=server.irc)
+
+
 #: listener kind -> its factory, made from the service's hub, portal, config and IRC server
 #: (IRC over TCP and IRC over WebSocket share one ``IrcServer``)
 LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory]] = {
-    "line": lambda s: LineFactory(s.hub, s.portal, s.config),
-    "irc": lambda s: IrcFactory(s.irc),
-    "http": lambda s: build_site(s.hub, s.portal, s.config, irc=s.irc),
+    "line": _line_factory,
+    "irc": _irc_factory,
+    "http": _http_factory,
 }
 
 
@@ -90,7 +111,7 @@ class Listener(service.Service):
 
 class ChathubService(service.MultiService):
     """The whole server as one twistd service; ``hub``, ``portal`` and ``store`` are its core,
-    ``irc`` the IRC server its IRC and WebSocket listeners share."""
+    ``irc`` the IRC server its IRC and WebSocket listeners share (None when neither listens)."""
 
     log = Logger()
 
@@ -132,7 +153,11 @@ class ChathubService(service.MultiService):
             raise SystemExit(f"chathub cannot start: {e}")
         self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
         # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
-        self.irc = IrcServer(self.hub, self.portal, config, reactor)
+        self.irc: Optional[IrcServer] = None
+        if config.listeners.irc or config.listeners.http:
+            from chathub.protocols.irc import IrcServer
+
+            self.irc = IrcServer(self.hub, self.portal, config, reactor)
         self.listeners = service.MultiService()
         self._failed = False
         self.factories = {}
