@@ -106,7 +106,7 @@ class Room:
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
         # Registered rooms are stored, kept while empty and restored after a restart; every
-        # other room vanishes with its last member. See ChatHub.join and docs/storage.md.
+        # other room vanishes with its last member. See chathub.hub.lifetimes and docs/storage.md.
         self.registered = False
         #: the folded account that owns a registered room: ops on join, and only its grants
         #: persist (None on a guest room, and on rooms registered before founders were kept)
