@@ -672,7 +672,7 @@ class ChatHub(service.Service):
             store.append(event, rooms).addErrback(self._log_store_failure, event)
         self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
 
-    def after_delivery(self, fn) -> None:
+    def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
 
         Fan-out batches held so far are written first, so what ``fn`` writes (a
@@ -685,8 +685,9 @@ class ChatHub(service.Service):
 
         self.outbox.after(run)
 
-    def batching(self):
-        """Context manager: coalesce chat deliveries until it exits (one write per member)."""
+    def batching(self) -> Fanout:
+        """Context manager: coalesce chat deliveries made inside it into one write per
+        member, at the end of the reactor turn (``Fanout``)."""
         return self.fanout.batching()
 
     # -- accounts and history ----------------------------------------------------------
