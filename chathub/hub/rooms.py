@@ -37,12 +37,11 @@ class BanEntry:
 class Member:
     """A user's membership of one room."""
 
-    __slots__ = ("user", "privileges", "joined")
+    __slots__ = ("user", "privileges")
 
     def __init__(self, user: "User", privileges: str = "") -> None:
         self.user = user
         self.privileges = privileges  # subset of "ov", highest first
-        self.joined = time.time()
 
     @property
     def is_operator(self) -> bool:
