@@ -46,7 +46,7 @@ from chathub.store.interfaces import CHAT_KINDS, RoomRecord, StorageError
 __all__ = ["ChatHub", "room_record"]
 
 #: events that carry user text: committed to history before anyone sees them
-DURABLE_KINDS = Kind.CHAT
+DURABLE_KINDS = Kind.TEXT_KINDS
 #: events kept in history for draft/event-playback, without waiting for the commit
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from chathub.events import Kind
 
 #: what a web client's scroll-back shows
-HISTORY_KINDS = frozenset(Kind.CHAT)
+HISTORY_KINDS = frozenset(Kind.TEXT_KINDS)
 
 RefValue = Union[str, int, float, None]
 
