@@ -12,7 +12,7 @@ from twisted.internet import defer
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind
-from chathub.hub.names import fold
+from chathub.names import fold
 from chathub.store import RoomRecord, UnknownReference
 from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chathub.events import Event, EventIds, Kind, Source
-from chathub.hub.names import valid_room_name
+from chathub.names import valid_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.wire import LineError, parse, serialise

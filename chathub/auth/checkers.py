@@ -16,8 +16,8 @@ from twisted.logger import Logger
 from chathub.auth.credentials import IGuestNick
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import lane_of
-from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
+from chathub.names import fold
 
 #: the avatar id a guest login yields: no account
 GUEST = ANONYMOUS

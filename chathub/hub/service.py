@@ -24,13 +24,13 @@ from chathub.config import Config
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors
 from chathub.hub.masks import normalize_mask
-from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.fanout import Fanout, deliver
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
+from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord, StorageError
 
 #: events that carry user text: committed to history before anyone sees them

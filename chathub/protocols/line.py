@@ -23,10 +23,10 @@ from chathub.auth.limiter import client_portal
 from chathub.events import Event, Kind
 from chathub.hub.errors import HubError
 from chathub.hub.modes import parse_room_modes
-from chathub.hub.names import fold, is_room_name
 from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.names import fold, is_room_name
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant

@@ -20,8 +20,8 @@ from zope.interface import implementer
 from chathub.auth.checkers import REFUSED, HashedPasswordChecker
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginUnavailable
-from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
+from chathub.names import fold
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
 

@@ -17,7 +17,7 @@ import functools
 from typing import Iterable, NamedTuple, Optional, Sequence
 
 from chathub.events import Event
-from chathub.hub.names import fold, is_room_name
+from chathub.names import fold, is_room_name
 
 
 class Conversation(NamedTuple):

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Event
-from chathub.hub.names import fold
+from chathub.names import fold
 from chathub.store.history import (
     Conversation,
     centred_window,

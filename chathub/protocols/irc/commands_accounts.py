@@ -25,8 +25,8 @@ from twisted.logger import Logger
 
 from chathub.events import Kind, iso_time
 from chathub.hub import errors
-from chathub.hub.names import fold
 from chathub.interfaces import IChatUser
+from chathub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.table import command

@@ -21,7 +21,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from chathub.events import Kind, iso_time, parse_iso_time
-from chathub.hub.names import RESERVED_NICKS, fold, is_room_name, valid_nick
+from chathub.hub.names import RESERVED_NICKS
+from chathub.names import fold, is_room_name, valid_nick
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render
 from chathub.protocols.irc.table import command

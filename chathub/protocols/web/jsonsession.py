@@ -24,11 +24,11 @@ from chathub.auth.limiter import LoginThrottled, client_portal
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
-from chathub.hub.names import fold, is_room_name, valid_nick
 from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.names import fold, is_room_name, valid_nick
 from chathub.store.interfaces import AccountExists
 from chathub.text import is_valid_text
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
