@@ -10,14 +10,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind, Source
+from chathub.records import CHAT_KINDS, Ban, RoomRecord
 from chathub.store import (
-    CHAT_KINDS,
     Account,
     AccountExists,
-    Ban,
     IStore,
     NoSuchAccount,
-    RoomRecord,
     StorageError,
     UnknownReference,
 )

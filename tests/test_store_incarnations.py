@@ -13,7 +13,8 @@ from twisted.internet import defer
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind
 from chathub.names import fold
-from chathub.store import RoomRecord, UnknownReference
+from chathub.records import RoomRecord
+from chathub.store import UnknownReference
 from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS
 from chathub.store.sql import encode_event

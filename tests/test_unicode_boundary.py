@@ -29,7 +29,7 @@ from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.wire import LineError, parse, serialise
 from chathub.protocols.line import _line, render as line_render
 from chathub.protocols.web.events import dumps, event_json
-from chathub.store.interfaces import RoomRecord
+from chathub.records import RoomRecord
 from chathub.text import REPLACEMENT, encode_utf8, is_valid_text, scrub
 from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (store: SQLite and PostgreSQL)

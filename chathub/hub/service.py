@@ -31,7 +31,8 @@ from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
-from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord, StorageError
+from chathub.records import CHAT_KINDS, Ban, RoomRecord
+from chathub.store.interfaces import StorageError
 
 #: events that carry user text: committed to history before anyone sees them
 DURABLE_KINDS = Kind.CHAT

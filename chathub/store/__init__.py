@@ -6,25 +6,19 @@ the result before use (``StoreService`` does that as part of the service tree).
 from __future__ import annotations
 
 from chathub.store.interfaces import (
-    CHAT_KINDS,
     Account,
     AccountExists,
-    Ban,
     IStore,
     NoSuchAccount,
-    RoomRecord,
     StorageError,
     UnknownReference,
 )
 
 __all__ = [
-    "CHAT_KINDS",
     "Account",
     "AccountExists",
-    "Ban",
     "IStore",
     "NoSuchAccount",
-    "RoomRecord",
     "StorageError",
     "UnknownReference",
     "open_store",

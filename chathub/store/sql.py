@@ -21,6 +21,7 @@ from zope.interface import implementer
 from chathub.config.storage import HistoryConfig
 from chathub.events import Event
 from chathub.names import fold
+from chathub.records import Ban, RoomRecord
 from chathub.store.history import (
     Conversation,
     centred_window,
@@ -34,10 +35,8 @@ from chathub.store.history import (
 from chathub.store.interfaces import (
     Account,
     AccountExists,
-    Ban,
     IStore,
     NoSuchAccount,
-    RoomRecord,
     StorageError,
     UnknownReference,
 )
