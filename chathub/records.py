@@ -4,16 +4,20 @@
 - ``RoomRecord`` and ``Ban``: what must survive a restart of a registered room; the hub
   makes them (``room_record``) and restores rooms from them, the store keeps them.
 - ``CHAT_KINDS``: the event kinds a history reader without ``draft/event-playback`` gets.
+- ``Ref``: a history reference, as protocols make them and the store reads them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional, Union
 
 from chathub.events import Kind
 
 #: the kinds a client without ``draft/event-playback`` gets from history
 CHAT_KINDS = frozenset({Kind.MESSAGE, Kind.ACTION, Kind.NOTICE, Kind.TAGMSG})
+
+#: ``("msgid", "0abc...")`` or ``("timestamp", 1764431589.123)``
+Ref = Union[tuple[Literal["msgid"], str], tuple[Literal["timestamp"], float]]
 
 
 class Ban(NamedTuple):

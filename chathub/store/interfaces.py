@@ -12,12 +12,11 @@ exclusive, and results are always returned oldest first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Union
+from typing import Optional
 
 from zope.interface import Attribute, Interface
 
-#: ``("msgid", "0abc...")`` or ``("timestamp", 1764431589.123)``
-Ref = Union[tuple[Literal["msgid"], str], tuple[Literal["timestamp"], float]]
+from chathub.records import Ref
 
 
 class StorageError(Exception):
