@@ -7,6 +7,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
+from zope.interface.verify import verifyObject
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind, Source
@@ -65,6 +66,7 @@ def captured_log():
 @pytest_twisted.ensureDeferred
 async def test_provides_istore(store):
     assert IStore.providedBy(store)
+    assert verifyObject(IStore, store)
     assert "password" not in store.description
 
 

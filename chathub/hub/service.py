@@ -33,7 +33,7 @@ from chathub.hub.users import User
 from chathub.interfaces import IAccountDirectory, IAccountRegistrar
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ban, Ref, RoomRecord
-from chathub.store.interfaces import StorageError
+from chathub.store.interfaces import IStore, StorageError
 
 #: events that carry user text: committed to history before anyone sees them
 DURABLE_KINDS = Kind.CHAT
@@ -112,7 +112,7 @@ class ChatHub(service.Service):
     def __init__(
         self,
         config: Optional[Config] = None,
-        store=None,
+        store: Optional[IStore] = None,
         accounts: Optional[IAccountDirectory] = None,
         registrar: Optional[IAccountRegistrar] = None,
         clock=None,
@@ -138,9 +138,9 @@ class ChatHub(service.Service):
         self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
         self.fanout = Fanout(clock)
         self.outbox = Outbox(self.fanout.batching)
-        if store is not None and hasattr(store, "around_release"):
+        if store is not None:
             # a committed group of events is released as one fan-out batch
-            store.around_release = self.fanout.batching
+            store.wrap_releases(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
         self._user_mode_counts: dict[str, int] = {}  # registered users per user mode letter

@@ -129,9 +129,6 @@ class SqlStore:
     engine = "SQL"
     #: ``SELECT ... FOR UPDATE`` where the database has it
     lock_rows = ""
-    #: wrapped around the release of each committed group of writes; the hub sets its
-    #: fan-out batching here, so a group reaches each member as one write
-    around_release: Callable[[], ContextManager] = nullcontext
 
     def __init__(self, history: Optional[HistoryConfig] = None, reactor=None) -> None:
         if reactor is None:
@@ -144,6 +141,8 @@ class SqlStore:
         #: room conversation -> fires once its latest ``begin_room`` is committed: a query
         #: for the room waits for it, or it could read the old room's history meanwhile
         self._beginning: dict[str, defer.Deferred] = {}
+        #: wrapped around the release of each committed group of writes (``wrap_releases``)
+        self._around_release: Callable[[], ContextManager] = nullcontext
         self.description = self.engine + " database"
 
     # -- what a backend provides -------------------------------------------------
@@ -262,10 +261,15 @@ class SqlStore:
             self._explain,
             self._reactor,
             transient=self._transient,
-            around_release=lambda: self.around_release(),
+            around_release=lambda: self._around_release(),
             name=self.description,
         )
         self.log.info("{db} open", db=self.description)
+
+    def wrap_releases(self, around: Callable[[], ContextManager]) -> None:
+        """Release each committed group of writes inside ``around()`` (the hub's fan-out
+        batching, so a group reaches each member as one write)."""
+        self._around_release = around
 
     @defer.inlineCallbacks
     def close(self):
