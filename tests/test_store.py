@@ -104,7 +104,7 @@ async def test_a_batch_larger_than_one_statement_and_its_repeat_store_each_event
     """One commit of more events than one multi-row statement takes, over several rooms and
     a quit shown in two of them; appending the same events again (a retried batch, another
     node's copy) stores nothing twice."""
-    from chathub.store.sql import ROWS_PER_STATEMENT
+    from chathub.store.sql.history import ROWS_PER_STATEMENT
 
     make = EventMaker(step=0.001)
     events = [make.msg(f"user{i % 7}", f"#big{i % 3}", f"m{i}") for i in range(ROWS_PER_STATEMENT * 2 + 17)]

@@ -17,7 +17,7 @@ from chathub.records import RoomRecord
 from chathub.store import UnknownReference
 from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS
-from chathub.store.sql import encode_event
+from chathub.store.sql.history import encode_event
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.store_fixtures import EventMaker
 

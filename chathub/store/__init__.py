@@ -5,6 +5,8 @@ the result before use (``StoreService`` does that as part of the service tree).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from chathub.store.interfaces import (
     Account,
     AccountExists,
@@ -13,6 +15,9 @@ from chathub.store.interfaces import (
     StorageError,
     UnknownReference,
 )
+
+if TYPE_CHECKING:
+    from chathub.config import Config
 
 __all__ = [
     "Account",
@@ -25,7 +30,7 @@ __all__ = [
 ]
 
 
-def open_store(config, reactor=None) -> IStore:
+def open_store(config: Config, reactor: Any = None) -> IStore:
     """The store ``config`` ([storage], [history], server.data_dir) asks for, not yet opened."""
     storage = config.storage
     if storage.backend == "postgres":
