@@ -37,7 +37,7 @@ class Kind:
     WALLOPS = "wallops"  # text: a message to users with user mode +w
 
     #: the kinds that carry user text (3): committed to history before anyone sees them.
-    #: Not ``chathub.store.CHAT_KINDS`` (4), what history gives a client without
+    #: Not ``chathub.records.CHAT_KINDS`` (4), what history gives a client without
     #: draft/event-playback: these and TAGMSG.
     TEXT_KINDS = frozenset({MESSAGE, ACTION, NOTICE})
 

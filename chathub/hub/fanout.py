@@ -11,7 +11,7 @@ recipient still sees events in hub order.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from twisted.logger import Logger
 

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from twisted.logger import Logger
 
 from chathub.config import Config
 from chathub.hub import errors
-from chathub.hub.names import fold
 from chathub.hub.rooms import BanEntry, Room
 from chathub.hub.users import User
-from chathub.store.interfaces import Ban, RoomRecord
+from chathub.names import fold
+from chathub.records import Ban, RoomRecord
+from chathub.store.interfaces import IStore
 
 
 def room_record(room: Room) -> RoomRecord:
@@ -77,7 +78,7 @@ class RoomLifetimes:
         self,
         rooms: dict[str, Room],
         config: Config,
-        store: Any,
+        store: Optional[IStore],
         seconds: Callable[[], float],
         log: Logger,
     ) -> None:

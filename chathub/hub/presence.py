@@ -11,8 +11,8 @@ from functools import partial
 from typing import Callable, Iterable, Mapping, Optional
 
 from chathub.events import Event, EventIds, Kind
-from chathub.hub.names import fold
 from chathub.hub.users import User
+from chathub.names import fold
 
 
 class Presence:

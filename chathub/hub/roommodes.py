@@ -18,9 +18,9 @@ from chathub.hub import errors
 from chathub.hub.lifetimes import is_founder
 from chathub.hub.masks import normalize_mask
 from chathub.hub.modes import Change
-from chathub.hub.names import fold
 from chathub.hub.rooms import FLAG_MODES, KEY_MODES, LIMIT_MODES, LIST_MODES, PRIVILEGE_MODES, BanEntry, Room
 from chathub.hub.users import User
+from chathub.names import fold
 
 #: longest room key kept (a longer one is cut)
 MAX_KEY_LENGTH = 23

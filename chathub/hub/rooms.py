@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Optional
 
 from chathub.hub.masks import mask_matches
-from chathub.hub.names import fold
+from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.users import User

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from twisted.application import service
 from twisted.internet import defer
@@ -28,7 +28,6 @@ from twisted.python.failure import Failure
 from chathub.config import Config
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
-from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
@@ -37,10 +36,13 @@ from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
+from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import IAccountDirectory
-from chathub.store.interfaces import CHAT_KINDS, RoomRecord, StorageError
+from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.records import CHAT_KINDS, Ref, RoomRecord
+from chathub.store.interfaces import IStore, StorageError
 
 # room_record is imported from here too (it was defined here before ``lifetimes``)
 __all__ = ["ChatHub", "room_record"]
@@ -54,6 +56,8 @@ PLAYBACK_KINDS = frozenset(
 HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
 #: events that may share one write per recipient with the next ones (see ``Fanout``)
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
+#: what ``ChatHub.history`` may ask of the store
+HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
 
 
 class _NoAccounts:
@@ -84,15 +88,15 @@ class ChatHub(service.Service):
     def __init__(
         self,
         config: Optional[Config] = None,
-        store=None,
+        store: Optional[IStore] = None,
         accounts: Optional[IAccountDirectory] = None,
-        registrar=None,
+        registrar: Optional[IAccountRegistrar] = None,
         clock=None,
         seconds: Callable[[], float] = time.monotonic,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
-        ``registrar`` creates accounts (``register(name, password) -> Deferred``), and
-        without one account registration is refused. With ``clock`` (the reactor), chat
+        ``registrar`` creates accounts (``IAccountRegistrar``), and without one account
+        registration is refused. With ``clock`` (the reactor), chat
         that one member is owed from all the reads of a reactor turn goes out as one write
         at the end of the turn (``Fanout``); without it, at the end of each read.
         ``seconds`` is the clock the room-creation rate is measured with."""
@@ -107,9 +111,9 @@ class ChatHub(service.Service):
         self._presence = Presence(self.after_delivery)
         self.fanout = Fanout(clock)
         self.outbox = Outbox(self.fanout.batching)
-        if store is not None and hasattr(store, "around_release"):
+        if store is not None:
             # a committed group of events is released as one fan-out batch
-            store.around_release = self.fanout.batching
+            store.wrap_releases(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
         self._user_mode_counts: dict[str, int] = {}  # registered users per user mode letter
@@ -695,8 +699,8 @@ class ChatHub(service.Service):
     def register_account(self, user: User, password: str) -> Deferred:
         """Register ``user``'s current nick as an account with ``password``; log them in to it.
 
-        Fires with the account name; fails with a ``HubError`` (or the store's
-        ``AccountExists``) when the nick cannot be registered.
+        Fires with the account name; fails with a ``HubError`` when the nick cannot be
+        registered (``account_exists`` and ``storage_failed`` when the store refuses).
         """
         if user.registered and self.users.get(user.folded) is not user:  # quit
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))
@@ -719,7 +723,18 @@ class ChatHub(service.Service):
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
             return name
 
-        return self.registrar.register(nick, password).addCallback(registered)
+        return self.registrar.register(nick, password).addCallbacks(registered, as_hub_error)
+
+    def register_nick_account(self, nick: str, password: str) -> Deferred:
+        """Create the account ``nick`` for a connection that has no nick in the hub yet
+        (IRC ``REGISTER`` before connection registration); fires with the account.
+
+        Fails with ``registration_unavailable``, ``account_exists`` or ``storage_failed``.
+        Whether the nick is free is the caller's to check first.
+        """
+        if self.registrar is None:
+            return defer.fail(errors.RegistrationUnavailable(nick))
+        return self.registrar.register(nick, password).addErrback(as_hub_error)
 
     @property
     def history_available(self) -> bool:
@@ -751,9 +766,45 @@ class ChatHub(service.Service):
         """The last ``limit`` chat events of a room or private conversation, oldest first."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
-        return self.store.latest(
-            self.history_viewer(user), self.history_target(user, target), None, limit, CHAT_KINDS
-        )
+        return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
+
+    def history(
+        self,
+        user: User,
+        query: str,
+        target: str,
+        *refs: Optional[Ref],
+        limit: int,
+        kinds: Optional[Collection[str]] = None,
+    ) -> Deferred:
+        """A page of the history of room or nick ``target`` as ``user`` reads it, oldest first.
+
+        ``query`` is one of the store's (``latest``, ``before``, ``after``, ``around``,
+        ``between``) and ``refs`` its references (``("msgid", id)`` or ``("timestamp",
+        t)``; ``latest`` takes one or None, ``between`` two). Whether ``user`` may read a
+        room is the caller's to check. Fails with ``no_such_message`` for a msgid not in
+        the conversation, ``storage_failed`` when the store cannot answer, and
+        ``history_unavailable`` when this hub keeps no history.
+        """
+        if query not in HISTORY_QUERIES:
+            raise ValueError(f"unknown history query {query!r}")
+        if not self.history_available:
+            return defer.fail(errors.HistoryUnavailable(target))
+        read = getattr(self.store, query)
+        viewer, conversation = self.history_viewer(user), self.history_target(user, target)
+        return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
+
+    def history_targets(
+        self, user: User, start: float, end: float, limit: int, kinds: Optional[Collection[str]] = None
+    ) -> Deferred:
+        """The conversations ``user`` had (its private ones and the rooms it is in) with
+        events strictly between two times, as ``[(name, latest time)]``, counted from
+        ``start`` (IRC ``CHATHISTORY TARGETS``). Fails as ``history`` does."""
+        if not self.history_available:
+            return defer.fail(errors.HistoryUnavailable("*"))
+        rooms = [room.name for room in user.rooms.values()]
+        d = self.store.targets(self.history_viewer(user), start, end, limit, rooms, kinds)
+        return d.addErrback(as_hub_error)
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:
         # A refused write is logged by the store, once per run of failures with a count;

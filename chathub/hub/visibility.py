@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from chathub.hub.names import fold
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
+from chathub.names import fold
 
 
 def may_see_room(viewer: Optional[User], room: Room) -> bool:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from chathub.hub.names import fold
 from chathub.hub.users import User
+from chathub.names import fold
 
 #: how many departures the log remembers
 WHOWAS_LENGTH = 2000

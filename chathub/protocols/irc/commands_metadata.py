@@ -16,7 +16,7 @@ import re
 import weakref
 from typing import Optional
 
-from chathub.hub.names import is_room_name
+from chathub.names import is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
