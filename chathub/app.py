@@ -17,6 +17,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
@@ -25,7 +26,6 @@ from chathub.hub.service import ChatHub
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
-from chathub.store.accounts import StoreAccountChecker
 from chathub.store.service import StoreService
 
 if TYPE_CHECKING:

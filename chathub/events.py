@@ -36,8 +36,10 @@ class Kind:
     PRESENCE = "presence"  # data: {"state": "online"|"away"|"offline"}
     WALLOPS = "wallops"  # text: a message to users with user mode +w
 
-    #: kinds that carry user text and go to history
-    CHAT = frozenset({MESSAGE, ACTION, NOTICE})
+    #: the kinds that carry user text (3): committed to history before anyone sees them.
+    #: Not ``chathub.records.CHAT_KINDS`` (4), what history gives a client without
+    #: draft/event-playback: these and TAGMSG.
+    TEXT_KINDS = frozenset({MESSAGE, ACTION, NOTICE})
 
 
 @dataclass(frozen=True, slots=True)

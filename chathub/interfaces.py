@@ -3,6 +3,7 @@
 - ``IParticipant``: something the hub can deliver events to (one per connection).
 - ``IChatUser``: the avatar interface the realm hands out through the twisted.cred portal.
 - ``IAccountDirectory``: which nicks are registered accounts.
+- ``IAccountRegistrar``: creates accounts (``chathub.auth.accounts.StoreAccountChecker``).
 - ``IBackplane``: where events go so other nodes see them (``chathub.backplane.LocalBackplane``
   for a single node; Redis pub/sub to come).
 Storage has its own interface in ``chathub.store.interfaces``.
@@ -58,6 +59,23 @@ class IAccountDirectory(Interface):
 
     def is_registered(name):
         """True when ``name`` (any case) is a registered account; answered from memory."""
+
+
+class IAccountRegistrar(Interface):
+    """Creates accounts: what ``ChatHub.register_account`` registers a nick with.
+
+    The hub turns its failures into ``HubError`` codes (``account_exists``,
+    ``storage_failed``), so no protocol sees the store's errors.
+    """
+
+    def register(name, password, email=None):
+        """Create the account ``name`` with ``password`` (hashed off the reactor).
+
+        Fires with the new account, whose ``name`` is the name as registered; fails with
+        the store's ``AccountExists`` when the name is taken in any case, or another
+        ``StorageError`` when it cannot be stored. Whether ``name`` is a valid nick and the
+        password acceptable is the caller's to check.
+        """
 
 
 class IBackplane(Interface):

@@ -16,7 +16,7 @@ import tempfile
 
 from argon2 import PasswordHasher
 
-from chathub.hub.names import fold, valid_nick
+from chathub.names import fold, valid_nick
 
 
 def _read_password(confirm: bool) -> str:

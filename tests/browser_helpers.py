@@ -34,7 +34,7 @@ def start_server(config, checkers=(), store=None):
     checkers = list(checkers)
     registrar = None
     if store is not None:
-        from chathub.store.accounts import StoreAccountChecker
+        from chathub.auth.accounts import StoreAccountChecker
 
         registrar = StoreAccountChecker(store)
         checkers.append(registrar)

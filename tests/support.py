@@ -674,3 +674,16 @@ class LogCapture:
         d: defer.Deferred = defer.Deferred()
         self._waiters.append((text, d))
         return d.addTimeout(timeout, _reactor())
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait, one reactor turn at a time, until ``condition()`` holds; fail after ``timeout``.
+
+    For states that no event announces (a request reaching a queue inside the server)."""
+    from twisted.internet import task
+
+    reactor = _reactor()
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        assert reactor.seconds() < deadline, f"timed out waiting for {condition}"
+        await task.deferLater(reactor, 0, lambda: None)

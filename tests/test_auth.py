@@ -20,6 +20,7 @@ from chathub.auth.checkers import (
     BytesOrTextChecker,
     CheckerDirectory,
     GuestChecker,
+    answered_from_memory,
 )
 from chathub.auth.credentials import GuestNick
 from chathub.auth.portal import account_directory, build_portal
@@ -97,9 +98,9 @@ def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monke
     reads = []
     real = checkers_module.read_if_changed
 
-    def counting(path, version):
+    def counting(path, version, parse):
         reads.append(path)
-        return real(path, version)
+        return real(path, version, parse)
 
     monkeypatch.setattr(checkers_module, "read_if_changed", counting)
     checker = Argon2FileChecker(str(passwd), reload_interval=0)
@@ -110,7 +111,7 @@ def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monke
     assert len(reads) == 2
     assert checker.is_registered("bob")
     # a failed read fails the callers that waited for it, and the next one still runs
-    monkeypatch.setattr(checkers_module, "read_if_changed", lambda path, version: 1 / 0)
+    monkeypatch.setattr(checkers_module, "read_if_changed", lambda path, version, parse: 1 / 0)
     failed = yield defer.DeferredList([checker.reload(), checker.reload()], consumeErrors=True)
     assert [ok for ok, _ in failed] == [False, False]
     monkeypatch.setattr(checkers_module, "read_if_changed", counting)
@@ -146,7 +147,11 @@ def test_checker_directory_knows_stock_checkers(tmp_path, passwd):
     stock_file = tmp_path / "stock"
     stock_file.write_text("carol:pw3\n")
     directory = CheckerDirectory(
-        [strcred.makeChecker("memory:Bob:pw2"), FilePasswordDB(str(stock_file)), Argon2FileChecker(str(passwd))]
+        [
+            strcred.makeChecker("memory:Bob:pw2"),
+            answered_from_memory(FilePasswordDB(str(stock_file))),
+            Argon2FileChecker(str(passwd)),
+        ]
     )
     assert directory.is_registered("bob") and directory.is_registered("BOB")
     assert directory.is_registered("carol")
@@ -161,7 +166,7 @@ def test_stock_checkers_accept_bytes_credentials(tmp_path):
     yield refused(memory, creds("alice", "wrong"))
     stock_file = tmp_path / "stock"
     stock_file.write_text("carol:pw3\n")
-    stock = BytesOrTextChecker(FilePasswordDB(str(stock_file)))
+    stock = BytesOrTextChecker(answered_from_memory(FilePasswordDB(str(stock_file))))
     assert (yield stock.requestAvatarId(creds("carol", "pw3"))) == b"carol"
     yield refused(stock, creds("carol", "nope"))
 

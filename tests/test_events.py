@@ -103,7 +103,7 @@ def test_iso_time_matches_datetime_formatting_with_truncated_milliseconds():
 def test_stored_form_is_the_json_of_to_dict():
     from hypothesis import given, settings, strategies as st
 
-    from chathub.store.sql import _EVENT_JSON, decode_event, encode_event
+    from chathub.store.sql.history import _EVENT_JSON, decode_event, encode_event
 
     text = st.text(max_size=20)
     sources = st.builds(

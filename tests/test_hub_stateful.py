@@ -41,10 +41,10 @@ from chathub.auth.checkers import CheckerDirectory
 from chathub.config import Config
 from chathub.events import Event, Kind
 from chathub.hub import errors
-from chathub.hub.names import fold, is_room_name
 from chathub.hub.rooms import Room
 from chathub.hub.service import ChatHub
 from chathub.hub.users import User
+from chathub.names import fold, is_room_name
 from tests.test_hub import Recorder, World
 
 EXAMPLES = int(os.environ.get("CHATHUB_FUZZ_EXAMPLES", "100"))

@@ -15,12 +15,12 @@ import irctokens
 import pytest_twisted
 from argon2 import PasswordHasher
 
+from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.config import Config
 from chathub.events import EventIds, iso_time
 from chathub.hub.service import ChatHub
 from chathub.protocols.irc import IrcFactory
-from chathub.store.accounts import StoreAccountChecker
 from chathub.store.sqlite import SqliteStore
 from tests.support import IrcClient, connect_irc, join_irc, quit_irc_clients, register_irc
 

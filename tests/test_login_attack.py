@@ -23,7 +23,7 @@ from chathub.protocols.irc import IrcFactory
 from chathub.protocols.line import LineFactory
 from chathub.protocols.web import build_site
 from tests.browser_helpers import close_clients, connect
-from tests.support import connect_irc
+from tests.support import connect_irc, until
 from tests.test_logging import captured  # noqa: F401 (the fixture)
 
 ATTACKER = "127.0.0.1"
@@ -105,16 +105,6 @@ async def web_guess(limiter, client, name: str, password: str, token: str) -> No
     held = limiter.pending
     client.send_json({"type": "login", "nick": name, "password": password, "ref": token})
     await until(lambda: limiter.pending > held or answered(client, token))
-
-
-async def until(condition, timeout: float = 10.0) -> None:
-    """Wait, one reactor turn at a time, until ``condition()`` holds; fail after ``timeout``."""
-    from twisted.internet import reactor, task
-
-    deadline = reactor.seconds() + timeout
-    while not condition():
-        assert reactor.seconds() < deadline, f"timed out waiting for {condition}"
-        await task.deferLater(reactor, 0, lambda: None)
 
 
 def answered(client, token: str) -> list:

@@ -23,6 +23,7 @@ from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.interfaces import IChatUser
+from tests.support import until
 from tests.test_logging import captured  # noqa: F401 (the fixture)
 
 MIND = object()
@@ -267,6 +268,9 @@ def test_an_honest_check_goes_before_the_attackers_queued_ones(tmp_path):
     yield defer.DeferredList([checker.reload()])  # the last lookup's file check is done
     assert hashing.queue.running == 1 and hashing.queue.waiting == 5
     honest = limiter.client("203.0.113.7").login(creds("alice", "right"), MIND, IChatUser)
+    # the honest login re-reads the file (in a thread) before it queues its check: open the
+    # gate only once it waits with the others, or an attacker's check may start first
+    yield defer.ensureDeferred(until(lambda: hashing.queue.waiting == 6))
     hasher.gate.set()
     _, user, _ = yield honest
     assert user.account == "alice"

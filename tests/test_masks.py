@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chathub.hub.masks import compile_mask, mask_matches
-from chathub.hub.names import fold
+from chathub.names import fold
 from tests.support import HubServer
 
 #: the pattern that took 16 s over a 300-character realname with the regex matcher

@@ -6,8 +6,8 @@ import pytest_twisted
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.hub.users import User
+from chathub.records import CHAT_KINDS
 from chathub.store import open_store
-from chathub.store.interfaces import CHAT_KINDS
 from tests.test_hub import Recorder
 
 

@@ -11,7 +11,7 @@ from chathub.config import Config
 from chathub.hub import errors
 from chathub.hub.service import ChatHub, room_record
 from chathub.hub.users import User
-from chathub.store.interfaces import RoomRecord
+from chathub.records import RoomRecord
 from tests.test_hub import Recorder
 
 

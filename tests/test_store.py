@@ -7,17 +7,16 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
+from zope.interface.verify import verifyObject
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind, Source
+from chathub.records import CHAT_KINDS, Ban, RoomRecord
 from chathub.store import (
-    CHAT_KINDS,
     Account,
     AccountExists,
-    Ban,
     IStore,
     NoSuchAccount,
-    RoomRecord,
     StorageError,
     UnknownReference,
 )
@@ -67,6 +66,7 @@ def captured_log():
 @pytest_twisted.ensureDeferred
 async def test_provides_istore(store):
     assert IStore.providedBy(store)
+    assert verifyObject(IStore, store)
     assert "password" not in store.description
 
 
@@ -104,7 +104,7 @@ async def test_a_batch_larger_than_one_statement_and_its_repeat_store_each_event
     """One commit of more events than one multi-row statement takes, over several rooms and
     a quit shown in two of them; appending the same events again (a retried batch, another
     node's copy) stores nothing twice."""
-    from chathub.store.sql import ROWS_PER_STATEMENT
+    from chathub.store.sql.history import ROWS_PER_STATEMENT
 
     make = EventMaker(step=0.001)
     events = [make.msg(f"user{i % 7}", f"#big{i % 3}", f"m{i}") for i in range(ROWS_PER_STATEMENT * 2 + 17)]

@@ -11,10 +11,11 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
-from chathub.interfaces import IAccountDirectory
+from chathub.auth.accounts import REFUSED, StoreAccountChecker
+from chathub.interfaces import IAccountDirectory, IAccountRegistrar
 from chathub.store import AccountExists, NoSuchAccount
-from chathub.store.accounts import REFUSED, StoreAccountChecker
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 
 
@@ -46,9 +47,9 @@ async def checker(store):
     return c
 
 
-def test_provides_the_interfaces():
-    assert ICredentialsChecker.implementedBy(StoreAccountChecker)
-    assert IAccountDirectory.implementedBy(StoreAccountChecker)
+def test_provides_the_interfaces(checker):
+    for interface in (ICredentialsChecker, IAccountDirectory, IAccountRegistrar):
+        assert verifyObject(interface, checker)
 
 
 @pytest_twisted.ensureDeferred

@@ -12,11 +12,12 @@ from twisted.internet import defer
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Kind
-from chathub.hub.names import fold
-from chathub.store import RoomRecord, UnknownReference
+from chathub.names import fold
+from chathub.records import RoomRecord
+from chathub.store import UnknownReference
 from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS
-from chathub.store.sql import encode_event
+from chathub.store.sql.history import encode_event
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.store_fixtures import EventMaker
 

@@ -12,12 +12,12 @@ from argon2 import PasswordHasher, extract_parameters
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 
+from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.checkers import AnyOfCheckers, Argon2FileChecker
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
 from chathub.hub.service import ChatHub
-from chathub.store.accounts import StoreAccountChecker
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.test_irc_session import Conn
 

@@ -23,13 +23,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chathub.events import Event, EventIds, Kind, Source
-from chathub.hub.names import valid_room_name
+from chathub.names import valid_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.wire import LineError, parse, serialise
 from chathub.protocols.line import _line, render as line_render
 from chathub.protocols.web.events import dumps, event_json
-from chathub.store.interfaces import RoomRecord
+from chathub.records import RoomRecord
 from chathub.text import REPLACEMENT, encode_utf8, is_valid_text, scrub
 from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (store: SQLite and PostgreSQL)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Optional
+from typing import Any, Callable, Generic, Optional, TypeVar
 
 from zope.interface import implementer
 
@@ -12,12 +12,13 @@ from twisted.cred.checkers import ANONYMOUS, FilePasswordDB, ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chathub.auth.credentials import IGuestNick
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import lane_of
-from chathub.hub.names import fold
 from chathub.interfaces import IAccountDirectory
+from chathub.names import fold
 
 #: the avatar id a guest login yields: no account
 GUEST = ANONYMOUS
@@ -56,12 +57,132 @@ def file_version(path: str) -> FileVersion:
     return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
-def read_if_changed(path: str, version: FileVersion) -> Optional[tuple[FileVersion, dict[str, str]]]:
-    """(new version, users) when the file differs from ``version``, else None; blocking."""
+_Content = TypeVar("_Content")
+
+
+def read_if_changed(
+    path: str, version: FileVersion, parse: Callable[[str], _Content] = read_password_file  # type: ignore[assignment]
+) -> Optional[tuple[FileVersion, _Content]]:
+    """(new version, ``parse(path)``) when the file differs from ``version``, else None; blocking."""
     current = file_version(path)
     if current == version:
         return None
-    return current, read_password_file(path)
+    return current, parse(path)
+
+
+class ReloadingFile(Generic[_Content]):
+    """A file's parsed content, kept in memory and re-read in a thread, never on the reactor.
+
+    Read once when made (start-up, before the reactor serves anyone: blocking nobody), then
+    re-read in the reactor's thread pool every ``reload_interval`` seconds (0: never by
+    itself) and whenever ``reload()`` is asked; a read swaps the new ``content`` in on the
+    reactor in one assignment, so readers see the old content or the new, never a mix. A
+    file that cannot be read at start-up stops it, unless ``unreadable`` says what to hold
+    meanwhile; a failed re-read keeps what was read last.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        parse: Callable[[str], _Content],
+        reactor: Any = None,
+        reload_interval: float = 5.0,
+        log: Optional[Logger] = None,
+        unreadable: Optional[_Content] = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.path = path
+        self._parse = parse
+        self._reactor = reactor
+        self._log = log or Logger()
+        self._version: FileVersion = file_version(path)
+        try:
+            self.content: _Content = parse(path)
+        except OSError as e:
+            if unreadable is None:  # the caller's start-up fails with it
+                raise
+            # held until a re-read succeeds (no version: the next one reads whatever is there)
+            self._log.error("cannot read {path}: {error}", path=path, error=e.strerror or str(e))
+            self._version, self.content = None, unreadable
+        self._reading: Optional[defer.Deferred] = None  # the read running now, if any
+        self._queued: list[defer.Deferred] = []  # callers waiting for the read after it
+        self._reload_waiters: list[defer.Deferred] = []
+        self._reloader: Optional[task.LoopingCall] = None
+        if reload_interval > 0:
+            self._reloader = _periodic(self, reload_interval, reactor, self._log)
+
+    def reload(self) -> defer.Deferred:
+        """Re-read the file in a thread if it changed; fires once a read that started after
+        this call has been swapped in (or fails with that read's error).
+
+        Callers that arrive while a read runs share the one read after it: a burst of
+        guest logins, each asking for a fresh view, costs two reads, not one each.
+        """
+        d: defer.Deferred = defer.Deferred()
+        if self._reading is None:
+            self._start_read([d])
+        else:
+            self._queued.append(d)
+        return d
+
+    def _start_read(self, waiters: list[defer.Deferred]) -> None:
+        self._reading = threads.deferToThreadPool(
+            self._reactor, self._reactor.getThreadPool(), read_if_changed, self.path, self._version, self._parse
+        )
+        self._reading.addCallbacks(self._read, self._read_failed, callbackArgs=(waiters,), errbackArgs=(waiters,))
+
+    def _read(self, result: Optional[tuple[FileVersion, _Content]], waiters: list[defer.Deferred]) -> None:
+        if result is not None:
+            self._version, self.content = result  # one assignment each: readers see old or new
+        told, self._reload_waiters = self._reload_waiters, []
+        self._next_read()
+        for d in told + waiters:
+            d.callback(None)
+
+    def _read_failed(self, failure: Failure, waiters: list[defer.Deferred]) -> None:
+        self._next_read()
+        for d in waiters:
+            d.errback(failure)
+
+    def _next_read(self) -> None:
+        self._reading = None
+        if self._queued:
+            queued, self._queued = self._queued, []
+            self._start_read(queued)
+
+    def next_reload(self) -> defer.Deferred:
+        """Fires after the next re-read (periodic or not) has been swapped in."""
+        d: defer.Deferred = defer.Deferred()
+        self._reload_waiters.append(d)
+        return d
+
+    def stop(self) -> None:
+        """Stop the periodic re-reading (the content in memory stays)."""
+        if self._reloader is not None and self._reloader.running:
+            self._reloader.stop()
+        self._reloader = None
+
+
+def _periodic(file: ReloadingFile, interval: float, reactor: Any, log: Logger) -> task.LoopingCall:
+    # Holds the file weakly: a file nobody uses any more (its checker is gone) stops its
+    # own re-reading.
+    ref = weakref.ref(file)
+
+    def tick() -> Optional[defer.Deferred]:
+        current = ref()
+        if current is None:
+            loop.stop()
+            return None
+        d = current.reload()
+        del current
+        return d.addErrback(lambda f: log.failure("could not re-read {path}", f, path=path))
+
+    path = file.path
+    loop = task.LoopingCall(tick)
+    loop.clock = reactor
+    loop.start(interval, now=False).addErrback(lambda f: log.failure("re-reading {path} stopped", f, path=path))
+    return loop
 
 
 #: what every refused password login says, so it does not tell which accounts exist
@@ -143,74 +264,29 @@ class Argon2FileChecker(HashedPasswordChecker):
         self,
         path: str,
         hashing: Optional[PasswordHashing] = None,
-        reactor=None,
+        reactor: Any = None,
         reload_interval: float = 5.0,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor
         self.path = path
-        self._reactor = reactor
         self.hashing = hashing or PasswordHashing(reactor=reactor)
-        # start-up, before the reactor serves anyone: reading here blocks nobody
-        self._version: FileVersion = file_version(path)
-        self._users: dict[str, str] = read_password_file(path)
-        self._reading: Optional[defer.Deferred] = None  # the read running now, if any
-        self._queued: list[defer.Deferred] = []  # callers waiting for the read after it
-        self._reloader: Optional[task.LoopingCall] = None
-        self._reload_waiters: list[defer.Deferred] = []
-        if reload_interval > 0:
-            self._reloader = _periodic(self, reload_interval, reactor)
+        self.file = ReloadingFile(path, read_password_file, reactor, reload_interval, self.log)
+
+    @property
+    def _users(self) -> dict[str, str]:
+        """Folded name -> argon2 hash, as last read."""
+        return self.file.content
 
     def reload(self) -> defer.Deferred:
-        """Re-read the file in a thread if it changed; fires once a read that started after
-        this call has been swapped in (or fails with that read's error).
-
-        Callers that arrive while a read runs share the one read after it: a burst of
-        guest logins, each asking for a fresh view, costs two reads, not one each.
-        """
-        d: defer.Deferred = defer.Deferred()
-        if self._reading is None:
-            self._start_read([d])
-        else:
-            self._queued.append(d)
-        return d
-
-    def _start_read(self, waiters: list[defer.Deferred]) -> None:
-        self._reading = threads.deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), read_if_changed, self.path, self._version
-        )
-        self._reading.addCallbacks(self._read, self._read_failed, callbackArgs=(waiters,), errbackArgs=(waiters,))
-
-    def _read(self, result, waiters: list[defer.Deferred]) -> None:
-        if result is not None:
-            self._version, self._users = result  # one assignment each: readers see old or new
-        told, self._reload_waiters = self._reload_waiters, []
-        self._next_read()
-        for d in told + waiters:
-            d.callback(None)
-
-    def _read_failed(self, failure, waiters: list[defer.Deferred]) -> None:
-        self._next_read()
-        for d in waiters:
-            d.errback(failure)
-
-    def _next_read(self) -> None:
-        self._reading = None
-        if self._queued:
-            queued, self._queued = self._queued, []
-            self._start_read(queued)
+        """Re-read the file in a thread if it changed (``ReloadingFile.reload``)."""
+        return self.file.reload()
 
     def next_reload(self) -> defer.Deferred:
         """Fires after the next re-read (periodic or not) has been swapped in."""
-        d = defer.Deferred()
-        self._reload_waiters.append(d)
-        return d
+        return self.file.next_reload()
 
     def stop(self) -> None:
         """Stop the periodic re-reading (the checker keeps answering from memory)."""
-        if self._reloader is not None and self._reloader.running:
-            self._reloader.stop()
-        self._reloader = None
+        self.file.stop()
 
     def is_registered(self, name: str) -> bool:
         return fold(name) in self._users
@@ -236,24 +312,83 @@ class Argon2FileChecker(HashedPasswordChecker):
         return next(iter(self._users.values()), None)
 
 
-def _periodic(checker: Argon2FileChecker, interval: float, reactor) -> task.LoopingCall:
-    # Holds the checker weakly: a checker nobody uses any more stops its own re-reading.
-    ref = weakref.ref(checker)
-    log = type(checker).log  # not checker.log: that Logger would hold the checker
+def stock_file_reader(db: FilePasswordDB) -> Callable[[str], dict[bytes, bytes]]:
+    """How ``db`` reads its file (delimiter, fields, case), as a blocking function of the path
+    giving name -> password with the first line of a name winning, as ``db`` itself finds it."""
+    delim, ufield, pfield, case_sensitive = db.delim, db.ufield, db.pfield, db.caseSensitive
 
-    def tick():
-        current = ref()
-        if current is None:
-            loop.stop()
-            return None
-        d = current.reload()
-        del current
-        return d.addErrback(lambda f: log.failure("could not re-read the password file", f))
+    def read(path: str) -> dict[bytes, bytes]:
+        users: dict[bytes, bytes] = {}
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    parts = line.rstrip().split(delim)
+                    if ufield >= len(parts) or pfield >= len(parts):
+                        continue
+                    name = parts[ufield] if case_sensitive else parts[ufield].lower()
+                    users.setdefault(name, parts[pfield])
+        except FileNotFoundError:
+            pass
+        return users
 
-    loop = task.LoopingCall(tick)
-    loop.clock = reactor
-    loop.start(interval, now=False).addErrback(lambda f: log.failure("password file re-reading stopped", f))
-    return loop
+    return read
+
+
+@implementer(ICredentialsChecker)
+class InMemoryFilePasswordDB(FilePasswordDB):
+    """``--auth file:PATH`` (twisted.cred's ``FilePasswordDB``: ``user:password`` lines),
+    answered from memory.
+
+    Twisted's checker reads its file on every lookup, on the reactor, and every nick check
+    asked it whether a name is an account. This one reads the file as ``ReloadingFile``
+    does (``password_checkers`` puts one in place of each ``FilePasswordDB``): once when
+    made, then in a thread every ``reload_interval`` seconds, before each password check
+    and before each guest login (``CheckerDirectory.refresh``). The password check itself
+    is Twisted's (``FilePasswordDB.requestAvatarId``), over the names in memory.
+    """
+
+    log = Logger()
+
+    def __init__(self, db: FilePasswordDB, reactor: Any = None, reload_interval: float = 5.0) -> None:
+        super().__init__(db.filename, db.delim, db.ufield, db.pfield, db.caseSensitive, db.hash)
+        # unreadable at start-up: no names (as Twisted's checker found none), the server starts
+        empty: dict[bytes, bytes] = {}
+        self.file = ReloadingFile(db.filename, stock_file_reader(db), reactor, reload_interval, self.log, empty)
+
+    def names(self) -> list[bytes]:
+        """The names in the file (lower-cased unless case-sensitive), as last read."""
+        return list(self.file.content)
+
+    def reload(self) -> defer.Deferred:
+        """Re-read the file in a thread if it changed (``ReloadingFile.reload``)."""
+        return self.file.reload()
+
+    def stop(self) -> None:
+        """Stop the periodic re-reading (the checker keeps answering from memory)."""
+        self.file.stop()
+
+    def getUser(self, username: bytes) -> tuple[bytes, bytes]:
+        """``(name, password)`` from memory; ``KeyError`` for a name the file does not have."""
+        if not self.caseSensitive:
+            username = username.lower()
+        return username, self.file.content[username]
+
+    @defer.inlineCallbacks
+    def requestAvatarId(self, credentials: Any) -> Any:
+        """Twisted's check, after a fresh read (in a thread) of a changed file."""
+        try:
+            yield self.reload()
+        except Exception:
+            self.log.failure("could not re-read the password file {path}", path=self.filename)
+        return (yield FilePasswordDB.requestAvatarId(self, credentials))
+
+
+def answered_from_memory(checker: ICredentialsChecker, reactor: Any = None) -> ICredentialsChecker:
+    """``checker``, or for a stock ``FilePasswordDB`` (``--auth file:``) the same file read
+    into memory (``InMemoryFilePasswordDB``): no checker reads a file on the reactor."""
+    if isinstance(checker, FilePasswordDB) and not isinstance(checker, InMemoryFilePasswordDB):
+        return InMemoryFilePasswordDB(checker, reactor)
+    return checker
 
 
 @implementer(ICredentialsChecker)
@@ -293,7 +428,7 @@ class CheckerDirectory:
     def refresh(self) -> defer.Deferred:
         """Re-read the checkers that keep their accounts in a file (in threads); a failed
         re-read is logged by the checker and the names in memory stay in use."""
-        reloads = [c.reload() for c in self.checkers if isinstance(c, Argon2FileChecker)]
+        reloads = [c.reload() for c in self.checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
         return defer.DeferredList(reloads, consumeErrors=True).addCallback(lambda _: None)
 
     def is_registered(self, name: str) -> bool:
@@ -314,11 +449,8 @@ def _stored_name(checker: ICredentialsChecker, name: str):
     folded = fold(name)
     if isinstance(checker, InMemoryUsernamePasswordDatabaseDontUse):
         names = list(checker.users)
-    elif isinstance(checker, FilePasswordDB):
-        try:
-            names = [user for user, _ in checker._loadCredentials()]
-        except error.UnauthorizedLogin:  # unreadable file: the checker logged it
-            return None
+    elif isinstance(checker, InMemoryFilePasswordDB):
+        names = checker.names()  # from memory: a nick check never reads the file
     else:
         return None
     return next((n for n in names if fold(_text(n)) == folded), None)

@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 
 from chathub.auth.hashing import Lane, PasswordHashing
 from chathub.config.core import AuthConfig
-from chathub.hub.names import fold
+from chathub.names import fold
 
 #: the longest address or account key kept (longer names cannot be accounts: they share a key)
 MAX_KEY = 64

@@ -14,6 +14,7 @@ from chathub.auth.checkers import (
     CheckerDirectory,
     GuestChecker,
     HashedPasswordChecker,
+    answered_from_memory,
 )
 from chathub.auth.cloak import HostCloak, build_cloak
 from chathub.auth.hashing import PasswordHashing
@@ -32,10 +33,12 @@ def password_checkers(
     """The password checkers: those given with ``--auth``, then those ``auth.checkers`` names.
 
     The password file checker hashes with ``hashing``, else the store checker's, else a new
-    one of ``[auth] hash_concurrency`` slots: one limit for every password check."""
+    one of ``[auth] hash_concurrency`` slots: one limit for every password check. An
+    ``--auth file:`` checker is replaced by one that answers from memory and re-reads its
+    file in a thread (``answered_from_memory``)."""
     if hashing is None:
         hashing = getattr(store_checker, "hashing", None) or PasswordHashing(concurrency=config.auth.hash_concurrency)
-    checkers = list(extra)
+    checkers = [answered_from_memory(checker) for checker in extra]
     for name in config.auth.checkers:
         if name == "argon2file":
             checkers.append(Argon2FileChecker(config.data_path(config.auth.passwords_file), hashing=hashing))

@@ -120,8 +120,3 @@ def require_networks(prefix: str, name: str, values: Iterable[str]) -> None:
             raise ConfigError(
                 f"setting '{_dotted(prefix, name)}[{i}]' must be an IP address or CIDR network, not {value!r}"
             ) from None
-
-
-def replace(section: Any, **changes: Any) -> Any:
-    """A copy of a frozen section with some settings changed (for command-line overrides)."""
-    return dataclasses.replace(section, **changes)

@@ -47,7 +47,6 @@ RoomFull = _error("room_full", "Cannot join room (room is full)")
 TooManyRooms = _error("too_many_rooms", "You have joined too many rooms")
 NoText = _error("no_text", "No text to send")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
-KeySet = _error("key_set", "Room key already set")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
 WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
@@ -56,6 +55,12 @@ NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")
 RoomCreationThrottled = _error("room_creation_throttled", "You are creating rooms too fast; try again later")
 RoomLimitReached = _error("room_limit_reached", "The server holds as many rooms as it may; no new room can be made")
+# what the store refused, as the hub passes it on (``chathub.hub.storage``): protocols see
+# these codes, never the store's exceptions
+AccountExists = _error("account_exists", "That account already exists")
+NoSuchMessage = _error("no_such_message", "No such message in this conversation")
+StorageFailed = _error("storage_failed", "Storage is unavailable right now")
+HistoryUnavailable = _error("history_unavailable", "History is not kept on this server")
 
 
 class ModeParamError(HubError):

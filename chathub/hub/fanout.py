@@ -3,14 +3,15 @@
 Inside a ``batching()`` block (the outbox releasing a committed group, or a protocol
 handling one read), consecutive chat events from one sender to one unchanged set of
 recipients are encoded together, and what each member is owed, across senders and rooms,
-is written with one ``send`` per member when the block ends: a burst of N lines into a
-room of M members costs M sends, not N x M, and a member of several busy rooms gets one
-write per block. Anything else flushes what is held first, so every recipient still sees
-events in hub order.
+is held and written with one ``send`` per member at the end of the reactor turn (when
+the block ends if the hub has no reactor to wait for, as in unit tests): a burst of N
+lines into a room of M members costs M sends, not N x M, and a member of several busy
+rooms gets one write per turn. Anything else flushes what is held first, so every
+recipient still sees events in hub order.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 from twisted.logger import Logger
 
@@ -99,9 +100,9 @@ class Fanout:
 
     Consecutive batchable events from one sender to one recipient snapshot are encoded
     together (up to ``MAX_BATCH``); what each member is owed is then held, across
-    senders and rooms, and written with one ``send`` per member when the block ends or
-    anything else must go out first (``flush``), so every member still sees events in
-    hub order.
+    senders and rooms, and written with one ``send`` per member at the end of the reactor
+    turn, or as soon as anything else must go out first (``flush``), so every member
+    still sees events in hub order.
     """
 
     __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush")
@@ -153,7 +154,8 @@ class Fanout:
                 _send(participant, parts)
 
     def batching(self) -> "Fanout":
-        """Context manager: hold batchable events until the outermost block ends.
+        """Context manager: hold batchable events while inside it; what the outermost
+        block leaves held goes out at the end of the reactor turn (see ``__init__``).
 
         (The Fanout is its own context manager: entered for every read and every
         released event, a generator-based one cost more than the block's bookkeeping.)"""

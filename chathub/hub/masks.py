@@ -18,7 +18,7 @@ import functools
 import re
 from typing import Optional
 
-from chathub.hub.names import fold
+from chathub.names import fold
 
 
 class _Piece:

@@ -3,7 +3,8 @@
 The one parser of room modes: the IRC server's MODE and the telnet ``/mode`` command both
 use it, and it knows the letters from the hub's own tables (``chathub.hub.rooms``), so a
 mode the hub learns is understood by every protocol. The hub applies the resulting
-``[("+m", None), ("+b", "*!*@host"), ("-v", "bob")]``.
+``[("+m", None), ("+b", "*!*@host"), ("-v", "bob")]`` (``ChatHub.change_room_modes``,
+``chathub.hub.roommodes``).
 """
 from __future__ import annotations
 

@@ -1,45 +1,5 @@
-"""Nick and room names: ASCII casemapping (ISUPPORT ``CASEMAPPING=ascii``) and validity rules.
-
-One folding function serves every protocol, the history store and the backplane, so
-``Alice``, ``ALICE`` and ``alice`` are one nick everywhere.
-"""
+"""Names the hub keeps for itself: hub policy on top of the name rules of ``chathub.names``."""
 from __future__ import annotations
 
-import re
-
-_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-#: characters IRC allows in nicks after the first; the first may not be a digit or '-'
-_NICK_RE = re.compile(r"[A-Za-z\[\]\\`_^{|}][A-Za-z0-9\[\]\\`_^{|}\-]*\Z")
-ROOM_PREFIXES = "#"
 #: nicks nobody may take: the IRC server's services (NickServ) answer to them
 RESERVED_NICKS = frozenset({"nickserv"})
-# and surrogates: a room name is a key in the store and in everyone's room list
-_ROOM_FORBIDDEN = re.compile(r"[\x00-\x20,\x07:\x7f\ud800-\udfff]")
-
-
-def fold(name: str) -> str:
-    """Casefold a nick or room name the way the whole hub compares them."""
-    folded = name.translate(_FOLD)
-    # an already folded name is returned itself: users keep one string for nick and
-    # folded nick, not two
-    return name if folded == name else folded
-
-
-def is_room_name(name: str) -> bool:
-    """True when ``name`` addresses a room rather than a nick."""
-    return bool(name) and name[0] in ROOM_PREFIXES
-
-
-def valid_nick(nick: str, max_length: int) -> bool:
-    """True for a usable nick: IRC's character rules and the length limit."""
-    return 0 < len(nick) <= max_length and _NICK_RE.match(nick) is not None
-
-
-def valid_room_name(name: str, max_length: int) -> bool:
-    """True for a usable room name: a ``#`` prefix, no spaces, commas, colons, controls or surrogates."""
-    return (
-        1 < len(name) <= max_length
-        and name[0] in ROOM_PREFIXES
-        and _ROOM_FORBIDDEN.search(name) is None
-    )

@@ -10,7 +10,6 @@ from collections import deque
 from contextlib import nullcontext
 from typing import Callable, Optional
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -88,21 +87,13 @@ class Outbox:
         """How many deliveries wait for an earlier commit."""
         return len(self._queue)
 
-    def publish(
-        self,
-        deliver: Callable[[], object],
-        durable: Optional[Deferred] = None,
-        on_failure: Optional[Callable[[Failure], object]] = None,
-    ) -> None:
-        """Run ``deliver`` after ``durable`` fires and after everything published before it."""
-        if durable is None:
-            if not self._queue:
-                deliver()
-            else:
-                self._queue.append(_Entry(self, deliver, on_failure, True))
-            return
-        settle = self.hold(deliver, on_failure)
-        durable.addCallbacks(lambda _: settle(), settle)
+    def publish(self, deliver: Callable[[], object]) -> None:
+        """Run ``deliver`` (which needs no commit) after everything published before it:
+        now, unless an earlier delivery still waits for its commit."""
+        if not self._queue:
+            deliver()
+        else:
+            self._queue.append(_Entry(self, deliver, None, True))
 
     def hold(
         self, deliver: Callable[[], object], on_failure: Optional[Callable[[Failure], object]] = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Optional
 
 from chathub.hub.masks import mask_matches
-from chathub.hub.names import fold
+from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.users import User
@@ -37,12 +37,11 @@ class BanEntry:
 class Member:
     """A user's membership of one room."""
 
-    __slots__ = ("user", "privileges", "joined")
+    __slots__ = ("user", "privileges")
 
     def __init__(self, user: "User", privileges: str = "") -> None:
         self.user = user
         self.privileges = privileges  # subset of "ov", highest first
-        self.joined = time.time()
 
     @property
     def is_operator(self) -> bool:
@@ -106,7 +105,7 @@ class Room:
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
         # Registered rooms are stored, kept while empty and restored after a restart; every
-        # other room vanishes with its last member. See ChatHub.join and docs/storage.md.
+        # other room vanishes with its last member. See chathub.hub.lifetimes and docs/storage.md.
         self.registered = False
         #: the folded account that owns a registered room: ops on join, and only its grants
         #: persist (None on a guest room, and on rooms registered before founders were kept)

@@ -1,18 +1,23 @@
 """The hub: rooms, nicks, presence, permissions and fan-out. It knows no wire format.
 
-Protocols call the methods here with a ``User`` (the avatar they got from the portal);
-a refused request raises a ``HubError`` with a stable code. Accepted requests become
-``Event``s, stored (chat is committed before anyone sees it) and delivered in hub order
-through the ``Outbox``. Fan-out asks each distinct ``format_key`` among the recipients
-to encode once, then hands the same bytes to every recipient of that format.
+Protocols call the methods of ``ChatHub`` with a ``User`` (the avatar they got from the
+portal); a refused request raises a ``HubError`` with a stable code. Accepted requests
+become ``Event``s, stored (chat is committed before anyone sees it) and delivered in hub
+order through the ``Outbox``. Fan-out (``Fanout``) asks each distinct ``format_key``
+among the recipients to encode once, then hands the same bytes to every recipient of
+that format.
+
+``ChatHub`` holds the nicks, the rooms and their members and checks every request; the
+jobs with rules of their own live beside it, and the hub's methods of the same names
+hand them the state they need: applying room modes (``roommodes``), what one user may
+see of rooms and users (``visibility``), room lifetimes, founders and limits on making
+rooms (``lifetimes``), MONITOR (``presence``) and the WHOWAS log (``whowas``).
 """
 from __future__ import annotations
 
 import gc
-import math
 import time
-from collections import deque
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from twisted.application import service
 from twisted.internet import defer
@@ -22,19 +27,28 @@ from twisted.python.failure import Failure
 
 from chathub.config import Config
 from chathub.events import Event, EventIds, Kind, Source
-from chathub.hub import errors
-from chathub.hub.masks import normalize_mask
-from chathub.hub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.hub import errors, visibility
 from chathub.hub.names import RESERVED_NICKS
-from chathub.hub.fanout import Fanout, deliver
+from chathub.hub.fanout import Fanout
+from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
+from chathub.hub.modes import Change
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
-from chathub.hub.rooms import FLAG_MODES, LIST_MODES, BanEntry, Member, Room
+from chathub.hub.presence import Presence
+from chathub.hub.roommodes import apply_room_modes
+from chathub.hub.rooms import Member, Room
+from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
-from chathub.interfaces import IAccountDirectory
-from chathub.store.interfaces import CHAT_KINDS, Ban, RoomRecord, StorageError
+from chathub.hub.whowas import WhowasEntry, WhowasLog
+from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.records import CHAT_KINDS, Ref, RoomRecord
+from chathub.store.interfaces import IStore, StorageError
+
+# room_record is imported from here too (it was defined here before ``lifetimes``)
+__all__ = ["ChatHub", "room_record"]
 
 #: events that carry user text: committed to history before anyone sees them
-DURABLE_KINDS = Kind.CHAT
+DURABLE_KINDS = Kind.TEXT_KINDS
 #: events kept in history for draft/event-playback, without waiting for the commit
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
@@ -42,38 +56,8 @@ PLAYBACK_KINDS = frozenset(
 HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
 #: events that may share one write per recipient with the next ones (see ``Fanout``)
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
-
-
-def room_record(room: Room) -> RoomRecord:
-    """The stored form of a registered room."""
-    return RoomRecord(
-        name=room.name,
-        topic=room.topic,
-        topic_setter=room.topic_setter,
-        topic_time=room.topic_time,
-        modes="".join(room.modes),
-        key=room.key,
-        limit=room.limit,
-        bans=tuple(Ban(b.mask, b.setter, b.time) for b in room.bans),
-        operators=tuple(sorted(room.operators)),
-        created=room.created,
-        founder=room.founder,
-    )
-
-
-class WhowasEntry:
-    """What WHOWAS remembers of a user who left or changed nick."""
-
-    __slots__ = ("nick", "user", "host", "realname", "account", "time", "party")
-
-    def __init__(self, user: User) -> None:
-        self.nick = user.nick or ""
-        self.user = user.user
-        self.host = user.host
-        self.realname = user.realname
-        self.account = user.account
-        self.time = time.time()
-        self.party = user.history_party
+#: what ``ChatHub.history`` may ask of the store
+HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
 
 
 class _NoAccounts:
@@ -83,18 +67,14 @@ class _NoAccounts:
         return False
 
 
-_startup_frozen = False
-
-
 def _freeze_startup_objects() -> None:
     """Keep what exists at start-up (modules, Twisted, config) out of the garbage
     collector's full passes, once per process.
 
     A full pass walks every tracked object, start-up's own included; those pauses were
-    the tail of fan-out latency (rate benchmark p99 17-19 ms -> 10-12 ms)."""
-    global _startup_frozen
-    if not _startup_frozen:
-        _startup_frozen = True
+    the tail of fan-out latency (rate benchmark p99 17-19 ms -> 10-12 ms). Whether it
+    was done is the interpreter's own state (its frozen count), not ours to keep."""
+    if not gc.get_freeze_count():
         gc.collect()
         gc.freeze()
 
@@ -108,15 +88,15 @@ class ChatHub(service.Service):
     def __init__(
         self,
         config: Optional[Config] = None,
-        store=None,
+        store: Optional[IStore] = None,
         accounts: Optional[IAccountDirectory] = None,
-        registrar=None,
+        registrar: Optional[IAccountRegistrar] = None,
         clock=None,
         seconds: Callable[[], float] = time.monotonic,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
-        ``registrar`` creates accounts (``register(name, password) -> Deferred``), and
-        without one account registration is refused. With ``clock`` (the reactor), chat
+        ``registrar`` creates accounts (``IAccountRegistrar``), and without one account
+        registration is refused. With ``clock`` (the reactor), chat
         that one member is owed from all the reads of a reactor turn goes out as one write
         at the end of the turn (``Fanout``); without it, at the end of each read.
         ``seconds`` is the clock the room-creation rate is measured with."""
@@ -126,17 +106,14 @@ class ChatHub(service.Service):
         self.ids = EventIds()
         self.users: dict[str, User] = {}  # folded nick -> registered user
         self.rooms: dict[str, Room] = {}  # folded name -> room
-        self.whowas_log: deque[WhowasEntry] = deque(maxlen=2000)
-        self._seconds = seconds
-        self._owned: dict[str, int] = {}  # folded account -> registered rooms it founded
-        self._creations: dict[User, deque[float]] = {}  # user -> when it made its last rooms
-        self._room_end_callbacks: list[Callable[[Room], None]] = []
-        self.watchers: dict[str, set[User]] = {}  # folded nick -> users monitoring it
+        self.whowas_log = WhowasLog()
+        self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
+        self._presence = Presence(self.after_delivery)
         self.fanout = Fanout(clock)
         self.outbox = Outbox(self.fanout.batching)
-        if store is not None and hasattr(store, "around_release"):
+        if store is not None:
             # a committed group of events is released as one fan-out batch
-            store.around_release = self.fanout.batching
+            store.wrap_releases(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
         self._user_mode_counts: dict[str, int] = {}  # registered users per user mode letter
@@ -144,11 +121,11 @@ class ChatHub(service.Service):
         self.history_enabled = self.config.history.enabled
         self.registrar = registrar
 
-    def startService(self):
+    def startService(self) -> None:
         _freeze_startup_objects()
-        return super().startService()
+        super().startService()
 
-    def stopService(self):
+    def stopService(self) -> Optional[Deferred]:
         """Quit everyone while the store (a service stopped after the hub) still takes the
         quit events; the connections themselves are dropped later by the reactor, and
         their own quit is then a no-op."""
@@ -190,7 +167,7 @@ class ChatHub(service.Service):
             host=user.ip or user.host,
             shown=user.host,
         )
-        self._presence(user, "online")
+        self._presence.announce(user, "online", self.ids)
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
@@ -199,12 +176,12 @@ class ChatHub(service.Service):
             return None
         self.check_nick(new, user)
         old_folded = user.folded
-        self.whowas_log.append(WhowasEntry(user))
+        self.whowas_log.remember(user)
         event = self._event(Kind.NICK, user, data={"new": new})
         recipients = self._neighbours(user)
         renamed = fold(new) != old_folded  # not just a change of case
         if renamed:
-            self._presence(user, "offline")
+            self._presence.announce(user, "offline", self.ids)
             self._forget_invites(user)
         del self.users[old_folded]
         user.set_nick(new)
@@ -213,7 +190,7 @@ class ChatHub(service.Service):
             room.rekey(old_folded, user.folded)
         self._publish(event, recipients, user, rooms=list(user.rooms))
         if renamed:
-            self._presence(user, "online")
+            self._presence.announce(user, "online", self.ids)
         return event
 
     def _check_present(self, user: User) -> None:
@@ -239,8 +216,7 @@ class ChatHub(service.Service):
 
     def whowas(self, nick: str) -> list[WhowasEntry]:
         """Past holders of ``nick``, newest first."""
-        folded = fold(nick)
-        return [e for e in reversed(self.whowas_log) if fold(e.nick) == folded]
+        return self.whowas_log.find(nick)
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -278,7 +254,7 @@ class ChatHub(service.Service):
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         if room is None:
-            room = self._create_room(user, name)
+            room = self._lifetimes.create(user, name)
             member = Member(user, "o")
         else:
             invited = user.folded in room.invited
@@ -293,7 +269,7 @@ class ChatHub(service.Service):
             room.invited.discard(user.folded)
             # only the founder and those it made operators get ops back; being first into an
             # empty registered room gives nothing
-            member = Member(user, "o" if self._persistent_operator(room, user) else "")
+            member = Member(user, "o" if persistent_operator(room, user) else "")
         room.add(member)
         user.add_room(room)
         event = self._event(
@@ -316,113 +292,27 @@ class ChatHub(service.Service):
         room.remove(user.folded)
         user.remove_room(room.folded)
         if not room.members and not room.registered:
-            self._end_room(room)
+            self._lifetimes.end(room)
 
-    # -- room lifetimes: creation limits, founders, the end of a room ------------------
-    #
-    # A room made by an account holder is registered to that account (its founder): it is
-    # stored, kept while empty and restored after a restart. A room made by a guest is not,
-    # and vanishes with its last member, unless the guest who made it logs in to an account
-    # while still its operator: the account then becomes its founder (``set_account``).
-    # Operator status given by a founder to an account persists; any other is for as long
-    # as the member stays.
-
-    def _create_room(self, user: User, name: str) -> Room:
-        """Make room ``name`` for ``user`` within the [limits] on rooms, or raise."""
-        limits = self.config.limits
-        account = fold(user.account) if user.account is not None else None
-        if len(self.rooms) >= limits.max_rooms:
-            raise errors.RoomLimitReached(
-                name, f"Cannot create a room: the server already holds its maximum of {limits.max_rooms} rooms"
-            )
-        if account is not None and self._owned.get(account, 0) >= limits.max_owned_rooms:
-            raise errors.TooManyOwnedRooms(
-                name, f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may"
-            )
-        self._note_creation(user, name)
-        room = Room(name)
-        self.rooms[room.folded] = room
-        if self.store is not None:
-            # a new incarnation of the name: what an earlier room of that name said is not
-            # this room's history (a vanished private room's talk stays unreadable)
-            self.store.begin_room(room.name).addErrback(
-                lambda f: self.log.failure("could not start the history of room {room}", f, room=room.name)
-            )
-        if account is not None:
-            self._register_room(room, account)
-        else:
-            room.creator = user.session
-        return room
-
-    def _note_creation(self, user: User, name: str) -> None:
-        """Count a room ``user`` makes now; raise if it made too many in the last minute."""
-        limit = self.config.limits.room_creations_per_minute
-        now = self._seconds()
-        made = self._creations.get(user)
-        if made is None:
-            made = self._creations[user] = deque(maxlen=limit)
-        elif len(made) == limit and now - made[0] < 60.0:
-            wait = math.ceil(60.0 - (now - made[0]))
-            raise errors.RoomCreationThrottled(
-                name, f"Cannot create a room: you created {limit} in the last minute; try again in {wait} s"
-            )
-        made.append(now)
-
-    def _register_room(self, room: Room, account: str) -> None:
-        """Make ``account`` (folded) the founder of ``room``: it is stored from now on."""
-        room.registered = True
-        room.founder = account
-        room.creator = None
-        self._owned[account] = self._owned.get(account, 0) + 1
-        self._room_changed(room)
-
-    def _persistent_operator(self, room: Room, user: User) -> bool:
-        """True when ``user``'s account gets operator status in ``room`` on joining."""
-        if user.account is None:
-            return False
-        account = fold(user.account)
-        return account == room.founder or account in room.operators
-
-    def _is_founder(self, room: Room, user: User) -> bool:
-        """True when ``user`` may change who is a persistent operator of ``room``: its
-        founder, or on a room registered before founders were kept, any stored operator."""
-        if not room.registered or user.account is None:
-            return False
-        if room.founder is None:
-            return fold(user.account) in room.operators
-        return fold(user.account) == room.founder
-
-    def _claim_rooms(self, user: User) -> None:
-        """``user`` just logged in to an account: rooms it made as a guest, and still
-        operates, become registered to that account (while it owns fewer than the limit)."""
-        account = fold(user.account)
-        limit = self.config.limits.max_owned_rooms
-        for room in list(user.rooms.values()):
-            if room.registered or room.creator != user.session:
-                continue
-            member = room.members.get(user.folded)
-            if member is None or not member.is_operator or self._owned.get(account, 0) >= limit:
-                continue
-            self._register_room(room, account)
-            self.log.info("room {room} is now registered to {account}", room=room.name, account=account)
-
-    def _end_room(self, room: Room) -> None:
-        """Forget ``room`` and tell whoever asked (``when_room_ends``)."""
-        del self.rooms[room.folded]
-        for callback in self._room_end_callbacks:
-            try:
-                callback(room)
-            except Exception:
-                self.log.failure("a callback for the end of room {room} failed", room=room.name)
+    # -- room lifetimes (chathub.hub.lifetimes) -----------------------------------------
 
     def when_room_ends(self, callback: Callable[[Room], None]) -> None:
         """Call ``callback(room)`` each time a room stops existing (its last member left
         and it is not registered), so whatever is kept per room can go with it."""
-        self._room_end_callbacks.append(callback)
+        self._lifetimes.when_room_ends(callback)
 
     def owned_rooms(self, account: str) -> int:
         """How many registered rooms ``account`` is the founder of."""
-        return self._owned.get(fold(account), 0)
+        return self._lifetimes.owned(account)
+
+    def restore_rooms(self, records: Iterable[RoomRecord]) -> None:
+        """Recreate registered rooms from stored ``RoomRecord``s (at start-up).
+
+        Every stored room comes back, even past [limits] max_rooms or max_owned_rooms
+        (lowered since): those bound new rooms only."""
+        self._lifetimes.restore(records)
+
+    # -- room requests -------------------------------------------------------------------
 
     def set_topic(self, user: User, name: str, text: str) -> Event:
         """Change a room's topic (operators only on +t rooms)."""
@@ -436,7 +326,7 @@ class ChatHub(service.Service):
         room.topic_time = time.time()
         event = self._event(Kind.TOPIC, user, room.name, text)
         self._publish(event, room.recipients(), user, rooms=[room.folded])
-        self._room_changed(room)
+        self._lifetimes.save(room)
         return event
 
     def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:
@@ -491,9 +381,10 @@ class ChatHub(service.Service):
         return event
 
     def change_room_modes(
-        self, user: User, name: str, changes: Sequence[tuple[str, Optional[str]]]
-    ) -> tuple[list[tuple[str, Optional[str]]], list[errors.HubError]]:
-        """Apply ``[("+m", None), ("+b", "*!*@host"), ("+o", "bob")]`` as far as allowed.
+        self, user: User, name: str, changes: Sequence[Change]
+    ) -> tuple[list[Change], list[errors.HubError]]:
+        """Apply ``[("+m", None), ("+b", "*!*@host"), ("+o", "bob")]`` as far as allowed
+        (``chathub.hub.roommodes``); only the room's operators may change its modes.
 
         Returns the changes applied and one error per change refused.
         """
@@ -502,174 +393,40 @@ class ChatHub(service.Service):
         member = room.members.get(user.folded)
         if member is None or not member.is_operator:
             raise errors.NotRoomOperator(room.name)
-        applied: list[tuple[str, Optional[str]]] = []
-        refused: list[errors.HubError] = []
-        for change, arg in changes:
-            sign, letter = change[0], change[1]
-            adding = sign == "+"
-            try:
-                result = self._apply_room_mode(user, room, letter, adding, arg)
-            except errors.HubError as e:
-                refused.append(e)
-                continue
-            if result is not False:
-                applied.append((sign + letter, result))
+        applied, refused = apply_room_modes(user, room, changes, self.users, self.config)
         if applied:
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
             self._publish(event, room.recipients(), user, rooms=[room.folded])
-            self._room_changed(room)
+            self._lifetimes.save(room)
         return applied, refused
 
-    def _apply_room_mode(self, user: User, room: Room, letter: str, adding: bool, arg):
-        """Apply one change; return its parameter (None for flags), or False for a no-op."""
-        if letter in FLAG_MODES:
-            if adding == (letter in room.modes):
-                return False
-            (room.modes.add if adding else room.modes.discard)(letter)
-            return None
-        if letter in "ov":
-            if not arg:
-                return False
-            target = room.members.get(fold(arg))
-            if target is None:
-                if fold(arg) not in self.users:
-                    raise errors.NoSuchNick(arg)
-                raise errors.UserNotInRoom(arg, f"{arg} isn't on {room.name}")
-            if adding == (letter in target.privileges):
-                return False
-            (target.grant if adding else target.revoke)(letter)
-            if letter == "o" and target.user.account is not None and self._is_founder(room, user):
-                # only the founder's word is written down; other grants last while the member stays
-                account = fold(target.user.account)
-                if account != room.founder:
-                    (room.operators.add if adding else room.operators.discard)(account)
-            return target.user.nick
-        if letter == "k":
-            if adding:
-                if not arg or " " in arg:
-                    return False
-                room.key = arg[:23]
-                return room.key
-            if room.key is None:
-                return False
-            room.key = None
-            return "*"
-        if letter == "l":
-            if not adding:
-                if room.limit is None:
-                    return False
-                room.limit = None
-                return None
-            try:
-                limit = int(arg or "")
-            except ValueError:
-                return False
-            if limit <= 0:
-                return False
-            room.limit = limit
-            return str(limit)
-        if letter in LIST_MODES:
-            if not arg:
-                return False
-            entries = getattr(room, LIST_MODES[letter])
-            mask = normalize_mask(arg)
-            folded = fold(mask)
-            existing = [b for b in entries if fold(b.mask) == folded]
-            if adding:
-                if existing:
-                    return False
-                # every entry is matched on every message and join: both bounds are the hub's,
-                # whichever protocol sets them
-                if len(mask) > self.config.limits.mask_length:
-                    raise errors.BadMask(
-                        room.name, letter, arg,
-                        f"Mask is too long (at most {self.config.limits.mask_length} characters)",
-                    )
-                if len(entries) >= self.config.irc.max_bans:
-                    raise errors.ListFull(room.name, letter, arg)
-                entries.append(BanEntry(mask, user.mask, time.time()))
-            else:
-                if not existing:
-                    return False
-                entries.remove(existing[0])
-                mask = existing[0].mask
-            return mask
-        raise errors.UnknownMode(letter)
-
-    # -- visibility: what one user may know of rooms and other users --------------------
-    #
-    # Every protocol's NAMES/WHO/LIST (and their line and JSON counterparts) asks these,
-    # so all of them agree: secret (+s/+p) rooms are known only to their members, and
-    # invisible (+i) users only to those who share a room with them (RFC 2812 3.2.5,
-    # 3.6.1; Modern IRC "invisible" user mode).
+    # -- visibility (chathub.hub.visibility): every protocol asks the hub ---------------
 
     def may_see_room(self, viewer: Optional[User], room: Room) -> bool:
         """True unless ``room`` is secret and ``viewer`` is not in it."""
-        return not room.secret or (viewer is not None and viewer.folded in room.members)
+        return visibility.may_see_room(viewer, room)
 
     def may_see_user(self, viewer: Optional[User], other: User) -> bool:
         """True unless ``other`` is invisible (+i) and shares no room with ``viewer``."""
-        if "i" not in other.modes or other is viewer:
-            return True
-        return viewer is not None and any(name in other.rooms for name in viewer.rooms)
+        return visibility.may_see_user(viewer, other)
 
     def visible_room(self, viewer: Optional[User], name: str) -> Optional[Room]:
         """The room called ``name`` if it exists and ``viewer`` may know of it, else None."""
-        room = self.rooms.get(fold(name))
-        return room if room is not None and self.may_see_room(viewer, room) else None
+        return visibility.visible_room(self.rooms, viewer, name)
 
     def visible_members(self, viewer: Optional[User], room: Room) -> list[Member]:
         """The members of ``room`` that ``viewer`` may see: all of them to a member;
         none of a secret room to others; otherwise all but invisible users sharing no
         room with ``viewer``."""
-        if viewer is not None and viewer.folded in room.members:
-            return list(room.members.values())
-        if room.secret:
-            return []
-        return [m for m in room.members.values() if self.may_see_user(viewer, m.user)]
+        return visibility.visible_members(viewer, room)
 
     def visible_users(self, viewer: Optional[User]) -> list[User]:
         """Every user online that ``viewer`` may see (WHO *, the line protocol's /who)."""
-        return [u for u in self.users.values() if self.may_see_user(viewer, u)]
+        return visibility.visible_users(self.users, viewer)
 
     def list_rooms(self, user: Optional[User] = None) -> list[Room]:
         """Rooms ``user`` may see listed (secret rooms only to their members)."""
-        return [r for r in self.rooms.values() if r.members and self.may_see_room(user, r)]
-
-    def _room_changed(self, room: Room) -> None:
-        """Save a registered room's state (topic, modes, key, limit, bans, operators)."""
-        if self.store is None or not room.registered:
-            return
-        d = self.store.save_room(room_record(room))
-        d.addErrback(lambda f: self.log.failure("could not save room {room}", f, room=room.name))
-
-    def restore_rooms(self, records: Iterable) -> None:
-        """Recreate registered rooms from stored ``RoomRecord``s (at start-up).
-
-        Every stored room comes back, even past [limits] max_rooms or max_owned_rooms
-        (lowered since): those bound new rooms only."""
-        for record in records:
-            room = Room(record.name, created=record.created or None)
-            room.topic = record.topic
-            room.topic_setter = record.topic_setter
-            room.topic_time = record.topic_time
-            room.modes = set(record.modes)
-            room.key = record.key
-            room.limit = record.limit
-            room.bans = [BanEntry(b.mask, b.setter, b.time) for b in record.bans]
-            room.operators = set(record.operators)
-            room.registered = True
-            room.founder = record.founder
-            if room.founder is not None:
-                self._owned[room.founder] = self._owned.get(room.founder, 0) + 1
-            self.rooms[room.folded] = room
-        if len(self.rooms) >= self.config.limits.max_rooms:
-            self.log.warn(
-                "{count} registered rooms restored, at or past [limits] max_rooms = {limit}: "
-                "no new room can be created",
-                count=len(self.rooms),
-                limit=self.config.limits.max_rooms,
-            )
+        return visibility.listed_rooms(self.rooms, user)
 
     # -- talking -----------------------------------------------------------------------
 
@@ -727,12 +484,7 @@ class ChatHub(service.Service):
         participant's ``deliver`` decides whether it shows it (IRCv3 extended-monitor)."""
         neighbours = self._neighbours(user)
         self._publish(event, neighbours, user)
-        watching = self.watchers.get(user.folded)
-        if watching:
-            told = set(map(id, neighbours))
-            for watcher in list(watching):
-                if watcher is not user and id(watcher) not in told:
-                    self.after_delivery(lambda w=watcher: w.participant.deliver(event))
+        self._presence.tell_watchers(user, event, told=neighbours)
 
     def set_away(self, user: User, text: Optional[str]) -> Event:
         """Mark ``user`` away with ``text``, or back with None/empty."""
@@ -769,7 +521,7 @@ class ChatHub(service.Service):
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
         self._publish_identity(user, event)
         if account is not None:
-            self._claim_rooms(user)
+            self._lifetimes.claim(user)
         return event
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
@@ -841,43 +593,28 @@ class ChatHub(service.Service):
         target.participant.close(message)
         return target
 
+    # -- presence (chathub.hub.presence) ------------------------------------------------
+
+    @property
+    def watchers(self) -> Mapping[str, set[User]]:
+        """Folded nick -> the users monitoring it (a nick nobody watches has no entry)."""
+        return self._presence.watchers
+
     def monitor(self, user: User, nicks: Iterable[str]) -> list[tuple[str, Optional[User]]]:
         """Watch nicks for presence; returns each with its current holder (or None)."""
         self._check_present(user)
-        out = []
-        for nick in nicks:
-            folded = fold(nick)
-            user.monitoring.add(folded)
-            self.watchers.setdefault(folded, set()).add(user)
-            out.append((nick, self.users.get(folded)))
-        return out
+        return self._presence.watch(user, nicks, self.users)
 
     def unmonitor(self, user: User, nicks: Optional[Iterable[str]] = None) -> None:
         """Stop watching some nicks, or all of them."""
-        folded_nicks = list(user.monitoring) if nicks is None else [fold(n) for n in nicks]
-        for folded in folded_nicks:
-            user.monitoring.discard(folded)
-            watching = self.watchers.get(folded)
-            if watching is not None:
-                watching.discard(user)
-                if not watching:
-                    del self.watchers[folded]
-
-    def _presence(self, user: User, state: str) -> None:
-        watching = self.watchers.get(user.folded)
-        if not watching:
-            return
-        event = self._event(Kind.PRESENCE, user, user.nick or "", data={"state": state})
-        for watcher in list(watching):
-            if watcher is not user:
-                self.after_delivery(lambda w=watcher: w.participant.deliver(event))
+        self._presence.unwatch(user, nicks)
 
     # -- leaving -----------------------------------------------------------------------
 
     def quit(self, user: User, reason: str = "") -> Optional[Event]:
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
-        self.unmonitor(user)
-        self._creations.pop(user, None)
+        self._presence.unwatch(user)
+        self._lifetimes.forget(user)
         if not user.registered or self.users.get(user.folded) is not user:
             return None
         event = self._event(Kind.QUIT, user, text=reason)
@@ -888,9 +625,9 @@ class ChatHub(service.Service):
         self._forget_invites(user)
         del self.users[user.folded]
         self._count_modes(user.modes, -1)
-        self.whowas_log.append(WhowasEntry(user))
+        self.whowas_log.remember(user)
         self._publish(event, recipients, user, rooms=rooms)
-        self._presence(user, "offline")
+        self._presence.announce(user, "offline", self.ids)
         self.log.info("{nick} quit ({reason})", nick=user.nick, reason=reason)
         return event
 
@@ -939,7 +676,7 @@ class ChatHub(service.Service):
             store.append(event, rooms).addErrback(self._log_store_failure, event)
         self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
 
-    def after_delivery(self, fn) -> None:
+    def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
 
         Fan-out batches held so far are written first, so what ``fn`` writes (a
@@ -952,8 +689,9 @@ class ChatHub(service.Service):
 
         self.outbox.after(run)
 
-    def batching(self):
-        """Context manager: coalesce chat deliveries until it exits (one write per member)."""
+    def batching(self) -> Fanout:
+        """Context manager: coalesce chat deliveries made inside it into one write per
+        member, at the end of the reactor turn (``Fanout``)."""
         return self.fanout.batching()
 
     # -- accounts and history ----------------------------------------------------------
@@ -961,8 +699,8 @@ class ChatHub(service.Service):
     def register_account(self, user: User, password: str) -> Deferred:
         """Register ``user``'s current nick as an account with ``password``; log them in to it.
 
-        Fires with the account name; fails with a ``HubError`` (or the store's
-        ``AccountExists``) when the nick cannot be registered.
+        Fires with the account name; fails with a ``HubError`` when the nick cannot be
+        registered (``account_exists`` and ``storage_failed`` when the store refuses).
         """
         if user.registered and self.users.get(user.folded) is not user:  # quit
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))
@@ -985,7 +723,18 @@ class ChatHub(service.Service):
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
             return name
 
-        return self.registrar.register(nick, password).addCallback(registered)
+        return self.registrar.register(nick, password).addCallbacks(registered, as_hub_error)
+
+    def register_nick_account(self, nick: str, password: str) -> Deferred:
+        """Create the account ``nick`` for a connection that has no nick in the hub yet
+        (IRC ``REGISTER`` before connection registration); fires with the account.
+
+        Fails with ``registration_unavailable``, ``account_exists`` or ``storage_failed``.
+        Whether the nick is free is the caller's to check first.
+        """
+        if self.registrar is None:
+            return defer.fail(errors.RegistrationUnavailable(nick))
+        return self.registrar.register(nick, password).addErrback(as_hub_error)
 
     @property
     def history_available(self) -> bool:
@@ -1017,9 +766,45 @@ class ChatHub(service.Service):
         """The last ``limit`` chat events of a room or private conversation, oldest first."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
-        return self.store.latest(
-            self.history_viewer(user), self.history_target(user, target), None, limit, CHAT_KINDS
-        )
+        return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
+
+    def history(
+        self,
+        user: User,
+        query: str,
+        target: str,
+        *refs: Optional[Ref],
+        limit: int,
+        kinds: Optional[Collection[str]] = None,
+    ) -> Deferred:
+        """A page of the history of room or nick ``target`` as ``user`` reads it, oldest first.
+
+        ``query`` is one of the store's (``latest``, ``before``, ``after``, ``around``,
+        ``between``) and ``refs`` its references (``("msgid", id)`` or ``("timestamp",
+        t)``; ``latest`` takes one or None, ``between`` two). Whether ``user`` may read a
+        room is the caller's to check. Fails with ``no_such_message`` for a msgid not in
+        the conversation, ``storage_failed`` when the store cannot answer, and
+        ``history_unavailable`` when this hub keeps no history.
+        """
+        if query not in HISTORY_QUERIES:
+            raise ValueError(f"unknown history query {query!r}")
+        if not self.history_available:
+            return defer.fail(errors.HistoryUnavailable(target))
+        read = getattr(self.store, query)
+        viewer, conversation = self.history_viewer(user), self.history_target(user, target)
+        return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
+
+    def history_targets(
+        self, user: User, start: float, end: float, limit: int, kinds: Optional[Collection[str]] = None
+    ) -> Deferred:
+        """The conversations ``user`` had (its private ones and the rooms it is in) with
+        events strictly between two times, as ``[(name, latest time)]``, counted from
+        ``start`` (IRC ``CHATHISTORY TARGETS``). Fails as ``history`` does."""
+        if not self.history_available:
+            return defer.fail(errors.HistoryUnavailable("*"))
+        rooms = [room.name for room in user.rooms.values()]
+        d = self.store.targets(self.history_viewer(user), start, end, limit, rooms, kinds)
+        return d.addErrback(as_hub_error)
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:
         # A refused write is logged by the store, once per run of failures with a count;
@@ -1048,7 +833,3 @@ class ChatHub(service.Service):
         self.fanout.flush()
         actor.participant.deliver(notice)
 
-
-def fanout(event: Event, recipients: Iterable[User]) -> None:
-    """Deliver one event now to ``recipients`` (encode once per wire format)."""
-    deliver((event,), recipients)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Mapping, Optional
 from zope.interface import implementer
 
 from chathub.events import Source
-from chathub.hub.names import fold
 from chathub.interfaces import IChatUser
+from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.rooms import Room

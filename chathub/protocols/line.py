@@ -21,18 +21,17 @@ from twisted.logger import Logger
 from chathub.auth.credentials import GuestNick
 from chathub.auth.limiter import client_portal
 from chathub.events import Event, Kind
-from chathub.hub.errors import HubError
+from chathub.hub.errors import AccountExists, HubError, StorageFailed
 from chathub.hub.modes import parse_room_modes
-from chathub.hub.names import fold, is_room_name
 from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.names import fold, is_room_name
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.sendqueue import SendQueue
-from chathub.store.interfaces import StorageError
 
 HELP = (
     "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
@@ -607,10 +606,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def _register_failed(self, failure) -> None:
         error = failure.value
-        if isinstance(error, HubError):
+        if isinstance(error, (AccountExists, StorageFailed)):  # the store refused
+            self.error(f"registration failed: {error.message}")
+        elif isinstance(error, HubError):
             self.error(error.message)
-        elif isinstance(error, StorageError):
-            self.error(f"registration failed: {error}")
         else:
             self.log.failure("registration failed", failure)
             self.error("registration failed; try again later")

@@ -5,33 +5,32 @@ the result before use (``StoreService`` does that as part of the service tree).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from chathub.store.interfaces import (
-    CHAT_KINDS,
     Account,
     AccountExists,
-    Ban,
     IStore,
     NoSuchAccount,
-    RoomRecord,
     StorageError,
     UnknownReference,
 )
 
+if TYPE_CHECKING:
+    from chathub.config import Config
+
 __all__ = [
-    "CHAT_KINDS",
     "Account",
     "AccountExists",
-    "Ban",
     "IStore",
     "NoSuchAccount",
-    "RoomRecord",
     "StorageError",
     "UnknownReference",
     "open_store",
 ]
 
 
-def open_store(config, reactor=None) -> IStore:
+def open_store(config: Config, reactor: Any = None) -> IStore:
     """The store ``config`` ([storage], [history], server.data_dir) asks for, not yet opened."""
     storage = config.storage
     if storage.backend == "postgres":

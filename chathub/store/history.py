@@ -14,10 +14,10 @@ messages of that millisecond.
 from __future__ import annotations
 
 import functools
-from typing import Iterable, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, NamedTuple, Optional, Sequence, TypeVar, Union
 
 from chathub.events import Event
-from chathub.hub.names import fold, is_room_name
+from chathub.names import fold, is_room_name
 
 
 class Conversation(NamedTuple):
@@ -103,7 +103,7 @@ def to_ms(t: float) -> int:
     return round(t * 1_000_000) // 1000
 
 
-def check_ref(ref: Sequence) -> tuple[str, object]:
+def check_ref(ref: Sequence[Any]) -> tuple[str, Union[str, float]]:
     """Validate a ``("msgid", str)`` or ``("timestamp", float)`` reference."""
     try:
         kind, value = ref
@@ -116,7 +116,10 @@ def check_ref(ref: Sequence) -> tuple[str, object]:
     raise ValueError(f"a history reference is (\"msgid\", id) or (\"timestamp\", t), not {ref!r}")
 
 
-def centred_window(items: list, pivot: int, limit: int, pivot_is_item: bool = True) -> list:
+_Item = TypeVar("_Item")
+
+
+def centred_window(items: list[_Item], pivot: int, limit: int, pivot_is_item: bool = True) -> list[_Item]:
     """``limit`` consecutive items of ``items`` centred on ``pivot``, shifted to fit.
 
     ``pivot`` is the index of the reference item, or (``pivot_is_item`` false) of the

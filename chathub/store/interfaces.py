@@ -1,6 +1,8 @@
-"""The storage plug point: ``IStore``, the plain records it keeps, and its errors.
+"""The storage plug point: ``IStore``, the account record, and the store's errors.
 
-The hub and the protocols talk to storage only through ``IStore``; ``chathub.store.sqlite``
+The rooms it keeps (``RoomRecord``) are plain data in the leaf ``chathub.records``, as the
+hub makes them too. The hub talks to storage only through ``IStore`` (protocols reach it
+through the hub, which turns these errors into ``HubError`` codes); ``chathub.store.sqlite``
 (the embedded default) and ``chathub.store.postgres`` implement it with the same
 semantics, and one test suite runs against both.
 
@@ -12,17 +14,14 @@ exclusive, and results are always returned oldest first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Optional, Union
+from typing import Callable, Collection, ContextManager, Optional, Sequence
 
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface
 
-from chathub.events import Kind
-
-#: the kinds a client without ``draft/event-playback`` gets from history
-CHAT_KINDS = frozenset({Kind.MESSAGE, Kind.ACTION, Kind.NOTICE, Kind.TAGMSG})
-
-#: ``("msgid", "0abc...")`` or ``("timestamp", 1764431589.123)``
-Ref = Union[tuple[Literal["msgid"], str], tuple[Literal["timestamp"], float]]
+from chathub.events import Event
+from chathub.records import Ref, RoomRecord
 
 
 class StorageError(Exception):
@@ -61,43 +60,6 @@ class UnknownReference(LookupError):
         self.msgid = msgid
 
 
-class Ban(NamedTuple):
-    """One room ban as stored."""
-
-    mask: str
-    setter: str
-    time: float
-
-
-@dataclass(frozen=True)
-class RoomRecord:
-    """A registered room as stored: what must survive a restart.
-
-    ``modes`` holds the flag letters only (``"nt"``); the key and the limit have their
-    own fields. ``founder`` is the folded account that owns the room (None for rooms
-    stored before founders were kept); ``operators`` are the folded accounts its founder
-    made operators, given ops on join.
-    """
-
-    name: str
-    topic: str = ""
-    topic_setter: str = ""
-    topic_time: float = 0.0
-    modes: str = ""
-    key: Optional[str] = None
-    limit: Optional[int] = None
-    bans: tuple[Ban, ...] = ()
-    operators: tuple[str, ...] = ()
-    created: float = 0.0
-    founder: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        # accept any sequences, keep immutable, comparable values
-        object.__setattr__(self, "bans", tuple(Ban(*b) for b in self.bans))
-        object.__setattr__(self, "operators", tuple(self.operators))
-        object.__setattr__(self, "modes", "".join(sorted(set(self.modes))))
-
-
 @dataclass(frozen=True)
 class Account:
     """A registered account. ``name`` keeps the case it was registered with."""
@@ -109,26 +71,45 @@ class Account:
     email: Optional[str] = None
 
 
+#: what ``append(..., notify=)`` calls once the event is committed (None) or not (the failure)
+Notify = Callable[[Optional[Failure]], object]
+
+
 class IStore(Interface):
     """Durable storage for history, accounts and registered rooms.
 
-    Every method returns a Deferred and never blocks the reactor. Writes are applied in
-    the order they were called.
+    Every method but ``preflight`` and ``wrap_releases`` returns a Deferred and never
+    blocks the reactor. Writes are applied in the order they were called.
     """
 
     description = Attribute("Where the data lives, for log lines (never contains a password).")
 
-    def open():
+    def preflight() -> None:
+        """Blocking: what ``open`` checks and migrates, for start-up before the reactor runs.
+
+        Raises ``StorageError`` with the message to print (the twistd plugin turns it into
+        an exit). Leaves no connection open; ``open`` must still be called (it then finds
+        nothing to migrate).
+        """
+
+    def open() -> Deferred[None]:
         """Create the database if needed and run schema migrations.
 
         Fires with None; fails with ``StorageError`` naming the database and the problem
         (corrupt file, unwritable directory, unreachable server, newer schema).
         """
 
-    def close():
+    def close() -> Deferred[None]:
         """Commit everything appended so far, then release the database. Fires with None."""
 
-    def append(event, rooms=(), notify=None):
+    def wrap_releases(around: Callable[[], ContextManager[object]]) -> None:
+        """Release each committed group of writes (firing their Deferreds and ``notify``
+        calls) inside the context manager ``around()`` makes: the hub gives its fan-out
+        batching, so a committed group reaches each member as one write. Plain
+        ``contextlib.nullcontext`` until called.
+        """
+
+    def append(event: Event, rooms: Sequence[str] = (), notify: Optional[Notify] = None) -> Optional[Deferred[None]]:
         """Queue ``event`` for history; fires with None once it is committed.
 
         Everything appended within one reactor turn, or while the previous commit runs,
@@ -143,7 +124,7 @@ class IStore(Interface):
         path for every message, which a Deferred per event slowed down).
         """
 
-    def begin_room(name):
+    def begin_room(name: str) -> Deferred[None]:
         """Start a new incarnation of room ``name``: from now on, history queries for the
         room (and ``targets``) see only what is appended after this call, never what an
         earlier room of the same name said. Ordered with ``append``; fires with None once
@@ -151,22 +132,39 @@ class IStore(Interface):
         (this is not called for it), so it keeps its whole history.
         """
 
-    def latest(viewer, target, after_ref=None, limit=50, kinds=None):
+    def latest(
+        viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Optional[Collection[str]] = None
+    ) -> Deferred[list[Event]]:
         """The newest ``limit`` events of the conversation, after ``after_ref`` if given."""
 
-    def before(viewer, target, ref, limit=50, kinds=None):
+    def before(
+        viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Optional[Collection[str]] = None
+    ) -> Deferred[list[Event]]:
         """The ``limit`` events just before ``ref`` (exclusive)."""
 
-    def after(viewer, target, ref, limit=50, kinds=None):
+    def after(
+        viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Optional[Collection[str]] = None
+    ) -> Deferred[list[Event]]:
         """The ``limit`` events just after ``ref`` (exclusive)."""
 
-    def around(viewer, target, ref, limit=50, kinds=None):
+    def around(
+        viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Optional[Collection[str]] = None
+    ) -> Deferred[list[Event]]:
         """Up to ``limit`` events centred on ``ref``; a msgid reference includes its message."""
 
-    def between(viewer, target, ref1, ref2, limit=50, kinds=None):
+    def between(
+        viewer: str, target: str, ref1: Ref, ref2: Ref, limit: int = 50, kinds: Optional[Collection[str]] = None
+    ) -> Deferred[list[Event]]:
         """Up to ``limit`` events strictly between the references, counted from ``ref1``."""
 
-    def targets(viewer, start_time, end_time, limit=50, rooms=(), kinds=None):
+    def targets(
+        viewer: str,
+        start_time: float,
+        end_time: float,
+        limit: int = 50,
+        rooms: Sequence[str] = (),
+        kinds: Optional[Collection[str]] = None,
+    ) -> Deferred[list[tuple[str, float]]]:
         """Conversations with activity strictly between the two times, as ``(name, latest)``.
 
         Private conversations of ``viewer`` give the other party's nick; rooms are listed
@@ -174,32 +172,34 @@ class IStore(Interface):
         like ``between``; returned oldest first.
         """
 
-    def create_account(name, password_hash, email=None, created=None):
+    def create_account(
+        name: str, password_hash: str, email: Optional[str] = None, created: Optional[float] = None
+    ) -> Deferred[Account]:
         """Store a new account; fails with ``AccountExists``. Fires with the ``Account``."""
 
-    def get_account(name):
+    def get_account(name: str) -> Deferred[Optional[Account]]:
         """The ``Account`` (any case of ``name``), or None."""
 
-    def set_password_hash(name, password_hash):
+    def set_password_hash(name: str, password_hash: str) -> Deferred[None]:
         """Replace the stored hash; fails with ``NoSuchAccount``."""
 
-    def touch_account(name, when):
-        """Record the account's last login time."""
+    def touch_account(name: str, when: float) -> Deferred[bool]:
+        """Record the account's last login time; fires with True if the account exists."""
 
-    def delete_account(name):
+    def delete_account(name: str) -> Deferred[bool]:
         """Remove the account; fires with True if it existed."""
 
-    def account_names():
+    def account_names() -> Deferred[set[str]]:
         """The set of folded account names."""
 
-    def save_room(record):
-        """Insert or replace a registered room (``RoomRecord``)."""
+    def save_room(record: RoomRecord) -> Deferred[None]:
+        """Insert or replace a registered room."""
 
-    def delete_room(name):
+    def delete_room(name: str) -> Deferred[bool]:
         """Forget a registered room; fires with True if it existed."""
 
-    def load_rooms():
-        """Every registered room as a list of ``RoomRecord``."""
+    def load_rooms() -> Deferred[list[RoomRecord]]:
+        """Every registered room, ordered by folded name."""
 
-    def prune(now):
+    def prune(now: Optional[float] = None) -> Deferred[int]:
         """Apply the [history] retention settings; fires with the number of events removed."""

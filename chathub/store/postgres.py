@@ -7,7 +7,7 @@ the order they were asked for; reads use any free connection. A connection that 
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -45,12 +45,12 @@ class PostgresStore(SqlStore):
         dsn: str,
         history: Optional[HistoryConfig] = None,
         pool_size: int = 4,
-        reactor=None,
+        reactor: Any = None,
     ) -> None:
         super().__init__(history, reactor)
         self.dsn = dsn
         self.pool_size = pool_size
-        self._connect_kwargs: dict = {}
+        self._connect_kwargs: dict[str, Any] = {}
         self.description = f"PostgreSQL database ({describe_dsn(dsn)})"
 
     def _prepare(self) -> None:
@@ -83,7 +83,7 @@ class PostgresStore(SqlStore):
         # adbapi replaces a connection whose rollback failed, so a retry gets a new one
         return failure.check(psycopg.OperationalError, ConnectionLost) is not None
 
-    def _detail(self, exc: BaseException) -> str:
+    def _detail(self, exc: Optional[BaseException]) -> str:
         if isinstance(exc, psycopg.Error):
             primary = exc.diag.message_primary if exc.diag else None
             if primary:

@@ -4,7 +4,7 @@ with retention applied periodically.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.application import service
 from twisted.internet import defer, task
@@ -25,7 +25,7 @@ class RetentionService(service.Service):
     log = Logger()
     name = "retention"
 
-    def __init__(self, store: IStore, history: HistoryConfig, clock=None) -> None:
+    def __init__(self, store: IStore, history: HistoryConfig, clock: Any = None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
         self.store = store
@@ -71,13 +71,14 @@ class RetentionService(service.Service):
         self.log.failure("history retention failed; will retry", failure)
         return 0
 
-    def stopService(self):
+    def stopService(self) -> Optional[defer.Deferred]:
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
         if self._running_prune is not None:
             return self.prune_now()  # let the running prune finish before the store closes
+        return None
 
 
 class StoreService(service.MultiService):
@@ -98,7 +99,7 @@ class StoreService(service.MultiService):
         store: IStore,
         history: Optional[HistoryConfig] = None,
         on_failure: Optional[Callable[[Failure], object]] = None,
-        clock=None,
+        clock: Any = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -107,7 +108,7 @@ class StoreService(service.MultiService):
         self._clock = clock
         self._opened: Optional[defer.Deferred] = None
         self._waiting: list[defer.Deferred] = []
-        self._result = None
+        self._result: Any = None  # the store once open, or the Failure of its opening
         self.retention = RetentionService(store, self.history, clock)
 
     def ready(self) -> defer.Deferred:
@@ -124,7 +125,7 @@ class StoreService(service.MultiService):
         self._opened = self.store.open()
         self._opened.addCallbacks(self._open, self._failed, callbackArgs=(started,))
 
-    def _open(self, _, started: float) -> None:
+    def _open(self, _: object, started: float) -> None:
         self.log.info(
             "{db} ready in {seconds:.2f}s", db=self.store.description, seconds=time.monotonic() - started
         )
@@ -137,7 +138,7 @@ class StoreService(service.MultiService):
         self.on_failure(failure)
         self._settle(failure)
 
-    def _settle(self, result) -> None:
+    def _settle(self, result: Any) -> None:
         self._result = result
         waiting, self._waiting = self._waiting, []
         for d in waiting:
@@ -153,7 +154,7 @@ class StoreService(service.MultiService):
             reactor.stop()
 
     @defer.inlineCallbacks
-    def stopService(self):
+    def stopService(self) -> Any:
         yield defer.maybeDeferred(service.MultiService.stopService, self)
         if self._opened is not None and not isinstance(self._result, Failure):
             yield self._opened

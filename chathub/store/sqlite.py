@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.python.failure import Failure
@@ -20,6 +20,7 @@ from chathub.privatefiles import private_directory, private_file, tighten_if_pre
 from chathub.store.interfaces import StorageError
 from chathub.store.schema import SQLITE
 from chathub.store.sql import SqlStore
+from chathub.store.sql.database import Cursor
 
 #: how long a connection waits for a lock held by another process before failing
 BUSY_TIMEOUT_SECONDS = 30.0
@@ -37,7 +38,7 @@ class SqliteStore(SqlStore):
         history: Optional[HistoryConfig] = None,
         synchronous: str = "normal",
         check_on_start: bool = True,
-        reactor=None,
+        reactor: Any = None,
     ) -> None:
         super().__init__(history, reactor)
         self.path = os.path.abspath(path)
@@ -79,7 +80,7 @@ class SqliteStore(SqlStore):
             self.log.warn("{db} was readable by other users; it is now private (0600)", db=self.description)
 
     def _make_pools(self) -> tuple[ConnectionPool, ConnectionPool]:
-        def pool(name: str, openfun) -> ConnectionPool:
+        def pool(name: str, openfun: Callable[[sqlite3.Connection], None]) -> ConnectionPool:
             return ConnectionPool(
                 "sqlite3",
                 self.path,
@@ -123,11 +124,11 @@ class SqliteStore(SqlStore):
             conn.close()
             raise
 
-    def _begin(self, txn) -> None:
+    def _begin(self, txn: Cursor) -> None:
         # take the write lock now, not halfway through the transaction
         txn.execute("BEGIN IMMEDIATE")
 
-    def _check(self, txn) -> None:
+    def _check(self, txn: Cursor) -> None:
         if not self.check_on_start:
             return
         txn.execute("PRAGMA quick_check(5)")

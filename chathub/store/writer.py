@@ -18,20 +18,22 @@ from __future__ import annotations
 import time
 from collections import deque
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Optional
+from typing import Any, Callable, ContextManager, Optional, cast
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chathub.store.interfaces import StorageError
+from chathub.store.interfaces import Notify, StorageError
 
 
 class _Write:
     __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "retried")
 
-    def __init__(self, item, fn, args, alone: bool, notify=None) -> None:
+    def __init__(
+        self, item: Any, fn: Optional[Callable[..., Any]], args: tuple, alone: bool, notify: Optional[Notify] = None
+    ) -> None:
         self.item = item  # an event row for the batch function, or None for a call
         self.fn = fn
         self.args = args
@@ -41,16 +43,17 @@ class _Write:
         self.alone = alone
         self.retried = False
 
-    def settle(self, result=None, failure: Optional[Failure] = None) -> None:
+    def settle(self, result: Any = None, failure: Optional[Failure] = None) -> None:
         """Report the outcome to whoever waits for this write."""
-        if self.notify is None:
+        deferred = self.deferred
+        if deferred is not None:  # no notify given
             if failure is None:
-                self.deferred.callback(result)
+                deferred.callback(result)
             else:
-                self.deferred.errback(failure)
+                deferred.errback(failure)
             return
         try:
-            self.notify(failure)
+            self.notify(failure)  # type: ignore[misc]  # a write without a Deferred has a notify
         except Exception:
             GroupCommitWriter.log.failure("a committed write's callback failed")
 
@@ -133,7 +136,7 @@ class GroupCommitWriter:
     def __init__(
         self,
         run: Callable[..., Deferred],
-        write_batch: Callable[[Any, list], Any],
+        write_batch: Callable[[Any, list[Any]], Any],
         explain: Callable[[Failure, str], StorageError],
         clock: IReactorTime,
         max_batch: int = 1000,
@@ -151,7 +154,7 @@ class GroupCommitWriter:
         self._max_batch = max_batch
         self._queue: deque[_Write] = deque()
         self._busy = False
-        self._scheduled = None
+        self._scheduled: Optional[IDelayedCall] = None
         self._idle_waiters: list[Deferred] = []
         self.closed = False
         #: transactions committed and items written, for tests and metrics
@@ -163,9 +166,7 @@ class GroupCommitWriter:
         """Writes queued and not yet committed (the running transaction included)."""
         return len(self._queue)
 
-    def append(
-        self, item, needs_write: bool = True, notify: Optional[Callable[[Optional[Failure]], object]] = None
-    ) -> Optional[Deferred]:
+    def append(self, item: Any, needs_write: bool = True, notify: Optional[Notify] = None) -> Optional[Deferred]:
         """Queue one item for the next batch; fires with None once committed.
 
         An item with nothing to write fires at once when no earlier write is pending
@@ -181,9 +182,9 @@ class GroupCommitWriter:
             return None
         return self._enqueue(_Write(item, None, (), alone=False, notify=notify))
 
-    def call(self, fn: Callable, *args) -> Deferred:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Deferred:
         """Run ``fn(txn, *args)`` in its own transaction, after every write queued before it."""
-        return self._enqueue(_Write(None, fn, args, alone=True))
+        return cast(Deferred, self._enqueue(_Write(None, fn, args, alone=True)))  # no notify: a Deferred
 
     def idle(self) -> Deferred:
         """Fires once everything queued so far has been committed (or has failed)."""
@@ -213,7 +214,7 @@ class GroupCommitWriter:
         head = queue[0]
         if head.alone:
             return [head]
-        batch = []
+        batch: list[_Write] = []
         for write in queue:
             if write.alone or len(batch) >= self._max_batch:
                 break
@@ -233,7 +234,7 @@ class GroupCommitWriter:
         batch = self._take()
         head = batch[0]
         if head.item is None:
-            d = self._run(head.fn, *head.args)
+            d = self._run(head.fn, *head.args)  # a call: its function and arguments
         else:
             d = self._run(self._write_batch, [w.item for w in batch])
         d.addCallbacks(self._done, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
@@ -242,7 +243,7 @@ class GroupCommitWriter:
         for _ in batch:
             self._queue.popleft()
 
-    def _done(self, result, batch: list[_Write]) -> None:
+    def _done(self, result: Any, batch: list[_Write]) -> None:
         self._pop(batch)
         self.commits += 1
         if self.episode.failing:
@@ -283,7 +284,7 @@ class GroupCommitWriter:
         if isinstance(failure.value, StorageError):
             error = failure  # a refusal the caller expects (an account that exists)
         else:
-            what = "an event" if write.item is not None else write.fn.__name__.strip("_").replace("_", " ")
+            what = "an event" if write.fn is None else write.fn.__name__.strip("_").replace("_", " ")
             explained = self._explain(failure, what)
             self.episode.failed(failure, explained, what)
             error = Failure(explained)

@@ -9,8 +9,8 @@
   <password>`` for clients without it: NickServ is a virtual service nick (reserved in the
   hub) that answers with NOTICEs. Its messages never reach the hub or the history.
 
-Registration goes through the hub (``hub.register_account``, or ``hub.registrar`` before
-connection registration), login through the same twisted.cred portal as SASL and PASS.
+Registration goes through the hub (``hub.register_account``, or
+``hub.register_nick_account`` before connection registration), login through the same twisted.cred portal as SASL and PASS.
 No password is ever logged: failures are logged by command name only.
 """
 from __future__ import annotations
@@ -25,13 +25,12 @@ from twisted.logger import Logger
 
 from chathub.events import Kind, iso_time
 from chathub.hub import errors
-from chathub.hub.names import fold
 from chathub.interfaces import IChatUser
+from chathub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
-from chathub.store.interfaces import AccountExists, StorageError
 
 log = Logger()
 
@@ -60,7 +59,7 @@ def password_problem(password: str) -> Optional[tuple[str, str]]:
 
 def refusal(failure) -> tuple[str, str]:
     """A failed registration as ``(standard-replies code, text for people)``."""
-    if failure.check(AccountExists):
+    if failure.check(errors.AccountExists):
         return "ACCOUNT_EXISTS", "That account name is already registered"
     if failure.check(errors.WeakPassword):
         return "WEAK_PASSWORD", failure.value.message
@@ -68,10 +67,10 @@ def refusal(failure) -> tuple[str, str]:
         return "ALREADY_AUTHENTICATED", "You are already logged in to an account"
     if failure.check(errors.RegistrationUnavailable):
         return "TEMPORARILY_UNAVAILABLE", "Account registration is not available on this server"
-    if failure.check(errors.HubError):
+    if failure.check(errors.StorageFailed):
+        log.error("account registration failed: {error}", error=failure.value.message)
+    elif failure.check(errors.HubError):
         return "BAD_ACCOUNT_NAME", failure.value.message
-    if failure.check(StorageError):
-        log.error("account registration failed: {error}", error=failure.getErrorMessage())
     else:
         log.failure("account registration failed", failure)
     return "TEMPORARILY_UNAVAILABLE", "Accounts cannot be registered right now; try again later"
@@ -142,7 +141,7 @@ def _register_before_connect(session, nick: str, password: str) -> Optional[defe
     hub = session.hub
     if hub.find_user(nick) is not None or hub.accounts.is_registered(nick):
         return None
-    d = hub.registrar.register(nick, password)
+    d = hub.register_nick_account(nick, password)
 
     def created(account) -> defer.Deferred:
         name = getattr(account, "name", nick)

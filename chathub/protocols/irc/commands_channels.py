@@ -9,8 +9,8 @@ from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
 from chathub.hub.modes import parse_room_modes
-from chathub.hub.names import fold, is_room_name
 from chathub.hub.rooms import LIST_MODES
+from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join

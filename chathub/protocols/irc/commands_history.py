@@ -5,8 +5,8 @@
 ``CHATHISTORY TARGETS <timestamp> <timestamp> <limit>``, where a reference is
 ``msgid=<id>``, ``timestamp=<ISO 8601>`` or (LATEST only) ``*``.
 
-History comes from the hub's ``IStore`` (the same store telnet and web users read), so a
-message shows with the msgid and time every client saw live. Replies go in a
+History comes through the hub from its store (the same history telnet and web users read),
+so a message shows with the msgid and time every client saw live. Replies go in a
 ``chathistory`` batch (``draft/chathistory-targets`` for TARGETS) when the client has
 ``batch``; without it the same lines come unbatched, as the specification allows.
 Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines.
@@ -20,12 +20,13 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from chathub.events import Kind, iso_time, parse_iso_time
-from chathub.hub.names import RESERVED_NICKS, fold, is_room_name, valid_nick
+from chathub.hub import errors
+from chathub.hub.names import RESERVED_NICKS
+from chathub.names import fold, is_room_name, valid_nick
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
-from chathub.store.interfaces import StorageError, UnknownReference
 
 log = Logger()
 
@@ -135,18 +136,9 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
 
     playback = C.EVENT_PLAYBACK in session.caps
     kinds = None if playback else MESSAGE_KINDS
-    store, viewer = hub.store, hub.history_viewer(session.user)
-    conversation = hub.history_target(session.user, name)
-    if sub == "LATEST" or (sub == "BEFORE" and first is None):
-        d = store.latest(viewer, conversation, first, limit, kinds)
-    elif sub == "BEFORE":
-        d = store.before(viewer, conversation, first, limit, kinds)
-    elif sub == "AFTER":
-        d = store.after(viewer, conversation, first, limit, kinds)
-    elif sub == "AROUND":
-        d = store.around(viewer, conversation, first, limit, kinds)
-    else:
-        d = store.between(viewer, conversation, first, second, limit, kinds)
+    query = "latest" if sub == "BEFORE" and first is None else sub.lower()
+    refs = (first,) if second is None else (first, second)
+    d = hub.history(session.user, query, name, *refs, limit=limit, kinds=kinds)
     d.addCallbacks(
         _replay,
         _query_failed,
@@ -177,13 +169,13 @@ def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None
 
 
 def _query_failed(failure, session, rb, sub: str, target: str) -> None:
-    if failure.check(UnknownReference):
+    if failure.check(errors.NoSuchMessage):
         rb.fail("CHATHISTORY", "MESSAGE_ERROR", sub, target, "No such message in this conversation")
     elif failure.check(ValueError):
         rb.fail("CHATHISTORY", "INVALID_PARAMS", sub, target, "Invalid message reference")
     else:
-        if failure.check(StorageError):
-            log.error("history query failed: {error}", error=failure.getErrorMessage())
+        if failure.check(errors.StorageFailed):
+            log.error("history query failed: {error}", error=failure.value.message)
         else:
             log.failure("history query failed", failure)
         rb.fail("CHATHISTORY", "MESSAGE_ERROR", sub, target, "Messages could not be retrieved")
@@ -202,10 +194,8 @@ def _targets(session, params: list[str], maximum: int, rb) -> defer.Deferred:
             raise BadParams("INVALID_PARAMS", "TARGETS", text, "TARGETS takes timestamps")
         times.append(ref[1])
     limit = parse_limit("TARGETS", params[3], maximum)
-    user = session.user
-    rooms = [room.name for room in user.rooms.values()]
     playback = C.EVENT_PLAYBACK in session.caps
-    d = session.hub.store.targets(session.hub.history_viewer(user), times[0], times[1], limit, rooms, None if playback else MESSAGE_KINDS)
+    d = session.hub.history_targets(session.user, times[0], times[1], limit, None if playback else MESSAGE_KINDS)
 
     def listed(found) -> None:
         lines = [

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from chathub.events import Kind
 from chathub.hub import errors
-from chathub.hub.names import fold, is_room_name
 from chathub.hub.outbox import Receipt
+from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional
 
-from chathub.hub.names import is_room_name
+from chathub.names import is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, SIGNED_OFF, command, hook
 from chathub.protocols.irc.wire import Message

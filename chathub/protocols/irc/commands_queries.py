@@ -5,7 +5,7 @@ import time
 
 from chathub.auth.cloak import as_host
 from chathub.hub.masks import mask_matches
-from chathub.hub.names import fold, is_room_name
+from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import whois_lines as whois_metadata

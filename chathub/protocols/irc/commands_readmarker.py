@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional
 
 from chathub.events import iso_time, parse_iso_time
-from chathub.hub.names import fold
+from chathub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message

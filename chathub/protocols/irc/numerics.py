@@ -152,7 +152,6 @@ HUB_ERRORS = {
     "too_many_rooms": ERR_TOOMANYCHANNELS,
     "no_text": ERR_NOTEXTTOSEND,
     "unknown_mode": ERR_UNKNOWNMODE,
-    "key_set": ERR_INVALIDKEY,
     "list_full": ERR_BANLISTFULL,
     "bad_mask": ERR_INVALIDMODEPARAM,
     "not_logged_in": ERR_NOTREGISTERED,

@@ -36,7 +36,7 @@ def event_json(event: Event) -> Optional[dict[str, Any]]:
     if event.target:
         out["target"] = event.target
     data = event.data
-    if kind in Kind.CHAT:
+    if kind in Kind.TEXT_KINDS:
         out["text"] = event.text
         if event.tags:
             out["tags"] = dict(event.tags)

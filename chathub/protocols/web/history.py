@@ -1,4 +1,4 @@
-"""History for chathub.v1 requests, read through the hub's store (``chathub.store.interfaces.IStore``).
+"""History for chathub.v1 requests, read through the hub (``ChatHub.history``).
 
 A page is asked for one item longer than wanted, so the answer can say whether there is
 more to scroll back to without a second query.
@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred
 from chathub.events import Kind
 
 #: what a web client's scroll-back shows
-HISTORY_KINDS = frozenset(Kind.CHAT)
+HISTORY_KINDS = frozenset(Kind.TEXT_KINDS)
 
 RefValue = Union[str, int, float, None]
 
@@ -55,17 +55,14 @@ def fetch_history(
     if not hub.history_available:
         raise HistoryUnavailable("this server keeps no history")
     before_ref, after_ref = _ref(before, "before"), _ref(after, "after")
-    store = hub.store
-    viewer = hub.history_viewer(user)
-    target = hub.history_target(user, target)
     if before_ref is not None:
-        d = store.before(viewer, target, before_ref, limit + 1, HISTORY_KINDS)
+        d = hub.history(user, "before", target, before_ref, limit=limit + 1, kinds=HISTORY_KINDS)
         newest_first = False
     elif after_ref is not None:
-        d = store.after(viewer, target, after_ref, limit + 1, HISTORY_KINDS)
+        d = hub.history(user, "after", target, after_ref, limit=limit + 1, kinds=HISTORY_KINDS)
         newest_first = True
     else:
-        d = store.latest(viewer, target, None, limit + 1, HISTORY_KINDS)
+        d = hub.history(user, "latest", target, None, limit=limit + 1, kinds=HISTORY_KINDS)
         newest_first = False
 
     def page(events):

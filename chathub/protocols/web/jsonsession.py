@@ -24,12 +24,11 @@ from chathub.auth.limiter import LoginThrottled, client_portal
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.errors import HubError
-from chathub.hub.names import fold, is_room_name, valid_nick
 from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
-from chathub.store.interfaces import AccountExists
+from chathub.names import fold, is_room_name, valid_nick
 from chathub.text import is_valid_text
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
@@ -424,10 +423,10 @@ class JsonSession(EncodingParticipant):
         def refused(failure) -> None:
             if self._closed:
                 return
-            if isinstance(failure.value, HubError):
-                self.error(failure.value.code, failure.value.message, msg)
-            elif isinstance(failure.value, AccountExists):
+            if isinstance(failure.value, errors.AccountExists):
                 self.error("account_exists", f"the account {user.nick} already exists", msg)
+            elif isinstance(failure.value, HubError) and not isinstance(failure.value, errors.StorageFailed):
+                self.error(failure.value.code, failure.value.message, msg)
             else:
                 self.log.failure("account registration failed", failure)
                 self.error("registration_failed", "could not register that account", msg)
@@ -584,7 +583,7 @@ class JsonSession(EncodingParticipant):
         def failed(failure) -> None:
             if self._closed:
                 return
-            if isinstance(failure.value, LookupError):
+            if isinstance(failure.value, errors.NoSuchMessage):
                 self.error("no_such_message", "no message with that id in this conversation", msg)
             else:
                 self.log.failure("history request failed", failure)

@@ -1,4 +1,5 @@
-"""Accounts kept in the store: a twisted.cred checker and the registration helper.
+"""Accounts kept in the store: a twisted.cred checker, the hub's account directory and its
+registrar, over any ``IStore`` (auth builds on the store; the store knows nothing of auth).
 
 Argon2 hashing and verification are CPU-heavy, so they run in threads (never on the
 reactor) through ``chathub.auth.hashing.PasswordHashing``; the server hands the checker
@@ -20,19 +21,20 @@ from zope.interface import implementer
 from chathub.auth.checkers import REFUSED, HashedPasswordChecker
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginUnavailable
-from chathub.hub.names import fold
-from chathub.interfaces import IAccountDirectory
+from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.names import fold
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
 
-@implementer(ICredentialsChecker, IAccountDirectory)
+@implementer(ICredentialsChecker, IAccountDirectory, IAccountRegistrar)
 class StoreAccountChecker(HashedPasswordChecker):
     """Checks ``IUsernamePassword`` against the argon2 hashes in an ``IStore``; a name with
     no account costs the same verify, against a dummy hash (``HashedPasswordChecker``).
 
     Also the hub's ``IAccountDirectory``: ``is_registered`` is answered from a set of
-    folded names loaded by ``load()`` and kept up to date by ``register()``. The avatar
-    id of a successful login is the folded account name.
+    folded names loaded by ``load()`` and kept up to date by ``register()``; and its
+    ``IAccountRegistrar``: ``register()`` creates accounts. The avatar id of a successful
+    login is the folded account name.
     """
 
     log = Logger()

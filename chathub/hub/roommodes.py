@@ -1,0 +1,152 @@
+"""Applying room mode changes: flags, member privileges, key, limit and the mask lists.
+
+``chathub.hub.modes`` reads a mode string into ``[("+m", None), ("+b", "*!*@host"),
+("+o", "bob")]``; ``ChatHub.change_room_modes`` checks that the setter operates the room
+and hands the list to ``apply_room_modes`` here, which applies each change as far as the
+rules allow and says what it did. A change that changes nothing (``+m`` on a moderated
+room, ``-k`` with no key set) is left out of what was applied; a change the rules refuse
+raises nothing but is returned as its ``HubError``, so the other changes of the request
+still apply.
+"""
+from __future__ import annotations
+
+import time
+from typing import Mapping, Optional, Sequence
+
+from chathub.config import Config
+from chathub.hub import errors
+from chathub.hub.lifetimes import is_founder
+from chathub.hub.masks import normalize_mask
+from chathub.hub.modes import Change
+from chathub.hub.rooms import FLAG_MODES, KEY_MODES, LIMIT_MODES, LIST_MODES, PRIVILEGE_MODES, BanEntry, Room
+from chathub.hub.users import User
+from chathub.names import fold
+
+#: longest room key kept (a longer one is cut)
+MAX_KEY_LENGTH = 23
+
+
+def apply_room_modes(
+    setter: User, room: Room, changes: Sequence[Change], users: Mapping[str, User], config: Config
+) -> tuple[list[Change], list[errors.HubError]]:
+    """Apply ``changes`` to ``room`` on behalf of ``setter`` (one of its operators).
+
+    ``users`` (folded nick -> user) tells a nick nobody holds from one not in the room;
+    ``config`` bounds the mask lists. Returns the changes applied, each with the parameter
+    to show (None for flags), and one error per change refused.
+    """
+    applied: list[Change] = []
+    refused: list[errors.HubError] = []
+    for change, arg in changes:
+        letter = change[1]
+        try:
+            if letter in FLAG_MODES:
+                done = _flag(room, change)
+            elif letter in PRIVILEGE_MODES:
+                done = _privilege(setter, room, change, arg, users)
+            elif letter in KEY_MODES:
+                done = _key(room, change, arg)
+            elif letter in LIMIT_MODES:
+                done = _limit(room, change, arg)
+            elif letter in LIST_MODES:
+                done = _list_entry(setter, room, change, arg, config)
+            else:
+                raise errors.UnknownMode(letter)
+        except errors.HubError as e:
+            refused.append(e)
+            continue
+        if done is not None:
+            applied.append(done)
+    return applied, refused
+
+
+def _flag(room: Room, change: str) -> Optional[Change]:
+    """``+m``, ``-s``, ...: a mode without a parameter."""
+    adding, letter = change[0] == "+", change[1]
+    if adding == (letter in room.modes):
+        return None
+    (room.modes.add if adding else room.modes.discard)(letter)
+    return change[:2], None
+
+
+def _privilege(
+    setter: User, room: Room, change: str, nick: Optional[str], users: Mapping[str, User]
+) -> Optional[Change]:
+    """``+o nick``, ``-v nick``: a member's privilege. The founder's grants of operator
+    status to an account are written down (see ``chathub.hub.lifetimes``); any other lasts
+    while the member stays."""
+    adding, letter = change[0] == "+", change[1]
+    if not nick:
+        return None
+    target = room.members.get(fold(nick))
+    if target is None:
+        if fold(nick) not in users:
+            raise errors.NoSuchNick(nick)
+        raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
+    if adding == (letter in target.privileges):
+        return None
+    (target.grant if adding else target.revoke)(letter)
+    if letter == "o" and target.user.account is not None and is_founder(room, setter):
+        account = fold(target.user.account)
+        if account != room.founder:
+            (room.operators.add if adding else room.operators.discard)(account)
+    return change[:2], target.user.nick
+
+
+def _key(room: Room, change: str, key: Optional[str]) -> Optional[Change]:
+    """``+k key`` sets the key; ``-k`` (with any parameter or none) removes it."""
+    if change[0] == "+":
+        if not key or " " in key:
+            return None
+        room.key = key[:MAX_KEY_LENGTH]
+        return change[:2], room.key
+    if room.key is None:
+        return None
+    room.key = None
+    return change[:2], "*"
+
+
+def _limit(room: Room, change: str, limit: Optional[str]) -> Optional[Change]:
+    """``+l count`` sets the member limit (a positive number, else nothing); ``-l`` removes it."""
+    if change[0] != "+":
+        if room.limit is None:
+            return None
+        room.limit = None
+        return change[:2], None
+    try:
+        count = int(limit or "")
+    except ValueError:
+        return None
+    if count <= 0:
+        return None
+    room.limit = count
+    return change[:2], str(count)
+
+
+def _list_entry(
+    setter: User, room: Room, change: str, mask: Optional[str], config: Config
+) -> Optional[Change]:
+    """``+b mask``, ``-e mask``, ``+I mask``: an entry of a ban, exception or invite-exception
+    list. Every entry is matched on every message and join, so the mask length and the
+    list length are bounded here, whichever protocol sets them."""
+    adding, letter = change[0] == "+", change[1]
+    if not mask:
+        return None
+    entries: list[BanEntry] = getattr(room, LIST_MODES[letter])
+    normal = normalize_mask(mask)
+    folded = fold(normal)
+    existing = [b for b in entries if fold(b.mask) == folded]
+    if adding:
+        if existing:
+            return None
+        limit = config.limits.mask_length
+        if len(normal) > limit:
+            raise errors.BadMask(room.name, letter, mask, f"Mask is too long (at most {limit} characters)")
+        if len(entries) >= config.irc.max_bans:
+            raise errors.ListFull(room.name, letter, mask)
+        entries.append(BanEntry(normal, setter.mask, time.time()))
+        return change[:2], normal
+    if not existing:
+        return None
+    entries.remove(existing[0])
+    return change[:2], existing[0].mask

@@ -1,0 +1,33 @@
+"""``SqlStore``: the ``IStore`` shared by the SQLite and PostgreSQL backends, composed of one
+class per domain, the way Synapse composes its ``DataStore``:
+
+| module | class | domain |
+|---|---|---|
+| ``database`` | ``SqlDatabase`` | life cycle: pools, ``open``/``preflight``/``close``, schema migrations, the write queue |
+| ``history`` | ``HistoryStore`` | appending events (group commit), room incarnations, the history queries |
+| ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
+| ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |
+| ``rooms`` | ``RoomStore`` | registered rooms, their bans and operators |
+
+Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
+``_write``, ``_q``) and its own tables; a backend (``chathub.store.sqlite``,
+``chathub.store.postgres``) derives from ``SqlStore`` and supplies the pools, the dialect,
+how a write transaction begins and how its errors read.
+"""
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from chathub.store.interfaces import IStore
+from chathub.store.sql.accounts import AccountStore
+from chathub.store.sql.database import SqlDatabase
+from chathub.store.sql.history import HistoryStore
+from chathub.store.sql.retention import RetentionStore
+from chathub.store.sql.rooms import RoomStore
+
+__all__ = ["SqlDatabase", "SqlStore"]
+
+
+@implementer(IStore)
+class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore):
+    """History, accounts and rooms in an SQL database reached through adbapi."""

@@ -1,0 +1,87 @@
+"""``AccountStore``: the accounts domain of ``SqlStore``: one row per account, keyed by its
+folded name, holding its argon2 hash (never a password). Checking passwords is auth's
+(``chathub.auth.accounts``); this only keeps them.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from twisted.internet import defer
+
+from chathub.names import fold
+from chathub.store.interfaces import Account, AccountExists, NoSuchAccount
+from chathub.store.sql.database import Cursor, SqlDatabase
+
+
+class AccountStore(SqlDatabase):
+    """Accounts: create, look up, change the hash, record logins, delete."""
+
+    def create_account(
+        self, name: str, password_hash: str, email: Optional[str] = None, created: Optional[float] = None
+    ) -> defer.Deferred:
+        """Store a new account; fails with ``AccountExists``. Fires with the ``Account``."""
+        account = Account(name, password_hash, created if created is not None else time.time(), None, email)
+        return self._write(self._create_account, account)
+
+    def _create_account(self, txn: Cursor, account: Account) -> Account:
+        txn.execute(
+            self._q(
+                "INSERT INTO accounts (name_folded, name, password_hash, email, created, last_seen) "
+                "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (name_folded) DO NOTHING RETURNING name"
+            ),
+            (fold(account.name), account.name, account.password_hash, account.email, account.created),
+        )
+        if txn.fetchone() is None:
+            raise AccountExists(account.name)
+        return account
+
+    def get_account(self, name: str) -> defer.Deferred:
+        """The ``Account`` called ``name`` in any case, or None."""
+        return self._read(self._get_account, fold(name))
+
+    def _get_account(self, txn: Cursor, folded: str) -> Optional[Account]:
+        txn.execute(
+            self._q(
+                "SELECT name, password_hash, created, last_seen, email FROM accounts WHERE name_folded = ?"
+            ),
+            (folded,),
+        )
+        row = txn.fetchone()
+        return None if row is None else Account(row[0], row[1], row[2], row[3], row[4])
+
+    def set_password_hash(self, name: str, password_hash: str) -> defer.Deferred:
+        """Replace an account's password hash; fails with ``NoSuchAccount``."""
+        return self._write(self._set_password_hash, name, password_hash)
+
+    def _set_password_hash(self, txn: Cursor, name: str, password_hash: str) -> None:
+        txn.execute(
+            self._q("UPDATE accounts SET password_hash = ? WHERE name_folded = ?"),
+            (password_hash, fold(name)),
+        )
+        if txn.rowcount == 0:
+            raise NoSuchAccount(name)
+
+    def touch_account(self, name: str, when: float) -> defer.Deferred:
+        """Record a login time; fires with True if the account exists."""
+        return self._write(self._touch_account, fold(name), when)
+
+    def _touch_account(self, txn: Cursor, folded: str, when: float) -> bool:
+        txn.execute(self._q("UPDATE accounts SET last_seen = ? WHERE name_folded = ?"), (when, folded))
+        return txn.rowcount > 0
+
+    def delete_account(self, name: str) -> defer.Deferred:
+        """Remove an account; fires with True if it existed."""
+        return self._write(self._delete_account, fold(name))
+
+    def _delete_account(self, txn: Cursor, folded: str) -> bool:
+        txn.execute(self._q("DELETE FROM accounts WHERE name_folded = ?"), (folded,))
+        return txn.rowcount > 0
+
+    def account_names(self) -> defer.Deferred:
+        """Every account's folded name, as a set."""
+        return self._read(self._account_names)
+
+    def _account_names(self, txn: Cursor) -> set[str]:
+        txn.execute("SELECT name_folded FROM accounts")
+        return {row[0] for row in txn.fetchall()}

@@ -1,0 +1,104 @@
+"""``RetentionStore``: the retention domain of ``SqlStore``: ``prune`` forgets events older
+than ``[history] max_age_days`` and all but the newest ``max_per_target`` of a conversation,
+in chunks of ``PRUNE_CHUNK`` rows per transaction, so appends never wait long behind it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from twisted.internet import defer
+
+from chathub.store.history import to_ms
+from chathub.store.sql.database import Cursor, SqlDatabase, placeholders
+
+#: rows deleted per pruning transaction, so appends never wait long behind retention
+PRUNE_CHUNK = 500
+
+
+class RetentionStore(SqlDatabase):
+    """History retention: what ``RetentionService`` runs every ``prune_interval_seconds``."""
+
+    @defer.inlineCallbacks
+    def prune(self, now: Optional[float] = None) -> Any:
+        """Apply [history] max_age_days and max_per_target; fires with events removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        if self.history.max_age_days > 0:
+            cutoff = to_ms(now - self.history.max_age_days * 86400)
+            while True:
+                count, more = yield self._write(self._prune_old, cutoff)
+                removed += count
+                if not more:
+                    break
+        keep = self.history.max_per_target
+        if keep > 0:
+            crowded = yield self._read(self._crowded_conversations, keep)
+            for conv in crowded:
+                while True:
+                    count, more = yield self._write(self._prune_conversation, conv, keep)
+                    removed += count
+                    if not more:
+                        break
+        if removed:
+            yield self._write(self._drop_empty_conversations)
+            self.log.info("{db}: retention removed {count} events", db=self.description, count=removed)
+        return removed
+
+    def _prune_old(self, txn: Cursor, cutoff_ms: int) -> tuple[int, bool]:
+        txn.execute(
+            self._q("SELECT DISTINCT seq FROM timeline WHERE ms < ? ORDER BY seq LIMIT ?"),
+            (cutoff_ms, PRUNE_CHUNK),
+        )
+        seqs = [row[0] for row in txn.fetchall()]
+        if seqs:
+            txn.execute(self._q(f"DELETE FROM timeline WHERE seq IN ({placeholders(len(seqs))})"), seqs)
+        return self._drop_orphans(txn, seqs), len(seqs) == PRUNE_CHUNK
+
+    def _crowded_conversations(self, txn: Cursor, keep: int) -> list[str]:
+        txn.execute(
+            self._q("SELECT conv FROM timeline GROUP BY conv HAVING COUNT(*) > ? ORDER BY conv"), (keep,)
+        )
+        return [row[0] for row in txn.fetchall()]
+
+    def _prune_conversation(self, txn: Cursor, conv: str, keep: int) -> tuple[int, bool]:
+        txn.execute(
+            self._q("SELECT seq FROM timeline WHERE conv = ? ORDER BY seq DESC LIMIT 1 OFFSET ?"),
+            (conv, keep - 1),
+        )
+        row = txn.fetchone()
+        if row is None:
+            return 0, False
+        txn.execute(
+            self._q("SELECT seq FROM timeline WHERE conv = ? AND seq < ? ORDER BY seq LIMIT ?"),
+            (conv, row[0], PRUNE_CHUNK),
+        )
+        seqs = [r[0] for r in txn.fetchall()]
+        if seqs:
+            txn.execute(
+                self._q(f"DELETE FROM timeline WHERE conv = ? AND seq IN ({placeholders(len(seqs))})"),
+                [conv, *seqs],
+            )
+        return self._drop_orphans(txn, seqs), len(seqs) == PRUNE_CHUNK
+
+    def _drop_orphans(self, txn: Cursor, seqs: list[int]) -> int:
+        """Delete the events among ``seqs`` that no conversation shows any more."""
+        if not seqs:
+            return 0
+        txn.execute(
+            self._q(
+                f"DELETE FROM events WHERE seq IN ({placeholders(len(seqs))}) "
+                "AND NOT EXISTS (SELECT 1 FROM timeline t WHERE t.seq = events.seq)"
+            ),
+            seqs,
+        )
+        return max(txn.rowcount, 0)
+
+    def _drop_empty_conversations(self, txn: Cursor) -> None:
+        # a room's incarnation marker goes with the last of its history: nothing older is
+        # left for it to hide
+        for table in ("conversations", "room_epochs"):
+            txn.execute(
+                f"DELETE FROM {table} WHERE NOT EXISTS "
+                f"(SELECT 1 FROM timeline t WHERE t.conv = {table}.conv)"
+            )

@@ -1,0 +1,121 @@
+"""``--auth file:PATH``: the names come from memory; the file is read in a thread.
+
+Twisted's ``FilePasswordDB`` reads its file on every lookup, and every nick check asked it
+whether the nick is an account: one open and read of the file on the reactor per NICK,
+JOIN-time check or guest login. Here the opens of a real file are counted (a Python audit
+hook sees every ``open()`` of the process, and notes the thread that made it) while the hub
+checks nicks, and while a name is added to the file and re-read.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+import pytest
+import pytest_twisted
+from twisted.cred import error, strcred
+from twisted.cred.checkers import FilePasswordDB
+from twisted.internet import reactor
+
+from chathub.auth.checkers import InMemoryFilePasswordDB
+from chathub.auth.credentials import GuestNick
+from chathub.auth.portal import account_directory, build_portal, password_checkers
+from chathub.config import Config
+from chathub.hub import errors
+from chathub.hub.service import ChatHub
+from chathub.interfaces import IChatUser
+from tests.test_auth import creds
+
+#: path -> the threads that opened it, for the files a test watches (see ``opened``)
+_watched: dict[str, list[str]] = {}
+
+
+def _count_opens(event: str, args: tuple) -> None:
+    # an audit hook stays for the life of the process: it costs a dict lookup per open
+    if event == "open" and _watched and isinstance(args[0], (str, bytes, os.PathLike)):
+        threads = _watched.get(os.fsdecode(args[0]))
+        if threads is not None:
+            threads.append(threading.current_thread().name)
+
+
+sys.addaudithook(_count_opens)
+
+
+@contextmanager
+def opened(path) -> Iterator[list[str]]:
+    """The names of the threads that open ``path`` while in the block, one per open."""
+    threads = _watched[str(path)] = []
+    try:
+        yield threads
+    finally:
+        del _watched[str(path)]
+
+
+def append(path, line: str) -> None:
+    """Add a line to the file, as an operator would (the test's own open, on its thread)."""
+    with path.open("a") as f:
+        f.write(line + "\n")
+
+
+def assert_read_in_threads(opens: list[str], reactor_thread: str) -> None:
+    """``opens`` (since just before one ``append``) are that append and reads in other threads."""
+    assert opens.count(reactor_thread) == 1, opens  # the append itself
+    assert len(opens) > 1, "the file was never read again"
+
+
+def test_password_checkers_keep_auth_file_in_memory(tmp_path):
+    path = tmp_path / "users"
+    path.write_text("alice:pw1\n")
+    config = Config().with_overrides(auth={"checkers": []})
+    (checker,) = password_checkers(config, [strcred.makeChecker(f"file:{path}")])
+    assert isinstance(checker, InMemoryFilePasswordDB)
+    checker.stop()
+    assert checker.names() == [b"alice"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_nick_checks_never_open_the_file_and_a_new_name_is_read_in_a_thread(tmp_path):
+    path = tmp_path / "users"
+    path.write_text("alice:pw1\nCarol:pw3\n")
+    checker = InMemoryFilePasswordDB(FilePasswordDB(str(path)), reload_interval=0.05)
+    config = Config().with_overrides(auth={"checkers": []})
+    hub = ChatHub(config, accounts=account_directory([checker]))
+    portal = build_portal(hub, config, [checker])
+    reactor_thread = threading.current_thread().name
+    try:
+        with opened(path) as opens:
+            for _ in range(200):  # the file does not change: not one open, on any thread
+                with pytest.raises(errors.NickRegistered):
+                    hub.check_nick("ALICE")
+                with pytest.raises(errors.NickRegistered):
+                    hub.check_nick("carol")
+                hub.check_nick("dave")
+            yield checker.file.next_reload().addTimeout(5, reactor)  # a periodic re-read ran meanwhile
+            assert opens == []
+
+            mark = len(opens)
+            append(path, "dave:pw2")
+            hub.check_nick("dave")  # the reactor does not read the file: still free ...
+            while not hub.accounts.is_registered("dave"):  # ... until the periodic re-read
+                yield checker.file.next_reload().addTimeout(5, reactor)
+            with pytest.raises(errors.NickRegistered):
+                hub.check_nick("DAVE")
+            assert_read_in_threads(opens[mark:], reactor_thread)
+
+            # a guest login re-reads the file first (in a thread), so a name added a
+            # moment ago is an account at once; a password login reads it too
+            checker.stop()
+            mark = len(opens)
+            append(path, "erin:pw4")
+            with pytest.raises(error.UnauthorizedLogin):
+                yield portal.login(GuestNick("erin"), object(), IChatUser)
+            _, erin, _ = yield portal.login(creds("Erin", "pw4"), object(), IChatUser)
+            assert erin.account == "erin"
+            _, dave, _ = yield portal.login(creds("dave", "pw2"), object(), IChatUser)
+            assert dave.account == "dave"
+            assert_read_in_threads(opens[mark:], reactor_thread)
+    finally:
+        checker.stop()
