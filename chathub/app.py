@@ -143,7 +143,7 @@ class ChathubService(service.MultiService):
             config,
             store=self.store,
             accounts=account_directory(checkers),
-            registrar=self.accounts,
+            account_creator=self.accounts,
             clock=reactor,
         )
         self.hub.setServiceParent(self)
@@ -193,7 +193,7 @@ class ChathubService(service.MultiService):
 
     def _ready(self, accounts: int) -> None:
         self.log.info(
-            "{rooms} registered rooms and {accounts} accounts loaded; starting listeners",
+            "{rooms} persistent rooms and {accounts} accounts loaded; starting listeners",
             rooms=len(self.hub.rooms),
             accounts=accounts,
         )

@@ -3,7 +3,7 @@
 - ``IParticipant``: something the hub can deliver events to (one per connection).
 - ``IChatUser``: the avatar interface the realm hands out through the twisted.cred portal.
 - ``IAccountDirectory``: which nicks are registered accounts.
-- ``IAccountRegistrar``: creates accounts (``chathub.auth.accounts.StoreAccountChecker``).
+- ``IAccountCreator``: creates accounts (``chathub.auth.accounts.StoreAccountChecker``).
 - ``IBackplane``: where events go so other nodes see them (``chathub.backplane.LocalBackplane``
   for a single node; Redis pub/sub to come).
 Storage has its own interface in ``chathub.store.interfaces``.
@@ -57,18 +57,18 @@ class IChatUser(Interface):
 class IAccountDirectory(Interface):
     """Knows which nicks belong to registered accounts."""
 
-    def is_registered(name):
+    def is_account(name):
         """True when ``name`` (any case) is a registered account; answered from memory."""
 
 
-class IAccountRegistrar(Interface):
-    """Creates accounts: what ``ChatHub.register_account`` registers a nick with.
+class IAccountCreator(Interface):
+    """Creates accounts: what ``ChatHub.create_account`` registers a nick with.
 
     The hub turns its failures into ``HubError`` codes (``account_exists``,
     ``storage_failed``), so no protocol sees the store's errors.
     """
 
-    def register(name, password, email=None):
+    def create_account(name, password, email=None):
         """Create the account ``name`` with ``password`` (hashed off the reactor).
 
         Fires with the new account, whose ``name`` is the name as registered; fails with

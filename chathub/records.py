@@ -1,7 +1,7 @@
 """Plain data that the hub and the store both use: a leaf module (no chathub imports but
 ``chathub.events``), so neither layer imports the other for its types.
 
-- ``RoomRecord`` and ``Ban``: what must survive a restart of a registered room; the hub
+- ``RoomRecord`` and ``Ban``: what must survive a restart of a persistent room; the hub
   makes them (``room_record``) and restores rooms from them, the store keeps them.
 - ``CHAT_KINDS``: the event kinds a history reader without ``draft/event-playback`` gets.
 - ``Ref``: a history reference, as protocols make them and the store reads them.
@@ -30,7 +30,7 @@ class Ban(NamedTuple):
 
 @dataclass(frozen=True)
 class RoomRecord:
-    """A registered room as stored: what must survive a restart.
+    """A persistent room as stored: what must survive a restart.
 
     ``modes`` holds the flag letters only (``"nt"``); the key and the limit have their
     own fields. ``founder`` is the folded account that owns the room (None for rooms

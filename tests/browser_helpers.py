@@ -32,13 +32,13 @@ def start_server(config, checkers=(), store=None):
     from chathub.protocols.web import build_site
 
     checkers = list(checkers)
-    registrar = None
+    account_creator = None
     if store is not None:
         from chathub.auth.accounts import StoreAccountChecker
 
-        registrar = StoreAccountChecker(store)
-        checkers.append(registrar)
-    hub = ChatHub(config, store=store, accounts=account_directory(checkers), registrar=registrar)
+        account_creator = StoreAccountChecker(store)
+        checkers.append(account_creator)
+    hub = ChatHub(config, store=store, accounts=account_directory(checkers), account_creator=account_creator)
     portal = build_portal(hub, config, checkers)
     site = build_site(hub, portal, config)
     port = _reactor().listenTCP(0, site, interface="127.0.0.1")

@@ -64,7 +64,7 @@ def test_argon2_file_checker(passwd):
     assert "wrong password" in str(e) and "correct horse" not in str(e)
     yield refused(checker, creds("mallory", "correct horse"))
     yield refused(checker, creds("alice", ""))
-    assert checker.is_registered("Alice") and not checker.is_registered("bob")
+    assert checker.is_account("Alice") and not checker.is_account("bob")
 
 
 @pytest_twisted.inlineCallbacks
@@ -72,11 +72,11 @@ def test_argon2_file_is_re_read_after_a_change(passwd):
     from twisted.internet import reactor
 
     checker = Argon2FileChecker(str(passwd), reload_interval=0.05)
-    assert not checker.is_registered("bob")
+    assert not checker.is_account("bob")
     set_password(str(passwd), "bob", "hunter22")
-    assert not checker.is_registered("BOB")  # the reactor never reads the file itself
+    assert not checker.is_account("BOB")  # the reactor never reads the file itself
     # the periodic re-read (in a thread) makes the nick stop being free before bob logs in
-    while not checker.is_registered("BOB"):
+    while not checker.is_account("BOB"):
         yield checker.next_reload().addTimeout(5, reactor)
     checker.stop()
     assert (yield checker.requestAvatarId(creds("bob", "hunter22"))) == "bob"
@@ -85,7 +85,7 @@ def test_argon2_file_is_re_read_after_a_change(passwd):
     assert (yield checker.requestAvatarId(creds("alice", "new one"))) == "alice"
     passwd.write_text("# nobody\n")
     yield checker.reload()
-    assert not checker.is_registered("alice")
+    assert not checker.is_account("alice")
     yield refused(checker, creds("alice", "new one"))
 
 
@@ -109,7 +109,7 @@ def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monke
     burst = [checker.reload() for _ in range(50)]
     yield defer.gatherResults([first] + burst)
     assert len(reads) == 2
-    assert checker.is_registered("bob")
+    assert checker.is_account("bob")
     # a failed read fails the callers that waited for it, and the next one still runs
     monkeypatch.setattr(checkers_module, "read_if_changed", lambda path, version, parse: 1 / 0)
     failed = yield defer.DeferredList([checker.reload(), checker.reload()], consumeErrors=True)
@@ -122,12 +122,12 @@ def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monke
 @pytest_twisted.inlineCallbacks
 def test_argon2_file_missing_or_damaged(tmp_path):
     checker = Argon2FileChecker(str(tmp_path / "absent"))
-    assert not checker.is_registered("alice")
+    assert not checker.is_account("alice")
     yield refused(checker, creds("alice", "x"))
     damaged = tmp_path / "damaged"
     damaged.write_text("alice:not-a-hash\nno colon here\n\n# comment:x\n")
     checker = Argon2FileChecker(str(damaged))
-    assert checker.is_registered("alice") and not checker.is_registered("# comment")
+    assert checker.is_account("alice") and not checker.is_account("# comment")
     yield refused(checker, creds("alice", "not-a-hash"))
 
 
@@ -153,10 +153,10 @@ def test_checker_directory_knows_stock_checkers(tmp_path, passwd):
             Argon2FileChecker(str(passwd)),
         ]
     )
-    assert directory.is_registered("bob") and directory.is_registered("BOB")
-    assert directory.is_registered("carol")
-    assert directory.is_registered("alice")
-    assert not directory.is_registered("dave")
+    assert directory.is_account("bob") and directory.is_account("BOB")
+    assert directory.is_account("carol")
+    assert directory.is_account("alice")
+    assert not directory.is_account("dave")
 
 
 @pytest_twisted.inlineCallbacks
@@ -191,7 +191,7 @@ def test_portal_logs_in_guests_and_accounts(passwd):
     checkers = [Argon2FileChecker(str(passwd)), strcred.makeChecker("memory:bob:pw2")]
     hub = ChatHub(config, accounts=account_directory(checkers))
     portal = build_portal(hub, config, checkers)
-    assert hub.accounts.is_registered("alice") and hub.accounts.is_registered("bob")
+    assert hub.accounts.is_account("alice") and hub.accounts.is_account("bob")
     mind = object()
     iface, guest, logout = yield portal.login(GuestNick("visitor"), mind, IChatUser)
     assert iface is IChatUser and guest.account is None and guest.participant is mind

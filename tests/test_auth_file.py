@@ -99,7 +99,7 @@ def test_nick_checks_never_open_the_file_and_a_new_name_is_read_in_a_thread(tmp_
             mark = len(opens)
             append(path, "dave:pw2")
             hub.check_nick("dave")  # the reactor does not read the file: still free ...
-            while not hub.accounts.is_registered("dave"):  # ... until the periodic re-read
+            while not hub.accounts.is_account("dave"):  # ... until the periodic re-read
                 yield checker.file.next_reload().addTimeout(5, reactor)
             with pytest.raises(errors.NickRegistered):
                 hub.check_nick("DAVE")

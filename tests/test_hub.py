@@ -72,7 +72,7 @@ class World:
 
     def connect(self, nick: str, format_key: str = "a", echo_own: bool = False, host: str = "example.org") -> User:
         user = User(Recorder(self.codec, format_key, echo_own), user=nick.lower(), host=host)
-        self.hub.register(user, nick)
+        self.hub.sign_on(user, nick)
         return user
 
     def clear(self) -> None:
@@ -201,14 +201,14 @@ def test_nick_change_tells_each_neighbour_once(world):
 
 def test_registered_account_nick(world):
     class Accounts:
-        def is_registered(self, name):
+        def is_account(self, name):
             return name.lower() == "owner"
 
     world.hub.accounts = Accounts()
     with pytest.raises(errors.NickRegistered):
         world.connect("OWNER")
     user = User(Recorder(world.codec), account="owner")
-    world.hub.register(user, "Owner")
+    world.hub.sign_on(user, "Owner")
     assert user.nick == "Owner"
 
 
@@ -613,7 +613,7 @@ def test_user_mode_counts_follow_modes_nicks_and_quits():
     carl = User(Recorder(world.codec, "a", False), user="carl", host="example.org")
     hub.change_user_modes(carl, [("+i", None)])  # not registered yet: counted once it is
     assert counts() == (1, 0)
-    hub.register(carl, "carl")
+    hub.sign_on(carl, "carl")
     assert counts() == (2, 0)
     assert counts() == (
         sum("i" in u.modes for u in hub.users.values()),

@@ -135,7 +135,7 @@ def snapshot(hub: ChatHub) -> tuple:
             id(r), r.name, frozenset(r.modes), r.key, r.limit, r.topic, r.topic_setter, r.topic_time,
             tuple(r.bans), tuple(r.excepts), tuple(r.invex), frozenset(r.invited),
             tuple((f, id(m.user), m.privileges) for f, m in r.members.items()),
-            r.registered, frozenset(r.operators),
+            r.persistent, frozenset(r.operators),
         )
         for k, r in hub.rooms.items()
     }
@@ -275,10 +275,10 @@ class HubMachine(RuleBasedStateMachine):
                 ), f"watchers of {folded} not told {state_name}"
         return result
 
-    def register(self, user: User, nick: str):
+    def sign_on(self, user: User, nick: str):
         """``user`` asks for its first nick."""
         presence = [(fold(nick), "online")]
-        return self.call(user, self.hub.register, user, nick, presence=presence, registering=True)
+        return self.call(user, self.hub.sign_on, user, nick, presence=presence, registering=True)
 
     def room_for(self, data, user: User, name: str) -> str:
         """Half the time one of ``user``'s own rooms (in any case), else ``name``."""
@@ -330,7 +330,7 @@ class HubMachine(RuleBasedStateMachine):
         user = User(Recorder(self.world.codec, format_key, echo_own), account=account, user="u", host=host)
         self.everyone.append(user)
         holder = self.hub.users.get(fold(nick))
-        result = self.register(user, nick)
+        result = self.sign_on(user, nick)
         if result is not REFUSED:
             assert holder is None and self.present(user) and user.nick == nick
             if room is not None:  # joins at once, as clients that auto-join do
@@ -340,8 +340,8 @@ class HubMachine(RuleBasedStateMachine):
     @rule(user=users, nick=nicks)
     def register_again(self, user, nick):
         """Registering once more: refused for anyone who ever held a nick."""
-        was_registered = user.registered
-        result = self.register(user, nick)
+        was_registered = user.signed_on
+        result = self.sign_on(user, nick)
         if was_registered:
             assert result is REFUSED
         else:
@@ -424,13 +424,13 @@ class HubMachine(RuleBasedStateMachine):
             self.call(user, self.hub.monitor, user, watch)
 
     @rule(user=users, password=st.sampled_from(("pw", "secret")))
-    def register_account(self, user, password):
-        """Without a store the hub has no registrar: refused, as a HubError, changing nothing."""
+    def create_account(self, user, password):
+        """Without a store the hub has no account_creator: refused, as a HubError, changing nothing."""
 
-        def register_account():
-            return settled(self.hub.register_account(user, password))
+        def create_account():
+            return settled(self.hub.create_account(user, password))
 
-        assert self.call(user, register_account) is REFUSED
+        assert self.call(user, create_account) is REFUSED
 
     # -- rules: rooms ------------------------------------------------------------------
 
@@ -569,8 +569,8 @@ class HubMachine(RuleBasedStateMachine):
         hub = self.hub
         for key, room in hub.rooms.items():
             assert key == room.folded == fold(room.name)
-            assert room.members or room.registered, f"empty room {room.name} is still there"
-            assert room.registered or not room.operators, f"guest room {room.name} has stored operators"
+            assert room.members or room.persistent, f"empty room {room.name} is still there"
+            assert room.persistent or not room.operators, f"guest room {room.name} has stored operators"
             users = {id(m.user) for m in room.members.values()}
             assert len(users) == len(room.members), f"a user with two member records in {room.name}"
             for folded, member in room.members.items():
@@ -670,7 +670,7 @@ def test_nothing_runs_for_a_user_after_quit():
         lambda: hub.wallops(ghost, "hello"),
         lambda: hub.kill(ghost, "victim", "bye"),
         lambda: hub.monitor(ghost, ["victim"]),
-        lambda: settled(hub.register_account(ghost, "password")),
+        lambda: settled(hub.create_account(ghost, "password")),
     ]
     for request in requests:
         with pytest.raises(errors.NotLoggedIn):

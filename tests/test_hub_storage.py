@@ -1,7 +1,7 @@
 """What protocols get from storage through the hub: history and account registration, whose
 failures arrive as ``HubError`` codes (``account_exists``, ``no_such_message``,
 ``storage_failed``), never as the store's exceptions. Real stores of both backends and the
-real registrar (``StoreAccountChecker``)."""
+real account_creator (``StoreAccountChecker``)."""
 from __future__ import annotations
 
 import pytest
@@ -21,12 +21,12 @@ from tests.test_hub import Recorder
 
 def _hub(store) -> ChatHub:
     accounts = StoreAccountChecker(store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    return ChatHub(Config(), store=store, accounts=accounts, registrar=accounts)
+    return ChatHub(Config(), store=store, accounts=accounts, account_creator=accounts)
 
 
 def _user(hub: ChatHub, nick: str) -> User:
     user = User(Recorder({}))
-    hub.register(user, nick)
+    hub.sign_on(user, nick)
     return user
 
 
@@ -61,12 +61,12 @@ async def test_registering_a_name_taken_elsewhere_is_account_exists(store):
     hub = _hub(store)
     await store.create_account("erin", "a hash from another server")  # not in the hub's set
     erin = _user(hub, "Erin")
-    refused = await _refused(hub.register_account(erin, "password"))
+    refused = await _refused(hub.create_account(erin, "password"))
     assert refused.code == "account_exists" and erin.account is None
-    refused = await _refused(hub.register_nick_account("ERIN", "password"))
+    refused = await _refused(hub.create_nick_account("ERIN", "password"))
     assert refused.code == "account_exists"
-    account = await hub.register_nick_account("frank", "password")
-    assert account.name == "frank" and hub.accounts.is_registered("FRANK")
+    account = await hub.create_nick_account("frank", "password")
+    assert account.name == "frank" and hub.accounts.is_account("FRANK")
 
 
 @pytest_twisted.ensureDeferred
@@ -78,7 +78,7 @@ async def test_a_store_that_cannot_answer_is_storage_failed(store_factory):
         hub.history(alice, "latest", "#room", None, limit=10),
         hub.recent_history(alice, "#room", 10),
         hub.history_targets(alice, 0, 2e9, 10),
-        hub.register_account(alice, "password"),
+        hub.create_account(alice, "password"),
     ):
         refused = await _refused(d)
         assert refused.code == "storage_failed" and "storage is not open" in refused.message
@@ -91,4 +91,4 @@ async def test_a_hub_without_history_says_so(store):
     assert (await _refused(hub.history(alice, "latest", "#room", None, limit=10))).code == "history_unavailable"
     assert (await _refused(hub.history_targets(alice, 0, 2e9, 10))).code == "history_unavailable"
     assert await hub.recent_history(alice, "#room", 10) == []
-    assert (await _refused(hub.register_nick_account("bob", "password"))).code == "registration_unavailable"
+    assert (await _refused(hub.create_nick_account("bob", "password"))).code == "registration_unavailable"

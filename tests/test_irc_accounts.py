@@ -83,14 +83,14 @@ async def test_register_refusals(server):
     # VERIFY: no registration here ever waits for a code
     assert fail_params(await erin.roundtrip("VERIFY erin 123456"), "VERIFY")[1:3] == ["INVALID_CODE", "erin"]
     # the account was registered elsewhere meanwhile (another protocol, an operator)
-    await server.accounts.register("erin", "elsewhere-pass")
+    await server.accounts.create_account("erin", "elsewhere-pass")
     assert (await refused("REGISTER erin * longpassword"))[:2] == ["ACCOUNT_EXISTS", "erin"]
-    # a server without a registrar says so
-    server.hub.registrar = None
+    # a server that cannot create accounts says so
+    server.hub.account_creator = None
     frank = await irc_user(server, "frank", caps=[REG])
     assert fail_params(await frank.roundtrip("REGISTER * * longpassword"))[1:3] == ["TEMPORARILY_UNAVAILABLE", "frank"]
     # a labeled REGISTER gets one labeled answer
-    server.hub.registrar = server.accounts
+    server.hub.account_creator = server.accounts
     (answer,) = await erin.labeled("REGISTER * * abc")
     assert answer.command == "FAIL" and answer.params[1] == "WEAK_PASSWORD"
 

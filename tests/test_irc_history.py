@@ -55,7 +55,7 @@ class Server:
         self.accounts = StoreAccountChecker(self.store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         checkers = password_checkers(self.config, (), store_checker=self.accounts)
         self.hub = ChatHub(
-            self.config, store=self.store, accounts=account_directory(checkers), registrar=self.accounts
+            self.config, store=self.store, accounts=account_directory(checkers), account_creator=self.accounts
         )
         start = time.time() - 3600
         self.hub.ids = EventIds(clock=itertools.count(start, 1.0).__next__)
@@ -416,7 +416,7 @@ async def test_without_batch_the_lines_come_unbatched(server):
 
 @pytest_twisted.ensureDeferred
 async def test_account_tag_on_replayed_lines(server):
-    await server.accounts.register("carol", "carolpass")
+    await server.accounts.create_account("carol", "carolpass")
     carol = await irc_user(server, "carol", caps=ALL_CAPS + ["account-tag"], password="carolpass", rooms=["#chat"])
     await say(carol, "#chat", "signed")
     _, lines = await history(carol, "CHATHISTORY LATEST #chat * 1")

@@ -13,7 +13,7 @@ from tests.test_hub import Recorder
 
 def _user(hub: ChatHub, nick: str, account=None) -> User:
     user = User(Recorder({}), account=account)
-    hub.register(user, nick)
+    hub.sign_on(user, nick)
     return user
 
 

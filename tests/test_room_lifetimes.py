@@ -25,7 +25,7 @@ class Hub:
 
     def connect(self, nick: str, account: str | None = None) -> User:
         user = User(Recorder(self.codec), account=account, user=nick, host="example.org")
-        self.hub.register(user, nick)
+        self.hub.sign_on(user, nick)
         return user
 
 
@@ -52,7 +52,7 @@ def test_guest_rooms_vanish_with_their_last_member():
             h.hub.join(guest, f"#g{i}-{n}")
         h.hub.join(guest, "#shared")
     assert len(h.hub.rooms) == 21
-    assert not any(room.registered for room in h.hub.rooms.values())
+    assert not any(room.persistent for room in h.hub.rooms.values())
     for guest in guests:
         h.hub.quit(guest)
     assert h.hub.rooms == {}
@@ -98,7 +98,7 @@ def test_total_rooms_bounded_and_registered_rooms_count():
     # a registered room keeps its place while empty
     h.hub.part(alice, "#owned")
     h.hub.part(bob, "#owned")
-    assert h.hub.find_room("#owned").registered
+    assert h.hub.find_room("#owned").persistent
     with pytest.raises(errors.RoomLimitReached):
         h.hub.join(alice, "#more")
 
@@ -108,7 +108,7 @@ def test_an_account_founds_at_most_max_owned_rooms():
     alice = h.connect("alice", account="alice")
     for name in ("#a1", "#a2"):
         room = h.hub.join(alice, name)
-        assert room.registered and room.founder == "alice" and room.creator is None
+        assert room.persistent and room.founder == "alice" and room.creator is None
     with pytest.raises(errors.TooManyOwnedRooms) as refused:
         h.hub.join(alice, "#a3")
     assert refused.value.code == "too_many_owned_rooms"
@@ -136,15 +136,15 @@ def test_a_guest_who_logs_in_founds_the_rooms_it_made_and_still_operates():
     h.hub.change_room_modes(bob, "#deopped", [("-o", "alice")])
     third = h.hub.join(alice, "#third")
     fourth = h.hub.join(alice, "#fourth")
-    assert lobby.creator == alice.session and not lobby.registered
+    assert lobby.creator == alice.session and not lobby.persistent
     h.hub.set_account(alice, "alice")
-    assert lobby.registered and lobby.founder == "alice" and lobby.topic == "welcome"
+    assert lobby.persistent and lobby.founder == "alice" and lobby.topic == "welcome"
     assert room_record(lobby).founder == "alice"
     assert other.founder == "bob"  # a room alice only joined stays bob's
-    assert not deopped.registered  # no longer its operator: nobody's
+    assert not deopped.persistent  # no longer its operator: nobody's
     # the limit holds for rooms claimed too: #lobby and #third fit, #fourth stays a guest room
-    assert third.registered and h.hub.owned_rooms("alice") == 2
-    assert not fourth.registered and fourth.creator == alice.session
+    assert third.persistent and h.hub.owned_rooms("alice") == 2
+    assert not fourth.persistent and fourth.creator == alice.session
 
 
 def test_only_the_creators_own_connection_claims_a_guest_room():
@@ -154,11 +154,11 @@ def test_only_the_creators_own_connection_claims_a_guest_room():
     h.hub.join(mallory, "#lobby")
     h.hub.change_room_modes(alice, "#lobby", [("+o", "mallory")])
     h.hub.set_account(mallory, "mallory")  # an operator, but not the one who made it
-    assert not room.registered and room.founder is None
+    assert not room.persistent and room.founder is None
     h.hub.part(alice, "#lobby")
     h.hub.set_account(mallory, None)
     h.hub.set_account(mallory, "mallory")  # alone in it now: still not hers
-    assert not room.registered
+    assert not room.persistent
     h.hub.part(mallory, "#lobby")
     assert h.hub.find_room("#lobby") is None
 

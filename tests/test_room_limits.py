@@ -106,7 +106,7 @@ async def test_an_account_owns_at_most_max_owned_rooms_on_every_protocol(server)
         assert line == f"! #tel{n}: Cannot create a room: your account already owns 3 rooms, the most one may"
         error = await ws_join_outcome(ws, f"#ws{n}")
         assert error["code"] == "too_many_owned_rooms" and error["request"] == "join", error
-    owned = {name for name, room in server.hub.rooms.items() if room.registered}
+    owned = {name for name, room in server.hub.rooms.items() if room.persistent}
     assert owned == {f"#{p}{n}" for p in ("irc", "tel", "ws") for n in range(3)}
     # the attackers can still join rooms that exist, and the honest users are unhurt
     assert (await irc_join_outcome(irc, watchers.room)).command == "JOIN"

@@ -14,7 +14,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chathub.auth.accounts import REFUSED, StoreAccountChecker
-from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.interfaces import IAccountDirectory, IAccountCreator
 from chathub.store import AccountExists, NoSuchAccount
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 
@@ -48,18 +48,18 @@ async def checker(store):
 
 
 def test_provides_the_interfaces(checker):
-    for interface in (ICredentialsChecker, IAccountDirectory, IAccountRegistrar):
+    for interface in (ICredentialsChecker, IAccountDirectory, IAccountCreator):
         assert verifyObject(interface, checker)
 
 
 @pytest_twisted.ensureDeferred
 async def test_register_then_login(checker, store):
-    account = await checker.register("Alice", "correct horse")
+    account = await checker.create_account("Alice", "correct horse")
     assert account.name == "Alice"
     stored = await store.get_account("alice")
     assert stored.password_hash.startswith("$argon2id$")
     assert "correct horse" not in stored.password_hash
-    assert checker.is_registered("ALICE") and not checker.is_registered("bob")
+    assert checker.is_account("ALICE") and not checker.is_account("bob")
     assert await checker.requestAvatarId(UsernamePassword(b"alice", b"correct horse")) == "alice"
     assert await checker.requestAvatarId(UsernamePassword("ALICE", "correct horse")) == "alice"
     await checker.idle()
@@ -71,7 +71,7 @@ async def test_register_then_login(checker, store):
 
 @pytest_twisted.ensureDeferred
 async def test_refusals_do_not_tell_which_accounts_exist(checker):
-    await checker.register("alice", "pw")
+    await checker.create_account("alice", "pw")
     with pytest.raises(UnauthorizedLogin) as wrong:
         await checker.requestAvatarId(UsernamePassword(b"alice", b"nope"))
     with pytest.raises(UnauthorizedLogin) as unknown:
@@ -81,24 +81,24 @@ async def test_refusals_do_not_tell_which_accounts_exist(checker):
 
 @pytest_twisted.ensureDeferred
 async def test_register_refuses_a_taken_name_in_any_case(checker, store):
-    await checker.register("alice", "pw")
+    await checker.create_account("alice", "pw")
     with pytest.raises(AccountExists):
-        await checker.register("ALICE", "other")
+        await checker.create_account("ALICE", "other")
     # taken by another server sharing the database: the store refuses, the set learns
     await store.create_account("bob", "hash-from-elsewhere")
-    assert not checker.is_registered("bob")
+    assert not checker.is_account("bob")
     with pytest.raises(AccountExists):
-        await checker.register("Bob", "pw")
-    assert checker.is_registered("bob")
+        await checker.create_account("Bob", "pw")
+    assert checker.is_account("bob")
 
 
 @pytest_twisted.ensureDeferred
 async def test_load_primes_is_registered(store):
     await store.create_account("Carol", "h")
     fresh = StoreAccountChecker(store, cheap_hasher())
-    assert not fresh.is_registered("carol")
+    assert not fresh.is_account("carol")
     assert await fresh.load() == 1
-    assert fresh.is_registered("CAROL")
+    assert fresh.is_account("CAROL")
 
 
 @pytest_twisted.ensureDeferred
@@ -116,7 +116,7 @@ async def test_outdated_hash_is_upgraded_on_login(store):
 
 @pytest_twisted.ensureDeferred
 async def test_set_password_and_unregister(checker, store):
-    await checker.register("erin", "old")
+    await checker.create_account("erin", "old")
     await checker.set_password("Erin", "new")
     with pytest.raises(UnauthorizedLogin):
         await checker.requestAvatarId(UsernamePassword(b"erin", b"old"))
@@ -124,7 +124,7 @@ async def test_set_password_and_unregister(checker, store):
     with pytest.raises(NoSuchAccount):
         await checker.set_password("nobody", "x")
     assert await checker.unregister("ERIN") is True
-    assert not checker.is_registered("erin")
+    assert not checker.is_account("erin")
 
 
 @implementer(IRealm)
@@ -135,7 +135,7 @@ class EchoRealm:
 
 @pytest_twisted.ensureDeferred
 async def test_works_through_a_portal(checker):
-    await checker.register("frank", "pw")
+    await checker.create_account("frank", "pw")
     portal = Portal(EchoRealm(), [checker])
     _, avatar, _ = await portal.login(UsernamePassword(b"frank", b"pw"), None, IAccountDirectory)
     assert avatar == "frank"
@@ -143,7 +143,7 @@ async def test_works_through_a_portal(checker):
 
 @pytest_twisted.ensureDeferred
 async def test_login_while_the_database_is_unavailable(checker, store):
-    await checker.register("gina", "pw")
+    await checker.create_account("gina", "pw")
     await store.close()
     with pytest.raises(UnauthorizedLogin) as e:
         await checker.requestAvatarId(UsernamePassword(b"gina", b"pw"))

@@ -74,7 +74,7 @@ async def test_store_then_file_as_configured_one_verify_whatever_the_name(tmp_pa
     hashing = PasswordHashing(hasher)
     accounts = StoreAccountChecker(store, hashing=hashing)
     await accounts.load()
-    await accounts.register("bob", "right")
+    await accounts.create_account("bob", "right")
     passwd = tmp_path / "passwd"
     passwd.write_text(f"alice:{hasher.hash('right')}\n")
     both = AnyOfCheckers([accounts, Argon2FileChecker(str(passwd), hashing=hashing, reload_interval=0)])

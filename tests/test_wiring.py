@@ -1,4 +1,4 @@
-"""How the server is put together: the hub gets its account directory and registrar when
+"""How the server is put together: the hub gets its account directory and account_creator when
 it is made, and building the portal changes nothing else."""
 from __future__ import annotations
 
@@ -13,24 +13,24 @@ from chathub.hub.service import ChatHub
 def test_build_portal_leaves_the_hub_alone():
     config = Config().with_overrides(auth={"checkers": []})
     hub = ChatHub(config)
-    accounts, registrar = hub.accounts, hub.registrar
+    accounts, account_creator = hub.accounts, hub.account_creator
     build_portal(hub, config, [strcred.makeChecker("memory:bob:pw")])
-    assert hub.accounts is accounts and hub.registrar is registrar
-    assert not hub.accounts.is_registered("bob")  # the directory is the constructor's business
+    assert hub.accounts is accounts and hub.account_creator is account_creator
+    assert not hub.accounts.is_account("bob")  # the directory is the constructor's business
 
 
 def test_the_account_directory_knows_every_checker():
     checkers = [strcred.makeChecker("memory:bob:pw"), strcred.makeChecker("memory:carol:pw")]
     hub = ChatHub(Config(), accounts=account_directory(checkers))
-    assert hub.accounts.is_registered("BOB") and hub.accounts.is_registered("carol")
-    assert not hub.accounts.is_registered("dave")
+    assert hub.accounts.is_account("BOB") and hub.accounts.is_account("carol")
+    assert not hub.accounts.is_account("dave")
 
 
 def test_the_server_hands_the_hub_its_directory_and_registrar(tmp_path):
     config = Config().with_overrides(server={"data_dir": str(tmp_path)}, auth={"checkers": ["store"]})
     server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
-    assert server.hub.registrar is server.accounts
-    assert server.hub.accounts.is_registered("bob")
+    assert server.hub.account_creator is server.accounts
+    assert server.hub.accounts.is_account("bob")
 
 
 def test_irc_over_tcp_and_websocket_are_one_irc_server(tmp_path):

@@ -1,5 +1,5 @@
 """Accounts kept in the store: a twisted.cred checker, the hub's account directory and its
-registrar, over any ``IStore`` (auth builds on the store; the store knows nothing of auth).
+account_creator, over any ``IStore`` (auth builds on the store; the store knows nothing of auth).
 
 Argon2 hashing and verification are CPU-heavy, so they run in threads (never on the
 reactor) through ``chathub.auth.hashing.PasswordHashing``; the server hands the checker
@@ -21,19 +21,19 @@ from zope.interface import implementer
 from chathub.auth.checkers import REFUSED, HashedPasswordChecker
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginUnavailable
-from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.interfaces import IAccountDirectory, IAccountCreator
 from chathub.names import fold
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
 
-@implementer(ICredentialsChecker, IAccountDirectory, IAccountRegistrar)
+@implementer(ICredentialsChecker, IAccountDirectory, IAccountCreator)
 class StoreAccountChecker(HashedPasswordChecker):
     """Checks ``IUsernamePassword`` against the argon2 hashes in an ``IStore``; a name with
     no account costs the same verify, against a dummy hash (``HashedPasswordChecker``).
 
-    Also the hub's ``IAccountDirectory``: ``is_registered`` is answered from a set of
+    Also the hub's ``IAccountDirectory``: ``is_account`` is answered from a set of
     folded names loaded by ``load()`` and kept up to date by ``register()``; and its
-    ``IAccountRegistrar``: ``register()`` creates accounts. The avatar id of a successful
+    ``IAccountCreator``: ``create_account()`` creates accounts. The avatar id of a successful
     login is the folded account name.
     """
 
@@ -63,7 +63,7 @@ class StoreAccountChecker(HashedPasswordChecker):
         self._names = set(names)
         return len(self._names)
 
-    def is_registered(self, name: str) -> bool:
+    def is_account(self, name: str) -> bool:
         return fold(name) in self._names
 
     # -- hashing off the reactor -------------------------------------------------------
@@ -113,13 +113,13 @@ class StoreAccountChecker(HashedPasswordChecker):
     # -- registration ------------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def register(self, name: str, password: str, email: Optional[str] = None):
+    def create_account(self, name: str, password: str, email: Optional[str] = None):
         """Create an account (hashing in a thread); fires with the ``Account``.
 
         Fails with ``AccountExists`` when the name (in any case) is taken. Checking that
         ``name`` is a valid nick, and that the password is acceptable, is the caller's job.
         """
-        if self.is_registered(name):
+        if self.is_account(name):
             raise AccountExists(name)
         hashed = yield self.hash_password(password)
         try:

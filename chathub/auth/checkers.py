@@ -288,7 +288,7 @@ class Argon2FileChecker(HashedPasswordChecker):
         """Stop the periodic re-reading (the checker keeps answering from memory)."""
         self.file.stop()
 
-    def is_registered(self, name: str) -> bool:
+    def is_account(self, name: str) -> bool:
         return fold(name) in self._users
 
     # -- HashedPasswordChecker -------------------------------------------------------------
@@ -413,14 +413,14 @@ class GuestChecker:
         return d.addCallback(self._answer, credentials.nick)
 
     def _answer(self, _, nick: str):
-        if self.accounts.is_registered(nick):
+        if self.accounts.is_account(nick):
             raise error.UnauthorizedLogin(f"{nick} is a registered nick: give its password")
         return GUEST
 
 
 @implementer(IAccountDirectory)
 class CheckerDirectory:
-    """Answers ``is_registered`` for twisted.cred's stock checkers (``--auth memory:``/``file:``)."""
+    """Answers ``is_account`` for twisted.cred's stock checkers (``--auth memory:``/``file:``)."""
 
     def __init__(self, checkers) -> None:
         self.checkers = list(checkers)
@@ -431,10 +431,10 @@ class CheckerDirectory:
         reloads = [c.reload() for c in self.checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
         return defer.DeferredList(reloads, consumeErrors=True).addCallback(lambda _: None)
 
-    def is_registered(self, name: str) -> bool:
+    def is_account(self, name: str) -> bool:
         for checker in self.checkers:
             if IAccountDirectory.providedBy(checker):
-                if checker.is_registered(name):
+                if checker.is_account(name):
                     return True
             elif _stored_name(checker, name) is not None:
                 return True

@@ -86,9 +86,9 @@ class LimitsConfig:
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
-    #: rooms that may exist at once (registered ones, kept while empty, included)
+    #: rooms that may exist at once (persistent ones, kept while empty, included)
     max_rooms: int = 10_000
-    #: registered rooms one account may be the founder of
+    #: persistent rooms one account may be the founder of
     max_owned_rooms: int = 20
     #: rooms one connection may create within any 60 seconds
     room_creations_per_minute: int = 60

@@ -1,6 +1,6 @@
 """Room lifetimes: creation limits, founders, saving and restoring, the end of a room.
 
-A room made by an account holder is registered to that account (its founder): it is
+A room made by an account holder is persistent, founded by that account (its founder): it is
 stored, kept while empty and restored after a restart. A room made by a guest is not, and
 vanishes with its last member, unless the guest who made it logs in to an account while
 still its operator: the account then becomes its founder (``RoomLifetimes.claim``).
@@ -29,7 +29,7 @@ from chathub.store.interfaces import IStore
 
 
 def room_record(room: Room) -> RoomRecord:
-    """The stored form of a registered room."""
+    """The stored form of a persistent room."""
     return RoomRecord(
         name=room.name,
         topic=room.topic,
@@ -47,7 +47,7 @@ def room_record(room: Room) -> RoomRecord:
 
 def persistent_operator(room: Room, user: User) -> bool:
     """True when ``user``'s account gets operator status in ``room`` on joining: it is the
-    founder or one the founder made an operator. Being first into an empty registered room
+    founder or one the founder made an operator. Being first into an empty persistent room
     gives nothing."""
     if user.account is None:
         return False
@@ -58,7 +58,7 @@ def persistent_operator(room: Room, user: User) -> bool:
 def is_founder(room: Room, user: User) -> bool:
     """True when ``user`` may change who is a persistent operator of ``room``: its
     founder, or on a room registered before founders were kept, any stored operator."""
-    if not room.registered or user.account is None:
+    if not room.persistent or user.account is None:
         return False
     if room.founder is None:
         return fold(user.account) in room.operators
@@ -67,7 +67,7 @@ def is_founder(room: Room, user: User) -> bool:
 
 class RoomLifetimes:
     """Makes rooms within the limits, keeps count of what each account founded, saves
-    registered rooms to the store and forgets rooms that end.
+    persistent rooms to the store and forgets rooms that end.
 
     It shares the hub's ``rooms`` dict (folded name -> room) and logs as the hub.
     """
@@ -89,7 +89,7 @@ class RoomLifetimes:
         self._store = store
         self._seconds = seconds
         self._log = log
-        self._owned: dict[str, int] = {}  # folded account -> registered rooms it founded
+        self._owned: dict[str, int] = {}  # folded account -> persistent rooms it founded
         self._creations: dict[User, deque[float]] = {}  # user -> when it made its last rooms
         self._on_end: list[Callable[[Room], None]] = []
 
@@ -144,7 +144,7 @@ class RoomLifetimes:
 
     def _make_founder(self, room: Room, account: str) -> None:
         """Make ``account`` (folded) the founder of ``room``: it is stored from now on."""
-        room.registered = True
+        room.persistent = True
         room.founder = account
         room.creator = None
         self._owned[account] = self._owned.get(account, 0) + 1
@@ -158,7 +158,7 @@ class RoomLifetimes:
         account = fold(user.account)
         limit = self._config.limits.max_owned_rooms
         for room in list(user.rooms.values()):
-            if room.registered or room.creator != user.session:
+            if room.persistent or room.creator != user.session:
                 continue
             member = room.members.get(user.folded or "")
             if member is None or not member.is_operator or self._owned.get(account, 0) >= limit:
@@ -167,20 +167,20 @@ class RoomLifetimes:
             self._log.info("room {room} is now registered to {account}", room=room.name, account=account)
 
     def owned(self, account: str) -> int:
-        """How many registered rooms ``account`` (any case) is the founder of."""
+        """How many persistent rooms ``account`` (any case) is the founder of."""
         return self._owned.get(fold(account), 0)
 
     # -- the store -----------------------------------------------------------------------
 
     def save(self, room: Room) -> None:
-        """Save a registered room's state (topic, modes, key, limit, bans, operators)."""
-        if self._store is None or not room.registered:
+        """Save a persistent room's state (topic, modes, key, limit, bans, operators)."""
+        if self._store is None or not room.persistent:
             return
         d = self._store.save_room(room_record(room))
         d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
     def restore(self, records: Iterable[RoomRecord]) -> None:
-        """Recreate registered rooms from stored ``RoomRecord``s (at start-up).
+        """Recreate persistent rooms from stored ``RoomRecord``s (at start-up).
 
         Every stored room comes back, even past [limits] max_rooms or max_owned_rooms
         (lowered since): those bound new rooms only."""
@@ -195,14 +195,14 @@ class RoomLifetimes:
             room.limit = record.limit
             room.bans = [BanEntry(b.mask, b.setter, b.time) for b in record.bans]
             room.operators = set(record.operators)
-            room.registered = True
+            room.persistent = True
             room.founder = record.founder
             if room.founder is not None:
                 self._owned[room.founder] = self._owned.get(room.founder, 0) + 1
             rooms[room.folded] = room
         if len(rooms) >= self._config.limits.max_rooms:
             self._log.warn(
-                "{count} registered rooms restored, at or past [limits] max_rooms = {limit}: "
+                "{count} persistent rooms restored, at or past [limits] max_rooms = {limit}: "
                 "no new room can be created",
                 count=len(rooms),
                 limit=self._config.limits.max_rooms,

@@ -82,7 +82,7 @@ class Room:
         "invex",
         "invited",
         "members",
-        "registered",
+        "persistent",
         "founder",
         "operators",
         "creator",
@@ -104,15 +104,15 @@ class Room:
         self.invex: list[BanEntry] = []  # +I: masks that may join past +i
         self.invited: set[str] = set()  # folded nicks invited past +i
         self.members: dict[str, Member] = {}  # folded nick -> member
-        # Registered rooms are stored, kept while empty and restored after a restart; every
+        # Persistent rooms are stored, kept while empty and restored after a restart; every
         # other room vanishes with its last member. See chathub.hub.lifetimes and docs/storage.md.
-        self.registered = False
-        #: the folded account that owns a registered room: ops on join, and only its grants
-        #: persist (None on a guest room, and on rooms registered before founders were kept)
+        self.persistent = False
+        #: the folded account that owns a persistent room: ops on join, and only its grants
+        #: persist (None on a guest room, and on rooms stored before founders were kept)
         self.founder: Optional[str] = None
-        #: folded accounts the founder made operators: given ops on join (registered rooms)
+        #: folded accounts the founder made operators: given ops on join (persistent rooms)
         self.operators: set[str] = set()
-        #: the connection (``User.session``) of the guest who made an unregistered room: it
+        #: the connection (``User.session``) of the guest who made an guest room: it
         #: becomes the founder if that guest logs in to an account while still its operator
         self.creator: Optional[str] = None
         self._recipients: Optional[tuple["User", ...]] = None

@@ -39,7 +39,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import IAccountDirectory, IAccountRegistrar
+from chathub.interfaces import IAccountDirectory, IAccountCreator
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
@@ -63,7 +63,7 @@ HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
 class _NoAccounts:
     """Account directory used when no checker knows of accounts."""
 
-    def is_registered(self, name: str) -> bool:
+    def is_account(self, name: str) -> bool:
         return False
 
 
@@ -90,12 +90,12 @@ class ChatHub(service.Service):
         config: Optional[Config] = None,
         store: Optional[IStore] = None,
         accounts: Optional[IAccountDirectory] = None,
-        registrar: Optional[IAccountRegistrar] = None,
+        account_creator: Optional[IAccountCreator] = None,
         clock=None,
         seconds: Callable[[], float] = time.monotonic,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
-        ``registrar`` creates accounts (``IAccountRegistrar``), and without one account
+        ``account_creator`` creates accounts (``IAccountCreator``), and without one account
         registration is refused. With ``clock`` (the reactor), chat
         that one member is owed from all the reads of a reactor turn goes out as one write
         at the end of the turn (``Fanout``); without it, at the end of each read.
@@ -104,7 +104,7 @@ class ChatHub(service.Service):
         self.store = store
         self.accounts = accounts or _NoAccounts()
         self.ids = EventIds()
-        self.users: dict[str, User] = {}  # folded nick -> registered user
+        self.users: dict[str, User] = {}  # folded nick -> signed-on user
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
@@ -116,10 +116,10 @@ class ChatHub(service.Service):
             store.wrap_releases(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
-        self._user_mode_counts: dict[str, int] = {}  # registered users per user mode letter
+        self._user_mode_counts: dict[str, int] = {}  # signed-on users per user mode letter
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
-        self.registrar = registrar
+        self.account_creator = account_creator
 
     def startService(self) -> None:
         _freeze_startup_objects()
@@ -146,14 +146,14 @@ class ChatHub(service.Service):
             raise errors.ErroneousNick(nick, "Nickname is reserved for a service")
         if holder is not None and holder is not user:
             raise errors.NickInUse(nick)
-        if self.accounts.is_registered(folded) and (
+        if self.accounts.is_account(folded) and (
             user is None or user.account is None or fold(user.account) != folded
         ):
             raise errors.NickRegistered(nick)
 
-    def register(self, user: User, nick: str) -> None:
+    def sign_on(self, user: User, nick: str) -> None:
         """Give ``user`` its first nick: it becomes visible to everyone."""
-        if user.registered:
+        if user.signed_on:
             raise errors.NickInUse(nick, "You are already registered")
         self.check_nick(nick, user)
         user.set_nick(nick)
@@ -211,7 +211,7 @@ class ChatHub(service.Service):
         user.invited_to = None
 
     def find_user(self, nick: str) -> Optional[User]:
-        """The registered user holding ``nick`` (any case), or None."""
+        """The signed-on user holding ``nick`` (any case), or None."""
         return self.users.get(fold(nick))
 
     def whowas(self, nick: str) -> list[WhowasEntry]:
@@ -268,7 +268,7 @@ class ChatHub(service.Service):
                 raise errors.Banned(room.name)
             room.invited.discard(user.folded)
             # only the founder and those it made operators get ops back; being first into an
-            # empty registered room gives nothing
+            # empty persistent room gives nothing
             member = Member(user, "o" if persistent_operator(room, user) else "")
         room.add(member)
         user.add_room(room)
@@ -291,7 +291,7 @@ class ChatHub(service.Service):
     def _leave(self, user: User, room: Room) -> None:
         room.remove(user.folded)
         user.remove_room(room.folded)
-        if not room.members and not room.registered:
+        if not room.members and not room.persistent:
             self._lifetimes.end(room)
 
     # -- room lifetimes (chathub.hub.lifetimes) -----------------------------------------
@@ -302,11 +302,11 @@ class ChatHub(service.Service):
         self._lifetimes.when_room_ends(callback)
 
     def owned_rooms(self, account: str) -> int:
-        """How many registered rooms ``account`` is the founder of."""
+        """How many persistent rooms ``account`` is the founder of."""
         return self._lifetimes.owned(account)
 
     def restore_rooms(self, records: Iterable[RoomRecord]) -> None:
-        """Recreate registered rooms from stored ``RoomRecord``s (at start-up).
+        """Recreate persistent rooms from stored ``RoomRecord``s (at start-up).
 
         Every stored room comes back, even past [limits] max_rooms or max_owned_rooms
         (lowered since): those bound new rooms only."""
@@ -535,7 +535,7 @@ class ChatHub(service.Service):
         self, user: User, changes: Sequence[tuple[str, Optional[str]]]
     ) -> list[tuple[str, Optional[str]]]:
         """Apply a user's own mode changes (+i/-i, +w/-w, +B/-B bot, -o); return those applied."""
-        if user.registered:
+        if user.signed_on:
             self._check_present(user)  # before registration the modes are counted at register
         for change, _arg in changes:  # all checked first: a refused request changes nothing
             if change[1] not in "iwoB" or change[:2] == "+o":
@@ -556,7 +556,7 @@ class ChatHub(service.Service):
         return applied
 
     def users_with_mode(self, letter: str) -> int:
-        """How many registered users have user mode ``letter`` (LUSERS: invisible, operators)."""
+        """How many signed-on users have user mode ``letter`` (LUSERS: invisible, operators)."""
         return self._user_mode_counts.get(letter, 0)
 
     def _set_user_modes(self, user: User, modes: frozenset) -> None:
@@ -615,7 +615,7 @@ class ChatHub(service.Service):
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
         self._presence.unwatch(user)
         self._lifetimes.forget(user)
-        if not user.registered or self.users.get(user.folded) is not user:
+        if not user.signed_on or self.users.get(user.folded) is not user:
             return None
         event = self._event(Kind.QUIT, user, text=reason)
         recipients = self._neighbours(user)
@@ -696,19 +696,19 @@ class ChatHub(service.Service):
 
     # -- accounts and history ----------------------------------------------------------
 
-    def register_account(self, user: User, password: str) -> Deferred:
+    def create_account(self, user: User, password: str) -> Deferred:
         """Register ``user``'s current nick as an account with ``password``; log them in to it.
 
         Fires with the account name; fails with a ``HubError`` when the nick cannot be
         registered (``account_exists`` and ``storage_failed`` when the store refuses).
         """
-        if user.registered and self.users.get(user.folded) is not user:  # quit
+        if user.signed_on and self.users.get(user.folded) is not user:  # quit
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))
-        if self.registrar is None:
+        if self.account_creator is None:
             return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
         if user.account is not None:
             return defer.fail(errors.AlreadyRegistered(user.account))
-        if not user.registered:
+        if not user.signed_on:
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
         if self.users.get(user.folded) is not user:
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
@@ -723,18 +723,18 @@ class ChatHub(service.Service):
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
             return name
 
-        return self.registrar.register(nick, password).addCallbacks(registered, as_hub_error)
+        return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
 
-    def register_nick_account(self, nick: str, password: str) -> Deferred:
+    def create_nick_account(self, nick: str, password: str) -> Deferred:
         """Create the account ``nick`` for a connection that has no nick in the hub yet
         (IRC ``REGISTER`` before connection registration); fires with the account.
 
         Fails with ``registration_unavailable``, ``account_exists`` or ``storage_failed``.
         Whether the nick is free is the caller's to check first.
         """
-        if self.registrar is None:
+        if self.account_creator is None:
             return defer.fail(errors.RegistrationUnavailable(nick))
-        return self.registrar.register(nick, password).addErrback(as_hub_error)
+        return self.account_creator.create_account(nick, password).addErrback(as_hub_error)
 
     @property
     def history_available(self) -> bool:

@@ -106,7 +106,7 @@ class User:
         return self.participant.protocol
 
     @property
-    def registered(self) -> bool:
+    def signed_on(self) -> bool:
         """True once the user holds a nick in the hub."""
         return self.nick is not None
 

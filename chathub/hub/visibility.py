@@ -50,5 +50,5 @@ def visible_users(users: Mapping[str, User], viewer: Optional[User]) -> list[Use
 
 def listed_rooms(rooms: Mapping[str, Room], viewer: Optional[User]) -> list[Room]:
     """The rooms of ``rooms`` that LIST shows ``viewer``: those with members that it may see
-    (an empty registered room is not listed)."""
+    (an empty persistent room is not listed)."""
     return [r for r in rooms.values() if r.members and may_see_room(viewer, r)]

@@ -381,7 +381,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         user.user = fold(nick)[:10]
         user.realname = nick
         try:
-            self.hub.register(user, nick)
+            self.hub.sign_on(user, nick)
         except HubError as e:
             logout()
             self.error(f"{nick}: {e.message}")
@@ -598,7 +598,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not password or " " in password:
             self.error("usage: /register PASSWORD (registers your current nick as an account)")
             return
-        d = self.hub.register_account(self.user, password)
+        d = self.hub.create_account(self.user, password)
         d.addCallbacks(
             lambda name: self.say(f"* account {name} registered; you are logged in to it"),
             self._register_failed,

@@ -1,4 +1,4 @@
-"""Durable storage: history, accounts and registered rooms behind ``IStore``.
+"""Durable storage: history, accounts and persistent rooms behind ``IStore``.
 
 ``open_store(config)`` picks the backend the [storage] section names; call ``open()`` on
 the result before use (``StoreService`` does that as part of the service tree).

@@ -76,7 +76,7 @@ Notify = Callable[[Optional[Failure]], object]
 
 
 class IStore(Interface):
-    """Durable storage for history, accounts and registered rooms.
+    """Durable storage for history, accounts and persistent rooms.
 
     Every method but ``preflight`` and ``wrap_releases`` returns a Deferred and never
     blocks the reactor. Writes are applied in the order they were called.
@@ -128,7 +128,7 @@ class IStore(Interface):
         """Start a new incarnation of room ``name``: from now on, history queries for the
         room (and ``targets``) see only what is appended after this call, never what an
         earlier room of the same name said. Ordered with ``append``; fires with None once
-        committed. A registered room restored after a restart is the same incarnation
+        committed. A persistent room restored after a restart is the same incarnation
         (this is not called for it), so it keeps its whole history.
         """
 
@@ -193,13 +193,13 @@ class IStore(Interface):
         """The set of folded account names."""
 
     def save_room(record: RoomRecord) -> Deferred[None]:
-        """Insert or replace a registered room."""
+        """Insert or replace a persistent room."""
 
     def delete_room(name: str) -> Deferred[bool]:
-        """Forget a registered room; fires with True if it existed."""
+        """Forget a persistent room; fires with True if it existed."""
 
     def load_rooms() -> Deferred[list[RoomRecord]]:
-        """Every registered room, ordered by folded name."""
+        """Every persistent room, ordered by folded name."""
 
     def prune(now: Optional[float] = None) -> Deferred[int]:
         """Apply the [history] retention settings; fires with the number of events removed."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
-        "accounts, registered rooms and history",
+        "accounts, persistent rooms and history",
         [
             """CREATE TABLE accounts (
                 name_folded TEXT PRIMARY KEY,
@@ -82,7 +82,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         2,
         "room founders, and room incarnations that bound history",
         [
-            # the account that owns a registered room; version 1 kept only a list of
+            # the account that owns a persistent room; version 1 kept only a list of
             # operators, whose first grant was the creator's: a room with a single stored
             # operator gets it as founder, one with several keeps them all as equals
             "ALTER TABLE rooms ADD COLUMN founder TEXT",

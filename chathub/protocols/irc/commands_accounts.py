@@ -9,8 +9,8 @@
   <password>`` for clients without it: NickServ is a virtual service nick (reserved in the
   hub) that answers with NOTICEs. Its messages never reach the hub or the history.
 
-Registration goes through the hub (``hub.register_account``, or
-``hub.register_nick_account`` before connection registration), login through the same twisted.cred portal as SASL and PASS.
+Registration goes through the hub (``hub.create_account``, or
+``hub.create_nick_account`` before connection registration), login through the same twisted.cred portal as SASL and PASS.
 No password is ever logged: failures are logged by command name only.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     if session.user is not None and session.user.account is not None:
         rb.fail("REGISTER", "ALREADY_AUTHENTICATED", session.user.account, "You are already logged in to an account")
         return None
-    if hub.registrar is None:
+    if hub.account_creator is None:
         rb.fail("REGISTER", "TEMPORARILY_UNAVAILABLE", nick, "Account registration is not available on this server")
         return None
     if email != "*" and _EMAIL.match(email) is None:
@@ -114,7 +114,7 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
         rb.fail("REGISTER", problem[0], nick, problem[1])
         return None
     if session.registered:
-        d = hub.register_account(session.user, password)
+        d = hub.create_account(session.user, password)
     else:
         d = _register_before_connect(session, nick, password)
         if d is None:
@@ -139,9 +139,9 @@ def _register_before_connect(session, nick: str, password: str) -> Optional[defe
     None when the nick is taken (by a connected user or an account): no land grabs.
     """
     hub = session.hub
-    if hub.find_user(nick) is not None or hub.accounts.is_registered(nick):
+    if hub.find_user(nick) is not None or hub.accounts.is_account(nick):
         return None
-    d = hub.register_nick_account(nick, password)
+    d = hub.create_nick_account(nick, password)
 
     def created(account) -> defer.Deferred:
         name = getattr(account, "name", nick)
@@ -272,7 +272,7 @@ def _nickserv_register(session, args: list[str], replies) -> Optional[defer.Defe
         _code, text = refusal(failure)
         replies.notice(f"{session.user.nick} could not be registered: {text}")
 
-    return session.hub.register_account(session.user, password).addCallbacks(registered, refused)
+    return session.hub.create_account(session.user, password).addCallbacks(registered, refused)
 
 
 def _nickserv_identify(session, args: list[str], replies) -> Optional[defer.Deferred]:

@@ -457,7 +457,7 @@ class IrcSession:
         user.realname = self.realname
         user.identity_changed()
         try:
-            self.hub.register(self.user, self.nick)
+            self.hub.sign_on(self.user, self.nick)
         except errors.HubError as e:
             self.hub_error(rb, e)
             self.nick = None

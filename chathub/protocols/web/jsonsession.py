@@ -377,7 +377,7 @@ class JsonSession(EncodingParticipant):
         user.user = "web"
         user.realname = "chathub web user"
         try:
-            self.hub.register(user, nick)
+            self.hub.sign_on(user, nick)
         except HubError as e:
             logout()
             self.error(e.code, e.message, msg, target=e.target or None)
@@ -410,12 +410,12 @@ class JsonSession(EncodingParticipant):
             self.error("internal_error", "login failed; try again", msg)
 
     def _can_register(self) -> bool:
-        return getattr(self.hub, "registrar", None) is not None
+        return getattr(self.hub, "account_creator", None) is not None
 
     def do_register(self, msg: dict) -> None:
         """Register the nick in use as an account (log in as a guest first, like NickServ)."""
         user = self.user
-        d = self.hub.register_account(user, msg["password"])
+        d = self.hub.create_account(user, msg["password"])
 
         def registered(name: str) -> None:
             self.answer(msg, {"type": "registered", "account": name})

@@ -7,7 +7,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``history`` | ``HistoryStore`` | appending events (group commit), room incarnations, the history queries |
 | ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
 | ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |
-| ``rooms`` | ``RoomStore`` | registered rooms, their bans and operators |
+| ``rooms`` | ``RoomStore`` | persistent rooms, their bans and operators |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
 ``_write``, ``_q``) and its own tables; a backend (``chathub.store.sqlite``,

@@ -12,10 +12,10 @@ from chathub.store.sql.database import Cursor, SqlDatabase
 
 
 class RoomStore(SqlDatabase):
-    """Registered rooms: save (insert or replace), delete, load them all."""
+    """Persistent rooms: save (insert or replace), delete, load them all."""
 
     def save_room(self, record: RoomRecord) -> defer.Deferred:
-        """Insert or replace a registered room."""
+        """Insert or replace a persistent room."""
         return self._write(self._save_room, record)
 
     def _save_room(self, txn: Cursor, r: RoomRecord) -> None:
@@ -49,7 +49,7 @@ class RoomStore(SqlDatabase):
             txn.execute(self._q(f"DELETE FROM {table} WHERE room = ?"), (folded,))
 
     def delete_room(self, name: str) -> defer.Deferred:
-        """Forget a registered room; fires with True if it existed."""
+        """Forget a persistent room; fires with True if it existed."""
         return self._write(self._delete_room, fold(name))
 
     def _delete_room(self, txn: Cursor, folded: str) -> bool:
@@ -58,7 +58,7 @@ class RoomStore(SqlDatabase):
         return txn.rowcount > 0
 
     def load_rooms(self) -> defer.Deferred:
-        """Every registered room, as ``RoomRecord``s ordered by name."""
+        """Every persistent room, as ``RoomRecord``s ordered by name."""
         return self._read(self._load_rooms)
 
     def _load_rooms(self, txn: Cursor) -> list[RoomRecord]:
