@@ -125,12 +125,12 @@ class ChathubService(service.MultiService):
                     path=os.path.abspath(config.server.data_dir),
                 )
         except OSError as e:
-            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}")
+            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}") from e
         self.store = open_store(config)
         try:
             self.store.preflight()
         except StorageError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
         # one argon2 queue for every password check (store, password file, OPER)
@@ -150,7 +150,7 @@ class ChathubService(service.MultiService):
         try:
             cloak = open_cloak(config)
         except CloakSecretError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
         # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
         self.irc: Optional[IrcServer] = None
@@ -174,7 +174,7 @@ class ChathubService(service.MultiService):
                 try:
                     endpoint = endpoints.serverFromString(limiting, description)
                 except Exception as e:  # a bad description, an unreadable certificate, ...
-                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}")
+                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}") from e
                 Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
 
     def startService(self) -> None:

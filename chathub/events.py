@@ -10,7 +10,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Mapping, Optional
 
 
@@ -142,7 +142,7 @@ def parse_iso_time(s: str) -> float:
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -182,7 +182,8 @@ class EventIds:
             self._ms = ms
             self._prefix = _b32hex(ms.to_bytes(6, "big") + self._node + bytes(4))[:16]
         v = (next(self._seq) & 0xFFFFFFFF) << 3
-        return self._prefix + _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31], now
+        suffix = _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31]
+        return self._prefix + suffix, now
 
     def make(
         self,

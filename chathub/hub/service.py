@@ -28,10 +28,10 @@ from twisted.python.failure import Failure
 from chathub.config import Config
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
-from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
+from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.roommodes import apply_room_modes
@@ -39,7 +39,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import IAccountDirectory, IAccountCreator
+from chathub.interfaces import IAccountCreator, IAccountDirectory
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError

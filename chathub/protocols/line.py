@@ -27,10 +27,10 @@ from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name
+from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
-from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.sendqueue import SendQueue
 
 HELP = (
@@ -40,7 +40,9 @@ HELP = (
     "/invite NICK [#room]  /register PASSWORD  /quit [reason]  /help. "
     "A line without / is said in your current room."
 )
-GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+GREETING = (
+    "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+)
 
 #: how /mode names the hub's list modes when showing them
 LIST_NAMES = {"b": "ban", "e": "ban exception", "I": "invite exception"}
@@ -396,7 +398,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def _login_failed(self, failure, nick: str) -> None:
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
         # no checker for passwords at all (guests only): a refusal like any other
-        why = "this server has no password accounts" if failure.check(UnhandledCredentials) else failure.getErrorMessage()
+        if failure.check(UnhandledCredentials):
+            why = "this server has no password accounts"
+        else:
+            why = failure.getErrorMessage()
         self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer, why=why)
         self.error(f"login as {nick} refused: {why}")
 

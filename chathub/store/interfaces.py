@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, ContextManager, Optional, Sequence
 
+from zope.interface import Attribute, Interface
+
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface
 
 from chathub.events import Event
 from chathub.records import Ref, RoomRecord
@@ -133,7 +134,11 @@ class IStore(Interface):
         """
 
     def latest(
-        viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Optional[Collection[str]] = None
+        viewer: str,
+        target: str,
+        after_ref: Optional[Ref] = None,
+        limit: int = 50,
+        kinds: Optional[Collection[str]] = None,
     ) -> Deferred[list[Event]]:
         """The newest ``limit`` events of the conversation, after ``after_ref`` if given."""
 

@@ -68,8 +68,8 @@ def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
     if kind == "timestamp":
         try:
             when = parse_iso_time(value)
-        except (ValueError, OverflowError):
-            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
+        except (ValueError, OverflowError) as e:
+            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp") from e
         if not math.isfinite(when):
             raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
         return ("timestamp", when)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.logger import Logger

@@ -12,19 +12,20 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol
 
-from twisted.cred.error import UnauthorizedLogin
+from zope.interface import implementer
+
 from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from chathub.auth.credentials import GuestNick
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines

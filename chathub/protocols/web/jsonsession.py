@@ -29,10 +29,9 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name, valid_nick
-from chathub.text import is_valid_text
-from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
+from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.web.history import BadReference, HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
@@ -41,6 +40,7 @@ from chathub.protocols.web.websocket import (
     CLOSE_NORMAL,
     JSON_V1,
 )
+from chathub.text import is_valid_text
 
 PROTOCOL_VERSION = 1
 
@@ -69,7 +69,9 @@ class Request:
 _STR = str
 _INT = int
 REQUESTS: dict[str, Request] = {
-    "login": Request("do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5),
+    "login": Request(
+        "do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5
+    ),
     "register": Request("do_register", required={"password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
@@ -83,7 +85,12 @@ REQUESTS: dict[str, Request] = {
     "rooms": Request("do_rooms", cost=2),
     "nick": Request("do_nick", required={"nick": _STR}, cost=3),
     "away": Request("do_away", optional={"text": _STR}),
-    "history": Request("do_history", required={"target": _STR}, optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT}, cost=2),
+    "history": Request(
+        "do_history",
+        required={"target": _STR},
+        optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT},
+        cost=2,
+    ),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
@@ -97,7 +104,7 @@ def _type_name(tp) -> str:
 
 
 def _check_fields(msg: dict, spec: Request) -> None:
-    for name, tp in spec.required.items():
+    for name in spec.required:
         if name not in msg or msg[name] is None:
             raise RequestError("missing_field", f"'{name}' is required", name)
     for name, tp in {**spec.required, **spec.optional}.items():
@@ -170,7 +177,9 @@ class JsonSession(EncodingParticipant):
         self._logging_in = False
         self._closed = False
         exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
-        control = control_for(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt)
+        control = control_for(
+            wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
+        )
         self.gate = FloodGate(control, self.clock, self)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
@@ -306,7 +315,12 @@ class JsonSession(EncodingParticipant):
         if ref is not None and not _valid_ref(ref):
             # a ref is copied into answers: only small scalars, so no answer can fail to encode
             del msg["ref"]
-            self.error("invalid_field", "'ref' must be a number, a string of at most 64 characters, true or false", msg, field="ref")
+            self.error(
+                "invalid_field",
+                "'ref' must be a number, a string of at most 64 characters, true or false",
+                msg,
+                field="ref",
+            )
             return
         kind = msg.get("type")
         if not isinstance(kind, str):
@@ -567,9 +581,9 @@ class JsonSession(EncodingParticipant):
         try:
             d = fetch_history(self.hub, self.user, target, limit, msg.get("before"), msg.get("after"))
         except HistoryUnavailable as e:
-            raise RequestError("history_unavailable", str(e))
+            raise RequestError("history_unavailable", str(e)) from e
         except BadReference as e:
-            raise RequestError("invalid_field", str(e), e.field)
+            raise RequestError("invalid_field", str(e), e.field) from e
 
         def answer(result) -> None:
             events, more = result

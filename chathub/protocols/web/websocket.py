@@ -12,11 +12,11 @@ import re
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
+from zope.interface import directlyProvides, providedBy
+
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from zope.interface import directlyProvides, providedBy
-
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.logger import Logger
@@ -200,7 +200,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "host not allowed")
         if not origin_allowed(request.origin, host, config.allowed_origins, secure, config.hostnames):
-            self._log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
+            self._log.info(
+                "refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin
+            )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         self.subprotocol = choose_subprotocol(list(request.protocols), self.factory.subprotocols)
         self.client_host = _peer_host(request.peer)

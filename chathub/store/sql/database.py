@@ -282,7 +282,9 @@ class SqlDatabase:
     def _read_again(self, failure: Failure, fn: Callable[..., Any], args: tuple) -> Any:
         if not self._transient(failure) or self._read_pool is None:
             return failure
-        self.log.warn("{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage())
+        self.log.warn(
+            "{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage()
+        )
         return self._read_pool.runInteraction(fn, *args)
 
     def _read_failed(self, failure: Failure) -> Any:
