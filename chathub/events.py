@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 
 class Kind:
@@ -83,7 +83,7 @@ class Event:
         """The time as IRCv3 server-time wants it: ``2026-11-29T15:53:09.123Z``."""
         return iso_time(self.time)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
         s = self.source
         return {
@@ -164,7 +164,7 @@ class EventIds:
 
     __slots__ = ("_node", "_seq", "_clock", "_ms", "_prefix")
 
-    def __init__(self, node: Optional[bytes] = None, clock=time.time) -> None:
+    def __init__(self, node: Optional[bytes] = None, clock: Callable[[], float] = time.time) -> None:
         self._node = node if node is not None else os.urandom(4)
         self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._clock = clock

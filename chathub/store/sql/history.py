@@ -91,7 +91,7 @@ def decode_event(body: str) -> Event:
     return Event.from_dict(json.loads(body))
 
 
-def _fire(_: object, waiter: defer.Deferred) -> None:
+def _fire(_: object, waiter: defer.Deferred[None]) -> None:
     waiter.callback(None)
 
 
@@ -102,13 +102,13 @@ class HistoryStore(SqlDatabase):
         super().__init__(history, reactor)
         #: room conversation -> fires once its latest ``begin_room`` is committed: a query
         #: for the room waits for it, or it could read the old room's history meanwhile
-        self._beginning: dict[str, defer.Deferred] = {}
+        self._beginning: dict[str, defer.Deferred[None]] = {}
 
     # -- writing ----------------------------------------------------------------------
 
     def append(
         self, event: Event, rooms: Sequence[str] = (), notify: Optional[Notify] = None
-    ) -> Optional[defer.Deferred]:
+    ) -> Optional[defer.Deferred[None]]:
         """Queue ``event``; fires (or calls ``notify``) once it is committed (group commit)."""
         if self._writer is None:
             failure = Failure(StorageError("storage is not open"))
@@ -122,7 +122,7 @@ class HistoryStore(SqlDatabase):
             conversations = []
         return self._writer.append((event, conversations), bool(conversations), notify)
 
-    def begin_room(self, name: str) -> defer.Deferred:
+    def begin_room(self, name: str) -> defer.Deferred[None]:
         """Start a new incarnation of room ``name``: its history queries see only what is
         appended from now on."""
         if self._writer is None:
@@ -143,7 +143,7 @@ class HistoryStore(SqlDatabase):
 
         return d.addBoth(committed)
 
-    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred]:
+    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
         """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
         being committed, or None when none has."""
         pending = [self._beginning[c] for c in convs if c in self._beginning]
@@ -151,7 +151,7 @@ class HistoryStore(SqlDatabase):
             return None
         waiters = []
         for begun in pending:
-            waiter: defer.Deferred = defer.Deferred()
+            waiter: defer.Deferred[None] = defer.Deferred()
             begun.addCallback(_fire, waiter)
             waiters.append(waiter)
         return defer.gatherResults(waiters)
@@ -275,7 +275,7 @@ class HistoryStore(SqlDatabase):
             raise UnknownReference(str(value))
         return _Bound(int(row[1]), int(row[0]))
 
-    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred:
+    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred[Any]:
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
@@ -287,7 +287,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def latest(
         self, viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """The newest ``limit`` events, after ``after_ref`` (exclusive) when given."""
         if after_ref is not None:
             check_ref(after_ref)
@@ -298,7 +298,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, conds, kinds, True, limit)
 
     @deferred
-    def before(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def before(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just before ``ref`` (exclusive), oldest first."""
         check_ref(ref)
         return self._history(self._before, viewer, target, limit, ref, kinds)
@@ -307,7 +309,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).before()], kinds, True, limit)
 
     @deferred
-    def after(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def after(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just after ``ref`` (exclusive)."""
         check_ref(ref)
         return self._history(self._after, viewer, target, limit, ref, kinds)
@@ -316,7 +320,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).after()], kinds, False, limit)
 
     @deferred
-    def around(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def around(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events centred on ``ref``; a msgid reference includes its message."""
         check_ref(ref)
         return self._history(self._around, viewer, target, limit, ref, kinds)
@@ -335,7 +341,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def between(
         self, viewer: str, target: str, ref1: Ref, ref2: Ref, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events strictly between two references, counted from ``ref1``."""
         check_ref(ref1)
         check_ref(ref2)
@@ -356,7 +362,7 @@ class HistoryStore(SqlDatabase):
         limit: int = 50,
         rooms: Sequence[str] = (),
         kinds: Kinds = None,
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[tuple[str, float]]]:
         """Conversations with events strictly between two times: ``[(name, latest_time)]``.
 
         Counted from ``start_time`` (which may be the later bound), returned oldest first.
