@@ -14,7 +14,7 @@ Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Literal, Optional, Union, overload
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -53,6 +53,12 @@ def isupport_tokens(config) -> list[str]:
     if not config.history.enabled:
         return []
     return [f"CHATHISTORY={config.history.query_limit}", "MSGREFTYPES=" + ",".join(MSGREFTYPES)]
+
+
+@overload
+def parse_ref(sub: str, text: str, star_ok: Literal[False] = False) -> Ref: ...
+@overload
+def parse_ref(sub: str, text: str, star_ok: bool) -> Optional[Ref]: ...
 
 
 def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
@@ -137,8 +143,8 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
     playback = C.EVENT_PLAYBACK in session.caps
     kinds = None if playback else MESSAGE_KINDS
     query = "latest" if sub == "BEFORE" and first is None else sub.lower()
-    refs = (first,) if second is None else (first, second)
-    d = hub.history(session.user, query, name, *refs, limit=limit, kinds=kinds)
+    query_refs = (first,) if second is None else (first, second)
+    d = hub.history(session.user, query, name, *query_refs, limit=limit, kinds=kinds)
     d.addCallbacks(
         _replay,
         _query_failed,

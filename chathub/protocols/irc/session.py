@@ -10,7 +10,7 @@ replies are held in a ``ResponseBuffer`` (``responsebuffer.py``) until it is don
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, cast
 
 from zope.interface import implementer
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from chathub.config import Config
     from chathub.hub.service import ChatHub
+    from chathub.hub.users import User
     from chathub.protocols.irc.server import IrcServer
 
 #: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
@@ -136,7 +137,7 @@ class IrcSession:
         self.username: Optional[str] = None
         self.realname = ""
         self.password: Optional[str] = None
-        self.user = None  # hub User once logged in (guest or account)
+        self.user: Optional[User] = None  # hub User once logged in (guest or account)
         self._logout: Optional[Callable[[], None]] = None
         self.registered = False
         self.closed = False
@@ -454,18 +455,19 @@ class IrcSession:
 
     def _welcome(self, rb: ResponseBuffer) -> None:
         user = self.user
+        assert user is not None  # adopted once the login succeeded
         user.user = "~" + (self.username or "user")[: self.config.irc.user_length]
         user.realname = self.realname
         user.identity_changed()
         try:
-            self.hub.sign_on(self.user, self.nick)
+            self.hub.sign_on(user, cast(str, self.nick))  # the login was for this nick
         except errors.HubError as e:
             self.hub_error(rb, e)
             self.nick = None
             return
         self.registered = True
         self.server.session_registered(self)
-        self.nick = self.user.nick
+        self.nick = user.nick
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from zope.interface import implementer
 
@@ -55,14 +55,18 @@ class RequestError(Exception):
         self.field = field_name
 
 
+#: what a request field must be an instance of (``isinstance``'s second argument)
+FieldType = Union[type, tuple[type, ...]]
+
+
 @dataclass(frozen=True)
 class Request:
     """One entry of the request table."""
 
     handler: str  # method name on JsonSession
     before_login: bool = False  # allowed before login
-    required: dict[str, type] = field(default_factory=dict)
-    optional: dict[str, type] = field(default_factory=dict)
+    required: dict[str, FieldType] = field(default_factory=dict)
+    optional: dict[str, FieldType] = field(default_factory=dict)
     cost: float = 1.0  # flood budget it uses
 
 
@@ -128,7 +132,7 @@ def _valid_ref(ref: Any) -> bool:
 
 def member_json(room: Room, user: User) -> dict[str, Any]:
     """One member of a room: who, how connected, present or away, room privileges."""
-    member = room.members.get(user.folded)
+    member = room.members.get(user.folded or "")
     return {
         "nick": user.nick,
         "account": user.account,
@@ -368,6 +372,7 @@ class JsonSession(EncodingParticipant):
         if not valid_nick(nick, self.config.limits.nick_length):
             raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
         password = msg.get("password")
+        credentials: Union[GuestNick, UsernamePassword]
         if password is None:
             credentials = GuestNick(nick)
         else:
@@ -429,6 +434,7 @@ class JsonSession(EncodingParticipant):
     def do_register(self, msg: dict) -> None:
         """Register the nick in use as an account (log in as a guest first, like NickServ)."""
         user = self.user
+        assert user is not None  # requests but login, ping and quit need one
         d = self.hub.create_account(user, msg["password"])
 
         def registered(name: str) -> None:
@@ -466,6 +472,7 @@ class JsonSession(EncodingParticipant):
         if room is None:
             room = self.hub.find_room(name)
         user = self.user
+        assert user is not None  # requests but login, ping and quit need one
 
         def snapshot() -> None:
             if not self._closed and room is not None and user.folded in room.members:
@@ -490,6 +497,7 @@ class JsonSession(EncodingParticipant):
 
     def do_rooms(self, msg: dict) -> None:
         hub, user = self.hub, self.user
+        assert user is not None  # requests but login, ping and quit need one
         rooms = [
             {
                 "room": r.name,
@@ -520,6 +528,7 @@ class JsonSession(EncodingParticipant):
         last = None
         for line in lines:
             last = self.hub.send(self.user, msg["target"], line, kind, receipt=receipt)
+        assert last is not None  # there was a line
         self._answer_stored(msg, receipt, id=last.id)
 
     def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
@@ -556,6 +565,7 @@ class JsonSession(EncodingParticipant):
     # -- identity and presence ---------------------------------------------------------
 
     def do_nick(self, msg: dict) -> None:
+        assert self.user is not None  # requests but login, ping and quit need one
         self.hub.change_nick(self.user, msg["nick"])
         self._ok(msg, nick=self.user.nick)
 
@@ -576,6 +586,7 @@ class JsonSession(EncodingParticipant):
             raise RequestError("invalid_field", "give 'before' or 'after', not both", "after")
         if is_room_name(target):
             room = self.hub.find_room(target)
+            assert self.user is not None  # requests but login, ping and quit need one
             if room is None or self.user.folded not in room.members:
                 raise errors.NotOnRoom(target, "join the room to read its history")
         try:
