@@ -512,7 +512,7 @@ async def test_disabled_or_failing_history_is_a_message_error(server, tmp_path):
     server.hub.history_enabled = True
     # the database breaks under the running server: the failure is surfaced (and logged)
     with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
-        db.execute("DROP TABLE timeline")
+        db.execute("DROP TABLE conversation_events")
     lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
     assert [l.params[:4] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST", "#chat"]]
     lines = await alice.roundtrip(f"CHATHISTORY TARGETS timestamp={iso_time(0)} timestamp={iso_time(time.time())} 5")

@@ -148,8 +148,11 @@ class GroupCommitWriter:
         transient: Callable[[Failure], bool] = lambda failure: False,
         around_release: Callable[[], ContextManager[object]] = nullcontext,
         name: str = "storage",
+        committed: Optional[Callable[[list[Any], Any], None]] = None,
     ) -> None:
         self._transient = transient
+        #: told ``(items, result)`` of each committed batch, before its writes settle
+        self._committed = committed
         self.episode = FailureEpisode(name, clock, self.log)
         self._around_release = around_release
         self._run = run
@@ -257,6 +260,11 @@ class GroupCommitWriter:
             self.episode.succeeded()
         if batch[0].item is not None:
             self.items_written += len(batch)
+            if self._committed is not None:
+                try:
+                    self._committed([w.item for w in batch], result)
+                except Exception:
+                    self.log.failure("a committed batch's listener failed")
         # still busy while callbacks run: what they append joins the next batch
         with self._around_release():
             for write in batch:

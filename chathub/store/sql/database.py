@@ -131,9 +131,12 @@ class SqlDatabase:
 
     # -- what the history domain provides ----------------------------------------
 
-    def _write_events(self, txn: Cursor, items: list[Any]) -> None:
+    def _write_events(self, txn: Cursor, items: list[Any]) -> Any:
         """Write one group of appended items (the group-commit writer's batch function)."""
         raise NotImplementedError
+
+    def _committed_batch(self, items: list[Any], result: Any) -> None:
+        """A group written by ``_write_events`` (which returned ``result``) is committed."""
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -223,6 +226,7 @@ class SqlDatabase:
             transient=self._transient,
             around_release=lambda: self._around_release(),
             name=self.description,
+            committed=self._committed_batch,
         )
         self.log.info("{db} open", db=self.description)
 
