@@ -136,7 +136,9 @@ class IStore(Interface):
     def conversation_heads(convs: Sequence[str]) -> Deferred[dict[str, int]]:
         """The last committed number of each conversation key in ``convs`` that has one."""
 
-    def conversation_range(conv: str, after_seq: int, up_to: int, limit: int = 1000) -> Deferred[list[tuple[int, Event]]]:
+    def conversation_range(
+        conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> Deferred[list[tuple[int, Event]]]:
         """``[(number, event)]`` of conversation ``conv`` numbered in ``(after_seq, up_to]``,
         oldest first, at most ``limit`` (numbers retention removed are absent)."""
 

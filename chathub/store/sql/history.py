@@ -11,7 +11,7 @@ transaction, so numbers are committed in order whichever node writes them;
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence, cast
+from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -113,9 +113,9 @@ class HistoryStore(SqlDatabase):
         #: for the room waits for it, or it could read the old room's history meanwhile
         self._beginning: dict[str, defer.Deferred[None]] = {}
         #: told each committed group of events (``when_committed``)
-        self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], None]] = []
+        self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], object]] = []
 
-    def when_committed(self, listener: Callable[[list[tuple[Event, Positions]]], None]) -> None:
+    def when_committed(self, listener: Callable[[list[tuple[Event, Positions]]], object]) -> None:
         """Call ``listener(group)`` after each commit of appended events, in commit order:
         ``group`` lists each event written by that transaction with its ``Positions``
         (what a cluster node publishes, one message per group). Events stored already
@@ -125,13 +125,14 @@ class HistoryStore(SqlDatabase):
     def _committed_batch(self, items: list[Any], result: Any) -> None:
         if not self._group_listeners or not result:
             return
-        group = [(item[0], positions) for item, positions in zip(items, result) if positions]
+        # ``_write_events`` answers one entry per item
+        group = [(item[0], positions) for item, positions in zip(items, result, strict=True) if positions]
         if group:
             for listener in self._group_listeners:
                 listener(group)
 
     @deferred
-    def conversation_heads(self, convs: Sequence[str]) -> defer.Deferred:
+    def conversation_heads(self, convs: Sequence[str]) -> defer.Deferred[dict[str, int]]:
         """``{conversation key: last committed number}`` for those of ``convs`` that have
         one (a node compares them with what it delivered, to find what it missed)."""
         keys = sorted(set(convs))
@@ -148,7 +149,9 @@ class HistoryStore(SqlDatabase):
         return heads
 
     @deferred
-    def conversation_range(self, conv: str, after_seq: int, up_to: int, limit: int = 1000) -> defer.Deferred:
+    def conversation_range(
+        self, conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> defer.Deferred[list[tuple[int, Event]]]:
         """Events of conversation ``conv`` numbered after ``after_seq`` up to ``up_to``
         (inclusive), oldest first, at most ``limit``: ``[(number, event)]``. Numbers
         missing from it were pruned by retention (or never held an event)."""
