@@ -470,6 +470,28 @@ class ChatHub(service.Service):
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 
+    def deliver_remote(self, event: Event) -> None:
+        """Deliver another node's committed chat event (``ClusterRelay``, in its
+        conversation's order) to this node's users it is for: the members here of its room,
+        or the user here its private message is addressed to. The sending node checked it;
+        it is in the store already. Other kinds are not carried between nodes yet."""
+        if event.kind not in BATCHABLE_KINDS:
+            return
+        target = event.target
+        if is_room_name(target):
+            room = self.rooms.get(fold(target))
+            if room is None:
+                return
+            recipients: Sequence[User] = room.recipients()
+        else:
+            user = self.users.get(fold(target))
+            session = event.data.get("to_session") if event.data else None
+            if user is None or (session is not None and session != user.session):
+                return
+            recipients = (user,)
+        fanout = self.fanout
+        self.outbox.publish(lambda: fanout.publish(event, recipients, None, True))
+
     def _check_can_send(self, user: User, room: Room) -> None:
         member = room.members.get(user.folded or "")
         if member is None:
