@@ -12,6 +12,11 @@ TEST = [
     "pyyaml>=6",
     "playwright>=1.50",
     "trustme>=1.1",  # certificates for the TLS listener tests
+    # the checks scripts/test runs before pytest; pinned, since a new release brings new
+    # findings (see docs/development.md)
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "mypy-zope==1.0.17",
 ]
 POSTGRES = ["psycopg[binary]>=3.2"]
 REDIS = ["txredisapi>=1.6"]

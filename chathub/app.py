@@ -7,7 +7,7 @@ rooms and account names are loaded, and only then do the listeners start.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
@@ -34,19 +34,20 @@ if TYPE_CHECKING:
 # Each protocol is imported only when a listener serves it (no autobahn without HTTP).
 
 
-def _line_factory(server: "ChathubService") -> Factory:
+def _line_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.line import LineFactory
 
     return LineFactory(server.hub, server.portal, server.config)
 
 
-def _irc_factory(server: "ChathubService") -> Factory:
+def _irc_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.irc import IrcFactory
 
+    assert server.irc is not None  # made whenever an IRC or HTTP listener is configured
     return IrcFactory(server.irc)
 
 
-def _http_factory(server: "ChathubService") -> Factory:
+def _http_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.web import build_site
 
     return build_site(server.hub, server.portal, server.config, irc=server.irc)
@@ -54,7 +55,7 @@ def _http_factory(server: "ChathubService") -> Factory:
 
 #: listener kind -> its factory, made from the service's hub, portal, config and IRC server
 #: (IRC over TCP and IRC over WebSocket share one ``IrcServer``)
-LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory]] = {
+LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory[Any]]] = {
     "line": _line_factory,
     "irc": _irc_factory,
     "http": _http_factory,
@@ -125,12 +126,12 @@ class ChathubService(service.MultiService):
                     path=os.path.abspath(config.server.data_dir),
                 )
         except OSError as e:
-            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}")
+            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}") from e
         self.store = open_store(config)
         try:
             self.store.preflight()
         except StorageError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
         # one argon2 queue for every password check (store, password file, OPER)
@@ -150,7 +151,7 @@ class ChathubService(service.MultiService):
         try:
             cloak = open_cloak(config)
         except CloakSecretError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
         # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
         self.irc: Optional[IrcServer] = None
@@ -174,7 +175,7 @@ class ChathubService(service.MultiService):
                 try:
                     endpoint = endpoints.serverFromString(limiting, description)
                 except Exception as e:  # a bad description, an unreadable certificate, ...
-                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}")
+                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}") from e
                 Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
 
     def startService(self) -> None:
@@ -184,7 +185,7 @@ class ChathubService(service.MultiService):
             after=after, before=before, hard=hard,
         )
         super().startService()
-        d = self.store_service.ready()
+        d: defer.Deferred[Any] = self.store_service.ready()  # each callback changes the result
         d.addCallback(lambda store: store.load_rooms())
         d.addCallback(self.hub.restore_rooms)
         d.addCallback(lambda _: self.accounts.load())

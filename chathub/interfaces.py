@@ -10,7 +10,14 @@ Storage has its own interface in ``chathub.store.interfaces``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from chathub.events import Event
 
 
 class IParticipant(Interface):
@@ -34,16 +41,16 @@ class IParticipant(Interface):
         "by fan-out; False when the protocol renders its own copy (IRC labeled-response)."
     )
 
-    def encode(event):
+    def encode(event: Event) -> Optional[bytes]:
         """Return the bytes for ``event`` in this participant's format, or None to skip it."""
 
-    def send(data):
+    def send(data: bytes) -> None:
         """Queue ``data`` (bytes) for writing; never blocks, may close on send-queue overflow."""
 
-    def deliver(event):
+    def deliver(event: Event) -> None:
         """Deliver one event meant only for this participant (encode and send)."""
 
-    def close(reason):
+    def close(reason: str) -> None:
         """Disconnect with ``reason`` (a short human text) shown in the protocol's terms."""
 
 
@@ -57,7 +64,7 @@ class IChatUser(Interface):
 class IAccountDirectory(Interface):
     """Knows which nicks belong to registered accounts."""
 
-    def is_account(name):
+    def is_account(name: str) -> bool:
         """True when ``name`` (any case) is a registered account; answered from memory."""
 
 
@@ -68,7 +75,7 @@ class IAccountCreator(Interface):
     ``storage_failed``), so no protocol sees the store's errors.
     """
 
-    def create_account(name, password, email=None):
+    def create_account(name: str, password: str, email: Optional[str] = None) -> Deferred[Any]:
         """Create the account ``name`` with ``password`` (hashed off the reactor).
 
         Fires with the new account, whose ``name`` is the name as registered; fails with
@@ -81,8 +88,8 @@ class IAccountCreator(Interface):
 class IBackplane(Interface):
     """Carries events between hub nodes (Redis pub/sub); the local one carries nothing."""
 
-    def publish(event):
+    def publish(event: Event) -> None:
         """Send ``event`` to other nodes."""
 
-    def subscribe(callback):
+    def subscribe(callback: Callable[[Event], None]) -> None:
         """Call ``callback(event)`` for every event published by another node."""

@@ -17,11 +17,12 @@ from __future__ import annotations
 import socket
 from typing import Any, Optional
 
+from zope.interface import implementer
+
 from twisted.internet import defer
 from twisted.internet.abstract import isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from zope.interface import implementer
 
 
 @implementer(IStreamServerEndpoint)
@@ -64,7 +65,7 @@ class ReusePortServerEndpoint:
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as e:
-            raise CannotListenError(self._interface, self._port, e)
+            raise CannotListenError(self._interface, self._port, e) from e
         try:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,7 +73,7 @@ class ReusePortServerEndpoint:
                 sock.bind(self._address(family))
                 sock.listen(self._backlog)
             except OSError as e:
-                raise CannotListenError(self._interface, self._port, e)
+                raise CannotListenError(self._interface, self._port, e) from e
             sock.setblocking(False)  # adoptStreamPort wants a non-blocking listening socket
             if self._context_factory is not None:
                 from twisted.protocols.tls import TLSMemoryBIOFactory

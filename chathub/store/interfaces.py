@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, ContextManager, Optional, Sequence
 
+from zope.interface import Attribute, Interface
+
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface
 
 from chathub.events import Event
 from chathub.records import Ref, RoomRecord
@@ -135,7 +136,9 @@ class IStore(Interface):
     def conversation_heads(convs: Sequence[str]) -> Deferred[dict[str, int]]:
         """The last committed number of each conversation key in ``convs`` that has one."""
 
-    def conversation_range(conv: str, after_seq: int, up_to: int, limit: int = 1000) -> Deferred[list[tuple[int, Event]]]:
+    def conversation_range(
+        conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> Deferred[list[tuple[int, Event]]]:
         """``[(number, event)]`` of conversation ``conv`` numbered in ``(after_seq, up_to]``,
         oldest first, at most ``limit`` (numbers retention removed are absent)."""
 
@@ -148,7 +151,11 @@ class IStore(Interface):
         """
 
     def latest(
-        viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Optional[Collection[str]] = None
+        viewer: str,
+        target: str,
+        after_ref: Optional[Ref] = None,
+        limit: int = 50,
+        kinds: Optional[Collection[str]] = None,
     ) -> Deferred[list[Event]]:
         """The newest ``limit`` events of the conversation, after ``after_ref`` if given."""
 

@@ -11,7 +11,7 @@ transaction, so numbers are committed in order whichever node writes them;
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence, cast
+from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -100,7 +100,7 @@ def decode_event(body: str) -> Event:
     return Event.from_dict(json.loads(body))
 
 
-def _fire(_: object, waiter: defer.Deferred) -> None:
+def _fire(_: object, waiter: defer.Deferred[None]) -> None:
     waiter.callback(None)
 
 
@@ -111,11 +111,11 @@ class HistoryStore(SqlDatabase):
         super().__init__(history, reactor)
         #: room conversation -> fires once its latest ``begin_room`` is committed: a query
         #: for the room waits for it, or it could read the old room's history meanwhile
-        self._beginning: dict[str, defer.Deferred] = {}
+        self._beginning: dict[str, defer.Deferred[None]] = {}
         #: told each committed group of events (``when_committed``)
-        self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], None]] = []
+        self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], object]] = []
 
-    def when_committed(self, listener: Callable[[list[tuple[Event, Positions]]], None]) -> None:
+    def when_committed(self, listener: Callable[[list[tuple[Event, Positions]]], object]) -> None:
         """Call ``listener(group)`` after each commit of appended events, in commit order:
         ``group`` lists each event written by that transaction with its ``Positions``
         (what a cluster node publishes, one message per group). Events stored already
@@ -125,13 +125,14 @@ class HistoryStore(SqlDatabase):
     def _committed_batch(self, items: list[Any], result: Any) -> None:
         if not self._group_listeners or not result:
             return
-        group = [(item[0], positions) for item, positions in zip(items, result) if positions]
+        # ``_write_events`` answers one entry per item
+        group = [(item[0], positions) for item, positions in zip(items, result, strict=True) if positions]
         if group:
             for listener in self._group_listeners:
                 listener(group)
 
     @deferred
-    def conversation_heads(self, convs: Sequence[str]) -> defer.Deferred:
+    def conversation_heads(self, convs: Sequence[str]) -> defer.Deferred[dict[str, int]]:
         """``{conversation key: last committed number}`` for those of ``convs`` that have
         one (a node compares them with what it delivered, to find what it missed)."""
         keys = sorted(set(convs))
@@ -148,7 +149,9 @@ class HistoryStore(SqlDatabase):
         return heads
 
     @deferred
-    def conversation_range(self, conv: str, after_seq: int, up_to: int, limit: int = 1000) -> defer.Deferred:
+    def conversation_range(
+        self, conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> defer.Deferred[list[tuple[int, Event]]]:
         """Events of conversation ``conv`` numbered after ``after_seq`` up to ``up_to``
         (inclusive), oldest first, at most ``limit``: ``[(number, event)]``. Numbers
         missing from it were pruned by retention (or never held an event)."""
@@ -168,7 +171,7 @@ class HistoryStore(SqlDatabase):
 
     def append(
         self, event: Event, rooms: Sequence[str] = (), notify: Optional[Notify] = None
-    ) -> Optional[defer.Deferred]:
+    ) -> Optional[defer.Deferred[None]]:
         """Queue ``event``; fires (or calls ``notify``) once it is committed (group commit)."""
         if self._writer is None:
             failure = Failure(StorageError("storage is not open"))
@@ -182,7 +185,7 @@ class HistoryStore(SqlDatabase):
             conversations = []
         return self._writer.append((event, conversations), bool(conversations), notify)
 
-    def begin_room(self, name: str) -> defer.Deferred:
+    def begin_room(self, name: str) -> defer.Deferred[None]:
         """Start a new incarnation of room ``name``: its history queries see only what is
         appended from now on."""
         if self._writer is None:
@@ -203,7 +206,7 @@ class HistoryStore(SqlDatabase):
 
         return d.addBoth(committed)
 
-    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred]:
+    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
         """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
         being committed, or None when none has."""
         pending = [self._beginning[c] for c in convs if c in self._beginning]
@@ -211,7 +214,7 @@ class HistoryStore(SqlDatabase):
             return None
         waiters = []
         for begun in pending:
-            waiter: defer.Deferred = defer.Deferred()
+            waiter: defer.Deferred[None] = defer.Deferred()
             begun.addCallback(_fire, waiter)
             waiters.append(waiter)
         return defer.gatherResults(waiters)
@@ -391,7 +394,7 @@ class HistoryStore(SqlDatabase):
             raise UnknownReference(str(value))
         return _Bound(int(row[1]), int(row[0]))
 
-    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred:
+    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred[Any]:
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
@@ -403,7 +406,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def latest(
         self, viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """The newest ``limit`` events, after ``after_ref`` (exclusive) when given."""
         if after_ref is not None:
             check_ref(after_ref)
@@ -414,7 +417,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, conds, kinds, True, limit)
 
     @deferred
-    def before(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def before(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just before ``ref`` (exclusive), oldest first."""
         check_ref(ref)
         return self._history(self._before, viewer, target, limit, ref, kinds)
@@ -423,7 +428,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).before()], kinds, True, limit)
 
     @deferred
-    def after(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def after(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just after ``ref`` (exclusive)."""
         check_ref(ref)
         return self._history(self._after, viewer, target, limit, ref, kinds)
@@ -432,7 +439,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).after()], kinds, False, limit)
 
     @deferred
-    def around(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def around(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events centred on ``ref``; a msgid reference includes its message."""
         check_ref(ref)
         return self._history(self._around, viewer, target, limit, ref, kinds)
@@ -451,7 +460,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def between(
         self, viewer: str, target: str, ref1: Ref, ref2: Ref, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events strictly between two references, counted from ``ref1``."""
         check_ref(ref1)
         check_ref(ref2)
@@ -472,7 +481,7 @@ class HistoryStore(SqlDatabase):
         limit: int = 50,
         rooms: Sequence[str] = (),
         kinds: Kinds = None,
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[tuple[str, float]]]:
         """Conversations with events strictly between two times: ``[(name, latest_time)]``.
 
         Counted from ``start_time`` (which may be the later bound), returned oldest first.
