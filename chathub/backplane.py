@@ -17,6 +17,7 @@ from zope.interface import implementer
 from chathub.interfaces import IBackplane
 
 if TYPE_CHECKING:
+    from chathub.cluster.redis import RedisBackplane
     from chathub.config.cluster import ClusterConfig
 
 Message = dict[str, Any]
@@ -101,11 +102,11 @@ class LocalBackplane:
         return succeed(False)
 
 
-def make_backplane(config: "ClusterConfig", reactor: Optional[Any] = None) -> IBackplane:
+def make_backplane(config: "ClusterConfig", reactor: Optional[Any] = None) -> "LocalBackplane | RedisBackplane":
     """The backplane the ``[cluster]`` settings ask for: ``LocalBackplane`` when cluster
     mode is off, else a ``RedisBackplane`` (txredisapi is imported only then)."""
     if not config.enabled:
         return LocalBackplane()
     from chathub.cluster.redis import RedisBackplane
 
-    return RedisBackplane.from_config(config, reactor)
+    return RedisBackplane(config, reactor=reactor)

@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
-from chathub.config.cluster import parse_redis_url
+from chathub.config.cluster import ClusterConfig
 from chathub.interfaces import BackplaneUnavailable, IBackplane
 from tests.support import REPO, free_port, until
 
@@ -70,10 +70,11 @@ async def cluster(redis_server):
     prefix = f"t{next(_prefixes)}"
     made: list[RedisBackplane] = []
 
-    def build(node_id: str, server=None, **kw) -> RedisBackplane:
-        backplane = RedisBackplane(
-            parse_redis_url((server or redis_server).url), node_id, key_prefix=prefix, connect_timeout=5.0, **kw
+    def build(node_id: str, server=None, max_pending: int = 10_000, **timings) -> RedisBackplane:
+        config = ClusterConfig(
+            enabled=True, redis_url=(server or redis_server).url, node_id=node_id, key_prefix=prefix, **timings
         )
+        backplane = RedisBackplane(config, max_pending=max_pending)
         made.append(backplane)
         return backplane
 
@@ -100,7 +101,7 @@ async def _fails_unavailable(d, *words: str) -> str:
 def test_provides_the_interface(redis_server):
     from chathub.cluster.redis import RedisBackplane
 
-    verifyObject(IBackplane, RedisBackplane(parse_redis_url(redis_server.url), "n1"))
+    verifyObject(IBackplane, RedisBackplane(ClusterConfig(redis_url=redis_server.url, node_id="n1")))
 
 
 def test_txredisapi_runs_on_hiredis():
@@ -252,7 +253,7 @@ async def test_start_fails_clearly_when_redis_is_unreachable():
     from chathub.cluster.redis import RedisBackplane
 
     port = free_port()
-    backplane = RedisBackplane(parse_redis_url(f"redis://127.0.0.1:{port}/0"), "n1", connect_timeout=3.0)
+    backplane = RedisBackplane(ClusterConfig(redis_url=f"redis://127.0.0.1:{port}/0", node_id="n1", connect_timeout=3.0))
     await _fails_unavailable(backplane.start(), f"cannot connect to Redis at redis://127.0.0.1:{port}/0")
     assert not backplane.connected
 
@@ -262,10 +263,10 @@ async def test_password_and_database_come_from_the_url(own_redis):
     from chathub.cluster.redis import RedisBackplane
 
     own_redis.command("CONFIG", "SET", "requirepass", "s3cret")
-    wrong = RedisBackplane(parse_redis_url(f"redis://:nope@127.0.0.1:{own_redis.port}/3"), "n1")
+    wrong = RedisBackplane(ClusterConfig(redis_url=f"redis://:nope@127.0.0.1:{own_redis.port}/3", node_id="n1"))
     message = await _fails_unavailable(wrong.start(), f"Redis at redis://127.0.0.1:{own_redis.port}/3")
     assert "nope" not in message
-    right = RedisBackplane(parse_redis_url(f"redis://:s3cret@127.0.0.1:{own_redis.port}/3"), "n1")
+    right = RedisBackplane(ClusterConfig(redis_url=f"redis://:s3cret@127.0.0.1:{own_redis.port}/3", node_id="n1"))
     await right.start()
     try:
         assert await right.claim_nick("alice", "n1/1") is True

@@ -28,7 +28,7 @@ import json
 import uuid
 from typing import Any, Callable, Optional
 
-import txredisapi
+import txredisapi  # type: ignore[import-untyped]
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint
@@ -38,7 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chathub.cluster import scripts
-from chathub.config.cluster import NAME, ClusterConfig, RedisAddress
+from chathub.config.cluster import NAME, ClusterConfig
 from chathub.interfaces import BackplaneUnavailable, IBackplane
 
 Message = dict[str, Any]
@@ -100,11 +100,6 @@ class _SubscriberFactory(_Tracked, txredisapi.RedisFactory):
     protocol = _SubscriberProtocol
 
 
-class _Probe(Protocol):
-    def connectionMade(self) -> None:
-        self.transport.loseConnection()
-
-
 @implementer(IBackplane)
 class RedisBackplane:
     """One node's membership of a cluster whose nodes meet in one Redis server.
@@ -118,39 +113,29 @@ class RedisBackplane:
 
     log = Logger()
 
-    def __init__(
-        self,
-        address: RedisAddress,
-        node_id: str,
-        *,
-        key_prefix: str = "ch",
-        lease: float = 10.0,
-        heartbeat: float = 3.0,
-        check_interval: float = 2.0,
-        resync_interval: float = 5.0,
-        connect_timeout: float = 5.0,
-        max_pending: int = 10_000,
-        reactor: Optional[Any] = None,
-    ) -> None:
+    def __init__(self, config: ClusterConfig, *, max_pending: int = 10_000, reactor: Optional[Any] = None) -> None:
+        """A node as ``config`` (the ``[cluster]`` section) describes; ``max_pending``
+        bounds the PUBLISH replies awaited before further publishes are dropped."""
+        node_id, key_prefix = config.resolved_node_id(), config.key_prefix
         if not NAME.match(node_id) or not NAME.match(key_prefix):
             raise ValueError(f"node id and key prefix must match {NAME.pattern}: {node_id!r}, {key_prefix!r}")
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
-        self._reactor = reactor
-        self.address = address
+        self._reactor: Any = reactor
+        self.config = config
+        self.address = config.address
         self.node_id = node_id
-        self.lease = lease
-        self.heartbeat = heartbeat
-        self.check_interval = check_interval
-        self.resync_interval = resync_interval
-        self.connect_timeout = connect_timeout
+        self.lease = config.lease
+        self.heartbeat = config.heartbeat
+        self.check_interval = config.check_interval
+        self.connect_timeout = config.connect_timeout
         self.max_pending = max_pending
         self._prefix = key_prefix + ":"
         self.channel = f"{key_prefix}:bus"
         self._own = node_id.encode() + b"\n"
         self._token = uuid.uuid4().hex  # tells this process's lease from a previous one's
         # a reply slower than this means Redis is stuck: drop the connection and reconnect
-        self._reply_timeout = max(lease, 5.0)
+        self._reply_timeout = max(self.lease, 5.0)
 
         self._commands = None  # the command connection, while usable
         self._subscriber = None  # the subscriber connection, while subscribed
@@ -188,21 +173,6 @@ class RedisBackplane:
         self.heartbeat_loop: Optional[task.LoopingCall] = None
         self._command_factory: Optional[_CommandFactory] = None
         self._subscriber_factory: Optional[_SubscriberFactory] = None
-
-    @classmethod
-    def from_config(cls, config: ClusterConfig, reactor: Optional[Any] = None) -> "RedisBackplane":
-        """The backplane the ``[cluster]`` settings describe."""
-        return cls(
-            config.address,
-            config.resolved_node_id(),
-            key_prefix=config.key_prefix,
-            lease=config.lease,
-            heartbeat=config.heartbeat,
-            check_interval=config.check_interval,
-            resync_interval=config.resync_interval,
-            connect_timeout=config.connect_timeout,
-            reactor=reactor,
-        )
 
     # -- state -------------------------------------------------------------------------------
 
@@ -318,7 +288,8 @@ class RedisBackplane:
     async def _start(self) -> None:
         endpoint = HostnameEndpoint(self._reactor, self.address.host, self.address.port, timeout=self.connect_timeout)
         try:  # one plain connection first, for a clear error when Redis is unreachable
-            await endpoint.connect(Factory.forProtocol(_Probe))
+            probe = await endpoint.connect(Factory.forProtocol(Protocol))
+            probe.transport.loseConnection()
         except Exception as e:
             raise BackplaneUnavailable(f"cannot connect to Redis at {self.address}: {e}") from None
         commands = _CommandFactory(
@@ -356,7 +327,7 @@ class RedisBackplane:
         self._started = True
         self.heartbeat_loop = self._every(self.heartbeat, self._beat)
         self._every(self.check_interval, self._watch)
-        self._every(self.resync_interval, lambda: self._emit(self._on_resync, False))
+        self._every(self.config.resync_interval, lambda: self._emit(self._on_resync, False))
         self.log.info(
             "cluster node {node} joined through Redis at {address} (lease {lease:g} s)",
             node=self.node_id, address=self.address, lease=self.lease,
