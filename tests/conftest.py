@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.redis_support import RedisServer
 from tests.support import LineClient, TwistdServer, free_port, line_config
 
 
@@ -43,3 +44,19 @@ def line_client_factory():
     yield connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the session (tests keep apart by key prefix); never killed."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test alone, for tests that kill and restart it."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -30,7 +30,7 @@ class Doorbell:
         self.node_id = node_id
         self.connected = True
         self.subscribers: list = []
-        self.reconnected: list = []
+        self.resyncs: list = []
         #: what the channel does to each published message: a list of messages to hand on
         self.transform = lambda message: [message]
 
@@ -43,8 +43,11 @@ class Doorbell:
     def subscribe(self, callback) -> None:
         self.subscribers.append(callback)
 
-    def on_reconnected(self, callback) -> None:
-        self.reconnected.append(callback)
+    def unsubscribe(self, callback) -> None:
+        self.subscribers.remove(callback)
+
+    def on_resync(self, callback) -> None:
+        self.resyncs.append(callback)
 
 
 class Node:
@@ -52,7 +55,7 @@ class Node:
         self.store = store
         self.got: list = []
         self.doorbell = Doorbell(bus, node_id)
-        self.relay = ClusterRelay(store, self.doorbell, self.got.append, reactor, gap_wait=0.02, resync_interval=60)
+        self.relay = ClusterRelay(store, self.doorbell, self.got.append, reactor, gap_wait=0.02)
         self.relay.start()
 
     def texts(self) -> list[str]:

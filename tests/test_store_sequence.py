@@ -179,6 +179,7 @@ async def test_two_nodes_writing_one_room_number_it_without_gaps_and_paging_skip
     last = None
     writes = defer.gatherResults(appends)
     while len(seen) < 2 * count:  # page AFTER while the writes go on
+        finished = writes.called  # before this read: an empty page then means nothing is left
         page = (
             await reader.latest("x", "#busy", None, 50)
             if last is None
@@ -189,7 +190,7 @@ async def test_two_nodes_writing_one_room_number_it_without_gaps_and_paging_skip
         if page:
             seen.extend(e.text for e in page)
             last = page[-1].id
-        elif writes.called:
+        elif finished:
             break
         else:
             await task.deferLater(reactor, 0.005, lambda: None)

@@ -11,8 +11,8 @@ In: each conversation is delivered in number order. A message's event at the nex
 delivered at once; one at or below what was delivered is a duplicate and dropped; one ahead
 of the next waits, and if the gap is still open ``gap_wait`` seconds later the missing
 numbers are read from the store (committed rows: a number is committed only after every
-smaller one of its conversation). After the backplane reconnects, and every
-``resync_interval`` seconds, the relay compares each conversation's head in the database
+smaller one of its conversation). After the backplane reconnects, and every resync
+interval (``IBackplane.on_resync``), the relay compares each conversation's head in the database
 with what it delivered and fetches what it missed (a silent pub/sub drop, a Redis restart).
 
 The first number a node hears of a conversation is where it starts: it delivers nothing
@@ -22,14 +22,14 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from chathub.events import Event
+from chathub.interfaces import IBackplane
 from chathub.store.interfaces import IStore
 
 #: ``((conversation key, number), ...)``: where one committed event sits
@@ -37,28 +37,6 @@ Positions = tuple[tuple[str, int], ...]
 
 #: how many event ids of multi-conversation events are remembered to deliver them once
 SEEN_EVENTS = 4096
-
-
-class Doorbell(Protocol):
-    """What the relay needs of the backplane: plain-data messages between nodes, who this
-    node is, and whether (and when again) the link is up.
-
-    ``IBackplane`` (``chathub/interfaces.py``) and ``LocalBackplane`` do not say this yet:
-    they carry ``Event``s and have no ``node_id``, ``connected`` or ``on_reconnected``. The
-    networked backplane is to provide it; until then the relay runs with the tests' doorbell.
-    """
-
-    node_id: str
-    connected: bool
-
-    def publish(self, message: dict[str, Any]) -> None:
-        """Send ``message`` to every node (this one's own copy comes back too)."""
-
-    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``callback(message)`` for each message received."""
-
-    def on_reconnected(self, callback: Callable[[], object]) -> None:
-        """Call ``callback()`` each time the link comes back after a loss."""
 
 
 class _Conversation:
@@ -82,11 +60,10 @@ class ClusterRelay:
     def __init__(
         self,
         store: IStore,
-        backplane: Doorbell,
+        backplane: IBackplane,
         deliver: Callable[[Event], object],
         clock: IReactorTime,
         gap_wait: float = 0.05,
-        resync_interval: float = 5.0,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
@@ -96,13 +73,11 @@ class ClusterRelay:
         self.deliver = deliver
         self.clock = clock
         self.gap_wait = gap_wait
-        self.resync_interval = resync_interval
         self.max_ahead = max_ahead  # buffered events per conversation before a fetch is forced
         self.fetch_limit = fetch_limit
         self.node_id: str = backplane.node_id
         self.conversations: dict[str, _Conversation] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()  # delivered multi-conversation events
-        self._resync: Optional[LoopingCall] = None
         #: counters, for tests and metrics
         self.published = 0
         self.received = 0
@@ -112,18 +87,15 @@ class ClusterRelay:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> None:
-        """Listen to the store's commits and the backplane; start the periodic resync."""
+        """Listen to the store's commits and the backplane, whose ``on_resync`` (after a
+        reconnect, and every resync interval) makes the relay compare heads."""
         self.store.when_committed(self._committed)
         self.backplane.subscribe(self._received)
-        self.backplane.on_reconnected(self.resync)
-        self._resync = LoopingCall(self.resync)
-        self._resync.clock = self.clock
-        self._resync.start(self.resync_interval, now=False)
+        self.backplane.on_resync(self._resync)
 
     def stop(self) -> None:
-        """Stop the timers (the store and the backplane are stopped by their owners)."""
-        if self._resync is not None and self._resync.running:
-            self._resync.stop()
+        """Stop the gap timers (the store and the backplane are stopped by their owners)."""
+        self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
             if state.timer is not None and state.timer.active():
                 state.timer.cancel()
@@ -274,6 +246,9 @@ class ClusterRelay:
 
         d.addCallbacks(fetched, failed)
         return d
+
+    def _resync(self, reconnected: bool) -> None:
+        self.resync()
 
     def resync(self) -> Optional[Deferred]:
         """Compare each conversation's head in the database with what was delivered, and
