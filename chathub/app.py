@@ -21,8 +21,11 @@ from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
+from chathub.backplane import make_backplane
+from chathub.cluster.relay import ClusterRelay
 from chathub.config import Config
 from chathub.hub.service import ChatHub
+from chathub.interfaces import IBackplane
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
@@ -148,6 +151,13 @@ class ChathubService(service.MultiService):
             clock=reactor,
         )
         self.hub.setServiceParent(self)
+        # cluster mode: other nodes' chat arrives through the relay, in each conversation's
+        # committed order (docs/cluster.md); a lone node has no backplane to start
+        self.backplane: Optional[IBackplane] = None
+        self.relay: Optional[ClusterRelay] = None
+        if config.cluster.enabled:
+            self.backplane = make_backplane(config.cluster, reactor)
+            self.relay = ClusterRelay(self.store, self.backplane, self.hub.deliver_remote, reactor)
         try:
             cloak = open_cloak(config)
         except CloakSecretError as e:
@@ -186,11 +196,45 @@ class ChathubService(service.MultiService):
         )
         super().startService()
         d: defer.Deferred[Any] = self.store_service.ready()  # each callback changes the result
+        if self.backplane is not None:
+            d.addCallback(self._join_cluster)
         d.addCallback(lambda store: store.load_rooms())
         d.addCallback(self.hub.restore_rooms)
         d.addCallback(lambda _: self.accounts.load())
         d.addCallback(self._ready)
         d.addErrback(self._store_failed)
+
+    def _join_cluster(self, store: object) -> defer.Deferred[object]:
+        """Join the cluster before anyone can sign on: a Redis that cannot be reached stops
+        start-up with the reason (the backplane's ``BackplaneUnavailable``)."""
+        assert self.backplane is not None and self.relay is not None
+        backplane, relay = self.backplane, self.relay
+
+        def joined(_: object) -> object:
+            relay.start()
+            self.log.warn(
+                "cluster mode (node {node}): chat in rooms and private messages cross nodes; "
+                "nicks, room membership and presence do not yet (docs/cluster.md)",
+                node=backplane.node_id,
+            )
+            return store
+
+        return backplane.start().addCallback(joined)
+
+    def stopService(self) -> Optional[defer.Deferred[None]]:
+        """Stop the listeners, the hub and the store (children, in reverse), then leave the
+        cluster."""
+        d = super().stopService()
+        if self.backplane is None:
+            return d
+        backplane, relay = self.backplane, self.relay
+
+        def leave(result: object) -> defer.Deferred[None]:
+            if relay is not None:
+                relay.stop()
+            return backplane.stop().addBoth(lambda _: None)
+
+        return (d if d is not None else defer.succeed(None)).addBoth(leave)
 
     def _ready(self, accounts: int) -> None:
         self.log.info(
