@@ -24,7 +24,7 @@ def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> t
         f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
-        "[limits]\nflood_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
+        "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
     )
     return line_config(tmp_path / name, line_port, extra, irc_port=irc_port), line_port, irc_port
 
@@ -169,3 +169,91 @@ def test_a_redis_outage_loses_nothing(tmp_path, cluster, own_redis):
     while not got or got[-1] != f"m{count - 1}":  # the last one comes last
         got.append(bob.expect(r"PRIVMSG #x :m\d+", timeout=30).rsplit(":", 1)[1])
     assert got == [f"m{i}" for i in range(count)]  # every one, once, in order
+
+
+# -- one nick namespace ------------------------------------------------------------------------
+
+
+def registration(cluster, port: int, nick: str) -> LineClient:
+    """An IRC connection that has sent NICK and USER (its answer not read yet)."""
+    client = cluster.connect(port)
+    client.send(f"NICK {nick}\r\nUSER u 0 * :u\r\n")
+    return client
+
+
+def until_answer(client: LineClient) -> str:
+    """The client's answer to its registration: 001 or the refusal."""
+    return client.expect(r" (001|433|437) ").split(" ")[1]
+
+
+def test_a_nick_is_granted_once_across_nodes(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    # 50 registrations of one nick at once, half on each node: exactly one gets it
+    clients = [registration(cluster, a_irc if i % 2 else b_irc, "samenick") for i in range(50)]
+    answers = [until_answer(c) for c in clients]
+    assert answers.count("001") == 1 and answers.count("433") == 49
+    # taken on A: refused on B, on IRC (registration and NICK change) and on telnet
+    alice = irc_user(cluster, a_irc, "alice")
+    assert until_answer(registration(cluster, b_irc, "ALICE")) == "433"
+    bob = irc_user(cluster, b_irc, "bob")
+    bob.send("NICK Alice\r\n")
+    bob.expect(r" 433 bob Alice ")
+    carol = cluster.connect(b_line)
+    carol.send("/nick alice\r\n")
+    carol.expect(r"^! .*already in use")
+    # a nick change frees the old nick everywhere; a quit frees the nick
+    alice.send("NICK alice2\r\n")
+    alice.expect(r"NICK :?alice2")
+    carol.send("/nick alice\r\n")
+    carol.expect(r"you are alice")
+    bob.send("NICK alice2\r\n")
+    bob.expect(r" 433 bob alice2 ")
+    alice.send("QUIT :bye\r\n")
+    alice.expect_closed()
+    for _ in range(100):  # the release reaches Redis after the QUIT is answered
+        bob.send("NICK alice2\r\n")
+        if " NICK " in bob.expect(r" 433 bob alice2 | NICK :?alice2"):
+            break
+    else:
+        raise AssertionError("alice2 was never freed")
+
+
+def test_private_messages_cross_nodes(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")  # IRC on A
+    carol = telnet_user(cluster, b_line, "carol")  # telnet on B
+    for _ in range(100):  # until A has heard that carol signed on at B
+        alice.send("PRIVMSG carol :psst\r\n")
+        if _sent_or_refused(alice, "carol"):
+            break
+    else:
+        raise AssertionError("node A never heard of carol")
+    carol.expect(r"<- alice: psst")
+    carol.send("/msg alice hi back\r\n")
+    assert alice.expect(r"PRIVMSG alice :hi back").startswith(":carol!")
+
+
+def _sent_or_refused(client: LineClient, nick: str) -> bool:
+    """After a PRIVMSG to ``nick``: False if the server answered 401 (no such nick yet),
+    True when it did not within a PING round trip (the message was taken)."""
+    client.send("PING :probe\r\n")
+    line = client.expect(rf" 401 \S+ {nick} | PONG .*probe")
+    return " 401 " not in line
+
+
+def test_with_redis_down_no_nick_is_granted_and_chat_goes_on(cluster, own_redis):
+    a_line, a_irc = cluster("a", redis_url=own_redis.url)
+    alice = irc_user(cluster, a_irc, "alice")
+    dave = irc_user(cluster, a_irc, "dave")
+    own_redis.kill()
+    newcomer = registration(cluster, a_irc, "newcomer")
+    assert newcomer.expect(r" 437 ").split(" ")[3] == "newcomer"  # try again shortly
+    telnet = cluster.connect(a_line)
+    telnet.send("/nick someone\r\n")
+    telnet.expect(r"^! .*try again")
+    alice.send("NICK alice2\r\n")
+    alice.expect(r" 437 alice alice2 ")
+    alice.send("PRIVMSG #x :still here\r\n")  # who is signed on keeps talking
+    dave.expect(r"PRIVMSG #x :still here")
