@@ -36,6 +36,7 @@ from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.remote import RemoteDirectory, presence_of
+from chathub.hub.replica import RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
@@ -126,6 +127,12 @@ class ChatHub(service.Service):
         #: the other nodes; None on a lone node
         self.cluster: Optional[IBackplane] = None
         self.remote: Optional[RemoteDirectory] = None
+        #: other nodes' users in this node's rooms, kept by their room events
+        self.replica = RemoteRooms(self, self._deliver_later)
+
+    def _deliver_later(self, event: Event, recipients: Sequence[User]) -> None:
+        fanout = self.fanout
+        self.outbox.publish(lambda: fanout.publish(event, recipients, None, event.kind in BATCHABLE_KINDS))
 
     def join_cluster(self, backplane: IBackplane) -> None:
         """Share the nick namespace with the other nodes through ``backplane`` (started):
@@ -160,6 +167,11 @@ class ChatHub(service.Service):
     def _node_lost(self, node: str) -> None:
         if self.remote is not None:
             gone = self.remote.drop_node(node)
+            self.replica.drop_users([u.nick for u in gone], "*.net *.split")
+        if self.cluster is not None:
+            # one survivor frees the dead node's nicks (the others' reaps find nothing)
+            self.cluster.reap(node).addErrback(lambda f: self.log.warn(
+                "freeing the nicks of lost node {node} failed: {error}", node=node, error=f.getErrorMessage()))
             self.log.info("cluster node {node} is gone with {count} users", node=node, count=len(gone))
 
     def _owner(self, user: User) -> str:
@@ -399,7 +411,11 @@ class ChatHub(service.Service):
         room.add(member)
         user.add_room(room)
         event = self._event(
-            Kind.JOIN, user, room.name, data={"account": user.account, "away": user.away}
+            Kind.JOIN,
+            user,
+            room.name,
+            # the privileges it joined with: other nodes of a cluster give it the same
+            data={"account": user.account, "away": user.away, "privileges": "".join(sorted(member.privileges))},
         )
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         return room
@@ -413,6 +429,15 @@ class ChatHub(service.Service):
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
         return event
+
+    def leave_room(self, user: User, room: Room) -> None:
+        """Take ``user`` out of ``room`` without telling anyone (the room ends if it
+        empties and is not persistent); for applying another node's events."""
+        self._leave(user, room)
+
+    def neighbours(self, user: User) -> list[User]:
+        """Everyone who shares at least one room with ``user``, once each, ``user`` included."""
+        return self._neighbours(user)
 
     def _leave(self, user: User, room: Room) -> None:
         room.remove(cast(str, user.folded))  # a member: signed on
@@ -603,6 +628,7 @@ class ChatHub(service.Service):
         or the user here its private message is addressed to. The sending node checked it;
         it is in the store already. Other kinds are not carried between nodes yet."""
         if event.kind not in BATCHABLE_KINDS:
+            self.replica.apply(event)
             return
         target = event.target
         if is_room_name(target):
