@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import pytest_twisted
+from twisted.internet import threads
 
 from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401 (fixtures)
 from tests.support import LineClient, free_port, line_config
@@ -18,15 +20,15 @@ from tests.support import LineClient, free_port, line_config
 ROOM = "#x"
 
 
-def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> tuple[str, int, int]:
-    line_port, irc_port = free_port(), free_port()
+def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> tuple[str, int, int, int]:
+    line_port, irc_port, http_port = free_port(), free_port(), free_port()
     extra = (
         f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
         "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
     )
-    return line_config(tmp_path / name, line_port, extra, irc_port=irc_port), line_port, irc_port
+    return line_config(tmp_path / name, line_port, extra, irc_port=irc_port, http_port=http_port), line_port, irc_port, http_port
 
 
 @pytest.fixture
@@ -37,8 +39,11 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
     clients: list[LineClient] = []
 
     def start(name: str, redis_url: str = "") -> tuple[int, int]:
-        config, line_port, irc_port = node_config(tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix)
-        start.nodes[name] = twistd_server(config, wait_for=rf"starting on ({line_port}|{irc_port})$", count=2)
+        config, line_port, irc_port, http_port = node_config(
+            tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix
+        )
+        start.nodes[name] = twistd_server(config, wait_for=rf"starting on ({line_port}|{irc_port}|{http_port})$", count=3)
+        start.http[name] = http_port
         return line_port, irc_port
 
     def connect(port: int) -> LineClient:
@@ -48,6 +53,7 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
 
     start.connect = connect
     start.nodes = {}
+    start.http = {}
     yield start
     for client in clients:
         client.close()
@@ -343,3 +349,52 @@ def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cl
         newcomer.send("NICK bob\r\n")
     else:
         raise AssertionError("bob's nick was never freed")
+
+
+# -- the browser's protocols across nodes ------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_web_users_chat_with_every_protocol_on_the_other_node(cluster):
+    from tests.browser_helpers import close_clients, connect
+
+    a_line, a_irc = await threads.deferToThread(cluster, "a")
+    b_line, b_irc = await threads.deferToThread(cluster, "b")
+    try:
+        wendy = await connect(cluster.http["a"], protocols=["chathub.v1"])  # chathub.v1 on A
+        await wendy.expect({"type": "hello"})
+        wendy.send_json({"type": "login", "nick": "wendy"})
+        await wendy.expect({"type": "welcome"})
+        wendy.send_json({"type": "join", "room": ROOM, "ref": 1})
+        await wendy.expect({"type": "ok", "ref": 1})
+        ivy = await connect(cluster.http["b"], protocols=["text.ircv3.net"], json_messages=False)  # IRC over WS on B
+        ivy.send_text("NICK ivy")
+        ivy.send_text("USER ivy 0 * :ivy")
+        await ivy.expect(" 001 ")
+        carol = await threads.deferToThread(telnet_user, cluster, b_line, "carol")  # telnet on B
+        ivy.send_text(f"JOIN {ROOM}")
+        await ivy.expect(" 366 ")
+        # until each node has heard of the other's members (as meet() does)
+        for attempt in range(100):
+            ivy.send_text(f"PRIVMSG {ROOM} :ping{attempt}")
+            try:
+                await wendy.expect(lambda m: isinstance(m, dict) and m.get("text", "").startswith("ping"), timeout=0.2)
+                break
+            except AssertionError:
+                continue
+        wendy.send_json({"type": "message", "target": ROOM, "text": "from the web on A"})
+        line = await ivy.expect("PRIVMSG #x :from the web on A")
+        assert line.startswith(":wendy!")
+        await threads.deferToThread(carol.expect, r"\[#x\] <wendy> from the web on A")
+        ivy.send_text(f"PRIVMSG {ROOM} :from IRC over WebSocket on B")
+        await wendy.expect({"type": "message", "target": ROOM, "text": "from IRC over WebSocket on B"})
+        await threads.deferToThread(carol.say, "from telnet on B")
+        got = await wendy.expect({"type": "message", "text": "from telnet on B"})
+        assert got["from"]["nick"] == "carol"
+        # privately, both ways
+        ivy.send_text("PRIVMSG wendy :psst")
+        await wendy.expect({"type": "message", "target": "wendy", "text": "psst"})
+        wendy.send_json({"type": "message", "target": "ivy", "text": "hi ivy"})
+        await ivy.expect("PRIVMSG ivy :hi ivy")
+    finally:
+        await close_clients()
