@@ -157,7 +157,14 @@ class ChathubService(service.MultiService):
         self.relay: Optional[ClusterRelay] = None
         if config.cluster.enabled:
             self.backplane = make_backplane(config.cluster, reactor)
-            self.relay = ClusterRelay(self.store, self.backplane, self.hub.deliver_remote, reactor)
+            self.relay = ClusterRelay(
+                self.store,
+                self.backplane,
+                self.hub.deliver_remote,
+                reactor,
+                pause=self.hub.outbox.pause,
+                resume=self.hub.outbox.resume,
+            )
         try:
             cloak = open_cloak(config)
         except CloakSecretError as e:

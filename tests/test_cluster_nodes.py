@@ -398,3 +398,29 @@ async def test_web_users_chat_with_every_protocol_on_the_other_node(cluster):
         await ivy.expect("PRIVMSG ivy :hi ivy")
     finally:
         await close_clients()
+
+
+def test_every_member_on_every_node_sees_one_room_in_one_order(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")
+    dave = irc_user(cluster, a_irc, "dave", caps="draft/chathistory batch server-time message-tags")
+    bob = irc_user(cluster, b_irc, "bob")
+    carol = telnet_user(cluster, b_line, "carol")
+    meet(bob, [alice, dave])
+    meet(alice, [bob, carol])
+    count = 300
+    for i in range(count):  # two senders on two nodes at once
+        alice.send(f"PRIVMSG #x :a{i}\r\n")
+        bob.send(f"PRIVMSG #x :b{i}\r\n")
+    # dave (on A, alice's node) and carol (on B, bob's node) see one and the same order
+    seen_on_a = [dave.expect(r"PRIVMSG #x :[ab]\d+").rsplit(":", 1)[1] for _ in range(2 * count)]
+    seen_on_b = [carol.expect(r"\[#x\] <(alice|bob)> [ab]\d+").rsplit(" ", 1)[1] for _ in range(2 * count)]
+    assert seen_on_a == seen_on_b
+    # which is the order history keeps
+    dave.send(f"CHATHISTORY LATEST #x * {2 * count}\r\n")
+    history = []
+    while " BATCH -" not in (line := dave.readline()):
+        if "batch=" in line.split(" ", 1)[0] and " PRIVMSG #x :" in line:
+            history.append(line.rsplit(":", 1)[1])
+    assert [t for t in history if t[0] in "ab" and t[1:].isdigit()] == seen_on_a

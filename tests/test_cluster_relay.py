@@ -54,8 +54,12 @@ class Node:
     def __init__(self, store, bus: list, node_id: str) -> None:
         self.store = store
         self.got: list = []
+        self.holds: list[str] = []  # the relay's pause and resume calls, in order
         self.doorbell = Doorbell(bus, node_id)
-        self.relay = ClusterRelay(store, self.doorbell, self.got.append, reactor, gap_wait=0.02)
+        self.relay = ClusterRelay(
+            store, self.doorbell, self.got.append, reactor, gap_wait=0.02,
+            pause=lambda: self.holds.append("pause"), resume=lambda: self.holds.append("resume"),
+        )
         self.relay.start()
 
     def texts(self) -> list[str]:
@@ -193,3 +197,19 @@ async def test_two_writers_each_get_all_of_the_others_events_in_database_order(n
     assert a.got == [e for e in order if e.source.nick == "b"]
     assert b.got == [e for e in order if e.source.nick == "a"]
     assert a.relay.conversations["#r"].delivered == b.relay.conversations["#r"].delivered == 2 * count + 1
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_an_own_event_after_a_missing_one_holds_local_delivery_until_it_is_fetched(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["first"])
+    await until(lambda: len(b.got) == 1)
+    a.doorbell.transform = lambda message: []  # A's next message never rings B
+    await say(a, make, ["lost"])
+    assert b.holds == []
+    await say(b, make, ["mine"])  # numbered after "lost", which B has not shown yet
+    assert b.holds == ["pause"]  # B's own message waits...
+    await until(lambda: b.holds == ["pause", "resume"])  # ...until "lost" is fetched and shown
+    assert b.texts() == ["first", "lost"]

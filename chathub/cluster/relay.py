@@ -43,7 +43,7 @@ SEEN_EVENTS = 4096
 class _Conversation:
     """Delivery state of one conversation on this node."""
 
-    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below")
+    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding")
 
     def __init__(self, delivered: int, floor: int) -> None:
         self.delivered = delivered  # every number up to this one was delivered (or was ours)
@@ -51,6 +51,7 @@ class _Conversation:
         #: arrived after it (committed before it, announced later): delivered late, once
         self.floor = floor
         self.below: set[int] = set()
+        self.holding = False  # the hub's deliveries are paused for this conversation's gap
         self.ahead: dict[int, Event] = {}  # other nodes' events beyond delivered + 1
         self.own_ahead: set[int] = set()  # this node's numbers beyond delivered + 1
         self.timer: Optional[IDelayedCall] = None  # gap check
@@ -69,12 +70,19 @@ class ClusterRelay:
         deliver: Callable[[Event], object],
         clock: IReactorTime,
         gap_wait: float = 0.05,
+        pause: Optional[Callable[[], None]] = None,
+        resume: Optional[Callable[[], None]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
         """``deliver(event)`` hands another node's event to the local hub, once, in order."""
         self.store = store
         self.backplane = backplane
+        #: hold and release the local hub's deliveries: this node's own event waits while
+        #: another node's smaller number of its conversation is on its way, so every node
+        #: shows a conversation in its committed order
+        self._pause = pause
+        self._resume = resume
         self.deliver = deliver
         self.clock = clock
         self.gap_wait = gap_wait
@@ -131,6 +139,11 @@ class ClusterRelay:
             self._release(conv, state)
         elif seq > state.delivered:
             state.own_ahead.add(seq)
+            if not state.holding and self._pause is not None:
+                state.holding = True
+                self._pause()  # until the smaller numbers arrive (``_release``)
+                if state.timer is None:
+                    state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
 
     # -- in ------------------------------------------------------------------------------
 
@@ -188,10 +201,14 @@ class ClusterRelay:
             else:
                 break
             state.delivered = following
-        if not state.ahead and state.timer is not None:
+        if not state.ahead and not state.own_ahead and state.timer is not None:
             if state.timer.active():
                 state.timer.cancel()
             state.timer = None
+        if state.holding and not state.own_ahead:
+            state.holding = False
+            if self._resume is not None:
+                self._resume()
 
     def _hand_over(self, event: Event) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""
@@ -212,7 +229,7 @@ class ClusterRelay:
         if state is None:
             return
         state.timer = None
-        if state.ahead:
+        if state.ahead or state.own_ahead:
             self._fetch(conv, state)
 
     def _fetch(self, conv: str, state: _Conversation, up_to: Optional[int] = None) -> Optional[Deferred]:
@@ -220,7 +237,8 @@ class ClusterRelay:
         ``up_to``) from the store, and deliver them with what waited."""
         if state.fetching:
             return None
-        high = up_to if up_to is not None else max(state.ahead, default=state.delivered)
+        high = up_to if up_to is not None else max(max(state.ahead, default=state.delivered),
+                                                    max(state.own_ahead, default=state.delivered))
         if high <= state.delivered:
             return None
         state.fetching = True
@@ -248,7 +266,7 @@ class ClusterRelay:
                     del state.ahead[seq]
                 state.own_ahead = {s for s in state.own_ahead if s > high}
             self._release(conv, state)
-            if state.ahead and state.timer is None:
+            if (state.ahead or state.own_ahead) and state.timer is None:
                 state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
 
         def failed(failure: Any) -> None:

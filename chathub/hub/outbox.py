@@ -84,6 +84,7 @@ class Outbox:
 
     def __init__(self, batching: Optional[Callable[[], ContextManager[object]]] = None) -> None:
         self._queue: deque[_Entry] = deque()
+        self._pauses = 0  # ``pause`` calls not yet resumed
         #: context manager wrapped around each drain, so a committed group is delivered
         #: with one write per recipient (``Fanout.batching``)
         self._batching = batching or nullcontext
@@ -96,10 +97,21 @@ class Outbox:
     def publish(self, deliver: Callable[[], object]) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit."""
-        if not self._queue:
+        if not self._queue and not self._pauses:
             deliver()
         else:
             self._queue.append(_Entry(self, deliver, None, True))
+
+    def pause(self) -> None:
+        """Hold every delivery, ready or not, until ``resume`` (a cluster node waits so
+        while another node's earlier event of the same conversation is on its way)."""
+        self._pauses += 1
+
+    def resume(self) -> None:
+        """Undo one ``pause``; deliver what became ready meanwhile once none is left."""
+        self._pauses -= 1
+        if not self._pauses:
+            self._drain()
 
     def hold(
         self, deliver: Callable[[], object], on_failure: Optional[Callable[[Failure], object]] = None
@@ -120,7 +132,7 @@ class Outbox:
 
     def _release(self) -> None:
         queue = self._queue
-        while queue and queue[0].ready:
+        while queue and queue[0].ready and not self._pauses:
             entry = queue.popleft()
             try:
                 if entry.failure is None:

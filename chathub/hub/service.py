@@ -128,11 +128,14 @@ class ChatHub(service.Service):
         self.cluster: Optional[IBackplane] = None
         self.remote: Optional[RemoteDirectory] = None
         #: other nodes' users in this node's rooms, kept by their room events
-        self.replica = RemoteRooms(self, self._deliver_later)
+        self.replica = RemoteRooms(self, self._deliver_now)
 
-    def _deliver_later(self, event: Event, recipients: Sequence[User]) -> None:
-        fanout = self.fanout
-        self.outbox.publish(lambda: fanout.publish(event, recipients, None, event.kind in BATCHABLE_KINDS))
+    def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
+        # Another node's event comes in its conversation's committed order, past the local
+        # outbox: a local event still waiting there for its commit gets a later number (the
+        # conversation's lock orders the two commits), and one waiting for this event's
+        # number to be delivered is held by the relay (``Outbox.pause``).
+        self.fanout.publish(event, recipients, None, event.kind in BATCHABLE_KINDS)
 
     def join_cluster(self, backplane: IBackplane) -> None:
         """Share the nick namespace with the other nodes through ``backplane`` (started):
@@ -642,8 +645,7 @@ class ChatHub(service.Service):
             if user is None or (session is not None and session != user.session):
                 return
             recipients = (user,)
-        fanout = self.fanout
-        self.outbox.publish(lambda: fanout.publish(event, recipients, None, True))
+        self._deliver_now(event, recipients)
 
     def _check_can_send(self, user: User, room: Room) -> None:
         member = room.members.get(user.folded or "")
