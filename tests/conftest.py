@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import LineClient, TwistdServer, free_port, line_config
+from tests.support import LineClient, TwistdServer, server_config
 
 
 @pytest.fixture
@@ -25,9 +25,8 @@ def twistd_server(tmp_path):
 @pytest.fixture
 def line_server(tmp_path, twistd_server):
     """A twistd chathub serving only the line protocol; yields (server, port)."""
-    port = free_port()
-    server = twistd_server(line_config(tmp_path / "var", port))
-    return server, port
+    server = twistd_server(server_config(tmp_path / "var"))
+    return server, server.port("line")
 
 
 @pytest.fixture

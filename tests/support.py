@@ -1,5 +1,5 @@
-"""Test helpers shared by the suite: a twistd subprocess, a blocking line client and an
-in-process Twisted IRC client.
+"""Test helpers shared by the suite: a twistd subprocess (its listeners on ports the system
+picks, read back from its log), a blocking line client and an in-process Twisted IRC client.
 
 Everything here waits on events (a log line, bytes matching a pattern) with a timeout;
 nothing sleeps to synchronise.
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -27,12 +28,11 @@ from twisted.protocols.basic import LineReceiver
 
 REPO = Path(__file__).resolve().parent.parent
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: a listener on a port the system picks, on loopback: nothing to race other processes for
+ANY_PORT = "tcp:0:interface=127.0.0.1"
+#: the factory each listener kind logs as it starts ("IrcFactory starting on 40123")
+_LOGGED_AS = {"LineFactory": "line", "IrcFactory": "irc", "ChathubSite": "http"}
+_LISTENING = re.compile(r"\] (\w+)(?: \(TLS\))? starting on (\d+)$")
 
 
 class TwistdServer:
@@ -62,8 +62,11 @@ class TwistdServer:
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.log: list[str] = []
 
-    def start(self, wait_for: str = r"starting on", count: int = 1, timeout: float = 30.0) -> "TwistdServer":
-        """Start and wait until ``count`` log lines match ``wait_for`` (listeners up)."""
+    def start(self, wait_for: Optional[str] = None, count: int = 1, timeout: float = 30.0) -> "TwistdServer":
+        """Start and wait until ``count`` log lines match ``wait_for``; without ``wait_for``,
+        until every listener of the config file (the defaults' three without one) listens."""
+        if wait_for is None:
+            wait_for, count = r" starting on ", self._listener_count()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.pythonpath is None:
             env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -81,6 +84,28 @@ class TwistdServer:
         for _ in range(count):
             self.expect_log(wait_for, timeout)
         return self
+
+    def _listener_count(self) -> int:
+        if self.config_path is None:
+            return 3
+        listeners = tomllib.loads(self.config_path.read_text()).get("listeners", {})
+        return sum(len(listeners.get(kind, ())) for kind in ("line", "irc", "http"))
+
+    def ports(self, kind: str) -> list[int]:
+        """The ports the ``kind`` listeners ("line", "irc", "http") listen on, in the order
+        they started (the config's), as the server logged them."""
+        found = []
+        for line in self.log:
+            match = _LISTENING.search(line)
+            if match and _LOGGED_AS.get(match.group(1)) == kind:
+                found.append(int(match.group(2)))
+        return found
+
+    def port(self, kind: str = "line") -> int:
+        """The port of the (first) ``kind`` listener; the server must have logged it."""
+        ports = self.ports(kind)
+        assert ports, f"no {kind} listener started; log:\n" + "\n".join(self.log[-50:])
+        return ports[0]
 
     def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -229,15 +254,26 @@ class LineClient:
         self.sock.close()
 
 
-def line_config(data_dir: Path, line_port: int, extra: str = "", irc_port: Optional[int] = None,
-                http_port: Optional[int] = None) -> str:
-    """A TOML config with only the listeners asked for, all on 127.0.0.1."""
-    def listener(port):
-        return f'["tcp:{port}:interface=127.0.0.1"]' if port else "[]"
+Listeners = Union[bool, str, list[str]]
+
+
+def server_config(data_dir: Path, extra: str = "", *, line: Listeners = True, irc: Listeners = False,
+                  http: Listeners = False) -> str:
+    """A TOML config for ``TwistdServer`` with the listeners asked for: each one ``True`` (a
+    port the system picks on 127.0.0.1, ``TwistdServer.port`` reads it back), an endpoint
+    description or a list of them, or ``False`` (none); ``extra`` is appended."""
+    def listeners(value: Listeners) -> str:
+        if value is False:
+            value = []
+        elif value is True:
+            value = [ANY_PORT]
+        elif isinstance(value, str):
+            value = [value]
+        return "[" + ", ".join(f'"{description}"' for description in value) + "]"
 
     return (
         f'[server]\ndata_dir = "{data_dir}"\n'
-        f"[listeners]\nline = {listener(line_port)}\nirc = {listener(irc_port)}\nhttp = {listener(http_port)}\n"
+        f"[listeners]\nline = {listeners(line)}\nirc = {listeners(irc)}\nhttp = {listeners(http)}\n"
         + extra
     )
 

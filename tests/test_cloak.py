@@ -36,7 +36,7 @@ from chathub.auth.cloak import (
 from chathub.config import Config, ConfigError, parse_config
 from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import connect
-from tests.support import HubServer, IrcClient, LineClient, free_port, line_config, register_irc
+from tests.support import HubServer, IrcClient, LineClient, register_irc, server_config
 from tests.test_irc_commands import OPER_HASH
 
 VICTIM = "127.0.0.2"  # whose address must stay hidden
@@ -447,10 +447,10 @@ def whois_host(irc_port: int, nick: str) -> str:
 
 
 def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path, twistd_server):
-    irc_port = free_port()
     data = tmp_path / "var"
-    config = line_config(data, 0, irc_port=irc_port, extra='[irc]\nflood_exempt = ["127.0.0.0/8"]\n')
+    config = server_config(data, '[irc]\nflood_exempt = ["127.0.0.0/8"]\n', line=False, irc=True)
     first = twistd_server(config)
+    irc_port = first.port("irc")
     key = data / "cloak.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     secret = key.read_text().strip()
@@ -461,17 +461,17 @@ def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path,
 
     second = twistd_server(config)
     assert key.read_text().strip() == secret
-    assert whois_host(irc_port, "vi") == host
+    assert whois_host(second.port("irc"), "vi") == host
     second.stop()
     for server in (first, second):
         assert not [line for line in server.log if secret in line]
         assert [line for line in server.log if "hosts are cloaked as *.cloak" in line]
 
     # another secret (set in the configuration): other cloaks
-    other = line_config(data, 0, irc_port=irc_port, extra=(
+    other = server_config(data, (
         '[irc]\nflood_exempt = ["127.0.0.0/8"]\n[privacy]\ncloak_secret = "another-secret-of-some-length"\n'
-    ))
+    ), line=False, irc=True)
     third = twistd_server(other)
-    assert whois_host(irc_port, "vi") != host
+    assert whois_host(third.port("irc"), "vi") != host
     third.stop()
     assert not [line for line in third.log if "another-secret-of-some-length" in line]

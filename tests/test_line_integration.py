@@ -17,7 +17,7 @@ from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.passwd import set_password
 from chathub.protocols.line import LineFactory
-from tests.support import IrcClient, free_port, line_config
+from tests.support import IrcClient, server_config
 
 
 def login(client, nick: str, room: str | None = None, password: str | None = None) -> None:
@@ -154,10 +154,10 @@ def test_nick_collision(line_server, line_client_factory):
 
 
 def test_argon2_password_file(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
     passwd = tmp_path / "accounts"
     set_password(str(passwd), "alice", "tr0ub4dor-secret")
-    server = twistd_server(line_config(tmp_path / "var", port, f'[auth]\npasswords_file = "{passwd}"\n'))
+    server = twistd_server(server_config(tmp_path / "var", f'[auth]\npasswords_file = "{passwd}"\n'))
+    port = server.port("line")
     mallory = line_client_factory(port)
     mallory.expect("Welcome")
     mallory.send("/nick alice")
@@ -184,8 +184,8 @@ def test_argon2_password_file(tmp_path, twistd_server, line_client_factory):
 
 
 def test_auth_option_memory_checker(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
-    server = twistd_server(line_config(tmp_path / "var", port), "--auth", "memory:alice:s3cr3t-word")
+    server = twistd_server(server_config(tmp_path / "var"), "--auth", "memory:alice:s3cr3t-word")
+    port = server.port("line")
     intruder = line_client_factory(port)
     intruder.expect("Welcome")
     intruder.send("/nick alice")
@@ -203,10 +203,10 @@ def test_auth_option_memory_checker(tmp_path, twistd_server, line_client_factory
 
 def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
     """``--auth file:PATH``: twisted.cred's FilePasswordDB (``user:password`` lines), as strcred makes it."""
-    port = free_port()
     passwords = tmp_path / "plain-passwords"
     passwords.write_text("alice:f1le-secret\nbob:b0b-file-pw\nCarol:c4rol-pw\n")
-    server = twistd_server(line_config(tmp_path / "var", port), "--auth", f"file:{passwords}")
+    server = twistd_server(server_config(tmp_path / "var"), "--auth", f"file:{passwords}")
+    port = server.port("line")
     intruder = line_client_factory(port)
     intruder.expect("Welcome")
     intruder.send("/nick alice")
@@ -237,14 +237,14 @@ def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
 
 @pytest.mark.parametrize("how", ["config", "flag"])
 def test_guests_disabled(tmp_path, twistd_server, line_client_factory, how):
-    port = free_port()
     passwd = tmp_path / "accounts"
     set_password(str(passwd), "alice", "letmein-please")
     extra = f'[auth]\npasswords_file = "{passwd}"\n'
     if how == "config":
-        server = twistd_server(line_config(tmp_path / "var", port, extra + "allow_guests = false\n"))
+        server = twistd_server(server_config(tmp_path / "var", extra + "allow_guests = false\n"))
     else:
-        server = twistd_server(line_config(tmp_path / "var", port, extra), "--no-guests")
+        server = twistd_server(server_config(tmp_path / "var", extra), "--no-guests")
+    port = server.port("line")
     guest = line_client_factory(port)
     guest.expect("Welcome")
     guest.send("/nick visitor")

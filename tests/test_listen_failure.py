@@ -7,12 +7,7 @@ import socket
 
 import pytest
 
-from tests.support import TwistdServer, free_port
-
-
-def _config(data_dir, listeners: dict[str, list[str]]) -> str:
-    rows = "".join(f"{kind} = {listeners.get(kind, [])!r}\n".replace("'", '"') for kind in ("line", "irc", "http"))
-    return f'[server]\ndata_dir = "{data_dir}"\n[listeners]\n{rows}'
+from tests.support import ANY_PORT, TwistdServer, server_config
 
 
 def _start_refused(tmp_path, config: str) -> TwistdServer:
@@ -41,21 +36,21 @@ def taken_port():
 @pytest.mark.parametrize("position", ["only", "second"])
 def test_taken_port_stops_startup_naming_the_endpoint(tmp_path, taken_port, kind, position):
     taken = f"tcp:{taken_port}:interface=127.0.0.1"
-    mine = [f"tcp:{free_port()}:interface=127.0.0.1", taken] if position == "second" else [taken]
-    others = {other: [f"tcp:{free_port()}:interface=127.0.0.1"] for other in ("line", "irc", "http") if other != kind}
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {kind: mine, **others}))
+    mine = [ANY_PORT, taken] if position == "second" else [taken]
+    others = {other: [ANY_PORT] for other in ("line", "irc", "http") if other != kind}
+    server = _start_refused(tmp_path, server_config(tmp_path / "var", **{kind: mine, **others}))
     (line,) = [l for l in server.log if "chathub cannot start" in l]
     assert f"the {kind} listener {taken} cannot listen" in line and "Address already in use" in line, line
 
 
 def test_description_that_is_no_endpoint_stops_startup_naming_it(tmp_path):
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {"irc": ["tcp:sixsixsixseven"]}))
+    server = _start_refused(tmp_path, server_config(tmp_path / "var", line=False, irc="tcp:sixsixsixseven"))
     assert [l for l in server.log if "chathub cannot start: the irc listener 'tcp:sixsixsixseven'" in l], server.log
     assert not [l for l in server.log if "starting on" in l]
 
 
 def test_missing_certificate_stops_startup_naming_the_listener(tmp_path):
     missing = tmp_path / "nowhere" / "cert.pem"
-    description = f"ssl:{free_port()}:privateKey={missing}:certKey={missing}:interface=127.0.0.1"
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {"http": [description]}))
+    description = f"ssl:0:privateKey={missing}:certKey={missing}:interface=127.0.0.1"
+    server = _start_refused(tmp_path, server_config(tmp_path / "var", line=False, http=description))
     assert [l for l in server.log if f"chathub cannot start: the http listener '{description}'" in l], server.log

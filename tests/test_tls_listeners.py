@@ -14,7 +14,7 @@ from chathub.hub.service import ChatHub
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
 from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import close_clients, connect
-from tests.support import connect_irc, free_port, quit_irc_clients, register_irc
+from tests.support import connect_irc, quit_irc_clients, register_irc, server_config
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,9 @@ def certificate(tmp_path_factory):
     return options, key, chain
 
 
-def tls_listener(port: int, key, chain) -> str:
-    return f'["ssl:{port}:privateKey={key}:certKey={chain}:interface=127.0.0.1"]'
+def tls_listener(key, chain) -> str:
+    """A TLS listener on a port the system picks, on 127.0.0.1."""
+    return f"ssl:0:privateKey={key}:certKey={chain}:interface=127.0.0.1"
 
 
 @pytest_twisted.ensureDeferred
@@ -39,12 +40,9 @@ async def test_every_protocol_chats_over_tls(tmp_path, twistd_server, certificat
     from twisted.internet import reactor
 
     options, key, chain = certificate
-    ports = {kind: free_port() for kind in ("line", "irc", "http")}
-    config = (
-        f'[server]\ndata_dir = "{tmp_path / "var"}"\n[listeners]\n'
-        + "".join(f"{kind} = {tls_listener(port, key, chain)}\n" for kind, port in ports.items())
-    )
-    server = twistd_server(config, wait_for=r"\(TLS\) starting on", count=3)
+    tls = tls_listener(key, chain)
+    server = twistd_server(server_config(tmp_path / "var", line=tls, irc=tls, http=tls))
+    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
     clients: list = []
     try:
         irc = await register_irc(await connect_irc(ports["irc"], clients, tls=options), "overtls", rooms=["#tls"])
