@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import pytest_twisted
 
-from tests.support import LineClient, TwistdServer, server_config
+from tests.support import (
+    HubServer,
+    LineClient,
+    LogCapture,
+    TwistdServer,
+    history_server,
+    irc_config,
+    server_config,
+    ws_config,
+)
 
 
 @pytest.fixture
@@ -42,3 +52,42 @@ def line_client_factory():
     yield connect
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def captured():
+    """Every log event while the test runs (``LogCapture``)."""
+    with LogCapture() as log:
+        yield log
+
+
+@pytest_twisted.async_yield_fixture
+async def history_hub(tmp_path):
+    """``history_server``: every protocol over a hub keeping history and accounts in
+    SQLite under ``tmp_path``; stopped (and checked) after the test."""
+    server = await history_server(tmp_path)
+    yield server
+    await server.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def irc_hub():
+    """The IRC tests' server (``irc_config``, the account alice/sesame) serving IRC and
+    telnet; stopped (and checked) after the test."""
+    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+
+    checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
+    server = HubServer(irc_config(), [checker], protocols=("irc", "line"))
+    yield server
+    await server.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def ws_hub():
+    """The WebSocket tests' server (``ws_config``, the account carol/s3cret) serving HTTP;
+    stopped (and checked) after the test."""
+    from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+
+    server = HubServer(ws_config(), [InMemoryUsernamePasswordDatabaseDontUse(carol=b"s3cret")], protocols=["http"])
+    yield server
+    await server.stop()

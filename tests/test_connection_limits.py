@@ -17,7 +17,7 @@ import pytest_twisted
 from twisted.internet import task, threads
 
 from tests.browser_helpers import close_clients, connect
-from tests.support import IrcClient, connect_irc, quit_irc_clients, register_irc, server_config
+from tests.support import Chat, IrcClient, connect_irc, quit_irc_clients, register_irc, server_config
 
 HONEST = "127.0.0.2"  # another client address on loopback
 WAIT = 10.0
@@ -266,16 +266,12 @@ async def test_ipv6_and_systemd_adopted_listeners_are_limited_too():
 
     from twisted.internet import endpoints
 
-    from chathub.auth.portal import account_directory, build_portal
-    from chathub.config import Config
-    from chathub.hub.service import ChatHub
     from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
     from chathub.protocols.irc import IrcFactory
 
     reactor = _reactor()
-    config = Config()
-    hub = ChatHub(config, accounts=account_directory([]))
-    factory = IrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
+    chat = Chat()
+    factory = IrcFactory.for_hub(chat.hub, chat.portal, chat.config, reactor)
     limiting = LimitingReactor(reactor, ConnectionLimits(1, 1000.0, 1000))
     adopted = socket.socket()
     adopted.bind(("127.0.0.1", 0))

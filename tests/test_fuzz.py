@@ -27,9 +27,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, threads
 from twisted.internet.threads import blockingCallFromThread
 
-from chathub.config import Config
 from chathub.protocols.web.jsonsession import REQUESTS
-from tests.browser_helpers import connect as ws_connect
 from tests.support import HubServer, LineClient
 
 EXAMPLES = int(os.environ.get("CHATHUB_FUZZ_EXAMPLES", "60"))
@@ -48,13 +46,9 @@ def _settings():
 
 @pytest_twisted.async_yield_fixture
 async def server():
-    # flood control off for loopback here: the examples are short, and waiting on the penalty
-    # clock would only make them slow (test_flood and the session tests cover it)
-    config = Config().with_overrides(
-        limits={"flood_exempt": ["127.0.0.0/8"]},
-        websocket={"ping_interval": 0},
-    )
-    s = HubServer(config)
+    # flood control off for loopback (HubServer's default): the examples are short, and waiting
+    # on the penalty clock would only make them slow (test_flood and the session tests cover it)
+    s = HubServer()
     s.watchers = await s.bystanders("#fuzz")
     yield s
     await s.stop()
@@ -207,7 +201,7 @@ _json_messages = st.lists(
 
 
 async def _json_example(server, messages) -> None:
-    client = await ws_connect(server.ws_port, protocols=["chathub.v1"])
+    client = await server.ws_connect()
     try:
         await client.expect({"type": "hello"})
         for message in messages:
@@ -358,7 +352,7 @@ async def test_websocket_frames_are_answered_or_closed_and_hurt_nobody(server):
     @_settings()
     @given(frames=st.lists(_frames(), max_size=8))
     def attack(frames):
-        client = _RawWebSocket(server.ws_port)
+        client = _RawWebSocket(server.http_port)
         try:
             for frame in frames:
                 client.sock.sendall(frame)

@@ -8,13 +8,10 @@ import pytest_twisted
 import trustme
 from twisted.internet import ssl
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
 from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import close_clients, connect
-from tests.support import connect_irc, quit_irc_clients, register_irc, server_config
+from tests.support import ANY_PORT, Chat, connect_irc, quit_irc_clients, register_irc, server_config
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +115,12 @@ async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     from twisted.internet import endpoints, reactor
 
     options, key, chain = certificate
-    config = Config()
-    hub = ChatHub(config, accounts=account_directory([]))
-    factory = RecordingIrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
+    chat = Chat()
+    factory = RecordingIrcFactory.for_hub(chat.hub, chat.portal, chat.config, reactor)
     factory.built = []
     limiting = LimitingReactor(reactor, ConnectionLimits(10, 100.0, 100))
-    plain = await endpoints.serverFromString(limiting, "tcp:0:interface=127.0.0.1").listen(factory)
-    secure = await endpoints.serverFromString(
-        limiting, f"ssl:0:privateKey={key}:certKey={chain}:interface=127.0.0.1"
-    ).listen(factory)
+    plain = await endpoints.serverFromString(limiting, ANY_PORT).listen(factory)
+    secure = await endpoints.serverFromString(limiting, tls_listener(key, chain)).listen(factory)
     clients: list = []
     try:
         for port, tls, nick in ((plain, None, "plain"), (secure, options, "secure")):
