@@ -92,6 +92,27 @@ async def _run_in_thread(test) -> None:
     await threads.deferToThread(test)
 
 
+def _line_attack(server, kind: str, streams, probe: bytes, answer: str):
+    """The Hypothesis test of a line protocol: a fresh connection to the ``kind`` listener
+    sends one of ``streams``, then ``probe``, which must be answered (``answer``) or closed."""
+
+    @_settings()
+    @given(stream=streams)
+    def attack(stream):
+        client = LineClient(server.port(kind))
+        try:
+            for chunk in stream:
+                client.send(chunk)
+            _answers_or_closes(client, probe, answer)
+        except OSError:
+            pass  # the server closed on us while we sent
+        finally:
+            client.close()
+        _bystanders_fine(server)
+
+    return attack
+
+
 # -- IRC -------------------------------------------------------------------------------------
 
 _irc_fragments = st.sampled_from(
@@ -111,21 +132,7 @@ _irc_streams = st.lists(st.one_of(_irc_fragments, st.binary(max_size=64)), max_s
 
 @pytest_twisted.ensureDeferred
 async def test_irc_bytes_are_answered_or_closed_and_hurt_nobody(server):
-    @_settings()
-    @given(stream=_irc_streams)
-    def attack(stream):
-        client = LineClient(server.irc_port)
-        try:
-            for chunk in stream:
-                client.send(chunk)
-            _answers_or_closes(client, b"\r\nPING :alive\r\n", "alive")
-        except OSError:
-            pass  # the server closed on us while we sent
-        finally:
-            client.close()
-        _bystanders_fine(server)
-
-    await _run_in_thread(attack)
+    await _run_in_thread(_line_attack(server, "irc", _irc_streams, b"\r\nPING :alive\r\n", "alive"))
 
 
 # -- telnet ----------------------------------------------------------------------------------
@@ -148,22 +155,9 @@ _telnet_streams = st.lists(st.one_of(_telnet_fragments, st.binary(max_size=64)),
 
 @pytest_twisted.ensureDeferred
 async def test_telnet_bytes_and_iac_are_answered_or_closed_and_hurt_nobody(server):
-    @_settings()
-    @given(stream=_telnet_streams)
-    def attack(stream):
-        client = LineClient(server.line_port)
-        try:
-            for chunk in stream:
-                client.send(chunk)
-            # a subnegotiation left open swallows bytes until IAC SE: close it first
-            _answers_or_closes(client, IAC + b"\xf0\r\n/help\r\n", "Commands:")
-        except OSError:
-            pass
-        finally:
-            client.close()
-        _bystanders_fine(server)
-
-    await _run_in_thread(attack)
+    # a subnegotiation left open swallows bytes until IAC SE: the probe closes it first
+    probe = IAC + b"\xf0\r\n/help\r\n"
+    await _run_in_thread(_line_attack(server, "line", _telnet_streams, probe, "Commands:"))
 
 
 # -- chathub.v1 requests ---------------------------------------------------------------------
