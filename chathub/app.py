@@ -7,7 +7,7 @@ rooms and account names are loaded, and only then do the listeners start.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
@@ -21,8 +21,11 @@ from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
+from chathub.backplane import make_backplane
+from chathub.cluster.relay import ClusterRelay
 from chathub.config import Config
 from chathub.hub.service import ChatHub
+from chathub.interfaces import IBackplane
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
@@ -34,19 +37,20 @@ if TYPE_CHECKING:
 # Each protocol is imported only when a listener serves it (no autobahn without HTTP).
 
 
-def _line_factory(server: "ChathubService") -> Factory:
+def _line_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.line import LineFactory
 
     return LineFactory(server.hub, server.portal, server.config)
 
 
-def _irc_factory(server: "ChathubService") -> Factory:
+def _irc_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.irc import IrcFactory
 
+    assert server.irc is not None  # made whenever an IRC or HTTP listener is configured
     return IrcFactory(server.irc)
 
 
-def _http_factory(server: "ChathubService") -> Factory:
+def _http_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.web import build_site
 
     return build_site(server.hub, server.portal, server.config, irc=server.irc)
@@ -54,7 +58,7 @@ def _http_factory(server: "ChathubService") -> Factory:
 
 #: listener kind -> its factory, made from the service's hub, portal, config and IRC server
 #: (IRC over TCP and IRC over WebSocket share one ``IrcServer``)
-LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory]] = {
+LISTENER_FACTORIES: dict[str, Callable[["ChathubService"], Factory[Any]]] = {
     "line": _line_factory,
     "irc": _irc_factory,
     "http": _http_factory,
@@ -125,12 +129,12 @@ class ChathubService(service.MultiService):
                     path=os.path.abspath(config.server.data_dir),
                 )
         except OSError as e:
-            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}")
+            raise SystemExit(f"chathub cannot start: data directory {config.server.data_dir}: {e.strerror}") from e
         self.store = open_store(config)
         try:
             self.store.preflight()
         except StorageError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.store_service = StoreService(self.store, config.history, on_failure=self._store_failed)
         self.store_service.setServiceParent(self)
         # one argon2 queue for every password check (store, password file, OPER)
@@ -147,10 +151,17 @@ class ChathubService(service.MultiService):
             clock=reactor,
         )
         self.hub.setServiceParent(self)
+        # cluster mode: other nodes' chat arrives through the relay, in each conversation's
+        # committed order (docs/cluster.md); a lone node has no backplane to start
+        self.backplane: Optional[IBackplane] = None
+        self.relay: Optional[ClusterRelay] = None
+        if config.cluster.enabled:
+            self.backplane = make_backplane(config.cluster, reactor)
+            self.relay = ClusterRelay(self.store, self.backplane, self.hub.deliver_remote, reactor)
         try:
             cloak = open_cloak(config)
         except CloakSecretError as e:
-            raise SystemExit(f"chathub cannot start: {e}")
+            raise SystemExit(f"chathub cannot start: {e}") from e
         self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
         # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
         self.irc: Optional[IrcServer] = None
@@ -174,7 +185,7 @@ class ChathubService(service.MultiService):
                 try:
                     endpoint = endpoints.serverFromString(limiting, description)
                 except Exception as e:  # a bad description, an unreadable certificate, ...
-                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}")
+                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}") from e
                 Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
 
     def startService(self) -> None:
@@ -184,12 +195,46 @@ class ChathubService(service.MultiService):
             after=after, before=before, hard=hard,
         )
         super().startService()
-        d = self.store_service.ready()
+        d: defer.Deferred[Any] = self.store_service.ready()  # each callback changes the result
+        if self.backplane is not None:
+            d.addCallback(self._join_cluster)
         d.addCallback(lambda store: store.load_rooms())
         d.addCallback(self.hub.restore_rooms)
         d.addCallback(lambda _: self.accounts.load())
         d.addCallback(self._ready)
         d.addErrback(self._store_failed)
+
+    def _join_cluster(self, store: object) -> defer.Deferred[object]:
+        """Join the cluster before anyone can sign on: a Redis that cannot be reached stops
+        start-up with the reason (the backplane's ``BackplaneUnavailable``)."""
+        assert self.backplane is not None and self.relay is not None
+        backplane, relay = self.backplane, self.relay
+
+        def joined(_: object) -> object:
+            relay.start()
+            self.log.warn(
+                "cluster mode (node {node}): chat in rooms and private messages cross nodes; "
+                "nicks, room membership and presence do not yet (docs/cluster.md)",
+                node=backplane.node_id,
+            )
+            return store
+
+        return backplane.start().addCallback(joined)
+
+    def stopService(self) -> Optional[defer.Deferred[None]]:
+        """Stop the listeners, the hub and the store (children, in reverse), then leave the
+        cluster."""
+        d = super().stopService()
+        if self.backplane is None:
+            return d
+        backplane, relay = self.backplane, self.relay
+
+        def leave(result: object) -> defer.Deferred[None]:
+            if relay is not None:
+                relay.stop()
+            return backplane.stop().addBoth(lambda _: None)
+
+        return (d if d is not None else defer.succeed(None)).addBoth(leave)
 
     def _ready(self, accounts: int) -> None:
         self.log.info(

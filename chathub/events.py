@@ -10,8 +10,8 @@ import itertools
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Mapping, Optional
+from datetime import UTC, datetime
+from typing import Any, Callable, Mapping, Optional
 
 
 class Kind:
@@ -83,7 +83,7 @@ class Event:
         """The time as IRCv3 server-time wants it: ``2026-11-29T15:53:09.123Z``."""
         return iso_time(self.time)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
         s = self.source
         return {
@@ -142,7 +142,7 @@ def parse_iso_time(s: str) -> float:
         s = s[:-1] + "+00:00"
     dt = datetime.fromisoformat(s)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -164,7 +164,7 @@ class EventIds:
 
     __slots__ = ("_node", "_seq", "_clock", "_ms", "_prefix")
 
-    def __init__(self, node: Optional[bytes] = None, clock=time.time) -> None:
+    def __init__(self, node: Optional[bytes] = None, clock: Callable[[], float] = time.time) -> None:
         self._node = node if node is not None else os.urandom(4)
         self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._clock = clock
@@ -182,7 +182,8 @@ class EventIds:
             self._ms = ms
             self._prefix = _b32hex(ms.to_bytes(6, "big") + self._node + bytes(4))[:16]
         v = (next(self._seq) & 0xFFFFFFFF) << 3
-        return self._prefix + _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31], now
+        suffix = _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31]
+        return self._prefix + suffix, now
 
     def make(
         self,

@@ -4,13 +4,21 @@
 - ``IChatUser``: the avatar interface the realm hands out through the twisted.cred portal.
 - ``IAccountDirectory``: which nicks are registered accounts.
 - ``IAccountCreator``: creates accounts (``chathub.auth.accounts.StoreAccountChecker``).
-- ``IBackplane``: where events go so other nodes see them (``chathub.backplane.LocalBackplane``
-  for a single node; Redis pub/sub to come).
+- ``IBackplane``: what joins nodes into a cluster: messages, the nick namespace, liveness
+  (``chathub.backplane.LocalBackplane`` for a lone node, ``chathub.cluster.redis`` for
+  several); a claim it cannot decide fails with ``BackplaneUnavailable``.
 Storage has its own interface in ``chathub.store.interfaces``.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from chathub.events import Event
 
 
 class IParticipant(Interface):
@@ -34,16 +42,16 @@ class IParticipant(Interface):
         "by fan-out; False when the protocol renders its own copy (IRC labeled-response)."
     )
 
-    def encode(event):
+    def encode(event: Event) -> Optional[bytes]:
         """Return the bytes for ``event`` in this participant's format, or None to skip it."""
 
-    def send(data):
+    def send(data: bytes) -> None:
         """Queue ``data`` (bytes) for writing; never blocks, may close on send-queue overflow."""
 
-    def deliver(event):
+    def deliver(event: Event) -> None:
         """Deliver one event meant only for this participant (encode and send)."""
 
-    def close(reason):
+    def close(reason: str) -> None:
         """Disconnect with ``reason`` (a short human text) shown in the protocol's terms."""
 
 
@@ -57,7 +65,7 @@ class IChatUser(Interface):
 class IAccountDirectory(Interface):
     """Knows which nicks belong to registered accounts."""
 
-    def is_account(name):
+    def is_account(name: str) -> bool:
         """True when ``name`` (any case) is a registered account; answered from memory."""
 
 
@@ -68,7 +76,7 @@ class IAccountCreator(Interface):
     ``storage_failed``), so no protocol sees the store's errors.
     """
 
-    def create_account(name, password, email=None):
+    def create_account(name: str, password: str, email: Optional[str] = None) -> Deferred[Any]:
         """Create the account ``name`` with ``password`` (hashed off the reactor).
 
         Fires with the new account, whose ``name`` is the name as registered; fails with
@@ -78,11 +86,100 @@ class IAccountCreator(Interface):
         """
 
 
+class BackplaneUnavailable(Exception):
+    """The backplane cannot answer now (Redis unreachable, just restarted without its data,
+    or this node's lease not held): a nick claim is refused rather than risk two nodes
+    granting one nick. The message says why, for the operator's log; the hub answers its
+    clients with a "try again later" error (IRC 437 ERR_UNAVAILRESOURCE)."""
+
+
 class IBackplane(Interface):
-    """Carries events between hub nodes (Redis pub/sub); the local one carries nothing."""
+    """What joins hub nodes into one cluster: a doorbell between nodes, one nick namespace,
+    and each node's liveness (``chathub.backplane.LocalBackplane`` for a lone node,
+    ``chathub.cluster.redis.RedisBackplane`` for several).
 
-    def publish(event):
-        """Send ``event`` to other nodes."""
+    Messages are plain JSON-able dicts and carry no guarantee: one published while the
+    transport is down is dropped, never queued, because the events it announces are in the
+    database already and receivers catch up from there (``on_resync``). Callbacks
+    registered with the ``on_*`` and ``subscribe`` methods run on the reactor thread; an
+    exception in one is logged and does not stop the others.
+    """
 
-    def subscribe(callback):
-        """Call ``callback(event)`` for every event published by another node."""
+    node_id = Attribute("This node's name in the cluster (str without '/' or spaces).")
+    connected = Attribute(
+        "True while messages flow and nick claims can be answered (bool); a lone node is "
+        "always connected."
+    )
+
+    def start() -> Deferred[None]:
+        """Join the cluster: connect, take this node's lease, subscribe, start the timers.
+
+        Fires (with None) once ready; fails with ``BackplaneUnavailable`` saying why when
+        the transport is unreachable or another live process holds this node id.
+        """
+
+    def stop() -> Deferred[None]:
+        """Leave the cluster: release this node's nicks and lease, unsubscribe, disconnect.
+
+        Other nodes get no ``on_node_lost`` for a node that left this way: the hub
+        announces its users' departures before it stops. Fires with None.
+        """
+
+    def publish(message: dict[str, Any]) -> None:
+        """Send ``message`` (a dict of JSON-able data) to every other node, or drop it when
+        disconnected; returns None at once."""
+
+    def subscribe(callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(message)`` for each message published by another node (never for
+        this node's own), in the order the transport delivered them."""
+
+    def unsubscribe(callback: Callable[[dict[str, Any]], None]) -> None:
+        """Stop calling ``callback`` for messages."""
+
+    def on_resync(callback: Callable[[bool], None]) -> None:
+        """Call ``callback(reconnected)`` when messages may have been missed: with True
+        right after the subscription is re-established after an outage, and with False
+        every resync interval (connected or not), so the hub compares its sequence heads
+        with the database and fetches any gap."""
+
+    def on_connection(callback: Callable[[bool], None]) -> None:
+        """Call ``callback(connected)`` each time ``connected`` changes."""
+
+    def on_node_lost(callback: Callable[[str], None]) -> None:
+        """Call ``callback(node_id)`` once when another node is declared dead (its lease
+        ran out); the hub then drops that node's users and calls ``reap``."""
+
+    def on_lease_lost(callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this node finds it was declared dead by the others (it
+        stalled or was cut off longer than its lease): the hub drops its clients rather
+        than diverge. The backplane then rejoins with no nicks."""
+
+    def on_nick_lost(callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(folded, owner)`` for each nick of this node that another node
+        claimed while the transport had lost its data (see ``chathub.cluster.redis``);
+        the hub renames or drops that user."""
+
+    def claim_nick(folded: str, owner: str) -> Deferred[bool]:
+        """Claim the casefolded nick ``folded`` for ``owner`` ("node_id/session").
+
+        Fires True when granted (it was free, already ``owner``'s, or held by a dead node)
+        and False when another live session holds it; fails with ``BackplaneUnavailable``
+        when the claim cannot be decided now (fail closed).
+        """
+
+    def rename_nick(old: str, new: str, owner: str) -> Deferred[bool]:
+        """Claim ``new`` and release ``old`` in one step: True, False or
+        ``BackplaneUnavailable`` as ``claim_nick``; on False ``old`` stays claimed."""
+
+    def release_nick(folded: str, owner: str) -> Deferred[None]:
+        """Give up ``folded`` if ``owner`` still holds it. Fires with None, also while
+        disconnected (the release is applied once the transport is back)."""
+
+    def nick_owner(folded: str) -> Deferred[Optional[str]]:
+        """Fire with the owner string holding ``folded``, or None; ``BackplaneUnavailable``
+        when it cannot be asked."""
+
+    def reap(node_id: str) -> Deferred[bool]:
+        """Free the nicks of the dead node ``node_id``. Fires True for exactly one caller in
+        the cluster (who then records that node's users' departures) and False for every
+        other, or when the node is alive."""

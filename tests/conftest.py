@@ -2,9 +2,12 @@
 ``twisted.internet.reactor`` at module level in tests."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 import pytest_twisted
 
+from tests.redis_support import RedisServer
 from tests.support import (
     HubServer,
     LineClient,
@@ -91,3 +94,45 @@ async def ws_hub():
     server = HubServer(ws_config(), [InMemoryUsernamePasswordDatabaseDontUse(carol=b"s3cret")], protocols=["http"])
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the session (tests keep apart by key prefix); never killed."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test alone, for tests that kill and restart it."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def taken_port():
+    """A port another program listens on (bound as Twisted binds: SO_REUSEADDR)."""
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """(client TLS options trusting the test CA, key file, certificate file) for localhost."""
+    import trustme
+    from twisted.internet import ssl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    key, chain = folder / "key.pem", folder / "cert.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    options = ssl.optionsForClientTLS("localhost", trustRoot=ssl.Certificate.loadPEM(ca.cert_pem.bytes()))
+    return options, key, chain

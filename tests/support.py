@@ -18,6 +18,7 @@ nothing sleeps to synchronise.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import itertools
 import os
@@ -32,9 +33,12 @@ import threading
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+from zope.interface import implementer
 
 import irctokens
+import pytest
 from argon2 import PasswordHasher
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
@@ -42,7 +46,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from chathub.config import Config
 from chathub.interfaces import IParticipant
@@ -67,6 +70,17 @@ def creds(name: str, password: str):
     return UsernamePassword(name.encode("utf-8"), password.encode("utf-8"))
 
 
+def refusal_naming(text: str, key: str) -> str:
+    """The ConfigError message for the config file ``text``, checked to name ``key``."""
+    from chathub.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    message = str(e.value)
+    assert f"'{key}'" in message
+    return message
+
+
 def irc_config(**irc) -> Config:
     """The IRC tests' server: named irc.test, loopback exempt from IRC flood control, the
     operator ``boss`` (``OPER_PASSWORD``, privileges kill and wallops); ``irc`` overrides."""
@@ -80,6 +94,15 @@ def irc_config(**irc) -> Config:
 #: the factory each listener kind logs as it starts ("IrcFactory starting on 40123")
 _LOGGED_AS = {"LineFactory": "line", "IrcFactory": "irc", "ChathubSite": "http"}
 _LISTENING = re.compile(r"\] (\w+)(?: \(TLS\))? starting on (\d+)$")
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port of 127.0.0.1 held, bound but not listening, for the block: a connection to it
+    is refused, and no other process can take it meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 class TwistdServer:
@@ -180,6 +203,18 @@ class TwistdServer:
                 )
             if regex.search(line):
                 return line
+
+    def refused(self, pattern: str = r"chathub cannot start") -> "TwistdServer":
+        """Start, expect a log line matching ``pattern`` (the refusal), and an exit with a
+        non-zero status and a clear message (no traceback)."""
+        try:
+            self.start(wait_for=pattern)
+            status = self.wait_exit()
+        finally:
+            self.stop()
+        assert status != 0, "twistd exited 0 after refusing to start:\n" + "\n".join(self.log)
+        assert self.exceptions == [], "a traceback instead of a clear message:\n" + "\n".join(self.log)
+        return self
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         """Wait for the process to end by itself; return its exit status."""
@@ -852,6 +887,25 @@ def line_world(config: Optional[Config] = None, **limits) -> Chat:
 
     config = (config or Config()).with_overrides(auth={"checkers": []}, limits=limits)
     return Chat(config, [InMemoryUsernamePasswordDatabaseDontUse(owner=b"secret")], clock=task.Clock())
+
+
+def recording_irc_factory():
+    """An IRC factory on the reactor over a new ``Chat``, keeping the protocols it builds in
+    ``built`` (for tests that listen through endpoints of their own)."""
+    from chathub.protocols.irc import IrcFactory
+
+    chat = Chat()
+    factory = IrcFactory.for_hub(chat.hub, chat.portal, chat.config, _reactor())
+    factory.built = []
+    build = factory.buildProtocol
+
+    def buildProtocol(addr):
+        protocol = build(addr)
+        factory.built.append(protocol)
+        return protocol
+
+    factory.buildProtocol = buildProtocol
+    return factory
 
 
 # -- a hub serving every protocol on real sockets -----------------------------------------------

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from chathub.config import Config, ConfigError, load_config, parse_config
-from tests.support import REPO, server_config
+from chathub.config import Config, ConfigError, load_config
+from tests.support import REPO, refusal_naming, server_config
 
 CORE_SECTIONS = ("server", "listeners", "auth", "limits", "line")
 
@@ -49,15 +49,6 @@ def test_a_partial_file_keeps_the_other_defaults(tmp_path):
     assert config.listeners.irc == []
     assert config.listeners.line == Config().listeners.line
     assert config.server == Config().server
-
-
-def refusal_naming(text: str, key: str) -> str:
-    """The ConfigError message for ``text``, checked to name ``key``."""
-    with pytest.raises(ConfigError) as e:
-        parse_config(text)
-    message = str(e.value)
-    assert f"'{key}'" in message
-    return message
 
 
 @pytest.mark.parametrize(

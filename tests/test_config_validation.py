@@ -9,8 +9,7 @@ import pytest
 from chathub.config import Config, ConfigError, parse_config
 from chathub.config.irc import OPERATOR_PRIVILEGES
 from chathub.config.schema import require_at_least, require_networks, require_one_of, require_positive
-from tests.support import OPER_HASH
-from tests.test_config import refusal_naming
+from tests.support import OPER_HASH, refusal_naming
 
 
 def operator(**fields) -> str:

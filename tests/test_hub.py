@@ -1,10 +1,11 @@
 """The hub against its plug point: a recording ``IParticipant`` stands in for a protocol."""
 from __future__ import annotations
 
+from zope.interface.verify import verifyObject
+
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
-from zope.interface.verify import verifyObject
 
 from chathub.config import Config
 from chathub.events import Event, Kind

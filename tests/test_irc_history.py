@@ -381,7 +381,7 @@ async def test_disabled_or_failing_history_is_a_message_error(server, tmp_path):
     # with its traceback, up to the end of the test)
     server.check_tracebacks = False
     with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
-        db.execute("DROP TABLE timeline")
+        db.execute("DROP TABLE conversation_events")
     lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
     assert [l.params[:4] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST", "#chat"]]
     lines = await alice.roundtrip(f"CHATHISTORY TARGETS timestamp={iso_time(0)} timestamp={iso_time(time.time())} 5")

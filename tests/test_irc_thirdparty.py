@@ -18,7 +18,6 @@ import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-
 TIMEOUT = 10.0
 
 

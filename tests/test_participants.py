@@ -1,8 +1,9 @@
 """The real participants of every protocol provide IParticipant (what the hub relies on)."""
 from __future__ import annotations
 
-import pytest_twisted
 from zope.interface.verify import verifyObject
+
+import pytest_twisted
 
 from chathub.interfaces import IParticipant
 from chathub.protocols.irc.session import IrcSession

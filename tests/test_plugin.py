@@ -128,3 +128,21 @@ def test_installed_copy_lists_and_starts(installed_site, tmp_path):
         assert "installed-pw" not in "\n".join(server.log)
     finally:
         server.stop()
+
+
+def test_installed_copy_parses_reuseport_endpoints(installed_site, tmp_path):
+    # twisted/plugins/chathub_reuseport.py is shipped beside chathub_plugin.py and found there
+    result = run_python(
+        "-c",
+        "from twisted.internet import reactor; from twisted.internet.endpoints import serverFromString; "
+        "import twisted.plugins.chathub_reuseport as p, chathub.protocols.reuseport as m; "
+        "e = serverFromString(reactor, 'reuseport:6667:interface=127.0.0.1'); "
+        "print(type(e).__module__); print(p.__file__); print(m.__file__)",
+        cwd=tmp_path,
+        pythonpath=installed_path(installed_site),
+        flags=("-S",),
+    )
+    assert result.returncode == 0, result.stderr
+    endpoint_module, plugin_file, module_file = result.stdout.split()
+    assert endpoint_module == "chathub.protocols.reuseport"
+    assert plugin_file.startswith(str(installed_site)) and module_file.startswith(str(installed_site))

@@ -158,15 +158,8 @@ def test_tcp_and_unix_listeners_for_one_protocol(tmp_path, twistd_server):
 
 def _refused_start(tmp_path: Path, config: str, pattern: str) -> TwistdServer:
     """Start, expect the refusal line, and a non-zero exit without any listener."""
-    server = TwistdServer(tmp_path / "server", config)
-    try:
-        server.start(wait_for=pattern)
-        status = server.wait_exit()
-        assert status != 0, "twistd exited 0 after refusing to start:\n" + "\n".join(server.log)
-        assert not [l for l in server.log if "starting on" in l], "a listener started"
-        assert server.exceptions == [], "a traceback instead of a clear message:\n" + "\n".join(server.log)
-    finally:
-        server.stop()
+    server = TwistdServer(tmp_path / "server", config).refused(pattern)
+    assert not [l for l in server.log if "starting on" in l], "a listener started"
     return server
 
 

@@ -506,7 +506,7 @@ async def test_failed_write_errbacks_and_is_logged(store_factory, captured_log):
     store = await store_factory()
     make = EventMaker()
     await store.append(make.msg("alice", "#fail", "before"))
-    run_beside(store_factory, "DROP TABLE timeline")
+    run_beside(store_factory, "DROP TABLE conversation_events")
     batch = [store.append(make.msg("alice", "#fail", f"lost{i}")) for i in range(3)]
     results = await defer.DeferredList(batch, consumeErrors=True)
     for ok, failure in results:

@@ -118,7 +118,7 @@ async def test_retention_drops_the_marks_of_rooms_without_history(store_factory)
     await store.append(busy)
 
     def marks(txn):
-        txn.execute("SELECT conv FROM room_epochs ORDER BY conv")
+        txn.execute("SELECT conv FROM room_incarnations ORDER BY conv")
         return [row[0] for row in txn.fetchall()]
 
     assert await store._read(marks) == ["#busy", "#old"]

@@ -190,7 +190,8 @@ async def test_disk_full_fails_the_write_and_recovers(db_path):
             txn.execute(f"PRAGMA max_page_count = {pages or count}")
 
         await store._write_pool.runInteraction(limit, None)
-        big = [make.msg("alice", "#full", "y" * 20000 + str(i)) for i in range(5)]
+        # bigger than the free pages a new database has (its migrations drop old tables)
+        big = [make.msg("alice", "#full", "y" * 200_000 + str(i)) for i in range(5)]
         results = await defer.DeferredList([store.append(e) for e in big], consumeErrors=True)
         assert all(not ok for ok, _ in results)
         message = results[0][1].getErrorMessage()

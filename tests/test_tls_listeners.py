@@ -3,28 +3,11 @@ client's protocol (chathub.v1) and IRC over ``wss://``, IRC over TLS and the tel
 protocol over TLS, all chatting in one room through one twistd."""
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
-import trustme
-from twisted.internet import ssl
 
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
-from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import close_clients, connect
-from tests.support import ANY_PORT, Chat, connect_irc, quit_irc_clients, register_irc, server_config
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """(client TLS options trusting the test CA, key file, certificate file) for localhost."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    key, chain = folder / "key.pem", folder / "cert.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(chain))
-    options = ssl.optionsForClientTLS("localhost", trustRoot=ssl.Certificate.loadPEM(ca.cert_pem.bytes()))
-    return options, key, chain
+from tests.support import ANY_PORT, connect_irc, quit_irc_clients, recording_irc_factory, register_irc, server_config
 
 
 def tls_listener(key, chain) -> str:
@@ -99,15 +82,6 @@ async def test_every_protocol_chats_over_tls(tmp_path, twistd_server, certificat
     assert server.exceptions == [], "\n".join(server.log)
 
 
-class RecordingIrcFactory(IrcFactory):
-    """The IRC factory, keeping the protocols it builds."""
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        self.built.append(protocol)
-        return protocol
-
-
 @pytest_twisted.ensureDeferred
 async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     """The send queue writes straight to the socket only on plain TCP: on TLS that would put
@@ -115,9 +89,7 @@ async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     from twisted.internet import endpoints, reactor
 
     options, key, chain = certificate
-    chat = Chat()
-    factory = RecordingIrcFactory.for_hub(chat.hub, chat.portal, chat.config, reactor)
-    factory.built = []
+    factory = recording_irc_factory()
     limiting = LimitingReactor(reactor, ConnectionLimits(10, 100.0, 100))
     plain = await endpoints.serverFromString(limiting, ANY_PORT).listen(factory)
     secure = await endpoints.serverFromString(limiting, tls_listener(key, chain)).listen(factory)

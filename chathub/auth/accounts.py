@@ -12,16 +12,17 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from zope.interface import implementer
+
 from argon2 import PasswordHasher
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from chathub.auth.checkers import REFUSED, HashedPasswordChecker
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginUnavailable
-from chathub.interfaces import IAccountDirectory, IAccountCreator
+from chathub.interfaces import IAccountCreator, IAccountDirectory
 from chathub.names import fold
 from chathub.store.interfaces import Account, AccountExists, IStore, NoSuchAccount, StorageError
 
@@ -82,7 +83,7 @@ class StoreAccountChecker(HashedPasswordChecker):
             account = yield self.store.get_account(name)
         except StorageError as e:
             self.log.error("login of {name} refused: {error}", name=name, error=str(e))
-            raise LoginUnavailable("accounts are unavailable right now; try again later")
+            raise LoginUnavailable("accounts are unavailable right now; try again later") from e
         return None if account is None else (account.password_hash, account)
 
     def accepted(self, account: Account, password: str, stale: bool) -> str:

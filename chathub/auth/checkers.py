@@ -8,7 +8,12 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 from zope.interface import implementer
 
 from twisted.cred import error
-from twisted.cred.checkers import ANONYMOUS, FilePasswordDB, ICredentialsChecker, InMemoryUsernamePasswordDatabaseDontUse
+from twisted.cred.checkers import (
+    ANONYMOUS,
+    FilePasswordDB,
+    ICredentialsChecker,
+    InMemoryUsernamePasswordDatabaseDontUse,
+)
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger

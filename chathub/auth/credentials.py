@@ -1,7 +1,7 @@
 """Credentials beyond twisted.cred's own: a guest asking for a nick without a password."""
 from __future__ import annotations
 
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import Attribute, implementer
 
 from twisted.cred.credentials import ICredentials
 

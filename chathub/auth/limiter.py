@@ -339,7 +339,9 @@ class ClientLogins:
 
         return self.limiter.attempt(self, "account " + _text(username), check)
 
-    def verify(self, kind: str, name: str, hashed: Optional[str], password: str, like: Optional[str] = None) -> defer.Deferred:
+    def verify(
+        self, kind: str, name: str, hashed: Optional[str], password: str, like: Optional[str] = None
+    ) -> defer.Deferred:
         """Check ``password`` against ``hashed`` (each ``kind`` of name, e.g. "operator",
         has its own failure counts), throttled like a login; fires with True or False, or
         fails with ``LoginThrottled``.

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from chathub.config.cluster import ClusterConfig
 from chathub.config.core import (
     AuthConfig,
     LimitsConfig,
@@ -46,8 +47,18 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     #: the file this was read from, or None for embedded defaults
     source: Optional[str] = None
+
+    def validate(self, prefix: str) -> None:
+        """Rules that span sections (``build`` calls this after each section's own)."""
+        if self.cluster.enabled and self.history.enabled and self.storage.backend != "postgres":
+            # every node must page history out of one database: a file per node cannot be
+            raise ConfigError(
+                "setting 'cluster.enabled' needs storage.backend = \"postgres\" while "
+                f"history.enabled is true (storage.backend is {self.storage.backend!r})"
+            )
 
     def data_path(self, name: str) -> str:
         """A path under ``server.data_dir`` unless ``name`` is absolute."""
@@ -62,7 +73,9 @@ class Config:
                 table = {f.name: getattr(current, f.name) for f in dataclasses.fields(current)}
                 table.update(values)
                 changed[name] = build(type(current), table, name)
-        return dataclasses.replace(self, **changed)
+        config = dataclasses.replace(self, **changed)
+        config.validate("")
+        return config
 
 
 def parse_config(text: str, source: Optional[str] = None) -> Config:

@@ -10,7 +10,13 @@ import dataclasses
 import ipaddress
 import types
 import typing
-from typing import Any, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, TypeVar, Union, cast
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+#: a config section class (a dataclass)
+Section = TypeVar("Section", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -49,7 +55,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"setting '{key}' must be a table, not {value!r}")
-        return build(tp, value, key)
+        return build(cast("type[DataclassInstance]", tp), value, key)  # a field's type: a class
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, bool):
@@ -59,7 +65,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def build(cls: type, table: Mapping[str, Any], prefix: str = "") -> Any:
+def build(cls: type[Section], table: Mapping[str, Any], prefix: str = "") -> Section:
     """Make a ``cls`` section from a TOML table, checking every key and type."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 
 from chathub.config.schema import ConfigError, require_at_least, require_positive
 
-
 #: what a listener on loopback is reached as
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "[::1]")
 

@@ -11,11 +11,19 @@ recipient still sees events in hub order.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Optional, Sequence, cast
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chathub.events import Event
+from chathub.interfaces import IParticipant
+
+if TYPE_CHECKING:
+    from chathub.hub.users import User
+
+#: participant -> [byte count, data, data, ...]: what one member is owed, in hub order
+Held = dict[IParticipant, list[Any]]
 
 log = Logger()
 
@@ -26,9 +34,9 @@ MAX_BATCH = 32
 MAX_HELD_BYTES = 64 * 1024
 
 
-def deliver(events: Sequence[Event], recipients, actor=None) -> None:
+def deliver(events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None) -> None:
     """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key."""
-    encoded: dict = {}
+    encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
             continue
@@ -45,14 +53,14 @@ def deliver(events: Sequence[Event], recipients, actor=None) -> None:
                 log.failure("sending to {nick} failed", nick=user.nick)
 
 
-def _collect(events: Sequence[Event], recipients, actor, held: dict) -> None:
+def _collect(events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held) -> None:
     """Like ``deliver``, but append each member's bytes to ``held[participant]``.
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
     a call per recipient.
     """
-    encoded: dict = {}
+    encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
             continue
@@ -74,7 +82,7 @@ def _collect(events: Sequence[Event], recipients, actor, held: dict) -> None:
                     _send(participant, parts)
 
 
-def _send(participant, parts: list) -> None:
+def _send(participant: IParticipant, parts: list[Any]) -> None:
     # parts: [byte count, data, data, ...]
     try:
         participant.send(parts[1] if len(parts) == 2 else b"".join(parts[1:]))
@@ -82,7 +90,7 @@ def _send(participant, parts: list) -> None:
         log.failure("sending to {participant} failed", participant=participant)
 
 
-def _encode(participant, events: Sequence[Event]) -> bytes:
+def _encode(participant: IParticipant, events: Sequence[Event]) -> bytes:
     parts = []
     for event in events:
         try:
@@ -107,19 +115,21 @@ class Fanout:
 
     __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush")
 
-    def __init__(self, clock=None) -> None:
+    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
         """With ``clock`` (the reactor), what the outermost block leaves held is written at
         the end of the reactor turn (``callLater(0)``), so one member gets one write for
         everything owed from all the reads of that turn; without it, when the block ends."""
         self._clock = clock
-        self._turn_flush = None  # the pending end-of-turn flush
+        self._turn_flush: Optional[IDelayedCall] = None  # the pending end-of-turn flush
         self._depth = 0
         self._events: list[Event] = []
-        self._recipients = None
-        self._actor = None
-        self._held: dict = {}  # participant -> [byte count, data, ...], in hub order
+        self._recipients: Optional[Iterable[User]] = None
+        self._actor: Optional[User] = None
+        self._held: Held = {}  # participant -> [byte count, data, ...], in hub order
 
-    def publish(self, event: Event, recipients, actor=None, batchable: bool = False) -> None:
+    def publish(
+        self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False
+    ) -> None:
         """Deliver ``event``; hold it for a joint write when batching allows."""
         if batchable and self._depth:
             if (
@@ -143,7 +153,8 @@ class Fanout:
         if self._events:
             events, recipients, actor = self._events, self._recipients, self._actor
             self._events, self._recipients, self._actor = [], None, None
-            _collect(events, recipients, actor, self._held)
+            # a run of events always has its recipients
+            _collect(events, cast("Iterable[User]", recipients), actor, self._held)
 
     def flush(self) -> None:
         """Write out everything held, one ``send`` per member."""
@@ -164,7 +175,7 @@ class Fanout:
     def __enter__(self) -> None:
         self._depth += 1
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._depth -= 1
         if not self._depth:
             if self._clock is None:

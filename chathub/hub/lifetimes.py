@@ -105,7 +105,8 @@ class RoomLifetimes:
             )
         if account is not None and self._owned.get(account, 0) >= limits.max_owned_rooms:
             raise errors.TooManyOwnedRooms(
-                name, f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may"
+                name,
+                f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may",
             )
         self._note_creation(user, name)
         room = Room(name)

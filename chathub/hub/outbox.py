@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import nullcontext
-from typing import Callable, Optional
+from typing import Callable, ContextManager, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,7 +57,13 @@ def not_stored_text(target: str, why: str) -> str:
 class _Entry:
     __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure")
 
-    def __init__(self, outbox: "Outbox", deliver, on_failure, ready: bool) -> None:
+    def __init__(
+        self,
+        outbox: "Outbox",
+        deliver: Callable[[], object],
+        on_failure: Optional[Callable[[Failure], object]],
+        ready: bool,
+    ) -> None:
         self.outbox = outbox
         self.deliver = deliver
         self.on_failure = on_failure
@@ -76,7 +82,7 @@ class Outbox:
 
     log = Logger()
 
-    def __init__(self, batching=None) -> None:
+    def __init__(self, batching: Optional[Callable[[], ContextManager[object]]] = None) -> None:
         self._queue: deque[_Entry] = deque()
         #: context manager wrapped around each drain, so a committed group is delivered
         #: with one write per recipient (``Fanout.batching``)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, cast
 
 from chathub.hub.masks import mask_matches
 from chathub.names import fold
@@ -125,7 +125,7 @@ class Room:
 
     def member(self, user: "User") -> Optional[Member]:
         """The user's membership, or None."""
-        return self.members.get(user.folded)
+        return self.members.get(user.folded or "")
 
     def users(self) -> Iterator["User"]:
         """Every member's user."""
@@ -144,7 +144,7 @@ class Room:
 
     def add(self, member: Member) -> None:
         """Make ``member`` a member."""
-        self.members[member.user.folded] = member
+        self.members[cast(str, member.user.folded)] = member  # members are signed on
         self._recipients = None
 
     def remove(self, folded: str) -> Optional[Member]:

@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable, Collection, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, cast
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chathub.config import Config
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
-from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
+from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.roommodes import apply_room_modes
@@ -39,7 +40,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import IAccountDirectory, IAccountCreator
+from chathub.interfaces import IAccountCreator, IAccountDirectory
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
@@ -83,7 +84,7 @@ class ChatHub(service.Service):
     """The one room/broadcast service every protocol feeds."""
 
     log = Logger()
-    name = "hub"
+    name = "hub"  # type: ignore[assignment]  # Twisted's Service says ``name = None``, unannotated
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class ChatHub(service.Service):
         store: Optional[IStore] = None,
         accounts: Optional[IAccountDirectory] = None,
         account_creator: Optional[IAccountCreator] = None,
-        clock=None,
+        clock: Optional[IReactorTime] = None,
         seconds: Callable[[], float] = time.monotonic,
     ) -> None:
         """``accounts`` answers which nicks belong to accounts (none without it);
@@ -123,15 +124,16 @@ class ChatHub(service.Service):
 
     def startService(self) -> None:
         _freeze_startup_objects()
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
 
-    def stopService(self) -> Optional[Deferred]:
+    def stopService(self) -> Optional[Deferred[None]]:
         """Quit everyone while the store (a service stopped after the hub) still takes the
         quit events; the connections themselves are dropped later by the reactor, and
         their own quit is then a no-op."""
         for user in list(self.users.values()):
             self.quit(user, "Server shutting down")
-        return super().stopService()
+        stopped: Optional[Deferred[None]] = super().stopService()  # type: ignore[no-untyped-call]  # mypy#16653
+        return stopped
 
     # -- nicks -------------------------------------------------------------------------
 
@@ -157,7 +159,7 @@ class ChatHub(service.Service):
             raise errors.NickInUse(nick, "You are already registered")
         self.check_nick(nick, user)
         user.set_nick(nick)
-        self.users[user.folded] = user
+        self.users[fold(nick)] = user
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
@@ -171,35 +173,39 @@ class ChatHub(service.Service):
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
-        self._check_present(user)
+        old_folded = self._check_present(user)
         if new == user.nick:
             return None
         self.check_nick(new, user)
-        old_folded = user.folded
         self.whowas_log.remember(user)
         event = self._event(Kind.NICK, user, data={"new": new})
         recipients = self._neighbours(user)
-        renamed = fold(new) != old_folded  # not just a change of case
+        new_folded = fold(new)
+        renamed = new_folded != old_folded  # not just a change of case
         if renamed:
             self._presence.announce(user, "offline", self.ids)
             self._forget_invites(user)
         del self.users[old_folded]
         user.set_nick(new)
-        self.users[user.folded] = user
+        self.users[new_folded] = user
         for room in user.rooms.values():
-            room.rekey(old_folded, user.folded)
+            room.rekey(old_folded, new_folded)
         self._publish(event, recipients, user, rooms=list(user.rooms))
         if renamed:
             self._presence.announce(user, "online", self.ids)
         return event
 
-    def _check_present(self, user: User) -> None:
+    def _check_present(self, user: User) -> str:
         """Refuse a request of a user who is not in the hub: one who quit (or was killed)
         or never registered. A protocol may still act for such a user (a request read
         after its quit): it must neither change the hub nor reach anyone, and must not
-        act as whoever holds that nick now (JSON join after quit left a ghost operator)."""
-        if user.folded is None or self.users.get(user.folded) is not user:
+        act as whoever holds that nick now (JSON join after quit left a ghost operator).
+
+        Returns the user's folded nick (never None for a user in the hub)."""
+        folded = user.folded
+        if folded is None or self.users.get(folded) is not user:
             raise errors.NotLoggedIn(user.nick or "*")
+        return folded
 
     def _forget_invites(self, user: User) -> None:
         """Drop the invites ``user`` holds: they name a nick it is leaving (a quit or a
@@ -207,7 +213,7 @@ class ChatHub(service.Service):
         for name in user.invited_to or ():
             room = self.rooms.get(name)
             if room is not None:
-                room.invited.discard(user.folded)
+                room.invited.discard(user.folded or "")
         user.invited_to = None
 
     def find_user(self, nick: str) -> Optional[User]:
@@ -232,7 +238,7 @@ class ChatHub(service.Service):
 
     def _member_of(self, user: User, name: str) -> tuple[Room, Member]:
         room = self._room_of(user, name)
-        member = room.members.get(user.folded)
+        member = room.members.get(user.folded or "")
         if member is None:
             raise errors.NotOnRoom(room.name)
         return room, member
@@ -289,7 +295,7 @@ class ChatHub(service.Service):
         return event
 
     def _leave(self, user: User, room: Room) -> None:
-        room.remove(user.folded)
+        room.remove(cast(str, user.folded))  # a member: signed on
         user.remove_room(room.folded)
         if not room.members and not room.persistent:
             self._lifetimes.end(room)
@@ -350,20 +356,20 @@ class ChatHub(service.Service):
 
     def invite(self, user: User, name: str, nick: str) -> Event:
         """Invite ``nick`` into a room; on +i rooms only operators may."""
-        self._check_present(user)
+        folded = self._check_present(user)
         target = self.users.get(fold(nick))
         if target is None:
             raise errors.NoSuchNick(nick)
         room = self.rooms.get(fold(name))
         if room is not None:
-            member = room.members.get(user.folded)
+            member = room.members.get(folded)
             if member is None:
                 raise errors.NotOnRoom(room.name)
             if "i" in room.modes and not member.is_operator:
                 raise errors.NotRoomOperator(room.name)
             if target.folded in room.members:
                 raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
-            room.invited.add(target.folded)
+            room.invited.add(cast(str, target.folded))  # found in ``users``: signed on
             # remembered on the user too, so its quit or new nick drops the invite; pruned
             # to the rooms that still list it, so it never outgrows them
             rooms = self.rooms
@@ -388,9 +394,9 @@ class ChatHub(service.Service):
 
         Returns the changes applied and one error per change refused.
         """
-        self._check_present(user)
+        folded = self._check_present(user)
         room = self._room_of(user, name)
-        member = room.members.get(user.folded)
+        member = room.members.get(folded)
         if member is None or not member.is_operator:
             raise errors.NotRoomOperator(room.name)
         applied, refused = apply_room_modes(user, room, changes, self.users, self.config)
@@ -460,12 +466,34 @@ class ChatHub(service.Service):
         if recipient is None:
             raise errors.NoSuchNick(target)
         data = {"to_session": recipient.session} if recipient.account is None else None
-        event = self._event(kind, user, recipient.nick, text, tags, data)
+        event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 
+    def deliver_remote(self, event: Event) -> None:
+        """Deliver another node's committed chat event (``ClusterRelay``, in its
+        conversation's order) to this node's users it is for: the members here of its room,
+        or the user here its private message is addressed to. The sending node checked it;
+        it is in the store already. Other kinds are not carried between nodes yet."""
+        if event.kind not in BATCHABLE_KINDS:
+            return
+        target = event.target
+        if is_room_name(target):
+            room = self.rooms.get(fold(target))
+            if room is None:
+                return
+            recipients: Sequence[User] = room.recipients()
+        else:
+            user = self.users.get(fold(target))
+            session = event.data.get("to_session") if event.data else None
+            if user is None or (session is not None and session != user.session):
+                return
+            recipients = (user,)
+        fanout = self.fanout
+        self.outbox.publish(lambda: fanout.publish(event, recipients, None, True))
+
     def _check_can_send(self, user: User, room: Room) -> None:
-        member = room.members.get(user.folded)
+        member = room.members.get(user.folded or "")
         if member is None:
             if "n" in room.modes:
                 raise errors.CannotSend(room.name, "Cannot send to room (no external messages)")
@@ -559,13 +587,13 @@ class ChatHub(service.Service):
         """How many signed-on users have user mode ``letter`` (LUSERS: invisible, operators)."""
         return self._user_mode_counts.get(letter, 0)
 
-    def _set_user_modes(self, user: User, modes: frozenset) -> None:
-        if self.users.get(user.folded) is user:
+    def _set_user_modes(self, user: User, modes: frozenset[str]) -> None:
+        if self.users.get(user.folded or "") is user:
             self._count_modes(user.modes - modes, -1)
             self._count_modes(modes - user.modes, 1)
         user.modes = modes
 
-    def _count_modes(self, letters, step: int) -> None:
+    def _count_modes(self, letters: Iterable[str], step: int) -> None:
         # kept up to date so LUSERS, part of every welcome, is not a walk over every user
         counts = self._user_mode_counts
         for letter in letters:
@@ -615,7 +643,8 @@ class ChatHub(service.Service):
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
         self._presence.unwatch(user)
         self._lifetimes.forget(user)
-        if not user.signed_on or self.users.get(user.folded) is not user:
+        folded = user.folded
+        if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
         event = self._event(Kind.QUIT, user, text=reason)
         recipients = self._neighbours(user)
@@ -623,7 +652,7 @@ class ChatHub(service.Service):
         for room in list(user.rooms.values()):
             self._leave(user, room)
         self._forget_invites(user)
-        del self.users[user.folded]
+        del self.users[folded]
         self._count_modes(user.modes, -1)
         self.whowas_log.remember(user)
         self._publish(event, recipients, user, rooms=rooms)
@@ -633,7 +662,15 @@ class ChatHub(service.Service):
 
     # -- delivery ----------------------------------------------------------------------
 
-    def _event(self, kind: str, user: User, target: str = "", text: str = "", tags=None, data=None) -> Event:
+    def _event(
+        self,
+        kind: str,
+        user: User,
+        target: str = "",
+        text: str = "",
+        tags: Optional[Mapping[str, str]] = None,
+        data: Optional[Mapping[str, Any]] = None,
+    ) -> Event:
         return self.ids.make(kind, user.source, target, text, tags, data)
 
     def _neighbours(self, user: User) -> list[User]:
@@ -673,7 +710,8 @@ class ChatHub(service.Service):
                 )
                 store.append(event, rooms, notify=settle)
                 return
-            store.append(event, rooms).addErrback(self._log_store_failure, event)
+            appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
+            appended.addErrback(self._log_store_failure, event)
         self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
 
     def after_delivery(self, fn: Callable[[], object]) -> None:
@@ -696,13 +734,13 @@ class ChatHub(service.Service):
 
     # -- accounts and history ----------------------------------------------------------
 
-    def create_account(self, user: User, password: str) -> Deferred:
+    def create_account(self, user: User, password: str) -> Deferred[str]:
         """Register ``user``'s current nick as an account with ``password``; log them in to it.
 
         Fires with the account name; fails with a ``HubError`` when the nick cannot be
         registered (``account_exists`` and ``storage_failed`` when the store refuses).
         """
-        if user.signed_on and self.users.get(user.folded) is not user:  # quit
+        if user.signed_on and self.users.get(user.folded or "") is not user:  # quit
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))
         if self.account_creator is None:
             return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
@@ -710,14 +748,14 @@ class ChatHub(service.Service):
             return defer.fail(errors.AlreadyRegistered(user.account))
         if not user.signed_on:
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
-        if self.users.get(user.folded) is not user:
+        if self.users.get(user.folded or "") is not user:
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
         if len(password) < 4:
             return defer.fail(errors.WeakPassword(user.nick or ""))
-        nick = user.nick
+        nick = cast(str, user.nick)  # signed on, checked above
 
-        def registered(account) -> str:
-            name = getattr(account, "name", nick)
+        def registered(account: Any) -> str:
+            name: str = getattr(account, "name", nick)
             if self.users.get(fold(name)) is user:  # still here, still holding that nick
                 self.set_account(user, name)
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
@@ -725,7 +763,7 @@ class ChatHub(service.Service):
 
         return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
 
-    def create_nick_account(self, nick: str, password: str) -> Deferred:
+    def create_nick_account(self, nick: str, password: str) -> Deferred[Any]:
         """Create the account ``nick`` for a connection that has no nick in the hub yet
         (IRC ``REGISTER`` before connection registration); fires with the account.
 
@@ -762,7 +800,7 @@ class ChatHub(service.Service):
         past = self.whowas(target)
         return past[0].party if past else fold(target)
 
-    def recent_history(self, user: User, target: str, limit: int) -> Deferred:
+    def recent_history(self, user: User, target: str, limit: int) -> Deferred[list[Event]]:
         """The last ``limit`` chat events of a room or private conversation, oldest first."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
@@ -776,7 +814,7 @@ class ChatHub(service.Service):
         *refs: Optional[Ref],
         limit: int,
         kinds: Optional[Collection[str]] = None,
-    ) -> Deferred:
+    ) -> Deferred[list[Event]]:
         """A page of the history of room or nick ``target`` as ``user`` reads it, oldest first.
 
         ``query`` is one of the store's (``latest``, ``before``, ``after``, ``around``,
@@ -790,20 +828,21 @@ class ChatHub(service.Service):
             raise ValueError(f"unknown history query {query!r}")
         if not self.history_available:
             return defer.fail(errors.HistoryUnavailable(target))
-        read = getattr(self.store, query)
+        read: Callable[..., Deferred[list[Event]]] = getattr(self.store, query)
         viewer, conversation = self.history_viewer(user), self.history_target(user, target)
         return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
 
     def history_targets(
         self, user: User, start: float, end: float, limit: int, kinds: Optional[Collection[str]] = None
-    ) -> Deferred:
+    ) -> Deferred[list[tuple[str, float]]]:
         """The conversations ``user`` had (its private ones and the rooms it is in) with
         events strictly between two times, as ``[(name, latest time)]``, counted from
         ``start`` (IRC ``CHATHISTORY TARGETS``). Fails as ``history`` does."""
-        if not self.history_available:
+        store = self.store
+        if store is None or not self.history_available:
             return defer.fail(errors.HistoryUnavailable("*"))
         rooms = [room.name for room in user.rooms.values()]
-        d = self.store.targets(self.history_viewer(user), start, end, limit, rooms, kinds)
+        d = store.targets(self.history_viewer(user), start, end, limit, rooms, kinds)
         return d.addErrback(as_hub_error)
 
     def _log_store_failure(self, failure: Failure, event: Event) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional, cast
 
 from zope.interface import implementer
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 #: no modes, no privileges: shared by most users (both are replaced on change, never mutated)
-_NONE: frozenset = frozenset()
+_NONE: frozenset[str] = frozenset()
 
 #: in no room: shared by every such user (idle connections are most of them); read-only,
 #: so nothing adds to it by mistake (``add_room`` gives the user a dict of its own)
@@ -83,13 +83,13 @@ class User:
         rooms = self.rooms
         if rooms is _NO_ROOMS:
             rooms = self.rooms = {}
-        rooms[room.folded] = room
+        cast("dict[str, Room]", rooms)[room.folded] = room  # not _NO_ROOMS: our own dict
 
     def remove_room(self, folded: str) -> None:
         """Record that this user left the room named ``folded`` (folded)."""
         rooms = self.rooms
-        if rooms:
-            rooms.pop(folded, None)
+        if rooms:  # not _NO_ROOMS: our own dict
+            cast("dict[str, Room]", rooms).pop(folded, None)
             if not rooms:
                 self.rooms = _NO_ROOMS
 
@@ -103,7 +103,8 @@ class User:
     @property
     def protocol(self) -> str:
         """Which protocol this user came from."""
-        return self.participant.protocol
+        protocol: str = self.participant.protocol
+        return protocol
 
     @property
     def signed_on(self) -> bool:
@@ -134,7 +135,8 @@ class User:
     @property
     def history_party(self) -> str:
         """Who this user is in stored private conversations: the account, or nick/connection."""
-        return self.folded if self.account else f"{self.folded}/{self.session}"
+        folded = cast(str, self.folded)  # asked of signed-on users
+        return folded if self.account else f"{folded}/{self.session}"
 
     @property
     def mask(self) -> str:

@@ -30,10 +30,10 @@ from __future__ import annotations
 import ipaddress
 import resource
 import socket
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Union, cast
 
 from twisted.internet import protocol, tcp
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -94,7 +94,9 @@ class ConnectionLimits:
         clock: Optional[IReactorTime] = None,
     ) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor
+
+            clock = reactor
         self.max_per_address = max_per_address
         self.clock = clock
         self._interval = 1.0 / rate
@@ -176,11 +178,12 @@ class _Refused(protocol.Protocol):
         self.message = message
 
     def connectionMade(self) -> None:
+        transport = cast(ITCPTransport, self.transport)  # accepted by a TCP port
         if not self.message:
-            self.transport.abortConnection()
+            transport.abortConnection()
             return
-        self.transport.write(self.message)
-        self.transport.loseConnection()
+        transport.write(self.message)
+        transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         pass  # nothing a refused client says is read
@@ -248,7 +251,8 @@ class _CountedServer(tcp.Server):
         try:
             super().connectionLost(reason)
         finally:
-            self.server.factory.limits.release(self.client[0])
+            factory = cast(AdmissionFactory, self.server.factory)  # a LimitedPort's
+            factory.limits.release(cast(str, self.client[0]))  # (host, port) of an IP socket
 
 
 class LimitedPort(tcp.Port):

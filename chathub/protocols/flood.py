@@ -78,7 +78,9 @@ class FloodControl:
 EXEMPT = FloodControl(1.0, 1.0, 0, lambda: 0.0, exempt=True)
 
 
-def control_for(rate: float, burst: float, max_queued: int, clock: Callable[[], float], exempt: bool = False) -> FloodControl:
+def control_for(
+    rate: float, burst: float, max_queued: int, clock: Callable[[], float], exempt: bool = False
+) -> FloodControl:
     """A connection's penalty clock with a protocol's settings, or ``EXEMPT``."""
     return EXEMPT if exempt else FloodControl(rate, burst, max_queued, clock)
 

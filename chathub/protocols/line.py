@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from zope.interface import implementer
 
@@ -25,12 +25,13 @@ from chathub.hub.errors import AccountExists, HubError, StorageFailed
 from chathub.hub.modes import parse_room_modes
 from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
+from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name
+from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
-from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.sendqueue import SendQueue
 
 HELP = (
@@ -40,7 +41,9 @@ HELP = (
     "/invite NICK [#room]  /register PASSWORD  /quit [reason]  /help. "
     "A line without / is said in your current room."
 )
-GREETING = "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+GREETING = (
+    "Welcome to {name}. Pick a nick with /nick NAME (add a password for a registered nick). /help lists commands."
+)
 
 #: how /mode names the hub's list modes when showing them
 LIST_NAMES = {"b": "ban", "e": "ban exception", "I": "invite exception"}
@@ -124,7 +127,8 @@ class LineTelnetTransport(TelnetTransport):
 
     def _subnegotiationLengthExceeded(self) -> None:
         # conch logs and drops the connection; tell the person why first
-        if not self.transport.disconnecting and isinstance(self.protocol, LineSession):
+        tcp: Any = self.transport  # a TCP transport: ITransport does not say ``disconnecting``
+        if not tcp.disconnecting and isinstance(self.protocol, LineSession):
             self.protocol.error("telnet subnegotiation too long (no IAC SE); closing")
         super()._subnegotiationLengthExceeded()
 
@@ -148,13 +152,13 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.portal = portal
         self.config = config
         self.clock = clock
-        self.user = None
+        self.user: Optional[User] = None
         self.logout: Optional[Callable[[], None]] = None
         self.current_room: Optional[str] = None
         self.queue: Optional[SendQueue] = None
         self.lines: Optional[LineBuffer] = None
         self.gate: Optional[FloodGate] = None  # lines read, handled as flood control allows
-        self._tcp = None
+        self._tcp: Any = None  # the TCP transport under telnet (producer, abortConnection)
         self._registration_timer = None
         self.peer = "unknown"
         self.closing = False
@@ -166,7 +170,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             from twisted.internet import reactor
 
             self.clock = reactor
-        tcp = getattr(self.transport, "transport", self.transport)
+        tcp: Any = getattr(self.transport, "transport", self.transport)
         peer = tcp.getPeer()
         self.peer = getattr(peer, "host", str(peer))
         self.portal = client_portal(self.portal, self.peer)
@@ -188,15 +192,18 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
+        assert self.lines is not None  # from connectionMade
         with self.hub.batching():
             self.lines.feed(data)
 
     # -- LineBuffer's owner: every line (None: one too long) goes through the flood gate --
 
     def line_read(self, line: bytes) -> None:
+        assert self.gate is not None  # from connectionMade
         self.gate.submit(line)
 
     def line_too_long(self) -> None:
+        assert self.gate is not None  # from connectionMade
         self.gate.submit(None)
 
     # -- the gate's owner --------------------------------------------------------------
@@ -258,7 +265,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.user is not None:
             self.hub.quit(self.user, "Send queue exceeded")
         self._stop_input()
-        tcp = getattr(self.transport, "transport", self.transport)
+        tcp: Any = getattr(self.transport, "transport", self.transport)
         tcp.abortConnection()
 
     def _registration_timed_out(self) -> None:
@@ -283,6 +290,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         self._stop_input()
         self.error(reason)
+        assert self.queue is not None  # from connectionMade
         self.queue.lose_connection()  # a TLS transport closes only without a producer
 
     # -- output helpers --------------------------------------------------------------
@@ -368,6 +376,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         d = self.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(nick,), errbackArgs=(nick,))
         d.addErrback(self._login_crashed)
+        assert self.gate is not None  # from connectionMade
         self.gate.pause_until(d)  # later lines wait for the login
 
     def _logged_in(self, result, nick: str) -> None:
@@ -396,7 +405,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def _login_failed(self, failure, nick: str) -> None:
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
         # no checker for passwords at all (guests only): a refusal like any other
-        why = "this server has no password accounts" if failure.check(UnhandledCredentials) else failure.getErrorMessage()
+        if failure.check(UnhandledCredentials):
+            why = "this server has no password accounts"
+        else:
+            why = failure.getErrorMessage()
         self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer, why=why)
         self.error(f"login as {nick} refused: {why}")
 
@@ -455,9 +467,12 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.say(f"* current room is now {room.name}")
 
     def _joined_list(self) -> str:
+        assert self.user is not None  # commands but /nick, /help and /quit need a nick
         return ", ".join(r.name for r in self.user.rooms.values()) or "none"
 
     def cmd_part(self, rest: str) -> None:
+        assert self.user is not None  # commands but /nick, /help and /quit need a nick
+        name: Optional[str]
         name, _, reason = rest.partition(" ")
         if not is_room_name(name):
             name, reason = self.current_room, rest
@@ -619,6 +634,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.hub.quit(self.user, rest or "Quit")
         self.say("* bye")
         self._stop_input()
+        assert self.queue is not None  # from connectionMade
         self.queue.lose_connection()  # a TLS transport closes only without a producer
 
 

@@ -16,12 +16,12 @@ writes are already whole batches, and Nagle's algorithm would only delay the nex
 """
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol, cast
 
 from zope.interface import implementer
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IPushProducer, ITransport
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 
 
 def _plain_tcp_socket(transport):
@@ -87,7 +87,8 @@ class SendQueue:
         self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
         self._socket = _plain_tcp_socket(transport)
-        self._flow = flow or transport
+        # a consumer too: TCP and TLS transports are
+        self._flow = cast(IConsumer, flow or transport)
         self._flow.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
@@ -95,7 +96,7 @@ class SendQueue:
         if self.closed:
             return
         if not self.paused:
-            transport = self.transport
+            transport: Any = self.transport  # a tcp.Server when ``sock`` is set: its buffer is read
             sock = self._socket
             if (
                 sock is not None

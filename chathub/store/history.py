@@ -107,8 +107,8 @@ def check_ref(ref: Sequence[Any]) -> tuple[str, Union[str, float]]:
     """Validate a ``("msgid", str)`` or ``("timestamp", float)`` reference."""
     try:
         kind, value = ref
-    except (TypeError, ValueError):
-        raise ValueError(f"a history reference is (\"msgid\", id) or (\"timestamp\", t), not {ref!r}")
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"a history reference is (\"msgid\", id) or (\"timestamp\", t), not {ref!r}") from e
     if kind == "msgid" and isinstance(value, str) and value:
         return kind, value
     if kind == "timestamp" and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, ContextManager, Optional, Sequence
 
+from zope.interface import Attribute, Interface
+
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface
 
 from chathub.events import Event
 from chathub.records import Ref, RoomRecord
@@ -124,6 +125,23 @@ class IStore(Interface):
         path for every message, which a Deferred per event slowed down).
         """
 
+    def when_committed(listener: Callable[[list[tuple[Event, tuple[tuple[str, int], ...]]]], object]) -> None:
+        """Call ``listener(group)`` after each commit of appended events, in commit order,
+        before their ``notify`` calls: ``group`` lists each event that transaction wrote
+        with its positions, ``((conversation key, number), ...)``. Each conversation
+        numbers its events 1, 2, 3, ... in commit order, and a number is committed only
+        after every smaller one of its conversation (whichever process wrote it). An
+        event stored already is not listed again. A cluster node publishes each group."""
+
+    def conversation_heads(convs: Sequence[str]) -> Deferred[dict[str, int]]:
+        """The last committed number of each conversation key in ``convs`` that has one."""
+
+    def conversation_range(
+        conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> Deferred[list[tuple[int, Event]]]:
+        """``[(number, event)]`` of conversation ``conv`` numbered in ``(after_seq, up_to]``,
+        oldest first, at most ``limit`` (numbers retention removed are absent)."""
+
     def begin_room(name: str) -> Deferred[None]:
         """Start a new incarnation of room ``name``: from now on, history queries for the
         room (and ``targets``) see only what is appended after this call, never what an
@@ -133,7 +151,11 @@ class IStore(Interface):
         """
 
     def latest(
-        viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Optional[Collection[str]] = None
+        viewer: str,
+        target: str,
+        after_ref: Optional[Ref] = None,
+        limit: int = 50,
+        kinds: Optional[Collection[str]] = None,
     ) -> Deferred[list[Event]]:
         """The newest ``limit`` events of the conversation, after ``after_ref`` if given."""
 

@@ -98,6 +98,54 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        "one row per conversation event, numbered per conversation",
+        [
+            # Each conversation numbers its own events (conv_seq, 1, 2, 3, ...), taken from
+            # conversations.last_seq under the row's lock in the writer's transaction: a
+            # reader that sees number N knows 1..N are committed, whichever node wrote them
+            # (a table-wide identity is taken at INSERT, so with two writers a reader could
+            # see 2 committed before 1 and page past it). The event's body sits on its row:
+            # a room message is one row, read without a join; an event of several
+            # conversations (a quit seen in three rooms) has one row in each.
+            """CREATE TABLE conversation_events (
+                conv TEXT NOT NULL,
+                conv_seq {bigint} NOT NULL,
+                msgid TEXT NOT NULL,
+                ms {bigint} NOT NULL,
+                kind TEXT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (conv, conv_seq)
+            )""",
+            """INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body)
+               SELECT t.conv, ROW_NUMBER() OVER (PARTITION BY t.conv ORDER BY t.seq), e.msgid, t.ms, t.kind, e.body
+               FROM timeline t JOIN events e ON e.seq = t.seq""",
+            "CREATE UNIQUE INDEX conversation_events_msgid ON conversation_events (msgid, conv)",
+            "CREATE INDEX conversation_events_conv_ms ON conversation_events (conv, ms)",
+            "CREATE INDEX conversation_events_ms ON conversation_events (ms)",
+            # the head of each conversation's numbering; a row outlives its events (retention
+            # never reuses a number)
+            "ALTER TABLE conversations ADD COLUMN last_seq {bigint} NOT NULL DEFAULT 0",
+            """UPDATE conversations SET last_seq = COALESCE(
+                (SELECT MAX(c.conv_seq) FROM conversation_events c WHERE c.conv = conversations.conv), 0)""",
+            # where each room's current incarnation starts, now in its own numbering
+            """CREATE TABLE room_incarnations (
+                conv TEXT PRIMARY KEY,
+                after_conv_seq {bigint} NOT NULL
+            )""",
+            """INSERT INTO room_incarnations (conv, after_conv_seq)
+               SELECT r.conv, (SELECT COUNT(*) FROM timeline t WHERE t.conv = r.conv AND t.seq <= r.after_seq)
+               FROM room_epochs r""",
+            # a room whose incarnation began before it had any event needs its head row
+            """INSERT INTO conversations (conv, peer_a, peer_b, last_seq)
+               SELECT r.conv, r.conv, NULL, 0 FROM room_incarnations r
+               WHERE NOT EXISTS (SELECT 1 FROM conversations c WHERE c.conv = r.conv)""",
+            "DROP TABLE room_epochs",
+            "DROP TABLE timeline",
+            "DROP TABLE events",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -23,7 +23,7 @@ class RetentionService(service.Service):
     """
 
     log = Logger()
-    name = "retention"
+    name = "retention"  # type: ignore[assignment]  # Twisted's Service says ``name = None``, unannotated
 
     def __init__(self, store: IStore, history: HistoryConfig, clock: Any = None) -> None:
         if clock is None:
@@ -32,27 +32,27 @@ class RetentionService(service.Service):
         self.history = history
         self.clock = clock
         self._loop: Optional[task.LoopingCall] = None
-        self._running_prune: Optional[defer.Deferred] = None
-        self._waiting: list[defer.Deferred] = []
+        self._running_prune: Optional[defer.Deferred[int]] = None
+        self._waiting: list[defer.Deferred[int]] = []
 
     @property
     def active(self) -> bool:
         return self.history.max_age_days > 0 or self.history.max_per_target > 0
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
         if not self.active:
             return
         self._loop = task.LoopingCall(self.prune_now)
         self._loop.clock = self.clock
         self._loop.start(self.history.prune_interval_seconds, now=True)
 
-    def prune_now(self) -> defer.Deferred:
+    def prune_now(self) -> defer.Deferred[int]:
         """Apply retention once; fires with the number of events removed (0 on failure).
 
         While a prune runs, another call waits for that one instead of starting a second.
         """
-        mine: defer.Deferred = defer.Deferred()
+        mine: defer.Deferred[int] = defer.Deferred()
         self._waiting.append(mine)
         if self._running_prune is None:
             d = self.store.prune(self.clock.seconds())
@@ -71,8 +71,8 @@ class RetentionService(service.Service):
         self.log.failure("history retention failed; will retry", failure)
         return 0
 
-    def stopService(self) -> Optional[defer.Deferred]:
-        super().stopService()
+    def stopService(self) -> Optional[defer.Deferred[int]]:
+        super().stopService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
@@ -92,7 +92,7 @@ class StoreService(service.MultiService):
     """
 
     log = Logger()
-    name = "store"
+    name = "store"  # type: ignore[assignment]  # Twisted's Service says ``name = None``, unannotated
 
     def __init__(
         self,
@@ -101,21 +101,21 @@ class StoreService(service.MultiService):
         on_failure: Optional[Callable[[Failure], object]] = None,
         clock: Any = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
         self.store = store
         self.history = history or HistoryConfig()
         self.on_failure = on_failure or self._stop_reactor
         self._clock = clock
-        self._opened: Optional[defer.Deferred] = None
-        self._waiting: list[defer.Deferred] = []
+        self._opened: Optional[defer.Deferred[None]] = None
+        self._waiting: list[defer.Deferred[IStore]] = []
         self._result: Any = None  # the store once open, or the Failure of its opening
         self.retention = RetentionService(store, self.history, clock)
 
-    def ready(self) -> defer.Deferred:
+    def ready(self) -> defer.Deferred[IStore]:
         """Fires with the store once it is open (or fails with why it could not open)."""
         if self._result is not None:
             return defer.succeed(self._result) if not isinstance(self._result, Failure) else defer.fail(self._result)
-        d: defer.Deferred = defer.Deferred()
+        d: defer.Deferred[IStore] = defer.Deferred()
         self._waiting.append(d)
         return d
 
@@ -130,7 +130,8 @@ class StoreService(service.MultiService):
             "{db} ready in {seconds:.2f}s", db=self.store.description, seconds=time.monotonic() - started
         )
         if self.retention.parent is None:
-            self.retention.setServiceParent(self)  # starts it, since we are running
+            # starts it, since we are running (Twisted's, unannotated: mypy#16651)
+            self.retention.setServiceParent(self)  # type: ignore[no-untyped-call]
         self._settle(self.store)
 
     def _failed(self, failure: Failure) -> None:

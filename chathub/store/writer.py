@@ -32,14 +32,19 @@ class _Write:
     __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "retried")
 
     def __init__(
-        self, item: Any, fn: Optional[Callable[..., Any]], args: tuple, alone: bool, notify: Optional[Notify] = None
+        self,
+        item: Any,
+        fn: Optional[Callable[..., Any]],
+        args: tuple[Any, ...],
+        alone: bool,
+        notify: Optional[Notify] = None,
     ) -> None:
         self.item = item  # an event row for the batch function, or None for a call
         self.fn = fn
         self.args = args
         # told the outcome: a Deferred, or (appends that pass one) a plain callable
         self.notify = notify
-        self.deferred: Optional[Deferred] = Deferred() if notify is None else None
+        self.deferred: Optional[Deferred[Any]] = Deferred() if notify is None else None
         self.alone = alone
         self.retried = False
 
@@ -135,16 +140,19 @@ class GroupCommitWriter:
 
     def __init__(
         self,
-        run: Callable[..., Deferred],
+        run: Callable[..., Deferred[Any]],
         write_batch: Callable[[Any, list[Any]], Any],
         explain: Callable[[Failure, str], StorageError],
         clock: IReactorTime,
         max_batch: int = 1000,
         transient: Callable[[Failure], bool] = lambda failure: False,
-        around_release: Callable[[], ContextManager] = nullcontext,
+        around_release: Callable[[], ContextManager[object]] = nullcontext,
         name: str = "storage",
+        committed: Optional[Callable[[list[Any], Any], None]] = None,
     ) -> None:
         self._transient = transient
+        #: told ``(items, result)`` of each committed batch, before its writes settle
+        self._committed = committed
         self.episode = FailureEpisode(name, clock, self.log)
         self._around_release = around_release
         self._run = run
@@ -155,7 +163,7 @@ class GroupCommitWriter:
         self._queue: deque[_Write] = deque()
         self._busy = False
         self._scheduled: Optional[IDelayedCall] = None
-        self._idle_waiters: list[Deferred] = []
+        self._idle_waiters: list[Deferred[None]] = []
         self.closed = False
         #: transactions committed and items written, for tests and metrics
         self.commits = 0
@@ -166,7 +174,9 @@ class GroupCommitWriter:
         """Writes queued and not yet committed (the running transaction included)."""
         return len(self._queue)
 
-    def append(self, item: Any, needs_write: bool = True, notify: Optional[Notify] = None) -> Optional[Deferred]:
+    def append(
+        self, item: Any, needs_write: bool = True, notify: Optional[Notify] = None
+    ) -> Optional[Deferred[None]]:
         """Queue one item for the next batch; fires with None once committed.
 
         An item with nothing to write fires at once when no earlier write is pending
@@ -182,24 +192,24 @@ class GroupCommitWriter:
             return None
         return self._enqueue(_Write(item, None, (), alone=False, notify=notify))
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Deferred:
+    def call(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Run ``fn(txn, *args)`` in its own transaction, after every write queued before it."""
-        return cast(Deferred, self._enqueue(_Write(None, fn, args, alone=True)))  # no notify: a Deferred
+        return cast("Deferred[Any]", self._enqueue(_Write(None, fn, args, alone=True)))  # no notify: a Deferred
 
-    def idle(self) -> Deferred:
+    def idle(self) -> Deferred[None]:
         """Fires once everything queued so far has been committed (or has failed)."""
         if not self._queue and not self._busy:
             return succeed(None)
-        d: Deferred = Deferred()
+        d: Deferred[None] = Deferred()
         self._idle_waiters.append(d)
         return d
 
-    def close(self) -> Deferred:
+    def close(self) -> Deferred[None]:
         """Refuse new writes, and fire once the queued ones are done."""
         self.closed = True
         return self.idle()
 
-    def _enqueue(self, write: _Write) -> Optional[Deferred]:
+    def _enqueue(self, write: _Write) -> Optional[Deferred[Any]]:
         if self.closed:
             write.settle(failure=Failure(StorageError("storage is closed: the server is shutting down")))
             return write.deferred
@@ -250,6 +260,11 @@ class GroupCommitWriter:
             self.episode.succeeded()
         if batch[0].item is not None:
             self.items_written += len(batch)
+            if self._committed is not None:
+                try:
+                    self._committed([w.item for w in batch], result)
+                except Exception:
+                    self.log.failure("a committed batch's listener failed")
         # still busy while callbacks run: what they append joins the next batch
         with self._around_release():
             for write in batch:

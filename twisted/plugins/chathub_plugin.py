@@ -57,7 +57,7 @@ class Options(usage.Options, strcred.AuthOptionMixin):
                 auth={"allow_guests": False} if self["no-guests"] else {},
             )
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            raise usage.UsageError(str(e)) from e
         self["chathub-config"] = config
 
 

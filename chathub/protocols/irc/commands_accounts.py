@@ -9,8 +9,8 @@
   <password>`` for clients without it: NickServ is a virtual service nick (reserved in the
   hub) that answers with NOTICEs. Its messages never reach the hub or the history.
 
-Registration goes through the hub (``hub.create_account``, or
-``hub.create_nick_account`` before connection registration), login through the same twisted.cred portal as SASL and PASS.
+Registration goes through the hub (``hub.create_account``, or ``hub.create_nick_account``
+before connection registration), login through the same twisted.cred portal as SASL and PASS.
 No password is ever logged: failures are logged by command name only.
 """
 from __future__ import annotations

@@ -303,7 +303,7 @@ def kick(session, msg: Message, rb) -> None:
     if len(rooms) == 1:
         pairs = [(rooms[0], nick) for nick in nicks]
     elif len(rooms) == len(nicks):
-        pairs = list(zip(rooms, nicks))
+        pairs = list(zip(rooms, nicks, strict=True))
     else:
         rb.numeric(N.ERR_NEEDMOREPARAMS, "KICK", "Give one channel, or one channel per nick")
         return

@@ -14,7 +14,7 @@ Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Literal, Optional, Union, overload
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -55,6 +55,12 @@ def isupport_tokens(config) -> list[str]:
     return [f"CHATHISTORY={config.history.query_limit}", "MSGREFTYPES=" + ",".join(MSGREFTYPES)]
 
 
+@overload
+def parse_ref(sub: str, text: str, star_ok: Literal[False] = False) -> Ref: ...
+@overload
+def parse_ref(sub: str, text: str, star_ok: bool) -> Optional[Ref]: ...
+
+
 def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
     """``msgid=x`` / ``timestamp=...`` -> a store reference; ``*`` -> None where allowed."""
     if text == "*" and star_ok:
@@ -68,8 +74,8 @@ def parse_ref(sub: str, text: str, star_ok: bool = False) -> Optional[Ref]:
     if kind == "timestamp":
         try:
             when = parse_iso_time(value)
-        except (ValueError, OverflowError):
-            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
+        except (ValueError, OverflowError) as e:
+            raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp") from e
         if not math.isfinite(when):
             raise BadParams("INVALID_PARAMS", sub, text, "Invalid timestamp")
         return ("timestamp", when)
@@ -137,8 +143,8 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
     playback = C.EVENT_PLAYBACK in session.caps
     kinds = None if playback else MESSAGE_KINDS
     query = "latest" if sub == "BEFORE" and first is None else sub.lower()
-    refs = (first,) if second is None else (first, second)
-    d = hub.history(session.user, query, name, *refs, limit=limit, kinds=kinds)
+    query_refs = (first,) if second is None else (first, second)
+    d = hub.history(session.user, query, name, *query_refs, limit=limit, kinds=kinds)
     d.addCallbacks(
         _replay,
         _query_failed,

@@ -13,7 +13,7 @@ channel of the same name, starts empty).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 from chathub.names import is_room_name
 from chathub.protocols.irc import caps as C
@@ -21,6 +21,8 @@ from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, SIGNED_OFF, comm
 from chathub.protocols.irc.wire import Message
 
 if TYPE_CHECKING:
+    from chathub.hub.rooms import Room
+    from chathub.hub.users import User
     from chathub.protocols.irc.server import IrcServer
 
 RPL_WHOISKEYVALUE = "760"
@@ -37,7 +39,7 @@ _KEY = re.compile(r"[a-z0-9_./\-]+\Z")
 
 
 @hook(ROOM_ENDED)
-def forget_room(server: "IrcServer", room) -> None:
+def forget_room(server: "IrcServer", room: "Room") -> None:
     """A channel's metadata ends with the channel."""
     store = server.metadata
     entry = store.get(("room", room.folded))
@@ -69,12 +71,12 @@ def forget_user(session, user) -> None:
     session.server.metadata.pop(("user", user.folded), None)
 
 
-def follow_nick_change(server: "IrcServer", user, old_folded: str) -> None:
+def follow_nick_change(server: "IrcServer", user: "User", old_folded: str) -> None:
     """Keep a user's metadata under their new nick."""
     store = server.metadata
     entry = store.pop(("user", old_folded), None)
     if entry is not None and entry[0] is user:
-        store[("user", user.folded)] = entry
+        store[("user", cast(str, user.folded))] = entry  # renamed: signed on
 
 
 class _Target:

@@ -157,7 +157,8 @@ def whois(session, msg, rb) -> None:
     if user.away:
         rb.numeric(N.RPL_AWAY, n, user.away)
     idle = getattr(user.participant, "idle_since", user.last_active)
-    rb.numeric(N.RPL_WHOISIDLE, n, str(max(0, int(time.time() - idle))), str(int(user.signon)), "seconds idle, signon time")
+    idle_seconds = str(max(0, int(time.time() - idle)))
+    rb.numeric(N.RPL_WHOISIDLE, n, idle_seconds, str(int(user.signon)), "seconds idle, signon time")
     whois_metadata(session, user, rb)
     rb.numeric(N.RPL_ENDOFWHOIS, n, "End of /WHOIS list")
 

@@ -14,6 +14,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
+
 def _markers(session) -> dict[str, float]:
     account = session.user.account if session.user is not None else None
     if account is None:

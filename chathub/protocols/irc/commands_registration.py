@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.logger import Logger
@@ -78,7 +79,8 @@ def cap(session, msg: Message, rb) -> None:
         wanted = msg.params[1] if len(msg.params) > 1 else ""
         names = wanted.split()
         offered = C.offered()
-        enable, disable = [], []
+        enable: list[str] = []
+        disable: list[str] = []
         ok = bool(names)
         for name in names:
             removing = name.startswith("-")

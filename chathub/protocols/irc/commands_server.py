@@ -3,15 +3,15 @@ ADMIN, HELP, LINKS, OPER, KILL and WALLOPS."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from twisted.logger import Logger
 
 import chathub
 from chathub.auth.limiter import LoginThrottled
 from chathub.hub.masks import mask_matches
-from chathub.protocols.irc import numerics as N
 from chathub.hub.modes import CHANMODES
+from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.commands_queries import visible_host
 from chathub.protocols.irc.table import COMMANDS, WELCOME, command, hook
@@ -72,7 +72,7 @@ def welcome_burst(session, rb) -> None:
     """001-005, LUSERS and MOTD, sent once registration completes."""
     config = session.config
     user = session.user
-    started = datetime.fromtimestamp(session.hub.started, tz=timezone.utc)
+    started = datetime.fromtimestamp(session.hub.started, tz=UTC)
     rb.numeric(N.RPL_WELCOME, f"Welcome to the {config.server.network} IRC Network {user.mask}")
     rb.numeric(N.RPL_YOURHOST, f"Your host is {session.server_name}, running version {VERSION}")
     rb.numeric(N.RPL_CREATED, f"This server was created {started:%a %b %d %Y at %H:%M:%S UTC}")
@@ -145,7 +145,7 @@ def time_(session, msg, rb) -> None:
     if _other_server(session, msg, rb):
         return
     now = time.time()
-    text = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%A %B %d %Y -- %H:%M:%S +00:00")
+    text = datetime.fromtimestamp(now, tz=UTC).strftime("%A %B %d %Y -- %H:%M:%S +00:00")
     rb.numeric(N.RPL_TIME, session.server_name, str(int(now)), "0", text)
 
 

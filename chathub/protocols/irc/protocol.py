@@ -1,8 +1,10 @@
 """IRC over TCP: line splitting with the protocol's limits, feeding an ``IrcSession``."""
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet import protocol
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import ISSLTransport, ITCPTransport
 from twisted.logger import Logger
 
 from chathub.protocols.connlimit import REASON_TEXT
@@ -50,6 +52,7 @@ class IrcProtocol(protocol.Protocol):
     # -- Protocol ----------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        assert self.transport is not None  # Twisted sets it before calling this
         peer = self.transport.getPeer()
         host = display_host(peer)
         self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
@@ -71,7 +74,7 @@ class IrcProtocol(protocol.Protocol):
         session = self.session
         if session is not None and not session.closed:
             session._shutdown("SendQ exceeded")
-        self.transport.abortConnection()
+        cast(ITCPTransport, self.transport).abortConnection()  # TCP, or TLS over it
 
     def dataReceived(self, data: bytes) -> None:
         # the chat these lines cause is held by the hub's fan-out and written at the end
@@ -88,12 +91,14 @@ class IrcProtocol(protocol.Protocol):
 
     def line_read(self, line: bytes) -> None:
         session = self.session
+        assert session is not None  # lines are fed only to a session
         session.line_received(line)
         if session.closed:
             self.lines.stop()  # a QUIT ends the connection: ignore what followed it
 
     def line_too_long(self) -> None:
         session = self.session
+        assert session is not None  # lines are fed only to a session
         session.write_messages([session.numeric(N.ERR_INPUTTOOLONG, "Input line too long")])
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:

@@ -4,7 +4,7 @@ no reply becomes ``ACK``, one line carries the label, several go in a
 ``labeled-response`` batch."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Union, cast
 
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.wire import Message
@@ -71,9 +71,10 @@ class ResponseBuffer:
     def flush(self) -> None:
         """Write what is held, labelled as the client asked."""
         session = self.session
-        messages, self.messages = self.messages, []
-        if any(callable(m) for m in messages):
-            messages = [line for m in messages for line in (m() if callable(m) else (m,))]
+        held, self.messages = self.messages, []
+        if any(callable(m) for m in held):
+            held = [line for m in held for line in (m() if callable(m) else (m,))]
+        messages = cast("list[Message]", held)  # what was made later is made now
         label = self.label
         if label is None:
             if messages:

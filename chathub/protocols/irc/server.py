@@ -92,7 +92,9 @@ class IrcServer:
         ``portal.client(its address)``); ``clock`` defaults to the reactor. Reads the MOTD
         file now: build this at start-up."""
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor
+
+            clock = reactor
         self.hub = hub
         self.portal = LoggedLogins(portal)
         self.config = config

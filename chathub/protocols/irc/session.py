@@ -10,21 +10,22 @@ replies are held in a ``ResponseBuffer`` (``responsebuffer.py``) until it is don
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, cast
 
-from twisted.cred.error import UnauthorizedLogin
+from zope.interface import implementer
+
 from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from chathub.auth.credentials import GuestNick
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.interfaces import IChatUser, IParticipant
+from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.flood import FloodGate
 from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.render import render_lines
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from chathub.config import Config
     from chathub.hub.service import ChatHub
+    from chathub.hub.users import User
     from chathub.protocols.irc.server import IrcServer
 
 #: capabilities of a session that negotiated none (shared: sessions replace, never mutate)
@@ -135,7 +137,7 @@ class IrcSession:
         self.username: Optional[str] = None
         self.realname = ""
         self.password: Optional[str] = None
-        self.user = None  # hub User once logged in (guest or account)
+        self.user: Optional[User] = None  # hub User once logged in (guest or account)
         self._logout: Optional[Callable[[], None]] = None
         self.registered = False
         self.closed = False
@@ -453,18 +455,19 @@ class IrcSession:
 
     def _welcome(self, rb: ResponseBuffer) -> None:
         user = self.user
+        assert user is not None  # adopted once the login succeeded
         user.user = "~" + (self.username or "user")[: self.config.irc.user_length]
         user.realname = self.realname
         user.identity_changed()
         try:
-            self.hub.sign_on(self.user, self.nick)
+            self.hub.sign_on(user, cast(str, self.nick))  # the login was for this nick
         except errors.HubError as e:
             self.hub_error(rb, e)
             self.nick = None
             return
         self.registered = True
         self.server.session_registered(self)
-        self.nick = self.user.nick
+        self.nick = user.nick
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
 

@@ -5,7 +5,7 @@ more to scroll back to without a second query.
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 from twisted.internet.defer import Deferred
 
@@ -50,7 +50,8 @@ def fetch_history(
     """Fire with ``(events, more)``: a page of ``target``'s history, oldest first.
 
     ``before``/``after`` are a message id (str) or epoch seconds (number); with neither,
-    the newest page. A time outside 1970 to 9999 (or not finite) raises ``BadReference``. ``more`` says whether older (or, with ``after``, newer) items exist.
+    the newest page. A time outside 1970 to 9999 (or not finite) raises ``BadReference``.
+    ``more`` says whether older (or, with ``after``, newer) items exist.
     """
     if not hub.history_available:
         raise HistoryUnavailable("this server keeps no history")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from zope.interface import implementer
 
@@ -29,10 +29,9 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name, valid_nick
-from chathub.text import is_valid_text
-from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
+from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.web.history import BadReference, HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
     CLOSE_BY_SERVER,
@@ -41,6 +40,7 @@ from chathub.protocols.web.websocket import (
     CLOSE_NORMAL,
     JSON_V1,
 )
+from chathub.text import is_valid_text
 
 PROTOCOL_VERSION = 1
 
@@ -55,21 +55,27 @@ class RequestError(Exception):
         self.field = field_name
 
 
+#: what a request field must be an instance of (``isinstance``'s second argument)
+FieldType = Union[type, tuple[type, ...]]
+
+
 @dataclass(frozen=True)
 class Request:
     """One entry of the request table."""
 
     handler: str  # method name on JsonSession
     before_login: bool = False  # allowed before login
-    required: dict[str, type] = field(default_factory=dict)
-    optional: dict[str, type] = field(default_factory=dict)
+    required: dict[str, FieldType] = field(default_factory=dict)
+    optional: dict[str, FieldType] = field(default_factory=dict)
     cost: float = 1.0  # flood budget it uses
 
 
 _STR = str
 _INT = int
 REQUESTS: dict[str, Request] = {
-    "login": Request("do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5),
+    "login": Request(
+        "do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5
+    ),
     "register": Request("do_register", required={"password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
@@ -83,7 +89,12 @@ REQUESTS: dict[str, Request] = {
     "rooms": Request("do_rooms", cost=2),
     "nick": Request("do_nick", required={"nick": _STR}, cost=3),
     "away": Request("do_away", optional={"text": _STR}),
-    "history": Request("do_history", required={"target": _STR}, optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT}, cost=2),
+    "history": Request(
+        "do_history",
+        required={"target": _STR},
+        optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT},
+        cost=2,
+    ),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
@@ -97,7 +108,7 @@ def _type_name(tp) -> str:
 
 
 def _check_fields(msg: dict, spec: Request) -> None:
-    for name, tp in spec.required.items():
+    for name in spec.required:
         if name not in msg or msg[name] is None:
             raise RequestError("missing_field", f"'{name}' is required", name)
     for name, tp in {**spec.required, **spec.optional}.items():
@@ -121,7 +132,7 @@ def _valid_ref(ref: Any) -> bool:
 
 def member_json(room: Room, user: User) -> dict[str, Any]:
     """One member of a room: who, how connected, present or away, room privileges."""
-    member = room.members.get(user.folded)
+    member = room.members.get(user.folded or "")
     return {
         "nick": user.nick,
         "account": user.account,
@@ -170,7 +181,9 @@ class JsonSession(EncodingParticipant):
         self._logging_in = False
         self._closed = False
         exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
-        control = control_for(wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt)
+        control = control_for(
+            wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
+        )
         self.gate = FloodGate(control, self.clock, self)
         self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
 
@@ -306,7 +319,12 @@ class JsonSession(EncodingParticipant):
         if ref is not None and not _valid_ref(ref):
             # a ref is copied into answers: only small scalars, so no answer can fail to encode
             del msg["ref"]
-            self.error("invalid_field", "'ref' must be a number, a string of at most 64 characters, true or false", msg, field="ref")
+            self.error(
+                "invalid_field",
+                "'ref' must be a number, a string of at most 64 characters, true or false",
+                msg,
+                field="ref",
+            )
             return
         kind = msg.get("type")
         if not isinstance(kind, str):
@@ -354,6 +372,7 @@ class JsonSession(EncodingParticipant):
         if not valid_nick(nick, self.config.limits.nick_length):
             raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
         password = msg.get("password")
+        credentials: Union[GuestNick, UsernamePassword]
         if password is None:
             credentials = GuestNick(nick)
         else:
@@ -415,6 +434,7 @@ class JsonSession(EncodingParticipant):
     def do_register(self, msg: dict) -> None:
         """Register the nick in use as an account (log in as a guest first, like NickServ)."""
         user = self.user
+        assert user is not None  # requests but login, ping and quit need one
         d = self.hub.create_account(user, msg["password"])
 
         def registered(name: str) -> None:
@@ -452,6 +472,7 @@ class JsonSession(EncodingParticipant):
         if room is None:
             room = self.hub.find_room(name)
         user = self.user
+        assert user is not None  # requests but login, ping and quit need one
 
         def snapshot() -> None:
             if not self._closed and room is not None and user.folded in room.members:
@@ -476,6 +497,7 @@ class JsonSession(EncodingParticipant):
 
     def do_rooms(self, msg: dict) -> None:
         hub, user = self.hub, self.user
+        assert user is not None  # requests but login, ping and quit need one
         rooms = [
             {
                 "room": r.name,
@@ -506,6 +528,7 @@ class JsonSession(EncodingParticipant):
         last = None
         for line in lines:
             last = self.hub.send(self.user, msg["target"], line, kind, receipt=receipt)
+        assert last is not None  # there was a line
         self._answer_stored(msg, receipt, id=last.id)
 
     def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
@@ -542,6 +565,7 @@ class JsonSession(EncodingParticipant):
     # -- identity and presence ---------------------------------------------------------
 
     def do_nick(self, msg: dict) -> None:
+        assert self.user is not None  # requests but login, ping and quit need one
         self.hub.change_nick(self.user, msg["nick"])
         self._ok(msg, nick=self.user.nick)
 
@@ -562,14 +586,15 @@ class JsonSession(EncodingParticipant):
             raise RequestError("invalid_field", "give 'before' or 'after', not both", "after")
         if is_room_name(target):
             room = self.hub.find_room(target)
+            assert self.user is not None  # requests but login, ping and quit need one
             if room is None or self.user.folded not in room.members:
                 raise errors.NotOnRoom(target, "join the room to read its history")
         try:
             d = fetch_history(self.hub, self.user, target, limit, msg.get("before"), msg.get("after"))
         except HistoryUnavailable as e:
-            raise RequestError("history_unavailable", str(e))
+            raise RequestError("history_unavailable", str(e)) from e
         except BadReference as e:
-            raise RequestError("invalid_field", str(e), e.field)
+            raise RequestError("invalid_field", str(e), e.field) from e
 
         def answer(result) -> None:
             events, more = result

@@ -47,6 +47,7 @@ class ClientFiles(static.File):
         ".svg": "image/svg+xml",
         ".webmanifest": "application/manifest+json",
     }
+    index_page: "IndexPage"  # set on the root only (``build_site``)
 
     def render(self, request):
         for name, value in SECURITY_HEADERS.items():
@@ -141,7 +142,7 @@ class ChathubChannel(http.HTTPChannel):
         if self.persistent:
             # the wait for the next request starts now, with the full request deadline
             # (Twisted restores the timeout it saved when this request arrived)
-            self._savedTimeOut = self.site.timeOut
+            self._savedTimeOut = self.site.timeOut  # type: ignore[assignment]  # Twisted's ``= None``, unannotated
             self._wait_started = self.site.reactor.seconds()
             self._request_begun = False
         super().requestDone(request)
@@ -149,6 +150,7 @@ class ChathubChannel(http.HTTPChannel):
     def timeoutConnection(self) -> None:
         if self._request_begun and not self._handlingRequest:
             # part of a request came, and no response has begun: say why it ends
+            assert self.transport is not None  # connected: the timer runs
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
             )
@@ -169,9 +171,11 @@ class ChathubSite(server.Site):
     only answers to the host names of ``[websocket] hostnames`` (DNS rebinding), and gives
     every request a deadline (``ChathubChannel``)."""
 
-    protocol = ChathubChannel
+    # a plain HTTP/1.1 channel where Twisted's type says its HTTP/2-negotiating wrapper
+    protocol = ChathubChannel  # type: ignore[assignment]
     hostnames: tuple[str, ...] = ("*",)
     open_handshake_timeout: float = 10.0
+    websocket_factory: ChatWebSocketFactory  # set by ``build_site``
 
     def getResourceFor(self, request):
         host = (request.getHeader(b"host") or b"").decode("latin-1")

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, cast
 from urllib.parse import urlsplit
+
+from zope.interface import directlyProvides, providedBy
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from zope.interface import directlyProvides, providedBy
-
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.interfaces import IReactorTime, ISSLTransport, ITransport
 from twisted.logger import Logger
 
 from chathub.config import Config
@@ -178,9 +178,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.subprotocol: Optional[str] = None
-        self.session = None
+        self.session: Any = None  # an IrcSession or a JsonSession (``make_session``), once open
         self.sendqueue: Optional[SendQueue] = None
-        self.real_transport = None
+        self.real_transport: Any = None  # the TCP or TLS transport under the send queue
         self.client_host = ""
         self.quit_reason: Optional[str] = None
         self.on_closed: list[defer.Deferred] = []
@@ -200,7 +200,9 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "host not allowed")
         if not origin_allowed(request.origin, host, config.allowed_origins, secure, config.hostnames):
-            self._log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin)
+            self._log.info(
+                "refused WebSocket from {peer}: origin {origin} not allowed", peer=request.peer, origin=request.origin
+            )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         self.subprotocol = choose_subprotocol(list(request.protocols), self.factory.subprotocols)
         self.client_host = _peer_host(request.peer)
@@ -210,7 +212,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        real = self.real_transport = self.transport
+        self.real_transport = self.transport
+        real = self.real_transport
         # Under twisted.web the HTTP channel registered itself as the transport's
         # producer; the connection is ours now, so is its flow control.
         real.unregisterProducer()
@@ -223,7 +226,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # small write.
         real = self.real_transport
         self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self)
-        self.transport = QueuedTransport(real, self.sendqueue)
+        # it provides whatever the real transport provides (ITransport among them)
+        self.transport = cast(ITransport, QueuedTransport(real, self.sendqueue))
 
     def send_queue_overflow(self) -> None:
         """The client stopped reading and its send queue is full."""
@@ -282,6 +286,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             else:
                 # straight to the send queue: autobahn's sendData formats a debug log line
                 # per call: measured 17 us per recipient that way, about 1 us this way
+                assert self.transport is not None  # open
                 self.transport.write(frame)
 
     def close_with(self, code: int, reason: str) -> None:
@@ -314,7 +319,7 @@ def _peer_host(peer: str) -> str:
 class ChatWebSocketFactory(WebSocketServerFactory):
     """Makes ``ChatWebSocketProtocol``s configured from ``[websocket]``."""
 
-    protocol = ChatWebSocketProtocol
+    protocol: type[WebSocketServerProtocol] = ChatWebSocketProtocol
 
     def __init__(
         self,
@@ -329,7 +334,9 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         the TCP IRC listener serves too)."""
         super().__init__(url)
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor
+
+            clock = reactor
         self.hub = hub
         self.portal = portal
         self.config = config
@@ -371,7 +378,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             return None
         waits = []
         for protocol in list(self.connections):
-            d = defer.Deferred()
+            d: defer.Deferred[None] = defer.Deferred()
             protocol.on_closed.append(d)
             waits.append(d)
             protocol.close_with(CLOSE_GOING_AWAY, "Server shutting down")

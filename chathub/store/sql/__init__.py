@@ -3,7 +3,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 
 | module | class | domain |
 |---|---|---|
-| ``database`` | ``SqlDatabase`` | life cycle: pools, ``open``/``preflight``/``close``, schema migrations, the write queue |
+| ``database`` | ``SqlDatabase`` | life cycle: pools, ``open``/``preflight``/``close``, migrations, the write queue |
 | ``history`` | ``HistoryStore`` | appending events (group commit), room incarnations, the history queries |
 | ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
 | ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |

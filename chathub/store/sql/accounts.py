@@ -19,7 +19,7 @@ class AccountStore(SqlDatabase):
 
     def create_account(
         self, name: str, password_hash: str, email: Optional[str] = None, created: Optional[float] = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[Account]:
         """Store a new account; fails with ``AccountExists``. Fires with the ``Account``."""
         account = Account(name, password_hash, created if created is not None else time.time(), None, email)
         return self._write(self._create_account, account)
@@ -36,7 +36,7 @@ class AccountStore(SqlDatabase):
             raise AccountExists(account.name)
         return account
 
-    def get_account(self, name: str) -> defer.Deferred:
+    def get_account(self, name: str) -> defer.Deferred[Optional[Account]]:
         """The ``Account`` called ``name`` in any case, or None."""
         return self._read(self._get_account, fold(name))
 
@@ -50,7 +50,7 @@ class AccountStore(SqlDatabase):
         row = txn.fetchone()
         return None if row is None else Account(row[0], row[1], row[2], row[3], row[4])
 
-    def set_password_hash(self, name: str, password_hash: str) -> defer.Deferred:
+    def set_password_hash(self, name: str, password_hash: str) -> defer.Deferred[None]:
         """Replace an account's password hash; fails with ``NoSuchAccount``."""
         return self._write(self._set_password_hash, name, password_hash)
 
@@ -62,7 +62,7 @@ class AccountStore(SqlDatabase):
         if txn.rowcount == 0:
             raise NoSuchAccount(name)
 
-    def touch_account(self, name: str, when: float) -> defer.Deferred:
+    def touch_account(self, name: str, when: float) -> defer.Deferred[bool]:
         """Record a login time; fires with True if the account exists."""
         return self._write(self._touch_account, fold(name), when)
 
@@ -70,7 +70,7 @@ class AccountStore(SqlDatabase):
         txn.execute(self._q("UPDATE accounts SET last_seen = ? WHERE name_folded = ?"), (when, folded))
         return txn.rowcount > 0
 
-    def delete_account(self, name: str) -> defer.Deferred:
+    def delete_account(self, name: str) -> defer.Deferred[bool]:
         """Remove an account; fires with True if it existed."""
         return self._write(self._delete_account, fold(name))
 
@@ -78,7 +78,7 @@ class AccountStore(SqlDatabase):
         txn.execute(self._q("DELETE FROM accounts WHERE name_folded = ?"), (folded,))
         return txn.rowcount > 0
 
-    def account_names(self) -> defer.Deferred:
+    def account_names(self) -> defer.Deferred[set[str]]:
         """Every account's folded name, as a set."""
         return self._read(self._account_names)
 

@@ -65,7 +65,7 @@ def deferred(method: _Method) -> _Method:
     """Make bad arguments fail the returned Deferred instead of raising."""
 
     @functools.wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> defer.Deferred:
+    def wrapper(*args: Any, **kwargs: Any) -> defer.Deferred[Any]:
         return defer.maybeDeferred(method, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -95,7 +95,7 @@ class SqlDatabase:
         self._read_pool: Optional[ConnectionPool] = None
         self._writer: Optional[GroupCommitWriter] = None
         #: wrapped around the release of each committed group of writes (``wrap_releases``)
-        self._around_release: Callable[[], ContextManager] = nullcontext
+        self._around_release: Callable[[], ContextManager[object]] = nullcontext
         self.description = self.engine + " database"
 
     # -- what a backend provides -------------------------------------------------
@@ -131,14 +131,17 @@ class SqlDatabase:
 
     # -- what the history domain provides ----------------------------------------
 
-    def _write_events(self, txn: Cursor, items: list[Any]) -> None:
+    def _write_events(self, txn: Cursor, items: list[Any]) -> Any:
         """Write one group of appended items (the group-commit writer's batch function)."""
         raise NotImplementedError
+
+    def _committed_batch(self, items: list[Any], result: Any) -> None:
+        """A group written by ``_write_events`` (which returned ``result``) is committed."""
 
     # -- life cycle ----------------------------------------------------------------
 
     @defer.inlineCallbacks
-    def _bring_up_to_date(self, run: Callable[..., defer.Deferred]) -> Any:
+    def _bring_up_to_date(self, run: Callable[..., defer.Deferred[Any]]) -> Any:
         """Create the version table, run pending migrations, check integrity.
 
         ``run(fn, *args)`` runs ``fn(txn, *args)`` in one write transaction.
@@ -174,7 +177,7 @@ class SqlDatabase:
         """
         conn: Optional[Connection] = None
 
-        def run(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+        def run(fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
             assert conn is not None
             cursor = conn.cursor()
             try:
@@ -188,7 +191,7 @@ class SqlDatabase:
             finally:
                 cursor.close()
 
-        results: list = []
+        results: list[Any] = []
         try:
             self._prepare()
             conn = self._connect()
@@ -223,10 +226,11 @@ class SqlDatabase:
             transient=self._transient,
             around_release=lambda: self._around_release(),
             name=self.description,
+            committed=self._committed_batch,
         )
         self.log.info("{db} open", db=self.description)
 
-    def wrap_releases(self, around: Callable[[], ContextManager]) -> None:
+    def wrap_releases(self, around: Callable[[], ContextManager[object]]) -> None:
         """Release each committed group of writes inside ``around()`` (the hub's fan-out
         batching, so a group reaches each member as one write)."""
         self._around_release = around
@@ -254,35 +258,38 @@ class SqlDatabase:
         self._begin(txn)
         return fn(txn, *args)
 
-    def _run_write(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def _run_write(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         assert self._write_pool is not None
-        return self._write_pool.runInteraction(self._transaction, fn, *args)
+        d: defer.Deferred[Any] = self._write_pool.runInteraction(self._transaction, fn, *args)
+        return d
 
     def _explain(self, failure: Failure, what: str) -> StorageError:
         # not logged here: the writer logs a run of failures once (FailureEpisode)
         detail = self._detail(failure.value)
         return StorageError(f"the {self.engine} database could not be written: {detail}")
 
-    def _write(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def _write(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``fn(txn, *args)`` as its own transaction, in turn with every other write."""
         if self._writer is None:
             return defer.fail(StorageError("storage is not open"))
         return self._writer.call(fn, *args)
 
-    def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``fn(txn, *args)`` on a read connection; a driver failure becomes a
         ``StorageError`` (logged), after one retry when it was a lost connection."""
         if self._read_pool is None:
             return defer.fail(StorageError("storage is not open"))
-        d = self._read_pool.runInteraction(fn, *args)
+        d: defer.Deferred[Any] = self._read_pool.runInteraction(fn, *args)
         d.addErrback(self._read_again, fn, args)
         d.addErrback(self._read_failed)
         return d
 
-    def _read_again(self, failure: Failure, fn: Callable[..., Any], args: tuple) -> Any:
+    def _read_again(self, failure: Failure, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if not self._transient(failure) or self._read_pool is None:
             return failure
-        self.log.warn("{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage())
+        self.log.warn(
+            "{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage()
+        )
         return self._read_pool.runInteraction(fn, *args)
 
     def _read_failed(self, failure: Failure) -> Any:

@@ -1,14 +1,17 @@
 """``HistoryStore``: the history domain of ``SqlStore``: appending events (group-committed),
 room incarnations (``begin_room``), and the ``draft/chathistory`` queries.
 
-An event is stored once (``events``: its JSON body) and listed in each conversation it
-belongs to (``timeline``: conversation, seq, time in ms, kind); ``conversations`` names the
-parties of private ones, ``room_epochs`` where each room's current incarnation starts.
+An event has one row in each conversation it belongs to (``conversation_events``: the
+conversation, its number there, msgid, time in ms, kind and JSON body): a room message is
+one row. ``conversations`` names the parties of private conversations and holds each
+conversation's last number (``last_seq``), taken under its row lock in the writer's
+transaction, so numbers are committed in order whichever node writes them;
+``room_incarnations`` says where each room's current incarnation starts.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence, cast
+from typing import Any, Callable, Collection, Iterable, NamedTuple, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -34,24 +37,30 @@ from chathub.store.sql.database import Cursor, SqlDatabase, deferred, placeholde
 Kinds = Optional[Collection[str]]
 
 #: a conversation's history starts after its room's latest incarnation began (``begin_room``);
-#: uncorrelated, so the database computes it once and seeks the (conv, seq) index past it
-IN_INCARNATION = "t.seq > COALESCE((SELECT r.after_seq FROM room_epochs r WHERE r.conv = ?), 0)"
+#: uncorrelated, so the database computes it once and seeks the (conv, conv_seq) key past it
+IN_INCARNATION = (
+    "t.conv_seq > COALESCE((SELECT r.after_conv_seq FROM room_incarnations r WHERE r.conv = ?), 0)"
+)
 
-#: rows per multi-row INSERT: 4 columns x 200 stays far below SQLite's 32,766 parameters
+#: rows per multi-row statement: 6 columns x 200 stays far below SQLite's 32,766 parameters
 ROWS_PER_STATEMENT = 200
+
+#: where a committed event sits: ``((conversation key, number there), ...)``
+Positions = tuple[tuple[str, int], ...]
 
 
 class _Bound(NamedTuple):
-    """A resolved history reference: a message (``seq`` set) or a point in time."""
+    """A resolved history reference: a message (``seq``, its number in the conversation)
+    or a point in time."""
 
     ms: int
     seq: Optional[int]
 
     def after(self) -> tuple[str, int]:
-        return ("t.seq > ?", self.seq) if self.seq is not None else ("t.ms > ?", self.ms)
+        return ("t.conv_seq > ?", self.seq) if self.seq is not None else ("t.ms > ?", self.ms)
 
     def before(self) -> tuple[str, int]:
-        return ("t.seq < ?", self.seq) if self.seq is not None else ("t.ms < ?", self.ms)
+        return ("t.conv_seq < ?", self.seq) if self.seq is not None else ("t.ms < ?", self.ms)
 
     def precedes(self, other: "_Bound") -> bool:
         if self.ms != other.ms or self.seq is None or other.seq is None:
@@ -91,7 +100,7 @@ def decode_event(body: str) -> Event:
     return Event.from_dict(json.loads(body))
 
 
-def _fire(_: object, waiter: defer.Deferred) -> None:
+def _fire(_: object, waiter: defer.Deferred[None]) -> None:
     waiter.callback(None)
 
 
@@ -102,13 +111,67 @@ class HistoryStore(SqlDatabase):
         super().__init__(history, reactor)
         #: room conversation -> fires once its latest ``begin_room`` is committed: a query
         #: for the room waits for it, or it could read the old room's history meanwhile
-        self._beginning: dict[str, defer.Deferred] = {}
+        self._beginning: dict[str, defer.Deferred[None]] = {}
+        #: told each committed group of events (``when_committed``)
+        self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], object]] = []
+
+    def when_committed(self, listener: Callable[[list[tuple[Event, Positions]]], object]) -> None:
+        """Call ``listener(group)`` after each commit of appended events, in commit order:
+        ``group`` lists each event written by that transaction with its ``Positions``
+        (what a cluster node publishes, one message per group). Events stored already
+        (a retry of a commit that landed) are not listed again."""
+        self._group_listeners.append(listener)
+
+    def _committed_batch(self, items: list[Any], result: Any) -> None:
+        if not self._group_listeners or not result:
+            return
+        # ``_write_events`` answers one entry per item
+        group = [(item[0], positions) for item, positions in zip(items, result, strict=True) if positions]
+        if group:
+            for listener in self._group_listeners:
+                listener(group)
+
+    @deferred
+    def conversation_heads(self, convs: Sequence[str]) -> defer.Deferred[dict[str, int]]:
+        """``{conversation key: last committed number}`` for those of ``convs`` that have
+        one (a node compares them with what it delivered, to find what it missed)."""
+        keys = sorted(set(convs))
+        return self._read(self._heads, keys)
+
+    def _heads(self, txn: Cursor, keys: list[str]) -> dict[str, int]:
+        heads: dict[str, int] = {}
+        for start in range(0, len(keys), ROWS_PER_STATEMENT):
+            chunk = keys[start : start + ROWS_PER_STATEMENT]
+            txn.execute(
+                self._q(f"SELECT conv, last_seq FROM conversations WHERE conv IN ({placeholders(len(chunk))})"), chunk
+            )
+            heads.update((conv, int(last_seq)) for conv, last_seq in txn.fetchall())
+        return heads
+
+    @deferred
+    def conversation_range(
+        self, conv: str, after_seq: int, up_to: int, limit: int = 1000
+    ) -> defer.Deferred[list[tuple[int, Event]]]:
+        """Events of conversation ``conv`` numbered after ``after_seq`` up to ``up_to``
+        (inclusive), oldest first, at most ``limit``: ``[(number, event)]``. Numbers
+        missing from it were pruned by retention (or never held an event)."""
+        return self._read(self._range, conv, int(after_seq), int(up_to), int(limit))
+
+    def _range(self, txn: Cursor, conv: str, after_seq: int, up_to: int, limit: int) -> list[tuple[int, Event]]:
+        txn.execute(
+            self._q(
+                "SELECT conv_seq, body FROM conversation_events WHERE conv = ? AND conv_seq > ? AND conv_seq <= ? "
+                "ORDER BY conv_seq LIMIT ?"
+            ),
+            (conv, after_seq, up_to, limit),
+        )
+        return [(int(seq), decode_event(body)) for seq, body in txn.fetchall()]
 
     # -- writing ----------------------------------------------------------------------
 
     def append(
         self, event: Event, rooms: Sequence[str] = (), notify: Optional[Notify] = None
-    ) -> Optional[defer.Deferred]:
+    ) -> Optional[defer.Deferred[None]]:
         """Queue ``event``; fires (or calls ``notify``) once it is committed (group commit)."""
         if self._writer is None:
             failure = Failure(StorageError("storage is not open"))
@@ -122,7 +185,7 @@ class HistoryStore(SqlDatabase):
             conversations = []
         return self._writer.append((event, conversations), bool(conversations), notify)
 
-    def begin_room(self, name: str) -> defer.Deferred:
+    def begin_room(self, name: str) -> defer.Deferred[None]:
         """Start a new incarnation of room ``name``: its history queries see only what is
         appended from now on."""
         if self._writer is None:
@@ -143,7 +206,7 @@ class HistoryStore(SqlDatabase):
 
         return d.addBoth(committed)
 
-    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred]:
+    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
         """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
         being committed, or None when none has."""
         pending = [self._beginning[c] for c in convs if c in self._beginning]
@@ -151,68 +214,124 @@ class HistoryStore(SqlDatabase):
             return None
         waiters = []
         for begun in pending:
-            waiter: defer.Deferred = defer.Deferred()
+            waiter: defer.Deferred[None] = defer.Deferred()
             begun.addCallback(_fire, waiter)
             waiters.append(waiter)
         return defer.gatherResults(waiters)
 
-    def _write_events(self, txn: Cursor, items: list[tuple[Optional[Event], list[Conversation]]]) -> None:
+    def _write_events(self, txn: Cursor, items: list[tuple[Optional[Event], list[Conversation]]]) -> list[Any]:
+        """Write one group; returns what each committed event's listeners are told: its
+        ``Positions``, or None (an incarnation, an event stored already)."""
+        results: list[Any] = [None] * len(items)
         start = 0
         for i, (event, convs) in enumerate(items):
             if event is None:  # a room begins (begin_room): after what came before it
                 if i > start:
-                    self._write_rows(txn, cast("list[tuple[Event, list[Conversation]]]", items[start:i]))
-                self._begin_incarnation(txn, convs[0].key)
+                    self._write_rows(txn, items, start, i, results)
+                self._begin_incarnation(txn, convs[0])
                 start = i + 1
         if start < len(items):
-            self._write_rows(txn, cast("list[tuple[Event, list[Conversation]]]", items[start:] if start else items))
+            self._write_rows(txn, items, start, len(items), results)
+        return results
 
-    def _begin_incarnation(self, txn: Cursor, conv: str) -> None:
-        txn.execute("SELECT COALESCE(MAX(seq), 0) FROM events")
-        (after_seq,) = txn.fetchone() or (0,)
+    def _begin_incarnation(self, txn: Cursor, conv: Conversation) -> None:
+        self._number(txn, {conv.key: 0}, {conv.key: conv})
         txn.execute(
             self._q(
-                "INSERT INTO room_epochs (conv, after_seq) VALUES (?, ?) "
-                "ON CONFLICT (conv) DO UPDATE SET after_seq = excluded.after_seq"
+                "INSERT INTO room_incarnations (conv, after_conv_seq) "
+                "SELECT conv, last_seq FROM conversations WHERE conv = ? "
+                "ON CONFLICT (conv) DO UPDATE SET after_conv_seq = excluded.after_conv_seq"
             ),
-            (conv, int(after_seq)),
+            (conv.key,),
         )
 
-    def _write_rows(self, txn: Cursor, items: list[tuple[Event, list[Conversation]]]) -> None:
-        # A few multi-row statements for the whole batch, not one per event: on SQLite each
+    def _write_rows(self, txn: Cursor, items: list[Any], start: int, stop: int, results: list[Any]) -> None:
+        # A few multi-row statements for the whole group, not one per event: on SQLite each
         # statement step hands the GIL to the reactor thread and back, and on PostgreSQL it
-        # is a round trip. The timeline finds each event's seq by its msgid inside the
-        # database; an event stored already (a retried batch, another node's copy) is
-        # skipped by every statement, its timeline rows being there.
-        rows: list[tuple[Any, ...]] = []
-        timeline: list[tuple[Any, ...]] = []
-        conversations: dict[str, Conversation] = {}
-        for event, convs in items:
-            if not convs:
-                continue
-            eid, at, kind = event.id, event.time, event.kind
-            rows.append((eid, at, kind, encode_event(event)))
-            ms = to_ms(at)
-            for conv in convs:
-                timeline.append((conv.key, ms, kind, eid))
-                conversations[conv.key] = conv
-        if not rows:
+        # is a round trip.
+        fresh = [i for i in range(start, stop) if items[i][1]]
+        if not fresh:
             return
+        stored = self._stored_ids(txn, [items[i][0].id for i in fresh])
+        if stored:  # a retried group whose commit did land, a second reaper's quit
+            fresh = [i for i in fresh if items[i][0].id not in stored]
+        counts: dict[str, int] = {}
+        conversations: dict[str, Conversation] = {}
+        for i in fresh:
+            for conv in items[i][1]:
+                counts[conv.key] = counts.get(conv.key, 0) + 1
+                conversations[conv.key] = conv
+        if not counts:
+            return
+        next_seq = self._number(txn, counts, conversations)
+        rows: list[tuple[Any, ...]] = []
+        for i in fresh:
+            event, convs = items[i]
+            eid, kind = event.id, event.kind
+            ms = to_ms(event.time)
+            body = encode_event(event)
+            positions = []
+            for conv in convs:
+                seq = next_seq[conv.key]
+                next_seq[conv.key] = seq + 1
+                rows.append((conv.key, seq, eid, ms, kind, body))
+                positions.append((conv.key, seq))
+            results[i] = tuple(positions)
         self._insert_rows(
-            txn, "INSERT INTO events (msgid, at, kind, body) VALUES {rows} ON CONFLICT (msgid) DO NOTHING", rows
+            txn, "INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body) VALUES {rows}", rows
         )
+
+    def _stored_ids(self, txn: Cursor, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are stored already."""
+        found: set[str] = set()
+        for start in range(0, len(ids), ROWS_PER_STATEMENT):
+            chunk = ids[start : start + ROWS_PER_STATEMENT]
+            txn.execute(
+                self._q(f"SELECT msgid FROM conversation_events WHERE msgid IN ({placeholders(len(chunk))})"), chunk
+            )
+            found.update(row[0] for row in txn.fetchall())
+        return found
+
+    def _number(self, txn: Cursor, counts: dict[str, int], conversations: dict[str, Conversation]) -> dict[str, int]:
+        """Take ``counts[conv]`` numbers from each conversation's head; returns the first
+        new number of each.
+
+        The heads' rows stay locked until this transaction commits, so another writer
+        (another node) numbering the same conversation waits, and takes the numbers after
+        these: a reader that sees number N knows 1..N are committed. Rows are locked in key
+        order, so two writers never wait for each other in a circle.
+        """
+        keys = sorted(counts)
         self._insert_rows(
             txn,
-            "INSERT INTO timeline (conv, seq, ms, kind) "
-            "SELECT v.column1, e.seq, v.column2, v.column3 FROM (VALUES {rows}) AS v "
-            "JOIN events e ON e.msgid = v.column4 WHERE true ON CONFLICT DO NOTHING",
-            timeline,
+            "INSERT INTO conversations (conv, peer_a, peer_b, last_seq) VALUES {rows} ON CONFLICT (conv) DO NOTHING",
+            [(k, conversations[k].peer_a, conversations[k].peer_b, 0) for k in keys],
         )
-        self._insert_rows(
-            txn,
-            "INSERT INTO conversations (conv, peer_a, peer_b) VALUES {rows} ON CONFLICT (conv) DO NOTHING",
-            [(c.key, c.peer_a, c.peer_b) for c in conversations.values()],
-        )
+        if self.lock_rows:
+            for start in range(0, len(keys), ROWS_PER_STATEMENT):
+                chunk = keys[start : start + ROWS_PER_STATEMENT]
+                txn.execute(
+                    self._q(
+                        f"SELECT conv FROM conversations WHERE conv IN ({placeholders(len(chunk))}) "
+                        f"ORDER BY conv{self.lock_rows}"
+                    ),
+                    chunk,
+                )
+                txn.fetchall()
+        first: dict[str, int] = {}
+        for start in range(0, len(keys), ROWS_PER_STATEMENT):
+            chunk = keys[start : start + ROWS_PER_STATEMENT]
+            txn.execute(
+                self._q(
+                    "UPDATE conversations SET last_seq = last_seq + v.column2 "
+                    f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v "
+                    "WHERE conversations.conv = v.column1 RETURNING conversations.conv, conversations.last_seq"
+                ),
+                [value for k in chunk for value in (k, counts[k])],
+            )
+            for conv, last_seq in txn.fetchall():
+                first[conv] = int(last_seq) - counts[conv] + 1
+        return first
 
     def _insert_rows(self, txn: Cursor, template: str, rows: list[tuple[Any, ...]]) -> None:
         """Run ``template`` with ``{rows}`` as a VALUES list, ``ROWS_PER_STATEMENT`` rows at a time."""
@@ -249,8 +368,8 @@ class HistoryStore(SqlDatabase):
         params.append(limit)
         txn.execute(
             self._q(
-                "SELECT e.body FROM timeline t JOIN events e ON e.seq = t.seq "
-                f"WHERE {' AND '.join(where)} ORDER BY t.seq {'DESC' if descending else 'ASC'} LIMIT ?"
+                "SELECT t.body FROM conversation_events t "
+                f"WHERE {' AND '.join(where)} ORDER BY t.conv_seq {'DESC' if descending else 'ASC'} LIMIT ?"
             ),
             params,
         )
@@ -265,8 +384,8 @@ class HistoryStore(SqlDatabase):
             return _Bound(to_ms(float(value)), None)
         txn.execute(
             self._q(
-                "SELECT t.seq, t.ms FROM events e JOIN timeline t ON t.seq = e.seq "
-                f"WHERE e.msgid = ? AND t.conv = ? AND {IN_INCARNATION}"
+                "SELECT t.conv_seq, t.ms FROM conversation_events t "
+                f"WHERE t.msgid = ? AND t.conv = ? AND {IN_INCARNATION}"
             ),
             (value, conv, conv),
         )
@@ -275,7 +394,7 @@ class HistoryStore(SqlDatabase):
             raise UnknownReference(str(value))
         return _Bound(int(row[1]), int(row[0]))
 
-    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred:
+    def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred[Any]:
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
@@ -287,7 +406,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def latest(
         self, viewer: str, target: str, after_ref: Optional[Ref] = None, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """The newest ``limit`` events, after ``after_ref`` (exclusive) when given."""
         if after_ref is not None:
             check_ref(after_ref)
@@ -298,7 +417,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, conds, kinds, True, limit)
 
     @deferred
-    def before(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def before(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just before ``ref`` (exclusive), oldest first."""
         check_ref(ref)
         return self._history(self._before, viewer, target, limit, ref, kinds)
@@ -307,7 +428,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).before()], kinds, True, limit)
 
     @deferred
-    def after(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def after(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """The ``limit`` events just after ``ref`` (exclusive)."""
         check_ref(ref)
         return self._history(self._after, viewer, target, limit, ref, kinds)
@@ -316,7 +439,9 @@ class HistoryStore(SqlDatabase):
         return self._select(txn, conv, [self._bound(txn, conv, ref).after()], kinds, False, limit)
 
     @deferred
-    def around(self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None) -> defer.Deferred:
+    def around(
+        self, viewer: str, target: str, ref: Ref, limit: int = 50, kinds: Kinds = None
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events centred on ``ref``; a msgid reference includes its message."""
         check_ref(ref)
         return self._history(self._around, viewer, target, limit, ref, kinds)
@@ -325,7 +450,7 @@ class HistoryStore(SqlDatabase):
         bound = self._bound(txn, conv, ref)
         earlier = self._select(txn, conv, [bound.before()], kinds, True, limit)
         if bound.seq is not None:
-            itself = self._select(txn, conv, [("t.seq = ?", bound.seq)], kinds, False, 1)
+            itself = self._select(txn, conv, [("t.conv_seq = ?", bound.seq)], kinds, False, 1)
             later = self._select(txn, conv, [bound.after()], kinds, False, limit)
             items = earlier + itself + later
             return centred_window(items, len(earlier), limit, pivot_is_item=bool(itself))
@@ -335,7 +460,7 @@ class HistoryStore(SqlDatabase):
     @deferred
     def between(
         self, viewer: str, target: str, ref1: Ref, ref2: Ref, limit: int = 50, kinds: Kinds = None
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[Event]]:
         """Up to ``limit`` events strictly between two references, counted from ``ref1``."""
         check_ref(ref1)
         check_ref(ref2)
@@ -356,7 +481,7 @@ class HistoryStore(SqlDatabase):
         limit: int = 50,
         rooms: Sequence[str] = (),
         kinds: Kinds = None,
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[list[tuple[str, float]]]:
         """Conversations with events strictly between two times: ``[(name, latest_time)]``.
 
         Counted from ``start_time`` (which may be the later bound), returned oldest first.
@@ -390,30 +515,34 @@ class HistoryStore(SqlDatabase):
         params.append(limit)
         txn.execute(
             self._q(
-                "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.seq) AS last_seq "
-                "FROM timeline t JOIN conversations c ON c.conv = t.conv "
-                "LEFT JOIN room_epochs r ON r.conv = t.conv "
-                f"WHERE {' AND '.join(where)} AND t.seq > COALESCE(r.after_seq, 0) "
+                "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.conv_seq) AS newest "
+                "FROM conversation_events t JOIN conversations c ON c.conv = t.conv "
+                "LEFT JOIN room_incarnations r ON r.conv = t.conv "
+                f"WHERE {' AND '.join(where)} AND t.conv_seq > COALESCE(r.after_conv_seq, 0) "
                 "GROUP BY t.conv, c.peer_b "
                 f"ORDER BY latest {order}, t.conv {order} LIMIT ?"
             ),
             params,
         )
         rows = txn.fetchall()
-        private_seqs = [row[3] for row in rows if row[1] is not None]
-        last_events: dict[int, Event] = {}
-        if private_seqs:
+        # a private conversation is named by its other party, as its newest event shows it
+        private = [(row[0], row[3]) for row in rows if row[1] is not None]
+        last_events: dict[tuple[str, int], Event] = {}
+        if private:
             txn.execute(
-                self._q(f"SELECT seq, body FROM events WHERE seq IN ({placeholders(len(private_seqs))})"),
-                private_seqs,
+                self._q(
+                    "SELECT conv, conv_seq, body FROM conversation_events WHERE "
+                    + " OR ".join(["(conv = ? AND conv_seq = ?)"] * len(private))
+                ),
+                [value for pair in private for value in pair],
             )
-            last_events = {seq: decode_event(body) for seq, body in txn.fetchall()}
+            last_events = {(conv, int(seq)): decode_event(body) for conv, seq, body in txn.fetchall()}
         found: list[tuple[str, float]] = []
-        for conv, peer_b, latest, last_seq in rows:
+        for conv, peer_b, latest, newest in rows:
             if peer_b is None:
                 name = room_names.get(conv, conv)
             else:
-                name = peer_name(last_events[last_seq], viewer)
+                name = peer_name(last_events[(conv, int(newest))], viewer)
             found.append((name, int(latest) / 1000.0))
         found.sort(key=lambda pair: (pair[1], fold(pair[0])))
         return found

@@ -10,7 +10,7 @@ from typing import Any, Optional
 from twisted.internet import defer
 
 from chathub.store.history import to_ms
-from chathub.store.sql.database import Cursor, SqlDatabase, placeholders
+from chathub.store.sql.database import Cursor, SqlDatabase
 
 #: rows deleted per pruning transaction, so appends never wait long behind retention
 PRUNE_CHUNK = 500
@@ -21,7 +21,8 @@ class RetentionStore(SqlDatabase):
 
     @defer.inlineCallbacks
     def prune(self, now: Optional[float] = None) -> Any:
-        """Apply [history] max_age_days and max_per_target; fires with events removed."""
+        """Apply [history] max_age_days and max_per_target; fires with the number of
+        conversation rows removed (an event shown in three rooms has three)."""
         now = time.time() if now is None else now
         removed = 0
         if self.history.max_age_days > 0:
@@ -47,58 +48,44 @@ class RetentionStore(SqlDatabase):
 
     def _prune_old(self, txn: Cursor, cutoff_ms: int) -> tuple[int, bool]:
         txn.execute(
-            self._q("SELECT DISTINCT seq FROM timeline WHERE ms < ? ORDER BY seq LIMIT ?"),
+            self._q(
+                "DELETE FROM conversation_events WHERE (conv, conv_seq) IN "
+                "(SELECT conv, conv_seq FROM conversation_events WHERE ms < ? LIMIT ?)"
+            ),
             (cutoff_ms, PRUNE_CHUNK),
         )
-        seqs = [row[0] for row in txn.fetchall()]
-        if seqs:
-            txn.execute(self._q(f"DELETE FROM timeline WHERE seq IN ({placeholders(len(seqs))})"), seqs)
-        return self._drop_orphans(txn, seqs), len(seqs) == PRUNE_CHUNK
+        removed = max(txn.rowcount, 0)
+        return removed, removed == PRUNE_CHUNK
 
     def _crowded_conversations(self, txn: Cursor, keep: int) -> list[str]:
         txn.execute(
-            self._q("SELECT conv FROM timeline GROUP BY conv HAVING COUNT(*) > ? ORDER BY conv"), (keep,)
+            self._q("SELECT conv FROM conversation_events GROUP BY conv HAVING COUNT(*) > ? ORDER BY conv"), (keep,)
         )
         return [row[0] for row in txn.fetchall()]
 
     def _prune_conversation(self, txn: Cursor, conv: str, keep: int) -> tuple[int, bool]:
         txn.execute(
-            self._q("SELECT seq FROM timeline WHERE conv = ? ORDER BY seq DESC LIMIT 1 OFFSET ?"),
+            self._q("SELECT conv_seq FROM conversation_events WHERE conv = ? ORDER BY conv_seq DESC LIMIT 1 OFFSET ?"),
             (conv, keep - 1),
         )
         row = txn.fetchone()
         if row is None:
             return 0, False
         txn.execute(
-            self._q("SELECT seq FROM timeline WHERE conv = ? AND seq < ? ORDER BY seq LIMIT ?"),
-            (conv, row[0], PRUNE_CHUNK),
-        )
-        seqs = [r[0] for r in txn.fetchall()]
-        if seqs:
-            txn.execute(
-                self._q(f"DELETE FROM timeline WHERE conv = ? AND seq IN ({placeholders(len(seqs))})"),
-                [conv, *seqs],
-            )
-        return self._drop_orphans(txn, seqs), len(seqs) == PRUNE_CHUNK
-
-    def _drop_orphans(self, txn: Cursor, seqs: list[int]) -> int:
-        """Delete the events among ``seqs`` that no conversation shows any more."""
-        if not seqs:
-            return 0
-        txn.execute(
             self._q(
-                f"DELETE FROM events WHERE seq IN ({placeholders(len(seqs))}) "
-                "AND NOT EXISTS (SELECT 1 FROM timeline t WHERE t.seq = events.seq)"
+                "DELETE FROM conversation_events WHERE conv = ? AND conv_seq IN "
+                "(SELECT conv_seq FROM conversation_events WHERE conv = ? AND conv_seq < ? ORDER BY conv_seq LIMIT ?)"
             ),
-            seqs,
+            (conv, conv, row[0], PRUNE_CHUNK),
         )
-        return max(txn.rowcount, 0)
+        removed = max(txn.rowcount, 0)
+        return removed, removed == PRUNE_CHUNK
 
     def _drop_empty_conversations(self, txn: Cursor) -> None:
-        # a room's incarnation marker goes with the last of its history: nothing older is
-        # left for it to hide
-        for table in ("conversations", "room_epochs"):
-            txn.execute(
-                f"DELETE FROM {table} WHERE NOT EXISTS "
-                f"(SELECT 1 FROM timeline t WHERE t.conv = {table}.conv)"
-            )
+        # A room's incarnation marker goes with the last of its history: nothing older is
+        # left for it to hide. The conversations row stays: it holds the conversation's
+        # last number, and numbers are never given twice.
+        txn.execute(
+            "DELETE FROM room_incarnations WHERE NOT EXISTS "
+            "(SELECT 1 FROM conversation_events t WHERE t.conv = room_incarnations.conv)"
+        )

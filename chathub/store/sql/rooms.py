@@ -14,7 +14,7 @@ from chathub.store.sql.database import Cursor, SqlDatabase
 class RoomStore(SqlDatabase):
     """Persistent rooms: save (insert or replace), delete, load them all."""
 
-    def save_room(self, record: RoomRecord) -> defer.Deferred:
+    def save_room(self, record: RoomRecord) -> defer.Deferred[None]:
         """Insert or replace a persistent room."""
         return self._write(self._save_room, record)
 
@@ -48,7 +48,7 @@ class RoomStore(SqlDatabase):
         for table in ("room_bans", "room_operators"):
             txn.execute(self._q(f"DELETE FROM {table} WHERE room = ?"), (folded,))
 
-    def delete_room(self, name: str) -> defer.Deferred:
+    def delete_room(self, name: str) -> defer.Deferred[bool]:
         """Forget a persistent room; fires with True if it existed."""
         return self._write(self._delete_room, fold(name))
 
@@ -57,7 +57,7 @@ class RoomStore(SqlDatabase):
         txn.execute(self._q("DELETE FROM rooms WHERE name_folded = ?"), (folded,))
         return txn.rowcount > 0
 
-    def load_rooms(self) -> defer.Deferred:
+    def load_rooms(self) -> defer.Deferred[list[RoomRecord]]:
         """Every persistent room, as ``RoomRecord``s ordered by name."""
         return self._read(self._load_rooms)
 

@@ -1,0 +1,267 @@
+"""``ClusterRelay``: a node's events out to the other nodes, theirs in, each conversation in
+its committed order, with PostgreSQL (the store) as the truth and the backplane as the
+doorbell (Synapse's replication pattern).
+
+Out: after each commit the store tells the relay the group it wrote, each event with its
+positions (``((conversation, number), ...)``); the relay PUBLISHes the group as one message.
+While the backplane is down nothing is published (nor queued): the rows are committed, and
+the other nodes fetch them when they notice the gap.
+
+In: each conversation is delivered in number order. A message's event at the next number is
+delivered at once; one at or below what was delivered is a duplicate and dropped; one ahead
+of the next waits, and if the gap is still open ``gap_wait`` seconds later the missing
+numbers are read from the store (committed rows: a number is committed only after every
+smaller one of its conversation). After the backplane reconnects, and every resync
+interval (``IBackplane.on_resync``), the relay compares each conversation's head in the database
+with what it delivered and fetches what it missed (a silent pub/sub drop, a Redis restart).
+
+The first number a node hears of a conversation is where it starts: it delivers nothing
+older (no local user could have been waiting for it). This node's own events are delivered
+by the hub when they commit; the relay only counts them, so a fetch never delivers them again.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from chathub.events import Event
+from chathub.interfaces import IBackplane
+from chathub.store.interfaces import IStore
+
+#: ``((conversation key, number), ...)``: where one committed event sits
+Positions = tuple[tuple[str, int], ...]
+
+#: how many event ids of multi-conversation events are remembered to deliver them once
+SEEN_EVENTS = 4096
+
+
+class _Conversation:
+    """Delivery state of one conversation on this node."""
+
+    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching")
+
+    def __init__(self, delivered: int) -> None:
+        self.delivered = delivered  # every number up to this one was delivered (or was ours)
+        self.ahead: dict[int, Event] = {}  # other nodes' events beyond delivered + 1
+        self.own_ahead: set[int] = set()  # this node's numbers beyond delivered + 1
+        self.timer: Optional[IDelayedCall] = None  # gap check
+        self.fetching = False
+
+
+class ClusterRelay:
+    """Publishes this node's committed groups and delivers other nodes' in order."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: IStore,
+        backplane: IBackplane,
+        deliver: Callable[[Event], object],
+        clock: IReactorTime,
+        gap_wait: float = 0.05,
+        max_ahead: int = 10_000,
+        fetch_limit: int = 1000,
+    ) -> None:
+        """``deliver(event)`` hands another node's event to the local hub, once, in order."""
+        self.store = store
+        self.backplane = backplane
+        self.deliver = deliver
+        self.clock = clock
+        self.gap_wait = gap_wait
+        self.max_ahead = max_ahead  # buffered events per conversation before a fetch is forced
+        self.fetch_limit = fetch_limit
+        self.node_id: str = backplane.node_id
+        self.conversations: dict[str, _Conversation] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()  # delivered multi-conversation events
+        #: counters, for tests and metrics
+        self.published = 0
+        self.received = 0
+        self.duplicates = 0
+        self.fetched = 0
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen to the store's commits and the backplane, whose ``on_resync`` (after a
+        reconnect, and every resync interval) makes the relay compare heads."""
+        self.store.when_committed(self._committed)
+        self.backplane.subscribe(self._received)
+        self.backplane.on_resync(self._resync)
+
+    def stop(self) -> None:
+        """Stop the gap timers (the store and the backplane are stopped by their owners)."""
+        self.backplane.unsubscribe(self._received)
+        for state in self.conversations.values():
+            if state.timer is not None and state.timer.active():
+                state.timer.cancel()
+            state.timer = None
+
+    # -- out -----------------------------------------------------------------------------
+
+    def _committed(self, group: list[tuple[Event, Positions]]) -> None:
+        for _event, positions in group:
+            for conv, seq in positions:
+                self._own(conv, seq)
+        if not self.backplane.connected:
+            return  # committed: the others fetch it when they see the gap
+        self.backplane.publish(
+            {
+                "node": self.node_id,
+                "events": [[[list(p) for p in positions], event.to_dict()] for event, positions in group],
+            }
+        )
+        self.published += 1
+
+    def _own(self, conv: str, seq: int) -> None:
+        state = self.conversations.get(conv)
+        if state is None:
+            self.conversations[conv] = _Conversation(seq)
+        elif seq == state.delivered + 1:
+            state.delivered = seq
+            self._release(conv, state)
+        elif seq > state.delivered:
+            state.own_ahead.add(seq)
+
+    # -- in ------------------------------------------------------------------------------
+
+    def _received(self, message: dict[str, Any]) -> None:
+        if message.get("node") == self.node_id:
+            return  # our own echo
+        try:
+            items = [
+                (tuple((str(conv), int(seq)) for conv, seq in positions), Event.from_dict(body))
+                for positions, body in message["events"]
+            ]
+        except Exception:
+            self.log.failure("a malformed cluster message was dropped (its events are fetched from the store)")
+            return
+        self.received += 1
+        for positions, event in items:
+            for conv, seq in positions:
+                self._arrived(conv, seq, event)
+
+    def _arrived(self, conv: str, seq: int, event: Event) -> None:
+        state = self.conversations.get(conv)
+        if state is None:  # first heard of: it starts here
+            self.conversations[conv] = state = _Conversation(seq - 1)
+        if seq <= state.delivered or seq in state.ahead or seq in state.own_ahead:
+            self.duplicates += 1
+            return
+        if seq == state.delivered + 1:
+            state.delivered = seq
+            self._hand_over(event)
+            self._release(conv, state)
+            return
+        state.ahead[seq] = event
+        if len(state.ahead) >= self.max_ahead:
+            self._fetch(conv, state)
+        elif state.timer is None:
+            state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+
+    def _release(self, conv: str, state: _Conversation) -> None:
+        """Deliver what waited for the numbers now delivered."""
+        while True:
+            following = state.delivered + 1
+            if following in state.own_ahead:
+                state.own_ahead.discard(following)
+            elif following in state.ahead:
+                self._hand_over(state.ahead.pop(following))
+            else:
+                break
+            state.delivered = following
+        if not state.ahead and state.timer is not None:
+            if state.timer.active():
+                state.timer.cancel()
+            state.timer = None
+
+    def _hand_over(self, event: Event) -> None:
+        """Deliver ``event`` to the hub once, even when it sits in several conversations."""
+        if event.id in self._seen:
+            return
+        self._seen[event.id] = None
+        if len(self._seen) > SEEN_EVENTS:
+            self._seen.popitem(last=False)
+        try:
+            self.deliver(event)
+        except Exception:
+            self.log.failure("delivering another node's event failed")
+
+    # -- gaps ---------------------------------------------------------------------------
+
+    def _gap_check(self, conv: str) -> None:
+        state = self.conversations.get(conv)
+        if state is None:
+            return
+        state.timer = None
+        if state.ahead:
+            self._fetch(conv, state)
+
+    def _fetch(self, conv: str, state: _Conversation, up_to: Optional[int] = None) -> Optional[Deferred]:
+        """Read the numbers missing after ``delivered`` (up to the highest waiting one, or
+        ``up_to``) from the store, and deliver them with what waited."""
+        if state.fetching:
+            return None
+        high = up_to if up_to is not None else max(state.ahead, default=state.delivered)
+        if high <= state.delivered:
+            return None
+        state.fetching = True
+        d = self.store.conversation_range(conv, state.delivered, high, self.fetch_limit)
+
+        def fetched(rows: list[tuple[int, Event]]) -> None:
+            state.fetching = False
+            self.fetched += len(rows)
+            for seq, event in rows:
+                if seq <= state.delivered:
+                    continue
+                # numbers missing from the rows were pruned: nothing to deliver for them
+                state.delivered = seq - 1
+                if seq in state.own_ahead:
+                    state.own_ahead.discard(seq)
+                    state.delivered = seq
+                else:
+                    state.ahead.pop(seq, None)
+                    state.delivered = seq
+                    self._hand_over(event)
+            if len(rows) < self.fetch_limit:
+                # the rows are every committed number up to high
+                state.delivered = max(state.delivered, high)
+                for seq in [s for s in state.ahead if s <= high]:
+                    del state.ahead[seq]
+                state.own_ahead = {s for s in state.own_ahead if s > high}
+            self._release(conv, state)
+            if state.ahead and state.timer is None:
+                state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+
+        def failed(failure: Any) -> None:
+            state.fetching = False
+            self.log.warn("fetching {conv}'s missed events failed ({error}); trying again", conv=conv,
+                          error=failure.getErrorMessage())
+            if state.timer is None:
+                state.timer = self.clock.callLater(self.gap_wait * 10, self._gap_check, conv)
+
+        d.addCallbacks(fetched, failed)
+        return d
+
+    def _resync(self, reconnected: bool) -> None:
+        self.resync()
+
+    def resync(self) -> Optional[Deferred]:
+        """Compare each conversation's head in the database with what was delivered, and
+        fetch what is missing (after a reconnect, and every ``resync_interval``)."""
+        if not self.conversations:
+            return None
+        d = self.store.conversation_heads(list(self.conversations))
+
+        def compare(heads: dict[str, int]) -> None:
+            for conv, head in heads.items():
+                state = self.conversations.get(conv)
+                if state is not None and head > state.delivered:
+                    self._fetch(conv, state, up_to=head)
+
+        d.addCallbacks(compare, lambda f: self.log.warn("resync failed: {error}", error=f.getErrorMessage()))
+        return d
