@@ -143,7 +143,8 @@ class TwistdServer:
         else:
             env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
         self.process = subprocess.Popen(
-            [sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", "chathub",
+            [sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile=-", "chathub",
              *(("--config", str(self.config_path)) if self.config_path else ()), *self.extra_args],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
@@ -280,7 +281,7 @@ class LineClient:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return False
         if not chunk:
             raise EOFError("connection closed; lines so far:\n" + "\n".join(self.seen[-30:]))
@@ -414,36 +415,48 @@ class IrcClient(LineReceiver):
         """Send each line (text or bytes) with CRLF, all in one write."""
         self.transport.write(b"".join((l if isinstance(l, bytes) else l.encode("utf-8")) + b"\r\n" for l in lines))
 
-    def expect(self, predicate: Predicate, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
-        """The next line (after those already taken) matching ``predicate``: a command or a test."""
-        if isinstance(predicate, str):
-            wanted = predicate
-            predicate = lambda line: line.command == wanted  # noqa: E731
+    def _wait(self, poll: Callable[[], object], what: str, timeout: float) -> defer.Deferred:
+        """Fires with what ``poll()`` returns once it returns something other than None (it
+        is asked now and on every line and close; an exception it returns fails the wait);
+        fails after ``timeout`` seconds, saying it waited for ``what``."""
         d = defer.Deferred()
 
         def check() -> None:
-            while self.cursor < len(self.lines):
-                line = self.lines[self.cursor]
-                self.cursor += 1
-                if predicate(line):
-                    finish(line)
-                    return
-            if not self.transport.connected and not d.called:
-                finish(AssertionError("connection closed; lines: " + self.dump()))
-
-        def finish(result) -> None:
+            if d.called:
+                return
+            result = poll()
+            if result is None:
+                return
             self._waiters.remove(check)
             call.cancel()
-            d.callback(result) if not isinstance(result, Exception) else d.errback(result)
+            d.errback(result) if isinstance(result, Exception) else d.callback(result)
 
         def timed_out() -> None:
             self._waiters.remove(check)
-            d.errback(AssertionError(f"timed out waiting for {predicate!r}; lines: " + self.dump()))
+            d.errback(AssertionError(f"timed out waiting for {what}; lines: " + self.dump()))
 
         call = _reactor().callLater(timeout, timed_out)
         self._waiters.append(check)
         check()
         return d
+
+    def expect(self, predicate: Predicate, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
+        """The next line (after those already taken) matching ``predicate``: a command or a test."""
+        if isinstance(predicate, str):
+            wanted = predicate
+            predicate = lambda line: line.command == wanted  # noqa: E731
+
+        def next_match():
+            while self.cursor < len(self.lines):
+                line = self.lines[self.cursor]
+                self.cursor += 1
+                if predicate(line):
+                    return line
+            if not self.transport.connected:
+                return AssertionError("connection closed; lines: " + self.dump())
+            return None
+
+        return self._wait(next_match, repr(predicate), timeout)
 
     def expect_re(self, regex: str, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
         """The next line whose text as received matches ``regex`` (searched); fires with that text."""
@@ -458,22 +471,11 @@ class IrcClient(LineReceiver):
     def expect_count(self, regex: str, count: int = 1, timeout: float = IRC_TIMEOUT) -> defer.Deferred:
         """Fires once ``count`` lines received so far (consumed or not) match ``regex``."""
         pattern = re.compile(regex)
-        d = defer.Deferred()
 
-        def check() -> None:
-            if not d.called and sum(1 for l in self.lines if pattern.search(l.text)) >= count:
-                self._waiters.remove(check)
-                call.cancel()
-                d.callback(self)
+        def enough():
+            return self if sum(1 for l in self.lines if pattern.search(l.text)) >= count else None
 
-        def timed_out() -> None:
-            self._waiters.remove(check)
-            d.errback(AssertionError(f"fewer than {count} lines matching {regex!r}; lines: " + self.dump()))
-
-        call = _reactor().callLater(timeout, timed_out)
-        self._waiters.append(check)
-        check()
-        return d
+        return self._wait(enough, f"{count} lines matching {regex!r}", timeout)
 
     @property
     def texts(self) -> list[str]:
