@@ -212,9 +212,10 @@ class ChathubService(service.MultiService):
 
         def joined(_: object) -> object:
             relay.start()
+            self.hub.join_cluster(backplane)
             self.log.warn(
-                "cluster mode (node {node}): chat in rooms and private messages cross nodes; "
-                "nicks, room membership and presence do not yet (docs/cluster.md)",
+                "cluster mode (node {node}): one nick namespace, private messages and chat in rooms "
+                "cross nodes; room membership and presence do not yet (docs/cluster.md)",
                 node=backplane.node_id,
             )
             return store

@@ -11,6 +11,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import pytest_twisted
+from twisted.internet import threads
 
 from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401 (fixtures)
 from tests.support import LineClient, server_config
@@ -23,9 +25,9 @@ def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> s
         f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
-        "[limits]\nflood_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
+        "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
     )
-    return server_config(tmp_path / name, extra, irc=True)
+    return server_config(tmp_path / name, extra, irc=True, http=True)
 
 
 @pytest.fixture
@@ -38,6 +40,7 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
     def start(name: str, redis_url: str = "") -> tuple[int, int]:
         config = node_config(tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix)
         node = start.nodes[name] = twistd_server(config)
+        start.http[name] = node.port("http")
         return node.port("line"), node.port("irc")
 
     def connect(port: int) -> LineClient:
@@ -47,6 +50,7 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
 
     start.connect = connect
     start.nodes = {}
+    start.http = {}
     yield start
     for client in clients:
         client.close()
@@ -168,3 +172,226 @@ def test_a_redis_outage_loses_nothing(tmp_path, cluster, own_redis):
     while not got or got[-1] != f"m{count - 1}":  # the last one comes last
         got.append(bob.expect(r"PRIVMSG #x :m\d+", timeout=30).rsplit(":", 1)[1])
     assert got == [f"m{i}" for i in range(count)]  # every one, once, in order
+
+
+# -- one nick namespace ------------------------------------------------------------------------
+
+
+def registration(cluster, port: int, nick: str) -> LineClient:
+    """An IRC connection that has sent NICK and USER (its answer not read yet)."""
+    client = cluster.connect(port)
+    client.send(f"NICK {nick}\r\nUSER u 0 * :u\r\n")
+    return client
+
+
+def until_answer(client: LineClient) -> str:
+    """The client's answer to its registration: 001 or the refusal."""
+    return client.expect(r" (001|433|437) ").split(" ")[1]
+
+
+def test_a_nick_is_granted_once_across_nodes(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    # 50 registrations of one nick at once, half on each node: exactly one gets it
+    clients = [registration(cluster, a_irc if i % 2 else b_irc, "samenick") for i in range(50)]
+    answers = [until_answer(c) for c in clients]
+    assert answers.count("001") == 1 and answers.count("433") == 49
+    # taken on A: refused on B, on IRC (registration and NICK change) and on telnet
+    alice = irc_user(cluster, a_irc, "alice")
+    assert until_answer(registration(cluster, b_irc, "ALICE")) == "433"
+    bob = irc_user(cluster, b_irc, "bob")
+    bob.send("NICK Alice\r\n")
+    bob.expect(r" 433 bob Alice ")
+    carol = cluster.connect(b_line)
+    carol.send("/nick alice\r\n")
+    carol.expect(r"^! .*already in use")
+    # a nick change frees the old nick everywhere; a quit frees the nick
+    alice.send("NICK alice2\r\n")
+    alice.expect(r"NICK :?alice2")
+    carol.send("/nick alice\r\n")
+    carol.expect(r"you are alice")
+    bob.send("NICK alice2\r\n")
+    bob.expect(r" 433 bob alice2 ")
+    alice.send("QUIT :bye\r\n")
+    alice.expect_closed()
+    for _ in range(100):  # the release reaches Redis after the QUIT is answered
+        bob.send("NICK alice2\r\n")
+        if " NICK " in bob.expect(r" 433 bob alice2 | NICK :?alice2"):
+            break
+    else:
+        raise AssertionError("alice2 was never freed")
+
+
+def test_private_messages_cross_nodes(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")  # IRC on A
+    carol = telnet_user(cluster, b_line, "carol")  # telnet on B
+    for _ in range(100):  # until A has heard that carol signed on at B
+        alice.send("PRIVMSG carol :psst\r\n")
+        if _sent_or_refused(alice, "carol"):
+            break
+    else:
+        raise AssertionError("node A never heard of carol")
+    carol.expect(r"<- alice: psst")
+    carol.send("/msg alice hi back\r\n")
+    assert alice.expect(r"PRIVMSG alice :hi back").startswith(":carol!")
+
+
+def _sent_or_refused(client: LineClient, nick: str) -> bool:
+    """After a PRIVMSG to ``nick``: False if the server answered 401 (no such nick yet),
+    True when it did not within a PING round trip (the message was taken)."""
+    client.send("PING :probe\r\n")
+    line = client.expect(rf" 401 \S+ {nick} | PONG .*probe")
+    return " 401 " not in line
+
+
+def test_with_redis_down_no_nick_is_granted_and_chat_goes_on(cluster, own_redis):
+    a_line, a_irc = cluster("a", redis_url=own_redis.url)
+    alice = irc_user(cluster, a_irc, "alice")
+    dave = irc_user(cluster, a_irc, "dave")
+    own_redis.kill()
+    newcomer = registration(cluster, a_irc, "newcomer")
+    assert newcomer.expect(r" 437 ").split(" ")[3] == "newcomer"  # try again shortly
+    telnet = cluster.connect(a_line)
+    telnet.send("/nick someone\r\n")
+    telnet.expect(r"^! .*try again")
+    alice.send("NICK alice2\r\n")
+    alice.expect(r" 437 alice alice2 ")
+    alice.send("PRIVMSG #x :still here\r\n")  # who is signed on keeps talking
+    dave.expect(r"PRIVMSG #x :still here")
+
+
+# -- room state across nodes -------------------------------------------------------------------
+
+
+def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
+    """Until ``client``'s node lists ``room`` (it heard of the room's first join)."""
+    for _ in range(100):
+        client.send(f"LIST {room}\r\n")
+        if " 322 " in client.expect(rf" 322 {nick} {room} | 323 {nick} "):
+            client.expect(rf" 323 {nick} ")
+            return
+    raise AssertionError(f"{room} never reached {nick}'s node")
+
+
+def until_names(client: LineClient, nick: str, expected: set) -> bool:
+    """Until NAMES at ``client``'s node lists ``expected`` (another node's joins are
+    applied milliseconds after they commit)."""
+    for _ in range(100):
+        client.send(f"NAMES {ROOM}\r\n")
+        line = client.expect(rf" 353 {nick} . {ROOM} ")
+        names = set(line.split(f" {ROOM} ", 1)[1].lstrip(":").split())
+        client.expect(rf" 366 {nick} ")
+        if names == expected:
+            return True
+    raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
+
+
+def test_room_state_is_shared_by_the_nodes(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")  # founds #x on A: its operator
+    carol = telnet_user(cluster, a_line, "carol")
+    bob = cluster.connect(b_irc)
+    bob.send("NICK bob\r\nUSER bob 0 * :bob\r\n")
+    bob.expect(r" 001 ")
+    until_listed(bob, "bob", ROOM)
+    bob.send(f"JOIN {ROOM}\r\n")
+    bob.expect(rf" 366 bob {ROOM} ")
+    assert until_names(bob, "bob", {"@alice", "carol", "bob"})  # A's members, with A's operator
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    carol.expect(r"bob joined")
+    # the topic, a mode and a privilege set on A hold on B
+    alice.send(f"TOPIC {ROOM} :shared topic\r\nMODE {ROOM} +m\r\nMODE {ROOM} +o bob\r\n")
+    bob.expect(rf"TOPIC {ROOM} :shared topic")
+    bob.expect(rf"MODE {ROOM} \+m")
+    bob.expect(rf"MODE {ROOM} \+o bob")
+    assert until_names(bob, "bob", {"@alice", "carol", "@bob"})
+    # bob, an operator now, kicks carol of node A: she leaves the room there too
+    bob.send(f"KICK {ROOM} carol :out\r\n")
+    carol.expect(r"kicked")
+    alice.expect(rf":bob!\S+ KICK {ROOM} carol")
+    assert until_names(alice, "alice", {"@alice", "@bob"})
+    bob.send(f"PART {ROOM} :later\r\n")
+    alice.expect(rf":bob!\S+ PART {ROOM}")
+    assert until_names(alice, "alice", {"@alice"})
+    bob.send(f"JOIN {ROOM}\r\n")
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    bob.send("QUIT :bye\r\n")
+    alice.expect(r":bob!\S+ QUIT")
+    assert until_names(alice, "alice", {"@alice"})
+
+
+def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cluster):
+    a_line, a_irc = cluster("a")
+    b_line, b_irc = cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")
+    bob = cluster.connect(b_irc)
+    bob.send("NICK bob\r\nUSER bob 0 * :bob\r\n")
+    bob.expect(r" 001 ")
+    until_listed(bob, "bob", ROOM)
+    bob.send(f"JOIN {ROOM}\r\n")
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    cluster.nodes["b"].kill()  # kill -9: no QUIT is stored, no nick released
+    # within the bound docs/cluster.md gives: lease 4 s + check 0.5 s, plus the grace a
+    # node gives the others after it (re)joined (one lease), plus slack for a busy machine
+    alice.expect(r":bob!\S+ QUIT :\*\.net \*\.split", timeout=4.0 + 0.5 + 4.0 + 3.0)
+    assert until_names(alice, "alice", {"@alice"})
+    # the nick is free again, on the surviving node
+    newcomer = registration(cluster, a_irc, "bob")
+    for _ in range(100):
+        if until_answer(newcomer) == "001":
+            break
+        newcomer.send("NICK bob\r\n")
+    else:
+        raise AssertionError("bob's nick was never freed")
+
+
+# -- the browser's protocols across nodes ------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_web_users_chat_with_every_protocol_on_the_other_node(cluster):
+    from tests.browser_helpers import close_clients, connect
+
+    a_line, a_irc = await threads.deferToThread(cluster, "a")
+    b_line, b_irc = await threads.deferToThread(cluster, "b")
+    try:
+        wendy = await connect(cluster.http["a"], protocols=["chathub.v1"])  # chathub.v1 on A
+        await wendy.expect({"type": "hello"})
+        wendy.send_json({"type": "login", "nick": "wendy"})
+        await wendy.expect({"type": "welcome"})
+        wendy.send_json({"type": "join", "room": ROOM, "ref": 1})
+        await wendy.expect({"type": "ok", "ref": 1})
+        ivy = await connect(cluster.http["b"], protocols=["text.ircv3.net"], json_messages=False)  # IRC over WS on B
+        ivy.send_text("NICK ivy")
+        ivy.send_text("USER ivy 0 * :ivy")
+        await ivy.expect(" 001 ")
+        carol = await threads.deferToThread(telnet_user, cluster, b_line, "carol")  # telnet on B
+        ivy.send_text(f"JOIN {ROOM}")
+        await ivy.expect(" 366 ")
+        # until each node has heard of the other's members (as meet() does)
+        for attempt in range(100):
+            ivy.send_text(f"PRIVMSG {ROOM} :ping{attempt}")
+            try:
+                await wendy.expect(lambda m: isinstance(m, dict) and m.get("text", "").startswith("ping"), timeout=0.2)
+                break
+            except AssertionError:
+                continue
+        wendy.send_json({"type": "message", "target": ROOM, "text": "from the web on A"})
+        line = await ivy.expect("PRIVMSG #x :from the web on A")
+        assert line.startswith(":wendy!")
+        await threads.deferToThread(carol.expect, r"\[#x\] <wendy> from the web on A")
+        ivy.send_text(f"PRIVMSG {ROOM} :from IRC over WebSocket on B")
+        await wendy.expect({"type": "message", "target": ROOM, "text": "from IRC over WebSocket on B"})
+        await threads.deferToThread(carol.say, "from telnet on B")
+        got = await wendy.expect({"type": "message", "text": "from telnet on B"})
+        assert got["from"]["nick"] == "carol"
+        # privately, both ways
+        ivy.send_text("PRIVMSG wendy :psst")
+        await wendy.expect({"type": "message", "target": "wendy", "text": "psst"})
+        wendy.send_json({"type": "message", "target": "ivy", "text": "hi ivy"})
+        await ivy.expect("PRIVMSG ivy :hi ivy")
+    finally:
+        await close_clients()

@@ -15,8 +15,9 @@ smaller one of its conversation). After the backplane reconnects, and every resy
 interval (``IBackplane.on_resync``), the relay compares each conversation's head in the database
 with what it delivered and fetches what it missed (a silent pub/sub drop, a Redis restart).
 
-The first number a node hears of a conversation is where it starts: it delivers nothing
-older (no local user could have been waiting for it). This node's own events are delivered
+The first number a node hears of a conversation is where it starts: it fetches nothing
+older (no local user could have been waiting for it); a smaller number that arrives after
+it (committed before it, announced later) is delivered late, once. This node's own events are delivered
 by the hub when they commit; the relay only counts them, so a fetch never delivers them again.
 """
 from __future__ import annotations
@@ -42,10 +43,14 @@ SEEN_EVENTS = 4096
 class _Conversation:
     """Delivery state of one conversation on this node."""
 
-    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching")
+    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below")
 
-    def __init__(self, delivered: int) -> None:
+    def __init__(self, delivered: int, floor: int) -> None:
         self.delivered = delivered  # every number up to this one was delivered (or was ours)
+        #: the first number this node heard of the conversation, and the smaller ones that
+        #: arrived after it (committed before it, announced later): delivered late, once
+        self.floor = floor
+        self.below: set[int] = set()
         self.ahead: dict[int, Event] = {}  # other nodes' events beyond delivered + 1
         self.own_ahead: set[int] = set()  # this node's numbers beyond delivered + 1
         self.timer: Optional[IDelayedCall] = None  # gap check
@@ -120,7 +125,7 @@ class ClusterRelay:
     def _own(self, conv: str, seq: int) -> None:
         state = self.conversations.get(conv)
         if state is None:
-            self.conversations[conv] = _Conversation(seq)
+            self.conversations[conv] = _Conversation(seq, seq)
         elif seq == state.delivered + 1:
             state.delivered = seq
             self._release(conv, state)
@@ -148,7 +153,16 @@ class ClusterRelay:
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
         state = self.conversations.get(conv)
         if state is None:  # first heard of: it starts here
-            self.conversations[conv] = state = _Conversation(seq - 1)
+            self.conversations[conv] = state = _Conversation(seq - 1, seq)
+        if seq < state.floor:
+            # committed before the first number heard here, announced after it (another
+            # node's join racing this node's first event in the room): late, but not lost
+            if seq not in state.below and len(state.below) < self.max_ahead:
+                state.below.add(seq)
+                self._hand_over(event)
+            else:
+                self.duplicates += 1
+            return
         if seq <= state.delivered or seq in state.ahead or seq in state.own_ahead:
             self.duplicates += 1
             return

@@ -32,6 +32,9 @@ NoSuchNick = _error("no_such_nick", "No such nick")
 NoSuchRoom = _error("no_such_room", "No such room")
 NickInUse = _error("nick_in_use", "Nickname is already in use")
 ErroneousNick = _error("erroneous_nick", "Erroneous nickname")
+# a cluster grants a nick only by an atomic claim shared by every node; when the claim
+# cannot be decided (Redis unreachable) the nick is refused, never granted twice
+NickUnavailable = _error("nick_unavailable", "Nicknames cannot be granted right now; try again shortly")
 NickRegistered = _error("nick_registered", "Nickname is registered; log in with its password")
 BadRoomName = _error("bad_room_name", "Invalid room name")
 NotOnRoom = _error("not_on_room", "You're not on that room")

@@ -35,12 +35,14 @@ from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
+from chathub.hub.remote import RemoteDirectory, presence_of
+from chathub.hub.replica import RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import IAccountCreator, IAccountDirectory
+from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
@@ -121,6 +123,132 @@ class ChatHub(service.Service):
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
         self.account_creator = account_creator
+        #: in a cluster (``join_cluster``): the backplane that grants nicks, and the users of
+        #: the other nodes; None on a lone node
+        self.cluster: Optional[IBackplane] = None
+        self.remote: Optional[RemoteDirectory] = None
+        #: other nodes' users in this node's rooms, kept by their room events
+        self.replica = RemoteRooms(self, self._deliver_later)
+
+    def _deliver_later(self, event: Event, recipients: Sequence[User]) -> None:
+        fanout = self.fanout
+        self.outbox.publish(lambda: fanout.publish(event, recipients, None, event.kind in BATCHABLE_KINDS))
+
+    def join_cluster(self, backplane: IBackplane) -> None:
+        """Share the nick namespace with the other nodes through ``backplane`` (started):
+        nicks are granted by its claims, presence goes out and comes in, and a node that
+        dies takes its users out of the directory."""
+        self.cluster = backplane
+        self.remote = RemoteDirectory(backplane.node_id)
+        backplane.subscribe(self._cluster_message)
+        backplane.on_resync(self._resynced)
+        backplane.on_node_lost(self._node_lost)
+        self._announce(["hello"], ["roster", self.remote.roster(self.users.values())])
+
+    def _announce(self, *items: list[Any]) -> None:
+        if self.cluster is not None:
+            self.cluster.publish({"node": self.cluster.node_id, "presence": list(items)})
+
+    def _cluster_message(self, message: dict[str, Any]) -> None:
+        if "presence" not in message or self.remote is None:
+            return
+        try:
+            hello = self.remote.apply(message)
+        except Exception:
+            self.log.failure("a malformed presence message was dropped")
+            return
+        if hello:  # a node (re)joined: it needs this node's users
+            self._announce(["roster", self.remote.roster(self.users.values())])
+
+    def _resynced(self, reconnected: bool) -> None:
+        if reconnected:  # what was said while cut off is lost: ask every node again
+            self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
+
+    def _node_lost(self, node: str) -> None:
+        if self.remote is not None:
+            gone = self.remote.drop_node(node)
+            self.replica.drop_users([u.nick for u in gone], "*.net *.split")
+        if self.cluster is not None:
+            # one survivor frees the dead node's nicks (the others' reaps find nothing)
+            self.cluster.reap(node).addErrback(lambda f: self.log.warn(
+                "freeing the nicks of lost node {node} failed: {error}", node=node, error=f.getErrorMessage()))
+            self.log.info("cluster node {node} is gone with {count} users", node=node, count=len(gone))
+
+    def _owner(self, user: User) -> str:
+        assert self.cluster is not None
+        return f"{self.cluster.node_id}/{user.session}"
+
+    def _claim(self, user: User, nick: str) -> Deferred[None]:
+        """In a cluster, claim ``nick`` for ``user`` on every node (renaming its current
+        claim if it has one): the one nick namespace. Fails with NickInUse when another
+        session holds it, NickUnavailable when the claim cannot be decided now."""
+        assert self.cluster is not None
+        new = fold(nick)
+        owner = self._owner(user)
+        old = user.folded if user.signed_on else None
+        if old == new:
+            return defer.succeed(None)
+        d = self.cluster.rename_nick(old, new, owner) if old else self.cluster.claim_nick(new, owner)
+
+        def granted(ok: bool) -> None:
+            if not ok:
+                raise errors.NickInUse(nick)
+
+        def unavailable(failure: Failure) -> None:
+            failure.trap(BackplaneUnavailable)
+            raise errors.NickUnavailable(nick)
+
+        return d.addCallbacks(granted, unavailable)
+
+    def _unclaim(self, user: User, nick: str, restore: Optional[str] = None) -> None:
+        """Give back a claim the hub did not use (``restore``: the nick it replaced)."""
+        if self.cluster is None:
+            return
+        owner = self._owner(user)
+        if restore is not None and fold(restore) != fold(nick):
+            self.cluster.rename_nick(fold(nick), fold(restore), owner).addErrback(lambda _: None)
+        elif restore is None:
+            self.cluster.release_nick(fold(nick), owner)
+
+    def claim_and_sign_on(self, user: User, nick: str) -> Deferred[None]:
+        """``sign_on``, after claiming ``nick`` across the cluster; fails with the
+        ``HubError`` to answer. On a lone node it runs now (the Deferred has fired)."""
+        if self.cluster is None:
+            return defer.maybeDeferred(self.sign_on, user, nick)
+        try:
+            self.check_nick(nick, user)  # local refusals need no round trip
+        except errors.HubError:
+            return defer.fail()
+
+        def claimed(_: None) -> None:
+            try:
+                self.sign_on(user, nick)
+            except errors.HubError:
+                self._unclaim(user, nick)
+                raise
+
+        return self._claim(user, nick).addCallback(claimed)
+
+    def claim_and_change_nick(self, user: User, new: str) -> Deferred[Optional[Event]]:
+        """``change_nick``, after claiming ``new`` across the cluster; fails with the
+        ``HubError`` to answer. On a lone node it runs now (the Deferred has fired)."""
+        if self.cluster is None or new == user.nick:
+            return defer.maybeDeferred(self.change_nick, user, new)
+        try:
+            self._check_present(user)
+            self.check_nick(new, user)
+        except errors.HubError:
+            return defer.fail()
+        old = user.nick
+
+        def claimed(_: None) -> Optional[Event]:
+            try:
+                return self.change_nick(user, new)
+            except errors.HubError:
+                self._unclaim(user, new, restore=old)
+                raise
+
+        return self._claim(user, new).addCallback(claimed)
 
     def startService(self) -> None:
         _freeze_startup_objects()
@@ -170,6 +298,8 @@ class ChatHub(service.Service):
             shown=user.host,
         )
         self._presence.announce(user, "online", self.ids)
+        if self.cluster is not None:
+            self._announce(["on", presence_of(user)])
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
@@ -193,6 +323,8 @@ class ChatHub(service.Service):
         self._publish(event, recipients, user, rooms=list(user.rooms))
         if renamed:
             self._presence.announce(user, "online", self.ids)
+        if self.cluster is not None:
+            self._announce(["nick", event.source.nick, new])
         return event
 
     def _check_present(self, user: User) -> str:
@@ -279,7 +411,11 @@ class ChatHub(service.Service):
         room.add(member)
         user.add_room(room)
         event = self._event(
-            Kind.JOIN, user, room.name, data={"account": user.account, "away": user.away}
+            Kind.JOIN,
+            user,
+            room.name,
+            # the privileges it joined with: other nodes of a cluster give it the same
+            data={"account": user.account, "away": user.away, "privileges": "".join(sorted(member.privileges))},
         )
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         return room
@@ -293,6 +429,15 @@ class ChatHub(service.Service):
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
         return event
+
+    def leave_room(self, user: User, room: Room) -> None:
+        """Take ``user`` out of ``room`` without telling anyone (the room ends if it
+        empties and is not persistent); for applying another node's events."""
+        self._leave(user, room)
+
+    def neighbours(self, user: User) -> list[User]:
+        """Everyone who shares at least one room with ``user``, once each, ``user`` included."""
+        return self._neighbours(user)
 
     def _leave(self, user: User, room: Room) -> None:
         room.remove(cast(str, user.folded))  # a member: signed on
@@ -464,7 +609,14 @@ class ChatHub(service.Service):
             return event
         recipient = self.users.get(fold(target))
         if recipient is None:
-            raise errors.NoSuchNick(target)
+            remote = self.remote.get(target) if self.remote is not None else None
+            if remote is None:
+                raise errors.NoSuchNick(target)
+            # stored, and carried by the cluster relay to the node that holds the nick
+            data = {"to_session": remote.session} if remote.account is None else None
+            event = self._event(kind, user, remote.nick, text, tags, data)
+            self._publish(event, [user], user, receipt=receipt)
+            return event
         data = {"to_session": recipient.session} if recipient.account is None else None
         event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
@@ -476,6 +628,7 @@ class ChatHub(service.Service):
         or the user here its private message is addressed to. The sending node checked it;
         it is in the store already. Other kinds are not carried between nodes yet."""
         if event.kind not in BATCHABLE_KINDS:
+            self.replica.apply(event)
             return
         target = event.target
         if is_room_name(target):
@@ -657,6 +810,9 @@ class ChatHub(service.Service):
         self.whowas_log.remember(user)
         self._publish(event, recipients, user, rooms=rooms)
         self._presence.announce(user, "offline", self.ids)
+        if self.cluster is not None:
+            self._announce(["off", user.nick])
+            self.cluster.release_nick(folded, self._owner(user))
         self.log.info("{nick} quit ({reason})", nick=user.nick, reason=reason)
         return event
 

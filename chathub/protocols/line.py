@@ -15,6 +15,7 @@ from zope.interface import implementer
 from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
@@ -358,9 +359,11 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         nick = parts[0]
         password = parts[1] if len(parts) > 1 else None
         if self.user is not None and password is None:
-            event = self.hub.change_nick(self.user, nick)
-            if event is not None:
-                self.after(lambda: self.say(f"* you are now known as {nick}"))
+            # in a cluster, once the nick is claimed on every node (later lines wait)
+            d = self.hub.claim_and_change_nick(self.user, nick)
+            d.addCallbacks(self._renamed, self._refused, callbackArgs=(nick,))
+            assert self.gate is not None  # from connectionMade
+            self.gate.pause_until(d)
             return
         if self.user is not None:
             self.error("you are already logged in; /quit and reconnect to change account")
@@ -379,21 +382,38 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         assert self.gate is not None  # from connectionMade
         self.gate.pause_until(d)  # later lines wait for the login
 
-    def _logged_in(self, result, nick: str) -> None:
+    def _logged_in(self, result, nick: str) -> Optional[Deferred]:
         _, user, logout = result
         if self.closing:
             # the connection went while the password was checked: nothing runs for it
             logout()
             self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
                           nick=nick, peer=self.peer)
-            return
+            return None
         user.user = fold(nick)[:10]
         user.realname = nick
-        try:
-            self.hub.sign_on(user, nick)
-        except HubError as e:
+        # in a cluster, once the nick is claimed on every node (the login's gate waits)
+        return self.hub.claim_and_sign_on(user, nick).addCallbacks(
+            self._signed_on, self._sign_on_refused, callbackArgs=(user, logout, nick), errbackArgs=(logout, nick)
+        )
+
+    def _renamed(self, event, nick: str) -> None:
+        if event is not None:
+            self.after(lambda: self.say(f"* you are now known as {nick}"))
+
+    def _refused(self, failure) -> None:
+        failure.trap(HubError)
+        e = failure.value
+        self.error(f"{e.target}: {e.message}" if e.target else e.message)
+
+    def _sign_on_refused(self, failure, logout, nick: str) -> None:
+        failure.trap(HubError)
+        logout()
+        self.error(f"{nick}: {failure.value.message}")
+
+    def _signed_on(self, _: object, user, logout, nick: str) -> None:
+        if self.closing:  # the connection went while the nick was claimed
             logout()
-            self.error(f"{nick}: {e.message}")
             return
         self.user = user
         self.logout = logout

@@ -122,12 +122,16 @@ def nick(session, msg: Message, rb):
         session.nick = new
         return session.try_register(rb)
     old_folded = session.user.folded
-    event = hub.change_nick(session.user, new)
-    if event is not None:
-        follow_nick_change(session.server, session.user, old_folded)
-        session.nick = session.user.nick
-        rb.add(session.render_own(event))
-    return None
+
+    def renamed(event) -> None:
+        if event is not None:
+            follow_nick_change(session.server, session.user, old_folded)
+            session.nick = session.user.nick
+            rb.add(session.render_own(event))
+
+    # in a cluster, once the nick is claimed on every node (later lines wait); the
+    # session answers a refusal (433, 437) as for any hub error
+    return hub.claim_and_change_nick(session.user, new).addCallback(renamed)
 
 
 @command("USER", before_registration=True, only_before_registration=True, min_params=4)

@@ -138,6 +138,7 @@ HUB_ERRORS = {
     "nick_in_use": ERR_NICKNAMEINUSE,
     "erroneous_nick": ERR_ERRONEUSNICKNAME,
     "nick_registered": ERR_NICKNAMEINUSE,
+    "nick_unavailable": ERR_UNAVAILRESOURCE,
     "bad_room_name": ERR_NOSUCHCHANNEL,
     "not_on_room": ERR_NOTONCHANNEL,
     "user_not_in_room": ERR_USERNOTINCHANNEL,

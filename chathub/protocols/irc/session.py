@@ -407,8 +407,7 @@ class IrcSession:
         if self.nick is None or self.username is None:
             return None
         if self.user is not None:
-            self._welcome(rb)
-            return None
+            return self._welcome(rb)
         credentials = self._login_credentials()
         d = self.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(rb,), errbackArgs=(rb,))
@@ -422,16 +421,16 @@ class IrcSession:
             return UsernamePassword(name.encode("utf-8"), password.encode("utf-8"))
         return UsernamePassword(self.nick.encode("utf-8"), self.password.encode("utf-8"))
 
-    def _logged_in(self, result, rb: ResponseBuffer) -> None:
+    def _logged_in(self, result, rb: ResponseBuffer) -> Optional[defer.Deferred]:
         _iface, user, logout = result
         if self.closed:
             # the connection went while the password was checked: nothing runs for it
             logout()
             self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
                           nick=self.nick, peer=self.host)
-            return
+            return None
         self.adopt_user(user, logout)
-        self._welcome(rb)
+        return self._welcome(rb)
 
     def adopt_user(self, user, logout) -> None:
         """Bind the hub avatar from the portal to this connection."""
@@ -453,17 +452,27 @@ class IrcSession:
         rb.numeric(N.ERR_NICKNAMEINUSE, self.nick or "*", "Nickname is registered; log in with its password")
         self.nick = None
 
-    def _welcome(self, rb: ResponseBuffer) -> None:
+    def _welcome(self, rb: ResponseBuffer) -> defer.Deferred:
+        """Sign on (in a cluster, once the nick is claimed on every node: until then later
+        lines wait), then send the welcome burst."""
         user = self.user
         assert user is not None  # adopted once the login succeeded
         user.user = "~" + (self.username or "user")[: self.config.irc.user_length]
         user.realname = self.realname
         user.identity_changed()
-        try:
-            self.hub.sign_on(user, cast(str, self.nick))  # the login was for this nick
-        except errors.HubError as e:
-            self.hub_error(rb, e)
-            self.nick = None
+        d = self.hub.claim_and_sign_on(user, cast(str, self.nick))  # the login was for this nick
+        return d.addCallbacks(self._signed_on, self._sign_on_refused, callbackArgs=(rb,), errbackArgs=(rb,))
+
+    def _sign_on_refused(self, failure, rb: ResponseBuffer) -> None:
+        failure.trap(errors.HubError)
+        self.hub_error(rb, failure.value)
+        self.nick = None
+
+    def _signed_on(self, _: object, rb: ResponseBuffer) -> None:
+        user = self.user
+        assert user is not None
+        if self.closed:  # the connection went while the nick was claimed (its logout came first)
+            self.hub.quit(user, "Connection closed")
             return
         self.registered = True
         self.server.session_registered(self)

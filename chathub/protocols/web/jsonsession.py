@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick
@@ -384,7 +385,7 @@ class JsonSession(EncodingParticipant):
         d.addErrback(self._login_crashed, msg)
         self.gate.pause_until(d)  # requests sent after the login wait for its answer
 
-    def _logged_in(self, result, msg: dict, nick: str) -> None:
+    def _logged_in(self, result, msg: dict, nick: str) -> Optional[Deferred]:
         self._logging_in = False
         _, user, logout = result
         if self._closed:
@@ -392,14 +393,23 @@ class JsonSession(EncodingParticipant):
             logout()
             self.log.info("login of {nick} from {peer} completed after the connection closed; logged out",
                           nick=nick, peer=self.ws.client_host)
-            return
+            return None
         user.user = "web"
         user.realname = "chathub web user"
-        try:
-            self.hub.sign_on(user, nick)
-        except HubError as e:
+        # in a cluster, once the nick is claimed on every node (the login's gate waits)
+        return self.hub.claim_and_sign_on(user, nick).addCallbacks(
+            self._signed_on, self._sign_on_refused, callbackArgs=(user, logout, msg, nick), errbackArgs=(logout, msg)
+        )
+
+    def _sign_on_refused(self, failure, logout, msg: dict) -> None:
+        failure.trap(HubError)
+        logout()
+        e = failure.value
+        self.error(e.code, e.message, msg, target=e.target or None)
+
+    def _signed_on(self, _: object, user, logout, msg: dict, nick: str) -> None:
+        if self._closed:  # the connection went while the nick was claimed
             logout()
-            self.error(e.code, e.message, msg, target=e.target or None)
             return
         self.user, self._logout = user, logout
         if self._login_timer.active():
@@ -564,10 +574,19 @@ class JsonSession(EncodingParticipant):
 
     # -- identity and presence ---------------------------------------------------------
 
-    def do_nick(self, msg: dict) -> None:
+    def do_nick(self, msg: dict) -> Deferred:
         assert self.user is not None  # requests but login, ping and quit need one
-        self.hub.change_nick(self.user, msg["nick"])
-        self._ok(msg, nick=self.user.nick)
+        user = self.user
+        # in a cluster, once the nick is claimed on every node (later requests wait)
+        d = self.hub.claim_and_change_nick(user, msg["nick"])
+        d.addCallbacks(lambda _: self._ok(msg, nick=user.nick), self._refused, errbackArgs=(msg,))
+        self.gate.pause_until(d)
+        return d
+
+    def _refused(self, failure, msg: dict) -> None:
+        failure.trap(HubError)
+        e = failure.value
+        self.error(e.code, e.message, msg, target=e.target or None)
 
     def do_away(self, msg: dict) -> None:
         self.hub.set_away(self.user, msg.get("text") or None)
