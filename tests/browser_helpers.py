@@ -1,4 +1,4 @@
-"""Helpers for the WebSocket and browser tests: an in-process server and an Autobahn test client.
+"""Helpers for the WebSocket and browser tests: an Autobahn test client (servers: tests/support.py).
 
 The client records every message and close; ``expect`` waits (with a timeout) for a
 message matching a predicate, so tests synchronise on events, never on sleeps.
@@ -19,30 +19,6 @@ def _reactor():
     from twisted.internet import reactor
 
     return reactor
-
-
-def start_server(config, checkers=(), store=None):
-    """Hub, portal and the HTTP/WebSocket site listening on 127.0.0.1 port 0.
-
-    With an opened ``store`` the hub keeps history and registers accounts in it.
-    Returns ``(hub, portal, site, port)``; stop with ``port.stopListening()``.
-    """
-    from chathub.auth.portal import account_directory, build_portal
-    from chathub.hub.service import ChatHub
-    from chathub.protocols.web import build_site
-
-    checkers = list(checkers)
-    account_creator = None
-    if store is not None:
-        from chathub.auth.accounts import StoreAccountChecker
-
-        account_creator = StoreAccountChecker(store)
-        checkers.append(account_creator)
-    hub = ChatHub(config, store=store, accounts=account_directory(checkers), account_creator=account_creator)
-    portal = build_portal(hub, config, checkers)
-    site = build_site(hub, portal, config)
-    port = _reactor().listenTCP(0, site, interface="127.0.0.1")
-    return hub, portal, site, port
 
 
 class _Waiter:

@@ -14,10 +14,17 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from tests.support import free_port
-
 #: seconds a redis-server has to answer PING after it was started
 READY_TIMEOUT = 15.0
+
+
+def _unused_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on right now. redis-server cannot be given
+    port 0 (that turns TCP off), so it is given one of these; another process may take it
+    first, and ``RedisServer.start`` then tries another."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _encode(args: tuple[str, ...]) -> bytes:
@@ -65,7 +72,7 @@ class RedisServer:
     def start(self) -> "RedisServer":
         """Start on a free port; another port is tried when the chosen one was taken."""
         for _ in range(5):
-            port = free_port()
+            port = _unused_port()
             if self._spawn(port):
                 self.port = port
                 return self

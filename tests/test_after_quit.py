@@ -16,9 +16,7 @@ from twisted.python.failure import Failure
 
 from chathub.auth.checkers import Argon2FileChecker
 from chathub.hub import errors
-from tests.browser_helpers import close_clients, connect
-from tests.support import LogCapture, connect_irc, every_protocol_server, quit_irc_clients, register_irc
-from tests.test_ws_json import login
+from tests.support import Chat, LogCapture, RecorderWorld, history_server
 
 #: what every ghost sends after its quit, in its own protocol's words
 AFTER_QUIT = {
@@ -45,19 +43,19 @@ def _for(nick: str, requests: list) -> list:
 
 
 async def quit_over_json(server, nick: str) -> None:
-    client = await login(server.http_port, nick)
+    client = await server.ws(nick)
     client.send_together({"type": "quit", "reason": "bye"}, *_for(nick, AFTER_QUIT["json"]))
     await client.wait_closed()
 
 
-async def quit_over_irc(server, nick: str, clients: list) -> None:
-    client = await register_irc(await connect_irc(server.irc_port, clients), nick)
+async def quit_over_irc(server, nick: str) -> None:
+    client = await server.irc(nick)
     client.send("QUIT :bye", *_for(nick, AFTER_QUIT["irc"]))  # one write: one packet
     await client.closed
 
 
 async def quit_over_irc_websocket(server, nick: str) -> None:
-    client = await connect(server.http_port, protocols=["text.ircv3.net"], json_messages=False)
+    client = await server.ws_connect(["text.ircv3.net"], json_messages=False)
     client.send_text(f"NICK {nick}")
     client.send_text(f"USER {nick} 0 * :ghost")
     await client.expect(" 001 ")
@@ -65,8 +63,8 @@ async def quit_over_irc_websocket(server, nick: str) -> None:
     await client.wait_closed()
 
 
-async def quit_over_telnet(server, nick: str, clients: list) -> None:
-    client = await connect_irc(server.line_port, clients)
+async def quit_over_telnet(server, nick: str) -> None:
+    client = await server.connect("line")
     client.send(f"/nick {nick}")
     await client.expect_re(rf"you are {nick}, a guest")
     client.send("/quit bye", *_for(nick, AFTER_QUIT["line"]))
@@ -90,28 +88,23 @@ async def assert_no_ghost(server, honest, nicks: list[str]) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_requests_pipelined_after_quit_never_run_on_any_protocol(tmp_path):
-    server = await every_protocol_server(tmp_path)
-    clients: list = []
+    server = await history_server(tmp_path)
     try:
         with LogCapture() as log:
-            honest = await register_irc(await connect_irc(server.irc_port, clients), "honest", rooms=["#lobby"])
+            honest = await server.irc("honest", rooms=["#lobby"], username="honest")
             await quit_over_json(server, "ghostj")
-            await quit_over_irc(server, "ghosti", clients)
+            await quit_over_irc(server, "ghosti")
             await quit_over_irc_websocket(server, "ghostw")
-            await quit_over_telnet(server, "ghostt", clients)
+            await quit_over_telnet(server, "ghostt")
             await assert_no_ghost(server, honest, ["ghostj", "ghosti", "ghostw", "ghostt"])
         assert log.failures == []  # no KeyError, nor any other traceback
     finally:
-        await quit_irc_clients(clients)
-        await close_clients()
         await server.stop()
 
 
 def test_the_hub_refuses_a_user_that_has_left():
     """Defence in depth: a ``User`` that quit can no longer join, talk, rename or watch."""
-    from tests.test_hub import World
-
-    world = World()
+    world = RecorderWorld()
     hub = world.hub
     honest, ghost = world.connect("honest"), world.connect("ghosty")
     hub.join(honest, "#lobby")
@@ -144,51 +137,37 @@ def passwd(tmp_path):
     return str(path)
 
 
-def _slow_logins(passwd):
-    """A hub and portal whose only checker is the argon2 file: every check is in a thread."""
-    from chathub.auth.portal import account_directory, build_portal
+def _slow_logins(passwd) -> Chat:
+    """A hub and portal whose only checker is the argon2 file: every check is in a thread
+    (the portal's clock is the reactor: a check answers when its thread is done)."""
     from chathub.config import Config
-    from chathub.hub.service import ChatHub
 
     config = Config().with_overrides(auth={"checkers": []})
-    checker = Argon2FileChecker(passwd, reload_interval=0)
-    hub = ChatHub(config, accounts=account_directory([checker]))
-    return config, hub, build_portal(hub, config, [checker])
+    return Chat(config, [Argon2FileChecker(passwd, reload_interval=0)])
 
 
 @pytest_twisted.ensureDeferred
 async def test_telnet_lines_behind_a_login_never_run_once_the_connection_is_gone(passwd):
-    from types import SimpleNamespace
-
-    from twisted.internet.task import Clock
-
-    from chathub.protocols.line import LineFactory
-    from tests.test_line_protocol import Conn
-
-    config, hub, portal = _slow_logins(passwd)
-    clock = Clock()
+    world = _slow_logins(passwd)
+    hub = world.hub
     with LogCapture() as log:
-        conn = Conn(SimpleNamespace(factory=LineFactory(hub, portal, config, clock)), "192.0.2.7")
+        conn = world.line_conn()
         conn.send(b"/nick slowpoke letmein\r\n/join #haunt\r\nboo\r\n/nick other\r\n")
         assert conn.session.gate.waiting == 3  # behind the login, with reading paused
         assert conn.transport.producerState == "paused"
         conn.disconnect()
         await log.wait_for("completed after the connection closed")
-        clock.advance(100)
+        world.clock.advance(100)
     assert hub.users == {} and hub.rooms == {}
     assert log.failures == []
 
 
 @pytest_twisted.ensureDeferred
 async def test_irc_lines_behind_a_login_never_run_once_the_connection_is_gone(passwd):
-    from twisted.internet.task import Clock
-
-    from chathub.protocols.irc import IrcFactory
-    from tests.test_irc_session import Conn
-
-    config, hub, portal = _slow_logins(passwd)
+    world = _slow_logins(passwd)
+    hub = world.hub
     with LogCapture() as log:
-        conn = Conn(IrcFactory.for_hub(hub, portal, config, reactor=Clock()), 40000)
+        conn = world.irc_conn()
         conn.send("PASS letmein", "NICK slowpoke", "USER u 0 * :x", "JOIN #haunt", "PRIVMSG #haunt :boo")
         assert conn.protocol.session.gate.waiting == 2
         conn.protocol.connectionLost(Failure(ConnectionDone()))
@@ -201,17 +180,16 @@ async def test_irc_lines_behind_a_login_never_run_once_the_connection_is_gone(pa
 async def test_json_requests_behind_a_login_never_run_once_the_connection_is_gone(tmp_path, passwd):
     from chathub.auth.portal import account_directory, build_portal
 
-    server = await every_protocol_server(tmp_path)
-    clients: list = []
+    server = await history_server(tmp_path)
     try:
         # a real-strength hash: the login is still under way when the connection goes
         checker = Argon2FileChecker(passwd, reload_interval=0)
         factory = server.site.websocket_factory
         factory.portal = build_portal(server.hub, server.config, [checker])
         server.hub.accounts = account_directory([checker])
-        honest = await register_irc(await connect_irc(server.irc_port, clients), "honest", rooms=["#lobby"])
+        honest = await server.irc("honest", rooms=["#lobby"], username="honest")
         with LogCapture() as log:
-            client = await connect(server.http_port, protocols=["chathub.v1"])
+            client = await server.ws_connect()
             await client.expect({"type": "hello"})
             client.send_together(
                 {"type": "ping", "token": "read"},
@@ -228,6 +206,4 @@ async def test_json_requests_behind_a_login_never_run_once_the_connection_is_gon
         await assert_no_ghost(server, honest, ["slowpoke"])
         assert log.failures == []
     finally:
-        await quit_irc_clients(clients)
-        await close_clients()
         await server.stop()

@@ -9,7 +9,6 @@ import pytest
 import pytest_twisted
 from twisted.cred import error, strcred
 from twisted.cred.checkers import FilePasswordDB, ICredentialsChecker
-from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer
 from zope.interface.verify import verifyObject
 
@@ -23,17 +22,10 @@ from chathub.auth.checkers import (
     answered_from_memory,
 )
 from chathub.auth.credentials import GuestNick
-from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.interfaces import IAccountDirectory, IChatUser
 from chathub.passwd import set_password
-from tests.support import REPO
-
-
-def creds(name: str, password: str) -> UsernamePassword:
-    """Credentials as the protocols make them: UTF-8 bytes."""
-    return UsernamePassword(name.encode("utf-8"), password.encode("utf-8"))
+from tests.support import REPO, Chat, creds
 
 
 @defer.inlineCallbacks
@@ -53,9 +45,13 @@ def passwd(tmp_path):
     return path
 
 
+# checkers made here re-read their file only when asked (reload_interval=0): a periodic
+# re-read is a reactor timer that would outlive the test (the one test of it stops it)
+
+
 @pytest_twisted.inlineCallbacks
 def test_argon2_file_checker(passwd):
-    checker = Argon2FileChecker(str(passwd))
+    checker = Argon2FileChecker(str(passwd), reload_interval=0)
     verifyObject(ICredentialsChecker, checker)
     verifyObject(IAccountDirectory, checker)
     assert (yield checker.requestAvatarId(creds("alice", "correct horse"))) == "alice"
@@ -122,12 +118,12 @@ def test_a_burst_of_reloads_shares_one_read_that_starts_after_them(passwd, monke
 
 @pytest_twisted.inlineCallbacks
 def test_argon2_file_missing_or_damaged(tmp_path):
-    checker = Argon2FileChecker(str(tmp_path / "absent"))
+    checker = Argon2FileChecker(str(tmp_path / "absent"), reload_interval=0)
     assert not checker.is_account("alice")
     yield refused(checker, creds("alice", "x"))
     damaged = tmp_path / "damaged"
     damaged.write_text("alice:not-a-hash\nno colon here\n\n# comment:x\n")
-    checker = Argon2FileChecker(str(damaged))
+    checker = Argon2FileChecker(str(damaged), reload_interval=0)
     assert checker.is_account("alice") and not checker.is_account("# comment")
     yield refused(checker, creds("alice", "not-a-hash"))
 
@@ -147,13 +143,11 @@ def test_guest_checker():
 def test_checker_directory_knows_stock_checkers(tmp_path, passwd):
     stock_file = tmp_path / "stock"
     stock_file.write_text("carol:pw3\n")
+    in_memory = answered_from_memory(FilePasswordDB(str(stock_file)))
     directory = CheckerDirectory(
-        [
-            strcred.makeChecker("memory:Bob:pw2"),
-            answered_from_memory(FilePasswordDB(str(stock_file))),
-            Argon2FileChecker(str(passwd)),
-        ]
+        [strcred.makeChecker("memory:Bob:pw2"), in_memory, Argon2FileChecker(str(passwd), reload_interval=0)]
     )
+    in_memory.stop()  # its periodic re-read: the names it read stay
     assert directory.is_account("bob") and directory.is_account("BOB")
     assert directory.is_account("carol")
     assert directory.is_account("alice")
@@ -167,7 +161,9 @@ def test_stock_checkers_accept_bytes_credentials(tmp_path):
     yield refused(memory, creds("alice", "wrong"))
     stock_file = tmp_path / "stock"
     stock_file.write_text("carol:pw3\n")
-    stock = BytesOrTextChecker(answered_from_memory(FilePasswordDB(str(stock_file))))
+    in_memory = answered_from_memory(FilePasswordDB(str(stock_file)))
+    in_memory.stop()  # its periodic re-read: a password check re-reads the file anyway
+    stock = BytesOrTextChecker(in_memory)
     assert (yield stock.requestAvatarId(creds("carol", "pw3"))) == b"carol"
     yield refused(stock, creds("carol", "nope"))
 
@@ -175,7 +171,7 @@ def test_stock_checkers_accept_bytes_credentials(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_any_of_checkers(passwd):
     memory = BytesOrTextChecker(strcred.makeChecker("memory:bob:pw2"))
-    both = AnyOfCheckers([Argon2FileChecker(str(passwd)), memory])
+    both = AnyOfCheckers([Argon2FileChecker(str(passwd), reload_interval=0), memory])
     assert set(both.credentialInterfaces) == set(memory.credentialInterfaces)
     assert (yield both.requestAvatarId(creds("alice", "correct horse"))) == "alice"
     assert (yield both.requestAvatarId(creds("bob", "pw2"))) == "bob"
@@ -189,9 +185,8 @@ def test_any_of_checkers(passwd):
 @pytest_twisted.inlineCallbacks
 def test_portal_logs_in_guests_and_accounts(passwd):
     config = Config().with_overrides(auth={"checkers": []})
-    checkers = [Argon2FileChecker(str(passwd)), strcred.makeChecker("memory:bob:pw2")]
-    hub = ChatHub(config, accounts=account_directory(checkers))
-    portal = build_portal(hub, config, checkers)
+    chat = Chat(config, [Argon2FileChecker(str(passwd), reload_interval=0), strcred.makeChecker("memory:bob:pw2")])
+    hub, portal = chat.hub, chat.portal
     assert hub.accounts.is_account("alice") and hub.accounts.is_account("bob")
     mind = object()
     iface, guest, logout = yield portal.login(GuestNick("visitor"), mind, IChatUser)
@@ -234,7 +229,7 @@ def test_passwd_cli_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = path.read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == ["bob", "ALICE"]
-    checker = Argon2FileChecker(str(path))
+    checker = Argon2FileChecker(str(path), reload_interval=0)
     assert (yield checker.requestAvatarId(creds("alice", "changed-pass"))) == "alice"
     assert (yield checker.requestAvatarId(creds("bob", "other-pass"))) == "bob"
     yield refused(checker, creds("alice", "s3cret-pass"))

@@ -22,12 +22,11 @@ from twisted.internet import reactor
 
 from chathub.auth.checkers import InMemoryFilePasswordDB
 from chathub.auth.credentials import GuestNick
-from chathub.auth.portal import account_directory, build_portal, password_checkers
+from chathub.auth.portal import password_checkers
 from chathub.config import Config
 from chathub.hub import errors
-from chathub.hub.service import ChatHub
 from chathub.interfaces import IChatUser
-from tests.test_auth import creds
+from tests.support import Chat, creds
 
 #: path -> the threads that opened it, for the files a test watches (see ``opened``)
 _watched: dict[str, list[str]] = {}
@@ -81,9 +80,8 @@ def test_nick_checks_never_open_the_file_and_a_new_name_is_read_in_a_thread(tmp_
     path = tmp_path / "users"
     path.write_text("alice:pw1\nCarol:pw3\n")
     checker = InMemoryFilePasswordDB(FilePasswordDB(str(path)), reload_interval=0.05)
-    config = Config().with_overrides(auth={"checkers": []})
-    hub = ChatHub(config, accounts=account_directory([checker]))
-    portal = build_portal(hub, config, [checker])
+    chat = Chat(Config().with_overrides(auth={"checkers": []}), [checker])
+    hub, portal = chat.hub, chat.portal
     reactor_thread = threading.current_thread().name
     try:
         with opened(path) as opens:

@@ -55,7 +55,7 @@ async def test_history_times_that_name_no_moment_are_invalid_fields(server):
 async def test_http_paths_the_file_system_cannot_name_are_404(server):
     watchers = await server.bystanders()
     for path in ("/%00", "/js/%00.js", "/%00/x"):
-        url = f"http://127.0.0.1:{server.ws_port}{path}"
+        url = f"http://127.0.0.1:{server.http_port}{path}"
         with pytest.raises(urllib.error.HTTPError) as refused:
             await threads.deferToThread(urllib.request.urlopen, url, timeout=10)
         assert refused.value.code == 404, path

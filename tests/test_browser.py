@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LineClient, free_port, line_config
+from tests.support import LineClient, server_config
 
 #: Debian's chromium (scripts/test installs it and exports its path); never a Playwright download
 CHROMIUM = os.environ.get("CHATHUB_CHROMIUM") or "/usr/bin/chromium"
@@ -37,14 +37,18 @@ def browser():
 
 @pytest.fixture
 def hub_ports(tmp_path, twistd_server):
-    """A server with telnet, IRC and HTTP listeners; yields (server, ports, start-again)."""
-    ports = {"line": free_port(), "irc": free_port(), "http": free_port()}
-    config = line_config(tmp_path / "var", ports["line"], irc_port=ports["irc"], http_port=ports["http"])
+    """A server with telnet, IRC and HTTP listeners; yields (server, ports, start-again).
+
+    The first start takes ports the system picks; starting again takes the same ones, for
+    the pages to reconnect to (freed by the stop just before: nobody else asked for them)."""
+    server = twistd_server(server_config(tmp_path / "var", irc=True, http=True))
+    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
+    same = {kind: f"tcp:{port}:interface=127.0.0.1" for kind, port in ports.items()}
 
     def start():
-        return twistd_server(config, wait_for=r"ChathubSite starting on")
+        return twistd_server(server_config(tmp_path / "var", **same))
 
-    return start(), ports, start
+    return server, ports, start
 
 
 def refused_reconnect(error: str, url: str) -> bool:

@@ -34,10 +34,8 @@ from chathub.auth.cloak import (
     parse_address,
 )
 from chathub.config import Config, ConfigError, parse_config
-from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import connect
-from tests.support import HubServer, IrcClient, LineClient, free_port, line_config, register_irc
-from tests.test_irc_commands import OPER_HASH
+from tests.support import OPER_HASH, OPER_PASSWORD, HubServer, IrcClient, LineClient, register_irc, server_config
 
 VICTIM = "127.0.0.2"  # whose address must stay hidden
 NEIGHBOUR = "127.0.0.3"  # the same /24 as the victim
@@ -209,8 +207,6 @@ def test_privacy_settings_are_checked_and_a_bad_secret_is_not_echoed():
 @pytest_twisted.async_yield_fixture
 async def servers():
     """One hub with every protocol (``HubServer``), and IRC on ::1 as well."""
-    from twisted.internet import reactor
-
     config = Config().with_overrides(
         server={"name": "irc.test"},
         websocket={"ping_interval": 0},
@@ -222,11 +218,9 @@ async def servers():
     )
     s = HubServer(config)
     s.cloak = s.portal.realm.cloak
-    irc6 = reactor.listenTCP(0, IrcFactory.for_hub(s.hub, s.portal, config), interface="::1")
-    s.irc6_port = irc6.getHost().port
+    s.irc6_port = s.listen("irc", r"tcp6:0:interface=\:\:1")
     yield s
     await s.stop()
-    await irc6.stopListening()
 
 
 def ws_texts(client) -> list[str]:
@@ -250,7 +244,7 @@ async def test_no_protocol_shows_anyone_else_the_address(servers):
     vi = await s.irc("vi", source=VICTIM, rooms=["#room"])
     vt = await s.telnet("vt", source=VICTIM, rooms=["#room"])
     vw = await s.ws("vw", source=VICTIM, rooms=["#room"])
-    vx = await connect(s.ws_port, protocols=["text.ircv3.net"], json_messages=False, source=VICTIM)
+    vx = await connect(s.http_port, protocols=["text.ircv3.net"], json_messages=False, source=VICTIM)
     vx.send_text("NICK vx")
     vx.send_text("USER u 0 * :over WebSocket")
     await vx.expect(" 001 ")
@@ -325,7 +319,7 @@ async def test_an_operator_and_the_user_themself_see_the_address(servers):
     vi = await s.irc("vi", source=VICTIM)
     plain = await s.irc("plain")
     boss = await s.irc("boss")
-    boss.send("OPER boss opersecret")
+    boss.send(f"OPER boss {OPER_PASSWORD}")
     await boss.expect("381")
 
     lines = await boss.roundtrip("WHOIS vi")
@@ -418,10 +412,10 @@ async def test_bans_match_the_cloak_never_the_hidden_address(servers):
 async def test_an_operators_hostmask_matches_the_real_address(servers):
     s = servers
     remote = await s.irc("remote", source=VICTIM)
-    remote.send("OPER boss opersecret")
+    remote.send(f"OPER boss {OPER_PASSWORD}")
     assert (await remote.expect(lambda l: l.command in ("381", "491", "464"))).command == "491"
     local = await s.irc("local")
-    local.send("OPER boss opersecret")
+    local.send(f"OPER boss {OPER_PASSWORD}")
     await local.expect("381")
 
 
@@ -447,10 +441,10 @@ def whois_host(irc_port: int, nick: str) -> str:
 
 
 def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path, twistd_server):
-    irc_port = free_port()
     data = tmp_path / "var"
-    config = line_config(data, 0, irc_port=irc_port, extra='[irc]\nflood_exempt = ["127.0.0.0/8"]\n')
+    config = server_config(data, '[irc]\nflood_exempt = ["127.0.0.0/8"]\n', line=False, irc=True)
     first = twistd_server(config)
+    irc_port = first.port("irc")
     key = data / "cloak.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     secret = key.read_text().strip()
@@ -461,17 +455,17 @@ def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path,
 
     second = twistd_server(config)
     assert key.read_text().strip() == secret
-    assert whois_host(irc_port, "vi") == host
+    assert whois_host(second.port("irc"), "vi") == host
     second.stop()
     for server in (first, second):
         assert not [line for line in server.log if secret in line]
         assert [line for line in server.log if "hosts are cloaked as *.cloak" in line]
 
     # another secret (set in the configuration): other cloaks
-    other = line_config(data, 0, irc_port=irc_port, extra=(
+    other = server_config(data, (
         '[irc]\nflood_exempt = ["127.0.0.0/8"]\n[privacy]\ncloak_secret = "another-secret-of-some-length"\n'
-    ))
+    ), line=False, irc=True)
     third = twistd_server(other)
-    assert whois_host(irc_port, "vi") != host
+    assert whois_host(third.port("irc"), "vi") != host
     third.stop()
     assert not [line for line in third.log if "another-secret-of-some-length" in line]

@@ -15,20 +15,19 @@ import pytest_twisted
 from twisted.internet import threads
 
 from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401 (fixtures)
-from tests.support import LineClient, free_port, line_config
+from tests.support import LineClient, server_config
 
 ROOM = "#x"
 
 
-def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> tuple[str, int, int, int]:
-    line_port, irc_port, http_port = free_port(), free_port(), free_port()
+def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> str:
     extra = (
         f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
         "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n[history]\nquery_limit = 1000\n"
     )
-    return line_config(tmp_path / name, line_port, extra, irc_port=irc_port, http_port=http_port), line_port, irc_port, http_port
+    return server_config(tmp_path / name, extra, irc=True, http=True)
 
 
 @pytest.fixture
@@ -39,12 +38,10 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
     clients: list[LineClient] = []
 
     def start(name: str, redis_url: str = "") -> tuple[int, int]:
-        config, line_port, irc_port, http_port = node_config(
-            tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix
-        )
-        start.nodes[name] = twistd_server(config, wait_for=rf"starting on ({line_port}|{irc_port}|{http_port})$", count=3)
-        start.http[name] = http_port
-        return line_port, irc_port
+        config = node_config(tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix)
+        node = start.nodes[name] = twistd_server(config)
+        start.http[name] = node.port("http")
+        return node.port("line"), node.port("irc")
 
     def connect(port: int) -> LineClient:
         client = LineClient(port, timeout=20.0)

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from chathub.config import Config, ConfigError, load_config, parse_config
-from tests.support import REPO, line_config
+from chathub.config import Config, ConfigError, load_config
+from tests.support import REPO, refusal_naming, server_config
 
 CORE_SECTIONS = ("server", "listeners", "auth", "limits", "line")
 
@@ -49,15 +49,6 @@ def test_a_partial_file_keeps_the_other_defaults(tmp_path):
     assert config.listeners.irc == []
     assert config.listeners.line == Config().listeners.line
     assert config.server == Config().server
-
-
-def refusal_naming(text: str, key: str) -> str:
-    """The ConfigError message for ``text``, checked to name ``key``."""
-    with pytest.raises(ConfigError) as e:
-        parse_config(text)
-    message = str(e.value)
-    assert f"'{key}'" in message
-    return message
 
 
 @pytest.mark.parametrize(
@@ -144,7 +135,7 @@ def _plugin_options(*args: str):
 
 def test_command_line_overrides_the_file(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text(line_config(tmp_path / "from-file", 4000))
+    path.write_text(server_config(tmp_path / "from-file", line="tcp:4000:interface=127.0.0.1"))
     options = _plugin_options(
         "--config", str(path),
         "--line", "tcp:5000:interface=127.0.0.1",
@@ -187,7 +178,7 @@ def test_bad_file_is_a_usage_error():
 )
 def test_twistd_refuses_to_start_with_a_bad_config(tmp_path, extra, key):
     path = tmp_path / "bad.toml"
-    path.write_text(line_config(tmp_path / "var", 1, extra))
+    path.write_text(server_config(tmp_path / "var", extra))
     result = subprocess.run(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
          "-n", "--pidfile=", "--logfile=-", "chathub", "--config", str(path)],

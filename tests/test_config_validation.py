@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from argon2 import PasswordHasher
 
 from chathub.config import Config, ConfigError, parse_config
 from chathub.config.irc import OPERATOR_PRIVILEGES
 from chathub.config.schema import require_at_least, require_networks, require_one_of, require_positive
-from tests.test_config import refusal_naming
-
-HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
+from tests.support import OPER_HASH, refusal_naming
 
 
 def operator(**fields) -> str:
-    entry = {"name": "boss", "password_hash": HASH, **fields}
+    entry = {"name": "boss", "password_hash": OPER_HASH, **fields}
     # JSON strings and lists of strings are valid TOML values
     body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in entry.items())
     return f"[[irc.operators]]\n{body}\n"
@@ -56,7 +53,7 @@ def test_operator_password_must_be_an_argon2_hash():
     message = refusal_naming(operator(password_hash="hunter2"), "irc.operators[0].password_hash")
     assert "argon2" in message and "hunter2" not in message  # never echo what may be a password
     config = parse_config(operator())
-    assert config.irc.operators[0].password_hash == HASH
+    assert config.irc.operators[0].password_hash == OPER_HASH
 
 
 def test_operator_privileges_come_from_the_known_set():

@@ -17,7 +17,7 @@ import pytest_twisted
 from twisted.internet import task, threads
 
 from tests.browser_helpers import close_clients, connect
-from tests.support import IrcClient, connect_irc, free_port, line_config, quit_irc_clients, register_irc
+from tests.support import Chat, IrcClient, connect_irc, quit_irc_clients, register_irc, server_config
 
 HONEST = "127.0.0.2"  # another client address on loopback
 WAIT = 10.0
@@ -30,13 +30,9 @@ def _reactor():
 
 
 def start(twistd_server, tmp_path, limits: str, websocket: str = ""):
-    ports = {kind: free_port() for kind in ("line", "irc", "http")}
-    config = line_config(
-        tmp_path / "var", ports["line"], f"[limits]\n{limits}\n[websocket]\n{websocket}\n",
-        irc_port=ports["irc"], http_port=ports["http"],
-    )
-    server = twistd_server(config, wait_for=rf"starting on {ports['http']}$")
-    return server, ports
+    config = server_config(tmp_path / "var", f"[limits]\n{limits}\n[websocket]\n{websocket}\n", irc=True, http=True)
+    server = twistd_server(config)
+    return server, {kind: server.port(kind) for kind in ("line", "irc", "http")}
 
 
 class Trickler(IrcClient):
@@ -270,16 +266,12 @@ async def test_ipv6_and_systemd_adopted_listeners_are_limited_too():
 
     from twisted.internet import endpoints
 
-    from chathub.auth.portal import account_directory, build_portal
-    from chathub.config import Config
-    from chathub.hub.service import ChatHub
     from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
     from chathub.protocols.irc import IrcFactory
 
     reactor = _reactor()
-    config = Config()
-    hub = ChatHub(config, accounts=account_directory([]))
-    factory = IrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
+    chat = Chat()
+    factory = IrcFactory.for_hub(chat.hub, chat.portal, chat.config, reactor)
     limiting = LimitingReactor(reactor, ConnectionLimits(1, 1000.0, 1000))
     adopted = socket.socket()
     adopted.bind(("127.0.0.1", 0))

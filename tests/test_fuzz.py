@@ -27,9 +27,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, threads
 from twisted.internet.threads import blockingCallFromThread
 
-from chathub.config import Config
 from chathub.protocols.web.jsonsession import REQUESTS
-from tests.browser_helpers import connect as ws_connect
 from tests.support import HubServer, LineClient
 
 EXAMPLES = int(os.environ.get("CHATHUB_FUZZ_EXAMPLES", "60"))
@@ -48,13 +46,9 @@ def _settings():
 
 @pytest_twisted.async_yield_fixture
 async def server():
-    # flood control off for loopback here: the examples are short, and waiting on the penalty
-    # clock would only make them slow (test_flood and the session tests cover it)
-    config = Config().with_overrides(
-        limits={"flood_exempt": ["127.0.0.0/8"]},
-        websocket={"ping_interval": 0},
-    )
-    s = HubServer(config)
+    # flood control off for loopback (HubServer's default): the examples are short, and waiting
+    # on the penalty clock would only make them slow (test_flood and the session tests cover it)
+    s = HubServer()
     s.watchers = await s.bystanders("#fuzz")
     yield s
     await s.stop()
@@ -98,6 +92,27 @@ async def _run_in_thread(test) -> None:
     await threads.deferToThread(test)
 
 
+def _line_attack(server, kind: str, streams, probe: bytes, answer: str):
+    """The Hypothesis test of a line protocol: a fresh connection to the ``kind`` listener
+    sends one of ``streams``, then ``probe``, which must be answered (``answer``) or closed."""
+
+    @_settings()
+    @given(stream=streams)
+    def attack(stream):
+        client = LineClient(server.port(kind))
+        try:
+            for chunk in stream:
+                client.send(chunk)
+            _answers_or_closes(client, probe, answer)
+        except OSError:
+            pass  # the server closed on us while we sent
+        finally:
+            client.close()
+        _bystanders_fine(server)
+
+    return attack
+
+
 # -- IRC -------------------------------------------------------------------------------------
 
 _irc_fragments = st.sampled_from(
@@ -117,21 +132,7 @@ _irc_streams = st.lists(st.one_of(_irc_fragments, st.binary(max_size=64)), max_s
 
 @pytest_twisted.ensureDeferred
 async def test_irc_bytes_are_answered_or_closed_and_hurt_nobody(server):
-    @_settings()
-    @given(stream=_irc_streams)
-    def attack(stream):
-        client = LineClient(server.irc_port)
-        try:
-            for chunk in stream:
-                client.send(chunk)
-            _answers_or_closes(client, b"\r\nPING :alive\r\n", "alive")
-        except OSError:
-            pass  # the server closed on us while we sent
-        finally:
-            client.close()
-        _bystanders_fine(server)
-
-    await _run_in_thread(attack)
+    await _run_in_thread(_line_attack(server, "irc", _irc_streams, b"\r\nPING :alive\r\n", "alive"))
 
 
 # -- telnet ----------------------------------------------------------------------------------
@@ -154,22 +155,9 @@ _telnet_streams = st.lists(st.one_of(_telnet_fragments, st.binary(max_size=64)),
 
 @pytest_twisted.ensureDeferred
 async def test_telnet_bytes_and_iac_are_answered_or_closed_and_hurt_nobody(server):
-    @_settings()
-    @given(stream=_telnet_streams)
-    def attack(stream):
-        client = LineClient(server.line_port)
-        try:
-            for chunk in stream:
-                client.send(chunk)
-            # a subnegotiation left open swallows bytes until IAC SE: close it first
-            _answers_or_closes(client, IAC + b"\xf0\r\n/help\r\n", "Commands:")
-        except OSError:
-            pass
-        finally:
-            client.close()
-        _bystanders_fine(server)
-
-    await _run_in_thread(attack)
+    # a subnegotiation left open swallows bytes until IAC SE: the probe closes it first
+    probe = IAC + b"\xf0\r\n/help\r\n"
+    await _run_in_thread(_line_attack(server, "line", _telnet_streams, probe, "Commands:"))
 
 
 # -- chathub.v1 requests ---------------------------------------------------------------------
@@ -207,7 +195,7 @@ _json_messages = st.lists(
 
 
 async def _json_example(server, messages) -> None:
-    client = await ws_connect(server.ws_port, protocols=["chathub.v1"])
+    client = await server.ws_connect()
     try:
         await client.expect({"type": "hello"})
         for message in messages:
@@ -358,7 +346,7 @@ async def test_websocket_frames_are_answered_or_closed_and_hurt_nobody(server):
     @_settings()
     @given(frames=st.lists(_frames(), max_size=8))
     def attack(frames):
-        client = _RawWebSocket(server.ws_port)
+        client = _RawWebSocket(server.http_port)
         try:
             for frame in frames:
                 client.sock.sendall(frame)

@@ -6,8 +6,7 @@ import pytest
 from chathub.config import Config
 from chathub.hub.service import ChatHub
 from chathub.protocols.web.history import HistoryUnavailable, fetch_history
-from tests.test_hub import World
-from tests.test_irc_session import World as IrcWorld
+from tests.support import RecorderWorld, irc_world
 
 
 class UnreadableStore:
@@ -33,7 +32,7 @@ def test_history_needs_a_store_and_the_setting():
 
 
 def test_recent_history_and_web_pages_follow_it():
-    world = World(store=UnreadableStore())
+    world = RecorderWorld(store=UnreadableStore())
     alice = world.connect("alice")
     world.hub.history_enabled = False
     results = []
@@ -44,8 +43,8 @@ def test_recent_history_and_web_pages_follow_it():
 
 
 def test_irc_chathistory_follows_it():
-    world = IrcWorld()
-    dana = world.client("dana")
+    world = irc_world()
+    dana = world.irc_conn("dana")
     dana.send("CHATHISTORY LATEST #chat * 10")
     fail = [m for m in dana.lines() if m.command == "FAIL"]
     assert [m.params[:3] for m in fail] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST"]]

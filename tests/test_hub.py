@@ -1,87 +1,19 @@
 """The hub against its plug point: a recording ``IParticipant`` stands in for a protocol."""
 from __future__ import annotations
 
-from typing import Optional
+from zope.interface.verify import verifyObject
 
 import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
-from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
 from chathub.config import Config
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.outbox import Outbox
-from chathub.hub.service import ChatHub
 from chathub.hub.users import User
 from chathub.interfaces import IParticipant
-
-
-@implementer(IParticipant)
-class Recorder:
-    """A participant that records what the hub asks of it.
-
-    ``encode`` writes the event into a codec shared by every recorder, so the bytes one
-    recorder encoded can be read back as events by all the others that received them.
-    """
-
-    protocol = "test"
-    address = "192.0.2.1"  # documentation range (RFC 5737): users here are made without the realm
-
-    def __init__(self, codec: dict, format_key: str = "a", echo_own: bool = False) -> None:
-        self.codec = codec
-        self.format_key = format_key
-        self.echo_own = echo_own
-        self.encoded: list[Event] = []
-        self.sent: list[bytes] = []
-        self.closed: Optional[str] = None
-
-    def encode(self, event: Event) -> bytes:
-        self.encoded.append(event)
-        data = f"{self.format_key}:{event.id}".encode()
-        self.codec[data] = event
-        return data
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    def deliver(self, event: Event) -> None:
-        self.send(self.encode(event))
-
-    def close(self, reason: str) -> None:
-        self.closed = reason
-
-    @property
-    def events(self) -> list[Event]:
-        return [self.codec[d] for d in self.sent]
-
-    def kinds(self) -> list[str]:
-        return [e.kind for e in self.events]
-
-    def clear(self) -> None:
-        self.sent.clear()
-
-
-class World:
-    """A hub and helpers to connect recording users to it."""
-
-    def __init__(self, config: Optional[Config] = None, store=None) -> None:
-        self.hub = ChatHub(config or Config(), store=store)
-        self.codec: dict = {}
-
-    def connect(self, nick: str, format_key: str = "a", echo_own: bool = False, host: str = "example.org") -> User:
-        user = User(Recorder(self.codec, format_key, echo_own), user=nick.lower(), host=host)
-        self.hub.sign_on(user, nick)
-        return user
-
-    def clear(self) -> None:
-        for user in self.hub.users.values():
-            user.participant.clear()
-
-    def encode_calls(self) -> int:
-        seen = {id(u.participant): u.participant for u in self.hub.users.values()}
-        return sum(len(p.encoded) for p in seen.values())
+from tests.support import Recorder, RecorderWorld
 
 
 def p(user: User) -> Recorder:
@@ -89,8 +21,8 @@ def p(user: User) -> Recorder:
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world() -> RecorderWorld:
+    return RecorderWorld()
 
 
 def test_recorder_provides_the_interface(world):
@@ -254,7 +186,7 @@ def test_room_errors(world):
 
 
 def test_too_many_rooms():
-    world = World(Config().with_overrides(limits={"max_rooms_per_user": 2}))
+    world = RecorderWorld(Config().with_overrides(limits={"max_rooms_per_user": 2}))
     alice = world.connect("alice")
     world.hub.join(alice, "#a")
     world.hub.join(alice, "#b")
@@ -536,7 +468,7 @@ def test_outbox_failed_commit_is_not_delivered():
 
 def test_hub_delivers_chat_only_after_commit_and_in_order():
     store = PendingStore()
-    world = World(store=store)
+    world = RecorderWorld(store=store)
     alice, bob = world.connect("alice"), world.connect("bob")
     world.hub.join(alice, "#r")
     world.hub.join(bob, "#r")
@@ -555,7 +487,7 @@ def test_hub_delivers_chat_only_after_commit_and_in_order():
 
 def test_hub_failed_commit_notifies_sender_and_delivers_nothing():
     store = PendingStore()
-    world = World(store=store)
+    world = RecorderWorld(store=store)
     alice, bob = world.connect("alice"), world.connect("bob")
     world.hub.join(alice, "#r")
     world.hub.join(bob, "#r")
@@ -593,7 +525,7 @@ def test_a_failing_participant_does_not_stop_fanout(world):
 
 def test_user_mode_counts_follow_modes_nicks_and_quits():
     """LUSERS reads these counts instead of walking every user at every welcome."""
-    world = World()
+    world = RecorderWorld()
     hub = world.hub
     amy, bob = world.connect("amy"), world.connect("bob")
     counts = lambda: (hub.users_with_mode("i"), hub.users_with_mode("o"))  # noqa: E731

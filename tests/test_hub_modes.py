@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chathub.hub.modes import CHANMODES, ROOM_MODES, parse_room_modes
 from chathub.hub.rooms import FLAG_MODES, LIST_MODES
-from tests.test_line_protocol import Env
+from tests.support import line_world
 
 
 def test_every_mode_the_hub_applies_is_parsed():
@@ -35,8 +35,8 @@ def test_max_params_drops_the_excess():
 
 
 def test_telnet_mode_sets_and_lists_exceptions():
-    env = Env()
-    alice = env.connect("alice", "#r")
+    env = line_world()
+    alice = env.line_conn("alice", "#r")
     alice.send("/mode #r +eI *!*@friend.example *!*@guest.example")
     assert alice.expect("you set mode") == "* you set mode +e *!*@friend.example +I *!*@guest.example on #r"
     alice.send("/mode #r +e")

@@ -1,6 +1,6 @@
 """Hypothesis stateful tests of the hub: any interleaving of what users may ask keeps its invariants.
 
-A ``RuleBasedStateMachine`` drives one in-process ``ChatHub`` (``tests.test_hub.World``, with
+A ``RuleBasedStateMachine`` drives one in-process ``ChatHub`` (``tests.support.RecorderWorld``, with
 its ``Recorder`` participants) through register/nick/quit/join/part/kick/invite/mode/topic/
 away/send/monitor/oper/kill/wallops/account-registration calls by users drawn from a small
 pool of nicks and room names in every case (``amy``/``AMY``/``aMy``), so collisions are the
@@ -45,7 +45,7 @@ from chathub.hub.rooms import Room
 from chathub.hub.service import ChatHub
 from chathub.hub.users import User
 from chathub.names import fold, is_room_name
-from tests.test_hub import Recorder, World
+from tests.support import Recorder, RecorderWorld
 
 EXAMPLES = int(os.environ.get("CHATHUB_FUZZ_EXAMPLES", "100"))
 STEPS = 50
@@ -156,7 +156,7 @@ class HubMachine(RuleBasedStateMachine):
             limits={"max_rooms_per_user": MAX_ROOMS_PER_USER, "mask_length": MASK_LENGTH},
             irc={"max_bans": MAX_BANS},
         )
-        self.world = World(config)
+        self.world = RecorderWorld(config)
         self.hub = self.world.hub
         # the directory ``--auth memory:owner:pw`` gives: ``owner`` is an account's nick
         self.hub.accounts = CheckerDirectory([InMemoryUsernamePasswordDatabaseDontUse(**{ACCOUNT: b"pw"})])
@@ -637,7 +637,7 @@ def test_nothing_runs_for_a_user_after_quit():
     """A request read after a quit (JSON ``join`` after ``quit`` left a ghost operator in
     NAMES; ``nick`` after ``quit`` raised KeyError) is refused by the hub itself, changes
     nothing, reaches nobody, and never acts as whoever holds the nick now."""
-    world = World()
+    world = RecorderWorld()
     hub = world.hub
     ghost = world.connect("ghosty")
     hub.join(ghost, "#r")
@@ -684,7 +684,7 @@ def test_nothing_runs_for_a_user_after_quit():
 
 
 def test_nothing_runs_for_a_user_who_never_registered():
-    world = World()
+    world = RecorderWorld()
     hub = world.hub
     bystander = world.connect("bystander")
     hub.join(bystander, "#r")
@@ -707,7 +707,7 @@ def test_nothing_runs_for_a_user_who_never_registered():
 def test_an_invite_does_not_pass_to_the_next_holder_of_the_nick():
     """An invite named bob: once bob quits or takes another nick it is gone, so whoever
     takes "BOB" next cannot walk into the +i room (nor past its limit or bans)."""
-    world = World()
+    world = RecorderWorld()
     hub = world.hub
     op, bob = world.connect("op"), world.connect("bob")
     room = hub.join(op, "#r")
@@ -730,7 +730,7 @@ def test_an_invite_does_not_pass_to_the_next_holder_of_the_nick():
 
 
 def test_a_refused_user_mode_change_changes_nothing():
-    world = World()
+    world = RecorderWorld()
     amy = world.connect("amy")
     with pytest.raises(errors.UnknownMode):
         world.hub.change_user_modes(amy, [("+i", None), ("+x", None)])

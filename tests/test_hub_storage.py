@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from argon2 import PasswordHasher
 
 from chathub.auth.accounts import StoreAccountChecker
 from chathub.config import Config
@@ -16,11 +15,11 @@ from chathub.hub.users import User
 from chathub.records import CHAT_KINDS
 from chathub.store.interfaces import StorageError
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.test_hub import Recorder
+from tests.support import CHEAP_HASHER, Recorder
 
 
 def _hub(store) -> ChatHub:
-    accounts = StoreAccountChecker(store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    accounts = StoreAccountChecker(store, CHEAP_HASHER)
     return ChatHub(Config(), store=store, accounts=accounts, account_creator=accounts)
 
 

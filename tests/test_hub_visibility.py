@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_hub import World
+from tests.support import RecorderWorld
 
 
 @pytest.fixture
-def world() -> World:
-    return World()
+def world() -> RecorderWorld:
+    return RecorderWorld()
 
 
 def nicks(members) -> list[str]:

@@ -2,11 +2,11 @@
 IRCv3 draft/account-registration (REGISTER, VERIFY, before-connect) and NickServ."""
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
-from twisted.logger import formatEvent, globalLogPublisher
 
 from chathub.hub import errors
-from tests.test_irc_history import ALL_CAPS, connect, irc_user, offered_caps, server  # noqa: F401
+from tests.support import ALL_CAPS, LogCapture, irc_user, offered_caps
 
 REG = "draft/account-registration"
 
@@ -17,24 +17,14 @@ def fail_params(lines, command="REGISTER"):
     return found[0]
 
 
-class LogWatch:
-    """Every log line written while the test runs (to check that no password shows)."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        globalLogPublisher.addObserver(self)
-
-    def __call__(self, event) -> None:
-        self.lines.append(formatEvent(event) + repr(event))
-
-    def stop(self) -> None:
-        globalLogPublisher.removeObserver(self)
+@pytest.fixture
+def server(history_hub):
+    return history_hub
 
 
 @pytest_twisted.ensureDeferred
 async def test_register_after_connect_logs_in_and_sasl_works_later(server):
-    watch = LogWatch()
-    try:
+    with LogCapture() as watch:
         friend = await irc_user(server, "friend", caps=["account-notify"], rooms=["#chat"])
         dave = await irc_user(server, "dave", caps=ALL_CAPS + [REG], rooms=["#chat"])
         lines = await dave.roundtrip("REGISTER * dave@example.org correct-horse")
@@ -52,16 +42,14 @@ async def test_register_after_connect_logs_in_and_sasl_works_later(server):
         dave.send("QUIT :bye")
         await dave.closed
         # the nick is now reserved: a guest is refused it, the password logs in with SASL
-        guest = await connect(server)
+        guest = await server.connect("irc")
         guest.send("NICK dave")
         guest.send("USER dave 0 * :not dave")
         assert (await guest.expect(lambda l: l.command in ("433", "432", "001"))).command == "433"
         again = await irc_user(server, "dave", caps=["server-time"], password="correct-horse")
         assert server.hub.find_user("dave").account == "dave"
         await again.roundtrip()
-    finally:
-        watch.stop()
-    assert not [line for line in watch.lines if "correct-horse" in line]
+    watch.assert_no_secret("correct-horse")
 
 
 @pytest_twisted.ensureDeferred
@@ -97,7 +85,7 @@ async def test_register_refusals(server):
 
 @pytest_twisted.ensureDeferred
 async def test_register_before_connect(server):
-    client = await connect(server)
+    client = await server.connect("irc")
     offered = await offered_caps(client)
     assert offered[REG] == "before-connect"  # not custom-account-name: an account is a nick
     client.send(f"CAP REQ :{REG} server-time")
@@ -116,7 +104,7 @@ async def test_register_before_connect(server):
     assert server.hub.find_user("ivy").account == "ivy"
 
     # two connections racing for the same nick before connecting: one account
-    first, second = await connect(server), await connect(server)
+    first, second = await server.connect("irc"), await server.connect("irc")
     for c in (first, second):
         c.send("NICK jude")
     a = await first.roundtrip("REGISTER * * jude-password")
@@ -124,7 +112,7 @@ async def test_register_before_connect(server):
     assert [l.command for l in a] == ["REGISTER", "900"]
     assert fail_params(b)[1:3] == ["ACCOUNT_EXISTS", "jude"]
     # and no land grab of a nick someone else is using
-    early = await connect(server)
+    early = await server.connect("irc")
     early.send("NICK lee")
     await early.roundtrip()
     await irc_user(server, "lee", caps=[])  # completes registration first and holds the nick
@@ -134,8 +122,7 @@ async def test_register_before_connect(server):
 
 @pytest_twisted.ensureDeferred
 async def test_nickserv_register_and_identify(server):
-    watch = LogWatch()
-    try:
+    with LogCapture() as watch:
         kim = await irc_user(server, "kim", caps=[])
         lines = await kim.roundtrip("PRIVMSG NickServ :HELP")
         assert lines and all(l.command == "NOTICE" and l.hostmask.nickname == "NickServ" for l in lines)
@@ -175,9 +162,7 @@ async def test_nickserv_register_and_identify(server):
             pass
         else:
             raise AssertionError("NickServ is not reserved")
-    finally:
-        watch.stop()
-    assert not [line for line in watch.lines if "kims-secret" in line or "wrong-password" in line]
+    watch.assert_no_secret("kims-secret", "wrong-password")
     # nothing sent to NickServ is history
     rows = await server.store.latest("kimmy", "NickServ", None, 10)
     assert rows == []
@@ -187,8 +172,7 @@ async def test_nickserv_register_and_identify(server):
 async def test_a_failing_store_makes_registration_temporarily_unavailable(server, tmp_path):
     import sqlite3
 
-    watch = LogWatch()
-    try:
+    with LogCapture() as watch:
         nell = await irc_user(server, "nell", caps=[REG])
         with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
             db.execute("DROP TABLE accounts")
@@ -197,7 +181,6 @@ async def test_a_failing_store_makes_registration_temporarily_unavailable(server
         lines = await nell.roundtrip("PRIVMSG NickServ :REGISTER nells-password")
         assert "could not be registered" in lines[0].params[-1]
         assert server.hub.find_user("nell").account is None
-    finally:
-        watch.stop()
-    assert [line for line in watch.lines if "account registration failed" in line]
-    assert not [line for line in watch.lines if "nells-password" in line]
+    assert watch.matching("account registration failed")
+    server.take_tracebacks("no such table: accounts")
+    watch.assert_no_secret("nells-password")

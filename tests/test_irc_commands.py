@@ -1,78 +1,24 @@
 """Every IRC command of issue 3 with its error numerics, and the IRCv3 capabilities, on real
-sockets: an in-process hub with the IRC listener on 127.0.0.1 port 0 and clients from
-tests/support.py (``IrcClient``). Every wait is on a line (or a PING round trip) with a
-timeout; nothing sleeps.
+sockets: an in-process hub (the ``irc_hub`` fixture) with the IRC listener on 127.0.0.1
+port 0 and clients from tests/support.py (``IrcClient``). Every wait is on a line (or a
+PING round trip) with a timeout; nothing sleeps.
 """
 from __future__ import annotations
 
 import re
 from importlib import metadata
 
+import pytest
 import pytest_twisted
-from argon2 import PasswordHasher
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
-from chathub.protocols.line import LineFactory
-from tests.support import connect_irc, join_irc, quit_irc_clients, register_irc
+from tests.support import join_irc
 
-#: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
-OPER_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
 SERVER_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-class Server:
-    """A hub (memory checker: alice/sesame) with an IRC listener on loopback."""
-
-    def __init__(self) -> None:
-        from twisted.internet import reactor
-
-        irc = {
-            "flood_exempt": ["127.0.0.0/8"],
-            "operators": [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}],
-        }
-        self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
-        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
-        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
-        self.portal = build_portal(self.hub, self.config, [checker])
-        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
-        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
-        self.port = reactor.listenTCP(0, IrcFactory.for_hub(self.hub, self.portal, self.config), interface="127.0.0.1")
-        self.line = reactor.listenTCP(0, LineFactory(self.hub, self.portal, self.config), interface="127.0.0.1")
-        self.clients: list = []
-
-    async def telnet(self, nick: str):
-        """A telnet user of the line protocol (same client class; ``expect_re`` on its lines)."""
-        c = await connect_irc(self.line.getHost().port, self.clients)
-        c.send(f"/nick {nick}")
-        await c.expect_re(rf"^\* you are {nick}, ")
-        return c
-
-    async def connect(self):
-        return await connect_irc(self.port.getHost().port, self.clients)
-
-    async def user(self, nick: str, *caps: str, sasl: str | None = None, rooms=()):
-        """A registered client with ``caps`` (all ACKed), its welcome burst consumed."""
-        c = await self.connect()
-        return await register_irc(c, nick, caps, sasl, rooms, username="u")
-
-    async def stop(self) -> None:
-        for c in self.clients:  # telnet users quit with /quit, IRC ones with QUIT
-            if c.transport.connected and c.transport.getPeer().port == self.line.getHost().port:
-                c.send("/quit")
-        await quit_irc_clients(self.clients)
-        await self.port.stopListening()
-        await self.line.stopListening()
-
-
-@pytest_twisted.async_yield_fixture
-async def server():
-    s = Server()
-    yield s
-    await s.stop()
+@pytest.fixture
+def server(irc_hub):
+    return irc_hub
 
 
 join = join_irc
@@ -93,10 +39,10 @@ def only(lines, code: str):
 
 @pytest_twisted.ensureDeferred
 async def test_join_several_channels_with_keys_and_join_zero(server):
-    op = await server.user("op", rooms=["#a", "#b"])
+    op = await server.irc("op", rooms=["#a", "#b"])
     await op.roundtrip("MODE #a +k key1")
     await op.roundtrip("MODE #b +k key2")
-    guest = await server.user("guest")
+    guest = await server.irc("guest")
     lines = await guest.roundtrip("JOIN #a,#b wrong,key2")
     assert only(lines, "475").params[1] == "#a"
     assert [l.params[0] for l in lines if l.command == "JOIN"] == ["#b"]
@@ -115,8 +61,8 @@ async def test_join_several_channels_with_keys_and_join_zero(server):
 
 @pytest_twisted.ensureDeferred
 async def test_list_with_masks_and_user_counts(server):
-    a = await server.user("la", rooms=["#apple", "#avocado", "#banana"])
-    b = await server.user("lb", rooms=["#apple"])
+    a = await server.irc("la", rooms=["#apple", "#avocado", "#banana"])
+    b = await server.irc("lb", rooms=["#apple"])
 
     async def listed(command: str) -> dict[str, int]:
         lines = await b.roundtrip(command)
@@ -136,8 +82,8 @@ async def test_list_with_masks_and_user_counts(server):
 
 @pytest_twisted.ensureDeferred
 async def test_notice_to_channel_and_nick_never_answered(server):
-    a = await server.user("na", rooms=["#n"])
-    b = await server.user("nb", rooms=["#n"])
+    a = await server.irc("na", rooms=["#n"])
+    b = await server.irc("nb", rooms=["#n"])
     b.send("AWAY :gone fishing")
     await b.expect("306")
     await a.roundtrip()  # nb's JOIN
@@ -159,9 +105,9 @@ async def test_notice_to_channel_and_nick_never_answered(server):
 
 @pytest_twisted.ensureDeferred
 async def test_tagmsg_relays_client_tags_to_message_tags_clients_only(server):
-    a = await server.user("ta", "message-tags", "echo-message", rooms=["#t"])
-    b = await server.user("tb", "message-tags", rooms=["#t"])
-    plain = await server.user("tp", rooms=["#t"])
+    a = await server.irc("ta", "message-tags", "echo-message", rooms=["#t"])
+    b = await server.irc("tb", "message-tags", rooms=["#t"])
+    plain = await server.irc("tp", rooms=["#t"])
     a.send("@+typing=active;+draft/reply=abc TAGMSG #t")
     echo = await a.expect("TAGMSG")
     got = await b.expect("TAGMSG")
@@ -186,7 +132,7 @@ async def test_tagmsg_relays_client_tags_to_message_tags_clients_only(server):
 
 @pytest_twisted.ensureDeferred
 async def test_info_admin_help_time_version(server):
-    c = await server.user("asker")
+    c = await server.irc("asker")
     lines = await c.roundtrip("INFO")
     assert numerics(lines, "371") and only(lines, "374")
     lines = await c.roundtrip("ADMIN")
@@ -218,10 +164,10 @@ async def test_info_admin_help_time_version(server):
 
 @pytest_twisted.ensureDeferred
 async def test_secret_channel_hidden_from_non_members(server):
-    op = await server.user("sop", rooms=["#secret", "#open"])
-    member = await server.user("smem", rooms=["#secret"])
+    op = await server.irc("sop", rooms=["#secret", "#open"])
+    member = await server.irc("smem", rooms=["#secret"])
     await op.roundtrip("MODE #secret +s")
-    outsider = await server.user("sout")
+    outsider = await server.irc("sout")
     lines = await outsider.roundtrip("LIST")
     assert [l.params[1] for l in lines if l.command == "322"] == ["#open"]
     lines = await outsider.roundtrip("NAMES #secret")
@@ -251,8 +197,8 @@ async def test_secret_channel_hidden_from_non_members(server):
 
 @pytest_twisted.ensureDeferred
 async def test_op_and_voice_on_a_non_member_is_441(server):
-    op = await server.user("mop", rooms=["#m"])
-    await server.user("away1")
+    op = await server.irc("mop", rooms=["#m"])
+    await server.irc("away1")
     for change in ("+o away1", "+v away1"):
         lines = await op.roundtrip(f"MODE #m {change}")
         reply = only(lines, "441")
@@ -263,13 +209,13 @@ async def test_op_and_voice_on_a_non_member_is_441(server):
 
 @pytest_twisted.ensureDeferred
 async def test_invisible_user_hidden_from_who_of_those_sharing_no_channel(server):
-    ghost = await server.user("ghost", rooms=["#g"])
+    ghost = await server.irc("ghost", rooms=["#g"])
     lines = await ghost.roundtrip("MODE ghost +i")
     assert [l.params for l in lines if l.command == "MODE"] == [["ghost", "+i"]]
     lines = await ghost.roundtrip("MODE ghost")
     assert "i" in only(lines, "221").params[1]
-    stranger = await server.user("stranger")
-    friend = await server.user("friend", rooms=["#g"])
+    stranger = await server.irc("stranger")
+    friend = await server.irc("friend", rooms=["#g"])
     lines = await stranger.roundtrip("WHO gh*")
     assert not numerics(lines, "352") and only(lines, "315")
     lines = await stranger.roundtrip("WHO *")
@@ -288,7 +234,7 @@ async def test_invisible_user_hidden_from_who_of_those_sharing_no_channel(server
 
 @pytest_twisted.ensureDeferred
 async def test_error_numerics_before_registration(server):
-    c = await server.connect()
+    c = await server.connect("irc")
     lines = await c.roundtrip("JOIN #early")
     assert only(lines, "451")
     lines = await c.roundtrip("PRIVMSG x :y")
@@ -303,8 +249,8 @@ async def test_error_numerics_before_registration(server):
 
 @pytest_twisted.ensureDeferred
 async def test_error_numerics_after_registration(server):
-    op = await server.user("eop", rooms=["#e"])
-    other = await server.user("eother")
+    op = await server.irc("eop", rooms=["#e"])
+    other = await server.irc("eother")
     checks = [
         (other, "PRIVMSG nobody :hi", "401", "nobody"),
         (other, "PART #nowhere", "403", "#nowhere"),
@@ -351,11 +297,11 @@ async def test_error_numerics_after_registration(server):
 
 @pytest_twisted.ensureDeferred
 async def test_join_refusals_471_to_475(server):
-    op = await server.user("jop", rooms=["#full", "#invite", "#banned", "#keyed"])
-    await server.user("filler", rooms=["#full"])
+    op = await server.irc("jop", rooms=["#full", "#invite", "#banned", "#keyed"])
+    await server.irc("filler", rooms=["#full"])
     for command in ("MODE #full +l 2", "MODE #invite +i", "MODE #banned +b jo*!*@*", "MODE #keyed +k sesame"):
         await op.roundtrip(command)
-    joe = await server.user("joe")
+    joe = await server.irc("joe")
     for room, code in (("#full", "471"), ("#invite", "473"), ("#banned", "474"), ("#keyed", "475")):
         lines = await joe.roundtrip(f"JOIN {room}")
         assert only(lines, code).params[1] == room
@@ -375,9 +321,9 @@ async def test_join_refusals_471_to_475(server):
 
 @pytest_twisted.ensureDeferred
 async def test_echo_message_msgid_and_server_time(server):
-    a = await server.user("ea", "echo-message", "message-tags", "server-time", rooms=["#x"])
-    b = await server.user("eb", "message-tags", "server-time", rooms=["#x"])
-    plain = await server.user("ep", rooms=["#x"])
+    a = await server.irc("ea", "echo-message", "message-tags", "server-time", rooms=["#x"])
+    b = await server.irc("eb", "message-tags", "server-time", rooms=["#x"])
+    plain = await server.irc("ep", rooms=["#x"])
     a.send("PRIVMSG #x :echoed")
     echo = await a.expect("PRIVMSG")
     seen = await b.expect("PRIVMSG")
@@ -394,8 +340,8 @@ async def test_echo_message_msgid_and_server_time(server):
 
 @pytest_twisted.ensureDeferred
 async def test_multi_prefix_and_userhost_in_names(server):
-    op = await server.user("mp", "multi-prefix", "userhost-in-names", rooms=["#p"])
-    plain = await server.user("mq", rooms=["#p"])
+    op = await server.irc("mp", "multi-prefix", "userhost-in-names", rooms=["#p"])
+    plain = await server.irc("mq", rooms=["#p"])
     await op.roundtrip("MODE #p +v mp")
     lines = await op.roundtrip("NAMES #p")
     names = only(lines, "353").params[-1].split()
@@ -409,11 +355,11 @@ async def test_multi_prefix_and_userhost_in_names(server):
 
 @pytest_twisted.ensureDeferred
 async def test_extended_join_account_tag_and_account_notify(server):
-    watcher = await server.user("watcher", "extended-join", "account-tag", "account-notify", rooms=["#acc"])
-    alice = await server.user("alice", sasl="sesame", rooms=["#acc"])
+    watcher = await server.irc("watcher", "extended-join", "account-tag", "account-notify", rooms=["#acc"])
+    alice = await server.irc("alice", password="sesame", rooms=["#acc"])
     line = await watcher.expect("JOIN")
     assert line.params == ["#acc", "alice", "alice real"]
-    guest = await server.user("gus", rooms=["#acc"])
+    guest = await server.irc("gus", rooms=["#acc"])
     line = await watcher.expect("JOIN")
     assert line.params == ["#acc", "*", "gus real"]
     alice.send("PRIVMSG #acc :from an account")
@@ -429,9 +375,9 @@ async def test_extended_join_account_tag_and_account_notify(server):
 
 @pytest_twisted.ensureDeferred
 async def test_away_notify_setname_and_chghost(server):
-    watcher = await server.user("aw", "away-notify", "setname", "chghost", rooms=["#w"])
-    plain = await server.user("ap", rooms=["#w"])
-    mover = await server.user("am", "setname", rooms=["#w"])
+    watcher = await server.irc("aw", "away-notify", "setname", "chghost", rooms=["#w"])
+    plain = await server.irc("ap", rooms=["#w"])
+    mover = await server.irc("am", "setname", rooms=["#w"])
     mover.send("AWAY :lunch")
     line = await watcher.expect("AWAY")
     assert line.source.startswith("am!") and line.params == ["lunch"]
@@ -457,11 +403,11 @@ async def test_away_notify_setname_and_chghost(server):
 
 @pytest_twisted.ensureDeferred
 async def test_invite_notify_tells_channel_operators(server):
-    op = await server.user("iop", "invite-notify", rooms=["#inv"])
-    co = await server.user("ico", "invite-notify", rooms=["#inv"])
-    member = await server.user("imem", "invite-notify", rooms=["#inv"])
+    op = await server.irc("iop", "invite-notify", rooms=["#inv"])
+    co = await server.irc("ico", "invite-notify", rooms=["#inv"])
+    member = await server.irc("imem", "invite-notify", rooms=["#inv"])
     await op.roundtrip("MODE #inv +io ico")
-    await server.user("target")
+    await server.irc("target")
     lines = await co.roundtrip("INVITE target #inv")
     assert only(lines, "341").params[1:] == ["target", "#inv"]
     line = await op.expect("INVITE")
@@ -471,7 +417,7 @@ async def test_invite_notify_tells_channel_operators(server):
 
 @pytest_twisted.ensureDeferred
 async def test_cap_notify_and_cap_list(server):
-    c = await server.connect()
+    c = await server.connect("irc")
     offered = {}
     for line in await c.roundtrip("CAP LS 302"):  # several lines: CAP * LS * :...
         assert line.command == "CAP" and line.params[1] == "LS"
@@ -496,8 +442,8 @@ async def test_cap_notify_and_cap_list(server):
 
 @pytest_twisted.ensureDeferred
 async def test_labeled_response_ack_single_line_and_batch(server):
-    c = await server.user("lab", "labeled-response", "batch", "message-tags", rooms=["#l"])
-    await server.user("other", rooms=["#l"])
+    c = await server.irc("lab", "labeled-response", "batch", "message-tags", rooms=["#l"])
+    await server.irc("other", rooms=["#l"])
     # no reply at all: an ACK with the label
     (ack,) = await c.labeled("PRIVMSG #l :quiet")
     assert ack.command == "ACK"
@@ -518,7 +464,7 @@ async def test_labeled_response_ack_single_line_and_batch(server):
 @pytest_twisted.ensureDeferred
 async def test_batch_without_labeled_response_is_not_used(server):
     """``batch`` alone: ordinary replies come unbatched (only labeled or history replies batch)."""
-    c = await server.user("bo", "batch", rooms=["#bo"])
+    c = await server.irc("bo", "batch", rooms=["#bo"])
     lines = await c.roundtrip("WHOIS bo")
     assert not [l for l in lines if l.command == "BATCH"]
     assert numerics(lines, "311") and numerics(lines, "318")
@@ -526,10 +472,10 @@ async def test_batch_without_labeled_response_is_not_used(server):
 
 @pytest_twisted.ensureDeferred
 async def test_privmsg_and_notice_to_several_targets(server):
-    a = await server.user("ma", rooms=["#m1", "#m2"])
-    b = await server.user("mb", rooms=["#m1"])
-    c = await server.user("mc", rooms=["#m2"])
-    d = await server.user("md")
+    a = await server.irc("ma", rooms=["#m1", "#m2"])
+    b = await server.irc("mb", rooms=["#m1"])
+    c = await server.irc("mc", rooms=["#m2"])
+    d = await server.irc("md")
     await a.roundtrip()
     lines = await a.roundtrip("PRIVMSG #m1,md,#m2,nobody :to many")
     assert only(lines, "401").params[1] == "nobody"  # the others still get it
@@ -548,8 +494,8 @@ async def test_privmsg_and_notice_to_several_targets(server):
 
 @pytest_twisted.ensureDeferred
 async def test_more_numerics_user_modes_whowas_ping_lusers_motd_links(server):
-    c = await server.user("nm")
-    await server.user("other2")
+    c = await server.irc("nm")
+    await server.irc("other2")
     lines = await c.roundtrip("MODE nm +Q")
     assert only(lines, "501")
     lines = await c.roundtrip("MODE other2")
@@ -572,8 +518,8 @@ async def test_more_numerics_user_modes_whowas_ping_lusers_motd_links(server):
 
 @pytest_twisted.ensureDeferred
 async def test_ban_masks_ban_list_and_what_a_ban_does(server):
-    op = await server.user("bop", rooms=["#bans"])
-    victim = await server.user("victim", rooms=["#bans"])
+    op = await server.irc("bop", rooms=["#bans"])
+    victim = await server.irc("victim", rooms=["#bans"])
     await op.roundtrip()
     # masks match the host everyone sees: the cloak's last labels are the /24 (127.0.0.*)
     by_net = "vic*!*@*." + server.host.split(".", 1)[1]
@@ -603,7 +549,7 @@ async def test_ban_masks_ban_list_and_what_a_ban_does(server):
 @pytest_twisted.ensureDeferred
 async def test_channel_modes_set_on_irc_bind_telnet_users(server):
     """The hub enforces modes: +k, +i, +l, +b, +m and +t refuse a telnet user as they refuse IRC ones."""
-    op = await server.user("cop", rooms=["#k", "#i", "#l", "#b", "#t"])
+    op = await server.irc("cop", rooms=["#k", "#i", "#l", "#b", "#t"])
     for command in ("MODE #k +k sesame", "MODE #i +i", "MODE #l +l 1", "MODE #b +b tel*!*@*"):
         await op.roundtrip(command)
     tel = await server.telnet("telly")

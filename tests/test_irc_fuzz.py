@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.logger import LogLevel, globalLogPublisher
 
-from tests.test_irc_session import World
+from tests.support import irc_world
 
 #: byte strings biased towards IRC: real commands, separators, tags, junk
 _fragments = st.sampled_from(
@@ -41,10 +41,10 @@ def failures():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunks=_chunks, register_first=st.booleans())
 def test_any_bytes_get_replies_or_a_clean_close(failures, chunks, register_first):
-    world = World()
-    bystander = world.client("bystander")
+    world = irc_world()
+    bystander = world.irc_conn("bystander")
     bystander.send("JOIN #a")
-    conn = world.client("fuzzer") if register_first else world.connect()
+    conn = world.irc_conn("fuzzer") if register_first else world.irc_conn()
     for chunk in chunks:
         if conn.closed:
             break
@@ -64,8 +64,8 @@ def test_any_bytes_get_replies_or_a_clean_close(failures, chunks, register_first
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(min_size=1, max_size=20000))
 def test_unterminated_garbage_is_bounded(failures, data):
-    world = World()
-    conn = world.connect()
+    world = irc_world()
+    conn = world.irc_conn()
     conn.protocol.dataReceived(data.replace(b"\n", b" "))
     assert conn.protocol.lines.buffered <= 8703
     assert failures == []

@@ -1,116 +1,30 @@
 """IRCv3 draft/chathistory over real sockets: an in-process hub on a real SQLite store.
 
-Each test starts a ``ChatHub`` with an ``SqliteStore`` in ``tmp_path``, the store-backed
-account checker in the portal, and the IRC factory on 127.0.0.1 port 0. Clients are
-Twisted line protocols parsed with irctokens; every wait is on a line, with a timeout.
-The hub's event clock steps one second per event, so timestamp references are exact.
+Each test starts ``tests.support.history_server``: a ``ChatHub`` with an ``SqliteStore`` in
+``tmp_path``, the store-backed account checker in the portal, every protocol on 127.0.0.1
+port 0. Clients are Twisted line protocols parsed with irctokens; every wait is on a line,
+with a timeout. The hub's event clock steps one second per event, so timestamp references
+are exact.
 """
 from __future__ import annotations
 
-import itertools
 import time
-from typing import Optional
 
 import irctokens
+import pytest
 import pytest_twisted
-from argon2 import PasswordHasher
 
-from chathub.auth.accounts import StoreAccountChecker
-from chathub.auth.portal import account_directory, build_portal, password_checkers
-from chathub.config import Config
-from chathub.events import EventIds, iso_time
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
-from chathub.store.sqlite import SqliteStore
-from tests.support import IrcClient, connect_irc, join_irc, quit_irc_clients, register_irc
-
-TIMEOUT = 10.0
-ALL_CAPS = ["batch", "server-time", "message-tags", "echo-message", "labeled-response", "draft/chathistory"]
+from chathub.events import iso_time
+from tests.support import ALL_CAPS, HubServer, IrcClient, history, irc_user, join_irc, offered_caps
 
 
-def _reactor():
-    from twisted.internet import reactor
-
-    return reactor
-
-
-# -- the server ---------------------------------------------------------------------------
+@pytest.fixture
+def server(history_hub):
+    return history_hub
 
 
-class Server:
-    """A hub with SQLite history and accounts, serving IRC (and optionally more) on loopback."""
-
-    def __init__(self, tmp_path, **overrides) -> None:
-        sections = {
-            "server": {"data_dir": str(tmp_path), "name": "irc.test"},
-            "history": {"query_limit": 20},
-            "irc": {"flood_exempt": ["127.0.0.1"]},
-            "limits": {"registration_timeout": 30},
-        }
-        for name, values in overrides.items():
-            sections.setdefault(name, {}).update(values)
-        self.config = Config().with_overrides(**sections)
-        self.store = SqliteStore(str(tmp_path / "chathub.sqlite3"), self.config.history)
-        # cheap argon2 parameters: the tests check behaviour, not hashing cost
-        self.accounts = StoreAccountChecker(self.store, PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        checkers = password_checkers(self.config, (), store_checker=self.accounts)
-        self.hub = ChatHub(
-            self.config, store=self.store, accounts=account_directory(checkers), account_creator=self.accounts
-        )
-        start = time.time() - 3600
-        self.hub.ids = EventIds(clock=itertools.count(start, 1.0).__next__)
-        self.portal = build_portal(self.hub, self.config, checkers)
-        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
-        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
-        self.ports = []
-
-    async def start(self) -> "Server":
-        await self.store.open()
-        await self.accounts.load()
-        self.irc_port = self.listen(IrcFactory.for_hub(self.hub, self.portal, self.config))
-        return self
-
-    def listen(self, factory) -> int:
-        port = _reactor().listenTCP(0, factory, interface="127.0.0.1")
-        self.ports.append(port)
-        return port.getHost().port
-
-    async def stop(self) -> None:
-        for user in list(self.hub.users.values()):
-            self.hub.quit(user, "test over")  # stored now, while the store is open
-        for port in self.ports:
-            await port.stopListening()
-        await self.accounts.idle()
-        await self.store.close()
-
-
-@pytest_twisted.async_yield_fixture
-async def server(tmp_path):
-    s = await Server(tmp_path).start()
-    yield s
-    await close_clients()
-    await s.stop()
-
-
-# -- the client ---------------------------------------------------------------------------
-
-_clients: list["IrcClient"] = []
-
-
-async def connect(server: Server) -> IrcClient:
-    return await connect_irc(server.irc_port, _clients)
-
-
-async def close_clients() -> None:
-    # QUIT: the server leaves the hub (and stores the quit) before it closes
-    await quit_irc_clients(_clients)
-
-
-async def irc_user(
-    server: Server, nick: str, caps=ALL_CAPS, password: Optional[str] = None, rooms=()
-) -> IrcClient:
-    """A registered IRC client with ``caps``, logged in with SASL PLAIN when ``password``."""
-    return await register_irc(await connect(server), nick, caps, password, rooms)
+async def connect(server: HubServer) -> IrcClient:
+    return await server.connect("irc")
 
 
 join = join_irc
@@ -120,28 +34,6 @@ async def say(client: IrcClient, target: str, text: str) -> irctokens.Line:
     """PRIVMSG and its echo (the client has echo-message): the line as everyone saw it."""
     client.send(f"PRIVMSG {target} :{text}")
     return await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == text)
-
-
-async def offered_caps(client: IrcClient) -> dict[str, str]:
-    """``CAP LS 302`` as ``{name: value}``."""
-    client.send("CAP LS 302")
-    ls = await client.expect("CAP")
-    return dict(word.partition("=")[::2] for word in ls.params[-1].split())
-
-
-def batch_of(lines: list[irctokens.Line], kind: str = "chathistory") -> tuple[list[str], list[irctokens.Line]]:
-    """The parameters of the (only) ``kind`` batch in ``lines`` and the lines inside it."""
-    starts = [l for l in lines if l.command == "BATCH" and l.params[0].startswith("+") and l.params[1] == kind]
-    assert len(starts) == 1, "\n".join(l.format() for l in lines)
-    ref = starts[0].params[0][1:]
-    assert any(l.command == "BATCH" and l.params == [f"-{ref}"] for l in lines)
-    inner = [l for l in lines if l.tags and l.tags.get("batch") == ref]
-    return starts[0].params[2:], inner
-
-
-async def history(client: IrcClient, command: str, kind: str = "chathistory"):
-    """Run a CHATHISTORY command; ``(batch params, lines in the batch)``."""
-    return batch_of(await client.roundtrip(command), kind)
 
 
 def texts(lines) -> list[str]:
@@ -429,27 +321,10 @@ async def test_account_tag_on_replayed_lines(server):
 # -- one history for every protocol ---------------------------------------------------------
 
 
-async def telnet_user(port: int, nick: str, room: str) -> IrcClient:
-    """A telnet user of the line protocol (``IrcClient.expect_re`` matches its lines as received)."""
-    client = await connect_irc(port)
-    client.send(f"/nick {nick}")
-    await client.expect_re(rf"\* you are {nick}, ")
-    client.send(f"/join {room}")
-    await client.expect_re(rf"\* in {room} ")
-    return client
-
-
 @pytest_twisted.ensureDeferred
 async def test_one_history_seen_from_irc_telnet_and_the_web(server):
-    from chathub.protocols.line import LineFactory
-    from chathub.protocols.web import build_site
-    from tests.browser_helpers import close_clients as close_web_clients
-    from tests.browser_helpers import connect as web_connect
-
-    line_port = server.listen(LineFactory(server.hub, server.portal, server.config))
-    web_port = server.listen(build_site(server.hub, server.portal, server.config))
     alice = await irc_user(server, "alice", rooms=["#mix"])
-    tom = await telnet_user(line_port, "tom", "#mix")
+    tom = await server.telnet("tom", rooms=["#mix"])
     await alice.expect(lambda l: l.command == "JOIN" and l.hostmask.nickname == "tom")
 
     seen = [await say(alice, "#mix", "hello from IRC")]  # the echo: as everyone saw it
@@ -468,7 +343,7 @@ async def test_one_history_seen_from_irc_telnet_and_the_web(server):
     assert lines[1].source.startswith("tom!") and lines[2].params[-1] == "\x01ACTION waves\x01"
 
     # a telnet user joining later gets the same lines replayed
-    tina = await telnet_user(line_port, "tina", "#mix")
+    tina = await server.telnet("tina", rooms=["#mix"])
     await tina.expect_re(r"^\* last 4 messages in #mix:$")
     replayed = [await tina.expect_re(r"^\d\d:\d\d ") for _ in range(4)]
     assert [line[6:] for line in replayed] == [
@@ -478,20 +353,12 @@ async def test_one_history_seen_from_irc_telnet_and_the_web(server):
         "[#mix] <alice> bye from IRC",
     ]
     # and a web (chathub.v1) user asking for the room's history gets the same ids
-    web = await web_connect(web_port, protocols=["chathub.v1"])
-    try:
-        await web.expect({"type": "hello"})
-        web.send_json({"type": "login", "nick": "wendy", "ref": 1})
-        await web.expect({"type": "welcome"})
-        web.send_json({"type": "join", "room": "#mix", "ref": 2})
-        await web.expect({"type": "join", "room": "#mix"})
-        web.send_json({"type": "history", "target": "#mix", "limit": 10, "ref": "h"})
-        page = await web.expect({"type": "history", "ref": "h"})
-        assert [e["id"] for e in page["events"]] == [l.tags["msgid"] for l in seen]
-        assert [e["from"]["nick"] for e in page["events"]] == ["alice", "tom", "tom", "alice"]
-        web.send_json({"type": "quit"})
-    finally:
-        await close_web_clients()
+    web = await server.ws("wendy", rooms=["#mix"])
+    web.send_json({"type": "history", "target": "#mix", "limit": 10, "ref": "h"})
+    page = await web.expect({"type": "history", "ref": "h"})
+    assert [e["id"] for e in page["events"]] == [l.tags["msgid"] for l in seen]
+    assert [e["from"]["nick"] for e in page["events"]] == ["alice", "tom", "tom", "alice"]
+    web.send_json({"type": "quit"})
     for telnet in (tom, tina):
         telnet.send("/quit")
         await telnet.closed
@@ -510,7 +377,9 @@ async def test_disabled_or_failing_history_is_a_message_error(server, tmp_path):
     lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")
     assert [l.params[:4] for l in lines] == [["CHATHISTORY", "MESSAGE_ERROR", "LATEST", "#chat"]]
     server.hub.history_enabled = True
-    # the database breaks under the running server: the failure is surfaced (and logged)
+    # the database breaks under the running server: the failure is surfaced (and logged,
+    # with its traceback, up to the end of the test)
+    server.check_tracebacks = False
     with sqlite3.connect(tmp_path / "chathub.sqlite3") as db:
         db.execute("DROP TABLE conversation_events")
     lines = await alice.roundtrip("CHATHISTORY LATEST #chat * 10")

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import task
 
-from chathub.config import Config
-from chathub.protocols.irc.server import Motd
-from tests.test_irc_session import World
+from tests.support import LOOPBACK, OPER_HASH, OPER_PASSWORD, irc_world
 
 
 def motd_world(tmp_path, monkeypatch, name):
@@ -18,11 +15,7 @@ def motd_world(tmp_path, monkeypatch, name):
     cwd.mkdir()
     (cwd / "motd.txt").write_text("from the working directory\n")
     monkeypatch.chdir(cwd)
-    world = World(flood_exempt=["127.0.0.0/8"], motd_file=name)
-    world.config = world.config.with_overrides(server={"data_dir": str(data)})
-    world.factory.server.config = world.config
-    world.factory.server.motd = Motd(world.config)
-    return world, data
+    return irc_world(server={"data_dir": str(data)}, flood_exempt=LOOPBACK, motd_file=name), data
 
 
 def motd_text(conn) -> list[str]:
@@ -32,7 +25,7 @@ def motd_text(conn) -> list[str]:
 
 def test_motd_is_relative_to_data_dir_and_read_once(tmp_path, monkeypatch):
     world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
-    c = world.client("amy")
+    c = world.irc_conn("amy")
     assert motd_text(c) == ["- from the data dir", "- second line"]
     # served from memory: changing the file does not change the MOTD until it is re-read
     (data / "motd.txt").write_text("changed\n")
@@ -43,11 +36,11 @@ def test_motd_absolute_path_and_missing_file(tmp_path, monkeypatch):
     absolute = tmp_path / "elsewhere.txt"
     absolute.write_text("absolute\n")
     world, _ = motd_world(tmp_path, monkeypatch, str(absolute))
-    c = world.client("amy")
+    c = world.irc_conn("amy")
     assert motd_text(c) == ["- absolute"]
     (tmp_path / "other").mkdir()
     world, _ = motd_world(tmp_path / "other", monkeypatch, "absent.txt")
-    c = world.client("bob")
+    c = world.irc_conn("bob")
     c.send("MOTD")
     assert "422" in [m.command for m in c.lines()]
 
@@ -56,16 +49,14 @@ def test_motd_absolute_path_and_missing_file(tmp_path, monkeypatch):
 def test_motd_reload_reads_in_a_thread(tmp_path, monkeypatch):
     world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
     (data / "motd.txt").write_text("new text\n")
-    lines = yield world.factory.server.motd.reload()
+    lines = yield world.irc_conn_factory.server.motd.reload()
     assert lines == ["new text"]
-    assert motd_text(world.client("amy")) == ["- new text"]
+    assert motd_text(world.irc_conn("amy")) == ["- new text"]
 
 
 def test_info_includes_the_server_description():
-    world = World()
-    world.config = world.config.with_overrides(server={"description": "Our little chat"})
-    world.factory.server.config = world.config
-    c = world.client("amy")
+    world = irc_world(server={"description": "Our little chat"})
+    c = world.irc_conn("amy")
     c.send("INFO")
     info = [m.params[-1] for m in c.lines() if m.command == "371"]
     assert "Our little chat" in info
@@ -73,19 +64,14 @@ def test_info_includes_the_server_description():
 
 @pytest_twisted.inlineCallbacks
 def test_rehash_rereads_the_motd_for_operators_only(tmp_path, monkeypatch):
-    from argon2 import PasswordHasher
     from twisted.internet import defer, reactor
 
-    oper_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("op-pw")
     data = tmp_path / "data"
     data.mkdir()
     (data / "motd.txt").write_text("old\n")
-    world = World(flood_exempt=["127.0.0.0/8"], motd_file="motd.txt",
-                  operators=[{"name": "boss", "password_hash": oper_hash}])
-    world.config = world.config.with_overrides(server={"data_dir": str(data)})
-    world.factory.server.config = world.config
-    world.factory.server.motd = Motd(world.config)
-    c = world.client("amy")
+    world = irc_world(server={"data_dir": str(data)}, flood_exempt=LOOPBACK, motd_file="motd.txt",
+                      operators=[{"name": "boss", "password_hash": OPER_HASH}])
+    c = world.irc_conn("amy")
     (data / "motd.txt").write_text("new\n")
     c.send("REHASH")
     assert "481" in [m.command for m in c.lines()]
@@ -107,7 +93,7 @@ def test_rehash_rereads_the_motd_for_operators_only(tmp_path, monkeypatch):
         c.transport.write = watch
         return d.addTimeout(10, reactor).addBoth(lambda r: setattr(c.transport, "write", write) or r)
 
-    c.send("OPER boss op-pw")
+    c.send(f"OPER boss {OPER_PASSWORD}")
     yield wait_for("381")
     c.send("REHASH")
     yield wait_for("382")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest_twisted
 
 from tests.browser_helpers import close_clients, connect
-from tests.support import connect_irc, free_port, line_config, quit_irc_clients, register_irc
+from tests.support import connect_irc, quit_irc_clients, register_irc, server_config
 
 
 @pytest_twisted.ensureDeferred
@@ -14,9 +14,9 @@ async def test_tcp_and_websocket_clients_share_motd_lusers_and_metadata(tmp_path
     data = tmp_path / "var"
     data.mkdir()
     (data / "motd.txt").write_text("one server\n")
-    ports = {"irc": free_port(), "http": free_port()}
-    config = line_config(data, 0, '[irc]\nmotd_file = "motd.txt"\n', irc_port=ports["irc"], http_port=ports["http"])
-    twistd_server(config, wait_for=rf"starting on {ports['http']}$")
+    config = server_config(data, '[irc]\nmotd_file = "motd.txt"\n', line=False, irc=True, http=True)
+    server = twistd_server(config)
+    ports = {kind: server.port(kind) for kind in ("irc", "http")}
     clients: list = []
     try:
         tcp = await register_irc(await connect_irc(ports["irc"], clients), "tcpuser", ["draft/metadata-3"])

@@ -7,13 +7,9 @@ import socket
 
 import pytest_twisted
 from twisted.internet import defer
-from twisted.logger import globalLogPublisher
 
-from chathub.auth.portal import build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
-from tests.support import connect_irc, quit_irc_clients
+from tests.support import HubServer
 
 LIMIT = 32 * 1024
 COUNT = 400
@@ -25,27 +21,21 @@ def is_msg(n: int):
 
 
 @pytest_twisted.ensureDeferred
-async def test_never_reading_irc_client_is_dropped_with_sendq_exceeded(tmp_path):
-    from twisted.internet import reactor
-
+async def test_never_reading_irc_client_is_dropped_with_sendq_exceeded(tmp_path, captured):
     config = Config().with_overrides(
         server={"data_dir": str(tmp_path), "name": "irc.test"},
         auth={"checkers": []},
         limits={"sendq_bytes": LIMIT},
         irc={"flood_exempt": ["127.0.0.0/8"]},
     )
-    hub = ChatHub(config)
-    portal = build_portal(hub, config, [])
-    log_events: list[dict] = []
-    globalLogPublisher.addObserver(log_events.append)
-    port = reactor.listenTCP(0, IrcFactory.for_hub(hub, portal, config), interface="127.0.0.1")
-    clients: list = []
+    server = HubServer(config, protocols=["irc"])
+    hub = server.hub
     stuck_sock = None
     try:
-        number = port.getHost().port
+        number = server.irc_port
 
         async def member(nick: str):
-            c = await connect_irc(number, clients)
+            c = await server.connect("irc")
             c.send(f"NICK {nick}")
             c.send(f"USER {nick} 0 * :{nick}")
             c.send("JOIN #busy")
@@ -98,10 +88,8 @@ async def test_never_reading_irc_client_is_dropped_with_sendq_exceeded(tmp_path)
         )
         lines = await readers[0].roundtrip("NAMES #busy")
         assert "stuck" not in [n.lstrip("@+") for n in lines[0].params[-1].split()]
-        assert not [e for e in log_events if e.get("log_failure")], "a traceback in the server log"
+        assert not [e for e in captured.events if e.get("log_failure")], "a traceback in the server log"
     finally:
-        globalLogPublisher.removeObserver(log_events.append)
         if stuck_sock is not None:
             stuck_sock.close()
-        await quit_irc_clients(clients)
-        await port.stopListening()
+        await server.stop()

@@ -5,110 +5,17 @@ import base64
 
 import pytest
 import pytest_twisted
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet import defer, task
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
-from chathub.protocols.irc.wire import parse
-
-
-class _Transport(StringTransport):
-    """A StringTransport that tells its waiters about every write."""
-
-    def __init__(self, **kw) -> None:
-        super().__init__(**kw)
-        self.waiters: list = []
-
-    def write(self, data: bytes) -> None:
-        super().write(data)
-        for waiter in list(self.waiters):
-            waiter()
-
-
-class Conn:
-    """One fake IRC connection; ``lines()`` returns (and forgets) what the server sent."""
-
-    def __init__(self, factory, port: int, host: str = "127.0.0.1") -> None:
-        self.transport = _Transport(peerAddress=IPv4Address("TCP", host, port))
-        self.protocol = factory.buildProtocol(None)
-        self.protocol.makeConnection(self.transport)
-
-    def written(self, command: str, timeout: float = 10.0) -> defer.Deferred:
-        """Fires with ``lines()`` once a line with ``command`` has been written (work in a
-        thread, such as an argon2 check, answers later than ``send`` returns)."""
-        from twisted.internet import reactor
-
-        d = defer.Deferred()
-
-        def check() -> None:
-            if any(m.command == command for m in self.peek()):
-                self.transport.waiters.remove(check)
-                d.callback(self.lines())
-
-        self.transport.waiters.append(check)
-        check()
-        return d.addTimeout(timeout, reactor)
-
-    def peek(self):
-        """What the server sent and ``lines()`` has not returned yet."""
-        return [parse(l) for l in self.transport.value().split(b"\r\n") if l]
-
-    def send(self, *lines: str | bytes) -> None:
-        data = b"".join((l.encode() if isinstance(l, str) else l) + b"\r\n" for l in lines)
-        self.protocol.dataReceived(data)
-
-    def lines(self):
-        raw = self.transport.value()
-        self.transport.clear()
-        return [parse(l) for l in raw.split(b"\r\n") if l]
-
-    def commands(self):
-        return [m.command for m in self.lines()]
-
-    @property
-    def closed(self) -> bool:
-        return self.transport.disconnecting or self.protocol.session.closed
-
-
-class World:
-    def __init__(self, **irc) -> None:
-        self.clock = task.Clock()
-        # loopback is exempt from flood control unless a test sets it up itself
-        irc = irc or {"flood_exempt": ["127.0.0.0/8"]}
-        self.config = Config().with_overrides(irc=irc)
-        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
-        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
-        self.portal = build_portal(self.hub, self.config, [checker], clock=self.clock)
-        #: the host everyone else sees for a client of 127.0.0.1 (its cloak)
-        self.host = self.portal.realm.cloak.host_for("127.0.0.1")
-        self.factory = IrcFactory.for_hub(self.hub, self.portal, self.config, reactor=self.clock)
-        self.ports = iter(range(40000, 50000))
-
-    def connect(self) -> Conn:
-        return Conn(self.factory, next(self.ports))
-
-    def client(self, nick: str, caps: str = "") -> Conn:
-        c = self.connect()
-        if caps:
-            c.send("CAP LS 302", f"CAP REQ :{caps}", f"NICK {nick}", "USER u 0 * :Real Name", "CAP END")
-        else:
-            c.send(f"NICK {nick}", "USER u 0 * :Real Name")
-        assert "001" in c.commands()
-        return c
+from tests.support import irc_world
 
 
 @pytest.fixture
 def world():
-    return World()
+    return irc_world()
 
 
 def test_registration_without_cap_sends_welcome_isupport_lusers_motd(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("NICK amy", "USER al 0 * :Amy Liddell")
     msgs = c.lines()
     cmds = [m.command for m in msgs]
@@ -123,7 +30,7 @@ def test_registration_without_cap_sends_welcome_isupport_lusers_motd(world):
 
 
 def test_cap_negotiation_holds_registration_until_cap_end(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("CAP LS 302", "NICK bob", "USER b 0 * :Bob")
     ls = c.lines()
     assert {m.command for m in ls} == {"CAP"}
@@ -143,7 +50,7 @@ def test_cap_negotiation_holds_registration_until_cap_end(world):
 
 
 def test_ping_echoes_token_exactly(world):
-    c = world.client("carol")
+    c = world.irc_conn("carol")
     c.send("PING :a token with spaces", "PING")
     pong, noorigin = c.lines()
     assert pong.command == "PONG" and pong.params == [world.config.server.name, "a token with spaces"]
@@ -151,7 +58,7 @@ def test_ping_echoes_token_exactly(world):
 
 
 def test_dead_client_is_dropped_after_ping_timeout(world):
-    c = world.client("dave")
+    c = world.irc_conn("dave")
     irc = world.config.irc
     world.clock.advance(irc.ping_interval)
     ping = c.lines()[-1]
@@ -166,7 +73,7 @@ def test_dead_client_is_dropped_after_ping_timeout(world):
 
 
 def test_answering_ping_keeps_the_client(world):
-    c = world.client("erin")
+    c = world.irc_conn("erin")
     for _ in range(3):
         world.clock.advance(world.config.irc.ping_interval)
         assert c.lines()[-1].command == "PING"
@@ -176,7 +83,7 @@ def test_answering_ping_keeps_the_client(world):
 
 
 def test_registration_timeout(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("NICK slow")
     world.clock.advance(world.config.limits.registration_timeout)
     assert c.lines()[-1].command == "ERROR"
@@ -184,7 +91,7 @@ def test_registration_timeout(world):
 
 
 def test_over_long_and_undecodable_lines_get_errors_not_crashes(world):
-    c = world.client("frank", caps="labeled-response batch")
+    c = world.irc_conn("frank", caps="labeled-response batch")
     c.send(b"PRIVMSG #x :" + b"y" * 600)
     assert c.commands() == ["417"]
     c.protocol.dataReceived(b"z" * 20000)  # no newline at all
@@ -197,17 +104,17 @@ def test_over_long_and_undecodable_lines_get_errors_not_crashes(world):
 
 
 def test_commands_before_registration_and_unknown_commands(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("JOIN #a")
     assert c.commands() == ["451"]
-    c = world.client("gina")
+    c = world.irc_conn("gina")
     c.send("FROB", "USER a b c d", "JOIN", "NICK", "NICK 9bad", "PRIVMSG", "PRIVMSG gina", "PRIVMSG nobody :x")
     assert c.commands() == ["421", "462", "461", "431", "432", "411", "412", "401"]
 
 
 def test_nick_in_use_and_nick_change_seen_by_channel(world):
-    a = world.client("hank")
-    b = world.client("ivy")
+    a = world.irc_conn("hank")
+    b = world.irc_conn("ivy")
     a.send("JOIN #r")
     b.send("JOIN #r", "NICK hank")
     assert b.commands()[-1] == "433"
@@ -219,7 +126,7 @@ def test_nick_in_use_and_nick_change_seen_by_channel(world):
 
 
 def test_labeled_response_ack_single_and_batch(world):
-    c = world.client("jack", caps="labeled-response batch echo-message")
+    c = world.irc_conn("jack", caps="labeled-response batch echo-message")
     c.send("@label=a PONG :x")
     (ack,) = c.lines()
     assert ack.command == "ACK" and ack.tags["label"] == "a"
@@ -235,8 +142,8 @@ def test_labeled_response_ack_single_and_batch(world):
 
 
 def test_channel_modes_are_enforced_by_the_hub(world):
-    op = world.client("kim", caps="multi-prefix")
-    guest = world.client("lee")
+    op = world.irc_conn("kim", caps="multi-prefix")
+    guest = world.irc_conn("lee")
     op.send("JOIN #m", "MODE #m +m")
     guest.send("JOIN #m")
     guest.lines()
@@ -263,8 +170,8 @@ def test_channel_modes_are_enforced_by_the_hub(world):
 
 
 def test_away_gives_301_and_away_notify(world):
-    a = world.client("mia", caps="away-notify")
-    b = world.client("ned")
+    a = world.irc_conn("mia", caps="away-notify")
+    b = world.irc_conn("ned")
     a.send("JOIN #w")
     a.lines()
     b.send("JOIN #w", "AWAY :lunch")
@@ -276,8 +183,8 @@ def test_away_gives_301_and_away_notify(world):
 
 
 def test_server_time_msgid_and_echo_share_ids(world):
-    a = world.client("olga", caps="message-tags server-time echo-message")
-    b = world.client("pete", caps="message-tags server-time")
+    a = world.irc_conn("olga", caps="message-tags server-time echo-message")
+    b = world.irc_conn("pete", caps="message-tags server-time")
     a.send("JOIN #t")
     b.send("JOIN #t")
     a.lines()
@@ -297,7 +204,7 @@ def _sasl(c, payload: bytes) -> list:
 
 
 def test_sasl_plain_success_and_failure(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("CAP LS 302", "CAP REQ sasl", "NICK alice", "USER a 0 * :A")
     c.lines()
     assert [m.command for m in _sasl(c, b"\0alice\0wrong")] == ["904"]
@@ -312,7 +219,7 @@ def test_sasl_plain_success_and_failure(world):
 
 
 def test_registered_nick_needs_its_password(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("NICK alice", "USER a 0 * :A")
     assert c.commands() == ["433"]
     c.send("NICK alicia")
@@ -320,27 +227,27 @@ def test_registered_nick_needs_its_password(world):
 
 
 def test_pass_logs_in_clients_without_sasl(world):
-    c = world.connect()
+    c = world.irc_conn()
     c.send("PASS alice:sesame", "NICK alice", "USER a 0 * :A")
     assert "001" in c.commands()
-    c = world.connect()
+    c = world.irc_conn()
     c.send("PASS nope", "NICK bad", "USER a 0 * :A")
     assert [m.command for m in c.lines()] == ["464", "ERROR"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_oper_kill_and_wallops_need_privileges(world):
-    c = world.client("quinn")
+    c = world.irc_conn("quinn")
     c.send("KILL quinn :x", "WALLOPS :hi", "OPER nobody pw")
     # OPER checks a hash in a thread even for a name that is no operator
     assert [m.command for m in await c.written("464")] == ["481", "481", "464"]
 
 
 def test_flood_is_throttled_then_disconnected_while_others_flow():
-    world = World(flood_rate=2.0, flood_burst=5, flood_max_lines=20)
-    flooder = world.client("flood")
-    calm = world.client("calm")
-    watcher = world.client("watch")
+    world = irc_world(flood_rate=2.0, flood_burst=5, flood_max_lines=20)
+    flooder = world.irc_conn("flood")
+    calm = world.irc_conn("calm")
+    watcher = world.irc_conn("watch")
     for c in (flooder, calm, watcher):
         c.send("JOIN #f")
         world.clock.advance(5)
@@ -361,8 +268,8 @@ def test_flood_is_throttled_then_disconnected_while_others_flow():
 
 
 def test_flood_exempt_addresses_are_not_throttled():
-    world = World(flood_rate=1.0, flood_burst=2, flood_max_lines=5, flood_exempt=["127.0.0.0/8"])
-    c = world.client("fast")
+    world = irc_world(flood_rate=1.0, flood_burst=2, flood_max_lines=5, flood_exempt=["127.0.0.0/8"])
+    c = world.irc_conn("fast")
     c.send(*["PING x"] * 200)
     # never delayed nor disconnected: handled a round at a time, not read from meanwhile
     assert c.transport.producerState == "paused" and not c.closed
@@ -372,8 +279,8 @@ def test_flood_exempt_addresses_are_not_throttled():
 
 
 def test_ban_and_invite_exceptions(world):
-    op = world.client("rita")
-    other = world.client("sam")
+    op = world.irc_conn("rita")
+    other = world.irc_conn("sam")
     op.send("JOIN #x", f"MODE #x +b *!*@{world.host}", "MODE #x +e sam!*@*", "MODE #x e")
     assert [m.command for m in op.lines()][-3:] == ["MODE", "348", "349"]
     other.send("JOIN #x")
@@ -389,14 +296,14 @@ def test_ban_and_invite_exceptions(world):
 
 
 def test_no_ctcp_mode(world):
-    op = world.client("tom")
+    op = world.irc_conn("tom")
     op.send("JOIN #c", "MODE #c +C", "PRIVMSG #c :\x01VERSION\x01", "PRIVMSG #c :\x01ACTION ok\x01")
     assert op.commands()[-1] == "404"
 
 
 def test_bot_mode_tags_messages_and_shows_in_whois(world):
-    bot = world.client("bot")
-    user = world.client("human", caps="message-tags")
+    bot = world.irc_conn("bot")
+    user = world.irc_conn("human", caps="message-tags")
     bot.send("MODE bot +B")
     assert [m.params for m in bot.lines()] == [["bot", "+B"]]
     bot.send("PRIVMSG human :beep")
@@ -407,9 +314,9 @@ def test_bot_mode_tags_messages_and_shows_in_whois(world):
 
 
 def test_extended_monitor_reports_away_without_shared_channel(world):
-    watcher = world.client("eye", caps="extended-monitor away-notify")
-    plain = world.client("plain", caps="away-notify")
-    target = world.client("seen")
+    watcher = world.irc_conn("eye", caps="extended-monitor away-notify")
+    plain = world.irc_conn("plain", caps="away-notify")
+    target = world.irc_conn("seen")
     watcher.send("MONITOR + seen")
     plain.send("MONITOR + seen")
     assert watcher.commands() == ["730"]
@@ -420,8 +327,8 @@ def test_extended_monitor_reports_away_without_shared_channel(world):
 
 
 def test_metadata_set_get_and_subscribers(world):
-    a = world.client("meta", caps="draft/metadata-3 batch")
-    b = world.client("sub", caps="draft/metadata-3 batch")
+    a = world.irc_conn("meta", caps="draft/metadata-3 batch")
+    b = world.irc_conn("sub", caps="draft/metadata-3 batch")
     b.send("METADATA * SUB display-name")
     assert [m.command for m in b.lines()] == ["770"]
     a.send("JOIN #md")
@@ -442,7 +349,7 @@ def test_metadata_set_get_and_subscribers(world):
 
 
 def test_read_marker(world):
-    c = world.client("reader", caps="draft/read-marker")
+    c = world.irc_conn("reader", caps="draft/read-marker")
     c.send("JOIN #rm")
     cmds = c.commands()
     assert cmds.index("MARKREAD") < cmds.index("366")

@@ -11,93 +11,41 @@ import threading
 
 import pytest
 import pytest_twisted
-from argon2 import PasswordHasher
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.threads import deferToThread
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
 from chathub.protocols.irc.wire import parse
-from tests.support import IrcClient
+from tests.support import OPER_PASSWORD
 
 TIMEOUT = 10.0
-#: argon2 hash of "opersecret" (cheap parameters: tests need no strength)
-OPER_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("opersecret")
-
-
-class Server:
-    def __init__(self, **irc) -> None:
-        from twisted.internet import reactor
-
-        irc.setdefault("flood_exempt", ["127.0.0.0/8"])
-        irc.setdefault("operators", [{"name": "boss", "password_hash": OPER_HASH, "privileges": ["kill", "wallops"]}])
-        self.config = Config().with_overrides(irc=irc, server={"name": "irc.test"})
-        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"sesame")
-        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
-        self.portal = build_portal(self.hub, self.config, [checker])
-        #: the host everyone else sees for a client of 127.0.0.1 (its cloak), as a regex
-        self.host_re = re.escape(self.portal.realm.cloak.host_for("127.0.0.1"))
-        self.irc = reactor.listenTCP(0, IrcFactory.for_hub(self.hub, self.portal, self.config), interface="127.0.0.1")
-        self.line = None
-        try:
-            from chathub.protocols.line import LineFactory
-        except ImportError:  # the telnet protocol is not there yet
-            LineFactory = None
-        if LineFactory is not None:
-            self.line = reactor.listenTCP(
-                0, LineFactory(self.hub, self.portal, self.config), interface="127.0.0.1"
-            )
-        self.clients: list[IrcClient] = []
-
-    @property
-    def irc_port(self) -> int:
-        return self.irc.getHost().port
-
-    @defer.inlineCallbacks
-    def connect(self, port: int | None = None):
-        from twisted.internet import reactor
-
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port or self.irc_port)
-        client = yield connectProtocol(endpoint, IrcClient())
-        self.clients.append(client)
-        return client
-
-    @defer.inlineCallbacks
-    def register(self, nick: str, *caps: str):
-        c = yield self.connect()
-        if caps:
-            c.send("CAP LS 302", "CAP REQ :" + " ".join(caps), f"NICK {nick}", "USER u 0 * :R", "CAP END")
-        else:
-            c.send(f"NICK {nick}", "USER u 0 * :R")
-        yield c.expect_re(r" 376 | 422 ")
-        return c
-
-    @defer.inlineCallbacks
-    def stop(self):
-        for c in self.clients:
-            if c.transport.connected:
-                c.transport.loseConnection()
-        yield defer.gatherResults([c.closed for c in self.clients])
-        yield self.irc.stopListening()
-        if self.line is not None:
-            yield self.line.stopListening()
 
 
 @pytest.fixture
-def server():
-    s = Server()
-    yield s
-    pytest_twisted.blockon(s.stop())
+def server(irc_hub):
+    return irc_hub
+
+
+@defer.inlineCallbacks
+def register(server, nick: str, *caps: str):
+    """An IRC client of ``server`` registered as ``nick`` (user u, real name R), its MOTD read."""
+    c = yield server.connect("irc")
+    if caps:
+        c.send("CAP LS 302", "CAP REQ :" + " ".join(caps), f"NICK {nick}", "USER u 0 * :R", "CAP END")
+    else:
+        c.send(f"NICK {nick}", "USER u 0 * :R")
+    yield c.expect_re(r" 376 | 422 ")
+    return c
+
+
+def host_re(server) -> str:
+    """The host everyone else sees for a client of 127.0.0.1 (its cloak), as a regex."""
+    return re.escape(server.host)
 
 
 @pytest_twisted.inlineCallbacks
 def test_registration_with_and_without_cap(server):
-    plain = yield server.register("plain")
-    modern = yield server.connect()
+    plain = yield register(server, "plain")
+    modern = yield server.connect("irc")
     modern.send("CAP LS 302", "NICK modern", "USER m 0 * :M")
     yield modern.expect_re(r"CAP \* LS (\* )?:.*sasl=PLAIN")
     modern.send("CAP REQ :message-tags server-time", "CAP END")
@@ -113,7 +61,7 @@ def test_registration_with_and_without_cap(server):
 def test_sasl_plain_over_socket(server):
     import base64
 
-    c = yield server.connect()
+    c = yield server.connect("irc")
     c.send("CAP LS 302", "CAP REQ :sasl", "NICK alice", "USER a 0 * :A", "AUTHENTICATE PLAIN")
     yield c.expect_re(r"^AUTHENTICATE \+$")
     c.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0bad").decode())
@@ -129,34 +77,34 @@ def test_sasl_plain_over_socket(server):
 
 @pytest_twisted.inlineCallbacks
 def test_channel_commands_and_errors(server):
-    a = yield server.register("ann", "multi-prefix", "userhost-in-names")
-    b = yield server.register("ben")
+    a = yield register(server, "ann", "multi-prefix", "userhost-in-names")
+    b = yield register(server, "ben")
     a.send("JOIN #c,#d", "TOPIC #c :the topic")
     yield a.expect_re(r" 366 ann #d ")
-    yield a.expect_re(rf":ann!~u@{server.host_re} TOPIC #c :the topic")
+    yield a.expect_re(rf":ann!~u@{host_re(server)} TOPIC #c :the topic")
     b.send("JOIN #c")
     yield b.expect_re(r" 332 ben #c :the topic")
-    yield b.expect_re(rf" 333 ben #c ann!~u@{server.host_re} :?\d+")
+    yield b.expect_re(rf" 333 ben #c ann!~u@{host_re(server)} :?\d+")
     yield b.expect_re(r" 353 ben = #c :(@ann ben|ben @ann)")
     b.send("TOPIC #c :mine now")
     yield b.expect_re(r" 482 ben #c ")
     b.send("KICK #c ann")
     yield b.expect_re(r" 482 ben #c ")
     a.send("NAMES #c")
-    yield a.expect_re(rf" 353 ann = #c :.*@ann!~u@{server.host_re}")
+    yield a.expect_re(rf" 353 ann = #c :.*@ann!~u@{host_re(server)}")
     a.send("LIST #c")
     yield a.expect_re(r" 322 ann #c 2 :\[\+nt\] the topic")
     a.send("WHO #c %tcnfa,42")
     yield a.expect_re(r" 354 ann 42 #c ben H :?0")
     a.send("WHOIS ben")
-    yield a.expect_re(rf" 311 ann ben ~u {server.host_re} \* :?R")
+    yield a.expect_re(rf" 311 ann ben ~u {host_re(server)} \* :?R")
     yield a.expect_re(r" 318 ann ben ")
     a.send("ISON ben nobody", "USERHOST ben")
     yield a.expect_re(r" 303 ann :?ben$")
-    yield a.expect_re(rf" 302 ann :?ben=\+~u@{server.host_re}")
+    yield a.expect_re(rf" 302 ann :?ben=\+~u@{host_re(server)}")
     a.send("INVITE ben #d")
     yield a.expect_re(r" 341 ann ben #d")
-    yield b.expect_re(rf":ann!~u@{server.host_re} INVITE ben #d")
+    yield b.expect_re(rf":ann!~u@{host_re(server)} INVITE ben #d")
     a.send("KICK #c ben :out")
     yield b.expect_re(r"KICK #c ben :out")
     a.send("PART #d", "PART #nowhere", "JOIN nochan")
@@ -166,29 +114,27 @@ def test_channel_commands_and_errors(server):
     b.send("QUIT :bye")
     yield b.closed
     a.send("WHOWAS ben")
-    yield a.expect_re(rf" 314 ann ben ~u {server.host_re} \* :?R")
+    yield a.expect_re(rf" 314 ann ben ~u {host_re(server)} \* :?R")
     yield a.expect_re(r" 369 ann ben ")
 
 
 @pytest_twisted.inlineCallbacks
 def test_monitor_reports_presence(server):
-    a = yield server.register("watcher")
+    a = yield register(server, "watcher")
     a.send("MONITOR + later")
     yield a.expect_re(r" 731 watcher :?later")
-    b = yield server.register("later")
-    yield a.expect_re(rf" 730 watcher :?later!~u@{server.host_re}")
+    b = yield register(server, "later")
+    yield a.expect_re(rf" 730 watcher :?later!~u@{host_re(server)}")
     b.send("QUIT")
     yield a.expect_re(r" 731 watcher :?later")
 
 
 @pytest_twisted.inlineCallbacks
 def test_cross_protocol_with_telnet_and_moderation(server):
-    if server.line is None:
-        pytest.skip("the telnet line protocol is not available")
-    irc = yield server.register("ircer", "server-time", "message-tags")
+    irc = yield register(server, "ircer", "server-time", "message-tags")
     irc.send("JOIN #mix")
     yield irc.expect_re(r" 366 ")
-    tel = yield server.connect(server.line.getHost().port)
+    tel = yield server.connect("line")
     tel.send("/nick telly", "/join #mix")
     yield irc.expect_re(r":telly!\S+ JOIN #mix")
     tel.send("hello from telnet")
@@ -244,13 +190,13 @@ def _jaraco_session(port: int, done: threading.Event, seen: list) -> None:
 
 @pytest_twisted.inlineCallbacks
 def test_third_party_irc_client(server):
-    ours = yield server.register("ircer")
+    ours = yield register(server, "ircer")
     ours.send("JOIN #lib")
     yield ours.expect_re(r" 366 ")
     done = threading.Event()
     seen: list = []
     thread = deferToThread(_jaraco_session, server.irc_port, done, seen)
-    yield ours.expect_re(rf":libuser!~lib@{server.host_re} JOIN #lib")
+    yield ours.expect_re(rf":libuser!~lib@{host_re(server)} JOIN #lib")
     yield ours.expect_re(r":libuser!\S+ PRIVMSG #lib :hi from jaraco")
     ours.send("PRIVMSG #lib :hello library")
     yield thread
@@ -259,14 +205,14 @@ def test_third_party_irc_client(server):
 
 @pytest_twisted.inlineCallbacks
 def test_oper_kill_and_wallops(server):
-    boss = yield server.register("boss")
-    fan = yield server.register("fan")
-    victim = yield server.register("victim")
+    boss = yield register(server, "boss")
+    fan = yield register(server, "fan")
+    victim = yield register(server, "victim")
     fan.send("MODE fan +w")
     yield fan.expect_re(r"MODE fan :?\+w")
     boss.send("OPER boss wrong")
     yield boss.expect_re(r" 464 boss ")
-    boss.send("OPER boss opersecret")
+    boss.send(f"OPER boss {OPER_PASSWORD}")
     yield boss.expect_re(r" 381 boss ")
     yield boss.expect_re(r"MODE boss :?\+o")
     boss.send("WALLOPS :maintenance soon")

@@ -3,8 +3,9 @@ real socket: registration with CAP (driven through its ``cap()`` and events), SA
 through its own ``sasl_login`` support, success and failure.
 
 The library is blocking: each session runs in a thread (``deferToThread``) with a bounded
-``process_once`` loop that ends on an event; our side is the in-process server of
-tests/test_irc_commands.py with a Twisted ``IrcClient`` to watch what the library sent.
+``process_once`` loop that ends on an event; our side is the in-process server of the
+``irc_hub`` fixture (tests/conftest.py) with a Twisted ``IrcClient`` to watch what the
+library sent.
 """
 from __future__ import annotations
 
@@ -13,19 +14,16 @@ import threading
 import time
 from typing import Callable
 
+import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
-
-from tests.test_irc_commands import Server
 
 TIMEOUT = 10.0
 
 
-@pytest_twisted.async_yield_fixture
-async def server():
-    s = Server()
-    yield s
-    await s.stop()
+@pytest.fixture
+def server(irc_hub):
+    return irc_hub
 
 
 def run_library_client(port: int, nick: str, setup: Callable, done: Callable, **connect) -> list:
@@ -67,8 +65,8 @@ def types(events) -> list[str]:
 
 @pytest_twisted.ensureDeferred
 async def test_library_negotiates_caps_and_receives_tagged_messages(server):
-    watcher = await server.user("watcher", rooms=["#lib"])
-    port = server.port.getHost().port
+    watcher = await server.irc("watcher", rooms=["#lib"])
+    port = server.irc_port
 
     def open_with_cap_ls(address):
         # the library sends NICK and USER as soon as it connects: CAP LS must come first
@@ -108,8 +106,8 @@ async def test_library_negotiates_caps_and_receives_tagged_messages(server):
 
 @pytest_twisted.ensureDeferred
 async def test_library_sasl_plain_success(server):
-    watcher = await server.user("watcher", "account-tag", rooms=["#sasl"])
-    port = server.port.getHost().port
+    watcher = await server.irc("watcher", "account-tag", rooms=["#sasl"])
+    port = server.irc_port
 
     def done(events, conn):
         kind = events[-1][0]
@@ -134,7 +132,7 @@ async def test_library_sasl_plain_success(server):
 
 @pytest_twisted.ensureDeferred
 async def test_library_sasl_plain_failure(server):
-    port = server.port.getHost().port
+    port = server.irc_port
 
     def done(events, conn):
         kind = events[-1][0]

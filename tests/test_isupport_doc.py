@@ -10,11 +10,8 @@ import pytest
 import pytest_twisted
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from chathub.auth.portal import build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.irc import IrcFactory
-from tests.support import REPO, connect_irc, quit_irc_clients
+from tests.support import REPO, HubServer
 
 #: values unlike the defaults, so a token that ignored its setting would show
 OVERRIDES = {
@@ -65,14 +62,9 @@ def documented_history_tokens(config) -> dict[str, str]:
 
 async def sent_isupport(config) -> dict[str, str]:
     """Register on an in-process server with ``config``; the 005 tokens as ``{name: value}``."""
-    from twisted.internet import reactor
-
-    hub = ChatHub(config)
-    portal = build_portal(hub, config, [InMemoryUsernamePasswordDatabaseDontUse()])
-    port = reactor.listenTCP(0, IrcFactory.for_hub(hub, portal, config), interface="127.0.0.1")
-    clients: list = []
+    server = HubServer(config, [InMemoryUsernamePasswordDatabaseDontUse()], protocols=["irc"])
     try:
-        c = await connect_irc(port.getHost().port, clients)
+        c = await server.connect("irc")
         c.send("NICK doc")
         c.send("USER doc 0 * :doc")
         await c.expect("001")
@@ -93,8 +85,7 @@ async def sent_isupport(config) -> dict[str, str]:
         assert again == tokens
         return tokens
     finally:
-        await quit_irc_clients(clients)
-        await port.stopListening()
+        await server.stop()
 
 
 @pytest.mark.parametrize("history", [True, False], ids=["history", "no-history"])

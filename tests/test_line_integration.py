@@ -9,15 +9,10 @@ import pytest
 import pytest_twisted
 from twisted.conch import telnet
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.logger import globalLogPublisher
 
-from chathub.auth.portal import build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.passwd import set_password
-from chathub.protocols.line import LineFactory
-from tests.support import IrcClient, free_port, line_config
+from tests.support import HubServer, IrcClient, server_config
 
 
 def login(client, nick: str, room: str | None = None, password: str | None = None) -> None:
@@ -154,10 +149,10 @@ def test_nick_collision(line_server, line_client_factory):
 
 
 def test_argon2_password_file(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
     passwd = tmp_path / "accounts"
     set_password(str(passwd), "alice", "tr0ub4dor-secret")
-    server = twistd_server(line_config(tmp_path / "var", port, f'[auth]\npasswords_file = "{passwd}"\n'))
+    server = twistd_server(server_config(tmp_path / "var", f'[auth]\npasswords_file = "{passwd}"\n'))
+    port = server.port("line")
     mallory = line_client_factory(port)
     mallory.expect("Welcome")
     mallory.send("/nick alice")
@@ -184,8 +179,8 @@ def test_argon2_password_file(tmp_path, twistd_server, line_client_factory):
 
 
 def test_auth_option_memory_checker(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
-    server = twistd_server(line_config(tmp_path / "var", port), "--auth", "memory:alice:s3cr3t-word")
+    server = twistd_server(server_config(tmp_path / "var"), "--auth", "memory:alice:s3cr3t-word")
+    port = server.port("line")
     intruder = line_client_factory(port)
     intruder.expect("Welcome")
     intruder.send("/nick alice")
@@ -203,10 +198,10 @@ def test_auth_option_memory_checker(tmp_path, twistd_server, line_client_factory
 
 def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
     """``--auth file:PATH``: twisted.cred's FilePasswordDB (``user:password`` lines), as strcred makes it."""
-    port = free_port()
     passwords = tmp_path / "plain-passwords"
     passwords.write_text("alice:f1le-secret\nbob:b0b-file-pw\nCarol:c4rol-pw\n")
-    server = twistd_server(line_config(tmp_path / "var", port), "--auth", f"file:{passwords}")
+    server = twistd_server(server_config(tmp_path / "var"), "--auth", f"file:{passwords}")
+    port = server.port("line")
     intruder = line_client_factory(port)
     intruder.expect("Welcome")
     intruder.send("/nick alice")
@@ -237,14 +232,14 @@ def test_auth_option_file_checker(tmp_path, twistd_server, line_client_factory):
 
 @pytest.mark.parametrize("how", ["config", "flag"])
 def test_guests_disabled(tmp_path, twistd_server, line_client_factory, how):
-    port = free_port()
     passwd = tmp_path / "accounts"
     set_password(str(passwd), "alice", "letmein-please")
     extra = f'[auth]\npasswords_file = "{passwd}"\n'
     if how == "config":
-        server = twistd_server(line_config(tmp_path / "var", port, extra + "allow_guests = false\n"))
+        server = twistd_server(server_config(tmp_path / "var", extra + "allow_guests = false\n"))
     else:
-        server = twistd_server(line_config(tmp_path / "var", port, extra), "--no-guests")
+        server = twistd_server(server_config(tmp_path / "var", extra), "--no-guests")
+    port = server.port("line")
     guest = line_client_factory(port)
     guest.expect("Welcome")
     guest.send("/nick visitor")
@@ -367,29 +362,20 @@ def test_disconnect_mid_line(chatting, line_client_factory):
 
 
 @pytest_twisted.inlineCallbacks
-def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
-    from twisted.internet import reactor
-
+def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path, captured):
     limit = 32 * 1024
     config = Config().with_overrides(
         server={"data_dir": str(tmp_path)}, auth={"checkers": []},
         # the talker bursts 400 lines: a bridge's volume, exempt from flood control
         limits={"sendq_bytes": limit, "flood_exempt": ["127.0.0.1"]},
     )
-    hub = ChatHub(config)
-    portal = build_portal(hub, config, [])
-    log_events: list[dict] = []
-    globalLogPublisher.addObserver(log_events.append)
-    port = reactor.listenTCP(0, LineFactory(hub, portal, config), interface="127.0.0.1")
+    server = HubServer(config, protocols=["line"])
+    hub = server.hub
     stuck_sock = None
-    readers: list[IrcClient] = []
     try:
-        address = port.getHost()
-
         @defer.inlineCallbacks
         def connect(nick: str) -> IrcClient:
-            client = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", address.port), IrcClient())
-            readers.append(client)
+            client = yield server.connect("line")
             client.send(f"/nick {nick}")
             client.send("/join #busy")
             yield client.expect_count(r"^\* in #busy ", timeout=30)
@@ -405,7 +391,7 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         stuck_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
         stuck_sock.setblocking(False)
         try:
-            stuck_sock.connect(("127.0.0.1", address.port))
+            stuck_sock.connect(("127.0.0.1", server.line_port))
         except BlockingIOError:
             pass
         yield talker.expect_count(r"^\* reader1 joined #busy$", timeout=30)
@@ -444,9 +430,11 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
                 "tail": [r.texts[-3:] for r in listeners],
                 "sessions": {n: (u.participant.queue.paused, u.participant.queue.pending_bytes)
                              for n, u in hub.users.items()},
-                "failures": [e.get("log_format") for e in log_events if e.get("log_failure")],
+                "failures": [e.get("log_format") for e in captured.events if e.get("log_failure")],
                 "talker": talker.texts[-4:],
-                "quits": [(e.get("nick"), e.get("reason")) for e in log_events if "quit" in e.get("log_format", "")],
+                "quits": [
+                    (e.get("nick"), e.get("reason")) for e in captured.events if "quit" in e.get("log_format", "")
+                ],
             }
             raise AssertionError(f"the room stalled: {state}")
 
@@ -458,18 +446,15 @@ def test_never_reading_client_is_dropped_at_its_send_queue_limit(tmp_path):
         assert queue.peak_bytes <= limit
         assert queue.peak_bytes > limit - 500  # it did fill up to the limit before the drop
         assert hub.find_user("stuck") is None
-        overflow_logs = [e for e in log_events if "exceeded its send queue" in e.get("log_format", "")]
+        overflow_logs = [e for e in captured.events if "exceeded its send queue" in e.get("log_format", "")]
         assert len(overflow_logs) == 1 and overflow_logs[0]["nick"] == "stuck"
         # the room goes on
         talker.send("after the drop")
         yield defer.gatherResults([r.expect_count(r"^\[#busy\] <talker> after the drop$", timeout=30) for r in listeners])
     finally:
-        globalLogPublisher.removeObserver(log_events.append)
         if stuck_sock is not None:
             stuck_sock.close()
-        for reader in readers:
-            reader.transport.loseConnection()
-        yield port.stopListening()
+        yield defer.ensureDeferred(server.stop())
 
 
 def test_clean_shutdown_with_users_connected(line_server, line_client_factory):

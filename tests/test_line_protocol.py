@@ -2,100 +2,28 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Optional
 
 import pytest
 from twisted.conch import telnet
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
-from twisted.python.failure import Failure
 
-from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
-from chathub.protocols.line import LineBuffer, LineFactory, render
-
-
-class Env:
-    """A hub, a portal with one account (alice:secret), and a line factory on a fake clock."""
-
-    def __init__(self, config: Optional[Config] = None, **limits) -> None:
-        config = (config or Config()).with_overrides(auth={"checkers": []}, limits=limits)
-        self.config = config
-        self.clock = Clock()
-        checker = InMemoryUsernamePasswordDatabaseDontUse(owner=b"secret")
-        self.hub = ChatHub(config, accounts=account_directory([checker]))
-        self.portal = build_portal(self.hub, config, [checker], clock=self.clock)
-        self.factory = LineFactory(self.hub, self.portal, config, self.clock)
-
-    def connect(self, nick: Optional[str] = None, room: Optional[str] = None, host: str = "192.0.2.7") -> "Conn":
-        conn = Conn(self, host)
-        if nick:
-            conn.send(f"/nick {nick}")
-            conn.expect(f"you are {nick}")
-        if room:
-            conn.send(f"/join {room}")
-            conn.expect(f"you joined {room}")
-        return conn
-
-
-class Conn:
-    """One telnet connection on a StringTransport."""
-
-    def __init__(self, env: Env, host: str) -> None:
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
-        self.proto = env.factory.buildProtocol(self.transport.getPeer())
-        self.proto.makeConnection(self.transport)
-        self.session = self.proto.protocol
-        self._seen = 0
-
-    def send(self, data) -> None:
-        if isinstance(data, str):
-            data = (data + "\r\n").encode("utf-8")
-        self.proto.dataReceived(data)
-
-    def raw(self) -> bytes:
-        return self.transport.value()
-
-    def new_lines(self) -> list[str]:
-        """Complete lines written since the last call."""
-        text = self.raw().decode("utf-8", "replace")
-        lines = text.split("\r\n")[:-1]
-        out, self._seen = lines[self._seen :], len(lines)
-        return out
-
-    def expect(self, needle: str) -> str:
-        """The first new line containing ``needle``; fails listing the new lines if none."""
-        lines = self.new_lines()
-        for line in lines:
-            if needle in line:
-                return line
-        raise AssertionError(f"no line with {needle!r} in {lines!r}")
-
-    def disconnect(self) -> None:
-        self.proto.connectionLost(Failure(ConnectionDone()))
-
-    @property
-    def closed(self) -> bool:
-        return self.transport.disconnecting
+from chathub.protocols.line import LineBuffer, render
+from tests.support import Chat, line_world
 
 
 @pytest.fixture
-def env() -> Env:
-    return Env()
+def env() -> Chat:
+    return line_world()
 
 
 def test_greeting_with_one_line_help(env):
-    conn = env.connect()
+    conn = env.line_conn()
     greeting = conn.expect("Welcome to chathub.local")
     assert "/nick NAME" in greeting and "/help" in greeting
 
 
 def test_lf_and_crlf_and_split_lines(env):
-    conn = env.connect()
+    conn = env.line_conn()
     conn.send(b"/nick ali")
     conn.send(b"ce\n")  # bare LF, split over two reads
     conn.expect("you are alice")
@@ -111,8 +39,8 @@ def test_lf_and_crlf_and_split_lines(env):
 
 
 def test_output_held_while_paused_is_flushed_unchanged(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     bob.transport.producer.pauseProducing()
     for i in range(3):
@@ -124,7 +52,7 @@ def test_output_held_while_paused_is_flushed_unchanged(env):
 
 
 def test_registration_timeout_closes_with_error(env):
-    conn = env.connect()
+    conn = env.line_conn()
     timeout = env.config.limits.registration_timeout
     env.clock.advance(timeout - 1)
     assert not conn.closed
@@ -136,20 +64,20 @@ def test_registration_timeout_closes_with_error(env):
 
 
 def test_registration_timeout_is_configurable_and_stops_after_nick():
-    env = Env(registration_timeout=5.0)
-    conn = env.connect("alice")
+    env = line_world(registration_timeout=5.0)
+    conn = env.line_conn("alice")
     env.clock.advance(5.0)
     assert not conn.closed
-    slow = env.connect()
+    slow = env.line_conn()
     env.clock.advance(5.0)
     assert slow.closed and "within 5 seconds" in slow.expect("! ")
     assert not env.clock.getDelayedCalls()
 
 
 def test_over_long_line_gets_an_error_and_is_dropped():
-    env = Env(max_line_bytes=100)
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    env = line_world(max_line_bytes=100)
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     alice.send(b"y" * 150 + b"\r\n")  # in one read, newline included
     assert alice.expect("! line too long").startswith("! line too long (at most 100 bytes)")
@@ -163,7 +91,7 @@ def test_over_long_line_gets_an_error_and_is_dropped():
 
 
 def test_commands_need_a_nick_first(env):
-    conn = env.connect()
+    conn = env.line_conn()
     conn.send("/join #r")
     assert conn.expect("! ") == "! pick a nick first: /nick NAME"
     conn.send("hello")
@@ -171,7 +99,7 @@ def test_commands_need_a_nick_first(env):
 
 
 def test_unknown_command_and_usage_errors(env):
-    conn = env.connect("alice")
+    conn = env.line_conn("alice")
     conn.send("/frobnicate now")
     assert conn.expect("! ") == "! unknown command /frobnicate; /help lists commands"
     for command in ("/join", "/msg bob", "/nick", "/me hi", "/topic x"):
@@ -182,8 +110,8 @@ def test_unknown_command_and_usage_errors(env):
 
 
 def test_room_chat_rendering(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     assert alice.expect("bob joined") == "* bob joined #r"
     bob.send("hello alice")
     assert alice.new_lines() == ["[#r] <bob> hello alice"]
@@ -197,9 +125,9 @@ def test_room_chat_rendering(env):
 
 
 def test_private_message(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
-    carol = env.connect("carol", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
+    carol = env.line_conn("carol", "#r")
     for c in (alice, bob, carol):
         c.new_lines()
     alice.send("/msg BOB just for you")
@@ -211,15 +139,15 @@ def test_private_message(env):
 
 
 def test_nick_collision_is_case_insensitive(env):
-    env.connect("alice")
-    other = env.connect()
+    env.line_conn("alice")
+    other = env.line_conn()
     other.send("/nick ALICE")
     assert other.expect("! ") == "! ALICE: Nickname is already in use"
     assert env.hub.find_user("alice").participant is not other.session
 
 
 def test_registered_nick_needs_its_password(env):
-    conn = env.connect()
+    conn = env.line_conn()
     conn.send("/nick owner")
     assert "registered" in conn.expect("! ")
     conn.send("/nick owner wrong")
@@ -231,8 +159,8 @@ def test_registered_nick_needs_its_password(env):
 
 
 def test_guests_disabled():
-    env = Env(Config().with_overrides(auth={"allow_guests": False}))
-    conn = env.connect()
+    env = line_world(Config().with_overrides(auth={"allow_guests": False}))
+    conn = env.line_conn()
     conn.send("/nick guest")
     assert "guests are not allowed" in conn.expect("! ")
     assert env.hub.find_user("guest") is None
@@ -241,8 +169,8 @@ def test_guests_disabled():
 
 
 def test_topic_who_list_names_away(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     alice.new_lines()
     alice.send("/topic all about r")
     assert alice.new_lines() == ["* you set the topic of #r: all about r"]
@@ -266,8 +194,8 @@ def test_topic_who_list_names_away(env):
 
 
 def test_part_and_quit(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     alice.new_lines()
     bob.send("/part see you")
     assert bob.new_lines() == ["* you left #r"]
@@ -284,8 +212,8 @@ def test_part_and_quit(env):
 
 
 def test_disconnect_quits_the_user(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     alice.new_lines()
     bob.send(b"half a li")
     bob.disconnect()
@@ -294,8 +222,8 @@ def test_disconnect_quits_the_user(env):
 
 
 def test_telnet_negotiation_is_refused_and_never_shown(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     before = len(alice.raw())
     alice.send(telnet.IAC + telnet.DO + telnet.ECHO)
@@ -308,8 +236,8 @@ def test_telnet_negotiation_is_refused_and_never_shown(env):
 
 
 def test_invalid_telnet_command_is_not_fatal(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     # IAC followed by a byte that is no telnet command: conch raises ValueError on it
     alice.send(b"one" + telnet.IAC + b"\x01two\r\n")
@@ -320,16 +248,16 @@ def test_invalid_telnet_command_is_not_fatal(env):
 
 
 def test_iac_iac_is_a_literal_byte(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     alice.send(b"caf\xc3" + b"\xa9 " + telnet.IAC + telnet.IAC + b"!\r\n")  # 0xFF is invalid UTF-8
     assert bob.new_lines() == ["[#r] <alice> café \ufffd!"]
 
 
 def test_invalid_utf8_is_replaced_and_nul_refused(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     alice.send(b"bad \xc3\x28 bytes\r\n")
     assert bob.new_lines() == ["[#r] <alice> bad \ufffd( bytes"]
@@ -345,10 +273,10 @@ def test_binary_garbage_is_survived():
 
     # exempt from flood control: the garbage holds a few hundred "lines", which would
     # otherwise (rightly) count as a flood
-    env = Env(flood_exempt=["192.0.2.0/24"])
+    env = line_world(flood_exempt=["192.0.2.0/24"])
     rng = random.Random(1234)  # fixed, so a failure can be replayed
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     for _ in range(50):
         alice.send(bytes(rng.getrandbits(8) for _ in range(1000)))
     alice.send(b"\r\n")  # end whatever line (or subnegotiation) is open
@@ -363,9 +291,9 @@ def test_binary_garbage_is_survived():
 
 
 def test_send_queue_overflow_disconnects_with_reason():
-    env = Env(sendq_bytes=2000, flood_exempt=["192.0.2.0/24"])
-    talker = env.connect("talker", "#r")
-    stuck = env.connect("stuck", "#r")
+    env = line_world(sendq_bytes=2000, flood_exempt=["192.0.2.0/24"])
+    talker = env.line_conn("talker", "#r")
+    stuck = env.line_conn("stuck", "#r")
     stuck.transport.producer.pauseProducing()  # its kernel buffer is full
     talker.new_lines()
     queue = stuck.session.queue
@@ -384,8 +312,8 @@ def test_send_queue_overflow_disconnects_with_reason():
 
 
 def test_render_covers_every_shown_kind(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     alice.new_lines()
     env.hub.kick(env.hub.find_user("alice"), "#r", "bob", "spam")
     assert bob.new_lines()[-1] == "* bob was kicked from #r by alice (spam)"
@@ -412,8 +340,8 @@ def test_line_buffer_bounds_memory():
 
 
 def test_endless_telnet_subnegotiation_closes_with_a_reason(env):
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     alice.send(telnet.IAC + telnet.SB + telnet.NAWS + b"z" * 10_000)
     assert alice.expect("! ") == "! telnet subnegotiation too long (no IAC SE); closing"
@@ -424,9 +352,9 @@ def test_endless_telnet_subnegotiation_closes_with_a_reason(env):
 def test_a_burst_of_lines_is_handled_a_round_at_a_time():
     from chathub.protocols.flood import PER_ROUND
 
-    env = Env(flood_exempt=["192.0.2.0/24"])  # a bridge: never delayed, only paced
-    alice = env.connect("alice", "#r")
-    bob = env.connect("bob", "#r")
+    env = line_world(flood_exempt=["192.0.2.0/24"])  # a bridge: never delayed, only paced
+    alice = env.line_conn("alice", "#r")
+    bob = env.line_conn("bob", "#r")
     bob.new_lines()
     count = PER_ROUND * 3 + 5
     alice.send(b"".join(b"burst %d\r\n" % i for i in range(count)))

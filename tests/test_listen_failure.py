@@ -3,59 +3,34 @@ listener (the first or a later one of several), or a description that is no endp
 twistd with a non-zero status and a log line naming the endpoint."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from tests.support import TwistdServer, free_port
+from tests.support import ANY_PORT, TwistdServer, server_config
 
 
-def _config(data_dir, listeners: dict[str, list[str]]) -> str:
-    rows = "".join(f"{kind} = {listeners.get(kind, [])!r}\n".replace("'", '"') for kind in ("line", "irc", "http"))
-    return f'[server]\ndata_dir = "{data_dir}"\n[listeners]\n{rows}'
-
-
-def _start_refused(tmp_path, config: str) -> TwistdServer:
-    server = TwistdServer(tmp_path / "server", config)
-    try:
-        server.start(wait_for=r"chathub cannot start")
-        status = server.wait_exit()
-    finally:
-        server.stop()
-    assert status != 0, "twistd exited 0 after a listener failed:\n" + "\n".join(server.log)
-    assert server.exceptions == [], "a traceback instead of a clear message:\n" + "\n".join(server.log)
-    return server
-
-
-@pytest.fixture
-def taken_port():
-    """A port another program listens on (bound as Twisted binds: SO_REUSEADDR)."""
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
+def _refused(tmp_path, config: str) -> TwistdServer:
+    return TwistdServer(tmp_path / "server", config).refused()
 
 
 @pytest.mark.parametrize("kind", ["line", "irc", "http"])
 @pytest.mark.parametrize("position", ["only", "second"])
 def test_taken_port_stops_startup_naming_the_endpoint(tmp_path, taken_port, kind, position):
     taken = f"tcp:{taken_port}:interface=127.0.0.1"
-    mine = [f"tcp:{free_port()}:interface=127.0.0.1", taken] if position == "second" else [taken]
-    others = {other: [f"tcp:{free_port()}:interface=127.0.0.1"] for other in ("line", "irc", "http") if other != kind}
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {kind: mine, **others}))
+    mine = [ANY_PORT, taken] if position == "second" else [taken]
+    others = {other: [ANY_PORT] for other in ("line", "irc", "http") if other != kind}
+    server = _refused(tmp_path, server_config(tmp_path / "var", **{kind: mine, **others}))
     (line,) = [l for l in server.log if "chathub cannot start" in l]
     assert f"the {kind} listener {taken} cannot listen" in line and "Address already in use" in line, line
 
 
 def test_description_that_is_no_endpoint_stops_startup_naming_it(tmp_path):
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {"irc": ["tcp:sixsixsixseven"]}))
+    server = _refused(tmp_path, server_config(tmp_path / "var", line=False, irc="tcp:sixsixsixseven"))
     assert [l for l in server.log if "chathub cannot start: the irc listener 'tcp:sixsixsixseven'" in l], server.log
     assert not [l for l in server.log if "starting on" in l]
 
 
 def test_missing_certificate_stops_startup_naming_the_listener(tmp_path):
     missing = tmp_path / "nowhere" / "cert.pem"
-    description = f"ssl:{free_port()}:privateKey={missing}:certKey={missing}:interface=127.0.0.1"
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {"http": [description]}))
+    description = f"ssl:0:privateKey={missing}:certKey={missing}:interface=127.0.0.1"
+    server = _refused(tmp_path, server_config(tmp_path / "var", line=False, http=description))
     assert [l for l in server.log if f"chathub cannot start: the http listener '{description}'" in l], server.log

@@ -12,40 +12,29 @@ import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.cred import error
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
-from twisted.cred.credentials import UsernamePassword
 from twisted.internet import defer, task, threads
 
 from chathub.auth.checkers import Argon2FileChecker
 from chathub.auth.credentials import GuestNick
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginThrottled, address_key
-from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.interfaces import IChatUser
-from tests.support import until
-from tests.test_logging import captured  # noqa: F401 (the fixture)
+from tests.support import CHEAP_HASHER, Chat, creds, until
 
 MIND = object()
 
 
-def creds(name: str, password: str) -> UsernamePassword:
-    return UsernamePassword(name.encode(), password.encode())
+def limiter_world(**auth) -> Chat:
+    """A hub and its limited portal (``portal``) with these ``[auth]`` settings, time from a Clock."""
+    config = Config().with_overrides(auth={"checkers": [], **auth})
+    checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"right", bob=b"right")
+    return Chat(config, [checker], clock=task.Clock())
 
 
-class World:
-    """A hub and its limited portal, time from a Clock."""
-
-    def __init__(self, **auth) -> None:
-        self.clock = task.Clock()
-        self.config = Config().with_overrides(auth={"checkers": [], **auth})
-        checker = InMemoryUsernamePasswordDatabaseDontUse(alice=b"right", bob=b"right")
-        self.hub = ChatHub(self.config, accounts=account_directory([checker]))
-        self.limiter = build_portal(self.hub, self.config, [checker], clock=self.clock)
-
-    def login(self, address: str, name: str, password: str, client=None) -> defer.Deferred:
-        client = client or self.limiter.client(address)
-        return client.login(creds(name, password), MIND, IChatUser)
+def login(world: Chat, address: str, name: str, password: str, client=None) -> defer.Deferred:
+    client = client or world.portal.client(address)
+    return client.login(creds(name, password), MIND, IChatUser)
 
 
 def outcome(d: defer.Deferred):
@@ -55,7 +44,7 @@ def outcome(d: defer.Deferred):
     return result[0] if result else None
 
 
-def waits_for(world: World, d: defer.Deferred, seconds: float):
+def waits_for(world: Chat, d: defer.Deferred, seconds: float):
     """Assert ``d`` is held exactly ``seconds`` of the world's clock; return its outcome."""
     if seconds > 0:
         world.clock.advance(seconds - 0.01)
@@ -65,12 +54,12 @@ def waits_for(world: World, d: defer.Deferred, seconds: float):
 
 
 def test_each_failure_doubles_the_wait_up_to_the_maximum(captured):
-    world = World(login_delay=1.0, login_delay_max=60.0)
-    attacker = world.limiter.client("192.0.2.1")
+    world = limiter_world(login_delay=1.0, login_delay_max=60.0)
+    attacker = world.portal.client("192.0.2.1")
     waits = []
     for failures in range(10):
-        d = world.login("", "alice", "guess", attacker)
-        wait = world.limiter.delay(failures)
+        d = login(world, "", "alice", "guess", attacker)
+        wait = world.portal.delay(failures)
         assert waits_for(world, d, wait) is error.UnauthorizedLogin
         waits.append(wait)
     assert waits == [0, 1, 2, 4, 8, 16, 32, 60, 60, 60]
@@ -81,141 +70,141 @@ def test_each_failure_doubles_the_wait_up_to_the_maximum(captured):
         "7 failed logins to account alice; each further attempt waits 60 s",
     ]
     # a new connection from the same address waits as long; another address not at all
-    assert not world.login("192.0.2.1", "bob", "right").called
-    assert outcome(world.login("192.0.2.2", "bob", "right")) == "ok"
+    assert not login(world, "192.0.2.1", "bob", "right").called
+    assert outcome(login(world, "192.0.2.2", "bob", "right")) == "ok"
     # nothing is held while nobody waits: the reactor only has the waiting attempt's timer
     assert len(world.clock.getDelayedCalls()) == 1
 
 
 def test_the_owner_from_a_clean_address_is_not_held_back_by_guessers():
-    world = World()
+    world = limiter_world()
     # guessers from many addresses run alice's account count up (a first attempt from an
     # address is not held back by the account: the address has no failures yet)
     for i in range(8):
-        assert outcome(world.login(f"198.51.100.{i}", "alice", "guess")) is error.UnauthorizedLogin
-    assert world.limiter.accounts.get("account alice", world.clock.seconds()).count == 8
+        assert outcome(login(world, f"198.51.100.{i}", "alice", "guess")) is error.UnauthorizedLogin
+    assert world.portal.accounts.get("account alice", world.clock.seconds()).count == 8
     # a guesser that already failed waits for the account's delay ...
-    held = world.login("198.51.100.0", "alice", "guess2")
+    held = login(world, "198.51.100.0", "alice", "guess2")
     assert not held.called
     # ... while alice from her own clean address logs in at once, and that resets the account
-    assert outcome(world.login("203.0.113.5", "alice", "right")) == "ok"
-    assert world.limiter.accounts.get("account alice", world.clock.seconds()) is None
+    assert outcome(login(world, "203.0.113.5", "alice", "right")) == "ok"
+    assert world.portal.accounts.get("account alice", world.clock.seconds()) is None
     world.clock.advance(60)
     assert outcome(held) is error.UnauthorizedLogin
 
 
 def test_attempts_in_flight_are_limited_per_address_and_per_account():
-    world = World(login_checks_per_ip=3, login_checks_per_account=2)
-    assert outcome(world.login("192.0.2.1", "alice", "guess")) is error.UnauthorizedLogin
+    world = limiter_world(login_checks_per_ip=3, login_checks_per_account=2)
+    assert outcome(login(world, "192.0.2.1", "alice", "guess")) is error.UnauthorizedLogin
     # the address's next attempts wait for its delay; past three at once, refused at once
-    waiting = [world.login("192.0.2.1", f"name{i}", "guess") for i in range(3)]
+    waiting = [login(world, "192.0.2.1", f"name{i}", "guess") for i in range(3)]
     assert not any(d.called for d in waiting)
-    assert outcome(world.login("192.0.2.1", "name3", "guess")) is LoginThrottled
-    assert world.limiter.in_flight == {"192.0.2.1": 3}
+    assert outcome(login(world, "192.0.2.1", "name3", "guess")) is LoginThrottled
+    assert world.portal.in_flight == {"192.0.2.1": 3}
     # other addresses are not affected
-    assert outcome(world.login("192.0.2.2", "bob", "right")) == "ok"
+    assert outcome(login(world, "192.0.2.2", "bob", "right")) == "ok"
     world.clock.advance(60)
     for d in waiting:
         assert outcome(d) is error.UnauthorizedLogin
     # per account: addresses with failures of their own may have two attempts at bob waiting
     for i in range(3, 6):
-        assert outcome(world.login(f"192.0.2.{i}", "carol", "x")) is error.UnauthorizedLogin
-    bob = [world.login(f"192.0.2.{i}", "bob", "x") for i in (3, 4)]
-    assert outcome(world.login("192.0.2.5", "bob", "x")) is LoginThrottled
+        assert outcome(login(world, f"192.0.2.{i}", "carol", "x")) is error.UnauthorizedLogin
+    bob = [login(world, f"192.0.2.{i}", "bob", "x") for i in (3, 4)]
+    assert outcome(login(world, "192.0.2.5", "bob", "x")) is LoginThrottled
     # a clean address is never refused for what others do to the account
-    assert outcome(world.login("192.0.2.9", "bob", "right")) == "ok"
+    assert outcome(login(world, "192.0.2.9", "bob", "right")) == "ok"
     world.clock.advance(60)
     assert [outcome(d) for d in bob] == [error.UnauthorizedLogin] * 2
     # everything answered: nothing left in the in-flight tables
-    assert world.limiter.in_flight == {} and world.limiter.in_flight_accounts == {}
-    assert world.limiter.pending == 0
+    assert world.portal.in_flight == {} and world.portal.in_flight_accounts == {}
+    assert world.portal.pending == 0
 
 
 def test_the_server_wide_bound_refuses_at_once():
-    world = World(login_checks_max=5, login_checks_per_ip=1)
+    world = limiter_world(login_checks_max=5, login_checks_per_ip=1)
     for i in range(5):
-        assert outcome(world.login(f"192.0.2.{i}", "alice", "x")) is error.UnauthorizedLogin
-    waiting = [world.login(f"192.0.2.{i}", f"name{i}", "x") for i in range(5)]
-    assert world.limiter.pending == 5
+        assert outcome(login(world, f"192.0.2.{i}", "alice", "x")) is error.UnauthorizedLogin
+    waiting = [login(world, f"192.0.2.{i}", f"name{i}", "x") for i in range(5)]
+    assert world.portal.pending == 5
     throttled = []
-    world.login("192.0.2.99", "bob", "right").addErrback(throttled.append)
+    login(world, "192.0.2.99", "bob", "right").addErrback(throttled.append)
     assert throttled[0].check(LoginThrottled) and "busy" in throttled[0].getErrorMessage()
     world.clock.advance(60)
-    assert all(d.called for d in waiting) and world.limiter.pending == 0
+    assert all(d.called for d in waiting) and world.portal.pending == 0
 
 
 def test_guest_logins_are_never_throttled():
-    world = World(login_checks_per_ip=1)
-    assert outcome(world.login("192.0.2.1", "alice", "x")) is error.UnauthorizedLogin
-    held = world.login("192.0.2.1", "alice", "x")
-    assert outcome(world.login("192.0.2.1", "alice", "x")) is LoginThrottled
-    guest = world.limiter.client("192.0.2.1").login(GuestNick("visitor"), MIND, IChatUser)
+    world = limiter_world(login_checks_per_ip=1)
+    assert outcome(login(world, "192.0.2.1", "alice", "x")) is error.UnauthorizedLogin
+    held = login(world, "192.0.2.1", "alice", "x")
+    assert outcome(login(world, "192.0.2.1", "alice", "x")) is LoginThrottled
+    guest = world.portal.client("192.0.2.1").login(GuestNick("visitor"), MIND, IChatUser)
     assert outcome(guest) == "ok"
     world.clock.advance(60)
     assert held.called
 
 
 def test_success_clears_the_connection_but_not_the_address():
-    world = World()
-    client = world.limiter.client("192.0.2.1")
-    assert outcome(world.login("", "alice", "x", client)) is error.UnauthorizedLogin
-    d = world.login("", "alice", "right", client)
+    world = limiter_world()
+    client = world.portal.client("192.0.2.1")
+    assert outcome(login(world, "", "alice", "x", client)) is error.UnauthorizedLogin
+    d = login(world, "", "alice", "right", client)
     assert waits_for(world, d, 1.0) == "ok"
     assert client.count == 0
     # one's own account does not buy more guesses at others': the address keeps counting
-    assert world.limiter.addresses.get("192.0.2.1", world.clock.seconds()).count == 1
-    assert outcome(world.login("192.0.2.1", "bob", "x")) is error.UnauthorizedLogin
-    assert waits_for(world, world.login("192.0.2.1", "bob", "x"), 2.0) is error.UnauthorizedLogin
+    assert world.portal.addresses.get("192.0.2.1", world.clock.seconds()).count == 1
+    assert outcome(login(world, "192.0.2.1", "bob", "x")) is error.UnauthorizedLogin
+    assert waits_for(world, login(world, "192.0.2.1", "bob", "x"), 2.0) is error.UnauthorizedLogin
 
 
 def test_failures_are_forgotten_after_the_memory_time():
-    world = World(failed_login_memory=100.0, login_delay_max=60.0)
-    client = world.limiter.client("192.0.2.1")
+    world = limiter_world(failed_login_memory=100.0, login_delay_max=60.0)
+    client = world.portal.client("192.0.2.1")
     for _ in range(3):
-        d = world.login("", "alice", "x", client)
+        d = login(world, "", "alice", "x", client)
         world.clock.advance(60)
         assert outcome(d) is error.UnauthorizedLogin
     world.clock.advance(100)
-    assert world.limiter.addresses.get("192.0.2.1", world.clock.seconds()) is None
-    assert outcome(world.login("", "alice", "right", client)) == "ok"
+    assert world.portal.addresses.get("192.0.2.1", world.clock.seconds()) is None
+    assert outcome(login(world, "", "alice", "right", client)) == "ok"
 
 
 def test_the_tables_stay_bounded_under_many_addresses_and_names():
-    world = World(failed_login_table_size=50, login_checks_max=100000)
+    world = limiter_world(failed_login_table_size=50, login_checks_max=100000)
     now = world.clock.seconds
     for i in range(5000):
         address = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
-        assert outcome(world.login(address, f"name{i}", "x")) is error.UnauthorizedLogin
-    assert len(world.limiter.addresses) == 50 and len(world.limiter.accounts) == 50
-    assert world.limiter.in_flight == {} and world.limiter.in_flight_accounts == {}
+        assert outcome(login(world, address, f"name{i}", "x")) is error.UnauthorizedLogin
+    assert len(world.portal.addresses) == 50 and len(world.portal.accounts) == 50
+    assert world.portal.in_flight == {} and world.portal.in_flight_accounts == {}
     # while addresses are pushed out, every address counts as suspect: the account limits hold
     # even for one never seen
-    assert world.limiter.addresses.under_pressure(now())
-    d = world.login("10.200.0.1", "name4999", "x")
+    assert world.portal.addresses.under_pressure(now())
+    d = login(world, "10.200.0.1", "name4999", "x")
     assert waits_for(world, d, 1.0) is error.UnauthorizedLogin
     # everything is forgotten after the memory time; new failures do not find the old entries
     world.clock.advance(world.config.auth.failed_login_memory)
-    assert not world.limiter.addresses.under_pressure(now())
-    assert outcome(world.login("10.200.0.2", "alice", "x")) is error.UnauthorizedLogin
-    assert len(world.limiter.addresses) == 1 and len(world.limiter.accounts) == 1
+    assert not world.portal.addresses.under_pressure(now())
+    assert outcome(login(world, "10.200.0.2", "alice", "x")) is error.UnauthorizedLogin
+    assert len(world.portal.addresses) == 1 and len(world.portal.accounts) == 1
 
 
 def test_long_names_and_ipv6_addresses_are_bounded_keys():
-    world = World()
-    assert outcome(world.login("2001:db8::1", "a" * 10000, "x")) is error.UnauthorizedLogin
-    (key,) = world.limiter.accounts._entries
+    world = limiter_world()
+    assert outcome(login(world, "2001:db8::1", "a" * 10000, "x")) is error.UnauthorizedLogin
+    (key,) = world.portal.accounts._entries
     assert len(key) == 64
     # another address in the same /64 is the same subscriber
     assert address_key("2001:db8::ffff") == address_key("2001:db8::1") == "2001:db8::/64"
     assert address_key("::ffff:192.0.2.1") == "192.0.2.1"
-    assert not world.login("2001:db8::2", "bob", "right").called
+    assert not login(world, "2001:db8::2", "bob", "right").called
 
 
 def test_a_zero_delay_turns_delays_off_but_keeps_the_limits():
-    world = World(login_delay=0.0, login_delay_max=0.0)
+    world = limiter_world(login_delay=0.0, login_delay_max=0.0)
     for _ in range(5):
-        assert outcome(world.login("192.0.2.1", "alice", "x")) is error.UnauthorizedLogin
-    assert outcome(world.login("192.0.2.1", "alice", "right")) == "ok"
+        assert outcome(login(world, "192.0.2.1", "alice", "x")) is error.UnauthorizedLogin
+    assert outcome(login(world, "192.0.2.1", "alice", "right")) == "ok"
 
 
 # -- the argon2 queue: an attacker's queued checks do not hold up an honest one ---------------
@@ -244,14 +233,13 @@ class GatedHasher(PasswordHasher):
 def test_an_honest_check_goes_before_the_attackers_queued_ones(tmp_path):
     hasher = GatedHasher()
     passwd = tmp_path / "passwd"
-    passwd.write_text(f"alice:{PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash('right')}\n")
+    passwd.write_text(f"alice:{CHEAP_HASHER.hash('right')}\n")
     hashing = PasswordHashing(hasher, concurrency=1)
     checker = Argon2FileChecker(str(passwd), hashing=hashing, reload_interval=0)
     config = Config().with_overrides(
         auth={"checkers": [], "login_delay": 0.0, "login_delay_max": 0.0, "login_checks_per_account": 10}
     )
-    hub = ChatHub(config, accounts=account_directory([checker]))
-    limiter = build_portal(hub, config, [checker])
+    limiter = Chat(config, [checker]).portal
     # two attacker addresses, each with a failure behind it, fill the slot and queue more
     hasher.gate.set()
     for address in ("192.0.2.1", "192.0.2.2"):

@@ -77,7 +77,7 @@ async def server():
 @pytest_twisted.ensureDeferred
 async def test_who_list_and_bans_with_evil_masks_freeze_nobody(server):
     watchers = await server.bystanders()
-    attacker = await server.raw_irc()
+    attacker = await server.connect("irc")
     attacker.send("NICK mallory", "USER m 0 * :" + "a" * 300)
     await attacker.expect("001")
     await attacker.roundtrip()

@@ -7,7 +7,7 @@ import re
 import signal
 
 from chathub.auth.cloak import HostCloak, load_secret
-from tests.support import free_port, line_config
+from tests.support import server_config
 
 
 def _login(client, nick, password=None):
@@ -17,9 +17,9 @@ def _login(client, nick, password=None):
 
 
 def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_factory):
-    port, irc_port = free_port(), free_port()
-    config = line_config(tmp_path / "var", port, irc_port=irc_port)
-    server = twistd_server(config, count=2)
+    config = server_config(tmp_path / "var", irc=True)
+    server = twistd_server(config)
+    port, irc_port = server.port("line"), server.port("irc")
     alice, bob = line_client_factory(port), line_client_factory(port)
     _login(alice, "alice")
     _login(bob, "bob")
@@ -42,7 +42,8 @@ def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_
     alice.expect(r"<- bob: secret reply")
     server.kill(signal.SIGKILL)
 
-    restarted = twistd_server(config, count=2)
+    restarted = twistd_server(config)
+    port, irc_port = restarted.port("line"), restarted.port("irc")
     carol = line_client_factory(port)
     _login(carol, "carol")
     carol.send("/join #keep")
@@ -71,9 +72,9 @@ def test_delivered_messages_survive_kill_9(tmp_path, twistd_server, line_client_
 
 
 def test_accounts_and_room_state_survive_restart(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
-    config = line_config(tmp_path / "var", port)
+    config = server_config(tmp_path / "var")
     server = twistd_server(config)
+    port = server.port("line")
     alice = line_client_factory(port)
     _login(alice, "alice")
     alice.send("/register hunter22")
@@ -88,7 +89,7 @@ def test_accounts_and_room_state_survive_restart(tmp_path, twistd_server, line_c
     server.stop()
     assert "hunter22" not in "\n".join(server.log)
 
-    twistd_server(config)
+    port = twistd_server(config).port("line")
     guest = line_client_factory(port)
     guest.expect("Welcome")
     guest.send("/nick alice")

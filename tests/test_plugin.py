@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -12,7 +11,7 @@ import sysconfig
 import pytest
 
 from chathub.passwd import set_password
-from tests.support import REPO, LineClient, TwistdServer, free_port, line_config
+from tests.support import ANY_PORT, REPO, LineClient, TwistdServer, server_config
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
@@ -103,28 +102,27 @@ def test_installed_copy_lists_and_starts(installed_site, tmp_path):
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stdout.splitlines() if line.strip().startswith("chathub ")]
 
-    # start it, with the listener and the data directory given on the command line
-    unused, port = free_port(), free_port()
+    # start it, with the listener and the data directory given on the command line (the
+    # file's UNIX listener, had it been used, has no port to read back)
     data_dir = tmp_path / "data"
     set_password(str(data_dir / "passwd"), "alice", "installed-pw")
     server = TwistdServer(
         tmp_path / "run",
-        line_config(tmp_path / "ignored-data", unused),
-        ("--line", f"tcp:{port}:interface=127.0.0.1", "--data-dir", str(data_dir)),
+        server_config(tmp_path / "ignored-data", line=f"unix:{tmp_path / 'ignored.sock'}"),
+        ("--line", ANY_PORT, "--data-dir", str(data_dir)),
         pythonpath=path,
         python_flags=("-S",),
     )
     try:
         server.start()
-        client = LineClient(port)
+        client = LineClient(server.port("line"))
         try:
             client.expect("Welcome")
             client.send("/nick alice installed-pw")
             client.expect(r"^\* you are alice, logged in to account alice")
         finally:
             client.close()
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", unused), timeout=2).close()
+        assert not (tmp_path / "ignored.sock").exists()  # the file's listener never listened
         assert not (tmp_path / "ignored-data").exists()
         assert server.exceptions == []
         assert "installed-pw" not in "\n".join(server.log)

@@ -8,7 +8,7 @@ from chathub.hub.service import ChatHub
 from chathub.hub.users import User
 from chathub.records import CHAT_KINDS
 from chathub.store import open_store
-from tests.test_hub import Recorder
+from tests.support import Recorder
 
 
 def _user(hub: ChatHub, nick: str, account=None) -> User:

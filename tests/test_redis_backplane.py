@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 
 from chathub.config.cluster import ClusterConfig
 from chathub.interfaces import BackplaneUnavailable, IBackplane
-from tests.support import REPO, free_port, until
+from tests.support import REPO, refusing_port, until
 
 TIMEOUT = 10.0
 #: lease timings short enough for liveness tests to run in about a second
@@ -252,9 +252,10 @@ async def test_a_node_id_held_by_a_live_process_is_refused(cluster):
 async def test_start_fails_clearly_when_redis_is_unreachable():
     from chathub.cluster.redis import RedisBackplane
 
-    port = free_port()
-    backplane = RedisBackplane(ClusterConfig(redis_url=f"redis://127.0.0.1:{port}/0", node_id="n1", connect_timeout=3.0))
-    await _fails_unavailable(backplane.start(), f"cannot connect to Redis at redis://127.0.0.1:{port}/0")
+    with refusing_port() as port:
+        url = f"redis://127.0.0.1:{port}/0"
+        backplane = RedisBackplane(ClusterConfig(redis_url=url, node_id="n1", connect_timeout=3.0))
+        await _fails_unavailable(backplane.start(), f"cannot connect to Redis at {url}")
     assert not backplane.connected
 
 

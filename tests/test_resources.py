@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.support import LineClient, TwistdServer, free_port
+from tests.support import LineClient, TwistdServer, server_config
 
 CONNECTIONS = int(os.environ.get("CHATHUB_RESOURCE_CONNECTIONS", "5000"))
 #: connections opened from one source address (each address stays far under its limit)
@@ -265,18 +265,18 @@ def room_creation_floods_are_bounded(port: int, max_rooms: int) -> None:
 
 @pytest.mark.timeout(600)
 def test_idle_crowds_slow_readers_trickles_and_room_floods_stay_bounded(tmp_path, descriptors):
-    ports = {"line": free_port(), "irc": free_port(), "http": free_port()}
     max_rooms, http_deadline = 1000, 2.0
-    config = (
-        f'[server]\ndata_dir = "{tmp_path / "var"}"\n'
-        "[listeners]\n"
-        + "".join(f'{k} = ["tcp:{p}:interface=127.0.0.1"]\n' for k, p in ports.items())
-        + f'[limits]\nmax_rooms = {max_rooms}\nflood_exempt = ["127.0.0.2"]\n'
+    config = server_config(
+        tmp_path / "var",
+        f'[limits]\nmax_rooms = {max_rooms}\nflood_exempt = ["127.0.0.2"]\n'
         + f"http_request_timeout = {http_deadline}\nsendq_bytes = 65536\n"
         + "[irc]\nping_interval = 600.0\n"
-        + "[websocket]\nping_interval = 0.0\n"
+        + "[websocket]\nping_interval = 0.0\n",
+        irc=True,
+        http=True,
     )
-    server = TwistdServer(tmp_path / "srv", config).start(wait_for=r"starting on", count=3)
+    server = TwistdServer(tmp_path / "srv", config).start()
+    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
     crowd: dict[str, list[socket.socket]] = {}
     try:
         pid = server.process.pid

@@ -9,7 +9,6 @@ connections from 40 source ports all landing on one of two sockets has a chance 
 from __future__ import annotations
 
 import re
-import socket
 
 import pytest
 import pytest_twisted
@@ -17,14 +16,17 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import ISSLTransport
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.protocols.connlimit import ConnectionLimits, LimitedPort, LimitingReactor
 from chathub.protocols.reuseport import ReusePortServerEndpoint
-from tests.support import IrcClient, LineClient, connect_irc, free_port, register_irc
-from tests.test_listen_failure import _config, _start_refused, taken_port  # noqa: F401 (a fixture)
-from tests.test_tls_listeners import RecordingIrcFactory, certificate  # noqa: F401 (a fixture)
+from tests.support import (
+    IrcClient,
+    LineClient,
+    TwistdServer,
+    connect_irc,
+    recording_irc_factory,
+    register_irc,
+    server_config,
+)
 
 WAIT = 10.0
 CONNECTIONS = 40
@@ -115,11 +117,7 @@ async def test_two_listeners_share_a_port_and_both_accept():
 
 @pytest_twisted.ensureDeferred
 async def test_ipv6_listeners_share_a_port():
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+    # the suite needs IPv6 loopback (tests/test_cloak.py listens on ::1 too): without it this fails
     reactor = _reactor()
     first = await endpoints.serverFromString(reactor, r"reuseport:0:interface=\:\:1").listen(Named(b"a"))
     address = first.getHost()
@@ -153,21 +151,13 @@ async def test_a_port_held_without_reuseport_cannot_be_shared():
         await shared.stopListening()
 
 
-def _irc_factory(factory_class=RecordingIrcFactory):
-    config = Config()
-    hub = ChatHub(config, accounts=account_directory([]))
-    factory = factory_class.for_hub(hub, build_portal(hub, config, []), config, _reactor())
-    factory.built = []
-    return factory
-
-
 @pytest_twisted.ensureDeferred
 async def test_reuseport_listeners_admit_through_chathubs_limits():
     """Through ``LimitingReactor`` (as chathub listens) the port counts each address's
     connections: a second one from 127.0.0.1 is refused in IRC's words."""
     reactor = _reactor()
     limiting = LimitingReactor(reactor, ConnectionLimits(1, 1000.0, 1000))
-    port = await endpoints.serverFromString(limiting, "reuseport:0:interface=127.0.0.1").listen(_irc_factory())
+    port = await endpoints.serverFromString(limiting, "reuseport:0:interface=127.0.0.1").listen(recording_irc_factory())
     assert isinstance(port, LimitedPort)
     number = port.getHost().port
     try:
@@ -195,7 +185,7 @@ async def test_reuseport_ssl_speaks_tls_and_plain_reuseport_keeps_the_fast_path(
     straight to the socket, as on ``tcp:``."""
     reactor = _reactor()
     options, key, chain = certificate
-    plain_factory, factory, other = _irc_factory(), _irc_factory(), _irc_factory()
+    plain_factory, factory, other = recording_irc_factory(), recording_irc_factory(), recording_irc_factory()
     limiting = LimitingReactor(reactor, ConnectionLimits(100, 1000.0, 1000))
     plain = await endpoints.serverFromString(limiting, "reuseport:0:interface=127.0.0.1").listen(plain_factory)
     description = "reuseport-ssl:{}:privateKey=%s:certKey=%s:interface=127.0.0.1" % (key, chain)
@@ -237,11 +227,10 @@ def _node_config(data_dir, port: int, name: str) -> str:
 
 
 def test_two_twistd_processes_share_one_line_port(tmp_path, twistd_server):
-    port = free_port()
-    nodes = [
-        twistd_server(_node_config(tmp_path / name, port, f"{name}.example"), wait_for=rf"starting on {port}$")
-        for name in ("node-a", "node-b")
-    ]
+    # the first node takes a port the system picks, the second joins it
+    first = twistd_server(_node_config(tmp_path / "node-a", 0, "node-a.example"))
+    port = first.port("line")
+    nodes = [first, twistd_server(_node_config(tmp_path / "node-b", port, "node-b.example"))]
     clients: list[LineClient] = []
     try:
         counts: dict[str, int] = {}
@@ -268,6 +257,6 @@ def test_two_twistd_processes_share_one_line_port(tmp_path, twistd_server):
 
 def test_a_port_held_without_reuseport_stops_startup_naming_the_endpoint(tmp_path, taken_port):
     taken = f"reuseport:{taken_port}:interface=127.0.0.1"
-    server = _start_refused(tmp_path, _config(tmp_path / "var", {"line": [taken]}))
+    server = TwistdServer(tmp_path / "server", server_config(tmp_path / "var", line=taken)).refused()
     (line,) = [l for l in server.log if "chathub cannot start" in l]
     assert f"the line listener {taken} cannot listen" in line and "Address already in use" in line, line

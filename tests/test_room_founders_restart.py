@@ -10,7 +10,7 @@ nobody's: it ends at the restart, and its history does not pass to the next room
 """
 from __future__ import annotations
 
-from tests.support import free_port, line_config
+from tests.support import server_config
 
 
 def login(client, nick, password=None):
@@ -25,9 +25,9 @@ def register(client, nick, password):
 
 
 def test_founders_and_their_operators_survive_a_restart_and_nobody_else(tmp_path, twistd_server, line_client_factory):
-    port = free_port()
-    config = line_config(tmp_path / "var", port)
+    config = server_config(tmp_path / "var")
     server = twistd_server(config)
+    port = server.port("line")
     alice, bob, dave = (line_client_factory(port) for _ in range(3))
     eve, frank = line_client_factory(port), line_client_factory(port)
     for client, nick in ((alice, "alice"), (bob, "bob"), (dave, "dave"), (eve, "eve"), (frank, "frank")):
@@ -62,6 +62,7 @@ def test_founders_and_their_operators_survive_a_restart_and_nobody_else(tmp_path
     server.stop()
 
     restarted = twistd_server(config)
+    port = restarted.port("line")
     dave, bob, alice, frank = (line_client_factory(port) for _ in range(4))
     # the first account holder into the empty room gets nothing, and the topic is back
     login(dave, "dave", "pw-dave")
@@ -88,6 +89,7 @@ def test_founders_and_their_operators_survive_a_restart_and_nobody_else(tmp_path
 
     # the founder's -o was written down too: bob no longer gets ops back
     again = twistd_server(config)
+    port = again.port("line")
     bob = line_client_factory(port)
     login(bob, "bob", "pw-bob")
     bob.send("/join #lobby")

@@ -9,28 +9,19 @@ from twisted.internet.task import Clock
 
 from chathub.config import Config
 from chathub.hub import errors
-from chathub.hub.service import ChatHub, room_record
+from chathub.hub.service import room_record
 from chathub.hub.users import User
 from chathub.records import RoomRecord
-from tests.test_hub import Recorder
+from tests.support import Recorder, RecorderWorld
 
 
-class Hub:
-    """A hub whose room-creation rate is measured on a ``task.Clock``."""
-
-    def __init__(self, **limits) -> None:
-        self.clock = Clock()
-        self.hub = ChatHub(Config().with_overrides(limits=limits), seconds=self.clock.seconds)
-        self.codec: dict = {}
-
-    def connect(self, nick: str, account: str | None = None) -> User:
-        user = User(Recorder(self.codec), account=account, user=nick, host="example.org")
-        self.hub.sign_on(user, nick)
-        return user
+def hub(**limits) -> RecorderWorld:
+    """A hub with these ``[limits]``, its room-creation rate measured on a ``task.Clock``."""
+    return RecorderWorld(Config().with_overrides(limits=limits), clock=Clock())
 
 
 def test_a_user_that_quit_cannot_join_or_keep_a_room_alive():
-    h = Hub()
+    h = hub()
     ghost, watcher = h.connect("ghost"), h.connect("watcher")
     h.hub.quit(ghost, "bye")
     # a request that arrives after the quit (the JSON quit-then-join of issue 10 item 3)
@@ -45,7 +36,7 @@ def test_a_user_that_quit_cannot_join_or_keep_a_room_alive():
 
 
 def test_guest_rooms_vanish_with_their_last_member():
-    h = Hub()
+    h = hub()
     guests = [h.connect(f"g{i}") for i in range(4)]
     for i, guest in enumerate(guests):
         for n in range(5):
@@ -59,7 +50,7 @@ def test_guest_rooms_vanish_with_their_last_member():
 
 
 def test_creation_rate_per_connection_with_a_sliding_minute():
-    h = Hub(room_creations_per_minute=3)
+    h = hub(room_creations_per_minute=3)
     fast, other = h.connect("fast"), h.connect("other")
     for n in range(3):
         h.hub.join(fast, f"#r{n}")
@@ -84,7 +75,7 @@ def test_creation_rate_per_connection_with_a_sliding_minute():
 
 
 def test_total_rooms_bounded_and_registered_rooms_count():
-    h = Hub(max_rooms=3)
+    h = hub(max_rooms=3)
     alice, bob = h.connect("alice", account="alice"), h.connect("bob")
     h.hub.join(alice, "#owned")
     h.hub.join(bob, "#b1")
@@ -104,7 +95,7 @@ def test_total_rooms_bounded_and_registered_rooms_count():
 
 
 def test_an_account_founds_at_most_max_owned_rooms():
-    h = Hub(max_owned_rooms=2)
+    h = hub(max_owned_rooms=2)
     alice = h.connect("alice", account="alice")
     for name in ("#a1", "#a2"):
         room = h.hub.join(alice, name)
@@ -124,7 +115,7 @@ def test_an_account_founds_at_most_max_owned_rooms():
 
 
 def test_a_guest_who_logs_in_founds_the_rooms_it_made_and_still_operates():
-    h = Hub(max_owned_rooms=2)
+    h = hub(max_owned_rooms=2)
     alice, bob = h.connect("alice"), h.connect("bob", account="bob")
     lobby = h.hub.join(alice, "#lobby")
     h.hub.set_topic(alice, "#lobby", "welcome")
@@ -148,7 +139,7 @@ def test_a_guest_who_logs_in_founds_the_rooms_it_made_and_still_operates():
 
 
 def test_only_the_creators_own_connection_claims_a_guest_room():
-    h = Hub()
+    h = hub()
     alice, mallory = h.connect("alice"), h.connect("mallory")
     room = h.hub.join(alice, "#lobby")
     h.hub.join(mallory, "#lobby")
@@ -164,7 +155,7 @@ def test_only_the_creators_own_connection_claims_a_guest_room():
 
 
 def test_only_the_founders_grants_are_written_down():
-    h = Hub()
+    h = hub()
     alice = h.connect("alice", account="alice")
     bob, carol = h.connect("bob", account="bob"), h.connect("carol", account="carol")
     guest = h.connect("guest")
@@ -189,7 +180,7 @@ def test_only_the_founders_grants_are_written_down():
 
 
 def test_first_into_an_empty_registered_room_gets_nothing():
-    h = Hub()
+    h = hub()
     h.hub.restore_rooms([RoomRecord(name="#lobby", topic="kept", modes="nt", founder="alice", operators=("bob",))])
     first = h.connect("first", account="first")
     room = h.hub.join(first, "#lobby")
@@ -202,7 +193,7 @@ def test_first_into_an_empty_registered_room_gets_nothing():
 
 
 def test_restored_rooms_count_toward_their_founders_limit():
-    h = Hub(max_owned_rooms=2, max_rooms=4)
+    h = hub(max_owned_rooms=2, max_rooms=4)
     h.hub.restore_rooms(
         [
             RoomRecord(name="#a1", founder="alice"),
@@ -226,7 +217,7 @@ def test_restored_rooms_count_toward_their_founders_limit():
 
 
 def test_the_end_of_a_room_is_told_once_and_registered_rooms_never_end():
-    h = Hub()
+    h = hub()
     ended: list[str] = []
     h.hub.when_room_ends(lambda room: ended.append(room.name))
     alice, owner = h.connect("alice"), h.connect("owner", account="owner")

@@ -37,9 +37,7 @@ async def server(request):
 
 async def telnet_account(server: HubServer, nick: str, password: str):
     """A telnet user logged in to an account (``/nick name password``)."""
-    from tests.support import connect_irc
-
-    client = await connect_irc(server.line_port, server.clients)
+    client = await server.connect("line")
     client.send(f"/nick {nick} {password}")
     await client.expect_re(rf"^\* you are {nick}, logged in to account {nick}")
     return client

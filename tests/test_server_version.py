@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from tests.support import free_port, line_config
+from tests.support import server_config
 
 WS_KEY = base64.b64encode(os.urandom(16)).decode()
 
@@ -54,10 +54,9 @@ def exchange(port: int, request: str) -> bytes:
 def http_port(tmp_path_factory):
     from tests.support import TwistdServer
 
-    port = free_port()
     folder = tmp_path_factory.mktemp("version")
-    server = TwistdServer(folder, line_config(folder / "var", 0, http_port=port)).start(wait_for=rf"starting on {port}$")
-    yield port
+    server = TwistdServer(folder, server_config(folder / "var", line=False, http=True)).start()
+    yield server.port("http")
     server.stop()
     assert server.exceptions == []
 

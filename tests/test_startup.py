@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LineClient, TwistdServer, free_port, line_config
+from tests.support import ANY_PORT, LineClient, TwistdServer, server_config
 
 DEFAULT_PORTS = {"line": 2323, "irc": 6667, "http": 8080}
 #: held while a test uses the fixed default ports, so two suites on one machine take turns
@@ -122,18 +122,18 @@ def test_without_config_it_runs_on_the_builtin_defaults(tmp_path):
 
 
 def test_tcp_and_unix_listeners_for_one_protocol(tmp_path, twistd_server):
-    port = free_port()
     # UNIX socket paths are limited to 108 bytes: pytest's tmp_path may be longer
     sockdir = tempfile.mkdtemp(prefix="chathub-", dir="/tmp")
     try:
         sock_path = os.path.join(sockdir, "line.sock")
         # the UNIX listener first: Twisted logs "starting on" for a UNIX port before binding
         # it, for a TCP port after, so the TCP line (the listeners start in order) means both are up
-        config = line_config(tmp_path / "var", 0).replace(
-            "line = []", f'line = ["unix:{sock_path}", "tcp:{port}:interface=127.0.0.1"]'
+        config = server_config(tmp_path / "var", line=False).replace(
+            "line = []", f'line = ["unix:{sock_path}", "{ANY_PORT}"]'
         )
         assert sock_path in config
-        server = twistd_server(config, wait_for=rf"starting on {port}$")
+        server = twistd_server(config, wait_for=r"LineFactory starting on \d+$")
+        port = server.port("line")
         assert [l for l in server.log if "starting on" in l and sock_path in l]
         over_tcp, over_unix = LineClient(port), LineClient(unix_path=sock_path)
         try:
@@ -158,15 +158,8 @@ def test_tcp_and_unix_listeners_for_one_protocol(tmp_path, twistd_server):
 
 def _refused_start(tmp_path: Path, config: str, pattern: str) -> TwistdServer:
     """Start, expect the refusal line, and a non-zero exit without any listener."""
-    server = TwistdServer(tmp_path / "server", config)
-    try:
-        server.start(wait_for=pattern)
-        status = server.wait_exit()
-        assert status != 0, "twistd exited 0 after refusing to start:\n" + "\n".join(server.log)
-        assert not [l for l in server.log if "starting on" in l], "a listener started"
-        assert server.exceptions == [], "a traceback instead of a clear message:\n" + "\n".join(server.log)
-    finally:
-        server.stop()
+    server = TwistdServer(tmp_path / "server", config).refused(pattern)
+    assert not [l for l in server.log if "starting on" in l], "a listener started"
     return server
 
 
@@ -189,7 +182,7 @@ def test_corrupt_database_stops_startup_naming_the_file(tmp_path, damage, words)
     else:
         db.mkdir()
     before = db.read_bytes() if db.is_file() else None
-    config = line_config(data, free_port())
+    config = server_config(data)
     server = _refused_start(tmp_path, config, r"cannot start")
     (line,) = [l for l in server.log if "cannot start" in l]
     assert str(db) in line and words in line
@@ -201,7 +194,7 @@ def test_unusable_data_dir_stops_startup_naming_it(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("a regular file, not a directory")
     data = afile / "sub"  # cannot be created, even as root
-    config = line_config(data, free_port())
+    config = server_config(data)
     server = _refused_start(tmp_path, config, r"cannot start")
     (line,) = [l for l in server.log if "cannot start" in l]
     assert str(data) in line and "Not a directory" in line
@@ -216,7 +209,7 @@ def test_data_open_to_others_is_made_private(tmp_path, twistd_server):
     db = data / "chathub.sqlite3"
     db.touch()
     db.chmod(0o644)
-    server = twistd_server(line_config(data, 0), wait_for=r"loaded; starting listeners")
+    server = twistd_server(server_config(data, line=False), wait_for=r"loaded; starting listeners")
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert [l for l in server.log if "was open to other users; it is now private (0700)" in l]

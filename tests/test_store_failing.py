@@ -14,11 +14,7 @@ from twisted.logger import LogLevel
 
 from chathub.events import Kind, Source
 from chathub.store.interfaces import StorageError
-from tests.browser_helpers import close_clients
-from tests.support import LogCapture, connect_irc, every_protocol_server, quit_irc_clients, register_irc
-from tests.test_flood_sockets import close_all, telnet_user
-from tests.test_ws_json import join as join_json
-from tests.test_ws_json import login as login_json
+from tests.support import LogCapture, history_server
 
 CAPS = ["batch", "echo-message", "labeled-response", "message-tags", "standard-replies"]
 
@@ -60,20 +56,19 @@ async def synced_json(client, tag: str) -> list:
 
 @pytest_twisted.ensureDeferred
 async def test_one_answer_per_request_and_one_log_episode_when_the_disk_is_full(tmp_path):
-    server = await every_protocol_server(tmp_path)
-    clients: list = []
+    server = await history_server(tmp_path)
     try:
-        watcher = await register_irc(await connect_irc(server.irc_port, clients), "watcher", rooms=["#lobby"])
-        modern = await register_irc(await connect_irc(server.irc_port, clients), "modern", CAPS, rooms=["#lobby"])
-        plain = await register_irc(await connect_irc(server.irc_port, clients), "plain", rooms=["#lobby"])
-        tel = await telnet_user(server, "tel", clients)
-        web = await login_json(server.http_port, "web")
-        await join_json(web, "#lobby", "web")
+        watcher = await server.irc("watcher", rooms=["#lobby"])
+        modern = await server.irc("modern", *CAPS, rooms=["#lobby"])
+        plain = await server.irc("plain", rooms=["#lobby"])
+        tel = await server.telnet("tel", rooms=["#lobby"])
+        web = await server.ws("web", rooms=["#lobby"])
         with LogCapture() as filling:
             await fill_the_disk(server)
         # the fault is logged with its traceback when a run of failures starts (filling the
         # last free space, the disk was full, then not for a smaller message, then full)
         assert filling.failures and all("writes are failing" in e["log_format"] for e in filling.failures)
+        assert len(server.take_tracebacks("database or disk is full")) == len(filling.failures)
 
         with LogCapture() as log:
             # chathub.v1: an error instead of the ok, once per request (two lines: still one)
@@ -129,4 +124,4 @@ async def test_one_answer_per_request_and_one_log_episode_when_the_disk_is_full(
         assert not any("lost" in text for text in stored.values())
         assert {"kept json", "kept irc"} <= set(stored.values())
     finally:
-        await close_all(server, clients)
+        await server.stop()

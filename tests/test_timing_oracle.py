@@ -9,17 +9,15 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from argon2 import PasswordHasher, extract_parameters
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import task
 
 from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.checkers import AnyOfCheckers, Argon2FileChecker
 from chathub.auth.hashing import PasswordHashing
-from chathub.auth.portal import account_directory, build_portal
 from chathub.config import Config
-from chathub.hub.service import ChatHub
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.test_irc_session import Conn
+from tests.support import Chat, creds
 
 
 class RecordingHasher(PasswordHasher):
@@ -36,10 +34,6 @@ class RecordingHasher(PasswordHasher):
     def take(self) -> list:
         verified, self.verified = self.verified, []
         return verified
-
-
-def creds(name: str, password: str) -> UsernamePassword:
-    return UsernamePassword(name.encode(), password.encode())
 
 
 async def refused(checker, credentials) -> None:
@@ -101,18 +95,14 @@ async def test_oper_unknown_name_and_wrong_password_do_the_same_work():
             "operators": [{"name": "boss", "password_hash": operator_hasher.hash("right"), "hostmask": "*@10.*"}],
         },
     )
-    hub = ChatHub(config, accounts=account_directory([]))
     hasher = RecordingHasher()
-    portal = build_portal(hub, config, [], hashing=PasswordHashing(hasher))
-    from chathub.protocols.irc import IrcFactory
-
-    factory = IrcFactory.for_hub(hub, portal, config)
+    world = Chat(config, clock=task.Clock(), hashing=PasswordHashing(hasher))
     replies = {}
     # each from its own address, so no attempt waits for another's failure
     for i, (label, line) in enumerate(
         (("unknown", "OPER nobody wrong"), ("wrong password", "OPER boss wrong"), ("wrong host", "OPER boss right"))
     ):
-        c = Conn(factory, 40000 + i, host=f"127.0.0.{i + 2}")
+        c = world.irc_conn(host=f"127.0.0.{i + 2}")
         c.send(f"NICK u{i}", "USER u 0 * :U")
         await c.written("001")
         c.send(line)

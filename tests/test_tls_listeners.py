@@ -3,35 +3,16 @@ client's protocol (chathub.v1) and IRC over ``wss://``, IRC over TLS and the tel
 protocol over TLS, all chatting in one room through one twistd."""
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
-import trustme
-from twisted.internet import ssl
 
-from chathub.auth.portal import account_directory, build_portal
-from chathub.config import Config
-from chathub.hub.service import ChatHub
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor
-from chathub.protocols.irc import IrcFactory
 from tests.browser_helpers import close_clients, connect
-from tests.support import connect_irc, free_port, quit_irc_clients, register_irc
+from tests.support import ANY_PORT, connect_irc, quit_irc_clients, recording_irc_factory, register_irc, server_config
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    """(client TLS options trusting the test CA, key file, certificate file) for localhost."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("localhost", "127.0.0.1")
-    folder = tmp_path_factory.mktemp("tls")
-    key, chain = folder / "key.pem", folder / "cert.pem"
-    cert.private_key_pem.write_to_path(str(key))
-    cert.cert_chain_pems[0].write_to_path(str(chain))
-    options = ssl.optionsForClientTLS("localhost", trustRoot=ssl.Certificate.loadPEM(ca.cert_pem.bytes()))
-    return options, key, chain
-
-
-def tls_listener(port: int, key, chain) -> str:
-    return f'["ssl:{port}:privateKey={key}:certKey={chain}:interface=127.0.0.1"]'
+def tls_listener(key, chain) -> str:
+    """A TLS listener on a port the system picks, on 127.0.0.1."""
+    return f"ssl:0:privateKey={key}:certKey={chain}:interface=127.0.0.1"
 
 
 @pytest_twisted.ensureDeferred
@@ -39,12 +20,9 @@ async def test_every_protocol_chats_over_tls(tmp_path, twistd_server, certificat
     from twisted.internet import reactor
 
     options, key, chain = certificate
-    ports = {kind: free_port() for kind in ("line", "irc", "http")}
-    config = (
-        f'[server]\ndata_dir = "{tmp_path / "var"}"\n[listeners]\n'
-        + "".join(f"{kind} = {tls_listener(port, key, chain)}\n" for kind, port in ports.items())
-    )
-    server = twistd_server(config, wait_for=r"\(TLS\) starting on", count=3)
+    tls = tls_listener(key, chain)
+    server = twistd_server(server_config(tmp_path / "var", line=tls, irc=tls, http=tls))
+    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
     clients: list = []
     try:
         irc = await register_irc(await connect_irc(ports["irc"], clients, tls=options), "overtls", rooms=["#tls"])
@@ -104,15 +82,6 @@ async def test_every_protocol_chats_over_tls(tmp_path, twistd_server, certificat
     assert server.exceptions == [], "\n".join(server.log)
 
 
-class RecordingIrcFactory(IrcFactory):
-    """The IRC factory, keeping the protocols it builds."""
-
-    def buildProtocol(self, addr):
-        protocol = super().buildProtocol(addr)
-        self.built.append(protocol)
-        return protocol
-
-
 @pytest_twisted.ensureDeferred
 async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     """The send queue writes straight to the socket only on plain TCP: on TLS that would put
@@ -120,15 +89,10 @@ async def test_tls_connections_never_take_the_plain_tcp_fast_path(certificate):
     from twisted.internet import endpoints, reactor
 
     options, key, chain = certificate
-    config = Config()
-    hub = ChatHub(config, accounts=account_directory([]))
-    factory = RecordingIrcFactory.for_hub(hub, build_portal(hub, config, []), config, reactor)
-    factory.built = []
+    factory = recording_irc_factory()
     limiting = LimitingReactor(reactor, ConnectionLimits(10, 100.0, 100))
-    plain = await endpoints.serverFromString(limiting, "tcp:0:interface=127.0.0.1").listen(factory)
-    secure = await endpoints.serverFromString(
-        limiting, f"ssl:0:privateKey={key}:certKey={chain}:interface=127.0.0.1"
-    ).listen(factory)
+    plain = await endpoints.serverFromString(limiting, ANY_PORT).listen(factory)
+    secure = await endpoints.serverFromString(limiting, tls_listener(key, chain)).listen(factory)
     clients: list = []
     try:
         for port, tls, nick in ((plain, None, "plain"), (secure, options, "secure")):

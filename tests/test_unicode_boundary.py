@@ -31,10 +31,8 @@ from chathub.protocols.line import _line, render as line_render
 from chathub.protocols.web.events import dumps, event_json
 from chathub.records import RoomRecord
 from chathub.text import REPLACEMENT, encode_utf8, is_valid_text, scrub
-from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (store: SQLite and PostgreSQL)
-from tests.support import HubServer, join_irc
-from tests.test_irc_history import history
+from tests.support import HubServer, history, join_irc
 
 BAD = "bad \ud800 text"  # what the attacker sends: a high surrogate without its low half
 SHOWN = BAD.replace("\ud800", REPLACEMENT)  # how a stored one is shown to everyone
@@ -227,7 +225,7 @@ async def test_a_json_client_sending_surrogates_is_refused_and_everyone_is_still
         answer = await _answer(mals[i % len(mals)], request)
         assert (answer["type"], answer["code"], answer["field"], answer["request"]) == (
             "error", "invalid_text", field, request["type"]), answer
-    eve = await connect(server.ws_port, protocols=["chathub.v1"])
+    eve = await server.ws_connect()
     await eve.expect({"type": "hello"})
     for request, field in LOGIN_ATTACKS:
         answer = await _answer(eve, request)

@@ -6,56 +6,27 @@ not in the room list's count, not in a listing of everyone online.
 """
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
-from twisted.internet.task import Clock
 
-from chathub.protocols.irc import IrcFactory
-from chathub.protocols.line import LineFactory
-from tests.browser_helpers import close_clients
-from tests.test_irc_session import Conn as IrcConn
-from tests.test_line_protocol import Conn as LineConn
-from tests.test_ws_json import login, make_config
-from tests.browser_helpers import start_server
+from tests.support import LOOPBACK, HubServer, ws_config
 
 
-class LineEnv:
-    """What ``tests.test_line_protocol.Conn`` needs: a factory on a fake clock."""
-
-    def __init__(self, hub, portal, config) -> None:
-        self.factory = LineFactory(hub, portal, config, Clock())
-
-    def connect(self, nick: str) -> LineConn:
-        conn = LineConn(self, "192.0.2.7")
-        conn.send(f"/nick {nick}")
-        conn.expect(f"you are {nick}")
-        return conn
-
-
-@pytest.fixture
-def server():
-    config = make_config().with_overrides(auth={"checkers": []}, irc={"flood_exempt": ["127.0.0.0/8"]})
-    hub, portal, site, port = start_server(config)
-    yield hub, portal, config, port.getHost().port
-    port.stopListening()
-
-
-def irc_client(factory, nick: str, port: int) -> IrcConn:
-    conn = IrcConn(factory, port)
-    conn.send(f"NICK {nick}", "USER u 0 * :Real Name")
-    assert "001" in conn.commands()
-    return conn
+@pytest_twisted.async_yield_fixture
+async def server():
+    """One hub serving chathub.v1 on a socket; its telnet and IRC users on StringTransports."""
+    config = ws_config().with_overrides(auth={"checkers": []}, irc={"flood_exempt": LOOPBACK})
+    hub_server = HubServer(config, protocols=["http"])
+    yield hub_server
+    await hub_server.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_every_protocol_hides_an_invisible_user_from_outsiders(server):
-    hub, portal, config, ws_port = server
-    lines = LineEnv(hub, portal, config)
-    irc = IrcFactory.for_hub(hub, portal, config, reactor=Clock())
-    pat = lines.connect("pat")
+    hub = server.hub
+    pat = server.line_conn("pat")
     pat.send("/join #pub")
     pat.expect("you joined #pub")
-    ivy = irc_client(irc, "ivy", 40001)
+    ivy = server.irc_conn("ivy")
     ivy.send("MODE ivy +i", "JOIN #pub")
     assert "JOIN" in ivy.commands()
 
@@ -66,7 +37,7 @@ async def test_every_protocol_hides_an_invisible_user_from_outsiders(server):
     assert pat.expect("* in #pub").endswith("(2): @pat ivy")
 
     # telnet outsider
-    dave = lines.connect("dave")
+    dave = server.line_conn("dave")
     dave.send("/names #pub")
     assert dave.expect("* in #pub").endswith("(1): @pat")
     dave.send("/list")
@@ -76,7 +47,7 @@ async def test_every_protocol_hides_an_invisible_user_from_outsiders(server):
     assert sorted(line.split()[1] for line in listed) == ["dave", "pat"]
 
     # IRC outsider
-    carol = irc_client(irc, "carol", 40002)
+    carol = server.irc_conn("carol")
     carol.send("NAMES #pub", "LIST", "WHO *")
     replies = carol.lines()
     names = [m.params[-1] for m in replies if m.command == "353"]
@@ -85,13 +56,10 @@ async def test_every_protocol_hides_an_invisible_user_from_outsiders(server):
     assert sorted(m.params[5] for m in replies if m.command == "352") == ["carol", "dave", "pat"]
 
     # chathub.v1 outsider
-    bob = await login(ws_port, "bob")
-    try:
-        bob.send_json({"type": "members", "room": "#pub", "ref": 2})
-        members = await bob.expect({"type": "room", "ref": 2})
-        assert [m["nick"] for m in members["members"]] == ["pat"]
-        bob.send_json({"type": "rooms", "ref": 3})
-        rooms = await bob.expect({"type": "rooms", "ref": 3})
-        assert [(r["room"], r["members"]) for r in rooms["rooms"]] == [("#pub", 1)]
-    finally:
-        await close_clients()
+    bob = await server.ws("bob")
+    bob.send_json({"type": "members", "room": "#pub", "ref": 2})
+    members = await bob.expect({"type": "room", "ref": 2})
+    assert [m["nick"] for m in members["members"]] == ["pat"]
+    bob.send_json({"type": "rooms", "ref": 3})
+    rooms = await bob.expect({"type": "rooms", "ref": 3})
+    assert [(r["room"], r["members"]) for r in rooms["rooms"]] == [("#pub", 1)]

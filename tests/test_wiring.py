@@ -35,7 +35,9 @@ def test_the_server_hands_the_hub_its_directory_and_registrar(tmp_path):
 
 def test_irc_over_tcp_and_websocket_are_one_irc_server(tmp_path):
     """app.py builds one IrcServer and hands it to the IRC and the HTTP/WebSocket listener."""
-    config = Config().with_overrides(server={"data_dir": str(tmp_path)})
+    # no password file: its checker re-reads it every 5 s from the moment it is made, and
+    # nothing stops that loop before the reactor stops (it would run on into other tests)
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)}, auth={"checkers": ["store"]})
     server = ChathubService(config, [strcred.makeChecker("memory:bob:pw")])
     irc = server.irc
     assert server.factories["irc"].server is irc

@@ -5,7 +5,12 @@ import pytest
 import pytest_twisted
 
 from tests.browser_helpers import close_clients, connect, connect_failure
-from tests.test_ws_json import join, login, server  # noqa: F401  (server is a fixture)
+from tests.support import ws_join, ws_login
+
+
+@pytest.fixture
+def server(ws_hub):
+    return ws_hub
 
 
 async def irc_register(port, nick, protocols, password=None):
@@ -30,13 +35,13 @@ async def irc_register(port, nick, protocols, password=None):
 )
 @pytest_twisted.ensureDeferred
 async def test_irc_client_chats_with_json_client(server, protocols, expected, binary):
-    hub, port = server
+    port = server.http_port
     irc = await irc_register(port, "ircuser", protocols)
     assert irc.websocket_protocol_in_use == expected
     assert set(irc.binary_flags) == {binary}
     assert not any(line.endswith(("\r", "\n")) for line in irc.received)
-    web = await login(port, "webuser")
-    await join(web, "#chat", "webuser")
+    web = await ws_login(port, "webuser")
+    await ws_join(web, "#chat", "webuser")
     irc.send_text("JOIN #chat")
     await irc.expect(lambda line: "JOIN" in line and "#chat" in line and line.startswith(":ircuser!"))
     joined = await web.expect({"type": "join", "room": "#chat"})
@@ -70,7 +75,7 @@ async def test_irc_client_chats_with_json_client(server, protocols, expected, bi
 
 @pytest_twisted.ensureDeferred
 async def test_typing_notice_reaches_irc_clients_with_message_tags(server):
-    hub, port = server
+    port = server.http_port
     irc = await connect(port, protocols=["text.ircv3.net"], json_messages=False)
     irc.send_text("CAP LS 302")
     await irc.expect("CAP * LS")
@@ -82,8 +87,8 @@ async def test_typing_notice_reaches_irc_clients_with_message_tags(server):
     await irc.expect(" 001 ")
     irc.send_text("JOIN #chat")
     await irc.expect("JOIN")
-    web = await login(port, "webuser")
-    await join(web, "#chat", "webuser")
+    web = await ws_login(port, "webuser")
+    await ws_join(web, "#chat", "webuser")
     web.send_json({"type": "typing", "target": "#chat", "state": "active"})
     line = await irc.expect("TAGMSG")
     assert line.startswith("@") and "+typing=active" in line and "TAGMSG #chat" in line
@@ -94,9 +99,9 @@ async def test_typing_notice_reaches_irc_clients_with_message_tags(server):
 
 @pytest_twisted.ensureDeferred
 async def test_oversize_wrong_password_and_origin(server):
-    hub, port = server
-    web = await login(port, "webuser")
-    await join(web, "#chat", "webuser")
+    port = server.http_port
+    web = await ws_login(port, "webuser")
+    await ws_join(web, "#chat", "webuser")
     irc = await irc_register(port, "big", ["binary.ircv3.net"])
     irc.send_text("JOIN #chat")
     await web.expect({"type": "join", "room": "#chat"})

@@ -3,67 +3,32 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 
-from chathub.config import Config
-from chathub.config.core import LimitsConfig
-from chathub.config.web import WebSocketConfig
-from tests.browser_helpers import close_clients, connect, connect_failure, start_server
-
-V1 = ["chathub.v1"]
-
-
-def make_config(**websocket) -> Config:
-    ws = {"max_message_bytes": 4096, "max_frame_bytes": 4096, "ping_interval": 0, **websocket}
-    return Config(websocket=WebSocketConfig(**ws), limits=LimitsConfig(registration_timeout=30))
+from tests.browser_helpers import connect, connect_failure
+from tests.support import V1, HubServer, ws_config, ws_join, ws_login
 
 
 @pytest.fixture
-def server():
-    checker = InMemoryUsernamePasswordDatabaseDontUse(carol=b"s3cret")
-    hub, portal, site, port = start_server(make_config(), [checker])
-    yield hub, port.getHost().port
-    port.stopListening()
-
-
-async def login(port, nick, password=None, protocols=V1):
-    client = await connect(port, protocols=protocols)
-    hello = await client.expect({"type": "hello"})
-    assert hello["protocol"] == "chathub.v1"
-    request = {"type": "login", "nick": nick, "ref": 1}
-    if password is not None:
-        request["password"] = password
-    client.send_json(request)
-    welcome = await client.expect(lambda m: m.get("type") in ("welcome", "error"))
-    assert welcome["type"] == "welcome", welcome
-    assert welcome["nick"] == nick and welcome["ref"] == 1
-    return client
+def server(ws_hub):
+    return ws_hub
 
 
 async def two_in_a_room(port, room="#chat"):
     """alice and bob, logged in as guests, both in ``room``."""
-    alice = await login(port, "alice")
-    bob = await login(port, "bob")
-    await join(alice, room, "alice")
-    await join(bob, room, "bob")
+    alice = await ws_login(port, "alice")
+    bob = await ws_login(port, "bob")
+    await ws_join(alice, room, "alice")
+    await ws_join(bob, room, "bob")
     return alice, bob
-
-
-async def join(client, room, nick):
-    client.send_json({"type": "join", "room": room})
-    joined = await client.expect({"type": "join", "room": room})
-    assert joined["from"]["nick"] == nick
-    snapshot = await client.expect({"type": "room", "room": room})
-    return snapshot
 
 
 @pytest_twisted.ensureDeferred
 async def test_login_join_and_messages_both_ways(server):
-    hub, port = server
-    alice = await login(port, "alice")
-    bob = await login(port, "bob")
-    await join(alice, "#chat", "alice")
-    snapshot = await join(bob, "#chat", "bob")
+    hub, port = server.hub, server.http_port
+    alice = await ws_login(port, "alice")
+    bob = await ws_login(port, "bob")
+    await ws_join(alice, "#chat", "alice")
+    snapshot = await ws_join(bob, "#chat", "bob")
     members = {m["nick"]: m for m in snapshot["members"]}
     assert members["alice"] == {
         "nick": "alice", "account": None, "protocol": "ws", "presence": "online",
@@ -125,7 +90,7 @@ async def test_login_join_and_messages_both_ways(server):
 
 @pytest_twisted.ensureDeferred
 async def test_bad_input_gets_error_objects_and_connection_stays_usable(server):
-    hub, port = server
+    port = server.http_port
     alice, bob = await two_in_a_room(port)
 
     alice.send_text("{not json")
@@ -165,8 +130,8 @@ async def test_bad_input_gets_error_objects_and_connection_stays_usable(server):
 
 @pytest_twisted.ensureDeferred
 async def test_requests_before_login_and_bad_logins(server):
-    hub, port = server
-    bob = await login(port, "bob")
+    hub, port = server.hub, server.http_port
+    bob = await ws_login(port, "bob")
     client = await connect(port, protocols=V1)
     await client.expect({"type": "hello"})
     client.send_json({"type": "join", "room": "#chat"})
@@ -194,7 +159,7 @@ async def test_requests_before_login_and_bad_logins(server):
 
 @pytest_twisted.ensureDeferred
 async def test_oversize_message_closes_with_1009_and_others_unaffected(server):
-    hub, port = server
+    port = server.http_port
     alice, bob = await two_in_a_room(port)
     big = {"type": "message", "target": "#chat", "text": "x" * 5000}
     alice.send_json(big)
@@ -208,8 +173,8 @@ async def test_oversize_message_closes_with_1009_and_others_unaffected(server):
 
 @pytest_twisted.ensureDeferred
 async def test_origin_allow_list():
-    hub, portal, site, listening = start_server(make_config(allowed_origins=["https://chat.example.org"]))
-    port = listening.getHost().port
+    server = HubServer(ws_config(allowed_origins=["https://chat.example.org"]), protocols=["http"])
+    port = server.http_port
     try:
         why = await connect_failure(port, protocols=V1, origin="http://evil.example.com")
         assert "403" in why
@@ -221,12 +186,12 @@ async def test_origin_allow_list():
         why = await connect_failure(port, protocols=["foo.example"])
         assert "400" in why
     finally:
-        listening.stopListening()
+        await server.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_subprotocol_preference_order(server):
-    hub, port = server
+    port = server.http_port
     client = await connect(port, protocols=["nonsense", "chathub.v1", "text.ircv3.net"])
     assert client.websocket_protocol_in_use == "chathub.v1"
     await client.expect({"type": "hello"})
@@ -234,11 +199,11 @@ async def test_subprotocol_preference_order(server):
 
 @pytest_twisted.ensureDeferred
 async def test_flood_is_delayed_then_disconnected():
-    config = make_config(flood_rate=1.0, flood_burst=3, flood_max_queued=5)
-    hub, portal, site, listening = start_server(config)
-    port = listening.getHost().port
+    config = ws_config(flood_rate=1.0, flood_burst=3, flood_max_queued=5)
+    server = HubServer(config, protocols=["http"])
+    port = server.http_port
     try:
-        bob = await login(port, "bob")
+        bob = await ws_login(port, "bob")
         alice = await connect(port, protocols=V1)
         await alice.expect({"type": "hello"})
         for i in range(12):
@@ -253,14 +218,14 @@ async def test_flood_is_delayed_then_disconnected():
         bob.send_json({"type": "ping", "token": "ok"})
         assert (await bob.expect({"type": "pong"}))["token"] == "ok"
     finally:
-        listening.stopListening()
+        await server.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_history_unavailable_without_store(server):
-    hub, port = server
-    alice = await login(port, "alice")
-    await join(alice, "#chat", "alice")
+    port = server.http_port
+    alice = await ws_login(port, "alice")
+    await ws_join(alice, "#chat", "alice")
     alice.send_json({"type": "history", "target": "#chat", "limit": 10})
     assert (await alice.expect({"type": "error"}))["code"] == "history_unavailable"
     alice.send_json({"type": "register", "password": "long enough"})
@@ -269,30 +234,18 @@ async def test_history_unavailable_without_store(server):
 
 @pytest_twisted.async_yield_fixture
 async def stored_server(tmp_path):
-    import dataclasses
-
-    from chathub.store import open_store
-
-    config = make_config()
-    config = dataclasses.replace(config, server=dataclasses.replace(config.server, data_dir=str(tmp_path)))
-    store = open_store(config)
-    await store.open()
-    hub, portal, site, listening = start_server(config, store=store)
-    yield hub, listening.getHost().port
-    for user in list(hub.users.values()):
-        hub.quit(user, "test over")  # stored now, before the store closes
-    await close_clients()
-    await listening.stopListening()
-    await store.close()
+    server = await HubServer.stored(tmp_path, ws_config(), protocols=["http"])
+    yield server.hub, server.http_port
+    await server.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_history_paging_and_account_registration(stored_server):
     hub, port = stored_server
-    alice = await login(port, "alice")
+    alice = await ws_login(port, "alice")
     hello = alice.received[0]
     assert hello["features"] == {"guests": True, "history": True, "register": True}
-    await join(alice, "#chat", "alice")
+    await ws_join(alice, "#chat", "alice")
     for i in range(7):
         alice.send_json({"type": "message", "target": "#chat", "text": f"line {i}", "ref": i})
     await alice.expect({"type": "ok", "ref": 6})
@@ -327,20 +280,20 @@ async def test_history_paging_and_account_registration(stored_server):
     await guest.expect({"type": "hello"})
     guest.send_json({"type": "login", "nick": "alice"})
     assert (await guest.expect({"type": "error"}))["code"] == "login_failed"
-    again = await login(port, "alice", password="correct horse")
+    again = await ws_login(port, "alice", password="correct horse")
     assert again.received[-1]["account"] == "alice"
 
 
 @pytest_twisted.ensureDeferred
 async def test_server_shutdown_closes_with_1001():
-    hub, portal, site, listening = start_server(make_config())
-    port = listening.getHost().port
+    server = HubServer(ws_config(), protocols=["http"])
+    hub, site, port = server.hub, server.site, server.http_port
     try:
-        alice = await login(port, "alice")
-        bob = await login(port, "bob")
+        alice = await ws_login(port, "alice")
+        bob = await ws_login(port, "bob")
         await site.websocket_factory.going_away()
         assert (await alice.wait_closed())[1] == 1001
         assert (await bob.wait_closed())[1] == 1001
         assert hub.users == {}
     finally:
-        listening.stopListening()
+        await server.stop()

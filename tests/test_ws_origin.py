@@ -8,24 +8,25 @@ from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
 from chathub.config import Config
-from tests.browser_helpers import close_clients, start_server
+from tests.browser_helpers import close_clients
+from tests.support import HubServer
 
 
-@pytest.fixture
-def listening():
-    started = []
+@pytest_twisted.async_yield_fixture
+async def listening():
+    """Factory: an HTTP listener with these ``[websocket]`` settings; its port."""
+    servers: list[HubServer] = []
 
-    def start(**websocket):
+    def start(**websocket) -> int:
         config = Config().with_overrides(
             server={"description": "Our <little> chat"}, websocket=websocket, history={"enabled": False}
         )
-        hub, portal, site, port = start_server(config)
-        started.append(port)
-        return port.getHost().port
+        servers.append(HubServer(config, protocols=["http"]))
+        return servers[-1].http_port
 
     yield start
-    for port in started:
-        port.stopListening()
+    for server in servers:
+        await server.stop()
 
 
 async def get(port: int, path: str = "/", host: str | None = None):

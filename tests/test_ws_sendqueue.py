@@ -8,8 +8,7 @@ import pytest_twisted
 from twisted.internet import threads
 
 from chathub.config import Config
-from tests.browser_helpers import close_clients, start_server
-from tests.test_ws_json import join, login
+from tests.support import HubServer, ws_join, ws_login
 
 
 def client_frame(text: str) -> bytes:
@@ -38,14 +37,14 @@ async def test_never_reading_websocket_client_is_dropped_at_its_send_queue_limit
         limits={"sendq_bytes": limit},
         websocket={"ping_interval": 0.0, "flood_rate": 1000.0, "flood_burst": 1000},
     )
-    hub, portal, site, listening = start_server(config)
-    port = listening.getHost().port
+    server = HubServer(config, protocols=["http"])
+    hub, port = server.hub, server.http_port
     stuck = None
     try:
-        talker = await login(port, "talker")
-        reader = await login(port, "reader")
-        await join(talker, "#busy", "talker")
-        await join(reader, "#busy", "reader")
+        talker = await ws_login(port, "talker")
+        reader = await ws_login(port, "reader")
+        await ws_join(talker, "#busy", "talker")
+        await ws_join(reader, "#busy", "reader")
 
         # a raw client with a tiny receive window that stops reading once it is in the room
         stuck = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -84,19 +83,18 @@ async def test_never_reading_websocket_client_is_dropped_at_its_send_queue_limit
     finally:
         if stuck is not None:
             stuck.close()
-        await close_clients()
-        await listening.stopListening()
+        await server.stop()
 
 
 @pytest_twisted.ensureDeferred
 async def test_dead_peer_is_dropped_after_the_ping_timeout():
     config = Config().with_overrides(websocket={"ping_interval": 0.5, "ping_timeout": 1.0})
-    hub, portal, site, listening = start_server(config)
-    port = listening.getHost().port
+    server = HubServer(config, protocols=["http"])
+    hub, port = server.hub, server.http_port
     dead = None
     try:
-        watcher = await login(port, "watcher")
-        await join(watcher, "#r", "watcher")
+        watcher = await ws_login(port, "watcher")
+        await ws_join(watcher, "#r", "watcher")
         # a peer that completes the handshake, joins, then goes silent (never answers a ping)
         dead = socket.create_connection(("127.0.0.1", port), timeout=10)
         dead.sendall(
@@ -116,5 +114,4 @@ async def test_dead_peer_is_dropped_after_the_ping_timeout():
     finally:
         if dead is not None:
             dead.close()
-        await close_clients()
-        await listening.stopListening()
+        await server.stop()
