@@ -141,6 +141,7 @@ class ChathubService(service.MultiService):
         hashing = PasswordHashing(concurrency=config.auth.hash_concurrency)
         self.accounts = StoreAccountChecker(self.store, hashing=hashing)
         checkers = password_checkers(config, checkers, store_checker=self.accounts)
+        self.checkers = checkers  # their reload timers stop with the service
         from twisted.internet import reactor
 
         self.hub = ChatHub(
@@ -233,6 +234,10 @@ class ChathubService(service.MultiService):
         """Stop the listeners, the hub and the store (children, in reverse), then leave the
         cluster."""
         d = super().stopService()
+        for checker in self.checkers:
+            stop = getattr(checker, "stop", None)  # a password file's reload timer
+            if stop is not None:
+                stop()
         if self.backplane is None:
             return d
         backplane, relay = self.backplane, self.relay

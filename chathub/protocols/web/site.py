@@ -8,7 +8,7 @@ from typing import Optional
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web import http, resource, server, static
+from twisted.web import http, pages, resource, server, static
 from twisted.web.http_headers import Headers
 
 from chathub.config import Config
@@ -57,7 +57,7 @@ class ClientFiles(static.File):
         return super().render(request)
 
     def directoryListing(self):
-        return resource.NoResource("No such file.")
+        return pages.notFound("No Such Resource", "No such file.")
 
     def getChild(self, path, request):
         index = getattr(self, "index_page", None)  # only the root has one
@@ -68,7 +68,7 @@ class ClientFiles(static.File):
         except (ValueError, OSError):
             # a path the file system cannot name (``/%00``: "embedded null byte") is simply
             # not here; without this it was a 500 with a traceback in the log
-            return resource.NoResource("No such file.")
+            return pages.notFound("No Such Resource", "No such file.")
 
 
 class IndexPage(resource.Resource):
@@ -185,8 +185,8 @@ class ChathubSite(server.Site):
                 peer=getattr(request.getClientAddress(), "host", "?"), host=host,
             )
             if request.path == b"/ws" or request.path.startswith(b"/ws/"):
-                return resource.ErrorPage(http.FORBIDDEN, "Forbidden", "This host name is not served here.")
-            return resource.ErrorPage(421, "Misdirected Request", "This host name is not served here.")
+                return pages.errorPage(http.FORBIDDEN, "Forbidden", "This host name is not served here.")
+            return pages.errorPage(421, "Misdirected Request", "This host name is not served here.")
         return super().getResourceFor(request)
 
     def refusal(self, reason: str) -> bytes:
