@@ -98,8 +98,7 @@ def meet(sender, watchers) -> None:
 
 
 def test_room_chat_crosses_nodes_both_ways_on_every_protocol(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = telnet_user(cluster, a_line, "alice")  # telnet on A
     dave = irc_user(cluster, a_irc, "dave")  # IRC on A
     bob = irc_user(cluster, b_irc, "bob")  # IRC on B
@@ -118,8 +117,7 @@ def test_room_chat_crosses_nodes_both_ways_on_every_protocol(cluster):
 
 
 def test_each_nodes_messages_arrive_once_in_order_and_history_holds_them_all(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")
     bob = irc_user(cluster, b_irc, "bob", caps="draft/chathistory batch server-time message-tags")
     carol = telnet_user(cluster, b_line, "carol")
@@ -190,8 +188,7 @@ def until_answer(client: LineClient) -> str:
 
 
 def test_a_nick_is_granted_once_across_nodes(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     # 50 registrations of one nick at once, half on each node: exactly one gets it
     clients = [registration(cluster, a_irc if i % 2 else b_irc, "samenick") for i in range(50)]
     answers = [until_answer(c) for c in clients]
@@ -223,8 +220,7 @@ def test_a_nick_is_granted_once_across_nodes(cluster):
 
 
 def test_private_messages_cross_nodes(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # IRC on A
     carol = telnet_user(cluster, b_line, "carol")  # telnet on B
     for _ in range(100):  # until A has heard that carol signed on at B
@@ -289,8 +285,7 @@ def until_names(client: LineClient, nick: str, expected: set) -> bool:
 
 
 def test_room_state_is_shared_by_the_nodes(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # founds #x on A: its operator
     carol = telnet_user(cluster, a_line, "carol")
     bob = cluster.connect(b_irc)
@@ -324,8 +319,7 @@ def test_room_state_is_shared_by_the_nodes(cluster):
 
 
 def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")
     bob = cluster.connect(b_irc)
     bob.send("NICK bob\r\nUSER bob 0 * :bob\r\n")
@@ -398,8 +392,7 @@ async def test_web_users_chat_with_every_protocol_on_the_other_node(cluster):
 
 
 def test_every_member_on_every_node_sees_one_room_in_one_order(cluster):
-    a_line, a_irc = cluster("a")
-    b_line, b_irc = cluster("b")
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")
     dave = irc_user(cluster, a_irc, "dave", caps="draft/chathistory batch server-time message-tags")
     bob = irc_user(cluster, b_irc, "bob")

@@ -81,6 +81,15 @@ async def nodes(store_factory):
         node.relay.stop()
 
 
+async def in_touch(nodes, step: float = 1.0):
+    """Nodes a and b, b having been shown a's first message in #r (so it knows the room)."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker(step=step)
+    await say(a, make, ["first"])
+    await until(lambda: len(b.got) == 1)
+    return a, b, make
+
+
 async def say(node: Node, make: EventMaker, texts, room: str = "#r"):
     events = [make.msg(node.doorbell.node_id, room, t) for t in texts]
     await defer.gatherResults([node.store.append(e) for e in events])
@@ -104,10 +113,7 @@ async def test_the_other_node_gets_each_event_once_in_order_and_not_its_own(node
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_lost_messages_are_fetched_from_the_database(nodes):
-    a, b = await nodes("a"), await nodes("b")
-    make = EventMaker()
-    await say(a, make, ["first"])
-    await until(lambda: len(b.got) == 1)
+    a, b, make = await in_touch(nodes)
     published = []
 
     def lose_some(message):
@@ -125,10 +131,7 @@ async def test_lost_messages_are_fetched_from_the_database(nodes):
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_repeated_and_reordered_messages_are_delivered_once_in_order(nodes):
-    a, b = await nodes("a"), await nodes("b")
-    make = EventMaker()
-    await say(a, make, ["first"])
-    await until(lambda: len(b.got) == 1)
+    a, b, make = await in_touch(nodes)
     held = []
 
     def swap_pairs(message):
@@ -181,10 +184,7 @@ async def test_an_event_of_several_conversations_is_delivered_once(nodes):
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_two_writers_each_get_all_of_the_others_events_in_database_order(nodes):
-    a, b = await nodes("a"), await nodes("b")
-    make = EventMaker(step=0.001)
-    await say(a, make, ["start"])
-    await until(lambda: len(b.got) == 1)
+    a, b, make = await in_touch(nodes, step=0.001)
     count = 200
     writes = []
     for i in range(count):
@@ -202,10 +202,7 @@ async def test_two_writers_each_get_all_of_the_others_events_in_database_order(n
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_an_own_event_after_a_missing_one_holds_local_delivery_until_it_is_fetched(nodes):
-    a, b = await nodes("a"), await nodes("b")
-    make = EventMaker()
-    await say(a, make, ["first"])
-    await until(lambda: len(b.got) == 1)
+    a, b, make = await in_touch(nodes)
     a.doorbell.transform = lambda message: []  # A's next message never rings B
     await say(a, make, ["lost"])
     assert b.holds == []
