@@ -35,6 +35,9 @@ FORBIDDEN = [
     ("chathub.store", "chathub.auth", "the store knows nothing of auth"),
     ("chathub.hub", "chathub.protocols", "the hub knows no wire format"),
     ("chathub.hub", "chathub.auth", "the hub knows no credentials: auth builds on the hub"),
+    ("chathub.hub", "chathub.cluster", "the hub knows the backplane only as IBackplane: replication builds on the hub"),
+    ("chathub.store", "chathub.cluster", "the store knows nothing of replication"),
+    ("chathub.protocols", "chathub.cluster", "protocols talk to the hub, never to other nodes"),
 ]
 
 
