@@ -295,3 +295,15 @@ async def test_version_2_database_is_upgraded_in_place(store_factory):
     await store.append(more)
     assert told.positions[more.id] == (("#lobby", 6),)
     assert texts(await store.latest("x", "#lobby", None, 2)) == ["bye", "after the upgrade"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_nodes_opening_a_new_database_at_once_migrate_it_one_after_the_other(store_factory):
+    # cluster nodes started together: without the schema lock one failed with a duplicate
+    # key in pg_type (CREATE TABLE IF NOT EXISTS is not safe against a concurrent one)
+    stores = [await store_factory(open=False) for _ in range(4)]
+    await defer.gatherResults([s.open() for s in stores])
+    make = EventMaker()
+    await stores[0].append(make.msg("alice", "#new", "hello"))
+    assert texts(await stores[3].latest("x", "#new", None, 5)) == ["hello"]

@@ -39,6 +39,9 @@ class PostgresStore(SqlStore):
     dialect = POSTGRES
     engine = "PostgreSQL"
     lock_rows = " FOR UPDATE"
+    # CREATE TABLE IF NOT EXISTS is not safe against a concurrent one (pg_type's unique
+    # index fails): a transaction-scoped advisory lock, per database, serializes them
+    schema_lock = "SELECT pg_advisory_xact_lock(7421730001)"
 
     def __init__(
         self,

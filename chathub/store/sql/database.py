@@ -85,6 +85,9 @@ class SqlDatabase:
     engine = "SQL"
     #: ``SELECT ... FOR UPDATE`` where the database has it
     lock_rows = ""
+    #: run first in each schema transaction, so processes opening one database at once
+    #: (cluster nodes starting together) migrate it one after the other
+    schema_lock = ""
 
     def __init__(self, history: Optional[HistoryConfig] = None, reactor: Any = None) -> None:
         if reactor is None:
@@ -306,6 +309,8 @@ class SqlDatabase:
     # -- schema ----------------------------------------------------------------------
 
     def _ensure_version_table(self, txn: Cursor) -> None:
+        if self.schema_lock:
+            txn.execute(self.schema_lock)
         txn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
 
     def _current_version(self, txn: Cursor) -> int:
@@ -316,6 +321,8 @@ class SqlDatabase:
         return int(rows[0][0])
 
     def _migrate(self, txn: Cursor, number: int, statements: Sequence[str]) -> None:
+        if self.schema_lock:
+            txn.execute(self.schema_lock)
         txn.execute("SELECT version FROM schema_version" + self.lock_rows)
         rows = txn.fetchall()
         current = int(rows[0][0]) if rows else 0
