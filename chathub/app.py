@@ -165,6 +165,7 @@ class ChathubService(service.MultiService):
                 reactor,
                 pause=self.hub.outbox.pause,
                 resume=self.hub.outbox.resume,
+                batching=self.hub.batching,
             )
         try:
             cloak = open_cloak(config)

@@ -23,7 +23,8 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Optional
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -72,6 +73,7 @@ class ClusterRelay:
         gap_wait: float = 0.05,
         pause: Optional[Callable[[], None]] = None,
         resume: Optional[Callable[[], None]] = None,
+        batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
@@ -83,6 +85,9 @@ class ClusterRelay:
         #: shows a conversation in its committed order
         self._pause = pause
         self._resume = resume
+        #: wrapped around the delivery of each received group (the hub's fan-out batching:
+        #: a group reaches each member as one write, as a local committed group does)
+        self._batching = batching or nullcontext
         self.deliver = deliver
         self.clock = clock
         self.gap_wait = gap_wait
@@ -159,9 +164,10 @@ class ClusterRelay:
             self.log.failure("a malformed cluster message was dropped (its events are fetched from the store)")
             return
         self.received += 1
-        for positions, event in items:
-            for conv, seq in positions:
-                self._arrived(conv, seq, event)
+        with self._batching():
+            for positions, event in items:
+                for conv, seq in positions:
+                    self._arrived(conv, seq, event)
 
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
         state = self.conversations.get(conv)
@@ -245,6 +251,10 @@ class ClusterRelay:
         d = self.store.conversation_range(conv, state.delivered, high, self.fetch_limit)
 
         def fetched(rows: list[tuple[int, Event]]) -> None:
+            with self._batching():
+                deliver(rows)
+
+        def deliver(rows: list[tuple[int, Event]]) -> None:
             state.fetching = False
             self.fetched += len(rows)
             for seq, event in rows:
