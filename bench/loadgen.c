@@ -49,6 +49,7 @@ typedef int64_t i64;
 #define MARK_LEN 4
 #define MAX_ERRORS_KEPT 8
 #define MAX_MIX 4
+#define MAX_PIDS 16 /* --server-pid: the nodes of a cluster */
 
 /* ------------------------------------------------------------------ */
 /* small utilities                                                     */
@@ -192,7 +193,9 @@ static struct {
     double hold;           /* idle: seconds to hold the connections */
     int connect_window;    /* registrations in progress at once */
     int payload;           /* message body size in bytes (minimum: the stamp) */
-    int server_pid;
+    int server_pid;        /* the first of server_pids (0: none) */
+    int server_pids[MAX_PIDS];
+    int nserver_pids;      /* several: the nodes of a cluster, summed */
     int port[NPROTO];
     const char *irc_pass;  /* sent as PASS before NICK (Twisted Words needs one) */
     const char *nick_prefix;
@@ -215,6 +218,7 @@ static struct {
     .connect_window = 64,
     .payload = 0,
     .server_pid = 0,
+    .nserver_pids = 0,
     .irc_pass = NULL,
     .nick_prefix = "lg",
     .room_prefix = "#bench",
@@ -424,8 +428,14 @@ static struct snap take_snap(void)
     struct snap s;
     s.t = now_ns();
     s.gen_ticks = proc_ticks(getpid());
-    s.srv_ticks = cfg.server_pid ? proc_ticks(cfg.server_pid) : 0;
-    s.srv_rss_kib = cfg.server_pid ? proc_rss_kib(cfg.server_pid) : -1;
+    s.srv_ticks = 0;
+    s.srv_rss_kib = cfg.server_pid ? 0 : -1;
+    for (int i = 0; i < cfg.nserver_pids; i++) { /* every node of a cluster, summed */
+        s.srv_ticks += proc_ticks(cfg.server_pids[i]);
+        long kib = proc_rss_kib(cfg.server_pids[i]);
+        if (kib > 0)
+            s.srv_rss_kib += kib;
+    }
     read_cpu_times(&s);
     return s;
 }
@@ -1506,7 +1516,7 @@ static void usage(void)
             "  --timeout SEC        hard limit for the whole run  --hold SEC   idle: hold time\n"
             "  --connect-window N   registrations in progress at once\n"
             "  --payload BYTES      message text size (padded)\n"
-            "  --server-pid PID     server process to read CPU and RSS of\n"
+            "  --server-pid PID     server process to read CPU and RSS of (repeat: summed)\n"
             "  --irc-port/--line-port/--ws-port PORT\n"
             "  --protocol P         irc, line, ws-json, ws-irc (all but mixed)\n"
             "  --mix P,P,...        mixed: protocols, assigned round robin\n"
@@ -1561,7 +1571,12 @@ static void parse_args(int argc, char **argv)
         case O_HOLD: cfg.hold = atof(optarg); break;
         case O_CWIN: cfg.connect_window = atoi(optarg); break;
         case O_PAYLOAD: cfg.payload = atoi(optarg); break;
-        case O_PID: cfg.server_pid = atoi(optarg); break;
+        case O_PID:
+            if (cfg.nserver_pids == MAX_PIDS)
+                die("at most %d --server-pid", MAX_PIDS);
+            cfg.server_pids[cfg.nserver_pids++] = atoi(optarg);
+            cfg.server_pid = cfg.server_pids[0];
+            break;
         case O_IRCPORT: cfg.port[P_IRC] = atoi(optarg); break;
         case O_LINEPORT: cfg.port[P_LINE] = atoi(optarg); break;
         case O_WSPORT: cfg.port[P_WSJSON] = cfg.port[P_WSIRC] = atoi(optarg); break;

@@ -11,6 +11,12 @@ and writes the raw results and the table to ``bench/results/``.
     python bench/run.py --quick               # small smoke run, 1 run each
     python bench/run.py --scenarios fanout,rate --runs 5
     python bench/run.py --server twisted-words --set fanout.clients=200
+    python bench/run.py --nodes 2 --scenarios fanout,rooms   # 2 cluster nodes against 1 node
+
+With ``--nodes N`` the columns are chathub as N cluster nodes (one ``reuseport:`` port per
+protocol, PostgreSQL as the store, a redis-server the run starts) against chathub as one node
+on the same PostgreSQL; the nodes share the server's CPU, so the table shows what a node
+costs per delivery (deliveries per server CPU-second) rather than what more cores would give.
 
 Every load goes to 127.0.0.1 and is bounded in connections, messages and time.
 """
@@ -42,6 +48,8 @@ LOADGEN = os.path.join(BENCH_DIR, "loadgen")
 TAC = os.path.join(BENCH_DIR, "twisted_words.tac")
 MAX_CLIENTS = 10_000
 SERVERS = ("chathub", "twisted-words")
+#: --nodes N: the server name of N cluster nodes (set in main)
+CLUSTER = "chathub-cluster"
 LISTEN_BACKLOG = 1024
 
 # Scenario parameters: full run, and --quick.  Keys are loadgen options.
@@ -112,7 +120,14 @@ def _rss_kib(d: dict) -> Optional[float]:
     return None if v is None else v / 1024.0
 
 
+def _per_cpu_second(d: dict) -> Optional[float]:
+    m = d.get("measure") or {}
+    dps, cpu = m.get("deliveries_per_second"), m.get("server_cpu")
+    return dps / cpu if dps and cpu else None
+
+
 COMMON_TAIL = [
+    Figure("deliveries per server CPU-second", _per_cpu_second),
     Figure("messages lost", _dig("measure", "lost"), better="lower"),
     Figure("connections dropped", _dig("dropped"), better="lower"),
     Figure("server CPU (cores)", _dig("measure", "server_cpu"), better="info", fmt="{:.2f}"),
@@ -236,6 +251,10 @@ class RunningServer:
     ports: dict[str, int]
     workdir: str
     log: str
+    #: every process of the server (the nodes of a cluster; ``proc`` is the first)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    #: run after the processes stopped (a PostgreSQL schema to drop)
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
 
 
 # Settings the benchmark needs from chathub: the generator's senders are a trusted
@@ -271,14 +290,16 @@ def toml_dump(config: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def chathub_config(ports: dict[str, int], data_dir: str, extra: str) -> str:
-    """chathub's TOML: only the listeners this scenario uses, the bench settings, then --chathub-extra."""
+def chathub_config(ports: dict[str, int], data_dir: str, extra: str, endpoint: str = "tcp",
+                   settings: Optional[dict[str, dict[str, Any]]] = None) -> str:
+    """chathub's TOML: only the listeners this scenario uses, the bench settings, then
+    ``settings`` (a cluster node's), then --chathub-extra."""
     listen = {
-        kind: ([f"tcp:{ports[kind]}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"] if kind in ports else [])
+        kind: ([f"{endpoint}:{ports[kind]}:interface=127.0.0.1:backlog={LISTEN_BACKLOG}"] if kind in ports else [])
         for kind in ("irc", "line", "http")
     }
     config: dict[str, dict[str, Any]] = {"server": {"data_dir": data_dir}, "listeners": listen}
-    for source in (CHATHUB_BENCH_SETTINGS, tomllib.loads(extra) if extra else {}):
+    for source in (CHATHUB_BENCH_SETTINGS, settings or {}, tomllib.loads(extra) if extra else {}):
         for table, settings in source.items():
             if not isinstance(settings, dict):
                 raise SystemExit(f"--chathub-extra: {table!r} must be a table")
@@ -286,21 +307,126 @@ def chathub_config(ports: dict[str, int], data_dir: str, extra: str) -> str:
     return toml_dump(config)
 
 
+def postgres_schema(args: argparse.Namespace, name: str) -> tuple[str, Callable[[], None]]:
+    """A fresh schema on --postgres-dsn: (the DSN whose tables land in it, its dropper)."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    schema = f"bench_{name.replace('-', '_')}_{os.getpid()}_{int(time.time() * 1000)}"
+    with psycopg.connect(args.postgres_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with psycopg.connect(args.postgres_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    return make_conninfo(args.postgres_dsn, options=f"-c search_path={schema}"), drop
+
+
+class RedisForBench:
+    """The redis-server of a --nodes run (its own port, nothing kept on disk)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = tempfile.mkdtemp(prefix="bench-redis-")
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("--nodes needs redis-server (Debian: apt-get install redis-server)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        wait_listening(self.port, self.proc, 10)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def wait_logged(path: str, pattern: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Until the log at ``path`` has a line matching ``pattern`` (a node's listener is up)."""
+    regex = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode}; log: {path}")
+        try:
+            with open(path, errors="replace") as f:
+                if any(regex.search(line) for line in f):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"no log line matching {pattern!r} in {path} within {timeout:.0f}s")
+
+
+def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
+    """--nodes N chathub processes sharing one port per protocol (``reuseport:``), one
+    PostgreSQL schema and one Redis, all pinned to the server's CPU."""
+    workdir = tempfile.mkdtemp(prefix="bench-cluster-")
+    ports = {kind: free_port() for kind in sorted(kinds)}
+    dsn, drop = postgres_schema(args, "cluster")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    procs: list[subprocess.Popen] = []
+    logs: list[str] = []
+    prefix = f"b{os.getpid()}x{int(time.time() * 1000) % 100000}"
+    for i in range(args.nodes):
+        node_dir = os.path.join(workdir, f"n{i}")
+        os.makedirs(node_dir)
+        log = os.path.join(node_dir, "server.log")
+        config = os.path.join(node_dir, "chathub.toml")
+        settings = {
+            "storage": {"backend": "postgres", "postgres_dsn": dsn},
+            "cluster": {"enabled": True, "redis_url": f"redis://127.0.0.1:{args.redis.port}/0",
+                        "node_id": f"n{i}", "key_prefix": prefix},
+        }
+        with open(config, "w") as f:
+            f.write(chathub_config(ports, os.path.join(node_dir, "data"), args.chathub_extra, "reuseport", settings))
+        argv = twistd_command() + ["-n", "--pidfile=", "-l", log, "chathub", "--config", config]
+        procs.append(subprocess.Popen(
+            pinned(args.server_cpu, argv), cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(node_dir, "stdout.log"), "w"), stderr=subprocess.STDOUT,
+            preexec_fn=raise_fd_limit,
+        ))
+        logs.append(log)
+    server = RunningServer(procs[0], ports, workdir, logs[0], procs, [drop])
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            for port in ports.values():
+                wait_logged(log, rf"starting on {port}$", proc, args.start_timeout)
+    except RuntimeError:
+        stop_server(server, keep=True)
+        raise
+    return server
+
+
 def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> RunningServer:
+    if name == CLUSTER:
+        return start_cluster(kinds, args)
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     log = os.path.join(workdir, "server.log")
     ports = {kind: free_port() for kind in sorted(kinds)}
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     base = twistd_command() + ["-n", "--pidfile=", "-l", log]
+    cleanup = []
     if name == "twisted-words":
         env["BENCH_TW_PORT"] = str(ports["irc"])
         env["BENCH_TW_BACKLOG"] = str(LISTEN_BACKLOG)
         argv = base + ["-y", TAC]
     else:
         config = os.path.join(workdir, "chathub.toml")
+        settings: dict[str, dict[str, Any]] = {}
+        cleanup: list[Callable[[], None]] = []
+        if args.nodes > 1:  # the one node the cluster is measured against: on PostgreSQL too
+            dsn, drop = postgres_schema(args, name)
+            settings = {"storage": {"backend": "postgres", "postgres_dsn": dsn}}
+            cleanup.append(drop)
         with open(config, "w") as f:
-            f.write(chathub_config(ports, os.path.join(workdir, "data"), args.chathub_extra))
+            f.write(chathub_config(ports, os.path.join(workdir, "data"), args.chathub_extra, settings=settings))
         argv = base + ["chathub", "--config", config]
     proc = subprocess.Popen(
         pinned(args.server_cpu, argv),
@@ -311,7 +437,7 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> Runnin
         stderr=subprocess.STDOUT,
         preexec_fn=raise_fd_limit,
     )
-    server = RunningServer(proc, ports, workdir, log)
+    server = RunningServer(proc, ports, workdir, log, [proc], cleanup if name != "twisted-words" else [])
     try:
         for port in ports.values():
             wait_listening(port, proc, args.start_timeout)
@@ -322,13 +448,20 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> Runnin
 
 
 def stop_server(server: RunningServer, keep: bool = False) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
+    for proc in server.procs or [server.proc]:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in server.procs or [server.proc]:
         try:
-            server.proc.wait(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+            proc.kill()
+            proc.wait()
+    for cleanup in server.cleanup:
+        try:
+            cleanup()
+        except Exception as e:  # a bench that cannot drop its schema still reports its figures
+            print(f"cleanup failed: {e}", file=sys.stderr)
     if not keep:
         shutil.rmtree(server.workdir, ignore_errors=True)
 
@@ -346,7 +479,9 @@ def tail(path: str, n: int = 15) -> str:
 
 
 def loadgen_argv(scenario: str, params: dict[str, Any], server: RunningServer, server_name: str) -> list[str]:
-    argv = [LOADGEN, "--scenario", scenario, "--server-pid", str(server.proc.pid)]
+    argv = [LOADGEN, "--scenario", scenario]
+    for proc in server.procs or [server.proc]:  # every node's CPU and RSS, summed
+        argv += ["--server-pid", str(proc.pid)]
     for key, value in params.items():
         if key == "mix":
             continue
@@ -383,10 +518,11 @@ class Profiler:
 
     def __init__(self, args: argparse.Namespace, scenario: str, params: dict[str, Any], server_name: str,
                  pid: int, run: int) -> None:
-        self.wanted = args.profile in (server_name, "both")
+        # "chathub" also profiles the first node of a --nodes cluster
+        self.wanted = args.profile in (server_name, "both") or (args.profile == "chathub" and server_name == CLUSTER)
         self.target = "register" if scenario == "idle" else "measure"
         self.seconds = float(params.get("duration", 10)) if scenario != "idle" else 10.0
-        stem = f"{args.stamp}-{scenario}-{server_name}-run{run + 1}"
+        stem = f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
         self.path = os.path.join(args.out, stem + ".pyspy.txt")
         self.summary_path = os.path.join(args.out, stem + ".profile.txt")
         self.pid = pid
@@ -541,8 +677,11 @@ def ratio(fig: Figure, a: Optional[float], b: Optional[float]) -> str:
 def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> tuple[str, dict]:
     """Markdown table and a JSON summary of medians and ratios."""
     head = "| scenario | figure | " + " | ".join(servers)
+    pair = (servers[0], servers[1]) if len(servers) == 2 else None
     if servers == list(SERVERS):
         head += " | chathub / Twisted Words"
+    elif pair is not None and pair[0] == CLUSTER:
+        head += f" | {CLUSTER} / chathub"
     lines = [head + " |", "|" + "---|" * (head.count("|"))]
     summary: dict[str, Any] = {}
     for scenario, by_server in results.items():
@@ -558,8 +697,8 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
                 label += " ↑" if fig.better == "higher" else " ↓"
             row = f"| {scenario} | {label} | " + " | ".join(fmt(fig, meds[s]) for s in servers)
             entry = {s: meds[s] for s in servers}
-            if servers == list(SERVERS):
-                r = ratio(fig, meds["chathub"], meds["twisted-words"])
+            if pair is not None and (servers == list(SERVERS) or pair[0] == CLUSTER):
+                r = ratio(fig, meds[pair[0]], meds[pair[1]])
                 row += f" | {r}"
                 entry["ratio"] = r or None
             lines.append(row + " |")
@@ -571,7 +710,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
         lines.append(
             f"| {scenario} | runs ok | "
             + " | ".join(summary[scenario]["_runs"][s] if by_server.get(s) else "n/a" for s in servers)
-            + (" | |" if servers == list(SERVERS) else " |")
+            + (" | |" if pair is not None and (servers == list(SERVERS) or pair[0] == CLUSTER) else " |")
         )
     return "\n".join(lines), summary
 
@@ -622,6 +761,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--nice", type=int, default=0,
                    help="run server and generator at this nice value (negative, as root, to take precedence "
                         "over other load on a shared machine)")
+    p.add_argument("--nodes", type=int, default=1,
+                   help="N > 1: chathub as N cluster nodes against chathub as one node, both on PostgreSQL")
+    p.add_argument("--postgres-dsn", default=os.environ.get("CHATHUB_BENCH_POSTGRES_DSN",
+                                                           "host=127.0.0.1 user=postgres dbname=postgres"),
+                   help="PostgreSQL for --nodes (a schema per run, dropped after it)")
     p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for results")
     p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
                    help="sample the server with py-spy while measuring (idle: while registering); "
@@ -683,6 +827,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     NICE = args.nice
     params = scenario_params(args)
     servers = list(SERVERS) if args.server == "both" else [args.server]
+    args.redis = None
+    if args.nodes > 1:
+        global CLUSTER
+        CLUSTER = f"chathub x{args.nodes} nodes"
+        servers = [CLUSTER, "chathub"]
+        args.redis = RedisForBench()
     build_loadgen()
     raise_fd_limit()
     os.makedirs(args.out, exist_ok=True)
@@ -722,7 +872,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     header = (
         f"Date: {started:%Y-%m-%d %H:%M} UTC  \n"
         f"Machine: {machine_description()}  \n"
-        f"Pinning: server on CPU {args.server_cpu}, generator on CPU {args.loadgen_cpu}"
+        f"Pinning: server{f' ({args.nodes} nodes)' if args.nodes > 1 else ''} on CPU {args.server_cpu}, "
+        f"generator on CPU {args.loadgen_cpu}"
         f"{f', nice {args.nice}' if args.nice else ''}  \n"
         f"Command: `{command}`  \n"
         f"Medians of {args.runs} run(s) per server; ↑ higher is better, ↓ lower is better.\n"
@@ -738,6 +889,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         json.dump({"date": started.isoformat(), "machine": machine_description(), "command": command,
                    "params": params, "summary": summary, "results": results}, f, indent=1)
     print(f"wrote {md_path} and {json_path}", file=sys.stderr)
+    if args.redis is not None:
+        args.redis.stop()
     return 1 if failures else 0
 
 
