@@ -31,7 +31,8 @@ class IParticipant(Interface):
 
     protocol = Attribute("Short protocol name: 'line', 'irc' or 'ws'.")
     format_key = Attribute(
-        "Hashable; participants with equal keys get identical bytes for every event."
+        "Hashable; participants with equal keys get identical bytes for every event. None: "
+        "another cluster node writes to this participant, so fan-out leaves it out."
     )
     address = Attribute(
         "The peer's real address (IP address text; '' when unknown): the realm keeps it as "

@@ -31,7 +31,7 @@ class RemoteParticipant:
     """The participant of a user signed on at another node: its own node writes to it."""
 
     protocol = "remote"
-    format_key = "remote"
+    format_key = None  # nothing to write here: Room.recipients leaves it out
     address = ""
     echo_own = False
 

@@ -132,14 +132,19 @@ class Room:
         return (m.user for m in self.members.values())
 
     def recipients(self) -> tuple["User", ...]:
-        """Every member's user as a tuple that is rebuilt, never changed, when members change.
+        """Every member's user this node delivers to, as a tuple that is rebuilt, never
+        changed, when members change.
 
         Fan-out keeps it as the snapshot of who an event goes to: no copy per message, and
         consecutive messages with the same snapshot can share one write per member.
         """
         recipients = self._recipients
         if recipients is None:
-            recipients = self._recipients = tuple(m.user for m in self.members.values())
+            # a member another cluster node writes to (format_key None) is not this node's to
+            # deliver to: fan-out never walks it
+            recipients = self._recipients = tuple(
+                m.user for m in self.members.values() if m.user.participant.format_key is not None
+            )
         return recipients
 
     def add(self, member: Member) -> None:
