@@ -58,7 +58,7 @@ class Node:
         self.doorbell = Doorbell(bus, node_id)
         self.relay = ClusterRelay(
             store, self.doorbell, self.got.append, reactor, gap_wait=0.02,
-            pause=lambda: self.holds.append("pause"), resume=lambda: self.holds.append("resume"),
+            pause=lambda conv: self.holds.append(f"pause {conv}"), resume=lambda conv: self.holds.append(f"resume {conv}"),
         )
         self.relay.start()
 
@@ -207,6 +207,6 @@ async def test_an_own_event_after_a_missing_one_holds_local_delivery_until_it_is
     await say(a, make, ["lost"])
     assert b.holds == []
     await say(b, make, ["mine"])  # numbered after "lost", which B has not shown yet
-    assert b.holds == ["pause"]  # B's own message waits...
-    await until(lambda: b.holds == ["pause", "resume"])  # ...until "lost" is fetched and shown
+    assert b.holds == ["pause #r"]  # B's own message waits...
+    await until(lambda: b.holds == ["pause #r", "resume #r"])  # ...until "lost" is fetched and shown
     assert b.texts() == ["first", "lost"]

@@ -71,8 +71,8 @@ class ClusterRelay:
         deliver: Callable[[Event], object],
         clock: IReactorTime,
         gap_wait: float = 0.05,
-        pause: Optional[Callable[[], None]] = None,
-        resume: Optional[Callable[[], None]] = None,
+        pause: Optional[Callable[[str], None]] = None,
+        resume: Optional[Callable[[str], None]] = None,
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
@@ -146,7 +146,7 @@ class ClusterRelay:
             state.own_ahead.add(seq)
             if not state.holding and self._pause is not None:
                 state.holding = True
-                self._pause()  # until the smaller numbers arrive (``_release``)
+                self._pause(conv)  # until the smaller numbers arrive (``_release``)
                 if state.timer is None:
                     state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
 
@@ -214,7 +214,7 @@ class ClusterRelay:
         if state.holding and not state.own_ahead:
             state.holding = False
             if self._resume is not None:
-                self._resume()
+                self._resume(conv)
 
     def _hand_over(self, event: Event) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""

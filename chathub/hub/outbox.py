@@ -55,7 +55,7 @@ def not_stored_text(target: str, why: str) -> str:
 
 
 class _Entry:
-    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure")
+    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key")
 
     def __init__(
         self,
@@ -63,12 +63,14 @@ class _Entry:
         deliver: Callable[[], object],
         on_failure: Optional[Callable[[Failure], object]],
         ready: bool,
+        key: Optional[str] = None,
     ) -> None:
         self.outbox = outbox
         self.deliver = deliver
         self.on_failure = on_failure
         self.ready = ready
         self.failure: Optional[Failure] = None
+        self.key = key  # the conversation (a folded room name) a cluster node may hold
 
     def settle(self, failure: Optional[Failure] = None) -> None:
         """The commit this delivery waited for is done (``failure`` None) or failed."""
@@ -84,7 +86,7 @@ class Outbox:
 
     def __init__(self, batching: Optional[Callable[[], ContextManager[object]]] = None) -> None:
         self._queue: deque[_Entry] = deque()
-        self._pauses = 0  # ``pause`` calls not yet resumed
+        self._held: dict[str, int] = {}  # conversation -> ``pause`` calls not yet resumed
         #: context manager wrapped around each drain, so a committed group is delivered
         #: with one write per recipient (``Fanout.batching``)
         self._batching = batching or nullcontext
@@ -97,28 +99,36 @@ class Outbox:
     def publish(self, deliver: Callable[[], object]) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit."""
-        if not self._queue and not self._pauses:
+        if not self._queue:
             deliver()
         else:
             self._queue.append(_Entry(self, deliver, None, True))
 
-    def pause(self) -> None:
-        """Hold every delivery, ready or not, until ``resume`` (a cluster node waits so
-        while another node's earlier event of the same conversation is on its way)."""
-        self._pauses += 1
+    def pause(self, key: str) -> None:
+        """Hold the deliveries of conversation ``key`` (and whatever has no conversation
+        behind them) until ``resume(key)``: a cluster node waits so while another node's
+        earlier event of that conversation is on its way. Other conversations go on."""
+        self._held[key] = self._held.get(key, 0) + 1
 
-    def resume(self) -> None:
-        """Undo one ``pause``; deliver what became ready meanwhile once none is left."""
-        self._pauses -= 1
-        if not self._pauses:
-            self._drain()
+    def resume(self, key: str) -> None:
+        """Undo one ``pause(key)``; deliver what became ready meanwhile."""
+        left = self._held.get(key, 0) - 1
+        if left > 0:
+            self._held[key] = left
+            return
+        self._held.pop(key, None)
+        self._drain()
 
     def hold(
-        self, deliver: Callable[[], object], on_failure: Optional[Callable[[Failure], object]] = None
+        self,
+        deliver: Callable[[], object],
+        on_failure: Optional[Callable[[Failure], object]] = None,
+        key: Optional[str] = None,
     ) -> Callable[[Optional[Failure]], None]:
         """Queue ``deliver`` until the returned callable is called: with None once its
-        commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that)."""
-        entry = _Entry(self, deliver, on_failure, False)
+        commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that).
+        ``key`` names the one conversation it belongs to, if it has one (``pause``)."""
+        entry = _Entry(self, deliver, on_failure, False, key)
         self._queue.append(entry)
         return entry.settle
 
@@ -132,14 +142,45 @@ class Outbox:
 
     def _release(self) -> None:
         queue = self._queue
-        while queue and queue[0].ready and not self._pauses:
-            entry = queue.popleft()
-            try:
-                if entry.failure is None:
-                    entry.deliver()
-                elif entry.on_failure is not None:
-                    entry.on_failure(entry.failure)  # it reports (the store logged the fault)
+        if self._held:
+            self._release_around_held()
+            return
+        while queue and queue[0].ready:
+            self._run(queue.popleft())
+
+    def _release_around_held(self) -> None:
+        """Deliver the ready entries in order, passing the held conversations' ones: an
+        entry of another conversation goes on; one of a held conversation, or with no
+        conversation (a quit, a reply), waits behind a held one; nothing passes an entry
+        still waiting for its commit."""
+        queue = self._queue
+        held = self._held
+        kept: list[_Entry] = []
+        kept_keys: set[str] = set()
+        kept_all = False  # an entry of no one conversation waits: everything after it does
+        while queue:
+            entry = queue[0]
+            if not entry.ready:
+                break
+            queue.popleft()
+            key = entry.key
+            if kept_all or key in held or key in kept_keys or (key is None and kept):
+                kept.append(entry)
+                if key is None:
+                    kept_all = True
                 else:
-                    self.log.failure("event not stored, so not delivered", entry.failure)
-            except Exception:
-                self.log.failure("delivery failed")
+                    kept_keys.add(key)
+                continue
+            self._run(entry)
+        queue.extendleft(reversed(kept))
+
+    def _run(self, entry: _Entry) -> None:
+        try:
+            if entry.failure is None:
+                entry.deliver()
+            elif entry.on_failure is not None:
+                entry.on_failure(entry.failure)  # it reports (the store logged the fault)
+            else:
+                self.log.failure("event not stored, so not delivered", entry.failure)
+        except Exception:
+            self.log.failure("delivery failed")

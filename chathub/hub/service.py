@@ -865,6 +865,8 @@ class ChatHub(service.Service):
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
+                    # a room message: a cluster node may hold that room alone (Outbox.pause)
+                    fold(event.target) if not rooms and is_room_name(event.target) else None,
                 )
                 store.append(event, rooms, notify=settle)
                 return
