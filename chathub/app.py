@@ -166,6 +166,7 @@ class ChathubService(service.MultiService):
                 pause=self.hub.outbox.pause,
                 resume=self.hub.outbox.resume,
                 batching=self.hub.batching,
+                gap_wait=config.cluster.gap_wait,
             )
         try:
             cloak = open_cloak(config)

@@ -101,6 +101,7 @@ class ClusterRelay:
         self.received = 0
         self.duplicates = 0
         self.fetched = 0
+        self.holds = 0
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -113,6 +114,12 @@ class ClusterRelay:
 
     def stop(self) -> None:
         """Stop the gap timers (the store and the backplane are stopped by their owners)."""
+        self.log.info(
+            "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
+            "duplicates, fetched {fetched} missed events, held rooms {holds} times",
+            published=self.published, received=self.received, duplicates=self.duplicates,
+            fetched=self.fetched, holds=self.holds,
+        )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
             if state.timer is not None and state.timer.active():
@@ -146,6 +153,7 @@ class ClusterRelay:
             state.own_ahead.add(seq)
             if not state.holding and self._pause is not None:
                 state.holding = True
+                self.holds += 1
                 self._pause(conv)  # until the smaller numbers arrive (``_release``)
                 if state.timer is None:
                     state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)

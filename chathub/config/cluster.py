@@ -74,6 +74,7 @@ class ClusterConfig:
     heartbeat: float = 3.0  # seconds between renewals of this node's lease
     check_interval: float = 2.0  # seconds between checks of the other nodes' leases
     resync_interval: float = 5.0  # seconds between comparisons with the database
+    gap_wait: float = 0.25  # seconds a node waits for a missing number's message before reading it from the database
     connect_timeout: float = 5.0  # seconds start-up waits for Redis
 
     def validate(self, prefix: str) -> None:
@@ -94,6 +95,7 @@ class ClusterConfig:
             heartbeat=self.heartbeat,
             check_interval=self.check_interval,
             resync_interval=self.resync_interval,
+            gap_wait=self.gap_wait,
             connect_timeout=self.connect_timeout,
         )
         # a renewal must arrive before the lease runs out, with room for one late one

@@ -223,6 +223,14 @@ class HistoryStore(SqlDatabase):
         """Write one group; returns what each committed event's listeners are told: its
         ``Positions``, or None (an incarnation, an event stored already)."""
         results: list[Any] = [None] * len(items)
+        # every conversation the group numbers, locked at once in key order: locking them
+        # per run of events (a room's begin between two runs) let two nodes' writers each
+        # hold what the other waited for (PostgreSQL found the deadlock in the benchmark)
+        touched: dict[str, Conversation] = {}
+        for _event, convs in items:
+            for conv in convs:
+                touched[conv.key] = conv
+        self._lock_conversations(txn, touched)
         start = 0
         for i, (event, convs) in enumerate(items):
             if event is None:  # a room begins (begin_room): after what came before it
@@ -235,7 +243,7 @@ class HistoryStore(SqlDatabase):
         return results
 
     def _begin_incarnation(self, txn: Cursor, conv: Conversation) -> None:
-        self._number(txn, {conv.key: 0}, {conv.key: conv})
+        # its head row exists and is locked (``_lock_conversations``)
         txn.execute(
             self._q(
                 "INSERT INTO room_incarnations (conv, after_conv_seq) "
@@ -256,14 +264,12 @@ class HistoryStore(SqlDatabase):
         if stored:  # a retried group whose commit did land, a second reaper's quit
             fresh = [i for i in fresh if items[i][0].id not in stored]
         counts: dict[str, int] = {}
-        conversations: dict[str, Conversation] = {}
         for i in fresh:
             for conv in items[i][1]:
                 counts[conv.key] = counts.get(conv.key, 0) + 1
-                conversations[conv.key] = conv
         if not counts:
             return
-        next_seq = self._number(txn, counts, conversations)
+        next_seq = self._number(txn, counts)
         rows: list[tuple[Any, ...]] = []
         for i in fresh:
             event, convs = items[i]
@@ -292,16 +298,15 @@ class HistoryStore(SqlDatabase):
             found.update(row[0] for row in txn.fetchall())
         return found
 
-    def _number(self, txn: Cursor, counts: dict[str, int], conversations: dict[str, Conversation]) -> dict[str, int]:
-        """Take ``counts[conv]`` numbers from each conversation's head; returns the first
-        new number of each.
-
-        The heads' rows stay locked until this transaction commits, so another writer
-        (another node) numbering the same conversation waits, and takes the numbers after
-        these: a reader that sees number N knows 1..N are committed. Rows are locked in key
-        order, so two writers never wait for each other in a circle.
-        """
-        keys = sorted(counts)
+    def _lock_conversations(self, txn: Cursor, conversations: dict[str, Conversation]) -> None:
+        """Make sure each conversation has its head row, and lock those rows, in key order,
+        until this transaction commits: another writer (another node) numbering the same
+        conversation waits, and takes the numbers after these, so a reader that sees number
+        N knows 1..N are committed. Key order: two writers never wait for each other in a
+        circle."""
+        keys = sorted(conversations)
+        if not keys:
+            return
         self._insert_rows(
             txn,
             "INSERT INTO conversations (conv, peer_a, peer_b, last_seq) VALUES {rows} ON CONFLICT (conv) DO NOTHING",
@@ -318,6 +323,11 @@ class HistoryStore(SqlDatabase):
                     chunk,
                 )
                 txn.fetchall()
+
+    def _number(self, txn: Cursor, counts: dict[str, int]) -> dict[str, int]:
+        """Take ``counts[conv]`` numbers from each conversation's head (locked by
+        ``_lock_conversations``); returns the first new number of each."""
+        keys = sorted(counts)
         first: dict[str, int] = {}
         for start in range(0, len(keys), ROWS_PER_STATEMENT):
             chunk = keys[start : start + ROWS_PER_STATEMENT]
