@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -79,13 +79,12 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not start; its log:\n{self.log_text()}")
 
     def restart(self) -> None:
-        """Start again on the same port after ``kill`` (empty: no persistence)."""
+        """Start again on the same port after ``kill`` (empty: no persistence). The killed
+        process was reaped, so its listening socket is closed; Redis binds with
+        SO_REUSEADDR, so the port is free at once."""
         assert self.port is not None and self.process is None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self._spawn(self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not restart on port {self.port}:\n{self.log_text()}")
-            time.sleep(0.05)  # the old process's socket is still closing: retry the bind
+        if not self._spawn(self.port):
+            raise RuntimeError(f"redis-server did not restart on port {self.port}:\n{self.log_text()}")
 
     def kill(self) -> None:
         """SIGKILL: Redis vanishes at once, as in a crash."""
@@ -107,30 +106,39 @@ class RedisServer:
         return path.read_text(errors="replace") if path.exists() else "(no log)"
 
     def _spawn(self, port: int) -> bool:
-        """Run redis-server on ``port``; True once it answers (and is this process), False if it exited."""
+        """Run redis-server on ``port``; True once it says it accepts connections, False
+        if it exited first (the port was taken, most likely: the caller tries another).
+
+        Its output is read by a thread that copies it to ``redis.log`` and sets an event
+        on the ready line or at the end of the output: the start is waited for on that
+        event, with a timeout, never by polling."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "redis.log", "ab")
         process = subprocess.Popen(
             [
                 self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir), "--daemonize", "no", "--protected-mode", "yes",
             ],
-            stdout=log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        log.close()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False  # port taken, most likely: the caller tries again
-            try:
-                info = redis_command(port, "INFO", "server", timeout=1.0)
-            except OSError:
-                info = b""
-            if f"process_id:{process.pid}\r\n".encode() in info:  # ours, not another on that port
-                self.process = process
-                return True
-            time.sleep(0.02)
+        settled = threading.Event()
+        ready: list[bool] = []
+
+        def copy_output() -> None:
+            assert process.stdout is not None
+            with open(self.workdir / "redis.log", "ab") as log:
+                for line in process.stdout:
+                    log.write(line)
+                    log.flush()
+                    if b"Ready to accept connections" in line and not ready:
+                        ready.append(True)
+                        settled.set()
+            settled.set()  # the output ended: the process exited
+
+        threading.Thread(target=copy_output, daemon=True).start()
+        if settled.wait(READY_TIMEOUT) and ready:
+            self.process = process
+            return True
         process.kill()
         process.wait()
         return False

@@ -178,8 +178,19 @@ async def test_two_nodes_writing_one_room_number_it_without_gaps_and_paging_skip
     seen: list[str] = []
     last = None
     writes = defer.gatherResults(appends)
+    commits = [0]  # groups either writer committed so far
+    waiting: list[defer.Deferred] = []
+
+    def committed(group) -> None:
+        commits[0] += 1
+        while waiting:
+            waiting.pop().callback(None)
+
+    node_a.when_committed(committed)
+    node_b.when_committed(committed)
     while len(seen) < 2 * count:  # page AFTER while the writes go on
         finished = writes.called  # before this read: an empty page then means nothing is left
+        commits_before = commits[0]
         page = (
             await reader.latest("x", "#busy", None, 50)
             if last is None
@@ -192,8 +203,10 @@ async def test_two_nodes_writing_one_room_number_it_without_gaps_and_paging_skip
             last = page[-1].id
         elif finished:
             break
-        else:
-            await task.deferLater(reactor, 0.005, lambda: None)
+        elif commits[0] == commits_before:  # nothing new was committed: wait for the next commit
+            next_commit: defer.Deferred = defer.Deferred()
+            waiting.append(next_commit)
+            await next_commit.addTimeout(10, reactor)
     await writes
     assert sorted(seen) == sorted(sent["a"] + sent["b"])  # every message once: none skipped
     assert [t for t in seen if t.startswith("a")] == sent["a"]  # each node's in its own order

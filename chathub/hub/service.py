@@ -865,8 +865,10 @@ class ChatHub(service.Service):
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
-                    # a room message: a cluster node may hold that room alone (Outbox.pause)
-                    fold(event.target) if not rooms and is_room_name(event.target) else None,
+                    # in a cluster a node may hold one room's messages alone (Outbox.pause);
+                    # a lone node never holds, so it names no room (no fold per message)
+                    fold(event.target) if self.cluster is not None and not rooms and is_room_name(event.target)
+                    else None,
                 )
                 store.append(event, rooms, notify=settle)
                 return
