@@ -161,8 +161,8 @@ class ClusterRelay:
     # -- in ------------------------------------------------------------------------------
 
     def _received(self, message: dict[str, Any]) -> None:
-        if message.get("node") == self.node_id:
-            return  # our own echo
+        if message.get("node") == self.node_id or "events" not in message:
+            return  # our own echo, or not events (presence, for the hub)
         try:
             items = [
                 (tuple((str(conv), int(seq)) for conv, seq in positions), Event.from_dict(body))

@@ -13,42 +13,17 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from zope.interface import implementer
-
 from chathub.events import Event, Kind
+from chathub.hub.remote import RemoteParticipant
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
-from chathub.interfaces import IParticipant
 from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.service import ChatHub
 
-
-@implementer(IParticipant)
-class RemoteParticipant:
-    """The participant of a user signed on at another node: its own node writes to it."""
-
-    protocol = "remote"
-    format_key = None  # nothing to write here: Room.recipients leaves it out
-    address = ""
-    echo_own = False
-
-    def __init__(self, node: str) -> None:
-        self.node = node
-
-    def encode(self, event: Event) -> Optional[bytes]:
-        return None
-
-    def send(self, data: bytes) -> None:
-        """Nothing: the user's own node delivers to it."""
-
-    def deliver(self, event: Event) -> None:
-        """Nothing: the user's own node delivers to it."""
-
-    def close(self, reason: str) -> None:
-        """Nothing: only its own node can disconnect it."""
+__all__ = ["RemoteParticipant", "RemoteRooms"]
 
 
 class RemoteRooms:
@@ -65,10 +40,18 @@ class RemoteRooms:
         folded = fold(source.nick)
         user = self.users.get(folded)
         if user is None:
-            user = User(RemoteParticipant(node), account=source.account, user=source.user, host=source.host,
-                        realname=source.realname)
-            user.session = source.session or user.session
-            user.set_nick(source.nick)
+            # what the directory holds is newer than the event (presence goes out at once,
+            # room events after their commit, over one connection): take it when it is
+            # the same user
+            said = self.hub.remote.said(source.nick) if self.hub.remote is not None else None
+            if said is not None and (not source.session or source.session == said.session):
+                user = said.make_user()
+                user.set_nick(source.nick)
+            else:
+                user = User(RemoteParticipant(node, source.protocol or "remote"), account=source.account,
+                            user=source.user, host=source.host, realname=source.realname)
+                user.session = source.session or user.session
+                user.set_nick(source.nick)
             self.users[folded] = user
         return user
 
@@ -90,14 +73,15 @@ class RemoteRooms:
     def _join(self, event: Event) -> None:
         room = self._room(event, create=True)
         assert room is not None
-        known = self.hub.remote.get(event.source.nick) if self.hub.remote is not None else None
+        known = self.hub.remote.said(event.source.nick) if self.hub.remote is not None else None
         user = self.user_for(event, known.node if known is not None else "")
         if user.folded in room.members:
             return
         privileges = str((event.data or {}).get("privileges", ""))
         room.add(Member(user, privileges))
         user.add_room(room)
-        user.away = (event.data or {}).get("away")
+        if known is None:  # else the directory's is newer
+            user.away = (event.data or {}).get("away")
         self.publish(event, room.recipients())
 
     def _leave(self, event: Event, nick: str) -> None:
@@ -163,18 +147,22 @@ class RemoteRooms:
         apply_room_modes(setter, room, changes, members, self.hub.config)
         self.publish(event, room.recipients())
 
-    def drop_users(self, nicks: Sequence[str], reason: str) -> int:
-        """Users of a node that is gone leave every room here, as a quit each (shown to
-        this node's members, not stored: no node speaks for them). Returns how many."""
+    def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
+        """Users of a node that is gone leave every room here, as a quit each, shown to this
+        node's members. Returns each quit with the (folded) rooms it was shown in, for the
+        one node that stores them (the reaper: no node speaks for the dead one otherwise)."""
         gone = [u for u in (self.users.get(fold(n)) for n in nicks) if u is not None]
+        quits = []
         for user in gone:
             event = self.hub.ids.make(Kind.QUIT, user.source, "", reason)
             recipients = self.hub.neighbours(user)
+            rooms = list(user.rooms)
             for room in list(user.rooms.values()):
                 self.hub.leave_room(user, room)
             self.users.pop(fold(user.nick or ""), None)
             self.publish(event, recipients)
-        return len(gone)
+            quits.append((event, rooms))
+        return quits
 
 
 _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {

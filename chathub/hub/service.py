@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import ChainMap
 from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, cast
 
 from twisted.application import service
@@ -35,7 +36,7 @@ from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
-from chathub.hub.remote import RemoteDirectory, presence_of
+from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
@@ -119,6 +120,7 @@ class ChatHub(service.Service):
             store.wrap_releases(self.fanout.batching)
         self.started = time.time()
         self.max_users_seen = 0
+        self.max_global_seen = 0  # with the users of the other nodes of a cluster
         self._user_mode_counts: dict[str, int] = {}  # signed-on users per user mode letter
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
@@ -142,7 +144,7 @@ class ChatHub(service.Service):
         nicks are granted by its claims, presence goes out and comes in, and a node that
         dies takes its users out of the directory."""
         self.cluster = backplane
-        self.remote = RemoteDirectory(backplane.node_id)
+        self.remote = RemoteDirectory(backplane.node_id, listener=self)
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -157,25 +159,100 @@ class ChatHub(service.Service):
             return
         try:
             hello = self.remote.apply(message)
+            for item in message["presence"]:
+                if item[0] == "invite":
+                    self._remote_invite(Event.from_dict(item[1]))
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
         if hello:  # a node (re)joined: it needs this node's users
             self._announce(["roster", self.remote.roster(self.users.values())])
 
+    # -- the users of other nodes (RemoteDirectory's listener) ----------------------------
+
+    def remote_online(self, user: User) -> None:
+        """A user of another node signed on, or took a new nick: MONITOR tells it."""
+        self.max_global_seen = max(self.max_global_seen, self.global_user_count())
+        self._presence.announce(user, "online", self.ids)
+
+    def remote_offline(self, user: User) -> None:
+        """A user of another node left, or dropped its nick: MONITOR tells it."""
+        self._presence.announce(user, "offline", self.ids)
+
+    def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser) -> None:
+        """A user of another node changed account, host, real name, away or user modes:
+        this node's users who share a room with it, and those monitoring it, are told as
+        they are of a local user's change (in the order a local change would come)."""
+        member = self._member_view(user)
+        if member is not user:
+            after.update(member)  # its copy in this node's rooms
+        changes = []
+        old = Source(before.nick, before.user, before.host, before.account, before.realname, before.protocol)
+        if before.account != after.account:
+            changes.append(self.ids.make(Kind.ACCOUNT, member.source, data={"account": after.account}))
+        if (before.user, before.host) != (after.user, after.host):
+            changes.append(self.ids.make(Kind.CHGHOST, old, data={"user": after.user, "host": after.host}))
+        if before.realname != after.realname:
+            changes.append(self.ids.make(Kind.SETNAME, member.source, text=after.realname))
+        if before.away != after.away:
+            changes.append(self.ids.make(Kind.AWAY, member.source, text=after.away or ""))
+        for event in changes:
+            neighbours = self._neighbours(member) if member.rooms else []
+            self._deliver_now(event, neighbours)
+            self._presence.tell_watchers(user, event, told=neighbours)
+
+    def _member_view(self, user: User) -> User:
+        """The stand-in of another node's ``user`` that sits in this node's rooms, when it
+        is in some (it has the rooms), else the directory's."""
+        member = self.replica.users.get(user.folded or "")
+        if member is None:
+            return user
+        node = getattr(member.participant, "node", "")
+        return member if node in ("", getattr(user.participant, "node", "")) else user
+
+    def global_user_count(self) -> int:
+        """Users signed on at this node and, in a cluster, at every other node."""
+        return len(self.users) + (len(self.remote.users) if self.remote is not None else 0)
+
+    def _remote_invite(self, event: Event) -> None:
+        """Another node's user invited someone: when the invited user is here it gets the
+        invite (and may pass +i, +l and bans here, where it joins); this node's operators of
+        the room hear of it (invite-notify)."""
+        room = self.rooms.get(fold(event.target))
+        target = self.users.get(fold(str((event.data or {}).get("nick", ""))))
+        if target is not None:
+            if room is not None:
+                self._remember_invite(room, target)
+            self.fanout.flush()  # after what the target is owed already
+            target.participant.deliver(event)
+        if room is not None:
+            witnesses = [m.user for m in room.members.values()
+                         if m.is_operator and not isinstance(m.user.participant, RemoteParticipant)]
+            self._deliver_now(event, witnesses)
+
     def _resynced(self, reconnected: bool) -> None:
         if reconnected:  # what was said while cut off is lost: ask every node again
             self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
 
     def _node_lost(self, node: str) -> None:
+        quits: list[tuple[Event, list[str]]] = []
         if self.remote is not None:
             gone = self.remote.drop_node(node)
-            self.replica.drop_users([u.nick for u in gone], "*.net *.split")
+            quits = self.replica.drop_users([u.nick or "" for u in gone], "*.net *.split")
         if self.cluster is not None:
-            # one survivor frees the dead node's nicks (the others' reaps find nothing)
-            self.cluster.reap(node).addErrback(lambda f: self.log.warn(
+            # one survivor frees the dead node's nicks (the others' reaps find nothing),
+            # and stores its users' quits in their rooms: history shows them leaving
+            # once; the others have shown the same quits without storing them
+            def reaped(won: bool) -> None:
+                store = self.store
+                if won and store is not None and self.history_enabled:
+                    for event, rooms in quits:
+                        appended = cast("Deferred[None]", store.append(event, rooms))
+                        appended.addErrback(self._log_store_failure, event)
+
+            self.cluster.reap(node).addCallbacks(reaped, lambda f: self.log.warn(
                 "freeing the nicks of lost node {node} failed: {error}", node=node, error=f.getErrorMessage()))
-            self.log.info("cluster node {node} is gone with {count} users", node=node, count=len(gone))
+            self.log.info("cluster node {node} is gone with {count} users", node=node, count=len(quits))
 
     def _owner(self, user: User) -> str:
         assert self.cluster is not None
@@ -293,6 +370,7 @@ class ChatHub(service.Service):
         self.users[fold(nick)] = user
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
+        self.max_global_seen = max(self.max_global_seen, self.global_user_count())
         self.log.info(
             "{nick} registered via {protocol} from {host} (shown as {shown})",
             nick=nick,
@@ -352,8 +430,15 @@ class ChatHub(service.Service):
         user.invited_to = None
 
     def find_user(self, nick: str) -> Optional[User]:
-        """The signed-on user holding ``nick`` (any case), or None."""
-        return self.users.get(fold(nick))
+        """The signed-on user holding ``nick`` (any case), or None; in a cluster, a user
+        of another node too (WHOIS, WHO, ISON, USERHOST, MONITOR see every node)."""
+        folded = fold(nick)
+        user = self.users.get(folded)
+        if user is None and self.remote is not None:
+            remote = self.remote.users.get(folded)
+            if remote is not None:
+                return self._member_view(remote)
+        return user
 
     def whowas(self, nick: str) -> list[WhowasEntry]:
         """Past holders of ``nick``, newest first."""
@@ -506,8 +591,10 @@ class ChatHub(service.Service):
         """Invite ``nick`` into a room; on +i rooms only operators may."""
         folded = self._check_present(user)
         target = self.users.get(fold(nick))
-        if target is None:
+        remote = self.remote.get(nick) if target is None and self.remote is not None else None
+        if target is None and remote is None:
             raise errors.NoSuchNick(nick)
+        invited = target or cast(User, remote)
         room = self.rooms.get(fold(name))
         if room is not None:
             member = room.members.get(folded)
@@ -515,24 +602,32 @@ class ChatHub(service.Service):
                 raise errors.NotOnRoom(room.name)
             if "i" in room.modes and not member.is_operator:
                 raise errors.NotRoomOperator(room.name)
-            if target.folded in room.members:
+            if invited.folded in room.members:
                 raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
-            room.invited.add(cast(str, target.folded))  # found in ``users``: signed on
-            # remembered on the user too, so its quit or new nick drops the invite; pruned
-            # to the rooms that still list it, so it never outgrows them
-            rooms = self.rooms
-            target.invited_to = {
-                n for n in target.invited_to or () if n in rooms and target.folded in rooms[n].invited
-            }
-            target.invited_to.add(room.folded)
-        event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": target.nick})
-        self.fanout.flush()  # after what the target is owed already
-        target.participant.deliver(event)
+            if target is not None:
+                self._remember_invite(room, target)
+        event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": invited.nick})
+        if target is None:
+            # the invite is kept where the invited user is, the node that checks its join
+            self._announce(["invite", event.to_dict()])
+        else:
+            self.fanout.flush()  # after what the target is owed already
+            target.participant.deliver(event)
         if room is not None:
             # invite-notify: members who may see invites (operators) hear about it
             witnesses = [m.user for m in room.members.values() if m.is_operator and m.user is not user]
             self._publish(event, witnesses, user)
         return event
+
+    def _remember_invite(self, room: Room, target: User) -> None:
+        room.invited.add(cast(str, target.folded))  # a user of this hub: signed on
+        # remembered on the user too, so its quit or new nick drops the invite; pruned
+        # to the rooms that still list it, so it never outgrows them
+        rooms = self.rooms
+        target.invited_to = {
+            n for n in target.invited_to or () if n in rooms and target.folded in rooms[n].invited
+        }
+        target.invited_to.add(room.folded)
 
     def change_room_modes(
         self, user: User, name: str, changes: Sequence[Change]
@@ -575,8 +670,13 @@ class ChatHub(service.Service):
         return visibility.visible_members(viewer, room)
 
     def visible_users(self, viewer: Optional[User]) -> list[User]:
-        """Every user online that ``viewer`` may see (WHO *, the line protocol's /who)."""
-        return visibility.visible_users(self.users, viewer)
+        """Every user online that ``viewer`` may see (WHO *, the line protocol's /who), on
+        every node of a cluster."""
+        local = visibility.visible_users(self.users, viewer)
+        if self.remote is None:
+            return local
+        others = {u.folded or "": self._member_view(u) for u in self.remote.users.values()}
+        return local + visibility.visible_users(others, viewer)
 
     def list_rooms(self, user: Optional[User] = None) -> list[Room]:
         """Rooms ``user`` may see listed (secret rooms only to their members)."""
@@ -617,7 +717,7 @@ class ChatHub(service.Service):
                 raise errors.NoSuchNick(target)
             # stored, and carried by the cluster relay to the node that holds the nick
             data = {"to_session": remote.session} if remote.account is None else None
-            event = self._event(kind, user, remote.nick, text, tags, data)
+            event = self._event(kind, user, cast(str, remote.nick), text, tags, data)
             self._publish(event, [user], user, receipt=receipt)
             return event
         data = {"to_session": recipient.session} if recipient.account is None else None
@@ -668,6 +768,8 @@ class ChatHub(service.Service):
         neighbours = self._neighbours(user)
         self._publish(event, neighbours, user)
         self._presence.tell_watchers(user, event, told=neighbours)
+        if self.cluster is not None:  # the other nodes tell theirs (``remote_changed``)
+            self._announce(["id", presence_of(user)])
 
     def set_away(self, user: User, text: Optional[str]) -> Event:
         """Mark ``user`` away with ``text``, or back with None/empty."""
@@ -739,14 +841,19 @@ class ChatHub(service.Service):
         return applied
 
     def users_with_mode(self, letter: str) -> int:
-        """How many signed-on users have user mode ``letter`` (LUSERS: invisible, operators)."""
-        return self._user_mode_counts.get(letter, 0)
+        """How many signed-on users (of every node) have user mode ``letter`` (LUSERS:
+        invisible, operators)."""
+        remote = self.remote.mode_counts.get(letter, 0) if self.remote is not None else 0
+        return self._user_mode_counts.get(letter, 0) + remote
 
     def _set_user_modes(self, user: User, modes: frozenset[str]) -> None:
-        if self.users.get(user.folded or "") is user:
+        signed_on = self.users.get(user.folded or "") is user
+        if signed_on:
             self._count_modes(user.modes - modes, -1)
             self._count_modes(modes - user.modes, 1)
         user.modes = modes
+        if signed_on and self.cluster is not None:
+            self._announce(["id", presence_of(user)])
 
     def _count_modes(self, letters: Iterable[str], step: int) -> None:
         # kept up to date so LUSERS, part of every welcome, is not a walk over every user
@@ -786,7 +893,8 @@ class ChatHub(service.Service):
     def monitor(self, user: User, nicks: Iterable[str]) -> list[tuple[str, Optional[User]]]:
         """Watch nicks for presence; returns each with its current holder (or None)."""
         self._check_present(user)
-        return self._presence.watch(user, nicks, self.users)
+        users = self.users if self.remote is None else ChainMap(self.users, self.remote.users)
+        return self._presence.watch(user, nicks, users)
 
     def unmonitor(self, user: User, nicks: Optional[Iterable[str]] = None) -> None:
         """Stop watching some nicks, or all of them."""

@@ -1,0 +1,131 @@
+"""What the tests of several ``twistd chathub`` nodes share (tests/test_cluster_nodes.py,
+tests/test_cluster_presence.py): nodes in cluster mode on one PostgreSQL database and one
+redis-server (both real; the test session starts Redis on a free port), and users of each
+protocol on them.
+
+A test module takes the fixture by importing it: ``from tests.cluster_support import
+cluster``, beside ``postgres_database`` and ``postgres_dsn`` from tests/store_fixtures.py.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401 (fixtures)
+from tests.support import LineClient, server_config
+
+ROOM = "#x"
+
+
+def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> str:
+    extra = (
+        f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
+        f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
+        "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
+        "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n"
+        "[history]\nquery_limit = 1000\n"
+    )
+    return server_config(tmp_path / name, extra, irc=True, http=True)
+
+
+@pytest.fixture
+def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 (fixture)
+    """Start nodes on one database and one Redis: ``start(name) -> (line_port, irc_port)``
+    (``twistd_server`` last: its nodes stop before the schema they use is dropped)."""
+    prefix = "t" + uuid.uuid4().hex[:8]
+    clients: list[LineClient] = []
+
+    def start(name: str, redis_url: str = "") -> tuple[int, int]:
+        config = node_config(tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix)
+        node = start.nodes[name] = twistd_server(config)
+        start.http[name] = node.port("http")
+        return node.port("line"), node.port("irc")
+
+    def connect(port: int) -> LineClient:
+        client = LineClient(port, timeout=20.0)
+        clients.append(client)
+        return client
+
+    start.connect = connect
+    start.nodes = {}
+    start.http = {}
+    yield start
+    for client in clients:
+        client.close()
+
+
+def telnet_user(cluster, port: int, nick: str) -> LineClient:
+    user = cluster.connect(port)
+    user.send(f"/nick {nick}\r\n")
+    user.expect(rf"{nick}")
+    user.send(f"/join {ROOM}\r\n")
+    user.expect(rf"{ROOM}")
+    user.say = lambda text: user.send(f"{text}\r\n")
+    return user
+
+
+def irc_user(cluster, port: int, nick: str, caps: str = "") -> LineClient:
+    user = cluster.connect(port)
+    if caps:
+        user.send(f"CAP REQ :{caps}\r\n")
+    user.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")
+    if caps:
+        user.expect(r" ACK ")
+        user.send("CAP END\r\n")
+    user.expect(r" 001 ")
+    user.send(f"JOIN {ROOM}\r\n")
+    user.expect(rf" 366 {nick} {ROOM} ")
+    user.say = lambda text: user.send(f"PRIVMSG {ROOM} :{text}\r\n")
+    return user
+
+
+def meet(sender, watchers) -> None:
+    """Ping the room from ``sender``'s node until each of ``watchers`` (on the other node)
+    has seen a ping. A node starts delivering a conversation at the first number it hears
+    of it (docs/cluster.md): from here on, the watchers' node has heard of the room past
+    its own users' joins, so whatever the sender's node writes next reaches them."""
+    for attempt in range(100):
+        sender.say(f"ping{attempt}")
+        try:
+            for watcher in watchers:
+                watcher.expect(r"ping\d+", timeout=0.2)
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError("no ping crossed the nodes")
+
+
+def registration(cluster, port: int, nick: str) -> LineClient:
+    """An IRC connection that has sent NICK and USER (its answer not read yet)."""
+    client = cluster.connect(port)
+    client.send(f"NICK {nick}\r\nUSER u 0 * :u\r\n")
+    return client
+
+
+def until_answer(client: LineClient) -> str:
+    """The client's answer to its registration: 001 or the refusal."""
+    return client.expect(r" (001|433|437) ").split(" ")[1]
+
+
+def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
+    """Until ``client``'s node lists ``room`` (it heard of the room's first join)."""
+    for _ in range(100):
+        client.send(f"LIST {room}\r\n")
+        if " 322 " in client.expect(rf" 322 {nick} {room} | 323 {nick} "):
+            client.expect(rf" 323 {nick} ")
+            return
+    raise AssertionError(f"{room} never reached {nick}'s node")
+
+
+def until_names(client: LineClient, nick: str, expected: set) -> bool:
+    """Until NAMES at ``client``'s node lists ``expected`` (another node's joins are
+    applied milliseconds after they commit)."""
+    for _ in range(100):
+        client.send(f"NAMES {ROOM}\r\n")
+        line = client.expect(rf" 353 {nick} . {ROOM} ")
+        names = set(line.split(f" {ROOM} ", 1)[1].lstrip(":").split())
+        client.expect(rf" 366 {nick} ")
+        if names == expected:
+            return True
+    raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
