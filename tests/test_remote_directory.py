@@ -1,7 +1,14 @@
-"""``RemoteDirectory``: the users of other cluster nodes, from their presence messages."""
+"""``RemoteDirectory``: the users of other cluster nodes, from their presence messages; and\nthe hub's side of them, with two hubs whose backplanes hand each other's messages over."""
 from __future__ import annotations
 
+import pytest
+
+from chathub.backplane import LocalBackplane
+from chathub.events import Kind
+from chathub.hub import errors
 from chathub.hub.remote import RemoteDirectory, RemoteUser
+from chathub.hub.rooms import Member, Room
+from tests.support import RecorderWorld
 
 
 def entry(nick: str, account=None, session="s1") -> list:
@@ -34,3 +41,92 @@ def test_a_roster_replaces_a_node_and_hello_asks_for_rosters():
     assert sorted(u.nick for u in here.users.values()) == ["kept", "new", "other"]
     gone = here.drop_node("b")
     assert sorted(u.nick for u in gone) == ["kept", "new"] and list(here.users) == ["other"]
+
+
+# -- two hubs whose backplanes hand each other's messages over in memory --------------------
+
+
+class LinkedBackplane(LocalBackplane):
+    """A ``LocalBackplane`` whose publishes reach the other nodes' subscribers at once (as
+    Redis pub/sub does between live nodes), for the hub's side of presence."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.peers: list[LinkedBackplane] = []
+
+    def publish(self, message: dict) -> None:
+        for peer in self.peers:
+            peer.receive(message)
+
+
+def two_nodes():
+    a, b = RecorderWorld(), RecorderWorld()
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    pa.peers, pb.peers = [pb], [pa]
+    a.hub.join_cluster(pa)
+    b.hub.join_cluster(pb)
+    return a, b
+
+
+def test_users_of_the_other_node_are_found_counted_and_monitored():
+    a, b = two_nodes()
+    watcher = b.connect("watcher")
+    b.hub.monitor(watcher, ["alice"])
+    alice = a.connect("alice", host="alice.example")
+    a.hub.change_user_modes(alice, [("+i", None)])
+    assert [e.data["state"] for e in watcher.participant.events if e.kind == Kind.PRESENCE] == ["online"]
+    seen = b.hub.find_user("ALICE")
+    assert (seen.nick, seen.host, seen.participant.node) == ("alice", "alice.example", "a")
+    assert b.hub.global_user_count() == 2 and len(b.hub.users) == 1
+    assert b.hub.users_with_mode("i") == 1  # alice's +i reached b
+    assert alice not in b.hub.visible_users(watcher)  # invisible, sharing no room
+    assert [u.nick for u in b.hub.visible_users(watcher)] == ["watcher"]
+    a.hub.quit(alice, "bye")
+    assert b.hub.find_user("alice") is None and b.hub.global_user_count() == 1
+    assert [e.data["state"] for e in watcher.participant.events if e.kind == Kind.PRESENCE] == ["online", "offline"]
+
+
+def test_identity_changes_reach_the_other_nodes_members_and_watchers():
+    a, b = two_nodes()
+    alice = a.connect("alice")
+    bob = b.connect("bob")  # shares a room with alice (as the relay would have applied)
+    room = b.hub.join(bob, "#r")
+    member = b.hub.replica.user_for(a.hub.ids.make(Kind.JOIN, alice.source, "#r"), "a")
+    room.add(Member(member, ""))
+    member.add_room(room)
+    watcher = b.connect("watcher")  # in no room: hears only as a monitor
+    b.hub.monitor(watcher, ["alice"])
+    for who in (bob, watcher):
+        who.participant.clear()
+    a.hub.set_away(alice, "lunch")
+    a.hub.set_host(alice, "al", "new.host")
+    a.hub.set_realname(alice, "Alice A")
+    a.hub.set_account(alice, "alice")
+    for who in (bob, watcher):
+        assert who.participant.kinds() == [Kind.AWAY, Kind.CHGHOST, Kind.SETNAME, Kind.ACCOUNT]
+    away, chghost, setname, account = bob.participant.events
+    assert away.text == "lunch" and away.source.nick == "alice"
+    assert (chghost.source.host, chghost.data) == ("example.org", {"user": "al", "host": "new.host"})
+    assert setname.text == "Alice A" and account.data == {"account": "alice"}
+    # both the directory's user and the room's member changed: WHOIS and WHO agree
+    assert b.hub.find_user("alice") is member
+    assert (member.away, member.host, member.realname, member.account) == ("lunch", "new.host", "Alice A", "alice")
+    a.hub.set_away(alice, None)
+    assert bob.participant.events[-1].kind == Kind.AWAY and member.away is None
+
+
+def test_an_invite_reaches_the_user_on_its_node_and_lets_it_past_invite_only():
+    a, b = two_nodes()
+    alice = a.connect("alice")
+    room = a.hub.join(alice, "#r")
+    a.hub.change_room_modes(alice, "#r", [("+i", None)])
+    bob = b.connect("bob")
+    b.hub.rooms[room.folded] = copy = Room("#r")  # b's copy of the room, as the relay made it
+    copy.modes = set(room.modes)
+    event = a.hub.invite(alice, "#r", "BOB")
+    assert event.data["nick"] == "bob"
+    assert bob.participant.events[-1].kind == Kind.INVITE and bob.participant.events[-1].source.nick == "alice"
+    assert "bob" in copy.invited and bob.invited_to == {"#r"}
+    assert b.hub.join(bob, "#r") is copy  # the invite lets it in past +i on its own node
+    with pytest.raises(errors.NoSuchNick):
+        a.hub.invite(alice, "#r", "nobody")

@@ -93,19 +93,21 @@ def isupport(session, rb) -> None:
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
     hub = session.hub
-    total = len(hub.users)
+    # in a cluster, the users of every node (a cluster shows itself as one server); the
+    # local counts are this node's
+    total = hub.global_user_count()
+    local = len(hub.users)
     invisible = hub.users_with_mode("i")
     opers = hub.users_with_mode("o")
     rooms = len(hub.rooms)
-    most = hub.max_users_seen
     rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
     rb.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
     rb.numeric(N.RPL_LUSERUNKNOWN, str(len(session.server.unregistered)), "unknown connection(s)")
     rb.numeric(N.RPL_LUSERCHANNELS, str(rooms), "channels formed")
-    rb.numeric(N.RPL_LUSERME, f"I have {total} clients and 0 servers")
+    rb.numeric(N.RPL_LUSERME, f"I have {local} clients and 0 servers")
     # the optional count parameters are left out: the text carries them
-    rb.numeric(N.RPL_LOCALUSERS, f"Current local users {total}, max {most}")
-    rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {most}")
+    rb.numeric(N.RPL_LOCALUSERS, f"Current local users {local}, max {hub.max_users_seen}")
+    rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {hub.max_global_seen}")
 
 
 @command("MOTD")

@@ -1,0 +1,178 @@
+"""Presence across ``twistd chathub`` nodes (docs/cluster.md): WHOIS, WHO, ISON, USERHOST,
+MONITOR, LUSERS and INVITE see users of the other node; away, account and real-name changes
+reach the other node's users as local ones do; the quits of a dead node's users are stored
+once; a node that starts while a room is in use gets the room's state.
+
+Real nodes, one PostgreSQL database, one redis-server (tests/cluster_support.py).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+from tests.cluster_support import (  # noqa: F401 (fixtures)
+    ROOM,
+    cluster,
+    irc_user,
+    meet,
+    postgres_database,
+    postgres_dsn,
+    telnet_user,
+)
+from tests.support import LineClient
+
+NOTIFY_CAPS = "away-notify account-notify setname"
+
+
+def signed_on(cluster, port: int, nick: str, caps: str = "") -> LineClient:
+    """An IRC user of ``port`` that is in no room."""
+    user = cluster.connect(port)
+    if caps:
+        user.send(f"CAP REQ :{caps}\r\n")
+    user.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")
+    if caps:
+        user.expect(r" ACK ")
+        user.send("CAP END\r\n")
+    user.expect(r" 001 ")
+    return user
+
+
+def answer(client: LineClient, command: str, end: str) -> list[str]:
+    """Send ``command`` and return the lines of its answer up to the one matching ``end``."""
+    client.send(f"{command}\r\n")
+    lines = []
+    while True:
+        line = client.readline()
+        lines.append(line)
+        if _matches(end, line):
+            return lines
+
+
+def until(client: LineClient, command: str, end: str, wanted: str, within: float = 20.0) -> list[str]:
+    """``answer`` until one of its lines matches ``wanted`` (or fail after ``within``
+    seconds): what one node did reaches the other a moment after it was answered, longer
+    on a busy machine."""
+    deadline = time.monotonic() + within
+    while True:
+        lines = answer(client, command, end)
+        if any(_matches(wanted, line) for line in lines):
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{command!r} never answered {wanted!r} (last: {lines})")
+
+
+def until_room(client: LineClient, nick: str) -> None:
+    """Until ``client``'s node lists the room (it heard of the room's first join)."""
+    until(client, f"LIST {ROOM}", rf" 323 {nick} ", rf" 322 {nick} {ROOM} ")
+
+
+def _matches(pattern: str, line: str) -> bool:
+    return re.search(pattern, line) is not None
+
+
+def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")  # founds #x on A
+    alice.send("REGISTER * alice@example.org correct-horse\r\n")
+    alice.expect(r" 900 ")
+    alice.send("AWAY :lunch\r\n")
+    alice.expect(r" 306 ")
+    bob = signed_on(cluster, b_irc, "bob")
+    assert until(bob, "ISON nobody alice", r" 303 ", r" 303 bob :?alice$")
+    whois = until(bob, "WHOIS alice", r" 318 ", r" 301 bob alice :?lunch")
+    numerics = {line.split(" ")[1]: line for line in whois}
+    assert " 311 bob alice " in numerics["311"]
+    assert numerics["319"].endswith(f" @{ROOM}") or numerics["319"].endswith(f":@{ROOM}")  # its room and privileges, from B's copy
+    assert " 330 bob alice alice " in numerics["330"]
+    who = answer(bob, "WHO alice %tnfa,42", r" 315 ")
+    assert who[0].split(" ")[2:] == ["bob", "42", "alice", "G", "alice"]  # away, logged in
+    userhost = answer(bob, "USERHOST alice", r" 302 ")
+    assert re.search(r" 302 bob :?alice=-", userhost[0])  # away
+    carol = cluster.connect(b_line)
+    carol.send("/nick carol\r\n/who\r\n")
+    carol.expect(r"alice \(irc, account alice\) away: lunch")  # telnet's /who
+    lusers = {line.split(" ")[1]: line for line in answer(bob, "LUSERS", r" 266 ")}
+    assert "I have 2 clients" in lusers["255"]  # bob and carol, on B
+    assert "Current local users 2," in lusers["265"]
+    assert "Current global users 3," in lusers["266"]  # and alice, on A
+
+
+def test_away_account_and_realname_changes_reach_the_other_nodes_users(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", caps="setname")
+    bob = signed_on(cluster, b_irc, "bob", caps=NOTIFY_CAPS)
+    until_room(bob, "bob")
+    bob.send(f"JOIN {ROOM}\r\n")
+    bob.expect(rf" 366 bob {ROOM} ")
+    carol = telnet_user(cluster, b_line, "carol")
+    meet(alice, [bob, carol])
+    alice.send("AWAY :lunch\r\n")
+    assert bob.expect(r" AWAY ").startswith(":alice!")
+    carol.send(f"/who {ROOM}\r\n")
+    carol.expect(r"alice \(irc\) away: lunch")
+    alice.send("SETNAME :Alice Liddell\r\n")
+    assert bob.expect(r" SETNAME ").endswith("SETNAME :Alice Liddell")
+    alice.send("REGISTER * alice@example.org correct-horse\r\n")
+    assert bob.expect(r" ACCOUNT ").rstrip().endswith("ACCOUNT alice")
+    alice.send("AWAY\r\n")
+    back = bob.expect(r" AWAY")
+    assert back.startswith(":alice!") and back.rstrip().endswith("AWAY")
+    # WHOIS on B tells the new state
+    whois = {line.split(" ")[1]: line for line in answer(bob, "WHOIS alice", r" 318 ")}
+    assert whois["311"].endswith(":Alice Liddell") and " 330 bob alice alice " in whois["330"]
+    assert "301" not in whois
+
+
+def test_monitor_follows_users_of_the_other_node(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    bob = signed_on(cluster, b_irc, "bob")
+    bob.send("MONITOR + alice\r\n")
+    bob.expect(r" 731 bob :?alice$")  # offline
+    alice = signed_on(cluster, a_irc, "alice")
+    bob.expect(r" 730 bob :?alice!")
+    assert re.search(r" 730 bob :?alice!", answer(bob, "MONITOR S", r" 73[01] ")[-1])
+    alice.send("NICK alice2\r\n")
+    bob.expect(r" 731 bob :?alice$")
+    bob.send("MONITOR + alice2\r\n")
+    bob.expect(r" 730 bob :?alice2!")
+    alice.send("QUIT :bye\r\n")
+    bob.expect(r" 731 bob :?alice2$")
+
+
+def test_an_invite_reaches_a_user_of_the_other_node_who_may_then_join(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice")
+    alice.send(f"MODE {ROOM} +i\r\n")
+    alice.expect(rf"MODE {ROOM} \+i")
+    bob = signed_on(cluster, b_irc, "bob")
+    until(bob, f"MODE {ROOM}", r" 324 | 403 ", rf" 324 bob {ROOM} \+\S*i")  # B has +i
+    bob.send(f"JOIN {ROOM}\r\n")
+    bob.expect(rf" 473 bob {ROOM} ")
+    until(alice, f"INVITE bob {ROOM}", r" 341 | 401 ", r" 341 alice bob ")
+    assert bob.expect(rf" INVITE bob :?{ROOM}").startswith(":alice!")
+    bob.send(f"JOIN {ROOM}\r\n")
+    bob.expect(rf" 366 bob {ROOM} ")
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+
+
+def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    c_line, c_irc = cluster("c")
+    alice = irc_user(cluster, a_irc, "alice", caps="draft/chathistory draft/event-playback batch server-time")
+    carol = signed_on(cluster, c_irc, "carol")
+    until_room(carol, "carol")
+    carol.send(f"JOIN {ROOM}\r\n")
+    carol.expect(rf" 366 carol {ROOM} ")
+    bob = signed_on(cluster, b_irc, "bob")
+    until_room(bob, "bob")
+    bob.send(f"JOIN {ROOM}\r\n")
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    carol.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    cluster.nodes["b"].kill()  # kill -9: B stores nothing more; A or C reaps it
+    alice.expect(r":bob!\S+ QUIT :\*\.net \*\.split", timeout=4.0 + 0.5 + 4.0 + 3.0)
+    carol.expect(r":bob!\S+ QUIT :\*\.net \*\.split", timeout=10.0)
+    # stored by the reaper after the reap: a moment after it is shown
+    history = until(alice, f"CHATHISTORY LATEST {ROOM} * 50", r" BATCH -", r":bob!\S+ QUIT ")
+    quits = [line for line in history if " QUIT " in line and ":bob!" in line]
+    assert len(quits) == 1  # one survivor stored it
+    assert quits[0].endswith("QUIT :*.net *.split")
