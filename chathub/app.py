@@ -206,31 +206,37 @@ class ChathubService(service.MultiService):
         )
         super().startService()
         d: defer.Deferred[Any] = self.store_service.ready()  # each callback changes the result
-        if self.backplane is not None:
-            d.addCallback(self._join_cluster)
         d.addCallback(lambda store: store.load_rooms())
         d.addCallback(self.hub.restore_rooms)
+        if self.backplane is not None:  # after the stored rooms: the live state replaces theirs
+            d.addCallback(self._join_cluster)
         d.addCallback(lambda _: self.accounts.load())
         d.addCallback(self._ready)
         d.addErrback(self._store_failed)
 
-    def _join_cluster(self, store: object) -> defer.Deferred[object]:
+    def _join_cluster(self, _: object) -> defer.Deferred[object]:
         """Join the cluster before anyone can sign on: a Redis that cannot be reached stops
-        start-up with the reason (the backplane's ``BackplaneUnavailable``)."""
+        start-up with the reason (the backplane's ``BackplaneUnavailable``). The rooms in
+        use come from another node first (docs/cluster.md); then the relay starts where
+        each room's state stands and fetches what was committed since."""
         assert self.backplane is not None and self.relay is not None
         backplane, relay = self.backplane, self.relay
+        from twisted.internet import reactor
 
-        def joined(_: object) -> object:
+        def joined(_: object) -> defer.Deferred[None]:
+            return self.hub.join_cluster(backplane, relay, reactor, wait=backplane_wait)
+
+        def rooms_known(_: object) -> None:
             relay.start()
-            self.hub.join_cluster(backplane)
-            self.log.warn(
-                "cluster mode (node {node}): one nick namespace, private messages and chat in rooms "
-                "cross nodes; room membership and presence do not yet (docs/cluster.md)",
+            relay.resync()
+            self.log.info(
+                "cluster mode (node {node}): one nick namespace, presence, rooms and chat across nodes "
+                "(docs/cluster.md)",
                 node=backplane.node_id,
             )
-            return store
 
-        return backplane.start().addCallback(joined)
+        backplane_wait = self.hub.config.cluster.lease  # a live node answers in milliseconds
+        return backplane.start().addCallback(joined).addCallback(rooms_known)
 
     def stopService(self) -> Optional[defer.Deferred[None]]:
         """Stop the listeners, the hub and the store (children, in reverse), then leave the

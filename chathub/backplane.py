@@ -98,6 +98,10 @@ class LocalBackplane:
         """None: nicks live in the hub's user table only."""
         return succeed(None)
 
+    def peers(self) -> Deferred:
+        """None: there is no other node."""
+        return succeed([])
+
     def reap(self, node_id: str) -> Deferred:
         """False: there is no other node to reap."""
         return succeed(False)

@@ -180,6 +180,10 @@ class IBackplane(Interface):
         """Fire with the owner string holding ``folded``, or None; ``BackplaneUnavailable``
         when it cannot be asked."""
 
+    def peers() -> Deferred[list[str]]:
+        """The other nodes of the cluster holding a lease now (a node starting asks whether
+        anyone can tell it the state of the rooms in use)."""
+
     def reap(node_id: str) -> Deferred[bool]:
         """Free the nicks of the dead node ``node_id``. Fires True for exactly one caller in
         the cluster (who then records that node's users' departures) and False for every

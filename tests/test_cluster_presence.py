@@ -66,6 +66,11 @@ def until_room(client: LineClient, nick: str) -> None:
     until(client, f"LIST {ROOM}", rf" 323 {nick} ", rf" 322 {nick} {ROOM} ")
 
 
+def first(lines: list[str], numeric: str) -> str:
+    """The first of ``lines`` that is the reply ``numeric``."""
+    return next(line for line in lines if line.split(" ")[1:2] == [numeric])
+
+
 def _matches(pattern: str, line: str) -> bool:
     return re.search(pattern, line) is not None
 
@@ -84,10 +89,10 @@ def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster)
     assert " 311 bob alice " in numerics["311"]
     assert numerics["319"].endswith(f" @{ROOM}") or numerics["319"].endswith(f":@{ROOM}")  # its room and privileges, from B's copy
     assert " 330 bob alice alice " in numerics["330"]
-    who = answer(bob, "WHO alice %tnfa,42", r" 315 ")
-    assert who[0].split(" ")[2:] == ["bob", "42", "alice", "G", "alice"]  # away, logged in
-    userhost = answer(bob, "USERHOST alice", r" 302 ")
-    assert re.search(r" 302 bob :?alice=-", userhost[0])  # away
+    who = first(answer(bob, "WHO alice %tnfa,42", r" 315 "), "354")
+    assert who.split(" ")[2:] == ["bob", "42", "alice", "G", "alice"]  # away, logged in
+    userhost = first(answer(bob, "USERHOST alice", r" 302 "), "302")
+    assert re.search(r" 302 bob :?alice=-", userhost)  # away
     carol = cluster.connect(b_line)
     carol.send("/nick carol\r\n/who\r\n")
     carol.expect(r"alice \(irc, account alice\) away: lunch")  # telnet's /who
@@ -176,3 +181,32 @@ def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):
     quits = [line for line in history if " QUIT " in line and ":bob!" in line]
     assert len(quits) == 1  # one survivor stored it
     assert quits[0].endswith("QUIT :*.net *.split")
+
+
+def test_a_node_that_starts_while_a_room_is_in_use_gets_the_rooms_state(cluster):
+    a_line, a_irc = cluster("a")
+    alice = irc_user(cluster, a_irc, "alice")  # founds #x on A
+    carol = telnet_user(cluster, a_line, "carol")
+    alice.send(f"TOPIC {ROOM} :the topic\r\nMODE {ROOM} +kl sesame 10\r\nMODE {ROOM} +b *!*@banned.example\r\n")
+    alice.send(f"MODE {ROOM} +v carol\r\nPRIVMSG {ROOM} :said before B started\r\n")
+    alice.expect(rf"MODE {ROOM} \+v carol")
+    carol.expect(r"said before B started")
+    b_line, b_irc = cluster("b")  # B starts now: no event of #x comes after it
+    bob = signed_on(cluster, b_irc, "bob", caps="draft/chathistory batch server-time multi-prefix")
+    # B's listeners opened after the state was in: no waiting for it
+    names = first(answer(bob, f"NAMES {ROOM}", r" 366 "), "353")
+    assert names.split(f" {ROOM} ")[1].lstrip(":").split() == ["@alice", "+carol"]
+    assert first(answer(bob, f"TOPIC {ROOM}", r" 333 "), "332").endswith("the topic")
+    modes = first(answer(bob, f"MODE {ROOM}", r" 324 "), "324").split(" ")
+    assert set(modes[4].lstrip("+")) == set("klnt") and modes[5:] == ["*", "10"]  # a key is hidden from non-members
+    assert " *!*@banned.example " in first(answer(bob, f"MODE {ROOM} b", r" 368 "), "367")
+    bob.send(f"JOIN {ROOM}\r\n")
+    bob.expect(rf" 475 bob {ROOM} ")  # B checks the key it learnt
+    bob.send(f"JOIN {ROOM} sesame\r\n")
+    bob.expect(rf" 366 bob {ROOM} ")
+    alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+    # the room was alive: bob joined it, and made no new one (no ops; its history goes on)
+    names = first(answer(bob, f"NAMES {ROOM}", r" 366 "), "353")
+    assert names.split(f" {ROOM} ")[1].lstrip(":").split() == ["@alice", "+carol", "bob"]
+    history = answer(bob, f"CHATHISTORY LATEST {ROOM} * 10", r" BATCH -")
+    assert any(line.endswith("said before B started") for line in history)

@@ -564,6 +564,19 @@ class RedisBackplane:
         """The owner holding ``folded``, or None."""
         return self._command(lambda conn: conn.get(self._prefix + "nick:" + folded))
 
+    def peers(self) -> Deferred:
+        """The other members of ``{prefix}:nodes`` whose lease is held now."""
+
+        async def ask() -> list[str]:
+            members = await self._command(lambda conn: conn.smembers(self._prefix + "nodes"))
+            others = sorted(str(n) for n in members or () if str(n) != self.node_id)
+            if not others:
+                return []
+            leases = await self._command(lambda conn: conn.mget([self._prefix + "node:" + n for n in others]))
+            return [node for node, lease in zip(others, leases, strict=True) if lease]
+
+        return Deferred.fromCoroutine(ask())
+
     def reap(self, node_id: str) -> Deferred:
         """Free the dead node's nicks: True for exactly one caller in the cluster."""
         if node_id == self.node_id:

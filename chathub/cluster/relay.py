@@ -126,6 +126,21 @@ class ClusterRelay:
                 state.timer.cancel()
             state.timer = None
 
+    # -- where a conversation stands -------------------------------------------------------
+
+    def position(self, conv: str) -> Optional[int]:
+        """The number up to which ``conv`` was delivered here (every smaller one too), or
+        None when this node has heard of no event of it."""
+        state = self.conversations.get(conv)
+        return None if state is None else state.delivered
+
+    def start_at(self, conv: str, seq: int) -> None:
+        """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a
+        room's snapshot at start-up); what follows it is fetched at the next resync."""
+        state = self.conversations.get(conv)
+        if state is None or state.delivered < seq:
+            self.conversations[conv] = _Conversation(seq, seq + 1)
+
     # -- out -----------------------------------------------------------------------------
 
     def _committed(self, group: list[tuple[Event, Positions]]) -> None:

@@ -11,19 +11,29 @@ would. A user of another node sits in a room as a ``User`` whose participant sen
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
-from chathub.hub.remote import RemoteParticipant
+from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roommodes import apply_room_modes
-from chathub.hub.rooms import Member, Room
+from chathub.hub.rooms import BanEntry, Member, Room
 from chathub.hub.users import User
 from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.service import ChatHub
 
-__all__ = ["RemoteParticipant", "RemoteRooms"]
+__all__ = ["Positions", "RemoteParticipant", "RemoteRooms"]
+
+
+class Positions(Protocol):
+    """Where each conversation stands on this node (``ClusterRelay``)."""
+
+    def position(self, conv: str) -> Optional[int]:
+        """The number up to which ``conv`` was delivered here, or None."""
+
+    def start_at(self, conv: str, seq: int) -> None:
+        """Deliver ``conv`` from ``seq + 1`` on."""
 
 
 class RemoteRooms:
@@ -146,6 +156,67 @@ class RemoteRooms:
         # checked at the setter's node; here a change this copy cannot apply is skipped
         apply_room_modes(setter, room, changes, members, self.hub.config)
         self.publish(event, room.recipients())
+
+    # -- snapshots: a node that starts learns the rooms in use from a node that has them ----
+
+    def snapshot(self, node_id: str, position: Callable[[str], Optional[int]]) -> list[dict[str, Any]]:
+        """Every room here as plain data, each with ``seq``: the number of its conversation up
+        to which this node applied the room's events (``ClusterRelay.position``; None when
+        it heard of none). The state is that of every event up to ``seq`` plus this node's
+        own changes not yet numbered, which come again later, numbered above ``seq``, and
+        change nothing the second time (joins, parts, modes and topics set a state)."""
+        rooms = []
+        for room in self.hub.rooms.values():
+            members = [
+                [getattr(m.user.participant, "node", node_id) or node_id, presence_of(m.user), m.privileges]
+                for m in room.members.values()
+            ]
+            rooms.append({
+                "name": room.name, "seq": position(room.folded), "created": room.created,
+                "topic": [room.topic, room.topic_setter, room.topic_time], "modes": "".join(sorted(room.modes)),
+                "key": room.key, "limit": room.limit,
+                "lists": [[[b.mask, b.setter, b.time] for b in bans] for bans in (room.bans, room.excepts, room.invex)],
+                "persistent": room.persistent, "founder": room.founder, "operators": sorted(room.operators),
+                "members": members,
+            })
+        return rooms
+
+    def install(self, node_id: str, rooms: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Take another node's ``snapshot`` (at start-up, before this node has users):
+        each room's state replaces this node's copy. Returns each room's conversation and
+        the number its state stands at, for the relay to deliver what follows."""
+        positions = []
+        for data in rooms:
+            name = str(data["name"])
+            room = self.hub.rooms.get(fold(name))
+            if room is None:
+                room = self.hub.rooms[fold(name)] = Room(name, created=float(data["created"]))
+            for member in list(room.members.values()):
+                room.remove(member.user.folded or "")
+                member.user.remove_room(room.folded)
+            room.topic, room.topic_setter, room.topic_time = str(data["topic"][0]), str(data["topic"][1]), float(
+                data["topic"][2])
+            room.modes = set(str(data["modes"]))
+            room.key = None if data["key"] is None else str(data["key"])
+            room.limit = None if data["limit"] is None else int(data["limit"])
+            room.bans, room.excepts, room.invex = (
+                [BanEntry(str(m), str(s), float(t)) for m, s, t in entries] for entries in data["lists"]
+            )
+            room.persistent = bool(data["persistent"])
+            room.founder = None if data["founder"] is None else str(data["founder"])
+            room.operators = {str(a) for a in data["operators"]}
+            for node, entry, privileges in data["members"]:
+                if node == node_id:
+                    continue  # a user of an earlier process of this node: not here any more
+                said = RemoteUser.from_list(str(node), entry)
+                user = self.users.get(fold(said.nick))
+                if user is None:
+                    user = self.users[fold(said.nick)] = said.make_user()
+                room.add(Member(user, str(privileges)))
+                user.add_room(room)
+            if data["seq"] is not None:
+                positions.append((room.folded, int(data["seq"])))
+        return positions
 
     def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
         """Users of a node that is gone leave every room here, as a quit each, shown to this

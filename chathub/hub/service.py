@@ -37,7 +37,7 @@ from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
-from chathub.hub.replica import RemoteRooms
+from chathub.hub.replica import Positions, RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
@@ -131,6 +131,10 @@ class ChatHub(service.Service):
         self.remote: Optional[RemoteDirectory] = None
         #: other nodes' users in this node's rooms, kept by their room events
         self.replica = RemoteRooms(self, self._deliver_now)
+        #: in a cluster: where each room's conversation stands here (the relay), and the
+        #: start-up's request for the rooms in use while it is unanswered
+        self._positions: Optional[Positions] = None
+        self._snapshot_wanted: Optional[Deferred[None]] = None
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -139,16 +143,53 @@ class ChatHub(service.Service):
         # number to be delivered is held by the relay (``Outbox.pause``).
         self.fanout.publish(event, recipients, None, event.kind in BATCHABLE_KINDS)
 
-    def join_cluster(self, backplane: IBackplane) -> None:
+    def join_cluster(
+        self,
+        backplane: IBackplane,
+        positions: Optional[Positions] = None,
+        clock: Optional[IReactorTime] = None,
+        wait: float = 5.0,
+    ) -> Deferred[None]:
         """Share the nick namespace with the other nodes through ``backplane`` (started):
         nicks are granted by its claims, presence goes out and comes in, and a node that
-        dies takes its users out of the directory."""
+        dies takes its users out of the directory.
+
+        With ``positions`` (the cluster relay, not started yet) this node asks the others
+        for the state of the rooms in use: the Deferred fires once the first answer is
+        applied and the relay told where each room's state stands, at once when no other
+        node holds a lease, or after ``wait`` seconds on ``clock`` without an answer."""
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
-        self._announce(["hello"], ["roster", self.remote.roster(self.users.values())])
+        if positions is None:
+            self._announce(["hello"], ["roster", self.remote.roster(self.users.values())])
+            return defer.succeed(None)
+        self._positions = positions
+        waiting = self._snapshot_wanted = Deferred()
+        self._announce(["hello", {"rooms": True}], ["roster", self.remote.roster(self.users.values())])
+
+        def settle(why: str) -> None:
+            if not waiting.called:
+                self.log.info("no room state from the other nodes ({why}): starting with none", why=why)
+                self._snapshot_wanted = None
+                waiting.callback(None)
+
+        def asked(peers: list[str]) -> None:
+            if not peers:
+                settle("no other node holds a lease")
+            elif clock is not None and not waiting.called:
+                timer = clock.callLater(wait, settle, f"none of {len(peers)} answered within {wait:g} s")
+
+                def answered(result: None) -> None:
+                    if timer.active():
+                        timer.cancel()
+
+                waiting.addCallback(answered)
+
+        backplane.peers().addCallbacks(asked, lambda f: settle(f.getErrorMessage()))
+        return waiting
 
     def _announce(self, *items: list[Any]) -> None:
         if self.cluster is not None:
@@ -157,16 +198,35 @@ class ChatHub(service.Service):
     def _cluster_message(self, message: dict[str, Any]) -> None:
         if "presence" not in message or self.remote is None:
             return
+        rooms_asked = False
         try:
             hello = self.remote.apply(message)
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
+                elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
+                    rooms_asked = True
+                elif item[0] == "rooms" and self._snapshot_wanted is not None:
+                    self._install_rooms(item[1], str(message["node"]))
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
-        if hello:  # a node (re)joined: it needs this node's users
-            self._announce(["roster", self.remote.roster(self.users.values())])
+        if hello:  # a node (re)joined: it needs this node's users (and, starting, the rooms)
+            items: list[list[Any]] = [["roster", self.remote.roster(self.users.values())]]
+            if rooms_asked and self._positions is not None:
+                items.append(["rooms", self.replica.snapshot(self.remote.node_id, self._positions.position)])
+            self._announce(*items)
+
+    def _install_rooms(self, rooms: list[dict[str, Any]], node: str) -> None:
+        """The first answer to this node's request for the rooms in use: apply it, and
+        tell the relay where each room's state stands (it delivers what follows)."""
+        waiting, positions = self._snapshot_wanted, self._positions
+        assert waiting is not None and positions is not None and self.remote is not None
+        self._snapshot_wanted = None
+        for conv, seq in self.replica.install(self.remote.node_id, rooms):
+            positions.start_at(conv, seq)
+        self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
+        waiting.callback(None)
 
     # -- the users of other nodes (RemoteDirectory's listener) ----------------------------
 
