@@ -1,7 +1,10 @@
-"""``RemoteDirectory``: the users of other cluster nodes, from their presence messages; and\nthe hub's side of them, with two hubs whose backplanes hand each other's messages over."""
+"""``RemoteDirectory``: the users of other cluster nodes, from their presence messages; and
+the hub's side of them, with two hubs whose backplanes hand each other's messages over."""
 from __future__ import annotations
 
 import pytest
+from twisted.internet import task
+from twisted.internet.defer import succeed
 
 from chathub.backplane import LocalBackplane
 from chathub.events import Kind
@@ -52,17 +55,37 @@ class LinkedBackplane(LocalBackplane):
 
     def __init__(self, node_id: str) -> None:
         super().__init__(node_id)
-        self.peers: list[LinkedBackplane] = []
+        self._peers: list[LinkedBackplane] = []
+
+    def link(self, *others: "LinkedBackplane") -> None:
+        self._peers = list(others)
 
     def publish(self, message: dict) -> None:
-        for peer in self.peers:
+        for peer in self._peers:
             peer.receive(message)
+
+    def peers(self):
+        return succeed([p.node_id for p in self._peers])
+
+
+class Positions:
+    """Where each conversation stands (``ClusterRelay.position`` and ``start_at``) as a dict."""
+
+    def __init__(self, at=None) -> None:
+        self.at = dict(at or {})
+
+    def position(self, conv):
+        return self.at.get(conv)
+
+    def start_at(self, conv, seq) -> None:
+        self.at[conv] = seq
 
 
 def two_nodes():
     a, b = RecorderWorld(), RecorderWorld()
     pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
-    pa.peers, pb.peers = [pb], [pa]
+    pa.link(pb)
+    pb.link(pa)
     a.hub.join_cluster(pa)
     b.hub.join_cluster(pb)
     return a, b
@@ -130,3 +153,39 @@ def test_an_invite_reaches_the_user_on_its_node_and_lets_it_past_invite_only():
     assert b.hub.join(bob, "#r") is copy  # the invite lets it in past +i on its own node
     with pytest.raises(errors.NoSuchNick):
         a.hub.invite(alice, "#r", "nobody")
+
+
+def test_a_starting_node_takes_the_rooms_state_from_the_first_answer():
+    clock = task.Clock()
+    a, b = RecorderWorld(), RecorderWorld()
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    at_a = Positions()
+    started = a.hub.join_cluster(pa, at_a, clock)
+    assert started.called  # nobody else: nothing to wait for
+    alice, carol = a.connect("alice"), a.connect("carol")
+    a.hub.join(alice, "#r")
+    a.hub.join(carol, "#r")
+    a.hub.set_topic(alice, "#r", "the topic")
+    a.hub.change_room_modes(alice, "#r", [("+v", "carol"), ("+k", "sesame"), ("+b", "*!*@bad.example")])
+    at_a.at["#r"] = 7  # A applied #r's events up to 7
+    pa.link(pb)
+    pb.link(pa)
+    at_b = Positions()
+    joined = b.hub.join_cluster(pb, at_b, clock, wait=5.0)
+    assert joined.called and at_b.at == {"#r": 7}  # the relay starts after 7
+    room = b.hub.rooms["#r"]
+    assert {n: m.privileges for n, m in room.members.items()} == {"alice": "o", "carol": "v"}
+    assert (room.topic, room.key, [x.mask for x in room.bans]) == ("the topic", "sesame", ["*!*@bad.example"])
+    assert b.hub.find_user("carol").rooms == {"#r": room}
+    bob = b.connect("bob")
+    assert b.hub.join(bob, "#r", "sesame") is room and not room.members["bob"].is_operator  # not a new room
+
+
+def test_a_starting_node_waits_a_bounded_time_for_an_answer():
+    clock = task.Clock()
+    lone, silent = LinkedBackplane("b"), LinkedBackplane("a")  # a holds a lease, answers nothing
+    lone.link(silent)
+    joined = RecorderWorld().hub.join_cluster(lone, Positions(), clock, wait=5.0)
+    assert not joined.called
+    clock.advance(5.0)
+    assert joined.called
