@@ -8,6 +8,8 @@ cluster``, beside ``postgres_database`` and ``postgres_dsn`` from tests/store_fi
 """
 from __future__ import annotations
 
+import re
+import time
 import uuid
 
 import pytest
@@ -65,7 +67,8 @@ def telnet_user(cluster, port: int, nick: str) -> LineClient:
     return user
 
 
-def irc_user(cluster, port: int, nick: str, caps: str = "") -> LineClient:
+def irc_user(cluster, port: int, nick: str, caps: str = "", join: bool = True) -> LineClient:
+    """An IRC user of ``port`` signed on as ``nick`` (with ``caps``), in the room if ``join``."""
     user = cluster.connect(port)
     if caps:
         user.send(f"CAP REQ :{caps}\r\n")
@@ -74,8 +77,9 @@ def irc_user(cluster, port: int, nick: str, caps: str = "") -> LineClient:
         user.expect(r" ACK ")
         user.send("CAP END\r\n")
     user.expect(r" 001 ")
-    user.send(f"JOIN {ROOM}\r\n")
-    user.expect(rf" 366 {nick} {ROOM} ")
+    if join:
+        user.send(f"JOIN {ROOM}\r\n")
+        user.expect(rf" 366 {nick} {ROOM} ")
     user.say = lambda text: user.send(f"PRIVMSG {ROOM} :{text}\r\n")
     return user
 
@@ -110,12 +114,7 @@ def until_answer(client: LineClient) -> str:
 
 def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
     """Until ``client``'s node lists ``room`` (it heard of the room's first join)."""
-    for _ in range(100):
-        client.send(f"LIST {room}\r\n")
-        if " 322 " in client.expect(rf" 322 {nick} {room} | 323 {nick} "):
-            client.expect(rf" 323 {nick} ")
-            return
-    raise AssertionError(f"{room} never reached {nick}'s node")
+    until(client, f"LIST {room}", rf" 323 {nick} ", rf" 322 {nick} {room} ")
 
 
 def until_names(client: LineClient, nick: str, expected: set) -> bool:
@@ -129,3 +128,36 @@ def until_names(client: LineClient, nick: str, expected: set) -> bool:
         if names == expected:
             return True
     raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
+
+
+def answer(client: LineClient, command: str, end: str) -> list[str]:
+    """Send ``command`` and return the lines of its answer up to the one matching ``end``."""
+    client.send(f"{command}\r\n")
+    lines = []
+    while True:
+        line = client.readline()
+        lines.append(line)
+        if _matches(end, line):
+            return lines
+
+
+def until(client: LineClient, command: str, end: str, wanted: str, within: float = 20.0) -> list[str]:
+    """``answer`` until one of its lines matches ``wanted`` (or fail after ``within``
+    seconds): what one node did reaches the other a moment after it was answered, longer
+    on a busy machine."""
+    deadline = time.monotonic() + within
+    while True:
+        lines = answer(client, command, end)
+        if any(_matches(wanted, line) for line in lines):
+            return lines
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{command!r} never answered {wanted!r} (last: {lines})")
+
+
+def first(lines: list[str], numeric: str) -> str:
+    """The first of ``lines`` that is the reply ``numeric``."""
+    return next(line for line in lines if line.split(" ")[1:2] == [numeric])
+
+
+def _matches(pattern: str, line: str) -> bool:
+    return re.search(pattern, line) is not None

@@ -8,71 +8,22 @@ Real nodes, one PostgreSQL database, one redis-server (tests/cluster_support.py)
 from __future__ import annotations
 
 import re
-import time
 
 from tests.cluster_support import (  # noqa: F401 (fixtures)
     ROOM,
+    answer,
     cluster,
+    first,
     irc_user,
     meet,
     postgres_database,
     postgres_dsn,
     telnet_user,
+    until,
+    until_listed,
 )
-from tests.support import LineClient
 
 NOTIFY_CAPS = "away-notify account-notify setname"
-
-
-def signed_on(cluster, port: int, nick: str, caps: str = "") -> LineClient:
-    """An IRC user of ``port`` that is in no room."""
-    user = cluster.connect(port)
-    if caps:
-        user.send(f"CAP REQ :{caps}\r\n")
-    user.send(f"NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n")
-    if caps:
-        user.expect(r" ACK ")
-        user.send("CAP END\r\n")
-    user.expect(r" 001 ")
-    return user
-
-
-def answer(client: LineClient, command: str, end: str) -> list[str]:
-    """Send ``command`` and return the lines of its answer up to the one matching ``end``."""
-    client.send(f"{command}\r\n")
-    lines = []
-    while True:
-        line = client.readline()
-        lines.append(line)
-        if _matches(end, line):
-            return lines
-
-
-def until(client: LineClient, command: str, end: str, wanted: str, within: float = 20.0) -> list[str]:
-    """``answer`` until one of its lines matches ``wanted`` (or fail after ``within``
-    seconds): what one node did reaches the other a moment after it was answered, longer
-    on a busy machine."""
-    deadline = time.monotonic() + within
-    while True:
-        lines = answer(client, command, end)
-        if any(_matches(wanted, line) for line in lines):
-            return lines
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{command!r} never answered {wanted!r} (last: {lines})")
-
-
-def until_room(client: LineClient, nick: str) -> None:
-    """Until ``client``'s node lists the room (it heard of the room's first join)."""
-    until(client, f"LIST {ROOM}", rf" 323 {nick} ", rf" 322 {nick} {ROOM} ")
-
-
-def first(lines: list[str], numeric: str) -> str:
-    """The first of ``lines`` that is the reply ``numeric``."""
-    return next(line for line in lines if line.split(" ")[1:2] == [numeric])
-
-
-def _matches(pattern: str, line: str) -> bool:
-    return re.search(pattern, line) is not None
 
 
 def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster):
@@ -82,7 +33,7 @@ def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster)
     alice.expect(r" 900 ")
     alice.send("AWAY :lunch\r\n")
     alice.expect(r" 306 ")
-    bob = signed_on(cluster, b_irc, "bob")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
     assert until(bob, "ISON nobody alice", r" 303 ", r" 303 bob :?alice$")
     whois = until(bob, "WHOIS alice", r" 318 ", r" 301 bob alice :?lunch")
     numerics = {line.split(" ")[1]: line for line in whois}
@@ -105,8 +56,8 @@ def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster)
 def test_away_account_and_realname_changes_reach_the_other_nodes_users(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice", caps="setname")
-    bob = signed_on(cluster, b_irc, "bob", caps=NOTIFY_CAPS)
-    until_room(bob, "bob")
+    bob = irc_user(cluster, b_irc, "bob", caps=NOTIFY_CAPS, join=False)
+    until_listed(bob, "bob", ROOM)
     bob.send(f"JOIN {ROOM}\r\n")
     bob.expect(rf" 366 bob {ROOM} ")
     carol = telnet_user(cluster, b_line, "carol")
@@ -130,10 +81,10 @@ def test_away_account_and_realname_changes_reach_the_other_nodes_users(cluster):
 
 def test_monitor_follows_users_of_the_other_node(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
-    bob = signed_on(cluster, b_irc, "bob")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
     bob.send("MONITOR + alice\r\n")
     bob.expect(r" 731 bob :?alice$")  # offline
-    alice = signed_on(cluster, a_irc, "alice")
+    alice = irc_user(cluster, a_irc, "alice", join=False)
     bob.expect(r" 730 bob :?alice!")
     assert re.search(r" 730 bob :?alice!", answer(bob, "MONITOR S", r" 73[01] ")[-1])
     alice.send("NICK alice2\r\n")
@@ -149,7 +100,7 @@ def test_an_invite_reaches_a_user_of_the_other_node_who_may_then_join(cluster):
     alice = irc_user(cluster, a_irc, "alice")
     alice.send(f"MODE {ROOM} +i\r\n")
     alice.expect(rf"MODE {ROOM} \+i")
-    bob = signed_on(cluster, b_irc, "bob")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
     until(bob, f"MODE {ROOM}", r" 324 | 403 ", rf" 324 bob {ROOM} \+\S*i")  # B has +i
     bob.send(f"JOIN {ROOM}\r\n")
     bob.expect(rf" 473 bob {ROOM} ")
@@ -164,12 +115,12 @@ def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     c_line, c_irc = cluster("c")
     alice = irc_user(cluster, a_irc, "alice", caps="draft/chathistory draft/event-playback batch server-time")
-    carol = signed_on(cluster, c_irc, "carol")
-    until_room(carol, "carol")
+    carol = irc_user(cluster, c_irc, "carol", join=False)
+    until_listed(carol, "carol", ROOM)
     carol.send(f"JOIN {ROOM}\r\n")
     carol.expect(rf" 366 carol {ROOM} ")
-    bob = signed_on(cluster, b_irc, "bob")
-    until_room(bob, "bob")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
+    until_listed(bob, "bob", ROOM)
     bob.send(f"JOIN {ROOM}\r\n")
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
     carol.expect(rf":bob!\S+ JOIN :?{ROOM}")
@@ -192,7 +143,7 @@ def test_a_node_that_starts_while_a_room_is_in_use_gets_the_rooms_state(cluster)
     alice.expect(rf"MODE {ROOM} \+v carol")
     carol.expect(r"said before B started")
     b_line, b_irc = cluster("b")  # B starts now: no event of #x comes after it
-    bob = signed_on(cluster, b_irc, "bob", caps="draft/chathistory batch server-time multi-prefix")
+    bob = irc_user(cluster, b_irc, "bob", caps="draft/chathistory batch server-time multi-prefix", join=False)
     # B's listeners opened after the state was in: no waiting for it
     names = first(answer(bob, f"NAMES {ROOM}", r" 366 "), "353")
     assert names.split(f" {ROOM} ")[1].lstrip(":").split() == ["@alice", "+carol"]
