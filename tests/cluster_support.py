@@ -117,17 +117,18 @@ def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
     until(client, f"LIST {room}", rf" 323 {nick} ", rf" 322 {nick} {room} ")
 
 
-def until_names(client: LineClient, nick: str, expected: set) -> bool:
+def until_names(client: LineClient, nick: str, expected: set, within: float = 20.0) -> bool:
     """Until NAMES at ``client``'s node lists ``expected`` (another node's joins are
-    applied milliseconds after they commit)."""
-    for _ in range(100):
-        client.send(f"NAMES {ROOM}\r\n")
-        line = client.expect(rf" 353 {nick} . {ROOM} ")
-        names = set(line.split(f" {ROOM} ", 1)[1].lstrip(":").split())
-        client.expect(rf" 366 {nick} ")
+    applied a moment after they commit, and a join is answered before its commit)."""
+    deadline = time.monotonic() + within
+    while True:
+        reply = answer(client, f"NAMES {ROOM}", rf" 366 {nick} ")
+        listed = [line.split(f" {ROOM} ", 1)[1] for line in reply if f" 353 {nick} " in line]
+        names = {n for part in listed for n in part.lstrip(":").split()}
         if names == expected:
             return True
-    raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
 
 
 def answer(client: LineClient, command: str, end: str) -> list[str]:
