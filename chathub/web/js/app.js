@@ -124,7 +124,39 @@ function renderLine(line) {
     nick.append(el("span", { class: "proto", title: `via ${line.protocol}` }, line.protocol));
   }
   const classes = [line.kind, line.mention ? "mention" : ""].filter(Boolean).join(" ");
-  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, el("span", { class: "text" }, line.text));
+  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...messageText(line));
+}
+
+// A message longer than about COLLAPSE_LINES lines (line breaks, or long lines that wrap)
+// is shown folded to that height with a "show more" button; the line remembers the choice
+// so a redraw keeps it.
+const COLLAPSE_LINES = 12;
+const COLLAPSE_CHARS = COLLAPSE_LINES * 100;
+
+function isLong(text) {
+  if (text.length > COLLAPSE_CHARS) return true;
+  let breaks = 0;
+  for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) {
+    if (++breaks >= COLLAPSE_LINES) return true;
+  }
+  return false;
+}
+
+function messageText(line) {
+  const text = el("span", { class: "text" }, line.text);
+  if (!isLong(line.text)) return [text];
+  const toggle = el("button", { type: "button", class: "show-more link-button" });
+  const show = () => {
+    text.classList.toggle("collapsed", !line.expanded);
+    toggle.textContent = line.expanded ? "show less" : "show more";
+    toggle.setAttribute("aria-expanded", String(Boolean(line.expanded)));
+  };
+  toggle.addEventListener("click", () => {
+    line.expanded = !line.expanded;
+    show();
+  });
+  show();
+  return [text, toggle];
 }
 
 function nickColor(nick) {
@@ -671,6 +703,15 @@ function submitInput() {
   }
   if (parsed.error) {
     complain(parsed.error);
+    return;
+  }
+  // the server refuses a longer text too (message_too_long); saying so here keeps the
+  // input, and a text past the WebSocket's message size would close the connection
+  const limits = app.hello && app.hello.limits;
+  const tooLong = limits && limits.text_bytes && parsed.requests.find((req) => typeof req.text === "string"
+    && (req.type === "message" || req.type === "action") && new TextEncoder().encode(req.text).length > limits.text_bytes);
+  if (tooLong) {
+    complain(`Message too long (at most ${limits.text_bytes} bytes); nothing was sent.`);
     return;
   }
   input.value = "";
