@@ -119,6 +119,11 @@ class Room:
                                      rooms=[ROOM])
         return self
 
+    @property
+    def clients(self) -> tuple:
+        """telnet, ws, raw, modern."""
+        return self.telnet, self.ws, self.raw, self.modern
+
 
 @pytest_twisted.async_yield_fixture
 async def room(history_hub):
@@ -167,10 +172,7 @@ def _joined_lines(lines: list) -> str:
 
 @pytest_twisted.ensureDeferred
 async def test_a_1004_character_telnet_line_reaches_every_client_whole(room):
-    telnet = room.telnet
-    ws = room.ws
-    raw = room.raw
-    modern = room.modern
+    telnet, ws, raw, modern = room.clients
     words = [f"word{i:04d}" for i in range(112)]  # 8 characters and a space each
     text = " ".join(words)[:1004]
     assert len(text) == 1004
@@ -190,10 +192,7 @@ async def test_a_1004_character_telnet_line_reaches_every_client_whole(room):
 
 @pytest_twisted.ensureDeferred
 async def test_lengths_at_and_around_the_line_limit_and_characters_at_the_cut(room):
-    telnet = room.telnet
-    ws = room.ws
-    raw = room.raw
-    modern = room.modern
+    telnet, ws, raw, modern = room.clients
     telnet.send("probe")
     probe = await raw.expect("PRIVMSG")
     await modern.expect("PRIVMSG")
@@ -225,10 +224,7 @@ async def test_lengths_at_and_around_the_line_limit_and_characters_at_the_cut(ro
 @pytest_twisted.ensureDeferred
 async def test_a_multiline_batch_from_irc_reaches_telnet_web_and_irc_as_one_message(room):
     server = room.server
-    telnet = room.telnet
-    ws = room.ws
-    raw = room.raw
-    modern = room.modern
+    telnet, ws, raw, modern = room.clients
     sender = await irc_user(server, "paster", caps=[*MULTILINE, "message-tags", "echo-message",
                                                     "labeled-response"], rooms=[ROOM])
     long_tail = "z" * 600
@@ -263,9 +259,7 @@ async def test_a_multiline_batch_from_irc_reaches_telnet_web_and_irc_as_one_mess
 @pytest_twisted.ensureDeferred
 async def test_limits_are_told_to_the_sender_in_each_protocols_terms_and_nothing_is_sent(small_room):
     server = small_room.server
-    telnet = small_room.telnet
-    ws = small_room.ws
-    raw = small_room.raw
+    telnet, ws, raw, _ = small_room.clients
     # the cap advertises the limits the settings give
     offered = await offered_caps(await server.connect("irc"))
     assert offered["draft/multiline"] == "max-bytes=600,max-lines=3"
@@ -325,10 +319,7 @@ async def test_limits_are_told_to_the_sender_in_each_protocols_terms_and_nothing
 
 @pytest_twisted.ensureDeferred
 async def test_a_multi_line_web_message_is_one_message(room):
-    telnet = room.telnet
-    ws = room.ws
-    raw = room.raw
-    modern = room.modern
+    telnet, ws, raw, modern = room.clients
     ws.send_json({"type": "message", "target": ROOM, "text": "one\r\ntwo\n\nthree\n", "ref": "m"})
     ok = await ws.expect({"type": "ok", "ref": "m"})
     echoed = await ws.expect({"type": "message", "target": ROOM})
@@ -343,8 +334,7 @@ async def test_a_multi_line_web_message_is_one_message(room):
 @pytest_twisted.ensureDeferred
 async def test_chathistory_replays_a_long_message_as_it_went_live(room):
     server = room.server
-    telnet = room.telnet
-    ws = room.ws
+    telnet, ws, _, _ = room.clients
     text = " ".join(["lorem"] * 300)  # 1,799 characters: four lines
     telnet.send(text)
     await ws.expect({"type": "message", "target": ROOM})
