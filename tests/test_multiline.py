@@ -188,6 +188,8 @@ async def test_a_1004_character_telnet_line_reaches_every_client_whole(room):
     assert [CONCAT in (l.tags or {}) for l in inner] == [False, True, True]
     got = await ws.expect({"type": "message", "target": ROOM})
     assert got["text"] == text
+    stored = await room.server.store.latest("tel", ROOM, None, 10)
+    assert [e.text for e in stored if e.kind == Kind.MESSAGE] == [text]  # the hub keeps it whole
 
 
 @pytest_twisted.ensureDeferred
