@@ -102,14 +102,17 @@ function addLine(conv, line, { count = true } = {}) {
   if (index < 0) return;
   const active = convs.current === conv;
   if (active) {
-    if (index === conv.lines.length - 1) appendLine(conv, line);
-    else renderMessages({ keepBottom: true });
+    // drawn with whatever else arrives before the next frame, in one DOM update
+    if (index === conv.lines.length - 1) frame.lines.push(line);
+    else frame.full = true;
+    requestFrame();
   }
   const counts = count && (line.kind === "message" || line.kind === "action" || line.kind === "notice");
   if (counts && !isMe(line.nick) && (!active || document.hidden)) {
     conv.unread += 1;
     if (line.mention || conv.kind === "private") conv.mentions += 1;
-    renderSidebar();
+    frame.sidebar = true;
+    requestFrame();
   }
 }
 
@@ -171,37 +174,120 @@ function dayLabel(time) {
   return el("li", { class: "day" }, time.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric" }));
 }
 
-/** Add the newest line to the open conversation without redrawing the rest. */
-function appendLine(conv, line) {
+// A busy room must not freeze the page. What arrives between two frames is drawn in the
+// next one as one DOM update (one layout read, one append); the list holds at most
+// conv.window lines (DOM_LINES while the reader is at the bottom; "Load older messages"
+// widens it, then asks the server); a reader scrolled up is not moved: a "new messages"
+// button counts what arrived below.
+const DOM_LINES = 300;
+const frame = { requested: false, lines: [], full: false, sidebar: false, keepTop: false, keepBottom: true };
+const drawn = { shown: 0, lastDay: "", unseen: 0 }; // what the message list holds
+
+function requestFrame() {
+  if (frame.requested) return;
+  frame.requested = true;
+  requestAnimationFrame(drawFrame);
+}
+
+function drawFrame() {
+  frame.requested = false;
+  if (frame.sidebar) {
+    frame.sidebar = false;
+    renderSidebar();
+  }
+  const lines = frame.lines;
+  frame.lines = [];
+  if (frame.full) {
+    const options = { keepTop: frame.keepTop, keepBottom: frame.keepBottom };
+    frame.full = false;
+    frame.keepTop = false;
+    frame.keepBottom = true;
+    renderMessages(options);
+    return;
+  }
+  const conv = convs.current;
+  if (!conv || !lines.length) return;
   const box = $("messages");
   const list = $("message-list");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  const previous = conv.lines[conv.lines.length - 2];
-  if (!previous || previous.time.toDateString() !== line.time.toDateString()) list.append(dayLabel(line.time));
-  list.append(renderLine(line));
-  if (atBottom || isMe(line.nick)) box.scrollTop = box.scrollHeight;
+  const atBottom = isAtBottom(box);
+  const fragment = document.createDocumentFragment();
+  let chat = 0;
+  let mine = false;
+  for (const line of lines) {
+    appendTo(fragment, line);
+    if (line.kind === "message" || line.kind === "action" || line.kind === "notice") chat += 1;
+    if (isMe(line.nick)) mine = true;
+  }
+  list.append(fragment);
+  // at the bottom the list goes back to DOM_LINES; a reader scrolled up loses no line
+  // above (at most the conversation's own bound, state.js MAX_LINES, are held)
+  if (atBottom || mine) conv.window = DOM_LINES;
+  else conv.window = Math.min(Math.max(conv.window || DOM_LINES, drawn.shown), conv.lines.length);
+  trimTo(list, conv.window);
+  $("load-older").hidden = !hasOlder(conv);
+  if (atBottom || mine) {
+    box.scrollTop = box.scrollHeight;
+    showUnseen(0);
+  } else {
+    showUnseen(drawn.unseen + chat);
+  }
+}
+
+const isAtBottom = (box) => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+
+/** A line (after its day's label when the day changes) at the end of ``parent``. */
+function appendTo(parent, line) {
+  const day = line.time.toDateString();
+  if (day !== drawn.lastDay) {
+    parent.append(dayLabel(line.time));
+    drawn.lastDay = day;
+  }
+  parent.append(renderLine(line));
+  drawn.shown += 1;
+}
+
+/** Remove the oldest lines until ``most`` are left (and a day label no line follows). */
+function trimTo(list, most) {
+  while (drawn.shown > most) {
+    const first = list.firstElementChild;
+    if (!first.classList.contains("day")) drawn.shown -= 1;
+    first.remove();
+  }
+  const first = list.firstElementChild;
+  if (first && first.classList.contains("day") && (!first.nextElementSibling || first.nextElementSibling.classList.contains("day"))) {
+    first.remove();
+  }
+}
+
+const hasOlder = (conv) => conv.lines.length > (conv.window || DOM_LINES) || Boolean(conv.more && app.hello && app.hello.features.history);
+
+function showUnseen(count) {
+  drawn.unseen = count;
+  const button = $("new-messages");
+  button.hidden = count === 0;
+  if (count) button.textContent = count === 1 ? "1 new message ↓" : `${count} new messages ↓`;
 }
 
 function renderMessages({ keepBottom = false, keepTop = false } = {}) {
   const box = $("messages");
   const list = $("message-list");
   const conv = convs.current;
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const atBottom = isAtBottom(box);
   const fromBottom = box.scrollHeight - box.scrollTop;
   clear(list);
+  drawn.shown = 0;
+  drawn.lastDay = "";
   if (!conv) return;
-  let lastDay = "";
-  for (const line of conv.lines) {
-    const day = line.time.toDateString();
-    if (day !== lastDay) {
-      list.append(dayLabel(line.time));
-      lastDay = day;
-    }
-    list.append(renderLine(line));
-  }
-  $("load-older").hidden = !(conv.more && app.hello && app.hello.features.history);
+  const fragment = document.createDocumentFragment();
+  const lines = conv.lines.slice(-(conv.window || DOM_LINES));
+  for (const line of lines) appendTo(fragment, line);
+  list.append(fragment);
+  $("load-older").hidden = !hasOlder(conv);
   if (keepTop) box.scrollTop = box.scrollHeight - fromBottom;
-  else if (!keepBottom || atBottom) box.scrollTop = box.scrollHeight;
+  else if (!keepBottom || atBottom) {
+    box.scrollTop = box.scrollHeight;
+    showUnseen(0);
+  }
 }
 
 function renderSidebar() {
@@ -549,7 +635,13 @@ const handlers = {
       }
     }
     if (purpose && purpose.direction === "after" && obj.more) requestHistory(conv, "after"); // keep catching up
-    if (active) renderMessages({ keepTop: purpose && purpose.direction === "before" });
+    if (active) {
+      if (purpose && purpose.direction === "before") conv.window = Math.min((conv.window || DOM_LINES) + obj.events.length, conv.lines.length);
+      frame.full = true;
+      frame.keepTop = Boolean(purpose && purpose.direction === "before");
+      frame.keepBottom = !frame.keepTop;
+      requestFrame();
+    }
   },
 
   rooms(obj) {
@@ -790,8 +882,24 @@ $("browse-rooms").addEventListener("click", () => send({ type: "rooms" }));
 $("close-rooms").addEventListener("click", () => $("rooms-dialog").close());
 $("load-older").addEventListener("click", () => {
   const conv = convs.current;
-  if (conv) requestHistory(conv, "before");
+  if (!conv) return;
+  const width = conv.window || DOM_LINES;
+  if (conv.lines.length > width) {
+    // older lines still held: shown first, the server is asked only past them
+    conv.window = Math.min(width + HISTORY_PAGE, conv.lines.length);
+    renderMessages({ keepTop: true });
+  } else {
+    requestHistory(conv, "before");
+  }
 });
+$("new-messages").addEventListener("click", () => {
+  const box = $("messages");
+  box.scrollTop = box.scrollHeight;
+  showUnseen(0);
+});
+$("messages").addEventListener("scroll", () => {
+  if (drawn.unseen && isAtBottom($("messages"))) showUnseen(0);
+}, { passive: true });
 
 // -- drawers (phones) and the members panel ------------------------------------------------------
 
