@@ -9,7 +9,8 @@ Prints, over ``--runs`` runs:
   (Chromium's own network event, through Playwright) to that message's line being in the page;
   the figure the issue's target is about (5,000 messages within 2 s of the last one arriving);
 - **paste to last shown**: from the bridge's write to the last line in the page;
-- the longest task the page ran meanwhile (PerformanceObserver ``longtask``), the input's
+- the longest task the page ran meanwhile and the sum of its tasks over 50 ms (PerformanceObserver
+  ``longtask``: how busy the page's thread was), the input's
   responsiveness, and how many items the message list holds at the end.
 
     .venv/bin/python bench/web_busy.py --messages 5000 --runs 3
@@ -38,9 +39,12 @@ ROOM = "#busy"
 # the time each line is added to the message list, and the page's long tasks
 WATCH = """
 (last) => {
-  window.__bench = { shown: 0, longest: 0 };
+  window.__bench = { shown: 0, longest: 0, busy: 0 };
   new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) window.__bench.longest = Math.max(window.__bench.longest, entry.duration);
+    for (const entry of list.getEntries()) {
+      window.__bench.longest = Math.max(window.__bench.longest, entry.duration);
+      window.__bench.busy += entry.duration;
+    }
   }).observe({ type: "longtask", buffered: false });
   new MutationObserver((records) => {
     for (const record of records) for (const node of record.addedNodes) {
@@ -111,6 +115,7 @@ def run_once(browser, http_port: int, line_port: int, irc_port: int, count: int,
         "paste_to_irc_client_s": irc_done - start,
         "first_to_last_frame_s": last_frame[0] - first_frame[0],
         "longest_task_ms": bench["longest"],
+        "long_tasks_total_s": bench["busy"] / 1000,
         "fill_input_ms": input_ms,
         "list_items": items,
     }

@@ -7,8 +7,8 @@ bench/web_busy.py, never asserted here.
 """
 from __future__ import annotations
 
+from tests.browser_helpers import WAIT_MS, Page
 from tests.support import LineClient, server_config
-from tests.test_browser import WAIT_MS, Page, browser  # noqa: F401 (fixture)
 
 ROOM = "#busy"
 #: what app.js keeps in the message list while the reader is at the bottom (DOM_LINES)
@@ -32,7 +32,7 @@ def chat_items(page) -> int:
     return page.locator("#message-list li:not(.day)").count()
 
 
-def test_a_flood_reaches_the_page_with_a_bounded_list_and_a_new_messages_marker(browser, tmp_path,  # noqa: F811
+def test_a_flood_reaches_the_page_with_a_bounded_list_and_a_new_messages_marker(browser, tmp_path,
                                                                                  twistd_server):
     server = twistd_server(server_config(tmp_path / "var", '[limits]\nflood_exempt = ["127.0.0.1"]\n',
                                          http=True))

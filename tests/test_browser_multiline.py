@@ -5,8 +5,8 @@ client as one draft/multiline batch is one message on the page, folded after 12 
 """
 from __future__ import annotations
 
+from tests.browser_helpers import WAIT_MS, Page
 from tests.support import LineClient
-from tests.test_browser import WAIT_MS, Page, browser, hub_ports  # noqa: F401 (fixtures)
 
 ROOM = "#paste"
 
@@ -33,7 +33,7 @@ def paste(client: LineClient, ref: str, lines: list[str]) -> None:
     client.send(f"BATCH -{ref}")
 
 
-def test_a_pasted_block_is_one_message_folded_after_12_lines_with_show_more(browser, hub_ports):  # noqa: F811
+def test_a_pasted_block_is_one_message_folded_after_12_lines_with_show_more(browser, hub_ports):
     server, ports, _ = hub_ports
     url = f"http://127.0.0.1:{ports['http']}/"
     alice = Page(browser, url, 1280, 800)

@@ -69,10 +69,16 @@ function timeOf(obj) {
 const two = (n) => String(n).padStart(2, "0");
 const clock = (d) => `${two(d.getHours())}:${two(d.getMinutes())}`;
 
+const mention = { nick: null, pattern: null }; // built once per nick, not per message
+
 function mentionsMe(text) {
   if (!app.me) return false;
-  const escaped = app.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`(^|[^\\w])${escaped}([^\\w]|$)`, "i").test(text);
+  if (mention.nick !== app.me) {
+    const escaped = app.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    mention.pattern = new RegExp(`(^|[^\\w])${escaped}([^\\w]|$)`, "i");
+    mention.nick = app.me;
+  }
+  return mention.pattern.test(text);
 }
 
 function saveRooms() {
@@ -180,7 +186,7 @@ function dayLabel(time) {
 // widens it, then asks the server); a reader scrolled up is not moved: a "new messages"
 // button counts what arrived below.
 const DOM_LINES = 300;
-const frame = { requested: false, lines: [], full: false, sidebar: false, keepTop: false, keepBottom: true };
+const frame = { requested: false, lines: [], full: false, sidebar: false, typing: false, keepTop: false, keepBottom: true };
 const drawn = { shown: 0, lastDay: "", unseen: 0 }; // what the message list holds
 
 function requestFrame() {
@@ -194,6 +200,10 @@ function drawFrame() {
   if (frame.sidebar) {
     frame.sidebar = false;
     renderSidebar();
+  }
+  if (frame.typing) {
+    frame.typing = false;
+    renderTyping();
   }
   const lines = frame.lines;
   frame.lines = [];
@@ -678,19 +688,22 @@ const handlers = {
 function chat(obj) {
   const conv = conversationOf(obj);
   if (!conv) return;
-  stopTyping(conv, obj.from.nick);
-  if (convs.current === conv) renderTyping();
+  // the typing line and the sidebar are drawn with the next frame: a busy room costs one
+  // redraw of each per frame, not one per message
+  if (stopTyping(conv, obj.from.nick) && convs.current === conv) frame.typing = true;
   addLine(conv, lineFromEvent(obj));
   if (conv.kind === "private" && convs.current === null) activate(conv.name);
-  renderSidebar();
+  frame.sidebar = true;
+  requestFrame();
 }
 
+/** Forget that ``nick`` is typing in ``conv``; true when it was. */
 function stopTyping(conv, nick) {
   const entry = conv.typing.get(fold(nick));
-  if (entry) {
-    clearTimeout(entry.timer);
-    conv.typing.delete(fold(nick));
-  }
+  if (!entry) return false;
+  clearTimeout(entry.timer);
+  conv.typing.delete(fold(nick));
+  return true;
 }
 
 // -- connection life ----------------------------------------------------------------------------
