@@ -220,13 +220,18 @@ function drawFrame() {
   const box = $("messages");
   const list = $("message-list");
   const atBottom = isAtBottom(box);
+  const mine = lines.some((line) => isMe(line.nick));
+  if ((atBottom || mine) && lines.length >= DOM_LINES) {
+    // more arrived than the list keeps: draw only the newest, never what would be trimmed
+    conv.window = DOM_LINES;
+    renderMessages();
+    return;
+  }
   const fragment = document.createDocumentFragment();
   let chat = 0;
-  let mine = false;
   for (const line of lines) {
     appendTo(fragment, line);
     if (line.kind === "message" || line.kind === "action" || line.kind === "notice") chat += 1;
-    if (isMe(line.nick)) mine = true;
   }
   list.append(fragment);
   // at the bottom the list goes back to DOM_LINES; a reader scrolled up loses no line
