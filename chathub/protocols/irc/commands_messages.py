@@ -123,18 +123,22 @@ def batch(session, msg: Message, rb) -> None:
     lines (IRCv3 draft/multiline; ``multiline.py`` keeps the lines in between)."""
     ref = msg.params[0]
     if ref.startswith("+") and len(ref) > 1:
+        opened = ClientBatch(ref[1:], msg.params[2] if len(msg.params) > 2 else "", client_tags(session, msg),
+                             rb.label)
+        refused = None
         if len(msg.params) < 3 or msg.params[1] != BATCH_TYPE:
-            rb.fail("BATCH", "MULTILINE_INVALID", "Only draft/multiline batches with a target may be sent")
-            return
-        if C.MULTILINE not in session._render_caps:
-            rb.fail("BATCH", "MULTILINE_INVALID", "Enable the draft/multiline and batch capabilities first")
-            return
-        if session.client_batch is not None:
-            session.client_batch = None
-            rb.fail("BATCH", "MULTILINE_INVALID", "A multiline batch is already open; both are dropped")
+            refused = "Only draft/multiline batches with a target may be sent"
+        elif C.MULTILINE not in session._render_caps:
+            refused = "Enable the draft/multiline and batch capabilities first"
+        elif session.client_batch is not None:
+            refused = "A multiline batch is already open; both are dropped"
+        session.client_batch = opened
+        if refused is not None:
+            # kept as broken, so its lines are dropped without an error each
+            opened.failed = True
+            rb.fail("BATCH", "MULTILINE_INVALID", refused)
             return
         # the reply (an echo, or an error) comes when the batch closes, with this line's label
-        session.client_batch = ClientBatch(ref[1:], msg.params[2], client_tags(session, msg), rb.label)
         rb.label = None
         return
     open_batch = session.client_batch
@@ -146,7 +150,7 @@ def batch(session, msg: Message, rb) -> None:
         rb.label = open_batch.label
     if open_batch.failed:
         if open_batch.label is not None:
-            rb.label = None  # the error that broke it carried the label
+            rb.label = None  # the error that broke it carried the label (or no label was taken)
         return
     text = open_batch.text()
     if not text.strip():
