@@ -333,6 +333,15 @@ async def test_a_multi_line_web_message_is_one_message(room):
     assert [l.params[1] for l in inner] == ["one", "two", "", "three"]
     for line in ("one", "two", "three"):
         await telnet.expect_re(rf"^\[#long\] <web> {line}$")
+    # replayed on join the same way, to telnet and to the web
+    late = await room.server.telnet("late", rooms=[ROOM])
+    await late.expect_re(r"^\d\d:\d\d \[#long\] <web> one$")
+    await late.expect_re(r"^\[#long\] <web> two$")
+    await late.expect_re(r"^\[#long\] <web> three$")
+    reader = await room.server.ws("reader", rooms=[ROOM])
+    reader.send_json({"type": "history", "target": ROOM, "ref": "h"})
+    page = await reader.expect({"type": "history", "ref": "h"})
+    assert [e["text"] for e in page["events"] if e["type"] == "message"] == ["one\ntwo\n\nthree"]
 
 
 @pytest_twisted.ensureDeferred
