@@ -52,6 +52,7 @@ def test_a_flood_reaches_the_page_with_a_bounded_list_and_a_new_messages_marker(
     box = alice.page.locator("#messages")
     assert box.evaluate("b => b.scrollHeight - b.scrollTop - b.clientHeight") < 40  # followed to the end
     assert alice.page.locator("#new-messages").is_hidden()
+    assert alice.page.locator("#message-list li").first.get_attribute("class") == "day"  # the day is shown
 
     # a reader scrolled up stays where they are, and is told what came meanwhile
     box.evaluate("b => { b.scrollTop = 200; }")
@@ -63,6 +64,7 @@ def test_a_flood_reaches_the_page_with_a_bounded_list_and_a_new_messages_marker(
     assert alice.page.locator("#message-list li", has_text="later 4").count() == 1
     assert anchor.evaluate("e => e.getBoundingClientRect().top") == top_before  # not moved
     assert chat_items(alice.page) == DOM_LINES + 5  # the window is kept while reading
+    alice.screenshot("busy-new-messages.png")
     marker.click()
     marker.wait_for(state="hidden", timeout=WAIT_MS)
     assert box.evaluate("b => b.scrollHeight - b.scrollTop - b.clientHeight") < 40
@@ -71,6 +73,7 @@ def test_a_flood_reaches_the_page_with_a_bounded_list_and_a_new_messages_marker(
     paste(feed, ["back at the bottom"])
     alice.wait_line("back at the bottom")
     assert chat_items(alice.page) == DOM_LINES
+    assert alice.page.locator("#message-list li").first.get_attribute("class") == "day"
     older = alice.page.locator("#load-older")
     assert older.is_visible()
     first = f"flood {count - DOM_LINES + 6:04d}"

@@ -63,6 +63,18 @@ def test_a_pasted_block_is_one_message_folded_after_12_lines_with_show_more(brow
     assert text.evaluate("e => e.scrollHeight") > folded  # the rest is there, hidden
     alice.screenshot("multiline-folded.png")
 
+    # on a phone the button sits under the text too
+    bob = Page(browser, url, 390, 844)
+    bob.login("bob")
+    bob.join(ROOM)
+    paste(carl, "c", [f"phone {i:02d}" for i in range(20)])
+    phone = bob.page.locator("#message-list li", has_text="phone 00")
+    phone.wait_for(timeout=WAIT_MS)
+    below = phone.locator(".show-more").evaluate("e => e.getBoundingClientRect().top")
+    assert below >= phone.locator(".text").evaluate("e => e.getBoundingClientRect().bottom")
+    bob.screenshot("multiline-phone.png")
+    assert bob.errors == []
+
     button.click()
     assert button.inner_text() == "show less" and button.get_attribute("aria-expanded") == "true"
     assert text.get_attribute("class") == "text"

@@ -261,17 +261,21 @@ function appendTo(parent, line) {
   drawn.shown += 1;
 }
 
-/** Remove the oldest lines until ``most`` are left (and a day label no line follows). */
+/** Remove the oldest lines until ``most`` are left; the first one left starts with its day. */
 function trimTo(list, most) {
+  if (drawn.shown <= most) return;
   while (drawn.shown > most) {
     const first = list.firstElementChild;
     if (!first.classList.contains("day")) drawn.shown -= 1;
     first.remove();
   }
-  const first = list.firstElementChild;
-  if (first && first.classList.contains("day") && (!first.nextElementSibling || first.nextElementSibling.classList.contains("day"))) {
-    first.remove();
+  while (list.firstElementChild && list.firstElementChild.classList.contains("day")
+         && list.firstElementChild.nextElementSibling && list.firstElementChild.nextElementSibling.classList.contains("day")) {
+    list.firstElementChild.remove();
   }
+  const first = list.firstElementChild;
+  const time = first && !first.classList.contains("day") ? first.querySelector("time") : null;
+  if (time) list.prepend(dayLabel(new Date(time.dateTime)));
 }
 
 const hasOlder = (conv) => conv.lines.length > (conv.window || DOM_LINES) || Boolean(conv.more && app.hello && app.hello.features.history);
