@@ -83,6 +83,10 @@ class LimitsConfig:
     room_name_length: int = 50
     topic_length: int = 390
     away_length: int = 200
+    #: longest message, action or notice, in UTF-8 bytes (a line break counts one), and
+    #: most lines in one: every protocol refuses more, IRC advertises both (draft/multiline)
+    message_bytes: int = 4096
+    message_lines: int = 100
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
@@ -118,6 +122,8 @@ class LimitsConfig:
             room_name_length=self.room_name_length,
             topic_length=self.topic_length,
             away_length=self.away_length,
+            message_bytes=self.message_bytes,
+            message_lines=self.message_lines,
             max_rooms_per_user=self.max_rooms_per_user,
             mask_length=self.mask_length,
             max_rooms=self.max_rooms,

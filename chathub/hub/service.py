@@ -46,6 +46,7 @@ from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDi
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
+from chathub.text import encode_utf8
 
 # room_record is imported from here too (it was defined here before ``lifetimes``)
 __all__ = ["ChatHub", "room_record"]
@@ -599,8 +600,10 @@ class ChatHub(service.Service):
         delivered or refused (``after_delivery``); without one, a message that cannot be
         stored is reported to the sender with a server notice."""
         self._check_present(user)
-        if kind != Kind.TAGMSG and not text:
-            raise errors.NoText(target)
+        if kind != Kind.TAGMSG:
+            if not text:
+                raise errors.NoText(target)
+            self._check_message_size(target, text)
         user.last_active = time.time()
         if is_room_name(target):
             room = self._room_of(user, target)
@@ -624,6 +627,15 @@ class ChatHub(service.Service):
         event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
+
+    def _check_message_size(self, target: str, text: str) -> None:
+        """Refuse a message over ``[limits] message_bytes`` or ``message_lines``, naming
+        the limit: a message is kept whole or refused, never cut."""
+        limits = self.config.limits
+        if len(text) * 4 > limits.message_bytes and len(encode_utf8(text)) > limits.message_bytes:
+            raise errors.MessageTooLong(target, f"Message too long (at most {limits.message_bytes} bytes)")
+        if "\n" in text and text.count("\n") >= limits.message_lines:
+            raise errors.MessageTooLong(target, f"Message has too many lines (at most {limits.message_lines})")
 
     def deliver_remote(self, event: Event) -> None:
         """Deliver another node's committed chat event (``ClusterRelay``, in its

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from zope.interface import implementer
@@ -62,8 +63,14 @@ def _line(text: str) -> bytes:
 
 
 def render(event: Event) -> Optional[str]:
-    """The line a telnet user sees for ``event``, or None for events not shown."""
+    """The line a telnet user sees for ``event``, or None for events not shown.
+
+    A message of several lines is shown as several (``\r\n`` between them), each with
+    the sender, blank ones left out."""
     kind = event.kind
+    if "\n" in event.text and kind in Kind.TEXT_KINDS:
+        shown = (render(replace(event, text=line)) for line in event.text.split("\n") if line.strip())
+        return "\r\n".join(line for line in shown if line is not None) or None
     nick = event.source.nick
     target = event.target
     text = _clean(event.text)
