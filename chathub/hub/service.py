@@ -253,6 +253,12 @@ class ChatHub(service.Service):
 
         return self._claim(user, new).addCallback(claimed)
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config (``SIGHUP``, ``REHASH``): its limits apply from the next
+        call on. The server name and history settings are the start's (a restart changes them)."""
+        self.config = config
+        self._lifetimes.reconfigure(config)
+
     def startService(self) -> None:
         _freeze_startup_objects()
         super().startService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)

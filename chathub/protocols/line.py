@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from typing import Any, Callable, Optional
 
 from zope.interface import implementer
@@ -661,16 +662,32 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 class LineFactory(ServerFactory):
     """Makes a telnet-wrapped ``LineSession`` per connection."""
 
+    noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
+
     def __init__(self, hub, portal, config, clock=None) -> None:
         self.hub = hub
         self.portal = portal
         self.config = config
         self.clock = clock
+        #: the telnet transports of open connections (gone ones drop out by themselves)
+        self.connections: "weakref.WeakSet[LineTelnetTransport]" = weakref.WeakSet()
 
     def buildProtocol(self, addr):
         protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
         protocol.factory = self
+        self.connections.add(protocol)
         return protocol
+
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: connections made from now on get its settings."""
+        self.config = config
+
+    def going_away(self, reason: str) -> None:
+        """Tell every connection ``! reason`` and close it: the server is shutting down."""
+        for telnet in list(self.connections):
+            session = getattr(telnet, "protocol", None)
+            if isinstance(session, LineSession) and session.queue is not None:
+                session.close(reason)
 
     def refusal(self, reason: str) -> bytes:
         """What a connection refused by ``[limits]`` is told before it is closed."""

@@ -119,6 +119,8 @@ class IrcFactory(protocol.ServerFactory):
     """Makes an ``IrcProtocol`` per connection to ``server`` (the ``IrcServer`` that
     every IRC listener of a chathub shares: it holds what the sessions share)."""
 
+    noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
+
     def __init__(self, server: IrcServer) -> None:
         self.server = server
 

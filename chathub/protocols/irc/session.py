@@ -245,9 +245,13 @@ class IrcSession:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""
         if self.closed:
             return
-        self.write_messages([Message("ERROR", [reason])])
+        self.farewell(reason)
         self._shutdown(reason)
         self.writer.lose_connection()
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client the server is closing its link (``ERROR``), without closing it."""
+        self.write_messages([Message("ERROR", [reason])])
 
     # -- output ----------------------------------------------------------------------------
 

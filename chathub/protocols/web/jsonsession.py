@@ -203,8 +203,12 @@ class JsonSession(EncodingParticipant):
         self.ws.send_frame(data)
 
     def close(self, reason: str) -> None:
-        self.reply({"type": "closing", "reason": reason})
+        self.farewell(reason)
         self.ws.close_with(CLOSE_BY_SERVER, reason)
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client why the server is closing the connection, without closing it."""
+        self.reply({"type": "closing", "reason": reason})
 
     # -- connection --------------------------------------------------------------------
 
