@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from twisted.application import service
@@ -149,6 +148,9 @@ class ChathubService(service.MultiService):
         super().__init__()
         self.config = config
         self.overrides = overrides or {}
+        #: True under twistd (the plugin sets it): the process is this hub's, so it takes
+        #: SIGHUP and bounds its shutdown; False in a test's process
+        self.owns_process = False
         try:
             if private_directory(config.server.data_dir):
                 self.log.warn(
@@ -337,10 +339,11 @@ class ChathubService(service.MultiService):
     def startService(self) -> None:
         from twisted.internet import reactor
 
-        if threading.current_thread() is threading.main_thread() and reactor.running:
-            # twistd: SIGHUP reloads the config (its default would end the process)
+        if self.owns_process:
+            # SIGHUP reloads the config (its default would end the process); a stop of the
+            # reactor (SIGTERM) ends the process within server.shutdown_timeout
             signal.signal(signal.SIGHUP, self._sighup)
-        reactor.addSystemEventTrigger("before", "shutdown", self._going_away)
+            reactor.addSystemEventTrigger("before", "shutdown", self._going_away)
         before, after, hard = raise_open_files_limit()
         self.log.info(
             "open files limit {after} (was {before}, hard limit {hard}): each connection holds one",

@@ -190,7 +190,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
-        self.log.info("line connection from {peer}", peer=self.peer)
+        self.log.info("line connection from {peer}", event="connect", peer=self.peer)
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
@@ -430,7 +430,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             why = "this server has no password accounts"
         else:
             why = failure.getErrorMessage()
-        self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer, why=why)
+        self.log.info("login as {nick} from {peer} refused: {why}", event="login_failed", nick=nick, peer=self.peer,
+                      why=why)
         self.error(f"login as {nick} refused: {why}")
 
     def _login_crashed(self, failure) -> None:

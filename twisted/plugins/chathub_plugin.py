@@ -75,9 +75,11 @@ class ChathubServiceMaker:
     def makeService(self, options):
         from chathub.app import ChathubService
 
-        return ChathubService(
+        hub = ChathubService(
             options["chathub-config"], options.get("credCheckers", []), options.get("chathub-overrides")
         )
+        hub.owns_process = True  # twistd runs it: SIGHUP reloads, SIGTERM has a deadline
+        return hub
 
 
 serviceMaker = ChathubServiceMaker()

@@ -209,7 +209,7 @@ def help_(session, msg, rb) -> None:
 # -- operators -------------------------------------------------------------------------------
 
 def _oper_refused(session, name: str, why: str) -> None:
-    _log.info("OPER as {operator} by {nick} from {host} refused: {why}",
+    _log.info("OPER as {operator} by {nick} from {host} refused: {why}", event="login_failed",
               operator=name, nick=session.nick, host=session.host, why=why)
 
 

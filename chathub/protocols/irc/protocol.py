@@ -55,7 +55,7 @@ class IrcProtocol(protocol.Protocol):
         assert self.transport is not None  # Twisted sets it before calling this
         peer = self.transport.getPeer()
         host = display_host(peer)
-        self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
+        self.log.info("IRC connection from {host}:{port}", event="connect", host=host, port=getattr(peer, "port", None))
         server = self.server
         self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self)
         # the session writes to the queue itself (its IrcWriter): fan-out calls that once

@@ -428,6 +428,7 @@ class JsonSession(EncodingParticipant):
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
         self.log.info(
             "WebSocket login as {account} ({nick}) from {peer} refused: {why}",
+            event="login_failed",
             peer=self.ws.client_host,
             nick=msg.get("nick"),
             account=msg.get("account") or msg.get("nick"),

@@ -241,7 +241,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self._start_send_queue()
         self._log.info(
-            "WebSocket connection from {host} ({subprotocol})",
+            "WebSocket connection from {host} ({subprotocol})", event="connect",
             host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
         )
         self.factory.connections.add(self)
