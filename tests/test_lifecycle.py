@@ -290,3 +290,19 @@ def test_json_logs_carry_stable_event_names(tmp_path, twistd_server):
     # every line is one JSON object with its text
     for line in server.log:
         assert "text" in json.loads(line), line
+
+
+def test_a_reload_keeps_what_needs_a_restart_as_it_started():
+    from chathub.config import Config
+    from chathub.lifecycle.reload import changed_settings, is_live, keep_settings
+
+    old = Config()
+    new = old.with_overrides(server={"name": "renamed.example"}, limits={"topic_length": 99},
+                             storage={"sqlite_path": "elsewhere.sqlite3"})
+    names = list(changed_settings(old, new))
+    assert names == ["server.name", "limits.topic_length", "storage.sqlite_path"]
+    restart = [n for n in names if not is_live(n)]
+    assert restart == ["server.name", "storage.sqlite_path"]
+    kept = keep_settings(old, new, restart)
+    assert kept.server.name == "chathub.local" and kept.storage.sqlite_path == "chathub.sqlite3"
+    assert kept.limits.topic_length == 99

@@ -53,6 +53,20 @@ def changed_settings(old: Config, new: Config) -> Iterator[str]:
                 yield f"{section.name}.{setting.name}"
 
 
+def keep_settings(old: Config, new: Config, names: list[str]) -> Config:
+    """``new`` with the settings ``names`` (dotted) at their values in ``old``: what a running
+    hub cannot change stays as it started, everywhere it is read."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted in names:
+        section, name = dotted.split(".", 1)
+        sections.setdefault(section, {})[name] = getattr(getattr(old, section), name)
+    kept = dataclasses.replace(
+        new, **{section: dataclasses.replace(getattr(new, section), **values) for section, values in sections.items()}
+    )
+    kept.validate("")
+    return kept
+
+
 def is_live(dotted: str) -> bool:
     """Whether a running hub can take a new value of the setting ``dotted``."""
     section, name = dotted.split(".", 1)
@@ -87,6 +101,7 @@ def prepare(service: "ChathubService") -> Plan:
     names = list(changed_settings(old, config))
     applied = [n for n in names if is_live(n)]
     restart = [n for n in names if not is_live(n)]
+    config = keep_settings(old, config, restart)
     running = {(listener.kind, listener.description): listener for listener in service.listeners}
     wanted = [(kind, d) for kind in LISTENER_KINDS for d in getattr(config.listeners, kind)]
     added = []
