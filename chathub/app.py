@@ -192,8 +192,9 @@ class ChathubService(service.MultiService):
                 self.backplane,
                 self.hub.deliver_remote,
                 reactor,
-                pause=self.hub.outbox.pause,
-                resume=self.hub.outbox.resume,
+                outbox=self.hub.outbox,
+                made_here=self.hub.ids.made_here,
+                held_alone=self.hub.held_alone,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
             )

@@ -876,16 +876,20 @@ class ChatHub(service.Service):
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
-                    # in a cluster a node may hold one room's messages alone (Outbox.pause);
-                    # a lone node never holds, so it names no room (no fold per message)
-                    fold(event.target) if self.cluster is not None and not rooms and is_room_name(event.target)
-                    else None,
+                    fold(event.target) if self.cluster is not None and not rooms and self.held_alone(event) else None,
                 )
                 store.append(event, rooms, notify=settle)
                 return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
         self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
+
+    def held_alone(self, event: Event) -> bool:
+        """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
+        room's key: a room's chat message, which the node may hold alone while another
+        node's earlier message of the room is on its way (``Outbox.pause``). A lone node
+        holds nothing, so names no room (no fold per message)."""
+        return event.kind in DURABLE_KINDS and is_room_name(event.target)
 
     def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
