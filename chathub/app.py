@@ -29,7 +29,7 @@ from chathub.hub.service import ChatHub
 from chathub.interfaces import IBackplane
 from chathub.lifecycle.announce import reachable, ready_text
 from chathub.lifecycle.logs import JsonLines
-from chathub.lifecycle.reload import reload_config
+from chathub.lifecycle.reload import Report, reload_config
 from chathub.lifecycle.shutdown import REASON as SHUTDOWN_REASON
 from chathub.lifecycle.shutdown import Deadline
 from chathub.privatefiles import private_directory
@@ -277,7 +277,8 @@ class ChathubService(service.MultiService):
     def reload(self) -> defer.Deferred[tuple[bool, list[str]]]:
         """Re-read the config file and apply what can change while everyone stays
         connected (``chathub.lifecycle.reload``); fires with (ok, report lines)."""
-        return reload_config(self).addCallback(lambda report: (report.ok, report.lines))
+        d: defer.Deferred[Report] = defer.maybeDeferred(reload_config, self)
+        return d.addCallback(lambda report: (report.ok, report.lines))
 
     def apply_config(self, config: Config) -> list[defer.Deferred[Any]]:
         """Hand a reloaded, validated ``config`` to everything that reads settings while
@@ -299,7 +300,11 @@ class ChathubService(service.MultiService):
 
         # a signal handler runs between two bytecodes of the reactor's thread: do the
         # work in the reactor, as a call from outside it
-        reactor.callFromThread(self.reload)  # type: ignore[attr-defined]  # IReactorThreads
+        def reload() -> None:
+            # the report is logged; only a fault in applying it is left to say
+            self.reload().addErrback(lambda f: self.log.failure("config reload failed", f))
+
+        reactor.callFromThread(reload)  # type: ignore[attr-defined]  # IReactorThreads
 
     def _going_away(self) -> None:
         """The process is stopping (SIGTERM): from now on it ends within
