@@ -166,6 +166,39 @@ async def test_sighup_applies_motd_limit_and_operator_while_a_client_stays(tmp_p
         await quit_irc_clients(clients)
 
 
+@pytest_twisted.ensureDeferred
+async def test_sighup_puts_open_connections_under_new_flood_settings(tmp_path, twistd_server):
+    from twisted.internet import reactor
+
+    exempt = '[limits]\nflood_exempt = ["127.0.0.0/8"]\n'
+    tight = "flood_rate = 0.1\nflood_burst = 1\nflood_max_lines = 2\n"
+    server = twistd_server(server_config(tmp_path / "var", exempt, line=True, irc=True))
+    clients: list = []
+    try:
+        irc = await register_irc(await connect_irc(server.port("irc"), clients), "ircflood")
+        telnet = await connect_irc(server.port("line"))
+        await telnet.expect_re("Welcome")
+        telnet.send("/nick lineflood")
+        await telnet.expect_re("lineflood")
+        # loopback is exempt: a burst goes through
+        irc.send(*[f"PING :burst{i}" for i in range(20)])
+        await irc.expect_re("PONG .*burst19")
+
+        server.config_path.write_text(
+            server_config(tmp_path / "var", f"[line]\n{tight}[irc]\n{tight}", line=True, irc=True)
+        )
+        server.process.send_signal(signal.SIGHUP)
+        server.expect_log(r"config reload: applied: .*limits\.flood_exempt")
+        irc.send(*[f"PING :again{i}" for i in range(20)])
+        assert (await irc.expect("ERROR")).params[-1] == "Excess Flood"
+        await irc.closed.addTimeout(10, reactor)
+        telnet.send(*[f"/who #r{i}" for i in range(20)])
+        await telnet.expect_re(r"^! excess flood: more than 2 lines waiting")
+        await telnet.closed.addTimeout(10, reactor)
+    finally:
+        await quit_irc_clients(clients)
+
+
 def server_certificate(port: int, ca) -> bytes:
     """The DER certificate a TLS listener on 127.0.0.1:``port`` presents now."""
     context = ssl.create_default_context()

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 log = Logger()
 
 #: settings a running hub takes at once, by section ("*": every setting of it); every other
-#: one needs a restart. Per-connection settings (flood clocks, line length, send queue) apply
-#: to the connections made after the reload.
+#: one needs a restart. Flood settings reach open connections too; what a connection is built
+#: with (line length, send queue, WebSocket frame sizes) applies to those made after the reload.
 LIVE: dict[str, frozenset[str]] = {
     "server": frozenset({"network", "admin_name", "admin_email", "description", "shutdown_timeout"}),
     "listeners": frozenset({"*"}),

@@ -219,6 +219,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         else:
             self._line_received(raw)
 
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: its limits, and its flood settings for this connection
+        (the longest line and the send queue stay those it connected with)."""
+        self.config = config
+        line = config.line
+        exempt = is_exempt(self.peer, config.limits.flood_exempt)
+        assert self.gate is not None and self.clock is not None  # from connectionMade
+        control = control_for(line.flood_rate, line.flood_burst, line.flood_max_lines, self.clock.seconds, exempt)
+        self.gate.retune(control)
+
     def flooded(self) -> None:
         """More lines waited than ``[line] flood_max_lines``: the client floods."""
         self.log.info("{peer} ({nick}) flooded; disconnecting", peer=self.peer,
@@ -680,8 +690,13 @@ class LineFactory(ServerFactory):
         return protocol
 
     def reconfigure(self, config) -> None:
-        """Take a reloaded config: connections made from now on get its settings."""
+        """Take a reloaded config: connections made from now on get its settings, open ones
+        its limits and flood settings."""
         self.config = config
+        for telnet in list(self.connections):
+            session = getattr(telnet, "protocol", None)
+            if isinstance(session, LineSession) and session.gate is not None:
+                session.reconfigure(config)
 
     def going_away(self, reason: str) -> None:
         """Tell every connection ``! reason`` and close it: the server is shutting down."""

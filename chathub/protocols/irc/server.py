@@ -123,6 +123,8 @@ class IrcServer:
         """Take a reloaded config (sessions read it through this server at once) and re-read
         the MOTD file it names, in a thread; fires once the new MOTD is in use."""
         self.config = config
+        for session in list(self.sweeper.sessions):
+            session.retune_flood(config)  # type: ignore[attr-defined]  # an IrcSession
         # the old lines stay shown until the file is read, in a thread (never here)
         self.motd = Motd(config, self.motd.lines if config.irc.motd_file else None, read=False)
         return self.motd.reload(self.clock)

@@ -206,6 +206,11 @@ class IrcSession:
             self._read_markers = {}
         return self._read_markers
 
+    def retune_flood(self, config: "Config") -> None:
+        """Take a reloaded config's flood settings (the server's config is read live)."""
+        self.flood = flood_control(config.irc, clock=self.server.clock.seconds, exempt=exempt_host(config, self.host))
+        self.gate.retune(self.flood)
+
     # -- IParticipant --------------------------------------------------------------------
 
     @property

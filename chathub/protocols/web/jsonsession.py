@@ -281,6 +281,13 @@ class JsonSession(EncodingParticipant):
             self.error("login_timeout", "no login in time")
             self.ws.close_with(CLOSE_LOGIN_TIMEOUT, "Login timeout")
 
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: its limits, and its flood settings for this connection."""
+        self.config = config
+        ws = config.websocket
+        exempt = is_exempt(self.ws.client_host, config.limits.flood_exempt)
+        self.gate.retune(control_for(ws.flood_rate, ws.flood_burst, ws.flood_max_queued, self.clock.seconds, exempt))
+
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
         self.error("flood", "too many requests; closing")

@@ -374,6 +374,10 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         settings; hostnames and origins are checked against it at once."""
         self.config = config
         self._set_options(config)
+        for protocol in list(self.connections):
+            reconfigure = getattr(protocol.session, "reconfigure", None)
+            if reconfigure is not None:  # a chathub.v1 session (IRC ones: their IrcServer's)
+                reconfigure(config)
 
     def going_away(self, reason: str = "Server shutting down", timeout: float = 2.0) -> Optional[defer.Deferred]:
         """Tell every open connection why in its own terms (a chathub.v1 ``closing`` event,
