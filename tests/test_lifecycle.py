@@ -17,7 +17,6 @@ import pytest_twisted
 from chathub.lifecycle.shutdown import Deadline
 from tests.browser_helpers import close_clients, connect
 from tests.support import (
-    ANY_PORT,
     OPER_HASH,
     OPER_PASSWORD,
     LineClient,
@@ -101,7 +100,7 @@ async def motd(client) -> list[str]:
     client.send("MOTD")
     lines = []
     while True:
-        line = await client.expect(lambda l: l.command in ("372", "376", "422"))
+        line = await client.expect(lambda reply: reply.command in ("372", "376", "422"))
         if line.command != "372":
             return lines
         lines.append(line.params[-1])
@@ -156,7 +155,8 @@ async def test_sighup_applies_motd_limit_and_operator_while_a_client_stays(tmp_p
         why = (await amy.expect("NOTICE")).params[-1]
         assert "nothing changed" in why and "not valid TOML" in why  # [irc] twice is bad TOML
         server.expect_log(r"config reload refused, nothing changed: .*not valid TOML")
-        server.config_path.write_text(hub_config(tmp_path, topic_length=5, operator=True, extra="[history]\nbogus = 1\n"))
+        broken = hub_config(tmp_path, topic_length=5, operator=True, extra="[history]\nbogus = 1\n")
+        server.config_path.write_text(broken)
         server.process.send_signal(signal.SIGHUP)
         server.expect_log(r"config reload refused, nothing changed: .*unknown setting 'history.bogus'")
         assert await topic_set(amy, "#ops", "d" * 30) == "d" * 25
@@ -339,3 +339,24 @@ def test_a_reload_keeps_what_needs_a_restart_as_it_started():
     kept = keep_settings(old, new, restart)
     assert kept.server.name == "chathub.local" and kept.storage.sqlite_path == "chathub.sqlite3"
     assert kept.limits.topic_length == 99
+
+
+@pytest.mark.parametrize(
+    "kind, description, address, how",
+    [
+        ("irc", "tcp6:0:interface=\\:\\:1", ("TCP", "::1", 6667), "irc://[::1]:6667"),
+        ("line", "tcp:2323", ("TCP", "0.0.0.0", 2323), "telnet 127.0.0.1 2323"),
+        ("http", "ssl:443:privateKey=k.pem", ("TCP", "::", 443), "https://[::1]:443/ (WebSocket: wss://[::1]:443/ws)"),
+        ("line", "unix:/run/line.sock", "/run/line.sock", "socat - UNIX-CONNECT:/run/line.sock"),
+    ],
+)
+def test_each_kind_of_address_is_said_as_a_user_types_it(kind, description, address, how):
+    from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+    from chathub.lifecycle.announce import reachable
+
+    if isinstance(address, str):
+        bound = UNIXAddress(address.encode())
+    else:
+        bound = (IPv6Address if ":" in address[1] else IPv4Address)(*address)
+    assert reachable(kind, description, bound).how == how
