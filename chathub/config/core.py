@@ -16,10 +16,14 @@ class ServerConfig:
     admin_name: str = "chathub operator"
     admin_email: str = "root@localhost"
     description: str = "chathub, a multi-protocol chat hub"
+    #: seconds a SIGTERM waits for users to be told and the store to be flushed before the
+    #: process exits anyway
+    shutdown_timeout: float = 10.0
 
     def validate(self, prefix: str) -> None:
         if not self.name or " " in self.name:
             raise ConfigError(f"setting '{prefix}.name' must be a host-like name without spaces")
+        require_positive(prefix, shutdown_timeout=self.shutdown_timeout)
 
 
 @dataclass(frozen=True)

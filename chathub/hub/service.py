@@ -254,6 +254,12 @@ class ChatHub(service.Service):
 
         return self._claim(user, new).addCallback(claimed)
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config (``SIGHUP``, ``REHASH``): its limits apply from the next
+        call on. The server name and history settings are the start's (a restart changes them)."""
+        self.config = config
+        self._lifetimes.reconfigure(config)
+
     def startService(self) -> None:
         _freeze_startup_objects()
         super().startService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
@@ -296,6 +302,7 @@ class ChatHub(service.Service):
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
             "{nick} registered via {protocol} from {host} (shown as {shown})",
+            event="login",  # a stable name for log shippers (chathub.lifecycle.logs)
             nick=nick,
             protocol=user.protocol,
             host=user.ip or user.host,
@@ -501,6 +508,8 @@ class ChatHub(service.Service):
         recipients = room.recipients()
         self._leave(target.user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
+        self.log.info("{nick} kicked {target} from {room} ({reason})", event="kick", nick=user.nick,
+                      target=target.user.nick, room=room.name, reason=reason)
         return event
 
     def invite(self, user: User, name: str, nick: str) -> Event:
@@ -784,6 +793,8 @@ class ChatHub(service.Service):
         if target is None:
             raise errors.NoSuchNick(nick)
         message = f"Killed by {user.nick} ({reason})"
+        self.log.info("{nick} killed {target} ({reason})", event="kill", nick=user.nick, target=target.nick,
+                      reason=reason)
         self.quit(target, f"Killed ({user.nick} ({reason}))")
         target.participant.close(message)
         return target
@@ -827,7 +838,7 @@ class ChatHub(service.Service):
         if self.cluster is not None:
             self._announce(["off", user.nick])
             self.cluster.release_nick(folded, self._owner(user))
-        self.log.info("{nick} quit ({reason})", nick=user.nick, reason=reason)
+        self.log.info("{nick} quit ({reason})", event="logout", nick=user.nick, reason=reason)
         return event
 
     # -- delivery ----------------------------------------------------------------------

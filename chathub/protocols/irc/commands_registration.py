@@ -31,7 +31,7 @@ log = Logger()
 
 def _sasl_refused(session, rb, why: str) -> None:
     """A SASL exchange the server refuses before any password check: 904 and a log line."""
-    log.info("IRC SASL login by {who} refused: {why}", who=peer_of(session), nick=session.nick,
+    log.info("IRC SASL login by {who} refused: {why}", event="login_failed", who=peer_of(session), nick=session.nick,
              host=session.host, why=why)
     rb.numeric(N.ERR_SASLFAIL, f"SASL authentication failed: {why}")
 

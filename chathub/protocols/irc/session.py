@@ -209,6 +209,11 @@ class IrcSession:
             self._read_markers = {}
         return self._read_markers
 
+    def retune_flood(self, config: "Config") -> None:
+        """Take a reloaded config's flood settings (the server's config is read live)."""
+        self.flood = flood_control(config.irc, clock=self.server.clock.seconds, exempt=exempt_host(config, self.host))
+        self.gate.retune(self.flood)
+
     # -- IParticipant --------------------------------------------------------------------
 
     @property
@@ -248,9 +253,13 @@ class IrcSession:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""
         if self.closed:
             return
-        self.write_messages([Message("ERROR", [reason])])
+        self.farewell(reason)
         self._shutdown(reason)
         self.writer.lose_connection()
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client the server is closing its link (``ERROR``), without closing it."""
+        self.write_messages([Message("ERROR", [reason])])
 
     # -- output ----------------------------------------------------------------------------
 

@@ -203,8 +203,12 @@ class JsonSession(EncodingParticipant):
         self.ws.send_frame(data)
 
     def close(self, reason: str) -> None:
-        self.reply({"type": "closing", "reason": reason})
+        self.farewell(reason)
         self.ws.close_with(CLOSE_BY_SERVER, reason)
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client why the server is closing the connection, without closing it."""
+        self.reply({"type": "closing", "reason": reason})
 
     # -- connection --------------------------------------------------------------------
 
@@ -278,6 +282,13 @@ class JsonSession(EncodingParticipant):
         if self.user is None and not self._closed:
             self.error("login_timeout", "no login in time")
             self.ws.close_with(CLOSE_LOGIN_TIMEOUT, "Login timeout")
+
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: its limits, and its flood settings for this connection."""
+        self.config = config
+        ws = config.websocket
+        exempt = is_exempt(self.ws.client_host, config.limits.flood_exempt)
+        self.gate.retune(control_for(ws.flood_rate, ws.flood_burst, ws.flood_max_queued, self.clock.seconds, exempt))
 
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
@@ -426,6 +437,7 @@ class JsonSession(EncodingParticipant):
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
         self.log.info(
             "WebSocket login as {account} ({nick}) from {peer} refused: {why}",
+            event="login_failed",
             peer=self.ws.client_host,
             nick=msg.get("nick"),
             account=msg.get("account") or msg.get("nick"),

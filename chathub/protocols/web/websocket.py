@@ -276,7 +276,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self._start_send_queue()
         self._log.info(
-            "WebSocket connection from {host} ({subprotocol})",
+            "WebSocket connection from {host} ({subprotocol})", event="connect",
             host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
         )
         self.factory.connections.add(self)
@@ -387,6 +387,13 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.config = config
         self.irc = irc
         self.clock = clock
+        self._set_options(config)
+        # no Server header in the handshake's answers (Autobahn's default names its version)
+        self.server = None
+        self._sessions: dict[Optional[str], Callable] = {}
+        self.connections: set[ChatWebSocketProtocol] = set()
+
+    def _set_options(self, config: Config) -> None:
         ws = config.websocket
         self.setProtocolOptions(
             maxFramePayloadSize=ws.max_frame_bytes,
@@ -406,19 +413,23 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # (which names Autobahn and its version)
             webStatus=False,
         )
-        # no Server header in the handshake's answers (Autobahn's default names its version)
-        self.server = None
-        self._sessions: dict[Optional[str], Callable] = {}
-        self.connections: set[ChatWebSocketProtocol] = set()
-        # tell browsers we are going (1001) so they reconnect, rather than letting them
-        # find out from a dropped TCP connection
-        add_trigger = getattr(clock, "addSystemEventTrigger", None)
-        if add_trigger is not None:
-            add_trigger("before", "shutdown", self.going_away)
 
-    def going_away(self) -> Optional[defer.Deferred]:
-        """Close every open connection with 1001 (server shutting down); fires when they are
-        closed, or after two seconds at most, so shutdown never hangs on a silent peer."""
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config: connections opened from now on get its ``[websocket]``
+        settings; hostnames and origins are checked against it at once."""
+        self.config = config
+        self._set_options(config)
+        for protocol in list(self.connections):
+            reconfigure = getattr(protocol.session, "reconfigure", None)
+            if reconfigure is not None:  # a chathub.v1 session (IRC ones: their IrcServer's)
+                reconfigure(config)
+
+    def going_away(self, reason: str = "Server shutting down", timeout: float = 2.0) -> Optional[defer.Deferred]:
+        """Tell every open connection why in its own terms (a chathub.v1 ``closing`` event,
+        IRC ``ERROR``) and close it with 1001 (going away), so browsers reconnect rather than
+        find out from a dropped TCP connection; fires when they are closed, or after
+        ``timeout`` seconds at most, so shutdown never hangs on a silent peer.
+        ``ChathubService.stopService`` calls it."""
         if not self.connections:
             return None
         waits = []
@@ -426,9 +437,12 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             d: defer.Deferred[None] = defer.Deferred()
             protocol.on_closed.append(d)
             waits.append(d)
-            protocol.close_with(CLOSE_GOING_AWAY, "Server shutting down")
+            farewell = getattr(protocol.session, "farewell", None)
+            if farewell is not None:
+                farewell(reason)
+            protocol.close_with(CLOSE_GOING_AWAY, reason)
         done = defer.DeferredList(waits)
-        return done.addTimeout(2.0, self.clock).addErrback(lambda _: None)
+        return done.addTimeout(timeout, self.clock).addErrback(lambda _: None)
 
     def add_session_type(self, subprotocols, make: Callable) -> None:
         """Use ``make(protocol)`` for connections that chose one of ``subprotocols``."""
