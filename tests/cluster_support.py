@@ -120,15 +120,26 @@ def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
 def until_names(client: LineClient, nick: str, expected: set, within: float = 20.0) -> bool:
     """Until NAMES at ``client``'s node lists ``expected`` (another node's joins are
     applied a moment after they commit, and a join is answered before its commit)."""
-    deadline = time.monotonic() + within
-    while True:
+    names: set = set()
+    for _ in rounds(f"NAMES at {nick}'s node listing {expected} (last: {names})", within):
         reply = answer(client, f"NAMES {ROOM}", rf" 366 {nick} ")
         listed = [line.split(f" {ROOM} ", 1)[1] for line in reply if f" 353 {nick} " in line]
-        names = {n for part in listed for n in part.lstrip(":").split()}
+        names.clear()
+        names.update(n for part in listed for n in part.lstrip(":").split())
         if names == expected:
             return True
-        if time.monotonic() > deadline:
-            raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
+    return False
+
+
+def rounds(what: str, seconds: float = 20.0):
+    """Yield until ``seconds`` have passed, then fail saying ``what`` never happened: for
+    loops whose every round waits on the server's answer (a state another node applies a
+    little after its commit), bounded by time rather than by a count that a busy machine
+    runs through too fast."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        yield
+    raise AssertionError(f"no {what} within {seconds:g} s")
 
 
 def answer(client: LineClient, command: str, end: str) -> list[str]:
@@ -146,13 +157,11 @@ def until(client: LineClient, command: str, end: str, wanted: str, within: float
     """``answer`` until one of its lines matches ``wanted`` (or fail after ``within``
     seconds): what one node did reaches the other a moment after it was answered, longer
     on a busy machine."""
-    deadline = time.monotonic() + within
-    while True:
+    for _ in rounds(f"answer to {command!r} matching {wanted!r}", within):
         lines = answer(client, command, end)
         if any(_matches(wanted, line) for line in lines):
             return lines
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{command!r} never answered {wanted!r} (last: {lines})")
+    raise AssertionError("unreachable: rounds ends by raising")
 
 
 def first(lines: list[str], numeric: str) -> str:

@@ -19,6 +19,7 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     postgres_database,
     postgres_dsn,
     registration,
+    rounds,
     telnet_user,
     until_answer,
     until_listed,
@@ -129,24 +130,20 @@ def test_a_nick_is_granted_once_across_nodes(cluster):
     bob.expect(r" 433 bob alice2 ")
     alice.send("QUIT :bye\r\n")
     alice.expect_closed()
-    for _ in range(100):  # the release reaches Redis after the QUIT is answered
+    for _ in rounds("alice2 freed"):  # the release reaches Redis after the QUIT is answered
         bob.send("NICK alice2\r\n")
         if " NICK " in bob.expect(r" 433 bob alice2 | NICK :?alice2"):
             break
-    else:
-        raise AssertionError("alice2 was never freed")
 
 
 def test_private_messages_cross_nodes(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # IRC on A
     carol = telnet_user(cluster, b_line, "carol")  # telnet on B
-    for _ in range(100):  # until A has heard that carol signed on at B
+    for _ in rounds("node A hearing of carol"):  # until A has heard that carol signed on at B
         alice.send("PRIVMSG carol :psst\r\n")
         if _sent_or_refused(alice, "carol"):
             break
-    else:
-        raise AssertionError("node A never heard of carol")
     carol.expect(r"<- alice: psst")
     carol.send("/msg alice hi back\r\n")
     assert alice.expect(r"PRIVMSG alice :hi back").startswith(":carol!")
@@ -229,12 +226,10 @@ def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cl
     assert until_names(alice, "alice", {"@alice"})
     # the nick is free again, on the surviving node
     newcomer = registration(cluster, a_irc, "bob")
-    for _ in range(100):
+    for _ in rounds("bob's nick freed"):
         if until_answer(newcomer) == "001":
             break
         newcomer.send("NICK bob\r\n")
-    else:
-        raise AssertionError("bob's nick was never freed")
 
 
 # -- the browser's protocols across nodes ------------------------------------------------------
