@@ -48,6 +48,6 @@ setup(
         "test": TEST + POSTGRES + CLUSTER,
         "postgres": POSTGRES,
         "cluster": CLUSTER,
-        "bench": ["py-spy>=0.4,<0.4.3"],  # bench/run.py --profile; 0.4.3 cannot read this Python 3.11.7 ("Failed to find python version")
+        "bench": ["py-spy==0.3.14"],  # bench/run.py --profile; 0.4.2 and 0.4.3 cannot read this Python 3.11.7 ("Failed to find python version")
     },
 )

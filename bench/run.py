@@ -70,13 +70,20 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"clients": 10000, "hold": 2},
         "quick": {"clients": 300, "hold": 0.5},
     },
+    # idle browsers: logged-in chathub.v1 WebSocket connections (loadgen's idle scenario)
+    "idle-ws": {
+        "full": {"clients": 3000, "hold": 2, "protocol": "ws-json"},
+        "quick": {"clients": 300, "hold": 0.5, "protocol": "ws-json"},
+    },
     "mixed": {
         "full": {"clients": 999, "senders": 3, "window": 16, "duration": 10, "mix": "line,irc,ws-json"},
         "quick": {"clients": 99, "senders": 3, "window": 16, "duration": 2, "mix": "line,irc,ws-json"},
     },
 }
 # Scenarios a server cannot run: Twisted Words speaks only IRC.
-UNSUPPORTED = {("twisted-words", "mixed")}
+UNSUPPORTED = {("twisted-words", "mixed"), ("twisted-words", "idle-ws")}
+#: scenarios that run another one of loadgen's with other parameters
+LOADGEN_SCENARIO = {"idle-ws": "idle"}
 
 
 # --------------------------------------------------------------------------------------
@@ -166,6 +173,12 @@ FIGURES: dict[str, list[Figure]] = {
         Figure("generator CPU while registering", _dig("register", "gen_cpu"), better="info", fmt="{:.2f}"),
         Figure("server's core: other processes", _dig("register", "server_core_other"), better="info",
                fmt="{:.2f}"),
+    ],
+    "idle-ws": [
+        Figure("server RSS per connection", _rss_kib, "KiB", "lower", "{:,.2f}"),
+        Figure("registrations/s", _dig("register", "per_second")),
+        Figure("registered", _dig("register", "registered"), better="info"),
+        Figure("connections dropped", _dig("dropped"), better="lower"),
     ],
     "mixed": [
         Figure("deliveries/s", _dig("measure", "deliveries_per_second")),
@@ -479,7 +492,7 @@ def tail(path: str, n: int = 15) -> str:
 
 
 def loadgen_argv(scenario: str, params: dict[str, Any], server: RunningServer, server_name: str) -> list[str]:
-    argv = [LOADGEN, "--scenario", scenario]
+    argv = [LOADGEN, "--scenario", LOADGEN_SCENARIO.get(scenario, scenario)]
     for proc in server.procs or [server.proc]:  # every node's CPU and RSS, summed
         argv += ["--server-pid", str(proc.pid)]
     for key, value in params.items():
@@ -500,12 +513,9 @@ def loadgen_argv(scenario: str, params: dict[str, Any], server: RunningServer, s
 
 
 def listener_kinds(scenario: str, params: dict[str, Any]) -> set[str]:
-    if scenario != "mixed":
-        return {"irc"}
-    kinds = set()
-    for proto in params["mix"].split(","):
-        kinds.add({"irc": "irc", "line": "line", "ws-json": "http", "ws-irc": "http"}[proto])
-    return kinds
+    """The listeners a scenario's protocols need (``--set idle.protocol=ws-json``: browsers)."""
+    protocols = params["mix"].split(",") if scenario == "mixed" else [params.get("protocol", "irc")]
+    return {{"irc": "irc", "line": "line", "ws-json": "http", "ws-irc": "http"}[p] for p in protocols}
 
 
 class Profiler:
@@ -520,8 +530,9 @@ class Profiler:
                  pid: int, run: int) -> None:
         # "chathub" also profiles the first node of a --nodes cluster
         self.wanted = args.profile in (server_name, "both") or (args.profile == "chathub" and server_name == CLUSTER)
-        self.target = "register" if scenario == "idle" else "measure"
-        self.seconds = float(params.get("duration", 10)) if scenario != "idle" else 10.0
+        idle = LOADGEN_SCENARIO.get(scenario, scenario) == "idle"
+        self.target = "register" if idle else "measure"
+        self.seconds = float(params.get("duration", 10)) if not idle else 10.0
         stem = f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
         self.path = os.path.join(args.out, stem + ".pyspy.txt")
         self.summary_path = os.path.join(args.out, stem + ".profile.txt")

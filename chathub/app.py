@@ -7,6 +7,7 @@ rooms and account names are loaded, and only then do the listeners start.
 from __future__ import annotations
 
 import os
+import signal
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from twisted.application import service
@@ -14,7 +15,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 
 from chathub.auth.accounts import StoreAccountChecker
@@ -23,9 +24,14 @@ from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.backplane import make_backplane
 from chathub.cluster.relay import ClusterRelay
-from chathub.config import Config
+from chathub.config import Config, ConfigError
 from chathub.hub.service import ChatHub
 from chathub.interfaces import IBackplane
+from chathub.lifecycle.announce import reachable, ready_text
+from chathub.lifecycle.logs import JsonLines
+from chathub.lifecycle.reload import Report, reload_config
+from chathub.lifecycle.shutdown import REASON as SHUTDOWN_REASON
+from chathub.lifecycle.shutdown import Deadline
 from chathub.privatefiles import private_directory
 from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
 from chathub.store import StorageError, open_store
@@ -98,6 +104,18 @@ class Listener(service.Service):
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
 
+    def when_listening(self) -> defer.Deferred[Optional[IListeningPort]]:
+        """Fires with the listening port once it listens, or None if it cannot."""
+        assert self._listening is not None, "not started"
+        done: defer.Deferred[Optional[IListeningPort]] = defer.Deferred()
+
+        def fire(result: object) -> object:
+            done.callback(self.port)
+            return result
+
+        self._listening.addBoth(fire)
+        return done
+
     def _failed(self, failure: Failure) -> None:
         if failure.check(defer.CancelledError):
             return
@@ -119,9 +137,20 @@ class ChathubService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, config: Config, checkers: Iterable[ICredentialsChecker] = ()) -> None:
+    def __init__(
+        self,
+        config: Config,
+        checkers: Iterable[ICredentialsChecker] = (),
+        overrides: Optional[dict[str, dict[str, Any]]] = None,
+    ) -> None:
+        """``overrides`` are the command line's settings (``Config.with_overrides``
+        arguments): a reload of the file applies them again."""
         super().__init__()
         self.config = config
+        self.overrides = overrides or {}
+        #: True under twistd (the plugin sets it): the process is this hub's, so it takes
+        #: SIGHUP and bounds its shutdown; False in a test's process
+        self.owns_process = False
         try:
             if private_directory(config.server.data_dir):
                 self.log.warn(
@@ -163,8 +192,9 @@ class ChathubService(service.MultiService):
                 self.backplane,
                 self.hub.deliver_remote,
                 reactor,
-                pause=self.hub.outbox.pause,
-                resume=self.hub.outbox.resume,
+                outbox=self.hub.outbox,
+                made_here=self.hub.ids.made_here,
+                held_alone=self.hub.held_alone,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
             )
@@ -179,26 +209,147 @@ class ChathubService(service.MultiService):
             from chathub.protocols.irc import IrcServer
 
             self.irc = IrcServer(self.hub, self.portal, config, reactor)
+            self.irc.rehash = self.reload
         self.listeners = service.MultiService()
         self._failed = False
-        self.factories = {}
+        self.factories: dict[str, Factory[Any]] = {}
         # one count per client address across every listener of every protocol
         self.connection_limits = ConnectionLimits.from_config(config.limits, reactor)
-        limiting = LimitingReactor(reactor, self.connection_limits)
+        self._limiting = LimitingReactor(reactor, self.connection_limits)
         for kind in LISTENER_FACTORIES:
-            descriptions = getattr(config.listeners, kind)
-            if not descriptions:
-                continue
-            factory = LISTENER_FACTORIES[kind](self)
-            self.factories[kind] = factory
-            for description in descriptions:
+            for description in getattr(config.listeners, kind):
                 try:
-                    endpoint = endpoints.serverFromString(limiting, description)
-                except Exception as e:  # a bad description, an unreadable certificate, ...
-                    raise SystemExit(f"chathub cannot start: the {kind} listener {description!r}: {e}") from e
-                Listener(kind, description, endpoint, factory, self._cannot_start).setServiceParent(self.listeners)
+                    endpoint = self.endpoint_for(kind, description)
+                except ConfigError as e:
+                    raise SystemExit(f"chathub cannot start: {e}") from e
+                self.add_listener(kind, description, endpoint, self._cannot_start)
+
+    # -- listeners -----------------------------------------------------------------------
+
+    def endpoint_for(self, kind: str, description: str) -> IStreamServerEndpoint:
+        """The endpoint of a listener description, each TCP port of it limited by
+        ``[limits]``; raise ``ConfigError`` naming it when it cannot be used (a bad
+        description, an unreadable certificate, ...)."""
+        try:
+            return endpoints.serverFromString(self._limiting, description)
+        except Exception as e:
+            raise ConfigError(f"the {kind} listener {description!r}: {e}") from None
+
+    def add_listener(
+        self,
+        kind: str,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        on_failure: Optional[Callable[[str], None]] = None,
+    ) -> Listener:
+        """Add a listener (listening at once if the listeners run); ``on_failure`` is told
+        why it cannot listen (default: logged, the hub goes on; at start-up the start stops)."""
+        factory = self.factories.get(kind)
+        if factory is None:
+            if kind in ("irc", "http") and self.irc is None:
+                from twisted.internet import reactor
+
+                from chathub.protocols.irc import IrcServer
+
+                self.irc = IrcServer(self.hub, self.portal, self.config, reactor)
+                self.irc.rehash = self.reload
+            factory = self.factories[kind] = LISTENER_FACTORIES[kind](self)
+        listener = Listener(kind, description, endpoint, factory, on_failure or self._listener_failed)
+        listener.setServiceParent(self.listeners)
+        return listener
+
+    def listener(self, kind: str, description: str) -> Optional[Listener]:
+        """The running listener of ``kind`` on ``description``, if there is one."""
+        for listener in self.listeners:
+            if listener.kind == kind and listener.description == description:
+                return listener
+        return None
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop listening there; connections made through it stay."""
+        self.listeners.removeService(listener)
+
+    def _listener_failed(self, message: str) -> None:
+        self.log.error("{message}", message=message)
+
+    # -- reload and shutdown -------------------------------------------------------------
+
+    def reload(self) -> defer.Deferred[tuple[bool, list[str]]]:
+        """Re-read the config file and apply what can change while everyone stays
+        connected (``chathub.lifecycle.reload``); fires with (ok, report lines)."""
+        d: defer.Deferred[Report] = defer.maybeDeferred(reload_config, self)
+        return d.addCallback(lambda report: (report.ok, report.lines))
+
+    def apply_config(self, config: Config) -> list[defer.Deferred[Any]]:
+        """Hand a reloaded, validated ``config`` to everything that reads settings while
+        it runs; returns what is still being done (the MOTD is read in a thread)."""
+        self.config = config
+        self.hub.reconfigure(config)
+        self.connection_limits.reconfigure(config.limits)
+        waits: list[defer.Deferred[Any]] = []
+        if self.irc is not None:
+            waits.append(self.irc.reconfigure(config))
+        for factory in self.factories.values():
+            reconfigure = getattr(factory, "reconfigure", None)
+            if reconfigure is not None:  # the IRC factory reads its server's
+                reconfigure(config)
+        return waits
+
+    def _sighup(self, signum: int, frame: object) -> None:
+        from twisted.internet import reactor
+
+        # a signal handler runs between two bytecodes of the reactor's thread: do the
+        # work in the reactor, as a call from outside it
+        def reload() -> None:
+            # the report is logged; only a fault in applying it is left to say
+            self.reload().addErrback(lambda f: self.log.failure("config reload failed", f))
+
+        reactor.callFromThread(reload)  # type: ignore[attr-defined]  # IReactorThreads
+
+    def _going_away(self) -> None:
+        """The process is stopping (SIGTERM): from now on it ends within
+        ``server.shutdown_timeout`` whatever hangs."""
+        self.log.info(
+            "shutting down: telling every connection, then flushing the store (at most {seconds:g} s)",
+            seconds=self.config.server.shutdown_timeout, event="shutdown",
+        )
+        # never cancelled: a shutdown that ends in time ends the process, and this with it
+        Deadline(self.config.server.shutdown_timeout).start()
+
+    def _farewell(self) -> defer.Deferred[Any]:
+        """Stop accepting, then tell every connection the server is going, in its own terms;
+        fires once the WebSocket peers answered the close (or half the timeout passed)."""
+        stopped = defer.maybeDeferred(self.listeners.stopService)
+        waits: list[defer.Deferred[Any]] = [stopped]
+        for factory in self.factories.values():
+            socket = getattr(factory, "websocket_factory", None)
+            if socket is not None:  # the HTTP site: JSON event or IRC ERROR, then 1001
+                going = socket.going_away(SHUTDOWN_REASON, self.config.server.shutdown_timeout / 2)
+                if going is not None:
+                    waits.append(going)
+        if self.irc is not None:
+            self.irc.going_away(SHUTDOWN_REASON)  # ERROR to each IRC session over TCP
+        line: Any = self.factories.get("line")  # a LineFactory
+        if line is not None:
+            line.going_away(SHUTDOWN_REASON)  # a "! " line to each telnet connection
+        return defer.DeferredList(waits, consumeErrors=True)
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Join ``parent``; under twistd that is the application, whose log observer
+        component twistd uses when it starts logging, just after: the JSON lines of
+        ``[logging] format = "json"`` are set there."""
+        super().setServiceParent(parent)
+        if self.config.logging.format == "json" and hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, JsonLines())
 
     def startService(self) -> None:
+        from twisted.internet import reactor
+
+        if self.owns_process:
+            # SIGHUP reloads the config (its default would end the process); a stop of the
+            # reactor (SIGTERM) ends the process within server.shutdown_timeout
+            signal.signal(signal.SIGHUP, self._sighup)
+            reactor.addSystemEventTrigger("before", "shutdown", self._going_away)
         before, after, hard = raise_open_files_limit()
         self.log.info(
             "open files limit {after} (was {before}, hard limit {hard}): each connection holds one",
@@ -233,9 +384,12 @@ class ChathubService(service.MultiService):
         return backplane.start().addCallback(joined)
 
     def stopService(self) -> Optional[defer.Deferred[None]]:
-        """Stop the listeners, the hub and the store (children, in reverse), then leave the
+        """Stop accepting and tell every connection (``_farewell``), then stop the hub and
+        the store (children, in reverse: the store commits what it holds), then leave the
         cluster."""
-        d = super().stopService()
+        d: defer.Deferred[None] = self._farewell().addCallback(
+            lambda _: super(ChathubService, self).stopService()
+        )
         for checker in self.checkers:
             stop = getattr(checker, "stop", None)  # a password file's reload timer
             if stop is not None:
@@ -249,7 +403,7 @@ class ChathubService(service.MultiService):
                 relay.stop()
             return backplane.stop().addBoth(lambda _: None)
 
-        return (d if d is not None else defer.succeed(None)).addBoth(leave)
+        return d.addBoth(leave)
 
     def _ready(self, accounts: int) -> None:
         self.log.info(
@@ -258,6 +412,19 @@ class ChathubService(service.MultiService):
             accounts=accounts,
         )
         self.listeners.setServiceParent(self)
+        waits = [listener.when_listening() for listener in self.listeners]
+        defer.gatherResults(waits).addCallback(self._announce)
+
+    def _announce(self, ports: list[Optional[IListeningPort]]) -> None:
+        """Say how to reach every listener, once all of them listen."""
+        if self._failed or any(port is None for port in ports):
+            return
+        rows = [reachable(listener.kind, listener.description, port.getHost())
+                for listener, port in zip(self.listeners, ports, strict=True) if port is not None]
+        self.log.info(
+            "{text}", text=ready_text(rows), event="ready",
+            listeners=[{"kind": r.kind, "address": r.address, "connect": r.how} for r in rows],
+        )
 
     def _store_failed(self, failure: Failure) -> None:
         # called by StoreService on a failed open and again through ready()'s errback;

@@ -162,10 +162,11 @@ class EventIds:
     nodes (Redis backplane) distinct without coordination.
     """
 
-    __slots__ = ("_node", "_seq", "_clock", "_ms", "_prefix")
+    __slots__ = ("_node", "_node_chars", "_seq", "_clock", "_ms", "_prefix")
 
     def __init__(self, node: Optional[bytes] = None, clock: Callable[[], float] = time.time) -> None:
         self._node = node if node is not None else os.urandom(4)
+        self._node_chars = _b32hex(bytes(6) + self._node)[10:16]
         self._seq = itertools.count(int.from_bytes(os.urandom(2), "big"))
         self._clock = clock
         self._ms: Optional[int] = None
@@ -184,6 +185,12 @@ class EventIds:
         v = (next(self._seq) & 0xFFFFFFFF) << 3
         suffix = _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31]
         return self._prefix + suffix, now
+
+    def made_here(self, event_id: str) -> bool:
+        """Whether ``event_id`` was made by this ``EventIds`` (the node part of its id is
+        this one's: characters 10 to 15 hold the node's bits 2 to 31, which tells two
+        nodes apart unless their random node parts share 30 bits)."""
+        return event_id[10:16] == self._node_chars
 
     def make(
         self,

@@ -7,12 +7,23 @@ Import the reactor lazily: pytest-twisted installs it.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer
 
 Predicate = Callable[[Any], bool]
+
+#: Debian's chromium (scripts/test installs it and exports its path); never a Playwright download
+CHROMIUM = os.environ.get("CHATHUB_CHROMIUM") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT_MS = 10_000
 
 
 def _reactor():
@@ -197,3 +208,56 @@ def connect_failure(port: int, **kw) -> defer.Deferred:
         return str(failure.value)
 
     return d.addCallbacks(opened, refused)
+
+
+# -- the bundled web client in Chromium (Playwright; the ``browser`` fixture) ---------------
+
+
+class Page:
+    """One browser tab running the web client, with the errors it logged."""
+
+    def __init__(self, browser, url: str, width: int, height: int, bypass_csp: bool = False) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.goto(url)
+
+    def login(self, nick: str) -> None:
+        p = self.page
+        p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
+        p.fill("#login-nick", nick)
+        p.click("#login-button")
+        p.wait_for_selector("#chat-view:not([hidden])", timeout=WAIT_MS)
+        assert p.text_content("#me") == nick
+
+    def register(self, nick: str, password: str) -> None:
+        """Log in by registering ``nick`` as an account, from the form."""
+        p = self.page
+        p.wait_for_selector("#tab-register:not([hidden])", timeout=WAIT_MS)
+        p.click("#tab-register")
+        p.fill("#login-nick", nick)
+        p.fill("#login-password", password)
+        p.click("#login-button")
+        p.wait_for_selector(f"#me:text-is('{nick} ✓')", timeout=WAIT_MS)
+
+    def type(self, text: str) -> None:
+        self.page.fill("#input", text)
+        self.page.press("#input", "Enter")
+
+    def join(self, room: str) -> None:
+        self.type(f"/join {room}")
+        self.page.wait_for_selector(f"#conv-name:text-is('{room}')", timeout=WAIT_MS)
+
+    def wait_line(self, text: str) -> str:
+        """Wait for a message line containing ``text`` in the open conversation; return its text."""
+        locator = self.page.locator("#message-list li", has_text=text).last
+        locator.wait_for(timeout=WAIT_MS)
+        return locator.inner_text()
+
+    def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), animations="disabled")
+        return path

@@ -2,11 +2,13 @@
 ``twisted.internet.reactor`` at module level in tests."""
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 import pytest_twisted
 
+from tests.browser_helpers import CHROMIUM, CHROMIUM_ARGS
 from tests.redis_support import RedisServer
 from tests.support import (
     HubServer,
@@ -136,3 +138,32 @@ def certificate(tmp_path_factory):
     cert.cert_chain_pems[0].write_to_path(str(chain))
     options = ssl.optionsForClientTLS("localhost", trustRoot=ssl.Certificate.loadPEM(ca.cert_pem.bytes()))
     return options, key, chain
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (``executable_path``, never a download)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser tests need it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def hub_ports(tmp_path, twistd_server):
+    """A server with telnet, IRC and HTTP listeners; yields (server, ports, start-again).
+
+    The first start takes ports the system picks; starting again takes the same ones, for
+    the pages to reconnect to (freed by the stop just before: nobody else asked for them)."""
+    server = twistd_server(server_config(tmp_path / "var", irc=True, http=True))
+    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
+    same = {kind: f"tcp:{port}:interface=127.0.0.1" for kind, port in ports.items()}
+
+    def start():
+        return twistd_server(server_config(tmp_path / "var", **same))
+
+    return server, ports, start

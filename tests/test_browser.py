@@ -6,49 +6,8 @@ Every wait is on an event (a selector, a line, a log line) with a timeout.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import pytest
-
-from tests.support import LineClient, server_config
-
-#: Debian's chromium (scripts/test installs it and exports its path); never a Playwright download
-CHROMIUM = os.environ.get("CHATHUB_CHROMIUM") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-WAIT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser tests need it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def hub_ports(tmp_path, twistd_server):
-    """A server with telnet, IRC and HTTP listeners; yields (server, ports, start-again).
-
-    The first start takes ports the system picks; starting again takes the same ones, for
-    the pages to reconnect to (freed by the stop just before: nobody else asked for them)."""
-    server = twistd_server(server_config(tmp_path / "var", irc=True, http=True))
-    ports = {kind: server.port(kind) for kind in ("line", "irc", "http")}
-    same = {kind: f"tcp:{port}:interface=127.0.0.1" for kind, port in ports.items()}
-
-    def start():
-        return twistd_server(server_config(tmp_path / "var", **same))
-
-    return server, ports, start
+from tests.browser_helpers import WAIT_MS, Page
+from tests.support import LineClient
 
 
 def refused_reconnect(error: str, url: str) -> bool:
@@ -57,56 +16,6 @@ def refused_reconnect(error: str, url: str) -> bool:
     return error.startswith(f"WebSocket connection to '{ws[0]}//{ws[2]}/ws' failed") and error.endswith(
         "net::ERR_CONNECTION_REFUSED"
     )
-
-
-class Page:
-    """One browser tab running the web client, with the errors it logged."""
-
-    def __init__(self, browser, url: str, width: int, height: int, bypass_csp: bool = False) -> None:
-        self.context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=bypass_csp)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
-        self.page.goto(url)
-
-    def login(self, nick: str) -> None:
-        p = self.page
-        p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
-        p.fill("#login-nick", nick)
-        p.click("#login-button")
-        p.wait_for_selector("#chat-view:not([hidden])", timeout=WAIT_MS)
-        assert p.text_content("#me") == nick
-
-    def register(self, nick: str, password: str) -> None:
-        """Log in by registering ``nick`` as an account, from the form."""
-        p = self.page
-        p.wait_for_selector("#tab-register:not([hidden])", timeout=WAIT_MS)
-        p.click("#tab-register")
-        p.fill("#login-nick", nick)
-        p.fill("#login-password", password)
-        p.click("#login-button")
-        p.wait_for_selector(f"#me:text-is('{nick} ✓')", timeout=WAIT_MS)
-
-    def type(self, text: str) -> None:
-        self.page.fill("#input", text)
-        self.page.press("#input", "Enter")
-
-    def join(self, room: str) -> None:
-        self.type(f"/join {room}")
-        self.page.wait_for_selector(f"#conv-name:text-is('{room}')", timeout=WAIT_MS)
-
-    def wait_line(self, text: str) -> str:
-        """Wait for a message line containing ``text`` in the open conversation; return its text."""
-        locator = self.page.locator("#message-list li", has_text=text).last
-        locator.wait_for(timeout=WAIT_MS)
-        return locator.inner_text()
-
-    def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        path = ARTIFACTS / name
-        self.page.screenshot(path=str(path), animations="disabled")
-        return path
 
 
 def irc_client(port: int, nick: str) -> LineClient:

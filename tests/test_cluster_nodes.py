@@ -8,6 +8,7 @@ the gap from PostgreSQL).
 """
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -187,6 +188,17 @@ def until_answer(client: LineClient) -> str:
     return client.expect(r" (001|433|437) ").split(" ")[1]
 
 
+def rounds(what: str, seconds: float = 20.0):
+    """Yield until ``seconds`` have passed, then fail saying ``what`` never happened: for
+    loops whose every round waits on the server's answer (a state another node applies a
+    little after its commit), bounded by time rather than by a count that a busy machine
+    runs through too fast."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        yield
+    raise AssertionError(f"no {what} within {seconds:g} s")
+
+
 def test_a_nick_is_granted_once_across_nodes(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     # 50 registrations of one nick at once, half on each node: exactly one gets it
@@ -211,24 +223,20 @@ def test_a_nick_is_granted_once_across_nodes(cluster):
     bob.expect(r" 433 bob alice2 ")
     alice.send("QUIT :bye\r\n")
     alice.expect_closed()
-    for _ in range(100):  # the release reaches Redis after the QUIT is answered
+    for _ in rounds("alice2 freed"):  # the release reaches Redis after the QUIT is answered
         bob.send("NICK alice2\r\n")
         if " NICK " in bob.expect(r" 433 bob alice2 | NICK :?alice2"):
             break
-    else:
-        raise AssertionError("alice2 was never freed")
 
 
 def test_private_messages_cross_nodes(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # IRC on A
     carol = telnet_user(cluster, b_line, "carol")  # telnet on B
-    for _ in range(100):  # until A has heard that carol signed on at B
+    for _ in rounds("node A hearing of carol"):  # until A has heard that carol signed on at B
         alice.send("PRIVMSG carol :psst\r\n")
         if _sent_or_refused(alice, "carol"):
             break
-    else:
-        raise AssertionError("node A never heard of carol")
     carol.expect(r"<- alice: psst")
     carol.send("/msg alice hi back\r\n")
     assert alice.expect(r"PRIVMSG alice :hi back").startswith(":carol!")
@@ -263,25 +271,26 @@ def test_with_redis_down_no_nick_is_granted_and_chat_goes_on(cluster, own_redis)
 
 def until_listed(client: LineClient, nick: str, room: str = "#r") -> None:
     """Until ``client``'s node lists ``room`` (it heard of the room's first join)."""
-    for _ in range(100):
+    for _ in rounds(f"{room} reaching {nick}'s node"):
         client.send(f"LIST {room}\r\n")
         if " 322 " in client.expect(rf" 322 {nick} {room} | 323 {nick} "):
             client.expect(rf" 323 {nick} ")
             return
-    raise AssertionError(f"{room} never reached {nick}'s node")
 
 
 def until_names(client: LineClient, nick: str, expected: set) -> bool:
     """Until NAMES at ``client``'s node lists ``expected`` (another node's joins are
     applied milliseconds after they commit)."""
-    for _ in range(100):
+    names: set = set()
+    for _ in rounds(f"NAMES at {nick}'s node listing {expected} (last: {names})"):
         client.send(f"NAMES {ROOM}\r\n")
         line = client.expect(rf" 353 {nick} . {ROOM} ")
-        names = set(line.split(f" {ROOM} ", 1)[1].lstrip(":").split())
+        names.clear()
+        names.update(line.split(f" {ROOM} ", 1)[1].lstrip(":").split())
         client.expect(rf" 366 {nick} ")
         if names == expected:
             return True
-    raise AssertionError(f"NAMES at {nick}'s node never listed {expected} (last: {names})")
+    return False
 
 
 def test_room_state_is_shared_by_the_nodes(cluster):
@@ -334,12 +343,10 @@ def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cl
     assert until_names(alice, "alice", {"@alice"})
     # the nick is free again, on the surviving node
     newcomer = registration(cluster, a_irc, "bob")
-    for _ in range(100):
+    for _ in rounds("bob's nick freed"):
         if until_answer(newcomer) == "001":
             break
         newcomer.send("NICK bob\r\n")
-    else:
-        raise AssertionError("bob's nick was never freed")
 
 
 # -- the browser's protocols across nodes ------------------------------------------------------

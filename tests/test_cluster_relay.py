@@ -14,6 +14,7 @@ from twisted.internet import defer, reactor
 
 from chathub.cluster.relay import ClusterRelay
 from chathub.events import Kind
+from chathub.hub.outbox import Outbox
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.store_fixtures import EventMaker
 from tests.support import until
@@ -51,19 +52,45 @@ class Doorbell:
 
 
 class Node:
+    """One node: its store, its relay, and a hub's outbox standing in for the hub: its own
+    room messages wait there for their commit (and for the relay), as the hub's do."""
+
     def __init__(self, store, bus: list, node_id: str) -> None:
         self.store = store
-        self.got: list = []
-        self.holds: list[str] = []  # the relay's pause and resume calls, in order
+        self.got: list = []  # other nodes' events the relay handed over
+        self.shown: list = []  # everything this node's users saw, its own events included
+        self.mine: set[str] = set()  # ids of the events this node made
+        self.outbox = Outbox()
         self.doorbell = Doorbell(bus, node_id)
         self.relay = ClusterRelay(
-            store, self.doorbell, self.got.append, reactor, gap_wait=0.02,
-            pause=lambda conv: self.holds.append(f"pause {conv}"), resume=lambda conv: self.holds.append(f"resume {conv}"),
+            store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
+            outbox=self.outbox, made_here=self.mine.__contains__,
+            held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
         )
         self.relay.start()
 
+    def handed_over(self, event) -> None:
+        self.got.append(event)
+        self.shown.append(event)
+
+    def append(self, event) -> defer.Deferred:
+        """Store this node's ``event``; show it once committed, through the outbox."""
+        self.mine.add(event.id)
+        committed: defer.Deferred = defer.Deferred()
+        settle = self.outbox.hold(lambda: self.shown.append(event), key=event.target)
+
+        def notify(failure) -> None:
+            settle(failure)
+            committed.callback(None)
+
+        self.store.append(event, notify=notify)
+        return committed
+
     def texts(self) -> list[str]:
         return [e.text for e in self.got]
+
+    def shown_texts(self) -> list[str]:
+        return [e.text for e in self.shown]
 
 
 @pytest_twisted.async_yield_fixture
@@ -92,7 +119,7 @@ async def in_touch(nodes, step: float = 1.0):
 
 async def say(node: Node, make: EventMaker, texts, room: str = "#r"):
     events = [make.msg(node.doorbell.node_id, room, t) for t in texts]
-    await defer.gatherResults([node.store.append(e) for e in events])
+    await defer.gatherResults([node.append(e) for e in events])
     return events
 
 
@@ -190,12 +217,15 @@ async def test_two_writers_each_get_all_of_the_others_events_in_database_order(n
     for i in range(count):
         for node in (a, b):
             event = make.msg(node.doorbell.node_id, "#r", f"{node.doorbell.node_id}{i}")
-            writes.append(node.store.append(event))
+            writes.append(node.append(event))
     await defer.gatherResults(writes)
     await until(lambda: len(a.got) == count and len(b.got) == count + 1)
     order = [e for _, e in await a.store.conversation_range("#r", 0, 10**6, limit=10**6)]
     assert a.got == [e for e in order if e.source.nick == "b"]
     assert b.got == [e for e in order if e.source.nick == "a"]
+    # and each node showed its own messages among the other's in that one order
+    await until(lambda: len(a.shown) == len(b.shown) == 2 * count + 1)
+    assert a.shown == b.shown == order
     assert a.relay.conversations["#r"].delivered == b.relay.conversations["#r"].delivered == 2 * count + 1
 
 
@@ -205,8 +235,64 @@ async def test_an_own_event_after_a_missing_one_holds_local_delivery_until_it_is
     a, b, make = await in_touch(nodes)
     a.doorbell.transform = lambda message: []  # A's next message never rings B
     await say(a, make, ["lost"])
-    assert b.holds == []
+    assert b.relay.holds == 0
     await say(b, make, ["mine"])  # numbered after "lost", which B has not shown yet
-    assert b.holds == ["pause #r"]  # B's own message waits...
-    await until(lambda: b.holds == ["pause #r", "resume #r"])  # ...until "lost" is fetched and shown
+    assert b.relay.holds == 1 and b.shown_texts() == ["first"]  # B's own message waits...
+    await until(lambda: b.shown_texts() == ["first", "lost", "mine"])  # ...until "lost" is fetched and shown
     assert b.texts() == ["first", "lost"]
+
+
+# -- a node's own events among the others' ---------------------------------------------------
+# The store tells the relay of a commit just before the outbox shows the committed events
+# (GroupCommitWriter: the listener, then the settles); another node's message can arrive at
+# any point around that. These tests play each order exactly, calling the relay as the store
+# and the doorbell do.
+
+
+def committed(node: Node, event, seq: int, room: str = "#r"):
+    """Play the store committing ``node``'s own ``event`` as number ``seq`` of ``room``: the
+    relay is told, then the outbox entry is settled (as GroupCommitWriter._done does)."""
+    node.relay._committed([(event, ((room, seq),))])
+
+
+def held(node: Node, event):
+    """``node``'s own ``event`` waiting in its outbox for its commit; returns the settle."""
+    node.mine.add(event.id)
+    return node.outbox.hold(lambda: node.shown.append(event), key=event.target)
+
+
+def arrives(node: Node, event, seq: int, room: str = "#r") -> None:
+    """Another node's ``event``, number ``seq`` of ``room``, rings ``node``'s doorbell."""
+    node.doorbell.publish({"node": "other", "events": [[[[room, seq]], event.to_dict()]]})
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_after_an_own_one_waits_until_the_own_one_is_shown(nodes):
+    b = await nodes("b")
+    make = EventMaker()
+    e1, e2, e3 = make.msg("a", "#r", "1"), make.msg("b", "#r", "2"), make.msg("a", "#r", "3")
+    arrives(b, e1, 1)
+    settle = held(b, e2)
+    arrives(b, e3, 3)  # ahead of B's own 2, which B committed but has not shown yet
+    committed(b, e2, 2)
+    assert b.shown == [e1]  # 3 waits for 2...
+    settle(None)
+    assert b.shown == [e1, e2, e3]  # ...which the outbox shows first
+
+
+@pytest_twisted.ensureDeferred
+async def test_own_events_between_the_others_are_shown_one_by_one_in_number_order(nodes):
+    b = await nodes("b")
+    make = EventMaker()
+    e = {n: make.msg("b" if n in (3, 5) else "a", "#r", str(n)) for n in range(1, 7)}
+    arrives(b, e[1], 1)
+    for n in (3, 5):  # B's own, numbered after 2 and 4, which have not arrived
+        settle = held(b, e[n])
+        committed(b, e[n], n)
+        settle(None)
+    assert b.shown == [e[1]]  # held: 2 is missing
+    arrives(b, e[4], 4)
+    arrives(b, e[6], 6)
+    arrives(b, e[2], 2)
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4", "5", "6"]
+    assert not b.outbox.pending

@@ -61,28 +61,28 @@ async def test_telnet_lines_past_the_burst_wait_their_turn_and_all_arrive(tmp_pa
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_multi_line_json_message_costs_one_unit_per_line(tmp_path):
-    # 5 a second, 20 at once, 3 waiting at most: 6 requests of 20 lines each in one packet
+async def test_a_multi_line_json_message_costs_one_unit_per_ten_lines(tmp_path):
+    # 5 a second, 20 at once, 3 waiting at most: 6 requests of 100 lines each in one packet
     server = await history_server(
         tmp_path, websocket={"flood_rate": 5.0, "flood_burst": 20, "flood_max_queued": 3}
     )
     try:
         users = await honest_users(server)
         attacker = await server.ws("attacker", rooms=["#lobby"])
-        too_long = "\n".join(f"long {i}" for i in range(21))
+        too_long = "\n".join(f"long {i}" for i in range(101))  # [limits] message_lines is 100
         attacker.send_json({"type": "message", "target": "#lobby", "text": too_long, "ref": "x"})
         refused = await attacker.expect({"type": "error", "ref": "x"})
-        assert refused["code"] == "too_many_lines"
-        text = "\n".join(f"line {i}" for i in range(20))
+        assert refused["code"] == "message_too_long"
+        text = "\n".join(f"line {i}" for i in range(100))
         attacker.send_together(*[{"type": "message", "target": "#lobby", "text": text}] * 6)
         flood = await attacker.expect({"type": "error", "code": "flood"})
         assert flood["message"] == "too many requests; closing"
         assert (await attacker.wait_closed())[1] == 4008
         await users.still_served()
-        # each of the 20 lines was charged: one request (two, had its login and join been
+        # each message of 100 lines cost 10: one request (two, had its login and join been
         # long ago) fills the budget of 20 and the rest wait until one too many is waiting;
-        # at one unit a request, all six (120 lines) would have gone through at once
-        assert spam_seen(users.irc, "PRIVMSG #lobby :line ") in (20, 40)
+        # at one unit a request, all six (600 lines) would have gone through at once
+        assert spam_seen(users.irc, "PRIVMSG #lobby :line ") in (100, 200)
         assert spam_seen(users.irc, "PRIVMSG #lobby :long ") == 0
     finally:
         await server.stop()

@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chathub.events import Event
+from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
 from chathub.store.interfaces import IStore
 
@@ -44,7 +45,10 @@ SEEN_EVENTS = 4096
 class _Conversation:
     """Delivery state of one conversation on this node."""
 
-    __slots__ = ("delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding")
+    __slots__ = (
+        "delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding", "unshown",
+        "fetched_to", "releasing",
+    )
 
     def __init__(self, delivered: int, floor: int) -> None:
         self.delivered = delivered  # every number up to this one was delivered (or was ours)
@@ -53,8 +57,17 @@ class _Conversation:
         self.floor = floor
         self.below: set[int] = set()
         self.holding = False  # the hub's deliveries are paused for this conversation's gap
-        self.ahead: dict[int, Event] = {}  # other nodes' events beyond delivered + 1
-        self.own_ahead: set[int] = set()  # this node's numbers beyond delivered + 1
+        self.ahead: dict[int, Event] = {}  # other nodes' events not delivered yet
+        #: this node's numbers beyond delivered + 1, each True when the hub's outbox holds
+        #: its delivery under this conversation's key (``Outbox.pause``/``grant``)
+        self.own_ahead: dict[int, bool] = {}
+        #: own numbers counted as delivered whose outbox entry has not run yet: other nodes'
+        #: later events wait for them (``shown``)
+        self.unshown = 0
+        #: every number up to this one that exists was fetched (or delivered): one missing
+        #: from ``ahead`` and ``own_ahead`` was pruned by retention, and is passed over
+        self.fetched_to = 0
+        self.releasing = False
         self.timer: Optional[IDelayedCall] = None  # gap check
         self.fetching = False
 
@@ -71,20 +84,30 @@ class ClusterRelay:
         deliver: Callable[[Event], object],
         clock: IReactorTime,
         gap_wait: float = 0.05,
-        pause: Optional[Callable[[str], None]] = None,
-        resume: Optional[Callable[[str], None]] = None,
+        outbox: Optional[Outbox] = None,
+        made_here: Callable[[str], bool] = lambda event_id: False,
+        held_alone: Callable[[Event], bool] = lambda event: False,
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
-        """``deliver(event)`` hands another node's event to the local hub, once, in order."""
+        """``deliver(event)`` hands another node's event to the local hub, once, in order.
+
+        ``outbox`` is the local hub's: this node's own event waits there while another
+        node's smaller number of its conversation is on its way, and another node's event
+        waits here until the own events numbered before it were shown, so every node shows
+        a conversation in its committed order. ``held_alone(event)`` says whether the hub
+        put this node's ``event`` in the outbox under its conversation's key (a room's chat
+        message: the ones the outbox can hold and tells the relay of); ``made_here(id)``
+        whether an event id was made by this process (a fetch can read an own event
+        committed a moment before the store told the relay)."""
         self.store = store
         self.backplane = backplane
-        #: hold and release the local hub's deliveries: this node's own event waits while
-        #: another node's smaller number of its conversation is on its way, so every node
-        #: shows a conversation in its committed order
-        self._pause = pause
-        self._resume = resume
+        self._outbox = outbox
+        if outbox is not None:
+            outbox.when_released(self.shown)
+        self._made_here = made_here
+        self._held_alone = held_alone
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
@@ -129,9 +152,10 @@ class ClusterRelay:
     # -- out -----------------------------------------------------------------------------
 
     def _committed(self, group: list[tuple[Event, Positions]]) -> None:
-        for _event, positions in group:
+        for event, positions in group:
+            held = self._held_alone(event)
             for conv, seq in positions:
-                self._own(conv, seq)
+                self._own(conv, seq, held)
         if not self.backplane.connected:
             return  # committed: the others fetch it when they see the gap
         self.backplane.publish(
@@ -142,21 +166,36 @@ class ClusterRelay:
         )
         self.published += 1
 
-    def _own(self, conv: str, seq: int) -> None:
+    def _own(self, conv: str, seq: int, held: bool) -> None:
+        """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
+        it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
         state = self.conversations.get(conv)
         if state is None:
-            self.conversations[conv] = _Conversation(seq, seq)
+            self.conversations[conv] = state = _Conversation(seq, seq)
+            state.unshown += held
         elif seq == state.delivered + 1:
             state.delivered = seq
-            self._release(conv, state)
+            if held:
+                state.unshown += 1  # other nodes' next numbers wait until it is shown
+            else:
+                self._release(conv, state)
         elif seq > state.delivered:
-            state.own_ahead.add(seq)
-            if not state.holding and self._pause is not None:
+            state.own_ahead[seq] = held
+            if not state.holding and self._outbox is not None:
                 state.holding = True
                 self.holds += 1
-                self._pause(conv)  # until the smaller numbers arrive (``_release``)
-                if state.timer is None:
-                    state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+                self._outbox.pause(conv)  # until the smaller numbers arrive (``_release``)
+            if state.timer is None:
+                state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+
+    def shown(self, conv: str) -> None:
+        """The outbox delivered one of this node's events of ``conv`` (in number order)."""
+        state = self.conversations.get(conv)
+        if state is None or not state.unshown:
+            return
+        state.unshown -= 1
+        if not state.unshown and not state.releasing:
+            self._release(conv, state)
 
     # -- in ------------------------------------------------------------------------------
 
@@ -193,36 +232,52 @@ class ClusterRelay:
         if seq <= state.delivered or seq in state.ahead or seq in state.own_ahead:
             self.duplicates += 1
             return
-        if seq == state.delivered + 1:
+        if seq == state.delivered + 1 and not state.unshown:
             state.delivered = seq
             self._hand_over(event)
             self._release(conv, state)
             return
         state.ahead[seq] = event
+        if seq == state.delivered + 1:
+            return  # next, once this node's own events before it are shown (``shown``)
         if len(state.ahead) >= self.max_ahead:
             self._fetch(conv, state)
         elif state.timer is None:
             state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
 
     def _release(self, conv: str, state: _Conversation) -> None:
-        """Deliver what waited for the numbers now delivered."""
-        while True:
-            following = state.delivered + 1
-            if following in state.own_ahead:
-                state.own_ahead.discard(following)
-            elif following in state.ahead:
-                self._hand_over(state.ahead.pop(following))
-            else:
-                break
-            state.delivered = following
+        """Deliver what waited for the numbers now delivered, in number order: another
+        node's event at once; one of this node's, by letting the outbox show it, and
+        nothing after it before it was shown."""
+        state.releasing = True
+        try:
+            while True:
+                following = state.delivered + 1
+                if following in state.own_ahead:
+                    held = state.own_ahead.pop(following)
+                    state.delivered = following
+                    if held and self._outbox is not None:
+                        state.unshown += 1
+                        self._outbox.grant(conv)  # shows it now, or once its commit is done
+                elif following in state.ahead:
+                    if state.unshown:
+                        break  # after this node's own events before it are shown
+                    self._hand_over(state.ahead.pop(following))
+                    state.delivered = following
+                elif following <= state.fetched_to:  # pruned
+                    state.delivered = following
+                else:
+                    break
+        finally:
+            state.releasing = False
         if not state.ahead and not state.own_ahead and state.timer is not None:
             if state.timer.active():
                 state.timer.cancel()
             state.timer = None
         if state.holding and not state.own_ahead:
             state.holding = False
-            if self._resume is not None:
-                self._resume(conv)
+            if self._outbox is not None:
+                self._outbox.resume(conv)
 
     def _hand_over(self, event: Event) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""
@@ -243,7 +298,7 @@ class ClusterRelay:
         if state is None:
             return
         state.timer = None
-        if state.ahead or state.own_ahead:
+        if state.own_ahead or any(seq > state.delivered + 1 for seq in state.ahead):
             self._fetch(conv, state)
 
     def _fetch(self, conv: str, state: _Conversation, up_to: Optional[int] = None) -> Optional[Deferred]:
@@ -265,26 +320,21 @@ class ClusterRelay:
         def deliver(rows: list[tuple[int, Event]]) -> None:
             state.fetching = False
             self.fetched += len(rows)
+            # the rows are every committed number after ``delivered`` up to ``complete``:
+            # ``high``, or the last row when the limit cut the answer short
+            complete = high if len(rows) < self.fetch_limit else rows[-1][0]
             for seq, event in rows:
-                if seq <= state.delivered:
+                if seq <= state.delivered or seq in state.own_ahead or seq in state.ahead:
                     continue
-                # numbers missing from the rows were pruned: nothing to deliver for them
-                state.delivered = seq - 1
-                if seq in state.own_ahead:
-                    state.own_ahead.discard(seq)
-                    state.delivered = seq
-                else:
-                    state.ahead.pop(seq, None)
-                    state.delivered = seq
-                    self._hand_over(event)
-            if len(rows) < self.fetch_limit:
-                # the rows are every committed number up to high
-                state.delivered = max(state.delivered, high)
-                for seq in [s for s in state.ahead if s <= high]:
-                    del state.ahead[seq]
-                state.own_ahead = {s for s in state.own_ahead if s > high}
+                if self._made_here(event.id):
+                    # this node's, committed a moment ago, and the store has not told the
+                    # relay yet (``_own`` will): nothing after it is known complete
+                    complete = seq - 1
+                    break
+                state.ahead[seq] = event
+            state.fetched_to = max(state.fetched_to, complete)
             self._release(conv, state)
-            if (state.ahead or state.own_ahead) and state.timer is None:
+            if (state.own_ahead or any(seq > state.delivered + 1 for seq in state.ahead)) and state.timer is None:
                 state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
 
         def failed(failure: Any) -> None:

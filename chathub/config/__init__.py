@@ -20,6 +20,7 @@ from chathub.config.core import (
     ServerConfig,
 )
 from chathub.config.irc import IrcConfig, OperatorConfig
+from chathub.config.logs import LoggingConfig
 from chathub.config.privacy import PrivacyConfig
 from chathub.config.schema import ConfigError, build
 from chathub.config.storage import HistoryConfig, StorageConfig
@@ -48,6 +49,7 @@ class Config:
     history: HistoryConfig = field(default_factory=HistoryConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: the file this was read from, or None for embedded defaults
     source: Optional[str] = None
 

@@ -16,10 +16,14 @@ class ServerConfig:
     admin_name: str = "chathub operator"
     admin_email: str = "root@localhost"
     description: str = "chathub, a multi-protocol chat hub"
+    #: seconds a SIGTERM waits for users to be told and the store to be flushed before the
+    #: process exits anyway
+    shutdown_timeout: float = 10.0
 
     def validate(self, prefix: str) -> None:
         if not self.name or " " in self.name:
             raise ConfigError(f"setting '{prefix}.name' must be a host-like name without spaces")
+        require_positive(prefix, shutdown_timeout=self.shutdown_timeout)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,10 @@ class LimitsConfig:
     room_name_length: int = 50
     topic_length: int = 390
     away_length: int = 200
+    #: longest message, action or notice, in UTF-8 bytes (a line break counts one), and
+    #: most lines in one: every protocol refuses more, IRC advertises both (draft/multiline)
+    message_bytes: int = 4096
+    message_lines: int = 100
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
@@ -118,6 +126,8 @@ class LimitsConfig:
             room_name_length=self.room_name_length,
             topic_length=self.topic_length,
             away_length=self.away_length,
+            message_bytes=self.message_bytes,
+            message_lines=self.message_lines,
             max_rooms_per_user=self.max_rooms_per_user,
             mask_length=self.mask_length,
             max_rooms=self.max_rooms,

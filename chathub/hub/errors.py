@@ -49,6 +49,8 @@ BadKey = _error("bad_key", "Cannot join room (incorrect key)")
 RoomFull = _error("room_full", "Cannot join room (room is full)")
 TooManyRooms = _error("too_many_rooms", "You have joined too many rooms")
 NoText = _error("no_text", "No text to send")
+# [limits] message_bytes / message_lines: the message names the limit it broke
+MessageTooLong = _error("message_too_long", "Message too long")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")

@@ -93,6 +93,10 @@ class RoomLifetimes:
         self._creations: dict[User, deque[float]] = {}  # user -> when it made its last rooms
         self._on_end: list[Callable[[Room], None]] = []
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config's room limits."""
+        self._config = config
+
     # -- beginning -----------------------------------------------------------------------
 
     def create(self, user: User, name: str) -> Room:

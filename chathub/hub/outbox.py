@@ -87,6 +87,11 @@ class Outbox:
     def __init__(self, batching: Optional[Callable[[], ContextManager[object]]] = None) -> None:
         self._queue: deque[_Entry] = deque()
         self._held: dict[str, int] = {}  # conversation -> ``pause`` calls not yet resumed
+        self._draining = False  # a drain is under way (deliveries may publish and settle)
+        self._again = False
+        self._granted: dict[str, int] = {}  # held conversation -> entries let through (``grant``)
+        #: told the conversation of each keyed entry delivered (``when_released``)
+        self._on_release: Optional[Callable[[str], None]] = None
         #: context manager wrapped around each drain, so a committed group is delivered
         #: with one write per recipient (``Fanout.batching``)
         self._batching = batching or nullcontext
@@ -99,10 +104,12 @@ class Outbox:
     def publish(self, deliver: Callable[[], object]) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit."""
-        if not self._queue:
+        if not self._queue and not self._draining:
             deliver()
         else:
             self._queue.append(_Entry(self, deliver, None, True))
+            if self._draining:
+                self._again = True  # delivered by the drain under way, in its turn
 
     def pause(self, key: str) -> None:
         """Hold the deliveries of conversation ``key`` (and whatever has no conversation
@@ -117,7 +124,21 @@ class Outbox:
             self._held[key] = left
             return
         self._held.pop(key, None)
+        self._granted.pop(key, None)
         self._drain()
+
+    def grant(self, key: str) -> None:
+        """Let the next entry of held conversation ``key`` go, alone and in its turn (now if
+        it is ready, else once its commit is done): a cluster node shows its own events of
+        a conversation one by one between other nodes' events numbered around them."""
+        if key in self._held:
+            self._granted[key] = self._granted.get(key, 0) + 1
+            self._drain()
+
+    def when_released(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(key)`` after each delivered entry that names conversation ``key``
+        (the cluster relay counts a node's own events shown)."""
+        self._on_release = callback
 
     def hold(
         self,
@@ -137,8 +158,18 @@ class Outbox:
         self.publish(fn)
 
     def _drain(self) -> None:
-        with self._batching():
-            self._release()
+        if self._draining:  # a delivery (or a release listener) asked again: loop once more
+            self._again = True
+            return
+        self._draining = True
+        try:
+            with self._batching():
+                self._again = True
+                while self._again:
+                    self._again = False
+                    self._release()
+        finally:
+            self._draining = False
 
     def _release(self) -> None:
         queue = self._queue
@@ -150,11 +181,13 @@ class Outbox:
 
     def _release_around_held(self) -> None:
         """Deliver the ready entries in order, passing the held conversations' ones: an
-        entry of another conversation goes on; one of a held conversation, or with no
-        conversation (a quit, a reply), waits behind a held one; nothing passes an entry
-        still waiting for its commit."""
+        entry of another conversation goes on; one of a held conversation (unless granted
+        through), or with no conversation (a quit, a reply), waits behind a held one;
+        nothing passes an entry still waiting for its commit. A refused event goes at once:
+        it shows nothing to anyone, and only its sender is told."""
         queue = self._queue
         held = self._held
+        granted = self._granted
         kept: list[_Entry] = []
         kept_keys: set[str] = set()
         kept_all = False  # an entry of no one conversation waits: everything after it does
@@ -164,13 +197,22 @@ class Outbox:
                 break
             queue.popleft()
             key = entry.key
-            if kept_all or key in held or key in kept_keys or (key is None and kept):
-                kept.append(entry)
-                if key is None:
-                    kept_all = True
+            if entry.failure is None:
+                if kept_all or key in kept_keys or (key is None and kept):
+                    waits = True  # behind a kept entry of its own conversation, or of none
+                elif key in held:
+                    waits = not granted.get(key)
+                    if not waits:
+                        granted[key] -= 1
                 else:
-                    kept_keys.add(key)
-                continue
+                    waits = False
+                if waits:
+                    kept.append(entry)
+                    if key is None:
+                        kept_all = True
+                    else:
+                        kept_keys.add(key)
+                    continue
             self._run(entry)
         queue.extendleft(reversed(kept))
 
@@ -184,3 +226,8 @@ class Outbox:
                 self.log.failure("event not stored, so not delivered", entry.failure)
         except Exception:
             self.log.failure("delivery failed")
+        if entry.key is not None and entry.failure is None and self._on_release is not None:
+            try:
+                self._on_release(entry.key)
+            except Exception:
+                self.log.failure("a release listener failed")

@@ -46,6 +46,7 @@ from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDi
 from chathub.names import fold, is_room_name, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
+from chathub.text import encode_utf8
 
 # room_record is imported from here too (it was defined here before ``lifetimes``)
 __all__ = ["ChatHub", "room_record"]
@@ -253,6 +254,12 @@ class ChatHub(service.Service):
 
         return self._claim(user, new).addCallback(claimed)
 
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config (``SIGHUP``, ``REHASH``): its limits apply from the next
+        call on. The server name and history settings are the start's (a restart changes them)."""
+        self.config = config
+        self._lifetimes.reconfigure(config)
+
     def startService(self) -> None:
         _freeze_startup_objects()
         super().startService()  # type: ignore[no-untyped-call]  # Twisted's, unannotated (mypy#16653)
@@ -295,6 +302,7 @@ class ChatHub(service.Service):
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
             "{nick} registered via {protocol} from {host} (shown as {shown})",
+            event="login",  # a stable name for log shippers (chathub.lifecycle.logs)
             nick=nick,
             protocol=user.protocol,
             host=user.ip or user.host,
@@ -500,6 +508,8 @@ class ChatHub(service.Service):
         recipients = room.recipients()
         self._leave(target.user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
+        self.log.info("{nick} kicked {target} from {room} ({reason})", event="kick", nick=user.nick,
+                      target=target.user.nick, room=room.name, reason=reason)
         return event
 
     def invite(self, user: User, name: str, nick: str) -> Event:
@@ -599,8 +609,10 @@ class ChatHub(service.Service):
         delivered or refused (``after_delivery``); without one, a message that cannot be
         stored is reported to the sender with a server notice."""
         self._check_present(user)
-        if kind != Kind.TAGMSG and not text:
-            raise errors.NoText(target)
+        if kind != Kind.TAGMSG:
+            if not text:
+                raise errors.NoText(target)
+            self._check_message_size(target, text)
         user.last_active = time.time()
         if is_room_name(target):
             room = self._room_of(user, target)
@@ -624,6 +636,15 @@ class ChatHub(service.Service):
         event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
+
+    def _check_message_size(self, target: str, text: str) -> None:
+        """Refuse a message over ``[limits] message_bytes`` or ``message_lines``, naming
+        the limit: a message is kept whole or refused, never cut."""
+        limits = self.config.limits
+        if len(text) * 4 > limits.message_bytes and len(encode_utf8(text)) > limits.message_bytes:
+            raise errors.MessageTooLong(target, f"Message too long (at most {limits.message_bytes} bytes)")
+        if "\n" in text and text.count("\n") >= limits.message_lines:
+            raise errors.MessageTooLong(target, f"Message has too many lines (at most {limits.message_lines})")
 
     def deliver_remote(self, event: Event) -> None:
         """Deliver another node's committed chat event (``ClusterRelay``, in its
@@ -772,6 +793,8 @@ class ChatHub(service.Service):
         if target is None:
             raise errors.NoSuchNick(nick)
         message = f"Killed by {user.nick} ({reason})"
+        self.log.info("{nick} killed {target} ({reason})", event="kill", nick=user.nick, target=target.nick,
+                      reason=reason)
         self.quit(target, f"Killed ({user.nick} ({reason}))")
         target.participant.close(message)
         return target
@@ -815,7 +838,7 @@ class ChatHub(service.Service):
         if self.cluster is not None:
             self._announce(["off", user.nick])
             self.cluster.release_nick(folded, self._owner(user))
-        self.log.info("{nick} quit ({reason})", nick=user.nick, reason=reason)
+        self.log.info("{nick} quit ({reason})", event="logout", nick=user.nick, reason=reason)
         return event
 
     # -- delivery ----------------------------------------------------------------------
@@ -865,16 +888,20 @@ class ChatHub(service.Service):
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
-                    # in a cluster a node may hold one room's messages alone (Outbox.pause);
-                    # a lone node never holds, so it names no room (no fold per message)
-                    fold(event.target) if self.cluster is not None and not rooms and is_room_name(event.target)
-                    else None,
+                    fold(event.target) if self.cluster is not None and not rooms and self.held_alone(event) else None,
                 )
                 store.append(event, rooms, notify=settle)
                 return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
         self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
+
+    def held_alone(self, event: Event) -> bool:
+        """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
+        room's key: a room's chat message, which the node may hold alone while another
+        node's earlier message of the room is on its way (``Outbox.pause``). A lone node
+        holds nothing, so names no room (no fold per message)."""
+        return event.kind in DURABLE_KINDS and is_room_name(event.target)
 
     def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.

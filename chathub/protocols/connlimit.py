@@ -37,6 +37,8 @@ from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from chathub.protocols.tls import SwappableTLS
+
 _log = Logger()
 
 #: refusal reasons, handed to a listener factory's ``refusal(reason)``
@@ -97,16 +99,29 @@ class ConnectionLimits:
             from twisted.internet import reactor
 
             clock = reactor
-        self.max_per_address = max_per_address
         self.clock = clock
-        self._interval = 1.0 / rate
-        self._tolerance = (burst - 1) * self._interval
-        self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+        self.set_limits(max_per_address, rate, burst, exempt)
         #: connections held, per key (no entry: none)
         self.held: dict[Key, int] = {}
         #: next "theoretical arrival time" per key (the rate)
         self._next: dict[Key, float] = {}
         self._sweep_at = _SWEEP_MIN
+
+    def set_limits(self, max_per_address: int, rate: float, burst: int, exempt: Iterable[str] = ()) -> None:
+        """Change the limits (a config reload); the connections held stay counted."""
+        self.max_per_address = max_per_address
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+
+    def reconfigure(self, limits) -> None:
+        """Take the limits of a new ``[limits]`` section."""
+        self.set_limits(
+            limits.max_connections_per_ip,
+            limits.connect_rate_per_ip,
+            limits.connect_burst_per_ip,
+            limits.connection_limits_exempt,
+        )
 
     @classmethod
     def from_config(cls, limits, clock: Optional[IReactorTime] = None) -> "ConnectionLimits":
@@ -288,9 +303,12 @@ class LimitingReactor:
     def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50, interface: str = "") -> LimitedPort:
         """``IReactorSSL.listenSSL`` (TLS in memory over a limited TCP port), refusing by closing
         before any TLS state is made."""
-        tls = TLSMemoryBIOFactory(contextFactory, False, factory)
+        # the certificate can be replaced while the port runs (chathub.protocols.tls)
+        creator = SwappableTLS(contextFactory)
+        tls = TLSMemoryBIOFactory(creator, False, factory)
         listening = LimitedPort(port, self._admission(tls, None), backlog, interface, self._reactor)
         listening._type = "TLS"  # as the reactor's own listenSSL names it in logs
+        listening.tls = creator  # type: ignore[attr-defined]  # read by chathub.lifecycle.reload
         listening.startListening()
         return listening
 

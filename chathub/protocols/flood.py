@@ -160,6 +160,14 @@ class FloodGate:
         self._running = False  # in _run: a handler that releases a hold must not nest a second loop
         self.stopped = False
 
+    def retune(self, control: FloodControl) -> None:
+        """Use ``control`` from now on (a config reload's new settings): the penalty already
+        run up carries over, and items already waiting stay, whatever the new limit."""
+        if control is not EXEMPT and self.control is not EXEMPT:
+            control.lag_until = self.control.lag_until
+        self.control = control
+        self.limit = control.max_held()
+
     @property
     def waiting(self) -> int:
         """How many items wait."""

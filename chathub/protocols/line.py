@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
+from dataclasses import replace
 from typing import Any, Callable, Optional
 
 from zope.interface import implementer
@@ -62,8 +64,14 @@ def _line(text: str) -> bytes:
 
 
 def render(event: Event) -> Optional[str]:
-    """The line a telnet user sees for ``event``, or None for events not shown."""
+    """The line a telnet user sees for ``event``, or None for events not shown.
+
+    A message of several lines is shown as several (``\r\n`` between them), each with
+    the sender, blank ones left out."""
     kind = event.kind
+    if "\n" in event.text and kind in Kind.TEXT_KINDS:
+        shown = (render(replace(event, text=line)) for line in event.text.split("\n") if line.strip())
+        return "\r\n".join(line for line in shown if line is not None) or None
     nick = event.source.nick
     target = event.target
     text = _clean(event.text)
@@ -189,7 +197,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
-        self.log.info("line connection from {peer}", peer=self.peer)
+        self.log.info("line connection from {peer}", event="connect", peer=self.peer)
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
@@ -217,6 +225,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self._too_long()
         else:
             self._line_received(raw)
+
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: its limits, and its flood settings for this connection
+        (the longest line and the send queue stay those it connected with)."""
+        self.config = config
+        line = config.line
+        exempt = is_exempt(self.peer, config.limits.flood_exempt)
+        assert self.gate is not None and self.clock is not None  # from connectionMade
+        control = control_for(line.flood_rate, line.flood_burst, line.flood_max_lines, self.clock.seconds, exempt)
+        self.gate.retune(control)
 
     def flooded(self) -> None:
         """More lines waited than ``[line] flood_max_lines``: the client floods."""
@@ -429,7 +447,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             why = "this server has no password accounts"
         else:
             why = failure.getErrorMessage()
-        self.log.info("login as {nick} from {peer} refused: {why}", nick=nick, peer=self.peer, why=why)
+        self.log.info("login as {nick} from {peer} refused: {why}", event="login_failed", nick=nick, peer=self.peer,
+                      why=why)
         self.error(f"login as {nick} refused: {why}")
 
     def _login_crashed(self, failure) -> None:
@@ -661,16 +680,37 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 class LineFactory(ServerFactory):
     """Makes a telnet-wrapped ``LineSession`` per connection."""
 
+    noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
+
     def __init__(self, hub, portal, config, clock=None) -> None:
         self.hub = hub
         self.portal = portal
         self.config = config
         self.clock = clock
+        #: the telnet transports of open connections (gone ones drop out by themselves)
+        self.connections: "weakref.WeakSet[LineTelnetTransport]" = weakref.WeakSet()
 
     def buildProtocol(self, addr):
         protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
         protocol.factory = self
+        self.connections.add(protocol)
         return protocol
+
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: connections made from now on get its settings, open ones
+        its limits and flood settings."""
+        self.config = config
+        for telnet in list(self.connections):
+            session = getattr(telnet, "protocol", None)
+            if isinstance(session, LineSession) and session.gate is not None:
+                session.reconfigure(config)
+
+    def going_away(self, reason: str) -> None:
+        """Tell every connection ``! reason`` and close it: the server is shutting down."""
+        for telnet in list(self.connections):
+            session = getattr(telnet, "protocol", None)
+            if isinstance(session, LineSession) and session.queue is not None:
+                session.close(reason)
 
     def refusal(self, reason: str) -> bytes:
         """What a connection refused by ``[limits]`` is told before it is closed."""

@@ -51,6 +51,11 @@ class ReusePortServerEndpoint:
         self._interface = interface
         self._context_factory = context_factory
 
+    @property
+    def context_factory(self) -> Optional[Any]:
+        """The certificate options of a ``reuseport-ssl:`` endpoint (None: plain TCP)."""
+        return self._context_factory
+
     def __repr__(self) -> str:
         kind = "reuseport-ssl" if self._context_factory is not None else "reuseport"
         return f"<{kind} endpoint on {self._interface or '0.0.0.0'}:{self._port}>"
@@ -75,13 +80,21 @@ class ReusePortServerEndpoint:
             except OSError as e:
                 raise CannotListenError(self._interface, self._port, e) from e
             sock.setblocking(False)  # adoptStreamPort wants a non-blocking listening socket
+            creator = None
             if self._context_factory is not None:
                 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-                # what IReactorSSL.listenSSL does: TLS in memory over the TCP connection
-                factory = TLSMemoryBIOFactory(self._context_factory, False, factory)
+                from chathub.protocols.tls import SwappableTLS
+
+                # what IReactorSSL.listenSSL does: TLS in memory over the TCP connection,
+                # with a certificate that can be replaced while the port runs
+                creator = SwappableTLS(self._context_factory)
+                factory = TLSMemoryBIOFactory(creator, False, factory)
             # the reactor keeps a duplicate of the descriptor; ours is closed below
-            return self._reactor.adoptStreamPort(sock.fileno(), family, factory)
+            port = self._reactor.adoptStreamPort(sock.fileno(), family, factory)
+            if creator is not None:
+                port.tls = creator
+            return port
         finally:
             sock.close()
 

@@ -40,6 +40,7 @@ class PostgresStore(SqlStore):
     dialect = POSTGRES
     engine = "PostgreSQL"
     lock_rows = " FOR UPDATE"
+    array_parameters = True
     # CREATE TABLE IF NOT EXISTS is not safe against a concurrent one (pg_type's unique
     # index fails): a transaction-scoped advisory lock, per database, serializes them
     schema_lock = "SELECT pg_advisory_xact_lock(7421730001)"

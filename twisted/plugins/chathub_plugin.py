@@ -44,21 +44,24 @@ class Options(usage.Options, strcred.AuthOptionMixin):
     def postOptions(self) -> None:
         from chathub.config import ConfigError, load_config
 
+        server = {}
+        if self["data-dir"]:
+            server["data_dir"] = self["data-dir"]
+        if self["server-name"]:
+            server["name"] = self["server-name"]
+        # kept for a reload (SIGHUP, REHASH), which reads the file again and applies these
+        overrides = {
+            "server": server,
+            "listeners": self.listeners,
+            "auth": {"allow_guests": False} if self["no-guests"] else {},
+        }
         try:
-            config = load_config(self["config"])
-            server = {}
-            if self["data-dir"]:
-                server["data_dir"] = self["data-dir"]
-            if self["server-name"]:
-                server["name"] = self["server-name"]
-            config = config.with_overrides(
-                server=server,
-                listeners=self.listeners,
-                auth={"allow_guests": False} if self["no-guests"] else {},
-            )
+            config = load_config(self["config"]).with_overrides(**overrides)
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
+            # the one message naming the key: twistd prints all of --help before a UsageError
+            raise SystemExit(f"chathub cannot start: {e}") from None
         self["chathub-config"] = config
+        self["chathub-overrides"] = {name: values for name, values in overrides.items() if values}
 
 
 @implementer(IServiceMaker, IPlugin)
@@ -72,7 +75,11 @@ class ChathubServiceMaker:
     def makeService(self, options):
         from chathub.app import ChathubService
 
-        return ChathubService(options["chathub-config"], options.get("credCheckers", []))
+        hub = ChathubService(
+            options["chathub-config"], options.get("credCheckers", []), options.get("chathub-overrides")
+        )
+        hub.owns_process = True  # twistd runs it: SIGHUP reloads, SIGTERM has a deadline
+        return hub
 
 
 serviceMaker = ChathubServiceMaker()

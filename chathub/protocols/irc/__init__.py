@@ -15,6 +15,9 @@ Layers, each one module:
   replies go through a ``responsebuffer.ResponseBuffer`` (labeled-response, batch, ACK).
 - ``render``: hub events -> IRC messages for a set of capabilities (fan-out shares bytes
   between sessions with the same ``format_key``).
+- ``multiline``: messages longer than a line or holding line breaks, both ways: cut at
+  words or characters into several lines, or one IRCv3 ``draft/multiline`` batch; the
+  batches clients send.
 - ``flood``: penalty clock ("fake lag") and ``Excess Flood``.
 - ``protocol``: IRC over TCP (``IrcProtocol``, ``IrcFactory``).
 

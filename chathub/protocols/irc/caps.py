@@ -36,10 +36,13 @@ EVENT_PLAYBACK = "draft/event-playback"
 ACCOUNT_REGISTRATION = "draft/account-registration"
 #: REGISTER works before connection registration; the account is always the nick
 ACCOUNT_REGISTRATION_VALUE = "before-connect"
+#: messages longer than a line, and with line breaks (``multiline.py``); needs ``batch``
+MULTILINE = "draft/multiline"
 
 
-def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
-    """Every capability we offer, with its ``CAP LS 302`` value ("" for none)."""
+def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max-lines=100") -> Mapping[str, str]:
+    """Every capability we offer, with its ``CAP LS 302`` value ("" for none);
+    ``multiline`` is the ``draft/multiline`` value (``multiline.cap_value``)."""
     return {
         ACCOUNT_NOTIFY: "",
         ACCOUNT_TAG: "",
@@ -55,6 +58,7 @@ def offered(sasl_mechanisms: str = "PLAIN") -> Mapping[str, str]:
         MESSAGE_TAGS: "",
         MULTI_PREFIX: "",
         METADATA: METADATA_VALUE,
+        MULTILINE: multiline,
         READ_MARKER: "",
         SASL: sasl_mechanisms,
         SERVER_TIME: "",
@@ -80,8 +84,17 @@ RENDERING = frozenset(
         CHGHOST,
         SETNAME,
         INVITE_NOTIFY,
+        MULTILINE,  # only with BATCH: ``rendering`` drops it otherwise
     }
 )
+
+
+def rendering(caps: frozenset) -> frozenset:
+    """The capabilities of ``caps`` that change how events are rendered."""
+    render = caps & RENDERING
+    if MULTILINE in render and BATCH not in caps:
+        render = render - {MULTILINE}  # the batch needs batch (the specification's dependency)
+    return frozenset(render)
 
 #: capabilities a client may not remove once enabled (CAP 302: none are sticky for us)
 STICKY: frozenset[str] = frozenset()

@@ -24,7 +24,7 @@ from chathub.hub import errors
 from chathub.hub.names import RESERVED_NICKS
 from chathub.names import fold, is_room_name, valid_nick
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.render import render
+from chathub.protocols.irc.render import render, render_lines
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
@@ -156,9 +156,16 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
 
 def _replay(events, session, rb, name: str) -> None:
     """Each event as the line it was, with its msgid and time, in a chathistory batch."""
-    caps = frozenset(session.caps & C.RENDERING)
+    caps = C.rendering(session.caps)
     server = session.server_name
-    lines = [line for line in (render(event, caps, server) for event in events) if line is not None]
+    lines: list[Message] = []
+    for event in events:
+        if event.kind in Kind.TEXT_KINDS:
+            lines.extend(render_lines(event, caps, server))  # a long one as it went live
+        else:
+            line = render(event, caps, server)
+            if line is not None:
+                lines.append(line)
     _batched(session, rb, ["chathistory", name], lines)
 
 
@@ -170,7 +177,8 @@ def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None
     ref = session.server.batch_ref("h")
     rb.add(Message("BATCH", [f"+{ref}", *batch_params], session.server_name))
     for line in lines:
-        rb.add(line.with_tags(batch=ref))
+        # a multiline batch's lines keep their own batch (its opening line joins this one)
+        rb.add(line if "batch" in line.tags else line.with_tags(batch=ref))
     rb.add(Message("BATCH", [f"-{ref}"], session.server_name))
 
 

@@ -9,6 +9,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
 from chathub.protocols.irc.commands_server import BOT_MODE
+from chathub.protocols.irc.multiline import BATCH_TYPE, ClientBatch
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
 
@@ -114,6 +115,49 @@ def notice(session, msg: Message, rb) -> None:
 def tagmsg(session, msg: Message, rb) -> None:
     """TAGMSG <target>: client-only tags (typing notices, reactions), message-tags clients."""
     _deliver(session, msg, rb, Kind.TAGMSG, quiet=False)
+
+
+@command("BATCH", min_params=1)
+def batch(session, msg: Message, rb) -> None:
+    """BATCH +<ref> draft/multiline <target> ... BATCH -<ref>: one message of several
+    lines (IRCv3 draft/multiline; ``multiline.py`` keeps the lines in between)."""
+    ref = msg.params[0]
+    if ref.startswith("+") and len(ref) > 1:
+        opened = ClientBatch(ref[1:], msg.params[2] if len(msg.params) > 2 else "", client_tags(session, msg),
+                             rb.label)
+        refused = None
+        if len(msg.params) < 3 or msg.params[1] != BATCH_TYPE:
+            refused = "Only draft/multiline batches with a target may be sent"
+        elif C.MULTILINE not in session._render_caps:
+            refused = "Enable the draft/multiline and batch capabilities first"
+        elif session.client_batch is not None:
+            refused = "A multiline batch is already open; both are dropped"
+        session.client_batch = opened
+        if refused is not None:
+            # kept as broken, so its lines are dropped without an error each
+            opened.failed = True
+            rb.fail("BATCH", "MULTILINE_INVALID", refused)
+            return
+        # the reply (an echo, or an error) comes when the batch closes, with this line's label
+        rb.label = None
+        return
+    open_batch = session.client_batch
+    if not ref.startswith("-") or open_batch is None or open_batch.ref != ref[1:]:
+        rb.fail("BATCH", "MULTILINE_INVALID", "No open multiline batch with that reference")
+        return
+    session.client_batch = None
+    if open_batch.label is not None:
+        rb.label = open_batch.label
+    if open_batch.failed:
+        if open_batch.label is not None:
+            rb.label = None  # the error that broke it carried the label (or no label was taken)
+        return
+    text = open_batch.text()
+    if not text.strip():
+        rb.fail("BATCH", "MULTILINE_INVALID", "A multiline message needs some text")
+        return
+    _deliver(session, Message("PRIVMSG", [open_batch.target, text], tags=open_batch.tags), rb,
+             Kind.MESSAGE, quiet=False)
 
 
 @command("AWAY")

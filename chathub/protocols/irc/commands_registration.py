@@ -15,6 +15,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_metadata import follow_nick_change
 from chathub.protocols.irc.logins import peer_of
+from chathub.protocols.irc.multiline import cap_value
 from chathub.protocols.irc.table import command, int_param
 from chathub.protocols.irc.wire import Message
 
@@ -30,7 +31,7 @@ log = Logger()
 
 def _sasl_refused(session, rb, why: str) -> None:
     """A SASL exchange the server refuses before any password check: 904 and a log line."""
-    log.info("IRC SASL login by {who} refused: {why}", who=peer_of(session), nick=session.nick,
+    log.info("IRC SASL login by {who} refused: {why}", event="login_failed", who=peer_of(session), nick=session.nick,
              host=session.host, why=why)
     rb.numeric(N.ERR_SASLFAIL, f"SASL authentication failed: {why}")
 
@@ -39,7 +40,7 @@ def _sasl_refused(session, rb, why: str) -> None:
 
 
 def _cap_ls_lines(session, version: int) -> list[list[str]]:
-    offered = C.offered()
+    offered = C.offered(multiline=cap_value(session.config.limits))
     words = [f"{k}={v}" if v and version >= 302 else k for k, v in sorted(offered.items())]
     lines: list[list[str]] = []
     current: list[str] = []
@@ -78,7 +79,7 @@ def cap(session, msg: Message, rb) -> None:
             session.cap_negotiating = True
         wanted = msg.params[1] if len(msg.params) > 1 else ""
         names = wanted.split()
-        offered = C.offered()
+        offered = C.offered(multiline=cap_value(session.config.limits))
         enable: list[str] = []
         disable: list[str] = []
         ok = bool(names)

@@ -209,7 +209,7 @@ def help_(session, msg, rb) -> None:
 # -- operators -------------------------------------------------------------------------------
 
 def _oper_refused(session, name: str, why: str) -> None:
-    _log.info("OPER as {operator} by {nick} from {host} refused: {why}",
+    _log.info("OPER as {operator} by {nick} from {host} refused: {why}", event="login_failed",
               operator=name, nick=session.nick, host=session.host, why=why)
 
 
@@ -257,13 +257,27 @@ RPL_REHASHING = "382"
 
 @command("REHASH", privilege="oper")
 def rehash(session, msg, rb):
-    """REHASH: re-read the MOTD (operators); the password file re-reads itself."""
+    """REHASH: re-read the config file and the MOTD (operators), as SIGHUP does, and say
+    what changed, what needs a restart, or why the file was refused (nothing changed then);
+    without a config file to re-read (a bare IrcServer), only the MOTD."""
     _log.info("{nick} asked for a REHASH", nick=session.nick)
-    d = session.server.motd.reload()
+    server = session.server
+    if server.rehash is None:
+        d = server.motd.reload().addCallback(lambda _: (True, []))
+    else:
+        d = server.rehash()
+    name = session.config.source or session.config.irc.motd_file or "motd"
 
-    def done(_):
-        if not session.closed:
-            rb.numeric(RPL_REHASHING, session.config.irc.motd_file or "motd", "Rehashing")
+    def done(result) -> None:
+        ok, lines = result
+        if session.closed:
+            return
+        if ok:
+            rb.numeric(RPL_REHASHING, name, "Rehashing")
+        else:
+            rb.fail("REHASH", "INVALID_CONFIG", "The config file was refused; nothing changed")
+        for line in lines:
+            rb.add(Message("NOTICE", [session.nick, f"*** REHASH: {line}"], session.server_name))
 
     return d.addCallback(done)
 

@@ -47,7 +47,7 @@ class LoggedLogins:
         if failure.check(UnauthorizedLogin):
             method = "SASL PLAIN" if getattr(session, "sasl", None) is not None else "PASS"
             log.info(
-                "IRC {method} login as {account} by {who} refused: {why}",
+                "IRC {method} login as {account} by {who} refused: {why}", event="login_failed",
                 method=method, account=account, who=peer_of(session), nick=session.nick,
                 host=session.host, why=failure.getErrorMessage(),
             )

@@ -152,6 +152,7 @@ HUB_ERRORS = {
     "room_full": ERR_CHANNELISFULL,
     "too_many_rooms": ERR_TOOMANYCHANNELS,
     "no_text": ERR_NOTEXTTOSEND,
+    "message_too_long": ERR_INPUTTOOLONG,
     "unknown_mode": ERR_UNKNOWNMODE,
     "list_full": ERR_BANLISTFULL,
     "bad_mask": ERR_INVALIDMODEPARAM,

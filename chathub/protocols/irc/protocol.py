@@ -55,7 +55,7 @@ class IrcProtocol(protocol.Protocol):
         assert self.transport is not None  # Twisted sets it before calling this
         peer = self.transport.getPeer()
         host = display_host(peer)
-        self.log.info("IRC connection from {host}:{port}", host=host, port=getattr(peer, "port", None))
+        self.log.info("IRC connection from {host}:{port}", event="connect", host=host, port=getattr(peer, "port", None))
         server = self.server
         self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self)
         # the session writes to the queue itself (its IrcWriter): fan-out calls that once
@@ -118,6 +118,8 @@ class IrcProtocol(protocol.Protocol):
 class IrcFactory(protocol.ServerFactory):
     """Makes an ``IrcProtocol`` per connection to ``server`` (the ``IrcServer`` that
     every IRC listener of a chathub shares: it holds what the sessions share)."""
+
+    noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
 
     def __init__(self, server: IrcServer) -> None:
         self.server = server

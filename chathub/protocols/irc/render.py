@@ -10,6 +10,7 @@ from typing import Optional
 
 from chathub.events import Event, Kind
 from chathub.protocols.irc import caps as C
+from chathub.protocols.irc.multiline import text_messages
 from chathub.protocols.irc.wire import Message
 
 
@@ -38,7 +39,12 @@ def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
 
 
 def render_lines(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> list[Message]:
-    """Every IRC message showing ``event`` (a JOIN of someone away is followed by AWAY)."""
+    """Every IRC message showing ``event``: a message too long for one line in several
+    lines or a ``draft/multiline`` batch (``multiline.py``); a JOIN of someone away
+    followed by AWAY."""
+    if event.kind in Kind.TEXT_KINDS:
+        target = event.target or "*" if event.kind == Kind.NOTICE else event.target
+        return text_messages(event, caps, source_of(event, server_name), event_tags(event, caps), target)
     message = render(event, caps, server_name, direct)
     if message is None:
         return []
@@ -50,6 +56,9 @@ def render_lines(event: Event, caps: frozenset, server_name: str, direct: bool =
 
 def render(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> Optional[Message]:
     """The IRC message showing ``event``, or None when a client with ``caps`` skips it.
+
+    A message, action or notice is one line here, cut at the line limit when it is
+    longer: ``render_lines`` is what shows it whole.
 
     ``direct`` is set for events delivered to one recipient only (an INVITE to its target),
     which are shown whatever the capabilities.

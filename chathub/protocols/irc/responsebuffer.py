@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, Union, cast
 
 from chathub.protocols.irc import caps as C
+from chathub.protocols.irc.multiline import is_multiline_batch
 from chathub.protocols.irc.wire import Message
 
 if TYPE_CHECKING:
@@ -82,8 +83,9 @@ class ResponseBuffer:
             return
         if not messages:
             session.write_messages([Message("ACK", [], session.server_name, {"label": label})])
-        elif len(messages) == 1:
-            session.write_messages([messages[0].with_tags(label=label)])
+        elif len(messages) == 1 or is_multiline_batch(messages):
+            # one line, or one multiline batch (an echo): the label goes on its first line
+            session.write_messages([messages[0].with_tags(label=label), *messages[1:]])
         elif C.BATCH in session.caps:
             ref = session.server.batch_ref("L")
             out = [Message("BATCH", [f"+{ref}", "labeled-response"], session.server_name, {"label": label})]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
@@ -44,10 +44,11 @@ class Motd:
     none (422). ``reload()`` re-reads it in a thread.
     """
 
-    def __init__(self, config: "Config") -> None:
+    def __init__(self, config: "Config", lines: Optional[list[str]] = None, read: bool = True) -> None:
+        """Read the file now, or (``read=False``) keep ``lines`` until ``reload()``."""
         name = config.irc.motd_file
         self.path: Optional[str] = config.data_path(name) if name else None
-        self.lines: Optional[list[str]] = read_motd(self.path) if self.path else None
+        self.lines: Optional[list[str]] = read_motd(self.path) if self.path and read else lines
 
     def reload(self, reactor=None) -> defer.Deferred:
         """Re-read the file in a thread; fires with the new lines once they are in use."""
@@ -112,6 +113,27 @@ class IrcServer:
         self._format_keys: dict[frozenset, tuple] = {}
         self._batch_ids: dict[str, Iterator[int]] = {}
         hub.when_room_ends(self._room_ended)
+
+    #: set by the assembly (``chathub.app``): re-read the config file and apply it; fires
+    #: with (True, lines saying what changed and what needs a restart) or (False, [why the
+    #: file was refused]). None: REHASH re-reads only the MOTD
+    rehash: Optional[Callable[[], "defer.Deferred[tuple[bool, list[str]]]"]] = None
+
+    def reconfigure(self, config: "Config") -> "defer.Deferred":
+        """Take a reloaded config (sessions read it through this server at once) and re-read
+        the MOTD file it names, in a thread; fires once the new MOTD is in use."""
+        self.config = config
+        for session in list(self.sweeper.sessions):
+            session.retune_flood(config)  # type: ignore[attr-defined]  # an IrcSession
+        # the old lines stay shown until the file is read, in a thread (never here)
+        self.motd = Motd(config, self.motd.lines if config.irc.motd_file else None, read=False)
+        return self.motd.reload(self.clock)
+
+    def going_away(self, reason: str) -> None:
+        """Tell every IRC session (registered or not, over TCP or WebSocket) ``ERROR :reason``
+        and close it: the server is shutting down."""
+        for session in list(self.sweeper.sessions):
+            session.close(reason)  # type: ignore[attr-defined]  # an IrcSession
 
     # -- sessions --------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
+from chathub.protocols.irc.multiline import BATCHED_LINE_PENALTY, ClientBatch, take_batched
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import COMMANDS, REGISTERED, SIGNED_OFF, WELCOME, run_hooks
@@ -91,6 +92,7 @@ class IrcSession:
         "_metadata_subs",
         "_pending_metadata",
         "_read_markers",
+        "client_batch",
         "flood",
         "gate",
         "reader",
@@ -146,6 +148,7 @@ class IrcSession:
         self._metadata_subs: Optional[set[str]] = None
         self._pending_metadata: Optional[dict[str, str]] = None
         self._read_markers: Optional[dict[str, float]] = None
+        self.client_batch: Optional[ClientBatch] = None  # an open draft/multiline batch
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=exempt_host(config, address))
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
@@ -206,6 +209,11 @@ class IrcSession:
             self._read_markers = {}
         return self._read_markers
 
+    def retune_flood(self, config: "Config") -> None:
+        """Take a reloaded config's flood settings (the server's config is read live)."""
+        self.flood = flood_control(config.irc, clock=self.server.clock.seconds, exempt=exempt_host(config, self.host))
+        self.gate.retune(self.flood)
+
     # -- IParticipant --------------------------------------------------------------------
 
     @property
@@ -245,9 +253,13 @@ class IrcSession:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""
         if self.closed:
             return
-        self.write_messages([Message("ERROR", [reason])])
+        self.farewell(reason)
         self._shutdown(reason)
         self.writer.lose_connection()
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client the server is closing its link (``ERROR``), without closing it."""
+        self.write_messages([Message("ERROR", [reason])])
 
     # -- output ----------------------------------------------------------------------------
 
@@ -263,7 +275,7 @@ class IrcSession:
     def set_caps(self, enabled: Iterable[str] = (), disabled: Iterable[str] = ()) -> None:
         """Change the negotiated capabilities and the format key that follows from them."""
         self.caps = frozenset(self.caps.union(enabled).difference(disabled))
-        self._render_caps = frozenset(self.caps & C.RENDERING)
+        self._render_caps = C.rendering(self.caps)
         self.format_key = self.server.format_key(self._render_caps)
 
     def render_own(self, event: Event) -> list[Message]:
@@ -325,6 +337,12 @@ class IrcSession:
         name = message.command.upper()
         label = message.tags.get("label") if C.LABELED_RESPONSE in self.caps else None
         rb = ResponseBuffer(self, label)
+        if "batch" in message.tags and name != "BATCH" and self.registered:
+            # a line of the client's multiline batch: kept until the batch closes
+            self.flood.charge(BATCHED_LINE_PENALTY)
+            take_batched(self, message, rb, self.config.limits)
+            self._flush(rb)
+            return
         cmd = COMMANDS.get(name)
         self.flood.charge(cmd.penalty if cmd is not None else 1.0)
         if name not in ("PING", "PONG"):

@@ -203,8 +203,12 @@ class JsonSession(EncodingParticipant):
         self.ws.send_frame(data)
 
     def close(self, reason: str) -> None:
-        self.reply({"type": "closing", "reason": reason})
+        self.farewell(reason)
         self.ws.close_with(CLOSE_BY_SERVER, reason)
+
+    def farewell(self, reason: str) -> None:
+        """Tell the client why the server is closing the connection, without closing it."""
+        self.reply({"type": "closing", "reason": reason})
 
     # -- connection --------------------------------------------------------------------
 
@@ -250,6 +254,8 @@ class JsonSession(EncodingParticipant):
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
                     "message_bytes": self.config.websocket.max_message_bytes,
+                    "text_bytes": limits.message_bytes,
+                    "text_lines": limits.message_lines,
                     "history_page": self.config.history.query_limit,
                 },
             }
@@ -276,6 +282,13 @@ class JsonSession(EncodingParticipant):
         if self.user is None and not self._closed:
             self.error("login_timeout", "no login in time")
             self.ws.close_with(CLOSE_LOGIN_TIMEOUT, "Login timeout")
+
+    def reconfigure(self, config) -> None:
+        """Take a reloaded config: its limits, and its flood settings for this connection."""
+        self.config = config
+        ws = config.websocket
+        exempt = is_exempt(self.ws.client_host, config.limits.flood_exempt)
+        self.gate.retune(control_for(ws.flood_rate, ws.flood_burst, ws.flood_max_queued, self.clock.seconds, exempt))
 
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
@@ -424,6 +437,7 @@ class JsonSession(EncodingParticipant):
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
         self.log.info(
             "WebSocket login as {account} ({nick}) from {peer} refused: {why}",
+            event="login_failed",
             peer=self.ws.client_host,
             nick=msg.get("nick"),
             account=msg.get("account") or msg.get("nick"),
@@ -522,24 +536,23 @@ class JsonSession(EncodingParticipant):
     # -- talking -----------------------------------------------------------------------
 
     def _talk(self, msg: dict, kind: str) -> None:
-        # A multi-line text becomes one message per line: IRC and telnet users have no other
-        # way to see it. Each line is a message delivered, so each costs the flood budget
-        # (the request itself paid for the first), and no request may carry more lines than
-        # the budget allows at once.
-        lines = [line for line in msg["text"].replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
-        if not lines:
+        # A text of several lines is one message, kept whole (IRC clients get it as a
+        # draft/multiline batch or as several lines, telnet users as several lines); the
+        # hub refuses one over [limits] message_bytes or message_lines (message_too_long).
+        # Every 10 lines cost one more flood unit (the request itself paid for the first).
+        text = msg["text"]
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n" in text:
+            text = text.strip("\n")
+            extra = text.count("\n") // 10
+            if extra:
+                self.gate.control.charge(extra)
+        if not text.strip():
             raise RequestError("no_text", "no text to send", "text")
-        most = self.config.websocket.flood_burst
-        if len(lines) > most:
-            raise RequestError("too_many_lines", f"at most {most} lines in one message", "text")
-        if len(lines) > 1:
-            self.gate.control.charge(len(lines) - 1)
         receipt = Receipt()
-        last = None
-        for line in lines:
-            last = self.hub.send(self.user, msg["target"], line, kind, receipt=receipt)
-        assert last is not None  # there was a line
-        self._answer_stored(msg, receipt, id=last.id)
+        event = self.hub.send(self.user, msg["target"], text, kind, receipt=receipt)
+        self._answer_stored(msg, receipt, id=event.id)
 
     def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
         """One answer once the request's messages are committed or refused: ``ok`` (when

@@ -176,6 +176,23 @@ class ChathubSite(server.Site):
     hostnames: tuple[str, ...] = ("*",)
     open_handshake_timeout: float = 10.0
     websocket_factory: ChatWebSocketFactory  # set by ``build_site``
+    noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
+    #: one log line per request (``[logging] access_log``); off, static files log nothing
+    access_log = False
+
+    def log(self, request) -> None:
+        """Twisted's access log line for ``request``, only when ``access_log`` is on."""
+        if self.access_log:
+            super().log(request)
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded config: host names, origins, handshake and request timeouts, the
+        access log, and the WebSocket settings of connections opened from now on."""
+        self.hostnames = tuple(config.websocket.hostnames)
+        self.open_handshake_timeout = config.websocket.open_handshake_timeout
+        self.timeOut = config.limits.http_request_timeout
+        self.access_log = config.logging.access_log
+        self.websocket_factory.reconfigure(config)
 
     def getResourceFor(self, request):
         host = (request.getHeader(b"host") or b"").decode("latin-1")
@@ -220,5 +237,6 @@ def build_site(
     site = ChathubSite(root, timeout=config.limits.http_request_timeout, reactor=clock)
     site.hostnames = tuple(config.websocket.hostnames)
     site.open_handshake_timeout = config.websocket.open_handshake_timeout
+    site.access_log = config.logging.access_log
     site.websocket_factory = factory
     return site

@@ -85,6 +85,10 @@ class SqlDatabase:
     engine = "SQL"
     #: ``SELECT ... FOR UPDATE`` where the database has it
     lock_rows = ""
+    #: the database takes a list as one array parameter (``= ANY(%b)``, ``unnest(%b)``, in
+    #: psycopg's binary format): bulk statements then have one text whatever their row
+    #: count, which the driver caches and the server prepares
+    array_parameters = False
     #: run first in each schema transaction, so processes opening one database at once
     #: (cluster nodes starting together) migrate it one after the other
     schema_lock = ""

@@ -69,10 +69,16 @@ function timeOf(obj) {
 const two = (n) => String(n).padStart(2, "0");
 const clock = (d) => `${two(d.getHours())}:${two(d.getMinutes())}`;
 
+const mention = { nick: null, pattern: null }; // built once per nick, not per message
+
 function mentionsMe(text) {
   if (!app.me) return false;
-  const escaped = app.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`(^|[^\\w])${escaped}([^\\w]|$)`, "i").test(text);
+  if (mention.nick !== app.me) {
+    const escaped = app.me.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    mention.pattern = new RegExp(`(^|[^\\w])${escaped}([^\\w]|$)`, "i");
+    mention.nick = app.me;
+  }
+  return mention.pattern.test(text);
 }
 
 function saveRooms() {
@@ -102,14 +108,17 @@ function addLine(conv, line, { count = true } = {}) {
   if (index < 0) return;
   const active = convs.current === conv;
   if (active) {
-    if (index === conv.lines.length - 1) appendLine(conv, line);
-    else renderMessages({ keepBottom: true });
+    // drawn with whatever else arrives before the next frame, in one DOM update
+    if (index === conv.lines.length - 1) frame.lines.push(line);
+    else frame.full = true;
+    requestFrame();
   }
   const counts = count && (line.kind === "message" || line.kind === "action" || line.kind === "notice");
   if (counts && !isMe(line.nick) && (!active || document.hidden)) {
     conv.unread += 1;
     if (line.mention || conv.kind === "private") conv.mentions += 1;
-    renderSidebar();
+    frame.sidebar = true;
+    requestFrame();
   }
 }
 
@@ -124,7 +133,39 @@ function renderLine(line) {
     nick.append(el("span", { class: "proto", title: `via ${line.protocol}` }, line.protocol));
   }
   const classes = [line.kind, line.mention ? "mention" : ""].filter(Boolean).join(" ");
-  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, el("span", { class: "text" }, line.text));
+  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...messageText(line));
+}
+
+// A message longer than about COLLAPSE_LINES lines (line breaks, or long lines that wrap)
+// is shown folded to that height with a "show more" button; the line remembers the choice
+// so a redraw keeps it.
+const COLLAPSE_LINES = 12;
+const COLLAPSE_CHARS = COLLAPSE_LINES * 100;
+
+function isLong(text) {
+  if (text.length > COLLAPSE_CHARS) return true;
+  let breaks = 0;
+  for (let at = text.indexOf("\n"); at >= 0; at = text.indexOf("\n", at + 1)) {
+    if (++breaks >= COLLAPSE_LINES) return true;
+  }
+  return false;
+}
+
+function messageText(line) {
+  const text = el("span", { class: "text" }, line.text);
+  if (!isLong(line.text)) return [text];
+  const toggle = el("button", { type: "button", class: "show-more link-button" });
+  const show = () => {
+    text.classList.toggle("collapsed", !line.expanded);
+    toggle.textContent = line.expanded ? "show less" : "show more";
+    toggle.setAttribute("aria-expanded", String(Boolean(line.expanded)));
+  };
+  toggle.addEventListener("click", () => {
+    line.expanded = !line.expanded;
+    show();
+  });
+  show();
+  return [text, toggle];
 }
 
 function nickColor(nick) {
@@ -139,37 +180,133 @@ function dayLabel(time) {
   return el("li", { class: "day" }, time.toLocaleDateString(undefined, { weekday: "long", month: "long", day: "numeric" }));
 }
 
-/** Add the newest line to the open conversation without redrawing the rest. */
-function appendLine(conv, line) {
+// A busy room must not freeze the page. What arrives between two frames is drawn in the
+// next one as one DOM update (one layout read, one append); the list holds at most
+// conv.window lines (DOM_LINES while the reader is at the bottom; "Load older messages"
+// widens it, then asks the server); a reader scrolled up is not moved: a "new messages"
+// button counts what arrived below.
+const DOM_LINES = 300;
+const frame = { requested: false, lines: [], full: false, sidebar: false, typing: false, keepTop: false, keepBottom: true };
+const drawn = { shown: 0, lastDay: "", unseen: 0 }; // what the message list holds
+
+function requestFrame() {
+  if (frame.requested) return;
+  frame.requested = true;
+  requestAnimationFrame(drawFrame);
+}
+
+function drawFrame() {
+  frame.requested = false;
+  if (frame.sidebar) {
+    frame.sidebar = false;
+    renderSidebar();
+  }
+  if (frame.typing) {
+    frame.typing = false;
+    renderTyping();
+  }
+  const lines = frame.lines;
+  frame.lines = [];
+  if (frame.full) {
+    const options = { keepTop: frame.keepTop, keepBottom: frame.keepBottom };
+    frame.full = false;
+    frame.keepTop = false;
+    frame.keepBottom = true;
+    renderMessages(options);
+    return;
+  }
+  const conv = convs.current;
+  if (!conv || !lines.length) return;
   const box = $("messages");
   const list = $("message-list");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  const previous = conv.lines[conv.lines.length - 2];
-  if (!previous || previous.time.toDateString() !== line.time.toDateString()) list.append(dayLabel(line.time));
-  list.append(renderLine(line));
-  if (atBottom || isMe(line.nick)) box.scrollTop = box.scrollHeight;
+  const atBottom = isAtBottom(box);
+  const mine = lines.some((line) => isMe(line.nick));
+  if ((atBottom || mine) && lines.length >= DOM_LINES) {
+    // more arrived than the list keeps: draw only the newest, never what would be trimmed
+    conv.window = DOM_LINES;
+    renderMessages();
+    return;
+  }
+  const fragment = document.createDocumentFragment();
+  let chat = 0;
+  for (const line of lines) {
+    appendTo(fragment, line);
+    if (line.kind === "message" || line.kind === "action" || line.kind === "notice") chat += 1;
+  }
+  list.append(fragment);
+  // at the bottom the list goes back to DOM_LINES; a reader scrolled up loses no line
+  // above (at most the conversation's own bound, state.js MAX_LINES, are held)
+  if (atBottom || mine) conv.window = DOM_LINES;
+  else conv.window = Math.min(Math.max(conv.window || DOM_LINES, drawn.shown), conv.lines.length);
+  trimTo(list, conv.window);
+  $("load-older").hidden = !hasOlder(conv);
+  if (atBottom || mine) {
+    box.scrollTop = box.scrollHeight;
+    showUnseen(0);
+  } else {
+    showUnseen(drawn.unseen + chat);
+  }
+}
+
+const isAtBottom = (box) => box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+
+/** A line (after its day's label when the day changes) at the end of ``parent``. */
+function appendTo(parent, line) {
+  const day = line.time.toDateString();
+  if (day !== drawn.lastDay) {
+    parent.append(dayLabel(line.time));
+    drawn.lastDay = day;
+  }
+  parent.append(renderLine(line));
+  drawn.shown += 1;
+}
+
+/** Remove the oldest lines until ``most`` are left; the first one left starts with its day. */
+function trimTo(list, most) {
+  if (drawn.shown <= most) return;
+  while (drawn.shown > most) {
+    const first = list.firstElementChild;
+    if (!first.classList.contains("day")) drawn.shown -= 1;
+    first.remove();
+  }
+  while (list.firstElementChild && list.firstElementChild.classList.contains("day")
+         && list.firstElementChild.nextElementSibling && list.firstElementChild.nextElementSibling.classList.contains("day")) {
+    list.firstElementChild.remove();
+  }
+  const first = list.firstElementChild;
+  const time = first && !first.classList.contains("day") ? first.querySelector("time") : null;
+  if (time) list.prepend(dayLabel(new Date(time.dateTime)));
+}
+
+const hasOlder = (conv) => conv.lines.length > (conv.window || DOM_LINES) || Boolean(conv.more && app.hello && app.hello.features.history);
+
+function showUnseen(count) {
+  drawn.unseen = count;
+  const button = $("new-messages");
+  button.hidden = count === 0;
+  if (count) button.textContent = count === 1 ? "1 new message ↓" : `${count} new messages ↓`;
 }
 
 function renderMessages({ keepBottom = false, keepTop = false } = {}) {
   const box = $("messages");
   const list = $("message-list");
   const conv = convs.current;
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  const atBottom = isAtBottom(box);
   const fromBottom = box.scrollHeight - box.scrollTop;
   clear(list);
+  drawn.shown = 0;
+  drawn.lastDay = "";
   if (!conv) return;
-  let lastDay = "";
-  for (const line of conv.lines) {
-    const day = line.time.toDateString();
-    if (day !== lastDay) {
-      list.append(dayLabel(line.time));
-      lastDay = day;
-    }
-    list.append(renderLine(line));
-  }
-  $("load-older").hidden = !(conv.more && app.hello && app.hello.features.history);
+  const fragment = document.createDocumentFragment();
+  const lines = conv.lines.slice(-(conv.window || DOM_LINES));
+  for (const line of lines) appendTo(fragment, line);
+  list.append(fragment);
+  $("load-older").hidden = !hasOlder(conv);
   if (keepTop) box.scrollTop = box.scrollHeight - fromBottom;
-  else if (!keepBottom || atBottom) box.scrollTop = box.scrollHeight;
+  else if (!keepBottom || atBottom) {
+    box.scrollTop = box.scrollHeight;
+    showUnseen(0);
+  }
 }
 
 function renderSidebar() {
@@ -517,7 +654,13 @@ const handlers = {
       }
     }
     if (purpose && purpose.direction === "after" && obj.more) requestHistory(conv, "after"); // keep catching up
-    if (active) renderMessages({ keepTop: purpose && purpose.direction === "before" });
+    if (active) {
+      if (purpose && purpose.direction === "before") conv.window = Math.min((conv.window || DOM_LINES) + obj.events.length, conv.lines.length);
+      frame.full = true;
+      frame.keepTop = Boolean(purpose && purpose.direction === "before");
+      frame.keepBottom = !frame.keepTop;
+      requestFrame();
+    }
   },
 
   rooms(obj) {
@@ -554,19 +697,22 @@ const handlers = {
 function chat(obj) {
   const conv = conversationOf(obj);
   if (!conv) return;
-  stopTyping(conv, obj.from.nick);
-  if (convs.current === conv) renderTyping();
+  // the typing line and the sidebar are drawn with the next frame: a busy room costs one
+  // redraw of each per frame, not one per message
+  if (stopTyping(conv, obj.from.nick) && convs.current === conv) frame.typing = true;
   addLine(conv, lineFromEvent(obj));
   if (conv.kind === "private" && convs.current === null) activate(conv.name);
-  renderSidebar();
+  frame.sidebar = true;
+  requestFrame();
 }
 
+/** Forget that ``nick`` is typing in ``conv``; true when it was. */
 function stopTyping(conv, nick) {
   const entry = conv.typing.get(fold(nick));
-  if (entry) {
-    clearTimeout(entry.timer);
-    conv.typing.delete(fold(nick));
-  }
+  if (!entry) return false;
+  clearTimeout(entry.timer);
+  conv.typing.delete(fold(nick));
+  return true;
 }
 
 // -- connection life ----------------------------------------------------------------------------
@@ -673,6 +819,15 @@ function submitInput() {
     complain(parsed.error);
     return;
   }
+  // the server refuses a longer text too (message_too_long); saying so here keeps the
+  // input, and a text past the WebSocket's message size would close the connection
+  const limits = app.hello && app.hello.limits;
+  const tooLong = limits && limits.text_bytes && parsed.requests.find((req) => typeof req.text === "string"
+    && (req.type === "message" || req.type === "action") && new TextEncoder().encode(req.text).length > limits.text_bytes);
+  if (tooLong) {
+    complain(`Message too long (at most ${limits.text_bytes} bytes); nothing was sent.`);
+    return;
+  }
   input.value = "";
   autosize();
   sendTyping("done");
@@ -749,8 +904,24 @@ $("browse-rooms").addEventListener("click", () => send({ type: "rooms" }));
 $("close-rooms").addEventListener("click", () => $("rooms-dialog").close());
 $("load-older").addEventListener("click", () => {
   const conv = convs.current;
-  if (conv) requestHistory(conv, "before");
+  if (!conv) return;
+  const width = conv.window || DOM_LINES;
+  if (conv.lines.length > width) {
+    // older lines still held: shown first, the server is asked only past them
+    conv.window = Math.min(width + HISTORY_PAGE, conv.lines.length);
+    renderMessages({ keepTop: true });
+  } else {
+    requestHistory(conv, "before");
+  }
 });
+$("new-messages").addEventListener("click", () => {
+  const box = $("messages");
+  box.scrollTop = box.scrollHeight;
+  showUnseen(0);
+});
+$("messages").addEventListener("scroll", () => {
+  if (drawn.unseen && isAtBottom($("messages"))) showUnseen(0);
+}, { passive: true });
 
 // -- drawers (phones) and the members panel ------------------------------------------------------
 
