@@ -116,9 +116,15 @@ class TwistdServer:
         extra_args: tuple[str, ...] = (),
         pythonpath: Optional[list[str]] = None,
         python_flags: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = (),
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         """``pythonpath`` replaces the default (the repository first); ``python_flags`` go
-        to the interpreter (``-S`` keeps site .pth files, an editable install's, away)."""
+        to the interpreter (``-S`` keeps site .pth files, an editable install's, away);
+        ``launcher`` is a command that execs the rest of its arguments (the twistd command),
+        given the descriptors ``pass_fds`` (systemd's socket activation: tests/test_systemd.py)."""
+        self.launcher = launcher
+        self.pass_fds = pass_fds
         self.pythonpath = pythonpath
         self.python_flags = python_flags
         self.workdir = Path(workdir)
@@ -143,13 +149,14 @@ class TwistdServer:
         else:
             env["PYTHONPATH"] = os.pathsep.join(self.pythonpath)
         self.process = subprocess.Popen(
-            [sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()",
+            [*self.launcher, sys.executable, *self.python_flags, "-c", "from twisted.scripts.twistd import run; run()",
              "-n", "--pidfile=", "--logfile=-", "chathub",
              *(("--config", str(self.config_path)) if self.config_path else ()), *self.extra_args],
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
+            pass_fds=self.pass_fds,
         )
         threading.Thread(target=self._read, daemon=True).start()
         for _ in range(count):

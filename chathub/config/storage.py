@@ -44,6 +44,9 @@ class HistoryConfig:
     max_per_target: int = 0  # 0: no count limit
     #: how often retention (max_age_days, max_per_target) is applied
     prune_interval_seconds: float = 3600.0
+    #: rows one retention transaction deletes: appends queued meanwhile commit between two
+    #: of them, so a prune of millions of rows never holds messages up for long
+    prune_batch: int = 500
     #: lines of a room replayed to telnet and web users when they join (0: none)
     join_replay: int = 20
     #: most events one history request may return (IRC ISUPPORT CHATHISTORY)
@@ -58,5 +61,5 @@ class HistoryConfig:
             max_per_target=self.max_per_target,
             join_replay=self.join_replay,
         )
-        require_at_least(prefix, 1, query_limit=self.query_limit)
+        require_at_least(prefix, 1, query_limit=self.query_limit, prune_batch=self.prune_batch)
         require_positive(prefix, prune_interval_seconds=self.prune_interval_seconds)

@@ -72,6 +72,26 @@ class Account:
     email: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class StoreStats:
+    """What ``IStore.stats()`` counts, in one read transaction (``python -m chathub.admin stats``)."""
+
+    database: str  # the store's description
+    schema_version: int
+    size_bytes: int  # SQLite: the file and its WAL; PostgreSQL: chathub's tables with their indexes
+    accounts: int
+    persistent_rooms: int
+    rooms_with_history: int
+    private_conversations: int
+    events: int  # distinct events kept
+    history_rows: int  # rows: a quit shown in three rooms is one event and three rows
+    oldest: Optional[float]  # time of the oldest event kept, None without history
+    newest: Optional[float]
+    #: rows the next prune would remove by [history] max_age_days / max_per_target
+    prunable_by_age: int
+    prunable_by_count: int
+
+
 #: what ``append(..., notify=)`` calls once the event is committed (None) or not (the failure)
 Notify = Callable[[Optional[Failure]], object]
 
@@ -79,7 +99,7 @@ Notify = Callable[[Optional[Failure]], object]
 class IStore(Interface):
     """Durable storage for history, accounts and persistent rooms.
 
-    Every method but ``preflight`` and ``wrap_releases`` returns a Deferred and never
+    Every method but ``preflight``, ``stats``, ``backup`` and ``wrap_releases`` returns a Deferred and never
     blocks the reactor. Writes are applied in the order they were called.
     """
 
@@ -225,3 +245,13 @@ class IStore(Interface):
 
     def prune(now: Optional[float] = None) -> Deferred[int]:
         """Apply the [history] retention settings; fires with the number of events removed."""
+
+    def stats(now: Optional[float] = None) -> StoreStats:
+        """Blocking, for the admin command (never on the reactor): counts, size and the age of
+        history, on a connection of its own. ``StorageError`` when there is no database yet
+        or its schema is not this chathub's."""
+
+    def backup(path: str, replace: bool = False) -> int:
+        """Blocking, for the admin command: copy the database, consistent as of one moment,
+        to a new private (0600) file ``path`` while the server runs; returns its size.
+        ``StorageError`` where the backend has its own tools (PostgreSQL: pg_dump)."""

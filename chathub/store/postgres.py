@@ -16,8 +16,9 @@ from twisted.python.failure import Failure
 
 from chathub.config.storage import HistoryConfig
 from chathub.store.interfaces import StorageError
-from chathub.store.schema import POSTGRES
+from chathub.store.schema import POSTGRES, TABLES
 from chathub.store.sql import SqlStore
+from chathub.store.sql.database import Cursor
 
 #: seconds to wait for the server when connecting, unless the DSN says otherwise
 CONNECT_TIMEOUT = 10
@@ -82,6 +83,26 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self.dsn, **self._connect_kwargs)
+
+    def _begin_snapshot(self, txn: Cursor) -> None:
+        txn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+    def _size(self, txn: Cursor) -> int:
+        # chathub's own tables (they may share a database), indexes and TOAST included
+        txn.execute(
+            "SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) AS t",
+            (list(TABLES),),
+        )
+        row = txn.fetchone()
+        return int(row[0]) if row else 0
+
+    def backup(self, path: str, replace: bool = False) -> int:
+        """PostgreSQL has its own online backup: pg_dump (see docs/storage.md)."""
+        raise StorageError(
+            f"chathub does not copy a PostgreSQL database: use pg_dump while the server runs, e.g. "
+            f"pg_dump --format=custom --file={path} '{describe_dsn(self.dsn)}' "
+            "(a consistent snapshot; restore with pg_restore; docs/storage.md, Backups)"
+        )
 
     def _transient(self, failure: Failure) -> bool:
         # adbapi replaces a connection whose rollback failed, so a retry gets a new one

@@ -150,6 +150,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
+#: the tables of the latest version
+TABLES = (
+    "schema_version",
+    "accounts",
+    "rooms",
+    "room_bans",
+    "room_operators",
+    "room_incarnations",
+    "conversation_events",
+    "conversations",
+)
+
 
 @dataclass(frozen=True)
 class Dialect:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
 from typing import Any, Callable, Optional
 
 from twisted.enterprise.adbapi import ConnectionPool
@@ -116,6 +117,78 @@ class SqliteStore(SqlStore):
         except BaseException:
             conn.close()
             raise
+
+    # -- for the admin command (blocking, a connection of its own) ---------------------
+
+    def _connect_existing(self) -> sqlite3.Connection:
+        if not os.path.isfile(self.path):
+            raise StorageError(
+                f"there is no SQLite database at {self.path}: check --config / --data-dir "
+                "(the server makes it on its first start)"
+            )
+        # read and write, not mode=ro: a read-only connection cannot open a WAL database
+        # whose -shm file is missing; nothing here writes
+        return sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+
+    def _begin_snapshot(self, txn: Cursor) -> None:
+        txn.execute("BEGIN")  # WAL: a reader sees one moment and the server's writer goes on
+
+    def _size(self, txn: Cursor) -> int:
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+    def backup(self, path: str, replace: bool = False) -> int:
+        """Copy the live database with SQLite's online backup API into a new file ``path``
+        (mode 0600, one self-contained file, checked before it takes the name); returns its
+        size. In WAL mode the copy is one read transaction: it is the database as of one
+        commit, and the server goes on committing meanwhile."""
+        target = os.path.abspath(path)
+        if target in {self.path + suffix for suffix in ("", "-wal", "-shm", "-journal")}:
+            raise StorageError(f"{target} is the live database itself; choose another file")
+        if os.path.isdir(target):
+            raise StorageError(f"{target} is a directory; name the backup file")
+        if os.path.exists(target) and not replace:
+            raise StorageError(f"{target} exists; choose another name, or --replace it")
+        source = self._connect_existing()
+        try:
+            # mkstemp makes the file 0600 whatever the umask: the copy holds password hashes
+            # and private messages, like the database
+            fd, partial = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".chathub-backup-", suffix=".part")
+        except OSError as e:
+            source.close()
+            raise StorageError(f"cannot write a backup next to {target}: {e.strerror or e}") from None
+        os.close(fd)
+        try:
+            copy = sqlite3.connect(partial, isolation_level=None)
+            try:
+                # pages=-1: the whole database in one step, so in one read transaction
+                source.backup(copy, pages=-1)
+                # the copy is one file: no -wal beside it to lose
+                copy.execute("PRAGMA journal_mode=DELETE")
+                problems = [row[0] for row in copy.execute("PRAGMA quick_check(5)") if row[0] != "ok"]
+                if problems:
+                    raise StorageError(f"the backup failed its integrity check: {'; '.join(problems)}")
+            finally:
+                copy.close()
+            with open(partial, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, target)
+            partial = ""
+            directory = os.open(os.path.dirname(target), os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            return os.path.getsize(target)
+        except sqlite3.Error as e:
+            raise StorageError(f"the backup of {self.description} failed: {self._detail(e)}") from None
+        except OSError as e:
+            raise StorageError(f"cannot write the backup {target}: {e.strerror or e}") from None
+        finally:
+            source.close()
+            if partial:
+                for leftover in (partial, partial + "-journal"):
+                    if os.path.exists(leftover):
+                        os.unlink(leftover)
 
     def _setup_reader(self, conn: sqlite3.Connection) -> None:
         try:

@@ -8,6 +8,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
 | ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |
 | ``rooms`` | ``RoomStore`` | persistent rooms, their bans and operators |
+| ``maintenance`` | ``MaintenanceStore`` | ``stats`` and ``backup`` for ``python -m chathub.admin`` (blocking) |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
 ``_write``, ``_q``) and its own tables; a backend (``chathub.store.sqlite``,
@@ -22,6 +23,7 @@ from chathub.store.interfaces import IStore
 from chathub.store.sql.accounts import AccountStore
 from chathub.store.sql.database import SqlDatabase
 from chathub.store.sql.history import HistoryStore
+from chathub.store.sql.maintenance import MaintenanceStore
 from chathub.store.sql.retention import RetentionStore
 from chathub.store.sql.rooms import RoomStore
 
@@ -29,5 +31,5 @@ __all__ = ["SqlDatabase", "SqlStore"]
 
 
 @implementer(IStore)
-class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore):
+class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore, MaintenanceStore):
     """History, accounts and rooms in an SQL database reached through adbapi."""

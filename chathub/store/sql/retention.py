@@ -1,6 +1,9 @@
 """``RetentionStore``: the retention domain of ``SqlStore``: ``prune`` forgets events older
 than ``[history] max_age_days`` and all but the newest ``max_per_target`` of a conversation,
-in chunks of ``PRUNE_CHUNK`` rows per transaction, so appends never wait long behind it.
+``[history] prune_batch`` rows per transaction. Each batch is a write of its own in the
+group-commit queue, and the next one is queued only when it has committed: the appends that
+arrived meanwhile are ahead of it, so a message waits for at most one batch, however many
+rows the prune removes (tests/test_retention_load.py; bench/prune.py measures 1M rows).
 """
 from __future__ import annotations
 
@@ -11,9 +14,6 @@ from twisted.internet import defer
 
 from chathub.store.history import to_ms
 from chathub.store.sql.database import Cursor, SqlDatabase
-
-#: rows deleted per pruning transaction, so appends never wait long behind retention
-PRUNE_CHUNK = 500
 
 
 class RetentionStore(SqlDatabase):
@@ -52,10 +52,10 @@ class RetentionStore(SqlDatabase):
                 "DELETE FROM conversation_events WHERE (conv, conv_seq) IN "
                 "(SELECT conv, conv_seq FROM conversation_events WHERE ms < ? LIMIT ?)"
             ),
-            (cutoff_ms, PRUNE_CHUNK),
+            (cutoff_ms, self.history.prune_batch),
         )
         removed = max(txn.rowcount, 0)
-        return removed, removed == PRUNE_CHUNK
+        return removed, removed == self.history.prune_batch
 
     def _crowded_conversations(self, txn: Cursor, keep: int) -> list[str]:
         txn.execute(
@@ -76,10 +76,10 @@ class RetentionStore(SqlDatabase):
                 "DELETE FROM conversation_events WHERE conv = ? AND conv_seq IN "
                 "(SELECT conv_seq FROM conversation_events WHERE conv = ? AND conv_seq < ? ORDER BY conv_seq LIMIT ?)"
             ),
-            (conv, conv, row[0], PRUNE_CHUNK),
+            (conv, conv, row[0], self.history.prune_batch),
         )
         removed = max(txn.rowcount, 0)
-        return removed, removed == PRUNE_CHUNK
+        return removed, removed == self.history.prune_batch
 
     def _drop_empty_conversations(self, txn: Cursor) -> None:
         # A room's incarnation marker goes with the last of its history: nothing older is
