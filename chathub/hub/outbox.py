@@ -90,6 +90,10 @@ class Outbox:
         self._draining = False  # a drain is under way (deliveries may publish and settle)
         self._again = False
         self._granted: dict[str, int] = {}  # held conversation -> entries let through (``grant``)
+        #: held conversation -> its ready entries taken off the queue, in order: a drain
+        #: looks at each entry once, however long a conversation stays held
+        self._parked: dict[str, deque[_Entry]] = {}
+        self._parked_count = 0
         #: told the conversation of each keyed entry delivered (``when_released``)
         self._on_release: Optional[Callable[[str], None]] = None
         #: context manager wrapped around each drain, so a committed group is delivered
@@ -99,12 +103,12 @@ class Outbox:
     @property
     def pending(self) -> int:
         """How many deliveries wait for an earlier commit."""
-        return len(self._queue)
+        return len(self._queue) + self._parked_count
 
     def publish(self, deliver: Callable[[], object]) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit."""
-        if not self._queue and not self._draining:
+        if not self._queue and not self._parked_count and not self._draining:
             deliver()
         else:
             self._queue.append(_Entry(self, deliver, None, True))
@@ -125,6 +129,11 @@ class Outbox:
             return
         self._held.pop(key, None)
         self._granted.pop(key, None)
+        parked = self._parked.pop(key, None)
+        if parked:
+            # they came before everything still queued: they go first, in their order
+            self._parked_count -= len(parked)
+            self._queue.extendleft(reversed(parked))
         self._drain()
 
     def grant(self, key: str) -> None:
@@ -181,40 +190,40 @@ class Outbox:
 
     def _release_around_held(self) -> None:
         """Deliver the ready entries in order, passing the held conversations' ones: an
-        entry of another conversation goes on; one of a held conversation (unless granted
-        through), or with no conversation (a quit, a reply), waits behind a held one;
+        entry of another conversation goes on; one of a held conversation is parked
+        (unless granted through: ``grant``) until ``resume``; one with no conversation (a
+        quit, a reply) waits while anything is parked, and so does everything after it;
         nothing passes an entry still waiting for its commit. A refused event goes at once:
         it shows nothing to anyone, and only its sender is told."""
         queue = self._queue
         held = self._held
         granted = self._granted
-        kept: list[_Entry] = []
-        kept_keys: set[str] = set()
-        kept_all = False  # an entry of no one conversation waits: everything after it does
+        parked = self._parked
+        for granted_key in [k for k, n in granted.items() if n and parked.get(k)]:
+            waiting = parked[granted_key]
+            while granted.get(granted_key) and waiting:
+                granted[granted_key] -= 1
+                self._parked_count -= 1
+                self._run(waiting.popleft())
         while queue:
             entry = queue[0]
             if not entry.ready:
                 break
-            queue.popleft()
             key = entry.key
             if entry.failure is None:
-                if kept_all or key in kept_keys or (key is None and kept):
-                    waits = True  # behind a kept entry of its own conversation, or of none
+                if key is None:
+                    if self._parked_count:
+                        break  # behind a held conversation's entry: it and all after it wait
                 elif key in held:
-                    waits = not granted.get(key)
-                    if not waits:
+                    if granted.get(key) and not parked.get(key):
                         granted[key] -= 1
-                else:
-                    waits = False
-                if waits:
-                    kept.append(entry)
-                    if key is None:
-                        kept_all = True
                     else:
-                        kept_keys.add(key)
-                    continue
+                        queue.popleft()
+                        parked.setdefault(key, deque()).append(entry)
+                        self._parked_count += 1
+                        continue
+            queue.popleft()
             self._run(entry)
-        queue.extendleft(reversed(kept))
 
     def _run(self, entry: _Entry) -> None:
         try:
