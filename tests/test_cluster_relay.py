@@ -296,3 +296,18 @@ async def test_own_events_between_the_others_are_shown_one_by_one_in_number_orde
     arrives(b, e[2], 2)
     assert [x.text for x in b.shown] == ["1", "2", "3", "4", "5", "6"]
     assert not b.outbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_node_that_hears_events_late_waits_longer_before_reading_a_gap(nodes):
+    b = await nodes("b")
+    assert b.relay.wait == b.relay.gap_wait == 0.02
+    make = EventMaker(start=reactor.seconds() - 1.0, step=0.0)  # each a second old on arrival
+    for n in range(1, 40):
+        arrives(b, make.msg("a", "#r", str(n)), n)
+    # late messages are not lost ones: a gap now waits about twice the lag before the
+    # database is asked for it
+    assert 1.0 < b.relay.wait < 2.1
+    old = EventMaker(start=reactor.seconds() - 3600.0)  # a clock an hour wrong: not lag
+    arrives(b, old.msg("a", "#r", "40"), 40)
+    assert b.relay.wait < 2.1

@@ -41,6 +41,11 @@ Positions = tuple[tuple[str, int], ...]
 #: how many event ids of multi-conversation events are remembered to deliver them once
 SEEN_EVENTS = 4096
 
+#: the longest a gap waits for its doorbell message, however late they come (seconds)
+MAX_WAIT = 5.0
+#: an event older than this when its doorbell rings says nothing of the lag (seconds)
+LAG_PLAUSIBLE = 60.0
+
 
 class _Conversation:
     """Delivery state of one conversation on this node."""
@@ -114,6 +119,10 @@ class ClusterRelay:
         self.deliver = deliver
         self.clock = clock
         self.gap_wait = gap_wait
+        #: how late other nodes' events arrive (receipt time minus the event's own time, a
+        #: moving average): a node so busy that the doorbell's messages wait in its socket
+        #: must not take every late one for a lost one and read it from the database too
+        self.lag = 0.0
         self.max_ahead = max_ahead  # buffered events per conversation before a fetch is forced
         self.fetch_limit = fetch_limit
         self.node_id: str = backplane.node_id
@@ -139,9 +148,9 @@ class ClusterRelay:
         """Stop the gap timers (the store and the backplane are stopped by their owners)."""
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
-            "duplicates, fetched {fetched} missed events, held rooms {holds} times",
+            "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s",
             published=self.published, received=self.received, duplicates=self.duplicates,
-            fetched=self.fetched, holds=self.holds,
+            fetched=self.fetched, holds=self.holds, lag=self.lag,
         )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
@@ -201,7 +210,7 @@ class ClusterRelay:
                 self.holds += 1
                 self._outbox.pause(conv)  # until the smaller numbers arrive (``_release``)
             if state.timer is None:
-                state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+                state.timer = self.clock.callLater(self.wait, self._gap_check, conv)
 
     def shown(self, conv: str) -> None:
         """The outbox delivered one of this node's events of ``conv`` (in number order)."""
@@ -211,6 +220,12 @@ class ClusterRelay:
         state.unshown -= 1
         if not state.unshown and not state.releasing:
             self._release(conv, state)
+
+    @property
+    def wait(self) -> float:
+        """How long a gap stays open before it is read from the store: ``gap_wait``, or
+        twice the current lag when events come later than that (at most ``MAX_WAIT``)."""
+        return min(max(self.gap_wait, 2 * self.lag), MAX_WAIT)
 
     # -- in ------------------------------------------------------------------------------
 
@@ -226,6 +241,13 @@ class ClusterRelay:
             self.log.failure("a malformed cluster message was dropped (its events are fetched from the store)")
             return
         self.received += 1
+        if items:
+            # the newest event's age; clocks of other machines may differ a little, which
+            # the floor (gap_wait) and the ceiling (MAX_WAIT) of ``wait`` absorb; an age
+            # far past the ceiling is a clock gone wrong (or a replay), not lag
+            age = self.clock.seconds() - items[-1][1].time
+            if 0.0 <= age <= LAG_PLAUSIBLE:
+                self.lag += (age - self.lag) * 0.1
         with self._batching():
             for positions, event in items:
                 for conv, seq in positions:
@@ -258,7 +280,7 @@ class ClusterRelay:
         if len(state.ahead) >= self.max_ahead:
             self._fetch(conv, state)
         elif state.timer is None:
-            state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+            state.timer = self.clock.callLater(self.wait, self._gap_check, conv)
 
     def _release(self, conv: str, state: _Conversation) -> None:
         """Deliver what waited for the numbers now delivered, in number order: another
@@ -350,7 +372,7 @@ class ClusterRelay:
             state.fetched_to = max(state.fetched_to, complete)
             self._release(conv, state)
             if (state.own_ahead or any(seq > state.delivered + 1 for seq in state.ahead)) and state.timer is None:
-                state.timer = self.clock.callLater(self.gap_wait, self._gap_check, conv)
+                state.timer = self.clock.callLater(self.wait, self._gap_check, conv)
 
         def failed(failure: Any) -> None:
             state.fetching = False
