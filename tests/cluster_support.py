@@ -26,7 +26,7 @@ def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> s
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
         "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n"
-        "[history]\nquery_limit = 1000\n"
+        "[history]\nquery_limit = 2000\n"
     )
     return server_config(tmp_path / name, extra, irc=True, http=True)
 

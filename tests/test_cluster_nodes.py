@@ -88,7 +88,7 @@ def test_a_redis_outage_loses_nothing(tmp_path, cluster, own_redis):
     bob = irc_user(cluster, b_irc, "bob")
     meet(bob, [alice])
     meet(alice, [bob])
-    count = 600
+    count = 10_000  # the figure: 10,000 messages, Redis killed and restarted among them
     for i in range(count // 3):
         alice.send(f"PRIVMSG #x :m{i}\r\n")
     own_redis.kill()  # mid-stream: A cannot ring B's doorbell for what follows
@@ -289,7 +289,7 @@ def test_every_member_on_every_node_sees_one_room_in_one_order(cluster):
     carol = telnet_user(cluster, b_line, "carol")
     meet(bob, [alice, dave])
     meet(alice, [bob, carol])
-    count = 300
+    count = 1000  # the figure: two senders, 1,000 messages each
     for i in range(count):  # two senders on two nodes at once
         alice.send(f"PRIVMSG #x :a{i}\r\n")
         bob.send(f"PRIVMSG #x :b{i}\r\n")

@@ -167,7 +167,7 @@ async def test_two_nodes_writing_one_room_number_it_without_gaps_and_paging_skip
     node_b = await two_nodes()
     reader = await two_nodes()
     make = EventMaker(step=0.0005)
-    count = 300
+    count = 1000  # the issue's figure: 1,000 from each of two writers
     sent = {"a": [], "b": []}
     appends = []
     for i in range(count):  # interleaved, so both writers' batches contend for the row
