@@ -22,6 +22,7 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Optional
@@ -30,6 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from chathub.counters import LATENCY_BUCKETS, Histogram
 from chathub.events import Event
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
@@ -125,6 +127,8 @@ class ClusterRelay:
         self.duplicates = 0
         self.fetched = 0
         self.holds = 0
+        #: seconds from an event's receipt on its node to its arrival here (read by /metrics)
+        self.lag = Histogram(LATENCY_BUCKETS)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -226,6 +230,9 @@ class ClusterRelay:
             self.log.failure("a malformed cluster message was dropped (its events are fetched from the store)")
             return
         self.received += 1
+        if items:
+            # the newest event's age: how far this node's view trails the node that sent it
+            self.lag.observe(max(0.0, time.time() - max(event.time for _, event in items)))
         with self._batching():
             for positions, event in items:
                 for conv, seq in positions:
