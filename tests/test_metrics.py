@@ -16,9 +16,9 @@ from twisted.web.http_headers import Headers
 from twisted.web.test.requesthelper import DummyRequest
 
 from chathub.app import ChathubService
-from chathub.config import Config, ConfigError, parse_config
+from chathub.config import Config, ConfigError, load_config, parse_config
 from chathub.protocols.web.ops import is_loopback_peer
-from tests.support import ANY_PORT, LOOPBACK, HubServer
+from tests.support import ANY_PORT, LOOPBACK, HubServer, server_config
 
 TOKEN = "s3cret-token-for-metrics"
 
@@ -70,8 +70,9 @@ class LiveServer:
         await self.service.stopService()
 
 
-async def live(tmp_path, **sections: dict) -> LiveServer:
-    config = Config().with_overrides(
+async def live(tmp_path, config_file: Optional[str] = None, **sections: dict) -> LiveServer:
+    base = load_config(config_file) if config_file else Config()
+    config = base.with_overrides(
         server={"data_dir": str(tmp_path)},
         listeners={"line": [ANY_PORT], "irc": [ANY_PORT], "http": [ANY_PORT]},
         auth={"checkers": ["store"], "login_delay": 0.0},
@@ -186,6 +187,25 @@ async def test_with_a_token_only_its_bearer_may_scrape(tmp_path):
         assert (await server.get("/metrics", {"Authorization": f"Basic {TOKEN}"}))[0] == 401
         samples = await server.scrape({"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "203.0.113.9"})
         assert ("chathub_rooms", ()) in samples
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_changes_the_token(tmp_path):
+    path = tmp_path / "chathub.toml"
+    def text(token: str) -> str:  # the same listeners (tcp:0 kept), another token
+        return server_config(tmp_path, f'[metrics]\ntoken = "{token}"\n', irc=True, http=True)
+
+    path.write_text(text(TOKEN))
+    server = await live(tmp_path, str(path))
+    try:
+        await server.scrape({"Authorization": f"Bearer {TOKEN}"})
+        path.write_text(text("another-token-0123456789"))
+        ok, lines = await server.service.reload()
+        assert ok and any("metrics.token" in line for line in lines), lines
+        assert (await server.get("/metrics", {"Authorization": f"Bearer {TOKEN}"}))[0] == 401
+        await server.scrape({"Authorization": "Bearer another-token-0123456789"})
     finally:
         await server.stop()
 
