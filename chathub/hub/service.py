@@ -115,9 +115,10 @@ class ChatHub(service.Service):
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
         self._presence = Presence(self.after_delivery)
-        #: counters read by /metrics (``chathub.lifecycle.metrics``) when it is scraped
+        #: counters read by /metrics (``chathub.lifecycle.metrics``) when it is scraped;
+        #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
         self.counts = HubCounts()
-        self.fanout = Fanout(clock, self.counts)
+        self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released as one fan-out batch
