@@ -4,6 +4,7 @@ scrape, and health that fails when the store cannot write."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Optional
 
 import pytest
@@ -18,7 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from chathub.app import ChathubService
 from chathub.config import Config, ConfigError, load_config, parse_config
 from chathub.protocols.web.ops import is_loopback_peer
-from tests.support import ANY_PORT, LOOPBACK, HubServer, server_config
+from tests.support import ANY_PORT, LOOPBACK, REPO, HubServer, server_config
 
 TOKEN = "s3cret-token-for-metrics"
 
@@ -208,6 +209,19 @@ async def test_a_reload_changes_the_token(tmp_path):
         await server.scrape({"Authorization": "Bearer another-token-0123456789"})
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_example_dashboard_asks_only_for_figures_the_server_has(tmp_path):
+    dashboard = (REPO / "docs" / "grafana-dashboard.json").read_text()
+    asked = set(re.findall(r"\b(chathub_\w+|process_\w+)", dashboard))
+    server = await live(tmp_path)
+    try:
+        names = {name for name, _ in await server.scrape()}
+    finally:
+        await server.stop()
+    cluster_only = {name for name in asked if name.startswith("chathub_backplane_")}  # tests/test_metrics_cluster.py
+    assert asked - cluster_only and asked - cluster_only <= names, (asked - cluster_only) - names
 
 
 @pytest_twisted.ensureDeferred
