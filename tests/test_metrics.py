@@ -10,7 +10,7 @@ from typing import Optional
 import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import defer, reactor
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
@@ -19,7 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from chathub.app import ChathubService
 from chathub.config import Config, ConfigError, load_config, parse_config
 from chathub.protocols.web.ops import is_loopback_peer
-from tests.support import ANY_PORT, LOOPBACK, REPO, HubServer, server_config
+from tests.support import ANY_PORT, LOOPBACK, REPO, HubServer, end_clients, server_config
 
 TOKEN = "s3cret-token-for-metrics"
 
@@ -61,13 +61,7 @@ class LiveServer:
         }
 
     async def stop(self) -> None:
-        from tests.browser_helpers import close_clients
-
-        for client in self.clients:
-            if client.transport.connected:
-                client.transport.abortConnection()
-        await defer.DeferredList([c.closed for c in self.clients])
-        await close_clients()
+        await end_clients(self.clients)
         await self.service.stopService()
 
 

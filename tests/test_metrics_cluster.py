@@ -42,7 +42,7 @@ def _samples(port: int) -> dict:
     }
 
 
-def test_health_follows_the_backplane_and_the_lag_is_measured(cluster, own_redis):
+def test_health_follows_the_backplane_and_the_lag_is_measured(cluster, own_redis):  # noqa: F811 (fixture)
     _, a_irc = cluster("a", redis_url=own_redis.url)
     _, b_irc = cluster("b", redis_url=own_redis.url)
     a_http, b_http = cluster.http["a"], cluster.http["b"]
