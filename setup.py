@@ -43,6 +43,7 @@ setup(
         "irctokens>=2.0.2",
         "argon2-cffi>=23.1",
         "zope.interface>=6",
+        "prometheus-client>=0.20",  # /metrics (chathub/lifecycle/metrics.py)
     ],
     extras_require={
         "test": TEST + POSTGRES + CLUSTER,

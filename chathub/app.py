@@ -29,6 +29,7 @@ from chathub.hub.service import ChatHub
 from chathub.interfaces import IBackplane
 from chathub.lifecycle.announce import reachable, ready_text
 from chathub.lifecycle.logs import JsonLines
+from chathub.lifecycle.metrics import Operations
 from chathub.lifecycle.reload import Report, reload_config
 from chathub.lifecycle.shutdown import REASON as SHUTDOWN_REASON
 from chathub.lifecycle.shutdown import Deadline
@@ -59,7 +60,7 @@ def _irc_factory(server: "ChathubService") -> Factory[Any]:
 def _http_factory(server: "ChathubService") -> Factory[Any]:
     from chathub.protocols.web import build_site
 
-    return build_site(server.hub, server.portal, server.config, irc=server.irc)
+    return build_site(server.hub, server.portal, server.config, irc=server.irc, operations=server.operations)
 
 
 #: listener kind -> its factory, made from the service's hub, portal, config and IRC server
@@ -211,7 +212,10 @@ class ChathubService(service.MultiService):
             self.irc = IrcServer(self.hub, self.portal, config, reactor)
             self.irc.rehash = self.reload
         self.listeners = service.MultiService()
+        # /metrics and /healthz of the HTTP listeners (chathub.lifecycle.metrics)
+        self.operations = Operations(self, reactor)
         self._failed = False
+        self._ready_waiters: list[defer.Deferred[None]] = []
         self.factories: dict[str, Factory[Any]] = {}
         # one count per client address across every listener of every protocol
         self.connection_limits = ConnectionLimits.from_config(config.limits, reactor)
@@ -421,10 +425,20 @@ class ChathubService(service.MultiService):
         waits = [listener.when_listening() for listener in self.listeners]
         defer.gatherResults(waits).addCallback(self._announce)
 
+    def when_ready(self) -> defer.Deferred[None]:
+        """Fires once every listener listens (when the start-up block is logged); fails
+        with the reason if start-up stops."""
+        d: defer.Deferred[None] = defer.Deferred()
+        self._ready_waiters.append(d)
+        return d
+
     def _announce(self, ports: list[Optional[IListeningPort]]) -> None:
         """Say how to reach every listener, once all of them listen."""
         if self._failed or any(port is None for port in ports):
             return
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         rows = [reachable(listener.kind, listener.description, port.getHost())
                 for listener, port in zip(self.listeners, ports, strict=True) if port is not None]
         self.log.info(
@@ -445,6 +459,9 @@ class ChathubService(service.MultiService):
             return
         self._failed = True
         self.log.critical("chathub cannot start: {message}", message=message)
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            waiter.errback(ConfigError(f"chathub cannot start: {message}"))
         from twisted.internet import reactor
 
         if reactor.running:

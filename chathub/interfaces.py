@@ -188,3 +188,15 @@ class IBackplane(Interface):
         """Free the nicks of the dead node ``node_id``. Fires True for exactly one caller in
         the cluster (who then records that node's users' departures) and False for every
         other, or when the node is alive."""
+
+
+class IOperations(Interface):
+    """What an operator's tools read over HTTP: ``/metrics`` and ``/healthz`` (the HTTP
+    listener serves them; ``chathub.lifecycle.metrics`` implements it over the running
+    server)."""
+
+    def metrics_text() -> bytes:
+        """Every figure in the Prometheus text format, read now."""
+
+    def health() -> Deferred[tuple[bool, dict[str, Any]]]:
+        """Fire with (healthy, a JSON-able report naming each check and its outcome)."""

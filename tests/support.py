@@ -1137,13 +1137,7 @@ class HubServer(Chat):
         if a timer it started is still set (a loop nobody stops runs on into later tests)."""
         from twisted.logger import globalLogPublisher
 
-        from tests.browser_helpers import close_clients
-
-        for client in self.clients:
-            if client.transport.connected:
-                client.transport.abortConnection()
-        await defer.DeferredList([c.closed for c in self.clients])
-        await close_clients()
+        await end_clients(self.clients)
         await self.listeners.stopService()
         await self.close()
         globalLogPublisher.removeObserver(self._observe)
@@ -1161,6 +1155,18 @@ class HubServer(Chat):
             call for call in _reactor().getDelayedCalls()
             if call.active() and not _timer_of(call) & self._timers_before and not _autobahn_bucket(call)
         ]
+
+
+async def end_clients(clients: list) -> None:
+    """Abort every IRC and telnet client of ``clients`` and every WebSocket client made
+    (``browser_helpers``), and wait until each is closed."""
+    from tests.browser_helpers import close_clients
+
+    for client in clients:
+        if client.transport.connected:
+            client.transport.abortConnection()
+    await defer.DeferredList([c.closed for c in clients])
+    await close_clients()
 
 
 def _timer_of(call) -> set:

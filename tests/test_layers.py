@@ -25,7 +25,7 @@ PACKAGE = "chathub"
 
 #: plain data and rules every layer may use; they use nothing but each other
 LEAVES = frozenset(
-    {"chathub.events", "chathub.names", "chathub.records", "chathub.text", "chathub.interfaces"}
+    {"chathub.events", "chathub.names", "chathub.records", "chathub.text", "chathub.interfaces", "chathub.counters"}
 )
 
 #: (importer prefix, imported prefix, why it is wrong)

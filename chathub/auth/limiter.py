@@ -184,6 +184,9 @@ class LoginLimiter:
         self.in_flight: dict[str, int] = {}
         self.in_flight_accounts: dict[str, int] = {}
         self.pending = 0
+        #: wrong passwords, and attempts refused for too many at once (read by /metrics)
+        self.failed_logins = 0
+        self.throttled_logins = 0
         self._pressure_logged = False
         self._unknown = ClientLogins(self, None)
 
@@ -232,6 +235,7 @@ class LoginLimiter:
         elif suspect and self.in_flight_accounts.get(name, 0) >= settings.login_checks_per_account:
             refusal = "too many logins to this account at once; try again later"
         if refusal is not None:
+            self.throttled_logins += 1
             return defer.fail(LoginThrottled(refusal))
         until = client.last + self.delay(by_connection)
         if by_address is not None:
@@ -259,6 +263,7 @@ class LoginLimiter:
             return result
         if result.check(LoginThrottled, LoginUnavailable) or not result.check(UnauthorizedLogin):
             return result
+        self.failed_logins += 1
         now = self.clock.seconds()
         client.failed(now)
         self._warn(self.addresses.failed(address, now), "from {what}", address)

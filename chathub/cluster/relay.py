@@ -30,6 +30,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from chathub.counters import LATENCY_BUCKETS, Histogram
 from chathub.events import Event
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
@@ -122,7 +123,7 @@ class ClusterRelay:
         #: how late other nodes' events arrive (receipt time minus the event's own time, a
         #: moving average): a node so busy that the doorbell's messages wait in its socket
         #: must not take every late one for a lost one and read it from the database too
-        self.lag = 0.0
+        self.recent_lag = 0.0
         self.max_ahead = max_ahead  # buffered events per conversation before a fetch is forced
         self.fetch_limit = fetch_limit
         self.node_id: str = backplane.node_id
@@ -134,6 +135,8 @@ class ClusterRelay:
         self.duplicates = 0
         self.fetched = 0
         self.holds = 0
+        #: seconds from an event's receipt on its node to its arrival here (read by /metrics)
+        self.lag = Histogram(LATENCY_BUCKETS)
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -150,7 +153,7 @@ class ClusterRelay:
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
             "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s",
             published=self.published, received=self.received, duplicates=self.duplicates,
-            fetched=self.fetched, holds=self.holds, lag=self.lag,
+            fetched=self.fetched, holds=self.holds, lag=self.recent_lag,
         )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
@@ -225,7 +228,7 @@ class ClusterRelay:
     def wait(self) -> float:
         """How long a gap stays open before it is read from the store: ``gap_wait``, or
         twice the current lag when events come later than that (at most ``MAX_WAIT``)."""
-        return min(max(self.gap_wait, 2 * self.lag), MAX_WAIT)
+        return min(max(self.gap_wait, 2 * self.recent_lag), MAX_WAIT)
 
     # -- in ------------------------------------------------------------------------------
 
@@ -242,12 +245,14 @@ class ClusterRelay:
             return
         self.received += 1
         if items:
-            # the newest event's age; clocks of other machines may differ a little, which
-            # the floor (gap_wait) and the ceiling (MAX_WAIT) of ``wait`` absorb; an age
-            # far past the ceiling is a clock gone wrong (or a replay), not lag
-            age = self.clock.seconds() - items[-1][1].time
+            # the newest event's age: how far this node's view trails the node that sent
+            # it. Clocks of other machines may differ a little, which the floor (gap_wait)
+            # and the ceiling (MAX_WAIT) of ``wait`` absorb; an age far past the ceiling is
+            # a clock gone wrong (or a replay), not lag
+            age = self.clock.seconds() - max(event.time for _, event in items)
+            self.lag.observe(max(0.0, age))
             if 0.0 <= age <= LAG_PLAUSIBLE:
-                self.lag += (age - self.lag) * 0.1
+                self.recent_lag += (age - self.recent_lag) * 0.1
         with self._batching():
             for positions, event in items:
                 for conv, seq in positions:

@@ -21,6 +21,7 @@ from chathub.config.core import (
 )
 from chathub.config.irc import IrcConfig, OperatorConfig
 from chathub.config.logs import LoggingConfig
+from chathub.config.metrics import MetricsConfig
 from chathub.config.privacy import PrivacyConfig
 from chathub.config.schema import ConfigError, build
 from chathub.config.storage import HistoryConfig, StorageConfig
@@ -50,6 +51,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     #: the file this was read from, or None for embedded defaults
     source: Optional[str] = None
 

@@ -11,12 +11,14 @@ recipient still sees events in hub order.
 """
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Hashable, Iterable, Optional, Sequence, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from chathub.events import Event
+from chathub.counters import HubCounts
+from chathub.events import Event, Kind
 from chathub.interfaces import IParticipant
 
 if TYPE_CHECKING:
@@ -34,42 +36,76 @@ MAX_BATCH = 32
 MAX_HELD_BYTES = 64 * 1024
 
 
-def deliver(events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None) -> None:
-    """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key."""
-    encoded: dict[Hashable, bytes] = {}
+def deliver(
+    events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None,
+    counts: Optional[HubCounts] = None,
+) -> None:
+    """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key;
+    ``counts`` is told how many text events each protocol's users were sent, and how long
+    after receipt the last of them was written."""
+    # format key -> [bytes, recipients, protocol]: the recipients are counted in the entry
+    # the loop reads anyway, so metrics add no lookup per recipient
+    encoded: dict[Hashable, list[Any]] = {}
     for user in recipients:
         if user is actor:
             continue
         participant = user.participant
         key = participant.format_key
         try:
-            data = encoded[key]
+            entry = encoded[key]
         except KeyError:
-            data = encoded[key] = _encode(participant, events)
+            entry = encoded[key] = [_encode(participant, events), 0, participant.protocol]
+        entry[1] += 1
+        data = entry[0]
         if data:
             try:
                 participant.send(data)
             except Exception:
                 log.failure("sending to {nick} failed", nick=user.nick)
+    if counts is not None:
+        _count(counts, events, encoded)
+        _observe(counts, events)
 
 
-def _collect(events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held) -> None:
+def _count(counts: HubCounts, events: Sequence[Event], encoded: dict[Hashable, list[Any]]) -> None:
+    """Add what one fan-out wrote to each protocol's delivered count (per format, not per recipient)."""
+    texts = sum(1 for event in events if event.kind in Kind.TEXT_KINDS)
+    if texts:
+        for _, n, protocol in encoded.values():
+            counts.protocol(protocol).delivered += texts * n
+
+
+def _observe(counts: HubCounts, events: Sequence[Event]) -> None:
+    """The text events were written to their last recipient now: their delivery latency."""
+    now = time.time()  # an event's time is the wall clock of its receipt (on whichever node)
+    latency = counts.delivery_latency
+    for event in events:
+        if event.kind in Kind.TEXT_KINDS:
+            latency.observe(max(0.0, now - event.time))
+
+
+def _collect(
+    events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held,
+    counts: Optional[HubCounts] = None,
+) -> None:
     """Like ``deliver``, but append each member's bytes to ``held[participant]``.
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
     a call per recipient.
     """
-    encoded: dict[Hashable, bytes] = {}
+    encoded: dict[Hashable, list[Any]] = {}  # as in ``deliver``
     for user in recipients:
         if user is actor:
             continue
         participant = user.participant
         key = participant.format_key
         try:
-            data = encoded[key]
+            entry = encoded[key]
         except KeyError:
-            data = encoded[key] = _encode(participant, events)
+            entry = encoded[key] = [_encode(participant, events), 0, participant.protocol]
+        entry[1] += 1
+        data = entry[0]
         if data:
             parts = held.get(participant)
             if parts is None:
@@ -80,6 +116,8 @@ def _collect(events: Sequence[Event], recipients: Iterable[User], actor: Optiona
                 if parts[0] >= MAX_HELD_BYTES:
                     del held[participant]
                     _send(participant, parts)
+    if counts is not None:
+        _count(counts, events, encoded)
 
 
 def _send(participant: IParticipant, parts: list[Any]) -> None:
@@ -113,9 +151,11 @@ class Fanout:
     still sees events in hub order.
     """
 
-    __slots__ = ("_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush")
+    __slots__ = (
+        "_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush", "_counts", "_written",
+    )
 
-    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
+    def __init__(self, clock: Optional[IReactorTime] = None, counts: Optional[HubCounts] = None) -> None:
         """With ``clock`` (the reactor), what the outermost block leaves held is written at
         the end of the reactor turn (``callLater(0)``), so one member gets one write for
         everything owed from all the reads of that turn; without it, when the block ends."""
@@ -126,6 +166,9 @@ class Fanout:
         self._recipients: Optional[Iterable[User]] = None
         self._actor: Optional[User] = None
         self._held: Held = {}  # participant -> [byte count, data, ...], in hub order
+        self._counts = counts
+        #: the events held, whose delivery latency is measured when they are written
+        self._written: list[Event] = []
 
     def publish(
         self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False
@@ -146,7 +189,7 @@ class Fanout:
             self._actor = actor
             return
         self.flush()
-        deliver((event,), recipients, actor)
+        deliver((event,), recipients, actor, self._counts)
 
     def _hold(self) -> None:
         """Encode the current run of events into what each member is owed."""
@@ -154,7 +197,9 @@ class Fanout:
             events, recipients, actor = self._events, self._recipients, self._actor
             self._events, self._recipients, self._actor = [], None, None
             # a run of events always has its recipients
-            _collect(events, cast("Iterable[User]", recipients), actor, self._held)
+            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts)
+            if self._counts is not None:
+                self._written.extend(events)
 
     def flush(self) -> None:
         """Write out everything held, one ``send`` per member."""
@@ -163,6 +208,10 @@ class Fanout:
             held, self._held = self._held, {}
             for participant, parts in held.items():
                 _send(participant, parts)
+        if self._written:
+            written, self._written = self._written, []
+            assert self._counts is not None  # only filled with counts
+            _observe(self._counts, written)
 
     def batching(self) -> "Fanout":
         """Context manager: hold batchable events while inside it; what the outermost

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chathub.config import Config
+from chathub.counters import HubCounts
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
 from chathub.hub.fanout import Fanout
@@ -114,7 +115,10 @@ class ChatHub(service.Service):
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
         self._presence = Presence(self.after_delivery)
-        self.fanout = Fanout(clock)
+        #: counters read by /metrics (``chathub.lifecycle.metrics``) when it is scraped;
+        #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
+        self.counts = HubCounts()
+        self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released as one fan-out batch
@@ -774,6 +778,8 @@ class ChatHub(service.Service):
                 raise errors.NoText(target)
             self._check_message_size(target, text)
         user.last_active = time.time()
+        if kind != Kind.TAGMSG:
+            self.counts.protocol(user.participant.protocol).received += 1
         if is_room_name(target):
             room = self._room_of(user, target)
             self._check_can_send(user, room)
@@ -1183,6 +1189,7 @@ class ChatHub(service.Service):
         """
         if query not in HISTORY_QUERIES:
             raise ValueError(f"unknown history query {query!r}")
+        self.counts.history_requests += 1
         if not self.history_available:
             return defer.fail(errors.HistoryUnavailable(target))
         read: Callable[..., Deferred[list[Event]]] = getattr(self.store, query)

@@ -37,6 +37,7 @@ LIVE: dict[str, frozenset[str]] = {
     "websocket": frozenset({"*"}),
     "history": frozenset({"join_replay", "query_limit"}),
     "logging": frozenset({"access_log"}),
+    "metrics": frozenset({"token"}),  # the HTTP site hands it to /metrics
 }
 
 LISTENER_KINDS = ("line", "irc", "http")

@@ -220,6 +220,7 @@ class AdmissionFactory(protocol.ServerFactory):
         self.limits = limits
         self.refusal = refusal
         self.refused = 0  # connections refused so far (a log line per burst, not per refusal)
+        self.open = 0  # admitted connections not yet closed (read by /metrics)
 
     def logPrefix(self) -> str:
         # the port's "... starting on PORT" line names the listener, not this wrapper
@@ -244,6 +245,8 @@ class AdmissionFactory(protocol.ServerFactory):
                 raise
             if built is None:  # the port closes the socket without a transport
                 self.limits.release(host)
+            else:
+                self.open += 1
             return built
         self.refused += 1
         if self.refused == 1 or self.refused % 1000 == 0:
@@ -263,11 +266,15 @@ class _CountedServer(tcp.Server):
     """An accepted TCP connection that tells its port's ``AdmissionFactory`` when it closes."""
 
     def connectionLost(self, reason) -> None:
+        # read now: Twisted drops the protocol as the connection ends
+        admitted = not isinstance(getattr(self, "protocol", None), _Refused)
         try:
             super().connectionLost(reason)
         finally:
             factory = cast(AdmissionFactory, self.server.factory)  # a LimitedPort's
             factory.limits.release(cast(str, self.client[0]))  # (host, port) of an IP socket
+            if admitted:
+                factory.open -= 1
 
 
 class LimitedPort(tcp.Port):

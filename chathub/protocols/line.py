@@ -238,6 +238,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def flooded(self) -> None:
         """More lines waited than ``[line] flood_max_lines``: the client floods."""
+        self.hub.counts.flood_disconnects += 1
         self.log.info("{peer} ({nick}) flooded; disconnecting", peer=self.peer,
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:
@@ -279,6 +280,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def send_queue_overflow(self) -> None:
         """The client stopped reading and its send queue is full."""
+        self.hub.counts.sendq_drops += 1
         self.log.info("{peer} ({nick}) exceeded its send queue; disconnecting", peer=self.peer,
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:

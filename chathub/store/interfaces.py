@@ -130,6 +130,10 @@ class IStore(Interface):
         ``contextlib.nullcontext`` until called.
         """
 
+    def check_writable() -> Deferred[None]:
+        """Write something that changes nothing, in turn with every other write; fails
+        with ``StorageError`` when the database cannot take a write (``/healthz``)."""
+
     def append(event: Event, rooms: Sequence[str] = (), notify: Optional[Notify] = None) -> Optional[Deferred[None]]:
         """Queue ``event`` for history; fires with None once it is committed.
 

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chathub.counters import BATCH_BUCKETS, LATENCY_BUCKETS, Histogram
 from chathub.store.interfaces import Notify, StorageError
 
 
@@ -168,6 +169,10 @@ class GroupCommitWriter:
         #: transactions committed and items written, for tests and metrics
         self.commits = 0
         self.items_written = 0
+        #: seconds each transaction of appended items took, and how many items it held
+        self.commit_seconds = Histogram(LATENCY_BUCKETS)
+        self.batch_sizes = Histogram(BATCH_BUCKETS)
+        self._started = 0.0  # when the running transaction was handed to the database
 
     @property
     def pending(self) -> int:
@@ -241,6 +246,7 @@ class GroupCommitWriter:
                 d.callback(None)
             return
         self._busy = True
+        self._started = self._clock.seconds()
         batch = self._take()
         head = batch[0]
         if head.item is None:
@@ -260,6 +266,8 @@ class GroupCommitWriter:
             self.episode.succeeded()
         if batch[0].item is not None:
             self.items_written += len(batch)
+            self.commit_seconds.observe(self._clock.seconds() - self._started)
+            self.batch_sizes.observe(len(batch))
             if self._committed is not None:
                 try:
                     self._committed([w.item for w in batch], result)

@@ -71,6 +71,7 @@ class IrcProtocol(protocol.Protocol):
 
     def send_queue_overflow(self) -> None:
         """The client stopped reading and its send queue is full."""
+        self.server.hub.counts.sendq_drops += 1
         session = self.session
         if session is not None and not session.closed:
             session._shutdown("SendQ exceeded")

@@ -294,6 +294,7 @@ class IrcSession:
 
     def flooded(self) -> None:
         """Too many lines waited for the flood gate (never for an exempt client)."""
+        self.hub.counts.flood_disconnects += 1
         self.close("Excess Flood")
 
     def pause_reading(self) -> None:

@@ -292,6 +292,7 @@ class JsonSession(EncodingParticipant):
 
     def flooded(self) -> None:
         """Too many requests waited for the flood gate."""
+        self.hub.counts.flood_disconnects += 1
         self.error("flood", "too many requests; closing")
         self._finish("Excess flood")
         self.ws.close_with(CLOSE_FLOOD, "Excess flood")

@@ -12,8 +12,10 @@ from twisted.web import http, pages, resource, server, static
 from twisted.web.http_headers import Headers
 
 from chathub.config import Config
+from chathub.interfaces import IOperations
 from chathub.protocols.connlimit import REASON_TEXT, TOO_FAST
 from chathub.protocols.irc.server import IrcServer
+from chathub.protocols.web.ops import HealthPage, MetricsPage
 from chathub.protocols.web.sessions import install_sessions
 from chathub.protocols.web.websocket import ChatWebSocketFactory, ChatWebSocketResource, host_allowed
 
@@ -179,6 +181,8 @@ class ChathubSite(server.Site):
     noisy = False  # the start-up block names the listeners (chathub.lifecycle.announce)
     #: one log line per request (``[logging] access_log``); off, static files log nothing
     access_log = False
+    #: ``/metrics`` when served (its token follows a reload)
+    metrics_page: Optional[MetricsPage] = None
 
     def log(self, request) -> None:
         """Twisted's access log line for ``request``, only when ``access_log`` is on."""
@@ -192,6 +196,8 @@ class ChathubSite(server.Site):
         self.open_handshake_timeout = config.websocket.open_handshake_timeout
         self.timeOut = config.limits.http_request_timeout
         self.access_log = config.logging.access_log
+        if self.metrics_page is not None:
+            self.metrics_page.reconfigure(config)
         self.websocket_factory.reconfigure(config)
 
     def getResourceFor(self, request):
@@ -218,12 +224,15 @@ class ChathubSite(server.Site):
 
 
 def build_site(
-    hub, portal, config: Config, clock: Optional[IReactorTime] = None, irc: Optional[IrcServer] = None
+    hub, portal, config: Config, clock: Optional[IReactorTime] = None, irc: Optional[IrcServer] = None,
+    operations: Optional[IOperations] = None,
 ) -> server.Site:
     """The HTTP listener's factory: the web client at ``/`` and the WebSocket endpoint at ``/ws``.
 
     IRC over WebSocket is served by ``irc``, the server the TCP IRC listener shares
-    (``chathub/app.py``); without one, the site gets an ``IrcServer`` of its own."""
+    (``chathub/app.py``); without one, the site gets an ``IrcServer`` of its own. With
+    ``operations``, ``/healthz`` and (unless ``[metrics] enabled`` is false) ``/metrics``
+    are served too (``chathub.protocols.web.ops``)."""
     if clock is None:
         from twisted.internet import reactor as clock
     if irc is None:
@@ -235,6 +244,11 @@ def build_site(
     install_sessions(factory)
     root.putChild(b"ws", ChatWebSocketResource(factory))
     site = ChathubSite(root, timeout=config.limits.http_request_timeout, reactor=clock)
+    if operations is not None:
+        root.putChild(b"healthz", HealthPage(operations))
+        if config.metrics.enabled:
+            site.metrics_page = MetricsPage(operations, config)
+            root.putChild(b"metrics", site.metrics_page)
     site.hostnames = tuple(config.websocket.hostnames)
     site.open_handshake_timeout = config.websocket.open_handshake_timeout
     site.access_log = config.logging.access_log

@@ -267,6 +267,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     def send_queue_overflow(self) -> None:
         """The client stopped reading and its send queue is full."""
         # No close frame: the queue it would wait behind is what overflowed.
+        self.factory.hub.counts.sendq_drops += 1
         self._log.info("dropping WebSocket client {peer}: send queue exceeded", peer=self.peer)
         self.quit_reason = "Send queue exceeded"
         self.real_transport.abortConnection()

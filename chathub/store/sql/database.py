@@ -71,6 +71,13 @@ def deferred(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
+def _rewrite_version(txn: Cursor) -> None:
+    # the one row of schema_version written back unchanged: the database must take a
+    # write (a read-only file or mount, a connection made read-only, a lost server fail
+    # it) and nothing is different afterwards
+    txn.execute("UPDATE schema_version SET version = version")
+
+
 def placeholders(n: int) -> str:
     """``?, ?, ...``: ``n`` parameters (the dialect turns ``?`` into the driver's own)."""
     return ", ".join("?" * n)
@@ -280,6 +287,10 @@ class SqlDatabase:
         if self._writer is None:
             return defer.fail(StorageError("storage is not open"))
         return self._writer.call(fn, *args)
+
+    def check_writable(self) -> defer.Deferred[None]:
+        """A real write, in turn with the others (``IStore.check_writable``)."""
+        return self._write(_rewrite_version)
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``fn(txn, *args)`` on a read connection; a driver failure becomes a

@@ -1,0 +1,75 @@
+"""``/healthz`` and the backplane figures of ``/metrics`` on real cluster nodes (two
+``twistd chathub`` processes, one PostgreSQL, a redis-server of the test's own): a node
+whose Redis is gone answers 503 until it is back."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.cluster_support import (  # noqa: F401 (fixtures)
+    cluster,
+    irc_user,
+    meet,
+    postgres_database,
+    postgres_dsn,
+    rounds,
+)
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _health(port: int) -> tuple[int, dict]:
+    code, body = _get(port, "/healthz")
+    return code, json.loads(body)
+
+
+def _samples(port: int) -> dict:
+    code, body = _get(port, "/metrics")
+    assert code == 200, body
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def test_health_follows_the_backplane_and_the_lag_is_measured(cluster, own_redis):  # noqa: F811 (fixture)
+    _, a_irc = cluster("a", redis_url=own_redis.url)
+    _, b_irc = cluster("b", redis_url=own_redis.url)
+    a_http, b_http = cluster.http["a"], cluster.http["b"]
+    code, report = _health(a_http)
+    assert code == 200 and report["checks"]["backplane"] is True and report["checks"]["store"] is True
+
+    alice = irc_user(cluster, a_irc, "alice")
+    bob = irc_user(cluster, b_irc, "bob")
+    meet(alice, [bob])
+    lag_before = _samples(b_http)[("chathub_backplane_lag_seconds_count", ())]
+    alice.say("across")
+    bob.expect(r"PRIVMSG #x :across")
+    samples = _samples(b_http)
+    assert samples[("chathub_backplane_lag_seconds_count", ())] > lag_before  # B heard A's message
+    assert samples[("chathub_backplane_connected", ())] == 1
+    assert samples[("chathub_users", (("protocol", "irc"),))] == 1  # bob; alice is A's
+
+    own_redis.kill()
+    for _ in rounds("a 503 from /healthz while Redis is down"):
+        code, report = _health(a_http)
+        if code == 503:
+            break
+    assert report["status"] == "failing" and report["checks"]["backplane"] is False
+    assert report["checks"]["store"] is True and report["checks"]["listeners"] is True
+    assert _samples(a_http)[("chathub_backplane_connected", ())] == 0
+
+    own_redis.restart()
+    for _ in rounds("a 200 from /healthz once Redis is back"):
+        if _health(a_http)[0] == 200:
+            break
