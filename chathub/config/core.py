@@ -83,6 +83,8 @@ class LimitsConfig:
     room_name_length: int = 50
     topic_length: int = 390
     away_length: int = 200
+    #: longest PART and QUIT reason (a KICK reason is bounded by [irc] kick_length, KICKLEN)
+    reason_length: int = 390
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
@@ -118,6 +120,7 @@ class LimitsConfig:
             room_name_length=self.room_name_length,
             topic_length=self.topic_length,
             away_length=self.away_length,
+            reason_length=self.reason_length,
             max_rooms_per_user=self.max_rooms_per_user,
             mask_length=self.mask_length,
             max_rooms=self.max_rooms,

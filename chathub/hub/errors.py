@@ -48,6 +48,9 @@ InviteOnly = _error("invite_only", "Cannot join room (invite only)")
 BadKey = _error("bad_key", "Cannot join room (incorrect key)")
 RoomFull = _error("room_full", "Cannot join room (room is full)")
 TooManyRooms = _error("too_many_rooms", "You have joined too many rooms")
+# KICK and PART reasons are bounded ([irc] kick_length, [limits] reason_length); the
+# message names the bound
+ReasonTooLong = _error("reason_too_long", "Reason too long")
 NoText = _error("no_text", "No text to send")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")

@@ -427,6 +427,9 @@ class ChatHub(service.Service):
         """Take ``user`` out of room ``name``."""
         self._check_present(user)
         room, _ = self._member_of(user, name)
+        limit = self.config.limits.reason_length
+        if len(reason) > limit:
+            raise errors.ReasonTooLong(room.name, f"Part reason too long (at most {limit} characters)")
         event = self._event(Kind.PART, user, room.name, reason)
         recipients = room.recipients()
         self._leave(user, room)
@@ -489,6 +492,9 @@ class ChatHub(service.Service):
         room, member = self._member_of(user, name)
         if not member.is_operator:
             raise errors.NotRoomOperator(room.name)
+        limit = self.config.irc.kick_length  # advertised to IRC clients as KICKLEN
+        if len(reason) > limit:
+            raise errors.ReasonTooLong(room.name, f"Kick reason too long (at most {limit} characters)")
         target = room.members.get(fold(nick))
         if target is None:
             if fold(nick) not in self.users:
@@ -526,8 +532,14 @@ class ChatHub(service.Service):
             }
             target.invited_to.add(room.folded)
         event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": target.nick})
-        self.fanout.flush()  # after what the target is owed already
-        target.participant.deliver(event)
+        fanout = self.fanout
+
+        def deliver() -> None:
+            fanout.flush()  # after what the target is owed already
+            target.participant.deliver(event)  # shown whatever its capabilities (IRC ``direct``)
+
+        # through the outbox like every event: behind a message still waiting for its commit
+        self.outbox.publish(deliver)
         if room is not None:
             # invite-notify: members who may see invites (operators) hear about it
             witnesses = [m.user for m in room.members.values() if m.is_operator and m.user is not user]
@@ -801,7 +813,8 @@ class ChatHub(service.Service):
         folded = user.folded
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
-        event = self._event(Kind.QUIT, user, text=reason)
+        # a quit cannot be refused (the connection is going): a long reason is cut
+        event = self._event(Kind.QUIT, user, text=reason[: self.config.limits.reason_length])
         recipients = self._neighbours(user)
         rooms = list(user.rooms)
         for room in list(user.rooms.values()):

@@ -297,7 +297,6 @@ def user_mode(session, msg: Message, rb) -> None:
 def kick(session, msg: Message, rb) -> None:
     """KICK <#chan>[,<#chan>...] <nick>[,<nick>...] [:reason] (one channel, or one per nick)."""
     reason = msg.params[2] if len(msg.params) > 2 else ""
-    reason = reason[: session.config.irc.kick_length]
     rooms = [r for r in msg.params[0].split(",") if r]
     nicks = [n for n in msg.params[1].split(",") if n]
     if len(rooms) == 1:
