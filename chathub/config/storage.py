@@ -44,7 +44,7 @@ class HistoryConfig:
     max_per_target: int = 0  # 0: no count limit
     #: how often retention (max_age_days, max_per_target) is applied
     prune_interval_seconds: float = 3600.0
-    #: lines of a room replayed to telnet and web users when they join (0: none)
+    #: lines of a room replayed to telnet, web and IRC users when they join (0: none)
     join_replay: int = 20
     #: most events one history request may return (IRC ISUPPORT CHATHISTORY)
     query_limit: int = 100

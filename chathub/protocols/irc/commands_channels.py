@@ -13,6 +13,7 @@ from chathub.hub.rooms import LIST_MODES
 from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_history import replay_on_join
 from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join
 from chathub.protocols.irc.commands_readmarker import on_join as markread_on_join
 from chathub.protocols.irc.commands_server import MAX_MODE_PARAMS
@@ -68,6 +69,7 @@ def join(session, msg: Message, rb) -> None:
         markread_on_join(session, room, rb)
         rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
         metadata_on_join(session, room, rb)
+        replay_on_join(session, room.name, event.id, rb)
 
 
 @command("PART", min_params=1)

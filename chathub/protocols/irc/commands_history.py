@@ -10,10 +10,16 @@ so a message shows with the msgid and time every client saw live. Replies go in 
 ``chathistory`` batch (``draft/chathistory-targets`` for TARGETS) when the client has
 ``batch``; without it the same lines come unbatched, as the specification allows.
 Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines.
+
+``replay_on_join``: the last ``[history] join_replay`` lines of a room after its JOIN, as
+telnet and web users get them (Ergo's autoreplay), for clients that do not fetch history
+themselves (docs/irc.md, "History replay on JOIN").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from typing import Literal, Optional, Union, overload
 
 from twisted.internet import defer
@@ -163,15 +169,65 @@ def _replay(events, session, rb, name: str) -> None:
 
 
 def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None:
+    for line in _batch(session, batch_params, lines):
+        rb.add(line)
+
+
+def _batch(session, batch_params: list[str], lines: list[Message]) -> list[Message]:
+    """``lines`` in a batch of ``batch_params`` for a client with ``batch``, else as they are."""
     if C.BATCH not in session.caps:
-        for line in lines:
-            rb.add(line)
-        return
+        return lines
     ref = session.server.batch_ref("h")
-    rb.add(Message("BATCH", [f"+{ref}", *batch_params], session.server_name))
-    for line in lines:
-        rb.add(line.with_tags(batch=ref))
-    rb.add(Message("BATCH", [f"-{ref}"], session.server_name))
+    return [
+        Message("BATCH", [f"+{ref}", *batch_params], session.server_name),
+        *(line.with_tags(batch=ref) for line in lines),
+        Message("BATCH", [f"-{ref}"], session.server_name),
+    ]
+
+
+def replay_on_join(session, name: str, joined_id: str, rb) -> None:
+    """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id``), the room's last
+    ``[history] join_replay`` chat lines: in a ``chathistory`` batch with their times for a
+    client with ``batch`` and ``server-time``, else as plain lines whose text starts with
+    the time. Skipped with ``[irc] join_replay`` off and for clients that negotiated
+    ``draft/chathistory``: they ask for what they want (CHATHISTORY LATEST) and would
+    otherwise get every line twice."""
+    hub, config = session.hub, session.config
+    limit = config.history.join_replay
+    if not config.irc.join_replay or limit <= 0 or C.CHATHISTORY in session.caps or not hub.history_available:
+        return
+    open_response = [rb]  # while JOIN's response is open (the store answered at once), into it
+
+    def replay(events) -> None:
+        # a line accepted after the JOIN reached this client live: not replayed again
+        lines = _replay_lines(session, name, [e for e in events if e.id < joined_id])
+        if not lines:
+            return
+        if open_response:
+            for line in lines:
+                open_response[0].add(line)
+        elif not session.closed:
+            # after the JOIN's response, which waits in the hub's outbox as this does
+            hub.after_delivery(lambda: session.write_messages(lines))
+
+    def failed(failure) -> None:
+        log.failure("join replay of {room} failed", failure, room=name)
+
+    hub.recent_history(session.user, name, limit).addCallbacks(replay, failed)
+    open_response.clear()
+
+
+def _replay_lines(session, name: str, events) -> list[Message]:
+    caps = frozenset(session.caps & C.RENDERING)
+    server = session.server_name
+    if C.BATCH in session.caps and C.SERVER_TIME in session.caps:
+        lines = [line for line in (render(event, caps, server) for event in events) if line is not None]
+        return _batch(session, ["chathistory", name], lines)
+    stamped = (
+        dataclasses.replace(event, text=f"[{time.strftime('%Y-%m-%d %H:%M', time.gmtime(event.time))}] {event.text}")
+        for event in events
+    )
+    return [line for line in (render(event, caps, server) for event in stamped) if line is not None]
 
 
 def _query_failed(failure, session, rb, sub: str, target: str) -> None:
