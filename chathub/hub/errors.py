@@ -55,7 +55,9 @@ NoText = _error("no_text", "No text to send")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
-WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
+#: the shortest password an account may have (every protocol's registration says so first)
+MIN_PASSWORD = 4
+WeakPassword = _error("weak_password", f"Password too short (at least {MIN_PASSWORD} characters)")
 NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 # room creation is bounded three ways ([limits]); each names its bound in the message
 TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")

@@ -294,7 +294,7 @@ class ChatHub(service.Service):
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.log.info(
-            "{nick} registered via {protocol} from {host} (shown as {shown})",
+            "{nick} signed on via {protocol} from {host} (shown as {shown})",
             nick=nick,
             protocol=user.protocol,
             host=user.ip or user.host,
@@ -925,7 +925,7 @@ class ChatHub(service.Service):
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
         if self.users.get(user.folded or "") is not user:
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
-        if len(password) < 4:
+        if len(password) < errors.MIN_PASSWORD:
             return defer.fail(errors.WeakPassword(user.nick or ""))
         nick = cast(str, user.nick)  # signed on, checked above
 

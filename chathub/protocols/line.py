@@ -577,7 +577,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.say(f"* {len(members)} in {room.name}:")
         else:
             members = [("", u) for u in self.hub.visible_users(self.user)]
-            self.say(f"* {len(members)} users online:")
+            self.say(f"* {len(members)} user{'' if len(members) == 1 else 's'} online:")
         for prefix, user in sorted(members, key=lambda pu: pu[1].folded):
             state = f"away: {_clean(user.away)}" if user.away else "here"
             account = f", account {user.account}" if user.account else ""
@@ -585,7 +585,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def cmd_list(self, rest: str) -> None:
         rooms = sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
-        self.say(f"* {len(rooms)} rooms:")
+        self.say(f"* {len(rooms)} room{'' if len(rooms) == 1 else 's'}:")
         for room in rooms:
             topic = f": {_clean(room.topic)}" if room.topic else ""
             count = len(self.hub.visible_members(self.user, room))

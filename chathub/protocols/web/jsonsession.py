@@ -249,6 +249,7 @@ class JsonSession(EncodingParticipant):
                     "room_name_length": limits.room_name_length,
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
+                    "password_min_length": errors.MIN_PASSWORD,
                     "message_bytes": self.config.websocket.max_message_bytes,
                     "history_page": self.config.history.query_limit,
                 },

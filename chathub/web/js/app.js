@@ -292,10 +292,15 @@ const handlers = {
     app.account = obj.account;
     app.loggedIn = true;
     storage.set(SAVED_NICK, obj.nick);
-    hideBanner();
     $("login-view").hidden = true;
     $("chat-view").hidden = false;
     $("connection-state").textContent = `Connected as ${obj.nick}`;
+    hideBanner();
+    if (app.creds && app.creds.wanted && app.creds.wanted !== obj.nick) {
+      // never silently someone else: say why the nick is not the one asked for
+      showBanner(`${app.creds.wanted} is in use, so you are ${obj.nick} (/nick to change)`, 8000);
+      app.creds = { ...app.creds, wanted: undefined };
+    }
     if (app.creds && app.creds.mode === "register") {
       send({ type: "register", password: app.creds.password }, { kind: "register" });
     }
@@ -318,7 +323,7 @@ const handlers = {
     if (!app.loggedIn) {
       if (app.creds && obj.request === "login" && obj.code === "nick_in_use" && app.creds.mode === "guest" && app.creds.retries < 3) {
         // after a restart our old self may still hold the nick for a moment
-        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1 };
+        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1, wanted: app.creds.wanted || app.creds.nick };
         login(app.creds);
         return;
       }
@@ -537,7 +542,7 @@ const handlers = {
   },
 
   registered(obj) {
-    if (app.creds) app.creds = { ...app.creds, mode: "account" };
+    if (app.creds) app.creds = { ...app.creds, nick: obj.account, mode: "account" };
     app.account = obj.account;
     renderSidebar();
     const conv = convs.current;
@@ -616,8 +621,12 @@ function setLoginMode(mode) {
   $("login-hint").textContent = {
     guest: "Guests chat under any free nick. Registered nicks need their password.",
     account: "Log in with your account name and password.",
-    register: "Pick a nick and a password: the nick becomes your account.",
+    register: `Pick a nick and a password of at least ${minPassword()} characters: the nick becomes your account.`,
   }[mode];
+}
+
+function minPassword() {
+  return (app.hello && app.hello.limits && app.hello.limits.password_min_length) || 4;
 }
 
 function showLoginError(text) {
@@ -637,6 +646,12 @@ $("login-form").addEventListener("submit", (event) => {
   const nick = $("login-nick").value.trim();
   const password = $("login-password").value;
   if (!nick) return;
+  if (app.loginMode === "register" && password.length < minPassword()) {
+    // refused here, before anything is sent: never a guest login with a banner instead
+    showLoginError(`Password too short: at least ${minPassword()} characters.`);
+    $("login-password").focus();
+    return;
+  }
   // registering: log in as a guest under the nick, then register it (see "register" in docs/protocol.md)
   app.creds = { nick, password, mode: app.loginMode, retries: 0 };
   login(app.creds);
@@ -681,11 +696,14 @@ function submitInput() {
     else showBanner("Type /join #room to join or create a room; /help there lists every command.", 8000);
   }
   if (parsed.local === "rooms") send({ type: "rooms" });
+  if (parsed.local === "topic" && conv) systemLine(conv, conv.topic ? `Topic: ${conv.topic}` : `${conv.name} has no topic`, null);
   for (const req of parsed.requests) {
     if (req.type === "join") {
       joinRoom(req.room, req.key);
       continue;
     }
+    // kept in memory, as the Register tab does, to log in to the account after a reconnect
+    if (req.type === "register" && app.creds) app.creds = { ...app.creds, password: req.password };
     send(req, req.type === "message" || req.type === "action" ? null : { kind: req.type });
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);

@@ -1,0 +1,94 @@
+"""Issue 13, points 7 and 8 in Chromium: the register form refuses a short password in
+place, the slash commands telnet and the web client share work the same in both, and a
+guest whose nick is taken is told which nick it got."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support import LineClient, server_config
+from tests.test_browser import WAIT_MS, Page, browser  # noqa: F401 (the browser fixture)
+
+
+@pytest.fixture
+def ports(tmp_path, twistd_server):
+    server = twistd_server(server_config(tmp_path / "var", http=True))
+    yield {kind: server.port(kind) for kind in ("line", "http")}
+    assert server.exceptions == []
+
+
+def telnet(port: int, nick: str, room: str = "") -> LineClient:
+    client = LineClient(port)
+    client.send(f"/nick {nick}")
+    client.expect(rf"^\* you are {nick}, ")
+    if room:
+        client.send(f"/join {room}")
+        client.expect(rf"^\* you joined {room}$")
+    return client
+
+
+def test_register_form_refuses_a_short_password_in_place(browser, ports):  # noqa: F811
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    p = page.page
+    p.wait_for_selector("#tab-register:not([hidden])", timeout=WAIT_MS)
+    p.click("#tab-register")
+    assert "at least 4 characters" in p.text_content("#login-hint")  # the rule, before sending
+    p.fill("#login-nick", "rita")
+    p.fill("#login-password", "abc")
+    p.click("#login-button")
+    p.wait_for_selector("#login-error:not([hidden])", timeout=WAIT_MS)
+    assert p.text_content("#login-error") == "Password too short: at least 4 characters."
+    assert p.is_hidden("#chat-view")  # not logged in as a guest meanwhile
+    # nobody signed on as rita: a telnet user may take the nick
+    telnet(ports["line"], "rita").close()
+    page.register("rosa", "long enough")
+    assert page.errors == []
+
+
+def test_slash_commands_common_to_telnet_and_the_web_client(browser, ports):  # noqa: F811
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    page.login("gina")
+    page.join("#r")  # gina makes #r, so she operates it (topics are for operators: +t)
+    tom = telnet(ports["line"], "tom", "#r")
+
+    page.type("/topic all about r")
+    tom.expect(r"^\* gina set the topic of #r: all about r$")
+    page.type("/topic")  # shows the topic, as on telnet; never clears it
+    page.wait_line("Topic: all about r")
+    page.type("/me waves")
+    tom.expect(r"^\[#r\] \* gina waves$")
+    page.type("/msg tom psst")
+    tom.expect(r"^<- gina: psst$")
+    page.type("/away lunch")
+    page.wait_line("You are away (lunch)")
+    tom.send("/who #r")
+    tom.expect(r"gina \(ws\) away: lunch$")
+    page.type("/away")  # alone: back, as on telnet
+    page.wait_line("You are back")
+    tom.send("/who #r")
+    tom.expect(r"gina \(ws\) here$")
+    page.type("/nick gina2")
+    tom.expect(r"^\* gina is now known as gina2$")
+    page.type("/register ginas-secret")
+    page.page.wait_for_selector("#me:text-is('gina2 ✓')", timeout=WAIT_MS)
+    page.type("/part #r see you")
+    tom.expect(r"^\* gina2 left #r \(see you\)$")
+    page.type("/quit bye all")
+    tom.send("/msg gina2 still there?")
+    tom.expect(r"^! gina2: No such nick")
+    assert page.errors == []
+    tom.close()
+
+
+def test_a_guest_whose_nick_is_taken_is_told_which_it_got(browser, ports):  # noqa: F811
+    tom = telnet(ports["line"], "tom")
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    p = page.page
+    p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
+    p.fill("#login-nick", "tom")
+    p.click("#login-button")
+    p.wait_for_selector("#chat-view:not([hidden])", timeout=WAIT_MS)
+    assert p.text_content("#me") == "tom_"
+    p.wait_for_selector("#banner:not([hidden])", timeout=WAIT_MS)
+    assert p.text_content("#banner") == "tom is in use, so you are tom_ (/nick to change)"
+    assert page.errors == []
+    tom.close()
