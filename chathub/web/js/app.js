@@ -127,10 +127,13 @@ function renderLine(line) {
   return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, el("span", { class: "text" }, line.text));
 }
 
+// as many as style.css's --nick-N colours, each readable on both themes
+const NICK_COLOURS = 12;
+
 function nickColor(nick) {
   let h = 0;
   for (const c of fold(nick || "")) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360} 55% 45%)`;
+  return `var(--nick-${h % NICK_COLOURS})`;
 }
 
 // -- rendering ---------------------------------------------------------------------------------
