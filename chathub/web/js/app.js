@@ -205,21 +205,31 @@ function renderMembers() {
   const list = $("member-list");
   clear(list);
   const conv = convs.current;
-  if (!conv || conv.kind !== "room") return;
-  for (const m of conv.sortedMembers()) {
-    const presence = m.presence === "away" ? `away${m.away ? `: ${m.away}` : ""}` : "online";
+  if (!conv) return;
+  // a private conversation lists its two parties, as known from the rooms shared with them
+  const members = conv.kind === "room" ? conv.sortedMembers() : [app.me, conv.name].map(knownMember);
+  for (const m of members) {
+    const presence = m.presence === "away" ? `away${m.away ? `: ${m.away}` : ""}` : m.presence || "online";
     const item = el("li", {
-      class: m.presence === "away" ? "away" : "online",
+      class: m.presence === "away" ? "away" : m.presence === "online" ? "online" : "unknown",
       title: `${m.nick} — ${presence} — via ${m.protocol}${m.account ? ` — account ${m.account}` : ""}`,
       on: { click: () => { if (!isMe(m.nick)) openPrivate(m.nick); } },
     },
     el("span", { class: "dot", "aria-label": presence }),
     el("span", { class: "role" }, m.op ? "@" : m.voice ? "+" : ""),
     el("span", { class: "nick" }, m.nick),
-    el("span", { class: "proto" }, m.protocol));
+    el("span", { class: "proto" }, m.protocol || "?"));
     list.append(item);
   }
-  $("member-count").textContent = String(conv.members.size);
+  $("member-count").textContent = String(members.length);
+}
+
+function knownMember(nick) {
+  for (const room of convs.rooms()) {
+    const member = room.members.get(fold(nick));
+    if (member) return member;
+  }
+  return { nick, presence: "no shared room", protocol: "" };
 }
 
 function renderTyping() {
@@ -711,7 +721,7 @@ function submitInput() {
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
   if (parsed.local === "quit") {
-    conn.close("Leaving");
+    conn.leave(); // closing here could overtake the quit request and lose its reason
     app.creds = null;
     app.loggedIn = false;
     showLoginError("You left. Log in again to come back.");

@@ -92,6 +92,13 @@ export class Connection {
   }
 
   /** Close for good (logout): no reconnect. */
+  /** No reconnect from now on; the server ends the connection (after a quit request, so the
+   * quit and its reason reach the server before the close does). */
+  leave() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
   close(reason = "") {
     this.stopped = true;
     clearTimeout(this.timer);
