@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support import LineClient, server_config
-from tests.test_browser import WAIT_MS, Page, browser  # noqa: F401 (the browser fixture)
+from tests.test_browser import WAIT_MS, Page, browser, hub_ports, refused_reconnect  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -99,3 +99,23 @@ def test_a_guest_whose_nick_is_taken_is_told_which_it_got(browser, ports):  # no
     assert p.text_content("#banner") == "tom is in use, so you are tom_ (/nick to change)"
     assert page.errors == []
     tom.close()
+
+
+def test_reconnect_banner_has_retry_now_and_leaves_the_header_visible(browser, hub_ports):  # noqa: F811
+    server, ports, start_again = hub_ports
+    url = f"http://127.0.0.1:{ports['http']}/"
+    page = Page(browser, url, 390, 844)
+    page.login("nora")
+    page.join("#r")
+    p = page.page
+    server.stop()
+    p.wait_for_selector("#retry-now", timeout=WAIT_MS)
+    banner, header = p.locator("#banner").bounding_box(), p.locator("#conv-name").bounding_box()
+    assert banner["y"] >= header["y"] + header["height"], (banner, header)  # below the header
+    start_again()
+    # at once rather than after the rest of the backoff; the page may have reconnected by
+    # itself already (its first retries come after 1 s, 2 s), so the click may find no button
+    p.evaluate("document.getElementById('retry-now')?.click()")
+    p.wait_for_selector("#banner", state="hidden", timeout=WAIT_MS)
+    p.locator("#member-list li", has_text="nora").wait_for(timeout=WAIT_MS)
+    assert [e for e in page.errors if not refused_reconnect(e, url)] == []

@@ -609,7 +609,8 @@ conn.onclose = ({ code, reason, retryIn }) => {
   }
   const seconds = Math.max(1, Math.round(retryIn / 1000));
   const why = code === 1009 ? "message too big" : reason || "connection lost";
-  showBanner(`Disconnected (${why}) — reconnecting in ${seconds}s…`);
+  showBanner(`Disconnected (${why}) — reconnecting in ${seconds}s… `);
+  $("banner").append(el("button", { id: "retry-now", class: "banner-button", type: "button", on: { click: () => conn.retryNow() } }, "Retry now"));
   $("connection-state").textContent = "Reconnecting…";
   $("login-server").textContent = `Server unreachable — retrying in ${seconds}s…`;
 };

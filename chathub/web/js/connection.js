@@ -91,7 +91,6 @@ export class Connection {
     return true;
   }
 
-  /** Close for good (logout): no reconnect. */
   /** No reconnect from now on; the server ends the connection (after a quit request, so the
    * quit and its reason reach the server before the close does). */
   leave() {
@@ -99,6 +98,7 @@ export class Connection {
     clearTimeout(this.timer);
   }
 
+  /** Close for good (logout): no reconnect. */
   close(reason = "") {
     this.stopped = true;
     clearTimeout(this.timer);
