@@ -119,3 +119,26 @@ def test_reconnect_banner_has_retry_now_and_leaves_the_header_visible(browser, h
     p.wait_for_selector("#banner", state="hidden", timeout=WAIT_MS)
     p.locator("#member-list li", has_text="nora").wait_for(timeout=WAIT_MS)
     assert [e for e in page.errors if not refused_reconnect(e, url)] == []
+
+
+def test_empty_pane_after_login_shows_a_hint_and_the_room_list(browser, ports):  # noqa: F811
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    page.login("olga")
+    p = page.page
+    p.wait_for_selector("#empty-hint:not([hidden])", timeout=WAIT_MS)
+    assert "/join #room" in p.text_content("#empty-hint")
+    p.click("#empty-browse")
+    p.wait_for_selector("#rooms-dialog[open]", timeout=WAIT_MS)
+    p.keyboard.press("Escape")
+    page.join("#r")
+    assert p.is_hidden("#empty-hint")
+    assert page.errors == []
+
+
+def test_default_rooms_are_joined_after_a_first_login(browser, tmp_path, twistd_server):  # noqa: F811
+    server = twistd_server(server_config(tmp_path / "var", '[websocket]\ndefault_rooms = ["#lobby", "#help"]\n', http=True))
+    page = Page(browser, f"http://127.0.0.1:{server.port('http')}/", 1280, 800)
+    page.login("pat")
+    page.page.wait_for_selector("#conv-name:text-is('#lobby')", timeout=WAIT_MS)
+    page.page.locator("#room-list li", has_text="#help").wait_for(timeout=WAIT_MS)
+    assert page.errors == []

@@ -244,6 +244,7 @@ class JsonSession(EncodingParticipant):
                     "history": self.hub.history_available,
                     "register": self._can_register(),
                 },
+                "default_rooms": list(self.config.websocket.default_rooms),
                 "limits": {
                     "nick_length": limits.nick_length,
                     "room_name_length": limits.room_name_length,

@@ -199,6 +199,7 @@ function renderHeader() {
   $("conv-topic").textContent = conv ? (conv.kind === "room" ? conv.topic || "" : "Private conversation") : "Join a room to start chatting";
   $("conv-topic").title = conv && conv.topic ? conv.topic : "";
   $("member-count").textContent = conv && conv.kind === "room" ? String(conv.members.size) : "";
+  $("empty-hint").hidden = Boolean(conv);
 }
 
 function renderMembers() {
@@ -317,9 +318,15 @@ const handlers = {
     if (app.creds && app.creds.mode === "register") {
       send({ type: "register", password: app.creds.password }, { kind: "register" });
     }
-    const rooms = app.reconnecting
+    let rooms = app.reconnecting
       ? convs.rooms().filter((c) => c.joined).map((c) => c.name)
       : storage.get(SAVED_ROOMS, []);
+    if (!rooms.length && !app.reconnecting) {
+      // the server's default rooms ([websocket] default_rooms); without any, the empty pane
+      // shows a hint (#empty-hint) instead of nothing
+      rooms = (app.hello && app.hello.default_rooms) || [];
+      if (rooms.length) app.openAfterJoin = rooms[0];
+    }
     for (const room of rooms) {
       const conv = convs.get(room);
       if (conv) conv.joined = false;
@@ -650,6 +657,7 @@ function showLoginError(text) {
   $("chat-view").hidden = true;
 }
 
+$("empty-browse").addEventListener("click", () => send({ type: "rooms" }));
 $("tab-guest").addEventListener("click", () => setLoginMode("guest"));
 $("tab-account").addEventListener("click", () => setLoginMode("account"));
 $("tab-register").addEventListener("click", () => setLoginMode("register"));
