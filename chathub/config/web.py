@@ -66,7 +66,9 @@ class WebSocketConfig:
             raise ConfigError(f"setting '{prefix}.default_rooms' may name at most {MAX_DEFAULT_ROOMS} rooms")
         for i, name in enumerate(self.default_rooms):
             if not isinstance(name, str) or not valid_room_name(name, 200):
-                raise ConfigError(f"setting '{prefix}.default_rooms[{i}]' must be a room name like \"#lobby\", not {name!r}")
+                raise ConfigError(
+                    f"setting '{prefix}.default_rooms[{i}]' must be a room name like \"#lobby\", not {name!r}"
+                )
         if self.ping_interval > 0 and 0 < self.ping_timeout < 0.5:
             # autobahn's timers run in 0.2 s buckets: shorter timeouts drop healthy peers
             raise ConfigError(f"setting '{prefix}.ping_timeout' must be at least 0.5 seconds")
