@@ -116,12 +116,18 @@ async def test_json_part_reason_too_long_is_an_error_object():
 # -- telnet after a kick ---------------------------------------------------------------
 
 
-def test_telnet_after_a_kick_the_current_room_is_cleared():
+def kicked():
+    """A telnet world where alice kicked bob out of #r (bob's current room)."""
     chat = line_world()
     alice = chat.line_conn("alice", "#r")
     bob = chat.line_conn("bob", "#r")
     alice.send("/kick bob bye")
     bob.expect("bob was kicked from #r by alice")
+    return chat, alice, bob
+
+
+def test_telnet_after_a_kick_the_current_room_is_cleared():
+    chat, _, bob = kicked()
     for command in ("hello", "/me waves", "/topic", "/topic new topic", "/kick alice", "/invite alice", "/part"):
         bob.send(command)
         assert bob.expect("! ").startswith(("! you are no longer in #r", "! you are in no room")), command
@@ -130,10 +136,7 @@ def test_telnet_after_a_kick_the_current_room_is_cleared():
 
 
 def test_telnet_topic_after_the_room_is_gone_is_an_error_not_a_traceback():
-    chat = line_world()
-    alice = chat.line_conn("alice", "#r")
-    bob = chat.line_conn("bob", "#r")
-    alice.send("/kick bob")
+    chat, alice, bob = kicked()
     alice.send("/part")
     assert chat.hub.find_room("#r") is None  # the room ended with its last member
     bob.new_lines()
