@@ -450,7 +450,7 @@ def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path,
     secret = key.read_text().strip()
     host = whois_host(irc_port, "vi")
     assert CLOAK.match(host) and host == HostCloak(secret.encode()).host_for(VICTIM)
-    first.expect_log(r"vi registered via irc from 127\.0\.0\.2 \(shown as " + re.escape(host))
+    first.expect_log(r"vi signed on via irc from 127\.0\.0\.2 \(shown as " + re.escape(host))
     first.stop()
 
     second = twistd_server(config)

@@ -113,7 +113,7 @@ def test_every_command(line_server, line_client_factory):
     alice.send("/who")
     alice.expect(r"^\* 2 users online:$")
     alice.send("/list")
-    alice.expect(r"^\* 1 rooms:$")
+    alice.expect(r"^\* 1 room:$")
     alice.expect(r"^\*   #room \(2\): all about rooms$")
     alice.send("/names")
     alice.expect(r"^\* in #room \(2\): @alice bob$")

@@ -186,7 +186,7 @@ def test_topic_who_list_names_away(env):
     alice.send("/names")
     assert alice.new_lines() == ["* in #r (2): @alice bob"]
     alice.send("/list")
-    assert alice.new_lines() == ["* 1 rooms:", "*   #r (2): all about r"]
+    assert alice.new_lines() == ["* 1 room:", "*   #r (2): all about r"]
     bob.send("/away")
     assert bob.new_lines() == ["* you are back"]
     alice.send("/who")

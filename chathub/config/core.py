@@ -91,6 +91,8 @@ class LimitsConfig:
     #: most lines in one: every protocol refuses more, IRC advertises both (draft/multiline)
     message_bytes: int = 4096
     message_lines: int = 100
+    #: longest PART and QUIT reason (a KICK reason is bounded by [irc] kick_length, KICKLEN)
+    reason_length: int = 390
     max_rooms_per_user: int = 50
     #: longest ban/exception/invite mask, WHO and LIST mask, matched against every message
     mask_length: int = 300
@@ -128,6 +130,7 @@ class LimitsConfig:
             away_length=self.away_length,
             message_bytes=self.message_bytes,
             message_lines=self.message_lines,
+            reason_length=self.reason_length,
             max_rooms_per_user=self.max_rooms_per_user,
             mask_length=self.mask_length,
             max_rooms=self.max_rooms,

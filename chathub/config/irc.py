@@ -52,6 +52,9 @@ class IrcConfig:
     max_targets: int = 4  # TARGMAX for PRIVMSG/NOTICE/TAGMSG
     max_bans: int = 100  # MAXLIST b
     monitor_limit: int = 100  # MONITOR
+    #: replay a room's last [history] join_replay lines after JOIN (not to clients that
+    #: negotiated draft/chathistory: they fetch history themselves)
+    join_replay: bool = True
 
     def validate(self, prefix: str) -> None:
         require_positive(

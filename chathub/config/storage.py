@@ -47,7 +47,7 @@ class HistoryConfig:
     #: rows one retention transaction deletes: appends queued meanwhile commit between two
     #: of them, so a prune of millions of rows never holds messages up for long
     prune_batch: int = 500
-    #: lines of a room replayed to telnet and web users when they join (0: none)
+    #: lines of a room replayed to telnet, web and IRC users when they join (0: none)
     join_replay: int = 20
     #: most events one history request may return (IRC ISUPPORT CHATHISTORY)
     query_limit: int = 100

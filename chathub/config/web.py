@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chathub.config.schema import ConfigError, require_at_least, require_positive
+from chathub.names import valid_room_name
+
+#: most rooms ``default_rooms`` may name (each is joined at every first login of a page)
+MAX_DEFAULT_ROOMS = 10
 
 #: what a listener on loopback is reached as
 DEFAULT_HOSTNAMES = ("localhost", "127.0.0.1", "[::1]")
@@ -36,6 +40,9 @@ class WebSocketConfig:
     flood_max_queued: int = 50
     #: how many proxies in front of us may set X-Forwarded-For (0: ignore the header)
     trust_x_forwarded_for: int = 0
+    #: rooms the bundled web client joins after a login that has none of its own to rejoin
+    #: (empty: it opens the room list instead, so the page is never an empty pane)
+    default_rooms: list[str] = field(default_factory=list)
 
     def validate(self, prefix: str) -> None:
         require_positive(
@@ -55,6 +62,13 @@ class WebSocketConfig:
             ping_timeout=self.ping_timeout,
             trust_x_forwarded_for=self.trust_x_forwarded_for,
         )
+        if len(self.default_rooms) > MAX_DEFAULT_ROOMS:
+            raise ConfigError(f"setting '{prefix}.default_rooms' may name at most {MAX_DEFAULT_ROOMS} rooms")
+        for i, name in enumerate(self.default_rooms):
+            if not isinstance(name, str) or not valid_room_name(name, 200):
+                raise ConfigError(
+                    f"setting '{prefix}.default_rooms[{i}]' must be a room name like \"#lobby\", not {name!r}"
+                )
         if self.ping_interval > 0 and 0 < self.ping_timeout < 0.5:
             # autobahn's timers run in 0.2 s buckets: shorter timeouts drop healthy peers
             raise ConfigError(f"setting '{prefix}.ping_timeout' must be at least 0.5 seconds")

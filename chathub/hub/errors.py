@@ -48,13 +48,18 @@ InviteOnly = _error("invite_only", "Cannot join room (invite only)")
 BadKey = _error("bad_key", "Cannot join room (incorrect key)")
 RoomFull = _error("room_full", "Cannot join room (room is full)")
 TooManyRooms = _error("too_many_rooms", "You have joined too many rooms")
+# KICK and PART reasons are bounded ([irc] kick_length, [limits] reason_length); the
+# message names the bound
+ReasonTooLong = _error("reason_too_long", "Reason too long")
 NoText = _error("no_text", "No text to send")
 # [limits] message_bytes / message_lines: the message names the limit it broke
 MessageTooLong = _error("message_too_long", "Message too long")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
-WeakPassword = _error("weak_password", "Password too short (at least 4 characters)")
+#: the shortest password an account may have (every protocol's registration says so first)
+MIN_PASSWORD = 4
+WeakPassword = _error("weak_password", f"Password too short (at least {MIN_PASSWORD} characters)")
 NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 # room creation is bounded three ways ([limits]); each names its bound in the message
 TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")

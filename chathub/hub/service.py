@@ -443,7 +443,7 @@ class ChatHub(service.Service):
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.max_global_seen = max(self.max_global_seen, self.global_user_count())
         self.log.info(
-            "{nick} registered via {protocol} from {host} (shown as {shown})",
+            "{nick} signed on via {protocol} from {host} (shown as {shown})",
             event="login",  # a stable name for log shippers (chathub.lifecycle.logs)
             nick=nick,
             protocol=user.protocol,
@@ -584,6 +584,9 @@ class ChatHub(service.Service):
         """Take ``user`` out of room ``name``."""
         self._check_present(user)
         room, _ = self._member_of(user, name)
+        limit = self.config.limits.reason_length
+        if len(reason) > limit:
+            raise errors.ReasonTooLong(room.name, f"Part reason too long (at most {limit} characters)")
         event = self._event(Kind.PART, user, room.name, reason)
         recipients = room.recipients()
         self._leave(user, room)
@@ -646,6 +649,9 @@ class ChatHub(service.Service):
         room, member = self._member_of(user, name)
         if not member.is_operator:
             raise errors.NotRoomOperator(room.name)
+        limit = self.config.irc.kick_length  # advertised to IRC clients as KICKLEN
+        if len(reason) > limit:
+            raise errors.ReasonTooLong(room.name, f"Kick reason too long (at most {limit} characters)")
         target = room.members.get(fold(nick))
         if target is None:
             if fold(nick) not in self.users:
@@ -685,8 +691,15 @@ class ChatHub(service.Service):
             # the invite is kept where the invited user is, the node that checks its join
             self._announce(["invite", event.to_dict()])
         else:
-            self.fanout.flush()  # after what the target is owed already
-            target.participant.deliver(event)
+            fanout = self.fanout
+            local = target
+
+            def deliver() -> None:
+                fanout.flush()  # after what the target is owed already
+                local.participant.deliver(event)  # shown whatever its capabilities (IRC ``direct``)
+
+            # through the outbox like every event: behind a message still waiting for its commit
+            self.outbox.publish(deliver)
         if room is not None:
             # invite-notify: members who may see invites (operators) hear about it
             witnesses = [m.user for m in room.members.values() if m.is_operator and m.user is not user]
@@ -998,7 +1011,8 @@ class ChatHub(service.Service):
         folded = user.folded
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
-        event = self._event(Kind.QUIT, user, text=reason)
+        # a quit cannot be refused (the connection is going): a long reason is cut
+        event = self._event(Kind.QUIT, user, text=reason[: self.config.limits.reason_length])
         recipients = self._neighbours(user)
         rooms = list(user.rooms)
         for room in list(user.rooms.values()):
@@ -1113,7 +1127,7 @@ class ChatHub(service.Service):
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
         if self.users.get(user.folded or "") is not user:
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
-        if len(password) < 4:
+        if len(password) < errors.MIN_PASSWORD:
             return defer.fail(errors.WeakPassword(user.nick or ""))
         nick = cast(str, user.nick)  # signed on, checked above
 

@@ -357,14 +357,28 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         handler(rest.strip())
 
+    def _here(self) -> Optional[str]:
+        """The current room's name while this user is still in it. A kick (or the room
+        ending) takes the user out without a command of theirs: the current room is then
+        cleared and the user told, never silently switched to another room."""
+        name = self.current_room
+        if name is None:
+            self.error("you are in no room: /join #room first (/list shows rooms)")
+            return None
+        room = self.hub.find_room(name)
+        if room is None or self.user not in room:
+            self.current_room = None
+            self.error(f"you are no longer in {name}: /join #room or /room #room (joined: {self._joined_list()})")
+            return None
+        return room.name
+
     def _say_in_room(self, text: str) -> None:
         if self.user is None:
             self.error("pick a nick first: /nick NAME")
             return
-        if self.current_room is None:
-            self.error("you are in no room: /join #room first (/list shows rooms)")
-            return
-        self.hub.send(self.user, self.current_room, text)
+        name = self._here()
+        if name is not None:
+            self.hub.send(self.user, name, text)
 
     # -- commands --------------------------------------------------------------------
 
@@ -516,9 +530,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         name: Optional[str]
         name, _, reason = rest.partition(" ")
         if not is_room_name(name):
-            name, reason = self.current_room, rest
+            name, reason = self._here(), rest
         if name is None:
-            self.error("you are in no room")
             return
         event = self.hub.part(self.user, name, reason.strip())
         if self.current_room and fold(self.current_room) == fold(event.target):
@@ -548,24 +561,24 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.after(confirm)
 
     def cmd_me(self, rest: str) -> None:
-        if self.current_room is None:
-            self.error("you are in no room: /join #room first")
-            return
         if not rest:
             self.error("usage: /me action")
             return
-        self.hub.send(self.user, self.current_room, rest, Kind.ACTION)
+        name = self._here()
+        if name is not None:
+            self.hub.send(self.user, name, rest, Kind.ACTION)
 
     def cmd_topic(self, rest: str) -> None:
-        if self.current_room is None:
-            self.error("you are in no room: /join #room first")
+        name = self._here()
+        if name is None:
             return
-        room = self.hub.find_room(self.current_room)
         if not rest:
-            self.say(f"* topic of {room.name}: {room.topic}" if room.topic else f"* {room.name} has no topic")
+            room = self.hub.find_room(name)
+            assert room is not None  # ``_here`` found it
+            self.say(f"* topic of {room.name}: {_clean(room.topic)}" if room.topic else f"* {room.name} has no topic")
             return
-        self.hub.set_topic(self.user, room.name, rest)
-        self.after(lambda: self.say(f"* you set the topic of {room.name}: {room.topic}"))
+        event = self.hub.set_topic(self.user, name, rest)
+        self.after(lambda: self.say(f"* you set the topic of {event.target}: {_clean(event.text)}"))
 
     def cmd_names(self, rest: str) -> None:
         name = rest or self.current_room
@@ -585,7 +598,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.say(f"* {len(members)} in {room.name}:")
         else:
             members = [("", u) for u in self.hub.visible_users(self.user)]
-            self.say(f"* {len(members)} users online:")
+            self.say(f"* {len(members)} user{'' if len(members) == 1 else 's'} online:")
         for prefix, user in sorted(members, key=lambda pu: pu[1].folded):
             state = f"away: {_clean(user.away)}" if user.away else "here"
             account = f", account {user.account}" if user.account else ""
@@ -593,7 +606,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def cmd_list(self, rest: str) -> None:
         rooms = sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
-        self.say(f"* {len(rooms)} rooms:")
+        self.say(f"* {len(rooms)} room{'' if len(rooms) == 1 else 's'}:")
         for room in rooms:
             topic = f": {_clean(room.topic)}" if room.topic else ""
             count = len(self.hub.visible_members(self.user, room))
@@ -634,17 +647,22 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def cmd_kick(self, rest: str) -> None:
         nick, _, reason = rest.partition(" ")
-        if not nick or self.current_room is None:
+        if not nick:
             self.error("usage: /kick NICK [reason] (in your current room)")
             return
-        event = self.hub.kick(self.user, self.current_room, nick, reason.strip())
+        name = self._here()
+        if name is None:
+            return
+        event = self.hub.kick(self.user, name, nick, reason.strip())
         self.after(lambda: self.say(f"* you kicked {event.data['nick']} from {event.target}"))
 
     def cmd_invite(self, rest: str) -> None:
         parts = rest.split()
-        room = parts[1] if len(parts) > 1 else self.current_room
-        if not parts or room is None:
+        if not parts:
             self.error("usage: /invite NICK [#room]")
+            return
+        room = parts[1] if len(parts) > 1 else self._here()
+        if room is None:
             return
         event = self.hub.invite(self.user, room, parts[0])
         self.after(lambda: self.say(f"* you invited {event.data['nick']} to {event.target}"))

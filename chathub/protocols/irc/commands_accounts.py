@@ -35,7 +35,7 @@ from chathub.protocols.irc.wire import Message
 log = Logger()
 
 #: the hub refuses shorter passwords (``errors.WeakPassword``); checked here too before connect
-MIN_PASSWORD = 4
+MIN_PASSWORD = errors.MIN_PASSWORD
 #: longer passwords would not fit a NickServ PRIVMSG or SASL PLAIN comfortably (spec advice)
 MAX_PASSWORD_BYTES = 300
 #: something@something.tld, no spaces or controls. We send no mail and keep no address (like

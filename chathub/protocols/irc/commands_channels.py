@@ -13,6 +13,7 @@ from chathub.hub.rooms import LIST_MODES
 from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
+from chathub.protocols.irc.commands_history import replay_on_join
 from chathub.protocols.irc.commands_metadata import on_join as metadata_on_join
 from chathub.protocols.irc.commands_readmarker import on_join as markread_on_join
 from chathub.protocols.irc.commands_server import MAX_MODE_PARAMS
@@ -68,6 +69,7 @@ def join(session, msg: Message, rb) -> None:
         markread_on_join(session, room, rb)
         rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
         metadata_on_join(session, room, rb)
+        replay_on_join(session, room.name, event.id, rb)
 
 
 @command("PART", min_params=1)
@@ -297,7 +299,6 @@ def user_mode(session, msg: Message, rb) -> None:
 def kick(session, msg: Message, rb) -> None:
     """KICK <#chan>[,<#chan>...] <nick>[,<nick>...] [:reason] (one channel, or one per nick)."""
     reason = msg.params[2] if len(msg.params) > 2 else ""
-    reason = reason[: session.config.irc.kick_length]
     rooms = [r for r in msg.params[0].split(",") if r]
     nicks = [n for n in msg.params[1].split(",") if n]
     if len(rooms) == 1:

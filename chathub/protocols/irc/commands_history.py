@@ -10,10 +10,16 @@ so a message shows with the msgid and time every client saw live. Replies go in 
 ``chathistory`` batch (``draft/chathistory-targets`` for TARGETS) when the client has
 ``batch``; without it the same lines come unbatched, as the specification allows.
 Refusals are standard-replies ``FAIL CHATHISTORY <code> <subcommand> ...`` lines.
+
+``replay_on_join``: the last ``[history] join_replay`` lines of a room after its JOIN, as
+telnet and web users get them (Ergo's autoreplay), for clients that do not fetch history
+themselves (docs/irc.md, "History replay on JOIN").
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 from typing import Literal, Optional, Union, overload
 
 from twisted.internet import defer
@@ -156,30 +162,82 @@ def chathistory(session, msg: Message, rb) -> Optional[defer.Deferred]:
 
 def _replay(events, session, rb, name: str) -> None:
     """Each event as the line it was, with its msgid and time, in a chathistory batch."""
+    _batched(session, rb, ["chathistory", name], _rendered(events, C.rendering(session.caps), session.server_name))
+
+
+def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None:
+    for line in _batch(session, batch_params, lines):
+        rb.add(line)
+
+
+def _batch(session, batch_params: list[str], lines: list[Message]) -> list[Message]:
+    """``lines`` in a batch of ``batch_params`` for a client with ``batch``, else as they are."""
+    if C.BATCH not in session.caps:
+        return lines
+    ref = session.server.batch_ref("h")
+    return [
+        Message("BATCH", [f"+{ref}", *batch_params], session.server_name),
+        # a multiline batch's lines keep their own batch (its opening line joins this one)
+        *(line if "batch" in line.tags else line.with_tags(batch=ref) for line in lines),
+        Message("BATCH", [f"-{ref}"], session.server_name),
+    ]
+
+
+def replay_on_join(session, name: str, joined_id: str, rb) -> None:
+    """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id``), the room's last
+    ``[history] join_replay`` chat lines: in a ``chathistory`` batch with their times for a
+    client with ``batch`` and ``server-time``, else as plain lines whose text starts with
+    the time. Skipped with ``[irc] join_replay`` off and for clients that negotiated
+    ``draft/chathistory``: they ask for what they want (CHATHISTORY LATEST) and would
+    otherwise get every line twice."""
+    hub, config = session.hub, session.config
+    limit = config.history.join_replay
+    if not config.irc.join_replay or limit <= 0 or C.CHATHISTORY in session.caps or not hub.history_available:
+        return
+    open_response = [rb]  # while JOIN's response is open (the store answered at once), into it
+
+    def replay(events) -> None:
+        # a line accepted after the JOIN reached this client live: not replayed again
+        lines = _replay_lines(session, name, [e for e in events if e.id < joined_id])
+        if not lines:
+            return
+        if open_response:
+            for line in lines:
+                open_response[0].add(line)
+        elif not session.closed:
+            # after the JOIN's response, which waits in the hub's outbox as this does
+            hub.after_delivery(lambda: session.write_messages(lines))
+
+    def failed(failure) -> None:
+        log.failure("join replay of {room} failed", failure, room=name)
+
+    hub.recent_history(session.user, name, limit).addCallbacks(replay, failed)
+    open_response.clear()
+
+
+def _replay_lines(session, name: str, events) -> list[Message]:
     caps = C.rendering(session.caps)
     server = session.server_name
+    if C.BATCH in session.caps and C.SERVER_TIME in session.caps:
+        return _batch(session, ["chathistory", name], _rendered(events, caps, server))
+    stamped = [
+        dataclasses.replace(event, text=f"[{time.strftime('%Y-%m-%d %H:%M', time.gmtime(event.time))}] {event.text}")
+        for event in events
+    ]
+    return _rendered(stamped, caps, server)
+
+
+def _rendered(events, caps, server: str) -> list[Message]:
+    """Each event as the line (a long message: the lines) it was live."""
     lines: list[Message] = []
     for event in events:
         if event.kind in Kind.TEXT_KINDS:
-            lines.extend(render_lines(event, caps, server))  # a long one as it went live
+            lines.extend(render_lines(event, caps, server))
         else:
             line = render(event, caps, server)
             if line is not None:
                 lines.append(line)
-    _batched(session, rb, ["chathistory", name], lines)
-
-
-def _batched(session, rb, batch_params: list[str], lines: list[Message]) -> None:
-    if C.BATCH not in session.caps:
-        for line in lines:
-            rb.add(line)
-        return
-    ref = session.server.batch_ref("h")
-    rb.add(Message("BATCH", [f"+{ref}", *batch_params], session.server_name))
-    for line in lines:
-        # a multiline batch's lines keep their own batch (its opening line joins this one)
-        rb.add(line if "batch" in line.tags else line.with_tags(batch=ref))
-    rb.add(Message("BATCH", [f"-{ref}"], session.server_name))
+    return lines
 
 
 def _query_failed(failure, session, rb, sub: str, target: str) -> None:

@@ -153,6 +153,8 @@ HUB_ERRORS = {
     "too_many_rooms": ERR_TOOMANYCHANNELS,
     "no_text": ERR_NOTEXTTOSEND,
     "message_too_long": ERR_INPUTTOOLONG,
+    # no numeric is meant for a reason over KICKLEN; 417 "input too long" says what happened
+    "reason_too_long": ERR_INPUTTOOLONG,
     "unknown_mode": ERR_UNKNOWNMODE,
     "list_full": ERR_BANLISTFULL,
     "bad_mask": ERR_INVALIDMODEPARAM,

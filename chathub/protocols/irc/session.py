@@ -408,7 +408,7 @@ class IrcSession:
             rb.numeric(code, target, *params, message)
         elif code in (N.ERR_USERNOTINCHANNEL, N.ERR_USERONCHANNEL):
             rb.numeric(code, target, *(context or ("*",)), message)
-        elif code in (N.ERR_NOPRIVILEGES,):
+        elif code in (N.ERR_NOPRIVILEGES, N.ERR_INPUTTOOLONG):
             rb.numeric(code, message)
         elif code == N.ERR_UNKNOWNMODE:
             rb.numeric(code, target, message)

@@ -248,11 +248,13 @@ class JsonSession(EncodingParticipant):
                     "history": self.hub.history_available,
                     "register": self._can_register(),
                 },
+                "default_rooms": list(self.config.websocket.default_rooms),
                 "limits": {
                     "nick_length": limits.nick_length,
                     "room_name_length": limits.room_name_length,
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
+                    "password_min_length": errors.MIN_PASSWORD,
                     "message_bytes": self.config.websocket.max_message_bytes,
                     "text_bytes": limits.message_bytes,
                     "text_lines": limits.message_lines,

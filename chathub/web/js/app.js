@@ -168,10 +168,13 @@ function messageText(line) {
   return [text, toggle];
 }
 
+// as many as style.css's --nick-N colours, each readable on both themes
+const NICK_COLOURS = 12;
+
 function nickColor(nick) {
   let h = 0;
   for (const c of fold(nick || "")) h = (h * 31 + c.charCodeAt(0)) >>> 0;
-  return `hsl(${h % 360} 55% 45%)`;
+  return `var(--nick-${h % NICK_COLOURS})`;
 }
 
 // -- rendering ---------------------------------------------------------------------------------
@@ -333,27 +336,38 @@ function renderHeader() {
   $("conv-topic").textContent = conv ? (conv.kind === "room" ? conv.topic || "" : "Private conversation") : "Join a room to start chatting";
   $("conv-topic").title = conv && conv.topic ? conv.topic : "";
   $("member-count").textContent = conv && conv.kind === "room" ? String(conv.members.size) : "";
+  $("empty-hint").hidden = Boolean(conv);
 }
 
 function renderMembers() {
   const list = $("member-list");
   clear(list);
   const conv = convs.current;
-  if (!conv || conv.kind !== "room") return;
-  for (const m of conv.sortedMembers()) {
-    const presence = m.presence === "away" ? `away${m.away ? `: ${m.away}` : ""}` : "online";
+  if (!conv) return;
+  // a private conversation lists its two parties, as known from the rooms shared with them
+  const members = conv.kind === "room" ? conv.sortedMembers() : [app.me, conv.name].map(knownMember);
+  for (const m of members) {
+    const presence = m.presence === "away" ? `away${m.away ? `: ${m.away}` : ""}` : m.presence || "online";
     const item = el("li", {
-      class: m.presence === "away" ? "away" : "online",
+      class: m.presence === "away" ? "away" : m.presence === "online" ? "online" : "unknown",
       title: `${m.nick} — ${presence} — via ${m.protocol}${m.account ? ` — account ${m.account}` : ""}`,
       on: { click: () => { if (!isMe(m.nick)) openPrivate(m.nick); } },
     },
     el("span", { class: "dot", "aria-label": presence }),
     el("span", { class: "role" }, m.op ? "@" : m.voice ? "+" : ""),
     el("span", { class: "nick" }, m.nick),
-    el("span", { class: "proto" }, m.protocol));
+    el("span", { class: "proto" }, m.protocol || "?"));
     list.append(item);
   }
-  $("member-count").textContent = String(conv.members.size);
+  $("member-count").textContent = String(members.length);
+}
+
+function knownMember(nick) {
+  for (const room of convs.rooms()) {
+    const member = room.members.get(fold(nick));
+    if (member) return member;
+  }
+  return { nick, presence: "no shared room", protocol: "" };
 }
 
 function renderTyping() {
@@ -429,16 +443,27 @@ const handlers = {
     app.account = obj.account;
     app.loggedIn = true;
     storage.set(SAVED_NICK, obj.nick);
-    hideBanner();
     $("login-view").hidden = true;
     $("chat-view").hidden = false;
     $("connection-state").textContent = `Connected as ${obj.nick}`;
+    hideBanner();
+    if (app.creds && app.creds.wanted && app.creds.wanted !== obj.nick) {
+      // never silently someone else: say why the nick is not the one asked for
+      showBanner(`${app.creds.wanted} is in use, so you are ${obj.nick} (/nick to change)`, 8000);
+      app.creds = { ...app.creds, wanted: undefined };
+    }
     if (app.creds && app.creds.mode === "register") {
       send({ type: "register", password: app.creds.password }, { kind: "register" });
     }
-    const rooms = app.reconnecting
+    let rooms = app.reconnecting
       ? convs.rooms().filter((c) => c.joined).map((c) => c.name)
       : storage.get(SAVED_ROOMS, []);
+    if (!rooms.length && !app.reconnecting) {
+      // the server's default rooms ([websocket] default_rooms); without any, the empty pane
+      // shows a hint (#empty-hint) instead of nothing
+      rooms = (app.hello && app.hello.default_rooms) || [];
+      if (rooms.length) app.openAfterJoin = rooms[0];
+    }
     for (const room of rooms) {
       const conv = convs.get(room);
       if (conv) conv.joined = false;
@@ -455,7 +480,7 @@ const handlers = {
     if (!app.loggedIn) {
       if (app.creds && obj.request === "login" && obj.code === "nick_in_use" && app.creds.mode === "guest" && app.creds.retries < 3) {
         // after a restart our old self may still hold the nick for a moment
-        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1 };
+        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1, wanted: app.creds.wanted || app.creds.nick };
         login(app.creds);
         return;
       }
@@ -680,7 +705,7 @@ const handlers = {
   },
 
   registered(obj) {
-    if (app.creds) app.creds = { ...app.creds, mode: "account" };
+    if (app.creds) app.creds = { ...app.creds, nick: obj.account, mode: "account" };
     app.account = obj.account;
     renderSidebar();
     const conv = convs.current;
@@ -737,7 +762,8 @@ conn.onclose = ({ code, reason, retryIn }) => {
   }
   const seconds = Math.max(1, Math.round(retryIn / 1000));
   const why = code === 1009 ? "message too big" : reason || "connection lost";
-  showBanner(`Disconnected (${why}) — reconnecting in ${seconds}s…`);
+  showBanner(`Disconnected (${why}) — reconnecting in ${seconds}s… `);
+  $("banner").append(el("button", { id: "retry-now", class: "banner-button", type: "button", on: { click: () => conn.retryNow() } }, "Retry now"));
   $("connection-state").textContent = "Reconnecting…";
   $("login-server").textContent = `Server unreachable — retrying in ${seconds}s…`;
 };
@@ -762,8 +788,12 @@ function setLoginMode(mode) {
   $("login-hint").textContent = {
     guest: "Guests chat under any free nick. Registered nicks need their password.",
     account: "Log in with your account name and password.",
-    register: "Pick a nick and a password: the nick becomes your account.",
+    register: `Pick a nick and a password of at least ${minPassword()} characters: the nick becomes your account.`,
   }[mode];
+}
+
+function minPassword() {
+  return (app.hello && app.hello.limits && app.hello.limits.password_min_length) || 4;
 }
 
 function showLoginError(text) {
@@ -773,6 +803,7 @@ function showLoginError(text) {
   $("chat-view").hidden = true;
 }
 
+$("empty-browse").addEventListener("click", () => send({ type: "rooms" }));
 $("tab-guest").addEventListener("click", () => setLoginMode("guest"));
 $("tab-account").addEventListener("click", () => setLoginMode("account"));
 $("tab-register").addEventListener("click", () => setLoginMode("register"));
@@ -783,6 +814,12 @@ $("login-form").addEventListener("submit", (event) => {
   const nick = $("login-nick").value.trim();
   const password = $("login-password").value;
   if (!nick) return;
+  if (app.loginMode === "register" && password.length < minPassword()) {
+    // refused here, before anything is sent: never a guest login with a banner instead
+    showLoginError(`Password too short: at least ${minPassword()} characters.`);
+    $("login-password").focus();
+    return;
+  }
   // registering: log in as a guest under the nick, then register it (see "register" in docs/protocol.md)
   app.creds = { nick, password, mode: app.loginMode, retries: 0 };
   login(app.creds);
@@ -836,16 +873,19 @@ function submitInput() {
     else showBanner("Type /join #room to join or create a room; /help there lists every command.", 8000);
   }
   if (parsed.local === "rooms") send({ type: "rooms" });
+  if (parsed.local === "topic" && conv) systemLine(conv, conv.topic ? `Topic: ${conv.topic}` : `${conv.name} has no topic`, null);
   for (const req of parsed.requests) {
     if (req.type === "join") {
       joinRoom(req.room, req.key);
       continue;
     }
+    // kept in memory, as the Register tab does, to log in to the account after a reconnect
+    if (req.type === "register" && app.creds) app.creds = { ...app.creds, password: req.password };
     send(req, req.type === "message" || req.type === "action" ? null : { kind: req.type });
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
   if (parsed.local === "quit") {
-    conn.close("Leaving");
+    conn.leave(); // closing here could overtake the quit request and lose its reason
     app.creds = null;
     app.loggedIn = false;
     showLoginError("You left. Log in again to come back.");

@@ -2,13 +2,14 @@
 
 export const HELP = [
   "/join #room [key] — join or create a room",
-  "/part [reason] — leave this room",
+  "/part [#room] [reason] — leave this room (or #room)",
   "/me action — say what you do",
   "/msg nick text — private message (opens a conversation)",
   "/query nick — open a private conversation",
   "/nick newnick — change your nick",
-  "/topic text — set this room's topic",
-  "/away [text] — mark yourself away; /back to return",
+  "/topic [text] — show or set this room's topic",
+  "/away [text] — mark yourself away; /away alone (or /back) to return",
+  "/register password — register your nick as an account",
   "/notice target text — send a notice",
   "/rooms — browse rooms",
   "/quit [reason] — leave chathub",
@@ -47,9 +48,14 @@ export function parseInput(line, current) {
       return { requests: [req], open: room };
     }
     case "part":
-    case "leave":
+    case "leave": {
+      // as on telnet: /part [#room] [reason]
+      if (words[0] && words[0].startsWith("#")) {
+        return { requests: [{ type: "part", room: words[0], reason: rest.slice(words[0].length).trim() }] };
+      }
       if (!current || !current.startsWith("#")) return { requests: [], error: "/part works in a room" };
       return { requests: [{ type: "part", room: current, reason: rest }] };
+    }
     case "msg":
     case "query": {
       if (!words.length) return need(`/${name} nick text`);
@@ -68,9 +74,14 @@ export function parseInput(line, current) {
       return { requests: [{ type: "nick", nick: words[0] }] };
     case "topic":
       if (!current || !current.startsWith("#")) return { requests: [], error: "/topic works in a room" };
+      if (!rest) return { requests: [], local: "topic" }; // as on telnet: shows it, never clears it
       return { requests: [{ type: "topic", room: current, text: rest }] };
     case "away":
-      return { requests: [{ type: "away", text: rest || "away" }] };
+      // as on telnet: /away alone means back
+      return { requests: [rest ? { type: "away", text: rest } : { type: "away" }] };
+    case "register":
+      if (words.length !== 1) return need("/register password");
+      return { requests: [{ type: "register", password: words[0] }] };
     case "back":
       return { requests: [{ type: "away" }] };
     case "rooms":

@@ -91,6 +91,13 @@ export class Connection {
     return true;
   }
 
+  /** No reconnect from now on; the server ends the connection (after a quit request, so the
+   * quit and its reason reach the server before the close does). */
+  leave() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
   /** Close for good (logout): no reconnect. */
   close(reason = "") {
     this.stopped = true;

@@ -1,0 +1,95 @@
+"""Issue 13, point 6 over real sockets: IRC clients get a room's last lines on JOIN, as
+telnet and web users do; clients that negotiate draft/chathistory fetch history
+themselves and get none."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import pytest_twisted
+
+from tests.support import ALL_CAPS, HubServer, IrcClient, batch_of, history_server
+
+
+@pytest.fixture
+def server(history_hub):
+    return history_hub
+
+
+async def room_with_history(server: HubServer, count: int = 3) -> IrcClient:
+    """A telnet user said m0..m{count-1} in #r (and stays there); the IRC client that
+    watched them all arrive, so they are stored."""
+    telnet = await server.telnet("tom", rooms=["#r"])
+    watcher = await server.irc("watcher", rooms=["#r"])
+    for i in range(count):
+        telnet.send(f"m{i}")
+        await watcher.expect(lambda l, i=i: l.command == "PRIVMSG" and l.params[-1] == f"m{i}")
+    return watcher
+
+
+@pytest_twisted.ensureDeferred
+async def test_batch_and_server_time_get_a_chathistory_batch(server):
+    await room_with_history(server)
+    client = await server.irc("bob", "batch", "server-time", "message-tags")
+    client.send("JOIN #r")
+    start = client.cursor
+    await client.expect(lambda l: l.command == "BATCH" and l.params[0].startswith("-"))
+    lines = client.lines[start : client.cursor]
+    params, inner = batch_of(lines)
+    assert params == ["#r"]
+    assert [l.params[-1] for l in inner] == ["m0", "m1", "m2"]
+    assert all(l.source.startswith("tom!") and "time" in l.tags and "msgid" in l.tags for l in inner)
+    # after the JOIN burst
+    assert [l.command for l in lines].index("366") < [l.command for l in lines].index("BATCH")
+
+
+@pytest_twisted.ensureDeferred
+async def test_plain_client_gets_lines_with_a_time_prefix(server):
+    await room_with_history(server, 2)
+    client = await server.irc("carl")
+    client.send("JOIN #r")
+    start = client.cursor
+    await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1].endswith("] m1"))
+    replayed = [l for l in client.lines[start : client.cursor] if l.command == "PRIVMSG"]
+    assert [re.sub(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d\] ", "", l.params[-1]) for l in replayed] == ["m0", "m1"]
+    assert all(l.params[0] == "#r" and l.source.startswith("tom!") for l in replayed)
+    assert not any(l.command == "BATCH" for l in client.lines[start : client.cursor])
+
+
+@pytest_twisted.ensureDeferred
+async def test_chathistory_clients_get_no_replay_and_fetch_it_themselves(server):
+    await room_with_history(server)
+    client = await server.irc("dora", *ALL_CAPS)
+    client.send("JOIN #r")
+    # the history query is answered after any replay the JOIN would have started
+    lines = await client.roundtrip("CHATHISTORY LATEST #r * 10")
+    _, inner = batch_of(lines)
+    assert [l.params[-1] for l in inner] == ["m0", "m1", "m2"]
+    assert sum(l.command == "PRIVMSG" for l in lines) == 3  # the batch's, nothing more
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_line_said_after_the_join_is_live_only(server):
+    watcher = await room_with_history(server, 1)
+    client = await server.irc("erin", "batch", "server-time")
+    client.send("JOIN #r")
+    await client.expect("366")
+    watcher.send("PRIVMSG #r :after")
+    await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "after")
+    await client.roundtrip()
+    assert [l.params[-1] for l in client.lines if l.command == "PRIVMSG"].count("after") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_replay_off_by_setting(tmp_path):
+    server = await history_server(tmp_path, irc={"join_replay": False, "flood_exempt": ["127.0.0.1"]})
+    try:
+        await room_with_history(server, 1)
+        client = await server.irc("fay")
+        client.send("JOIN #r")
+        await client.expect("366")
+        await client.roundtrip("CHATHISTORY LATEST #r * 10")  # answered after any replay
+        replayed = [l for l in client.lines if l.command == "PRIVMSG"]
+        assert len(replayed) == 1 and replayed[0].params[-1] == "m0"  # the one asked for only
+    finally:
+        await server.stop()
