@@ -261,3 +261,11 @@ class Page:
         path = ARTIFACTS / name
         self.page.screenshot(path=str(path), animations="disabled")
         return path
+
+
+def refused_reconnect(error: str, url: str) -> bool:
+    """Chromium's console error for a WebSocket to this page's server that nobody accepted."""
+    ws = url.replace("http://", "ws://", 1).split("/", 3)
+    return error.startswith(f"WebSocket connection to '{ws[0]}//{ws[2]}/ws' failed") and error.endswith(
+        "net::ERR_CONNECTION_REFUSED"
+    )

@@ -6,16 +6,8 @@ Every wait is on an event (a selector, a line, a log line) with a timeout.
 """
 from __future__ import annotations
 
-from tests.browser_helpers import WAIT_MS, Page
+from tests.browser_helpers import WAIT_MS, Page, refused_reconnect
 from tests.support import LineClient
-
-
-def refused_reconnect(error: str, url: str) -> bool:
-    """Chromium's console error for a WebSocket to this page's server that nobody accepted."""
-    ws = url.replace("http://", "ws://", 1).split("/", 3)
-    return error.startswith(f"WebSocket connection to '{ws[0]}//{ws[2]}/ws' failed") and error.endswith(
-        "net::ERR_CONNECTION_REFUSED"
-    )
 
 
 def irc_client(port: int, nick: str) -> LineClient:

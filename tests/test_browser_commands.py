@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser_helpers import WAIT_MS, Page, refused_reconnect
 from tests.support import LineClient, server_config
-from tests.test_browser import WAIT_MS, Page, browser, hub_ports, refused_reconnect  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
