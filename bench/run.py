@@ -12,11 +12,16 @@ and writes the raw results and the table to ``bench/results/``.
     python bench/run.py --scenarios fanout,rate --runs 5
     python bench/run.py --server twisted-words --set fanout.clients=200
     python bench/run.py --nodes 2 --scenarios fanout,rooms   # 2 cluster nodes against 1 node
+    python bench/run.py --metrics compare --scenarios fanout,rooms --runs 5   # [metrics] on vs off
 
 With ``--nodes N`` the columns are chathub as N cluster nodes (one ``reuseport:`` port per
 protocol, PostgreSQL as the store, a redis-server the run starts) against chathub as one node
 on the same PostgreSQL; the nodes share the server's CPU, so the table shows what a node
 costs per delivery (deliveries per server CPU-second) rather than what more cores would give.
+
+With ``--metrics compare`` the columns are chathub with ``[metrics]`` on (as shipped: every
+counter and the latency histogram kept; nothing scrapes during the run) against chathub with
+it off (no counters at all); ``--metrics off`` runs every chathub server with it off.
 
 Every load goes to 127.0.0.1 and is bounded in connections, messages and time.
 """
@@ -50,6 +55,8 @@ MAX_CLIENTS = 10_000
 SERVERS = ("chathub", "twisted-words")
 #: --nodes N: the server name of N cluster nodes (set in main)
 CLUSTER = "chathub-cluster"
+#: --metrics compare: chathub a second time, with [metrics] off (the first one has it on)
+METRICS_OFF = "chathub metrics-off"
 LISTEN_BACKLOG = 1024
 
 # Scenario parameters: full run, and --quick.  Keys are loadgen options.
@@ -395,6 +402,7 @@ def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
             "storage": {"backend": "postgres", "postgres_dsn": dsn},
             "cluster": {"enabled": True, "redis_url": f"redis://127.0.0.1:{args.redis.port}/0",
                         "node_id": f"n{i}", "key_prefix": prefix},
+            "metrics": {"enabled": args.metrics != "off"},
         }
         with open(config, "w") as f:
             f.write(chathub_config(ports, os.path.join(node_dir, "data"), args.chathub_extra, "reuseport", settings))
@@ -438,6 +446,7 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> Runnin
             dsn, drop = postgres_schema(args, name)
             settings = {"storage": {"backend": "postgres", "postgres_dsn": dsn}}
             cleanup.append(drop)
+        settings["metrics"] = {"enabled": metrics_on(name, args)}
         with open(config, "w") as f:
             f.write(chathub_config(ports, os.path.join(workdir, "data"), args.chathub_extra, settings=settings))
         argv = base + ["chathub", "--config", config]
@@ -458,6 +467,11 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> Runnin
         stop_server(server, keep=True)
         raise
     return server
+
+
+def metrics_on(name: str, args: argparse.Namespace) -> bool:
+    """Whether the chathub server ``name`` runs with [metrics] on (--metrics)."""
+    return name != METRICS_OFF and args.metrics != "off"
 
 
 def stop_server(server: RunningServer, keep: bool = False) -> None:
@@ -777,6 +791,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--postgres-dsn", default=os.environ.get("CHATHUB_BENCH_POSTGRES_DSN",
                                                            "host=127.0.0.1 user=postgres dbname=postgres"),
                    help="PostgreSQL for --nodes (a schema per run, dropped after it)")
+    p.add_argument("--metrics", choices=("on", "off", "compare"), default="on",
+                   help="chathub with [metrics] on (the default, as shipped) or off; compare: chathub twice, "
+                        "on and off, side by side (the issue's 'under 3%% of fanout and rooms throughput')")
     p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for results")
     p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
                    help="sample the server with py-spy while measuring (idle: while registering); "
@@ -838,6 +855,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     NICE = args.nice
     params = scenario_params(args)
     servers = list(SERVERS) if args.server == "both" else [args.server]
+    if args.metrics == "compare":
+        servers = ["chathub", METRICS_OFF]
     args.redis = None
     if args.nodes > 1:
         global CLUSTER
