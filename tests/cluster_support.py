@@ -51,6 +51,7 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
 
     start.connect = connect
     start.nodes = {}
+    start.prefix = prefix
     start.http = {}
     yield start
     for client in clients:

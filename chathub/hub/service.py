@@ -168,6 +168,10 @@ class ChatHub(service.Service):
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
+        # a node the others declared dead must not go on serving users they saw leave, and a
+        # nick another node now holds must not stay with a user here: one namespace, no divergence
+        backplane.on_lease_lost(self._lease_lost)
+        backplane.on_nick_lost(self._nick_lost)
         if positions is None:
             self._announce(["hello"], ["roster", self.remote.roster(self.users.values())])
             return defer.succeed(None)
@@ -318,6 +322,27 @@ class ChatHub(service.Service):
             self.cluster.reap(node).addCallbacks(reaped, lambda f: self.log.warn(
                 "freeing the nicks of lost node {node} failed: {error}", node=node, error=f.getErrorMessage()))
             self.log.info("cluster node {node} is gone with {count} users", node=node, count=len(quits))
+
+    def _lease_lost(self) -> None:
+        """This node was declared dead (it stalled or was cut off longer than its lease): the
+        other nodes have shown its users leaving and freed their nicks, so each one is
+        disconnected with the reason in its protocol's terms, and reconnects as a new user."""
+        users = list(self.users.values())
+        self.log.error("lease lost: dropping {count} users", count=len(users))
+        for user in users:
+            self.quit(user, "Server lost its place in the cluster")
+            user.participant.close("This server lost its place in the cluster: please reconnect")
+
+    def _nick_lost(self, folded: str, owner: str) -> None:
+        """Another node holds ``folded`` now (Redis lost its data and that node claimed it
+        first): its user here is disconnected, as a nick collision has always been on IRC; a
+        forced rename would need a claim that can fail in the same outage."""
+        user = self.users.get(folded)
+        if user is None or self.cluster is None or self._owner(user) != owner:
+            return  # already gone, or the nick changed hands here since
+        nick = user.nick
+        self.quit(user, "Nick collision")
+        user.participant.close(f"Nick collision: {nick} was taken on another server of this network; please reconnect")
 
     def _owner(self, user: User) -> str:
         assert self.cluster is not None
