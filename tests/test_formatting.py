@@ -80,3 +80,16 @@ def test_long_hostile_input():
     for text in ("\x03" * n, "\x031," * n, "\x04abcde" * n, "\x1b[" * n, "\x1b]" + "x" * n):
         assert len(f.plain(text)) <= len(text)
         assert len(f.strip_ansi(text)) <= len(text)
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09[]\\`_^{|}- é\ufffd\x01"), max_size=12), st.integers(1, 10))
+def test_a_nick_is_refused_exactly_when_a_reason_is_given(nick, length):
+    from chathub.names import nick_problem, valid_nick
+
+    problem = nick_problem(nick, length)
+    assert (problem is None) == valid_nick(nick, length)
+    # the first character that is not allowed is named
+    bad = [c for i, c in enumerate(nick) if not valid_nick("a" + c, 2) or (i == 0 and c in "0123456789-")]
+    if bad and 0 < len(nick) <= length:
+        names = {"\ufffd": "U+FFFD", "\x01": "U+0001", " ": "U+0020"}
+        assert names.get(bad[0], repr(bad[0])) in problem

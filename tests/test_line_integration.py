@@ -142,7 +142,7 @@ def test_nick_collision(line_server, line_client_factory):
     other.send("/nick aLICE")
     other.expect(r"^! aLICE: Nickname is already in use$")
     other.send("/nick 9lives")
-    other.expect(r"^! 9lives: Erroneous nickname$")
+    other.expect(r"^! 9lives: Erroneous nickname: .9. cannot be the first character in a nick: ")
     login_line = "/nick alicia"
     other.send(login_line)
     other.expect(r"^\* you are alicia, ")
