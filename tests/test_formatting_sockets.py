@@ -63,6 +63,10 @@ def test_irc_formatting_reaches_telnet_stripped_and_then_as_ansi(room):
     telnet.expect(r"colour is off")
     irc.send("PRIVMSG #fmt :\x04ff8800hex\x04 \x0399,01x \x03")
     assert telnet.expect(r"<ircuser>").endswith("<ircuser> hex x ")
+    irc.send("TOPIC #fmt :\x02big\x02 \x0304news")
+    assert telnet.expect(r"set the topic").endswith("set the topic of #fmt: big news")
+    telnet.send("/topic")
+    assert telnet.expect(r"^\* topic of") == "* topic of #fmt: big news"
 
 
 def test_telnet_formatting_reaches_irc_as_typed_and_ansi_is_stripped_whole(room):

@@ -563,10 +563,11 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         room = self.hub.find_room(self.current_room)
         if not rest:
-            self.say(f"* topic of {room.name}: {room.topic}" if room.topic else f"* {room.name} has no topic")
+            topic = _clean(room.topic, self.colour)
+            self.say(f"* topic of {room.name}: {topic}" if room.topic else f"* {room.name} has no topic")
             return
         self.hub.set_topic(self.user, room.name, rest)
-        self.after(lambda: self.say(f"* you set the topic of {room.name}: {room.topic}"))
+        self.after(lambda: self.say(f"* you set the topic of {room.name}: {_clean(room.topic, self.colour)}"))
 
     def cmd_names(self, rest: str) -> None:
         name = rest or self.current_room
