@@ -55,10 +55,10 @@ def test_irc_formatting_reaches_telnet_stripped_and_then_as_ansi(room):
     # each code on its own: hex colour, underline, strikethrough, reverse, monospace, reset
     irc.send("PRIVMSG #fmt :\x04ff8800,000000hex\x0f \x1fu\x1f \x1es\x1e \x16r\x16 \x11m\x11 \x0312,99blue")
     line = telnet.expect(r"<ircuser>")
-    assert line.endswith(
+    assert line.endswith(  # the lines seen, should it fail: each message must come once
         "\x1b[0;38;2;255;136;0;48;2;0;0;0mhex\x1b[0m \x1b[0;4mu\x1b[0m \x1b[0;9ms\x1b[0m "
         "\x1b[0;7mr\x1b[0m m \x1b[0;94mblue\x1b[0m"
-    )
+    ), telnet.seen
     telnet.send("/color off")
     telnet.expect(r"colour is off")
     irc.send("PRIVMSG #fmt :\x04ff8800hex\x04 \x0399,01x \x03")
