@@ -36,6 +36,30 @@ def valid_nick(nick: str, max_length: int) -> bool:
     return 0 < len(nick) <= max_length and _NICK_RE.match(nick) is not None
 
 
+#: what a nick may hold, for the reason a refusal gives
+NICK_CHARACTERS = "letters A-Z, digits and [ ] \\ ` _ ^ { | } - (not first: a digit or -)"
+_NICK_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz[]\\`_^{|}")
+_NICK_REST = _NICK_FIRST | frozenset("0123456789-")
+
+
+def nick_problem(nick: str, max_length: int) -> str | None:
+    """Why ``nick`` is no usable nick (None when it is): the reason a refusal gives."""
+    if not nick:
+        return "a nick cannot be empty"
+    if len(nick) > max_length:
+        return f"a nick has at most {max_length} characters"
+    for i, c in enumerate(nick):
+        if c not in (_NICK_FIRST if i == 0 else _NICK_REST):
+            if c == "\ufffd":
+                what = "U+FFFD (bytes that were not UTF-8)"
+            elif c.isprintable() and c != " ":
+                what = repr(c)
+            else:
+                what = f"U+{ord(c):04X}"
+            return f"{what} cannot be {'the first character ' if i == 0 else ''}in a nick: {NICK_CHARACTERS}"
+    return None
+
+
 def valid_room_name(name: str, max_length: int) -> bool:
     """True for a usable room name: a ``#`` prefix, no spaces, commas, colons, controls or surrogates."""
     return (

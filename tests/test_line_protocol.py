@@ -121,7 +121,7 @@ def test_room_chat_rendering(env):
     bob.send("//slash at start")
     assert alice.new_lines() == ["[#r] <bob> /slash at start"]
     bob.send("\x1b[31mred\x1b[0m and \x03colour")  # terminal escapes are not passed on
-    assert alice.new_lines() == ["[#r] <bob> [31mred[0m and colour"]
+    assert alice.new_lines() == ["[#r] <bob> red and colour"]  # escapes whole, formatting stripped
 
 
 def test_private_message(env):

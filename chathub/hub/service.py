@@ -45,7 +45,7 @@ from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
 from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane
-from chathub.names import fold, is_room_name, valid_nick, valid_room_name
+from chathub.names import fold, is_room_name, nick_problem, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
 from chathub.text import encode_utf8
@@ -445,7 +445,8 @@ class ChatHub(service.Service):
         """Raise unless ``user`` may take ``nick`` now (valid, free, not someone's account)."""
         limits = self.config.limits
         if not valid_nick(nick, limits.nick_length):
-            raise errors.ErroneousNick(nick)
+            # the reason, not just "erroneous": nobody is silently renamed or left guessing
+            raise errors.ErroneousNick(nick, f"Erroneous nickname: {nick_problem(nick, limits.nick_length)}")
         folded = fold(nick)
         holder = self.users.get(folded)
         if folded in RESERVED_NICKS:

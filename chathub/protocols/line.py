@@ -14,13 +14,14 @@ from typing import Any, Callable, Optional
 
 from zope.interface import implementer
 
-from twisted.conch.telnet import IAC, TelnetProtocol, TelnetTransport
+from twisted.conch.telnet import DO, DONT, IAC, WILL, WONT, TelnetProtocol, TelnetTransport
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
+from chathub import formatting
 from chathub.auth.credentials import GuestNick
 from chathub.auth.limiter import client_portal
 from chathub.events import Event, Kind
@@ -41,7 +42,7 @@ HELP = (
     "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
     "/room #room (switch)  /msg NICK|#room text  /me action  /topic [text]  /who [#room]  "
     "/list  /names [#room]  /away [text]  /mode #room [+-modes args]  /kick NICK [reason]  "
-    "/invite NICK [#room]  /register PASSWORD  /quit [reason]  /help. "
+    "/invite NICK [#room]  /register PASSWORD  /color on|off  /quit [reason]  /help. "
     "A line without / is said in your current room."
 )
 GREETING = (
@@ -51,30 +52,40 @@ GREETING = (
 #: how /mode names the hub's list modes when showing them
 LIST_NAMES = {"b": "ban", "e": "ban exception", "I": "invite exception"}
 
-#: C0 controls and DEL (IRC colours, terminal escapes) are not shown to telnet users
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: C0 controls, DEL and C1 controls other than the mIRC formatting codes: never sent to a
+#: terminal, never taken from one (a lone ESC or CSI could drive the reader's terminal)
+_CONTROLS = re.compile(r"[\x00\x01\x05-\x08\x0a-\x0e\x10\x12-\x15\x17-\x1c\x7f-\x9f]")
 
 
-def _clean(text: str) -> str:
-    return _CONTROLS.sub("", text)
+def _clean(text: str, colour: bool = False) -> str:
+    """``text`` for a terminal: formatting as ANSI SGR with ``colour``, else stripped whole."""
+    text = _CONTROLS.sub("", text)
+    return formatting.to_ansi(text) if colour else formatting.plain(text)
+
+
+def clean_input(line: str) -> str:
+    """A typed line as the hub takes it: terminal escapes removed whole, then other controls;
+    mIRC formatting codes are kept (they are the hub's formatting)."""
+    return _CONTROLS.sub("", formatting.strip_ansi(line))
 
 
 def _line(text: str) -> bytes:
     return (text + "\r\n").encode("utf-8", "replace")
 
 
-def render(event: Event) -> Optional[str]:
-    """The line a telnet user sees for ``event``, or None for events not shown.
+def render(event: Event, colour: bool = False) -> Optional[str]:
+    """The line a telnet user sees for ``event``, or None for events not shown; formatting
+    as ANSI SGR with ``colour``, stripped otherwise.
 
     A message of several lines is shown as several (``\r\n`` between them), each with
     the sender, blank ones left out."""
     kind = event.kind
     if "\n" in event.text and kind in Kind.TEXT_KINDS:
-        shown = (render(replace(event, text=line)) for line in event.text.split("\n") if line.strip())
+        shown = (render(replace(event, text=line), colour) for line in event.text.split("\n") if line.strip())
         return "\r\n".join(line for line in shown if line is not None) or None
     nick = event.source.nick
     target = event.target
-    text = _clean(event.text)
+    text = _clean(event.text, colour)
     room = is_room_name(target)
     if kind == Kind.MESSAGE:
         return f"[{target}] <{nick}> {text}" if room else f"<- {nick}: {text}"
@@ -128,11 +139,22 @@ class LineTelnetTransport(TelnetTransport):
                 if e.args[:1] != ("Stumped",):
                     raise
                 self.state = "data"
-                # an IAC-started piece stumbles on its second byte; the first piece can
-                # only stumble on its first one (an IAC ended the previous read)
-                remainder = piece[2:] if piece.startswith(IAC) else piece[1:]
+                # the lone IAC is a byte of text (shown as U+FFFD), the byte after it is
+                # read again as text: an IAC-started piece stumbles on its second byte; the
+                # first piece only on its first one (an IAC ended the previous read)
+                self.applicationDataReceived(IAC)
+                remainder = piece[1:] if piece.startswith(IAC) else piece
                 if remainder:
                     super().dataReceived(remainder)
+
+    def commandReceived(self, command: bytes, argument: Optional[bytes]) -> None:
+        # No telnet option is numbered 128 or above but EXOPL (255): IAC WILL/WONT/DO/DONT
+        # with such an option is text from a client that does not escape IAC (nc), as the
+        # invalid UTF-8 ``\xff\xfe\xc3``: it reaches the line as bytes, shown as U+FFFD.
+        if argument is not None and command in (WILL, WONT, DO, DONT) and 0x80 <= argument[0] < 0xFF:
+            self.applicationDataReceived(IAC + command + argument)
+            return
+        super().commandReceived(command, argument)
 
     def _subnegotiationLengthExceeded(self) -> None:
         # conch logs and drops the connection; tell the person why first
@@ -171,6 +193,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._registration_timer = None
         self.peer = "unknown"
         self.closing = False
+        self.colour = False  # /color on: formatting as ANSI SGR (off: dumb terminals)
 
     # -- connection ------------------------------------------------------------------
 
@@ -299,7 +322,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- IParticipant ----------------------------------------------------------------
 
     def encode(self, event: Event) -> Optional[bytes]:
-        text = render(event)
+        text = render(event, self.colour)
         return None if text is None else _line(text)
 
     def send(self, data: bytes) -> None:
@@ -334,8 +357,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if b"\x00" in raw:
             self.error("line contains NUL bytes; dropped")
             return
-        line = raw.decode("utf-8", "replace").strip()
-        line = _CONTROLS.sub("", line)
+        line = clean_input(raw.decode("utf-8", "replace")).strip()
         if not line:
             return
         try:
@@ -352,7 +374,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if handler is None:
             self.error(f"unknown command /{name}; /help lists commands")
             return
-        if self.user is None and name.lower() not in ("nick", "help", "quit"):
+        if self.user is None and name.lower() not in ("nick", "help", "quit", "color", "colour"):
             self.error("pick a nick first: /nick NAME")
             return
         handler(rest.strip())
@@ -489,7 +511,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def _joined(self, room) -> None:
         self.say(f"* you joined {room.name}")
         if room.topic:
-            self.say(f"* topic of {room.name}: {room.topic}")
+            self.say(f"* topic of {room.name}: {_clean(room.topic, self.colour)}")
         self._names(room)
         d = self.hub.recent_history(self.user, room.name, self.config.history.join_replay)
         d.addCallbacks(self._replay, self._history_failed, callbackArgs=(room.name,))
@@ -499,7 +521,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         self.say(f"* last {len(events)} messages in {name}:")
         for event in events:
-            text = render(event)
+            text = render(event, self.colour)
             if text is not None:
                 self.say(f"{time.strftime('%H:%M', time.gmtime(event.time))} {text}")
         self.say(f"* end of history of {name}")
@@ -554,7 +576,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
         def confirm() -> None:
             if receipt.stored:
-                self.say(f"-> {event.target}: {_clean(event.text)}")
+                self.say(f"-> {event.target}: {_clean(event.text, self.colour)}")
             else:
                 self.error(receipt.describe())
 
@@ -575,10 +597,11 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not rest:
             room = self.hub.find_room(name)
             assert room is not None  # ``_here`` found it
-            self.say(f"* topic of {room.name}: {_clean(room.topic)}" if room.topic else f"* {room.name} has no topic")
+            topic = _clean(room.topic, self.colour)
+            self.say(f"* topic of {room.name}: {topic}" if room.topic else f"* {room.name} has no topic")
             return
         event = self.hub.set_topic(self.user, name, rest)
-        self.after(lambda: self.say(f"* you set the topic of {event.target}: {_clean(event.text)}"))
+        self.after(lambda: self.say(f"* you set the topic of {event.target}: {_clean(event.text, self.colour)}"))
 
     def cmd_names(self, rest: str) -> None:
         name = rest or self.current_room
@@ -600,7 +623,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             members = [("", u) for u in self.hub.visible_users(self.user)]
             self.say(f"* {len(members)} user{'' if len(members) == 1 else 's'} online:")
         for prefix, user in sorted(members, key=lambda pu: pu[1].folded):
-            state = f"away: {_clean(user.away)}" if user.away else "here"
+            state = f"away: {_clean(user.away, self.colour)}" if user.away else "here"
             account = f", account {user.account}" if user.account else ""
             self.say(f"*   {prefix}{user.nick} ({user.protocol}{account}) {state}")
 
@@ -608,9 +631,23 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         rooms = sorted(self.hub.list_rooms(self.user), key=lambda r: r.folded)
         self.say(f"* {len(rooms)} room{'' if len(rooms) == 1 else 's'}:")
         for room in rooms:
-            topic = f": {_clean(room.topic)}" if room.topic else ""
+            topic = f": {_clean(room.topic, self.colour)}" if room.topic else ""
             count = len(self.hub.visible_members(self.user, room))
             self.say(f"*   {room.name} ({count}){topic}")
+
+    def cmd_color(self, rest: str) -> None:
+        """``/color on|off``: formatting shown as ANSI colours, or stripped (the default)."""
+        value = rest.lower()
+        if value not in ("on", "off", ""):
+            self.error("usage: /color on|off")
+            return
+        if value:
+            self.colour = value == "on"
+            # fan-out shares encoded lines between participants with the same key
+            self.format_key = "line-colour" if self.colour else "line"
+        self.say(f"* colour is {'on' if self.colour else 'off'}")
+
+    cmd_colour = cmd_color
 
     def cmd_away(self, rest: str) -> None:
         self.hub.set_away(self.user, rest or None)

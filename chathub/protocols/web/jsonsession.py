@@ -29,7 +29,7 @@ from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
-from chathub.names import fold, is_room_name, valid_nick
+from chathub.names import fold, is_room_name, nick_problem
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
@@ -386,8 +386,9 @@ class JsonSession(EncodingParticipant):
         if self._logging_in:
             raise RequestError("login_in_progress", "a login is already under way")
         nick = msg["nick"]
-        if not valid_nick(nick, self.config.limits.nick_length):
-            raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
+        problem = nick_problem(nick, self.config.limits.nick_length)
+        if problem is not None:
+            raise RequestError("erroneous_nick", f"that nick is not allowed: {problem}", "nick")
         password = msg.get("password")
         credentials: Union[GuestNick, UsernamePassword]
         if password is None:

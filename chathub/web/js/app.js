@@ -4,6 +4,7 @@
 import { HELP, parseInput } from "./commands.js";
 import { Connection } from "./connection.js";
 import { $, clear, el } from "./dom.js";
+import { formattedNodes, stripFormatting } from "./format.js";
 import { Conversations, fold, isRoom } from "./state.js";
 
 const HISTORY_PAGE = 50;
@@ -125,7 +126,7 @@ function addLine(conv, line, { count = true } = {}) {
 function renderLine(line) {
   const time = el("time", { datetime: line.time.toISOString(), title: line.time.toLocaleString() }, clock(line.time));
   if (line.kind === "system" || line.kind === "error") {
-    return el("li", { class: line.kind }, time, el("span", { class: "text" }, line.text));
+    return el("li", { class: line.kind }, time, el("span", { class: "text" }, ...formattedNodes(line.text)));
   }
   const nick = el("span", { class: "nick", style: { color: nickColor(line.nick) } },
     line.kind === "action" ? `* ${line.nick}` : line.kind === "notice" ? `-${line.nick}-` : line.nick);
@@ -152,7 +153,7 @@ function isLong(text) {
 }
 
 function messageText(line) {
-  const text = el("span", { class: "text" }, line.text);
+  const text = el("span", { class: "text" }, ...formattedNodes(line.text));
   if (!isLong(line.text)) return [text];
   const toggle = el("button", { type: "button", class: "show-more link-button" });
   const show = () => {
@@ -333,7 +334,7 @@ function renderSidebar() {
 function renderHeader() {
   const conv = convs.current;
   $("conv-name").textContent = conv ? conv.name : "chathub";
-  $("conv-topic").textContent = conv ? (conv.kind === "room" ? conv.topic || "" : "Private conversation") : "Join a room to start chatting";
+  $("conv-topic").textContent = conv ? (conv.kind === "room" ? stripFormatting(conv.topic || "") : "Private conversation") : "Join a room to start chatting";
   $("conv-topic").title = conv && conv.topic ? conv.topic : "";
   $("member-count").textContent = conv && conv.kind === "room" ? String(conv.members.size) : "";
   $("empty-hint").hidden = Boolean(conv);
