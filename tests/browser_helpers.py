@@ -269,3 +269,14 @@ def refused_reconnect(error: str, url: str) -> bool:
     return error.startswith(f"WebSocket connection to '{ws[0]}//{ws[2]}/ws' failed") and error.endswith(
         "net::ERR_CONNECTION_REFUSED"
     )
+
+
+def irc_client(port: int, nick: str) -> "LineClient":
+    """An IRC client over a real socket, registered as ``nick``."""
+    from tests.support import LineClient
+
+    client = LineClient(port)
+    client.send(f"NICK {nick}")
+    client.send(f"USER {nick} 0 * :{nick} on IRC")
+    client.expect(r" 001 ")
+    return client

@@ -6,16 +6,8 @@ Every wait is on an event (a selector, a line, a log line) with a timeout.
 """
 from __future__ import annotations
 
-from tests.browser_helpers import WAIT_MS, Page, refused_reconnect
+from tests.browser_helpers import WAIT_MS, Page, irc_client, refused_reconnect
 from tests.support import LineClient
-
-
-def irc_client(port: int, nick: str) -> LineClient:
-    client = LineClient(port)
-    client.send(f"NICK {nick}")
-    client.send(f"USER {nick} 0 * :{nick} on IRC")
-    client.expect(r" 001 ")
-    return client
 
 
 def test_two_browsers_and_an_irc_client_share_a_room(browser, hub_ports):

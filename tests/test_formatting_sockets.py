@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_helpers import WAIT_MS, Page, irc_client
 from tests.support import LineClient, server_config
-from tests.test_browser import WAIT_MS, Page, browser, irc_client  # noqa: F401 (fixture)
 
 #: screenshots for people to look at; not part of the repository
 SHOTS = Path("/work/wt/format-shots")
