@@ -43,36 +43,45 @@ def deliver(
     """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key;
     ``counts`` is told how many text events each protocol's users were sent, and how long
     after receipt the last of them was written."""
-    # format key -> [bytes, recipients, protocol]: the recipients are counted in the entry
-    # the loop reads anyway, so metrics add no lookup per recipient
-    encoded: dict[Hashable, list[Any]] = {}
+    encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
             continue
         participant = user.participant
         key = participant.format_key
         try:
-            entry = encoded[key]
+            data = encoded[key]
         except KeyError:
-            entry = encoded[key] = [_encode(participant, events), 0, participant.protocol]
-        entry[1] += 1
-        data = entry[0]
+            data = encoded[key] = _encode(participant, events)
         if data:
             try:
                 participant.send(data)
             except Exception:
                 log.failure("sending to {nick} failed", nick=user.nick)
     if counts is not None:
-        _count(counts, events, encoded)
+        _count(counts, events, recipients, actor)
         _observe(counts, events)
 
 
-def _count(counts: HubCounts, events: Sequence[Event], encoded: dict[Hashable, list[Any]]) -> None:
-    """Add what one fan-out wrote to each protocol's delivered count (per format, not per recipient)."""
+def _count(counts: HubCounts, events: Sequence[Event], recipients: Iterable[User], actor: Optional[User]) -> None:
+    """Add what one fan-out wrote to each protocol's delivered count: from the recipients'
+    make-up by protocol, worked out once per recipient snapshot (a room's ``recipients()``
+    tuple lives until its members change), so the loop over recipients counts nothing."""
     texts = sum(1 for event in events if event.kind in Kind.TEXT_KINDS)
-    if texts:
-        for _, n, protocol in encoded.values():
-            counts.protocol(protocol).delivered += texts * n
+    if not texts:
+        return
+    if recipients is counts.composed_for:
+        composition = counts.composition
+    else:
+        composition = {}
+        for user in recipients:
+            protocol = user.participant.protocol
+            composition[protocol] = composition.get(protocol, 0) + 1
+        counts.composed_for, counts.composition = recipients, composition
+    for protocol, n in composition.items():
+        counts.protocol(protocol).delivered += texts * n
+    if actor is not None and actor in recipients:  # skipped by the loop (one comparison per member, in C)
+        counts.protocol(actor.participant.protocol).delivered -= texts
 
 
 def _observe(counts: HubCounts, events: Sequence[Event]) -> None:
@@ -94,18 +103,16 @@ def _collect(
     per recipient per message), and sharing it through a generator or a callback would add
     a call per recipient.
     """
-    encoded: dict[Hashable, list[Any]] = {}  # as in ``deliver``
+    encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
             continue
         participant = user.participant
         key = participant.format_key
         try:
-            entry = encoded[key]
+            data = encoded[key]
         except KeyError:
-            entry = encoded[key] = [_encode(participant, events), 0, participant.protocol]
-        entry[1] += 1
-        data = entry[0]
+            data = encoded[key] = _encode(participant, events)
         if data:
             parts = held.get(participant)
             if parts is None:
@@ -117,7 +124,7 @@ def _collect(
                     del held[participant]
                     _send(participant, parts)
     if counts is not None:
-        _count(counts, events, encoded)
+        _count(counts, events, recipients, actor)
 
 
 def _send(participant: IParticipant, parts: list[Any]) -> None:
