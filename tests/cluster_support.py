@@ -8,9 +8,16 @@ cluster``, beside ``postgres_database`` and ``postgres_dsn`` from tests/store_fi
 """
 from __future__ import annotations
 
+import os
+import pwd
 import re
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -38,8 +45,8 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
     prefix = "t" + uuid.uuid4().hex[:8]
     clients: list[LineClient] = []
 
-    def start(name: str, redis_url: str = "") -> tuple[int, int]:
-        config = node_config(tmp_path, name, postgres_dsn, redis_url or redis_server.url, prefix)
+    def start(name: str, redis_url: str = "", dsn: str = "") -> tuple[int, int]:
+        config = node_config(tmp_path, name, dsn or postgres_dsn, redis_url or redis_server.url, prefix)
         node = start.nodes[name] = twistd_server(config)
         start.http[name] = node.port("http")
         return node.port("line"), node.port("irc")
@@ -51,11 +58,66 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
 
     start.connect = connect
     start.nodes = {}
-    start.prefix = prefix
+    start.prefix = prefix  # of the nodes' Redis keys: ``{prefix}:node:{id}`` (chathub/cluster/scripts.py)
+    start.redis = redis_server
     start.http = {}
     yield start
     for client in clients:
         client.close()
+
+
+#: where Debian's PostgreSQL 15 keeps initdb and pg_ctl
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class OwnPostgres:
+    """A PostgreSQL cluster of one test, in a temporary directory on a free port, for tests
+    that stop and start it (never the shared one on 5432). initdb refuses to run as root,
+    so it and pg_ctl run as the ``postgres`` OS user; ``pg_ctl -w`` waits for the server to
+    accept connections (or to be gone) itself."""
+
+    def __init__(self) -> None:
+        self.user = pwd.getpwnam("postgres")
+        self.dir = Path(tempfile.mkdtemp(prefix="chathub-pg-"))
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)  # the postgres user's, not root's
+        self.data = self.dir / "data"
+        with socket.socket() as s:  # PostgreSQL is given a port, not port 0
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(POSTGRES_BIN / program), *args],
+            check=True, capture_output=True, timeout=120, cwd=self.dir,
+        )
+
+    def start(self) -> "OwnPostgres":
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """``immediate`` is a crash: no shutdown checkpoint, open connections cut."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data),
+                        "-m", "immediate", "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL of this test alone (``OwnPostgres``), running; request it before
+    ``cluster`` so the nodes stop before it does."""
+    server = OwnPostgres().start()
+    yield server
+    server.remove()
 
 
 def telnet_user(cluster, port: int, nick: str) -> LineClient:
@@ -106,6 +168,26 @@ def registration(cluster, port: int, nick: str) -> LineClient:
     client = cluster.connect(port)
     client.send(f"NICK {nick}\r\nUSER u 0 * :u\r\n")
     return client
+
+
+def two_talking(cluster, redis_url: str) -> tuple[LineClient, LineClient]:
+    """alice on node a and bob on node b (both on Redis ``redis_url``), in the room, each
+    node past the other's joins (``meet``)."""
+    a_line, a_irc = cluster("a", redis_url=redis_url)
+    b_line, b_irc = cluster("b", redis_url=redis_url)
+    alice = irc_user(cluster, a_irc, "alice")
+    bob = irc_user(cluster, b_irc, "bob")
+    meet(bob, [alice])
+    meet(alice, [bob])
+    return alice, bob
+
+
+def all_arrive(receiver: LineClient, count: int) -> None:
+    """``receiver`` gets m0 .. m{count-1} of the room: every one, once, in order."""
+    got: list[str] = []
+    while not got or got[-1] != f"m{count - 1}":  # the last one comes last
+        got.append(receiver.expect(r"PRIVMSG #x :m\d+$", timeout=30).rsplit(":", 1)[1])
+    assert got == [f"m{i}" for i in range(count)]
 
 
 def until_answer(client: LineClient) -> str:

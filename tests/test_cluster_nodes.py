@@ -13,6 +13,7 @@ from twisted.internet import threads
 
 from tests.cluster_support import (  # noqa: F401 (fixtures)
     ROOM,
+    all_arrive,
     cluster,
     irc_user,
     meet,
@@ -21,6 +22,7 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     registration,
     rounds,
     telnet_user,
+    two_talking,
     until_answer,
     until_listed,
     until_names,
@@ -82,12 +84,7 @@ def test_each_nodes_messages_arrive_once_in_order_and_history_holds_them_all(clu
 
 
 def test_a_redis_outage_loses_nothing(tmp_path, cluster, own_redis):
-    a_line, a_irc = cluster("a", redis_url=own_redis.url)
-    b_line, b_irc = cluster("b", redis_url=own_redis.url)
-    alice = irc_user(cluster, a_irc, "alice")
-    bob = irc_user(cluster, b_irc, "bob")
-    meet(bob, [alice])
-    meet(alice, [bob])
+    alice, bob = two_talking(cluster, own_redis.url)
     count = 10_000  # the figure: 10,000 messages, Redis killed and restarted among them
     for i in range(count // 3):
         alice.send(f"PRIVMSG #x :m{i}\r\n")
@@ -97,10 +94,7 @@ def test_a_redis_outage_loses_nothing(tmp_path, cluster, own_redis):
     own_redis.restart()
     for i in range(2 * count // 3, count):
         alice.send(f"PRIVMSG #x :m{i}\r\n")
-    got: list[str] = []
-    while not got or got[-1] != f"m{count - 1}":  # the last one comes last
-        got.append(bob.expect(r"PRIVMSG #x :m\d+", timeout=30).rsplit(":", 1)[1])
-    assert got == [f"m{i}" for i in range(count)]  # every one, once, in order
+    all_arrive(bob, count)  # every one, once, in order
 
 
 # -- one nick namespace ------------------------------------------------------------------------

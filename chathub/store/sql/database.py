@@ -294,21 +294,25 @@ class SqlDatabase:
 
     def _read(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``fn(txn, *args)`` on a read connection; a driver failure becomes a
-        ``StorageError`` (logged), after one retry when it was a lost connection."""
+        ``StorageError`` (logged), after retries while it was a lost connection: once per
+        connection the pool may hold, since after a database restart every pooled
+        connection is dead and a retry may be handed the next dead one (adbapi drops each
+        one whose interaction failed this way, so the last retry gets a new connection)."""
         if self._read_pool is None:
             return defer.fail(StorageError("storage is not open"))
         d: defer.Deferred[Any] = self._read_pool.runInteraction(fn, *args)
-        d.addErrback(self._read_again, fn, args)
+        d.addErrback(self._read_again, fn, args, max(1, int(getattr(self._read_pool, "max", 1))))
         d.addErrback(self._read_failed)
         return d
 
-    def _read_again(self, failure: Failure, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        if not self._transient(failure) or self._read_pool is None:
+    def _read_again(self, failure: Failure, fn: Callable[..., Any], args: tuple[Any, ...], left: int) -> Any:
+        if left <= 0 or not self._transient(failure) or self._read_pool is None:
             return failure
         self.log.warn(
             "{db}: a read failed ({error}); trying it again", db=self.description, error=failure.getErrorMessage()
         )
-        return self._read_pool.runInteraction(fn, *args)
+        d: defer.Deferred[Any] = self._read_pool.runInteraction(fn, *args)
+        return d.addErrback(self._read_again, fn, args, left - 1)
 
     def _read_failed(self, failure: Failure) -> Any:
         if failure.check(StorageError, UnknownReference, ValueError):

@@ -1,0 +1,91 @@
+"""Failures under a cluster of real ``twistd chathub`` nodes (issue 12): PostgreSQL crashing
+and restarting under two nodes, and Redis cutting the nodes' subscriber connections while
+their command connections stay up. Nodes, Redis and PostgreSQL are real
+(tests/cluster_support.py); the PostgreSQL here is the test's own, never the shared one.
+"""
+from __future__ import annotations
+
+import re
+
+from tests.cluster_support import (  # noqa: F401 (fixtures)
+    ROOM,
+    all_arrive,
+    cluster,
+    irc_user,
+    meet,
+    own_postgres,
+    postgres_database,
+    postgres_dsn,
+    rounds,
+    two_talking,
+)
+
+
+def until_line(client, text: str) -> list[str]:
+    """The lines ``client`` reads up to the one containing ``text``."""
+    lines = []
+    while text not in (line := client.readline()):
+        lines.append(line)
+    return lines
+
+
+# -- PostgreSQL restarting under two nodes ----------------------------------------------------
+
+
+def test_a_postgres_restart_under_two_nodes_loses_nothing_acknowledged_and_chat_resumes(own_postgres, cluster):
+    a_line, a_irc = cluster("a", dsn=own_postgres.dsn)
+    b_line, b_irc = cluster("b", dsn=own_postgres.dsn)
+    # alice's echo of a message is its acknowledgement: it comes once the message is committed
+    alice = irc_user(cluster, a_irc, "alice", caps="echo-message")
+    bob = irc_user(cluster, b_irc, "bob", caps="draft/chathistory batch server-time message-tags")
+    meet(bob, [alice])
+    meet(alice, [bob])
+    for i in range(50):
+        alice.say(f"m{i}")
+    alice.expect(r"PRIVMSG #x :m49$")  # these 50 are acknowledged (alice.seen keeps every line read)
+    own_postgres.stop("immediate")  # a crash, with the next messages in flight
+    for i in range(50, 100):
+        alice.say(f"m{i}")
+    own_postgres.start()
+    for attempt, _ in enumerate(rounds("a message acknowledged after PostgreSQL came back", 60.0)):
+        alice.say(f"after{attempt}")
+        try:
+            alice.expect(r"PRIVMSG #x :after\d+$", timeout=2.0)
+            break
+        except (AssertionError, TimeoutError):  # no echo yet: not committed
+            continue
+    alice.say("the end")
+    until_line(alice, "PRIVMSG #x :the end")
+    acknowledged = [  # every line alice read is in alice.seen
+        line.rsplit(":", 1)[1] for line in alice.seen if re.search(r":alice!\S* PRIVMSG #x :m\d+$", line)
+    ]
+    received = [
+        line.rsplit(":", 1)[1] for line in until_line(bob, "PRIVMSG #x :the end")
+        if re.search(r":alice!\S* PRIVMSG #x :m\d+$", line)
+    ]
+    assert len(set(received)) == len(received)  # nothing twice
+    assert set(acknowledged) <= set(received)  # nothing acknowledged lost
+    assert received == sorted(received, key=lambda t: int(t[1:]))  # in the order sent
+    assert acknowledged[:50] == [f"m{i}" for i in range(50)]
+    bob.send(f"CHATHISTORY LATEST {ROOM} * 1000\r\n")
+    history = []
+    while " BATCH -" not in (line := bob.readline()):
+        if "batch=" in line.split(" ", 1)[0] and re.search(r" PRIVMSG #x :m\d+$", line):
+            history.append(line.rsplit(":", 1)[1])
+    assert history == received
+
+
+# -- the subscriber cut while commands stay up ------------------------------------------------
+
+
+def test_cutting_the_subscribers_off_redis_loses_nothing(cluster, own_redis):
+    alice, bob = two_talking(cluster, own_redis.url)
+    count = 600
+    for i in range(count):
+        alice.say(f"m{i}")
+        if i in (count // 3, 2 * count // 3):  # the doorbell cut twice, mid-stream
+            for _ in rounds("both nodes subscribed again"):  # before the second cut
+                if own_redis.command("CLIENT", "LIST", "TYPE", "pubsub").count(b"cmd=") == 2:
+                    break
+            assert own_redis.command("CLIENT", "KILL", "TYPE", "pubsub") == b"2"
+    all_arrive(bob, count)
