@@ -18,3 +18,17 @@ class GuestNick:
 
     def __init__(self, nick: str) -> None:
         self.nick = nick
+
+
+class ISessionToken(ICredentials):
+    """A session token offered to log in (``chathub.auth.tokens``)."""
+
+    token = Attribute("The token (str).")
+
+
+@implementer(ISessionToken)
+class SessionToken:
+    """Credentials: a session ``token``."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token

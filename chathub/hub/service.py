@@ -126,6 +126,8 @@ class ChatHub(service.Service):
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
         self.account_creator = account_creator
+        #: issues and revokes session tokens (``chathub.auth.tokens.SessionTokens``); None: none
+        self.session_tokens: Optional[Any] = None
         #: in a cluster (``join_cluster``): the backplane that grants nicks, and the users of
         #: the other nodes; None on a lone node
         self.cluster: Optional[IBackplane] = None

@@ -146,6 +146,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "DROP TABLE events",
         ],
     ),
+    (
+        4,
+        "session tokens",
+        [
+            # a token is kept only as its sha256 digest: a copy of the database logs nobody in
+            """CREATE TABLE session_tokens (
+                digest TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                created {real} NOT NULL,
+                expires {real} NOT NULL
+            )""",
+            "CREATE INDEX session_tokens_account ON session_tokens (account)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -160,6 +174,7 @@ TABLES = (
     "room_incarnations",
     "conversation_events",
     "conversations",
+    "session_tokens",
 )
 
 

@@ -17,10 +17,10 @@ from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from chathub.auth.credentials import GuestNick
+from chathub.auth.credentials import GuestNick, SessionToken
 from chathub.auth.limiter import LoginThrottled, client_portal
 from chathub.events import Event, Kind
 from chathub.hub import errors
@@ -75,8 +75,13 @@ _STR = str
 _INT = int
 REQUESTS: dict[str, Request] = {
     "login": Request(
-        "do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5
+        "do_login",
+        before_login=True,
+        required={"nick": _STR},
+        optional={"password": _STR, "account": _STR, "token": _STR},
+        cost=5,
     ),
+    "logout": Request("do_logout", optional={"everywhere": bool}, cost=3),
     "register": Request("do_register", required={"password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
@@ -99,7 +104,7 @@ REQUESTS: dict[str, Request] = {
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer"}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _type_name(tp) -> str:
@@ -116,7 +121,7 @@ def _check_fields(msg: dict, spec: Request) -> None:
         value = msg.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, tp):
+        if (isinstance(value, bool) and tp is not bool) or not isinstance(value, tp):
             raise RequestError("invalid_field", f"'{name}' must be {_type_name(tp)}", name)
         if isinstance(value, str) and not is_valid_text(value):  # a lone surrogate, e.g. "\ud800"
             raise RequestError("invalid_text", f"'{name}' is not valid Unicode text", name)
@@ -181,6 +186,7 @@ class JsonSession(EncodingParticipant):
         self._logout: Optional[Callable[[], None]] = None
         self._logging_in = False
         self._closed = False
+        self._token: Optional[str] = None  # the session token this login used or was given
         exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
         control = control_for(
             wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
@@ -386,8 +392,10 @@ class JsonSession(EncodingParticipant):
         if not valid_nick(nick, self.config.limits.nick_length):
             raise RequestError("erroneous_nick", "that nick is not allowed", "nick")
         password = msg.get("password")
-        credentials: Union[GuestNick, UsernamePassword]
-        if password is None:
+        credentials: Union[GuestNick, UsernamePassword, SessionToken]
+        if "token" in msg and password is None:
+            credentials = SessionToken(msg["token"])
+        elif password is None:
             credentials = GuestNick(nick)
         else:
             account = msg.get("account") or nick
@@ -428,7 +436,24 @@ class JsonSession(EncodingParticipant):
         if self._login_timer.active():
             self._login_timer.cancel()
         self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
-        self.answer(msg, {"type": "welcome", "nick": user.nick, "account": user.account})
+        welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}
+        tokens = getattr(self.hub, "session_tokens", None)
+        if "token" in msg and "password" not in msg:
+            self._token = msg["token"]  # the client keeps the token it logged in with
+        elif user.account is not None and tokens is not None:
+            # a password login gets a session token to log in again with (never logged)
+            def issued(result: tuple[str, float]) -> None:
+                self._token, welcome["token"] = result[0], result[0]
+                welcome["token_expires"] = result[1]
+
+            def not_issued(failure) -> None:
+                self.log.error("no session token for {account}: {why}", account=user.account,
+                               why=failure.getErrorMessage())
+
+            d = tokens.issue(user.account).addCallbacks(issued, not_issued)
+            d.addCallback(lambda _: None if self._closed else self.answer(msg, welcome))
+            return
+        self.answer(msg, welcome)
 
     def _login_failed(self, failure, msg: dict) -> None:
         self._logging_in = False
@@ -482,6 +507,37 @@ class JsonSession(EncodingParticipant):
         if "token" in msg:
             reply["token"] = msg["token"]
         self.reply(reply)
+
+    def do_logout(self, msg: dict) -> None:
+        """Revoke this session's token (``everywhere``: every token of the account), answer
+        ``logged_out`` with how many were revoked, and quit."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        tokens = getattr(self.hub, "session_tokens", None)
+        d: Deferred
+        if tokens is None or user.account is None:
+            d = succeed(0)
+        elif msg.get("everywhere"):
+            d = tokens.revoke_all(user.account)
+        elif self._token is not None:
+            d = tokens.revoke(self._token).addCallback(int)
+        else:
+            d = succeed(0)
+        self._token = None
+
+        def done(revoked: int) -> None:
+            if not self._closed:
+                self.answer(msg, {"type": "logged_out", "revoked": revoked})
+                self.do_quit({"reason": "Logged out"})
+
+        def failed(failure) -> None:
+            self.log.error("logout of {account} could not revoke tokens: {why}", account=user.account,
+                           why=failure.getErrorMessage())
+            if not self._closed:
+                self.error("internal_error", "could not log out; try again", msg)
+
+        d.addCallbacks(done, failed)
+        self.gate.pause_until(d)
 
     def do_quit(self, msg: dict) -> None:
         reason = (msg.get("reason") or "Quit")[:200]

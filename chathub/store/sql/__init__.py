@@ -8,6 +8,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
 | ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |
 | ``rooms`` | ``RoomStore`` | persistent rooms, their bans and operators |
+| ``tokens`` | ``TokenStore`` | session tokens, kept as sha256 digests |
 | ``maintenance`` | ``MaintenanceStore`` | ``stats`` and ``backup`` for ``python -m chathub.admin`` (blocking) |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
@@ -26,10 +27,11 @@ from chathub.store.sql.history import HistoryStore
 from chathub.store.sql.maintenance import MaintenanceStore
 from chathub.store.sql.retention import RetentionStore
 from chathub.store.sql.rooms import RoomStore
+from chathub.store.sql.tokens import TokenStore
 
 __all__ = ["SqlDatabase", "SqlStore"]
 
 
 @implementer(IStore)
-class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore, MaintenanceStore):
+class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore, TokenStore, MaintenanceStore):
     """History, accounts and rooms in an SQL database reached through adbapi."""
