@@ -52,6 +52,8 @@ class IrcConfig:
     max_targets: int = 4  # TARGMAX for PRIVMSG/NOTICE/TAGMSG
     max_bans: int = 100  # MAXLIST b
     monitor_limit: int = 100  # MONITOR
+    #: join an account's rooms again when it logs in (bouncer-like clients keep their own list)
+    autojoin: bool = True
 
     def validate(self, prefix: str) -> None:
         require_positive(

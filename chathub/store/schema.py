@@ -160,6 +160,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX session_tokens_account ON session_tokens (account)",
         ],
     ),
+    (
+        5,
+        "the rooms each account is in",
+        [
+            # joined again when the account logs in, from any protocol
+            """CREATE TABLE account_rooms (
+                account TEXT NOT NULL,
+                room_folded TEXT NOT NULL,
+                room TEXT NOT NULL,
+                joined {real} NOT NULL,
+                PRIMARY KEY (account, room_folded)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -175,6 +189,7 @@ TABLES = (
     "conversation_events",
     "conversations",
     "session_tokens",
+    "account_rooms",
 )
 
 

@@ -438,9 +438,8 @@ class JsonSession(EncodingParticipant):
         self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
         welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}
         tokens = getattr(self.hub, "session_tokens", None)
-        if "token" in msg and "password" not in msg:
-            self._token = msg["token"]  # the client keeps the token it logged in with
-        elif user.account is not None and tokens is not None:
+        d: Deferred
+        if user.account is not None and tokens is not None and "password" in msg:
             # a password login gets a session token to log in again with (never logged)
             def issued(result: tuple[str, float]) -> None:
                 self._token, welcome["token"] = result[0], result[0]
@@ -452,8 +451,23 @@ class JsonSession(EncodingParticipant):
 
             d = tokens.issue(user.account).addCallbacks(issued, not_issued)
             d.addCallback(lambda _: None if self._closed else self.answer(msg, welcome))
-            return
-        self.answer(msg, welcome)
+        else:
+            if "token" in msg:
+                self._token = msg["token"]  # the client keeps the token it logged in with
+            d = succeed(None)
+            self.answer(msg, welcome)
+        # then the rooms the account is in, joined again (after the welcome)
+        d.addCallback(lambda _: self.hub.account_room_names(user)).addCallback(self._rejoin)
+
+    def _rejoin(self, names: list[str]) -> None:
+        """Join the rooms the account is in, as a ``join`` request of each would (no ``ok``)."""
+        for name in names:
+            if self._closed or self.user is None:
+                return
+            try:
+                self.do_join({"room": name})
+            except HubError as e:
+                self.error(e.code, e.message, target=e.target or None)
 
     def _login_failed(self, failure, msg: dict) -> None:
         self._logging_in = False
