@@ -93,3 +93,31 @@ async def test_irc_autojoin_off(tmp_path):
         assert server.hub.find_user("alice").rooms == {}
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_private_conversations_are_listed_on_a_second_connection(tmp_path):
+    server = await stored(tmp_path)
+    try:
+        port = server.http_port
+        first, _ = await account_ws(port, "alice")
+        bob = await server.irc("bob")
+        carol = await server.irc("carol")
+        first.send_json({"type": "message", "target": "bob", "text": "hi bob", "ref": 1})
+        await first.expect({"type": "ok", "ref": 1})
+        await bob.expect_re("hi bob")
+        carol.send("PRIVMSG alice :hi alice")
+        await first.expect({"type": "message", "text": "hi alice"})
+        first.send_json({"type": "quit"})
+        await first.wait_closed()
+
+        second, _ = await account_ws(port, "alice")
+        second.send_json({"type": "conversations", "ref": "c"})
+        listed = await second.expect({"type": "conversations"})
+        assert [c["target"] for c in listed["conversations"]] == ["carol", "bob"]  # latest first
+        second.send_json({"type": "conversations", "limit": 1, "ref": "c1"})
+        assert [c["target"] for c in (await second.expect({"type": "conversations", "ref": "c1"}))["conversations"]] == ["carol"]
+        second.send_json({"type": "conversations", "limit": 0})
+        assert (await second.expect({"type": "error"}))["code"] == "invalid_field"
+    finally:
+        await server.stop()

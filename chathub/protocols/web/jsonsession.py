@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -101,6 +102,7 @@ REQUESTS: dict[str, Request] = {
         optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT},
         cost=2,
     ),
+    "conversations": Request("do_conversations", optional={"limit": _INT}, cost=2),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
@@ -676,6 +678,39 @@ class JsonSession(EncodingParticipant):
         self._ok(msg)
 
     # -- history -----------------------------------------------------------------------
+
+    def do_conversations(self, msg: dict) -> None:
+        """The user's private conversations from history, the most recently active first
+        (``CHATHISTORY TARGETS`` for the web client): ``[{"target": nick, "time": t}]``."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        limit = msg.get("limit")
+        limit = 50 if limit is None else limit
+        if limit <= 0:
+            raise RequestError("invalid_field", "'limit' must be positive", "limit")
+        limit = min(limit, self.config.history.query_limit)
+        # counted back from now: the latest conversations; the rooms the user is in come too
+        # (TARGETS lists them), so ask for as many more and leave them out
+        d = self.hub.history_targets(user, time.time() + 1, 0.0, limit + len(user.rooms))
+
+        def answer(found: list[tuple[str, float]]) -> None:
+            private = [(name, when) for name, when in found if not is_room_name(name)]
+            private.sort(key=lambda pair: pair[1], reverse=True)
+            self.answer(msg, {
+                "type": "conversations",
+                "conversations": [{"target": name, "time": when} for name, when in private[:limit]],
+            })
+
+        def failed(failure) -> None:
+            if self._closed:
+                return
+            if failure.check(HubError) and failure.value.code == "history_unavailable":
+                self.error("history_unavailable", failure.value.message, msg)
+            else:
+                self.log.failure("conversations request failed", failure)
+                self.error("history_failed", "history could not be read", msg)
+
+        d.addCallbacks(answer, failed)
 
     def do_history(self, msg: dict) -> None:
         target = msg["target"]
