@@ -131,7 +131,7 @@ async def test_tokens_per_account_are_bounded(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_version_3_database_gains_session_tokens(store_factory):
     """A database chathub with schema version 3 wrote is upgraded in place: its accounts
-    stay, and tokens can be stored, looked up (only while live) and revoked."""
+    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms kept."""
     dialect = SQLITE if store_factory.backend == "sqlite" else POSTGRES
     conn, p = _connect(store_factory)
     try:
@@ -156,3 +156,12 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     assert await store.token_account("d1", 0.0) is None and await store.token_account("d3", 0.0) == "alice"
     assert await store.revoke_token("d2") is True and await store.revoke_token("d2") is False
     assert await store.revoke_tokens("ALICE") == 1 and await store.token_account("d3", 0.0) is None
+    # version 5: the account's rooms, the oldest beyond ``keep`` forgotten
+    for at, room in enumerate(["#One", "#two", "#three"]):
+        await store.add_account_room("ALICE", room, float(at), 2)
+    assert await store.account_rooms("alice") == ["#two", "#three"]
+    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: now the latest
+    assert await store.account_rooms("alice") == ["#three", "#TWO"]
+    assert await store.remove_account_room("alice", "#three") is True
+    assert await store.remove_account_room("alice", "#three") is False
+    assert await store.account_rooms("alice") == ["#TWO"]
