@@ -3,6 +3,7 @@ same account in again; it expires, it is revoked by logout, and "log out everywh
 them all; the store keeps only digests, at most [auth] max_tokens per account."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 
@@ -12,7 +13,7 @@ from twisted.internet import task
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS, POSTGRES, SQLITE
 from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.support import V1, HubServer, ws_config, ws_login
+from tests.support import V1, HubServer, irc_user, ws_config, ws_login
 from tests.test_store_sequence import _connect
 
 
@@ -38,7 +39,7 @@ async def registered(tmp_path, **auth):
     config = ws_config()
     if auth:
         config = config.with_overrides(auth=auth)
-    server = await HubServer.stored(tmp_path, config, protocols=["http"])
+    server = await HubServer.stored(tmp_path, config, protocols=["http", "irc"])
     await server.accounts.create_account("alice", "correct horse")
     return server
 
@@ -101,6 +102,30 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         for client in (first, second, third):
             client.send_json({"type": "quit"})
             await client.wait_closed()
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_as_irc_sasl_plain_password(tmp_path):
+    server = await registered(tmp_path)
+    try:
+        await server.accounts.create_account("bob", "bob-password")
+        web, welcome = await password_login(server.http_port, "alice_web")
+        token = welcome["token"]
+        irc = await irc_user(server, "alice", caps=[], password=token)
+        assert server.hub.find_user("alice").account == "alice"
+        # another account's name with alice's token: refused (904), nothing logged in
+        other = await server.connect("irc")
+        other.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        await other.expect("AUTHENTICATE")
+        other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
+        assert (await other.expect(lambda l: l.command in ("903", "904"))).command == "904"
+        for client in (web,):
+            client.send_json({"type": "quit"})
+            await client.wait_closed()
+        irc.send("QUIT")
+        await irc.closed
     finally:
         await server.stop()
 

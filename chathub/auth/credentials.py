@@ -1,6 +1,8 @@
 """Credentials beyond twisted.cred's own: a guest asking for a nick without a password."""
 from __future__ import annotations
 
+from typing import Optional
+
 from zope.interface import Attribute, implementer
 
 from twisted.cred.credentials import ICredentials
@@ -26,9 +28,14 @@ class ISessionToken(ICredentials):
     token = Attribute("The token (str).")
 
 
+#: every session token starts so, telling it apart from a password (IRC SASL PLAIN takes either)
+TOKEN_PREFIX = "cht_"
+
+
 @implementer(ISessionToken)
 class SessionToken:
-    """Credentials: a session ``token``."""
+    """Credentials: a session ``token``; with ``account``, only a token of that account."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, account: Optional[str] = None) -> None:
         self.token = token
+        self.account = account

@@ -19,13 +19,14 @@ from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet import defer
 
-from chathub.auth.credentials import ISessionToken, SessionToken
+from chathub.auth.credentials import TOKEN_PREFIX, ISessionToken, SessionToken
+from chathub.names import fold
 from chathub.store.interfaces import IStore, StorageError
 
 __all__ = ["ISessionToken", "SessionToken", "SessionTokens", "TokenChecker", "digest"]
 
-#: every token starts so, telling it apart from a password at a glance
-PREFIX = "cht_"
+#: every token starts so, telling it apart from a password
+PREFIX = TOKEN_PREFIX
 
 #: what a refused token login says (expired, revoked and never issued read alike)
 REFUSED_TOKEN = "unknown, expired or revoked session token"
@@ -85,6 +86,7 @@ class TokenChecker:
             account: Optional[str] = yield self.tokens.account_of(str(credentials.token))
         except StorageError as e:
             raise error.UnauthorizedLogin("accounts are unavailable right now; try again later") from e
-        if account is None:
+        claimed = getattr(credentials, "account", None)
+        if account is None or (claimed is not None and fold(claimed) != account):
             raise error.UnauthorizedLogin(REFUSED_TOKEN)
         return account
