@@ -62,7 +62,7 @@ async def test_rooms_follow_the_account_to_websocket_telnet_and_irc(tmp_path):
         # IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
         irc = await irc_user(server, "alice", caps=[], password="correct-horse")
         await irc.expect_count(r" JOIN ", 2)
-        assert [l.params[0] for l in irc.lines if l.command == "JOIN"] == ["#one", "#three"], irc.dump()
+        assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == ["#one", "#three"], irc.dump()
 
         # a kick takes the room off the list: the next login is not in it
         server.hub.kick(server.hub.find_user("alice_web"), "#three", "alice", "out")
@@ -89,7 +89,7 @@ async def test_irc_autojoin_off(tmp_path):
         await first.expect({"type": "ok", "ref": 1})
         irc = await irc_user(server, "alice", caps=[], password="correct-horse")
         lines = await irc.roundtrip("WHOIS alice")
-        assert not [l for l in irc.lines if l.command == "JOIN"] and lines
+        assert not [line for line in irc.lines if line.command == "JOIN"] and lines
         assert server.hub.find_user("alice").rooms == {}
     finally:
         await server.stop()
@@ -116,7 +116,8 @@ async def test_private_conversations_are_listed_on_a_second_connection(tmp_path)
         listed = await second.expect({"type": "conversations"})
         assert [c["target"] for c in listed["conversations"]] == ["carol", "bob"]  # latest first
         second.send_json({"type": "conversations", "limit": 1, "ref": "c1"})
-        assert [c["target"] for c in (await second.expect({"type": "conversations", "ref": "c1"}))["conversations"]] == ["carol"]
+        one = await second.expect({"type": "conversations", "ref": "c1"})
+        assert [c["target"] for c in one["conversations"]] == ["carol"]
         second.send_json({"type": "conversations", "limit": 0})
         assert (await second.expect({"type": "error"}))["code"] == "invalid_field"
     finally:

@@ -23,6 +23,7 @@ def test_reload_resumes_the_session_and_logout_ends_it(browser, hub_ports):
     page.join("#lobby")
     saved = p.evaluate("localStorage.getItem('chathub.token')")
     assert saved and "cht_" in saved
+    token = saved.split('"token":"')[1].split('"')[0]
 
     p.reload()
     # logged in again from the saved token, no form filled, in the room it was in
@@ -39,3 +40,4 @@ def test_reload_resumes_the_session_and_logout_ends_it(browser, hub_ports):
     assert p.is_visible("#login-view") and p.is_hidden("#chat-view")
     assert not page.errors, page.errors
     assert not server.exceptions, server.exceptions
+    assert not [line for line in server.log if token in line]  # never logged

@@ -120,7 +120,7 @@ async def test_token_as_irc_sasl_plain_password(tmp_path):
         other.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
         await other.expect("AUTHENTICATE")
         other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
-        assert (await other.expect(lambda l: l.command in ("903", "904"))).command == "904"
+        assert (await other.expect(lambda line: line.command in ("903", "904"))).command == "904"
         for client in (web,):
             client.send_json({"type": "quit"})
             await client.wait_closed()
@@ -185,8 +185,8 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     for at, room in enumerate(["#One", "#two", "#three"]):
         await store.add_account_room("ALICE", room, float(at), 2)
     assert await store.account_rooms("alice") == ["#two", "#three"]
-    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: now the latest
-    assert await store.account_rooms("alice") == ["#three", "#TWO"]
+    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: keeps its place
+    assert await store.account_rooms("alice") == ["#two", "#three"]
     assert await store.remove_account_room("alice", "#three") is True
     assert await store.remove_account_room("alice", "#three") is False
-    assert await store.account_rooms("alice") == ["#TWO"]
+    assert await store.account_rooms("alice") == ["#two"]

@@ -14,16 +14,19 @@ class AccountRoomStore(SqlDatabase):
     """Per account: the rooms it joined (in joining order) and has not left."""
 
     def add_account_room(self, account: str, room: str, at: float, keep: int) -> defer.Deferred[None]:
-        """Remember that ``account`` is in ``room`` (its display name); only the ``keep``
-        most recently joined rooms of an account are kept."""
+        """Remember that ``account`` is in ``room`` (its display name; a room already
+        remembered keeps its place); only the ``keep`` most recently joined rooms are kept."""
         return self._write(self._add_account_room, fold(account), room, at, keep)
 
     def _add_account_room(self, txn: Cursor, account: str, room: str, at: float, keep: int) -> None:
-        folded = fold(room)
-        txn.execute(self._q("DELETE FROM account_rooms WHERE account = ? AND room_folded = ?"), (account, folded))
+        # a room it is already in keeps its place: joining it again at login (from another
+        # client) must not reorder the list
         txn.execute(
-            self._q("INSERT INTO account_rooms (account, room_folded, room, joined) VALUES (?, ?, ?, ?)"),
-            (account, folded, room, at),
+            self._q(
+                "INSERT INTO account_rooms (account, room_folded, room, joined) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, room_folded) DO NOTHING"
+            ),
+            (account, fold(room), room, at),
         )
         txn.execute(
             self._q("SELECT room_folded FROM account_rooms WHERE account = ? ORDER BY joined DESC, room_folded"),
