@@ -10,7 +10,12 @@ def test_reload_resumes_the_session_and_logout_ends_it(browser, hub_ports):
     url = f"http://127.0.0.1:{ports['http']}/"
     maker = Page(browser, url, 1280, 800)
     maker.register("alice", "alice's secret")
+    # registering in the form logs in to the new account: a reload resumes it too
+    assert "cht_" in maker.page.evaluate("localStorage.getItem('chathub.token')")
+    maker.page.reload()
+    maker.page.wait_for_selector("#me:text-is('alice ✓')", timeout=WAIT_MS)
     maker.type("/quit")
+    maker.page.wait_for_selector("#login-view:not([hidden])", timeout=WAIT_MS)
 
     page = Page(browser, url, 1280, 800)
     p = page.page

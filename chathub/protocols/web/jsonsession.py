@@ -439,20 +439,10 @@ class JsonSession(EncodingParticipant):
             self._login_timer.cancel()
         self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
         welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}
-        tokens = getattr(self.hub, "session_tokens", None)
         d: Deferred
-        if user.account is not None and tokens is not None and "password" in msg:
-            # a password login gets a session token to log in again with (never logged)
-            def issued(result: tuple[str, float]) -> None:
-                self._token, welcome["token"] = result[0], result[0]
-                welcome["token_expires"] = result[1]
-
-            def not_issued(failure) -> None:
-                self.log.error("no session token for {account}: {why}", account=user.account,
-                               why=failure.getErrorMessage())
-
-            d = tokens.issue(user.account).addCallbacks(issued, not_issued)
-            d.addCallback(lambda _: None if self._closed else self.answer(msg, welcome))
+        if user.account is not None and "password" in msg:
+            # a password login gets a session token to log in again with
+            d = self._with_token(user.account, msg, welcome)
         else:
             if "token" in msg:
                 self._token = msg["token"]  # the client keeps the token it logged in with
@@ -460,6 +450,25 @@ class JsonSession(EncodingParticipant):
             self.answer(msg, welcome)
         # then the rooms the account is in, joined again (after the welcome)
         d.addCallback(lambda _: self.hub.account_room_names(user)).addCallback(self._rejoin)
+
+    def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
+        """Answer ``msg`` with ``answer`` plus a new session token of ``account`` (``token``,
+        ``token_expires``; without them when the server has no tokens or cannot store one).
+        The token is never logged."""
+        tokens = getattr(self.hub, "session_tokens", None)
+        if tokens is None:
+            self.answer(msg, answer)
+            return succeed(None)
+
+        def issued(result: tuple[str, float]) -> None:
+            self._token, answer["token"] = result[0], result[0]
+            answer["token_expires"] = result[1]
+
+        def not_issued(failure) -> None:
+            self.log.error("no session token for {account}: {why}", account=account, why=failure.getErrorMessage())
+
+        d = tokens.issue(account).addCallbacks(issued, not_issued)
+        return d.addCallback(lambda _: None if self._closed else self.answer(msg, answer))
 
     def _rejoin(self, names: list[str]) -> None:
         """Join the rooms the account is in, as a ``join`` request of each would (no ``ok``)."""
@@ -503,7 +512,8 @@ class JsonSession(EncodingParticipant):
         d = self.hub.create_account(user, msg["password"])
 
         def registered(name: str) -> None:
-            self.answer(msg, {"type": "registered", "account": name})
+            # logged in to the new account: a session token as for a password login
+            self._with_token(name, msg, {"type": "registered", "account": name})
 
         def refused(failure) -> None:
             if self._closed:

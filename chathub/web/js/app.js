@@ -708,6 +708,10 @@ const handlers = {
 
   registered(obj) {
     if (app.creds) app.creds = { ...app.creds, mode: "account" };
+    if (obj.token) {
+      storage.set(SAVED_TOKEN, { nick: app.me, token: obj.token });
+      app.creds = { nick: app.me, token: obj.token, mode: "token", retries: 0 };
+    }
     app.account = obj.account;
     renderSidebar();
     const conv = convs.current;
