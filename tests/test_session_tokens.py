@@ -10,11 +10,11 @@ import sqlite3
 import pytest_twisted
 from twisted.internet import task
 
-from chathub.store.schema import LATEST_VERSION, MIGRATIONS, POSTGRES, SQLITE
+from chathub.store.schema import LATEST_VERSION, POSTGRES, SQLITE
 from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.support import V1, HubServer, irc_user, ws_config, ws_login
-from tests.test_store_sequence import _connect
+from tests.test_store_sequence import _connect, create_schema
 
 
 async def token_login(port: int, nick: str, token: str) -> tuple[object, dict]:
@@ -33,6 +33,13 @@ async def password_login(port: int, nick: str) -> tuple[object, dict]:
     client.send_json({"type": "login", "nick": nick, "account": "alice", "password": "correct horse"})
     welcome = await client.expect({"type": "welcome"})
     return client, welcome
+
+
+async def quit_all(clients) -> None:
+    """Each chathub.v1 client quits; returns once every connection closed."""
+    for client in clients:
+        client.send_json({"type": "quit"})
+        await client.wait_closed()
 
 
 async def registered(tmp_path, **auth):
@@ -99,9 +106,7 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         assert (await guest.expect({"type": "error"}))["code"] == "invalid_field"
         guest.send_json({"type": "logout"})
         assert (await guest.expect({"type": "logged_out"}))["revoked"] == 0
-        for client in (first, second, third):
-            client.send_json({"type": "quit"})
-            await client.wait_closed()
+        await quit_all([first, second, third])
     finally:
         await server.stop()
 
@@ -121,9 +126,7 @@ async def test_token_as_irc_sasl_plain_password(tmp_path):
         await other.expect("AUTHENTICATE")
         other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
         assert (await other.expect(lambda line: line.command in ("903", "904"))).command == "904"
-        for client in (web,):
-            client.send_json({"type": "quit"})
-            await client.wait_closed()
+        await quit_all([web])
         irc.send("QUIT")
         await irc.closed
     finally:
@@ -146,9 +149,7 @@ async def test_tokens_per_account_are_bounded(tmp_path):
             client, answer = await token_login(port, f"y{i}", token)
             assert answer["type"] == "welcome"
             clients.append(client)
-        for client in clients:
-            client.send_json({"type": "quit"})
-            await client.wait_closed()
+        await quit_all(clients)
     finally:
         await server.stop()
 
@@ -160,11 +161,7 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     dialect = SQLITE if store_factory.backend == "sqlite" else POSTGRES
     conn, p = _connect(store_factory)
     try:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for _number, _summary, statements in MIGRATIONS[:3]:
-            for statement in statements:
-                conn.execute(dialect.ddl(statement))
-        conn.execute("INSERT INTO schema_version (version) VALUES (3)")
+        create_schema(conn, dialect, 3)
         conn.execute(
             f"INSERT INTO accounts (name_folded, name, password_hash, created) VALUES ({p}, {p}, {p}, {p})",
             ("alice", "Alice", "h", 1.0),
