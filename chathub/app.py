@@ -22,6 +22,7 @@ from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
+from chathub.auth.tokens import SessionTokens
 from chathub.backplane import make_backplane
 from chathub.cluster.relay import ClusterRelay
 from chathub.config import Config, ConfigError
@@ -203,7 +204,9 @@ class ChathubService(service.MultiService):
             cloak = open_cloak(config)
         except CloakSecretError as e:
             raise SystemExit(f"chathub cannot start: {e}") from e
-        self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing)
+        # session tokens: issued to logged-in chathub.v1 users, logging the account in again
+        tokens = SessionTokens(self.store, config.auth.token_lifetime, config.auth.max_tokens, reactor)
+        self.portal = build_portal(self.hub, config, checkers, cloak=cloak, hashing=hashing, tokens=tokens)
         # what every IRC session shares, over TCP and over WebSocket (reads the MOTD now)
         self.irc: Optional[IrcServer] = None
         if config.listeners.irc or config.listeners.http:

@@ -823,7 +823,12 @@ class Chat:
         self.hub = ChatHub(
             self.config, store=store, accounts=account_directory(self.checkers), account_creator=accounts
         )
-        self.portal = build_portal(self.hub, self.config, self.checkers, clock=clock, hashing=hashing)
+        tokens = None
+        if store is not None:  # session tokens, as chathub/app.py keeps them
+            from chathub.auth.tokens import SessionTokens
+
+            tokens = SessionTokens(store, self.config.auth.token_lifetime, self.config.auth.max_tokens)
+        self.portal = build_portal(self.hub, self.config, self.checkers, clock=clock, hashing=hashing, tokens=tokens)
         self.clock = clock if clock is not None else task.Clock()
         self._peer_ports = itertools.count(40000)
 

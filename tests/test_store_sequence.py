@@ -230,6 +230,15 @@ def _connect(store_factory):
     return psycopg.connect(store_factory.dsn, autocommit=True), "%s"
 
 
+def create_schema(conn, dialect, version: int) -> None:
+    """Make the tables of schema ``version`` on ``conn``, as that chathub left them."""
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    for _number, _summary, statements in MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(dialect.ddl(statement))
+    conn.execute(f"INSERT INTO schema_version (version) VALUES ({int(version)})")
+
+
 def write_version_2(store_factory, make: EventMaker) -> dict:
     """A database as chathub with schema version 2 wrote it: a room made twice (its
     incarnation mark after its second message), a quit shown in two rooms, and a private
@@ -247,11 +256,7 @@ def write_version_2(store_factory, make: EventMaker) -> dict:
     pair = private_conversation("alice", "bob")
     rows += [(private, [pair.key])]
     try:
-        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        for number, _summary, statements in MIGRATIONS[:2]:
-            for statement in statements:
-                conn.execute(dialect.ddl(statement))
-        conn.execute("INSERT INTO schema_version (version) VALUES (2)")
+        create_schema(conn, dialect, 2)
         for seq, (event, convs) in enumerate(rows, start=1):
             conn.execute(
                 sql("INSERT INTO events (msgid, at, kind, body) VALUES (?, ?, ?, ?)"),

@@ -20,6 +20,7 @@ from chathub.auth.cloak import HostCloak, build_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.limiter import LoginLimiter
 from chathub.auth.realm import ChatRealm
+from chathub.auth.tokens import SessionTokens, TokenChecker
 from chathub.config import Config
 from chathub.interfaces import IAccountDirectory
 
@@ -60,6 +61,7 @@ def build_portal(
     cloak: Optional[HostCloak] = None,
     clock=None,
     hashing: Optional[PasswordHashing] = None,
+    tokens: Optional[SessionTokens] = None,
 ) -> LoginLimiter:
     """A portal over ``checkers`` plus the guest checker, behind a ``LoginLimiter`` (give
     each connection ``client_portal(portal, address)``); guests may not take a nick that
@@ -68,7 +70,8 @@ def build_portal(
     Users' hosts are cloaked with ``cloak`` (the server's: ``chathub.auth.cloak.open_cloak``;
     None: one keyed for this process only). ``clock`` times the failed-login delays (the
     reactor by default); ``hashing`` is what OPER checks with, by default the argon2
-    checkers' own."""
+    checkers' own; ``tokens`` (``SessionTokens``, None: no token logins) are logged in by a
+    ``TokenChecker`` and issued by protocols through ``hub.session_tokens``."""
     checkers = list(checkers)
     if hashing is None:
         hashing = next((c.hashing for c in checkers if isinstance(c, HashedPasswordChecker)), None)
@@ -85,4 +88,8 @@ def build_portal(
     elif checkers:
         portal.registerChecker(AnyOfCheckers(checkers))
     portal.registerChecker(GuestChecker(hub.accounts, config.auth.allow_guests))
+    if tokens is not None:
+        # session tokens log in through their own checker; the hub hands them to protocols
+        hub.session_tokens = tokens
+        portal.registerChecker(TokenChecker(tokens))
     return LoginLimiter(portal, config.auth, clock, hashing)

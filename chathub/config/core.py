@@ -55,6 +55,8 @@ class AuthConfig:
     login_checks_per_account: int = 2  # from addresses with failed logins of their own
     login_checks_max: int = 500
     hash_concurrency: int = 2  # argon2 runs at once, server-wide
+    token_lifetime: float = 30 * 86400.0  # seconds a session token logs in after it was issued
+    max_tokens: int = 10  # session tokens one account holds; a new one revokes the oldest
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -73,6 +75,8 @@ class AuthConfig:
             login_checks_per_account=self.login_checks_per_account,
             login_checks_max=self.login_checks_max,
             hash_concurrency=self.hash_concurrency,
+            token_lifetime=self.token_lifetime,
+            max_tokens=self.max_tokens,
         )
 
 

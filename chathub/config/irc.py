@@ -55,6 +55,8 @@ class IrcConfig:
     #: replay a room's last [history] join_replay lines after JOIN (not to clients that
     #: negotiated draft/chathistory: they fetch history themselves)
     join_replay: bool = True
+    #: join an account's rooms again when it logs in (bouncer-like clients keep their own list)
+    autojoin: bool = True
 
     def validate(self, prefix: str) -> None:
         require_positive(

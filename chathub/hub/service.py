@@ -31,6 +31,7 @@ from chathub.config import Config
 from chathub.counters import HubCounts
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
+from chathub.hub.account_rooms import AccountRooms
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
@@ -114,6 +115,10 @@ class ChatHub(service.Service):
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
+        #: the rooms each account is in, kept to join them again at its next login
+        self.account_rooms: Optional[AccountRooms] = (
+            AccountRooms(store, self.config.limits.max_rooms_per_user, self.log) if store is not None else None
+        )
         self._presence = Presence(self.after_delivery)
         #: counters read by /metrics (``chathub.lifecycle.metrics``) when it is scraped;
         #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
@@ -130,6 +135,8 @@ class ChatHub(service.Service):
         self.server_source = Source(nick=self.config.server.name, protocol="server")
         self.history_enabled = self.config.history.enabled
         self.account_creator = account_creator
+        #: issues and revokes session tokens (``chathub.auth.tokens.SessionTokens``); None: none
+        self.session_tokens: Optional[Any] = None
         #: in a cluster (``join_cluster``): the backplane that grants nicks, and the users of
         #: the other nodes; None on a lone node
         self.cluster: Optional[IBackplane] = None
@@ -604,7 +611,23 @@ class ChatHub(service.Service):
             data={"account": user.account, "away": user.away, "privileges": "".join(sorted(member.privileges))},
         )
         self._publish(event, room.recipients(), user, rooms=[room.folded])
+        if self.account_rooms is not None:
+            self.account_rooms.joined(user.account, room.name)
         return room
+
+    def account_room_names(self, user: User) -> Deferred[list[str]]:
+        """The rooms ``user``'s account is in, in the order it joined them, for a protocol to
+        join again at login through its own JOIN (the answers are its own); a guest, or a
+        hub without a store, has none, and a store that cannot answer gives none (logged)."""
+        if self.account_rooms is None or user.account is None:
+            return defer.succeed([])
+
+        def failed(failure: Any) -> list[str]:
+            self.log.error("could not read the rooms of {account}: {why}", account=user.account,
+                           why=failure.getErrorMessage())
+            return []
+
+        return self.account_rooms.rooms_of(user.account).addErrback(failed)
 
     def part(self, user: User, name: str, reason: str = "") -> Event:
         """Take ``user`` out of room ``name``."""
@@ -617,6 +640,8 @@ class ChatHub(service.Service):
         recipients = room.recipients()
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
+        if self.account_rooms is not None:
+            self.account_rooms.left(user.account, room.name)
         return event
 
     def leave_room(self, user: User, room: Room) -> None:
@@ -689,6 +714,8 @@ class ChatHub(service.Service):
         recipients = room.recipients()
         self._leave(target.user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
+        if self.account_rooms is not None:
+            self.account_rooms.left(target.user.account, room.name)
         self.log.info("{nick} kicked {target} from {room} ({reason})", event="kick", nick=user.nick,
                       target=target.user.nick, room=room.name, reason=reason)
         return event

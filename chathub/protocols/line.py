@@ -477,6 +477,18 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self._registration_timer.cancel()
         how = f"logged in to account {user.account}" if user.account else "a guest"
         self.say(f"* you are {nick}, {how}. /join #room to start talking, /list to see rooms.")
+        if user.account is not None:
+            self.hub.account_room_names(user).addCallback(self._rejoin)
+
+    def _rejoin(self, names: list[str]) -> None:
+        """Join the rooms the account is in, as /join of each would."""
+        for name in names:
+            if self.closing or self.user is None:
+                return
+            try:
+                self.cmd_join(name)
+            except HubError as e:
+                self.error(f"could not join {name} again: {e.message}")
 
     def _login_failed(self, failure, nick: str) -> None:
         failure.trap(UnauthorizedLogin, UnhandledCredentials)

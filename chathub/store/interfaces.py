@@ -238,6 +238,28 @@ class IStore(Interface):
     def account_names() -> Deferred[set[str]]:
         """The set of folded account names."""
 
+    def add_token(digest: str, account: str, created: float, expires: float, keep: int) -> Deferred[None]:
+        """Store a session token's digest (never the token) for ``account``, revoking its
+        oldest tokens beyond ``keep``."""
+
+    def token_account(digest: str, now: float) -> Deferred[Optional[str]]:
+        """The folded account an unexpired token digest logs in, or None."""
+
+    def revoke_token(digest: str) -> Deferred[bool]:
+        """Remove one token; fires with True if it existed."""
+
+    def revoke_tokens(account: str) -> Deferred[int]:
+        """Remove every token of ``account``; fires with how many there were."""
+
+    def add_account_room(account: str, room: str, at: float, keep: int) -> Deferred[None]:
+        """Remember that ``account`` is in ``room``, keeping its ``keep`` latest rooms."""
+
+    def remove_account_room(account: str, room: str) -> Deferred[bool]:
+        """Forget that ``account`` is in ``room``; fires with True if it was remembered."""
+
+    def account_rooms(account: str) -> Deferred[list[str]]:
+        """The rooms ``account`` is in, in joining order."""
+
     def save_room(record: RoomRecord) -> Deferred[None]:
         """Insert or replace a persistent room."""
 

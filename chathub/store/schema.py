@@ -146,6 +146,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "DROP TABLE events",
         ],
     ),
+    (
+        4,
+        "session tokens",
+        [
+            # a token is kept only as its sha256 digest: a copy of the database logs nobody in
+            """CREATE TABLE session_tokens (
+                digest TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                created {real} NOT NULL,
+                expires {real} NOT NULL
+            )""",
+            "CREATE INDEX session_tokens_account ON session_tokens (account)",
+        ],
+    ),
+    (
+        5,
+        "the rooms each account is in",
+        [
+            # joined again when the account logs in, from any protocol
+            """CREATE TABLE account_rooms (
+                account TEXT NOT NULL,
+                room_folded TEXT NOT NULL,
+                room TEXT NOT NULL,
+                joined {real} NOT NULL,
+                PRIMARY KEY (account, room_folded)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -160,6 +188,8 @@ TABLES = (
     "room_incarnations",
     "conversation_events",
     "conversations",
+    "session_tokens",
+    "account_rooms",
 )
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.logger import Logger
 
+from chathub.auth.credentials import TOKEN_PREFIX, SessionToken
 from chathub.auth.limiter import client_portal
 
 log = Logger()
@@ -36,7 +37,21 @@ class LoggedLogins:
         return LoggedLogins(client_portal(self.portal, address))
 
     def login(self, credentials, mind, *interfaces):
-        """``portal.login``, logging a refused password login."""
+        """``portal.login``, logging a refused password login. A password that looks like a
+        session token (SASL PLAIN or PASS) is tried as one, for that account, first; if it is
+        none, as the password it may also be."""
+        if IUsernamePassword.providedBy(credentials) and _text(credentials.password).startswith(TOKEN_PREFIX):
+            token = SessionToken(_text(credentials.password), _text(credentials.username))
+            d = self.portal.login(token, mind, *interfaces)
+
+            def as_password(failure):
+                failure.trap(UnauthorizedLogin, UnhandledCredentials)
+                return self._password_login(credentials, mind, interfaces)
+
+            return d.addErrback(as_password)
+        return self._password_login(credentials, mind, interfaces)
+
+    def _password_login(self, credentials, mind, interfaces):
         d = self.portal.login(credentials, mind, *interfaces)
         if IUsernamePassword.providedBy(credentials):
             d.addErrback(self._refused, _text(credentials.username), mind)

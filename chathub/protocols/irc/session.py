@@ -498,6 +498,18 @@ class IrcSession:
         self.nick = user.nick
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
+        if self.config.irc.autojoin and user.account is not None:
+            self.hub.account_room_names(user).addCallback(self._rejoin)
+
+    def _rejoin(self, names: list[str]) -> None:
+        """Join the rooms the account is in ([irc] autojoin), as a JOIN of them would."""
+        from chathub.protocols.irc.commands_channels import join
+
+        if self.closed or not self.registered or not names:
+            return
+        rb = ResponseBuffer(self, None)
+        join(self, Message("JOIN", [",".join(names)]), rb)
+        self._flush(rb)
 
     # -- timers ------------------------------------------------------------------------------
 

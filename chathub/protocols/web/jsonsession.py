@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -17,10 +18,10 @@ from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
-from chathub.auth.credentials import GuestNick
+from chathub.auth.credentials import GuestNick, SessionToken
 from chathub.auth.limiter import LoginThrottled, client_portal
 from chathub.events import Event, Kind
 from chathub.hub import errors
@@ -75,8 +76,13 @@ _STR = str
 _INT = int
 REQUESTS: dict[str, Request] = {
     "login": Request(
-        "do_login", before_login=True, required={"nick": _STR}, optional={"password": _STR, "account": _STR}, cost=5
+        "do_login",
+        before_login=True,
+        required={"nick": _STR},
+        optional={"password": _STR, "account": _STR, "token": _STR},
+        cost=5,
     ),
+    "logout": Request("do_logout", optional={"everywhere": bool}, cost=3),
     "register": Request("do_register", required={"password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
@@ -96,10 +102,11 @@ REQUESTS: dict[str, Request] = {
         optional={"before": (str, int, float), "after": (str, int, float), "limit": _INT},
         cost=2,
     ),
+    "conversations": Request("do_conversations", optional={"limit": _INT}, cost=2),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
-_TYPE_NAMES = {str: "a string", int: "an integer"}
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
 
 
 def _type_name(tp) -> str:
@@ -116,7 +123,7 @@ def _check_fields(msg: dict, spec: Request) -> None:
         value = msg.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, tp):
+        if (isinstance(value, bool) and tp is not bool) or not isinstance(value, tp):
             raise RequestError("invalid_field", f"'{name}' must be {_type_name(tp)}", name)
         if isinstance(value, str) and not is_valid_text(value):  # a lone surrogate, e.g. "\ud800"
             raise RequestError("invalid_text", f"'{name}' is not valid Unicode text", name)
@@ -181,6 +188,7 @@ class JsonSession(EncodingParticipant):
         self._logout: Optional[Callable[[], None]] = None
         self._logging_in = False
         self._closed = False
+        self._token: Optional[str] = None  # the session token this login used or was given
         exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
         control = control_for(
             wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
@@ -390,8 +398,10 @@ class JsonSession(EncodingParticipant):
         if problem is not None:
             raise RequestError("erroneous_nick", f"that nick is not allowed: {problem}", "nick")
         password = msg.get("password")
-        credentials: Union[GuestNick, UsernamePassword]
-        if password is None:
+        credentials: Union[GuestNick, UsernamePassword, SessionToken]
+        if "token" in msg and password is None:
+            credentials = SessionToken(msg["token"])
+        elif password is None:
             credentials = GuestNick(nick)
         else:
             account = msg.get("account") or nick
@@ -432,7 +442,47 @@ class JsonSession(EncodingParticipant):
         if self._login_timer.active():
             self._login_timer.cancel()
         self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
-        self.answer(msg, {"type": "welcome", "nick": user.nick, "account": user.account})
+        welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}
+        d: Deferred
+        if user.account is not None and "password" in msg:
+            # a password login gets a session token to log in again with
+            d = self._with_token(user.account, msg, welcome)
+        else:
+            if "token" in msg:
+                self._token = msg["token"]  # the client keeps the token it logged in with
+            d = succeed(None)
+            self.answer(msg, welcome)
+        # then the rooms the account is in, joined again (after the welcome)
+        d.addCallback(lambda _: self.hub.account_room_names(user)).addCallback(self._rejoin)
+
+    def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
+        """Answer ``msg`` with ``answer`` plus a new session token of ``account`` (``token``,
+        ``token_expires``; without them when the server has no tokens or cannot store one).
+        The token is never logged."""
+        tokens = getattr(self.hub, "session_tokens", None)
+        if tokens is None:
+            self.answer(msg, answer)
+            return succeed(None)
+
+        def issued(result: tuple[str, float]) -> None:
+            self._token, answer["token"] = result[0], result[0]
+            answer["token_expires"] = result[1]
+
+        def not_issued(failure) -> None:
+            self.log.error("no session token for {account}: {why}", account=account, why=failure.getErrorMessage())
+
+        d = tokens.issue(account).addCallbacks(issued, not_issued)
+        return d.addCallback(lambda _: None if self._closed else self.answer(msg, answer))
+
+    def _rejoin(self, names: list[str]) -> None:
+        """Join the rooms the account is in, as a ``join`` request of each would (no ``ok``)."""
+        for name in names:
+            if self._closed or self.user is None:
+                return
+            try:
+                self.do_join({"room": name})
+            except HubError as e:
+                self.error(e.code, e.message, target=e.target or None)
 
     def _login_failed(self, failure, msg: dict) -> None:
         self._logging_in = False
@@ -466,7 +516,8 @@ class JsonSession(EncodingParticipant):
         d = self.hub.create_account(user, msg["password"])
 
         def registered(name: str) -> None:
-            self.answer(msg, {"type": "registered", "account": name})
+            # logged in to the new account: a session token as for a password login
+            self._with_token(name, msg, {"type": "registered", "account": name})
 
         def refused(failure) -> None:
             if self._closed:
@@ -486,6 +537,37 @@ class JsonSession(EncodingParticipant):
         if "token" in msg:
             reply["token"] = msg["token"]
         self.reply(reply)
+
+    def do_logout(self, msg: dict) -> None:
+        """Revoke this session's token (``everywhere``: every token of the account), answer
+        ``logged_out`` with how many were revoked, and quit."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        tokens = getattr(self.hub, "session_tokens", None)
+        d: Deferred
+        if tokens is None or user.account is None:
+            d = succeed(0)
+        elif msg.get("everywhere"):
+            d = tokens.revoke_all(user.account)
+        elif self._token is not None:
+            d = tokens.revoke(self._token).addCallback(int)
+        else:
+            d = succeed(0)
+        self._token = None
+
+        def done(revoked: int) -> None:
+            if not self._closed:
+                self.answer(msg, {"type": "logged_out", "revoked": revoked})
+                self.do_quit({"reason": "Logged out"})
+
+        def failed(failure) -> None:
+            self.log.error("logout of {account} could not revoke tokens: {why}", account=user.account,
+                           why=failure.getErrorMessage())
+            if not self._closed:
+                self.error("internal_error", "could not log out; try again", msg)
+
+        d.addCallbacks(done, failed)
+        self.gate.pause_until(d)
 
     def do_quit(self, msg: dict) -> None:
         reason = (msg.get("reason") or "Quit")[:200]
@@ -610,6 +692,39 @@ class JsonSession(EncodingParticipant):
         self._ok(msg)
 
     # -- history -----------------------------------------------------------------------
+
+    def do_conversations(self, msg: dict) -> None:
+        """The user's private conversations from history, the most recently active first
+        (``CHATHISTORY TARGETS`` for the web client): ``[{"target": nick, "time": t}]``."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        limit = msg.get("limit")
+        limit = 50 if limit is None else limit
+        if limit <= 0:
+            raise RequestError("invalid_field", "'limit' must be positive", "limit")
+        limit = min(limit, self.config.history.query_limit)
+        # counted back from now: the latest conversations; the rooms the user is in come too
+        # (TARGETS lists them), so ask for as many more and leave them out
+        d = self.hub.history_targets(user, time.time() + 1, 0.0, limit + len(user.rooms))
+
+        def answer(found: list[tuple[str, float]]) -> None:
+            private = [(name, when) for name, when in found if not is_room_name(name)]
+            private.sort(key=lambda pair: pair[1], reverse=True)
+            self.answer(msg, {
+                "type": "conversations",
+                "conversations": [{"target": name, "time": when} for name, when in private[:limit]],
+            })
+
+        def failed(failure) -> None:
+            if self._closed:
+                return
+            if failure.check(HubError) and failure.value.code == "history_unavailable":
+                self.error("history_unavailable", failure.value.message, msg)
+            else:
+                self.log.failure("conversations request failed", failure)
+                self.error("history_failed", "history could not be read", msg)
+
+        d.addCallbacks(answer, failed)
 
     def do_history(self, msg: dict) -> None:
         target = msg["target"]

@@ -8,6 +8,8 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``retention`` | ``RetentionStore`` | ``prune``: [history] max_age_days and max_per_target |
 | ``accounts`` | ``AccountStore`` | accounts and their argon2 hashes |
 | ``rooms`` | ``RoomStore`` | persistent rooms, their bans and operators |
+| ``tokens`` | ``TokenStore`` | session tokens, kept as sha256 digests |
+| ``account_rooms`` | ``AccountRoomStore`` | the rooms each account is in, joined again at login |
 | ``maintenance`` | ``MaintenanceStore`` | ``stats`` and ``backup`` for ``python -m chathub.admin`` (blocking) |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
@@ -20,16 +22,20 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from chathub.store.interfaces import IStore
+from chathub.store.sql.account_rooms import AccountRoomStore
 from chathub.store.sql.accounts import AccountStore
 from chathub.store.sql.database import SqlDatabase
 from chathub.store.sql.history import HistoryStore
 from chathub.store.sql.maintenance import MaintenanceStore
 from chathub.store.sql.retention import RetentionStore
 from chathub.store.sql.rooms import RoomStore
+from chathub.store.sql.tokens import TokenStore
 
 __all__ = ["SqlDatabase", "SqlStore"]
 
 
 @implementer(IStore)
-class SqlStore(HistoryStore, RetentionStore, AccountStore, RoomStore, MaintenanceStore):
+class SqlStore(
+    HistoryStore, RetentionStore, AccountStore, AccountRoomStore, RoomStore, TokenStore, MaintenanceStore
+):
     """History, accounts and rooms in an SQL database reached through adbapi."""

@@ -12,6 +12,8 @@ const TYPING_SEND_EVERY = 3000;
 const TYPING_SHOW_FOR = 6000;
 const SAVED_NICK = "chathub.nick";
 const SAVED_ROOMS = "chathub.rooms";
+// the session token of an account login: resumes the session after a reload without the password
+const SAVED_TOKEN = "chathub.token";
 // the server puts [server] description in <title>; unread counts go in front of it
 const pageTitle = document.title;
 
@@ -436,7 +438,19 @@ const handlers = {
     $("tab-guest").hidden = !obj.features.guests;
     if (!obj.features.guests && app.loginMode === "guest") setLoginMode("account");
     $("login-button").disabled = false;
+    const token = storage.get(SAVED_TOKEN, null);
+    if (!app.creds && token && token.nick && token.token) {
+      app.creds = { nick: token.nick, token: token.token, mode: "token", retries: 0 };
+    }
     if (app.creds) login(app.creds);
+  },
+
+  logged_out() {
+    storage.set(SAVED_TOKEN, null);
+    app.creds = null;
+    app.loggedIn = false;
+    conn.close("Logged out");
+    showLoginError("You are logged out.");
   },
 
   welcome(obj) {
@@ -444,6 +458,11 @@ const handlers = {
     app.account = obj.account;
     app.loggedIn = true;
     storage.set(SAVED_NICK, obj.nick);
+    if (obj.token) {
+      storage.set(SAVED_TOKEN, { nick: obj.nick, token: obj.token });
+      // a reconnect logs in with the token: the password is not kept
+      app.creds = { ...app.creds, nick: obj.nick, token: obj.token, mode: "token", retries: 0 };
+    }
     $("login-view").hidden = true;
     $("chat-view").hidden = false;
     $("connection-state").textContent = `Connected as ${obj.nick}`;
@@ -483,6 +502,14 @@ const handlers = {
         // after a restart our old self may still hold the nick for a moment
         app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1, wanted: app.creds.wanted || app.creds.nick };
         login(app.creds);
+        return;
+      }
+      if (app.creds && app.creds.mode === "token") {
+        // expired or revoked: forget it and ask for the password
+        storage.set(SAVED_TOKEN, null);
+        app.creds = null;
+        setLoginMode("account");
+        showLoginError("Your session has ended — log in again.");
         return;
       }
       showLoginError(obj.message || obj.code);
@@ -707,6 +734,10 @@ const handlers = {
 
   registered(obj) {
     if (app.creds) app.creds = { ...app.creds, nick: obj.account, mode: "account" };
+    if (obj.token) {
+      storage.set(SAVED_TOKEN, { nick: app.me, token: obj.token });
+      app.creds = { nick: app.me, token: obj.token, mode: "token", retries: 0 };
+    }
     app.account = obj.account;
     renderSidebar();
     const conv = convs.current;
@@ -772,6 +803,7 @@ conn.onclose = ({ code, reason, retryIn }) => {
 function login(creds) {
   const req = { type: "login", nick: creds.nick };
   if (creds.mode === "account") req.password = creds.password;
+  if (creds.mode === "token") req.token = creds.token;
   send(req, { kind: "login" });
 }
 
@@ -885,6 +917,12 @@ function submitInput() {
     send(req, req.type === "message" || req.type === "action" ? null : { kind: req.type });
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
+  if (parsed.local === "logout") {
+    // the server revokes the token, answers logged_out and closes: nothing to resume
+    storage.set(SAVED_TOKEN, null);
+    app.creds = null;
+    return;
+  }
   if (parsed.local === "quit") {
     conn.leave(); // closing here could overtake the quit request and lose its reason
     app.creds = null;

@@ -13,6 +13,7 @@ export const HELP = [
   "/notice target text — send a notice",
   "/rooms — browse rooms",
   "/quit [reason] — leave chathub",
+  "/logout [everywhere] — log out (this browser, or every session of the account) and forget the saved session",
 ];
 
 /**
@@ -89,6 +90,8 @@ export function parseInput(line, current) {
       return { requests: [], local: "rooms" };
     case "quit":
       return { requests: [{ type: "quit", reason: rest || "Leaving" }], local: "quit" };
+    case "logout":
+      return { requests: [{ type: "logout", everywhere: rest.trim() === "everywhere" }], local: "logout" };
     case "help":
       return { requests: [], local: "help" };
     default:

@@ -1,0 +1,124 @@
+"""An account's rooms follow it over real sockets: joined from one chathub.v1 connection,
+they are joined again when the account logs in on a second WebSocket connection, over
+telnet and over IRC ([irc] autojoin, on by default); a part or kick takes a room off."""
+from __future__ import annotations
+
+import pytest_twisted
+
+from tests.browser_helpers import connect
+from tests.support import V1, HubServer, irc_user, ws_config
+
+
+async def account_ws(port: int, nick: str) -> tuple[object, dict]:
+    client = await connect(port, protocols=V1)
+    await client.expect({"type": "hello"})
+    client.send_json({"type": "login", "nick": nick, "account": "alice", "password": "correct-horse"})
+    return client, await client.expect({"type": "welcome"})
+
+
+async def stored(tmp_path, **irc):
+    config = ws_config()
+    if irc:
+        config = config.with_overrides(irc=irc)
+    server = await HubServer.stored(tmp_path, config, protocols=["http", "line", "irc"])
+    await server.accounts.create_account("alice", "correct-horse")
+    return server
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_follow_the_account_to_websocket_telnet_and_irc(tmp_path):
+    server = await stored(tmp_path)
+    try:
+        port = server.http_port
+        first, _ = await account_ws(port, "alice_web")
+        for room in ("#one", "#two", "#three"):
+            first.send_json({"type": "join", "room": room, "ref": room})
+            await first.expect({"type": "ok", "ref": room})
+        first.send_json({"type": "part", "room": "#two", "ref": "p"})
+        await first.expect({"type": "ok", "ref": "p"})
+
+        # a second browser: the rooms come back, each with its snapshot, in joining order
+        second, welcome = await account_ws(port, "alice_phone")
+        assert welcome["account"] == "alice"
+        assert (await second.expect({"type": "room", "room": "#one"}))["room"] == "#one"
+        await second.expect({"type": "room", "room": "#three"})
+        assert not [m for m in second.received if m.get("room") == "#two"]
+        # a token login is the same account: it gets them too
+        token = await connect(port, protocols=V1)
+        await token.expect({"type": "hello"})
+        token.send_json({"type": "login", "nick": "alice_tab", "token": welcome["token"]})
+        await token.expect({"type": "welcome"})
+        await token.expect({"type": "room", "room": "#three"})
+
+        # telnet
+        tel = await server.connect("line")
+        tel.send("/nick alice correct-horse")
+        await tel.expect_re(r"you are alice, logged in to account alice")
+        await tel.expect_re(r"^\* you joined #one")
+        await tel.expect_re(r"^\* you joined #three")
+        tel.send("/quit")
+        await tel.closed
+
+        # IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
+        irc = await irc_user(server, "alice", caps=[], password="correct-horse")
+        await irc.expect_count(r" JOIN ", 2)
+        assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == ["#one", "#three"], irc.dump()
+
+        # a kick takes the room off the list: the next login is not in it
+        server.hub.kick(server.hub.find_user("alice_web"), "#three", "alice", "out")
+        await irc.expect_re(r" KICK #three alice ")
+        again, _ = await account_ws(port, "alice_again")
+        await again.expect({"type": "room", "room": "#one"})
+        again.send_json({"type": "ping", "token": "after"})
+        await again.expect({"type": "pong"})
+        assert not [m for m in again.received if m.get("type") == "room" and m.get("room") == "#three"]
+        # guests get nothing back
+        guest = await server.connect("line")
+        guest.send("/nick bob")
+        await guest.expect_re(r"you are bob, a guest")
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_irc_autojoin_off(tmp_path):
+    server = await stored(tmp_path, autojoin=False)
+    try:
+        first, _ = await account_ws(server.http_port, "alice_web")
+        first.send_json({"type": "join", "room": "#one", "ref": 1})
+        await first.expect({"type": "ok", "ref": 1})
+        irc = await irc_user(server, "alice", caps=[], password="correct-horse")
+        lines = await irc.roundtrip("WHOIS alice")
+        assert not [line for line in irc.lines if line.command == "JOIN"] and lines
+        assert server.hub.find_user("alice").rooms == {}
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_private_conversations_are_listed_on_a_second_connection(tmp_path):
+    server = await stored(tmp_path)
+    try:
+        port = server.http_port
+        first, _ = await account_ws(port, "alice")
+        bob = await server.irc("bob")
+        carol = await server.irc("carol")
+        first.send_json({"type": "message", "target": "bob", "text": "hi bob", "ref": 1})
+        await first.expect({"type": "ok", "ref": 1})
+        await bob.expect_re("hi bob")
+        carol.send("PRIVMSG alice :hi alice")
+        await first.expect({"type": "message", "text": "hi alice"})
+        first.send_json({"type": "quit"})
+        await first.wait_closed()
+
+        second, _ = await account_ws(port, "alice")
+        second.send_json({"type": "conversations", "ref": "c"})
+        listed = await second.expect({"type": "conversations"})
+        assert [c["target"] for c in listed["conversations"]] == ["carol", "bob"]  # latest first
+        second.send_json({"type": "conversations", "limit": 1, "ref": "c1"})
+        one = await second.expect({"type": "conversations", "ref": "c1"})
+        assert [c["target"] for c in one["conversations"]] == ["carol"]
+        second.send_json({"type": "conversations", "limit": 0})
+        assert (await second.expect({"type": "error"}))["code"] == "invalid_field"
+    finally:
+        await server.stop()

@@ -1,0 +1,189 @@
+"""Session tokens over real sockets: a chathub.v1 password login gets a token that logs the
+same account in again; it expires, it is revoked by logout, and "log out everywhere" revokes
+them all; the store keeps only digests, at most [auth] max_tokens per account."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+
+import pytest_twisted
+from twisted.internet import task
+
+from chathub.store.schema import LATEST_VERSION, POSTGRES, SQLITE
+from tests.browser_helpers import connect
+from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
+from tests.support import V1, HubServer, irc_user, ws_config, ws_login
+from tests.test_store_sequence import _connect, create_schema
+
+
+async def token_login(port: int, nick: str, token: str) -> tuple[object, dict]:
+    """A new chathub.v1 connection offering ``token``; the client and the answer."""
+    client = await connect(port, protocols=V1)
+    await client.expect({"type": "hello"})
+    client.send_json({"type": "login", "nick": nick, "token": token, "ref": "t"})
+    answer = await client.expect(lambda m: m.get("type") in ("welcome", "error"))
+    return client, answer
+
+
+async def password_login(port: int, nick: str) -> tuple[object, dict]:
+    """A new chathub.v1 connection logged in to account alice as ``nick``; the welcome."""
+    client = await connect(port, protocols=V1)
+    await client.expect({"type": "hello"})
+    client.send_json({"type": "login", "nick": nick, "account": "alice", "password": "correct horse"})
+    welcome = await client.expect({"type": "welcome"})
+    return client, welcome
+
+
+async def quit_all(clients) -> None:
+    """Each chathub.v1 client quits; returns once every connection closed."""
+    for client in clients:
+        client.send_json({"type": "quit"})
+        await client.wait_closed()
+
+
+async def registered(tmp_path, **auth):
+    config = ws_config()
+    if auth:
+        config = config.with_overrides(auth=auth)
+    server = await HubServer.stored(tmp_path, config, protocols=["http", "irc"])
+    await server.accounts.create_account("alice", "correct horse")
+    return server
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
+    server = await registered(tmp_path, token_lifetime=100.0)
+    try:
+        port = server.http_port
+        clock = task.Clock()
+        clock.advance(1_000_000)
+        server.hub.session_tokens.clock = clock  # expiry measured on a clock the test moves
+        first = await ws_login(port, "alice", password="correct horse")
+        welcome = first.received[-1]
+        token = welcome["token"]
+        assert token.startswith("cht_") and welcome["token_expires"] == 1_000_100
+        # stored as its sha256 digest only
+        rows = sqlite3.connect(server.config.data_path(server.config.storage.sqlite_path)).execute(
+            "SELECT digest, account FROM session_tokens").fetchall()
+        assert rows == [(hashlib.sha256(token.encode()).hexdigest(), "alice")]
+
+        again, answer = await token_login(port, "alice2", token)
+        assert answer["type"] == "welcome" and answer["account"] == "alice" and "token" not in answer
+        again.send_json({"type": "quit"})
+        await again.wait_closed()
+        _, wrong = await token_login(port, "mallory", token + "x")
+        assert wrong["type"] == "error" and wrong["code"] == "login_failed"
+
+        clock.advance(100)  # expired
+        _, late = await token_login(port, "alice3", token)
+        assert late["code"] == "login_failed" and "expired" in late["message"]
+
+        # a fresh token, revoked by this session's logout; another one survives it
+        clock.advance(1)
+        second, welcome = await password_login(port, "alice4")
+        kept = welcome["token"]
+        third, answer = await token_login(port, "alice5", kept)
+        assert answer["type"] == "welcome"
+        other, welcome = await password_login(port, "alice6")
+        revoked = welcome["token"]
+        other.send_json({"type": "logout", "ref": "o"})
+        assert (await other.expect({"type": "logged_out"}))["revoked"] == 1
+        await other.wait_closed()
+        _, refused = await token_login(port, "alice7", revoked)
+        assert refused["code"] == "login_failed"
+        fourth, answer = await token_login(port, "alice8", kept)
+        assert answer["type"] == "welcome"
+        # log out everywhere: every token of the account goes
+        fourth.send_json({"type": "logout", "everywhere": True})
+        assert (await fourth.expect({"type": "logged_out"}))["revoked"] >= 2
+        _, refused = await token_login(port, "alice9", kept)
+        assert refused["code"] == "login_failed"
+        # guests get no token and revoke nothing
+        guest = await ws_login(port, "bob")
+        assert "token" not in guest.received[-1]
+        guest.send_json({"type": "logout", "everywhere": "yes"})
+        assert (await guest.expect({"type": "error"}))["code"] == "invalid_field"
+        guest.send_json({"type": "logout"})
+        assert (await guest.expect({"type": "logged_out"}))["revoked"] == 0
+        await quit_all([first, second, third])
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_as_irc_sasl_plain_password(tmp_path):
+    server = await registered(tmp_path)
+    try:
+        await server.accounts.create_account("bob", "bob-password")
+        web, welcome = await password_login(server.http_port, "alice_web")
+        token = welcome["token"]
+        irc = await irc_user(server, "alice", caps=[], password=token)
+        assert server.hub.find_user("alice").account == "alice"
+        # another account's name with alice's token: refused (904), nothing logged in
+        other = await server.connect("irc")
+        other.send("CAP LS 302", "CAP REQ :sasl", "AUTHENTICATE PLAIN")
+        await other.expect("AUTHENTICATE")
+        other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
+        assert (await other.expect(lambda line: line.command in ("903", "904"))).command == "904"
+        await quit_all([web])
+        irc.send("QUIT")
+        await irc.closed
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_per_account_are_bounded(tmp_path):
+    server = await registered(tmp_path, max_tokens=2)
+    try:
+        port = server.http_port
+        clients, tokens = [], []
+        for i in range(3):
+            client, welcome = await password_login(port, f"alice{i}")
+            clients.append(client)
+            tokens.append(welcome["token"])
+        _, oldest = await token_login(port, "x1", tokens[0])
+        assert oldest["code"] == "login_failed"  # the oldest went when the third was issued
+        for i, token in enumerate(tokens[1:]):
+            client, answer = await token_login(port, f"y{i}", token)
+            assert answer["type"] == "welcome"
+            clients.append(client)
+        await quit_all(clients)
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_version_3_database_gains_session_tokens(store_factory):
+    """A database chathub with schema version 3 wrote is upgraded in place: its accounts
+    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms kept."""
+    dialect = SQLITE if store_factory.backend == "sqlite" else POSTGRES
+    conn, p = _connect(store_factory)
+    try:
+        create_schema(conn, dialect, 3)
+        conn.execute(
+            f"INSERT INTO accounts (name_folded, name, password_hash, created) VALUES ({p}, {p}, {p}, {p})",
+            ("alice", "Alice", "h", 1.0),
+        )
+    finally:
+        conn.close()
+    store = await store_factory()
+    assert LATEST_VERSION >= 4 and (await store.get_account("ALICE")).name == "Alice"
+    await store.add_token("d1", "Alice", 10.0, 20.0, 2)
+    await store.add_token("d2", "alice", 11.0, 21.0, 2)
+    assert await store.token_account("d1", 19.0) == "alice"
+    assert await store.token_account("d1", 20.0) is None  # expired
+    await store.add_token("d3", "alice", 12.0, 22.0, 2)  # d1, the oldest, goes
+    assert await store.token_account("d1", 0.0) is None and await store.token_account("d3", 0.0) == "alice"
+    assert await store.revoke_token("d2") is True and await store.revoke_token("d2") is False
+    assert await store.revoke_tokens("ALICE") == 1 and await store.token_account("d3", 0.0) is None
+    # version 5: the account's rooms, the oldest beyond ``keep`` forgotten
+    for at, room in enumerate(["#One", "#two", "#three"]):
+        await store.add_account_room("ALICE", room, float(at), 2)
+    assert await store.account_rooms("alice") == ["#two", "#three"]
+    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: keeps its place
+    assert await store.account_rooms("alice") == ["#two", "#three"]
+    assert await store.remove_account_room("alice", "#three") is True
+    assert await store.remove_account_room("alice", "#three") is False
+    assert await store.account_rooms("alice") == ["#two"]
