@@ -72,10 +72,9 @@ class HubCounts:
         self.flood_disconnects = 0
         #: history requests answered or refused (IRC CHATHISTORY, web scroll-back, replays on join)
         self.history_requests = 0
-        #: the last recipient snapshot fan-out counted, and how many of it each protocol has
-        #: (``chathub.hub.fanout._count``): worked out again only when the snapshot changes
-        self.composed_for: object = None
-        self.composition: dict[str, int] = {}
+        #: id of a recipient snapshot fan-out counted -> (the snapshot, how many of it each
+        #: protocol has) (``chathub.hub.fanout._count``): worked out once per snapshot
+        self.compositions: dict[int, tuple[object, dict[str, int]]] = {}
 
     def protocol(self, name: str) -> ProtocolCounts:
         """The counts of protocol ``name`` ("line", "irc", "ws")."""

@@ -34,6 +34,8 @@ log = Logger()
 MAX_BATCH = 32
 #: inside a batching block, what one member is owed is written once it reaches this size
 MAX_HELD_BYTES = 64 * 1024
+#: recipient snapshots whose make-up by protocol is remembered for the delivered counts
+COMPOSITIONS = 1024
 
 
 def deliver(
@@ -66,18 +68,23 @@ def deliver(
 def _count(counts: HubCounts, events: Sequence[Event], recipients: Iterable[User], actor: Optional[User]) -> None:
     """Add what one fan-out wrote to each protocol's delivered count: from the recipients'
     make-up by protocol, worked out once per recipient snapshot (a room's ``recipients()``
-    tuple lives until its members change), so the loop over recipients counts nothing."""
+    tuple lives until its members change) and remembered for the last ``COMPOSITIONS`` of
+    them, so the loop over recipients counts nothing."""
     texts = sum(1 for event in events if event.kind in Kind.TEXT_KINDS)
     if not texts:
         return
-    if recipients is counts.composed_for:
-        composition = counts.composition
+    known = counts.compositions.get(id(recipients))
+    if known is not None and known[0] is recipients:
+        composition = known[1]
     else:
         composition = {}
         for user in recipients:
             protocol = user.participant.protocol
             composition[protocol] = composition.get(protocol, 0) + 1
-        counts.composed_for, counts.composition = recipients, composition
+        if len(counts.compositions) >= COMPOSITIONS:
+            counts.compositions.clear()  # snapshots of rooms whose members changed since
+        # the snapshot is kept with its make-up, so its id is not reused meanwhile
+        counts.compositions[id(recipients)] = (recipients, composition)
     for protocol, n in composition.items():
         counts.protocol(protocol).delivered += texts * n
     if actor is not None and actor in recipients:  # skipped by the loop (one comparison per member, in C)
