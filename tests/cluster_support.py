@@ -130,8 +130,10 @@ def telnet_user(cluster, port: int, nick: str) -> LineClient:
     return user
 
 
-def irc_user(cluster, port: int, nick: str, caps: str = "", join: bool = True) -> LineClient:
-    """An IRC user of ``port`` signed on as ``nick`` (with ``caps``), in the room if ``join``."""
+def irc_user(cluster, port: int, nick: str, caps: str = "", join: bool = True, once_listed: bool = False) -> LineClient:
+    """An IRC user of ``port`` signed on as ``nick`` (with ``caps``), in the room if ``join``;
+    with ``once_listed`` it joins only once its node lists the room (it heard of the room's
+    first join on another node), so it joins the room that exists rather than founding one."""
     user = cluster.connect(port)
     if caps:
         user.send(f"CAP REQ :{caps}\r\n")
@@ -141,6 +143,8 @@ def irc_user(cluster, port: int, nick: str, caps: str = "", join: bool = True) -
         user.send("CAP END\r\n")
     user.expect(r" 001 ")
     if join:
+        if once_listed:
+            until_listed(user, nick, ROOM)
         user.send(f"JOIN {ROOM}\r\n")
         user.expect(rf" 366 {nick} {ROOM} ")
     user.say = lambda text: user.send(f"PRIVMSG {ROOM} :{text}\r\n")

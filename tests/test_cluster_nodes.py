@@ -24,7 +24,6 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     telnet_user,
     two_talking,
     until_answer,
-    until_listed,
     until_names,
 )
 from tests.support import LineClient
@@ -174,12 +173,7 @@ def test_room_state_is_shared_by_the_nodes(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # founds #x on A: its operator
     carol = telnet_user(cluster, a_line, "carol")
-    bob = cluster.connect(b_irc)
-    bob.send("NICK bob\r\nUSER bob 0 * :bob\r\n")
-    bob.expect(r" 001 ")
-    until_listed(bob, "bob", ROOM)
-    bob.send(f"JOIN {ROOM}\r\n")
-    bob.expect(rf" 366 bob {ROOM} ")
+    bob = irc_user(cluster, b_irc, "bob", once_listed=True)
     assert until_names(bob, "bob", {"@alice", "carol", "bob"})  # A's members, with A's operator
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
     carol.expect(r"bob joined")
@@ -207,11 +201,7 @@ def test_room_state_is_shared_by_the_nodes(cluster):
 def test_when_a_node_dies_its_users_quit_everywhere_and_their_nicks_are_freed(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice")
-    bob = cluster.connect(b_irc)
-    bob.send("NICK bob\r\nUSER bob 0 * :bob\r\n")
-    bob.expect(r" 001 ")
-    until_listed(bob, "bob", ROOM)
-    bob.send(f"JOIN {ROOM}\r\n")
+    bob = irc_user(cluster, b_irc, "bob", once_listed=True)
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
     cluster.nodes["b"].kill()  # kill -9: no QUIT is stored, no nick released
     # within the bound docs/cluster.md gives: lease 4 s + check 0.5 s, plus the grace a

@@ -20,7 +20,6 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     postgres_dsn,
     telnet_user,
     until,
-    until_listed,
 )
 
 NOTIFY_CAPS = "away-notify account-notify setname"
@@ -56,10 +55,7 @@ def test_whois_who_ison_userhost_and_lusers_see_users_of_the_other_node(cluster)
 def test_away_account_and_realname_changes_reach_the_other_nodes_users(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     alice = irc_user(cluster, a_irc, "alice", caps="setname")
-    bob = irc_user(cluster, b_irc, "bob", caps=NOTIFY_CAPS, join=False)
-    until_listed(bob, "bob", ROOM)
-    bob.send(f"JOIN {ROOM}\r\n")
-    bob.expect(rf" 366 bob {ROOM} ")
+    bob = irc_user(cluster, b_irc, "bob", caps=NOTIFY_CAPS, once_listed=True)
     carol = telnet_user(cluster, b_line, "carol")
     meet(alice, [bob, carol])
     alice.send("AWAY :lunch\r\n")
@@ -115,13 +111,8 @@ def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     c_line, c_irc = cluster("c")
     alice = irc_user(cluster, a_irc, "alice", caps="draft/chathistory draft/event-playback batch server-time")
-    carol = irc_user(cluster, c_irc, "carol", join=False)
-    until_listed(carol, "carol", ROOM)
-    carol.send(f"JOIN {ROOM}\r\n")
-    carol.expect(rf" 366 carol {ROOM} ")
-    bob = irc_user(cluster, b_irc, "bob", join=False)
-    until_listed(bob, "bob", ROOM)
-    bob.send(f"JOIN {ROOM}\r\n")
+    carol = irc_user(cluster, c_irc, "carol", once_listed=True)
+    bob = irc_user(cluster, b_irc, "bob", once_listed=True)
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
     carol.expect(rf":bob!\S+ JOIN :?{ROOM}")
     cluster.nodes["b"].kill()  # kill -9: B stores nothing more; A or C reaps it
