@@ -94,9 +94,18 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         assert refused["code"] == "login_failed"
         fourth, answer = await token_login(port, "alice8", kept)
         assert answer["type"] == "welcome"
-        # log out everywhere: every token of the account goes
+        # log out everywhere: every token of the account goes, and every live session that
+        # logged in with one or was given one is told, then closed (4000); this one quits itself
+        guest_before = await ws_login(port, "carol")
         fourth.send_json({"type": "logout", "everywhere": True})
         assert (await fourth.expect({"type": "logged_out"}))["revoked"] >= 2
+        assert "reason" not in fourth.received[-1]
+        assert (await fourth.wait_closed())[1] == 1000
+        for ended in (first, second, third):
+            told = await ended.expect({"type": "logged_out"})
+            assert "another device" in told["reason"], told
+            assert (await ended.wait_closed())[1] == 4000
+        assert not [nick for nick in ("alice", "alice4", "alice5") if server.hub.find_user(nick)]
         _, refused = await token_login(port, "alice9", kept)
         assert refused["code"] == "login_failed"
         # guests get no token and revoke nothing
@@ -106,7 +115,8 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         assert (await guest.expect({"type": "error"}))["code"] == "invalid_field"
         guest.send_json({"type": "logout"})
         assert (await guest.expect({"type": "logged_out"}))["revoked"] == 0
-        await quit_all([first, second, third])
+        assert guest_before.close_info is None  # a guest holds no token: nothing ended it
+        await quit_all([guest_before])
     finally:
         await server.stop()
 
@@ -157,7 +167,8 @@ async def test_tokens_per_account_are_bounded(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_version_3_database_gains_session_tokens(store_factory):
     """A database chathub with schema version 3 wrote is upgraded in place: its accounts
-    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms kept."""
+    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms
+    kept, with their keys."""
     dialect = SQLITE if store_factory.backend == "sqlite" else POSTGRES
     conn, p = _connect(store_factory)
     try:
@@ -181,9 +192,10 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     # version 5: the account's rooms, the oldest beyond ``keep`` forgotten
     for at, room in enumerate(["#One", "#two", "#three"]):
         await store.add_account_room("ALICE", room, float(at), 2)
-    assert await store.account_rooms("alice") == ["#two", "#three"]
-    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: keeps its place
-    assert await store.account_rooms("alice") == ["#two", "#three"]
+    assert await store.account_rooms("alice") == [("#two", None), ("#three", None)]
+    # joined again (with the room's key, version 6): keeps its place, takes the key
+    await store.add_account_room("alice", "#TWO", 9.0, 2, "k1")
+    assert await store.account_rooms("alice") == [("#two", "k1"), ("#three", None)]
     assert await store.remove_account_room("alice", "#three") is True
     assert await store.remove_account_room("alice", "#three") is False
-    assert await store.account_rooms("alice") == ["#two"]
+    assert await store.account_rooms("alice") == [("#two", "k1")]

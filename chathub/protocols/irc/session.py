@@ -499,16 +499,18 @@ class IrcSession:
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
         if self.config.irc.autojoin and user.account is not None:
-            self.hub.account_room_names(user).addCallback(self._rejoin)
+            self.hub.kept_rooms(user).addCallback(self._rejoin)
 
-    def _rejoin(self, names: list[str]) -> None:
-        """Join the rooms the account is in ([irc] autojoin), as a JOIN of them would."""
+    def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
+        """Join the rooms the account is in ([irc] autojoin), as a JOIN of each (with its
+        key, if kept with one) would; one JOIN per room, as a key may hold a comma."""
         from chathub.protocols.irc.commands_channels import join
 
-        if self.closed or not self.registered or not names:
+        if self.closed or not self.registered or not rooms:
             return
         rb = ResponseBuffer(self, None)
-        join(self, Message("JOIN", [",".join(names)]), rb)
+        for name, key in rooms:
+            join(self, Message("JOIN", [name] if key is None else [name, key]), rb)
         self._flush(rb)
 
     # -- timers ------------------------------------------------------------------------------

@@ -331,6 +331,8 @@ function renderSidebar() {
   const unread = convs.totalUnread();
   document.title = unread ? `(${unread}) ${pageTitle}` : pageTitle;
   $("me").textContent = app.me ? (app.account ? `${app.me} ✓` : app.me) : "";
+  $("account-box").hidden = !app.account;
+  $("account-name").textContent = app.account || "";
 }
 
 function renderHeader() {
@@ -445,12 +447,24 @@ const handlers = {
     if (app.creds) login(app.creds);
   },
 
-  logged_out() {
+  // the answer to our logout, or (with a reason) our session ended from another device
+  logged_out(obj) {
     storage.set(SAVED_TOKEN, null);
     app.creds = null;
     app.loggedIn = false;
+    app.account = null;
     conn.close("Logged out");
-    showLoginError("You are logged out.");
+    if (obj.reason) setLoginMode("account");
+    showLoginError(obj.reason ? `${obj.reason}.` : "You are logged out.");
+  },
+
+  // the account's private conversations, from history: listed, their lines asked for when opened
+  conversations(obj) {
+    app.refs.delete(obj.ref);
+    for (const item of obj.conversations) {
+      if (item && typeof item.target === "string" && item.target && !isRoom(item.target)) convs.ensure(item.target);
+    }
+    renderSidebar();
   },
 
   welcome(obj) {
@@ -492,19 +506,27 @@ const handlers = {
     if (app.reconnecting) {
       for (const conv of convs.privates()) if (conv.newestId) requestHistory(conv, "after");
     }
+    // an account's private conversations follow it to this browser (another device's too)
+    if (obj.account && app.hello && app.hello.features.history) send({ type: "conversations" }, { kind: "conversations" });
     app.reconnecting = false;
     renderAll();
   },
 
   error(obj) {
     if (!app.loggedIn) {
-      if (app.creds && obj.request === "login" && obj.code === "nick_in_use" && app.creds.mode === "guest" && app.creds.retries < 3) {
-        // after a restart our old self may still hold the nick for a moment
-        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1, wanted: app.creds.wanted || app.creds.nick };
+      const retry = app.creds && app.creds.mode !== "register";
+      if (retry && obj.request === "login" && obj.code === "nick_in_use" && app.creds.retries < 3) {
+        // after a restart our old self may still hold the nick for a moment; an account's nick
+        // may be held by its other device: the same account, under another nick
+        app.creds = {
+          ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1,
+          wanted: app.creds.wanted || app.creds.nick,
+          account: app.creds.mode === "account" ? app.creds.account || app.creds.nick : undefined,
+        };
         login(app.creds);
         return;
       }
-      if (app.creds && app.creds.mode === "token") {
+      if (app.creds && app.creds.mode === "token" && obj.code === "login_failed") {
         // expired or revoked: forget it and ask for the password
         storage.set(SAVED_TOKEN, null);
         app.creds = null;
@@ -803,6 +825,7 @@ conn.onclose = ({ code, reason, retryIn }) => {
 function login(creds) {
   const req = { type: "login", nick: creds.nick };
   if (creds.mode === "account") req.password = creds.password;
+  if (creds.mode === "account" && creds.account) req.account = creds.account;
   if (creds.mode === "token") req.token = creds.token;
   send(req, { kind: "login" });
 }
@@ -918,7 +941,7 @@ function submitInput() {
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
   if (parsed.local === "logout") {
-    // the server revokes the token, answers logged_out and closes: nothing to resume
+    // sent above (the parsed request): the server answers logged_out and closes
     storage.set(SAVED_TOKEN, null);
     app.creds = null;
     return;
@@ -980,6 +1003,19 @@ $("join-form").addEventListener("submit", (event) => {
 });
 
 $("browse-rooms").addEventListener("click", () => send({ type: "rooms" }));
+
+// the server revokes the token(s), answers logged_out and closes: nothing to resume
+function logout(everywhere) {
+  if (!conn.open) {
+    showBanner("Not connected — try again once reconnected.", 5000);
+    return;
+  }
+  send({ type: "logout", everywhere }, { kind: "logout" });
+  storage.set(SAVED_TOKEN, null);
+  app.creds = null;
+}
+$("logout").addEventListener("click", () => logout(false));
+$("logout-everywhere").addEventListener("click", () => logout(true));
 $("close-rooms").addEventListener("click", () => $("rooms-dialog").close());
 $("load-older").addEventListener("click", () => {
   const conv = convs.current;
