@@ -1,6 +1,7 @@
 """Session tokens over real sockets: a chathub.v1 password login gets a token that logs the
 same account in again; it expires, it is revoked by logout, and "log out everywhere" revokes
-them all; the store keeps only digests, at most [auth] max_tokens per account."""
+them all and ends the web and IRC connections that hold one; the store keeps only digests,
+at most [auth] max_tokens per account."""
 from __future__ import annotations
 
 import base64
@@ -136,9 +137,18 @@ async def test_token_as_irc_sasl_plain_password(tmp_path):
         await other.expect("AUTHENTICATE")
         other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
         assert (await other.expect(lambda line: line.command in ("903", "904"))).command == "904"
-        await quit_all([web])
-        irc.send("QUIT")
+        # log out everywhere from the web: the IRC connection that logged in with the token ends
+        watcher = await irc_user(server, "watcher", caps=[], rooms=["#r"])
+        irc.send("JOIN #r")
+        await watcher.expect_re(r":alice!\S+ JOIN #r")
+        web.send_json({"type": "logout", "everywhere": True})
+        await web.expect({"type": "logged_out"})
+        await irc.expect_re(r"^ERROR :Logged out: the session token this connection logged in with was revoked")
         await irc.closed
+        await watcher.expect_re(r":alice!\S+ QUIT :Logged out: the session token")
+        assert server.hub.find_user("alice") is None
+        watcher.send("QUIT")
+        await watcher.closed
     finally:
         await server.stop()
 
