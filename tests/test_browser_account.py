@@ -1,7 +1,8 @@
 """An account follows its owner to a second browser (a second Playwright context: its own
 localStorage): its rooms and its private conversations are listed, a conversation opens
-with its history; "Log out everywhere" in the Account box revokes every session token and
-the other browser, logged in with one, is told and returns to its login form. In Debian's
+with its history; "Log out everywhere" in the Account box, and a password change
+(/password), revoke every session token and the other browser, logged in with one, is told
+and returns to its login form. In Debian's
 Chromium against twistd, with an IRC user over a real socket."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     server, ports, _ = hub_ports
     url = f"http://127.0.0.1:{ports['http']}/"
     first = Page(browser, url, 1280, 800)
-    first.register("alice", "alice's secret")
+    first.register("alice", "alice-secret")
     first.join("#lobby")
     first.join("#garden")
     bob = irc_client(ports["irc"], "bob")
@@ -48,7 +49,7 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     bob.expect(r":alice!\S+ QUIT ")
     second = Page(browser, url, 390, 844)
     assert second.page.evaluate("localStorage.length") == 0
-    account_login(second, "alice", "alice's secret", "alice")
+    account_login(second, "alice", "alice-secret", "alice")
     p = second.page
     p.locator("#room-list li", has_text="#lobby").wait_for(state="attached", timeout=WAIT_MS)
     p.locator("#room-list li", has_text="#garden").wait_for(state="attached", timeout=WAIT_MS)
@@ -86,6 +87,16 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     bob.send("WHOIS alice")
     bob.expect(r" 401 bob alice ")
     first.screenshot("account-logged-out-elsewhere.png")
+
+    # both log in again; a password change from one logs the other out the same way
+    account_login(second, "alice", "alice-secret", "alice")
+    account_login(first, "alice", "alice-secret", "alice_")
+    second.type("/password alice-secret new-secret")
+    assert "Password changed" in second.wait_line("Password changed")
+    f.wait_for_selector("#login-view:not([hidden])", timeout=WAIT_MS)
+    assert "ended from another device" in f.text_content("#login-error")
+    assert saved_token(second) and saved_token(first) is None
+    account_login(first, "alice", "new-secret", "alice_")
     assert not first.errors and not second.errors, (first.errors, second.errors)
     assert not server.exceptions, server.exceptions
     bob.close()

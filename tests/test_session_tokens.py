@@ -209,3 +209,52 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     assert await store.remove_account_room("alice", "#three") is True
     assert await store.remove_account_room("alice", "#three") is False
     assert await store.account_rooms("alice") == [("#two", "k1")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_password_change_revokes_every_token_and_logs_their_sessions_out(tmp_path, captured):
+    server = await registered(tmp_path)
+    try:
+        port = server.http_port
+        changer, welcome = await password_login(port, "alice_web")
+        other, other_welcome = await password_login(port, "alice_phone")
+        irc = await irc_user(server, "alice", caps=[], password=other_welcome["token"])  # SASL as alice
+        guest = await ws_login(port, "bob")
+        guest.send_json({"type": "password", "password": "x", "new_password": "yyyy", "ref": "g"})
+        assert (await guest.expect({"ref": "g"}))["code"] == "registration_unavailable"
+        changer.send_json({"type": "password", "password": "wrong horse", "new_password": "new horse", "ref": 1})
+        refused = await changer.expect({"ref": 1})
+        assert refused["code"] == "login_failed" and refused["field"] == "password"
+        changer.send_json({"type": "password", "password": "correct horse", "new_password": "abc", "ref": 2})
+        assert (await changer.expect({"ref": 2}))["code"] == "weak_password"
+        assert other.close_info is None  # nothing changed yet
+
+        changer.send_json({"type": "password", "password": "correct horse", "new_password": "new horse", "ref": 3})
+        changed = await changer.expect({"ref": 3})
+        assert changed["type"] == "password_changed" and changed["revoked"] == 2
+        assert changed["token"].startswith("cht_") and changed["token"] != welcome["token"]
+        # the other web session and the IRC connection that held a token are logged out
+        assert "another device" in (await other.expect({"type": "logged_out"}))["reason"]
+        assert (await other.wait_closed())[1] == 4000
+        await irc.expect_re(r"^ERROR :Logged out")
+        await irc.closed
+        # the old password and the old tokens are refused; the new password and token work
+        for token in (welcome["token"], other_welcome["token"]):
+            _, answer = await token_login(port, "alice_old", token)
+            assert answer["code"] == "login_failed"
+        again = await connect(port, protocols=V1)
+        await again.expect({"type": "hello"})
+        again.send_json({"type": "login", "nick": "alice2", "account": "alice", "password": "correct horse"})
+        assert (await again.expect({"type": "error"}))["code"] == "login_failed"
+        kept, answer = await token_login(port, "alice3", changed["token"])
+        assert answer["type"] == "welcome"
+        fresh = await connect(port, protocols=V1)
+        await fresh.expect({"type": "hello"})
+        fresh.send_json({"type": "login", "nick": "alice4", "account": "alice", "password": "new horse"})
+        assert (await fresh.expect(lambda m: m.get("type") in ("welcome", "error")))["type"] == "welcome"
+        assert changer.close_info is None  # the session that changed it stays, with its new token
+        assert not captured.matching("new horse") and not captured.matching(changed["token"])
+        captured.find("password of account alice changed via ws")
+        await quit_all([changer, kept, fresh, guest])
+    finally:
+        await server.stop()

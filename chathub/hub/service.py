@@ -1198,6 +1198,26 @@ class ChatHub(service.Service):
 
         return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
 
+    def change_password(self, user: User, password: str) -> Deferred[int]:
+        """Give ``user``'s account the new ``password`` (the caller checked the old one) and
+        revoke every session token of the account, which logs out the connections holding
+        one; fires with how many tokens were revoked. Fails with a ``HubError``
+        (``registration_unavailable``, ``weak_password``, ``storage_failed``)."""
+        account = user.account
+        if self.account_creator is None or account is None:
+            return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
+        if len(password) < errors.MIN_PASSWORD:
+            return defer.fail(errors.WeakPassword(user.nick or ""))
+        tokens = self.session_tokens
+
+        def changed(_: Any) -> Any:
+            self.log.info("password of account {account} changed via {protocol}", account=account,
+                          protocol=user.protocol)
+            return 0 if tokens is None else tokens.revoke_all(account)
+
+        d = self.account_creator.set_password(account, password).addCallback(changed)
+        return d.addErrback(as_hub_error)
+
     def create_nick_account(self, nick: str, password: str) -> Deferred[Any]:
         """Create the account ``nick`` for a connection that has no nick in the hub yet
         (IRC ``REGISTER`` before connection registration); fires with the account.

@@ -84,6 +84,7 @@ REQUESTS: dict[str, Request] = {
     ),
     "logout": Request("do_logout", optional={"everywhere": bool}, cost=3),
     "register": Request("do_register", required={"password": _STR}, cost=10),
+    "password": Request("do_password", required={"password": _STR, "new_password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
     "part": Request("do_part", required={"room": _STR}, optional={"reason": _STR}),
@@ -558,6 +559,51 @@ class JsonSession(EncodingParticipant):
                 self.error("registration_failed", "could not register that account", msg)
 
         d.addCallbacks(registered, refused)
+
+    def do_password(self, msg: dict) -> None:
+        """Change the account's password: the current one (``password``) is checked through
+        the portal (throttled like a login), then every session token of the account is
+        revoked (the connections holding one are logged out) and this one gets a new token."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        account = user.account
+        if account is None:
+            raise RequestError("registration_unavailable", "log in to an account to change its password")
+        if len(msg["new_password"]) < errors.MIN_PASSWORD:
+            raise RequestError("weak_password", f"Password too short (at least {errors.MIN_PASSWORD} characters)",
+                               "new_password")
+        current = UsernamePassword(account.encode("utf-8"), msg["password"].encode("utf-8"))
+
+        def checked(result) -> Deferred:
+            _, avatar, logout = result
+            logout()  # only a check: this connection keeps its user
+            if avatar.account is None or fold(avatar.account) != fold(account):
+                raise UnauthorizedLogin("wrong password")
+            # this session is answered with a new token, not logged out as one holding a revoked one
+            self._use_token(None)
+            return self.hub.change_password(user, msg["new_password"])
+
+        def changed(revoked: int) -> Optional[Deferred]:
+            if self._closed:
+                return None
+            return self._with_token(account, msg, {"type": "password_changed", "revoked": revoked})
+
+        def refused(failure) -> None:
+            if self._closed:
+                return
+            if failure.check(UnauthorizedLogin):
+                code = "login_throttled" if failure.check(LoginThrottled) else "login_failed"
+                self.error(code, "the current password is wrong" if code == "login_failed"
+                           else failure.getErrorMessage(), msg, field="password")
+            elif failure.check(HubError) and not failure.check(errors.StorageFailed):
+                self.error(failure.value.code, failure.value.message, msg)
+            else:
+                self.log.error("password change of {account} failed: {why}", account=account,
+                               why=failure.getErrorMessage())
+                self.error("internal_error", "could not change the password; try again", msg)
+
+        d = self.portal.login(current, self, IChatUser).addCallback(checked).addCallbacks(changed, refused)
+        self.gate.pause_until(d)
 
     def do_ping(self, msg: dict) -> None:
         reply: dict[str, Any] = {"type": "pong"}

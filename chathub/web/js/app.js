@@ -32,6 +32,7 @@ const app = {
   lastTypingSent: 0,
   typingTarget: null,
   loginMode: "guest",
+  leftOnPurpose: false, // after /quit or a logout: the saved session is not resumed by itself
 };
 
 // -- small helpers -------------------------------------------------------------------------
@@ -441,7 +442,7 @@ const handlers = {
     if (!obj.features.guests && app.loginMode === "guest") setLoginMode("account");
     $("login-button").disabled = false;
     const token = storage.get(SAVED_TOKEN, null);
-    if (!app.creds && token && token.nick && token.token) {
+    if (!app.creds && !app.leftOnPurpose && token && token.nick && token.token) {
       app.creds = { nick: token.nick, token: token.token, mode: "token", retries: 0 };
     }
     if (app.creds) login(app.creds);
@@ -453,6 +454,7 @@ const handlers = {
     app.creds = null;
     app.loggedIn = false;
     app.account = null;
+    app.leftOnPurpose = true;
     conn.close("Logged out");
     if (obj.reason) setLoginMode("account");
     showLoginError(obj.reason ? `${obj.reason}.` : "You are logged out.");
@@ -471,6 +473,7 @@ const handlers = {
     app.me = obj.nick;
     app.account = obj.account;
     app.loggedIn = true;
+    app.leftOnPurpose = false;
     storage.set(SAVED_NICK, obj.nick);
     if (obj.token) {
       storage.set(SAVED_TOKEN, { nick: obj.nick, token: obj.token });
@@ -754,6 +757,19 @@ const handlers = {
     if (!$("rooms-dialog").open) $("rooms-dialog").showModal();
   },
 
+  // our password changed: every other session is logged out, this one holds a new token
+  password_changed(obj) {
+    app.refs.delete(obj.ref);
+    if (obj.token) {
+      storage.set(SAVED_TOKEN, { nick: app.me, token: obj.token });
+      app.creds = { nick: app.me, token: obj.token, mode: "token", retries: 0 };
+    }
+    const others = obj.revoked > 1 ? " Your other sessions were logged out." : "";
+    const text = `Password changed.${others}`;
+    if (convs.current) systemLine(convs.current, text, null);
+    else showBanner(text, 5000);
+  },
+
   registered(obj) {
     if (app.creds) app.creds = { ...app.creds, nick: obj.account, mode: "account" };
     if (obj.token) {
@@ -809,7 +825,11 @@ conn.onclose = ({ code, reason, retryIn }) => {
   const wasLoggedIn = app.loggedIn;
   app.loggedIn = false;
   $("login-button").disabled = true;
-  if (retryIn === null) return;
+  if (retryIn === null) {
+    // we left (quit, logout): a new connection, for the login form to log in with again
+    conn.connect();
+    return;
+  }
   if (wasLoggedIn || app.reconnecting) {
     app.reconnecting = true;
     for (const conv of convs.rooms()) conv.typing.clear();
@@ -949,6 +969,7 @@ function submitInput() {
   if (parsed.local === "quit") {
     conn.leave(); // closing here could overtake the quit request and lose its reason
     app.creds = null;
+    app.leftOnPurpose = true;
     app.loggedIn = false;
     showLoginError("You left. Log in again to come back.");
     $("login-error").hidden = true;
