@@ -18,6 +18,22 @@ async def account_ws(port: int, nick: str) -> tuple[object, dict]:
     return client, await client.expect({"type": "welcome"})
 
 
+async def rejoined_over_telnet_and_irc(server, rooms: list[str]):
+    """alice logs in over telnet (joined to ``rooms``, in order; then quits) and over IRC
+    with SASL PLAIN (the same JOINs); the IRC client, still connected."""
+    tel = await server.connect("line")
+    tel.send("/nick alice correct-horse")
+    await tel.expect_re(r"you are alice, logged in to account alice")
+    for room in rooms:
+        await tel.expect_re(rf"^\* you joined {room}$")
+    tel.send("/quit")
+    await tel.closed
+    irc = await irc_user(server, "alice", caps=[], password="correct-horse")
+    await irc.expect_count(r" JOIN ", len(rooms))
+    assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == rooms, irc.dump()
+    return irc
+
+
 async def stored(tmp_path, **irc):
     config = ws_config()
     if irc:
@@ -52,19 +68,8 @@ async def test_rooms_follow_the_account_to_websocket_telnet_and_irc(tmp_path):
         await token.expect({"type": "welcome"})
         await token.expect({"type": "room", "room": "#three"})
 
-        # telnet
-        tel = await server.connect("line")
-        tel.send("/nick alice correct-horse")
-        await tel.expect_re(r"you are alice, logged in to account alice")
-        await tel.expect_re(r"^\* you joined #one")
-        await tel.expect_re(r"^\* you joined #three")
-        tel.send("/quit")
-        await tel.closed
-
-        # IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
-        irc = await irc_user(server, "alice", caps=[], password="correct-horse")
-        await irc.expect_count(r" JOIN ", 2)
-        assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == ["#one", "#three"], irc.dump()
+        # telnet, then IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
+        irc = await rejoined_over_telnet_and_irc(server, ["#one", "#three"])
 
         # a kick takes the room off the list: the next login is not in it
         server.hub.kick(server.hub.find_user("alice_web"), "#three", "alice", "out")
@@ -163,16 +168,7 @@ async def test_a_keyed_room_is_rejoined_with_its_key_on_every_protocol(tmp_path,
         second.send_json({"type": "quit"})
         await second.wait_closed()
 
-        tel = await server.connect("line")
-        tel.send("/nick alice correct-horse")
-        await tel.expect_re(r"^\* you joined #vault")
-        await tel.expect_re(r"^\* you joined #plain")
-        tel.send("/quit")
-        await tel.closed
-
-        irc = await irc_user(server, "alice", caps=[], password="correct-horse")
-        await irc.expect_count(r" JOIN ", 2)
-        assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == ["#vault", "#plain"], irc.dump()
+        irc = await rejoined_over_telnet_and_irc(server, ["#vault", "#plain"])
         assert not [line for line in irc.lines if line.command == "475"]
 
         # the key is removed (-k): the kept room forgets it too

@@ -9,17 +9,6 @@ from __future__ import annotations
 from tests.browser_helpers import WAIT_MS, Page, irc_client
 
 
-def account_login(page: Page, nick: str, password: str, shown: str) -> None:
-    """Log in from the form's Account tab; the sidebar then shows ``shown`` as the nick."""
-    p = page.page
-    p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
-    p.click("#tab-account")
-    p.fill("#login-nick", nick)
-    p.fill("#login-password", password)
-    p.click("#login-button")
-    p.wait_for_selector(f"#me:text-is('{shown} ✓')", timeout=WAIT_MS)
-
-
 def saved_token(page: Page):
     return page.page.evaluate("JSON.parse(localStorage.getItem('chathub.token'))")
 
@@ -49,7 +38,7 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     bob.expect(r":alice!\S+ QUIT ")
     second = Page(browser, url, 390, 844)
     assert second.page.evaluate("localStorage.length") == 0
-    account_login(second, "alice", "alice-secret", "alice")
+    second.login_account("alice", "alice-secret", "alice")
     p = second.page
     p.locator("#room-list li", has_text="#lobby").wait_for(state="attached", timeout=WAIT_MS)
     p.locator("#room-list li", has_text="#garden").wait_for(state="attached", timeout=WAIT_MS)
@@ -89,14 +78,14 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     first.screenshot("account-logged-out-elsewhere.png")
 
     # both log in again; a password change from one logs the other out the same way
-    account_login(second, "alice", "alice-secret", "alice")
-    account_login(first, "alice", "alice-secret", "alice_")
+    second.login_account("alice", "alice-secret", "alice")
+    first.login_account("alice", "alice-secret", "alice_")
     second.type("/password alice-secret new-secret")
     assert "Password changed" in second.wait_line("Password changed")
     f.wait_for_selector("#login-view:not([hidden])", timeout=WAIT_MS)
     assert "ended from another device" in f.text_content("#login-error")
     assert saved_token(second) and saved_token(first) is None
-    account_login(first, "alice", "new-secret", "alice_")
+    first.login_account("alice", "new-secret", "alice_")
     assert not first.errors and not second.errors, (first.errors, second.errors)
     assert not server.exceptions, server.exceptions
     bob.close()
