@@ -48,6 +48,10 @@ def test_rooms_and_conversations_follow_the_account_and_log_out_everywhere(brows
     p.wait_for_selector("#conv-name:text-is('bob')", timeout=WAIT_MS)
     assert "a word in private, from IRC" in second.wait_line("a word in private")
     assert "and my answer" in second.wait_line("and my answer")
+    # its members panel shows the two parties, bob as known from the room they share
+    party = p.locator("#member-list li", has_text="bob")
+    party.wait_for(state="attached", timeout=WAIT_MS)
+    assert party.locator(".proto").inner_text() == "irc" and p.locator("#member-list li").count() == 2
     second.screenshot("account-second-browser.png")
 
     # the first browser comes back from its saved token while alice is the second's nick: the
