@@ -612,17 +612,18 @@ class ChatHub(service.Service):
         )
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         if self.account_rooms is not None:
-            self.account_rooms.joined(user.account, room.name)
+            self.account_rooms.joined(user.account, room.name, room.key)
         return room
 
-    def account_room_names(self, user: User) -> Deferred[list[str]]:
-        """The rooms ``user``'s account is in, in the order it joined them, for a protocol to
-        join again at login through its own JOIN (the answers are its own); a guest, or a
-        hub without a store, has none, and a store that cannot answer gives none (logged)."""
+    def kept_rooms(self, user: User) -> Deferred[list[tuple[str, Optional[str]]]]:
+        """The rooms ``user``'s account is in, as (name, key or None: the ``+k`` room's key
+        it was in with), in the order it joined them, for a protocol to join again at login
+        through its own JOIN (the answers are its own); a guest, or a hub without a store,
+        has none, and a store that cannot answer gives none (logged)."""
         if self.account_rooms is None or user.account is None:
             return defer.succeed([])
 
-        def failed(failure: Any) -> list[str]:
+        def failed(failure: Any) -> list[tuple[str, Optional[str]]]:
             self.log.error("could not read the rooms of {account}: {why}", account=user.account,
                            why=failure.getErrorMessage())
             return []
@@ -787,6 +788,10 @@ class ChatHub(service.Service):
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.save(room)
+            if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
+                # the members' accounts keep the new key (or none) with the room, for their rejoin
+                for member in room.members.values():
+                    self.account_rooms.joined(member.user.account, room.name, room.key)
         return applied, refused
 
     # -- visibility (chathub.hub.visibility): every protocol asks the hub ---------------
@@ -1194,6 +1199,26 @@ class ChatHub(service.Service):
             return name
 
         return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
+
+    def change_password(self, user: User, password: str) -> Deferred[int]:
+        """Give ``user``'s account the new ``password`` (the caller checked the old one) and
+        revoke every session token of the account, which logs out the connections holding
+        one; fires with how many tokens were revoked. Fails with a ``HubError``
+        (``registration_unavailable``, ``weak_password``, ``storage_failed``)."""
+        account = user.account
+        if self.account_creator is None or account is None:
+            return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
+        if len(password) < errors.MIN_PASSWORD:
+            return defer.fail(errors.WeakPassword(user.nick or ""))
+        tokens = self.session_tokens
+
+        def changed(_: Any) -> Any:
+            self.log.info("password of account {account} changed via {protocol}", account=account,
+                          protocol=user.protocol)
+            return 0 if tokens is None else tokens.revoke_all(account)
+
+        d = self.account_creator.set_password(account, password).addCallback(changed)
+        return d.addErrback(as_hub_error)
 
     def create_nick_account(self, nick: str, password: str) -> Deferred[Any]:
         """Create the account ``nick`` for a connection that has no nick in the hub yet
