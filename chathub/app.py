@@ -197,6 +197,7 @@ class ChathubService(service.MultiService):
                 outbox=self.hub.outbox,
                 made_here=self.hub.ids.made_here,
                 held_alone=self.hub.held_alone,
+                admit=self.hub.admit,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
             )

@@ -104,7 +104,26 @@ async def test_a_query_right_after_begin_waits_for_it(store_factory):
     third = store.latest("bob", "#QUICK", None, 50)
     assert await latest == [] and await targets == [] and await third == []
     await defer.gatherResults([begun, again])
-    assert store._beginning == {}
+    assert store._rewriting == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_void_events_leave_history_and_a_query_asked_meanwhile_waits_for_it(store_factory):
+    """A cluster found events void at their number (``IStore.void_events``): history never
+    shows them again, even to a query that reached the store before the delete committed."""
+    store = await store_factory()
+    make = EventMaker()
+    events = make.chat("bob", "#void", 4)
+    await defer.gatherResults([store.append(e) for e in events])
+    voided = store.void_events("#void", [events[1].id, events[3].id])
+    latest = store.latest("carol", "#void", None, 50)  # asked in the same reactor turn
+    assert [e.text for e in await latest] == ["m0", "m2"]
+    await voided
+    assert store._rewriting == {}
+    assert [seq for seq, _ in await store.conversation_range("#void", 0, 10)] == [1, 3]  # numbers stay taken
+    after = make.msg("bob", "#void", "next")
+    await store.append(after)
+    assert [seq for seq, _ in await store.conversation_range("#void", 0, 10)] == [1, 3, 5]
 
 
 @pytest_twisted.ensureDeferred

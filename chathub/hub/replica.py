@@ -2,11 +2,13 @@
 
 The node where a user acts checks the request against its copy of the room and stores the
 event; every other node gets it from the cluster relay, in the room's committed order, and
-applies it here without checking again: a join adds the member (with the privileges it got
-there), a part, kick or quit removes one, a nick change renames one, a topic or mode event
-changes the room. Then the event goes to this node's users it concerns, as a local one
-would. A user of another node sits in a room as a ``User`` whose participant sends nothing
-(``RemoteParticipant``): NAMES, WHO and the fan-out treat it like any member.
+applies it here without checking again (but for the checks every node makes at the event's
+number, ``chathub.hub.admission``, which keep a void event from reaching this module): a
+join adds the member (with the privileges it got there), a part, kick or quit removes one,
+a nick change renames one, a topic or mode event changes the room. Then the event goes to
+this node's users it concerns, as a local one would. A user of another node sits in a room
+as a ``User`` whose participant sends nothing (``RemoteParticipant``): NAMES, WHO and the
+fan-out treat it like any member.
 """
 from __future__ import annotations
 

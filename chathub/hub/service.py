@@ -32,6 +32,7 @@ from chathub.counters import HubCounts
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
 from chathub.hub.account_rooms import AccountRooms
+from chathub.hub.admission import EXTERNAL, JOIN_EXEMPT, JOIN_SEEN, Admission
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
@@ -63,6 +64,8 @@ PLAYBACK_KINDS = frozenset(
 HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
 #: events that may share one write per recipient with the next ones (see ``Fanout``)
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
+#: a room's changes that a cluster node shows in the room's numbered order, its own too
+ROOM_STATE_KINDS = frozenset({Kind.JOIN, Kind.PART, Kind.KICK, Kind.TOPIC, Kind.MODE})
 #: what ``ChatHub.history`` may ask of the store
 HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
 
@@ -147,6 +150,11 @@ class ChatHub(service.Service):
         #: start-up's request for the rooms in use while it is unanswered
         self._positions: Optional[Positions] = None
         self._snapshot_wanted: Optional[Deferred[None]] = None
+        #: in a cluster: each room event checked again at its number (``admit``), and this
+        #: node's events found void there (event id -> the error for its sender), until
+        #: the outbox reaches them
+        self.admission = Admission()
+        self._voided: dict[str, errors.HubError] = {}
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -568,10 +576,14 @@ class ChatHub(service.Service):
             raise errors.NotOnRoom(room.name)
         return room, member
 
-    def join(self, user: User, name: str, key: Optional[str] = None) -> Optional[Room]:
+    def join(
+        self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None
+    ) -> Optional[Room]:
         """Put ``user`` in room ``name``, creating it (with ``user`` as operator) if new.
 
-        Returns the room, or None when the user was already in it.
+        Returns the room, or None when the user was already in it. In a cluster the join
+        may still be found void at its number (``admit``: a ``+i`` another node set at the
+        same moment): ``receipt`` records that, or the user gets a notice, and is out again.
         """
         self._check_present(user)
         limits = self.config.limits
@@ -584,6 +596,7 @@ class ChatHub(service.Service):
             return None
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
+        exempt = False
         if room is None:
             room = self._lifetimes.create(user, name)
             member = Member(user, "o")
@@ -597,20 +610,23 @@ class ChatHub(service.Service):
                 raise errors.RoomFull(room.name)
             if room.is_banned(user) and not invited:
                 raise errors.Banned(room.name)
+            exempt = self._positions is not None and (invited or room.is_invite_excepted(user))
             room.invited.discard(user.folded)
             # only the founder and those it made operators get ops back; being first into an
             # empty persistent room gives nothing
             member = Member(user, "o" if persistent_operator(room, user) else "")
         room.add(member)
         user.add_room(room)
-        event = self._event(
-            Kind.JOIN,
-            user,
-            room.name,
-            # the privileges it joined with: other nodes of a cluster give it the same
-            data={"account": user.account, "away": user.away, "privileges": "".join(sorted(member.privileges))},
-        )
-        self._publish(event, room.recipients(), user, rooms=[room.folded])
+        # the privileges it joined with: other nodes of a cluster give it the same
+        data: dict[str, Any] = {"account": user.account, "away": user.away,
+                                "privileges": "".join(sorted(member.privileges))}
+        if self._positions is not None:
+            # what this node had applied of the room when it checked the join (``admit``)
+            data[JOIN_SEEN] = self._positions.position(room.folded) or 0
+            if exempt:
+                data[JOIN_EXEMPT] = True
+        event = self._event(Kind.JOIN, user, room.name, data=data)
+        self._publish(event, room.recipients(), user, rooms=[room.folded], receipt=receipt)
         if self.account_rooms is not None:
             self.account_rooms.joined(user.account, room.name, room.key)
         return room
@@ -858,6 +874,9 @@ class ChatHub(service.Service):
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
+            if self.cluster is not None and (user.folded or "") not in room.members:
+                # a non-member's message needs no membership at its number (``admit``)
+                data = {**(data or {}), EXTERNAL: True}
             event = self._event(kind, user, room.name, text, tags, data)
             self._publish(event, room.recipients(), user, receipt=receipt)
             return event
@@ -1131,12 +1150,13 @@ class ChatHub(service.Service):
         fanout = self.fanout
         store = self.store
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
+            if self.cluster is not None and self._publish_numbered(event, recipients, skip, actor, rooms, receipt):
+                return
             if event.kind in DURABLE_KINDS:
                 # delivered once committed; the store settles the outbox entry directly
                 settle = self.outbox.hold(
                     lambda: fanout.publish(event, recipients, skip, batchable),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
-                    fold(event.target) if self.cluster is not None and not rooms and self.held_alone(event) else None,
                 )
                 store.append(event, rooms, notify=settle)
                 return
@@ -1146,10 +1166,98 @@ class ChatHub(service.Service):
 
     def held_alone(self, event: Event) -> bool:
         """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
-        room's key: a room's chat message, which the node may hold alone while another
-        node's earlier message of the room is on its way (``Outbox.pause``). A lone node
-        holds nothing, so names no room (no fold per message)."""
-        return event.kind in DURABLE_KINDS and is_room_name(event.target)
+        room's key: a room's chat message or change (``_publish_numbered``), which the node
+        may hold alone while another node's earlier event of the room is on its way
+        (``Outbox.pause``). A lone node holds nothing, so names no room (no fold per message)."""
+        kind = event.kind
+        return (kind in DURABLE_KINDS or kind in ROOM_STATE_KINDS) and is_room_name(event.target)
+
+    def _publish_numbered(
+        self,
+        event: Event,
+        recipients: Sequence[User],
+        skip: Optional[User],
+        actor: Optional[User],
+        rooms: Sequence[str],
+        receipt: Optional[Receipt],
+    ) -> bool:
+        """In a cluster, store a room's message or change and show it here in the room's
+        numbered order, as every other node does: held in the outbox under the room's key
+        until the relay reaches its number, where ``admit`` may find it void. False for
+        the other events (a private message, a quit in several rooms: ``_publish``)."""
+        kind = event.kind
+        if kind in DURABLE_KINDS:
+            if rooms or not is_room_name(event.target):
+                return False
+            key = fold(event.target)
+        elif kind in ROOM_STATE_KINDS and len(rooms) == 1:
+            key = rooms[0]
+        else:
+            return False
+        fanout = self.fanout
+        voided = self._voided
+        batchable = kind in BATCHABLE_KINDS
+
+        def deliver() -> None:
+            refusal = voided.pop(event.id, None) if voided else None
+            if refusal is None:
+                fanout.publish(event, recipients, skip, batchable)
+            else:
+                self._void_own(actor, event, refusal, receipt)
+
+        def not_stored(failure: Failure) -> None:
+            if kind in DURABLE_KINDS:
+                self._not_stored(actor, event, failure, receipt)
+            else:  # made here already: shown, as a lone node shows a change it could not store
+                self._log_store_failure(failure, event)
+                fanout.publish(event, recipients, skip, batchable)
+
+        cast(IStore, self.store).append(event, rooms, notify=self.outbox.hold(deliver, not_stored, key))
+        return True
+
+    def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
+        """The cluster relay's check of each event at its number in conversation ``conv``
+        (``chathub.hub.admission``), the same on every node: False when it is void there.
+        A void event is deleted from history (by every node: whichever reads history next
+        waits for it); this node's own is not shown and its sender is told, when the
+        outbox reaches it (``_void_own``)."""
+        if not is_room_name(conv):
+            return True
+        refusal = self.admission.check(conv, seq, event)
+        if refusal is None:
+            return True
+        if own:
+            self._voided[event.id] = refusal
+        self.log.info("{kind} {id} of {nick} in {room} is void at number {seq}: {why}", kind=event.kind,
+                      id=event.id, nick=event.source.nick, room=event.target, seq=seq, why=refusal.message)
+        if self.store is not None:
+            self.store.void_events(conv, [event.id]).addErrback(
+                lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
+                                        why=f.getErrorMessage()))
+        return False
+
+    def _void_own(self, actor: Optional[User], event: Event, refusal: errors.HubError,
+                  receipt: Optional[Receipt]) -> None:
+        """This node's ``event`` is void at its number: nobody is shown it; a join made here
+        is undone; the sender is told through ``receipt`` or with a notice."""
+        if event.kind == Kind.JOIN and actor is not None:
+            room = self.rooms.get(fold(event.target))
+            if room is not None and actor.rooms.get(room.folded) is room:
+                self._leave(actor, room)
+                if self.account_rooms is not None:
+                    self.account_rooms.left(actor.account, room.name)
+        if receipt is not None:
+            receipt.refuse(event.target, Failure(refusal))
+            return
+        if actor is None or self.users.get(actor.folded or "") is not actor:
+            return
+        notice = self.ids.make(
+            Kind.NOTICE, self.server_source, actor.nick or "", f"{refusal.target}: {refusal.message}",
+            # what a protocol needs to say it in its own terms (IRC: the error's numeric)
+            data={"error": refusal.code, "refers_to": event.id, "room": refusal.target, "reason": refusal.message},
+        )
+        self.fanout.flush()
+        actor.participant.deliver(notice)
 
     def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
@@ -1288,6 +1396,13 @@ class ChatHub(service.Service):
             return defer.fail(errors.HistoryUnavailable(target))
         read: Callable[..., Deferred[list[Event]]] = getattr(self.store, query)
         viewer, conversation = self.history_viewer(user), self.history_target(user, target)
+        if self.cluster is not None and self.outbox.pending:
+            # this node's events still in the outbox may be found void at their number
+            # (``admit``: deleted from the store then); read once they are settled
+            settled: Deferred[None] = Deferred()
+            self.outbox.after(lambda: settled.callback(None))
+            return settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds)).addErrback(
+                as_hub_error)
         return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
 
     def history_targets(

@@ -525,6 +525,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.after(lambda: self._joined(room))
 
     def _joined(self, room) -> None:
+        if self.user is None or self.user.folded not in room.members:
+            return  # found void at its number in a cluster: the hub's notice said why
         self.say(f"* you joined {room.name}")
         if room.topic:
             self.say(f"* topic of {room.name}: {_clean(room.topic, self.colour)}")

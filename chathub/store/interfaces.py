@@ -166,6 +166,12 @@ class IStore(Interface):
         """``[(number, event)]`` of conversation ``conv`` numbered in ``(after_seq, up_to]``,
         oldest first, at most ``limit`` (numbers retention removed are absent)."""
 
+    def void_events(conv: str, ids: Sequence[str]) -> Deferred[None]:
+        """Delete the events ``ids`` from conversation ``conv``: a cluster found them void at
+        their number, and nobody was shown them. Ordered with ``append``; history queries
+        of ``conv`` asked meanwhile wait for it. Their numbers stay taken (a gap, as
+        retention leaves)."""
+
     def begin_room(name: str) -> Deferred[None]:
         """Start a new incarnation of room ``name``: from now on, history queries for the
         room (and ``targets``) see only what is appended after this call, never what an

@@ -245,7 +245,11 @@ class IrcSession:
                 self.write_messages(render_lines(event, self._render_caps, self.server_name))
             return
         elif event.kind == Kind.NOTICE and event.source.protocol == "server":
-            message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
+            code = N.HUB_ERRORS.get(event.data.get("error", "")) if event.data.get("room") else None
+            if code is not None:  # a request refused after it was accepted (void in a cluster)
+                message = self.numeric(code, event.data["room"], event.data.get("reason") or event.text)
+            else:
+                message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
         else:
             self.write_messages(render_lines(event, self._render_caps, self.server_name, direct=True))
             return

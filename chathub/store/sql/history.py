@@ -109,9 +109,10 @@ class HistoryStore(SqlDatabase):
 
     def __init__(self, history: Optional[HistoryConfig] = None, reactor: Any = None) -> None:
         super().__init__(history, reactor)
-        #: room conversation -> fires once its latest ``begin_room`` is committed: a query
-        #: for the room waits for it, or it could read the old room's history meanwhile
-        self._beginning: dict[str, defer.Deferred[None]] = {}
+        #: room conversation -> fires once its latest ``begin_room`` or ``void_events`` is
+        #: committed: a query for the room waits for it, or it could read the old room's
+        #: history (or a void event) meanwhile
+        self._rewriting: dict[str, defer.Deferred[None]] = {}
         #: told each committed group of events (``when_committed``)
         self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], object]] = []
 
@@ -195,21 +196,38 @@ class HistoryStore(SqlDatabase):
         # the hub stored before the room was made and those after
         d = self._writer.append((None, [conv]))
         assert d is not None  # no notify: a Deferred
-        begun = self._beginning[conv.key] = defer.Deferred()
+        return self._rewrites(conv.key, d)
+
+    def void_events(self, conv: str, ids: Sequence[str]) -> defer.Deferred[None]:
+        """Delete ``ids`` from conversation ``conv`` (found void at their number in a
+        cluster), after the writes queued before; queries of ``conv`` wait for it."""
+        if self._writer is None:
+            return defer.fail(StorageError("storage is not open"))
+        return self._rewrites(conv, self._writer.call(self._delete_events, conv, list(ids)))
+
+    def _delete_events(self, txn: Cursor, conv: str, ids: list[str]) -> None:
+        txn.execute(
+            self._q(f"DELETE FROM conversation_events WHERE conv = ? AND msgid IN ({placeholders(len(ids))})"),
+            [conv, *ids],
+        )
+
+    def _rewrites(self, conv: str, d: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """Make queries of ``conv`` wait for the write ``d`` (``_once_rewritten``)."""
+        done = self._rewriting[conv] = defer.Deferred()
 
         def committed(result: object) -> object:
-            # writes commit in order: the latest begin of a room settles every earlier one
-            if self._beginning.get(conv.key) is begun:
-                del self._beginning[conv.key]
-            begun.callback(None)
+            # writes commit in order: the latest rewrite of a conversation settles every earlier one
+            if self._rewriting.get(conv) is done:
+                del self._rewriting[conv]
+            done.callback(None)
             return result
 
         return d.addBoth(committed)
 
-    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
-        """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
-        being committed, or None when none has."""
-        pending = [self._beginning[c] for c in convs if c in self._beginning]
+    def _once_rewritten(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
+        """A Deferred that fires once no room among ``convs`` has a ``begin_room`` or a
+        ``void_events`` still being committed, or None when none has."""
+        pending = [self._rewriting[c] for c in convs if c in self._rewriting]
         if not pending:
             return None
         waiters = []
@@ -444,7 +462,7 @@ class HistoryStore(SqlDatabase):
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
-        begun = self._once_begun((conv,))
+        begun = self._once_rewritten((conv,))
         if begun is not None:
             return begun.addCallback(lambda _: self._read(fn, conv, limit, *args))
         return self._read(fn, conv, limit, *args)
@@ -536,7 +554,7 @@ class HistoryStore(SqlDatabase):
             return defer.succeed([])
         room_names = {fold(r): r for r in rooms}
         args = (fold(viewer), to_ms(start_time), to_ms(end_time), limit, room_names, kinds)
-        begun = self._once_begun(room_names)
+        begun = self._once_rewritten(room_names)
         if begun is not None:
             return begun.addCallback(lambda _: self._read(self._targets, *args))
         return self._read(self._targets, *args)
