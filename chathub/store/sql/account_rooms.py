@@ -52,3 +52,17 @@ class AccountRoomStore(SqlDatabase):
             self._q("SELECT room FROM account_rooms WHERE account = ? ORDER BY joined, room_folded"), (account,)
         )
         return [str(row[0]) for row in txn.fetchall()]
+
+    def _rename_account_rooms(self, txn: Cursor, old: str, new: str) -> None:
+        """Room ``old`` is called ``new`` now: every account in it is in ``new``."""
+        old_folded, new_folded = fold(old), fold(new)
+        if old_folded != new_folded:  # a stale entry of the new name gives way
+            txn.execute(
+                self._q("DELETE FROM account_rooms WHERE room_folded = ? AND account IN "
+                        "(SELECT account FROM account_rooms WHERE room_folded = ?)"),
+                (new_folded, old_folded),
+            )
+        txn.execute(
+            self._q("UPDATE account_rooms SET room_folded = ?, room = ? WHERE room_folded = ?"),
+            (new_folded, new, old_folded),
+        )
