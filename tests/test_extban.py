@@ -101,6 +101,12 @@ async def test_an_account_ban_keeps_each_protocols_account_out_and_no_guest(serv
     await join_irc(irc, "#r")
     irc.send("PRIVMSG #r :in at last")
     await op.expect_re(r":ircacct!\S+ PRIVMSG #r :in at last$")
+    # an account invite exception lets it into an invite-only room; no one else
+    await op.roundtrip("JOIN #inv")
+    await op.roundtrip("MODE #inv +iI a:telacct")
+    tel.send("/join #inv")
+    await tel.expect_re(r"^\* you joined #inv$")
+    assert numerics(await guest.roundtrip("JOIN #inv")) == ["473"]
 
 
 @pytest_twisted.ensureDeferred

@@ -70,7 +70,8 @@ def show_rename(session, event: Event, rb) -> None:
     user = session.user
     if room is None or user is None or user not in room:
         return  # it left meanwhile
-    tags = event_tags(event, C.rendering(session.caps))
+    # server-time as the rename's; not its msgid, which names one message, not these two
+    tags = {k: v for k, v in event_tags(event, C.rendering(session.caps)).items() if k != "msgid"}
     me = user.mask
     rb.add(Message("PART", [old, event.text] if event.text else [old], me, tags))
     if C.EXTENDED_JOIN in session.caps:
