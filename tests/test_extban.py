@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.support import HubServer, join_irc, ws_config, ws_join, ws_login
+from tests.support import LOOPBACK, HubServer, join_irc, ws_config, ws_join, ws_login
 
 
 @pytest_twisted.async_yield_fixture
 async def server(tmp_path):
-    config = ws_config().with_overrides(irc={"max_bans": 4})
+    config = ws_config().with_overrides(irc={"max_bans": 4}, limits={"flood_exempt": LOOPBACK})
     hub_server = await HubServer.stored(tmp_path, config, protocols=["http", "line", "irc"])
     for name in ("ircacct", "telacct", "webacct"):
         await hub_server.accounts.create_account(name, f"{name}-pass")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from tests.support import ALL_CAPS, HubServer, batch_of, join_irc, ws_config
+from tests.support import ALL_CAPS, LOOPBACK, HubServer, batch_of, join_irc, ws_config
 
 RENAME_CAP = "draft/channel-rename"
 
@@ -18,7 +18,7 @@ def replies(lines) -> list[str]:
 
 @pytest_twisted.async_yield_fixture
 async def server(tmp_path):
-    hub_server = await HubServer.stored(tmp_path, ws_config(), protocols=["http", "line", "irc"])
+    hub_server = await HubServer.stored(tmp_path, ws_config().with_overrides(limits={"flood_exempt": LOOPBACK}), protocols=["http", "line", "irc"])
     await hub_server.accounts.create_account("owner", "owner-pass")
     yield hub_server
     await hub_server.stop()
@@ -122,11 +122,13 @@ async def test_refusals_in_each_protocols_terms(server):
 @pytest_twisted.ensureDeferred
 async def test_telnet_and_web_operators_rename_too_and_a_change_of_case_is_quiet(server):
     tel = await server.telnet("tel", rooms=["#room"])  # the first in: its operator
-    capped = await server.irc("capped", RENAME_CAP, rooms=["#room"])
+    capped = await server.irc("capped", RENAME_CAP, "draft/read-marker", rooms=["#room"])
     plain = await server.irc("plain", rooms=["#room"])
     web = await server.ws("web", rooms=["#room"])
     await plain.expect_re(r":web!\S+ JOIN #room")
 
+    marked = await capped.roundtrip("MARKREAD #room timestamp=2026-01-02T03:04:05.000Z")
+    assert [l.params for l in marked if l.command == "MARKREAD"] == [["#room", "timestamp=2026-01-02T03:04:05.000Z"]]
     tel.send("/rename #Room just the case")
     await tel.expect_re(r"^\* you renamed #room to #Room$")
     assert (await capped.expect("RENAME")).params == ["#room", "#Room", "just the case"]
@@ -144,5 +146,20 @@ async def test_telnet_and_web_operators_rename_too_and_a_change_of_case_is_quiet
     await tel.expect_re(r"^\* web renamed #Room to #lounge$")
     assert (await capped.expect("RENAME")).params == ["#Room", "#lounge", ""]
     assert (await plain.expect("JOIN")).params == ["#lounge"]
+    assert (await plain.expect("366")).params[1] == "#lounge"
+    # the read marker followed the room
+    marked = await capped.roundtrip("MARKREAD #lounge")
+    assert [l.params for l in marked if l.command == "MARKREAD"] == [
+        ["#lounge", "timestamp=2026-01-02T03:04:05.000Z"]
+    ]
     tel.send("/topic")
     await tel.expect_re(r"^\* #lounge has no topic$")
+
+    # an IRC operator without the capability gets the fallback for its own rename too
+    tel.send("/mode #lounge +o plain")
+    await tel.expect_re(r"you set mode \+o plain on #lounge")
+    lines = await plain.roundtrip("RENAME #lounge #den")
+    assert [(l.command, l.params[:2]) for l in lines if l.command in ("PART", "JOIN", "366")] == [
+        ("PART", ["#lounge"]), ("JOIN", ["#den"]), ("366", ["plain", "#den"]),
+    ]
+    assert (await capped.expect("RENAME")).params == ["#lounge", "#den", ""]
