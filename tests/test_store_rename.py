@@ -8,13 +8,8 @@ import pytest_twisted
 from twisted.internet import defer
 
 from chathub.events import Kind
-
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.store_fixtures import EventMaker
-
-
-def texts(events):
-    return [e.text for e in events]
+from tests.store_fixtures import EventMaker, append_all, texts
 
 
 @pytest_twisted.ensureDeferred
@@ -24,10 +19,10 @@ async def test_history_moves_to_the_new_name_and_no_earlier_room_of_it_shows(sto
     # an earlier room called #new, gone since: its talk must stay unread after the rename
     await store.begin_room("#new")
     gone = make.chat("eve", "#new", 2, "gone")
-    await defer.gatherResults([store.append(e) for e in gone])
+    await append_all(store, gone)
     # #old: an earlier incarnation, then the current one
     before = make.chat("alice", "#old", 2, "earlier")
-    await defer.gatherResults([store.append(e) for e in before])
+    await append_all(store, before)
     await store.begin_room("#old")
     current = make.chat("alice", "#old", 3, "current")
     # appended, then renamed, in one reactor turn: the rename falls after them
@@ -35,7 +30,7 @@ async def test_history_moves_to_the_new_name_and_no_earlier_room_of_it_shows(sto
     renamed = store.rename_room("#old", "#New")
     await defer.gatherResults([*appends, renamed])
     after = make.chat("bob", "#new", 2, "after")
-    await defer.gatherResults([store.append(e) for e in after])
+    await append_all(store, after)
 
     assert texts(await store.latest("bob", "#new", None, 50)) == texts(current + after)
     assert texts(await store.latest("bob", "#old", None, 50)) == []
