@@ -921,12 +921,14 @@ class ChatHub(service.Service):
         kind: str = Kind.MESSAGE,
         tags: Optional[Mapping[str, str]] = None,
         receipt: Optional[Receipt] = None,
+        data: Optional[Mapping[str, Any]] = None,
     ) -> Event:
         """Send a message, action, notice or tag-only message to a room or a nick.
 
         With a ``receipt`` the caller answers the sender itself once the message is
         delivered or refused (``after_delivery``); without one, a message that cannot be
-        stored is reported to the sender with a server notice."""
+        stored is reported to the sender with a server notice. ``data`` is carried on the
+        event as given (plain JSON-able values: how a protocol's client sent the text)."""
         self._check_present(user)
         if kind != Kind.TAGMSG:
             if not text:
@@ -940,7 +942,7 @@ class ChatHub(service.Service):
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
-            event = self._event(kind, user, room.name, text, tags)
+            event = self._event(kind, user, room.name, text, tags, data)
             self._publish(event, room.recipients(), user, receipt=receipt)
             return event
         recipient = self.users.get(fold(target))
@@ -949,12 +951,12 @@ class ChatHub(service.Service):
             if remote is None:
                 raise errors.NoSuchNick(target)
             # stored, and carried by the cluster relay to the node that holds the nick
-            data = {"to_session": remote.session} if remote.account is None else None
-            event = self._event(kind, user, cast(str, remote.nick), text, tags, data)
+            to_remote = dict(data or {}, to_session=remote.session) if remote.account is None else data
+            event = self._event(kind, user, cast(str, remote.nick), text, tags, to_remote)
             self._publish(event, [user], user, receipt=receipt)
             return event
-        data = {"to_session": recipient.session} if recipient.account is None else None
-        event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
+        private = dict(data or {}, to_session=recipient.session) if recipient.account is None else data
+        event = self._event(kind, user, cast(str, recipient.nick), text, tags, private)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 

@@ -1,6 +1,8 @@
 """Talking: PRIVMSG, NOTICE, TAGMSG, AWAY, SETNAME."""
 from __future__ import annotations
 
+from typing import Optional
+
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.outbox import Receipt
@@ -9,7 +11,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
 from chathub.protocols.irc.commands_server import BOT_MODE
-from chathub.protocols.irc.multiline import BATCH_TYPE, ClientBatch
+from chathub.protocols.irc.multiline import ACTION_WRAP, BATCH_TYPE, SOFT_BREAKS, ClientBatch, line_room
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
 
@@ -23,8 +25,11 @@ def client_tags(session, msg: Message) -> dict[str, str]:
     return {k: v for k, v in msg.tags.items() if k.startswith("+")}
 
 
-def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
+def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optional[ClientBatch] = None) -> None:
+    """Send a PRIVMSG, NOTICE or TAGMSG, or the message of a closed multiline batch
+    (``batched``), to each of its targets through the hub."""
     name = msg.command.upper()
+    soft_breaks = batched.soft_breaks if batched is not None else []
     if not msg.params or not msg.params[0]:
         if not quiet:
             rb.numeric(N.ERR_NORECIPIENT, f"No recipient given ({name})")
@@ -67,10 +72,20 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
         if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
             event_kind = Kind.ACTION
             body = body[len(_ACTION_START) :].rstrip("\x01")
+        if batched is None and kind == Kind.MESSAGE:
+            # a PRIVMSG that fits the sender's line but not the recipients' (their lines
+            # carry the sender's prefix) is refused with the limit rather than split: what
+            # arrived as one line leaves as one line (a NOTICE, never answered, is split)
+            room_left = line_room(name, user.mask, target, ACTION_WRAP if event_kind == Kind.ACTION else 0)
+            if len(body.encode("utf-8")) > room_left:
+                rb.numeric(N.ERR_INPUTTOOLONG, f"Message too long for one line to {target}: at most {room_left} "
+                           "bytes of text (longer ones as a draft/multiline batch)")
+                continue
         to_self = folded == user.folded
         receipt = Receipt() if answered or to_self else None
         try:
-            event = hub.send(user, target, body, event_kind, tags, receipt=receipt)
+            event = hub.send(user, target, body, event_kind, tags, receipt=receipt,
+                             data={SOFT_BREAKS: soft_breaks} if soft_breaks else None)
         except errors.HubError as e:
             if not quiet:
                 session.hub_error(rb, e)
@@ -157,7 +172,7 @@ def batch(session, msg: Message, rb) -> None:
         rb.fail("BATCH", "MULTILINE_INVALID", "A multiline message needs some text")
         return
     _deliver(session, Message("PRIVMSG", [open_batch.target, text], tags=open_batch.tags), rb,
-             Kind.MESSAGE, quiet=False)
+             Kind.MESSAGE, quiet=False, batched=open_batch)
 
 
 @command("AWAY")
