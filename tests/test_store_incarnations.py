@@ -19,11 +19,7 @@ from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS
 from chathub.store.sql.history import encode_event
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.store_fixtures import EventMaker
-
-
-def texts(events):
-    return [e.text for e in events]
+from tests.store_fixtures import EventMaker, append_all, texts
 
 
 @pytest_twisted.ensureDeferred
@@ -32,10 +28,10 @@ async def test_a_new_incarnation_reads_nothing_of_the_old_one(store_factory):
     make = EventMaker()
     old = make.chat("alice", "#secret", 5, "old")
     other = make.msg("alice", "#elsewhere", "untouched")
-    await defer.gatherResults([store.append(e) for e in old + [other]])
+    await append_all(store, old + [other])
     await store.begin_room("#Secret")  # any case of the name
     new = make.chat("bob", "#secret", 3, "new")
-    await defer.gatherResults([store.append(e) for e in new])
+    await append_all(store, new)
 
     assert texts(await store.latest("bob", "#secret", None, 50)) == ["new0", "new1", "new2"]
     assert texts(await store.before("bob", "#secret", ("timestamp", make.now), 50)) == ["new0", "new1", "new2"]
@@ -65,7 +61,7 @@ async def test_a_room_that_is_not_made_anew_keeps_its_whole_history(store_factor
     make = EventMaker()
     await store.begin_room("#club")
     first = make.chat("alice", "#club", 3, "first")
-    await defer.gatherResults([store.append(e) for e in first])
+    await append_all(store, first)
     await store.close()
     restarted = await store_factory()  # a registered room is restored, not begun again
     later = make.chat("alice", "#club", 2, "later")

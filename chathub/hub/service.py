@@ -15,6 +15,7 @@ rooms (``lifetimes``), MONITOR (``presence``) and the WHOWAS log (``whowas``).
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections import ChainMap
@@ -61,13 +62,27 @@ DURABLE_KINDS = Kind.TEXT_KINDS
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
 )
-HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
+#: events whose delivery waits for their commit: chat, and a room's rename (history
+#: follows the room to its new name in the same writes)
+HELD_KINDS = DURABLE_KINDS | {Kind.RENAME}
+HISTORY_KINDS = HELD_KINDS | PLAYBACK_KINDS
 #: events that may share one write per recipient with the next ones (see ``Fanout``)
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
 #: a room's changes that a cluster node shows in the room's numbered order, its own too
 ROOM_STATE_KINDS = frozenset({Kind.JOIN, Kind.PART, Kind.KICK, Kind.TOPIC, Kind.MODE})
 #: what ``ChatHub.history`` may ask of the store
 HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
+
+
+def _as_room(events: list[Event], name: str) -> list[Event]:
+    """A room's history as the room is called now: what was said before a rename names
+    the old room (its stored target), and is shown as said in ``name``. A rename itself
+    keeps its names."""
+    return [
+        dataclasses.replace(e, target=name) if e.target != name and e.kind != Kind.RENAME and is_room_name(e.target)
+        else e
+        for e in events
+    ]
 
 
 class _NoAccounts:
@@ -155,6 +170,7 @@ class ChatHub(service.Service):
         #: the outbox reaches them
         self.admission = Admission()
         self._voided: dict[str, errors.HubError] = {}
+        self._on_rename: list[Callable[[Room, str], None]] = []
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -711,6 +727,79 @@ class ChatHub(service.Service):
         self._lifetimes.save(room)
         return event
 
+    def rename_room(self, user: User, name: str, new: str, reason: str = "") -> Event:
+        """Give room ``name`` the name ``new`` (its operators only; IRCv3
+        draft/channel-rename): members, modes, topic, lists, founder and history stay with
+        it, and every member is told (each protocol in its own terms, the sender too).
+
+        Refused with ``room_name_in_use`` when another room holds ``new``, and with
+        ``cannot_rename`` for the same name or an invalid one."""
+        self._check_present(user)
+        room, member = self._member_of(user, name)
+        if not member.is_operator:
+            raise errors.NotRoomOperator(room.name)
+        limits = self.config.limits
+        if new == room.name:
+            raise errors.CannotRename(room.name, "The room already has that name")
+        if not valid_room_name(new, limits.room_name_length):
+            raise errors.CannotRename(room.name, f"{new} is not a valid room name")
+        new_folded = fold(new)
+        if new_folded != room.folded and new_folded in self.rooms:
+            raise errors.RoomNameInUse(room.name)
+        if len(reason) > limits.reason_length:
+            raise errors.ReasonTooLong(room.name, f"Rename reason too long (at most {limits.reason_length} characters)")
+        old_name = room.name
+        event = self._event(Kind.RENAME, user, old_name, reason, data={"new": new})
+        self._rename(room, new)
+        # stored under the old name, then the old name's history moves to the new one: both
+        # writes are queued in this order, and the members are told once they are committed
+        self._publish(event, room.recipients(), user, each=True)
+        if self.store is not None:
+            self.store.rename_room(old_name, new).addErrback(
+                lambda f: self.log.failure("could not move the history of {old} to {new}", f, old=old_name, new=new)
+            )
+        self._lifetimes.renamed(room, old_name)
+        self.log.info("{nick} renamed {old} to {new}", event="rename", nick=user.nick, old=old_name, new=new)
+        return event
+
+    def _rename(self, room: Room, new: str) -> None:
+        """Give ``room`` its new name in every index that holds it (the hub's rooms, each
+        member's rooms, invites) and tell whoever asked (``when_room_renamed``)."""
+        old_folded = room.folded
+        del self.rooms[old_folded]
+        room.name, room.folded = new, fold(new)
+        self.rooms[room.folded] = room
+        for member in room.members.values():
+            member.user.remove_room(old_folded)
+            member.user.add_room(room)
+        for nick in room.invited:
+            invited = self.users.get(nick)
+            if invited is not None and invited.invited_to and old_folded in invited.invited_to:
+                invited.invited_to.discard(old_folded)
+                invited.invited_to.add(room.folded)
+        for callback in self._on_rename:
+            try:
+                callback(room, old_folded)
+            except Exception:
+                self.log.failure("a callback for the rename of room {room} failed", room=room.name)
+
+    def when_room_renamed(self, callback: Callable[[Room, str], None]) -> None:
+        """Call ``callback(room, old folded name)`` each time a room takes a new name (here
+        or, in a cluster, on another node), so whatever is kept per room name follows it."""
+        self._on_rename.append(callback)
+
+    def apply_rename(self, room: Room, new: str) -> bool:
+        """Give ``room`` the new name another node gave it (``RemoteRooms``): that node
+        stored the event and moved the history. A room of that name here (made on this
+        node meanwhile) keeps it: the rename is not applied, and the clash is logged."""
+        other = self.rooms.get(fold(new))
+        if other is not None and other is not room:
+            self.log.warn("room {old} was renamed to {new} on another node, where this node has a room of that "
+                          "name: the rename is not applied here", old=room.name, new=new)
+            return False
+        self._rename(room, new)
+        return True
+
     def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:
         """Remove ``nick`` from a room (operators only)."""
         self._check_present(user)
@@ -937,6 +1026,8 @@ class ChatHub(service.Service):
             raise errors.CannotSend(room.name, "Cannot send to room (moderated, +v needed)")
         if room.is_banned(user):
             raise errors.CannotSend(room.name, "Cannot send to room (you are banned)")
+        if room.is_muted(user):
+            raise errors.CannotSend(room.name, "Cannot send to room (you are muted)")
 
     # -- presence and identity ---------------------------------------------------------
 
@@ -1137,8 +1228,13 @@ class ChatHub(service.Service):
         actor: Optional[User],
         rooms: Sequence[str] = (),
         receipt: Optional[Receipt] = None,
+        each: bool = False,
     ) -> None:
         """Store (if history keeps it) and deliver, in hub order.
+
+        With ``each``, every recipient's participant renders the event for itself
+        (``deliver``) instead of sharing one encoding per format: what a rename shows an
+        IRC client without the capability names the client.
 
         ``recipients`` is a snapshot that is not changed afterwards (a room's
         ``recipients()`` tuple or a fresh list); the actor is skipped unless its
@@ -1149,20 +1245,40 @@ class ChatHub(service.Service):
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         store = self.store
+        show: Callable[[], None]
+        if each:
+            def show() -> None:
+                self.deliver_each(event, recipients, skip)
+        else:
+            def show() -> None:
+                fanout.publish(event, recipients, skip, batchable)
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
             if self.cluster is not None and self._publish_numbered(event, recipients, skip, actor, rooms, receipt):
                 return
-            if event.kind in DURABLE_KINDS:
+            if event.kind in HELD_KINDS:
+                if event.kind in DURABLE_KINDS:
+                    def refused(failure: Failure) -> None:
+                        self._not_stored(actor, event, failure, receipt)
+                else:
+                    # the hub's state changed already (a rename): shown even so, history lacks it
+                    def refused(failure: Failure) -> None:
+                        self._log_store_failure(failure, event)
+                        show()
                 # delivered once committed; the store settles the outbox entry directly
-                settle = self.outbox.hold(
-                    lambda: fanout.publish(event, recipients, skip, batchable),
-                    lambda failure: self._not_stored(actor, event, failure, receipt),
-                )
+                settle = self.outbox.hold(show, refused)
                 store.append(event, rooms, notify=settle)
                 return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
+        self.outbox.publish(show)
+
+    def deliver_each(self, event: Event, recipients: Iterable[User], skip: Optional[User] = None) -> None:
+        """Deliver ``event`` now to each of ``recipients`` but ``skip``, each participant
+        rendering it for itself (``IParticipant.deliver``), after what they are owed."""
+        self.fanout.flush()
+        for recipient in recipients:
+            if recipient is not skip:
+                recipient.participant.deliver(event)
 
     def held_alone(self, event: Event) -> bool:
         """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
@@ -1401,9 +1517,13 @@ class ChatHub(service.Service):
             # (``admit``: deleted from the store then); read once they are settled
             settled: Deferred[None] = Deferred()
             self.outbox.after(lambda: settled.callback(None))
-            return settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds)).addErrback(
-                as_hub_error)
-        return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
+            d = settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds))
+        else:
+            d = read(viewer, conversation, *refs, limit, kinds)
+        if is_room_name(target):
+            room = self.rooms.get(fold(target))
+            d.addCallback(_as_room, room.name if room is not None else target)
+        return d.addErrback(as_hub_error)
 
     def history_targets(
         self, user: User, start: float, end: float, limit: int, kinds: Optional[Collection[str]] = None

@@ -180,6 +180,13 @@ class IStore(Interface):
         (this is not called for it), so it keeps its whole history.
         """
 
+    def rename_room(old: str, new: str) -> Deferred[None]:
+        """Room ``old`` is called ``new`` now: the current incarnation of its history becomes
+        ``new``'s (numbered after what ``new`` held; earlier rooms of the name ``new`` stay
+        unread), and the accounts remembered in it are in ``new``. Ordered with ``append``
+        (an event appended before it moves with the history); queries for either name wait
+        for it. The persistent room record is the caller's (``delete_room``, ``save_room``)."""
+
     def latest(
         viewer: str,
         target: str,

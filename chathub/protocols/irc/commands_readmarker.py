@@ -61,3 +61,11 @@ def _parse(value: str) -> Optional[float]:
         return parse_iso_time(value[len("timestamp=") :])
     except ValueError:
         return None
+
+
+def follow_rename(session, old: str, new: str) -> None:
+    """A room this session is in took a new name: its read marker goes with it."""
+    markers = _markers(session)
+    when = markers.pop(fold(old), None)
+    if when is not None:
+        markers[fold(new)] = max(when, markers.get(fold(new), 0.0))

@@ -93,6 +93,7 @@ REQUESTS: dict[str, Request] = {
     "notice": Request("do_notice", required={"target": _STR, "text": _STR}),
     "typing": Request("do_typing", required={"target": _STR}, optional={"state": _STR}, cost=0.5),
     "topic": Request("do_topic", required={"room": _STR, "text": _STR}),
+    "rename": Request("do_rename", required={"room": _STR, "new": _STR}, optional={"reason": _STR}, cost=5),
     "members": Request("do_members", required={"room": _STR}),
     "rooms": Request("do_rooms", cost=2),
     "nick": Request("do_nick", required={"nick": _STR}, cost=3),
@@ -678,6 +679,10 @@ class JsonSession(EncodingParticipant):
 
     def do_topic(self, msg: dict) -> None:
         self.hub.set_topic(self.user, msg["room"], msg["text"])
+        self._ok(msg)
+
+    def do_rename(self, msg: dict) -> None:
+        self.hub.rename_room(self.user, msg["room"], msg["new"], msg.get("reason") or "")
         self._ok(msg)
 
     def do_members(self, msg: dict) -> None:
