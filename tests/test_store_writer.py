@@ -178,6 +178,32 @@ def test_a_transient_failure_is_tried_once_more():
     assert isinstance(seen[1][1], StorageError) and "still down" in str(seen[1][1])
 
 
+def test_a_transient_failure_is_tried_once_per_pooled_connection():
+    """After a database restart every pooled connection is dead, and each try may be handed
+    the next one: with ``retries=3`` a write gets past three dead connections."""
+    clock = task.Clock()
+    runner = FakeRunner()
+    writer = GroupCommitWriter(
+        runner.run,
+        write_batch,
+        lambda failure, what: StorageError(failure.getErrorMessage()),
+        clock,
+        transient=lambda failure: failure.check(ConnectionError) is not None,
+        retries=3,
+    )
+    seen = outcomes([writer.append("a"), writer.append("b")])
+    clock.advance(0)
+    runner.fail(exc=ConnectionError("server closed the connection"))  # the batch of two
+    for _ in range(3):
+        runner.fail(exc=ConnectionError("server closed the connection"))  # "a" alone, then twice again
+    runner.finish()  # "a" on its fourth try
+    for _ in range(4):
+        runner.fail(exc=ConnectionError("still down"))  # "b" alone, and its three retries
+    assert len(runner.transactions) == 9  # no fifth try of "b"
+    assert seen[0] == (0, "ok")
+    assert isinstance(seen[1][1], StorageError) and "still down" in str(seen[1][1])
+
+
 def test_nothing_to_write_fires_at_once_only_when_nothing_is_pending():
     writer, runner, clock, _ = make_writer()
     seen = outcomes([writer.append("nothing", needs_write=False)])
