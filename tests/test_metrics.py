@@ -248,6 +248,19 @@ def test_only_loopback_peers_count_as_local():
     assert not is_loopback_peer(_request_from(None))  # a unix socket: a proxy's, as a rule
 
 
+def test_a_histogram_counts_by_bucket_and_sums_up_when_read():
+    from chathub.counters import Histogram
+
+    histogram = Histogram((0.1, 1.0, 10.0))
+    histogram.observe(0.1)  # a value on a bound is in that bound's bucket
+    histogram.observe(5.0)
+    # ages of a batch: 100.0 - t, and a time from a clock ahead of ours counts as 0
+    histogram.observe_ages(100.0, [99.5, 100.2, 50.0])
+    assert histogram.counts == [2, 1, 1, 1]  # per bucket, the last one above every bound
+    assert histogram.cumulative() == [("0.1", 2), ("1.0", 3), ("10.0", 4), ("+Inf", 5)]
+    assert histogram.count == 5 and histogram.total == pytest.approx(0.1 + 5.0 + 0.5 + 0.0 + 50.0)
+
+
 def test_a_short_token_is_refused():
     with pytest.raises(ConfigError, match="metrics.token"):
         parse_config('[metrics]\ntoken = "short"\n')
