@@ -342,8 +342,12 @@ def test_a_reload_keeps_what_needs_a_restart_as_it_started():
 
 
 def topic_limit_config(tmp_path, topic_length: int) -> str:
-    """A hub with no listeners whose topic length is ``topic_length``."""
-    return server_config(tmp_path / "var", f"[limits]\ntopic_length = {topic_length}\n", line=False)
+    """A hub with no listeners whose topic length is ``topic_length``; no password file (its
+    checker re-reads it every 5 s from the moment it is made, and a service that is never
+    started is never stopped: the loop would run on into other tests)."""
+    return server_config(
+        tmp_path / "var", f'[auth]\ncheckers = ["store"]\n[limits]\ntopic_length = {topic_length}\n', line=False
+    )
 
 
 def hub_of(tmp_path, topic_length: int):
