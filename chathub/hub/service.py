@@ -957,7 +957,7 @@ class ChatHub(service.Service):
             self._check_message_size(target, text)
         user.last_active = time.time()
         if kind != Kind.TAGMSG:
-            self.counts.protocol(user.participant.protocol).received += 1
+            self.counts.protocols[user.participant.protocol].received += 1  # made on first use
         if is_room_name(target):
             room = self._room_of(user, target)
             self._check_can_send(user, room)
