@@ -38,6 +38,8 @@ ACCOUNT_REGISTRATION = "draft/account-registration"
 ACCOUNT_REGISTRATION_VALUE = "before-connect"
 #: messages longer than a line, and with line breaks (``multiline.py``); needs ``batch``
 MULTILINE = "draft/multiline"
+#: REDACT: messages taken back (``commands_messages.redact``); shown only to clients with it
+MESSAGE_REDACTION = "draft/message-redaction"
 
 
 def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max-lines=100") -> Mapping[str, str]:
@@ -59,6 +61,7 @@ def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max
         MULTI_PREFIX: "",
         METADATA: METADATA_VALUE,
         MULTILINE: multiline,
+        MESSAGE_REDACTION: "",
         READ_MARKER: "",
         SASL: sasl_mechanisms,
         SERVER_TIME: "",
@@ -84,6 +87,7 @@ RENDERING = frozenset(
         CHGHOST,
         SETNAME,
         INVITE_NOTIFY,
+        MESSAGE_REDACTION,
         MULTILINE,  # only with BATCH: ``rendering`` drops it otherwise
     }
 )

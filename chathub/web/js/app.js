@@ -100,7 +100,15 @@ function lineFromEvent(obj) {
     protocol: obj.from ? obj.from.protocol : "",
     text: obj.text || "",
     mention: obj.from && !isMe(obj.from.nick) && mentionsMe(obj.text || ""),
+    // to the room's operators ("@") or voiced members ("+") only
+    statusmsg: obj.statusmsg || "",
+    // taken back (redact): shown as "message deleted", with who did it and why on hover
+    deleted: obj.redacted ? deletedNote(obj.redacted.by, obj.redacted.reason) : null,
   };
+}
+
+function deletedNote(by, reason) {
+  return `deleted by ${by}${reason ? `: ${reason}` : ""}`;
 }
 
 function systemLine(conv, text, obj, kind = "system") {
@@ -136,8 +144,12 @@ function renderLine(line) {
   if (line.protocol && line.protocol !== "ws" && line.protocol !== "server") {
     nick.append(el("span", { class: "proto", title: `via ${line.protocol}` }, line.protocol));
   }
-  const classes = [line.kind, line.mention ? "mention" : ""].filter(Boolean).join(" ");
-  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...messageText(line));
+  if (line.statusmsg) {
+    nick.append(el("span", { class: "proto", title: `to ${line.statusmsg === "@" ? "operators" : "voiced members"} only` }, `${line.statusmsg} only`));
+  }
+  const classes = [line.kind, line.mention ? "mention" : "", line.deleted ? "deleted" : ""].filter(Boolean).join(" ");
+  const body = line.deleted ? [el("span", { class: "text", title: line.deleted }, "message deleted")] : messageText(line);
+  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...body);
 }
 
 // A message longer than about COLLAPSE_LINES lines (line breaks, or long lines that wrap)
@@ -700,6 +712,20 @@ const handlers = {
     if (isMe(obj.from.nick)) {
       app.account = obj.account;
       renderSidebar();
+    }
+  },
+
+  redact(obj) {
+    // the message it names, wherever this client holds it, is shown as "message deleted"
+    const conv = conversationOf(obj);
+    const line = conv && conv.lines.find((l) => l.id === obj.msgid);
+    if (!line) return;
+    line.deleted = deletedNote(obj.from.nick, obj.reason);
+    line.text = "";
+    line.mention = false;
+    if (convs.current === conv) {
+      frame.full = true;
+      requestFrame();
     }
   },
 
