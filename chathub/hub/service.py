@@ -66,8 +66,6 @@ HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
 #: what ``ChatHub.history`` may ask of the store
 HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
-#: events another node's relay hands over for this node's members of a conversation
-CONVERSATION_KINDS = BATCHABLE_KINDS | {Kind.REDACT}
 #: STATUSMSG prefixes (IRC ISUPPORT ``STATUSMSG=@+``): ``@#room`` reaches the room's
 #: operators, ``+#room`` its operators and voiced members
 STATUS_PREFIXES = "@+"
@@ -983,9 +981,10 @@ class ChatHub(service.Service):
     def deliver_remote(self, event: Event) -> None:
         """Deliver another node's committed chat event (``ClusterRelay``, in its
         conversation's order) to this node's users it is for: the members here of its room,
-        or the user here its private message is addressed to. The sending node checked it;
-        it is in the store already. Other kinds are not carried between nodes yet."""
-        if event.kind not in CONVERSATION_KINDS:
+        or the user here its private message is addressed to (a STATUSMSG: the members here
+        it is for; a REDACT: like the message it takes back). The sending node checked it; it
+        is in the store already. Other kinds are room events (``RemoteRooms``)."""
+        if event.kind not in BATCHABLE_KINDS:  # chat and its redaction go to a conversation
             self.replica.apply(event)
             return
         target = event.target
