@@ -1,0 +1,71 @@
+"""A message taken back (IRCv3 draft/message-redaction, issue 16 item 1) in the bundled web
+client, in Debian's Chromium through Playwright (never `playwright install`), against
+`twistd -n chathub`: an IRC client redacts its message and the open page shows "message
+deleted" in its place; a page that joins later reads the same from history.
+"""
+from __future__ import annotations
+
+import re
+
+from tests.browser_helpers import WAIT_MS, Page
+from tests.support import LineClient
+
+ROOM = "#takeback"
+
+
+def redacting_irc_client(port: int, nick: str) -> LineClient:
+    """An IRC client with message-tags, echo-message and draft/message-redaction, in ROOM."""
+    client = LineClient(port)
+    client.send("CAP LS 302")
+    client.send("CAP REQ :message-tags echo-message draft/message-redaction")
+    client.expect(r"CAP \S+ ACK")
+    client.send(f"NICK {nick}")
+    client.send(f"USER {nick} 0 * :{nick} on IRC")
+    client.send("CAP END")
+    client.expect(r" 001 ")
+    client.send(f"JOIN {ROOM}")
+    client.expect(rf" 366 {nick} {ROOM} ")
+    return client
+
+
+def test_a_redacted_message_shows_as_message_deleted_live_and_in_history(browser, hub_ports):
+    server, ports, _ = hub_ports
+    url = f"http://127.0.0.1:{ports['http']}/"
+    alice = Page(browser, url, 1280, 800)
+    alice.login("alice")
+    alice.join(ROOM)
+    carl = redacting_irc_client(ports["irc"], "carl")
+    alice.page.locator("#member-list li", has_text="carl").wait_for(timeout=WAIT_MS)
+
+    carl.send(f"PRIVMSG {ROOM} :this one was a mistake")
+    echo = carl.expect(r"PRIVMSG #takeback :this one was a mistake")
+    msgid = re.search(r"msgid=([^; ]+)", echo).group(1)
+    carl.send(f"PRIVMSG {ROOM} :this one stays")
+    alice.wait_line("this one stays")
+    item = alice.page.locator(f"#message-list li[data-id='{msgid}']")
+    assert item.locator(".text").inner_text() == "this one was a mistake"
+
+    carl.send(f"REDACT {ROOM} {msgid} :typo")
+    carl.expect(rf"REDACT #takeback {msgid} :?typo$")
+    alice.page.locator(f"#message-list li[data-id='{msgid}'] .text:text-is('message deleted')").wait_for(
+        timeout=WAIT_MS
+    )
+    assert item.get_attribute("class") == "message deleted"
+    assert item.locator(".text").get_attribute("title") == "deleted by carl: typo"
+    assert item.locator(".nick").inner_text().startswith("carl")  # where it was, and whose
+    assert alice.page.locator("#message-list li", has_text="this one was a mistake").count() == 0
+    assert alice.wait_line("this one stays")
+    alice.screenshot("redaction-live.png")
+
+    # a page that opens the room afterwards reads the same from history
+    bob = Page(browser, url, 1280, 800)
+    bob.login("bob")
+    bob.join(ROOM)
+    bob.wait_line("this one stays")
+    later = bob.page.locator(f"#message-list li[data-id='{msgid}']")
+    later.wait_for(timeout=WAIT_MS)
+    assert later.locator(".text").inner_text() == "message deleted"
+    assert later.locator(".text").get_attribute("title") == "deleted by carl: typo"
+    assert bob.page.locator("#message-list li", has_text="this one was a mistake").count() == 0
+    bob.screenshot("redaction-history.png")
+    assert alice.errors == [] and bob.errors == []
