@@ -1,7 +1,8 @@
 """A message taken back (IRCv3 draft/message-redaction, issue 16 item 1) in the bundled web
 client, in Debian's Chromium through Playwright (never `playwright install`), against
 `twistd -n chathub`: an IRC client redacts its message and the open page shows "message
-deleted" in its place; a page that joins later reads the same from history.
+deleted" in its place; a page that joins later reads the same from history; /delete takes back
+one's own last message; /msg @#room reaches the room's operators.
 """
 from __future__ import annotations
 
@@ -68,4 +69,28 @@ def test_a_redacted_message_shows_as_message_deleted_live_and_in_history(browser
     assert later.locator(".text").get_attribute("title") == "deleted by carl: typo"
     assert bob.page.locator("#message-list li", has_text="this one was a mistake").count() == 0
     bob.screenshot("redaction-history.png")
+
+    # /delete takes back one's own last message here: IRC with the capability gets REDACT
+    bob.type("bob's regrettable line")
+    mine = bob.page.locator("#message-list li", has_text="bob's regrettable line")
+    mine.wait_for(timeout=WAIT_MS)
+    own_id = mine.get_attribute("data-id")
+    carl.expect(r"PRIVMSG #takeback :bob's regrettable line")
+    bob.type("/delete changed my mind")
+    assert carl.expect(rf"REDACT #takeback {own_id} ").endswith(":changed my mind")
+    bob.page.locator(f"#message-list li[data-id='{own_id}'] .text:text-is('message deleted')").wait_for(
+        timeout=WAIT_MS
+    )
+    alice.page.locator(f"#message-list li[data-id='{own_id}'] .text:text-is('message deleted')").wait_for(
+        timeout=WAIT_MS
+    )
+    bob.type("/delete")  # nothing of bob's is left to delete here
+    bob.page.locator("#message-list li.error", has_text="No message of yours here to delete.").wait_for(
+        timeout=WAIT_MS
+    )
+    # STATUSMSG from the web: /msg @#room reaches the room's operators (alice), shown in the room
+    bob.type(f"/msg @{ROOM} only for the operators")
+    line = alice.wait_line("only for the operators")
+    assert "@ only" in line
+    assert bob.page.locator("#sidebar li", has_text=f"@{ROOM}").count() == 0  # no conversation of its own
     assert alice.errors == [] and bob.errors == []

@@ -975,6 +975,12 @@ function submitInput() {
     else showBanner("Type /join #room to join or create a room; /help there lists every command.", 8000);
   }
   if (parsed.local === "rooms") send({ type: "rooms" });
+  if (parsed.local === "delete" && conv) {
+    const own = conv.lines.findLast((l) => l.id && !l.deleted && isMe(l.nick)
+      && (l.kind === "message" || l.kind === "action" || l.kind === "notice"));
+    if (!own) complain("No message of yours here to delete.");
+    else send({ type: "redact", target: conv.name, msgid: own.id, reason: parsed.reason || "" });
+  }
   if (parsed.local === "topic" && conv) systemLine(conv, conv.topic ? `Topic: ${conv.topic}` : `${conv.name} has no topic`, null);
   for (const req of parsed.requests) {
     if (req.type === "join") {
