@@ -569,3 +569,4 @@ async def test_a_statusmsg_is_kept_apart_from_its_rooms_history(store):
     assert await store.targets("bob", 0.0, 2e9, 10, rooms=["#st"]) == [("#st", public.time)]
     heads = await store.conversation_heads(["#st", "@#st"])
     assert heads == {"#st": 1, "@#st": 1}  # stored, in a conversation of its own
+    assert store.stats().rooms_with_history == 1  # python -m chathub.admin stats: one room
