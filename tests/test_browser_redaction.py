@@ -8,35 +8,14 @@ from __future__ import annotations
 
 import re
 
-from tests.browser_helpers import WAIT_MS, Page
-from tests.support import LineClient
+from tests.browser_helpers import WAIT_MS, Page, page_and_irc
 
 ROOM = "#takeback"
 
 
-def redacting_irc_client(port: int, nick: str) -> LineClient:
-    """An IRC client with message-tags, echo-message and draft/message-redaction, in ROOM."""
-    client = LineClient(port)
-    client.send("CAP LS 302")
-    client.send("CAP REQ :message-tags echo-message draft/message-redaction")
-    client.expect(r"CAP \S+ ACK")
-    client.send(f"NICK {nick}")
-    client.send(f"USER {nick} 0 * :{nick} on IRC")
-    client.send("CAP END")
-    client.expect(r" 001 ")
-    client.send(f"JOIN {ROOM}")
-    client.expect(rf" 366 {nick} {ROOM} ")
-    return client
-
-
 def test_a_redacted_message_shows_as_message_deleted_live_and_in_history(browser, hub_ports):
     server, ports, _ = hub_ports
-    url = f"http://127.0.0.1:{ports['http']}/"
-    alice = Page(browser, url, 1280, 800)
-    alice.login("alice")
-    alice.join(ROOM)
-    carl = redacting_irc_client(ports["irc"], "carl")
-    alice.page.locator("#member-list li", has_text="carl").wait_for(timeout=WAIT_MS)
+    url, alice, carl = page_and_irc(browser, ports, ROOM, "message-tags echo-message draft/message-redaction")
 
     carl.send(f"PRIVMSG {ROOM} :this one was a mistake")
     echo = carl.expect(r"PRIVMSG #takeback :this one was a mistake")

@@ -37,6 +37,17 @@ async def said_to_all(op, tel, web, plain, marker: str) -> None:
     await web.expect({"type": "message", "text": marker})
 
 
+async def plain_to(plain, op, target: str, text: str):
+    """plain (no operator) sends ``text`` to ``target`` (``@#ops``, ``+#ops``); its echo and
+    op's copy, both naming ``target``, from plain."""
+    plain.send(f"PRIVMSG {target} :{text}")
+    echo = await plain.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == text)
+    got = await op.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == text)
+    assert echo.params == got.params == [target, text] and got.source.startswith("plain!")
+    assert got.tags["msgid"] == echo.tags["msgid"]
+    return got
+
+
 @pytest_twisted.ensureDeferred
 async def test_isupport_says_statusmsg(history_hub):
     client = await history_hub.irc("probe")
@@ -49,12 +60,7 @@ async def test_at_room_reaches_the_operators_of_every_protocol_only(history_hub)
     op, tel, web, plain = await room_with_ranks(history_hub)
 
     # from a member who is no operator: allowed, as on most servers; its echo names @#ops
-    plain.send(f"PRIVMSG @{ROOM} :for the operators")
-    echo = await plain.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "for the operators")
-    assert echo.params[0] == f"@{ROOM}"
-    got = await op.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "for the operators")
-    assert got.params == [f"@{ROOM}", "for the operators"] and got.source.startswith("plain!")
-    assert got.tags["msgid"] == echo.tags["msgid"]
+    await plain_to(plain, op, f"@{ROOM}", "for the operators")
     assert await tel.expect_re(r"for the operators") == f"[@{ROOM}] <plain> for the operators"
     await said_to_all(op, tel, web, plain, "after one")
     assert not [m for m in web.received if m.get("text") == "for the operators"]  # voiced, not operator
@@ -87,9 +93,7 @@ async def test_at_room_reaches_the_operators_of_every_protocol_only(history_hub)
 @pytest_twisted.ensureDeferred
 async def test_plus_room_reaches_operators_and_voiced_members(history_hub):
     op, tel, web, plain = await room_with_ranks(history_hub)
-    plain.send(f"PRIVMSG +{ROOM} :for the voiced")
-    got = await op.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "for the voiced")
-    assert got.params[0] == f"+{ROOM}"
+    await plain_to(plain, op, f"+{ROOM}", "for the voiced")
     assert await tel.expect_re(r"for the voiced") == f"[+{ROOM}] <plain> for the voiced"
     event = await web.expect({"type": "message", "text": "for the voiced"})
     assert event["target"] == ROOM and event["statusmsg"] == "+" and event["from"]["nick"] == "plain"
