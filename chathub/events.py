@@ -36,11 +36,23 @@ class Kind:
     PRESENCE = "presence"  # data: {"state": "online"|"away"|"offline"}
     WALLOPS = "wallops"  # text: a message to users with user mode +w
     RENAME = "rename"  # target: the room's old name, data: {"new": new name}, text: reason
+    #: a message taken back (IRCv3 draft/message-redaction): target: its room or the other
+    #: party, text: the reason, data: {"msgid": its id, "sender": the nick that sent it}
+    REDACT = "redact"
 
     #: the kinds that carry user text (3): committed to history before anyone sees them.
     #: Not ``chathub.records.CHAT_KINDS`` (4), what history gives a client without
     #: draft/event-playback: these and TAGMSG.
     TEXT_KINDS = frozenset({MESSAGE, ACTION, NOTICE})
+    #: the kinds a REDACT may take back (the specification's PRIVMSG, NOTICE and TAGMSG)
+    REDACTABLE_KINDS = frozenset({MESSAGE, ACTION, NOTICE, TAGMSG})
+
+
+#: where a message taken back keeps what is left of it: ``data["redacted"]``
+REDACTED = "redacted"
+#: where a STATUSMSG (``@#room``: to the room's operators; ``+#room``: and its voiced
+#: members) keeps its prefix: ``data["statusmsg"]``; its target is the room
+STATUSMSG = "statusmsg"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,21 @@ class Event:
             tags=dict(d.get("tags") or {}),
             data=dict(d.get("data") or {}),
         )
+
+
+def redacted(event: Event, redaction: Event) -> Event:
+    """``event`` as history keeps it once ``redaction`` (a REDACT) took it back: its id,
+    time, kind, sender and conversation stay, so every protocol can show where it was;
+    its text and client tags are gone, and ``data["redacted"]`` says who took it back,
+    when and why."""
+    data = dict(event.data)
+    data[REDACTED] = {
+        "id": redaction.id,
+        "time": redaction.time,
+        "by": redaction.source.nick,
+        "reason": redaction.text,
+    }
+    return Event(event.id, event.time, event.kind, event.source, event.target, "", {}, data)
 
 
 def iso_time(t: float) -> str:

@@ -280,12 +280,34 @@ def refused_reconnect(error: str, url: str) -> bool:
     )
 
 
-def irc_client(port: int, nick: str) -> "LineClient":
-    """An IRC client over a real socket, registered as ``nick``."""
+def page_and_irc(browser, ports: dict, room: str, caps: str = "") -> tuple[str, Page, "LineClient"]:
+    """The web client's URL, alice on a page in ``room`` and carl on IRC (with ``caps``) in
+    it too, once alice's member list shows carl."""
+    url = f"http://127.0.0.1:{ports['http']}/"
+    alice = Page(browser, url, 1280, 800)
+    alice.login("alice")
+    alice.join(room)
+    carl = irc_client(ports["irc"], "carl", caps, room)
+    alice.page.locator("#member-list li", has_text="carl").wait_for(timeout=WAIT_MS)
+    return url, alice, carl
+
+
+def irc_client(port: int, nick: str, caps: str = "", room: Optional[str] = None) -> "LineClient":
+    """An IRC client over a real socket, registered as ``nick`` with the capabilities
+    ``caps`` (a space-separated list, all acknowledged), in ``room`` if given."""
     from tests.support import LineClient
 
     client = LineClient(port)
+    if caps:
+        client.send("CAP LS 302")
+        client.send(f"CAP REQ :{caps}")
+        client.expect(r"CAP \S+ ACK")
     client.send(f"NICK {nick}")
     client.send(f"USER {nick} 0 * :{nick} on IRC")
+    if caps:
+        client.send("CAP END")
     client.expect(r" 001 ")
+    if room is not None:
+        client.send(f"JOIN {room}")
+        client.expect(rf" 366 {nick} {room} ")
     return client

@@ -5,25 +5,10 @@ client as one draft/multiline batch is one message on the page, folded after 12 
 """
 from __future__ import annotations
 
-from tests.browser_helpers import WAIT_MS, Page
+from tests.browser_helpers import WAIT_MS, Page, page_and_irc
 from tests.support import LineClient
 
 ROOM = "#paste"
-
-
-def multiline_irc_client(port: int, nick: str) -> LineClient:
-    """An IRC client with batch and draft/multiline, in ROOM."""
-    client = LineClient(port)
-    client.send("CAP LS 302")
-    client.send("CAP REQ :batch draft/multiline")
-    client.expect(r"CAP \S+ ACK")
-    client.send(f"NICK {nick}")
-    client.send(f"USER {nick} 0 * :{nick} on IRC")
-    client.send("CAP END")
-    client.expect(r" 001 ")
-    client.send(f"JOIN {ROOM}")
-    client.expect(rf" 366 {nick} {ROOM} ")
-    return client
 
 
 def paste(client: LineClient, ref: str, lines: list[str]) -> None:
@@ -35,12 +20,7 @@ def paste(client: LineClient, ref: str, lines: list[str]) -> None:
 
 def test_a_pasted_block_is_one_message_folded_after_12_lines_with_show_more(browser, hub_ports):
     server, ports, _ = hub_ports
-    url = f"http://127.0.0.1:{ports['http']}/"
-    alice = Page(browser, url, 1280, 800)
-    alice.login("alice")
-    alice.join(ROOM)
-    carl = multiline_irc_client(ports["irc"], "carl")
-    alice.page.locator("#member-list li", has_text="carl").wait_for(timeout=WAIT_MS)
+    url, alice, carl = page_and_irc(browser, ports, ROOM, "batch draft/multiline")
 
     paste(carl, "a", ["short one", "short two", "short three"])
     short = alice.page.locator("#message-list li", has_text="short three")

@@ -318,3 +318,30 @@ def test_a_rename_on_one_node_renames_the_room_on_the_other(cluster):
         if "batch=" in line.split(" ", 1)[0] and " PRIVMSG " in line:
             history.append(line.split(" PRIVMSG ", 1)[1])
     assert "#y :before the move" in history and "#y :after the move" in history
+
+
+def test_redaction_and_statusmsg_cross_nodes(cluster):
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    caps = "message-tags echo-message draft/message-redaction"
+    alice = irc_user(cluster, a_irc, "alice", caps=caps)  # IRC on A, the room's operator
+    dave = telnet_user(cluster, a_line, "dave")  # telnet on A
+    bob = irc_user(cluster, b_irc, "bob", caps=caps, once_listed=True)  # IRC on B
+    carol = telnet_user(cluster, b_line, "carol")  # telnet on B
+    meet(bob, [alice, dave])
+    meet(alice, [bob, carol])
+
+    alice.say("soon taken back")
+    echo = alice.expect(r"PRIVMSG #x :soon taken back")
+    msgid = echo.split("msgid=", 1)[1].split(";", 1)[0].split(" ", 1)[0]
+    bob.expect(rf"msgid={msgid}.* PRIVMSG #x :soon taken back")
+    carol.expect(r"<alice> soon taken back")
+    alice.send(f"REDACT #x {msgid} :oops\r\n")
+    assert bob.expect(rf"REDACT #x {msgid} :?oops$").split(" ")[1].startswith(":alice!")
+    carol.expect(r"\* alice deleted a message of alice in #x \(oops\)")
+
+    # STATUSMSG from a telnet user on B reaches the operator on A, and not dave beside it
+    carol.send("/msg @#x only for operators\r\n")
+    assert alice.expect(r"PRIVMSG @#x :only for operators").split(" ")[1].startswith(":carol!")
+    alice.say("for everyone")
+    dave.expect(r"<alice> for everyone")
+    assert not [line for line in dave.seen if "only for operators" in line]

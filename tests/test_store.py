@@ -10,7 +10,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from zope.interface.verify import verifyObject
 
 from chathub.config.storage import HistoryConfig
-from chathub.events import Kind, Source
+from chathub.events import REDACTED, STATUSMSG, Kind, Source
 from chathub.records import CHAT_KINDS, Ban, RoomRecord
 from chathub.store import (
     Account,
@@ -524,3 +524,49 @@ async def test_failed_write_errbacks_and_is_logged(store_factory, captured_log):
     await store.create_account("alice", "h")
     (recovered,) = [e for e in captured_log if "writes succeed again" in (e.get("log_format") or "")]
     assert recovered["count"] == 3 and store.description in formatEvent(recovered)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redact_takes_the_text_out_of_its_message_in_its_conversation_only(store):
+    make = EventMaker()
+    secret = make.msg("alice", "#red", "the secret", tags={"+draft/reply": "x"})
+    kept = make.msg("bob", "#red", "kept too")
+    await append_all(store, [secret, kept])
+    # a REDACT of another conversation naming this id takes nothing from this one
+    astray = make.msg("carol", "#other", "", kind=Kind.REDACT, data={"msgid": secret.id, "sender": "alice"})
+    await store.append(astray)
+    assert texts(await store.latest("bob", "#red", None, 10)) == ["the secret", "kept too"]
+    redact = make.msg("carol", "#red", "spam", kind=Kind.REDACT, data={"msgid": secret.id, "sender": "alice"})
+    await store.append(redact)
+    events = await store.latest("bob", "#red", None, 10)
+    assert [e.id for e in events] == [secret.id, kept.id, redact.id]
+    gone = events[0]
+    assert (gone.kind, gone.text, dict(gone.tags), gone.source) == (Kind.MESSAGE, "", {}, secret.source)
+    assert gone.data[REDACTED] == {"id": redact.id, "time": redact.time, "by": "carol", "reason": "spam"}
+    assert events[1] == kept and events[2] == redact
+    # the relay's reads (another node catching up) get the redacted form too
+    rows = await store.conversation_range("#red", 0, 10)
+    assert [event.text for _, event in rows] == ["", "kept too", "spam"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redact_in_the_same_commit_as_its_message_still_takes_the_text_out(store):
+    make = EventMaker()
+    said = make.msg("alice", "bob", "private and soon gone")
+    redact = make.msg("alice", "bob", "", kind=Kind.REDACT, data={"msgid": said.id, "sender": "alice"})
+    await defer.gatherResults([store.append(said), store.append(redact)])  # one group
+    events = await store.latest("bob", "alice", None, 10)
+    assert [(e.kind, e.text) for e in events] == [(Kind.MESSAGE, ""), (Kind.REDACT, "")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_statusmsg_is_kept_apart_from_its_rooms_history(store):
+    make = EventMaker()
+    public = make.msg("alice", "#st", "for all")
+    ops_only = make.msg("alice", "#st", "for operators", data={STATUSMSG: "@"})
+    await append_all(store, [public, ops_only])
+    assert texts(await store.latest("bob", "#st", None, 10)) == ["for all"]
+    assert await store.targets("bob", 0.0, 2e9, 10, rooms=["#st"]) == [("#st", public.time)]
+    heads = await store.conversation_heads(["#st", "@#st"])
+    assert heads == {"#st": 1, "@#st": 1}  # stored, in a conversation of its own
+    assert store.stats().rooms_with_history == 1  # python -m chathub.admin stats: one room

@@ -74,6 +74,9 @@ AccountExists = _error("account_exists", "That account already exists")
 NoSuchMessage = _error("no_such_message", "No such message in this conversation")
 StorageFailed = _error("storage_failed", "Storage is unavailable right now")
 HistoryUnavailable = _error("history_unavailable", "History is not kept on this server")
+# REDACT (draft/message-redaction): a message only its sender, the room's operators and
+# server operators may take back
+RedactForbidden = _error("redact_forbidden", "You are not authorised to delete this message")
 
 
 class ModeParamError(HubError):

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from chathub.config import Config
 from chathub.counters import HubCounts
-from chathub.events import Event, EventIds, Kind, Source
+from chathub.events import REDACTED, STATUSMSG, Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
 from chathub.hub.account_rooms import AccountRooms
 from chathub.hub.admission import EXTERNAL, JOIN_EXEMPT, JOIN_SEEN, Admission
@@ -56,8 +56,9 @@ from chathub.text import encode_utf8
 # room_record is imported from here too (it was defined here before ``lifetimes``)
 __all__ = ["ChatHub", "room_record"]
 
-#: events that carry user text: committed to history before anyone sees them
-DURABLE_KINDS = Kind.TEXT_KINDS
+#: events committed to history before anyone sees them: user text, and its redaction (once
+#: anyone is shown a REDACT, no history read returns the text it took back)
+DURABLE_KINDS = Kind.TEXT_KINDS | {Kind.REDACT}
 #: events kept in history for draft/event-playback, without waiting for the commit
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
@@ -72,6 +73,14 @@ BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
 ROOM_STATE_KINDS = frozenset({Kind.JOIN, Kind.PART, Kind.KICK, Kind.TOPIC, Kind.MODE})
 #: what ``ChatHub.history`` may ask of the store
 HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
+#: STATUSMSG prefixes (IRC ISUPPORT ``STATUSMSG=@+``): ``@#room`` reaches the room's
+#: operators, ``+#room`` its operators and voiced members
+STATUS_PREFIXES = "@+"
+
+
+def status_audience(member: Member, prefix: str) -> bool:
+    """Whether ``member`` is among those a STATUSMSG with ``prefix`` reaches."""
+    return member.is_operator if prefix == "@" else member.is_voiced
 
 
 def _as_room(events: list[Event], name: str) -> list[Event]:
@@ -958,16 +967,26 @@ class ChatHub(service.Service):
         user.last_active = time.time()
         if kind != Kind.TAGMSG:
             self.counts.protocols[user.participant.protocol].received += 1  # made on first use
-        if is_room_name(target):
-            room = self._room_of(user, target)
+        prefix = target[:1] if target[:1] in STATUS_PREFIXES and is_room_name(target[1:]) else ""
+        if prefix or is_room_name(target):
+            room = self._room_of(user, target[len(prefix):])
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
             if self.cluster is not None and (user.folded or "") not in room.members:
                 # a non-member's message needs no membership at its number (``admit``)
                 data = {**(data or {}), EXTERNAL: True}
-            event = self._event(kind, user, room.name, text, tags, data)
-            self._publish(event, room.recipients(), user, receipt=receipt)
+            if not prefix:
+                event = self._event(kind, user, room.name, text, tags, data)
+                self._publish(event, room.recipients(), user, receipt=receipt)
+                return event
+            # STATUSMSG: the room's operators (and voiced members) only, and the sender; kept
+            # in a conversation of its own (``@#room``), never in the room's history
+            event = self._event(kind, user, room.name, text, tags, {**(data or {}), STATUSMSG: prefix})
+            audience = [m.user for m in room.members.values()
+                        if m.user.participant.format_key is not None
+                        and (status_audience(m, prefix) or m.user is user)]
+            self._publish(event, audience, user, receipt=receipt)
             return event
         recipient = self.users.get(fold(target))
         if recipient is None:
@@ -984,6 +1003,80 @@ class ChatHub(service.Service):
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 
+    def redact(
+        self, user: User, target: str, msgid: str, reason: str = "", receipt: Optional[Receipt] = None
+    ) -> Deferred[Event]:
+        """Take back message ``msgid`` of room or nick ``target`` (IRCv3
+        draft/message-redaction): its sender may, and so may the room's operators and
+        server operators. Fires with the REDACT event, which the store commits together
+        with taking the text out of the message's history before anyone is shown it.
+
+        Fails with ``no_such_message`` for an id not among the conversation's messages (or
+        one taken back already, or with no history kept), ``redact_forbidden`` for someone
+        else's message, ``no_such_room``/``not_on_room``/``no_such_nick`` for a target the
+        user cannot redact in; ``receipt`` as for ``send``."""
+        self._check_present(user)
+        if not msgid:
+            raise errors.NoSuchMessage(msgid)
+        room: Optional[Room] = None
+        if is_room_name(target):
+            room = self._room_of(user, target)
+            if user.folded not in room.members and not user.is_operator:
+                raise errors.NotOnRoom(room.name)
+        elif not valid_nick(target, self.config.limits.nick_length):
+            raise errors.NoSuchNick(target)
+        reason = reason[: self.config.limits.reason_length]
+        d = self.history(user, "around", room.name if room else target, ("msgid", msgid), limit=1,
+                         kinds=Kind.REDACTABLE_KINDS)
+        return d.addCallback(self._redact_found, user, target, room, msgid, reason, receipt)
+
+    def _redact_found(
+        self,
+        found: list[Event],
+        user: User,
+        target: str,
+        room: Optional[Room],
+        msgid: str,
+        reason: str,
+        receipt: Optional[Receipt],
+    ) -> Event:
+        self._check_present(user)  # the lookup took a while: it may have quit meanwhile
+        # ``around`` a message that is not redactable (a join) gives its neighbour instead
+        if not found or found[0].id != msgid or REDACTED in found[0].data:
+            raise errors.NoSuchMessage(msgid)
+        original = found[0]
+        data: dict[str, Any] = {"msgid": msgid, "sender": original.source.nick}
+        if room is not None:
+            if self.rooms.get(room.folded) is not room:
+                raise errors.NoSuchRoom(target)  # it ended meanwhile
+            member = room.members.get(user.folded or "")
+            if not (self._sent_by(user, original) or user.is_operator or (member is not None and member.is_operator)):
+                raise errors.RedactForbidden(room.name)
+            event = self._event(Kind.REDACT, user, room.name, reason, data=data)
+            self._publish(event, room.recipients(), user, receipt=receipt)
+            return event
+        if not (self._sent_by(user, original) or user.is_operator):
+            raise errors.RedactForbidden(target)
+        # stored in the conversation the message is in: the other party as the lookup named it
+        party = self.history_target(user, target)
+        session = party.partition("/")[2]
+        if session:
+            data["to_session"] = session
+        holder = self.users.get(fold(target))
+        here = holder is not None and holder is not user and holder.history_party == party
+        event = self._event(Kind.REDACT, user, holder.nick or target if holder else target, reason, data=data)
+        # the other party's node, in a cluster, gets it through the relay as a message
+        self._publish(event, [cast(User, holder), user] if here else [user], user, receipt=receipt)
+        return event
+
+    @staticmethod
+    def _sent_by(user: User, event: Event) -> bool:
+        """Whether ``user`` sent ``event``: the same account, or (a guest's) the same connection."""
+        source = event.source
+        if source.account:
+            return user.account is not None and fold(user.account) == fold(source.account)
+        return bool(source.session) and source.session == user.session and user.account is None
+
     def _check_message_size(self, target: str, text: str) -> None:
         """Refuse a message over ``[limits] message_bytes`` or ``message_lines``, naming
         the limit: a message is kept whole or refused, never cut."""
@@ -996,9 +1089,10 @@ class ChatHub(service.Service):
     def deliver_remote(self, event: Event) -> None:
         """Deliver another node's committed chat event (``ClusterRelay``, in its
         conversation's order) to this node's users it is for: the members here of its room,
-        or the user here its private message is addressed to. The sending node checked it;
-        it is in the store already. Other kinds are not carried between nodes yet."""
-        if event.kind not in BATCHABLE_KINDS:
+        or the user here its private message is addressed to (a STATUSMSG: the members here
+        it is for; a REDACT: like the message it takes back). The sending node checked it; it
+        is in the store already. Other kinds are room events (``RemoteRooms``)."""
+        if event.kind not in BATCHABLE_KINDS:  # chat and its redaction go to a conversation
             self.replica.apply(event)
             return
         target = event.target
@@ -1007,6 +1101,10 @@ class ChatHub(service.Service):
             if room is None:
                 return
             recipients: Sequence[User] = room.recipients()
+            prefix = event.data.get(STATUSMSG) if event.data else None
+            if prefix:
+                recipients = [m.user for m in room.members.values()
+                              if m.user.participant.format_key is not None and status_audience(m, str(prefix))]
         else:
             user = self.users.get(fold(target))
             session = event.data.get("to_session") if event.data else None
@@ -1286,7 +1384,10 @@ class ChatHub(service.Service):
         may hold alone while another node's earlier event of the room is on its way
         (``Outbox.pause``). A lone node holds nothing, so names no room (no fold per message)."""
         kind = event.kind
-        return (kind in DURABLE_KINDS or kind in ROOM_STATE_KINDS) and is_room_name(event.target)
+        return (
+            (kind in DURABLE_KINDS or kind in ROOM_STATE_KINDS) and is_room_name(event.target)
+            and STATUSMSG not in event.data  # numbered in a conversation of its own (``@#room``)
+        )
 
     def _publish_numbered(
         self,
@@ -1303,8 +1404,8 @@ class ChatHub(service.Service):
         the other events (a private message, a quit in several rooms: ``_publish``)."""
         kind = event.kind
         if kind in DURABLE_KINDS:
-            if rooms or not is_room_name(event.target):
-                return False
+            if rooms or not is_room_name(event.target) or STATUSMSG in event.data:
+                return False  # a STATUSMSG is numbered in its own conversation (``@#room``)
             key = fold(event.target)
         elif kind in ROOM_STATE_KINDS and len(rooms) == 1:
             key = rooms[0]

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from chathub import formatting
 from chathub.auth.credentials import GuestNick
 from chathub.auth.limiter import client_portal
-from chathub.events import Event, Kind
+from chathub.events import REDACTED, STATUSMSG, Event, Kind
 from chathub.hub.errors import AccountExists, HubError, StorageFailed
 from chathub.hub.modes import parse_room_modes
 from chathub.hub.outbox import Receipt
@@ -87,6 +87,11 @@ def render(event: Event, colour: bool = False) -> Optional[str]:
     target = event.target
     text = _clean(event.text, colour)
     room = is_room_name(target)
+    if event.data:
+        if REDACTED in event.data:  # history of a message taken back: where it was, not what
+            text = "(message deleted)"
+        if STATUSMSG in event.data:  # to the room's operators (or voiced members) only
+            target = f"{event.data[STATUSMSG]}{target}"
     if kind == Kind.MESSAGE:
         return f"[{target}] <{nick}> {text}" if room else f"<- {nick}: {text}"
     if kind == Kind.ACTION:
@@ -112,6 +117,9 @@ def render(event: Event, colour: bool = False) -> Optional[str]:
         return f"* {nick} sets mode {changes} on {target}"
     if kind == Kind.RENAME:
         return f"* {nick} renamed {target} to {event.data.get('new', '')}" + (f" ({text})" if text else "")
+    if kind == Kind.REDACT:
+        where = f" in {target}" if room else ""
+        return f"* {nick} deleted a message of {event.data.get('sender', '?')}{where}" + (f" ({text})" if text else "")
     if kind == Kind.INVITE:
         return f"* {nick} invites {event.data['nick']} to {target} (/join {target})"
     return None
@@ -597,7 +605,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not target or not text.strip():
             self.error("usage: /msg NICK|#room text")
             return
-        if is_room_name(target):
+        if is_room_name(target.lstrip("@+")):  # a room, or its operators (@#room) or voiced (+#room)
             self.hub.send(self.user, target, text.strip())  # unconfirmed, like a plain line
             return
         # confirmed once delivered; a message that could not be stored gets the error instead

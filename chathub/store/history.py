@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Iterable, NamedTuple, Optional, Sequence, TypeVar, Union
 
-from chathub.events import Event
+from chathub.events import STATUSMSG, Event
 from chathub.names import fold, is_room_name
 
 
@@ -75,12 +75,17 @@ def conversation_for(viewer: str, target: str) -> Conversation:
 def conversations_of(event: Event, rooms: Iterable[str] = (), private: bool = True) -> list[Conversation]:
     """Every conversation ``event`` is part of, without repeats.
 
-    A room target gives that room; a nick target gives the private conversation with the
-    sender (unless ``private`` is false, or the sender is the server itself); ``rooms``
-    adds rooms for user-wide events (quit, nick change).
+    A room target gives that room (a STATUSMSG: its own ``@#room`` or ``+#room``); a nick
+    target gives the private conversation with the sender (unless ``private`` is false, or
+    the sender is the server itself); ``rooms`` adds rooms for user-wide events (quit, nick
+    change).
     """
     target = event.target
     if not rooms and target and is_room_name(target):
+        if event.data and STATUSMSG in event.data:
+            # to a room's operators (or voiced members) only: a conversation of its own,
+            # ``@#room``, which no history request names (a room's history never shows it)
+            return [room_conversation(str(event.data[STATUSMSG]) + target)]
         return [room_conversation(target)]  # a room message: by far the most common
     found: dict[str, Conversation] = {}
     if target:

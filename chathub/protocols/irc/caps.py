@@ -40,6 +40,8 @@ ACCOUNT_REGISTRATION_VALUE = "before-connect"
 CHANNEL_RENAME = "draft/channel-rename"
 #: messages longer than a line, and with line breaks (``multiline.py``); needs ``batch``
 MULTILINE = "draft/multiline"
+#: REDACT: messages taken back (``commands_messages.redact``); shown only to clients with it
+MESSAGE_REDACTION = "draft/message-redaction"
 
 
 def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max-lines=100") -> Mapping[str, str]:
@@ -62,6 +64,7 @@ def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max
         MULTI_PREFIX: "",
         METADATA: METADATA_VALUE,
         MULTILINE: multiline,
+        MESSAGE_REDACTION: "",
         READ_MARKER: "",
         SASL: sasl_mechanisms,
         SERVER_TIME: "",
@@ -88,6 +91,7 @@ RENDERING = frozenset(
         SETNAME,
         INVITE_NOTIFY,
         CHANNEL_RENAME,
+        MESSAGE_REDACTION,
         MULTILINE,  # only with BATCH: ``rendering`` drops it otherwise
     }
 )

@@ -25,7 +25,7 @@ from typing import Literal, Optional, Union, overload
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from chathub.events import Kind, iso_time, parse_iso_time
+from chathub.events import REDACTED, Kind, iso_time, parse_iso_time
 from chathub.hub import errors
 from chathub.hub.names import RESERVED_NICKS
 from chathub.names import fold, is_room_name, valid_nick
@@ -228,9 +228,13 @@ def _replay_lines(session, name: str, events) -> list[Message]:
 
 
 def _rendered(events, caps, server: str) -> list[Message]:
-    """Each event as the line (a long message: the lines) it was live."""
+    """Each event as the line (a long message: the lines) it was live; a message taken back
+    (REDACT) is left out entirely, one of the specification's choices (a client with
+    draft/event-playback gets the REDACT itself)."""
     lines: list[Message] = []
     for event in events:
+        if REDACTED in event.data:
+            continue
         if event.kind in Kind.TEXT_KINDS:
             lines.extend(render_lines(event, caps, server))
         else:

@@ -1,4 +1,4 @@
-"""Talking: PRIVMSG, NOTICE, TAGMSG, AWAY, SETNAME."""
+"""Talking: PRIVMSG, NOTICE, TAGMSG (to ``@#room``/``+#room`` too: STATUSMSG), REDACT, AWAY, SETNAME."""
 from __future__ import annotations
 
 from typing import Optional
@@ -176,6 +176,53 @@ def batch(session, msg: Message, rb) -> None:
         return
     _deliver(session, Message("PRIVMSG", [open_batch.target, text], tags=open_batch.tags), rb,
              Kind.MESSAGE, quiet=False, batched=open_batch)
+
+
+#: what REDACT answers a refusal with (the specification's FAIL codes)
+_REDACT_REFUSALS = {
+    "no_such_message": "UNKNOWN_MSGID",
+    "history_unavailable": "UNKNOWN_MSGID",
+    "redact_forbidden": "REDACT_FORBIDDEN",
+    "no_such_room": "INVALID_TARGET",
+    "not_on_room": "INVALID_TARGET",
+    "no_such_nick": "INVALID_TARGET",
+}
+
+
+@command("REDACT", min_params=2)
+def redact(session, msg: Message, rb):
+    """REDACT <target> <msgid> [:reason] (IRCv3 draft/message-redaction): take a message
+    back; the redactor gets its REDACT (with the label) once it is stored and shown."""
+    target, msgid = msg.params[0], msg.params[1]
+    reason = msg.params[2] if len(msg.params) > 2 else ""
+    receipt = Receipt()
+
+    def refused(error: errors.HubError) -> None:
+        code = _REDACT_REFUSALS.get(error.code)
+        if code == "INVALID_TARGET":
+            rb.fail("REDACT", code, target, f"You cannot delete messages from {target}")
+        elif code == "REDACT_FORBIDDEN":
+            rb.fail("REDACT", code, target, msgid, "You are not authorised to delete this message")
+        elif code is not None:
+            rb.fail("REDACT", code, target, msgid, "This message does not exist or is too old")
+        else:
+            session.hub_error(rb, error)
+
+    try:
+        d = session.hub.redact(session.user, target, msgid, reason, receipt=receipt)
+    except errors.HubError as e:
+        refused(e)
+        return None
+
+    def redacted(event) -> None:
+        own = session.render_own(event)  # always: the redactor's own confirmation
+        rb.later(lambda: own if receipt.stored else _not_stored(session, "REDACT", target, receipt))
+
+    def failed(failure) -> None:
+        failure.trap(errors.HubError)
+        refused(failure.value)
+
+    return d.addCallbacks(redacted, failed)
 
 
 @command("AWAY")

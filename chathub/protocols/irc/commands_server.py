@@ -56,6 +56,7 @@ def isupport_tokens(config) -> list[str]:
         f"NICKLEN={limits.nick_length}",
         "PREFIX=(ov)@+",
         "SAFELIST",
+        "STATUSMSG=@+",
         "TARGMAX=JOIN:,KICK:,LIST:,MONITOR:,NAMES:,"
         f"NOTICE:{targets},PART:,PRIVMSG:{targets},TAGMSG:{targets},WHOIS:1",
         f"TOPICLEN={limits.topic_length}",

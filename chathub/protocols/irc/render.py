@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from chathub.events import Event, Kind
+from chathub.events import STATUSMSG, Event, Kind
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.multiline import text_messages
 from chathub.protocols.irc.wire import Message
@@ -20,6 +20,13 @@ def source_of(event: Event, server_name: str) -> str:
     if src.protocol == "server" or not src.nick:
         return server_name
     return src.mask
+
+
+def wire_target(event: Event) -> str:
+    """The target a message shows: its room, with the STATUSMSG prefix it was sent to
+    (``@#room``) for one that reached only the room's operators (or voiced members)."""
+    prefix = event.data.get(STATUSMSG) if event.data else None
+    return f"{prefix}{event.target}" if prefix else event.target
 
 
 def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
@@ -43,7 +50,7 @@ def render_lines(event: Event, caps: frozenset, server_name: str, direct: bool =
     lines or a ``draft/multiline`` batch (``multiline.py``); a JOIN of someone away
     followed by AWAY."""
     if event.kind in Kind.TEXT_KINDS:
-        target = event.target or "*" if event.kind == Kind.NOTICE else event.target
+        target = wire_target(event) or "*" if event.kind == Kind.NOTICE else wire_target(event)
         return text_messages(event, caps, source_of(event, server_name), event_tags(event, caps), target)
     message = render(event, caps, server_name, direct)
     if message is None:
@@ -66,7 +73,7 @@ def render(event: Event, caps: frozenset, server_name: str, direct: bool = False
     kind = event.kind
     source = source_of(event, server_name)
     tags = event_tags(event, caps)
-    target = event.target
+    target = wire_target(event) if kind in Kind.REDACTABLE_KINDS else event.target
     if kind == Kind.MESSAGE:
         return Message("PRIVMSG", [target, event.text], source, tags)
     if kind == Kind.ACTION:
@@ -118,6 +125,11 @@ def render(event: Event, caps: frozenset, server_name: str, direct: bool = False
         if C.CHANNEL_RENAME not in caps:
             return None
         return Message("RENAME", [target, event.data.get("new", ""), event.text], source, tags)
+    if kind == Kind.REDACT:
+        if not direct and C.MESSAGE_REDACTION not in caps:
+            return None  # the specification: never to a client without the capability
+        params = [target, str(event.data.get("msgid", ""))]
+        return Message("REDACT", [*params, event.text] if event.text else params, source, tags)
     if kind == Kind.WALLOPS:
         return Message("WALLOPS", [event.text], source, tags)
     if kind == Kind.ACCOUNT:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from chathub.events import Event, Kind, Source, iso_time
+from chathub.events import REDACTED, STATUSMSG, Event, Kind, Source, iso_time
 from chathub.text import encode_utf8
 
 #: the client-only tag IRCv3 uses for typing notices
@@ -36,12 +36,26 @@ def event_json(event: Event) -> Optional[dict[str, Any]]:
     if event.target:
         out["target"] = event.target
     data = event.data
+    if data and STATUSMSG in data:
+        out["statusmsg"] = data[STATUSMSG]  # to the room's operators ("@") or voiced members ("+")
     if kind in Kind.TEXT_KINDS:
         out["text"] = event.text
         if event.tags:
             out["tags"] = dict(event.tags)
         if data.get("error"):
             out["error"] = data["error"]
+        if REDACTED in data:  # taken back (history): who did it, when and why; no text
+            redaction = data[REDACTED]
+            out["redacted"] = {
+                "id": redaction.get("id"),
+                "time": iso_time(float(redaction.get("time") or 0.0)),
+                "by": redaction.get("by"),
+                "reason": redaction.get("reason") or "",
+            }
+    elif kind == Kind.REDACT:
+        out["msgid"] = data.get("msgid", "")
+        out["sender"] = data.get("sender", "")
+        out["reason"] = event.text
     elif kind == Kind.TAGMSG:
         tags = dict(event.tags)
         state = tags.pop(TYPING_TAG, None)

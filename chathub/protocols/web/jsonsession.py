@@ -92,6 +92,7 @@ REQUESTS: dict[str, Request] = {
     "action": Request("do_action", required={"target": _STR, "text": _STR}),
     "notice": Request("do_notice", required={"target": _STR, "text": _STR}),
     "typing": Request("do_typing", required={"target": _STR}, optional={"state": _STR}, cost=0.5),
+    "redact": Request("do_redact", required={"target": _STR, "msgid": _STR}, optional={"reason": _STR}, cost=2),
     "topic": Request("do_topic", required={"room": _STR, "text": _STR}),
     "rename": Request("do_rename", required={"room": _STR, "new": _STR}, optional={"reason": _STR}, cost=5),
     "members": Request("do_members", required={"room": _STR}),
@@ -759,6 +760,17 @@ class JsonSession(EncodingParticipant):
         if state not in TYPING_STATES:
             raise RequestError("invalid_field", "'state' must be active, paused or done", "state")
         self.hub.send(self.user, msg["target"], "", Kind.TAGMSG, {TYPING_TAG: state})
+
+    def do_redact(self, msg: dict) -> Deferred:
+        """Take back a message (``redact``): its ``redact`` event reaches everyone who saw
+        it, this session included; refusals are ``no_such_message``, ``redact_forbidden``,
+        ``not_on_room``, ``no_such_room``, ``no_such_nick``. Later requests wait for it."""
+        receipt = Receipt()
+        d = self.hub.redact(self.user, msg["target"], msg["msgid"], msg.get("reason") or "", receipt=receipt)
+        d.addCallbacks(lambda event: self._answer_stored(msg, receipt, id=event.id), self._refused,
+                       errbackArgs=(msg,))
+        self.gate.pause_until(d)
+        return d
 
     # -- identity and presence ---------------------------------------------------------
 

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from chathub.config.storage import HistoryConfig
-from chathub.events import Event
+from chathub.events import REDACTED, Event, Kind, redacted
 from chathub.names import fold
 from chathub.records import Ref
 from chathub.store.history import (
@@ -368,10 +368,33 @@ class HistoryStore(SqlDatabase):
                 "SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::text[], %b::text[])",
                 [list(column) for column in zip(*rows, strict=True)],
             )
-            return
-        self._insert_rows(
-            txn, "INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body) VALUES {rows}", rows
-        )
+        else:
+            self._insert_rows(
+                txn, "INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body) VALUES {rows}", rows
+            )
+        for i in fresh:
+            event, convs = items[i]
+            if event.kind == Kind.REDACT:
+                self._redact(txn, event, convs)
+
+    def _redact(self, txn: Cursor, redaction: Event, convs: list[Conversation]) -> None:
+        """Take the text out of the message ``redaction`` names, in the conversation the
+        REDACT belongs to (never another's), in the transaction that stores the REDACT: once
+        anyone is shown the redaction, no history read returns the text."""
+        msgid = str(redaction.data.get("msgid", ""))
+        for conv in convs:
+            txn.execute(
+                self._q("SELECT conv_seq, body FROM conversation_events WHERE conv = ? AND msgid = ?"),
+                (conv.key, msgid),
+            )
+            for seq, body in txn.fetchall():
+                event = decode_event(body)
+                if event.kind not in Kind.REDACTABLE_KINDS or REDACTED in event.data:
+                    continue
+                txn.execute(
+                    self._q("UPDATE conversation_events SET body = ? WHERE conv = ? AND conv_seq = ?"),
+                    (encode_event(redacted(event, redaction)), conv.key, seq),
+                )
 
     def _stored_ids(self, txn: Cursor, ids: list[str]) -> set[str]:
         """Which of ``ids`` are stored already."""

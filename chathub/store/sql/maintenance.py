@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
+from chathub.names import is_room_name
 from chathub.store.history import to_ms
 from chathub.store.interfaces import StorageError, StoreStats
 from chathub.store.schema import LATEST_VERSION
@@ -75,7 +76,7 @@ class MaintenanceStore(SqlDatabase):
             rows += n
             if " " in conv:
                 private += 1
-            else:
+            elif is_room_name(conv):  # not a room's STATUSMSG conversation ("@#chat")
                 rooms += 1
             if keep > 0 and n > keep:
                 over += n - keep

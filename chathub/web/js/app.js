@@ -100,7 +100,15 @@ function lineFromEvent(obj) {
     protocol: obj.from ? obj.from.protocol : "",
     text: obj.text || "",
     mention: obj.from && !isMe(obj.from.nick) && mentionsMe(obj.text || ""),
+    // to the room's operators ("@") or voiced members ("+") only
+    statusmsg: obj.statusmsg || "",
+    // taken back (redact): shown as "message deleted", with who did it and why on hover
+    deleted: obj.redacted ? deletedNote(obj.redacted.by, obj.redacted.reason) : null,
   };
+}
+
+function deletedNote(by, reason) {
+  return `deleted by ${by}${reason ? `: ${reason}` : ""}`;
 }
 
 function systemLine(conv, text, obj, kind = "system") {
@@ -136,8 +144,12 @@ function renderLine(line) {
   if (line.protocol && line.protocol !== "ws" && line.protocol !== "server") {
     nick.append(el("span", { class: "proto", title: `via ${line.protocol}` }, line.protocol));
   }
-  const classes = [line.kind, line.mention ? "mention" : ""].filter(Boolean).join(" ");
-  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...messageText(line));
+  if (line.statusmsg) {
+    nick.append(el("span", { class: "proto", title: `to ${line.statusmsg === "@" ? "operators" : "voiced members"} only` }, `${line.statusmsg} only`));
+  }
+  const classes = [line.kind, line.mention ? "mention" : "", line.deleted ? "deleted" : ""].filter(Boolean).join(" ");
+  const body = line.deleted ? [el("span", { class: "text", title: line.deleted }, "message deleted")] : messageText(line);
+  return el("li", { class: classes, dataset: line.id ? { id: line.id } : {} }, time, nick, ...body);
 }
 
 // A message longer than about COLLAPSE_LINES lines (line breaks, or long lines that wrap)
@@ -712,6 +724,20 @@ const handlers = {
     }
   },
 
+  redact(obj) {
+    // the message it names, wherever this client holds it, is shown as "message deleted"
+    const conv = conversationOf(obj);
+    const line = conv && conv.lines.find((l) => l.id === obj.msgid);
+    if (!line) return;
+    line.deleted = deletedNote(obj.from.nick, obj.reason);
+    line.text = "";
+    line.mention = false;
+    if (convs.current === conv) {
+      frame.full = true;
+      requestFrame();
+    }
+  },
+
   message(obj) { chat(obj); },
   action(obj) { chat(obj); },
   notice(obj) { chat(obj); },
@@ -958,6 +984,12 @@ function submitInput() {
     else showBanner("Type /join #room to join or create a room; /help there lists every command.", 8000);
   }
   if (parsed.local === "rooms") send({ type: "rooms" });
+  if (parsed.local === "delete" && conv) {
+    const own = conv.lines.findLast((l) => l.id && !l.deleted && isMe(l.nick)
+      && (l.kind === "message" || l.kind === "action" || l.kind === "notice"));
+    if (!own) complain("No message of yours here to delete.");
+    else send({ type: "redact", target: conv.name, msgid: own.id, reason: parsed.reason || "" });
+  }
   if (parsed.local === "topic" && conv) systemLine(conv, conv.topic ? `Topic: ${conv.topic}` : `${conv.name} has no topic`, null);
   for (const req of parsed.requests) {
     if (req.type === "join") {

@@ -13,6 +13,8 @@ export const HELP = [
   "/register password — register your nick as an account",
   "/password current new — change your account's password (every other session is logged out)",
   "/notice target text — send a notice",
+  "/msg @#room text — to the room's operators only (+#room: and its voiced members)",
+  "/delete [reason] — delete your last message here (everyone sees \"message deleted\")",
   "/rooms — browse rooms",
   "/quit [reason] — leave chathub",
   "/logout [everywhere] — log out (this browser, or every session of the account) and forget the saved session",
@@ -64,8 +66,10 @@ export function parseInput(line, current) {
       if (!words.length) return need(`/${name} nick text`);
       const target = words[0];
       const body = rest.slice(rest.indexOf(target) + target.length).replace(/^\s/, "");
-      if (name === "query" || !body) return { requests: [], open: target };
-      return { requests: [{ type: "message", target, text: body }], open: target };
+      // @#room / +#room: to the room's operators (STATUSMSG), shown in the room itself
+      const open = /^[@+]#/.test(target) ? undefined : target;
+      if (name === "query" || !body) return { requests: [], open };
+      return { requests: [{ type: "message", target, text: body }], open };
     }
     case "notice": {
       if (words.length < 2) return need("/notice target text");
@@ -110,6 +114,9 @@ export function parseInput(line, current) {
       return { requests: [{ type: "logout", everywhere: rest.trim() === "everywhere" }], local: "logout" };
     case "help":
       return { requests: [], local: "help" };
+    case "delete":
+      if (!current) return { requests: [], error: "Open a conversation first" };
+      return { requests: [], local: "delete", reason: rest };
     default:
       return { requests: [], error: `Unknown command /${name} — try /help` };
   }
