@@ -47,6 +47,11 @@ class User:
     def __init__(self, name: str) -> None:
         self.nick = name
         self.participant = Member(name)
+        self.others: tuple = ()
+
+    @property
+    def sessions(self) -> tuple:
+        return (self.participant, *self.others)
 
 
 ids = EventIds()

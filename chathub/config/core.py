@@ -57,6 +57,10 @@ class AuthConfig:
     hash_concurrency: int = 2  # argon2 runs at once, server-wide
     token_lifetime: float = 30 * 86400.0  # seconds a session token logs in after it was issued
     max_tokens: int = 10  # session tokens one account holds; a new one revokes the oldest
+    #: a login to an account whose nick its user holds already joins that user as one more
+    #: session (Ergo's multiclient), at most max_sessions_per_account of them; off: refused
+    multiclient: bool = True
+    max_sessions_per_account: int = 8
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -77,6 +81,7 @@ class AuthConfig:
             hash_concurrency=self.hash_concurrency,
             token_lifetime=self.token_lifetime,
             max_tokens=self.max_tokens,
+            max_sessions_per_account=self.max_sessions_per_account,
         )
 
 

@@ -40,14 +40,20 @@ COMPOSITIONS = 1024
 
 def deliver(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None,
-    counts: Optional[HubCounts] = None,
+    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None,
 ) -> None:
     """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key;
     ``counts`` is told how many text events each protocol's users were sent, and how long
-    after receipt the last of them was written."""
+    after receipt the last of them was written. An ``actor`` with several sessions gets
+    the events on each but ``acting`` (the one that acted, when it renders its own)."""
     encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
+            if user.others:
+                _to_sessions(user.sessions, acting, events, encoded, None, True)
+            continue
+        if user.others:
+            _to_sessions(user.sessions, None, events, encoded, None)
             continue
         participant = user.participant
         key = participant.format_key
@@ -102,17 +108,22 @@ def _observe(counts: HubCounts, events: Sequence[Event]) -> None:
 
 def _collect(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held,
-    counts: Optional[HubCounts] = None,
+    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None,
 ) -> None:
     """Like ``deliver``, but append each member's bytes to ``held[participant]``.
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
-    a call per recipient.
+    a call per recipient. A user with several sessions (rare) takes ``_to_sessions``.
     """
     encoded: dict[Hashable, bytes] = {}
     for user in recipients:
         if user is actor:
+            if user.others:
+                _to_sessions(user.sessions, acting, events, encoded, held, True)
+            continue
+        if user.others:
+            _to_sessions(user.sessions, None, events, encoded, held)
             continue
         participant = user.participant
         key = participant.format_key
@@ -134,6 +145,42 @@ def _collect(
         _count(counts, events, recipients, actor)
 
 
+def _to_sessions(
+    sessions: Sequence[IParticipant], skip: Optional[IParticipant], events: Sequence[Event],
+    encoded: dict[Hashable, bytes], held: Optional[Held], own: bool = False,
+) -> None:
+    """The sessions of one user with several (``[auth] multiclient``), except ``skip``:
+    each gets the bytes of its format, encoded once for all recipients like everyone's;
+    sent now, or added to ``held`` inside a batching block. ``own``: the user caused the
+    events, and a participant with an ``encode_own`` (a format whose private messages do
+    not name their target) renders them as its own, once per format too."""
+    for participant in sessions:
+        if participant is skip:
+            continue
+        key = participant.format_key
+        encode_own = getattr(participant, "encode_own", None) if own else None
+        if encode_own is not None:
+            key = (key, "own")
+        try:
+            data = encoded[key]
+        except KeyError:
+            data = encoded[key] = _encode(participant, events, encode_own is not None)
+        if not data:
+            continue
+        if held is None:
+            _send(participant, [len(data), data])
+            continue
+        parts = held.get(participant)
+        if parts is None:
+            held[participant] = [len(data), data]
+        else:
+            parts.append(data)
+            parts[0] += len(data)
+            if parts[0] >= MAX_HELD_BYTES:
+                del held[participant]
+                _send(participant, parts)
+
+
 def _send(participant: IParticipant, parts: list[Any]) -> None:
     # parts: [byte count, data, data, ...]
     try:
@@ -142,11 +189,13 @@ def _send(participant: IParticipant, parts: list[Any]) -> None:
         log.failure("sending to {participant} failed", participant=participant)
 
 
-def _encode(participant: IParticipant, events: Sequence[Event]) -> bytes:
+def _encode(participant: IParticipant, events: Sequence[Event], own: bool = False) -> bytes:
+    # encode_own: an optional method of a participant (see _to_sessions)
+    encode = cast(Any, participant).encode_own if own else participant.encode
     parts = []
     for event in events:
         try:
-            data = participant.encode(event)
+            data = encode(event)
         except Exception:
             log.failure("encoding {kind} {id} failed", kind=event.kind, id=event.id)
             continue
@@ -166,7 +215,8 @@ class Fanout:
     """
 
     __slots__ = (
-        "_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush", "_counts", "_written",
+        "_depth", "_events", "_recipients", "_actor", "_acting", "_held", "_clock", "_turn_flush", "_counts",
+        "_written",
     )
 
     def __init__(self, clock: Optional[IReactorTime] = None, counts: Optional[HubCounts] = None) -> None:
@@ -179,20 +229,24 @@ class Fanout:
         self._events: list[Event] = []
         self._recipients: Optional[Iterable[User]] = None
         self._actor: Optional[User] = None
+        self._acting: Optional[IParticipant] = None  # the actor's acting session, if it has others
         self._held: Held = {}  # participant -> [byte count, data, ...], in hub order
         self._counts = counts
         #: the events held, whose delivery latency is measured when they are written
         self._written: list[Event] = []
 
     def publish(
-        self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False
+        self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False,
+        acting: Optional[IParticipant] = None,
     ) -> None:
-        """Deliver ``event``; hold it for a joint write when batching allows."""
+        """Deliver ``event``; hold it for a joint write when batching allows. An ``actor``
+        with several sessions gets it on each but ``acting`` (see ``deliver``)."""
         if batchable and self._depth:
             if (
                 self._events
                 and recipients is self._recipients
                 and actor is self._actor
+                and acting is self._acting
                 and len(self._events) < MAX_BATCH
             ):
                 self._events.append(event)
@@ -201,17 +255,18 @@ class Fanout:
             self._events = [event]
             self._recipients = recipients
             self._actor = actor
+            self._acting = acting
             return
         self.flush()
-        deliver((event,), recipients, actor, self._counts)
+        deliver((event,), recipients, actor, self._counts, acting)
 
     def _hold(self) -> None:
         """Encode the current run of events into what each member is owed."""
         if self._events:
-            events, recipients, actor = self._events, self._recipients, self._actor
-            self._events, self._recipients, self._actor = [], None, None
+            events, recipients, actor, acting = self._events, self._recipients, self._actor, self._acting
+            self._events, self._recipients, self._actor, self._acting = [], None, None, None
             # a run of events always has its recipients
-            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts)
+            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts, acting)
             if self._counts is not None:
                 self._written.extend(events)
 

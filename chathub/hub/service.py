@@ -45,7 +45,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane
+from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane, IParticipant
 from chathub.names import fold, is_room_name, nick_problem, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
@@ -300,7 +300,8 @@ class ChatHub(service.Service):
             if room is not None:
                 self._remember_invite(room, target)
             self.fanout.flush()  # after what the target is owed already
-            target.participant.deliver(event)
+            for session in target.sessions:
+                session.deliver(event)
         if room is not None:
             witnesses = [m.user for m in room.members.values()
                          if m.is_operator and not isinstance(m.user.participant, RemoteParticipant)]
@@ -338,7 +339,8 @@ class ChatHub(service.Service):
         self.log.error("lease lost: dropping {count} users", count=len(users))
         for user in users:
             self.quit(user, "Server lost its place in the cluster")
-            user.participant.close("This server lost its place in the cluster: please reconnect")
+            for session in user.sessions:
+                session.close("This server lost its place in the cluster: please reconnect")
 
     def _nick_lost(self, folded: str, owner: str) -> None:
         """Another node holds ``folded`` now (Redis lost its data and that node claimed it
@@ -349,7 +351,8 @@ class ChatHub(service.Service):
             return  # already gone, or the nick changed hands here since
         nick = user.nick
         self.quit(user, "Nick collision")
-        user.participant.close(f"Nick collision: {nick} was taken on another server of this network; please reconnect")
+        for session in user.sessions:
+            session.close(f"Nick collision: {nick} was taken on another server of this network; please reconnect")
 
     def _owner(self, user: User) -> str:
         assert self.cluster is not None
@@ -387,19 +390,21 @@ class ChatHub(service.Service):
         elif restore is None:
             self.cluster.release_nick(fold(nick), owner)
 
-    def claim_and_sign_on(self, user: User, nick: str) -> Deferred[None]:
+    def claim_and_sign_on(self, user: User, nick: str) -> Deferred[User]:
         """``sign_on``, after claiming ``nick`` across the cluster; fails with the
-        ``HubError`` to answer. On a lone node it runs now (the Deferred has fired)."""
-        if self.cluster is None:
+        ``HubError`` to answer, else gives the user the connection now is (see
+        ``sign_on``). On a lone node it runs now (the Deferred has fired)."""
+        if self.cluster is None or self._attachable(user, nick) is not None:
+            # attaching claims nothing: the account's user here holds the nick already
             return defer.maybeDeferred(self.sign_on, user, nick)
         try:
             self.check_nick(nick, user)  # local refusals need no round trip
         except errors.HubError:
             return defer.fail()
 
-        def claimed(_: None) -> None:
+        def claimed(_: None) -> User:
             try:
-                self.sign_on(user, nick)
+                return self.sign_on(user, nick)
             except errors.HubError:
                 self._unclaim(user, nick)
                 raise
@@ -465,10 +470,16 @@ class ChatHub(service.Service):
         ):
             raise errors.NickRegistered(nick)
 
-    def sign_on(self, user: User, nick: str) -> None:
-        """Give ``user`` its first nick: it becomes visible to everyone."""
+    def sign_on(self, user: User, nick: str) -> User:
+        """Give ``user`` its first nick: it becomes visible to everyone. Returns the user
+        the connection is from now on: ``user``, or, with ``[auth] multiclient``, the user
+        of the same account that holds ``nick`` already, which ``user``'s connection joins
+        as one more session (nobody else sees anything: it is in its rooms already)."""
         if user.signed_on:
             raise errors.NickInUse(nick, "You are already registered")
+        holder = self._attachable(user, nick)
+        if holder is not None:
+            return self._attach(holder, user)
         self.check_nick(nick, user)
         user.set_nick(nick)
         self.users[fold(nick)] = user
@@ -486,6 +497,44 @@ class ChatHub(service.Service):
         self._presence.announce(user, "online", self.ids)
         if self.cluster is not None:
             self._announce(["on", presence_of(user)])
+        return user
+
+    def _attachable(self, user: User, nick: str) -> Optional[User]:
+        """The user of this node that ``user``'s login would join as a session (same
+        account, holding ``nick``), if ``[auth] multiclient`` allows it."""
+        if user.account is None:
+            return None
+        holder = self.users.get(fold(nick))
+        return holder if holder is not user and self.may_attach(nick, user.account) else None
+
+    def may_attach(self, nick: str, account: Optional[str] = None) -> bool:
+        """Whether a login to ``account`` (None: not known yet) with ``nick`` would join
+        the user holding it as one more session (``[auth] multiclient``): a protocol that
+        checks a nick before the login (IRC NICK, telnet /nick) lets such a nick through,
+        and ``sign_on`` decides."""
+        if not self.config.auth.multiclient:
+            return False
+        holder = self.users.get(fold(nick))
+        if holder is None or holder.account is None:
+            return False
+        return account is None or fold(holder.account) == fold(account)
+
+    def _attach(self, holder: User, user: User) -> User:
+        """Add ``user``'s connection to ``holder`` as one more session."""
+        most = self.config.auth.max_sessions_per_account
+        if len(holder.sessions) >= most:
+            raise errors.TooManySessions(
+                holder.nick or "*", f"Too many sessions of this account are connected (at most {most})")
+        holder.attach(user.participant)
+        self.log.info(
+            "{nick} attached a session via {protocol} from {host} ({count} sessions)",
+            event="login",
+            nick=holder.nick,
+            protocol=user.participant.protocol,
+            host=user.ip or user.host,
+            count=len(holder.sessions),
+        )
+        return holder
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
@@ -750,7 +799,8 @@ class ChatHub(service.Service):
 
             def deliver() -> None:
                 fanout.flush()  # after what the target is owed already
-                local.participant.deliver(event)  # shown whatever its capabilities (IRC ``direct``)
+                for session in local.sessions:  # shown whatever its capabilities (IRC ``direct``)
+                    session.deliver(event)
 
             # through the outbox like every event: behind a message still waiting for its commit
             self.outbox.publish(deliver)
@@ -1042,7 +1092,8 @@ class ChatHub(service.Service):
         self.log.info("{nick} killed {target} ({reason})", event="kill", nick=user.nick, target=target.nick,
                       reason=reason)
         self.quit(target, f"Killed ({user.nick} ({reason}))")
-        target.participant.close(message)
+        for session in target.sessions:
+            session.close(message)
         return target
 
     # -- presence (chathub.hub.presence) ------------------------------------------------
@@ -1064,8 +1115,19 @@ class ChatHub(service.Service):
 
     # -- leaving -----------------------------------------------------------------------
 
-    def quit(self, user: User, reason: str = "") -> Optional[Event]:
-        """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
+    def quit(self, user: User, reason: str = "", session: Optional[IParticipant] = None) -> Optional[Event]:
+        """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in.
+
+        ``session``: the connection that is closing. A user with other sessions keeps
+        everything (nick, rooms, away) and nobody sees anything; one that is not among the
+        user's sessions (detached already) changes nothing."""
+        if session is not None:
+            if user.detach(session):
+                self.log.info("{nick} closed a session via {protocol} ({reason}); {count} left", event="logout",
+                              nick=user.nick, protocol=session.protocol, reason=reason, count=len(user.sessions))
+                return None
+            if session is not user.participant:
+                return None
         self._presence.unwatch(user)
         self._lifetimes.forget(user)
         folded = user.folded
@@ -1126,7 +1188,11 @@ class ChatHub(service.Service):
         participant wants its own events. A durable event the store refuses is delivered
         to nobody; ``receipt`` (or else a notice to the actor) records that.
         """
-        skip = actor if actor is not None and not actor.participant.echo_own else None
+        skip = actor if actor is not None and (actor.others or not actor.participant.echo_own) else None
+        # a user with several sessions: the one that acted renders its own confirmation
+        # (unless it wants its own events), the others get the event as their own
+        # (Ergo's multiclient: as if echo-message)
+        acting = skip.participant if skip is not None and skip.others and not skip.participant.echo_own else None
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         store = self.store
@@ -1134,7 +1200,7 @@ class ChatHub(service.Service):
             if event.kind in DURABLE_KINDS:
                 # delivered once committed; the store settles the outbox entry directly
                 settle = self.outbox.hold(
-                    lambda: fanout.publish(event, recipients, skip, batchable),
+                    lambda: fanout.publish(event, recipients, skip, batchable, acting),
                     lambda failure: self._not_stored(actor, event, failure, receipt),
                     fold(event.target) if self.cluster is not None and not rooms and self.held_alone(event) else None,
                 )
@@ -1142,7 +1208,7 @@ class ChatHub(service.Service):
                 return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable))
+        self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable, acting))
 
     def held_alone(self, event: Event) -> bool:
         """Whether a cluster node's outbox holds ``event`` (committed and stored) under its

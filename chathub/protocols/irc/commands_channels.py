@@ -61,15 +61,22 @@ def join(session, msg: Message, rb) -> None:
             continue
         if room is None:
             continue  # already there: nothing to say
-        event = own_event(session, Kind.JOIN, room.name, data={"account": user.account})
-        rb.add(session.render_own(event))
-        if room.topic:
-            topic_numerics(session, room, rb)
-        names_of(session, room, rb, end=False)
-        markread_on_join(session, room, rb)
-        rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
-        metadata_on_join(session, room, rb)
-        replay_on_join(session, room.name, event.id, rb)
+        show_joined(session, room, rb)
+
+
+def show_joined(session, room, rb) -> None:
+    """This client's JOIN of ``room`` and what follows it (topic, names, read marker,
+    metadata, replay): after its own JOIN, or for each room of the user a session joins
+    as one more session (``[auth] multiclient``)."""
+    event = own_event(session, Kind.JOIN, room.name, data={"account": session.user.account})
+    rb.add(session.render_own(event))
+    if room.topic:
+        topic_numerics(session, room, rb)
+    names_of(session, room, rb, end=False)
+    markread_on_join(session, room, rb)
+    rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+    metadata_on_join(session, room, rb)
+    replay_on_join(session, room.name, event.id, rb)
 
 
 @command("PART", min_params=1)

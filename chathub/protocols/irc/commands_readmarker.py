@@ -51,7 +51,24 @@ def markread(session, msg: Message, rb) -> None:
         key = fold(target)
         if when > markers.get(key, float("-inf")):
             markers[key] = when
+            _tell_other_sessions(session, target)
     rb.add(marker_message(session, target))
+
+
+def _tell_other_sessions(session, target: str) -> None:
+    """A marker moved: the user's other IRC sessions with the capability hear of it
+    (``[auth] multiclient``), as the specification asks for every client of the user."""
+    user = session.user
+    if user is None or not user.others:
+        return
+    for other in user.sessions:
+        if other is not session and _wants_markers(other):
+            other.write_messages([marker_message(other, target)])
+
+
+def _wants_markers(participant) -> bool:
+    """Whether ``participant`` is an IRC session that asked for draft/read-marker."""
+    return C.READ_MARKER in getattr(participant, "caps", ()) and hasattr(participant, "write_messages")
 
 
 def _parse(value: str) -> Optional[float]:

@@ -287,7 +287,7 @@ class JsonSession(EncodingParticipant):
         user, logout = self.user, self._logout
         self.user = self._logout = None
         if user is not None:
-            self.hub.quit(user, reason)
+            self.hub.quit(user, reason, self)
         if logout is not None:
             logout()
 
@@ -370,8 +370,12 @@ class JsonSession(EncodingParticipant):
         if self._closed:
             return
         try:
-            if self.user is None and not spec.before_login:
-                raise RequestError("not_logged_in", "log in first")
+            user = self.user
+            if user is None:
+                if not spec.before_login:
+                    raise RequestError("not_logged_in", "log in first")
+            elif user.participant is not self:  # one of several sessions of the user
+                user.act_as(self)
             _check_fields(msg, spec)
             getattr(self, spec.handler)(msg)
         except RequestError as e:
@@ -437,7 +441,9 @@ class JsonSession(EncodingParticipant):
         e = failure.value
         self.error(e.code, e.message, msg, target=e.target or None)
 
-    def _signed_on(self, _: object, user, logout, msg: dict, nick: str) -> None:
+    def _signed_on(self, signed, fresh, logout, msg: dict, nick: str) -> None:
+        attached = signed is not fresh  # one more session of the account's user
+        user, logout = signed, logout.for_user(signed)
         if self._closed:  # the connection went while the nick was claimed
             logout()
             return
@@ -455,8 +461,20 @@ class JsonSession(EncodingParticipant):
                 self._use_token(msg["token"], user.account)  # the client keeps the token it logged in with
             d = succeed(None)
             self.answer(msg, welcome)
+        if attached:  # then the rooms its user is in (after the welcome)
+            d.addCallback(lambda _: self._show_rooms())
+            return
         # then the rooms the account is in, joined again (after the welcome)
         d.addCallback(lambda _: self.hub.kept_rooms(user)).addCallback(self._rejoin)
+
+    def _show_rooms(self) -> None:
+        """A session that joined its account's user: each room that user is in, as a
+        ``join`` answers it."""
+        user = self.user
+        if self._closed or user is None:
+            return
+        for room in list(user.rooms.values()):
+            self.reply(room_json(room, self.hub.visible_members(user, room)))
 
     def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
         """Answer ``msg`` with ``answer`` plus a new session token of ``account`` (``token``,
