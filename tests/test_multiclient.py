@@ -55,9 +55,9 @@ async def test_three_sessions_of_one_account_are_one_user(tmp_path):
         await bob.expect_re(r"^:alice!\S+ JOIN #room")
         irc2 = await irc_user(server, "alice", caps=[*ALL_CAPS, "draft/read-marker"], password="correct-horse")
         # the second session is shown the rooms its user is in, as a JOIN would
-        assert [l for l in irc2.lines if l.command == "001"][0].params[0] == "alice"
+        assert [line for line in irc2.lines if line.command == "001"][0].params[0] == "alice"
         await irc2.expect_count(r" 366 alice #room ")
-        assert [l.params[0] for l in irc2.lines if l.command == "JOIN"] == ["#room"], irc2.dump()
+        assert [line.params[0] for line in irc2.lines if line.command == "JOIN"] == ["#room"], irc2.dump()
         web, welcome = await alice_ws(server)
         assert welcome["type"] == "welcome" and welcome["nick"] == "alice", welcome
         room = await web.expect({"type": "room", "room": "#room"})
@@ -97,6 +97,8 @@ async def test_three_sessions_of_one_account_are_one_user(tmp_path):
         irc2.send("JOIN #second")
         await irc1.expect_re(r"^:alice!\S+ JOIN #second")
         await web.expect(lambda m: m.get("type") == "join" and m["from"]["nick"] == "alice" and m["room"] == "#second")
+        second = await web.expect({"type": "room", "room": "#second"})  # as a join's own answer
+        assert [m["nick"] for m in second["members"]] == ["alice"]
         assert list(hub.find_room("#second").members) == ["alice"]
         # read markers follow the account to its other sessions with the capability
         irc2.send("MARKREAD #room timestamp=2026-01-02T03:04:05.000Z")

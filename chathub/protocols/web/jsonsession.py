@@ -209,6 +209,19 @@ class JsonSession(EncodingParticipant):
         obj = event_json(event)
         return None if obj is None else self.factory.frame(dumps(obj))
 
+    def encode_own(self, event: Event) -> Optional[bytes]:
+        """``event`` as this user's other session caused it (``[auth] multiclient``): as
+        ``encode``, and a room joined there is followed by its snapshot, as a ``join``
+        request's own answer is (the client learns its members from it)."""
+        data = self.encode(event)
+        user = self.user
+        if data is None or event.kind != Kind.JOIN or user is None:
+            return data
+        room = self.hub.find_room(event.target)
+        if room is None or user.folded not in room.members:
+            return data
+        return data + self.factory.frame(dumps(room_json(room, self.hub.visible_members(user, room))))
+
     def send(self, data: bytes) -> None:
         self.ws.send_frame(data)
 
@@ -469,11 +482,12 @@ class JsonSession(EncodingParticipant):
 
     def _show_rooms(self) -> None:
         """A session that joined its account's user: each room that user is in, as a
-        ``join`` answers it."""
+        ``join`` shows it (its own ``join`` event, then the snapshot)."""
         user = self.user
         if self._closed or user is None:
             return
         for room in list(user.rooms.values()):
+            self.deliver(self.hub.ids.make(Kind.JOIN, user.source, room.name, data={"account": user.account}))
             self.reply(room_json(room, self.hub.visible_members(user, room)))
 
     def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
