@@ -103,6 +103,16 @@ async def test_three_sessions_of_one_account_are_one_user(tmp_path):
         # read markers follow the account to its other sessions with the capability
         irc2.send("MARKREAD #room timestamp=2026-01-02T03:04:05.000Z")
         await irc1.expect_re(r"^:\S+ MARKREAD #room timestamp=2026-01-02T03:04:05.000Z$")
+        await web.expect({"type": "read_marker", "target": "#room", "time": "2026-01-02T03:04:05.000Z"})
+        web.send_json({"type": "markread", "target": "bob", "time": "2026-01-02T03:04:06.000Z", "ref": "r"})
+        answer = await web.expect({"type": "read_marker", "ref": "r"})
+        assert answer["target"] == "bob" and answer["time"] == "2026-01-02T03:04:06.000Z"
+        await irc1.expect_re(r"^:\S+ MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
+        await irc2.expect_re(r"MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
+        web.send_json({"type": "markread", "target": "bob", "time": "2026-01-02T00:00:00.000Z", "ref": "back"})
+        assert (await web.expect({"type": "read_marker", "ref": "back"}))["time"] == "2026-01-02T03:04:06.000Z"
+        web.send_json({"type": "markread", "target": "bob", "time": "yesterday", "ref": "bad"})
+        assert (await web.expect({"type": "error", "ref": "bad"}))["code"] == "invalid_field"
 
         # a session closing is seen by nobody; the user keeps its nick and rooms
         irc2.send("QUIT :phone off")

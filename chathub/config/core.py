@@ -111,6 +111,8 @@ class LimitsConfig:
     max_owned_rooms: int = 20
     #: rooms one connection may create within any 60 seconds
     room_creations_per_minute: int = 60
+    #: read markers (MARKREAD, chathub.v1 markread) one account, or guest, keeps
+    read_markers: int = 1000
     #: IPs/CIDRs (bridges, trusted bots) never delayed by flood control nor disconnected
     #: for volume on any protocol; they are only slowed by not being read from
     flood_exempt: list[str] = field(default_factory=list)
@@ -145,6 +147,7 @@ class LimitsConfig:
             max_rooms=self.max_rooms,
             max_owned_rooms=self.max_owned_rooms,
             room_creations_per_minute=self.room_creations_per_minute,
+            read_markers=self.read_markers,
             max_connections_per_ip=self.max_connections_per_ip,
             connect_rate_per_ip=self.connect_rate_per_ip,
             connect_burst_per_ip=self.connect_burst_per_ip,

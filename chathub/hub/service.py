@@ -38,6 +38,7 @@ from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
+from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import Positions, RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
@@ -124,6 +125,7 @@ class ChatHub(service.Service):
         #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
         self.counts = HubCounts()
         self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
+        self.read_markers = ReadMarkers(self.config.limits.read_markers)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released as one fan-out batch
@@ -437,6 +439,7 @@ class ChatHub(service.Service):
         call on. The server name and history settings are the start's (a restart changes them)."""
         self.config = config
         self._lifetimes.reconfigure(config)
+        self.read_markers.most = config.limits.read_markers
 
     def startService(self) -> None:
         _freeze_startup_objects()
@@ -1115,6 +1118,23 @@ class ChatHub(service.Service):
 
     # -- leaving -----------------------------------------------------------------------
 
+    def read_marker(self, user: User, target: str) -> Optional[float]:
+        """``user``'s read marker of ``target`` (epoch seconds), None when unset."""
+        return self.read_markers.get(user, target)
+
+    def mark_read(self, user: User, target: str, when: float) -> bool:
+        """Move ``user``'s read marker of ``target`` forward to ``when`` (never back); when
+        it moves, the user's other sessions that show markers (a participant's optional
+        ``read_marker_moved``) are told. False when it was there or later already."""
+        if not self.read_markers.move(user, target, when):
+            return False
+        if user.others:
+            for session in user.others:  # not the one that acted (``participant``): it answers itself
+                moved = getattr(session, "read_marker_moved", None)
+                if moved is not None:
+                    moved(target, when)
+        return True
+
     def quit(self, user: User, reason: str = "", session: Optional[IParticipant] = None) -> Optional[Event]:
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in.
 
@@ -1130,6 +1150,7 @@ class ChatHub(service.Service):
                 return None
         self._presence.unwatch(user)
         self._lifetimes.forget(user)
+        self.read_markers.forget(user)
         folded = user.folded
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None

@@ -92,7 +92,6 @@ class IrcSession:
         "sasl_done",
         "_metadata_subs",
         "_pending_metadata",
-        "_read_markers",
         "client_batch",
         "flood",
         "gate",
@@ -149,7 +148,6 @@ class IrcSession:
         self.sasl_done = False
         self._metadata_subs: Optional[set[str]] = None
         self._pending_metadata: Optional[dict[str, str]] = None
-        self._read_markers: Optional[dict[str, float]] = None
         self.client_batch: Optional[ClientBatch] = None  # an open draft/multiline batch
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=exempt_host(config, address))
@@ -217,13 +215,6 @@ class IrcSession:
         """True when ``METADATA * SET`` gave values before registration."""
         return bool(self._pending_metadata)
 
-    @property
-    def read_markers(self) -> dict[str, float]:
-        """draft/read-marker timestamps, for a client without an account."""
-        if self._read_markers is None:
-            self._read_markers = {}
-        return self._read_markers
-
     def retune_flood(self, config: "Config") -> None:
         """Take a reloaded config's flood settings (the server's config is read live)."""
         self.flood = flood_control(config.irc, clock=self.server.clock.seconds, exempt=exempt_host(config, self.host))
@@ -263,6 +254,13 @@ class IrcSession:
             self.write_messages(render_lines(event, self._render_caps, self.server_name, direct=True))
             return
         self.write_messages([message])
+
+    def read_marker_moved(self, target: str, when: float) -> None:
+        """Another session of this user moved a read marker (``ChatHub.mark_read``)."""
+        if C.READ_MARKER in self.caps:
+            from chathub.protocols.irc.commands_readmarker import marker_message
+
+            self.write_messages([marker_message(self, target, when)])
 
     def close(self, reason: str) -> None:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick, SessionToken
 from chathub.auth.limiter import LoginThrottled, client_portal
-from chathub.events import Event, Kind
+from chathub.events import Event, Kind, iso_time, parse_iso_time
 from chathub.hub import errors
 from chathub.hub.errors import HubError
 from chathub.hub.outbox import Receipt
@@ -104,6 +104,7 @@ REQUESTS: dict[str, Request] = {
         cost=2,
     ),
     "conversations": Request("do_conversations", optional={"limit": _INT}, cost=2),
+    "markread": Request("do_markread", required={"target": _STR}, optional={"time": _STR}, cost=0.5),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
@@ -798,6 +799,32 @@ class JsonSession(EncodingParticipant):
     def do_away(self, msg: dict) -> None:
         self.hub.set_away(self.user, msg.get("text") or None)
         self._ok(msg)
+
+    # -- read markers ------------------------------------------------------------------
+
+    def do_markread(self, msg: dict) -> None:
+        """Read, or move forward, the read marker of a conversation (IRC's MARKREAD): the
+        answer is the marker, ``read_marker``; the user's other sessions are told."""
+        target = msg["target"]
+        limits = self.config.limits
+        if not target or len(target) > max(limits.nick_length, limits.room_name_length):
+            raise RequestError("invalid_field", "'target' must be a room or a nick", "target")
+        if "time" in msg:
+            try:
+                when = parse_iso_time(msg["time"])
+            except ValueError:
+                why = "'time' must be a time like 2026-01-02T03:04:05.000Z"
+                raise RequestError("invalid_field", why, "time") from None
+            self.hub.mark_read(self.user, target, when)
+        self.answer(msg, self._marker_json(target, self.hub.read_marker(self.user, target)))
+
+    def read_marker_moved(self, target: str, when: float) -> None:
+        """Another session of this user moved a read marker (``ChatHub.mark_read``)."""
+        self.reply(self._marker_json(target, when))
+
+    @staticmethod
+    def _marker_json(target: str, when: Optional[float]) -> dict[str, Any]:
+        return {"type": "read_marker", "target": target, "time": None if when is None else iso_time(when)}
 
     # -- history -----------------------------------------------------------------------
 
