@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import pytest_twisted
 
 from chathub.events import EventIds, Kind, Source
+from chathub.hub import errors
 from chathub.hub.fanout import deliver
 from chathub.hub.users import User
-from tests.support import ALL_CAPS, HubServer, irc_user, ws_config
+from tests.support import ALL_CAPS, HubServer, Recorder, RecorderWorld, irc_user, ws_config
 
 
 async def account_server(tmp_path, **auth) -> HubServer:
@@ -225,3 +227,33 @@ def test_fanout_encodes_once_per_format_across_sessions():
     assert a2.sent == [b"hi;"] and a1.sent == a3.sent == bob.participant.sent == [b"hi;", b"hi;"]
     assert alice.detach(a2) and alice.participant is a1 and alice.detach(a3) and not alice.detach(a1)
 
+
+
+def test_hub_attaches_only_the_same_account_and_detaches_silently():
+    """At the hub: a login of the same account to its user's nick is one more session; a
+    guest or another account asking for that nick is refused as before; closing sessions
+    is silent until the last, and closing one twice changes nothing."""
+    world = RecorderWorld()
+    hub = world.hub
+    alice = world.connect("alice", account="alice")
+    bob = world.connect("bob")
+    hub.join(alice, "#r")
+    hub.join(bob, "#r")
+    for account in (None, "mallory"):
+        with pytest.raises(errors.NickInUse):
+            hub.sign_on(User(Recorder(world.codec), account=account), "alice")
+    phone = Recorder(world.codec, "b")
+    assert hub.sign_on(User(phone, account="ALICE"), "Alice") is alice  # any case
+    assert alice.sessions == (alice.participant, phone) and hub.may_attach("alice")
+    world.clear()
+    phone.clear()
+    hub.send(bob, "#r", "hi")
+    assert [e.text for e in phone.events] == [e.text for e in alice.participant.events] == ["hi"]
+
+    first = alice.participant
+    assert hub.quit(alice, "gone", first) is None and alice.sessions == (phone,)
+    assert hub.quit(alice, "gone", first) is None and hub.find_user("alice") is alice
+    assert not bob.participant.events
+    event = hub.quit(alice, "bye", phone)
+    assert event is not None and [e.kind for e in bob.participant.events] == ["quit"]
+    assert hub.find_user("alice") is None and not hub.may_attach("alice")
