@@ -217,13 +217,13 @@ def test_fanout_encodes_once_per_format_across_sessions():
     alice.attach(a3)
     bob = User(_Session("irc", encodes))
     event = EventIds().make(Kind.MESSAGE, Source(nick="bob", protocol="test"), "#r", "hi")
-    deliver((event,), (bob, alice))
+    deliver((event,), (bob, alice), several=True)
     assert sorted(encodes) == ["irc", "json"]
     assert a1.sent == a2.sent == a3.sent == bob.participant.sent == [b"hi;"]
 
     alice.act_as(a2)  # the JSON session acts: it is skipped, the others get it
     assert alice.participant is a2 and set(alice.others) == {a1, a3}
-    deliver((event,), (bob, alice), alice, acting=a2)
+    deliver((event,), (bob, alice), alice, acting=a2, several=True)
     assert a2.sent == [b"hi;"] and a1.sent == a3.sent == bob.participant.sent == [b"hi;", b"hi;"]
     assert alice.detach(a2) and alice.participant is a1 and alice.detach(a3) and not alice.detach(a1)
 
@@ -245,6 +245,7 @@ def test_hub_attaches_only_the_same_account_and_detaches_silently():
     phone = Recorder(world.codec, "b")
     assert hub.sign_on(User(phone, account="ALICE"), "Alice") is alice  # any case
     assert alice.sessions == (alice.participant, phone) and hub.may_attach("alice")
+    assert hub.fanout.several == 1  # the fan-out walks sessions while such a user exists
     world.clear()
     phone.clear()
     hub.send(bob, "#r", "hi")
@@ -252,6 +253,7 @@ def test_hub_attaches_only_the_same_account_and_detaches_silently():
 
     first = alice.participant
     assert hub.quit(alice, "gone", first) is None and alice.sessions == (phone,)
+    assert hub.fanout.several == 0
     assert hub.quit(alice, "gone", first) is None and hub.find_user("alice") is alice
     assert not bob.participant.events
     event = hub.quit(alice, "bye", phone)

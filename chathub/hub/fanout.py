@@ -40,32 +40,31 @@ COMPOSITIONS = 1024
 
 def deliver(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None,
-    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None,
+    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None, several: bool = False,
 ) -> None:
     """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key;
     ``counts`` is told how many text events each protocol's users were sent, and how long
-    after receipt the last of them was written. An ``actor`` with several sessions gets
-    the events on each but ``acting`` (the one that acted, when it renders its own)."""
+    after receipt the last of them was written. ``several``: some user has several
+    sessions (``[auth] multiclient``): each session gets the events, and of an ``actor``
+    with several, each but ``acting`` (the one that acted, when it renders its own)."""
     encoded: dict[Hashable, bytes] = {}
-    for user in recipients:
-        if user is actor:
-            if user.others:
-                _to_sessions(user.sessions, acting, events, encoded, None, True)
-            continue
-        if user.others:
-            _to_sessions(user.sessions, None, events, encoded, None)
-            continue
-        participant = user.participant
-        key = participant.format_key
-        try:
-            data = encoded[key]
-        except KeyError:
-            data = encoded[key] = _encode(participant, events)
-        if data:
+    if several:
+        _to_every_session(events, recipients, actor, acting, encoded, None)
+    else:  # the one-session walk, as it was before several sessions existed
+        for user in recipients:
+            if user is actor:
+                continue
+            participant = user.participant
+            key = participant.format_key
             try:
-                participant.send(data)
-            except Exception:
-                log.failure("sending to {nick} failed", nick=user.nick)
+                data = encoded[key]
+            except KeyError:
+                data = encoded[key] = _encode(participant, events)
+            if data:
+                try:
+                    participant.send(data)
+                except Exception:
+                    log.failure("sending to {nick} failed", nick=user.nick)
     if counts is not None:
         _count(counts, events, recipients, actor)
         _observe(counts, events)
@@ -108,41 +107,54 @@ def _observe(counts: HubCounts, events: Sequence[Event]) -> None:
 
 def _collect(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held,
-    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None,
+    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None, several: bool = False,
 ) -> None:
     """Like ``deliver``, but append each member's bytes to ``held[participant]``.
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
-    a call per recipient. A user with several sessions (rare) takes ``_to_sessions``.
+    a call per recipient. While some user has several sessions (rare) ``_to_every_session``
+    walks the recipients instead, so the loop costs one-session users nothing for them.
     """
     encoded: dict[Hashable, bytes] = {}
+    if several:
+        _to_every_session(events, recipients, actor, acting, encoded, held)
+    else:
+        for user in recipients:
+            if user is actor:
+                continue
+            participant = user.participant
+            key = participant.format_key
+            try:
+                data = encoded[key]
+            except KeyError:
+                data = encoded[key] = _encode(participant, events)
+            if data:
+                parts = held.get(participant)
+                if parts is None:
+                    held[participant] = [len(data), data]
+                else:
+                    parts.append(data)
+                    parts[0] += len(data)
+                    if parts[0] >= MAX_HELD_BYTES:
+                        del held[participant]
+                        _send(participant, parts)
+    if counts is not None:
+        _count(counts, events, recipients, actor)
+
+
+def _to_every_session(
+    events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], acting: Optional[IParticipant],
+    encoded: dict[Hashable, bytes], held: Optional[Held],
+) -> None:
+    """``deliver``'s and ``_collect``'s walk while some user has several sessions: every
+    session of every recipient; of ``actor``, those but ``acting``, rendered as its own."""
     for user in recipients:
         if user is actor:
             if user.others:
                 _to_sessions(user.sessions, acting, events, encoded, held, True)
             continue
-        if user.others:
-            _to_sessions(user.sessions, None, events, encoded, held)
-            continue
-        participant = user.participant
-        key = participant.format_key
-        try:
-            data = encoded[key]
-        except KeyError:
-            data = encoded[key] = _encode(participant, events)
-        if data:
-            parts = held.get(participant)
-            if parts is None:
-                held[participant] = [len(data), data]
-            else:
-                parts.append(data)
-                parts[0] += len(data)
-                if parts[0] >= MAX_HELD_BYTES:
-                    del held[participant]
-                    _send(participant, parts)
-    if counts is not None:
-        _count(counts, events, recipients, actor)
+        _to_sessions(user.sessions, None, events, encoded, held)
 
 
 def _to_sessions(
@@ -216,7 +228,7 @@ class Fanout:
 
     __slots__ = (
         "_depth", "_events", "_recipients", "_actor", "_acting", "_held", "_clock", "_turn_flush", "_counts",
-        "_written",
+        "_written", "several",
     )
 
     def __init__(self, clock: Optional[IReactorTime] = None, counts: Optional[HubCounts] = None) -> None:
@@ -234,6 +246,9 @@ class Fanout:
         self._counts = counts
         #: the events held, whose delivery latency is measured when they are written
         self._written: list[Event] = []
+        #: users with several sessions now (``[auth] multiclient``; the hub counts them):
+        #: while there are none, the walk over recipients is the one-session one
+        self.several = 0
 
     def publish(
         self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False,
@@ -258,7 +273,7 @@ class Fanout:
             self._acting = acting
             return
         self.flush()
-        deliver((event,), recipients, actor, self._counts, acting)
+        deliver((event,), recipients, actor, self._counts, acting, self.several > 0)
 
     def _hold(self) -> None:
         """Encode the current run of events into what each member is owed."""
@@ -266,7 +281,8 @@ class Fanout:
             events, recipients, actor, acting = self._events, self._recipients, self._actor, self._acting
             self._events, self._recipients, self._actor, self._acting = [], None, None, None
             # a run of events always has its recipients
-            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts, acting)
+            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts, acting,
+                     self.several > 0)
             if self._counts is not None:
                 self._written.extend(events)
 

@@ -529,6 +529,8 @@ class ChatHub(service.Service):
             raise errors.TooManySessions(
                 holder.nick or "*", f"Too many sessions of this account are connected (at most {most})")
         holder.attach(user.participant)
+        if len(holder.others) == 1:  # its second session: the fan-out walks sessions now
+            self.fanout.several += 1
         self.log.info(
             "{nick} attached a session via {protocol} from {host} ({count} sessions)",
             event="login",
@@ -1143,6 +1145,8 @@ class ChatHub(service.Service):
         user's sessions (detached already) changes nothing."""
         if session is not None:
             if user.detach(session):
+                if not user.others:
+                    self.fanout.several -= 1
                 self.log.info("{nick} closed a session via {protocol} ({reason}); {count} left", event="logout",
                               nick=user.nick, protocol=session.protocol, reason=reason, count=len(user.sessions))
                 return None
