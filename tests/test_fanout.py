@@ -44,14 +44,10 @@ class Member:
 
 
 class User:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, protocol: str = "test") -> None:
         self.nick = name
         self.participant = Member(name)
-        self.others: tuple = ()
-
-    @property
-    def sessions(self) -> tuple:
-        return (self.participant, *self.others)
+        self.participant.protocol = protocol
 
 
 ids = EventIds()
@@ -128,6 +124,38 @@ def test_a_member_owed_much_is_written_before_the_block_ends(monkeypatch):
             hub.publish(message(sender, f"{i}abc"), (a, b, c), sender, batchable=True)
         assert b.participant.sent and sum(map(len, b.participant.sent)) >= 10
     assert b"".join(b.participant.sent) == b"0abc;1abc;2abc;3abc;4abc;5abc;"
+
+
+def delivered(counts) -> dict[str, int]:
+    return {name: c.delivered for name, c in sorted(counts.protocols.items())}
+
+
+def test_metrics_count_each_protocols_deliveries_and_one_latency_per_message():
+    """The delivered counts per recipient protocol (the actor left out, other kinds not
+    counted) and one latency observation per message, batched or not, exactly."""
+    from chathub.counters import HubCounts
+
+    a, b, c, d = User("a", "irc"), User("b", "irc"), User("c", "line"), User("d", "ws")
+    room = (a, b, c, d)
+    counts = HubCounts()
+    hub = Fanout(counts=counts)
+    tagmsg = ids.make(Kind.TAGMSG, Source(nick="a", protocol="test"), "#r", "")
+    with hub.batching():
+        hub.publish(message(a, "1"), room, a, batchable=True)  # a is left out: b, c, d
+        hub.publish(message(a, "2"), room, a, batchable=True)
+        hub.publish(tagmsg, room, a, batchable=True)  # not a message: not counted
+        hub.publish(message(d, "3"), room, None, batchable=True)  # d sees its own: all four
+        assert counts.delivery_latency.count == 0  # observed once written
+    assert b.participant.sent == [b"1;2;;3;"]
+    assert delivered(counts) == {"irc": 1 + 1 + 2, "line": 3, "ws": 3}
+    assert counts.delivery_latency.count == 3
+    hub.publish(message(c, "4"), room, c)  # not batched: written at once
+    assert delivered(counts) == {"irc": 6, "line": 3, "ws": 4}
+    # d left: the room's next snapshot is another tuple, counted afresh
+    hub.publish(message(a, "5"), (a, b, c), a)
+    assert delivered(counts) == {"irc": 7, "line": 4, "ws": 4}
+    latency = counts.delivery_latency
+    assert latency.count == 5 and latency.cumulative()[-1] == ("+Inf", 5) and latency.total >= 0.0
 
 
 def test_a_committed_group_is_released_inside_one_block():
