@@ -102,6 +102,20 @@ async def test_three_sessions_of_one_account_are_one_user(tmp_path):
         second = await web.expect({"type": "room", "room": "#second"})  # as a join's own answer
         assert [m["nick"] for m in second["members"]] == ["alice"]
         assert list(hub.find_room("#second").members) == ["alice"]
+        # a nick change of one session is every session's: the others' replies carry it
+        irc1.send("NICK alice2")
+        await irc2.expect_re(r"^(@\S+ )?:alice!\S+ NICK :?alice2$")
+        await web.expect(lambda m: m.get("type") == "nick" and m["from"]["nick"] == "alice" and m["nick"] == "alice2")
+        whois = await irc2.roundtrip("WHOIS bob")
+        assert {line.params[0] for line in whois if line.command.isdigit()} == {"alice2"}, irc2.dump()
+        irc2.send("NICK alice")
+        await irc1.expect_re(r"^:alice2!\S+ NICK :?alice$")
+        # and a PART: the user leaves the room once, seen by every session
+        irc1.send("PART #second :moving on")
+        await irc2.expect_re(r":alice!\S+ PART #second :moving on$")
+        await web.expect(lambda m: m.get("type") == "part" and m["room"] == "#second")
+        irc1.send("JOIN #second")
+        await irc2.expect_re(r":alice!\S+ JOIN #second")
         # read markers follow the account to its other sessions with the capability
         irc2.send("MARKREAD #room timestamp=2026-01-02T03:04:05.000Z")
         await irc1.expect_re(r"^:\S+ MARKREAD #room timestamp=2026-01-02T03:04:05.000Z$")
