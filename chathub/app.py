@@ -31,7 +31,7 @@ from chathub.interfaces import IBackplane
 from chathub.lifecycle.announce import reachable, ready_text
 from chathub.lifecycle.logs import JsonLines
 from chathub.lifecycle.metrics import Operations
-from chathub.lifecycle.reload import Report, reload_config
+from chathub.lifecycle.reload import Reloader
 from chathub.lifecycle.shutdown import REASON as SHUTDOWN_REASON
 from chathub.lifecycle.shutdown import Deadline
 from chathub.privatefiles import private_directory
@@ -150,6 +150,8 @@ class ChathubService(service.MultiService):
         super().__init__()
         self.config = config
         self.overrides = overrides or {}
+        #: runs reloads one at a time, reading the file in a thread (SIGHUP, REHASH)
+        self.reloader = Reloader(self)
         #: True under twistd (the plugin sets it): the process is this hub's, so it takes
         #: SIGHUP and bounds its shutdown; False in a test's process
         self.owns_process = False
@@ -197,6 +199,7 @@ class ChathubService(service.MultiService):
                 outbox=self.hub.outbox,
                 made_here=self.hub.ids.made_here,
                 held_alone=self.hub.held_alone,
+                admit=self.hub.admit,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
             )
@@ -284,8 +287,7 @@ class ChathubService(service.MultiService):
     def reload(self) -> defer.Deferred[tuple[bool, list[str]]]:
         """Re-read the config file and apply what can change while everyone stays
         connected (``chathub.lifecycle.reload``); fires with (ok, report lines)."""
-        d: defer.Deferred[Report] = defer.maybeDeferred(reload_config, self)
-        return d.addCallback(lambda report: (report.ok, report.lines))
+        return self.reloader.reload().addCallback(lambda report: (report.ok, report.lines))
 
     def apply_config(self, config: Config) -> list[defer.Deferred[Any]]:
         """Hand a reloaded, validated ``config`` to everything that reads settings while

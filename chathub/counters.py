@@ -7,7 +7,7 @@ is scraped, so the hot paths pay an attribute increment, never a label lookup.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Sequence
+from typing import Iterable, Sequence
 
 #: seconds: delivery and commit latencies, from a tenth of a millisecond to ten seconds
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -19,21 +19,39 @@ BATCH_BUCKETS: tuple[float, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 class Histogram:
     """Observations counted per bucket (each bucket counts values up to its upper bound,
-    not cumulative: the collector sums them), with their count and sum."""
+    not cumulative), with their sum: an observation is one increment of a list item found
+    by ``bisect``, and what Prometheus wants (cumulative counts, the total count) is worked
+    out only when it is scraped (``cumulative``, ``count``)."""
 
-    __slots__ = ("bounds", "counts", "count", "total")
+    __slots__ = ("bounds", "counts", "total")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound (+Inf)
-        self.count = 0
         self.total = 0.0
+
+    @property
+    def count(self) -> int:
+        """Observations so far (read at scrape time, not kept per observation)."""
+        return sum(self.counts)
 
     def observe(self, value: float) -> None:
         """Count ``value`` (a value equal to a bound falls in that bound's bucket)."""
         self.counts[bisect_left(self.bounds, value)] += 1
-        self.count += 1
         self.total += value
+
+    def observe_ages(self, now: float, times: Iterable[float]) -> None:
+        """Count ``now - t`` for each of ``times`` (at least 0: another node's clock may be
+        ahead): a whole batch for one read of the clock and one call."""
+        counts, bounds = self.counts, self.bounds
+        total = 0.0
+        for t in times:
+            age = now - t
+            if age < 0.0:
+                age = 0.0
+            counts[bisect_left(bounds, age)] += 1
+            total += age
+        self.total += total
 
     def cumulative(self) -> list[tuple[str, int]]:
         """(upper bound as Prometheus writes it, observations up to it), "+Inf" last."""
@@ -42,7 +60,7 @@ class Histogram:
         for bound, n in zip(self.bounds, self.counts, strict=False):
             running += n
             rows.append((repr(float(bound)), running))
-        rows.append(("+Inf", self.count))
+        rows.append(("+Inf", running + self.counts[-1]))
         return rows
 
 
@@ -56,14 +74,24 @@ class ProtocolCounts:
         self.delivered = 0
 
 
+class ByProtocol(dict[str, ProtocolCounts]):
+    """Protocol name -> its counts, made on first use: ``counts.protocols[name].received += 1``
+    is a dict subscript and an increment, with no call."""
+
+    def __missing__(self, name: str) -> ProtocolCounts:
+        counts = self[name] = ProtocolCounts()
+        return counts
+
+
 class HubCounts:
     """The hub's counters, made by the hub and read by the metrics collector.
 
-    ``protocol(name)`` is looked up once per message (its sender's) and once per wire format
-    a fan-out wrote, never once per recipient."""
+    ``protocols[name]`` is looked up once per message (its sender's); the fan-out keeps each
+    recipient snapshot's make-up as the ``ProtocolCounts`` themselves, so it looks nothing up
+    per recipient."""
 
     def __init__(self) -> None:
-        self.protocols: dict[str, ProtocolCounts] = {}
+        self.protocols = ByProtocol()
         #: receipt (the event's time) to the write to its last recipient, in seconds
         self.delivery_latency = Histogram(LATENCY_BUCKETS)
         #: connections closed because their send queue was full (a client not reading)
@@ -72,13 +100,6 @@ class HubCounts:
         self.flood_disconnects = 0
         #: history requests answered or refused (IRC CHATHISTORY, web scroll-back, replays on join)
         self.history_requests = 0
-        #: id of a recipient snapshot fan-out counted -> (the snapshot, how many of it each
-        #: protocol has) (``chathub.hub.fanout._count``): worked out once per snapshot
-        self.compositions: dict[int, tuple[object, dict[str, int]]] = {}
-
-    def protocol(self, name: str) -> ProtocolCounts:
-        """The counts of protocol ``name`` ("line", "irc", "ws")."""
-        counts = self.protocols.get(name)
-        if counts is None:
-            counts = self.protocols[name] = ProtocolCounts()
-        return counts
+        #: id of a recipient snapshot fan-out counted -> (the snapshot, (counts, members) of
+        #: each protocol it has) (``chathub.hub.fanout._count``): worked out once per snapshot
+        self.compositions: dict[int, tuple[object, tuple[tuple[ProtocolCounts, int], ...]]] = {}

@@ -35,6 +35,7 @@ class Kind:
     ACCOUNT = "account"  # data: {"account": name or None}
     PRESENCE = "presence"  # data: {"state": "online"|"away"|"offline"}
     WALLOPS = "wallops"  # text: a message to users with user mode +w
+    RENAME = "rename"  # target: the room's old name, data: {"new": new name}, text: reason
 
     #: the kinds that carry user text (3): committed to history before anyone sees them.
     #: Not ``chathub.records.CHAT_KINDS`` (4), what history gives a client without

@@ -17,6 +17,7 @@ from typing import Optional
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from chathub.config.storage import HistoryConfig
 from chathub.events import Event, EventIds, Kind, Source
@@ -114,6 +115,16 @@ async def store_factory(request, tmp_path):
 async def store(store_factory):
     """An open store with default [history] settings."""
     return await store_factory()
+
+
+async def append_all(store, events) -> None:
+    """Append ``events`` in one reactor turn (one group commit) and wait for their commit."""
+    await defer.gatherResults([store.append(e) for e in events])
+
+
+def texts(events) -> list[str]:
+    """The text of each event, in order."""
+    return [e.text for e in events]
 
 
 class EventMaker:

@@ -142,3 +142,33 @@ def test_default_rooms_are_joined_after_a_first_login(browser, tmp_path, twistd_
     page.page.wait_for_selector("#conv-name:text-is('#lobby')", timeout=WAIT_MS)
     page.page.locator("#room-list li", has_text="#help").wait_for(timeout=WAIT_MS)
     assert page.errors == []
+
+
+def test_a_rename_keeps_the_web_clients_room_and_its_lines(browser, ports):  # noqa: F811
+    """A room renamed by a telnet operator keeps its tab, lines and members in the web
+    client under the new name, and stays the open conversation; the web client's own
+    /rename works as telnet's does."""
+    tom = telnet(ports["line"], "tom", "#old")  # tom makes #old: its operator
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    page.login("gina")
+    page.join("#old")
+    page.type("said before")
+    tom.expect(r"^\[#old\] <gina> said before$")
+    tom.send("/rename #new tidier")
+    tom.expect(r"^\* you renamed #old to #new$")
+    p = page.page
+    p.wait_for_selector("#conv-name:text-is('#new')", timeout=WAIT_MS)
+    page.wait_line("tom renamed #old to #new (tidier)")
+    page.wait_line("said before")  # the lines stayed with the room
+    p.locator("#member-list li", has_text="tom").wait_for(timeout=WAIT_MS)
+    p.locator("#room-list li", has_text="#new").wait_for(timeout=WAIT_MS)
+    assert p.locator("#room-list li", has_text="#old").count() == 0
+    page.type("said after")  # to the room's new name
+    tom.expect(r"^\[#new\] <gina> said after$")
+    # gina, made operator, renames it back from the browser
+    tom.send("/mode #new +o gina")
+    tom.expect(r"you set mode \+o gina on #new")
+    page.type("/rename #old back again")
+    tom.expect(r"^\* gina renamed #new to #old \(back again\)$")
+    p.wait_for_selector("#conv-name:text-is('#old')", timeout=WAIT_MS)
+    assert page.errors == []

@@ -288,3 +288,33 @@ def test_every_member_on_every_node_sees_one_room_in_one_order(cluster):
         if "batch=" in line.split(" ", 1)[0] and " PRIVMSG #x :" in line:
             history.append(line.rsplit(":", 1)[1])
     assert [t for t in history if t[0] in "ab" and t[1:].isdigit()] == seen_on_a
+
+
+def test_a_rename_on_one_node_renames_the_room_on_the_other(cluster):
+    """RENAME is a hub event: stored, carried by the relay, applied by the other node to its
+    copy of the room and shown to its members in their own terms; chat then crosses the
+    nodes under the new name, and history holds what was said before it under that name."""
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", caps="draft/channel-rename")
+    bob = irc_user(cluster, b_irc, "bob", caps="draft/chathistory batch server-time message-tags")
+    carol = telnet_user(cluster, b_line, "carol")
+    meet(bob, [alice])
+    meet(alice, [bob, carol])
+    alice.say("before the move")
+    bob.expect(r"PRIVMSG #x :before the move")
+    alice.send("RENAME #x #y :moved\r\n")
+    assert alice.expect(r" RENAME ").endswith("RENAME #x #y moved")
+    assert " :bob!" in bob.expect(r" PART #x :moved$")
+    bob.expect(r" JOIN #y$")
+    bob.expect(r" 366 bob #y ")
+    carol.expect(r"^\* alice renamed #x to #y \(moved\)$")
+    carol.send("after the move\r\n")  # her current room followed
+    assert alice.expect(r"PRIVMSG #y :after the move").startswith(":carol!")
+    bob.send("PRIVMSG #y :from b\r\n")
+    alice.expect(r"PRIVMSG #y :from b")
+    bob.send("CHATHISTORY LATEST #y * 50\r\n")
+    history = []
+    while " BATCH -" not in (line := bob.readline()):
+        if "batch=" in line.split(" ", 1)[0] and " PRIVMSG " in line:
+            history.append(line.split(" PRIVMSG ", 1)[1])
+    assert "#y :before the move" in history and "#y :after the move" in history

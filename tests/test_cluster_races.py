@@ -4,7 +4,6 @@ protocols, and a node that loses its lease or a nick (docs/cluster.md, "What hap
 something dies")."""
 from __future__ import annotations
 
-import pytest
 import pytest_twisted
 from twisted.internet import threads
 
@@ -129,9 +128,10 @@ def _room_lines(client, marker: str) -> list[str]:
     return seen
 
 
-def kick_in_flight(cluster) -> tuple[list[str], list[str], list[str]]:
+def kick_in_flight(cluster) -> tuple[list[str], list[str], list[str], int]:
     """Bob on B talks as fast as he can while alice on A kicks him: what a member on A and
-    one on B saw (bob's messages and the KICK), and bob's messages in B's CHATHISTORY."""
+    one on B saw (bob's messages and the KICK), bob's messages in B's CHATHISTORY, and how
+    many of them bob was told could not be sent (404)."""
     _, a_irc = cluster("a")
     _, b_irc = cluster("b")
     alice = irc_user(cluster, a_irc, "alice")  # founds #x on A: its operator
@@ -155,6 +155,12 @@ def kick_in_flight(cluster) -> tuple[list[str], list[str], list[str]]:
     alice.send("KICK #x bob :enough\r\n")
     bob.send("".join(f"PRIVMSG #x :m{i}\r\n" for i in range(count // 2, count)))
     bob.expect(r" KICK #x bob ")
+    # before the KICK every message of bob was taken; after it, each is refused, when B
+    # checks it or when it is found void at its number: the PONG comes after every answer
+    bob.send("PING :done\r\n")
+    refused = 0
+    while " PONG " not in (line := bob.readline()):
+        refused += " 404 bob #x " in line
     alice.send("PRIVMSG #x :marker\r\n")
     on_a, on_b = _room_lines(carol, "marker"), _room_lines(dave, "marker")
     dave.send("CHATHISTORY LATEST #x * 1000\r\n")
@@ -162,18 +168,14 @@ def kick_in_flight(cluster) -> tuple[list[str], list[str], list[str]]:
     while " BATCH -" not in (line := dave.readline()):
         if "batch=" in line.split(" ", 1)[0] and line.split(" ", 2)[1].startswith(":bob!") and " PRIVMSG #x :" in line:
             history.append(line.rsplit(":", 1)[1])
-    return on_a, on_b, history
+    return on_a, on_b, history, refused
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bugs, docs/cluster.md (limits): B checks bob's messages against its copy of the room, "
-    "which has not applied A's KICK yet, so messages committed after the KICK are shown from a "
-    "user no longer in the room (every run); and A may show its KICK before a message of bob "
-    "committed earlier while B shows them the other way (1 run in 2)"))
 def test_a_kick_against_messages_in_flight_is_seen_in_one_order_everywhere(cluster):
-    on_a, on_b, history = kick_in_flight(cluster)
+    on_a, on_b, history, refused = kick_in_flight(cluster)
     said = [m for m in on_b if m != "KICK"]
     assert said == [f"m{i}" for i in range(len(said))]  # in bob's order, none twice
+    assert len(said) + refused == 300  # each of bob's messages was shown or refused
     assert history == said  # what is stored is what B's members saw
     assert on_a == on_b  # one order on both nodes
     assert on_a[-1] == "KICK"  # nothing of bob once he is out
@@ -186,10 +188,6 @@ def _names(client, nick: str) -> set[str]:
     return set(line.split(" #x ", 1)[1].lstrip(":").split())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, docs/cluster.md (limits): B checks bob's JOIN against its copy of the room, "
-    "which has not applied A's +i yet, so the join is numbered after +i and bob is in an "
-    "invite-only room uninvited (3 runs of 3); both nodes do agree on NAMES"))
 def test_invite_only_against_a_concurrent_join_has_one_outcome_everywhere(cluster):
     _, a_irc = cluster("a")
     _, b_irc = cluster("b")

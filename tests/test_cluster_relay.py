@@ -60,14 +60,22 @@ class Node:
         self.got: list = []  # other nodes' events the relay handed over
         self.shown: list = []  # everything this node's users saw, its own events included
         self.mine: set[str] = set()  # ids of the events this node made
+        #: (number, text, own) of each event the relay checked, and the texts it finds void
+        self.checked: list[tuple[int, str, bool]] = []
+        self.void: set[str] = set()
         self.outbox = Outbox()
         self.doorbell = Doorbell(bus, node_id)
         self.relay = ClusterRelay(
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
+            admit=self.admit,
         )
         self.relay.start()
+
+    def admit(self, conv: str, seq: int, event, own: bool) -> bool:
+        self.checked.append((seq, event.text, own))
+        return event.text not in self.void
 
     def handed_over(self, event) -> None:
         self.got.append(event)
@@ -240,6 +248,37 @@ async def test_an_own_event_after_a_missing_one_holds_local_delivery_until_it_is
     assert b.relay.holds == 1 and b.shown_texts() == ["first"]  # B's own message waits...
     await until(lambda: b.shown_texts() == ["first", "lost", "mine"])  # ...until "lost" is fetched and shown
     assert b.texts() == ["first", "lost"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_every_event_is_checked_at_its_number_and_a_void_one_is_not_delivered(nodes):
+    a, b, make = await in_touch(nodes)
+    a.void.add("void")
+    b.void.add("void")
+    lose_one = [True]
+
+    def lose_first(message):  # B reads one of A's messages from the database instead
+        if lose_one and message["node"] == "a":
+            lose_one.clear()
+            return []
+        return [message]
+
+    a.doorbell.transform = lose_first
+    await say(a, make, ["a1"])
+    await say(b, make, ["b1"])
+    await say(a, make, ["void"])
+    await say(b, make, ["b2"])
+    await until(lambda: len(a.checked) == len(b.checked) == 5)
+    order = [e.text for _, e in await a.store.conversation_range("#r", 0, 100)]
+    assert order == ["first", "a1", "b1", "void", "b2"]
+    # in number order on both nodes, each node's own events among the other's
+    assert [(seq, text) for seq, text, _ in a.checked] == [(seq, text) for seq, text, _ in b.checked] == list(
+        enumerate(order, 1))
+    assert [own for *_, own in a.checked] == [True, True, False, True, False]
+    assert [own for *_, own in b.checked] == [False, False, True, False, True]
+    assert b.texts() == ["first", "a1"]  # the void one was not handed over
+    assert a.texts() == ["b1", "b2"]
 
 
 # -- a node's own events among the others' ---------------------------------------------------

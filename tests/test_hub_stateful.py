@@ -75,7 +75,8 @@ nicks = cased(st.sampled_from(NICKS + NICKS + (ACCOUNT, "nickserv", "1x", "a b",
 room_names = cased(st.sampled_from(ROOMS + ROOMS + ("nohash", "#b c")))
 texts = st.text(max_size=4)
 masks = st.one_of(
-    st.sampled_from(("*!*@*", "amy", "AMY!*@*", "*!*@example.org", "*!*@*.NET", "bo*", "!", "@", "*")),
+    st.sampled_from(("*!*@*", "amy", "AMY!*@*", "*!*@example.org", "*!*@*.NET", "bo*", "!", "@", "*",
+                     "m:amy", "m:*!*@*.net", f"a:{ACCOUNT}", f"m:a:{ACCOUNT.upper()}", "x:y", "a:")),
     st.text(max_size=MASK_LENGTH + 4),
 )
 keys = st.sampled_from(("key", "KEY", "a b", ""))
@@ -211,6 +212,8 @@ class HubMachine(RuleBasedStateMachine):
             return before.members[target] - skip
         if kind in (Kind.TOPIC, Kind.MODE):
             return after.members[target] - skip
+        if kind == Kind.RENAME:  # the same members, under the new name
+            return after.members[fold(event.data["new"])] - skip
         if kind in (Kind.NICK, Kind.QUIT):
             return before.neighbours(actor) - skip
         if kind == Kind.INVITE:
@@ -507,6 +510,22 @@ class HubMachine(RuleBasedStateMachine):
         if result is not REFUSED:
             assert allowed, "a topic set by someone the room's rules refuse"
 
+    @rule(user=users, name=cased(rooms), new=st.one_of(room_names, cased(rooms)), data=st.data())
+    def rename(self, user, name, new, data):
+        name = self.room_for(data, user, name)
+        user = self.operator_of(data, name, user)
+        room = self.hub.rooms.get(fold(name))
+        member = room.members.get(user.folded or "") if room is not None else None
+        taken = self.hub.rooms.get(fold(new))
+        allowed = (
+            member is not None and member.is_operator and new != room.name and is_room_name(new) and " " not in new
+            and (taken is None or taken is room)
+        )
+        result = self.call(user, self.hub.rename_room, user, name, new)
+        if result is not REFUSED:
+            assert allowed, "a rename the rules refuse was made"
+            assert self.hub.rooms[fold(new)] is room and room.name == new
+
     @rule(
         user=users,
         name=cased(rooms),
@@ -553,7 +572,7 @@ class HubMachine(RuleBasedStateMachine):
             member = room.members.get(user.folded or "")
             voiced = member is not None and member.is_voiced
             allowed = (member is not None or "n" not in room.modes) and (
-                voiced or ("m" not in room.modes and not room.is_banned(user))
+                voiced or ("m" not in room.modes and not room.is_banned(user) and not room.is_muted(user))
             )
         result = self.call(user, self.hub.send, user, to, text, kind)
         if result is not REFUSED:

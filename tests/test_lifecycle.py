@@ -341,6 +341,107 @@ def test_a_reload_keeps_what_needs_a_restart_as_it_started():
     assert kept.limits.topic_length == 99
 
 
+def topic_limit_config(tmp_path, topic_length: int) -> str:
+    """A hub with no listeners whose topic length is ``topic_length``; no password file (its
+    checker re-reads it every 5 s from the moment it is made, and a service that is never
+    started is never stopped: the loop would run on into other tests)."""
+    return server_config(
+        tmp_path / "var", f'[auth]\ncheckers = ["store"]\n[limits]\ntopic_length = {topic_length}\n', line=False
+    )
+
+
+def hub_of(tmp_path, topic_length: int):
+    """A ``ChathubService`` (not started) of ``chathub.toml`` in ``tmp_path``."""
+    from chathub.app import ChathubService
+    from chathub.config import load_config
+
+    path = tmp_path / "chathub.toml"
+    path.write_text(topic_limit_config(tmp_path, topic_length))
+    return path, ChathubService(load_config(str(path)))
+
+
+class HeldReads:
+    """A ``Reloader``'s ``in_thread`` that runs each read when asked (so it reads the file
+    as it is then) but hands the result back only when the test says, newest first: the
+    order in which two overlapping reads of a reloader that did not wait would finish
+    worst."""
+
+    def __init__(self) -> None:
+        self.held: list = []  # (the Deferred handed out, the read's result or Failure)
+        self.reads = 0
+
+    def __call__(self, read, *args):
+        from twisted.internet import defer
+        from twisted.python.failure import Failure
+
+        self.reads += 1
+        try:
+            result = read(*args)
+        except Exception:
+            result = Failure()
+        d = defer.Deferred()
+        self.held.append((d, result))
+        return d
+
+    def finish_newest_first(self) -> None:
+        while self.held:
+            d, result = self.held.pop()
+            d.callback(result)  # a Failure fires the errback
+
+
+def test_reloads_in_a_row_apply_the_last_file_one_reload_at_a_time(tmp_path):
+    from chathub.lifecycle.reload import Reloader
+
+    path, service = hub_of(tmp_path, topic_length=10)
+    reads = HeldReads()
+    service.reloader = Reloader(service, in_thread=reads)
+    reports: list = []
+    path.write_text(topic_limit_config(tmp_path, 20))
+    service.reload().addCallback(reports.append)
+    path.write_text(topic_limit_config(tmp_path, 30))
+    # two more while the first is reading: they wait, and share one reload after it
+    service.reload().addCallback(reports.append)
+    service.reload().addCallback(reports.append)
+    assert len(reads.held) == 1 and reports == []
+    reads.finish_newest_first()
+    assert reads.reads == 2
+    assert service.config.limits.topic_length == 30 and service.hub.config.limits.topic_length == 30
+    first, second, third = reports
+    assert first[0] and "applied: limits.topic_length" in first[1]
+    assert second == third and "applied: limits.topic_length" in second[1]
+    # a broken file read while nothing runs changes nothing, and the next reload runs again
+    path.write_text(topic_limit_config(tmp_path, 40) + "[limits]\n")
+    service.reload().addCallback(reports.append)
+    reads.finish_newest_first()
+    assert not reports[-1][0] and "not valid TOML" in reports[-1][1][0]
+    assert service.config.limits.topic_length == 30
+    path.write_text(topic_limit_config(tmp_path, 50))
+    service.reload().addCallback(reports.append)
+    reads.finish_newest_first()
+    assert reports[-1][0] and service.config.limits.topic_length == 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reload_reads_the_file_off_the_reactor_thread(tmp_path):
+    from twisted.python import threadable
+
+    from chathub.lifecycle.reload import Reloader, read_plan
+
+    path, service = hub_of(tmp_path, topic_length=10)
+    on_reactor_thread: list[bool] = []
+
+    def reader(request):
+        on_reactor_thread.append(threadable.isInIOThread())
+        return read_plan(request)
+
+    service.reloader = Reloader(service, read=reader)  # the real deferToThread
+    path.write_text(topic_limit_config(tmp_path, 20))
+    assert threadable.isInIOThread()  # the test itself runs on the reactor thread
+    ok, lines = await service.reload()
+    assert on_reactor_thread == [False]
+    assert ok and service.config.limits.topic_length == 20, lines
+
+
 @pytest.mark.parametrize(
     "kind, description, address, how",
     [

@@ -19,6 +19,7 @@ from twisted.web.test.requesthelper import DummyRequest
 from chathub.app import ChathubService
 from chathub.config import Config, ConfigError, load_config, parse_config
 from chathub.protocols.web.ops import is_loopback_peer
+from tests.cluster_support import own_postgres  # noqa: F401 (fixture)
 from tests.support import ANY_PORT, LOOPBACK, REPO, HubServer, end_clients, server_config
 
 TOKEN = "s3cret-token-for-metrics"
@@ -247,6 +248,19 @@ def test_only_loopback_peers_count_as_local():
     assert not is_loopback_peer(_request_from(None))  # a unix socket: a proxy's, as a rule
 
 
+def test_a_histogram_counts_by_bucket_and_sums_up_when_read():
+    from chathub.counters import Histogram
+
+    histogram = Histogram((0.1, 1.0, 10.0))
+    histogram.observe(0.1)  # a value on a bound is in that bound's bucket
+    histogram.observe(5.0)
+    # ages of a batch: 100.0 - t, and a time from a clock ahead of ours counts as 0
+    histogram.observe_ages(100.0, [99.5, 100.2, 50.0])
+    assert histogram.counts == [2, 1, 1, 1]  # per bucket, the last one above every bound
+    assert histogram.cumulative() == [("0.1", 2), ("1.0", 3), ("10.0", 4), ("+Inf", 5)]
+    assert histogram.count == 5 and histogram.total == pytest.approx(0.1 + 5.0 + 0.5 + 0.0 + 50.0)
+
+
 def test_a_short_token_is_refused():
     with pytest.raises(ConfigError, match="metrics.token"):
         parse_config('[metrics]\ntoken = "short"\n')
@@ -277,5 +291,68 @@ async def test_health_fails_while_the_store_cannot_write(tmp_path):
         assert report["checks"]["store"] is False and "readonly" in report["checks"]["store_error"]
         await store._write_pool.runInteraction(_read_only, False)
         assert (await server.get("/healthz"))[0] == 200
+    finally:
+        await server.stop()
+
+
+def _read_only_server(dsn: str, on: bool) -> None:
+    """Make the whole PostgreSQL server refuse writes (or take them again), open sessions
+    included: ``default_transaction_read_only`` in its configuration, reloaded."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET default_transaction_read_only = off")  # this session may still write it
+        if on:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        else:
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+    # the postmaster signals every session when it reloads, before it accepts the next
+    # connection: once a new session has the setting, every open one is told
+    with psycopg.connect(dsn) as conn:
+        (value,) = conn.execute("SHOW default_transaction_read_only").fetchone()
+        assert value == ("on" if on else "off"), value
+
+
+def _pause(txn) -> None:
+    txn.execute("SELECT pg_sleep(0.2)")  # holds its connection while the others are handed out
+
+
+async def _health(server) -> tuple[int, dict]:
+    code, body = await server.get("/healthz")
+    return code, json.loads(body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_on_postgres_fails_while_it_is_down_or_read_only(tmp_path, own_postgres):  # noqa: F811
+    from twisted.internet import defer, threads
+
+    server = await live(tmp_path, storage={"backend": "postgres", "postgres_dsn": own_postgres.dsn})
+    server.service.operations.reuse = 0.0  # every request checks again
+    try:
+        code, report = await _health(server)
+        assert code == 200 and report["checks"]["store"] is True, report
+
+        await threads.deferToThread(_read_only_server, own_postgres.dsn, True)
+        code, report = await _health(server)
+        assert code == 503 and report["status"] == "failing" and report["checks"]["store"] is False, report
+        assert "PostgreSQL" in report["checks"]["store_error"], report
+        assert "read-only transaction" in report["checks"]["store_error"], report
+        await threads.deferToThread(_read_only_server, own_postgres.dsn, False)
+        code, report = await _health(server)
+        assert code == 200 and report["checks"]["store"] is True, report
+
+        # a busy hub has every connection of its pool open: after the restart each is dead
+        store = server.service.store
+        await defer.gatherResults([store._read(_pause) for _ in range(2 * store.pool_size)])
+        assert len(store._read_pool.connections) == store.pool_size
+        await threads.deferToThread(own_postgres.stop)
+        code, report = await _health(server)
+        assert code == 503 and report["checks"]["store"] is False, report
+        assert "PostgreSQL" in report["checks"]["store_error"], report
+        assert report["checks"]["listeners"] is True  # only the store fails
+        await threads.deferToThread(own_postgres.start)
+        code, report = await _health(server)
+        assert code == 200 and report["checks"]["store"] is True, report
     finally:
         await server.stop()

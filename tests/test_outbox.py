@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
-from chathub.hub.outbox import Outbox
+from chathub.hub import errors
+from chathub.hub.outbox import Outbox, Receipt
+from chathub.store.interfaces import StorageError
 
 
 def test_deliveries_wait_for_earlier_commits_and_keep_their_order():
@@ -100,3 +102,16 @@ def test_many_held_entries_are_each_looked_at_once_per_release():
     assert len(looked) == 2000 and box.pending == 2000
     box.resume("#a")
     assert out == list(range(2000)) and box.pending == 0
+
+
+def test_a_receipt_tells_a_storage_failure_from_a_refusal_at_the_events_number():
+    stored = Receipt()
+    assert stored.stored and stored.error is None
+    failed = Receipt()
+    failed.refuse("#r", Failure(StorageError("disk full")))
+    assert (failed.code, failed.error) == ("storage_failed", None)
+    assert "could not be stored (disk full)" in failed.describe()
+    void = Receipt()  # a cluster found the event void at its number (chathub.hub.admission)
+    void.refuse("#r", Failure(errors.InviteOnly("#r")))
+    assert not void.stored and void.code == "invite_only" and isinstance(void.error, errors.InviteOnly)
+    assert void.describe() == f"#r: {errors.InviteOnly.message}"

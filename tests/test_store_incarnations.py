@@ -19,11 +19,7 @@ from chathub.store.history import to_ms
 from chathub.store.schema import LATEST_VERSION, MIGRATIONS
 from chathub.store.sql.history import encode_event
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.store_fixtures import EventMaker
-
-
-def texts(events):
-    return [e.text for e in events]
+from tests.store_fixtures import EventMaker, append_all, texts
 
 
 @pytest_twisted.ensureDeferred
@@ -32,10 +28,10 @@ async def test_a_new_incarnation_reads_nothing_of_the_old_one(store_factory):
     make = EventMaker()
     old = make.chat("alice", "#secret", 5, "old")
     other = make.msg("alice", "#elsewhere", "untouched")
-    await defer.gatherResults([store.append(e) for e in old + [other]])
+    await append_all(store, old + [other])
     await store.begin_room("#Secret")  # any case of the name
     new = make.chat("bob", "#secret", 3, "new")
-    await defer.gatherResults([store.append(e) for e in new])
+    await append_all(store, new)
 
     assert texts(await store.latest("bob", "#secret", None, 50)) == ["new0", "new1", "new2"]
     assert texts(await store.before("bob", "#secret", ("timestamp", make.now), 50)) == ["new0", "new1", "new2"]
@@ -65,7 +61,7 @@ async def test_a_room_that_is_not_made_anew_keeps_its_whole_history(store_factor
     make = EventMaker()
     await store.begin_room("#club")
     first = make.chat("alice", "#club", 3, "first")
-    await defer.gatherResults([store.append(e) for e in first])
+    await append_all(store, first)
     await store.close()
     restarted = await store_factory()  # a registered room is restored, not begun again
     later = make.chat("alice", "#club", 2, "later")
@@ -104,7 +100,26 @@ async def test_a_query_right_after_begin_waits_for_it(store_factory):
     third = store.latest("bob", "#QUICK", None, 50)
     assert await latest == [] and await targets == [] and await third == []
     await defer.gatherResults([begun, again])
-    assert store._beginning == {}
+    assert store._rewriting == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_void_events_leave_history_and_a_query_asked_meanwhile_waits_for_it(store_factory):
+    """A cluster found events void at their number (``IStore.void_events``): history never
+    shows them again, even to a query that reached the store before the delete committed."""
+    store = await store_factory()
+    make = EventMaker()
+    events = make.chat("bob", "#void", 4)
+    await defer.gatherResults([store.append(e) for e in events])
+    voided = store.void_events("#void", [events[1].id, events[3].id])
+    latest = store.latest("carol", "#void", None, 50)  # asked in the same reactor turn
+    assert [e.text for e in await latest] == ["m0", "m2"]
+    await voided
+    assert store._rewriting == {}
+    assert [seq for seq, _ in await store.conversation_range("#void", 0, 10)] == [1, 3]  # numbers stay taken
+    after = make.msg("bob", "#void", "next")
+    await store.append(after)
+    assert [seq for seq, _ in await store.conversation_range("#void", 0, 10)] == [1, 3, 5]
 
 
 @pytest_twisted.ensureDeferred

@@ -1,6 +1,7 @@
 """The group-commit writer alone, with a fake transaction runner and ``task.Clock``."""
 from __future__ import annotations
 
+import pytest
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
@@ -156,7 +157,10 @@ def test_idle_when_nothing_queued():
     assert fired == [None]
 
 
-def test_a_transient_failure_is_tried_once_more():
+@pytest.mark.parametrize("retries", [1, 3])
+def test_a_transient_failure_is_tried_again_up_to_the_retries(retries):
+    """Once by default; with ``retries=N`` (once per pooled connection: after a database
+    restart every pooled connection is dead) a write gets past N dead connections."""
     clock = task.Clock()
     runner = FakeRunner()
     writer = GroupCommitWriter(
@@ -165,15 +169,17 @@ def test_a_transient_failure_is_tried_once_more():
         lambda failure, what: StorageError(failure.getErrorMessage()),
         clock,
         transient=lambda failure: failure.check(ConnectionError) is not None,
+        retries=retries,
     )
     seen = outcomes([writer.append("a"), writer.append("b")])
     clock.advance(0)
     runner.fail(exc=ConnectionError("server closed the connection"))  # the batch of two
-    runner.fail(exc=ConnectionError("server closed the connection"))  # "a" alone
-    runner.finish()  # "a" again, on a new connection
-    runner.fail(exc=ConnectionError("still down"))  # "b" alone
-    runner.fail(exc=ConnectionError("still down"))  # "b" again: no third try
-    assert len(runner.transactions) == 5
+    for _ in range(retries):
+        runner.fail(exc=ConnectionError("server closed the connection"))  # "a" alone, and again
+    runner.finish()  # "a" on its last try, on a new connection
+    for _ in range(1 + retries):
+        runner.fail(exc=ConnectionError("still down"))  # "b" alone, and each of its retries
+    assert len(runner.transactions) == 3 + 2 * retries  # no further try of "b"
     assert seen[0] == (0, "ok")
     assert isinstance(seen[1][1], StorageError) and "still down" in str(seen[1][1])
 

@@ -19,6 +19,10 @@ The first number a node hears of a conversation is where it starts: it fetches n
 older (no local user could have been waiting for it); a smaller number that arrives after
 it (committed before it, announced later) is delivered late, once. This node's own events are delivered
 by the hub when they commit; the relay only counts them, so a fetch never delivers them again.
+
+Every event, this node's and the others', is handed to ``admit`` at its place in the number
+order before it is shown: the hub checks it again there (``chathub.hub.admission``), and
+another node's event found void is not delivered.
 """
 from __future__ import annotations
 
@@ -64,9 +68,9 @@ class _Conversation:
         self.below: set[int] = set()
         self.holding = False  # the hub's deliveries are paused for this conversation's gap
         self.ahead: dict[int, Event] = {}  # other nodes' events not delivered yet
-        #: this node's numbers beyond delivered + 1, each True when the hub's outbox holds
-        #: its delivery under this conversation's key (``Outbox.pause``/``grant``)
-        self.own_ahead: dict[int, bool] = {}
+        #: this node's numbers beyond delivered + 1, each with its event and True when the
+        #: hub's outbox holds its delivery under this conversation's key (``Outbox.pause``/``grant``)
+        self.own_ahead: dict[int, tuple[bool, Event]] = {}
         #: own numbers counted as delivered whose outbox entry has not run yet: other nodes'
         #: later events wait for them (``shown``)
         self.unshown = 0
@@ -93,6 +97,7 @@ class ClusterRelay:
         outbox: Optional[Outbox] = None,
         made_here: Callable[[str], bool] = lambda event_id: False,
         held_alone: Callable[[Event], bool] = lambda event: False,
+        admit: Callable[[str, int, Event, bool], bool] = lambda conv, seq, event, own: True,
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
@@ -106,7 +111,12 @@ class ClusterRelay:
         put this node's ``event`` in the outbox under its conversation's key (a room's chat
         message: the ones the outbox can hold and tells the relay of); ``made_here(id)``
         whether an event id was made by this process (a fetch can read an own event
-        committed a moment before the store told the relay)."""
+        committed a moment before the store told the relay).
+
+        ``admit(conv, seq, event, own)`` is called for every event of each conversation, this
+        node's (``own``) and the others', at its place in the number order, before the
+        event is shown: False voids it (docs/cluster.md, "Checked at its number"); another
+        node's voided event is not delivered, and the hub voids its own itself."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -114,6 +124,7 @@ class ClusterRelay:
             outbox.when_released(self.shown)
         self._made_here = made_here
         self._held_alone = held_alone
+        self._admit = admit
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
@@ -182,7 +193,7 @@ class ClusterRelay:
         for event, positions in group:
             held = self._held_alone(event)
             for conv, seq in positions:
-                self._own(conv, seq, held)
+                self._own(conv, seq, held, event)
         if not self.backplane.connected:
             return  # committed: the others fetch it when they see the gap
         self.backplane.publish(
@@ -193,21 +204,23 @@ class ClusterRelay:
         )
         self.published += 1
 
-    def _own(self, conv: str, seq: int, held: bool) -> None:
+    def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
         state = self.conversations.get(conv)
         if state is None:
             self.conversations[conv] = state = _Conversation(seq, seq)
+            self._check(conv, seq, event, True)
             state.unshown += held
         elif seq == state.delivered + 1:
             state.delivered = seq
+            self._check(conv, seq, event, True)
             if held:
                 state.unshown += 1  # other nodes' next numbers wait until it is shown
             else:
                 self._release(conv, state)
         elif seq > state.delivered:
-            state.own_ahead[seq] = held
+            state.own_ahead[seq] = (held, event)
             if not state.holding and self._outbox is not None:
                 state.holding = True
                 self.holds += 1
@@ -276,7 +289,8 @@ class ClusterRelay:
             return
         if seq == state.delivered + 1 and not state.unshown:
             state.delivered = seq
-            self._hand_over(event)
+            if self._check(conv, seq, event, False):
+                self._hand_over(event)
             self._release(conv, state)
             return
         state.ahead[seq] = event
@@ -296,16 +310,19 @@ class ClusterRelay:
             while True:
                 following = state.delivered + 1
                 if following in state.own_ahead:
-                    held = state.own_ahead.pop(following)
+                    held, own = state.own_ahead.pop(following)
                     state.delivered = following
+                    self._check(conv, following, own, True)
                     if held and self._outbox is not None:
                         state.unshown += 1
                         self._outbox.grant(conv)  # shows it now, or once its commit is done
                 elif following in state.ahead:
                     if state.unshown:
                         break  # after this node's own events before it are shown
-                    self._hand_over(state.ahead.pop(following))
+                    event = state.ahead.pop(following)
                     state.delivered = following
+                    if self._check(conv, following, event, False):
+                        self._hand_over(event)
                 elif following <= state.fetched_to:  # pruned
                     state.delivered = following
                 else:
@@ -320,6 +337,14 @@ class ClusterRelay:
             state.holding = False
             if self._outbox is not None:
                 self._outbox.resume(conv)
+
+    def _check(self, conv: str, seq: int, event: Event, own: bool) -> bool:
+        """``admit``, at ``event``'s place in ``conv``'s order; a check that fails admits."""
+        try:
+            return self._admit(conv, seq, event, own)
+        except Exception:
+            self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
+            return True
 
     def _hand_over(self, event: Event) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""

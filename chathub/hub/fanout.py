@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Iterable, Optional, Sequence, c
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-from chathub.counters import HubCounts
+from chathub.counters import HubCounts, ProtocolCounts
 from chathub.events import Event, Kind
 from chathub.interfaces import IParticipant
 
@@ -38,6 +38,10 @@ MAX_HELD_BYTES = 64 * 1024
 COMPOSITIONS = 1024
 
 
+#: the kinds counted as messages: delivered counts and delivery latency
+_TEXT_KINDS = Kind.TEXT_KINDS
+
+
 def deliver(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None,
     counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None, several: bool = False,
@@ -48,11 +52,13 @@ def deliver(
     sessions (``[auth] multiclient``): each session gets the events, and of an ``actor``
     with several, each but ``acting`` (the one that acted, when it renders its own)."""
     encoded: dict[Hashable, bytes] = {}
+    skipped = False  # the actor was among the recipients
     if several:
-        _to_every_session(events, recipients, actor, acting, encoded, None)
+        skipped = _to_every_session(events, recipients, actor, acting, encoded, None)
     else:  # the one-session walk, as it was before several sessions existed
         for user in recipients:
             if user is actor:
+                skipped = True
                 continue
             participant = user.participant
             key = participant.format_key
@@ -66,50 +72,62 @@ def deliver(
                 except Exception:
                     log.failure("sending to {nick} failed", nick=user.nick)
     if counts is not None:
-        _count(counts, events, recipients, actor)
-        _observe(counts, events)
+        times: list[float] = []
+        if _count(counts, events, recipients, actor if skipped else None, times):
+            counts.delivery_latency.observe_ages(time.time(), times)
 
 
-def _count(counts: HubCounts, events: Sequence[Event], recipients: Iterable[User], actor: Optional[User]) -> None:
-    """Add what one fan-out wrote to each protocol's delivered count: from the recipients'
-    make-up by protocol, worked out once per recipient snapshot (a room's ``recipients()``
-    tuple lives until its members change) and remembered for the last ``COMPOSITIONS`` of
-    them, so the loop over recipients counts nothing."""
-    texts = sum(1 for event in events if event.kind in Kind.TEXT_KINDS)
-    if not texts:
-        return
-    known = counts.compositions.get(id(recipients))
-    if known is not None and known[0] is recipients:
-        composition = known[1]
-    else:
-        composition = {}
-        for user in recipients:
-            protocol = user.participant.protocol
-            composition[protocol] = composition.get(protocol, 0) + 1
-        if len(counts.compositions) >= COMPOSITIONS:
-            counts.compositions.clear()  # snapshots of rooms whose members changed since
-        # the snapshot is kept with its make-up, so its id is not reused meanwhile
-        counts.compositions[id(recipients)] = (recipients, composition)
-    for protocol, n in composition.items():
-        counts.protocol(protocol).delivered += texts * n
-    if actor is not None and actor in recipients:  # skipped by the loop (one comparison per member, in C)
-        counts.protocol(actor.participant.protocol).delivered -= texts
+def _count(
+    counts: HubCounts, events: Sequence[Event], recipients: Iterable[User], skipped: Optional[User],
+    times: list[float],
+) -> int:
+    """Count what one fan-out of ``events`` wrote: append the text events' receipt times to
+    ``times`` (their latency is observed once they are written) and add them to the
+    delivered counts of the protocols of ``recipients`` but ``skipped``; return how many.
 
-
-def _observe(counts: HubCounts, events: Sequence[Event]) -> None:
-    """The text events were written to their last recipient now: their delivery latency."""
-    now = time.time()  # an event's time is the wall clock of its receipt (on whichever node)
-    latency = counts.delivery_latency
+    Once per batch of events, never per recipient: the recipients' make-up by protocol is
+    worked out once per recipient snapshot (a room's ``recipients()`` tuple lives until its
+    members change) and remembered for the last ``COMPOSITIONS`` of them. (Plain loops: a
+    comprehension costs a call in Python 3.11.)"""
+    texts = 0
     for event in events:
-        if event.kind in Kind.TEXT_KINDS:
-            latency.observe(max(0.0, now - event.time))
+        if event.kind in _TEXT_KINDS:
+            texts += 1
+            times.append(event.time)
+    if not texts:
+        return 0
+    known = counts.compositions.get(id(recipients))
+    if known is None or known[0] is not recipients:
+        known = _composition(counts, recipients)
+    for protocol, members in known[1]:
+        protocol.delivered += texts * members
+    if skipped is not None:  # the loop left it out; its protocol is in the make-up
+        counts.protocols[skipped.participant.protocol].delivered -= texts
+    return texts
+
+
+def _composition(
+    counts: HubCounts, recipients: Iterable[User]
+) -> tuple[object, tuple[tuple[ProtocolCounts, int], ...]]:
+    """Work out (and remember) how many of ``recipients`` each protocol has."""
+    members: dict[str, int] = {}
+    for user in recipients:
+        protocol = user.participant.protocol
+        members[protocol] = members.get(protocol, 0) + 1
+    if len(counts.compositions) >= COMPOSITIONS:
+        counts.compositions.clear()  # snapshots of rooms whose members changed since
+    # the snapshot is kept with its make-up, so its id is not reused meanwhile
+    known = (recipients, tuple((counts.protocols[name], n) for name, n in members.items()))
+    counts.compositions[id(recipients)] = known
+    return known
 
 
 def _collect(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held,
-    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None, several: bool = False,
-) -> None:
-    """Like ``deliver``, but append each member's bytes to ``held[participant]``.
+    acting: Optional[IParticipant] = None, several: bool = False,
+) -> bool:
+    """Like ``deliver``, but append each member's bytes to ``held[participant]``; True if
+    ``actor`` was among the recipients (and so left out).
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
@@ -118,43 +136,47 @@ def _collect(
     """
     encoded: dict[Hashable, bytes] = {}
     if several:
-        _to_every_session(events, recipients, actor, acting, encoded, held)
-    else:
-        for user in recipients:
-            if user is actor:
-                continue
-            participant = user.participant
-            key = participant.format_key
-            try:
-                data = encoded[key]
-            except KeyError:
-                data = encoded[key] = _encode(participant, events)
-            if data:
-                parts = held.get(participant)
-                if parts is None:
-                    held[participant] = [len(data), data]
-                else:
-                    parts.append(data)
-                    parts[0] += len(data)
-                    if parts[0] >= MAX_HELD_BYTES:
-                        del held[participant]
-                        _send(participant, parts)
-    if counts is not None:
-        _count(counts, events, recipients, actor)
+        return _to_every_session(events, recipients, actor, acting, encoded, held)
+    skipped = False
+    for user in recipients:
+        if user is actor:
+            skipped = True
+            continue
+        participant = user.participant
+        key = participant.format_key
+        try:
+            data = encoded[key]
+        except KeyError:
+            data = encoded[key] = _encode(participant, events)
+        if data:
+            parts = held.get(participant)
+            if parts is None:
+                held[participant] = [len(data), data]
+            else:
+                parts.append(data)
+                parts[0] += len(data)
+                if parts[0] >= MAX_HELD_BYTES:
+                    del held[participant]
+                    _send(participant, parts)
+    return skipped
 
 
 def _to_every_session(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], acting: Optional[IParticipant],
     encoded: dict[Hashable, bytes], held: Optional[Held],
-) -> None:
+) -> bool:
     """``deliver``'s and ``_collect``'s walk while some user has several sessions: every
-    session of every recipient; of ``actor``, those but ``acting``, rendered as its own."""
+    session of every recipient; of ``actor``, those but ``acting``, rendered as its own.
+    True if ``actor`` was among the recipients."""
+    skipped = False
     for user in recipients:
         if user is actor:
+            skipped = True
             if user.others:
                 _to_sessions(user.sessions, acting, events, encoded, held, True)
             continue
         _to_sessions(user.sessions, None, events, encoded, held)
+    return skipped
 
 
 def _to_sessions(
@@ -244,8 +266,9 @@ class Fanout:
         self._acting: Optional[IParticipant] = None  # the actor's acting session, if it has others
         self._held: Held = {}  # participant -> [byte count, data, ...], in hub order
         self._counts = counts
-        #: the events held, whose delivery latency is measured when they are written
-        self._written: list[Event] = []
+        #: the receipt times of the text events held: their delivery latency is measured
+        #: when they are written
+        self._written: list[float] = []
         #: users with several sessions now (``[auth] multiclient``; the hub counts them):
         #: while there are none, the walk over recipients is the one-session one
         self.several = 0
@@ -278,13 +301,12 @@ class Fanout:
     def _hold(self) -> None:
         """Encode the current run of events into what each member is owed."""
         if self._events:
-            events, recipients, actor, acting = self._events, self._recipients, self._actor, self._acting
+            events, actor, acting = self._events, self._actor, self._acting
+            recipients = cast("Iterable[User]", self._recipients)  # a run of events always has them
             self._events, self._recipients, self._actor, self._acting = [], None, None, None
-            # a run of events always has its recipients
-            _collect(events, cast("Iterable[User]", recipients), actor, self._held, self._counts, acting,
-                     self.several > 0)
+            skipped = _collect(events, recipients, actor, self._held, acting, self.several > 0)
             if self._counts is not None:
-                self._written.extend(events)
+                _count(self._counts, events, recipients, actor if skipped else None, self._written)
 
     def flush(self) -> None:
         """Write out everything held, one ``send`` per member."""
@@ -296,7 +318,8 @@ class Fanout:
         if self._written:
             written, self._written = self._written, []
             assert self._counts is not None  # only filled with counts
-            _observe(self._counts, written)
+            # one read of the clock for everything written now
+            self._counts.delivery_latency.observe_ages(time.time(), written)
 
     def batching(self) -> "Fanout":
         """Context manager: hold batchable events while inside it; what the outermost

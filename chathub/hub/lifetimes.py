@@ -184,6 +184,17 @@ class RoomLifetimes:
         d = self._store.save_room(room_record(room))
         d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
+    def renamed(self, room: Room, old_name: str) -> None:
+        """A persistent room took a new name: its stored record moves to it (the old one
+        is deleted, then the room saved, in this order among the store's writes)."""
+        if self._store is None or not room.persistent:
+            return
+        self._store.delete_room(old_name).addErrback(
+            lambda f: self._log.failure("could not forget the old name {old} of room {room}", f, old=old_name,
+                                        room=room.name)
+        )
+        self.save(room)
+
     def restore(self, records: Iterable[RoomRecord]) -> None:
         """Recreate persistent rooms from stored ``RoomRecord``s (at start-up).
 

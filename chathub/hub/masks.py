@@ -1,4 +1,5 @@
-"""Hostmask globs (``nick!user@host`` with ``*`` and ``?``) for bans, WHO, LIST and operators.
+"""Hostmask globs (``nick!user@host`` with ``*`` and ``?``) for bans, WHO, LIST and operators,
+and the extended bans of the mask lists (``a:account``, ``m:mask``; ``EXTBAN=,am``).
 
 A mask is matched in time linear in the subject for each ``*``-free piece of it, never by a
 backtracking regular expression: a glob such as ``*a*a*a*a*b`` compiled to ``.*a.*a.*...``
@@ -105,3 +106,47 @@ def normalize_mask(mask: str) -> str:
 def mask_matches(mask: str, hostmask: str) -> bool:
     """True when glob ``mask`` matches ``hostmask``, ignoring case (ASCII casemapping)."""
     return compile_mask(mask).matches(fold(hostmask))
+
+
+#: extended ban types (IRC ``EXTBAN=,am``, no prefix): ``a:`` matches an account name (a
+#: glob, any case), ``m:`` mutes whoever its mask matches (``m:nick!user@host``, ``m:a:name``)
+ACCOUNT_EXTBAN = "a"
+MUTE_EXTBAN = "m"
+EXTBAN_TYPES = ACCOUNT_EXTBAN + MUTE_EXTBAN
+
+
+def extban(mask: str) -> tuple[str, str]:
+    """``("a", "name")`` for ``a:name``; ``("", mask)`` for a plain hostmask. A letter and a
+    colon at the start make an extended ban: a nick cannot hold a colon."""
+    if len(mask) > 1 and mask[1] == ":" and mask[0].isascii() and mask[0].isalpha():
+        return mask[0], mask[2:]
+    return "", mask
+
+
+def normalize_entry(mask: str) -> str:
+    """A mask-list entry in the form it is kept and shown: a hostmask completed
+    (``bob`` -> ``bob!*@*``), ``m:bob`` -> ``m:bob!*@*``, ``a:name`` as given. Raises
+    ``ValueError`` (its text for people) for an unknown type or an empty one."""
+    kind, rest = extban(mask)
+    if not kind:
+        return normalize_mask(mask)
+    if kind not in EXTBAN_TYPES:
+        raise ValueError(f"Unknown extended ban type {kind}: (this server knows a: and m:)")
+    if not rest:
+        raise ValueError(f"Extended ban {kind}: needs a mask")
+    if kind == MUTE_EXTBAN:
+        if extban(rest)[0] == MUTE_EXTBAN:
+            raise ValueError("A mute cannot hold a mute")
+        return f"{kind}:{normalize_entry(rest)}"
+    return f"{kind}:{rest}"
+
+
+def entry_matches(entry: str, hostmask: str, account: Optional[str]) -> bool:
+    """True when the list entry ``entry`` (no ``m:``: the caller chose the mutes) matches a
+    user with ``hostmask`` and ``account`` (None: a guest, whom no ``a:`` matches)."""
+    kind, rest = extban(entry)
+    if kind == ACCOUNT_EXTBAN:
+        return account is not None and mask_matches(rest, account)
+    if kind:
+        return False
+    return mask_matches(entry, hostmask)

@@ -13,9 +13,12 @@ from typing import Callable, ContextManager, Optional
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chathub.hub.errors import HubError
+
 
 class Receipt:
-    """What a request's durable events came to, for the protocol that answers it.
+    """What a request's durable events came to, for the protocol that answers it (in a
+    cluster, its room changes too: a join may be found void at its number).
 
     A protocol passes one to ``ChatHub.send`` when it answers the request itself (a JSON
     ``ok``, an IRC echo or labeled response, a telnet confirmation): the hub then does
@@ -42,8 +45,24 @@ class Receipt:
             self.failure = failure
         self.refused.append(target)
 
+    @property
+    def error(self) -> Optional[HubError]:
+        """The hub's refusal, when the event was stored and then found void at its place
+        in a cluster's numbered order (``chathub.hub.admission``); None otherwise."""
+        value = self.failure.value if self.failure is not None else None
+        return value if isinstance(value, HubError) else None
+
+    @property
+    def code(self) -> str:
+        """The refusal's stable code: the hub error's, or ``storage_failed``."""
+        error = self.error
+        return error.code if error is not None else "storage_failed"
+
     def describe(self) -> str:
         """The refusal in words, for the sender."""
+        error = self.error
+        if error is not None:
+            return f"{error.target}: {error.message}" if error.target else error.message
         failure = self.failure
         target = self.refused[0] if self.refused else "?"
         return not_stored_text(target, failure.getErrorMessage() if failure is not None else "")

@@ -46,6 +46,14 @@ class ReadMarkers:
             del markers[next(iter(markers))]
         return True
 
+    def rename(self, user: "User", old_folded: str, new: str) -> None:
+        """A room ``user`` is in took the name ``new``: its marker goes with it."""
+        markers = self._markers.get(_owner(user))
+        when = markers.pop(old_folded, None) if markers else None
+        if markers is not None and when is not None:
+            key = fold(new)
+            markers[key] = max(when, markers.get(key, 0.0))
+
     def forget(self, user: "User") -> None:
         """A guest left: its markers go (an account's stay for its next login)."""
         if user.account is None:

@@ -2,10 +2,12 @@
 
 The node where a user acts checks the request against its copy of the room and stores the
 event; every other node gets it from the cluster relay, in the room's committed order, and
-applies it here without checking again: a join adds the member (with the privileges it got
-there), a part, kick or quit removes one, a nick change renames one, a topic or mode event
-changes the room. Then the event goes to this node's users it concerns, as a local one
-would. A user of another node sits in a room as a ``User`` whose participant sends nothing
+applies it here without checking again (but for the checks every node makes at the event's
+number, ``chathub.hub.admission``, which keep a void event from reaching this module): a
+join adds the member (with the privileges it got there), a part, kick or quit removes one,
+a nick change renames one, a topic or mode event changes the room, a rename renames it.
+Then the event goes to this node's users it concerns, as a local one would. A user of
+another node sits in a room as a ``User`` whose participant sends nothing
 (``RemoteParticipant``): NAMES, WHO and the fan-out treat it like any member.
 """
 from __future__ import annotations
@@ -157,6 +159,15 @@ class RemoteRooms:
         apply_room_modes(setter, room, changes, members, self.hub.config)
         self.publish(event, room.recipients())
 
+    def _rename(self, event: Event) -> None:
+        room = self._room(event)
+        new = str((event.data or {}).get("new", ""))
+        if room is None or not new or not self.hub.apply_rename(room, new):
+            return
+        # each member's protocol renders it for itself (an IRC client without the capability
+        # is shown a PART and a JOIN naming it), as on the node where it was renamed
+        self.hub.deliver_each(event, room.recipients())
+
     # -- snapshots: a node that starts learns the rooms in use from a node that has them ----
 
     def snapshot(self, node_id: str, position: Callable[[str], Optional[int]]) -> list[dict[str, Any]]:
@@ -244,4 +255,5 @@ _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {
     Kind.NICK: RemoteRooms._nick,
     Kind.TOPIC: RemoteRooms._topic,
     Kind.MODE: RemoteRooms._mode,
+    Kind.RENAME: RemoteRooms._rename,
 }

@@ -16,7 +16,7 @@ from typing import Mapping, Optional, Sequence
 from chathub.config import Config
 from chathub.hub import errors
 from chathub.hub.lifetimes import is_founder
-from chathub.hub.masks import normalize_mask
+from chathub.hub.masks import normalize_entry
 from chathub.hub.modes import Change
 from chathub.hub.rooms import FLAG_MODES, KEY_MODES, LIMIT_MODES, LIST_MODES, PRIVILEGE_MODES, BanEntry, Room
 from chathub.hub.users import User
@@ -133,7 +133,12 @@ def _list_entry(
     if not mask:
         return None
     entries: list[BanEntry] = getattr(room, LIST_MODES[letter])
-    normal = normalize_mask(mask)
+    try:
+        normal = normalize_entry(mask)  # extended bans (a:, m:) too, on every list
+    except ValueError as e:
+        if adding:
+            raise errors.BadMask(room.name, letter, mask, str(e)) from None
+        normal = mask  # removing: whatever is listed under that text
     folded = fold(normal)
     existing = [b for b in entries if fold(b.mask) == folded]
     if adding:

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator, Optional, cast
 
-from chathub.hub.masks import mask_matches
+from chathub.hub.masks import MUTE_EXTBAN, entry_matches, extban
 from chathub.names import fold
 
 if TYPE_CHECKING:
@@ -162,18 +162,40 @@ class Room:
         self.members[new] = self.members.pop(old)
 
     def is_banned(self, user: "User") -> bool:
-        """True when a ban (+b) matches the user's hostmask and no exception (+e) does."""
+        """True when a ban (+b) matches the user (its hostmask, or ``a:`` its account) and
+        no exception (+e) does. Mutes (``m:``) are not bans: ``is_muted``."""
         if not self.bans:
             return False
-        mask = user.mask
-        if not any(mask_matches(b.mask, mask) for b in self.bans):
+        mask, account = user.mask, user.account
+        if not any(extban(b.mask)[0] != MUTE_EXTBAN and entry_matches(b.mask, mask, account) for b in self.bans):
             return False
-        return not any(mask_matches(e.mask, mask) for e in self.excepts)
+        return not self._excepted(self.excepts, mask, account)
+
+    def is_muted(self, user: "User") -> bool:
+        """True when a mute (``+b m:mask``) matches the user and no exception does (a plain
+        +e entry, or an ``m:`` one): it may join and read, not speak (voice overrides it)."""
+        if not self.bans:
+            return False
+        mask, account = user.mask, user.account
+        if not any(_muting(b.mask, mask, account) for b in self.bans):
+            return False
+        return not self._excepted(self.excepts, mask, account, mutes=True)
+
+    @staticmethod
+    def _excepted(entries: list[BanEntry], mask: str, account: Optional[str], mutes: bool = False) -> bool:
+        for e in entries:
+            kind, rest = extban(e.mask)
+            if kind == MUTE_EXTBAN:
+                if mutes and entry_matches(rest, mask, account):
+                    return True
+            elif entry_matches(e.mask, mask, account):
+                return True
+        return False
 
     def is_invite_excepted(self, user: "User") -> bool:
         """True when an invite exception (+I) lets the user past +i."""
-        mask = user.mask
-        return any(mask_matches(e.mask, mask) for e in self.invex)
+        mask, account = user.mask, user.account
+        return any(entry_matches(e.mask, mask, account) for e in self.invex)
 
     @property
     def secret(self) -> bool:
@@ -193,3 +215,8 @@ class Room:
 
     def __repr__(self) -> str:
         return f"<Room {self.name} ({len(self.members)} members)>"
+
+
+def _muting(entry: str, mask: str, account: Optional[str]) -> bool:
+    kind, rest = extban(entry)
+    return kind == MUTE_EXTBAN and entry_matches(rest, mask, account)

@@ -15,6 +15,7 @@ rooms (``lifetimes``), MONITOR (``presence``) and the WHOWAS log (``whowas``).
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections import ChainMap
@@ -32,6 +33,7 @@ from chathub.counters import HubCounts
 from chathub.events import Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
 from chathub.hub.account_rooms import AccountRooms
+from chathub.hub.admission import EXTERNAL, JOIN_EXEMPT, JOIN_SEEN, Admission
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
@@ -61,11 +63,27 @@ DURABLE_KINDS = Kind.TEXT_KINDS
 PLAYBACK_KINDS = frozenset(
     {Kind.TAGMSG, Kind.JOIN, Kind.PART, Kind.KICK, Kind.QUIT, Kind.NICK, Kind.TOPIC, Kind.MODE}
 )
-HISTORY_KINDS = DURABLE_KINDS | PLAYBACK_KINDS
+#: events whose delivery waits for their commit: chat, and a room's rename (history
+#: follows the room to its new name in the same writes)
+HELD_KINDS = DURABLE_KINDS | {Kind.RENAME}
+HISTORY_KINDS = HELD_KINDS | PLAYBACK_KINDS
 #: events that may share one write per recipient with the next ones (see ``Fanout``)
 BATCHABLE_KINDS = DURABLE_KINDS | {Kind.TAGMSG}
+#: a room's changes that a cluster node shows in the room's numbered order, its own too
+ROOM_STATE_KINDS = frozenset({Kind.JOIN, Kind.PART, Kind.KICK, Kind.TOPIC, Kind.MODE})
 #: what ``ChatHub.history`` may ask of the store
 HISTORY_QUERIES = frozenset({"latest", "before", "after", "around", "between"})
+
+
+def _as_room(events: list[Event], name: str) -> list[Event]:
+    """A room's history as the room is called now: what was said before a rename names
+    the old room (its stored target), and is shown as said in ``name``. A rename itself
+    keeps its names."""
+    return [
+        dataclasses.replace(e, target=name) if e.target != name and e.kind != Kind.RENAME and is_room_name(e.target)
+        else e
+        for e in events
+    ]
 
 
 class _NoAccounts:
@@ -149,6 +167,12 @@ class ChatHub(service.Service):
         #: start-up's request for the rooms in use while it is unanswered
         self._positions: Optional[Positions] = None
         self._snapshot_wanted: Optional[Deferred[None]] = None
+        #: in a cluster: each room event checked again at its number (``admit``), and this
+        #: node's events found void there (event id -> the error for its sender), until
+        #: the outbox reaches them
+        self.admission = Admission()
+        self._voided: dict[str, errors.HubError] = {}
+        self._on_rename: list[Callable[[Room, str], None]] = []
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -622,10 +646,14 @@ class ChatHub(service.Service):
             raise errors.NotOnRoom(room.name)
         return room, member
 
-    def join(self, user: User, name: str, key: Optional[str] = None) -> Optional[Room]:
+    def join(
+        self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None
+    ) -> Optional[Room]:
         """Put ``user`` in room ``name``, creating it (with ``user`` as operator) if new.
 
-        Returns the room, or None when the user was already in it.
+        Returns the room, or None when the user was already in it. In a cluster the join
+        may still be found void at its number (``admit``: a ``+i`` another node set at the
+        same moment): ``receipt`` records that, or the user gets a notice, and is out again.
         """
         self._check_present(user)
         limits = self.config.limits
@@ -638,6 +666,7 @@ class ChatHub(service.Service):
             return None
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
+        exempt = False
         if room is None:
             room = self._lifetimes.create(user, name)
             member = Member(user, "o")
@@ -651,20 +680,23 @@ class ChatHub(service.Service):
                 raise errors.RoomFull(room.name)
             if room.is_banned(user) and not invited:
                 raise errors.Banned(room.name)
+            exempt = self._positions is not None and (invited or room.is_invite_excepted(user))
             room.invited.discard(user.folded)
             # only the founder and those it made operators get ops back; being first into an
             # empty persistent room gives nothing
             member = Member(user, "o" if persistent_operator(room, user) else "")
         room.add(member)
         user.add_room(room)
-        event = self._event(
-            Kind.JOIN,
-            user,
-            room.name,
-            # the privileges it joined with: other nodes of a cluster give it the same
-            data={"account": user.account, "away": user.away, "privileges": "".join(sorted(member.privileges))},
-        )
-        self._publish(event, room.recipients(), user, rooms=[room.folded])
+        # the privileges it joined with: other nodes of a cluster give it the same
+        data: dict[str, Any] = {"account": user.account, "away": user.away,
+                                "privileges": "".join(sorted(member.privileges))}
+        if self._positions is not None:
+            # what this node had applied of the room when it checked the join (``admit``)
+            data[JOIN_SEEN] = self._positions.position(room.folded) or 0
+            if exempt:
+                data[JOIN_EXEMPT] = True
+        event = self._event(Kind.JOIN, user, room.name, data=data)
+        self._publish(event, room.recipients(), user, rooms=[room.folded], receipt=receipt)
         if self.account_rooms is not None:
             self.account_rooms.joined(user.account, room.name, room.key)
         return room
@@ -748,6 +780,80 @@ class ChatHub(service.Service):
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         self._lifetimes.save(room)
         return event
+
+    def rename_room(self, user: User, name: str, new: str, reason: str = "") -> Event:
+        """Give room ``name`` the name ``new`` (its operators only; IRCv3
+        draft/channel-rename): members, modes, topic, lists, founder and history stay with
+        it, and every member is told (each protocol in its own terms, the sender too).
+
+        Refused with ``room_name_in_use`` when another room holds ``new``, and with
+        ``cannot_rename`` for the same name or an invalid one."""
+        self._check_present(user)
+        room, member = self._member_of(user, name)
+        if not member.is_operator:
+            raise errors.NotRoomOperator(room.name)
+        limits = self.config.limits
+        if new == room.name:
+            raise errors.CannotRename(room.name, "The room already has that name")
+        if not valid_room_name(new, limits.room_name_length):
+            raise errors.CannotRename(room.name, f"{new} is not a valid room name")
+        new_folded = fold(new)
+        if new_folded != room.folded and new_folded in self.rooms:
+            raise errors.RoomNameInUse(room.name)
+        if len(reason) > limits.reason_length:
+            raise errors.ReasonTooLong(room.name, f"Rename reason too long (at most {limits.reason_length} characters)")
+        old_name = room.name
+        event = self._event(Kind.RENAME, user, old_name, reason, data={"new": new})
+        self._rename(room, new)
+        # stored under the old name, then the old name's history moves to the new one: both
+        # writes are queued in this order, and the members are told once they are committed
+        self._publish(event, room.recipients(), user, each=True)
+        if self.store is not None:
+            self.store.rename_room(old_name, new).addErrback(
+                lambda f: self.log.failure("could not move the history of {old} to {new}", f, old=old_name, new=new)
+            )
+        self._lifetimes.renamed(room, old_name)
+        self.log.info("{nick} renamed {old} to {new}", event="rename", nick=user.nick, old=old_name, new=new)
+        return event
+
+    def _rename(self, room: Room, new: str) -> None:
+        """Give ``room`` its new name in every index that holds it (the hub's rooms, each
+        member's rooms, invites) and tell whoever asked (``when_room_renamed``)."""
+        old_folded = room.folded
+        del self.rooms[old_folded]
+        room.name, room.folded = new, fold(new)
+        self.rooms[room.folded] = room
+        for member in room.members.values():
+            member.user.remove_room(old_folded)
+            member.user.add_room(room)
+            self.read_markers.rename(member.user, old_folded, new)  # the marker follows the room
+        for nick in room.invited:
+            invited = self.users.get(nick)
+            if invited is not None and invited.invited_to and old_folded in invited.invited_to:
+                invited.invited_to.discard(old_folded)
+                invited.invited_to.add(room.folded)
+        for callback in self._on_rename:
+            try:
+                callback(room, old_folded)
+            except Exception:
+                self.log.failure("a callback for the rename of room {room} failed", room=room.name)
+
+    def when_room_renamed(self, callback: Callable[[Room, str], None]) -> None:
+        """Call ``callback(room, old folded name)`` each time a room takes a new name (here
+        or, in a cluster, on another node), so whatever is kept per room name follows it."""
+        self._on_rename.append(callback)
+
+    def apply_rename(self, room: Room, new: str) -> bool:
+        """Give ``room`` the new name another node gave it (``RemoteRooms``): that node
+        stored the event and moved the history. A room of that name here (made on this
+        node meanwhile) keeps it: the rename is not applied, and the clash is logged."""
+        other = self.rooms.get(fold(new))
+        if other is not None and other is not room:
+            self.log.warn("room {old} was renamed to {new} on another node, where this node has a room of that "
+                          "name: the rename is not applied here", old=room.name, new=new)
+            return False
+        self._rename(room, new)
+        return True
 
     def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:
         """Remove ``nick`` from a room (operators only)."""
@@ -907,12 +1013,15 @@ class ChatHub(service.Service):
             self._check_message_size(target, text)
         user.last_active = time.time()
         if kind != Kind.TAGMSG:
-            self.counts.protocol(user.participant.protocol).received += 1
+            self.counts.protocols[user.participant.protocol].received += 1  # made on first use
         if is_room_name(target):
             room = self._room_of(user, target)
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
+            if self.cluster is not None and (user.folded or "") not in room.members:
+                # a non-member's message needs no membership at its number (``admit``)
+                data = {**(data or {}), EXTERNAL: True}
             event = self._event(kind, user, room.name, text, tags, data)
             self._publish(event, room.recipients(), user, receipt=receipt)
             return event
@@ -973,6 +1082,8 @@ class ChatHub(service.Service):
             raise errors.CannotSend(room.name, "Cannot send to room (moderated, +v needed)")
         if room.is_banned(user):
             raise errors.CannotSend(room.name, "Cannot send to room (you are banned)")
+        if room.is_muted(user):
+            raise errors.CannotSend(room.name, "Cannot send to room (you are muted)")
 
     # -- presence and identity ---------------------------------------------------------
 
@@ -1205,42 +1316,172 @@ class ChatHub(service.Service):
         actor: Optional[User],
         rooms: Sequence[str] = (),
         receipt: Optional[Receipt] = None,
+        each: bool = False,
     ) -> None:
         """Store (if history keeps it) and deliver, in hub order.
+
+        With ``each``, every recipient's participant renders the event for itself
+        (``deliver``) instead of sharing one encoding per format: what a rename shows an
+        IRC client without the capability names the client.
 
         ``recipients`` is a snapshot that is not changed afterwards (a room's
         ``recipients()`` tuple or a fresh list); the actor is skipped unless its
         participant wants its own events. A durable event the store refuses is delivered
         to nobody; ``receipt`` (or else a notice to the actor) records that.
         """
+        # an actor with several sessions is skipped as a user, and its sessions but the
+        # acting one get the event (``_acting``)
         skip = actor if actor is not None and (actor.others or not actor.participant.echo_own) else None
-        # a user with several sessions: the one that acted renders its own confirmation
-        # (unless it wants its own events), the others get the event as their own
-        # (Ergo's multiclient: as if echo-message)
-        acting = skip.participant if skip is not None and skip.others and not skip.participant.echo_own else None
+        acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         store = self.store
+        show: Callable[[], None]
+        if each:
+            def show() -> None:
+                self.deliver_each(event, recipients, skip, acting)
+        else:
+            def show() -> None:
+                fanout.publish(event, recipients, skip, batchable, acting)
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
-            if event.kind in DURABLE_KINDS:
+            if self.cluster is not None and self._publish_numbered(event, recipients, skip, actor, rooms, receipt):
+                return
+            if event.kind in HELD_KINDS:
+                if event.kind in DURABLE_KINDS:
+                    def refused(failure: Failure) -> None:
+                        self._not_stored(actor, event, failure, receipt)
+                else:
+                    # the hub's state changed already (a rename): shown even so, history lacks it
+                    def refused(failure: Failure) -> None:
+                        self._log_store_failure(failure, event)
+                        show()
                 # delivered once committed; the store settles the outbox entry directly
-                settle = self.outbox.hold(
-                    lambda: fanout.publish(event, recipients, skip, batchable, acting),
-                    lambda failure: self._not_stored(actor, event, failure, receipt),
-                    fold(event.target) if self.cluster is not None and not rooms and self.held_alone(event) else None,
-                )
+                settle = self.outbox.hold(show, refused)
                 store.append(event, rooms, notify=settle)
                 return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(lambda: fanout.publish(event, recipients, skip, batchable, acting))
+        self.outbox.publish(show)
+
+    def deliver_each(
+        self, event: Event, recipients: Iterable[User], skip: Optional[User] = None,
+        acting: Optional[IParticipant] = None,
+    ) -> None:
+        """Deliver ``event`` now to each of ``recipients`` but ``skip``, each participant
+        rendering it for itself (``IParticipant.deliver``), after what they are owed; each
+        session of a user with several, of ``skip`` those but ``acting`` (``_acting``)."""
+        self.fanout.flush()
+        for recipient in recipients:
+            if recipient is skip and not recipient.others:
+                continue
+            for session in recipient.sessions:
+                if session is not acting or recipient is not skip:
+                    session.deliver(event)
+
+    @staticmethod
+    def _acting(skip: Optional[User]) -> Optional[IParticipant]:
+        """Of a skipped actor with several sessions, the one that acted (it renders its own
+        confirmation; the others get the event as their own, Ergo's multiclient as if
+        echo-message), unless it wants its own events too."""
+        if skip is None or not skip.others or skip.participant.echo_own:
+            return None
+        return skip.participant
 
     def held_alone(self, event: Event) -> bool:
         """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
-        room's key: a room's chat message, which the node may hold alone while another
-        node's earlier message of the room is on its way (``Outbox.pause``). A lone node
-        holds nothing, so names no room (no fold per message)."""
-        return event.kind in DURABLE_KINDS and is_room_name(event.target)
+        room's key: a room's chat message or change (``_publish_numbered``), which the node
+        may hold alone while another node's earlier event of the room is on its way
+        (``Outbox.pause``). A lone node holds nothing, so names no room (no fold per message)."""
+        kind = event.kind
+        return (kind in DURABLE_KINDS or kind in ROOM_STATE_KINDS) and is_room_name(event.target)
+
+    def _publish_numbered(
+        self,
+        event: Event,
+        recipients: Sequence[User],
+        skip: Optional[User],
+        actor: Optional[User],
+        rooms: Sequence[str],
+        receipt: Optional[Receipt],
+    ) -> bool:
+        """In a cluster, store a room's message or change and show it here in the room's
+        numbered order, as every other node does: held in the outbox under the room's key
+        until the relay reaches its number, where ``admit`` may find it void. False for
+        the other events (a private message, a quit in several rooms: ``_publish``)."""
+        kind = event.kind
+        if kind in DURABLE_KINDS:
+            if rooms or not is_room_name(event.target):
+                return False
+            key = fold(event.target)
+        elif kind in ROOM_STATE_KINDS and len(rooms) == 1:
+            key = rooms[0]
+        else:
+            return False
+        fanout = self.fanout
+        voided = self._voided
+        batchable = kind in BATCHABLE_KINDS
+        acting = self._acting(skip)
+
+        def deliver() -> None:
+            refusal = voided.pop(event.id, None) if voided else None
+            if refusal is None:
+                fanout.publish(event, recipients, skip, batchable, acting)
+            else:
+                self._void_own(actor, event, refusal, receipt)
+
+        def not_stored(failure: Failure) -> None:
+            if kind in DURABLE_KINDS:
+                self._not_stored(actor, event, failure, receipt)
+            else:  # made here already: shown, as a lone node shows a change it could not store
+                self._log_store_failure(failure, event)
+                fanout.publish(event, recipients, skip, batchable, acting)
+
+        cast(IStore, self.store).append(event, rooms, notify=self.outbox.hold(deliver, not_stored, key))
+        return True
+
+    def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
+        """The cluster relay's check of each event at its number in conversation ``conv``
+        (``chathub.hub.admission``), the same on every node: False when it is void there.
+        A void event is deleted from history (by every node: whichever reads history next
+        waits for it); this node's own is not shown and its sender is told, when the
+        outbox reaches it (``_void_own``)."""
+        if not is_room_name(conv):
+            return True
+        refusal = self.admission.check(conv, seq, event)
+        if refusal is None:
+            return True
+        if own:
+            self._voided[event.id] = refusal
+        self.log.info("{kind} {id} of {nick} in {room} is void at number {seq}: {why}", kind=event.kind,
+                      id=event.id, nick=event.source.nick, room=event.target, seq=seq, why=refusal.message)
+        if self.store is not None:
+            self.store.void_events(conv, [event.id]).addErrback(
+                lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
+                                        why=f.getErrorMessage()))
+        return False
+
+    def _void_own(self, actor: Optional[User], event: Event, refusal: errors.HubError,
+                  receipt: Optional[Receipt]) -> None:
+        """This node's ``event`` is void at its number: nobody is shown it; a join made here
+        is undone; the sender is told through ``receipt`` or with a notice."""
+        if event.kind == Kind.JOIN and actor is not None:
+            room = self.rooms.get(fold(event.target))
+            if room is not None and actor.rooms.get(room.folded) is room:
+                self._leave(actor, room)
+                if self.account_rooms is not None:
+                    self.account_rooms.left(actor.account, room.name)
+        if receipt is not None:
+            receipt.refuse(event.target, Failure(refusal))
+            return
+        if actor is None or self.users.get(actor.folded or "") is not actor:
+            return
+        notice = self.ids.make(
+            Kind.NOTICE, self.server_source, actor.nick or "", f"{refusal.target}: {refusal.message}",
+            # what a protocol needs to say it in its own terms (IRC: the error's numeric)
+            data={"error": refusal.code, "refers_to": event.id, "room": refusal.target, "reason": refusal.message},
+        )
+        self.fanout.flush()
+        actor.participant.deliver(notice)
 
     def after_delivery(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
@@ -1379,7 +1620,18 @@ class ChatHub(service.Service):
             return defer.fail(errors.HistoryUnavailable(target))
         read: Callable[..., Deferred[list[Event]]] = getattr(self.store, query)
         viewer, conversation = self.history_viewer(user), self.history_target(user, target)
-        return read(viewer, conversation, *refs, limit, kinds).addErrback(as_hub_error)
+        if self.cluster is not None and self.outbox.pending:
+            # this node's events still in the outbox may be found void at their number
+            # (``admit``: deleted from the store then); read once they are settled
+            settled: Deferred[None] = Deferred()
+            self.outbox.after(lambda: settled.callback(None))
+            d = settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds))
+        else:
+            d = read(viewer, conversation, *refs, limit, kinds)
+        if is_room_name(target):
+            room = self.rooms.get(fold(target))
+            d.addCallback(_as_room, room.name if room is not None else target)
+        return d.addErrback(as_hub_error)
 
     def history_targets(
         self, user: User, start: float, end: float, limit: int, kinds: Optional[Collection[str]] = None

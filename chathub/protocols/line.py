@@ -42,7 +42,7 @@ HELP = (
     "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
     "/room #room (switch)  /msg NICK|#room text  /me action  /topic [text]  /who [#room]  "
     "/list  /names [#room]  /away [text]  /mode #room [+-modes args]  /kick NICK [reason]  "
-    "/invite NICK [#room]  /register PASSWORD  /color on|off  /quit [reason]  /help. "
+    "/invite NICK [#room]  /rename [#room] #new [reason]  /register PASSWORD  /color on|off  /quit [reason]  /help. "
     "A line without / is said in your current room."
 )
 GREETING = (
@@ -110,6 +110,8 @@ def render(event: Event, colour: bool = False) -> Optional[str]:
     if kind == Kind.MODE:
         changes = " ".join(c + (f" {a}" if a else "") for c, a in event.data["changes"])
         return f"* {nick} sets mode {changes} on {target}"
+    if kind == Kind.RENAME:
+        return f"* {nick} renamed {target} to {event.data.get('new', '')}" + (f" ({text})" if text else "")
     if kind == Kind.INVITE:
         return f"* {nick} invites {event.data['nick']} to {target} (/join {target})"
     return None
@@ -339,6 +341,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.queue is not None:
             self.queue.write(data)
 
+    def deliver(self, event: Event) -> None:
+        """Show ``event`` to this user; a rename of the current room keeps it current."""
+        if event.kind == Kind.RENAME:
+            self._follow_rename(event)
+        super().deliver(event)
+
+    def _follow_rename(self, event: Event) -> None:
+        if self.current_room is not None and fold(self.current_room) == fold(event.target):
+            self.current_room = str(event.data.get("new", "")) or self.current_room
+
     def close(self, reason: str) -> None:
         if self.closing:
             return
@@ -548,6 +560,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.after(lambda: self._joined(room))
 
     def _joined(self, room) -> None:
+        if self.user is None or self.user.folded not in room.members:
+            return  # found void at its number in a cluster: the hub's notice said why
         self.say(f"* you joined {room.name}")
         if room.topic:
             self.say(f"* topic of {room.name}: {_clean(room.topic, self.colour)}")
@@ -720,6 +734,24 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if applied:
             text = " ".join(c + (f" {a}" if a else "") for c, a in applied)
             self.after(lambda: self.say(f"* you set mode {text} on {room.name}"))
+
+    def cmd_rename(self, rest: str) -> None:
+        """``/rename [#old] #new [reason]``: rename a room (the current one by default)."""
+        parts = rest.split(" ", 2)
+        if len(parts) >= 2 and is_room_name(parts[0]) and is_room_name(parts[1]):
+            old: Optional[str] = parts[0]
+            new, reason = parts[1], parts[2] if len(parts) > 2 else ""
+        elif parts[0] and is_room_name(parts[0]):
+            old, new, reason = self._here(), parts[0], " ".join(parts[1:])
+            if old is None:
+                return
+        else:
+            self.error("usage: /rename [#room] #newname [reason] (room operators only)")
+            return
+        assert self.user is not None and old is not None
+        event = self.hub.rename_room(self.user, old, new, reason.strip())
+        self._follow_rename(event)
+        self.after(lambda: self.say(f"* you renamed {event.target} to {event.data['new']}"))
 
     def cmd_kick(self, rest: str) -> None:
         nick, _, reason = rest.partition(" ")

@@ -166,6 +166,12 @@ class IStore(Interface):
         """``[(number, event)]`` of conversation ``conv`` numbered in ``(after_seq, up_to]``,
         oldest first, at most ``limit`` (numbers retention removed are absent)."""
 
+    def void_events(conv: str, ids: Sequence[str]) -> Deferred[None]:
+        """Delete the events ``ids`` from conversation ``conv``: a cluster found them void at
+        their number, and nobody was shown them. Ordered with ``append``; history queries
+        of ``conv`` asked meanwhile wait for it. Their numbers stay taken (a gap, as
+        retention leaves)."""
+
     def begin_room(name: str) -> Deferred[None]:
         """Start a new incarnation of room ``name``: from now on, history queries for the
         room (and ``targets``) see only what is appended after this call, never what an
@@ -173,6 +179,13 @@ class IStore(Interface):
         committed. A persistent room restored after a restart is the same incarnation
         (this is not called for it), so it keeps its whole history.
         """
+
+    def rename_room(old: str, new: str) -> Deferred[None]:
+        """Room ``old`` is called ``new`` now: the current incarnation of its history becomes
+        ``new``'s (numbered after what ``new`` held; earlier rooms of the name ``new`` stay
+        unread), and the accounts remembered in it are in ``new``. Ordered with ``append``
+        (an event appended before it moves with the history); queries for either name wait
+        for it. The persistent room record is the caller's (``delete_room``, ``save_room``)."""
 
     def latest(
         viewer: str,

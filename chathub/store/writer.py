@@ -30,7 +30,7 @@ from chathub.store.interfaces import Notify, StorageError
 
 
 class _Write:
-    __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "retried")
+    __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "tries")
 
     def __init__(
         self,
@@ -47,7 +47,7 @@ class _Write:
         self.notify = notify
         self.deferred: Optional[Deferred[Any]] = Deferred() if notify is None else None
         self.alone = alone
-        self.retried = False
+        self.tries = 0  # transient failures tried again
 
     def settle(self, result: Any = None, failure: Optional[Failure] = None) -> None:
         """Report the outcome to whoever waits for this write."""
@@ -132,7 +132,9 @@ class GroupCommitWriter:
     turns a database failure into a ``StorageError``; the writer logs failures, one
     ``FailureEpisode`` per run of them (``name`` says which database). A write whose failure
     ``transient(failure)`` calls passing (a dropped connection, replaced on the next use)
-    is tried once more before it fails. ``around_release()`` is a context manager wrapped
+    is tried again, up to ``retries`` times, before it fails: once per connection the pool
+    may hold, since after a database restart every pooled connection is dead and each try
+    may be handed the next dead one. ``around_release()`` is a context manager wrapped
     around the firing of one committed group's Deferreds (the hub's fan-out batching, so
     the group reaches each recipient as one write).
     """
@@ -150,8 +152,10 @@ class GroupCommitWriter:
         around_release: Callable[[], ContextManager[object]] = nullcontext,
         name: str = "storage",
         committed: Optional[Callable[[list[Any], Any], None]] = None,
+        retries: int = 1,
     ) -> None:
         self._transient = transient
+        self._retries = retries
         #: told ``(items, result)`` of each committed batch, before its writes settle
         self._committed = committed
         self.episode = FailureEpisode(name, clock, self.log)
@@ -296,10 +300,10 @@ class GroupCommitWriter:
             self._next()
             return
         (write,) = batch
-        if not write.retried and self._transient(failure):
+        if write.tries < self._retries and self._transient(failure):
             if not quiet:
                 self.log.warn("a storage write failed ({error}); trying it again", error=failure.getErrorMessage())
-            write.retried = True
+            write.tries += 1
             self._busy = False
             self._next()
             return

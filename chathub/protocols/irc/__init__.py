@@ -41,6 +41,7 @@ from chathub.protocols.irc import (  # noqa: F401  (fill the command table)
     commands_queries,
     commands_readmarker,
     commands_registration,
+    commands_rename,
     commands_server,
 )
 from chathub.protocols.irc.protocol import IrcFactory, IrcProtocol

@@ -36,6 +36,8 @@ EVENT_PLAYBACK = "draft/event-playback"
 ACCOUNT_REGISTRATION = "draft/account-registration"
 #: REGISTER works before connection registration; the account is always the nick
 ACCOUNT_REGISTRATION_VALUE = "before-connect"
+#: RENAME of channels (IRCv3 draft/channel-rename); without it a client sees PART + JOIN
+CHANNEL_RENAME = "draft/channel-rename"
 #: messages longer than a line, and with line breaks (``multiline.py``); needs ``batch``
 MULTILINE = "draft/multiline"
 
@@ -49,6 +51,7 @@ def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max
         AWAY_NOTIFY: "",
         BATCH: "",
         CAP_NOTIFY: "",
+        CHANNEL_RENAME: "",
         CHGHOST: "",
         ECHO_MESSAGE: "",
         EXTENDED_JOIN: "",
@@ -84,6 +87,7 @@ RENDERING = frozenset(
         CHGHOST,
         SETNAME,
         INVITE_NOTIFY,
+        CHANNEL_RENAME,
         MULTILINE,  # only with BATCH: ``rendering`` drops it otherwise
     }
 )

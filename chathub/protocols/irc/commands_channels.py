@@ -9,6 +9,7 @@ from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
 from chathub.hub.modes import parse_room_modes
+from chathub.hub.outbox import Receipt
 from chathub.hub.rooms import LIST_MODES
 from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
@@ -54,14 +55,22 @@ def join(session, msg: Message, rb) -> None:
         if not is_room_name(name):
             rb.numeric(N.ERR_NOSUCHCHANNEL, name, "No such channel")
             continue
+        # in a cluster the join may be found void at its number (a +i set on another node
+        # at the same moment): the answer waits for that, and is the refusal instead
+        receipt = Receipt() if hub.cluster is not None else None
         try:
-            room = hub.join(user, name, key)
+            room = hub.join(user, name, key, receipt=receipt)
         except errors.HubError as e:
             session.hub_error(rb, e)
             continue
         if room is None:
             continue  # already there: nothing to say
+        start = len(rb.messages)
         show_joined(session, room, rb)
+        if receipt is not None:
+            answer = rb.messages[start:]
+            del rb.messages[start:]
+            rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
 
 
 def show_joined(session, room, rb) -> None:
@@ -77,6 +86,15 @@ def show_joined(session, room, rb) -> None:
     rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
     metadata_on_join(session, room, rb)
     replay_on_join(session, room.name, event.id, rb)
+
+
+def _joined(session, answer: list, receipt: Receipt) -> list[Message]:
+    """The answer to a JOIN made in a cluster: as made, or the refusal when the join was
+    found void at its number."""
+    error = receipt.error
+    if error is not None:
+        return [session.numeric(N.HUB_ERRORS.get(error.code, N.ERR_UNKNOWNERROR), error.target, error.message)]
+    return [line for part in answer for line in (part() if callable(part) else (part,))]
 
 
 @command("PART", min_params=1)

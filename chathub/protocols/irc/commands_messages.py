@@ -107,7 +107,10 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optiona
 
 
 def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Message]:
-    """The answer to a message the hub could not store (nobody got it)."""
+    """The answer to a message the hub could not store, or found void (nobody got it)."""
+    error = receipt.error
+    if error is not None:  # void at its number in a cluster: refused after all
+        return [session.numeric(N.HUB_ERRORS.get(error.code, N.ERR_UNKNOWNERROR), target, error.message)]
     text = receipt.describe()
     if C.STANDARD_REPLIES in session.caps:
         return [Message("FAIL", [command, "STORAGE_FAILED", target, text], session.server_name)]

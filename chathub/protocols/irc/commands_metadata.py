@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional, cast
 
 from chathub.names import is_room_name
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, SIGNED_OFF, command, hook
+from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, ROOM_RENAMED, SIGNED_OFF, command, hook
 from chathub.protocols.irc.wire import Message
 
 if TYPE_CHECKING:
@@ -45,6 +45,16 @@ def forget_room(server: "IrcServer", room: "Room") -> None:
     entry = store.get(("room", room.folded))
     if entry is not None and entry[0] is room:
         del store[("room", room.folded)]
+
+
+@hook(ROOM_RENAMED)
+def follow_rename(server: "IrcServer", room: "Room", old_folded: str) -> None:
+    """A channel's metadata goes with it to its new name."""
+    store = server.metadata
+    entry = store.get(("room", old_folded))
+    if entry is not None and entry[0] is room:
+        del store[("room", old_folded)]
+        store[("room", room.folded)] = entry
 
 
 def metadata_of(server: "IrcServer", thing) -> dict[str, str]:

@@ -51,3 +51,4 @@ def _parse(value: str) -> Optional[float]:
         return parse_iso_time(value[len("timestamp=") :])
     except ValueError:
         return None
+

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 
 import chathub
 from chathub.auth.limiter import LoginThrottled
-from chathub.hub.masks import mask_matches
+from chathub.hub.masks import ACCOUNT_EXTBAN, EXTBAN_TYPES, mask_matches
 from chathub.hub.modes import CHANMODES
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
@@ -34,6 +34,7 @@ def isupport_tokens(config) -> list[str]:
     limits, irc = config.limits, config.irc
     targets = irc.max_targets
     return [
+        f"ACCOUNTEXTBAN={ACCOUNT_EXTBAN}",
         f"AWAYLEN={limits.away_length}",
         f"BOT={BOT_MODE}",
         "CASEMAPPING=ascii",
@@ -44,6 +45,7 @@ def isupport_tokens(config) -> list[str]:
         *history_isupport(config),  # CHATHISTORY=, MSGREFTYPES=
         "ELIST=MNU",
         "EXCEPTS=e",
+        f"EXTBAN=,{EXTBAN_TYPES}",
         "INVEX=I",
         f"KICKLEN={irc.kick_length}",
         f"MAXLIST=beI:{irc.max_bans}",

@@ -112,6 +112,12 @@ def render(event: Event, caps: frozenset, server_name: str, direct: bool = False
         if C.SETNAME not in caps:
             return None
         return Message("SETNAME", [event.text], source, tags)
+    if kind == Kind.RENAME:
+        # without the capability a live rename is a PART and a JOIN naming the client
+        # (``commands_rename``); in history it is not shown
+        if C.CHANNEL_RENAME not in caps:
+            return None
+        return Message("RENAME", [target, event.data.get("new", ""), event.text], source, tags)
     if kind == Kind.WALLOPS:
         return Message("WALLOPS", [event.text], source, tags)
     if kind == Kind.ACCOUNT:

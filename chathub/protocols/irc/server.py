@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from chathub.protocols.irc.logins import LoggedLogins
 from chathub.protocols.irc.sweeper import Sweeper, TimedSession
-from chathub.protocols.irc.table import ROOM_ENDED, run_hooks
+from chathub.protocols.irc.table import ROOM_ENDED, ROOM_RENAMED, run_hooks
 
 if TYPE_CHECKING:
     from chathub.config import Config
@@ -111,6 +111,7 @@ class IrcServer:
         self._format_keys: dict[frozenset, tuple] = {}
         self._batch_ids: dict[str, Iterator[int]] = {}
         hub.when_room_ends(self._room_ended)
+        hub.when_room_renamed(self._room_renamed)
 
     #: set by the assembly (``chathub.app``): re-read the config file and apply it; fires
     #: with (True, lines saying what changed and what needs a restart) or (False, [why the
@@ -169,3 +170,6 @@ class IrcServer:
 
     def _room_ended(self, room: "Room") -> None:
         run_hooks(ROOM_ENDED, self, room)
+
+    def _room_renamed(self, room: "Room", old_folded: str) -> None:
+        run_hooks(ROOM_RENAMED, self, room, old_folded)

@@ -31,7 +31,7 @@ from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.multiline import BATCHED_LINE_PENALTY, ClientBatch, take_batched
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
-from chathub.protocols.irc.table import COMMANDS, REGISTERED, SIGNED_OFF, WELCOME, run_hooks
+from chathub.protocols.irc.table import COMMANDS, REGISTERED, RENAME_SHOWN, SIGNED_OFF, WELCOME, run_hooks
 from chathub.protocols.irc.wire import LineError, Message, parse
 
 if TYPE_CHECKING:
@@ -248,8 +248,17 @@ class IrcSession:
             if C.EXTENDED_MONITOR in self.caps:
                 self.write_messages(render_lines(event, self._render_caps, self.server_name))
             return
+        elif event.kind == Kind.RENAME:
+            rb = ResponseBuffer(self, None)
+            run_hooks(RENAME_SHOWN, self, event, rb)
+            rb.flush()
+            return
         elif event.kind == Kind.NOTICE and event.source.protocol == "server":
-            message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
+            code = N.HUB_ERRORS.get(event.data.get("error", "")) if event.data.get("room") else None
+            if code is not None:  # a request refused after it was accepted (void in a cluster)
+                message = self.numeric(code, event.data["room"], event.data.get("reason") or event.text)
+            else:
+                message = Message("NOTICE", [self.nick or "*", event.text], self.server_name)
         else:
             self.write_messages(render_lines(event, self._render_caps, self.server_name, direct=True))
             return

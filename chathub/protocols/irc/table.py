@@ -40,9 +40,15 @@ REGISTERED = "registered"
 SIGNED_OFF = "signed_off"
 #: ``hook(server, room)``: a room of the server's hub stopped existing
 ROOM_ENDED = "room_ended"
+#: ``hook(server, room, old_folded)``: a room of the server's hub took a new name
+ROOM_RENAMED = "room_renamed"
+#: ``hook(session, event, rb)``: show a room's rename (a ``rename`` event) to one session
+RENAME_SHOWN = "rename_shown"
 
 #: point -> its hooks, run in the order they were registered
-HOOKS: dict[str, list[Callable[..., None]]] = {WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: []}
+HOOKS: dict[str, list[Callable[..., None]]] = {
+    WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: [], ROOM_RENAMED: [], RENAME_SHOWN: [],
+}
 
 
 def int_param(params, index: int, default: int = 0) -> int:

@@ -73,6 +73,10 @@ def event_json(event: Event) -> Optional[dict[str, Any]]:
     elif kind == Kind.MODE:
         out["room"] = out.pop("target", "")
         out["changes"] = [[c, a] for c, a in data.get("changes", [])]
+    elif kind == Kind.RENAME:
+        out["room"] = out.pop("target", "")
+        out["new"] = data.get("new", "")
+        out["reason"] = event.text
     elif kind == Kind.INVITE:
         out["room"] = out.pop("target", "")
         out["nick"] = data.get("nick", "")

@@ -93,6 +93,7 @@ REQUESTS: dict[str, Request] = {
     "notice": Request("do_notice", required={"target": _STR, "text": _STR}),
     "typing": Request("do_typing", required={"target": _STR}, optional={"state": _STR}, cost=0.5),
     "topic": Request("do_topic", required={"room": _STR, "text": _STR}),
+    "rename": Request("do_rename", required={"room": _STR, "new": _STR}, optional={"reason": _STR}, cost=5),
     "members": Request("do_members", required={"room": _STR}),
     "rooms": Request("do_rooms", cost=2),
     "nick": Request("do_nick", required={"nick": _STR}, cost=3),
@@ -687,7 +688,9 @@ class JsonSession(EncodingParticipant):
 
     def do_join(self, msg: dict) -> None:
         name = msg["room"]
-        room = self.hub.join(self.user, name, msg.get("key"))
+        # in a cluster the join may be found void at its number: answered once that is known
+        receipt = Receipt() if self.hub.cluster is not None else None
+        room = self.hub.join(self.user, name, msg.get("key"), receipt=receipt)
         if room is None:
             room = self.hub.find_room(name)
         user = self.user
@@ -698,7 +701,10 @@ class JsonSession(EncodingParticipant):
                 self.reply(room_json(room, self.hub.visible_members(user, room)))
 
         self.hub.after_delivery(snapshot)
-        self._ok(msg)
+        if receipt is None:
+            self._ok(msg)
+        else:
+            self._answer_stored(msg, receipt)
 
     def do_part(self, msg: dict) -> None:
         self.hub.part(self.user, msg["room"], (msg.get("reason") or "")[:200])
@@ -706,6 +712,10 @@ class JsonSession(EncodingParticipant):
 
     def do_topic(self, msg: dict) -> None:
         self.hub.set_topic(self.user, msg["room"], msg["text"])
+        self._ok(msg)
+
+    def do_rename(self, msg: dict) -> None:
+        self.hub.rename_room(self.user, msg["room"], msg["new"], msg.get("reason") or "")
         self._ok(msg)
 
     def do_members(self, msg: dict) -> None:
@@ -752,7 +762,8 @@ class JsonSession(EncodingParticipant):
     def _answer_stored(self, msg: dict, receipt: Receipt, **extra: Any) -> None:
         """One answer once the request's messages are committed or refused: ``ok`` (when
         asked for, with a ``ref``), or instead ``storage_failed`` (always) when any was not
-        stored; then that message reached nobody."""
+        stored, or the hub's error when a cluster found it void at its number; then that
+        message reached nobody."""
 
         def answer() -> None:
             if self._closed:
@@ -761,7 +772,9 @@ class JsonSession(EncodingParticipant):
                 if "ref" in msg:
                     self.reply({"type": "ok", "request": msg["type"], **extra, "ref": msg["ref"]})
             else:
-                self.error("storage_failed", receipt.describe(), msg, target=msg["target"])
+                error = receipt.error
+                self.error(receipt.code, error.message if error is not None else receipt.describe(), msg,
+                           target=msg.get("target") or msg.get("room"))
 
         self.hub.after_delivery(answer)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from zope.interface import implementer
 
+from twisted.internet import defer
+
 from chathub.store.interfaces import IStore
 from chathub.store.sql.account_rooms import AccountRoomStore
 from chathub.store.sql.accounts import AccountStore
@@ -39,3 +41,10 @@ class SqlStore(
     HistoryStore, RetentionStore, AccountStore, AccountRoomStore, RoomStore, TokenStore, MaintenanceStore
 ):
     """History, accounts and rooms in an SQL database reached through adbapi."""
+
+    def rename_room(self, old: str, new: str) -> defer.Deferred[None]:
+        """Room ``old`` is called ``new`` now: its history (``HistoryStore``) and the
+        accounts in it (``AccountRoomStore``) follow, in turn with every other write."""
+        moved = self._rename_history(old, new)
+        accounts: defer.Deferred[None] = self._write(self._rename_account_rooms, old, new)
+        return defer.gatherResults([moved, accounts], consumeErrors=True).addCallback(lambda _: None)

@@ -62,3 +62,17 @@ class AccountRoomStore(SqlDatabase):
             (account,),
         )
         return [(str(room), None if key is None else str(key)) for room, key in txn.fetchall()]
+
+    def _rename_account_rooms(self, txn: Cursor, old: str, new: str) -> None:
+        """Room ``old`` is called ``new`` now: every account in it is in ``new``."""
+        old_folded, new_folded = fold(old), fold(new)
+        if old_folded != new_folded:  # a stale entry of the new name gives way
+            txn.execute(
+                self._q("DELETE FROM account_rooms WHERE room_folded = ? AND account IN "
+                        "(SELECT account FROM account_rooms WHERE room_folded = ?)"),
+                (new_folded, old_folded),
+            )
+        txn.execute(
+            self._q("UPDATE account_rooms SET room_folded = ?, room = ? WHERE room_folded = ?"),
+            (new_folded, new, old_folded),
+        )

@@ -241,6 +241,8 @@ class SqlDatabase:
             around_release=lambda: self._around_release(),
             name=self.description,
             committed=self._committed_batch,
+            # as reads: once per connection the pool may hold (``_read``)
+            retries=max(1, int(getattr(self._write_pool, "max", 1))),
         )
         self.log.info("{db} open", db=self.description)
 

@@ -109,9 +109,10 @@ class HistoryStore(SqlDatabase):
 
     def __init__(self, history: Optional[HistoryConfig] = None, reactor: Any = None) -> None:
         super().__init__(history, reactor)
-        #: room conversation -> fires once its latest ``begin_room`` is committed: a query
-        #: for the room waits for it, or it could read the old room's history meanwhile
-        self._beginning: dict[str, defer.Deferred[None]] = {}
+        #: room conversation -> fires once its latest ``begin_room`` or ``void_events`` is
+        #: committed: a query for the room waits for it, or it could read the old room's
+        #: history (or a void event) meanwhile
+        self._rewriting: dict[str, defer.Deferred[None]] = {}
         #: told each committed group of events (``when_committed``)
         self._group_listeners: list[Callable[[list[tuple[Event, Positions]]], object]] = []
 
@@ -193,23 +194,59 @@ class HistoryStore(SqlDatabase):
         conv = room_conversation(name)
         # queued among the appends (event None), so it falls exactly between the events
         # the hub stored before the room was made and those after
-        d = self._writer.append((None, [conv]))
+        return self._queue_room_change([conv])
+
+    def _rename_history(self, old: str, new: str) -> defer.Deferred[None]:
+        """Move the current incarnation of room ``old``'s history to room ``new`` (a
+        rename: IRCv3 draft/channel-rename), after everything appended so far: numbered
+        after what ``new`` held, whose earlier incarnations stay unread."""
+        if self._writer is None:
+            return defer.fail(StorageError("storage is not open"))
+        convs = [room_conversation(old), room_conversation(new)]
+        if convs[0].key == convs[1].key:
+            return defer.succeed(None)  # a change of case: the same conversation
+        return self._queue_room_change(convs)
+
+    def _queue_room_change(self, convs: list[Conversation]) -> defer.Deferred[None]:
+        """Queue a room's new incarnation (one conversation) or its rename (the old and the
+        new one) among the appends; queries for those rooms wait until it is committed."""
+        assert self._writer is not None
+        d = self._writer.append((None, convs))
         assert d is not None  # no notify: a Deferred
-        begun = self._beginning[conv.key] = defer.Deferred()
+        for conv in convs:
+            d = self._rewrites(conv.key, d)
+        return d
+
+    def void_events(self, conv: str, ids: Sequence[str]) -> defer.Deferred[None]:
+        """Delete ``ids`` from conversation ``conv`` (found void at their number in a
+        cluster), after the writes queued before; queries of ``conv`` wait for it."""
+        if self._writer is None:
+            return defer.fail(StorageError("storage is not open"))
+        return self._rewrites(conv, self._writer.call(self._delete_events, conv, list(ids)))
+
+    def _delete_events(self, txn: Cursor, conv: str, ids: list[str]) -> None:
+        txn.execute(
+            self._q(f"DELETE FROM conversation_events WHERE conv = ? AND msgid IN ({placeholders(len(ids))})"),
+            [conv, *ids],
+        )
+
+    def _rewrites(self, conv: str, d: defer.Deferred[Any]) -> defer.Deferred[Any]:
+        """Make queries of ``conv`` wait for the write ``d`` (``_once_rewritten``)."""
+        done = self._rewriting[conv] = defer.Deferred()
 
         def committed(result: object) -> object:
-            # writes commit in order: the latest begin of a room settles every earlier one
-            if self._beginning.get(conv.key) is begun:
-                del self._beginning[conv.key]
-            begun.callback(None)
+            # writes commit in order: the latest rewrite of a conversation settles every earlier one
+            if self._rewriting.get(conv) is done:
+                del self._rewriting[conv]
+            done.callback(None)
             return result
 
         return d.addBoth(committed)
 
-    def _once_begun(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
-        """A Deferred that fires once no room among ``convs`` has a ``begin_room`` still
-        being committed, or None when none has."""
-        pending = [self._beginning[c] for c in convs if c in self._beginning]
+    def _once_rewritten(self, convs: Iterable[str]) -> Optional[defer.Deferred[list[None]]]:
+        """A Deferred that fires once no room among ``convs`` has a ``begin_room`` or a
+        ``void_events`` still being committed, or None when none has."""
+        pending = [self._rewriting[c] for c in convs if c in self._rewriting]
         if not pending:
             return None
         waiters = []
@@ -233,10 +270,13 @@ class HistoryStore(SqlDatabase):
         self._lock_conversations(txn, touched)
         start = 0
         for i, (event, convs) in enumerate(items):
-            if event is None:  # a room begins (begin_room): after what came before it
+            if event is None:  # a room begins (begin_room) or is renamed: after what came before it
                 if i > start:
                     self._write_rows(txn, items, start, i, results)
-                self._begin_incarnation(txn, convs[0])
+                if len(convs) == 2:
+                    self._move_incarnation(txn, convs[0], convs[1])
+                else:
+                    self._begin_incarnation(txn, convs[0])
                 start = i + 1
         if start < len(items):
             self._write_rows(txn, items, start, len(items), results)
@@ -252,6 +292,41 @@ class HistoryStore(SqlDatabase):
             ),
             (conv.key,),
         )
+
+    def _move_incarnation(self, txn: Cursor, old: Conversation, new: Conversation) -> None:
+        """A room renamed: the rows of ``old``'s current incarnation become ``new``'s,
+        numbered after ``new``'s last number, and ``new``'s incarnation starts before them
+        (what an earlier room of the new name said stays unread); ``old`` keeps its last
+        number (never given twice) and its next room starts after it. Both head rows exist
+        and are locked (``_lock_conversations``)."""
+        q = self._q
+
+        def one(query: str, key: str) -> int:
+            txn.execute(q(query), (key,))
+            row = txn.fetchone()
+            return int(row[0]) if row is not None else 0
+
+        old_last = one("SELECT last_seq FROM conversations WHERE conv = ?", old.key)
+        start = one("SELECT after_conv_seq FROM room_incarnations WHERE conv = ?", old.key)
+        new_last = one("SELECT last_seq FROM conversations WHERE conv = ?", new.key)
+        # an event shown in both rooms (a quit) has a row in an earlier incarnation of the new
+        # name: unread there, and in the way of the moved row (msgid, conv is unique)
+        txn.execute(
+            q("DELETE FROM conversation_events WHERE conv = ? AND msgid IN "
+              "(SELECT msgid FROM conversation_events WHERE conv = ? AND conv_seq > ?)"),
+            (new.key, old.key, start),
+        )
+        txn.execute(
+            q("UPDATE conversation_events SET conv = ?, conv_seq = conv_seq - ? + ? WHERE conv = ? AND conv_seq > ?"),
+            (new.key, start, new_last, old.key, start),
+        )
+        txn.execute(q("UPDATE conversations SET last_seq = ? WHERE conv = ?"), (new_last + old_last - start, new.key))
+        upsert = q(
+            "INSERT INTO room_incarnations (conv, after_conv_seq) VALUES (?, ?) "
+            "ON CONFLICT (conv) DO UPDATE SET after_conv_seq = excluded.after_conv_seq"
+        )
+        txn.execute(upsert, (new.key, new_last))
+        txn.execute(upsert, (old.key, old_last))
 
     def _write_rows(self, txn: Cursor, items: list[Any], start: int, stop: int, results: list[Any]) -> None:
         # A few multi-row statements for the whole group, not one per event: on SQLite each
@@ -444,7 +519,7 @@ class HistoryStore(SqlDatabase):
         if limit <= 0:
             return defer.succeed([])
         conv = conversation_for(fold(viewer), target).key
-        begun = self._once_begun((conv,))
+        begun = self._once_rewritten((conv,))
         if begun is not None:
             return begun.addCallback(lambda _: self._read(fn, conv, limit, *args))
         return self._read(fn, conv, limit, *args)
@@ -536,7 +611,7 @@ class HistoryStore(SqlDatabase):
             return defer.succeed([])
         room_names = {fold(r): r for r in rooms}
         args = (fold(viewer), to_ms(start_time), to_ms(end_time), limit, room_names, kinds)
-        begun = self._once_begun(room_names)
+        begun = self._once_rewritten(room_names)
         if begun is not None:
             return begun.addCallback(lambda _: self._read(self._targets, *args))
         return self._read(self._targets, *args)

@@ -670,6 +670,15 @@ const handlers = {
     renderMembers();
   },
 
+  rename(obj) {
+    // the room keeps its lines, members and topic under its new name (and stays current)
+    const conv = convs.rename(obj.room, obj.new);
+    if (!conv) return;
+    systemLine(conv, `${obj.from.nick} renamed ${obj.room} to ${obj.new}${obj.reason ? ` (${obj.reason})` : ""}`, obj);
+    saveRooms();
+    renderAll();
+  },
+
   topic(obj) {
     const conv = convs.get(obj.room);
     if (!conv) return;

@@ -8,6 +8,7 @@ export const HELP = [
   "/query nick — open a private conversation",
   "/nick newnick — change your nick",
   "/topic [text] — show or set this room's topic",
+  "/rename [#room] #new [reason] — rename this room (or #room; operators only)",
   "/away [text] — mark yourself away; /away alone (or /back) to return",
   "/register password — register your nick as an account",
   "/password current new — change your account's password (every other session is logged out)",
@@ -78,6 +79,17 @@ export function parseInput(line, current) {
       if (!current || !current.startsWith("#")) return { requests: [], error: "/topic works in a room" };
       if (!rest) return { requests: [], local: "topic" }; // as on telnet: shows it, never clears it
       return { requests: [{ type: "topic", room: current, text: rest }] };
+    case "rename": {
+      // as on telnet: /rename [#room] #new [reason]
+      if (words[0] && words[1] && words[0].startsWith("#") && words[1].startsWith("#")) {
+        const reason = rest.slice(rest.indexOf(words[1]) + words[1].length).trim();
+        return { requests: [{ type: "rename", room: words[0], new: words[1], reason }] };
+      }
+      if (!words[0] || !words[0].startsWith("#")) return need("/rename [#room] #new [reason]");
+      if (!current || !current.startsWith("#")) return { requests: [], error: "/rename works in a room" };
+      const reason = rest.slice(rest.indexOf(words[0]) + words[0].length).trim();
+      return { requests: [{ type: "rename", room: current, new: words[0], reason }] };
+    }
     case "away":
       // as on telnet: /away alone means back
       return { requests: [rest ? { type: "away", text: rest } : { type: "away" }] };

@@ -113,7 +113,8 @@ export class Conversations {
 
   rename(oldName, newName) {
     const conv = this.get(oldName);
-    if (!conv || this.get(newName)) return conv;
+    const taken = this.get(newName);
+    if (!conv || (taken && taken !== conv)) return conv;
     this.map.delete(conv.key);
     const wasActive = this.active === conv.key;
     conv.name = newName;

@@ -1,0 +1,142 @@
+"""Two hubs, each with its cluster relay, on one PostgreSQL database, their doorbell a gate
+the test closes: a request checked on one node against a copy of the room that lacks the
+other node's change numbered before it is found void at its number on both nodes
+(``chathub.hub.admission``; docs/cluster.md, "Checked at its number"). The same races with
+real nodes and IRC clients are in tests/test_cluster_races.py."""
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import reactor
+
+from chathub.cluster.relay import ClusterRelay
+from chathub.config import Config
+from chathub.events import Kind
+from chathub.hub.outbox import Receipt
+from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
+from tests.support import RecorderWorld, until
+from tests.test_cluster_relay import on_postgres
+from tests.test_remote_directory import LinkedBackplane
+
+
+class Gate:
+    """Stands between one node's backplane and another's: open, messages pass at once;
+    closed, they wait until it opens (a doorbell that is late)."""
+
+    def __init__(self, to: LinkedBackplane) -> None:
+        self.to = to
+        self.node_id = to.node_id
+        self.closed = False
+        self.waiting: list = []
+
+    def receive(self, message: dict) -> None:
+        if self.closed:
+            self.waiting.append(message)
+        else:
+            self.to.receive(message)
+
+    def open(self) -> None:
+        self.closed = False
+        waiting, self.waiting = self.waiting, []
+        for message in waiting:
+            self.to.receive(message)
+
+
+async def cluster_node(store_factory, backplane: LinkedBackplane) -> tuple[RecorderWorld, ClusterRelay]:
+    world = RecorderWorld(Config(), store=await store_factory())
+    hub = world.hub
+    relay = ClusterRelay(
+        hub.store, backplane, hub.deliver_remote, reactor, gap_wait=0.02, outbox=hub.outbox,
+        made_here=hub.ids.made_here, held_alone=hub.held_alone, admit=hub.admit, batching=hub.batching,
+    )
+    await hub.join_cluster(backplane, relay, reactor, wait=0.05)
+    relay.start()
+    return world, relay
+
+
+async def two_nodes(store_factory):
+    """Nodes a and b, and the gate a's messages pass to reach b; alice (on a) founded #x,
+    bob and dave (on b) joined it, and both nodes applied every join."""
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    gate = Gate(pb)
+    pa.link(gate)
+    pb.link(pa)
+    a, relay_a = await cluster_node(store_factory, pa)
+    b, relay_b = await cluster_node(store_factory, pb)
+    alice = a.connect("alice")
+    a.hub.join(alice, "#x")
+    await until(lambda: "#x" in b.hub.rooms)
+    bob, dave = b.connect("bob"), b.connect("dave")
+    b.hub.join(bob, "#x")
+    b.hub.join(dave, "#x")
+    await until(lambda: {"bob", "dave"} <= set(a.hub.rooms["#x"].members))
+    return a, b, gate, (alice, bob, dave), (relay_a, relay_b)
+
+
+def texts(user) -> list[str]:
+    return [e.text for e in user.participant.events if e.kind == Kind.MESSAGE]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_message_checked_before_its_senders_kick_arrived_is_void_on_both_nodes(store_factory):
+    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
+    try:
+        gate.closed = True  # A's KICK is late to reach B...
+        a.hub.kick(alice, "#x", "bob")
+        await until(lambda: a.hub.outbox.pending == 0)  # committed and shown on A
+        assert "bob" in b.hub.rooms["#x"].members  # ...so B lets bob talk
+        answered = Receipt()
+        b.hub.send(bob, "#x", "with a receipt", receipt=answered)
+        b.hub.send(bob, "#x", "without one")
+        # B reads the KICK from PostgreSQL (a gap before its own numbers) and then finds both void
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert answered.error is not None and answered.code == "cannot_send"
+        notice = bob.participant.events[-1]
+        assert notice.kind == Kind.NOTICE and notice.data["error"] == "cannot_send" and notice.data["room"] == "#x"
+        assert "bob" not in b.hub.rooms["#x"].members
+        assert [e.kind for e in dave.participant.events][-1] == Kind.KICK and texts(dave) == []
+        gate.open()
+        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        assert texts(alice) == []  # A found them void too
+        history = await b.hub.history(dave, "latest", "#x", None, limit=50)
+        assert [e.kind for e in history][-1] == Kind.KICK  # and neither is stored
+    finally:
+        for relay in relays:
+            relay.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(store_factory):
+    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
+    try:
+        gate.closed = True
+        a.hub.change_room_modes(alice, "#x", [("+i", None)])
+        await until(lambda: a.hub.outbox.pending == 0)
+        erin = b.connect("erin")
+        answered = Receipt()
+        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # B had no +i yet
+        frank = b.connect("frank")
+        frank.participant.clear()
+        b.hub.join(frank, "#x")  # no receipt: told with a notice
+        b.hub.send(frank, "#x", "hello?")  # said as a member on B: void as well
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert answered.code == "invite_only"
+        # (a member of B's copy until then, frank was shown the +i B read on its way)
+        assert [e.data.get("error") for e in frank.participant.events if e.kind == Kind.NOTICE] == [
+            "invite_only", "cannot_send"]
+        room = b.hub.rooms["#x"]
+        assert "i" in room.modes and set(room.members) == {"alice", "bob", "dave"}
+        assert erin.rooms == {} and frank.rooms == {}
+        assert [e.kind for e in dave.participant.events if e.kind in (Kind.JOIN, Kind.MESSAGE)] == []
+        gate.open()
+        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
+        assert texts(alice) == []
+        # an invited user still gets in past the +i
+        a.hub.invite(alice, "#x", "erin")
+        assert b.hub.join(erin, "#x") is room
+        await until(lambda: "erin" in a.hub.rooms["#x"].members)
+    finally:
+        for relay in relays:
+            relay.stop()
