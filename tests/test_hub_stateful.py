@@ -156,6 +156,10 @@ class HubMachine(RuleBasedStateMachine):
         config = Config().with_overrides(
             limits={"max_rooms_per_user": MAX_ROOMS_PER_USER, "mask_length": MASK_LENGTH},
             irc={"max_bans": MAX_BANS},
+            # one session per user: the model counts what each user's one participant got;
+            # several sessions of an account (attach, detach, echo to the others) are
+            # tests/test_multiclient.py's
+            auth={"multiclient": False},
         )
         self.world = RecorderWorld(config)
         self.hub = self.world.hub

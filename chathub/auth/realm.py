@@ -14,22 +14,30 @@ from chathub.interfaces import IChatUser
 
 if TYPE_CHECKING:
     from chathub.hub.service import ChatHub
+    from chathub.interfaces import IParticipant
 
 
 class Logout:
-    """The logout a login hands back: the user quits the hub.
+    """The logout a login hands back: the connection's session closes, and the user
+    quits the hub unless it has other sessions (``[auth] multiclient``).
 
-    A two-slot object, not a closure: one exists per logged-in connection, and a lambda
-    with its cells costs four times the memory."""
+    A three-slot object, not a closure: one exists per logged-in connection, and a lambda
+    with its cells costs four times the memory. A connection that joined an account's user
+    as one more session (``ChatHub.sign_on`` gave another user) takes ``for_user``'s."""
 
-    __slots__ = ("hub", "user")
+    __slots__ = ("hub", "user", "session")
 
-    def __init__(self, hub: "ChatHub", user: User) -> None:
+    def __init__(self, hub: "ChatHub", user: User, session: "IParticipant") -> None:
         self.hub = hub
         self.user = user
+        self.session = session
+
+    def for_user(self, user: User) -> "Logout":
+        """The logout of this connection's session of ``user`` (itself for its own user)."""
+        return self if user is self.user else Logout(self.hub, user, self.session)
 
     def __call__(self) -> None:
-        self.hub.quit(self.user, "Connection closed")
+        self.hub.quit(self.user, "Connection closed", self.session)
 
 
 @implementer(IRealm)
@@ -53,4 +61,4 @@ class ChatRealm:
         # a mind that is no connection (a script's login) has no address: host "" shows "localhost"
         ip = canonical_address(getattr(mind, "address", None) or "")
         user = User(mind, account=account, host=self.cloak.host_for(ip), ip=ip)
-        return IChatUser, user, Logout(self.hub, user)
+        return IChatUser, user, Logout(self.hub, user, mind)

@@ -57,6 +57,10 @@ class AuthConfig:
     hash_concurrency: int = 2  # argon2 runs at once, server-wide
     token_lifetime: float = 30 * 86400.0  # seconds a session token logs in after it was issued
     max_tokens: int = 10  # session tokens one account holds; a new one revokes the oldest
+    #: a login to an account whose nick its user holds already joins that user as one more
+    #: session (Ergo's multiclient), at most max_sessions_per_account of them; off: refused
+    multiclient: bool = True
+    max_sessions_per_account: int = 8
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -77,6 +81,7 @@ class AuthConfig:
             hash_concurrency=self.hash_concurrency,
             token_lifetime=self.token_lifetime,
             max_tokens=self.max_tokens,
+            max_sessions_per_account=self.max_sessions_per_account,
         )
 
 
@@ -106,6 +111,8 @@ class LimitsConfig:
     max_owned_rooms: int = 20
     #: rooms one connection may create within any 60 seconds
     room_creations_per_minute: int = 60
+    #: read markers (MARKREAD, chathub.v1 markread) one account, or guest, keeps
+    read_markers: int = 1000
     #: IPs/CIDRs (bridges, trusted bots) never delayed by flood control nor disconnected
     #: for volume on any protocol; they are only slowed by not being read from
     flood_exempt: list[str] = field(default_factory=list)
@@ -140,6 +147,7 @@ class LimitsConfig:
             max_rooms=self.max_rooms,
             max_owned_rooms=self.max_owned_rooms,
             room_creations_per_minute=self.room_creations_per_minute,
+            read_markers=self.read_markers,
             max_connections_per_ip=self.max_connections_per_ip,
             connect_rate_per_ip=self.connect_rate_per_ip,
             connect_burst_per_ip=self.connect_burst_per_ip,

@@ -63,6 +63,8 @@ AlreadyRegistered = _error("already_registered", "You are already logged in to a
 #: the shortest password an account may have (every protocol's registration says so first)
 MIN_PASSWORD = 4
 WeakPassword = _error("weak_password", f"Password too short (at least {MIN_PASSWORD} characters)")
+# [auth] max_sessions_per_account: the message names the bound
+TooManySessions = _error("too_many_sessions", "Too many sessions of this account are connected")
 NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 # room creation is bounded three ways ([limits]); each names its bound in the message
 TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")

@@ -44,28 +44,33 @@ _TEXT_KINDS = Kind.TEXT_KINDS
 
 def deliver(
     events: Sequence[Event], recipients: Iterable[User], actor: Optional[User] = None,
-    counts: Optional[HubCounts] = None,
+    counts: Optional[HubCounts] = None, acting: Optional[IParticipant] = None, several: bool = False,
 ) -> None:
     """Send ``events`` to ``recipients`` (except ``actor``), encoding once per format key;
     ``counts`` is told how many text events each protocol's users were sent, and how long
-    after receipt the last of them was written."""
+    after receipt the last of them was written. ``several``: some user has several
+    sessions (``[auth] multiclient``): each session gets the events, and of an ``actor``
+    with several, each but ``acting`` (the one that acted, when it renders its own)."""
     encoded: dict[Hashable, bytes] = {}
     skipped = False  # the actor was among the recipients
-    for user in recipients:
-        if user is actor:
-            skipped = True
-            continue
-        participant = user.participant
-        key = participant.format_key
-        try:
-            data = encoded[key]
-        except KeyError:
-            data = encoded[key] = _encode(participant, events)
-        if data:
+    if several:
+        skipped = _to_every_session(events, recipients, actor, acting, encoded, None)
+    else:  # the one-session walk, as it was before several sessions existed
+        for user in recipients:
+            if user is actor:
+                skipped = True
+                continue
+            participant = user.participant
+            key = participant.format_key
             try:
-                participant.send(data)
-            except Exception:
-                log.failure("sending to {nick} failed", nick=user.nick)
+                data = encoded[key]
+            except KeyError:
+                data = encoded[key] = _encode(participant, events)
+            if data:
+                try:
+                    participant.send(data)
+                except Exception:
+                    log.failure("sending to {nick} failed", nick=user.nick)
     if counts is not None:
         times: list[float] = []
         if _count(counts, events, recipients, actor if skipped else None, times):
@@ -117,15 +122,21 @@ def _composition(
     return known
 
 
-def _collect(events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held) -> bool:
+def _collect(
+    events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], held: Held,
+    acting: Optional[IParticipant] = None, several: bool = False,
+) -> bool:
     """Like ``deliver``, but append each member's bytes to ``held[participant]``; True if
     ``actor`` was among the recipients (and so left out).
 
     The loop repeats ``deliver``'s on purpose: this is the hottest loop of the server (once
     per recipient per message), and sharing it through a generator or a callback would add
-    a call per recipient.
+    a call per recipient. While some user has several sessions (rare) ``_to_every_session``
+    walks the recipients instead, so the loop costs one-session users nothing for them.
     """
     encoded: dict[Hashable, bytes] = {}
+    if several:
+        return _to_every_session(events, recipients, actor, acting, encoded, held)
     skipped = False
     for user in recipients:
         if user is actor:
@@ -150,6 +161,60 @@ def _collect(events: Sequence[Event], recipients: Iterable[User], actor: Optiona
     return skipped
 
 
+def _to_every_session(
+    events: Sequence[Event], recipients: Iterable[User], actor: Optional[User], acting: Optional[IParticipant],
+    encoded: dict[Hashable, bytes], held: Optional[Held],
+) -> bool:
+    """``deliver``'s and ``_collect``'s walk while some user has several sessions: every
+    session of every recipient; of ``actor``, those but ``acting``, rendered as its own.
+    True if ``actor`` was among the recipients."""
+    skipped = False
+    for user in recipients:
+        if user is actor:
+            skipped = True
+            if user.others:
+                _to_sessions(user.sessions, acting, events, encoded, held, True)
+            continue
+        _to_sessions(user.sessions, None, events, encoded, held)
+    return skipped
+
+
+def _to_sessions(
+    sessions: Sequence[IParticipant], skip: Optional[IParticipant], events: Sequence[Event],
+    encoded: dict[Hashable, bytes], held: Optional[Held], own: bool = False,
+) -> None:
+    """The sessions of one user with several (``[auth] multiclient``), except ``skip``:
+    each gets the bytes of its format, encoded once for all recipients like everyone's;
+    sent now, or added to ``held`` inside a batching block. ``own``: the user caused the
+    events, and a participant with an ``encode_own`` (a format whose private messages do
+    not name their target) renders them as its own, once per format too."""
+    for participant in sessions:
+        if participant is skip:
+            continue
+        key = participant.format_key
+        encode_own = getattr(participant, "encode_own", None) if own else None
+        if encode_own is not None:
+            key = (key, "own")
+        try:
+            data = encoded[key]
+        except KeyError:
+            data = encoded[key] = _encode(participant, events, encode_own is not None)
+        if not data:
+            continue
+        if held is None:
+            _send(participant, [len(data), data])
+            continue
+        parts = held.get(participant)
+        if parts is None:
+            held[participant] = [len(data), data]
+        else:
+            parts.append(data)
+            parts[0] += len(data)
+            if parts[0] >= MAX_HELD_BYTES:
+                del held[participant]
+                _send(participant, parts)
+
+
 def _send(participant: IParticipant, parts: list[Any]) -> None:
     # parts: [byte count, data, data, ...]
     try:
@@ -158,11 +223,13 @@ def _send(participant: IParticipant, parts: list[Any]) -> None:
         log.failure("sending to {participant} failed", participant=participant)
 
 
-def _encode(participant: IParticipant, events: Sequence[Event]) -> bytes:
+def _encode(participant: IParticipant, events: Sequence[Event], own: bool = False) -> bytes:
+    # encode_own: an optional method of a participant (see _to_sessions)
+    encode = cast(Any, participant).encode_own if own else participant.encode
     parts = []
     for event in events:
         try:
-            data = participant.encode(event)
+            data = encode(event)
         except Exception:
             log.failure("encoding {kind} {id} failed", kind=event.kind, id=event.id)
             continue
@@ -182,7 +249,8 @@ class Fanout:
     """
 
     __slots__ = (
-        "_depth", "_events", "_recipients", "_actor", "_held", "_clock", "_turn_flush", "_counts", "_written",
+        "_depth", "_events", "_recipients", "_actor", "_acting", "_held", "_clock", "_turn_flush", "_counts",
+        "_written", "several",
     )
 
     def __init__(self, clock: Optional[IReactorTime] = None, counts: Optional[HubCounts] = None) -> None:
@@ -195,21 +263,28 @@ class Fanout:
         self._events: list[Event] = []
         self._recipients: Optional[Iterable[User]] = None
         self._actor: Optional[User] = None
+        self._acting: Optional[IParticipant] = None  # the actor's acting session, if it has others
         self._held: Held = {}  # participant -> [byte count, data, ...], in hub order
         self._counts = counts
         #: the receipt times of the text events held: their delivery latency is measured
         #: when they are written
         self._written: list[float] = []
+        #: users with several sessions now (``[auth] multiclient``; the hub counts them):
+        #: while there are none, the walk over recipients is the one-session one
+        self.several = 0
 
     def publish(
-        self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False
+        self, event: Event, recipients: Iterable[User], actor: Optional[User] = None, batchable: bool = False,
+        acting: Optional[IParticipant] = None,
     ) -> None:
-        """Deliver ``event``; hold it for a joint write when batching allows."""
+        """Deliver ``event``; hold it for a joint write when batching allows. An ``actor``
+        with several sessions gets it on each but ``acting`` (see ``deliver``)."""
         if batchable and self._depth:
             if (
                 self._events
                 and recipients is self._recipients
                 and actor is self._actor
+                and acting is self._acting
                 and len(self._events) < MAX_BATCH
             ):
                 self._events.append(event)
@@ -218,17 +293,18 @@ class Fanout:
             self._events = [event]
             self._recipients = recipients
             self._actor = actor
+            self._acting = acting
             return
         self.flush()
-        deliver((event,), recipients, actor, self._counts)
+        deliver((event,), recipients, actor, self._counts, acting, self.several > 0)
 
     def _hold(self) -> None:
         """Encode the current run of events into what each member is owed."""
         if self._events:
-            events, actor = self._events, self._actor
+            events, actor, acting = self._events, self._actor, self._acting
             recipients = cast("Iterable[User]", self._recipients)  # a run of events always has them
-            self._events, self._recipients, self._actor = [], None, None
-            skipped = _collect(events, recipients, actor, self._held)
+            self._events, self._recipients, self._actor, self._acting = [], None, None, None
+            skipped = _collect(events, recipients, actor, self._held, acting, self.several > 0)
             if self._counts is not None:
                 _count(self._counts, events, recipients, actor if skipped else None, self._written)
 

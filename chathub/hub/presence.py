@@ -73,4 +73,5 @@ class Presence:
 
 
 def _deliver(user: User, event: Event) -> None:
-    user.participant.deliver(event)
+    for session in user.sessions:
+        session.deliver(event)

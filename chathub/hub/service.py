@@ -40,6 +40,7 @@ from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
+from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import Positions, RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
@@ -47,7 +48,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
-from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane
+from chathub.interfaces import BackplaneUnavailable, IAccountCreator, IAccountDirectory, IBackplane, IParticipant
 from chathub.names import fold, is_room_name, nick_problem, valid_nick, valid_room_name
 from chathub.records import CHAT_KINDS, Ref, RoomRecord
 from chathub.store.interfaces import IStore, StorageError
@@ -151,6 +152,7 @@ class ChatHub(service.Service):
         #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
         self.counts = HubCounts()
         self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
+        self.read_markers = ReadMarkers(self.config.limits.read_markers)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released as one fan-out batch
@@ -333,7 +335,8 @@ class ChatHub(service.Service):
             if room is not None:
                 self._remember_invite(room, target)
             self.fanout.flush()  # after what the target is owed already
-            target.participant.deliver(event)
+            for session in target.sessions:
+                session.deliver(event)
         if room is not None:
             witnesses = [m.user for m in room.members.values()
                          if m.is_operator and not isinstance(m.user.participant, RemoteParticipant)]
@@ -371,7 +374,8 @@ class ChatHub(service.Service):
         self.log.error("lease lost: dropping {count} users", count=len(users))
         for user in users:
             self.quit(user, "Server lost its place in the cluster")
-            user.participant.close("This server lost its place in the cluster: please reconnect")
+            for session in user.sessions:
+                session.close("This server lost its place in the cluster: please reconnect")
 
     def _nick_lost(self, folded: str, owner: str) -> None:
         """Another node holds ``folded`` now (Redis lost its data and that node claimed it
@@ -382,7 +386,8 @@ class ChatHub(service.Service):
             return  # already gone, or the nick changed hands here since
         nick = user.nick
         self.quit(user, "Nick collision")
-        user.participant.close(f"Nick collision: {nick} was taken on another server of this network; please reconnect")
+        for session in user.sessions:
+            session.close(f"Nick collision: {nick} was taken on another server of this network; please reconnect")
 
     def _owner(self, user: User) -> str:
         assert self.cluster is not None
@@ -420,19 +425,21 @@ class ChatHub(service.Service):
         elif restore is None:
             self.cluster.release_nick(fold(nick), owner)
 
-    def claim_and_sign_on(self, user: User, nick: str) -> Deferred[None]:
+    def claim_and_sign_on(self, user: User, nick: str) -> Deferred[User]:
         """``sign_on``, after claiming ``nick`` across the cluster; fails with the
-        ``HubError`` to answer. On a lone node it runs now (the Deferred has fired)."""
-        if self.cluster is None:
+        ``HubError`` to answer, else gives the user the connection now is (see
+        ``sign_on``). On a lone node it runs now (the Deferred has fired)."""
+        if self.cluster is None or self._attachable(user, nick) is not None:
+            # attaching claims nothing: the account's user here holds the nick already
             return defer.maybeDeferred(self.sign_on, user, nick)
         try:
             self.check_nick(nick, user)  # local refusals need no round trip
         except errors.HubError:
             return defer.fail()
 
-        def claimed(_: None) -> None:
+        def claimed(_: None) -> User:
             try:
-                self.sign_on(user, nick)
+                return self.sign_on(user, nick)
             except errors.HubError:
                 self._unclaim(user, nick)
                 raise
@@ -465,6 +472,7 @@ class ChatHub(service.Service):
         call on. The server name and history settings are the start's (a restart changes them)."""
         self.config = config
         self._lifetimes.reconfigure(config)
+        self.read_markers.most = config.limits.read_markers
 
     def startService(self) -> None:
         _freeze_startup_objects()
@@ -498,10 +506,16 @@ class ChatHub(service.Service):
         ):
             raise errors.NickRegistered(nick)
 
-    def sign_on(self, user: User, nick: str) -> None:
-        """Give ``user`` its first nick: it becomes visible to everyone."""
+    def sign_on(self, user: User, nick: str) -> User:
+        """Give ``user`` its first nick: it becomes visible to everyone. Returns the user
+        the connection is from now on: ``user``, or, with ``[auth] multiclient``, the user
+        of the same account that holds ``nick`` already, which ``user``'s connection joins
+        as one more session (nobody else sees anything: it is in its rooms already)."""
         if user.signed_on:
             raise errors.NickInUse(nick, "You are already registered")
+        holder = self._attachable(user, nick)
+        if holder is not None:
+            return self._attach(holder, user)
         self.check_nick(nick, user)
         user.set_nick(nick)
         self.users[fold(nick)] = user
@@ -519,6 +533,46 @@ class ChatHub(service.Service):
         self._presence.announce(user, "online", self.ids)
         if self.cluster is not None:
             self._announce(["on", presence_of(user)])
+        return user
+
+    def _attachable(self, user: User, nick: str) -> Optional[User]:
+        """The user of this node that ``user``'s login would join as a session (same
+        account, holding ``nick``), if ``[auth] multiclient`` allows it."""
+        if user.account is None:
+            return None
+        holder = self.users.get(fold(nick))
+        return holder if holder is not user and self.may_attach(nick, user.account) else None
+
+    def may_attach(self, nick: str, account: Optional[str] = None) -> bool:
+        """Whether a login to ``account`` (None: not known yet) with ``nick`` would join
+        the user holding it as one more session (``[auth] multiclient``): a protocol that
+        checks a nick before the login (IRC NICK, telnet /nick) lets such a nick through,
+        and ``sign_on`` decides."""
+        if not self.config.auth.multiclient:
+            return False
+        holder = self.users.get(fold(nick))
+        if holder is None or holder.account is None:
+            return False
+        return account is None or fold(holder.account) == fold(account)
+
+    def _attach(self, holder: User, user: User) -> User:
+        """Add ``user``'s connection to ``holder`` as one more session."""
+        most = self.config.auth.max_sessions_per_account
+        if len(holder.sessions) >= most:
+            raise errors.TooManySessions(
+                holder.nick or "*", f"Too many sessions of this account are connected (at most {most})")
+        holder.attach(user.participant)
+        if len(holder.others) == 1:  # its second session: the fan-out walks sessions now
+            self.fanout.several += 1
+        self.log.info(
+            "{nick} attached a session via {protocol} from {host} ({count} sessions)",
+            event="login",
+            nick=holder.nick,
+            protocol=user.participant.protocol,
+            host=user.ip or user.host,
+            count=len(holder.sessions),
+        )
+        return holder
 
     def change_nick(self, user: User, new: str) -> Optional[Event]:
         """Rename ``user``; tells everyone who shares a room. None when nothing changed."""
@@ -781,6 +835,7 @@ class ChatHub(service.Service):
         for member in room.members.values():
             member.user.remove_room(old_folded)
             member.user.add_room(room)
+            self.read_markers.rename(member.user, old_folded, new)  # the marker follows the room
         for nick in room.invited:
             invited = self.users.get(nick)
             if invited is not None and invited.invited_to and old_folded in invited.invited_to:
@@ -864,7 +919,8 @@ class ChatHub(service.Service):
 
             def deliver() -> None:
                 fanout.flush()  # after what the target is owed already
-                local.participant.deliver(event)  # shown whatever its capabilities (IRC ``direct``)
+                for session in local.sessions:  # shown whatever its capabilities (IRC ``direct``)
+                    session.deliver(event)
 
             # through the outbox like every event: behind a message still waiting for its commit
             self.outbox.publish(deliver)
@@ -1250,7 +1306,8 @@ class ChatHub(service.Service):
         self.log.info("{nick} killed {target} ({reason})", event="kill", nick=user.nick, target=target.nick,
                       reason=reason)
         self.quit(target, f"Killed ({user.nick} ({reason}))")
-        target.participant.close(message)
+        for session in target.sessions:
+            session.close(message)
         return target
 
     # -- presence (chathub.hub.presence) ------------------------------------------------
@@ -1272,10 +1329,41 @@ class ChatHub(service.Service):
 
     # -- leaving -----------------------------------------------------------------------
 
-    def quit(self, user: User, reason: str = "") -> Optional[Event]:
-        """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in."""
+    def read_marker(self, user: User, target: str) -> Optional[float]:
+        """``user``'s read marker of ``target`` (epoch seconds), None when unset."""
+        return self.read_markers.get(user, target)
+
+    def mark_read(self, user: User, target: str, when: float) -> bool:
+        """Move ``user``'s read marker of ``target`` forward to ``when`` (never back); when
+        it moves, the user's other sessions that show markers (a participant's optional
+        ``read_marker_moved``) are told. False when it was there or later already."""
+        if not self.read_markers.move(user, target, when):
+            return False
+        if user.others:
+            for session in user.others:  # not the one that acted (``participant``): it answers itself
+                moved = getattr(session, "read_marker_moved", None)
+                if moved is not None:
+                    moved(target, when)
+        return True
+
+    def quit(self, user: User, reason: str = "", session: Optional[IParticipant] = None) -> Optional[Event]:
+        """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in.
+
+        ``session``: the connection that is closing. A user with other sessions keeps
+        everything (nick, rooms, away) and nobody sees anything; one that is not among the
+        user's sessions (detached already) changes nothing."""
+        if session is not None:
+            if user.detach(session):
+                if not user.others:
+                    self.fanout.several -= 1
+                self.log.info("{nick} closed a session via {protocol} ({reason}); {count} left", event="logout",
+                              nick=user.nick, protocol=session.protocol, reason=reason, count=len(user.sessions))
+                return None
+            if session is not user.participant:
+                return None
         self._presence.unwatch(user)
         self._lifetimes.forget(user)
+        self.read_markers.forget(user)
         folded = user.folded
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
@@ -1339,17 +1427,20 @@ class ChatHub(service.Service):
         participant wants its own events. A durable event the store refuses is delivered
         to nobody; ``receipt`` (or else a notice to the actor) records that.
         """
-        skip = actor if actor is not None and not actor.participant.echo_own else None
+        # an actor with several sessions is skipped as a user, and its sessions but the
+        # acting one get the event (``_acting``)
+        skip = actor if actor is not None and (actor.others or not actor.participant.echo_own) else None
+        acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         store = self.store
         show: Callable[[], None]
         if each:
             def show() -> None:
-                self.deliver_each(event, recipients, skip)
+                self.deliver_each(event, recipients, skip, acting)
         else:
             def show() -> None:
-                fanout.publish(event, recipients, skip, batchable)
+                fanout.publish(event, recipients, skip, batchable, acting)
         if store is not None and self.history_enabled and event.kind in HISTORY_KINDS:
             if self.cluster is not None and self._publish_numbered(event, recipients, skip, actor, rooms, receipt):
                 return
@@ -1370,13 +1461,29 @@ class ChatHub(service.Service):
             appended.addErrback(self._log_store_failure, event)
         self.outbox.publish(show)
 
-    def deliver_each(self, event: Event, recipients: Iterable[User], skip: Optional[User] = None) -> None:
+    def deliver_each(
+        self, event: Event, recipients: Iterable[User], skip: Optional[User] = None,
+        acting: Optional[IParticipant] = None,
+    ) -> None:
         """Deliver ``event`` now to each of ``recipients`` but ``skip``, each participant
-        rendering it for itself (``IParticipant.deliver``), after what they are owed."""
+        rendering it for itself (``IParticipant.deliver``), after what they are owed; each
+        session of a user with several, of ``skip`` those but ``acting`` (``_acting``)."""
         self.fanout.flush()
         for recipient in recipients:
-            if recipient is not skip:
-                recipient.participant.deliver(event)
+            if recipient is skip and not recipient.others:
+                continue
+            for session in recipient.sessions:
+                if session is not acting or recipient is not skip:
+                    session.deliver(event)
+
+    @staticmethod
+    def _acting(skip: Optional[User]) -> Optional[IParticipant]:
+        """Of a skipped actor with several sessions, the one that acted (it renders its own
+        confirmation; the others get the event as their own, Ergo's multiclient as if
+        echo-message), unless it wants its own events too."""
+        if skip is None or not skip.others or skip.participant.echo_own:
+            return None
+        return skip.participant
 
     def held_alone(self, event: Event) -> bool:
         """Whether a cluster node's outbox holds ``event`` (committed and stored) under its
@@ -1414,11 +1521,12 @@ class ChatHub(service.Service):
         fanout = self.fanout
         voided = self._voided
         batchable = kind in BATCHABLE_KINDS
+        acting = self._acting(skip)
 
         def deliver() -> None:
             refusal = voided.pop(event.id, None) if voided else None
             if refusal is None:
-                fanout.publish(event, recipients, skip, batchable)
+                fanout.publish(event, recipients, skip, batchable, acting)
             else:
                 self._void_own(actor, event, refusal, receipt)
 
@@ -1427,7 +1535,7 @@ class ChatHub(service.Service):
                 self._not_stored(actor, event, failure, receipt)
             else:  # made here already: shown, as a lone node shows a change it could not store
                 self._log_store_failure(failure, event)
-                fanout.publish(event, recipients, skip, batchable)
+                fanout.publish(event, recipients, skip, batchable, acting)
 
         cast(IStore, self.store).append(event, rooms, notify=self.outbox.hold(deliver, not_stored, key))
         return True

@@ -1,4 +1,8 @@
-"""Users: one per logged-in connection, the avatar the realm hands out."""
+"""Users: one per signed-on person, the avatar the realm hands out.
+
+A user is usually one connection. With ``[auth] multiclient``, a second login to an
+account whose nick that account's user holds already is attached to it (``ChatHub.sign_on``):
+one user, one nick, one set of rooms, with several sessions (``User.sessions``)."""
 from __future__ import annotations
 
 import os
@@ -27,10 +31,17 @@ _NO_ROOMS: Mapping[str, "Room"] = MappingProxyType({})
 
 @implementer(IChatUser)
 class User:
-    """A person connected through one protocol; state the hub needs, nothing of the wire."""
+    """A person connected through one protocol (or, attached, several sessions of one
+    account); state the hub needs, nothing of the wire.
+
+    ``participant`` is the session that acted last (a protocol calls ``act_as`` before it
+    acts for a user with several sessions), so the hub's replies and the fan-out's skipping
+    of the actor are about that session; ``others`` are the user's other sessions, empty
+    for almost every user, which keeps the fan-out's one-session path as it was."""
 
     __slots__ = (
         "participant",
+        "others",
         "nick",
         "folded",
         "user",
@@ -60,6 +71,7 @@ class User:
         ip: str = "",
     ) -> None:
         self.participant = participant
+        self.others: tuple["IParticipant", ...] = ()  # other sessions of one account (multiclient)
         self.nick: Optional[str] = None
         self.folded: Optional[str] = None
         self.user = user
@@ -77,6 +89,35 @@ class User:
         self.invited_to: Optional[set[str]] = None  # folded rooms whose ``invited`` may list us
         self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
+
+    @property
+    def sessions(self) -> tuple["IParticipant", ...]:
+        """Every session of this user, the one that acted last first."""
+        return (self.participant, *self.others) if self.others else (self.participant,)
+
+    def attach(self, participant: "IParticipant") -> None:
+        """Add a session (a login to the same account; ``ChatHub.sign_on`` decides)."""
+        self.others = (*self.others, participant)
+
+    def detach(self, participant: "IParticipant") -> bool:
+        """Drop a session that closed; False if it is not one of this user's, or is the
+        last one (the user quits instead)."""
+        if not self.others:
+            return False
+        if participant is self.participant:
+            self.participant, self.others = self.others[0], self.others[1:]
+            return True
+        if participant not in self.others:
+            return False
+        self.others = tuple(p for p in self.others if p is not participant)
+        return True
+
+    def act_as(self, participant: "IParticipant") -> None:
+        """``participant``, one of this user's sessions, acts now: what the hub does next
+        is skipped for it (it renders its own confirmations) and reaches the others."""
+        if participant is not self.participant and participant in self.others:
+            self.others = (self.participant, *(p for p in self.others if p is not participant))
+            self.participant = participant
 
     def add_room(self, room: "Room") -> None:
         """Record that this user is now in ``room``."""

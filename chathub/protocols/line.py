@@ -275,7 +275,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.log.info("{peer} ({nick}) flooded; disconnecting", peer=self.peer,
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:
-            self.hub.quit(self.user, "Excess flood")
+            self.hub.quit(self.user, "Excess flood", self)
         self.close(f"excess flood: more than {self.config.line.flood_max_lines} lines waiting; closing")
 
     def pause_reading(self) -> None:
@@ -304,7 +304,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.queue is not None:
             self.queue.stopProducing()
         if self.user is not None:
-            self.hub.quit(self.user, "Connection closed")
+            self.hub.quit(self.user, "Connection closed", self)
         self.log.info(
             "line connection from {peer} closed ({nick})",
             peer=self.peer,
@@ -317,7 +317,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.log.info("{peer} ({nick}) exceeded its send queue; disconnecting", peer=self.peer,
                       nick=self.user.nick if self.user else "-")
         if self.user is not None:
-            self.hub.quit(self.user, "Send queue exceeded")
+            self.hub.quit(self.user, "Send queue exceeded", self)
         self._stop_input()
         tcp: Any = getattr(self.transport, "transport", self.transport)
         tcp.abortConnection()
@@ -334,6 +334,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     def encode(self, event: Event) -> Optional[bytes]:
         text = render(event, self.colour)
         return None if text is None else _line(text)
+
+    def encode_own(self, event: Event) -> Optional[bytes]:
+        """``event`` as this user's other session caused it (``[auth] multiclient``): a
+        private message reads as the sender's own confirmation (``-> bob: text``), since
+        ``<- alice: text`` would say alice wrote to herself; anything else as ``encode``."""
+        if event.kind in Kind.TEXT_KINDS and not is_room_name(event.target):
+            text = "\r\n".join(f"-> {event.target}: {_clean(line, self.colour)}"
+                                for line in event.text.split("\n") if line.strip())
+            return _line(text) if text else None
+        return self.encode(event)
 
     def send(self, data: bytes) -> None:
         if self.queue is not None:
@@ -380,6 +390,9 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         line = clean_input(raw.decode("utf-8", "replace")).strip()
         if not line:
             return
+        user = self.user
+        if user is not None and user.participant is not self:  # one of several sessions
+            user.act_as(self)
         try:
             if line.startswith("/") and not line.startswith("//"):
                 self._command(line[1:])
@@ -447,8 +460,10 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         try:
             self.hub.check_nick(nick)
         except HubError as e:
-            if not (e.code == "nick_registered" and password is not None):
-                raise
+            if password is None or not (
+                e.code == "nick_registered" or (e.code == "nick_in_use" and self.hub.may_attach(nick, nick))
+            ):
+                raise  # else the login decides: the account's, perhaps as one more session
         credentials = GuestNick(nick) if password is None else UsernamePassword(
             nick.encode("utf-8"), password.encode("utf-8")
         )
@@ -487,7 +502,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         logout()
         self.error(f"{nick}: {failure.value.message}")
 
-    def _signed_on(self, _: object, user, logout, nick: str) -> None:
+    def _signed_on(self, signed, fresh, logout, nick: str) -> None:
+        user, logout = signed, logout.for_user(signed)  # signed: fresh, or the account's user
         if self.closing:  # the connection went while the nick was claimed
             logout()
             return
@@ -496,8 +512,15 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self._registration_timer is not None and self._registration_timer.active():
             self._registration_timer.cancel()
         how = f"logged in to account {user.account}" if user.account else "a guest"
-        self.say(f"* you are {nick}, {how}. /join #room to start talking, /list to see rooms.")
-        if user.account is not None:
+        if signed is not fresh:
+            how += f", one of {len(user.sessions)} sessions"
+        self.say(f"* you are {user.nick}, {how}. /join #room to start talking, /list to see rooms.")
+        if signed is not fresh:
+            rooms = sorted(room.name for room in user.rooms.values())
+            if rooms:
+                self.current_room = rooms[-1]
+                self.say(f"* you are in {', '.join(rooms)}; {self.current_room} is your current room")
+        elif user.account is not None:
             self.hub.kept_rooms(user).addCallback(self._rejoin)
 
     def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
@@ -783,7 +806,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def cmd_quit(self, rest: str) -> None:
         if self.user is not None:
-            self.hub.quit(self.user, rest or "Quit")
+            self.hub.quit(self.user, rest or "Quit", self)
         self.say("* bye")
         self._stop_input()
         assert self.queue is not None  # from connectionMade

@@ -66,19 +66,26 @@ def join(session, msg: Message, rb) -> None:
         if room is None:
             continue  # already there: nothing to say
         start = len(rb.messages)
-        event = own_event(session, Kind.JOIN, room.name, data={"account": user.account})
-        rb.add(session.render_own(event))
-        if room.topic:
-            topic_numerics(session, room, rb)
-        names_of(session, room, rb, end=False)
-        markread_on_join(session, room, rb)
-        rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
-        metadata_on_join(session, room, rb)
-        replay_on_join(session, room.name, event.id, rb)
+        show_joined(session, room, rb)
         if receipt is not None:
             answer = rb.messages[start:]
             del rb.messages[start:]
             rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
+
+
+def show_joined(session, room, rb) -> None:
+    """This client's JOIN of ``room`` and what follows it (topic, names, read marker,
+    metadata, replay): after its own JOIN, or for each room of the user a session joins
+    as one more session (``[auth] multiclient``)."""
+    event = own_event(session, Kind.JOIN, room.name, data={"account": session.user.account})
+    rb.add(session.render_own(event))
+    if room.topic:
+        topic_numerics(session, room, rb)
+    names_of(session, room, rb, end=False)
+    markread_on_join(session, room, rb)
+    rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
+    metadata_on_join(session, room, rb)
+    replay_on_join(session, room.name, event.id, rb)
 
 
 def _joined(session, answer: list, receipt: Receipt) -> list[Message]:

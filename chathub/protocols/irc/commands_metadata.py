@@ -163,12 +163,14 @@ def _subscribers(session, target: _Target, key: str):
                     seen.add(id(u))
                     users.append(u)
     for user in users:
-        other = user.participant
-        if other is session or user is target.thing:
+        if user is target.thing:
             continue
-        subs = getattr(other, "metadata_subs", None)
-        if subs and key in subs and "draft/metadata-3" in getattr(other, "caps", ()):
-            yield other
+        for other in user.sessions:  # each session of a user with several (multiclient)
+            if other is session:
+                continue
+            subs = getattr(other, "metadata_subs", None)
+            if subs and key in subs and "draft/metadata-3" in getattr(other, "caps", ()):
+                yield other
 
 
 def _notify(session, target: _Target, key: str, value: Optional[str]) -> None:

@@ -1,30 +1,22 @@
 """IRCv3 ``draft/read-marker``: MARKREAD, the last-read time of a channel or conversation.
 
-Markers belong to the account when the user is logged in (shared by its connections,
-kept by the ``IrcServer``: ``server.read_markers``), else to the connection. A marker
-only ever moves forward. They are kept in memory.
+The markers are the hub's (``ChatHub.read_marker``, ``mark_read``: the account's, shared
+by its connections, else the connection's; only ever forward), shared with chathub.v1's
+``markread``. When one moves, the user's other sessions with the capability get a
+``MARKREAD`` (``IrcSession.read_marker_moved``).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from chathub.events import iso_time, parse_iso_time
-from chathub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.table import command
 from chathub.protocols.irc.wire import Message
 
 
-def _markers(session) -> dict[str, float]:
-    account = session.user.account if session.user is not None else None
-    if account is None:
-        return session.read_markers
-    return session.server.read_markers.setdefault(fold(account), {})
-
-
-def marker_message(session, target: str) -> Message:
+def marker_message(session, target: str, when: Optional[float]) -> Message:
     """``MARKREAD <target> timestamp=...`` (or ``*`` when nothing is marked)."""
-    when = _markers(session).get(fold(target))
     value = "*" if when is None else f"timestamp={iso_time(when)}"
     return Message("MARKREAD", [target, value], session.server_name)
 
@@ -32,7 +24,7 @@ def marker_message(session, target: str) -> Message:
 def on_join(session, room, rb) -> None:
     """The marker of a channel just joined (sent before 366)."""
     if C.READ_MARKER in session.caps:
-        rb.add(marker_message(session, room.name))
+        rb.add(marker_message(session, room.name, session.hub.read_marker(session.user, room.name)))
 
 
 @command("MARKREAD", penalty=0.5)
@@ -42,16 +34,14 @@ def markread(session, msg: Message, rb) -> None:
         rb.fail("MARKREAD", "NEED_MORE_PARAMS", "Missing parameters")
         return
     target = msg.params[0]
+    hub, user = session.hub, session.user
     if len(msg.params) > 1:
         when = _parse(msg.params[1])
         if when is None:
             rb.fail("MARKREAD", "INVALID_PARAMS", msg.params[1], "Invalid timestamp")
             return
-        markers = _markers(session)
-        key = fold(target)
-        if when > markers.get(key, float("-inf")):
-            markers[key] = when
-    rb.add(marker_message(session, target))
+        hub.mark_read(user, target, when)
+    rb.add(marker_message(session, target, hub.read_marker(user, target)))
 
 
 def _parse(value: str) -> Optional[float]:
@@ -62,10 +52,3 @@ def _parse(value: str) -> Optional[float]:
     except ValueError:
         return None
 
-
-def follow_rename(session, old: str, new: str) -> None:
-    """A room this session is in took a new name: its read marker goes with it."""
-    markers = _markers(session)
-    when = markers.pop(fold(old), None)
-    if when is not None:
-        markers[fold(new)] = max(when, markers.get(fold(new), 0.0))

@@ -120,6 +120,11 @@ def nick(session, msg: Message, rb):
             hub.check_nick(new, session.user)
         except errors.NickRegistered:
             pass  # SASL or PASS may still log in to it: checked when registration ends
+        except errors.NickInUse:
+            account = session.user.account if session.user is not None else None
+            if not hub.may_attach(new, account):
+                raise
+            # held by an account's user this login may join as one more session (multiclient)
         session.nick = new
         return session.try_register(rb)
     old_folded = session.user.folded

@@ -18,7 +18,6 @@ from chathub.names import fold
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_channels import names_of, topic_numerics
-from chathub.protocols.irc.commands_readmarker import follow_rename as markers_follow
 from chathub.protocols.irc.render import event_tags
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import RENAME_SHOWN, command, hook
@@ -58,9 +57,9 @@ def rename(session, msg: Message, rb) -> None:
 @hook(RENAME_SHOWN)
 def show_rename(session, event: Event, rb) -> None:
     """Show one session the rename ``event``: ``RENAME`` with the capability, else the
-    fallback (nothing for a change of case); its read marker follows the room."""
+    fallback (nothing for a change of case); its read marker follows the room (the hub's
+    ``_rename`` moves it)."""
     old, new = event.target, str(event.data.get("new", ""))
-    markers_follow(session, old, new)
     if C.CHANNEL_RENAME in session.caps:
         rb.add(session.render_own(event))
         return

@@ -73,12 +73,12 @@ MetadataStore = dict[tuple[str, str], tuple[object, dict[str, str]]]
 
 class IrcServer:
     """The state IRC sessions share: hub, portal (logins logged the IRC way), config,
-    clock, MOTD, METADATA, read markers, the sessions still registering (LUSERS 253),
+    clock, MOTD, METADATA, the sessions still registering (LUSERS 253),
     the timer sweep, batch references and format keys.
 
     Built once per chathub and handed to every IRC listener (``IrcFactory``, and the
     WebSocket factory for IRC over WebSocket). Command modules keep their state here
-    (``metadata``, ``read_markers``) and hook into it through the command table
+    (``metadata``) and hook into it through the command table
     (``table.hook``), never through module globals.
     """
 
@@ -104,8 +104,6 @@ class IrcServer:
         self.motd = Motd(config)
         #: draft/metadata-3 values of users and rooms (``commands_metadata``)
         self.metadata: MetadataStore = {}
-        #: draft/read-marker times per folded account: {folded target: epoch seconds}
-        self.read_markers: dict[str, dict[str, float]] = {}
         #: the sessions that have not completed registration (LUSERS 253)
         self.unregistered: "weakref.WeakSet[TimedSession]" = weakref.WeakSet()
         #: registration deadlines and ping checks of every session, once a second

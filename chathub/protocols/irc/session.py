@@ -79,7 +79,7 @@ class IrcSession:
         "cap_negotiating",
         "_render_caps",
         "format_key",
-        "nick",
+        "_nick",
         "username",
         "realname",
         "password",
@@ -92,7 +92,6 @@ class IrcSession:
         "sasl_done",
         "_metadata_subs",
         "_pending_metadata",
-        "_read_markers",
         "client_batch",
         "flood",
         "gate",
@@ -136,7 +135,7 @@ class IrcSession:
         self._render_caps: frozenset = _NO_CAPS
         self.format_key = server.format_key(_NO_CAPS)
 
-        self.nick: Optional[str] = None
+        self._nick: Optional[str] = None
         self.username: Optional[str] = None
         self.realname = ""
         self.password: Optional[str] = None
@@ -149,7 +148,6 @@ class IrcSession:
         self.sasl_done = False
         self._metadata_subs: Optional[set[str]] = None
         self._pending_metadata: Optional[dict[str, str]] = None
-        self._read_markers: Optional[dict[str, float]] = None
         self.client_batch: Optional[ClientBatch] = None  # an open draft/multiline batch
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=exempt_host(config, address))
@@ -186,6 +184,19 @@ class IrcSession:
         return self.server.server_name
 
     @property
+    def nick(self) -> Optional[str]:
+        """This client's nick: the one it asked for until registered, then its hub user's
+        (which another session of the same account may change: ``[auth] multiclient``)."""
+        user = self.user
+        if self.registered and user is not None and user.nick is not None:
+            return user.nick
+        return self._nick
+
+    @nick.setter
+    def nick(self, nick: Optional[str]) -> None:
+        self._nick = nick
+
+    @property
     def metadata_subs(self) -> set[str]:
         """draft/metadata-3 keys this client subscribed to."""
         if self._metadata_subs is None:
@@ -203,13 +214,6 @@ class IrcSession:
     def has_pending_metadata(self) -> bool:
         """True when ``METADATA * SET`` gave values before registration."""
         return bool(self._pending_metadata)
-
-    @property
-    def read_markers(self) -> dict[str, float]:
-        """draft/read-marker timestamps, for a client without an account."""
-        if self._read_markers is None:
-            self._read_markers = {}
-        return self._read_markers
 
     def retune_flood(self, config: "Config") -> None:
         """Take a reloaded config's flood settings (the server's config is read live)."""
@@ -259,6 +263,13 @@ class IrcSession:
             self.write_messages(render_lines(event, self._render_caps, self.server_name, direct=True))
             return
         self.write_messages([message])
+
+    def read_marker_moved(self, target: str, when: float) -> None:
+        """Another session of this user moved a read marker (``ChatHub.mark_read``)."""
+        if C.READ_MARKER in self.caps:
+            from chathub.protocols.irc.commands_readmarker import marker_message
+
+            self.write_messages([marker_message(self, target, when)])
 
     def close(self, reason: str) -> None:
         """Tell the client why and hang up (used by KILL and send-queue overflow)."""
@@ -372,6 +383,9 @@ class IrcSession:
             return
         cmd = COMMANDS.get(name)
         self.flood.charge(cmd.penalty if cmd is not None else 1.0)
+        user = self.user
+        if user is not None and user.participant is not self:  # one of several sessions
+            user.act_as(self)
         if name not in ("PING", "PONG"):
             self.idle_since = time.time()
         result = None
@@ -510,22 +524,47 @@ class IrcSession:
 
     def _sign_on_refused(self, failure, rb: ResponseBuffer) -> None:
         failure.trap(errors.HubError)
+        if failure.value.code == "too_many_sessions":
+            # another nick would not be the account's user either: the connection ends
+            rb.fail("NICK", "TOO_MANY_SESSIONS", self.nick or "*", failure.value.message)
+            rb.flush()
+            self.close("Too many sessions")
+            return
         self.hub_error(rb, failure.value)
         self.nick = None
 
-    def _signed_on(self, _: object, rb: ResponseBuffer) -> None:
-        user = self.user
-        assert user is not None
+    def _signed_on(self, signed: User, rb: ResponseBuffer) -> None:
+        fresh = self.user
+        assert fresh is not None
+        attached = signed is not fresh  # one more session of the account's user
+        if attached:
+            self.user = user = signed
+            if self._logout is not None:
+                self._logout = self._logout.for_user(user)  # type: ignore[attr-defined]
+        else:
+            user = fresh
         if self.closed:  # the connection went while the nick was claimed (its logout came first)
-            self.hub.quit(user, "Connection closed")
+            self.hub.quit(user, "Connection closed", self)
             return
         self.registered = True
         self.server.session_registered(self)
         self.nick = user.nick
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
-        if self.config.irc.autojoin and user.account is not None:
+        if attached:
+            self._show_rooms(rb)
+        elif self.config.irc.autojoin and user.account is not None:
             self.hub.kept_rooms(user).addCallback(self._rejoin)
+
+    def _show_rooms(self, rb: ResponseBuffer) -> None:
+        """A session that joined its account's user: the rooms that user is in, each as
+        a JOIN would show it (topic, names, replay), as Ergo does on attach."""
+        from chathub.protocols.irc.commands_channels import show_joined
+
+        user = self.user
+        assert user is not None
+        for room in list(user.rooms.values()):
+            show_joined(self, room, rb)
 
     def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
         """Join the rooms the account is in ([irc] autojoin), as a JOIN of each (with its
@@ -564,7 +603,7 @@ class IrcSession:
     def quit(self, reason: str) -> None:
         """The client asked to leave (QUIT)."""
         if self.user is not None and self.registered:
-            self.hub.quit(self.user, reason)
+            self.hub.quit(self.user, reason, self)
         self.close(f"Quit: {reason}" if reason else "Quit")
 
     def connection_lost(self, reason: str = "Connection closed") -> None:
@@ -575,8 +614,9 @@ class IrcSession:
         self.server.session_closed(self)
         self.gate.stop()
         if not self.closed and self.user is not None and self.registered:
-            self.hub.quit(self.user, reason)
-            run_hooks(SIGNED_OFF, self, self.user)
+            self.hub.quit(self.user, reason, self)
+            if self.hub.users.get(self.user.folded or "") is not self.user:
+                run_hooks(SIGNED_OFF, self, self.user)  # the user is gone, not just this session
         self.closed = True
         unwatch, self._unwatch_token = self._unwatch_token, None
         if unwatch is not None:

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick, SessionToken
 from chathub.auth.limiter import LoginThrottled, client_portal
-from chathub.events import Event, Kind
+from chathub.events import Event, Kind, iso_time, parse_iso_time
 from chathub.hub import errors
 from chathub.hub.errors import HubError
 from chathub.hub.outbox import Receipt
@@ -106,6 +106,7 @@ REQUESTS: dict[str, Request] = {
         cost=2,
     ),
     "conversations": Request("do_conversations", optional={"limit": _INT}, cost=2),
+    "markread": Request("do_markread", required={"target": _STR}, optional={"time": _STR}, cost=0.5),
     "quit": Request("do_quit", before_login=True, optional={"reason": _STR}),
 }
 
@@ -211,6 +212,19 @@ class JsonSession(EncodingParticipant):
         obj = event_json(event)
         return None if obj is None else self.factory.frame(dumps(obj))
 
+    def encode_own(self, event: Event) -> Optional[bytes]:
+        """``event`` as this user's other session caused it (``[auth] multiclient``): as
+        ``encode``, and a room joined there is followed by its snapshot, as a ``join``
+        request's own answer is (the client learns its members from it)."""
+        data = self.encode(event)
+        user = self.user
+        if data is None or event.kind != Kind.JOIN or user is None:
+            return data
+        room = self.hub.find_room(event.target)
+        if room is None or user.folded not in room.members:
+            return data
+        return data + self.factory.frame(dumps(room_json(room, self.hub.visible_members(user, room))))
+
     def send(self, data: bytes) -> None:
         self.ws.send_frame(data)
 
@@ -289,7 +303,7 @@ class JsonSession(EncodingParticipant):
         user, logout = self.user, self._logout
         self.user = self._logout = None
         if user is not None:
-            self.hub.quit(user, reason)
+            self.hub.quit(user, reason, self)
         if logout is not None:
             logout()
 
@@ -372,8 +386,12 @@ class JsonSession(EncodingParticipant):
         if self._closed:
             return
         try:
-            if self.user is None and not spec.before_login:
-                raise RequestError("not_logged_in", "log in first")
+            user = self.user
+            if user is None:
+                if not spec.before_login:
+                    raise RequestError("not_logged_in", "log in first")
+            elif user.participant is not self:  # one of several sessions of the user
+                user.act_as(self)
             _check_fields(msg, spec)
             getattr(self, spec.handler)(msg)
         except RequestError as e:
@@ -439,7 +457,9 @@ class JsonSession(EncodingParticipant):
         e = failure.value
         self.error(e.code, e.message, msg, target=e.target or None)
 
-    def _signed_on(self, _: object, user, logout, msg: dict, nick: str) -> None:
+    def _signed_on(self, signed, fresh, logout, msg: dict, nick: str) -> None:
+        attached = signed is not fresh  # one more session of the account's user
+        user, logout = signed, logout.for_user(signed)
         if self._closed:  # the connection went while the nick was claimed
             logout()
             return
@@ -457,8 +477,21 @@ class JsonSession(EncodingParticipant):
                 self._use_token(msg["token"], user.account)  # the client keeps the token it logged in with
             d = succeed(None)
             self.answer(msg, welcome)
+        if attached:  # then the rooms its user is in (after the welcome)
+            d.addCallback(lambda _: self._show_rooms())
+            return
         # then the rooms the account is in, joined again (after the welcome)
         d.addCallback(lambda _: self.hub.kept_rooms(user)).addCallback(self._rejoin)
+
+    def _show_rooms(self) -> None:
+        """A session that joined its account's user: each room that user is in, as a
+        ``join`` shows it (its own ``join`` event, then the snapshot)."""
+        user = self.user
+        if self._closed or user is None:
+            return
+        for room in list(user.rooms.values()):
+            self.deliver(self.hub.ids.make(Kind.JOIN, user.source, room.name, data={"account": user.account}))
+            self.reply(room_json(room, self.hub.visible_members(user, room)))
 
     def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
         """Answer ``msg`` with ``answer`` plus a new session token of ``account`` (``token``,
@@ -791,6 +824,32 @@ class JsonSession(EncodingParticipant):
     def do_away(self, msg: dict) -> None:
         self.hub.set_away(self.user, msg.get("text") or None)
         self._ok(msg)
+
+    # -- read markers ------------------------------------------------------------------
+
+    def do_markread(self, msg: dict) -> None:
+        """Read, or move forward, the read marker of a conversation (IRC's MARKREAD): the
+        answer is the marker, ``read_marker``; the user's other sessions are told."""
+        target = msg["target"]
+        limits = self.config.limits
+        if not target or len(target) > max(limits.nick_length, limits.room_name_length):
+            raise RequestError("invalid_field", "'target' must be a room or a nick", "target")
+        if "time" in msg:
+            try:
+                when = parse_iso_time(msg["time"])
+            except ValueError:
+                why = "'time' must be a time like 2026-01-02T03:04:05.000Z"
+                raise RequestError("invalid_field", why, "time") from None
+            self.hub.mark_read(self.user, target, when)
+        self.answer(msg, self._marker_json(target, self.hub.read_marker(self.user, target)))
+
+    def read_marker_moved(self, target: str, when: float) -> None:
+        """Another session of this user moved a read marker (``ChatHub.mark_read``)."""
+        self.reply(self._marker_json(target, when))
+
+    @staticmethod
+    def _marker_json(target: str, when: Optional[float]) -> dict[str, Any]:
+        return {"type": "read_marker", "target": target, "time": None if when is None else iso_time(when)}
 
     # -- history -----------------------------------------------------------------------
 

@@ -532,7 +532,8 @@ const handlers = {
       const retry = app.creds && app.creds.mode !== "register";
       if (retry && obj.request === "login" && obj.code === "nick_in_use" && app.creds.retries < 3) {
         // after a restart our old self may still hold the nick for a moment; an account's nick
-        // may be held by its other device: the same account, under another nick
+        // may be held by its other device where the server's [auth] multiclient is off (on, this
+        // login joins that device's user instead): the same account, under another nick
         app.creds = {
           ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1,
           wanted: app.creds.wanted || app.creds.nick,
