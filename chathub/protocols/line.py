@@ -220,7 +220,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
-        self.log.info("line connection from {peer}", event="connect", peer=self.peer)
+        if self.config.logging.detailed:  # else the line when it closes is the one
+            self.log.debug("line connection from {peer}", event="connect", peer=self.peer)
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
@@ -296,7 +297,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.user is not None:
             self.hub.quit(self.user, "Connection closed")
         self.log.info(
-            "line connection from {peer} closed ({nick})",
+            "line connection from {peer} closed ({nick})", event="disconnect",
             peer=self.peer,
             nick=self.user.nick if self.user else "no nick",
         )

@@ -1,6 +1,8 @@
 """Talking: PRIVMSG, NOTICE, TAGMSG, AWAY, SETNAME."""
 from __future__ import annotations
 
+import time
+
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.outbox import Receipt
@@ -10,8 +12,9 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
 from chathub.protocols.irc.commands_server import BOT_MODE
 from chathub.protocols.irc.multiline import BATCH_TYPE, ClientBatch
-from chathub.protocols.irc.table import command
-from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
+from chathub.protocols.irc.responsebuffer import ResponseBuffer
+from chathub.protocols.irc.table import COMMANDS, command, fast_path
+from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags, plain_privmsg
 
 _ACTION_START = "\x01ACTION "
 
@@ -103,6 +106,38 @@ def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Me
 def privmsg(session, msg: Message, rb) -> None:
     """PRIVMSG <target>[,<target>...] :<text> (CTCP ACTION becomes a /me)."""
     _deliver(session, msg, rb, Kind.MESSAGE, quiet=False)
+
+
+_PRIVMSG_PENALTY = COMMANDS["PRIVMSG"].penalty
+
+
+@fast_path(b"PRIVMSG ")
+def plain_privmsg_line(session, line: bytes) -> bool:
+    """``PRIVMSG #room :text`` from a registered client without echo-message or the bot
+    mode: what ``dispatch`` and ``privmsg`` do with it (the flood charge, the idle time,
+    the same ``hub.send``, a refusal answered with the same numeric), without a
+    ``Message``, a ``ResponseBuffer`` or the command table. False for any other line."""
+    found = plain_privmsg(line)
+    if found is None or C.ECHO_MESSAGE in session.caps or BOT_MODE in session.user.modes:
+        return False
+    target, text = found
+    if not is_room_name(target):
+        return False
+    session.flood.charge(_PRIVMSG_PENALTY)
+    session.idle_since = time.time()
+    rb = ResponseBuffer(session, None)
+    session.run_handler("PRIVMSG", _send_plain, found, rb)  # a refusal is answered in rb
+    session._flush(rb)
+    return True
+
+
+def _send_plain(session, found: tuple[str, str], rb) -> None:
+    target, text = found
+    kind = Kind.MESSAGE
+    if text.startswith(_ACTION_START):
+        kind = Kind.ACTION
+        text = text[len(_ACTION_START) :].rstrip("\x01")
+    session.hub.send(session.user, target, text, kind, {})
 
 
 @command("NOTICE", min_params=0)

@@ -41,6 +41,11 @@ SIGNED_OFF = "signed_off"
 #: ``hook(server, room)``: a room of the server's hub stopped existing
 ROOM_ENDED = "room_ended"
 
+#: the first 8 bytes of a line -> what handles the commonest form of that command before
+#: the parser sees it (``fast(session, line)``: True when it handled the line, False when
+#: the line must be parsed and dispatched as usual); only for registered clients
+FAST_PATHS: dict[bytes, Callable[..., bool]] = {}
+
 #: point -> its hooks, run in the order they were registered
 HOOKS: dict[str, list[Callable[..., None]]] = {WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: []}
 
@@ -63,6 +68,18 @@ def command(name: str, **options) -> Callable[[Callable], Callable]:
         return handler
 
     return register
+
+
+def fast_path(prefix: bytes) -> Callable[[Callable[..., bool]], Callable[..., bool]]:
+    """Decorator: try the function on a registered client's lines that start with
+    ``prefix`` (8 bytes) before parsing them (``FAST_PATHS``)."""
+    assert len(prefix) == 8
+
+    def add(fn: Callable[..., bool]) -> Callable[..., bool]:
+        FAST_PATHS[prefix] = fn
+        return fn
+
+    return add
 
 
 def hook(point: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

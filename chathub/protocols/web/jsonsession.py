@@ -441,7 +441,8 @@ class JsonSession(EncodingParticipant):
         self.user, self._logout = user, logout
         if self._login_timer.active():
             self._login_timer.cancel()
-        self.log.info("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
+        if self.config.logging.detailed:
+            self.log.debug("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
         welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}
         d: Deferred
         if user.account is not None and "password" in msg:
