@@ -91,10 +91,14 @@ def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
     if not any(network_lists):
         return False
     try:
-        address = ipaddress.ip_address(host)
+        address = _address(host)
     except ValueError:
         return False
     return any(address in network for networks in network_lists for network in _networks(tuple(networks)))
+
+
+#: ``ipaddress.ip_address``, remembered for the last addresses: every connection asks
+_address = functools.lru_cache(maxsize=1024)(ipaddress.ip_address)
 
 
 @functools.lru_cache(maxsize=16)
