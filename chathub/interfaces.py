@@ -86,6 +86,11 @@ class IAccountCreator(Interface):
         password acceptable is the caller's to check.
         """
 
+    def set_password(name: str, password: str) -> Deferred[Any]:
+        """Replace the password of account ``name`` (hashed off the reactor); fails with a
+        ``StorageError`` (``NoSuchAccount`` among them) when it cannot be stored. Checking
+        the old password, and that the new one is acceptable, is the caller's job."""
+
 
 class BackplaneUnavailable(Exception):
     """The backplane cannot answer now (Redis unreachable, just restarted without its data,

@@ -234,13 +234,22 @@ class Page:
 
     def register(self, nick: str, password: str) -> None:
         """Log in by registering ``nick`` as an account, from the form."""
+        self._account_form("register", nick, password, nick)
+
+    def login_account(self, nick: str, password: str, shown: Optional[str] = None) -> None:
+        """Log in to account ``nick`` from the form's Account tab; the sidebar then shows
+        ``shown`` (by default ``nick``) as the nick."""
+        self._account_form("account", nick, password, shown or nick)
+
+    def _account_form(self, tab: str, nick: str, password: str, shown: str) -> None:
         p = self.page
-        p.wait_for_selector("#tab-register:not([hidden])", timeout=WAIT_MS)
-        p.click("#tab-register")
+        p.wait_for_selector(f"#tab-{tab}:not([hidden])", timeout=WAIT_MS)
+        p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
+        p.click(f"#tab-{tab}")
         p.fill("#login-nick", nick)
         p.fill("#login-password", password)
         p.click("#login-button")
-        p.wait_for_selector(f"#me:text-is('{nick} ✓')", timeout=WAIT_MS)
+        p.wait_for_selector(f"#me:text-is('{shown} ✓')", timeout=WAIT_MS)
 
     def type(self, text: str) -> None:
         self.page.fill("#input", text)

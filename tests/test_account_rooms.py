@@ -3,6 +3,8 @@ they are joined again when the account logs in on a second WebSocket connection,
 telnet and over IRC ([irc] autojoin, on by default); a part or kick takes a room off."""
 from __future__ import annotations
 
+import sqlite3
+
 import pytest_twisted
 
 from tests.browser_helpers import connect
@@ -14,6 +16,22 @@ async def account_ws(port: int, nick: str) -> tuple[object, dict]:
     await client.expect({"type": "hello"})
     client.send_json({"type": "login", "nick": nick, "account": "alice", "password": "correct-horse"})
     return client, await client.expect({"type": "welcome"})
+
+
+async def rejoined_over_telnet_and_irc(server, rooms: list[str]):
+    """alice logs in over telnet (joined to ``rooms``, in order; then quits) and over IRC
+    with SASL PLAIN (the same JOINs); the IRC client, still connected."""
+    tel = await server.connect("line")
+    tel.send("/nick alice correct-horse")
+    await tel.expect_re(r"you are alice, logged in to account alice")
+    for room in rooms:
+        await tel.expect_re(rf"^\* you joined {room}$")
+    tel.send("/quit")
+    await tel.closed
+    irc = await irc_user(server, "alice", caps=[], password="correct-horse")
+    await irc.expect_count(r" JOIN ", len(rooms))
+    assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == rooms, irc.dump()
+    return irc
 
 
 async def stored(tmp_path, **irc):
@@ -50,19 +68,8 @@ async def test_rooms_follow_the_account_to_websocket_telnet_and_irc(tmp_path):
         await token.expect({"type": "welcome"})
         await token.expect({"type": "room", "room": "#three"})
 
-        # telnet
-        tel = await server.connect("line")
-        tel.send("/nick alice correct-horse")
-        await tel.expect_re(r"you are alice, logged in to account alice")
-        await tel.expect_re(r"^\* you joined #one")
-        await tel.expect_re(r"^\* you joined #three")
-        tel.send("/quit")
-        await tel.closed
-
-        # IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
-        irc = await irc_user(server, "alice", caps=[], password="correct-horse")
-        await irc.expect_count(r" JOIN ", 2)
-        assert [line.params[0] for line in irc.lines if line.command == "JOIN"] == ["#one", "#three"], irc.dump()
+        # telnet, then IRC (autojoin on by default): SASL PLAIN logs in as the nick's account
+        irc = await rejoined_over_telnet_and_irc(server, ["#one", "#three"])
 
         # a kick takes the room off the list: the next login is not in it
         server.hub.kick(server.hub.find_user("alice_web"), "#three", "alice", "out")
@@ -120,5 +127,55 @@ async def test_private_conversations_are_listed_on_a_second_connection(tmp_path)
         assert [c["target"] for c in one["conversations"]] == ["carol"]
         second.send_json({"type": "conversations", "limit": 0})
         assert (await second.expect({"type": "error"}))["code"] == "invalid_field"
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_keyed_room_is_rejoined_with_its_key_on_every_protocol(tmp_path, captured):
+    """A +k room is kept with the key (in the store, never logged), and a key changed while
+    the account is in the room replaces it: the rejoin works over chathub.v1, telnet and IRC."""
+    server = await stored(tmp_path)
+    try:
+        port = server.http_port
+        bob = await irc_user(server, "bob", caps=[], rooms=["#vault", "#plain"])
+        bob.send("MODE #vault +k sesame-1")
+        await bob.expect_re(r" MODE #vault \+k sesame-1")
+        first, _ = await account_ws(port, "alice_web")
+        first.send_json({"type": "join", "room": "#vault", "ref": "bad"})
+        assert (await first.expect({"ref": "bad"}))["code"] == "bad_key"
+        first.send_json({"type": "join", "room": "#vault", "key": "sesame-1", "ref": "v"})
+        await first.expect({"type": "ok", "ref": "v"})
+        first.send_json({"type": "join", "room": "#plain", "ref": "p"})
+        await first.expect({"type": "ok", "ref": "p"})
+        # the key changes while alice is in the room: the new one is kept
+        bob.send("MODE #vault +k sesame-2")
+        await first.expect({"type": "mode", "room": "#vault"})
+        first.send_json({"type": "quit"})
+        await first.wait_closed()
+        await server.store.check_writable()  # a write in turn after the key's: it is committed
+        db = sqlite3.connect(server.config.data_path(server.config.storage.sqlite_path))
+        rows = db.execute("SELECT room, room_key FROM account_rooms ORDER BY joined").fetchall()
+        db.close()
+        assert rows == [("#vault", "sesame-2"), ("#plain", None)]
+
+        # chathub.v1: both rooms come back, no error
+        second, _ = await account_ws(port, "alice_phone")
+        await second.expect({"type": "room", "room": "#vault"})
+        await second.expect({"type": "room", "room": "#plain"})
+        assert not [m for m in second.received if m.get("type") == "error"], second.received
+        assert "key" not in str([m for m in second.received if m.get("type") == "room"])  # never sent back
+        second.send_json({"type": "quit"})
+        await second.wait_closed()
+
+        irc = await rejoined_over_telnet_and_irc(server, ["#vault", "#plain"])
+        assert not [line for line in irc.lines if line.command == "475"]
+
+        # the key is removed (-k): the kept room forgets it too
+        bob.send("MODE #vault -k *")
+        await irc.expect_re(r" MODE #vault -k")
+        await server.store.check_writable()
+        assert await server.store.account_rooms("alice") == [("#vault", None), ("#plain", None)]
+        assert not captured.matching("sesame-1") and not captured.matching("sesame-2")
     finally:
         await server.stop()

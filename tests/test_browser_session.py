@@ -19,12 +19,7 @@ def test_reload_resumes_the_session_and_logout_ends_it(browser, hub_ports):
 
     page = Page(browser, url, 1280, 800)
     p = page.page
-    p.wait_for_selector("#login-button:not([disabled])", timeout=WAIT_MS)
-    p.click("#tab-account")
-    p.fill("#login-nick", "alice")
-    p.fill("#login-password", "alice's secret")
-    p.click("#login-button")
-    p.wait_for_selector("#me:text-is('alice ✓')", timeout=WAIT_MS)
+    page.login_account("alice", "alice's secret")
     page.join("#lobby")
     saved = p.evaluate("localStorage.getItem('chathub.token')")
     assert saved and "cht_" in saved

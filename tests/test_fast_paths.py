@@ -30,10 +30,10 @@ def record_sends(hub) -> list:
     calls: list = []
     real = hub.send
 
-    def send(user, target, text, kind="message", tags=None, receipt=None):
-        call = (user.nick, target, text, kind, dict(tags or {}), receipt is not None)
+    def send(user, target, text, kind="message", tags=None, receipt=None, **more):
+        call = (user.nick, target, text, kind, dict(tags or {}), receipt is not None, more.get("data"))
         try:
-            event = real(user, target, text, kind, tags, receipt=receipt)
+            event = real(user, target, text, kind, tags, receipt=receipt, **more)
         except HubError as e:
             calls.append((call, "refused", e.code, e.target))
             raise

@@ -167,3 +167,33 @@ def test_web_client_renders_formatting_and_shots(browser, room):  # noqa: F811
     assert irc.expect(r"PRIVMSG #fmt :from the web").endswith(":from the web: \x02bold\x02 and \x0313pink\x03")
     for page, *_ in pages:
         page.context.close()
+
+
+def test_urls_become_links_and_nothing_else_does(browser, room):  # noqa: F811
+    ports, irc, telnet = room
+    page = Page(browser, f"http://127.0.0.1:{ports['http']}/", 1280, 800)
+    page.login("reader")
+    page.join("#fmt")
+    irc.send("PRIVMSG #fmt :see https://en.wikipedia.org/wiki/Foo_(bar), and http://x.test/?q=1&r=<2>.")
+    telnet.send("javascript:alert(1) xhttps://no.test/ https:// \x02https://bold.test/b\x02 <https://angle.test/>")
+    page.wait_line("see https://")
+    page.wait_line("javascript:")
+    links = page.page.evaluate(
+        """() => [...document.querySelectorAll('#message-list .text a')].map(a => ({
+            text: a.textContent, href: a.getAttribute('href'), target: a.target, rel: a.rel,
+            bold: a.closest('.f-bold') !== null}))"""
+    )
+    assert [(link["text"], link["href"]) for link in links] == [
+        ("https://en.wikipedia.org/wiki/Foo_(bar)", "https://en.wikipedia.org/wiki/Foo_(bar)"),
+        ("http://x.test/?q=1&r=", "http://x.test/?q=1&r="),
+        ("https://bold.test/b", "https://bold.test/b"),
+        ("https://angle.test/", "https://angle.test/"),
+    ], links
+    assert all(link["target"] == "_blank" and "noopener" in link["rel"] and "noreferrer" in link["rel"]
+               for link in links)
+    assert [link["bold"] for link in links] == [False, False, True, False]
+    # the text around them is unchanged, the trailing comma outside the link
+    assert page.wait_line("see https://").endswith("see https://en.wikipedia.org/wiki/Foo_(bar), and "
+                                                   "http://x.test/?q=1&r=<2>.")
+    assert not page.errors, page.errors
+    page.context.close()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chathub.events import Event, Kind, Source
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.multiline import CONCAT, MIN_WIDTH, split_utf8, text_messages
+from chathub.protocols.irc.multiline import CONCAT, MIN_WIDTH, SOFT_BREAKS, split_utf8, text_messages
 from chathub.protocols.irc.render import event_tags, render_lines, source_of
 from chathub.protocols.irc.wire import parse
 from tests.support import HubServer, IrcClient, history, history_server, irc_user, offered_caps
@@ -86,6 +86,33 @@ def test_every_rendered_line_fits_and_the_text_arrives_whole(text, kind, caps, n
         assert all(b.strip(" ") for b in bodies)
     assert "".join(bodies).replace(" ", "") == text.replace("\n", "").replace(" ", "")
     assert [("msgid" in line.tags) for line in lines[1:]] == [False] * (len(lines) - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.lists(st.integers(min_value=-3, max_value=400), max_size=12), st.booleans())
+def test_soft_breaks_come_back_as_the_lines_the_sender_sent_and_never_change_the_text(text, breaks, multiline):
+    # a message from a multiline batch: IRC recipients get it cut where its sender cut it,
+    # whatever offsets the event carries (out of order, outside the text, at a line break)
+    event = Event(id="0abc", time=1.0, kind=Kind.MESSAGE, source=_event("").source, target=ROOM,
+                  text=text, data={SOFT_BREAKS: breaks})
+    caps = frozenset({C.MULTILINE, C.MESSAGE_TAGS}) if multiline else frozenset()
+    lines = render_lines(event, caps, "irc.test")
+    for line in lines:
+        assert parse(line.to_bytes()[:-2]).params == line.params  # every line fits
+    if multiline and len(lines) > 1:
+        assert _joined_lines(lines[1:-1]) == text
+        pieces = [line.params[1] for line in lines[1:-1]]
+    else:
+        pieces = [line.params[1] for line in lines]
+        assert "".join(pieces).replace(" ", "") == text.replace("\n", "").replace(" ", "")
+    # every valid offset inside a line of the text is a cut the recipient sees
+    flat = text.replace("\n", "")
+    ends = {sum(len(p) for p in pieces[: i + 1]) for i in range(len(pieces))}
+    last = 0
+    for offset in breaks:
+        if last < offset < len(text) and "\n" not in text[offset - 1 : offset + 1] and text.strip(" \n"):
+            assert offset - text[:offset].count("\n") in ends or not multiline
+        last = max(last, offset)
 
 
 def test_a_line_of_exactly_the_room_left_is_one_privmsg_and_one_more_byte_makes_two():
@@ -224,6 +251,29 @@ async def test_lengths_at_and_around_the_line_limit_and_characters_at_the_cut(ro
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_irc_line_that_fits_its_sender_but_not_its_recipients_is_refused_with_the_limit(room):
+    # what arrives as one IRC line leaves as one line or not at all (irctest's buffering and
+    # message-tags length tests): the relay adds the sender's prefix, so the sender is told
+    # the limit (417) instead of its line reaching IRC clients cut in two
+    telnet, ws, raw, modern = room.clients
+    sender = await irc_user(server := room.server, "longliner", caps=["echo-message"], rooms=[ROOM])
+    sender.send(f"PRIVMSG {ROOM} :probe")
+    probe = await raw.expect(lambda l: l.command == "PRIVMSG" and l.params[1] == "probe")
+    left = 510 - len(f":{probe.source} PRIVMSG {ROOM} :".encode())
+    sender.send(f"PRIVMSG {ROOM} :{'y' * (left + 1)}")
+    refused = await sender.expect("417")
+    assert f"at most {left} bytes" in refused.params[-1]
+    sender.send(f"PRIVMSG {ROOM} :{'x' * left}")  # exactly the room left: one line to everyone
+    got = await raw.expect("PRIVMSG")  # the next after the probe: the refused line reached nobody
+    assert got.params[1] == "x" * left  # 510 bytes with its prefix: the limit exactly
+    assert (await ws.expect({"type": "message", "target": ROOM}))["text"] == "probe"
+    assert (await ws.expect({"type": "message", "target": ROOM}))["text"] == "x" * left
+    echo = await sender.expect(lambda l: l.command == "PRIVMSG" and l.params[1].startswith("x"))
+    assert echo.params[1] == "x" * left
+    assert [e.text for e in await server.store.latest("longliner", ROOM, None, 5) if e.kind == Kind.MESSAGE][-1] == "x" * left
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_multiline_batch_from_irc_reaches_telnet_web_and_irc_as_one_message(room):
     server = room.server
     telnet, ws, raw, modern = room.clients
@@ -247,11 +297,15 @@ async def test_a_multiline_batch_from_irc_reaches_telnet_web_and_irc_as_one_mess
     await telnet.expect_re(r"^\[#long\] <paster> def f\(x\):$")
     await telnet.expect_re(r"^\[#long\] <paster>     return x \+ 1$")
     await telnet.expect_re(rf"^\[#long\] <paster> {long_tail}$")  # the blank line is left out
+    # IRC clients get the lines as the sender sent them (irctest's multiline tests): split
+    # where the sender split, blank lines left out without the capability
     lines = await _collect(raw, text)
-    assert [l.params[1] for l in lines[:2]] == ["def f(x):", "    return x + 1"]
-    assert "".join(l.params[1] for l in lines[2:]) == long_tail
+    assert [l.params[1] for l in lines] == ["def f(x):", "    return x ", "+ 1", long_tail[:400], long_tail[400:]]
     _, inner = await _batch(modern)
     assert _joined_lines(inner) == text
+    assert [(l.params[1], CONCAT in l.tags) for l in inner] == [
+        ("def f(x):", False), ("    return x ", False), ("+ 1", True), ("", False),
+        (long_tail[:400], False), (long_tail[400:], True)]
     # the sender's echo is one batch, the label on its opening line
     opening, echoed = await _batch(sender)
     assert opening.tags.get("label") == "p1"

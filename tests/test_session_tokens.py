@@ -1,6 +1,7 @@
 """Session tokens over real sockets: a chathub.v1 password login gets a token that logs the
 same account in again; it expires, it is revoked by logout, and "log out everywhere" revokes
-them all; the store keeps only digests, at most [auth] max_tokens per account."""
+them all and ends the web and IRC connections that hold one; the store keeps only digests,
+at most [auth] max_tokens per account."""
 from __future__ import annotations
 
 import base64
@@ -94,9 +95,18 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         assert refused["code"] == "login_failed"
         fourth, answer = await token_login(port, "alice8", kept)
         assert answer["type"] == "welcome"
-        # log out everywhere: every token of the account goes
+        # log out everywhere: every token of the account goes, and every live session that
+        # logged in with one or was given one is told, then closed (4000); this one quits itself
+        guest_before = await ws_login(port, "carol")
         fourth.send_json({"type": "logout", "everywhere": True})
         assert (await fourth.expect({"type": "logged_out"}))["revoked"] >= 2
+        assert "reason" not in fourth.received[-1]
+        assert (await fourth.wait_closed())[1] == 1000
+        for ended in (first, second, third):
+            told = await ended.expect({"type": "logged_out"})
+            assert "another device" in told["reason"], told
+            assert (await ended.wait_closed())[1] == 4000
+        assert not [nick for nick in ("alice", "alice4", "alice5") if server.hub.find_user(nick)]
         _, refused = await token_login(port, "alice9", kept)
         assert refused["code"] == "login_failed"
         # guests get no token and revoke nothing
@@ -106,7 +116,8 @@ async def test_token_logs_in_again_expires_and_is_revoked(tmp_path):
         assert (await guest.expect({"type": "error"}))["code"] == "invalid_field"
         guest.send_json({"type": "logout"})
         assert (await guest.expect({"type": "logged_out"}))["revoked"] == 0
-        await quit_all([first, second, third])
+        assert guest_before.close_info is None  # a guest holds no token: nothing ended it
+        await quit_all([guest_before])
     finally:
         await server.stop()
 
@@ -126,9 +137,18 @@ async def test_token_as_irc_sasl_plain_password(tmp_path):
         await other.expect("AUTHENTICATE")
         other.send("AUTHENTICATE " + base64.b64encode(f"bob\0bob\0{token}".encode()).decode())
         assert (await other.expect(lambda line: line.command in ("903", "904"))).command == "904"
-        await quit_all([web])
-        irc.send("QUIT")
+        # log out everywhere from the web: the IRC connection that logged in with the token ends
+        watcher = await irc_user(server, "watcher", caps=[], rooms=["#r"])
+        irc.send("JOIN #r")
+        await watcher.expect_re(r":alice!\S+ JOIN #r")
+        web.send_json({"type": "logout", "everywhere": True})
+        await web.expect({"type": "logged_out"})
+        await irc.expect_re(r"^ERROR :Logged out: the session token this connection logged in with was revoked")
         await irc.closed
+        await watcher.expect_re(r":alice!\S+ QUIT :Logged out: the session token")
+        assert server.hub.find_user("alice") is None
+        watcher.send("QUIT")
+        await watcher.closed
     finally:
         await server.stop()
 
@@ -157,7 +177,8 @@ async def test_tokens_per_account_are_bounded(tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_version_3_database_gains_session_tokens(store_factory):
     """A database chathub with schema version 3 wrote is upgraded in place: its accounts
-    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms kept."""
+    stay, tokens can be stored, looked up (only while live) and revoked, and account rooms
+    kept, with their keys."""
     dialect = SQLITE if store_factory.backend == "sqlite" else POSTGRES
     conn, p = _connect(store_factory)
     try:
@@ -181,9 +202,59 @@ async def test_version_3_database_gains_session_tokens(store_factory):
     # version 5: the account's rooms, the oldest beyond ``keep`` forgotten
     for at, room in enumerate(["#One", "#two", "#three"]):
         await store.add_account_room("ALICE", room, float(at), 2)
-    assert await store.account_rooms("alice") == ["#two", "#three"]
-    await store.add_account_room("alice", "#TWO", 9.0, 2)  # joined again: keeps its place
-    assert await store.account_rooms("alice") == ["#two", "#three"]
+    assert await store.account_rooms("alice") == [("#two", None), ("#three", None)]
+    # joined again (with the room's key, version 6): keeps its place, takes the key
+    await store.add_account_room("alice", "#TWO", 9.0, 2, "k1")
+    assert await store.account_rooms("alice") == [("#two", "k1"), ("#three", None)]
     assert await store.remove_account_room("alice", "#three") is True
     assert await store.remove_account_room("alice", "#three") is False
-    assert await store.account_rooms("alice") == ["#two"]
+    assert await store.account_rooms("alice") == [("#two", "k1")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_password_change_revokes_every_token_and_logs_their_sessions_out(tmp_path, captured):
+    server = await registered(tmp_path)
+    try:
+        port = server.http_port
+        changer, welcome = await password_login(port, "alice_web")
+        other, other_welcome = await password_login(port, "alice_phone")
+        irc = await irc_user(server, "alice", caps=[], password=other_welcome["token"])  # SASL as alice
+        guest = await ws_login(port, "bob")
+        guest.send_json({"type": "password", "password": "x", "new_password": "yyyy", "ref": "g"})
+        assert (await guest.expect({"ref": "g"}))["code"] == "registration_unavailable"
+        changer.send_json({"type": "password", "password": "wrong horse", "new_password": "new horse", "ref": 1})
+        refused = await changer.expect({"ref": 1})
+        assert refused["code"] == "login_failed" and refused["field"] == "password"
+        changer.send_json({"type": "password", "password": "correct horse", "new_password": "abc", "ref": 2})
+        assert (await changer.expect({"ref": 2}))["code"] == "weak_password"
+        assert other.close_info is None  # nothing changed yet
+
+        changer.send_json({"type": "password", "password": "correct horse", "new_password": "new horse", "ref": 3})
+        changed = await changer.expect({"ref": 3})
+        assert changed["type"] == "password_changed" and changed["revoked"] == 2
+        assert changed["token"].startswith("cht_") and changed["token"] != welcome["token"]
+        # the other web session and the IRC connection that held a token are logged out
+        assert "another device" in (await other.expect({"type": "logged_out"}))["reason"]
+        assert (await other.wait_closed())[1] == 4000
+        await irc.expect_re(r"^ERROR :Logged out")
+        await irc.closed
+        # the old password and the old tokens are refused; the new password and token work
+        for token in (welcome["token"], other_welcome["token"]):
+            _, answer = await token_login(port, "alice_old", token)
+            assert answer["code"] == "login_failed"
+        again = await connect(port, protocols=V1)
+        await again.expect({"type": "hello"})
+        again.send_json({"type": "login", "nick": "alice2", "account": "alice", "password": "correct horse"})
+        assert (await again.expect({"type": "error"}))["code"] == "login_failed"
+        kept, answer = await token_login(port, "alice3", changed["token"])
+        assert answer["type"] == "welcome"
+        fresh = await connect(port, protocols=V1)
+        await fresh.expect({"type": "hello"})
+        fresh.send_json({"type": "login", "nick": "alice4", "account": "alice", "password": "new horse"})
+        assert (await fresh.expect(lambda m: m.get("type") in ("welcome", "error")))["type"] == "welcome"
+        assert changer.close_info is None  # the session that changed it stays, with its new token
+        assert not captured.matching("new horse") and not captured.matching(changed["token"])
+        captured.find("password of account alice changed via ws")
+        await quit_all([changer, kept, fresh, guest])
+    finally:
+        await server.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from zope.interface import implementer
 
@@ -48,6 +48,10 @@ class SessionTokens:
         self.lifetime = lifetime
         self.keep = keep
         self.clock = clock
+        # the live sessions that logged in with (or were given) a token: digest -> (folded
+        # account, {session's callback}); told when their token is revoked, so a "log out
+        # everywhere" ends them too. Only digests are held, as in the store.
+        self._sessions: dict[str, tuple[str, set[Callable[[], None]]]] = {}
 
     def issue(self, account: str) -> defer.Deferred:
         """A new token for ``account``: fires with ``(token, expires)`` once stored."""
@@ -62,12 +66,39 @@ class SessionTokens:
         return self.store.token_account(digest(token), self.clock.seconds())
 
     def revoke(self, token: str) -> defer.Deferred:
-        """Revoke one token; fires with True if it was live."""
-        return self.store.revoke_token(digest(token))
+        """Revoke one token; fires with True if it was live. The sessions using it are told
+        once it is revoked."""
+        key = digest(token)
+        return self.store.revoke_token(key).addCallback(self._ended, [key])
 
     def revoke_all(self, account: str) -> defer.Deferred:
-        """Revoke every token of ``account`` ("log out everywhere"); fires with how many."""
-        return self.store.revoke_tokens(account)
+        """Revoke every token of ``account`` ("log out everywhere", a changed password);
+        fires with how many. Every session using one of them is told once they are revoked."""
+        folded = fold(account)
+        return self.store.revoke_tokens(account).addCallback(
+            lambda revoked: self._ended(revoked, [k for k, (owner, _) in self._sessions.items() if owner == folded])
+        )
+
+    def watch(self, token: str, account: str, revoked: Callable[[], None]) -> Callable[[], None]:
+        """Call ``revoked`` when ``token`` (of ``account``) is revoked through this object,
+        once; returns the function that stops watching (the session ended first)."""
+        key = digest(token)
+        watchers = self._sessions.setdefault(key, (fold(account), set()))[1]
+        watchers.add(revoked)
+
+        def unwatch() -> None:
+            watchers.discard(revoked)
+            if not watchers and self._sessions.get(key, (None, None))[1] is watchers:
+                del self._sessions[key]
+
+        return unwatch
+
+    def _ended(self, result: Any, keys: list[str]) -> Any:
+        for key in keys:
+            entry = self._sessions.pop(key, None)
+            for revoked in list(entry[1]) if entry is not None else []:
+                revoked()
+        return result
 
 
 @implementer(ICredentialsChecker)

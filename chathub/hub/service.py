@@ -613,17 +613,18 @@ class ChatHub(service.Service):
         )
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         if self.account_rooms is not None:
-            self.account_rooms.joined(user.account, room.name)
+            self.account_rooms.joined(user.account, room.name, room.key)
         return room
 
-    def account_room_names(self, user: User) -> Deferred[list[str]]:
-        """The rooms ``user``'s account is in, in the order it joined them, for a protocol to
-        join again at login through its own JOIN (the answers are its own); a guest, or a
-        hub without a store, has none, and a store that cannot answer gives none (logged)."""
+    def kept_rooms(self, user: User) -> Deferred[list[tuple[str, Optional[str]]]]:
+        """The rooms ``user``'s account is in, as (name, key or None: the ``+k`` room's key
+        it was in with), in the order it joined them, for a protocol to join again at login
+        through its own JOIN (the answers are its own); a guest, or a hub without a store,
+        has none, and a store that cannot answer gives none (logged)."""
         if self.account_rooms is None or user.account is None:
             return defer.succeed([])
 
-        def failed(failure: Any) -> list[str]:
+        def failed(failure: Any) -> list[tuple[str, Optional[str]]]:
             self.log.error("could not read the rooms of {account}: {why}", account=user.account,
                            why=failure.getErrorMessage())
             return []
@@ -788,6 +789,10 @@ class ChatHub(service.Service):
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.save(room)
+            if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
+                # the members' accounts keep the new key (or none) with the room, for their rejoin
+                for member in room.members.values():
+                    self.account_rooms.joined(member.user.account, room.name, room.key)
         return applied, refused
 
     # -- visibility (chathub.hub.visibility): every protocol asks the hub ---------------
@@ -833,12 +838,14 @@ class ChatHub(service.Service):
         kind: str = Kind.MESSAGE,
         tags: Optional[Mapping[str, str]] = None,
         receipt: Optional[Receipt] = None,
+        data: Optional[Mapping[str, Any]] = None,
     ) -> Event:
         """Send a message, action, notice or tag-only message to a room or a nick.
 
         With a ``receipt`` the caller answers the sender itself once the message is
         delivered or refused (``after_delivery``); without one, a message that cannot be
-        stored is reported to the sender with a server notice."""
+        stored is reported to the sender with a server notice. ``data`` is carried on the
+        event as given (plain JSON-able values: how a protocol's client sent the text)."""
         self._check_present(user)
         if kind != Kind.TAGMSG:
             if not text:
@@ -852,7 +859,7 @@ class ChatHub(service.Service):
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
-            event = self._event(kind, user, room.name, text, tags)
+            event = self._event(kind, user, room.name, text, tags, data)
             self._publish(event, room.recipients(), user, receipt=receipt)
             return event
         recipient = self.users.get(fold(target))
@@ -861,12 +868,12 @@ class ChatHub(service.Service):
             if remote is None:
                 raise errors.NoSuchNick(target)
             # stored, and carried by the cluster relay to the node that holds the nick
-            data = {"to_session": remote.session} if remote.account is None else None
-            event = self._event(kind, user, cast(str, remote.nick), text, tags, data)
+            to_remote = dict(data or {}, to_session=remote.session) if remote.account is None else data
+            event = self._event(kind, user, cast(str, remote.nick), text, tags, to_remote)
             self._publish(event, [user], user, receipt=receipt)
             return event
-        data = {"to_session": recipient.session} if recipient.account is None else None
-        event = self._event(kind, user, cast(str, recipient.nick), text, tags, data)  # signed on
+        private = dict(data or {}, to_session=recipient.session) if recipient.account is None else data
+        event = self._event(kind, user, cast(str, recipient.nick), text, tags, private)  # signed on
         self._publish(event, [recipient, user] if recipient is not user else [user], user, receipt=receipt)
         return event
 
@@ -1194,6 +1201,26 @@ class ChatHub(service.Service):
             return name
 
         return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
+
+    def change_password(self, user: User, password: str) -> Deferred[int]:
+        """Give ``user``'s account the new ``password`` (the caller checked the old one) and
+        revoke every session token of the account, which logs out the connections holding
+        one; fires with how many tokens were revoked. Fails with a ``HubError``
+        (``registration_unavailable``, ``weak_password``, ``storage_failed``)."""
+        account = user.account
+        if self.account_creator is None or account is None:
+            return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
+        if len(password) < errors.MIN_PASSWORD:
+            return defer.fail(errors.WeakPassword(user.nick or ""))
+        tokens = self.session_tokens
+
+        def changed(_: Any) -> Any:
+            self.log.info("password of account {account} changed via {protocol}", account=account,
+                          protocol=user.protocol)
+            return 0 if tokens is None else tokens.revoke_all(account)
+
+        d = self.account_creator.set_password(account, password).addCallback(changed)
+        return d.addErrback(as_hub_error)
 
     def create_nick_account(self, nick: str, password: str) -> Deferred[Any]:
         """Create the account ``nick`` for a connection that has no nick in the hub yet

@@ -503,15 +503,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         how = f"logged in to account {user.account}" if user.account else "a guest"
         self.say(f"* you are {nick}, {how}. /join #room to start talking, /list to see rooms.")
         if user.account is not None:
-            self.hub.account_room_names(user).addCallback(self._rejoin)
+            self.hub.kept_rooms(user).addCallback(self._rejoin)
 
-    def _rejoin(self, names: list[str]) -> None:
-        """Join the rooms the account is in, as /join of each would."""
-        for name in names:
+    def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
+        """Join the rooms the account is in, as /join of each (with its key, if kept with
+        one) would."""
+        for name, key in rooms:
             if self.closing or self.user is None:
                 return
             try:
-                self.cmd_join(name)
+                self._join(name, key)
             except HubError as e:
                 self.error(f"could not join {name} again: {e.message}")
 
@@ -536,8 +537,11 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if not parts:
             self.error("usage: /join #room [key]")
             return
-        name = parts[0] if is_room_name(parts[0]) else "#" + parts[0]
-        room = self.hub.join(self.user, name, parts[1] if len(parts) > 1 else None)
+        self._join(parts[0], parts[1] if len(parts) > 1 else None)
+
+    def _join(self, name: str, key: Optional[str]) -> None:
+        name = name if is_room_name(name) else "#" + name
+        room = self.hub.join(self.user, name, key)
         if room is None:
             self.current_room = self.hub.find_room(name).name
             self.say(f"* you are already in {self.current_room}; it is now your current room")

@@ -251,14 +251,15 @@ class IStore(Interface):
     def revoke_tokens(account: str) -> Deferred[int]:
         """Remove every token of ``account``; fires with how many there were."""
 
-    def add_account_room(account: str, room: str, at: float, keep: int) -> Deferred[None]:
-        """Remember that ``account`` is in ``room``, keeping its ``keep`` latest rooms."""
+    def add_account_room(account: str, room: str, at: float, keep: int, key: Optional[str] = None) -> Deferred[None]:
+        """Remember that ``account`` is in ``room``, entered with ``key`` (a ``+k`` room's,
+        replacing the one remembered), keeping its ``keep`` latest rooms."""
 
     def remove_account_room(account: str, room: str) -> Deferred[bool]:
         """Forget that ``account`` is in ``room``; fires with True if it was remembered."""
 
-    def account_rooms(account: str) -> Deferred[list[str]]:
-        """The rooms ``account`` is in, in joining order."""
+    def account_rooms(account: str) -> Deferred[list[tuple[str, Optional[str]]]]:
+        """The rooms ``account`` is in, as (name, key or None), in joining order."""
 
     def save_room(record: RoomRecord) -> Deferred[None]:
         """Insert or replace a persistent room."""

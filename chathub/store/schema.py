@@ -174,6 +174,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        6,
+        "the key of each kept +k room",
+        [
+            # given back at the rejoin, which fails without it; never sent to a client
+            "ALTER TABLE account_rooms ADD COLUMN room_key TEXT",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 from chathub.events import Kind
 from chathub.hub import errors
@@ -11,7 +12,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
 from chathub.protocols.irc.commands_server import BOT_MODE
-from chathub.protocols.irc.multiline import BATCH_TYPE, ClientBatch
+from chathub.protocols.irc.multiline import ACTION_WRAP, BATCH_TYPE, SOFT_BREAKS, ClientBatch, line_room
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import COMMANDS, command, fast_path
 from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags, plain_privmsg
@@ -26,8 +27,11 @@ def client_tags(session, msg: Message) -> dict[str, str]:
     return {k: v for k, v in msg.tags.items() if k.startswith("+")}
 
 
-def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
+def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optional[ClientBatch] = None) -> None:
+    """Send a PRIVMSG, NOTICE or TAGMSG, or the message of a closed multiline batch
+    (``batched``), to each of its targets through the hub."""
     name = msg.command.upper()
+    soft_breaks = batched.soft_breaks if batched is not None else []
     if not msg.params or not msg.params[0]:
         if not quiet:
             rb.numeric(N.ERR_NORECIPIENT, f"No recipient given ({name})")
@@ -70,10 +74,16 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
         if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
             event_kind = Kind.ACTION
             body = body[len(_ACTION_START) :].rstrip("\x01")
+        if (
+            batched is None and kind == Kind.MESSAGE
+            and _too_long_for_one_line(rb, name, user, target, event_kind, body)
+        ):
+            continue
         to_self = folded == user.folded
         receipt = Receipt() if answered or to_self else None
         try:
-            event = hub.send(user, target, body, event_kind, tags, receipt=receipt)
+            event = hub.send(user, target, body, event_kind, tags, receipt=receipt,
+                             data={SOFT_BREAKS: soft_breaks} if soft_breaks else None)
         except errors.HubError as e:
             if not quiet:
                 session.hub_error(rb, e)
@@ -92,6 +102,18 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool) -> None:
                 rb.numeric(N.RPL_AWAY, recipient.nick, recipient.away)
     if sent > 1:
         session.flood.charge(sent - 1)  # one message per target: the command paid for one
+
+
+def _too_long_for_one_line(rb, command: str, user, target: str, kind: str, body: str) -> bool:
+    """Refuse (417, True) a PRIVMSG that fits the sender's line but not the recipients'
+    (their lines carry the sender's prefix) rather than split it: what arrived as one line
+    leaves as one line (a NOTICE, never answered, is split)."""
+    room_left = line_room(command, user.mask, target, ACTION_WRAP if kind == Kind.ACTION else 0)
+    if len(body.encode("utf-8")) <= room_left:
+        return False
+    rb.numeric(N.ERR_INPUTTOOLONG, f"Message too long for one line to {target}: at most {room_left} "
+               "bytes of text (longer ones as a draft/multiline batch)")
+    return True
 
 
 def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Message]:
@@ -116,7 +138,7 @@ def plain_privmsg_line(session, line: bytes) -> bool:
     """``PRIVMSG #room :text`` from a registered client without echo-message or the bot
     mode: what ``dispatch`` and ``privmsg`` do with it (the flood charge, the idle time,
     the same ``hub.send``, a refusal answered with the same numeric), without a
-    ``Message``, a ``ResponseBuffer`` or the command table. False for any other line."""
+    ``Message`` or the command table. False for any other line."""
     found = plain_privmsg(line)
     if found is None or C.ECHO_MESSAGE in session.caps or BOT_MODE in session.user.modes:
         return False
@@ -137,7 +159,8 @@ def _send_plain(session, found: tuple[str, str], rb) -> None:
     if text.startswith(_ACTION_START):
         kind = Kind.ACTION
         text = text[len(_ACTION_START) :].rstrip("\x01")
-    session.hub.send(session.user, target, text, kind, {})
+    if not _too_long_for_one_line(rb, "PRIVMSG", session.user, target, kind, text):
+        session.hub.send(session.user, target, text, kind, {})
 
 
 @command("NOTICE", min_params=0)
@@ -192,7 +215,7 @@ def batch(session, msg: Message, rb) -> None:
         rb.fail("BATCH", "MULTILINE_INVALID", "A multiline message needs some text")
         return
     _deliver(session, Message("PRIVMSG", [open_batch.target, text], tags=open_batch.tags), rb,
-             Kind.MESSAGE, quiet=False)
+             Kind.MESSAGE, quiet=False, batched=open_batch)
 
 
 @command("AWAY")

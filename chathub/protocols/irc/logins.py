@@ -44,11 +44,18 @@ class LoggedLogins:
             token = SessionToken(_text(credentials.password), _text(credentials.username))
             d = self.portal.login(token, mind, *interfaces)
 
+            def held(result):
+                # the connection is ended when its token is revoked
+                account = getattr(result[1], "account", None)
+                if account is not None and hasattr(mind, "hold_token"):
+                    mind.hold_token(token.token, account)
+                return result
+
             def as_password(failure):
                 failure.trap(UnauthorizedLogin, UnhandledCredentials)
                 return self._password_login(credentials, mind, interfaces)
 
-            return d.addErrback(as_password)
+            return d.addCallbacks(held, as_password)
         return self._password_login(credentials, mind, interfaces)
 
     def _password_login(self, credentials, mind, interfaces):

@@ -9,7 +9,9 @@ breaks (``\\n``) up to ``message_lines`` lines. IRC has 512 bytes a line, so:
   boundary, never inside a UTF-8 sequence). A client with ``draft/multiline`` (and
   ``batch``) gets one ``draft/multiline`` batch (a piece that continues the line before
   it carries ``draft/multiline-concat``); any other client gets the pieces as plain
-  PRIVMSGs, without blank lines, the ``msgid`` on the first one only. ACTION and NOTICE
+  PRIVMSGs, without blank lines, the ``msgid`` on the first one only. A message from an
+  IRC client's batch also carries where its sender broke lines without a line break
+  (``SOFT_BREAKS``), and is cut there too, so IRC recipients get the lines as sent. ACTION and NOTICE
   are always sent as plain lines: the batch carries PRIVMSGs only. What is built
   depends only on the event and the capability set, so fan-out builds it once per
   ``format_key``, not per recipient.
@@ -35,9 +37,13 @@ if TYPE_CHECKING:
 CONCAT = "draft/multiline-concat"
 #: the batch type
 BATCH_TYPE = "draft/multiline"
+#: the event data key of a message from a multiline batch: the offsets (characters into
+#: the text) where the sender's client broke a line without a line break
+#: (``draft/multiline-concat``), so IRC recipients get the lines it was sent as
+SOFT_BREAKS = "soft_breaks"
 #: the fewest bytes a piece may hold: one UTF-8 character of any length always fits
 MIN_WIDTH = 4
-_ACTION_WRAP = len("\x01ACTION \x01")
+ACTION_WRAP = len("\x01ACTION \x01")
 
 
 def cap_value(limits: "LimitsConfig") -> str:
@@ -84,7 +90,29 @@ def text_lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def _fits(command: str, source: str, target: str, extra: int) -> int:
+def _sent_lines(text: str, soft_breaks: object) -> list[tuple[str, bool]]:
+    """The lines of ``text`` as its sender sent them: each line of the text, cut again at
+    the ``soft_breaks`` offsets inside it (``True``: joined to the line before without a
+    line break). Offsets out of order, outside the text or at a line's edge are ignored:
+    the text arrives whole either way. Linear in the text and the offsets."""
+    cuts = [c for c in soft_breaks if isinstance(c, int)] if isinstance(soft_breaks, list) else []
+    out: list[tuple[str, bool]] = []
+    pos = 0  # where the current line starts in the text
+    i = 0
+    for line in text_lines(text):
+        end = pos + len(line)
+        start, continued = pos, False
+        while i < len(cuts) and cuts[i] < end:
+            if cuts[i] > start:
+                out.append((line[start - pos : cuts[i] - pos], continued))
+                start, continued = cuts[i], True
+            i += 1
+        out.append((line[start - pos :], continued))
+        pos = end + 1
+    return out
+
+
+def line_room(command: str, source: str, target: str, extra: int) -> int:
     """Bytes of text one line can carry: 512 less CRLF, ``:source COMMAND target :``."""
     head = len(source.encode("utf-8", "replace")) + len(target.encode("utf-8", "replace"))
     return MAX_BODY - 2 - (1 + head + 1 + len(command) + 1 + 2) - extra
@@ -98,18 +126,22 @@ def text_messages(
     command = "NOTICE" if kind == Kind.NOTICE else "PRIVMSG"
     text = event.text
     action = kind == Kind.ACTION
-    width = _fits(command, source, target, _ACTION_WRAP if action else 0)
-    if "\n" not in text and "\r" not in text and (len(text) * 4 <= width or len(encode_utf8(text)) <= width):
+    width = line_room(command, source, target, ACTION_WRAP if action else 0)
+    soft_breaks = event.data.get(SOFT_BREAKS) if event.data else None
+    if (
+        "\n" not in text and "\r" not in text and not soft_breaks
+        and (len(text) * 4 <= width or len(encode_utf8(text)) <= width)
+    ):
         # the common case: one line as it always was
         return [Message(command, [target, f"\x01ACTION {text}\x01" if action else text], source, tags)]
     # each line of the text and the pieces it is cut into; ``True`` marks a continuation
     pieces: list[tuple[str, bool]] = []
-    for line in text_lines(text):
+    for line, continued in _sent_lines(text, soft_breaks):
         parts = split_utf8(line, width)
         if not parts:
             pieces.append(("", False))
             continue
-        pieces.append((parts[0], False))
+        pieces.append((parts[0], continued))
         pieces.extend((part, True) for part in parts[1:])
     if kind == Kind.MESSAGE and C.MULTILINE in caps:
         return _batch(event, pieces, source, tags, target)
@@ -154,7 +186,7 @@ def is_multiline_batch(messages: list[Message]) -> bool:
 class ClientBatch:
     """A ``draft/multiline`` batch a client has opened and not yet closed."""
 
-    __slots__ = ("ref", "target", "tags", "parts", "size", "lines", "label", "failed")
+    __slots__ = ("ref", "target", "tags", "parts", "size", "length", "lines", "label", "failed", "soft_breaks")
 
     def __init__(self, ref: str, target: str, tags: dict[str, str], label: Optional[str]) -> None:
         self.ref = ref
@@ -162,6 +194,8 @@ class ClientBatch:
         self.tags = tags  # the client-only tags, given on the BATCH line
         self.parts: list[str] = []
         self.size = 0  # bytes of the joined text so far
+        self.length = 0  # characters of the joined text so far
+        self.soft_breaks: list[int] = []  # where a line joined the one before it without a break
         self.lines = 0
         self.label = label
         self.failed = False  # a limit was broken: the rest is read and dropped
@@ -171,11 +205,15 @@ class ClientBatch:
         if self.parts and not concat:
             self.parts.append("\n")
             self.size += 1
+            self.length += 1
             self.lines += 1
         elif not self.parts:
             self.lines = 1
+        elif text:
+            self.soft_breaks.append(self.length)
         self.parts.append(text)
         self.size += len(text.encode("utf-8"))
+        self.length += len(text)
 
     def text(self) -> str:
         """The joined message."""

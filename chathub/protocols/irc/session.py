@@ -85,6 +85,7 @@ class IrcSession:
         "password",
         "user",
         "_logout",
+        "_unwatch_token",
         "registered",
         "closed",
         "sasl",
@@ -141,6 +142,7 @@ class IrcSession:
         self.password: Optional[str] = None
         self.user: Optional[User] = None  # hub User once logged in (guest or account)
         self._logout: Optional[Callable[[], None]] = None
+        self._unwatch_token: Optional[Callable[[], None]] = None  # see hold_token
         self.registered = False
         self.closed = False
         self.sasl = None  # SASL exchange state (see commands_registration)
@@ -256,6 +258,21 @@ class IrcSession:
         self.farewell(reason)
         self._shutdown(reason)
         self.writer.lose_connection()
+
+    def hold_token(self, token: str, account: str) -> None:
+        """This connection logged in with session token ``token`` of ``account`` (SASL PLAIN
+        or PASS): when the token is revoked ("log out everywhere", a changed password) the
+        connection is closed, as the web sessions holding it are."""
+        tokens = getattr(self.hub, "session_tokens", None)
+        if tokens is None or self.closed:
+            return
+        if self._unwatch_token is not None:
+            self._unwatch_token()
+        self._unwatch_token = tokens.watch(token, account, self._token_revoked)
+
+    def _token_revoked(self) -> None:
+        self._unwatch_token = None
+        self.close("Logged out: the session token this connection logged in with was revoked")
 
     def farewell(self, reason: str) -> None:
         """Tell the client the server is closing its link (``ERROR``), without closing it."""
@@ -509,16 +526,18 @@ class IrcSession:
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
         if self.config.irc.autojoin and user.account is not None:
-            self.hub.account_room_names(user).addCallback(self._rejoin)
+            self.hub.kept_rooms(user).addCallback(self._rejoin)
 
-    def _rejoin(self, names: list[str]) -> None:
-        """Join the rooms the account is in ([irc] autojoin), as a JOIN of them would."""
+    def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
+        """Join the rooms the account is in ([irc] autojoin), as a JOIN of each (with its
+        key, if kept with one) would; one JOIN per room, as a key may hold a comma."""
         from chathub.protocols.irc.commands_channels import join
 
-        if self.closed or not self.registered or not names:
+        if self.closed or not self.registered or not rooms:
             return
         rb = ResponseBuffer(self, None)
-        join(self, Message("JOIN", [",".join(names)]), rb)
+        for name, key in rooms:
+            join(self, Message("JOIN", [name] if key is None else [name, key]), rb)
         self._flush(rb)
 
     # -- timers ------------------------------------------------------------------------------
@@ -560,6 +579,9 @@ class IrcSession:
             self.hub.quit(self.user, reason)
             run_hooks(SIGNED_OFF, self, self.user)
         self.closed = True
+        unwatch, self._unwatch_token = self._unwatch_token, None
+        if unwatch is not None:
+            unwatch()
         logout, self._logout = self._logout, None
         if logout is not None:
             logout()

@@ -84,6 +84,7 @@ REQUESTS: dict[str, Request] = {
     ),
     "logout": Request("do_logout", optional={"everywhere": bool}, cost=3),
     "register": Request("do_register", required={"password": _STR}, cost=10),
+    "password": Request("do_password", required={"password": _STR, "new_password": _STR}, cost=10),
     "ping": Request("do_ping", before_login=True, optional={"token": _STR}),
     "join": Request("do_join", required={"room": _STR}, optional={"key": _STR}),
     "part": Request("do_part", required={"room": _STR}, optional={"reason": _STR}),
@@ -199,6 +200,7 @@ class JsonSession(EncodingParticipant):
         self._logging_in = False
         self._closed = False
         self._token: Optional[str] = None  # the session token this login used or was given
+        self._unwatch: Optional[Callable[[], None]] = None  # stops hearing of its revocation
         exempt = is_exempt(ws.client_host, self.config.limits.flood_exempt)
         control = control_for(
             wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
@@ -291,6 +293,7 @@ class JsonSession(EncodingParticipant):
         self.gate.stop()
         if self._login_timer.active():
             self._login_timer.cancel()
+        self._use_token(None)
         user, logout = self.user, self._logout
         self.user = self._logout = None
         if user is not None:
@@ -462,12 +465,12 @@ class JsonSession(EncodingParticipant):
             # a password login gets a session token to log in again with
             d = self._with_token(user.account, msg, welcome)
         else:
-            if "token" in msg:
-                self._token = msg["token"]  # the client keeps the token it logged in with
+            if "token" in msg and user.account is not None:
+                self._use_token(msg["token"], user.account)  # the client keeps the token it logged in with
             d = succeed(None)
             self.answer(msg, welcome)
         # then the rooms the account is in, joined again (after the welcome)
-        d.addCallback(lambda _: self.hub.account_room_names(user)).addCallback(self._rejoin)
+        d.addCallback(lambda _: self.hub.kept_rooms(user)).addCallback(self._rejoin)
 
     def _with_token(self, account: str, msg: dict, answer: dict[str, Any]) -> Deferred:
         """Answer ``msg`` with ``answer`` plus a new session token of ``account`` (``token``,
@@ -479,8 +482,9 @@ class JsonSession(EncodingParticipant):
             return succeed(None)
 
         def issued(result: tuple[str, float]) -> None:
-            self._token, answer["token"] = result[0], result[0]
-            answer["token_expires"] = result[1]
+            answer["token"], answer["token_expires"] = result
+            if not self._closed:
+                self._use_token(result[0], account)
 
         def not_issued(failure) -> None:
             self.log.error("no session token for {account}: {why}", account=account, why=failure.getErrorMessage())
@@ -488,13 +492,37 @@ class JsonSession(EncodingParticipant):
         d = tokens.issue(account).addCallbacks(issued, not_issued)
         return d.addCallback(lambda _: None if self._closed else self.answer(msg, answer))
 
-    def _rejoin(self, names: list[str]) -> None:
-        """Join the rooms the account is in, as a ``join`` request of each would (no ``ok``)."""
-        for name in names:
+    def _use_token(self, token: Optional[str], account: Optional[str] = None) -> None:
+        """This session now holds ``token`` of ``account`` (None: none): when the token is
+        revoked elsewhere ("log out everywhere" from another device, a changed password)
+        the session is logged out."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        self._token = token
+        tokens = getattr(self.hub, "session_tokens", None)
+        if token is not None and account is not None and tokens is not None:
+            self._unwatch = tokens.watch(token, account, self._revoked)
+
+    def _revoked(self) -> None:
+        """The token this session holds was revoked: tell the client (``logged_out`` with a
+        ``reason``, then close 4000), so it forgets the token and shows its login form."""
+        self._unwatch = self._token = None
+        if self._closed:
+            return
+        reason = "Logged out: this session was ended from another device"
+        self.reply({"type": "logged_out", "revoked": 0, "reason": reason})
+        self._finish("Logged out")
+        self.ws.close_with(CLOSE_BY_SERVER, reason)
+
+    def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
+        """Join the rooms the account is in, as a ``join`` request of each (with its key, if
+        kept with one) would (no ``ok``)."""
+        for name, key in rooms:
             if self._closed or self.user is None:
                 return
             try:
-                self.do_join({"room": name})
+                self.do_join({"room": name} if key is None else {"room": name, "key": key})
             except HubError as e:
                 self.error(e.code, e.message, target=e.target or None)
 
@@ -546,6 +574,51 @@ class JsonSession(EncodingParticipant):
 
         d.addCallbacks(registered, refused)
 
+    def do_password(self, msg: dict) -> None:
+        """Change the account's password: the current one (``password``) is checked through
+        the portal (throttled like a login), then every session token of the account is
+        revoked (the connections holding one are logged out) and this one gets a new token."""
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
+        account = user.account
+        if account is None:
+            raise RequestError("registration_unavailable", "log in to an account to change its password")
+        if len(msg["new_password"]) < errors.MIN_PASSWORD:
+            raise RequestError("weak_password", f"Password too short (at least {errors.MIN_PASSWORD} characters)",
+                               "new_password")
+        current = UsernamePassword(account.encode("utf-8"), msg["password"].encode("utf-8"))
+
+        def checked(result) -> Deferred:
+            _, avatar, logout = result
+            logout()  # only a check: this connection keeps its user
+            if avatar.account is None or fold(avatar.account) != fold(account):
+                raise UnauthorizedLogin("wrong password")
+            # this session is answered with a new token, not logged out as one holding a revoked one
+            self._use_token(None)
+            return self.hub.change_password(user, msg["new_password"])
+
+        def changed(revoked: int) -> Optional[Deferred]:
+            if self._closed:
+                return None
+            return self._with_token(account, msg, {"type": "password_changed", "revoked": revoked})
+
+        def refused(failure) -> None:
+            if self._closed:
+                return
+            if failure.check(UnauthorizedLogin):
+                code = "login_throttled" if failure.check(LoginThrottled) else "login_failed"
+                self.error(code, "the current password is wrong" if code == "login_failed"
+                           else failure.getErrorMessage(), msg, field="password")
+            elif failure.check(HubError) and not failure.check(errors.StorageFailed):
+                self.error(failure.value.code, failure.value.message, msg)
+            else:
+                self.log.error("password change of {account} failed: {why}", account=account,
+                               why=failure.getErrorMessage())
+                self.error("internal_error", "could not change the password; try again", msg)
+
+        d = self.portal.login(current, self, IChatUser).addCallback(checked).addCallbacks(changed, refused)
+        self.gate.pause_until(d)
+
     def do_ping(self, msg: dict) -> None:
         reply: dict[str, Any] = {"type": "pong"}
         if "token" in msg:
@@ -561,13 +634,16 @@ class JsonSession(EncodingParticipant):
         d: Deferred
         if tokens is None or user.account is None:
             d = succeed(0)
-        elif msg.get("everywhere"):
-            d = tokens.revoke_all(user.account)
-        elif self._token is not None:
-            d = tokens.revoke(self._token).addCallback(int)
         else:
-            d = succeed(0)
-        self._token = None
+            token = self._token
+            # this session answers for itself (logged_out with the count): not as one ended elsewhere
+            self._use_token(None)
+            if msg.get("everywhere"):
+                d = tokens.revoke_all(user.account)
+            elif token is not None:
+                d = tokens.revoke(token).addCallback(int)
+            else:
+                d = succeed(0)
 
         def done(revoked: int) -> None:
             if not self._closed:

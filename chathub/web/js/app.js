@@ -32,6 +32,7 @@ const app = {
   lastTypingSent: 0,
   typingTarget: null,
   loginMode: "guest",
+  leftOnPurpose: false, // after /quit or a logout: the saved session is not resumed by itself
 };
 
 // -- small helpers -------------------------------------------------------------------------
@@ -331,6 +332,8 @@ function renderSidebar() {
   const unread = convs.totalUnread();
   document.title = unread ? `(${unread}) ${pageTitle}` : pageTitle;
   $("me").textContent = app.me ? (app.account ? `${app.me} ✓` : app.me) : "";
+  $("account-box").hidden = !app.account;
+  $("account-name").textContent = app.account || "";
 }
 
 function renderHeader() {
@@ -439,24 +442,38 @@ const handlers = {
     if (!obj.features.guests && app.loginMode === "guest") setLoginMode("account");
     $("login-button").disabled = false;
     const token = storage.get(SAVED_TOKEN, null);
-    if (!app.creds && token && token.nick && token.token) {
+    if (!app.creds && !app.leftOnPurpose && token && token.nick && token.token) {
       app.creds = { nick: token.nick, token: token.token, mode: "token", retries: 0 };
     }
     if (app.creds) login(app.creds);
   },
 
-  logged_out() {
+  // the answer to our logout, or (with a reason) our session ended from another device
+  logged_out(obj) {
     storage.set(SAVED_TOKEN, null);
     app.creds = null;
     app.loggedIn = false;
+    app.account = null;
+    app.leftOnPurpose = true;
     conn.close("Logged out");
-    showLoginError("You are logged out.");
+    if (obj.reason) setLoginMode("account");
+    showLoginError(obj.reason ? `${obj.reason}.` : "You are logged out.");
+  },
+
+  // the account's private conversations, from history: listed, their lines asked for when opened
+  conversations(obj) {
+    app.refs.delete(obj.ref);
+    for (const item of obj.conversations) {
+      if (item && typeof item.target === "string" && item.target && !isRoom(item.target)) convs.ensure(item.target);
+    }
+    renderSidebar();
   },
 
   welcome(obj) {
     app.me = obj.nick;
     app.account = obj.account;
     app.loggedIn = true;
+    app.leftOnPurpose = false;
     storage.set(SAVED_NICK, obj.nick);
     if (obj.token) {
       storage.set(SAVED_TOKEN, { nick: obj.nick, token: obj.token });
@@ -492,19 +509,27 @@ const handlers = {
     if (app.reconnecting) {
       for (const conv of convs.privates()) if (conv.newestId) requestHistory(conv, "after");
     }
+    // an account's private conversations follow it to this browser (another device's too)
+    if (obj.account && app.hello && app.hello.features.history) send({ type: "conversations" }, { kind: "conversations" });
     app.reconnecting = false;
     renderAll();
   },
 
   error(obj) {
     if (!app.loggedIn) {
-      if (app.creds && obj.request === "login" && obj.code === "nick_in_use" && app.creds.mode === "guest" && app.creds.retries < 3) {
-        // after a restart our old self may still hold the nick for a moment
-        app.creds = { ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1, wanted: app.creds.wanted || app.creds.nick };
+      const retry = app.creds && app.creds.mode !== "register";
+      if (retry && obj.request === "login" && obj.code === "nick_in_use" && app.creds.retries < 3) {
+        // after a restart our old self may still hold the nick for a moment; an account's nick
+        // may be held by its other device: the same account, under another nick
+        app.creds = {
+          ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1,
+          wanted: app.creds.wanted || app.creds.nick,
+          account: app.creds.mode === "account" ? app.creds.account || app.creds.nick : undefined,
+        };
         login(app.creds);
         return;
       }
-      if (app.creds && app.creds.mode === "token") {
+      if (app.creds && app.creds.mode === "token" && obj.code === "login_failed") {
         // expired or revoked: forget it and ask for the password
         storage.set(SAVED_TOKEN, null);
         app.creds = null;
@@ -732,6 +757,19 @@ const handlers = {
     if (!$("rooms-dialog").open) $("rooms-dialog").showModal();
   },
 
+  // our password changed: every other session is logged out, this one holds a new token
+  password_changed(obj) {
+    app.refs.delete(obj.ref);
+    if (obj.token) {
+      storage.set(SAVED_TOKEN, { nick: app.me, token: obj.token });
+      app.creds = { nick: app.me, token: obj.token, mode: "token", retries: 0 };
+    }
+    const others = obj.revoked > 1 ? " Your other sessions were logged out." : "";
+    const text = `Password changed.${others}`;
+    if (convs.current) systemLine(convs.current, text, null);
+    else showBanner(text, 5000);
+  },
+
   registered(obj) {
     if (app.creds) app.creds = { ...app.creds, nick: obj.account, mode: "account" };
     if (obj.token) {
@@ -787,7 +825,11 @@ conn.onclose = ({ code, reason, retryIn }) => {
   const wasLoggedIn = app.loggedIn;
   app.loggedIn = false;
   $("login-button").disabled = true;
-  if (retryIn === null) return;
+  if (retryIn === null) {
+    // we left (quit, logout): a new connection, for the login form to log in with again
+    conn.connect();
+    return;
+  }
   if (wasLoggedIn || app.reconnecting) {
     app.reconnecting = true;
     for (const conv of convs.rooms()) conv.typing.clear();
@@ -803,6 +845,7 @@ conn.onclose = ({ code, reason, retryIn }) => {
 function login(creds) {
   const req = { type: "login", nick: creds.nick };
   if (creds.mode === "account") req.password = creds.password;
+  if (creds.mode === "account" && creds.account) req.account = creds.account;
   if (creds.mode === "token") req.token = creds.token;
   send(req, { kind: "login" });
 }
@@ -918,7 +961,7 @@ function submitInput() {
   }
   if (parsed.open && !isRoom(parsed.open)) openPrivate(parsed.open);
   if (parsed.local === "logout") {
-    // the server revokes the token, answers logged_out and closes: nothing to resume
+    // sent above (the parsed request): the server answers logged_out and closes
     storage.set(SAVED_TOKEN, null);
     app.creds = null;
     return;
@@ -926,6 +969,7 @@ function submitInput() {
   if (parsed.local === "quit") {
     conn.leave(); // closing here could overtake the quit request and lose its reason
     app.creds = null;
+    app.leftOnPurpose = true;
     app.loggedIn = false;
     showLoginError("You left. Log in again to come back.");
     $("login-error").hidden = true;
@@ -980,6 +1024,19 @@ $("join-form").addEventListener("submit", (event) => {
 });
 
 $("browse-rooms").addEventListener("click", () => send({ type: "rooms" }));
+
+// the server revokes the token(s), answers logged_out and closes: nothing to resume
+function logout(everywhere) {
+  if (!conn.open) {
+    showBanner("Not connected — try again once reconnected.", 5000);
+    return;
+  }
+  send({ type: "logout", everywhere }, { kind: "logout" });
+  storage.set(SAVED_TOKEN, null);
+  app.creds = null;
+}
+$("logout").addEventListener("click", () => logout(false));
+$("logout-everywhere").addEventListener("click", () => logout(true));
 $("close-rooms").addEventListener("click", () => $("rooms-dialog").close());
 $("load-older").addEventListener("click", () => {
   const conv = convs.current;

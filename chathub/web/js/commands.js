@@ -10,6 +10,7 @@ export const HELP = [
   "/topic [text] — show or set this room's topic",
   "/away [text] — mark yourself away; /away alone (or /back) to return",
   "/register password — register your nick as an account",
+  "/password current new — change your account's password (every other session is logged out)",
   "/notice target text — send a notice",
   "/rooms — browse rooms",
   "/quit [reason] — leave chathub",
@@ -83,6 +84,9 @@ export function parseInput(line, current) {
     case "register":
       if (words.length !== 1) return need("/register password");
       return { requests: [{ type: "register", password: words[0] }] };
+    case "password":
+      if (words.length !== 2) return need("/password current new");
+      return { requests: [{ type: "password", password: words[0], new_password: words[1] }] };
     case "back":
       return { requests: [{ type: "away" }] };
     case "rooms":

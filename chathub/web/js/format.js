@@ -80,6 +80,68 @@ export function stripFormatting(text) {
   return parseFormatting(text).map((run) => run.text).join("");
 }
 
+// -- links: http(s) URLs in the text become links (opened in a new tab, without a referrer) --
+
+// what ends a URL: white space and the characters that cannot be in one unescaped
+const URL_END = new Set([" ", "\t", "\n", "\r", "<", ">", '"', "\u3000"]);
+// trailing punctuation that belongs to the sentence, not the URL
+const TRAILING = new Set([".", ",", ";", ":", "!", "?", "'", ")", "]", "}"]);
+
+function urlEnd(text, start) {
+  let end = start;
+  while (end < text.length && !URL_END.has(text[end])) end += 1;
+  while (end > start && TRAILING.has(text[end - 1])) {
+    // a closing bracket the URL opened stays (https://en.wikipedia.org/wiki/Foo_(bar))
+    const c = text[end - 1];
+    const open = c === ")" ? "(" : c === "]" ? "[" : c === "}" ? "{" : null;
+    if (open && text.slice(start, end - 1).includes(open)) break;
+    end -= 1;
+  }
+  return end;
+}
+
+/** ``text`` as text nodes and <a> links, one pass, no regex over it. */
+export function linkedNodes(text) {
+  const nodes = [];
+  const lower = text.toLowerCase();
+  let from = 0;
+  let at = 0;
+  while (at < text.length) {
+    const http = lower.indexOf("http", at);
+    if (http < 0) break;
+    const scheme = lower.startsWith("https://", http) ? 8 : lower.startsWith("http://", http) ? 7 : 0;
+    // a URL starts a word: "xhttp://" is no link
+    if (!scheme || (http > 0 && /[\p{L}\p{N}]/u.test(text[http - 1]))) {
+      at = http + 4;
+      continue;
+    }
+    const end = urlEnd(text, http);
+    let href = null;
+    if (end > http + scheme) {
+      try {
+        const url = new URL(text.slice(http, end));
+        if (url.protocol === "http:" || url.protocol === "https:") href = url.href;
+      } catch {
+        href = null;
+      }
+    }
+    if (href === null) {
+      at = http + scheme;
+      continue;
+    }
+    if (http > from) nodes.push(document.createTextNode(text.slice(from, http)));
+    const link = document.createElement("a");
+    link.href = href;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer nofollow";
+    link.textContent = text.slice(http, end);
+    nodes.push(link);
+    from = at = end;
+  }
+  if (from < text.length) nodes.push(document.createTextNode(text.slice(from)));
+  return nodes;
+}
+
 function colourOf(value) {
   if (value === null) return null;
   if (typeof value === "string") return { css: value };
@@ -89,7 +151,8 @@ function colourOf(value) {
 
 /**
  * DOM nodes showing ``text`` with its formatting: plain runs as text nodes, styled ones as
- * spans with classes (palette 0-15, themed in style.css) or CSSOM colours (16-98, hex).
+ * spans with classes (palette 0-15, themed in style.css) or CSSOM colours (16-98, hex);
+ * http(s) URLs in either as links.
  */
 export function formattedNodes(text) {
   const nodes = [];
@@ -107,7 +170,7 @@ export function formattedNodes(text) {
       [fg, bg] = [bg, fg];
       classes.push("f-reverse");
     }
-    if (!classes.length && !fg && !bg) { nodes.push(document.createTextNode(part)); continue; }
+    if (!classes.length && !fg && !bg) { nodes.push(...linkedNodes(part)); continue; }
     const span = document.createElement("span");
     if (fg && fg.cls !== undefined) classes.push(`f-fg${fg.cls}`);
     if (bg && bg.cls !== undefined) classes.push(`f-bg${bg.cls}`);
@@ -116,7 +179,7 @@ export function formattedNodes(text) {
     // through the CSSOM: the page's Content-Security-Policy forbids style attributes
     if (fg && fg.css) span.style.setProperty("color", fg.css);
     if (bg && bg.css) span.style.setProperty("background-color", bg.css);
-    span.textContent = part;
+    span.append(...linkedNodes(part));
     nodes.push(span);
   }
   return nodes;
