@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from typing import Iterator
 
 #: (stage, what one of its frames looks like), the first match wins
 STAGES = [
@@ -36,23 +37,26 @@ HANDOFF = re.compile(r"^_publish \(chathub/hub/service\.py")
 STORE = STAGES[3][0]
 
 
+def read_stacks(path: str) -> Iterator[tuple[list[str], int]]:
+    """(frames, outermost first, samples) of each line of py-spy's raw output."""
+    with open(path, errors="replace") as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if stack and count.isdigit():
+                yield stack.split(";"), int(count)
+
+
 def stage_counts(path: str) -> tuple[Counter, int]:
     """Samples per stage, and all samples, of a py-spy raw file."""
     rules = [(name, re.compile(pattern)) for name, pattern in STAGES]
     counts: Counter = Counter()
     total = 0
-    with open(path, errors="replace") as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            frames = stack.split(";")
-            n = int(count)
-            total += n
-            if HANDOFF.search(frames[-1]):
-                counts[STORE] += n
-                continue
-            counts[next((name for name, rule in rules if any(rule.search(fr) for fr in frames)), OTHER)] += n
+    for frames, n in read_stacks(path):
+        total += n
+        if HANDOFF.search(frames[-1]):
+            counts[STORE] += n
+            continue
+        counts[next((name for name, rule in rules if any(rule.search(fr) for fr in frames)), OTHER)] += n
     return counts, total
 
 
