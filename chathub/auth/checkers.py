@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Iterable, Optional, TypeVar, Union
 
 from zope.interface import implementer
 
@@ -448,6 +448,11 @@ class GuestChecker:
         return GUEST
 
 
+def file_checkers(checkers: Iterable[Any]) -> list[Union["Argon2FileChecker", "InMemoryFilePasswordDB"]]:
+    """The ``checkers`` that keep their accounts in a file (``ReloadingFile``)."""
+    return [c for c in checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
+
+
 @implementer(IAccountDirectory)
 class CheckerDirectory:
     """Answers ``is_account`` for twisted.cred's stock checkers (``--auth memory:``/``file:``)."""
@@ -460,7 +465,7 @@ class CheckerDirectory:
         most a second ago (``ReloadingFile.current``: re-read in a thread if it changed,
         already fired when they are that recent); a failed re-read is logged by the checker
         and the names in memory stay in use."""
-        files = [c.file for c in self.checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
+        files = [c.file for c in file_checkers(self.checkers)]
         if not files:
             return defer.succeed(None)
         reads = [f.current() for f in files]
