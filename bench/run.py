@@ -47,6 +47,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from stages import read_stacks  # bench/stages.py, beside this script
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 LOADGEN = os.path.join(BENCH_DIR, "loadgen")
@@ -589,18 +591,13 @@ def summarize_profile(path: str, top: int = 20) -> str:
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
-    with open(path, errors="replace") as f:
-        for line in f:
-            stack, _, count = line.rstrip("\n").rpartition(" ")
-            if not stack or not count.isdigit():
-                continue
-            n = int(count)
-            total += n
-            # "func (path/file.py:123)" -> "func (path/file.py)": one row per function
-            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")]
-            own[frames[-1]] = own.get(frames[-1], 0) + n
-            for frame in set(frames):
-                inclusive[frame] = inclusive.get(frame, 0) + n
+    for stack, n in read_stacks(path):
+        total += n
+        # "func (path/file.py:123)" -> "func (path/file.py)": one row per function
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack]
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
     if not total:
         return f"profile {path}: no samples\n"
     out = [f"profile {path}: {total} samples", "", "self %  function"]

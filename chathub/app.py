@@ -19,6 +19,7 @@ from twisted.logger import ILogObserver, Logger
 from twisted.python.failure import Failure
 
 from chathub.auth.accounts import StoreAccountChecker
+from chathub.auth.checkers import file_checkers
 from chathub.auth.cloak import CloakSecretError, open_cloak
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
@@ -298,6 +299,9 @@ class ChathubService(service.MultiService):
         waits: list[defer.Deferred[Any]] = []
         if self.irc is not None:
             waits.append(self.irc.reconfigure(config))
+        # the password files, in threads (between reloads a guest login checks them at most
+        # once a second: ReloadingFile.current)
+        waits.extend(checker.reload() for checker in file_checkers(self.checkers))
         for factory in self.factories.values():
             reconfigure = getattr(factory, "reconfigure", None)
             if reconfigure is not None:  # the IRC factory reads its server's

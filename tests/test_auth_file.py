@@ -18,9 +18,9 @@ import pytest
 import pytest_twisted
 from twisted.cred import error, strcred
 from twisted.cred.checkers import FilePasswordDB
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 
-from chathub.auth.checkers import InMemoryFilePasswordDB
+from chathub.auth.checkers import InMemoryFilePasswordDB, ReloadingFile, read_password_file
 from chathub.auth.credentials import GuestNick
 from chathub.auth.portal import password_checkers
 from chathub.config import Config
@@ -103,11 +103,13 @@ def test_nick_checks_never_open_the_file_and_a_new_name_is_read_in_a_thread(tmp_
                 hub.check_nick("DAVE")
             assert_read_in_threads(opens[mark:], reactor_thread)
 
-            # a guest login re-reads the file first (in a thread), so a name added a
-            # moment ago is an account at once; a password login reads it too
+            # a guest login re-reads the file first (in a thread) when it was last checked
+            # a second ago or more, so a name added is an account for guests within a
+            # second; a password login reads it too
             checker.stop()
             mark = len(opens)
             append(path, "erin:pw4")
+            checker.file.checked_at -= 1.0  # as if that second had passed
             with pytest.raises(error.UnauthorizedLogin):
                 yield portal.login(GuestNick("erin"), object(), IChatUser)
             _, erin, _ = yield portal.login(creds("Erin", "pw4"), object(), IChatUser)
@@ -117,3 +119,72 @@ def test_nick_checks_never_open_the_file_and_a_new_name_is_read_in_a_thread(tmp_
             assert_read_in_threads(opens[mark:], reactor_thread)
     finally:
         checker.stop()
+
+
+class _ClockedReactor:
+    """The reactor's thread pool (each job it is given counted in ``jobs``) and a
+    ``task.Clock``'s time, for a ``ReloadingFile`` whose seconds the test moves."""
+
+    def __init__(self) -> None:
+        self.clock = task.Clock()
+        self.jobs = 0
+
+    def seconds(self) -> float:
+        return self.clock.seconds()
+
+    def getThreadPool(self):
+        return self
+
+    def callInThreadWithCallback(self, *args, **kwargs) -> None:
+        self.jobs += 1
+        reactor.getThreadPool().callInThreadWithCallback(*args, **kwargs)
+
+    def callFromThread(self, f, *args, **kwargs) -> None:
+        reactor.callFromThread(f, *args, **kwargs)
+
+
+@pytest_twisted.inlineCallbacks
+def test_guest_logins_check_the_file_at_most_once_a_second(tmp_path):
+    """A guest login asks whether its nick is an account: from memory when the file was
+    checked less than a second ago (the login completes at once, no thread, no open), else
+    after one check in a thread, which the logins that come meanwhile share."""
+    path = tmp_path / "users"
+    path.write_text("alice:pw1\n")
+    fake = _ClockedReactor()
+    checker = InMemoryFilePasswordDB(FilePasswordDB(str(path)), fake, reload_interval=0)
+    portal = Chat(Config().with_overrides(auth={"checkers": []}), [checker]).portal
+    with opened(path) as opens:
+        for i in range(100):
+            d = portal.login(GuestNick(f"guest{i}"), object(), IChatUser)
+            assert d.called  # answered without waiting for anything
+            _, user, logout = d.result
+            logout()
+        assert (fake.jobs, opens) == (0, [])
+        append(path, "bob:pw2")
+        fake.clock.advance(0.9)  # still within the second: memory says bob is free
+        d = portal.login(GuestNick("bob"), object(), IChatUser)
+        assert d.called and d.result[1].nick is None
+        d.result[2]()
+        fake.clock.advance(0.2)
+        first = portal.login(GuestNick("bob"), object(), IChatUser)
+        second = portal.login(GuestNick("BOB"), object(), IChatUser)
+        assert not first.called and not second.called  # both wait for the one check
+        for d in (first, second):
+            with pytest.raises(error.UnauthorizedLogin):
+                yield d
+        assert fake.jobs == 1 and len(opens) == 2  # the append, and one read
+        assert_read_in_threads(opens, threading.current_thread().name)
+        # the check that found bob is the new second: memory again, at once
+        d = portal.login(GuestNick("carol"), object(), IChatUser)
+        assert d.called and fake.jobs == 1
+        d.result[2]()
+
+
+def test_a_reloading_file_is_current_from_its_first_read(tmp_path):
+    path = tmp_path / "users"
+    path.write_text("alice:pw1\n")
+    fake = _ClockedReactor()
+    file = ReloadingFile(str(path), read_password_file, fake, reload_interval=0)
+    assert file.current().called and fake.jobs == 0
+    fake.clock.advance(1.0)
+    assert not file.current().called and fake.jobs == 1

@@ -30,7 +30,8 @@ def test_reload_resumes_the_session_and_logout_ends_it(browser, hub_ports):
     p.wait_for_selector("#me:text-is('alice ✓')", timeout=WAIT_MS)
     assert p.is_hidden("#login-view")
     p.locator("#room-list li", has_text="#lobby").first.wait_for(timeout=WAIT_MS)
-    server.expect_log(r"alice logged in over WebSocket")
+    # the page before the reload left (the log's one line for a connection: when it closes)
+    server.expect_log(r"WebSocket connection from 127\.0\.0\.1 closed \(alice\)")
 
     page.type("/logout")
     p.wait_for_selector("#login-view:not([hidden])", timeout=WAIT_MS)

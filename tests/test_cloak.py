@@ -442,7 +442,9 @@ def whois_host(irc_port: int, nick: str) -> str:
 
 def test_the_server_keeps_its_secret_across_restarts_and_never_logs_it(tmp_path, twistd_server):
     data = tmp_path / "var"
-    config = server_config(data, '[irc]\nflood_exempt = ["127.0.0.0/8"]\n', line=False, irc=True)
+    # the sign-on line (with the cloak shown) is a debug-level one
+    config = server_config(data, '[irc]\nflood_exempt = ["127.0.0.0/8"]\n[logging]\nlevel = "debug"\n',
+                           line=False, irc=True)
     first = twistd_server(config)
     irc_port = first.port("irc")
     key = data / "cloak.key"

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from chathub.protocols.irc.wire import NickTemplate, serialise
 from tests.support import LOOPBACK, OPER_HASH, OPER_PASSWORD, irc_world
 
 
@@ -98,3 +101,65 @@ def test_rehash_rereads_the_motd_for_operators_only(tmp_path, monkeypatch):
     c.send("REHASH")
     yield wait_for("382")
     assert motd_text(c) == ["- new"]
+
+
+def welcomed(world, nick: str) -> list:
+    """``burst`` of a new client that registers as ``nick``."""
+    c = world.irc_conn()
+    c.send(f"NICK {nick}", "USER u 0 * :Real")
+    return burst(c)
+
+
+def burst(conn) -> list:
+    """The welcome lines after 001 up to the end of the MOTD, as (command, params)."""
+    lines = [m for m in conn.lines() if m.command in ("002", "003", "004", "005", "375", "372", "376", "422")]
+    return [(m.command, m.params) for m in lines]
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_cached_welcome_burst_follows_a_reload(tmp_path, monkeypatch):
+    """002-005 and the MOTD are serialised once and each client gets them with its nick;
+    a re-read MOTD, and a reloaded config, are in the next client's welcome."""
+    world, data = motd_world(tmp_path, monkeypatch, "motd.txt")
+    server = world.irc_conn_factory.server
+    amy = welcomed(world, "amy")
+    cached = server.renderings["welcome"][2]
+    bob = welcomed(world, "bob")
+    assert server.renderings["welcome"][2] is cached  # rendered once
+    assert [(c, p[1:]) for c, p in amy] == [(c, p[1:]) for c, p in bob]
+    assert {p[0] for _, p in amy} == {"amy"} and {p[0] for _, p in bob} == {"bob"}
+    assert [p[-1] for c, p in bob if c == "372"] == ["- from the data dir", "- second line"]
+    assert f"NETWORK={world.config.server.network}" in [t for c, p in bob if c == "005" for t in p]
+
+    (data / "motd.txt").write_text("new text\n")
+    yield server.motd.reload()  # REHASH without a config file to re-read
+    carol = welcomed(world, "carol")
+    assert [p[-1] for c, p in carol if c == "372"] == ["- new text"]
+    assert [x for x in carol if x[0] != "372"] == [(c, ["carol", *p[1:]]) for c, p in bob if c != "372"]
+
+    (data / "motd.txt").write_text("newer\n")
+    yield server.reconfigure(world.config.with_overrides(server={"network": "Elsewhere"}))  # SIGHUP, REHASH
+    dave = welcomed(world, "dave")
+    assert [p[-1] for c, p in dave if c == "372"] == ["- newer"]
+    tokens = [t for c, p in dave if c == "005" for t in p]
+    assert "NETWORK=Elsewhere" in tokens and f"NETWORK={world.config.server.network}" not in tokens
+    # the MOTD command gives the same lines as the welcome
+    c = world.irc_conn("erin")
+    c.lines()
+    c.send("MOTD")
+    assert burst(c) == [(cmd, ["erin", *p[1:]]) for cmd, p in dave if cmd in ("375", "372", "376")]
+
+
+@given(
+    nick=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_characters=" :"), min_size=1,
+                 max_size=40),
+    motd=st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=0x2FFF), max_size=520), max_size=3),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_nick_template_is_what_serialise_makes(nick, motd):
+    """Every line of a ``NickTemplate`` for any nick is byte for byte what ``serialise``
+    makes of it, long lines cut where the nick's length puts the cut."""
+    lines = [("372", [f"- {line}"]) for line in motd] + [("005", ["A=1", "B", "are supported by this server"])]
+    for message in NickTemplate("irc.example", lines).for_nick(nick):
+        assert message.to_bytes() == serialise(None, "irc.example", message.command, message.params)
+        assert message.params[0] == nick

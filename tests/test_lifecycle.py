@@ -304,7 +304,7 @@ def test_shutdown_deadline_fires_when_the_time_is_up():
 
 
 def test_json_logs_carry_stable_event_names(tmp_path, twistd_server):
-    config = server_config(tmp_path / "var", '[logging]\nformat = "json"\n')
+    config = server_config(tmp_path / "var", '[logging]\nformat = "json"\nlevel = "debug"\n')
     server = twistd_server(config, wait_for=r'"event": "ready"')
     ready = json.loads(next(line for line in server.log if '"event": "ready"' in line))
     (listener,) = ready["listeners"]
@@ -320,6 +320,8 @@ def test_json_logs_carry_stable_event_names(tmp_path, twistd_server):
     assert login["nick"] == "jay" and login["protocol"] == "line"
     logout = json.loads(server.expect_log(r'"event": "logout"'))
     assert logout["nick"] == "jay"
+    disconnect = json.loads(server.expect_log(r'"event": "disconnect"'))
+    assert disconnect["nick"] == "jay" and disconnect["peer"] == "127.0.0.1"
     # every line is one JSON object with its text
     for line in server.log:
         assert "text" in json.loads(line), line

@@ -1,11 +1,14 @@
-"""Connection, disconnection and refused logins are logged at info level, never with a secret."""
+"""One line per connection (when it closes) and refused logins are logged at info level, never
+with a secret; ``[logging] level = "debug"`` adds the steps of a connection at debug level."""
 from __future__ import annotations
 
 import base64
 
+import pytest
 import pytest_twisted
 from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import error, task
+from twisted.logger import LogLevel, formatEvent
 from twisted.python.failure import Failure
 
 from chathub.config import Config
@@ -16,18 +19,56 @@ PASSWORD = "sesame-Pa55word"
 WRONG = "guessed-Wr0ng"
 
 
-def logged_world() -> Chat:
+def logged_world(level: str = "info") -> Chat:
     """IRC units on a ``task.Clock``: the account alice (``PASSWORD``), the operator boss."""
     config = Config().with_overrides(
-        irc={"flood_exempt": LOOPBACK, "operators": [{"name": "boss", "password_hash": OPER_HASH}]}
+        irc={"flood_exempt": LOOPBACK, "operators": [{"name": "boss", "password_hash": OPER_HASH}]},
+        logging={"level": level},
     )
     return Chat(config, [InMemoryUsernamePasswordDatabaseDontUse(alice=PASSWORD.encode())], clock=task.Clock())
+
+
+def about(captured, host: str, level: LogLevel) -> list[str]:
+    """The lines at ``level`` that mention ``host``."""
+    return [formatEvent(e) for e in captured.events if e["log_level"] == level and host in formatEvent(e)]
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_one_info_line_per_connection(captured, level):
+    """A connection that registers, joins, talks and quits is one line at info level,
+    when it closes; with ``level = "debug"`` its opening, sign-on and quit are lines at
+    debug level too (each with its stable ``event`` name), and nothing more at info."""
+    world = logged_world(level)
+    for host, opened in (("192.0.2.1", world.irc_conn), ("192.0.2.2", world.line_conn)):
+        c = opened(host=host)
+        if host == "192.0.2.1":
+            c.send("NICK erin", "USER e 0 * :Erin", "JOIN #tea", "PRIVMSG #tea :hello")
+            assert "001" in c.commands()
+            c.send("QUIT :bye")
+            c.protocol.connectionLost(Failure(error.ConnectionDone()))
+            closed = "IRC connection from 192.0.2.1 closed (erin): by the server"
+        else:
+            for line in ("/nick fred", "/join #tea", "hello"):
+                c.send(line)
+            c.expect("you joined #tea")
+            c.disconnect()
+            closed = "line connection from 192.0.2.2 closed (fred)"
+        assert about(captured, host, LogLevel.info) == [closed]
+        (event,) = [e for e in captured.events if e["log_level"] == LogLevel.info and host in formatEvent(e)]
+        assert event["event"] == "disconnect"
+        debug = [e for e in captured.events if e["log_level"] == LogLevel.debug and host in formatEvent(e)]
+        if level == "info":
+            assert debug == []
+        else:
+            assert [e["event"] for e in debug] == ["connect", "login"]
+    steps = [e["event"] for e in captured.events if e["log_level"] == LogLevel.debug and "event" in e]
+    assert steps == (["connect", "login", "logout"] * 2 if level == "debug" else [])
 
 
 def test_irc_connect_pass_refused_and_disconnect(captured):
     world = logged_world()
     c = world.irc_conn()
-    captured.find("IRC connection from 127.0.0.1")
+    assert about(captured, "127.0.0.1", LogLevel.info) == []  # said when it closes
     c.send(f"PASS {WRONG}", "NICK alice", "USER u 0 * :Real")
     assert "464" in c.commands()
     event = captured.find("IRC PASS login as alice", "refused", "127.0.0.1")
@@ -92,7 +133,7 @@ async def test_websocket_open_close_and_refused_logins(captured):
     try:
         client = await connect(port, protocols=["chathub.v1"])
         await client.expect({"type": "hello"})
-        captured.find("WebSocket connection from 127.0.0.1 (chathub.v1)")
+        assert about(captured, "127.0.0.1", LogLevel.info) == []  # said when it closes
         client.send_json({"type": "login", "nick": "alice", "password": WRONG})
         await client.expect({"type": "error", "code": "login_failed"})
         event = captured.find("WebSocket login as alice (alice) from 127.0.0.1 refused")
@@ -110,7 +151,6 @@ async def test_websocket_open_close_and_refused_logins(captured):
         irc.sendMessage(f"AUTHENTICATE {payload}".encode())
         await irc.expect(" 904 ")
         captured.find("IRC SASL PLAIN login as alice by al from 127.0.0.1 refused")
-        captured.find("WebSocket connection from 127.0.0.1 (text.ircv3.net)")
         captured.assert_no_secret(WRONG, PASSWORD, payload)
     finally:
         await server.stop()

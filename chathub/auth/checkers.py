@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Iterable, Optional, TypeVar, Union
 
 from zope.interface import implementer
 
@@ -102,6 +102,9 @@ class ReloadingFile(Generic[_Content]):
         self._reactor = reactor
         self._log = log or Logger()
         self._version: FileVersion = file_version(path)
+        #: when the read that gave ``content`` started (reactor time): it shows the file as
+        #: it was then, or later
+        self.checked_at: float = reactor.seconds()
         try:
             self.content: _Content = parse(path)
         except OSError as e:
@@ -111,6 +114,8 @@ class ReloadingFile(Generic[_Content]):
             self._log.error("cannot read {path}: {error}", path=path, error=e.strerror or str(e))
             self._version, self.content = None, unreadable
         self._reading: Optional[defer.Deferred] = None  # the read running now, if any
+        self._reading_since = 0.0  # when it started
+        self._reading_waiters: list[defer.Deferred] = []  # callers waiting for it
         self._queued: list[defer.Deferred] = []  # callers waiting for the read after it
         self._reload_waiters: list[defer.Deferred] = []
         self._reloader: Optional[task.LoopingCall] = None
@@ -131,13 +136,33 @@ class ReloadingFile(Generic[_Content]):
             self._queued.append(d)
         return d
 
+    def current(self, max_age: float = 1.0) -> defer.Deferred:
+        """Fires once ``content`` shows the file as it was at most ``max_age`` seconds ago:
+        at once (already fired) when a read that recent gave it, else after a read in a
+        thread (one already running that recent is waited for, not another started).
+
+        A guest login asks this (is its nick an account?): a burst of them costs at most
+        one check of the file a second and none of them waits for a thread but the first.
+        """
+        now = self._reactor.seconds()
+        if now - self.checked_at < max_age:
+            return defer.succeed(None)
+        if self._reading is not None and now - self._reading_since < max_age:
+            d: defer.Deferred = defer.Deferred()
+            self._reading_waiters.append(d)
+            return d
+        return self.reload()
+
     def _start_read(self, waiters: list[defer.Deferred]) -> None:
+        self._reading_since = self._reactor.seconds()
+        self._reading_waiters = waiters
         self._reading = threads.deferToThreadPool(
             self._reactor, self._reactor.getThreadPool(), read_if_changed, self.path, self._version, self._parse
         )
         self._reading.addCallbacks(self._read, self._read_failed, callbackArgs=(waiters,), errbackArgs=(waiters,))
 
     def _read(self, result: Optional[tuple[FileVersion, _Content]], waiters: list[defer.Deferred]) -> None:
+        self.checked_at = self._reading_since
         if result is not None:
             self._version, self.content = result  # one assignment each: readers see old or new
         told, self._reload_waiters = self._reload_waiters, []
@@ -423,6 +448,11 @@ class GuestChecker:
         return GUEST
 
 
+def file_checkers(checkers: Iterable[Any]) -> list[Union["Argon2FileChecker", "InMemoryFilePasswordDB"]]:
+    """The ``checkers`` that keep their accounts in a file (``ReloadingFile``)."""
+    return [c for c in checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
+
+
 @implementer(IAccountDirectory)
 class CheckerDirectory:
     """Answers ``is_account`` for twisted.cred's stock checkers (``--auth memory:``/``file:``)."""
@@ -431,10 +461,17 @@ class CheckerDirectory:
         self.checkers = list(checkers)
 
     def refresh(self) -> defer.Deferred:
-        """Re-read the checkers that keep their accounts in a file (in threads); a failed
-        re-read is logged by the checker and the names in memory stay in use."""
-        reloads = [c.reload() for c in self.checkers if isinstance(c, (Argon2FileChecker, InMemoryFilePasswordDB))]
-        return defer.DeferredList(reloads, consumeErrors=True).addCallback(lambda _: None)
+        """Bring the checkers that keep their accounts in a file up to the file as it was at
+        most a second ago (``ReloadingFile.current``: re-read in a thread if it changed,
+        already fired when they are that recent); a failed re-read is logged by the checker
+        and the names in memory stay in use."""
+        files = [c.file for c in file_checkers(self.checkers)]
+        if not files:
+            return defer.succeed(None)
+        reads = [f.current() for f in files]
+        if all(d.called for d in reads):
+            return defer.succeed(None)  # no list, no callbacks: the common case of a guest login
+        return defer.DeferredList(reads, consumeErrors=True).addCallback(lambda _: None)
 
     def is_account(self, name: str) -> bool:
         for checker in self.checkers:

@@ -43,6 +43,8 @@ SECRET_BYTES = 32
 LABEL_HEX = 8
 #: prefix lengths hashed into the three labels, most specific first
 WIDTHS = {4: (32, 24, 16), 6: (128, 64, 48)}
+#: addresses whose hosts a ``HostCloak`` keeps (about 150 bytes each)
+MADE_KEPT = 4096
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -83,13 +85,17 @@ def as_host(address: str) -> str:
 class HostCloak:
     """Turns a connection's address into the host every other user sees."""
 
-    __slots__ = ("_mac", "suffix", "enabled")
+    __slots__ = ("_mac", "suffix", "enabled", "_made")
 
     def __init__(self, secret: bytes, suffix: str = "cloak", enabled: bool = True) -> None:
         # one keyed state, copied per label: the key is hashed into it once, here
         self._mac = hmac.new(secret, digestmod=hashlib.sha256)
         self.suffix = suffix
         self.enabled = enabled
+        #: the hosts made lately, by address: three HMACs and an address parse were a tenth
+        #: of a registration, and connections come from few addresses at a time (at most
+        #: ``MADE_KEPT``, emptied when full)
+        self._made: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<HostCloak *.{self.suffix} {'on' if self.enabled else 'off'}>"  # never the secret
@@ -98,11 +104,20 @@ class HostCloak:
         """The host shown for ``address`` ("" for an unknown address): its cloak, or with
         cloaking off the address itself (as a host part, see ``as_host``).
 
-        Users from one address share one string (interned: it goes with its last user)."""
+        Users from one address share one string (interned, and kept for the latest
+        ``MADE_KEPT`` addresses)."""
         if not address:
             return ""
         if not self.enabled:
             return as_host(address)
+        made = self._made.get(address)
+        if made is None:
+            if len(self._made) >= MADE_KEPT:
+                self._made.clear()
+            made = self._made[address] = self._make(address)
+        return made
+
+    def _make(self, address: str) -> str:
         ip = parse_address(address)
         if ip is None:
             labels = [self._label(b"name", address.encode("utf-8", "surrogatepass"))]

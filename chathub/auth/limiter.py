@@ -28,6 +28,7 @@ subscriber gets).
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from typing import Callable, Hashable, Optional
@@ -73,6 +74,7 @@ def _text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+@functools.lru_cache(maxsize=1024)  # every connection asks (the limiter, the connection limits)
 def address_key(address: Optional[str]) -> str:
     """What failures are counted per: an IPv4 address, an IPv6 /64, or the text given."""
     if not address:

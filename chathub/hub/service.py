@@ -522,14 +522,15 @@ class ChatHub(service.Service):
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.max_global_seen = max(self.max_global_seen, self.global_user_count())
-        self.log.info(
-            "{nick} signed on via {protocol} from {host} (shown as {shown})",
-            event="login",  # a stable name for log shippers (chathub.lifecycle.logs)
-            nick=nick,
-            protocol=user.protocol,
-            host=user.ip or user.host,
-            shown=user.host,
-        )
+        if self.config.logging.detailed:  # else the connection's closing line is its one
+            self.log.debug(
+                "{nick} signed on via {protocol} from {host} (shown as {shown})",
+                event="login",  # a stable name for log shippers (chathub.lifecycle.logs)
+                nick=nick,
+                protocol=user.protocol,
+                host=user.ip or user.host,
+                shown=user.host,
+            )
         self._presence.announce(user, "online", self.ids)
         if self.cluster is not None:
             self._announce(["on", presence_of(user)])
@@ -1382,7 +1383,8 @@ class ChatHub(service.Service):
         if self.cluster is not None:
             self._announce(["off", user.nick])
             self.cluster.release_nick(folded, self._owner(user))
-        self.log.info("{nick} quit ({reason})", event="logout", nick=user.nick, reason=reason)
+        if self.config.logging.detailed:
+            self.log.debug("{nick} quit ({reason})", event="logout", nick=user.nick, reason=reason)
         return event
 
     # -- delivery ----------------------------------------------------------------------

@@ -17,8 +17,8 @@ from twisted.logger import ILogObserver, LogEvent, LogLevel, eventAsJSON, format
 
 #: the stable names a log shipper may count (docs/operator-guide.md, "Logs")
 EVENT_NAMES = frozenset(
-    {"ready", "reload", "reload_failed", "shutdown", "connect", "login", "login_failed",
-     "logout", "kick", "kill", "fault"}
+    {"ready", "reload", "reload_failed", "shutdown", "connect", "disconnect", "login",
+     "login_failed", "logout", "kick", "kill", "fault"}
 )
 
 

@@ -43,7 +43,7 @@ LIVE: dict[str, frozenset[str]] = {
     "irc": frozenset({"*"}),
     "websocket": frozenset({"*"}),
     "history": frozenset({"join_replay", "query_limit"}),
-    "logging": frozenset({"access_log"}),
+    "logging": frozenset({"access_log", "level"}),
     "metrics": frozenset({"token"}),  # the HTTP site hands it to /metrics
 }
 

@@ -27,6 +27,7 @@ per connection.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import resource
 import socket
@@ -75,6 +76,19 @@ def address_key(host: str) -> Key:
     if packed[:12] == b"\0" * 10 + b"\xff\xff":
         return socket.inet_ntop(socket.AF_INET, packed[12:])
     return packed[:8]
+
+
+@functools.lru_cache(maxsize=1024)  # every connection asks
+def _unmapped(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
+    """``host`` as an address (an IPv4-mapped IPv6 one as the IPv4 one, a zone left out),
+    or None when it is none."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 class ConnectionLimits:
@@ -138,13 +152,8 @@ class ConnectionLimits:
         """Whether ``host`` is in ``connection_limits_exempt``."""
         if not self._exempt:
             return False
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._exempt)
+        address = _unmapped(host)
+        return address is not None and any(address in network for network in self._exempt)
 
     def admit(self, host: str) -> Optional[str]:
         """Count a new connection from ``host``; None if it may stay, else why it is refused.

@@ -18,6 +18,7 @@ is: it is only slowed down.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import deque
 from typing import Any, Callable, Iterable, Optional, Protocol
@@ -87,18 +88,30 @@ def control_for(
 
 def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
     """True when ``host`` (an IP address) lies in a network (CIDR or address) of any list."""
+    if not any(network_lists):
+        return False
     try:
-        address = ipaddress.ip_address(host)
+        address = _address(host)
     except ValueError:
         return False
-    for networks in network_lists:
-        for network in networks:
-            try:
-                if address in ipaddress.ip_network(network, strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
+    return any(address in network for networks in network_lists for network in _networks(tuple(networks)))
+
+
+#: ``ipaddress.ip_address``, remembered for the last addresses: every connection asks
+_address = functools.lru_cache(maxsize=1024)(ipaddress.ip_address)
+
+
+@functools.lru_cache(maxsize=16)
+def _networks(texts: tuple[str, ...]) -> tuple[Any, ...]:
+    """The networks of a setting's list, parsed once per list (every connection asked: a
+    third of the ``ipaddress`` work of a registration), the invalid ones left out."""
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            continue
+    return tuple(parsed)
 
 
 class GateOwner(Protocol):

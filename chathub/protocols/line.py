@@ -69,6 +69,20 @@ def clean_input(line: str) -> str:
     return _CONTROLS.sub("", formatting.strip_ansi(line))
 
 
+def plain_text(raw: bytes) -> Optional[str]:
+    """The line as ``clean_input(raw.decode("utf-8", "replace")).strip()`` makes it, when
+    ``raw`` is a plain line of printable ASCII not starting with ``/``: decoded, stripped
+    and nothing else (it has no byte the cleaning removes). None for any other line: clean
+    it. The commonest line of a busy room, taken without a regular expression."""
+    if not raw.isascii():
+        return None
+    text = raw.decode("ascii")
+    if not text.isprintable():  # on ASCII: only 0x20 to 0x7e are
+        return None
+    text = text.strip()
+    return text if text and text[0] != "/" else None
+
+
 def _line(text: str) -> bytes:
     return (text + "\r\n").encode("utf-8", "replace")
 
@@ -230,7 +244,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._registration_timer = self.clock.callLater(
             self.config.limits.registration_timeout, self._registration_timed_out
         )
-        self.log.info("line connection from {peer}", event="connect", peer=self.peer)
+        if self.config.logging.detailed:  # else the line when it closes is the one
+            self.log.debug("line connection from {peer}", event="connect", peer=self.peer)
         self.say(GREETING.format(name=self.config.server.name))
 
     def dataReceived(self, data: bytes) -> None:
@@ -306,7 +321,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if self.user is not None:
             self.hub.quit(self.user, "Connection closed", self)
         self.log.info(
-            "line connection from {peer} closed ({nick})",
+            "line connection from {peer} closed ({nick})", event="disconnect",
             peer=self.peer,
             nick=self.user.nick if self.user else "no nick",
         )
@@ -384,22 +399,33 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- input -----------------------------------------------------------------------
 
     def _line_received(self, raw: bytes) -> None:
+        user = self.user
+        if user is not None and user.participant is not self:  # one of several sessions
+            user.act_as(self)
+        text = plain_text(raw)
+        if text is not None:  # what the cleaning below would make of it, made without it
+            try:
+                self._say_in_room(text)
+            except HubError as e:
+                self.hub_error(e)
+            return
         if b"\x00" in raw:
             self.error("line contains NUL bytes; dropped")
             return
         line = clean_input(raw.decode("utf-8", "replace")).strip()
         if not line:
             return
-        user = self.user
-        if user is not None and user.participant is not self:  # one of several sessions
-            user.act_as(self)
         try:
             if line.startswith("/") and not line.startswith("//"):
                 self._command(line[1:])
             else:
                 self._say_in_room(line[1:] if line.startswith("//") else line)
         except HubError as e:
-            self.error(f"{e.target}: {e.message}" if e.target else e.message)
+            self.hub_error(e)
+
+    def hub_error(self, e: HubError) -> None:
+        """Tell this user why the hub refused its request (``! target: why``)."""
+        self.error(f"{e.target}: {e.message}" if e.target else e.message)
 
     def _command(self, line: str) -> None:
         name, _, rest = line.partition(" ")
@@ -494,8 +520,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def _refused(self, failure) -> None:
         failure.trap(HubError)
-        e = failure.value
-        self.error(f"{e.target}: {e.message}" if e.target else e.message)
+        self.hub_error(failure.value)
 
     def _sign_on_refused(self, failure, logout, nick: str) -> None:
         failure.trap(HubError)

@@ -1,6 +1,7 @@
 """Talking: PRIVMSG, NOTICE, TAGMSG (to ``@#room``/``+#room`` too: STATUSMSG), REDACT, AWAY, SETNAME."""
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 from chathub.events import Kind
@@ -12,8 +13,9 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_accounts import SERVICES
 from chathub.protocols.irc.commands_server import BOT_MODE
 from chathub.protocols.irc.multiline import ACTION_WRAP, BATCH_TYPE, SOFT_BREAKS, ClientBatch, line_room
-from chathub.protocols.irc.table import command
-from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags
+from chathub.protocols.irc.responsebuffer import ResponseBuffer
+from chathub.protocols.irc.table import COMMANDS, command, fast_path
+from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags, plain_privmsg
 
 _ACTION_START = "\x01ACTION "
 
@@ -72,15 +74,11 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optiona
         if kind == Kind.MESSAGE and body.startswith(_ACTION_START):
             event_kind = Kind.ACTION
             body = body[len(_ACTION_START) :].rstrip("\x01")
-        if batched is None and kind == Kind.MESSAGE:
-            # a PRIVMSG that fits the sender's line but not the recipients' (their lines
-            # carry the sender's prefix) is refused with the limit rather than split: what
-            # arrived as one line leaves as one line (a NOTICE, never answered, is split)
-            room_left = line_room(name, user.mask, target, ACTION_WRAP if event_kind == Kind.ACTION else 0)
-            if len(body.encode("utf-8")) > room_left:
-                rb.numeric(N.ERR_INPUTTOOLONG, f"Message too long for one line to {target}: at most {room_left} "
-                           "bytes of text (longer ones as a draft/multiline batch)")
-                continue
+        if (
+            batched is None and kind == Kind.MESSAGE
+            and _too_long_for_one_line(rb, name, user, target, event_kind, body)
+        ):
+            continue
         to_self = folded == user.folded
         receipt = Receipt() if answered or to_self else None
         try:
@@ -106,6 +104,18 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optiona
         session.flood.charge(sent - 1)  # one message per target: the command paid for one
 
 
+def _too_long_for_one_line(rb, command: str, user, target: str, kind: str, body: str) -> bool:
+    """Refuse (417, True) a PRIVMSG that fits the sender's line but not the recipients'
+    (their lines carry the sender's prefix) rather than split it: what arrived as one line
+    leaves as one line (a NOTICE, never answered, is split)."""
+    room_left = line_room(command, user.mask, target, ACTION_WRAP if kind == Kind.ACTION else 0)
+    if len(body.encode("utf-8")) <= room_left:
+        return False
+    rb.numeric(N.ERR_INPUTTOOLONG, f"Message too long for one line to {target}: at most {room_left} "
+               "bytes of text (longer ones as a draft/multiline batch)")
+    return True
+
+
 def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Message]:
     """The answer to a message the hub could not store, or found void (nobody got it)."""
     error = receipt.error
@@ -121,6 +131,39 @@ def _not_stored(session, command: str, target: str, receipt: Receipt) -> list[Me
 def privmsg(session, msg: Message, rb) -> None:
     """PRIVMSG <target>[,<target>...] :<text> (CTCP ACTION becomes a /me)."""
     _deliver(session, msg, rb, Kind.MESSAGE, quiet=False)
+
+
+_PRIVMSG_PENALTY = COMMANDS["PRIVMSG"].penalty
+
+
+@fast_path(b"PRIVMSG ")
+def plain_privmsg_line(session, line: bytes) -> bool:
+    """``PRIVMSG #room :text`` from a registered client without echo-message or the bot
+    mode: what ``dispatch`` and ``privmsg`` do with it (the flood charge, the idle time,
+    the same ``hub.send``, a refusal answered with the same numeric), without a
+    ``Message`` or the command table. False for any other line."""
+    found = plain_privmsg(line)
+    if found is None or C.ECHO_MESSAGE in session.caps or BOT_MODE in session.user.modes:
+        return False
+    target, text = found
+    if not is_room_name(target):
+        return False
+    session.flood.charge(_PRIVMSG_PENALTY)
+    session.idle_since = time.time()
+    rb = ResponseBuffer(session, None)
+    session.run_handler("PRIVMSG", _send_plain, found, rb)  # a refusal is answered in rb
+    session._flush(rb)
+    return True
+
+
+def _send_plain(session, found: tuple[str, str], rb) -> None:
+    target, text = found
+    kind = Kind.MESSAGE
+    if text.startswith(_ACTION_START):
+        kind = Kind.ACTION
+        text = text[len(_ACTION_START) :].rstrip("\x01")
+    if not _too_long_for_one_line(rb, "PRIVMSG", session.user, target, kind, text):
+        session.hub.send(session.user, target, text, kind, {})
 
 
 @command("NOTICE", min_params=0)

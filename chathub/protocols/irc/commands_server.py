@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import cast
 
 from twisted.logger import Logger
 
@@ -15,7 +16,7 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.commands_queries import visible_host
 from chathub.protocols.irc.table import COMMANDS, WELCOME, command, hook
-from chathub.protocols.irc.wire import Message
+from chathub.protocols.irc.wire import Message, NickTemplate
 
 _log = Logger()
 
@@ -72,24 +73,43 @@ MAX_MODE_PARAMS = 4
 
 @hook(WELCOME)
 def welcome_burst(session, rb) -> None:
-    """001-005, LUSERS and MOTD, sent once registration completes."""
-    config = session.config
-    user = session.user
-    started = datetime.fromtimestamp(session.hub.started, tz=UTC)
-    rb.numeric(N.RPL_WELCOME, f"Welcome to the {config.server.network} IRC Network {user.mask}")
-    rb.numeric(N.RPL_YOURHOST, f"Your host is {session.server_name}, running version {VERSION}")
-    rb.numeric(N.RPL_CREATED, f"This server was created {started:%a %b %d %Y at %H:%M:%S UTC}")
-    rb.numeric(N.RPL_MYINFO, session.server_name, VERSION, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM)
-    isupport(session, rb)
+    """001-005, LUSERS and MOTD, sent once registration completes.
+
+    002-005 and the MOTD are the same for every client but for the nick: they are
+    serialised once per config and MOTD (``IrcServer.rendering``), so a registration
+    renders only 001, LUSERS and 396."""
+    server = session.server
+    rb.numeric(N.RPL_WELCOME, f"Welcome to the {session.config.server.network} IRC Network {session.user.mask}")
+    rb.add(cast(NickTemplate, server.rendering("welcome", lambda: _fixed_welcome(session))).for_nick(session.nick))
     lusers(session, None, rb)
     motd(session, None, rb)
     visible_host(session, rb)
 
 
+def _fixed_welcome(session) -> NickTemplate:
+    """002-005: what the server and its config are."""
+    started = datetime.fromtimestamp(session.hub.started, tz=UTC)
+    name = session.server_name
+    lines: list[tuple[str, list[str]]] = [
+        (N.RPL_YOURHOST, [f"Your host is {name}, running version {VERSION}"]),
+        (N.RPL_CREATED, [f"This server was created {started:%a %b %d %Y at %H:%M:%S UTC}"]),
+        (N.RPL_MYINFO, [name, VERSION, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM]),
+    ]
+    lines.extend((N.RPL_ISUPPORT, params) for params in _isupport_lines(session.config))
+    return NickTemplate(name, lines)
+
+
+def _isupport_lines(config) -> list[list[str]]:
+    tokens = isupport_tokens(config)
+    return [
+        [*tokens[i : i + TOKENS_PER_LINE], "are supported by this server"]
+        for i in range(0, len(tokens), TOKENS_PER_LINE)
+    ]
+
+
 def isupport(session, rb) -> None:
-    tokens = isupport_tokens(session.config)
-    for i in range(0, len(tokens), TOKENS_PER_LINE):
-        rb.numeric(N.RPL_ISUPPORT, *tokens[i : i + TOKENS_PER_LINE], "are supported by this server")
+    for params in _isupport_lines(session.config):
+        rb.numeric(N.RPL_ISUPPORT, *params)
 
 
 @command("LUSERS")
@@ -115,15 +135,20 @@ def lusers(session, msg, rb) -> None:
 
 @command("MOTD")
 def motd(session, msg, rb) -> None:
-    """The message of the day, or 422 when there is none."""
-    lines = session.server.motd.lines
+    """The message of the day, or 422 when there is none (rendered once per MOTD)."""
+    server = session.server
+    rb.add(cast(NickTemplate, server.rendering("motd", lambda: _motd_lines(server))).for_nick(session.nick or "*"))
+
+
+def _motd_lines(server) -> NickTemplate:
+    lines = server.motd.lines
     if lines is None:
-        rb.numeric(N.ERR_NOMOTD, "MOTD File is missing")
-        return
-    rb.numeric(N.RPL_MOTDSTART, f"- {session.server_name} Message of the day - ")
-    for line in lines:
-        rb.numeric(N.RPL_MOTD, f"- {line}")
-    rb.numeric(N.RPL_ENDOFMOTD, "End of /MOTD command.")
+        return NickTemplate(server.server_name, [(N.ERR_NOMOTD, ["MOTD File is missing"])])
+    return NickTemplate(server.server_name, [
+        (N.RPL_MOTDSTART, [f"- {server.server_name} Message of the day - "]),
+        *((N.RPL_MOTD, [f"- {line}"]) for line in lines),
+        (N.RPL_ENDOFMOTD, ["End of /MOTD command."]),
+    ])
 
 
 def _other_server(session, msg, rb) -> bool:

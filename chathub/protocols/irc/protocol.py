@@ -55,8 +55,10 @@ class IrcProtocol(protocol.Protocol):
         assert self.transport is not None  # Twisted sets it before calling this
         peer = self.transport.getPeer()
         host = display_host(peer)
-        self.log.info("IRC connection from {host}:{port}", event="connect", host=host, port=getattr(peer, "port", None))
         server = self.server
+        if server.config.logging.detailed:  # else the line when it closes is the one
+            self.log.debug("IRC connection from {host}:{port}", event="connect", host=host,
+                           port=getattr(peer, "port", None))
         self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self)
         # the session writes to the queue itself (its IrcWriter): fan-out calls that once
         # per recipient per message, so no forwarding method sits in between
@@ -108,7 +110,7 @@ class IrcProtocol(protocol.Protocol):
             # closed already: the server hung up (QUIT, KILL, bad password, timeout, send queue),
             # and the hub's quit line or the refusal line before this one says why
             self.log.info(
-                "IRC connection from {host} closed ({nick}): {why}",
+                "IRC connection from {host} closed ({nick}): {why}", event="disconnect",
                 host=session.host,
                 nick=session.nick or "no nick",
                 why="by the server" if session.closed else reason.getErrorMessage(),

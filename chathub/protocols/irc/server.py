@@ -109,6 +109,11 @@ class IrcServer:
         #: registration deadlines and ping checks of every session, once a second
         self.sweeper = Sweeper(clock)
         self._format_keys: dict[frozenset, tuple] = {}
+        #: lines command modules render once for every client (the welcome burst's fixed
+        #: part, the MOTD): name -> (the config and the MOTD lines it was made from, the
+        #: rendering); an entry made from another config or MOTD than the current ones is
+        #: stale (a reload, or a MOTD re-read, replaces them), and ``reconfigure`` clears it
+        self.renderings: dict[str, tuple[object, object, object]] = {}
         self._batch_ids: dict[str, Iterator[int]] = {}
         hub.when_room_ends(self._room_ended)
         hub.when_room_renamed(self._room_renamed)
@@ -122,11 +127,12 @@ class IrcServer:
         """Take a reloaded config (sessions read it through this server at once) and re-read
         the MOTD file it names, in a thread; fires once the new MOTD is in use."""
         self.config = config
+        self.renderings.clear()
         for session in list(self.sweeper.sessions):
             session.retune_flood(config)  # type: ignore[attr-defined]  # an IrcSession
         # the old lines stay shown until the file is read, in a thread (never here)
         self.motd = Motd(config, self.motd.lines if config.irc.motd_file else None, read=False)
-        return self.motd.reload(self.clock)
+        return self.motd.reload()  # the reactor's threads (``clock`` only tells the time)
 
     def going_away(self, reason: str) -> None:
         """Tell every IRC session (registered or not, over TCP or WebSocket) ``ERROR :reason``
@@ -159,6 +165,17 @@ class IrcServer:
         if key is None:
             key = self._format_keys[render_caps] = ("irc", render_caps)
         return key
+
+    def rendering(self, name: str, make: Callable[[], object]) -> object:
+        """What ``make()`` renders from the current config and MOTD, made once per config
+        and MOTD: ``name`` tells the renderings apart."""
+        lines = self.motd.lines
+        kept = self.renderings.get(name)
+        if kept is not None and kept[0] is self.config and kept[1] is lines:
+            return kept[2]
+        made = make()
+        self.renderings[name] = (self.config, lines, made)
+        return made
 
     def batch_ref(self, prefix: str) -> str:
         """A new BATCH reference: ``prefix`` (which kind of batch) and a number counted per

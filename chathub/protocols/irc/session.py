@@ -31,7 +31,7 @@ from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.multiline import BATCHED_LINE_PENALTY, ClientBatch, take_batched
 from chathub.protocols.irc.render import render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
-from chathub.protocols.irc.table import COMMANDS, REGISTERED, RENAME_SHOWN, SIGNED_OFF, WELCOME, run_hooks
+from chathub.protocols.irc.table import COMMANDS, FAST_PATHS, REGISTERED, RENAME_SHOWN, SIGNED_OFF, WELCOME, run_hooks
 from chathub.protocols.irc.wire import LineError, Message, parse
 
 if TYPE_CHECKING:
@@ -354,6 +354,13 @@ class IrcSession:
 
     def handle_gated(self, line: bytes) -> None:
         """Handle one line whose turn at the flood gate has come."""
+        if self.registered:
+            user = self.user
+            if user is not None and user.participant is not self:  # one of several sessions
+                user.act_as(self)  # before the fast path too: it sends as this session
+            fast = FAST_PATHS.get(line[:8])
+            if fast is not None and fast(self, line):
+                return
         try:
             message = parse(line)
         except LineError as e:
@@ -403,19 +410,25 @@ class IrcSession:
         elif cmd.privilege is not None and not self._has_privilege(cmd.privilege):
             rb.numeric(N.ERR_NOPRIVILEGES, "Permission Denied- You're not an IRC operator")
         else:
-            try:
-                result = cmd.handler(self, message, rb)
-            except errors.HubError as e:
-                self.hub_error(rb, e)
-            except Exception:
-                self.log.failure("IRC command {command} failed", command=name)
-                rb.fail(name, "INTERNAL_ERROR", "The server could not run this command")
+            result = self.run_handler(name, cmd.handler, message, rb)
         if isinstance(result, defer.Deferred):
             result.addErrback(self._command_failed, name, rb)
             result.addBoth(lambda _: self._flush(rb))
             self.hold(result)
         else:
             self._flush(rb)
+
+    def run_handler(self, name: str, handler: Callable, message: object, rb: ResponseBuffer):
+        """``handler(self, message, rb)``, a refusal answered with its numeric and a crash
+        with ``FAIL <name> INTERNAL_ERROR`` (and logged); its result."""
+        try:
+            return handler(self, message, rb)
+        except errors.HubError as e:
+            self.hub_error(rb, e)
+        except Exception:
+            self.log.failure("IRC command {command} failed", command=name)
+            rb.fail(name, "INTERNAL_ERROR", "The server could not run this command")
+        return None
 
     def _command_failed(self, failure, name: str, rb: ResponseBuffer) -> None:
         if failure.check(errors.HubError):

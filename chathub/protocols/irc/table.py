@@ -45,6 +45,11 @@ ROOM_RENAMED = "room_renamed"
 #: ``hook(session, event, rb)``: show a room's rename (a ``rename`` event) to one session
 RENAME_SHOWN = "rename_shown"
 
+#: the first 8 bytes of a line -> what handles the commonest form of that command before
+#: the parser sees it (``fast(session, line)``: True when it handled the line, False when
+#: the line must be parsed and dispatched as usual); only for registered clients
+FAST_PATHS: dict[bytes, Callable[..., bool]] = {}
+
 #: point -> its hooks, run in the order they were registered
 HOOKS: dict[str, list[Callable[..., None]]] = {
     WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: [], ROOM_RENAMED: [], RENAME_SHOWN: [],
@@ -69,6 +74,18 @@ def command(name: str, **options) -> Callable[[Callable], Callable]:
         return handler
 
     return register
+
+
+def fast_path(prefix: bytes) -> Callable[[Callable[..., bool]], Callable[..., bool]]:
+    """Decorator: try the function on a registered client's lines that start with
+    ``prefix`` (8 bytes) before parsing them (``FAST_PATHS``)."""
+    assert len(prefix) == 8
+
+    def add(fn: Callable[..., bool]) -> Callable[..., bool]:
+        FAST_PATHS[prefix] = fn
+        return fn
+
+    return add
 
 
 def hook(point: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

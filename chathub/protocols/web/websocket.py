@@ -276,10 +276,11 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self._start_send_queue()
-        self._log.info(
-            "WebSocket connection from {host} ({subprotocol})", event="connect",
-            host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
-        )
+        if self.factory.config.logging.detailed:  # else the line when it closes is the one
+            self._log.debug(
+                "WebSocket connection from {host} ({subprotocol})", event="connect",
+                host=self.client_host, peer=self.peer, subprotocol=self.subprotocol or IRC_TEXT,
+            )
         self.factory.connections.add(self)
         self.session = self.factory.make_session(self)
         self.session.opened()
@@ -307,7 +308,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         if session is None:
             return
         self._log.info(
-            "WebSocket connection from {host} closed ({nick}): code {code}, {why}",
+            "WebSocket connection from {host} closed ({nick}): code {code}, {why}", event="disconnect",
             host=self.client_host, nick=_nick_of(session) or "no nick", code=code,
             why=self.quit_reason or reason or self.wasNotCleanReason or "closed by the client",
         )
