@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 
 from chathub.hub import errors
-from tests.support import ALL_CAPS, LogCapture, irc_user, offered_caps
+from tests.support import ALL_CAPS, LogCapture, history_server, irc_user, offered_caps
 
 REG = "draft/account-registration"
 
@@ -184,3 +184,24 @@ async def test_a_failing_store_makes_registration_temporarily_unavailable(server
     assert watch.matching("account registration failed")
     server.take_tracebacks("no such table: accounts")
     watch.assert_no_secret("nells-password")
+
+
+@pytest_twisted.ensureDeferred
+async def test_min_password_length_is_a_setting(tmp_path):
+    """[auth] min_password_length: irctest registers accounts with three-letter passwords."""
+    server = await history_server(tmp_path, ("irc",), auth={"min_password_length": 3})
+    try:
+        una = await irc_user(server, "una", caps=[REG])
+        assert fail_params(await una.roundtrip("REGISTER * * ab"))[1:] == [
+            "WEAK_PASSWORD", "una", "Password too short (at least 3 characters)"
+        ]
+        lines = await una.roundtrip("PRIVMSG NickServ :REGISTER ab")
+        assert lines[0].params[-1] == "Password too short (at least 3 characters)"
+        assert [l.command for l in await una.roundtrip("REGISTER * * bar")] == ["REGISTER", "900"]
+        una.send("QUIT")
+        await una.closed
+        again = await irc_user(server, "una", caps=[], password="bar")
+        assert server.hub.find_user("una").account == "una"
+        await again.roundtrip()
+    finally:
+        await server.stop()

@@ -57,6 +57,8 @@ class AuthConfig:
     hash_concurrency: int = 2  # argon2 runs at once, server-wide
     token_lifetime: float = 30 * 86400.0  # seconds a session token logs in after it was issued
     max_tokens: int = 10  # session tokens one account holds; a new one revokes the oldest
+    #: the shortest password a new account (or a password change) may have, in characters
+    min_password_length: int = 4
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -77,6 +79,7 @@ class AuthConfig:
             hash_concurrency=self.hash_concurrency,
             token_lifetime=self.token_lifetime,
             max_tokens=self.max_tokens,
+            min_password_length=self.min_password_length,
         )
 
 

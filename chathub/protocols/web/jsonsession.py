@@ -262,7 +262,7 @@ class JsonSession(EncodingParticipant):
                     "room_name_length": limits.room_name_length,
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
-                    "password_min_length": errors.MIN_PASSWORD,
+                    "password_min_length": self.config.auth.min_password_length,
                     "message_bytes": self.config.websocket.max_message_bytes,
                     "text_bytes": limits.message_bytes,
                     "text_lines": limits.message_lines,
