@@ -2,11 +2,13 @@
 IRCv3 draft/account-registration (REGISTER, VERIFY, before-connect) and NickServ."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 import pytest_twisted
 
 from chathub.hub import errors
-from tests.support import ALL_CAPS, LogCapture, history_server, irc_user, offered_caps
+from tests.support import ALL_CAPS, LogCapture, history_server, irc_user, join_irc, offered_caps
 
 REG = "draft/account-registration"
 
@@ -205,3 +207,29 @@ async def test_min_password_length_is_a_setting(tmp_path):
         await again.roundtrip()
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_account_keeps_its_registered_case(server):
+    """An account registered as coolAcct is coolAcct in 900, WHOX %a and the account tag,
+    whatever case the client logs in with (irctest's WhoServicesTestCase)."""
+    await server.accounts.create_account("coolAcct", "sesame-pw")
+    other = await irc_user(server, "otherNick", caps=["account-tag"], rooms=["#case"])
+    cool = await server.connect("irc")
+    cool.send("CAP LS 302")
+    cool.send("CAP REQ :sasl")
+    cool.send("AUTHENTICATE PLAIN")
+    await cool.expect("AUTHENTICATE")
+    cool.send("AUTHENTICATE " + base64.b64encode(b"coolacct\0coolacct\0sesame-pw").decode())
+    logged_in = await cool.expect("900")
+    assert logged_in.params[2:] == ["coolAcct", "You are now logged in as coolAcct"]
+    cool.send("NICK coolAcct")
+    cool.send("USER cool 0 * :cool")
+    cool.send("CAP END")
+    await cool.expect("001")
+    await join_irc(cool, "#case")
+    lines = await other.roundtrip("WHO coolAcct %na")
+    assert [l.params for l in lines if l.command == "354"] == [["otherNick", "coolAcct", "coolAcct"]]
+    cool.send("PRIVMSG #case :hello")
+    said = await other.expect("PRIVMSG")
+    assert said.tags["account"] == "coolAcct"

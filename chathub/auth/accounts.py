@@ -35,7 +35,8 @@ class StoreAccountChecker(HashedPasswordChecker):
     Also the hub's ``IAccountDirectory``: ``is_account`` is answered from a set of
     folded names loaded by ``load()`` and kept up to date by ``register()``; and its
     ``IAccountCreator``: ``create_account()`` creates accounts. The avatar id of a successful
-    login is the folded account name.
+    login is the account name as it was registered (``coolAcct``, whatever case the client
+    logged in with): IRC shows it in 900, WHOX ``%a`` and the ``account`` tag.
     """
 
     log = Logger()
@@ -99,7 +100,7 @@ class StoreAccountChecker(HashedPasswordChecker):
             "could not record the login of {name}",
             account.name,
         )
-        return folded
+        return account.name
 
     def _in_background(self, d: defer.Deferred, failed: str, name: str) -> None:
         """Work a login does not wait for: logged if it fails, awaited by ``idle()``."""

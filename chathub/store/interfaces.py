@@ -243,7 +243,7 @@ class IStore(Interface):
         oldest tokens beyond ``keep``."""
 
     def token_account(digest: str, now: float) -> Deferred[Optional[str]]:
-        """The folded account an unexpired token digest logs in, or None."""
+        """The account an unexpired token digest logs in, by its registered name, or None."""
 
     def revoke_token(digest: str) -> Deferred[bool]:
         """Remove one token; fires with True if it existed."""

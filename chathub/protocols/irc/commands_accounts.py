@@ -19,7 +19,7 @@ import re
 from typing import Callable, Optional
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -299,7 +299,7 @@ def _nickserv_identify(session, args: list[str], replies) -> Optional[defer.Defe
         replies.add(logged_in_numeric(session, name))
 
     def refused(failure) -> None:
-        if not failure.check(UnauthorizedLogin):
+        if not failure.check(LoginFailed):  # UnhandledCredentials: no password checker
             log.failure("NickServ IDENTIFY failed", failure)
         replies.notice("Invalid account or password")
 

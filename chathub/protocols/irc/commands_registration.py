@@ -6,7 +6,7 @@ import binascii
 import re
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.logger import Logger
 
 from chathub.hub import errors
@@ -98,6 +98,11 @@ def cap(session, msg: Message, rb) -> None:
     elif sub == "END":
         if not session.registered:
             session.cap_negotiating = False
+            if session.sasl is not None:
+                # registration completed while SASL waited for the client's data: the
+                # specification has the server abort the exchange (906) and register it as is
+                session.sasl = None
+                rb.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
             return session.try_register(rb)
     else:
         rb.numeric(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
@@ -160,13 +165,15 @@ def pass_(session, msg: Message, rb) -> None:
 
 
 class SaslExchange:
-    """An AUTHENTICATE exchange in progress."""
+    """An AUTHENTICATE exchange in progress. ``discarding``: the client's message passed
+    ``SASL_MAX`` and was refused (904); the rest of its chunks are dropped unanswered."""
 
-    __slots__ = ("mechanism", "data")
+    __slots__ = ("mechanism", "data", "discarding")
 
     def __init__(self, mechanism: str) -> None:
         self.mechanism = mechanism
         self.data = ""
+        self.discarding = False
 
 
 @command("AUTHENTICATE", before_registration=True, min_params=1, penalty=0.5)
@@ -197,6 +204,12 @@ def authenticate(session, msg: Message, rb):
         rb.add(Message("AUTHENTICATE", ["+"]))
         return None
     exchange = session.sasl
+    if exchange.discarding:
+        # the rest of a message already refused: nothing is kept, nothing answered, until
+        # its last chunk (shorter than SASL_CHUNK) ends it
+        if len(arg) != SASL_CHUNK:
+            session.sasl = None
+        return None
     if len(arg) > SASL_CHUNK:
         session.sasl = None
         rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
@@ -204,8 +217,12 @@ def authenticate(session, msg: Message, rb):
     if arg != "+":
         exchange.data += arg
         if len(exchange.data) > SASL_MAX * 4 // 3 + 4:
-            session.sasl = None
-            rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
+            # one refusal however many chunks follow (a client may send a thousand)
+            exchange.data = ""
+            exchange.discarding = len(arg) == SASL_CHUNK
+            if not exchange.discarding:
+                session.sasl = None
+            _sasl_refused(session, rb, "message too long")
             return None
         if len(arg) == SASL_CHUNK:
             return None  # more to come
@@ -258,7 +275,9 @@ def _sasl_success(result, session, rb):
 
 
 def _sasl_failure(failure, session, rb):
-    failure.trap(UnauthorizedLogin)
+    # UnhandledCredentials too: a server with no password checker ([auth] checkers = []
+    # and no --auth) refuses every SASL login the same way
+    failure.trap(LoginFailed)
     session.sasl = None
     rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
     return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, cast
 from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -457,7 +457,7 @@ class IrcSession:
         self._logout = logout
 
     def _login_failed(self, failure, rb: ResponseBuffer) -> None:
-        failure.trap(UnauthorizedLogin)
+        failure.trap(LoginFailed)  # UnhandledCredentials: PASS on a server without password checkers
         if self.password is not None:
             rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
             rb.flush()
