@@ -550,6 +550,9 @@ class IrcSession:
             self.hub.quit(self.user, reason)
             run_hooks(SIGNED_OFF, self, self.user)
         self.closed = True
+        sasl, self.sasl = self.sasl, None
+        if sasl is not None:
+            sasl.drop()  # a SCRAM login accepted but not yet completed by the client
         logout, self._logout = self._logout, None
         if logout is not None:
             logout()
