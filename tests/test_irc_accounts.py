@@ -233,3 +233,34 @@ async def test_account_keeps_its_registered_case(server):
     cool.send("PRIVMSG #case :hello")
     said = await other.expect("PRIVMSG")
     assert said.tags["account"] == "coolAcct"
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_of_a_nick_refused_as_in_use_is_account_exists(server):
+    """NICK refused (433) as someone else's, then REGISTER: ACCOUNT_EXISTS naming that nick,
+    not NEED_NICK (irctest RegisterNoLandGrabsTestCase)."""
+    await irc_user(server, "root", caps=[])
+    grabber = await server.connect("irc")
+    grabber.send("NICK root")
+    lines = await grabber.roundtrip("REGISTER * * shivarampassphrase")
+    assert [l.command for l in lines] == ["433", "FAIL"]
+    assert fail_params(lines)[1:3] == ["ACCOUNT_EXISTS", "root"]
+    assert await server.store.get_account("root") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_before_connect_can_be_switched_off(tmp_path):
+    server = await history_server(tmp_path, ("irc",), irc={"register_before_connect": False})
+    try:
+        client = await server.connect("irc")
+        assert (await offered_caps(client))[REG] == ""  # not before-connect
+        client.send("NICK bar")
+        lines = await client.roundtrip("REGISTER * * shivarampassphrase")
+        assert fail_params(lines)[1:3] == ["COMPLETE_CONNECTION_REQUIRED", "*"]
+        client.send("USER bar 0 * :bar")
+        client.send("CAP END")
+        await client.expect("001")
+        await client.roundtrip()  # the rest of the welcome
+        assert [l.command for l in await client.roundtrip("REGISTER * * shivarampassphrase")] == ["REGISTER", "900"]
+    finally:
+        await server.stop()

@@ -53,6 +53,8 @@ sqlite_path = "chathub.sqlite3"
 
 [irc]
 flood_exempt = ["127.0.0.0/8", "::1"]
+# draft/account-registration before-connect, when the test case asks for it
+register_before_connect = {before_connect}
 
 [[irc.operators]]
 name = "operuser"
@@ -161,6 +163,7 @@ class ChathubController(BaseServerController, DirectoryBasedController):
                     directory=self.directory,
                     irc_listener=irc.replace("\\", "\\\\"),
                     http_listeners="",
+                    before_connect=str(self.test_config.account_registration_before_connect).lower(),
                 )
             )
         twistd = os.environ.get("IRCTEST_CHATHUB_TWISTD")

@@ -93,7 +93,15 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     """REGISTER <account|*> <email|*> <password> (IRCv3 draft/account-registration)."""
     wanted, email, password = msg.params[0], msg.params[1], msg.params[2]
     hub = session.hub
+    if not session.registered and not session.config.irc.register_before_connect:
+        rb.fail("REGISTER", "COMPLETE_CONNECTION_REQUIRED", "*", "Register your account once connected")
+        return None
     nick = session.user.nick if session.registered else session.nick
+    if nick is None and not session.registered and session.nick_in_use is not None:
+        # the NICK was refused as someone else's: registering it would take it from them
+        in_use = session.nick_in_use
+        rb.fail("REGISTER", "ACCOUNT_EXISTS", in_use, "That nick is in use or registered; choose another")
+        return None
     if nick is None:
         rb.fail("REGISTER", "NEED_NICK", "*", "Choose a nick with NICK before registering it")
         return None

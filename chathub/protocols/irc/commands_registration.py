@@ -44,7 +44,8 @@ def _sasl_refused(session, rb, why: str) -> None:
 
 
 def _offered(session):
-    return C.offered(",".join(session.portal.sasl_mechanisms()), cap_value(session.config.limits))
+    registration = C.ACCOUNT_REGISTRATION_VALUE if session.config.irc.register_before_connect else ""
+    return C.offered(",".join(session.portal.sasl_mechanisms()), cap_value(session.config.limits), registration)
 
 
 def _cap_ls_lines(session, version: int) -> list[list[str]]:
@@ -133,6 +134,9 @@ def nick(session, msg: Message, rb):
             hub.check_nick(new, session.user)
         except errors.NickRegistered:
             pass  # SASL or PASS may still log in to it: checked when registration ends
+        except errors.NickInUse:
+            session.nick_in_use = new  # a REGISTER of it next is a land grab (ACCOUNT_EXISTS)
+            raise
         session.nick = new
         return session.try_register(rb)
     old_folded = session.user.folded

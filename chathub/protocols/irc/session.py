@@ -89,6 +89,7 @@ class IrcSession:
         "closed",
         "sasl",
         "sasl_done",
+        "nick_in_use",
         "_metadata_subs",
         "_pending_metadata",
         "_read_markers",
@@ -145,6 +146,7 @@ class IrcSession:
         self.closed = False
         self.sasl = None  # SASL exchange state (see commands_registration)
         self.sasl_done = False
+        self.nick_in_use: Optional[str] = None  # the last NICK refused before registration as held
         self._metadata_subs: Optional[set[str]] = None
         self._pending_metadata: Optional[dict[str, str]] = None
         self._read_markers: Optional[dict[str, float]] = None
