@@ -213,7 +213,8 @@ class IStore(Interface):
         rooms: Sequence[str] = (),
         kinds: Optional[Collection[str]] = None,
     ) -> Deferred[list[tuple[str, float]]]:
-        """Conversations with activity strictly between the two times, as ``(name, latest)``.
+        """Conversations whose latest event is strictly between the two times, as
+        ``(name, latest)`` (one with a later event is not listed).
 
         Private conversations of ``viewer`` give the other party's nick; rooms are listed
         only when named in ``rooms`` (those the viewer may see). Counted from ``start_time``
