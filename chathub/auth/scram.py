@@ -217,6 +217,13 @@ def _attributes(message: str) -> list[tuple[str, str]]:
     return found
 
 
+def _decoded(message: bytes) -> str:
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScramError("not UTF-8") from e
+
+
 def _unescape_name(value: str) -> str:
     # RFC 5802 5.1: "," and "=" are sent as "=2C" and "=3D"; any other "=" is an error
     out = []
@@ -255,10 +262,7 @@ class ScramExchange:
 
     def first(self, message: bytes) -> str:
         """Parse the client-first message; returns the account name (SASLprep'd)."""
-        try:
-            text = message.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ScramError("not UTF-8") from e
+        text = _decoded(message)
         cbind, sep, rest = text.partition(",")
         authzid, sep2, bare = rest.partition(",")
         if not sep or not sep2:
@@ -291,10 +295,7 @@ class ScramExchange:
 
     def final(self, message: bytes) -> ScramProof:
         """Parse the client-final message; the proof to check (through the portal)."""
-        try:
-            text = message.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ScramError("not UTF-8") from e
+        text = _decoded(message)
         without_proof, sep, proof_attr = text.rpartition(",")
         if not sep or not proof_attr.startswith("p="):
             raise ScramError("malformed client-final message")
