@@ -12,6 +12,7 @@ TEST = [
     "pyyaml>=6",
     "playwright>=1.50",
     "trustme>=1.1",  # certificates for the TLS listener tests
+    "scramp>=1.4",  # an independent SCRAM-SHA-256 client for the SASL tests
     # the checks scripts/test runs before pytest; pinned, since a new release brings new
     # findings (see docs/development.md)
     "ruff==0.17.6",

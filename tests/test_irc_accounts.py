@@ -2,11 +2,13 @@
 IRCv3 draft/account-registration (REGISTER, VERIFY, before-connect) and NickServ."""
 from __future__ import annotations
 
+import base64
+
 import pytest
 import pytest_twisted
 
 from chathub.hub import errors
-from tests.support import ALL_CAPS, LogCapture, irc_user, offered_caps
+from tests.support import ALL_CAPS, LogCapture, history_server, irc_user, join_irc, offered_caps
 
 REG = "draft/account-registration"
 
@@ -184,3 +186,81 @@ async def test_a_failing_store_makes_registration_temporarily_unavailable(server
     assert watch.matching("account registration failed")
     server.take_tracebacks("no such table: accounts")
     watch.assert_no_secret("nells-password")
+
+
+@pytest_twisted.ensureDeferred
+async def test_min_password_length_is_a_setting(tmp_path):
+    """[auth] min_password_length: irctest registers accounts with three-letter passwords."""
+    server = await history_server(tmp_path, ("irc",), auth={"min_password_length": 3})
+    try:
+        una = await irc_user(server, "una", caps=[REG])
+        assert fail_params(await una.roundtrip("REGISTER * * ab"))[1:] == [
+            "WEAK_PASSWORD", "una", "Password too short (at least 3 characters)"
+        ]
+        lines = await una.roundtrip("PRIVMSG NickServ :REGISTER ab")
+        assert lines[0].params[-1] == "Password too short (at least 3 characters)"
+        assert [l.command for l in await una.roundtrip("REGISTER * * bar")] == ["REGISTER", "900"]
+        una.send("QUIT")
+        await una.closed
+        again = await irc_user(server, "una", caps=[], password="bar")
+        assert server.hub.find_user("una").account == "una"
+        await again.roundtrip()
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_account_keeps_its_registered_case(server):
+    """An account registered as coolAcct is coolAcct in 900, WHOX %a and the account tag,
+    whatever case the client logs in with (irctest's WhoServicesTestCase)."""
+    await server.accounts.create_account("coolAcct", "sesame-pw")
+    other = await irc_user(server, "otherNick", caps=["account-tag"], rooms=["#case"])
+    cool = await server.connect("irc")
+    cool.send("CAP LS 302")
+    cool.send("CAP REQ :sasl")
+    cool.send("AUTHENTICATE PLAIN")
+    await cool.expect("AUTHENTICATE")
+    cool.send("AUTHENTICATE " + base64.b64encode(b"coolacct\0coolacct\0sesame-pw").decode())
+    logged_in = await cool.expect("900")
+    assert logged_in.params[2:] == ["coolAcct", "You are now logged in as coolAcct"]
+    cool.send("NICK coolAcct")
+    cool.send("USER cool 0 * :cool")
+    cool.send("CAP END")
+    await cool.expect("001")
+    await join_irc(cool, "#case")
+    lines = await other.roundtrip("WHO coolAcct %na")
+    assert [l.params for l in lines if l.command == "354"] == [["otherNick", "coolAcct", "coolAcct"]]
+    cool.send("PRIVMSG #case :hello")
+    said = await other.expect("PRIVMSG")
+    assert said.tags["account"] == "coolAcct"
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_of_a_nick_refused_as_in_use_is_account_exists(server):
+    """NICK refused (433) as someone else's, then REGISTER: ACCOUNT_EXISTS naming that nick,
+    not NEED_NICK (irctest RegisterNoLandGrabsTestCase)."""
+    await irc_user(server, "root", caps=[])
+    grabber = await server.connect("irc")
+    grabber.send("NICK root")
+    lines = await grabber.roundtrip("REGISTER * * shivarampassphrase")
+    assert [l.command for l in lines] == ["433", "FAIL"]
+    assert fail_params(lines)[1:3] == ["ACCOUNT_EXISTS", "root"]
+    assert await server.store.get_account("root") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_before_connect_can_be_switched_off(tmp_path):
+    server = await history_server(tmp_path, ("irc",), irc={"register_before_connect": False})
+    try:
+        client = await server.connect("irc")
+        assert (await offered_caps(client))[REG] == ""  # not before-connect
+        client.send("NICK bar")
+        lines = await client.roundtrip("REGISTER * * shivarampassphrase")
+        assert fail_params(lines)[1:3] == ["COMPLETE_CONNECTION_REQUIRED", "*"]
+        client.send("USER bar 0 * :bar")
+        client.send("CAP END")
+        await client.expect("001")
+        await client.roundtrip()  # the rest of the welcome
+        assert [l.command for l in await client.roundtrip("REGISTER * * shivarampassphrase")] == ["REGISTER", "900"]
+    finally:
+        await server.stop()

@@ -5,6 +5,7 @@ import base64
 
 import pytest
 import pytest_twisted
+from twisted.internet import task
 
 from tests.support import irc_world
 
@@ -216,6 +217,61 @@ def test_sasl_plain_success_and_failure(world):
     c.send("CAP END")
     assert "001" in c.commands()
     assert world.hub.find_user("alice").account == "alice"
+
+
+def test_sasl_during_registration_nick_user_go_on_cap_end_aborts(world):
+    # NICK and USER while the exchange waits for data do not end it
+    c = world.irc_conn()
+    c.send("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
+    assert c.lines()[-1].params == ["+"]
+    c.send("NICK alice", "USER a 0 * :A", "AUTHENTICATE " + base64.b64encode(b"\0alice\0sesame").decode())
+    assert [m.command for m in c.lines()] == ["900", "903"]
+    # CAP END does: 906, then the client registers without an account
+    c = world.irc_conn()
+    c.send("CAP LS 302", "CAP REQ sasl", "AUTHENTICATE PLAIN")
+    c.lines()
+    c.send("NICK bert", "USER b 0 * :B", "CAP END")
+    commands = c.commands()
+    assert commands[0] == "906" and "001" in commands
+    assert world.hub.find_user("bert").account is None
+    # the exchange is over: data now is a mechanism nobody offers, not a login
+    c.send("AUTHENTICATE " + base64.b64encode(b"\0alice\0sesame").decode())
+    assert [m.command for m in c.lines()] == ["908", "904"]
+
+
+def test_sasl_message_past_the_limit_gets_one_904(world):
+    c = world.irc_conn()
+    c.send("CAP LS 302", "CAP REQ sasl", "NICK alice", "USER a 0 * :A", "AUTHENTICATE PLAIN")
+    c.lines()
+    chunk = base64.b64encode(b"x" * 300).decode()
+    assert len(chunk) == 400
+    c.send(*["AUTHENTICATE " + chunk] * 1000)  # 400 kB
+    while c.protocol.session.gate.waiting:  # handled 64 lines a reactor turn
+        world.clock.advance(0)
+    assert [m.command for m in c.lines()] == ["904"]
+    c.send("AUTHENTICATE +")  # the end of the refused message: dropped too
+    assert c.lines() == []
+    # a new exchange works
+    assert [m.command for m in _sasl(c, b"\0alice\0sesame")] == ["900", "903"]
+
+
+def test_sasl_without_password_checkers_is_904():
+    from chathub.config import Config
+    from tests.support import Chat
+
+    bare = Chat(Config(), [], clock=task.Clock())
+    c = bare.irc_conn()
+    c.send("CAP LS 302", "CAP REQ sasl", "NICK alice", "USER a 0 * :A")
+    c.lines()
+    assert [(m.command, m.params[-1]) for m in _sasl(c, b"\0alice\0sesame")] == [
+        ("904", "SASL authentication failed")
+    ]
+    c.send("CAP END")
+    assert "001" in c.commands()
+    # PASS on such a server: refused as a wrong password, not an internal error
+    d = bare.irc_conn()
+    d.send("PASS alice:sesame", "NICK alice2", "USER a 0 * :A")
+    assert [m.command for m in d.lines()] == ["464", "ERROR"]
 
 
 def test_registered_nick_needs_its_password(world):

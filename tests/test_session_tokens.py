@@ -191,12 +191,17 @@ async def test_version_3_database_gains_session_tokens(store_factory):
         conn.close()
     store = await store_factory()
     assert LATEST_VERSION >= 4 and (await store.get_account("ALICE")).name == "Alice"
+    # version 6: the account has no SCRAM keys until they are made from its password
+    assert (await store.get_account("alice")).scram is None
+    assert await store.set_scram_keys("alice", "SCRAM-SHA-256$keys", "other-hash") is False
+    assert await store.set_scram_keys("ALICE", "SCRAM-SHA-256$keys", "h") is True
+    assert (await store.get_account("alice")).scram == "SCRAM-SHA-256$keys"
     await store.add_token("d1", "Alice", 10.0, 20.0, 2)
     await store.add_token("d2", "alice", 11.0, 21.0, 2)
-    assert await store.token_account("d1", 19.0) == "alice"
+    assert await store.token_account("d1", 19.0) == "Alice"  # the name as registered
     assert await store.token_account("d1", 20.0) is None  # expired
     await store.add_token("d3", "alice", 12.0, 22.0, 2)  # d1, the oldest, goes
-    assert await store.token_account("d1", 0.0) is None and await store.token_account("d3", 0.0) == "alice"
+    assert await store.token_account("d1", 0.0) is None and await store.token_account("d3", 0.0) == "Alice"
     assert await store.revoke_token("d2") is True and await store.revoke_token("d2") is False
     assert await store.revoke_tokens("ALICE") == 1 and await store.token_account("d3", 0.0) is None
     # version 5: the account's rooms, the oldest beyond ``keep`` forgotten

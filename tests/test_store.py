@@ -383,6 +383,10 @@ async def test_targets(store):
     assert await store.targets("alice", 0, 5000, 10) == [("Carol", 1002.0), ("bob", 1004.0)]
     # the latest event inside the (exclusive) window counts
     assert await store.targets("alice", 1000, 1004, 10, rooms=["#room"]) == [("#room", 1001.0), ("Carol", 1002.0)]
+    # a conversation whose latest event is after the window is not listed, though bob's
+    # message at 1000 is inside it (irctest testChathistoryTargetsExcludesUpdatedTargets)
+    assert await store.targets("alice", 999, 1004, 10) == [("Carol", 1002.0)]
+    assert await store.targets("alice", 1004, 999, 10) == [("Carol", 1002.0)]
     # counted from the first bound: forwards keeps the oldest, backwards the newest
     assert await store.targets("alice", 0, 5000, 1, rooms=["#Room"]) == [("#Room", 1001.0)]
     assert await store.targets("alice", 5000, 0, 2, rooms=["#Room"]) == [("Carol", 1002.0), ("bob", 1004.0)]

@@ -60,8 +60,9 @@ async def test_register_then_login(checker, store):
     assert stored.password_hash.startswith("$argon2id$")
     assert "correct horse" not in stored.password_hash
     assert checker.is_account("ALICE") and not checker.is_account("bob")
-    assert await checker.requestAvatarId(UsernamePassword(b"alice", b"correct horse")) == "alice"
-    assert await checker.requestAvatarId(UsernamePassword("ALICE", "correct horse")) == "alice"
+    # the account logs in under its name as registered, whatever case the client gave
+    assert await checker.requestAvatarId(UsernamePassword(b"alice", b"correct horse")) == "Alice"
+    assert await checker.requestAvatarId(UsernamePassword("ALICE", "correct horse")) == "Alice"
     await checker.idle()
     assert (await store.get_account("alice")).last_seen is not None  # recorded in the background
     # hashing and verifying never ran on the reactor thread

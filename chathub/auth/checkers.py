@@ -229,7 +229,7 @@ class HashedPasswordChecker:
     (``chathub.auth.limiter``). Subclasses give ``hashing`` and the three methods.
     """
 
-    credentialInterfaces = (IUsernamePassword,)
+    credentialInterfaces: tuple = (IUsernamePassword,)
     hashing: PasswordHashing
 
     def lookup(self, name: str) -> defer.Deferred:

@@ -1,4 +1,5 @@
-"""Failed-login throttling: the one place every password check of every protocol goes through.
+"""Failed-login throttling: the one place every password check of every protocol goes through
+(SASL SCRAM-SHA-256 proofs too).
 
 ``LoginLimiter`` wraps the portal. Each connection asks it for a ``ClientLogins`` (with
 ``client_portal(portal, address)``), which has the portal's ``login`` and a ``verify`` for
@@ -40,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chathub.auth.hashing import Lane, PasswordHashing
+from chathub.auth.scram import IScramProof
 from chathub.config.core import AuthConfig
 from chathub.names import fold
 
@@ -335,8 +337,14 @@ class ClientLogins:
         self.count = 0
 
     def login(self, credentials, mind, *interfaces) -> defer.Deferred:
-        """``Portal.login``: password logins are throttled, guest logins go straight through."""
+        """``Portal.login``: password logins and SCRAM proofs are throttled, guest logins go
+        straight through."""
         portal = self.limiter.portal
+        if IScramProof.providedBy(credentials):
+            # a proof is cheap to check, but each is a guess at the password all the same
+            return self.limiter.attempt(
+                self, "account " + credentials.username, lambda _lane: portal.login(credentials, mind, *interfaces)
+            )
         if not IUsernamePassword.providedBy(credentials):
             return portal.login(credentials, mind, *interfaces)
         username, password = credentials.username, credentials.password

@@ -62,7 +62,8 @@ class SessionTokens:
         return d.addCallback(lambda _: (token, expires))
 
     def account_of(self, token: str) -> defer.Deferred:
-        """The folded account ``token`` logs in, or None (unknown, expired or revoked)."""
+        """The account ``token`` logs in (its name as registered), or None (unknown, expired
+        or revoked)."""
         return self.store.token_account(digest(token), self.clock.seconds())
 
     def revoke(self, token: str) -> defer.Deferred:
@@ -103,8 +104,8 @@ class SessionTokens:
 
 @implementer(ICredentialsChecker)
 class TokenChecker:
-    """Logs ``ISessionToken`` credentials in as the token's account (its folded name, the
-    avatar id the store's password checker gives too)."""
+    """Logs ``ISessionToken`` credentials in as the token's account (its name as registered,
+    the avatar id the store's password checker gives too)."""
 
     credentialInterfaces = (ISessionToken,)
 
@@ -118,6 +119,6 @@ class TokenChecker:
         except StorageError as e:
             raise error.UnauthorizedLogin("accounts are unavailable right now; try again later") from e
         claimed = getattr(credentials, "account", None)
-        if account is None or (claimed is not None and fold(claimed) != account):
+        if account is None or (claimed is not None and fold(claimed) != fold(account)):
             raise error.UnauthorizedLogin(REFUSED_TOKEN)
         return account

@@ -61,6 +61,8 @@ class AuthConfig:
     #: session (Ergo's multiclient), at most max_sessions_per_account of them; off: refused
     multiclient: bool = True
     max_sessions_per_account: int = 8
+    #: the shortest password a new account (or a password change) may have, in characters
+    min_password_length: int = 4
 
     def validate(self, prefix: str) -> None:
         for name in self.checkers:
@@ -82,6 +84,7 @@ class AuthConfig:
             token_lifetime=self.token_lifetime,
             max_tokens=self.max_tokens,
             max_sessions_per_account=self.max_sessions_per_account,
+            min_password_length=self.min_password_length,
         )
 
 

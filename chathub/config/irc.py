@@ -57,6 +57,9 @@ class IrcConfig:
     join_replay: bool = True
     #: join an account's rooms again when it logs in (bouncer-like clients keep their own list)
     autojoin: bool = True
+    #: REGISTER before connection registration completes (draft/account-registration
+    #: "before-connect"); off: only once connected (COMPLETE_CONNECTION_REQUIRED before)
+    register_before_connect: bool = True
 
     def validate(self, prefix: str) -> None:
         require_positive(

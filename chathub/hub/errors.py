@@ -60,11 +60,15 @@ MessageTooLong = _error("message_too_long", "Message too long")
 UnknownMode = _error("unknown_mode", "is an unknown mode character")
 RegistrationUnavailable = _error("registration_unavailable", "Account registration is not available here")
 AlreadyRegistered = _error("already_registered", "You are already logged in to an account")
-#: the shortest password an account may have (every protocol's registration says so first)
-MIN_PASSWORD = 4
-WeakPassword = _error("weak_password", f"Password too short (at least {MIN_PASSWORD} characters)")
 # [auth] max_sessions_per_account: the message names the bound
 TooManySessions = _error("too_many_sessions", "Too many sessions of this account are connected")
+#: the message names the shortest password ``[auth] min_password_length`` allows
+WeakPassword = _error("weak_password", "Password too short")
+
+
+def weak_password(target: str, shortest: int) -> HubError:
+    """``WeakPassword`` naming the shortest password allowed."""
+    return WeakPassword(target, f"Password too short (at least {shortest} characters)")
 NotLoggedIn = _error("not_logged_in", "You are not logged in to the hub")
 # room creation is bounded three ways ([limits]); each names its bound in the message
 TooManyOwnedRooms = _error("too_many_owned_rooms", "Your account already owns as many rooms as it may")

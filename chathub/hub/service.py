@@ -1622,8 +1622,9 @@ class ChatHub(service.Service):
             return defer.fail(errors.ErroneousNick("*", "Choose a nick first"))
         if self.users.get(user.folded or "") is not user:
             return defer.fail(errors.NotLoggedIn(user.nick or "*"))  # it has quit
-        if len(password) < errors.MIN_PASSWORD:
-            return defer.fail(errors.WeakPassword(user.nick or ""))
+        shortest = self.config.auth.min_password_length
+        if len(password) < shortest:
+            return defer.fail(errors.weak_password(user.nick or "", shortest))
         nick = cast(str, user.nick)  # signed on, checked above
 
         def registered(account: Any) -> str:
@@ -1643,8 +1644,9 @@ class ChatHub(service.Service):
         account = user.account
         if self.account_creator is None or account is None:
             return defer.fail(errors.RegistrationUnavailable(user.nick or ""))
-        if len(password) < errors.MIN_PASSWORD:
-            return defer.fail(errors.WeakPassword(user.nick or ""))
+        shortest = self.config.auth.min_password_length
+        if len(password) < shortest:
+            return defer.fail(errors.weak_password(user.nick or "", shortest))
         tokens = self.session_tokens
 
         def changed(_: Any) -> Any:

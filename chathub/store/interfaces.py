@@ -63,13 +63,15 @@ class UnknownReference(LookupError):
 
 @dataclass(frozen=True)
 class Account:
-    """A registered account. ``name`` keeps the case it was registered with."""
+    """A registered account. ``name`` keeps the case it was registered with; ``scram`` is its
+    SCRAM-SHA-256 keys in their stored form (``chathub.auth.scram``), None when it has none."""
 
     name: str
     password_hash: str
     created: float
     last_seen: Optional[float] = None
     email: Optional[str] = None
+    scram: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,8 @@ class IStore(Interface):
         rooms: Sequence[str] = (),
         kinds: Optional[Collection[str]] = None,
     ) -> Deferred[list[tuple[str, float]]]:
-        """Conversations with activity strictly between the two times, as ``(name, latest)``.
+        """Conversations whose latest event is strictly between the two times, as
+        ``(name, latest)`` (one with a later event is not listed).
 
         Private conversations of ``viewer`` give the other party's nick; rooms are listed
         only when named in ``rooms`` (those the viewer may see). Counted from ``start_time``
@@ -232,15 +235,25 @@ class IStore(Interface):
         """
 
     def create_account(
-        name: str, password_hash: str, email: Optional[str] = None, created: Optional[float] = None
+        name: str,
+        password_hash: str,
+        email: Optional[str] = None,
+        created: Optional[float] = None,
+        scram: Optional[str] = None,
     ) -> Deferred[Account]:
-        """Store a new account; fails with ``AccountExists``. Fires with the ``Account``."""
+        """Store a new account (with its SCRAM keys, if given); fails with ``AccountExists``.
+        Fires with the ``Account``."""
 
     def get_account(name: str) -> Deferred[Optional[Account]]:
         """The ``Account`` (any case of ``name``), or None."""
 
-    def set_password_hash(name: str, password_hash: str) -> Deferred[None]:
-        """Replace the stored hash; fails with ``NoSuchAccount``."""
+    def set_password_hash(name: str, password_hash: str, scram: Optional[str] = None) -> Deferred[None]:
+        """Replace the stored hash and SCRAM keys (None: none, as keys of the old password
+        must not log in); fails with ``NoSuchAccount``."""
+
+    def set_scram_keys(name: str, scram: str, password_hash: str) -> Deferred[bool]:
+        """Store SCRAM keys for an account whose hash is still ``password_hash`` (the password
+        they were made from); fires with False when it is not (the password changed meanwhile)."""
 
     def touch_account(name: str, when: float) -> Deferred[bool]:
         """Record the account's last login time; fires with True if the account exists."""
@@ -256,7 +269,7 @@ class IStore(Interface):
         oldest tokens beyond ``keep``."""
 
     def token_account(digest: str, now: float) -> Deferred[Optional[str]]:
-        """The folded account an unexpired token digest logs in, or None."""
+        """The account an unexpired token digest logs in, by its registered name, or None."""
 
     def revoke_token(digest: str) -> Deferred[bool]:
         """Remove one token; fires with True if it existed."""

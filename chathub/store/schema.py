@@ -182,6 +182,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE account_rooms ADD COLUMN room_key TEXT",
         ],
     ),
+    (
+        7,
+        "SCRAM-SHA-256 keys of accounts",
+        [
+            # salt, iterations, StoredKey and ServerKey (RFC 5803's form), never the password;
+            # NULL until the account's password is next set or used with PLAIN
+            "ALTER TABLE accounts ADD COLUMN scram TEXT",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

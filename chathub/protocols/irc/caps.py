@@ -44,9 +44,15 @@ MULTILINE = "draft/multiline"
 MESSAGE_REDACTION = "draft/message-redaction"
 
 
-def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max-lines=100") -> Mapping[str, str]:
+def offered(
+    sasl_mechanisms: str = "PLAIN",
+    multiline: str = "max-bytes=4096,max-lines=100",
+    account_registration: str = ACCOUNT_REGISTRATION_VALUE,
+) -> Mapping[str, str]:
     """Every capability we offer, with its ``CAP LS 302`` value ("" for none);
-    ``multiline`` is the ``draft/multiline`` value (``multiline.cap_value``)."""
+    ``multiline`` is the ``draft/multiline`` value (``multiline.cap_value``),
+    ``account_registration`` ``draft/account-registration``'s ("" when ``[irc]
+    register_before_connect`` is off)."""
     return {
         ACCOUNT_NOTIFY: "",
         ACCOUNT_TAG: "",
@@ -72,7 +78,7 @@ def offered(sasl_mechanisms: str = "PLAIN", multiline: str = "max-bytes=4096,max
         STANDARD_REPLIES: "",
         CHATHISTORY: "",
         EVENT_PLAYBACK: "",
-        ACCOUNT_REGISTRATION: ACCOUNT_REGISTRATION_VALUE,
+        ACCOUNT_REGISTRATION: account_registration,
         USERHOST_IN_NAMES: "",
     }
 

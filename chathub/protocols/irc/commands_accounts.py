@@ -19,7 +19,7 @@ import re
 from typing import Callable, Optional
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -34,8 +34,6 @@ from chathub.protocols.irc.wire import Message
 
 log = Logger()
 
-#: the hub refuses shorter passwords (``errors.WeakPassword``); checked here too before connect
-MIN_PASSWORD = errors.MIN_PASSWORD
 #: longer passwords would not fit a NickServ PRIVMSG or SASL PLAIN comfortably (spec advice)
 MAX_PASSWORD_BYTES = 300
 #: something@something.tld, no spaces or controls. We send no mail and keep no address (like
@@ -48,12 +46,14 @@ NICKSERV = "NickServ"
 # -- shared steps ----------------------------------------------------------------------
 
 
-def password_problem(password: str) -> Optional[tuple[str, str]]:
-    """``(code, text)`` when ``password`` cannot be used, else None."""
+def password_problem(session, password: str) -> Optional[tuple[str, str]]:
+    """``(code, text)`` when ``password`` cannot be used, else None (the hub refuses a
+    password shorter than ``[auth] min_password_length`` too: checked here before connect)."""
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
         return "UNACCEPTABLE_PASSWORD", f"Passwords may be at most {MAX_PASSWORD_BYTES} bytes"
-    if len(password) < MIN_PASSWORD:
-        return "WEAK_PASSWORD", f"Password too short (at least {MIN_PASSWORD} characters)"
+    shortest = session.config.auth.min_password_length
+    if len(password) < shortest:
+        return "WEAK_PASSWORD", errors.weak_password("", shortest).message
     return None
 
 
@@ -93,7 +93,15 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     """REGISTER <account|*> <email|*> <password> (IRCv3 draft/account-registration)."""
     wanted, email, password = msg.params[0], msg.params[1], msg.params[2]
     hub = session.hub
+    if not session.registered and not session.config.irc.register_before_connect:
+        rb.fail("REGISTER", "COMPLETE_CONNECTION_REQUIRED", "*", "Register your account once connected")
+        return None
     nick = session.user.nick if session.registered else session.nick
+    if nick is None and not session.registered and session.nick_in_use is not None:
+        # the NICK was refused as someone else's: registering it would take it from them
+        in_use = session.nick_in_use
+        rb.fail("REGISTER", "ACCOUNT_EXISTS", in_use, "That nick is in use or registered; choose another")
+        return None
     if nick is None:
         rb.fail("REGISTER", "NEED_NICK", "*", "Choose a nick with NICK before registering it")
         return None
@@ -109,7 +117,7 @@ def register(session, msg: Message, rb) -> Optional[defer.Deferred]:
     if email != "*" and _EMAIL.match(email) is None:
         rb.fail("REGISTER", "INVALID_EMAIL", nick, "That is not an email address")
         return None
-    problem = password_problem(password)
+    problem = password_problem(session, password)
     if problem is not None:
         rb.fail("REGISTER", problem[0], nick, problem[1])
         return None
@@ -259,7 +267,7 @@ def _nickserv_register(session, args: list[str], replies) -> Optional[defer.Defe
     if session.user.account is not None:
         replies.notice(f"You are already logged in as {session.user.account}")
         return None
-    problem = password_problem(password)
+    problem = password_problem(session, password)
     if problem is not None:
         replies.notice(problem[1])
         return None
@@ -299,7 +307,7 @@ def _nickserv_identify(session, args: list[str], replies) -> Optional[defer.Defe
         replies.add(logged_in_numeric(session, name))
 
     def refused(failure) -> None:
-        if not failure.check(UnauthorizedLogin):
+        if not failure.check(LoginFailed):  # UnhandledCredentials: no password checker
             log.failure("NickServ IDENTIFY failed", failure)
         replies.notice("Invalid account or password")
 

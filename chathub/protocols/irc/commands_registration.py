@@ -1,14 +1,18 @@
-"""Connection registration: CAP, NICK, USER, PASS, AUTHENTICATE (SASL PLAIN), PING, PONG, QUIT."""
+"""Connection registration: CAP, NICK, USER, PASS, AUTHENTICATE (SASL PLAIN and
+SCRAM-SHA-256), PING, PONG, QUIT."""
 from __future__ import annotations
 
 import base64
 import binascii
 import re
+from typing import Optional
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.logger import Logger
 
+from chathub.auth.scram import MECHANISM as SCRAM
+from chathub.auth.scram import ScramError, ScramExchange, ScramProof
 from chathub.hub import errors
 from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
@@ -39,8 +43,13 @@ def _sasl_refused(session, rb, why: str) -> None:
 # -- CAP ----------------------------------------------------------------------------------
 
 
+def _offered(session):
+    registration = C.ACCOUNT_REGISTRATION_VALUE if session.config.irc.register_before_connect else ""
+    return C.offered(",".join(session.portal.sasl_mechanisms()), cap_value(session.config.limits), registration)
+
+
 def _cap_ls_lines(session, version: int) -> list[list[str]]:
-    offered = C.offered(multiline=cap_value(session.config.limits))
+    offered = _offered(session)
     words = [f"{k}={v}" if v and version >= 302 else k for k, v in sorted(offered.items())]
     lines: list[list[str]] = []
     current: list[str] = []
@@ -79,7 +88,7 @@ def cap(session, msg: Message, rb) -> None:
             session.cap_negotiating = True
         wanted = msg.params[1] if len(msg.params) > 1 else ""
         names = wanted.split()
-        offered = C.offered(multiline=cap_value(session.config.limits))
+        offered = _offered(session)
         enable: list[str] = []
         disable: list[str] = []
         ok = bool(names)
@@ -98,6 +107,11 @@ def cap(session, msg: Message, rb) -> None:
     elif sub == "END":
         if not session.registered:
             session.cap_negotiating = False
+            if session.sasl is not None:
+                # registration completed while SASL waited for the client's data: the
+                # specification has the server abort the exchange (906) and register it as is
+                end_sasl(session)
+                rb.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
             return session.try_register(rb)
     else:
         rb.numeric(N.ERR_INVALIDCAPCMD, msg.params[0], "Invalid CAP command")
@@ -123,6 +137,7 @@ def nick(session, msg: Message, rb):
         except errors.NickInUse:
             account = session.user.account if session.user is not None else None
             if not hub.may_attach(new, account):
+                session.nick_in_use = new  # a REGISTER of it next is a land grab (ACCOUNT_EXISTS)
                 raise
             # held by an account's user this login may join as one more session (multiclient)
         session.nick = new
@@ -165,18 +180,47 @@ def pass_(session, msg: Message, rb) -> None:
 
 
 class SaslExchange:
-    """An AUTHENTICATE exchange in progress."""
+    """An AUTHENTICATE exchange in progress. ``discarding``: the client's message passed
+    ``SASL_MAX`` and was refused (904); the rest of its chunks are dropped unanswered.
+    For SCRAM-SHA-256, ``scram`` is the exchange's state and ``accepted`` the login held
+    (``(interface, user, logout)``) between the server's last message and the client's ``+``."""
 
-    __slots__ = ("mechanism", "data")
+    __slots__ = ("mechanism", "data", "discarding", "scram", "accepted")
 
     def __init__(self, mechanism: str) -> None:
         self.mechanism = mechanism
         self.data = ""
+        self.discarding = False
+        self.scram: Optional[ScramExchange] = ScramExchange() if mechanism == SCRAM else None
+        self.accepted: Optional[tuple] = None
+
+    def drop(self) -> None:
+        """The exchange ends unfinished: a login it holds is let go."""
+        accepted, self.accepted = self.accepted, None
+        if accepted is not None:
+            accepted[2]()
+
+
+def end_sasl(session) -> None:
+    """End the session's exchange, if any, without a reply (the caller sends one)."""
+    exchange, session.sasl = session.sasl, None
+    if exchange is not None:
+        exchange.drop()
+
+
+def _send_challenge(rb, payload: bytes) -> None:
+    """``AUTHENTICATE`` with ``payload`` in base64, in 400-byte chunks (``+`` after a full one)."""
+    encoded = base64.b64encode(payload).decode("ascii")
+    chunks = [encoded[i:i + SASL_CHUNK] for i in range(0, len(encoded), SASL_CHUNK)] or ["+"]
+    if len(chunks[-1]) == SASL_CHUNK:
+        chunks.append("+")
+    for chunk in chunks:
+        rb.add(Message("AUTHENTICATE", [chunk]))
 
 
 @command("AUTHENTICATE", before_registration=True, min_params=1, penalty=0.5)
 def authenticate(session, msg: Message, rb):
-    """SASL PLAIN through the same portal as every other login."""
+    """SASL PLAIN and SCRAM-SHA-256 through the same portal as every other login."""
     arg = msg.params[0]
     if C.SASL not in session.caps:
         rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: the sasl capability is not enabled")
@@ -185,7 +229,7 @@ def authenticate(session, msg: Message, rb):
         if session.sasl is None:
             rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed: nothing to abort")
         else:
-            session.sasl = None
+            end_sasl(session)
             rb.numeric(N.ERR_SASLABORTED, "SASL authentication aborted")
             return session.try_register(rb)
         return None
@@ -194,32 +238,47 @@ def authenticate(session, msg: Message, rb):
             rb.numeric(N.ERR_SASLALREADY, "You have already authenticated using SASL")
             return None
         mechanism = arg.upper()
-        if mechanism != "PLAIN":
-            rb.numeric(N.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+        mechanisms = session.portal.sasl_mechanisms()
+        if mechanism not in mechanisms:
+            rb.numeric(N.RPL_SASLMECHS, ",".join(mechanisms), "are available SASL mechanisms")
             rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
             return None
         session.sasl = SaslExchange(mechanism)
         rb.add(Message("AUTHENTICATE", ["+"]))
         return None
     exchange = session.sasl
+    if exchange.discarding:
+        # the rest of a message already refused: nothing is kept, nothing answered, until
+        # its last chunk (shorter than SASL_CHUNK) ends it
+        if len(arg) != SASL_CHUNK:
+            session.sasl = None
+        return None
     if len(arg) > SASL_CHUNK:
-        session.sasl = None
+        end_sasl(session)
         rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
         return None
     if arg != "+":
         exchange.data += arg
         if len(exchange.data) > SASL_MAX * 4 // 3 + 4:
-            session.sasl = None
-            rb.numeric(N.ERR_SASLTOOLONG, "SASL message too long")
+            # one refusal however many chunks follow (a client may send a thousand)
+            exchange.data = ""
+            exchange.discarding = len(arg) == SASL_CHUNK
+            if not exchange.discarding:
+                end_sasl(session)
+            _sasl_refused(session, rb, "message too long")
             return None
         if len(arg) == SASL_CHUNK:
             return None  # more to come
-    session.sasl = None
+    data, exchange.data = exchange.data, ""
     try:
-        raw = base64.b64decode(exchange.data, validate=True) if exchange.data else b""
+        raw = base64.b64decode(data, validate=True) if data else b""
     except (binascii.Error, ValueError):
+        end_sasl(session)
         _sasl_refused(session, rb, "invalid base64")
         return None
+    if exchange.scram is not None:
+        return _scram_step(session, exchange, exchange.scram, raw, rb)
+    session.sasl = None
     parts = raw.split(b"\x00")
     if len(parts) != 3 or not parts[1] or (parts[0] and parts[0] != parts[1]):
         _sasl_refused(session, rb, "invalid PLAIN message")
@@ -236,6 +295,61 @@ def authenticate(session, msg: Message, rb):
     d = session.portal.login(UsernamePassword(authcid, password), session, IChatUser)
     d.addCallbacks(_sasl_success, _sasl_failure, callbackArgs=(session, rb), errbackArgs=(session, rb))
     return d
+
+
+def _scram_step(session, exchange: SaslExchange, scram: ScramExchange, raw: bytes, rb):
+    """One client message of a SCRAM-SHA-256 exchange (RFC 5802): client-first, client-final,
+    then the empty response to the server's signature."""
+    if exchange.accepted is not None:
+        accepted, exchange.accepted = exchange.accepted, None
+        session.sasl = None
+        if raw:
+            accepted[2]()
+            _sasl_refused(session, rb, "unexpected SCRAM message")
+            return None
+        return _sasl_success(accepted, session, rb)
+    try:
+        if not scram.username:
+            name = scram.first(raw)
+            source = session.portal.scram_keys()
+            if source is None:  # the store went away with a reload
+                raise ScramError("SCRAM is not available")
+            d = source.scram_parameters(name)
+            d.addCallbacks(_scram_challenge, _scram_unavailable, callbackArgs=(session, exchange, rb),
+                           errbackArgs=(session, exchange, rb))
+            return d
+        proof = scram.final(raw)
+    except ScramError as e:
+        end_sasl(session)
+        _sasl_refused(session, rb, str(e))
+        return None
+    d = session.portal.login(proof, session, IChatUser)
+    d.addCallbacks(_scram_accepted, _sasl_failure, callbackArgs=(session, exchange, proof, rb),
+                   errbackArgs=(session, rb))
+    return d
+
+
+def _scram_challenge(parameters: tuple, session, exchange: SaslExchange, rb) -> None:
+    if session.sasl is not exchange:
+        return
+    assert exchange.scram is not None  # a SCRAM exchange
+    _send_challenge(rb, exchange.scram.server_first(*parameters))
+
+
+def _scram_unavailable(failure, session, exchange: SaslExchange, rb) -> None:
+    failure.trap(LoginFailed)  # the store could not be read (LoginUnavailable)
+    if session.sasl is exchange:
+        end_sasl(session)
+    rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
+
+
+def _scram_accepted(result, session, exchange: SaslExchange, proof: ScramProof, rb) -> None:
+    if session.sasl is not exchange or session.closed:
+        result[2]()  # aborted or gone meanwhile
+        return
+    # the server proves it knows the keys too; the login completes on the client's "+"
+    exchange.accepted = result
+    _send_challenge(rb, ScramExchange.server_final(proof))
 
 
 def _sasl_success(result, session, rb):
@@ -263,7 +377,9 @@ def _sasl_success(result, session, rb):
 
 
 def _sasl_failure(failure, session, rb):
-    failure.trap(UnauthorizedLogin)
+    # UnhandledCredentials too: a server with no password checker ([auth] checkers = []
+    # and no --auth) refuses every SASL login the same way
+    failure.trap(LoginFailed)
     session.sasl = None
     rb.numeric(N.ERR_SASLFAIL, "SASL authentication failed")
     return None

@@ -10,6 +10,8 @@ from twisted.logger import Logger
 
 from chathub.auth.credentials import TOKEN_PREFIX, SessionToken
 from chathub.auth.limiter import client_portal
+from chathub.auth.scram import MECHANISM as SCRAM
+from chathub.auth.scram import IScramKeys, IScramProof, keys_source
 
 log = Logger()
 
@@ -60,14 +62,25 @@ class LoggedLogins:
 
     def _password_login(self, credentials, mind, interfaces):
         d = self.portal.login(credentials, mind, *interfaces)
-        if IUsernamePassword.providedBy(credentials):
+        if IUsernamePassword.providedBy(credentials) or IScramProof.providedBy(credentials):
             d.addErrback(self._refused, _text(credentials.username), mind)
         return d
+
+    def scram_keys(self) -> Optional[IScramKeys]:
+        """Where SCRAM-SHA-256 exchanges get their salts, or None when the portal has no
+        checker for SCRAM proofs (no account store)."""
+        checkers = getattr(self.portal, "checkers", None) or {}
+        return keys_source(checkers.get(IScramProof))
+
+    def sasl_mechanisms(self) -> list[str]:
+        """The SASL mechanisms to offer (``sasl`` cap value, 908)."""
+        return ["PLAIN", SCRAM] if self.scram_keys() is not None else ["PLAIN"]
 
     @staticmethod
     def _refused(failure, account: str, session):
         if failure.check(UnauthorizedLogin):
-            method = "SASL PLAIN" if getattr(session, "sasl", None) is not None else "PASS"
+            sasl = getattr(session, "sasl", None)
+            method = f"SASL {sasl.mechanism}" if sasl is not None else "PASS"
             log.info(
                 "IRC {method} login as {account} by {who} refused: {why}", event="login_failed",
                 method=method, account=account, who=peer_of(session), nick=session.nick,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, cast
 from zope.interface import implementer
 
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.error import LoginFailed
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -90,6 +90,7 @@ class IrcSession:
         "closed",
         "sasl",
         "sasl_done",
+        "nick_in_use",
         "_metadata_subs",
         "_pending_metadata",
         "client_batch",
@@ -146,6 +147,7 @@ class IrcSession:
         self.closed = False
         self.sasl = None  # SASL exchange state (see commands_registration)
         self.sasl_done = False
+        self.nick_in_use: Optional[str] = None  # the last NICK refused before registration as held
         self._metadata_subs: Optional[set[str]] = None
         self._pending_metadata: Optional[dict[str, str]] = None
         self.client_batch: Optional[ClientBatch] = None  # an open draft/multiline batch
@@ -510,7 +512,7 @@ class IrcSession:
         self._logout = logout
 
     def _login_failed(self, failure, rb: ResponseBuffer) -> None:
-        failure.trap(UnauthorizedLogin)
+        failure.trap(LoginFailed)  # UnhandledCredentials: PASS on a server without password checkers
         if self.password is not None:
             rb.numeric(N.ERR_PASSWDMISMATCH, "Password incorrect")
             rb.flush()
@@ -634,6 +636,9 @@ class IrcSession:
         unwatch, self._unwatch_token = self._unwatch_token, None
         if unwatch is not None:
             unwatch()
+        sasl, self.sasl = self.sasl, None
+        if sasl is not None:
+            sasl.drop()  # a SCRAM login accepted but not yet completed by the client
         logout, self._logout = self._logout, None
         if logout is not None:
             logout()

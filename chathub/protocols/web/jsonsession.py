@@ -290,7 +290,7 @@ class JsonSession(EncodingParticipant):
                     "room_name_length": limits.room_name_length,
                     "topic_length": limits.topic_length,
                     "away_length": limits.away_length,
-                    "password_min_length": errors.MIN_PASSWORD,
+                    "password_min_length": self.config.auth.min_password_length,
                     "message_bytes": self.config.websocket.max_message_bytes,
                     "text_bytes": limits.message_bytes,
                     "text_lines": limits.message_lines,
@@ -618,9 +618,9 @@ class JsonSession(EncodingParticipant):
         account = user.account
         if account is None:
             raise RequestError("registration_unavailable", "log in to an account to change its password")
-        if len(msg["new_password"]) < errors.MIN_PASSWORD:
-            raise RequestError("weak_password", f"Password too short (at least {errors.MIN_PASSWORD} characters)",
-                               "new_password")
+        shortest = self.config.auth.min_password_length
+        if len(msg["new_password"]) < shortest:
+            raise RequestError("weak_password", errors.weak_password("", shortest).message, "new_password")
         current = UsernamePassword(account.encode("utf-8"), msg["password"].encode("utf-8"))
 
         def checked(result) -> Deferred:

@@ -1,5 +1,5 @@
 """``AccountStore``: the accounts domain of ``SqlStore``: one row per account, keyed by its
-folded name, holding its argon2 hash (never a password). Checking passwords is auth's
+folded name, holding its argon2 hash and its SCRAM-SHA-256 keys (never a password). Checking passwords is auth's
 (``chathub.auth.accounts``); this only keeps them.
 """
 from __future__ import annotations
@@ -18,19 +18,24 @@ class AccountStore(SqlDatabase):
     """Accounts: create, look up, change the hash, record logins, delete."""
 
     def create_account(
-        self, name: str, password_hash: str, email: Optional[str] = None, created: Optional[float] = None
+        self,
+        name: str,
+        password_hash: str,
+        email: Optional[str] = None,
+        created: Optional[float] = None,
+        scram: Optional[str] = None,
     ) -> defer.Deferred[Account]:
         """Store a new account; fails with ``AccountExists``. Fires with the ``Account``."""
-        account = Account(name, password_hash, created if created is not None else time.time(), None, email)
+        account = Account(name, password_hash, created if created is not None else time.time(), None, email, scram)
         return self._write(self._create_account, account)
 
     def _create_account(self, txn: Cursor, account: Account) -> Account:
         txn.execute(
             self._q(
-                "INSERT INTO accounts (name_folded, name, password_hash, email, created, last_seen) "
-                "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (name_folded) DO NOTHING RETURNING name"
+                "INSERT INTO accounts (name_folded, name, password_hash, email, created, last_seen, scram) "
+                "VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (name_folded) DO NOTHING RETURNING name"
             ),
-            (fold(account.name), account.name, account.password_hash, account.email, account.created),
+            (fold(account.name), account.name, account.password_hash, account.email, account.created, account.scram),
         )
         if txn.fetchone() is None:
             raise AccountExists(account.name)
@@ -43,24 +48,36 @@ class AccountStore(SqlDatabase):
     def _get_account(self, txn: Cursor, folded: str) -> Optional[Account]:
         txn.execute(
             self._q(
-                "SELECT name, password_hash, created, last_seen, email FROM accounts WHERE name_folded = ?"
+                "SELECT name, password_hash, created, last_seen, email, scram FROM accounts WHERE name_folded = ?"
             ),
             (folded,),
         )
         row = txn.fetchone()
-        return None if row is None else Account(row[0], row[1], row[2], row[3], row[4])
+        return None if row is None else Account(row[0], row[1], row[2], row[3], row[4], row[5])
 
-    def set_password_hash(self, name: str, password_hash: str) -> defer.Deferred[None]:
-        """Replace an account's password hash; fails with ``NoSuchAccount``."""
-        return self._write(self._set_password_hash, name, password_hash)
+    def set_password_hash(self, name: str, password_hash: str, scram: Optional[str] = None) -> defer.Deferred[None]:
+        """Replace an account's password hash and SCRAM keys; fails with ``NoSuchAccount``."""
+        return self._write(self._set_password_hash, name, password_hash, scram)
 
-    def _set_password_hash(self, txn: Cursor, name: str, password_hash: str) -> None:
+    def _set_password_hash(self, txn: Cursor, name: str, password_hash: str, scram: Optional[str]) -> None:
         txn.execute(
-            self._q("UPDATE accounts SET password_hash = ? WHERE name_folded = ?"),
-            (password_hash, fold(name)),
+            self._q("UPDATE accounts SET password_hash = ?, scram = ? WHERE name_folded = ?"),
+            (password_hash, scram, fold(name)),
         )
         if txn.rowcount == 0:
             raise NoSuchAccount(name)
+
+    def set_scram_keys(self, name: str, scram: str, password_hash: str) -> defer.Deferred[bool]:
+        """Store SCRAM keys made from the password whose hash is ``password_hash``; fires with
+        False when the account's hash is another one by now (or the account is gone)."""
+        return self._write(self._set_scram_keys, fold(name), scram, password_hash)
+
+    def _set_scram_keys(self, txn: Cursor, folded: str, scram: str, password_hash: str) -> bool:
+        txn.execute(
+            self._q("UPDATE accounts SET scram = ? WHERE name_folded = ? AND password_hash = ?"),
+            (scram, folded, password_hash),
+        )
+        return txn.rowcount > 0
 
     def touch_account(self, name: str, when: float) -> defer.Deferred[bool]:
         """Record a login time; fires with True if the account exists."""

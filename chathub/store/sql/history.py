@@ -626,7 +626,10 @@ class HistoryStore(SqlDatabase):
         rooms: Sequence[str] = (),
         kinds: Kinds = None,
     ) -> defer.Deferred[list[tuple[str, float]]]:
-        """Conversations with events strictly between two times: ``[(name, latest_time)]``.
+        """Conversations whose latest event is strictly between two times:
+        ``[(name, latest_time)]``. One with events in the window but a later one after it is
+        not listed (a client asking for what changed in a window sees each conversation
+        once, at its latest time).
 
         Counted from ``start_time`` (which may be the later bound), returned oldest first.
         """
@@ -643,8 +646,10 @@ class HistoryStore(SqlDatabase):
         self, txn: Cursor, viewer: str, start_ms: int, end_ms: int, limit: int, room_names: dict[str, str], kinds: Kinds
     ) -> list[tuple[str, float]]:
         low, high = sorted((start_ms, end_ms))
-        where = ["t.ms > ?", "t.ms < ?"]
-        params: list[Any] = [low, high]
+        # no upper bound on the rows: each conversation's MAX is its latest event, kept only
+        # when that is before ``high`` (HAVING)
+        where = ["t.ms > ?"]
+        params: list[Any] = [low]
         who = "(c.peer_b IS NOT NULL AND (c.peer_a = ? OR c.peer_b = ?))"
         params += [viewer, viewer]
         if room_names:
@@ -656,14 +661,14 @@ class HistoryStore(SqlDatabase):
             where.append(f"t.kind IN ({placeholders(len(listed))})")
             params += listed
         order = "ASC" if start_ms <= end_ms else "DESC"
-        params.append(limit)
+        params += [high, limit]
         txn.execute(
             self._q(
                 "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.conv_seq) AS newest "
                 "FROM conversation_events t JOIN conversations c ON c.conv = t.conv "
                 "LEFT JOIN room_incarnations r ON r.conv = t.conv "
                 f"WHERE {' AND '.join(where)} AND t.conv_seq > COALESCE(r.after_conv_seq, 0) "
-                "GROUP BY t.conv, c.peer_b "
+                "GROUP BY t.conv, c.peer_b HAVING MAX(t.ms) < ? "
                 f"ORDER BY latest {order}, t.conv {order} LIMIT ?"
             ),
             params,

@@ -36,12 +36,17 @@ class TokenStore(SqlDatabase):
             txn.execute(self._q("DELETE FROM session_tokens WHERE digest = ?"), (old,))
 
     def token_account(self, digest: str, now: float) -> defer.Deferred[Optional[str]]:
-        """The folded account a live (unexpired) token digest logs in, or None."""
+        """The account a live (unexpired) token digest logs in, by its name as registered
+        (``Alice``), or None (also when the account is gone)."""
         return self._read(self._token_account, digest, now)
 
     def _token_account(self, txn: Cursor, digest: str, now: float) -> Optional[str]:
         txn.execute(
-            self._q("SELECT account FROM session_tokens WHERE digest = ? AND expires > ?"), (digest, now)
+            self._q(
+                "SELECT a.name FROM session_tokens t JOIN accounts a ON a.name_folded = t.account "
+                "WHERE t.digest = ? AND t.expires > ?"
+            ),
+            (digest, now),
         )
         row = txn.fetchone()
         return None if row is None else str(row[0])
