@@ -416,6 +416,22 @@ async def test_invite_notify_tells_channel_operators(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_cap_ls_before_302_is_one_line_that_fits(server):
+    # a client before CAP 302 knows no "*" continuation: it reads the first CAP LS line as
+    # the whole list (irctest testNoMultiline301Response, testReqOne...)
+    c = await server.connect("irc")
+    lines = [l for l in await c.roundtrip("CAP LS") if l.command == "CAP"]
+    assert len(lines) == 1 and lines[0].params[:2] == ["*", "LS"]
+    assert len(f":{lines[0].source} CAP * LS :{lines[0].params[-1]}\r\n".encode()) <= 512
+    words = lines[0].params[-1].split()
+    assert "=" not in " ".join(words)  # no values before 302
+    for cap in ("multi-prefix", "userhost-in-names", "sasl", "server-time", "message-tags"):
+        assert cap in words, cap
+    c.send("CAP REQ :multi-prefix userhost-in-names")
+    assert (await c.expect("CAP")).params[1:] == ["ACK", "multi-prefix userhost-in-names"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_cap_notify_and_cap_list(server):
     c = await server.connect("irc")
     offered = {}

@@ -21,7 +21,7 @@ from chathub.protocols.irc.commands_metadata import follow_nick_change
 from chathub.protocols.irc.logins import peer_of
 from chathub.protocols.irc.multiline import cap_value
 from chathub.protocols.irc.table import command, int_param
-from chathub.protocols.irc.wire import Message
+from chathub.protocols.irc.wire import MAX_BODY, Message
 
 #: characters kept in a USER name (others are dropped)
 _USERNAME_JUNK = re.compile(r"[^A-Za-z0-9_.\-\[\]\\`^{|}]")
@@ -51,6 +51,18 @@ def _offered(session):
 def _cap_ls_lines(session, version: int) -> list[list[str]]:
     offered = _offered(session)
     words = [f"{k}={v}" if v and version >= 302 else k for k, v in sorted(offered.items())]
+    if version < 302:
+        # a client before CAP 302 reads one line (no "*" continuation exists for it): the
+        # list goes whole on one line, less draft capabilities (last first) if it would not
+        # fit: such a client predates them
+        room = MAX_BODY - 2 - len(f":{session.server_name} CAP {session.nick or '*'} LS :".encode())
+        size = sum(len(word) + 1 for word in words) - 1
+        for word in reversed([w for w in words if w.startswith("draft/")]):
+            if size <= room:
+                break
+            words.remove(word)
+            size -= len(word) + 1
+        return [words]
     lines: list[list[str]] = []
     current: list[str] = []
     size = 0
