@@ -170,15 +170,17 @@ def connect(
     timeout: float = 10.0,
     tls=None,
     source: Optional[str] = None,
+    path: str = "/ws",
 ) -> defer.Deferred:
     """Open ``ws://127.0.0.1:port/ws`` (``wss://localhost:port/ws`` with ``tls``, client TLS
-    options; from local address ``source`` if given); fire with the client protocol once open.
+    options; from local address ``source`` if given; at ``path`` if given); fire with the
+    client protocol once open.
 
     Fails with ``ConnectionError`` (saying the close code and reason) if the handshake is refused.
     """
     from tests.support import client_endpoint
 
-    url = f"wss://localhost:{port}/ws" if tls is not None else f"ws://127.0.0.1:{port}/ws"
+    url = f"wss://localhost:{port}{path}" if tls is not None else f"ws://127.0.0.1:{port}{path}"
     factory = WsClientFactory(url, protocols=protocols or [], origin=origin, headers=headers or {})
     factory.json = json_messages
     factory.opened = defer.Deferred()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
+from twisted.web.client import Agent, readBody
 
 from tests.browser_helpers import close_clients, connect, connect_failure
 from tests.support import ws_join, ws_login
@@ -13,8 +15,8 @@ def server(ws_hub):
     return ws_hub
 
 
-async def irc_register(port, nick, protocols, password=None):
-    client = await connect(port, protocols=protocols, json_messages=False)
+async def irc_register(port, nick, protocols, password=None, path="/ws"):
+    client = await connect(port, protocols=protocols, json_messages=False, path=path)
     if password is not None:
         client.send_text(f"PASS {password}\r\n")  # a trailing CRLF is tolerated
     client.send_text(f"NICK {nick}")
@@ -71,6 +73,19 @@ async def test_irc_client_chats_with_json_client(server, protocols, expected, bi
     assert closed[1] == 1000
     quit_event = await web.expect({"type": "quit"})
     assert quit_event["from"]["nick"] == "ircuser"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_opened_at_the_root_is_served_as_at_ws(server):
+    # IRC clients given ws://host:port (irctest's WebSocket tests, web IRC clients) open the
+    # root: the upgrade is served as at /ws, a plain GET of / is still the page
+    port = server.http_port
+    irc = await irc_register(port, "rootuser", ["text.ircv3.net"], path="/")
+    assert irc.websocket_protocol_in_use == "text.ircv3.net"
+    irc.send_text("PING :at-root")
+    assert "at-root" in await irc.expect("PONG")
+    response = await Agent(reactor).request(b"GET", f"http://127.0.0.1:{port}/".encode())
+    assert response.code == 200 and b"<title>" in await readBody(response)
 
 
 @pytest_twisted.ensureDeferred

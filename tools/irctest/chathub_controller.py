@@ -51,6 +51,11 @@ flood_exempt = ["127.0.0.0/8", "::1"]
 [storage]
 sqlite_path = "chathub.sqlite3"
 
+[websocket]
+# irctest's WebSocket client names the test host and no page origin: a loopback test server
+hostnames = ["*"]
+allowed_origins = ["*"]
+
 [irc]
 flood_exempt = ["127.0.0.0/8", "::1"]
 # draft/account-registration before-connect, when the test case asks for it
@@ -144,9 +149,11 @@ class ChathubController(BaseServerController, DirectoryBasedController):
         if password is not None:
             # PASS logs in to an account here; there is no server password
             raise NotImplementedByController("PASS server password")
-        if websocket_hostname is not None or websocket_port is not None:
-            # chathub serves WebSocket at /ws, irctest connects to /
-            raise NotImplementedByController("Websocket")
+        http_listeners = ""
+        if websocket_port is not None:
+            # IRC over WebSocket: chathub's HTTP listener takes a WebSocket upgrade at / as
+            # at /ws (irctest connects to ws://host:port)
+            http_listeners = f'"tcp:{websocket_port}:interface={websocket_hostname or hostname}"'
         assert self.proc is None
         self.create_config()
         assert self.directory
@@ -162,7 +169,7 @@ class ChathubController(BaseServerController, DirectoryBasedController):
                 TEMPLATE_CONFIG.format(
                     directory=self.directory,
                     irc_listener=irc.replace("\\", "\\\\"),
-                    http_listeners="",
+                    http_listeners=http_listeners,
                     before_connect=str(self.test_config.account_registration_before_connect).lower(),
                 )
             )

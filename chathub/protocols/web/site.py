@@ -50,6 +50,7 @@ class ClientFiles(static.File):
         ".webmanifest": "application/manifest+json",
     }
     index_page: "IndexPage"  # set on the root only (``build_site``)
+    websocket_resource: "ChatWebSocketResource"  # the root only: a WebSocket opened at / (``build_site``)
 
     def render(self, request):
         for name, value in SECURITY_HEADERS.items():
@@ -64,6 +65,9 @@ class ClientFiles(static.File):
     def getChild(self, path, request):
         index = getattr(self, "index_page", None)  # only the root has one
         if index is not None and path in (b"", b"index.html"):
+            if path == b"" and (request.getHeader(b"upgrade") or b"").lower() == b"websocket":
+                # a WebSocket opened at / (IRC clients given ws://host:port) is served as at /ws
+                return getattr(self, "websocket_resource", index)
             return index
         try:
             return super().getChild(path, request)
@@ -242,7 +246,8 @@ def build_site(
     root.index_page = IndexPage(os.path.join(CLIENT_DIR, "index.html"), config.server.description)
     factory = ChatWebSocketFactory(hub, portal, config, irc, clock)
     install_sessions(factory)
-    root.putChild(b"ws", ChatWebSocketResource(factory))
+    root.websocket_resource = ChatWebSocketResource(factory)
+    root.putChild(b"ws", root.websocket_resource)
     site = ChathubSite(root, timeout=config.limits.http_request_timeout, reactor=clock)
     if operations is not None:
         root.putChild(b"healthz", HealthPage(operations))
