@@ -116,11 +116,14 @@ class ChathubController(BaseServerController, DirectoryBasedController):
         )
     )
 
+    #: EXTBAN=,am: m: mutes (chathub/hub/rooms.py)
+    extban_mute_char = "m"
+
     isupport = {
         "BOT": "B",
         "CASEMAPPING": "ascii",
         "ELIST": "MNU",
-        "INVEX": None,
+        "INVEX": "I",
         "MONITOR": patma.ANYSTR,
         "MSGREFTYPES": "msgid,timestamp",
         "PREFIX": "(ov)@+",
