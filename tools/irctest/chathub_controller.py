@@ -127,6 +127,7 @@ class ChathubController(BaseServerController, DirectoryBasedController):
         "MONITOR": patma.ANYSTR,
         "MSGREFTYPES": "msgid,timestamp",
         "PREFIX": "(ov)@+",
+        "STATUSMSG": "@+",
         "TARGMAX": patma.ANYSTR,
         "UTF8ONLY": None,
         "WHOX": None,
