@@ -4,15 +4,11 @@ Playwright download). Every wait is on a line or a selector, with a timeout."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.browser_helpers import WAIT_MS, Page, irc_client
+from tests.browser_helpers import Page, irc_client
 from tests.support import LineClient, server_config
-
-#: screenshots for people to look at; not part of the repository
-SHOTS = Path("/work/wt/format-shots")
 
 #: what an IRC client sent in the issue, and what each kind of client must make of it
 IRC_LINE = "\x0304,01red on black\x03 plain \x02bold\x02 \x1dital\x1d"
@@ -115,10 +111,13 @@ def test_a_nick_with_invalid_characters_is_refused_with_the_reason(tmp_path, twi
     irc.close()
 
 
-def test_web_client_renders_formatting_and_shots(browser, room):  # noqa: F811
+def test_web_client_renders_formatting_and_shots(browser, room, tmp_path):  # noqa: F811
     ports, irc, telnet = room
     url = f"http://127.0.0.1:{ports['http']}/"
-    SHOTS.mkdir(exist_ok=True)
+    # screenshots for a person to look at (pytest keeps the last runs' tmp_path); the
+    # committed ones are docs/screenshots/, made by tools/screenshots.py
+    shots = tmp_path / "format-shots"
+    shots.mkdir()
     pages = []
     # two pages (the server bounds WebSocket connections per address), each seen in both themes
     for width, height, scheme in ((1280, 800, "light"), (390, 844, "dark")):
@@ -162,7 +161,7 @@ def test_web_client_renders_formatting_and_shots(browser, room):  # noqa: F811
         # no control character reaches the page as a box
         body = page.page.inner_text("#message-list")
         assert not any(ord(c) < 0x20 and c not in "\n\t" for c in body)
-        page.page.screenshot(path=str(SHOTS / f"conversation-{width}x{height}-{scheme}.png"), animations="disabled")
+        page.page.screenshot(path=str(shots / f"conversation-{width}x{height}-{scheme}.png"), animations="disabled")
         assert not page.errors
     assert irc.expect(r"PRIVMSG #fmt :from the web").endswith(":from the web: \x02bold\x02 and \x0313pink\x03")
     for page, *_ in pages:
