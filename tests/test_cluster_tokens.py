@@ -129,3 +129,36 @@ async def test_a_revocation_while_redis_is_down_is_refused_there_and_ends_sessio
         assert web_a.close_info is None  # the session that changed it keeps its new token
     finally:
         await close_clients()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_second_session_of_an_account_on_another_node_is_refused_saying_why(cluster):
+    (a_line, a_irc) = await threads.deferToThread(cluster, "a")
+    (b_line, b_irc) = await threads.deferToThread(cluster, "b")
+    try:
+        await threads.deferToThread(register_alice, cluster, a_irc)
+        bob = await threads.deferToThread(irc_user, cluster, b_irc, "bob", "", False)
+        # until B's directory knows alice (her presence crossed)
+        assert await threads.deferToThread(until, bob, "ISON alice", r" 303 ", r" 303 bob :?alice$")
+        # chathub.v1: a code of its own
+        web, answer = await web_login(cluster.http["b"], "alice")
+        assert answer["type"] == "error" and answer["code"] == "nick_on_other_server", answer
+        assert "another server" in answer["message"]
+        # IRC: 433 naming the reason
+        irc = await threads.deferToThread(sasl_user, cluster, b_irc, "alice", PASSWORD, r" 433 ")
+        assert "another server of this network" in irc.seen[-1]
+        # telnet: a ! line naming it
+        telnet = cluster.connect(b_line)
+        await threads.deferToThread(telnet.send, f"/nick alice {PASSWORD}\r\n")
+        line = await threads.deferToThread(telnet.expect, r"^! ")
+        assert "another server of this network" in line
+        # the same login on alice's own node joins her user, as on a lone node
+        same, answer = await web_login(cluster.http["a"], "alice")
+        assert answer["type"] == "welcome" and answer["nick"] == "alice"
+        # someone else's nick is still just "in use"
+        other = cluster.connect(b_irc)
+        await threads.deferToThread(other.send, "NICK alice\r\nUSER u 0 * :u\r\n")
+        taken = await threads.deferToThread(other.expect, r" 433 ")
+        assert "another server" not in taken
+    finally:
+        await close_clients()

@@ -440,13 +440,23 @@ class ChatHub(service.Service):
 
         def granted(ok: bool) -> None:
             if not ok:
-                raise errors.NickInUse(nick)
+                raise self._held_elsewhere(user, nick) or errors.NickInUse(nick)
 
         def unavailable(failure: Failure) -> None:
             failure.trap(BackplaneUnavailable)
             raise errors.NickUnavailable(nick)
 
         return d.addCallbacks(granted, unavailable)
+
+    def _held_elsewhere(self, user: User, nick: str) -> Optional[errors.HubError]:
+        """Why a claim of ``nick`` was refused when the holder is a user of ``user``'s own
+        account on another node: ``[auth] multiclient`` attaches sessions on one node only
+        (docs/cluster.md, Limits), so the login is told so rather than "in use"."""
+        holder = self.remote.get(nick) if self.remote is not None else None
+        if (not self.config.auth.multiclient or user.account is None or holder is None
+                or holder.account is None or fold(holder.account) != fold(user.account)):
+            return None
+        return errors.NickOnOtherServer(nick)
 
     def _unclaim(self, user: User, nick: str, restore: Optional[str] = None) -> None:
         """Give back a claim the hub did not use (``restore``: the nick it replaced)."""
