@@ -37,6 +37,14 @@ def register_alice(cluster, irc_port: int):
     return alice
 
 
+def alice_on_a(cluster, redis_url: str = "") -> tuple[int, int, int, int]:
+    """Nodes a and b, alice registered and signed on at a: the line and IRC ports of a, then b."""
+    a_line, a_irc = cluster("a", redis_url)
+    b_line, b_irc = cluster("b", redis_url)
+    register_alice(cluster, a_irc)
+    return a_line, a_irc, b_line, b_irc
+
+
 async def web_login(port: int, nick: str, password: str = PASSWORD):
     """A chathub.v1 connection logging in to account alice as ``nick``: the client and
     its answer (``welcome`` or ``error``)."""
@@ -73,10 +81,8 @@ def sasl_user(cluster, port: int, nick: str, secret: str, answer: str = r" 001 "
 
 @pytest_twisted.ensureDeferred
 async def test_log_out_everywhere_on_one_node_ends_token_sessions_on_the_other(cluster):
-    (a_line, a_irc) = await threads.deferToThread(cluster, "a")
-    (b_line, b_irc) = await threads.deferToThread(cluster, "b")
+    a_line, a_irc, b_line, b_irc = await threads.deferToThread(alice_on_a, cluster)
     try:
-        await threads.deferToThread(register_alice, cluster, a_irc)
         web_b, welcome = await web_login(cluster.http["b"], "alice_web")
         token = welcome["token"]
         irc_b = await threads.deferToThread(sasl_user, cluster, b_irc, "alice_irc", token)
@@ -105,10 +111,8 @@ async def test_log_out_everywhere_on_one_node_ends_token_sessions_on_the_other(c
 async def test_a_revocation_while_redis_is_down_is_refused_there_and_ends_sessions_once_it_is_back(
     cluster, own_redis
 ):
-    (a_line, a_irc) = await threads.deferToThread(cluster, "a", own_redis.url)
-    (b_line, b_irc) = await threads.deferToThread(cluster, "b", own_redis.url)
+    a_line, a_irc, b_line, b_irc = await threads.deferToThread(alice_on_a, cluster, own_redis.url)
     try:
-        await threads.deferToThread(register_alice, cluster, a_irc)
         web_b, welcome = await web_login(cluster.http["b"], "alice_web")
         token = welcome["token"]
         web_a, _ = await web_login(cluster.http["a"], "alice_a")
@@ -133,10 +137,8 @@ async def test_a_revocation_while_redis_is_down_is_refused_there_and_ends_sessio
 
 @pytest_twisted.ensureDeferred
 async def test_a_second_session_of_an_account_on_another_node_is_refused_saying_why(cluster):
-    (a_line, a_irc) = await threads.deferToThread(cluster, "a")
-    (b_line, b_irc) = await threads.deferToThread(cluster, "b")
+    a_line, a_irc, b_line, b_irc = await threads.deferToThread(alice_on_a, cluster)
     try:
-        await threads.deferToThread(register_alice, cluster, a_irc)
         bob = await threads.deferToThread(irc_user, cluster, b_irc, "bob", "", False)
         # until B's directory knows alice (her presence crossed)
         assert await threads.deferToThread(until, bob, "ISON alice", r" 303 ", r" 303 bob :?alice$")
