@@ -14,7 +14,7 @@ from twisted.internet import task
 from chathub.store.schema import LATEST_VERSION, POSTGRES, SQLITE
 from tests.browser_helpers import connect
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.support import V1, HubServer, irc_user, ws_config, ws_login
+from tests.support import V1, HubServer, irc_user, until, ws_config, ws_login
 from tests.test_store_sequence import _connect, create_schema
 
 
@@ -263,3 +263,52 @@ async def test_a_password_change_revokes_every_token_and_logs_their_sessions_out
         await quit_all([changer, kept, fresh, guest])
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_ends_only_the_sessions_whose_token_left_the_store(store):
+    """Two nodes' ``SessionTokens`` on one store: what one revokes, the other's ``check``
+    finds gone (the store is the truth) and ends only those sessions: a token issued after
+    the revocation and an expired one stay, and a session that starts watching a token
+    just after a revocation of its account has it checked too (its login may have read the
+    token before the revocation committed)."""
+    from chathub.auth.tokens import RECENT_REVOCATION, SessionTokens
+
+    await store.create_account("Alice", "$argon2id$fake")
+    clock = task.Clock()
+    clock.advance(1000)
+    here, there = SessionTokens(store, 100.0, 10, clock), SessionTokens(store, 100.0, 10, clock)
+    told: list[str] = []
+    here.announce = told.append
+    ended: list[str] = []
+    old, _ = await here.issue("alice")
+    old_too, _ = await here.issue("alice")
+    there.watch(old, "Alice", lambda: ended.append("old"))
+    there.watch(old_too, "alice", lambda: ended.append("old_too"))
+    assert await there.check(None) == 0 and ended == []  # both in the store
+
+    assert await here.revoke_all("ALICE") == 2
+    assert told == ["alice"] and ended == []  # this node's doorbell, not yet heard there
+    fresh, _ = await here.issue("alice")  # issued after the revocation
+    there.watch(fresh, "alice", lambda: ended.append("fresh"))
+    assert await there.check("alice") == 2
+    assert sorted(ended) == ["old", "old_too"]
+
+    clock.advance(200)  # fresh has expired: expired is not revoked, its session stays
+    assert await there.check(None) == 0
+    assert sorted(ended) == ["old", "old_too"]
+
+    # a login that read its token just before a revocation elsewhere starts watching after
+    # the check that revocation caused: watching checks it again
+    late, _ = await here.issue("alice")
+    await here.revoke(late, "alice")
+    assert told == ["alice", "alice"]
+    checked = there.check("alice")  # the doorbell, before the late session watches
+    await checked
+    there.watch(late, "alice", lambda: ended.append("late"))
+    await until(lambda: "late" in ended)
+    # long after a revocation, a live token's session stays
+    clock.advance(RECENT_REVOCATION + 1)
+    kept, _ = await here.issue("alice")
+    there.watch(kept, "alice", lambda: ended.append("kept"))
+    assert await there.check(None) == 0 and "kept" not in ended

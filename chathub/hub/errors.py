@@ -35,6 +35,13 @@ ErroneousNick = _error("erroneous_nick", "Erroneous nickname")
 # a cluster grants a nick only by an atomic claim shared by every node; when the claim
 # cannot be decided (Redis unreachable) the nick is refused, never granted twice
 NickUnavailable = _error("nick_unavailable", "Nicknames cannot be granted right now; try again shortly")
+# [auth] multiclient joins a login to its account's user only on the node that holds it: a
+# second session of the account on another node of a cluster is refused, saying why
+NickOnOtherServer = _error(
+    "nick_on_other_server",
+    "Nickname is in use by a session of your account on another server of this network; "
+    "several sessions of one account must connect to the same server",
+)
 NickRegistered = _error("nick_registered", "Nickname is registered; log in with its password")
 BadRoomName = _error("bad_room_name", "Invalid room name")
 NotOnRoom = _error("not_on_room", "You're not on that room")

@@ -182,6 +182,8 @@ class ChatHub(service.Service):
         self.admission = Admission()
         self._voided: dict[str, errors.HubError] = {}
         self._on_rename: list[Callable[[Room, str], None]] = []
+        #: accounts whose tokens this node revoked while the backplane was down
+        self._unannounced_revocations: set[str] = set()
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -214,6 +216,10 @@ class ChatHub(service.Service):
         # nick another node now holds must not stay with a user here: one namespace, no divergence
         backplane.on_lease_lost(self._lease_lost)
         backplane.on_nick_lost(self._nick_lost)
+        # a revocation of session tokens ends the sessions holding them on every node
+        backplane.on_connection(self._connection_changed)
+        if self.session_tokens is not None:
+            self.session_tokens.announce = self._tokens_revoked
         if positions is None:
             self._announce(["hello"], ["roster", self.remote.roster(self.users.values())])
             return defer.succeed(None)
@@ -255,6 +261,8 @@ class ChatHub(service.Service):
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
+                elif item[0] == "tokens":
+                    self._check_tokens(str(item[1]))
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
                     rooms_asked = True
                 elif item[0] == "rooms" and self._snapshot_wanted is not None:
@@ -345,6 +353,31 @@ class ChatHub(service.Service):
     def _resynced(self, reconnected: bool) -> None:
         if reconnected:  # what was said while cut off is lost: ask every node again
             self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
+            # and a revocation's doorbell may be among it: the store says which tokens live
+            self._check_tokens(None)
+
+    def _tokens_revoked(self, folded: str) -> None:
+        """This node revoked session tokens of the account ``folded`` (committed): every
+        other node checks the tokens its sessions of that account hold. Told once the
+        backplane is back when it is down now (the doorbell is not queued)."""
+        assert self.cluster is not None
+        if self.cluster.connected:
+            self._announce(["tokens", folded])
+        else:
+            self._unannounced_revocations.add(folded)
+
+    def _connection_changed(self, connected: bool) -> None:
+        if connected and self._unannounced_revocations:
+            folded, self._unannounced_revocations = self._unannounced_revocations, set()
+            self._announce(*(["tokens", account] for account in sorted(folded)))
+
+    def _check_tokens(self, folded: Optional[str]) -> None:
+        """End this node's sessions holding a token of ``folded`` (None: any account) that
+        the store no longer has (``SessionTokens.check``)."""
+        tokens = self.session_tokens
+        if tokens is not None:
+            tokens.check(folded).addErrback(lambda f: self.log.warn(
+                "checking session tokens failed: {error}", error=f.getErrorMessage()))
 
     def _node_lost(self, node: str) -> None:
         quits: list[tuple[Event, list[str]]] = []
@@ -407,13 +440,23 @@ class ChatHub(service.Service):
 
         def granted(ok: bool) -> None:
             if not ok:
-                raise errors.NickInUse(nick)
+                raise self._held_elsewhere(user, nick) or errors.NickInUse(nick)
 
         def unavailable(failure: Failure) -> None:
             failure.trap(BackplaneUnavailable)
             raise errors.NickUnavailable(nick)
 
         return d.addCallbacks(granted, unavailable)
+
+    def _held_elsewhere(self, user: User, nick: str) -> Optional[errors.HubError]:
+        """Why a claim of ``nick`` was refused when the holder is a user of ``user``'s own
+        account on another node: ``[auth] multiclient`` attaches sessions on one node only
+        (docs/cluster.md, Limits), so the login is told so rather than "in use"."""
+        holder = self.remote.get(nick) if self.remote is not None else None
+        if (not self.config.auth.multiclient or user.account is None or holder is None
+                or holder.account is None or fold(holder.account) != fold(user.account)):
+            return None
+        return errors.NickOnOtherServer(nick)
 
     def _unclaim(self, user: User, nick: str, restore: Optional[str] = None) -> None:
         """Give back a claim the hub did not use (``restore``: the nick it replaced)."""

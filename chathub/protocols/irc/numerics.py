@@ -136,6 +136,7 @@ HUB_ERRORS = {
     "no_such_nick": ERR_NOSUCHNICK,
     "no_such_room": ERR_NOSUCHCHANNEL,
     "nick_in_use": ERR_NICKNAMEINUSE,
+    "nick_on_other_server": ERR_NICKNAMEINUSE,
     "erroneous_nick": ERR_ERRONEUSNICKNAME,
     "nick_registered": ERR_NICKNAMEINUSE,
     "nick_unavailable": ERR_UNAVAILRESOURCE,

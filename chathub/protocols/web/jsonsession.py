@@ -676,7 +676,7 @@ class JsonSession(EncodingParticipant):
             if msg.get("everywhere"):
                 d = tokens.revoke_all(user.account)
             elif token is not None:
-                d = tokens.revoke(token).addCallback(int)
+                d = tokens.revoke(token, user.account).addCallback(int)
             else:
                 d = succeed(0)
 
