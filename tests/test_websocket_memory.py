@@ -1,19 +1,29 @@
 """An open WebSocket connection keeps only what it uses (issue: an idle browser cost five IRC
-clients). The opening handshake's request, answer and handshake-only options are dropped
-once the connection is open, and Autobahn's traffic counters live in slots; the connection
-then works as before, on both subprotocols, to a clean close. The memory itself is measured
-by the benchmark (``bench/run.py --scenarios idle-ws``), not here."""
+clients). The opening handshake's request and answer are dropped once the connection is
+open, the factory's options live on a class of the factory's, values still at Autobahn's
+defaults are the class's, the last frame's unmasker and an empty send deque are not kept,
+the keepalive is the factory's sweeper (no timer per connection), a logged-in session holds
+no login timer, and Autobahn's traffic counters live in slots; the connection then works as
+before, on both subprotocols, to a clean close. The memory itself is measured by the
+benchmark (``bench/run.py --scenarios idle-ws``), not here."""
 from __future__ import annotations
 
 import gc
 
 import pytest_twisted
+from twisted.internet import task
 
-from chathub.protocols.web.websocket import HANDSHAKE_LEFTOVERS, ChatWebSocketProtocol, TrafficCounters
+from chathub.config import Config
+from chathub.protocols.web.websocket import (
+    HANDSHAKE_LEFTOVERS,
+    IDLE_DEFAULTS,
+    ChatWebSocketProtocol,
+    TrafficCounters,
+)
 from tests.support import HubServer
 
-#: a dict of up to this many keys takes 1,584 bytes in CPython 3.11; one more, 3,328
-SMALL_DICT_KEYS = 85
+#: a dict of up to this many keys takes 832 bytes in CPython 3.11; one more, 1,584
+SMALL_DICT_KEYS = 42
 
 
 def open_protocols() -> list[ChatWebSocketProtocol]:
@@ -36,8 +46,19 @@ async def test_an_open_connection_sheds_the_handshake_and_still_works_to_a_clean
         for protocol in protocols:
             state = vars(protocol)
             assert not [name for name in HANDSHAKE_LEFTOVERS if name in state]
+            assert not [name for name in protocol.CONFIG_ATTRS if name in state]
+            # (Autobahn sets the per-frame ones again with every message)
+            for name in ("wasClean", "closedByMe", "localCloseCode", "openHandshakeTimeoutCall", "state",
+                         "connected", "quit_reason", "autoPingPending", "websocket_version"):
+                assert name in IDLE_DEFAULTS and name not in state
+            for name in ("send_queue", "current_frame_masker", "_results", "websocket_extensions_in_use"):
+                assert name not in state
+            assert protocol.autoPingPendingCall is None  # no timer of its own
+            assert protocol in protocol.factory.sweeper.sessions
             assert isinstance(protocol.trafficStats, TrafficCounters)
             assert len(state) <= SMALL_DICT_KEYS, sorted(state)
+        json_session = next(p.session for p in protocols if p.subprotocol == "chathub.v1")
+        assert json_session._login_timer is None
         # both ways, on both subprotocols, after the shedding
         alice.send_json({"type": "message", "target": "#r", "text": "hello from json"})
         await irc_ws.expect("PRIVMSG #r :hello from json")
@@ -51,3 +72,48 @@ async def test_an_open_connection_sheds_the_handshake_and_still_works_to_a_clean
         assert was_clean and code == 1000
     finally:
         await server.stop()
+
+
+def test_the_sweeper_pings_a_quiet_peer_and_drops_one_that_stays_silent():
+    """The keepalive without a timer per connection: a peer heard from recently is left
+    alone, a quiet one gets a ping, anything it sends answers, and one that sends nothing
+    for ``ping_timeout`` after the ping is dropped with Autobahn's ping-timeout reason."""
+    clock = task.Clock()
+    config = Config().with_overrides(websocket={"ping_interval": 30.0, "ping_timeout": 10.0})
+
+    class Probe(ChatWebSocketProtocol):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pings = 0
+            self.dropped = False
+
+        def sendPing(self, payload=None) -> None:
+            self.pings += 1
+
+        def dropConnection(self, abort: bool = False) -> None:
+            self.dropped = True
+
+    class Factory:
+        pass
+
+    probe = Probe()
+    factory = Factory()
+    factory.config = config
+    factory.clock = clock
+    probe.factory = factory  # type: ignore[assignment]
+    probe.state = probe.STATE_OPEN
+    probe.last_heard = clock.seconds()
+    probe.check_timers(29.0)
+    assert probe.pings == 0
+    probe.check_timers(30.0)
+    assert probe.pings == 1 and probe.ping_sent == 30.0
+    probe.check_timers(39.0)  # waiting for the answer: no second ping, not dropped yet
+    assert probe.pings == 1 and not probe.dropped
+    # an answer (any data counts) clears the ping; Autobahn parses what follows
+    probe.last_heard, probe.ping_sent = 39.5, None
+    probe.check_timers(60.0)
+    assert probe.pings == 1 and not probe.dropped
+    probe.check_timers(69.5)
+    assert probe.pings == 2
+    probe.check_timers(79.5)
+    assert probe.dropped and "ping timeout" in (probe.wasNotCleanReason or "")

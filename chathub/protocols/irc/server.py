@@ -18,8 +18,8 @@ from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 
 from chathub.protocols.irc.logins import LoggedLogins
-from chathub.protocols.irc.sweeper import Sweeper, TimedSession
 from chathub.protocols.irc.table import ROOM_ENDED, ROOM_RENAMED, run_hooks
+from chathub.protocols.sweeper import Sweeper, TimedSession
 
 if TYPE_CHECKING:
     from chathub.config import Config

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin, UnhandledCredentials
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from chathub.auth.credentials import GuestNick, SessionToken
@@ -209,7 +210,15 @@ class JsonSession(EncodingParticipant):
             wsconf.flood_rate, wsconf.flood_burst, wsconf.flood_max_queued, self.clock.seconds, exempt
         )
         self.gate = FloodGate(control, self.clock, self)
-        self._login_timer = self.clock.callLater(self.config.limits.registration_timeout, self._login_timed_out)
+        self._login_timer: Optional[IDelayedCall] = self.clock.callLater(
+            self.config.limits.registration_timeout, self._login_timed_out
+        )
+
+    def _stop_login_timer(self) -> None:
+        # and let go of it: a logged-in session holds no timer (about 300 bytes each)
+        timer, self._login_timer = self._login_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     # -- IParticipant ------------------------------------------------------------------
 
@@ -307,8 +316,7 @@ class JsonSession(EncodingParticipant):
         gate or behind a login, nor an answer), whether it quit or its connection went."""
         self._closed = True
         self.gate.stop()
-        if self._login_timer.active():
-            self._login_timer.cancel()
+        self._stop_login_timer()
         self._use_token(None)
         user, logout = self.user, self._logout
         self.user = self._logout = None
@@ -477,8 +485,7 @@ class JsonSession(EncodingParticipant):
             logout()
             return
         self.user, self._logout = user, logout
-        if self._login_timer.active():
-            self._login_timer.cancel()
+        self._stop_login_timer()
         if self.config.logging.detailed:
             self.log.debug("{nick} logged in over WebSocket from {host}", nick=nick, host=user.ip)
         welcome: dict[str, Any] = {"type": "welcome", "nick": user.nick, "account": user.account}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import types
+from collections import deque
 from typing import Any, Callable, Optional, cast
 from urllib.parse import urlsplit
 
@@ -24,6 +26,7 @@ from twisted.logger import Logger
 from chathub.config import Config
 from chathub.protocols.irc.server import IrcServer
 from chathub.protocols.sendqueue import SendQueue
+from chathub.protocols.sweeper import Sweeper
 from chathub.text import encode_utf8
 
 #: subprotocol names
@@ -189,17 +192,43 @@ class TrafficCounters:
 
 
 #: what the opening handshake left on the protocol that nothing reads once it is open: the
-#: request and the answer, and the options only the handshake reads (Autobahn copies every
-#: option of the factory onto each connection; Autobahn 26.10 reads none of these after the
-#: handshake, which tests/test_websocket_memory.py checks by running a session after).
-#: Under 86 attributes, an instance's dict takes 1,584 bytes instead of 3,328.
+#: request and the answer (Autobahn 26.10 reads none of these after the handshake, which
+#: tests/test_websocket_memory.py checks by running a session after), and the transport
+#: details Autobahn's WAMP layer reads (chathub has none; the peer string stays as ``peer``).
 HANDSHAKE_LEFTOVERS = (
     "http_headers", "http_request_data", "http_response_data", "http_status_line", "http_request_params",
     "http_request_uri", "http_request_path", "http_request_host", "_wskey", "websocket_protocols",
-    "websocket_extensions", "websocket_origin", "versions", "webStatus", "perMessageCompressionAccept",
-    "serveFlashSocketPolicy", "flashSocketPolicy", "allowedOrigins", "allowedOriginsPatterns", "allowNullOrigin",
-    "maxConnections", "trustXForwardedFor",
+    "websocket_extensions", "websocket_origin", "_transport_details",
 )
+
+#: Autobahn sets each of these on every connection as it opens, and an idle connection keeps
+#: them at this value. They are class attributes of ``ChatWebSocketProtocol`` too, so an open
+#: connection whose value is still the default drops its own copy (``_shed_handshake``) and
+#: reads the class's; Autobahn's first assignment puts a value back in the instance. Only
+#: immutable values: nothing can change them in place.
+IDLE_DEFAULTS: dict[str, Any] = {
+    "_perMessageCompress": None, "trackedTimings": None, "send_state": 0, "data": b"", "triggered": False,
+    "wasMaxFramePayloadSizeExceeded": False, "wasMaxMessagePayloadSizeExceeded": False,
+    "closedByMe": False, "failedByMe": False, "droppedByMe": False, "wasClean": False,
+    "wasNotCleanReason": None, "wasServerConnectionDropTimeout": False, "wasOpenHandshakeTimeout": False,
+    "wasCloseHandshakeTimeout": False, "wasServingFlashSocketPolicyFile": False,
+    "localCloseCode": None, "localCloseReason": None, "remoteCloseCode": None, "remoteCloseReason": None,
+    "openHandshakeTimeoutCall": None, "closeHandshakeTimeoutCall": None, "autoPingTimeoutCall": None,
+    "autoPingPending": None, "autoPingPendingSeq": 0, "autoPingPendingSent": None,
+    "inside_message": False, "current_frame": None, "current_frame_masker": None, "_isMessageCompressed": False,
+    "message_is_binary": False, "message_data": None, "frame_data": None,
+    "utf8validateIncomingCurrentMessage": True, "connected": 1, "state": WebSocketServerProtocol.STATE_OPEN,
+    "websocket_version": 13, "quit_reason": None, "_transport_details": None,
+}
+
+
+#: the events Autobahn's protocol declares for its emitter (``WebSocketProtocol.__init__``)
+WEBSOCKET_EVENTS = ["message"]
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    # by type too: 0 == False, 1 == True
+    return type(value) is type(default) and value == default
 
 
 class ChatWebSocketProtocol(WebSocketServerProtocol):
@@ -208,6 +237,17 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
     # not ``log``: that is autobahn's txaio logger, which drops its per-frame debug lines
     _log = Logger()
     factory: "ChatWebSocketFactory"
+    #: Autobahn's queue for chopped and synchronous sends, which chathub never asks for:
+    #: empty, an open connection shares this one (``sendData`` gives it its own deque first
+    #: whenever it could append); a deque costs 760 bytes even empty
+    send_queue: Any = ()
+    websocket_extensions_in_use: Any = ()
+    #: Deferreds to fire when the connection closes (``when_closed``); most never have any
+    on_closed: Any = ()
+    #: keepalive, checked by the factory's sweeper once a second (``check_timers``): when
+    #: the peer was last heard from, and when the ping it has not answered went out
+    last_heard = 0.0
+    ping_sent: Optional[float] = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -217,7 +257,6 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         self.real_transport: Any = None  # the TCP or TLS transport under the send queue
         self.client_host = ""
         self.quit_reason: Optional[str] = None
-        self.on_closed: list[defer.Deferred] = []
 
     # -- handshake ---------------------------------------------------------------------
 
@@ -276,6 +315,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self._start_send_queue()
+        self.last_heard = self.factory.clock.seconds()
+        self.factory.sweeper.add(self)
         if self.factory.config.logging.detailed:  # else the line when it closes is the one
             self._log.debug(
                 "WebSocket connection from {host} ({subprotocol})", event="connect",
@@ -288,12 +329,79 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def _shed_handshake(self) -> None:
         """Drop what the opening handshake left behind (the request's headers and raw
-        bytes, the answer's): an idle browser connection keeps only what it uses."""
+        bytes, the answer's) and the per-connection copies of values the class holds
+        (``IDLE_DEFAULTS``, the factory's options): an idle browser connection keeps only
+        what it uses. Under 43 attributes an instance's dict takes 832 bytes, not 1,584."""
         state = self.__dict__
         for name in HANDSHAKE_LEFTOVERS:
             state.pop(name, None)
-        # a dict does not shrink when keys go: a copy is sized for what is left
-        self.__dict__ = dict(state)
+        for name, default in IDLE_DEFAULTS.items():
+            if name in state and _is_default(state[name], default):
+                del state[name]
+        if not state.get("send_queue", True):
+            del state["send_queue"]
+        if state.get("websocket_extensions_in_use") == []:  # none negotiated (chathub offers none)
+            del state["websocket_extensions_in_use"]
+        if self._listeners is None:
+            # Autobahn's event emitter (``on``/``fire``), which chathub does not use: its
+            # per-connection list of event names and results dict (``on`` makes them again)
+            state.pop("_valid_events", None)
+            state.pop("_results", None)
+        # A dict does not shrink when keys go, and dict(d) of a dense dict clones its table:
+        # one built from the items is sized for what is left.
+        self.__dict__ = dict(list(state.items()))
+
+    def on(self, event: str, handler: Callable) -> None:
+        if "_results" not in self.__dict__:  # shed by _shed_handshake
+            self.set_valid_events(WEBSOCKET_EVENTS)
+        super().on(event, handler)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: Optional[int] = None) -> None:
+        # the paths that append to Autobahn's queue: give the connection its own first
+        if (sync or chopsize) and not isinstance(self.send_queue, deque):
+            self.send_queue = deque()
+        super().sendData(data, sync, chopsize)
+
+    def onFrameEnd(self) -> Any:
+        result = super().onFrameEnd()
+        # A frame's unmasker serves that frame only (each frame brings its own mask):
+        # an idle connection need not keep the last one (about 350 bytes).
+        self.__dict__.pop("current_frame_masker", None)
+        return result
+
+    # -- keepalive -----------------------------------------------------------------------
+    # Autobahn's own auto-ping keeps a timer per connection, rescheduled on traffic (about
+    # 500 bytes of an idle connection); the factory's sweeper does the same for all of them.
+
+    def dataReceived(self, data: bytes) -> None:
+        # anything from the peer shows it is there (Autobahn's autoPingRestartOnAnyTraffic)
+        self.last_heard = self.factory.clock.seconds()
+        if self.ping_sent is not None:
+            del self.ping_sent
+        super().dataReceived(data)
+
+    def check_timers(self, now: float) -> None:
+        """Ping a peer not heard from for ``[websocket] ping_interval`` seconds, and drop
+        one that sent nothing for ``ping_timeout`` seconds after the ping (the sweeper
+        calls this once a second, so both are kept to within a second)."""
+        if self.state != self.STATE_OPEN:
+            return
+        config = self.factory.config.websocket
+        if self.ping_sent is not None:
+            if now - self.ping_sent >= config.ping_timeout:
+                # what Autobahn's onAutoPingTimeout does; onClose reads the reason
+                self.wasClean = False
+                self.wasNotCleanReason = "WebSocket ping timeout (peer did not respond with pong in time)"
+                self.dropConnection(abort=True)
+        elif config.ping_interval > 0 and now - self.last_heard >= config.ping_interval:
+            self.ping_sent = now
+            self.sendPing()
+
+    def when_closed(self) -> defer.Deferred:
+        """A Deferred that fires (with None) when this connection has closed."""
+        d: defer.Deferred[None] = defer.Deferred()
+        self.on_closed = [*self.on_closed, d]
+        return d
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is not None:
@@ -301,9 +409,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self.factory.connections.discard(self)
-        for d in self.on_closed:
+        self.factory.sweeper.discard(self)
+        waiting, self.on_closed = self.on_closed, ()
+        for d in waiting:
             d.callback(None)
-        self.on_closed = []
         session, self.session = self.session, None
         if session is None:
             return
@@ -344,6 +453,10 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
             data = encode_utf8(reason)[:123].decode("utf-8", "ignore").encode("utf-8")
             # sendClose only takes 1000 and 3000-4999; the server may also say 1001 (going away)
             self.sendCloseFrame(code=code, reasonUtf8=data, isReply=False)
+
+
+for _name, _default in IDLE_DEFAULTS.items():  # see IDLE_DEFAULTS
+    setattr(ChatWebSocketProtocol, _name, _default)
 
 
 def _nick_of(session) -> Optional[str]:
@@ -389,6 +502,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.config = config
         self.irc = irc
         self.clock = clock
+        #: checks every open connection's keepalive once a second
+        self.sweeper = Sweeper(clock)
         self._set_options(config)
         # no Server header in the handshake's answers (Autobahn's default names its version)
         self.server = None
@@ -400,8 +515,8 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.setProtocolOptions(
             maxFramePayloadSize=ws.max_frame_bytes,
             maxMessagePayloadSize=ws.max_message_bytes,
-            autoPingInterval=ws.ping_interval,
-            autoPingTimeout=ws.ping_timeout,
+            # the keepalive is the sweeper's (ChatWebSocketProtocol.check_timers)
+            autoPingInterval=0,
             openHandshakeTimeout=ws.open_handshake_timeout,
             closeHandshakeTimeout=ws.close_handshake_timeout,
             trustXForwardedFor=ws.trust_x_forwarded_for,
@@ -415,6 +530,16 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             # (which names Autobahn and its version)
             webStatus=False,
         )
+        # Autobahn copies each option onto every connection unless the connection's class
+        # has it: a class of this factory's holds them once (18 attributes fewer in each
+        # open connection's dict). A reload makes a new class, so connections opened from
+        # then on take the new options and open ones keep theirs, as before.
+        options: dict[str, Any] = {}
+        for name in ChatWebSocketProtocol.CONFIG_ATTRS:
+            value = getattr(self, name)
+            # a function as a class attribute would be called as a method
+            options[name] = staticmethod(value) if isinstance(value, types.FunctionType) else value
+        self.protocol = type(ChatWebSocketProtocol.__name__, (ChatWebSocketProtocol,), options)
 
     def reconfigure(self, config: Config) -> None:
         """Take a reloaded config: connections opened from now on get its ``[websocket]``
@@ -436,9 +561,7 @@ class ChatWebSocketFactory(WebSocketServerFactory):
             return None
         waits = []
         for protocol in list(self.connections):
-            d: defer.Deferred[None] = defer.Deferred()
-            protocol.on_closed.append(d)
-            waits.append(d)
+            waits.append(protocol.when_closed())
             farewell = getattr(protocol.session, "farewell", None)
             if farewell is not None:
                 farewell(reason)

@@ -1,4 +1,5 @@
-"""One timer for every IRC session of a server: the registration deadline and the ping check."""
+"""One timer for every session of a server: IRC's registration deadline and ping check, and the
+WebSocket keepalive (chathub/protocols/web/websocket.py)."""
 from __future__ import annotations
 
 from typing import Optional, Protocol
@@ -11,15 +12,16 @@ log = Logger()
 
 
 class TimedSession(Protocol):
-    """What the sweeper checks: an IRC session."""
+    """What the sweeper checks: an IRC session, a WebSocket connection."""
 
     def check_timers(self, now: float) -> None:
         """Act on whatever deadline has passed at ``now``."""
 
 
 class Sweeper:
-    """Checks every IRC session's timers once a second: one LoopingCall per server
-    instead of a DelayedCall per connection (10,000 idle clients are 10,000 timers less).
+    """Checks every session's timers once a second: one LoopingCall per server (or
+    WebSocket factory) instead of a DelayedCall per connection (10,000 idle clients are
+    10,000 timers less).
     Deadlines are therefore kept to within a second. The sweep runs only while there are
     sessions to check."""
 
@@ -55,4 +57,4 @@ class Sweeper:
             try:
                 session.check_timers(now)
             except Exception:
-                log.failure("IRC timer check failed")
+                log.failure("session timer check failed")
