@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from chathub.cluster.relay import ClusterRelay
 from chathub.events import Kind
@@ -317,6 +317,46 @@ async def test_an_event_after_an_own_one_waits_until_the_own_one_is_shown(nodes)
     assert b.shown == [e1]  # 3 waits for 2...
     settle(None)
     assert b.shown == [e1, e2, e3]  # ...which the outbox shows first
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it(nodes):
+    b = await nodes("b")
+    make = EventMaker()
+    e = {n: make.msg("b" if n in (2, 4) else "a", "#r", str(n)) for n in range(1, 5)}
+    arrives(b, e[1], 1)
+    settle2, settle4 = held(b, e[2]), held(b, e[4])
+    committed(b, e[2], 2)  # next in number: counted as delivered, shown once its commit settles
+    committed(b, e[4], 4)  # 3 (the other node's) missing: the room is held for 4
+    settle2(None)
+    settle4(None)
+    assert b.shown == [e[1], e[2]]  # 2 is not held back by the pause meant for 4...
+    arrives(b, e[3], 3)  # ...so 3, which waited for 2 to be shown, can be, and then 4
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4"]
+    assert not b.outbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_waiting_only_for_an_own_one_to_be_shown_are_no_gap(nodes):
+    b = await nodes("b")
+    clock = b.relay.clock = task.Clock()  # the gap timer, played exactly
+    make = EventMaker()
+    e = {n: make.msg("b" if n == 2 else "a", "#r", str(n)) for n in range(1, 7)}
+    arrives(b, e[1], 1)
+    settle = held(b, e[2])
+    committed(b, e[2], 2)  # B's own, committed, not shown yet
+    arrives(b, e[3], 3)
+    arrives(b, e[4], 4)  # 3 and 4 wait for 2 to be shown: nothing is missing
+    state = b.relay.conversations["#r"]
+    clock.advance(b.relay.wait * 2)
+    assert not state.fetching and state.timer is None  # no read of what it holds
+    arrives(b, e[6], 6)  # 5 is missing: that is a gap, read after the wait
+    clock.advance(b.relay.wait * 2)
+    assert state.fetching
+    settle(None)
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4"]
+    await until(lambda: not state.fetching)  # this store holds none of them: 5 reads as pruned
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4", "6"]
 
 
 @pytest_twisted.ensureDeferred
