@@ -47,6 +47,9 @@ class LocalBackplane:
         """No other node exists: nothing is sent, and local subscribers are not called
         (this node's own events reach its users through the hub, not the backplane)."""
 
+    def publish_encoded(self, text: str) -> None:
+        """As ``publish``: nothing is sent."""
+
     def subscribe(self, callback: Subscriber) -> None:
         """Call ``callback(message)`` for every message received from another node."""
         if callback not in self.subscribers:

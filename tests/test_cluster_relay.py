@@ -8,6 +8,8 @@ RedisBackplane's own tests run against a real redis-server.)
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -40,6 +42,9 @@ class Doorbell:
             for end in self.bus:  # every subscriber, this node included (it drops its echo)
                 for callback in end.subscribers:
                     callback(copy)
+
+    def publish_encoded(self, text: str) -> None:
+        self.publish(json.loads(text))
 
     def subscribe(self, callback) -> None:
         self.subscribers.append(callback)
@@ -390,3 +395,19 @@ async def test_a_node_that_hears_events_late_waits_longer_before_reading_a_gap(n
     old = EventMaker(start=reactor.seconds() - 3600.0)  # a clock an hour wrong: not lag
     arrives(b, old.msg("a", "#r", "40"), 40)
     assert b.relay.wait < 2.1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_published_group_reads_as_the_events_dict_form(nodes):
+    """The relay assembles its message text itself (``_encode``); read back, it is what
+    ``json.dumps`` of the events' ``to_dict`` gave, whatever the text, tags and data hold."""
+    a = await nodes("a")
+    make = EventMaker(start=1_700_000_000.123)
+    plain = make.msg("a", "#r", "hi")
+    odd = make.msg("ä\"\\", "#ŕoom", "tab\there \"quoted\" \\ é 😀 \x01ACTION x\x01",
+                   tags={"+draft/reply": "x;y", "label": "ü"}, data={"statusmsg": "@", "n": 3, "no": None})
+    group = [(plain, (("#r", 7),)), (odd, (("#ŕoom", 1), ("#other", 12)))]
+    assert json.loads(a.relay._encode(group)) == {
+        "node": "a",
+        "events": [[[list(p) for p in positions], event.to_dict()] for event, positions in group],
+    }

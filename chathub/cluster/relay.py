@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import nullcontext
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Callable, ContextManager, Optional
 
 from twisted.internet.defer import Deferred
@@ -39,6 +40,7 @@ from chathub.events import Event
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
 from chathub.store.interfaces import IStore
+from chathub.store.sql.history import encode_event
 
 #: ``((conversation key, number), ...)``: where one committed event sits
 Positions = tuple[tuple[str, int], ...]
@@ -196,13 +198,20 @@ class ClusterRelay:
                 self._own(conv, seq, held, event)
         if not self.backplane.connected:
             return  # committed: the others fetch it when they see the gap
-        self.backplane.publish(
-            {
-                "node": self.node_id,
-                "events": [[[list(p) for p in positions], event.to_dict()] for event, positions in group],
-            }
-        )
+        self.backplane.publish_encoded(self._encode(group))
         self.published += 1
+
+    def _encode(self, group: list[tuple[Event, Positions]]) -> str:
+        """The group's message as JSON text, ``{"node": id, "events": [[[[conv, seq], ...],
+        event], ...]}`` with each event in its ``to_dict`` form, assembled from the store's
+        encoder of that form (``encode_event``) rather than through ``to_dict`` and
+        ``json.dumps``: walking the nested dicts took a tenth of a busy node's samples
+        (rooms benchmark, 2 nodes)."""
+        parts = []
+        for event, positions in group:
+            where = ",".join([f"[{_quote(conv)},{int(seq)}]" for conv, seq in positions])
+            parts.append(f"[[{where}],{encode_event(event)}]")
+        return f'{{"node":{_quote(self.node_id)},"events":[{",".join(parts)}]}}'
 
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
