@@ -305,6 +305,13 @@ def held(node: Node, event):
     return node.outbox.hold(lambda: node.shown.append(event), key=event.target)
 
 
+def numbered(own: tuple[int, ...], last: int) -> dict:
+    """Messages of #r numbered 1..``last``: B's at the numbers ``own``, the other node's
+    at the rest."""
+    make = EventMaker()
+    return {n: make.msg("b" if n in own else "a", "#r", str(n)) for n in range(1, last + 1)}
+
+
 def arrives(node: Node, event, seq: int, room: str = "#r") -> None:
     """Another node's ``event``, number ``seq`` of ``room``, rings ``node``'s doorbell."""
     node.doorbell.publish({"node": "other", "events": [[[[room, seq]], event.to_dict()]]})
@@ -327,8 +334,7 @@ async def test_an_event_after_an_own_one_waits_until_the_own_one_is_shown(nodes)
 @pytest_twisted.ensureDeferred
 async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it(nodes):
     b = await nodes("b")
-    make = EventMaker()
-    e = {n: make.msg("b" if n in (2, 4) else "a", "#r", str(n)) for n in range(1, 5)}
+    e = numbered((2, 4), 4)
     arrives(b, e[1], 1)
     settle2, settle4 = held(b, e[2]), held(b, e[4])
     committed(b, e[2], 2)  # next in number: counted as delivered, shown once its commit settles
@@ -345,8 +351,7 @@ async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it
 async def test_events_waiting_only_for_an_own_one_to_be_shown_are_no_gap(nodes):
     b = await nodes("b")
     clock = b.relay.clock = task.Clock()  # the gap timer, played exactly
-    make = EventMaker()
-    e = {n: make.msg("b" if n == 2 else "a", "#r", str(n)) for n in range(1, 7)}
+    e = numbered((2,), 6)
     arrives(b, e[1], 1)
     settle = held(b, e[2])
     committed(b, e[2], 2)  # B's own, committed, not shown yet
@@ -367,8 +372,7 @@ async def test_events_waiting_only_for_an_own_one_to_be_shown_are_no_gap(nodes):
 @pytest_twisted.ensureDeferred
 async def test_own_events_between_the_others_are_shown_one_by_one_in_number_order(nodes):
     b = await nodes("b")
-    make = EventMaker()
-    e = {n: make.msg("b" if n in (3, 5) else "a", "#r", str(n)) for n in range(1, 7)}
+    e = numbered((3, 5), 6)
     arrives(b, e[1], 1)
     for n in (3, 5):  # B's own, numbered after 2 and 4, which have not arrived
         settle = held(b, e[n])
