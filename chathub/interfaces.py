@@ -135,6 +135,10 @@ class IBackplane(Interface):
         """Send ``message`` (a dict of JSON-able data) to every other node, or drop it when
         disconnected; returns None at once."""
 
+    def publish_encoded(text: str) -> None:
+        """``publish`` of a message its sender encoded already: ``text`` is one JSON object
+        (what ``publish`` would send for the dict it stands for); subscribers get it decoded."""
+
     def subscribe(callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(message)`` for each message published by another node (never for
         this node's own), in the order the transport delivered them."""

@@ -8,9 +8,11 @@ RedisBackplane's own tests run against a real redis-server.)
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from chathub.cluster.relay import ClusterRelay
 from chathub.events import Kind
@@ -40,6 +42,9 @@ class Doorbell:
             for end in self.bus:  # every subscriber, this node included (it drops its echo)
                 for callback in end.subscribers:
                     callback(copy)
+
+    def publish_encoded(self, text: str) -> None:
+        self.publish(json.loads(text))
 
     def subscribe(self, callback) -> None:
         self.subscribers.append(callback)
@@ -300,6 +305,13 @@ def held(node: Node, event):
     return node.outbox.hold(lambda: node.shown.append(event), key=event.target)
 
 
+def numbered(own: tuple[int, ...], last: int) -> dict:
+    """Messages of #r numbered 1..``last``: B's at the numbers ``own``, the other node's
+    at the rest."""
+    make = EventMaker()
+    return {n: make.msg("b" if n in own else "a", "#r", str(n)) for n in range(1, last + 1)}
+
+
 def arrives(node: Node, event, seq: int, room: str = "#r") -> None:
     """Another node's ``event``, number ``seq`` of ``room``, rings ``node``'s doorbell."""
     node.doorbell.publish({"node": "other", "events": [[[[room, seq]], event.to_dict()]]})
@@ -320,10 +332,47 @@ async def test_an_event_after_an_own_one_waits_until_the_own_one_is_shown(nodes)
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it(nodes):
+    b = await nodes("b")
+    e = numbered((2, 4), 4)
+    arrives(b, e[1], 1)
+    settle2, settle4 = held(b, e[2]), held(b, e[4])
+    committed(b, e[2], 2)  # next in number: counted as delivered, shown once its commit settles
+    committed(b, e[4], 4)  # 3 (the other node's) missing: the room is held for 4
+    settle2(None)
+    settle4(None)
+    assert b.shown == [e[1], e[2]]  # 2 is not held back by the pause meant for 4...
+    arrives(b, e[3], 3)  # ...so 3, which waited for 2 to be shown, can be, and then 4
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4"]
+    assert not b.outbox.pending
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_waiting_only_for_an_own_one_to_be_shown_are_no_gap(nodes):
+    b = await nodes("b")
+    clock = b.relay.clock = task.Clock()  # the gap timer, played exactly
+    e = numbered((2,), 6)
+    arrives(b, e[1], 1)
+    settle = held(b, e[2])
+    committed(b, e[2], 2)  # B's own, committed, not shown yet
+    arrives(b, e[3], 3)
+    arrives(b, e[4], 4)  # 3 and 4 wait for 2 to be shown: nothing is missing
+    state = b.relay.conversations["#r"]
+    clock.advance(b.relay.wait * 2)
+    assert not state.fetching and state.timer is None  # no read of what it holds
+    arrives(b, e[6], 6)  # 5 is missing: that is a gap, read after the wait
+    clock.advance(b.relay.wait * 2)
+    assert state.fetching
+    settle(None)
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4"]
+    await until(lambda: not state.fetching)  # this store holds none of them: 5 reads as pruned
+    assert [x.text for x in b.shown] == ["1", "2", "3", "4", "6"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_own_events_between_the_others_are_shown_one_by_one_in_number_order(nodes):
     b = await nodes("b")
-    make = EventMaker()
-    e = {n: make.msg("b" if n in (3, 5) else "a", "#r", str(n)) for n in range(1, 7)}
+    e = numbered((3, 5), 6)
     arrives(b, e[1], 1)
     for n in (3, 5):  # B's own, numbered after 2 and 4, which have not arrived
         settle = held(b, e[n])
@@ -350,3 +399,19 @@ async def test_a_node_that_hears_events_late_waits_longer_before_reading_a_gap(n
     old = EventMaker(start=reactor.seconds() - 3600.0)  # a clock an hour wrong: not lag
     arrives(b, old.msg("a", "#r", "40"), 40)
     assert b.relay.wait < 2.1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_published_group_reads_as_the_events_dict_form(nodes):
+    """The relay assembles its message text itself (``_encode``); read back, it is what
+    ``json.dumps`` of the events' ``to_dict`` gave, whatever the text, tags and data hold."""
+    a = await nodes("a")
+    make = EventMaker(start=1_700_000_000.123)
+    plain = make.msg("a", "#r", "hi")
+    odd = make.msg("ä\"\\", "#ŕoom", "tab\there \"quoted\" \\ é 😀 \x01ACTION x\x01",
+                   tags={"+draft/reply": "x;y", "label": "ü"}, data={"statusmsg": "@", "n": 3, "no": None})
+    group = [(plain, (("#r", 7),)), (odd, (("#ŕoom", 1), ("#other", 12)))]
+    assert json.loads(a.relay._encode(group)) == {
+        "node": "a",
+        "events": [[[list(p) for p in positions], event.to_dict()] for event, positions in group],
+    }

@@ -435,11 +435,15 @@ class RedisBackplane:
 
     def publish(self, message: Message) -> None:
         """One PUBLISH of ``message`` as JSON, or nothing when it cannot be sent now."""
+        self.publish_encoded(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+
+    def publish_encoded(self, text: str) -> None:
+        """One PUBLISH of ``text`` (a message as JSON), or nothing when it cannot be sent now."""
         conn = self._commands
         if conn is None or self._pending >= self.max_pending:
             self.dropped += 1
             return
-        payload = self._own + json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        payload = self._own + text.encode()
         try:
             d = conn.publish(self.channel, payload)
         except txredisapi.RedisError:
