@@ -81,3 +81,69 @@ def test_removed_members_are_remembered_within_a_bound():
     seq = GONE_LIMIT + 2
     assert admission.check("#r", seq, make.msg("u0", "#r", "oldest forgotten")) is None
     assert admission.check("#r", seq + 1, make.msg("u1", "#r", "kept")) is not None
+
+
+def _mode(make, *changes):
+    return make.msg("alice", "#r", "", Kind.MODE, data={"changes": [list(c) for c in changes]})
+
+
+def _said(make, nick, seen, **spoke):
+    return make.msg(nick, "#r", "hello", data={JOIN_SEEN: seen, **spoke})
+
+
+def test_a_message_checked_before_a_concurrent_ban_or_mute_is_void_unless_excepted_or_voiced():
+    make = EventMaker()
+    events = [
+        _mode(make, ("+b", "bob!*@*")),  # 1
+        _said(make, "bob", 0),  # its node had not applied the ban: void
+        _said(make, "bob", 1),  # its node had (and let it through: its call): stands
+        _said(make, "carol", 0),  # the ban is not carol's
+        _said(make, "bob", 0, excepted="b"),  # an exception matched bob where it was checked
+        _said(make, "bob", 0, privileges="v"),  # voiced members speak through bans
+        _mode(make, ("+b", "m:dave!*@*")),  # 7: a mute
+        _said(make, "dave", 6),
+        _said(make, "dave", 6, excepted="m"),  # an m: exception lifts a mute
+        _mode(make, ("+b", "erin!*@*"), ("-b", "erin!*@*")),  # 10: set and lifted before it
+        _said(make, "erin", 9),
+        _mode(make, ("+b", "frank!*@*")),  # 12
+        _mode(make, ("+e", "frank!*@*")),  # 13: an exception since
+        _said(make, "frank", 11),
+        _mode(make, ("+b", "a:gina")),  # 15: an account ban; the message's sender is a guest
+        _said(make, "gina", 14),
+    ]
+    assert _run(Admission(), events) == [
+        None, "cannot_send", None, None, None, None, None, "cannot_send", None, None, None, None, None, None,
+        None, None,
+    ]
+
+
+def test_a_message_checked_before_a_concurrent_plus_m_or_devoice_is_void():
+    make = EventMaker()
+    events = [
+        _mode(make, ("+m", None)),  # 1
+        _said(make, "bob", 0),  # checked before +m, no voice: void
+        _said(make, "carol", 0, privileges="v"),  # voiced: stands
+        _mode(make, ("-v", "carol")),  # 4
+        _said(make, "carol", 3, privileges="v", moderated=True),  # lost its voice first: void
+        _said(make, "dave", 3, privileges="ov", moderated=True),  # still an operator: stands
+        _mode(make, ("+v", "bob")),  # 7
+        _said(make, "bob", 6, moderated=True),  # voiced at its number: stands
+        _mode(make, ("-m", None)),  # 9
+        _said(make, "erin", 8, moderated=True),  # +m lifted before it: stands
+    ]
+    result = _run(Admission(), events)
+    assert result == [None, "cannot_send", None, None, "cannot_send", None, None, None, None, None]
+
+
+def test_the_refusals_say_why_and_a_message_without_a_position_is_not_checked():
+    make = EventMaker()
+    admission = Admission()
+    admission.check("#r", 1, _mode(make, ("+b", "bob!*@*"), ("+b", "m:carol!*@*")))
+    banned = admission.check("#r", 2, _said(make, "bob", 0))
+    muted = admission.check("#r", 3, _said(make, "carol", 0))
+    assert banned is not None and "banned" in banned.message
+    assert muted is not None and "muted" in muted.message
+    # a lone node's messages carry no position; nor does a TAGMSG count
+    assert admission.check("#r", 4, make.msg("bob", "#r", "lone")) is None
+    tag = make.msg("bob", "#r", "", Kind.TAGMSG, data={JOIN_SEEN: 0})
+    assert admission.check("#r", 5, tag) is None

@@ -140,3 +140,43 @@ async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(store_f
     finally:
         for relay in relays:
             relay.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_nodes(store_factory):
+    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
+    try:
+        a.hub.change_room_modes(alice, "#x", [("+v", "dave")])
+        await until(lambda: b.hub.rooms["#x"].members["dave"].is_voiced)
+        gate.closed = True  # A's ban of bob, then +m, are late to reach B...
+        a.hub.change_room_modes(alice, "#x", [("+b", "bob!*@*")])
+        await until(lambda: a.hub.outbox.pending == 0)
+        assert not b.hub.rooms["#x"].bans  # ...so B lets bob talk
+        banned = Receipt()
+        b.hub.send(bob, "#x", "banned already", receipt=banned)
+        b.hub.send(dave, "#x", "voiced: speaks through bans")
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert banned.code == "cannot_send" and "banned" in str(banned.error)
+        gate.open()
+        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        a.hub.change_room_modes(alice, "#x", [("-b", "bob!*@*")])
+        await until(lambda: not b.hub.rooms["#x"].bans)
+        gate.closed = True  # now +m is late
+        a.hub.change_room_modes(alice, "#x", [("+m", None)])
+        await until(lambda: a.hub.outbox.pending == 0)
+        moderated = Receipt()
+        b.hub.send(bob, "#x", "moderated already", receipt=moderated)
+        b.hub.send(dave, "#x", "voiced: speaks through +m")
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert moderated.code == "cannot_send" and "moderated" in str(moderated.error)
+        gate.open()
+        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        spoken = ["voiced: speaks through bans", "voiced: speaks through +m"]
+        assert texts(alice) == spoken  # A found bob's void too, and showed dave's
+        assert not {"banned already", "moderated already"} & set(texts(dave))
+        history = await b.hub.history(dave, "latest", "#x", None, limit=50)
+        assert [e.text for e in history if e.kind == Kind.MESSAGE] == spoken
+    finally:
+        for relay in relays:
+            relay.stop()

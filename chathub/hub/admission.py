@@ -15,15 +15,23 @@ own users' later changes applied early):
   sent it as a non-member's (an external message to a ``-n`` room: it needed no membership);
 - a JOIN is void when ``+i`` was set by a number its node had not applied when it checked
   the join (the join carries that position), the room is still ``+i`` at the join's
-  number, and the joiner was neither invited nor invite-excepted there.
+  number, and the joiner was neither invited nor invite-excepted there;
+- a room message is void when a change numbered after what its node had applied when it
+  checked the message (the message carries that position, and what let its sender speak
+  then: its privileges, whether the room was ``+m``, whether an exception matched it) and
+  before the message takes its voice away at the message's number: ``+m`` (or the loss of
+  ``+v``/``+o`` in a ``+m`` room), a ban (``+b``) or a mute (``+b m:``) matching the sender
+  that no exception matching it (then, or added since) lifts, while it holds neither voice
+  nor operator status.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Optional
+from collections import OrderedDict, deque
+from typing import Any, Optional
 
 from chathub.events import Event, Kind
 from chathub.hub import errors
+from chathub.hub.masks import MUTE_EXTBAN, entry_matches, extban
 from chathub.names import fold
 
 #: removed members remembered per room, oldest forgotten first: a message of a removed
@@ -35,16 +43,29 @@ GONE_LIMIT = 256
 JOIN_SEEN, JOIN_EXEMPT = "seen", "exempt"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
+#: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
+#: checked the message at): the sender's privileges then ("o", "v", "ov"; absent: none),
+#: that the room was ``+m`` (absent: it was not), which kinds of exception (+e) matched the
+#: sender ("b": a plain one, lifting bans and mutes; "m": an ``m:`` one, lifting mutes)
+SPOKE_PRIVILEGES, SPOKE_MODERATED, SPOKE_EXCEPTED = "privileges", "moderated", "excepted"
+#: room changes remembered per room for the messages checked at their number (the newest;
+#: every node forgets in the same order): a message is numbered soon after its node's
+#: position, so only the last few changes ever fall between the two
+CHANGES_LIMIT = 256
+#: the mode changes that can take a member's voice away, or give it back
+_SPEAKING_MODES = frozenset("mbevo")
 
 
 class _RoomOrder:
     """What a room's numbered events have established so far on this node."""
 
-    __slots__ = ("gone", "invite_only_since")
+    __slots__ = ("gone", "invite_only_since", "changes")
 
     def __init__(self) -> None:
         self.gone: OrderedDict[str, int] = OrderedDict()  # folded nick -> number of its removal
         self.invite_only_since = 0  # the number of the ``+i`` in force, 0 when none is
+        #: (number, "+b", parameter) of the latest mode changes that decide who may speak
+        self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
 
 
 class Admission:
@@ -60,8 +81,12 @@ class Admission:
         kind = event.kind
         data = event.data
         if kind in Kind.TEXT_KINDS:
-            if order is not None and order.gone and fold(event.source.nick) in order.gone and not data.get(EXTERNAL):
+            if order is None or data.get(EXTERNAL):
+                return None
+            if order.gone and fold(event.source.nick) in order.gone:
                 return errors.CannotSend(event.target, "Cannot send to room (you are no longer in it)")
+            if order.changes and kind != Kind.TAGMSG:
+                return _silenced(order, seq, event)
             return None
         if order is None:
             order = self._rooms[conv] = _RoomOrder()
@@ -81,11 +106,15 @@ class Admission:
             order.gone.pop(fold(str(data.get("new", ""))), None)
         elif kind == Kind.MODE:
             for change in data.get("changes", ()):
-                if change and change[0] == "+i":
+                if not change:
+                    continue
+                if change[0] == "+i":
                     order.invite_only_since = seq
-                elif change and change[0] == "-i":
+                elif change[0] == "-i":
                     order.invite_only_since = 0
-        if not order.gone and not order.invite_only_since:
+                elif len(change[0]) == 2 and change[0][1] in _SPEAKING_MODES:
+                    order.changes.append((seq, change[0], change[1] if len(change) > 1 else None))
+        if not order.gone and not order.invite_only_since and not order.changes:
             del self._rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 
@@ -95,3 +124,54 @@ class Admission:
         order.gone.move_to_end(nick)
         if len(order.gone) > GONE_LIMIT:
             order.gone.popitem(last=False)
+
+
+def _silenced(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubError]:
+    """The refusal of room message ``event`` (numbered ``seq``) when a mode change numbered
+    between its node's position and it took the sender's voice away; None when it stands
+    (and when it carries no position: a lone node's, or one from before this check)."""
+    data = event.data
+    seen = data.get(JOIN_SEEN)
+    if not isinstance(seen, int):
+        return None
+    between = [c for c in order.changes if seen < c[0] < seq]
+    if not between:
+        return None
+    source = event.source
+    nick, mask, account = fold(source.nick), source.mask, source.account
+    privileges = set(str(data.get(SPOKE_PRIVILEGES) or ""))
+    moderated = bool(data.get(SPOKE_MODERATED))
+    excepted = str(data.get(SPOKE_EXCEPTED) or "")
+    bans: list[str] = []  # new bans (and mutes) matching the sender, in force at ``seq``
+    for _, change, arg in between:
+        adding, letter = change[0] == "+", change[1]
+        if letter == "m":
+            moderated = adding
+        elif letter in "ov":
+            if arg is not None and fold(str(arg)) == nick:
+                (privileges.add if adding else privileges.discard)(letter)
+        elif arg is not None:
+            entry = str(arg)
+            kind, rest = extban(entry)
+            muting = kind == MUTE_EXTBAN
+            if not entry_matches(rest if muting else entry, mask, account):
+                continue
+            if letter == "e" and adding:
+                excepted += "m" if muting else "b"
+            elif letter == "b":
+                if adding:
+                    bans.append(entry)
+                elif entry in bans:
+                    bans.remove(entry)
+    if privileges:
+        return None  # voice or operator status lets a member speak through all of these
+    if moderated:
+        return errors.CannotSend(event.target, "Cannot send to room (moderated, +v needed)")
+    for entry in bans:
+        muting = extban(entry)[0] == MUTE_EXTBAN
+        if "b" in excepted or (muting and "m" in excepted):
+            continue
+        if muting:
+            return errors.CannotSend(event.target, "Cannot send to room (you are muted)")
+        return errors.CannotSend(event.target, "Cannot send to room (you are banned)")
+    return None

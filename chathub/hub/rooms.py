@@ -192,6 +192,16 @@ class Room:
                 return True
         return False
 
+    def exceptions_for(self, user: "User") -> str:
+        """Which exceptions (+e) match ``user``: "b" for a plain one (it lifts bans and
+        mutes), "m" when only an ``m:`` one does (it lifts mutes), "" for none."""
+        if not self.excepts:
+            return ""
+        mask, account = user.mask, user.account
+        if self._excepted(self.excepts, mask, account):
+            return "b"
+        return "m" if self._excepted(self.excepts, mask, account, mutes=True) else ""
+
     def is_invite_excepted(self, user: "User") -> bool:
         """True when an invite exception (+I) lets the user past +i."""
         mask, account = user.mask, user.account

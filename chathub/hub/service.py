@@ -33,7 +33,15 @@ from chathub.counters import HubCounts
 from chathub.events import REDACTED, STATUSMSG, Event, EventIds, Kind, Source
 from chathub.hub import errors, visibility
 from chathub.hub.account_rooms import AccountRooms
-from chathub.hub.admission import EXTERNAL, JOIN_EXEMPT, JOIN_SEEN, Admission
+from chathub.hub.admission import (
+    EXTERNAL,
+    JOIN_EXEMPT,
+    JOIN_SEEN,
+    SPOKE_EXCEPTED,
+    SPOKE_MODERATED,
+    SPOKE_PRIVILEGES,
+    Admission,
+)
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
@@ -1073,9 +1081,13 @@ class ChatHub(service.Service):
             self._check_can_send(user, room)
             if "C" in room.modes and kind in (Kind.MESSAGE, Kind.NOTICE) and text.startswith("\x01"):
                 raise errors.CannotSend(room.name, "Cannot send CTCP to room (+C)")
-            if self.cluster is not None and (user.folded or "") not in room.members:
+            member = room.members.get(user.folded or "")
+            if self.cluster is not None and member is None:
                 # a non-member's message needs no membership at its number (``admit``)
                 data = {**(data or {}), EXTERNAL: True}
+            elif self._positions is not None and member is not None and kind != Kind.TAGMSG:
+                # what let it speak, and where this node stood, for the check at its number
+                data = self._spoke(member, room, data)
             if not prefix:
                 event = self._event(kind, user, room.name, text, tags, data)
                 self._publish(event, room.recipients(), user, receipt=receipt)
@@ -1212,6 +1224,21 @@ class ChatHub(service.Service):
                 return
             recipients = (user,)
         self._deliver_now(event, recipients)
+
+    def _spoke(self, member: Member, room: Room, data: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+        """``data`` with what the check of a member's room message at its number needs
+        (``chathub.hub.admission``): the room's position on this node, and what let the
+        member speak here (privileges, ``+m``, exceptions), each only when it applies."""
+        assert self._positions is not None
+        spoke: dict[str, Any] = {**(data or {}), JOIN_SEEN: self._positions.position(room.folded) or 0}
+        if member.privileges:
+            spoke[SPOKE_PRIVILEGES] = "".join(sorted(member.privileges))
+        if "m" in room.modes:
+            spoke[SPOKE_MODERATED] = True
+        excepted = room.exceptions_for(member.user)
+        if excepted:
+            spoke[SPOKE_EXCEPTED] = excepted
+        return spoke
 
     def _check_can_send(self, user: User, room: Room) -> None:
         member = room.members.get(user.folded or "")
