@@ -9,6 +9,7 @@ benchmark (``bench/run.py --scenarios idle-ws``), not here."""
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest_twisted
 from twisted.internet import task
@@ -24,6 +25,8 @@ from tests.support import HubServer
 
 #: a dict of up to this many keys takes 832 bytes in CPython 3.11; one more, 1,584
 SMALL_DICT_KEYS = 42
+#: a dict of up to 21 keys built from its items, in CPython 3.11 (22 to 42: 832)
+TRANSPORT_DICT_BYTES = 464
 
 
 def open_protocols() -> list[ChatWebSocketProtocol]:
@@ -57,6 +60,10 @@ async def test_an_open_connection_sheds_the_handshake_and_still_works_to_a_clean
             assert protocol in protocol.factory.sweeper.sessions
             assert isinstance(protocol.trafficStats, TrafficCounters)
             assert len(state) <= SMALL_DICT_KEYS, sorted(state)
+            # the TCP connection's dict, rebuilt at its size with its write attributes in it
+            transport_state = vars(protocol.real_transport)
+            assert {"dataBuffer", "offset"} <= set(transport_state)
+            assert sys.getsizeof(transport_state) <= TRANSPORT_DICT_BYTES, sorted(transport_state)
         json_session = next(p.session for p in protocols if p.subprotocol == "chathub.v1")
         assert json_session._login_timer is None
         # both ways, on both subprotocols, after the shedding
