@@ -147,3 +147,25 @@ def test_the_refusals_say_why_and_a_message_without_a_position_is_not_checked():
     assert admission.check("#r", 4, make.msg("bob", "#r", "lone")) is None
     tag = make.msg("bob", "#r", "", Kind.TAGMSG, data={JOIN_SEEN: 0})
     assert admission.check("#r", 5, tag) is None
+
+
+def test_a_join_checked_before_a_concurrent_ban_is_void_unless_invited_or_excepted():
+    make = EventMaker()
+    join = lambda nick, seen, **data: make.msg(nick, "#r", "", Kind.JOIN, data={JOIN_SEEN: seen, **data})  # noqa: E731
+    events = [
+        _mode(make, ("+b", "bob!*@*"), ("+b", "m:carol!*@*")),  # 1
+        join("bob", 0),  # its node had not applied the ban: void
+        _said(make, "bob", 1),  # and what it says next is void too (it never got in)
+        join("bob", 1),  # its node had (and let it in: its call): stands
+        join("carol", 0),  # a mute does not bar joining
+        join("dave", 0),  # not dave's ban
+        _mode(make, ("+b", "erin!*@*")),  # 7
+        join("erin", 6, invited=True),  # an invitation passes a ban
+        _mode(make, ("+b", "frank!*@*")),  # 9
+        join("frank", 8, excepted="b"),  # an exception matched where it was checked
+        _mode(make, ("+b", "gina!*@*"), ("+e", "gina!*@*")),  # 11: and one added since
+        join("gina", 10),
+    ]
+    assert _run(Admission(), events) == [
+        None, "banned", "cannot_send", None, None, None, None, None, None, None, None, None,
+    ]

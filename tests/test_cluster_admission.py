@@ -180,3 +180,26 @@ async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_
     finally:
         for relay in relays:
             relay.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_checked_before_a_ban_arrived_is_void_and_undone(store_factory):
+    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
+    try:
+        gate.closed = True  # A's ban of erin is late to reach B...
+        a.hub.change_room_modes(alice, "#x", [("+b", "erin!*@*")])
+        await until(lambda: a.hub.outbox.pending == 0)
+        erin = b.connect("erin")
+        answered = Receipt()
+        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # ...so B lets erin in
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert answered.code == "banned"
+        assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
+        gate.open()
+        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
+        assert not [e for e in alice.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
+    finally:
+        for relay in relays:
+            relay.stop()

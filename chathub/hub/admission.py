@@ -15,7 +15,10 @@ own users' later changes applied early):
   sent it as a non-member's (an external message to a ``-n`` room: it needed no membership);
 - a JOIN is void when ``+i`` was set by a number its node had not applied when it checked
   the join (the join carries that position), the room is still ``+i`` at the join's
-  number, and the joiner was neither invited nor invite-excepted there;
+  number, and the joiner was neither invited nor invite-excepted there; or when a ban
+  (``+b``, not a mute) matching the joiner was set after that position and holds at the
+  join's number, and the joiner was not invited and no exception matching it (then, or added
+  since) lifts it;
 - a room message is void when a change numbered after what its node had applied when it
   checked the message (the message carries that position, and what let its sender speak
   then: its privileges, whether the room was ``+m``, whether an exception matched it) and
@@ -39,8 +42,9 @@ from chathub.names import fold
 GONE_LIMIT = 256
 
 #: what a node adds to a JOIN's data: the number up to which it had applied the room's
-#: events when it checked the join, and whether the joiner passed ``+i`` by invitation
-JOIN_SEEN, JOIN_EXEMPT = "seen", "exempt"
+#: events when it checked the join, whether the joiner passed ``+i`` by invitation or an
+#: invite exception, and whether it was invited (which passes a ban too)
+JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
 #: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
@@ -97,6 +101,10 @@ class Admission:
                     and not data.get(JOIN_EXEMPT)):
                 self._remove(order, nick, seq)  # what it says next in the room is void too
                 return errors.InviteOnly(event.target)
+            if (order.changes and isinstance(seen, int) and not data.get(JOIN_INVITED)
+                    and _banned(order, seen, seq, event)):
+                self._remove(order, nick, seq)
+                return errors.Banned(event.target)
             order.gone.pop(nick, None)
         elif kind in (Kind.PART, Kind.QUIT):
             self._remove(order, fold(event.source.nick), seq)
@@ -126,6 +134,48 @@ class Admission:
             order.gone.popitem(last=False)
 
 
+def _changes_between(order: _RoomOrder, seen: int, seq: int) -> list[tuple[int, str, Any]]:
+    # the room's speaking-mode changes numbered after ``seen`` and before ``seq``
+    return [c for c in order.changes if seen < c[0] < seq]
+
+
+def _matching_bans(between: list[tuple[int, str, Any]], event: Event) -> tuple[list[str], str]:
+    """Of the ban list changes in ``between``, the entries (bans and mutes) matching
+    ``event``'s sender and in force at the end (in order), and the kinds of exception (+e)
+    added meanwhile that match it, after those its node found (``SPOKE_EXCEPTED``)."""
+    source = event.source
+    mask, account = source.mask, source.account
+    excepted = str(event.data.get(SPOKE_EXCEPTED) or "")
+    entries: list[str] = []
+    for _, change, arg in between:
+        if arg is None or change[1] not in ("b", "e"):
+            continue
+        entry = str(arg)
+        kind, rest = extban(entry)
+        muting = kind == MUTE_EXTBAN
+        if not entry_matches(rest if muting else entry, mask, account):
+            continue
+        adding = change[0] == "+"
+        if change[1] == "e":
+            if adding:
+                excepted += "m" if muting else "b"
+        elif adding:
+            entries.append(entry)
+        elif entry in entries:
+            entries.remove(entry)
+    return entries, excepted
+
+
+def _banned(order: _RoomOrder, seen: int, seq: int, event: Event) -> bool:
+    """Whether a ban (not a mute) set between the join's position and its number bars the
+    joiner there, with no exception lifting it."""
+    between = _changes_between(order, seen, seq)
+    if not between:
+        return False
+    bans, excepted = _matching_bans(between, event)
+    return "b" not in excepted and any(extban(entry)[0] != MUTE_EXTBAN for entry in bans)
+
+
 def _silenced(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubError]:
     """The refusal of room message ``event`` (numbered ``seq``) when a mode change numbered
     between its node's position and it took the sender's voice away; None when it stands
@@ -134,35 +184,20 @@ def _silenced(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubE
     seen = data.get(JOIN_SEEN)
     if not isinstance(seen, int):
         return None
-    between = [c for c in order.changes if seen < c[0] < seq]
+    between = _changes_between(order, seen, seq)
     if not between:
         return None
-    source = event.source
-    nick, mask, account = fold(source.nick), source.mask, source.account
+    nick = fold(event.source.nick)
     privileges = set(str(data.get(SPOKE_PRIVILEGES) or ""))
     moderated = bool(data.get(SPOKE_MODERATED))
-    excepted = str(data.get(SPOKE_EXCEPTED) or "")
-    bans: list[str] = []  # new bans (and mutes) matching the sender, in force at ``seq``
     for _, change, arg in between:
         adding, letter = change[0] == "+", change[1]
         if letter == "m":
             moderated = adding
-        elif letter in "ov":
-            if arg is not None and fold(str(arg)) == nick:
-                (privileges.add if adding else privileges.discard)(letter)
-        elif arg is not None:
-            entry = str(arg)
-            kind, rest = extban(entry)
-            muting = kind == MUTE_EXTBAN
-            if not entry_matches(rest if muting else entry, mask, account):
-                continue
-            if letter == "e" and adding:
-                excepted += "m" if muting else "b"
-            elif letter == "b":
-                if adding:
-                    bans.append(entry)
-                elif entry in bans:
-                    bans.remove(entry)
+        elif letter in "ov" and arg is not None and fold(str(arg)) == nick:
+            (privileges.add if adding else privileges.discard)(letter)
+    # new bans (and mutes) matching the sender, in force at ``seq``
+    bans, excepted = _matching_bans(between, event)
     if privileges:
         return None  # voice or operator status lets a member speak through all of these
     if moderated:

@@ -36,6 +36,7 @@ from chathub.hub.account_rooms import AccountRooms
 from chathub.hub.admission import (
     EXTERNAL,
     JOIN_EXEMPT,
+    JOIN_INVITED,
     JOIN_SEEN,
     SPOKE_EXCEPTED,
     SPOKE_MODERATED,
@@ -767,7 +768,7 @@ class ChatHub(service.Service):
             return None
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
-        exempt = False
+        exempt = invited = False
         if room is None:
             room = self._lifetimes.create(user, name)
             member = Member(user, "o")
@@ -796,6 +797,11 @@ class ChatHub(service.Service):
             data[JOIN_SEEN] = self._positions.position(room.folded) or 0
             if exempt:
                 data[JOIN_EXEMPT] = True
+            if invited:
+                data[JOIN_INVITED] = True  # past a ban too
+            excepted = room.exceptions_for(user)
+            if excepted:
+                data[SPOKE_EXCEPTED] = excepted
         event = self._event(Kind.JOIN, user, room.name, data=data)
         self._publish(event, room.recipients(), user, rooms=[room.folded], receipt=receipt)
         if self.account_rooms is not None:
