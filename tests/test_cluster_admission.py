@@ -72,6 +72,20 @@ async def two_nodes(store_factory):
     return a, b, gate, (alice, bob, dave), (relay_a, relay_b)
 
 
+async def late_modes(a, gate: Gate, setter, changes) -> None:
+    """``setter`` (on node a) changes #x's modes while a's doorbell to b is held back;
+    returns once a has committed and shown the change."""
+    gate.closed = True
+    a.hub.change_room_modes(setter, "#x", changes)
+    await until(lambda: a.hub.outbox.pending == 0)
+
+
+async def caught_up(gate: Gate, relays) -> None:
+    """Let the held messages through and wait until both nodes stand at one number of #x."""
+    gate.open()
+    await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+
+
 def texts(user) -> list[str]:
     return [e.text for e in user.participant.events if e.kind == Kind.MESSAGE]
 
@@ -95,8 +109,7 @@ async def test_a_message_checked_before_its_senders_kick_arrived_is_void_on_both
         assert notice.kind == Kind.NOTICE and notice.data["error"] == "cannot_send" and notice.data["room"] == "#x"
         assert "bob" not in b.hub.rooms["#x"].members
         assert [e.kind for e in dave.participant.events][-1] == Kind.KICK and texts(dave) == []
-        gate.open()
-        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        await caught_up(gate, relays)
         assert texts(alice) == []  # A found them void too
         history = await b.hub.history(dave, "latest", "#x", None, limit=50)
         assert [e.kind for e in history][-1] == Kind.KICK  # and neither is stored
@@ -110,9 +123,7 @@ async def test_a_message_checked_before_its_senders_kick_arrived_is_void_on_both
 async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(store_factory):
     a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
     try:
-        gate.closed = True
-        a.hub.change_room_modes(alice, "#x", [("+i", None)])
-        await until(lambda: a.hub.outbox.pending == 0)
+        await late_modes(a, gate, alice, [("+i", None)])
         erin = b.connect("erin")
         answered = Receipt()
         assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # B had no +i yet
@@ -129,8 +140,7 @@ async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(store_f
         assert "i" in room.modes and set(room.members) == {"alice", "bob", "dave"}
         assert erin.rooms == {} and frank.rooms == {}
         assert [e.kind for e in dave.participant.events if e.kind in (Kind.JOIN, Kind.MESSAGE)] == []
-        gate.open()
-        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        await caught_up(gate, relays)
         assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
         assert texts(alice) == []
         # an invited user still gets in past the +i
@@ -149,29 +159,23 @@ async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_
     try:
         a.hub.change_room_modes(alice, "#x", [("+v", "dave")])
         await until(lambda: b.hub.rooms["#x"].members["dave"].is_voiced)
-        gate.closed = True  # A's ban of bob, then +m, are late to reach B...
-        a.hub.change_room_modes(alice, "#x", [("+b", "bob!*@*")])
-        await until(lambda: a.hub.outbox.pending == 0)
+        await late_modes(a, gate, alice, [("+b", "bob!*@*")])  # A's ban of bob, then +m, are late...
         assert not b.hub.rooms["#x"].bans  # ...so B lets bob talk
         banned = Receipt()
         b.hub.send(bob, "#x", "banned already", receipt=banned)
         b.hub.send(dave, "#x", "voiced: speaks through bans")
         await until(lambda: b.hub.outbox.pending == 0)
         assert banned.code == "cannot_send" and "banned" in str(banned.error)
-        gate.open()
-        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        await caught_up(gate, relays)
         a.hub.change_room_modes(alice, "#x", [("-b", "bob!*@*")])
         await until(lambda: not b.hub.rooms["#x"].bans)
-        gate.closed = True  # now +m is late
-        a.hub.change_room_modes(alice, "#x", [("+m", None)])
-        await until(lambda: a.hub.outbox.pending == 0)
+        await late_modes(a, gate, alice, [("+m", None)])  # now +m is late
         moderated = Receipt()
         b.hub.send(bob, "#x", "moderated already", receipt=moderated)
         b.hub.send(dave, "#x", "voiced: speaks through +m")
         await until(lambda: b.hub.outbox.pending == 0)
         assert moderated.code == "cannot_send" and "moderated" in str(moderated.error)
-        gate.open()
-        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        await caught_up(gate, relays)
         spoken = ["voiced: speaks through bans", "voiced: speaks through +m"]
         assert texts(alice) == spoken  # A found bob's void too, and showed dave's
         assert not {"banned already", "moderated already"} & set(texts(dave))
@@ -187,17 +191,14 @@ async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_
 async def test_a_join_checked_before_a_ban_arrived_is_void_and_undone(store_factory):
     a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
     try:
-        gate.closed = True  # A's ban of erin is late to reach B...
-        a.hub.change_room_modes(alice, "#x", [("+b", "erin!*@*")])
-        await until(lambda: a.hub.outbox.pending == 0)
+        await late_modes(a, gate, alice, [("+b", "erin!*@*")])  # A's ban of erin is late to reach B...
         erin = b.connect("erin")
         answered = Receipt()
         assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # ...so B lets erin in
         await until(lambda: b.hub.outbox.pending == 0)
         assert answered.code == "banned"
         assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
-        gate.open()
-        await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+        await caught_up(gate, relays)
         assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
         assert not [e for e in alice.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
     finally:
