@@ -51,7 +51,7 @@ async def test_an_open_connection_sheds_the_handshake_and_still_works_to_a_clean
             assert not [name for name in HANDSHAKE_LEFTOVERS if name in state]
             assert not [name for name in protocol.CONFIG_ATTRS if name in state]
             # (Autobahn sets the per-frame ones again with every message)
-            for name in ("wasClean", "closedByMe", "localCloseCode", "openHandshakeTimeoutCall", "state",
+            for name in ("wasClean", "closedByMe", "localCloseCode", "openHandshakeTimeoutCall",
                          "quit_reason", "autoPingPending", "websocket_version"):
                 assert name in IDLE_DEFAULTS and name not in state
             for name in ("send_queue", "current_frame_masker", "_results", "websocket_extensions_in_use"):

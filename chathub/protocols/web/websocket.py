@@ -206,8 +206,8 @@ HANDSHAKE_LEFTOVERS = (
 #: them at this value. They are class attributes of ``ChatWebSocketProtocol`` too, so an open
 #: connection whose value is still the default drops its own copy (``_shed_handshake``) and
 #: reads the class's; Autobahn's first assignment puts a value back in the instance. Only
-#: immutable values: nothing can change them in place. Not `connected`: Twisted's class says 0
-#: (not connected yet), which a class of ours must not contradict.
+#: immutable values: nothing can change them in place. Not ``connected`` nor ``state``: before
+#: the connection is made they must read as Twisted's and Autobahn's say (0; none).
 IDLE_DEFAULTS: dict[str, Any] = {
     "_perMessageCompress": None, "trackedTimings": None, "send_state": 0, "data": b"", "triggered": False,
     "wasMaxFramePayloadSizeExceeded": False, "wasMaxMessagePayloadSizeExceeded": False,
@@ -219,7 +219,7 @@ IDLE_DEFAULTS: dict[str, Any] = {
     "autoPingPending": None, "autoPingPendingSeq": 0, "autoPingPendingSent": None,
     "inside_message": False, "current_frame": None, "current_frame_masker": None, "_isMessageCompressed": False,
     "message_is_binary": False, "message_data": None, "frame_data": None,
-    "utf8validateIncomingCurrentMessage": True, "state": WebSocketServerProtocol.STATE_OPEN,
+    "utf8validateIncomingCurrentMessage": True,
     "websocket_version": 13, "quit_reason": None, "_transport_details": None,
 }
 
