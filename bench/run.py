@@ -670,7 +670,9 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
         result["run_seconds"] = time.monotonic() - started
         return result
     finally:
-        stop_server(server, keep=keep)
+        stop_server(server, keep=keep or args.keep)
+        if args.keep:
+            print(f"kept {server.workdir}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------
@@ -795,6 +797,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
                    help="sample the server with py-spy while measuring (idle: while registering); "
                         "writes collapsed stacks and a summary of the hottest functions to --out")
+    p.add_argument("--keep", action="store_true",
+                   help="keep every server's working directory (configuration, logs) after its run")
     args = p.parse_args(argv)
     if args.no_pin or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
         if not args.no_pin:

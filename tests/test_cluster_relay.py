@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from chathub.cluster.relay import ClusterRelay
+from chathub.cluster.relay import ClusterRelay, GroupForm
 from chathub.events import Kind
 from chathub.hub.outbox import Outbox
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
@@ -314,7 +314,7 @@ def numbered(own: tuple[int, ...], last: int) -> dict:
 
 def arrives(node: Node, event, seq: int, room: str = "#r") -> None:
     """Another node's ``event``, number ``seq`` of ``room``, rings ``node``'s doorbell."""
-    node.doorbell.publish({"node": "other", "events": [[[[room, seq]], event.to_dict()]]})
+    node.doorbell.publish_encoded(GroupForm.encode("other", [(event, ((room, seq),))]))
 
 
 @pytest_twisted.ensureDeferred
@@ -401,17 +401,41 @@ async def test_a_node_that_hears_events_late_waits_longer_before_reading_a_gap(n
     assert b.relay.wait < 2.1
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_published_group_reads_as_the_events_dict_form(nodes):
-    """The relay assembles its message text itself (``_encode``); read back, it is what
-    ``json.dumps`` of the events' ``to_dict`` gave, whatever the text, tags and data hold."""
-    a = await nodes("a")
-    make = EventMaker(start=1_700_000_000.123)
-    plain = make.msg("a", "#r", "hi")
-    odd = make.msg("ä\"\\", "#ŕoom", "tab\there \"quoted\" \\ é 😀 \x01ACTION x\x01",
-                   tags={"+draft/reply": "x;y", "label": "ü"}, data={"statusmsg": "@", "n": 3, "no": None})
-    group = [(plain, (("#r", 7),)), (odd, (("#ŕoom", 1), ("#other", 12)))]
-    assert json.loads(a.relay._encode(group)) == {
-        "node": "a",
-        "events": [[[list(p) for p in positions], event.to_dict()] for event, positions in group],
-    }
+def test_a_published_group_reads_back_as_its_events_and_positions():
+    """The relay writes a group's message itself (``GroupForm``, positional JSON); read
+    back by another node's relay it is the same events, in order, at the same positions,
+    whatever the text, tags and data hold."""
+    from hypothesis import given, settings, strategies as st
+
+    from tests.test_events import any_events
+
+    positions = st.lists(st.tuples(st.text(max_size=8), st.integers(min_value=1, max_value=2**53)), min_size=1,
+                         max_size=3).map(tuple)
+    form = GroupForm()
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(any_events(), positions), max_size=4))
+    def check(group):
+        message = json.loads(GroupForm.encode("n\u00e4\"", group))
+        assert message["node"] == "n\u00e4\""
+        assert form.decode(message["group"]) == [(where, event) for event, where in group]
+
+    check()
+    # the same sender's events share one Source
+    make = EventMaker()
+    one, two = make.msg("a", "#r", "1"), make.msg("a", "#r", "2")
+    (_, first), (_, second) = form.decode(json.loads(GroupForm.encode("n", [(one, (("#r", 1),)),
+                                                                            (two, (("#r", 2),))]))["group"])
+    assert first.source is second.source and first.source == one.source
+
+
+@pytest.mark.parametrize("item", [
+    [["#r", 1], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", [], {}],  # tags not a dict
+    [["#r"], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # half a position
+    [[1, "#r"], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # swapped
+    [["#r", 1], "id", 1.0, "message"],  # short
+    [["#r", 1], "id", "soon", "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # no time
+])
+def test_a_malformed_group_item_is_refused(item):
+    with pytest.raises((ValueError, TypeError)):
+        GroupForm().decode([item])

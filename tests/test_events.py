@@ -100,16 +100,15 @@ def test_iso_time_matches_datetime_formatting_with_truncated_milliseconds():
     assert iso_time(1_796_000_000.9999996) == "2026-11-30T00:53:21.000Z"
 
 
-def test_stored_form_is_the_json_of_to_dict():
-    from hypothesis import given, settings, strategies as st
-
-    from chathub.store.sql.history import _EVENT_JSON, decode_event, encode_event
+def any_events():
+    """A Hypothesis strategy of events of every kind, with any text, tags and data."""
+    from hypothesis import strategies as st
 
     text = st.text(max_size=20)
     sources = st.builds(
         Source, nick=text, user=text, host=text, account=st.none() | text, realname=text, protocol=text, session=text
     )
-    events = st.builds(
+    return st.builds(
         Event,
         id=text,
         time=st.floats(min_value=0, max_value=4e9) | st.integers(min_value=0, max_value=2**40),
@@ -124,6 +123,14 @@ def test_stored_form_is_the_json_of_to_dict():
             text, st.none() | st.booleans() | st.integers() | text | st.lists(text, max_size=2), max_size=3
         ),
     )
+
+
+def test_stored_form_is_the_json_of_to_dict():
+    from hypothesis import given, settings
+
+    from chathub.store.sql.history import _EVENT_JSON, decode_event, encode_event
+
+    events = any_events()
 
     @settings(max_examples=300, deadline=None)
     @given(events)
