@@ -21,8 +21,9 @@ TEST = [
 ]
 POSTGRES = ["psycopg[binary]>=3.2"]
 # cluster mode (chathub/cluster/redis.py): txredisapi 1.6 is the release whose reconnecting
-# (factory.startConnecting) this code uses; hiredis parses replies about twice as fast
-CLUSTER = ["txredisapi>=1.6,<1.7", "hiredis>=2"]
+# (factory.startConnecting) this code uses; hiredis parses replies about twice as fast;
+# msgpack packs the messages between nodes (about four times faster than JSON in Python)
+CLUSTER = ["txredisapi>=1.6,<1.7", "hiredis>=2", "msgpack>=1.0"]
 
 setup(
     name="chathub",

@@ -384,6 +384,13 @@ def wait_logged(path: str, pattern: str, proc: subprocess.Popen, timeout: float)
     raise RuntimeError(f"no log line matching {pattern!r} in {path} within {timeout:.0f}s")
 
 
+def node_cpu(args: argparse.Namespace, i: int) -> Optional[int]:
+    """The CPU node ``i`` of a --nodes run is pinned to: --node-cpus in turn, else --server-cpu."""
+    if args.server_cpu is None or not args.node_cpus:
+        return args.server_cpu
+    return args.node_cpus[i % len(args.node_cpus)]
+
+
 def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
     """--nodes N chathub processes sharing one port per protocol (``reuseport:``), one
     PostgreSQL schema and one Redis, all pinned to the server's CPU."""
@@ -410,7 +417,7 @@ def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
             f.write(chathub_config(ports, os.path.join(node_dir, "data"), args.chathub_extra, "reuseport", settings))
         argv = twistd_command() + ["-n", "--pidfile=", "-l", log, "chathub", "--config", config]
         procs.append(subprocess.Popen(
-            pinned(args.server_cpu, argv), cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
+            pinned(node_cpu(args, i), argv), cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
             stdout=open(os.path.join(node_dir, "stdout.log"), "w"), stderr=subprocess.STDOUT,
             preexec_fn=raise_fd_limit,
         ))
@@ -797,6 +804,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
                    help="sample the server with py-spy while measuring (idle: while registering); "
                         "writes collapsed stacks and a summary of the hottest functions to --out")
+    p.add_argument("--node-cpus", type=lambda v: [int(c) for c in v.split(",")], default=None,
+                   help="with --nodes: the CPUs the nodes are pinned to, in turn (e.g. 0,1: a node on each "
+                        "core, the second beside the generator); default: every node on --server-cpu")
     p.add_argument("--keep", action="store_true",
                    help="keep every server's working directory (configuration, logs) after its run")
     args = p.parse_args(argv)
@@ -903,7 +913,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     header = (
         f"Date: {started:%Y-%m-%d %H:%M} UTC  \n"
         f"Machine: {machine_description()}  \n"
-        f"Pinning: server{f' ({args.nodes} nodes)' if args.nodes > 1 else ''} on CPU {args.server_cpu}, "
+        f"Pinning: server{f' ({args.nodes} nodes)' if args.nodes > 1 else ''} on CPU "
+        f"{','.join(map(str, args.node_cpus)) if args.nodes > 1 and args.node_cpus else args.server_cpu}, "
         f"generator on CPU {args.loadgen_cpu}"
         f"{f', nice {args.nice}' if args.nice else ''}  \n"
         f"Command: `{command}`  \n"

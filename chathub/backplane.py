@@ -9,7 +9,6 @@ txredisapi installs the global reactor when it is imported.
 """
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from zope.interface import implementer
@@ -47,11 +46,6 @@ class LocalBackplane:
     def publish(self, message: Message) -> None:
         """No other node exists: nothing is sent, and local subscribers are not called
         (this node's own events reach its users through the hub, not the backplane)."""
-
-    def publish_encoded(self, text: str) -> None:
-        """``publish`` of the message ``text`` encodes (a subclass that links nodes in
-        memory overrides ``publish`` alone)."""
-        self.publish(json.loads(text))
 
     def subscribe(self, callback: Subscriber) -> None:
         """Call ``callback(message)`` for every message received from another node."""

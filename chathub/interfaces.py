@@ -132,12 +132,9 @@ class IBackplane(Interface):
         """
 
     def publish(message: dict[str, Any]) -> None:
-        """Send ``message`` (a dict of JSON-able data) to every other node, or drop it when
-        disconnected; returns None at once."""
-
-    def publish_encoded(text: str) -> None:
-        """``publish`` of a message its sender encoded already: ``text`` is one JSON object
-        (what ``publish`` would send for the dict it stands for); subscribers get it decoded."""
+        """Send ``message`` (a dict of plain data: strings, whole numbers, floats, booleans,
+        None, lists, tuples and dicts with string keys; tuples arrive as lists) to every
+        other node, or drop it when disconnected; returns None at once."""
 
     def subscribe(callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(message)`` for each message published by another node (never for

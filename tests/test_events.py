@@ -100,9 +100,13 @@ def test_iso_time_matches_datetime_formatting_with_truncated_milliseconds():
     assert iso_time(1_796_000_000.9999996) == "2026-11-30T00:53:21.000Z"
 
 
-def any_events():
-    """A Hypothesis strategy of events of every kind, with any text, tags and data."""
+def any_events(whole_bits: int = 0):
+    """A Hypothesis strategy of events of every kind, with any text, tags and data (whole
+    numbers in data of at most ``whole_bits`` bits, signed, when given)."""
     from hypothesis import strategies as st
+
+    limit = 2 ** (whole_bits - 1) if whole_bits else None
+    wholes = st.integers(min_value=-limit, max_value=limit - 1) if limit else st.integers()
 
     text = st.text(max_size=20)
     sources = st.builds(
@@ -120,7 +124,7 @@ def any_events():
         # the values a cluster's room messages carry (whole numbers, booleans, strings) take
         # the direct path; anything else (a list) the generic encoder
         data=st.dictionaries(
-            text, st.none() | st.booleans() | st.integers() | text | st.lists(text, max_size=2), max_size=3
+            text, st.none() | st.booleans() | wholes | text | st.lists(text, max_size=2), max_size=3
         ),
     )
 

@@ -147,6 +147,23 @@ async def test_publish_reaches_every_other_node_and_never_itself(cluster):
 
 
 @pytest_twisted.ensureDeferred
+async def test_what_is_not_a_packed_message_is_dropped_and_the_next_one_arrives(cluster):
+    """Whatever else reaches the channel (another program's PUBLISH, a torn message) is
+    dropped with a warning; the subscriber goes on with the next message."""
+    from chathub.cluster.redis import encode_message
+
+    a, b = await cluster("a"), await cluster("b")
+    heard = Events()
+    b.subscribe(heard)
+    for junk in (b"mallory\n\xc1\xc1", b"mallory\n[1,2]", b"mallory\n" + encode_message([1, 2]),
+                 b"mallory\n" + encode_message({"a": 1})[:-1], b"no newline at all"):
+        await a._commands.publish(a.channel, junk)
+    a.publish({"after": ("the", "junk")})
+    assert await heard.count(1) == [{"after": ["the", "junk"]}]  # a tuple arrives as a list
+    assert b.received == 1
+
+
+@pytest_twisted.ensureDeferred
 async def test_fifty_concurrent_claims_of_one_nick_from_three_nodes_grant_exactly_one(cluster):
     nodes = [await cluster(name) for name in ("n1", "n2", "n3")]
     owners = [f"{nodes[i % 3].node_id}/{i}" for i in range(50)]

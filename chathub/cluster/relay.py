@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from contextlib import nullcontext
-from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, Callable, ContextManager, Optional
 
 from twisted.internet.defer import Deferred
@@ -40,7 +39,6 @@ from chathub.events import Event, Source
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
 from chathub.store.interfaces import IStore
-from chathub.store.sql.history import encode_mapping
 
 #: ``((conversation key, number), ...)``: where one committed event sits
 Positions = tuple[tuple[str, int], ...]
@@ -91,14 +89,15 @@ class _Conversation:
 class GroupForm:
     """The relay's message for one committed group, and its reading.
 
-    ``{"node": id, "group": [item, ...]}``, one flat list per event: ``[[conv, seq, conv,
-    seq, ...], id, time, kind, nick, user, host, account, realname, protocol, session,
-    target, text, tags, data]``. Positional, not the events' dict form (``Event.to_dict``):
-    every node reads every event of every other node, and the dict form, decoded and
-    built into a ``Source`` from keywords, cost 5.2 us an event against 2.4 us for this
-    one (rooms benchmark, 2 nodes: a tenth of a receiving node's samples). The senders
-    of a busy room repeat, so their ``Source``s are kept (``SOURCES_KEPT``) and shared.
-    Nodes of one cluster run the same version of chathub (docs/cluster.md).
+    ``{"node": id, "group": [item, ...]}``, one flat tuple per event: ``((conv, seq), ...),
+    id, time, kind, nick, user, host, account, realname, protocol, session, target, text,
+    tags, data``. Positional, not the events' dict form (``Event.to_dict``): every node
+    reads every event of every other node, and the dict form, decoded and built into a
+    ``Source`` from keywords, cost 5.2 us an event against 1.7 us for this one with the
+    backplane's MessagePack (rooms benchmark, 2 nodes: a tenth of a receiving node's
+    samples). The senders of a busy room repeat, so their ``Source``s are kept
+    (``SOURCES_KEPT``) and shared. Nodes of one cluster run the same version of chathub
+    (docs/cluster.md).
     """
 
     __slots__ = ("_sources",)
@@ -107,22 +106,18 @@ class GroupForm:
         self._sources: dict[tuple[Any, ...], Source] = {}
 
     @staticmethod
-    def encode(node_id: str, group: list[tuple[Event, Positions]]) -> str:
-        """The JSON text of ``group`` (each event with its positions) from ``node_id``."""
-        parts = []
+    def message(node_id: str, group: list[tuple[Event, Positions]]) -> dict[str, Any]:
+        """The backplane message of ``group`` (each event with its positions) from ``node_id``."""
+        items = []
         for event, positions in group:
             s = event.source
-            where = ",".join([f"{_quote(conv)},{int(seq)}" for conv, seq in positions])
-            t = event.time
-            parts.append(
-                f"[[{where}],{_quote(event.id)},{float.__repr__(t if type(t) is float else float(t))},"
-                f"{_quote(event.kind)},{_quote(s.nick)},{_quote(s.user)},{_quote(s.host)},"
-                f"{'null' if s.account is None else _quote(s.account)},{_quote(s.realname)},"
-                f"{_quote(s.protocol)},{_quote(s.session)},{_quote(event.target)},{_quote(event.text)},"
-                f"{encode_mapping(event.tags) if event.tags else '{}'},"
-                f"{encode_mapping(event.data) if event.data else '{}'}]"
-            )
-        return f'{{"node":{_quote(node_id)},"group":[{",".join(parts)}]}}'
+            tags, data = event.tags, event.data
+            items.append((
+                positions, event.id, event.time, event.kind, s.nick, s.user, s.host, s.account, s.realname,
+                s.protocol, s.session, event.target, event.text,
+                tags if type(tags) is dict else dict(tags), data if type(data) is dict else dict(data),
+            ))
+        return {"node": node_id, "group": items}
 
     def decode(self, items: list[Any]) -> list[tuple[Positions, Event]]:
         """The events of a message's ``group`` with their positions; ValueError (or
@@ -134,8 +129,7 @@ class GroupForm:
              data) = item
             if type(tags) is not dict or type(data) is not dict:
                 raise ValueError("not a group item")
-            pairs = iter(where)
-            positions = tuple(zip(pairs, pairs, strict=True))  # ValueError when odd
+            positions = tuple([(conv, seq) for conv, seq in where])
             for conv, seq in positions:
                 if type(conv) is not str or type(seq) is not int:
                     raise ValueError("not a position")
@@ -264,7 +258,7 @@ class ClusterRelay:
                 self._own(conv, seq, held, event)
         if not self.backplane.connected:
             return  # committed: the others fetch it when they see the gap
-        self.backplane.publish_encoded(GroupForm.encode(self.node_id, group))
+        self.backplane.publish(GroupForm.message(self.node_id, group))
         self.published += 1
 
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:

@@ -127,11 +127,11 @@ def encode_event(event: Event) -> str:
         f'"realname":{_quote(s.realname)},"protocol":{_quote(s.protocol)},"session":{_quote(s.session)}}},'
         f'"target":{_quote(event.target)},"text":{_quote(event.text)},'
         f'"tags":{_EVENT_JSON.encode(dict(event.tags)) if event.tags else "{}"},'
-        f'"data":{encode_mapping(event.data) if event.data else "{}"}}}'
+        f'"data":{_encode_data(event.data) if event.data else "{}"}}}'
     )
 
 
-def encode_mapping(data: Mapping[str, Any]) -> str:
+def _encode_data(data: Mapping[str, Any]) -> str:
     """``_EVENT_JSON.encode(dict(data))``, assembled directly when every value is a string,
     a whole number, a boolean or None: in a cluster every room message carries such a dict
     (``chathub.hub.admission``: its node's position, what let its sender speak)."""
