@@ -551,3 +551,20 @@ def test_user_mode_counts_follow_modes_nicks_and_quits():
         sum("i" in u.modes for u in hub.users.values()),
         sum("o" in u.modes for u in hub.users.values()),
     )
+
+
+def test_a_started_hub_sets_the_collectors_thresholds():
+    import gc
+
+    from chathub.hub.service import GC_THRESHOLDS, ChatHub
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default
+    try:
+        hub = ChatHub()
+        hub.startService()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0  # start-up's objects are out of the full passes
+        hub.stopService()
+    finally:
+        gc.set_threshold(*before)
