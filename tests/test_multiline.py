@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from chathub.events import Event, Kind, Source
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.multiline import CONCAT, MIN_WIDTH, SOFT_BREAKS, split_utf8, text_messages
-from chathub.protocols.irc.render import event_tags, render_lines, source_of
+from chathub.protocols.irc.render import event_tags, one_text_line, render_lines, source_of
 from chathub.protocols.irc.wire import parse
 from tests.support import HubServer, IrcClient, history, history_server, irc_user, offered_caps
 
@@ -424,3 +424,25 @@ async def test_chathistory_replays_a_long_message_as_it_went_live(room):
     closing = next(l for l in lines if l.command == "BATCH" and l.params == [f"-{ref}"])
     assert closing.tags["batch"] == outer.params[0][1:]
 
+
+
+@settings(max_examples=500, deadline=None)
+@given(texts | st.text(max_size=40), st.sampled_from([Kind.MESSAGE, Kind.ACTION, Kind.NOTICE, Kind.TAGMSG]),
+       st.sets(st.sampled_from([C.MULTILINE, C.MESSAGE_TAGS, C.SERVER_TIME, C.ACCOUNT_TAG])).map(frozenset),
+       st.integers(min_value=1, max_value=30), st.sampled_from(["#" + "r" * 49, "#r", "", "bob"]),
+       st.dictionaries(st.sampled_from(["+draft/reply", "+x", "bot"]), st.text(max_size=20), max_size=2),
+       st.sampled_from([{}, {"statusmsg": "@"}, {"seen": 3, "privileges": "o"}, {SOFT_BREAKS: [2]}]),
+       st.sampled_from(["alice", None]))
+def test_a_message_on_one_line_is_the_bytes_the_general_path_writes(text, kind, caps, nick_length, target, tags,
+                                                                     data, account):
+    """``one_text_line``, fan-out's short cut, writes exactly what ``render_lines`` and
+    ``serialise`` write for the messages it takes, and leaves the others to them."""
+    source = Source(nick="n" * nick_length, user="~u", host="h.example", account=account, protocol="irc")
+    event = Event(id="0abc", time=1.5, kind=kind, source=source, target=target, text=text, tags=tags, data=data)
+    wire = one_text_line(event, caps, "irc.test")
+    general = b"".join(m.to_bytes() for m in render_lines(event, caps, "irc.test"))
+    if wire is not None:
+        assert wire == general
+    elif kind == Kind.MESSAGE and text.isascii() and text.strip() and "\n" not in text and "\r" not in text \
+            and len(text) < 300 and SOFT_BREAKS not in data:
+        raise AssertionError("a plain one-line message did not take the short cut")

@@ -35,7 +35,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chathub.counters import LATENCY_BUCKETS, Histogram
-from chathub.events import Event, Source
+from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
 from chathub.store.interfaces import IStore
@@ -410,11 +410,15 @@ class ClusterRelay:
 
     def _hand_over(self, event: Event) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""
-        if event.id in self._seen:
-            return
-        self._seen[event.id] = None
-        if len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
+        if event.kind not in Kind.REDACTABLE_KINDS:
+            # a chat message is numbered in its one conversation only (a room, a private
+            # pair, a room's STATUSMSG audience), whose order delivers it once; a quit or a
+            # nick change is numbered in each room it is shown in
+            if event.id in self._seen:
+                return
+            self._seen[event.id] = None
+            if len(self._seen) > SEEN_EVENTS:
+                self._seen.popitem(last=False)
         try:
             self.deliver(event)
         except Exception:

@@ -10,8 +10,8 @@ from typing import Optional
 
 from chathub.events import STATUSMSG, Event, Kind
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.multiline import text_messages
-from chathub.protocols.irc.wire import Message
+from chathub.protocols.irc.multiline import SOFT_BREAKS, text_messages
+from chathub.protocols.irc.wire import MAX_BODY, MAX_TAGS, Message, format_tags
 
 
 def source_of(event: Event, server_name: str) -> str:
@@ -59,6 +59,44 @@ def render_lines(event: Event, caps: frozenset, server_name: str, direct: bool =
         away = Message("AWAY", [event.data["away"]], message.source, event_tags(event, caps))
         return [message, away]
     return [message]
+
+
+def one_text_line(event: Event, caps: frozenset, server_name: str) -> Optional[bytes]:
+    """The wire form of a message or notice that is one line as it stands (no line break,
+    no cut, no text UTF-8 cannot carry, tags within their limit): exactly the bytes of
+    ``render_lines``' one message, made without building it. None for anything else (an
+    action, a long or multi-line text, a taken-back message): ``render_lines`` shows it.
+
+    Fan-out renders each message once per format, and on each node of a cluster: the
+    general path (``text_messages``, a ``Message``, ``serialise``) took 1.7 us of it."""
+    kind = event.kind
+    if kind == Kind.MESSAGE:
+        command = "PRIVMSG"
+    elif kind == Kind.NOTICE:
+        command = "NOTICE"
+    else:
+        return None
+    text = event.text
+    data = event.data
+    if not text or "\n" in text or "\r" in text or (data and SOFT_BREAKS in data):
+        return None
+    target = wire_target(event)
+    if kind == Kind.NOTICE:
+        target = target or "*"
+    source = source_of(event, server_name)
+    try:
+        body = f":{source} {command} {target} :{text}".encode() if source else f"{command} {target} :{text}".encode()
+        if len(body) > MAX_BODY - 2:
+            return None
+        tags = event_tags(event, caps)
+        if not tags:
+            return body + b"\r\n"
+        tag_bytes = b"@" + format_tags(tags).encode()
+    except UnicodeEncodeError:
+        return None
+    if len(tag_bytes) + 1 > MAX_TAGS:
+        return None
+    return tag_bytes + b" " + body + b"\r\n"
 
 
 def render(event: Event, caps: frozenset, server_name: str, direct: bool = False) -> Optional[Message]:

@@ -29,7 +29,7 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
 from chathub.protocols.irc.multiline import BATCHED_LINE_PENALTY, ClientBatch, take_batched
-from chathub.protocols.irc.render import render_lines
+from chathub.protocols.irc.render import one_text_line, render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import COMMANDS, FAST_PATHS, REGISTERED, RENAME_SHOWN, SIGNED_OFF, WELCOME, run_hooks
 from chathub.protocols.irc.wire import LineError, Message, parse
@@ -230,6 +230,9 @@ class IrcSession:
         return self.host
 
     def encode(self, event: Event) -> Optional[bytes]:
+        wire = one_text_line(event, self._render_caps, self.server_name)
+        if wire is not None:
+            return wire
         messages = render_lines(event, self._render_caps, self.server_name)
         if not messages:
             return None
