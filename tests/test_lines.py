@@ -45,3 +45,49 @@ def test_stop_delivers_nothing_more_of_what_was_fed():
     assert seen == [b"PING a", b"QUIT"] and buffer.buffered == 0
     buffer.feed(b"\nmore\n")
     assert seen == [b"PING a", b"QUIT"]
+
+
+def _reference(chunks: list[bytes], max_bytes: int) -> tuple[list[bytes], int]:
+    """What the splitter must give: every line of the stream (LF or CRLF), but those over
+    ``max_bytes`` and the rest of a line that was over it before its end arrived."""
+    lines: list[bytes] = []
+    too_long = 0
+    pending = b""
+    discarding = False
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            if discarding:
+                discarding = False
+                continue
+            line = line[:-1] if line.endswith(b"\r") else line
+            if len(line) > max_bytes:
+                too_long += 1
+            else:
+                lines.append(line)
+        if len(pending) > max_bytes:
+            if not discarding:
+                discarding = True
+                too_long += 1
+            pending = b""
+    return lines, too_long
+
+
+def test_any_stream_cut_anywhere_gives_the_reference_lines():
+    from hypothesis import given, settings, strategies as st
+
+    pieces = st.lists(st.sampled_from([b"\n", b"\r", b"\r\n", b"a", b"bc", b"\xff", b"PRIVMSG #x :hi", b" "]),
+                      max_size=60).map(b"".join)
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(pieces, max_size=8), st.integers(min_value=0, max_value=20))
+    def check(chunks, max_bytes):
+        buffer, lines, too_long = make(max_bytes)
+        for chunk in chunks:
+            buffer.feed(chunk)
+            assert buffer.buffered <= max(max_bytes, 0) + 1  # a held line is never past the limit (+ its CR)
+        assert (lines, len(too_long)) == _reference(chunks, max_bytes)
+
+    check()
+

@@ -43,29 +43,33 @@ class LineBuffer:
         """Add bytes; calls ``owner.line_read`` for every complete line (without its line ending)."""
         if self._buffer is None:
             return
-        buffer = self._buffer + data
+        buffer = self._buffer + data if self._buffer else data
+        size = len(buffer)
         max_bytes = self.max_bytes
+        # lines are taken by position, the buffer sliced once at the end: cutting each line
+        # off the front copied the rest every time, so a read of 64 KiB of empty lines
+        # copied 2 GiB (66 ms of one core for one client's one read)
+        start = 0
         while self._buffer is not None:  # the owner may stop us from line_read
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", start)
             if end < 0:
-                if len(buffer) > max_bytes:
+                if size - start > max_bytes:
                     if not self._discarding:
                         self._discarding = True
                         self.owner.line_too_long()
-                    buffer = b""
+                    start = size
                 break
-            line, buffer = buffer[:end], buffer[end + 1 :]
+            line_end = end - 1 if end > start and buffer[end - 1] == 13 else end  # CRLF or LF
+            begin, start = start, end + 1
             if self._discarding:
                 self._discarding = False
                 continue
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if len(line) > max_bytes:
+            if line_end - begin > max_bytes:
                 self.owner.line_too_long()
                 continue
-            self.owner.line_read(line)
+            self.owner.line_read(buffer[begin:line_end])
         if self._buffer is not None:
-            self._buffer = buffer
+            self._buffer = buffer[start:] if start < size else b""
 
     @property
     def buffered(self) -> int:
