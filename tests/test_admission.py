@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chathub.events import Kind
 from chathub.hub import errors
-from chathub.hub.admission import EXTERNAL, GONE_LIMIT, JOIN_EXEMPT, JOIN_SEEN, Admission
+from chathub.hub.admission import EXTERNAL, GONE_LIMIT, JOIN_EXEMPT, JOIN_SEEN, Admission, key_digest
 from tests.store_fixtures import EventMaker
 
 
@@ -169,3 +169,27 @@ def test_a_join_checked_before_a_concurrent_ban_is_void_unless_invited_or_except
     assert _run(Admission(), events) == [
         None, "banned", "cannot_send", None, None, None, None, None, None, None, None, None,
     ]
+
+
+def test_a_join_checked_before_a_concurrent_key_is_void_unless_it_gave_that_key():
+    make = EventMaker()
+    join = lambda nick, seen, **data: make.msg(nick, "#r", "", Kind.JOIN, data={JOIN_SEEN: seen, **data})  # noqa: E731
+    secret, other = key_digest("#r", "secret"), key_digest("#r", "other")
+    events = [
+        _mode(make, ("+k", "secret")),  # 1
+        join("bob", 0),  # its node had not applied the key: void
+        _said(make, "bob", 1),  # and what it says next is void too (it never got in)
+        join("carol", 0, key=secret),  # its node knew the key (its own +k, not numbered yet) and carol gave it
+        join("dave", 1),  # its node had applied the key (and let dave in: its call): stands
+        join("erin", 0, invited=True),  # an invitation does not pass a key (as on every node)
+        _mode(make, ("+k", "other")),  # 7: the key changed
+        join("frank", 6, key=secret),  # passed with the old key, numbered after the new: void
+        join("gina", 6, key=other),  # gave the new one: stands
+        _mode(make, ("-k", "*")),  # 10
+        join("hank", 6),  # no key at its number: stands
+    ]
+    assert _run(Admission(), events) == [
+        None, "bad_key", "cannot_send", None, None, "bad_key", None, "bad_key", None, None, None,
+    ]
+    # the digest says nothing of the key, and differs from room to room
+    assert "secret" not in secret and key_digest("#s", "secret") != secret

@@ -204,3 +204,40 @@ async def test_a_join_checked_before_a_ban_arrived_is_void_and_undone(store_fact
     finally:
         for relay in relays:
             relay.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_checked_before_a_key_arrived_is_void_unless_it_gave_the_key(store_factory):
+    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
+    try:
+        await late_modes(a, gate, alice, [("+k", "sesame")])  # A's key is late to reach B...
+        erin = b.connect("erin")
+        answered = Receipt()
+        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # ...so B lets erin in
+        await until(lambda: b.hub.outbox.pending == 0)
+        assert answered.code == "bad_key"
+        assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
+        await caught_up(gate, relays)
+        assert b.hub.rooms["#x"].key == "sesame"
+        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
+        assert not [e for e in alice.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
+        # on A, where the key was set, a join with it stands at once (its number follows the
+        # +k's there), and so does erin's on B now that B has the key
+        gina = a.connect("gina")
+        a.hub.join(gina, "#x", key="sesame")
+        assert b.hub.join(erin, "#x", key="sesame") is b.hub.rooms["#x"]
+        await until(lambda: {"erin", "gina"} <= set(a.hub.rooms["#x"].members)
+                    and {"erin", "gina"} <= set(b.hub.rooms["#x"].members))
+        await until(lambda: a.hub.outbox.pending == 0 and b.hub.outbox.pending == 0)
+        assert gina.rooms and erin.rooms
+        # a join on A right after A's own key change, before that change is numbered: its
+        # node checked it against the new key, which it gave, so it stands everywhere
+        a.hub.change_room_modes(alice, "#x", [("+k", "open sesame"[:4])])
+        hank = a.connect("hank")
+        assert a.hub.join(hank, "#x", key="open") is a.hub.rooms["#x"]
+        await until(lambda: a.hub.outbox.pending == 0 and "hank" in b.hub.rooms["#x"].members)
+        assert hank.rooms and "hank" in a.hub.rooms["#x"].members
+    finally:
+        for relay in relays:
+            relay.stop()

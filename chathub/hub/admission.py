@@ -18,7 +18,9 @@ own users' later changes applied early):
   number, and the joiner was neither invited nor invite-excepted there; or when a ban
   (``+b``, not a mute) matching the joiner was set after that position and holds at the
   join's number, and the joiner was not invited and no exception matching it (then, or added
-  since) lifts it;
+  since) lifts it; or when a key (``+k``) was set or changed after that position and the
+  room has a key at the join's number that is not the one the joiner gave (the join
+  carries a digest of the key it passed with at its node, ``key_digest``, never the key);
 - a room message is void when a change numbered after what its node had applied when it
   checked the message (the message carries that position, and what let its sender speak
   then: its privileges, whether the room was ``+m``, whether an exception matched it) and
@@ -29,6 +31,7 @@ own users' later changes applied early):
 """
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict, deque
 from typing import Any, Optional
 
@@ -45,6 +48,9 @@ GONE_LIMIT = 256
 #: events when it checked the join, whether the joiner passed ``+i`` by invitation or an
 #: invite exception, and whether it was invited (which passes a ban too)
 JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
+#: what a node adds to a JOIN's data when the room had a key there: the digest of the key
+#: the joiner gave (``key_digest``), so a key set elsewhere meanwhile can be told from it
+JOIN_KEY = "key"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
 #: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
@@ -60,14 +66,22 @@ CHANGES_LIMIT = 256
 _SPEAKING_MODES = frozenset("mbevo")
 
 
+def key_digest(conv: str, key: str) -> str:
+    """What a JOIN carries of the room key it passed with: 16 hex digits of a SHA-256 of the
+    room and the key (history keeps the JOIN; the key itself stays out of it)."""
+    return hashlib.sha256(f"{conv}\x00{key}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 class _RoomOrder:
     """What a room's numbered events have established so far on this node."""
 
-    __slots__ = ("gone", "invite_only_since", "changes")
+    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key")
 
     def __init__(self) -> None:
         self.gone: OrderedDict[str, int] = OrderedDict()  # folded nick -> number of its removal
         self.invite_only_since = 0  # the number of the ``+i`` in force, 0 when none is
+        self.key_since = 0  # the number of the last ``+k`` or ``-k``, 0 when none was seen
+        self.key: Optional[str] = None  # the digest of the key then set, None when removed
         #: (number, "+b", parameter) of the latest mode changes that decide who may speak
         self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
 
@@ -101,6 +115,10 @@ class Admission:
                     and not data.get(JOIN_EXEMPT)):
                 self._remove(order, nick, seq)  # what it says next in the room is void too
                 return errors.InviteOnly(event.target)
+            if (order.key is not None and isinstance(seen, int) and order.key_since > seen
+                    and data.get(JOIN_KEY) != order.key):
+                self._remove(order, nick, seq)  # an invitation does not pass a key here either
+                return errors.BadKey(event.target)
             if (order.changes and isinstance(seen, int) and not data.get(JOIN_INVITED)
                     and _banned(order, seen, seq, event)):
                 self._remove(order, nick, seq)
@@ -120,9 +138,13 @@ class Admission:
                     order.invite_only_since = seq
                 elif change[0] == "-i":
                     order.invite_only_since = 0
+                elif change[0] in ("+k", "-k"):
+                    order.key_since = seq
+                    key = change[1] if len(change) > 1 else None
+                    order.key = key_digest(conv, str(key)) if change[0] == "+k" and key else None
                 elif len(change[0]) == 2 and change[0][1] in _SPEAKING_MODES:
                     order.changes.append((seq, change[0], change[1] if len(change) > 1 else None))
-        if not order.gone and not order.invite_only_since and not order.changes:
+        if not order.gone and not order.invite_only_since and not order.changes and order.key is None:
             del self._rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 

@@ -37,11 +37,13 @@ from chathub.hub.admission import (
     EXTERNAL,
     JOIN_EXEMPT,
     JOIN_INVITED,
+    JOIN_KEY,
     JOIN_SEEN,
     SPOKE_EXCEPTED,
     SPOKE_MODERATED,
     SPOKE_PRIVILEGES,
     Admission,
+    key_digest,
 )
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
@@ -812,6 +814,8 @@ class ChatHub(service.Service):
                 data[JOIN_EXEMPT] = True
             if invited:
                 data[JOIN_INVITED] = True  # past a ban too
+            if room.key is not None:
+                data[JOIN_KEY] = key_digest(room.folded, room.key)  # the key it passed with
             excepted = room.exceptions_for(user)
             if excepted:
                 data[SPOKE_EXCEPTED] = excepted
