@@ -368,6 +368,21 @@ async def test_server_notices_to_a_nick_are_not_history(store):
 
 
 @pytest_twisted.ensureDeferred
+async def test_targets_within_one_millisecond_are_in_the_order_they_were_sent(store):
+    """Messages a moment apart share a millisecond: the later id is the later one, whatever
+    the names (a second connection's conversation list put bob, written to first, after
+    carol, who wrote since, in one run of the suite)."""
+    make = EventMaker(start=1000.0, step=0.0)  # every event at the same instant
+    to_zed = make.msg("alice", "zed", "first")
+    from_amy = make.msg("amy", "alice", "second")
+    to_bob = make.msg("alice", "bob", "third")
+    await append_all(store, [to_zed, from_amy, to_bob])
+    assert to_zed.id < from_amy.id < to_bob.id
+    assert await store.targets("alice", 0, 5000, 10) == [("zed", 1000.0), ("amy", 1000.0), ("bob", 1000.0)]
+    assert await store.targets("alice", 5000, 0, 10) == [("zed", 1000.0), ("amy", 1000.0), ("bob", 1000.0)]
+
+
+@pytest_twisted.ensureDeferred
 async def test_targets(store):
     make = EventMaker(start=1000.0)
     b = make.msg("Bob", "alice", "from bob")  # t=1000

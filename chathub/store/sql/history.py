@@ -779,12 +779,14 @@ class HistoryStore(SqlDatabase):
         params += [high, limit]
         txn.execute(
             self._q(
-                "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.conv_seq) AS newest "
+                "SELECT t.conv, c.peer_b, MAX(t.ms) AS latest, MAX(t.conv_seq) AS newest, MAX(t.msgid) AS last_id "
                 "FROM conversation_events t JOIN conversations c ON c.conv = t.conv "
                 "LEFT JOIN room_incarnations r ON r.conv = t.conv "
                 f"WHERE {' AND '.join(where)} AND t.conv_seq > COALESCE(r.after_conv_seq, 0) "
                 "GROUP BY t.conv, c.peer_b HAVING MAX(t.ms) < ? "
-                f"ORDER BY latest {order}, t.conv {order} LIMIT ?"
+                # two conversations whose latest events share a millisecond: the later id
+                # (ids order by time below the millisecond, ``EventIds``) is the later one
+                f"ORDER BY latest {order}, last_id {order}, t.conv {order} LIMIT ?"
             ),
             params,
         )
@@ -801,12 +803,12 @@ class HistoryStore(SqlDatabase):
                 [value for pair in private for value in pair],
             )
             last_events = {(conv, int(seq)): decode_event(body) for conv, seq, body in txn.fetchall()}
-        found: list[tuple[str, float]] = []
-        for conv, peer_b, latest, newest in rows:
+        found: list[tuple[int, str, str]] = []
+        for conv, peer_b, latest, newest, last_id in rows:
             if peer_b is None:
                 name = room_names.get(conv, conv)
             else:
                 name = peer_name(last_events[(conv, int(newest))], viewer)
-            found.append((name, int(latest) / 1000.0))
-        found.sort(key=lambda pair: (pair[1], fold(pair[0])))
-        return found
+            found.append((int(latest), str(last_id), name))
+        found.sort()  # oldest first; within a millisecond by the later id
+        return [(name, latest / 1000.0) for latest, _, name in found]
