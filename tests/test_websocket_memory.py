@@ -124,3 +124,30 @@ def test_the_sweeper_pings_a_quiet_peer_and_drops_one_that_stays_silent():
     assert probe.pings == 2
     probe.check_timers(79.5)
     assert probe.dropped and "ping timeout" in (probe.wasNotCleanReason or "")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_opened_connection_leaves_no_cycle_for_the_collector():
+    """The HTTP channel and request a WebSocket opened through are freed when the
+    connection is taken over, not left in a cycle until the collector's next pass (which a
+    busy server makes rare: ``GC_THRESHOLDS``)."""
+    server = HubServer()
+    try:
+        await server.ws("warm", rooms=["#r"])  # first-use caches, imports
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for i in range(5):
+                await server.ws(f"u{i}", rooms=["#r"])
+                irc_ws = await server.ws_connect(["text.ircv3.net"], json_messages=False)
+                irc_ws.send_text(f"NICK w{i}")
+                irc_ws.send_text(f"USER w{i} 0 * :w")
+                await irc_ws.expect(" 001 ")
+            gc.collect()
+            left = sorted({type(o).__qualname__ for o in gc.garbage})
+            assert not [name for name in left if name in ("ChathubChannel", "Request", "Headers")], left
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+    finally:
+        await server.stop()

@@ -158,13 +158,14 @@ class _NoAccounts:
 #: server collected every few hundred microseconds: the objects of each message in flight
 #: (its event, its outbox entry, its store write), alive for the 100-150 ms of a commit,
 #: outlived two collections, were promoted to the oldest generation and brought on its full
-#: passes: 13% of the CPU of a busy node (rooms benchmark, gc callbacks timed). At 10,000
-#: most die young. 50,000 gained no more within the noise (rooms 1 node 242k-254k against
-#: 237k-286k deliveries/s), and left what a WebSocket handshake leaves behind in cycles
-#: uncollected while connections sit idle: an idle chathub.v1 connection cost 5.02 KiB of
-#: server memory at 50,000, 4.02 at 10,000; IRC over WebSocket 5.33 against 4.90 (the
-#: target is 5). Only cyclic garbage waits for a collection: everything else is freed at once.
-GC_THRESHOLDS = (10_000, 10, 10)
+#: passes: 13% of the CPU of a busy node (rooms benchmark, gc callbacks timed). At 50,000
+#: they mostly die young: rooms (1 node, SQLite) 246k-252k deliveries/s against 227k-233k
+#: at 10,000 (medians of 3, twice each, quiet). Only cyclic garbage waits for a collection
+#: (everything else is freed at once), so the server leaves none where it can: a
+#: WebSocket's HTTP channel and request are taken apart at the upgrade
+#: (``ChatWebSocketResource``), which left idle WebSocket connections 1 KiB each larger
+#: at this threshold before.
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 def _prepare_collector() -> None:
