@@ -72,6 +72,15 @@ async def two_nodes(store_factory):
     return a, b, gate, (alice, bob, dave), (relay_a, relay_b)
 
 
+@pytest_twisted.async_yield_fixture
+async def nodes(store_factory):
+    """``two_nodes``, their relays stopped after the test."""
+    made = await two_nodes(store_factory)
+    yield made
+    for relay in made[4]:
+        relay.stop()
+
+
 async def late_modes(a, gate: Gate, setter, changes) -> None:
     """``setter`` (on node a) changes #x's modes while a's doorbell to b is held back;
     returns once a has committed and shown the change."""
@@ -86,158 +95,134 @@ async def caught_up(gate: Gate, relays) -> None:
     await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
 
 
+async def join_made_void(a, b, gate: Gate, relays, setter, changes, code: str):
+    """``setter``'s change of #x on A is late to reach B, so B lets erin join; the join is
+    void at its number (``code``), undone on B and never shown on A. Returns erin."""
+    await late_modes(a, gate, setter, changes)
+    erin = b.connect("erin")
+    answered = Receipt()
+    assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # B had not the change yet
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert answered.code == code
+    assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
+    await caught_up(gate, relays)
+    assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
+    assert not [e for e in setter.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
+    return erin
+
+
 def texts(user) -> list[str]:
     return [e.text for e in user.participant.events if e.kind == Kind.MESSAGE]
 
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_message_checked_before_its_senders_kick_arrived_is_void_on_both_nodes(store_factory):
-    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
-    try:
-        gate.closed = True  # A's KICK is late to reach B...
-        a.hub.kick(alice, "#x", "bob")
-        await until(lambda: a.hub.outbox.pending == 0)  # committed and shown on A
-        assert "bob" in b.hub.rooms["#x"].members  # ...so B lets bob talk
-        answered = Receipt()
-        b.hub.send(bob, "#x", "with a receipt", receipt=answered)
-        b.hub.send(bob, "#x", "without one")
-        # B reads the KICK from PostgreSQL (a gap before its own numbers) and then finds both void
-        await until(lambda: b.hub.outbox.pending == 0)
-        assert answered.error is not None and answered.code == "cannot_send"
-        notice = bob.participant.events[-1]
-        assert notice.kind == Kind.NOTICE and notice.data["error"] == "cannot_send" and notice.data["room"] == "#x"
-        assert "bob" not in b.hub.rooms["#x"].members
-        assert [e.kind for e in dave.participant.events][-1] == Kind.KICK and texts(dave) == []
-        await caught_up(gate, relays)
-        assert texts(alice) == []  # A found them void too
-        history = await b.hub.history(dave, "latest", "#x", None, limit=50)
-        assert [e.kind for e in history][-1] == Kind.KICK  # and neither is stored
-    finally:
-        for relay in relays:
-            relay.stop()
+async def test_a_message_checked_before_its_senders_kick_arrived_is_void_on_both_nodes(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    gate.closed = True  # A's KICK is late to reach B...
+    a.hub.kick(alice, "#x", "bob")
+    await until(lambda: a.hub.outbox.pending == 0)  # committed and shown on A
+    assert "bob" in b.hub.rooms["#x"].members  # ...so B lets bob talk
+    answered = Receipt()
+    b.hub.send(bob, "#x", "with a receipt", receipt=answered)
+    b.hub.send(bob, "#x", "without one")
+    # B reads the KICK from PostgreSQL (a gap before its own numbers) and then finds both void
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert answered.error is not None and answered.code == "cannot_send"
+    notice = bob.participant.events[-1]
+    assert notice.kind == Kind.NOTICE and notice.data["error"] == "cannot_send" and notice.data["room"] == "#x"
+    assert "bob" not in b.hub.rooms["#x"].members
+    assert [e.kind for e in dave.participant.events][-1] == Kind.KICK and texts(dave) == []
+    await caught_up(gate, relays)
+    assert texts(alice) == []  # A found them void too
+    history = await b.hub.history(dave, "latest", "#x", None, limit=50)
+    assert [e.kind for e in history][-1] == Kind.KICK  # and neither is stored
 
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(store_factory):
-    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
-    try:
-        await late_modes(a, gate, alice, [("+i", None)])
-        erin = b.connect("erin")
-        answered = Receipt()
-        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # B had no +i yet
-        frank = b.connect("frank")
-        frank.participant.clear()
-        b.hub.join(frank, "#x")  # no receipt: told with a notice
-        b.hub.send(frank, "#x", "hello?")  # said as a member on B: void as well
-        await until(lambda: b.hub.outbox.pending == 0)
-        assert answered.code == "invite_only"
-        # (a member of B's copy until then, frank was shown the +i B read on its way)
-        assert [e.data.get("error") for e in frank.participant.events if e.kind == Kind.NOTICE] == [
-            "invite_only", "cannot_send"]
-        room = b.hub.rooms["#x"]
-        assert "i" in room.modes and set(room.members) == {"alice", "bob", "dave"}
-        assert erin.rooms == {} and frank.rooms == {}
-        assert [e.kind for e in dave.participant.events if e.kind in (Kind.JOIN, Kind.MESSAGE)] == []
-        await caught_up(gate, relays)
-        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
-        assert texts(alice) == []
-        # an invited user still gets in past the +i
-        a.hub.invite(alice, "#x", "erin")
-        assert b.hub.join(erin, "#x") is room
-        await until(lambda: "erin" in a.hub.rooms["#x"].members)
-    finally:
-        for relay in relays:
-            relay.stop()
+async def test_a_join_checked_before_a_plus_i_arrived_is_void_and_undone(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    await late_modes(a, gate, alice, [("+i", None)])
+    erin = b.connect("erin")
+    answered = Receipt()
+    assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # B had no +i yet
+    frank = b.connect("frank")
+    frank.participant.clear()
+    b.hub.join(frank, "#x")  # no receipt: told with a notice
+    b.hub.send(frank, "#x", "hello?")  # said as a member on B: void as well
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert answered.code == "invite_only"
+    # (a member of B's copy until then, frank was shown the +i B read on its way)
+    assert [e.data.get("error") for e in frank.participant.events if e.kind == Kind.NOTICE] == [
+        "invite_only", "cannot_send"]
+    room = b.hub.rooms["#x"]
+    assert "i" in room.modes and set(room.members) == {"alice", "bob", "dave"}
+    assert erin.rooms == {} and frank.rooms == {}
+    assert [e.kind for e in dave.participant.events if e.kind in (Kind.JOIN, Kind.MESSAGE)] == []
+    await caught_up(gate, relays)
+    assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
+    assert texts(alice) == []
+    # an invited user still gets in past the +i
+    a.hub.invite(alice, "#x", "erin")
+    assert b.hub.join(erin, "#x") is room
+    await until(lambda: "erin" in a.hub.rooms["#x"].members)
 
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_nodes(store_factory):
-    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
-    try:
-        a.hub.change_room_modes(alice, "#x", [("+v", "dave")])
-        await until(lambda: b.hub.rooms["#x"].members["dave"].is_voiced)
-        await late_modes(a, gate, alice, [("+b", "bob!*@*")])  # A's ban of bob, then +m, are late...
-        assert not b.hub.rooms["#x"].bans  # ...so B lets bob talk
-        banned = Receipt()
-        b.hub.send(bob, "#x", "banned already", receipt=banned)
-        b.hub.send(dave, "#x", "voiced: speaks through bans")
+async def test_a_message_checked_before_a_ban_or_plus_m_arrived_is_void_on_both_nodes(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.change_room_modes(alice, "#x", [("+v", "dave")])
+    await until(lambda: b.hub.rooms["#x"].members["dave"].is_voiced)
+
+    async def late_and_void(changes, why: str, dave_says: str) -> None:
+        # A's change is late to reach B, so B lets bob talk; dave, voiced, talks through it
+        await late_modes(a, gate, alice, changes)
+        refused = Receipt()
+        b.hub.send(bob, "#x", f"{why} already", receipt=refused)
+        b.hub.send(dave, "#x", dave_says)
         await until(lambda: b.hub.outbox.pending == 0)
-        assert banned.code == "cannot_send" and "banned" in str(banned.error)
+        assert refused.code == "cannot_send" and why in str(refused.error)
         await caught_up(gate, relays)
-        a.hub.change_room_modes(alice, "#x", [("-b", "bob!*@*")])
-        await until(lambda: not b.hub.rooms["#x"].bans)
-        await late_modes(a, gate, alice, [("+m", None)])  # now +m is late
-        moderated = Receipt()
-        b.hub.send(bob, "#x", "moderated already", receipt=moderated)
-        b.hub.send(dave, "#x", "voiced: speaks through +m")
-        await until(lambda: b.hub.outbox.pending == 0)
-        assert moderated.code == "cannot_send" and "moderated" in str(moderated.error)
-        await caught_up(gate, relays)
-        spoken = ["voiced: speaks through bans", "voiced: speaks through +m"]
-        assert texts(alice) == spoken  # A found bob's void too, and showed dave's
-        assert not {"banned already", "moderated already"} & set(texts(dave))
-        history = await b.hub.history(dave, "latest", "#x", None, limit=50)
-        assert [e.text for e in history if e.kind == Kind.MESSAGE] == spoken
-    finally:
-        for relay in relays:
-            relay.stop()
+
+    await late_and_void([("+b", "bob!*@*")], "banned", "voiced: speaks through bans")
+    a.hub.change_room_modes(alice, "#x", [("-b", "bob!*@*")])
+    await until(lambda: not b.hub.rooms["#x"].bans)
+    await late_and_void([("+m", None)], "moderated", "voiced: speaks through +m")
+    spoken = ["voiced: speaks through bans", "voiced: speaks through +m"]
+    assert texts(alice) == spoken  # A found bob's void too, and showed dave's
+    assert not {"banned already", "moderated already"} & set(texts(dave))
+    history = await b.hub.history(dave, "latest", "#x", None, limit=50)
+    assert [e.text for e in history if e.kind == Kind.MESSAGE] == spoken
 
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_join_checked_before_a_ban_arrived_is_void_and_undone(store_factory):
-    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
-    try:
-        await late_modes(a, gate, alice, [("+b", "erin!*@*")])  # A's ban of erin is late to reach B...
-        erin = b.connect("erin")
-        answered = Receipt()
-        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # ...so B lets erin in
-        await until(lambda: b.hub.outbox.pending == 0)
-        assert answered.code == "banned"
-        assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
-        await caught_up(gate, relays)
-        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
-        assert not [e for e in alice.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
-    finally:
-        for relay in relays:
-            relay.stop()
+async def test_a_join_checked_before_a_ban_arrived_is_void_and_undone(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    await join_made_void(a, b, gate, relays, alice, [("+b", "erin!*@*")], "banned")
 
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_join_checked_before_a_key_arrived_is_void_unless_it_gave_the_key(store_factory):
-    a, b, gate, (alice, bob, dave), relays = await two_nodes(store_factory)
-    try:
-        await late_modes(a, gate, alice, [("+k", "sesame")])  # A's key is late to reach B...
-        erin = b.connect("erin")
-        answered = Receipt()
-        assert b.hub.join(erin, "#x", receipt=answered) is b.hub.rooms["#x"]  # ...so B lets erin in
-        await until(lambda: b.hub.outbox.pending == 0)
-        assert answered.code == "bad_key"
-        assert erin.rooms == {} and "erin" not in b.hub.rooms["#x"].members
-        await caught_up(gate, relays)
-        assert b.hub.rooms["#x"].key == "sesame"
-        assert set(a.hub.rooms["#x"].members) == {"alice", "bob", "dave"}
-        assert not [e for e in alice.participant.events if e.kind == Kind.JOIN and e.source.nick == "erin"]
-        # on A, where the key was set, a join with it stands at once (its number follows the
-        # +k's there), and so does erin's on B now that B has the key
-        gina = a.connect("gina")
-        a.hub.join(gina, "#x", key="sesame")
-        assert b.hub.join(erin, "#x", key="sesame") is b.hub.rooms["#x"]
-        await until(lambda: {"erin", "gina"} <= set(a.hub.rooms["#x"].members)
-                    and {"erin", "gina"} <= set(b.hub.rooms["#x"].members))
-        await until(lambda: a.hub.outbox.pending == 0 and b.hub.outbox.pending == 0)
-        assert gina.rooms and erin.rooms
-        # a join on A right after A's own key change, before that change is numbered: its
-        # node checked it against the new key, which it gave, so it stands everywhere
-        a.hub.change_room_modes(alice, "#x", [("+k", "open sesame"[:4])])
-        hank = a.connect("hank")
-        assert a.hub.join(hank, "#x", key="open") is a.hub.rooms["#x"]
-        await until(lambda: a.hub.outbox.pending == 0 and "hank" in b.hub.rooms["#x"].members)
-        assert hank.rooms and "hank" in a.hub.rooms["#x"].members
-    finally:
-        for relay in relays:
-            relay.stop()
+async def test_a_join_checked_before_a_key_arrived_is_void_unless_it_gave_the_key(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    erin = await join_made_void(a, b, gate, relays, alice, [("+k", "sesame")], "bad_key")
+    assert b.hub.rooms["#x"].key == "sesame"
+    # on A, where the key was set, a join with it stands at once (its number follows the
+    # +k's there), and so does erin's on B now that B has the key
+    gina = a.connect("gina")
+    a.hub.join(gina, "#x", key="sesame")
+    assert b.hub.join(erin, "#x", key="sesame") is b.hub.rooms["#x"]
+    await until(lambda: {"erin", "gina"} <= set(a.hub.rooms["#x"].members)
+                and {"erin", "gina"} <= set(b.hub.rooms["#x"].members))
+    await until(lambda: a.hub.outbox.pending == 0 and b.hub.outbox.pending == 0)
+    assert gina.rooms and erin.rooms
+    # a join on A right after A's own key change, before that change is numbered: its
+    # node checked it against the new key, which it gave, so it stands everywhere
+    a.hub.change_room_modes(alice, "#x", [("+k", "open sesame"[:4])])
+    hank = a.connect("hank")
+    assert a.hub.join(hank, "#x", key="open") is a.hub.rooms["#x"]
+    await until(lambda: a.hub.outbox.pending == 0 and "hank" in b.hub.rooms["#x"].members)
+    assert hank.rooms and "hank" in a.hub.rooms["#x"].members
