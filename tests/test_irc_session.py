@@ -299,6 +299,26 @@ async def test_oper_kill_and_wallops_need_privileges(world):
     assert [m.command for m in await c.written("464")] == ["481", "481", "464"]
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_registered_connection_keeps_no_logins_until_it_logs_in_again(world):
+    """The login limiter's view of a connection is dropped once it is registered, unless it
+    counts a failure; a later login (OPER here) makes a new one, throttled as before."""
+    c = world.irc_conn("quinn")
+    session = c.protocol.session
+    assert session._logins is None
+    c.send("OPER nobody pw")
+    assert [m.command for m in await c.written("464")] == ["464"]
+    assert session._logins is not None and session._logins.portal.count == 1
+    # a failure counted before registration keeps them
+    d = world.irc_conn(host="192.0.2.50")  # another address: quinn's failure delays not its logins
+    d.send("CAP LS 302", "CAP REQ sasl", "NICK dora", "USER d 0 * :D")
+    d.lines()
+    assert [m.command for m in _sasl(d, b"\0alice\0wrong")] == ["904"]
+    d.send("CAP END")
+    assert "001" in d.commands()
+    assert d.protocol.session._logins is not None and d.protocol.session._logins.portal.count == 1
+
+
 def test_flood_is_throttled_then_disconnected_while_others_flow():
     world = irc_world(flood_rate=2.0, flood_burst=5, flood_max_lines=20)
     flooder = world.irc_conn("flood")

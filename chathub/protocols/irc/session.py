@@ -10,7 +10,7 @@ replies are held in a ``ResponseBuffer`` (``responsebuffer.py``) until it is don
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Protocol, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Protocol, cast
 
 from zope.interface import implementer
 
@@ -70,7 +70,8 @@ class IrcSession:
     # only when first used (see the properties below)
     __slots__ = (
         "server",
-        "portal",
+        "_login_address",
+        "_logins",
         "writer",
         "host",
         "secure",
@@ -125,7 +126,8 @@ class IrcSession:
         config = server.config
         reactor = server.clock
         self.server = server
-        self.portal = server.portal.client(address)
+        self._login_address = address  # what its logins are throttled by
+        self._logins: Optional[Any] = None  # made at the first login (``portal``)
         self.writer = writer
         self.host = host
         self.secure = secure
@@ -540,6 +542,21 @@ class IrcSession:
         d = self.hub.claim_and_sign_on(user, cast(str, self.nick))  # the login was for this nick
         return d.addCallbacks(self._signed_on, self._sign_on_refused, callbackArgs=(rb,), errbackArgs=(rb,))
 
+    @property
+    def portal(self) -> Any:
+        """This connection's logins (``LoggedLogins`` over the login limiter's view of its
+        address), made when first needed."""
+        if self._logins is None:
+            self._logins = self.server.portal.client(self._login_address)
+        return self._logins
+
+    def _forget_logins(self) -> None:
+        """Registered: drop the logins' objects unless they count a failure (a later login,
+        OPER or SASL, makes new ones). 10,000 idle connections kept 112 bytes each of them."""
+        logins = self._logins
+        if logins is not None and not getattr(logins.portal, "count", 0):
+            self._logins = None
+
     def _sign_on_refused(self, failure, rb: ResponseBuffer) -> None:
         failure.trap(errors.HubError)
         if failure.value.code == "too_many_sessions":
@@ -565,6 +582,7 @@ class IrcSession:
             self.hub.quit(user, "Connection closed", self)
             return
         self.registered = True
+        self._forget_logins()
         self.server.session_registered(self)
         self.nick = user.nick
         run_hooks(WELCOME, self, rb)
