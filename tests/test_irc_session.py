@@ -308,7 +308,7 @@ async def test_a_registered_connection_keeps_no_logins_until_it_logs_in_again(wo
     assert session._logins is None
     c.send("OPER nobody pw")
     assert [m.command for m in await c.written("464")] == ["464"]
-    assert session._logins is not None and session._logins.portal.count == 1
+    assert session._logins is not None and session._logins.failures == 1
     # a failure counted before registration keeps them
     d = world.irc_conn(host="192.0.2.50")  # another address: quinn's failure delays not its logins
     d.send("CAP LS 302", "CAP REQ sasl", "NICK dora", "USER d 0 * :D")
@@ -316,7 +316,7 @@ async def test_a_registered_connection_keeps_no_logins_until_it_logs_in_again(wo
     assert [m.command for m in _sasl(d, b"\0alice\0wrong")] == ["904"]
     d.send("CAP END")
     assert "001" in d.commands()
-    assert d.protocol.session._logins is not None and d.protocol.session._logins.portal.count == 1
+    assert d.protocol.session._logins is not None and d.protocol.session._logins.failures == 1
 
 
 def test_flood_is_throttled_then_disconnected_while_others_flow():

@@ -34,6 +34,11 @@ class LoggedLogins:
     def __init__(self, portal) -> None:
         self.portal = portal
 
+    @property
+    def failures(self) -> int:
+        """Failed logins this connection's view of the limiter counts (0 without a limiter)."""
+        return int(getattr(self.portal, "count", 0))
+
     def client(self, address: Optional[str]) -> "LoggedLogins":
         """The logins of one connection from ``address``, throttled by the login limiter."""
         return LoggedLogins(client_portal(self.portal, address))

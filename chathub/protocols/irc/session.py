@@ -554,7 +554,7 @@ class IrcSession:
         """Registered: drop the logins' objects unless they count a failure (a later login,
         OPER or SASL, makes new ones). 10,000 idle connections kept 112 bytes each of them."""
         logins = self._logins
-        if logins is not None and not getattr(logins.portal, "count", 0):
+        if logins is not None and not logins.failures:
             self._logins = None
 
     def _sign_on_refused(self, failure, rb: ResponseBuffer) -> None:
