@@ -889,8 +889,10 @@ class JsonSession(EncodingParticipant):
         d = self.hub.history_targets(user, time.time() + 1, 0.0, limit + len(user.rooms))
 
         def answer(found: list[tuple[str, float]]) -> None:
+            # the store answers oldest first, ties within a millisecond in the order sent:
+            # reversed, not sorted by time (a stable sort would keep such a tie oldest first)
             private = [(name, when) for name, when in found if not is_room_name(name)]
-            private.sort(key=lambda pair: pair[1], reverse=True)
+            private.reverse()
             self.answer(msg, {
                 "type": "conversations",
                 "conversations": [{"target": name, "time": when} for name, when in private[:limit]],
