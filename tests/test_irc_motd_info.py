@@ -5,7 +5,7 @@ import pytest_twisted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chathub.protocols.irc.wire import NickTemplate, serialise
+from chathub.protocols.irc.wire import MAX_BODY, NickTemplate, SlotTemplate, serialise, slot
 from tests.support import LOOPBACK, OPER_HASH, OPER_PASSWORD, irc_world
 
 
@@ -163,3 +163,63 @@ def test_a_nick_template_is_what_serialise_makes(nick, motd):
     for message in NickTemplate("irc.example", lines).for_nick(nick):
         assert message.to_bytes() == serialise(None, "irc.example", message.command, message.params)
         assert message.params[0] == nick
+
+
+_slot_value = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF, exclude_characters=" :%"), min_size=1,
+                      max_size=200)
+
+
+@given(
+    nick=_slot_value,
+    mask=_slot_value,
+    count=st.integers(min_value=0, max_value=10**12),
+    motd=st.lists(st.text(st.characters(min_codepoint=0, max_codepoint=0x2FFF, exclude_characters="\r\n"),
+                          max_size=520), max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_slot_template_is_what_serialise_makes(nick, mask, count, motd):
+    """A filled ``SlotTemplate`` is byte for byte what ``serialise`` makes of its lines
+    with the values in place (a ``%`` of the text stays one); it declines exactly when a
+    line would be cut, or its text holds a NUL of its own (a MOTD's)."""
+    lines = [
+        ("001", [slot("nick"), f"Welcome to 100% of it {slot('mask')}"]),
+        ("252", [slot("nick"), slot("count"), "operator(s) online"]),
+        ("005", [slot("nick"), "A=1", "B", "are supported by this server"]),
+        *(("372", [slot("nick"), f"- {line}"]) for line in motd),
+    ]
+    values = {"nick": nick, "mask": mask, "count": str(count)}
+    filled = SlotTemplate("irc.example", lines).fill({k.encode(): v.encode("utf-8") for k, v in values.items()})
+    expected = []
+    for command, params in lines:
+        params = [p.replace("\x00nick\x00", nick).replace("\x00mask\x00", mask).replace("\x00count\x00", str(count))
+                  for p in params]
+        expected.append(serialise(None, "irc.example", command, params))
+    would_cut = any(len(line) >= MAX_BODY for line in expected)
+    if filled is None:
+        assert would_cut or any("\x00" in line for line in motd)
+    else:
+        assert filled == b"".join(expected)
+
+
+def test_a_labelled_registration_gets_the_same_burst_line_by_line():
+    """The welcome filled in one piece and the one made line by line (a labelled USER:
+    its lines go in a labeled-response batch) are the same lines."""
+    world = irc_world()
+    plain = world.irc_conn()
+    plain.send("NICK bob", "USER u 0 * :Real Name")
+    plain_lines = [(m.command, m.params) for m in plain.lines()]
+    labelled = world.irc_conn()
+    labelled.send("CAP LS 302", "CAP REQ :labeled-response batch message-tags", "CAP END", "NICK amy")
+    labelled.lines()
+    labelled.send("@label=reg USER u 0 * :Real Name")
+    lines = labelled.lines()
+    assert lines[0].command == "BATCH" and lines[0].tags == {"label": "reg"} and lines[-1].command == "BATCH"
+    inside = [(m.command, m.params) for m in lines[1:-1]]
+    assert [c for c, _ in inside] == [c for c, _ in plain_lines]
+    assert [p[0] for _, p in inside] == ["amy"] * len(inside)
+    assert inside[0][1][-1] == plain_lines[0][1][-1].replace("bob!", "amy!")
+    counted = {"251", "255", "265", "266"}  # one user more for amy
+    same = [(c, p[1:]) for c, p in inside if c not in counted and c != "001"]
+    assert same == [(c, p[1:]) for c, p in plain_lines if c not in counted and c != "001"]
+    assert ("255", ["amy", "I have 2 clients and 0 servers"]) in inside
+    assert ("255", ["bob", "I have 1 clients and 0 servers"]) in plain_lines

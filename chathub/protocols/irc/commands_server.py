@@ -16,7 +16,7 @@ from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.commands_history import isupport_tokens as history_isupport
 from chathub.protocols.irc.commands_queries import visible_host
 from chathub.protocols.irc.table import COMMANDS, WELCOME, command, hook
-from chathub.protocols.irc.wire import Message, NickTemplate
+from chathub.protocols.irc.wire import Message, NickTemplate, Prerendered, SlotTemplate, slot
 
 _log = Logger()
 
@@ -75,19 +75,52 @@ MAX_MODE_PARAMS = 4
 def welcome_burst(session, rb) -> None:
     """001-005, LUSERS and MOTD, sent once registration completes.
 
-    002-005 and the MOTD are the same for every client but for the nick: they are
-    serialised once per config and MOTD (``IrcServer.rendering``), so a registration
-    renders only 001, LUSERS and 396."""
+    All but 001's mask, the LUSERS counts and the nick are the same for every client: the
+    lines are serialised once per config and MOTD with slots for those (``SlotTemplate``),
+    so a registration fills them in with one ``bytes %``. A labelled USER (its reply goes
+    in a batch, line by line) or values that might not fit a line take them one by one."""
     server = session.server
-    rb.numeric(N.RPL_WELCOME, f"Welcome to the {session.config.server.network} IRC Network {session.user.mask}")
-    rb.add(cast(NickTemplate, server.rendering("welcome", lambda: _fixed_welcome(session))).for_nick(session.nick))
-    lusers(session, None, rb)
+    template = cast(SlotTemplate, server.rendering("welcome", lambda: _welcome_template(session)))
+    mask = session.user.mask
+    counts = _luser_counts(session)
+    if rb.label is None:
+        values = {name.encode(): value.encode("utf-8") for name, value in counts.items()}
+        values[b"nick"] = session.nick.encode("utf-8")
+        values[b"mask"] = mask.encode("utf-8")
+        burst = template.fill(values)
+        if burst is not None:
+            rb.add(Prerendered(N.RPL_WELCOME, [session.nick], session.server_name, burst))
+            visible_host(session, rb)
+            return
+    rb.numeric(N.RPL_WELCOME, _welcome_text(session, mask))
+    fixed = cast(NickTemplate, server.rendering("welcome-fixed", lambda: _fixed_welcome(session)))
+    rb.add(fixed.for_nick(session.nick))
+    _luser_lines(session, rb, counts)
     motd(session, None, rb)
     visible_host(session, rb)
 
 
+def _welcome_text(session, mask: str) -> str:
+    return f"Welcome to the {session.config.server.network} IRC Network {mask}"
+
+
+def _welcome_template(session) -> SlotTemplate:
+    """The whole burst but 396, with slots for the nick, 001's mask and the counts."""
+    nick = slot("nick")
+    lines: list[tuple[str, list[str]]] = [(N.RPL_WELCOME, [nick, _welcome_text(session, slot("mask"))])]
+    for code, params in [
+        *_fixed_lines(session), *_luser_params({k: slot(k) for k in _COUNTS}), *_motd_params(session.server)
+    ]:
+        lines.append((code, [nick, *params]))
+    return SlotTemplate(session.server_name, lines)
+
+
 def _fixed_welcome(session) -> NickTemplate:
     """002-005: what the server and its config are."""
+    return NickTemplate(session.server_name, _fixed_lines(session))
+
+
+def _fixed_lines(session) -> list[tuple[str, list[str]]]:
     started = datetime.fromtimestamp(session.hub.started, tz=UTC)
     name = session.server_name
     lines: list[tuple[str, list[str]]] = [
@@ -96,7 +129,7 @@ def _fixed_welcome(session) -> NickTemplate:
         (N.RPL_MYINFO, [name, VERSION, USER_MODES, CHANNEL_MODES, CHANNEL_MODES_WITH_PARAM]),
     ]
     lines.extend((N.RPL_ISUPPORT, params) for params in _isupport_lines(session.config))
-    return NickTemplate(name, lines)
+    return lines
 
 
 def _isupport_lines(config) -> list[list[str]]:
@@ -115,22 +148,50 @@ def isupport(session, rb) -> None:
 @command("LUSERS")
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
+    _luser_lines(session, rb, _luser_counts(session))
+
+
+#: the counts LUSERS shows (``_luser_counts``), by name
+_COUNTS = ("visible", "invisible", "opers", "unknown", "rooms", "local", "local_max", "total", "total_max")
+
+
+def _luser_counts(session) -> dict[str, str]:
     hub = session.hub
     # in a cluster, the users of every node (a cluster shows itself as one server); the
     # local counts are this node's
     total = hub.global_user_count()
     local = len(hub.users)
     invisible = hub.users_with_mode("i")
-    opers = hub.users_with_mode("o")
-    rooms = len(hub.rooms)
-    rb.numeric(N.RPL_LUSERCLIENT, f"There are {total - invisible} users and {invisible} invisible on 1 servers")
-    rb.numeric(N.RPL_LUSEROP, str(opers), "operator(s) online")
-    rb.numeric(N.RPL_LUSERUNKNOWN, str(len(session.server.unregistered)), "unknown connection(s)")
-    rb.numeric(N.RPL_LUSERCHANNELS, str(rooms), "channels formed")
-    rb.numeric(N.RPL_LUSERME, f"I have {local} clients and 0 servers")
-    # the optional count parameters are left out: the text carries them
-    rb.numeric(N.RPL_LOCALUSERS, f"Current local users {local}, max {hub.max_users_seen}")
-    rb.numeric(N.RPL_GLOBALUSERS, f"Current global users {total}, max {hub.max_global_seen}")
+    return {
+        "visible": str(total - invisible),
+        "invisible": str(invisible),
+        "opers": str(hub.users_with_mode("o")),
+        "unknown": str(len(session.server.unregistered)),
+        "rooms": str(len(hub.rooms)),
+        "local": str(local),
+        "local_max": str(hub.max_users_seen),
+        "total": str(total),
+        "total_max": str(hub.max_global_seen),
+    }
+
+
+def _luser_params(c: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """251-255, 265 and 266 after the nick, with counts ``c`` (values, or slots)."""
+    return [
+        (N.RPL_LUSERCLIENT, [f"There are {c['visible']} users and {c['invisible']} invisible on 1 servers"]),
+        (N.RPL_LUSEROP, [c["opers"], "operator(s) online"]),
+        (N.RPL_LUSERUNKNOWN, [c["unknown"], "unknown connection(s)"]),
+        (N.RPL_LUSERCHANNELS, [c["rooms"], "channels formed"]),
+        (N.RPL_LUSERME, [f"I have {c['local']} clients and 0 servers"]),
+        # the optional count parameters are left out: the text carries them
+        (N.RPL_LOCALUSERS, [f"Current local users {c['local']}, max {c['local_max']}"]),
+        (N.RPL_GLOBALUSERS, [f"Current global users {c['total']}, max {c['total_max']}"]),
+    ]
+
+
+def _luser_lines(session, rb, counts: dict[str, str]) -> None:
+    for code, params in _luser_params(counts):
+        rb.numeric(code, *params)
 
 
 @command("MOTD")
@@ -141,14 +202,18 @@ def motd(session, msg, rb) -> None:
 
 
 def _motd_lines(server) -> NickTemplate:
+    return NickTemplate(server.server_name, _motd_params(server))
+
+
+def _motd_params(server) -> list[tuple[str, list[str]]]:
     lines = server.motd.lines
     if lines is None:
-        return NickTemplate(server.server_name, [(N.ERR_NOMOTD, ["MOTD File is missing"])])
-    return NickTemplate(server.server_name, [
+        return [(N.ERR_NOMOTD, ["MOTD File is missing"])]
+    return [
         (N.RPL_MOTDSTART, [f"- {server.server_name} Message of the day - "]),
         *((N.RPL_MOTD, [f"- {line}"]) for line in lines),
         (N.RPL_ENDOFMOTD, ["End of /MOTD command."]),
-    ])
+    ]
 
 
 def _other_server(session, msg, rb) -> bool:

@@ -134,6 +134,66 @@ class NickTemplate:
         return out
 
 
+class SlotTemplate:
+    """Server lines serialised once with slots for what differs between clients (the nick,
+    a mask, counts): a client's copy of all of them is one ``bytes % values``, exactly what
+    ``serialise`` makes of each line with the values in place.
+
+    A slot is written ``slot("name")`` inside a parameter. Its value (bytes) must not be
+    empty, hold a space or, filling a whole parameter, start with ``:`` (nicks, masks,
+    hosts and numbers never do): those would change how ``serialise`` writes the line.
+    ``fill`` answers None when the values would make a line too long, so the caller makes
+    the lines one by one (``serialise`` cuts them).
+    """
+
+    __slots__ = ("_format", "_slack", "_room")
+
+    def __init__(self, source: str, lines: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """``lines``: (command, parameters) of each line, from ``source``."""
+        parts: list[bytes] = []
+        room: dict[tuple[bytes, ...], int] = {}  # the slots of a line -> bytes left for them
+        for command, params in lines:
+            wire = serialise(None, source, command, params)
+            pieces = wire.split(_SLOT_MARK)  # text, name, text, name, ..., text
+            names = tuple(pieces[1::2])
+            left = MAX_BODY - (sum(map(len, pieces[0::2])))  # CRLF counted in both
+            if len(wire) >= MAX_BODY or len(pieces) % 2 == 0 or not all(
+                name.replace(b"_", b"").isalnum() for name in names
+            ):
+                # cut (a slot may be gone, the text short), or a NUL of the text's own
+                # (a MOTD's): never filled, made line by line
+                left = -1
+            room[names] = min(left, room.get(names, left))
+            for i, piece in enumerate(pieces):
+                parts.append(piece.replace(b"%", b"%%") if i % 2 == 0 else b"%(" + piece + b")s")
+        self._format = b"".join(parts)
+        self._room = list(room.items())
+        # values no longer than this in all fit on every line (each line holds a slot once)
+        self._slack = min(room.values(), default=MAX_BODY)
+
+    def fill(self, values: Mapping[bytes, bytes]) -> Optional[bytes]:
+        """The lines with ``values`` (``{name: value}``, every slot's) in place, or None
+        when one would be too long."""
+        try:
+            if sum(map(len, values.values())) > self._slack:
+                # a long line (ISUPPORT, the MOTD's) holds the nick alone: line by line
+                for names, left in self._room:
+                    if sum(len(values[name]) for name in names) > left:
+                        return None
+            return self._format % values
+        except KeyError:  # a NUL-wrapped word of the text's own, taken for a slot
+            return None
+
+
+#: what marks a slot's name in a ``SlotTemplate``'s parameters: NUL, which no IRC line holds
+_SLOT_MARK = b"\x00"
+
+
+def slot(name: str) -> str:
+    """A ``SlotTemplate`` slot, to write inside a parameter."""
+    return f"\x00{name}\x00"
+
+
 def escape_tag_value(value: str) -> str:
     """IRCv3 tag value escaping."""
     # chained replaces, backslash first: each is one C scan (0.27 us for a 24-character
