@@ -420,10 +420,12 @@ class IrcSession:
             result = self.run_handler(name, cmd.handler, message, rb)
         if isinstance(result, defer.Deferred):
             result.addErrback(self._command_failed, name, rb)
-            result.addBoth(lambda _: self._flush(rb))
-            self.hold(result)
-        else:
-            self._flush(rb)
+            if not result.called or result.paused:
+                result.addBoth(lambda _: self._flush(rb))
+                self.hold(result)
+                return
+            # answered already (a guest's login on a lone node): no later lines to hold
+        self._flush(rb)
 
     def run_handler(self, name: str, handler: Callable, message: object, rb: ResponseBuffer):
         """``handler(self, message, rb)``, a refusal answered with its numeric and a crash
