@@ -188,3 +188,26 @@ def test_a_reloading_file_is_current_from_its_first_read(tmp_path):
     assert file.current().called and fake.jobs == 0
     fake.clock.advance(1.0)
     assert not file.current().called and fake.jobs == 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_guest_login_goes_on_when_the_file_cannot_be_read_again(tmp_path):
+    """The re-read a guest login waits for fails (the file became a directory): the
+    failure is the checker's to log, the names in memory stay in use, the login succeeds
+    and an account in memory stays protected."""
+    path = tmp_path / "users"
+    path.write_text("alice:pw1\n")
+    fake = _ClockedReactor()
+    checker = InMemoryFilePasswordDB(FilePasswordDB(str(path)), fake, reload_interval=0)
+    portal = Chat(Config().with_overrides(auth={"checkers": []}), [checker]).portal
+    path.unlink()
+    path.mkdir()
+    fake.clock.advance(1.5)
+    d = portal.login(GuestNick("dave"), object(), IChatUser)
+    assert not d.called  # waits for the re-read in a thread
+    _, user, logout = yield d
+    assert user.nick is None and fake.jobs == 1
+    logout()
+    fake.clock.advance(1.5)
+    with pytest.raises(error.UnauthorizedLogin):
+        yield portal.login(GuestNick("alice"), object(), IChatUser)

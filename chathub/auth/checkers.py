@@ -459,15 +459,21 @@ class CheckerDirectory:
 
     def __init__(self, checkers) -> None:
         self.checkers = list(checkers)
+        self._files: Optional[list] = None
 
     def refresh(self) -> defer.Deferred:
         """Bring the checkers that keep their accounts in a file up to the file as it was at
         most a second ago (``ReloadingFile.current``: re-read in a thread if it changed,
         already fired when they are that recent); a failed re-read is logged by the checker
         and the names in memory stay in use."""
-        files = [c.file for c in file_checkers(self.checkers)]
+        files = self._files
+        if files is None:  # the checkers are fixed once the portal is built
+            files = self._files = [c.file for c in file_checkers(self.checkers)]
         if not files:
             return defer.succeed(None)
+        if len(files) == 1:  # the usual case: fired already, or the read, its failure logged
+            read = files[0].current()
+            return read if read.called else read.addErrback(lambda _: None)
         reads = [f.current() for f in files]
         if all(d.called for d in reads):
             return defer.succeed(None)  # no list, no callbacks: the common case of a guest login

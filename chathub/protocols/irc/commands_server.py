@@ -82,9 +82,9 @@ def welcome_burst(session, rb) -> None:
     server = session.server
     template = cast(SlotTemplate, server.rendering("welcome", lambda: _welcome_template(session)))
     mask = session.user.mask
-    counts = _luser_counts(session)
+    numbers = _luser_numbers(session)
     if rb.label is None:
-        values = {name.encode(): value.encode("utf-8") for name, value in counts.items()}
+        values = dict(zip(_COUNT_KEYS, [b"%d" % n for n in numbers], strict=True))
         values[b"nick"] = session.nick.encode("utf-8")
         values[b"mask"] = mask.encode("utf-8")
         burst = template.fill(values)
@@ -95,7 +95,7 @@ def welcome_burst(session, rb) -> None:
     rb.numeric(N.RPL_WELCOME, _welcome_text(session, mask))
     fixed = cast(NickTemplate, server.rendering("welcome-fixed", lambda: _fixed_welcome(session)))
     rb.add(fixed.for_nick(session.nick))
-    _luser_lines(session, rb, counts)
+    _luser_lines(session, rb, _named(numbers))
     motd(session, None, rb)
     visible_host(session, rb)
 
@@ -148,31 +148,31 @@ def isupport(session, rb) -> None:
 @command("LUSERS")
 def lusers(session, msg, rb) -> None:
     """Counts of users, operators and channels."""
-    _luser_lines(session, rb, _luser_counts(session))
+    _luser_lines(session, rb, _named(_luser_numbers(session)))
 
 
-#: the counts LUSERS shows (``_luser_counts``), by name
+#: the counts LUSERS shows (``_luser_numbers``), by name
 _COUNTS = ("visible", "invisible", "opers", "unknown", "rooms", "local", "local_max", "total", "total_max")
+#: the same names as a ``SlotTemplate``'s keys
+_COUNT_KEYS = tuple(name.encode() for name in _COUNTS)
 
 
-def _luser_counts(session) -> dict[str, str]:
+def _luser_numbers(session) -> tuple[int, ...]:
+    """The counts LUSERS shows, in ``_COUNTS`` order."""
     hub = session.hub
     # in a cluster, the users of every node (a cluster shows itself as one server); the
     # local counts are this node's
     total = hub.global_user_count()
-    local = len(hub.users)
     invisible = hub.users_with_mode("i")
-    return {
-        "visible": str(total - invisible),
-        "invisible": str(invisible),
-        "opers": str(hub.users_with_mode("o")),
-        "unknown": str(len(session.server.unregistered)),
-        "rooms": str(len(hub.rooms)),
-        "local": str(local),
-        "local_max": str(hub.max_users_seen),
-        "total": str(total),
-        "total_max": str(hub.max_global_seen),
-    }
+    local = len(hub.users)
+    return (
+        total - invisible, invisible, hub.users_with_mode("o"), len(session.server.unregistered), len(hub.rooms),
+        local, hub.max_users_seen, total, hub.max_global_seen,
+    )
+
+
+def _named(numbers: tuple[int, ...]) -> dict[str, str]:
+    return dict(zip(_COUNTS, map(str, numbers), strict=True))
 
 
 def _luser_params(c: dict[str, str]) -> list[tuple[str, list[str]]]:
