@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from parser_tests import data
 
-from chathub.protocols.irc.wire import MAX_BODY, MAX_TAGS, LineError, Message, parse, serialise
+from chathub.protocols.irc.wire import MAX_BODY, MAX_TAGS, LineError, Message, parse, parse_general, serialise
 
 
 def _split_cases():
@@ -104,3 +104,29 @@ def test_refused_line_keeps_its_label():
         parse(b"@label=xyz PRIVMSG #qux hi\xaa")
     assert info.value.tags == {"label": "xyz"}
     assert info.value.command == "PRIVMSG"
+
+
+def _outcome(parser, line: bytes):
+    try:
+        m = parser(line)
+    except LineError as e:
+        return ("error", e.reason, e.command, e.tags)
+    return (m.command, m.params, m.source, m.tags)
+
+
+_irc_bytes = st.one_of(
+    st.binary(max_size=600),
+    st.lists(
+        st.sampled_from([b"PING", b"NICK", b"user", b" ", b"  ", b":", b" :", b"@a=b", b"#room", b"x", b"\x00",
+                         b"\r", b"\t", b"\xff", "é".encode(), b"%", b"*", b"0"]),
+        max_size=40,
+    ).map(b"".join),
+)
+
+
+@given(line=_irc_bytes)
+@settings(max_examples=500, deadline=None)
+def test_the_plain_line_path_parses_as_the_general_one(line):
+    """``parse`` takes a line without tags or source apart itself; for any bytes it gives
+    what the general path (irctokens) gives: the same message, or the same error."""
+    assert _outcome(parse, line) == _outcome(parse_general, line)
