@@ -93,8 +93,8 @@ def welcome_burst(session, rb) -> None:
             visible_host(session, rb)
             return
     rb.numeric(N.RPL_WELCOME, _welcome_text(session, mask))
-    fixed = cast(NickTemplate, server.rendering("welcome-fixed", lambda: _fixed_welcome(session)))
-    rb.add(fixed.for_nick(session.nick))
+    for code, params in _fixed_lines(session):  # rare: serialised as they go
+        rb.numeric(code, *params)
     _luser_lines(session, rb, _named(numbers))
     motd(session, None, rb)
     visible_host(session, rb)
@@ -115,12 +115,8 @@ def _welcome_template(session) -> SlotTemplate:
     return SlotTemplate(session.server_name, lines)
 
 
-def _fixed_welcome(session) -> NickTemplate:
-    """002-005: what the server and its config are."""
-    return NickTemplate(session.server_name, _fixed_lines(session))
-
-
 def _fixed_lines(session) -> list[tuple[str, list[str]]]:
+    """002-005 after the nick: what the server and its config are."""
     started = datetime.fromtimestamp(session.hub.started, tz=UTC)
     name = session.server_name
     lines: list[tuple[str, list[str]]] = [
