@@ -550,47 +550,53 @@ class Profiler:
     """
 
     def __init__(self, args: argparse.Namespace, scenario: str, params: dict[str, Any], server_name: str,
-                 pid: int, run: int) -> None:
-        # "chathub" also profiles the first node of a --nodes cluster
+                 pids: list[int], run: int) -> None:
+        # "chathub" also profiles every node of a --nodes cluster, each in its own file
         self.wanted = args.profile in (server_name, "both") or (args.profile == "chathub" and server_name == CLUSTER)
         idle = LOADGEN_SCENARIO.get(scenario, scenario) == "idle"
         self.target = "register" if idle else "measure"
         self.seconds = float(params.get("duration", 10)) if not idle else 10.0
         stem = f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
-        self.path = os.path.join(args.out, stem + ".pyspy.txt")
-        self.summary_path = os.path.join(args.out, stem + ".profile.txt")
-        self.pid = pid
-        self.proc: Optional[subprocess.Popen] = None
+        stems = [stem] if len(pids) == 1 else [f"{stem}-node{i + 1}" for i in range(len(pids))]
+        self.paths = [os.path.join(args.out, s + ".pyspy.txt") for s in stems]
+        self.summary_paths = [os.path.join(args.out, s + ".profile.txt") for s in stems]
+        self.pids = pids
+        self.procs: list[subprocess.Popen] = []
         self.output: Optional[dict] = None
 
     def phase(self, name: str) -> None:
-        if not self.wanted or self.proc is not None or name != self.target:
+        if not self.wanted or self.procs or name != self.target:
             return
         py_spy = shutil.which("py-spy")
         if py_spy is None:
             print("warning: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
             self.wanted = False
             return
-        self.proc = subprocess.Popen(
-            [py_spy, "record", "--pid", str(self.pid), "--duration", str(max(1, int(self.seconds))),
-             "--rate", "250", "--nonblocking", "--format", "raw", "--output", self.path],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        self.procs = [
+            subprocess.Popen(
+                [py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(self.seconds))),
+                 "--rate", "250", "--nonblocking", "--format", "raw", "--output", path],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for pid, path in zip(self.pids, self.paths, strict=True)
+        ]
 
     def finish(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(timeout=self.seconds + 30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if os.path.exists(self.path):
-            summary = summarize_profile(self.path)
-            with open(self.summary_path, "w") as f:
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=self.seconds + 30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        done = [(path, summary) for path, summary in zip(self.paths, self.summary_paths, strict=True)
+                if self.procs and os.path.exists(path)]
+        for path, summary_path in done:
+            summary = summarize_profile(path)
+            with open(summary_path, "w") as f:
                 f.write(summary)
-            self.output = {"stacks": self.path, "summary": self.summary_path}
             print(summary, file=sys.stderr)
+        if done:
+            self.output = {"stacks": [p for p, _ in done], "summary": [s for _, s in done]}
 
 
 def summarize_profile(path: str, top: int = 20) -> str:
@@ -623,7 +629,7 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
         argv = pinned(args.loadgen_cpu, loadgen_argv(scenario, params, server, server_name))
         hard = float(params.get("timeout", args.timeout))
         argv += ["--timeout", str(hard)]
-        profiler = Profiler(args, scenario, params, server_name, server.proc.pid, run)
+        profiler = Profiler(args, scenario, params, server_name, [p.pid for p in server.procs or [server.proc]], run)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=raise_fd_limit)
         stderr_lines: list[str] = []
@@ -634,18 +640,28 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
                 if line.startswith("loadgen: phase "):
                     profiler.phase(line.split()[-1])
 
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
+        stdout_parts: list[str] = []
+
+        def read_stdout() -> None:
+            stdout_parts.append(proc.stdout.read())
+
+        # one reader per pipe: ``communicate`` would read stderr too, and the phase lines
+        # the profiler starts on went to whichever reader came first
+        readers = [threading.Thread(target=read_stderr, daemon=True), threading.Thread(target=read_stdout, daemon=True)]
+        for reader in readers:
+            reader.start()
         try:
-            stdout, _ = proc.communicate(timeout=hard + 30)
+            proc.wait(timeout=hard + 30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             keep = True
             return {"ok": False, "error": "loadgen did not exit", "server_log": server.workdir}
         finally:
-            reader.join(timeout=5)
+            for reader in readers:
+                reader.join(timeout=5)
             profiler.finish()
+        stdout = "".join(stdout_parts)
         try:
             result = json.loads(stdout)
         except json.JSONDecodeError:

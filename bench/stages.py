@@ -27,6 +27,7 @@ STAGES = [
     ("store (append, writer thread, commit)", r"\(chathub/store/|adbapi\.py|twisted/_threads/|threadpool\.py"),
     ("outbox (hub order, release)", r"\(chathub/hub/outbox\.py"),
     ("hub checks + event", r"\(chathub/hub/|\(chathub/events\.py"),
+    ("cluster (relay, Redis, MessagePack)", r"\(chathub/cluster/|txredisapi|msgpack|hiredis"),
     ("parse + dispatch", r"\(chathub/protocols/|irctokens/"),
 ]
 OTHER = "other (reactor loop, timers, logs)"
