@@ -78,7 +78,7 @@ class Source:
 SERVER = Source(nick="", protocol="server")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Event:
     """One thing that happened in the hub."""
 
@@ -90,6 +90,29 @@ class Event:
     text: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)  # client-only tags, relayed as given
     data: Mapping[str, Any] = field(default_factory=dict)  # kind-specific extras
+
+    def __init__(
+        self,
+        id: str,
+        time: float,
+        kind: str,
+        source: Source,
+        target: str = "",
+        text: str = "",
+        tags: Optional[Mapping[str, str]] = None,
+        data: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        # a frozen dataclass's own __init__ sets each field through object.__setattr__
+        # (0.87 us an event; every message makes one, and in a cluster every other node
+        # one more): the slots' own setters do the same in half the time
+        _set_id(self, id)
+        _set_time(self, time)
+        _set_kind(self, kind)
+        _set_source(self, source)
+        _set_target(self, target)
+        _set_text(self, text)
+        _set_tags(self, {} if tags is None else tags)
+        _set_data(self, {} if data is None else data)
 
     @property
     def iso_time(self) -> str:
@@ -131,6 +154,12 @@ class Event:
             tags=dict(d.get("tags") or {}),
             data=dict(d.get("data") or {}),
         )
+
+
+# the slots' setters, which a frozen class's instances are built with (``Event.__init__``)
+_set_id, _set_time, _set_kind, _set_source, _set_target, _set_text, _set_tags, _set_data = (
+    Event.__dict__[name].__set__ for name in ("id", "time", "kind", "source", "target", "text", "tags", "data")
+)
 
 
 def redacted(event: Event, redaction: Event) -> Event:

@@ -124,12 +124,15 @@ class GroupForm:
         TypeError) when it is not one."""
         sources = self._sources
         decoded = []
-        for item in items:
-            (where, eid, t, kind, nick, user, host, account, realname, protocol, session, target, text, tags,
-             data) = item
+        for (where, eid, t, kind, nick, user, host, account, realname, protocol, session, target, text, tags,
+             data) in items:
             if type(tags) is not dict or type(data) is not dict:
                 raise ValueError("not a group item")
-            positions = tuple([(conv, seq) for conv, seq in where])
+            if len(where) == 1:  # a chat message: numbered in its one conversation
+                ((conv, seq),) = where
+                positions: Positions = ((conv, seq),)
+            else:
+                positions = tuple([(conv, seq) for conv, seq in where])
             for conv, seq in positions:
                 if type(conv) is not str or type(seq) is not int:
                     raise ValueError("not a position")

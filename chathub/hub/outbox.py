@@ -108,7 +108,8 @@ class Outbox:
         self._held: dict[str, int] = {}  # conversation -> ``pause`` calls not yet resumed
         self._draining = False  # a drain is under way (deliveries may publish and settle)
         self._again = False
-        self._granted: dict[str, int] = {}  # held conversation -> entries let through (``grant``)
+        #: held conversation -> entries let through (``grant``); only counts above zero
+        self._granted: dict[str, int] = {}
         #: held conversation -> its ready entries taken off the queue, in order: a drain
         #: looks at each entry once, however long a conversation stays held
         self._parked: dict[str, deque[_Entry]] = {}
@@ -218,10 +219,10 @@ class Outbox:
         held = self._held
         granted = self._granted
         parked = self._parked
-        for granted_key in [k for k, n in granted.items() if n and parked.get(k)]:
+        for granted_key in [k for k in granted if parked.get(k)]:
             waiting = parked[granted_key]
             while granted.get(granted_key) and waiting:
-                granted[granted_key] -= 1
+                self._use_grant(granted_key)
                 self._parked_count -= 1
                 self._run(waiting.popleft())
         while queue:
@@ -234,8 +235,8 @@ class Outbox:
                     if self._parked_count:
                         break  # behind a held conversation's entry: it and all after it wait
                 elif key in held:
-                    if granted.get(key) and not parked.get(key):
-                        granted[key] -= 1
+                    if key in granted and not parked.get(key):
+                        self._use_grant(key)
                     else:
                         queue.popleft()
                         parked.setdefault(key, deque()).append(entry)
@@ -243,6 +244,15 @@ class Outbox:
                         continue
             queue.popleft()
             self._run(entry)
+
+    def _use_grant(self, key: str) -> None:
+        # only counts above zero are kept: a release walks the granted conversations, and
+        # a busy node holds and grants rooms by the hundred
+        left = self._granted[key] - 1
+        if left:
+            self._granted[key] = left
+        else:
+            del self._granted[key]
 
     def _run(self, entry: _Entry) -> None:
         try:
