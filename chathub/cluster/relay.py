@@ -302,7 +302,10 @@ class ClusterRelay:
         if state is None or not state.unshown:
             return
         state.unshown -= 1
-        if not state.unshown and not state.releasing:
+        if not state.unshown and not state.releasing and (
+            state.ahead or state.own_ahead or state.holding or state.timer is not None
+            or state.fetched_to > state.delivered
+        ):  # else nothing waits for it (a node's own message in a quiet room: most of them)
             self._release(conv, state)
 
     @property
@@ -327,7 +330,7 @@ class ClusterRelay:
             # it. Clocks of other machines may differ a little, which the floor (gap_wait)
             # and the ceiling (MAX_WAIT) of ``wait`` absorb; an age far past the ceiling is
             # a clock gone wrong (or a replay), not lag
-            age = self.clock.seconds() - max(event.time for _, event in items)
+            age = self.clock.seconds() - max([event.time for _, event in items])
             self.lag.observe(max(0.0, age))
             if 0.0 <= age <= LAG_PLAUSIBLE:
                 self.recent_lag += (age - self.recent_lag) * 0.1

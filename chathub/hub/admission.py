@@ -90,12 +90,14 @@ class Admission:
     """Per room, the facts of its numbered order that decide whether an event stands."""
 
     def __init__(self) -> None:
-        self._rooms: dict[str, _RoomOrder] = {}
+        #: the rooms whose order holds something a later event is checked against (most
+        #: hold nothing, and have no entry): a chat message of any other room stands
+        self.rooms: dict[str, _RoomOrder] = {}
 
     def check(self, conv: str, seq: int, event: Event) -> Optional[errors.HubError]:
         """Check ``event``, numbered ``seq`` in room conversation ``conv``, and take in what
         it changes; the error to tell its sender when it is void, else None."""
-        order = self._rooms.get(conv)
+        order = self.rooms.get(conv)
         kind = event.kind
         data = event.data
         if kind in Kind.TEXT_KINDS:
@@ -107,7 +109,7 @@ class Admission:
                 return _silenced(order, seq, event)
             return None
         if order is None:
-            order = self._rooms[conv] = _RoomOrder()
+            order = self.rooms[conv] = _RoomOrder()
         if kind == Kind.JOIN:
             nick = fold(event.source.nick)
             seen = data.get(JOIN_SEEN)
@@ -145,7 +147,7 @@ class Admission:
                 elif len(change[0]) == 2 and change[0][1] in _SPEAKING_MODES:
                     order.changes.append((seq, change[0], change[1] if len(change) > 1 else None))
         if not order.gone and not order.invite_only_since and not order.changes and order.key is None:
-            del self._rooms[conv]  # nothing to remember: most rooms keep no entry
+            del self.rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 
     @staticmethod

@@ -219,7 +219,7 @@ class Outbox:
         held = self._held
         granted = self._granted
         parked = self._parked
-        for granted_key in [k for k in granted if parked.get(k)]:
+        for granted_key in [k for k in granted if parked.get(k)] if granted and parked else ():
             waiting = parked[granted_key]
             while granted.get(granted_key) and waiting:
                 self._use_grant(granted_key)

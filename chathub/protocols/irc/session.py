@@ -232,10 +232,11 @@ class IrcSession:
         return self.host
 
     def encode(self, event: Event) -> Optional[bytes]:
-        wire = one_text_line(event, self._render_caps, self.server_name)
+        server_name = self.server.server_name  # once per message and format: not through the property
+        wire = one_text_line(event, self._render_caps, server_name)
         if wire is not None:
             return wire
-        messages = render_lines(event, self._render_caps, self.server_name)
+        messages = render_lines(event, self._render_caps, server_name)
         if not messages:
             return None
         return messages[0].to_bytes() if len(messages) == 1 else b"".join([m.to_bytes() for m in messages])
