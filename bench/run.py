@@ -391,9 +391,16 @@ def node_cpu(args: argparse.Namespace, i: int) -> Optional[int]:
     return args.node_cpus[i % len(args.node_cpus)]
 
 
-def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
+def cprofile_argv(stats: Optional[str]) -> list[str]:
+    """twistd's options that run the server under cProfile and save its statistics to
+    ``stats`` when it stops (--cprofile); none without a path."""
+    return [] if stats is None else ["--profile", stats, "--profiler", "cprofile", "--savestats"]
+
+
+def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None) -> RunningServer:
     """--nodes N chathub processes sharing one port per protocol (``reuseport:``), one
-    PostgreSQL schema and one Redis, all pinned to the server's CPU."""
+    PostgreSQL schema and one Redis, all pinned to the server's CPU; with ``stats``, each
+    node under cProfile (``<stats>-nodeK.cprofile``)."""
     workdir = tempfile.mkdtemp(prefix="bench-cluster-")
     ports = {kind: free_port() for kind in sorted(kinds)}
     dsn, drop = postgres_schema(args, "cluster")
@@ -415,7 +422,9 @@ def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
         }
         with open(config, "w") as f:
             f.write(chathub_config(ports, os.path.join(node_dir, "data"), args.chathub_extra, "reuseport", settings))
-        argv = twistd_command() + ["-n", "--pidfile=", "-l", log, "chathub", "--config", config]
+        node_stats = None if stats is None else f"{stats}-node{i + 1}.cprofile"
+        argv = twistd_command() + ["-n", "--pidfile=", "-l", log, *cprofile_argv(node_stats)]
+        argv += ["chathub", "--config", config]
         procs.append(subprocess.Popen(
             pinned(node_cpu(args, i), argv), cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
             stdout=open(os.path.join(node_dir, "stdout.log"), "w"), stderr=subprocess.STDOUT,
@@ -433,15 +442,18 @@ def start_cluster(kinds: set[str], args: argparse.Namespace) -> RunningServer:
     return server
 
 
-def start_server(name: str, kinds: set[str], args: argparse.Namespace) -> RunningServer:
+def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None) -> RunningServer:
+    """``name`` started on free ports for ``kinds`` of listener; with ``stats`` (--cprofile),
+    under cProfile, its statistics saved to ``<stats>.cprofile`` when it stops."""
     if name == CLUSTER:
-        return start_cluster(kinds, args)
+        return start_cluster(kinds, args, stats)
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     log = os.path.join(workdir, "server.log")
     ports = {kind: free_port() for kind in sorted(kinds)}
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     base = twistd_command() + ["-n", "--pidfile=", "-l", log]
+    base += cprofile_argv(None if stats is None else stats + ".cprofile")
     cleanup = []
     if name == "twisted-words":
         env["BENCH_TW_PORT"] = str(ports["irc"])
@@ -623,7 +635,10 @@ def summarize_profile(path: str, top: int = 20) -> str:
 def measure(scenario: str, params: dict[str, Any], server_name: str, args: argparse.Namespace, run: int = 0) -> dict:
     """Starts the server, runs the generator once, stops the server; returns loadgen's JSON."""
     started = time.monotonic()
-    server = start_server(server_name, listener_kinds(scenario, params), args)
+    stats = None
+    if args.cprofile:
+        stats = os.path.join(args.out, f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}")
+    server = start_server(server_name, listener_kinds(scenario, params), args, stats)
     keep = False
     try:
         argv = pinned(args.loadgen_cpu, loadgen_argv(scenario, params, server, server_name))
@@ -817,6 +832,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="chathub with [metrics] on (the default, as shipped) or off; compare: chathub twice, "
                         "on and off, side by side (the issue's 'under 3%% of fanout and rooms throughput')")
     p.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for results")
+    p.add_argument("--cprofile", action="store_true",
+                   help="run every server under cProfile (twistd --profiler cprofile; several times slower) "
+                        "and save its statistics beside the results: compare two with bench/calls.py")
     p.add_argument("--profile", nargs="?", const="chathub", choices=("chathub", "twisted-words", "both"),
                    help="sample the server with py-spy while measuring (idle: while registering); "
                         "writes collapsed stacks and a summary of the hottest functions to --out")
