@@ -68,11 +68,12 @@ class Source:
     #: a guest's connection id ("" for account holders): scopes a guest's private history
     #: to that connection, so whoever takes the nick later cannot read it
     session: str = ""
+    #: ``nick!user@host`` as IRC shows it: made once with the snapshot (a user's is kept, and
+    #: every message's lines and checks read it), not on each reading
+    mask: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def mask(self) -> str:
-        """``nick!user@host`` as IRC shows it."""
-        return f"{self.nick}!{self.user or self.nick}@{self.host or 'localhost'}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mask", f"{self.nick}!{self.user or self.nick}@{self.host or 'localhost'}")
 
 
 SERVER = Source(nick="", protocol="server")

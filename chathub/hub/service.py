@@ -1317,6 +1317,8 @@ class ChatHub(service.Service):
             return
         if "m" in room.modes:
             raise errors.CannotSend(room.name, "Cannot send to room (moderated, +v needed)")
+        if not room.bans:
+            return  # most rooms: no ban list to match on every message
         if room.is_banned(user):
             raise errors.CannotSend(room.name, "Cannot send to room (you are banned)")
         if room.is_muted(user):

@@ -15,7 +15,7 @@ from chathub.protocols.irc.commands_server import BOT_MODE
 from chathub.protocols.irc.multiline import ACTION_WRAP, BATCH_TYPE, SOFT_BREAKS, ClientBatch, line_room
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
 from chathub.protocols.irc.table import COMMANDS, command, fast_path
-from chathub.protocols.irc.wire import MAX_CLIENT_TAGS, Message, format_tags, plain_privmsg
+from chathub.protocols.irc.wire import MAX_BODY, MAX_CLIENT_TAGS, Message, format_tags, plain_privmsg
 
 _ACTION_START = "\x01ACTION "
 
@@ -108,7 +108,11 @@ def _too_long_for_one_line(rb, command: str, user, target: str, kind: str, body:
     """Refuse (417, True) a PRIVMSG that fits the sender's line but not the recipients'
     (their lines carry the sender's prefix) rather than split it: what arrived as one line
     leaves as one line (a NOTICE, never answered, is split)."""
-    room_left = line_room(command, user.mask, target, ACTION_WRAP if kind == Kind.ACTION else 0)
+    mask = user.source.mask
+    wrap = ACTION_WRAP if kind == Kind.ACTION else 0
+    if 4 * (len(body) + len(mask) + len(target)) + len(command) + 7 + wrap <= MAX_BODY:
+        return False  # fits whatever the characters (at most 4 bytes each): most messages
+    room_left = line_room(command, mask, target, wrap)
     if len(body.encode("utf-8")) <= room_left:
         return False
     rb.numeric(N.ERR_INPUTTOOLONG, f"Message too long for one line to {target}: at most {room_left} "
@@ -163,7 +167,7 @@ def _send_plain(session, found: tuple[str, str], rb) -> None:
         kind = Kind.ACTION
         text = text[len(_ACTION_START) :].rstrip("\x01")
     if not _too_long_for_one_line(rb, "PRIVMSG", session.user, target, kind, text):
-        session.hub.send(session.user, target, text, kind, {})
+        session.server.hub.send(session.user, target, text, kind, {})
 
 
 @command("NOTICE", min_params=0)

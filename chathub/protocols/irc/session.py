@@ -333,7 +333,7 @@ class IrcSession:
         """Take one line (without its line ending) from the transport."""
         if self.closed:
             return
-        self.last_activity = self.reactor.seconds()
+        self.last_activity = self.server.clock.seconds()  # once a line: not through the property
         self._awaiting_pong = None
         self.gate.submit(line, 0)
 
