@@ -1138,7 +1138,8 @@ class ChatHub(service.Service):
         if kind != Kind.TAGMSG:
             if not text:
                 raise errors.NoText(target)
-            self._check_message_size(target, text)
+            if len(text) * 4 > self.config.limits.message_bytes or "\n" in text:
+                self._check_message_size(target, text)  # else within both limits, whatever its characters
         user.last_active = time.time()
         if kind != Kind.TAGMSG:
             self.counts.protocols[user.participant.protocol].received += 1  # made on first use
@@ -1156,7 +1157,7 @@ class ChatHub(service.Service):
                 # what let it speak, and where this node stood, for the check at its number
                 data = self._spoke(member, room, data)
             if not prefix:
-                event = self._event(kind, user, room.name, text, tags, data)
+                event = self.ids.make(kind, user.source, room.name, text, tags, data)  # ``_event``, inline
                 self._publish(event, room.recipients(), user, receipt=receipt)
                 return event
             # STATUSMSG: the room's operators (and voiced members) only, and the sender; kept
@@ -1577,7 +1578,7 @@ class ChatHub(service.Service):
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt)):
             return  # before the closures below, which a cluster node's room message never needs
-        acting = self._acting(skip)
+        acting = self._acting(skip) if skip is not None and skip.others else None  # None, mostly
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         show: Callable[[], None]
