@@ -1,6 +1,7 @@
 """Events are plain data with server-assigned, unique, time-ordered ids."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from chathub.events import SERVER, Event, EventIds, Kind, Source, iso_time, parse_iso_time
@@ -144,3 +145,14 @@ def test_stored_form_is_the_json_of_to_dict():
         assert decode_event(body) == Event.from_dict(json.loads(body))
 
     check()
+
+
+def test_a_source_makes_its_mask_once_and_it_follows_a_replace_but_not_equality():
+    source = Source("ann", "~a", "host.example")
+    assert source.mask == "ann!~a@host.example"
+    assert Source("bob").mask == "bob!bob@localhost"  # no user or host: IRC's stand-ins
+    moved = dataclasses.replace(source, nick="anna", host="other.example")
+    assert moved.mask == "anna!~a@other.example"
+    # a field made from the others: never compared, hashed or shown on its own
+    assert source == Source("ann", "~a", "host.example") and hash(source) == hash(Source("ann", "~a", "host.example"))
+    assert "mask" not in repr(source)

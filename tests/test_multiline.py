@@ -9,6 +9,8 @@ in each protocol's terms, and CHATHISTORY replay of a long message.
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import irctokens
 import pytest_twisted
 from hypothesis import given, settings
@@ -16,7 +18,16 @@ from hypothesis import strategies as st
 
 from chathub.events import Event, Kind, Source
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.multiline import CONCAT, MIN_WIDTH, SOFT_BREAKS, split_utf8, text_messages
+from chathub.protocols.irc.commands_messages import _too_long_for_one_line
+from chathub.protocols.irc.multiline import (
+    ACTION_WRAP,
+    CONCAT,
+    MIN_WIDTH,
+    SOFT_BREAKS,
+    line_room,
+    split_utf8,
+    text_messages,
+)
 from chathub.protocols.irc.render import event_tags, one_text_line, render_lines, source_of
 from chathub.protocols.irc.wire import parse
 from tests.support import HubServer, IrcClient, history, history_server, irc_user, offered_caps
@@ -446,3 +457,31 @@ def test_a_message_on_one_line_is_the_bytes_the_general_path_writes(text, kind, 
     elif kind == Kind.MESSAGE and text.isascii() and text.strip() and "\n" not in text and "\r" not in text \
             and len(text) < 300 and SOFT_BREAKS not in data:
         raise AssertionError("a plain one-line message did not take the short cut")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.one_of(  # one character repeated reaches every width in bytes; mixed text too
+        st.builds(lambda c, n: c * n, st.sampled_from(["a", "é", "中", "😀"]), st.integers(1, 520)),
+        st.text(st.sampled_from(["a", " ", "é", "中", "😀"]), min_size=1, max_size=520),
+    ),
+    nick=st.text(st.sampled_from("abcxyz_"), min_size=1, max_size=30),
+    host=st.text(st.sampled_from(["h", ".", "é", "中"]), min_size=1, max_size=60),
+    target=st.text(st.sampled_from(["r", "é", "中"]), min_size=1, max_size=40).map(lambda t: "#" + t),
+    action=st.booleans(),
+)
+def test_the_quick_fit_of_a_relayed_line_agrees_with_the_exact_count(body, nick, host, target, action):
+    # a message short enough to fit whatever its characters skips the byte count: it must
+    # refuse exactly what the count refuses (417), no more and no fewer
+    refused = []
+
+    class Replies:
+        def numeric(self, *params):
+            refused.append(params)
+
+    source = Source(nick, "~u", host)
+    sender = SimpleNamespace(source=source)
+    kind = Kind.ACTION if action else Kind.MESSAGE
+    too_long = _too_long_for_one_line(Replies(), "PRIVMSG", sender, target, kind, body)
+    exact = len(body.encode("utf-8")) > line_room("PRIVMSG", source.mask, target, ACTION_WRAP if action else 0)
+    assert too_long == exact and bool(refused) == exact
