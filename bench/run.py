@@ -553,6 +553,11 @@ def listener_kinds(scenario: str, params: dict[str, Any]) -> set[str]:
     return {{"irc": "irc", "line": "line", "ws-json": "http", "ws-irc": "http"}[p] for p in protocols}
 
 
+def run_stem(args: argparse.Namespace, scenario: str, server_name: str, run: int) -> str:
+    """The name the files of one server's run start with (profiles, statistics)."""
+    return f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
+
+
 class Profiler:
     """Samples the server with py-spy during the phase that matters (--profile).
 
@@ -568,7 +573,7 @@ class Profiler:
         idle = LOADGEN_SCENARIO.get(scenario, scenario) == "idle"
         self.target = "register" if idle else "measure"
         self.seconds = float(params.get("duration", 10)) if not idle else 10.0
-        stem = f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
+        stem = run_stem(args, scenario, server_name, run)
         stems = [stem] if len(pids) == 1 else [f"{stem}-node{i + 1}" for i in range(len(pids))]
         self.paths = [os.path.join(args.out, s + ".pyspy.txt") for s in stems]
         self.summary_paths = [os.path.join(args.out, s + ".profile.txt") for s in stems]
@@ -637,7 +642,7 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
     started = time.monotonic()
     stats = None
     if args.cprofile:
-        stats = os.path.join(args.out, f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}")
+        stats = os.path.join(args.out, run_stem(args, scenario, server_name, run))
     server = start_server(server_name, listener_kinds(scenario, params), args, stats)
     keep = False
     try:

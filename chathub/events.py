@@ -261,4 +261,4 @@ class EventIds:
     ) -> Event:
         """Build an event stamped with a new id and the current time."""
         eid, now = self.next()
-        return Event(eid, now, kind, source, target, text, tags or {}, data or {})
+        return Event(eid, now, kind, source, target, text, tags, data)

@@ -111,9 +111,8 @@ class _HeldEvent:
         """Its number is reached: show it, unless it was found void there."""
         hub, event = self.hub, self.event
         refusal = hub._voided.pop(event.id, None) if hub._voided else None
-        if refusal is None:  # ``_show``, inline: once per room message of a cluster node
-            skip = self.skip
-            hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, hub._acting(skip))
+        if refusal is None:
+            self._show()
         else:
             hub._void_own(self.actor, event, refusal, self.receipt)
 
@@ -1138,8 +1137,7 @@ class ChatHub(service.Service):
         if kind != Kind.TAGMSG:
             if not text:
                 raise errors.NoText(target)
-            if len(text) * 4 > self.config.limits.message_bytes or "\n" in text:
-                self._check_message_size(target, text)  # else within both limits, whatever its characters
+            self._check_message_size(target, text)
         user.last_active = time.time()
         if kind != Kind.TAGMSG:
             self.counts.protocols[user.participant.protocol].received += 1  # made on first use
@@ -1157,7 +1155,7 @@ class ChatHub(service.Service):
                 # what let it speak, and where this node stood, for the check at its number
                 data = self._spoke(member, room, data)
             if not prefix:
-                event = self.ids.make(kind, user.source, room.name, text, tags, data)  # ``_event``, inline
+                event = self._event(kind, user, room.name, text, tags, data)
                 self._publish(event, room.recipients(), user, receipt=receipt)
                 return event
             # STATUSMSG: the room's operators (and voiced members) only, and the sender; kept
@@ -1291,8 +1289,7 @@ class ChatHub(service.Service):
             if user is None or (session is not None and session != user.session):
                 return
             recipients = (user,)
-        # as ``_deliver_now`` does (a chat event: batchable), one call less per message
-        self.fanout.publish(event, recipients, None, True)
+        self._deliver_now(event, recipients)
 
     def _spoke(self, member: Member, room: Room, data: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         """``data`` with what the check of a member's room message at its number needs
@@ -1578,7 +1575,7 @@ class ChatHub(service.Service):
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt)):
             return  # before the closures below, which a cluster node's room message never needs
-        acting = self._acting(skip) if skip is not None and skip.others else None  # None, mostly
+        acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
         show: Callable[[], None]
@@ -1665,7 +1662,8 @@ class ChatHub(service.Service):
         else:
             return False
         held = _HeldEvent(self, event, recipients, skip, actor, receipt)
-        store: IStore = self.store  # type: ignore[assignment]  # a cluster node has one (no cast: a call per message)
+        store = self.store
+        assert store is not None  # a cluster node stores (not ``cast``: a call per message)
         store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key))
         return True
 
