@@ -226,3 +226,20 @@ async def test_a_join_checked_before_a_key_arrived_is_void_unless_it_gave_the_ke
     assert a.hub.join(hank, "#x", key="open") is a.hub.rooms["#x"]
     await until(lambda: a.hub.outbox.pending == 0 and "hank" in b.hub.rooms["#x"].members)
     assert hank.rooms and "hank" in a.hub.rooms["#x"].members
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_check_at_its_number_that_fails_admits_the_event_and_says_so(nodes, captured, monkeypatch):
+    """The relay calls ``admit`` for every event with nothing around it: a check that
+    raises admits (every node shows the event) and logs the fault, never a lost event."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+
+    def broken(conv, seq, event):
+        raise RuntimeError("the admission check broke")
+
+    monkeypatch.setattr(b.hub.admission, "check", broken)
+    a.hub.change_room_modes(alice, "#x", [("+m", None)])
+    await until(lambda: "m" in b.hub.rooms["#x"].modes)
+    assert captured.matching("at its number failed")
+    assert relays[1].position("#x") == relays[0].position("#x")

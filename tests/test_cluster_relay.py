@@ -62,6 +62,7 @@ class Node:
     def __init__(self, store, bus: list, node_id: str) -> None:
         self.store = store
         self.got: list = []  # other nodes' events the relay handed over
+        self.convs: list[str] = []  # the conversation each was handed over in
         self.shown: list = []  # everything this node's users saw, its own events included
         self.mine: set[str] = set()  # ids of the events this node made
         #: (number, text, own) of each event the relay checked, and the texts it finds void
@@ -81,8 +82,9 @@ class Node:
         self.checked.append((seq, event.text, own))
         return event.text not in self.void
 
-    def handed_over(self, event) -> None:
+    def handed_over(self, event, conv: str) -> None:
         self.got.append(event)
+        self.convs.append(conv)
         self.shown.append(event)
 
     def append(self, event) -> defer.Deferred:
@@ -218,6 +220,8 @@ async def test_an_event_of_several_conversations_is_delivered_once(nodes):
     await say(a, make, ["after"], room="#y")
     await until(lambda: len(b.got) == 4)
     assert b.texts() == ["x", "y", "bye", "after"]
+    # each with the conversation whose order reached it: the hub finds a room by that key
+    assert b.convs == ["#x", "#y", "#x", "#y"]
 
 
 @on_postgres

@@ -152,6 +152,8 @@ class RedisBackplane:
         self.max_pending = max_pending
         self._prefix = key_prefix + ":"
         self.channel = f"{key_prefix}:bus"
+        #: PUBLISH's words as bytes: txredisapi encodes a str argument on every command
+        self._publish_words = (b"PUBLISH", self.channel.encode())
         self._own = node_id.encode() + b"\n"
         self._token = uuid.uuid4().hex  # tells this process's lease from a previous one's
         # a reply slower than this means Redis is stuck: drop the connection and reconnect
@@ -465,7 +467,11 @@ class RedisBackplane:
             self.dropped += 1
             return
         try:
-            d = conn.publish(self.channel, payload)
+            # no reply timer of its own (a delayed call made and cancelled per group): a
+            # Redis that stops answering is found by the lease's timed commands on this
+            # connection, whose timeout, or the connection's loss, fails every reply
+            # awaited, these too; meanwhile ``max_pending`` bounds them
+            d = conn.execute_command(*self._publish_words, payload, apply_timeout=False)
         except txredisapi.RedisError:
             self.dropped += 1
             return

@@ -155,7 +155,7 @@ class ClusterRelay:
         self,
         store: IStore,
         backplane: IBackplane,
-        deliver: Callable[[Event], object],
+        deliver: Callable[[Event, str], object],
         clock: IReactorTime,
         gap_wait: float = 0.05,
         outbox: Optional[Outbox] = None,
@@ -166,7 +166,9 @@ class ClusterRelay:
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
-        """``deliver(event)`` hands another node's event to the local hub, once, in order.
+        """``deliver(event, conv)`` hands another node's event to the local hub, once, in
+        order, with the conversation whose order reached it (of an event numbered in several
+        rooms, the first).
 
         ``outbox`` is the local hub's: this node's own event waits there while another
         node's smaller number of its conversation is on its way, and another node's event
@@ -180,7 +182,8 @@ class ClusterRelay:
         ``admit(conv, seq, event, own)`` is called for every event of each conversation, this
         node's (``own``) and the others', at its place in the number order, before the
         event is shown: False voids it (docs/cluster.md, "Checked at its number"); another
-        node's voided event is not delivered, and the hub voids its own itself."""
+        node's voided event is not delivered, and the hub voids its own itself. It does not
+        raise (a check that fails admits: ``ChatHub.admit``)."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -270,11 +273,11 @@ class ClusterRelay:
         state = self.conversations.get(conv)
         if state is None:
             self.conversations[conv] = state = _Conversation(seq, seq)
-            self._check(conv, seq, event, True)
+            self._admit(conv, seq, event, True)
             state.unshown += held
         elif seq == state.delivered + 1:
             state.delivered = seq
-            self._check(conv, seq, event, True)
+            self._admit(conv, seq, event, True)
             if held:
                 state.unshown += 1  # other nodes' next numbers wait until it is shown
                 if state.holding and self._outbox is not None:
@@ -348,7 +351,7 @@ class ClusterRelay:
             # node's join racing this node's first event in the room): late, but not lost
             if seq not in state.below and len(state.below) < self.max_ahead:
                 state.below.add(seq)
-                self._hand_over(event)
+                self._hand_over(event, conv)
             else:
                 self.duplicates += 1
             return
@@ -357,8 +360,8 @@ class ClusterRelay:
             return
         if seq == state.delivered + 1 and not state.unshown:
             state.delivered = seq
-            if self._check(conv, seq, event, False):
-                self._hand_over(event)
+            if self._admit(conv, seq, event, False):
+                self._hand_over(event, conv)
             self._release(conv, state)
             return
         state.ahead[seq] = event
@@ -380,7 +383,7 @@ class ClusterRelay:
                 if following in state.own_ahead:
                     held, own = state.own_ahead.pop(following)
                     state.delivered = following
-                    self._check(conv, following, own, True)
+                    self._admit(conv, following, own, True)
                     if held and self._outbox is not None:
                         state.unshown += 1
                         self._outbox.grant(conv)  # shows it now, or once its commit is done
@@ -389,8 +392,8 @@ class ClusterRelay:
                         break  # after this node's own events before it are shown
                     event = state.ahead.pop(following)
                     state.delivered = following
-                    if self._check(conv, following, event, False):
-                        self._hand_over(event)
+                    if self._admit(conv, following, event, False):
+                        self._hand_over(event, conv)
                 elif following <= state.fetched_to:  # pruned
                     state.delivered = following
                 else:
@@ -406,15 +409,7 @@ class ClusterRelay:
             if self._outbox is not None:
                 self._outbox.resume(conv)
 
-    def _check(self, conv: str, seq: int, event: Event, own: bool) -> bool:
-        """``admit``, at ``event``'s place in ``conv``'s order; a check that fails admits."""
-        try:
-            return self._admit(conv, seq, event, own)
-        except Exception:
-            self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
-            return True
-
-    def _hand_over(self, event: Event) -> None:
+    def _hand_over(self, event: Event, conv: str) -> None:
         """Deliver ``event`` to the hub once, even when it sits in several conversations."""
         if event.kind not in Kind.REDACTABLE_KINDS:
             # a chat message is numbered in its one conversation only (a room, a private
@@ -426,7 +421,7 @@ class ClusterRelay:
             if len(self._seen) > SEEN_EVENTS:
                 self._seen.popitem(last=False)
         try:
-            self.deliver(event)
+            self.deliver(event, conv)
         except Exception:
             self.log.failure("delivering another node's event failed")
 

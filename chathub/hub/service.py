@@ -1156,7 +1156,7 @@ class ChatHub(service.Service):
                 data = self._spoke(member, room, data)
             if not prefix:
                 event = self._event(kind, user, room.name, text, tags, data)
-                self._publish(event, room.recipients(), user, receipt=receipt)
+                self._publish(event, room.recipients(), user, receipt=receipt, room=room)
                 return event
             # STATUSMSG: the room's operators (and voiced members) only, and the sender; kept
             # in a conversation of its own (``@#room``), never in the room's history
@@ -1264,14 +1264,21 @@ class ChatHub(service.Service):
         if "\n" in text and text.count("\n") >= limits.message_lines:
             raise errors.MessageTooLong(target, f"Message has too many lines (at most {limits.message_lines})")
 
-    def deliver_remote(self, event: Event) -> None:
-        """Deliver another node's committed chat event (``ClusterRelay``, in its
-        conversation's order) to this node's users it is for: the members here of its room,
-        or the user here its private message is addressed to (a STATUSMSG: the members here
-        it is for; a REDACT: like the message it takes back). The sending node checked it; it
-        is in the store already. Other kinds are room events (``RemoteRooms``)."""
+    def deliver_remote(self, event: Event, conv: Optional[str] = None) -> None:
+        """Deliver another node's committed chat event (``ClusterRelay``, in the order of
+        its conversation ``conv``) to this node's users it is for: the members here of its
+        room, or the user here its private message is addressed to (a STATUSMSG: the members
+        here it is for; a REDACT: like the message it takes back). The sending node checked
+        it; it is in the store already. Other kinds are room events (``RemoteRooms``)."""
         if event.kind not in BATCHABLE_KINDS:  # chat and its redaction go to a conversation
             self.replica.apply(event)
+            return
+        # a room's conversation is its folded name, the key of ``rooms`` (a STATUSMSG's,
+        # ``@#room``, and a private pair's, ``a b``, are no room's): the room of nearly every
+        # message without a fold of its name (each node reads every other node's messages)
+        room = self.rooms.get(conv) if conv else None
+        if room is not None:
+            self._deliver_now(event, room.recipients())
             return
         target = event.target
         if is_room_name(target):
@@ -1555,6 +1562,7 @@ class ChatHub(service.Service):
         rooms: Sequence[str] = (),
         receipt: Optional[Receipt] = None,
         each: bool = False,
+        room: Optional[Room] = None,
     ) -> None:
         """Store (if history keeps it) and deliver, in hub order.
 
@@ -1565,7 +1573,8 @@ class ChatHub(service.Service):
         ``recipients`` is a snapshot that is not changed afterwards (a room's
         ``recipients()`` tuple or a fresh list); the actor is skipped unless its
         participant wants its own events. A durable event the store refuses is delivered
-        to nobody; ``receipt`` (or else a notice to the actor) records that.
+        to nobody; ``receipt`` (or else a notice to the actor) records that. ``room``: the
+        room a chat message went to, when the caller has it (not to a STATUSMSG audience).
         """
         # an actor with several sessions is skipped as a user, and its sessions but the
         # acting one get the event (``_acting``)
@@ -1573,7 +1582,7 @@ class ChatHub(service.Service):
         store = self.store
         stored = store is not None and self.history_enabled and event.kind in HISTORY_KINDS
         if (stored and self.cluster is not None
-                and self._publish_numbered(event, recipients, skip, actor, rooms, receipt)):
+                and self._publish_numbered(event, recipients, skip, actor, rooms, receipt, room)):
             return  # before the closures below, which a cluster node's room message never needs
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
@@ -1647,6 +1656,7 @@ class ChatHub(service.Service):
         actor: Optional[User],
         rooms: Sequence[str],
         receipt: Optional[Receipt],
+        room: Optional[Room] = None,
     ) -> bool:
         """In a cluster, store a room's message or change and show it here in the room's
         numbered order, as every other node does: held in the outbox under the room's key
@@ -1654,9 +1664,12 @@ class ChatHub(service.Service):
         the other events (a private message, a quit in several rooms: ``_publish``)."""
         kind = event.kind
         if kind in DURABLE_KINDS:
-            if rooms or not is_room_name(event.target) or STATUSMSG in event.data:
+            if room is not None:  # a message to it, from ``send``: the commonest, its key at hand
+                key = room.folded
+            elif rooms or not is_room_name(event.target) or STATUSMSG in event.data:
                 return False  # a STATUSMSG is numbered in its own conversation (``@#room``)
-            key = fold(event.target)
+            else:
+                key = fold(event.target)
         elif kind in ROOM_STATE_KINDS and len(rooms) == 1:
             key = rooms[0]
         else:
@@ -1672,12 +1685,17 @@ class ChatHub(service.Service):
         (``chathub.hub.admission``), the same on every node: False when it is void there.
         A void event is deleted from history (by every node: whichever reads history next
         waits for it); this node's own is not shown and its sender is told, when the
-        outbox reaches it (``_void_own``)."""
+        outbox reaches it (``_void_own``). Never raises: a check that fails admits (the
+        relay calls this for every event, with nothing around it)."""
         if event.kind in Kind.TEXT_KINDS and conv not in self.admission.rooms:
             return True  # every node checks every chat message: nothing of its room's order can void it
         if not is_room_name(conv):
             return True
-        refusal = self.admission.check(conv, seq, event)
+        try:
+            refusal = self.admission.check(conv, seq, event)
+        except Exception:  # a check that fails admits: every node shows it
+            self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
+            return True
         if refusal is None:
             return True
         if own:

@@ -25,8 +25,8 @@ def source_of(event: Event, server_name: str) -> str:
 def wire_target(event: Event) -> str:
     """The target a message shows: its room, with the STATUSMSG prefix it was sent to
     (``@#room``) for one that reached only the room's operators (or voiced members)."""
-    prefix = event.data.get(STATUSMSG) if event.data else None
-    return f"{prefix}{event.target}" if prefix else event.target
+    data = event.data  # in a cluster a room message's data is never empty (``ChatHub._spoke``)
+    return f"{data[STATUSMSG]}{event.target}" if data and STATUSMSG in data else event.target
 
 
 def event_tags(event: Event, caps: frozenset) -> dict[str, str]:
