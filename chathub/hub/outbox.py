@@ -219,9 +219,11 @@ class Outbox:
         held = self._held
         granted = self._granted
         parked = self._parked
-        for granted_key in [k for k in granted if parked.get(k)] if granted and parked else ():
-            waiting = parked[granted_key]
-            while granted.get(granted_key) and waiting:
+        # (a copy of the keys, not a comprehension: that is one call more per drain, and
+        # the granted count may drop to nothing, and out of ``granted``, meanwhile)
+        for granted_key in list(granted) if granted and parked else ():
+            waiting = parked.get(granted_key)
+            while waiting and granted.get(granted_key):
                 self._use_grant(granted_key)
                 self._parked_count -= 1
                 self._run(waiting.popleft())
