@@ -93,3 +93,16 @@ async def test_replay_off_by_setting(tmp_path):
         assert len(replayed) == 1 and replayed[0].params[-1] == "m0"  # the one asked for only
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_without_history_replays_no_empty_batch(server):
+    """Nothing to replay, nothing sent: an empty chathistory batch, answered after the
+    store's read, could reach the client after the room's first live lines."""
+    client = await server.irc("gil", "batch", "server-time")
+    client.send("JOIN #quiet")
+    await client.expect("366")
+    await client.roundtrip("CHATHISTORY LATEST #quiet * 10")  # answered after any replay
+    start = client.lines.index(next(l for l in client.lines if l.command == "366"))
+    replayed = [l for l in client.lines[start:] if l.command == "BATCH" and l.params[1:2] == ["chathistory"]]
+    assert len(replayed) == 1  # the CHATHISTORY reply's own (empty) batch, no replay before it

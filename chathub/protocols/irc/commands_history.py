@@ -216,10 +216,13 @@ def replay_on_join(session, name: str, joined_id: str, rb) -> None:
 
 
 def _replay_lines(session, name: str, events) -> list[Message]:
+    """The lines replaying ``events``: none at all when nothing shows (no empty batch,
+    which could only reach the client after the room's first live lines)."""
     caps = C.rendering(session.caps)
     server = session.server_name
     if C.BATCH in session.caps and C.SERVER_TIME in session.caps:
-        return _batch(session, ["chathistory", name], _rendered(events, caps, server))
+        lines = _rendered(events, caps, server)
+        return _batch(session, ["chathistory", name], lines) if lines else []
     stamped = [
         dataclasses.replace(event, text=f"[{time.strftime('%Y-%m-%d %H:%M', time.gmtime(event.time))}] {event.text}")
         for event in events
