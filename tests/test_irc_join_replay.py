@@ -7,8 +7,9 @@ import re
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
-from tests.support import ALL_CAPS, HubServer, IrcClient, batch_of, history_server
+from tests.support import ALL_CAPS, HubServer, IrcClient, batch_of, history_server, until
 
 
 @pytest.fixture
@@ -106,3 +107,58 @@ async def test_a_room_without_history_replays_no_empty_batch(server):
     start = client.lines.index(next(l for l in client.lines if l.command == "366"))
     replayed = [l for l in client.lines[start:] if l.command == "BATCH" and l.params[1:2] == ["chathistory"]]
     assert len(replayed) == 1  # the CHATHISTORY reply's own (empty) batch, no replay before it
+
+
+def slow_replays(server: HubServer, monkeypatch) -> list:
+    """From now on each join replay's read waits until the test fires it: the list gets
+    (the store's real answer, the Deferred the replay waits on) for each."""
+    reads: list = []
+    real = server.hub.recent_history
+
+    def slow(user, target, limit):
+        waiting: defer.Deferred = defer.Deferred()
+        reads.append((real(user, target, limit), waiting))
+        return waiting
+
+    monkeypatch.setattr(server.hub, "recent_history", slow)
+    return reads
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_line_said_while_the_replay_is_read_comes_after_the_replay(server, monkeypatch):
+    """The store answers the replay a moment after the JOIN; a line said in the room
+    meanwhile is held for the joiner behind the replay, and so is any other reply."""
+    watcher = await room_with_history(server, 2)
+    other = await server.irc("olga", rooms=["#r"])
+    reads = slow_replays(server, monkeypatch)
+    client = await server.irc("hal", "batch", "server-time")
+    client.send("JOIN #r")
+    await client.expect("366")
+    await until(lambda: reads)
+    watcher.send("PRIVMSG #r :meanwhile")
+    await other.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "meanwhile")  # hal's copy is out too
+    client.send("PING :after")
+    answer, waiting = reads[0]
+    answer.chainDeferred(waiting)
+    await client.expect(lambda l: l.command == "PONG" and l.params[-1] == "after")
+    after_join = client.lines[client.lines.index(next(l for l in client.lines if l.command == "366")) + 1 :]
+    shown = [l for l in after_join if l.command in ("BATCH", "PRIVMSG", "PONG")]
+    assert [l.command for l in shown] == ["BATCH", "PRIVMSG", "PRIVMSG", "BATCH", "PRIVMSG", "PONG"]
+    assert [l.params[-1] for l in shown if l.command == "PRIVMSG"] == ["m0", "m1", "meanwhile"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_replay_the_store_never_answers_holds_the_joiner_one_second_at_most(server, monkeypatch):
+    """Output held for a replay is let go after ``REPLAY_WAIT`` without it; the replay, if it
+    comes later, follows."""
+    await room_with_history(server, 1)
+    reads = slow_replays(server, monkeypatch)
+    client = await server.irc("ivy", "batch", "server-time")
+    client.send("JOIN #r")
+    await client.expect("366")
+    await until(lambda: reads)
+    lines = await client.roundtrip()  # held, then let go without the replay
+    assert not any(l.command == "BATCH" for l in lines)
+    answer, waiting = reads[0]
+    answer.chainDeferred(waiting)
+    await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "m0")

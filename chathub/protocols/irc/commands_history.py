@@ -194,25 +194,36 @@ def replay_on_join(session, name: str, joined_id: str, rb) -> None:
     limit = config.history.join_replay
     if not config.irc.join_replay or limit <= 0 or C.CHATHISTORY in session.caps or not hub.history_available:
         return
-    open_response = [rb]  # while JOIN's response is open (the store answered at once), into it
+    # until the JOIN's reply is written the replay goes into it; from then until the replay
+    # is in, the connection's output is held behind the replay's place (``HeldOutput``), so
+    # a line said in the room meanwhile comes after the replay, not before it
+    state: dict = {"answered": False, "place": None}
 
     def replay(events) -> None:
-        # a line accepted after the JOIN reached this client live: not replayed again
-        lines = _replay_lines(session, name, [e for e in events if e.id < joined_id])
-        if not lines:
-            return
-        if open_response:
-            for line in lines:
-                open_response[0].add(line)
-        elif not session.closed:
-            # after the JOIN's response, which waits in the hub's outbox as this does
-            hub.after_delivery(lambda: session.write_messages(lines))
+        state["answered"] = True
+        try:
+            # a line accepted after the JOIN reached this client live: not replayed again
+            lines = _replay_lines(session, name, [e for e in events if e.id < joined_id])
+        except Exception:
+            log.failure("join replay of {room} failed", room=name)
+            lines = []  # its place is let go at once: nothing else waits for it
+        place = state["place"]
+        if place is None:  # the JOIN's reply is not written yet
+            rb.add(lines)
+        elif not place[0].fill(place[1], b"".join([line.to_bytes() for line in lines])) and lines:
+            if not session.closed:  # too late for its place (``HeldOutput.give_up``)
+                hub.after_delivery(lambda: session.write_messages(lines))
 
     def failed(failure) -> None:
         log.failure("join replay of {room} failed", failure, room=name)
+        replay([])
 
+    def written() -> None:
+        if not state["answered"] and not session.closed:
+            state["place"] = session.output_slot()
+
+    rb.after_flush(written)
     hub.recent_history(session.user, name, limit).addCallbacks(replay, failed)
-    open_response.clear()
 
 
 def _replay_lines(session, name: str, events) -> list[Message]:

@@ -42,12 +42,19 @@ class ResponseBuffer:
     ``batch``).
     """
 
-    __slots__ = ("session", "label", "messages")
+    __slots__ = ("session", "label", "messages", "_after")
 
     def __init__(self, session: Replying, label: Optional[str]) -> None:
         self.session = session
         self.label = label
         self.messages: list[Reply] = []
+        self._after: Optional[list[Callable[[], object]]] = None
+
+    def after_flush(self, fn: Callable[[], object]) -> None:
+        """Call ``fn()`` once the buffer was flushed, right after its lines were written."""
+        if self._after is None:
+            self._after = []
+        self._after.append(fn)
 
     def later(self, make: Callable[[], list[Message]]) -> None:
         """Add the lines ``make()`` returns when the buffer is flushed (once the hub has
@@ -71,6 +78,12 @@ class ResponseBuffer:
 
     def flush(self) -> None:
         """Write what is held, labelled as the client asked."""
+        self._write()
+        after, self._after = self._after, None
+        for fn in after or ():
+            fn()
+
+    def _write(self) -> None:
         session = self.session
         held, self.messages = self.messages, []
         if any(callable(m) for m in held):

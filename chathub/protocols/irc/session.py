@@ -28,6 +28,7 @@ from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
 from chathub.protocols.irc.flood import exempt_host
 from chathub.protocols.irc.flood import for_connection as flood_control
+from chathub.protocols.irc.heldoutput import HeldOutput, Slot
 from chathub.protocols.irc.multiline import BATCHED_LINE_PENALTY, ClientBatch, take_batched
 from chathub.protocols.irc.render import one_text_line, render_lines
 from chathub.protocols.irc.responsebuffer import ResponseBuffer
@@ -316,6 +317,19 @@ class IrcSession:
         if self.closed:
             return
         self.writer.write(b"".join(m.to_bytes() for m in messages))
+
+    def output_slot(self) -> tuple[HeldOutput, Slot]:
+        """Hold this connection's output from now on until a replay fills the place
+        returned (``HeldOutput``): what is written meanwhile goes after it."""
+        held = self.writer
+        if not isinstance(held, HeldOutput):
+            held = self.writer = HeldOutput(
+                self.writer, self.server.config.limits.sendq_bytes, self.server.clock, self._output_released
+            )
+        return held, held.slot()
+
+    def _output_released(self, writer: Any) -> None:
+        self.writer = writer
 
     def set_caps(self, enabled: Iterable[str] = (), disabled: Iterable[str] = ()) -> None:
         """Change the negotiated capabilities and the format key that follows from them."""

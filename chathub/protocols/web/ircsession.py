@@ -7,7 +7,7 @@ no subprotocol, as binary for ``binary.ircv3.net``.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Protocol
 
 from twisted.internet.interfaces import ISSLTransport
 
@@ -32,12 +32,29 @@ class _WebSocketLines:
     def write(self, data: bytes) -> None:
         self.ws.send_frame(self.frames(data))
 
+    def write_frames(self, data: bytes) -> None:
+        """Bytes framed already (``IrcWebSocketSession.encode``)."""
+        self.ws.send_frame(data)
+
     def lose_connection(self) -> None:
         self.ws.close_with(CLOSE_NORMAL, "Closing link")
 
 
+class FramedWriter(Protocol):
+    """The writer of an IRC session over WebSocket: its lines (``_WebSocketLines``), or
+    a ``HeldOutput`` holding them; takes WebSocket frames made already too."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def write_frames(self, data: bytes) -> None: ...
+
+    def lose_connection(self) -> None: ...
+
+
 class IrcWebSocketSession(IrcSession):
     """An ``IrcSession`` whose lines travel as WebSocket messages."""
+
+    writer: FramedWriter
 
     def __init__(self, ws) -> None:
         """The session of WebSocket connection ``ws``, on its factory's ``IrcServer``."""
@@ -69,9 +86,10 @@ class IrcWebSocketSession(IrcSession):
         return None if data is None else self.lines.frames(data)
 
     def send(self, data: bytes) -> None:
-        # ``data`` comes from ``encode``: already framed
+        # ``data`` comes from ``encode``: already framed; through the writer, which may be
+        # holding the output while a JOIN replay is read (``HeldOutput``)
         if not self.closed:
-            self.ws.send_frame(data)
+            self.writer.write_frames(data)
 
     # -- from the WebSocket --------------------------------------------------------------
 
