@@ -63,3 +63,12 @@ def test_a_close_is_not_held_up_by_a_replay():
     out.write(b"ERROR :bye")
     out.lose_connection()
     assert writer.out == [b"ERROR :bye", "closed"] and not clock.getDelayedCalls()
+
+
+def test_a_lost_connection_drops_what_is_held_and_stops_waiting():
+    out, writer, clock, back = held()
+    place = out.slot()
+    out.write(b"live")
+    out.drop()
+    assert writer.out == [] and back == [writer] and not clock.getDelayedCalls()
+    assert out.fill(place, b"late") is False  # the replay's caller finds the connection closed

@@ -98,6 +98,17 @@ class HeldOutput:
             else:
                 item[0](item[1])
 
+    def drop(self) -> None:
+        """The connection is gone: forget what is held, stop waiting, hand the writer back."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        for item in self.items:
+            if isinstance(item, Slot):
+                item.done = True
+        self.items, self.held_bytes, self.waiting = [], 0, 0
+        self._released(self.writer)
+
     # -- IrcWriter ---------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:

@@ -78,10 +78,12 @@ class ResponseBuffer:
 
     def flush(self) -> None:
         """Write what is held, labelled as the client asked."""
-        self._write()
-        after, self._after = self._after, None
-        for fn in after or ():
-            fn()
+        try:
+            self._write()
+        finally:  # a hook (a JOIN replay's hold) runs even if the write failed
+            after, self._after = self._after, None
+            for fn in after or ():
+                fn()
 
     def _write(self) -> None:
         session = self.session

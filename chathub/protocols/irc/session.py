@@ -661,6 +661,9 @@ class IrcSession:
 
     def connection_lost(self, reason: str = "Connection closed") -> None:
         """The transport is gone: leave the hub, stop timers."""
+        held = self.writer
+        if isinstance(held, HeldOutput):  # nobody left to write it to
+            held.drop()
         self._shutdown(reason)
 
     def _shutdown(self, reason: str) -> None:
