@@ -162,3 +162,92 @@ async def test_a_replay_the_store_never_answers_holds_the_joiner_one_second_at_m
     answer, waiting = reads[0]
     answer.chainDeferred(waiting)
     await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "m0")
+
+
+def after_first(lines: list, command: str) -> list:
+    """The lines after the first ``command`` line."""
+    return lines[lines.index(next(l for l in lines if l.command == command)) + 1 :]
+
+
+def replay_texts(lines: list) -> list[tuple[str, str]]:
+    """(room, text) of each PRIVMSG among ``lines``, with the BATCH lines as ("BATCH", +/-)."""
+    return [("BATCH", l.params[0][0]) if l.command == "BATCH" else (l.params[0], l.params[-1])
+            for l in lines if l.command in ("BATCH", "PRIVMSG")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_joined_in_one_command_each_get_their_replay_in_its_place(server, monkeypatch):
+    """``JOIN #r,#s`` with both reads slow, the second answered first: each replay comes in
+    its room's place, and a line said meanwhile after both."""
+    watcher = await room_with_history(server, 1)
+    other = await server.irc("olga", rooms=["#r"])
+    telnet = await server.telnet("sam", rooms=["#s"])
+    telnet.send("s0")
+    await watcher.roundtrip()
+    reads = slow_replays(server, monkeypatch)
+    client = await server.irc("ned", "batch", "server-time")
+    client.send("JOIN #r,#s")
+    await client.expect(lambda l: l.command == "366" and l.params[1] == "#s")
+    await until(lambda: len(reads) == 2)
+    watcher.send("PRIVMSG #r :meanwhile")
+    await other.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "meanwhile")  # the joiner's is out too
+    client.send("PING :after")
+    for answer, waiting in reversed(reads):
+        answer.chainDeferred(waiting)
+    await client.expect(lambda l: l.command == "PONG" and l.params[-1] == "after")
+    shown = replay_texts(after_first(client.lines, "366"))
+    assert shown == [("BATCH", "+"), ("#r", "m0"), ("BATCH", "-"), ("BATCH", "+"), ("#s", "s0"), ("BATCH", "-"),
+                     ("#r", "meanwhile")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_join_while_output_is_held_gets_its_replay_in_its_own_place(server, monkeypatch):
+    """A second JOIN while the first one's replay is read: its reply waits behind that
+    replay and the line said before it, and its own replay follows its reply."""
+    watcher = await room_with_history(server, 1)
+    other = await server.irc("olga", rooms=["#r"])
+    telnet = await server.telnet("sam", rooms=["#s"])
+    telnet.send("s0")
+    await watcher.roundtrip()
+    reads = slow_replays(server, monkeypatch)
+    client = await server.irc("ora", "batch", "server-time")
+    client.send("JOIN #r")
+    await client.expect("366")
+    await until(lambda: len(reads) == 1)
+    watcher.send("PRIVMSG #r :meanwhile")
+    await other.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "meanwhile")  # the joiner's is out too
+    client.send("JOIN #s")
+    await until(lambda: len(reads) == 2)
+    client.send("PING :after")
+    reads[1][0].chainDeferred(reads[1][1])  # the second is in first: it still waits for its place
+    reads[0][0].chainDeferred(reads[0][1])
+    await client.expect(lambda l: l.command == "PONG" and l.params[-1] == "after")
+    after = after_first(client.lines, "366")
+    assert [l.command for l in after if l.command in ("JOIN", "366", "PONG")] == ["JOIN", "366", "PONG"]
+    second_join = after.index(next(l for l in after if l.command == "366"))
+    assert replay_texts(after[:second_join]) == [("BATCH", "+"), ("#r", "m0"), ("BATCH", "-"), ("#r", "meanwhile")]
+    assert replay_texts(after[second_join:]) == [("BATCH", "+"), ("#s", "s0"), ("BATCH", "-")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_irc_over_websocket_gets_the_replay_before_a_line_said_while_it_is_read(server, monkeypatch):
+    """The same hold for IRC over WebSocket, whose fan-out writes are frames made already."""
+    watcher = await room_with_history(server, 1)
+    other = await server.irc("olga", rooms=["#r"])
+    reads = slow_replays(server, monkeypatch)
+    client = await server.ws_connect(protocols=["text.ircv3.net"], json_messages=False)
+    client.send_text("NICK wes")
+    client.send_text("USER wes 0 * :wes")
+    await client.expect(" 001 ")
+    client.send_text("JOIN #r")
+    await client.expect(" 366 ")
+    await until(lambda: reads)
+    watcher.send("PRIVMSG #r :meanwhile")
+    await other.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "meanwhile")  # the joiner's is out too
+    client.send_text("PING :after")
+    reads[0][0].chainDeferred(reads[0][1])
+    await client.expect("PONG")
+    after = client.received[client.received.index(next(l for l in client.received if " 366 " in l)) + 1 :]
+    said = [l for l in after if "PRIVMSG" in l or "PONG" in l]
+    words = ("m0", "meanwhile", "after")
+    assert [next(w for w in words if line.endswith(w)) for line in said] == list(words)

@@ -58,6 +58,10 @@ class IrcWriter(Protocol):
     def lose_connection(self) -> None:
         """Close once what was written is flushed."""
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written and not yet taken by the connection (bound by ``[limits] sendq_bytes``)."""
+
 
 @implementer(IParticipant)
 class IrcSession:

@@ -39,6 +39,12 @@ class _WebSocketLines:
     def lose_connection(self) -> None:
         self.ws.close_with(CLOSE_NORMAL, "Closing link")
 
+    @property
+    def pending_bytes(self) -> int:
+        """What the connection's send queue holds."""
+        queue = self.ws.sendqueue
+        return queue.pending_bytes if queue is not None else 0
+
 
 class FramedWriter(Protocol):
     """The writer of an IRC session over WebSocket: its lines (``_WebSocketLines``), or
@@ -49,6 +55,9 @@ class FramedWriter(Protocol):
     def write_frames(self, data: bytes) -> None: ...
 
     def lose_connection(self) -> None: ...
+
+    @property
+    def pending_bytes(self) -> int: ...
 
 
 class IrcWebSocketSession(IrcSession):
