@@ -6,7 +6,7 @@ real nodes and IRC clients are in tests/test_cluster_races.py."""
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 
 from chathub.cluster.relay import ClusterRelay
 from chathub.config import Config
@@ -243,3 +243,41 @@ async def test_a_check_at_its_number_that_fails_admits_the_event_and_says_so(nod
     await until(lambda: "m" in b.hub.rooms["#x"].modes)
     assert captured.matching("at its number failed")
     assert relays[1].position("#x") == relays[0].position("#x")
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
+    """An IRC client's JOIN that B let through without A's late ``+i`` is answered 473
+    alone: not the room's last lines (read while the verdict was on its way), and its
+    output is not held for them."""
+    from chathub.auth.portal import build_portal
+    from chathub.protocols.irc import IrcFactory
+    from tests.support import IrcConn
+
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.send(alice, "#x", "said before the +i")
+    await until(lambda: "said before the +i" in texts(dave))  # stored, and shown on B
+    clock = task.Clock()
+    factory = IrcFactory.for_hub(b.hub, build_portal(b.hub, b.hub.config, [], clock=clock), b.hub.config,
+                                 reactor=clock)
+    erin = IrcConn(factory, 40000)
+    erin.send("NICK erin", "USER erin 0 * :Erin")
+    await erin.written("001")
+    reads: list = []
+    real = b.hub.recent_history
+
+    def recorded(user, target, limit):
+        reads.append(real(user, target, limit))
+        return reads[-1]
+
+    b.hub.recent_history = recorded
+    await late_modes(a, gate, alice, [("+i", None)])
+    erin.send("JOIN #x")
+    lines = await erin.written("473")
+    await until(lambda: reads and reads[0].called)  # the replay was read
+    erin.send("PING :after")
+    lines += await erin.written("PONG")
+    # (the +i B read on its way was shown to erin, a member of B's copy until the verdict)
+    assert [m.command for m in lines if m.command != "MODE"] == ["473", "PONG"]  # no JOIN, no replay, nothing held
+    await caught_up(gate, relays)

@@ -5,6 +5,8 @@ request, call the hub and show the outcome; a refusal comes back as a ``HubError
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
@@ -66,17 +68,18 @@ def join(session, msg: Message, rb) -> None:
         if room is None:
             continue  # already there: nothing to say
         start = len(rb.messages)
-        show_joined(session, room, rb)
+        show_joined(session, room, rb, receipt)
         if receipt is not None:
             answer = rb.messages[start:]
             del rb.messages[start:]
             rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
 
 
-def show_joined(session, room, rb) -> None:
+def show_joined(session, room, rb, receipt: Optional[Receipt] = None) -> None:
     """This client's JOIN of ``room`` and what follows it (topic, names, read marker,
-    metadata, replay): after its own JOIN, or for each room of the user a session joins
-    as one more session (``[auth] multiclient``)."""
+    metadata, replay): after its own JOIN (with its ``receipt`` in a cluster, where the join
+    may be found void), or for each room of the user a session joins as one more session
+    (``[auth] multiclient``)."""
     event = own_event(session, Kind.JOIN, room.name, data={"account": session.user.account})
     rb.add(session.render_own(event))
     if room.topic:
@@ -85,7 +88,7 @@ def show_joined(session, room, rb) -> None:
     markread_on_join(session, room, rb)
     rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
     metadata_on_join(session, room, rb)
-    replay_on_join(session, room.name, event.id, rb)
+    replay_on_join(session, room.name, event.id, rb, receipt)
 
 
 def _joined(session, answer: list, receipt: Receipt) -> list[Message]:

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from chathub.events import REDACTED, Kind, iso_time, parse_iso_time
 from chathub.hub import errors
 from chathub.hub.names import RESERVED_NICKS
+from chathub.hub.outbox import Receipt
 from chathub.names import fold, is_room_name, valid_nick
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc.render import render, render_lines
@@ -183,13 +184,14 @@ def _batch(session, batch_params: list[str], lines: list[Message]) -> list[Messa
     ]
 
 
-def replay_on_join(session, name: str, joined_id: str, rb) -> None:
+def replay_on_join(session, name: str, joined_id: str, rb, receipt: Optional[Receipt] = None) -> None:
     """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id``), the room's last
     ``[history] join_replay`` chat lines: in a ``chathistory`` batch with their times for a
     client with ``batch`` and ``server-time``, else as plain lines whose text starts with
     the time. Skipped with ``[irc] join_replay`` off and for clients that negotiated
     ``draft/chathistory``: they ask for what they want (CHATHISTORY LATEST) and would
-    otherwise get every line twice."""
+    otherwise get every line twice. With the join's ``receipt`` (a cluster's join, checked
+    at its number), none when the join is found void: the client gets the refusal alone."""
     hub, config = session.hub, session.config
     limit = config.history.join_replay
     if not config.irc.join_replay or limit <= 0 or C.CHATHISTORY in session.caps or not hub.history_available:
@@ -197,7 +199,11 @@ def replay_on_join(session, name: str, joined_id: str, rb) -> None:
     # until the JOIN's reply is written the replay goes into it; from then until the replay
     # is in, the connection's output is held behind the replay's place (``HeldOutput``), so
     # a line said in the room meanwhile comes after the replay, not before it
-    state: dict = {"answered": False, "place": None}
+    state: dict = {"answered": False, "written": False, "place": None}
+
+    def void() -> bool:
+        # known once the reply is written: the buffer waits for the join's verdict
+        return receipt is not None and receipt.error is not None
 
     def replay(events) -> None:
         state["answered"] = True
@@ -208,18 +214,22 @@ def replay_on_join(session, name: str, joined_id: str, rb) -> None:
             log.failure("join replay of {room} failed", room=name)
             lines = []  # its place is let go at once: nothing else waits for it
         place = state["place"]
-        if place is None:  # the JOIN's reply is not written yet
-            rb.add(lines)
-        elif not place[0].fill(place[1], b"".join([line.to_bytes() for line in lines])) and lines:
-            if not session.closed:  # too late for its place (``HeldOutput.give_up``)
-                hub.after_delivery(lambda: session.write_messages(lines))
+        if not state["written"]:  # into the JOIN's reply, unless the verdict voids the join
+            rb.later(lambda: [] if void() else lines)
+        elif place is not None:
+            if void():
+                lines = []
+            if not place[0].fill(place[1], b"".join([line.to_bytes() for line in lines])) and lines:
+                if not session.closed:  # too late for its place (``HeldOutput.give_up``)
+                    hub.after_delivery(lambda: session.write_messages(lines))
 
     def failed(failure) -> None:
         log.failure("join replay of {room} failed", failure, room=name)
         replay([])
 
     def written() -> None:
-        if not state["answered"] and not session.closed:
+        state["written"] = True
+        if not state["answered"] and not session.closed and not void():
             state["place"] = session.output_slot()
 
     rb.after_flush(written)
