@@ -175,15 +175,22 @@ def replay_texts(lines: list) -> list[tuple[str, str]]:
             for l in lines if l.command in ("BATCH", "PRIVMSG")]
 
 
+async def two_rooms_with_history(server: HubServer) -> tuple[IrcClient, IrcClient]:
+    """#r (m0, said by tom) and #s (s0, said by sam), both stored; the IRC client that
+    watched m0 arrive in #r, and olga, in both rooms, who watched s0 arrive."""
+    watcher = await room_with_history(server, 1)
+    other = await server.irc("olga", rooms=["#r", "#s"])
+    telnet = await server.telnet("sam", rooms=["#s"])
+    telnet.send("s0")
+    await other.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "s0")
+    return watcher, other
+
+
 @pytest_twisted.ensureDeferred
 async def test_rooms_joined_in_one_command_each_get_their_replay_in_its_place(server, monkeypatch):
     """``JOIN #r,#s`` with both reads slow, the second answered first: each replay comes in
     its room's place, and a line said meanwhile after both."""
-    watcher = await room_with_history(server, 1)
-    other = await server.irc("olga", rooms=["#r"])
-    telnet = await server.telnet("sam", rooms=["#s"])
-    telnet.send("s0")
-    await watcher.roundtrip()
+    watcher, other = await two_rooms_with_history(server)
     reads = slow_replays(server, monkeypatch)
     client = await server.irc("ned", "batch", "server-time")
     client.send("JOIN #r,#s")
@@ -204,11 +211,7 @@ async def test_rooms_joined_in_one_command_each_get_their_replay_in_its_place(se
 async def test_a_join_while_output_is_held_gets_its_replay_in_its_own_place(server, monkeypatch):
     """A second JOIN while the first one's replay is read: its reply waits behind that
     replay and the line said before it, and its own replay follows its reply."""
-    watcher = await room_with_history(server, 1)
-    other = await server.irc("olga", rooms=["#r"])
-    telnet = await server.telnet("sam", rooms=["#s"])
-    telnet.send("s0")
-    await watcher.roundtrip()
+    watcher, other = await two_rooms_with_history(server)
     reads = slow_replays(server, monkeypatch)
     client = await server.irc("ora", "batch", "server-time")
     client.send("JOIN #r")
