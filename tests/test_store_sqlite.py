@@ -203,3 +203,16 @@ async def test_disk_full_fails_the_write_and_recovers(db_path):
         assert [e.text for e in history] == ["fits", "fits again"]
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_closing_says_how_the_writes_were_grouped(db_path, captured):
+    """One line at shutdown: how many events in how many transactions (the group commit's
+    effect, for an operator reading the log)."""
+    store = await opened(db_path)
+    events = EventMaker().chat("ann", "#r", 5)
+    await defer.gatherResults([store.append(event) for event in events])  # one reactor turn: one commit
+    await store.close()
+    said = [e for e in captured.events if "transactions" in e.get("log_format", "")]
+    assert len(said) == 1
+    assert (said[0]["items"], said[0]["commits"]) == (5, 1)

@@ -254,8 +254,14 @@ class SqlDatabase:
     @defer.inlineCallbacks
     def close(self) -> Any:
         """Commit what is queued, then close the connections."""
-        if self._writer is not None:
-            yield self._writer.close()
+        writer = self._writer
+        if writer is not None:
+            yield writer.close()
+            self.log.info(
+                "{db}: wrote {items} events in {commits} transactions ({mean:.1f} a transaction)",
+                db=self.description, items=writer.items_written, commits=writer.commits,
+                mean=writer.items_written / max(1, writer.commits),
+            )
         self._close_pools()
 
     def _close_pools(self) -> None:
