@@ -281,3 +281,22 @@ async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
     # (the +i B read on its way was shown to erin, a member of B's copy until the verdict)
     assert [m.command for m in lines if m.command != "MODE"] == ["473", "PONG"]  # no JOIN, no replay, nothing held
     await caught_up(gate, relays)
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_node_wants_the_order_of_its_rooms_and_of_its_users_private_talks(nodes):
+    """What the relay may forget once idle (``ChatHub.wants_order``): a room that ended
+    here, a private conversation with no party signed on here (a user of another node is
+    no party here)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    wants = b.hub.wants_order
+    assert wants("#x") and wants("@#x") and wants("+#x")
+    assert not wants("#nowhere") and not wants("@#nowhere")
+    assert wants("bob zed") and wants("alice dave") and wants("bob/c0ffee zed")
+    assert not wants("alice zed") and not wants("yan zed")
+    b.hub.part(bob, "#x", "")
+    b.hub.part(dave, "#x", "")
+    a.hub.part(alice, "#x", "")
+    await until(lambda: "#x" not in b.hub.rooms)
+    assert not wants("#x") and not wants("@#x")

@@ -14,7 +14,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from chathub.cluster.redis import decode_message, encode_message
-from chathub.cluster.relay import ClusterRelay, GroupForm
+from chathub.cluster import relay as relay_module
+from chathub.cluster.relay import FORGET_TICKS, ClusterRelay, GroupForm
 from chathub.events import Kind
 from chathub.hub.outbox import Outbox
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
@@ -70,11 +71,13 @@ class Node:
         self.void: set[str] = set()
         self.outbox = Outbox()
         self.doorbell = Doorbell(bus, node_id)
+        #: the conversations this node's hub no longer wants (``ChatHub.wants_order``)
+        self.unwanted: set[str] = set()
         self.relay = ClusterRelay(
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
-            admit=self.admit,
+            admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
         )
         self.relay.start()
 
@@ -442,3 +445,96 @@ def test_a_published_group_reads_back_as_its_events_and_positions():
 def test_a_malformed_group_item_is_refused(item):
     with pytest.raises((ValueError, TypeError)):
         GroupForm().decode([item])
+
+
+def idle(node: Node, ticks: int = FORGET_TICKS) -> None:
+    """``ticks`` resync ticks pass on ``node`` with nothing heard (what the backplane's
+    periodic ``on_resync`` counts)."""
+    node.relay.tick += ticks
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_idle_conversations_no_longer_wanted_are_forgotten_and_start_afresh(nodes):
+    """A room that ended here, or a private talk with nobody here, is forgotten once idle;
+    heard of again, it starts where it is heard of, as a first-heard one does. What is
+    wanted, or not idle long enough, stays."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["r1"], room="#r")
+    await say(a, make, ["g1"], room="#gone")
+    await say(a, make, ["n1"], room="#new")
+    await until(lambda: len(b.got) == 3)
+    b.unwanted |= {"#gone", "#new"}
+    idle(b, FORGET_TICKS - 1)
+    await say(a, make, ["n2"], room="#new")  # heard of a tick before the others fell idle
+    await until(lambda: len(b.got) == 4)
+    idle(b, 1)
+    assert sorted(b.relay.sweep()) == ["#new", "#r"]  # compared with the database
+    assert "#gone" not in b.relay.conversations and b.relay.forgotten == 1
+    assert b.relay.position("#r") == 1
+    # a's next message there is heard of afresh and shown (nobody here waited for the rest)
+    await say(a, make, ["g2"], room="#gone")
+    await until(lambda: len(b.got) == 5)
+    assert b.texts()[-1] == "g2" and b.relay.position("#gone") == 2
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_conversation_with_something_on_its_way_is_not_forgotten(nodes, monkeypatch):
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["m1"])
+    await until(lambda: len(b.got) == 1)
+    fetches: list = []
+    read = b.store.conversation_range
+
+    def held_back(*args):  # the gap's read waits until the test lets it go
+        waiting: defer.Deferred = defer.Deferred()
+        fetches.append((read(*args), waiting))
+        return waiting
+
+    monkeypatch.setattr(b.store, "conversation_range", held_back)
+    a.doorbell.transform = lambda message: []
+    await say(a, make, ["m2"])  # lost on its way
+    a.doorbell.transform = lambda message: [message]
+    await say(a, make, ["m3"])  # waits for m2, which b reads from the database
+    await until(lambda: fetches)
+    b.unwanted.add("#r")
+    idle(b)
+    assert b.relay.sweep() == ["#r"] and b.relay.forgotten == 0
+    answer, waiting = fetches[0]
+    answer.chainDeferred(waiting)
+    await until(lambda: b.texts() == ["m1", "m2", "m3"])  # nothing lost
+    assert b.relay.sweep() == [] and b.relay.forgotten == 1  # now idle with nothing on its way
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_each_tick_compares_its_share_of_the_conversations_in_turn(nodes, monkeypatch):
+    """A node tracking many conversations asks the database for ``SWEEP`` heads a tick,
+    each conversation in turn; a reconnect asks for all of them at once."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    rooms = [f"#r{i}" for i in range(5)]
+    for room in rooms:
+        await say(a, make, [room], room=room)
+    await until(lambda: len(b.got) == 5)
+    monkeypatch.setattr(relay_module, "SWEEP", 2)
+    asked = []
+    heads = b.store.conversation_heads
+
+    def recorded(convs):
+        asked.append(sorted(convs))
+        return heads(convs)
+
+    monkeypatch.setattr(b.store, "conversation_heads", recorded)
+    for _ in range(4):
+        for resync in b.doorbell.resyncs:
+            resync(False)
+    assert [len(convs) for convs in asked] == [2, 2, 1, 2]
+    assert sorted(c for convs in asked[:3] for c in convs) == rooms  # each once a turn
+    asked.clear()
+    for resync in b.doorbell.resyncs:
+        resync(True)
+    assert asked == [rooms]

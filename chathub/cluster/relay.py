@@ -23,6 +23,15 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 Every event, this node's and the others', is handed to ``admit`` at its place in the number
 order before it is shown: the hub checks it again there (``chathub.hub.admission``), and
 another node's event found void is not delivered.
+
+What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
+without a reconnect) it looks at the next ``SWEEP`` conversations in turn, compares their
+heads with the database, and forgets those idle for ``FORGET_TICKS`` ticks with nothing
+waiting that the hub no longer wants (``wanted``: a room that ended here, a private
+conversation with no party signed on here). One heard of again starts afresh, as a
+first-heard one does: nobody here was waiting for what it missed meanwhile. Without this,
+every private conversation ever numbered (each guest connection's make new ones) stayed,
+and each tick asked the database for all their heads.
 """
 from __future__ import annotations
 
@@ -50,6 +59,13 @@ SEEN_EVENTS = 4096
 #: (cleared when full: a cache of what the groups repeat, not a registry)
 SOURCES_KEPT = 4096
 
+#: conversations a resync tick compares with the database, and looks at for forgetting
+#: (in turn: a node tracking more compares each of them every few ticks; a reconnect, all)
+SWEEP = 2000
+#: resync ticks (``resync_interval`` each, 5 s by default) a conversation stays idle before
+#: it may be forgotten
+FORGET_TICKS = 60
+
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
 #: an event older than this when its doorbell rings says nothing of the lag (seconds)
@@ -61,11 +77,12 @@ class _Conversation:
 
     __slots__ = (
         "delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding", "unshown",
-        "fetched_to", "releasing",
+        "fetched_to", "releasing", "touched",
     )
 
-    def __init__(self, delivered: int, floor: int) -> None:
+    def __init__(self, delivered: int, floor: int, touched: int) -> None:
         self.delivered = delivered  # every number up to this one was delivered (or was ours)
+        self.touched = touched  # the relay's resync tick when an event of it last came
         #: the first number this node heard of the conversation, and the smaller ones that
         #: arrived after it (committed before it, announced later): delivered late, once
         self.floor = floor
@@ -84,6 +101,14 @@ class _Conversation:
         self.releasing = False
         self.timer: Optional[IDelayedCall] = None  # gap check
         self.fetching = False
+
+    def waits(self) -> bool:
+        """Whether anything of it is still on its way: events waiting, this node's own not
+        shown yet, the hub's deliveries held, a gap check or a fetch under way."""
+        return bool(
+            self.ahead or self.own_ahead or self.unshown or self.holding or self.fetching or self.releasing
+            or self.timer is not None
+        )
 
 
 class GroupForm:
@@ -162,6 +187,7 @@ class ClusterRelay:
         made_here: Callable[[str], bool] = lambda event_id: False,
         held_alone: Callable[[Event], bool] = lambda event: False,
         admit: Callable[[str, int, Event, bool], bool] = lambda conv, seq, event, own: True,
+        wanted: Callable[[str], bool] = lambda conv: True,
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
@@ -183,7 +209,10 @@ class ClusterRelay:
         node's (``own``) and the others', at its place in the number order, before the
         event is shown: False voids it (docs/cluster.md, "Checked at its number"); another
         node's voided event is not delivered, and the hub voids its own itself. It does not
-        raise (a check that fails admits: ``ChatHub.admit``)."""
+        raise (a check that fails admits: ``ChatHub.admit``).
+
+        ``wanted(conv)`` says whether this node still needs ``conv``'s order (for the
+        forgetting of idle conversations; by default it keeps them all)."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -192,6 +221,7 @@ class ClusterRelay:
         self._made_here = made_here
         self._held_alone = held_alone
         self._admit = admit
+        self._wanted = wanted
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
@@ -206,6 +236,11 @@ class ClusterRelay:
         self.fetch_limit = fetch_limit
         self.node_id: str = backplane.node_id
         self.conversations: dict[str, _Conversation] = {}
+        #: resync ticks so far (each ``on_resync`` without a reconnect), for idleness
+        self.tick = 0
+        #: the conversations a tick looks at in turn, and how far the turn has come
+        self._sweep: list[str] = []
+        self._swept = 0
         self._form = GroupForm()
         self._seen: OrderedDict[str, None] = OrderedDict()  # delivered multi-conversation events
         #: counters, for tests and metrics
@@ -214,6 +249,7 @@ class ClusterRelay:
         self.duplicates = 0
         self.fetched = 0
         self.holds = 0
+        self.forgotten = 0
         #: seconds from an event's receipt on its node to its arrival here (read by /metrics)
         self.lag = Histogram(LATENCY_BUCKETS)
 
@@ -230,9 +266,11 @@ class ClusterRelay:
         """Stop the gap timers (the store and the backplane are stopped by their owners)."""
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
-            "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s",
+            "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s, "
+            "tracking {tracking} conversations ({forgotten} forgotten)",
             published=self.published, received=self.received, duplicates=self.duplicates,
             fetched=self.fetched, holds=self.holds, lag=self.recent_lag,
+            tracking=len(self.conversations), forgotten=self.forgotten,
         )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
@@ -253,7 +291,7 @@ class ClusterRelay:
         room's snapshot at start-up); what follows it is fetched at the next resync."""
         state = self.conversations.get(conv)
         if state is None or state.delivered < seq:
-            self.conversations[conv] = _Conversation(seq, seq + 1)
+            self.conversations[conv] = _Conversation(seq, seq + 1, self.tick)
 
     # -- out -----------------------------------------------------------------------------
 
@@ -272,10 +310,12 @@ class ClusterRelay:
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
         state = self.conversations.get(conv)
         if state is None:
-            self.conversations[conv] = state = _Conversation(seq, seq)
+            self.conversations[conv] = state = _Conversation(seq, seq, self.tick)
             self._admit(conv, seq, event, True)
             state.unshown += held
-        elif seq == state.delivered + 1:
+            return
+        state.touched = self.tick
+        if seq == state.delivered + 1:
             state.delivered = seq
             self._admit(conv, seq, event, True)
             if held:
@@ -344,8 +384,10 @@ class ClusterRelay:
 
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
         state = self.conversations.get(conv)
-        if state is None:  # first heard of: it starts here
-            self.conversations[conv] = state = _Conversation(seq - 1, seq)
+        if state is None:  # first heard of (or heard of again once forgotten): it starts here
+            self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
+        else:
+            state.touched = self.tick
         if seq < state.floor:
             # committed before the first number heard here, announced after it (another
             # node's join racing this node's first event in the room): late, but not lost
@@ -497,14 +539,41 @@ class ClusterRelay:
         return d
 
     def _resync(self, reconnected: bool) -> None:
-        self.resync()
+        if reconnected:
+            self.resync()  # anything may have been missed meanwhile: every conversation
+            return
+        self.tick += 1
+        self.resync(self.sweep())
 
-    def resync(self) -> Optional[Deferred]:
-        """Compare each conversation's head in the database with what was delivered, and
-        fetch what is missing (after a reconnect, and every ``resync_interval``)."""
-        if not self.conversations:
+    def sweep(self) -> list[str]:
+        """The next ``SWEEP`` conversations in turn, to compare with the database; those of
+        them idle for ``FORGET_TICKS`` ticks, with nothing waiting, that the hub no longer
+        wants are forgotten instead."""
+        if self._swept >= len(self._sweep):
+            self._sweep, self._swept = list(self.conversations), 0  # a new turn
+        turn = self._sweep[self._swept : self._swept + SWEEP]
+        self._swept += len(turn)
+        conversations, idle_since = self.conversations, self.tick - FORGET_TICKS
+        due = []
+        for conv in turn:
+            state = conversations.get(conv)
+            if state is None:
+                continue  # forgotten (or started afresh) since the turn began
+            if state.touched <= idle_since and not state.waits() and not self._wanted(conv):
+                del conversations[conv]
+                self.forgotten += 1
+            else:
+                due.append(conv)
+        return due
+
+    def resync(self, conversations: Optional[list[str]] = None) -> Optional[Deferred]:
+        """Compare each conversation's head in the database (of ``conversations``; by
+        default every one tracked) with what was delivered, and fetch what is missing (after
+        a reconnect, and every ``resync_interval`` for the ``sweep``'s share)."""
+        convs = list(self.conversations) if conversations is None else conversations
+        if not convs:
             return None
-        d = self.store.conversation_heads(list(self.conversations))
+        d = self.store.conversation_heads(convs)
 
         def compare(heads: dict[str, int]) -> None:
             for conv, head in heads.items():

@@ -1648,6 +1648,18 @@ class ChatHub(service.Service):
             and STATUSMSG not in event.data  # numbered in a conversation of its own (``@#room``)
         )
 
+    def wants_order(self, conv: str) -> bool:
+        """Whether this node still needs conversation ``conv``'s numbered order (the cluster
+        relay forgets an idle one it does not): a room that exists here (its state is kept
+        for the users of every node), the STATUSMSG audience of one (``@#room``), a private
+        conversation (``a b``, each party a folded nick or ``nick/session``) with a party
+        signed on here."""
+        if conv[:1] in STATUS_PREFIXES and is_room_name(conv[1:]):
+            conv = conv[1:]
+        if is_room_name(conv):
+            return conv in self.rooms
+        return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
+
     def _publish_numbered(
         self,
         event: Event,
