@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chathub.events import Kind
 from chathub.hub import errors
-from chathub.hub.admission import EXTERNAL, GONE_LIMIT, JOIN_EXEMPT, JOIN_SEEN, Admission, key_digest
+from chathub.hub.admission import EXTERNAL, GONE_LIMIT, JOIN_EXEMPT, JOIN_SEEN, ROOM_ENDS, Admission, key_digest
 from tests.store_fixtures import EventMaker
 
 
@@ -193,3 +193,29 @@ def test_a_join_checked_before_a_concurrent_key_is_void_unless_it_gave_that_key(
     ]
     # the digest says nothing of the key, and differs from room to room
     assert "secret" not in secret and key_digest("#s", "secret") != secret
+
+
+def test_a_room_that_ends_starts_afresh_when_made_again():
+    """The last member's PART (or QUIT) that ends the room says so; what the room's order
+    established goes with it, so a JOIN that makes it again from a node that never heard of
+    the old room (position 0) is not taken for one racing the old room's +i, key or ban."""
+    make = EventMaker()
+    events = [
+        make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"], ["+b", "*!*@*"]]}),
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: ["#r"]}),
+        make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # made again, elsewhere
+        make.msg("carl", "#r", "here"),
+    ]
+    admission = Admission()
+    assert _run(admission, events) == [None, None, None, None, None]
+    assert "#r" not in admission.rooms  # nothing remembered of the old room
+    # a QUIT ending several rooms ends each; without the flag the facts stay
+    quit_events = [
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
+        make.msg("alice", "", "", Kind.QUIT, data={ROOM_ENDS: ["#q", "#r"]}),
+        make.msg("dan", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+    ]
+    assert _run(Admission(), quit_events) == [None, None, None]
+    kept = [quit_events[0], make.msg("alice", "", "", Kind.QUIT), quit_events[2]]
+    assert _run(Admission(), kept) == [None, None, "invite_only"]

@@ -286,17 +286,53 @@ async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_node_wants_the_order_of_its_rooms_and_of_its_users_private_talks(nodes):
-    """What the relay may forget once idle (``ChatHub.wants_order``): a room that ended
-    here, a private conversation with no party signed on here (a user of another node is
-    no party here)."""
+    """What the relay may forget once idle (``ChatHub.wants_order``): the STATUSMSG
+    audience of a room that ended, a private conversation with no party signed on here (a
+    user of another node is no party here); never a room, whose position its next JOIN
+    carries."""
     a, b, gate, (alice, bob, dave), relays = nodes
     wants = b.hub.wants_order
     assert wants("#x") and wants("@#x") and wants("+#x")
-    assert not wants("#nowhere") and not wants("@#nowhere")
+    assert wants("#nowhere") and not wants("@#nowhere")
     assert wants("bob zed") and wants("alice dave") and wants("bob/c0ffee zed")
     assert not wants("alice zed") and not wants("yan zed")
     b.hub.part(bob, "#x", "")
     b.hub.part(dave, "#x", "")
     a.hub.part(alice, "#x", "")
     await until(lambda: "#x" not in b.hub.rooms)
-    assert not wants("#x") and not wants("@#x")
+    assert wants("#x") and not wants("@#x")
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_everywhere(nodes, store_factory):
+    """#t was +i and ended (its last member parted: the PART says so); a node started
+    afterwards knows nothing of it, so its user's JOIN carries position 0. The nodes that
+    saw the old room forgot its facts at that PART: the join stands everywhere (it was
+    void on them, and stood on the new node, which showed carl in a room no one else did)."""
+    from chathub.hub.admission import ROOM_ENDS
+
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.join(alice, "#t")
+    a.hub.change_room_modes(alice, "#t", [("+i", None)])
+    event = a.hub.part(alice, "#t", "")
+    assert event.data[ROOM_ENDS] == ["#t"]
+    await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
+    pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
+    pc.link(pa, pb)
+    pa.link(gate, pc)
+    pb.link(pa, pc)
+    c, relay_c = await cluster_node(store_factory, pc)
+    try:
+        assert relay_c.position("#t") is None  # never heard of it
+        carl = c.connect("carl")
+        answered = Receipt()
+        c.hub.join(carl, "#t", receipt=answered)
+        await until(lambda: c.hub.outbox.pending == 0)
+        assert answered.error is None
+        for other in (a, b):  # it stood at its number there too
+            await until(lambda other=other: "#t" in other.hub.rooms and "carl" in other.hub.rooms["#t"].members)
+        assert "carl" in c.hub.rooms["#t"].members
+        assert "i" not in c.hub.rooms["#t"].modes
+    finally:
+        relay_c.stop()

@@ -456,9 +456,9 @@ def idle(node: Node, ticks: int = FORGET_TICKS) -> None:
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_idle_conversations_no_longer_wanted_are_forgotten_and_start_afresh(nodes):
-    """A room that ended here, or a private talk with nobody here, is forgotten once idle;
-    heard of again, it starts where it is heard of, as a first-heard one does. What is
-    wanted, or not idle long enough, stays."""
+    """A conversation the hub no longer wants (a private talk with nobody here: here the
+    stand-in hub's ``unwanted``) is forgotten once idle; heard of again, it starts where it
+    is heard of, as a first-heard one does. What is wanted, or not idle long enough, stays."""
     a, b = await nodes("a"), await nodes("b")
     make = EventMaker()
     await say(a, make, ["r1"], room="#r")

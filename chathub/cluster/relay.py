@@ -27,8 +27,8 @@ another node's event found void is not delivered.
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
 without a reconnect) it looks at the next ``SWEEP`` conversations in turn, compares their
 heads with the database, and forgets those idle for ``FORGET_TICKS`` ticks with nothing
-waiting that the hub no longer wants (``wanted``: a room that ended here, a private
-conversation with no party signed on here). One heard of again starts afresh, as a
+waiting that the hub no longer wants (``wanted``: a private conversation with no party
+signed on here, say). One heard of again starts afresh, as a
 first-heard one does: nobody here was waiting for what it missed meanwhile. Without this,
 every private conversation ever numbered (each guest connection's make new ones) stayed,
 and each tick asked the database for all their heads.

@@ -10,6 +10,8 @@ void, shown to no one and deleted from history (docs/cluster.md, "Checked at its
 Only what the order itself proves is used, never a node's copy of the room (which has its
 own users' later changes applied early):
 
+- a room that ends (its last member parts or quits, and it is not registered) starts
+  afresh: its facts are forgotten at that number on every node;
 - a room message from a user removed from the room (kicked, parted, quit, or whose join
   was void) by an earlier number, and not joined again since, is void, unless its node
   sent it as a non-member's (an external message to a ``-n`` room: it needed no membership);
@@ -53,6 +55,9 @@ JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
 JOIN_KEY = "key"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
+#: what a node adds to a PART or QUIT that empties rooms that then end (folded names): the
+#: facts of their order go with them, so a room made again under the name starts with none
+ROOM_ENDS = "ends"
 #: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
 #: checked the message at): the sender's privileges then ("o", "v", "ov"; absent: none),
 #: that the room was ``+m`` (absent: it was not), which kinds of exception (+e) matched the
@@ -127,6 +132,12 @@ class Admission:
                 return errors.Banned(event.target)
             order.gone.pop(nick, None)
         elif kind in (Kind.PART, Kind.QUIT):
+            if conv in (data.get(ROOM_ENDS) or ()):
+                # the room ended with it, on its node's copy (every node forgets at this
+                # number): a JOIN that makes it again, from a node that never heard of the
+                # old room (position 0), is not taken for one racing the old room's +i
+                del self.rooms[conv]
+                return None
             self._remove(order, fold(event.source.nick), seq)
         elif kind == Kind.KICK:
             self._remove(order, fold(str(data.get("nick", ""))), seq)

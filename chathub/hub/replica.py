@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
+from chathub.hub.admission import ROOM_ENDS
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import BanEntry, Member, Room
@@ -236,7 +237,8 @@ class RemoteRooms:
         gone = [u for u in (self.users.get(fold(n)) for n in nicks) if u is not None]
         quits = []
         for user in gone:
-            event = self.hub.ids.make(Kind.QUIT, user.source, "", reason)
+            ends = self.hub.rooms_ended_by(user, user.rooms.values())
+            event = self.hub.ids.make(Kind.QUIT, user.source, "", reason, data={ROOM_ENDS: ends} if ends else None)
             recipients = self.hub.neighbours(user)
             rooms = list(user.rooms)
             for room in list(user.rooms.values()):

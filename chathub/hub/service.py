@@ -39,6 +39,7 @@ from chathub.hub.admission import (
     JOIN_INVITED,
     JOIN_KEY,
     JOIN_SEEN,
+    ROOM_ENDS,
     SPOKE_EXCEPTED,
     SPOKE_MODERATED,
     SPOKE_PRIVILEGES,
@@ -850,13 +851,23 @@ class ChatHub(service.Service):
         limit = self.config.limits.reason_length
         if len(reason) > limit:
             raise errors.ReasonTooLong(room.name, f"Part reason too long (at most {limit} characters)")
-        event = self._event(Kind.PART, user, room.name, reason)
+        ends = self.rooms_ended_by(user, [room])
+        event = self._event(Kind.PART, user, room.name, reason, data={ROOM_ENDS: ends} if ends else None)
         recipients = room.recipients()
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
         if self.account_rooms is not None:
             self.account_rooms.left(user.account, room.name)
         return event
+
+    def rooms_ended_by(self, user: User, rooms: Iterable[Room]) -> list[str]:
+        """In a cluster, the folded names of ``rooms`` that end when ``user`` leaves them (it
+        is their last member here, and they are not registered): a PART or QUIT says so at
+        its number (``admission.ROOM_ENDS``). Empty on a lone node."""
+        if self._positions is None:
+            return []
+        return [room.folded for room in rooms if not room.persistent and len(room.members) == 1
+                and user.folded in room.members]
 
     def leave_room(self, user: User, room: Room) -> None:
         """Take ``user`` out of ``room`` without telling anyone (the room ends if it
@@ -1514,7 +1525,9 @@ class ChatHub(service.Service):
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
         # a quit cannot be refused (the connection is going): a long reason is cut
-        event = self._event(Kind.QUIT, user, text=reason[: self.config.limits.reason_length])
+        ends = self.rooms_ended_by(user, user.rooms.values())
+        event = self._event(Kind.QUIT, user, text=reason[: self.config.limits.reason_length],
+                            data={ROOM_ENDS: ends} if ends else None)
         recipients = self._neighbours(user)
         rooms = list(user.rooms)
         for room in list(user.rooms.values()):
@@ -1650,14 +1663,16 @@ class ChatHub(service.Service):
 
     def wants_order(self, conv: str) -> bool:
         """Whether this node still needs conversation ``conv``'s numbered order (the cluster
-        relay forgets an idle one it does not): a room that exists here (its state is kept
-        for the users of every node), the STATUSMSG audience of one (``@#room``), a private
-        conversation (``a b``, each party a folded nick or ``nick/session``) with a party
-        signed on here."""
+        relay forgets an idle one it does not): every room's, ended or not (a JOIN carries
+        the room's position on its node, checked at its number against what the order
+        established: a node that forgot an ended room would have its next JOIN there
+        taken for one racing the old room's ``+i``); the STATUSMSG audience of a room that
+        exists here (``@#room``); a private conversation (``a b``, each party a folded
+        nick or ``nick/session``) with a party signed on here."""
         if conv[:1] in STATUS_PREFIXES and is_room_name(conv[1:]):
-            conv = conv[1:]
+            return conv[1:] in self.rooms
         if is_room_name(conv):
-            return conv in self.rooms
+            return True
         return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
 
     def _publish_numbered(
