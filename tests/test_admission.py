@@ -196,14 +196,15 @@ def test_a_join_checked_before_a_concurrent_key_is_void_unless_it_gave_that_key(
 
 
 def test_a_room_that_ends_starts_afresh_when_made_again():
-    """The last member's PART (or QUIT) that ends the room says so; what the room's order
-    established goes with it, so a JOIN that makes it again from a node that never heard of
-    the old room (position 0) is not taken for one racing the old room's +i, key or ban."""
+    """The last member's PART (or QUIT) that ends the room says so, with the room's position
+    on its node; what the room's order established goes with it, so a JOIN that makes it
+    again from a node that never heard of the old room (position 0) is not taken for one
+    racing the old room's +i, key or ban."""
     make = EventMaker()
     events = [
         make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
         make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"], ["+b", "*!*@*"]]}),
-        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: ["#r"]}),
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 2]]}),
         make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # made again, elsewhere
         make.msg("carl", "#r", "here"),
     ]
@@ -213,9 +214,33 @@ def test_a_room_that_ends_starts_afresh_when_made_again():
     # a QUIT ending several rooms ends each; without the flag the facts stay
     quit_events = [
         make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
-        make.msg("alice", "", "", Kind.QUIT, data={ROOM_ENDS: ["#q", "#r"]}),
+        make.msg("alice", "", "", Kind.QUIT, data={ROOM_ENDS: [["#q", 7], ["#r", 1]]}),
         make.msg("dan", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
     ]
     assert _run(Admission(), quit_events) == [None, None, None]
     kept = [quit_events[0], make.msg("alice", "", "", Kind.QUIT), quit_events[2]]
     assert _run(Admission(), kept) == [None, None, "invite_only"]
+
+
+def test_a_room_whose_leaver_had_not_seen_a_join_does_not_end():
+    """The leaver's node took it for the last member, but a JOIN it had not applied stood
+    before its PART: the room goes on, and so do its facts (its +i still voids a join that
+    raced it)."""
+    make = EventMaker()
+    events = [
+        make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
+        make.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_EXEMPT: True}),  # invited
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 2]]}),  # alice saw up to 2
+        make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),  # raced the +i
+    ]
+    assert _run(Admission(), events) == [None, None, None, None, "invite_only"]
+    # an entry made after the join it did not see (the +i): no JOIN remembered, so the
+    # number before the +i is all that is known to hold every JOIN that stood
+    late = [
+        make.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # 1: no entry kept for it
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),  # 2: the entry
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 0]]}),  # had seen neither
+        make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
+    ]
+    assert _run(Admission(), late) == [None, None, None, "invite_only"]

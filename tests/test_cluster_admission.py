@@ -315,8 +315,9 @@ async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_ever
     a, b, gate, (alice, bob, dave), relays = nodes
     a.hub.join(alice, "#t")
     a.hub.change_room_modes(alice, "#t", [("+i", None)])
+    await until(lambda: a.hub.outbox.pending == 0)  # numbered: a's position holds them
     event = a.hub.part(alice, "#t", "")
-    assert event.data[ROOM_ENDS] == ["#t"]
+    assert [room for room, _ in event.data[ROOM_ENDS]] == ["#t"]
     await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
     pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
     pc.link(pa, pb)

@@ -481,31 +481,32 @@ async def test_idle_conversations_no_longer_wanted_are_forgotten_and_start_afres
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_conversation_with_something_on_its_way_is_not_forgotten(nodes, monkeypatch):
+async def test_a_conversation_being_read_from_the_database_is_not_forgotten(nodes, monkeypatch):
+    """A resync found a message b never heard of (lost on its way, the last one): while
+    its read is under way nothing else waits, and the conversation still stays."""
     a, b = await nodes("a"), await nodes("b")
     make = EventMaker()
     await say(a, make, ["m1"])
     await until(lambda: len(b.got) == 1)
+    a.doorbell.transform = lambda message: []
+    await say(a, make, ["m2"])  # lost on its way, and nothing follows it
     fetches: list = []
     read = b.store.conversation_range
 
-    def held_back(*args):  # the gap's read waits until the test lets it go
+    def held_back(*args):  # the read waits until the test lets it go
         waiting: defer.Deferred = defer.Deferred()
         fetches.append((read(*args), waiting))
         return waiting
 
     monkeypatch.setattr(b.store, "conversation_range", held_back)
-    a.doorbell.transform = lambda message: []
-    await say(a, make, ["m2"])  # lost on its way
-    a.doorbell.transform = lambda message: [message]
-    await say(a, make, ["m3"])  # waits for m2, which b reads from the database
-    await until(lambda: fetches)
+    await b.relay.resync()
+    assert fetches and not b.relay.conversations["#r"].ahead  # only the read is on its way
     b.unwanted.add("#r")
     idle(b)
     assert b.relay.sweep() == ["#r"] and b.relay.forgotten == 0
     answer, waiting = fetches[0]
     answer.chainDeferred(waiting)
-    await until(lambda: b.texts() == ["m1", "m2", "m3"])  # nothing lost
+    await until(lambda: b.texts() == ["m1", "m2"])  # nothing lost
     assert b.relay.sweep() == [] and b.relay.forgotten == 1  # now idle with nothing on its way
 
 
@@ -532,8 +533,24 @@ async def test_each_tick_compares_its_share_of_the_conversations_in_turn(nodes, 
     for _ in range(4):
         for resync in b.doorbell.resyncs:
             resync(False)
-    assert [len(convs) for convs in asked] == [2, 2, 1, 2]
-    assert sorted(c for convs in asked[:3] for c in convs) == rooms  # each once a turn
+    # every tick: those heard of in the last RECENT_TICKS ticks (all five, the first
+    # tick), and the next SWEEP in turn
+    assert asked[0] == rooms and [len(convs) for convs in asked[1:]] == [5, 5, 5]
+    b.relay.tick += relay_module.RECENT_TICKS
+    b.relay._recent_ticks.clear()  # (long ago)
+    asked.clear()
+    for _ in range(3):
+        for resync in b.doorbell.resyncs:
+            resync(False)
+    assert sorted(len(convs) for convs in asked) == [1, 2, 2]
+    assert sorted(c for convs in asked for c in convs) == rooms  # each once a turn
+    await say(a, make, ["again"], room="#r3")  # heard of now: compared every tick
+    await until(lambda: len(b.got) == 6)
+    asked.clear()
+    for _ in range(2):
+        for resync in b.doorbell.resyncs:
+            resync(False)
+    assert all("#r3" in convs and len(convs) <= 3 for convs in asked)  # its share, and #r3
     asked.clear()
     for resync in b.doorbell.resyncs:
         resync(True)

@@ -25,17 +25,17 @@ order before it is shown: the hub checks it again there (``chathub.hub.admission
 another node's event found void is not delivered.
 
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
-without a reconnect) it looks at the next ``SWEEP`` conversations in turn, compares their
-heads with the database, and forgets those idle for ``FORGET_TICKS`` ticks with nothing
-waiting that the hub no longer wants (``wanted``: a private conversation with no party
-signed on here, say). One heard of again starts afresh, as a
-first-heard one does: nobody here was waiting for what it missed meanwhile. Without this,
-every private conversation ever numbered (each guest connection's make new ones) stayed,
-and each tick asked the database for all their heads.
+without a reconnect) it compares with the database the heads of the conversations heard of
+in the last ``RECENT_TICKS`` ticks and of the next ``SWEEP`` in turn, and forgets those idle
+for ``FORGET_TICKS`` ticks with nothing waiting that the hub no longer wants (``wanted``: a
+private conversation with no party signed on here, say). One heard of again starts afresh,
+as a first-heard one does: nobody here was waiting for what it missed meanwhile. Without
+this, every private conversation ever numbered (each guest connection's make new ones)
+stayed, and each tick asked the database for all their heads.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from contextlib import nullcontext
 from typing import Any, Callable, ContextManager, Optional
 
@@ -65,6 +65,8 @@ SWEEP = 2000
 #: resync ticks (``resync_interval`` each, 5 s by default) a conversation stays idle before
 #: it may be forgotten
 FORGET_TICKS = 60
+#: a conversation an event of which came in the last this many ticks is compared every tick
+RECENT_TICKS = 12
 
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
@@ -241,6 +243,9 @@ class ClusterRelay:
         #: the conversations a tick looks at in turn, and how far the turn has come
         self._sweep: list[str] = []
         self._swept = 0
+        #: the conversations heard of during this tick, and during each of the last ticks
+        self._recent: list[str] = []
+        self._recent_ticks: deque[list[str]] = deque(maxlen=RECENT_TICKS)
         self._form = GroupForm()
         self._seen: OrderedDict[str, None] = OrderedDict()  # delivered multi-conversation events
         #: counters, for tests and metrics
@@ -292,6 +297,7 @@ class ClusterRelay:
         state = self.conversations.get(conv)
         if state is None or state.delivered < seq:
             self.conversations[conv] = _Conversation(seq, seq + 1, self.tick)
+            self._recent.append(conv)
 
     # -- out -----------------------------------------------------------------------------
 
@@ -311,10 +317,13 @@ class ClusterRelay:
         state = self.conversations.get(conv)
         if state is None:
             self.conversations[conv] = state = _Conversation(seq, seq, self.tick)
+            self._recent.append(conv)
             self._admit(conv, seq, event, True)
             state.unshown += held
             return
-        state.touched = self.tick
+        if state.touched != self.tick:
+            state.touched = self.tick
+            self._recent.append(conv)
         if seq == state.delivered + 1:
             state.delivered = seq
             self._admit(conv, seq, event, True)
@@ -386,8 +395,10 @@ class ClusterRelay:
         state = self.conversations.get(conv)
         if state is None:  # first heard of (or heard of again once forgotten): it starts here
             self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
-        else:
+            self._recent.append(conv)
+        elif state.touched != self.tick:
             state.touched = self.tick
+            self._recent.append(conv)
         if seq < state.floor:
             # committed before the first number heard here, announced after it (another
             # node's join racing this node's first event in the room): late, but not lost
@@ -543,7 +554,11 @@ class ClusterRelay:
             self.resync()  # anything may have been missed meanwhile: every conversation
             return
         self.tick += 1
-        self.resync(self.sweep())
+        self._recent_ticks.append(self._recent)
+        self._recent = []
+        due = self.sweep()
+        heard = {conv for convs in self._recent_ticks for conv in convs if conv in self.conversations}
+        self.resync(list(heard.union(due)))
 
     def sweep(self) -> list[str]:
         """The next ``SWEEP`` conversations in turn, to compare with the database; those of

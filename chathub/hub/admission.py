@@ -55,8 +55,10 @@ JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
 JOIN_KEY = "key"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
-#: what a node adds to a PART or QUIT that empties rooms that then end (folded names): the
-#: facts of their order go with them, so a room made again under the name starts with none
+#: what a node adds to a PART or QUIT that empties rooms that then end there: ``[[folded
+#: name, the room's position on that node], ...]``. The facts of their order go with them at
+#: that number (a room made again under the name starts with none), unless a JOIN the node
+#: had not applied stood in the room meanwhile (it was not the last member after all)
 ROOM_ENDS = "ends"
 #: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
 #: checked the message at): the sender's privileges then ("o", "v", "ov"; absent: none),
@@ -80,9 +82,13 @@ def key_digest(conv: str, key: str) -> str:
 class _RoomOrder:
     """What a room's numbered events have established so far on this node."""
 
-    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key")
+    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key", "joined")
 
-    def __init__(self) -> None:
+    def __init__(self, joined: int) -> None:
+        #: every JOIN that stood is numbered at or below this (the last one remembered; for
+        #: an entry made since, the number before the event that made it: one before that
+        #: may have stood unremembered) (``_ends``)
+        self.joined = joined
         self.gone: OrderedDict[str, int] = OrderedDict()  # folded nick -> number of its removal
         self.invite_only_since = 0  # the number of the ``+i`` in force, 0 when none is
         self.key_since = 0  # the number of the last ``+k`` or ``-k``, 0 when none was seen
@@ -114,7 +120,7 @@ class Admission:
                 return _silenced(order, seq, event)
             return None
         if order is None:
-            order = self.rooms[conv] = _RoomOrder()
+            order = self.rooms[conv] = _RoomOrder(seq - 1)
         if kind == Kind.JOIN:
             nick = fold(event.source.nick)
             seen = data.get(JOIN_SEEN)
@@ -131,11 +137,12 @@ class Admission:
                 self._remove(order, nick, seq)
                 return errors.Banned(event.target)
             order.gone.pop(nick, None)
+            order.joined = seq
         elif kind in (Kind.PART, Kind.QUIT):
-            if conv in (data.get(ROOM_ENDS) or ()):
-                # the room ended with it, on its node's copy (every node forgets at this
-                # number): a JOIN that makes it again, from a node that never heard of the
-                # old room (position 0), is not taken for one racing the old room's +i
+            if _ends(order, conv, data.get(ROOM_ENDS)):
+                # the room ended with it (every node forgets at this number): a JOIN that
+                # makes it again, from a node that never heard of the old room (position
+                # 0), is not taken for one racing the old room's +i, key or bans
                 del self.rooms[conv]
                 return None
             self._remove(order, fold(event.source.nick), seq)
@@ -167,6 +174,17 @@ class Admission:
         order.gone.move_to_end(nick)
         if len(order.gone) > GONE_LIMIT:
             order.gone.popitem(last=False)
+
+
+def _ends(order: _RoomOrder, conv: str, ends: Any) -> bool:
+    """Whether a PART or QUIT carrying ``ends`` (``ROOM_ENDS``) ended room ``conv``: its node
+    had the leaver as the last member at its position, and no JOIN stood after that."""
+    if not ends:
+        return False
+    for entry in ends:
+        if type(entry) is list and len(entry) == 2 and entry[0] == conv and isinstance(entry[1], int):
+            return order.joined <= entry[1]
+    return False
 
 
 def _changes_between(order: _RoomOrder, seen: int, seq: int) -> list[tuple[int, str, Any]]:

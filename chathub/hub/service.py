@@ -860,14 +860,16 @@ class ChatHub(service.Service):
             self.account_rooms.left(user.account, room.name)
         return event
 
-    def rooms_ended_by(self, user: User, rooms: Iterable[Room]) -> list[str]:
-        """In a cluster, the folded names of ``rooms`` that end when ``user`` leaves them (it
-        is their last member here, and they are not registered): a PART or QUIT says so at
-        its number (``admission.ROOM_ENDS``). Empty on a lone node."""
-        if self._positions is None:
+    def rooms_ended_by(self, user: User, rooms: Iterable[Room]) -> list[list[Any]]:
+        """In a cluster, ``[folded name, position]`` of each of ``rooms`` that ends when
+        ``user`` leaves it (its last member here, and not registered), with the room's
+        position on this node: a PART or QUIT says so at its number (``admission.ROOM_ENDS``).
+        Empty on a lone node."""
+        positions = self._positions
+        if positions is None:
             return []
-        return [room.folded for room in rooms if not room.persistent and len(room.members) == 1
-                and user.folded in room.members]
+        return [[room.folded, positions.position(room.folded) or 0] for room in rooms
+                if not room.persistent and len(room.members) == 1 and user.folded in room.members]
 
     def leave_room(self, user: User, room: Room) -> None:
         """Take ``user`` out of ``room`` without telling anyone (the room ends if it
