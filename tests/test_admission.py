@@ -244,3 +244,33 @@ def test_a_room_whose_leaver_had_not_seen_a_join_does_not_end():
         make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
     ]
     assert _run(Admission(), late) == [None, None, None, "invite_only"]
+
+
+def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
+    """``export`` on one node, through the backplane's encoding, ``install`` on another:
+    the events that follow get the same verdicts on both."""
+    from chathub.cluster.redis import decode_message, encode_message
+
+    make = EventMaker()
+    before = [
+        make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"], ["+b", "*!*@bad"]]}),
+        make.msg("alice", "#r", "", Kind.KICK, data={"nick": "bob"}),
+    ]
+    after = [
+        make.msg("bob", "#r", "racing its kick"),
+        make.msg("carol", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
+        make.msg("dave", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1, JOIN_EXEMPT: True, "key": "wrong"}),
+        make.msg("erin", "#r", "", Kind.JOIN, data={JOIN_SEEN: 3}),
+    ]
+    old = Admission()
+    _run(old, before)
+    facts = decode_message(encode_message({"facts": old.export()}))["facts"]
+    new = Admission()
+    assert new.install(facts) == ["#r"]
+
+    def verdicts(admission):
+        return [None if (e := admission.check("#r", seq, event)) is None else e.code
+                for seq, event in enumerate(after, len(before) + 1)]
+
+    assert verdicts(new) == verdicts(old) == ["cannot_send", "invite_only", "bad_key", None]

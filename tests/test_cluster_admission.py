@@ -337,3 +337,36 @@ async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_ever
         assert "i" not in c.hub.rooms["#t"].modes
     finally:
         relay_c.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_node_that_starts_takes_the_facts_of_every_rooms_order(nodes, store_factory):
+    """#t was +i and ended without its end being honoured (its last member parted before
+    its own node had numbered the +i: the facts stay). A node started afterwards takes
+    those facts, with where they stand, from the start-up snapshot, so it comes to the
+    same verdict as the others: its user's JOIN making #t again stands everywhere."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.join(alice, "#t")
+    a.hub.change_room_modes(alice, "#t", [("+i", None)])
+    a.hub.part(alice, "#t", "")  # at once: its position lacks the join and the +i
+    await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
+    await until(lambda: relays[1].position("#t") == relays[0].position("#t") == 3)
+    assert "#t" in a.hub.admission.rooms and "#t" in b.hub.admission.rooms  # the +i is remembered
+    pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
+    pc.link(pa, pb)
+    pa.link(gate, pc)
+    pb.link(pa, pc)
+    c, relay_c = await cluster_node(store_factory, pc)
+    try:
+        assert relay_c.position("#t") == 3  # where the facts it took stand
+        assert c.hub.admission.rooms["#t"].invite_only_since == 2
+        carl = c.connect("carl")
+        answered = Receipt()
+        c.hub.join(carl, "#t", receipt=answered)
+        await until(lambda: c.hub.outbox.pending == 0)
+        assert answered.error is None
+        for node in (a, b, c):  # it stood at its number everywhere
+            await until(lambda node=node: "#t" in node.hub.rooms and "carl" in node.hub.rooms["#t"].members)
+    finally:
+        relay_c.stop()

@@ -168,6 +168,34 @@ class Admission:
             del self.rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 
+    def export(self) -> list[list[Any]]:
+        """Every room's facts as plain data, for a node that starts (``install``): read at
+        the same moment as the relay's positions, which they stand at."""
+        return [
+            [conv, list(map(list, order.gone.items())), order.invite_only_since, order.key_since, order.key,
+             [list(change) for change in order.changes], order.joined]
+            for conv, order in self.rooms.items()
+        ]
+
+    def install(self, facts: list[Any]) -> list[str]:
+        """Take another node's ``export`` (at start-up, before this node checks anything):
+        the facts of each room's order up to the position that node gave for it, so this
+        node comes to the same verdicts (a node that started without them let a JOIN
+        stand that the others found void). Returns the rooms taken; ValueError or
+        TypeError when ``facts`` is not such data."""
+        rooms = []
+        for conv, gone, invite_only_since, key_since, key, changes, joined in facts:
+            order = _RoomOrder(int(joined))
+            for nick, seq in gone[-GONE_LIMIT:]:
+                order.gone[str(nick)] = int(seq)
+            order.invite_only_since, order.key_since = int(invite_only_since), int(key_since)
+            order.key = None if key is None else str(key)
+            for seq, change, arg in changes[-CHANGES_LIMIT:]:
+                order.changes.append((int(seq), str(change), None if arg is None else str(arg)))
+            self.rooms[str(conv)] = order
+            rooms.append(str(conv))
+        return rooms
+
     @staticmethod
     def _remove(order: _RoomOrder, nick: str, seq: int) -> None:
         order.gone[nick] = seq

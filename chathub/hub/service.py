@@ -334,24 +334,32 @@ class ChatHub(service.Service):
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
                     rooms_asked = True
                 elif item[0] == "rooms" and self._snapshot_wanted is not None:
-                    self._install_rooms(item[1], str(message["node"]))
+                    self._install_rooms(item[1], str(message["node"]), item[2] if len(item) > 2 else [])
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
         if hello:  # a node (re)joined: it needs this node's users (and, starting, the rooms)
             items: list[list[Any]] = [["roster", self.remote.roster(self.users.values())]]
             if rooms_asked and self._positions is not None:
-                items.append(["rooms", self.replica.snapshot(self.remote.node_id, self._positions.position)])
+                position = self._positions.position
+                # each room's facts at its number (ended rooms' too) with where they stand
+                facts = [[*fact, position(fact[0])] for fact in self.admission.export()]
+                items.append(["rooms", self.replica.snapshot(self.remote.node_id, position), facts])
             self._announce(*items)
 
-    def _install_rooms(self, rooms: list[dict[str, Any]], node: str) -> None:
-        """The first answer to this node's request for the rooms in use: apply it, and
-        tell the relay where each room's state stands (it delivers what follows)."""
+    def _install_rooms(self, rooms: list[dict[str, Any]], node: str, facts: list[Any]) -> None:
+        """The first answer to this node's request for the rooms in use: apply it, take
+        the facts of each room's numbered order (``Admission``), and tell the relay where
+        each room stands (it delivers what follows)."""
         waiting, positions = self._snapshot_wanted, self._positions
         assert waiting is not None and positions is not None and self.remote is not None
         self._snapshot_wanted = None
         for conv, seq in self.replica.install(self.remote.node_id, rooms):
             positions.start_at(conv, seq)
+        standing = [fact for fact in facts if type(fact) is list and len(fact) == 8 and type(fact[7]) is int]
+        self.admission.install([fact[:7] for fact in standing])
+        for fact in standing:
+            positions.start_at(str(fact[0]), fact[7])
         self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
         waiting.callback(None)
 
