@@ -303,6 +303,27 @@ async def test_a_node_wants_the_order_of_its_rooms_and_of_its_users_private_talk
     assert wants("#x") and not wants("@#x")
 
 
+async def third_node(store_factory, a, b, gate: Gate):
+    """Node c, started now and linked to a and b (a's messages to b still pass ``gate``)."""
+    pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
+    pc.link(pa, pb)
+    pa.link(gate, pc)
+    pb.link(pa, pc)
+    return await cluster_node(store_factory, pc)
+
+
+async def joins_everywhere(node, nick: str, room: str, nodes) -> None:
+    """``nick``, a new user of ``node``, joins ``room``: it stands at its number, and every
+    one of ``nodes`` shows the user in the room."""
+    user = node.connect(nick)
+    answered = Receipt()
+    node.hub.join(user, room, receipt=answered)
+    await until(lambda: node.hub.outbox.pending == 0)
+    assert answered.error is None
+    for each in nodes:
+        await until(lambda each=each: room in each.hub.rooms and nick in each.hub.rooms[room].members)
+
+
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_everywhere(nodes, store_factory):
@@ -319,22 +340,11 @@ async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_ever
     event = a.hub.part(alice, "#t", "")
     assert [room for room, _ in event.data[ROOM_ENDS]] == ["#t"]
     await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
-    pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
-    pc.link(pa, pb)
-    pa.link(gate, pc)
-    pb.link(pa, pc)
-    c, relay_c = await cluster_node(store_factory, pc)
+    c, relay_c = await third_node(store_factory, a, b, gate)
     try:
         assert relay_c.position("#t") is None  # never heard of it
-        carl = c.connect("carl")
-        answered = Receipt()
-        c.hub.join(carl, "#t", receipt=answered)
-        await until(lambda: c.hub.outbox.pending == 0)
-        assert answered.error is None
-        for other in (a, b):  # it stood at its number there too
-            await until(lambda other=other: "#t" in other.hub.rooms and "carl" in other.hub.rooms["#t"].members)
-        assert "carl" in c.hub.rooms["#t"].members
-        assert "i" not in c.hub.rooms["#t"].modes
+        await joins_everywhere(c, "carl", "#t", (a, b, c))
+        assert "i" not in c.hub.rooms["#t"].modes  # a new room
     finally:
         relay_c.stop()
 
@@ -353,20 +363,10 @@ async def test_a_node_that_starts_takes_the_facts_of_every_rooms_order(nodes, st
     await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
     await until(lambda: relays[1].position("#t") == relays[0].position("#t") == 3)
     assert "#t" in a.hub.admission.rooms and "#t" in b.hub.admission.rooms  # the +i is remembered
-    pa, pb, pc = a.hub.cluster, b.hub.cluster, LinkedBackplane("c")
-    pc.link(pa, pb)
-    pa.link(gate, pc)
-    pb.link(pa, pc)
-    c, relay_c = await cluster_node(store_factory, pc)
+    c, relay_c = await third_node(store_factory, a, b, gate)
     try:
         assert relay_c.position("#t") == 3  # where the facts it took stand
         assert c.hub.admission.rooms["#t"].invite_only_since == 2
-        carl = c.connect("carl")
-        answered = Receipt()
-        c.hub.join(carl, "#t", receipt=answered)
-        await until(lambda: c.hub.outbox.pending == 0)
-        assert answered.error is None
-        for node in (a, b, c):  # it stood at its number everywhere
-            await until(lambda node=node: "#t" in node.hub.rooms and "carl" in node.hub.rooms["#t"].members)
+        await joins_everywhere(c, "carl", "#t", (a, b, c))
     finally:
         relay_c.stop()
