@@ -2,9 +2,20 @@
 numbered order established before it decides, never a node's copy of the room."""
 from __future__ import annotations
 
+import pytest
+
 from chathub.events import Kind
 from chathub.hub import errors
-from chathub.hub.admission import EXTERNAL, GONE_LIMIT, JOIN_EXEMPT, JOIN_SEEN, ROOM_ENDS, Admission, key_digest
+from chathub.hub.admission import (
+    EXTERNAL,
+    GONE_LIMIT,
+    JOIN_EXEMPT,
+    JOIN_INVITED,
+    JOIN_SEEN,
+    ROOM_ENDS,
+    Admission,
+    key_digest,
+)
 from tests.store_fixtures import EventMaker
 
 
@@ -246,31 +257,81 @@ def test_a_room_whose_leaver_had_not_seen_a_join_does_not_end():
     assert _run(Admission(), late) == [None, None, None, "invite_only"]
 
 
-def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
-    """``export`` on one node, through the backplane's encoding, ``install`` on another:
-    the events that follow get the same verdicts on both."""
+def carried(admission: Admission, position: int) -> Admission:
+    """What a node that starts takes of ``admission``'s facts (all standing at
+    ``position``), through the backplane's encoding."""
     from chathub.cluster.redis import decode_message, encode_message
 
+    facts = [[*fact, position] for fact in admission.export()]
+    parsed = Admission.parse(decode_message(encode_message({"facts": facts}))["facts"])
+    assert {conv: seq for conv, (_, seq) in parsed.items()} == {fact[0]: position for fact in facts}
+    taken = Admission()
+    taken.adopt(parsed)
+    return taken
+
+
+def verdicts(admission: Admission, events, first: int) -> list:
+    return [None if (e := admission.check("#r", seq, event)) is None else e.code
+            for seq, event in enumerate(events, first)]
+
+
+def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
+    """``export`` on one node, through the backplane's encoding, ``parse`` and ``adopt`` on
+    another: the events that follow get the same verdicts on both (every fact counts: the
+    departures, +i, the key, the bans, the last JOIN that stood)."""
     make = EventMaker()
     before = [
         make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
-        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"], ["+b", "*!*@bad"]]}),
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"]]}),
+        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+b", "*!*@example.test"]]}),
         make.msg("alice", "#r", "", Kind.KICK, data={"nick": "bob"}),
+        make.msg("zoe", "#r", "", Kind.JOIN, data={JOIN_SEEN: 4, JOIN_EXEMPT: True, JOIN_INVITED: True}),  # 5
     ]
     after = [
-        make.msg("bob", "#r", "racing its kick"),
-        make.msg("carol", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
-        make.msg("dave", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1, JOIN_EXEMPT: True, "key": "wrong"}),
-        make.msg("erin", "#r", "", Kind.JOIN, data={JOIN_SEEN: 3}),
+        make.msg("bob", "#r", "racing its kick"),  # the departures
+        make.msg("carol", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),  # +i
+        make.msg("dave", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1, JOIN_EXEMPT: True, "key": "wrong"}),  # the key
+        make.msg("erin", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_EXEMPT: True,
+                                                    "key": key_digest("#r", "sesame")}),  # the ban
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 4]]}),  # zoe joined at 5
     ]
     old = Admission()
     _run(old, before)
-    facts = decode_message(encode_message({"facts": old.export()}))["facts"]
-    new = Admission()
-    assert new.install(facts) == ["#r"]
+    new = carried(old, len(before))
+    assert verdicts(new, after, 6) == verdicts(old, after, 6) == [
+        "cannot_send", "invite_only", "bad_key", "banned", None]
+    assert "#r" in new.rooms and "#r" in old.rooms  # zoe's join kept the room going
+    ending = [
+        make.msg("zoe", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 5]]}),  # zoe had seen it all
+        make.msg("fred", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # makes it again
+    ]
+    old = Admission()
+    _run(old, before)
+    new = carried(old, len(before))
+    assert verdicts(new, ending, 6) == verdicts(old, ending, 6) == [None, None]
 
-    def verdicts(admission):
-        return [None if (e := admission.check("#r", seq, event)) is None else e.code
-                for seq, event in enumerate(after, len(before) + 1)]
 
-    assert verdicts(new) == verdicts(old) == ["cannot_send", "invite_only", "bad_key", None]
+@pytest.mark.parametrize("fact", [
+    ["#r", [], 0, 0, None, [], 0, -1],  # a position below 0
+    ["#r", [], 0, 0, None, [], 0, "3"],
+    ["alice bob", [], 0, 0, None, [], 0, 3],  # not a room
+    ["#r", [], 0, 0, None, [[2, "+", "x"]], 0, 3],  # a change that is none
+    ["#r", [], 0, 0, None, [[2, "+q", "x"]], 0, 3],
+    ["#r", [["bob"]], 0, 0, None, [], 0, 3],
+    ["#r", [], 0, 0, 7, [], 0, 3],
+    ["#r", [], 0, 0, None, [], 0],  # no position
+])
+def test_facts_that_are_not_such_data_are_refused(fact):
+    with pytest.raises(ValueError):
+        Admission.parse([fact])
+
+
+def test_a_part_ending_a_room_that_had_nothing_remembered_leaves_no_entry():
+    make = EventMaker()
+    events = [
+        make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        make.msg("alice", "#r", "bye"),
+        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 1]]}),  # had not seen "bye"
+    ]
+    admission = Admission()
+    assert _run(admission, events) == [None, None, None] and admission.rooms == {}

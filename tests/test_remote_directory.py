@@ -181,6 +181,24 @@ def test_a_starting_node_takes_the_rooms_state_from_the_first_answer():
     assert b.hub.join(bob, "#r", "sesame") is room and not room.members["bob"].is_operator  # not a new room
 
 
+def test_a_malformed_answer_is_passed_over_for_the_next_one():
+    """A starting node takes the first *good* answer: one whose room facts (or rooms) are
+    not such data is logged and passed over, and nothing of it is taken."""
+    clock = task.Clock()
+    lone, silent = LinkedBackplane("b"), LinkedBackplane("a")  # a holds a lease, answers nothing yet
+    lone.link(silent)
+    at_b = Positions()
+    world = RecorderWorld()
+    joined = world.hub.join_cluster(lone, at_b, clock, wait=5.0)
+    good = ["#x", [["bob", 3]], 2, 0, None, [[2, "+b", "*!*@bad"]], 1, 4]
+    lone.receive({"node": "a", "presence": [["rooms", [], [good, ["#y", "not a list", 0, 0, None, [], 0, 5]]]]})
+    assert not joined.called and world.hub.admission.rooms == {} and at_b.at == {}
+    lone.receive({"node": "c", "presence": [["rooms", [], [good]]]})
+    assert joined.called and at_b.at == {"#x": 4}
+    order = world.hub.admission.rooms["#x"]
+    assert (dict(order.gone), order.invite_only_since, list(order.changes)) == ({"bob": 3}, 2, [(2, "+b", "*!*@bad")])
+
+
 def test_a_starting_node_waits_a_bounded_time_for_an_answer():
     clock = task.Clock()
     lone, silent = LinkedBackplane("b"), LinkedBackplane("a")  # a holds a lease, answers nothing

@@ -26,7 +26,7 @@ another node's event found void is not delivered.
 
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
 without a reconnect) it compares with the database the heads of the conversations heard of
-in the last ``RECENT_TICKS`` ticks and of the next ``SWEEP`` in turn, and forgets those idle
+in the last ``RECENT_TICKS`` ticks (the latest ``SWEEP``) and of the next ``SWEEP`` in turn, and forgets those idle
 for ``FORGET_TICKS`` ticks with nothing waiting that the hub no longer wants (``wanted``: a
 private conversation with no party signed on here, say). One heard of again starts afresh,
 as a first-heard one does: nobody here was waiting for what it missed meanwhile. Without
@@ -557,8 +557,17 @@ class ClusterRelay:
         self._recent_ticks.append(self._recent)
         self._recent = []
         due = self.sweep()
-        heard = {conv for convs in self._recent_ticks for conv in convs if conv in self.conversations}
-        self.resync(list(heard.union(due)))
+        # and the conversations heard of lately, the latest first, at most SWEEP of them
+        heard: dict[str, None] = {}
+        for convs in reversed(self._recent_ticks):
+            for conv in reversed(convs):
+                if conv in self.conversations:
+                    heard[conv] = None
+                    if len(heard) >= SWEEP:
+                        break
+            if len(heard) >= SWEEP:
+                break
+        self.resync(list(heard.keys() | set(due)))
 
     def sweep(self) -> list[str]:
         """The next ``SWEEP`` conversations in turn, to compare with the database; those of

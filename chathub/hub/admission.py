@@ -40,7 +40,7 @@ from typing import Any, Optional
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.masks import MUTE_EXTBAN, entry_matches, extban
-from chathub.names import fold
+from chathub.names import fold, is_room_name
 
 #: removed members remembered per room, oldest forgotten first: a message of a removed
 #: user is numbered soon after the removal, and every node forgets in the same order
@@ -120,6 +120,8 @@ class Admission:
                 return _silenced(order, seq, event)
             return None
         if order is None:
+            if kind in (Kind.PART, Kind.QUIT) and _names(conv, data.get(ROOM_ENDS)):
+                return None  # the room ends with nothing remembered: nothing to keep of it
             order = self.rooms[conv] = _RoomOrder(seq - 1)
         if kind == Kind.JOIN:
             nick = fold(event.source.nick)
@@ -169,32 +171,50 @@ class Admission:
         return None
 
     def export(self) -> list[list[Any]]:
-        """Every room's facts as plain data, for a node that starts (``install``): read at
-        the same moment as the relay's positions, which they stand at."""
+        """Every room's facts as plain data, for a node that starts (``parse``, ``adopt``):
+        read at the same moment as the relay's positions, which they stand at."""
         return [
             [conv, list(map(list, order.gone.items())), order.invite_only_since, order.key_since, order.key,
              [list(change) for change in order.changes], order.joined]
             for conv, order in self.rooms.items()
         ]
 
-    def install(self, facts: list[Any]) -> list[str]:
-        """Take another node's ``export`` (at start-up, before this node checks anything):
-        the facts of each room's order up to the position that node gave for it, so this
-        node comes to the same verdicts (a node that started without them let a JOIN
-        stand that the others found void). Returns the rooms taken; ValueError or
-        TypeError when ``facts`` is not such data."""
-        rooms = []
-        for conv, gone, invite_only_since, key_since, key, changes, joined in facts:
-            order = _RoomOrder(int(joined))
-            for nick, seq in gone[-GONE_LIMIT:]:
-                order.gone[str(nick)] = int(seq)
-            order.invite_only_since, order.key_since = int(invite_only_since), int(key_since)
-            order.key = None if key is None else str(key)
-            for seq, change, arg in changes[-CHANGES_LIMIT:]:
-                order.changes.append((int(seq), str(change), None if arg is None else str(arg)))
-            self.rooms[str(conv)] = order
-            rooms.append(str(conv))
-        return rooms
+    @staticmethod
+    def parse(facts: Any) -> dict[str, tuple[_RoomOrder, int]]:
+        """Another node's ``export``, each room's facts with the position they stand at
+        (``[*fact, position]``), read into this node's terms without taking them; ValueError
+        when ``facts`` is not such data (a peer's message is not trusted to be)."""
+        if type(facts) is not list:
+            raise ValueError("not a list of room facts")
+        parsed: dict[str, tuple[_RoomOrder, int]] = {}
+        for fact in facts:
+            if type(fact) is not list or len(fact) != 8:
+                raise ValueError("not a room's facts")
+            conv, gone, invite_only_since, key_since, key, changes, joined, seq = fact
+            if type(conv) is not str or not is_room_name(conv) or type(gone) is not list \
+                    or type(changes) is not list or not (key is None or type(key) is str):
+                raise ValueError(f"not a room's facts: {conv!r}")
+            order = _RoomOrder(_number(joined))
+            order.invite_only_since, order.key_since, order.key = _number(invite_only_since), _number(key_since), key
+            for entry in gone[-GONE_LIMIT:]:
+                if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
+                    raise ValueError("not a departure")
+                order.gone[entry[0]] = _number(entry[1])
+            for entry in changes[-CHANGES_LIMIT:]:
+                if (type(entry) is not list or len(entry) != 3 or type(entry[1]) is not str
+                        or len(entry[1]) != 2 or entry[1][0] not in "+-" or entry[1][1] not in _SPEAKING_MODES
+                        or not (entry[2] is None or type(entry[2]) is str)):
+                    raise ValueError("not a mode change")
+                order.changes.append((_number(entry[0]), entry[1], entry[2]))
+            parsed[conv] = (order, _number(seq))
+        return parsed
+
+    def adopt(self, parsed: dict[str, tuple[_RoomOrder, int]]) -> None:
+        """Take the facts ``parse`` read (at start-up, before this node checks anything),
+        so this node comes to the verdicts the others come to (a node that started without
+        them let a JOIN stand that the others found void)."""
+        for conv, (order, _) in parsed.items():
+            self.rooms[conv] = order
 
     @staticmethod
     def _remove(order: _RoomOrder, nick: str, seq: int) -> None:
@@ -202,6 +222,18 @@ class Admission:
         order.gone.move_to_end(nick)
         if len(order.gone) > GONE_LIMIT:
             order.gone.popitem(last=False)
+
+
+def _number(value: Any) -> int:
+    """A number of a room's order read from a peer: a whole number, not below 0."""
+    if type(value) is not int or value < 0:
+        raise ValueError(f"not a number of the order: {value!r}")
+    return value
+
+
+def _names(conv: str, ends: Any) -> bool:
+    """Whether ``ends`` (``ROOM_ENDS``) names room ``conv``."""
+    return bool(ends) and any(type(entry) is list and entry[:1] == [conv] for entry in ends)
 
 
 def _ends(order: _RoomOrder, conv: str, ends: Any) -> bool:

@@ -343,23 +343,29 @@ class ChatHub(service.Service):
             if rooms_asked and self._positions is not None:
                 position = self._positions.position
                 # each room's facts at its number (ended rooms' too) with where they stand
-                facts = [[*fact, position(fact[0])] for fact in self.admission.export()]
+                facts = [[*fact, at] for fact in self.admission.export() if (at := position(fact[0])) is not None]
                 items.append(["rooms", self.replica.snapshot(self.remote.node_id, position), facts])
             self._announce(*items)
 
-    def _install_rooms(self, rooms: list[dict[str, Any]], node: str, facts: list[Any]) -> None:
-        """The first answer to this node's request for the rooms in use: apply it, take
-        the facts of each room's numbered order (``Admission``), and tell the relay where
-        each room stands (it delivers what follows)."""
+    def _install_rooms(self, rooms: list[dict[str, Any]], node: str, facts: Any) -> None:
+        """The first good answer to this node's request for the rooms in use: apply it,
+        take the facts of each room's numbered order (``Admission``), and tell the relay
+        where each room stands (it delivers what follows). A malformed answer is logged
+        and passed over: the next node's may do."""
         waiting, positions = self._snapshot_wanted, self._positions
         assert waiting is not None and positions is not None and self.remote is not None
+        try:
+            orders = self.admission.parse(facts)
+            installed = self.replica.install(self.remote.node_id, rooms)
+        except Exception:
+            self.log.failure("the room state from node {node} is malformed: waiting for another answer", node=node)
+            return
         self._snapshot_wanted = None
-        for conv, seq in self.replica.install(self.remote.node_id, rooms):
+        for conv, seq in installed:
             positions.start_at(conv, seq)
-        standing = [fact for fact in facts if type(fact) is list and len(fact) == 8 and type(fact[7]) is int]
-        self.admission.install([fact[:7] for fact in standing])
-        for fact in standing:
-            positions.start_at(str(fact[0]), fact[7])
+        self.admission.adopt(orders)
+        for conv, (_, seq) in orders.items():
+            positions.start_at(conv, seq)
         self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
         waiting.callback(None)
 
