@@ -556,3 +556,24 @@ async def test_each_tick_compares_its_share_of_the_conversations_in_turn(nodes, 
     for resync in b.doorbell.resyncs:
         resync(True)
     assert asked == [rooms]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_taken_from_a_snapshot_is_compared_at_the_next_tick(nodes, monkeypatch):
+    """A room whose state came with the start-up snapshot (``start_at``) is compared with the
+    database at the next tick, whatever the turn: what was committed after its snapshot
+    position and before the relay listened is fetched then."""
+    b = await nodes("b")
+    monkeypatch.setattr(relay_module, "SWEEP", 1)
+    for i in range(3):
+        b.relay.start_at(f"#old{i}", 1)
+    b.relay.tick += relay_module.RECENT_TICKS
+    b.relay._recent_ticks.clear()
+    b.relay._recent.clear()  # (long ago)
+    b.relay.start_at("#new", 5)
+    asked = []
+    monkeypatch.setattr(b.store, "conversation_heads", lambda convs: asked.append(sorted(convs)) or defer.succeed({}))
+    for resync in b.doorbell.resyncs:
+        resync(False)
+    assert "#new" in asked[0] and len(asked[0]) == 2  # and its share of the others
