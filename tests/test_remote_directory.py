@@ -185,8 +185,8 @@ def test_a_malformed_answer_is_passed_over_for_the_next_one():
     """A starting node takes the first *good* answer: one whose room facts (or rooms) are
     not such data is logged and passed over, and nothing of it is taken."""
     clock = task.Clock()
-    lone, silent = LinkedBackplane("b"), LinkedBackplane("a")  # a holds a lease, answers nothing yet
-    lone.link(silent)
+    lone = LinkedBackplane("b")
+    lone.link(LinkedBackplane("a"), LinkedBackplane("c"))  # they hold leases; the test answers for them
     at_b = Positions()
     world = RecorderWorld()
     joined = world.hub.join_cluster(lone, at_b, clock, wait=5.0)
@@ -207,3 +207,32 @@ def test_a_starting_node_waits_a_bounded_time_for_an_answer():
     assert not joined.called
     clock.advance(5.0)
     assert joined.called
+
+
+def test_a_starting_nodes_answer_is_taken_only_when_no_node_knows_better():
+    """A node starting beside another one: that one's answer (which may be empty) is kept
+    back while a node that is not starting may still answer, taken once every node has
+    answered without a better one, and never when a better one came."""
+    good = ["#x", [], 2, 0, None, [], 1, 4]
+    for order, expected in ((["starting a", "established c"], {"#x": 9}), (["starting a", "starting c"], {"#x": 4})):
+        clock = task.Clock()
+        lone = LinkedBackplane("b")
+        lone.link(LinkedBackplane("a"), LinkedBackplane("c"))
+        at_b = Positions()
+        joined = RecorderWorld().hub.join_cluster(lone, at_b, clock, wait=5.0)
+        for answer in order:
+            kind, node = answer.split()
+            facts = [good] if node == "a" else [[*good[:7], 9 if kind == "established" else 4]]
+            item = ["rooms", [], facts] + ([{"starting": True}] if kind == "starting" else [])
+            lone.receive({"node": node, "presence": [item]})
+        assert joined.called and at_b.at == expected
+    # only starting nodes, and one of them silent: the wait ends with the answer there is
+    clock = task.Clock()
+    lone = LinkedBackplane("b")
+    lone.link(LinkedBackplane("a"), LinkedBackplane("c"))
+    at_b = Positions()
+    joined = RecorderWorld().hub.join_cluster(lone, at_b, clock, wait=5.0)
+    lone.receive({"node": "a", "presence": [["rooms", [], [good], {"starting": True}]]})
+    assert not joined.called
+    clock.advance(5.0)
+    assert joined.called and at_b.at == {"#x": 4}

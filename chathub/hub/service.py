@@ -57,6 +57,7 @@ from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, p
 from chathub.hub.replica import Positions, RemoteRooms
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
+from chathub.hub.roomstate import STARTING, RoomStateWait
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
 from chathub.hub.whowas import WhowasEntry, WhowasLog
@@ -244,6 +245,7 @@ class ChatHub(service.Service):
         #: start-up's request for the rooms in use while it is unanswered
         self._positions: Optional[Positions] = None
         self._snapshot_wanted: Optional[Deferred[None]] = None
+        self._room_state: Optional[RoomStateWait] = None  # while starting: which answer to take
         #: in a cluster: each room event checked again at its number (``admit``), and this
         #: node's events found void there (event id -> the error for its sender), until
         #: the outbox reaches them
@@ -293,27 +295,29 @@ class ChatHub(service.Service):
             return defer.succeed(None)
         self._positions = positions
         waiting = self._snapshot_wanted = Deferred()
-        self._announce(["hello", {"rooms": True}], ["roster", self.remote.roster(self.users.values())])
 
-        def settle(why: str) -> None:
+        def none(why: str) -> None:
             if not waiting.called:
                 self.log.info("no room state from the other nodes ({why}): starting with none", why=why)
-                self._snapshot_wanted = None
+                self._snapshot_wanted = self._room_state = None
                 waiting.callback(None)
 
+        self._room_state = state = RoomStateWait(self._install_rooms, none)
+        self._announce(["hello", {"rooms": True}], ["roster", self.remote.roster(self.users.values())])
+
         def asked(peers: list[str]) -> None:
-            if not peers:
-                settle("no other node holds a lease")
-            elif clock is not None and not waiting.called:
-                timer = clock.callLater(wait, settle, f"none of {len(peers)} answered within {wait:g} s")
+            if peers and clock is not None and not state.finished:
+                why = f"not every one of {len(peers)} answered within {wait:g} s"
+                timer = clock.callLater(wait, state.give_up, why)
 
                 def answered(result: None) -> None:
                     if timer.active():
                         timer.cancel()
 
                 waiting.addCallback(answered)
+            state.peers_known(peers)
 
-        backplane.peers().addCallbacks(asked, lambda f: settle(f.getErrorMessage()))
+        backplane.peers().addCallbacks(asked, lambda f: state.give_up(f.getErrorMessage()))
         return waiting
 
     def _announce(self, *items: list[Any]) -> None:
@@ -333,8 +337,9 @@ class ChatHub(service.Service):
                     self._check_tokens(str(item[1]))
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
                     rooms_asked = True
-                elif item[0] == "rooms" and self._snapshot_wanted is not None:
-                    self._install_rooms(item[1], str(message["node"]), item[2] if len(item) > 2 else [])
+                elif item[0] == "rooms" and self._room_state is not None:
+                    starting = len(item) > 3 and item[3] == STARTING
+                    self._room_state.answer(str(message["node"]), item[1], item[2] if len(item) > 2 else [], starting)
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
@@ -344,14 +349,17 @@ class ChatHub(service.Service):
                 position = self._positions.position
                 # each room's facts at its number (ended rooms' too) with where they stand
                 facts = [[*fact, at] for fact in self.admission.export() if (at := position(fact[0])) is not None]
-                items.append(["rooms", self.replica.snapshot(self.remote.node_id, position), facts])
+                answer: list[Any] = ["rooms", self.replica.snapshot(self.remote.node_id, position), facts]
+                if self._snapshot_wanted is not None:
+                    answer.append(STARTING)  # it may know nothing yet: taken only if no one knows better
+                items.append(answer)
             self._announce(*items)
 
-    def _install_rooms(self, rooms: list[dict[str, Any]], node: str, facts: Any) -> None:
-        """The first good answer to this node's request for the rooms in use: apply it,
-        take the facts of each room's numbered order (``Admission``), and tell the relay
-        where each room stands (it delivers what follows). A malformed answer is logged
-        and passed over: the next node's may do."""
+    def _install_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
+        """Take an answer to this node's request for the rooms in use (``RoomStateWait``
+        chose it): apply it, take the facts of each room's numbered order (``Admission``),
+        and tell the relay where each room stands (it delivers what follows). False, with
+        nothing taken, for a malformed answer: the next one may do."""
         waiting, positions = self._snapshot_wanted, self._positions
         assert waiting is not None and positions is not None and self.remote is not None
         try:
@@ -359,8 +367,8 @@ class ChatHub(service.Service):
             installed = self.replica.install(self.remote.node_id, rooms)
         except Exception:
             self.log.failure("the room state from node {node} is malformed: waiting for another answer", node=node)
-            return
-        self._snapshot_wanted = None
+            return False
+        self._snapshot_wanted = self._room_state = None
         for conv, seq in installed:
             positions.start_at(conv, seq)
         self.admission.adopt(orders)
@@ -368,6 +376,7 @@ class ChatHub(service.Service):
             positions.start_at(conv, seq)
         self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
         waiting.callback(None)
+        return True
 
     # -- the users of other nodes (RemoteDirectory's listener) ----------------------------
 
