@@ -236,3 +236,44 @@ def test_a_starting_nodes_answer_is_taken_only_when_no_node_knows_better():
     assert not joined.called
     clock.advance(5.0)
     assert joined.called and at_b.at == {"#x": 4}
+
+
+class Unanswering(LinkedBackplane):
+    """A backplane whose list of the nodes holding a lease never comes (Redis stalled)."""
+
+    def peers(self):
+        from twisted.internet.defer import Deferred
+
+        return Deferred()
+
+
+def test_the_wait_is_bounded_even_when_the_list_of_nodes_never_comes():
+    clock = task.Clock()
+    lone = Unanswering("b")
+    at_b = Positions()
+    joined = RecorderWorld().hub.join_cluster(lone, at_b, clock, wait=5.0)
+    lone.receive({"node": "a", "presence": [["rooms", [], [["#x", [], 0, 0, None, [], 0, 4]], {"starting": True}]]})
+    assert not joined.called
+    clock.advance(5.0)
+    assert joined.called and at_b.at == {"#x": 4}  # the answer there was
+
+
+def test_an_answer_with_one_bad_room_changes_nothing():
+    """The whole answer is read before any of it is taken: a bad room in it leaves no
+    room, no user and no position behind."""
+    clock = task.Clock()
+    lone = LinkedBackplane("b")
+    lone.link(LinkedBackplane("a"), LinkedBackplane("c"))
+    at_b = Positions()
+    world = RecorderWorld()
+    joined = world.hub.join_cluster(lone, at_b, clock, wait=5.0)
+    good = {"name": "#ghost", "seq": 3, "created": 1.0, "topic": ["", "", 0.0], "modes": "nt", "key": None,
+            "limit": None, "lists": [[], [], []], "persistent": False, "founder": None, "operators": [],
+            "members": [["a", ["gus", "gus", "host", None, "Gus", "s1"], ""]]}
+    bad = dict(good, name="#bad", lists=[[], []])
+    lone.receive({"node": "a", "presence": [["rooms", [good, bad], []]]})
+    assert not joined.called and world.hub.rooms == {} and at_b.at == {}
+    assert world.hub.find_user("gus") is None
+    lone.receive({"node": "c", "presence": [["rooms", [good], []]]})
+    assert joined.called and list(world.hub.rooms) == ["#ghost"] and at_b.at == {"#ghost": 3}
+    assert "gus" in world.hub.rooms["#ghost"].members

@@ -193,41 +193,31 @@ class RemoteRooms:
             })
         return rooms
 
-    def install(self, node_id: str, rooms: Sequence[dict[str, Any]]) -> list[tuple[str, int]]:
+    def install(self, node_id: str, rooms: Any) -> list[tuple[str, int]]:
         """Take another node's ``snapshot`` (at start-up, before this node has users):
         each room's state replaces this node's copy. Returns each room's conversation and
-        the number its state stands at, for the relay to deliver what follows."""
+        the number its state stands at, for the relay to deliver what follows. The whole
+        answer is read before anything is taken: one that is not such data raises
+        (ValueError, TypeError, KeyError) and changes nothing."""
+        read = [_read_room(data, node_id) for data in rooms]
         positions = []
-        for data in rooms:
-            name = str(data["name"])
+        for name, created, state, members, seq in read:
             room = self.hub.rooms.get(fold(name))
             if room is None:
-                room = self.hub.rooms[fold(name)] = Room(name, created=float(data["created"]))
+                room = self.hub.rooms[fold(name)] = Room(name, created=created)
             for member in list(room.members.values()):
                 room.remove(member.user.folded or "")
                 member.user.remove_room(room.folded)
-            room.topic, room.topic_setter, room.topic_time = str(data["topic"][0]), str(data["topic"][1]), float(
-                data["topic"][2])
-            room.modes = set(str(data["modes"]))
-            room.key = None if data["key"] is None else str(data["key"])
-            room.limit = None if data["limit"] is None else int(data["limit"])
-            room.bans, room.excepts, room.invex = (
-                [BanEntry(str(m), str(s), float(t)) for m, s, t in entries] for entries in data["lists"]
-            )
-            room.persistent = bool(data["persistent"])
-            room.founder = None if data["founder"] is None else str(data["founder"])
-            room.operators = {str(a) for a in data["operators"]}
-            for node, entry, privileges in data["members"]:
-                if node == node_id:
-                    continue  # a user of an earlier process of this node: not here any more
-                said = RemoteUser.from_list(str(node), entry)
+            (room.topic, room.topic_setter, room.topic_time, room.modes, room.key, room.limit, room.bans,
+             room.excepts, room.invex, room.persistent, room.founder, room.operators) = state
+            for said, privileges in members:
                 user = self.users.get(fold(said.nick))
                 if user is None:
                     user = self.users[fold(said.nick)] = said.make_user()
-                room.add(Member(user, str(privileges)))
+                room.add(Member(user, privileges))
                 user.add_room(room)
-            if data["seq"] is not None:
-                positions.append((room.folded, int(data["seq"])))
+            if seq is not None:
+                positions.append((room.folded, seq))
         return positions
 
     def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
@@ -259,3 +249,25 @@ _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {
     Kind.MODE: RemoteRooms._mode,
     Kind.RENAME: RemoteRooms._rename,
 }
+
+
+def _read_room(data: Any, node_id: str) -> tuple[str, float, tuple[Any, ...], list[tuple[RemoteUser, str]], Any]:
+    """One room of another node's ``snapshot``, read (and checked) without taking it: its
+    name, creation time, state, members (but this node's own earlier ones) and position."""
+    name = str(data["name"])
+    topic = (str(data["topic"][0]), str(data["topic"][1]), float(data["topic"][2]))
+    lists = [[BanEntry(str(m), str(s), float(t)) for m, s, t in entries] for entries in data["lists"]]
+    if len(lists) != 3:
+        raise ValueError("not three mask lists")
+    state = (
+        *topic, set(str(data["modes"])), None if data["key"] is None else str(data["key"]),
+        None if data["limit"] is None else int(data["limit"]), *lists, bool(data["persistent"]),
+        None if data["founder"] is None else str(data["founder"]), {str(a) for a in data["operators"]},
+    )
+    members = [
+        (RemoteUser.from_list(str(node), entry), str(privileges))
+        for node, entry, privileges in data["members"]
+        if node != node_id  # a user of an earlier process of this node: not here any more
+    ]
+    seq = None if data["seq"] is None else int(data["seq"])
+    return name, float(data["created"]), state, members, seq

@@ -21,8 +21,8 @@ class RoomStateWait:
     else none."""
 
     def __init__(self, take: Callable[[Any, str, Any], bool], none: Callable[[str], None]) -> None:
-        """``take(rooms, node, facts)`` applies an answer, False when it is malformed;
-        ``none(why)`` starts with no room state."""
+        """``take(rooms, node, facts)`` applies an answer, False (or an exception) when it is
+        malformed, having changed nothing; ``none(why)`` starts with no room state."""
         self._take = take
         self._none = none
         self.peers: Optional[set[str]] = None  # the nodes holding a lease, once known
@@ -37,10 +37,20 @@ class RoomStateWait:
         self.answered.add(node)
         if starting:
             self.fallback.append((rooms, node, facts))
-        elif self._take(rooms, node, facts):
-            self.finished = True
+        elif self._taken(rooms, node, facts):
             return
         self._check()
+
+    def _taken(self, rooms: Any, node: str, facts: Any) -> bool:
+        """Take an answer if it is good (then the wait is over)."""
+        self.finished = True  # no answer may come in while one is being taken
+        try:
+            if self._take(rooms, node, facts):
+                return True
+        except Exception:  # ``take`` logs what it refuses; this is anything else
+            pass
+        self.finished = False
+        return False
 
     def peers_known(self, peers: list[str]) -> None:
         """The nodes that hold a lease (those that will answer)."""
@@ -57,8 +67,8 @@ class RoomStateWait:
         if one is good, else none."""
         if self.finished:
             return
-        self.finished = True
         for rooms, node, facts in self.fallback:
-            if self._take(rooms, node, facts):
+            if self._taken(rooms, node, facts):
                 return
+        self.finished = True
         self._none(why)

@@ -303,21 +303,16 @@ class ChatHub(service.Service):
                 waiting.callback(None)
 
         self._room_state = state = RoomStateWait(self._install_rooms, none)
+        if clock is not None:  # bounded from now, whether or not the list of nodes comes
+            timer = clock.callLater(wait, state.give_up, f"not every node answered within {wait:g} s")
+
+            def answered(result: None) -> None:
+                if timer.active():
+                    timer.cancel()
+
+            waiting.addCallback(answered)
         self._announce(["hello", {"rooms": True}], ["roster", self.remote.roster(self.users.values())])
-
-        def asked(peers: list[str]) -> None:
-            if peers and clock is not None and not state.finished:
-                why = f"not every one of {len(peers)} answered within {wait:g} s"
-                timer = clock.callLater(wait, state.give_up, why)
-
-                def answered(result: None) -> None:
-                    if timer.active():
-                        timer.cancel()
-
-                waiting.addCallback(answered)
-            state.peers_known(peers)
-
-        backplane.peers().addCallbacks(asked, lambda f: state.give_up(f.getErrorMessage()))
+        backplane.peers().addCallbacks(state.peers_known, lambda f: state.give_up(f.getErrorMessage()))
         return waiting
 
     def _announce(self, *items: list[Any]) -> None:
@@ -362,7 +357,7 @@ class ChatHub(service.Service):
         nothing taken, for a malformed answer: the next one may do."""
         waiting, positions = self._snapshot_wanted, self._positions
         assert waiting is not None and positions is not None and self.remote is not None
-        try:
+        try:  # all read before anything is taken
             orders = self.admission.parse(facts)
             installed = self.replica.install(self.remote.node_id, rooms)
         except Exception:
