@@ -26,17 +26,18 @@ another node's event found void is not delivered.
 
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
 without a reconnect) it compares with the database the heads of the conversations heard of
-in the last ``RECENT_TICKS`` ticks (the latest ``SWEEP``) and of the next ``SWEEP`` in turn, and forgets those idle
-for ``FORGET_TICKS`` ticks with nothing waiting that the hub no longer wants (``wanted``: a
-private conversation with no party signed on here, say). One heard of again starts afresh,
-as a first-heard one does: nobody here was waiting for what it missed meanwhile. Without
-this, every private conversation ever numbered (each guest connection's make new ones)
-stayed, and each tick asked the database for all their heads.
+in the last ``RECENT_TICKS`` ticks (the latest ``SWEEP`` of them) and of the next ``SWEEP``
+in turn, and forgets those idle for ``FORGET_TICKS`` ticks with nothing waiting that the hub
+no longer wants (``wanted``: a private conversation with no party signed on here, say). One
+heard of again starts afresh, as a first-heard one does: nobody here was waiting for what it
+missed meanwhile. Without this, every private conversation ever numbered (each guest
+connection's make new ones) stayed, and each tick asked the database for all their heads.
 """
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from contextlib import nullcontext
+from itertools import chain
 from typing import Any, Callable, ContextManager, Optional
 
 from twisted.internet.defer import Deferred
@@ -559,14 +560,11 @@ class ClusterRelay:
         due = self.sweep()
         # and the conversations heard of lately, the latest first, at most SWEEP of them
         heard: dict[str, None] = {}
-        for convs in reversed(self._recent_ticks):
-            for conv in reversed(convs):
-                if conv in self.conversations:
-                    heard[conv] = None
-                    if len(heard) >= SWEEP:
-                        break
+        for conv in chain.from_iterable(reversed(convs) for convs in reversed(self._recent_ticks)):
             if len(heard) >= SWEEP:
                 break
+            if conv in self.conversations:
+                heard[conv] = None
         self.resync(list(heard.keys() | set(due)))
 
     def sweep(self) -> list[str]:

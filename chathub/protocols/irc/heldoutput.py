@@ -95,20 +95,22 @@ class HeldOutput:
     def give_up(self) -> None:
         """Write everything held now, without the replays still missing (past the
         bound, or a close that must not wait)."""
-        for item in self.items:
-            if type(item) is Slot:
-                item.done = True
+        self._let_places_go()
         self._write_ready()
 
     def drop(self) -> None:
         """The connection is gone: forget what is held, stop waiting, hand the writer back."""
         self._cancel_timer()
-        for item in self.items:
-            if type(item) is Slot:
-                item.done = True
+        self._let_places_go()
         self.items.clear()
         self.held_bytes = 0
         self._released(self.writer)
+
+    def _let_places_go(self) -> None:
+        """Give up every place still waiting (its replay, if it comes, is its caller's)."""
+        for item in self.items:
+            if type(item) is Slot:
+                item.done = True
 
     def _expire(self) -> None:
         """The first waiting place's time is up: give up every place whose time is."""
