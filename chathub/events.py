@@ -245,10 +245,15 @@ class EventIds:
         return self._prefix + suffix, now
 
     def made_here(self, event_id: str) -> bool:
-        """Whether ``event_id`` was made by this ``EventIds`` (the node part of its id is
-        this one's: characters 10 to 15 hold the node's bits 2 to 31, which tells two
-        nodes apart unless their random node parts share 30 bits)."""
+        """Whether ``event_id`` was made by this ``EventIds`` (``node_of``)."""
         return event_id[10:16] == self._node_chars
+
+    @staticmethod
+    def node_of(event_id: str) -> str:
+        """The part of ``event_id`` that tells which ``EventIds`` (which node) made it:
+        characters 10 to 15 hold the node's bits 2 to 31, which tells two nodes apart
+        unless their random node parts share 30 bits."""
+        return event_id[10:16]
 
     def make(
         self,

@@ -130,10 +130,10 @@ def texts(events) -> list[str]:
 class EventMaker:
     """Makes events with distinct, increasing times (one second apart by default)."""
 
-    def __init__(self, start: float = 1_700_000_000.0, step: float = 1.0) -> None:
+    def __init__(self, start: float = 1_700_000_000.0, step: float = 1.0, node: Optional[bytes] = None) -> None:
         self.now = start
         self.step = step
-        self.ids = EventIds(clock=self._clock)
+        self.ids = EventIds(node, clock=self._clock)  # ``node``: that of the node making them
 
     def _clock(self) -> float:
         t = self.now

@@ -234,27 +234,59 @@ def test_a_room_that_ends_starts_afresh_when_made_again():
 
 
 def test_a_room_whose_leaver_had_not_seen_a_join_does_not_end():
-    """The leaver's node took it for the last member, but a JOIN it had not applied stood
-    before its PART: the room goes on, and so do its facts (its +i still voids a join that
-    raced it)."""
-    make = EventMaker()
+    """The leaver's node took it for the last member, but a JOIN made on another node, which
+    it had not applied, stood before its PART: the room goes on, and so do its facts (its +i
+    still voids a join that raced it)."""
+    here, there = EventMaker(node=b"here"), EventMaker(node=b"away")
     events = [
-        make.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
-        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
-        make.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_EXEMPT: True}),  # invited
-        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 2]]}),  # alice saw up to 2
-        make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),  # raced the +i
+        here.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        here.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
+        there.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_EXEMPT: True}),  # invited
+        here.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 2]]}),  # alice saw up to 2
+        there.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),  # raced the +i
     ]
     assert _run(Admission(), events) == [None, None, None, None, "invite_only"]
-    # an entry made after the join it did not see (the +i): no JOIN remembered, so the
-    # number before the +i is all that is known to hold every JOIN that stood
+    # bob's join numbered before anything of the room the leaver's node had applied
     late = [
-        make.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # 1: no entry kept for it
-        make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),  # 2: the entry
-        make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 0]]}),  # had seen neither
-        make.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
+        there.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # 1
+        here.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # 2: made the room there
+        here.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
+        here.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 0]]}),  # had seen neither join
+        there.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1}),
     ]
-    assert _run(Admission(), late) == [None, None, None, "invite_only"]
+    assert _run(Admission(), late) == [None, None, None, None, "invite_only"]
+
+
+def test_a_leavers_own_nodes_joins_after_its_position_do_not_keep_the_room():
+    """What one client sends at once (JOIN, MODE +i, PART, or a KICK of itself as the last
+    member): its node had numbered none of it when it checked the PART, so the PART's
+    position is before the JOIN; the JOIN was made on the leaver's node, whose copy of the
+    room held it, so the room ends and nothing of it is kept (they were kept for good: a
+    client could fill every node's memory with rooms made and left)."""
+    here, there = EventMaker(node=b"here"), EventMaker(node=b"away")
+    for leave in (
+        lambda: here.msg("mallory", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 0]]}),
+        lambda: here.msg("mallory", "#r", "", Kind.KICK, data={"nick": "mallory", ROOM_ENDS: [["#r", 0]]}),
+    ):
+        admission = Admission()
+        events = [
+            here.msg("mallory", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+            here.msg("mallory", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+b", "*!*@*"]]}),
+            leave(),
+            there.msg("carl", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),  # makes it again
+        ]
+        assert _run(admission, events) == [None, None, None, None]
+        assert "#r" not in admission.rooms
+    # another node's join that stood before the leaver's own, both after its position
+    events = [
+        there.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        here.msg("mallory", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0}),
+        here.msg("mallory", "#r", "", Kind.MODE, data={"changes": [["+i", None]]}),
+        here.msg("mallory", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 0]]}),
+    ]
+    admission = Admission()
+    assert _run(admission, events) == [None, None, None, None]
+    assert admission.rooms["#r"].invite_only_since == 3 and admission.joins["#r"][0] == 2
 
 
 def carried(admission: Admission, position: int) -> Admission:
@@ -264,7 +296,7 @@ def carried(admission: Admission, position: int) -> Admission:
 
     facts = [[*fact, position] for fact in admission.export()]
     parsed = Admission.parse(decode_message(encode_message({"facts": facts}))["facts"])
-    assert {conv: seq for conv, (_, seq) in parsed.items()} == {fact[0]: position for fact in facts}
+    assert {conv: seq for conv, (_, _, seq) in parsed.items()} == {fact[0]: position for fact in facts}
     taken = Admission()
     taken.adopt(parsed)
     return taken
@@ -285,7 +317,8 @@ def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
         make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+i", None], ["+k", "sesame"]]}),
         make.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+b", "*!*@example.test"]]}),
         make.msg("alice", "#r", "", Kind.KICK, data={"nick": "bob"}),
-        make.msg("zoe", "#r", "", Kind.JOIN, data={JOIN_SEEN: 4, JOIN_EXEMPT: True, JOIN_INVITED: True}),  # 5
+        EventMaker(node=b"away").msg("zoe", "#r", "", Kind.JOIN,
+                                     data={JOIN_SEEN: 4, JOIN_EXEMPT: True, JOIN_INVITED: True}),  # 5, elsewhere
     ]
     after = [
         make.msg("bob", "#r", "racing its kick"),  # the departures
@@ -312,18 +345,23 @@ def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
 
 
 @pytest.mark.parametrize("fact", [
-    ["#r", [], 0, 0, None, [], 0, -1],  # a position below 0
-    ["#r", [], 0, 0, None, [], 0, "3"],
-    ["alice bob", [], 0, 0, None, [], 0, 3],  # not a room
-    ["#r", [], 0, 0, None, [[2, "+", "x"]], 0, 3],  # a change that is none
-    ["#r", [], 0, 0, None, [[2, "+q", "x"]], 0, 3],
-    ["#r", [["bob"]], 0, 0, None, [], 0, 3],
-    ["#r", [], 0, 0, 7, [], 0, 3],
-    ["#r", [], 0, 0, None, [], 0],  # no position
+    ["#r", [], 0, 0, None, [], None, -1],  # a position below 0
+    ["#r", [], 0, 0, None, [], None, "3"],
+    ["alice bob", [], 0, 0, None, [], None, 3],  # not a room
+    ["#r", [], 0, 0, None, [[2, "+", "x"]], None, 3],  # a change that is none
+    ["#r", [], 0, 0, None, [[2, "+q", "x"]], None, 3],
+    ["#r", [["bob"]], 0, 0, None, [], None, 3],
+    ["#r", [], 0, 0, 7, [], None, 3],
+    ["#r", [], 0, 0, None, [], None],  # no position
+    ["#r", [], 0, 0, None, [], 0, 3],  # joins that are none
+    ["#r", [], 0, 0, None, [], [4, 5, 0], 3],
+    ["#r", [], 0, 0, None, [], [4, "x", -1], 3],
 ])
 def test_facts_that_are_not_such_data_are_refused(fact):
     with pytest.raises(ValueError):
         Admission.parse([fact])
+    good = ["#r", [], 0, 0, None, [], [4, "abcdef", 2], 3]
+    assert Admission.parse([good])["#r"][1:] == ((4, "abcdef", 2), 3)
 
 
 def test_a_part_ending_a_room_that_had_nothing_remembered_leaves_no_entry():
@@ -334,4 +372,4 @@ def test_a_part_ending_a_room_that_had_nothing_remembered_leaves_no_entry():
         make.msg("alice", "#r", "", Kind.PART, data={ROOM_ENDS: [["#r", 1]]}),  # had not seen "bye"
     ]
     admission = Admission()
-    assert _run(admission, events) == [None, None, None] and admission.rooms == {}
+    assert _run(admission, events) == [None, None, None] and admission.rooms == {} == admission.joins

@@ -286,21 +286,21 @@ async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_node_wants_the_order_of_its_rooms_and_of_its_users_private_talks(nodes):
-    """What the relay may forget once idle (``ChatHub.wants_order``): the STATUSMSG
-    audience of a room that ended, a private conversation with no party signed on here (a
-    user of another node is no party here); never a room, whose position its next JOIN
-    carries."""
+    """What the relay may forget once idle (``ChatHub.wants_order``): a room that ended with
+    its end honoured everywhere and its STATUSMSG audience, a private conversation with no
+    party signed on here (a user of another node is no party here)."""
     a, b, gate, (alice, bob, dave), relays = nodes
     wants = b.hub.wants_order
     assert wants("#x") and wants("@#x") and wants("+#x")
-    assert wants("#nowhere") and not wants("@#nowhere")
+    assert not wants("#nowhere") and not wants("@#nowhere")
     assert wants("bob zed") and wants("alice dave") and wants("bob/c0ffee zed")
     assert not wants("alice zed") and not wants("yan zed")
     b.hub.part(bob, "#x", "")
     b.hub.part(dave, "#x", "")
-    a.hub.part(alice, "#x", "")
-    await until(lambda: "#x" not in b.hub.rooms)
-    assert wants("#x") and not wants("@#x")
+    await until(lambda: set(a.hub.rooms["#x"].members) == {"alice"})
+    a.hub.part(alice, "#x", "")  # the last member, and its node knows it
+    await until(lambda: "#x" not in b.hub.rooms and "#x" not in b.hub.admission.joins)
+    assert not wants("#x") and not wants("@#x")
 
 
 async def third_node(store_factory, a, b, gate: Gate):
@@ -352,21 +352,54 @@ async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_ever
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_node_that_starts_takes_the_facts_of_every_rooms_order(nodes, store_factory):
-    """#t was +i and ended without its end being honoured (its last member parted before
-    its own node had numbered the +i: the facts stay). A node started afterwards takes
-    those facts, with where they stand, from the start-up snapshot, so it comes to the
-    same verdict as the others: its user's JOIN making #t again stands everywhere."""
+    """#t was +i and ended without its end being honoured (its last two members parted at
+    once from two nodes, each the last but one on its copy: the facts stay). A node started
+    afterwards takes those facts, with where they stand, from the start-up snapshot, so it
+    comes to the same verdict as the others: its user's JOIN making #t again stands
+    everywhere."""
     a, b, gate, (alice, bob, dave), relays = nodes
     a.hub.join(alice, "#t")
+    await until(lambda: "#t" in b.hub.rooms)
+    b.hub.join(bob, "#t")
+    await until(lambda: "bob" in a.hub.rooms["#t"].members)
     a.hub.change_room_modes(alice, "#t", [("+i", None)])
-    a.hub.part(alice, "#t", "")  # at once: its position lacks the join and the +i
-    await until(lambda: "#t" not in b.hub.rooms and a.hub.outbox.pending == 0)
-    await until(lambda: relays[1].position("#t") == relays[0].position("#t") == 3)
+    await until(lambda: "i" in b.hub.rooms["#t"].modes)
+    gate.closed = True  # a's PART is late to reach b
+    a.hub.part(alice, "#t", "")
+    b.hub.part(bob, "#t", "")
+    await until(lambda: a.hub.outbox.pending == 0 == b.hub.outbox.pending)
+    gate.open()
+    await until(lambda: "#t" not in a.hub.rooms and "#t" not in b.hub.rooms)
+    await until(lambda: relays[1].position("#t") == relays[0].position("#t") == 5)
     assert "#t" in a.hub.admission.rooms and "#t" in b.hub.admission.rooms  # the +i is remembered
+    assert a.hub.wants_order("#t") and b.hub.wants_order("#t")  # and so the room's order
     c, relay_c = await third_node(store_factory, a, b, gate)
     try:
-        assert relay_c.position("#t") == 3  # where the facts it took stand
-        assert c.hub.admission.rooms["#t"].invite_only_since == 2
+        assert relay_c.position("#t") == 5  # where the facts it took stand
+        assert c.hub.admission.rooms["#t"].invite_only_since == 3
+        assert c.hub.admission.joins["#t"] == a.hub.admission.joins["#t"]
         await joins_everywhere(c, "carl", "#t", (a, b, c))
     finally:
         relay_c.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_made_and_left_at_once_is_forgotten_everywhere(nodes):
+    """One client sends JOIN, +i and PART (or a KICK of itself) at once: its node had
+    numbered none of them when it checked the leaving, so that carries a position before
+    the JOIN; the JOIN was made on the same node, so the room's end is honoured and no node
+    keeps anything of it, nor needs its order any more (each such room stayed in every
+    node's memory for good: facts and the relay's place in its order)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    for room, leave in (("#t", lambda: a.hub.part(alice, "#t", "")),
+                        ("#u", lambda: a.hub.kick(alice, "#u", "alice", ""))):
+        a.hub.join(alice, room)
+        a.hub.change_room_modes(alice, room, [("+i", None), ("+b", "*!*@*")])
+        leave()
+        await until(lambda: a.hub.outbox.pending == 0)
+        await until(lambda room=room: relays[1].position(room) == relays[0].position(room) == 3)
+        for node in (a, b):
+            assert room not in node.hub.rooms and room not in node.hub.admission.rooms
+            assert room not in node.hub.admission.joins and not node.hub.wants_order(room)
+        await joins_everywhere(b, "carl" + room[1:], room, (a, b))  # made again: nothing of the old one

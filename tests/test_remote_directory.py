@@ -190,8 +190,8 @@ def test_a_malformed_answer_is_passed_over_for_the_next_one():
     at_b = Positions()
     world = RecorderWorld()
     joined = world.hub.join_cluster(lone, at_b, clock, wait=5.0)
-    good = ["#x", [["bob", 3]], 2, 0, None, [[2, "+b", "*!*@bad"]], 1, 4]
-    lone.receive({"node": "a", "presence": [["rooms", [], [good, ["#y", "not a list", 0, 0, None, [], 0, 5]]]]})
+    good = ["#x", [["bob", 3]], 2, 0, None, [[2, "+b", "*!*@bad"]], [1, "abcdef", 0], 4]
+    lone.receive({"node": "a", "presence": [["rooms", [], [good, ["#y", "not a list", 0, 0, None, [], None, 5]]]]})
     assert not joined.called and world.hub.admission.rooms == {} and at_b.at == {}
     lone.receive({"node": "c", "presence": [["rooms", [], [good]]]})
     assert joined.called and at_b.at == {"#x": 4}
@@ -213,7 +213,7 @@ def test_a_starting_nodes_answer_is_taken_only_when_no_node_knows_better():
     """A node starting beside another one: that one's answer (which may be empty) is kept
     back while a node that is not starting may still answer, taken once every node has
     answered without a better one, and never when a better one came."""
-    good = ["#x", [], 2, 0, None, [], 1, 4]
+    good = ["#x", [], 2, 0, None, [], [1, "abcdef", 0], 4]
     for order, expected in ((["starting a", "established c"], {"#x": 9}), (["starting a", "starting c"], {"#x": 4})):
         clock = task.Clock()
         lone = LinkedBackplane("b")
@@ -252,7 +252,7 @@ def test_the_wait_is_bounded_even_when_the_list_of_nodes_never_comes():
     lone = Unanswering("b")
     at_b = Positions()
     joined = RecorderWorld().hub.join_cluster(lone, at_b, clock, wait=5.0)
-    lone.receive({"node": "a", "presence": [["rooms", [], [["#x", [], 0, 0, None, [], 0, 4]], {"starting": True}]]})
+    lone.receive({"node": "a", "presence": [["rooms", [], [["#x", [], 0, 0, None, [], None, 4]], {"starting": True}]]})
     assert not joined.called
     clock.advance(5.0)
     assert joined.called and at_b.at == {"#x": 4}  # the answer there was

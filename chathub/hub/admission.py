@@ -10,8 +10,8 @@ void, shown to no one and deleted from history (docs/cluster.md, "Checked at its
 Only what the order itself proves is used, never a node's copy of the room (which has its
 own users' later changes applied early):
 
-- a room that ends (its last member parts or quits, and it is not registered) starts
-  afresh: its facts are forgotten at that number on every node;
+- a room that ends (its last member parts, quits or kicks itself, and it is not registered)
+  starts afresh: its facts are forgotten at that number on every node;
 - a room message from a user removed from the room (kicked, parted, quit, or whose join
   was void) by an earlier number, and not joined again since, is void, unless its node
   sent it as a non-member's (an external message to a ``-n`` room: it needed no membership);
@@ -37,7 +37,7 @@ import hashlib
 from collections import OrderedDict, deque
 from typing import Any, Optional
 
-from chathub.events import Event, Kind
+from chathub.events import Event, EventIds, Kind
 from chathub.hub import errors
 from chathub.hub.masks import MUTE_EXTBAN, entry_matches, extban
 from chathub.names import fold, is_room_name
@@ -55,10 +55,12 @@ JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
 JOIN_KEY = "key"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
-#: what a node adds to a PART or QUIT that empties rooms that then end there: ``[[folded
-#: name, the room's position on that node], ...]``. The facts of their order go with them at
-#: that number (a room made again under the name starts with none), unless a JOIN the node
-#: had not applied stood in the room meanwhile (it was not the last member after all)
+#: what a node adds to a PART, QUIT or KICK that empties rooms that then end there:
+#: ``[[folded name, the room's position on that node], ...]``. The facts of their order go
+#: with them at that number (a room made again under the name starts with none), unless a
+#: JOIN made on another node, which this one had not applied, stood in the room after that
+#: position (the leaver was not the last member after all). The node's own JOINs after its
+#: position were in its copy of the room when it found the leaver the last member
 ROOM_ENDS = "ends"
 #: what a node adds to a member's room message (with JOIN_SEEN, the room's position it
 #: checked the message at): the sender's privileges then ("o", "v", "ov"; absent: none),
@@ -71,6 +73,8 @@ SPOKE_PRIVILEGES, SPOKE_MODERATED, SPOKE_EXCEPTED = "privileges", "moderated", "
 CHANGES_LIMIT = 256
 #: the mode changes that can take a member's voice away, or give it back
 _SPEAKING_MODES = frozenset("mbevo")
+#: the events that take a member out of a room, and may end it (``ROOM_ENDS``)
+_LEAVING = frozenset((Kind.PART, Kind.QUIT, Kind.KICK))
 
 
 def key_digest(conv: str, key: str) -> str:
@@ -82,19 +86,21 @@ def key_digest(conv: str, key: str) -> str:
 class _RoomOrder:
     """What a room's numbered events have established so far on this node."""
 
-    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key", "joined")
+    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key")
 
-    def __init__(self, joined: int) -> None:
-        #: every JOIN that stood is numbered at or below this (the last one remembered; for
-        #: an entry made since, the number before the event that made it: one before that
-        #: may have stood unremembered) (``_ends``)
-        self.joined = joined
+    def __init__(self) -> None:
         self.gone: OrderedDict[str, int] = OrderedDict()  # folded nick -> number of its removal
         self.invite_only_since = 0  # the number of the ``+i`` in force, 0 when none is
         self.key_since = 0  # the number of the last ``+k`` or ``-k``, 0 when none was seen
         self.key: Optional[str] = None  # the digest of the key then set, None when removed
         #: (number, "+b", parameter) of the latest mode changes that decide who may speak
         self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
+
+
+#: a room's JOINs that stood, as far as its end needs them: the number of the latest, the
+#: node that made it (``EventIds.node_of``), and the number of the latest made on any
+#: other node (0: none)
+Joins = tuple[int, str, int]
 
 
 class Admission:
@@ -104,6 +110,8 @@ class Admission:
         #: the rooms whose order holds something a later event is checked against (most
         #: hold nothing, and have no entry): a chat message of any other room stands
         self.rooms: dict[str, _RoomOrder] = {}
+        #: every room that has not ended: its latest JOINs (``_ends``), gone with its end
+        self.joins: dict[str, Joins] = {}
 
     def check(self, conv: str, seq: int, event: Event) -> Optional[errors.HubError]:
         """Check ``event``, numbered ``seq`` in room conversation ``conv``, and take in what
@@ -119,10 +127,18 @@ class Admission:
             if order.changes and kind != Kind.TAGMSG:
                 return _silenced(order, seq, event)
             return None
+        if kind in _LEAVING and self._ends(conv, event):
+            # the room ended with it (every node forgets at this number): a JOIN that
+            # makes it again, from a node that never heard of the old room (position 0),
+            # is not taken for one racing the old room's +i, key or bans
+            self.rooms.pop(conv, None)
+            self.joins.pop(conv, None)
+            return None
         if order is None:
-            if kind in (Kind.PART, Kind.QUIT) and _names(conv, data.get(ROOM_ENDS)):
-                return None  # the room ends with nothing remembered: nothing to keep of it
-            order = self.rooms[conv] = _RoomOrder(seq - 1)
+            if kind == Kind.JOIN:
+                self._joined(conv, seq, event)
+                return None  # nothing of the order to check it against
+            order = self.rooms[conv] = _RoomOrder()
         if kind == Kind.JOIN:
             nick = fold(event.source.nick)
             seen = data.get(JOIN_SEEN)
@@ -139,14 +155,8 @@ class Admission:
                 self._remove(order, nick, seq)
                 return errors.Banned(event.target)
             order.gone.pop(nick, None)
-            order.joined = seq
+            self._joined(conv, seq, event)
         elif kind in (Kind.PART, Kind.QUIT):
-            if _ends(order, conv, data.get(ROOM_ENDS)):
-                # the room ended with it (every node forgets at this number): a JOIN that
-                # makes it again, from a node that never heard of the old room (position
-                # 0), is not taken for one racing the old room's +i, key or bans
-                del self.rooms[conv]
-                return None
             self._remove(order, fold(event.source.nick), seq)
         elif kind == Kind.KICK:
             self._remove(order, fold(str(data.get("nick", ""))), seq)
@@ -170,31 +180,66 @@ class Admission:
             del self.rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 
+    def _joined(self, conv: str, seq: int, event: Event) -> None:
+        """JOIN ``event`` stood at number ``seq`` of ``conv``."""
+        node = EventIds.node_of(event.id)
+        last = self.joins.get(conv)
+        if last is None:
+            self.joins[conv] = (seq, node, 0)
+        elif last[1] == node:
+            self.joins[conv] = (seq, node, last[2])
+        else:
+            self.joins[conv] = (seq, node, last[0])
+
+    def _ends(self, conv: str, event: Event) -> bool:
+        """Whether a PART, QUIT or KICK ends room ``conv``: its node had the leaver as the
+        last member at the position its ``ROOM_ENDS`` gives, and no JOIN made on another
+        node stood after that position."""
+        ends = event.data.get(ROOM_ENDS)
+        if not ends:
+            return False
+        for entry in ends:
+            if type(entry) is list and len(entry) == 2 and entry[0] == conv and isinstance(entry[1], int):
+                last = self.joins.get(conv)
+                if last is None:
+                    return True  # no JOIN stood since the room last ended
+                other = last[2] if last[1] == EventIds.node_of(event.id) else last[0]
+                return other <= entry[1]
+        return False
+
     def export(self) -> list[list[Any]]:
-        """Every room's facts as plain data, for a node that starts (``parse``, ``adopt``):
-        read at the same moment as the relay's positions, which they stand at."""
-        return [
-            [conv, list(map(list, order.gone.items())), order.invite_only_since, order.key_since, order.key,
-             [list(change) for change in order.changes], order.joined]
-            for conv, order in self.rooms.items()
-        ]
+        """Every room's facts and latest JOINs as plain data, for a node that starts
+        (``parse``, ``adopt``): read at the same moment as the relay's positions, which
+        they stand at."""
+        empty = _RoomOrder()
+        facts = []
+        for conv in self.rooms.keys() | self.joins.keys():
+            order = self.rooms.get(conv, empty)
+            joins = self.joins.get(conv)
+            facts.append([
+                conv, list(map(list, order.gone.items())), order.invite_only_since, order.key_since, order.key,
+                [list(change) for change in order.changes], None if joins is None else list(joins),
+            ])
+        return facts
 
     @staticmethod
-    def parse(facts: Any) -> dict[str, tuple[_RoomOrder, int]]:
+    def parse(facts: Any) -> dict[str, tuple[_RoomOrder, Optional[Joins], int]]:
         """Another node's ``export``, each room's facts with the position they stand at
         (``[*fact, position]``), read into this node's terms without taking them; ValueError
         when ``facts`` is not such data (a peer's message is not trusted to be)."""
         if type(facts) is not list:
             raise ValueError("not a list of room facts")
-        parsed: dict[str, tuple[_RoomOrder, int]] = {}
+        parsed: dict[str, tuple[_RoomOrder, Optional[Joins], int]] = {}
         for fact in facts:
             if type(fact) is not list or len(fact) != 8:
                 raise ValueError("not a room's facts")
-            conv, gone, invite_only_since, key_since, key, changes, joined, seq = fact
+            conv, gone, invite_only_since, key_since, key, changes, joins, seq = fact
             if type(conv) is not str or not is_room_name(conv) or type(gone) is not list \
                     or type(changes) is not list or not (key is None or type(key) is str):
                 raise ValueError(f"not a room's facts: {conv!r}")
-            order = _RoomOrder(_number(joined))
+            if joins is not None and (type(joins) is not list or len(joins) != 3 or type(joins[1]) is not str):
+                raise ValueError(f"not a room's joins: {joins!r}")
+            order = _RoomOrder()
             order.invite_only_since, order.key_since, order.key = _number(invite_only_since), _number(key_since), key
             for entry in gone[-GONE_LIMIT:]:
                 if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str:
@@ -206,15 +251,19 @@ class Admission:
                         or not (entry[2] is None or type(entry[2]) is str)):
                     raise ValueError("not a mode change")
                 order.changes.append((_number(entry[0]), entry[1], entry[2]))
-            parsed[conv] = (order, _number(seq))
+            parsed[conv] = (order, None if joins is None else (_number(joins[0]), joins[1], _number(joins[2])),
+                            _number(seq))
         return parsed
 
-    def adopt(self, parsed: dict[str, tuple[_RoomOrder, int]]) -> None:
+    def adopt(self, parsed: dict[str, tuple[_RoomOrder, Optional[Joins], int]]) -> None:
         """Take the facts ``parse`` read (at start-up, before this node checks anything),
         so this node comes to the verdicts the others come to (a node that started without
         them let a JOIN stand that the others found void)."""
-        for conv, (order, _) in parsed.items():
-            self.rooms[conv] = order
+        for conv, (order, joins, _) in parsed.items():
+            if order.gone or order.invite_only_since or order.changes or order.key is not None:
+                self.rooms[conv] = order
+            if joins is not None:
+                self.joins[conv] = joins
 
     @staticmethod
     def _remove(order: _RoomOrder, nick: str, seq: int) -> None:
@@ -229,22 +278,6 @@ def _number(value: Any) -> int:
     if type(value) is not int or value < 0:
         raise ValueError(f"not a number of the order: {value!r}")
     return value
-
-
-def _names(conv: str, ends: Any) -> bool:
-    """Whether ``ends`` (``ROOM_ENDS``) names room ``conv``."""
-    return bool(ends) and any(type(entry) is list and entry[:1] == [conv] for entry in ends)
-
-
-def _ends(order: _RoomOrder, conv: str, ends: Any) -> bool:
-    """Whether a PART or QUIT carrying ``ends`` (``ROOM_ENDS``) ended room ``conv``: its node
-    had the leaver as the last member at its position, and no JOIN stood after that."""
-    if not ends:
-        return False
-    for entry in ends:
-        if type(entry) is list and len(entry) == 2 and entry[0] == conv and isinstance(entry[1], int):
-            return order.joined <= entry[1]
-    return False
 
 
 def _changes_between(order: _RoomOrder, seen: int, seq: int) -> list[tuple[int, str, Any]]:

@@ -367,7 +367,7 @@ class ChatHub(service.Service):
         for conv, seq in installed:
             positions.start_at(conv, seq)
         self.admission.adopt(orders)
-        for conv, (_, seq) in orders.items():
+        for conv, (_, _, seq) in orders.items():
             positions.start_at(conv, seq)
         self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
         waiting.callback(None)
@@ -1027,9 +1027,11 @@ class ChatHub(service.Service):
             if fold(nick) not in self.users:
                 raise errors.NoSuchNick(nick)
             raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
-        event = self._event(
-            Kind.KICK, user, room.name, reason or user.nick or "", data={"nick": target.user.nick}
-        )
+        data: dict[str, Any] = {"nick": target.user.nick}
+        ends = self.rooms_ended_by(target.user, [room])  # a last member kicking itself
+        if ends:
+            data[ROOM_ENDS] = ends
+        event = self._event(Kind.KICK, user, room.name, reason or user.nick or "", data=data)
         recipients = room.recipients()
         self._leave(target.user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
@@ -1683,16 +1685,17 @@ class ChatHub(service.Service):
 
     def wants_order(self, conv: str) -> bool:
         """Whether this node still needs conversation ``conv``'s numbered order (the cluster
-        relay forgets an idle one it does not): every room's, ended or not (a JOIN carries
-        the room's position on its node, checked at its number against what the order
-        established: a node that forgot an ended room would have its next JOIN there
-        taken for one racing the old room's ``+i``); the STATUSMSG audience of a room that
+        relay forgets an idle one it does not): a room's while it exists, and while its
+        order holds anything a later event is checked against (a room whose end was not
+        honoured everywhere, ``admission.ROOM_ENDS``: a JOIN carries the room's position
+        on its node, and a node that forgot the room would have its next JOIN there taken
+        for one racing the old room's ``+i``); the STATUSMSG audience of a room that
         exists here (``@#room``); a private conversation (``a b``, each party a folded
         nick or ``nick/session``) with a party signed on here."""
         if conv[:1] in STATUS_PREFIXES and is_room_name(conv[1:]):
             return conv[1:] in self.rooms
         if is_room_name(conv):
-            return True
+            return conv in self.rooms or conv in self.admission.rooms or conv in self.admission.joins
         return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
 
     def _publish_numbered(
