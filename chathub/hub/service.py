@@ -113,8 +113,9 @@ class _HeldEvent:
         """Its number is reached: show it, unless it was found void there."""
         hub, event = self.hub, self.event
         refusal = hub._voided.pop(event.id, None) if hub._voided else None
-        if refusal is None:
-            self._show()
+        if refusal is None:  # ``_show``, without the call: one room message each
+            skip = self.skip
+            hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, hub._acting(skip))
         else:
             hub._void_own(self.actor, event, refusal, self.receipt)
 
@@ -1310,8 +1311,8 @@ class ChatHub(service.Service):
         # ``@#room``, and a private pair's, ``a b``, are no room's): the room of nearly every
         # message without a fold of its name (each node reads every other node's messages)
         room = self.rooms.get(conv) if conv else None
-        if room is not None:
-            self._deliver_now(event, room.recipients())
+        if room is not None:  # ``_deliver_now``, without the call: the commonest
+            self.fanout.publish(event, room.recipients(), None, event.kind in BATCHABLE_KINDS)
             return
         target = event.target
         if is_room_name(target):
