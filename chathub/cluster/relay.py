@@ -349,7 +349,9 @@ class ClusterRelay:
             if held:
                 state.unshown += 1  # other nodes' next numbers wait until it is shown
                 if state.holding and self._outbox is not None:
-                    self._outbox.grant(conv)  # its turn came: the pause is for later numbers
+                    # its turn came: the pause is for later numbers. Its entry is settled
+                    # (and the outbox drained) once the store has told this listener
+                    self._outbox.grant(conv, drain=False)
             else:
                 self._release(conv, state)
         elif seq > state.delivered:

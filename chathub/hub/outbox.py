@@ -156,13 +156,16 @@ class Outbox:
             self._queue.extendleft(reversed(parked))
         self._drain()
 
-    def grant(self, key: str) -> None:
+    def grant(self, key: str, drain: bool = True) -> None:
         """Let the next entry of held conversation ``key`` go, alone and in its turn (now if
         it is ready, else once its commit is done): a cluster node shows its own events of
-        a conversation one by one between other nodes' events numbered around them."""
+        a conversation one by one between other nodes' events numbered around them.
+        ``drain=False`` when that entry's commit is about to settle it (which drains): the
+        store tells the relay of a committed group before it settles its entries."""
         if key in self._held:
             self._granted[key] = self._granted.get(key, 0) + 1
-            self._drain()
+            if drain:
+                self._drain()
 
     def when_released(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key)`` after each delivered entry that names conversation ``key``
