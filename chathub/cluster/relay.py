@@ -22,7 +22,9 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 
 Every event, this node's and the others', is handed to ``admit`` at its place in the number
 order before it is shown: the hub checks it again there (``chathub.hub.admission``), and
-another node's event found void is not delivered.
+another node's event found void is not delivered. A chat message of a conversation whose
+order holds nothing it is checked against (not in ``checked``: nearly every one) is shown
+without the call.
 
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
 without a reconnect) it compares with the database the heads of the conversations heard of
