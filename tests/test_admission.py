@@ -353,7 +353,7 @@ def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
     ["#r", [["bob"]], 0, 0, None, [], None, 3],
     ["#r", [], 0, 0, 7, [], None, 3],
     ["#r", [], 0, 0, None, [], None],  # no position
-    ["#r", [], 0, 0, None, [], 0, 3],  # joins that are none
+    ["#r", [], 0, 0, None, [], "0", 3],  # joins that are none
     ["#r", [], 0, 0, None, [], [4, 5, 0], 3],
     ["#r", [], 0, 0, None, [], [4, "x", -1], 3],
 ])
@@ -362,6 +362,11 @@ def test_facts_that_are_not_such_data_are_refused(fact):
         Admission.parse([fact])
     good = ["#r", [], 0, 0, None, [], [4, "abcdef", 2], 3]
     assert Admission.parse([good])["#r"][1:] == ((4, "abcdef", 2), 3)
+    # an answer from a node of the version before: its last JOIN that stood, from no node
+    # known, so a leaver's position below it does not end the room
+    older = Admission()
+    older.adopt(Admission.parse([["#r", [], 0, 0, None, [], 4, 3]]))
+    assert older.joins["#r"] == (4, "", 4)
 
 
 def test_a_part_ending_a_room_that_had_nothing_remembered_leaves_no_entry():

@@ -237,6 +237,10 @@ class Admission:
             if type(conv) is not str or not is_room_name(conv) or type(gone) is not list \
                     or type(changes) is not list or not (key is None or type(key) is str):
                 raise ValueError(f"not a room's facts: {conv!r}")
+            if type(joins) is int:
+                # a node of the version before ``joins``: the last JOIN that stood, made on
+                # no node known (so on another node than any leaver's: its end waits for it)
+                joins = [joins, "", joins]
             if joins is not None and (type(joins) is not list or len(joins) != 3 or type(joins[1]) is not str):
                 raise ValueError(f"not a room's joins: {joins!r}")
             order = _RoomOrder()

@@ -1686,17 +1686,17 @@ class ChatHub(service.Service):
 
     def wants_order(self, conv: str) -> bool:
         """Whether this node still needs conversation ``conv``'s numbered order (the cluster
-        relay forgets an idle one it does not): a room's while it exists, and while its
-        order holds anything a later event is checked against (a room whose end was not
-        honoured everywhere, ``admission.ROOM_ENDS``: a JOIN carries the room's position
-        on its node, and a node that forgot the room would have its next JOIN there taken
-        for one racing the old room's ``+i``); the STATUSMSG audience of a room that
-        exists here (``@#room``); a private conversation (``a b``, each party a folded
-        nick or ``nick/session``) with a party signed on here."""
+        relay forgets an idle one it does not): every room's, ended or not (a room made
+        again numbers on from the old one's last number: a node that had forgotten it
+        would start its order at the first number it then heard, and show the smaller
+        ones that came later without checking them at their number, its verdicts on
+        them not the others'); the STATUSMSG audience of a room that exists here
+        (``@#room``); a private conversation (``a b``, each party a folded nick or
+        ``nick/session``) with a party signed on here."""
         if conv[:1] in STATUS_PREFIXES and is_room_name(conv[1:]):
             return conv[1:] in self.rooms
         if is_room_name(conv):
-            return conv in self.rooms or conv in self.admission.rooms or conv in self.admission.joins
+            return True
         return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
 
     def _publish_numbered(
