@@ -201,7 +201,6 @@ class ChathubService(service.MultiService):
                 made_here=self.hub.ids.made_here,
                 held_alone=self.hub.held_alone,
                 admit=self.hub.admit,
-                checked=self.hub.admission.rooms,
                 wanted=self.hub.wants_order,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,

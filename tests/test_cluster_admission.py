@@ -47,7 +47,6 @@ async def cluster_node(store_factory, backplane: LinkedBackplane) -> tuple[Recor
     relay = ClusterRelay(
         hub.store, backplane, hub.deliver_remote, reactor, gap_wait=0.02, outbox=hub.outbox,
         made_here=hub.ids.made_here, held_alone=hub.held_alone, admit=hub.admit, batching=hub.batching,
-        checked=hub.admission.rooms,  # as the app builds it
     )
     await hub.join_cluster(backplane, relay, reactor, wait=0.05)
     relay.start()

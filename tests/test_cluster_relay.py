@@ -60,7 +60,7 @@ class Node:
     """One node: its store, its relay, and a hub's outbox standing in for the hub: its own
     room messages wait there for their commit (and for the relay), as the hub's do."""
 
-    def __init__(self, store, bus: list, node_id: str, checked=None) -> None:
+    def __init__(self, store, bus: list, node_id: str) -> None:
         self.store = store
         self.got: list = []  # other nodes' events the relay handed over
         self.convs: list[str] = []  # the conversation each was handed over in
@@ -77,7 +77,7 @@ class Node:
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
-            admit=self.admit, wanted=lambda conv: conv not in self.unwanted, checked=checked,
+            admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
         )
         self.relay.start()
 
@@ -115,8 +115,8 @@ async def nodes(store_factory):
     bus: list = []
     made: list[Node] = []
 
-    async def make(node_id: str, checked=None) -> Node:
-        node = Node(await store_factory(), bus, node_id, checked)
+    async def make(node_id: str) -> Node:
+        node = Node(await store_factory(), bus, node_id)
         made.append(node)
         return node
 
@@ -290,33 +290,6 @@ async def test_every_event_is_checked_at_its_number_and_a_void_one_is_not_delive
     assert [own for *_, own in b.checked] == [False, False, True, False, True]
     assert b.texts() == ["first", "a1"]  # the void one was not handed over
     assert a.texts() == ["b1", "b2"]
-
-
-@on_postgres
-@pytest_twisted.ensureDeferred
-async def test_chat_of_a_conversation_with_nothing_to_check_is_admitted_without_the_call(nodes):
-    """With ``checked`` (the hub's ``Admission.rooms``: the rooms whose order holds facts),
-    a chat message of any other conversation, this node's or another's, is shown in order
-    without calling ``admit``; one of a checked room still goes through it, and can be void."""
-    facts_a, facts_b = set(), set()
-    a, b = await nodes("a", facts_a), await nodes("b", facts_b)
-    make = EventMaker()
-    await say(a, make, ["a1"])
-    await say(b, make, ["b1"])
-    await say(a, make, ["a2"])
-    await until(lambda: len(b.got) == 2 and len(a.got) == 1)
-    assert a.checked == b.checked == []
-    assert b.texts() == ["a1", "a2"] and a.texts() == ["b1"]
-    facts_a.add("#r")
-    facts_b.add("#r")
-    a.void.add("void")
-    b.void.add("void")
-    await say(a, make, ["void"])
-    await say(b, make, ["b2"])
-    await until(lambda: len(a.checked) == len(b.checked) == 2)
-    assert [(seq, text) for seq, text, _ in a.checked] == [(seq, text) for seq, text, _ in b.checked] == [
-        (4, "void"), (5, "b2")]
-    assert b.texts() == ["a1", "a2"] and a.texts() == ["b1", "b2"]
 
 
 # -- a node's own events among the others' ---------------------------------------------------

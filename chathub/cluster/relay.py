@@ -22,9 +22,7 @@ by the hub when they commit; the relay only counts them, so a fetch never delive
 
 Every event, this node's and the others', is handed to ``admit`` at its place in the number
 order before it is shown: the hub checks it again there (``chathub.hub.admission``), and
-another node's event found void is not delivered. A chat message of a conversation whose
-order holds nothing it is checked against (not in ``checked``: nearly every one) is shown
-without the call.
+another node's event found void is not delivered.
 
 What a node tracks is bounded by what it still needs: every resync tick (``on_resync``
 without a reconnect) it compares with the database the heads of the conversations heard of
@@ -40,7 +38,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from contextlib import nullcontext
 from itertools import chain
-from typing import Any, Callable, Container, ContextManager, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -75,9 +73,6 @@ RECENT_TICKS = 12
 MAX_WAIT = 5.0
 #: an event older than this when its doorbell rings says nothing of the lag (seconds)
 LAG_PLAUSIBLE = 60.0
-
-#: chat: what ``admit`` voids only in a conversation ``checked`` names
-_CHAT_KINDS = Kind.REDACTABLE_KINDS
 
 
 class _Conversation:
@@ -118,12 +113,12 @@ class _Conversation:
             or self.timer is not None
         )
 
-
-class _Everything:
-    """Contains every conversation (``ClusterRelay``'s ``checked`` when none is given)."""
-
-    def __contains__(self, conv: object) -> bool:
-        return True
+    def behind(self) -> bool:
+        """Whether anything waits for the numbers delivered (``ClusterRelay._release`` has
+        work): most conversations, most of the time, have nothing."""
+        return bool(
+            self.ahead or self.own_ahead or self.holding or self.timer is not None or self.fetched_to > self.delivered
+        )
 
 
 class GroupForm:
@@ -204,7 +199,6 @@ class ClusterRelay:
         admit: Callable[[str, int, Event, bool], bool] = lambda conv, seq, event, own: True,
         wanted: Callable[[str], bool] = lambda conv: True,
         batching: Optional[Callable[[], ContextManager[object]]] = None,
-        checked: Optional[Container[str]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
     ) -> None:
@@ -225,10 +219,7 @@ class ClusterRelay:
         node's (``own``) and the others', at its place in the number order, before the
         event is shown: False voids it (docs/cluster.md, "Checked at its number"); another
         node's voided event is not delivered, and the hub voids its own itself. It does not
-        raise (a check that fails admits: ``ChatHub.admit``). With ``checked`` (the
-        conversations whose order holds something a chat message is checked against:
-        ``Admission.rooms``), the chat messages of any other conversation are admitted
-        without the call (nearly all of them: a call less per event on each node).
+        raise (a check that fails admits: ``ChatHub.admit``).
 
         ``wanted(conv)`` says whether this node still needs ``conv``'s order (for the
         forgetting of idle conversations; by default it keeps them all)."""
@@ -240,8 +231,6 @@ class ClusterRelay:
         self._made_here = made_here
         self._held_alone = held_alone
         self._admit = admit
-        #: the conversations whose chat messages ``admit`` must see (None: every one's)
-        self._checked: Container[str] = checked if checked is not None else _Everything()
         self._wanted = wanted
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
@@ -337,8 +326,7 @@ class ClusterRelay:
         if state is None:
             self.conversations[conv] = state = _Conversation(seq, seq, self.tick)
             self._recent.append(conv)
-            if event.kind not in _CHAT_KINDS or conv in self._checked:
-                self._admit(conv, seq, event, True)
+            self._admit(conv, seq, event, True)
             state.unshown += held
             return
         if state.touched != self.tick:
@@ -346,8 +334,7 @@ class ClusterRelay:
             self._recent.append(conv)
         if seq == state.delivered + 1:
             state.delivered = seq
-            if event.kind not in _CHAT_KINDS or conv in self._checked:
-                self._admit(conv, seq, event, True)
+            self._admit(conv, seq, event, True)
             if held:
                 state.unshown += 1  # other nodes' next numbers wait until it is shown
                 if state.holding and self._outbox is not None:
@@ -377,10 +364,8 @@ class ClusterRelay:
         if state is None or not state.unshown:
             return
         state.unshown -= 1
-        if not state.unshown and not state.releasing and (
-            state.ahead or state.own_ahead or state.holding or state.timer is not None
-            or state.fetched_to > state.delivered
-        ):  # else nothing waits for it (a node's own message in a quiet room: most of them)
+        if not state.unshown and not state.releasing and state.behind():
+            # else nothing waits for it (a node's own message in a quiet room: most of them)
             self._release(conv, state)
 
     @property
@@ -436,17 +421,9 @@ class ClusterRelay:
             return
         if seq == state.delivered + 1 and not state.unshown:
             state.delivered = seq
-            if event.kind in _CHAT_KINDS and conv not in self._checked:
-                # the commonest event: a chat message, delivered once by its one
-                # conversation's order (``_hand_over``), which nothing can void
-                try:
-                    self.deliver(event, conv)
-                except Exception:
-                    self.log.failure("delivering another node's event failed")
-            elif self._admit(conv, seq, event, False):
+            if self._admit(conv, seq, event, False):
                 self._hand_over(event, conv)
-            if state.ahead or state.own_ahead or state.holding or state.timer is not None \
-                    or state.fetched_to > state.delivered:
+            if state.behind():
                 self._release(conv, state)  # what waited for it
             return
         state.ahead[seq] = event
@@ -468,8 +445,7 @@ class ClusterRelay:
                 if following in state.own_ahead:
                     held, own = state.own_ahead.pop(following)
                     state.delivered = following
-                    if own.kind not in _CHAT_KINDS or conv in self._checked:
-                        self._admit(conv, following, own, True)
+                    self._admit(conv, following, own, True)
                     if held and self._outbox is not None:
                         state.unshown += 1
                         self._outbox.grant(conv)  # shows it now, or once its commit is done
@@ -478,8 +454,7 @@ class ClusterRelay:
                         break  # after this node's own events before it are shown
                     event = state.ahead.pop(following)
                     state.delivered = following
-                    if (event.kind in _CHAT_KINDS and conv not in self._checked) \
-                            or self._admit(conv, following, event, False):
+                    if self._admit(conv, following, event, False):
                         self._hand_over(event, conv)
                 elif following <= state.fetched_to:  # pruned
                     state.delivered = following

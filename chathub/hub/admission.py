@@ -96,6 +96,11 @@ class _RoomOrder:
         #: (number, "+b", parameter) of the latest mode changes that decide who may speak
         self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
 
+    def holds(self) -> bool:
+        """Whether it holds anything a later event is checked against (else the room needs
+        no entry: most rooms have none)."""
+        return bool(self.gone or self.invite_only_since or self.changes or self.key is not None)
+
 
 #: a room's JOINs that stood, as far as its end needs them: the number of the latest, the
 #: node that made it (``EventIds.node_of``), and the number of the latest made on any
@@ -176,7 +181,7 @@ class Admission:
                     order.key = key_digest(conv, str(key)) if change[0] == "+k" and key else None
                 elif len(change[0]) == 2 and change[0][1] in _SPEAKING_MODES:
                     order.changes.append((seq, change[0], change[1] if len(change) > 1 else None))
-        if not order.gone and not order.invite_only_since and not order.changes and order.key is None:
+        if not order.holds():
             del self.rooms[conv]  # nothing to remember: most rooms keep no entry
         return None
 
@@ -264,7 +269,7 @@ class Admission:
         so this node comes to the verdicts the others come to (a node that started without
         them let a JOIN stand that the others found void)."""
         for conv, (order, joins, _) in parsed.items():
-            if order.gone or order.invite_only_since or order.changes or order.key is not None:
+            if order.holds():
                 self.rooms[conv] = order
             if joins is not None:
                 self.joins[conv] = joins

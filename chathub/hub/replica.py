@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
-from chathub.hub.admission import ROOM_ENDS
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import BanEntry, Member, Room
@@ -227,8 +226,8 @@ class RemoteRooms:
         gone = [u for u in (self.users.get(fold(n)) for n in nicks) if u is not None]
         quits = []
         for user in gone:
-            ends = self.hub.rooms_ended_by(user, user.rooms.values())
-            event = self.hub.ids.make(Kind.QUIT, user.source, "", reason, data={ROOM_ENDS: ends} if ends else None)
+            ends = self.hub.room_ends(user, user.rooms.values())
+            event = self.hub.ids.make(Kind.QUIT, user.source, "", reason, data=ends)
             recipients = self.hub.neighbours(user)
             rooms = list(user.rooms)
             for room in list(user.rooms.values()):

@@ -113,9 +113,8 @@ class _HeldEvent:
         """Its number is reached: show it, unless it was found void there."""
         hub, event = self.hub, self.event
         refusal = hub._voided.pop(event.id, None) if hub._voided else None
-        if refusal is None:  # ``_show``, without the call: one room message each
-            skip = self.skip
-            hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, hub._acting(skip))
+        if refusal is None:
+            self._show()
         else:
             hub._void_own(self.actor, event, refusal, self.receipt)
 
@@ -870,8 +869,7 @@ class ChatHub(service.Service):
         limit = self.config.limits.reason_length
         if len(reason) > limit:
             raise errors.ReasonTooLong(room.name, f"Part reason too long (at most {limit} characters)")
-        ends = self.rooms_ended_by(user, [room])
-        event = self._event(Kind.PART, user, room.name, reason, data={ROOM_ENDS: ends} if ends else None)
+        event = self._event(Kind.PART, user, room.name, reason, data=self.room_ends(user, [room]))
         recipients = room.recipients()
         self._leave(user, room)
         self._publish(event, recipients, user, rooms=[room.folded])
@@ -879,16 +877,18 @@ class ChatHub(service.Service):
             self.account_rooms.left(user.account, room.name)
         return event
 
-    def rooms_ended_by(self, user: User, rooms: Iterable[Room]) -> list[list[Any]]:
-        """In a cluster, ``[folded name, position]`` of each of ``rooms`` that ends when
-        ``user`` leaves it (its last member here, and not registered), with the room's
-        position on this node: a PART or QUIT says so at its number (``admission.ROOM_ENDS``).
-        Empty on a lone node."""
+    def room_ends(self, user: User, rooms: Iterable[Room]) -> Optional[dict[str, Any]]:
+        """In a cluster, the data a PART, QUIT or KICK of ``user`` carries when ``user``
+        leaving ends some of ``rooms`` (its last member here, and not registered):
+        ``{ROOM_ENDS: [[folded name, the room's position on this node], ...]}``, which every
+        node honours at the event's number (``chathub.hub.admission``). None otherwise, and
+        on a lone node."""
         positions = self._positions
         if positions is None:
-            return []
-        return [[room.folded, positions.position(room.folded) or 0] for room in rooms
+            return None
+        ends = [[room.folded, positions.position(room.folded) or 0] for room in rooms
                 if not room.persistent and len(room.members) == 1 and user.folded in room.members]
+        return {ROOM_ENDS: ends} if ends else None
 
     def leave_room(self, user: User, room: Room) -> None:
         """Take ``user`` out of ``room`` without telling anyone (the room ends if it
@@ -1028,10 +1028,8 @@ class ChatHub(service.Service):
             if fold(nick) not in self.users:
                 raise errors.NoSuchNick(nick)
             raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
-        data: dict[str, Any] = {"nick": target.user.nick}
-        ends = self.rooms_ended_by(target.user, [room])  # a last member kicking itself
-        if ends:
-            data[ROOM_ENDS] = ends
+        # a last member kicking itself ends the room
+        data = {"nick": target.user.nick, **(self.room_ends(target.user, [room]) or {})}
         event = self._event(Kind.KICK, user, room.name, reason or user.nick or "", data=data)
         recipients = room.recipients()
         self._leave(target.user, room)
@@ -1311,8 +1309,8 @@ class ChatHub(service.Service):
         # ``@#room``, and a private pair's, ``a b``, are no room's): the room of nearly every
         # message without a fold of its name (each node reads every other node's messages)
         room = self.rooms.get(conv) if conv else None
-        if room is not None:  # ``_deliver_now``, without the call: the commonest
-            self.fanout.publish(event, room.recipients(), None, event.kind in BATCHABLE_KINDS)
+        if room is not None:
+            self._deliver_now(event, room.recipients())
             return
         target = event.target
         if is_room_name(target):
@@ -1548,9 +1546,8 @@ class ChatHub(service.Service):
         if folded is None or self.users.get(folded) is not user:  # not signed on, or gone
             return None
         # a quit cannot be refused (the connection is going): a long reason is cut
-        ends = self.rooms_ended_by(user, user.rooms.values())
         event = self._event(Kind.QUIT, user, text=reason[: self.config.limits.reason_length],
-                            data={ROOM_ENDS: ends} if ends else None)
+                            data=self.room_ends(user, user.rooms.values()))
         recipients = self._neighbours(user)
         rooms = list(user.rooms)
         for room in list(user.rooms.values()):
