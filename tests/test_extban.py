@@ -62,8 +62,8 @@ async def test_a_mute_silences_each_protocol_and_voice_or_an_exception_lifts_it(
     irc.send("PRIVMSG #r :voiced")
     tel.send("excepted")
     web.send_json({"type": "message", "target": "#r", "text": "plainly excepted"})
-    for text in ("voiced", "excepted", "plainly excepted"):
-        await op.expect_re(rf"PRIVMSG #r :{text}$")
+    for text in ("voiced", "excepted", "plainly excepted"):  # three connections: in any order
+        await op.expect_count(rf"PRIVMSG #r :{text}$")
     # removed in any case, the mute is gone
     await op.roundtrip("MODE #r -v ircmute")
     await op.roundtrip("MODE #r -b m:ircmute!*@*")

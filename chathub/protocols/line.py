@@ -36,7 +36,7 @@ from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
 from chathub.protocols.participant import EncodingParticipant
-from chathub.protocols.sendqueue import SendQueue
+from chathub.protocols.sendqueue import SendQueue, TurnWrites
 
 HELP = (
     "Commands: /nick NAME [password]  /join #room [key]  /part [#room] [reason]  "
@@ -202,11 +202,14 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         return self.peer
     log = Logger()
 
-    def __init__(self, hub, portal, config, clock=None) -> None:
+    def __init__(self, hub, portal, config, clock=None, turn: Optional[TurnWrites] = None) -> None:
         self.hub = hub
         self.portal = portal
         self.config = config
         self.clock = clock
+        #: the end of the reactor turn, for what is written while reads are handled
+        #: (the factory's, shared by its connections)
+        self.turn = turn if turn is not None else TurnWrites(clock)
         self.user: Optional[User] = None
         self.logout: Optional[Callable[[], None]] = None
         self.current_room: Optional[str] = None
@@ -234,7 +237,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             tcp.setTcpKeepAlive(1)
         # Lines go to TCP directly: TelnetTransport.write would turn our CRLF into CRCRLF,
         # and its writeSequence (used after a pause) does not; UTF-8 output has no IAC byte.
-        self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self)
+        self.queue = SendQueue(tcp, self.config.limits.sendq_bytes, self, turn=self.turn)
         self._tcp = tcp
         self.lines = LineBuffer(self.config.limits.max_line_bytes, self)
         line = self.config.line
@@ -250,7 +253,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         assert self.lines is not None  # from connectionMade
-        with self.hub.batching():
+        with self.turn, self.hub.batching():
             self.lines.feed(data)
 
     # -- LineBuffer's owner: every line (None: one too long) goes through the flood gate --
@@ -848,11 +851,14 @@ class LineFactory(ServerFactory):
         self.portal = portal
         self.config = config
         self.clock = clock
+        #: the end of the reactor turn, for what connections are written while their
+        #: reads are handled (``SendQueue``)
+        self.turn = TurnWrites(clock)
         #: the telnet transports of open connections (gone ones drop out by themselves)
         self.connections: "weakref.WeakSet[LineTelnetTransport]" = weakref.WeakSet()
 
     def buildProtocol(self, addr):
-        protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock)
+        protocol = LineTelnetTransport(LineSession, self.hub, self.portal, self.config, self.clock, self.turn)
         protocol.factory = self
         self.connections.add(protocol)
         return protocol

@@ -13,6 +13,16 @@ several times the ``send`` itself. What the kernel does not take, and every writ
 Twisted still holds bytes, goes through ``transport.write`` as before, so order, flow
 control and error handling stay Twisted's. Such connections also get TCP_NODELAY: our
 writes are already whole batches, and Nagle's algorithm would only delay the next one.
+
+What such a connection is written while reads are handled (inside its protocol's
+``TurnWrites`` block: replies, a welcome, what the hub delivers at once) is sent at the end
+of the reactor turn instead, as Twisted's buffered write would, but without its epoll
+round: one ``send`` per connection for everything the turn owes it. A client that sends
+several commands in one packet gets one packet back, and a burst of clients (registrations,
+say) gets its answers in a row rather than one between each read: on a loopback or local
+peer each ``send`` that finds the reader asleep wakes it, which costs the sender several
+times the copy (measured: 21 us of the ``send`` per registration against 8.5 for Twisted
+Words' buffered one; bench/README.md).
 """
 from __future__ import annotations
 
@@ -21,7 +31,14 @@ from typing import Any, Optional, Protocol, cast
 from zope.interface import implementer
 
 from twisted.internet import tcp
-from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime, ITransport
+from twisted.logger import Logger
+
+_log = Logger()
+
+#: a connection's writes held for the end of the turn are sent at once past this many
+#: bytes (Twisted's own write buffer size): what one turn owes one client stays bounded
+TURN_BYTES = 65536
 
 
 def _plain_tcp_socket(transport):
@@ -48,6 +65,54 @@ class QueueOwner(Protocol):
         """The client stopped reading and the queue is full: drop the connection."""
 
 
+class TurnWrites:
+    """The end of the reactor turn, for the plain-TCP writes made while reads are handled.
+
+    A protocol handles each read inside ``with turn:``; a ``SendQueue`` given this turn
+    holds what it would have sent at once while inside, and the queues holding anything
+    send it with one ``send`` each when the turn ends (``callLater(0)``: after every
+    read the reactor's poll returned has been handled). One per listener kind, built
+    with its server at start-up.
+    """
+
+    __slots__ = ("_clock", "reading", "_queues", "_call")
+
+    def __init__(self, clock: Optional[IReactorTime] = None) -> None:
+        """``clock``: the reactor (the default), or a ``task.Clock`` in tests."""
+        self._clock = clock
+        #: how deep in ``with turn:`` blocks the reactor is (reads handled inside reads)
+        self.reading = 0
+        self._queues: list[SendQueue] = []  # those holding writes, in the order they began
+        self._call: Optional[IDelayedCall] = None
+
+    def __enter__(self) -> None:
+        self.reading += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.reading -= 1
+        if not self.reading and self._queues and self._call is None:
+            clock = self._clock
+            if clock is None:
+                from twisted.internet import reactor
+
+                clock = self._clock = cast(IReactorTime, reactor)
+            self._call = clock.callLater(0, self.send)
+
+    def hold(self, queue: "SendQueue") -> None:
+        """``queue`` holds writes until the end of the turn."""
+        self._queues.append(queue)
+
+    def send(self) -> None:
+        """The turn has ended: every queue sends what it holds."""
+        self._call = None
+        queues, self._queues = self._queues, []
+        for queue in queues:
+            try:
+                queue.send_held()
+            except Exception:  # one connection's failure is not the others'
+                _log.failure("sending a connection's writes at the end of the turn")
+
+
 @implementer(IPushProducer)
 class SendQueue:
     """Writes to ``transport``, holding at most ``limit`` bytes while it is paused."""
@@ -63,6 +128,8 @@ class SendQueue:
         "closed",
         "_socket",
         "_flow",
+        "_turn",
+        "_held",
     )
 
     def __init__(
@@ -71,12 +138,14 @@ class SendQueue:
         limit: int,
         owner: QueueOwner,
         flow: Optional[ITransport] = None,
+        turn: Optional[TurnWrites] = None,
     ) -> None:
         """Write to ``transport``; register for flow control with ``flow`` (default the same).
 
         ``flow`` is the real TCP transport when ``transport`` is a wrapper (telnet) that
         cannot register producers itself. The queue keeps ``owner`` (the connection), not a
-        bound method of it: one queue exists per connection.
+        bound method of it: one queue exists per connection. With ``turn``, a plain TCP
+        connection's writes made while reads are handled wait for the end of the turn.
         """
         self.transport = transport
         self.limit = limit
@@ -87,14 +156,40 @@ class SendQueue:
         self.peak_bytes = 0  # the most ever held at once (never above ``limit``)
         self.closed = False
         self._socket = _plain_tcp_socket(transport)
+        self._turn = turn if self._socket is not None else None
+        #: what waits for the end of the turn (None: nothing); every write goes after it
+        self._held: Optional[bytearray] = None
         # a consumer too: TCP and TLS transports are
         self._flow = cast(IConsumer, flow or transport)
         self._flow.registerProducer(self, True)
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` now if the transport takes it, else hold it (up to ``limit``)."""
+        """Send ``data`` now if the transport takes it, else hold it (up to ``limit``);
+        while reads are handled (``TurnWrites``), at the end of the turn."""
         if self.closed:
             return
+        held = self._held
+        if held is not None:
+            held += data
+            if len(held) > TURN_BYTES:
+                self.send_held()
+            return
+        turn = self._turn
+        if turn is not None and turn.reading:
+            self._held = bytearray(data)
+            turn.hold(self)
+            return
+        self._send(data)
+
+    def send_held(self) -> None:
+        """Send what waits for the end of the turn."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.closed:
+                self._send(bytes(held))
+
+    def _send(self, data: bytes) -> None:
         if not self.paused:
             transport: Any = self.transport  # a tcp.Server when ``sock`` is set: its buffer is read
             sock = self._socket
@@ -139,6 +234,7 @@ class SendQueue:
         TLS connection closed with the queue still registered stayed open for ever). A
         write after this goes to the closing transport, which flushes it before it closes.
         """
+        self.send_held()
         if self._pending and not self.closed:
             pending, self._pending = self._pending, None
             self.pending_bytes = 0
@@ -164,5 +260,6 @@ class SendQueue:
 
     def stopProducing(self) -> None:
         self.closed = True
+        self._held = None
         self._pending = None
         self.pending_bytes = 0

@@ -59,7 +59,7 @@ class IrcProtocol(protocol.Protocol):
         if server.config.logging.detailed:  # else the line when it closes is the one
             self.log.debug("IRC connection from {host}:{port}", event="connect", host=host,
                            port=getattr(peer, "port", None))
-        self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self)
+        self.queue = SendQueue(self.transport, server.config.limits.sendq_bytes, self, turn=server.turn)
         # the session writes to the queue itself (its IrcWriter): fan-out calls that once
         # per recipient per message, so no forwarding method sits in between
         self.session = IrcSession(
@@ -80,9 +80,11 @@ class IrcProtocol(protocol.Protocol):
         cast(ITCPTransport, self.transport).abortConnection()  # TCP, or TLS over it
 
     def dataReceived(self, data: bytes) -> None:
-        # the chat these lines cause is held by the hub's fan-out and written at the end
-        # of the reactor turn: one write per recipient for every read of the turn
-        with self.server.hub.batching():
+        # the chat these lines cause is held by the hub's fan-out, and what they are answered
+        # by (to this client or another) by the send queues: both are written at the end
+        # of the reactor turn, one write per connection for every read of the turn
+        server = self.server
+        with server.turn, server.hub.batching():
             self._lines_received(data)
 
     def _lines_received(self, data: bytes) -> None:

@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from chathub.protocols.irc.logins import LoggedLogins
 from chathub.protocols.irc.table import ROOM_ENDED, ROOM_RENAMED, run_hooks
+from chathub.protocols.sendqueue import TurnWrites
 from chathub.protocols.sweeper import Sweeper, TimedSession
 
 if TYPE_CHECKING:
@@ -108,6 +109,9 @@ class IrcServer:
         self.unregistered: "weakref.WeakSet[TimedSession]" = weakref.WeakSet()
         #: registration deadlines and ping checks of every session, once a second
         self.sweeper = Sweeper(clock)
+        #: the end of the reactor turn, for what connections over TCP are written while
+        #: their reads are handled (``IrcProtocol``)
+        self.turn = TurnWrites(clock)
         self._format_keys: dict[frozenset, tuple] = {}
         #: lines command modules render once for every client (the welcome burst's fixed
         #: part, the MOTD): name -> (the config and the MOTD lines it was made from, the

@@ -301,7 +301,7 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         # (a wrapper made every wss:// handshake fail); the handshake's own answer is one
         # small write.
         real = self.real_transport
-        self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self)
+        self.sendqueue = SendQueue(real, self.factory.config.limits.sendq_bytes, self, turn=self.factory.turn)
         # it provides whatever the real transport provides (ITransport among them)
         self.transport = cast(ITransport, QueuedTransport(real, self.sendqueue))
 
@@ -389,7 +389,8 @@ class ChatWebSocketProtocol(WebSocketServerProtocol):
         self.last_heard = self.factory.clock.seconds()
         if self.ping_sent is not None:
             del self.ping_sent
-        super().dataReceived(data)
+        with self.factory.turn:  # what the frames read now are answered by waits for the turn's end
+            super().dataReceived(data)
 
     def check_timers(self, now: float) -> None:
         """Ping a peer not heard from for ``[websocket] ping_interval`` seconds, and drop
@@ -515,6 +516,9 @@ class ChatWebSocketFactory(WebSocketServerFactory):
         self.clock = clock
         #: checks every open connection's keepalive once a second
         self.sweeper = Sweeper(clock)
+        #: the end of the reactor turn, for what connections are written while their reads
+        #: are handled: the IRC server's (one for IRC over TCP and everything over WebSocket)
+        self.turn = irc.turn
         self._set_options(config)
         # no Server header in the handshake's answers (Autobahn's default names its version)
         self.server = None
