@@ -58,6 +58,9 @@ _LOG_TEXT = {TOO_MANY: "over max_connections_per_ip", TOO_FAST: "faster than con
 #: keep rate records for at least this many addresses before sweeping the stale ones
 _SWEEP_MIN = 1024
 
+#: addresses whose exemption is remembered (all forgotten at once past this many)
+_EXEMPT_HOSTS = 4096
+
 Key = Union[str, bytes]  # an IPv4 address, or the packed /64 of an IPv6 one
 
 
@@ -127,6 +130,7 @@ class ConnectionLimits:
         self._interval = 1.0 / rate
         self._tolerance = (burst - 1) * self._interval
         self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+        self._exempt_hosts: dict[str, bool] = {}  # the answers of ``exempt`` for these networks
 
     def reconfigure(self, limits) -> None:
         """Take the limits of a new ``[limits]`` section."""
@@ -152,8 +156,16 @@ class ConnectionLimits:
         """Whether ``host`` is in ``connection_limits_exempt``."""
         if not self._exempt:
             return False
-        address = _unmapped(host)
-        return address is not None and any(address in network for network in self._exempt)
+        # asked twice a connection (admitted, closed): the answer per address is kept, as
+        # an address in a network is Python's ipaddress at work (about a microsecond each)
+        known = self._exempt_hosts.get(host)
+        if known is None:
+            address = _unmapped(host)
+            known = address is not None and any(address in network for network in self._exempt)
+            if len(self._exempt_hosts) >= _EXEMPT_HOSTS:
+                self._exempt_hosts.clear()
+            self._exempt_hosts[host] = known
+        return known
 
     def admit(self, host: str) -> Optional[str]:
         """Count a new connection from ``host``; None if it may stay, else why it is refused.

@@ -90,15 +90,17 @@ def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
     """True when ``host`` (an IP address) lies in a network (CIDR or address) of any list."""
     if not any(network_lists):
         return False
+    return _in_networks(host, tuple(tuple(networks) for networks in network_lists))
+
+
+@functools.lru_cache(maxsize=1024)  # every connection asks, mostly from a few addresses
+def _in_networks(host: str, network_lists: tuple[tuple[str, ...], ...]) -> bool:
+    # an address in a network is Python's ipaddress at work (about a microsecond each)
     try:
-        address = _address(host)
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(address in network for networks in network_lists for network in _networks(tuple(networks)))
-
-
-#: ``ipaddress.ip_address``, remembered for the last addresses: every connection asks
-_address = functools.lru_cache(maxsize=1024)(ipaddress.ip_address)
+    return any(address in network for networks in network_lists for network in _networks(networks))
 
 
 @functools.lru_cache(maxsize=16)
