@@ -561,7 +561,8 @@ def run_stem(args: argparse.Namespace, scenario: str, server_name: str, run: int
 class Profiler:
     """Samples the server with py-spy during the phase that matters (--profile).
 
-    Message scenarios are profiled while measuring, ``idle`` while registering. The output is
+    Message scenarios are profiled while measuring, ``idle`` while registering (and only
+    then: the sampling stops when the generator's next phase begins). The output is
     py-spy's collapsed stacks (``frame;frame;... count``), plus a summary of the functions
     with the most samples, on their own and with what they call.
     """
@@ -582,6 +583,13 @@ class Profiler:
         self.output: Optional[dict] = None
 
     def phase(self, name: str) -> None:
+        if self.procs and name != self.target:
+            # the phase is over: py-spy writes what it has on SIGINT (idle's registration
+            # takes a second or two; the rest of its run is pings and holding)
+            for proc in self.procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            return
         if not self.wanted or self.procs or name != self.target:
             return
         py_spy = shutil.which("py-spy")

@@ -26,7 +26,7 @@ Words' buffered one; bench/README.md).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, cast
+from typing import Any, Optional, Protocol, Union, cast
 
 from zope.interface import implementer
 
@@ -158,7 +158,7 @@ class SendQueue:
         self._socket = _plain_tcp_socket(transport)
         self._turn = turn if self._socket is not None else None
         #: what waits for the end of the turn (None: nothing); every write goes after it
-        self._held: Optional[bytearray] = None
+        self._held: Union[bytes, bytearray, None] = None
         # a consumer too: TCP and TLS transports are
         self._flow = cast(IConsumer, flow or transport)
         self._flow.registerProducer(self, True)
@@ -170,13 +170,15 @@ class SendQueue:
             return
         held = self._held
         if held is not None:
+            if type(held) is bytes:  # the second write of the turn: from now on appended to
+                held = self._held = bytearray(held)
             held += data
             if len(held) > TURN_BYTES:
                 self.send_held()
             return
         turn = self._turn
         if turn is not None and turn.reading:
-            self._held = bytearray(data)
+            self._held = data  # most turns write a connection once: kept as it is
             turn.hold(self)
             return
         self._send(data)
@@ -187,7 +189,7 @@ class SendQueue:
         if held is not None:
             self._held = None
             if not self.closed:
-                self._send(bytes(held))
+                self._send(held if type(held) is bytes else bytes(held))
 
     def _send(self, data: bytes) -> None:
         if not self.paused:
