@@ -114,6 +114,8 @@ async def test_a_conversation_on_every_protocol_gives_the_exact_counts(tmp_path)
         # three connections: the server reads them in whatever order they arrive
         for text in ("one from irc", "two from irc", "one from web"):
             await tel.expect_count(text)
+        # one connection's messages keep their order
+        assert [t.split("> ")[-1] for t in tel.texts if t.endswith(" from irc")] == ["one from irc", "two from irc"]
         for text in ("one from telnet", "one from web"):
             await irc.expect_count(rf"PRIVMSG #m :{text}$")
         for text in ("one from irc", "two from irc", "one from telnet", "one from web"):

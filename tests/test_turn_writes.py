@@ -15,6 +15,7 @@ import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
 
 from chathub.protocols.sendqueue import TURN_BYTES, SendQueue, TurnWrites
 
@@ -95,15 +96,21 @@ async def turn_queue(connect):
     return client, clock, turn, queue_of(accepted, turn)
 
 
-def read_exactly(client: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``client`` (blocking, with the socket's timeout)."""
-    parts = []
-    while size:
-        data = client.recv(size)
-        assert data, "the connection closed early"
-        parts.append(data)
-        size -= len(data)
-    return b"".join(parts)
+async def read_exactly(client: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``client``, read in a thread (with the socket's timeout): what the
+    kernel did not take at once the reactor writes meanwhile."""
+
+    def read() -> bytes:
+        parts = []
+        left = size
+        while left:
+            data = client.recv(left)
+            assert data, "the connection closed early"
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
+
+    return await deferToThread(read)
 
 
 @pytest_twisted.ensureDeferred
@@ -119,7 +126,7 @@ async def test_writes_while_reading_go_out_in_one_send_at_the_end_of_the_turn(co
     assert len(clock.getDelayedCalls()) == 1
     clock.advance(0)
     assert sends == [(queue, b"one two three\r\n")]
-    assert read_exactly(client, 15) == b"one two three\r\n"
+    assert await read_exactly(client, 15) == b"one two three\r\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -135,7 +142,7 @@ async def test_a_write_after_the_read_goes_behind_what_the_read_wrote(connect, s
     assert sends == [(queue, b"reply\r\nchat\r\n")]
     queue.write(b"later\r\n")  # nothing held: at once
     assert [data for _, data in sends] == [b"reply\r\nchat\r\n", b"later\r\n"]
-    assert read_exactly(client, 20) == b"reply\r\nchat\r\nlater\r\n"
+    assert await read_exactly(client, 20) == b"reply\r\nchat\r\nlater\r\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -143,7 +150,7 @@ async def test_outside_a_read_writes_go_at_once(connect, sends):
     client, clock, _, queue = await turn_queue(connect)
     queue.write(b"ping\r\n")
     assert sends == [(queue, b"ping\r\n")] and clock.getDelayedCalls() == []
-    assert read_exactly(client, 6) == b"ping\r\n"
+    assert await read_exactly(client, 6) == b"ping\r\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -159,7 +166,7 @@ async def test_what_one_turn_holds_for_a_connection_is_bounded(connect, sends):
     assert len(sends) == 1
     clock.advance(0)
     assert sends[1:] == [(queue, b"z")]
-    assert read_exactly(client, TURN_BYTES + 2) == big + b"yz"
+    assert await read_exactly(client, TURN_BYTES + 2) == big + b"yz"
 
 
 @pytest_twisted.ensureDeferred
@@ -169,7 +176,7 @@ async def test_a_close_sends_what_is_held_first(connect, sends):
         queue.write(b"ERROR :bye\r\n")
         queue.lose_connection()
     assert sends == [(queue, b"ERROR :bye\r\n")]
-    assert read_exactly(client, 12) == b"ERROR :bye\r\n"
+    assert await read_exactly(client, 12) == b"ERROR :bye\r\n"
     clock.advance(0)  # the turn's end finds nothing left
     assert len(sends) == 1
 
@@ -182,6 +189,22 @@ async def test_a_connection_gone_before_the_end_of_the_turn_sends_nothing(connec
     gone.stopProducing()  # what Twisted does when the connection is lost
     clock.advance(0)
     assert sends == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_held_writes_of_a_paused_connection_wait_in_its_queue_in_order(connect, sends):
+    accepted, client = await connect()
+    clock = task.Clock()
+    turn = TurnWrites(clock)
+    queue = queue_of(accepted, turn, limit=100)
+    queue.pauseProducing()  # the kernel took no more: what it is written waits in ``pending``
+    queue.write(b"older\r\n")
+    with turn:
+        queue.write(b"newer\r\n")
+    clock.advance(0)
+    assert queue.pending == [b"older\r\n", b"newer\r\n"] and queue.pending_bytes == 14
+    queue.resumeProducing()
+    assert await read_exactly(client, 14) == b"older\r\nnewer\r\n"
 
 
 @pytest_twisted.ensureDeferred
@@ -202,8 +225,8 @@ async def test_one_connection_failing_does_not_keep_the_others_from_their_writes
     failing.pauseProducing()
     clock.advance(0)
     assert [data for q, data in sends if q is healthy] == [b"fine\r\n"]
-    assert read_exactly(client, 6) == b"fine\r\n"
-    assert [f.type for f in failures] == [RuntimeError]
+    assert await read_exactly(client, 6) == b"fine\r\n"
+    assert [f for f in failures if f.check(RuntimeError) and str(f.value) == "a broken owner"] != []
 
 
 def test_a_transport_without_a_plain_socket_ignores_the_turn():
@@ -227,3 +250,25 @@ async def test_an_irc_client_pipelining_its_registration_gets_one_packet(irc_hub
     assert len(mine) == 1
     lines = mine[0].split(b"\r\n")
     assert b" 001 piped " in lines[0] and lines[-2].endswith(b" PONG irc.test turn") and lines[-1] == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_telnet_client_pipelining_commands_gets_one_packet(irc_hub, sends):
+    client = await irc_hub.connect("line")
+    await client.expect_re(r"^Welcome to ")  # the greeting, written when it connected
+    client.send("/nick piped", "/help")
+    await client.expect_re(r"^Commands: ")
+    (answers,) = [data for _, data in sends if b"Commands: " in data]
+    assert b"you are piped" in answers and answers.index(b"you are piped") < answers.index(b"Commands: ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_websocket_client_sending_two_requests_at_once_gets_one_packet(ws_hub, sends):
+    from tests.support import ws_login
+
+    client = await ws_login(ws_hub.port("http"), "piped")
+    client.send_together({"type": "rooms", "ref": "turn-one"}, {"type": "rooms", "ref": "turn-two"})
+    await client.expect({"type": "rooms", "ref": "turn-one"})
+    await client.expect({"type": "rooms", "ref": "turn-two"})
+    (answers,) = [data for _, data in sends if b"turn-one" in data]
+    assert b"turn-two" in answers and answers.index(b"turn-one") < answers.index(b"turn-two")

@@ -183,8 +183,13 @@ class LineTelnetTransport(TelnetTransport):
     def _subnegotiationLengthExceeded(self) -> None:
         # conch logs and drops the connection; tell the person why first
         tcp: Any = self.transport  # a TCP transport: ITransport does not say ``disconnecting``
-        if not tcp.disconnecting and isinstance(self.protocol, LineSession):
-            self.protocol.error("telnet subnegotiation too long (no IAC SE); closing")
+        session = self.protocol
+        if not tcp.disconnecting and isinstance(session, LineSession):
+            session.error("telnet subnegotiation too long (no IAC SE); closing")
+            if session.queue is not None:
+                # conch closes the TCP transport itself, not through the queue: what the
+                # queue holds for the end of the turn goes to the transport first
+                session.queue.send_held()
         super()._subnegotiationLengthExceeded()
 
 

@@ -37,7 +37,9 @@ from twisted.logger import Logger
 _log = Logger()
 
 #: a connection's writes held for the end of the turn are sent at once past this many
-#: bytes (Twisted's own write buffer size): what one turn owes one client stays bounded
+#: bytes (Twisted's own write buffer size): what one turn owes one client stays bounded.
+#: They are not counted in ``pending_bytes``: a paused queue meets its ``limit`` when they
+#: are sent (at the latest when the turn ends), so it may hold this much more until then
 TURN_BYTES = 65536
 
 
@@ -178,7 +180,9 @@ class SendQueue:
             return
         turn = self._turn
         if turn is not None and turn.reading:
-            self._held = data  # most turns write a connection once: kept as it is
+            # most turns write a connection once: kept as it is (bytes: a bytearray would be
+            # the caller's, appended to by the next write)
+            self._held = data if type(data) is bytes else bytes(data)
             turn.hold(self)
             return
         self._send(data)
