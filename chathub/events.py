@@ -73,7 +73,13 @@ class Source:
     mask: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "mask", f"{self.nick}!{self.user or self.nick}@{self.host or 'localhost'}")
+        object.__setattr__(self, "mask", mask_of(self.nick, self.user, self.host))
+
+
+def mask_of(nick: str, user: str, host: str) -> str:
+    """``nick!user@host`` as IRC shows it (a missing user name is the nick, a missing host
+    ``localhost``)."""
+    return f"{nick}!{user or nick}@{host or 'localhost'}"
 
 
 SERVER = Source(nick="", protocol="server")

@@ -4,6 +4,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest_twisted
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chathub.events import SERVER, Event, EventIds, Kind, Source, iso_time, parse_iso_time
 
 
@@ -156,3 +160,34 @@ def test_a_source_makes_its_mask_once_and_it_follows_a_replace_but_not_equality(
     # a field made from the others: never compared, hashed or shown on its own
     assert source == Source("ann", "~a", "host.example") and hash(source) == hash(Source("ann", "~a", "host.example"))
     assert "mask" not in repr(source)
+
+
+@settings(max_examples=300)
+@given(
+    nick=st.one_of(st.none(), st.text(alphabet="ab_[", min_size=1, max_size=6)),
+    user=st.text(alphabet="~ux", max_size=4),
+    host=st.text(alphabet="h.:0", max_size=6),
+)
+def test_a_users_mask_is_the_same_with_or_without_its_kept_snapshot(nick, user, host):
+    # an idle user keeps no snapshot (its mask is made when asked); one that causes an
+    # event keeps one: both must read the same
+    from types import SimpleNamespace
+
+    from chathub.hub.users import User
+
+    someone = User(SimpleNamespace(protocol="irc"), user=user, host=host)
+    someone.set_nick(nick)
+    unkept = someone.mask
+    assert someone._source is None  # asking for the mask kept nothing
+    assert someone.source.mask == unkept == someone.mask
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_registered_idle_user_keeps_no_snapshot_until_it_causes_an_event(irc_hub):
+    idle = await irc_hub.irc("idler")
+    lines = await idle.roundtrip("WHOIS idler")
+    user = irc_hub.hub.find_user("idler")
+    assert user._source is None  # the welcome and WHOIS showed its mask without keeping one
+    assert [l.params[2:4] for l in lines if l.command == "311"] == [[user.user, user.host]]
+    await idle.roundtrip("JOIN #r")
+    assert user._source is not None and user._source.mask == user.mask

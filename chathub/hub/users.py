@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Mapping, Optional, cast
 
 from zope.interface import implementer
 
-from chathub.events import Source
+from chathub.events import Source, mask_of
 from chathub.interfaces import IChatUser
 from chathub.names import fold
 
@@ -182,7 +182,14 @@ class User:
     @property
     def mask(self) -> str:
         """``nick!user@host``."""
-        return self.source.mask
+        source = self._source
+        if source is not None:
+            return source.mask
+        # no snapshot kept yet (the welcome, an idle user's WHO line): the text alone; the
+        # snapshot and its mask are kept once the user causes an event (some 200 bytes
+        # a user that 10,000 idle connections need not hold)
+        nick = self.nick or "*"
+        return mask_of(nick, self.user or nick, self.host or "localhost")
 
     @property
     def real_mask(self) -> str:
