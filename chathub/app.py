@@ -36,7 +36,12 @@ from chathub.lifecycle.reload import Reloader
 from chathub.lifecycle.shutdown import REASON as SHUTDOWN_REASON
 from chathub.lifecycle.shutdown import Deadline
 from chathub.privatefiles import private_directory
-from chathub.protocols.connlimit import ConnectionLimits, LimitingReactor, raise_open_files_limit
+from chathub.protocols.connlimit import (
+    ConnectionLimits,
+    LimitingReactor,
+    raise_open_files_limit,
+    reserve_descriptor_table,
+)
 from chathub.store import StorageError, open_store
 from chathub.store.service import StoreService
 
@@ -365,9 +370,11 @@ class ChathubService(service.MultiService):
             signal.signal(signal.SIGHUP, self._sighup)
             reactor.addSystemEventTrigger("before", "shutdown", self._going_away)
         before, after, hard = raise_open_files_limit()
+        table = reserve_descriptor_table()
         self.log.info(
-            "open files limit {after} (was {before}, hard limit {hard}): each connection holds one",
-            after=after, before=before, hard=hard,
+            "open files limit {after} (was {before}, hard limit {hard}): each connection holds one; "
+            "descriptor table made for {table}",
+            after=after, before=before, hard=hard, table=table,
         )
         super().startService()
         d: defer.Deferred[Any] = self.store_service.ready()  # each callback changes the result

@@ -257,6 +257,11 @@ def test_startup_logs_the_open_files_limit(tmp_path, twistd_server):
     (line,) = [l for l in server.log if "open files limit" in l]
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     assert re.search(rf"open files limit {hard} \(was \d+, hard limit {hard}\)", line), line
+    # and the descriptor table is made for as many as that allows, up to 65,536, at once
+    assert f"descriptor table made for {min(hard, 65536)}" in line, line
+    status = open(f"/proc/{server.process.pid}/status").read()
+    (fdsize,) = [int(l.split()[1]) for l in status.splitlines() if l.startswith("FDSize")]
+    assert fdsize >= min(hard, 65536)
 
 
 @pytest_twisted.ensureDeferred

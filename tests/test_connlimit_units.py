@@ -146,6 +146,48 @@ def test_raise_open_files_limit_raises_the_soft_limit_to_the_hard_one():
     assert out.strip() == f"({low}, {expected}, {hard}) ({expected}, {hard})"
 
 
+def _in_a_child(script: str) -> str:
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+_FDS = (
+    "import os, resource\n"
+    "def fdsize():\n"
+    "    return int([l.split()[1] for l in open('/proc/self/status') if l.startswith('FDSize')][0])\n"
+    "def open_fds():\n"
+    "    return sorted(int(n) for n in os.listdir('/proc/self/fd'))\n"
+    "from chathub.protocols.connlimit import reserve_descriptor_table\n"
+)
+
+
+def test_the_descriptor_table_is_made_at_start_up_for_the_connections_to_come():
+    # the kernel doubles the table as descriptors open, waiting for an RCU grace period each
+    # time in a process with threads: made once at start-up, a burst of connections never waits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(4096, hard)
+    script = _FDS + (
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({wanted}, {hard}))\n"
+        "before, fds = fdsize(), open_fds()\n"
+        "print(before, reserve_descriptor_table(100_000), fdsize(), open_fds() == fds)\n"
+    )
+    before, made, after, same = _in_a_child(script).split()
+    assert int(before) < wanted  # a fresh process starts small (256 on Linux)
+    assert int(made) == wanted  # no more than the open files limit allows
+    assert int(after) >= wanted and same == "True"  # and no descriptor left open
+
+
+def test_making_the_descriptor_table_leaves_a_descriptor_in_use_alone():
+    script = _FDS + (
+        "path = os.path.realpath(__import__('sys').executable)\n"
+        "kept = os.open(path, os.O_RDONLY)\n"
+        "os.dup2(kept, 999)  # in use right where the table would be made to reach\n"
+        "reserve_descriptor_table(1000)\n"
+        "print(os.path.samestat(os.fstat(999), os.stat(path)), fdsize() >= 1000)\n"
+    )
+    assert _in_a_child(script) == "True True"
+
+
 # -- the HTTP request deadline -------------------------------------------------------------
 
 
