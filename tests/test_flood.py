@@ -169,4 +169,6 @@ def test_irc_settings_and_exempt_networks():
     assert not exempt_host(config, "192.0.2.8")
     assert is_exempt("127.0.0.1", ["127.0.0.0/8"]) and is_exempt("::1", ["::1"])
     assert not is_exempt("192.0.2.1", ["127.0.0.0/8", "bogus"]) and not is_exempt("localhost", ["127.0.0.0/8"])
+    # a dual-stack listener's IPv4 client, as the connection limits take it (one rule for both)
+    assert is_exempt("::ffff:127.0.0.1", ["127.0.0.0/8"]) and not is_exempt("::ffff:192.0.2.1", ["127.0.0.0/8"])
     assert FloodControl(1, 1, 2, Clock().seconds).max_held() == 2 and EXEMPT.max_held() is None

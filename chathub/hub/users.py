@@ -162,10 +162,11 @@ class User:
         """A snapshot of who this user is, stamped on the events they cause."""
         src = self._source
         if src is None:
+            nick, user, host = self._shown()
             src = self._source = Source(
-                nick=self.nick or "*",
-                user=self.user or (self.nick or "*"),
-                host=self.host or "localhost",
+                nick=nick,
+                user=user,
+                host=host,
                 account=self.account,
                 realname=self.realname,
                 protocol=self.participant.protocol,
@@ -188,8 +189,12 @@ class User:
         # no snapshot kept yet (the welcome, an idle user's WHO line): the text alone; the
         # snapshot and its mask are kept once the user causes an event (some 200 bytes
         # a user that 10,000 idle connections need not hold)
+        return mask_of(*self._shown())
+
+    def _shown(self) -> tuple[str, str, str]:
+        """Nick, user name and host as others are shown them (the snapshot's and the mask's)."""
         nick = self.nick or "*"
-        return mask_of(nick, self.user or nick, self.host or "localhost")
+        return nick, self.user or nick, self.host or "localhost"
 
     @property
     def real_mask(self) -> str:

@@ -28,7 +28,6 @@ per connection.
 from __future__ import annotations
 
 import fcntl
-import functools
 import ipaddress
 import os
 import resource
@@ -40,6 +39,7 @@ from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from chathub.protocols.flood import address_in
 from chathub.protocols.tls import SwappableTLS
 
 _log = Logger()
@@ -60,9 +60,6 @@ _LOG_TEXT = {TOO_MANY: "over max_connections_per_ip", TOO_FAST: "faster than con
 #: keep rate records for at least this many addresses before sweeping the stale ones
 _SWEEP_MIN = 1024
 
-#: addresses whose exemption is remembered (all forgotten at once past this many)
-_EXEMPT_HOSTS = 4096
-
 Key = Union[str, bytes]  # an IPv4 address, or the packed /64 of an IPv6 one
 
 
@@ -81,19 +78,6 @@ def address_key(host: str) -> Key:
     if packed[:12] == b"\0" * 10 + b"\xff\xff":
         return socket.inet_ntop(socket.AF_INET, packed[12:])
     return packed[:8]
-
-
-@functools.lru_cache(maxsize=1024)  # every connection asks
-def _unmapped(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
-    """``host`` as an address (an IPv4-mapped IPv6 one as the IPv4 one, a zone left out),
-    or None when it is none."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 class ConnectionLimits:
@@ -132,7 +116,6 @@ class ConnectionLimits:
         self._interval = 1.0 / rate
         self._tolerance = (burst - 1) * self._interval
         self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
-        self._exempt_hosts: dict[str, bool] = {}  # the answers of ``exempt`` for these networks
 
     def reconfigure(self, limits) -> None:
         """Take the limits of a new ``[limits]`` section."""
@@ -158,16 +141,7 @@ class ConnectionLimits:
         """Whether ``host`` is in ``connection_limits_exempt``."""
         if not self._exempt:
             return False
-        # asked twice a connection (admitted, closed): the answer per address is kept, as
-        # an address in a network is Python's ipaddress at work (about a microsecond each)
-        known = self._exempt_hosts.get(host)
-        if known is None:
-            address = _unmapped(host)
-            known = address is not None and any(address in network for network in self._exempt)
-            if len(self._exempt_hosts) >= _EXEMPT_HOSTS:
-                self._exempt_hosts.clear()
-            self._exempt_hosts[host] = known
-        return known
+        return address_in(host, self._exempt)
 
     def admit(self, host: str) -> Optional[str]:
         """Count a new connection from ``host``; None if it may stay, else why it is refused.

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import deque
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import Any, Callable, Iterable, Optional, Protocol, Union
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -90,25 +90,36 @@ def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
     """True when ``host`` (an IP address) lies in a network (CIDR or address) of any list."""
     if not any(network_lists):
         return False
-    return _in_networks(host, tuple(tuple(networks) for networks in network_lists))
+    return address_in(host, _networks(tuple(tuple(networks) for networks in network_lists)))
 
 
 @functools.lru_cache(maxsize=1024)  # every connection asks, mostly from a few addresses
-def _in_networks(host: str, network_lists: tuple[tuple[str, ...], ...]) -> bool:
-    # an address in a network is Python's ipaddress at work (about a microsecond each)
+def address_in(host: str, networks: tuple[Any, ...]) -> bool:
+    """Whether ``host`` (an address as text) lies in one of ``networks`` (``ipaddress``
+    networks): an IPv4-mapped IPv6 address (a dual-stack listener's) as its IPv4 address.
+    Remembered per address: an address in a network is ipaddress at work, a microsecond each."""
+    address = _unmapped(host)
+    return address is not None and any(address in network for network in networks)
+
+
+def _unmapped(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
+    """``host`` as an address (an IPv4-mapped IPv6 one as the IPv4 one, a zone left out),
+    or None when it is none."""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
-    return any(address in network for networks in network_lists for network in _networks(networks))
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 @functools.lru_cache(maxsize=16)
-def _networks(texts: tuple[str, ...]) -> tuple[Any, ...]:
-    """The networks of a setting's list, parsed once per list (every connection asked: a
+def _networks(lists: tuple[tuple[str, ...], ...]) -> tuple[Any, ...]:
+    """The networks of settings' lists, parsed once per lists (every connection asked: a
     third of the ``ipaddress`` work of a registration), the invalid ones left out."""
     parsed = []
-    for text in texts:
+    for text in (text for texts in lists for text in texts):
         try:
             parsed.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
