@@ -115,3 +115,41 @@ def test_a_receipt_tells_a_storage_failure_from_a_refusal_at_the_events_number()
     void.refuse("#r", Failure(errors.InviteOnly("#r")))
     assert not void.stored and void.code == "invite_only" and isinstance(void.error, errors.InviteOnly)
     assert void.describe() == f"#r: {errors.InviteOnly.message}"
+
+
+def test_a_committed_group_settled_inside_settling_is_delivered_by_one_drain_at_its_end():
+    batches, depth = [], [0]
+
+    class Batching:  # as ``Fanout.batching``: only the outermost block ends a batch
+        def __enter__(self):
+            depth[0] += 1
+
+        def __exit__(self, *exc):
+            depth[0] -= 1
+            if not depth[0]:
+                batches.append(list(out))
+
+    box, out = Outbox(Batching), []
+    settles = [box.hold(lambda i=i: out.append(f"m{i}")) for i in range(3)]
+    late = box.hold(lambda: out.append("late"))  # committed by the next group
+    with box.settling():
+        for settle in settles:
+            settle(None)
+        box.publish(lambda: out.append("join"))  # published meanwhile: after them
+        assert out == []  # nothing is delivered until the group is settled
+        with box.settling():  # nested: the outer block delivers
+            pass
+        assert out == []
+    assert out == ["m0", "m1", "m2"]
+    assert batches == [["m0", "m1", "m2"]]  # one fan-out batch for the group
+    with box.settling():
+        late(None)
+    assert out == ["m0", "m1", "m2", "late", "join"] and box.pending == 0
+    # a failure settled inside it is reported in its turn as well
+    refused = []
+    failing = box.hold(lambda: out.append("never"), refused.append)
+    after = box.hold(lambda: out.append("after"))
+    with box.settling():
+        failing(Failure(ValueError("disk full")))
+        after(None)
+    assert out[-1] == "after" and len(refused) == 1

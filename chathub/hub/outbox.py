@@ -7,8 +7,8 @@ behind earlier ones, so every recipient sees events in the order the hub accepte
 from __future__ import annotations
 
 from collections import deque
-from contextlib import nullcontext
-from typing import Callable, ContextManager, Optional
+from contextlib import contextmanager, nullcontext
+from typing import Callable, ContextManager, Iterator, Optional
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -188,6 +188,24 @@ class Outbox:
     def after(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` once everything published so far has been delivered."""
         self.publish(fn)
+
+    @contextmanager
+    def settling(self) -> Iterator[None]:
+        """Context manager around the settling of one committed group (the store's
+        ``wrap_releases``): what is settled or published inside waits, and one drain
+        delivers it all, in order, as one fan-out batch when the block ends (each entry
+        drained on its own was a tenth of a busy room's work)."""
+        with self._batching():
+            if self._draining:  # inside a drain already: that drain delivers it
+                yield
+                return
+            self._draining = True
+            try:
+                yield
+            finally:
+                self._draining = False
+                self._again = False
+                self._drain()
 
     def _drain(self) -> None:
         if self._draining:  # a delivery (or a release listener) asked again: loop once more

@@ -93,10 +93,11 @@ STATUS_PREFIXES = "@+"
 
 
 class _HeldEvent:
-    """A cluster node's own room event held in the outbox until its number
-    (``ChatHub._publish_numbered``): shown then, or its sender told it is void, or, if it
-    could not be stored, handled as a lone node would. An object rather than two closures
-    over nine variables: one per room message, and the profile of a node showed the cells."""
+    """An event held in the outbox until its commit (``ChatHub._publish``) or, a cluster
+    node's own room event, until its number (``ChatHub._publish_numbered``): shown then, or
+    its sender told it is void, or, if it could not be stored, its sender told (a chat
+    message) or shown even so (a change made here already). An object rather than two
+    closures over nine variables: one per room message, and the profile showed the cells."""
 
     __slots__ = ("hub", "event", "recipients", "skip", "actor", "receipt")
 
@@ -224,8 +225,8 @@ class ChatHub(service.Service):
         self.read_markers = ReadMarkers(self.config.limits.read_markers)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
-            # a committed group of events is released as one fan-out batch
-            store.wrap_releases(self.fanout.batching)
+            # a committed group of events is released by one drain, as one fan-out batch
+            store.wrap_releases(self.outbox.settling)
         self.started = time.time()
         self.max_users_seen = 0
         self.max_global_seen = 0  # with the users of the other nodes of a cluster
@@ -1617,6 +1618,13 @@ class ChatHub(service.Service):
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt, room)):
             return  # before the closures below, which a cluster node's room message never needs
+        if stored and not each and event.kind in HELD_KINDS:
+            # delivered once committed (the store settles the outbox entry directly); an
+            # object, not closures: one per room message
+            assert store is not None
+            held = _HeldEvent(self, event, recipients, skip, actor, receipt)
+            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored))
+            return
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
         fanout = self.fanout
@@ -1629,7 +1637,7 @@ class ChatHub(service.Service):
                 fanout.publish(event, recipients, skip, batchable, acting)
         if stored:
             assert store is not None
-            if event.kind in HELD_KINDS:
+            if event.kind in HELD_KINDS:  # one rendered for each recipient (a rename)
                 if event.kind in DURABLE_KINDS:
                     def refused(failure: Failure) -> None:
                         self._not_stored(actor, event, failure, receipt)

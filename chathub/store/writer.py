@@ -119,6 +119,16 @@ class FailureEpisode:
         self.count = 0
 
 
+#: most appended items in one transaction. Under load the queue holds what every client has
+#: in flight (the rooms benchmark: about 4,000 messages), and taking it all at once costs
+#: less per message: a commit writes a page of the (conv, conv_seq) index for each
+#: conversation it touches however many rows it holds, and the fan-out of a bigger group
+#: gives each recipient more messages per ``send`` (1,000 a commit: 228,000 deliveries/s;
+#: 4,000 and 10,000: 269,000 and 268,000). It bounds the work of one transaction (and of
+#: the one-by-one retry of a failed one), not the queue.
+MAX_BATCH = 5000
+
+
 def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
@@ -147,7 +157,7 @@ class GroupCommitWriter:
         write_batch: Callable[[Any, list[Any]], Any],
         explain: Callable[[Failure, str], StorageError],
         clock: IReactorTime,
-        max_batch: int = 1000,
+        max_batch: int = MAX_BATCH,
         transient: Callable[[Failure], bool] = lambda failure: False,
         around_release: Callable[[], ContextManager[object]] = nullcontext,
         name: str = "storage",

@@ -57,25 +57,27 @@ MAX_KNOWN_CONVERSATIONS = 100_000
 #: the group's conversation keys (sorted: the locking order), then one array entry per row
 #: (an event in one of its conversations), in the group's order: conversation, the event's
 #: index in the group, msgid, ms, kind, body. ``locked`` takes the head rows' locks in key
-#: order and reads their latest ``last_seq`` (READ COMMITTED gives the version committed
-#: by the writer it waited for); ``fresh`` leaves out events stored already (a retried
-#: group whose commit landed); each row is numbered after its head in the group's order,
-#: the heads move by the rows they got, and the rows are inserted. Answers (index,
-#: conversation, number) per row inserted.
+#: order and reads their latest ``last_seq`` and ``last_ms`` (READ COMMITTED gives the
+#: version committed by the writer it waited for); ``fresh`` leaves out events stored
+#: already (a retried group whose commit landed); each row is numbered after its head in
+#: the group's order and stored with the latest time so far (never before its head's:
+#: ``_write_rows``), the heads move by the rows they got, and the rows are inserted.
+#: Answers (index, conversation, number) per row inserted.
 WRITE_AT_ONCE = """
 WITH locked AS MATERIALIZED (
-    SELECT conv, last_seq FROM conversations WHERE conv = ANY(%b::text[]) ORDER BY conv FOR UPDATE
+    SELECT conv, last_seq, last_ms FROM conversations WHERE conv = ANY(%b::text[]) ORDER BY conv FOR UPDATE
 ), fresh AS MATERIALIZED (
     SELECT v.* FROM unnest(%b::text[], %b::int[], %b::text[], %b::bigint[], %b::text[], %b::text[])
         WITH ORDINALITY AS v(conv, item, msgid, ms, kind, body, ord)
     WHERE NOT EXISTS (SELECT 1 FROM conversation_events e WHERE e.msgid = v.msgid)
 ), numbered AS MATERIALIZED (
-    SELECT f.conv, f.item, f.msgid, f.ms, f.kind, f.body, f.ord,
-           l.last_seq + row_number() OVER (PARTITION BY f.conv ORDER BY f.ord) AS seq
+    SELECT f.conv, f.item, f.msgid, f.kind, f.body, f.ord,
+           l.last_seq + row_number() OVER (PARTITION BY f.conv ORDER BY f.ord) AS seq,
+           GREATEST(l.last_ms, max(f.ms) OVER (PARTITION BY f.conv ORDER BY f.ord)) AS ms
     FROM fresh f JOIN locked l ON l.conv = f.conv
 ), heads AS (
-    UPDATE conversations c SET last_seq = n.top
-    FROM (SELECT conv, max(seq) AS top FROM numbered GROUP BY conv) n
+    UPDATE conversations c SET last_seq = n.top, last_ms = n.top_ms
+    FROM (SELECT conv, max(seq) AS top, max(ms) AS top_ms FROM numbered GROUP BY conv) n
     WHERE c.conv = n.conv
 ), rows AS (
     INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body)
@@ -87,16 +89,25 @@ SELECT item, conv, seq FROM numbered ORDER BY ord
 
 class _Bound(NamedTuple):
     """A resolved history reference: a message (``seq``, its number in the conversation)
-    or a point in time."""
+    or a point in time (``ms``; ``first_at``: the first number stored at that millisecond
+    or later, ``first_past``: the first stored after it). A conversation's stored times
+    never decrease with its numbers (``_write_rows``), so a time is a place in the
+    numbering and every query reads the (conv, conv_seq) key."""
 
     ms: int
     seq: Optional[int]
+    first_at: int = 0
+    first_past: int = 0
 
     def after(self) -> tuple[str, int]:
-        return ("t.conv_seq > ?", self.seq) if self.seq is not None else ("t.ms > ?", self.ms)
+        return ("t.conv_seq > ?", self.seq) if self.seq is not None else ("t.conv_seq >= ?", self.first_past)
 
     def before(self) -> tuple[str, int]:
-        return ("t.conv_seq < ?", self.seq) if self.seq is not None else ("t.ms < ?", self.ms)
+        return ("t.conv_seq < ?", self.seq) if self.seq is not None else ("t.conv_seq < ?", self.first_at)
+
+    def from_time(self) -> tuple[str, int]:
+        """What is at this point in time or later (a time reference of ``around``)."""
+        return ("t.conv_seq >= ?", self.first_at)
 
     def precedes(self, other: "_Bound") -> bool:
         if self.ms != other.ms or self.seq is None or other.seq is None:
@@ -201,14 +212,7 @@ class HistoryStore(SqlDatabase):
         return self._read(self._heads, keys)
 
     def _heads(self, txn: Cursor, keys: list[str]) -> dict[str, int]:
-        heads: dict[str, int] = {}
-        for start in range(0, len(keys), ROWS_PER_STATEMENT):
-            chunk = keys[start : start + ROWS_PER_STATEMENT]
-            txn.execute(
-                self._q(f"SELECT conv, last_seq FROM conversations WHERE conv IN ({placeholders(len(chunk))})"), chunk
-            )
-            heads.update((conv, int(last_seq)) for conv, last_seq in txn.fetchall())
-        return heads
+        return {conv: head[0] for conv, head in self._read_heads(txn, keys).items()}
 
     @deferred
     def conversation_range(
@@ -435,7 +439,14 @@ class HistoryStore(SqlDatabase):
             q("UPDATE conversation_events SET conv = ?, conv_seq = conv_seq - ? + ? WHERE conv = ? AND conv_seq > ?"),
             (new.key, start, new_last, old.key, start),
         )
-        txn.execute(q("UPDATE conversations SET last_seq = ? WHERE conv = ?"), (new_last + old_last - start, new.key))
+        # the moved rows' times never go back, nor do those written after them (``_first_at``)
+        txn.execute(
+            q(
+                "UPDATE conversations SET last_seq = ?, last_ms = "
+                "(SELECT MAX(h.last_ms) FROM conversations h WHERE h.conv IN (?, ?)) WHERE conv = ?"
+            ),
+            (new_last + old_last - start, old.key, new.key, new.key),
+        )
         upsert = q(
             "INSERT INTO room_incarnations (conv, after_conv_seq) VALUES (?, ?) "
             "ON CONFLICT (conv) DO UPDATE SET after_conv_seq = excluded.after_conv_seq"
@@ -459,7 +470,7 @@ class HistoryStore(SqlDatabase):
                 counts[conv.key] = counts.get(conv.key, 0) + 1
         if not counts:
             return
-        next_seq = self._number(txn, counts)
+        heads = self._read_heads(txn, sorted(counts))
         rows: list[tuple[Any, ...]] = []
         for i in fresh:
             event, convs = items[i]
@@ -468,11 +479,16 @@ class HistoryStore(SqlDatabase):
             body = encode_event(event)
             positions = []
             for conv in convs:
-                seq = next_seq[conv.key]
-                next_seq[conv.key] = seq + 1
-                rows.append((conv.key, seq, eid, ms, kind, body))
+                head = heads[conv.key]
+                seq = head[0] = head[0] + 1
+                # never before the conversation's latest stored time (a clock set back,
+                # another node's clock behind): a time stays a place in the numbering
+                if ms > head[1]:
+                    head[1] = ms
+                rows.append((conv.key, seq, eid, head[1], kind, body))
                 positions.append((conv.key, seq))
             results[i] = tuple(positions)
+        self._move_heads(txn, heads)
         if self.array_parameters:
             # one statement of constant text, whatever the group's size: the driver parses
             # it once and the server runs it prepared (a VALUES list of the group's length
@@ -564,33 +580,41 @@ class HistoryStore(SqlDatabase):
                 )
                 txn.fetchall()
 
-    def _number(self, txn: Cursor, counts: dict[str, int]) -> dict[str, int]:
-        """Take ``counts[conv]`` numbers from each conversation's head (locked by
-        ``_lock_conversations``); returns the first new number of each."""
-        keys = sorted(counts)
-        first: dict[str, int] = {}
+    def _read_heads(self, txn: Cursor, keys: list[str]) -> dict[str, list[int]]:
+        """``{conversation: [last_seq, last_ms]}`` of those of ``keys`` that have a head row
+        (the writer's are locked by ``_lock_conversations`` until its transaction ends)."""
+        heads: dict[str, list[int]] = {}
+        if self.array_parameters:
+            txn.execute("SELECT conv, last_seq, last_ms FROM conversations WHERE conv = ANY(%b)", (keys,))
+            heads.update((conv, [int(seq), int(ms)]) for conv, seq, ms in txn.fetchall())
+            return heads
+        for start in range(0, len(keys), ROWS_PER_STATEMENT):
+            chunk = keys[start : start + ROWS_PER_STATEMENT]
+            where = f"conv IN ({placeholders(len(chunk))})"
+            txn.execute(self._q(f"SELECT conv, last_seq, last_ms FROM conversations WHERE {where}"), chunk)
+            heads.update((conv, [int(seq), int(ms)]) for conv, seq, ms in txn.fetchall())
+        return heads
+
+    def _move_heads(self, txn: Cursor, heads: dict[str, list[int]]) -> None:
+        """Store each conversation's new ``[last_seq, last_ms]``."""
+        keys = sorted(heads)
         if self.array_parameters:
             txn.execute(
-                "UPDATE conversations SET last_seq = last_seq + v.n FROM unnest(%b::text[], %b::bigint[]) AS v(c, n) "
-                "WHERE conversations.conv = v.c RETURNING conversations.conv, conversations.last_seq",
-                (keys, [counts[k] for k in keys]),
+                "UPDATE conversations SET last_seq = v.s, last_ms = v.m "
+                "FROM unnest(%b::text[], %b::bigint[], %b::bigint[]) AS v(c, s, m) WHERE conversations.conv = v.c",
+                (keys, [heads[k][0] for k in keys], [heads[k][1] for k in keys]),
             )
-            for conv, last_seq in txn.fetchall():
-                first[conv] = int(last_seq) - counts[conv] + 1
-            return first
+            return
         for start in range(0, len(keys), ROWS_PER_STATEMENT):
             chunk = keys[start : start + ROWS_PER_STATEMENT]
             txn.execute(
                 self._q(
-                    "UPDATE conversations SET last_seq = last_seq + v.column2 "
-                    f"FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v "
-                    "WHERE conversations.conv = v.column1 RETURNING conversations.conv, conversations.last_seq"
+                    "UPDATE conversations SET last_seq = v.column2, last_ms = v.column3 "
+                    f"FROM (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS v "
+                    "WHERE conversations.conv = v.column1"
                 ),
-                [value for k in chunk for value in (k, counts[k])],
+                [value for k in chunk for value in (k, *heads[k])],
             )
-            for conv, last_seq in txn.fetchall():
-                first[conv] = int(last_seq) - counts[conv] + 1
-        return first
 
     def _insert_rows(self, txn: Cursor, template: str, rows: list[tuple[Any, ...]]) -> None:
         """Run ``template`` with ``{rows}`` as a VALUES list, ``ROWS_PER_STATEMENT`` rows at a time."""
@@ -640,7 +664,8 @@ class HistoryStore(SqlDatabase):
     def _bound(self, txn: Cursor, conv: str, ref: Ref) -> _Bound:
         kind, value = check_ref(ref)
         if kind == "timestamp":
-            return _Bound(to_ms(float(value)), None)
+            ms = to_ms(float(value))
+            return _Bound(ms, None, self._first_at(txn, conv, ms), self._first_at(txn, conv, ms + 1))
         txn.execute(
             self._q(
                 "SELECT t.conv_seq, t.ms FROM conversation_events t "
@@ -652,6 +677,38 @@ class HistoryStore(SqlDatabase):
         if row is None:
             raise UnknownReference(str(value))
         return _Bound(int(row[1]), int(row[0]))
+
+    def _first_at(self, txn: Cursor, conv: str, ms: int) -> int:
+        """The first number of ``conv``'s current incarnation stored at millisecond ``ms``
+        or later (one past its last if none is): a binary search on the (conv, conv_seq)
+        key, since stored times never decrease with the numbers. At most about 64 index
+        reads, whatever the history's size; numbers without a row (pruned, void) are
+        stepped over."""
+        txn.execute(
+            self._q(
+                "SELECT c.last_seq, COALESCE(r.after_conv_seq, 0) FROM conversations c "
+                "LEFT JOIN room_incarnations r ON r.conv = c.conv WHERE c.conv = ?"
+            ),
+            (conv,),
+        )
+        row = txn.fetchone()
+        if row is None:
+            return 1
+        # every row numbered below ``low`` is before ``ms``; every one from ``high`` on is not
+        low, high = int(row[1]) + 1, int(row[0]) + 1
+        query = self._q(
+            "SELECT conv_seq, ms FROM conversation_events WHERE conv = ? AND conv_seq >= ? AND conv_seq < ? "
+            "ORDER BY conv_seq LIMIT 1"
+        )
+        while low < high:
+            middle = (low + high) // 2
+            txn.execute(query, (conv, middle, high))
+            found = txn.fetchone()
+            if found is None or int(found[1]) >= ms:
+                high = middle  # nothing before ``found`` from ``middle`` on
+            else:
+                low = int(found[0]) + 1
+        return low
 
     def _history(self, fn: Callable[..., Any], viewer: str, target: str, limit: int, *args: Any) -> defer.Deferred[Any]:
         if limit <= 0:
@@ -713,7 +770,7 @@ class HistoryStore(SqlDatabase):
             later = self._select(txn, conv, [bound.after()], kinds, False, limit)
             items = earlier + itself + later
             return centred_window(items, len(earlier), limit, pivot_is_item=bool(itself))
-        later = self._select(txn, conv, [("t.ms >= ?", bound.ms)], kinds, False, limit)
+        later = self._select(txn, conv, [bound.from_time()], kinds, False, limit)
         return centred_window(earlier + later, len(earlier), limit, pivot_is_item=False)
 
     @deferred
