@@ -156,6 +156,20 @@ async def test_the_other_node_gets_each_event_once_in_order_and_not_its_own(node
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_big_committed_group_goes_out_in_messages_of_at_most_publish_most(nodes, monkeypatch):
+    monkeypatch.setattr("chathub.cluster.relay.PUBLISH_MOST", 4)
+    a, b, make = await in_touch(nodes)
+    sizes = []
+    a.doorbell.transform = lambda message: sizes.append(len(message["group"])) or [message]
+    texts = [f"m{i}" for i in range(10)]
+    await say(a, make, texts)  # one reactor turn: one commit of ten
+    await until(lambda: len(b.got) == 11)
+    assert sizes == [4, 4, 2]
+    assert b.texts() == ["first", *texts] and b.relay.duplicates == 0 and b.relay.fetched == 0
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_lost_messages_are_fetched_from_the_database(nodes):
     a, b, make = await in_touch(nodes)
     published = []

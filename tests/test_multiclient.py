@@ -10,6 +10,7 @@ import base64
 import pytest
 import pytest_twisted
 
+from chathub.config import Config
 from chathub.events import EventIds, Kind, Source
 from chathub.hub import errors
 from chathub.hub.fanout import deliver
@@ -241,6 +242,49 @@ def test_fanout_encodes_once_per_format_across_sessions():
     assert a2.sent == [b"hi;"] and a1.sent == a3.sent == bob.participant.sent == [b"hi;", b"hi;"]
     assert alice.detach(a2) and alice.participant is a1 and alice.detach(a3) and not alice.detach(a1)
 
+
+
+class _HeldStore:
+    """A store whose commits wait for ``commit()``: what the hub shows once stored waits too."""
+
+    def __init__(self) -> None:
+        self.waiting: list = []
+        self.around = None
+
+    def wrap_releases(self, around) -> None:
+        self.around = around
+
+    def append(self, event, rooms=(), notify=None):
+        self.waiting.append(notify)
+
+    def commit(self) -> None:
+        with self.around():
+            for notify in self.waiting:
+                notify(None)
+        self.waiting = []
+
+
+def test_a_message_reaches_the_senders_other_session_though_it_acts_before_the_commit():
+    """The session that sent a stored message is the one left out when it is shown (it
+    renders its own), even when another session of the account has acted meanwhile: found
+    at the commit instead, the other session lost the message and the sender got it back."""
+    store = _HeldStore()
+    world = RecorderWorld(Config().with_overrides(auth={"multiclient": True}, history={"enabled": True}), store=store)
+    hub = world.hub
+    bob = world.connect("bob")
+    alice = world.connect("alice", account="alice")
+    laptop = alice.participant
+    phone = Recorder(world.codec, "b")
+    assert hub.sign_on(User(phone, account="alice"), "alice") is alice
+    alice.act_as(laptop)
+    hub.send(alice, "bob", "from the laptop")
+    alice.act_as(phone)  # the phone sends a command before the message is committed
+    world.clear()
+    phone.clear()
+    store.commit()
+    assert [e.text for e in phone.events] == ["from the laptop"]
+    assert laptop.events == []  # it showed its own already
+    assert [e.text for e in bob.participant.events] == ["from the laptop"]
 
 
 def test_hub_attaches_only_the_same_account_and_detaches_silently():

@@ -201,3 +201,29 @@ async def test_version_7_database_is_upgraded_in_place(store_factory):
     make = EventMaker(start=1_700_000_004.0)
     await store.append(make.msg("bob", "#old", "late clock"))
     assert texts(await store.after("x", "#old", at(1_700_000_009.5), 10)) == ["#old7", "late clock"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_renamed_room_keeps_its_latest_time_and_its_new_incarnation_pages_by_time(store_factory):
+    """A rename moves a room's rows after the new name's earlier (unread) ones; its latest
+    time goes with them, so a message said afterwards by a clock that is behind is still
+    found after them by time, and the new name's old rows are never read."""
+    store = await store_factory()
+    make = EventMaker(start=1_700_000_000.0)
+    await store.append(make.msg("carol", "#new", "long ago"))  # an earlier room called #new
+    await store.begin_room("#new")  # ... which ended: the next #new starts after it
+    make.now = 1_700_000_100.0
+    for event in make.chat("alice", "#old", 3, "o"):  # at 100, 101, 102
+        await store.append(event)
+    await store.rename_room("#old", "#new")
+    make.now = 1_700_000_090.0  # behind the moved rows
+    for event in make.chat("bob", "#new", 3, "b"):  # at 90, 91, 92: stored at 102
+        await store.append(event)
+    everything = ["o0", "o1", "o2", "b0", "b1", "b2"]
+    assert texts(await store.latest("x", "#new", None, 10)) == everything
+    assert texts(await store.before("x", "#new", at(1_700_000_101.5), 10)) == ["o0", "o1"]
+    assert texts(await store.after("x", "#new", at(1_700_000_101.0), 10)) == everything[2:]
+    assert texts(await store.after("x", "#new", at(1_699_999_000.0), 1)) == ["o0"]  # not "long ago"
+    assert texts(await store.latest("x", "#new", at(1_700_000_101.5), 10)) == everything[2:]
+    # stored at o2's millisecond, the room's latest then: a time reference of it excludes them
+    assert await store.latest("x", "#new", at(1_700_000_102.0), 10) == []

@@ -110,15 +110,16 @@ def test_calls_run_alone_between_batches_in_order():
     assert log == ["e1", ("call", "saved"), "e2"]
 
 
-def test_a_failed_batch_is_retried_one_by_one():
+def test_a_failed_batch_is_retried_until_only_the_bad_write_fails():
     writer, runner, clock, explained = make_writer()
     seen = outcomes([writer.append(n) for n in range(3)])
     clock.advance(0)
     runner.fail()  # the batch
-    assert [t[1] for t in runner.transactions[1:]] == [([0],)]
+    runner.fail(exc=ValueError("bad row"))  # its first half, 1 among them
     runner.finish()  # 0 is fine alone
     runner.fail(exc=ValueError("bad row"))  # 1 really fails
     runner.finish()  # 2 is fine
+    assert [t[1] for t in runner.transactions] == [([0, 1, 2],), ([0, 1],), ([0],), ([1],), ([2],)]
     assert [s[0] for s in seen] == [0, 1, 2]
     assert seen[0][1] == "ok" and seen[2][1] == "ok"
     assert isinstance(seen[1][1], StorageError)
@@ -270,3 +271,42 @@ def test_a_run_of_failures_is_logged_once_with_a_count_and_its_end():
         assert not writer.episode.failing
     finally:
         globalLogPublisher.removeObserver(events.append)
+
+
+def test_a_failed_batch_is_retried_in_halves_down_to_the_write_that_fails():
+    """One bad write among eight: halves, then quarters, then alone; the others commit in
+    groups (7 transactions, not 1 + 8), and only the bad one is told its failure."""
+    clock = task.Clock()
+    runner = FakeRunner()
+    writer = GroupCommitWriter(
+        runner.run, write_batch, lambda failure, what: StorageError(failure.getErrorMessage()), clock, max_batch=8
+    )
+    names = "abcdefgh"
+    seen = outcomes([writer.append(n) for n in names])
+    clock.advance(0)
+
+    def items(index=-1):
+        return "".join(runner.transactions[index][1][0])
+
+    assert items() == names
+    runner.fail()  # "e" is bad
+    assert items() == "abcd"
+    runner.finish()
+    assert items() == "efgh"
+    runner.fail()
+    assert items() == "ef"
+    runner.fail()
+    assert items() == "e"
+    runner.fail()
+    assert items() == "f"
+    runner.finish()
+    assert items() == "gh"
+    runner.finish()
+    assert len(runner.transactions) == 7 and writer.pending == 0
+    assert [i for i, outcome in seen if outcome != "ok"] == [4]
+    # writes appended after a retry join the groups again
+    late = outcomes([writer.append(n) for n in "xyz"])
+    clock.advance(0)
+    assert items() == "xyz"
+    runner.finish()
+    assert late == [(0, "ok"), (1, "ok"), (2, "ok")]

@@ -55,6 +55,8 @@ Positions = tuple[tuple[str, int], ...]
 
 #: how many event ids of multi-conversation events are remembered to deliver them once
 SEEN_EVENTS = 4096
+#: most events in one published message: a committed group beyond it goes out in several
+PUBLISH_MOST = 1000
 
 #: how many senders' ``Source``s a relay keeps to give the events of the same sender one
 #: (cleared when full: a cache of what the groups repeat, not a registry)
@@ -316,8 +318,11 @@ class ClusterRelay:
                 self._own(conv, seq, held, event)
         if not self.backplane.connected:
             return  # committed: the others fetch it when they see the gap
-        self.backplane.publish(GroupForm.message(self.node_id, group))
-        self.published += 1
+        # one message per group, or per ``PUBLISH_MOST`` of a big one (a commit holds up to
+        # 5,000 events: one message of megabytes would press on Redis's pub/sub buffers)
+        for start in range(0, len(group), PUBLISH_MOST):
+            self.backplane.publish(GroupForm.message(self.node_id, group[start : start + PUBLISH_MOST]))
+            self.published += 1
 
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers

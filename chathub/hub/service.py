@@ -99,7 +99,7 @@ class _HeldEvent:
     message) or shown even so (a change made here already). An object rather than two
     closures over nine variables: one per room message, and the profile showed the cells."""
 
-    __slots__ = ("hub", "event", "recipients", "skip", "actor", "receipt")
+    __slots__ = ("hub", "event", "recipients", "skip", "actor", "receipt", "acting")
 
     def __init__(self, hub: "ChatHub", event: Event, recipients: Sequence[User], skip: Optional[User],
                  actor: Optional[User], receipt: Optional[Receipt]) -> None:
@@ -109,6 +109,9 @@ class _HeldEvent:
         self.skip = skip
         self.actor = actor
         self.receipt = receipt
+        #: the session that sent it, of an actor with several: worked out now, since
+        #: another of its sessions may act before the commit (``User.act_as``)
+        self.acting = hub._acting(skip)
 
     def deliver(self) -> None:
         """Its number is reached: show it, unless it was found void there."""
@@ -130,7 +133,7 @@ class _HeldEvent:
 
     def _show(self) -> None:
         event, skip = self.event, self.skip
-        self.hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, self.hub._acting(skip))
+        self.hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, self.acting)
 
 
 def status_audience(member: Member, prefix: str) -> bool:

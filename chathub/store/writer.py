@@ -30,7 +30,7 @@ from chathub.store.interfaces import Notify, StorageError
 
 
 class _Write:
-    __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "tries")
+    __slots__ = ("item", "fn", "args", "deferred", "notify", "alone", "tries", "limit")
 
     def __init__(
         self,
@@ -48,6 +48,9 @@ class _Write:
         self.deferred: Optional[Deferred[Any]] = Deferred() if notify is None else None
         self.alone = alone
         self.tries = 0  # transient failures tried again
+        #: the most items a batch starting with this write may hold (0: ``max_batch``);
+        #: halved each time a batch holding it fails (``_failed``)
+        self.limit = 0
 
     def settle(self, result: Any = None, failure: Optional[Failure] = None) -> None:
         """Report the outcome to whoever waits for this write."""
@@ -244,8 +247,9 @@ class GroupCommitWriter:
         if head.alone:
             return [head]
         batch: list[_Write] = []
+        most = min(head.limit, self._max_batch) if head.limit else self._max_batch
         for write in queue:
-            if write.alone or len(batch) >= self._max_batch:
+            if write.alone or len(batch) >= most:
                 break
             batch.append(write)
         return batch
@@ -297,15 +301,17 @@ class GroupCommitWriter:
     def _failed(self, failure: Failure, batch: list[_Write]) -> None:
         quiet = self.episode.failing  # each write is told; the episode is logged once
         if len(batch) > 1:
-            # retry one per transaction: only the writes that really fail will fail
+            # retry in halves, down to one per transaction: only the writes that really
+            # fail will fail, and one bad write among 5,000 costs ~26 transactions, not 5,000
             if not quiet:
                 self.log.warn(
-                    "a batch of {count} history writes failed ({error}); retrying them one by one",
+                    "a batch of {count} history writes failed ({error}); retrying it in halves",
                     count=len(batch),
                     error=failure.getErrorMessage(),
                 )
+            half = (len(batch) + 1) // 2
             for write in batch:
-                write.alone = True
+                write.limit = half
             self._busy = False
             self._next()
             return

@@ -11,7 +11,7 @@ transaction, so numbers are committed in order whichever node writes them;
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -87,27 +87,38 @@ SELECT item, conv, seq FROM numbered ORDER BY ord
 """
 
 
-class _Bound(NamedTuple):
+class _Bound:
     """A resolved history reference: a message (``seq``, its number in the conversation)
-    or a point in time (``ms``; ``first_at``: the first number stored at that millisecond
-    or later, ``first_past``: the first stored after it). A conversation's stored times
-    never decrease with its numbers (``_write_rows``), so a time is a place in the
-    numbering and every query reads the (conv, conv_seq) key."""
+    or a point in time (``ms``). A conversation's stored times never decrease with its
+    numbers (``_write_rows``), so a time is a place in the numbering, found when a query
+    needs it (``find``: a binary search, ``HistoryStore._first_at``), and every query
+    reads the (conv, conv_seq) key."""
 
-    ms: int
-    seq: Optional[int]
-    first_at: int = 0
-    first_past: int = 0
+    __slots__ = ("ms", "seq", "_find", "_found")
+
+    def __init__(self, ms: int, seq: Optional[int], find: Optional[Callable[[int], int]] = None) -> None:
+        self.ms = ms
+        self.seq = seq
+        self._find = find
+        self._found: dict[int, int] = {}
+
+    def _first(self, ms: int) -> int:
+        """The first number stored at millisecond ``ms`` or later."""
+        found = self._found.get(ms)
+        if found is None:
+            assert self._find is not None  # a time reference
+            found = self._found[ms] = self._find(ms)
+        return found
 
     def after(self) -> tuple[str, int]:
-        return ("t.conv_seq > ?", self.seq) if self.seq is not None else ("t.conv_seq >= ?", self.first_past)
+        return ("t.conv_seq > ?", self.seq) if self.seq is not None else ("t.conv_seq >= ?", self._first(self.ms + 1))
 
     def before(self) -> tuple[str, int]:
-        return ("t.conv_seq < ?", self.seq) if self.seq is not None else ("t.conv_seq < ?", self.first_at)
+        return ("t.conv_seq < ?", self.seq) if self.seq is not None else ("t.conv_seq < ?", self._first(self.ms))
 
     def from_time(self) -> tuple[str, int]:
         """What is at this point in time or later (a time reference of ``around``)."""
-        return ("t.conv_seq >= ?", self.first_at)
+        return ("t.conv_seq >= ?", self._first(self.ms))
 
     def precedes(self, other: "_Bound") -> bool:
         if self.ms != other.ms or self.seq is None or other.seq is None:
@@ -439,7 +450,9 @@ class HistoryStore(SqlDatabase):
             q("UPDATE conversation_events SET conv = ?, conv_seq = conv_seq - ? + ? WHERE conv = ? AND conv_seq > ?"),
             (new.key, start, new_last, old.key, start),
         )
-        # the moved rows' times never go back, nor do those written after them (``_first_at``)
+        # the moved rows' times never go back, nor do those written after them (``_first_at``);
+        # the larger of the two heads' latest times (the new name's may be that of an earlier,
+        # unread room: a later time than needed, which only holds the next rows' times up)
         txn.execute(
             q(
                 "UPDATE conversations SET last_seq = ?, last_ms = "
@@ -664,8 +677,7 @@ class HistoryStore(SqlDatabase):
     def _bound(self, txn: Cursor, conv: str, ref: Ref) -> _Bound:
         kind, value = check_ref(ref)
         if kind == "timestamp":
-            ms = to_ms(float(value))
-            return _Bound(ms, None, self._first_at(txn, conv, ms), self._first_at(txn, conv, ms + 1))
+            return _Bound(to_ms(float(value)), None, lambda ms: self._first_at(txn, conv, ms))
         txn.execute(
             self._q(
                 "SELECT t.conv_seq, t.ms FROM conversation_events t "
