@@ -209,6 +209,8 @@ class ChathubService(service.MultiService):
                 wanted=self.hub.wants_order,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
+                here=self.hub.has_room_here,
+                max_ended=config.cluster.max_ended_rooms,
             )
         try:
             cloak = open_cloak(config)

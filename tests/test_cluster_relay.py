@@ -73,11 +73,14 @@ class Node:
         self.doorbell = Doorbell(bus, node_id)
         #: the conversations this node's hub no longer wants (``ChatHub.wants_order``)
         self.unwanted: set[str] = set()
+        #: the rooms with nobody on this node (``ChatHub.has_room_here``)
+        self.gone: set[str] = set()
         self.relay = ClusterRelay(
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
             admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
+            here=lambda conv: conv not in self.gone,
         )
         self.relay.start()
 
@@ -491,6 +494,55 @@ async def test_idle_conversations_no_longer_wanted_are_forgotten_and_start_afres
     await say(a, make, ["g2"], room="#gone")
     await until(lambda: len(b.got) == 5)
     assert b.texts()[-1] == "g2" and b.relay.position("#gone") == 2
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_an_idle_room_with_nobody_here_is_kept_in_brief_and_taken_up_where_it_was(nodes):
+    """A room that ended here (or never had anyone here) and fell idle is no longer tracked
+    or compared with the database, but its place in the order is kept: when it speaks again
+    (a message whose doorbell was lost first), the node fills the gap from its place, in
+    order, as if it had tracked it all along. A room with someone here stays tracked."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["r1"], room="#r")
+    await say(a, make, ["g1"], room="#gone")
+    await until(lambda: len(b.got) == 2)
+    b.gone.add("#gone")
+    idle(b)
+    assert b.relay.sweep() == ["#r"]  # compared with the database; #gone is not any more
+    assert "#gone" not in b.relay.conversations and b.relay.ended == {"#gone": (1, 1, 0)}
+    assert b.relay.position("#gone") == 1 and b.relay.forgotten == 0
+    sent = []
+    a.doorbell.transform = lambda message: [] if not sent and not sent.append(1) else [message]
+    await say(a, make, ["g2"], room="#gone")  # its doorbell is lost
+    await say(a, make, ["g3"], room="#gone")
+    await until(lambda: len(b.got) == 4)
+    assert b.texts()[-2:] == ["g2", "g3"] and b.relay.fetched >= 1
+    assert b.relay.position("#gone") == 3 and "#gone" not in b.relay.ended
+    assert [seq for seq, text, _ in b.checked if text.startswith("g")] == [1, 2, 3]  # checked at each number
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_past_max_ended_the_oldest_room_kept_in_brief_is_forgotten(nodes):
+    a, b = await nodes("a"), await nodes("b")
+    b.relay.max_ended = 1
+    make = EventMaker()
+    await say(a, make, ["x1"], room="#x")
+    await until(lambda: len(b.got) == 1)
+    await say(a, make, ["y1", "y2"], room="#y")
+    await until(lambda: len(b.got) == 3)
+    b.gone |= {"#x", "#y"}
+    idle(b)
+    b.relay.sweep()
+    assert b.relay.ended == {"#y": (2, 1, 0)} and b.relay.forgotten == 1
+    assert b.relay.position("#x") is None and b.relay.position("#y") == 2
+    b.relay.max_ended = 0  # nothing kept in brief at all
+    b.relay.start_at("#y", 2)  # tracked again
+    idle(b)
+    b.relay.sweep()
+    assert b.relay.ended == {} and b.relay.position("#y") is None and b.relay.forgotten == 2
 
 
 @on_postgres

@@ -153,3 +153,18 @@ def test_a_committed_group_settled_inside_settling_is_delivered_by_one_drain_at_
         after(None)
         assert out[-1] == "join"
     assert out[-2:] == ["refused", "after"]
+
+
+def test_what_was_settled_before_an_error_inside_settling_is_still_delivered():
+    box, out = Outbox(), []
+    first = box.hold(lambda: out.append("first"))
+    second = box.hold(lambda: out.append("second"))
+    try:
+        with box.settling():
+            first(None)
+            raise RuntimeError("a listener broke")
+    except RuntimeError:
+        pass
+    assert out == ["first"] and box.pending == 1  # and the outbox drains again afterwards
+    second(None)
+    assert out == ["first", "second"] and box.pending == 0

@@ -203,6 +203,8 @@ class ClusterRelay:
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
+        here: Callable[[str], bool] = lambda conv: True,
+        max_ended: int = 100_000,
     ) -> None:
         """``deliver(event, conv)`` hands another node's event to the local hub, once, in
         order, with the conversation whose order reached it (of an event numbered in several
@@ -224,7 +226,9 @@ class ClusterRelay:
         raise (a check that fails admits: ``ChatHub.admit``).
 
         ``wanted(conv)`` says whether this node still needs ``conv``'s order (for the
-        forgetting of idle conversations; by default it keeps them all)."""
+        forgetting of idle conversations; by default it keeps them all); ``here(conv)``
+        whether a wanted one has anyone on this node (a room that exists here): an idle one
+        that has not is kept in brief (``ended``, at most ``max_ended``) instead of tracked."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -234,6 +238,15 @@ class ClusterRelay:
         self._held_alone = held_alone
         self._admit = admit
         self._wanted = wanted
+        self._here = here
+        #: idle wanted conversations with nobody here (a room ended here, or made only on
+        #: other nodes), oldest first: ``(delivered, floor, fetched_to)``, all a node needs to
+        #: take up the conversation's order again where it left it (``_revive``). A room's
+        #: order is kept for as long as the room's name may be used again; tracked in full,
+        #: each such name cost about 600 bytes on every node, for ever, and a database
+        #: comparison every few ticks
+        self.ended: dict[str, tuple[int, int, int]] = {}
+        self.max_ended = max_ended
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
@@ -282,10 +295,10 @@ class ClusterRelay:
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
             "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s, "
-            "tracking {tracking} conversations ({forgotten} forgotten)",
+            "tracking {tracking} conversations, {ended} in brief ({forgotten} forgotten)",
             published=self.published, received=self.received, duplicates=self.duplicates,
             fetched=self.fetched, holds=self.holds, lag=self.recent_lag,
-            tracking=len(self.conversations), forgotten=self.forgotten,
+            tracking=len(self.conversations), ended=len(self.ended), forgotten=self.forgotten,
         )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
@@ -299,12 +312,17 @@ class ClusterRelay:
         """The number up to which ``conv`` was delivered here (every smaller one too), or
         None when this node has heard of no event of it."""
         state = self.conversations.get(conv)
-        return None if state is None else state.delivered
+        if state is None:
+            kept = self.ended.get(conv)
+            return None if kept is None else kept[0]
+        return state.delivered
 
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a
         room's snapshot at start-up); what follows it is fetched at the next resync."""
         state = self.conversations.get(conv)
+        if state is None:
+            state = self._revive(conv)
         if state is None or state.delivered < seq:
             self.conversations[conv] = _Conversation(seq, seq + 1, self.tick)
             self._recent.append(conv)
@@ -327,7 +345,7 @@ class ClusterRelay:
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
-        state = self.conversations.get(conv)
+        state = self.conversations.get(conv) or self._revive(conv)
         if state is None:
             self.conversations[conv] = state = _Conversation(seq, seq, self.tick)
             self._recent.append(conv)
@@ -405,7 +423,7 @@ class ClusterRelay:
                     self._arrived(conv, seq, event)
 
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
-        state = self.conversations.get(conv)
+        state = self.conversations.get(conv) or self._revive(conv)
         if state is None:  # first heard of (or heard of again once forgotten): it starts here
             self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
             self._recent.append(conv)
@@ -594,12 +612,40 @@ class ClusterRelay:
             state = conversations.get(conv)
             if state is None:
                 continue  # forgotten (or started afresh) since the turn began
-            if state.touched <= idle_since and not state.waits() and not self._wanted(conv):
-                del conversations[conv]
-                self.forgotten += 1
-            else:
-                due.append(conv)
+            if state.touched <= idle_since and not state.waits():
+                if not self._wanted(conv):
+                    del conversations[conv]
+                    self.forgotten += 1
+                    continue
+                if not self._here(conv):
+                    del conversations[conv]
+                    self._keep_ended(conv, state)
+                    continue
+            due.append(conv)
         return due
+
+    def _keep_ended(self, conv: str, state: _Conversation) -> None:
+        """Keep idle ``conv``'s place in brief; past ``max_ended``, forget the oldest (one
+        of those made again starts where this node first hears of it: docs/cluster.md)."""
+        ended = self.ended
+        while ended and len(ended) >= self.max_ended:
+            del ended[next(iter(ended))]
+            self.forgotten += 1
+        if self.max_ended > 0:
+            ended[conv] = (state.delivered, state.floor, state.fetched_to)
+        else:
+            self.forgotten += 1
+
+    def _revive(self, conv: str) -> Optional[_Conversation]:
+        """Track ``conv`` again from where ``_keep_ended`` left it (None: not kept)."""
+        kept = self.ended.pop(conv, None)
+        if kept is None:
+            return None
+        delivered, floor, fetched_to = kept
+        state = self.conversations[conv] = _Conversation(delivered, floor, self.tick)
+        state.fetched_to = fetched_to
+        self._recent.append(conv)
+        return state
 
     def resync(self, conversations: Optional[list[str]] = None) -> Optional[Deferred]:
         """Compare each conversation's head in the database (of ``conversations``; by

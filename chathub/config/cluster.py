@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
-from chathub.config.schema import ConfigError, require_positive
+from chathub.config.schema import ConfigError, require_at_least, require_positive
 
 #: what a node id and the key prefix may hold: they become parts of Redis keys, of the
 #: owner strings "node_id/session" and of the first line of every published message
@@ -76,6 +76,9 @@ class ClusterConfig:
     resync_interval: float = 5.0  # seconds between comparisons with the database
     gap_wait: float = 0.25  # seconds a node waits for a missing number's message before reading it from the database
     connect_timeout: float = 5.0  # seconds start-up waits for Redis
+    #: rooms with nobody here, idle, whose place in the order a node keeps in brief (a few
+    #: integers each) instead of tracking them; past this many the oldest are forgotten
+    max_ended_rooms: int = 100_000
 
     def validate(self, prefix: str) -> None:
         prefix = prefix or "cluster"
@@ -98,6 +101,7 @@ class ClusterConfig:
             gap_wait=self.gap_wait,
             connect_timeout=self.connect_timeout,
         )
+        require_at_least(prefix, 0, max_ended_rooms=self.max_ended_rooms)
         # a renewal must arrive before the lease runs out, with room for one late one
         if self.heartbeat * 2 > self.lease:
             raise ConfigError(

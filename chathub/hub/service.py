@@ -1707,6 +1707,13 @@ class ChatHub(service.Service):
             return True
         return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
 
+    def has_room_here(self, conv: str) -> bool:
+        """Whether conversation ``conv`` (one this node wants the order of) has anyone here:
+        a room that exists on this node; any other (a room's STATUSMSG audience, a private
+        pair) is wanted only while someone here takes part. The cluster relay keeps an idle
+        room without it in brief (``ClusterRelay.ended``)."""
+        return conv in self.rooms if is_room_name(conv) else True
+
     def _publish_numbered(
         self,
         event: Event,
