@@ -209,7 +209,7 @@ class ChathubService(service.MultiService):
                 wanted=self.hub.wants_order,
                 batching=self.hub.batching,
                 gap_wait=config.cluster.gap_wait,
-                here=self.hub.has_room_here,
+                live=self.hub.room_is_live,
                 max_ended=config.cluster.max_ended_rooms,
             )
         try:

@@ -73,14 +73,14 @@ class Node:
         self.doorbell = Doorbell(bus, node_id)
         #: the conversations this node's hub no longer wants (``ChatHub.wants_order``)
         self.unwanted: set[str] = set()
-        #: the rooms with nobody on this node (``ChatHub.has_room_here``)
+        #: the rooms that ended (``ChatHub.room_is_live``)
         self.gone: set[str] = set()
         self.relay = ClusterRelay(
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
             admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
-            here=lambda conv: conv not in self.gone,
+            live=lambda conv: conv not in self.gone,
         )
         self.relay.start()
 
@@ -498,11 +498,11 @@ async def test_idle_conversations_no_longer_wanted_are_forgotten_and_start_afres
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_an_idle_room_with_nobody_here_is_kept_in_brief_and_taken_up_where_it_was(nodes):
-    """A room that ended here (or never had anyone here) and fell idle is no longer tracked
-    or compared with the database, but its place in the order is kept: when it speaks again
-    (a message whose doorbell was lost first), the node fills the gap from its place, in
-    order, as if it had tracked it all along. A room with someone here stays tracked."""
+async def test_an_idle_ended_room_is_kept_in_brief_and_taken_up_where_it_was(nodes):
+    """A room that ended and fell idle is no longer tracked, but its place in the order is
+    kept: when it speaks again (a message whose doorbell was lost first), the node fills the
+    gap from its place, in order, as if it had tracked it all along. A live room stays
+    tracked."""
     a, b = await nodes("a"), await nodes("b")
     make = EventMaker()
     await say(a, make, ["r1"], room="#r")
@@ -511,7 +511,7 @@ async def test_an_idle_room_with_nobody_here_is_kept_in_brief_and_taken_up_where
     b.gone.add("#gone")
     idle(b)
     assert b.relay.sweep() == ["#r"]  # compared with the database; #gone is not any more
-    assert "#gone" not in b.relay.conversations and b.relay.ended == {"#gone": (1, 1, 0)}
+    assert "#gone" not in b.relay.conversations and b.relay.ended == {"#gone": 1}
     assert b.relay.position("#gone") == 1 and b.relay.forgotten == 0
     sent = []
     a.doorbell.transform = lambda message: [] if not sent and not sent.append(1) else [message]
@@ -521,6 +521,63 @@ async def test_an_idle_room_with_nobody_here_is_kept_in_brief_and_taken_up_where
     assert b.texts()[-2:] == ["g2", "g3"] and b.relay.fetched >= 1
     assert b.relay.position("#gone") == 3 and "#gone" not in b.relay.ended
     assert [seq for seq, text, _ in b.checked if text.startswith("g")] == [1, 2, 3]  # checked at each number
+
+
+async def ended_room(nodes):
+    """Nodes a and b; #gone said g1 on a, then ended and fell idle: kept in brief on b."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["g1"], room="#gone")
+    await until(lambda: len(b.got) == 1)
+    b.gone.add("#gone")
+    idle(b)
+    b.relay.sweep()
+    assert b.relay.ended == {"#gone": 1}
+    return a, b, make
+
+
+def lose_next_message(node: Node) -> None:
+    """The doorbell drops ``node``'s next published message (its events are committed)."""
+    lost: list = []
+    node.doorbell.transform = lambda message: [] if not lost and not lost.append(message) else [message]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_an_ended_room_taken_up_by_an_own_event_fetches_what_it_missed_first(nodes):
+    """A JOIN here makes the ended room again: b's own event comes after a's that b never
+    heard of; b takes the room up from its place, fetches a's first and checks both at their
+    numbers, in order."""
+    a, b, make = await ended_room(nodes)
+    lose_next_message(a)
+    await say(a, make, ["g2"], room="#gone")
+    await say(b, make, ["g3"], room="#gone")
+    await until(lambda: b.relay.position("#gone") == 3)
+    assert [(seq, text) for seq, text, _ in b.checked if text.startswith("g")] == [(1, "g1"), (2, "g2"), (3, "g3")]
+    assert b.shown_texts()[-2:] == ["g2", "g3"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_an_ended_room_is_compared_with_the_database_at_a_reconnect_and_in_turn(nodes):
+    """A message of a room kept in brief whose doorbell was lost is found at the next
+    reconnect (every conversation compared, the ended rooms too) and, without one, at a tick
+    (the ended rooms' share in turn)."""
+    a, b, make = await ended_room(nodes)
+    lose_next_message(a)
+    await say(a, make, ["g2"], room="#gone")
+    await b.relay.resync()  # what a reconnect does
+    await until(lambda: b.texts()[-1:] == ["g2"])
+    assert b.relay.position("#gone") == 2 and "#gone" in b.relay.conversations
+    idle(b)
+    b.relay.sweep()
+    assert b.relay.ended == {"#gone": 2}
+    lose_next_message(a)
+    await say(a, make, ["g3"], room="#gone")
+    for conv in b.doorbell.resyncs:
+        conv(False)  # a resync tick
+    await until(lambda: b.texts()[-1:] == ["g3"])
+    assert b.relay.position("#gone") == 3 and b.relay.duplicates == 0
 
 
 @on_postgres
@@ -536,13 +593,13 @@ async def test_past_max_ended_the_oldest_room_kept_in_brief_is_forgotten(nodes):
     b.gone |= {"#x", "#y"}
     idle(b)
     b.relay.sweep()
-    assert b.relay.ended == {"#y": (2, 1, 0)} and b.relay.forgotten == 1
+    assert b.relay.ended == {"#y": 2} and b.relay.evicted == 1
     assert b.relay.position("#x") is None and b.relay.position("#y") == 2
     b.relay.max_ended = 0  # nothing kept in brief at all
     b.relay.start_at("#y", 2)  # tracked again
     idle(b)
     b.relay.sweep()
-    assert b.relay.ended == {} and b.relay.position("#y") is None and b.relay.forgotten == 2
+    assert b.relay.ended == {} and b.relay.position("#y") is None and b.relay.evicted == 2
 
 
 @on_postgres

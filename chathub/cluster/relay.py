@@ -32,6 +32,10 @@ no longer wants (``wanted``: a private conversation with no party signed on here
 heard of again starts afresh, as a first-heard one does: nobody here was waiting for what it
 missed meanwhile. Without this, every private conversation ever numbered (each guest
 connection's make new ones) stayed, and each tick asked the database for all their heads.
+A room's order is wanted for as long as its name may be used again; an idle ended room
+(``live``) is kept in brief, its delivered number only (``ended``, at most ``max_ended``),
+compared with the database at a reconnect and ``SWEEP`` of them in turn each tick, and taken
+up from there when it is met again.
 """
 from __future__ import annotations
 
@@ -203,7 +207,7 @@ class ClusterRelay:
         batching: Optional[Callable[[], ContextManager[object]]] = None,
         max_ahead: int = 10_000,
         fetch_limit: int = 1000,
-        here: Callable[[str], bool] = lambda conv: True,
+        live: Callable[[str], bool] = lambda conv: True,
         max_ended: int = 100_000,
     ) -> None:
         """``deliver(event, conv)`` hands another node's event to the local hub, once, in
@@ -226,9 +230,10 @@ class ClusterRelay:
         raise (a check that fails admits: ``ChatHub.admit``).
 
         ``wanted(conv)`` says whether this node still needs ``conv``'s order (for the
-        forgetting of idle conversations; by default it keeps them all); ``here(conv)``
-        whether a wanted one has anyone on this node (a room that exists here): an idle one
-        that has not is kept in brief (``ended``, at most ``max_ended``) instead of tracked."""
+        forgetting of idle conversations; by default it keeps them all); ``live(conv)``
+        whether a wanted one is not an ended room (every node holds a copy of every live
+        room): an idle ended one is kept in brief (``ended``, at most ``max_ended``) instead
+        of tracked."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -238,15 +243,17 @@ class ClusterRelay:
         self._held_alone = held_alone
         self._admit = admit
         self._wanted = wanted
-        self._here = here
-        #: idle wanted conversations with nobody here (a room ended here, or made only on
-        #: other nodes), oldest first: ``(delivered, floor, fetched_to)``, all a node needs to
-        #: take up the conversation's order again where it left it (``_revive``). A room's
-        #: order is kept for as long as the room's name may be used again; tracked in full,
-        #: each such name cost about 600 bytes on every node, for ever, and a database
-        #: comparison every few ticks
-        self.ended: dict[str, tuple[int, int, int]] = {}
+        self._live = live
+        #: idle ended rooms, oldest first: the number delivered up to, all a node needs to
+        #: take up the room's order again where it left it (``_revive``; nothing idle waits,
+        #: and after ``FORGET_TICKS`` nothing below it is still on its way). A room's order is
+        #: kept for as long as its name may be used again; tracked in full, each such name
+        #: cost about 600 bytes on every node, for ever. They are compared with the database
+        #: at a reconnect and ``SWEEP`` of them in turn each tick, as tracked ones are
+        self.ended: dict[str, int] = {}
         self.max_ended = max_ended
+        self._ended_sweep: list[str] = []
+        self._ended_swept = 0
         #: wrapped around the delivery of each received group (the hub's fan-out batching:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
@@ -278,6 +285,7 @@ class ClusterRelay:
         self.fetched = 0
         self.holds = 0
         self.forgotten = 0
+        self.evicted = 0  # ended rooms forgotten past ``max_ended``
         #: seconds from an event's receipt on its node to its arrival here (read by /metrics)
         self.lag = Histogram(LATENCY_BUCKETS)
 
@@ -295,10 +303,12 @@ class ClusterRelay:
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
             "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s, "
-            "tracking {tracking} conversations, {ended} in brief ({forgotten} forgotten)",
+            "tracking {tracking} conversations and {ended} ended rooms in brief ({forgotten} forgotten, "
+            "{evicted} ended rooms past max_ended_rooms)",
             published=self.published, received=self.received, duplicates=self.duplicates,
             fetched=self.fetched, holds=self.holds, lag=self.recent_lag,
             tracking=len(self.conversations), ended=len(self.ended), forgotten=self.forgotten,
+            evicted=self.evicted,
         )
         self.backplane.unsubscribe(self._received)
         for state in self.conversations.values():
@@ -313,8 +323,7 @@ class ClusterRelay:
         None when this node has heard of no event of it."""
         state = self.conversations.get(conv)
         if state is None:
-            kept = self.ended.get(conv)
-            return None if kept is None else kept[0]
+            return self.ended.get(conv)
         return state.delivered
 
     def start_at(self, conv: str, seq: int) -> None:
@@ -596,7 +605,7 @@ class ClusterRelay:
                 break
             if conv in self.conversations:
                 heard[conv] = None
-        self.resync(list(heard.keys() | set(due)))
+        self.resync(list(heard.keys() | set(due) | set(self._ended_share())))
 
     def sweep(self) -> list[str]:
         """The next ``SWEEP`` conversations in turn, to compare with the database; those of
@@ -617,7 +626,7 @@ class ClusterRelay:
                     del conversations[conv]
                     self.forgotten += 1
                     continue
-                if not self._here(conv):
+                if not self._live(conv):
                     del conversations[conv]
                     self._keep_ended(conv, state)
                     continue
@@ -630,28 +639,35 @@ class ClusterRelay:
         ended = self.ended
         while ended and len(ended) >= self.max_ended:
             del ended[next(iter(ended))]
-            self.forgotten += 1
+            self.evicted += 1
         if self.max_ended > 0:
-            ended[conv] = (state.delivered, state.floor, state.fetched_to)
+            ended[conv] = state.delivered
         else:
-            self.forgotten += 1
+            self.evicted += 1
 
     def _revive(self, conv: str) -> Optional[_Conversation]:
-        """Track ``conv`` again from where ``_keep_ended`` left it (None: not kept)."""
-        kept = self.ended.pop(conv, None)
-        if kept is None:
+        """Track ``conv`` again from where ``_keep_ended`` left it (None: not kept). Its
+        floor is 0: a number at or below ``delivered`` that comes again is a duplicate."""
+        delivered = self.ended.pop(conv, None)
+        if delivered is None:
             return None
-        delivered, floor, fetched_to = kept
-        state = self.conversations[conv] = _Conversation(delivered, floor, self.tick)
-        state.fetched_to = fetched_to
+        state = self.conversations[conv] = _Conversation(delivered, 0, self.tick)
         self._recent.append(conv)
         return state
+
+    def _ended_share(self) -> list[str]:
+        """The next ``SWEEP`` ended rooms in turn, to compare with the database."""
+        if self._ended_swept >= len(self._ended_sweep):
+            self._ended_sweep, self._ended_swept = list(self.ended), 0
+        turn = self._ended_sweep[self._ended_swept : self._ended_swept + SWEEP]
+        self._ended_swept += len(turn)
+        return [conv for conv in turn if conv in self.ended]
 
     def resync(self, conversations: Optional[list[str]] = None) -> Optional[Deferred]:
         """Compare each conversation's head in the database (of ``conversations``; by
         default every one tracked) with what was delivered, and fetch what is missing (after
         a reconnect, and every ``resync_interval`` for the ``sweep``'s share)."""
-        convs = list(self.conversations) if conversations is None else conversations
+        convs = [*self.conversations, *self.ended] if conversations is None else conversations
         if not convs:
             return None
         d = self.store.conversation_heads(convs)
@@ -659,6 +675,8 @@ class ClusterRelay:
         def compare(heads: dict[str, int]) -> None:
             for conv, head in heads.items():
                 state = self.conversations.get(conv)
+                if state is None and head > self.ended.get(conv, head):
+                    state = self._revive(conv)  # an ended room spoke again: take it up
                 if state is not None and head > state.delivered:
                     self._fetch(conv, state, up_to=head)
 

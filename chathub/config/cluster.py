@@ -76,8 +76,8 @@ class ClusterConfig:
     resync_interval: float = 5.0  # seconds between comparisons with the database
     gap_wait: float = 0.25  # seconds a node waits for a missing number's message before reading it from the database
     connect_timeout: float = 5.0  # seconds start-up waits for Redis
-    #: rooms with nobody here, idle, whose place in the order a node keeps in brief (a few
-    #: integers each) instead of tracking them; past this many the oldest are forgotten
+    #: idle ended rooms whose place in the order a node keeps in brief (an integer each)
+    #: instead of tracking them; past this many the oldest are forgotten
     max_ended_rooms: int = 100_000
 
     def validate(self, prefix: str) -> None:

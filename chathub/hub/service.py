@@ -1707,11 +1707,12 @@ class ChatHub(service.Service):
             return True
         return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
 
-    def has_room_here(self, conv: str) -> bool:
-        """Whether conversation ``conv`` (one this node wants the order of) has anyone here:
-        a room that exists on this node; any other (a room's STATUSMSG audience, a private
-        pair) is wanted only while someone here takes part. The cluster relay keeps an idle
-        room without it in brief (``ClusterRelay.ended``)."""
+    def room_is_live(self, conv: str) -> bool:
+        """Whether conversation ``conv`` (one this node wants the order of) is not an ended
+        room: a room's, while this node holds its copy (every node holds one of every live
+        room); any other (a room's STATUSMSG audience, a private pair) is wanted only while
+        someone here takes part. The cluster relay keeps an idle ended room in brief
+        (``ClusterRelay.ended``)."""
         return conv in self.rooms if is_room_name(conv) else True
 
     def _publish_numbered(
