@@ -193,8 +193,8 @@ class Outbox:
     def settling(self) -> Iterator[None]:
         """Context manager around the settling of one committed group (the store's
         ``wrap_releases``): what is settled or published inside waits, and one drain
-        delivers it all, in order, as one fan-out batch when the block ends (each entry
-        drained on its own was a tenth of a busy room's work)."""
+        delivers it all, in order, as one fan-out batch when the block ends (instead of a
+        drain, a fan-out block and a walk of the queue for every message of the group)."""
         with self._batching():
             if self._draining:  # inside a drain already: that drain delivers it
                 yield

@@ -128,7 +128,7 @@ class FailureEpisode:
 #: conversation it touches however many rows it holds, and the fan-out of a bigger group
 #: gives each recipient more messages per ``send`` (1,000 a commit: 228,000 deliveries/s;
 #: 4,000 and 10,000: 269,000 and 268,000). It bounds the work of one transaction (and of
-#: the one-by-one retry of a failed one), not the queue.
+#: the retry in halves of a failed one), not the queue.
 MAX_BATCH = 5000
 
 
