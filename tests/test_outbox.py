@@ -168,3 +168,17 @@ def test_what_was_settled_before_an_error_inside_settling_is_still_delivered():
     assert out == ["first"] and box.pending == 1  # and the outbox drains again afterwards
     second(None)
     assert out == ["first", "second"] and box.pending == 0
+
+
+def test_what_a_delivery_publishes_during_the_group_s_drain_follows_the_group():
+    box, out = Outbox(), []
+
+    def first() -> None:
+        out.append("m0")
+        box.publish(lambda: out.append("reply to m0"))  # a delivery that publishes
+
+    settles = [box.hold(first), box.hold(lambda: out.append("m1"))]
+    with box.settling():
+        for settle in settles:
+            settle(None)
+    assert out == ["m0", "m1", "reply to m0"] and box.pending == 0
