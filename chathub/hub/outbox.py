@@ -204,7 +204,6 @@ class Outbox:
                 yield
             finally:
                 self._draining = False
-                self._again = False
                 self._drain()
 
     def _drain(self) -> None:

@@ -99,10 +99,10 @@ class _HeldEvent:
     message) or shown even so (a change made here already). An object rather than two
     closures over nine variables: one per room message, and the profile showed the cells."""
 
-    __slots__ = ("hub", "event", "recipients", "skip", "actor", "receipt", "acting")
+    __slots__ = ("hub", "event", "recipients", "skip", "actor", "receipt", "acting", "each")
 
     def __init__(self, hub: "ChatHub", event: Event, recipients: Sequence[User], skip: Optional[User],
-                 actor: Optional[User], receipt: Optional[Receipt]) -> None:
+                 actor: Optional[User], receipt: Optional[Receipt], each: bool = False) -> None:
         self.hub = hub
         self.event = event
         self.recipients = recipients
@@ -112,6 +112,7 @@ class _HeldEvent:
         #: the session that sent it, of an actor with several: worked out now, since
         #: another of its sessions may act before the commit (``User.act_as``)
         self.acting = hub._acting(skip)
+        self.each = each  # each recipient renders it for itself (``ChatHub.deliver_each``)
 
     def deliver(self) -> None:
         """Its number is reached: show it, unless it was found void there."""
@@ -133,6 +134,9 @@ class _HeldEvent:
 
     def _show(self) -> None:
         event, skip = self.event, self.skip
+        if self.each:
+            self.hub.deliver_each(event, self.recipients, skip, self.acting)
+            return
         self.hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, self.acting)
 
 
@@ -1621,11 +1625,11 @@ class ChatHub(service.Service):
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt, room)):
             return  # before the closures below, which a cluster node's room message never needs
-        if stored and not each and event.kind in HELD_KINDS:
+        if stored and event.kind in HELD_KINDS:
             # delivered once committed (the store settles the outbox entry directly); an
             # object, not closures: one per room message
             assert store is not None
-            held = _HeldEvent(self, event, recipients, skip, actor, receipt)
+            held = _HeldEvent(self, event, recipients, skip, actor, receipt, each)
             store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored))
             return
         acting = self._acting(skip)
@@ -1640,19 +1644,6 @@ class ChatHub(service.Service):
                 fanout.publish(event, recipients, skip, batchable, acting)
         if stored:
             assert store is not None
-            if event.kind in HELD_KINDS:  # one rendered for each recipient (a rename)
-                if event.kind in DURABLE_KINDS:
-                    def refused(failure: Failure) -> None:
-                        self._not_stored(actor, event, failure, receipt)
-                else:
-                    # the hub's state changed already (a rename): shown even so, history lacks it
-                    def refused(failure: Failure) -> None:
-                        self._log_store_failure(failure, event)
-                        show()
-                # delivered once committed; the store settles the outbox entry directly
-                settle = self.outbox.hold(show, refused)
-                store.append(event, rooms, notify=settle)
-                return
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
         self.outbox.publish(show)

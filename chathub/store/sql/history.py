@@ -477,13 +477,10 @@ class HistoryStore(SqlDatabase):
         stored = self._stored_ids(txn, [items[i][0].id for i in fresh])
         if stored:  # a retried group whose commit did land, a second reaper's quit
             fresh = [i for i in fresh if items[i][0].id not in stored]
-        counts: dict[str, int] = {}
-        for i in fresh:
-            for conv in items[i][1]:
-                counts[conv.key] = counts.get(conv.key, 0) + 1
-        if not counts:
+        keys = {conv.key for i in fresh for conv in items[i][1]}
+        if not keys:
             return
-        heads = self._read_heads(txn, sorted(counts))
+        heads = self._read_heads(txn, sorted(keys))
         rows: list[tuple[Any, ...]] = []
         for i in fresh:
             event, convs = items[i]
