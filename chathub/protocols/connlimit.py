@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IReactorTime, ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from chathub.protocols.flood import address_in
+from chathub.protocols.flood import Networks, address_in
 from chathub.protocols.tls import SwappableTLS
 
 _log = Logger()
@@ -115,7 +115,7 @@ class ConnectionLimits:
         self.max_per_address = max_per_address
         self._interval = 1.0 / rate
         self._tolerance = (burst - 1) * self._interval
-        self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+        self._exempt = Networks(ipaddress.ip_network(n, strict=False) for n in exempt)
 
     def reconfigure(self, limits) -> None:
         """Take the limits of a new ``[limits]`` section."""

@@ -93,13 +93,34 @@ def is_exempt(host: str, *network_lists: Iterable[str]) -> bool:
     return address_in(host, _networks(tuple(tuple(networks) for networks in network_lists)))
 
 
+class Networks:
+    """A parsed list of ``ipaddress`` networks, hashed once: ``address_in`` remembers its
+    answers per (address, list), and a tuple of networks hashes each of them in Python
+    (0.6 us for two) at every connection's question."""
+
+    __slots__ = ("networks", "_hash")
+
+    def __init__(self, networks: Iterable[Any]) -> None:
+        self.networks = tuple(networks)
+        self._hash = hash(self.networks)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Networks) and other.networks == self.networks
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+
 @functools.lru_cache(maxsize=1024)  # every connection asks, mostly from a few addresses
-def address_in(host: str, networks: tuple[Any, ...]) -> bool:
-    """Whether ``host`` (an address as text) lies in one of ``networks`` (``ipaddress``
-    networks): an IPv4-mapped IPv6 address (a dual-stack listener's) as its IPv4 address.
-    Remembered per address: an address in a network is ipaddress at work, a microsecond each."""
+def address_in(host: str, networks: Networks) -> bool:
+    """Whether ``host`` (an address as text) lies in one of ``networks``: an IPv4-mapped
+    IPv6 address (a dual-stack listener's) as its IPv4 address. Remembered per address: an
+    address in a network is ipaddress at work, a microsecond each."""
     address = _unmapped(host)
-    return address is not None and any(address in network for network in networks)
+    return address is not None and any(address in network for network in networks.networks)
 
 
 def _unmapped(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
@@ -115,7 +136,7 @@ def _unmapped(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6
 
 
 @functools.lru_cache(maxsize=16)
-def _networks(lists: tuple[tuple[str, ...], ...]) -> tuple[Any, ...]:
+def _networks(lists: tuple[tuple[str, ...], ...]) -> Networks:
     """The networks of settings' lists, parsed once per lists (every connection asked: a
     third of the ``ipaddress`` work of a registration), the invalid ones left out."""
     parsed = []
@@ -124,7 +145,7 @@ def _networks(lists: tuple[tuple[str, ...], ...]) -> tuple[Any, ...]:
             parsed.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             continue
-    return tuple(parsed)
+    return Networks(parsed)
 
 
 class GateOwner(Protocol):
