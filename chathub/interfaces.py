@@ -186,6 +186,21 @@ class IBackplane(Interface):
         """Fire with the owner string holding ``folded``, or None; ``BackplaneUnavailable``
         when it cannot be asked."""
 
+    def claim_room(folded: str, token: str, replacing: Optional[str] = None) -> Deferred[Optional[str]]:
+        """Claim the casefolded room name ``folded`` for the room this node is making,
+        ``token`` naming that making (``chathub.hub.roomclaims``).
+
+        Fires None when granted (the name was free, held by ``token`` already, or held by
+        ``replacing``: a claim whose room never came, taken over) and with the holder's
+        token when another making holds it; fails with ``BackplaneUnavailable`` when the
+        claim cannot be decided now (fail closed: no room is made).
+        """
+
+    def release_room(folded: str, token: str) -> Deferred[None]:
+        """Give up room name ``folded`` if ``token`` still holds it (its room ended). Fires
+        with None, also while disconnected (the release is applied once the transport is
+        back)."""
+
     def peers() -> Deferred[list[str]]:
         """The other nodes of the cluster holding a lease now (a node starting asks whether
         anyone can tell it the state of the rooms in use)."""

@@ -5,6 +5,8 @@ other node's change numbered before it is found void at its number on both nodes
 real nodes and IRC clients are in tests/test_cluster_races.py."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pytest_twisted
 from twisted.internet import reactor, task
 
@@ -41,8 +43,10 @@ class Gate:
             self.to.receive(message)
 
 
-async def cluster_node(store_factory, backplane: LinkedBackplane) -> tuple[RecorderWorld, ClusterRelay]:
-    world = RecorderWorld(Config(), store=await store_factory())
+async def cluster_node(
+    store_factory, backplane: LinkedBackplane, config: Optional[Config] = None
+) -> tuple[RecorderWorld, ClusterRelay]:
+    world = RecorderWorld(config or Config(), store=await store_factory())
     hub = world.hub
     relay = ClusterRelay(
         hub.store, backplane, hub.deliver_remote, reactor, gap_wait=0.02, outbox=hub.outbox,

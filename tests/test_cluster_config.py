@@ -17,6 +17,7 @@ def test_off_by_default_with_the_documented_timings():
     assert (cluster.lease, cluster.heartbeat, cluster.check_interval, cluster.resync_interval) == (10.0, 3.0, 2.0, 5.0)
     assert cluster.address == RedisAddress("127.0.0.1", 6379, 0)
     assert cluster.max_ended_rooms == 100_000
+    assert cluster.room_claim_wait == 5.0
 
 
 def test_node_id_defaults_to_host_name_and_process_id():
@@ -52,6 +53,7 @@ def test_overrides_are_checked_against_the_rule_too():
         ('node_id = "a/b"', "cluster.node_id"),
         ('key_prefix = ""', "cluster.key_prefix"),
         ("max_ended_rooms = -1", "cluster.max_ended_rooms"),
+        ("room_claim_wait = 0", "cluster.room_claim_wait"),
     ],
 )
 def test_bad_values_name_the_setting(table, key):

@@ -166,6 +166,43 @@ def test_with_redis_down_no_nick_is_granted_and_chat_goes_on(cluster, own_redis)
     dave.expect(r"PRIVMSG #x :still here")
 
 
+@pytest_twisted.ensureDeferred
+async def test_with_redis_down_no_room_is_made_on_any_protocol_and_rooms_go_on(cluster, own_redis):
+    """A new room's name is claimed in Redis before the room is made (docs/cluster.md, "Room
+    names"): without Redis each protocol is refused in its own terms, and joining a room
+    that exists needs no claim."""
+    from tests.browser_helpers import close_clients, connect
+
+    a_line, a_irc = await threads.deferToThread(cluster, "a", own_redis.url)
+    alice = await threads.deferToThread(irc_user, cluster, a_irc, "alice")
+    dave = await threads.deferToThread(irc_user, cluster, a_irc, "dave", "", False)
+    tom = await threads.deferToThread(telnet_user, cluster, a_line, "tom")
+    wendy = await connect(cluster.http["a"], protocols=["chathub.v1"])
+    try:
+        await wendy.expect({"type": "hello"})
+        wendy.send_json({"type": "login", "nick": "wendy"})
+        await wendy.expect({"type": "welcome"})
+        own_redis.kill()
+
+        def refused() -> None:
+            alice.send("JOIN #new\r\n")
+            alice.expect(r" 437 alice #new :Rooms cannot be made right now")
+            tom.send("/join #new2\r\n")
+            tom.expect(r"^! #new2: Rooms cannot be made right now; try again")
+            dave.send(f"JOIN {ROOM}\r\n")  # exists: no claim
+            dave.expect(rf" 366 dave {ROOM} ")
+            alice.expect(rf"^:dave!\S+ JOIN :?{ROOM}")
+
+        await threads.deferToThread(refused)
+        wendy.send_json({"type": "join", "room": "#new3", "ref": 1})
+        error = await wendy.expect(lambda m: m.get("type") == "error")
+        assert (error["code"], error.get("ref")) == ("room_unavailable", 1), error
+        wendy.send_json({"type": "join", "room": ROOM, "ref": 2})
+        await wendy.expect(lambda m: m.get("type") == "ok" and m.get("ref") == 2)
+    finally:
+        await close_clients()
+
+
 # -- room state across nodes -------------------------------------------------------------------
 
 

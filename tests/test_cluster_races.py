@@ -215,3 +215,39 @@ def test_invite_only_against_a_concurrent_join_has_one_outcome_everywhere(cluste
         mode = next(i for i, line in enumerate(seen) if " MODE #x +i" in line)
         join = next(i for i, line in enumerate(seen) if line.startswith(":bob!") and " JOIN " in line)
         assert join < mode, seen[-10:]
+
+
+def test_a_new_room_joined_at_once_on_three_nodes_is_made_once(cluster):
+    """Nine users over three nodes send JOIN of one new name at the same moment: one node
+    claims the name in Redis and makes the room, the others' joins wait for it and join
+    it (docs/cluster.md, "Room names"). One operator, the same members everywhere, and
+    every JOIN in the room's history (without the claim: an operator per node, and each
+    node's later incarnation of the history hid the other nodes' first JOINs)."""
+    ports = [cluster(name)[1] for name in ("a", "b", "c")]
+    nicks = [f"u{i}" for i in range(9)]
+    caps = "batch draft/chathistory draft/event-playback message-tags server-time"
+    users = [irc_user(cluster, ports[i % 3], nick, caps=caps, join=False) for i, nick in enumerate(nicks)]
+    for user in users:  # every JOIN sent before any answer is read
+        user.send("JOIN #fresh\r\n")
+    for user, nick in zip(users, nicks):
+        user.expect(rf" 366 {nick} #fresh ")
+    users[0].send("PRIVMSG #fresh :marker\r\n")  # past it, every node applied every join
+    for user in users[1:]:
+        user.expect(r"PRIVMSG #fresh :marker")
+    listed = []
+    for user, nick in zip(users[:3], nicks[:3]):  # one user of each node
+        user.send("NAMES #fresh\r\n")
+        line = user.expect(rf" 353 {nick} . #fresh ")
+        user.expect(rf" 366 {nick} ")
+        listed.append(sorted(line.split(" #fresh ", 1)[1].lstrip(":").split()))
+    assert listed[0] == listed[1] == listed[2], listed  # one room, the same on every node
+    operators = [name for name in listed[0] if name.startswith("@")]
+    assert len(operators) == 1 and sorted(name.lstrip("@") for name in listed[0]) == sorted(nicks), listed[0]
+    for user, nick in zip(users[:3], nicks[:3]):  # each node's history holds all nine JOINs
+        user.send("CHATHISTORY LATEST #fresh * 50\r\n")
+        joined = []
+        while " BATCH -" not in (line := user.readline()):
+            if "batch=" in line.split(" ", 1)[0] and " JOIN " in line:
+                joined.append(line.split(" ", 2)[1][1:].split("!")[0])
+        assert sorted(joined) == sorted(nicks), (nick, joined)
+        assert joined[0] == operators[0].lstrip("@")  # the maker's JOIN first

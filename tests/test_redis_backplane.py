@@ -430,3 +430,76 @@ def test_make_backplane_builds_redis_in_cluster_mode():
     assert isinstance(backplane, RedisBackplane)
     assert (backplane.node_id, backplane.lease, str(backplane.address)) == ("n7", 8.0, "redis://10.0.0.5:6380/2")
     assert backplane.address.password == "pw"
+
+
+# -- room names (chathub.hub.roomclaims) -------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_fifty_concurrent_claims_of_one_room_name_from_three_nodes_grant_exactly_one(cluster):
+    nodes = [await cluster(name) for name in ("n1", "n2", "n3")]
+    tokens = [f"{nodes[i % 3].node_id}/x/{i}" for i in range(50)]
+    from twisted.internet.defer import gatherResults
+
+    # every claim is sent before any reply is read
+    results = await gatherResults([nodes[i % 3].claim_room("#new", tokens[i]) for i in range(50)])
+    winner = tokens[results.index(None)]
+    assert results.count(None) == 1
+    assert [r for r in results if r is not None] == [winner] * 49  # each refusal names the holder
+    assert await nodes[1].claim_room("#new", tokens[1]) == winner
+    assert await nodes[0].claim_room("#other", tokens[0]) is None  # another name is free
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_claim_is_released_only_by_its_token_and_taken_over_only_from_the_one_named(
+    cluster, redis_server
+):
+    a, b = await cluster("a"), await cluster("b")
+    key = f"{cluster.prefix}:room:#x"
+    assert await a.claim_room("#x", "a/1") is None
+    assert await a.claim_room("#x", "a/1") is None  # already this making's
+    assert await b.claim_room("#x", "b/1") == "a/1"
+    assert await b.claim_room("#x", "b/1", replacing="a/9") == "a/1"  # not the holder named
+    await b.release_room("#x", "b/1")  # not its claim: nothing happens
+    assert redis_server.command("GET", key) == f"a/1 {a._token}".encode()  # the maker's lease with it
+    assert await b.claim_room("#x", "b/1", replacing="a/1") is None  # a claim whose room never came
+    assert redis_server.command("GET", key) == f"b/1 {b._token}".encode()
+    await a.release_room("#x", "a/1")  # the old making's release does not free the new one's
+    assert redis_server.command("GET", key).startswith(b"b/1 ")
+    await b.release_room("#x", "b/1")
+    assert redis_server.command("EXISTS", key) == b"0"
+    assert await a.claim_room("#x", "a/2") is None
+    with pytest.raises(ValueError):
+        a.claim_room("#y", "b/2")  # a node claims only for its own makings
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_claim_whose_makers_process_is_gone_is_taken_over_at_once(cluster, redis_server):
+    """A node stopped (or crashed and restarted under its id, with a new lease token): the
+    rooms only it held ended with it, and their claims stay in Redis; the next making of
+    such a name does not wait for a room that cannot come."""
+    a, b = await cluster("a"), await cluster("b")
+    assert await a.claim_room("#x", "a/1") is None
+    assert await a.claim_room("#y", "a/2") is None
+    await a.stop()  # its lease goes
+    assert await b.claim_room("#x", "b/1") is None
+    again = await cluster("a")  # the same node id, a new process
+    assert await b.claim_room("#y", "b/2") is None
+    assert await again.claim_room("#x", "a/3") == "b/1"  # b's process holds its lease
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_claims_fail_closed_without_redis_and_releases_wait_for_it(own_redis, cluster):
+    a = await cluster("a", server=own_redis)
+    key = f"{cluster.prefix}:room:#x"
+    assert await a.claim_room("#x", "a/1") is None
+    # the command connection drops (Redis keeps its data): a claim cannot be decided, and a
+    # release made meanwhile is applied once the connection is back
+    own_redis.command("CLIENT", "KILL", "TYPE", "normal")
+    await until(lambda: a._commands is None, TIMEOUT)
+    await _fails_unavailable(a.claim_room("#y", "a/2"), "not connected")
+    assert await a.release_room("#x", "a/1") is None
+    assert own_redis.command("GET", key).startswith(b"a/1 ")
+    await until(lambda: a._commands is not None and not a._room_releases and not a.settling, TIMEOUT)
+    assert own_redis.command("EXISTS", key) == b"0"
+    assert await a.claim_room("#y", "a/3") is None

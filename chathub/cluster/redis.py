@@ -69,6 +69,11 @@ def decode_message(body: bytes) -> Message:
     return cast(Message, message)
 
 
+def _text(value: Any) -> str:
+    """A Redis reply's string (bytes when the connection does not decode)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 class _Tracked:
     """Mixed into txredisapi's factories: prepares each new connection (AUTH, SELECT) and
     tells the backplane when one becomes usable and when it is lost.
@@ -177,6 +182,8 @@ class RedisBackplane:
         self._watch_from = 0.0  # no node is marked lost before (grace after (re)connecting)
         self._claims: dict[str, str] = {}  # folded nick -> owner, as granted to this node
         self._releases: set[tuple[str, str]] = set()  # (nick, owner) to release once connected
+        #: (folded room name, claim token) to release once connected (the rooms ended)
+        self._room_releases: set[tuple[str, str]] = set()
         self._known: dict[str, str] = {}  # node id -> the epoch it was last seen a member in
         self._reported: set[str] = set()  # nodes already passed to on_node_lost
 
@@ -590,6 +597,46 @@ class RedisBackplane:
 
         return d.addCallbacks(lambda _: None, unsure)
 
+    def claim_room(self, folded: str, token: str, replacing: Optional[str] = None) -> Deferred:
+        """Claim room name ``folded`` for the making ``token``: None when granted, else the
+        holder's token; ``BackplaneUnavailable`` when it cannot be decided (no connection,
+        no lease). A claim whose reply was lost is released once connected: if it was
+        granted, no room was made with it."""
+        if not token.startswith(self.node_id + "/"):
+            raise ValueError(f"claim {token!r} is not one of node {self.node_id!r}")
+        if self._commands is None:
+            return fail(BackplaneUnavailable(f"not connected to Redis at {self.address}"))
+        if not self._lease_held:
+            return fail(BackplaneUnavailable("this node does not hold its lease (it is rejoining the cluster)"))
+        d = self._eval(scripts.ROOM_CLAIM, self._token, folded, token, replacing or "")
+
+        def done(result: list) -> Optional[str]:
+            if result[0] == -1:
+                self._beat()  # find out at once whether this node was declared dead
+                raise BackplaneUnavailable("this node's lease is not in Redis")
+            return None if result[0] == 1 else _text(result[1])
+
+        def unsure(failure: Failure) -> Failure:
+            failure.trap(BackplaneUnavailable)
+            self._room_releases.add((folded, token))
+            return failure
+
+        return d.addCallbacks(done, unsure)
+
+    def release_room(self, folded: str, token: str) -> Deferred:
+        """Release room name ``folded`` if ``token`` still holds it; while disconnected,
+        once reconnected."""
+        if self._commands is None:
+            self._room_releases.add((folded, token))
+            return succeed(None)
+        d = self._eval(scripts.ROOM_RELEASE, folded, token)
+
+        def unsure(failure: Failure) -> None:
+            failure.trap(BackplaneUnavailable)
+            self._room_releases.add((folded, token))
+
+        return d.addCallbacks(lambda _: None, unsure)
+
     def nick_owner(self, folded: str) -> Deferred:
         """The owner holding ``folded``, or None."""
         return self._command(lambda conn: conn.get(self._prefix + "nick:" + folded))
@@ -615,13 +662,18 @@ class RedisBackplane:
         return d.addCallback(lambda won: won == 1)
 
     async def _settle_claims(self) -> None:
-        """After a reconnect: apply releases made while down, then claim again every nick
+        """After a reconnect: apply releases made while down (nicks and room names), then claim again every nick
         this node holds (a no-op when Redis kept its data), reporting those taken."""
         releases = sorted(self._releases)
         for i in range(0, len(releases), BATCH):
             batch = releases[i : i + BATCH]
             await self._eval(scripts.RELEASE, *[part for pair in batch for part in pair])
             self._releases.difference_update(batch)
+        rooms = sorted(self._room_releases)
+        for i in range(0, len(rooms), BATCH):
+            batch = rooms[i : i + BATCH]
+            await self._eval(scripts.ROOM_RELEASE, *[part for pair in batch for part in pair])
+            self._room_releases.difference_update(batch)
         held = sorted(self._claims.items())
         for i in range(0, len(held), BATCH):
             batch = held[i : i + BATCH]

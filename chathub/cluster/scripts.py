@@ -5,7 +5,9 @@ Keys, all under the cluster's key prefix ``P`` (default ``ch:``), described in
 docs/cluster.md: ``P epoch``, ``P nodes`` (set of node ids), ``P node:{id}`` (a node's lease,
 holding the random token of the process that holds it), ``P lost:{id}`` (the node was
 declared dead), ``P reap:{id}`` (who reaped it), ``P nodenicks:{id}`` (set of the node's
-nicks), ``P nick:{folded}`` (the owner "node_id/session").
+nicks), ``P nick:{folded}`` (the owner "node_id/session"), ``P room:{folded}`` (the token
+of the making of the live room of that name and its maker's lease token:
+``chathub.hub.roomclaims``).
 
 Every script gets the key prefix as ARGV[1] and this node's id as ARGV[2] and builds key
 names from them, so it works on one Redis server (or a primary with replicas), not on
@@ -120,6 +122,44 @@ if not holds_lease(ARGV[3]) then return -1 end
 local granted = take(ARGV[5], ARGV[6])
 if granted > 0 and ARGV[4] ~= ARGV[5] then release(ARGV[4], ARGV[6]) end
 return granted
+"""
+
+#: ARGV[3] token, [4] folded room name, [5] the claiming making's token, [6] a token it may
+#: take over ('' none: a making whose room never came). The name's key holds the making's
+#: token and the lease token of the process that made it: a claim whose maker's process
+#: holds no lease any more (it died, or the node restarted: its rooms ended with it unless
+#: other nodes hold them, and then no node claims the name) is taken over at once.
+#: Returns {1} granted, {0, holder's making token} held by another making, {-1} this node
+#: does not hold its lease. Room claims are not the node's (the room outlives its maker's
+#: node): a node's death frees none of them.
+ROOM_CLAIM = PRELUDE + """
+if not holds_lease(ARGV[3]) then return {-1} end
+local key = P .. 'room:' .. ARGV[4]
+local held = redis.call('GET', key)
+if held then
+  local making, lease = string.match(held, '^(%S+) (%S+)$')
+  if making and making ~= ARGV[5] and making ~= ARGV[6] then
+    local node = string.match(making, '^([^/]*)/')
+    if node and redis.call('GET', lease_key(node)) == lease then return {0, making} end
+  end
+end
+redis.call('SET', key, ARGV[5] .. ' ' .. ARGV[3])
+return {1}
+"""
+
+#: ARGV[3..] pairs of folded room name and making token. Releases each name that making
+#: still holds; returns how many were.
+ROOM_RELEASE = PRELUDE + """
+local released = 0
+for i = 3, #ARGV, 2 do
+  local key = P .. 'room:' .. ARGV[i]
+  local held = redis.call('GET', key)
+  if held and string.match(held, '^(%S+)') == ARGV[i + 1] then
+    redis.call('DEL', key)
+    released = released + 1
+  end
+end
+return released
 """
 
 #: ARGV[3..] pairs of nick and owner. Releases each nick its owner still holds; returns

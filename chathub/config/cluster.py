@@ -79,6 +79,9 @@ class ClusterConfig:
     #: idle ended rooms whose place in the order a node keeps in brief (an integer each)
     #: instead of tracking them; past this many the oldest are forgotten
     max_ended_rooms: int = 100_000
+    #: seconds a join of a room another node claimed the name of waits for that room to
+    #: reach this node before taking the claim over (its room never came)
+    room_claim_wait: float = 5.0
 
     def validate(self, prefix: str) -> None:
         prefix = prefix or "cluster"
@@ -100,6 +103,7 @@ class ClusterConfig:
             resync_interval=self.resync_interval,
             gap_wait=self.gap_wait,
             connect_timeout=self.connect_timeout,
+            room_claim_wait=self.room_claim_wait,
         )
         require_at_least(prefix, 0, max_ended_rooms=self.max_ended_rooms)
         # a renewal must arrive before the lease runs out, with room for one late one

@@ -42,6 +42,9 @@ NickOnOtherServer = _error(
     "Nickname is in use by a session of your account on another server of this network; "
     "several sessions of one account must connect to the same server",
 )
+# a cluster makes a room only after claiming its name in Redis (chathub.hub.roomclaims):
+# without Redis, or when the claim keeps being refused, no room is made
+RoomUnavailable = _error("room_unavailable", "Rooms cannot be made right now; try again shortly")
 NickRegistered = _error("nick_registered", "Nickname is registered; log in with its password")
 BadRoomName = _error("bad_room_name", "Invalid room name")
 NotOnRoom = _error("not_on_room", "You're not on that room")

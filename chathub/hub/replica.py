@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
+from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import BanEntry, Member, Room
 from chathub.hub.users import User
@@ -80,6 +81,11 @@ class RemoteRooms:
         if room is None and create:
             room = Room(event.target)  # made at the node where it was joined: within its limits
             self.hub.rooms[folded] = room
+            claims = self.hub.room_claims
+            if claims is not None:
+                claim = (event.data or {}).get(ROOM_CLAIM)
+                room.claim = claim if isinstance(claim, str) else None  # released when it ends
+                claims.made(room)  # joins here waiting for it go on
         return room
 
     def _join(self, event: Event) -> None:
@@ -188,7 +194,7 @@ class RemoteRooms:
                 "key": room.key, "limit": room.limit,
                 "lists": [[[b.mask, b.setter, b.time] for b in bans] for bans in (room.bans, room.excepts, room.invex)],
                 "persistent": room.persistent, "founder": room.founder, "operators": sorted(room.operators),
-                "members": members,
+                "members": members, "claim": room.claim,
             })
         return rooms
 
@@ -200,10 +206,11 @@ class RemoteRooms:
         (ValueError, TypeError, KeyError) and changes nothing."""
         read = [_read_room(data, node_id) for data in rooms]
         positions = []
-        for name, created, state, members, seq in read:
+        for name, created, state, members, seq, claim in read:
             room = self.hub.rooms.get(fold(name))
             if room is None:
                 room = self.hub.rooms[fold(name)] = Room(name, created=created)
+            room.claim = claim  # released by this node too when the room ends
             for member in list(room.members.values()):
                 room.remove(member.user.folded or "")
                 member.user.remove_room(room.folded)
@@ -250,9 +257,12 @@ _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {
 }
 
 
-def _read_room(data: Any, node_id: str) -> tuple[str, float, tuple[Any, ...], list[tuple[RemoteUser, str]], Any]:
+def _read_room(
+    data: Any, node_id: str
+) -> tuple[str, float, tuple[Any, ...], list[tuple[RemoteUser, str]], Any, Optional[str]]:
     """One room of another node's ``snapshot``, read (and checked) without taking it: its
-    name, creation time, state, members (but this node's own earlier ones) and position."""
+    name, creation time, state, members (but this node's own earlier ones), position and
+    the claim of its name (None: not known there)."""
     name = str(data["name"])
     topic = (str(data["topic"][0]), str(data["topic"][1]), float(data["topic"][2]))
     lists = [[BanEntry(str(m), str(s), float(t)) for m, s, t in entries] for entries in data["lists"]]
@@ -269,4 +279,5 @@ def _read_room(data: Any, node_id: str) -> tuple[str, float, tuple[Any, ...], li
         if node != node_id  # a user of an earlier process of this node: not here any more
     ]
     seq = None if data["seq"] is None else int(data["seq"])
-    return name, float(data["created"]), state, members, seq
+    claim = data.get("claim")
+    return name, float(data["created"]), state, members, seq, claim if isinstance(claim, str) else None

@@ -86,6 +86,7 @@ class Room:
         "founder",
         "operators",
         "creator",
+        "claim",
         "_recipients",
     )
 
@@ -115,6 +116,9 @@ class Room:
         #: the connection (``User.session``) of the guest who made an guest room: it
         #: becomes the founder if that guest logs in to an account while still its operator
         self.creator: Optional[str] = None
+        #: in a cluster: the token of the claim of its name taken by the node that made it
+        #: (``chathub.hub.roomclaims``), released when it ends; None when unknown here
+        self.claim: Optional[str] = None
         self._recipients: Optional[tuple["User", ...]] = None
 
     def __contains__(self, user: "User") -> bool:

@@ -55,6 +55,7 @@ from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import Positions, RemoteRooms
+from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
@@ -247,6 +248,8 @@ class ChatHub(service.Service):
         #: the other nodes; None on a lone node
         self.cluster: Optional[IBackplane] = None
         self.remote: Optional[RemoteDirectory] = None
+        #: in a cluster: the claims of new rooms' names (one node makes a room)
+        self.room_claims: Optional[RoomClaims] = None
         #: other nodes' users in this node's rooms, kept by their room events
         self.replica = RemoteRooms(self, self._deliver_now)
         #: in a cluster: where each room's conversation stands here (the relay), and the
@@ -284,9 +287,15 @@ class ChatHub(service.Service):
         With ``positions`` (the cluster relay, not started yet) this node asks the others
         for the state of the rooms in use: the Deferred fires once the first answer is
         applied and the relay told where each room's state stands, at once when no other
-        node holds a lease, or after ``wait`` seconds on ``clock`` without an answer."""
+        node holds a lease, or after ``wait`` seconds on ``clock`` without an answer.
+
+        With ``clock``, a new room's name is claimed across the cluster before the room is
+        made (``claim_and_join``: ``chathub.hub.roomclaims``)."""
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
+        if clock is not None:
+            self.room_claims = RoomClaims(backplane, self.rooms, clock, self.config.cluster.room_claim_wait)
+            self.when_room_ends(self.room_claims.ended)
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -793,14 +802,52 @@ class ChatHub(service.Service):
             raise errors.NotOnRoom(room.name)
         return room, member
 
-    def join(
+    def claims_room(self, name: str) -> bool:
+        """Whether a join of room ``name`` waits for a claim of its name (a cluster node
+        without a room of that name: ``claim_and_join``); False where ``join`` answers now."""
+        return (self.room_claims is not None and fold(name) not in self.rooms
+                and valid_room_name(name, self.config.limits.room_name_length))
+
+    def claim_and_join(
         self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None
+    ) -> Deferred[Optional[Room]]:
+        """``join``, after claiming the name across the cluster when the room is new here
+        (``chathub.hub.roomclaims``): the node granted the claim makes the room, a node
+        refused joins the room made once it arrives. Fails with the ``HubError`` to answer
+        (``RoomUnavailable`` when the claim cannot be decided). Where nothing needs claiming
+        it runs now (the Deferred has fired)."""
+        claims = self.room_claims
+        if claims is None or not self.claims_room(name):
+            return defer.maybeDeferred(self.join, user, name, key, receipt)
+        try:
+            self._check_present(user)  # local refusals need no round trip
+            if len(user.rooms) >= self.config.limits.max_rooms_per_user:
+                raise errors.TooManyRooms(name)
+        except errors.HubError:
+            return defer.fail()
+        folded = fold(name)
+
+        def claimed(token: Optional[str]) -> Optional[Room]:
+            try:
+                return self.join(user, name, key, receipt, claim=token)
+            except Exception:
+                if token is not None and (folded not in self.rooms or self.rooms[folded].claim != token):
+                    claims.release(folded, token)  # no room was made with it
+                raise
+
+        return claims.claim(folded, name).addCallback(claimed)
+
+    def join(
+        self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None,
+        claim: Optional[str] = None,
     ) -> Optional[Room]:
         """Put ``user`` in room ``name``, creating it (with ``user`` as operator) if new.
 
         Returns the room, or None when the user was already in it. In a cluster the join
         may still be found void at its number (``admit``: a ``+i`` another node set at the
         same moment): ``receipt`` records that, or the user gets a notice, and is out again.
+        A new room of a cluster is made with the token of its name's ``claim``
+        (``claim_and_join``); a claim given for a room here already is released.
         """
         self._check_present(user)
         limits = self.config.limits
@@ -814,10 +861,16 @@ class ChatHub(service.Service):
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         exempt = invited = False
+        made_with: Optional[str] = None
         if room is None:
             room = self._lifetimes.create(user, name)
             member = Member(user, "o")
+            if self.room_claims is not None:
+                room.claim = made_with = claim
+                self.room_claims.made(room)  # other joins of it here waited for its claim
         else:
+            if claim is not None and self.room_claims is not None:
+                self.room_claims.release(folded, claim)  # made meanwhile: not with this claim
             invited = user.folded in room.invited
             if room.key is not None and key != room.key:
                 raise errors.BadKey(room.name)
@@ -840,6 +893,8 @@ class ChatHub(service.Service):
         if self._positions is not None:
             # what this node had applied of the room when it checked the join (``admit``)
             data[JOIN_SEEN] = self._positions.position(room.folded) or 0
+            if made_with is not None:
+                data[ROOM_CLAIM] = made_with  # it makes the room: every node learns its claim
             if exempt:
                 data[JOIN_EXEMPT] = True
             if invited:
@@ -988,8 +1043,14 @@ class ChatHub(service.Service):
         member's rooms, invites) and tell whoever asked (``when_room_renamed``)."""
         old_folded = room.folded
         del self.rooms[old_folded]
+        if room.claim is not None and self.room_claims is not None and fold(new) != old_folded:
+            # the old name is free to make a room of; the new one is not claimed (docs/cluster.md)
+            self.room_claims.release(old_folded, room.claim)
+            room.claim = None
         room.name, room.folded = new, fold(new)
         self.rooms[room.folded] = room
+        if self.room_claims is not None:
+            self.room_claims.made(room)
         for member in room.members.values():
             member.user.remove_room(old_folded)
             member.user.add_room(room)

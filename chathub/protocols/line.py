@@ -592,7 +592,18 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def _join(self, name: str, key: Optional[str]) -> None:
         name = name if is_room_name(name) else "#" + name
-        room = self.hub.join(self.user, name, key)
+        if self.hub.claims_room(name):
+            # a room new to this cluster node: once its name is claimed (later lines wait)
+            d = self.hub.claim_and_join(self.user, name, key)
+            d.addCallbacks(self._entered, self._refused, callbackArgs=(name,))
+            assert self.gate is not None  # from connectionMade
+            self.gate.pause_until(d)
+            return
+        self._entered(self.hub.join(self.user, name, key), name)
+
+    def _entered(self, room, name: str) -> None:
+        if self.closing:
+            return
         if room is None:
             self.current_room = self.hub.find_room(name).name
             self.say(f"* you are already in {self.current_room}; it is now your current room")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from twisted.internet import defer
+
 from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
@@ -41,16 +43,25 @@ def own_event(session, kind: str, target: str, text: str = "", data=None):
 
 
 @command("JOIN", min_params=1)
-def join(session, msg: Message, rb) -> None:
+def join(session, msg: Message, rb) -> Optional[defer.Deferred]:
     """JOIN <#chan>[,<#chan>...] [<key>[,<key>...]], or JOIN 0 to leave every channel."""
     hub, user = session.hub, session.user
     if msg.params[0] == "0":
         for room in list(user.rooms.values()):
             event = hub.part(user, room.name, "")
             rb.add(session.render_own(event))
-        return
+        return None
     keys = msg.params[1].split(",") if len(msg.params) > 1 else []
-    for i, name in enumerate(msg.params[0].split(",")):
+    return _join_from(session, rb, msg.params[0].split(","), keys, 0)
+
+
+def _join_from(session, rb, names: list[str], keys: list[str], start: int) -> Optional[defer.Deferred]:
+    """JOIN's rooms from ``names[start]`` on, in order. A room new to a cluster node waits
+    for the claim of its name (``ChatHub.claim_and_join``): the rest follow once it is
+    answered, and the returned Deferred holds the client's later lines meanwhile."""
+    hub, user = session.hub, session.user
+    for i in range(start, len(names)):
+        name = names[i]
         if not name:
             continue
         key = keys[i] if i < len(keys) and keys[i] else None
@@ -60,19 +71,29 @@ def join(session, msg: Message, rb) -> None:
         # in a cluster the join may be found void at its number (a +i set on another node
         # at the same moment): the answer waits for that, and is the refusal instead
         receipt = Receipt() if hub.cluster is not None else None
+        if hub.claims_room(name):
+            d = hub.claim_and_join(user, name, key, receipt=receipt)
+            d.addCallbacks(_answer_join, session._command_failed, callbackArgs=(session, rb, receipt),
+                           errbackArgs=("JOIN", rb))
+            return d.addCallback(lambda _, i=i: _join_from(session, rb, names, keys, i + 1))
         try:
             room = hub.join(user, name, key, receipt=receipt)
         except errors.HubError as e:
             session.hub_error(rb, e)
             continue
-        if room is None:
-            continue  # already there: nothing to say
-        start = len(rb.messages)
-        show_joined(session, room, rb, receipt)
-        if receipt is not None:
-            answer = rb.messages[start:]
-            del rb.messages[start:]
-            rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
+        _answer_join(room, session, rb, receipt)
+    return None
+
+
+def _answer_join(room, session, rb, receipt: Optional[Receipt]) -> None:
+    if room is None:
+        return  # already there: nothing to say
+    start = len(rb.messages)
+    show_joined(session, room, rb, receipt)
+    if receipt is not None:
+        answer = rb.messages[start:]
+        del rb.messages[start:]
+        rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
 
 
 def show_joined(session, room, rb, receipt: Optional[Receipt] = None) -> None:

@@ -140,6 +140,7 @@ HUB_ERRORS = {
     "erroneous_nick": ERR_ERRONEUSNICKNAME,
     "nick_registered": ERR_NICKNAMEINUSE,
     "nick_unavailable": ERR_UNAVAILRESOURCE,
+    "room_unavailable": ERR_UNAVAILRESOURCE,
     "bad_room_name": ERR_NOSUCHCHANNEL,
     "not_on_room": ERR_NOTONCHANNEL,
     "user_not_in_room": ERR_USERNOTINCHANNEL,

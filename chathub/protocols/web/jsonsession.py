@@ -708,11 +708,21 @@ class JsonSession(EncodingParticipant):
 
     # -- rooms -------------------------------------------------------------------------
 
-    def do_join(self, msg: dict) -> None:
+    def do_join(self, msg: dict) -> Optional[Deferred]:
         name = msg["room"]
         # in a cluster the join may be found void at its number: answered once that is known
         receipt = Receipt() if self.hub.cluster is not None else None
-        room = self.hub.join(self.user, name, msg.get("key"), receipt=receipt)
+        if self.hub.claims_room(name):
+            # a room new to this cluster node: once its name is claimed (later requests wait)
+            d = self.hub.claim_and_join(self.user, name, msg.get("key"), receipt=receipt)
+            d.addCallbacks(self._joined, self._refused, callbackArgs=(msg, receipt), errbackArgs=(msg,))
+            self.gate.pause_until(d)
+            return d
+        self._joined(self.hub.join(self.user, name, msg.get("key"), receipt=receipt), msg, receipt)
+        return None
+
+    def _joined(self, room: Optional[Room], msg: dict, receipt: Optional[Receipt]) -> None:
+        name = msg["room"]
         if room is None:
             room = self.hub.find_room(name)
         user = self.user
