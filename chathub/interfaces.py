@@ -190,10 +190,11 @@ class IBackplane(Interface):
         """Claim the casefolded room name ``folded`` for the room this node is making,
         ``token`` naming that making (``chathub.hub.roomclaims``).
 
-        Fires None when granted (the name was free, held by ``token`` already, or held by
-        ``replacing``: a claim whose room never came, taken over) and with the holder's
-        token when another making holds it; fails with ``BackplaneUnavailable`` when the
-        claim cannot be decided now (fail closed: no room is made).
+        Fires None when granted (the name was free, held by ``token`` already, held by
+        ``replacing``: a claim whose room never came, taken over, or held by a making whose
+        process is gone) and with the holder's token when another making holds it; fails
+        with ``BackplaneUnavailable`` when the claim cannot be decided now (fail closed: no
+        room is made), ``ValueError`` when ``token`` is not this node's.
         """
 
     def release_room(folded: str, token: str) -> Deferred[None]:

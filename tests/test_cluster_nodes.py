@@ -168,8 +168,8 @@ def test_with_redis_down_no_nick_is_granted_and_chat_goes_on(cluster, own_redis)
 
 @pytest_twisted.ensureDeferred
 async def test_with_redis_down_no_room_is_made_on_any_protocol_and_rooms_go_on(cluster, own_redis):
-    """A new room's name is claimed in Redis before the room is made (docs/cluster.md, "Room
-    names"): without Redis each protocol is refused in its own terms, and joining a room
+    """A new room's name is claimed in Redis before the room is made (docs/cluster.md, "One room
+    namespace"): without Redis each protocol is refused in its own terms, and joining a room
     that exists needs no claim."""
     from tests.browser_helpers import close_clients, connect
 

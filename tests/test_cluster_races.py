@@ -220,7 +220,7 @@ def test_invite_only_against_a_concurrent_join_has_one_outcome_everywhere(cluste
 def test_a_new_room_joined_at_once_on_three_nodes_is_made_once(cluster):
     """Nine users over three nodes send JOIN of one new name at the same moment: one node
     claims the name in Redis and makes the room, the others' joins wait for it and join
-    it (docs/cluster.md, "Room names"). One operator, the same members everywhere, and
+    it (docs/cluster.md, "One room namespace"). One operator, the same members everywhere, and
     every JOIN in the room's history (without the claim: an operator per node, and each
     node's later incarnation of the history hid the other nodes' first JOINs)."""
     ports = [cluster(name)[1] for name in ("a", "b", "c")]

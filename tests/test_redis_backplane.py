@@ -470,7 +470,7 @@ async def test_a_room_claim_is_released_only_by_its_token_and_taken_over_only_fr
     assert redis_server.command("EXISTS", key) == b"0"
     assert await a.claim_room("#x", "a/2") is None
     with pytest.raises(ValueError):
-        a.claim_room("#y", "b/2")  # a node claims only for its own makings
+        await a.claim_room("#y", "b/2")  # a node claims only for its own makings
 
 
 @pytest_twisted.ensureDeferred
@@ -486,6 +486,21 @@ async def test_a_room_claim_whose_makers_process_is_gone_is_taken_over_at_once(c
     again = await cluster("a")  # the same node id, a new process
     assert await b.claim_room("#y", "b/2") is None
     assert await again.claim_room("#x", "a/3") == "b/1"  # b's process holds its lease
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_claim_whose_makers_lease_lapsed_is_kept_until_the_node_is_dead(cluster, redis_server):
+    """A lease that ran out while its node was cut off may be taken again by the same
+    process (nobody declared the node dead): its rooms live, so its claims hold."""
+    a = await cluster("a", **FAST)
+    b = await cluster("b")  # watches with the default timings: a is not declared lost meanwhile
+    assert await a.claim_room("#x", "a/1") is None
+    a.heartbeat_loop.stop()
+    lease = f"{cluster.prefix}:node:a"
+    await until(lambda: redis_server.command("EXISTS", lease) == b"0", TIMEOUT)
+    assert await b.claim_room("#x", "b/1") == "a/1"
+    redis_server.command("SET", f"{cluster.prefix}:lost:a", "b")  # a watchdog declares it dead
+    assert await b.claim_room("#x", "b/1") is None
 
 
 @pytest_twisted.ensureDeferred

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.defer import fail, succeed
 
 from chathub.config import Config
@@ -42,17 +42,23 @@ class ClaimingBackplane(LinkedBackplane):
         super().__init__(node_id)
         self.claims = claims
         self.down = False
+        self.late = False  # answers in a later reactor turn, as Redis does
+        self.released: list[str] = []  # the tokens this node released
 
     def claim_room(self, folded: str, token: str, replacing: Optional[str] = None):
         if self.down:
             return fail(BackplaneUnavailable("not connected to Redis"))
         holder = self.claims.get(folded)
         if holder is not None and holder not in (token, replacing):
-            return succeed(holder)
-        self.claims[folded] = token
-        return succeed(None)
+            answer = holder
+        else:
+            self.claims[folded], answer = token, None
+        if self.late:  # decided now (Redis runs the script at once), told later
+            return task.deferLater(reactor, 0.01, lambda: answer)
+        return succeed(answer)
 
     def release_room(self, folded: str, token: str):
+        self.released.append(token)
         if self.claims.get(folded) == token:
             del self.claims[folded]
         return succeed(None)
@@ -60,15 +66,18 @@ class ClaimingBackplane(LinkedBackplane):
 
 @pytest_twisted.async_yield_fixture
 async def nodes(store_factory):
-    """Nodes a and b sharing one table of claims; a's messages reach b through a gate."""
+    """Nodes a and b sharing one table of claims; a's messages reach b through a gate,
+    b's reach a through ``gate.back``."""
     claims: dict[str, str] = {}
     pa, pb = ClaimingBackplane("a", claims), ClaimingBackplane("b", claims)
     gate = Gate(pb)
     pa.link(gate)
-    pb.link(pa)
     config = Config(cluster=ClusterConfig(room_claim_wait=WAIT))
+    gate_ba = Gate(pa)  # b's messages reach a through a gate too
+    pb.link(gate_ba)
     a, relay_a = await cluster_node(store_factory, pa, config)
     b, relay_b = await cluster_node(store_factory, pb, config)
+    gate.back = gate_ba
     yield a, b, gate, claims
     relay_a.stop()
     relay_b.stop()
@@ -137,6 +146,9 @@ async def test_a_room_that_ends_frees_its_name_on_every_node(nodes):
     b.hub.part(bob, "#gone")
     await until(lambda: "#gone" not in a.hub.rooms and "#gone" not in b.hub.rooms)
     assert claims == {}
+    # each node released it (whichever came first freed the name): one that was gone, or
+    # never heard of the claim, does not leave the name held
+    await until(lambda: a.hub.cluster.released == [token] and b.hub.cluster.released == [token])
     # made again, on the other node: a new claim, and bob its operator
     again = await b.hub.claim_and_join(bob, "#gone")
     assert claims["#gone"] == again.claim != token and members(b, "#gone") == {"bob": "o"}
@@ -182,3 +194,95 @@ async def test_a_join_refused_after_its_claim_gives_the_claim_back(nodes):
     with pytest.raises(errors.RoomLimitReached):
         await a.hub.claim_and_join(alice, "#two")
     assert list(claims) == ["#one"] and "#two" not in a.hub.rooms
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_second_join_of_a_name_being_made_here_does_not_wait_for_the_timeout(nodes):
+    """Two users of one node join a new name at once, Redis answering a moment later: the
+    first is granted and makes the room; the second's refusal arrives after the room was
+    made here, and it joins at once (it waited ``room_claim_wait`` before)."""
+    a, b, gate, claims = nodes
+    b.hub.cluster.late = True
+    b.hub.room_claims.wait = 60.0  # a join that waited for it would time out below
+    bob, dave = b.connect("bob"), b.connect("dave")
+    first = b.hub.claim_and_join(bob, "#both")
+    second = b.hub.claim_and_join(dave, "#both")
+    room = await first
+    assert await second.addTimeout(10, reactor) is room
+    assert members(b, "#both") == {"bob": "o", "dave": ""} and b.hub.room_claims.refused == 1
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_the_last_leaver_keeps_the_claim_while_a_join_numbered_first_keeps_the_room(nodes):
+    """alice, #k's last member on a, parts while bob's JOIN (on b, numbered first) has not
+    reached a: a ends its copy at once, but the end does not stand at its number, so the
+    room lives on, and its claim with it (it was released at once before)."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#k")
+    token = claims["#k"]
+    gate.back.closed = True
+    await b.hub.claim_and_join(bob, "#k")  # b holds the room: a plain join
+    await until(lambda: b.hub.outbox.pending == 0)  # committed: numbered before alice's PART
+    a.hub.part(alice, "#k")
+    assert "#k" not in a.hub.rooms and claims == {"#k": token}  # ended on a, the claim kept
+    gate.back.open()
+    await until(lambda: "#k" in a.hub.rooms and a.hub.outbox.pending == 0
+                and "alice" not in a.hub.rooms["#k"].members)
+    assert members(a, "#k") == members(b, "#k") == {"bob": ""}
+    assert claims == {"#k": token} and a.hub.rooms["#k"].claim == token == b.hub.rooms["#k"].claim
+    b.hub.part(bob, "#k")  # now it ends everywhere, and the name is free
+    await until(lambda: claims == {} and "#k" not in a.hub.rooms)
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_made_again_by_a_join_racing_its_end_is_claimed_anew(nodes):
+    """alice's PART ends #r at its number; bob joined b's copy, which had not applied the
+    PART yet, so his JOIN (numbered after it) makes the room again on a: a claims the name
+    anew, so no third node makes it a second time meanwhile."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    gate.closed = True
+    a.hub.part(alice, "#r")
+    await until(lambda: claims == {})  # the end stood at its number on a: released
+    await b.hub.claim_and_join(bob, "#r")  # b's copy still holds alice: a plain join
+    gate.open()
+    await until(lambda: "#r" in a.hub.rooms and a.hub.rooms["#r"].claim is not None)
+    assert claims == {"#r": a.hub.rooms["#r"].claim} and a.hub.room_claims.renewed == 1
+    assert members(a, "#r") == members(b, "#r") == {"bob": ""}
+    b.hub.part(bob, "#r")
+    await until(lambda: claims == {} and "#r" not in a.hub.rooms)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
+    """An account's kept room that ended must be claimed again at login: its JOIN, NAMES
+    and the rest reach the client once the claim is answered (they were written to a
+    reply already sent before)."""
+    from chathub.hub.roomclaims import RoomClaims
+    from tests.support import irc_user
+    from tests.test_account_rooms import stored
+
+    server = await stored(tmp_path)
+    try:
+        maker = await irc_user(server, "bob", caps=[])  # a guest: his room ends with its last member
+        first = await irc_user(server, "alice", caps=[], password="correct-horse")
+        for client in (maker, first):
+            client.send("JOIN #kept")
+            await client.expect(lambda m: m.command == "366")
+        for client in (maker, first):
+            client.send("QUIT :bye")
+        await until(lambda: server.hub.find_room("#kept") is None)
+        claims: dict[str, str] = {}
+        backplane = ClaimingBackplane("n", claims)
+        backplane.late = True
+        hub = server.hub
+        hub.room_claims = RoomClaims(backplane, hub.rooms, reactor, 60.0)
+        again = await irc_user(server, "alice", caps=[], password="correct-horse")
+        joined = await again.expect(lambda m: m.command == "JOIN")
+        assert joined.params[0] == "#kept" and list(claims) == ["#kept"]
+        await again.expect(lambda m: m.command == "366" and m.params[1] == "#kept")
+    finally:
+        await server.stop()

@@ -603,7 +603,7 @@ class RedisBackplane:
         no lease). A claim whose reply was lost is released once connected: if it was
         granted, no room was made with it."""
         if not token.startswith(self.node_id + "/"):
-            raise ValueError(f"claim {token!r} is not one of node {self.node_id!r}")
+            return fail(ValueError(f"claim {token!r} is not one of node {self.node_id!r}"))
         if self._commands is None:
             return fail(BackplaneUnavailable(f"not connected to Redis at {self.address}"))
         if not self._lease_held:

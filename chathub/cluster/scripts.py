@@ -127,8 +127,9 @@ return granted
 #: ARGV[3] token, [4] folded room name, [5] the claiming making's token, [6] a token it may
 #: take over ('' none: a making whose room never came). The name's key holds the making's
 #: token and the lease token of the process that made it: a claim whose maker's process
-#: holds no lease any more (it died, or the node restarted: its rooms ended with it unless
-#: other nodes hold them, and then no node claims the name) is taken over at once.
+#: is gone (another process holds its node's lease: it restarted; or none does and the node
+#: is dead, as for nicks) is taken over at once: its rooms ended with it unless other nodes
+#: hold them, and then no node claims the name.
 #: Returns {1} granted, {0, holder's making token} held by another making, {-1} this node
 #: does not hold its lease. Room claims are not the node's (the room outlives its maker's
 #: node): a node's death frees none of them.
@@ -138,9 +139,15 @@ local key = P .. 'room:' .. ARGV[4]
 local held = redis.call('GET', key)
 if held then
   local making, lease = string.match(held, '^(%S+) (%S+)$')
-  if making and making ~= ARGV[5] and making ~= ARGV[6] then
+  if not making then
+    if held ~= ARGV[6] then return {0, held} end
+  elseif making ~= ARGV[5] and making ~= ARGV[6] then
     local node = string.match(making, '^([^/]*)/')
-    if node and redis.call('GET', lease_key(node)) == lease then return {0, making} end
+    local current = node and redis.call('GET', lease_key(node))
+    -- its maker's process is gone: another process holds the node's lease, or none does
+    -- and the node is dead (a lease that lapsed while cut off may be taken again)
+    local gone = node and ((current and current ~= lease) or (not current and dead(node)))
+    if not gone then return {0, making} end
   end
 end
 redis.call('SET', key, ARGV[5] .. ' ' .. ARGV[3])

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from chathub.events import Event, EventIds, Kind
 from chathub.hub import errors
@@ -117,6 +117,9 @@ class Admission:
         self.rooms: dict[str, _RoomOrder] = {}
         #: every room that has not ended: its latest JOINs (``_ends``), gone with its end
         self.joins: dict[str, Joins] = {}
+        #: called with a room's conversation when its end stands at its number (the hub's
+        #: claims of room names: ``RoomClaims.confirm``)
+        self.on_end: Callable[[str], None] = lambda conv: None
 
     def check(self, conv: str, seq: int, event: Event) -> Optional[errors.HubError]:
         """Check ``event``, numbered ``seq`` in room conversation ``conv``, and take in what
@@ -138,6 +141,7 @@ class Admission:
             # is not taken for one racing the old room's +i, key or bans
             self.rooms.pop(conv, None)
             self.joins.pop(conv, None)
+            self.on_end(conv)
             return None
         if order is None:
             if kind == Kind.JOIN:

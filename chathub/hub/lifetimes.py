@@ -99,8 +99,9 @@ class RoomLifetimes:
 
     # -- beginning -----------------------------------------------------------------------
 
-    def create(self, user: User, name: str) -> Room:
-        """Make room ``name`` for ``user`` within the [limits] on rooms, or raise."""
+    def check_create(self, user: User, name: str) -> None:
+        """Raise as ``create`` would for these limits, changing nothing (a cluster node
+        asks before it claims the name: a refusal needs no round trip, nor holds the name)."""
         limits = self._config.limits
         account = fold(user.account) if user.account is not None else None
         if len(self._rooms) >= limits.max_rooms:
@@ -112,6 +113,15 @@ class RoomLifetimes:
                 name,
                 f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may",
             )
+        made = self._creations.get(user)
+        limit = limits.room_creations_per_minute
+        if made is not None and len(made) == limit and self._seconds() - made[0] < 60.0:
+            self._note_creation(user, name)  # raises, saying how long to wait
+
+    def create(self, user: User, name: str) -> Room:
+        """Make room ``name`` for ``user`` within the [limits] on rooms, or raise."""
+        self.check_create(user, name)
+        account = fold(user.account) if user.account is not None else None
         self._note_creation(user, name)
         room = Room(name)
         self._rooms[room.folded] = room

@@ -84,7 +84,10 @@ class RemoteRooms:
             claims = self.hub.room_claims
             if claims is not None:
                 claim = (event.data or {}).get(ROOM_CLAIM)
-                room.claim = claim if isinstance(claim, str) else None  # released when it ends
+                if isinstance(claim, str):
+                    room.claim = claim  # its making: released when it ends
+                else:
+                    claims.rebuilt(room)  # joined on a node that had not applied its end yet
                 claims.made(room)  # joins here waiting for it go on
         return room
 

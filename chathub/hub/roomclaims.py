@@ -12,19 +12,26 @@ it (the making JOIN came through the relay), then joins it as any member does.
 
 The claim lives as long as the room: when a room ends, every node that knows its token
 releases it (only if it still holds that token, so a newer room of the name keeps its
-own). A claim whose room never arrives within ``wait`` seconds (its node died before the
-JOIN was stored, or every node that knew the token was gone when the room ended) is taken
-over: the next claim names the token it found, and Redis grants it only while that token
-still holds the name. Without Redis the claim cannot be decided and no room is made
-(``RoomUnavailable``: IRC 437, a JSON error, a ``!`` line); rooms that exist go on.
+own). The node whose user left last ends its copy at once, ahead of the leave's number,
+so it keeps the claim until the end stands there (``ending``, ``confirm``): another node's
+JOIN numbered before the leave keeps the room, and the claim with it. A room made again by
+a JOIN that was not a making (joined on a node whose copy had not yet applied the end) is
+claimed anew by the nodes that make it so (``rebuilt``). A claim whose room never arrives
+within ``wait`` seconds (its maker's JOIN was refused and the release lost, its doorbell
+message dropped or its commit slow) is taken over: the next claim names the token it
+found, and Redis grants it only while that token still holds the name; a claim whose
+maker's process is gone is taken over at once (``chathub.cluster.scripts``). Without
+Redis the claim cannot be decided and no room is made (``RoomUnavailable``: IRC 437, a
+JSON error, a ``!`` line); rooms that exist go on.
 """
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from itertools import count
 from typing import Callable, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
@@ -38,6 +45,10 @@ ROOM_CLAIM = "claim"
 #: claims a join tries before it is refused: one, one after the holder's room did not come,
 #: one more when that holder was replaced meanwhile
 ATTEMPTS = 3
+
+#: rooms this node ended ahead of their number whose claims it keeps meanwhile (``ending``);
+#: past this many (ends never numbered: their store writes failed) the oldest is released
+MOST_ENDING = 10_000
 
 
 class RoomClaims:
@@ -62,21 +73,27 @@ class RoomClaims:
         self._serial = count(1)
         #: folded name -> joins waiting for this node's copy of the room
         self._waiting: dict[str, list[Deferred[bool]]] = {}
-        #: counters (tests, logs): claims granted, refused, taken over
-        self.granted = self.refused = self.taken_over = 0
+        #: folded name -> the claim of a room this node ended ahead of its number
+        self._ending: OrderedDict[str, str] = OrderedDict()
+        #: counters (tests, logs): claims granted, refused, taken over, made anew
+        self.granted = self.refused = self.taken_over = self.renewed = 0
 
-    def claim(self, folded: str, name: str) -> Deferred[Optional[str]]:
+    def _token(self) -> str:
+        return f"{self._prefix}{next(self._serial)}"
+
+    def claim(self, folded: str, name: str, wanted: Callable[[], bool] = lambda: True) -> Deferred[Optional[str]]:
         """Claim room name ``folded`` (``name`` as the user gave it) for a join: fires with
-        the token to make the room with, or None when the room is here now (a plain join);
-        fails with ``RoomUnavailable`` when the claim cannot be decided or kept being refused."""
-        return Deferred.fromCoroutine(self._claim(folded, name))
+        the token to make the room with, or None when the room is here now or the join is
+        no longer ``wanted`` (its user left: the join answers); fails with
+        ``RoomUnavailable`` when the claim cannot be decided or kept being refused."""
+        return Deferred.fromCoroutine(self._claim(folded, name, wanted))
 
-    async def _claim(self, folded: str, name: str) -> Optional[str]:
-        token = f"{self._prefix}{next(self._serial)}"
+    async def _claim(self, folded: str, name: str, wanted: Callable[[], bool]) -> Optional[str]:
+        token = self._token()
         replacing: Optional[str] = None
         for _ in range(ATTEMPTS):
-            if folded in self._rooms:
-                return None
+            if folded in self._rooms or not wanted():
+                return None  # a join of a user gone never takes another making's claim over
             try:
                 holder = await self._backplane.claim_room(folded, token, replacing)
             except BackplaneUnavailable:
@@ -87,11 +104,13 @@ class RoomClaims:
                     self.taken_over += 1
                     self.log.warn("room name {room} was claimed by {holder}, whose room never came: taken over",
                                   room=folded, holder=replacing)
-                if folded in self._rooms:  # made meanwhile (a join numbered after its end)
+                if folded in self._rooms or not wanted():  # made meanwhile, or its user left
                     self.release(folded, token)
                     return None
                 return token
             self.refused += 1
+            # the room may have been made here while the claim was on its way (by a join of
+            # this node granted just before, or by the maker's JOIN): no waiting then
             came = await self._made(folded)
             if folded in self._rooms:
                 return None
@@ -100,7 +119,10 @@ class RoomClaims:
         raise errors.RoomUnavailable(name)
 
     def _made(self, folded: str) -> Deferred[bool]:
-        """Fires True once this node's copy has room ``folded``, False after ``wait``."""
+        """Fires True once this node's copy has room ``folded`` (at once if it has), False
+        after ``wait``."""
+        if folded in self._rooms:
+            return succeed(True)
         d: Deferred[bool] = Deferred()
         waiting = self._waiting.setdefault(folded, [])
         waiting.append(d)
@@ -130,11 +152,61 @@ class RoomClaims:
             if not d.called:
                 d.callback(True)
 
+    def ending(self, room: Room) -> None:
+        """This node's user leaves ``room`` last here: the room ends here at once, ahead of
+        the leave's number, where another node's JOIN numbered before it may keep it. Its
+        claim is kept until ``confirm`` (or given back to it by ``rebuilt``)."""
+        if room.claim is None:
+            return
+        self._ending[room.folded] = room.claim
+        self._ending.move_to_end(room.folded)
+        room.claim = None  # so its end does not release it
+        while len(self._ending) > MOST_ENDING:
+            folded, token = self._ending.popitem(last=False)
+            self.release(folded, token)
+
+    def confirm(self, folded: str) -> None:
+        """A room's end stands at its number (``Admission``; on every node): a claim this
+        node kept for it (``ending``) is released, or given back to the room when a JOIN
+        numbered before the end keeps it here."""
+        token = self._ending.pop(folded, None)
+        if token is None:
+            return
+        room = self._rooms.get(folded)
+        if room is None:
+            self.release(folded, token)
+        elif room.claim is None:
+            room.claim = token
+
     def ended(self, room: Room) -> None:
         """``room`` ended here: its claim, if this node knows it, is released."""
         if room.claim is not None:
             self.release(room.folded, room.claim)
             room.claim = None
+
+    def rebuilt(self, room: Room) -> None:
+        """Another node's JOIN that is no making (its node's copy held the room: it had not
+        applied the room's end yet) made ``room`` here: the claim this node kept for it
+        comes back (``ending``), or else the name is claimed anew, so a node that has not
+        yet heard of the JOIN does not make the room a second time."""
+        token = self._ending.pop(room.folded, None)
+        if token is not None:
+            room.claim = token
+            return
+        token = self._token()
+
+        def answered(holder: Optional[str]) -> None:
+            if holder is not None:
+                return  # another node claimed it anew first (or made it: a race it lost)
+            self.renewed += 1
+            if self._rooms.get(room.folded) is room and room.claim is None:
+                room.claim = token
+            else:
+                self.release(room.folded, token)
+
+        self._backplane.claim_room(room.folded, token).addCallbacks(
+            answered, lambda f: self.log.info("room {room} made again unclaimed: {why}", room=room.folded,
+                                              why=f.getErrorMessage()))
 
     def release(self, folded: str, token: str) -> None:
         """Release the claim ``token`` of ``folded`` if it still holds the name."""

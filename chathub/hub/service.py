@@ -294,8 +294,9 @@ class ChatHub(service.Service):
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
         if clock is not None:
-            self.room_claims = RoomClaims(backplane, self.rooms, clock, self.config.cluster.room_claim_wait)
-            self.when_room_ends(self.room_claims.ended)
+            claims = self.room_claims = RoomClaims(backplane, self.rooms, clock, self.config.cluster.room_claim_wait)
+            self.when_room_ends(claims.ended)
+            self.admission.on_end = claims.confirm
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -820,9 +821,11 @@ class ChatHub(service.Service):
         if claims is None or not self.claims_room(name):
             return defer.maybeDeferred(self.join, user, name, key, receipt)
         try:
-            self._check_present(user)  # local refusals need no round trip
+            # local refusals need no round trip, nor hold the name meanwhile
+            folded_nick = self._check_present(user)
             if len(user.rooms) >= self.config.limits.max_rooms_per_user:
                 raise errors.TooManyRooms(name)
+            self._lifetimes.check_create(user, name)
         except errors.HubError:
             return defer.fail()
         folded = fold(name)
@@ -835,7 +838,8 @@ class ChatHub(service.Service):
                     claims.release(folded, token)  # no room was made with it
                 raise
 
-        return claims.claim(folded, name).addCallback(claimed)
+        wanted = lambda: self.users.get(folded_nick) is user  # noqa: E731 (its user is still here)
+        return claims.claim(folded, name, wanted).addCallback(claimed)
 
     def join(
         self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None,
@@ -847,7 +851,7 @@ class ChatHub(service.Service):
         may still be found void at its number (``admit``: a ``+i`` another node set at the
         same moment): ``receipt`` records that, or the user gets a notice, and is out again.
         A new room of a cluster is made with the token of its name's ``claim``
-        (``claim_and_join``); a claim given for a room here already is released.
+        (``claim_and_join``, which releases a claim the join did not use).
         """
         self._check_present(user)
         limits = self.config.limits
@@ -869,8 +873,6 @@ class ChatHub(service.Service):
                 room.claim = made_with = claim
                 self.room_claims.made(room)  # other joins of it here waited for its claim
         else:
-            if claim is not None and self.room_claims is not None:
-                self.room_claims.release(folded, claim)  # made meanwhile: not with this claim
             invited = user.folded in room.invited
             if room.key is not None and key != room.key:
                 raise errors.BadKey(room.name)
@@ -949,9 +951,15 @@ class ChatHub(service.Service):
         positions = self._positions
         if positions is None:
             return None
-        ends = [[room.folded, positions.position(room.folded) or 0] for room in rooms
-                if not room.persistent and len(room.members) == 1 and user.folded in room.members]
-        return {ROOM_ENDS: ends} if ends else None
+        ending = [room for room in rooms
+                  if not room.persistent and len(room.members) == 1 and user.folded in room.members]
+        if not ending:
+            return None
+        claims = self.room_claims
+        if claims is not None and self.store is not None and self.history_enabled:
+            for room in ending:  # ends here now, ahead of its number: the claim waits for that
+                claims.ending(room)
+        return {ROOM_ENDS: [[room.folded, positions.position(room.folded) or 0] for room in ending]}
 
     def leave_room(self, user: User, room: Room) -> None:
         """Take ``user`` out of ``room`` without telling anyone (the room ends if it

@@ -578,6 +578,12 @@ class LineSession(EncodingParticipant, TelnetProtocol):
                       why=why)
         self.error(f"login as {nick} refused: {why}")
 
+    def _command_crashed(self, failure, command: str) -> None:
+        """A command answered later failed unexpectedly: logged, and the user told."""
+        self.log.failure("telnet /{command} failed unexpectedly", failure, command=command)
+        if not self.closing:
+            self.error(f"/{command} failed; try again")
+
     def _login_crashed(self, failure) -> None:
         self.log.failure("telnet login failed unexpectedly", failure)
         if not self.closing:
@@ -596,6 +602,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             # a room new to this cluster node: once its name is claimed (later lines wait)
             d = self.hub.claim_and_join(self.user, name, key)
             d.addCallbacks(self._entered, self._refused, callbackArgs=(name,))
+            d.addErrback(self._command_crashed, "join")
             assert self.gate is not None  # from connectionMade
             self.gate.pause_until(d)
             return

@@ -631,9 +631,24 @@ class IrcSession:
         if self.closed or not self.registered or not rooms:
             return
         rb = ResponseBuffer(self, None)
-        for name, key in rooms:
-            join(self, Message("JOIN", [name] if key is None else [name, key]), rb)
-        self._flush(rb)
+        waiting = list(reversed(rooms))
+
+        def rest(_: object = None) -> Optional[defer.Deferred]:
+            # in order; a room new to a cluster node waits for its name's claim, and the
+            # next rooms (and the client's later lines) wait for it
+            while waiting:
+                name, key = waiting.pop()
+                claimed = join(self, Message("JOIN", [name] if key is None else [name, key]), rb)
+                if isinstance(claimed, defer.Deferred):
+                    return claimed.addErrback(self._command_failed, "JOIN", rb).addCallback(rest)
+            return None
+
+        d = rest()
+        if d is None:
+            self._flush(rb)
+            return
+        d.addBoth(lambda _: self._flush(rb))
+        self.hold(d)
 
     # -- timers ------------------------------------------------------------------------------
 

@@ -423,6 +423,12 @@ class JsonSession(EncodingParticipant):
             self.log.failure("chathub.v1 request {type} failed", type=msg.get("type"))
             self.error("internal_error", "the server could not handle that request", msg)
 
+    def _request_crashed(self, failure, msg: dict) -> None:
+        """A request answered later failed unexpectedly: logged, and answered as any is."""
+        self.log.failure("chathub.v1 request {type} failed", failure, type=msg.get("type"))
+        if not self._closed:
+            self.error("internal_error", "the server could not handle that request", msg)
+
     def _ok(self, msg: dict, **extra: Any) -> None:
         """Acknowledge a request that asked for it (has a ``ref``), after its events went out."""
         if "ref" not in msg:
@@ -716,6 +722,7 @@ class JsonSession(EncodingParticipant):
             # a room new to this cluster node: once its name is claimed (later requests wait)
             d = self.hub.claim_and_join(self.user, name, msg.get("key"), receipt=receipt)
             d.addCallbacks(self._joined, self._refused, callbackArgs=(msg, receipt), errbackArgs=(msg,))
+            d.addErrback(self._request_crashed, msg)
             self.gate.pause_until(d)
             return d
         self._joined(self.hub.join(self.user, name, msg.get("key"), receipt=receipt), msg, receipt)
