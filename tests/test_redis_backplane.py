@@ -471,6 +471,10 @@ async def test_a_room_claim_is_released_only_by_its_token_and_taken_over_only_fr
     assert await a.claim_room("#x", "a/2") is None
     with pytest.raises(ValueError):
         await a.claim_room("#y", "b/2")  # a node claims only for its own makings
+    # a value that is no claim is refused (never overwritten), but may be named and replaced
+    redis_server.command("SET", f"{cluster.prefix}:room:#z", "junk")
+    assert await a.claim_room("#z", "a/3") == "junk"
+    assert await a.claim_room("#z", "a/3", replacing="junk") is None
 
 
 @pytest_twisted.ensureDeferred

@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from chathub.config import Config
 from chathub.config.cluster import ClusterConfig
@@ -43,6 +43,8 @@ class ClaimingBackplane(LinkedBackplane):
         self.claims = claims
         self.down = False
         self.late = False  # answers in a later reactor turn, as Redis does
+        self.holding = False  # answers when the test says (``answer_held``)
+        self.held: list = []
         self.released: list[str] = []  # the tokens this node released
 
     def claim_room(self, folded: str, token: str, replacing: Optional[str] = None):
@@ -53,9 +55,18 @@ class ClaimingBackplane(LinkedBackplane):
             answer = holder
         else:
             self.claims[folded], answer = token, None
+        if self.holding:
+            told = Deferred()
+            self.held.append((told, answer))
+            return told
         if self.late:  # decided now (Redis runs the script at once), told later
             return task.deferLater(reactor, 0.01, lambda: answer)
         return succeed(answer)
+
+    def answer_held(self) -> None:
+        held, self.held = self.held, []
+        for told, answer in held:
+            told.callback(answer)
 
     def release_room(self, folded: str, token: str):
         self.released.append(token)
@@ -185,15 +196,66 @@ async def test_without_redis_no_room_is_made_and_rooms_that_exist_go_on(nodes):
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_join_refused_after_its_claim_gives_the_claim_back(nodes):
-    """The server holds its most rooms ([limits] max_rooms): the claim was granted, the
-    room is refused, and the name is free again."""
+    """The server may hold two rooms ([limits] max_rooms): alice's claim of #two is granted
+    while another node's room arrives, so the room is refused after all, and the name is
+    free again. (A refusal known before the claim needs none: #three.)"""
     a, b, gate, claims = nodes
-    alice = a.connect("alice")
-    a.hub.reconfigure(replace(a.hub.config, limits=replace(a.hub.config.limits, max_rooms=1)))
-    await a.hub.claim_and_join(alice, "#one")
+    alice, bob = await made_on_a(a, b, "#one")
+    a.hub.reconfigure(replace(a.hub.config, limits=replace(a.hub.config.limits, max_rooms=2)))
+    a.hub.cluster.holding = True
+    d = a.hub.claim_and_join(alice, "#two")
+    await b.hub.claim_and_join(bob, "#other")
+    await until(lambda: "#other" in a.hub.rooms)
+    a.hub.cluster.answer_held()
     with pytest.raises(errors.RoomLimitReached):
-        await a.hub.claim_and_join(alice, "#two")
-    assert list(claims) == ["#one"] and "#two" not in a.hub.rooms
+        await d
+    assert sorted(claims) == ["#one", "#other"] and "#two" not in a.hub.rooms
+    with pytest.raises(errors.RoomLimitReached):
+        await a.hub.claim_and_join(alice, "#three")
+    assert a.hub.cluster.held == [] and sorted(claims) == ["#one", "#other"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_whose_user_changes_nick_while_it_waits_still_makes_the_room_with_a_claim(nodes):
+    a, b, gate, claims = nodes
+    claims["#lost"] = "c/dead/1"  # a making whose room never comes
+    bob = b.connect("bob")
+    d = b.hub.claim_and_join(bob, "#lost")
+    b.hub.change_nick(bob, "robert")
+    room = await d
+    assert room.claim is not None and claims["#lost"] == room.claim  # never made without one
+    assert members(b, "#lost") == {"robert": "o"}
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_whose_user_left_while_it_waited_takes_nothing_over(nodes):
+    a, b, gate, claims = nodes
+    claims["#lost"] = "c/dead/1"
+    bob = b.connect("bob")
+    d = b.hub.claim_and_join(bob, "#lost")
+    b.hub.quit(bob, "gone")
+    with pytest.raises(errors.HubError):
+        await d
+    assert claims == {"#lost": "c/dead/1"} and b.hub.room_claims.taken_over == 0 and "#lost" not in b.hub.rooms
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_leaving_a_room_and_making_it_again_at_once_does_not_wait_for_the_timeout(nodes):
+    """bob leaves #c last (b keeps its claim until the end stands at its number) and joins
+    it again at once: the join is refused by that kept claim and goes on when it is
+    released (it waited ``room_claim_wait``, then took its own node's claim over)."""
+    a, b, gate, claims = nodes
+    b.hub.cluster.late = True
+    bob = b.connect("bob")
+    room = await b.hub.claim_and_join(bob, "#c")
+    b.hub.room_claims.wait = 60.0  # a join that waited for it would time out below
+    b.hub.part(bob, "#c")
+    again = await b.hub.claim_and_join(bob, "#c").addTimeout(10, reactor)
+    assert again is not room and again.claim == claims["#c"] != room.claim
+    assert members(b, "#c") == {"bob": "o"} and b.hub.room_claims.taken_over == 0
 
 
 @on_postgres
@@ -281,8 +343,36 @@ async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
         hub = server.hub
         hub.room_claims = RoomClaims(backplane, hub.rooms, reactor, 60.0)
         again = await irc_user(server, "alice", caps=[], password="correct-horse")
-        joined = await again.expect(lambda m: m.command == "JOIN")
-        assert joined.params[0] == "#kept" and list(claims) == ["#kept"]
-        await again.expect(lambda m: m.command == "366" and m.params[1] == "#kept")
+        # (the autojoin may come before or after the registration's PING is answered)
+        await until(lambda: [m.params[1] for m in again.lines if m.command == "366"] == ["#kept"])
+        assert [m.params[0] for m in again.lines if m.command == "JOIN"] == ["#kept"]
+        assert list(claims) == ["#kept"]
     finally:
         await server.stop()
+
+
+def test_a_join_refused_by_its_own_nodes_kept_claim_goes_on_when_the_end_stands():
+    """A join refused by the claim this node keeps until the end of its last room of the
+    name stands at its number (``ending``) is woken when it does (``confirm``), rather than
+    waiting ``room_claim_wait`` and taking its own node's claim over."""
+    from twisted.internet.task import Clock
+
+    from chathub.hub.roomclaims import RoomClaims
+    from chathub.hub.rooms import Room
+
+    clock, claims, rooms = Clock(), {}, {}
+    backplane = ClaimingBackplane("n", claims)
+    backplane.holding = True
+    made = RoomClaims(backplane, rooms, clock, 60.0)
+    old = Room("#c")
+    old.claim = claims["#c"] = "n/old/1"
+    made.ending(old)  # ended here, ahead of its number
+    d = made.claim("#c", "#c")
+    backplane.answer_held()  # refused by the kept claim
+    assert not d.called and backplane.held == []
+    made.confirm("#c")  # the end stands: released, and the join goes on
+    assert claims == {} and backplane.released == ["n/old/1"]
+    clock.advance(0)
+    backplane.answer_held()
+    token = d.result
+    assert token is not None and claims == {"#c": token} and made.taken_over == 0

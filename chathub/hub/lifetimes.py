@@ -102,6 +102,10 @@ class RoomLifetimes:
     def check_create(self, user: User, name: str) -> None:
         """Raise as ``create`` would for these limits, changing nothing (a cluster node
         asks before it claims the name: a refusal needs no round trip, nor holds the name)."""
+        self._check_limits(user, name)
+        self._check_rate(user, name, self._seconds())
+
+    def _check_limits(self, user: User, name: str) -> None:
         limits = self._config.limits
         account = fold(user.account) if user.account is not None else None
         if len(self._rooms) >= limits.max_rooms:
@@ -113,14 +117,10 @@ class RoomLifetimes:
                 name,
                 f"Cannot create a room: your account already owns {limits.max_owned_rooms} rooms, the most one may",
             )
-        made = self._creations.get(user)
-        limit = limits.room_creations_per_minute
-        if made is not None and len(made) == limit and self._seconds() - made[0] < 60.0:
-            self._note_creation(user, name)  # raises, saying how long to wait
 
     def create(self, user: User, name: str) -> Room:
         """Make room ``name`` for ``user`` within the [limits] on rooms, or raise."""
-        self.check_create(user, name)
+        self._check_limits(user, name)
         account = fold(user.account) if user.account is not None else None
         self._note_creation(user, name)
         room = Room(name)
@@ -137,18 +137,23 @@ class RoomLifetimes:
             room.creator = user.session
         return room
 
-    def _note_creation(self, user: User, name: str) -> None:
-        """Count a room ``user`` makes now; raise if it made too many in the last minute."""
+    def _check_rate(self, user: User, name: str, now: float) -> None:
+        """Raise if ``user`` made too many rooms in the minute before ``now``."""
         limit = self._config.limits.room_creations_per_minute
-        now = self._seconds()
         made = self._creations.get(user)
-        if made is None:
-            made = self._creations[user] = deque(maxlen=limit)
-        elif len(made) == limit and now - made[0] < 60.0:
+        if made is not None and len(made) == limit and now - made[0] < 60.0:
             wait = math.ceil(60.0 - (now - made[0]))
             raise errors.RoomCreationThrottled(
                 name, f"Cannot create a room: you created {limit} in the last minute; try again in {wait} s"
             )
+
+    def _note_creation(self, user: User, name: str) -> None:
+        """Count a room ``user`` makes now; raise if it made too many in the last minute."""
+        now = self._seconds()
+        self._check_rate(user, name, now)
+        made = self._creations.get(user)
+        if made is None:
+            made = self._creations[user] = deque(maxlen=self._config.limits.room_creations_per_minute)
         made.append(now)
 
     def forget(self, user: User) -> None:

@@ -27,7 +27,7 @@ JSON error, a ``!`` line); rooms that exist go on.
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from itertools import count
 from typing import Callable, Optional
 
@@ -47,8 +47,10 @@ ROOM_CLAIM = "claim"
 ATTEMPTS = 3
 
 #: rooms this node ended ahead of their number whose claims it keeps meanwhile (``ending``);
-#: past this many (ends never numbered: their store writes failed) the oldest is released
+#: past this many, or this many seconds (ends never numbered: their store writes failed),
+#: the oldest is released
 MOST_ENDING = 10_000
+KEPT_MOST = 300.0
 
 
 class RoomClaims:
@@ -73,8 +75,10 @@ class RoomClaims:
         self._serial = count(1)
         #: folded name -> joins waiting for this node's copy of the room
         self._waiting: dict[str, list[Deferred[bool]]] = {}
-        #: folded name -> the claim of a room this node ended ahead of its number
-        self._ending: OrderedDict[str, str] = OrderedDict()
+        #: folded name -> the claims of rooms of that name this node ended ahead of their
+        #: number, oldest first, each with when (the ends are numbered in that order)
+        self._ending: OrderedDict[str, deque[tuple[str, float]]] = OrderedDict()
+        self._kept = 0  # claims in ``_ending``
         #: counters (tests, logs): claims granted, refused, taken over, made anew
         self.granted = self.refused = self.taken_over = self.renewed = 0
 
@@ -100,7 +104,7 @@ class RoomClaims:
                 raise errors.RoomUnavailable(name) from None
             if holder is None:
                 self.granted += 1
-                if replacing is not None:
+                if replacing is not None and not replacing.startswith(self._prefix):
                     self.taken_over += 1
                     self.log.warn("room name {room} was claimed by {holder}, whose room never came: taken over",
                                   room=folded, holder=replacing)
@@ -109,14 +113,28 @@ class RoomClaims:
                     return None
                 return token
             self.refused += 1
-            # the room may have been made here while the claim was on its way (by a join of
-            # this node granted just before, or by the maker's JOIN): no waiting then
+            if folded in self._rooms:
+                # made here while the claim was on its way (by a join of this node granted
+                # just before, or by the maker's JOIN): no waiting
+                return None
+            if holder.startswith(self._prefix) and not self._keeps(folded, holder):
+                # this process's own making, whose room is not here: released since (its end
+                # stood at its number), or about to be: claim again at once
+                replacing = holder
+                continue
+            # another making's room on its way, or this node's own claim kept until the end
+            # of its last room stands at its number (``confirm`` wakes the join)
             came = await self._made(folded)
             if folded in self._rooms:
                 return None
-            # it came and went (ended at once): claim afresh; it never came: take it over
+            # it came and went (ended at once), or was released: claim afresh; it never
+            # came: take it over
             replacing = None if came else holder
         raise errors.RoomUnavailable(name)
+
+    def _keeps(self, folded: str, token: str) -> bool:
+        """Whether ``token`` is a claim of ``folded`` kept until its end stands (``ending``)."""
+        return any(kept == token for kept, _ in self._ending.get(folded, ()))
 
     def _made(self, folded: str) -> Deferred[bool]:
         """Fires True once this node's copy has room ``folded`` (at once if it has), False
@@ -144,8 +162,11 @@ class RoomClaims:
         joins waiting for it go on, in the next reactor turn, once the event that made it
         has been applied and shown (a join run inside it would be checked, and shown,
         before the maker's own JOIN)."""
-        if room.folded in self._waiting:
-            self._clock.callLater(0, self._go_on, room.folded)
+        self._wake(room.folded)
+
+    def _wake(self, folded: str) -> None:
+        if folded in self._waiting:
+            self._clock.callLater(0, self._go_on, folded)
 
     def _go_on(self, folded: str) -> None:
         for d in self._waiting.pop(folded, ()):
@@ -158,25 +179,43 @@ class RoomClaims:
         claim is kept until ``confirm`` (or given back to it by ``rebuilt``)."""
         if room.claim is None:
             return
-        self._ending[room.folded] = room.claim
+        now = self._clock.seconds()
+        self._ending.setdefault(room.folded, deque()).append((room.claim, now))
         self._ending.move_to_end(room.folded)
+        self._kept += 1
         room.claim = None  # so its end does not release it
-        while len(self._ending) > MOST_ENDING:
-            folded, token = self._ending.popitem(last=False)
-            self.release(folded, token)
+        # a leave never numbered (its store write failed) would keep its claim for ever
+        while self._ending and self._kept > MOST_ENDING or self._oldest_kept(now - KEPT_MOST):
+            folded = next(iter(self._ending))
+            token = self._take_kept(folded)
+            if token is not None:
+                self.release(folded, token)
+
+    def _oldest_kept(self, before: float) -> bool:
+        if not self._ending:
+            return False
+        return next(iter(self._ending.values()))[0][1] < before
+
+    def _take_kept(self, folded: str) -> Optional[str]:
+        """The oldest claim kept for ``folded`` (``ending``), taken out; None when none is."""
+        kept = self._ending.get(folded)
+        if not kept:
+            return None
+        token, _ = kept.popleft()
+        self._kept -= 1
+        if not kept:
+            del self._ending[folded]
+        return token
 
     def confirm(self, folded: str) -> None:
-        """A room's end stands at its number (``Admission``; on every node): a claim this
-        node kept for it (``ending``) is released, or given back to the room when a JOIN
-        numbered before the end keeps it here."""
-        token = self._ending.pop(folded, None)
+        """A room's end stands at its number (``Admission``; on every node): the oldest
+        claim this node kept for it (``ending``) is released, and the joins of the name
+        waiting here go on (one refused by that claim claims again)."""
+        token = self._take_kept(folded)
         if token is None:
             return
-        room = self._rooms.get(folded)
-        if room is None:
-            self.release(folded, token)
-        elif room.claim is None:
-            room.claim = token
+        self.release(folded, token)
+        self._wake(folded)
 
     def ended(self, room: Room) -> None:
         """``room`` ended here: its claim, if this node knows it, is released."""
@@ -189,7 +228,8 @@ class RoomClaims:
         applied the room's end yet) made ``room`` here: the claim this node kept for it
         comes back (``ending``), or else the name is claimed anew, so a node that has not
         yet heard of the JOIN does not make the room a second time."""
-        token = self._ending.pop(room.folded, None)
+        folded = room.folded
+        token = self._take_kept(folded)
         if token is not None:
             room.claim = token
             return
@@ -199,13 +239,13 @@ class RoomClaims:
             if holder is not None:
                 return  # another node claimed it anew first (or made it: a race it lost)
             self.renewed += 1
-            if self._rooms.get(room.folded) is room and room.claim is None:
+            if self._rooms.get(folded) is room and room.folded == folded and room.claim is None:
                 room.claim = token
             else:
-                self.release(room.folded, token)
+                self.release(folded, token)  # ended, or renamed, meanwhile
 
-        self._backplane.claim_room(room.folded, token).addCallbacks(
-            answered, lambda f: self.log.info("room {room} made again unclaimed: {why}", room=room.folded,
+        self._backplane.claim_room(folded, token).addCallbacks(
+            answered, lambda f: self.log.info("room {room} made again unclaimed: {why}", room=folded,
                                               why=f.getErrorMessage()))
 
     def release(self, folded: str, token: str) -> None:

@@ -822,7 +822,7 @@ class ChatHub(service.Service):
             return defer.maybeDeferred(self.join, user, name, key, receipt)
         try:
             # local refusals need no round trip, nor hold the name meanwhile
-            folded_nick = self._check_present(user)
+            self._check_present(user)
             if len(user.rooms) >= self.config.limits.max_rooms_per_user:
                 raise errors.TooManyRooms(name)
             self._lifetimes.check_create(user, name)
@@ -831,6 +831,11 @@ class ChatHub(service.Service):
         folded = fold(name)
 
         def claimed(token: Optional[str]) -> Optional[Room]:
+            if token is None and folded not in self.rooms:
+                # its user left while it waited (the join answers that), or the room came
+                # and went: never made here without a claim
+                self._check_present(user)
+                raise errors.RoomUnavailable(name)
             try:
                 return self.join(user, name, key, receipt, claim=token)
             except Exception:
@@ -838,7 +843,9 @@ class ChatHub(service.Service):
                     claims.release(folded, token)  # no room was made with it
                 raise
 
-        wanted = lambda: self.users.get(folded_nick) is user  # noqa: E731 (its user is still here)
+        def wanted() -> bool:  # its user is still here (under whatever nick it has now)
+            return user.folded is not None and self.users.get(user.folded) is user
+
         return claims.claim(folded, name, wanted).addCallback(claimed)
 
     def join(

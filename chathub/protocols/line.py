@@ -32,6 +32,7 @@ from chathub.hub.rooms import LIST_MODES
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name
+from chathub.protocols.autojoin import join_in_turn
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
@@ -558,14 +559,16 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
         """Join the rooms the account is in, as /join of each (with its key, if kept with
-        one) would."""
-        for name, key in rooms:
-            if self.closing or self.user is None:
-                return
+        one) would, in order (``join_in_turn``)."""
+
+        def join(name: str, key: Optional[str]) -> Optional[Deferred]:
             try:
-                self._join(name, key)
+                return self._join(name, key)
             except HubError as e:
                 self.error(f"could not join {name} again: {e.message}")
+                return None
+
+        join_in_turn(rooms, join, lambda: self.closing or self.user is None)
 
     def _login_failed(self, failure, nick: str) -> None:
         failure.trap(UnauthorizedLogin, UnhandledCredentials)
@@ -596,7 +599,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         self._join(parts[0], parts[1] if len(parts) > 1 else None)
 
-    def _join(self, name: str, key: Optional[str]) -> None:
+    def _join(self, name: str, key: Optional[str]) -> Optional[Deferred]:
         name = name if is_room_name(name) else "#" + name
         if self.hub.claims_room(name):
             # a room new to this cluster node: once its name is claimed (later lines wait)
@@ -605,8 +608,9 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             d.addErrback(self._command_crashed, "join")
             assert self.gate is not None  # from connectionMade
             self.gate.pause_until(d)
-            return
+            return d
         self._entered(self.hub.join(self.user, name, key), name)
+        return None
 
     def _entered(self, room, name: str) -> None:
         if self.closing:

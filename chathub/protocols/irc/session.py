@@ -636,7 +636,7 @@ class IrcSession:
         def rest(_: object = None) -> Optional[defer.Deferred]:
             # in order; a room new to a cluster node waits for its name's claim, and the
             # next rooms (and the client's later lines) wait for it
-            while waiting:
+            while waiting and not self.closed:
                 name, key = waiting.pop()
                 claimed = join(self, Message("JOIN", [name] if key is None else [name, key]), rb)
                 if isinstance(claimed, defer.Deferred):
@@ -647,7 +647,7 @@ class IrcSession:
         if d is None:
             self._flush(rb)
             return
-        d.addBoth(lambda _: self._flush(rb))
+        d.addErrback(self._command_failed, "JOIN", rb).addBoth(lambda _: self._flush(rb))
         self.hold(d)
 
     # -- timers ------------------------------------------------------------------------------

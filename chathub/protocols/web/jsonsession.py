@@ -32,6 +32,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name, nick_problem
+from chathub.protocols.autojoin import join_in_turn
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
@@ -565,14 +566,16 @@ class JsonSession(EncodingParticipant):
 
     def _rejoin(self, rooms: list[tuple[str, Optional[str]]]) -> None:
         """Join the rooms the account is in, as a ``join`` request of each (with its key, if
-        kept with one) would (no ``ok``)."""
-        for name, key in rooms:
-            if self._closed or self.user is None:
-                return
+        kept with one) would (no ``ok``), in order (``join_in_turn``)."""
+
+        def join(name: str, key: Optional[str]) -> Optional[Deferred]:
             try:
-                self.do_join({"room": name} if key is None else {"room": name, "key": key})
+                return self.do_join({"room": name} if key is None else {"room": name, "key": key})
             except HubError as e:
                 self.error(e.code, e.message, target=e.target or None)
+                return None
+
+        join_in_turn(rooms, join, lambda: self._closed or self.user is None)
 
     def _login_failed(self, failure, msg: dict) -> None:
         self._logging_in = False
