@@ -59,6 +59,11 @@ def test_health_follows_the_backplane_and_the_lag_is_measured(cluster, own_redis
     assert samples[("chathub_backplane_lag_seconds_count", ())] > lag_before  # B heard A's message
     assert samples[("chathub_backplane_connected", ())] == 1
     assert samples[("chathub_users", (("protocol", "irc"),))] == 1  # bob; alice is A's
+    # alice made #x on A (granted); bob's join on B claimed nothing or was refused, never granted
+    claimed = _samples(a_http)
+    assert claimed[("chathub_room_claims_total", (("outcome", "granted"),))] == 1
+    assert samples[("chathub_room_claims_total", (("outcome", "granted"),))] == 0
+    assert samples[("chathub_room_claims_total", (("outcome", "taken_over"),))] == 0
 
     own_redis.kill()
     for _ in rounds("a 503 from /healthz while Redis is down"):

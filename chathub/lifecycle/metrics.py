@@ -128,6 +128,19 @@ class ServerFigures(Collector):
                 "chathub_backplane_connected", "1 while the cluster backplane (Redis) is connected.",
                 value=1 if server.backplane.connected else 0,
             )
+        claims = hub.room_claims
+        if claims is not None:
+            outcomes = CounterMetricFamily(
+                "chathub_room_claims",
+                "Claims of new rooms' names by this node, per outcome: granted (it made the room), "
+                "refused (another node was making it), taken_over (a claim whose room never came), "
+                "renewed (a room made again by a join that raced its end).",
+                labels=["outcome"],
+            )
+            for outcome, n in (("granted", claims.granted), ("refused", claims.refused),
+                               ("taken_over", claims.taken_over), ("renewed", claims.renewed)):
+                outcomes.add_metric([outcome], n)
+            yield outcomes
 
 
 def build_registry(server: "ChathubService") -> CollectorRegistry:
