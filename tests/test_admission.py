@@ -9,6 +9,7 @@ from chathub.hub import errors
 from chathub.hub.admission import (
     EXTERNAL,
     GONE_LIMIT,
+    JOIN_COUNT,
     JOIN_EXEMPT,
     JOIN_INVITED,
     JOIN_SEEN,
@@ -344,7 +345,48 @@ def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
     assert verdicts(new, ending, 6) == verdicts(old, ending, 6) == [None, None]
 
 
+def _limit_race():
+    """alice (on this node) sets +l 3 while bob's node, which had not applied it, lets
+    carol, dave and then erin in; and one it invites."""
+    here, there = EventMaker(node=b"here"), EventMaker(node=b"there")
+    return [
+        here.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0, JOIN_COUNT: 0}),
+        there.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1, JOIN_COUNT: 1}),
+        here.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 3
+        # bob's node counted alice and bob: with carol, three
+        there.msg("carol", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 2}),
+        # its count holds carol's join already (its own, not numbered when it checked)
+        there.msg("dave", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 3}),
+        there.msg("fay", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 3, JOIN_INVITED: True}),
+        here.msg("alice", "#r", "", Kind.PART),  # 7: a place frees up, on this node
+        there.msg("erin", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 4}),  # 4 - alice = 3: full
+        there.msg("gus", "#r", "", Kind.JOIN, data={JOIN_SEEN: 8, JOIN_COUNT: 3}),  # saw the +l: its node checked it
+    ]
+
+
+def test_a_join_checked_before_a_concurrent_plus_l_is_void_when_the_room_is_full_at_its_number():
+    """The member count at a join's number: what its node counted (its own changes in it)
+    plus the other nodes' joins and leaves numbered in between."""
+    admission = Admission()
+    assert _run(admission, _limit_race()) == [None, None, None, None, "room_full", None, None, "room_full", None]
+    # -l: no limit, nothing counted
+    minus_l = EventMaker(node=b"here").msg("alice", "#r", "", Kind.MODE, data={"changes": [["-l", None]]})
+    late = EventMaker(node=b"there").msg("hal", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 9})
+    assert [admission.check("#r", 10, minus_l), admission.check("#r", 11, late)] == [None, None]
+
+
+def test_a_starting_node_takes_the_limit_and_the_moves_and_comes_to_the_same_verdicts():
+    events = _limit_race()
+    old = Admission()
+    _run(old, events[:4])  # up to carol's join: the limit, and a move counted
+    new = carried(old, 4)
+    assert verdicts(new, events[4:], 5) == verdicts(old, events[4:], 5) == [
+        "room_full", None, None, "room_full", None]
+
+
 @pytest.mark.parametrize("fact", [
+    ["#r", [], 0, 0, None, [], None, [3], 3],  # a limit that is none
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 2]]], 3],  # a move that is none
     ["#r", [], 0, 0, None, [], None, -1],  # a position below 0
     ["#r", [], 0, 0, None, [], None, "3"],
     ["alice bob", [], 0, 0, None, [], None, 3],  # not a room

@@ -234,6 +234,29 @@ async def test_a_join_checked_before_a_key_arrived_is_void_unless_it_gave_the_ke
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_join_checked_before_a_limit_arrived_is_void_when_the_room_is_full_at_its_number(nodes):
+    """+l 3 on A, where #x holds alice, bob and dave, while B lets erin in: her JOIN
+    finds the room full at its number, on both nodes (it stood before: four members)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    await join_made_void(a, b, gate, relays, alice, [("+l", "3")], "room_full")
+    assert b.hub.rooms["#x"].limit == 3
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_checked_before_a_limit_arrived_stands_when_there_was_room(nodes):
+    a, b, gate, (alice, bob, dave), relays = nodes
+    await late_modes(a, gate, alice, [("+l", "4")])
+    erin = b.connect("erin")
+    answered = Receipt()
+    b.hub.join(erin, "#x", receipt=answered)
+    await until(lambda: b.hub.outbox.pending == 0)
+    await caught_up(gate, relays)
+    assert answered.error is None and "erin" in a.hub.rooms["#x"].members and "erin" in b.hub.rooms["#x"].members
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_check_at_its_number_that_fails_admits_the_event_and_says_so(nodes, captured, monkeypatch):
     """The relay calls ``admit`` for every event with nothing around it: a check that
     raises admits (every node shows the event) and logs the fault, never a lost event."""

@@ -53,6 +53,10 @@ JOIN_SEEN, JOIN_EXEMPT, JOIN_INVITED = "seen", "exempt", "invited"
 #: what a node adds to a JOIN's data when the room had a key there: the digest of the key
 #: the joiner gave (``key_digest``), so a key set elsewhere meanwhile can be told from it
 JOIN_KEY = "key"
+#: what a node adds to a JOIN's data: the members its copy of the room held when it
+#: checked the join (its own changes not numbered yet included), for a ``+l`` set
+#: elsewhere meanwhile
+JOIN_COUNT = "count"
 #: what a node adds to a room message's data when its sender was not a member
 EXTERNAL = "external"
 #: what a node adds to a PART, QUIT or KICK that empties rooms that then end there:
@@ -86,7 +90,7 @@ def key_digest(conv: str, key: str) -> str:
 class _RoomOrder:
     """What a room's numbered events have established so far on this node."""
 
-    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key")
+    __slots__ = ("gone", "invite_only_since", "changes", "key_since", "key", "limit", "limit_since", "moves")
 
     def __init__(self) -> None:
         self.gone: OrderedDict[str, int] = OrderedDict()  # folded nick -> number of its removal
@@ -95,11 +99,35 @@ class _RoomOrder:
         self.key: Optional[str] = None  # the digest of the key then set, None when removed
         #: (number, "+b", parameter) of the latest mode changes that decide who may speak
         self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
+        self.limit: Optional[int] = None  # the ``+l`` in force, None when none is
+        self.limit_since = 0  # the number of that ``+l``
+        #: while a limit is in force: (number, node, +1 or -1) of the latest joins and
+        #: leaves that stood, for the member count at a join's number
+        self.moves: deque[tuple[int, str, int]] = deque(maxlen=CHANGES_LIMIT)
 
     def holds(self) -> bool:
         """Whether it holds anything a later event is checked against (else the room needs
         no entry: most rooms have none)."""
-        return bool(self.gone or self.invite_only_since or self.changes or self.key is not None)
+        return bool(self.gone or self.invite_only_since or self.changes or self.key is not None
+                    or self.limit is not None)
+
+    def moved(self, seq: int, event: Event, step: int) -> None:
+        """A join (+1) or leave (-1) stood at ``seq``: counted while a limit is in force."""
+        if self.limit is not None:
+            self.moves.append((seq, EventIds.node_of(event.id), step))
+
+    def full_at(self, seq: int, event: Event) -> bool:
+        """Whether JOIN ``event`` (numbered ``seq``) finds the room full there, by a ``+l``
+        numbered after the position its node checked it at: the members its node counted
+        then, with the joins and leaves of other nodes numbered in between (its own node's
+        were in its count). A join that carries no count (from a lone node) is not checked."""
+        data = event.data
+        seen, count = data.get(JOIN_SEEN), data.get(JOIN_COUNT)
+        if (self.limit is None or not isinstance(seen, int) or self.limit_since <= seen
+                or not isinstance(count, int) or data.get(JOIN_INVITED)):
+            return False
+        node = EventIds.node_of(event.id)
+        return count + sum(step for at, by, step in self.moves if seen < at < seq and by != node) >= self.limit
 
 
 #: a room's JOINs that stood, as far as its end needs them: the number of the latest, the
@@ -163,12 +191,18 @@ class Admission:
                     and _banned(order, seen, seq, event)):
                 self._remove(order, nick, seq)
                 return errors.Banned(event.target)
+            if order.full_at(seq, event):
+                self._remove(order, nick, seq)
+                return errors.RoomFull(event.target)
             order.gone.pop(nick, None)
+            order.moved(seq, event, 1)
             self._joined(conv, seq, event)
         elif kind in (Kind.PART, Kind.QUIT):
             self._remove(order, fold(event.source.nick), seq)
+            order.moved(seq, event, -1)
         elif kind == Kind.KICK:
             self._remove(order, fold(str(data.get("nick", ""))), seq)
+            order.moved(seq, event, -1)
         elif kind == Kind.NICK:
             order.gone.pop(fold(str(data.get("new", ""))), None)
         elif kind == Kind.MODE:
@@ -183,6 +217,15 @@ class Admission:
                     order.key_since = seq
                     key = change[1] if len(change) > 1 else None
                     order.key = key_digest(conv, str(key)) if change[0] == "+k" and key else None
+                elif change[0] == "+l":
+                    limit = change[1] if len(change) > 1 else None
+                    if isinstance(limit, (int, str)) and str(limit).isdigit():
+                        if order.limit is None:
+                            order.moves.clear()  # counted from this limit on
+                        order.limit, order.limit_since = int(limit), seq
+                elif change[0] == "-l":
+                    order.limit = None
+                    order.moves.clear()
                 elif len(change[0]) == 2 and change[0][1] in _SPEAKING_MODES:
                     order.changes.append((seq, change[0], change[1] if len(change) > 1 else None))
         if not order.holds():
@@ -228,6 +271,7 @@ class Admission:
             facts.append([
                 conv, list(map(list, order.gone.items())), order.invite_only_since, order.key_since, order.key,
                 [list(change) for change in order.changes], None if joins is None else list(joins),
+                None if order.limit is None else [order.limit, order.limit_since, [list(m) for m in order.moves]],
             ])
         return facts
 
@@ -240,9 +284,11 @@ class Admission:
             raise ValueError("not a list of room facts")
         parsed: dict[str, tuple[_RoomOrder, Optional[Joins], int]] = {}
         for fact in facts:
-            if type(fact) is not list or len(fact) != 8:
+            if type(fact) is not list or len(fact) not in (8, 9):
                 raise ValueError("not a room's facts")
-            conv, gone, invite_only_since, key_since, key, changes, joins, seq = fact
+            if len(fact) == 8:  # a node of the version before ``+l`` at the number
+                fact = [*fact[:7], None, fact[7]]
+            conv, gone, invite_only_since, key_since, key, changes, joins, limit, seq = fact
             if type(conv) is not str or not is_room_name(conv) or type(gone) is not list \
                     or type(changes) is not list or not (key is None or type(key) is str):
                 raise ValueError(f"not a room's facts: {conv!r}")
@@ -264,6 +310,15 @@ class Admission:
                         or not (entry[2] is None or type(entry[2]) is str)):
                     raise ValueError("not a mode change")
                 order.changes.append((_number(entry[0]), entry[1], entry[2]))
+            if limit is not None:
+                if type(limit) is not list or len(limit) != 3 or type(limit[2]) is not list:
+                    raise ValueError(f"not a room's limit: {limit!r}")
+                order.limit, order.limit_since = _number(limit[0]), _number(limit[1])
+                for entry in limit[2][-CHANGES_LIMIT:]:
+                    if (type(entry) is not list or len(entry) != 3 or type(entry[1]) is not str
+                            or entry[2] not in (1, -1)):
+                        raise ValueError("not a join or leave")
+                    order.moves.append((_number(entry[0]), entry[1], entry[2]))
             parsed[conv] = (order, None if joins is None else (_number(joins[0]), joins[1], _number(joins[2])),
                             _number(seq))
         return parsed

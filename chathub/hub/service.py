@@ -35,6 +35,7 @@ from chathub.hub import errors, visibility
 from chathub.hub.account_rooms import AccountRooms
 from chathub.hub.admission import (
     EXTERNAL,
+    JOIN_COUNT,
     JOIN_EXEMPT,
     JOIN_INVITED,
     JOIN_KEY,
@@ -900,8 +901,10 @@ class ChatHub(service.Service):
         data: dict[str, Any] = {"account": user.account, "away": user.away,
                                 "privileges": "".join(sorted(member.privileges))}
         if self._positions is not None:
-            # what this node had applied of the room when it checked the join (``admit``)
+            # what this node had applied of the room when it checked the join (``admit``),
+            # and the members it counted then (a ``+l`` set elsewhere meanwhile)
             data[JOIN_SEEN] = self._positions.position(room.folded) or 0
+            data[JOIN_COUNT] = len(room.members) - 1
             if made_with is not None:
                 data[ROOM_CLAIM] = made_with  # it makes the room: every node learns its claim
             if exempt:
