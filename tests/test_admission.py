@@ -17,6 +17,7 @@ from chathub.hub.admission import (
     Admission,
     key_digest,
 )
+from chathub.events import Event
 from tests.store_fixtures import EventMaker
 
 
@@ -345,48 +346,121 @@ def test_the_facts_a_starting_node_takes_give_the_same_verdicts():
     assert verdicts(new, ending, 6) == verdicts(old, ending, 6) == [None, None]
 
 
+def _join(maker: EventMaker, nick: str, seen: int, count: int, **data) -> Event:
+    """A JOIN its node checked at position ``seen``, counting ``count`` members then."""
+    return maker.msg(nick, "#r", "", Kind.JOIN, data={JOIN_SEEN: seen, JOIN_COUNT: count, **data})
+
+
 def _limit_race():
     """alice (on this node) sets +l 3 while bob's node, which had not applied it, lets
-    carol, dave and then erin in; and one it invites."""
+    carol, dave, fay (invited) and then erin in; gus joins once his node had the limit."""
     here, there = EventMaker(node=b"here"), EventMaker(node=b"there")
     return [
-        here.msg("alice", "#r", "", Kind.JOIN, data={JOIN_SEEN: 0, JOIN_COUNT: 0}),
-        there.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1, JOIN_COUNT: 1}),
+        _join(here, "alice", 0, 0),
+        _join(there, "bob", 1, 1),
         here.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 3
-        # bob's node counted alice and bob: with carol, three
-        there.msg("carol", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 2}),
-        # its count holds carol's join already (its own, not numbered when it checked)
-        there.msg("dave", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 3}),
-        there.msg("fay", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 3, JOIN_INVITED: True}),
-        here.msg("alice", "#r", "", Kind.PART),  # 7: a place frees up, on this node
-        there.msg("erin", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 4}),  # 4 - alice = 3: full
-        there.msg("gus", "#r", "", Kind.JOIN, data={JOIN_SEEN: 8, JOIN_COUNT: 3}),  # saw the +l: its node checked it
+        _join(there, "carol", 2, 2),  # bob's node counted alice and bob: with carol, three
+        _join(there, "dave", 2, 3),  # its count holds carol (its own, not numbered when it checked)
+        _join(there, "fay", 2, 4, **{JOIN_INVITED: True}),  # an invitation passes the limit
+        here.msg("alice", "#r", "", Kind.PART),  # 7: a place frees up, on the other node
+        # its node counted alice, bob, carol, dave (void since) and fay: at its number bob,
+        # carol and fay are in
+        _join(there, "erin", 2, 5),
+        _join(there, "gus", 8, 2),  # after erin's refusal reached its node: room for one
     ]
 
 
 def test_a_join_checked_before_a_concurrent_plus_l_is_void_when_the_room_is_full_at_its_number():
     """The member count at a join's number: what its node counted (its own changes in it)
-    plus the other nodes' joins and leaves numbered in between."""
+    plus the other nodes' joins and leaves numbered in between, and where its own node's
+    copy differed from the numbered order (a join of its own found void)."""
     admission = Admission()
     assert _run(admission, _limit_race()) == [None, None, None, None, "room_full", None, None, "room_full", None]
     # -l: no limit, nothing counted
     minus_l = EventMaker(node=b"here").msg("alice", "#r", "", Kind.MODE, data={"changes": [["-l", None]]})
-    late = EventMaker(node=b"there").msg("hal", "#r", "", Kind.JOIN, data={JOIN_SEEN: 2, JOIN_COUNT: 9})
+    late = _join(EventMaker(node=b"there"), "hal", 2, 9)
     assert [admission.check("#r", 10, minus_l), admission.check("#r", 11, late)] == [None, None]
+    assert not admission.rooms["#r"].moves
+
+
+def test_two_joins_racing_under_a_limit_both_nodes_knew_leave_the_second_void():
+    a, b = EventMaker(node=b"a"), EventMaker(node=b"b")
+    events = [
+        _join(a, "alice", 0, 0),
+        _join(b, "bob", 1, 1),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 3
+        _join(a, "carol", 3, 2),  # both nodes saw the +l and counted two
+        _join(b, "dave", 3, 2),  # the room holds three at its number
+    ]
+    assert _run(Admission(), events) == [None, None, None, None, "room_full"]
+
+
+def test_another_nodes_leave_numbered_before_a_join_frees_a_place_for_it():
+    a, b = EventMaker(node=b"a"), EventMaker(node=b"b")
+    events = [
+        _join(a, "alice", 0, 0), _join(b, "bob", 1, 1), _join(a, "carol", 2, 2),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 4
+        a.msg("carol", "#r", "", Kind.PART),  # 5
+        _join(b, "dave", 4, 3),  # its node still counted carol
+    ]
+    assert _run(Admission(), events) == [None] * 6
+
+
+def test_a_leave_of_a_user_already_gone_frees_no_place():
+    """x (on b) parts while alice (on a) kicks x: one place, not two."""
+    a, b, c = EventMaker(node=b"a"), EventMaker(node=b"b"), EventMaker(node=b"c")
+    events = [
+        _join(a, "alice", 0, 0), _join(b, "x", 1, 1), _join(c, "cy", 2, 2),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 4
+        b.msg("x", "#r", "", Kind.PART),  # 5
+        a.msg("alice", "#r", "", Kind.KICK, data={"nick": "x"}),  # 6: x is gone already
+        _join(c, "d1", 4, 3),  # c counted alice, x and cy: two at its number
+        _join(c, "d2", 4, 4),  # and d1: three at its number
+    ]
+    assert _run(Admission(), events) == [None] * 7 + ["room_full"]
+
+
+def test_a_join_of_its_own_node_found_void_takes_no_place():
+    """a sets +b u1 and +l 3; b lets u1, u2 and u3 in before it has either: u1 is void, so
+    u3 has its place (b counted u1)."""
+    a, b = EventMaker(node=b"a"), EventMaker(node=b"b")
+    events = [
+        _join(a, "alice", 0, 0),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+b", "u1!*@*"], ["+l", "3"]]}),  # 2
+        _join(b, "u1", 1, 1), _join(b, "u2", 1, 2), _join(b, "u3", 1, 3),
+    ]
+    assert _run(Admission(), events) == [None, None, "banned", None, None]
+
+
+def test_a_limit_that_is_no_number_is_passed_over_and_the_rest_of_the_change_kept():
+    a = EventMaker(node=b"a")
+    admission = Admission()
+    change = a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "\u00b2"], ["+i", None]]})
+    assert admission.check("#r", 1, change) is None
+    assert admission.rooms["#r"].limit is None and admission.rooms["#r"].invite_only_since == 1
 
 
 def test_a_starting_node_takes_the_limit_and_the_moves_and_comes_to_the_same_verdicts():
-    events = _limit_race()
+    a, b = EventMaker(node=b"a"), EventMaker(node=b"b")
+    before = [
+        _join(a, "alice", 0, 0), _join(b, "bob", 1, 1), _join(a, "carol", 2, 2),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 4
+        a.msg("carol", "#r", "", Kind.PART),  # 5: a move only the carried facts know of
+    ]
+    after = [_join(b, "dave", 4, 3), _join(b, "erin", 4, 4)]
     old = Admission()
-    _run(old, events[:4])  # up to carol's join: the limit, and a move counted
-    new = carried(old, 4)
-    assert verdicts(new, events[4:], 5) == verdicts(old, events[4:], 5) == [
-        "room_full", None, None, "room_full", None]
+    _run(old, before)
+    new = carried(old, len(before))
+    assert verdicts(new, after, 6) == verdicts(old, after, 6) == [None, "room_full"]
 
 
 @pytest.mark.parametrize("fact", [
     ["#r", [], 0, 0, None, [], None, [3], 3],  # a limit that is none
-    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 2]]], 3],  # a move that is none
+    ["#r", [], 0, 0, None, [], None, [0, 2, []], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 2, 1]]], 3],  # a move that is none
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", True, 1]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1.0, 1]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1]]], 3],
     ["#r", [], 0, 0, None, [], None, -1],  # a position below 0
     ["#r", [], 0, 0, None, [], None, "3"],
     ["alice bob", [], 0, 0, None, [], None, 3],  # not a room

@@ -34,6 +34,7 @@ own users' later changes applied early):
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import OrderedDict, deque
 from typing import Any, Callable, Optional
 
@@ -101,9 +102,11 @@ class _RoomOrder:
         self.changes: deque[tuple[int, str, Any]] = deque(maxlen=CHANGES_LIMIT)
         self.limit: Optional[int] = None  # the ``+l`` in force, None when none is
         self.limit_since = 0  # the number of that ``+l``
-        #: while a limit is in force: (number, node, +1 or -1) of the latest joins and
-        #: leaves that stood, for the member count at a join's number
-        self.moves: deque[tuple[int, str, int]] = deque(maxlen=CHANGES_LIMIT)
+        #: while a limit is in force, the latest joins and leaves: (number, node, what it
+        #: changed in the numbered order, what it changed in its own node's copy when made):
+        #: a join that stood (+1, +1), one found void (0, +1), a leave of a member (-1, -1),
+        #: one of a user already gone (0, -1); for the member count at a join's number
+        self.moves: deque[tuple[int, str, int, int]] = deque(maxlen=CHANGES_LIMIT)
 
     def holds(self) -> bool:
         """Whether it holds anything a later event is checked against (else the room needs
@@ -111,23 +114,31 @@ class _RoomOrder:
         return bool(self.gone or self.invite_only_since or self.changes or self.key is not None
                     or self.limit is not None)
 
-    def moved(self, seq: int, event: Event, step: int) -> None:
-        """A join (+1) or leave (-1) stood at ``seq``: counted while a limit is in force."""
+    def moved(self, seq: int, event: Event, numbered: int, copied: int) -> None:
+        """A join or a leave at ``seq`` (``moves``): recorded while a limit is in force."""
         if self.limit is not None:
-            self.moves.append((seq, EventIds.node_of(event.id), step))
+            self.moves.append((seq, sys.intern(EventIds.node_of(event.id)), numbered, copied))
 
     def full_at(self, seq: int, event: Event) -> bool:
-        """Whether JOIN ``event`` (numbered ``seq``) finds the room full there, by a ``+l``
-        numbered after the position its node checked it at: the members its node counted
-        then, with the joins and leaves of other nodes numbered in between (its own node's
-        were in its count). A join that carries no count (from a lone node) is not checked."""
+        """Whether JOIN ``event`` (numbered ``seq``) finds the room full at its number under
+        the ``+l`` in force: the members its node counted when it checked it (its own
+        changes not numbered yet in that count), with what the joins and leaves numbered
+        between its position and it changed: another node's, in the numbered order; its
+        own node's (in its count already), where the numbered order differs from its copy
+        (a join of its own found void, a leave of a user already gone). Those numbered
+        before the limit itself are not known: no join or leave is recorded without one. A
+        join without a count (from a lone node, or an older one) is not checked; an
+        invitation passes the limit, as at its node."""
+        limit = self.limit
         data = event.data
         seen, count = data.get(JOIN_SEEN), data.get(JOIN_COUNT)
-        if (self.limit is None or not isinstance(seen, int) or self.limit_since <= seen
-                or not isinstance(count, int) or data.get(JOIN_INVITED)):
+        if limit is None or type(seen) is not int or type(count) is not int or data.get(JOIN_INVITED):
             return False
         node = EventIds.node_of(event.id)
-        return count + sum(step for at, by, step in self.moves if seen < at < seq and by != node) >= self.limit
+        for at, by, numbered, copied in self.moves:
+            if seen < at < seq:
+                count += numbered if by != node else numbered - copied
+        return count >= limit
 
 
 #: a room's JOINs that stood, as far as its end needs them: the number of the latest, the
@@ -178,31 +189,19 @@ class Admission:
             order = self.rooms[conv] = _RoomOrder()
         if kind == Kind.JOIN:
             nick = fold(event.source.nick)
-            seen = data.get(JOIN_SEEN)
-            if (order.invite_only_since and isinstance(seen, int) and order.invite_only_since > seen
-                    and not data.get(JOIN_EXEMPT)):
+            refusal = _refusal(order, seq, event)
+            if refusal is not None:
                 self._remove(order, nick, seq)  # what it says next in the room is void too
-                return errors.InviteOnly(event.target)
-            if (order.key is not None and isinstance(seen, int) and order.key_since > seen
-                    and data.get(JOIN_KEY) != order.key):
-                self._remove(order, nick, seq)  # an invitation does not pass a key here either
-                return errors.BadKey(event.target)
-            if (order.changes and isinstance(seen, int) and not data.get(JOIN_INVITED)
-                    and _banned(order, seen, seq, event)):
-                self._remove(order, nick, seq)
-                return errors.Banned(event.target)
-            if order.full_at(seq, event):
-                self._remove(order, nick, seq)
-                return errors.RoomFull(event.target)
+                order.moved(seq, event, 0, 1)  # its node counted it
+                return refusal
             order.gone.pop(nick, None)
-            order.moved(seq, event, 1)
+            order.moved(seq, event, 1, 1)
             self._joined(conv, seq, event)
-        elif kind in (Kind.PART, Kind.QUIT):
-            self._remove(order, fold(event.source.nick), seq)
-            order.moved(seq, event, -1)
-        elif kind == Kind.KICK:
-            self._remove(order, fold(str(data.get("nick", ""))), seq)
-            order.moved(seq, event, -1)
+        elif kind in (Kind.PART, Kind.QUIT, Kind.KICK):
+            nick = fold(event.source.nick if kind != Kind.KICK else str(data.get("nick", "")))
+            gone_already = nick in order.gone
+            self._remove(order, nick, seq)
+            order.moved(seq, event, 0 if gone_already else -1, -1)
         elif kind == Kind.NICK:
             order.gone.pop(fold(str(data.get("new", ""))), None)
         elif kind == Kind.MODE:
@@ -219,9 +218,7 @@ class Admission:
                     order.key = key_digest(conv, str(key)) if change[0] == "+k" and key else None
                 elif change[0] == "+l":
                     limit = change[1] if len(change) > 1 else None
-                    if isinstance(limit, (int, str)) and str(limit).isdigit():
-                        if order.limit is None:
-                            order.moves.clear()  # counted from this limit on
+                    if type(limit) is str and limit.isascii() and limit.isdigit() and int(limit) > 0:
                         order.limit, order.limit_since = int(limit), seq
                 elif change[0] == "-l":
                     order.limit = None
@@ -311,14 +308,15 @@ class Admission:
                     raise ValueError("not a mode change")
                 order.changes.append((_number(entry[0]), entry[1], entry[2]))
             if limit is not None:
-                if type(limit) is not list or len(limit) != 3 or type(limit[2]) is not list:
+                if type(limit) is not list or len(limit) != 3 or type(limit[2]) is not list or limit[0] == 0:
                     raise ValueError(f"not a room's limit: {limit!r}")
                 order.limit, order.limit_since = _number(limit[0]), _number(limit[1])
                 for entry in limit[2][-CHANGES_LIMIT:]:
-                    if (type(entry) is not list or len(entry) != 3 or type(entry[1]) is not str
-                            or entry[2] not in (1, -1)):
+                    if (type(entry) is not list or len(entry) != 4 or type(entry[1]) is not str
+                            or type(entry[2]) is not int or entry[2] not in (0, 1, -1)
+                            or type(entry[3]) is not int or entry[3] not in (1, -1)):
                         raise ValueError("not a join or leave")
-                    order.moves.append((_number(entry[0]), entry[1], entry[2]))
+                    order.moves.append((_number(entry[0]), sys.intern(entry[1]), entry[2], entry[3]))
             parsed[conv] = (order, None if joins is None else (_number(joins[0]), joins[1], _number(joins[2])),
                             _number(seq))
         return parsed
@@ -339,6 +337,24 @@ class Admission:
         order.gone.move_to_end(nick)
         if len(order.gone) > GONE_LIMIT:
             order.gone.popitem(last=False)
+
+
+def _refusal(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubError]:
+    """Why JOIN ``event``, numbered ``seq``, is void there (a ``+i``, key or ban numbered
+    after its position, the limit), or None."""
+    data = event.data
+    seen = data.get(JOIN_SEEN)
+    if (order.invite_only_since and isinstance(seen, int) and order.invite_only_since > seen
+            and not data.get(JOIN_EXEMPT)):
+        return errors.InviteOnly(event.target)
+    if (order.key is not None and isinstance(seen, int) and order.key_since > seen
+            and data.get(JOIN_KEY) != order.key):
+        return errors.BadKey(event.target)  # an invitation does not pass a key here either
+    if order.changes and isinstance(seen, int) and not data.get(JOIN_INVITED) and _banned(order, seen, seq, event):
+        return errors.Banned(event.target)
+    if order.full_at(seq, event):
+        return errors.RoomFull(event.target)
+    return None
 
 
 def _number(value: Any) -> int:
