@@ -432,6 +432,61 @@ def test_a_join_of_its_own_node_found_void_takes_no_place():
     assert _run(Admission(), events) == [None, None, "banned", None, None]
 
 
+def test_a_leave_of_a_user_gone_already_counts_as_its_node_counted_it():
+    """A node's own leave of a user another node removed first frees no place at the
+    number; whether the node's count still held the user depends on whether it had applied
+    that removal when it checked the join (a wrong 471 otherwise, to a join racing nothing)."""
+    a, b = EventMaker(node=b"a"), EventMaker(node=b"b")
+    kick_then_part = [
+        _join(a, "alice", 0, 0), _join(b, "x", 1, 1),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 3
+        _join(a, "cy", 3, 2),  # 4: alice, x, cy
+        a.msg("alice", "#r", "", Kind.KICK, data={"nick": "x"}),  # 5: alice, cy
+        b.msg("x", "#r", "", Kind.PART),  # 6: made on b before it had the kick
+    ]
+    # b checked d after applying the kick, or before it (its copy without x either way: x's
+    # part, its own, was made before d's join): the kick is counted once
+    assert _run(Admission(), [*kick_then_part, _join(b, "d", 5, 2)]) == [None] * 7
+    assert _run(Admission(), [*kick_then_part, _join(b, "d", 4, 2)]) == [None] * 7
+    assert _run(Admission(), [*kick_then_part, _join(b, "d", 4, 2), _join(b, "e", 4, 3)]) == [None] * 7 + [
+        "room_full"]
+    # its own kick of a user whose part (another node's) was numbered first
+    own_kick = [
+        _join(a, "alice", 0, 0), _join(b, "bob", 1, 1), _join(a, "y", 2, 2),
+        b.msg("bob", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 4
+        a.msg("y", "#r", "", Kind.PART),  # 5
+        b.msg("bob", "#r", "", Kind.KICK, data={"nick": "y"}),  # 6: made on b before it had 5
+        _join(b, "d", 5, 2),  # b's copy: alice and bob
+    ]
+    assert _run(Admission(), own_kick) == [None] * 7
+    # a join of its own found void, then that user's part, then a join checked after both
+    own_void = [
+        _join(a, "alice", 0, 0), _join(a, "cy", 1, 1),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+b", "u1!*@*"], ["+l", "3"]]}),  # 3
+        _join(b, "u1", 2, 2),  # 4: banned
+        b.msg("u1", "#r", "", Kind.PART),  # 5: before the verdict reached b
+        _join(b, "d", 4, 2),  # b's copy: alice and cy
+    ]
+    assert _run(Admission(), own_void) == [None, None, None, "banned", None, None]
+
+
+def test_a_removed_user_that_took_a_new_nick_is_still_out():
+    """x, kicked on a, renames to y on b before b had the kick, then parts: one place, not
+    two (and what y says is void, as x's would be)."""
+    a, b, c = EventMaker(node=b"a"), EventMaker(node=b"b"), EventMaker(node=b"c")
+    events = [
+        _join(a, "alice", 0, 0), _join(b, "x", 1, 1), _join(c, "cy", 2, 2),
+        a.msg("alice", "#r", "", Kind.MODE, data={"changes": [["+l", "3"]]}),  # 4
+        a.msg("alice", "#r", "", Kind.KICK, data={"nick": "x"}),  # 5
+        b.msg("x", "#r", "", Kind.NICK, data={"new": "y"}),  # 6
+        b.msg("y", "#r", "still here?"),  # 7
+        b.msg("y", "#r", "", Kind.PART),  # 8
+        _join(c, "d1", 4, 3),  # c counted alice, x and cy: two at its number
+        _join(c, "d2", 4, 4),  # and d1: three
+    ]
+    assert _run(Admission(), events) == [None] * 6 + ["cannot_send", None, None, "room_full"]
+
+
 def test_a_limit_that_is_no_number_is_passed_over_and_the_rest_of_the_change_kept():
     a = EventMaker(node=b"a")
     admission = Admission()
@@ -457,10 +512,12 @@ def test_a_starting_node_takes_the_limit_and_the_moves_and_comes_to_the_same_ver
 @pytest.mark.parametrize("fact", [
     ["#r", [], 0, 0, None, [], None, [3], 3],  # a limit that is none
     ["#r", [], 0, 0, None, [], None, [0, 2, []], 3],
-    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 2, 1]]], 3],  # a move that is none
-    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", True, 1]]], 3],
-    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1.0, 1]]], 3],
-    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 2, 1, 0]]], 3],  # a move that is none
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", True, 1, 0]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1.0, 1, 0]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1, -1, 0]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 0, -1, -2]]], 3],
+    ["#r", [], 0, 0, None, [], None, [3, 2, [[4, "n", 1, 1]]], 3],
     ["#r", [], 0, 0, None, [], None, -1],  # a position below 0
     ["#r", [], 0, 0, None, [], None, "3"],
     ["alice bob", [], 0, 0, None, [], None, 3],  # not a room

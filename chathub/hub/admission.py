@@ -78,6 +78,8 @@ SPOKE_PRIVILEGES, SPOKE_MODERATED, SPOKE_EXCEPTED = "privileges", "moderated", "
 CHANGES_LIMIT = 256
 #: the mode changes that can take a member's voice away, or give it back
 _SPEAKING_MODES = frozenset("mbevo")
+#: what a recorded join or leave changed (in the numbered order, in its node's copy)
+_MOVES = frozenset(((1, 1), (0, 1), (-1, -1), (0, -1)))
 #: the events that take a member out of a room, and may end it (``ROOM_ENDS``)
 _LEAVING = frozenset((Kind.PART, Kind.QUIT, Kind.KICK))
 
@@ -103,10 +105,11 @@ class _RoomOrder:
         self.limit: Optional[int] = None  # the ``+l`` in force, None when none is
         self.limit_since = 0  # the number of that ``+l``
         #: while a limit is in force, the latest joins and leaves: (number, node, what it
-        #: changed in the numbered order, what it changed in its own node's copy when made):
-        #: a join that stood (+1, +1), one found void (0, +1), a leave of a member (-1, -1),
-        #: one of a user already gone (0, -1); for the member count at a join's number
-        self.moves: deque[tuple[int, str, int, int]] = deque(maxlen=CHANGES_LIMIT)
+        #: changed in the numbered order, what it changed in its own node's copy when made,
+        #: and for a leave of a user already gone the number of that user's removal, else
+        #: 0): a join that stood (+1, +1), one found void (0, +1), a leave of a member (-1,
+        #: -1), one of a user already gone (0, -1); for the member count at a join's number
+        self.moves: deque[tuple[int, str, int, int, int]] = deque(maxlen=CHANGES_LIMIT)
 
     def holds(self) -> bool:
         """Whether it holds anything a later event is checked against (else the room needs
@@ -114,10 +117,10 @@ class _RoomOrder:
         return bool(self.gone or self.invite_only_since or self.changes or self.key is not None
                     or self.limit is not None)
 
-    def moved(self, seq: int, event: Event, numbered: int, copied: int) -> None:
+    def moved(self, seq: int, event: Event, numbered: int, copied: int, since: int = 0) -> None:
         """A join or a leave at ``seq`` (``moves``): recorded while a limit is in force."""
         if self.limit is not None:
-            self.moves.append((seq, sys.intern(EventIds.node_of(event.id)), numbered, copied))
+            self.moves.append((seq, sys.intern(EventIds.node_of(event.id)), numbered, copied, since))
 
     def full_at(self, seq: int, event: Event) -> bool:
         """Whether JOIN ``event`` (numbered ``seq``) finds the room full at its number under
@@ -135,9 +138,17 @@ class _RoomOrder:
         if limit is None or type(seen) is not int or type(count) is not int or data.get(JOIN_INVITED):
             return False
         node = EventIds.node_of(event.id)
-        for at, by, numbered, copied in self.moves:
-            if seen < at < seq:
-                count += numbered if by != node else numbered - copied
+        for at, by, numbered, copied, since in self.moves:
+            if not seen < at < seq:
+                continue
+            if by != node:
+                count += numbered
+            elif copied > 0:
+                count += numbered - copied  # a join of its own found void: no place taken
+            elif numbered == 0 and since > seen:
+                # its own leave of a user removed after its position: its copy still held
+                # the user when it counted (removed at or before it, the copy had not)
+                count += 1
         return count >= limit
 
 
@@ -199,11 +210,15 @@ class Admission:
             self._joined(conv, seq, event)
         elif kind in (Kind.PART, Kind.QUIT, Kind.KICK):
             nick = fold(event.source.nick if kind != Kind.KICK else str(data.get("nick", "")))
-            gone_already = nick in order.gone
+            since = order.gone.get(nick, 0)  # removed already, at that number
             self._remove(order, nick, seq)
-            order.moved(seq, event, 0 if gone_already else -1, -1)
+            order.moved(seq, event, 0 if since else -1, -1, since)
         elif kind == Kind.NICK:
-            order.gone.pop(fold(str(data.get("new", ""))), None)
+            old, new = fold(event.source.nick), fold(str(data.get("new", "")))
+            removed = order.gone.pop(old, None) if old != new else None
+            order.gone.pop(new, None)
+            if removed is not None:  # a removed user that took a new nick is still out
+                order.gone[new] = removed
         elif kind == Kind.MODE:
             for change in data.get("changes", ()):
                 if not change:
@@ -312,11 +327,12 @@ class Admission:
                     raise ValueError(f"not a room's limit: {limit!r}")
                 order.limit, order.limit_since = _number(limit[0]), _number(limit[1])
                 for entry in limit[2][-CHANGES_LIMIT:]:
-                    if (type(entry) is not list or len(entry) != 4 or type(entry[1]) is not str
-                            or type(entry[2]) is not int or entry[2] not in (0, 1, -1)
-                            or type(entry[3]) is not int or entry[3] not in (1, -1)):
+                    if (type(entry) is not list or len(entry) != 5 or type(entry[1]) is not str
+                            or type(entry[2]) is not int or type(entry[3]) is not int
+                            or (entry[2], entry[3]) not in _MOVES):
                         raise ValueError("not a join or leave")
-                    order.moves.append((_number(entry[0]), sys.intern(entry[1]), entry[2], entry[3]))
+                    order.moves.append((_number(entry[0]), sys.intern(entry[1]), entry[2], entry[3],
+                                        _number(entry[4])))
             parsed[conv] = (order, None if joins is None else (_number(joins[0]), joins[1], _number(joins[2])),
                             _number(seq))
         return parsed
@@ -344,13 +360,13 @@ def _refusal(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubEr
     after its position, the limit), or None."""
     data = event.data
     seen = data.get(JOIN_SEEN)
-    if (order.invite_only_since and isinstance(seen, int) and order.invite_only_since > seen
+    if (order.invite_only_since and type(seen) is int and order.invite_only_since > seen
             and not data.get(JOIN_EXEMPT)):
         return errors.InviteOnly(event.target)
-    if (order.key is not None and isinstance(seen, int) and order.key_since > seen
+    if (order.key is not None and type(seen) is int and order.key_since > seen
             and data.get(JOIN_KEY) != order.key):
         return errors.BadKey(event.target)  # an invitation does not pass a key here either
-    if order.changes and isinstance(seen, int) and not data.get(JOIN_INVITED) and _banned(order, seen, seq, event):
+    if order.changes and type(seen) is int and not data.get(JOIN_INVITED) and _banned(order, seen, seq, event):
         return errors.Banned(event.target)
     if order.full_at(seq, event):
         return errors.RoomFull(event.target)
