@@ -439,3 +439,47 @@ def fold_name(name: str) -> str:
 
 def rooms_of(world) -> dict[str, dict[str, str]]:
     return {folded: members(world, folded) for folded in world.hub.rooms}
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_rename_claims_the_new_name_so_no_node_makes_it_meanwhile(nodes):
+    """alice renames #old to #new on a while b has not heard of it: bob's join of #new on
+    b waits for the renamed room and joins it (before, b made a #new of its own and the
+    rename was not applied there). The old name is free, the new one claimed by the rename
+    on both nodes, and released when the room ends."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    old_token = claims["#old"]
+    gate.closed = True
+    event = await a.hub.claim_and_rename(alice, "#old", "#new")
+    token = claims["#new"]
+    assert "#old" not in claims and a.hub.rooms["#new"].claim == token != old_token
+    assert event.data[ROOM_CLAIM] == token
+    waiting = b.hub.claim_and_join(bob, "#new")
+    await until(lambda: a.hub.outbox.pending == 0)
+    assert not waiting.called  # refused by the rename's claim: waits for the room
+    gate.open()
+    assert await waiting is b.hub.rooms["#new"]
+    await until(lambda: "bob" in a.hub.rooms["#new"].members)
+    assert members(a, "#new") == members(b, "#new") == {"alice": "o", "bob": ""}
+    assert b.hub.rooms["#new"].claim == token and "#old" not in b.hub.rooms
+    a.hub.part(alice, "#new")
+    b.hub.part(bob, "#new")
+    await until(lambda: claims == {})
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_rename_to_a_name_another_node_is_making_is_refused_at_once(nodes):
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    gate.back.closed = True
+    await b.hub.claim_and_join(bob, "#taken")  # made on b; a has not heard of it
+    assert "#taken" not in a.hub.rooms
+    with pytest.raises(errors.RoomNameInUse):
+        await a.hub.claim_and_rename(alice, "#old", "#Taken")
+    assert a.hub.rooms["#old"].claim == claims["#old"] and claims["#taken"] == b.hub.rooms["#taken"].claim
+    # a change of case claims nothing
+    await a.hub.claim_and_rename(alice, "#old", "#OLD")
+    assert "#old" in claims and a.hub.rooms["#old"].name == "#OLD"

@@ -171,7 +171,8 @@ class RemoteRooms:
     def _rename(self, event: Event) -> None:
         room = self._room(event)
         new = str((event.data or {}).get("new", ""))
-        if room is None or not new or not self.hub.apply_rename(room, new):
+        claim = (event.data or {}).get(ROOM_CLAIM)
+        if room is None or not new or not self.hub.apply_rename(room, new, claim if isinstance(claim, str) else None):
             return
         # each member's protocol renders it for itself (an IRC client without the capability
         # is shown a PART and a JOIN naming it), as on the node where it was renamed

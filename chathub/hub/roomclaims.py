@@ -92,6 +92,27 @@ class RoomClaims:
         ``RoomUnavailable`` when the claim cannot be decided or kept being refused."""
         return Deferred.fromCoroutine(self._claim(folded, name, wanted))
 
+    def claim_once(self, folded: str, name: str) -> Deferred[Optional[str]]:
+        """Claim room name ``folded`` (``name`` as the user gave it) for a rename, without
+        waiting: fires with the token, or None when another making holds it (or a room of
+        that name came meanwhile); ``RoomUnavailable`` when it cannot be decided."""
+        return Deferred.fromCoroutine(self._claim_once(folded, name))
+
+    async def _claim_once(self, folded: str, name: str) -> Optional[str]:
+        token = self._token()
+        try:
+            holder = await self._backplane.claim_room(folded, token)
+        except BackplaneUnavailable:
+            raise errors.RoomUnavailable(name) from None
+        if holder is not None:
+            self.refused += 1
+            return None
+        self.granted += 1
+        if folded in self._rooms:
+            self.release(folded, token)
+            return None
+        return token
+
     async def _claim(self, folded: str, name: str, wanted: Callable[[], bool]) -> Optional[str]:
         token = self._token()
         replacing: Optional[str] = None

@@ -1021,13 +1021,34 @@ class ChatHub(service.Service):
         self._lifetimes.save(room)
         return event
 
-    def rename_room(self, user: User, name: str, new: str, reason: str = "") -> Event:
-        """Give room ``name`` the name ``new`` (its operators only; IRCv3
-        draft/channel-rename): members, modes, topic, lists, founder and history stay with
-        it, and every member is told (each protocol in its own terms, the sender too).
+    def claim_and_rename(self, user: User, name: str, new: str, reason: str = "") -> Deferred[Event]:
+        """``rename_room``, after claiming the new name across the cluster when it is
+        another name (``chathub.hub.roomclaims``): a name another node is making, or has
+        made, is refused as in use at once. On a lone node, or for a change of case, it runs
+        now (the Deferred has fired)."""
+        claims = self.room_claims
+        try:
+            room = self._check_rename(user, name, new, reason)
+        except errors.HubError:
+            return defer.fail()
+        new_folded = fold(new)
+        if claims is None or new_folded == room.folded:
+            return defer.maybeDeferred(self.rename_room, user, name, new, reason)
 
-        Refused with ``room_name_in_use`` when another room holds ``new``, and with
-        ``cannot_rename`` for the same name or an invalid one."""
+        def claimed(token: Optional[str]) -> Event:
+            if token is None:
+                raise errors.RoomNameInUse(room.name)
+            try:
+                return self.rename_room(user, name, new, reason, claim=token)
+            except Exception:
+                if room.claim != token:
+                    claims.release(new_folded, token)  # not renamed with it
+                raise
+
+        return claims.claim_once(new_folded, new).addCallback(claimed)
+
+    def _check_rename(self, user: User, name: str, new: str, reason: str) -> Room:
+        """``rename_room``'s refusals (raised), or the room to rename."""
         self._check_present(user)
         room, member = self._member_of(user, name)
         if not member.is_operator:
@@ -1042,9 +1063,24 @@ class ChatHub(service.Service):
             raise errors.RoomNameInUse(room.name)
         if len(reason) > limits.reason_length:
             raise errors.ReasonTooLong(room.name, f"Rename reason too long (at most {limits.reason_length} characters)")
+        return room
+
+    def rename_room(self, user: User, name: str, new: str, reason: str = "", claim: Optional[str] = None) -> Event:
+        """Give room ``name`` the name ``new`` (its operators only; IRCv3
+        draft/channel-rename): members, modes, topic, lists, founder and history stay with
+        it, and every member is told (each protocol in its own terms, the sender too). In a
+        cluster the new name comes with the token of its ``claim`` (``claim_and_rename``),
+        which every node learns from the event.
+
+        Refused with ``room_name_in_use`` when another room holds ``new``, and with
+        ``cannot_rename`` for the same name or an invalid one."""
+        room = self._check_rename(user, name, new, reason)
         old_name = room.name
-        event = self._event(Kind.RENAME, user, old_name, reason, data={"new": new})
-        self._rename(room, new)
+        data: dict[str, Any] = {"new": new}
+        if claim is not None:
+            data[ROOM_CLAIM] = claim
+        event = self._event(Kind.RENAME, user, old_name, reason, data=data)
+        self._rename(room, new, claim)
         # stored under the old name, then the old name's history moves to the new one: both
         # writes are queued in this order, and the members are told once they are committed
         self._publish(event, room.recipients(), user, each=True)
@@ -1056,15 +1092,17 @@ class ChatHub(service.Service):
         self.log.info("{nick} renamed {old} to {new}", event="rename", nick=user.nick, old=old_name, new=new)
         return event
 
-    def _rename(self, room: Room, new: str) -> None:
+    def _rename(self, room: Room, new: str, claim: Optional[str] = None) -> None:
         """Give ``room`` its new name in every index that holds it (the hub's rooms, each
-        member's rooms, invites) and tell whoever asked (``when_room_renamed``)."""
+        member's rooms, invites) and tell whoever asked (``when_room_renamed``); in a
+        cluster, the old name's claim is released and ``claim`` (the new name's, when the
+        rename came with one) is the room's."""
         old_folded = room.folded
         del self.rooms[old_folded]
-        if room.claim is not None and self.room_claims is not None and fold(new) != old_folded:
-            # the old name is free to make a room of; the new one is not claimed (docs/cluster.md)
-            self.room_claims.release(old_folded, room.claim)
-            room.claim = None
+        if self.room_claims is not None and fold(new) != old_folded:
+            if room.claim is not None:
+                self.room_claims.release(old_folded, room.claim)  # free to make a room of
+            room.claim = claim
         room.name, room.folded = new, fold(new)
         self.rooms[room.folded] = room
         if self.room_claims is not None:
@@ -1089,16 +1127,17 @@ class ChatHub(service.Service):
         or, in a cluster, on another node), so whatever is kept per room name follows it."""
         self._on_rename.append(callback)
 
-    def apply_rename(self, room: Room, new: str) -> bool:
-        """Give ``room`` the new name another node gave it (``RemoteRooms``): that node
-        stored the event and moved the history. A room of that name here (made on this
-        node meanwhile) keeps it: the rename is not applied, and the clash is logged."""
+    def apply_rename(self, room: Room, new: str, claim: Optional[str] = None) -> bool:
+        """Give ``room`` the new name another node gave it (``RemoteRooms``), with that
+        name's ``claim``: that node stored the event and moved the history. A room of that
+        name here (made on this node meanwhile: a rename from a node without the claim)
+        keeps it: the rename is not applied, and the clash is logged."""
         other = self.rooms.get(fold(new))
         if other is not None and other is not room:
             self.log.warn("room {old} was renamed to {new} on another node, where this node has a room of that "
                           "name: the rename is not applied here", old=room.name, new=new)
             return False
-        self._rename(room, new)
+        self._rename(room, new, claim)
         return True
 
     def kick(self, user: User, name: str, nick: str, reason: str = "") -> Event:

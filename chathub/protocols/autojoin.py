@@ -1,10 +1,12 @@
-"""Joining an account's kept rooms again at login, in order (telnet and chathub.v1; IRC
-chains its JOIN replies the same way in ``IrcSession._rejoin``)."""
+"""Room requests a cluster node answers once a name is claimed: an account's kept rooms
+joined again at login, in order (telnet and chathub.v1; IRC chains its JOIN replies the
+same way in ``IrcSession._rejoin``), and the result of a request answered at once."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 #: a kept room: its name, and the key it was joined with (None: none)
 KeptRoom = tuple[str, Optional[str]]
@@ -28,3 +30,14 @@ def join_in_turn(
                 return
 
     rest()
+
+
+def fired(d: Deferred) -> Any:
+    """The result of ``d``, which has fired (a lone node answers at once): returned, or
+    raised when it is a failure (a hub refusal, answered as a synchronous one is)."""
+    results: list[Any] = []
+    d.addBoth(results.append)
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    return result

@@ -32,7 +32,7 @@ from chathub.hub.rooms import LIST_MODES
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name
-from chathub.protocols.autojoin import join_in_turn
+from chathub.protocols.autojoin import fired, join_in_turn
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
@@ -812,7 +812,17 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.error("usage: /rename [#room] #newname [reason] (room operators only)")
             return
         assert self.user is not None and old is not None
-        event = self.hub.rename_room(self.user, old, new, reason.strip())
+        d = self.hub.claim_and_rename(self.user, old, new, reason.strip())
+        if not d.called:
+            # in a cluster, once the new name is claimed (later lines wait)
+            d.addCallbacks(self._renamed_room, self._refused)
+            d.addErrback(self._command_crashed, "rename")
+            assert self.gate is not None  # from connectionMade
+            self.gate.pause_until(d)
+            return
+        self._renamed_room(fired(d))
+
+    def _renamed_room(self, event) -> None:
         self._follow_rename(event)
         self.after(lambda: self.say(f"* you renamed {event.target} to {event.data['new']}"))
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import cast
 
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
 from chathub.events import Event
 from chathub.hub import errors
 from chathub.names import fold
@@ -32,26 +35,31 @@ FAIL_CODES = {
 
 
 @command("RENAME", min_params=2, penalty=5.0)
-def rename(session, msg: Message, rb) -> None:
+def rename(session, msg: Message, rb) -> defer.Deferred:
     """RENAME <#old> <#new> [:reason]: a channel operator renames the channel."""
     old, new = msg.params[0], msg.params[1]
     reason = msg.params[2] if len(msg.params) > 2 else ""
-    try:
-        event = session.hub.rename_room(session.user, old, new, reason)
-    except errors.HubError as e:
+
+    def refused(failure: Failure) -> None:
+        failure.trap(errors.HubError)
+        e = failure.value
         code = FAIL_CODES.get(e.code)
         if code is None:
             session.hub_error(rb, e)
         else:
             rb.fail("RENAME", code, old, new, e.message)
-        return
-    # our own copy, once the hub has shown it to the others (it waits for its commit)
-    def own() -> list[Message]:
-        mine = ResponseBuffer(session, None)
-        show_rename(session, event, mine)
-        return cast("list[Message]", mine.messages)  # lines only: nothing is made later
 
-    rb.later(own)
+    def renamed(event: Event) -> None:
+        # our own copy, once the hub has shown it to the others (it waits for its commit)
+        def own() -> list[Message]:
+            mine = ResponseBuffer(session, None)
+            show_rename(session, event, mine)
+            return cast("list[Message]", mine.messages)  # lines only: nothing is made later
+
+        rb.later(own)
+
+    # in a cluster, once the new name is claimed (later lines wait)
+    return session.hub.claim_and_rename(session.user, old, new, reason).addCallbacks(renamed, refused)
 
 
 @hook(RENAME_SHOWN)

@@ -32,7 +32,7 @@ from chathub.hub.rooms import Member, Room
 from chathub.hub.users import User
 from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name, nick_problem
-from chathub.protocols.autojoin import join_in_turn
+from chathub.protocols.autojoin import fired, join_in_turn
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.participant import EncodingParticipant
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
@@ -756,9 +756,17 @@ class JsonSession(EncodingParticipant):
         self.hub.set_topic(self.user, msg["room"], msg["text"])
         self._ok(msg)
 
-    def do_rename(self, msg: dict) -> None:
-        self.hub.rename_room(self.user, msg["room"], msg["new"], msg.get("reason") or "")
+    def do_rename(self, msg: dict) -> Optional[Deferred]:
+        d = self.hub.claim_and_rename(self.user, msg["room"], msg["new"], msg.get("reason") or "")
+        if not d.called:
+            # in a cluster, once the new name is claimed (later requests wait)
+            d.addCallbacks(lambda _: self._ok(msg), self._refused, errbackArgs=(msg,))
+            d.addErrback(self._request_crashed, msg)
+            self.gate.pause_until(d)
+            return d
+        fired(d)  # a refusal is raised here, and answered as any
         self._ok(msg)
+        return None
 
     def do_members(self, msg: dict) -> None:
         room = self.hub.visible_room(self.user, msg["room"])
