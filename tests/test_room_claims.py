@@ -483,3 +483,18 @@ async def test_a_rename_to_a_name_another_node_is_making_is_refused_at_once(node
     # a change of case claims nothing
     await a.hub.claim_and_rename(alice, "#old", "#OLD")
     assert "#old" in claims and a.hub.rooms["#old"].name == "#OLD"
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_rename_to_the_name_of_a_room_its_user_just_left_waits_for_that_end(nodes):
+    """bob leaves #foo last (b keeps its claim until the end stands at its number) and at
+    once renames #bar to #foo: the rename waits for the end rather than being refused."""
+    a, b, gate, claims = nodes
+    bob = b.connect("bob")
+    await b.hub.claim_and_join(bob, "#foo")
+    await b.hub.claim_and_join(bob, "#bar")
+    b.hub.part(bob, "#foo")
+    event = await b.hub.claim_and_rename(bob, "#bar", "#foo").addTimeout(10, reactor)
+    assert event.data["new"] == "#foo" and b.hub.rooms["#foo"].claim == claims["#foo"]
+    assert "#bar" not in claims

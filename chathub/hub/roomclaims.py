@@ -100,12 +100,22 @@ class RoomClaims:
 
     async def _claim_once(self, folded: str, name: str) -> Optional[str]:
         token = self._token()
-        try:
-            holder = await self._backplane.claim_room(folded, token)
-        except BackplaneUnavailable:
-            raise errors.RoomUnavailable(name) from None
-        if holder is not None:
+        for _ in range(2):
+            try:
+                holder = await self._backplane.claim_room(folded, token)
+            except BackplaneUnavailable:
+                raise errors.RoomUnavailable(name, "Room names cannot be claimed right now; try again shortly") \
+                    from None
+            if holder is None:
+                break
             self.refused += 1
+            if folded in self._rooms or not holder.startswith(self._prefix):
+                return None  # another making's
+            # this process's own claim: of a room of that name its user just left (kept
+            # until the end stands at its number: ``confirm`` wakes this), or released since
+            if self._keeps(folded, holder):
+                await self._made(folded)
+        else:
             return None
         self.granted += 1
         if folded in self._rooms:

@@ -1041,7 +1041,8 @@ class ChatHub(service.Service):
             try:
                 return self.rename_room(user, name, new, reason, claim=token)
             except Exception:
-                if room.claim != token:
+                renamed = self.rooms.get(new_folded)
+                if renamed is None or renamed.claim != token:
                     claims.release(new_folded, token)  # not renamed with it
                 raise
 
@@ -1130,8 +1131,9 @@ class ChatHub(service.Service):
     def apply_rename(self, room: Room, new: str, claim: Optional[str] = None) -> bool:
         """Give ``room`` the new name another node gave it (``RemoteRooms``), with that
         name's ``claim``: that node stored the event and moved the history. A room of that
-        name here (made on this node meanwhile: a rename from a node without the claim)
-        keeps it: the rename is not applied, and the clash is logged."""
+        name here (made on this node meanwhile: a rename from a node without the claim, or
+        a join here that took the claim over after ``room_claim_wait``) keeps it: the
+        rename is not applied, and the clash is logged."""
         other = self.rooms.get(fold(new))
         if other is not None and other is not room:
             self.log.warn("room {old} was renamed to {new} on another node, where this node has a room of that "

@@ -823,6 +823,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self._renamed_room(fired(d))
 
     def _renamed_room(self, event) -> None:
+        if self.closing:
+            return
         self._follow_rename(event)
         self.after(lambda: self.say(f"* you renamed {event.target} to {event.data['new']}"))
 

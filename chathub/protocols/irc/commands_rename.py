@@ -6,7 +6,8 @@ to one without, the fallback the specification gives: a ``PART`` of the old name
 ``JOIN`` of the new one from the client itself, followed by what a join shows (topic,
 ``NAMES``). A change of case alone is not shown to a client without the capability.
 Refusals are ``FAIL RENAME CHANNEL_NAME_IN_USE`` / ``CANNOT_RENAME <#old> <#new>``, or
-the numeric IRC has for them (``403``, ``442``, ``482``).
+the numeric IRC has for them (``403``, ``442``, ``482``; in a cluster ``437`` when the new
+name cannot be claimed now).
 """
 from __future__ import annotations
 
