@@ -522,3 +522,23 @@ async def test_room_claims_fail_closed_without_redis_and_releases_wait_for_it(ow
     await until(lambda: a._commands is not None and not a._room_releases and not a.settling, TIMEOUT)
     assert own_redis.command("EXISTS", key) == b"0"
     assert await a.claim_room("#y", "a/3") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_check_answered_across_a_loss_of_redis_data_forgets_no_node(cluster, redis_server):
+    """A lease check sent just before the renewal that finds Redis restarted empty (a new
+    epoch) is answered after it: its answer, read against the old epoch, forgot the nodes
+    known from before the loss as if they had left, so a node that died in the outage was
+    never declared lost by this node (test_redis_killed_and_restarted_empty failed so, now
+    and then, on a busy machine). Such an answer is dropped; the next check reads the new
+    epoch."""
+    a, c = await cluster("a", **FAST), await cluster("c", **FAST)
+    await until(lambda: "c" in a._known, TIMEOUT)
+    for loop in a._timers:  # this test runs a's checks itself
+        loop.stop()
+    a._watch_from = _reactor().seconds() + 60  # nobody is marked lost meanwhile
+    redis_server.command("SREM", f"{cluster.prefix}:nodes", "c")  # as after Redis lost its data
+    checking = a._watch()
+    a._epoch = "the new epoch"  # the renewal's answer, read first
+    await checking
+    assert "c" in a._known

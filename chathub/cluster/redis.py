@@ -761,6 +761,11 @@ class RedisBackplane:
         d = self._eval(scripts.WATCH, "1" if mark else "0", *older)
 
         def checked(result: list) -> None:
+            if self._epoch != epoch:
+                # Redis lost its data while this check was on its way (the renewal's answer
+                # came first): its result would forget the nodes known from before as if they
+                # had left, so one that died in the outage was never declared lost here
+                return
             members, found = set(result[0]), set(result[1])
             members.discard(self.node_id)
             for node in members:
