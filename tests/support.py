@@ -1345,3 +1345,33 @@ async def until(condition: Callable[[], object], timeout: float = 10.0) -> None:
     while not condition():
         assert reactor.seconds() < deadline, f"timed out waiting for {condition}"
         await task.deferLater(reactor, 0, lambda: None)
+
+
+class HeldStore:
+    """A store whose commits wait for ``commit(result)``: what the hub shows once stored
+    waits too. ``commit()`` stores them; ``commit(Failure(...))`` refuses them (a full disk)."""
+
+    def __init__(self) -> None:
+        self.waiting: list = []
+        self.around = None
+
+    def wrap_releases(self, around) -> None:
+        self.around = around
+
+    def append(self, event, rooms=(), notify=None):
+        if notify is None:  # not held for its commit (a join): nothing to wait for here
+            return defer.succeed(None)
+        self.waiting.append(notify)
+        return None
+
+    def begin_room(self, name):
+        return defer.succeed(None)
+
+    def rename_room(self, old, new):
+        return defer.succeed(None)
+
+    def commit(self, result=None) -> None:
+        with self.around():
+            for notify in self.waiting:
+                notify(result)
+        self.waiting = []

@@ -15,7 +15,7 @@ from chathub.events import EventIds, Kind, Source
 from chathub.hub import errors
 from chathub.hub.fanout import deliver
 from chathub.hub.users import User
-from tests.support import ALL_CAPS, HubServer, Recorder, RecorderWorld, irc_user, ws_config
+from tests.support import ALL_CAPS, HeldStore, HubServer, Recorder, RecorderWorld, irc_user, ws_config
 
 
 async def account_server(tmp_path, **auth) -> HubServer:
@@ -244,31 +244,11 @@ def test_fanout_encodes_once_per_format_across_sessions():
 
 
 
-class _HeldStore:
-    """A store whose commits wait for ``commit()``: what the hub shows once stored waits too."""
-
-    def __init__(self) -> None:
-        self.waiting: list = []
-        self.around = None
-
-    def wrap_releases(self, around) -> None:
-        self.around = around
-
-    def append(self, event, rooms=(), notify=None):
-        self.waiting.append(notify)
-
-    def commit(self) -> None:
-        with self.around():
-            for notify in self.waiting:
-                notify(None)
-        self.waiting = []
-
-
 def test_a_message_reaches_the_senders_other_session_though_it_acts_before_the_commit():
     """The session that sent a stored message is the one left out when it is shown (it
     renders its own), even when another session of the account has acted meanwhile: found
     at the commit instead, the other session lost the message and the sender got it back."""
-    store = _HeldStore()
+    store = HeldStore()
     world = RecorderWorld(Config().with_overrides(auth={"multiclient": True}, history={"enabled": True}), store=store)
     hub = world.hub
     bob = world.connect("bob")

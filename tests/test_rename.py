@@ -5,12 +5,12 @@ in its own terms, and its users' references to the room follow it."""
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from chathub.config import Config
 from chathub.events import Kind
 from chathub.store.interfaces import StorageError
-from tests.support import ALL_CAPS, LOOPBACK, HubServer, RecorderWorld, batch_of, join_irc, ws_config
+from tests.support import ALL_CAPS, LOOPBACK, HeldStore, HubServer, RecorderWorld, batch_of, join_irc, ws_config
 
 RENAME_CAP = "draft/channel-rename"
 
@@ -169,41 +169,10 @@ async def test_telnet_and_web_operators_rename_too_and_a_change_of_case_is_quiet
     assert (await capped.expect("RENAME")).params == ["#lounge", "#den", ""]
 
 
-class _RefusingStore:
-    """A store whose commits fail when ``commit()`` is called (a full disk, say)."""
-
-    def __init__(self) -> None:
-        self.waiting: list = []
-        self.around = None
-
-    def wrap_releases(self, around) -> None:
-        self.around = around
-
-    def append(self, event, rooms=(), notify=None):
-        if notify is None:  # not held for its commit (a join): nothing to wait for here
-            return defer.succeed(None)
-        self.waiting.append(notify)
-        return None
-
-    def begin_room(self, name):
-        return defer.succeed(None)
-
-    def rename_room(self, old, new):
-        return defer.succeed(None)
-
-    def commit(self) -> None:
-        from twisted.python.failure import Failure
-
-        with self.around():
-            for notify in self.waiting:
-                notify(Failure(StorageError("disk full")))
-        self.waiting = []
-
-
 def test_a_rename_the_store_refuses_is_still_shown_each_member_in_its_own_terms():
     """The room is renamed already when its commit fails: history lacks the RENAME, but every
     member is still told (each rendering it for itself), and only once the commit is over."""
-    store = _RefusingStore()
+    store = HeldStore()
     world = RecorderWorld(Config().with_overrides(history={"enabled": True}), store=store)
     hub = world.hub
     owner, member = world.connect("owner"), world.connect("member")
@@ -212,6 +181,6 @@ def test_a_rename_the_store_refuses_is_still_shown_each_member_in_its_own_terms(
     world.clear()
     hub.rename_room(owner, "#old", "#new", "tidier")
     assert member.participant.events == []  # waits for the commit
-    store.commit()
+    store.commit(Failure(StorageError("disk full")))
     assert [(e.kind, e.target, e.data.get("new")) for e in member.participant.events] == [(Kind.RENAME, "#old", "#new")]
     assert hub.find_room("#new") is not None

@@ -85,50 +85,24 @@ class RoomClaims:
     def _token(self) -> str:
         return f"{self._prefix}{next(self._serial)}"
 
-    def claim(self, folded: str, name: str, wanted: Callable[[], bool] = lambda: True) -> Deferred[Optional[str]]:
-        """Claim room name ``folded`` (``name`` as the user gave it) for a join: fires with
-        the token to make the room with, or None when the room is here now or the join is
-        no longer ``wanted`` (its user left: the join answers); fails with
+    def claim(
+        self, folded: str, name: str, wanted: Callable[[], bool] = lambda: True, others_wait: bool = True
+    ) -> Deferred[Optional[str]]:
+        """Claim room name ``folded`` (``name`` as the user gave it): fires with the token
+        to make the room (or rename one) with, or None when a room of that name is here now
+        or the request is no longer ``wanted`` (its user left: the request answers). A claim
+        another making holds is waited for (a join: that room is on its way) or, without
+        ``others_wait`` (a rename), answered None at once; one this node keeps until the end
+        of its last room of the name stands is always waited for. Fails with
         ``RoomUnavailable`` when the claim cannot be decided or kept being refused."""
-        return Deferred.fromCoroutine(self._claim(folded, name, wanted))
+        return Deferred.fromCoroutine(self._claim(folded, name, wanted, others_wait))
 
-    def claim_once(self, folded: str, name: str) -> Deferred[Optional[str]]:
-        """Claim room name ``folded`` (``name`` as the user gave it) for a rename, without
-        waiting: fires with the token, or None when another making holds it (or a room of
-        that name came meanwhile); ``RoomUnavailable`` when it cannot be decided."""
-        return Deferred.fromCoroutine(self._claim_once(folded, name))
-
-    async def _claim_once(self, folded: str, name: str) -> Optional[str]:
-        token = self._token()
-        for _ in range(2):
-            try:
-                holder = await self._backplane.claim_room(folded, token)
-            except BackplaneUnavailable:
-                raise errors.RoomUnavailable(name, "Room names cannot be claimed right now; try again shortly") \
-                    from None
-            if holder is None:
-                break
-            self.refused += 1
-            if folded in self._rooms or not holder.startswith(self._prefix):
-                return None  # another making's
-            # this process's own claim: of a room of that name its user just left (kept
-            # until the end stands at its number: ``confirm`` wakes this), or released since
-            if self._keeps(folded, holder):
-                await self._made(folded)
-        else:
-            return None
-        self.granted += 1
-        if folded in self._rooms:
-            self.release(folded, token)
-            return None
-        return token
-
-    async def _claim(self, folded: str, name: str, wanted: Callable[[], bool]) -> Optional[str]:
+    async def _claim(self, folded: str, name: str, wanted: Callable[[], bool], others_wait: bool) -> Optional[str]:
         token = self._token()
         replacing: Optional[str] = None
         for _ in range(ATTEMPTS):
             if folded in self._rooms or not wanted():
-                return None  # a join of a user gone never takes another making's claim over
+                return None  # a request of a user gone never takes another making's claim over
             try:
                 holder = await self._backplane.claim_room(folded, token, replacing)
             except BackplaneUnavailable:
@@ -148,13 +122,16 @@ class RoomClaims:
                 # made here while the claim was on its way (by a join of this node granted
                 # just before, or by the maker's JOIN): no waiting
                 return None
-            if holder.startswith(self._prefix) and not self._keeps(folded, holder):
+            own = holder.startswith(self._prefix)
+            if own and not self._keeps(folded, holder):
                 # this process's own making, whose room is not here: released since (its end
                 # stood at its number), or about to be: claim again at once
                 replacing = holder
                 continue
+            if not own and not others_wait:
+                return None  # a rename to a name another node is making: refused at once
             # another making's room on its way, or this node's own claim kept until the end
-            # of its last room stands at its number (``confirm`` wakes the join)
+            # of its last room stands at its number (``confirm`` wakes the request)
             came = await self._made(folded)
             if folded in self._rooms:
                 return None

@@ -19,6 +19,7 @@ import dataclasses
 import gc
 import time
 from collections import ChainMap
+from functools import partial
 from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, cast
 
 from twisted.application import service
@@ -749,6 +750,10 @@ class ChatHub(service.Service):
             self._announce(["nick", event.source.nick, new])
         return event
 
+    def _present(self, user: User) -> bool:
+        """Whether ``user`` is in the hub (signed on, under whatever nick it has now)."""
+        return user.folded is not None and self.users.get(user.folded) is user
+
     def _check_present(self, user: User) -> str:
         """Refuse a request of a user who is not in the hub: one who quit (or was killed)
         or never registered. A protocol may still act for such a user (a request read
@@ -844,10 +849,8 @@ class ChatHub(service.Service):
                     claims.release(folded, token)  # no room was made with it
                 raise
 
-        def wanted() -> bool:  # its user is still here (under whatever nick it has now)
-            return user.folded is not None and self.users.get(user.folded) is user
-
-        return claims.claim(folded, name, wanted).addCallback(claimed)
+        # wanted while its user is still here (under whatever nick it has now)
+        return claims.claim(folded, name, partial(self._present, user)).addCallback(claimed)
 
     def join(
         self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None,
@@ -1046,7 +1049,7 @@ class ChatHub(service.Service):
                     claims.release(new_folded, token)  # not renamed with it
                 raise
 
-        return claims.claim_once(new_folded, new).addCallback(claimed)
+        return claims.claim(new_folded, new, partial(self._present, user), others_wait=False).addCallback(claimed)
 
     def _check_rename(self, user: User, name: str, new: str, reason: str) -> Room:
         """``rename_room``'s refusals (raised), or the room to rename."""
