@@ -75,7 +75,7 @@ def test_away_account_and_realname_changes_reach_the_other_nodes_users(cluster):
     assert "301" not in whois
 
 
-def test_monitor_follows_users_of_the_other_node(cluster):
+def test_monitor_and_whowas_follow_users_of_the_other_node(cluster):
     (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
     bob = irc_user(cluster, b_irc, "bob", join=False)
     bob.send("MONITOR + alice\r\n")
@@ -89,6 +89,10 @@ def test_monitor_follows_users_of_the_other_node(cluster):
     bob.expect(r" 730 bob :?alice2!")
     alice.send("QUIT :bye\r\n")
     bob.expect(r" 731 bob :?alice2$")
+    # WHOWAS at B remembers A's user under both nicks it gave up (it answered 406 before)
+    for nick in ("alice2", "alice"):
+        lines = answer(bob, f"WHOWAS {nick}", r" 369 ")
+        assert re.search(rf" 314 bob {nick} ~alice \S+ \* :?alice$", first(lines, "314")), lines
 
 
 def test_an_invite_reaches_a_user_of_the_other_node_who_may_then_join(cluster):
@@ -105,6 +109,36 @@ def test_an_invite_reaches_a_user_of_the_other_node_who_may_then_join(cluster):
     bob.send(f"JOIN {ROOM}\r\n")
     bob.expect(rf" 366 bob {ROOM} ")
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
+
+
+def test_private_history_with_a_guest_of_the_other_node(cluster):
+    """A guest's private talk is stored under its connection (``nick/session``); a node
+    named a guest of another node by its bare nick, so CHATHISTORY of a private talk across
+    nodes was empty on both sides (while the same talk on one node was not). After the
+    guest left, WHOWAS (which now remembers other nodes' users) names its connection."""
+    caps = "draft/chathistory batch server-time message-tags"
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", caps=caps, join=False)
+    carol = irc_user(cluster, b_irc, "carol", caps=caps, join=False)
+    until(alice, "ISON carol", r" 303 ", r" 303 alice :?carol$")  # A has heard of carol
+    until(carol, "ISON alice", r" 303 ", r" 303 carol :?alice$")
+    alice.send("PRIVMSG carol :hello from A\r\n")
+    carol.expect(r"PRIVMSG carol :hello from A$")
+    carol.send("PRIVMSG alice :hello from B\r\n")
+    alice.expect(r"PRIVMSG alice :hello from B$")
+    talk = [r":alice!\S+ PRIVMSG carol :hello from A$", r":carol!\S+ PRIVMSG alice :hello from B$"]
+
+    def shown(client, nick, other):
+        lines = until(client, f"CHATHISTORY LATEST {other} * 10", r" BATCH -", talk[1])
+        return [line.split(" ", 1)[1] for line in lines if " PRIVMSG " in line]
+
+    for client, nick, other in ((alice, "alice", "carol"), (carol, "carol", "alice")):
+        got = shown(client, nick, other)
+        assert len(got) == 2 and all(re.match(p, line) for p, line in zip(talk, got)), got
+    carol.send("QUIT :bye\r\n")
+    until(alice, "ISON carol", r" 303 ", r" 303 alice :?$")
+    got = shown(alice, "alice", "carol")  # the talk of carol's connection, named by WHOWAS
+    assert len(got) == 2 and all(re.match(p, line) for p, line in zip(talk, got)), got
 
 
 def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):

@@ -8,9 +8,9 @@ takes its users with it. Which node holds a nick is decided by the backplane's a
 claims, not here.
 
 Each user of another node is a ``User`` whose participant sends nothing
-(``RemoteParticipant``): WHOIS, WHO, ISON, USERHOST, MONITOR and LUSERS read it like a
-local one. What changed is reported to a ``listener`` (the hub), which tells this node's
-users as it would for a local change.
+(``RemoteParticipant``): WHOIS, WHO, ISON, USERHOST, MONITOR, LUSERS, WHOWAS and the
+naming of private history read it like a local one. What changed is reported to a
+``listener`` (the hub), which tells this node's users as it would for a local change.
 """
 from __future__ import annotations
 

@@ -401,7 +401,9 @@ class ChatHub(service.Service):
         self._presence.announce(user, "online", self.ids)
 
     def remote_offline(self, user: User) -> None:
-        """A user of another node left, or dropped its nick: MONITOR tells it."""
+        """A user of another node left, or dropped its nick: MONITOR tells it, and WHOWAS
+        remembers it as it does a local user that quits or changes nick."""
+        self.whowas_log.remember(user)
         self._presence.announce(user, "offline", self.ids)
 
     def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser) -> None:
@@ -2008,13 +2010,15 @@ class ChatHub(service.Service):
     def history_target(self, user: User, target: str) -> str:
         """The store's name for ``target`` as ``user`` means it: a room, or a party.
 
-        A nick held right now names its holder's private conversation with ``user``; a nick
-        nobody holds names its last holder's (WHOWAS remembers guests' connections), else
-        the account of that name.
+        A nick held right now, here or on another node of a cluster, names its holder's
+        private conversation with ``user``; a nick nobody holds names its last holder's
+        (WHOWAS remembers guests' connections), else the account of that name.
         """
         if is_room_name(target):
             return target
         holder = self.users.get(fold(target))
+        if holder is None and self.remote is not None:
+            holder = self.remote.get(target)  # a guest of another node: its connection's talk
         if holder is not None:
             return holder.history_party
         past = self.whowas(target)
