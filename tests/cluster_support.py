@@ -27,13 +27,14 @@ from tests.support import LineClient, server_config
 ROOM = "#x"
 
 
-def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str) -> str:
+def node_config(tmp_path, name: str, dsn: str, redis_url: str, prefix: str, more: str = "") -> str:
+    """A node's config file; ``more``: further TOML (whole tables) appended to it."""
     extra = (
         f'[storage]\nbackend = "postgres"\npostgres_dsn = "{dsn}"\n'
         f'[cluster]\nenabled = true\nredis_url = "{redis_url}"\nnode_id = "{name}"\nkey_prefix = "{prefix}"\n'
         "lease = 4.0\nheartbeat = 1.0\ncheck_interval = 0.5\nresync_interval = 0.5\n"
         "[limits]\nflood_exempt = [\"127.0.0.1\"]\nconnection_limits_exempt = [\"127.0.0.1\"]\n"
-        "[history]\nquery_limit = 2000\n"
+        "[history]\nquery_limit = 2000\n" + more
     )
     return server_config(tmp_path / name, extra, irc=True, http=True)
 
@@ -45,8 +46,8 @@ def cluster(tmp_path, postgres_dsn, redis_server, twistd_server):  # noqa: F811 
     prefix = "t" + uuid.uuid4().hex[:8]
     clients: list[LineClient] = []
 
-    def start(name: str, redis_url: str = "", dsn: str = "") -> tuple[int, int]:
-        config = node_config(tmp_path, name, dsn or postgres_dsn, redis_url or redis_server.url, prefix)
+    def start(name: str, redis_url: str = "", dsn: str = "", more: str = "") -> tuple[int, int]:
+        config = node_config(tmp_path, name, dsn or postgres_dsn, redis_url or redis_server.url, prefix, more)
         node = start.nodes[name] = twistd_server(config)
         start.http[name] = node.port("http")
         return node.port("line"), node.port("irc")

@@ -21,6 +21,7 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     telnet_user,
     until,
 )
+from tests.support import OPER_HASH, OPER_PASSWORD
 
 NOTIFY_CAPS = "away-notify account-notify setname"
 
@@ -139,6 +140,36 @@ def test_private_history_with_a_guest_of_the_other_node(cluster):
     until(alice, "ISON carol", r" 303 ", r" 303 alice :?$")
     got = shown(alice, "alice", "carol")  # the talk of carol's connection, named by WHOWAS
     assert len(got) == 2 and all(re.match(p, line) for p, line in zip(talk, got)), got
+
+
+OPERATOR = (f'[[irc.operators]]\nname = "boss"\npassword_hash = "{OPER_HASH}"\n'
+            'privileges = ["kill", "wallops"]\nhostmask = "*"\n')
+
+
+def test_an_operator_reaches_users_of_the_other_node_with_wallops_and_kill(cluster):
+    """WALLOPS reached only the operator's node's +w users, and KILL of a user of another
+    node answered 401 (no such nick): both now reach the node that holds the user."""
+    (a_line, a_irc), (b_line, b_irc) = cluster("a", more=OPERATOR), cluster("b")
+    boss = irc_user(cluster, a_irc, "boss", join=False)
+    boss.send(f"OPER boss {OPER_PASSWORD}\r\n")
+    boss.expect(r" 381 boss ")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
+    bob.send("MODE bob +w\r\n")
+    bob.expect(r"MODE bob :?\+w")
+    carol = irc_user(cluster, b_irc, "carol", join=False)  # no +w: no WALLOPS
+    until(boss, "ISON bob carol", r" 303 ", r" 303 boss :bob carol$")
+    boss.send("WALLOPS :maintenance at noon\r\n")
+    assert re.match(r":boss!\S+ WALLOPS :maintenance at noon$", bob.expect(r" WALLOPS "))
+    assert not any(" WALLOPS " in line for line in answer(carol, "PING :after", r" PONG "))
+    boss.send("KILL nobody :typo\r\n")
+    boss.expect(r" 401 boss nobody ")
+    boss.send("KILL bob :spamming\r\n")
+    closing = bob.expect_closed()
+    assert any("Killed by boss (spamming)" in line for line in closing), closing
+    until(boss, "ISON bob carol", r" 303 ", r" 303 boss :?carol$")  # bob's nick is free again
+    lines = answer(boss, "WHOWAS bob", r" 369 ")
+    assert first(lines, "314")
+    assert re.search(r" PONG ", answer(carol, "PING :still here", r" PONG ")[-1])  # carol is not
 
 
 def test_the_quits_of_a_dead_nodes_users_are_stored_once(cluster):

@@ -348,6 +348,10 @@ class ChatHub(service.Service):
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
+                elif item[0] == "wallops":
+                    self._remote_wallops(Event.from_dict(item[1]))
+                elif item[0] == "kill":
+                    self._remote_kill(str(item[1]), str(item[2]), str(item[3]), str(item[4]))
                 elif item[0] == "tokens":
                     self._check_tokens(str(item[1]))
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
@@ -1603,23 +1607,49 @@ class ChatHub(service.Service):
             raise errors.NotServerOperator(user.nick or "")
         event = self._event(Kind.WALLOPS, user, text=text)
         self._publish(event, [u for u in self.users.values() if "w" in u.modes], user)
+        self._announce(["wallops", event.to_dict()])  # each node tells its own +w users
         return event
 
     def kill(self, user: User, nick: str, reason: str) -> User:
-        """Disconnect ``nick`` (operators with the kill privilege only)."""
+        """Disconnect ``nick`` (operators with the kill privilege only), here or, in a
+        cluster, on the node that holds it (``_remote_kill``)."""
         self._check_present(user)
         if not user.is_operator or "kill" not in user.privileges:
             raise errors.NotServerOperator(nick)
         target = self.users.get(fold(nick))
         if target is None:
-            raise errors.NoSuchNick(nick)
-        message = f"Killed by {user.nick} ({reason})"
+            remote = self.remote.get(nick) if self.remote is not None else None
+            if remote is None:
+                raise errors.NoSuchNick(nick)
+            self.log.info("{nick} killed {target} of node {node} ({reason})", event="kill", nick=user.nick,
+                          target=remote.nick, node=cast(RemoteParticipant, remote.participant).node, reason=reason)
+            # the session names the user the operator saw: one that took the nick since is spared
+            self._announce(["kill", remote.nick, remote.session, user.nick, reason])
+            return remote
         self.log.info("{nick} killed {target} ({reason})", event="kill", nick=user.nick, target=target.nick,
                       reason=reason)
-        self.quit(target, f"Killed ({user.nick} ({reason}))")
-        for session in target.sessions:
-            session.close(message)
+        self._killed(target, user.nick or "", reason)
         return target
+
+    def _killed(self, target: User, killer: str, reason: str) -> None:
+        """Quit ``target`` (a user of this node) and close its connections, for a KILL."""
+        self.quit(target, f"Killed ({killer} ({reason}))")
+        for session in target.sessions:
+            session.close(f"Killed by {killer} ({reason})")
+
+    def _remote_kill(self, nick: str, session: str, killer: str, reason: str) -> None:
+        """An operator of another node killed ``nick`` of this node (if it is still the
+        user of ``session``: it may have quit, or changed nick, meanwhile)."""
+        target = self.users.get(fold(nick))
+        if target is None or target.session != session:
+            return
+        self.log.info("{nick} of another node killed {target} ({reason})", event="kill", nick=killer,
+                      target=target.nick, reason=reason)
+        self._killed(target, killer, reason)
+
+    def _remote_wallops(self, event: Event) -> None:
+        """An operator of another node sent WALLOPS: this node's users with +w get it."""
+        self._deliver_now(event, [u for u in self.users.values() if "w" in u.modes])
 
     # -- presence (chathub.hub.presence) ------------------------------------------------
 
