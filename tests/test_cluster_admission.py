@@ -430,3 +430,40 @@ async def test_a_room_made_and_left_at_once_is_forgotten_everywhere(nodes):
             assert room not in node.hub.rooms and room not in node.hub.admission.rooms
             assert room not in node.hub.admission.joins
         await joins_everywhere(b, "carl" + room[1:], room, (a, b))  # made again: nothing of the old one
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_registered_rooms_record_ends_as_the_state_both_nodes_reach(nodes):
+    """A registered room is saved whole by the node a change is made on. A topic set on A
+    while A's doorbell is late, and a mode set on B meanwhile: B saved its copy (the old
+    topic, +m) after A saved its own (the new topic, no +m); each node saves its copy again
+    once it applied the other's change, so the stored record ends with both (it kept B's
+    stale topic, without these saves)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    fay = a.connect("fay", account="fay")
+    a.hub.join(fay, "#reg")  # made by an account holder: registered, founded by fay
+    await until(lambda: "#reg" in b.hub.rooms)
+    assert b.hub.rooms["#reg"].persistent and b.hub.rooms["#reg"].founder == "fay"
+    gus = b.connect("gus", account="gus")
+    b.hub.join(gus, "#reg")
+    await until(lambda: "gus" in a.hub.rooms["#reg"].members)
+    a.hub.change_room_modes(fay, "#reg", [("+o", "gus")])
+    await until(lambda: "o" in b.hub.rooms["#reg"].members["gus"].privileges)
+    gate.closed = True
+    a.hub.set_topic(fay, "#reg", "set on A")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.change_room_modes(gus, "#reg", [("+m", None)])
+    await until(lambda: b.hub.outbox.pending == 0)
+    gate.open()
+    await until(lambda: relays[0].position("#reg") == relays[1].position("#reg"))
+
+    async def stored():
+        (record,) = [r for r in await a.hub.store.load_rooms() if r.name == "#reg"]
+        return record.topic, "m" in record.modes
+
+    for _ in range(200):
+        if await stored() == ("set on A", True):
+            break
+        await task.deferLater(reactor, 0.02, lambda: None)
+    assert await stored() == ("set on A", True)

@@ -27,6 +27,11 @@ from chathub.names import fold
 from chathub.records import Ban, RoomRecord
 from chathub.store.interfaces import IStore
 
+#: what the JOIN that makes a room carries in a cluster when an account holder makes it: the
+#: founder's folded account, so every node's copy is registered as the maker's is (kept
+#: while empty, saved when it changes, operator status back to the founder on every node)
+ROOM_FOUNDER = "founder"
+
 
 def room_record(room: Room) -> RoomRecord:
     """The stored form of a persistent room."""
@@ -170,13 +175,25 @@ class RoomLifetimes:
         self._owned[account] = self._owned.get(account, 0) + 1
         self.save(room)
 
-    def claim(self, user: User) -> None:
-        """``user`` just logged in to an account: rooms it made as a guest, and still
-        operates, become registered to that account (while it owns fewer than the limit)."""
-        if user.account is None:
+    def adopt(self, room: Room, account: str) -> None:
+        """Another node of a cluster registered ``room`` to ``account`` (folded): this
+        node's copy is registered alike (its maker saved it)."""
+        if room.persistent:
             return
+        room.persistent = True
+        room.founder = account
+        room.creator = None
+        self._owned[account] = self._owned.get(account, 0) + 1
+
+    def claim(self, user: User) -> list[Room]:
+        """``user`` just logged in to an account: rooms it made as a guest, and still
+        operates, become registered to that account (while it owns fewer than the limit);
+        returns them."""
+        if user.account is None:
+            return []
         account = fold(user.account)
         limit = self._config.limits.max_owned_rooms
+        registered = []
         for room in list(user.rooms.values()):
             if room.persistent or room.creator != user.session:
                 continue
@@ -184,7 +201,9 @@ class RoomLifetimes:
             if member is None or not member.is_operator or self._owned.get(account, 0) >= limit:
                 continue
             self._make_founder(room, account)
+            registered.append(room)
             self._log.info("room {room} is now registered to {account}", room=room.name, account=account)
+        return registered
 
     def owned(self, account: str) -> int:
         """How many persistent rooms ``account`` (any case) is the founder of."""

@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
+from chathub.hub.lifetimes import ROOM_FOUNDER
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.hub.roommodes import apply_room_modes
@@ -89,6 +90,9 @@ class RemoteRooms:
                 else:
                     claims.rebuilt(room)  # joined on a node that had not applied its end yet
                 claims.made(room)  # joins here waiting for it go on
+            founder = (event.data or {}).get(ROOM_FOUNDER)
+            if isinstance(founder, str) and founder:
+                self.hub.registered_by(room, founder)  # made by an account holder: kept while empty
         return room
 
     def _join(self, event: Event) -> None:
@@ -153,6 +157,7 @@ class RemoteRooms:
         room.topic = event.text
         room.topic_setter = f"{event.source.nick}!{event.source.user}@{event.source.host}"
         room.topic_time = event.time if isinstance(event.time, float) else time.time()
+        self.hub.room_changed(room)
         self.publish(event, room.recipients())
 
     def _mode(self, event: Event) -> None:
@@ -166,6 +171,7 @@ class RemoteRooms:
         members: dict[str, User] = {**self.hub.users, **self.users}
         # checked at the setter's node; here a change this copy cannot apply is skipped
         apply_room_modes(setter, room, changes, members, self.hub.config)
+        self.hub.room_changed(room)
         self.publish(event, room.recipients())
 
     def _rename(self, event: Event) -> None:

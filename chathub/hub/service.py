@@ -49,7 +49,7 @@ from chathub.hub.admission import (
     key_digest,
 )
 from chathub.hub.fanout import Fanout
-from chathub.hub.lifetimes import RoomLifetimes, persistent_operator, room_record
+from chathub.hub.lifetimes import ROOM_FOUNDER, RoomLifetimes, persistent_operator, room_record
 from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
@@ -348,6 +348,8 @@ class ChatHub(service.Service):
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
+                elif item[0] == "founded":
+                    self._remote_founded(str(item[1]), str(item[2]))
                 elif item[0] == "wallops":
                     self._remote_wallops(Event.from_dict(item[1]))
                 elif item[0] == "kill":
@@ -883,6 +885,7 @@ class ChatHub(service.Service):
             raise errors.TooManyRooms(name)
         exempt = invited = False
         made_with: Optional[str] = None
+        made = room is None
         if room is None:
             room = self._lifetimes.create(user, name)
             member = Member(user, "o")
@@ -916,6 +919,8 @@ class ChatHub(service.Service):
             data[JOIN_COUNT] = len(room.members) - 1
             if made_with is not None:
                 data[ROOM_CLAIM] = made_with  # it makes the room: every node learns its claim
+            if made and room.founder is not None:
+                data[ROOM_FOUNDER] = room.founder  # registered from its making, on every node
             if exempt:
                 data[JOIN_EXEMPT] = True
             if invited:
@@ -1545,7 +1550,9 @@ class ChatHub(service.Service):
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
         self._publish_identity(user, event)
         if account is not None:
-            self._lifetimes.claim(user)
+            for room in self._lifetimes.claim(user):
+                # registered now: every node's copy is, to keep it while empty and save it
+                self._announce(["founded", room.name, fold(account)])
         return event
 
     def make_operator(self, user: User, privileges: Iterable[str]) -> None:
@@ -1646,6 +1653,24 @@ class ChatHub(service.Service):
         self.log.info("{nick} of another node killed {target} ({reason})", event="kill", nick=killer,
                       target=target.nick, reason=reason)
         self._killed(target, killer, reason)
+
+    def _remote_founded(self, name: str, account: str) -> None:
+        """A guest that made room ``name`` on another node logged in to ``account`` while
+        its operator: this node's copy is registered to that account too."""
+        room = self.rooms.get(fold(name))
+        if room is not None:
+            self._lifetimes.adopt(room, account)
+
+    def registered_by(self, room: Room, account: str) -> None:
+        """Another node made ``room`` registered to ``account`` (its making JOIN said so):
+        this node's copy is registered alike (``RemoteRooms``)."""
+        self._lifetimes.adopt(room, account)
+
+    def room_changed(self, room: Room) -> None:
+        """Another node's topic or mode change was applied to ``room``: a registered room
+        is saved again. Every node saves its copy after each change it applies, so the
+        stored record ends as the state all of them reach, whichever save lands last."""
+        self._lifetimes.save(room)
 
     def _remote_wallops(self, event: Event) -> None:
         """An operator of another node sent WALLOPS: this node's users with +w get it."""
