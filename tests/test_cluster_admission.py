@@ -467,3 +467,45 @@ async def test_a_registered_rooms_record_ends_as_the_state_both_nodes_reach(node
             break
         await task.deferLater(reactor, 0.02, lambda: None)
     assert await stored() == ("set on A", True)
+
+
+async def stored_rooms(world) -> dict[str, str]:
+    """The registered rooms ``world``'s store holds (name -> topic), once every write its
+    node queued so far is done (a write queued now runs after them)."""
+    await world.hub.store.save_read_marker("barrier", "#barrier", 0.0, 0.0, 1)
+    return {r.name: r.topic for r in await world.hub.store.load_rooms()}
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_save_made_after_another_nodes_rename_does_not_bring_the_old_name_back(nodes):
+    """A topic set on A, then the room renamed on A while A's doorbell is late: B applies
+    the topic after A deleted the old name's record, and its save of its copy (still of
+    the old name) must not store it again (a ghost registered room after a restart)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    fay = a.connect("fay", account="fay")
+    a.hub.join(fay, "#reg")
+    await until(lambda: "#reg" in b.hub.rooms and b.hub.rooms["#reg"].persistent)
+    gate.closed = True
+    a.hub.set_topic(fay, "#reg", "set on A")
+    a.hub.rename_room(fay, "#reg", "#new")
+    await until(lambda: a.hub.outbox.pending == 0)
+    assert await stored_rooms(a) == {"#new": "set on A"}
+    gate.open()
+    await until(lambda: "#new" in b.hub.rooms and relays[1].position("#new") == relays[0].position("#new"))
+    assert await stored_rooms(b) == {"#new": "set on A"}
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_guest_room_registered_at_login_before_its_join_arrived_is_registered_there(nodes):
+    """A guest makes a room and logs in at once: the ``founded`` item goes out before the
+    JOIN that makes the room is committed, so it reached B before the room; B kept it, and
+    registers the room when the JOIN makes it (B's copy was a plain room before)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    carol = a.connect("carol")
+    a.hub.join(carol, "#g")
+    a.hub.set_account(carol, "carol")  # in the same turn: before the JOIN's commit
+    assert a.hub.rooms["#g"].persistent
+    await until(lambda: "#g" in b.hub.rooms)
+    assert b.hub.rooms["#g"].persistent and b.hub.rooms["#g"].founder == "carol"

@@ -142,6 +142,32 @@ def test_private_history_with_a_guest_of_the_other_node(cluster):
     assert len(got) == 2 and all(re.match(p, line) for p, line in zip(talk, got)), got
 
 
+def test_an_accounts_read_markers_follow_it_to_the_other_node(cluster):
+    """Read markers were kept in each node's memory: an account that logged in to another
+    node found none. They are stored now, and read back at login."""
+    import base64
+
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", caps="draft/read-marker")
+    alice.send("REGISTER * * correct-horse-battery\r\n")
+    alice.expect(r" 900 alice ")
+    alice.send(f"PART {ROOM}\r\nJOIN {ROOM}\r\n")  # in the room as the account: it is kept
+    alice.expect(rf" 366 alice {ROOM} ")
+    alice.send(f"MARKREAD {ROOM} timestamp=2026-01-02T03:04:05.000Z\r\n")
+    alice.expect(rf" MARKREAD {ROOM} timestamp=2026-01-02T03:04:05.000Z$")
+    alice.send("QUIT :moving\r\n")
+    alice.expect_closed()
+    again = cluster.connect(b_irc)
+    blob = base64.b64encode(b"alice\0alice\0correct-horse-battery").decode()
+    again.send("CAP REQ :sasl draft/read-marker\r\nNICK alice\r\nUSER alice 0 * :alice\r\n"
+               f"AUTHENTICATE PLAIN\r\n")
+    again.expect(r"^AUTHENTICATE \+$")
+    again.send(f"AUTHENTICATE {blob}\r\nCAP END\r\n")
+    again.expect(r" 001 alice ")
+    # the kept room is joined again on B, its marker before the end of NAMES
+    assert again.expect(rf" (MARKREAD {ROOM}|366 alice {ROOM}) ").endswith("timestamp=2026-01-02T03:04:05.000Z")
+
+
 OPERATOR = (f'[[irc.operators]]\nname = "boss"\npassword_hash = "{OPER_HASH}"\n'
             'privileges = ["kill", "wallops"]\nhostmask = "*"\n')
 

@@ -212,10 +212,20 @@ class RoomLifetimes:
     # -- the store -----------------------------------------------------------------------
 
     def save(self, room: Room) -> None:
-        """Save a persistent room's state (topic, modes, key, limit, bans, operators)."""
+        """Store a persistent room's state (topic, modes, key, limit, bans, operators): when
+        it is registered, and under its new name after a rename."""
         if self._store is None or not room.persistent:
             return
         d = self._store.save_room(room_record(room))
+        d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
+
+    def update(self, room: Room) -> None:
+        """Store a persistent room's changed state, if the store holds the room: a save
+        made on one node of a cluster after another node renamed the room (and deleted its
+        record under the old name) must not bring the old name back."""
+        if self._store is None or not room.persistent:
+            return
+        d = self._store.update_room(room_record(room))
         d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
     def renamed(self, room: Room, old_name: str) -> None:

@@ -1,19 +1,29 @@
 """Read markers: the last-read time of each conversation (IRCv3 ``draft/read-marker``,
-chathub.v1 ``markread``), kept in memory.
+chathub.v1 ``markread``).
 
 A marker belongs to the account when the user is logged in (shared by its sessions and
 connections), else to the user (a guest's connection). It only ever moves forward. One
 owner keeps at most ``[limits] read_markers`` of them; one more forgets the one set longest
 ago, so a client naming endless targets cannot grow the table.
+
+They are read from memory. An account's are also written to the store as they move, and
+read from it when the account logs in (``load``, before its rooms are joined again): a
+marker it set before a restart, or on another node of a cluster, is there at its next
+login. A guest's live as long as its connection.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from twisted.internet import defer
+from twisted.logger import Logger
 
 from chathub.names import fold
 
 if TYPE_CHECKING:
     from chathub.hub.users import User
+    from chathub.store.interfaces import IStore
 
 
 def _owner(user: "User") -> str:
@@ -23,9 +33,14 @@ def _owner(user: "User") -> str:
 class ReadMarkers:
     """Every owner's markers: {owner: {folded target: epoch seconds}}, in setting order."""
 
-    def __init__(self, most: int) -> None:
-        """``most``: markers one owner keeps (``[limits] read_markers``)."""
+    log = Logger()
+
+    def __init__(self, most: int, store: Optional["IStore"] = None, clock: Callable[[], float] = time.time) -> None:
+        """``most``: markers one owner keeps (``[limits] read_markers``); ``store``: where
+        accounts' markers are kept (None: in memory only)."""
         self.most = most
+        self.store = store
+        self.clock = clock
         self._markers: dict[str, dict[str, float]] = {}
 
     def get(self, user: "User", target: str) -> Optional[float]:
@@ -44,7 +59,39 @@ class ReadMarkers:
         markers[key] = when  # last in order: the most recently set
         while len(markers) > self.most:
             del markers[next(iter(markers))]
+        if user.account and self.store is not None:
+            # written behind: a failed write is logged and loses the marker only for the
+            # next login (this one's memory has it)
+            self.store.save_read_marker(user.account, key, when, self.clock(), self.most).addErrback(
+                self._not_saved, user.account)
         return True
+
+    def _not_saved(self, failure: Any, account: str) -> None:
+        self.log.error("could not store a read marker of {account}: {why}", account=account,
+                       why=failure.getErrorMessage())
+
+    def load(self, user: "User") -> "defer.Deferred[None]":
+        """Take the markers the store keeps for ``user``'s account into memory (each the
+        later of the two); fires when done, never failing (a store that cannot answer is
+        logged: the markers in memory stay)."""
+        account = user.account
+        if not account or self.store is None:
+            return defer.succeed(None)
+
+        def taken(stored: dict[str, float]) -> None:
+            markers = self._markers.setdefault(f"a:{fold(account)}", {})
+            for key, when in stored.items():  # most recently moved last: kept last
+                if when > markers.get(key, 0.0):
+                    markers.pop(key, None)
+                    markers[key] = when
+            while len(markers) > self.most:
+                del markers[next(iter(markers))]
+
+        def failed(failure: Any) -> None:
+            self.log.error("could not read the read markers of {account}: {why}", account=account,
+                           why=failure.getErrorMessage())
+
+        return self.store.read_markers(account).addCallbacks(taken, failed)
 
     def rename(self, user: "User", old_folded: str, new: str) -> None:
         """A room ``user`` is in took the name ``new``: its marker goes with it."""

@@ -91,8 +91,9 @@ class RemoteRooms:
                     claims.rebuilt(room)  # joined on a node that had not applied its end yet
                 claims.made(room)  # joins here waiting for it go on
             founder = (event.data or {}).get(ROOM_FOUNDER)
-            if isinstance(founder, str) and founder:
-                self.hub.registered_by(room, founder)  # made by an account holder: kept while empty
+            # made by an account holder, or registered at its guest maker's login already:
+            # kept while empty, as on the node that made it
+            self.hub.registered_by(room, founder if isinstance(founder, str) and founder else None)
         return room
 
     def _join(self, event: Event) -> None:

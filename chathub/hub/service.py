@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import time
-from collections import ChainMap
+from collections import ChainMap, OrderedDict
 from functools import partial
 from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, cast
 
@@ -166,6 +166,13 @@ class _NoAccounts:
         return False
 
 
+#: room names a ``founded`` item (a guest's room registered at its login on another node)
+#: named before this node had the room, kept until the room's JOIN makes it here
+EARLY_FOUNDED = 1000
+#: how long such a name is kept (a room whose JOIN never came here is no reason to
+#: register a later room of the name)
+EARLY_FOUNDED_SECONDS = 60.0
+
 #: the cyclic garbage collector's thresholds in a running server (``gc.set_threshold``).
 #: With Python's default (a young collection every 700 allocations of containers), a busy
 #: server collected every few hundred microseconds: the objects of each message in flight
@@ -232,7 +239,7 @@ class ChatHub(service.Service):
         #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
         self.counts = HubCounts()
         self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
-        self.read_markers = ReadMarkers(self.config.limits.read_markers)
+        self.read_markers = ReadMarkers(self.config.limits.read_markers, store)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released by one drain, as one fan-out batch
@@ -264,6 +271,9 @@ class ChatHub(service.Service):
         #: the outbox reaches them
         self.admission = Admission()
         self._voided: dict[str, errors.HubError] = {}
+        #: in a cluster: rooms registered on another node before this node had them
+        #: (``_remote_founded``): folded name -> (the founder's folded account, when)
+        self._early_founded: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._on_rename: list[Callable[[Room, str], None]] = []
         #: accounts whose tokens this node revoked while the backplane was down
         self._unannounced_revocations: set[str] = set()
@@ -348,8 +358,8 @@ class ChatHub(service.Service):
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
-                elif item[0] == "founded":
-                    self._remote_founded(str(item[1]), str(item[2]))
+                elif item[0] == "founded" and isinstance(item[1], str) and isinstance(item[2], str):
+                    self._remote_founded(item[1], fold(item[2]))
                 elif item[0] == "wallops":
                     self._remote_wallops(Event.from_dict(item[1]))
                 elif item[0] == "kill":
@@ -940,16 +950,19 @@ class ChatHub(service.Service):
         """The rooms ``user``'s account is in, as (name, key or None: the ``+k`` room's key
         it was in with), in the order it joined them, for a protocol to join again at login
         through its own JOIN (the answers are its own); a guest, or a hub without a store,
-        has none, and a store that cannot answer gives none (logged)."""
-        if self.account_rooms is None or user.account is None:
+        has none, and a store that cannot answer gives none (logged). The account's stored
+        read markers are taken in first, so each rejoin shows its room's marker."""
+        account_rooms, account = self.account_rooms, user.account
+        if account_rooms is None or account is None:
             return defer.succeed([])
 
         def failed(failure: Any) -> list[tuple[str, Optional[str]]]:
-            self.log.error("could not read the rooms of {account}: {why}", account=user.account,
+            self.log.error("could not read the rooms of {account}: {why}", account=account,
                            why=failure.getErrorMessage())
             return []
 
-        return self.account_rooms.rooms_of(user.account).addErrback(failed)
+        loaded = self.read_markers.load(user)
+        return loaded.addCallback(lambda _: account_rooms.rooms_of(account)).addErrback(failed)
 
     def part(self, user: User, name: str, reason: str = "") -> Event:
         """Take ``user`` out of room ``name``."""
@@ -1032,7 +1045,7 @@ class ChatHub(service.Service):
         room.topic_time = time.time()
         event = self._event(Kind.TOPIC, user, room.name, text)
         self._publish(event, room.recipients(), user, rooms=[room.folded])
-        self._lifetimes.save(room)
+        self._lifetimes.update(room)
         return event
 
     def claim_and_rename(self, user: User, name: str, new: str, reason: str = "") -> Deferred[Event]:
@@ -1249,7 +1262,7 @@ class ChatHub(service.Service):
         if applied:
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
             self._publish(event, room.recipients(), user, rooms=[room.folded])
-            self._lifetimes.save(room)
+            self._lifetimes.update(room)
             if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
                 # the members' accounts keep the new key (or none) with the room, for their rejoin
                 for member in room.members.values():
@@ -1656,21 +1669,34 @@ class ChatHub(service.Service):
 
     def _remote_founded(self, name: str, account: str) -> None:
         """A guest that made room ``name`` on another node logged in to ``account`` while
-        its operator: this node's copy is registered to that account too."""
+        its operator: this node's copy is registered to that account too. The item goes out
+        at once, the making JOIN once committed: a room not here yet is registered when
+        its JOIN makes it (``registered_by``; the latest ``EARLY_FOUNDED`` names kept)."""
         room = self.rooms.get(fold(name))
         if room is not None:
             self._lifetimes.adopt(room, account)
+            return
+        early = self._early_founded
+        early[fold(name)] = (account, time.monotonic())
+        early.move_to_end(fold(name))
+        while len(early) > EARLY_FOUNDED:
+            early.popitem(last=False)
 
-    def registered_by(self, room: Room, account: str) -> None:
-        """Another node made ``room`` registered to ``account`` (its making JOIN said so):
-        this node's copy is registered alike (``RemoteRooms``)."""
-        self._lifetimes.adopt(room, account)
+    def registered_by(self, room: Room, account: Optional[str]) -> None:
+        """Another node's JOIN made ``room`` here: registered to ``account`` when that
+        JOIN says so (an account holder made it), or to the account a ``founded`` item
+        that came before it named (``_remote_founded``)."""
+        early = self._early_founded.pop(room.folded, None)
+        if early is not None and time.monotonic() - early[1] < EARLY_FOUNDED_SECONDS:
+            account = account or early[0]
+        if account:
+            self._lifetimes.adopt(room, account)
 
     def room_changed(self, room: Room) -> None:
         """Another node's topic or mode change was applied to ``room``: a registered room
         is saved again. Every node saves its copy after each change it applies, so the
         stored record ends as the state all of them reach, whichever save lands last."""
-        self._lifetimes.save(room)
+        self._lifetimes.update(room)
 
     def _remote_wallops(self, event: Event) -> None:
         """An operator of another node sent WALLOPS: this node's users with +w get it."""

@@ -287,8 +287,19 @@ class IStore(Interface):
     def account_rooms(account: str) -> Deferred[list[tuple[str, Optional[str]]]]:
         """The rooms ``account`` is in, as (name, key or None), in joining order."""
 
+    def save_read_marker(account: str, target: str, at: float, moved: float, keep: int) -> Deferred[None]:
+        """``account``'s read marker of ``target`` is at ``at`` (epoch seconds; one there or
+        later already stays), moved at ``moved``; only its ``keep`` most recently moved stay."""
+
+    def read_markers(account: str) -> Deferred[dict[str, float]]:
+        """``account``'s read markers: {folded target: epoch seconds}, most recently moved last."""
+
     def save_room(record: RoomRecord) -> Deferred[None]:
         """Insert or replace a persistent room."""
+
+    def update_room(record: RoomRecord) -> Deferred[bool]:
+        """Replace a persistent room's stored state if it is stored (a room deleted
+        meanwhile stays deleted); fires with whether it was."""
 
     def delete_room(name: str) -> Deferred[bool]:
         """Forget a persistent room; fires with True if it existed."""

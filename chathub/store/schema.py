@@ -216,6 +216,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "DROP INDEX conversation_events_conv_ms",
         ],
     ),
+    (
+        9,
+        "read markers of accounts",
+        [
+            # an account's last-read time of each conversation (IRC MARKREAD, chathub.v1
+            # markread), kept across restarts and read by whichever node it logs in to;
+            # ``moved`` orders them for the per-account bound ([limits] read_markers)
+            """CREATE TABLE read_markers (
+                account TEXT NOT NULL,
+                target TEXT NOT NULL,
+                at {real} NOT NULL,
+                moved {real} NOT NULL,
+                PRIMARY KEY (account, target)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -232,6 +248,7 @@ TABLES = (
     "conversations",
     "session_tokens",
     "account_rooms",
+    "read_markers",
 )
 
 

@@ -10,6 +10,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``rooms`` | ``RoomStore`` | persistent rooms, their bans and operators |
 | ``tokens`` | ``TokenStore`` | session tokens, kept as sha256 digests |
 | ``account_rooms`` | ``AccountRoomStore`` | the rooms each account is in, joined again at login |
+| ``read_markers`` | ``ReadMarkerStore`` | each account's read markers, across restarts and nodes |
 | ``maintenance`` | ``MaintenanceStore`` | ``stats`` and ``backup`` for ``python -m chathub.admin`` (blocking) |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
@@ -29,6 +30,7 @@ from chathub.store.sql.accounts import AccountStore
 from chathub.store.sql.database import SqlDatabase
 from chathub.store.sql.history import HistoryStore
 from chathub.store.sql.maintenance import MaintenanceStore
+from chathub.store.sql.read_markers import ReadMarkerStore
 from chathub.store.sql.retention import RetentionStore
 from chathub.store.sql.rooms import RoomStore
 from chathub.store.sql.tokens import TokenStore
@@ -38,13 +40,16 @@ __all__ = ["SqlDatabase", "SqlStore"]
 
 @implementer(IStore)
 class SqlStore(
-    HistoryStore, RetentionStore, AccountStore, AccountRoomStore, RoomStore, TokenStore, MaintenanceStore
+    HistoryStore, RetentionStore, AccountStore, AccountRoomStore, ReadMarkerStore, RoomStore, TokenStore,
+    MaintenanceStore,
 ):
     """History, accounts and rooms in an SQL database reached through adbapi."""
 
     def rename_room(self, old: str, new: str) -> defer.Deferred[None]:
-        """Room ``old`` is called ``new`` now: its history (``HistoryStore``) and the
-        accounts in it (``AccountRoomStore``) follow, in turn with every other write."""
+        """Room ``old`` is called ``new`` now: its history (``HistoryStore``), the accounts
+        in it (``AccountRoomStore``) and their read markers of it (``ReadMarkerStore``)
+        follow, in turn with every other write."""
         moved = self._rename_history(old, new)
         accounts: defer.Deferred[None] = self._write(self._rename_account_rooms, old, new)
-        return defer.gatherResults([moved, accounts], consumeErrors=True).addCallback(lambda _: None)
+        markers: defer.Deferred[None] = self._write(self._rename_read_markers, old, new)
+        return defer.gatherResults([moved, accounts, markers], consumeErrors=True).addCallback(lambda _: None)

@@ -32,6 +32,29 @@ class RoomStore(SqlDatabase):
             ),
             (folded, r.name, r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.created, r.founder),
         )
+        self._write_room_lists(txn, folded, r)
+
+    def update_room(self, record: RoomRecord) -> defer.Deferred[bool]:
+        """Replace a persistent room's stored state, if it is stored (a room deleted
+        meanwhile, by a rename, stays deleted); fires with whether it was."""
+        return self._write(self._update_room, record)
+
+    def _update_room(self, txn: Cursor, r: RoomRecord) -> bool:
+        folded = fold(r.name)
+        txn.execute(
+            self._q(
+                "UPDATE rooms SET name = ?, topic = ?, topic_setter = ?, topic_time = ?, modes = ?, "
+                "room_key = ?, user_limit = ?, created = ?, founder = ? WHERE name_folded = ?"
+            ),
+            (r.name, r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.created, r.founder, folded),
+        )
+        if txn.rowcount <= 0:
+            return False
+        self._write_room_lists(txn, folded, r)
+        return True
+
+    def _write_room_lists(self, txn: Cursor, folded: str, r: RoomRecord) -> None:
+        """Replace the room's bans and the operators its founder named."""
         self._delete_room_lists(txn, folded)
         if r.bans:
             txn.executemany(

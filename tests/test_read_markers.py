@@ -1,0 +1,70 @@
+"""Read markers kept in the store (``chathub.store.sql.read_markers``,
+``chathub.hub.readmarkers``): an account's markers (IRC MARKREAD, chathub.v1 markread)
+were kept in the hub's memory only, so a restart lost every one, and in a cluster a login
+to another node found none. Now an account's marker is written as it moves and read back
+at the account's next login, before its rooms are joined again (each rejoin shows it). A
+guest's still lives with its connection."""
+from __future__ import annotations
+
+import pytest_twisted
+
+from chathub.events import iso_time
+from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
+from tests.support import ALL_CAPS, HubServer, irc_user, join_irc
+
+CAPS = (*ALL_CAPS, "draft/read-marker")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_store_keeps_each_accounts_latest_markers_never_moving_one_back(store_factory):
+    store = await store_factory()
+    await store.save_read_marker("Alice", "#Room", 100.0, moved=1.0, keep=3)
+    await store.save_read_marker("alice", "#room", 50.0, moved=2.0, keep=3)  # back: stays at 100
+    await store.save_read_marker("alice", "Bob", 70.0, moved=3.0, keep=3)
+    await store.save_read_marker("carol", "#room", 10.0, moved=4.0, keep=3)
+    assert await store.read_markers("ALICE") == {"#room": 100.0, "bob": 70.0}
+    # past ``keep``, the markers moved longest ago go
+    await store.save_read_marker("alice", "#two", 80.0, moved=5.0, keep=3)
+    await store.save_read_marker("alice", "#three", 90.0, moved=6.0, keep=3)
+    assert await store.read_markers("alice") == {"bob": 70.0, "#two": 80.0, "#three": 90.0}
+    assert list(await store.read_markers("alice")) == ["bob", "#two", "#three"]  # most recently moved last
+    assert await store.read_markers("carol") == {"#room": 10.0}
+    assert await store.read_markers("nobody") == {}
+    # a renamed room's markers follow it; an account with one of both names keeps the later
+    await store.save_read_marker("carol", "#three", 95.0, moved=7.0, keep=3)
+    await store.rename_room("#two", "#Three")
+    assert await store.read_markers("alice") == {"bob": 70.0, "#three": 90.0}
+    await store.rename_room("#three", "#four")
+    assert await store.read_markers("alice") == {"bob": 70.0, "#four": 90.0}
+    assert await store.read_markers("carol") == {"#room": 10.0, "#four": 95.0}
+    await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_accounts_marker_is_shown_after_a_restart_and_a_guests_is_not(tmp_path):
+    server = await HubServer.stored(tmp_path)
+    await server.accounts.create_account("alice", "correct-horse")
+    try:
+        alice = await irc_user(server, "alice", CAPS, password="correct-horse", rooms=["#room"])
+        guest = await irc_user(server, "guest", CAPS, rooms=["#room"])
+        for client in (alice, guest):
+            client.send("MARKREAD #room timestamp=2026-01-02T03:04:05.000Z")
+            await client.expect_re(r" MARKREAD #room timestamp=2026-01-02T03:04:05.000Z$")
+        alice.send("MARKREAD bob timestamp=2026-01-02T03:04:06.000Z")
+        await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
+    finally:
+        await server.stop()
+    again = await HubServer.stored(tmp_path)
+    try:
+        # the kept room is joined again at login, its marker before 366
+        alice = await irc_user(again, "alice", CAPS, password="correct-horse")
+        await alice.expect_re(r" MARKREAD #room timestamp=2026-01-02T03:04:05.000Z$")
+        await alice.expect_re(r" 366 alice #room ")
+        alice.send("MARKREAD bob")
+        await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
+        guest = await irc_user(again, "guest", CAPS)
+        await join_irc(guest, "#room")
+        assert [line for line in guest.lines if line.command == "MARKREAD"][-1].params[1] == "*"
+        assert iso_time(again.hub.read_marker(again.hub.find_user("alice"), "#ROOM")) == "2026-01-02T03:04:05.000Z"
+    finally:
+        await again.stop()
