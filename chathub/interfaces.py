@@ -69,6 +69,13 @@ class IAccountDirectory(Interface):
     def is_account(name: str) -> bool:
         """True when ``name`` (any case) is a registered account; answered from memory."""
 
+    def learned(name: str) -> None:
+        """Another node of a cluster registered the account ``name`` (any case)."""
+
+    def load() -> Deferred[int]:
+        """Read every account's name from where accounts are kept again (after a cluster
+        node was cut off from the others: registrations it missed); fires with the count."""
+
 
 class IAccountCreator(Interface):
     """Creates accounts: what ``ChatHub.create_account`` registers a nick with.

@@ -142,6 +142,25 @@ def test_private_history_with_a_guest_of_the_other_node(cluster):
     assert len(got) == 2 and all(re.match(p, line) for p, line in zip(talk, got)), got
 
 
+def test_an_account_registered_on_one_node_protects_its_nick_on_the_other(cluster):
+    """A node read the account names at start-up and learned only its own registrations:
+    a guest of another node could take the nick of an account registered after that node
+    started. A registration is announced now (and names are read again after Redis)."""
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", join=False)
+    alice.send("REGISTER * * correct-horse-battery\r\n")
+    alice.expect(r" 900 alice ")
+    alice.send("QUIT :bye\r\n")
+    alice.expect_closed()
+    bob = irc_user(cluster, b_irc, "bob", join=False)
+    until(bob, "ISON alice", r" 303 ", r" 303 bob :?$")  # B heard alice leave (after the account)
+    bob.send("NICK alice\r\n")
+    assert "registered" in bob.expect(r" 433 bob alice ")
+    guest = cluster.connect(b_irc)
+    guest.send("NICK alice\r\nUSER g 0 * :g\r\n")
+    assert "registered" in guest.expect(r" 433 \S+ alice ")
+
+
 def test_an_accounts_read_markers_follow_it_to_the_other_node(cluster):
     """Read markers were kept in each node's memory: an account that logged in to another
     node found none. They are stored now, and read back at login."""

@@ -277,3 +277,54 @@ def test_an_answer_with_one_bad_room_changes_nothing():
     lone.receive({"node": "c", "presence": [["rooms", [good], []]]})
     assert joined.called and list(world.hub.rooms) == ["#ghost"] and at_b.at == {"#ghost": 3}
     assert "gus" in world.hub.rooms["#ghost"].members
+
+
+class Reconnecting(LinkedBackplane):
+    """A ``LinkedBackplane`` that can say it reconnected (``on_resync(True)``), as Redis's
+    does after an outage."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.resyncs: list = []
+
+    def on_resync(self, callback) -> None:
+        self.resyncs.append(callback)
+
+    def reconnected(self) -> None:
+        for callback in self.resyncs:
+            callback(True)
+
+
+class Names:
+    """An account directory that counts how often it was read again."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        self.loads = 0
+
+    def is_account(self, name: str) -> bool:
+        return name.lower() in self.names
+
+    def learned(self, name: str) -> None:
+        self.names.add(name.lower())
+
+    def load(self):
+        self.loads += 1
+        return succeed(len(self.names))
+
+
+def test_account_names_are_read_again_after_a_reconnect():
+    """A registration on another node is announced; one made while this node was cut off
+    from Redis is not heard, so the names are read again from the store once reconnected
+    (else a guest here could take that account's nick)."""
+    a, b = RecorderWorld(), RecorderWorld()
+    pa, pb = LinkedBackplane("a"), Reconnecting("b")
+    pa.link(pb)
+    pb.link(pa)
+    a.hub.join_cluster(pa)
+    b.hub.join_cluster(pb)
+    names = b.hub.accounts = Names()
+    pb.reconnected()
+    assert names.loads == 1
+    pb.receive({"node": "a", "presence": [["account", "Alice"]]})
+    assert b.hub.accounts.is_account("alice")

@@ -84,6 +84,9 @@ class StoreAccountChecker(HashedPasswordChecker):
     def is_account(self, name: str) -> bool:
         return fold(name) in self._names
 
+    def learned(self, name: str) -> None:
+        self._names.add(fold(name))
+
     # -- hashing off the reactor -------------------------------------------------------
 
     def hash_password(self, password: str) -> defer.Deferred:

@@ -321,6 +321,12 @@ class Argon2FileChecker(HashedPasswordChecker):
     def is_account(self, name: str) -> bool:
         return fold(name) in self._users
 
+    def learned(self, name: str) -> None:
+        """Nothing: this checker's accounts are its file's (re-read on its own)."""
+
+    def load(self) -> defer.Deferred[int]:
+        return defer.succeed(len(self._users))
+
     # -- HashedPasswordChecker -------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -478,6 +484,15 @@ class CheckerDirectory:
         if all(d.called for d in reads):
             return defer.succeed(None)  # no list, no callbacks: the common case of a guest login
         return defer.DeferredList(reads, consumeErrors=True).addCallback(lambda _: None)
+
+    def learned(self, name: str) -> None:
+        for checker in self.checkers:
+            if IAccountDirectory.providedBy(checker):
+                checker.learned(name)
+
+    def load(self) -> defer.Deferred[int]:
+        counts = [checker.load() for checker in self.checkers if IAccountDirectory.providedBy(checker)]
+        return defer.gatherResults(counts, consumeErrors=True).addCallback(sum)
 
     def is_account(self, name: str) -> bool:
         for checker in self.checkers:

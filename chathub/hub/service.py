@@ -165,6 +165,12 @@ class _NoAccounts:
     def is_account(self, name: str) -> bool:
         return False
 
+    def learned(self, name: str) -> None:
+        """Nothing: no accounts here."""
+
+    def load(self) -> Deferred[int]:
+        return defer.succeed(0)
+
 
 #: room names a ``founded`` item (a guest's room registered at its login on another node)
 #: named before this node had the room, kept until the room's JOIN makes it here
@@ -358,6 +364,8 @@ class ChatHub(service.Service):
             for item in message["presence"]:
                 if item[0] == "invite":
                     self._remote_invite(Event.from_dict(item[1]))
+                elif item[0] == "account" and isinstance(item[1], str):
+                    self.accounts.learned(item[1])  # its nick is protected here too
                 elif item[0] == "founded" and isinstance(item[1], str) and isinstance(item[2], str):
                     self._remote_founded(item[1], fold(item[2]))
                 elif item[0] == "wallops":
@@ -479,6 +487,9 @@ class ChatHub(service.Service):
             self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
             # and a revocation's doorbell may be among it: the store says which tokens live
             self._check_tokens(None)
+            # and accounts registered elsewhere meanwhile (their nicks are protected here too)
+            self.accounts.load().addErrback(
+                lambda f: self.log.warn("could not read the accounts again: {why}", why=f.getErrorMessage()))
 
     def _tokens_revoked(self, folded: str) -> None:
         """This node revoked session tokens of the account ``folded`` (committed): every
@@ -2041,6 +2052,8 @@ class ChatHub(service.Service):
             if self.users.get(fold(name)) is user:  # still here, still holding that nick
                 self.set_account(user, name)
             self.log.info("account {name} registered via {protocol}", name=name, protocol=user.protocol)
+            # the other nodes protect its nick too (a guest there could take it, before)
+            self._announce(["account", fold(name)])
             return name
 
         return self.account_creator.create_account(nick, password).addCallbacks(registered, as_hub_error)
