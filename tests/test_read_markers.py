@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from chathub.config import Config
 from chathub.events import iso_time
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
-from tests.support import ALL_CAPS, HubServer, irc_user, join_irc
+from tests.support import ALL_CAPS, LOOPBACK, HubServer, irc_user, join_irc, until
 
 CAPS = (*ALL_CAPS, "draft/read-marker")
 
@@ -37,6 +38,10 @@ async def test_the_store_keeps_each_accounts_latest_markers_never_moving_one_bac
     await store.rename_room("#three", "#four")
     assert await store.read_markers("alice") == {"bob": 70.0, "#four": 90.0}
     assert await store.read_markers("carol") == {"#room": 10.0, "#four": 95.0}
+    # what an account read goes with it: a later account of the name does not see it
+    await store.create_account("carol", "$argon2id$not-a-real-hash")
+    await store.delete_account("Carol")
+    assert await store.read_markers("carol") == {}
     await store.close()
 
 
@@ -58,13 +63,44 @@ async def test_an_accounts_marker_is_shown_after_a_restart_and_a_guests_is_not(t
     try:
         # the kept room is joined again at login, its marker before 366
         alice = await irc_user(again, "alice", CAPS, password="correct-horse")
-        await alice.expect_re(r" MARKREAD #room timestamp=2026-01-02T03:04:05.000Z$")
-        await alice.expect_re(r" 366 alice #room ")
+        await alice.expect_count(r" 366 alice #room ")
+        shown = [line.text for line in alice.lines if line.command in ("MARKREAD", "366")]
+        assert shown[-2:] == [":chathub.local MARKREAD #room timestamp=2026-01-02T03:04:05.000Z",
+                              ":chathub.local 366 alice #room :End of /NAMES list"], shown
         alice.send("MARKREAD bob")
         await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
         guest = await irc_user(again, "guest", CAPS)
         await join_irc(guest, "#room")
         assert [line for line in guest.lines if line.command == "MARKREAD"][-1].params[1] == "*"
         assert iso_time(again.hub.read_marker(again.hub.find_user("alice"), "#ROOM")) == "2026-01-02T03:04:05.000Z"
+    finally:
+        await again.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_accounts_markers_are_read_at_login_without_autojoin(tmp_path):
+    """Read back at login itself, not only before the rooms are joined again: with
+    ``[irc] autojoin`` off, a marker set before a restart was not there (review finding)."""
+    config = Config().with_overrides(limits={"flood_exempt": LOOPBACK}, websocket={"ping_interval": 0},
+                                     irc={"autojoin": False})
+    server = await HubServer.stored(tmp_path, config)
+    await server.accounts.create_account("alice", "correct-horse")
+    try:
+        alice = await irc_user(server, "alice", CAPS, password="correct-horse")
+        alice.send("MARKREAD bob timestamp=2026-01-02T03:04:06.000Z")
+        await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
+        user = server.hub.find_user("alice")
+        alice.send("QUIT :bye")
+        await alice.closed
+        # stored, so no longer held in memory once its user left and its write is done (it
+        # was held for good, for every account that ever logged in)
+        await until(lambda: server.hub.read_marker(user, "bob") is None)
+    finally:
+        await server.stop()
+    again = await HubServer.stored(tmp_path, config)
+    try:
+        alice = await irc_user(again, "alice", CAPS, password="correct-horse")
+        alice.send("MARKREAD bob")
+        await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
     finally:
         await again.stop()

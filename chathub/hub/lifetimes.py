@@ -77,7 +77,7 @@ class RoomLifetimes:
     It shares the hub's ``rooms`` dict (folded name -> room) and logs as the hub.
     """
 
-    __slots__ = ("_rooms", "_config", "_store", "_seconds", "_log", "_owned", "_creations", "_on_end")
+    __slots__ = ("_rooms", "_config", "_store", "_seconds", "_log", "_owned", "_creations", "_on_end", "shared")
 
     def __init__(
         self,
@@ -97,6 +97,8 @@ class RoomLifetimes:
         self._owned: dict[str, int] = {}  # folded account -> persistent rooms it founded
         self._creations: dict[User, deque[float]] = {}  # user -> when it made its last rooms
         self._on_end: list[Callable[[Room], None]] = []
+        #: in a cluster: other nodes change (and rename) the stored rooms too
+        self.shared = False
 
     def reconfigure(self, config: Config) -> None:
         """Take a reloaded config's room limits."""
@@ -220,13 +222,20 @@ class RoomLifetimes:
         d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
     def update(self, room: Room) -> None:
-        """Store a persistent room's changed state, if the store holds the room: a save
-        made on one node of a cluster after another node renamed the room (and deleted its
-        record under the old name) must not bring the old name back."""
+        """Store a persistent room's changed state. In a cluster (``shared``), only if the
+        store holds that room: a save made on one node after another node renamed the room
+        (and deleted its record under the old name) must not bring the old name back. A
+        lone node stores it whole if it is not stored (its first save failed)."""
         if self._store is None or not room.persistent:
             return
-        d = self._store.update_room(room_record(room))
-        d.addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
+        record = room_record(room)
+        d = self._store.update_room(record)
+
+        def updated(stored: bool) -> None:
+            if not stored and not self.shared:
+                self.save(room)
+
+        d.addCallbacks(updated, lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
     def renamed(self, room: Room, old_name: str) -> None:
         """A persistent room took a new name: its stored record moves to it (the old one

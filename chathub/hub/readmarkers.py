@@ -42,6 +42,13 @@ class ReadMarkers:
         self.store = store
         self.clock = clock
         self._markers: dict[str, dict[str, float]] = {}
+        #: accounts' markers being read from the store: owner -> who waits for them
+        self._loading: dict[str, list[defer.Deferred[None]]] = {}
+        #: accounts' marker writes not done yet: owner -> how many
+        self._writing: dict[str, int] = {}
+        #: accounts whose user left while a write of theirs was under way: their markers
+        #: go once it is done (unless the account logged in again meanwhile)
+        self._leaving: set[str] = set()
 
     def get(self, user: "User", target: str) -> Optional[float]:
         """``user``'s marker of ``target``, None when unset."""
@@ -62,13 +69,23 @@ class ReadMarkers:
         if user.account and self.store is not None:
             # written behind: a failed write is logged and loses the marker only for the
             # next login (this one's memory has it)
-            self.store.save_read_marker(user.account, key, when, self.clock(), self.most).addErrback(
-                self._not_saved, user.account)
+            owner = _owner(user)
+            self._writing[owner] = self._writing.get(owner, 0) + 1
+            saved = self.store.save_read_marker(user.account, key, when, self.clock(), self.most)
+            saved.addErrback(self._not_saved, user.account).addBoth(self._written, owner)
         return True
 
     def _not_saved(self, failure: Any, account: str) -> None:
         self.log.error("could not store a read marker of {account}: {why}", account=account,
                        why=failure.getErrorMessage())
+
+    def _written(self, _: object, owner: str) -> None:
+        left = self._writing.pop(owner, 1) - 1
+        if left:
+            self._writing[owner] = left
+        elif owner in self._leaving:
+            self._leaving.discard(owner)
+            self._markers.pop(owner, None)
 
     def load(self, user: "User") -> "defer.Deferred[None]":
         """Take the markers the store keeps for ``user``'s account into memory (each the
@@ -77,9 +94,17 @@ class ReadMarkers:
         account = user.account
         if not account or self.store is None:
             return defer.succeed(None)
+        owner = f"a:{fold(account)}"
+        self._leaving.discard(owner)  # back: what memory holds stays
+        told: defer.Deferred[None] = defer.Deferred()
+        waiting = self._loading.get(owner)
+        if waiting is not None:  # a read of them is under way (sign-on, then the rejoins)
+            waiting.append(told)
+            return told
+        self._loading[owner] = [told]
 
         def taken(stored: dict[str, float]) -> None:
-            markers = self._markers.setdefault(f"a:{fold(account)}", {})
+            markers = self._markers.setdefault(owner, {})
             for key, when in stored.items():  # most recently moved last: kept last
                 if when > markers.get(key, 0.0):
                     markers.pop(key, None)
@@ -91,7 +116,22 @@ class ReadMarkers:
             self.log.error("could not read the read markers of {account}: {why}", account=account,
                            why=failure.getErrorMessage())
 
-        return self.store.read_markers(account).addCallbacks(taken, failed)
+        def done(_: object) -> None:
+            for waiter in self._loading.pop(owner, ()):
+                waiter.callback(None)
+
+        self.store.read_markers(account).addCallbacks(taken, failed).addBoth(done)
+        return told
+
+    def loaded(self, user: "User") -> "defer.Deferred[None]":
+        """Fires once no read of ``user``'s account's stored markers is under way (at once,
+        nearly always: a read is made at login)."""
+        waiting = self._loading.get(_owner(user)) if user.account else None
+        if waiting is None:
+            return defer.succeed(None)
+        told: defer.Deferred[None] = defer.Deferred()
+        waiting.append(told)
+        return told
 
     def rename(self, user: "User", old_folded: str, new: str) -> None:
         """A room ``user`` is in took the name ``new``: its marker goes with it."""
@@ -102,6 +142,14 @@ class ReadMarkers:
             markers[key] = max(when, markers.get(key, 0.0))
 
     def forget(self, user: "User") -> None:
-        """A guest left: its markers go (an account's stay for its next login)."""
-        if user.account is None:
-            self._markers.pop(_owner(user), None)
+        """``user`` left: a guest's markers go (and those it had as a guest before it logged
+        in); an account's go too once stored (its next login reads them), unless a write of
+        them is still under way or nothing stores them (then they stay for its next login)."""
+        self._markers.pop(f"g:{user.session}", None)
+        owner = _owner(user)
+        if not user.account or self.store is None:
+            return
+        if self._writing.get(owner):
+            self._leaving.add(owner)  # once stored (a read before that would miss it)
+        else:
+            self._markers.pop(owner, None)

@@ -311,6 +311,7 @@ class ChatHub(service.Service):
         made (``claim_and_join``: ``chathub.hub.roomclaims``)."""
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
+        self._lifetimes.shared = True  # other nodes change and rename the stored rooms too
         if clock is not None:
             claims = self.room_claims = RoomClaims(backplane, self.rooms, clock, self.config.cluster.room_claim_wait)
             self.when_room_ends(claims.ended)
@@ -712,6 +713,7 @@ class ChatHub(service.Service):
         self._presence.announce(user, "online", self.ids)
         if self.cluster is not None:
             self._announce(["on", presence_of(user)])
+        self.read_markers.load(user)  # an account's, stored: set before a restart, or on another node
         return user
 
     def _attachable(self, user: User, nick: str) -> Optional[User]:
@@ -1574,6 +1576,7 @@ class ChatHub(service.Service):
         event = self._event(Kind.ACCOUNT, user, data={"account": account})
         self._publish_identity(user, event)
         if account is not None:
+            self.read_markers.load(user)  # the account's stored markers (a login after registering)
             for room in self._lifetimes.claim(user):
                 # registered now: every node's copy is, to keep it while empty and save it
                 self._announce(["founded", room.name, fold(account)])
@@ -1735,6 +1738,11 @@ class ChatHub(service.Service):
     def read_marker(self, user: User, target: str) -> Optional[float]:
         """``user``'s read marker of ``target`` (epoch seconds), None when unset."""
         return self.read_markers.get(user, target)
+
+    def markers_loaded(self, user: User) -> Deferred[None]:
+        """Fires once ``user``'s account's stored read markers are in (read at its login:
+        a marker asked for in the first moments waits for them; fired at once otherwise)."""
+        return self.read_markers.loaded(user)
 
     def mark_read(self, user: User, target: str, when: float) -> bool:
         """Move ``user``'s read marker of ``target`` forward to ``when`` (never back); when

@@ -28,20 +28,31 @@ def on_join(session, room, rb) -> None:
 
 
 @command("MARKREAD", penalty=0.5)
-def markread(session, msg: Message, rb) -> None:
-    """MARKREAD <target> [timestamp=<time>]: read or move forward a read marker."""
+def markread(session, msg: Message, rb):
+    """MARKREAD <target> [timestamp=<time>]: read or move forward a read marker (once the
+    account's stored markers, read at login, are in: later lines wait meanwhile)."""
     if not msg.params or not msg.params[0]:
         rb.fail("MARKREAD", "NEED_MORE_PARAMS", "Missing parameters")
-        return
+        return None
     target = msg.params[0]
     hub, user = session.hub, session.user
+    when: Optional[float] = None
     if len(msg.params) > 1:
         when = _parse(msg.params[1])
         if when is None:
             rb.fail("MARKREAD", "INVALID_PARAMS", msg.params[1], "Invalid timestamp")
-            return
-        hub.mark_read(user, target, when)
-    rb.add(marker_message(session, target, hub.read_marker(user, target)))
+            return None
+
+    def answer(_: object = None) -> None:
+        if when is not None:
+            hub.mark_read(user, target, when)
+        rb.add(marker_message(session, target, hub.read_marker(user, target)))
+
+    loaded = hub.markers_loaded(user)
+    if loaded.called:
+        answer()
+        return None
+    return loaded.addCallback(answer)
 
 
 def _parse(value: str) -> Optional[float]:

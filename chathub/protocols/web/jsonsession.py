@@ -876,9 +876,10 @@ class JsonSession(EncodingParticipant):
 
     # -- read markers ------------------------------------------------------------------
 
-    def do_markread(self, msg: dict) -> None:
+    def do_markread(self, msg: dict) -> Optional[Deferred]:
         """Read, or move forward, the read marker of a conversation (IRC's MARKREAD): the
-        answer is the marker, ``read_marker``; the user's other sessions are told."""
+        answer is the marker, ``read_marker``; the user's other sessions are told. Once the
+        account's stored markers, read at login, are in."""
         target = msg["target"]
         limits = self.config.limits
         if not target or len(target) > max(limits.nick_length, limits.room_name_length):
@@ -889,8 +890,19 @@ class JsonSession(EncodingParticipant):
             except ValueError:
                 why = "'time' must be a time like 2026-01-02T03:04:05.000Z"
                 raise RequestError("invalid_field", why, "time") from None
-            self.hub.mark_read(self.user, target, when)
-        self.answer(msg, self._marker_json(target, self.hub.read_marker(self.user, target)))
+        else:
+            when = None
+
+        def answer(_: object = None) -> None:
+            if when is not None:
+                self.hub.mark_read(self.user, target, when)
+            self.answer(msg, self._marker_json(target, self.hub.read_marker(self.user, target)))
+
+        loaded = self.hub.markers_loaded(self.user)
+        if loaded.called:
+            answer()
+            return None
+        return loaded.addCallback(answer)
 
     def read_marker_moved(self, target: str, when: float) -> None:
         """Another session of this user moved a read marker (``ChatHub.mark_read``)."""

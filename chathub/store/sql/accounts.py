@@ -93,7 +93,10 @@ class AccountStore(SqlDatabase):
 
     def _delete_account(self, txn: Cursor, folded: str) -> bool:
         txn.execute(self._q("DELETE FROM accounts WHERE name_folded = ?"), (folded,))
-        return txn.rowcount > 0
+        existed = txn.rowcount > 0
+        # what it read goes with it: a later account of the name does not see it
+        txn.execute(self._q("DELETE FROM read_markers WHERE account = ?"), (folded,))
+        return existed
 
     def account_names(self) -> defer.Deferred[set[str]]:
         """Every account's folded name, as a set."""

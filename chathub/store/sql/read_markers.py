@@ -32,6 +32,10 @@ class ReadMarkerStore(SqlDatabase):
             ),
             (account, target, at, moved),
         )
+        txn.execute(self._q("SELECT COUNT(*) FROM read_markers WHERE account = ?"), (account,))
+        row = txn.fetchone()
+        if row is None or int(row[0]) <= keep:
+            return  # nearly always: the bound is read only when it is passed
         txn.execute(
             self._q("SELECT target FROM read_markers WHERE account = ? ORDER BY moved DESC, target"), (account,)
         )

@@ -35,18 +35,20 @@ class RoomStore(SqlDatabase):
         self._write_room_lists(txn, folded, r)
 
     def update_room(self, record: RoomRecord) -> defer.Deferred[bool]:
-        """Replace a persistent room's stored state, if it is stored (a room deleted
-        meanwhile, by a rename, stays deleted); fires with whether it was."""
+        """Replace a persistent room's stored state, if that room is stored: one deleted
+        meanwhile (renamed on another node of a cluster) stays deleted, and a newer room
+        of the name (made since, ``created`` later) is not overwritten; the name's case
+        is left as stored (a rename sets it). Fires with whether it was."""
         return self._write(self._update_room, record)
 
     def _update_room(self, txn: Cursor, r: RoomRecord) -> bool:
         folded = fold(r.name)
         txn.execute(
             self._q(
-                "UPDATE rooms SET name = ?, topic = ?, topic_setter = ?, topic_time = ?, modes = ?, "
-                "room_key = ?, user_limit = ?, created = ?, founder = ? WHERE name_folded = ?"
+                "UPDATE rooms SET topic = ?, topic_setter = ?, topic_time = ?, modes = ?, "
+                "room_key = ?, user_limit = ?, founder = ? WHERE name_folded = ? AND (created = ? OR created IS NULL)"
             ),
-            (r.name, r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.created, r.founder, folded),
+            (r.topic, r.topic_setter, r.topic_time, r.modes, r.key, r.limit, r.founder, folded, r.created),
         )
         if txn.rowcount <= 0:
             return False
