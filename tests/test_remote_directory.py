@@ -81,9 +81,10 @@ class Positions:
         self.at[conv] = seq
 
 
-def two_nodes():
+def two_nodes(b_backplane=None):
+    """Hubs a and b linked in memory (b's backplane ``b_backplane`` when given)."""
     a, b = RecorderWorld(), RecorderWorld()
-    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    pa, pb = LinkedBackplane("a"), b_backplane or LinkedBackplane("b")
     pa.link(pb)
     pb.link(pa)
     a.hub.join_cluster(pa)
@@ -317,12 +318,8 @@ def test_account_names_are_read_again_after_a_reconnect():
     """A registration on another node is announced; one made while this node was cut off
     from Redis is not heard, so the names are read again from the store once reconnected
     (else a guest here could take that account's nick)."""
-    a, b = RecorderWorld(), RecorderWorld()
-    pa, pb = LinkedBackplane("a"), Reconnecting("b")
-    pa.link(pb)
-    pb.link(pa)
-    a.hub.join_cluster(pa)
-    b.hub.join_cluster(pb)
+    pb = Reconnecting("b")
+    a, b = two_nodes(pb)
     names = b.hub.accounts = Names()
     pb.reconnected()
     assert names.loads == 1
