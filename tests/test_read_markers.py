@@ -104,3 +104,33 @@ async def test_an_accounts_markers_are_read_at_login_without_autojoin(tmp_path):
         await alice.expect_re(r" MARKREAD bob timestamp=2026-01-02T03:04:06.000Z$")
     finally:
         await again.stop()
+
+
+def test_a_marker_waits_for_a_store_that_does_not_answer_two_seconds_at_most():
+    """The login's read of the stored markers holds a MARKREAD (and a connection's later
+    lines) only so long: a store that does not answer must not freeze the session."""
+    from twisted.internet import defer, task
+
+    from chathub.hub.readmarkers import LOAD_WAIT, ReadMarkers
+    from chathub.hub.users import User
+    from tests.support import Recorder
+
+    class SilentStore:
+        def __init__(self) -> None:
+            self.reads: list[defer.Deferred] = []
+
+        def read_markers(self, account):
+            self.reads.append(defer.Deferred())
+            return self.reads[-1]
+
+    clock, store = task.Clock(), SilentStore()
+    markers = ReadMarkers(10, store, timer=clock)
+    user = User(Recorder(None), account="alice")
+    markers.load(user)
+    waited = markers.loaded(user)
+    clock.advance(LOAD_WAIT - 0.1)
+    assert not waited.called
+    clock.advance(0.1)
+    assert waited.called  # answered from memory
+    store.reads[0].callback({"#room": 5.0})  # the read ends later: taken in, nobody told twice
+    assert markers.get(user, "#ROOM") == 5.0 and not clock.getDelayedCalls()

@@ -22,12 +22,24 @@ from twisted.logger import Logger
 from chathub.names import fold
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from chathub.hub.users import User
     from chathub.store.interfaces import IStore
+
+#: the longest a request for a marker waits for the login's read of the stored ones (a
+#: store that does not answer must not hold the connection's later lines): seconds
+LOAD_WAIT = 2.0
 
 
 def _owner(user: "User") -> str:
     return f"a:{fold(user.account)}" if user.account else f"g:{user.session}"
+
+
+def _fire(waiter: "defer.Deferred[None]") -> None:
+    """Tell ``waiter`` (once: it may have been told already, when it waited too long)."""
+    if not waiter.called:
+        waiter.callback(None)
 
 
 class ReadMarkers:
@@ -35,12 +47,15 @@ class ReadMarkers:
 
     log = Logger()
 
-    def __init__(self, most: int, store: Optional["IStore"] = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, most: int, store: Optional["IStore"] = None, clock: Callable[[], float] = time.time,
+                 timer: Optional["IReactorTime"] = None) -> None:
         """``most``: markers one owner keeps (``[limits] read_markers``); ``store``: where
-        accounts' markers are kept (None: in memory only)."""
+        accounts' markers are kept (None: in memory only); ``timer`` (the reactor) bounds
+        how long ``loaded`` waits (``LOAD_WAIT``; without it, until the read ends)."""
         self.most = most
         self.store = store
         self.clock = clock
+        self.timer = timer
         self._markers: dict[str, dict[str, float]] = {}
         #: accounts' markers being read from the store: owner -> who waits for them
         self._loading: dict[str, list[defer.Deferred[None]]] = {}
@@ -118,7 +133,7 @@ class ReadMarkers:
 
         def done(_: object) -> None:
             for waiter in self._loading.pop(owner, ()):
-                waiter.callback(None)
+                _fire(waiter)
 
         self.store.read_markers(account).addCallbacks(taken, failed).addBoth(done)
         return told
@@ -131,6 +146,15 @@ class ReadMarkers:
             return defer.succeed(None)
         told: defer.Deferred[None] = defer.Deferred()
         waiting.append(told)
+        if self.timer is not None:
+            late = self.timer.callLater(LOAD_WAIT, _fire, told)
+
+            def settled(result: object) -> object:
+                if late.active():
+                    late.cancel()
+                return result
+
+            told.addBoth(settled)
         return told
 
     def rename(self, user: "User", old_folded: str, new: str) -> None:

@@ -245,7 +245,7 @@ class ChatHub(service.Service):
         #: with ``[metrics] enabled = false`` the fan-out counts nothing (bench/: metrics off)
         self.counts = HubCounts()
         self.fanout = Fanout(clock, self.counts if self.config.metrics.enabled else None)
-        self.read_markers = ReadMarkers(self.config.limits.read_markers, store)
+        self.read_markers = ReadMarkers(self.config.limits.read_markers, store, timer=clock)
         self.outbox = Outbox(self.fanout.batching)
         if store is not None:
             # a committed group of events is released by one drain, as one fan-out batch
