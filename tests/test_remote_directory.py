@@ -325,3 +325,18 @@ def test_account_names_are_read_again_after_a_reconnect():
     assert names.loads == 1
     pb.receive({"node": "a", "presence": [["account", "Alice"]]})
     assert b.hub.accounts.is_account("alice")
+
+
+def test_a_user_of_the_other_node_not_in_the_room_is_not_in_it_rather_than_unknown():
+    """KICK and MODE +o of a user of another node who is not in the room said there was no
+    such nick (IRC 401); it is ``user_not_in_room`` (441), as for a user of this node."""
+    a, b = two_nodes()
+    alice = a.connect("alice")
+    a.hub.join(alice, "#r")
+    b.connect("bob")  # signed on at b, in no room
+    with pytest.raises(errors.UserNotInRoom):
+        a.hub.kick(alice, "#r", "bob")
+    _, refused = a.hub.change_room_modes(alice, "#r", [("+o", "bob")])
+    assert [type(e) for e in refused] == [errors.UserNotInRoom]
+    with pytest.raises(errors.NoSuchNick):
+        a.hub.kick(alice, "#r", "nobody")

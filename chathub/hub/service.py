@@ -1193,7 +1193,7 @@ class ChatHub(service.Service):
             raise errors.ReasonTooLong(room.name, f"Kick reason too long (at most {limit} characters)")
         target = room.members.get(fold(nick))
         if target is None:
-            if fold(nick) not in self.users:
+            if fold(nick) not in self._everyone():
                 raise errors.NoSuchNick(nick)
             raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
         # a last member kicking itself ends the room
@@ -1271,7 +1271,7 @@ class ChatHub(service.Service):
         member = room.members.get(folded)
         if member is None or not member.is_operator:
             raise errors.NotRoomOperator(room.name)
-        applied, refused = apply_room_modes(user, room, changes, self.users, self.config)
+        applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config)
         if applied:
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
             self._publish(event, room.recipients(), user, rooms=[room.folded])
@@ -1810,6 +1810,12 @@ class ChatHub(service.Service):
         data: Optional[Mapping[str, Any]] = None,
     ) -> Event:
         return self.ids.make(kind, user.source, target, text, tags, data)
+
+    def _everyone(self) -> Mapping[str, User]:
+        """Every signed-on user by folded nick: this node's and, in a cluster, the other
+        nodes' (a KICK or MODE +o of a user of another node who is not in the room is
+        ``user_not_in_room``, IRC 441, not ``no_such_nick``)."""
+        return self.users if self.remote is None else ChainMap(self.users, self.remote.users)
 
     def _neighbours(self, user: User) -> list[User]:
         """Everyone who shares at least one room with ``user``, once each, ``user`` included."""
