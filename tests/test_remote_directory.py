@@ -340,3 +340,28 @@ def test_a_user_of_the_other_node_not_in_the_room_is_not_in_it_rather_than_unkno
     assert [type(e) for e in refused] == [errors.UserNotInRoom]
     with pytest.raises(errors.NoSuchNick):
         a.hub.kick(alice, "#r", "nobody")
+
+
+def test_a_room_registered_while_cut_off_is_registered_from_the_store_at_reconnect():
+    """A guest's room registered at its login on another node is announced once; a node
+    cut off from Redis then missed it, and its copy stayed a plain room (ending with its
+    last member there). At reconnect it reads the registered rooms from the store."""
+    from chathub.records import RoomRecord
+
+    class Records:
+        """A store that holds registered rooms only (all this path reads)."""
+
+        def __init__(self, records) -> None:
+            self.records = records
+
+        def load_rooms(self):
+            return succeed(self.records)
+
+    pb = Reconnecting("b")
+    a, b = two_nodes(pb)
+    b.hub.rooms["#g"] = plain = Room("#g")  # b's copy, made by the guest's JOIN
+    b.hub.rooms["#h"] = other = Room("#h")
+    b.hub.store = Records([RoomRecord(name="#G", founder="Carol")])
+    pb.reconnected()
+    assert (plain.persistent, plain.founder) == (True, "carol")
+    assert not other.persistent

@@ -491,6 +491,10 @@ class ChatHub(service.Service):
             # and accounts registered elsewhere meanwhile (their nicks are protected here too)
             self.accounts.load().addErrback(
                 lambda f: self.log.warn("could not read the accounts again: {why}", why=f.getErrorMessage()))
+            # and rooms registered elsewhere meanwhile (a ``founded`` item lost with Redis)
+            if self.store is not None:
+                self.store.load_rooms().addCallbacks(self._registered_rooms, lambda f: self.log.warn(
+                    "could not read the registered rooms again: {why}", why=f.getErrorMessage()))
 
     def _tokens_revoked(self, folded: str) -> None:
         """This node revoked session tokens of the account ``folded`` (committed): every
@@ -1705,6 +1709,14 @@ class ChatHub(service.Service):
             account = account or early[0]
         if account:
             self._lifetimes.adopt(room, account)
+
+    def _registered_rooms(self, records: Iterable[RoomRecord]) -> None:
+        """The registered rooms the store holds, read after a reconnect: a copy here that
+        is not registered yet (its ``founded`` item was lost) is registered to its founder."""
+        for record in records:
+            room = self.rooms.get(fold(record.name))
+            if room is not None and record.founder:
+                self._lifetimes.adopt(room, fold(record.founder))
 
     def room_changed(self, room: Room) -> None:
         """Another node's topic or mode change was applied to ``room``: a registered room
