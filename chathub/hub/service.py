@@ -717,7 +717,8 @@ class ChatHub(service.Service):
         self._presence.announce(user, "online", self.ids)
         if self.cluster is not None:
             self._announce(["on", presence_of(user)])
-        self.read_markers.load(user)  # an account's, stored: set before a restart, or on another node
+        if user.account:  # its stored read markers: set before a restart, or on another node
+            self.read_markers.load(user)
         return user
 
     def _attachable(self, user: User, nick: str) -> Optional[User]:
