@@ -17,6 +17,7 @@ import math
 from collections import deque
 from typing import Callable, Iterable, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chathub.config import Config
@@ -229,13 +230,13 @@ class RoomLifetimes:
         if self._store is None or not room.persistent:
             return
         record = room_record(room)
-        d = self._store.update_room(record)
+        store = self._store
+        d = store.update_room(record)
 
-        def updated(stored: bool) -> None:
-            if not stored and not self.shared:
-                self.save(room)
+        def updated(stored: bool) -> Optional[Deferred[None]]:
+            return store.save_room(record) if not stored and not self.shared else None
 
-        d.addCallbacks(updated, lambda f: self._log.failure("could not save room {room}", f, room=room.name))
+        d.addCallback(updated).addErrback(lambda f: self._log.failure("could not save room {room}", f, room=room.name))
 
     def renamed(self, room: Room, old_name: str) -> None:
         """A persistent room took a new name: its stored record moves to it (the old one

@@ -876,7 +876,7 @@ class JsonSession(EncodingParticipant):
 
     # -- read markers ------------------------------------------------------------------
 
-    def do_markread(self, msg: dict) -> Optional[Deferred]:
+    def do_markread(self, msg: dict) -> None:
         """Read, or move forward, the read marker of a conversation (IRC's MARKREAD): the
         answer is the marker, ``read_marker``; the user's other sessions are told. Once the
         account's stored markers, read at login, are in."""
@@ -898,11 +898,8 @@ class JsonSession(EncodingParticipant):
                 self.hub.mark_read(self.user, target, when)
             self.answer(msg, self._marker_json(target, self.hub.read_marker(self.user, target)))
 
-        loaded = self.hub.markers_loaded(self.user)
-        if loaded.called:
-            answer()
-            return None
-        return loaded.addCallback(answer)
+        # fired at once, nearly always
+        self.hub.markers_loaded(self.user).addCallback(answer).addErrback(self._request_crashed, msg)
 
     def read_marker_moved(self, target: str, when: float) -> None:
         """Another session of this user moved a read marker (``ChatHub.mark_read``)."""

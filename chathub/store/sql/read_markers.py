@@ -22,16 +22,7 @@ class ReadMarkerStore(SqlDatabase):
         return self._write(self._save_read_marker, fold(account), fold(target), at, moved, keep)
 
     def _save_read_marker(self, txn: Cursor, account: str, target: str, at: float, moved: float, keep: int) -> None:
-        # never back: two nodes (or two logins) may write one account's marker out of order
-        txn.execute(
-            self._q(
-                "INSERT INTO read_markers (account, target, at, moved) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (account, target) DO UPDATE SET "
-                "at = CASE WHEN excluded.at > read_markers.at THEN excluded.at ELSE read_markers.at END, "
-                "moved = excluded.moved"
-            ),
-            (account, target, at, moved),
-        )
+        self._put_marker(txn, account, target, at, moved)
         txn.execute(self._q("SELECT COUNT(*) FROM read_markers WHERE account = ?"), (account,))
         row = txn.fetchone()
         if row is None or int(row[0]) <= keep:
@@ -41,6 +32,19 @@ class ReadMarkerStore(SqlDatabase):
         )
         for (old,) in txn.fetchall()[keep:]:
             txn.execute(self._q("DELETE FROM read_markers WHERE account = ? AND target = ?"), (account, old))
+
+    def _put_marker(self, txn: Cursor, account: str, target: str, at: float, moved: float) -> None:
+        """Store a marker, never moving one back: two nodes (or two logins) may write one
+        account's marker out of order, and a renamed room's may meet one of the new name."""
+        txn.execute(
+            self._q(
+                "INSERT INTO read_markers (account, target, at, moved) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, target) DO UPDATE SET "
+                "at = CASE WHEN excluded.at > read_markers.at THEN excluded.at ELSE read_markers.at END, "
+                "moved = excluded.moved"
+            ),
+            (account, target, at, moved),
+        )
 
     def read_markers(self, account: str) -> defer.Deferred[dict[str, float]]:
         """``account``'s markers: {folded target: epoch seconds}, the most recently moved last."""
@@ -62,11 +66,4 @@ class ReadMarkerStore(SqlDatabase):
         txn.execute(self._q("SELECT account, at, moved FROM read_markers WHERE target = ?"), (old_folded,))
         for account, at, moved in txn.fetchall():
             txn.execute(self._q("DELETE FROM read_markers WHERE account = ? AND target = ?"), (account, old_folded))
-            txn.execute(
-                self._q(
-                    "INSERT INTO read_markers (account, target, at, moved) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (account, target) DO UPDATE SET "
-                    "at = CASE WHEN excluded.at > read_markers.at THEN excluded.at ELSE read_markers.at END"
-                ),
-                (account, new_folded, at, moved),
-            )
+            self._put_marker(txn, account, new_folded, at, moved)
