@@ -1,6 +1,6 @@
 """Failures under a cluster of real ``twistd chathub`` nodes (issue 12): PostgreSQL crashing
-and restarting under two nodes, and Redis cutting the nodes' subscriber connections while
-their command connections stay up. Nodes, Redis and PostgreSQL are real
+and restarting under two nodes, Redis cutting the nodes' subscriber connections while
+their command connections stay up, and a node cut off from Redis while a room is made. Nodes, Redis and PostgreSQL are real
 (tests/cluster_support.py); the PostgreSQL here is the test's own, never the shared one.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 from tests.cluster_support import (  # noqa: F401 (fixtures)
     ROOM,
     all_arrive,
+    answer,
     cluster,
     irc_user,
     meet,
@@ -18,6 +19,7 @@ from tests.cluster_support import (  # noqa: F401 (fixtures)
     postgres_dsn,
     rounds,
     two_talking,
+    until,
 )
 
 
@@ -89,3 +91,44 @@ def test_cutting_the_subscribers_off_redis_loses_nothing(cluster, own_redis):
                     break
             assert own_redis.command("CLIENT", "KILL", "TYPE", "pubsub") == b"2"
     all_arrive(bob, count)
+
+
+# -- a node cut off from Redis while a room is made -------------------------------------------
+
+
+def test_a_room_made_while_a_node_was_cut_off_from_redis_is_there_when_it_is_back(cluster, own_redis):
+    """b is cut off from Redis (its connections killed, its Redis user refused) while
+    alice (on a) makes #new, sets its topic and carol joins: b gets none of the doorbell's
+    messages of it, and its relay compares with the database only the rooms it heard of.
+    Back, b asks the other nodes for the rooms it has not heard of: its users see #new as
+    it is, and bob's JOIN joins it. Before, b had no #new (not in LIST, NAMES empty, TOPIC
+    403) and bob's JOIN waited for it in vain, took the claim over and made #new a second
+    time, bob its operator."""
+    own_redis.command("ACL", "SETUSER", "nodeb", "on", ">nodeb-secret", "~*", "&*", "+@all")
+    b_url = f"redis://nodeb:nodeb-secret@127.0.0.1:{own_redis.port}/0"
+    (_, a_irc), (_, b_irc) = cluster("a", redis_url=own_redis.url), cluster("b", redis_url=b_url)
+    alice = irc_user(cluster, a_irc, "alice")
+    bob = irc_user(cluster, b_irc, "bob")
+    meet(bob, [alice])
+    meet(alice, [bob])
+    carol = irc_user(cluster, a_irc, "carol", join=False)
+    own_redis.command("ACL", "SETUSER", "nodeb", "off")
+    assert int(own_redis.command("CLIENT", "KILL", "USER", "nodeb")) >= 2  # commands, subscriber
+    alice.send("JOIN #new\r\n")
+    alice.expect(r" 366 alice #new ")
+    alice.send("TOPIC #new :made while b was away\r\n")
+    alice.expect(r" TOPIC #new :made while b was away")  # shown: committed, and published
+    carol.send("JOIN #new\r\n")
+    alice.expect(r":carol!\S* JOIN #new")
+    answer(alice, "PING :published", "PONG")
+    own_redis.command("ACL", "SETUSER", "nodeb", "on")
+    until(bob, "LIST", r" 323 bob ", r" 322 bob #new 2 :\[\+nt\] made while b was away")
+    names = answer(bob, "NAMES #new", r" 366 bob ")
+    assert names[0].endswith(" 353 bob = #new :@alice carol")
+    bob.send("JOIN #new\r\n")
+    bob.expect(r" 332 bob #new :made while b was away")
+    assert bob.expect(r" 353 bob = #new ").split(" :", 1)[1].split() == ["@alice", "carol", "bob"]
+    alice.expect(r":bob!\S* JOIN #new")
+    alice.send("PRIVMSG #new :welcome, bob\r\n")
+    bob.expect(r":alice!\S* PRIVMSG #new :welcome, bob")
+    assert not any("taken over" in line for line in cluster.nodes["b"].log)

@@ -48,6 +48,15 @@ class ClaimingBackplane(LinkedBackplane):
         self.holding = False  # answers when the test says (``answer_held``)
         self.held: list = []
         self.released: list[str] = []  # the tokens this node released
+        self.resyncs: list = []
+
+    def on_resync(self, callback) -> None:
+        self.resyncs.append(callback)
+
+    def reconnected(self) -> None:
+        """As after a reconnect to Redis: what was published meanwhile never came."""
+        for callback in self.resyncs:
+            callback(True)
 
     def claim_room(self, folded: str, token: str, replacing: Optional[str] = None):
         if self.down:
@@ -91,6 +100,7 @@ async def nodes(store_factory):
     a, relay_a = await cluster_node(store_factory, pa, config)
     b, relay_b = await cluster_node(store_factory, pb, config)
     gate.back = gate_ba
+    gate.relays = relay_a, relay_b
     yield a, b, gate, claims
     relay_a.stop()
     relay_b.stop()
@@ -505,3 +515,78 @@ async def test_a_rename_to_the_name_of_a_room_its_user_just_left_waits_for_that_
     event = await b.hub.claim_and_rename(bob, "#bar", "#foo").addTimeout(10, reactor)
     assert event.data["new"] == "#foo" and b.hub.rooms["#foo"].claim == claims["#foo"]
     assert "#bar" not in claims
+
+
+def dropping(gate: Gate) -> None:
+    """What waits at ``gate`` is lost (a doorbell's messages while its node was cut off
+    from Redis); what comes next passes."""
+    gate.waiting = []
+    gate.closed = False
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_whose_rooms_making_message_was_lost_joins_the_room_the_others_hold(nodes):
+    """alice (on a) made #new, but the doorbell's messages of that never reached b, which
+    heard of #new first at alice's next message (its relay starts there; b has no copy).
+    bob's join on b is refused the claim and waits for the room in vain; before taking the
+    claim over, b asks the other nodes for the rooms it lacks and takes #new from a's
+    answer: bob joins it as a member. Without that, b took the claim over and made #new a
+    second time, bob its operator beside a's alice."""
+    a, b, gate, claims = nodes
+    alice, bob = a.connect("alice"), b.connect("bob")
+    relay_a, relay_b = gate.relays
+    gate.closed = True
+    made = await a.hub.claim_and_join(alice, "#new")
+    a.hub.set_topic(alice, "#new", "made while b heard nothing")
+    await until(lambda: a.hub.outbox.pending == 0)
+    dropping(gate)
+    a.hub.send(alice, "#new", "heard first")
+    await until(lambda: relay_b.position("#new") == relay_a.position("#new") == 3)
+    assert "#new" not in b.hub.rooms
+    started = reactor.seconds()
+    room = await b.hub.claim_and_join(bob, "#new").addTimeout(10, reactor)
+    assert reactor.seconds() - started >= WAIT * 0.9  # it waited for the room first
+    assert room is b.hub.rooms["#new"] and room.claim == made.claim == claims["#new"]
+    assert b.hub.room_claims.taken_over == 0
+    assert room.topic == "made while b heard nothing"
+    await until(lambda: "bob" in a.hub.rooms["#new"].members)
+    assert members(a, "#new") == members(b, "#new") == {"alice": "o", "bob": ""}
+    # and the room's order goes on on b from where a's answer stood
+    a.hub.send(alice, "#new", "welcome bob")
+    await until(lambda: any(e.text == "welcome bob" for e in bob.participant.events))
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_after_a_reconnect_a_node_takes_the_rooms_made_while_it_was_cut_off(nodes):
+    """#new was made on a while b was cut off (its messages lost). Back, b asks the other
+    nodes for the rooms it has not heard of. An event of #new that reaches b before the
+    answer is held, not taken as where #new starts on b (a room whose order b tracks is
+    one b knows, and the answer's #new would have been left out): b's copy is a's, its
+    users see it, and each event of #new is delivered on b once."""
+    a, b, gate, claims = nodes
+    alice, carol, bob = a.connect("alice"), a.connect("carol"), b.connect("bob")
+    gate.closed = True
+    await a.hub.claim_and_join(alice, "#new")
+    a.hub.join(carol, "#new")
+    a.hub.set_topic(alice, "#new", "while b was away")
+    await until(lambda: a.hub.outbox.pending == 0)
+    dropping(gate)
+    gate.closed = True  # a's answer will be late; a message of #new goes before it
+    a.hub.send(alice, "#new", "before the answer")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.cluster.reconnected()
+    await until(lambda: any(item[0] == "rooms" for m in gate.waiting for item in m.get("presence", ())))
+    assert "group" in gate.waiting[0]  # the message of #new goes first
+    gate.open()
+    await until(lambda: "#new" in b.hub.rooms)
+    assert members(b, "#new") == {"alice": "o", "carol": ""}
+    assert b.hub.rooms["#new"].topic == "while b was away"
+    relay_a, relay_b = gate.relays
+    assert relay_b.position("#new") == relay_a.position("#new")
+    joined = await b.hub.claim_and_join(bob, "#new").addTimeout(10, reactor)
+    assert joined is b.hub.rooms["#new"] and b.hub.room_claims.granted == 0
+    a.hub.send(alice, "#new", "after")
+    await until(lambda: any(e.text == "after" for e in bob.participant.events))
+    assert [e.text for e in bob.participant.events if e.kind == Kind.MESSAGE] == ["after"]

@@ -52,6 +52,7 @@ from chathub.counters import LATENCY_BUCKETS, Histogram
 from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
+from chathub.names import is_room_name
 from chathub.store.interfaces import IStore
 
 #: ``((conversation key, number), ...)``: where one committed event sits
@@ -278,6 +279,10 @@ class ClusterRelay:
         self._recent_ticks: deque[list[str]] = deque(maxlen=RECENT_TICKS)
         self._form = GroupForm()
         self._seen: OrderedDict[str, None] = OrderedDict()  # delivered multi-conversation events
+        #: while the hub learns the rooms made while this node was cut off (``hold_unknown_rooms``):
+        #: the events of each room this node has not heard of, by number, until it knows
+        #: where that room's state stands; None otherwise
+        self._unknown: Optional[dict[str, dict[int, Event]]] = None
         #: counters, for tests and metrics
         self.published = 0
         self.received = 0
@@ -325,6 +330,43 @@ class ClusterRelay:
         if state is None:
             return self.ended.get(conv)
         return state.delivered
+
+    def hold_unknown_rooms(self) -> None:
+        """Hold the events of rooms this node has not heard of (until
+        ``release_unknown_rooms``): the hub is asking the other nodes for the rooms made
+        while this node was cut off, whose state does not follow from the events after it.
+        Without the hold such a room would start at the first number heard after the cut,
+        and this node's copy would lack everything before it (it made no copy: its users
+        could not see the room, and a JOIN here made it a second time)."""
+        if self._unknown is None:
+            self._unknown = {}
+
+    def release_unknown_rooms(self) -> None:
+        """Deliver what ``hold_unknown_rooms`` held, each room from where its state now
+        stands (``start_at``), or from the first number held when none came."""
+        held, self._unknown = self._unknown, None
+        if not held:
+            return
+        with self._batching():
+            for conv, events in held.items():
+                for seq in sorted(events):
+                    self._arrived(conv, seq, events[seq])
+
+    def _hold_unknown(self, conv: str, seq: int, event: Event) -> bool:
+        """Hold ``event`` of ``conv``, a conversation not heard of, while the hub learns the
+        rooms (True); False when nothing is held (no learning, not a room, or past the
+        bounds: what is not held comes again, or is fetched, as a gap once it is released)."""
+        unknown = self._unknown
+        if unknown is None or not is_room_name(conv):
+            return False
+        events = unknown.get(conv)
+        if events is None:
+            if len(unknown) >= SWEEP:
+                return False
+            events = unknown[conv] = {}
+        if len(events) < self.max_ahead:
+            events[seq] = event
+        return True
 
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a
@@ -434,6 +476,8 @@ class ClusterRelay:
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
         state = self.conversations.get(conv) or self._revive(conv)
         if state is None:  # first heard of (or heard of again once forgotten): it starts here
+            if self._unknown is not None and self._hold_unknown(conv, seq, event):
+                return
             self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
             self._recent.append(conv)
         elif state.touched != self.tick:

@@ -39,6 +39,12 @@ class Positions(Protocol):
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on."""
 
+    def hold_unknown_rooms(self) -> None:
+        """Hold the events of rooms not heard of until ``release_unknown_rooms``."""
+
+    def release_unknown_rooms(self) -> None:
+        """Deliver what was held, each room from where it now stands."""
+
 
 class RemoteRooms:
     """This node's copies of other nodes' users in its rooms."""
@@ -209,15 +215,21 @@ class RemoteRooms:
             })
         return rooms
 
-    def install(self, node_id: str, rooms: Any) -> list[tuple[str, int]]:
-        """Take another node's ``snapshot`` (at start-up, before this node has users):
-        each room's state replaces this node's copy. Returns each room's conversation and
-        the number its state stands at, for the relay to deliver what follows. The whole
-        answer is read before anything is taken: one that is not such data raises
-        (ValueError, TypeError, KeyError) and changes nothing."""
+    def install(
+        self, node_id: str, rooms: Any, wanted: Callable[[str, Optional[int]], bool] = lambda folded, seq: True
+    ) -> list[tuple[Room, Optional[int]]]:
+        """Take another node's ``snapshot``: each room's state replaces this node's copy (at
+        start-up, before this node has users), or, with ``wanted`` (a folded name and where
+        the room stands there), only the rooms it wants (those this node lacks).
+        Returns each room taken and the number its state stands at (None: not numbered
+        there yet), for the relay to deliver what follows. The whole answer is read before
+        anything is taken: one that is not such data raises (ValueError, TypeError,
+        KeyError) and changes nothing."""
         read = [_read_room(data, node_id) for data in rooms]
-        positions = []
+        taken: list[tuple[Room, Optional[int]]] = []
         for name, created, state, members, seq, claim in read:
+            if not wanted(fold(name), seq):
+                continue
             room = self.hub.rooms.get(fold(name))
             if room is None:
                 room = self.hub.rooms[fold(name)] = Room(name, created=created)
@@ -233,9 +245,8 @@ class RemoteRooms:
                     user = self.users[fold(said.nick)] = said.make_user()
                 room.add(Member(user, privileges))
                 user.add_room(room)
-            if seq is not None:
-                positions.append((room.folded, seq))
-        return positions
+            taken.append((room, seq))
+        return taken
 
     def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
         """Users of a node that is gone leave every room here, as a quit each, shown to this

@@ -17,9 +17,11 @@ so it keeps the claim until the end stands there (``ending``, ``confirm``): anot
 JOIN numbered before the leave keeps the room, and the claim with it. A room made again by
 a JOIN that was not a making (joined on a node whose copy had not yet applied the end) is
 claimed anew by the nodes that make it so (``rebuilt``). A claim whose room never arrives
-within ``wait`` seconds (its maker's JOIN was refused and the release lost, its doorbell
-message dropped or its commit slow) is taken over: the next claim names the token it
-found, and Redis grants it only while that token still holds the name; a claim whose
+within ``wait`` seconds, nor in the other nodes' answer to this node's request for the
+rooms it has not heard of (``learn``: their copies hold a room whose making's doorbell
+message was lost, or whose commit is slow), is taken over (its maker's JOIN was refused
+and the release lost): the next claim names the token it found, and Redis grants it only
+while that token still holds the name; a claim whose
 maker's process is gone is taken over at once (``chathub.cluster.scripts``). Without
 Redis the claim cannot be decided and no room is made (``RoomUnavailable``: IRC 437, a
 JSON error, a ``!`` line); rooms that exist go on.
@@ -64,13 +66,17 @@ class RoomClaims:
         rooms: dict[str, Room],
         clock: IReactorTime,
         wait: float,
+        learn: Callable[[], Deferred[None]] = lambda: succeed(None),
     ) -> None:
         """``rooms`` is the hub's (folded name -> room); ``wait`` the seconds a join waits
-        for a room another node claimed before taking the claim over."""
+        for a room another node claimed before taking the claim over; ``learn``
+        (``ChatHub.learn_rooms``) asks the other nodes for the rooms this node has not
+        heard of, before a claim whose room never came is taken over."""
         self._backplane = backplane
         self._rooms = rooms
         self._clock = clock
         self.wait = wait
+        self._learn = learn
         self._prefix = f"{backplane.node_id}/{uuid.uuid4().hex[:8]}/"
         self._serial = count(1)
         #: folded name -> joins waiting for this node's copy of the room
@@ -133,6 +139,10 @@ class RoomClaims:
             # another making's room on its way, or this node's own claim kept until the end
             # of its last room stands at its number (``confirm`` wakes the request)
             came = await self._made(folded)
+            if not came and folded not in self._rooms and not own:
+                # the making's message may be what was lost (a dropped doorbell, a cut from
+                # Redis), not the room: the other nodes' copies say whether it lives
+                await self._learn()
             if folded in self._rooms:
                 return None
             # it came and went (ended at once), or was released: claim afresh; it never

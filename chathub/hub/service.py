@@ -271,7 +271,12 @@ class ChatHub(service.Service):
         #: start-up's request for the rooms in use while it is unanswered
         self._positions: Optional[Positions] = None
         self._snapshot_wanted: Optional[Deferred[None]] = None
-        self._room_state: Optional[RoomStateWait] = None  # while starting: which answer to take
+        self._room_state: Optional[RoomStateWait] = None  # while asking: which answer to take
+        #: in a cluster: while this node learns the rooms made while it was cut off from the
+        #: other nodes (``learn_rooms``), what waits for that; and how long the asking waits
+        self._learning: Optional[list[Deferred[None]]] = None
+        self._cluster_clock: Optional[IReactorTime] = None
+        self._answer_wait = 5.0
         #: in a cluster: each room event checked again at its number (``admit``), and this
         #: node's events found void there (event id -> the error for its sender), until
         #: the outbox reaches them
@@ -311,9 +316,11 @@ class ChatHub(service.Service):
         made (``claim_and_join``: ``chathub.hub.roomclaims``)."""
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
+        self._cluster_clock, self._answer_wait = clock, wait
         self._lifetimes.shared = True  # other nodes change and rename the stored rooms too
         if clock is not None:
-            claims = self.room_claims = RoomClaims(backplane, self.rooms, clock, self.config.cluster.room_claim_wait)
+            claims = self.room_claims = RoomClaims(
+                backplane, self.rooms, clock, self.config.cluster.room_claim_wait, self.learn_rooms)
             self.when_room_ends(claims.ended)
             self.admission.on_end = claims.confirm
         backplane.subscribe(self._cluster_message)
@@ -376,15 +383,18 @@ class ChatHub(service.Service):
                 elif item[0] == "tokens":
                     self._check_tokens(str(item[1]))
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
-                    rooms_asked = True
+                    rooms_asked = True  # a node that starts
+                elif item[0] == "rooms?":
+                    rooms_asked = True  # a node that learns the rooms made while it was cut off
                 elif item[0] == "rooms" and self._room_state is not None:
                     starting = len(item) > 3 and item[3] == STARTING
                     self._room_state.answer(str(message["node"]), item[1], item[2] if len(item) > 2 else [], starting)
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
-        if hello:  # a node (re)joined: it needs this node's users (and, starting, the rooms)
-            items: list[list[Any]] = [["roster", self.remote.roster(self.users.values())]]
+        if hello or rooms_asked:
+            # a node (re)joined: it needs this node's users; starting or learning, the rooms
+            items: list[list[Any]] = [["roster", self.remote.roster(self.users.values())]] if hello else []
             if rooms_asked and self._positions is not None:
                 position = self._positions.position
                 # each room's facts at its number (ended rooms' too) with where they stand
@@ -393,7 +403,8 @@ class ChatHub(service.Service):
                 if self._snapshot_wanted is not None:
                     answer.append(STARTING)  # it may know nothing yet: taken only if no one knows better
                 items.append(answer)
-            self._announce(*items)
+            if items:
+                self._announce(*items)
 
     def _install_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
         """Take an answer to this node's request for the rooms in use (``RoomStateWait``
@@ -409,13 +420,85 @@ class ChatHub(service.Service):
             self.log.failure("the room state from node {node} is malformed: waiting for another answer", node=node)
             return False
         self._snapshot_wanted = self._room_state = None
-        for conv, seq in installed:
-            positions.start_at(conv, seq)
+        for room, seq in installed:
+            if seq is not None:
+                positions.start_at(room.folded, seq)
         self.admission.adopt(orders)
         for conv, (_, _, seq) in orders.items():
             positions.start_at(conv, seq)
         self.log.info("the state of {count} rooms came from node {node}", count=len(rooms), node=node)
         waiting.callback(None)
+        return True
+
+    def learn_rooms(self) -> Deferred[None]:
+        """Ask the other nodes for the rooms in use and take those this node lacks: rooms
+        made while it was cut off from Redis (the doorbell's messages of their making were
+        lost, and the relay compares with the database only the conversations it heard
+        of), or one whose making a join here waited for in vain (``RoomClaims``: a lost
+        message, not a lost room). The relay holds the events of rooms it has not heard of
+        meanwhile, and delivers them after, from where each room's state stands. Fires once
+        an answer is taken, every node answered, or the start-up's wait (``join_cluster``)
+        is over; at once on a lone node, or while the start-up's own request is unanswered."""
+        positions, backplane, clock = self._positions, self.cluster, self._cluster_clock
+        if positions is None or backplane is None or clock is None or self._snapshot_wanted is not None:
+            return defer.succeed(None)
+        told: Deferred[None] = Deferred()
+        if self._learning is not None:  # asked already: this answer will do
+            self._learning.append(told)
+            return told
+        self._learning = [told]
+        positions.hold_unknown_rooms()
+
+        def finish(why: str) -> None:
+            waiting, self._learning, self._room_state = self._learning or [], None, None
+            if timer.active():
+                timer.cancel()
+            positions.release_unknown_rooms()
+            self.log.info("rooms learned from the other nodes: {why}", why=why)
+            for d in waiting:
+                d.callback(None)
+
+        def take(rooms: Any, node: str, facts: Any) -> bool:
+            if not self._install_unknown_rooms(rooms, node, facts):
+                return False
+            finish(f"node {node} answered")
+            return True
+
+        state = self._room_state = RoomStateWait(take, finish)
+        wait = self._answer_wait
+        timer = clock.callLater(wait, state.give_up, f"not every node answered within {wait:g} s")
+        self._announce(["rooms?"])
+        backplane.peers().addCallbacks(state.peers_known, lambda f: state.give_up(f.getErrorMessage()))
+        return told
+
+    def _install_unknown_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
+        """Take, of another node's answer to ``learn_rooms``, the rooms this node has no
+        copy of: their state, the facts of their order, and where they stand; each only if
+        this node has not delivered past that (it has not heard of the room, or heard of it
+        from a number after its making, which a lost message took). False, with nothing
+        taken, for a malformed answer."""
+        positions = self._positions
+        assert positions is not None and self.remote is not None
+
+        def unknown(folded: str, seq: Optional[int]) -> bool:
+            if folded in self.rooms:
+                return False
+            at = positions.position(folded)
+            return at is None or (seq is not None and at <= seq)
+
+        try:  # all read before anything is taken
+            orders = self.admission.parse(facts)
+            installed = self.replica.install(self.remote.node_id, rooms, unknown)
+        except Exception:
+            self.log.failure("the room state from node {node} is malformed: waiting for another answer", node=node)
+            return False
+        taken = {room.folded for room, _ in installed}
+        self.admission.adopt({conv: order for conv, order in orders.items() if conv in taken})
+        for room, seq in installed:
+            if seq is not None:
+                positions.start_at(room.folded, seq)
+            if self.room_claims is not None:
+                self.room_claims.made(room)  # a join waiting for it goes on
         return True
 
     # -- the users of other nodes (RemoteDirectory's listener) ----------------------------
@@ -486,6 +569,8 @@ class ChatHub(service.Service):
     def _resynced(self, reconnected: bool) -> None:
         if reconnected:  # what was said while cut off is lost: ask every node again
             self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
+            # and the rooms made meanwhile: the relay only compares the rooms it heard of
+            self.learn_rooms()
             # and a revocation's doorbell may be among it: the store says which tokens live
             self._check_tokens(None)
             # and accounts registered elsewhere meanwhile (their nicks are protected here too)
