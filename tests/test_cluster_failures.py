@@ -1,7 +1,8 @@
 """Failures under a cluster of real ``twistd chathub`` nodes (issue 12): PostgreSQL crashing
 and restarting under two nodes, Redis cutting the nodes' subscriber connections while
-their command connections stay up, and a node cut off from Redis while a room is made. Nodes, Redis and PostgreSQL are real
-(tests/cluster_support.py); the PostgreSQL here is the test's own, never the shared one.
+their command connections stay up, and a node cut off from Redis while a room is made.
+Nodes, Redis and PostgreSQL are real (tests/cluster_support.py); the PostgreSQL here is the
+test's own, never the shared one.
 """
 from __future__ import annotations
 
