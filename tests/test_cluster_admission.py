@@ -434,6 +434,17 @@ async def test_a_room_made_and_left_at_once_is_forgotten_everywhere(nodes):
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_topics_time_is_the_same_on_every_node(nodes):
+    """The setter's node took its own clock for the topic's time, the others the event's:
+    chathub.v1's ``topic_time`` (and IRC's 333) differed between nodes by microseconds."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    event = a.hub.set_topic(alice, "#x", "one time")
+    await until(lambda: b.hub.rooms["#x"].topic == "one time")
+    assert a.hub.rooms["#x"].topic_time == b.hub.rooms["#x"].topic_time == event.time
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_registered_rooms_record_ends_as_the_state_both_nodes_reach(nodes):
     """A registered room is saved whole by the node a change is made on. A topic set on A
     while A's doorbell is late, and a mode set on B meanwhile: B saved its copy (the old

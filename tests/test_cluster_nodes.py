@@ -8,6 +8,8 @@ the gap from PostgreSQL).
 """
 from __future__ import annotations
 
+import re
+
 import pytest_twisted
 from twisted.internet import threads
 
@@ -375,6 +377,16 @@ def test_redaction_and_statusmsg_cross_nodes(cluster):
     alice.send(f"REDACT #x {msgid} :oops\r\n")
     assert bob.expect(rf"REDACT #x {msgid} :?oops$").split(" ")[1].startswith(":alice!")
     carol.expect(r"\* alice deleted a message of alice in #x \(oops\)")
+
+    # privately, to a user of the other node named in another case: the REDACT names bob
+    # as a message to him does (it said "BOB", and was stored under that name)
+    alice.send("PRIVMSG BOB :psst\r\n")
+    echo = alice.expect(r"PRIVMSG bob :psst")
+    msgid = echo.split("msgid=", 1)[1].split(";", 1)[0].split(" ", 1)[0]
+    bob.expect(rf"msgid={msgid}.* PRIVMSG bob :psst")
+    alice.send(f"REDACT BOB {msgid}\r\n")
+    assert re.search(rf" REDACT (\S+) {msgid}", alice.expect(rf" REDACT \S+ {msgid}")).group(1) == "bob"
+    assert re.search(rf" REDACT (\S+) {msgid}", bob.expect(rf" REDACT \S+ {msgid}")).group(1) == "bob"
 
     # STATUSMSG from a telnet user on B reaches the operator on A, and not dave beside it
     carol.send("/msg @#x only for operators\r\n")

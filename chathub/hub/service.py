@@ -1143,10 +1143,10 @@ class ChatHub(service.Service):
         if "t" in room.modes and not member.is_operator:
             raise errors.NotRoomOperator(room.name)
         text = text[: self.config.limits.topic_length]
+        event = self._event(Kind.TOPIC, user, room.name, text)
         room.topic = text
         room.topic_setter = user.mask
-        room.topic_time = time.time()
-        event = self._event(Kind.TOPIC, user, room.name, text)
+        room.topic_time = event.time  # the event's: every node of a cluster shows this time
         self._publish(event, room.recipients(), user, rooms=[room.folded])
         self._lifetimes.update(room)
         return event
@@ -1532,7 +1532,9 @@ class ChatHub(service.Service):
             data["to_session"] = session
         holder = self.users.get(fold(target))
         here = holder is not None and holder is not user and holder.history_party == party
-        event = self._event(Kind.REDACT, user, holder.nick or target if holder else target, reason, data=data)
+        # named as a message to it names it: by its holder's nick, here or on another node
+        named = holder or (self.remote.get(target) if self.remote is not None else None)
+        event = self._event(Kind.REDACT, user, named.nick or target if named else target, reason, data=data)
         # the other party's node, in a cluster, gets it through the relay as a message
         self._publish(event, [cast(User, holder), user] if here else [user], user, receipt=receipt)
         return event
