@@ -185,6 +185,22 @@ def test_an_accounts_read_markers_follow_it_to_the_other_node(cluster):
     again.expect(r" 001 alice ")
     # the kept room is joined again on B, its marker before the end of NAMES
     assert again.expect(rf" (MARKREAD {ROOM}|366 alice {ROOM}) ").endswith("timestamp=2026-01-02T03:04:05.000Z")
+    # a second session of the account, on A under another nick: a marker either moves is
+    # the account's on both nodes (each node kept its own copy in memory: the phone read
+    # the old time, and could set an earlier one than the account's)
+    phone = cluster.connect(a_irc)
+    blob = base64.b64encode(b"alice\0alice\0correct-horse-battery").decode()
+    phone.send("CAP REQ :sasl draft/read-marker\r\nNICK alice_phone\r\nUSER alice 0 * :alice\r\n"
+               "AUTHENTICATE PLAIN\r\n")
+    phone.expect(r"^AUTHENTICATE \+$")
+    phone.send(f"AUTHENTICATE {blob}\r\nCAP END\r\n")
+    phone.expect(r" 001 alice_phone ")
+    phone.expect(rf" 366 alice_phone {ROOM} ")  # the account's kept room, joined here too
+    again.send(f"MARKREAD {ROOM} timestamp=2026-01-02T03:04:09.000Z\r\n")
+    again.expect(rf" MARKREAD {ROOM} timestamp=2026-01-02T03:04:09.000Z$")
+    phone.expect(rf" MARKREAD {ROOM} timestamp=2026-01-02T03:04:09.000Z$")  # told, as a session here is
+    phone.send(f"MARKREAD {ROOM} timestamp=2026-01-02T03:04:07.000Z\r\n")  # earlier: it stays
+    phone.expect(rf" MARKREAD {ROOM} timestamp=2026-01-02T03:04:09.000Z$")
 
 
 OPERATOR = (f'[[irc.operators]]\nname = "boss"\npassword_hash = "{OPER_HASH}"\n'

@@ -90,6 +90,23 @@ class ReadMarkers:
             saved.addErrback(self._not_saved, user.account).addBoth(self._written, owner)
         return True
 
+    def learned(self, account: str, target: str, when: float) -> bool:
+        """Another node moved ``account``'s marker of ``target`` to ``when`` (and stored
+        it): moved here too when this node holds the account's markers (a session of it is
+        here) and it is later. True when it moved."""
+        markers = self._markers.get(f"a:{fold(account)}")
+        if markers is None:
+            return False
+        key = fold(target)
+        before = markers.get(key)
+        if before is not None and before >= when:
+            return False
+        markers.pop(key, None)
+        markers[key] = when
+        while len(markers) > self.most:
+            del markers[next(iter(markers))]
+        return True
+
     def _not_saved(self, failure: Any, account: str) -> None:
         self.log.error("could not store a read marker of {account}: {why}", account=account,
                        why=failure.getErrorMessage())

@@ -376,6 +376,8 @@ class ChatHub(service.Service):
                     self.accounts.learned(item[1])  # its nick is protected here too
                 elif item[0] == "founded" and isinstance(item[1], str) and isinstance(item[2], str):
                     self._remote_founded(item[1], fold(item[2]))
+                elif item[0] == "marker":
+                    self._remote_marker(str(item[1]), str(item[2]), float(item[3]))
                 elif item[0] == "wallops":
                     self._remote_wallops(Event.from_dict(item[1]))
                 elif item[0] == "kill":
@@ -1851,11 +1853,30 @@ class ChatHub(service.Service):
         if not self.read_markers.move(user, target, when):
             return False
         if user.others:
-            for session in user.others:  # not the one that acted (``participant``): it answers itself
-                moved = getattr(session, "read_marker_moved", None)
-                if moved is not None:
-                    moved(target, when)
+            self._tell_marker(user.others, target, when)  # not the one that acted: it answers itself
+        if user.account and self.cluster is not None:
+            # the account's sessions on other nodes (another nick there) see it move too
+            self._announce(["marker", user.account, target, when])
         return True
+
+    @staticmethod
+    def _tell_marker(sessions: Iterable[IParticipant], target: str, when: float) -> None:
+        """Tell ``sessions`` that show read markers (a participant's optional
+        ``read_marker_moved``) that the marker of ``target`` moved to ``when``."""
+        for session in sessions:
+            moved = getattr(session, "read_marker_moved", None)
+            if moved is not None:
+                moved(target, when)
+
+    def _remote_marker(self, account: str, target: str, when: float) -> None:
+        """A session of ``account`` on another node moved its marker of ``target``: moved
+        here too, and this node's sessions of the account told, when it has some."""
+        if not self.read_markers.learned(account, target, when):
+            return
+        folded = fold(account)
+        for user in list(self.users.values()):
+            if user.account is not None and fold(user.account) == folded:
+                self._tell_marker(user.sessions, target, when)
 
     def quit(self, user: User, reason: str = "", session: Optional[IParticipant] = None) -> Optional[Event]:
         """Take ``user`` out of the hub (idempotent). Returns the QUIT event if it was in.
