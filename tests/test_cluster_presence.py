@@ -112,6 +112,29 @@ def test_an_invite_reaches_a_user_of_the_other_node_who_may_then_join(cluster):
     alice.expect(rf":bob!\S+ JOIN :?{ROOM}")
 
 
+def test_an_invite_between_users_of_one_node_is_told_to_the_operators_of_every_node(cluster):
+    """invite-notify: an invite was carried to another node only when the invited user was
+    there, so operators of the room on the other nodes never heard of an invite between two
+    users of one node (on one node, every operator does)."""
+    (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
+    alice = irc_user(cluster, a_irc, "alice", caps="invite-notify")  # the room's operator, on A
+    bob = irc_user(cluster, b_irc, "bob", caps="invite-notify", once_listed=True)
+    meet(bob, [alice])
+    meet(alice, [bob])
+    alice.send(f"MODE {ROOM} +o bob\r\n")
+    bob.expect(rf"MODE {ROOM} \+o bob")
+    carol = irc_user(cluster, b_irc, "carol", join=False)
+    dave = irc_user(cluster, a_irc, "dave", join=False)
+    bob.send(f"INVITE carol {ROOM}\r\n")  # both on B
+    bob.expect(r" 341 bob carol ")
+    carol.expect(rf" INVITE carol :?{ROOM}")
+    assert alice.expect(rf" INVITE carol :?{ROOM}").startswith(":bob!")
+    alice.send(f"INVITE dave {ROOM}\r\n")  # both on A
+    alice.expect(r" 341 alice dave ")
+    dave.expect(rf" INVITE dave :?{ROOM}")
+    assert bob.expect(rf" INVITE dave :?{ROOM}").startswith(":alice!")
+
+
 def test_private_history_with_a_guest_of_the_other_node(cluster):
     """A guest's private talk is stored under its connection (``nick/session``); a node
     named a guest of another node by its bare nick, so CHATHISTORY of a private talk across
@@ -205,6 +228,31 @@ def test_an_accounts_read_markers_follow_it_to_the_other_node(cluster):
 
 OPERATOR = (f'[[irc.operators]]\nname = "boss"\npassword_hash = "{OPER_HASH}"\n'
             'privileges = ["kill", "wallops"]\nhostmask = "*"\n')
+
+
+def test_an_operator_sees_the_real_address_of_a_user_of_the_other_node_and_no_idle_is_made_up(cluster):
+    """A user of another node stood in with no address: an operator's WHOIS labelled its
+    cloak "actual IP" (378, 338), and so did WHOX ``%i`` and USERHOST, where one node shows
+    127.0.0.1. Its idle time was its time since sign-on (presence does not carry activity,
+    which its node alone knows): WHOIS now leaves out 317 for it, and WHOX ``%l`` says 0,
+    as other servers do for a user of another server. And WHOWAS remembers a change of
+    case of its nick, as for a local user."""
+    (a_line, a_irc), (b_line, b_irc) = cluster("a", more=OPERATOR), cluster("b")
+    boss = irc_user(cluster, a_irc, "boss", join=False)
+    boss.send(f"OPER boss {OPER_PASSWORD}\r\n")
+    boss.expect(r" 381 boss ")
+    bob = irc_user(cluster, b_irc, "bob", join=False)
+    whois = until(boss, "WHOIS bob", r" 318 ", r" 311 boss bob ")
+    numerics = {line.split(" ")[1]: line for line in whois}
+    assert numerics["378"].endswith(" :is connecting from *@127.0.0.1 127.0.0.1")
+    assert " 338 boss bob ~bob@127.0.0.1 127.0.0.1 " in numerics["338"]
+    assert "317" not in numerics
+    who = first(answer(boss, "WHO bob %tnil,7", r" 315 "), "354")
+    assert who.split(" ")[2:] == ["boss", "7", "127.0.0.1", "bob", "0"]
+    assert re.search(r" 302 boss :?bob=\+~bob@127\.0\.0\.1$", first(answer(boss, "USERHOST bob", r" 302 "), "302"))
+    bob.send("NICK BOB\r\n")
+    bob.expect(r" NICK :?BOB")
+    until(boss, "WHOWAS bob", r" 369 ", r" 314 boss bob ")
 
 
 def test_an_operator_reaches_users_of_the_other_node_with_wallops_and_kill(cluster):

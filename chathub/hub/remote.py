@@ -14,7 +14,7 @@ naming of private history read it like a local one. What changed is reported to 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Protocol
 
 from zope.interface import implementer
@@ -65,25 +65,29 @@ class RemoteUser:
     modes: str = ""
     protocol: str = "remote"
     signon: float = 0.0
+    #: the real address, shown only to IRC operators (WHOIS 378/338, WHOX ``%i``, USERHOST)
+    #: as for a user of their own node; "" when its node did not say
+    ip: str = ""
 
     def to_list(self) -> list[Any]:
         """The plain-data form carried in presence messages (without the node)."""
         return [self.nick, self.user, self.host, self.account, self.realname, self.session, self.away,
-                self.modes, self.protocol, self.signon]
+                self.modes, self.protocol, self.signon, self.ip]
 
     @classmethod
     def from_list(cls, node: str, item: list[Any]) -> "RemoteUser":
         nick, user, host, account, realname, session = item[:6]
-        away, modes, protocol, signon = (list(item[6:10]) + [None, "", "remote", 0.0][len(item[6:10]):])
+        away, modes, protocol, signon, ip = (list(item[6:11]) + [None, "", "remote", 0.0, ""][len(item[6:11]):])
         return cls(str(node), str(nick), str(user), str(host), None if account is None else str(account),
                    str(realname), str(session), None if away is None else str(away), str(modes or ""),
-                   str(protocol or "remote"), float(signon or 0.0))
+                   str(protocol or "remote"), float(signon or 0.0), str(ip or ""))
 
     def make_user(self) -> User:
         """A ``User`` standing for this user here."""
         user = User(RemoteParticipant(self.node, self.protocol))
         self.update(user)
         user.session = self.session
+        user.ip = self.ip
         user.set_nick(self.nick)
         if self.signon:
             user.signon = user.last_active = self.signon
@@ -100,7 +104,7 @@ class RemoteUser:
 def presence_of(user: Any) -> list[Any]:
     """A local ``User`` in the plain-data form of a ``RemoteUser`` (without the node)."""
     return [user.nick, user.user, user.host, user.account, user.realname, user.session, user.away,
-            "".join(sorted(user.modes)), user.protocol, user.signon]
+            "".join(sorted(user.modes)), user.protocol, user.signon, user.ip]
 
 
 class PresenceListener(Protocol):
@@ -114,6 +118,9 @@ class PresenceListener(Protocol):
 
     def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser) -> None:
         """``user``'s identity changed (already applied to ``user``)."""
+
+    def remote_recased(self, user: User) -> None:
+        """``user`` of another node changes the case of its nick (called before it does)."""
 
 
 class RemoteDirectory:
@@ -191,8 +198,9 @@ class RemoteDirectory:
             if self.listener is not None:
                 self.listener.remote_offline(user)
             del self.users[fold(old)], self._said[fold(old)]
-        said = RemoteUser(said.node, new, said.user, said.host, said.account, said.realname, said.session,
-                          said.away, said.modes, said.protocol, said.signon)
+        elif self.listener is not None:
+            self.listener.remote_recased(user)
+        said = replace(said, nick=new)
         user.set_nick(new)
         self.users[fold(new)], self._said[fold(new)] = user, said
         if fold(old) != fold(new) and self.listener is not None:

@@ -516,6 +516,11 @@ class ChatHub(service.Service):
         self.whowas_log.remember(user)
         self._presence.announce(user, "offline", self.ids)
 
+    def remote_recased(self, user: User) -> None:
+        """A user of another node changes the case of its nick: WHOWAS remembers the old
+        spelling, as it does for a local user's."""
+        self.whowas_log.remember(user)
+
     def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser) -> None:
         """A user of another node changed account, host, real name, away or user modes:
         this node's users who share a room with it, and those monitoring it, are told as
@@ -1320,10 +1325,11 @@ class ChatHub(service.Service):
             if target is not None:
                 self._remember_invite(room, target)
         event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": invited.nick})
-        if target is None:
-            # the invite is kept where the invited user is, the node that checks its join
+        if target is None or room is not None:
+            # the invite is kept where the invited user is, the node that checks its join,
+            # and every node tells its own operators of the room (invite-notify)
             self._announce(["invite", event.to_dict()])
-        else:
+        if target is not None:
             fanout = self.fanout
             local = target
 

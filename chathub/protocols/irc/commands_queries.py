@@ -5,6 +5,7 @@ import time
 
 from chathub.auth.cloak import as_host
 from chathub.hub.masks import mask_matches
+from chathub.hub.remote import RemoteParticipant
 from chathub.names import fold, is_room_name
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
@@ -19,6 +20,12 @@ def sees_address(me, user) -> bool:
     """Whether ``me`` may see ``user``'s real address: operators and the user themself do;
     everyone else sees only the (cloaked) host."""
     return user is me or me.is_operator
+
+
+def of_another_node(user) -> bool:
+    """Whether ``user`` is signed on at another node of a cluster: its idle time is not
+    known here (no server says it for a user of another server without asking it)."""
+    return isinstance(user.participant, RemoteParticipant)
 
 
 def real_host(user) -> str:
@@ -61,7 +68,7 @@ def _who_line(session, rb, user, room, member, fields: str | None, token: str) -
         "n": user.nick,
         "f": _flags(session, user, member),
         "d": "0",
-        "l": str(int(time.time() - user.last_active)),
+        "l": str(int(time.time() - user.last_active)) if not of_another_node(user) else "0",
         "a": user.account or "0",
         "o": "n/a",
         "r": user.realname,
@@ -156,9 +163,10 @@ def whois(session, msg, rb) -> None:
         rb.numeric(N.RPL_WHOISSPECIAL, n, f"is connected via the {user.protocol} protocol")
     if user.away:
         rb.numeric(N.RPL_AWAY, n, user.away)
-    idle = getattr(user.participant, "idle_since", user.last_active)
-    idle_seconds = str(max(0, int(time.time() - idle)))
-    rb.numeric(N.RPL_WHOISIDLE, n, idle_seconds, str(int(user.signon)), "seconds idle, signon time")
+    if not of_another_node(user):  # its node alone knows when it last spoke
+        idle = getattr(user.participant, "idle_since", user.last_active)
+        idle_seconds = str(max(0, int(time.time() - idle)))
+        rb.numeric(N.RPL_WHOISIDLE, n, idle_seconds, str(int(user.signon)), "seconds idle, signon time")
     whois_metadata(session, user, rb)
     rb.numeric(N.RPL_ENDOFWHOIS, n, "End of /WHOIS list")
 
