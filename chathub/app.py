@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from chathub.auth.accounts import StoreAccountChecker
 from chathub.auth.checkers import file_checkers
-from chathub.auth.cloak import CloakSecretError, open_cloak
+from chathub.auth.cloak import CloakSecretError, open_cloak, share_cloak_secret
 from chathub.auth.hashing import PasswordHashing
 from chathub.auth.portal import account_directory, build_portal, password_checkers
 from chathub.auth.tokens import SessionTokens
@@ -213,7 +213,7 @@ class ChathubService(service.MultiService):
                 max_ended=config.cluster.max_ended_rooms,
             )
         try:
-            cloak = open_cloak(config)
+            cloak = self.cloak = open_cloak(config)
         except CloakSecretError as e:
             raise SystemExit(f"chathub cannot start: {e}") from e
         # session tokens: issued to logged-in chathub.v1 users, logging the account in again
@@ -383,6 +383,8 @@ class ChathubService(service.MultiService):
         d.addCallback(lambda store: store.load_rooms())
         d.addCallback(self.hub.restore_rooms)
         if self.backplane is not None:  # after the stored rooms: the live state replaces theirs
+            # one cloak of an address on every node: keyed by the secret the nodes share
+            d.addCallback(lambda _: share_cloak_secret(self.cloak, self.config, self.store))
             d.addCallback(self._join_cluster)
         d.addCallback(lambda _: self.accounts.load())
         d.addCallback(self._ready)

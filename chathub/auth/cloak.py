@@ -28,8 +28,9 @@ import ipaddress
 import os
 import secrets
 import sys
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from chathub.config.privacy import MIN_SECRET_CHARS, PrivacyConfig
@@ -104,6 +105,12 @@ class HostCloak:
     def __repr__(self) -> str:
         return f"<HostCloak *.{self.suffix} {'on' if self.enabled else 'off'}>"  # never the secret
 
+    def rekey(self, secret: bytes) -> None:
+        """Key the cloak with ``secret`` from now on (the cluster's shared one, taken at
+        start-up before anyone connects: ``share_cloak_secret``)."""
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+        self._made = {}
+
     def host_for(self, address: str) -> str:
         """The host shown for ``address`` ("" for an unknown address): its cloak, or with
         cloaking off the address itself (as a host part, see ``as_host``).
@@ -167,6 +174,26 @@ def open_cloak(config: "Config") -> HostCloak:
     secret = load_secret(path)
     log.info("hosts are cloaked as *.{suffix}, keyed by the secret in {path}", suffix=privacy.cloak_suffix, path=path)
     return build_cloak(privacy, secret)
+
+
+def share_cloak_secret(cloak: HostCloak, config: "Config", store: Any) -> Deferred[None]:
+    """A cluster node's cloak, keyed like every other node's: one address must have one
+    cloak on every node (else a ban on a cloak is dodged by reconnecting to another node,
+    and the kernel picks the node). Unless ``[privacy] cloak_secret`` says the secret, the
+    nodes key it with the one kept in the store they share (``IStore.shared_secret``): the
+    first node's secret file's, so a single node made a cluster keeps its cloaks."""
+    privacy = config.privacy
+    if not privacy.cloak_hosts or privacy.cloak_secret:
+        return succeed(None)
+    path = config.data_path(privacy.cloak_secret_file)
+    own = load_secret(path).decode("ascii", "replace")
+
+    def take(shared: str) -> None:
+        cloak.rekey(shared.encode("utf-8"))
+        log.info("hosts are cloaked with the cluster's secret ({whose})",
+                 whose="this node's" if shared == own else "another node's, kept in the database")
+
+    return store.shared_secret("cloak", own).addCallback(take)
 
 
 def load_secret(path: str) -> bytes:

@@ -294,6 +294,10 @@ class IStore(Interface):
     def read_markers(account: str) -> Deferred[dict[str, float]]:
         """``account``'s read markers: {folded target: epoch seconds}, most recently moved last."""
 
+    def shared_secret(name: str, candidate: str) -> Deferred[str]:
+        """The secret the nodes sharing this store keep under ``name``: the first one asked
+        for (``candidate`` when there is none yet)."""
+
     def save_room(record: RoomRecord) -> Deferred[None]:
         """Insert or replace a persistent room."""
 

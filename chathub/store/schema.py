@@ -232,6 +232,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        10,
+        "secrets the nodes of a cluster share",
+        [
+            # one value per name, the first node's (``shared_secret``): the nodes of a
+            # cluster must cloak one address alike, so they key the cloak with one secret
+            """CREATE TABLE shared_secrets (
+                name TEXT PRIMARY KEY,
+                secret TEXT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -249,6 +261,7 @@ TABLES = (
     "session_tokens",
     "account_rooms",
     "read_markers",
+    "shared_secrets",
 )
 
 

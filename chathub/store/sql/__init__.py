@@ -11,6 +11,7 @@ class per domain, the way Synapse composes its ``DataStore``:
 | ``tokens`` | ``TokenStore`` | session tokens, kept as sha256 digests |
 | ``account_rooms`` | ``AccountRoomStore`` | the rooms each account is in, joined again at login |
 | ``read_markers`` | ``ReadMarkerStore`` | each account's read markers, across restarts and nodes |
+| ``secrets`` | ``SecretStore`` | secrets the nodes of a cluster share (the host cloak's key) |
 | ``maintenance`` | ``MaintenanceStore`` | ``stats`` and ``backup`` for ``python -m chathub.admin`` (blocking) |
 
 Every domain class derives from ``SqlDatabase`` and uses only its helpers (``_read``,
@@ -33,6 +34,7 @@ from chathub.store.sql.maintenance import MaintenanceStore
 from chathub.store.sql.read_markers import ReadMarkerStore
 from chathub.store.sql.retention import RetentionStore
 from chathub.store.sql.rooms import RoomStore
+from chathub.store.sql.secrets import SecretStore
 from chathub.store.sql.tokens import TokenStore
 
 __all__ = ["SqlDatabase", "SqlStore"]
@@ -41,7 +43,7 @@ __all__ = ["SqlDatabase", "SqlStore"]
 @implementer(IStore)
 class SqlStore(
     HistoryStore, RetentionStore, AccountStore, AccountRoomStore, ReadMarkerStore, RoomStore, TokenStore,
-    MaintenanceStore,
+    SecretStore, MaintenanceStore,
 ):
     """History, accounts and rooms in an SQL database reached through adbapi."""
 
