@@ -134,3 +134,33 @@ def test_a_marker_waits_for_a_store_that_does_not_answer_two_seconds_at_most():
     assert waited.called  # answered from memory
     store.reads[0].callback({"#room": 5.0})  # the read ends later: taken in, nobody told twice
     assert markers.get(user, "#ROOM") == 5.0 and not clock.getDelayedCalls()
+
+
+def test_a_marker_another_node_moved_is_kept_while_the_accounts_markers_are_being_read():
+    """A ``marker`` from another node was dropped when this node was still reading the
+    account's stored markers (a login here at that moment): the store might not have it
+    yet, so the session kept the older one."""
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import Deferred
+
+    from chathub.hub.readmarkers import ReadMarkers
+
+    class SlowStore:
+        def __init__(self) -> None:
+            self.reads: list = []
+
+        def read_markers(self, account: str):
+            read: Deferred = Deferred()
+            self.reads.append(read)
+            return read
+
+    store = SlowStore()
+    markers = ReadMarkers(10, store)  # type: ignore[arg-type]
+    ann = SimpleNamespace(account="Ann", session="s1")
+    markers.load(ann)  # type: ignore[arg-type]
+    assert markers.learned("ann", "#x", 5.0)
+    store.reads[0].callback({"#x": 3.0, "#y": 4.0})
+    assert markers.get(ann, "#x") == 5.0 and markers.get(ann, "#y") == 4.0  # type: ignore[arg-type]
+    assert not markers.learned("ann", "#x", 4.5)  # never back
+    assert not markers.learned("bob", "#x", 1.0)  # no session of bob here: nothing kept

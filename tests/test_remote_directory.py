@@ -11,6 +11,7 @@ from chathub.events import Kind
 from chathub.hub import errors
 from chathub.hub.remote import RemoteDirectory, RemoteUser
 from chathub.hub.rooms import Member, Room
+from chathub.hub.roomstate import STARTING
 from tests.support import RecorderWorld
 
 
@@ -79,6 +80,18 @@ class Positions:
 
     def start_at(self, conv, seq) -> None:
         self.at[conv] = seq
+
+    def movable(self, conv, seq) -> bool:
+        return self.at.get(conv, seq) <= seq
+
+    def first_heard(self, conv) -> bool:
+        return False
+
+    def hold_unknown_rooms(self) -> None:
+        """Nothing to hold: no relay."""
+
+    def release_unknown_rooms(self) -> None:
+        """Nothing was held."""
 
 
 def two_nodes(b_backplane=None):
@@ -180,6 +193,46 @@ def test_a_starting_node_takes_the_rooms_state_from_the_first_answer():
     assert b.hub.find_user("carol").rooms == {"#r": room}
     bob = b.connect("bob")
     assert b.hub.join(bob, "#r", "sesame") is room and not room.members["bob"].is_operator  # not a new room
+
+
+def test_requests_for_the_rooms_are_answered_once_a_second_and_a_learning_nodes_answer_says_so():
+    """Every node answered every request for the rooms in use with its whole state: after a
+    Redis restart every node asks at once, and N nodes sent it N x (N - 1) times. The
+    answer goes to every node, so one a second serves every request made before it. A
+    node that is learning the rooms itself says so in its answer (taken only when no other
+    node answers)."""
+    clock = task.Clock()
+    a = RecorderWorld()
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    pa.link(pb)
+    pb.link(pa)
+    heard: list = []
+    pb.subscribe(heard.append)
+    started = a.hub.join_cluster(pa, Positions({"#r": 3}), clock, wait=5.0)
+    clock.advance(5.0)  # b (a backplane without a hub) never answers a's own start
+    assert started.called
+    a.hub.join(a.connect("alice"), "#r")
+
+    def answers() -> list:
+        return [item for m in heard for item in m.get("presence", ()) if item[0] == "rooms"]
+
+    ask = {"node": "b", "presence": [["rooms?"]]}
+    pa.receive(ask)
+    assert len(answers()) == 1 and len(answers()[0]) == 3  # at once, not flagged
+    pa.receive(ask)
+    pa.receive(ask)
+    assert len(answers()) == 1  # the next one waits for the second to end, and serves both
+    clock.advance(1.0)
+    assert len(answers()) == 2
+    clock.advance(5.0)
+    assert len(answers()) == 2  # nothing more was asked
+    a.hub.learn_rooms()  # a asks too (b, a linked backplane, answers nothing)
+    pa.receive(ask)
+    assert len(answers()) == 3 and answers()[-1][3] == STARTING
+    clock.advance(5.0)  # a's own wait ends
+    pa.receive(ask)
+    clock.advance(1.0)
+    assert len(answers()) == 4 and len(answers()[-1]) == 3
 
 
 def test_a_malformed_answer_is_passed_over_for_the_next_one():
@@ -365,3 +418,17 @@ def test_a_room_registered_while_cut_off_is_registered_from_the_store_at_reconne
     pb.reconnected()
     assert (plain.persistent, plain.founder) == (True, "carol")
     assert not other.persistent
+
+
+def test_a_marker_from_another_node_is_taken_only_when_it_is_a_time():
+    """A ``marker`` item was read with ``float()``: a peer's ``inf`` stuck for good (and
+    made the marker's time unprintable), a string of digits passed as one."""
+    a, b = two_nodes()
+    ann = a.connect("ann")
+    a.hub.set_account(ann, "ann")
+    a.hub.mark_read(ann, "#x", 1.0)
+    for bad in (float("inf"), float("nan"), "5", None, True):
+        a.hub.cluster.receive({"node": "b", "presence": [["marker", "ann", "#x", bad]]})
+    assert a.hub.read_markers.get(ann, "#x") == 1.0
+    a.hub.cluster.receive({"node": "b", "presence": [["marker", "ann", "#x", 2.0]]})
+    assert a.hub.read_markers.get(ann, "#x") == 2.0

@@ -590,3 +590,57 @@ async def test_after_a_reconnect_a_node_takes_the_rooms_made_while_it_was_cut_of
     a.hub.send(alice, "#new", "after")
     await until(lambda: any(e.text == "after" for e in bob.participant.events))
     assert [e.text for e in bob.participant.events if e.kind == Kind.MESSAGE] == ["after"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_what_was_held_before_the_answer_is_not_applied_again_on_its_state(nodes):
+    """The events of #new held while b learned the rooms were handed over again after the
+    answer whose state held them already, without their check at their number: carol's
+    QUIT, replayed, took the new carol (the same nick, on a again) out of #other too."""
+    a, b, gate, claims = nodes
+    alice, carol = a.connect("alice"), a.connect("carol")
+    await a.hub.claim_and_join(alice, "#other")
+    await until(lambda: "#other" in b.hub.rooms)
+    gate.closed = True
+    await a.hub.claim_and_join(alice, "#new")
+    a.hub.join(carol, "#new")
+    await until(lambda: a.hub.outbox.pending == 0)
+    dropping(gate)  # b never hears of #new's making, nor of carol's join
+    gate.closed = True  # what follows waits, and the answer after it
+    a.hub.quit(carol, "gone")
+    carol = a.connect("carol")  # the nick again: another user
+    a.hub.join(carol, "#other")
+    a.hub.join(carol, "#new")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.cluster.reconnected()
+    await until(lambda: any(item[0] == "rooms" for m in gate.waiting for item in m.get("presence", ())))
+    gate.open()
+    await until(lambda: "#new" in b.hub.rooms)
+    await until(lambda: members(b, "#other") == members(a, "#other") == {"alice": "o", "carol": ""})
+    assert members(b, "#new") == members(a, "#new") == {"alice": "o", "carol": ""}
+    relay_a, relay_b = gate.relays
+    assert relay_b.position("#new") == relay_a.position("#new")
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_first_heard_of_at_a_join_that_is_not_its_making_takes_the_others_state(nodes):
+    """#new's making never reached b; carol's JOIN did, and made b's copy of #new with
+    carol alone (alice, its operator, missing): b marks it as held in part and takes a's
+    state of it. Before, b's copy stayed without alice for good (its users saw a room
+    without its operator, and her messages there went to nobody on b)."""
+    a, b, gate, claims = nodes
+    alice, carol, bob = a.connect("alice"), a.connect("carol"), b.connect("bob")
+    gate.closed = True
+    await a.hub.claim_and_join(alice, "#new")
+    a.hub.set_topic(alice, "#new", "hello")
+    await until(lambda: a.hub.outbox.pending == 0)
+    dropping(gate)
+    a.hub.join(carol, "#new")
+    await until(lambda: members(b, "#new") == members(a, "#new") if "#new" in b.hub.rooms else False)
+    assert b.hub.rooms["#new"].topic == "hello" and not b.hub.rooms["#new"].partial
+    assert await b.hub.claim_and_join(bob, "#new") is b.hub.rooms["#new"]
+    await until(lambda: members(a, "#new") == {"alice": "o", "carol": "", "bob": ""})
+    a.hub.send(alice, "#new", "seen on b")
+    await until(lambda: any(e.text == "seen on b" for e in bob.participant.events))

@@ -76,6 +76,10 @@ FORGET_TICKS = 60
 #: a conversation an event of which came in the last this many ticks is compared every tick
 RECENT_TICKS = 12
 
+#: events held at most while the hub learns the rooms made while this node was cut off
+#: (``hold_unknown_rooms``): what comes beyond it is fetched as a gap once the rooms are known
+HELD_MOST = 100_000
+
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
 #: an event older than this when its doorbell rings says nothing of the lag (seconds)
@@ -283,6 +287,7 @@ class ClusterRelay:
         #: the events of each room this node has not heard of, by number, until it knows
         #: where that room's state stands; None otherwise
         self._unknown: Optional[dict[str, dict[int, Event]]] = None
+        self._unknown_count = 0
         #: counters, for tests and metrics
         self.published = 0
         self.received = 0
@@ -332,51 +337,84 @@ class ClusterRelay:
         return state.delivered
 
     def hold_unknown_rooms(self) -> None:
-        """Hold the events of rooms this node has not heard of (until
-        ``release_unknown_rooms``): the hub is asking the other nodes for the rooms made
-        while this node was cut off, whose state does not follow from the events after it.
-        Without the hold such a room would start at the first number heard after the cut,
-        and this node's copy would lack everything before it (it made no copy: its users
-        could not see the room, and a JOIN here made it a second time)."""
+        """Hold the events of rooms this node has neither heard of nor holds (until
+        ``release_unknown_rooms``): cut off from the doorbell, this node may have missed a
+        room's making, and the hub asks the other nodes for the rooms in use. Without the
+        hold such a room would start at the first number heard after the cut, and this
+        node's copy would lack everything before it (its users could not see the room, and
+        a JOIN here made it a second time)."""
         if self._unknown is None:
             self._unknown = {}
+            self._unknown_count = 0
 
     def release_unknown_rooms(self) -> None:
         """Deliver what ``hold_unknown_rooms`` held, each room from where its state now
-        stands (``start_at``), or from the first number held when none came."""
+        stands (``start_at``: what is at or below it is in that state already), or from the
+        first number held when none came."""
         held, self._unknown = self._unknown, None
         if not held:
             return
         with self._batching():
             for conv, events in held.items():
                 for seq in sorted(events):
+                    state = self.conversations.get(conv)
+                    if state is not None and seq <= state.delivered:
+                        self.duplicates += 1  # in the state taken from the other node
+                        continue
                     self._arrived(conv, seq, events[seq])
 
     def _hold_unknown(self, conv: str, seq: int, event: Event) -> bool:
-        """Hold ``event`` of ``conv``, a conversation not heard of, while the hub learns the
-        rooms (True); False when nothing is held (no learning, not a room, or past the
-        bounds: what is not held comes again, or is fetched, as a gap once it is released)."""
+        """Hold ``event`` of ``conv``, a room not heard of and not held here, while the hub
+        learns the rooms (True); False when nothing is held (not a room, one the hub holds,
+        or past the bound: what is not held comes again, or is fetched as a gap, once the
+        room's order starts)."""
         unknown = self._unknown
-        if unknown is None or not is_room_name(conv):
+        if unknown is None or not is_room_name(conv) or self._live(conv):
             return False
-        events = unknown.get(conv)
-        if events is None:
-            if len(unknown) >= SWEEP:
-                return False
-            events = unknown[conv] = {}
-        if len(events) < self.max_ahead:
+        if self._unknown_count >= HELD_MOST:
+            return False
+        events = unknown.setdefault(conv, {})
+        if seq not in events:
             events[seq] = event
+            self._unknown_count += 1
         return True
+
+    def movable(self, conv: str, seq: int) -> bool:
+        """Whether ``conv`` may start at ``seq`` (``start_at``): not delivered past it, and
+        none of this node's own events of it on their way (their outbox entries wait for
+        their numbers)."""
+        state = self.conversations.get(conv)
+        if state is None:
+            at = self.ended.get(conv)
+            return at is None or at <= seq
+        return state.delivered <= seq and not (state.own_ahead or state.unshown or state.holding)
+
+    def first_heard(self, conv: str) -> bool:
+        """Whether the event of ``conv`` being delivered is the first of it this node heard
+        (it started there: ``_arrived``)."""
+        state = self.conversations.get(conv)
+        return state is not None and state.floor == state.delivered
 
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a
-        room's snapshot at start-up); what follows it is fetched at the next resync."""
+        room's state from another node, at start-up or after a cut); a number at or below
+        it that comes later is a duplicate, and a gap above it is fetched as any gap is.
+        A conversation tracked already moves there in place (a fetch under way, or events
+        waiting above ``seq``, go on)."""
         state = self.conversations.get(conv)
         if state is None:
             state = self._revive(conv)
-        if state is None or state.delivered < seq:
-            self.conversations[conv] = _Conversation(seq, seq + 1, self.tick)
+        if state is None:
+            self.conversations[conv] = _Conversation(seq, 0, self.tick)
             self._recent.append(conv)
+        elif state.delivered < seq:
+            state.delivered = seq
+            state.floor = min(state.floor, seq + 1)
+            for number in [n for n in state.ahead if n <= seq]:
+                del state.ahead[number]
+                self.duplicates += 1
+            if state.behind():
+                self._release(conv, state)  # what waited above it
 
     # -- out -----------------------------------------------------------------------------
 
@@ -398,6 +436,10 @@ class ClusterRelay:
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
         state = self.conversations.get(conv) or self._revive(conv)
         if state is None:
+            if self._unknown is not None and conv in self._unknown:
+                # this node made the room (again): what was held of an older one of the
+                # name goes (its end stood at its number elsewhere, or the name was free)
+                self._unknown_count -= len(self._unknown.pop(conv))
             self.conversations[conv] = state = _Conversation(seq, seq, self.tick)
             self._recent.append(conv)
             self._admit(conv, seq, event, True)

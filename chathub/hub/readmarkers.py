@@ -94,9 +94,14 @@ class ReadMarkers:
         """Another node moved ``account``'s marker of ``target`` to ``when`` (and stored
         it): moved here too when this node holds the account's markers (a session of it is
         here) and it is later. True when it moved."""
-        markers = self._markers.get(f"a:{fold(account)}")
+        owner = f"a:{fold(account)}"
+        markers = self._markers.get(owner)
         if markers is None:
-            return False
+            if owner not in self._loading:
+                return False
+            # a login here is reading them: the store may not have this one yet (the read
+            # merges what it finds with what is here, the later of each)
+            markers = self._markers[owner] = {}
         key = fold(target)
         before = markers.get(key)
         if before is not None and before >= when:

@@ -42,6 +42,13 @@ class Positions(Protocol):
     def hold_unknown_rooms(self) -> None:
         """Hold the events of rooms not heard of until ``release_unknown_rooms``."""
 
+    def movable(self, conv: str, seq: int) -> bool:
+        """Whether ``conv`` may start at ``seq`` (not delivered past it, nothing of its own
+        on its way)."""
+
+    def first_heard(self, conv: str) -> bool:
+        """Whether the event of ``conv`` being delivered is the first of it heard here."""
+
     def release_unknown_rooms(self) -> None:
         """Deliver what was held, each room from where it now stands."""
 
@@ -95,6 +102,7 @@ class RemoteRooms:
                     room.claim = claim  # its making: released when it ends
                 else:
                     claims.rebuilt(room)  # joined on a node that had not applied its end yet
+                    self.hub.begun_unseen(room)  # or its making's message was lost
                 claims.made(room)  # joins here waiting for it go on
             founder = (event.data or {}).get(ROOM_FOUNDER)
             # made by an account holder, or registered at its guest maker's login already:
@@ -234,6 +242,7 @@ class RemoteRooms:
             if room is None:
                 room = self.hub.rooms[fold(name)] = Room(name, created=created)
             room.claim = claim  # released by this node too when the room ends
+            room.partial = False
             for member in list(room.members.values()):
                 room.remove(member.user.folded or "")
                 member.user.remove_room(room.folded)

@@ -87,6 +87,7 @@ class Room:
         "operators",
         "creator",
         "claim",
+        "partial",
         "_recipients",
     )
 
@@ -119,6 +120,11 @@ class Room:
         #: in a cluster: the token of the claim of its name taken by the node that made it
         #: (``chathub.hub.roomclaims``), released when it ends; None when unknown here
         self.claim: Optional[str] = None
+        #: in a cluster: this node's copy began at another node's JOIN that was not the
+        #: room's making, the first event of the room heard here (its making's message was
+        #: lost): it may lack the members before that JOIN until the other nodes' state of
+        #: the room is taken (``ChatHub.learn_rooms``)
+        self.partial = False
         self._recipients: Optional[tuple["User", ...]] = None
 
     def __contains__(self, user: "User") -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import math
 import time
 from collections import ChainMap, OrderedDict
 from functools import partial
@@ -25,7 +26,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Seque
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -207,6 +208,11 @@ def _prepare_collector() -> None:
         gc.freeze()
 
 
+#: the least time between two answers of a node to the requests for the rooms in use
+#: (``ChatHub._answer_rooms``): seconds
+ROOMS_ANSWER_EVERY = 1.0
+
+
 class ChatHub(service.Service):
     """The one room/broadcast service every protocol feeds."""
 
@@ -275,8 +281,12 @@ class ChatHub(service.Service):
         #: in a cluster: while this node learns the rooms made while it was cut off from the
         #: other nodes (``learn_rooms``), what waits for that; and how long the asking waits
         self._learning: Optional[list[Deferred[None]]] = None
+        self._learn_timer: Optional[IDelayedCall] = None
         self._cluster_clock: Optional[IReactorTime] = None
         self._answer_wait = 5.0
+        #: when this node last answered a request for the rooms, and its next answer, due
+        self._rooms_answered = float("-inf")
+        self._rooms_answer_due: Optional[IDelayedCall] = None
         #: in a cluster: each room event checked again at its number (``admit``), and this
         #: node's events found void there (event id -> the error for its sender), until
         #: the outbox reaches them
@@ -376,8 +386,9 @@ class ChatHub(service.Service):
                     self.accounts.learned(item[1])  # its nick is protected here too
                 elif item[0] == "founded" and isinstance(item[1], str) and isinstance(item[2], str):
                     self._remote_founded(item[1], fold(item[2]))
-                elif item[0] == "marker":
-                    self._remote_marker(str(item[1]), str(item[2]), float(item[3]))
+                elif item[0] == "marker" and isinstance(item[1], str) and isinstance(item[2], str) \
+                        and type(item[3]) in (int, float) and math.isfinite(item[3]):
+                    self._remote_marker(item[1], item[2], float(item[3]))
                 elif item[0] == "wallops":
                     self._remote_wallops(Event.from_dict(item[1]))
                 elif item[0] == "kill":
@@ -394,19 +405,10 @@ class ChatHub(service.Service):
         except Exception:
             self.log.failure("a malformed presence message was dropped")
             return
-        if hello or rooms_asked:
-            # a node (re)joined: it needs this node's users; starting or learning, the rooms
-            items: list[list[Any]] = [["roster", self.remote.roster(self.users.values())]] if hello else []
-            if rooms_asked and self._positions is not None:
-                position = self._positions.position
-                # each room's facts at its number (ended rooms' too) with where they stand
-                facts = [[*fact, at] for fact in self.admission.export() if (at := position(fact[0])) is not None]
-                answer: list[Any] = ["rooms", self.replica.snapshot(self.remote.node_id, position), facts]
-                if self._snapshot_wanted is not None:
-                    answer.append(STARTING)  # it may know nothing yet: taken only if no one knows better
-                items.append(answer)
-            if items:
-                self._announce(*items)
+        if hello:  # a node (re)joined: it needs this node's users
+            self._announce(["roster", self.remote.roster(self.users.values())])
+        if rooms_asked and self._positions is not None:  # starting or learning: the rooms
+            self._answer_rooms()
 
     def _install_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
         """Take an answer to this node's request for the rooms in use (``RoomStateWait``
@@ -432,33 +434,41 @@ class ChatHub(service.Service):
         waiting.callback(None)
         return True
 
-    def learn_rooms(self) -> Deferred[None]:
-        """Ask the other nodes for the rooms in use and take those this node lacks: rooms
-        made while it was cut off from Redis (the doorbell's messages of their making were
-        lost, and the relay compares with the database only the conversations it heard
-        of), or one whose making a join here waited for in vain (``RoomClaims``: a lost
-        message, not a lost room). The relay holds the events of rooms it has not heard of
-        meanwhile, and delivers them after, from where each room's state stands. Fires once
-        an answer is taken, every node answered, or the start-up's wait (``join_cluster``)
-        is over; at once on a lone node, or while the start-up's own request is unanswered."""
+    def learn_rooms(self, again: bool = False) -> Deferred[None]:
+        """Ask the other nodes for the rooms in use and take those this node lacks or holds
+        only in part: rooms made while it was cut off from Redis (the doorbell's messages of
+        their making were lost, and the relay compares with the database only the
+        conversations it heard of), or one whose making a join here waited for in vain
+        (``RoomClaims``: a lost message, not a lost room). The relay holds the events of
+        rooms it neither heard of nor holds meanwhile (from the moment the connection
+        dropped: ``_connection_changed``), and delivers them after, from where each room's
+        state stands. ``again`` (a reconnect while asking): the request and its answers may
+        have been lost with the connection, so it is made again. Fires once an answer is
+        taken, every node answered, or the start-up's wait (``join_cluster``) is over; at
+        once on a lone node, or while the start-up's own request is unanswered."""
         positions, backplane, clock = self._positions, self.cluster, self._cluster_clock
         if positions is None or backplane is None or clock is None or self._snapshot_wanted is not None:
             return defer.succeed(None)
         told: Deferred[None] = Deferred()
-        if self._learning is not None:  # asked already: this answer will do
+        if self._learning is not None:  # asked already: that answer will do
             self._learning.append(told)
+            if again:
+                self._ask_rooms()
             return told
         self._learning = [told]
         positions.hold_unknown_rooms()
 
         def finish(why: str) -> None:
             waiting, self._learning, self._room_state = self._learning or [], None, None
-            if timer.active():
-                timer.cancel()
-            positions.release_unknown_rooms()
-            self.log.info("rooms learned from the other nodes: {why}", why=why)
-            for d in waiting:
-                d.callback(None)
+            if self._learn_timer is not None and self._learn_timer.active():
+                self._learn_timer.cancel()
+            self._learn_timer = None
+            try:
+                positions.release_unknown_rooms()
+            finally:
+                self.log.info("rooms learned from the other nodes: {why}", why=why)
+                for d in waiting:
+                    d.callback(None)
 
         def take(rooms: Any, node: str, facts: Any) -> bool:
             if not self._install_unknown_rooms(rooms, node, facts):
@@ -466,27 +476,52 @@ class ChatHub(service.Service):
             finish(f"node {node} answered")
             return True
 
-        state = self._room_state = RoomStateWait(take, finish)
-        wait = self._answer_wait
-        timer = clock.callLater(wait, state.give_up, f"not every node answered within {wait:g} s")
-        self._announce(["rooms?"])
-        backplane.peers().addCallbacks(state.peers_known, lambda f: state.give_up(f.getErrorMessage()))
+        self._room_state = RoomStateWait(take, finish)
+        self._ask_rooms()
         return told
 
+    def _ask_rooms(self) -> None:
+        """Send this node's request for the rooms in use (``learn_rooms``), bounded by the
+        start-up's wait from now on."""
+        state, backplane, clock = self._room_state, self.cluster, self._cluster_clock
+        assert state is not None and backplane is not None and clock is not None
+        if self._learn_timer is not None and self._learn_timer.active():
+            self._learn_timer.cancel()
+        wait = self._answer_wait
+        self._learn_timer = clock.callLater(wait, state.give_up, f"not every node answered within {wait:g} s")
+        self._announce(["rooms?"])
+        backplane.peers().addCallbacks(state.peers_known, lambda f: state.give_up(f.getErrorMessage()))
+
+    def begun_unseen(self, room: Room) -> None:
+        """Another node's JOIN that is not the room's making made ``room`` here. When it is
+        the first event of the room this node heard (its making's message was lost, not
+        an end this node had not applied yet), this copy may lack the members before it:
+        marked ``partial``, it is replaced by the other nodes' state of the room, asked for
+        in the next reactor turn (not inside this event's delivery)."""
+        positions, clock = self._positions, self._cluster_clock
+        if positions is None or clock is None or not positions.first_heard(room.folded):
+            return
+        room.partial = True
+        clock.callLater(0, self.learn_rooms)
+
     def _install_unknown_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
-        """Take, of another node's answer to ``learn_rooms``, the rooms this node has no
-        copy of: their state, the facts of their order, and where they stand; each only if
-        this node has not delivered past that (it has not heard of the room, or heard of it
-        from a number after its making, which a lost message took). False, with nothing
-        taken, for a malformed answer."""
+        """Take, of another node's answer to ``learn_rooms``, each room this node lacks, or
+        holds only in part (``Room.partial``) with none of its own users in it, and has not
+        delivered past (``Positions.movable``): its state, the facts of its order, and where
+        it stands. Any other copy stands (the relay fetches what it missed of it). False,
+        with nothing taken, for a malformed answer."""
         positions = self._positions
         assert positions is not None and self.remote is not None
 
         def unknown(folded: str, seq: Optional[int]) -> bool:
-            if folded in self.rooms:
+            room = self.rooms.get(folded)
+            if room is not None and (not room.partial or any(
+                not isinstance(m.user.participant, RemoteParticipant) for m in room.members.values()
+            )):
                 return False
-            at = positions.position(folded)
-            return at is None or (seq is not None and at <= seq)
+            if seq is None:  # not numbered there yet: only a room this node knows nothing of
+                return room is None and positions.position(folded) is None
+            return positions.movable(folded, seq)
 
         try:  # all read before anything is taken
             orders = self.admission.parse(facts)
@@ -502,6 +537,38 @@ class ChatHub(service.Service):
             if self.room_claims is not None:
                 self.room_claims.made(room)  # a join waiting for it goes on
         return True
+
+    def _answer_rooms(self) -> None:
+        """Answer a request for the rooms in use (a starting or a learning node's), at most
+        once each ``ROOMS_ANSWER_EVERY`` seconds: the answer goes to every node, so one
+        serves every request made before it (after a Redis restart every node asks at once,
+        and each answering each would send the whole state N x (N - 1) times)."""
+        clock = self._cluster_clock
+        if clock is None:
+            self._send_rooms()
+            return
+        if self._rooms_answer_due is not None and self._rooms_answer_due.active():
+            return  # one is on its way: it answers this request too
+        wait = self._rooms_answered + ROOMS_ANSWER_EVERY - clock.seconds()
+        if wait <= 0:
+            self._send_rooms()
+        else:
+            self._rooms_answer_due = clock.callLater(wait, self._send_rooms)
+
+    def _send_rooms(self) -> None:
+        positions = self._positions
+        if positions is None or self.remote is None:
+            return
+        self._rooms_answer_due = None
+        if self._cluster_clock is not None:
+            self._rooms_answered = self._cluster_clock.seconds()
+        position = positions.position
+        # each room's facts at its number (ended rooms' too) with where they stand
+        facts = [[*fact, at] for fact in self.admission.export() if (at := position(fact[0])) is not None]
+        answer: list[Any] = ["rooms", self.replica.snapshot(self.remote.node_id, position), facts]
+        if self._snapshot_wanted is not None or self._learning is not None:
+            answer.append(STARTING)  # it may lack rooms itself: taken only if no one knows better
+        self._announce(answer)
 
     # -- the users of other nodes (RemoteDirectory's listener) ----------------------------
 
@@ -577,7 +644,7 @@ class ChatHub(service.Service):
         if reconnected:  # what was said while cut off is lost: ask every node again
             self._announce(["hello"], ["roster", RemoteDirectory.roster(self.users.values())])
             # and the rooms made meanwhile: the relay only compares the rooms it heard of
-            self.learn_rooms()
+            self.learn_rooms(again=True)
             # and a revocation's doorbell may be among it: the store says which tokens live
             self._check_tokens(None)
             # and accounts registered elsewhere meanwhile (their nicks are protected here too)
@@ -599,6 +666,10 @@ class ChatHub(service.Service):
             self._unannounced_revocations.add(folded)
 
     def _connection_changed(self, connected: bool) -> None:
+        if not connected and self._positions is not None and self._snapshot_wanted is None:
+            # rooms made from now on may reach this node only in part: the events of rooms
+            # it neither heard of nor holds wait until it has asked for them (``learn_rooms``)
+            self._positions.hold_unknown_rooms()
         if connected and self._unannounced_revocations:
             folded, self._unannounced_revocations = self._unannounced_revocations, set()
             self._announce(*(["tokens", account] for account in sorted(folded)))
