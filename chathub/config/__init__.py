@@ -57,11 +57,14 @@ class Config:
 
     def validate(self, prefix: str) -> None:
         """Rules that span sections (``build`` calls this after each section's own)."""
-        if self.cluster.enabled and self.history.enabled and self.storage.backend != "postgres":
-            # every node must page history out of one database: a file per node cannot be
+        if self.cluster.enabled and not (self.history.enabled and self.storage.backend == "postgres"):
+            # the nodes number every event in one database and carry it from there (a commit
+            # rings the doorbell, a gap is read back): without it no room event or message
+            # crosses nodes (with history off nothing was committed, and nothing crossed)
             raise ConfigError(
-                "setting 'cluster.enabled' needs storage.backend = \"postgres\" while "
-                f"history.enabled is true (storage.backend is {self.storage.backend!r})"
+                "setting 'cluster.enabled' needs history.enabled = true and storage.backend = "
+                f"\"postgres\" (history.enabled is {str(self.history.enabled).lower()}, "
+                f"storage.backend is {self.storage.backend!r})"
             )
 
     def data_path(self, name: str) -> str:
