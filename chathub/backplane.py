@@ -30,6 +30,7 @@ class LocalBackplane:
     """The backplane of a server that is the only node: no network, no timers."""
 
     connected = True
+    lease_held = True
 
     def __init__(self, node_id: str = "local") -> None:
         self.node_id = node_id

@@ -123,6 +123,11 @@ class IBackplane(Interface):
         "True while messages flow and nick claims can be answered (bool); a lone node is "
         "always connected."
     )
+    lease_held = Attribute(
+        "True while this node holds its lease in the cluster (bool): False while it is fenced "
+        "(declared dead, or its node id taken by another process) and until it rejoins, when "
+        "it grants no nick; a lone node always holds it."
+    )
 
     def start() -> Deferred[None]:
         """Join the cluster: connect, take this node's lease, subscribe, start the timers.

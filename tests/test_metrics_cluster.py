@@ -78,3 +78,27 @@ def test_health_follows_the_backplane_and_the_lag_is_measured(cluster, own_redis
     for _ in rounds("a 200 from /healthz once Redis is back"):
         if _health(a_http)[0] == 200:
             break
+
+
+def test_a_fenced_node_is_not_healthy_until_it_holds_its_lease_again(cluster, own_redis):  # noqa: F811
+    """A node fenced for good (another process took its node id) kept its listeners and
+    answered every sign-on 437, while /healthz said ok: behind one port, a share of new
+    connections landed on a node that could sign no one on, and its watchdog never
+    restarted it."""
+    _, a_irc = cluster("a", redis_url=own_redis.url)
+    a_http = cluster.http["a"]
+    assert _health(a_http)[0] == 200 and _samples(a_http)[("chathub_backplane_lease", ())] == 1
+    lease = f"{cluster.prefix}:node:a"
+    own_redis.command("SET", lease, "another-process", "PX", "60000")  # its node id, taken
+    for _ in rounds("a 503 from /healthz once the node is fenced"):
+        code, report = _health(a_http)
+        if code == 503:
+            break
+    assert report["checks"]["lease"] is False and report["checks"]["backplane"] is True
+    assert _samples(a_http)[("chathub_backplane_lease", ())] == 0
+    own_redis.command("DEL", lease)  # the other process is gone: the node rejoins
+    for _ in rounds("a 200 from /healthz once the node holds its lease again"):
+        code, report = _health(a_http)
+        if code == 200:
+            break
+    assert report["checks"]["lease"] is True

@@ -211,6 +211,11 @@ class RedisBackplane:
         return self._commands is not None and self._subscriber is not None
 
     @property
+    def lease_held(self) -> bool:
+        """This node holds its lease (not fenced, nor rejoining)."""
+        return self._lease_held and not self._acquiring
+
+    @property
     def claims(self) -> dict[str, str]:
         """The nicks this node holds (folded nick -> owner), as the backplane knows them."""
         return dict(self._claims)

@@ -128,6 +128,10 @@ class ServerFigures(Collector):
                 "chathub_backplane_connected", "1 while the cluster backplane (Redis) is connected.",
                 value=1 if server.backplane.connected else 0,
             )
+            yield GaugeMetricFamily(
+                "chathub_backplane_lease", "1 while this node holds its lease in the cluster (0: fenced).",
+                value=1 if server.backplane.lease_held else 0,
+            )
         claims = hub.room_claims
         if claims is not None:
             outcomes = CounterMetricFamily(
@@ -184,12 +188,15 @@ class Operations:
         }
         if server.backplane is not None:
             checks["backplane"] = bool(server.backplane.connected)
+            # fenced, a node grants no nick: behind one port, the connections the kernel gives
+            # it could not sign on, so it is not healthy (its watchdog restarts it)
+            checks["lease"] = bool(server.backplane.lease_held)
 
         def done(error: Optional[str]) -> tuple[bool, dict[str, Any]]:
             checks["store"] = error is None
             if error is not None:
                 checks["store_error"] = error
-            healthy = all(v for k, v in checks.items() if k in ("listeners", "store", "backplane"))
+            healthy = all(v for k, v in checks.items() if k in ("listeners", "store", "backplane", "lease"))
             return healthy, {"status": "ok" if healthy else "failing", "checks": checks}
 
         return self._store_writable().addCallback(done)
