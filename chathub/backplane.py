@@ -99,6 +99,9 @@ class LocalBackplane:
         """None: nicks live in the hub's user table only."""
         return succeed(None)
 
+    def keep_room_claims(self, made: Callable[[], list[tuple[str, str]]]) -> None:
+        """Nothing to keep: no claim is recorded."""
+
     def claim_room(self, folded: str, token: str, replacing: Optional[str] = None) -> Deferred:
         """Granted (None): the hub's own room table is the only one."""
         return succeed(None)

@@ -198,6 +198,11 @@ class IBackplane(Interface):
         """Fire with the owner string holding ``folded``, or None; ``BackplaneUnavailable``
         when it cannot be asked."""
 
+    def keep_room_claims(made: Callable[[], list[tuple[str, str]]]) -> None:
+        """``made()`` lists (folded room name, making token) of each live room this node
+        made: their names are claimed again when Redis lost its data (a claim lives as long
+        as its room). A lone node keeps no claims."""
+
     def claim_room(folded: str, token: str, replacing: Optional[str] = None) -> Deferred[Optional[str]]:
         """Claim the casefolded room name ``folded`` for the room this node is making,
         ``token`` naming that making (``chathub.hub.roomclaims``).

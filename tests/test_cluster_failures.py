@@ -133,3 +133,25 @@ def test_a_room_made_while_a_node_was_cut_off_from_redis_is_there_when_it_is_bac
     alice.send("PRIVMSG #new :welcome, bob\r\n")
     bob.expect(r":alice!\S* PRIVMSG #new :welcome, bob")
     assert not any("taken over" in line for line in cluster.nodes["b"].log)
+
+
+# -- Redis restarted without its data -----------------------------------------------------------
+
+
+def test_the_names_of_live_rooms_are_claimed_again_when_redis_lost_its_data(cluster, own_redis):
+    """Leases and nicks were claimed again after Redis restarted empty, room names were not:
+    every live room went on without its claim, which is what keeps its name for the node
+    whose user leaves it last until the end stands (another node could make it meanwhile)."""
+    alice, bob = two_talking(cluster, own_redis.url)  # alice made #x on a
+    key = f"{cluster.prefix}:room:{ROOM}"
+    held = own_redis.command("GET", key)
+    assert held and held.startswith(b"a/")
+    own_redis.kill()
+    own_redis.restart()  # empty
+    for _ in rounds("the name of #x claimed again"):
+        again = own_redis.command("GET", key)
+        if again:
+            break
+    assert again.split(b" ")[0] == held.split(b" ")[0]  # a's making, as before
+    alice.say("still here")
+    bob.expect(r"PRIVMSG #x :still here")

@@ -175,6 +175,9 @@ class RedisBackplane:
         self._epoch: Optional[str] = None
         self._lease_held = False
         self._acquiring = False
+        #: after Redis lost its data: claim the names of this node's rooms again
+        self._reassert_rooms = False
+        self._rooms_made: Callable[[], list[tuple[str, str]]] = list
         self._resync_claims = False  # re-assert claims after the next renewal (reconnect)
         #: True while releases made while down and re-claims after a reconnect are applied
         self.settling = False
@@ -209,6 +212,11 @@ class RedisBackplane:
     def connected(self) -> bool:
         """Both connections usable and the channel subscribed."""
         return self._commands is not None and self._subscriber is not None
+
+    def keep_room_claims(self, made: Callable[[], list[tuple[str, str]]]) -> None:
+        """``made()``: (folded room name, making token) of each live room this node made,
+        whose names are claimed again after Redis lost its data."""
+        self._rooms_made = made
 
     @property
     def lease_held(self) -> bool:
@@ -690,6 +698,18 @@ class RedisBackplane:
                 if owner is not None:
                     self.log.warn("nick {nick!r} of {owner} was taken by another node", nick=folded, owner=owner)
                     self._emit(self._on_nick_lost, folded, owner)
+        if self._reassert_rooms:
+            # a room's claim lives as long as the room: the names of the live rooms this
+            # node made, claimed again (else a last leaver's node kept no claim, and another
+            # node could make the room a second time while its end was on its way)
+            made = sorted(self._rooms_made())
+            for i in range(0, len(made), BATCH):
+                batch = made[i : i + BATCH]
+                if await self._eval(scripts.ROOM_REASSERT, self._token, *[p for pair in batch for p in pair]) == -1:
+                    return
+            self._reassert_rooms = False
+            if made:
+                self.log.info("{n} names of rooms this node made claimed again", n=len(made))
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -715,7 +735,7 @@ class RedisBackplane:
         if data_lost:
             now = self._reactor.seconds()
             self._claims_closed_until = self._watch_from = now + self.lease
-            self._resync_claims = True
+            self._resync_claims = self._reassert_rooms = True
             self.log.warn(
                 "Redis at {address} lost its data (new epoch): lease taken again, {n} nicks re-claimed, "
                 "no new nick for {lease:g} s",

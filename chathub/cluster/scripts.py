@@ -154,6 +154,22 @@ redis.call('SET', key, ARGV[5] .. ' ' .. ARGV[3])
 return {1}
 """
 
+#: ARGV[3] token, [4..] pairs of folded room name and making token: after Redis lost its
+#: data, a node claims again the names of the live rooms it made, each one nobody claimed
+#: meanwhile. Returns how many it claimed, -1 when this node does not hold its lease.
+ROOM_REASSERT = PRELUDE + """
+if not holds_lease(ARGV[3]) then return -1 end
+local claimed = 0
+for i = 4, #ARGV, 2 do
+  local key = P .. 'room:' .. ARGV[i]
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SET', key, ARGV[i + 1] .. ' ' .. ARGV[3])
+    claimed = claimed + 1
+  end
+end
+return claimed
+"""
+
 #: ARGV[3..] pairs of folded room name and making token. Releases each name that making
 #: still holds; returns how many were.
 ROOM_RELEASE = PRELUDE + """

@@ -266,6 +266,16 @@ class RoomClaims:
             answered, lambda f: self.log.info("room {room} made again unclaimed: {why}", room=folded,
                                               why=f.getErrorMessage()))
 
+    def made_here(self) -> list[tuple[str, str]]:
+        """(folded name, making token) of each live room this process made, and of each
+        claim it keeps until its room's end stands (``ending``): claimed again after Redis
+        lost its data (``IBackplane.keep_room_claims``)."""
+        prefix = self._prefix
+        made = [(folded, room.claim) for folded, room in self._rooms.items()
+                if room.claim is not None and room.claim.startswith(prefix)]
+        made.extend((folded, token) for folded, kept in self._ending.items() for token, _ in kept)
+        return made
+
     def release(self, folded: str, token: str) -> None:
         """Release the claim ``token`` of ``folded`` if it still holds the name."""
         self._backplane.release_room(folded, token).addErrback(

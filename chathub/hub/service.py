@@ -333,6 +333,7 @@ class ChatHub(service.Service):
                 backplane, self.rooms, clock, self.config.cluster.room_claim_wait, self.learn_rooms)
             self.when_room_ends(claims.ended)
             self.admission.on_end = claims.confirm
+            backplane.keep_room_claims(claims.made_here)
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
