@@ -277,6 +277,28 @@ async def test_start_fails_clearly_when_redis_is_unreachable():
 
 
 @pytest_twisted.ensureDeferred
+async def test_start_fails_clearly_when_redis_url_names_another_kind_of_server():
+    """A server that answers, but not in Redis's protocol (another service's port), gave an
+    unhandled error's traceback on every attempt and then "no usable connection"."""
+    from twisted.internet import protocol, reactor
+
+    from chathub.cluster.redis import RedisBackplane
+
+    class NotRedis(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(b"INFO {\"server_id\":\"not redis\"}\r\n")
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(NotRedis), interface="127.0.0.1")
+    try:
+        url = f"redis://127.0.0.1:{port.getHost().port}/0"
+        backplane = RedisBackplane(ClusterConfig(redis_url=url, node_id="n1", connect_timeout=2.0))
+        await _fails_unavailable(backplane.start(), "does not speak Redis's protocol")
+        assert not backplane.connected
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
 async def test_password_and_database_come_from_the_url(own_redis):
     from chathub.cluster.redis import RedisBackplane
 

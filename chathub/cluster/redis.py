@@ -112,11 +112,28 @@ class _Tracked:
             self._down(conn)
 
 
-class _CommandFactory(_Tracked, txredisapi.RedisFactory):
+class _NotRedisGuard:
+    """Mixed into txredisapi's protocols: bytes that are not Redis's protocol (``redis_url``
+    names another kind of server) drop the connection with that reason, for the start-up
+    error and the log, instead of an unhandled error's traceback on every attempt."""
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            super().dataReceived(data)  # type: ignore[misc]
+        except txredisapi.InvalidData as e:
+            self.factory._error(f"the server does not speak Redis's protocol ({e})")  # type: ignore[attr-defined]
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+class _CommandProtocol(_NotRedisGuard, txredisapi.RedisProtocol):
     pass
 
 
-class _SubscriberProtocol(txredisapi.SubscriberProtocol):
+class _CommandFactory(_Tracked, txredisapi.RedisFactory):
+    protocol = _CommandProtocol
+
+
+class _SubscriberProtocol(_NotRedisGuard, txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern, channel, message) -> None:
         self.factory.deliver(message)
 
