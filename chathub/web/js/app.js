@@ -498,8 +498,10 @@ const handlers = {
     hideBanner();
     if (app.creds && app.creds.wanted && app.creds.wanted !== obj.nick) {
       // never silently someone else: say why the nick is not the one asked for
-      showBanner(`${app.creds.wanted} is in use, so you are ${obj.nick} (/nick to change)`, 8000);
-      app.creds = { ...app.creds, wanted: undefined };
+      const where = app.creds.takenBy === "nick_on_other_server"
+        ? " by your session on another server of this network" : "";
+      showBanner(`${app.creds.wanted} is in use${where}, so you are ${obj.nick} (/nick to change)`, 8000);
+      app.creds = { ...app.creds, wanted: undefined, takenBy: undefined };
     }
     if (app.creds && app.creds.mode === "register") {
       send({ type: "register", password: app.creds.password }, { kind: "register" });
@@ -530,13 +532,16 @@ const handlers = {
   error(obj) {
     if (!app.loggedIn) {
       const retry = app.creds && app.creds.mode !== "register";
-      if (retry && obj.request === "login" && obj.code === "nick_in_use" && app.creds.retries < 3) {
+      const taken = obj.code === "nick_in_use" || obj.code === "nick_on_other_server";
+      if (retry && obj.request === "login" && taken && app.creds.retries < 3) {
         // after a restart our old self may still hold the nick for a moment; an account's nick
         // may be held by its other device where the server's [auth] multiclient is off (on, this
-        // login joins that device's user instead): the same account, under another nick
+        // login joins that device's user instead), or, in a cluster, by its session on another
+        // server of the network, which this connection cannot join: the same account, under
+        // another nick (its rooms, private talk and read markers are the account's)
         app.creds = {
           ...app.creds, nick: `${app.creds.nick}_`, retries: app.creds.retries + 1,
-          wanted: app.creds.wanted || app.creds.nick,
+          wanted: app.creds.wanted || app.creds.nick, takenBy: obj.code,
           account: app.creds.mode === "account" ? app.creds.account || app.creds.nick : undefined,
         };
         login(app.creds);
