@@ -700,3 +700,46 @@ async def test_a_room_taken_from_a_snapshot_is_compared_at_the_next_tick(nodes, 
     for resync in b.doorbell.resyncs:
         resync(False)
     assert "#new" in asked[0] and len(asked[0]) == 2  # and its share of the others
+
+
+# -- rooms learned after a cut (ChatHub.learn_rooms) ---------------------------------------------
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_past_the_bound_of_what_is_held_a_held_room_loses_nothing(nodes, monkeypatch):
+    """While the hub learns the rooms, the relay holds the events of rooms it neither heard
+    of nor holds, up to a bound. Past it, a held room started at the event that passed it
+    and what was held of it (the numbers below) was dropped as duplicates: lost."""
+    monkeypatch.setattr("chathub.cluster.relay.HELD_MOST", 3)
+    a, b, make = await in_touch(nodes)
+    b.gone.add("#new")  # b's hub holds no copy of #new
+    b.relay.hold_unknown_rooms()
+    await say(a, make, [f"n{i}" for i in range(6)], room="#new")  # one commit: one message
+    await until(lambda: b.relay.received >= 2)
+    assert b.texts() == ["first"]  # all held
+    b.relay.release_unknown_rooms()  # no state came for #new: it starts at what was held first
+    await say(a, make, ["n6"], room="#new")  # its gap (n3..n5, past the bound) is read
+    await until(lambda: len(b.got) == 8)
+    assert b.texts() == ["first"] + [f"n{i}" for i in range(7)]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_number_below_where_a_rooms_state_was_taken_is_a_duplicate(nodes):
+    """A room first heard at a later number, then given another node's state of it (a later
+    number still): an earlier number arriving late was handed over again on top of that
+    state (the floor stayed where the room was first heard)."""
+    a, b, make = await in_touch(nodes)
+    late: list = []
+    a.doorbell.transform = lambda message: late.append(message) or []
+    await say(a, make, ["s1"], room="#s")
+    a.doorbell.transform = lambda message: [message]
+    await say(a, make, ["s2"], room="#s")
+    await until(lambda: b.texts() == ["first", "s2"])
+    b.relay.start_at("#s", b.relay.position("#s") + 5)  # the state taken stands past it
+    for message in late:  # s1 comes at last
+        for callback in b.doorbell.subscribers:
+            callback(message)
+    await say(a, make, ["s8"], room="#s")
+    assert b.texts() == ["first", "s2"]  # s1 is in the state taken: not handed over again

@@ -84,7 +84,7 @@ class Positions:
     def movable(self, conv, seq) -> bool:
         return self.at.get(conv, seq) <= seq
 
-    def first_heard(self, conv) -> bool:
+    def began_unseen(self, conv) -> bool:
         return False
 
     def hold_unknown_rooms(self) -> None:

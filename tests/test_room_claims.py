@@ -623,13 +623,15 @@ async def test_what_was_held_before_the_answer_is_not_applied_again_on_its_state
     assert relay_b.position("#new") == relay_a.position("#new")
 
 
+@pytest.mark.parametrize("first_heard", ["join", "message"])
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_room_first_heard_of_at_a_join_that_is_not_its_making_takes_the_others_state(nodes):
-    """#new's making never reached b; carol's JOIN did, and made b's copy of #new with
-    carol alone (alice, its operator, missing): b marks it as held in part and takes a's
-    state of it. Before, b's copy stayed without alice for good (its users saw a room
-    without its operator, and her messages there went to nobody on b)."""
+async def test_a_room_first_heard_of_at_a_join_that_is_not_its_making_takes_the_others_state(nodes, first_heard):
+    """#new's making never reached b; carol's JOIN did (or a message of alice's first, which
+    b, holding no copy, showed nobody), and made b's copy of #new with carol alone (alice,
+    its operator, missing): b marks it as held in part and takes a's state of it. Before,
+    b's copy stayed without alice for good (its users saw a room without its operator, and
+    her messages there went to nobody on b)."""
     a, b, gate, claims = nodes
     alice, carol, bob = a.connect("alice"), a.connect("carol"), b.connect("bob")
     gate.closed = True
@@ -637,6 +639,11 @@ async def test_a_room_first_heard_of_at_a_join_that_is_not_its_making_takes_the_
     a.hub.set_topic(alice, "#new", "hello")
     await until(lambda: a.hub.outbox.pending == 0)
     dropping(gate)
+    if first_heard == "message":
+        a.hub.send(alice, "#new", "heard first")
+        relay_a, relay_b = gate.relays
+        await until(lambda: relay_b.position("#new") == relay_a.position("#new") == 3)
+        assert "#new" not in b.hub.rooms
     a.hub.join(carol, "#new")
     await until(lambda: members(b, "#new") == members(a, "#new") if "#new" in b.hub.rooms else False)
     assert b.hub.rooms["#new"].topic == "hello" and not b.hub.rooms["#new"].partial

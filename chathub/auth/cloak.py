@@ -186,10 +186,10 @@ def share_cloak_secret(cloak: HostCloak, config: "Config", store: Any) -> Deferr
     if not privacy.cloak_hosts or privacy.cloak_secret:
         return succeed(None)
     path = config.data_path(privacy.cloak_secret_file)
-    own = load_secret(path).decode("ascii", "replace")
+    own = load_secret(path).hex()  # the file's bytes, whatever they are, as text
 
     def take(shared: str) -> None:
-        cloak.rekey(shared.encode("utf-8"))
+        cloak.rekey(bytes.fromhex(shared))
         log.info("hosts are cloaked with the cluster's secret ({whose})",
                  whose="this node's" if shared == own else "another node's, kept in the database")
 

@@ -91,7 +91,7 @@ class _Conversation:
 
     __slots__ = (
         "delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding", "unshown",
-        "fetched_to", "releasing", "touched",
+        "fetched_to", "releasing", "touched", "unseen",
     )
 
     def __init__(self, delivered: int, floor: int, touched: int) -> None:
@@ -115,6 +115,9 @@ class _Conversation:
         self.releasing = False
         self.timer: Optional[IDelayedCall] = None  # gap check
         self.fetching = False
+        #: a room's order heard of first while the hub held no copy of the room: its making
+        #: may have been lost on its way (``begun_unseen``); cleared when its state is taken
+        self.unseen = False
 
     def waits(self) -> bool:
         """Whether anything of it is still on its way: events waiting, this node's own not
@@ -288,6 +291,9 @@ class ClusterRelay:
         #: where that room's state stands; None otherwise
         self._unknown: Optional[dict[str, dict[int, Event]]] = None
         self._unknown_count = 0
+        #: the rooms whose state the hub took meanwhile (``start_at``): what was held of
+        #: them at or below that number is in it
+        self._started: set[str] = set()
         #: counters, for tests and metrics
         self.published = 0
         self.received = 0
@@ -352,13 +358,14 @@ class ClusterRelay:
         stands (``start_at``: what is at or below it is in that state already), or from the
         first number held when none came."""
         held, self._unknown = self._unknown, None
+        started, self._started = self._started, set()
         if not held:
             return
         with self._batching():
             for conv, events in held.items():
                 for seq in sorted(events):
                     state = self.conversations.get(conv)
-                    if state is not None and seq <= state.delivered:
+                    if conv in started and state is not None and seq <= state.delivered:
                         self.duplicates += 1  # in the state taken from the other node
                         continue
                     self._arrived(conv, seq, events[seq])
@@ -371,10 +378,14 @@ class ClusterRelay:
         unknown = self._unknown
         if unknown is None or not is_room_name(conv) or self._live(conv):
             return False
-        if self._unknown_count >= HELD_MOST:
-            return False
-        events = unknown.setdefault(conv, {})
-        if seq not in events:
+        events = unknown.get(conv)
+        if events is None:
+            if self._unknown_count >= HELD_MOST:
+                return False  # a room first heard past the bound starts here, as before the hold
+            events = unknown[conv] = {}
+        if seq not in events and (self._unknown_count < HELD_MOST or seq < min(events, default=seq + 1)):
+            # past the bound, a held room keeps only a number below those it holds (where it
+            # starts); the others come as a gap above it, read from the store once it starts
             events[seq] = event
             self._unknown_count += 1
         return True
@@ -389,11 +400,12 @@ class ClusterRelay:
             return at is None or at <= seq
         return state.delivered <= seq and not (state.own_ahead or state.unshown or state.holding)
 
-    def first_heard(self, conv: str) -> bool:
-        """Whether the event of ``conv`` being delivered is the first of it this node heard
-        (it started there: ``_arrived``)."""
+    def began_unseen(self, conv: str) -> bool:
+        """Whether this node's order of room ``conv`` began at an event heard while the hub
+        held no copy of the room (not at its making, nor taken from another node's state):
+        its making may have been lost on its way."""
         state = self.conversations.get(conv)
-        return state is not None and state.floor == state.delivered
+        return state is not None and state.unseen
 
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a
@@ -404,12 +416,17 @@ class ClusterRelay:
         state = self.conversations.get(conv)
         if state is None:
             state = self._revive(conv)
+        if self._unknown is not None:
+            self._started.add(conv)
         if state is None:
             self.conversations[conv] = _Conversation(seq, 0, self.tick)
             self._recent.append(conv)
-        elif state.delivered < seq:
+            return
+        state.unseen = False
+        if state.delivered < seq:
             state.delivered = seq
-            state.floor = min(state.floor, seq + 1)
+            state.floor = 0  # a late number below it is in the state taken: a duplicate
+            state.below.clear()
             for number in [n for n in state.ahead if n <= seq]:
                 del state.ahead[number]
                 self.duplicates += 1
@@ -522,6 +539,8 @@ class ClusterRelay:
                 return
             self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
             self._recent.append(conv)
+            if is_room_name(conv) and not self._live(conv):
+                state.unseen = True  # no copy here: its making may be what was lost
         elif state.touched != self.tick:
             state.touched = self.tick
             self._recent.append(conv)

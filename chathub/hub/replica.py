@@ -46,8 +46,8 @@ class Positions(Protocol):
         """Whether ``conv`` may start at ``seq`` (not delivered past it, nothing of its own
         on its way)."""
 
-    def first_heard(self, conv: str) -> bool:
-        """Whether the event of ``conv`` being delivered is the first of it heard here."""
+    def began_unseen(self, conv: str) -> bool:
+        """Whether this node's order of room ``conv`` began while it held no copy of it."""
 
     def release_unknown_rooms(self) -> None:
         """Deliver what was held, each room from where it now stands."""
@@ -246,6 +246,8 @@ class RemoteRooms:
             for member in list(room.members.values()):
                 room.remove(member.user.folded or "")
                 member.user.remove_room(room.folded)
+                if isinstance(member.user.participant, RemoteParticipant) and not member.user.rooms:
+                    self.users.pop(member.user.folded or "", None)  # in no room here now
             (room.topic, room.topic_setter, room.topic_time, room.modes, room.key, room.limit, room.bans,
              room.excepts, room.invex, room.persistent, room.founder, room.operators) = state
             for said, privileges in members:

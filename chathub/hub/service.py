@@ -211,6 +211,8 @@ def _prepare_collector() -> None:
 #: the least time between two answers of a node to the requests for the rooms in use
 #: (``ChatHub._answer_rooms``): seconds
 ROOMS_ANSWER_EVERY = 1.0
+#: asks in a row for a room this node holds only in part (``ChatHub._learn_partial_again``)
+PARTIAL_ASKS = 3
 
 
 class ChatHub(service.Service):
@@ -287,6 +289,10 @@ class ChatHub(service.Service):
         #: when this node last answered a request for the rooms, and its next answer, due
         self._rooms_answered = float("-inf")
         self._rooms_answer_due: Optional[IDelayedCall] = None
+        self._room_state_take: Callable[[Any, str, Any], bool] = lambda rooms, node, facts: False
+        self._room_state_none: Callable[[str], None] = lambda why: None
+        self._partial_asks = 0  # asks in a row that left a room held in part
+        self._stopped = False
         #: in a cluster: each room event checked again at its number (``admit``), and this
         #: node's events found void there (event id -> the error for its sender), until
         #: the outbox reaches them
@@ -448,12 +454,14 @@ class ChatHub(service.Service):
         taken, every node answered, or the start-up's wait (``join_cluster``) is over; at
         once on a lone node, or while the start-up's own request is unanswered."""
         positions, backplane, clock = self._positions, self.cluster, self._cluster_clock
-        if positions is None or backplane is None or clock is None or self._snapshot_wanted is not None:
+        if positions is None or backplane is None or clock is None or self._snapshot_wanted is not None \
+                or self._stopped:
             return defer.succeed(None)
         told: Deferred[None] = Deferred()
         if self._learning is not None:  # asked already: that answer will do
             self._learning.append(told)
-            if again:
+            if again:  # a new wait: answers (and fallbacks) from before the cut lack its rooms
+                self._room_state = RoomStateWait(self._room_state_take, self._room_state_none)
                 self._ask_rooms()
             return told
         self._learning = [told]
@@ -466,10 +474,15 @@ class ChatHub(service.Service):
             self._learn_timer = None
             try:
                 positions.release_unknown_rooms()
+                if not backplane.connected:
+                    # ended while cut off again (the wait ran out): hold again until the
+                    # reconnect asks anew (the subscriber may be delivering meanwhile)
+                    positions.hold_unknown_rooms()
             finally:
                 self.log.info("rooms learned from the other nodes: {why}", why=why)
                 for d in waiting:
                     d.callback(None)
+                self._learn_partial_again()
 
         def take(rooms: Any, node: str, facts: Any) -> bool:
             if not self._install_unknown_rooms(rooms, node, facts):
@@ -477,9 +490,25 @@ class ChatHub(service.Service):
             finish(f"node {node} answered")
             return True
 
+        self._room_state_take, self._room_state_none = take, finish
         self._room_state = RoomStateWait(take, finish)
         self._ask_rooms()
         return told
+
+    def _learn_partial_again(self) -> None:
+        """A room still held only in part after an answer (the answer stood below where this
+        node had delivered it, or only learning nodes answered) is asked for again, a second
+        later, at most ``PARTIAL_ASKS`` times in a row."""
+        clock = self._cluster_clock
+        if clock is None or not any(room.partial for room in self.rooms.values()):
+            self._partial_asks = 0
+            return
+        if self._partial_asks >= PARTIAL_ASKS:
+            self.log.warn("rooms held only in part after {n} answers: left as they are", n=self._partial_asks)
+            self._partial_asks = 0
+            return
+        self._partial_asks += 1
+        clock.callLater(ROOMS_ANSWER_EVERY, self.learn_rooms)
 
     def _ask_rooms(self) -> None:
         """Send this node's request for the rooms in use (``learn_rooms``), bounded by the
@@ -494,13 +523,13 @@ class ChatHub(service.Service):
         backplane.peers().addCallbacks(state.peers_known, lambda f: state.give_up(f.getErrorMessage()))
 
     def begun_unseen(self, room: Room) -> None:
-        """Another node's JOIN that is not the room's making made ``room`` here. When it is
-        the first event of the room this node heard (its making's message was lost, not
-        an end this node had not applied yet), this copy may lack the members before it:
-        marked ``partial``, it is replaced by the other nodes' state of the room, asked for
-        in the next reactor turn (not inside this event's delivery)."""
+        """Another node's JOIN that is not the room's making made ``room`` here. When this
+        node's order of the room began while it held no copy (its making's message was
+        lost, not an end this node had not applied yet), this copy may lack the members
+        before it: marked ``partial``, it is replaced by the other nodes' state of the room,
+        asked for in the next reactor turn (not inside this event's delivery)."""
         positions, clock = self._positions, self._cluster_clock
-        if positions is None or clock is None or not positions.first_heard(room.folded):
+        if positions is None or clock is None or not positions.began_unseen(room.folded):
             return
         room.partial = True
         clock.callLater(0, self.learn_rooms)
@@ -558,16 +587,17 @@ class ChatHub(service.Service):
 
     def _send_rooms(self) -> None:
         positions = self._positions
-        if positions is None or self.remote is None:
-            return
         self._rooms_answer_due = None
+        if positions is None or self.remote is None or self._stopped:
+            return
         if self._cluster_clock is not None:
             self._rooms_answered = self._cluster_clock.seconds()
         position = positions.position
         # each room's facts at its number (ended rooms' too) with where they stand
         facts = [[*fact, at] for fact in self.admission.export() if (at := position(fact[0])) is not None]
         answer: list[Any] = ["rooms", self.replica.snapshot(self.remote.node_id, position), facts]
-        if self._snapshot_wanted is not None or self._learning is not None:
+        if self._snapshot_wanted is not None or self._learning is not None \
+                or any(room.partial for room in self.rooms.values()):
             answer.append(STARTING)  # it may lack rooms itself: taken only if no one knows better
         self._announce(answer)
 
@@ -831,6 +861,10 @@ class ChatHub(service.Service):
         their own quit is then a no-op."""
         for user in list(self.users.values()):
             self.quit(user, "Server shutting down")
+        self._stopped = True  # no more asking or answering for rooms
+        for timer in (self._learn_timer, self._rooms_answer_due):
+            if timer is not None and timer.active():
+                timer.cancel()
         stopped: Optional[Deferred[None]] = super().stopService()  # type: ignore[no-untyped-call]  # mypy#16653
         return stopped
 
