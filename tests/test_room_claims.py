@@ -27,7 +27,7 @@ from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.support import until
 from tests.test_cluster_admission import Gate, cluster_node
 from tests.test_cluster_relay import on_postgres
-from tests.test_remote_directory import LinkedBackplane
+from tests.test_remote_directory import Reconnecting
 
 #: seconds a join waits for a room claimed elsewhere before taking the claim over: well
 #: above a commit's time on a loaded machine (at 0.3 s, a join of the full suite's run
@@ -35,8 +35,9 @@ from tests.test_remote_directory import LinkedBackplane
 WAIT = 2.0
 
 
-class ClaimingBackplane(LinkedBackplane):
-    """A ``LinkedBackplane`` whose room claims go to one table shared by every node (the
+class ClaimingBackplane(Reconnecting):
+    """A ``LinkedBackplane`` (one that can say it reconnected: what was published meanwhile
+    never came) whose room claims go to one table shared by every node (the
     Redis script's rules: a holder other than the claimant and the one it replaces
     refuses); ``down`` makes every claim fail as without Redis."""
 
@@ -48,15 +49,6 @@ class ClaimingBackplane(LinkedBackplane):
         self.holding = False  # answers when the test says (``answer_held``)
         self.held: list = []
         self.released: list[str] = []  # the tokens this node released
-        self.resyncs: list = []
-
-    def on_resync(self, callback) -> None:
-        self.resyncs.append(callback)
-
-    def reconnected(self) -> None:
-        """As after a reconnect to Redis: what was published meanwhile never came."""
-        for callback in self.resyncs:
-            callback(True)
 
     def claim_room(self, folded: str, token: str, replacing: Optional[str] = None):
         if self.down:
