@@ -379,11 +379,14 @@ async def test_redis_killed_and_restarted_empty(own_redis, cluster):
     assert own_redis.command("GET", f"{prefix}:nick:bob") == b"b/1"
     assert own_redis.command("EXISTS", f"{prefix}:nick:amy") == b"0"
     await _fails_unavailable(b.claim_nick("amy", "b/2"), "restarted without its data")
+    # so are new rooms' names, while each node claims again those of the rooms it made
+    await _fails_unavailable(b.claim_room("#new", "b/x/1"), "restarted without its data")
     # nothing published while down arrives now: the next message is the first
     a.publish({"after": True})
     assert await heard.count(1) == [{"after": True}]
     await until(lambda: a._claims_refused() is None and b._claims_refused() is None, TIMEOUT)
     assert await b.claim_nick("amy", "b/2") is True
+    assert await b.claim_room("#new", "b/x/1") is None
     # the node that died during the outage is declared dead once the grace is over (Redis
     # forgot it, the others did not), and only it: a and b lived through the restart
     assert await lost.count(2) == ["c", "c"]

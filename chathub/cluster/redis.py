@@ -564,7 +564,7 @@ class RedisBackplane:
             return "this node does not hold its lease (it is rejoining the cluster)"
         wait = self._claims_closed_until - self._reactor.seconds()
         if wait > 0:
-            return f"Redis restarted without its data; nick claims resume in {wait:.1f} s"
+            return f"Redis restarted without its data; new claims resume in {wait:.1f} s"
         return None
 
     def _granted(self, result: int) -> bool:
@@ -634,10 +634,11 @@ class RedisBackplane:
         granted, no room was made with it."""
         if not token.startswith(self.node_id + "/"):
             return fail(ValueError(f"claim {token!r} is not one of node {self.node_id!r}"))
-        if self._commands is None:
-            return fail(BackplaneUnavailable(f"not connected to Redis at {self.address}"))
-        if not self._lease_held:
-            return fail(BackplaneUnavailable("this node does not hold its lease (it is rejoining the cluster)"))
+        # as for nicks: after Redis lost its data, every node first claims again the names
+        # of the rooms it made (``keep_room_claims``)
+        refused = self._claims_refused()
+        if refused is not None:
+            return fail(BackplaneUnavailable(refused))
         d = self._eval(scripts.ROOM_CLAIM, self._token, folded, token, replacing or "")
 
         def done(result: list) -> Optional[str]:
