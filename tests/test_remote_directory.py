@@ -152,6 +152,30 @@ def test_identity_changes_reach_the_other_nodes_members_and_watchers():
     assert bob.participant.events[-1].kind == Kind.AWAY and member.away is None
 
 
+def test_an_identity_change_right_after_a_nick_change_reaches_the_room_copy():
+    """Presence comes at once, the NICK in the rooms' order after its commit: an away set
+    just after a nick change found no room copy under the new nick and was lost here for
+    good (WHOIS showed the old state, the room's members were never told)."""
+    a, b = two_nodes()
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    room = b.hub.join(bob, "#r")
+    member = b.hub.replica.user_for(a.hub.ids.make(Kind.JOIN, alice.source, "#r"), "a")
+    room.add(Member(member, ""))
+    member.add_room(room)
+    watcher = b.connect("watcher")
+    b.hub.monitor(watcher, ["alicex"])
+    nick = a.hub.change_nick(alice, "alicex")  # its presence reaches b at once
+    a.hub.set_away(alice, "gone")  # and this, before the NICK is applied to b's rooms
+    bob.participant.clear()
+    watcher.participant.clear()
+    b.hub.replica.apply(nick)  # the NICK, in the room's order
+    assert b.hub.find_user("alicex") is member and member.away == "gone"
+    assert [e.kind for e in bob.participant.events] == [Kind.NICK, Kind.AWAY]
+    assert bob.participant.events[-1].text == "gone"
+    assert Kind.AWAY not in watcher.participant.kinds()  # told once, when the away came
+
+
 def test_an_invite_reaches_the_user_on_its_node_and_lets_it_past_invite_only():
     a, b = two_nodes()
     alice = a.connect("alice")

@@ -164,6 +164,24 @@ class RemoteRooms:
         for room in user.rooms.values():
             room.rekey(old, fold(new))
         self.publish(event, recipients)
+        self._catch_up(user)
+
+    def _catch_up(self, user: User) -> None:
+        """Give the room copy of a user of another node, renamed just now, what its node said
+        of it since (presence comes at once, the NICK in the rooms' order after its commit):
+        an away, account, host or real name change made right after the nick change found no
+        copy under the new nick and was lost here (its room neighbours never told)."""
+        remote = self.hub.remote
+        if remote is None or not isinstance(user.participant, RemoteParticipant):
+            return
+        said = remote.said(user.nick or "")
+        listed = remote.get(user.nick or "")
+        if said is None or listed is None or (user.session and said.session != user.session):
+            return
+        before = RemoteUser.from_list(said.node, presence_of(user))
+        fields = ("user", "host", "account", "realname", "away")
+        if any(getattr(before, f) != getattr(said, f) for f in fields):
+            self.hub.remote_changed(listed, before, said, watchers=False)
 
     def _topic(self, event: Event) -> None:
         room = self._room(event)

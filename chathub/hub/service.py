@@ -619,10 +619,12 @@ class ChatHub(service.Service):
         spelling, as it does for a local user's."""
         self.whowas_log.remember(user)
 
-    def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser) -> None:
+    def remote_changed(self, user: User, before: RemoteUser, after: RemoteUser, watchers: bool = True) -> None:
         """A user of another node changed account, host, real name, away or user modes:
         this node's users who share a room with it, and those monitoring it, are told as
-        they are of a local user's change (in the order a local change would come)."""
+        they are of a local user's change (in the order a local change would come).
+        ``watchers=False``: those monitoring it were told already (``RemoteRooms._nick``
+        catching up its room copy)."""
         member = self._member_view(user)
         if member is not user:
             after.update(member)  # its copy in this node's rooms
@@ -639,7 +641,8 @@ class ChatHub(service.Service):
         for event in changes:
             neighbours = self._neighbours(member) if member.rooms else []
             self._deliver_now(event, neighbours)
-            self._presence.tell_watchers(user, event, told=neighbours)
+            if watchers:
+                self._presence.tell_watchers(user, event, told=neighbours)
 
     def _member_view(self, user: User) -> User:
         """The stand-in of another node's ``user`` that sits in this node's rooms, when it
