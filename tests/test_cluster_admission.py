@@ -435,6 +435,27 @@ async def test_a_room_made_and_left_at_once_is_forgotten_everywhere(nodes):
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_kick_of_a_user_whose_nick_change_is_on_its_way_removes_it_everywhere(nodes):
+    """alice (on a) changes nick while bob (on b, an operator) kicks her by the nick b still
+    has: b removes her at once; on a the NICK is numbered first and the KICK named a nick no
+    longer in the room, so she stayed there (in the room on a, gone from it on b). The KICK
+    carries the kicked connection, which names her under her new nick."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.change_room_modes(alice, "#x", [("+o", "bob")])
+    await until(lambda: b.hub.rooms["#x"].members["bob"].is_operator)
+    gate.closed = True  # a's NICK is late to reach b
+    a.hub.change_nick(alice, "alicex")
+    await until(lambda: a.hub.outbox.pending == 0)  # numbered: before the KICK
+    b.hub.kick(bob, "#x", "alice", "out")
+    await until(lambda: "alicex" not in a.hub.rooms["#x"].members)
+    gate.open()
+    await until(lambda: set(b.hub.rooms["#x"].members) == set(a.hub.rooms["#x"].members) == {"bob", "dave"})
+    kick = [e for e in alice.participant.events if e.kind == Kind.KICK][-1]
+    assert kick.data["nick"] == "alicex" and "#x" not in alice.rooms  # told by the nick she has
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_topics_time_is_the_same_on_every_node(nodes):
     """The setter's node took its own clock for the topic's time, the others the event's:
     chathub.v1's ``topic_time`` (and IRC's 333) differed between nodes by microseconds."""

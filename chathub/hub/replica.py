@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["Positions", "RemoteParticipant", "RemoteRooms"]
 
 
+#: what a KICK adds to its data: the kicked user's connection (``User.session``), which names
+#: it on every node even when its nick change is on its way there
+KICKED_SESSION = "session"
+
+
 class Positions(Protocol):
     """Where each conversation stands on this node (``ClusterRelay``)."""
 
@@ -141,7 +146,21 @@ class RemoteRooms:
 
     def _kick(self, event: Event) -> None:
         # the kicked may be a user of this node: it leaves the room here too
-        self._leave(event, str((event.data or {}).get("nick", "")))
+        data = event.data or {}
+        nick = str(data.get("nick", ""))
+        room = self._room(event)
+        session = data.get(KICKED_SESSION)
+        if room is not None and fold(nick) not in room.members and isinstance(session, str) and session:
+            # renamed since the kicking node saw it (its NICK numbered before this KICK, which
+            # that node applied at once): the same user, kicked here too, its lines naming it
+            # by the nick it has now
+            for member in room.members.values():
+                if member.user.session == session:
+                    nick = member.user.nick or nick
+                    event = Event(event.id, event.time, event.kind, event.source, event.target, event.text,
+                                  event.tags, {**data, "nick": nick})
+                    break
+        self._leave(event, nick)
 
     def _quit(self, event: Event) -> None:
         user = self.users.pop(fold(event.source.nick), None)

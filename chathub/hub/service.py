@@ -57,7 +57,7 @@ from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
-from chathub.hub.replica import Positions, RemoteRooms
+from chathub.hub.replica import KICKED_SESSION, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import apply_room_modes
 from chathub.hub.rooms import Member, Room
@@ -1402,8 +1402,10 @@ class ChatHub(service.Service):
             if fold(nick) not in self._everyone():
                 raise errors.NoSuchNick(nick)
             raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
-        # a last member kicking itself ends the room
-        data = {"nick": target.user.nick, **(self.room_ends(target.user, [room]) or {})}
+        # a last member kicking itself ends the room; the kicked connection names the user on
+        # every node even when its nick change is on its way there (``RemoteRooms._kick``)
+        data = {"nick": target.user.nick, KICKED_SESSION: target.user.session,
+                **(self.room_ends(target.user, [room]) or {})}
         event = self._event(Kind.KICK, user, room.name, reason or user.nick or "", data=data)
         recipients = room.recipients()
         self._leave(target.user, room)
