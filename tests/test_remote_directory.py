@@ -87,6 +87,9 @@ class Positions:
     def began_unseen(self, conv) -> bool:
         return False
 
+    def seen_making(self, conv) -> None:
+        """Nothing to clear."""
+
     def hold_unknown_rooms(self) -> None:
         """Nothing to hold: no relay."""
 

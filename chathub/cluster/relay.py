@@ -402,10 +402,16 @@ class ClusterRelay:
 
     def began_unseen(self, conv: str) -> bool:
         """Whether this node's order of room ``conv`` began at an event heard while the hub
-        held no copy of the room (not at its making, nor taken from another node's state):
-        its making may have been lost on its way."""
+        held no copy of the room (not at its making, nor taken from another node's state),
+        and no making of it came since: its making may have been lost on its way."""
         state = self.conversations.get(conv)
         return state is not None and state.unseen
+
+    def seen_making(self, conv: str) -> None:
+        """A making of room ``conv`` reached this node: its copy is whole from there."""
+        state = self.conversations.get(conv)
+        if state is not None:
+            state.unseen = False
 
     def start_at(self, conv: str, seq: int) -> None:
         """Deliver ``conv`` from ``seq + 1`` on: the state up to ``seq`` came another way (a

@@ -52,7 +52,11 @@ class Positions(Protocol):
         on its way)."""
 
     def began_unseen(self, conv: str) -> bool:
-        """Whether this node's order of room ``conv`` began while it held no copy of it."""
+        """Whether this node's order of room ``conv`` began while it held no copy of it
+        (and no making of it came since)."""
+
+    def seen_making(self, conv: str) -> None:
+        """A making of room ``conv`` reached this node."""
 
     def release_unknown_rooms(self) -> None:
         """Deliver what was held, each room from where it now stands."""
@@ -105,6 +109,7 @@ class RemoteRooms:
                 claim = (event.data or {}).get(ROOM_CLAIM)
                 if isinstance(claim, str):
                     room.claim = claim  # its making: released when it ends
+                    self.hub.seen_making(room)
                 else:
                     claims.rebuilt(room)  # joined on a node that had not applied its end yet
                     self.hub.begun_unseen(room)  # or its making's message was lost

@@ -531,8 +531,15 @@ class ChatHub(service.Service):
         positions, clock = self._positions, self._cluster_clock
         if positions is None or clock is None or not positions.began_unseen(room.folded):
             return
+        positions.seen_making(room.folded)  # asked for once: the answer makes the copy whole
         room.partial = True
         clock.callLater(0, self.learn_rooms)
+
+    def seen_making(self, room: Room) -> None:
+        """The JOIN that made ``room`` (its making, with its claim) made this node's copy: the
+        copy is whole from there, whatever this node heard of the name before."""
+        if self._positions is not None:
+            self._positions.seen_making(room.folded)
 
     def _install_unknown_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
         """Take, of another node's answer to ``learn_rooms``, each room this node lacks, or
