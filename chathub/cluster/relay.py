@@ -383,11 +383,11 @@ class ClusterRelay:
             if self._unknown_count >= HELD_MOST:
                 return False  # a room first heard past the bound starts here, as before the hold
             events = unknown[conv] = {}
-        if seq not in events and (self._unknown_count < HELD_MOST or seq < min(events, default=seq + 1)):
-            # past the bound, a held room keeps only a number below those it holds (where it
-            # starts); the others come as a gap above it, read from the store once it starts
+        if seq not in events and self._unknown_count < HELD_MOST:
             events[seq] = event
             self._unknown_count += 1
+        # (past the bound, a held room keeps what it holds: the numbers above it come as a
+        # gap, read from the store once the room starts)
         return True
 
     def movable(self, conv: str, seq: int) -> bool:

@@ -72,15 +72,9 @@ class ReadMarkers:
 
     def move(self, user: "User", target: str, when: float) -> bool:
         """Move ``user``'s marker of ``target`` to ``when``; False when it is there or later."""
-        markers = self._markers.setdefault(_owner(user), {})
         key = fold(target)
-        before = markers.pop(key, None)
-        if before is not None and before >= when:
-            markers[key] = before
+        if not self._advance(self._markers.setdefault(_owner(user), {}), key, when):
             return False
-        markers[key] = when  # last in order: the most recently set
-        while len(markers) > self.most:
-            del markers[next(iter(markers))]
         if user.account and self.store is not None:
             # written behind: a failed write is logged and loses the marker only for the
             # next login (this one's memory has it)
@@ -102,7 +96,12 @@ class ReadMarkers:
             # a login here is reading them: the store may not have this one yet (the read
             # merges what it finds with what is here, the later of each)
             markers = self._markers[owner] = {}
-        key = fold(target)
+        return self._advance(markers, fold(target), when)
+
+    def _advance(self, markers: dict[str, float], key: str, when: float) -> bool:
+        """Move the marker ``key`` of one owner's ``markers`` forward to ``when``, last in
+        order (the most recently set), keeping the ``most`` set last; False when it is
+        there or later already."""
         before = markers.get(key)
         if before is not None and before >= when:
             return False

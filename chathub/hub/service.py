@@ -289,8 +289,6 @@ class ChatHub(service.Service):
         #: when this node last answered a request for the rooms, and its next answer, due
         self._rooms_answered = float("-inf")
         self._rooms_answer_due: Optional[IDelayedCall] = None
-        self._room_state_take: Callable[[Any, str, Any], bool] = lambda rooms, node, facts: False
-        self._room_state_none: Callable[[str], None] = lambda why: None
         self._partial_asks = 0  # asks in a row that left a room held in part
         self._stopped = False
         #: in a cluster: each room event checked again at its number (``admit``), and this
@@ -461,39 +459,43 @@ class ChatHub(service.Service):
         if self._learning is not None:  # asked already: that answer will do
             self._learning.append(told)
             if again:  # a new wait: answers (and fallbacks) from before the cut lack its rooms
-                self._room_state = RoomStateWait(self._room_state_take, self._room_state_none)
+                self._room_state = RoomStateWait(self._take_learned, self._learned)
                 self._ask_rooms()
             return told
         self._learning = [told]
         positions.hold_unknown_rooms()
-
-        def finish(why: str) -> None:
-            waiting, self._learning, self._room_state = self._learning or [], None, None
-            if self._learn_timer is not None and self._learn_timer.active():
-                self._learn_timer.cancel()
-            self._learn_timer = None
-            try:
-                positions.release_unknown_rooms()
-                if not backplane.connected:
-                    # ended while cut off again (the wait ran out): hold again until the
-                    # reconnect asks anew (the subscriber may be delivering meanwhile)
-                    positions.hold_unknown_rooms()
-            finally:
-                self.log.info("rooms learned from the other nodes: {why}", why=why)
-                for d in waiting:
-                    d.callback(None)
-                self._learn_partial_again()
-
-        def take(rooms: Any, node: str, facts: Any) -> bool:
-            if not self._install_unknown_rooms(rooms, node, facts):
-                return False
-            finish(f"node {node} answered")
-            return True
-
-        self._room_state_take, self._room_state_none = take, finish
-        self._room_state = RoomStateWait(take, finish)
+        self._room_state = RoomStateWait(self._take_learned, self._learned)
         self._ask_rooms()
         return told
+
+    def _take_learned(self, rooms: Any, node: str, facts: Any) -> bool:
+        """Take an answer to ``learn_rooms`` (``RoomStateWait`` chose it); False when it is
+        malformed (the next one may do)."""
+        if not self._install_unknown_rooms(rooms, node, facts):
+            return False
+        self._learned(f"node {node} answered")
+        return True
+
+    def _learned(self, why: str) -> None:
+        """``learn_rooms`` is over (an answer taken, or none came): the relay delivers what
+        it held, and whoever waited goes on."""
+        positions, backplane = self._positions, self.cluster
+        assert positions is not None and backplane is not None
+        waiting, self._learning, self._room_state = self._learning or [], None, None
+        if self._learn_timer is not None and self._learn_timer.active():
+            self._learn_timer.cancel()
+        self._learn_timer = None
+        try:
+            positions.release_unknown_rooms()
+            if not backplane.connected:
+                # ended while cut off again (the wait ran out): hold again until the
+                # reconnect asks anew (the subscriber may be delivering meanwhile)
+                positions.hold_unknown_rooms()
+        finally:
+            self.log.info("rooms learned from the other nodes: {why}", why=why)
+            for d in waiting:
+                d.callback(None)
+            self._learn_partial_again()
 
     def _learn_partial_again(self) -> None:
         """A room still held only in part after an answer (the answer stood below where this
