@@ -16,7 +16,7 @@ from twisted.internet import defer, reactor, task
 from chathub.cluster.redis import decode_message, encode_message
 from chathub.cluster import relay as relay_module
 from chathub.cluster.relay import FORGET_TICKS, ClusterRelay, GroupForm
-from chathub.events import Kind
+from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.store_fixtures import EventMaker
@@ -337,7 +337,7 @@ def numbered(own: tuple[int, ...], last: int) -> dict:
 
 def arrives(node: Node, event, seq: int, room: str = "#r") -> None:
     """Another node's ``event``, number ``seq`` of ``room``, rings ``node``'s doorbell."""
-    node.doorbell.publish(GroupForm.message("other", [(event, ((room, seq),))]))
+    node.doorbell.publish(GroupForm().message("other", [(event, ((room, seq),))]))
 
 
 @pytest_twisted.ensureDeferred
@@ -439,7 +439,7 @@ def test_a_published_group_reads_back_as_its_events_and_positions():
     @settings(max_examples=300, deadline=None)
     @given(st.lists(st.tuples(any_events(whole_bits=64), positions), max_size=4))
     def check(group):
-        message = decode_message(encode_message(GroupForm.message("n\u00e4\"", group)))
+        message = decode_message(encode_message(form.message("n\u00e4\"", group)))
         assert message["node"] == "n\u00e4\""
         assert form.decode(message["group"]) == [(where, event) for event, where in group]
 
@@ -447,17 +447,28 @@ def test_a_published_group_reads_back_as_its_events_and_positions():
     # the same sender's events share one Source
     make = EventMaker()
     one, two = make.msg("a", "#r", "1"), make.msg("a", "#r", "2")
-    message = decode_message(encode_message(GroupForm.message("n", [(one, (("#r", 1),)), (two, (("#r", 2),))])))
+    message = decode_message(encode_message(form.message("n", [(one, (("#r", 1),)), (two, (("#r", 2),))])))
     (_, first), (_, second) = form.decode(message["group"])
     assert first.source is second.source and first.source == one.source
+    # a real name holding the separator, and an empty account (not none), travel listed
+    odd = Source("b", "u", "h", "", "x\0y", "irc", "")
+    three = Event("e3", 1.0, Kind.MESSAGE, odd, "#r", "3")
+    message = decode_message(encode_message(form.message("n", [(three, (("#r", 3),))])))
+    assert type(message["group"][0][4]) is list
+    [(_, back)] = form.decode(message["group"])
+    assert back.source == odd and back.source.account == ""
 
 
 @pytest.mark.parametrize("item", [
-    [[["#r", 1]], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", [], {}],  # tags not a dict
-    [[["#r"]], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # half a position
-    [[[1, "#r"]], "id", 1.0, "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # swapped
+    [[["#r", 1]], "id", 1.0, "message", "a\0\0\0\0\0", "#r", "x", [], None],  # tags not a dict
+    [[["#r"]], "id", 1.0, "message", "a\0\0\0\0\0", "#r", "x", None, None],  # half a position
+    [[[1, "#r"]], "id", 1.0, "message", "a\0\0\0\0\0", "#r", "x", None, None],  # swapped
     [[["#r", 1]], "id", 1.0, "message"],  # short
-    [[["#r", 1]], "id", "soon", "message", "a", "", "", None, "", "", "", "#r", "x", {}, {}],  # no time
+    [[["#r", 1]], "id", "soon", "message", "a\0\0\0\0\0", "#r", "x", None, None],  # no time
+    [[["#r", 1]], "id", 1.0, "message", "a\0\0\0\0", "#r", "x", None, None],  # a source of six fields
+    [[["#r", 1]], "id", 1.0, "message", ["a", "", "", None, "", ""], "#r", "x", None, None],  # the same, listed
+    [[["#r", 1]], "id", 1.0, "message", ["a", "", "", None, "", "", 7], "#r", "x", None, None],  # not a string
+    [[["#r", 1]], "id", 1.0, "message", 7, "#r", "x", None, None],  # no source
 ])
 def test_a_malformed_group_item_is_refused(item):
     with pytest.raises((ValueError, TypeError)):

@@ -66,6 +66,9 @@ PUBLISH_MOST = 1000
 #: how many senders' ``Source``s a relay keeps to give the events of the same sender one
 #: (cleared when full: a cache of what the groups repeat, not a registry)
 SOURCES_KEPT = 4096
+#: between a source's fields in a group's items (``GroupForm``): no nick, user name, host,
+#: account, protocol or session holds it, and a real name that does travels as a list
+SOURCE_SEPARATOR = "\x00"
 
 #: conversations a resync tick compares with the database, and looks at for forgetting
 #: (in turn: a node tracking more compares each of them every few ticks; a reconnect, all)
@@ -139,32 +142,52 @@ class GroupForm:
     """The relay's message for one committed group, and its reading.
 
     ``{"node": id, "group": [item, ...]}``, one flat tuple per event: ``((conv, seq), ...),
-    id, time, kind, nick, user, host, account, realname, protocol, session, target, text,
-    tags, data``. Positional, not the events' dict form (``Event.to_dict``): every node
-    reads every event of every other node, and the dict form, decoded and built into a
-    ``Source`` from keywords, cost 5.2 us an event against 1.7 us for this one with the
-    backplane's MessagePack (rooms benchmark, 2 nodes: a tenth of a receiving node's
-    samples). The senders of a busy room repeat, so their ``Source``s are kept
-    (``SOURCES_KEPT``) and shared. Nodes of one cluster run the same version of chathub
-    (docs/cluster.md).
+    id, time, kind, source, target, text, tags, data``. Positional, not the events' dict
+    form (``Event.to_dict``): every node reads every event of every other node, and the
+    dict form, decoded and built into a ``Source`` from keywords, cost 5.2 us an event
+    against 1.7 us for a positional one with the backplane's MessagePack (rooms
+    benchmark, 2 nodes: a tenth of a receiving node's samples). ``source`` is the
+    sender's seven fields joined by NUL in one string (``account`` empty for none), and
+    empty ``tags`` and ``data`` travel as nil: each string and each map MessagePack
+    reads is a new object, and seven strings and two maps an event cost 2.5 us to write
+    and read against 1.5 (or, where a field holds a NUL or the account is empty, the
+    seven as a list). The senders of a busy room repeat, so each side keeps the sources
+    it met (``SOURCES_KEPT``): the sender its joined form, the reader the ``Source``,
+    shared by that sender's events. Nodes of one cluster run the same version of
+    chathub (docs/cluster.md).
     """
 
-    __slots__ = ("_sources",)
+    __slots__ = ("_sources", "_joined")
 
     def __init__(self) -> None:
-        self._sources: dict[tuple[Any, ...], Source] = {}
+        self._sources: dict[Any, Source] = {}
+        #: id of a ``Source`` -> (it, kept so the id is not reused, its form on the wire)
+        self._joined: dict[int, tuple[Source, Any]] = {}
 
-    @staticmethod
-    def message(node_id: str, group: list[tuple[Event, Positions]]) -> dict[str, Any]:
+    def _source_form(self, s: Source) -> Any:
+        known = self._joined.get(id(s))
+        if known is not None and known[0] is s:
+            return known[1]
+        fields = (s.nick, s.user, s.host, s.account, s.realname, s.protocol, s.session)
+        if s.account == "" or any(SOURCE_SEPARATOR in f for f in fields if f):
+            form: Any = fields
+        else:
+            form = SOURCE_SEPARATOR.join([f or "" for f in fields])
+        if len(self._joined) >= SOURCES_KEPT:
+            self._joined.clear()
+        self._joined[id(s)] = (s, form)
+        return form
+
+    def message(self, node_id: str, group: list[tuple[Event, Positions]]) -> dict[str, Any]:
         """The backplane message of ``group`` (each event with its positions) from ``node_id``."""
         items = []
+        source_form = self._source_form
         for event, positions in group:
-            s = event.source
             tags, data = event.tags, event.data
             items.append((
-                positions, event.id, event.time, event.kind, s.nick, s.user, s.host, s.account, s.realname,
-                s.protocol, s.session, event.target, event.text,
-                tags if type(tags) is dict else dict(tags), data if type(data) is dict else dict(data),
+                positions, event.id, event.time, event.kind, source_form(event.source), event.target, event.text,
+                (tags if type(tags) is dict else dict(tags)) if tags else None,
+                (data if type(data) is dict else dict(data)) if data else None,
             ))
         return {"node": node_id, "group": items}
 
@@ -173,26 +196,45 @@ class GroupForm:
         TypeError) when it is not one."""
         sources = self._sources
         decoded = []
-        for (where, eid, t, kind, nick, user, host, account, realname, protocol, session, target, text, tags,
-             data) in items:
-            if type(tags) is not dict or type(data) is not dict:
-                raise ValueError("not a group item")
+        for where, eid, t, kind, form, target, text, tags, data in items:
             if len(where) == 1:  # a chat message: numbered in its one conversation
                 ((conv, seq),) = where
+                if type(conv) is not str or type(seq) is not int:
+                    raise ValueError("not a position")
                 positions: Positions = ((conv, seq),)
             else:
                 positions = tuple([(conv, seq) for conv, seq in where])
-            for conv, seq in positions:
-                if type(conv) is not str or type(seq) is not int:
-                    raise ValueError("not a position")
-            key = (nick, user, host, account, realname, protocol, session)
-            source = sources.get(key)
+                for conv, seq in positions:
+                    if type(conv) is not str or type(seq) is not int:
+                        raise ValueError("not a position")
+            if (tags is not None and type(tags) is not dict) or (data is not None and type(data) is not dict):
+                raise ValueError("not a group item")
+            source = sources.get(form) if type(form) is str else None
             if source is None:
-                if len(sources) >= SOURCES_KEPT:
-                    sources.clear()
-                source = sources[key] = Source(*key)
-            decoded.append((positions, Event(eid, float(t), kind, source, target, text, tags, data)))
+                source = self._source(form)
+            decoded.append((positions, Event(eid, t if type(t) is float else float(t), kind, source, target, text,
+                                             tags, data)))
         return decoded
+
+    def _source(self, form: Any) -> Source:
+        """The ``Source`` of a source's form on the wire (``_source_form``), kept when joined."""
+        if type(form) is str:
+            fields: list[Any] = form.split(SOURCE_SEPARATOR)
+            if len(fields) != 7:
+                raise ValueError("not a source")
+            fields[3] = fields[3] or None
+        else:
+            fields = list(form)
+            if len(fields) != 7 or not all(type(f) is str for i, f in enumerate(fields) if i != 3) or (
+                fields[3] is not None and type(fields[3]) is not str
+            ):
+                raise ValueError("not a source")
+            return Source(*fields)
+        source = Source(*fields)
+        if len(self._sources) >= SOURCES_KEPT:
+            self._sources.clear()
+        self._sources[form] = source
+        return source
 
 
 class ClusterRelay:
@@ -451,7 +493,7 @@ class ClusterRelay:
         # one message per group, or per ``PUBLISH_MOST`` of a big one (a commit holds up to
         # 5,000 events: one message of megabytes would press on Redis's pub/sub buffers)
         for start in range(0, len(group), PUBLISH_MOST):
-            self.backplane.publish(GroupForm.message(self.node_id, group[start : start + PUBLISH_MOST]))
+            self.backplane.publish(self._form.message(self.node_id, group[start : start + PUBLISH_MOST]))
             self.published += 1
 
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
