@@ -222,6 +222,32 @@ def test_a_starting_node_takes_the_rooms_state_from_the_first_answer():
     assert b.hub.join(bob, "#r", "sesame") is room and not room.members["bob"].is_operator  # not a new room
 
 
+def test_a_registered_room_taken_from_another_nodes_answer_counts_as_its_founders():
+    """[limits] max_owned_rooms holds on a node that learned an account's registered room
+    from another node's copy (a start-up snapshot, or rooms made while it was cut off),
+    not only on the node that registered it."""
+    from chathub.config import Config
+
+    clock = task.Clock()
+    limits = Config().with_overrides(limits={"max_owned_rooms": 1})
+    a, b = RecorderWorld(limits), RecorderWorld(limits)
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    a.hub.join_cluster(pa, Positions(), clock)
+    dave = a.connect("dave", account="dave")
+    assert a.hub.join(dave, "#daves").founder == "dave"
+    pa.link(pb)
+    pb.link(pa)
+    assert b.hub.join_cluster(pb, Positions(), clock).called
+    assert b.hub.rooms["#daves"].persistent and b.hub.owned_rooms("dave") == 1
+    a.hub.quit(dave, "bye")
+    again = b.connect("dave", account="dave")
+    with pytest.raises(errors.TooManyOwnedRooms):
+        b.hub.join(again, "#another")
+    # taken again (a later answer): counted once, not twice
+    b.hub.replica.install("a", a.hub.replica.snapshot("a", lambda conv: None))
+    assert b.hub.owned_rooms("dave") == 1
+
+
 def test_requests_for_the_rooms_are_answered_once_a_second_and_a_learning_nodes_answer_says_so():
     """Every node answered every request for the rooms in use with its whole state: after a
     Redis restart every node asks at once, and N nodes sent it N x (N - 1) times. The

@@ -188,6 +188,23 @@ class RoomLifetimes:
         room.creator = None
         self._owned[account] = self._owned.get(account, 0) + 1
 
+    def took_state(self, room: Room, founder_before: Optional[str]) -> None:
+        """``room``'s state was taken from another node's copy (a snapshot), which may
+        register it, or to another founder, than this node's copy did (``founder_before``,
+        folded, None when it was not registered): what each account owns follows, so
+        ``max_owned_rooms`` counts the rooms this node learned that way too."""
+        founder_after = room.founder if room.persistent else None
+        if founder_after == founder_before:
+            return
+        if founder_before is not None:
+            left = self._owned.get(founder_before, 0) - 1
+            if left > 0:
+                self._owned[founder_before] = left
+            else:
+                self._owned.pop(founder_before, None)
+        if founder_after is not None:
+            self._owned[founder_after] = self._owned.get(founder_after, 0) + 1
+
     def claim(self, user: User) -> list[Room]:
         """``user`` just logged in to an account: rooms it made as a guest, and still
         operates, become registered to that account (while it owns fewer than the limit);

@@ -285,6 +285,7 @@ class RemoteRooms:
                 room = self.hub.rooms[fold(name)] = Room(name, created=created)
             room.claim = claim  # released by this node too when the room ends
             room.partial = False
+            founder_before = room.founder if room.persistent else None
             for member in list(room.members.values()):
                 room.remove(member.user.folded or "")
                 member.user.remove_room(room.folded)
@@ -292,6 +293,7 @@ class RemoteRooms:
                     self.users.pop(member.user.folded or "", None)  # in no room here now
             (room.topic, room.topic_setter, room.topic_time, room.modes, room.key, room.limit, room.bans,
              room.excepts, room.invex, room.persistent, room.founder, room.operators) = state
+            self.hub.took_state(room, founder_before)
             for said, privileges in members:
                 user = self.users.get(fold(said.nick))
                 if user is None:

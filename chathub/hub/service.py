@@ -1926,6 +1926,11 @@ class ChatHub(service.Service):
         if account:
             self._lifetimes.adopt(room, account)
 
+    def took_state(self, room: Room, founder_before: Optional[str]) -> None:
+        """``room``'s copy took another node's state (``RemoteRooms.install``), with its
+        registration: counted as the account's (``RoomLifetimes.took_state``)."""
+        self._lifetimes.took_state(room, founder_before)
+
     def _registered_rooms(self, records: Iterable[RoomRecord]) -> None:
         """The registered rooms the store holds, read after a reconnect: a copy here that
         is not registered yet (its ``founded`` item was lost) is registered to its founder."""
