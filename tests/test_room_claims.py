@@ -315,10 +315,51 @@ async def test_a_room_made_again_by_a_join_racing_its_end_is_claimed_anew(nodes)
     await until(lambda: claims == {})  # the end stood at its number on a: released
     await b.hub.claim_and_join(bob, "#r")  # b's copy still holds alice: a plain join
     gate.open()
-    await until(lambda: "#r" in a.hub.rooms and a.hub.rooms["#r"].claim is not None)
-    assert claims == {"#r": a.hub.rooms["#r"].claim} and a.hub.room_claims.renewed == 1
+    await until(lambda: "#r" in a.hub.rooms and claims.get("#r") is not None)
+    # claimed anew once, by the first of the nodes that made the room again from the JOIN
+    # (b, which takes a new room's state at its JOIN's number, or a)
+    held = {a.hub.rooms["#r"].claim, b.hub.rooms["#r"].claim} - {None}
+    assert held == {claims["#r"]} and a.hub.room_claims.renewed + b.hub.room_claims.renewed == 1
     assert members(a, "#r") == members(b, "#r") == {"bob": ""}
     b.hub.part(bob, "#r")
+    await until(lambda: claims == {} and "#r" not in a.hub.rooms)
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_joined_while_the_room_ended_elsewhere_takes_the_new_rooms_state(nodes):
+    """As above, with a topic, modes, a key, a limit and lists set in the old room: b's copy,
+    which carol joined, had them, while a (and any other node) made the room anew from her
+    JOIN with a new room's. At her JOIN's number b sees that the room ended before it and
+    takes the new room's state too, and tells carol what changed (she was shown the old)."""
+    a, b, gate, claims = nodes
+    alice, _ = await made_on_a(a, b, "#r")
+    carol = b.connect("carol", echo_own=True)  # shown her own events, in the order they reach her
+    a.hub.set_topic(alice, "#r", "old topic")
+    a.hub.change_room_modes(alice, "#r", [("+s", None), ("-t", None), ("+k", "sesame"), ("+l", "10"),
+                                          ("+b", "*!*@bad.example"), ("+e", "*!*@good.example")])
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and b.hub.rooms["#r"].bans)
+    gate.closed = True
+    a.hub.part(alice, "#r")
+    await until(lambda: claims == {})
+    await b.hub.claim_and_join(carol, "#r", "sesame")  # b's copy still holds alice and the old state
+    gate.open()
+    await until(lambda: "#r" in a.hub.rooms and not b.hub.rooms["#r"].bans)
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, sorted(room.modes), room.key, room.limit, room.bans, room.excepts, room.invex
+
+    assert state(a) == state(b) == ("", ["n", "t"], None, None, [], [], [])
+    assert members(a, "#r") == members(b, "#r") == {"carol": ""}
+    await until(lambda: any(e.kind == Kind.TOPIC for e in carol.participant.events))
+    shown = [e for e in carol.participant.events if e.kind in (Kind.JOIN, Kind.MODE, Kind.TOPIC)]
+    assert shown[0].kind == Kind.JOIN and {e.source.protocol for e in shown[1:]} == {"server"}
+    assert [c for e in shown if e.kind == Kind.MODE for c in e.data["changes"]] == [
+        ("-s", None), ("+t", None), ("-k", "*"), ("-l", None), ("-b", "*!*@bad.example"), ("-e", "*!*@good.example")]
+    assert [(e.source.protocol, e.text) for e in shown if e.kind == Kind.TOPIC] == [("server", "")]
+    await until(lambda: claims.get("#r") is not None)  # claimed anew, by one node
+    b.hub.part(carol, "#r")
     await until(lambda: claims == {} and "#r" not in a.hub.rooms)
 
 

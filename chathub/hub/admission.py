@@ -76,6 +76,9 @@ SPOKE_PRIVILEGES, SPOKE_MODERATED, SPOKE_EXCEPTED = "privileges", "moderated", "
 #: every node forgets in the same order): a message is numbered soon after its node's
 #: position, so only the last few changes ever fall between the two
 CHANGES_LIMIT = 256
+#: room ends remembered (``Admission.ended``): a node's JOIN is numbered moments after the
+#: position it was checked at, so only the newest ends ever fall between the two
+ENDS_KEPT = 1024
 #: the mode changes that can take a member's voice away, or give it back
 _SPEAKING_MODES = frozenset("mbevo")
 #: what a recorded join or leave changed (in the numbered order, in its node's copy)
@@ -170,6 +173,11 @@ class Admission:
         #: called with a room's conversation when its end stands at its number (the hub's
         #: claims of room names: ``RoomClaims.confirm``)
         self.on_end: Callable[[str], None] = lambda conv: None
+        #: the rooms whose end stood at its number lately, with that number (the latest
+        #: ``ENDS_KEPT``): a node whose own JOIN, checked before it had applied the end, is
+        #: numbered after it knows its copy of the room is not the room the others have
+        #: (``ChatHub.admit``)
+        self.ended: OrderedDict[str, int] = OrderedDict()
 
     def check(self, conv: str, seq: int, event: Event) -> Optional[errors.HubError]:
         """Check ``event``, numbered ``seq`` in room conversation ``conv``, and take in what
@@ -191,6 +199,11 @@ class Admission:
             # is not taken for one racing the old room's +i, key or bans
             self.rooms.pop(conv, None)
             self.joins.pop(conv, None)
+            ended = self.ended
+            ended[conv] = seq
+            ended.move_to_end(conv)
+            if len(ended) > ENDS_KEPT:
+                ended.popitem(last=False)
             self.on_end(conv)
             return None
         if order is None:

@@ -155,3 +155,21 @@ def _list_entry(
         return None
     entries.remove(existing[0])
     return change[:2], existing[0].mask
+
+
+def reset_room(room: Room) -> list[Change]:
+    """Put ``room`` back to a new room's state (``Room``'s own: ``+nt``, no key, limit, mask
+    lists or invitations; its topic and members are the caller's) and return the mode
+    changes that took, as ``apply_room_modes`` gives them (``-k`` with ``*``)."""
+    fresh = Room(room.name)
+    changes: list[Change] = [("-" + letter, None) for letter in sorted(room.modes - fresh.modes)]
+    changes += [("+" + letter, None) for letter in sorted(fresh.modes - room.modes)]
+    if room.key is not None:
+        changes.append(("-k", "*"))
+    if room.limit is not None:
+        changes.append(("-l", None))
+    for letter, attribute in LIST_MODES.items():
+        changes += [("-" + letter, entry.mask) for entry in getattr(room, attribute)]
+    room.modes, room.key, room.limit = fresh.modes, None, None
+    room.bans, room.excepts, room.invex, room.invited = [], [], [], set()
+    return changes

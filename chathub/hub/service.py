@@ -59,7 +59,7 @@ from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import KICKED_SESSION, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
-from chathub.hub.roommodes import apply_room_modes
+from chathub.hub.roommodes import apply_room_modes, reset_room
 from chathub.hub.rooms import Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
 from chathub.hub.storage import as_hub_error
@@ -173,6 +173,9 @@ class _NoAccounts:
         return defer.succeed(0)
 
 
+#: mode changes in one MODE event a node shows when its copy of a room takes a new room's
+#: state (``_joined_an_ended_copy``): as many parameters as one IRC MODE line carries
+RESET_CHANGES_PER_EVENT = 4
 #: room names a ``founded`` item (a guest's room registered at its login on another node)
 #: named before this node had the room, kept until the room's JOIN makes it here
 EARLY_FOUNDED = 1000
@@ -2238,6 +2241,8 @@ class ChatHub(service.Service):
             self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
             return True
         if refusal is None:
+            if own and event.kind == Kind.JOIN:
+                self._joined_an_ended_copy(conv, seq, event)
             return True
         if own:
             self._voided[event.id] = refusal
@@ -2248,6 +2253,44 @@ class ChatHub(service.Service):
                 lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
                                         why=f.getErrorMessage()))
         return False
+
+    def _joined_an_ended_copy(self, conv: str, seq: int, event: Event) -> None:
+        """This node's JOIN of room ``conv``, numbered ``seq``, joined a copy that had not
+        applied the room's end numbered before it (the last member parting on another node
+        at that moment): every other node makes the room anew from this JOIN (``Room``'s
+        state: ``+nt``, no topic, key, limit or lists), so this copy takes that state too,
+        and its members here are told what changed (the joiner was shown the old room's).
+        A JOIN that made the room here (it carries the name's claim) is a new room already."""
+        ended = self.admission.ended.get(conv)
+        seen = event.data.get(JOIN_SEEN)
+        if ended is None or type(seen) is not int or not seen < ended < seq or ROOM_CLAIM in event.data:
+            return
+        del self.admission.ended[conv]  # once: a second joiner of that moment joined the same room
+        room = self.rooms.get(conv)
+        if room is None or room.persistent:
+            return
+        changes = reset_room(room)
+        topic = room.topic
+        room.topic, room.topic_setter, room.topic_time = "", "", 0.0
+        if self.room_claims is not None and room.claim is not None:
+            room.claim = None  # the old room's, given back at its end
+            self.room_claims.rebuilt(room)  # as every other node does with this JOIN
+        self.log.info("room {room} ended at number {ended} before {nick} joined it here: made anew",
+                      room=room.name, ended=ended, nick=event.source.nick)
+        if not changes and not topic:
+            return
+
+        def tell() -> None:
+            if self.rooms.get(conv) is not room:
+                return
+            # a few changes an event, as one MODE command could carry them
+            for start in range(0, len(changes), RESET_CHANGES_PER_EVENT):
+                self._deliver_now(self.ids.make(Kind.MODE, self.server_source, room.name, data={
+                    "changes": changes[start : start + RESET_CHANGES_PER_EVENT]}), room.recipients())
+            if topic:
+                self._deliver_now(self.ids.make(Kind.TOPIC, self.server_source, room.name, ""), room.recipients())
+
+        self.after_delivery(tell)  # after the JOIN itself
 
     def _void_own(self, actor: Optional[User], event: Event, refusal: errors.HubError,
                   receipt: Optional[Receipt]) -> None:
