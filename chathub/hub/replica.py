@@ -226,8 +226,9 @@ class RemoteRooms:
         if setter is None:
             return
         members: dict[str, User] = {**self.hub.users, **self.users}
-        # checked at the setter's node; here a change this copy cannot apply is skipped
-        apply_room_modes(setter, room, changes, members, self.hub.config)
+        # checked at the setter's node; here a change this copy cannot apply is skipped (a
+        # list entry past the bound is not: that node counted its copy's entries)
+        apply_room_modes(setter, room, changes, members, self.hub.config, counted=False)
         self.hub.room_changed(room)
         self.publish(event, room.recipients())
 

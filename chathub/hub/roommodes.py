@@ -27,13 +27,19 @@ MAX_KEY_LENGTH = 23
 
 
 def apply_room_modes(
-    setter: User, room: Room, changes: Sequence[Change], users: Mapping[str, User], config: Config
+    setter: User, room: Room, changes: Sequence[Change], users: Mapping[str, User], config: Config,
+    counted: bool = True,
 ) -> tuple[list[Change], list[errors.HubError]]:
     """Apply ``changes`` to ``room`` on behalf of ``setter`` (one of its operators).
 
     ``users`` (folded nick -> user) tells a nick nobody holds from one not in the room;
     ``config`` bounds the mask lists. Returns the changes applied, each with the parameter
     to show (None for flags), and one error per change refused.
+
+    ``counted=False``: a change checked already, against the copy of the room on the node
+    where it was asked (a cluster's): a list entry is added however long the list is here.
+    This copy may hold that node's entries and this one's of the same moment, each node's
+    within the bound; refusing the other's would keep different lists on the two nodes.
     """
     applied: list[Change] = []
     refused: list[errors.HubError] = []
@@ -49,7 +55,7 @@ def apply_room_modes(
             elif letter in LIMIT_MODES:
                 done = _limit(room, change, arg)
             elif letter in LIST_MODES:
-                done = _list_entry(setter, room, change, arg, config)
+                done = _list_entry(setter, room, change, arg, config, counted)
             else:
                 raise errors.UnknownMode(letter)
         except errors.HubError as e:
@@ -124,7 +130,7 @@ def _limit(room: Room, change: str, limit: Optional[str]) -> Optional[Change]:
 
 
 def _list_entry(
-    setter: User, room: Room, change: str, mask: Optional[str], config: Config
+    setter: User, room: Room, change: str, mask: Optional[str], config: Config, counted: bool = True
 ) -> Optional[Change]:
     """``+b mask``, ``-e mask``, ``+I mask``: an entry of a ban, exception or invite-exception
     list. Every entry is matched on every message and join, so the mask length and the
@@ -147,7 +153,7 @@ def _list_entry(
         limit = config.limits.mask_length
         if len(normal) > limit:
             raise errors.BadMask(room.name, letter, mask, f"Mask is too long (at most {limit} characters)")
-        if len(entries) >= config.irc.max_bans:
+        if counted and len(entries) >= config.irc.max_bans:
             raise errors.ListFull(room.name, letter, mask)
         entries.append(BanEntry(normal, setter.mask, time.time()))
         return change[:2], normal

@@ -60,7 +60,7 @@ from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, p
 from chathub.hub.replica import KICKED_SESSION, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import apply_room_modes, reset_room
-from chathub.hub.rooms import Member, Room
+from chathub.hub.rooms import LIST_MODES, BanEntry, Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
@@ -216,6 +216,23 @@ def _prepare_collector() -> None:
 ROOMS_ANSWER_EVERY = 1.0
 #: asks in a row for a room this node holds only in part (``ChatHub._learn_partial_again``)
 PARTIAL_ASKS = 3
+
+
+def _list_in_number_order(room: Room, changes: Sequence[tuple[str, Any]]) -> bool:
+    """Move the mask-list entries that ``changes`` (a MODE's, at its number) added to the
+    end of their lists, where the numbered order puts them; True when one moved."""
+    moved = False
+    for change, mask in changes:
+        attribute = LIST_MODES.get(change[1:2]) if change[:1] == "+" and isinstance(mask, str) else None
+        if attribute is None:
+            continue
+        entries: list[BanEntry] = getattr(room, attribute)
+        folded = fold(mask)
+        at = next((i for i, entry in enumerate(entries) if fold(entry.mask) == folded), None)
+        if at is not None and at != len(entries) - 1:
+            entries.append(entries.pop(at))
+            moved = True
+    return moved
 
 
 class ChatHub(service.Service):
@@ -2241,8 +2258,12 @@ class ChatHub(service.Service):
             self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
             return True
         if refusal is None:
-            if own and event.kind == Kind.JOIN:
-                self._joined_an_ended_copy(conv, seq, event)
+            if own:
+                kind = event.kind
+                if kind == Kind.JOIN:
+                    self._joined_an_ended_copy(conv, seq, event)
+                elif kind == Kind.TOPIC or kind == Kind.MODE:
+                    self._own_change_at_its_number(conv, event)
             return True
         if own:
             self._voided[event.id] = refusal
@@ -2253,6 +2274,41 @@ class ChatHub(service.Service):
                 lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
                                         why=f.getErrorMessage()))
         return False
+
+    def _own_change_at_its_number(self, conv: str, event: Event) -> None:
+        """This node's TOPIC or MODE of room ``conv`` reached its number. It was applied
+        here when asked, ahead of that number, and another node's change of the same moment,
+        numbered before it, was applied over it since (two topics, two keys, a ``-b`` and a
+        ``+b`` of one mask): every other node applies the two in number order, this one
+        applied them the other way round, and the copies kept different topics and keys.
+        Applied again now, so this copy too ends as the numbered order does (nothing is
+        shown: the event itself is shown at this number, after the other one)."""
+        room = self.rooms.get(conv)
+        if room is None:
+            return
+        source = event.source
+        if event.kind == Kind.TOPIC:
+            if (room.topic, room.topic_setter, room.topic_time) == (event.text, source.mask, event.time):
+                return  # nothing came between: nearly always
+            room.topic, room.topic_setter, room.topic_time = event.text, source.mask, event.time
+        else:
+            setter = self.users.get(fold(source.nick))
+            if setter is None or (source.session and setter.session != source.session):
+                # renamed since (or gone): the member of that connection, if still in the room
+                setter = next((m.user for m in room.members.values() if m.user.session == source.session), None)
+            if setter is None:
+                return
+            changes = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
+            applied, _ = apply_room_modes(setter, room, changes, self._everyone(), self.config, counted=False)
+            # a list entry added here stands after those of the changes numbered before it
+            # (another node's entries of the same moment, applied since, are listed first)
+            moved = _list_in_number_order(room, changes)
+            if not applied and not moved:
+                return  # nothing came between: nearly always
+        self.log.info("{kind} {id} of {nick} in {room} applied again at its number (another node's change "
+                      "of the same moment, numbered before it, was applied over it)", kind=event.kind,
+                      id=event.id, nick=source.nick, room=room.name)
+        self._lifetimes.update(room)
 
     def _joined_an_ended_copy(self, conv: str, seq: int, event: Event) -> None:
         """This node's JOIN of room ``conv``, numbered ``seq``, joined a copy that had not
