@@ -1082,7 +1082,8 @@ class ChatHub(service.Service):
                 and valid_room_name(name, self.config.limits.room_name_length))
 
     def claim_and_join(
-        self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None
+        self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None,
+        joined: Optional[list[Event]] = None,
     ) -> Deferred[Optional[Room]]:
         """``join``, after claiming the name across the cluster when the room is new here
         (``chathub.hub.roomclaims``): the node granted the claim makes the room, a node
@@ -1091,7 +1092,7 @@ class ChatHub(service.Service):
         it runs now (the Deferred has fired)."""
         claims = self.room_claims
         if claims is None or not self.claims_room(name):
-            return defer.maybeDeferred(self.join, user, name, key, receipt)
+            return defer.maybeDeferred(self.join, user, name, key, receipt, joined=joined)
         try:
             # local refusals need no round trip, nor hold the name meanwhile
             self._check_present(user)
@@ -1109,7 +1110,7 @@ class ChatHub(service.Service):
                 self._check_present(user)
                 raise errors.RoomUnavailable(name)
             try:
-                return self.join(user, name, key, receipt, claim=token)
+                return self.join(user, name, key, receipt, claim=token, joined=joined)
             except Exception:
                 if token is not None and (folded not in self.rooms or self.rooms[folded].claim != token):
                     claims.release(folded, token)  # no room was made with it
@@ -1120,11 +1121,13 @@ class ChatHub(service.Service):
 
     def join(
         self, user: User, name: str, key: Optional[str] = None, receipt: Optional[Receipt] = None,
-        claim: Optional[str] = None,
+        claim: Optional[str] = None, joined: Optional[list[Event]] = None,
     ) -> Optional[Room]:
         """Put ``user`` in room ``name``, creating it (with ``user`` as operator) if new.
 
-        Returns the room, or None when the user was already in it. In a cluster the join
+        Returns the room, or None when the user was already in it. ``joined``, when given,
+        gets the JOIN event (its id and time are the ones history keeps: a protocol that
+        shows the joiner its own JOIN shows those). In a cluster the join
         may still be found void at its number (``admit``: a ``+i`` another node set at the
         same moment): ``receipt`` records that, or the user gets a notice, and is out again.
         A new room of a cluster is made with the token of its name's ``claim``
@@ -1189,6 +1192,8 @@ class ChatHub(service.Service):
             if excepted:
                 data[SPOKE_EXCEPTED] = excepted
         event = self._event(Kind.JOIN, user, room.name, data=data)
+        if joined is not None:
+            joined.append(event)
         self._publish(event, room.recipients(), user, rooms=[room.folded], receipt=receipt)
         if self.account_rooms is not None:
             self.account_rooms.joined(user.account, room.name, room.key)
@@ -2483,10 +2488,15 @@ class ChatHub(service.Service):
         past = self.whowas(target)
         return past[0].party if past else fold(target)
 
-    def recent_history(self, user: User, target: str, limit: int) -> Deferred[list[Event]]:
-        """The last ``limit`` chat events of a room or private conversation, oldest first."""
+    def recent_history(
+        self, user: User, target: str, limit: int, before: Optional[float] = None
+    ) -> Deferred[list[Event]]:
+        """The last ``limit`` chat events of a room or private conversation, oldest first
+        (with ``before``, a time: the last ones before it)."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
+        if before is not None:
+            return self.history(user, "before", target, ("timestamp", before), limit=limit, kinds=CHAT_KINDS)
         return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
 
     def history(

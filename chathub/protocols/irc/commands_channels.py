@@ -5,11 +5,12 @@ request, call the hub and show the outcome; a refusal comes back as a ``HubError
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 from twisted.internet import defer
 
-from chathub.events import Kind
+from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.masks import mask_matches
 from chathub.hub.modes import parse_room_modes
@@ -71,37 +72,41 @@ def _join_from(session, rb, names: list[str], keys: list[str], start: int) -> Op
         # in a cluster the join may be found void at its number (a +i set on another node
         # at the same moment): the answer waits for that, and is the refusal instead
         receipt = Receipt() if hub.cluster is not None else None
+        joined: list[Event] = []  # the hub's JOIN: its id and time are history's
         if hub.claims_room(name):
-            d = hub.claim_and_join(user, name, key, receipt=receipt)
-            d.addCallbacks(_answer_join, session._command_failed, callbackArgs=(session, rb, receipt),
+            d = hub.claim_and_join(user, name, key, receipt=receipt, joined=joined)
+            d.addCallbacks(_answer_join, session._command_failed, callbackArgs=(session, rb, receipt, joined),
                            errbackArgs=("JOIN", rb))
             return d.addCallback(lambda _, i=i: _join_from(session, rb, names, keys, i + 1))
         try:
-            room = hub.join(user, name, key, receipt=receipt)
+            room = hub.join(user, name, key, receipt=receipt, joined=joined)
         except errors.HubError as e:
             session.hub_error(rb, e)
             continue
-        _answer_join(room, session, rb, receipt)
+        _answer_join(room, session, rb, receipt, joined)
     return None
 
 
-def _answer_join(room, session, rb, receipt: Optional[Receipt]) -> None:
+def _answer_join(room, session, rb, receipt: Optional[Receipt], joined: list[Event]) -> None:
     if room is None:
         return  # already there: nothing to say
     start = len(rb.messages)
-    show_joined(session, room, rb, receipt)
+    show_joined(session, room, rb, receipt, joined[-1] if joined else None)
     if receipt is not None:
         answer = rb.messages[start:]
         del rb.messages[start:]
         rb.later(lambda answer=answer, r=receipt: _joined(session, answer, r))
 
 
-def show_joined(session, room, rb, receipt: Optional[Receipt] = None) -> None:
+def show_joined(session, room, rb, receipt: Optional[Receipt] = None, joined: Optional[Event] = None) -> None:
     """This client's JOIN of ``room`` and what follows it (topic, names, read marker,
-    metadata, replay): after its own JOIN (with its ``receipt`` in a cluster, where the join
-    may be found void), or for each room of the user a session joins as one more session
-    (``[auth] multiclient``)."""
-    event = own_event(session, Kind.JOIN, room.name, data={"account": session.user.account})
+    metadata, replay): after its own JOIN ``joined``, the hub's (with its ``receipt`` in a
+    cluster, where the join may be found void), its msgid and time the ones history and the
+    other members have; or for each room of the user a session joins as one more session
+    (``[auth] multiclient``), where there is no JOIN of its own."""
+    data = {"account": session.user.account}
+    event = (replace(joined, data=data) if joined is not None
+             else own_event(session, Kind.JOIN, room.name, data=data))
     rb.add(session.render_own(event))
     if room.topic:
         topic_numerics(session, room, rb)
@@ -109,7 +114,7 @@ def show_joined(session, room, rb, receipt: Optional[Receipt] = None) -> None:
     markread_on_join(session, room, rb)
     rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
     metadata_on_join(session, room, rb)
-    replay_on_join(session, room.name, event.id, rb, receipt)
+    replay_on_join(session, room.name, event.id, event.time, rb, receipt)
 
 
 def _joined(session, answer: list, receipt: Receipt) -> list[Message]:

@@ -184,10 +184,14 @@ def _batch(session, batch_params: list[str], lines: list[Message]) -> list[Messa
     ]
 
 
-def replay_on_join(session, name: str, joined_id: str, rb, receipt: Optional[Receipt] = None) -> None:
-    """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id``), the room's last
-    ``[history] join_replay`` chat lines: in a ``chathistory`` batch with their times for a
-    client with ``batch`` and ``server-time``, else as plain lines whose text starts with
+def replay_on_join(session, name: str, joined_id: str, joined_at: float, rb,
+                   receipt: Optional[Receipt] = None) -> None:
+    """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id`` and time
+    ``joined_at``), the room's last ``[history] join_replay`` chat lines before it (read
+    as history's BEFORE that time: the latest lines, read once the join is answered, may
+    all be later ones in a busy room, and the replay came out short or empty): in a
+    ``chathistory`` batch with their times for a client with ``batch`` and
+    ``server-time``, else as plain lines whose text starts with
     the time. Skipped with ``[irc] join_replay`` off and for clients that negotiated
     ``draft/chathistory``: they ask for what they want (CHATHISTORY LATEST) and would
     otherwise get every line twice. With the join's ``receipt`` (a cluster's join, checked
@@ -233,7 +237,7 @@ def replay_on_join(session, name: str, joined_id: str, rb, receipt: Optional[Rec
             state["place"] = session.output_slot()
 
     rb.after_flush(written)
-    hub.recent_history(session.user, name, limit).addCallbacks(replay, failed)
+    hub.recent_history(session.user, name, limit, before=joined_at).addCallbacks(replay, failed)
 
 
 def _replay_lines(session, name: str, events) -> list[Message]:
