@@ -297,8 +297,8 @@ async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
     reads: list = []
     real = b.hub.recent_history
 
-    def recorded(user, target, limit):
-        reads.append(real(user, target, limit))
+    def recorded(user, target, limit, before=None):
+        reads.append(real(user, target, limit, before))
         return reads[-1]
 
     b.hub.recent_history = recorded

@@ -74,3 +74,30 @@ async def test_accounts_in_the_room_follow_it(store_factory):
     # a change of case only renames the entries
     await store.rename_room("#new", "#NEW")
     assert await store.account_rooms("bob") == [("#NEW", "s3cret"), ("#other", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_rename_stays_at_its_number_in_the_old_conversation(store_factory):
+    """The RENAME, stored under the old name just before the history moves, stays there at
+    its number (a copy of it ends the moved history of the new name), and so does what was
+    numbered under the old name after it: a cluster node reading the old conversation's
+    numbers from the store (a gap) finds the RENAME where it was numbered. Moved with the
+    rest, it was a gap read as nothing: that node passed over it and never renamed its copy
+    of the room."""
+    store = await store_factory()
+    make = EventMaker()
+    before = make.chat("alice", "#old", 2, "before")
+    rename = make.msg("alice", "#old", "moving", kind=Kind.RENAME, data={"new": "#New"})
+    late = make.msg("bob", "#old", "numbered after the rename")  # sent to a copy not renamed yet
+    appends = [store.append(e) for e in [*before, rename]]
+    renamed = store.rename_room("#old", "#New")
+    await defer.gatherResults([*appends, renamed])
+    await store.append(late)
+    old = await store.conversation_range("#old", 0, 10)
+    assert [(seq, e.id) for seq, e in old] == [(3, rename.id), (4, late.id)]
+    new = await store.conversation_range("#new", 0, 10)
+    assert [(seq, e.id) for seq, e in new] == [(1, before[0].id), (2, before[1].id), (3, rename.id)]
+    assert (await store.conversation_heads(["#new"]))["#new"] == 3
+    # the old name's next room shows none of it
+    await store.begin_room("#old")
+    assert texts(await store.latest("bob", "#old", None, 50)) == []

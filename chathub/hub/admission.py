@@ -41,6 +41,7 @@ from typing import Any, Callable, Optional
 from chathub.events import Event, EventIds, Kind
 from chathub.hub import errors
 from chathub.hub.masks import MUTE_EXTBAN, entry_matches, extban
+from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.names import fold, is_room_name
 
 #: removed members remembered per room, oldest forgotten first: a message of a removed
@@ -76,8 +77,8 @@ SPOKE_PRIVILEGES, SPOKE_MODERATED, SPOKE_EXCEPTED = "privileges", "moderated", "
 #: every node forgets in the same order): a message is numbered soon after its node's
 #: position, so only the last few changes ever fall between the two
 CHANGES_LIMIT = 256
-#: room ends remembered (``Admission.ended``): a node's JOIN is numbered moments after the
-#: position it was checked at, so only the newest ends ever fall between the two
+#: room ends and renames remembered (``Admission.ended``, ``Admission.renamed``): what was
+#: sent to a copy that had not applied one is numbered moments after it
 ENDS_KEPT = 1024
 #: the mode changes that can take a member's voice away, or give it back
 _SPEAKING_MODES = frozenset("mbevo")
@@ -178,6 +179,11 @@ class Admission:
         #: numbered after it knows its copy of the room is not the room the others have
         #: (``ChatHub.admit``)
         self.ended: OrderedDict[str, int] = OrderedDict()
+        #: rooms renamed lately (the latest ``ENDS_KEPT``): old name -> the new one. What
+        #: comes after the RENAME under the old name (but a JOIN that makes a room of it
+        #: again) was sent to a copy that had not applied the rename yet: a message is void
+        #: (the room's history, moved to the new name, never holds it), a join too
+        self.renamed: OrderedDict[str, str] = OrderedDict()
 
     def check(self, conv: str, seq: int, event: Event) -> Optional[errors.HubError]:
         """Check ``event``, numbered ``seq`` in room conversation ``conv``, and take in what
@@ -186,6 +192,9 @@ class Admission:
         kind = event.kind
         data = event.data
         if kind in Kind.TEXT_KINDS:
+            renamed = self.renamed.get(conv)
+            if renamed is not None:
+                return errors.CannotSend(event.target, f"Cannot send to room (it was renamed to {renamed})")
             if order is None or data.get(EXTERNAL):
                 return None
             if order.gone and fold(event.source.nick) in order.gone:
@@ -199,13 +208,18 @@ class Admission:
             # is not taken for one racing the old room's +i, key or bans
             self.rooms.pop(conv, None)
             self.joins.pop(conv, None)
-            ended = self.ended
-            ended[conv] = seq
-            ended.move_to_end(conv)
-            if len(ended) > ENDS_KEPT:
-                ended.popitem(last=False)
+            _remember(self.ended, conv, seq)
             self.on_end(conv)
             return None
+        if kind == Kind.RENAME:
+            # the room goes on under its new name (the facts of its order stay with this
+            # one, as before: a rename is rare, and numbered after them)
+            _remember(self.renamed, conv, str(data.get("new", "")) or "?")
+            return None
+        if kind == Kind.JOIN and conv in self.renamed:
+            if ROOM_CLAIM not in data:
+                return errors.NoSuchRoom(event.target, f"No such room (it was renamed to {self.renamed[conv]})")
+            del self.renamed[conv]  # a room made again under the name
         if order is None:
             if kind == Kind.JOIN:
                 self._joined(conv, seq, event)
@@ -469,3 +483,11 @@ def _silenced(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubE
             return errors.CannotSend(event.target, "Cannot send to room (you are muted)")
         return errors.CannotSend(event.target, "Cannot send to room (you are banned)")
     return None
+
+
+def _remember(kept: OrderedDict[str, Any], conv: str, value: Any) -> None:
+    """Keep ``value`` for ``conv`` among the latest ``ENDS_KEPT``."""
+    kept[conv] = value
+    kept.move_to_end(conv)
+    if len(kept) > ENDS_KEPT:
+        kept.popitem(last=False)

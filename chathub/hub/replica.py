@@ -13,6 +13,7 @@ another node sits in a room as a ``User`` whose participant sends nothing
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
@@ -95,8 +96,16 @@ class RemoteRooms:
         """Apply another node's room event, then deliver it to the local members it concerns."""
         kind = event.kind
         handler = _HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, event)
+        if handler is None:
+            return
+        target = event.target
+        if target and fold(target) not in self.hub.rooms and not (kind == Kind.JOIN and ROOM_CLAIM in event.data):
+            # numbered before a rename this node applied ahead of its number (its own): it
+            # is the renamed room's, and shown under its name now
+            room = self.hub.room_named(target)
+            if room is not None:
+                event = replace(event, target=room.name)
+        handler(self, event)
 
     def _room(self, event: Event, create: bool = False) -> Optional[Room]:
         folded = fold(event.target)

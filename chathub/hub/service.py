@@ -173,6 +173,8 @@ class _NoAccounts:
         return defer.succeed(0)
 
 
+#: renamed rooms a cluster node remembers under their old names (``ChatHub.room_named``)
+RENAMES_KEPT = 1024
 #: mode changes in one MODE event a node shows when its copy of a room takes a new room's
 #: state (``_joined_an_ended_copy``): as many parameters as one IRC MODE line carries
 RESET_CHANGES_PER_EVENT = 4
@@ -322,6 +324,8 @@ class ChatHub(service.Service):
         self._on_rename: list[Callable[[Room, str], None]] = []
         #: accounts whose tokens this node revoked while the backplane was down
         self._unannounced_revocations: set[str] = set()
+        #: in a cluster: rooms renamed lately, old folded name -> new (``room_named``)
+        self._renamed_from: OrderedDict[str, str] = OrderedDict()
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -1373,6 +1377,16 @@ class ChatHub(service.Service):
         self.log.info("{nick} renamed {old} to {new}", event="rename", nick=user.nick, old=old_name, new=new)
         return event
 
+    def room_named(self, name: str) -> Optional[Room]:
+        """The room called ``name`` here or, when none is, the one that was, renamed lately
+        (another node's events numbered before the rename still come under its old name to
+        a node that renamed its copy at once, its own rename's node)."""
+        room = self.rooms.get(fold(name))
+        if room is None and self._renamed_from:
+            new = self._renamed_from.get(fold(name))
+            room = self.rooms.get(new) if new is not None else None
+        return room
+
     def _rename(self, room: Room, new: str, claim: Optional[str] = None) -> None:
         """Give ``room`` its new name in every index that holds it (the hub's rooms, each
         member's rooms, invites) and tell whoever asked (``when_room_renamed``); in a
@@ -1386,6 +1400,12 @@ class ChatHub(service.Service):
             room.claim = claim
         room.name, room.folded = new, fold(new)
         self.rooms[room.folded] = room
+        if self.cluster is not None and old_folded != room.folded:
+            renamed = self._renamed_from
+            renamed[old_folded] = room.folded
+            renamed.move_to_end(old_folded)
+            if len(renamed) > RENAMES_KEPT:
+                renamed.popitem(last=False)
         if self.room_claims is not None:
             self.room_claims.made(room)
         for member in room.members.values():
@@ -1727,9 +1747,11 @@ class ChatHub(service.Service):
             return
         target = event.target
         if is_room_name(target):
-            room = self.rooms.get(fold(target))
+            room = self.room_named(target)
             if room is None:
                 return
+            if room.folded != fold(target):  # renamed here ahead of the rename's number
+                event = dataclasses.replace(event, target=room.name)
             recipients: Sequence[User] = room.recipients()
             prefix = event.data.get(STATUSMSG) if event.data else None
             if prefix:
@@ -2253,7 +2275,8 @@ class ChatHub(service.Service):
         waits for it); this node's own is not shown and its sender is told, when the
         outbox reaches it (``_void_own``). Never raises: a check that fails admits (the
         relay calls this for every event, with nothing around it)."""
-        if event.kind in Kind.TEXT_KINDS and conv not in self.admission.rooms:
+        admission = self.admission
+        if event.kind in Kind.TEXT_KINDS and conv not in admission.rooms and conv not in admission.renamed:
             return True  # every node checks every chat message: nothing of its room's order can void it
         if not is_room_name(conv):
             return True
@@ -2263,12 +2286,14 @@ class ChatHub(service.Service):
             self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
             return True
         if refusal is None:
-            if own:
-                kind = event.kind
-                if kind == Kind.JOIN:
-                    self._joined_an_ended_copy(conv, seq, event)
-                elif kind == Kind.TOPIC or kind == Kind.MODE:
-                    self._own_change_at_its_number(conv, event)
+            if own and event.kind in (Kind.JOIN, Kind.TOPIC, Kind.MODE):
+                try:
+                    if event.kind == Kind.JOIN:
+                        self._joined_an_ended_copy(conv, seq, event)
+                    else:
+                        self._own_change_at_its_number(conv, event)
+                except Exception:  # the event stands: its copy here may differ (logged)
+                    self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
             return True
         if own:
             self._voided[event.id] = refusal
@@ -2358,7 +2383,7 @@ class ChatHub(service.Service):
         """This node's ``event`` is void at its number: nobody is shown it; a join made here
         is undone; the sender is told through ``receipt`` or with a notice."""
         if event.kind == Kind.JOIN and actor is not None:
-            room = self.rooms.get(fold(event.target))
+            room = self.room_named(event.target)
             if room is not None and actor.rooms.get(room.folded) is room:
                 self._leave(actor, room)
                 if self.account_rooms is not None:

@@ -424,11 +424,16 @@ class HistoryStore(SqlDatabase):
         )
 
     def _move_incarnation(self, txn: Cursor, old: Conversation, new: Conversation) -> None:
-        """A room renamed: the rows of ``old``'s current incarnation become ``new``'s,
-        numbered after ``new``'s last number, and ``new``'s incarnation starts before them
-        (what an earlier room of the new name said stays unread); ``old`` keeps its last
-        number (never given twice) and its next room starts after it. Both head rows exist
-        and are locked (``_lock_conversations``)."""
+        """A room renamed: the rows of ``old``'s current incarnation before its RENAME become
+        ``new``'s, numbered after ``new``'s last number, then a copy of the RENAME, and
+        ``new``'s incarnation starts before them (what an earlier room of the new name said
+        stays unread); ``old`` keeps its last number (never given twice) and its next room
+        starts after it. The RENAME itself, and whatever another node numbered after it
+        under the old name (sent to a copy that had not applied it, and found void there),
+        stay in ``old`` at their numbers: a cluster node that reads the old conversation's
+        numbers from the store (a gap) finds the RENAME where it was numbered, and applies
+        it (moved, it was a gap read as nothing, and that node never renamed its copy).
+        Both head rows exist and are locked (``_lock_conversations``)."""
         q = self._q
 
         def one(query: str, key: str) -> int:
@@ -439,17 +444,28 @@ class HistoryStore(SqlDatabase):
         old_last = one("SELECT last_seq FROM conversations WHERE conv = ?", old.key)
         start = one("SELECT after_conv_seq FROM room_incarnations WHERE conv = ?", old.key)
         new_last = one("SELECT last_seq FROM conversations WHERE conv = ?", new.key)
+        rename = self._the_rename(txn, old, new, start)
+        end = rename[0] if rename is not None else old_last + 1  # rows before it move
         # an event shown in both rooms (a quit) has a row in an earlier incarnation of the new
         # name: unread there, and in the way of the moved row (msgid, conv is unique)
         txn.execute(
             q("DELETE FROM conversation_events WHERE conv = ? AND msgid IN "
-              "(SELECT msgid FROM conversation_events WHERE conv = ? AND conv_seq > ?)"),
-            (new.key, old.key, start),
+              "(SELECT msgid FROM conversation_events WHERE conv = ? AND conv_seq > ? AND conv_seq <= ?)"),
+            (new.key, old.key, start, end),
         )
         txn.execute(
-            q("UPDATE conversation_events SET conv = ?, conv_seq = conv_seq - ? + ? WHERE conv = ? AND conv_seq > ?"),
-            (new.key, start, new_last, old.key, start),
+            q("UPDATE conversation_events SET conv = ?, conv_seq = conv_seq - ? + ? "
+              "WHERE conv = ? AND conv_seq > ? AND conv_seq < ?"),
+            (new.key, start, new_last, old.key, start, end),
         )
+        moved_last = new_last + end - 1 - start
+        if rename is not None:
+            seq, msgid, ms, kind, body = rename
+            moved_last += 1
+            txn.execute(
+                q("INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body) VALUES (?, ?, ?, ?, ?, ?)"),
+                (new.key, moved_last, msgid, ms, kind, body),
+            )
         # the moved rows' times never go back, nor do those written after them (``_first_at``);
         # the larger of the two heads' latest times (the new name's may be that of an earlier,
         # unread room: a later time than needed, which only holds the next rows' times up)
@@ -458,7 +474,7 @@ class HistoryStore(SqlDatabase):
                 "UPDATE conversations SET last_seq = ?, last_ms = "
                 "(SELECT MAX(h.last_ms) FROM conversations h WHERE h.conv IN (?, ?)) WHERE conv = ?"
             ),
-            (new_last + old_last - start, old.key, new.key, new.key),
+            (moved_last, old.key, new.key, new.key),
         )
         upsert = q(
             "INSERT INTO room_incarnations (conv, after_conv_seq) VALUES (?, ?) "
@@ -466,6 +482,22 @@ class HistoryStore(SqlDatabase):
         )
         txn.execute(upsert, (new.key, new_last))
         txn.execute(upsert, (old.key, old_last))
+
+    def _the_rename(
+        self, txn: Cursor, old: Conversation, new: Conversation, start: int
+    ) -> Optional[tuple[int, Any, Any, Any, Any]]:
+        """The row (number, msgid, ms, kind, body) of the RENAME of ``old``'s current
+        incarnation (after ``start``) to ``new``, stored just before its history moves; None
+        when there is none (a rename stored by an earlier version, with its history)."""
+        txn.execute(
+            self._q("SELECT conv_seq, msgid, ms, kind, body FROM conversation_events "
+                    "WHERE conv = ? AND conv_seq > ? AND kind = ? ORDER BY conv_seq DESC"),
+            (old.key, start, Kind.RENAME),
+        )
+        for row in txn.fetchall():
+            if fold(str(decode_event(row[4]).data.get("new", ""))) == new.peer_a:
+                return (int(row[0]), row[1], row[2], row[3], row[4])
+        return None
 
     def _write_rows(self, txn: Cursor, items: list[Any], start: int, stop: int, results: list[Any]) -> None:
         # A few multi-row statements for the whole group, not one per event: on SQLite each
