@@ -315,6 +315,47 @@ async def test_an_irc_join_found_void_gets_the_refusal_and_no_replay(nodes):
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_an_irc_joiner_gets_its_join_then_the_replay_then_the_room_live_never_twice(nodes):
+    """erin (IRC, on B) joins #x while A's lines, numbered before her JOIN, are on their way
+    to B: B had put her in its copy of the room at once, so they reached her before her own
+    JOIN line (which waits for its number), and again in the replay (a two-node probe: 4 of
+    9 joins in a busy room). Now what is numbered before the JOIN is in the replay only,
+    what comes after it follows the JOIN's answer, and no line comes twice."""
+    from chathub.auth.portal import build_portal
+    from chathub.protocols.irc import IrcFactory
+    from tests.support import IrcConn
+
+    a, b, gate, (alice, bob, dave), relays = nodes
+    clock = task.Clock()
+    factory = IrcFactory.for_hub(b.hub, build_portal(b.hub, b.hub.config, [], clock=clock), b.hub.config,
+                                 reactor=clock)
+    erin = IrcConn(factory, 40000).register("erin", "batch server-time message-tags")
+    gate.closed = True  # A's lines are on their way to B...
+    for i in range(5):
+        a.hub.send(alice, "#x", f"before{i}")
+    await until(lambda: a.hub.outbox.pending == 0)
+    erin.send("JOIN #x")  # ...when erin joins there: her JOIN is numbered after them
+    await until(lambda: relays[1].conversations["#x"].own_ahead)  # committed, waiting for them
+    a.hub.send(alice, "#x", "after")  # numbered after her JOIN, on its way with them
+    await until(lambda: a.hub.outbox.pending == 0)
+    gate.open()
+    lines = await erin.written("366")
+    await until(lambda: b.hub.outbox.pending == 0)
+    await until(lambda: relays[0].position("#x") == relays[1].position("#x"))
+    erin.send("PING :end")
+    lines += await erin.written("PONG")
+    commands = [m.command for m in lines]
+    assert commands.index("JOIN") < commands.index("PRIVMSG")
+    said = [m.params[-1] for m in lines if m.command == "PRIVMSG"]
+    assert said == [f"before{i}" for i in range(5)] + ["after"]  # the replay's, then live: once each
+    batch = [m for m in lines if m.command == "BATCH"]
+    assert len(batch) == 2 and commands.index("BATCH") < commands.index("PRIVMSG")  # the replay's batch
+    ids = [m.tags["msgid"] for m in lines if m.command == "PRIVMSG"]
+    assert len(set(ids)) == len(ids)
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_node_wants_the_order_of_its_rooms_and_of_its_users_private_talks(nodes):
     """What the relay may forget once idle (``ChatHub.wants_order``): the STATUSMSG audience
     of a room that ended, a private conversation with no party signed on here (a user of

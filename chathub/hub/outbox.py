@@ -28,11 +28,14 @@ class Receipt:
     error, never both.
     """
 
-    __slots__ = ("failure", "refused")
+    __slots__ = ("failure", "refused", "shown")
 
     def __init__(self) -> None:
         self.failure: Optional[Failure] = None  # the first refusal
         self.refused: list[str] = []  # targets of the events that were not stored
+        #: an event of the request was shown (a cluster's JOIN: at its number); what its
+        #: room shows from then on is numbered after it
+        self.shown = False
 
     @property
     def stored(self) -> bool:

@@ -140,8 +140,12 @@ class _HeldEvent:
         event, skip = self.event, self.skip
         if self.each:
             self.hub.deliver_each(event, self.recipients, skip, self.acting)
-            return
-        self.hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, self.acting)
+        else:
+            self.hub.fanout.publish(event, self.recipients, skip, event.kind in BATCHABLE_KINDS, self.acting)
+        if self.receipt is not None:
+            # (once what was published before it is encoded: a change is never batched, so
+            # the fan-out wrote out what it held first)
+            self.receipt.shown = True
 
 
 def status_audience(member: Member, prefix: str) -> bool:
@@ -2514,15 +2518,24 @@ class ChatHub(service.Service):
         return past[0].party if past else fold(target)
 
     def recent_history(
-        self, user: User, target: str, limit: int, before: Optional[float] = None
+        self, user: User, target: str, limit: int, before: Optional[Event] = None
     ) -> Deferred[list[Event]]:
-        """The last ``limit`` chat events of a room or private conversation, oldest first
-        (with ``before``, a time: the last ones before it)."""
+        """The last ``limit`` chat events of a room or private conversation, oldest first;
+        with ``before`` (an event of it, a JOIN), the last ones numbered before it, or, when
+        the store does not hold it yet (a lone node's JOIN is not waited for), before its
+        time."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
-        if before is not None:
-            return self.history(user, "before", target, ("timestamp", before), limit=limit, kinds=CHAT_KINDS)
-        return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
+        if before is None:
+            return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
+        at = before.time
+
+        def not_yet(failure: Failure) -> Deferred[list[Event]]:
+            failure.trap(errors.NoSuchMessage)
+            return self.history(user, "before", target, ("timestamp", at), limit=limit, kinds=CHAT_KINDS)
+
+        d = self.history(user, "before", target, ("msgid", before.id), limit=limit, kinds=CHAT_KINDS)
+        return d.addErrback(not_yet)
 
     def history(
         self,

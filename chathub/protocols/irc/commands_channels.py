@@ -91,7 +91,11 @@ def _answer_join(room, session, rb, receipt: Optional[Receipt], joined: list[Eve
     if room is None:
         return  # already there: nothing to say
     start = len(rb.messages)
+    if receipt is not None:  # answered at its number: the room's lines wait for the answer
+        session.joining(room.folded, receipt)
     show_joined(session, room, rb, receipt, joined[-1] if joined else None)
+    if receipt is not None:  # (after the replay's place, when the replay is still being read)
+        rb.after_flush(lambda folded=room.folded: session.joined(folded))
     if receipt is not None:
         answer = rb.messages[start:]
         del rb.messages[start:]
@@ -114,7 +118,7 @@ def show_joined(session, room, rb, receipt: Optional[Receipt] = None, joined: Op
     markread_on_join(session, room, rb)
     rb.numeric(N.RPL_ENDOFNAMES, room.name, "End of /NAMES list")
     metadata_on_join(session, room, rb)
-    replay_on_join(session, room.name, event.id, event.time, rb, receipt)
+    replay_on_join(session, room.name, event, rb, receipt)
 
 
 def _joined(session, answer: list, receipt: Receipt) -> list[Message]:

@@ -25,7 +25,7 @@ from typing import Literal, Optional, Union, overload
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from chathub.events import REDACTED, Kind, iso_time, parse_iso_time
+from chathub.events import REDACTED, Event, Kind, iso_time, parse_iso_time
 from chathub.hub import errors
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Receipt
@@ -184,12 +184,12 @@ def _batch(session, batch_params: list[str], lines: list[Message]) -> list[Messa
     ]
 
 
-def replay_on_join(session, name: str, joined_id: str, joined_at: float, rb,
-                   receipt: Optional[Receipt] = None) -> None:
-    """After the JOIN of room ``name`` (whose own JOIN has id ``joined_id`` and time
-    ``joined_at``), the room's last ``[history] join_replay`` chat lines before it (read
-    as history's BEFORE that time: the latest lines, read once the join is answered, may
-    all be later ones in a busy room, and the replay came out short or empty): in a
+def replay_on_join(session, name: str, joined: Event, rb, receipt: Optional[Receipt] = None) -> None:
+    """After the JOIN ``joined`` of room ``name``, the room's last ``[history] join_replay``
+    chat lines numbered before it (history's BEFORE that JOIN: the latest lines, read once
+    the join is answered, may all be later ones in a busy room, and the replay came out
+    short or empty; in a cluster, the lines numbered before it are not shown live to the
+    joiner, ``IrcSession.joining``, and come here, whatever their times): in a
     ``chathistory`` batch with their times for a client with ``batch`` and
     ``server-time``, else as plain lines whose text starts with
     the time. Skipped with ``[irc] join_replay`` off and for clients that negotiated
@@ -212,8 +212,7 @@ def replay_on_join(session, name: str, joined_id: str, joined_at: float, rb,
     def replay(events) -> None:
         state["answered"] = True
         try:
-            # a line accepted after the JOIN reached this client live: not replayed again
-            lines = _replay_lines(session, name, [e for e in events if e.id < joined_id])
+            lines = _replay_lines(session, name, events)
         except Exception:
             log.failure("join replay of {room} failed", room=name)
             lines = []  # its place is let go at once: nothing else waits for it
@@ -237,7 +236,7 @@ def replay_on_join(session, name: str, joined_id: str, joined_at: float, rb,
             state["place"] = session.output_slot()
 
     rb.after_flush(written)
-    hub.recent_history(session.user, name, limit, before=joined_at).addCallbacks(replay, failed)
+    hub.recent_history(session.user, name, limit, before=joined).addCallbacks(replay, failed)
 
 
 def _replay_lines(session, name: str, events) -> list[Message]:
