@@ -593,6 +593,24 @@ async def test_messages_of_the_moment_of_a_rename_reach_everyone_or_are_refused(
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_renamed_rooms_old_name_stops_naming_it_once_made_again(nodes):
+    """The renaming node takes what comes late under the old name for the renamed room
+    (``room_named``) only until a room of the old name is made again: events of that room
+    are its own."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    await a.hub.claim_and_rename(alice, "#old", "#new")
+    assert a.hub.room_named("#old") is a.hub.rooms["#new"]
+    await until(lambda: "#new" in b.hub.rooms)
+    await b.hub.claim_and_join(bob, "#old")  # a room of the old name, made on b
+    await until(lambda: "#old" in a.hub.rooms)
+    b.hub.part(bob, "#old")
+    await until(lambda: "#old" not in a.hub.rooms)
+    assert a.hub.room_named("#old") is None
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_rename_into_a_name_this_node_numbered_before_stalls_nothing(nodes):
     """bob talked in #r3 on b, which ended; then he renames #r4 to #r3. #r4's history moves
     into #r3's conversation after its old numbers, and b's next message in #r3 is numbered

@@ -113,6 +113,7 @@ class RemoteRooms:
         if room is None and create:
             room = Room(event.target)  # made at the node where it was joined: within its limits
             self.hub.rooms[folded] = room
+            self.hub.made_again(folded)
             claims = self.hub.room_claims
             if claims is not None:
                 claim = (event.data or {}).get(ROOM_CLAIM)

@@ -1157,6 +1157,7 @@ class ChatHub(service.Service):
         made = room is None
         if room is None:
             room = self._lifetimes.create(user, name)
+            self._renamed_from.pop(room.folded, None)  # the name is this room's now
             member = Member(user, "o")
             if self.room_claims is not None:
                 room.claim = made_with = claim
@@ -1380,6 +1381,11 @@ class ChatHub(service.Service):
         self._lifetimes.renamed(room, old_name)
         self.log.info("{nick} renamed {old} to {new}", event="rename", nick=user.nick, old=old_name, new=new)
         return event
+
+    def made_again(self, folded: str) -> None:
+        """A room of the name ``folded`` was made here again (another node's JOIN): a room
+        renamed from it lately is no longer the room of that name (``room_named``)."""
+        self._renamed_from.pop(folded, None)
 
     def room_named(self, name: str) -> Optional[Room]:
         """The room called ``name`` here or, when none is, the one that was, renamed lately
