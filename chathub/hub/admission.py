@@ -213,8 +213,12 @@ class Admission:
             return None
         if kind == Kind.RENAME:
             # the room goes on under its new name (the facts of its order stay with this
-            # one, as before: a rename is rare, and numbered after them)
-            _remember(self.renamed, conv, str(data.get("new", "")) or "?")
+            # one, as before: a rename is rare, and numbered after them); a change of case
+            # keeps the name, and a rename back to a name renamed away lately gives it back
+            new = str(data.get("new", ""))
+            if new and fold(new) != conv:
+                _remember(self.renamed, conv, new)
+                self.renamed.pop(fold(new), None)
             return None
         if kind == Kind.JOIN and conv in self.renamed:
             if ROOM_CLAIM not in data:

@@ -1410,6 +1410,7 @@ class ChatHub(service.Service):
             room.claim = claim
         room.name, room.folded = new, fold(new)
         self.rooms[room.folded] = room
+        self._renamed_from.pop(room.folded, None)  # the name is this room's now
         if self.cluster is not None and old_folded != room.folded:
             renamed = self._renamed_from
             renamed[old_folded] = room.folded
@@ -2287,14 +2288,20 @@ class ChatHub(service.Service):
         relay calls this for every event, with nothing around it)."""
         admission = self.admission
         if event.kind in Kind.TEXT_KINDS and conv not in admission.rooms and conv not in admission.renamed:
-            return True  # every node checks every chat message: nothing of its room's order can void it
-        if not is_room_name(conv):
+            if conv[:1] not in STATUS_PREFIXES or conv[1:] not in admission.renamed:
+                return True  # every node checks every chat message: nothing of its room's order can void it
+            # to a room's operators (``@#room``) under a name it was renamed from: void as
+            # a message to the room is (``Admission.renamed``)
+            refusal: Optional[errors.HubError] = errors.CannotSend(
+                event.target, f"Cannot send to room (it was renamed to {admission.renamed[conv[1:]]})")
+        elif not is_room_name(conv):
             return True
-        try:
-            refusal = self.admission.check(conv, seq, event)
-        except Exception:  # a check that fails admits: every node shows it
-            self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
-            return True
+        else:
+            try:
+                refusal = self.admission.check(conv, seq, event)
+            except Exception:  # a check that fails admits: every node shows it
+                self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
+                return True
         if refusal is None:
             if own and event.kind in (Kind.JOIN, Kind.TOPIC, Kind.MODE):
                 try:
