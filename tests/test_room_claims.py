@@ -618,7 +618,8 @@ async def test_a_rename_into_a_name_this_node_numbered_before_stalls_nothing(nod
     found its own message of #r4 among them, took it for one of its own the store had not
     told it of yet, and waited for that for good, its outbox held behind #r3: every reply
     of the node stopped (a random two-node driver: 2 of 47 seeds). The moved rows are
-    another room's history: passed over, never shown again."""
+    another room's history (moved there by the store, ``moved_history``): passed over,
+    never shown again."""
     a, b, gate, claims = nodes
     alice, bob = a.connect("alice"), b.connect("bob")
     await b.hub.claim_and_join(bob, "#r3")
@@ -627,7 +628,10 @@ async def test_a_rename_into_a_name_this_node_numbered_before_stalls_nothing(nod
     b.hub.part(bob, "#r3")
     await b.hub.claim_and_join(bob, "#r4")
     await a.hub.claim_and_join(alice, "#r4")
-    await until(lambda: "alice" in b.hub.rooms["#r4"].members)
+    carol = b.connect("carol")
+    await b.hub.claim_and_join(carol, "#r4")
+    await until(lambda: {"alice", "carol"} <= set(b.hub.rooms["#r4"].members) and "carol" in a.hub.rooms["#r4"].members)
+    b.hub.quit(carol, "bye")  # b's QUIT, numbered in #r4 (and naming no room)
     b.hub.send(bob, "#r4", "in r4")
     await until(lambda: b.hub.outbox.pending == 0 and said(alice) == [("#r4", "in r4")])
     await b.hub.claim_and_rename(bob, "#r4", "#r3")

@@ -52,7 +52,7 @@ from chathub.counters import LATENCY_BUCKETS, Histogram
 from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
 from chathub.interfaces import IBackplane
-from chathub.names import fold, is_room_name
+from chathub.names import is_room_name
 from chathub.store.interfaces import IStore
 
 #: ``((conversation key, number), ...)``: where one committed event sits
@@ -235,14 +235,6 @@ class GroupForm:
             self._sources.clear()
         self._sources[form] = source
         return source
-
-
-def moved_in(conv: str, event: Event) -> bool:
-    """Whether ``event``, a row of room conversation ``conv``, was numbered in another room's
-    conversation and moved here by a rename (``IStore.rename_room``): a room's events name
-    it (a quit or a nick change, numbered in each room, names none)."""
-    target = event.target
-    return bool(target) and is_room_name(conv) and fold(target) != conv
 
 
 class ClusterRelay:
@@ -729,13 +721,6 @@ class ClusterRelay:
             complete = high if len(rows) < self.fetch_limit else rows[-1][0]
             for seq, event in rows:
                 if seq <= state.delivered or seq in state.own_ahead or seq in state.ahead:
-                    continue
-                if moved_in(conv, event):
-                    # another room's history, moved into this conversation by a rename to
-                    # its name, numbered after what this node had delivered of an earlier
-                    # room of the name: no doorbell told of it, and it was shown as that
-                    # room's (taken for this node's own numbers not told yet, a message of
-                    # its own among them held the conversation, and the node's outbox, for good)
                     continue
                 if self._made_here(event.id):
                     # this node's, committed a moment ago, and the store has not told the

@@ -244,6 +244,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        11,
+        "the numbers a rename moved another room's history to",
+        [
+            # a room renamed to a name: its history is numbered after that name's last
+            # number (``HistoryStore._move_incarnation``). A cluster node reading those
+            # numbers (a gap) passes over them: another room's history, not this one's
+            # events, and no node announced them
+            """CREATE TABLE moved_history (
+                conv TEXT NOT NULL,
+                first_seq {bigint} NOT NULL,
+                last_seq {bigint} NOT NULL,
+                PRIMARY KEY (conv, first_seq)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -262,6 +278,7 @@ TABLES = (
     "account_rooms",
     "read_markers",
     "shared_secrets",
+    "moved_history",
 )
 
 

@@ -231,14 +231,21 @@ class HistoryStore(SqlDatabase):
     ) -> defer.Deferred[list[tuple[int, Event]]]:
         """Events of conversation ``conv`` numbered after ``after_seq`` up to ``up_to``
         (inclusive), oldest first, at most ``limit``: ``[(number, event)]``. Numbers
-        missing from it were pruned by retention (or never held an event)."""
+        missing from it were pruned by retention, hold another room's history that a rename
+        moved there, or never held an event."""
         return self._read(self._range, conv, int(after_seq), int(up_to), int(limit))
 
     def _range(self, txn: Cursor, conv: str, after_seq: int, up_to: int, limit: int) -> list[tuple[int, Event]]:
+        # not the numbers a rename moved another room's history to (``moved_history``): a
+        # node that had numbered an earlier room of the name read them as this room's new
+        # events, showed them again, and took one of its own among them (a quit, numbered
+        # in each room) for one the store had not told it of yet: it waited for that for
+        # good, and its outbox with it (every reply of the node stopped)
         txn.execute(
             self._q(
-                "SELECT conv_seq, body FROM conversation_events WHERE conv = ? AND conv_seq > ? AND conv_seq <= ? "
-                "ORDER BY conv_seq LIMIT ?"
+                "SELECT e.conv_seq, e.body FROM conversation_events e WHERE e.conv = ? AND e.conv_seq > ? "
+                "AND e.conv_seq <= ? AND NOT EXISTS (SELECT 1 FROM moved_history m WHERE m.conv = e.conv "
+                "AND e.conv_seq BETWEEN m.first_seq AND m.last_seq) ORDER BY e.conv_seq LIMIT ?"
             ),
             (conv, after_seq, up_to, limit),
         )
@@ -460,8 +467,15 @@ class HistoryStore(SqlDatabase):
         )
         moved_last = new_last + end - 1 - start
         if rename is not None:
+            moved_last += 1  # with the RENAME's copy
+        if moved_last > new_last:
+            txn.execute(
+                q("INSERT INTO moved_history (conv, first_seq, last_seq) VALUES (?, ?, ?) "
+                  "ON CONFLICT (conv, first_seq) DO UPDATE SET last_seq = excluded.last_seq"),
+                (new.key, new_last + 1, moved_last),
+            )
+        if rename is not None:
             seq, msgid, ms, kind, body = rename
-            moved_last += 1
             txn.execute(
                 q("INSERT INTO conversation_events (conv, conv_seq, msgid, ms, kind, body) VALUES (?, ?, ?, ?, ?, ?)"),
                 (new.key, moved_last, msgid, ms, kind, body),

@@ -89,3 +89,8 @@ class RetentionStore(SqlDatabase):
             "DELETE FROM room_incarnations WHERE NOT EXISTS "
             "(SELECT 1 FROM conversation_events t WHERE t.conv = room_incarnations.conv)"
         )
+        # and a range of moved history, with the last of its rows
+        txn.execute(
+            "DELETE FROM moved_history WHERE NOT EXISTS (SELECT 1 FROM conversation_events t WHERE "
+            "t.conv = moved_history.conv AND t.conv_seq BETWEEN moved_history.first_seq AND moved_history.last_seq)"
+        )
