@@ -544,6 +544,28 @@ async def test_changes_of_the_same_moment_on_two_nodes_end_in_their_numbered_ord
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_nodes_own_change_is_applied_again_only_when_another_nodes_came_between(nodes, captured):
+    """Applied again at its number without one between, a +k brought the key back over the
+    -k made after it until the -k's number (joiners there refused meanwhile)."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    seen: list = []
+    real = a.hub._own_change_at_its_number
+
+    def watching(conv, event):
+        real(conv, event)
+        seen.append((event.data["changes"], a.hub.rooms["#x"].key))
+
+    a.hub._own_change_at_its_number = watching
+    a.hub.change_room_modes(alice, "#x", [("+k", "kx")])
+    a.hub.change_room_modes(alice, "#x", [("-k", None)])
+    await until(lambda: len(seen) == 2)
+    assert seen == [([("+k", "kx")], None), ([("-k", "*")], None)]  # the key never came back
+    assert not captured.matching("applied again")
+    await until(lambda: b.hub.rooms["#x"].key is None and relays[0].position("#x") == relays[1].position("#x"))
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_ban_lists_filled_at_the_same_moment_on_two_nodes_are_the_same_on_both(store_factory):
     """With ``max_bans = 3``, an operator on each node adds three bans at the same moment:
     each node refused the other's against a copy its own filled, so the lists differed and

@@ -111,7 +111,9 @@ class RemoteRooms:
         folded = fold(event.target)
         room = self.hub.rooms.get(folded)
         if room is None and create:
-            room = Room(event.target)  # made at the node where it was joined: within its limits
+            # made at the node where it was joined (within its limits), when its JOIN was
+            # made there: a node's own clock on applying it was later (329 differed by seconds)
+            room = Room(event.target, created=event.time)
             self.hub.rooms[folded] = room
             self.hub.made_again(folded)
             claims = self.hub.room_claims
@@ -222,6 +224,7 @@ class RemoteRooms:
         if room is None:
             return
         room.topic = event.text
+        room.changed_elsewhere += 1
         room.topic_setter = f"{event.source.nick}!{event.source.user}@{event.source.host}"
         room.topic_time = event.time if isinstance(event.time, float) else time.time()
         self.hub.room_changed(room)
@@ -239,6 +242,7 @@ class RemoteRooms:
         # checked at the setter's node; here a change this copy cannot apply is skipped (a
         # list entry past the bound is not: that node counted its copy's entries)
         apply_room_modes(setter, room, changes, members, self.hub.config, counted=False)
+        room.changed_elsewhere += 1
         self.hub.room_changed(room)
         self.publish(event, room.recipients())
 

@@ -88,6 +88,7 @@ class Room:
         "creator",
         "claim",
         "partial",
+        "changed_elsewhere",
         "_recipients",
     )
 
@@ -125,6 +126,10 @@ class Room:
         #: lost): it may lack the members before that JOIN until the other nodes' state of
         #: the room is taken (``ChatHub.learn_rooms``)
         self.partial = False
+        #: in a cluster: how many topic and mode changes of other nodes this copy applied (a
+        #: change of this node's own is applied again at its number only when one came
+        #: between: ``ChatHub._own_change_at_its_number``)
+        self.changed_elsewhere = 0
         self._recipients: Optional[tuple["User", ...]] = None
 
     def __contains__(self, user: "User") -> bool:

@@ -177,6 +177,8 @@ class _NoAccounts:
         return defer.succeed(0)
 
 
+#: a cluster node's own topic and mode changes remembered on their way to their number
+OWN_CHANGES_KEPT = 10_000
 #: renamed rooms a cluster node remembers under their old names (``ChatHub.room_named``)
 RENAMES_KEPT = 1024
 #: mode changes in one MODE event a node shows when its copy of a room takes a new room's
@@ -328,6 +330,9 @@ class ChatHub(service.Service):
         self._on_rename: list[Callable[[Room, str], None]] = []
         #: accounts whose tokens this node revoked while the backplane was down
         self._unannounced_revocations: set[str] = set()
+        #: in a cluster: this node's topic and mode changes on their way to their number,
+        #: with the other nodes' changes their room had applied when made (``_note_own_change``)
+        self._own_changes: OrderedDict[str, int] = OrderedDict()
         #: in a cluster: rooms renamed lately, old folded name -> new (``room_named``)
         self._renamed_from: OrderedDict[str, str] = OrderedDict()
 
@@ -1201,6 +1206,12 @@ class ChatHub(service.Service):
             if excepted:
                 data[SPOKE_EXCEPTED] = excepted
         event = self._event(Kind.JOIN, user, room.name, data=data)
+        if made and self._positions is not None:
+            # as every other node's copy has it (its making JOIN's time: 329 differed by
+            # seconds), and as a registered room's record is matched by (``update_room``)
+            room.created = event.time
+            if room.persistent:
+                self._lifetimes.save(room)
         if joined is not None:
             joined.append(event)
         self._publish(event, room.recipients(), user, rooms=[room.folded], receipt=receipt)
@@ -1303,6 +1314,7 @@ class ChatHub(service.Service):
             raise errors.NotRoomOperator(room.name)
         text = text[: self.config.limits.topic_length]
         event = self._event(Kind.TOPIC, user, room.name, text)
+        self._note_own_change(room, event)
         room.topic = text
         room.topic_setter = user.mask
         room.topic_time = event.time  # the event's: every node of a cluster shows this time
@@ -1548,6 +1560,7 @@ class ChatHub(service.Service):
         applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config)
         if applied:
             event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
+            self._note_own_change(room, event)
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.update(room)
             if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
@@ -2322,6 +2335,17 @@ class ChatHub(service.Service):
                                         why=f.getErrorMessage()))
         return False
 
+    def _note_own_change(self, room: Room, event: Event) -> None:
+        """In a cluster: this node applies ``event``, a TOPIC or MODE of ``room``, now, ahead
+        of its number; how many other nodes' changes the copy had applied by then tells at
+        that number whether one came between (``_own_change_at_its_number``)."""
+        if self._positions is None:
+            return
+        pending = self._own_changes
+        pending[event.id] = room.changed_elsewhere
+        if len(pending) > OWN_CHANGES_KEPT:
+            pending.popitem(last=False)  # a change found void never reaches its number
+
     def _own_change_at_its_number(self, conv: str, event: Event) -> None:
         """This node's TOPIC or MODE of room ``conv`` reached its number. It was applied
         here when asked, ahead of that number, and another node's change of the same moment,
@@ -2330,8 +2354,11 @@ class ChatHub(service.Service):
         applied them the other way round, and the copies kept different topics and keys.
         Applied again now, so this copy too ends as the numbered order does (nothing is
         shown: the event itself is shown at this number, after the other one)."""
+        before = self._own_changes.pop(event.id, None)
         room = self.rooms.get(conv)
-        if room is None:
+        if room is None or before is None or room.changed_elsewhere == before:
+            # nothing of another node's came between (nearly always): re-applying it would
+            # only undo this node's own later changes applied meanwhile (a -k after a +k)
             return
         source = event.source
         if event.kind == Kind.TOPIC:
