@@ -593,6 +593,23 @@ async def test_messages_of_the_moment_of_a_rename_reach_everyone_or_are_refused(
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_rooms_creation_time_is_its_making_joins_on_every_node(nodes):
+    """Each node stamped its copy with its own clock when it applied the making JOIN: IRC's
+    329 differed between nodes by seconds on a busy machine (a random two-node driver)."""
+    a, b, gate, claims = nodes
+    gate.closed = True
+    alice = a.connect("alice")
+    await a.hub.claim_and_join(alice, "#t")
+    await until(lambda: a.hub.outbox.pending == 0)
+    made = a.hub.rooms["#t"].created
+    await task.deferLater(reactor, 1.1, lambda: None)  # b applies the JOIN a second later
+    gate.open()
+    await until(lambda: "#t" in b.hub.rooms)
+    assert b.hub.rooms["#t"].created == made
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_renamed_rooms_old_name_stops_naming_it_once_made_again(nodes):
     """The renaming node takes what comes late under the old name for the renamed room
     (``room_named``) only until a room of the old name is made again: events of that room
