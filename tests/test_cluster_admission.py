@@ -333,6 +333,7 @@ async def test_an_irc_joiner_gets_its_join_then_the_replay_then_the_room_live_ne
     gate.closed = True  # A's lines are on their way to B...
     for i in range(5):
         a.hub.send(alice, "#x", f"before{i}")
+    a.hub.set_topic(alice, "#x", "set before")  # (a change: shown after her JOIN's answer)
     await until(lambda: a.hub.outbox.pending == 0)
     erin.send("JOIN #x")  # ...when erin joins there: her JOIN is numbered after them
     await until(lambda: relays[1].conversations["#x"].own_ahead)  # committed, waiting for them
@@ -352,6 +353,8 @@ async def test_an_irc_joiner_gets_its_join_then_the_replay_then_the_room_live_ne
     assert len(batch) == 2 and commands.index("BATCH") < commands.index("PRIVMSG")  # the replay's batch
     ids = [m.tags["msgid"] for m in lines if m.command == "PRIVMSG"]
     assert len(set(ids)) == len(ids)
+    assert commands.index("366") < commands.index("TOPIC")  # her answer's topic was B's copy's then
+    assert [m.params[-1] for m in lines if m.command == "TOPIC"] == ["set before"]
 
 
 @on_postgres

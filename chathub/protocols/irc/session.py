@@ -162,8 +162,9 @@ class IrcSession:
         self._pending_metadata: Optional[dict[str, str]] = None
         self.client_batch: Optional[ClientBatch] = None  # an open draft/multiline batch
         #: in a cluster, the rooms whose JOIN this client waits to be answered for: folded
-        #: name -> (the join's receipt, the lines of the room that came since it was shown)
-        self._joining: Optional[dict[str, tuple[Receipt, list[bytes]]]] = None
+        #: name -> (the join's receipt, the lines of the room held for after the answer,
+        #: their bytes)
+        self._joining: Optional[dict[str, tuple[Receipt, list[bytes], list[int]]]] = None
 
         self.flood = flood_control(config.irc, clock=reactor.seconds, exempt=exempt_host(config, address))
         # lines waiting (flood control, a login); each line's penalty is charged by dispatch
@@ -263,14 +264,14 @@ class IrcSession:
     def joining(self, folded: str, receipt: Receipt) -> None:
         """This client joined room ``folded`` on a cluster node: the member is in the room
         here at once, its JOIN (and the answer: JOIN, names, replay) waits for its number.
-        Meanwhile the room's lines are encoded for this client alone (``encode``): those
-        shown before the JOIN are numbered before it (the replay's, or history's), not
-        shown live; those after it wait for the answer (``joined``). Before, the client got
+        Meanwhile the room's lines are encoded for this client alone (``encode``): chat
+        shown before the JOIN is numbered before it (the replay's, or history's), not shown
+        live; the rest waits for the answer (``joined``), at most ``[limits] sendq_bytes``. Before, the client got
         the room's lines before its own JOIN line (a two-node probe: 1 to 32 of them, in 4
         of 9 joins in a busy room), and again in the replay."""
         if self._joining is None:
             self._joining = {}
-        self._joining[folded] = (receipt, [])
+        self._joining[folded] = (receipt, [], [0])
         self.format_key = ("joining", id(self))  # one of its own: encoded for it alone
 
     def joined(self, folded: str) -> None:
@@ -284,13 +285,19 @@ class IrcSession:
             self.writer.write(b"".join(entry[1]))
 
     def _while_joining(self, event: Event) -> Optional[bytes]:
-        assert self._joining is not None and self.user is not None
-        receipt, later = self._joining[fold(event.target)]
-        if not receipt.shown or event.source.session == self.user.session and event.kind == Kind.JOIN:
-            return None  # numbered before the JOIN (or the JOIN itself: the answer has it)
+        assert self._joining is not None
+        receipt, later, size = self._joining[fold(event.target)]
+        if not receipt.shown and event.kind in Kind.TEXT_KINDS:
+            return None  # chat numbered before the JOIN: the replay's (or history's)
+        # a change numbered before it (a part, a topic) follows the answer too: its names and
+        # topic are this node's copy's when the JOIN was made
         messages = render_lines(event, self._render_caps, self.server_name)
         if messages:
-            later.append(b"".join([m.to_bytes() for m in messages]))
+            data = b"".join([m.to_bytes() for m in messages])
+            later.append(data)
+            size[0] += len(data)
+            if size[0] > self.server.config.limits.sendq_bytes:
+                self.close("SendQ exceeded")  # as a send queue that long would be
         return None
 
     def deliver(self, event: Event) -> None:
