@@ -319,8 +319,9 @@ async def test_an_irc_joiner_gets_its_join_then_the_replay_then_the_room_live_ne
     """erin (IRC, on B) joins #x while A's lines, numbered before her JOIN, are on their way
     to B: B had put her in its copy of the room at once, so they reached her before her own
     JOIN line (which waits for its number), and again in the replay (a two-node probe: 4 of
-    9 joins in a busy room). Now what is numbered before the JOIN is in the replay only,
-    what comes after it follows the JOIN's answer, and no line comes twice."""
+    9 joins in a busy room). Now the chat numbered before the JOIN is in the replay only, a
+    change numbered before it follows the answer (whose names and topic were B's copy's when
+    she joined), so does what comes after it, and no line comes twice."""
     from chathub.auth.portal import build_portal
     from chathub.protocols.irc import IrcFactory
     from tests.support import IrcConn
