@@ -364,6 +364,36 @@ async def test_a_copy_joined_while_the_room_ended_elsewhere_takes_the_new_rooms_
     await until(lambda: claims == {} and "#r" not in a.hub.rooms)
 
 
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_joined_while_the_room_ended_takes_the_state_of_the_room_made_before_its_join(nodes):
+    """As above, but a user of a makes the room anew (and sets a topic and +m) before carol's
+    JOIN is numbered: that JOIN made the room anew everywhere, and b's copy must take the new
+    room's state there, not at carol's JOIN (which wiped what was set in between)."""
+    a, b, gate, claims = nodes
+    alice, _ = await made_on_a(a, b, "#r")
+    a.hub.set_topic(alice, "#r", "old topic")
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic")
+    gate.closed = True
+    a.hub.part(alice, "#r")
+    quinn = a.connect("quinn")
+    await a.hub.claim_and_join(quinn, "#r")  # made anew on a: its making JOIN, then a key
+    a.hub.set_topic(quinn, "#r", "new topic")
+    a.hub.change_room_modes(quinn, "#r", [("+m", None)])
+    await until(lambda: a.hub.outbox.pending == 0)
+    carol = b.connect("carol")
+    await b.hub.claim_and_join(carol, "#r")  # b's copy still holds alice and the old topic
+    gate.open()
+    await until(lambda: "carol" in a.hub.rooms["#r"].members)
+    await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r"))
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, sorted(room.modes), room.key, members(world, "#r")
+
+    assert state(a) == state(b) == ("new topic", ["m", "n", "t"], None, {"quinn": "o", "carol": ""})
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
     """An account's kept room that ended must be claimed again at login: its JOIN, NAMES

@@ -175,9 +175,9 @@ class Admission:
         #: claims of room names: ``RoomClaims.confirm``)
         self.on_end: Callable[[str], None] = lambda conv: None
         #: the rooms whose end stood at its number lately, with that number (the latest
-        #: ``ENDS_KEPT``): a node whose own JOIN, checked before it had applied the end, is
-        #: numbered after it knows its copy of the room is not the room the others have
-        #: (``ChatHub.admit``)
+        #: ``ENDS_KEPT``): a node whose copy of the room outlives it (a user there joined
+        #: before the node applied the end) knows that copy is not the room the others
+        #: will make at its next JOIN (``ChatHub.admit``)
         self.ended: OrderedDict[str, int] = OrderedDict()
         #: rooms renamed lately (the latest ``ENDS_KEPT``): old name -> the new one. What
         #: comes after the RENAME under the old name (but a JOIN that makes a room of it

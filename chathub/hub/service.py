@@ -179,8 +179,11 @@ class _NoAccounts:
 
 #: a cluster node's own topic and mode changes remembered on their way to their number
 OWN_CHANGES_KEPT = 10_000
-#: renamed rooms a cluster node remembers under their old names (``ChatHub.room_named``)
+#: renamed rooms a cluster node remembers under their old names (``ChatHub.room_named``),
+#: and ended rooms whose copy it held then (``ChatHub._copy_outlived_its_end``)
 RENAMES_KEPT = 1024
+#: the events that take a member out of a room, and may end it
+LEAVING_KINDS = frozenset({Kind.PART, Kind.KICK, Kind.QUIT})
 #: mode changes in one MODE event a node shows when its copy of a room takes a new room's
 #: state (``_joined_an_ended_copy``): as many parameters as one IRC MODE line carries
 RESET_CHANGES_PER_EVENT = 4
@@ -333,6 +336,9 @@ class ChatHub(service.Service):
         #: in a cluster: this node's topic and mode changes on their way to their number,
         #: with the other nodes' changes their room had applied when made (``_note_own_change``)
         self._own_changes: OrderedDict[str, int] = OrderedDict()
+        #: in a cluster: rooms whose end stood at its number while this node held a copy
+        #: (``_copy_outlived_its_end``), until their next JOIN
+        self._outlived: OrderedDict[str, Room] = OrderedDict()
         #: in a cluster: rooms renamed lately, old folded name -> new (``room_named``)
         self._renamed_from: OrderedDict[str, str] = OrderedDict()
 
@@ -2316,14 +2322,17 @@ class ChatHub(service.Service):
                 self.log.failure("checking event {id} at its number failed (it is shown)", id=event.id)
                 return True
         if refusal is None:
-            if own and event.kind in (Kind.JOIN, Kind.TOPIC, Kind.MODE):
-                try:
-                    if event.kind == Kind.JOIN:
+            try:
+                kind = event.kind
+                if kind == Kind.JOIN:
+                    if self._outlived:
                         self._joined_an_ended_copy(conv, seq, event)
-                    else:
-                        self._own_change_at_its_number(conv, event)
-                except Exception:  # the event stands: its copy here may differ (logged)
-                    self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
+                elif own and (kind == Kind.TOPIC or kind == Kind.MODE):
+                    self._own_change_at_its_number(conv, event)
+                elif not own and kind in LEAVING_KINDS and admission.ended.get(conv) == seq:
+                    self._copy_outlived_its_end(conv)
+            except Exception:  # the event stands: its copy here may differ (logged)
+                self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
             return True
         if own:
             self._voided[event.id] = refusal
@@ -2334,6 +2343,20 @@ class ChatHub(service.Service):
                 lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
                                         why=f.getErrorMessage()))
         return False
+
+    def _copy_outlived_its_end(self, conv: str) -> None:
+        """Another node's part, kick or quit ends room ``conv`` at its number (the room's
+        last member there left): this node's copy, which it is about to leave, is the old
+        room's. If it lives on (a user here joined it at that moment), the room's next JOIN
+        makes it anew (``_joined_an_ended_copy``)."""
+        room = self.rooms.get(conv)
+        if room is None:
+            return
+        outlived = self._outlived
+        outlived[conv] = room
+        outlived.move_to_end(conv)
+        if len(outlived) > RENAMES_KEPT:
+            outlived.popitem(last=False)
 
     def _note_own_change(self, room: Room, event: Event) -> None:
         """In a cluster: this node applies ``event``, a TOPIC or MODE of ``room``, now, ahead
@@ -2385,28 +2408,31 @@ class ChatHub(service.Service):
         self._lifetimes.update(room)
 
     def _joined_an_ended_copy(self, conv: str, seq: int, event: Event) -> None:
-        """This node's JOIN of room ``conv``, numbered ``seq``, joined a copy that had not
-        applied the room's end numbered before it (the last member parting on another node
-        at that moment): every other node makes the room anew from this JOIN (``Room``'s
-        state: ``+nt``, no topic, key, limit or lists), so this copy takes that state too,
-        and its members here are told what changed (the joiner was shown the old room's).
-        A JOIN that made the room here (it carries the name's claim) is a new room already."""
-        ended = self.admission.ended.get(conv)
-        seen = event.data.get(JOIN_SEEN)
-        if ended is None or type(seen) is not int or not seen < ended < seq or ROOM_CLAIM in event.data:
-            return
-        del self.admission.ended[conv]  # once: a second joiner of that moment joined the same room
+        """A JOIN of room ``conv``, numbered ``seq``, the first since the room's end stood at
+        its number while this node's copy lived on (a user here joined it before this node
+        applied the end: the last member parting on another node at that moment;
+        ``_copy_outlived_its_end``): every other node makes the room anew from that JOIN
+        (``Room``'s state: ``+nt``, no topic, key, limit or lists), so this copy takes that
+        state too, before the JOIN is applied, and its members here are told what changed
+        (they were shown the old room's). Whichever node's the JOIN is: a JOIN of another
+        node numbered before this node's own made the room anew there first."""
+        stale = self._outlived.pop(conv, None)
         room = self.rooms.get(conv)
-        if room is None or room.persistent:
+        if stale is None or room is not stale or room.persistent:
             return
         changes = reset_room(room)
         topic = room.topic
         room.topic, room.topic_setter, room.topic_time = "", "", 0.0
-        if self.room_claims is not None and room.claim is not None:
-            room.claim = None  # the old room's, given back at its end
-            self.room_claims.rebuilt(room)  # as every other node does with this JOIN
-        self.log.info("room {room} ended at number {ended} before {nick} joined it here: made anew",
-                      room=room.name, ended=ended, nick=event.source.nick)
+        claims = self.room_claims
+        if claims is not None:
+            claim = event.data.get(ROOM_CLAIM)
+            if isinstance(claim, str):  # a making (its node's copy had ended): its claim
+                room.claim = claim
+            elif room.claim is not None:
+                room.claim = None  # the old room's, given back at its end
+                claims.rebuilt(room)  # as every other node does with this JOIN
+        self.log.info("room {room} ended before {nick}'s JOIN {seq}, while a user here was joining it: made anew",
+                      room=room.name, nick=event.source.nick, seq=seq)
         if not changes and not topic:
             return
 
