@@ -353,6 +353,7 @@ async def test_a_copy_joined_while_the_room_ended_elsewhere_takes_the_new_rooms_
 
     assert state(a) == state(b) == ("", ["n", "t"], None, None, [], [], [])
     assert members(a, "#r") == members(b, "#r") == {"carol": ""}
+    assert a.hub.rooms["#r"].created == b.hub.rooms["#r"].created  # her JOIN's time: it made the room
     await until(lambda: any(e.kind == Kind.TOPIC for e in carol.participant.events))
     shown = [e for e in carol.participant.events if e.kind in (Kind.JOIN, Kind.MODE, Kind.TOPIC)]
     assert shown[0].kind == Kind.JOIN and {e.source.protocol for e in shown[1:]} == {"server"}

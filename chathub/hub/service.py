@@ -2423,6 +2423,7 @@ class ChatHub(service.Service):
         changes = reset_room(room)
         topic = room.topic
         room.topic, room.topic_setter, room.topic_time = "", "", 0.0
+        room.created = event.time  # made by this JOIN, as the others' copies were
         claims = self.room_claims
         if claims is not None:
             claim = event.data.get(ROOM_CLAIM)
