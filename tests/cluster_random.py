@@ -1,0 +1,530 @@
+"""A seeded random driver of IRC and telnet clients over two real cluster nodes: JOIN, PART,
+PRIVMSG, NICK, KICK, MODE, TOPIC, INVITE, RENAME, AWAY, QUIT and reconnect on either node,
+then every room's state compared from an observer on each node (NAMES, MODE, TOPIC, the
+mask lists, WHO, LIST). Not part of the suite (its name is not ``test_*``): a tool that found
+node stalls and divergences no fixed test did. Run it by path:
+
+    ZZ_SEEDS=0,1,2 ZZ_STEPS=150 ZZ_MODE=persist .venv/bin/python -m pytest -q -p no:cacheprovider \
+        tests/cluster_random.py
+
+``ZZ_MODE=outsider``: observers sit in no room, so rooms end and are made again. Each seed's
+report (actions, what diverged, each client's lines) goes to ``ZZ_OUT`` (/tmp/zz_rerun); a
+node that stops answering is probed (CPU, a py-spy dump, a fresh sign-on) before failing.
+docs/cluster.md, "limits", lists the races it may still show.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster_support import cluster  # noqa: F401
+from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401
+
+OUT = Path(os.environ.get("ZZ_OUT", "/tmp/zz_rerun"))
+OUT.mkdir(exist_ok=True)
+SEED0 = int(os.environ.get("ZZ_SEED0", "0"))
+NSEEDS = int(os.environ.get("ZZ_NSEEDS", "3"))
+STEPS = int(os.environ.get("ZZ_STEPS", "120"))
+MODE = os.environ.get("ZZ_MODE", "persist")  # persist: observers sit in the base rooms
+BASE = ["#r0", "#r1", "#r2"]
+POOL = ["#r0", "#r1", "#r2", "#r3", "#r4"]
+
+
+class Client:
+    def __init__(self, port: int, name: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.settimeout(None)  # the reader blocks; a quiet spell is not a close
+        self.name = name
+        self.q: "queue.Queue" = queue.Queue()
+        self.closed = False
+        self.why = ""
+        self.all: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    self.why = self.why or "eof"
+                    break
+                buf += chunk
+                while b"\n" in buf:
+                    raw, buf = buf.split(b"\n", 1)
+                    line = raw.rstrip(b"\r").decode("utf-8", "replace")
+                    if line.startswith("PING "):
+                        self.send("PONG " + line[5:])
+                    self.q.put(line)
+        except OSError as e:
+            self.why = self.why or repr(e)
+        self.closed = True
+        self.q.put(None)
+
+    def send(self, line: str):
+        try:
+            self.sock.sendall((line + "\r\n").encode())
+        except OSError:
+            pass
+
+    def get(self, timeout: float):
+        try:
+            line = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.all.append(line)
+        return line
+
+    def drain(self):
+        while True:
+            try:
+                line = self.q.get_nowait()
+            except queue.Empty:
+                return
+            if line is not None:
+                self.all.append(line)
+
+    def expect(self, pattern: str, timeout: float = 40.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.get(max(0.01, deadline - time.monotonic()))
+            if line is None:
+                if self.closed:
+                    raise EOFError(self.name)
+                continue
+            if re.search(pattern, line):
+                return line
+        raise TimeoutError(f"{self.name}: {pattern}; last: {self.all[-10:]}")
+
+    def close(self):
+        self.why = self.why or "local"
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+_mark = [0]
+
+
+def query(c: Client, command: str, timeout: float = 40.0) -> list[str]:
+    _mark[0] += 1
+    m = f"zz{_mark[0]}"
+    c.drain()
+    c.send(command)
+    c.send(f"PING :{m}")
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = c.get(0.5)
+        if line is None:
+            if c.closed:
+                c.drain()
+                raise EOFError(f"{c.name} closed ({c.why}) during {command!r}; last: {c.all[-15:]}")
+            continue
+        if " PONG " in line and m in line:
+            return lines
+        lines.append(line)
+    raise TimeoutError(f"query {command} at {c.name}")
+
+
+def irc_connect(port, nick, name, caps=""):
+    c = Client(port, name)
+    if caps:
+        c.send(f"CAP REQ :{caps}")
+    c.send(f"NICK {nick}")
+    c.send(f"USER {nick} 0 * :{nick}")
+    if caps:
+        c.expect(r" (ACK|NAK) ")
+        c.send("CAP END")
+    line = c.expect(r" (001|433|437) ")
+    if " 001 " not in line:
+        c.close()
+        return None
+    return c
+
+
+def telnet_connect(port, nick, name):
+    c = Client(port, name)
+    c.send(f"/nick {nick}")
+    line = c.expect(rf"you are {nick}|^! ")
+    if not re.search(rf"you are {nick}", line):
+        c.close()
+        return None
+    return c
+
+
+class Actor:
+    def __init__(self, k, kind, cap):
+        self.k = k
+        self.kind = kind  # irc / telnet
+        self.cap = cap
+        self.base = ("i" if kind == "irc" else "t") + str(k)
+        self.nicks = [self.base, self.base + "x", self.base + "y"]
+        self.nick = None
+        self.c = None
+        self.node = None
+
+
+def normalize(lines, me):
+    out = []
+    for line in lines:
+        if line.startswith("@"):
+            line = line.split(" ", 1)[1]
+        parts = line.split(" ")
+        if len(parts) < 3 or not parts[1].isdigit():
+            continue
+        num = parts[1]
+        rest = parts[3:]
+        text = num + " " + " ".join(rest)
+        out.append(text)
+    return out
+
+
+def snapshot(obs: Client, me: str, rooms):
+    snap = {}
+    listed = query(obs, "LIST")
+    ls = sorted(" ".join(l.split(" ")[3:]) for l in listed if " 322 " in l)
+    snap["LIST"] = ls
+    names = set(rooms)
+    for l in ls:
+        names.add(l.split(" ")[0])
+    for r in sorted(names):
+        d = {}
+        nm = query(obs, f"NAMES {r}")
+        members = []
+        sym = []
+        for l in nm:
+            if " 353 " in l:
+                p = l.split(" ")
+                sym.append(p[3])
+                members += l.split(" :", 1)[1].split() if " :" in l else p[5:]
+        d["names"] = sorted(set(sym)) + sorted(members)
+        d["mode"] = [x for x in normalize(query(obs, f"MODE {r}"), me) if x.startswith(("324", "329", "403", "442"))]
+        d["topic"] = [x for x in normalize(query(obs, f"TOPIC {r}"), me) if x[:3] in ("332", "333", "331", "403", "442")]
+        for lm, num in (("b", "367"), ("e", "348"), ("I", "346")):
+            d[lm] = sorted(x for x in normalize(query(obs, f"MODE {r} +{lm}"), me)
+                           if x.startswith((num, "482", "403", "442")))
+        who = []
+        for x in normalize(query(obs, f"WHO {r}"), me):
+            if x.startswith("352"):
+                p = x.split(" ")
+                # 352 #r user host server nick flags :hop real
+                who.append(" ".join(p[1:7]))
+        d["who"] = sorted(who)
+        snap[r] = d
+    return snap
+
+
+def node_errors(cluster):
+    errs = {}
+    for name, node in cluster.nodes.items():
+        bad = [i for i, l in enumerate(node.log) if "Traceback" in l or "Unhandled" in l]
+        if bad:
+            errs[name] = ["\n".join(node.log[max(0, i - 3):i + 25]) for i in bad[:3]]
+    return errs
+
+
+SEEDS = [int(x) for x in os.environ["ZZ_SEEDS"].split(",")] if os.environ.get("ZZ_SEEDS") else list(range(SEED0, SEED0 + NSEEDS))
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random(cluster, seed):  # noqa: F811
+    rng = random.Random(seed)
+    ports = {}
+    for n in ("a", "b"):
+        line, irc = cluster(n)
+        ports[n] = {"telnet": line, "irc": irc}
+    log: list[str] = []
+    clients: list[Client] = []
+
+    def note(s):
+        log.append(f"{time.monotonic():.3f} {s}")
+
+    obs = {}
+    for n in ("a", "b"):
+        c = irc_connect(ports[n]["irc"], f"obs{n}", f"obs{n}", "multi-prefix draft/channel-rename")
+        assert c is not None
+        obs[n] = c
+        clients.append(c)
+    persist = MODE == "persist"
+    if persist:
+        for r in BASE:
+            obs["a"].send(f"JOIN {r}")
+            obs["a"].expect(rf" 366 obsa {r} ")
+        for r in BASE:
+            for _ in range(200):
+                if any(" 322 " in l for l in query(obs["b"], f"LIST {r}")):
+                    break
+                time.sleep(0.05)
+            obs["b"].send(f"JOIN {r}")
+            obs["b"].expect(rf" 366 obsb {r} ")
+            obs["a"].send(f"MODE {r} +o obsb")
+    actors = []
+    k = 0
+    for n in ("a", "b"):
+        for i in range(3):
+            actors.append(Actor(k, "irc", rng.random() < 0.5))
+            k += 1
+        actors.append(Actor(k, "telnet", False))
+        k += 1
+
+    def connect(a: Actor, node):
+        rng.shuffle(a.nicks)
+        for nick in a.nicks + [a.base + "z" + str(rng.randrange(1000))]:
+            note(f"{a.base} tries {nick} on {node}")
+            if a.kind == "irc":
+                c = irc_connect(ports[node]["irc"], nick, nick, "draft/channel-rename" if a.cap else "")
+            else:
+                c = telnet_connect(ports[node]["telnet"], nick, nick)
+            if c is not None:
+                a.c, a.nick, a.node = c, nick, node
+                clients.append(c)
+                note(f"{a.base} connects on {node} as {nick}")
+                return
+        raise AssertionError("no nick")
+
+    for idx, a in enumerate(actors):
+        connect(a, "a" if idx < 4 else "b")
+
+    def nicks():
+        return [a.nick for a in actors if a.nick]
+
+    def rooms_pick():
+        return rng.choice(POOL)
+
+    def mask():
+        a = rng.choice(actors)
+        return rng.choice([f"{a.base}*!*@*", f"{a.nick}!*@*", f"m:{a.base}*"])
+
+    def mode_change(room):
+        choice = rng.choice("iklmntsbeIovXY")
+        sign = rng.choice("+-")
+        if choice == "k":
+            return f"{sign}k k{rng.randrange(3)}"
+        if choice == "l":
+            return f"+l {rng.randrange(2, 9)}" if sign == "+" else "-l"
+        if choice in "beI":
+            return f"{sign}{choice} {mask() if choice == 'b' else mask().replace('m:', '')}"
+        if choice in "ov":
+            return f"{sign}{choice} {rng.choice(nicks())}"
+        if choice == "X":
+            return f"{sign}ov {rng.choice(nicks())} {rng.choice(nicks())}"
+        if choice == "Y":
+            return f"+im-t" if sign == "+" else "-im+t"
+        return f"{sign}{choice}"
+
+    def act(a: Actor):
+        c = a.c
+        r = rooms_pick()
+        w = rng.random()
+        irc = a.kind == "irc"
+        if w < 0.14:
+            key = rng.choice(["", "", " k0", " k1", " k2"])
+            c.send(f"JOIN {r}{key}" if irc else f"/join {r}{key}")
+            return f"JOIN {r}{key}"
+        if w < 0.22:
+            reason = rng.choice(["", " :bye", " :see ya"])
+            c.send(f"PART {r}{reason}" if irc else f"/part {r}{reason.replace(':', '')}")
+            return f"PART {r}{reason}"
+        if w < 0.34:
+            c.send(f"PRIVMSG {r} :hello {rng.randrange(100)}" if irc else f"/msg {r} hi")
+            return f"MSG {r}"
+        if w < 0.40:
+            new = rng.choice([x for x in a.nicks if x != a.nick])
+            c.send(f"NICK {new}" if irc else f"/nick {new}")
+            old, a.nick = a.nick, new
+            return f"NICK {old}->{new}"
+        if w < 0.48:
+            t = rng.choice(nicks())
+            if irc:
+                c.send(f"KICK {r} {t} :out")
+            else:
+                c.send(f"/room {r}")
+                c.send(f"/kick {t} out")
+            return f"KICK {r} {t}"
+        if w < 0.72:
+            m = mode_change(r)
+            c.send(f"MODE {r} {m}" if irc else f"/mode {r} {m}")
+            return f"MODE {r} {m}"
+        if w < 0.78:
+            text = rng.choice(["", "topic one", "topic two", "t3"])
+            if irc:
+                c.send(f"TOPIC {r} :{text}")
+            else:
+                c.send(f"/room {r}")
+                c.send(f"/topic {text}" if text else "/topic")
+            return f"TOPIC {r} {text}"
+        if w < 0.83:
+            t = rng.choice(nicks())
+            c.send(f"INVITE {t} {r}" if irc else f"/invite {t} {r}")
+            return f"INVITE {t} {r}"
+        if w < 0.87:
+            new = rng.choice(POOL)
+            c.send(f"RENAME {r} {new} :moving" if irc else f"/rename {r} {new} moving")
+            return f"RENAME {r} {new}"
+        if w < 0.92:
+            text = rng.choice(["", "lunch", "brb"])
+            if irc:
+                c.send(f"AWAY :{text}" if text else "AWAY")
+            else:
+                c.send(f"/away {text}" if text else "/away")
+            return f"AWAY {text}"
+        # quit and reconnect
+        c.why = "local"
+        c.send("QUIT :later" if irc else "/quit later")
+        time.sleep(rng.choice([0, 0.02, 0.1]))
+        c.close()
+        a.c = None
+        node = rng.choice("ab")
+        note(f"{a.base} ({a.nick}) QUIT")
+        a.nick = None
+        connect(a, node)
+        return f"reconnected on {node}"
+
+    def observer_act():
+        n = rng.choice("ab")
+        c = obs[n]
+        r = rng.choice(BASE)
+        w = rng.random()
+        if w < 0.5:
+            m = f"+{rng.choice('oov')} {rng.choice(nicks())}"
+        elif w < 0.8:
+            m = mode_change(r)
+        else:
+            t = rng.choice(nicks())
+            c.send(f"KICK {r} {t} :obs")
+            return f"obs{n} KICK {r} {t}"
+        c.send(f"MODE {r} {m}")
+        return f"obs{n} MODE {r} {m}"
+
+    # every actor joins a couple of rooms first
+    for a in actors:
+        for r in rng.sample(POOL, 2):
+            a.c.send(f"JOIN {r}" if a.kind == "irc" else f"/join {r}")
+            note(f"{a.base}@{a.node} ({a.nick}) JOIN {r}")
+            time.sleep(0.01)
+
+    def run_steps(rng, actors, persist, observer_act, act, note, clients):
+      for step in range(STEPS):
+        if persist and rng.random() < 0.3:
+            note(observer_act())
+        else:
+            a = rng.choice(actors)
+            what = act(a)
+            note(f"{a.base}@{a.node} ({a.nick}) {what}")
+        if rng.random() < 0.3:  # a burst: one more right away, likely on the other node
+            a = rng.choice(actors)
+            what = act(a)
+            note(f"{a.base}@{a.node} ({a.nick}) {what} [burst]")
+        time.sleep(rng.choice([0, 0, 0.005, 0.02, 0.05]))
+        if step % 10 == 0:
+            for c in clients:
+                c.drain()
+
+    def probe_nodes():
+        import subprocess
+        out = {}
+        for n, node in cluster.nodes.items():
+            pid = node.process.pid
+            def ticks():
+                f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                return int(f[11]) + int(f[12])
+            try:
+                t0 = ticks(); time.sleep(2.0); out[f"cpu ticks/2s {n}"] = ticks() - t0
+                r = subprocess.run([str(Path(__file__).resolve().parents[1] / ".venv/bin/py-spy"), "dump", "--pid", str(pid)],
+                                   capture_output=True, text=True, timeout=60)
+                out[f"pyspy {n}"] = r.stdout[-6000:] + r.stderr[-500:]
+            except Exception as e2:
+                out[f"pyspy {n}"] = repr(e2)
+        for n in "ab":
+            try:
+                query(obs[n], "PING :alive", 20)
+                out[f"obs{n}"] = "answers"
+            except Exception as e2:
+                out[f"obs{n}"] = f"no answer {str(e2)[:200]}"
+            try:
+                t0 = time.monotonic()
+                p = irc_connect(ports[n]["irc"], f"probe{n}{rng.randrange(1000)}", f"probe{n}")
+                out[f"new irc on {n}"] = f"{p is not None} in {time.monotonic() - t0:.1f}s"
+                if p is not None:
+                    clients.append(p)
+                    p.why = "local"
+            except Exception as e2:
+                out[f"new irc on {n}"] = f"failed {str(e2)[:200]}"
+        return out
+
+    def dump(kind, extra):
+        (OUT / f"{MODE}_{seed}_{kind}.json").write_text(json.dumps({"log": log, "errors": node_errors(cluster),
+            "extra": extra,
+            "nodelog": {n: node.log[-600:] for n, node in cluster.nodes.items()},
+            "lines": {f"{i}:{c.name}": c.all for i, c in enumerate(clients)}}, indent=1))
+
+    stage = "steps"
+    try:
+        run_steps(rng, actors, persist, observer_act, act, note, clients)
+        stage = "settle"
+        # settle: every IRC client answers a PING (its commands processed)
+        for a in actors:
+            if a.kind == "irc" and a.c and not a.c.closed:
+                try:
+                    query(a.c, "PING :x")
+                except (TimeoutError, EOFError) as e:
+                    note(f"settle {a.base}: {e!r}")
+                    raise
+        note("settled")
+        stage = "snapshot"
+        snaps = None
+        deadline = time.monotonic() + 40
+        rounds_ = 0
+        while True:
+            rounds_ += 1
+            snaps = {n: snapshot(obs[n], f"obs{n}", POOL) for n in ("a", "b")}
+            if json.dumps(snaps["a"], sort_keys=True) == json.dumps(snaps["b"], sort_keys=True):
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    except Exception as e:
+        note(f"DRIVER EXCEPTION at {stage}: {e!r}"[:3000])
+        extra = probe_nodes()
+        note(f"probes: {extra}")
+        dump("crash", extra)
+        raise
+    same = json.dumps(snaps["a"], sort_keys=True) == json.dumps(snaps["b"], sort_keys=True)
+    errs = node_errors(cluster)
+    closed = [f"{c.name}: {c.why}" for c in clients if c.closed and c.why != "local"]
+    report = {"seed": seed, "same": same, "rounds": rounds_, "errors": errs, "closed": closed,
+              "log": log, "snaps": snaps}
+    diff = {}
+    if not same:
+        for key in sorted(set(snaps["a"]) | set(snaps["b"])):
+            if snaps["a"].get(key) != snaps["b"].get(key):
+                diff[key] = {"a": snaps["a"].get(key), "b": snaps["b"].get(key)}
+        report["diff"] = diff
+    report["actor_lines"] = {a.base: (a.c.all[-60:] if a.c else []) for a in actors}
+    if not same or errs or closed:
+        report["all_lines"] = {f"{i}:{c.name}": c.all for i, c in enumerate(clients)}
+    odd = []
+    for c in clients:
+        for l in c.all:
+            if re.search(r"^ERROR| FAIL |Internal|unexpected|[Ee]rror", l) and "Closing Link" not in l:
+                odd.append(f"{c.name}: {l}")
+    report["odd"] = odd[:50]
+    if not same or errs or closed:
+        report["nodelog"] = {n: node.log[-600:] for n, node in cluster.nodes.items()}
+    (OUT / f"{MODE}_{seed}.json").write_text(json.dumps(report, indent=1))
+    for c in clients:
+        c.close()
+    assert same and not errs and not closed, json.dumps({"diff": diff, "errors": errs, "closed": closed}, indent=1)[:4000]
