@@ -754,3 +754,22 @@ async def test_a_number_below_where_a_rooms_state_was_taken_is_a_duplicate(nodes
             callback(message)
     await say(a, make, ["s8"], room="#s")
     assert b.texts() == ["first", "s2"]  # s1 is in the state taken: not handed over again
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_row_of_its_own_the_store_never_told_of_holds_nothing_for_good(nodes, monkeypatch):
+    """A read of a gap that finds a row of this node's own waits for the store to tell the
+    relay of its commit (a moment after it). A row never told of held the conversation, and
+    with it the node's outbox, for good (a stall of two nodes, cause not found): past
+    ``UNTOLD_WAIT`` it is passed over, and what follows it is delivered."""
+    monkeypatch.setattr(relay_module, "UNTOLD_WAIT", 0.3)
+    a, b, make = await in_touch(nodes)
+    untold = make.msg("a", "#r", "never told")
+    b.mine.add(untold.id)  # b's, as far as b knows, stored without its relay told (by a's store)
+    a.doorbell.transform = lambda message: []  # and no doorbell rings for it
+    await a.store.append(untold)
+    a.doorbell.transform = lambda message: [message]
+    await say(a, make, ["after it"])
+    await until(lambda: b.texts()[-1:] == ["after it"], timeout=10)
+    assert b.texts() == ["first", "after it"]  # the untold row passed over, not shown

@@ -85,6 +85,9 @@ HELD_MOST = 100_000
 
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
+#: the longest a row of this node's own, found in a gap, waits for the store to tell the
+#: relay of its commit before it is passed over (seconds; a commit is told of in milliseconds)
+UNTOLD_WAIT = 10.0
 #: an event older than this when its doorbell rings says nothing of the lag (seconds)
 LAG_PLAUSIBLE = 60.0
 
@@ -94,7 +97,7 @@ class _Conversation:
 
     __slots__ = (
         "delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding", "unshown",
-        "fetched_to", "releasing", "touched", "unseen",
+        "fetched_to", "releasing", "touched", "unseen", "untold",
     )
 
     def __init__(self, delivered: int, floor: int, touched: int) -> None:
@@ -121,6 +124,9 @@ class _Conversation:
         #: a room's order heard of first while the hub held no copy of the room: its making
         #: may have been lost on its way (``begun_unseen``); cleared when its state is taken
         self.unseen = False
+        #: (number, since when) of a row of this node's own that a read of a gap found and
+        #: the store has not told the relay of (``ClusterRelay._fetch``)
+        self.untold: Optional[tuple[int, float]] = None
 
     def waits(self) -> bool:
         """Whether anything of it is still on its way: events waiting, this node's own not
@@ -697,6 +703,25 @@ class ClusterRelay:
         waiting = sum(1 for seq in state.ahead if seq > low) + sum(1 for seq in state.own_ahead if seq > low)
         return waiting < high - low
 
+    def _never_told(self, conv: str, state: _Conversation, seq: int) -> bool:
+        """Whether this node's own row ``seq`` of ``conv``, which a read of a gap found, has
+        waited for the store to tell the relay of it longer than any commit takes
+        (``UNTOLD_WAIT``): the store tells of a commit a moment after it, and a row it never
+        tells of held the conversation, and the node's outbox with it, for good (a stall seen
+        in a random two-node driver and in the rooms benchmark, its cause not found: the row
+        is passed over, as a number pruned, and logged)."""
+        now = self.clock.seconds()
+        untold = state.untold
+        if untold is None or untold[0] != seq:
+            state.untold = (seq, now)
+            return False
+        if now - untold[1] < UNTOLD_WAIT:
+            return False
+        state.untold = None
+        self.log.warn("number {seq} of {conv}, this node's own, was never told of by the store in {wait:g} s: "
+                      "passed over", seq=seq, conv=conv, wait=UNTOLD_WAIT)
+        return True
+
     def _fetch(self, conv: str, state: _Conversation, up_to: Optional[int] = None) -> Optional[Deferred]:
         """Read the numbers missing after ``delivered`` (up to the highest waiting one, or
         ``up_to``) from the store, and deliver them with what waited."""
@@ -723,6 +748,8 @@ class ClusterRelay:
                 if seq <= state.delivered or seq in state.own_ahead or seq in state.ahead:
                     continue
                 if self._made_here(event.id):
+                    if self._never_told(conv, state, seq):
+                        continue  # passed over, as a pruned number
                     # this node's, committed a moment ago, and the store has not told the
                     # relay yet (``_own`` will): nothing after it is known complete
                     complete = seq - 1
