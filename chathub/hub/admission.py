@@ -208,7 +208,7 @@ class Admission:
             # is not taken for one racing the old room's +i, key or bans
             self.rooms.pop(conv, None)
             self.joins.pop(conv, None)
-            _remember(self.ended, conv, seq)
+            remember(self.ended, conv, seq)
             self.on_end(conv)
             return None
         if kind == Kind.RENAME:
@@ -217,7 +217,7 @@ class Admission:
             # keeps the name, and a rename back to a name renamed away lately gives it back
             new = str(data.get("new", ""))
             if new and fold(new) != conv:
-                _remember(self.renamed, conv, new)
+                remember(self.renamed, conv, new)
                 self.renamed.pop(fold(new), None)
             return None
         if kind == Kind.JOIN and conv in self.renamed:
@@ -489,9 +489,9 @@ def _silenced(order: _RoomOrder, seq: int, event: Event) -> Optional[errors.HubE
     return None
 
 
-def _remember(kept: OrderedDict[str, Any], conv: str, value: Any) -> None:
-    """Keep ``value`` for ``conv`` among the latest ``ENDS_KEPT``."""
-    kept[conv] = value
-    kept.move_to_end(conv)
-    if len(kept) > ENDS_KEPT:
+def remember(kept: OrderedDict[str, Any], key: str, value: Any, most: int = ENDS_KEPT) -> None:
+    """Keep ``value`` for ``key`` among the latest ``most`` of ``kept`` (the oldest go)."""
+    kept[key] = value
+    kept.move_to_end(key)
+    if len(kept) > most:
         kept.popitem(last=False)

@@ -48,6 +48,7 @@ from chathub.hub.admission import (
     SPOKE_PRIVILEGES,
     Admission,
     key_digest,
+    remember,
 )
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import ROOM_FOUNDER, RoomLifetimes, persistent_operator, room_record
@@ -1430,11 +1431,7 @@ class ChatHub(service.Service):
         self.rooms[room.folded] = room
         self._renamed_from.pop(room.folded, None)  # the name is this room's now
         if self.cluster is not None and old_folded != room.folded:
-            renamed = self._renamed_from
-            renamed[old_folded] = room.folded
-            renamed.move_to_end(old_folded)
-            if len(renamed) > RENAMES_KEPT:
-                renamed.popitem(last=False)
+            remember(self._renamed_from, old_folded, room.folded, RENAMES_KEPT)
         if self.room_claims is not None:
             self.room_claims.made(room)
         for member in room.members.values():
@@ -2352,11 +2349,7 @@ class ChatHub(service.Service):
         room = self.rooms.get(conv)
         if room is None:
             return
-        outlived = self._outlived
-        outlived[conv] = room
-        outlived.move_to_end(conv)
-        if len(outlived) > RENAMES_KEPT:
-            outlived.popitem(last=False)
+        remember(self._outlived, conv, room, RENAMES_KEPT)
 
     def _note_own_change(self, room: Room, event: Event) -> None:
         """In a cluster: this node applies ``event``, a TOPIC or MODE of ``room``, now, ahead
@@ -2364,10 +2357,8 @@ class ChatHub(service.Service):
         that number whether one came between (``_own_change_at_its_number``)."""
         if self._positions is None:
             return
-        pending = self._own_changes
-        pending[event.id] = room.changed_elsewhere
-        if len(pending) > OWN_CHANGES_KEPT:
-            pending.popitem(last=False)  # a change found void never reaches its number
+        # (bounded: a change found void never reaches its number)
+        remember(self._own_changes, event.id, room.changed_elsewhere, OWN_CHANGES_KEPT)
 
     def _own_change_at_its_number(self, conv: str, event: Event) -> None:
         """This node's TOPIC or MODE of room ``conv`` reached its number. It was applied
