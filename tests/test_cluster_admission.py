@@ -600,6 +600,23 @@ async def test_ban_lists_filled_at_the_same_moment_on_two_nodes_are_the_same_on_
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_list_entry_carries_its_modes_time_on_both_nodes(nodes):
+    """Each node stamped a ban, exception or invite exception with its own clock as it
+    applied it, so across a second's turn the two listed different times (346 ... 1796564319
+    on one node, ...318 on the other: the random two-node driver). Both list the time of
+    the MODE event that set it, the one its members were shown."""
+    a, b, gate, (alice, bob, dave), relays = nodes
+    a.hub.change_room_modes(alice, "#x", [("+I", "t3*!*@*"), ("+b", "evil!*@*")])
+    await until(lambda: Kind.MODE in dave.participant.kinds())
+    (mode,) = [e for e in dave.participant.events if e.kind == Kind.MODE]  # as b's member was shown it
+    for world in (a, b):
+        room = world.hub.rooms["#x"]
+        assert [(e.mask, e.time) for e in room.invex] == [("t3*!*@*", mode.time)]
+        assert [(e.mask, e.time) for e in room.bans] == [("evil!*@*", mode.time)]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_registered_rooms_record_ends_as_the_state_both_nodes_reach(nodes):
     """A registered room is saved whole by the node a change is made on. A topic set on A
     while A's doorbell is late, and a mode set on B meanwhile: B saved its copy (the old

@@ -241,7 +241,7 @@ class RemoteRooms:
         members: dict[str, User] = {**self.hub.users, **self.users}
         # checked at the setter's node; here a change this copy cannot apply is skipped (a
         # list entry past the bound is not: that node counted its copy's entries)
-        apply_room_modes(setter, room, changes, members, self.hub.config, counted=False)
+        apply_room_modes(setter, room, changes, members, self.hub.config, counted=False, at=event.time)
         room.changed_elsewhere += 1
         self.hub.room_changed(room)
         self.publish(event, room.recipients())

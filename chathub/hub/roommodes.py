@@ -28,7 +28,7 @@ MAX_KEY_LENGTH = 23
 
 def apply_room_modes(
     setter: User, room: Room, changes: Sequence[Change], users: Mapping[str, User], config: Config,
-    counted: bool = True,
+    counted: bool = True, at: Optional[float] = None,
 ) -> tuple[list[Change], list[errors.HubError]]:
     """Apply ``changes`` to ``room`` on behalf of ``setter`` (one of its operators).
 
@@ -40,6 +40,10 @@ def apply_room_modes(
     where it was asked (a cluster's): a list entry is added however long the list is here.
     This copy may hold that node's entries and this one's of the same moment, each node's
     within the bound; refusing the other's would keep different lists on the two nodes.
+
+    ``at``: when a list entry is set, the time of the MODE event that carries it, so that
+    every node of a cluster lists the same time (each node's own clock, read as it applied
+    the change, differed by a second across a second's turn: a random two-node driver).
     """
     applied: list[Change] = []
     refused: list[errors.HubError] = []
@@ -55,7 +59,7 @@ def apply_room_modes(
             elif letter in LIMIT_MODES:
                 done = _limit(room, change, arg)
             elif letter in LIST_MODES:
-                done = _list_entry(setter, room, change, arg, config, counted)
+                done = _list_entry(setter, room, change, arg, config, counted, at)
             else:
                 raise errors.UnknownMode(letter)
         except errors.HubError as e:
@@ -130,7 +134,8 @@ def _limit(room: Room, change: str, limit: Optional[str]) -> Optional[Change]:
 
 
 def _list_entry(
-    setter: User, room: Room, change: str, mask: Optional[str], config: Config, counted: bool = True
+    setter: User, room: Room, change: str, mask: Optional[str], config: Config, counted: bool = True,
+    at: Optional[float] = None,
 ) -> Optional[Change]:
     """``+b mask``, ``-e mask``, ``+I mask``: an entry of a ban, exception or invite-exception
     list. Every entry is matched on every message and join, so the mask length and the
@@ -155,7 +160,7 @@ def _list_entry(
             raise errors.BadMask(room.name, letter, mask, f"Mask is too long (at most {limit} characters)")
         if counted and len(entries) >= config.irc.max_bans:
             raise errors.ListFull(room.name, letter, mask)
-        entries.append(BanEntry(normal, setter.mask, time.time()))
+        entries.append(BanEntry(normal, setter.mask, time.time() if at is None else at))
         return change[:2], normal
     if not existing:
         return None

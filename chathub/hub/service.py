@@ -1560,9 +1560,12 @@ class ChatHub(service.Service):
         member = room.members.get(folded)
         if member is None or not member.is_operator:
             raise errors.NotRoomOperator(room.name)
-        applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config)
+        # the event's id and time first: a list entry is listed with the time of the MODE
+        # that sets it, on this node and on every other (``apply_room_modes``)
+        eid, now = self.ids.next()
+        applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config, at=now)
         if applied:
-            event = self._event(Kind.MODE, user, room.name, data={"changes": applied})
+            event = Event(eid, now, Kind.MODE, user.source, room.name, "", None, {"changes": applied})
             self._note_own_change(room, event)
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.update(room)
@@ -2387,7 +2390,8 @@ class ChatHub(service.Service):
             if setter is None:
                 return
             changes = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
-            applied, _ = apply_room_modes(setter, room, changes, self._everyone(), self.config, counted=False)
+            applied, _ = apply_room_modes(setter, room, changes, self._everyone(), self.config, counted=False,
+                                          at=event.time)
             # a list entry added here stands after those of the changes numbered before it
             # (another node's entries of the same moment, applied since, are listed first)
             moved = _list_in_number_order(room, changes)
