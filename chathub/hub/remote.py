@@ -20,6 +20,7 @@ from typing import Any, Iterable, Optional, Protocol
 from zope.interface import implementer
 
 from chathub.events import Event
+from chathub.hub.metadata import read_user_metadata
 from chathub.hub.users import User
 from chathub.interfaces import IParticipant
 from chathub.names import fold
@@ -68,24 +69,29 @@ class RemoteUser:
     #: the real address, shown only to IRC operators (WHOIS 378/338, WHOX ``%i``, USERHOST)
     #: as for a user of their own node; "" when its node did not say
     ip: str = ""
+    #: its draft/metadata-3 values (``chathub.hub.metadata``), as sorted pairs; None for none
+    metadata: Optional[tuple[tuple[str, str], ...]] = None
 
     def to_list(self) -> list[Any]:
         """The plain-data form carried in presence messages (without the node)."""
         return [self.nick, self.user, self.host, self.account, self.realname, self.session, self.away,
-                self.modes, self.protocol, self.signon, self.ip]
+                self.modes, self.protocol, self.signon, self.ip, dict(self.metadata) if self.metadata else None]
 
     @classmethod
     def from_list(cls, node: str, item: list[Any]) -> "RemoteUser":
         nick, user, host, account, realname, session = item[:6]
-        away, modes, protocol, signon, ip = (list(item[6:11]) + [None, "", "remote", 0.0, ""][len(item[6:11]):])
+        away, modes, protocol, signon, ip, metadata = (
+            list(item[6:12]) + [None, "", "remote", 0.0, "", None][len(item[6:12]):]
+        )
         return cls(str(node), str(nick), str(user), str(host), None if account is None else str(account),
                    str(realname), str(session), None if away is None else str(away), str(modes or ""),
-                   str(protocol or "remote"), float(signon or 0.0), str(ip or ""))
+                   str(protocol or "remote"), float(signon or 0.0), str(ip or ""), read_user_metadata(metadata))
 
     def make_user(self) -> User:
         """A ``User`` standing for this user here."""
         user = User(RemoteParticipant(self.node, self.protocol))
         self.update(user)
+        user.metadata = dict(self.metadata) if self.metadata else None
         user.session = self.session
         user.ip = self.ip
         user.set_nick(self.nick)
@@ -104,7 +110,7 @@ class RemoteUser:
 def presence_of(user: Any) -> list[Any]:
     """A local ``User`` in the plain-data form of a ``RemoteUser`` (without the node)."""
     return [user.nick, user.user, user.host, user.account, user.realname, user.session, user.away,
-            "".join(sorted(user.modes)), user.protocol, user.signon, user.ip]
+            "".join(sorted(user.modes)), user.protocol, user.signon, user.ip, user.metadata]
 
 
 class PresenceListener(Protocol):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
 from chathub.events import Event, Kind
 from chathub.hub.lifetimes import ROOM_FOUNDER
+from chathub.hub.metadata import Metadata, read_room_state
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.hub.roommodes import apply_room_modes
@@ -129,7 +130,7 @@ class RemoteRooms:
             founder = (event.data or {}).get(ROOM_FOUNDER)
             # made by an account holder, or registered at its guest maker's login already:
             # kept while empty, as on the node that made it
-            self.hub.registered_by(room, founder if isinstance(founder, str) and founder else None)
+            self.hub.made_elsewhere(room, founder if isinstance(founder, str) and founder else None)
         return room
 
     def _join(self, event: Event) -> None:
@@ -215,7 +216,7 @@ class RemoteRooms:
         if said is None or listed is None or (user.session and said.session != user.session):
             return
         before = RemoteUser.from_list(said.node, presence_of(user))
-        fields = ("user", "host", "account", "realname", "away")
+        fields = ("user", "host", "account", "realname", "away", "metadata")
         if any(getattr(before, f) != getattr(said, f) for f in fields):
             self.hub.remote_changed(listed, before, said, watchers=False)
 
@@ -276,7 +277,7 @@ class RemoteRooms:
                 "key": room.key, "limit": room.limit,
                 "lists": [[[b.mask, b.setter, b.time] for b in bans] for bans in (room.bans, room.excepts, room.invex)],
                 "persistent": room.persistent, "founder": room.founder, "operators": sorted(room.operators),
-                "members": members, "claim": room.claim,
+                "members": members, "claim": room.claim, "metadata": Metadata.room_state(room),
             })
         return rooms
 
@@ -292,7 +293,7 @@ class RemoteRooms:
         KeyError) and changes nothing."""
         read = [_read_room(data, node_id) for data in rooms]
         taken: list[tuple[Room, Optional[int]]] = []
-        for name, created, state, members, seq, claim in read:
+        for name, created, state, members, seq, claim, metadata in read:
             if not wanted(fold(name), seq):
                 continue
             room = self.hub.rooms.get(fold(name))
@@ -309,6 +310,8 @@ class RemoteRooms:
             (room.topic, room.topic_setter, room.topic_time, room.modes, room.key, room.limit, room.bans,
              room.excepts, room.invex, room.persistent, room.founder, room.operators) = state
             self.hub.took_state(room, founder_before)
+            for key, value, when, node in metadata:
+                self.hub.metadata.apply_room(room, key, value, (when, node))
             for said, privileges in members:
                 user = self.users.get(fold(said.nick))
                 if user is None:
@@ -351,10 +354,11 @@ _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {
 
 def _read_room(
     data: Any, node_id: str
-) -> tuple[str, float, tuple[Any, ...], list[tuple[RemoteUser, str]], Any, Optional[str]]:
+) -> tuple[str, float, tuple[Any, ...], list[tuple[RemoteUser, str]], Any, Optional[str],
+           list[tuple[str, Optional[str], float, str]]]:
     """One room of another node's ``snapshot``, read (and checked) without taking it: its
-    name, creation time, state, members (but this node's own earlier ones), position and
-    the claim of its name (None: not known there)."""
+    name, creation time, state, members (but this node's own earlier ones), position, the
+    claim of its name (None: not known there) and its metadata with their stamps."""
     name = str(data["name"])
     topic = (str(data["topic"][0]), str(data["topic"][1]), float(data["topic"][2]))
     lists = [[BanEntry(str(m), str(s), float(t)) for m, s, t in entries] for entries in data["lists"]]
@@ -372,4 +376,6 @@ def _read_room(
     ]
     seq = None if data["seq"] is None else int(data["seq"])
     claim = data.get("claim")
-    return name, float(data["created"]), state, members, seq, claim if isinstance(claim, str) else None
+    metadata = read_room_state(data.get("metadata") or ())  # (none from a node of an earlier version)
+    return (name, float(data["created"]), state, members, seq, claim if isinstance(claim, str) else None,
+            metadata)

@@ -89,6 +89,8 @@ class Room:
         "claim",
         "partial",
         "changed_elsewhere",
+        "metadata",
+        "metadata_stamps",
         "_recipients",
     )
 
@@ -110,6 +112,10 @@ class Room:
         # Persistent rooms are stored, kept while empty and restored after a restart; every
         # other room vanishes with its last member. See chathub.hub.lifetimes and docs/storage.md.
         self.persistent = False
+        #: draft/metadata-3 key -> value, and each key's stamp, set or unset
+        #: (``chathub.hub.metadata``); None when it has none
+        self.metadata: Optional[dict[str, str]] = None
+        self.metadata_stamps: Optional[dict[str, tuple[float, str]]] = None
         #: the folded account that owns a persistent room: ops on join, and only its grants
         #: persist (None on a guest room, and on rooms stored before founders were kept)
         self.founder: Optional[str] = None

@@ -52,6 +52,7 @@ from chathub.hub.admission import (
 )
 from chathub.hub.fanout import Fanout
 from chathub.hub.lifetimes import ROOM_FOUNDER, RoomLifetimes, persistent_operator, room_record
+from chathub.hub.metadata import Metadata, read_room_state
 from chathub.hub.modes import Change
 from chathub.hub.names import RESERVED_NICKS
 from chathub.hub.outbox import Outbox, Receipt, not_stored_text
@@ -194,6 +195,8 @@ EARLY_FOUNDED = 1000
 #: how long such a name is kept (a room whose JOIN never came here is no reason to
 #: register a later room of the name)
 EARLY_FOUNDED_SECONDS = 60.0
+#: metadata items kept for such a room (a room's keys are bounded by the protocol: 50)
+EARLY_METADATA_ITEMS = 128
 
 #: the cyclic garbage collector's thresholds in a running server (``gc.set_threshold``).
 #: With Python's default (a young collection every 700 allocations of containers), a busy
@@ -331,6 +334,9 @@ class ChatHub(service.Service):
         #: in a cluster: rooms registered on another node before this node had them
         #: (``_remote_founded``): folded name -> (the founder's folded account, when)
         self._early_founded: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        #: and the metadata items of such rooms (``_remote_metadata``), with when they came
+        self._early_metadata: OrderedDict[str, tuple[list[tuple[str, Optional[str], float, str]], float]] = (
+            OrderedDict())
         self._on_rename: list[Callable[[Room, str], None]] = []
         #: accounts whose tokens this node revoked while the backplane was down
         self._unannounced_revocations: set[str] = set()
@@ -342,6 +348,8 @@ class ChatHub(service.Service):
         self._outlived: OrderedDict[str, Room] = OrderedDict()
         #: in a cluster: rooms renamed lately, old folded name -> new (``room_named``)
         self._renamed_from: OrderedDict[str, str] = OrderedDict()
+        #: draft/metadata-3 values of users and rooms, and who hears of their changes
+        self.metadata = Metadata(time.time)
 
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
@@ -370,6 +378,10 @@ class ChatHub(service.Service):
         made (``claim_and_join``: ``chathub.hub.roomclaims``)."""
         self.cluster = backplane
         self.remote = RemoteDirectory(backplane.node_id, listener=self)
+        # a user's metadata travels with its presence, a room's as a ``meta`` item
+        self.metadata.node_id = backplane.node_id
+        self.metadata.on_user_change = lambda user: self._announce(["id", presence_of(user)])
+        self.metadata.on_room_change = self._announce
         self._cluster_clock, self._answer_wait = clock, wait
         self._lifetimes.shared = True  # other nodes change and rename the stored rooms too
         if clock is not None:
@@ -440,6 +452,8 @@ class ChatHub(service.Service):
                     self._remote_kill(str(item[1]), str(item[2]), str(item[3]), str(item[4]))
                 elif item[0] == "tokens":
                     self._check_tokens(str(item[1]))
+                elif item[0] == "meta":
+                    self._remote_metadata(item[1], item[2:6])
                 elif item[0] == "hello" and len(item) > 1 and item[1].get("rooms"):
                     rooms_asked = True  # a node that starts
                 elif item[0] == "rooms?":
@@ -454,6 +468,24 @@ class ChatHub(service.Service):
             self._announce(["roster", self.remote.roster(self.users.values())])
         if rooms_asked and self._positions is not None:  # starting or learning: the rooms
             self._answer_rooms()
+
+    def _remote_metadata(self, name: Any, fields: Any) -> None:
+        """Another node changed a key of room ``name``'s metadata (``chathub.hub.metadata``).
+        The item goes out at once, a room's making JOIN once committed: a room not here
+        yet takes it when its JOIN makes it (``made_elsewhere``; as ``_remote_founded``)."""
+        (item,) = read_room_state([fields])
+        room = self.rooms.get(fold(str(name)))
+        if room is not None:
+            self.metadata.apply_room(room, item[0], item[1], (item[2], item[3]))
+            return
+        early = self._early_metadata
+        kept = early.pop(fold(str(name)), None)
+        items = kept[0] if kept is not None else []
+        if len(items) < EARLY_METADATA_ITEMS:
+            items.append(item)
+        early[fold(str(name))] = (items, time.monotonic())
+        while len(early) > EARLY_FOUNDED:
+            early.popitem(last=False)
 
     def _install_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
         """Take an answer to this node's request for the rooms in use (``RoomStateWait``
@@ -687,6 +719,11 @@ class ChatHub(service.Service):
             changes.append(self.ids.make(Kind.SETNAME, member.source, text=after.realname))
         if before.away != after.away:
             changes.append(self.ids.make(Kind.AWAY, member.source, text=after.away or ""))
+        if before.metadata != after.metadata:
+            values = dict(after.metadata or ())
+            if member is not user:
+                user.metadata = dict(values) or None  # the directory's, told through its copy's
+            self.metadata.took_user(member, values)
         for event in changes:
             neighbours = self._neighbours(member) if member.rooms else []
             self._deliver_now(event, neighbours)
@@ -1993,15 +2030,20 @@ class ChatHub(service.Service):
         while len(early) > EARLY_FOUNDED:
             early.popitem(last=False)
 
-    def registered_by(self, room: Room, account: Optional[str]) -> None:
+    def made_elsewhere(self, room: Room, account: Optional[str]) -> None:
         """Another node's JOIN made ``room`` here: registered to ``account`` when that
         JOIN says so (an account holder made it), or to the account a ``founded`` item
-        that came before it named (``_remote_founded``)."""
+        that came before it named (``_remote_founded``); with the metadata set on that
+        node before it (``_remote_metadata``)."""
         early = self._early_founded.pop(room.folded, None)
         if early is not None and time.monotonic() - early[1] < EARLY_FOUNDED_SECONDS:
             account = account or early[0]
         if account:
             self._lifetimes.adopt(room, account)
+        metadata = self._early_metadata.pop(room.folded, None)
+        if metadata is not None and time.monotonic() - metadata[1] < EARLY_FOUNDED_SECONDS:
+            for key, value, when, node in metadata[0]:
+                self.metadata.apply_room(room, key, value, (when, node))
 
     def took_state(self, room: Room, founder_before: Optional[str]) -> None:
         """``room``'s copy took another node's state (``RemoteRooms.install``), with its
@@ -2419,6 +2461,7 @@ class ChatHub(service.Service):
         topic = room.topic
         room.topic, room.topic_setter, room.topic_time = "", "", 0.0
         room.created = event.time  # made by this JOIN, as the others' copies were
+        self.metadata.reset(room, event.time)
         claims = self.room_claims
         if claims is not None:
             claim = event.data.get(ROOM_CLAIM)

@@ -59,6 +59,7 @@ class User:
         "invited_to",
         "session",
         "_source",
+        "metadata",
     )
 
     def __init__(
@@ -89,6 +90,8 @@ class User:
         self.invited_to: Optional[set[str]] = None  # folded rooms whose ``invited`` may list us
         self.session = os.urandom(6).hex()  # this connection, for guests' private history
         self._source: Optional[Source] = None
+        #: draft/metadata-3 key -> value (``chathub.hub.metadata``); None when it has none
+        self.metadata: Optional[dict[str, str]] = None
 
     @property
     def sessions(self) -> tuple["IParticipant", ...]:

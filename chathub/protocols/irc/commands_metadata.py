@@ -5,24 +5,23 @@ metadata (``*`` or their nick), channel operators their channel's; anyone who co
 the user or channel may read it. Subscribers (``SUB``) sharing a channel hear of changes
 and get the metadata of channels they join and of those already in them.
 
-Metadata lives in memory, in the ``IrcServer`` (``server.metadata``), for as long as its
-user is connected or its channel exists (the hub says when a channel ends: the
-``ROOM_ENDED`` hook); it is kept per hub object (a new user of the same nick, or a new
-channel of the same name, starts empty).
+Metadata is the hub's (``chathub.hub.metadata``), held in memory on the hub's user and room
+objects for as long as its user is connected or its channel exists (a new user of the same
+nick, or a new channel of the same name, starts empty), and in a cluster on every node. Who
+may set what, and the bounds, are checked here.
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Optional, cast
+from functools import partial
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from chathub.names import is_room_name
 from chathub.protocols.irc import caps as C
-from chathub.protocols.irc.table import REGISTERED, ROOM_ENDED, ROOM_RENAMED, SIGNED_OFF, command, hook
+from chathub.protocols.irc.table import METADATA_CHANGED, REGISTERED, command, hook
 from chathub.protocols.irc.wire import Message
 
 if TYPE_CHECKING:
-    from chathub.hub.rooms import Room
-    from chathub.hub.users import User
     from chathub.protocols.irc.server import IrcServer
 
 RPL_WHOISKEYVALUE = "760"
@@ -38,55 +37,17 @@ MAX_VALUE_BYTES = C.METADATA_MAX_VALUE_BYTES
 _KEY = re.compile(r"[a-z0-9_./\-]+\Z")
 
 
-@hook(ROOM_ENDED)
-def forget_room(server: "IrcServer", room: "Room") -> None:
-    """A channel's metadata ends with the channel."""
-    store = server.metadata
-    entry = store.get(("room", room.folded))
-    if entry is not None and entry[0] is room:
-        del store[("room", room.folded)]
-
-
-@hook(ROOM_RENAMED)
-def follow_rename(server: "IrcServer", room: "Room", old_folded: str) -> None:
-    """A channel's metadata goes with it to its new name."""
-    store = server.metadata
-    entry = store.get(("room", old_folded))
-    if entry is not None and entry[0] is room:
-        del store[("room", old_folded)]
-        store[("room", room.folded)] = entry
-
-
-def metadata_of(server: "IrcServer", thing) -> dict[str, str]:
-    """The metadata dict of a hub ``User`` or ``Room`` (created empty)."""
-    kind = "room" if hasattr(thing, "members") else "user"
-    name = thing.folded
-    store = server.metadata
-    entry = store.get((kind, name))
-    if entry is None or entry[0] is not thing:
-        entry = store[(kind, name)] = (thing, {})
-    return entry[1]
-
-
-def peek_metadata(server: "IrcServer", thing) -> dict[str, str]:
-    """The metadata of ``thing`` without creating any."""
-    kind = "room" if hasattr(thing, "members") else "user"
-    entry = server.metadata.get((kind, thing.folded))
-    return entry[1] if entry is not None and entry[0] is thing else {}
-
-
-@hook(SIGNED_OFF)
-def forget_user(session, user) -> None:
-    """Drop a user's metadata (they left)."""
-    session.server.metadata.pop(("user", user.folded), None)
-
-
-def follow_nick_change(server: "IrcServer", user: "User", old_folded: str) -> None:
-    """Keep a user's metadata under their new nick."""
-    store = server.metadata
-    entry = store.pop(("user", old_folded), None)
-    if entry is not None and entry[0] is user:
-        store[("user", cast(str, user.folded))] = entry  # renamed: signed on
+@hook(METADATA_CHANGED)
+def tell_subscribers(server: "IrcServer", thing, key: str, value: Optional[str], by) -> None:
+    """A key of a user's or channel's metadata changed (here or on another node of a
+    cluster): the other sessions subscribed to it that share a channel with it are told."""
+    name = thing.name if hasattr(thing, "members") else thing.nick
+    for other in _subscribers(thing, key, by):
+        if value is None:
+            message = other.numeric(RPL_KEYNOTSET, name, key, "key not set")
+        else:
+            message = other.numeric(RPL_KEYVALUE, name, key, "*", value)
+        server.hub.after_delivery(partial(other.write_messages, [message]))
 
 
 class _Target:
@@ -116,10 +77,22 @@ def _resolve(session, target: str) -> Optional[_Target]:
     return _Target(user.nick, user, None)
 
 
-def _values(session, target: _Target) -> dict[str, str]:
+def _values(session, target: _Target) -> Mapping[str, str]:
     if target.thing is None:
         return session.pending_metadata  # before registration
-    return metadata_of(session.server, target.thing)
+    return session.hub.metadata.values(target.thing)
+
+
+def _set(session, target: _Target, key: str, value: Optional[str]) -> None:
+    """Set (or with None unset) ``key`` of ``target``: the hub's, which tells the
+    subscribers (``tell_subscribers``), or the client's own before registration."""
+    if target.thing is None:
+        if value is None:
+            session.pending_metadata.pop(key, None)
+        else:
+            session.pending_metadata[key] = value
+        return
+    session.hub.metadata.set(target.thing, key, value, by=session)
 
 
 def _batch(session, rb, target_name: str, messages: list[Message]) -> None:
@@ -150,36 +123,28 @@ def _may_edit(session, target: _Target) -> bool:
     return target.thing is session.user
 
 
-def _subscribers(session, target: _Target, key: str):
-    """Other sessions subscribed to ``key`` that share a channel with the target."""
-    if target.room is not None:
-        users = list(target.room.users())
+def _subscribers(thing, key: str, by):
+    """This node's sessions subscribed to ``key`` that share a channel with ``thing`` (a
+    hub user or room), but ``thing``'s own and the setter's session ``by``."""
+    if hasattr(thing, "members"):
+        users = list(thing.users())
     else:
         users = []
         seen = set()
-        for room in target.thing.rooms.values():
+        for room in thing.rooms.values():
             for u in room.users():
                 if id(u) not in seen:
                     seen.add(id(u))
                     users.append(u)
     for user in users:
-        if user is target.thing:
+        if user is thing:
             continue
         for other in user.sessions:  # each session of a user with several (multiclient)
-            if other is session:
+            if other is by:
                 continue
             subs = getattr(other, "metadata_subs", None)
             if subs and key in subs and "draft/metadata-3" in getattr(other, "caps", ()):
                 yield other
-
-
-def _notify(session, target: _Target, key: str, value: Optional[str]) -> None:
-    for other in _subscribers(session, target, key):
-        if value is None:
-            message = other.numeric(RPL_KEYNOTSET, target.name, key, "key not set")
-        else:
-            message = other.numeric(RPL_KEYVALUE, target.name, key, "*", value)
-        session.hub.after_delivery(lambda o=other, m=message: o.write_messages([m]))
 
 
 @command("METADATA", before_registration=True, min_params=2)
@@ -226,10 +191,8 @@ def metadata(session, msg: Message, rb) -> None:
             rb.fail("METADATA", "KEY_NO_PERMISSION", target.name, key, "You may not change this")
             return
         if len(args) < 2:
-            values.pop(key, None)
+            _set(session, target, key, None)
             rb.add(_notset(session, target.name, key))
-            if target.thing is not None:
-                _notify(session, target, key, None)
             return
         value = args[1]
         if len(value.encode("utf-8")) > MAX_VALUE_BYTES:
@@ -238,20 +201,16 @@ def metadata(session, msg: Message, rb) -> None:
         if key not in values and len(values) >= MAX_KEYS:
             rb.fail("METADATA", "LIMIT_REACHED", target.name, "Too many keys")
             return
-        values[key] = value
+        _set(session, target, key, value)
         rb.add(_keyvalue(session, target.name, key, value))
-        if target.thing is not None:
-            _notify(session, target, key, value)
     elif sub == "CLEAR":
         if target.thing is not None and not _may_edit(session, target):
             rb.fail("METADATA", "KEY_NO_PERMISSION", target.name, "*", "You may not change this")
             return
         keys = sorted(values)
-        values.clear()
+        for key in keys:
+            _set(session, target, key, None)
         _batch(session, rb, target.name, [_notset(session, target.name, k) for k in keys])
-        if target.thing is not None:
-            for key in keys:
-                _notify(session, target, key, None)
     else:
         rb.fail("METADATA", "SUBCOMMAND_INVALID", msg.params[1], "Unknown METADATA subcommand")
 
@@ -288,15 +247,15 @@ def on_join(session, room, rb) -> None:
     subs = session.metadata_subs
     if not subs or "draft/metadata-3" not in session.caps:
         return
-    server = session.server
+    values = session.hub.metadata.values
     replies = []
-    for key, value in sorted(peek_metadata(server, room).items()):
+    for key, value in sorted(values(room).items()):
         if key in subs:
             replies.append(_keyvalue(session, room.name, key, value))
     for user in room.users():
         if user is session.user:
             continue
-        for key, value in sorted(peek_metadata(server, user).items()):
+        for key, value in sorted(values(user).items()):
             if key in subs:
                 replies.append(_keyvalue(session, user.nick, key, value))
     if replies:
@@ -309,9 +268,11 @@ def on_registered(session, rb) -> None:
     if not session.has_pending_metadata:
         return  # (without making an empty dict for every connection)
     pending = session.pending_metadata
-    values = metadata_of(session.server, session.user)
-    values.update(pending)
+    metadata = session.hub.metadata
+    for key, value in sorted(pending.items()):
+        metadata.set(session.user, key, value, by=session)
     pending.clear()
+    values = metadata.values(session.user)
     _batch(
         session,
         rb,
@@ -322,5 +283,5 @@ def on_registered(session, rb) -> None:
 
 def whois_lines(session, user, rb) -> None:
     """760 lines for WHOIS."""
-    for key, value in sorted(peek_metadata(session.server, user).items()):
+    for key, value in sorted(session.hub.metadata.values(user).items()):
         rb.numeric(RPL_WHOISKEYVALUE, user.nick, key, "*", value)

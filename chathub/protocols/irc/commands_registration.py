@@ -17,7 +17,6 @@ from chathub.hub import errors
 from chathub.interfaces import IChatUser
 from chathub.protocols.irc import caps as C
 from chathub.protocols.irc import numerics as N
-from chathub.protocols.irc.commands_metadata import follow_nick_change
 from chathub.protocols.irc.logins import peer_of
 from chathub.protocols.irc.multiline import cap_value
 from chathub.protocols.irc.table import command, int_param
@@ -154,11 +153,8 @@ def nick(session, msg: Message, rb):
             # held by an account's user this login may join as one more session (multiclient)
         session.nick = new
         return session.try_register(rb)
-    old_folded = session.user.folded
-
     def renamed(event) -> None:
         if event is not None:
-            follow_nick_change(session.server, session.user, old_folded)
             session.nick = session.user.nick
             rb.add(session.render_own(event))
 

@@ -18,13 +18,12 @@ from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorTime
 
 from chathub.protocols.irc.logins import LoggedLogins
-from chathub.protocols.irc.table import ROOM_ENDED, ROOM_RENAMED, run_hooks
+from chathub.protocols.irc.table import METADATA_CHANGED, run_hooks
 from chathub.protocols.sendqueue import TurnWrites
 from chathub.protocols.sweeper import Sweeper, TimedSession
 
 if TYPE_CHECKING:
     from chathub.config import Config
-    from chathub.hub.rooms import Room
     from chathub.hub.service import ChatHub
 
 
@@ -66,12 +65,6 @@ class Motd:
         return d.addCallback(swap)
 
 
-#: a user's or room's metadata: (kind "user" or "room", folded name) -> (the hub object
-#: it belongs to, {key: value}); an entry whose object is not the current holder of
-#: the name is stale (see ``commands_metadata``)
-MetadataStore = dict[tuple[str, str], tuple[object, dict[str, str]]]
-
-
 class IrcServer:
     """The state IRC sessions share: hub, portal (logins logged the IRC way), config,
     clock, MOTD, METADATA, the sessions still registering (LUSERS 253),
@@ -103,8 +96,6 @@ class IrcServer:
         self.clock = clock
         self.server_name: str = config.server.name
         self.motd = Motd(config)
-        #: draft/metadata-3 values of users and rooms (``commands_metadata``)
-        self.metadata: MetadataStore = {}
         #: the sessions that have not completed registration (LUSERS 253)
         self.unregistered: "weakref.WeakSet[TimedSession]" = weakref.WeakSet()
         #: registration deadlines and ping checks of every session, once a second
@@ -119,8 +110,7 @@ class IrcServer:
         #: stale (a reload, or a MOTD re-read, replaces them), and ``reconfigure`` clears it
         self.renderings: dict[str, tuple[object, object, object]] = {}
         self._batch_ids: dict[str, Iterator[int]] = {}
-        hub.when_room_ends(self._room_ended)
-        hub.when_room_renamed(self._room_renamed)
+        hub.metadata.when_changed(self._metadata_changed)
 
     #: set by the assembly (``chathub.app``): re-read the config file and apply it; fires
     #: with (True, lines saying what changed and what needs a restart) or (False, [why the
@@ -189,8 +179,5 @@ class IrcServer:
             ids = self._batch_ids[prefix] = itertools.count(1)
         return f"{prefix}{next(ids)}"
 
-    def _room_ended(self, room: "Room") -> None:
-        run_hooks(ROOM_ENDED, self, room)
-
-    def _room_renamed(self, room: "Room", old_folded: str) -> None:
-        run_hooks(ROOM_RENAMED, self, room, old_folded)
+    def _metadata_changed(self, thing: object, key: str, value: Optional[str], by: object) -> None:
+        run_hooks(METADATA_CHANGED, self, thing, key, value, by)

@@ -38,10 +38,9 @@ WELCOME = "welcome"
 REGISTERED = "registered"
 #: ``hook(session, user)``: a registered client left the hub
 SIGNED_OFF = "signed_off"
-#: ``hook(server, room)``: a room of the server's hub stopped existing
-ROOM_ENDED = "room_ended"
-#: ``hook(server, room, old_folded)``: a room of the server's hub took a new name
-ROOM_RENAMED = "room_renamed"
+#: ``hook(server, user or room, key, value or None, by)``: a key of the hub's metadata of
+#: a user or room changed, here or on another node (``chathub.hub.metadata``)
+METADATA_CHANGED = "metadata_changed"
 #: ``hook(session, event, rb)``: show a room's rename (a ``rename`` event) to one session
 RENAME_SHOWN = "rename_shown"
 
@@ -52,7 +51,7 @@ FAST_PATHS: dict[bytes, Callable[..., bool]] = {}
 
 #: point -> its hooks, run in the order they were registered
 HOOKS: dict[str, list[Callable[..., None]]] = {
-    WELCOME: [], REGISTERED: [], SIGNED_OFF: [], ROOM_ENDED: [], ROOM_RENAMED: [], RENAME_SHOWN: [],
+    WELCOME: [], REGISTERED: [], SIGNED_OFF: [], METADATA_CHANGED: [], RENAME_SHOWN: [],
 }
 
 
