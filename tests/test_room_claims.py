@@ -553,6 +553,41 @@ async def test_a_rename_claims_the_new_name_so_no_node_makes_it_meanwhile(nodes)
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_two_renames_of_one_room_at_the_same_moment_end_with_the_first_on_both_nodes(nodes):
+    """alice (a) renames #old to #one while bob (b, an operator too) renames it to #two,
+    before either hears of the other's: each node applied its own at once and the other's
+    when it came, so a ended with #two and b with #one. The rename numbered second is void
+    at its number on both nodes: both end with the first, and the second's name is free."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    carl = b.connect("carl")
+    await b.hub.claim_and_join(bob, "#old")
+    await b.hub.claim_and_join(carl, "#old")
+    await until(lambda: {"bob", "carl"} <= set(a.hub.rooms["#old"].members))
+    a.hub.change_room_modes(alice, "#old", [("+o", "bob")])
+    await until(lambda: b.hub.rooms["#old"].members.get("bob") and b.hub.rooms["#old"].members["bob"].is_operator)
+    gate.closed = gate.back.closed = True
+    await a.hub.claim_and_rename(alice, "#old", "#one")
+    await until(lambda: a.hub.outbox.pending == 0)  # committed first: numbered first
+    await b.hub.claim_and_rename(bob, "#old", "#two")
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert set(a.hub.rooms) == {"#one"} and set(b.hub.rooms) == {"#two"}
+    gate.open()
+    gate.back.open()
+    relay_a, relay_b = gate.relays
+    await until(lambda: set(b.hub.rooms) == {"#one"} and relay_a.position("#old") == relay_b.position("#old"))
+    assert set(a.hub.rooms) == {"#one"}
+    assert members(a, "#one") == members(b, "#one") == {"alice": "o", "bob": "o", "carl": ""}
+    assert set(claims) == {"#one"}  # #two given back
+    # b's members were shown b's rename, then the room's name from the name they knew
+    renames = [(e.target, e.data["new"]) for e in carl.participant.events if e.kind == Kind.RENAME]
+    assert renames == [("#old", "#two"), ("#two", "#one")]
+    told = [e for e in bob.participant.events if e.kind == Kind.NOTICE and e.data.get("error") == "cannot_rename"]
+    assert [e.text for e in told] == ["#old: The room was renamed to #one meanwhile"]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_rename_to_a_name_another_node_is_making_is_refused_at_once(nodes):
     a, b, gate, claims = nodes
     alice, bob = await made_on_a(a, b, "#old")

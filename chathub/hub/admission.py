@@ -212,6 +212,12 @@ class Admission:
             self.on_end(conv)
             return None
         if kind == Kind.RENAME:
+            renamed = self.renamed.get(conv)
+            if renamed is not None:
+                # a second rename of the room, asked on another node before the first reached
+                # it: the room has its new name (every node applied the first at its number;
+                # applying both, each node ended with the other's name)
+                return errors.CannotRename(event.target, f"The room was renamed to {renamed} meanwhile")
             # the room goes on under its new name (the facts of its order stay with this
             # one, as before: a rename is rare, and numbered after them); a change of case
             # keeps the name, and a rename back to a name renamed away lately gives it back

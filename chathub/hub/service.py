@@ -2376,7 +2376,13 @@ class ChatHub(service.Service):
             except Exception:  # the event stands: its copy here may differ (logged)
                 self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
             return True
-        if own:
+        if own and event.kind == Kind.RENAME:
+            # not held (shown once committed): its sender is told now; the room has the
+            # name of the rename numbered before it, applied here at its number already
+            actor = self.users.get(fold(event.source.nick))
+            if actor is not None and (not event.source.session or actor.session == event.source.session):
+                self._void_own(actor, event, refusal, None)
+        elif own:
             self._voided[event.id] = refusal
         self.log.info("{kind} {id} of {nick} in {room} is void at number {seq}: {why}", kind=event.kind,
                       id=event.id, nick=event.source.nick, room=event.target, seq=seq, why=refusal.message)
