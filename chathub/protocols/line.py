@@ -10,7 +10,7 @@ import re
 import time
 import weakref
 from dataclasses import replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from zope.interface import implementer
 
@@ -36,7 +36,7 @@ from chathub.protocols.autojoin import fired, join_in_turn
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
-from chathub.protocols.participant import EncodingParticipant
+from chathub.protocols.participant import EncodingParticipant, JoinsUnderWay
 from chathub.protocols.sendqueue import SendQueue, TurnWrites
 
 HELP = (
@@ -199,7 +199,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     """One telnet user: parses their lines into hub calls, renders hub events as lines."""
 
     protocol = "line"
-    format_key = "line"
+    format_key: Any = "line"  # (a key of its own while a join waits: ``_entered``)
     echo_own = False
 
     @property
@@ -227,6 +227,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         self.peer = "unknown"
         self.closing = False
         self.colour = False  # /color on: formatting as ANSI SGR (off: dumb terminals)
+        self._joins: Optional[JoinsUnderWay] = None  # in a cluster, while a join waits for its number
 
     # -- connection ------------------------------------------------------------------
 
@@ -356,6 +357,8 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- IParticipant ----------------------------------------------------------------
 
     def encode(self, event: Event) -> Optional[bytes]:
+        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user.session):
+            return None
         text = render(event, self.colour)
         return None if text is None else _line(text)
 
@@ -601,18 +604,21 @@ class LineSession(EncodingParticipant, TelnetProtocol):
 
     def _join(self, name: str, key: Optional[str]) -> Optional[Deferred]:
         name = name if is_room_name(name) else "#" + name
+        # in a cluster the join is answered at its number, where it may be found void
+        receipt = Receipt() if self.hub.cluster is not None else None
+        joined: list[Event] = []  # the hub's JOIN: the replay is of what came before it
         if self.hub.claims_room(name):
             # a room new to this cluster node: once its name is claimed (later lines wait)
-            d = self.hub.claim_and_join(self.user, name, key)
-            d.addCallbacks(self._entered, self._refused, callbackArgs=(name,))
+            d = self.hub.claim_and_join(self.user, name, key, receipt=receipt, joined=joined)
+            d.addCallbacks(self._entered, self._refused, callbackArgs=(name, receipt, joined))
             d.addErrback(self._command_crashed, "join")
             assert self.gate is not None  # from connectionMade
             self.gate.pause_until(d)
             return d
-        self._entered(self.hub.join(self.user, name, key), name)
+        self._entered(self.hub.join(self.user, name, key, receipt=receipt, joined=joined), name, receipt, joined)
         return None
 
-    def _entered(self, room, name: str) -> None:
+    def _entered(self, room, name: str, receipt: Optional[Receipt] = None, joined: Sequence[Event] = ()) -> None:
         if self.closing:
             return
         if room is None:
@@ -620,16 +626,29 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             self.say(f"* you are already in {self.current_room}; it is now your current room")
             return
         self.current_room = room.name
-        self.after(lambda: self._joined(room))
+        if receipt is not None:
+            # answered at its number: what the room showed before it is in the names and
+            # the history the answer gives (``JoinsUnderWay``)
+            if self._joins is None:
+                self._joins = JoinsUnderWay()
+                self.format_key = ("joining", hex(id(self)))  # its rooms' events encoded for it alone
+            self._joins.begin(room.folded, receipt)
+        self.after(lambda: self._joined(room, receipt, joined[-1] if joined else None))
 
-    def _joined(self, room) -> None:
+    def _joined(self, room, receipt: Optional[Receipt] = None, joined: Optional[Event] = None) -> None:
+        if receipt is not None and self._joins is not None and self._joins.end(room.folded):
+            self._joins = None
+            self.format_key = self._own_format_key()
+        if receipt is not None and not receipt.stored:
+            self.error(receipt.describe())  # found void at its number (a +i set elsewhere meanwhile)
+            return
         if self.user is None or self.user.folded not in room.members:
-            return  # found void at its number in a cluster: the hub's notice said why
+            return
         self.say(f"* you joined {room.name}")
         if room.topic:
             self.say(f"* topic of {room.name}: {_clean(room.topic, self.colour)}")
         self._names(room)
-        d = self.hub.recent_history(self.user, room.name, self.config.history.join_replay)
+        d = self.hub.recent_history(self.user, room.name, self.config.history.join_replay, before=joined)
         d.addCallbacks(self._replay, self._history_failed, callbackArgs=(room.name,))
 
     def _replay(self, events, name: str) -> None:
@@ -759,11 +778,15 @@ class LineSession(EncodingParticipant, TelnetProtocol):
             return
         if value:
             self.colour = value == "on"
-            # fan-out shares encoded lines between participants with the same key
-            self.format_key = "line-colour" if self.colour else "line"
+            if self._joins is None:  # (else once its joins are answered)
+                self.format_key = self._own_format_key()
         self.say(f"* colour is {'on' if self.colour else 'off'}")
 
     cmd_colour = cmd_color
+
+    def _own_format_key(self) -> str:
+        # fan-out shares encoded lines between participants with the same key
+        return "line-colour" if self.colour else "line"
 
     def cmd_away(self, rest: str) -> None:
         self.hub.set_away(self.user, rest or None)

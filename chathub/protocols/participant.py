@@ -1,9 +1,12 @@
-"""What every participant that delivers by encoding shares (``IParticipant.deliver``)."""
+"""What every participant that delivers by encoding shares (``IParticipant.deliver``), and
+what a connection whose joins a cluster answers at their number keeps meanwhile."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from chathub.events import Event
+from chathub.events import Event, Kind
+from chathub.hub.outbox import Receipt
+from chathub.names import fold
 
 
 class EncodingParticipant:
@@ -22,3 +25,42 @@ class EncodingParticipant:
         data = self.encode(event)
         if data is not None:
             self.send(data)
+
+
+class JoinsUnderWay:
+    """A connection's joins on a cluster node that wait for their number (the hub answers a
+    JOIN once every node reached it: ``Receipt.shown``), for a protocol whose answer tells
+    the room as it stands then (chathub.v1's room snapshot, the line protocol's names and
+    history). The member is in the room's copy at once, so the room's lines reach it before
+    its JOIN: those numbered before the JOIN are not shown (``hides``): the answer has them
+    (chat in the history the client reads after it, changes in the state it lists). Before,
+    a chathub.v1 client shown another node's messages ahead of its join's answer asked
+    history only for what came after them, and never showed what the room said before it
+    joined. Meanwhile the connection encodes its rooms' events for itself alone (its own
+    format key). IRC, whose answer is made when the JOIN is, keeps its own
+    (``IrcSession.joining``)."""
+
+    __slots__ = ("_rooms",)
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, Receipt] = {}
+
+    def begin(self, folded: str, receipt: Receipt) -> None:
+        """The join of room ``folded`` waits for its number (``receipt``)."""
+        self._rooms[folded] = receipt
+
+    def end(self, folded: str) -> bool:
+        """The join of room ``folded`` is answered; True when no join is under way now."""
+        self._rooms.pop(folded, None)
+        return not self._rooms
+
+    def hides(self, event: Event, session: str) -> bool:
+        """Whether ``event`` is of a room joined and numbered before the JOIN of this
+        connection (``session``), which is shown (to a protocol that echoes its own)."""
+        target = event.target
+        if not target:
+            return False
+        receipt = self._rooms.get(fold(target))
+        if receipt is None or receipt.shown:
+            return False
+        return not (event.kind == Kind.JOIN and event.source.session == session)
