@@ -1,8 +1,9 @@
 """A seeded random driver of IRC and telnet clients over two real cluster nodes: JOIN, PART,
-PRIVMSG, NICK, KICK, MODE, TOPIC, INVITE, RENAME, AWAY, QUIT and reconnect on either node,
-then every room's state compared from an observer on each node (NAMES, MODE, TOPIC, the
-mask lists, WHO, LIST). Not part of the suite (its name is not ``test_*``): a tool that found
-node stalls and divergences no fixed test did. Run it by path:
+PRIVMSG, NICK, KICK, MODE, TOPIC, INVITE, RENAME, METADATA, AWAY, QUIT and reconnect on
+either node, then every room's state compared from an observer on each node (NAMES, MODE,
+TOPIC, the mask lists, WHO, LIST, METADATA of rooms and users). Not part of the suite (its
+name is not ``test_*``): a tool that found node stalls and divergences no fixed test did.
+Run it by path:
 
     ZZ_SEEDS=0,1,2 ZZ_STEPS=150 ZZ_MODE=persist .venv/bin/python -m pytest -q -p no:cacheprovider \
         tests/cluster_random.py
@@ -223,7 +224,15 @@ def snapshot(obs: Client, me: str, rooms):
                 # 352 #r user host server nick flags :hop real
                 who.append(" ".join(p[1:7]))
         d["who"] = sorted(who)
+        d["metadata"] = sorted(x for x in normalize(query(obs, f"METADATA {r} LIST"), me) if x.startswith("761"))
         snap[r] = d
+    # each user's metadata as the observer's node has it
+    users = {}
+    for x in normalize(query(obs, "WHO *"), me):
+        if x.startswith("352"):
+            nick = x.split(" ")[5]
+            users[nick] = sorted(y for y in normalize(query(obs, f"METADATA {nick} LIST"), me) if y.startswith("761"))
+    snap["users"] = users
     return snap
 
 
@@ -375,6 +384,16 @@ def test_random(cluster, seed):  # noqa: F811
             new = rng.choice(POOL)
             c.send(f"RENAME {r} {new} :moving" if irc else f"/rename {r} {new} moving")
             return f"RENAME {r} {new}"
+        if w < 0.90 and irc:
+            # draft/metadata-3: a room's key (its operators only) or the actor's own
+            target = r if rng.random() < 0.6 else "*"
+            key = rng.choice(["k0", "k1", "k2"])
+            if rng.random() < 0.3:
+                c.send(f"METADATA {target} SET {key}")
+                return f"METADATA {target} unset {key}"
+            value = f"v{rng.randrange(5)}"
+            c.send(f"METADATA {target} SET {key} :{value}")
+            return f"METADATA {target} {key}={value}"
         if w < 0.92:
             text = rng.choice(["", "lunch", "brb"])
             if irc:
