@@ -357,7 +357,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- IParticipant ----------------------------------------------------------------
 
     def encode(self, event: Event) -> Optional[bytes]:
-        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user.session):
+        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user):
             return None
         text = render(event, self.colour)
         return None if text is None else _line(text)

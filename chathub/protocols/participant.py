@@ -8,6 +8,9 @@ from chathub.events import Event, Kind
 from chathub.hub.outbox import Receipt
 from chathub.names import fold
 
+if TYPE_CHECKING:
+    from chathub.hub.users import User
+
 
 class EncodingParticipant:
     """``deliver`` for a participant whose single-recipient delivery is ``encode`` + ``send``."""
@@ -54,13 +57,17 @@ class JoinsUnderWay:
         self._rooms.pop(folded, None)
         return not self._rooms
 
-    def hides(self, event: Event, session: str) -> bool:
+    def hides(self, event: Event, user: "User") -> bool:
         """Whether ``event`` is of a room joined and numbered before the JOIN of this
-        connection (``session``), which is shown (to a protocol that echoes its own)."""
+        connection's ``user``, which is shown (to a protocol that echoes its own)."""
         target = event.target
         if not target:
             return False
         receipt = self._rooms.get(fold(target))
         if receipt is None or receipt.shown:
             return False
-        return not (event.kind == Kind.JOIN and event.source.session == session)
+        if event.kind != Kind.JOIN:
+            return True
+        # its own JOIN: a guest's names its connection, an account holder's its nick only
+        source = event.source
+        return not (fold(source.nick) == user.folded or (source.session and source.session == user.session))

@@ -230,7 +230,7 @@ class JsonSession(EncodingParticipant):
         return self.ws.client_host
 
     def encode(self, event: Event) -> Optional[bytes]:
-        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user.session):
+        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user):
             return None
         obj = event_json(event)
         return None if obj is None else self.factory.frame(dumps(obj))
