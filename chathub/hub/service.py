@@ -2633,13 +2633,17 @@ class ChatHub(service.Service):
     ) -> Deferred[list[Event]]:
         """The last ``limit`` chat events of a room or private conversation, oldest first;
         with ``before`` (an event of it, a JOIN), the last ones numbered before it, or, when
-        the store does not hold it yet (a lone node's JOIN is not waited for), before its
-        time."""
+        the store does not hold it (a lone node's JOIN is not waited for: there, at once),
+        before its time."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
         if before is None:
             return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
         at = before.time
+        if self._positions is None:
+            # a lone node shows a JOIN before its commit: the store does not hold it yet at
+            # the replay (asked by msgid first, each join read history twice)
+            return self.history(user, "before", target, ("timestamp", at), limit=limit, kinds=CHAT_KINDS)
 
         def not_yet(failure: Failure) -> Deferred[list[Event]]:
             failure.trap(errors.NoSuchMessage)
