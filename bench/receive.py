@@ -18,25 +18,22 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import sys
 import time
-from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from zope.interface import implementer
 
-from twisted.internet import task  # noqa: E402
-from twisted.internet.defer import succeed  # noqa: E402
-from zope.interface import implementer  # noqa: E402
+from twisted.internet import task
+from twisted.internet.defer import succeed
 
-from chathub.backplane import LocalBackplane  # noqa: E402
-from chathub.cluster.redis import decode_message, encode_message  # noqa: E402
-from chathub.cluster.relay import ClusterRelay, GroupForm  # noqa: E402
-from chathub.config import Config  # noqa: E402
-from chathub.events import Event, EventIds, Kind, Source  # noqa: E402
-from chathub.hub.service import ChatHub, _prepare_collector  # noqa: E402
-from chathub.hub.users import User  # noqa: E402
-from chathub.interfaces import IParticipant  # noqa: E402
+from chathub.backplane import LocalBackplane
+from chathub.cluster.redis import decode_message, encode_message
+from chathub.cluster.relay import ClusterRelay, GroupForm
+from chathub.config import Config
+from chathub.events import Event, EventIds, Kind, Source
+from chathub.hub.service import ChatHub, _prepare_collector
+from chathub.hub.users import User
+from chathub.interfaces import IParticipant
 
 
 @implementer(IParticipant)
