@@ -307,3 +307,22 @@ async def test_the_joiners_own_join_has_the_msgid_history_and_the_others_have(se
     assert answer.command == "BATCH", answer
     _, inner = batch_of(client.lines[start:])
     assert [l.params[-1] for l in inner if l.command == "PRIVMSG"] == ["after the join"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_line_said_in_the_millisecond_of_the_join_is_replayed(server, monkeypatch):
+    """A lone node shows a JOIN before its commit, so the replay reads what was stored before
+    the JOIN's time: a line said in the JOIN's own millisecond, just before it, was in neither
+    the replay nor live (a telnet test of the full suite, once in a run). It is replayed."""
+    watcher = await room_with_history(server, 1)
+    frozen = server.hub.ids._clock()
+    monkeypatch.setattr(server.hub.ids, "_clock", lambda: frozen)  # every event in one millisecond
+    watcher.send("PRIVMSG #r :same millisecond")
+    tom = server.clients[0]  # the telnet user of ``room_with_history``, shown it once stored
+    await tom.expect_re(r"<watcher> same millisecond$")
+    client = await server.irc("carl")
+    client.send("JOIN #r")
+    await client.expect(lambda l: l.command == "PRIVMSG" and l.params[-1].endswith("] same millisecond"))
+    tina = await server.telnet("tina")
+    tina.send("/join #r")
+    await tina.expect_re(r"^\d\d:\d\d \[#r\] <watcher> same millisecond$")

@@ -2634,12 +2634,15 @@ class ChatHub(service.Service):
         """The last ``limit`` chat events of a room or private conversation, oldest first;
         with ``before`` (an event of it, a JOIN), the last ones numbered before it, or, when
         the store does not hold it (a lone node's JOIN is not waited for: there, at once),
-        before its time."""
+        up to its millisecond."""
         if not self.history_available or limit <= 0:
             return defer.succeed([])
         if before is None:
             return self.history(user, "latest", target, None, limit=limit, kinds=CHAT_KINDS)
-        at = before.time
+        # by time: what was stored up to the JOIN's millisecond, that one included (a line
+        # said just before the JOIN in its millisecond was in neither the replay nor live; one
+        # said just after it in that millisecond comes twice, the lesser harm)
+        at = before.time + 0.001
         if self._positions is None:
             # a lone node shows a JOIN before its commit: the store does not hold it yet at
             # the replay (asked by msgid first, each join read history twice)
