@@ -2,12 +2,14 @@
 the hub's side of them, with two hubs whose backplanes hand each other's messages over."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from twisted.internet import task
 from twisted.internet.defer import succeed
 
 from chathub.backplane import LocalBackplane
-from chathub.events import Kind
+from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.remote import RemoteDirectory, RemoteUser
 from chathub.hub.rooms import Member, Room
@@ -485,3 +487,36 @@ def test_a_marker_from_another_node_is_taken_only_when_it_is_a_time():
     assert a.hub.read_markers.get(ann, "#x") == 1.0
     a.hub.cluster.receive({"node": "b", "presence": [["marker", "ann", "#x", 2.0]]})
     assert a.hub.read_markers.get(ann, "#x") == 2.0
+
+
+def test_a_mode_change_whose_setter_this_copy_does_not_list_is_applied_all_the_same():
+    """Another node gave a nick anew to a user who changed a room's modes at once, while this
+    node's copy of the room still listed the nick's earlier holder, whose quit was on its
+    way: the change was dropped here (no member to stand for the setter), and the copies
+    kept different limits and bans for good (a random two-node driver). It was checked where
+    it was asked; every node applies it."""
+    a, b = two_nodes()
+    b.hub.rooms["#r"] = copy = Room("#r")  # b's copy, as the relay made it: no t7 in it
+    t7 = a.connect("t7")
+    mode = a.hub.ids.make(Kind.MODE, t7.source, "#r", data={"changes": [["+l", "8"], ["+b", "t3*!*@*"]]})
+    b.hub.deliver_remote(mode, "#r")
+    assert copy.limit == 8 and [(e.mask, e.setter.split("!")[0]) for e in copy.bans] == [("t3*!*@*", "t7")]
+
+
+def test_a_nodes_own_mode_change_reaches_the_room_that_replaced_its_copy_at_its_number():
+    """alice's +l was applied to this node's copy when asked; before its number the copy's
+    room ended (at an earlier number) and another node's JOIN made it anew here, a new room
+    object: every other node applies the +l at its number to that new room, this node kept
+    it only on the old copy (a random two-node driver: +l on one node only). It is applied
+    again at its number when the copy it was made on is not the room any more."""
+    a, b = two_nodes()
+    a.hub._positions = Positions()
+    alice = a.connect("alice")
+    old = a.hub.join(alice, "#r")
+    applied, _ = a.hub.change_room_modes(alice, "#r", [("+l", "4")])
+    (event_id,) = a.hub._own_changes  # the change, on its way to its number
+    mode = Event(event_id, time.time(), Kind.MODE, alice.source, "#r", "", None, {"changes": applied})
+    a.hub.rooms["#r"] = anew = Room("#r")  # ended there, and made again by another node's JOIN
+    anew.add(Member(alice, "o"))
+    a.hub._own_change_at_its_number("#r", mode)
+    assert anew.limit == 4 and old.limit == 4

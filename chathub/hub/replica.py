@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
-from chathub.events import Event, Kind
+from chathub.events import Event, Kind, Source
 from chathub.hub.lifetimes import ROOM_FOUNDER
 from chathub.hub.metadata import Metadata, read_room_state
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
@@ -86,10 +86,7 @@ class RemoteRooms:
                 user = said.make_user()
                 user.set_nick(source.nick)
             else:
-                user = User(RemoteParticipant(node, source.protocol or "remote"), account=source.account,
-                            user=source.user, host=source.host, realname=source.realname)
-                user.session = source.session or user.session
-                user.set_nick(source.nick)
+                user = _stand_in(source, node)
             self.users[folded] = user
         return user
 
@@ -238,7 +235,11 @@ class RemoteRooms:
         changes = [tuple(change) for change in (event.data or {}).get("changes", ())]
         setter = self.users.get(fold(event.source.nick))
         if setter is None:
-            return
+            # no member of this copy (its node gave the nick anew, to a user who acted at
+            # once, while this copy still listed the nick's earlier holder: a random
+            # two-node driver, a +l and a ban left on one node only). Checked where it was
+            # asked: applied here too, or the copies differ for good
+            setter = _stand_in(event.source, "")
         members: dict[str, User] = {**self.hub.users, **self.users}
         # checked at the setter's node; here a change this copy cannot apply is skipped (a
         # list entry past the bound is not: that node counted its copy's entries)
@@ -338,6 +339,15 @@ class RemoteRooms:
             self.publish(event, recipients)
             quits.append((event, rooms))
         return quits
+
+
+def _stand_in(source: Source, node: str) -> User:
+    """A ``User`` for the sender ``source`` of another node's event, as it says it is."""
+    user = User(RemoteParticipant(node, source.protocol or "remote"), account=source.account,
+                user=source.user, host=source.host, realname=source.realname)
+    user.session = source.session or user.session
+    user.set_nick(source.nick)
+    return user
 
 
 _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {

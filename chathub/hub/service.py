@@ -341,8 +341,9 @@ class ChatHub(service.Service):
         #: accounts whose tokens this node revoked while the backplane was down
         self._unannounced_revocations: set[str] = set()
         #: in a cluster: this node's topic and mode changes on their way to their number,
-        #: with the other nodes' changes their room had applied when made (``_note_own_change``)
-        self._own_changes: OrderedDict[str, int] = OrderedDict()
+        #: with the copy of the room they were made on and the other nodes' changes it had
+        #: applied then (``_note_own_change``)
+        self._own_changes: OrderedDict[str, tuple[Room, int]] = OrderedDict()
         #: in a cluster: rooms whose end stood at its number while this node held a copy
         #: (``_copy_outlived_its_end``), until their next JOIN
         self._outlived: OrderedDict[str, Room] = OrderedDict()
@@ -2409,7 +2410,7 @@ class ChatHub(service.Service):
         if self._positions is None:
             return
         # (bounded: a change found void never reaches its number)
-        remember(self._own_changes, event.id, room.changed_elsewhere, OWN_CHANGES_KEPT)
+        remember(self._own_changes, event.id, (room, room.changed_elsewhere), OWN_CHANGES_KEPT)
 
     def _own_change_at_its_number(self, conv: str, event: Event) -> None:
         """This node's TOPIC or MODE of room ``conv`` reached its number. It was applied
@@ -2421,9 +2422,12 @@ class ChatHub(service.Service):
         shown: the event itself is shown at this number, after the other one)."""
         before = self._own_changes.pop(event.id, None)
         room = self.rooms.get(conv)
-        if room is None or before is None or room.changed_elsewhere == before:
+        if room is None or before is None or (room is before[0] and room.changed_elsewhere == before[1]):
             # nothing of another node's came between (nearly always): re-applying it would
-            # only undo this node's own later changes applied meanwhile (a -k after a +k)
+            # only undo this node's own later changes applied meanwhile (a -k after a +k).
+            # Another room object is another room: the copy it was made on ended at a number
+            # before this one and a JOIN made the room anew (every other node applies the
+            # change to that one: a +l left on one node only, a random two-node driver)
             return
         source = event.source
         if event.kind == Kind.TOPIC:
@@ -2464,6 +2468,7 @@ class ChatHub(service.Service):
         if stale is None or room is not stale or room.persistent:
             return
         changes = reset_room(room)
+        room.changed_elsewhere += 1  # (this node's own changes on their way apply again at their number)
         topic = room.topic
         room.topic, room.topic_setter, room.topic_time = "", "", 0.0
         room.created = event.time  # made by this JOIN, as the others' copies were
