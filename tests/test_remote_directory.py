@@ -520,3 +520,21 @@ def test_a_nodes_own_mode_change_reaches_the_room_that_replaced_its_copy_at_its_
     anew.add(Member(alice, "o"))
     a.hub._own_change_at_its_number("#r", mode)
     assert anew.limit == 4 and old.limit == 4
+
+
+def test_a_new_holder_of_a_nick_is_not_the_member_its_earlier_holder_was():
+    """A node gives a nick anew (its earlier holder, on another node, quit) while its copy
+    of a room still lists that holder, whose quit is on its way: the new user's commands were
+    checked against that membership, and a user who had just signed on set +l in a room it
+    was not in, as the old holder was its operator (a random two-node driver, outsider seed
+    142). It is not on the room until it joins."""
+    a, b = two_nodes()
+    b.hub.rooms["#r"] = copy = Room("#r")
+    earlier = RemoteUser("a", "t7", "~t7", "h.cloak", None, "t7", "s1").make_user()
+    copy.add(Member(earlier, "o"))  # the earlier holder, an operator there
+    t7 = b.connect("t7")
+    with pytest.raises(errors.NotRoomOperator):
+        b.hub.change_room_modes(t7, "#r", [("+l", "8")])
+    with pytest.raises(errors.NotOnRoom):
+        b.hub.set_topic(t7, "#r", "not mine")
+    assert copy.limit is None and copy.topic == ""

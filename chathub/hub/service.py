@@ -1129,7 +1129,9 @@ class ChatHub(service.Service):
     def _member_of(self, user: User, name: str) -> tuple[Room, Member]:
         room = self._room_of(user, name)
         member = room.members.get(user.folded or "")
-        if member is None:
+        if member is None or member.user is not user:
+            # (another user of the nick: on a cluster node, its earlier holder on another
+            # node, whose quit or nick change is on its way here, is listed until it comes)
             raise errors.NotOnRoom(room.name)
         return room, member
 
@@ -1596,7 +1598,7 @@ class ChatHub(service.Service):
         folded = self._check_present(user)
         room = self._room_of(user, name)
         member = room.members.get(folded)
-        if member is None or not member.is_operator:
+        if member is None or member.user is not user or not member.is_operator:  # (``_member_of``)
             raise errors.NotRoomOperator(room.name)
         # the event's id and time first: a list entry is listed with the time of the MODE
         # that sets it, on this node and on every other (``apply_room_modes``)
