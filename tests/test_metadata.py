@@ -54,6 +54,19 @@ def test_changes_are_told_once_with_their_setter_and_a_change_to_nothing_is_none
     ]
 
 
+def test_several_keys_of_a_user_are_announced_once():
+    """A client's keys set before registration (up to 50), or cleared at once: the user's
+    presence, which carries every key, went to the other nodes once per key."""
+    metadata = Metadata(lambda: 100.0)
+    announced: list = []
+    metadata.on_user_change = announced.append
+    user = User(Recorder({}))
+    user.set_nick("alice")
+    assert metadata.update(user, [("a", "1"), ("b", "2"), ("c", None)]) == ["a", "b"]
+    assert metadata.clear(user) == ["a", "b"]
+    assert announced == [user, user] and user.metadata is None
+
+
 def test_a_rooms_change_goes_to_the_other_nodes_with_its_stamp_and_is_taken_once():
     now = [100.0]
     a, room_a, sent = node("a", now)

@@ -19,7 +19,7 @@ that arrives after it does not bring the value back.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from chathub.hub.rooms import Room
 from chathub.hub.users import User
@@ -61,23 +61,30 @@ class Metadata:
     def set(self, thing: Thing, key: str, value: Optional[str], by: Any = None) -> bool:
         """Set ``key`` of ``thing`` to ``value`` (None: unset it); False when that changes
         nothing. Told to the listeners, and in a cluster to the other nodes."""
-        if not self._put(thing, key, value):
-            return False
-        if isinstance(thing, Room):
-            stamp = self._stamp(thing, key)
-            if self.on_room_change is not None:
-                self.on_room_change(["meta", thing.name, key, value, stamp[0], stamp[1]])
-        elif self.on_user_change is not None:
+        return bool(self.update(thing, [(key, value)], by))
+
+    def update(self, thing: Thing, changes: Iterable[tuple[str, Optional[str]]], by: Any = None) -> list[str]:
+        """Set (or with None unset) each key of ``changes`` on ``thing``; returns the keys
+        that changed. A user is announced to the other nodes once for all of them (its
+        presence carries every key: once per key, a client's 50 keys set before registration
+        sent 50 presences of up to 15 KB), a room once per key (each with its stamp)."""
+        changed = []
+        for key, value in changes:
+            if not self._put(thing, key, value):
+                continue
+            changed.append(key)
+            if isinstance(thing, Room):
+                stamp = self._stamp(thing, key)
+                if self.on_room_change is not None:
+                    self.on_room_change(["meta", thing.name, key, value, stamp[0], stamp[1]])
+            self._tell(thing, key, value, by)
+        if changed and isinstance(thing, User) and self.on_user_change is not None:
             self.on_user_change(thing)
-        self._tell(thing, key, value, by)
-        return True
+        return changed
 
     def clear(self, thing: Thing, by: Any = None) -> list[str]:
         """Unset every key of ``thing``; returns them, in order."""
-        keys = sorted(self.values(thing))
-        for key in keys:
-            self.set(thing, key, None, by)
-        return keys
+        return self.update(thing, [(key, None) for key in sorted(self.values(thing))], by)
 
     def _put(self, thing: Thing, key: str, value: Optional[str]) -> bool:
         values = thing.metadata

@@ -479,14 +479,11 @@ class ChatHub(service.Service):
         if room is not None:
             self.metadata.apply_room(room, item[0], item[1], (item[2], item[3]))
             return
-        early = self._early_metadata
-        kept = early.pop(fold(str(name)), None)
+        kept = self._early_metadata.get(fold(str(name)))
         items = kept[0] if kept is not None else []
         if len(items) < EARLY_METADATA_ITEMS:
             items.append(item)
-        early[fold(str(name))] = (items, time.monotonic())
-        while len(early) > EARLY_FOUNDED:
-            early.popitem(last=False)
+        remember(self._early_metadata, fold(str(name)), (items, time.monotonic()), EARLY_FOUNDED)
 
     def _install_rooms(self, rooms: Any, node: str, facts: Any) -> bool:
         """Take an answer to this node's request for the rooms in use (``RoomStateWait``
@@ -2027,11 +2024,7 @@ class ChatHub(service.Service):
         if room is not None:
             self._lifetimes.adopt(room, account)
             return
-        early = self._early_founded
-        early[fold(name)] = (account, time.monotonic())
-        early.move_to_end(fold(name))
-        while len(early) > EARLY_FOUNDED:
-            early.popitem(last=False)
+        remember(self._early_founded, fold(name), (account, time.monotonic()), EARLY_FOUNDED)
 
     def made_elsewhere(self, room: Room, account: Optional[str]) -> None:
         """Another node's JOIN made ``room`` here: registered to ``account`` when that

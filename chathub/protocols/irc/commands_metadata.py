@@ -208,8 +208,10 @@ def metadata(session, msg: Message, rb) -> None:
             rb.fail("METADATA", "KEY_NO_PERMISSION", target.name, "*", "You may not change this")
             return
         keys = sorted(values)
-        for key in keys:
-            _set(session, target, key, None)
+        if target.thing is None:
+            session.pending_metadata.clear()
+        else:
+            session.hub.metadata.clear(target.thing, by=session)
         _batch(session, rb, target.name, [_notset(session, target.name, k) for k in keys])
     else:
         rb.fail("METADATA", "SUBCOMMAND_INVALID", msg.params[1], "Unknown METADATA subcommand")
@@ -269,8 +271,7 @@ def on_registered(session, rb) -> None:
         return  # (without making an empty dict for every connection)
     pending = session.pending_metadata
     metadata = session.hub.metadata
-    for key, value in sorted(pending.items()):
-        metadata.set(session.user, key, value, by=session)
+    metadata.update(session.user, sorted(pending.items()), by=session)
     pending.clear()
     values = metadata.values(session.user)
     _batch(
