@@ -12,9 +12,11 @@ from chathub.backplane import LocalBackplane
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.remote import RemoteDirectory, RemoteUser
+from chathub.hub.replica import VACATE_WAIT
 from chathub.hub.rooms import Member, Room
 from chathub.hub.roomstate import STARTING
-from tests.support import RecorderWorld
+from chathub.hub.users import User
+from tests.support import Recorder, RecorderWorld
 
 
 def entry(nick: str, account=None, session="s1") -> list:
@@ -538,3 +540,82 @@ def test_a_new_holder_of_a_nick_is_not_the_member_its_earlier_holder_was():
     with pytest.raises(errors.NotOnRoom):
         b.hub.set_topic(t7, "#r", "not mine")
     assert copy.limit is None and copy.topic == ""
+
+
+def a_quit_on_its_way(clock=None):
+    """Node a's alice in node b's copy of #r beside b's bob, and alice quitting on a: her
+    nick is free (b's claim of it is granted) while her QUIT is still on its way to b
+    (committed and published after the nick's release). Returns a, b, bob and the QUIT."""
+    a = RecorderWorld()
+    b = RecorderWorld()
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    pa.link(pb)
+    pb.link(pa)
+    a.hub.join_cluster(pa)
+    b.hub.join_cluster(pb, clock=clock)
+    alice = a.connect("alice")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r", data={"privileges": "o"}), "#r")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    quit_event = a.hub.quit(alice, "bye")
+    assert b.hub.rooms["#r"].members["alice"].user.participant.node == "a"  # still listed on b
+    bob.participant.clear()
+    return a, b, bob, quit_event
+
+
+def test_a_nick_given_anew_is_signed_on_once_its_earlier_holders_quit_reached_this_nodes_rooms():
+    """A node whose claim of a nick is granted while its rooms still list the nick's earlier
+    holder, of another node, whose QUIT is on its way (the nick is freed at the quit, the
+    QUIT shown after its commit): the new user's JOIN of such a room did nothing (taken for
+    the earlier holder's membership), and the QUIT, once it came, took the new user's entry
+    out of the room. The new user is signed on once the QUIT is here, then joins as anyone."""
+    a, b, bob, quit_event = a_quit_on_its_way(task.Clock())
+    newcomer = User(Recorder(b.codec), user="alice", host="example.org")
+    signed_on: list = []
+    b.hub.claim_and_sign_on(newcomer, "alice").addCallback(signed_on.append)
+    assert not signed_on  # the earlier holder is still in #r here
+    b.hub.deliver_remote(quit_event, "#r")
+    assert signed_on == [newcomer] and b.hub.users["alice"] is newcomer
+    assert b.hub.join(newcomer, "#r") is not None
+    assert b.hub.rooms["#r"].members["alice"].user is newcomer
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "alice"), (Kind.JOIN, "alice")]
+
+
+def test_a_nick_regained_by_a_rename_stays_in_the_room_when_the_earlier_holders_quit_comes():
+    """The commonest way to meet it: a client waiting for its nick (MONITOR tells it the
+    holder went offline at once: presence comes before the QUIT's commit) renames to it
+    at once. The rename took over the earlier holder's entry in the room, and the QUIT, when
+    it came, took the renamed user out of the room here (every other node kept it). The
+    rename waits for the QUIT; each is shown in its order."""
+    a, b, bob, quit_event = a_quit_on_its_way(task.Clock())
+    waiting = b.connect("alice_")
+    b.hub.join(waiting, "#r")
+    bob.participant.clear()
+    renamed: list = []
+    b.hub.claim_and_change_nick(waiting, "alice").addCallback(renamed.append)
+    assert not renamed and waiting.nick == "alice_"
+    b.hub.deliver_remote(quit_event, "#r")
+    assert [e.kind for e in renamed] == [Kind.NICK] and waiting.nick == "alice"
+    room = b.hub.rooms["#r"]
+    assert sorted(room.members) == ["alice", "bob"] and room.members["alice"].user is waiting
+    assert waiting.rooms == {"#r": room}
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "alice"), (Kind.NICK, "alice_")]
+
+
+def test_a_nick_whose_earlier_holders_quit_never_comes_is_given_after_a_bounded_wait():
+    """The earlier holder's QUIT lost for good (it is fetched as a gap within seconds, so
+    this is a fault): the new user waits ``VACATE_WAIT`` at most, and the earlier holder is
+    then taken out of this node's rooms, shown leaving."""
+    clock = task.Clock()
+    a, b, bob, quit_event = a_quit_on_its_way(clock)
+    newcomer = User(Recorder(b.codec), user="alice", host="example.org")
+    signed_on: list = []
+    b.hub.claim_and_sign_on(newcomer, "alice").addCallback(signed_on.append)
+    clock.advance(VACATE_WAIT - 0.1)
+    assert not signed_on
+    clock.advance(0.1)
+    assert signed_on == [newcomer] and b.hub.users["alice"] is newcomer and "alice" not in b.hub.rooms["#r"].members
+    assert [e.kind for e in bob.participant.events] == [Kind.QUIT]
+    b.hub.deliver_remote(quit_event, "#r")  # late: nothing more
+    assert [e.kind for e in bob.participant.events] == [Kind.QUIT]
+    assert b.hub.join(newcomer, "#r") is not None

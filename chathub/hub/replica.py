@@ -16,6 +16,10 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
 from chathub.events import Event, Kind, Source
 from chathub.hub.lifetimes import ROOM_FOUNDER
 from chathub.hub.metadata import Metadata, read_room_state
@@ -32,9 +36,15 @@ if TYPE_CHECKING:
 __all__ = ["Positions", "RemoteParticipant", "RemoteRooms"]
 
 
+log = Logger()
+
 #: what a KICK adds to its data: the kicked user's connection (``User.session``), which names
 #: it on every node even when its nick change is on its way there
 KICKED_SESSION = "session"
+#: the longest a nick granted here waits for its earlier holder's quit or nick change to
+#: reach this node's rooms (``RemoteRooms.vacated``; seconds: a committed event comes in
+#: milliseconds, a lost one is fetched as a gap within ``MAX_WAIT``)
+VACATE_WAIT = 10.0
 
 
 class Positions(Protocol):
@@ -71,6 +81,48 @@ class RemoteRooms:
         self.hub = hub
         self.publish = publish  # deliver to local recipients, in hub order
         self.users: dict[str, User] = {}  # folded nick -> a user of another node in some room here
+        #: nicks granted here whose earlier holder is still listed (``vacated``), each waiter
+        self._vacating: list[tuple[str, Deferred[None]]] = []
+
+    def vacated(self, folded: str, clock: Optional[IReactorTime]) -> Deferred[None]:
+        """Fires once no user of another node is listed in this node's rooms under the
+        folded nick ``folded``, which this node was just granted (``ChatHub._claim``).
+
+        The cluster frees a nick when its holder quits or renames, and shows the QUIT or
+        NICK after its commit: a node granted the nick in between still lists the earlier
+        holder in its rooms, under the nick. A new user of it there would share that entry
+        (its JOIN taken for the earlier holder's, a rename to it overwriting it), and the
+        QUIT, once here, would take the new user out of the room on this node only. So the
+        new holder waits for it, at most ``VACATE_WAIT`` on ``clock`` (without one, as in
+        units, for as long as it takes); past that the earlier holder is taken out here,
+        shown leaving as a quit, and a QUIT that comes after finds nobody."""
+        if folded not in self.users:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._vacating.append((folded, waiting))
+        if clock is not None:
+            timer = clock.callLater(VACATE_WAIT, self._give_up, folded, waiting)
+            waiting.addBoth(_cancelling, timer)
+        return waiting
+
+    def _give_up(self, folded: str, waiting: Deferred[None]) -> None:
+        user = self.users.get(folded)
+        if user is not None:
+            log.warn("the quit or nick change of {nick} (another node's) did not come within {wait:g} s of its "
+                     "nick being given here: taken out of the rooms here", nick=user.nick, wait=VACATE_WAIT)
+            self.drop_users([folded], "Gone (its quit was not heard of)")
+        self._check_vacated()
+
+    def _check_vacated(self) -> None:
+        """Let the waiters for nicks no longer listed here go on (``vacated``)."""
+        if not self._vacating:
+            return
+        done = [(f, d) for f, d in self._vacating if f not in self.users]
+        if done:
+            self._vacating = [(f, d) for f, d in self._vacating if f in self.users]
+            for _, waiting in done:
+                if not waiting.called:
+                    waiting.callback(None)
 
     def user_for(self, event: Event, node: str = "") -> User:
         """The member standing for the sender of ``event`` (made on its first join)."""
@@ -104,6 +156,8 @@ class RemoteRooms:
             if room is not None:
                 event = replace(event, target=room.name)
         handler(self, event)
+        if self._vacating:
+            self._check_vacated()
 
     def _room(self, event: Event, create: bool = False) -> Optional[Room]:
         folded = fold(event.target)
@@ -320,6 +374,7 @@ class RemoteRooms:
                 room.add(Member(user, privileges))
                 user.add_room(room)
             taken.append((room, seq))
+        self._check_vacated()
         return taken
 
     def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
@@ -338,7 +393,15 @@ class RemoteRooms:
             self.users.pop(fold(user.nick or ""), None)
             self.publish(event, recipients)
             quits.append((event, rooms))
+        if self._vacating and gone:
+            self._check_vacated()
         return quits
+
+
+def _cancelling(result: Any, timer: IDelayedCall) -> Any:
+    if timer.active():
+        timer.cancel()
+    return result
 
 
 def _stand_in(source: Source, node: str) -> User:

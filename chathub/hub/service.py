@@ -859,9 +859,12 @@ class ChatHub(service.Service):
             return defer.succeed(None)
         d = self.cluster.rename_nick(old, new, owner) if old else self.cluster.claim_nick(new, owner)
 
-        def granted(ok: bool) -> None:
+        def granted(ok: bool) -> Deferred[None]:
             if not ok:
                 raise self._held_elsewhere(user, nick) or errors.NickInUse(nick)
+            # its earlier holder, on another node, may still be listed in the rooms here
+            # until its QUIT or NICK comes: the nick is given once it has
+            return self.replica.vacated(new, self._cluster_clock)
 
         def unavailable(failure: Failure) -> None:
             failure.trap(BackplaneUnavailable)
