@@ -81,10 +81,21 @@ async def two_nodes(store_factory, config: Optional[Config] = None):
 
 @pytest_twisted.async_yield_fixture
 async def nodes(store_factory):
-    """``two_nodes``, their relays stopped after the test."""
+    """``two_nodes``, their relays and hubs stopped after the test (a hub's timers, such as
+    its next ask for a room held in part, else ran on into the next test)."""
     made = await two_nodes(store_factory)
     yield made
-    for relay in made[4]:
+    await stop_nodes(made[:2], made[4])
+
+
+async def stop_nodes(worlds, relays) -> None:
+    """Stop the hubs of ``worlds``, then, once their users' quits are committed, ``relays``:
+    a hub's timers (its next ask for a room held in part) and a relay's (a gap check) else
+    ran on into the next test, whose server found them set at its stop."""
+    for world in worlds:
+        world.hub.stopService()
+    await until(lambda: all(world.hub.outbox.pending == 0 for world in worlds))
+    for relay in relays:
         relay.stop()
 
 
@@ -423,7 +434,7 @@ async def test_a_room_made_again_by_a_node_that_never_heard_of_it_is_joined_ever
         await joins_everywhere(c, "carl", "#t", (a, b, c))
         assert "i" not in c.hub.rooms["#t"].modes  # a new room
     finally:
-        relay_c.stop()
+        await stop_nodes([c], [relay_c])
 
 
 @on_postgres
@@ -456,7 +467,7 @@ async def test_a_node_that_starts_takes_the_facts_of_every_rooms_order(nodes, st
         assert c.hub.admission.joins["#t"] == a.hub.admission.joins["#t"]
         await joins_everywhere(c, "carl", "#t", (a, b, c))
     finally:
-        relay_c.stop()
+        await stop_nodes([c], [relay_c])
 
 
 @on_postgres
@@ -594,8 +605,7 @@ async def test_ban_lists_filled_at_the_same_moment_on_two_nodes_are_the_same_on_
         # full on both now: one more is refused wherever it is asked
         assert b.hub.change_room_modes(bob, "#x", [("+b", "more!*@*")])[0] == []
     finally:
-        for relay in relays:
-            relay.stop()
+        await stop_nodes([a, b], relays)
 
 
 @on_postgres

@@ -371,6 +371,27 @@ async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_stopped_relay_takes_nothing_more_in_and_sets_no_timer(nodes):
+    """A commit told of after the relay stopped (its hub's users' quits, committed as the
+    node stops), a message come in meanwhile or a fetch answered after it set gap timers that
+    outlived the relay, into whatever ran next (the next test's server found them set)."""
+    b = await nodes("b")
+    clock = b.relay.clock = task.Clock()
+    e = numbered((2,), 4)
+    arrives(b, e[1], 1)
+    arrives(b, e[3], 3)  # 2 is missing: a gap timer
+    state = b.relay.conversations["#r"]
+    clock.advance(b.relay.wait * 2)
+    assert state.fetching
+    b.relay.stop()
+    committed(b, e[2], 4)
+    arrives(b, e[4], 6)
+    await until(lambda: not state.fetching)  # the fetch's answer comes after the stop
+    assert clock.getDelayedCalls() == [] and state.timer is None
+    assert b.relay.position("#r") == 1 and [x.text for x in b.got] == ["1"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_events_waiting_only_for_an_own_one_to_be_shown_are_no_gap(nodes):
     b = await nodes("b")
     clock = b.relay.clock = task.Clock()  # the gap timer, played exactly

@@ -619,3 +619,22 @@ def test_a_nick_whose_earlier_holders_quit_never_comes_is_given_after_a_bounded_
     b.hub.deliver_remote(quit_event, "#r")  # late: nothing more
     assert [e.kind for e in bob.participant.events] == [Kind.QUIT]
     assert b.hub.join(newcomer, "#r") is not None
+
+
+def test_asking_again_for_a_room_held_in_part_stops_with_the_hub():
+    """A room still held in part after an answer is asked for again a second later; the
+    timer of that ask was kept nowhere, so a hub stopped meanwhile left it running into
+    whatever came next (another test's server found it set at its own stop)."""
+    clock = task.Clock()
+    a, b = two_nodes()
+    b.hub._cluster_clock = clock
+    b.hub._positions = Positions()
+    b.hub.rooms["#r"] = Room("#r")
+    b.hub.rooms["#r"].partial = True
+    b.hub._learn_partial_again()
+    b.hub._learn_rooms_soon(0)  # sooner: the one ask, now
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [0]
+    b.hub.stopService()
+    assert clock.getDelayedCalls() == []
+    b.hub._learn_partial_again()
+    assert clock.getDelayedCalls() == []

@@ -326,6 +326,7 @@ class ClusterRelay:
         self.conversations: dict[str, _Conversation] = {}
         #: resync ticks so far (each ``on_resync`` without a reconnect), for idleness
         self.tick = 0
+        self._stopped = False  # ``stop``: nothing more is delivered, fetched or timed
         #: the conversations a tick looks at in turn, and how far the turn has come
         self._sweep: list[str] = []
         self._swept = 0
@@ -363,7 +364,12 @@ class ClusterRelay:
         self.backplane.on_resync(self._resync)
 
     def stop(self) -> None:
-        """Stop the gap timers (the store and the backplane are stopped by their owners)."""
+        """Stop the gap timers, and take nothing more in: a commit told of after this, or a
+        fetch answered after it, sets no timer that would outlive the node (the store and the
+        backplane are stopped by their owners). Once: a second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
             "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s, "
@@ -490,6 +496,8 @@ class ClusterRelay:
     # -- out -----------------------------------------------------------------------------
 
     def _committed(self, group: list[tuple[Event, Positions]]) -> None:
+        if self._stopped:
+            return
         for event, positions in group:
             held = self._held_alone(event)
             for conv, seq in positions:
@@ -564,7 +572,7 @@ class ClusterRelay:
     # -- in ------------------------------------------------------------------------------
 
     def _received(self, message: dict[str, Any]) -> None:
-        if message.get("node") == self.node_id or "group" not in message:
+        if message.get("node") == self.node_id or "group" not in message or self._stopped:
             return  # our own echo, or not events (presence, for the hub)
         try:
             items = self._form.decode(message["group"])
@@ -682,7 +690,7 @@ class ClusterRelay:
 
     def _gap_check(self, conv: str) -> None:
         state = self.conversations.get(conv)
-        if state is None:
+        if state is None or self._stopped:
             return
         state.timer = None
         if self._gap(state):
@@ -740,6 +748,8 @@ class ClusterRelay:
 
         def deliver(rows: list[tuple[int, Event]]) -> None:
             state.fetching = False
+            if self._stopped:
+                return
             self.fetched += len(rows)
             # the rows are every committed number after ``delivered`` up to ``complete``:
             # ``high``, or the last row when the limit cut the answer short
@@ -762,6 +772,8 @@ class ClusterRelay:
 
         def failed(failure: Any) -> None:
             state.fetching = False
+            if self._stopped:
+                return
             self.log.warn("fetching {conv}'s missed events failed ({error}); trying again", conv=conv,
                           error=failure.getErrorMessage())
             if state.timer is None:

@@ -319,6 +319,8 @@ class ChatHub(service.Service):
         #: other nodes (``learn_rooms``), what waits for that; and how long the asking waits
         self._learning: Optional[list[Deferred[None]]] = None
         self._learn_timer: Optional[IDelayedCall] = None
+        #: the next ``learn_rooms`` of a room held in part (``_learn_rooms_soon``)
+        self._learn_again: Optional[IDelayedCall] = None
         self._cluster_clock: Optional[IReactorTime] = None
         self._answer_wait = 5.0
         #: when this node last answered a request for the rooms, and its next answer, due
@@ -580,7 +582,20 @@ class ChatHub(service.Service):
             self._partial_asks = 0
             return
         self._partial_asks += 1
-        clock.callLater(ROOMS_ANSWER_EVERY, self.learn_rooms)
+        self._learn_rooms_soon(ROOMS_ANSWER_EVERY)
+
+    def _learn_rooms_soon(self, delay: float) -> None:
+        """``learn_rooms`` in ``delay`` seconds, or sooner if asked for sooner already; never
+        once the hub stopped (its timer is cancelled then: it ran on into whatever the
+        reactor did next)."""
+        clock, pending = self._cluster_clock, self._learn_again
+        if clock is None or self._stopped:
+            return
+        if pending is not None and pending.active():
+            if pending.getTime() <= clock.seconds() + delay:
+                return
+            pending.cancel()
+        self._learn_again = clock.callLater(delay, self.learn_rooms)
 
     def _ask_rooms(self) -> None:
         """Send this node's request for the rooms in use (``learn_rooms``), bounded by the
@@ -605,7 +620,7 @@ class ChatHub(service.Service):
             return
         positions.seen_making(room.folded)  # asked for once: the answer makes the copy whole
         room.partial = True
-        clock.callLater(0, self.learn_rooms)
+        self._learn_rooms_soon(0)
 
     def seen_making(self, room: Room) -> None:
         """The JOIN that made ``room`` (its making, with its claim) made this node's copy: the
@@ -952,7 +967,7 @@ class ChatHub(service.Service):
         for user in list(self.users.values()):
             self.quit(user, "Server shutting down")
         self._stopped = True  # no more asking or answering for rooms
-        for timer in (self._learn_timer, self._rooms_answer_due):
+        for timer in (self._learn_timer, self._rooms_answer_due, self._learn_again):
             if timer is not None and timer.active():
                 timer.cancel()
         stopped: Optional[Deferred[None]] = super().stopService()  # type: ignore[no-untyped-call]  # mypy#16653
