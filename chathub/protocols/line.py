@@ -36,7 +36,7 @@ from chathub.protocols.autojoin import fired, join_in_turn
 from chathub.protocols.connlimit import REASON_TEXT
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
 from chathub.protocols.lines import LineBuffer
-from chathub.protocols.participant import EncodingParticipant, JoinsUnderWay
+from chathub.protocols.participant import EncodingParticipant, JoinAnswering, JoinsUnderWay
 from chathub.protocols.sendqueue import SendQueue, TurnWrites
 
 HELP = (
@@ -195,7 +195,7 @@ class LineTelnetTransport(TelnetTransport):
 
 
 @implementer(IParticipant)
-class LineSession(EncodingParticipant, TelnetProtocol):
+class LineSession(EncodingParticipant, JoinAnswering, TelnetProtocol):
     """One telnet user: parses their lines into hub calls, renders hub events as lines."""
 
     protocol = "line"
@@ -357,7 +357,7 @@ class LineSession(EncodingParticipant, TelnetProtocol):
     # -- IParticipant ----------------------------------------------------------------
 
     def encode(self, event: Event) -> Optional[bytes]:
-        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user):
+        if self.hidden_while_joining(event):
             return None
         text = render(event, self.colour)
         return None if text is None else _line(text)
@@ -629,16 +629,12 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if receipt is not None:
             # answered at its number: what the room showed before it is in the names and
             # the history the answer gives (``JoinsUnderWay``)
-            if self._joins is None:
-                self._joins = JoinsUnderWay()
-                self.format_key = ("joining", hex(id(self)))  # its rooms' events encoded for it alone
-            self._joins.begin(room.folded, receipt)
+            self.join_waits(room.folded, receipt)
         self.after(lambda: self._joined(room, receipt, joined[-1] if joined else None))
 
     def _joined(self, room, receipt: Optional[Receipt] = None, joined: Optional[Event] = None) -> None:
-        if receipt is not None and self._joins is not None and self._joins.end(room.folded):
-            self._joins = None
-            self.format_key = self._own_format_key()
+        if receipt is not None:
+            self.join_answered(room.folded)
         if receipt is not None and not receipt.stored:
             self.error(receipt.describe())  # found void at its number (a +i set elsewhere meanwhile)
             return
@@ -779,13 +775,14 @@ class LineSession(EncodingParticipant, TelnetProtocol):
         if value:
             self.colour = value == "on"
             if self._joins is None:  # (else once its joins are answered)
-                self.format_key = self._own_format_key()
+                self.format_key = self.own_format_key()
         self.say(f"* colour is {'on' if self.colour else 'off'}")
 
     cmd_colour = cmd_color
 
-    def _own_format_key(self) -> str:
-        # fan-out shares encoded lines between participants with the same key
+    def own_format_key(self) -> str:
+        """``JoinAnswering.own_format_key``: the fan-out shares a line between connections
+        that render alike (with or without colour)."""
         return "line-colour" if self.colour else "line"
 
     def cmd_away(self, rest: str) -> None:

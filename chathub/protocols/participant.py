@@ -2,7 +2,7 @@
 what a connection whose joins a cluster answers at their number keeps meanwhile."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from chathub.events import Event, Kind
 from chathub.hub.outbox import Receipt
@@ -71,3 +71,39 @@ class JoinsUnderWay:
         # its own JOIN: a guest's names its connection, an account holder's its nick only
         source = event.source
         return not (fold(source.nick) == user.folded or (source.session and source.session == user.session))
+
+
+class JoinAnswering:
+    """A connection's side of ``JoinsUnderWay``, for a protocol session that answers a join
+    at its number (chathub.v1, the line protocol): the joins under way, the events they hide,
+    and the connection's format key meanwhile (one of its own: its rooms' events are encoded
+    for it alone) and after (``own_format_key``)."""
+
+    if TYPE_CHECKING:
+        # what the session this is mixed into keeps
+        _joins: Optional[JoinsUnderWay]
+        user: Optional[User]
+        format_key: Any
+
+    def own_format_key(self) -> Any:
+        """The key the fan-out shares this connection's encodings under when no join of
+        it is under way: its class's, unless the session's options change it."""
+        return type(self).format_key
+
+    def join_waits(self, folded: str, receipt: Receipt) -> None:
+        """The join of room ``folded`` is answered at its number (``receipt``)."""
+        if self._joins is None:
+            self._joins = JoinsUnderWay()
+            self.format_key = ("joining", hex(id(self)))
+        self._joins.begin(folded, receipt)
+
+    def join_answered(self, folded: str) -> None:
+        """The join of room ``folded`` was answered: once none is under way, the
+        connection's encodings are shared again."""
+        if self._joins is not None and self._joins.end(folded):
+            self._joins = None
+            self.format_key = self.own_format_key()
+
+    def hidden_while_joining(self, event: Event) -> bool:
+        """Whether ``event`` is one a join under way hides (``JoinsUnderWay.hides``)."""
+        return self._joins is not None and self.user is not None and self._joins.hides(event, self.user)

@@ -34,7 +34,7 @@ from chathub.interfaces import IChatUser, IParticipant
 from chathub.names import fold, is_room_name, nick_problem
 from chathub.protocols.autojoin import fired, join_in_turn
 from chathub.protocols.flood import FloodGate, control_for, is_exempt
-from chathub.protocols.participant import EncodingParticipant, JoinsUnderWay
+from chathub.protocols.participant import EncodingParticipant, JoinAnswering, JoinsUnderWay
 from chathub.protocols.web.events import TYPING_STATES, TYPING_TAG, dumps, event_json
 from chathub.protocols.web.history import BadReference, HistoryUnavailable, fetch_history
 from chathub.protocols.web.websocket import (
@@ -183,7 +183,7 @@ def room_json(room: Room, members: Iterable[Member]) -> dict[str, Any]:
 
 
 @implementer(IParticipant)
-class JsonSession(EncodingParticipant):
+class JsonSession(EncodingParticipant, JoinAnswering):
     """The participant behind one chathub.v1 connection."""
 
     protocol = "ws"
@@ -230,7 +230,7 @@ class JsonSession(EncodingParticipant):
         return self.ws.client_host
 
     def encode(self, event: Event) -> Optional[bytes]:
-        if self._joins is not None and self.user is not None and self._joins.hides(event, self.user):
+        if self.hidden_while_joining(event):
             return None
         obj = event_json(event)
         return None if obj is None else self.factory.frame(dumps(obj))
@@ -739,23 +739,17 @@ class JsonSession(EncodingParticipant):
         waits = receipt is not None and room is not None  # (None: in it already, nothing to wait for)
         if room is None:
             room = self.hub.find_room(name)
-        user = self.user
-        assert user is not None  # requests but login, ping and quit need one
-
-        waits = waits and room is not None
-        if waits and receipt is not None and room is not None:
+        elif receipt is not None:
             # answered at its number: what the room showed before it is in the snapshot
             # and in the history the client reads after it (``JoinsUnderWay``)
-            if self._joins is None:
-                self._joins = JoinsUnderWay()
-                self.format_key = ("joining", hex(id(self)))  # its rooms' events encoded for it alone
-            self._joins.begin(room.folded, receipt)
+            self.join_waits(room.folded, receipt)
+        user = self.user
+        assert user is not None  # requests but login, ping and quit need one
         folded = room.folded if room is not None else ""
 
         def snapshot() -> None:
-            if waits and self._joins is not None and self._joins.end(folded):
-                self._joins = None
-                del self.format_key  # the protocol's own again
+            if waits:
+                self.join_answered(folded)
             if not self._closed and room is not None and user.folded in room.members:
                 self.reply(room_json(room, self.hub.visible_members(user, room)))
 
