@@ -55,3 +55,39 @@ def test_a_new_guest_with_an_old_nick_cannot_read_its_private_history(tmp_path):
         assert _texts((yield latest(carol_again, "alice"))) == ["to carol"]
     finally:
         yield store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_guests_private_history_follows_its_connection_across_a_nick_change(tmp_path):
+    """A guest's private conversation was named by its nick and connection: after a nick
+    change its earlier talk was in another conversation, and neither party read it any more
+    (CHATHISTORY with the other party showed only what came after the change, TARGETS two
+    conversations). It is the connection's: one conversation, before and after."""
+    config = Config().with_overrides(server={"data_dir": str(tmp_path)})
+    store = open_store(config)
+    yield store.open()
+    try:
+        hub = ChatHub(config, store=store)
+        alice, bob = _user(hub, "alice"), _user(hub, "bob")
+        hub.send(alice, "bob", "before")
+        hub.send(bob, "alice", "answer before")
+        hub.change_nick(alice, "alice2")
+        hub.send(alice, "bob", "after")
+        hub.send(bob, "alice2", "answer after")
+        yield store.append(hub.ids.make("message", alice.source, "#elsewhere", "marker"))
+
+        def latest(user, target):
+            return store.latest(hub.history_viewer(user), hub.history_target(user, target), None, 10, CHAT_KINDS)
+
+        whole = ["before", "answer before", "after", "answer after"]
+        assert _texts((yield latest(alice, "bob"))) == whole
+        assert _texts((yield latest(bob, "alice2"))) == whole
+        assert _texts((yield latest(bob, "alice"))) == whole  # the nick it had (WHOWAS)
+        assert (yield store.targets(hub.history_viewer(bob), 0, 2e9, 10))[0][0] == "alice2"
+        assert [name for name, _ in (yield store.targets(hub.history_viewer(alice), 0, 2e9, 10))] == ["bob"]
+        # still the connection's: whoever takes either nick next reads none of it
+        hub.quit(alice, "bye")
+        for nick in ("alice", "alice2"):
+            assert (yield latest(_user(hub, nick), "bob")) == []
+    finally:
+        yield store.close()

@@ -276,6 +276,9 @@ class ChatHub(service.Service):
         self.accounts = accounts or _NoAccounts()
         self.ids = EventIds()
         self.users: dict[str, User] = {}  # folded nick -> signed-on user
+        #: the connections of the guests signed on here (``wants_order``: a guest's private
+        #: conversations are its connection's, whatever its nick)
+        self._guest_sessions: set[str] = set()
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
@@ -1005,6 +1008,8 @@ class ChatHub(service.Service):
         self.check_nick(nick, user)
         user.set_nick(nick)
         self.users[fold(nick)] = user
+        if user.account is None:
+            self._guest_sessions.add(user.session)
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.max_global_seen = max(self.max_global_seen, self.global_user_count())
@@ -2172,6 +2177,7 @@ class ChatHub(service.Service):
             self._leave(user, room)
         self._forget_invites(user)
         del self.users[folded]
+        self._guest_sessions.discard(user.session)
         self._count_modes(user.modes, -1)
         self.whowas_log.remember(user)
         self._publish(event, recipients, user, rooms=rooms)
@@ -2307,12 +2313,13 @@ class ChatHub(service.Service):
         ones that came later without checking them at their number, its verdicts on
         them not the others'); the STATUSMSG audience of a room that exists here
         (``@#room``); a private conversation (``a b``, each party a folded nick or
-        ``nick/session``) with a party signed on here."""
+        ``/session``, a guest's connection: ``User.history_party``) with a party signed on here."""
         if conv[:1] in STATUS_PREFIXES and is_room_name(conv[1:]):
             return conv[1:] in self.rooms
         if is_room_name(conv):
             return True
-        return any(party.split("/", 1)[0] in self.users for party in conv.split(" "))
+        return any(party[1:] in self._guest_sessions if party[:1] == "/" else party in self.users
+                   for party in conv.split(" "))
 
     def room_is_live(self, conv: str) -> bool:
         """Whether conversation ``conv`` (one this node wants the order of) is not an ended

@@ -179,9 +179,10 @@ class User:
 
     @property
     def history_party(self) -> str:
-        """Who this user is in stored private conversations: the account, or nick/connection."""
-        folded = cast(str, self.folded)  # asked of signed-on users
-        return folded if self.account else f"{folded}/{self.session}"
+        """Who this user is in stored private conversations: the account, or for a guest
+        ``/connection``: its talk stays with the connection, across its nick changes, and
+        whoever takes the nick later is another party."""
+        return cast(str, self.folded) if self.account else f"/{self.session}"  # asked of signed-on users
 
     @property
     def mask(self) -> str:

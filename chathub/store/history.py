@@ -3,9 +3,9 @@
 Pure functions shared by every backend. A conversation is keyed by a string: a room's
 folded name (``#chat``), or two parties in sorted order joined by a space for a private
 conversation (``alice bob``). A party is a folded nick for an account holder and
-``nick/connection`` for a guest (``bob/3f2a...``), so a guest's private history stays with
-the connection that made it and nobody who takes the nick later can read it. Nicks and
-room names never contain spaces or ``/``, so the keys cannot collide.
+``/connection`` for a guest (``/3f2a...``), so a guest's private history stays with the
+connection that made it, across its nick changes, and nobody who takes the nick later can
+read it. Nicks and room names never contain spaces or ``/``, so the keys cannot collide.
 
 Times are compared in whole milliseconds, the precision of IRCv3 ``server-time``, so a
 client that echoes the ``time`` tag of a message as ``timestamp=`` excludes exactly the
@@ -46,16 +46,16 @@ def private_conversation(nick1: str, nick2: str) -> Conversation:
 
 
 def source_party(event: Event) -> str:
-    """Who sent a private ``event``: the folded nick, plus ``/connection`` for a guest."""
-    nick = fold(event.source.nick)
-    return f"{nick}/{event.source.session}" if event.source.session else nick
+    """Who sent a private ``event``: the folded nick of an account holder, ``/connection``
+    for a guest (``User.history_party``)."""
+    session = event.source.session
+    return f"/{session}" if session else fold(event.source.nick)
 
 
 def target_party(event: Event) -> str:
     """Who a private ``event`` went to, in the same terms as ``source_party``."""
-    nick = fold(event.target)
     session = event.data.get("to_session") if event.data else None
-    return f"{nick}/{session}" if session else nick
+    return f"/{session}" if session else fold(event.target)
 
 
 def peer_name(event: Event, viewer: str) -> str:
