@@ -169,6 +169,28 @@ async def test_private_conversation_history_is_for_its_two_parties(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_guests_private_history_is_one_conversation_across_its_nick_change(server):
+    """A guest's talk is its connection's: after NICK, CHATHISTORY with the other party, by
+    either side and under either nick, reads the talk before and after the change as one
+    (before, a nick change began a new conversation: only what followed it came back)."""
+    alice = await irc_user(server, "alice")
+    bob = await irc_user(server, "bob")
+    await say(alice, "bob", "before")
+    await bob.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "before")
+    alice.send("NICK alice2")
+    await alice.expect(lambda l: l.command == "NICK" and l.params[0] == "alice2")
+    await say(alice, "bob", "after")
+    await bob.expect(lambda l: l.command == "PRIVMSG" and l.params[-1] == "after")
+    await say(bob, "alice2", "answer")
+    _, lines = await history(alice, "CHATHISTORY LATEST bob * 10")
+    assert [(l.hostmask.nickname, texts([l])[0]) for l in lines] == [
+        ("alice", "before"), ("alice2", "after"), ("bob", "answer")]
+    for nick in ("alice2", "alice"):
+        _, lines = await history(bob, f"CHATHISTORY LATEST {nick} * 10")
+        assert texts(lines) == ["before", "after", "answer"], nick
+
+
+@pytest_twisted.ensureDeferred
 async def test_targets_lists_rooms_and_private_conversations(server):
     alice = await irc_user(server, "alice", rooms=["#one", "#two"])
     bob = await irc_user(server, "bob", rooms=["#two"])
