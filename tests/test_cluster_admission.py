@@ -702,3 +702,41 @@ async def test_a_guest_room_registered_at_login_before_its_join_arrived_is_regis
     assert a.hub.rooms["#g"].persistent
     await until(lambda: "#g" in b.hub.rooms)
     assert b.hub.rooms["#g"].persistent and b.hub.rooms["#g"].founder == "carol"
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_made_again_on_both_nodes_at_once_has_one_creation_time(store_factory):
+    """#y's last member (alice, on A) leaves; before B hears of it, bob joins B's copy, which
+    still lives (at its number that JOIN makes the room anew on every node), and before A
+    hears of that, carol makes #y again on A, with a claim of the name. A's copy, made by
+    carol's JOIN ahead of its number, kept that JOIN's time when bob's, numbered first, was
+    applied to it, and B's took bob's (329 a second apart: a random two-node driver,
+    outsider seeds 145, 168, 319, 416). Both give the time of the JOIN the numbered order
+    made the room with."""
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    to_b, to_a = Gate(pb), Gate(pa)
+    pa.link(to_b)
+    pb.link(to_a)
+    a, relay_a = await cluster_node(store_factory, pa)
+    b, relay_b = await cluster_node(store_factory, pb)
+    try:
+        alice, carol, bob = a.connect("alice"), a.connect("carol"), b.connect("bob")
+        await a.hub.claim_and_join(alice, "#y")
+        await until(lambda: "#y" in b.hub.rooms)
+        to_b.closed = to_a.closed = True
+        a.hub.part(alice, "#y", "")  # the end, on A at once
+        await until(lambda: a.hub.outbox.pending == 0 and "#y" not in a.hub.rooms)
+        assert b.hub.join(bob, "#y") is b.hub.rooms["#y"]  # B's copy lives on
+        # committed, after the PART: it waits for the PART's number (A's, held at the gate)
+        await until(lambda: bool(relay_b.conversations["#y"].own_ahead))
+        made = await a.hub.claim_and_join(carol, "#y")  # A holds no #y: made again, after bob's
+        assert made is a.hub.rooms["#y"]
+        to_b.open()
+        to_a.open()
+        await until(lambda: relay_a.position("#y") == relay_b.position("#y") and not a.hub.outbox.pending
+                    and not b.hub.outbox.pending)
+        await until(lambda: set(a.hub.rooms["#y"].members) == set(b.hub.rooms["#y"].members) == {"bob", "carol"})
+        assert a.hub.rooms["#y"].created == b.hub.rooms["#y"].created
+    finally:
+        await stop_nodes([a, b], [relay_a, relay_b])

@@ -191,6 +191,7 @@ class RemoteRooms:
         user = self.user_for(event, known.node if known is not None else "")
         if user.folded in room.members:
             return
+        self.hub.made_earlier(room, event)
         privileges = str((event.data or {}).get("privileges", ""))
         room.add(Member(user, privileges))
         user.add_room(room)
