@@ -740,3 +740,48 @@ async def test_a_room_made_again_on_both_nodes_at_once_has_one_creation_time(sto
         assert a.hub.rooms["#y"].created == b.hub.rooms["#y"].created
     finally:
         await stop_nodes([a, b], [relay_a, relay_b])
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_join_numbered_before_the_last_members_part_keeps_the_room_as_it_was_on_every_node(store_factory):
+    """alice, #z's last member (on A), parts while bob's JOIN on B, numbered before her PART,
+    is on its way: at the PART's number the room does not end (bob is in), and B keeps its
+    topic, key and bans. A had ended its copy at the PART, ahead of its number, and made a
+    fresh one from bob's JOIN (+nt, no topic, no key, no bans): a user of A could join past
+    the key and bans every other node kept. A takes the room back as it was."""
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    to_b, to_a = Gate(pb), Gate(pa)
+    pa.link(to_b)
+    pb.link(to_a)
+    a, relay_a = await cluster_node(store_factory, pa)
+    b, relay_b = await cluster_node(store_factory, pb)
+    try:
+        alice, bob = a.connect("alice"), b.connect("bob")
+        await a.hub.claim_and_join(alice, "#z")
+        a.hub.set_topic(alice, "#z", "the topic")
+        a.hub.change_room_modes(alice, "#z", [("+k", "sesame"), ("+b", "evil!*@*")])
+        await until(lambda: "#z" in b.hub.rooms and b.hub.rooms["#z"].key == "sesame" and b.hub.rooms["#z"].bans)
+        to_b.closed = to_a.closed = True
+        assert b.hub.join(bob, "#z", "sesame") is b.hub.rooms["#z"]
+        await until(lambda: b.hub.outbox.pending == 0)  # committed first
+        a.hub.part(alice, "#z", "")
+        assert "#z" not in a.hub.rooms  # ended on A at once, ahead of its number
+        await until(lambda: bool(relay_a.conversations["#z"].own_ahead))  # committed after bob's JOIN
+        to_b.open()
+        to_a.open()
+        await until(lambda: relay_a.position("#z") == relay_b.position("#z") and not a.hub.outbox.pending
+                    and not b.hub.outbox.pending)
+        assert state_of(a, "#z") == state_of(b, "#z") == (
+            "the topic", "sesame", ["evil!*@*"], b.hub.rooms["#z"].created, {"bob": ""})
+        with pytest.raises(errors.BadKey):
+            a.hub.join(a.connect("carol"), "#z")
+        assert a.hub.rooms["#z"].claim is not None  # the name's claim came back with it
+    finally:
+        await stop_nodes([a, b], [relay_a, relay_b])
+
+
+def state_of(world, name: str) -> tuple:
+    room = world.hub.rooms[name]
+    return (room.topic, room.key, [b.mask for b in room.bans], room.created,
+            {n: m.privileges for n, m in room.members.items()})

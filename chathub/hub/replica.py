@@ -163,14 +163,17 @@ class RemoteRooms:
         folded = fold(event.target)
         room = self.hub.rooms.get(folded)
         if room is None and create:
-            # made at the node where it was joined (within its limits), when its JOIN was
-            # made there: a node's own clock on applying it was later (329 differed by seconds)
-            room = Room(event.target, created=event.time)
+            claim = (event.data or {}).get(ROOM_CLAIM)
+            # a JOIN numbered before the leave of this node's that ended the room here: the
+            # room as it was (``ChatHub.revived``); else made at the node where it was joined
+            # (within its limits), when its JOIN was made there: a node's own clock on
+            # applying it was later (329 differed by seconds)
+            kept = self.hub.revived(folded)
+            room = kept if kept is not None and not isinstance(claim, str) else Room(event.target, created=event.time)
             self.hub.rooms[folded] = room
             self.hub.made_again(folded)
             claims = self.hub.room_claims
             if claims is not None:
-                claim = (event.data or {}).get(ROOM_CLAIM)
                 if isinstance(claim, str):
                     room.claim = claim  # its making: released when it ends
                     self.hub.seen_making(room)

@@ -355,6 +355,9 @@ class ChatHub(service.Service):
         #: in a cluster: rooms this node's own JOIN made, until that JOIN's number (folded
         #: name -> its id): another node's JOIN numbered before it made the room (``made_earlier``)
         self._made_ahead: OrderedDict[str, str] = OrderedDict()
+        #: in a cluster: rooms that ended here at a leave of this node's, until that leave's
+        #: number (``room_ends``): another node's JOIN numbered before it kept the room
+        self._ended_ahead: OrderedDict[str, Room] = OrderedDict()
         #: in a cluster: rooms renamed lately, old folded name -> new (``room_named``)
         self._renamed_from: OrderedDict[str, str] = OrderedDict()
         #: draft/metadata-3 values of users and rooms, and who hears of their changes
@@ -397,8 +400,8 @@ class ChatHub(service.Service):
             claims = self.room_claims = RoomClaims(
                 backplane, self.rooms, clock, self.config.cluster.room_claim_wait, self.learn_rooms)
             self.when_room_ends(claims.ended)
-            self.admission.on_end = claims.confirm
             backplane.keep_room_claims(claims.made_here)
+        self.admission.on_end = self._end_stood
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -1281,6 +1284,7 @@ class ChatHub(service.Service):
             # seconds), and as a registered room's record is matched by (``update_room``)
             room.created = event.time
             remember(self._made_ahead, room.folded, event.id, OWN_CHANGES_KEPT)
+            self._ended_ahead.pop(room.folded, None)  # made again here: the old one stays ended
             if room.persistent:
                 self._lifetimes.save(room)
         if joined is not None:
@@ -1340,6 +1344,8 @@ class ChatHub(service.Service):
         if claims is not None and self.store is not None and self.history_enabled:
             for room in ending:  # ends here now, ahead of its number: the claim waits for that
                 claims.ending(room)
+        for room in ending:  # and so does its state (``_revived``)
+            remember(self._ended_ahead, room.folded, room, RENAMES_KEPT)
         return {ROOM_ENDS: [[room.folded, positions.position(room.folded) or 0] for room in ending]}
 
     def leave_room(self, user: User, room: Room) -> None:
@@ -2428,6 +2434,23 @@ class ChatHub(service.Service):
         if room is None:
             return
         remember(self._outlived, conv, room, RENAMES_KEPT)
+
+    def _end_stood(self, conv: str) -> None:
+        """Room ``conv``'s end stood at its number (``Admission``, on every node): what this
+        node kept of it for a JOIN numbered before the end goes, as its claim does."""
+        self._ended_ahead.pop(conv, None)
+        if self.room_claims is not None:
+            self.room_claims.confirm(conv)
+
+    def revived(self, folded: str) -> Optional[Room]:
+        """The room ``folded`` as it stood when it ended here, ahead of the number of the
+        leave of this node's that ended it, for another node's JOIN (no making) numbered
+        before that leave: in the numbered order the room never ended (the leave does not
+        end it at its number, ``Admission._ends``), and every other node kept its topic,
+        modes, key, bans and creation time. Before, this node made a fresh copy from that
+        JOIN (``+nt``, no key, no bans: its users could join past a key and bans the
+        others kept). None when nothing is kept (the JOIN makes the room anew)."""
+        return self._ended_ahead.pop(folded, None)
 
     def made_earlier(self, room: Room, event: Event) -> None:
         """Another node's JOIN ``event`` of ``room`` is applied here at its number. When this
