@@ -1344,7 +1344,7 @@ class ChatHub(service.Service):
         if claims is not None and self.store is not None and self.history_enabled:
             for room in ending:  # ends here now, ahead of its number: the claim waits for that
                 claims.ending(room)
-        for room in ending:  # and so does its state (``_revived``)
+        for room in ending:  # and so does its state (``revived``)
             remember(self._ended_ahead, room.folded, room, RENAMES_KEPT)
         return {ROOM_ENDS: [[room.folded, positions.position(room.folded) or 0] for room in ending]}
 
