@@ -704,6 +704,18 @@ async def test_a_guest_room_registered_at_login_before_its_join_arrived_is_regis
     assert b.hub.rooms["#g"].persistent and b.hub.rooms["#g"].founder == "carol"
 
 
+async def gated_both_ways(store_factory):
+    """Nodes a and b, each one's messages to the other through a gate of its own:
+    (a, b, (gate to b, gate to a), (a's relay, b's relay))."""
+    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
+    to_b, to_a = Gate(pb), Gate(pa)
+    pa.link(to_b)
+    pb.link(to_a)
+    a, relay_a = await cluster_node(store_factory, pa)
+    b, relay_b = await cluster_node(store_factory, pb)
+    return a, b, (to_b, to_a), (relay_a, relay_b)
+
+
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_room_made_again_on_both_nodes_at_once_has_one_creation_time(store_factory):
@@ -714,12 +726,7 @@ async def test_a_room_made_again_on_both_nodes_at_once_has_one_creation_time(sto
     applied to it, and B's took bob's (329 a second apart: a random two-node driver,
     outsider seeds 145, 168, 319, 416). Both give the time of the JOIN the numbered order
     made the room with."""
-    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
-    to_b, to_a = Gate(pb), Gate(pa)
-    pa.link(to_b)
-    pb.link(to_a)
-    a, relay_a = await cluster_node(store_factory, pa)
-    b, relay_b = await cluster_node(store_factory, pb)
+    a, b, (to_b, to_a), (relay_a, relay_b) = await gated_both_ways(store_factory)
     try:
         alice, carol, bob = a.connect("alice"), a.connect("carol"), b.connect("bob")
         await a.hub.claim_and_join(alice, "#y")
@@ -750,12 +757,7 @@ async def test_a_join_numbered_before_the_last_members_part_keeps_the_room_as_it
     topic, key and bans. A had ended its copy at the PART, ahead of its number, and made a
     fresh one from bob's JOIN (+nt, no topic, no key, no bans): a user of A could join past
     the key and bans every other node kept. A takes the room back as it was."""
-    pa, pb = LinkedBackplane("a"), LinkedBackplane("b")
-    to_b, to_a = Gate(pb), Gate(pa)
-    pa.link(to_b)
-    pb.link(to_a)
-    a, relay_a = await cluster_node(store_factory, pa)
-    b, relay_b = await cluster_node(store_factory, pb)
+    a, b, (to_b, to_a), (relay_a, relay_b) = await gated_both_ways(store_factory)
     try:
         alice, bob = a.connect("alice"), b.connect("bob")
         await a.hub.claim_and_join(alice, "#z")
