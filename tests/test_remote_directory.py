@@ -12,7 +12,7 @@ from chathub.backplane import LocalBackplane
 from chathub.events import Event, Kind
 from chathub.hub import errors
 from chathub.hub.remote import RemoteDirectory, RemoteUser
-from chathub.hub.replica import VACATE_WAIT
+from chathub.hub.replica import MODE_SESSIONS, VACATE_WAIT
 from chathub.hub.rooms import Member, Room
 from chathub.hub.roomstate import STARTING
 from chathub.hub.users import User
@@ -638,3 +638,43 @@ def test_asking_again_for_a_room_held_in_part_stops_with_the_hub():
     assert clock.getDelayedCalls() == []
     b.hub._learn_partial_again()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_privilege_given_to_a_nick_renamed_meanwhile_reaches_the_renamed_user():
+    """An operator on A gives +o to i1x while i1x, a user of B, renames to i1: the NICK is
+    numbered first, so B, applying the MODE at its number, found no i1x and skipped it,
+    while A had applied it ahead to the member it still listed as i1x, renamed at the NICK's
+    number: i1 an operator on A only (a random two-node driver, persist seed 475). The MODE
+    names the target's connection, as a KICK does: B gives it to the user renamed since."""
+    a, b = two_nodes()
+    b.hub._positions = Positions()
+    target = b.connect("i1x")
+    b.hub.join(target, "#r0")
+    op = RemoteUser("a", "obsa", "~obsa", "h.cloak", None, "obsa", "s9").make_user()
+    b.hub.rooms["#r0"].add(Member(op, "o"))
+    watcher = b.connect("w")
+    b.hub.join(watcher, "#r0")
+    b.hub.change_nick(target, "i1")  # on B at once; numbered before the MODE
+    watcher.participant.clear()
+    mode = a.hub.ids.make(Kind.MODE, op.source, "#r0", data={
+        "changes": [["+o", "i1x"]], MODE_SESSIONS: {"i1x": target.session}})
+    b.hub.deliver_remote(mode, "#r0")
+    assert b.hub.rooms["#r0"].members["i1"].is_operator
+    (shown,) = watcher.participant.events
+    assert shown.data["changes"] == [["+o", "i1"]]  # named as the room knows it now
+
+
+def test_a_node_names_the_connection_of_each_member_whose_privilege_its_mode_changes():
+    """In a cluster, a MODE that changes members' privileges names each one's connection
+    (``MODE_SESSIONS``); a lone node's does not."""
+    for clustered in (True, False):
+        world = two_nodes()[0] if clustered else RecorderWorld()
+        if clustered:
+            world.hub._positions = Positions()
+        alice, bob = world.connect("alice"), world.connect("bob")
+        world.hub.join(alice, "#r")
+        world.hub.join(bob, "#r")
+        bob.participant.clear()
+        world.hub.change_room_modes(alice, "#r", [("+v", "bob"), ("+m", None)])
+        (mode,) = [e for e in bob.participant.events if e.kind == Kind.MODE]
+        assert mode.data.get(MODE_SESSIONS) == ({"bob": bob.session} if clustered else None)

@@ -41,6 +41,10 @@ log = Logger()
 #: what a KICK adds to its data: the kicked user's connection (``User.session``), which names
 #: it on every node even when its nick change is on its way there
 KICKED_SESSION = "session"
+#: what a MODE that changes members' privileges adds to its data: each target's connection
+#: by the nick the MODE names, which finds it on every node even when its nick change is
+#: on its way there (``RemoteRooms._mode``), as ``KICKED_SESSION`` does for a KICK
+MODE_SESSIONS = "sessions"
 #: the longest a nick granted here waits for its earlier holder's quit or nick change to
 #: reach this node's rooms (``RemoteRooms.vacated``; seconds: a committed event comes in
 #: milliseconds, a lost one is fetched as a gap within ``MAX_WAIT``)
@@ -291,6 +295,15 @@ class RemoteRooms:
         if room is None:
             return
         changes = [tuple(change) for change in (event.data or {}).get("changes", ())]
+        sessions = (event.data or {}).get(MODE_SESSIONS)
+        if isinstance(sessions, dict) and sessions:
+            followed = _following(room, changes, sessions)
+            if followed != changes:
+                # renamed since the setting node saw it (its NICK numbered before this MODE,
+                # which that node applied at once): the same member, its lines naming it by
+                # the nick it has now
+                changes = followed
+                event = replace(event, data={**event.data, "changes": [list(change) for change in changes]})
         setter = self.users.get(fold(event.source.nick))
         if setter is None:
             # no member of this copy (its node gave the nick anew, to a user who acted at
@@ -400,6 +413,20 @@ class RemoteRooms:
         if self._vacating and gone:
             self._check_vacated()
         return quits
+
+
+def _following(room: Room, changes: list[tuple[Any, ...]], sessions: dict[Any, Any]) -> list[tuple[Any, ...]]:
+    """``changes`` with each privilege change whose nick ``room`` does not list now naming the
+    member of the connection ``sessions`` gives for that nick, when one is listed."""
+    followed = []
+    for change in changes:
+        if len(change) == 2 and isinstance(change[1], str) and fold(change[1]) not in room.members:
+            session = sessions.get(change[1])
+            member = next((m for m in room.members.values() if session and m.user.session == session), None)
+            if member is not None and member.user.nick:
+                change = (change[0], member.user.nick)
+        followed.append(change)
+    return followed
 
 
 def _cancelling(result: Any, timer: IDelayedCall) -> Any:

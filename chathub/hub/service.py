@@ -59,10 +59,10 @@ from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
-from chathub.hub.replica import KICKED_SESSION, Positions, RemoteRooms
+from chathub.hub.replica import KICKED_SESSION, MODE_SESSIONS, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import apply_room_modes, reset_room
-from chathub.hub.rooms import LIST_MODES, BanEntry, Member, Room
+from chathub.hub.rooms import LIST_MODES, PRIVILEGE_MODES, BanEntry, Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
 from chathub.hub.storage import as_hub_error
 from chathub.hub.users import User
@@ -1635,7 +1635,15 @@ class ChatHub(service.Service):
         eid, now = self.ids.next()
         applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config, at=now)
         if applied:
-            event = Event(eid, now, Kind.MODE, user.source, room.name, "", None, {"changes": applied})
+            data: dict[str, Any] = {"changes": applied}
+            if self._positions is not None:
+                # each target's connection: another node finds it by that when its nick
+                # change is numbered before this MODE (``RemoteRooms._mode``)
+                targets = {nick: room.members[fold(nick)].user.session for (change, nick) in applied
+                           if change[1:2] in PRIVILEGE_MODES and nick and fold(nick) in room.members}
+                if targets:
+                    data[MODE_SESSIONS] = targets
+            event = Event(eid, now, Kind.MODE, user.source, room.name, "", None, data)
             self._note_own_change(room, event)
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.update(room)
