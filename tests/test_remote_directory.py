@@ -678,3 +678,25 @@ def test_a_node_names_the_connection_of_each_member_whose_privilege_its_mode_cha
         world.hub.change_room_modes(alice, "#r", [("+v", "bob"), ("+m", None)])
         (mode,) = [e for e in bob.participant.events if e.kind == Kind.MODE]
         assert mode.data.get(MODE_SESSIONS) == ({"bob": bob.session} if clustered else None)
+
+
+def test_an_invite_reaches_the_invited_user_renamed_meanwhile():
+    """alice (on A) invites bob while bob, on B, renames to robert and A has not heard of it:
+    B found nobody called bob and dropped the invite (alice was told it went out; robert
+    could not pass +i). The invite names bob's connection, and B finds robert by it."""
+    a, b = two_nodes()
+    pa, pb = a.hub.cluster, b.hub.cluster
+    alice = a.connect("alice")
+    room = a.hub.join(alice, "#r")
+    a.hub.change_room_modes(alice, "#r", [("+i", None)])
+    bob = b.connect("bob")
+    b.hub.rooms[room.folded] = copy = Room("#r")
+    copy.modes = set(room.modes)
+    pb.link()  # B's presence does not reach A for a moment
+    b.hub.change_nick(bob, "robert")
+    pb.link(pa)
+    a.hub.invite(alice, "#r", "bob")
+    invite = bob.participant.events[-1]
+    assert invite.kind == Kind.INVITE and invite.data["nick"] == "robert"  # named as it is now
+    assert "robert" in copy.invited and bob.invited_to == {"#r"}
+    assert b.hub.join(bob, "#r") is copy

@@ -38,12 +38,13 @@ __all__ = ["Positions", "RemoteParticipant", "RemoteRooms"]
 
 log = Logger()
 
-#: what a KICK adds to its data: the kicked user's connection (``User.session``), which names
-#: it on every node even when its nick change is on its way there
-KICKED_SESSION = "session"
+#: what a KICK or an INVITE adds to its data: the kicked or invited user's connection
+#: (``User.session``), which names it on every node even when its nick change is on its way
+#: there
+TARGET_SESSION = "session"
 #: what a MODE that changes members' privileges adds to its data: each target's connection
 #: by the nick the MODE names, which finds it on every node even when its nick change is
-#: on its way there (``RemoteRooms._mode``), as ``KICKED_SESSION`` does for a KICK
+#: on its way there (``RemoteRooms._mode``), as ``TARGET_SESSION`` does for a KICK
 MODE_SESSIONS = "sessions"
 #: the longest a nick granted here waits for its earlier holder's quit or nick change to
 #: reach this node's rooms (``RemoteRooms.vacated``; seconds: a committed event comes in
@@ -226,7 +227,7 @@ class RemoteRooms:
         data = event.data or {}
         nick = str(data.get("nick", ""))
         room = self._room(event)
-        session = data.get(KICKED_SESSION)
+        session = data.get(TARGET_SESSION)
         if room is not None and fold(nick) not in room.members and isinstance(session, str) and session:
             # renamed since the kicking node saw it (its NICK numbered before this KICK, which
             # that node applied at once): the same user, kicked here too, its lines naming it

@@ -59,7 +59,7 @@ from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
-from chathub.hub.replica import KICKED_SESSION, MODE_SESSIONS, Positions, RemoteRooms
+from chathub.hub.replica import MODE_SESSIONS, TARGET_SESSION, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import apply_room_modes, reset_room
 from chathub.hub.rooms import LIST_MODES, PRIVILEGE_MODES, BanEntry, Member, Room
@@ -770,7 +770,14 @@ class ChatHub(service.Service):
         invite (and may pass +i, +l and bans here, where it joins); this node's operators of
         the room hear of it (invite-notify)."""
         room = self.rooms.get(fold(event.target))
-        target = self.users.get(fold(str((event.data or {}).get("nick", ""))))
+        data = event.data or {}
+        target = self.users.get(fold(str(data.get("nick", ""))))
+        session = data.get(TARGET_SESSION)
+        if target is None and isinstance(session, str) and session:
+            # renamed here before the inviting node heard of it: the same connection
+            target = next((u for u in self.users.values() if u.session == session), None)
+            if target is not None:
+                event = dataclasses.replace(event, data={**data, "nick": target.nick})  # shown as it is now
         if target is not None:
             if room is not None:
                 self._remember_invite(room, target)
@@ -1554,7 +1561,7 @@ class ChatHub(service.Service):
             raise errors.UserNotInRoom(nick, f"{nick} isn't on {room.name}")
         # a last member kicking itself ends the room; the kicked connection names the user on
         # every node even when its nick change is on its way there (``RemoteRooms._kick``)
-        data = {"nick": target.user.nick, KICKED_SESSION: target.user.session,
+        data = {"nick": target.user.nick, TARGET_SESSION: target.user.session,
                 **(self.room_ends(target.user, [room]) or {})}
         event = self._event(Kind.KICK, user, room.name, reason or user.nick or "", data=data)
         recipients = room.recipients()
@@ -1585,7 +1592,12 @@ class ChatHub(service.Service):
                 raise errors.AlreadyOnRoom(nick, f"{nick} is already on {room.name}")
             if target is not None:
                 self._remember_invite(room, target)
-        event = self._event(Kind.INVITE, user, room.name if room else name, data={"nick": invited.nick})
+        data: dict[str, Any] = {"nick": invited.nick}
+        if self.cluster is not None:
+            # the invited user's connection: its node finds it by that when its nick change
+            # is on its way here (``_remote_invite``)
+            data[TARGET_SESSION] = invited.session
+        event = self._event(Kind.INVITE, user, room.name if room else name, data=data)
         if target is None or room is not None:
             # the invite is kept where the invited user is, the node that checks its join,
             # and every node tells its own operators of the room (invite-notify)
