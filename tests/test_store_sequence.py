@@ -66,20 +66,28 @@ async def test_each_conversation_counts_from_one(store_factory):
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_event_appended_twice_keeps_its_numbers_and_is_not_told_again(store_factory):
+async def test_an_event_appended_twice_keeps_its_numbers_and_is_told_them_again(store_factory):
+    """A retry of a group whose commit landed while its answer was lost (a PostgreSQL
+    connection dropped at COMMIT) finds its events stored: they keep their numbers, and the
+    listener is told them, as the first commit, whose answer never came, told nobody (a
+    cluster node's relay never heard of its own number and held the room until it passed
+    over it). A second reaper's QUIT of the same id is told the same way."""
     store = await store_factory()
     told = Groups(store)
     make = EventMaker()
     first, second = make.msg("alice", "#dup", "one"), make.msg("alice", "#dup", "two")
+    quit = make.msg("alice", "", "bye", kind=Kind.QUIT)
     await store.append(first)
-    # a second reaper's QUIT with the same id, a retry of a commit that landed
-    await defer.gatherResults([store.append(first), store.append(second)])
-    assert [[(e.text, p) for e, p in group] for group in told.groups] == [
-        [("one", (("#dup", 1),))],
-        [("two", (("#dup", 2),))],
+    await store.append(quit, rooms=["#dup", "#other"])
+    told.groups.clear()
+    await defer.gatherResults([store.append(first), store.append(second), store.append(quit, rooms=["#dup", "#other"])])
+    assert sorted((e.text, p) for group in told.groups for e, p in group) == [
+        ("bye", (("#dup", 2), ("#other", 1))),
+        ("one", (("#dup", 1),)),
+        ("two", (("#dup", 3),)),
     ]
-    assert texts(await store.latest("x", "#dup", None, 10)) == ["one", "two"]
-    assert await store.conversation_heads(["#dup"]) == {"#dup": 2}
+    assert await store.conversation_heads(["#dup", "#other"]) == {"#dup": 3, "#other": 1}
+    assert texts(await store.latest("x", "#dup", None, 10)) == ["one", "bye", "two"]  # each once
 
 
 @pytest_twisted.ensureDeferred

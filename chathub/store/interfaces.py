@@ -157,7 +157,8 @@ class IStore(Interface):
         with its positions, ``((conversation key, number), ...)``. Each conversation
         numbers its events 1, 2, 3, ... in commit order, and a number is committed only
         after every smaller one of its conversation (whichever process wrote it). An
-        event stored already is not listed again. A cluster node publishes each group."""
+        event stored already (a retry of a commit whose answer was lost) is listed with
+        the numbers it was stored at. A cluster node publishes each group."""
 
     def conversation_heads(convs: Sequence[str]) -> Deferred[dict[str, int]]:
         """The last committed number of each conversation key in ``convs`` that has one."""

@@ -201,7 +201,8 @@ class HistoryStore(SqlDatabase):
         """Call ``listener(group)`` after each commit of appended events, in commit order:
         ``group`` lists each event written by that transaction with its ``Positions``
         (what a cluster node publishes, one message per group). Events stored already
-        (a retry of a commit that landed) are not listed again."""
+        (a retry of a commit that landed, its answer lost) are listed with the numbers
+        they were stored at (``_stored_positions``)."""
         self._group_listeners.append(listener)
 
     def _committed_batch(self, items: list[Any], result: Any) -> None:
@@ -341,9 +342,10 @@ class HistoryStore(SqlDatabase):
 
     def _write_events(self, txn: Cursor, items: list[tuple[Optional[Event], list[Conversation]]]) -> list[Any]:
         """Write one group; returns what each committed event's listeners are told: its
-        ``Positions``, or None (an incarnation, an event stored already)."""
+        ``Positions`` (of an event stored already, those it was stored at), or None (an
+        incarnation)."""
         if self.array_parameters and self._at_once(items):
-            return self._write_at_once(txn, items)
+            return self._stored_positions(txn, items, self._write_at_once(txn, items))
         results: list[Any] = [None] * len(items)
         # every conversation the group numbers, locked at once in key order: locking them
         # per run of events (a room's begin between two runs) let two nodes' writers each
@@ -365,6 +367,32 @@ class HistoryStore(SqlDatabase):
                 start = i + 1
         if start < len(items):
             self._write_rows(txn, items, start, len(items), results)
+        return self._stored_positions(txn, items, results)
+
+    def _stored_positions(self, txn: Cursor, items: list[Any], results: list[Any]) -> list[Any]:
+        """``results`` with the positions of the group's events that were stored already, read
+        back. Such an event is one whose first commit landed while its answer was lost (a
+        PostgreSQL connection dropped at COMMIT: the writer tries the group again, and every
+        other node fetches it as a gap). That first commit told nobody: a cluster node's relay
+        then never heard of its own number, and held the room, and the node's outbox with
+        it, until it passed over the number (``ClusterRelay._never_told``). (A second
+        reaper's QUIT of the same id, stored by another node, is told here as that node's
+        store told it there.)"""
+        missing = {items[i][0].id: i for i, result in enumerate(results)
+                   if result is None and items[i][0] is not None and items[i][1]}
+        if not missing:
+            return results
+        found: dict[int, dict[str, int]] = {}
+        ids = list(missing)
+        for start in range(0, len(ids), ROWS_PER_STATEMENT):
+            chunk = ids[start : start + ROWS_PER_STATEMENT]
+            where_ids = f"msgid IN ({placeholders(len(chunk))})"
+            txn.execute(self._q(f"SELECT msgid, conv, conv_seq FROM conversation_events WHERE {where_ids}"), chunk)
+            for msgid, conv, seq in txn.fetchall():
+                found.setdefault(missing[msgid], {})[conv] = int(seq)
+        for i, where in found.items():
+            # in the event's own order of its conversations, those it is stored in
+            results[i] = tuple((conv.key, where[conv.key]) for conv in items[i][1] if conv.key in where) or None
         return results
 
     def _at_once(self, items: list[tuple[Optional[Event], list[Conversation]]]) -> bool:
