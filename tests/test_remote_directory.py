@@ -700,3 +700,28 @@ def test_an_invite_reaches_the_invited_user_renamed_meanwhile():
     assert invite.kind == Kind.INVITE and invite.data["nick"] == "robert"  # named as it is now
     assert "robert" in copy.invited and bob.invited_to == {"#r"}
     assert b.hub.join(bob, "#r") is copy
+
+
+@pytest.mark.parametrize("account", [None, "bob"])
+def test_a_private_message_reaches_its_recipient_renamed_meanwhile(account):
+    """alice (on A) writes to bob while bob, on B, renames to robert and A has not heard of
+    it: the message was stored and acknowledged, and B, finding nobody called bob, dropped
+    it. It names bob's connection, and B delivers it to robert."""
+    a, b = two_nodes()
+    pa, pb = a.hub.cluster, b.hub.cluster
+    alice = a.connect("alice")
+    bob = b.connect("bob", account=account)
+    pb.link()  # B's presence does not reach A for a moment
+    b.hub.change_nick(bob, "robert")
+    pb.link(pa)
+    event = a.hub.send(alice, "bob", "are you there?")
+    b.hub.deliver_remote(event, "conv")
+    assert [(e.target, e.text) for e in bob.participant.events if e.kind == Kind.MESSAGE] == [
+        ("robert", "are you there?")]  # addressed to it as it is called now
+    # and a guest's message never reaches another connection that holds the nick now
+    if account is None:
+        carol = b.connect("bob")
+        carol.participant.clear()
+        b.hub.deliver_remote(a.hub.ids.make(Kind.MESSAGE, alice.source, "bob", "for the first", data={
+            "to_session": "c0ffee"}), "conv")
+        assert carol.participant.events == []

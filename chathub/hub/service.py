@@ -276,9 +276,10 @@ class ChatHub(service.Service):
         self.accounts = accounts or _NoAccounts()
         self.ids = EventIds()
         self.users: dict[str, User] = {}  # folded nick -> signed-on user
-        #: the connections of the guests signed on here (``wants_order``: a guest's private
-        #: conversations are its connection's, whatever its nick)
-        self._guest_sessions: set[str] = set()
+        #: the users signed on here by their connection (``User.session``): a guest's private
+        #: conversations are its connection's, whatever its nick (``wants_order``), and another
+        #: node's message names the connection it is for (``deliver_remote``)
+        self._by_session: dict[str, User] = {}
         self.rooms: dict[str, Room] = {}  # folded name -> room
         self.whowas_log = WhowasLog()
         self._lifetimes = RoomLifetimes(self.rooms, self.config, store, seconds, self.log)
@@ -1021,8 +1022,7 @@ class ChatHub(service.Service):
         self.check_nick(nick, user)
         user.set_nick(nick)
         self.users[fold(nick)] = user
-        if user.account is None:
-            self._guest_sessions.add(user.session)
+        self._by_session[user.session] = user
         self._count_modes(user.modes, 1)
         self.max_users_seen = max(self.max_users_seen, len(self.users))
         self.max_global_seen = max(self.max_global_seen, self.global_user_count())
@@ -1754,8 +1754,11 @@ class ChatHub(service.Service):
             remote = self.remote.get(target) if self.remote is not None else None
             if remote is None:
                 raise errors.NoSuchNick(target)
-            # stored, and carried by the cluster relay to the node that holds the nick
-            to_remote = dict(data or {}, to_session=remote.session) if remote.account is None else data
+            # stored, and carried by the cluster relay to the node that holds the nick; named
+            # by its connection too (a guest's party; an account holder's, to find it renamed
+            # there before this node heard of it: ``deliver_remote``)
+            to_remote = (dict(data or {}, to_session=remote.session) if remote.account is None
+                         else dict(data or {}, **{TARGET_SESSION: remote.session}))
             event = self._event(kind, user, cast(str, remote.nick), text, tags, to_remote)
             self._publish(event, [user], user, receipt=receipt)
             return event
@@ -1878,10 +1881,18 @@ class ChatHub(service.Service):
                 recipients = [m.user for m in room.members.values()
                               if m.user.participant.format_key is not None and status_audience(m, str(prefix))]
         else:
+            data = event.data or {}
             user = self.users.get(fold(target))
-            session = event.data.get("to_session") if event.data else None
+            session = data.get("to_session")  # a guest's: that connection's, whoever has the nick now
             if user is None or (session is not None and session != user.session):
-                return
+                # renamed here before the sending node heard of it: found by its connection
+                # (it was dropped, acknowledged to its sender)
+                found = self._by_session.get(str(session or data.get(TARGET_SESSION) or ""))
+                if found is None:
+                    return
+                user = found
+                if fold(target) != found.folded:
+                    event = dataclasses.replace(event, target=found.nick or target)  # shown to it as it is now
             recipients = (user,)
         self._deliver_now(event, recipients)
 
@@ -2207,7 +2218,7 @@ class ChatHub(service.Service):
             self._leave(user, room)
         self._forget_invites(user)
         del self.users[folded]
-        self._guest_sessions.discard(user.session)
+        self._by_session.pop(user.session, None)
         self._count_modes(user.modes, -1)
         self.whowas_log.remember(user)
         self._publish(event, recipients, user, rooms=rooms)
@@ -2348,7 +2359,7 @@ class ChatHub(service.Service):
             return conv[1:] in self.rooms
         if is_room_name(conv):
             return True
-        return any(party[1:] in self._guest_sessions if party[:1] == "/" else party in self.users
+        return any(party[1:] in self._by_session if party[:1] == "/" else party in self.users
                    for party in conv.split(" "))
 
     def room_is_live(self, conv: str) -> bool:
