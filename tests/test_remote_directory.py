@@ -725,3 +725,20 @@ def test_a_private_message_reaches_its_recipient_renamed_meanwhile(account):
         b.hub.deliver_remote(a.hub.ids.make(Kind.MESSAGE, alice.source, "bob", "for the first", data={
             "to_session": "c0ffee"}), "conv")
         assert carol.participant.events == []
+
+
+def test_a_redaction_of_a_private_message_reaches_its_account_holder_renamed_meanwhile():
+    """The REDACT of alice's message to bob (an account holder on B, renamed to robert before
+    A heard of it) names bob's connection as the message does, so B takes it back from
+    robert's view too (it was dropped there: robert kept the text)."""
+    a, b = two_nodes()
+    pa, pb = a.hub.cluster, b.hub.cluster
+    alice = a.connect("alice")
+    bob = b.connect("bob", account="bob")
+    message = a.hub.send(alice, "bob", "oops")
+    pb.link()
+    b.hub.change_nick(bob, "robert")
+    pb.link(pa)
+    redaction = a.hub._redact_found([message], alice, "bob", None, message.id, "typo", None)
+    b.hub.deliver_remote(redaction, "conv")
+    assert [(e.kind, e.target) for e in bob.participant.events if e.kind == Kind.REDACT] == [(Kind.REDACT, "robert")]

@@ -1830,6 +1830,8 @@ class ChatHub(service.Service):
         here = holder is not None and holder is not user and holder.history_party == party
         # named as a message to it names it: by its holder's nick, here or on another node
         named = holder or (self.remote.get(target) if self.remote is not None else None)
+        if not session and holder is None and named is not None:
+            data[TARGET_SESSION] = named.session  # found renamed there, as a message is
         event = self._event(Kind.REDACT, user, named.nick or target if named else target, reason, data=data)
         # the other party's node, in a cluster, gets it through the relay as a message
         self._publish(event, [cast(User, holder), user] if here else [user], user, receipt=receipt)
