@@ -776,7 +776,7 @@ class ChatHub(service.Service):
         session = data.get(TARGET_SESSION)
         if target is None and isinstance(session, str) and session:
             # renamed here before the inviting node heard of it: the same connection
-            target = next((u for u in self.users.values() if u.session == session), None)
+            target = self._by_session.get(session)
             if target is not None:
                 event = dataclasses.replace(event, data={**data, "nick": target.nick})  # shown as it is now
         if target is not None:
