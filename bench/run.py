@@ -57,6 +57,8 @@ MAX_CLIENTS = 10_000
 SERVERS = ("chathub", "twisted-words")
 #: --nodes N: the server name of N cluster nodes (set in main)
 CLUSTER = "chathub-cluster"
+#: --nodes N --one-node: a cluster of one node, measured beside the N nodes and the lone node
+ONE_NODE = "chathub x1 node"
 #: --metrics compare: chathub a second time, with [metrics] off (the first one has it on)
 METRICS_OFF = "chathub metrics-off"
 LISTEN_BACKLOG = 1024
@@ -397,10 +399,11 @@ def cprofile_argv(stats: Optional[str]) -> list[str]:
     return [] if stats is None else ["--profile", stats, "--profiler", "cprofile", "--savestats"]
 
 
-def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None) -> RunningServer:
-    """--nodes N chathub processes sharing one port per protocol (``reuseport:``), one
-    PostgreSQL schema and one Redis, all pinned to the server's CPU; with ``stats``, each
-    node under cProfile (``<stats>-nodeK.cprofile``)."""
+def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None,
+                  nodes: Optional[int] = None) -> RunningServer:
+    """--nodes N (or ``nodes``) chathub processes sharing one port per protocol
+    (``reuseport:``), one PostgreSQL schema and one Redis, all pinned to the server's CPU;
+    with ``stats``, each node under cProfile (``<stats>-nodeK.cprofile``)."""
     workdir = tempfile.mkdtemp(prefix="bench-cluster-")
     ports = {kind: free_port() for kind in sorted(kinds)}
     dsn, drop = postgres_schema(args, "cluster")
@@ -409,7 +412,7 @@ def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str
     procs: list[subprocess.Popen] = []
     logs: list[str] = []
     prefix = f"b{os.getpid()}x{int(time.time() * 1000) % 100000}"
-    for i in range(args.nodes):
+    for i in range(args.nodes if nodes is None else nodes):
         node_dir = os.path.join(workdir, f"n{i}")
         os.makedirs(node_dir)
         log = os.path.join(node_dir, "server.log")
@@ -447,6 +450,8 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Op
     under cProfile, its statistics saved to ``<stats>.cprofile`` when it stops."""
     if name == CLUSTER:
         return start_cluster(kinds, args, stats)
+    if name == ONE_NODE:
+        return start_cluster(kinds, args, stats, nodes=1)
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     log = os.path.join(workdir, "server.log")
     ports = {kind: free_port() for kind in sorted(kinds)}
@@ -570,7 +575,8 @@ class Profiler:
     def __init__(self, args: argparse.Namespace, scenario: str, params: dict[str, Any], server_name: str,
                  pids: list[int], run: int) -> None:
         # "chathub" also profiles every node of a --nodes cluster, each in its own file
-        self.wanted = args.profile in (server_name, "both") or (args.profile == "chathub" and server_name == CLUSTER)
+        self.wanted = args.profile in (server_name, "both") or (
+            args.profile == "chathub" and server_name in (CLUSTER, ONE_NODE))
         idle = LOADGEN_SCENARIO.get(scenario, scenario) == "idle"
         self.target = "register" if idle else "measure"
         self.seconds = float(params.get("duration", 10)) if not idle else 10.0
@@ -752,11 +758,14 @@ def ratio(fig: Figure, a: Optional[float], b: Optional[float]) -> str:
 def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> tuple[str, dict]:
     """Markdown table and a JSON summary of medians and ratios."""
     head = "| scenario | figure | " + " | ".join(servers)
-    pair = (servers[0], servers[1]) if len(servers) == 2 else None
+    # the columns of ratios: (numerator, denominator)
+    ratios: list[tuple[str, str]] = []
     if servers == list(SERVERS):
+        ratios = [("chathub", "twisted-words")]
         head += " | chathub / Twisted Words"
-    elif pair is not None and pair[0] == CLUSTER:
-        head += f" | {CLUSTER} / chathub"
+    elif servers[0] == CLUSTER:
+        ratios = [(CLUSTER, other) for other in servers[1:]]
+        head += "".join(f" | {a} / {b}" for a, b in ratios)
     lines = [head + " |", "|" + "---|" * (head.count("|"))]
     summary: dict[str, Any] = {}
     for scenario, by_server in results.items():
@@ -772,10 +781,10 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
                 label += " ↑" if fig.better == "higher" else " ↓"
             row = f"| {scenario} | {label} | " + " | ".join(fmt(fig, meds[s]) for s in servers)
             entry = {s: meds[s] for s in servers}
-            if pair is not None and (servers == list(SERVERS) or pair[0] == CLUSTER):
-                r = ratio(fig, meds[pair[0]], meds[pair[1]])
+            for a, b in ratios:
+                r = ratio(fig, meds[a], meds[b])
                 row += f" | {r}"
-                entry["ratio"] = r or None
+                entry["ratio" if b == servers[-1] else f"ratio to {b}"] = r or None
             lines.append(row + " |")
             summary[scenario][fig.name] = entry
         for s in servers:
@@ -785,7 +794,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
         lines.append(
             f"| {scenario} | runs ok | "
             + " | ".join(summary[scenario]["_runs"][s] if by_server.get(s) else "n/a" for s in servers)
-            + (" | |" if pair is not None and (servers == list(SERVERS) or pair[0] == CLUSTER) else " |")
+            + " |" * (len(ratios) + 1)
         )
     return "\n".join(lines), summary
 
@@ -854,6 +863,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--node-cpus", type=lambda v: [int(c) for c in v.split(",")], default=None,
                    help="with --nodes: the CPUs the nodes are pinned to, in turn (e.g. 0,1: a node on each "
                         "core, the second beside the generator); default: every node on --server-cpu")
+    p.add_argument("--one-node", action="store_true",
+                   help="with --nodes: also measure a cluster of one node (cluster mode, PostgreSQL, Redis), "
+                        "so the table shows what the second node costs apart from what cluster mode costs")
     p.add_argument("--keep", action="store_true",
                    help="keep every server's working directory (configuration, logs) after its run")
     args = p.parse_args(argv)
@@ -919,7 +931,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.nodes > 1:
         global CLUSTER
         CLUSTER = f"chathub x{args.nodes} nodes"
-        servers = [CLUSTER, "chathub"]
+        servers = [CLUSTER, ONE_NODE, "chathub"] if args.one_node else [CLUSTER, "chathub"]
         args.redis = RedisForBench()
     build_loadgen()
     raise_fd_limit()
