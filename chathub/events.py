@@ -250,6 +250,11 @@ class EventIds:
         suffix = _B32_PAIRS[v >> 25] + _B32_PAIRS[(v >> 15) & 1023] + _B32_PAIRS[(v >> 5) & 1023] + _B32[v & 31]
         return self._prefix + suffix, now
 
+    @property
+    def tag(self) -> str:
+        """The part of this node's ids that tells them from other nodes' (``node_of``)."""
+        return self._node_chars
+
     def made_here(self, event_id: str) -> bool:
         """Whether ``event_id`` was made by this ``EventIds`` (``node_of``)."""
         return event_id[10:16] == self._node_chars

@@ -742,3 +742,53 @@ def test_a_redaction_of_a_private_message_reaches_its_account_holder_renamed_mea
     redaction = a.hub._redact_found([message], alice, "bob", None, message.id, "typo", None)
     b.hub.deliver_remote(redaction, "conv")
     assert [(e.kind, e.target) for e in bob.participant.events if e.kind == Kind.REDACT] == [(Kind.REDACT, "robert")]
+
+
+class LosingBackplane(LinkedBackplane):
+    """A ``LinkedBackplane`` that can declare another node dead, as Redis's leases do."""
+
+    def __init__(self, node_id: str) -> None:
+        super().__init__(node_id)
+        self.lost_callbacks: list = []
+
+    def on_node_lost(self, callback) -> None:
+        self.lost_callbacks.append(callback)
+
+    def lose(self, node: str) -> None:
+        for callback in self.lost_callbacks:
+            callback(node)
+
+
+def test_a_join_of_a_lost_nodes_user_heard_after_the_loss_leaves_no_member_behind():
+    """Node a's alice joins #r; a commits the JOIN and dies before publishing it. Node b
+    declares a lost (its users leave every room b lists them in: not #r) and then reads the
+    JOIN from the store, as a gap. Applied as any JOIN, it put alice in b's copy of #r for
+    good: a member of a dead node that no QUIT would ever take out (NAMES listed it, and its
+    nick, freed by the reap, stayed in the room)."""
+    a, b = two_nodes(LosingBackplane("b"))
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    join = a.hub.ids.make(Kind.JOIN, alice.source, "#r")
+    b.hub.cluster.lose("a")
+    bob.participant.clear()
+    b.hub.deliver_remote(join, "#r")
+    assert sorted(b.hub.rooms["#r"].members) == ["bob"] and "alice" not in b.hub.users
+    assert bob.participant.events == []
+    # the nick given anew, on a live node: its holder joins as anyone
+    c = b.connect("alice")
+    assert b.hub.join(c, "#r") is not None and sorted(b.hub.rooms["#r"].members) == ["alice", "bob"]
+
+
+def test_a_node_declared_dead_that_speaks_again_was_only_cut_off_and_its_joins_count():
+    """A node whose lease ran out while it was cut off is declared dead (its users leave the
+    rooms here) but lives: it fences itself and quits its users with events of its own, so
+    what it says from then on, a JOIN of a user signed on anew, is applied as any."""
+    a, b = two_nodes(LosingBackplane("b"))
+    a.connect("alice")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    b.hub.cluster.lose("a")
+    carol = a.connect("carol")  # its presence reaches b
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, carol.source, "#r"), "#r")
+    assert sorted(b.hub.rooms["#r"].members) == ["bob", "carol"]

@@ -14,16 +14,21 @@ naming of private history read it like a local one. What changed is reported to 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Optional, Protocol
 
 from zope.interface import implementer
 
-from chathub.events import Event
+from chathub.events import Event, EventIds
 from chathub.hub.metadata import read_user_metadata
 from chathub.hub.users import User
 from chathub.interfaces import IParticipant
 from chathub.names import fold
+
+#: the id tags of lost nodes' processes remembered (``RemoteDirectory.lost``): one per
+#: declared death, kept for events of theirs read from the store long after it
+LOST_KEPT = 1_000
 
 
 @implementer(IParticipant)
@@ -138,6 +143,10 @@ class RemoteDirectory:
         self.users: dict[str, User] = {}
         self._said: dict[str, RemoteUser] = {}  # folded nick -> what its node said last
         self.mode_counts: dict[str, int] = {}  # user mode letter -> users of other nodes with it
+        #: node -> the tag of its process's event ids (``EventIds.tag``), as its presence says
+        self._tags: dict[str, str] = {}
+        #: the tags of processes declared dead, latest last (``lost``)
+        self._lost: OrderedDict[str, None] = OrderedDict()
 
     def get(self, nick: str) -> Optional[User]:
         """The user of another node holding ``nick`` (any case), or None."""
@@ -153,6 +162,11 @@ class RemoteDirectory:
         node = str(message.get("node", ""))
         if not node or node == self.node_id:
             return False
+        tag = message.get("ids")
+        if isinstance(tag, str):
+            self._tags[node] = tag
+            # a process declared dead that speaks was only cut off: it quits its users itself
+            self._lost.pop(tag, None)
         hello = False
         for item in message.get("presence", ()):
             op, args = item[0], item[1:]
@@ -228,11 +242,23 @@ class RemoteDirectory:
             self.mode_counts[letter] = self.mode_counts.get(letter, 0) + step
 
     def drop_node(self, node: str) -> list[User]:
-        """Forget every user of ``node`` (it left, or was declared dead); returns them."""
+        """Forget every user of ``node`` (it left, or was declared dead); returns them.
+        Its process's events read later are ``lost``."""
+        tag = self._tags.pop(node, None)
+        if tag is not None:
+            self._lost[tag] = None
+            if len(self._lost) > LOST_KEPT:
+                self._lost.popitem(last=False)
         gone = [self.users[f] for f, r in self._said.items() if r.node == node]
         for user in gone:
             self._drop(node, user.nick or "")
         return gone
+
+    def lost(self, event: Event) -> bool:
+        """Whether ``event`` was made by the process of a node declared dead here (its users
+        taken out of every room then): one of its events committed before it died and read
+        from the store after (its doorbell never rang)."""
+        return bool(self._lost) and EventIds.node_of(event.id) in self._lost
 
     @staticmethod
     def roster(users: Iterable[Any]) -> list[list[Any]]:

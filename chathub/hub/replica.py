@@ -193,6 +193,12 @@ class RemoteRooms:
         return room
 
     def _join(self, event: Event) -> None:
+        remote = self.hub.remote
+        if remote is not None and remote.lost(event):
+            # committed by a node that died before it rang the doorbell, and read after the
+            # node was declared dead here: its users left every room then, and no QUIT of
+            # theirs will ever come, so applied it would keep a member of no live node
+            return
         room = self._room(event, create=True)
         assert room is not None
         known = self.hub.remote.said(event.source.nick) if self.hub.remote is not None else None

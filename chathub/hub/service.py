@@ -441,7 +441,8 @@ class ChatHub(service.Service):
 
     def _announce(self, *items: list[Any]) -> None:
         if self.cluster is not None:
-            self.cluster.publish({"node": self.cluster.node_id, "presence": list(items)})
+            # "ids": what this process's event ids carry (``RemoteDirectory.lost``)
+            self.cluster.publish({"node": self.cluster.node_id, "ids": self.ids.tag, "presence": list(items)})
 
     def _cluster_message(self, message: dict[str, Any]) -> None:
         if "presence" not in message or self.remote is None:
