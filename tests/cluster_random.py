@@ -8,7 +8,8 @@ Run it by path:
     ZZ_SEEDS=0,1,2 ZZ_STEPS=150 ZZ_MODE=persist .venv/bin/python -m pytest -q -p no:cacheprovider \
         tests/cluster_random.py
 
-``ZZ_MODE=outsider``: observers sit in no room, so rooms end and are made again. Each seed's
+``ZZ_MODE=outsider``: observers sit in no room, so rooms end and are made again.
+``ZZ_NODES=abc``: three nodes (a nick or room event may reach one node before another). Each seed's
 report (actions, what diverged, each client's lines) goes to ``ZZ_OUT`` (/tmp/zz_rerun); a
 node that stops answering is probed (its CPU time, a py-spy dump, a fresh sign-on) before
 failing. It paces its actions by round trips to a node, never by sleeping.
@@ -37,6 +38,7 @@ SEED0 = int(os.environ.get("ZZ_SEED0", "0"))
 NSEEDS = int(os.environ.get("ZZ_NSEEDS", "3"))
 STEPS = int(os.environ.get("ZZ_STEPS", "120"))
 MODE = os.environ.get("ZZ_MODE", "persist")  # persist: observers sit in the base rooms
+NODES = os.environ.get("ZZ_NODES", "ab")  # "abc": three nodes, an observer and four actors on each
 BASE = ["#r0", "#r1", "#r2"]
 POOL = ["#r0", "#r1", "#r2", "#r3", "#r4"]
 
@@ -236,6 +238,11 @@ def snapshot(obs: Client, me: str, rooms):
     return snap
 
 
+def alike(snaps: dict) -> bool:
+    """Whether every node's observer saw the same."""
+    return len({json.dumps(snap, sort_keys=True) for snap in snaps.values()}) == 1
+
+
 def node_errors(cluster):
     errs = {}
     for name, node in cluster.nodes.items():
@@ -253,7 +260,7 @@ SEEDS = [int(x) for x in os.environ["ZZ_SEEDS"].split(",")] if os.environ.get("Z
 def test_random(cluster, seed):  # noqa: F811
     rng = random.Random(seed)
     ports = {}
-    for n in ("a", "b"):
+    for n in NODES:
         line, irc = cluster(n)
         ports[n] = {"telnet": line, "irc": irc}
     log: list[str] = []
@@ -263,7 +270,7 @@ def test_random(cluster, seed):  # noqa: F811
         log.append(f"{time.monotonic():.3f} {s}")
 
     obs = {}
-    for n in ("a", "b"):
+    for n in NODES:
         c = irc_connect(ports[n]["irc"], f"obs{n}", f"obs{n}", "multi-prefix draft/channel-rename")
         assert c is not None
         obs[n] = c
@@ -273,17 +280,18 @@ def test_random(cluster, seed):  # noqa: F811
         for r in BASE:
             obs["a"].send(f"JOIN {r}")
             obs["a"].expect(rf" 366 obsa {r} ")
-        for r in BASE:
-            listed = time.monotonic() + 40
-            # each LIST waits for its answer: asked again until b lists the room
-            while not any(" 322 " in l for l in query(obs["b"], f"LIST {r}")) and time.monotonic() < listed:
-                pass
-            obs["b"].send(f"JOIN {r}")
-            obs["b"].expect(rf" 366 obsb {r} ")
-            obs["a"].send(f"MODE {r} +o obsb")
+        for n in NODES[1:]:
+            for r in BASE:
+                listed = time.monotonic() + 40
+                # each LIST waits for its answer: asked again until the node lists the room
+                while not any(" 322 " in l for l in query(obs[n], f"LIST {r}")) and time.monotonic() < listed:
+                    pass
+                obs[n].send(f"JOIN {r}")
+                obs[n].expect(rf" 366 obs{n} {r} ")
+                obs["a"].send(f"MODE {r} +o obs{n}")
     actors = []
     k = 0
-    for n in ("a", "b"):
+    for n in NODES:
         for i in range(3):
             actors.append(Actor(k, "irc", rng.random() < 0.5))
             k += 1
@@ -306,7 +314,7 @@ def test_random(cluster, seed):  # noqa: F811
         raise AssertionError("no nick")
 
     for idx, a in enumerate(actors):
-        connect(a, "a" if idx < 4 else "b")
+        connect(a, NODES[idx // 4])
 
     def nicks():
         return [a.nick for a in actors if a.nick]
@@ -406,14 +414,14 @@ def test_random(cluster, seed):  # noqa: F811
         c.send("QUIT :later" if irc else "/quit later")
         c.close()
         a.c = None
-        node = rng.choice("ab")
+        node = rng.choice(NODES)
         note(f"{a.base} ({a.nick}) QUIT")
         a.nick = None
         connect(a, node)
         return f"reconnected on {node}"
 
     def observer_act():
-        n = rng.choice("ab")
+        n = rng.choice(NODES)
         c = obs[n]
         r = rng.choice(BASE)
         w = rng.random()
@@ -449,7 +457,7 @@ def test_random(cluster, seed):  # noqa: F811
         # a pause of some steps: a round trip to a client's node (answered when that node has
         # read everything sent before), so actions interleave at several distances
         if rng.random() < 0.4:
-            pacer = rng.choice([obs["a"], obs["b"]])
+            pacer = rng.choice([obs[n] for n in NODES])
             query(pacer, "PING :pace")
         if step % 10 == 0:
             for c in clients:
@@ -470,7 +478,7 @@ def test_random(cluster, seed):  # noqa: F811
                 out[f"pyspy {n}"] = r.stdout[-6000:] + r.stderr[-500:]
             except Exception as e2:
                 out[f"pyspy {n}"] = repr(e2)
-        for n in "ab":
+        for n in NODES:
             try:
                 query(obs[n], "PING :alive", 20)
                 out[f"obs{n}"] = "answers"
@@ -512,8 +520,8 @@ def test_random(cluster, seed):  # noqa: F811
         rounds_ = 0
         while True:
             rounds_ += 1
-            snaps = {n: snapshot(obs[n], f"obs{n}", POOL) for n in ("a", "b")}
-            if json.dumps(snaps["a"], sort_keys=True) == json.dumps(snaps["b"], sort_keys=True):
+            snaps = {n: snapshot(obs[n], f"obs{n}", POOL) for n in NODES}
+            if alike(snaps):
                 break
             if time.monotonic() > deadline:
                 break
@@ -524,16 +532,16 @@ def test_random(cluster, seed):  # noqa: F811
         note(f"probes: {extra}")
         dump("crash", extra)
         raise
-    same = json.dumps(snaps["a"], sort_keys=True) == json.dumps(snaps["b"], sort_keys=True)
+    same = alike(snaps)
     errs = node_errors(cluster)
     closed = [f"{c.name}: {c.why}" for c in clients if c.closed and c.why != "local"]
     report = {"seed": seed, "same": same, "rounds": rounds_, "errors": errs, "closed": closed,
               "log": log, "snaps": snaps}
     diff = {}
     if not same:
-        for key in sorted(set(snaps["a"]) | set(snaps["b"])):
-            if snaps["a"].get(key) != snaps["b"].get(key):
-                diff[key] = {"a": snaps["a"].get(key), "b": snaps["b"].get(key)}
+        for key in sorted(set().union(*snaps.values())):
+            if len({json.dumps(snap.get(key), sort_keys=True) for snap in snaps.values()}) > 1:
+                diff[key] = {n: snap.get(key) for n, snap in snaps.items()}
         report["diff"] = diff
     report["actor_lines"] = {a.base: (a.c.all[-60:] if a.c else []) for a in actors}
     if not same or errs or closed:
