@@ -202,6 +202,7 @@ class ChathubService(service.MultiService):
                 self.backplane,
                 self.hub.deliver_remote,
                 reactor,
+                deliver_again=self.hub.deliver_again,
                 outbox=self.hub.outbox,
                 made_here=self.hub.ids.made_here,
                 held_alone=self.hub.held_alone,

@@ -64,6 +64,9 @@ class Node:
         self.store = store
         self.got: list = []  # other nodes' events the relay handed over
         self.convs: list[str] = []  # the conversation each was handed over in
+        #: (text, conversation) of each event of several conversations handed over again
+        #: at its number in another of them (``deliver_again``)
+        self.again: list[tuple[str, str]] = []
         self.shown: list = []  # everything this node's users saw, its own events included
         self.mine: set[str] = set()  # ids of the events this node made
         #: (number, text, own) of each event the relay checked, and the texts it finds void
@@ -81,6 +84,7 @@ class Node:
             held_alone=lambda event: event.kind == Kind.MESSAGE and event.target.startswith("#"),
             admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
             live=lambda conv: conv not in self.gone,
+            deliver_again=lambda event, conv: self.again.append((event.text, conv)),
         )
         self.relay.start()
 
@@ -242,6 +246,8 @@ async def test_an_event_of_several_conversations_is_delivered_once(nodes):
     assert b.texts() == ["x", "y", "bye", "after"]
     # each with the conversation whose order reached it: the hub finds a room by that key
     assert b.convs == ["#x", "#y", "#x", "#y"]
+    # and at its number in the other one: what a JOIN numbered before it there needs
+    assert b.again == [("bye", "#y")]
 
 
 @on_postgres

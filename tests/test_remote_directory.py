@@ -792,3 +792,48 @@ def test_a_node_declared_dead_that_speaks_again_was_only_cut_off_and_its_joins_c
     carol = a.connect("carol")  # its presence reaches b
     b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, carol.source, "#r"), "#r")
     assert sorted(b.hub.rooms["#r"].members) == ["bob", "carol"]
+
+
+def a_late_join(kind: str):
+    """Node a's alice in #r1 on b, her JOIN of #r2 and then her QUIT (or NICK to alicia),
+    numbered in #r1 and #r2; b's order of #r1 reaches the QUIT or NICK before #r2's reaches
+    the JOIN numbered before it there (#r2 waited for a gap). Returns b, bob (in both rooms
+    on b), carol (in #r2 only) and the QUIT or NICK, delivered at #r1 and at #r2."""
+    a, b = two_nodes()
+    alice = a.connect("alice")
+    bob, carol = b.connect("bob"), b.connect("carol")
+    for room in ("#r1", "#r2"):
+        b.hub.join(bob, room)
+    b.hub.join(carol, "#r2")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r1"), "#r1")
+    join = a.hub.ids.make(Kind.JOIN, alice.source, "#r2")
+    if kind == Kind.QUIT:
+        event = a.hub.ids.make(Kind.QUIT, alice.source, "", "bye")
+    else:
+        event = a.hub.ids.make(Kind.NICK, alice.source, "", data={"new": "alicia"})
+    b.hub.deliver_remote(event, "#r1")  # the first of its rooms' orders to reach it
+    b.hub.deliver_remote(join, "#r2")  # #r2's gap filled: the JOIN numbered before it there
+    b.clear()
+    b.hub.deliver_again(event, "#r2")
+    return b, bob, carol, event
+
+
+def test_a_quit_applied_before_a_join_numbered_before_it_in_another_room_takes_the_user_out_there_too():
+    """A QUIT numbered in two rooms is applied once, at the first room's number to reach
+    this node; a JOIN of the quitter numbered before it in the other room, reaching this
+    node after, put the quitter back there for good, on this node only (a random three-node
+    driver, seed 5). At the QUIT's number in that room the quitter leaves it."""
+    b, bob, carol, event = a_late_join(Kind.QUIT)
+    assert sorted(b.hub.rooms["#r2"].members) == ["bob", "carol"] and "alice" not in b.hub.replica.users
+    assert [e.kind for e in carol.participant.events] == [Kind.QUIT]
+
+
+def test_a_nick_change_applied_before_a_join_numbered_before_it_in_another_room_renames_the_user_there_too():
+    """The same with a NICK: the JOIN under the old nick put a second member for the user in
+    the other room, under a nick it no longer held. At the NICK's number there, the member
+    is the renamed user, as in its other room."""
+    b, bob, carol, event = a_late_join(Kind.NICK)
+    r1, r2 = b.hub.rooms["#r1"], b.hub.rooms["#r2"]
+    assert sorted(r2.members) == ["alicia", "bob", "carol"]
+    assert r2.members["alicia"].user is r1.members["alicia"].user and "alice" not in b.hub.replica.users
+    assert [e.kind for e in carol.participant.events] == [Kind.NICK]

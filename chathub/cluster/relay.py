@@ -265,10 +265,13 @@ class ClusterRelay:
         fetch_limit: int = 1000,
         live: Callable[[str], bool] = lambda conv: True,
         max_ended: int = 100_000,
+        deliver_again: Callable[[Event, str], object] = lambda event, conv: None,
     ) -> None:
         """``deliver(event, conv)`` hands another node's event to the local hub, once, in
         order, with the conversation whose order reached it (of an event numbered in several
-        rooms, the first).
+        rooms, the first); ``deliver_again(event, conv)`` such an event at its number in
+        each of its other conversations, when that one's order reaches it (a JOIN numbered
+        before it there may have come after the first).
 
         ``outbox`` is the local hub's: this node's own event waits there while another
         node's smaller number of its conversation is on its way, and another node's event
@@ -314,6 +317,7 @@ class ClusterRelay:
         #: a group reaches each member as one write, as a local committed group does)
         self._batching = batching or nullcontext
         self.deliver = deliver
+        self.deliver_again = deliver_again
         self.clock = clock
         self.gap_wait = gap_wait
         #: how late other nodes' events arrive (receipt time minus the event's own time, a
@@ -677,6 +681,10 @@ class ClusterRelay:
             # pair, a room's STATUSMSG audience), whose order delivers it once; a quit or a
             # nick change is numbered in each room it is shown in
             if event.id in self._seen:
+                try:
+                    self.deliver_again(event, conv)
+                except Exception:
+                    self.log.failure("applying another node's event in another of its rooms failed")
                 return
             self._seen[event.id] = None
             if len(self._seen) > SEEN_EVENTS:

@@ -164,6 +164,49 @@ class RemoteRooms:
         if self._vacating:
             self._check_vacated()
 
+    def again(self, event: Event, conv: str) -> None:
+        """A QUIT or NICK of another node's user, applied here when the first of its rooms'
+        orders reached it (the user taken out of, or renamed in, every room this copy
+        listed it in then), now at its number in room ``conv``. A JOIN of the user numbered
+        before it in ``conv`` may have come after that first one (``conv``'s order waited
+        for a gap, while the other room's did not): it put the user back in ``conv`` under
+        the old nick, and the QUIT or NICK, applied once, left it there for good on this
+        node only (a random three-node driver: a member the other nodes never listed). That
+        member leaves now, or takes the new nick, shown to the room."""
+        room = self.hub.rooms.get(conv)
+        old = fold(event.source.nick)
+        member = room.members.get(old) if room is not None else None
+        if room is None or member is None or not isinstance(member.user.participant, RemoteParticipant):
+            return
+        user = member.user
+        recipients = room.recipients()
+        if event.kind == Kind.QUIT:
+            self.hub.leave_room(user, room)
+        elif event.kind == Kind.NICK:
+            new = str((event.data or {}).get("new", ""))
+            if not new:
+                return
+            renamed = self.users.get(fold(new))
+            if renamed is not None and renamed is not user and fold(new) not in room.members:
+                # the user as renamed in its other rooms: one member of each room it is in
+                room.remove(old)
+                user.remove_room(room.folded)
+                room.add(Member(renamed, member.privileges))
+                renamed.add_room(room)
+            elif renamed is None:
+                user.set_nick(new)
+                room.rekey(old, fold(new))
+                self.users[fold(new)] = user
+            else:
+                return
+        else:
+            return
+        if not user.rooms and self.users.get(old) is user:
+            self.users.pop(old)
+        self.publish(event, recipients)
+        if self._vacating:
+            self._check_vacated()
+
     def _room(self, event: Event, create: bool = False) -> Optional[Room]:
         folded = fold(event.target)
         room = self.hub.rooms.get(folded)

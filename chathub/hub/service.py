@@ -364,6 +364,11 @@ class ChatHub(service.Service):
         #: draft/metadata-3 values of users and rooms, and who hears of their changes
         self.metadata = Metadata(time.time)
 
+    def deliver_again(self, event: Event, conv: str) -> None:
+        """Another node's QUIT or NICK, delivered at the first of its rooms' numbers here,
+        at its number in room ``conv`` (``ClusterRelay``; ``RemoteRooms.again``)."""
+        self.replica.again(event, conv)
+
     def _deliver_now(self, event: Event, recipients: Sequence[User]) -> None:
         # Another node's event comes in its conversation's committed order, past the local
         # outbox: a local event still waiting there for its commit gets a later number (the
