@@ -9,7 +9,9 @@ Run it by path:
         tests/cluster_random.py
 
 ``ZZ_MODE=outsider``: observers sit in no room, so rooms end and are made again.
-``ZZ_NODES=abc``: three nodes (a nick or room event may reach one node before another). Each seed's
+``ZZ_NODES=abc``: three nodes (a nick or room event may reach one node before another);
+``ZZ_KILL=c``: node c is killed (``kill -9``) halfway and the others compared once they reaped
+it (its actors reconnect to the others, under other nicks while its claims last). Each seed's
 report (actions, what diverged, each client's lines) goes to ``ZZ_OUT`` (/tmp/zz_rerun); a
 node that stops answering is probed (its CPU time, a py-spy dump, a fresh sign-on) before
 failing. It paces its actions by round trips to a node, never by sleeping.
@@ -39,6 +41,7 @@ NSEEDS = int(os.environ.get("ZZ_NSEEDS", "3"))
 STEPS = int(os.environ.get("ZZ_STEPS", "120"))
 MODE = os.environ.get("ZZ_MODE", "persist")  # persist: observers sit in the base rooms
 NODES = os.environ.get("ZZ_NODES", "ab")  # "abc": three nodes, an observer and four actors on each
+KILL = os.environ.get("ZZ_KILL", "")  # a node to kill -9 halfway (its actors reconnect elsewhere)
 BASE = ["#r0", "#r1", "#r2"]
 POOL = ["#r0", "#r1", "#r2", "#r3", "#r4"]
 
@@ -265,6 +268,8 @@ def test_random(cluster, seed):  # noqa: F811
         ports[n] = {"telnet": line, "irc": irc}
     log: list[str] = []
     clients: list[Client] = []
+    live = list(NODES)  # the nodes not killed (``ZZ_KILL``)
+    dead: list[str] = []  # the nicks the killed node held
 
     def note(s):
         log.append(f"{time.monotonic():.3f} {s}")
@@ -414,14 +419,14 @@ def test_random(cluster, seed):  # noqa: F811
         c.send("QUIT :later" if irc else "/quit later")
         c.close()
         a.c = None
-        node = rng.choice(NODES)
+        node = rng.choice(live)
         note(f"{a.base} ({a.nick}) QUIT")
         a.nick = None
         connect(a, node)
         return f"reconnected on {node}"
 
     def observer_act():
-        n = rng.choice(NODES)
+        n = rng.choice(live)
         c = obs[n]
         r = rng.choice(BASE)
         w = rng.random()
@@ -444,6 +449,8 @@ def test_random(cluster, seed):  # noqa: F811
 
     def run_steps(rng, actors, persist, observer_act, act, note, clients):
       for step in range(STEPS):
+        if KILL and step == STEPS // 2:
+            kill_node(KILL)
         if persist and rng.random() < 0.3:
             note(observer_act())
         else:
@@ -457,11 +464,28 @@ def test_random(cluster, seed):  # noqa: F811
         # a pause of some steps: a round trip to a client's node (answered when that node has
         # read everything sent before), so actions interleave at several distances
         if rng.random() < 0.4:
-            pacer = rng.choice([obs[n] for n in NODES])
+            pacer = rng.choice([obs[n] for n in live])
             query(pacer, "PING :pace")
         if step % 10 == 0:
             for c in clients:
                 c.drain()
+
+    def kill_node(name):
+        note(f"KILL node {name}")
+        for a in actors:
+            if a.node == name and a.c is not None:
+                a.c.why = "local"  # its connection ends with the node: expected
+        obs[name].why = "local"
+        dead.extend([f"obs{name}"] + [a.nick for a in actors if a.node == name and a.nick])
+        cluster.nodes[name].kill()
+        live.remove(name)
+        for a in actors:
+            if a.node == name and a.c is not None:
+                a.c.close()
+                a.c = None
+                note(f"{a.base} ({a.nick}) lost with node {name}")
+                a.nick = None
+                connect(a, rng.choice(live))
 
     def probe_nodes():
         import subprocess
@@ -478,7 +502,7 @@ def test_random(cluster, seed):  # noqa: F811
                 out[f"pyspy {n}"] = r.stdout[-6000:] + r.stderr[-500:]
             except Exception as e2:
                 out[f"pyspy {n}"] = repr(e2)
-        for n in NODES:
+        for n in live:
             try:
                 query(obs[n], "PING :alive", 20)
                 out[f"obs{n}"] = "answers"
@@ -514,13 +538,20 @@ def test_random(cluster, seed):  # noqa: F811
                     note(f"settle {a.base}: {e!r}")
                     raise
         note("settled")
+        if dead:  # compared once every live node reaped the killed one (its users gone)
+            reaped = time.monotonic() + 40
+            while time.monotonic() < reaped and any(
+                    any(" 303 " in l and l.split(":", 2)[-1].strip() for l in query(obs[n], "ISON " + " ".join(dead)))
+                    for n in live):
+                pass
+            note("reaped")
         stage = "snapshot"
         snaps = None
         deadline = time.monotonic() + 40
         rounds_ = 0
         while True:
             rounds_ += 1
-            snaps = {n: snapshot(obs[n], f"obs{n}", POOL) for n in NODES}
+            snaps = {n: snapshot(obs[n], f"obs{n}", POOL) for n in live}
             if alike(snaps):
                 break
             if time.monotonic() > deadline:
