@@ -240,6 +240,33 @@ async def test_a_lost_node_is_reported_once_reaped_once_and_its_nicks_freed(clus
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_node_another_reaped_before_this_one_looked_is_reported_lost_here_too(cluster):
+    """With three nodes, the first to find a node's lease gone reaps it at once (the hub
+    does), which takes it out of the set of nodes; a node whose watchdog looked only after
+    that never found it lost and forgot it as one that had left: its users stayed in that
+    node's rooms for good (a random three-node driver killing a node: NAMES on one of the
+    two survivors listed them)."""
+    a, b, c = await cluster("a", **FAST), await cluster("b", **FAST), await cluster("c", **FAST)
+    reaped = Events()
+    a.on_node_lost(lambda node: a.reap(node).addCallback(reaped))
+    lost = Events()
+    b.on_node_lost(lost)
+    await until(lambda: "c" in b._known, TIMEOUT)
+    watchdog = b._timers[1]
+    watchdog.stop()  # b looks only once a has reaped c
+    c.heartbeat_loop.stop()  # c stalls: its lease runs out
+    assert await reaped.count(1) == [True]
+    watchdog.start(b.check_interval, now=False)
+    assert await lost.count(1) == ["c"]
+    # a node that leaves cleanly, known here, is forgotten, never reported lost
+    d = await cluster("d", **FAST)
+    await until(lambda: "d" in b._known, TIMEOUT)
+    await d.stop()
+    await until(lambda: "d" not in b._known, TIMEOUT)
+    assert lost.items == ["c"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_crashed_node_restarting_with_its_id_waits_for_its_reaping(cluster):
     a = await cluster("a", **FAST)
     lost = Events()

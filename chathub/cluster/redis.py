@@ -800,8 +800,13 @@ class RedisBackplane:
             return succeed(None)
         epoch = self._epoch
         mark = self._reactor.seconds() >= self._watch_from
+        # besides the members, the nodes known here: one known from before Redis lost its
+        # data (marked lost when it has no lease), and one another node declared dead and
+        # reaped already, which is no member any more and must still be found lost here
+        # (its users leave this node's rooms too); a node that left has no mark to find
         older = [node for node, seen in self._known.items() if seen != epoch]
-        d = self._eval(scripts.WATCH, "1" if mark else "0", *older)
+        others = [node for node, seen in self._known.items() if seen == epoch]
+        d = self._eval(scripts.WATCH, "1" if mark else "0", str(len(older)), *older, *others)
 
         def checked(result: list) -> None:
             if self._epoch != epoch:

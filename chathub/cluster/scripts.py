@@ -205,21 +205,24 @@ return result
 """
 
 #: ARGV[3] '1': mark nodes without a lease as lost ('0' during a grace period: only report
-#: those already marked); [4..] node ids to check besides the members (known before
-#: Redis lost its data). Returns {members, dead nodes}.
+#: those already marked); [4] how many of the node ids after it to check as the members
+#: are (known before Redis lost its data); [5..] those, then nodes only to report when
+#: marked lost already (the caller knows them: one another node reaped is no member any
+#: more; one that left cleanly has no mark). Returns {members, dead nodes}.
 WATCH = PRELUDE + """
 local members = redis.call('SMEMBERS', P .. 'nodes')
 local found, seen = {}, {}
-local function check(node)
+local function check(node, may_mark)
   if node == SELF or seen[node] then return end
   seen[node] = true
   if redis.call('EXISTS', lease_key(node)) == 1 then return end
   local lost = P .. 'lost:' .. node
-  if ARGV[3] == '1' then redis.call('SET', lost, SELF, 'NX') end
+  if may_mark and ARGV[3] == '1' then redis.call('SET', lost, SELF, 'NX') end
   if redis.call('EXISTS', lost) == 1 then table.insert(found, node) end
 end
-for _, node in ipairs(members) do check(node) end
-for i = 4, #ARGV do check(ARGV[i]) end
+for _, node in ipairs(members) do check(node, true) end
+local marking = 5 + tonumber(ARGV[4])
+for i = 5, #ARGV do check(ARGV[i], i < marking) end
 return {members, found}
 """
 
