@@ -837,3 +837,21 @@ def test_a_nick_change_applied_before_a_join_numbered_before_it_in_another_room_
     assert sorted(r2.members) == ["alicia", "bob", "carol"]
     assert r2.members["alicia"].user is r1.members["alicia"].user and "alice" not in b.hub.replica.users
     assert [e.kind for e in carol.participant.events] == [Kind.NICK]
+
+
+def test_a_lost_nodes_user_whose_quit_never_came_leaves_the_rooms_though_its_presence_had_gone():
+    """A node says a user left (presence goes out at once) and dies before its QUIT is
+    committed: the directory no longer lists the user when the node is declared dead, and
+    only the users it lists left the rooms, so this one stayed in them for good (a random
+    three-node driver killing a node: NAMES on one survivor listed it)."""
+    a, b = two_nodes(LosingBackplane("b"))
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r"), "#r")
+    b.hub.remote.apply({"node": "a", "presence": [["off", "alice"]]})
+    assert "alice" in b.hub.rooms["#r"].members
+    bob.participant.clear()
+    b.hub.cluster.lose("a")
+    assert sorted(b.hub.rooms["#r"].members) == ["bob"] and "alice" not in b.hub.replica.users
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "alice")]

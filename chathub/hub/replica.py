@@ -444,6 +444,11 @@ class RemoteRooms:
         self._check_vacated()
         return taken
 
+    def members_of(self, node: str) -> list[str]:
+        """The nicks of the users of ``node`` in this node's rooms."""
+        return [user.nick or "" for user in self.users.values()
+                if isinstance(user.participant, RemoteParticipant) and user.participant.node == node]
+
     def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
         """Users of a node that is gone leave every room here, as a quit each, shown to this
         node's members. Returns each quit with the (folded) rooms it was shown in, for the
