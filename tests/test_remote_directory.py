@@ -855,3 +855,42 @@ def test_a_lost_nodes_user_whose_quit_never_came_leaves_the_rooms_though_its_pre
     b.hub.cluster.lose("a")
     assert sorted(b.hub.rooms["#r"].members) == ["bob"] and "alice" not in b.hub.replica.users
     assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "alice")]
+
+
+def three_nodes():
+    """Hubs a, b and c, each backplane linked to the other two in memory."""
+    worlds = [RecorderWorld() for _ in range(3)]
+    planes = [LinkedBackplane(n) for n in "abc"]
+    for i, plane in enumerate(planes):
+        plane.link(*[other for j, other in enumerate(planes) if j != i])
+    for world, plane in zip(worlds, planes, strict=True):
+        world.hub.join_cluster(plane)
+    return worlds
+
+
+@pytest.mark.parametrize("change", [Kind.QUIT, Kind.NICK])
+def test_a_new_holder_of_a_nick_on_a_third_node_is_not_the_earlier_holder_whose_leaving_comes_late(change):
+    """Node a's alice quits (or renames): her nick is free at once and node c gives it to a
+    new user, who joins #s; on node b, a third node, that JOIN comes before a's QUIT or NICK
+    (behind a gap of #r there). b took the new holder for the earlier one, whose stand-in
+    was still listed, and the QUIT, when it came, took the new holder out of #s on b only
+    (a NICK renamed it there). The earlier holder is set aside for its QUIT or NICK."""
+    a, b, c = three_nodes()
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    for room in ("#r", "#s"):
+        b.hub.join(bob, room)
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r"), "#r")
+    leaving = a.hub.quit(alice, "bye") if change == Kind.QUIT else a.hub.change_nick(alice, "alicia")
+    newcomer = c.connect("alice")
+    b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#s"), "#s")
+    b.hub.deliver_remote(leaving, "#r")
+    r, s = b.hub.rooms["#r"], b.hub.rooms["#s"]
+    assert sorted(s.members) == ["alice", "bob"] and s.members["alice"].user.participant.node == "c"
+    if change == Kind.QUIT:
+        assert sorted(r.members) == ["bob"]
+    else:
+        assert sorted(r.members) == ["alicia", "bob"] and r.members["alicia"].user.participant.node == "a"
+    # and the new holder joins the room the earlier one left
+    b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#r"), "#r")
+    assert r.members["alice"].user is s.members["alice"].user

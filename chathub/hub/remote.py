@@ -254,6 +254,15 @@ class RemoteDirectory:
             self._drop(node, user.nick or "")
         return gone
 
+    def node_of(self, event: Event) -> Optional[str]:
+        """The node whose process made ``event``, as its presence says (``"ids"``); None
+        when this node has not heard of that process."""
+        tag = EventIds.node_of(event.id)
+        for node, known in self._tags.items():
+            if known == tag:
+                return node
+        return None
+
     def lost(self, event: Event) -> bool:
         """Whether ``event`` was made by the process of a node declared dead here (its users
         taken out of every room then): one of its events committed before it died and read

@@ -13,6 +13,7 @@ another node sits in a room as a ``User`` whose participant sends nothing
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Sequence
 
@@ -50,6 +51,8 @@ MODE_SESSIONS = "sessions"
 #: reach this node's rooms (``RemoteRooms.vacated``; seconds: a committed event comes in
 #: milliseconds, a lost one is fetched as a gap within ``MAX_WAIT``)
 VACATE_WAIT = 10.0
+#: earlier holders of nicks kept aside for their QUIT or NICK (``RemoteRooms.user_for``)
+EARLIER_KEPT = 1_000
 
 
 class Positions(Protocol):
@@ -86,6 +89,9 @@ class RemoteRooms:
         self.hub = hub
         self.publish = publish  # deliver to local recipients, in hub order
         self.users: dict[str, User] = {}  # folded nick -> a user of another node in some room here
+        #: (node, folded nick) -> the earlier holder of a nick another node's user holds now,
+        #: still in rooms here until its QUIT or NICK comes (``user_for``, ``_leaving``)
+        self._earlier: OrderedDict[tuple[str, str], User] = OrderedDict()
         #: nicks granted here whose earlier holder is still listed (``vacated``), each waiter
         self._vacating: list[tuple[str, Deferred[None]]] = []
 
@@ -134,6 +140,13 @@ class RemoteRooms:
         source = event.source
         folded = fold(source.nick)
         user = self.users.get(folded)
+        if user is not None and self._someone_else(user, event):
+            # the nick's earlier holder, of another node: its QUIT or NICK, which freed the
+            # nick, is still on its way here (behind a gap of one of its rooms) while the new
+            # holder's event came first. Set aside for it: that QUIT took the new holder out
+            # of its rooms here, on this node only
+            self._set_aside(folded, user)
+            user = None
         if user is None:
             # what the directory holds is newer than the event (presence goes out at once,
             # room events after their commit, over one connection): take it when it is
@@ -246,7 +259,14 @@ class RemoteRooms:
         assert room is not None
         known = self.hub.remote.said(event.source.nick) if self.hub.remote is not None else None
         user = self.user_for(event, known.node if known is not None else "")
-        if user.folded in room.members:
+        listed = room.members.get(user.folded or "")
+        if listed is not None and listed.user is not user and listed.user is self._earlier.get(
+                (getattr(listed.user.participant, "node", ""), user.folded or "")):
+            # the nick's earlier holder, set aside for its QUIT or NICK: out of this room now
+            # (its place taken at once: the room does not end in between)
+            room.remove(user.folded or "")
+            listed.user.remove_room(room.folded)
+        elif listed is not None:
             return
         self.hub.made_earlier(room, event)
         privileges = str((event.data or {}).get("privileges", ""))
@@ -289,18 +309,55 @@ class RemoteRooms:
                     break
         self._leave(event, nick)
 
+    def _someone_else(self, user: User, event: Event) -> bool:
+        """Whether ``user``, listed here under the nick of ``event``'s sender, is a user of
+        another node than the one that made ``event`` (as far as this node knows)."""
+        node = getattr(user.participant, "node", "")
+        if not node or self.hub.remote is None:
+            return False
+        sender = self.hub.remote.node_of(event)
+        return sender is not None and sender != node
+
+    def _set_aside(self, folded: str, user: User) -> None:
+        self._earlier[(getattr(user.participant, "node", ""), folded)] = user
+        if len(self._earlier) > EARLIER_KEPT:
+            _, oldest = self._earlier.popitem(last=False)
+            self._leave_all(oldest)  # its QUIT long overdue: out of the rooms here
+        if self.users.get(folded) is user:
+            del self.users[folded]
+
+    def _leaving(self, event: Event) -> Optional[User]:
+        """The user a QUIT or NICK ``event`` is of, no longer listed under its nick: the
+        one listed, or, when another node's user holds the nick here now, the earlier holder
+        set aside for it (``user_for``)."""
+        folded = fold(event.source.nick)
+        user = self.users.get(folded)
+        if user is not None and self._someone_else(user, event):
+            node = self.hub.remote.node_of(event) if self.hub.remote is not None else None
+            return self._earlier.pop((node or "", folded), None)
+        return self.users.pop(folded, None)
+
+    def _leave_all(self, user: User) -> None:
+        """``user`` leaves every room here it is listed in (as itself: not where another
+        user holds its nick now)."""
+        for room in list(user.rooms.values()):
+            member = room.members.get(user.folded or "")
+            if member is not None and member.user is user:
+                self.hub.leave_room(user, room)
+            else:
+                user.remove_room(room.folded)
+
     def _quit(self, event: Event) -> None:
-        user = self.users.pop(fold(event.source.nick), None)
+        user = self._leaving(event)
         if user is None:
             return
         recipients = self.hub.neighbours(user)
-        for room in list(user.rooms.values()):
-            self.hub.leave_room(user, room)
+        self._leave_all(user)
         self.publish(event, recipients)
 
     def _nick(self, event: Event) -> None:
         old = fold(event.source.nick)
-        user = self.users.pop(old, None)
+        user = self._leaving(event)
         new = str((event.data or {}).get("new", ""))
         if user is None or not new:
             return
@@ -449,20 +506,23 @@ class RemoteRooms:
         return [user.nick or "" for user in self.users.values()
                 if isinstance(user.participant, RemoteParticipant) and user.participant.node == node]
 
-    def drop_users(self, nicks: Sequence[str], reason: str) -> list[tuple[Event, list[str]]]:
+    def drop_users(self, nicks: Sequence[str], reason: str, node: str = "") -> list[tuple[Event, list[str]]]:
         """Users of a node that is gone leave every room here, as a quit each, shown to this
-        node's members. Returns each quit with the (folded) rooms it was shown in, for the
+        node's members, with the earlier holders of nicks of ``node`` set aside here
+        (``user_for``). Returns each quit with the (folded) rooms it was shown in, for the
         one node that stores them (the reaper: no node speaks for the dead one otherwise)."""
         gone = [u for u in (self.users.get(fold(n)) for n in nicks) if u is not None]
+        for key in [k for k in self._earlier if node and k[0] == node]:
+            gone.append(self._earlier.pop(key))
         quits = []
         for user in gone:
             ends = self.hub.room_ends(user, user.rooms.values())
             event = self.hub.ids.make(Kind.QUIT, user.source, "", reason, data=ends)
             recipients = self.hub.neighbours(user)
             rooms = list(user.rooms)
-            for room in list(user.rooms.values()):
-                self.hub.leave_room(user, room)
-            self.users.pop(fold(user.nick or ""), None)
+            self._leave_all(user)
+            if self.users.get(fold(user.nick or "")) is user:
+                del self.users[fold(user.nick or "")]
             self.publish(event, recipients)
             quits.append((event, rooms))
         if self._vacating and gone:

@@ -844,7 +844,7 @@ class ChatHub(service.Service):
             gone = [u.nick or "" for u in self.remote.drop_node(node)]
             # and those its presence said had left, whose QUIT it died before committing
             gone += [nick for nick in self.replica.members_of(node) if nick not in gone]
-            quits = self.replica.drop_users(gone, "*.net *.split")
+            quits = self.replica.drop_users(gone, "*.net *.split", node)
         if self.cluster is not None:
             # one survivor frees the dead node's nicks (the others' reaps find nothing),
             # and stores its users' quits in their rooms: history shows them leaving
