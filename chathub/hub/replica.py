@@ -189,7 +189,8 @@ class RemoteRooms:
         room = self.hub.rooms.get(conv)
         old = fold(event.source.nick)
         member = room.members.get(old) if room is not None else None
-        if room is None or member is None or not isinstance(member.user.participant, RemoteParticipant):
+        if room is None or member is None or not isinstance(member.user.participant, RemoteParticipant) \
+                or self._someone_else(member.user, event):  # the nick's new holder, of another node
             return
         user = member.user
         recipients = room.recipients()
