@@ -894,3 +894,21 @@ def test_a_new_holder_of_a_nick_on_a_third_node_is_not_the_earlier_holder_whose_
     # and the new holder joins the room the earlier one left
     b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#r"), "#r")
     assert r.members["alice"].user is s.members["alice"].user
+
+
+def test_a_quit_applied_again_in_another_room_leaves_the_nicks_new_holder_of_another_node_there():
+    """A QUIT applied again at its number in another of its rooms takes out the member under
+    the quitter's nick there (a late JOIN of the quitter's); not when that member is the
+    nick's new holder, of another node, whose JOIN came first."""
+    a, b, c = three_nodes()
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    for room in ("#r1", "#r2"):
+        b.hub.join(bob, room)
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r1"), "#r1")
+    quit_event = a.hub.quit(alice, "bye")
+    b.hub.deliver_remote(quit_event, "#r1")
+    newcomer = c.connect("alice")
+    b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#r2"), "#r2")
+    b.hub.deliver_again(quit_event, "#r2")
+    assert sorted(b.hub.rooms["#r2"].members) == ["alice", "bob"]
