@@ -794,18 +794,25 @@ def test_a_node_declared_dead_that_speaks_again_was_only_cut_off_and_its_joins_c
     assert sorted(b.hub.rooms["#r"].members) == ["bob", "carol"]
 
 
+def alice_beside_bob(a, b, rooms):
+    """Node a's alice in the first of ``rooms`` on node b, beside b's bob, who is in each."""
+    alice = a.connect("alice")
+    bob = b.connect("bob")
+    for room in rooms:
+        b.hub.join(bob, room)
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, rooms[0]), rooms[0])
+    return alice, bob
+
+
 def a_late_join(kind: str):
     """Node a's alice in #r1 on b, her JOIN of #r2 and then her QUIT (or NICK to alicia),
     numbered in #r1 and #r2; b's order of #r1 reaches the QUIT or NICK before #r2's reaches
     the JOIN numbered before it there (#r2 waited for a gap). Returns b, bob (in both rooms
     on b), carol (in #r2 only) and the QUIT or NICK, delivered at #r1 and at #r2."""
     a, b = two_nodes()
-    alice = a.connect("alice")
-    bob, carol = b.connect("bob"), b.connect("carol")
-    for room in ("#r1", "#r2"):
-        b.hub.join(bob, room)
+    alice, bob = alice_beside_bob(a, b, ("#r1", "#r2"))
+    carol = b.connect("carol")
     b.hub.join(carol, "#r2")
-    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r1"), "#r1")
     join = a.hub.ids.make(Kind.JOIN, alice.source, "#r2")
     if kind == Kind.QUIT:
         event = a.hub.ids.make(Kind.QUIT, alice.source, "", "bye")
@@ -876,11 +883,7 @@ def test_a_new_holder_of_a_nick_on_a_third_node_is_not_the_earlier_holder_whose_
     was still listed, and the QUIT, when it came, took the new holder out of #s on b only
     (a NICK renamed it there). The earlier holder is set aside for its QUIT or NICK."""
     a, b, c = three_nodes()
-    alice = a.connect("alice")
-    bob = b.connect("bob")
-    for room in ("#r", "#s"):
-        b.hub.join(bob, room)
-    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r"), "#r")
+    alice, bob = alice_beside_bob(a, b, ("#r", "#s"))
     leaving = a.hub.quit(alice, "bye") if change == Kind.QUIT else a.hub.change_nick(alice, "alicia")
     newcomer = c.connect("alice")
     b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#s"), "#s")
@@ -901,11 +904,7 @@ def test_a_quit_applied_again_in_another_room_leaves_the_nicks_new_holder_of_ano
     the quitter's nick there (a late JOIN of the quitter's); not when that member is the
     nick's new holder, of another node, whose JOIN came first."""
     a, b, c = three_nodes()
-    alice = a.connect("alice")
-    bob = b.connect("bob")
-    for room in ("#r1", "#r2"):
-        b.hub.join(bob, room)
-    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r1"), "#r1")
+    alice, bob = alice_beside_bob(a, b, ("#r1", "#r2"))
     quit_event = a.hub.quit(alice, "bye")
     b.hub.deliver_remote(quit_event, "#r1")
     newcomer = c.connect("alice")
