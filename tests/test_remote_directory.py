@@ -911,3 +911,20 @@ def test_a_quit_applied_again_in_another_room_leaves_the_nicks_new_holder_of_ano
     b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#r2"), "#r2")
     b.hub.deliver_again(quit_event, "#r2")
     assert sorted(b.hub.rooms["#r2"].members) == ["alice", "bob"]
+
+
+def test_a_nick_taken_by_a_rename_on_a_third_node_before_the_earlier_holders_quit_arrives():
+    """The same with the new holder renaming to the nick: its NICK, applied before the
+    earlier holder's QUIT reached this node, took the nick's place here and left the
+    earlier holder in its rooms, where no QUIT found it any more (a random three-node
+    driver, outsider seed 224: a user listed in one node's copy of a room only)."""
+    a, b, c = three_nodes()
+    alice, bob = alice_beside_bob(a, b, ("#r", "#s"))
+    carol = c.connect("carol")
+    b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, carol.source, "#s"), "#s")
+    quit_event = a.hub.quit(alice, "bye")
+    b.hub.deliver_remote(c.hub.change_nick(carol, "alice"), "#s")
+    b.hub.deliver_remote(quit_event, "#r")
+    assert sorted(b.hub.rooms["#r"].members) == ["bob"]
+    assert sorted(b.hub.rooms["#s"].members) == ["alice", "bob"]
+    assert b.hub.rooms["#s"].members["alice"].user.participant.node == "c"

@@ -363,6 +363,9 @@ class RemoteRooms:
         if user is None or not new:
             return
         recipients = self.hub.neighbours(user)
+        holder = self.users.get(fold(new))
+        if holder is not None and holder is not user and self._someone_else(holder, event):
+            self._set_aside(fold(new), holder)  # the nick's earlier holder (``user_for``)
         user.set_nick(new)
         self.users[fold(new)] = user
         for room in user.rooms.values():
