@@ -928,3 +928,19 @@ def test_a_nick_taken_by_a_rename_on_a_third_node_before_the_earlier_holders_qui
     assert sorted(b.hub.rooms["#r"].members) == ["bob"]
     assert sorted(b.hub.rooms["#s"].members) == ["alice", "bob"]
     assert b.hub.rooms["#s"].members["alice"].user.participant.node == "c"
+
+
+def test_a_guests_nick_given_anew_on_the_same_node_is_not_its_earlier_holder_whose_quit_comes_late():
+    """Node a's guest alice quits and a new guest on a takes the nick and joins #s; on node
+    b that JOIN came before the QUIT (behind a gap of #r there): the new guest took the
+    earlier one's stand-in (its identity and metadata, a random three-node driver, persist
+    seed 69), and the QUIT then took it out of #s. A guest's events name its connection."""
+    a, b = two_nodes()
+    alice, bob = alice_beside_bob(a, b, ("#r", "#s"))
+    quit_event = a.hub.quit(alice, "bye")
+    newcomer = a.connect("alice", host="elsewhere.example")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, newcomer.source, "#s"), "#s")
+    b.hub.deliver_remote(quit_event, "#r")
+    assert sorted(b.hub.rooms["#r"].members) == ["bob"]
+    member = b.hub.rooms["#s"].members["alice"].user
+    assert member.session == newcomer.session

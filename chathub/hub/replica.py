@@ -311,8 +311,12 @@ class RemoteRooms:
         self._leave(event, nick)
 
     def _someone_else(self, user: User, event: Event) -> bool:
-        """Whether ``user``, listed here under the nick of ``event``'s sender, is a user of
-        another node than the one that made ``event`` (as far as this node knows)."""
+        """Whether ``user``, listed here under the nick of ``event``'s sender, is not that
+        sender: another connection (a guest's event names its connection: the nick given
+        anew on the same node) or a user of another node than the one that made ``event``
+        (as far as this node knows)."""
+        if event.source.session and user.session and event.source.session != user.session:
+            return True
         node = getattr(user.participant, "node", "")
         if not node or self.hub.remote is None:
             return False
