@@ -842,8 +842,9 @@ class ChatHub(service.Service):
         quits: list[tuple[Event, list[str]]] = []
         if self.remote is not None:
             gone = [u.nick or "" for u in self.remote.drop_node(node)]
+            listed = set(gone)  # (a node may have had thousands of users)
             # and those its presence said had left, whose QUIT it died before committing
-            gone += [nick for nick in self.replica.members_of(node) if nick not in gone]
+            gone += [nick for nick in self.replica.members_of(node) if nick not in listed]
             quits = self.replica.drop_users(gone, "*.net *.split", node)
         if self.cluster is not None:
             # one survivor frees the dead node's nicks (the others' reaps find nothing),
