@@ -101,5 +101,5 @@ class HubCounts:
         #: history requests answered or refused (IRC CHATHISTORY, web scroll-back, replays on join)
         self.history_requests = 0
         #: id of a recipient snapshot fan-out counted -> (the snapshot, (counts, members) of
-        #: each protocol it has) (``chathub.hub.fanout._count``): worked out once per snapshot
-        self.compositions: dict[int, tuple[object, tuple[tuple[ProtocolCounts, int], ...]]] = {}
+        #: each protocol it has, members in all) (``chathub.hub.fanout._count``): worked out once per snapshot
+        self.compositions: dict[int, tuple[object, tuple[tuple[ProtocolCounts, int], ...], int]] = {}

@@ -156,6 +156,13 @@ def test_metrics_count_each_protocols_deliveries_and_one_latency_per_message():
     assert delivered(counts) == {"irc": 7, "line": 4, "ws": 4}
     latency = counts.delivery_latency
     assert latency.count == 5 and latency.cumulative()[-1] == ("+Inf", 5) and latency.total >= 0.0
+    # a message that reaches nobody (a cluster node's copy of a room whose members are all
+    # on other nodes; a room of its sender alone) is no delivery and has no latency
+    with hub.batching():
+        hub.publish(message(a, "6"), (), None, batchable=True)
+        hub.publish(message(a, "7"), (a,), a, batchable=True)
+    hub.publish(message(a, "8"), (a,), a)
+    assert delivered(counts) == {"irc": 7, "line": 4, "ws": 4} and latency.count == 5
 
 
 def test_a_committed_group_is_released_inside_one_block():

@@ -88,7 +88,15 @@ def _count(
     Once per batch of events, never per recipient: the recipients' make-up by protocol is
     worked out once per recipient snapshot (a room's ``recipients()`` tuple lives until its
     members change) and remembered for the last ``COMPOSITIONS`` of them. (Plain loops: a
-    comprehension costs a call in Python 3.11.)"""
+    comprehension costs a call in Python 3.11.)
+
+    Events that reach nobody (a cluster node's copy of a room whose members are all on
+    other nodes, a room of the sender alone) count nothing: no delivery, no latency."""
+    known = counts.compositions.get(id(recipients))
+    if known is None or known[0] is not recipients:
+        known = _composition(counts, recipients)
+    if known[2] <= (skipped is not None):
+        return 0
     texts = 0
     for event in events:
         if event.kind in _TEXT_KINDS:
@@ -96,9 +104,6 @@ def _count(
             times.append(event.time)
     if not texts:
         return 0
-    known = counts.compositions.get(id(recipients))
-    if known is None or known[0] is not recipients:
-        known = _composition(counts, recipients)
     for protocol, members in known[1]:
         protocol.delivered += texts * members
     if skipped is not None:  # the loop left it out; its protocol is in the make-up
@@ -108,16 +113,18 @@ def _count(
 
 def _composition(
     counts: HubCounts, recipients: Iterable[User]
-) -> tuple[object, tuple[tuple[ProtocolCounts, int], ...]]:
-    """Work out (and remember) how many of ``recipients`` each protocol has."""
+) -> tuple[object, tuple[tuple[ProtocolCounts, int], ...], int]:
+    """Work out (and remember) how many of ``recipients`` each protocol has, and in all."""
     members: dict[str, int] = {}
+    total = 0
     for user in recipients:
         protocol = user.participant.protocol
         members[protocol] = members.get(protocol, 0) + 1
+        total += 1
     if len(counts.compositions) >= COMPOSITIONS:
         counts.compositions.clear()  # snapshots of rooms whose members changed since
     # the snapshot is kept with its make-up, so its id is not reused meanwhile
-    known = (recipients, tuple((counts.protocols[name], n) for name, n in members.items()))
+    known = (recipients, tuple((counts.protocols[name], n) for name, n in members.items()), total)
     counts.compositions[id(recipients)] = known
     return known
 
