@@ -279,6 +279,8 @@ class RunningServer:
     procs: list[subprocess.Popen] = field(default_factory=list)
     #: run after the processes stopped (a PostgreSQL schema to drop)
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    #: each node's own ports, when its nodes do not share them (``start_cluster(own_ports=True)``)
+    node_ports: list[dict[str, int]] = field(default_factory=list)
 
 
 # Settings the benchmark needs from chathub: the generator's senders are a trusted
@@ -400,12 +402,14 @@ def cprofile_argv(stats: Optional[str]) -> list[str]:
 
 
 def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None,
-                  nodes: Optional[int] = None) -> RunningServer:
+                  nodes: Optional[int] = None, own_ports: bool = False) -> RunningServer:
     """--nodes N (or ``nodes``) chathub processes sharing one port per protocol
     (``reuseport:``), one PostgreSQL schema and one Redis, all pinned to the server's CPU;
-    with ``stats``, each node under cProfile (``<stats>-nodeK.cprofile``)."""
+    with ``stats``, each node under cProfile (``<stats>-nodeK.cprofile``); with
+    ``own_ports``, each node on ports of its own (``node_ports``: bench/split.py)."""
     workdir = tempfile.mkdtemp(prefix="bench-cluster-")
     ports = {kind: free_port() for kind in sorted(kinds)}
+    node_ports: list[dict[str, int]] = []
     dsn, drop = postgres_schema(args, "cluster")
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_DIR + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -423,8 +427,11 @@ def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str
                         "node_id": f"n{i}", "key_prefix": prefix},
             "metrics": {"enabled": args.metrics != "off"},
         }
+        if own_ports:
+            node_ports.append(ports if i == 0 else {kind: free_port() for kind in sorted(kinds)})
         with open(config, "w") as f:
-            f.write(chathub_config(ports, os.path.join(node_dir, "data"), args.chathub_extra, "reuseport", settings))
+            f.write(chathub_config(node_ports[i] if own_ports else ports, os.path.join(node_dir, "data"),
+                                   args.chathub_extra, "tcp" if own_ports else "reuseport", settings))
         node_stats = None if stats is None else f"{stats}-node{i + 1}.cprofile"
         argv = twistd_command() + ["-n", "--pidfile=", "-l", log, *cprofile_argv(node_stats)]
         argv += ["chathub", "--config", config]
@@ -434,10 +441,10 @@ def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str
             preexec_fn=raise_fd_limit,
         ))
         logs.append(log)
-    server = RunningServer(procs[0], ports, workdir, logs[0], procs, [drop])
+    server = RunningServer(procs[0], ports, workdir, logs[0], procs, [drop], node_ports)
     try:
-        for proc, log in zip(procs, logs, strict=True):
-            for port in ports.values():
+        for i, (proc, log) in enumerate(zip(procs, logs, strict=True)):
+            for port in (node_ports[i] if own_ports else ports).values():
                 wait_logged(log, rf"starting on {port}$", proc, args.start_timeout)
     except RuntimeError:
         stop_server(server, keep=True)
