@@ -212,6 +212,7 @@ class ChathubService(service.MultiService):
                 gap_wait=config.cluster.gap_wait,
                 live=self.hub.room_is_live,
                 max_ended=config.cluster.max_ended_rooms,
+                no_audience=self.hub.no_audience,
             )
         try:
             cloak = self.cloak = open_cloak(config)

@@ -78,6 +78,8 @@ class Node:
         self.unwanted: set[str] = set()
         #: the rooms that ended (``ChatHub.room_is_live``)
         self.gone: set[str] = set()
+        #: the rooms whose chat needs nothing of this node (``ChatHub.no_audience``)
+        self.unheard: set[str] = set()
         self.relay = ClusterRelay(
             store, self.doorbell, self.handed_over, reactor, gap_wait=0.02,
             outbox=self.outbox, made_here=self.mine.__contains__,
@@ -85,6 +87,7 @@ class Node:
             admit=self.admit, wanted=lambda conv: conv not in self.unwanted,
             live=lambda conv: conv not in self.gone,
             deliver_again=lambda event, conv: self.again.append((event.text, conv)),
+            no_audience=self.unheard.__contains__,
         )
         self.relay.start()
 
@@ -285,6 +288,39 @@ async def test_a_tick_reads_a_number_from_the_database_only_if_its_message_does_
     clock.advance(relay_module.MAX_WAIT)
     await until(lambda: b.texts() == ["m1", "m2", "m3"])
     assert reads == [(2, 3)] and b.relay.fetched == 1 and b.relay.duplicates == 0
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_chat_of_a_room_with_no_audience_here_is_counted_not_read(nodes):
+    """Another node's chat messages of a room whose copy here has nobody to show them to
+    and nothing to check them against are passed in order without being built, checked or
+    handed over; anything else of the room, or a room that waits for a number, goes the
+    usual way, and so does the room once it has an audience."""
+    a, b = await nodes("a"), await nodes("b")
+    make = EventMaker()
+    await say(a, make, ["m1"])
+    await until(lambda: len(b.got) == 1)
+    b.unheard.add("#r")
+    await say(a, make, ["m2", "m3", "m4"])
+    await until(lambda: b.relay.position("#r") == 4)
+    assert b.texts() == ["m1"] and [text for _, text, _ in b.checked] == ["m1"] and b.relay.passed == 3
+    # a topic change is no chat: checked and handed over, in its place
+    await a.append(make.msg("a", "#r", "t5", kind=Kind.TOPIC))
+    await until(lambda: b.relay.position("#r") == 5)
+    assert b.texts() == ["m1", "t5"] and [seq for seq, _, _ in b.checked] == [1, 5]
+    # a lost message: what comes after it waits for it, and the read delivers both
+    lose_next_message(a)
+    await say(a, make, ["m6"])
+    await say(a, make, ["m7"])
+    await until(lambda: b.relay.position("#r") == 7)
+    assert b.texts() == ["m1", "t5", "m6", "m7"]
+    # with an audience again, every message is handed over
+    b.unheard.clear()
+    await say(a, make, ["m8"])
+    await until(lambda: b.relay.position("#r") == 8)
+    assert b.texts() == ["m1", "t5", "m6", "m7", "m8"]
+    assert b.relay.duplicates == 0 and [seq for seq, _, _ in b.checked] == [1, 5, 6, 7, 8] and b.relay.passed == 3
 
 
 @on_postgres

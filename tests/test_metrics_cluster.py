@@ -102,3 +102,38 @@ def test_a_fenced_node_is_not_healthy_until_it_holds_its_lease_again(cluster, ow
         if code == 200:
             break
     assert report["checks"]["lease"] is True
+
+
+def test_chat_of_a_room_with_nobody_on_a_node_passes_it_by_and_a_join_there_takes_the_room_up(cluster):
+    """B holds a copy of a room whose members are all on A: B counts the room's chat in its
+    order without reading it (``ChatHub.no_audience``). A user who then joins on B sees what
+    follows, once and in order, and B's history of the room holds every message."""
+    (_, a_irc), (_, b_irc) = cluster("a"), cluster("b")
+    passed = ("chathub_relay_events_total", (("outcome", "passed"),))
+    alice = irc_user(cluster, a_irc, "alice")
+    dave = irc_user(cluster, a_irc, "dave")
+    count = 300
+    for i in range(count):
+        alice.say(f"a{i}")
+    assert [dave.expect(r"PRIVMSG #x :a\d+").rsplit(":", 1)[1] for _ in range(count)] == [
+        f"a{i}" for i in range(count)
+    ]
+    for _ in rounds("B passing the room's chat by", 20):
+        if _samples(cluster.http["b"])[passed] > count // 2:  # the first may come before B knows the room
+            break
+    carol = irc_user(cluster, b_irc, "carol", caps="draft/chathistory batch server-time message-tags",
+                     once_listed=True)
+    meet(alice, [carol])
+    for i in range(count):
+        alice.say(f"b{i}")
+    seen = [carol.expect(r"PRIVMSG #x :b\d+").rsplit(":", 1)[1] for _ in range(count)]
+    assert seen == [f"b{i}" for i in range(count)]
+    assert _samples(cluster.http["b"])[passed] < 2 * count  # read once it had an audience
+    carol.send(f"CHATHISTORY LATEST #x * {3 * count}\r\n")
+    history = []
+    while " BATCH -" not in (line := carol.readline()):
+        if "batch=" in line.split(" ", 1)[0] and " PRIVMSG #x :" in line:
+            history.append(line.rsplit(":", 1)[1])
+    assert [t for t in history if t[0] in "ab" and t[1:].isdigit()] == (
+        [f"a{i}" for i in range(count)] + [f"b{i}" for i in range(count)]
+    )

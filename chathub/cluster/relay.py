@@ -269,6 +269,7 @@ class ClusterRelay:
         live: Callable[[str], bool] = lambda conv: True,
         max_ended: int = 100_000,
         deliver_again: Callable[[Event, str], object] = lambda event, conv: None,
+        no_audience: Optional[Callable[[str], bool]] = None,
     ) -> None:
         """``deliver(event, conv)`` hands another node's event to the local hub, once, in
         order, with the conversation whose order reached it (of an event numbered in several
@@ -295,7 +296,12 @@ class ClusterRelay:
         forgetting of idle conversations; by default it keeps them all); ``live(conv)``
         whether a wanted one is not an ended room (every node holds a copy of every live
         room): an idle ended one is kept in brief (``ended``, at most ``max_ended``) instead
-        of tracked."""
+        of tracked.
+
+        ``no_audience(conv)`` says whether another node's chat message of room ``conv``,
+        next in its order, needs nothing of this node (``ChatHub.no_audience``): such a
+        message's number is counted as delivered and its event is neither built nor handed
+        over (``_pass_unheard``)."""
         self.store = store
         self.backplane = backplane
         self._outbox = outbox
@@ -304,6 +310,7 @@ class ClusterRelay:
         self._made_here = made_here
         self._held_alone = held_alone
         self._admit = admit
+        self._no_audience = no_audience
         self._wanted = wanted
         self._live = live
         #: idle ended rooms, oldest first: the number delivered up to, all a node needs to
@@ -355,6 +362,7 @@ class ClusterRelay:
         self.received = 0
         self.duplicates = 0
         self.fetched = 0
+        self.passed = 0  # chat messages of rooms with no audience here: counted, not read
         self.holds = 0
         self.forgotten = 0
         self.evicted = 0  # ended rooms forgotten past ``max_ended``
@@ -379,11 +387,12 @@ class ClusterRelay:
         self._stopped = True
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
-            "duplicates, fetched {fetched} missed events, held rooms {holds} times, lag {lag:.3f} s, "
+            "duplicates, fetched {fetched} missed events, passed {passed} with no audience here, "
+            "held rooms {holds} times, lag {lag:.3f} s, "
             "tracking {tracking} conversations and {ended} ended rooms in brief ({forgotten} forgotten, "
             "{evicted} ended rooms past max_ended_rooms)",
             published=self.published, received=self.received, duplicates=self.duplicates,
-            fetched=self.fetched, holds=self.holds, lag=self.recent_lag,
+            fetched=self.fetched, passed=self.passed, holds=self.holds, lag=self.recent_lag,
             tracking=len(self.conversations), ended=len(self.ended), forgotten=self.forgotten,
             evicted=self.evicted,
         )
@@ -581,18 +590,27 @@ class ClusterRelay:
     def _received(self, message: dict[str, Any]) -> None:
         if message.get("node") == self.node_id or "group" not in message or self._stopped:
             return  # our own echo, or not events (presence, for the hub)
+        passed: dict[str, int] = {}
+        newest = 0.0
         try:
-            items = self._form.decode(message["group"])
+            group = message["group"]
+            if self._no_audience is not None:
+                passed, group, newest = self._pass_unheard(group)
+            items = self._form.decode(group)
         except Exception:
             self.log.failure("a malformed cluster message was dropped (its events are fetched from the store)")
             return
         self.received += 1
-        if items:
+        if passed:
+            self._passed(passed)
+        if items or passed:
             # the newest event's age: how far this node's view trails the node that sent
             # it. Clocks of other machines may differ a little, which the floor (gap_wait)
             # and the ceiling (MAX_WAIT) of ``wait`` absorb; an age far past the ceiling is
             # a clock gone wrong (or a replay), not lag
-            age = self.clock.seconds() - max([event.time for _, event in items])
+            if items:
+                newest = max(newest, max([event.time for _, event in items]))
+            age = self.clock.seconds() - newest
             self.lag.observe(max(0.0, age))
             if 0.0 <= age <= LAG_PLAUSIBLE:
                 self.recent_lag += (age - self.recent_lag) * 0.1
@@ -600,6 +618,51 @@ class ClusterRelay:
             for positions, event in items:
                 for conv, seq in positions:
                     self._arrived(conv, seq, event)
+
+    def _pass_unheard(self, group: list[Any]) -> tuple[dict[str, int], list[Any], float]:
+        """Split a received group's items: the chat messages of rooms that need nothing of
+        this node (``no_audience``), each next in its room's order (after the ones passed
+        before it in the group), with nothing of the room waiting here; and the rest, to
+        decode and deliver as usual. Returns the last number passed in each room, the rest,
+        and the newest time passed. Changes nothing (a malformed message is dropped whole);
+        an item of a room before which another of the room stays in the rest is not passed,
+        so what is passed never goes ahead of anything of its room."""
+        conversations = self.conversations
+        no_audience = self._no_audience
+        assert no_audience is not None
+        text_kinds = Kind.TEXT_KINDS
+        passed: dict[str, int] = {}
+        rest: list[Any] = []
+        newest = 0.0
+        for item in group:
+            where = item[0]
+            if item[3] in text_kinds and len(where) == 1:
+                conv, seq = where[0]
+                state = conversations.get(conv) if type(conv) is str else None
+                if state is not None and type(seq) is int:
+                    last = passed.get(conv)
+                    if last is not None:
+                        if seq == last + 1:
+                            passed[conv] = seq
+                            newest = max(newest, float(item[2]))
+                            continue
+                    elif seq == state.delivered + 1 and not state.unshown and not state.behind() and no_audience(conv):
+                        passed[conv] = seq
+                        newest = max(newest, float(item[2]))
+                        continue
+            rest.append(item)
+        return passed, rest, newest
+
+    def _passed(self, passed: dict[str, int]) -> None:
+        """Count the numbers ``_pass_unheard`` passed as delivered."""
+        conversations = self.conversations
+        for conv, seq in passed.items():
+            state = conversations[conv]
+            self.passed += seq - state.delivered
+            state.delivered = seq
+            if state.touched != self.tick:
+                state.touched = self.tick
+                self._recent.append(conv)
 
     def _arrived(self, conv: str, seq: int, event: Event) -> None:
         state = self.conversations.get(conv) or self._revive(conv)

@@ -2373,6 +2373,20 @@ class ChatHub(service.Service):
         return any(party[1:] in self._by_session if party[:1] == "/" else party in self.users
                    for party in conv.split(" "))
 
+    def no_audience(self, conv: str) -> bool:
+        """Whether another node's chat message (``Kind.TEXT_KINDS``) of room ``conv``, next
+        in the room's order, needs nothing of this node: its copy of the room has no member
+        here to show it to, and nothing of the room's order can void it (no facts at their
+        numbers, not renamed away: ``admit`` passes it). The cluster relay then only counts
+        its number (``ClusterRelay``: a node with no member of a busy room read each of its
+        messages whole). False for a room this node has no copy of: a message to a name
+        renamed here ahead of the rename's number goes to the renamed room (``room_named``)."""
+        room = self.rooms.get(conv)
+        if room is None or room.recipients():
+            return False
+        admission = self.admission
+        return conv not in admission.rooms and conv not in admission.renamed
+
     def room_is_live(self, conv: str) -> bool:
         """Whether conversation ``conv`` (one this node wants the order of) is not an ended
         room: a room's, while this node holds its copy (every node holds one of every live

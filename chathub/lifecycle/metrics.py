@@ -132,6 +132,18 @@ class ServerFigures(Collector):
                 "chathub_backplane_lease", "1 while this node holds its lease in the cluster (0: fenced).",
                 value=1 if server.backplane.lease_held else 0,
             )
+            relay = server.relay
+            events = CounterMetricFamily(
+                "chathub_relay_events",
+                "Other nodes' events by what this node's relay did beyond delivering them in order: "
+                "passed (chat of a room with no member here: counted, not read), duplicate (came "
+                "again: dropped), fetched (read from the database: a gap, or a comparison of heads).",
+                labels=["outcome"],
+            )
+            for outcome, n in (("passed", relay.passed), ("duplicate", relay.duplicates),
+                               ("fetched", relay.fetched)):
+                events.add_metric([outcome], n)
+            yield events
         claims = hub.room_claims
         if claims is not None:
             outcomes = CounterMetricFamily(
