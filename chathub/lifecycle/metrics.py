@@ -9,7 +9,7 @@ with ``generate_latest`` on the reactor (a scrape reads a few hundred numbers).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 from zope.interface import implementer
 
@@ -133,30 +133,31 @@ class ServerFigures(Collector):
                 value=1 if server.backplane.lease_held else 0,
             )
             relay = server.relay
-            events = CounterMetricFamily(
+            yield _by_outcome(
                 "chathub_relay_events",
                 "Other nodes' events by what this node's relay did beyond delivering them in order: "
                 "passed (chat of a room with no member here: counted, not read), duplicate (came "
                 "again: dropped), fetched (read from the database: a gap, or a comparison of heads).",
-                labels=["outcome"],
+                (("passed", relay.passed), ("duplicate", relay.duplicates), ("fetched", relay.fetched)),
             )
-            for outcome, n in (("passed", relay.passed), ("duplicate", relay.duplicates),
-                               ("fetched", relay.fetched)):
-                events.add_metric([outcome], n)
-            yield events
         claims = hub.room_claims
         if claims is not None:
-            outcomes = CounterMetricFamily(
+            yield _by_outcome(
                 "chathub_room_claims",
                 "Claims of new rooms' names by this node, per outcome: granted (it made the room), "
                 "refused (another node was making it), taken_over (a claim whose room never came), "
                 "renewed (a room made again by a join that raced its end).",
-                labels=["outcome"],
+                (("granted", claims.granted), ("refused", claims.refused),
+                 ("taken_over", claims.taken_over), ("renewed", claims.renewed)),
             )
-            for outcome, n in (("granted", claims.granted), ("refused", claims.refused),
-                               ("taken_over", claims.taken_over), ("renewed", claims.renewed)):
-                outcomes.add_metric([outcome], n)
-            yield outcomes
+
+
+def _by_outcome(name: str, documentation: str, counts: Iterable[tuple[str, int]]) -> CounterMetricFamily:
+    """A counter family labelled ``outcome``, one sample per ``(outcome, count)``."""
+    family = CounterMetricFamily(name, documentation, labels=["outcome"])
+    for outcome, n in counts:
+        family.add_metric([outcome], n)
+    return family
 
 
 def build_registry(server: "ChathubService") -> CollectorRegistry:
