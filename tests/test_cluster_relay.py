@@ -236,62 +236,6 @@ async def test_while_the_doorbell_is_down_nothing_is_published_and_resync_catche
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_tick_reads_a_number_from_the_database_only_if_its_message_does_not_come(nodes, monkeypatch):
-    """The periodic comparison with the database finds numbers committed whose messages are
-    still on their way (in a busy cluster, some in every room at any moment). It reads them
-    only if they have not come a gap's wait later: read at once, each was read twice, from
-    the database and again, dropped as a duplicate, when its message came."""
-    a, b = await nodes("a"), await nodes("b")
-    clock = task.Clock()
-    b.relay.clock = clock  # the gap checks' time, moved by the test
-    make = EventMaker()
-    await say(a, make, ["m1"])
-    await until(lambda: len(b.got) == 1)
-    on_its_way: list = []
-    a.doorbell.transform = lambda message: on_its_way.append(message) or []
-    await say(a, make, ["m2"])  # committed; its message not here yet
-    compared: list = []
-    heads = b.store.conversation_heads
-
-    def counted(convs):
-        return heads(convs).addCallback(lambda found: compared.append(found) or found)
-
-    monkeypatch.setattr(b.store, "conversation_heads", counted)
-    reads: list = []  # the numbers read from the database: (after, up to)
-    read = b.store.conversation_range
-
-    def recorded(conv, after_seq, up_to, limit=1000):
-        reads.append((after_seq, up_to))
-        return read(conv, after_seq, up_to, limit)
-
-    monkeypatch.setattr(b.store, "conversation_range", recorded)
-
-    async def tick() -> None:
-        compared.clear()
-        for resync in b.doorbell.resyncs:
-            resync(False)  # the periodic comparison
-        await until(lambda: compared)  # the heads read and compared
-
-    await tick()
-    assert compared[0]["#r"] == 2 and reads == [] and b.texts() == ["m1"]
-    for message in on_its_way:  # its message comes
-        for callback in b.doorbell.subscribers:
-            callback(message)
-    assert b.texts() == ["m1", "m2"]
-    clock.advance(relay_module.MAX_WAIT)  # the gap check: nothing missing
-    assert reads == [] and b.relay.duplicates == 0
-    # a message lost on its way, with nothing after it: read once the wait is over
-    a.doorbell.transform = lambda message: []
-    await say(a, make, ["m3"])
-    await tick()
-    assert reads == []
-    clock.advance(relay_module.MAX_WAIT)
-    await until(lambda: b.texts() == ["m1", "m2", "m3"])
-    assert reads == [(2, 3)] and b.relay.fetched == 1 and b.relay.duplicates == 0
-
-
-@on_postgres
-@pytest_twisted.ensureDeferred
 async def test_chat_of_a_room_with_no_audience_here_is_counted_not_read(nodes):
     """Another node's chat messages of a room whose copy here has nobody to show them to
     and nothing to check them against are passed in order without being built, checked or

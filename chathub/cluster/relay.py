@@ -97,7 +97,7 @@ class _Conversation:
 
     __slots__ = (
         "delivered", "ahead", "own_ahead", "timer", "fetching", "floor", "below", "holding", "unshown",
-        "fetched_to", "releasing", "touched", "unseen", "untold", "expected",
+        "fetched_to", "releasing", "touched", "unseen", "untold",
     )
 
     def __init__(self, delivered: int, floor: int, touched: int) -> None:
@@ -127,9 +127,6 @@ class _Conversation:
         #: (number, since when) of a row of this node's own that a read of a gap found and
         #: the store has not told the relay of (``ClusterRelay._fetch``)
         self.untold: Optional[tuple[int, float]] = None
-        #: the database's head at the last periodic comparison (``ClusterRelay.resync``):
-        #: the numbers up to it not delivered by the next gap check are read as a gap
-        self.expected = 0
 
     def waits(self) -> bool:
         """Whether anything of it is still on its way: events waiting, this node's own not
@@ -731,7 +728,7 @@ class ClusterRelay:
                     break
         finally:
             state.releasing = False
-        if not state.ahead and not state.own_ahead and state.timer is not None and state.expected <= state.delivered:
+        if not state.ahead and not state.own_ahead and state.timer is not None:
             if state.timer.active():
                 state.timer.cancel()
             state.timer = None
@@ -779,7 +776,7 @@ class ClusterRelay:
         every ``wait`` while they waited (a node of the rooms benchmark whose own event
         stayed parked read 111,568 events it already held in one 25 s run)."""
         low = max(state.delivered, state.fetched_to)  # up to here, nothing is missing
-        high = max(max(state.ahead, default=low), max(state.own_ahead, default=low), state.expected)
+        high = max(max(state.ahead, default=low), max(state.own_ahead, default=low))
         if high <= low:
             return False
         waiting = sum(1 for seq in state.ahead if seq > low) + sum(1 for seq in state.own_ahead if seq > low)
@@ -810,7 +807,7 @@ class ClusterRelay:
         if state.fetching:
             return None
         high = up_to if up_to is not None else max(max(state.ahead, default=state.delivered),
-                                                    max(state.own_ahead, default=state.delivered), state.expected)
+                                                    max(state.own_ahead, default=state.delivered))
         if high <= state.delivered:
             return None
         state.fetching = True
@@ -871,7 +868,7 @@ class ClusterRelay:
                 break
             if conv in self.conversations:
                 heard[conv] = None
-        self.resync(list(heard.keys() | set(due) | set(self._ended_share())), at_once=False)
+        self.resync(list(heard.keys() | set(due) | set(self._ended_share())))
 
     def sweep(self) -> list[str]:
         """The next ``SWEEP`` conversations in turn, to compare with the database; those of
@@ -929,17 +926,10 @@ class ClusterRelay:
         self._ended_swept += len(turn)
         return [conv for conv in turn if conv in self.ended]
 
-    def resync(self, conversations: Optional[list[str]] = None, at_once: bool = True) -> Optional[Deferred]:
+    def resync(self, conversations: Optional[list[str]] = None) -> Optional[Deferred]:
         """Compare each conversation's head in the database (of ``conversations``; by
         default every one tracked) with what was delivered, and fetch what is missing (after
-        a reconnect, and every ``resync_interval`` for the ``sweep``'s share).
-
-        Not ``at_once`` (the periodic comparison), what is missing is read only if it has
-        not come a gap's ``wait`` later: in a busy cluster every room has numbers committed
-        and on their way at any moment, and reading them at once read each of them twice
-        (two nodes of the rooms benchmark: 42,420 events read from the database in 25 s, all
-        of them dropped as duplicates when their messages came, on a node that delivered
-        none of them, a tenth of its time)."""
+        a reconnect, and every ``resync_interval`` for the ``sweep``'s share)."""
         convs = [*self.conversations, *self.ended] if conversations is None else conversations
         if not convs:
             return None
@@ -950,14 +940,8 @@ class ClusterRelay:
                 state = self.conversations.get(conv)
                 if state is None and head > self.ended.get(conv, head):
                     state = self._revive(conv)  # an ended room spoke again: take it up
-                if state is None or head <= state.delivered:
-                    continue
-                if at_once:
+                if state is not None and head > state.delivered:
                     self._fetch(conv, state, up_to=head)
-                    continue
-                state.expected = max(state.expected, head)
-                if state.timer is None:
-                    state.timer = self.clock.callLater(self.wait, self._gap_check, conv)
 
         d.addCallbacks(compare, lambda f: self.log.warn("resync failed: {error}", error=f.getErrorMessage()))
         return d
