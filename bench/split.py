@@ -35,38 +35,53 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run as bench  # noqa: E402  (bench/run.py: servers, pinning, PostgreSQL schemas)
 
 
+def start_nodes(args: argparse.Namespace, nodes: int, cluster: bool) -> tuple[list[Any], list[int], list[int]]:
+    """(servers to stop, each node's pid, each node's IRC port) of ``nodes`` lone nodes, or of
+    a cluster of ``nodes`` on ports of their own (``cluster``, more than one node)."""
+    if cluster and nodes > 1:
+        server = bench.start_cluster({"irc"}, args, nodes=nodes, own_ports=True)
+        return [server], [proc.pid for proc in server.procs], [p["irc"] for p in server.node_ports]
+    servers = []
+    try:
+        for _ in range(nodes):
+            servers.append(bench.start_server("chathub", {"irc"}, args))
+    except BaseException:
+        for server in servers:
+            bench.stop_server(server)
+        raise
+    return servers, [server.proc.pid for server in servers], [server.ports["irc"] for server in servers]
+
+
+def generator(args: argparse.Namespace, options: argparse.Namespace, port: int, nodes: int, pids: list[int],
+              prefix: str = "", stderr: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    """The *rooms* generator with 1/``nodes`` of the load (1000 clients over 100 rooms in all)
+    on ``port``, reading the CPU of ``pids`` over its measure phase; ``prefix`` keeps its nicks
+    and rooms apart from another generator's."""
+    argv = [bench.LOADGEN, "--scenario", "rooms", "--clients", str(1000 // nodes), "--rooms", str(100 // nodes),
+            "--window", "4", "--duration", str(options.duration), "--connect-window", "16",
+            "--irc-port", str(port), "--timeout", str(options.duration + 120)]
+    if prefix:
+        argv += ["--nick-prefix", f"{prefix}u", "--room-prefix", f"#{prefix}r"]
+    for pid in pids:
+        argv += ["--server-pid", str(pid)]
+    return subprocess.Popen(bench.pinned(args.loadgen_cpu, argv), stdout=subprocess.PIPE, stderr=stderr,
+                            text=True, preexec_fn=bench.raise_fd_limit)
+
+
 def measure(args: argparse.Namespace, options: argparse.Namespace, nodes: int) -> tuple[float, float, int]:
     """(deliveries/s summed over the generators, server CPU summed over the nodes, lost) of
     ``nodes`` lone nodes run at once, each with 1/``nodes`` of the load."""
-    servers = []
+    servers, pids, ports = start_nodes(args, nodes, options.cluster)
     try:
-        if options.cluster and nodes > 1:
-            cluster = bench.start_cluster({"irc"}, args, nodes=nodes, own_ports=True)
-            servers.append(cluster)
-            pids = [str(proc.pid) for proc in cluster.procs]
-            ports = [p["irc"] for p in cluster.node_ports]
-        else:
-            for _ in range(nodes):
-                servers.append(bench.start_server("chathub", {"irc"}, args))
-            pids = [str(server.proc.pid) for server in servers]
-            ports = [server.ports["irc"] for server in servers]
-        generators = []
-        for i, port in enumerate(ports):
-            argv = [bench.LOADGEN, "--scenario", "rooms", "--clients", str(1000 // nodes),
-                    "--rooms", str(100 // nodes), "--window", "4", "--duration", str(options.duration),
-                    "--connect-window", "16", "--irc-port", str(port), "--timeout", str(options.duration + 120),
-                    "--nick-prefix", f"g{i}u", "--room-prefix", f"#g{i}r"]
-            for pid in pids:  # each generator reads every node's CPU over its measure phase
-                argv += ["--server-pid", pid]
-            generators.append(subprocess.Popen(bench.pinned(args.loadgen_cpu, argv), stdout=subprocess.PIPE,
-                                               stderr=subprocess.DEVNULL, text=True,
-                                               preexec_fn=bench.raise_fd_limit))
+        # each generator reads every node's CPU over its measure phase
+        generators = [generator(args, options, port, nodes, pids, f"g{i}") for i, port in enumerate(ports)]
         results = [json.loads(g.communicate(timeout=options.duration + 150)[0])["measure"] for g in generators]
     finally:
         for server in servers:
@@ -88,23 +103,13 @@ def measure_one_sender(args: argparse.Namespace, options: argparse.Namespace, no
     """(deliveries/s, each node's CPU microseconds per message) with the whole *rooms* load
     on the first of ``nodes`` (a cluster; one lone node when ``nodes`` is 1). Each node's CPU
     is read over the middle of the measure phase: from a quarter of it to three quarters."""
-    if nodes > 1:
-        server = bench.start_cluster({"irc"}, args, nodes=nodes, own_ports=True)
-        port = server.node_ports[0]["irc"]
-    else:
-        server = bench.start_server("chathub", {"irc"}, args)
-        port = server.ports["irc"]
-    pids = [proc.pid for proc in server.procs or [server.proc]]
+    servers, pids, ports = start_nodes(args, nodes, cluster=True)
     readings: list[tuple[float, list[float]]] = []
     try:
-        argv = [bench.LOADGEN, "--scenario", "rooms", "--clients", "1000", "--rooms", "100", "--window", "4",
-                "--duration", str(options.duration), "--connect-window", "16", "--irc-port", str(port),
-                "--timeout", str(options.duration + 120), "--server-pid", str(pids[0])]
-        generator = subprocess.Popen(bench.pinned(args.loadgen_cpu, argv), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, preexec_fn=bench.raise_fd_limit)
+        loadgen = generator(args, options, ports[0], 1, pids[:1], stderr=subprocess.PIPE)
 
         def watch() -> None:  # the generator announces its phases on stderr
-            for line in generator.stderr:
+            for line in loadgen.stderr:
                 if line.startswith("loadgen: phase measure"):
                     for wait in (options.duration / 4, options.duration / 2):
                         time.sleep(wait)
@@ -112,11 +117,12 @@ def measure_one_sender(args: argparse.Namespace, options: argparse.Namespace, no
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        result = json.loads(generator.stdout.read())["measure"]
-        generator.wait()
+        result = json.loads(loadgen.stdout.read())["measure"]
+        loadgen.wait()
         watcher.join(timeout=options.duration)
     finally:
-        bench.stop_server(server)
+        for server in servers:
+            bench.stop_server(server)
     (t0, before), (t1, after) = readings
     messages = result["deliveries_per_second"] / 9  # rooms of 10: each message reaches 9
     seconds = t1 - t0

@@ -638,12 +638,9 @@ class ClusterRelay:
                 state = conversations.get(conv) if type(conv) is str else None
                 if state is not None and type(seq) is int:
                     last = passed.get(conv)
-                    if last is not None:
-                        if seq == last + 1:
-                            passed[conv] = seq
-                            newest = max(newest, float(item[2]))
-                            continue
-                    elif seq == state.delivered + 1 and not state.unshown and not state.behind() and no_audience(conv):
+                    if last is None and not state.unshown and not state.behind() and no_audience(conv):
+                        last = state.delivered  # the room's first item of the group: next in order?
+                    if last is not None and seq == last + 1:
                         passed[conv] = seq
                         newest = max(newest, float(item[2]))
                         continue
