@@ -94,6 +94,9 @@ class RemoteRooms:
         self._earlier: OrderedDict[tuple[str, str], User] = OrderedDict()
         #: nicks granted here whose earlier holder is still listed (``vacated``), each waiter
         self._vacating: list[tuple[str, Deferred[None]]] = []
+        #: id of another node's NICK -> the user it renamed here, in every room listing it
+        #: then, when first applied (``again``: not that user's to apply in a room again)
+        self._renamed: OrderedDict[str, User] = OrderedDict()
 
     def vacated(self, folded: str, clock: Optional[IReactorTime]) -> Deferred[None]:
         """Fires once no user of another node is listed in this node's rooms under the
@@ -122,6 +125,11 @@ class RemoteRooms:
             log.warn("the quit or nick change of {nick} (another node's) did not come within {wait:g} s of its "
                      "nick being given here: taken out of the rooms here", nick=user.nick, wait=VACATE_WAIT)
             self.drop_users([folded], "Gone (its quit was not heard of)")
+        # the wait is bounded whatever is listed now (before, a holder listed under a nick
+        # it no longer had stayed listed, and the sign-on waited for good)
+        self._vacating = [(f, d) for f, d in self._vacating if d is not waiting]
+        if not waiting.called:
+            waiting.callback(None)
         self._check_vacated()
 
     def _check_vacated(self) -> None:
@@ -193,6 +201,10 @@ class RemoteRooms:
                 or self._someone_else(member.user, event):  # the nick's new holder, of another node
             return
         user = member.user
+        if event.kind == Kind.NICK and self._renamed.get(event.id) is user:
+            # the user this NICK renamed in every room when first applied, under the old
+            # nick again by a later NICK of its own applied first too: as that one left it
+            return
         recipients = room.recipients()
         if event.kind == Kind.QUIT:
             self.hub.leave_room(user, room)
@@ -215,8 +227,8 @@ class RemoteRooms:
                 return
         else:
             return
-        if not user.rooms and self.users.get(old) is user:
-            self.users.pop(old)
+        if self.users.get(old) is user and (event.kind == Kind.NICK or not user.rooms):
+            self.users.pop(old)  # listed under the nick it has now (a quitter: in no room left)
         self.publish(event, recipients)
         if self._vacating:
             self._check_vacated()
@@ -373,7 +385,12 @@ class RemoteRooms:
         user.set_nick(new)
         self.users[fold(new)] = user
         for room in user.rooms.values():
-            room.rekey(old, fold(new))
+            member = room.members.get(old)
+            if member is not None and member.user is user:  # not where another holds the nick now
+                room.rekey(old, fold(new))
+        self._renamed[event.id] = user
+        if len(self._renamed) > EARLIER_KEPT:
+            self._renamed.popitem(last=False)
         self.publish(event, recipients)
         self._catch_up(user)
 
@@ -519,9 +536,23 @@ class RemoteRooms:
         node's members, with the earlier holders of nicks of ``node`` set aside here
         (``user_for``). Returns each quit with the (folded) rooms it was shown in, for the
         one node that stores them (the reaper: no node speaks for the dead one otherwise)."""
-        gone = [u for u in (self.users.get(fold(n)) for n in nicks) if u is not None]
-        for key in [k for k in self._earlier if node and k[0] == node]:
-            gone.append(self._earlier.pop(key))
+        gone: list[User] = []
+        for nick in nicks:
+            key = fold(nick)
+            user = self.users.get(key)
+            if user is None:
+                continue
+            if key != user.folded:
+                # listed under a nick it no longer has (a rename applied here in part): its
+                # entries under that nick follow it, so it leaves the rooms as itself
+                del self.users[key]
+                for room in user.rooms.values():
+                    member = room.members.get(key)
+                    if member is not None and member.user is user and (user.folded or "") not in room.members:
+                        room.rekey(key, user.folded or "")
+            gone.append(user)
+        for earlier in [k for k in self._earlier if node and k[0] == node]:
+            gone.append(self._earlier.pop(earlier))
         quits = []
         for user in gone:
             ends = self.hub.room_ends(user, user.rooms.values())
