@@ -395,6 +395,137 @@ async def test_a_copy_joined_while_the_room_ended_takes_the_state_of_the_room_ma
     assert state(a) == state(b) == ("new topic", ["m", "n", "t"], None, {"quinn": "o", "carol": ""})
 
 
+async def numbered(world, conv: str, head: int) -> None:
+    """Wait until the store has numbered ``conv`` up to ``head`` (committed: the order is set)."""
+    stored: list = []
+
+    async def ask() -> None:
+        stored[:] = [(await world.hub.store.conversation_heads([conv])).get(conv, 0)]
+
+    await ask()
+    deadline = reactor.seconds() + 10.0
+    while stored[0] < head:
+        assert reactor.seconds() < deadline, f"{conv} not numbered up to {head}: {stored[0]}"
+        await task.deferLater(reactor, 0.01, lambda: None)
+        await ask()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_room_emptied_by_two_leaves_that_each_had_another_member_is_made_anew_on_every_node(nodes):
+    """bob (on b) parts while b's copy still lists alice; alice (on a) parts while a's copy
+    still lists bob: neither leave says the room ends (each leaver was not the last member
+    of its node's copy), yet at alice's number the room has nobody. Carol joins b's copy
+    (it still lists alice), numbered after that. Node a's copy emptied at bob's number and
+    a made the room anew from carol's JOIN (``+nt``, no topic, her JOIN's creation time);
+    b's copy, which held only her, lived on with the old room's topic, modes and creation
+    time (a random three-node driver, outsider seed 1103: ``329``, a topic or ``+m`` on one
+    node of three). At alice's number b sees its copy holds only users whose JOINs come
+    later, and takes the new room's state at carol's JOIN, as when a leave said the end."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    await b.hub.claim_and_join(bob, "#r")
+    await until(lambda: "bob" in a.hub.rooms["#r"].members)
+    a.hub.set_topic(alice, "#r", "old topic")
+    a.hub.change_room_modes(alice, "#r", [("+m", None)])
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "m" in b.hub.rooms["#r"].modes)
+    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.closed = gate.back.closed = True
+    b.hub.part(bob, "#r")
+    await numbered(b, "#r", head + 1)
+    a.hub.part(alice, "#r")
+    await numbered(a, "#r", head + 2)
+    carol = b.connect("carol")
+    await b.hub.claim_and_join(carol, "#r")
+    await numbered(b, "#r", head + 3)
+    gate.open()
+    gate.back.open()
+    await until(lambda: "#r" in a.hub.rooms and "carol" in a.hub.rooms["#r"].members)
+    await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 3)
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, sorted(room.modes), members(world, "#r"), room.created
+
+    assert state(a) == state(b)
+    assert state(b)[:3] == ("", ["n", "t"], {"carol": ""})
+
+
+async def left_on_both_nodes_at_once(nodes):
+    """alice (on a) and bob (on b) in #r with a topic and ``+m``; with both doorbells held,
+    alice parts (a's copy still lists bob) and then bob (b's copy still lists alice): neither
+    leave says the room ends, and b's copy lists nobody from bob's part on, ahead of its
+    number. Returns a, b, gate, alice and the conversation's head before the parts."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    await b.hub.claim_and_join(bob, "#r")
+    await until(lambda: "bob" in a.hub.rooms["#r"].members)
+    a.hub.set_topic(alice, "#r", "old topic")
+    a.hub.change_room_modes(alice, "#r", [("+m", None)])
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "m" in b.hub.rooms["#r"].modes)
+    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.closed = gate.back.closed = True
+    a.hub.part(alice, "#r")
+    await numbered(a, "#r", head + 1)
+    return a, b, bob, head
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_emptied_ahead_of_its_own_leave_keeps_the_room_for_a_join_numbered_before_that_leave(nodes):
+    """alice (on a) parts, then carol joins a's copy (it still lists bob), then bob (on b)
+    parts while b's copy still lists alice. In number order the room never empties: carol
+    joined before bob left. b's copy emptied at alice's number (bob had left it ahead of his),
+    and b made a fresh copy from carol's JOIN (``+nt``, no topic, a later creation time)
+    while a kept the room (a random three-node driver, outsider seed 1103: a topic on two
+    nodes of three). b now keeps the ended copy for a JOIN numbered before bob's part."""
+    a, b, bob, head = await left_on_both_nodes_at_once(nodes)
+    gate = nodes[2]
+    carol = a.connect("carol")
+    await a.hub.claim_and_join(carol, "#r")
+    await numbered(a, "#r", head + 2)
+    b.hub.part(bob, "#r")
+    await numbered(b, "#r", head + 3)
+    gate.open()
+    gate.back.open()
+    await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 3)
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, sorted(room.modes), members(world, "#r"), room.created
+
+    assert state(a) == state(b)
+    assert state(b)[:3] == ("old topic", ["m", "n", "t"], {"carol": ""})
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_emptied_ahead_of_its_own_leave_ends_at_that_leave_when_no_join_came_between(nodes):
+    """The same without carol's JOIN between: the room ends at bob's number everywhere, and
+    b, which kept its copy for such a JOIN, forgets it there (kept, a JOIN of another node
+    made on a copy that had not applied the end yet would bring it back, old topic and all,
+    on b only); the next making makes it anew on both nodes."""
+    a, b, bob, head = await left_on_both_nodes_at_once(nodes)
+    gate = nodes[2]
+    b.hub.part(bob, "#r")
+    await numbered(b, "#r", head + 2)
+    gate.open()
+    gate.back.open()
+    await until(lambda: "#r" not in a.hub.rooms and "#r" not in b.hub.rooms)
+    await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 2)
+    assert b.hub.revived("#r") is None  # nothing kept for a JOIN that did not come
+    carol = a.connect("carol")
+    await a.hub.claim_and_join(carol, "#r")
+    await until(lambda: "#r" in b.hub.rooms and "carol" in b.hub.rooms["#r"].members)
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, sorted(room.modes), members(world, "#r"), room.created
+
+    assert state(a) == state(b)
+    assert state(b)[:3] == ("", ["n", "t"], {"carol": "o"})
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
     """An account's kept room that ended must be claimed again at login: its JOIN, NAMES

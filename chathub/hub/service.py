@@ -353,6 +353,13 @@ class ChatHub(service.Service):
         #: in a cluster: rooms whose end stood at its number while this node held a copy
         #: (``_copy_outlived_its_end``), until their next JOIN
         self._outlived: OrderedDict[str, Room] = OrderedDict()
+        #: room (folded) -> this node's JOINs and leaves of it applied here and not yet at their
+        #: number: event id -> the joiner, or None for a leave (``_only_joining_left``)
+        self._on_their_way: dict[str, dict[str, Optional[User]]] = {}
+        #: room (folded) -> this node's leaves on their way when its copy ended at another
+        #: node's leave, kept in ``_ended_ahead`` until they are at their numbers
+        #: (``_ends_before_own_leaves``)
+        self._kept_for_own_leaves: OrderedDict[str, tuple[Room, set[str]]] = OrderedDict()
         #: in a cluster: rooms this node's own JOIN made, until that JOIN's number (folded
         #: name -> its id): another node's JOIN numbered before it made the room (``made_earlier``)
         self._made_ahead: OrderedDict[str, str] = OrderedDict()
@@ -2296,6 +2303,8 @@ class ChatHub(service.Service):
         skip = actor if actor is not None and (actor.others or not actor.participant.echo_own) else None
         store = self.store
         stored = store is not None and self.history_enabled and event.kind in HISTORY_KINDS
+        if self._positions is not None and rooms and (event.kind == Kind.JOIN or event.kind in LEAVING_KINDS):
+            self._on_its_way(event, actor, rooms)
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt, room)):
             return  # before the closures below, which a cluster node's room message never needs
@@ -2452,6 +2461,8 @@ class ChatHub(service.Service):
                 return True
         if own and event.kind == Kind.JOIN and self._made_ahead.get(conv) == event.id:
             del self._made_ahead[conv]  # at its number: the room's making, or a join of it
+        if own and self._on_their_way:
+            self._at_its_number(conv, event)
         if refusal is None:
             try:
                 kind = event.kind
@@ -2460,8 +2471,12 @@ class ChatHub(service.Service):
                         self._joined_an_ended_copy(conv, seq, event)
                 elif own and (kind == Kind.TOPIC or kind == Kind.MODE):
                     self._own_change_at_its_number(conv, event)
-                elif not own and kind in LEAVING_KINDS and admission.ended.get(conv) == seq:
+                if kind in LEAVING_KINDS and (
+                    (not own and admission.ended.get(conv) == seq) or self._only_joining_left(conv, event)
+                ):
                     self._copy_outlived_its_end(conv)
+                elif kind in LEAVING_KINDS and not own:
+                    self._ends_before_own_leaves(conv, event)
             except Exception:  # the event stands: its copy here may differ (logged)
                 self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
             return True
@@ -2480,6 +2495,65 @@ class ChatHub(service.Service):
                 lambda f: self.log.warn("could not delete void event {id}: {why}", id=event.id,
                                         why=f.getErrorMessage()))
         return False
+
+    def _on_its_way(self, event: Event, actor: Optional[User], rooms: Sequence[str]) -> None:
+        """In a cluster: this node's JOIN or leave ``event`` of ``rooms`` is applied to its
+        copies now, ahead of its number (``_only_joining_left``)."""
+        joiner = actor if event.kind == Kind.JOIN else None
+        for conv in rooms:
+            on_way = self._on_their_way.setdefault(conv, {})
+            on_way[event.id] = joiner
+            if len(on_way) > OWN_CHANGES_KEPT:  # one never numbered (its commit failed)
+                del on_way[next(iter(on_way))]
+
+    def _at_its_number(self, conv: str, event: Event) -> None:
+        on_way = self._on_their_way.get(conv)
+        if on_way is not None and on_way.pop(event.id, 0) != 0 and not on_way:
+            del self._on_their_way[conv]
+        kept = self._kept_for_own_leaves.get(conv)
+        if kept is not None and event.id in kept[1]:
+            kept[1].discard(event.id)
+            if not kept[1]:
+                # the last of them at its number, and no JOIN between took the room back:
+                # it ends here in number order, as on every other node
+                del self._kept_for_own_leaves[conv]
+                if self._ended_ahead.get(conv) is kept[0]:
+                    del self._ended_ahead[conv]
+
+    def _ends_before_own_leaves(self, conv: str, event: Event) -> None:
+        """Another node's leave of room ``conv`` (``event``, at its number) empties this
+        node's copy, whose own members left it ahead of their leaves' numbers: in number
+        order they are still in the room, so another node's JOIN numbered before those
+        leaves keeps the room as it was on every other node. The copy, about to end here, is
+        kept for that JOIN (``revived``) until those leaves are at their numbers; before, it
+        made a fresh copy (``+nt``, no topic: a random three-node driver, outsider seed 1103)."""
+        on_way = self._on_their_way.get(conv)
+        room = self.rooms.get(conv)
+        if not on_way or room is None or room.persistent:
+            return
+        leaves = {eid for eid, joiner in on_way.items() if joiner is None}
+        leaver = fold(str(event.data.get("nick") or "")) if event.kind == Kind.KICK else fold(event.source.nick)
+        if leaves and all(folded == leaver for folded in room.members):
+            remember(self._ended_ahead, conv, room, RENAMES_KEPT)
+            remember(self._kept_for_own_leaves, conv, (room, leaves), RENAMES_KEPT)
+
+    def _only_joining_left(self, conv: str, event: Event) -> bool:
+        """Whether a leave of room ``conv`` (``event``, at its number) leaves nobody in the
+        room in number order while this node's copy lives on: every other member of the copy
+        is a user of this node whose JOIN comes later, and no leave of this node's is on its
+        way (its leaver is still a member in number order). Two leaves, each made while its
+        node's copy listed the other leaver, empty a room in number order with neither
+        saying it ends (``room_ends``): every other node's copy then ends at the second, and
+        this one must make the room anew at its next JOIN as they do (a random three-node
+        driver: creation time, topic and modes differing on one node)."""
+        on_way = self._on_their_way.get(conv)
+        room = self.rooms.get(conv)
+        if not on_way or room is None or room.persistent or None in on_way.values():
+            return False
+        joining = {id(user) for user in on_way.values()}
+        leaver = fold(str(event.data.get("nick") or "")) if event.kind == Kind.KICK else fold(event.source.nick)
+        others = [m for folded, m in room.members.items() if folded != leaver]
+        return bool(others) and all(id(m.user) in joining for m in others)
 
     def _copy_outlived_its_end(self, conv: str) -> None:
         """Another node's part, kick or quit ends room ``conv`` at its number (the room's
