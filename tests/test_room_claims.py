@@ -526,6 +526,42 @@ async def test_a_copy_emptied_ahead_of_its_own_leave_ends_at_that_leave_when_no_
     assert state(b)[:3] == ("", ["n", "t"], {"carol": "o"})
 
 
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_emptied_by_a_quit_applied_at_another_rooms_number_keeps_the_room_for_a_join_before_it(nodes):
+    """alice (on a) is in #r, with a topic, and in #s beside bob (on b); carol (on a) joins
+    #r and alice quits, numbered after carol's JOIN in #r. The message with carol's JOIN
+    is lost on its way to b, so b's order of #s reaches alice's QUIT first: it takes her out
+    of every room there, #r too, whose copy then lists nobody and ended, ahead of #r's
+    numbers. #r's gap read, carol's JOIN made a fresh copy on b (no topic) while a kept the
+    room (a random three-node driver, outsider seed 1103). b keeps the ended copy for a JOIN
+    numbered before the QUIT's number in #r."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    await a.hub.claim_and_join(alice, "#s")
+    await until(lambda: "#s" in b.hub.rooms)
+    await b.hub.claim_and_join(bob, "#s")
+    await until(lambda: "bob" in a.hub.rooms["#s"].members)
+    a.hub.set_topic(alice, "#r", "old topic")
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic")
+    head = (await a.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.closed = True
+    carol = a.connect("carol")
+    await a.hub.claim_and_join(carol, "#r")
+    await numbered(a, "#r", head + 1)
+    gate.waiting.clear()  # lost: b reads it from the store once it sees the gap
+    a.hub.quit(alice, "bye")
+    await numbered(a, "#r", head + 2)
+    gate.open()
+    await until(lambda: gate.relays[1].position("#r") == head + 2 and "#r" in b.hub.rooms)
+
+    def state(world):
+        room = world.hub.rooms["#r"]
+        return room.topic, members(world, "#r"), room.created
+
+    assert state(a) == state(b) == ("old topic", {"carol": ""}, a.hub.rooms["#r"].created)
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
     """An account's kept room that ended must be claimed again at login: its JOIN, NAMES

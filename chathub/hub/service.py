@@ -353,13 +353,14 @@ class ChatHub(service.Service):
         #: in a cluster: rooms whose end stood at its number while this node held a copy
         #: (``_copy_outlived_its_end``), until their next JOIN
         self._outlived: OrderedDict[str, Room] = OrderedDict()
-        #: room (folded) -> this node's JOINs and leaves of it applied here and not yet at their
-        #: number: event id -> the joiner, or None for a leave (``_only_joining_left``)
+        #: room (folded) -> the JOINs and leaves of it applied here and not yet at their number
+        #: (this node's own; another node's QUIT applied at another of its rooms' numbers):
+        #: event id -> the joiner, or None for a leave (``_only_joining_left``)
         self._on_their_way: dict[str, dict[str, Optional[User]]] = {}
-        #: room (folded) -> this node's leaves on their way when its copy ended at another
-        #: node's leave, kept in ``_ended_ahead`` until they are at their numbers
-        #: (``_ends_before_own_leaves``)
-        self._kept_for_own_leaves: OrderedDict[str, tuple[Room, set[str]]] = OrderedDict()
+        #: room (folded) -> its copy, ended here while leaves applied ahead of their numbers
+        #: were on their way, kept in ``_ended_ahead`` until they are at their numbers
+        #: (``_ends_before_leaves_on_their_way``)
+        self._kept_for_leaves: OrderedDict[str, tuple[Room, set[str]]] = OrderedDict()
         #: in a cluster: rooms this node's own JOIN made, until that JOIN's number (folded
         #: name -> its id): another node's JOIN numbered before it made the room (``made_earlier``)
         self._made_ahead: OrderedDict[str, str] = OrderedDict()
@@ -1384,6 +1385,8 @@ class ChatHub(service.Service):
         room.remove(cast(str, user.folded))  # a member: signed on
         user.remove_room(room.folded)
         if not room.members and not room.persistent:
+            if self._on_their_way:
+                self._ends_before_leaves_on_their_way(room)
             self._lifetimes.end(room)
 
     # -- room lifetimes (chathub.hub.lifetimes) -----------------------------------------
@@ -1877,6 +1880,8 @@ class ChatHub(service.Service):
         here it is for; a REDACT: like the message it takes back). The sending node checked
         it; it is in the store already. Other kinds are room events (``RemoteRooms``)."""
         if event.kind not in BATCHABLE_KINDS:  # chat and its redaction go to a conversation
+            if event.kind == Kind.QUIT and conv:
+                self._quits_ahead(event, conv)
             self.replica.apply(event)
             return
         # a room's conversation is its folded name, the key of ``rooms`` (a STATUSMSG's,
@@ -2461,7 +2466,7 @@ class ChatHub(service.Service):
                 return True
         if own and event.kind == Kind.JOIN and self._made_ahead.get(conv) == event.id:
             del self._made_ahead[conv]  # at its number: the room's making, or a join of it
-        if own and self._on_their_way:
+        if self._on_their_way:
             self._at_its_number(conv, event)
         if refusal is None:
             try:
@@ -2475,8 +2480,6 @@ class ChatHub(service.Service):
                     (not own and admission.ended.get(conv) == seq) or self._only_joining_left(conv, event)
                 ):
                     self._copy_outlived_its_end(conv)
-                elif kind in LEAVING_KINDS and not own:
-                    self._ends_before_own_leaves(conv, event)
             except Exception:  # the event stands: its copy here may differ (logged)
                 self.log.failure("settling {kind} {id} at its number failed", kind=event.kind, id=event.id)
             return True
@@ -2510,32 +2513,44 @@ class ChatHub(service.Service):
         on_way = self._on_their_way.get(conv)
         if on_way is not None and on_way.pop(event.id, 0) != 0 and not on_way:
             del self._on_their_way[conv]
-        kept = self._kept_for_own_leaves.get(conv)
+        kept = self._kept_for_leaves.get(conv)
         if kept is not None and event.id in kept[1]:
             kept[1].discard(event.id)
             if not kept[1]:
                 # the last of them at its number, and no JOIN between took the room back:
                 # it ends here in number order, as on every other node
-                del self._kept_for_own_leaves[conv]
+                del self._kept_for_leaves[conv]
                 if self._ended_ahead.get(conv) is kept[0]:
                     del self._ended_ahead[conv]
 
-    def _ends_before_own_leaves(self, conv: str, event: Event) -> None:
-        """Another node's leave of room ``conv`` (``event``, at its number) empties this
-        node's copy, whose own members left it ahead of their leaves' numbers: in number
-        order they are still in the room, so another node's JOIN numbered before those
-        leaves keeps the room as it was on every other node. The copy, about to end here, is
-        kept for that JOIN (``revived``) until those leaves are at their numbers; before, it
-        made a fresh copy (``+nt``, no topic: a random three-node driver, outsider seed 1103)."""
+    def _ends_before_leaves_on_their_way(self, room: Room) -> None:
+        """This node's copy of ``room`` ends (its last member here left), while members it
+        lost earlier left it ahead of their leaves' numbers in the room (this node's own
+        leaves; another node's QUIT, applied at the first of its rooms' numbers to come): in
+        number order they are still in the room, so another node's JOIN numbered before
+        those leaves keeps the room as it was on every other node. The copy is kept for that
+        JOIN (``revived``) until those leaves are at their numbers; before, it made a fresh
+        copy from it (``+nt``, no topic: a random three-node driver, outsider seed 1103)."""
+        conv = room.folded
         on_way = self._on_their_way.get(conv)
-        room = self.rooms.get(conv)
-        if not on_way or room is None or room.persistent:
-            return
-        leaves = {eid for eid, joiner in on_way.items() if joiner is None}
-        leaver = fold(str(event.data.get("nick") or "")) if event.kind == Kind.KICK else fold(event.source.nick)
-        if leaves and all(folded == leaver for folded in room.members):
+        leaves = {eid for eid, joiner in on_way.items() if joiner is None} if on_way else None
+        if leaves:
             remember(self._ended_ahead, conv, room, RENAMES_KEPT)
-            remember(self._kept_for_own_leaves, conv, (room, leaves), RENAMES_KEPT)
+            remember(self._kept_for_leaves, conv, (room, leaves), RENAMES_KEPT)
+
+    def _quits_ahead(self, event: Event, conv: str) -> None:
+        """Another node's QUIT, numbered in each room its user was in, reaches this node
+        first at its number in ``conv``: it takes the user out of every room here now,
+        ahead of its numbers in the others (``_ends_before_leaves_on_their_way``)."""
+        user = self.replica.users.get(fold(event.source.nick))
+        if user is None:
+            return
+        for folded in user.rooms:
+            if folded != conv:
+                on_way = self._on_their_way.setdefault(folded, {})
+                on_way[event.id] = None
+                if len(on_way) > OWN_CHANGES_KEPT:
+                    del on_way[next(iter(on_way))]
 
     def _only_joining_left(self, conv: str, event: Event) -> bool:
         """Whether a leave of room ``conv`` (``event``, at its number) leaves nobody in the
