@@ -410,6 +410,27 @@ async def numbered(world, conv: str, head: int) -> None:
         await ask()
 
 
+async def alice_and_bob_held_apart(nodes):
+    """alice (on a) and bob (on b) in #r, with a topic and ``+m``, and then both doorbells
+    held. Returns alice, bob and #r's head (its last number) then."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    await b.hub.claim_and_join(bob, "#r")
+    await until(lambda: "bob" in a.hub.rooms["#r"].members)
+    a.hub.set_topic(alice, "#r", "old topic")
+    a.hub.change_room_modes(alice, "#r", [("+m", None)])
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "m" in b.hub.rooms["#r"].modes)
+    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.closed = gate.back.closed = True
+    return alice, bob, head
+
+
+def room_state(world) -> tuple:
+    """#r's topic, modes, members and creation time on ``world``'s node."""
+    room = world.hub.rooms["#r"]
+    return room.topic, sorted(room.modes), members(world, "#r"), room.created
+
+
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_room_emptied_by_two_leaves_that_each_had_another_member_is_made_anew_on_every_node(nodes):
@@ -423,14 +444,7 @@ async def test_a_room_emptied_by_two_leaves_that_each_had_another_member_is_made
     node of three). At alice's number b sees its copy holds only users whose JOINs come
     later, and takes the new room's state at carol's JOIN, as when a leave said the end."""
     a, b, gate, claims = nodes
-    alice, bob = await made_on_a(a, b, "#r")
-    await b.hub.claim_and_join(bob, "#r")
-    await until(lambda: "bob" in a.hub.rooms["#r"].members)
-    a.hub.set_topic(alice, "#r", "old topic")
-    a.hub.change_room_modes(alice, "#r", [("+m", None)])
-    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "m" in b.hub.rooms["#r"].modes)
-    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
-    gate.closed = gate.back.closed = True
+    alice, bob, head = await alice_and_bob_held_apart(nodes)
     b.hub.part(bob, "#r")
     await numbered(b, "#r", head + 1)
     a.hub.part(alice, "#r")
@@ -442,32 +456,19 @@ async def test_a_room_emptied_by_two_leaves_that_each_had_another_member_is_made
     gate.back.open()
     await until(lambda: "#r" in a.hub.rooms and "carol" in a.hub.rooms["#r"].members)
     await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 3)
-
-    def state(world):
-        room = world.hub.rooms["#r"]
-        return room.topic, sorted(room.modes), members(world, "#r"), room.created
-
-    assert state(a) == state(b)
-    assert state(b)[:3] == ("", ["n", "t"], {"carol": ""})
+    assert room_state(a) == room_state(b)
+    assert room_state(b)[:3] == ("", ["n", "t"], {"carol": ""})
 
 
 async def left_on_both_nodes_at_once(nodes):
-    """alice (on a) and bob (on b) in #r with a topic and ``+m``; with both doorbells held,
-    alice parts (a's copy still lists bob) and then bob (b's copy still lists alice): neither
-    leave says the room ends, and b's copy lists nobody from bob's part on, ahead of its
-    number. Returns a, b, gate, alice and the conversation's head before the parts."""
-    a, b, gate, claims = nodes
-    alice, bob = await made_on_a(a, b, "#r")
-    await b.hub.claim_and_join(bob, "#r")
-    await until(lambda: "bob" in a.hub.rooms["#r"].members)
-    a.hub.set_topic(alice, "#r", "old topic")
-    a.hub.change_room_modes(alice, "#r", [("+m", None)])
-    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "m" in b.hub.rooms["#r"].modes)
-    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
-    gate.closed = gate.back.closed = True
+    """``alice_and_bob_held_apart``, and alice parts (a's copy still lists bob): bob's part
+    after it (b's copy still listing alice) will not say the room ends either, and b's copy
+    lists nobody from bob's part on, ahead of its number. Returns bob and the head before."""
+    a = nodes[0]
+    alice, bob, head = await alice_and_bob_held_apart(nodes)
     a.hub.part(alice, "#r")
     await numbered(a, "#r", head + 1)
-    return a, b, bob, head
+    return bob, head
 
 
 @on_postgres
@@ -479,8 +480,8 @@ async def test_a_copy_emptied_ahead_of_its_own_leave_keeps_the_room_for_a_join_n
     and b made a fresh copy from carol's JOIN (``+nt``, no topic, a later creation time)
     while a kept the room (a random three-node driver, outsider seed 1103: a topic on two
     nodes of three). b now keeps the ended copy for a JOIN numbered before bob's part."""
-    a, b, bob, head = await left_on_both_nodes_at_once(nodes)
-    gate = nodes[2]
+    a, b, gate, claims = nodes
+    bob, head = await left_on_both_nodes_at_once(nodes)
     carol = a.connect("carol")
     await a.hub.claim_and_join(carol, "#r")
     await numbered(a, "#r", head + 2)
@@ -489,13 +490,8 @@ async def test_a_copy_emptied_ahead_of_its_own_leave_keeps_the_room_for_a_join_n
     gate.open()
     gate.back.open()
     await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 3)
-
-    def state(world):
-        room = world.hub.rooms["#r"]
-        return room.topic, sorted(room.modes), members(world, "#r"), room.created
-
-    assert state(a) == state(b)
-    assert state(b)[:3] == ("old topic", ["m", "n", "t"], {"carol": ""})
+    assert room_state(a) == room_state(b)
+    assert room_state(b)[:3] == ("old topic", ["m", "n", "t"], {"carol": ""})
 
 
 @on_postgres
@@ -505,8 +501,8 @@ async def test_a_copy_emptied_ahead_of_its_own_leave_ends_at_that_leave_when_no_
     b, which kept its copy for such a JOIN, forgets it there (kept, a JOIN of another node
     made on a copy that had not applied the end yet would bring it back, old topic and all,
     on b only); the next making makes it anew on both nodes."""
-    a, b, bob, head = await left_on_both_nodes_at_once(nodes)
-    gate = nodes[2]
+    a, b, gate, claims = nodes
+    bob, head = await left_on_both_nodes_at_once(nodes)
     b.hub.part(bob, "#r")
     await numbered(b, "#r", head + 2)
     gate.open()
@@ -517,13 +513,8 @@ async def test_a_copy_emptied_ahead_of_its_own_leave_ends_at_that_leave_when_no_
     carol = a.connect("carol")
     await a.hub.claim_and_join(carol, "#r")
     await until(lambda: "#r" in b.hub.rooms and "carol" in b.hub.rooms["#r"].members)
-
-    def state(world):
-        room = world.hub.rooms["#r"]
-        return room.topic, sorted(room.modes), members(world, "#r"), room.created
-
-    assert state(a) == state(b)
-    assert state(b)[:3] == ("", ["n", "t"], {"carol": "o"})
+    assert room_state(a) == room_state(b)
+    assert room_state(b)[:3] == ("", ["n", "t"], {"carol": "o"})
 
 
 @on_postgres
@@ -554,12 +545,8 @@ async def test_a_copy_emptied_by_a_quit_applied_at_another_rooms_number_keeps_th
     await numbered(a, "#r", head + 2)
     gate.open()
     await until(lambda: gate.relays[1].position("#r") == head + 2 and "#r" in b.hub.rooms)
-
-    def state(world):
-        room = world.hub.rooms["#r"]
-        return room.topic, members(world, "#r"), room.created
-
-    assert state(a) == state(b) == ("old topic", {"carol": ""}, a.hub.rooms["#r"].created)
+    assert room_state(a) == room_state(b)
+    assert room_state(b)[:3] == ("old topic", ["n", "t"], {"carol": ""})
 
 
 @pytest_twisted.ensureDeferred
