@@ -1052,3 +1052,23 @@ def test_a_nick_change_is_applied_whole_where_a_room_no_longer_lists_the_user_un
     b.hub.deliver_remote(a.hub.change_nick(alice, "al3"), "#r1")
     assert sorted(r1.members) == ["al3", "bob"] and r1.members["al3"].user.nick == "al3"
     assert [e.kind for e in bob.participant.events] == [Kind.NICK]
+
+
+def test_a_join_under_a_nick_that_comes_before_the_nick_change_to_it_is_one_user_with_the_renamed():
+    """Node a's alice renames to al2 in #r1 and then joins #r2 as al2; b's order of #r2
+    reaches that JOIN before #r1's reaches the NICK: b listed al2 in #r2 as a user of its
+    own, and the NICK then made alice al2 too, two users for one. A later NICK of al2 renamed
+    one of them, and the other stayed listed in #r2 under the old nick on b only (a random
+    three-node driver, outsider seed 1109: a member on one node of three). At the NICK the
+    two are one user."""
+    a, b = two_nodes()
+    alice, bob = alice_beside_bob(a, b, ("#r1", "#r2"))
+    nick = a.hub.change_nick(alice, "al2")
+    join = a.hub.ids.make(Kind.JOIN, alice.source, "#r2")
+    b.hub.deliver_remote(join, "#r2")
+    b.hub.deliver_remote(nick, "#r1")
+    r1, r2 = b.hub.rooms["#r1"], b.hub.rooms["#r2"]
+    assert r1.members["al2"].user is r2.members["al2"].user is b.hub.replica.users["al2"]
+    onwards = a.hub.change_nick(alice, "al3")
+    b.hub.deliver_remote(onwards, "#r1")
+    assert sorted(r1.members) == sorted(r2.members) == ["al3", "bob"]

@@ -380,19 +380,40 @@ class RemoteRooms:
             return
         recipients = self.hub.neighbours(user)
         holder = self.users.get(fold(new))
-        if holder is not None and holder is not user and self._someone_else(holder, event):
-            self._set_aside(fold(new), holder)  # the nick's earlier holder (``user_for``)
+        same = None
+        if holder is not None and holder is not user:
+            if self._someone_else(holder, event):
+                self._set_aside(fold(new), holder)  # the nick's earlier holder (``user_for``)
+            else:
+                same = holder  # this user, made here by a JOIN under the new nick that came first
         user.set_nick(new)
         self.users[fold(new)] = user
         for room in user.rooms.values():
             member = room.members.get(old)
             if member is not None and member.user is user:  # not where another holds the nick now
                 room.rekey(old, fold(new))
+        if same is not None:
+            self._take_over(same, user)
         self._renamed[event.id] = user
         if len(self._renamed) > EARLIER_KEPT:
             self._renamed.popitem(last=False)
         self.publish(event, recipients)
         self._catch_up(user)
+
+    @staticmethod
+    def _take_over(other: User, user: User) -> None:
+        """``user``, renamed here, takes the places of ``other``: the same user of another
+        node, made here under the new nick by its JOIN of another room, which reached this
+        node before the NICK (each room's order is its own). Two users for one, the next
+        NICK renamed one of them, and the other stayed listed under the old nick."""
+        folded = user.folded or ""
+        for room in list(other.rooms.values()):
+            member = room.members.get(folded)
+            if member is not None and member.user is other:
+                room.remove(folded)
+                room.add(Member(user, member.privileges))
+                user.add_room(room)
+            other.remove_room(room.folded)
 
     def _catch_up(self, user: User) -> None:
         """Give the room copy of a user of another node, renamed just now, what its node said
