@@ -2308,8 +2308,11 @@ class ChatHub(service.Service):
         skip = actor if actor is not None and (actor.others or not actor.participant.echo_own) else None
         store = self.store
         stored = store is not None and self.history_enabled and event.kind in HISTORY_KINDS
-        if self._positions is not None and rooms and (event.kind == Kind.JOIN or event.kind in LEAVING_KINDS):
-            self._on_its_way(event, actor, rooms)
+        kind = event.kind
+        if stored and self._positions is not None and rooms and (kind == Kind.JOIN or kind in LEAVING_KINDS):
+            joiner = actor if kind == Kind.JOIN else None
+            for conv in rooms:
+                self._on_its_way(conv, event.id, joiner)
         if (stored and self.cluster is not None
                 and self._publish_numbered(event, recipients, skip, actor, rooms, receipt, room)):
             return  # before the closures below, which a cluster node's room message never needs
@@ -2499,15 +2502,13 @@ class ChatHub(service.Service):
                                         why=f.getErrorMessage()))
         return False
 
-    def _on_its_way(self, event: Event, actor: Optional[User], rooms: Sequence[str]) -> None:
-        """In a cluster: this node's JOIN or leave ``event`` of ``rooms`` is applied to its
-        copies now, ahead of its number (``_only_joining_left``)."""
-        joiner = actor if event.kind == Kind.JOIN else None
-        for conv in rooms:
-            on_way = self._on_their_way.setdefault(conv, {})
-            on_way[event.id] = joiner
-            if len(on_way) > OWN_CHANGES_KEPT:  # one never numbered (its commit failed)
-                del on_way[next(iter(on_way))]
+    def _on_its_way(self, conv: str, event_id: str, joiner: Optional[User]) -> None:
+        """In a cluster: a JOIN of ``joiner`` (None: a leave) of room ``conv`` is applied to
+        its copy now, ahead of its number there (``_only_joining_left``)."""
+        on_way = self._on_their_way.setdefault(conv, {})
+        on_way[event_id] = joiner
+        if len(on_way) > OWN_CHANGES_KEPT:  # one never numbered (its commit failed)
+            del on_way[next(iter(on_way))]
 
     def _at_its_number(self, conv: str, event: Event) -> None:
         on_way = self._on_their_way.get(conv)
@@ -2547,10 +2548,7 @@ class ChatHub(service.Service):
             return
         for folded in user.rooms:
             if folded != conv:
-                on_way = self._on_their_way.setdefault(folded, {})
-                on_way[event.id] = None
-                if len(on_way) > OWN_CHANGES_KEPT:
-                    del on_way[next(iter(on_way))]
+                self._on_its_way(folded, event.id, None)
 
     def _only_joining_left(self, conv: str, event: Event) -> bool:
         """Whether a leave of room ``conv`` (``event``, at its number) leaves nobody in the
