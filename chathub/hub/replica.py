@@ -215,10 +215,7 @@ class RemoteRooms:
             renamed = self.users.get(fold(new))
             if renamed is not None and renamed is not user and fold(new) not in room.members:
                 # the user as renamed in its other rooms: one member of each room it is in
-                room.remove(old)
-                user.remove_room(room.folded)
-                room.add(Member(renamed, member.privileges))
-                renamed.add_room(room)
+                _move_member(room, old, member, renamed)
             elif renamed is None:
                 user.set_nick(new)
                 room.rekey(old, fold(new))
@@ -410,10 +407,9 @@ class RemoteRooms:
         for room in list(other.rooms.values()):
             member = room.members.get(folded)
             if member is not None and member.user is other:
-                room.remove(folded)
-                room.add(Member(user, member.privileges))
-                user.add_room(room)
-            other.remove_room(room.folded)
+                _move_member(room, folded, member, user)
+            else:
+                other.remove_room(room.folded)
 
     def _catch_up(self, user: User) -> None:
         """Give the room copy of a user of another node, renamed just now, what its node said
@@ -588,6 +584,15 @@ class RemoteRooms:
         if self._vacating and gone:
             self._check_vacated()
         return quits
+
+
+def _move_member(room: Room, folded: str, member: Member, to: User) -> None:
+    """``room``'s ``member``, listed under ``folded``, becomes ``to`` (same privileges): one
+    user of another node had two copies here, and ``to`` is the one that stays."""
+    room.remove(folded)
+    member.user.remove_room(room.folded)
+    room.add(Member(to, member.privileges))
+    to.add_room(room)
 
 
 def _following(room: Room, changes: list[tuple[Any, ...]], sessions: dict[Any, Any]) -> list[tuple[Any, ...]]:

@@ -356,7 +356,7 @@ class ChatHub(service.Service):
         #: room (folded) -> the JOINs and leaves of it applied here and not yet at their number
         #: (this node's own; another node's QUIT applied at another of its rooms' numbers):
         #: event id -> the joiner, or None for a leave (``_only_joining_left``)
-        self._on_their_way: dict[str, dict[str, Optional[User]]] = {}
+        self._on_their_way: dict[str, OrderedDict[str, Optional[User]]] = {}
         #: room (folded) -> its copy, ended here while leaves applied ahead of their numbers
         #: were on their way, kept in ``_ended_ahead`` until they are at their numbers
         #: (``_ends_before_leaves_on_their_way``)
@@ -2505,10 +2505,8 @@ class ChatHub(service.Service):
     def _on_its_way(self, conv: str, event_id: str, joiner: Optional[User]) -> None:
         """In a cluster: a JOIN of ``joiner`` (None: a leave) of room ``conv`` is applied to
         its copy now, ahead of its number there (``_only_joining_left``)."""
-        on_way = self._on_their_way.setdefault(conv, {})
-        on_way[event_id] = joiner
-        if len(on_way) > OWN_CHANGES_KEPT:  # one never numbered (its commit failed)
-            del on_way[next(iter(on_way))]
+        # at most OWN_CHANGES_KEPT a room: one never numbered (its commit failed) goes in time
+        remember(self._on_their_way.setdefault(conv, OrderedDict()), event_id, joiner, OWN_CHANGES_KEPT)
 
     def _at_its_number(self, conv: str, event: Event) -> None:
         on_way = self._on_their_way.get(conv)
