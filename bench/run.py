@@ -144,11 +144,26 @@ def _per_cpu_second(d: dict) -> Optional[float]:
     return dps / cpu if dps and cpu else None
 
 
+# perf stat events counted with --syscalls (SyscallCounter), each shown a message sent
+SYSCALL_EVENTS = {
+    "raw_syscalls:sys_enter": "server system calls a message sent",
+    "syscalls:sys_enter_sendto": "server sends a message sent",
+    "syscalls:sys_enter_recvfrom": "server receives a message sent",
+    "syscalls:sys_enter_epoll_wait": "server polls a message sent",
+    "context-switches": "server context switches a message sent",
+}
+
 COMMON_TAIL = [
     Figure("deliveries per server CPU-second", _per_cpu_second),
     Figure("messages lost", _dig("measure", "lost"), better="lower"),
     Figure("connections dropped", _dig("dropped"), better="lower"),
     Figure("server CPU (cores)", _dig("measure", "server_cpu"), better="info", fmt="{:.2f}"),
+    *(Figure(label, _dig("measure", "syscalls_" + event), better="info", fmt="{:.2f}")
+      for event, label in SYSCALL_EVENTS.items()),
+    Figure("server user CPU a message sent", _dig("measure", "server_user_us_per_message"), "us", "info",
+           "{:.1f}"),
+    Figure("server system CPU a message sent", _dig("measure", "server_system_us_per_message"), "us", "info",
+           "{:.1f}"),
     Figure("generator CPU (cores)", _dig("measure", "gen_cpu"), better="info", fmt="{:.2f}"),
     Figure("server's core: softirq", _dig("measure", "server_core_irq"), better="info", fmt="{:.2f}"),
     Figure("server's core: other processes", _dig("measure", "server_core_other"), better="info", fmt="{:.2f}"),
@@ -570,6 +585,89 @@ def run_stem(args: argparse.Namespace, scenario: str, server_name: str, run: int
     return f"{args.stamp}-{scenario}-{server_name.replace(' ', '-')}-run{run + 1}"
 
 
+class SyscallCounter:
+    """Counts the server's system calls over the measure phase (``--syscalls``).
+
+    Runs ``perf stat`` on every server process from the generator's ``measure`` phase to
+    its next one, counting tracepoints: exact counts, unlike CPU time on a shared VM, so
+    two servers' sends, receives and polls a message can be compared across runs minutes
+    apart. (``/proc/<pid>/io`` does not count socket calls.) It also reads each process's
+    user and system CPU time (``/proc/<pid>/stat``) at both ends: the system part holds the
+    sends and receives, loopback TCP included, the user part the server's own code.
+    """
+
+    def __init__(self, args: argparse.Namespace, pids: list[int]) -> None:
+        self.wanted = bool(args.syscalls)
+        self.pids = pids
+        self.proc: Optional[subprocess.Popen] = None
+        self.path = ""
+        self.times: Optional[tuple[int, int]] = None  # user and system clock ticks at the start
+        self.cpu: Optional[tuple[float, float]] = None  # user and system seconds over the phase
+
+    def _times(self) -> Optional[tuple[int, int]]:
+        user = system = 0
+        try:
+            for pid in self.pids:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                user += int(fields[11])  # utime, the 14th field of stat(5)
+                system += int(fields[12])
+        except (OSError, ValueError, IndexError):
+            return None
+        return user, system
+
+    def phase(self, name: str) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGINT)
+            end = self._times()
+            if self.times is not None and end is not None and self.cpu is None:
+                tick = os.sysconf("SC_CLK_TCK")
+                self.cpu = ((end[0] - self.times[0]) / tick, (end[1] - self.times[1]) / tick)
+            return
+        if not self.wanted or name != "measure":
+            return
+        self.times = self._times()
+        perf = shutil.which("perf")
+        if perf is None:
+            print("warning: --syscalls needs perf (Debian: linux-perf)", file=sys.stderr)
+            self.wanted = False
+            return
+        fd, self.path = tempfile.mkstemp(prefix="chathub-perf-", suffix=".csv")
+        os.close(fd)
+        self.proc = subprocess.Popen(
+            [perf, "stat", "-x", ",", "-o", self.path, "-e", ",".join(SYSCALL_EVENTS),
+             "-p", ",".join(map(str, self.pids))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def figures(self, measure: dict) -> None:
+        """Adds each counted event a message sent to loadgen's figures."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        sent = measure.get("sent") or 0
+        if self.cpu is not None and sent:
+            measure["server_user_us_per_message"] = self.cpu[0] / sent * 1e6
+            measure["server_system_us_per_message"] = self.cpu[1] / sent * 1e6
+        try:
+            with open(self.path) as f:
+                lines = f.read().splitlines()
+            os.unlink(self.path)
+        except OSError:
+            return
+        for line in lines:
+            fields = line.split(",")
+            if len(fields) > 2 and fields[2] in SYSCALL_EVENTS and sent:
+                try:
+                    measure["syscalls_" + fields[2]] = float(fields[0]) / sent
+                except ValueError:
+                    pass
+
+
 class Profiler:
     """Samples the server with py-spy during the phase that matters (--profile).
 
@@ -670,7 +768,9 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
         argv = pinned(args.loadgen_cpu, loadgen_argv(scenario, params, server, server_name))
         hard = float(params.get("timeout", args.timeout))
         argv += ["--timeout", str(hard)]
-        profiler = Profiler(args, scenario, params, server_name, [p.pid for p in server.procs or [server.proc]], run)
+        pids = [p.pid for p in server.procs or [server.proc]]
+        profiler = Profiler(args, scenario, params, server_name, pids, run)
+        syscalls = SyscallCounter(args, pids)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=raise_fd_limit)
         stderr_lines: list[str] = []
@@ -679,6 +779,7 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
             for line in proc.stderr:
                 stderr_lines.append(line)
                 if line.startswith("loadgen: phase "):
+                    syscalls.phase(line.split()[-1])
                     profiler.phase(line.split()[-1])
 
         stdout_parts: list[str] = []
@@ -712,6 +813,8 @@ def measure(scenario: str, params: dict[str, Any], server_name: str, args: argpa
                     "server_log": server.workdir}
         if profiler.output:
             result["profile"] = profiler.output
+        if isinstance(result.get("measure"), dict):
+            syscalls.figures(result["measure"])
         if server.proc.poll() is not None:
             result["ok"] = False
             result["error"] = f"server exited with status {server.proc.returncode}"
@@ -873,6 +976,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--one-node", action="store_true",
                    help="with --nodes: also measure a cluster of one node (cluster mode, PostgreSQL, Redis), "
                         "so the table shows what the second node costs apart from what cluster mode costs")
+    p.add_argument("--syscalls", action="store_true",
+                   help="count the server's system calls (sends, receives, polls) and context switches "
+                        "a message over the measure phase with perf stat")
     p.add_argument("--keep", action="store_true",
                    help="keep every server's working directory (configuration, logs) after its run")
     args = p.parse_args(argv)
