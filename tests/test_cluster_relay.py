@@ -574,6 +574,51 @@ def test_a_published_group_reads_back_as_its_events_and_positions():
     assert back.source == odd and back.source.account == ""
 
 
+def test_a_received_group_brings_each_rooms_chat_together_and_nothing_passes_a_change():
+    """``by_conversation``: the same items; each conversation's in their order; an item that
+    is not a chat message of one conversation (a JOIN, a QUIT numbered in two rooms) keeps
+    every item on its side of it; and between two such items each conversation's chat
+    messages are one run."""
+    from hypothesis import given, settings, strategies as st
+
+    make = EventMaker()
+    kinds = st.sampled_from([Kind.MESSAGE, Kind.NOTICE, Kind.ACTION, Kind.JOIN, Kind.TOPIC])
+    rooms = st.sampled_from(["#a", "#b", "#c", "@#a", "a b"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(kinds, st.lists(rooms, min_size=1, max_size=2, unique=True)), max_size=30))
+    def check(specs):
+        numbers: dict[str, int] = {}
+        items = []
+        for kind, convs in specs:
+            positions = []
+            for conv in convs:
+                numbers[conv] = numbers.get(conv, 0) + 1
+                positions.append((conv, numbers[conv]))
+            items.append((tuple(positions), make.msg("a", convs[0], str(len(items)), kind=kind)))
+        out = relay_module.by_conversation(items)
+        assert sorted(id(item) for item in out) == sorted(id(item) for item in items)
+        for conv in numbers:  # each conversation's own order
+            assert [seq for where, _ in out for c, seq in where if c == conv] == list(range(1, numbers[conv] + 1))
+        index = {id(item): i for i, item in enumerate(out)}
+        runs: list[list[str]] = [[]]
+        for i, (where, event) in enumerate(items):
+            if len(where) == 1 and event.kind in Kind.TEXT_KINDS:
+                runs[-1].append(where[0][0])
+                continue
+            runs.append([])
+            # nothing crosses it: what came before it still does, what came after still does
+            assert all(index[id(items[j])] < index[id(items[i])] for j in range(i))
+            assert all(index[id(items[j])] > index[id(items[i])] for j in range(i + 1, len(items)))
+        chat = [where[0][0] for where, event in out if len(where) == 1 and event.kind in Kind.TEXT_KINDS]
+        for run in runs:  # in each stretch between changes, one run per conversation
+            stretch, chat = chat[:len(run)], chat[len(run):]
+            assert sorted(stretch) == sorted(run)
+            assert sum(1 for i, conv in enumerate(stretch) if i == 0 or stretch[i - 1] != conv) == len(set(run))
+
+    check()
+
+
 @pytest.mark.parametrize("item", [
     [[["#r", 1]], "id", 1.0, "message", "a\0\0\0\0\0", "#r", "x", [], None],  # tags not a dict
     [[["#r"]], "id", 1.0, "message", "a\0\0\0\0\0", "#r", "x", None, None],  # half a position

@@ -243,6 +243,41 @@ class GroupForm:
         return source
 
 
+def by_conversation(items: list[tuple[Positions, Event]]) -> list[tuple[Positions, Event]]:
+    """A received group's items with the chat messages of each conversation brought
+    together: in each run of chat messages numbered in one conversation each, those of a
+    conversation follow its first, in their order; every other item (a JOIN, a QUIT, a
+    mode: anything that may change who a message reaches) stays where it is, and nothing
+    passes it. Only each conversation's own order is promised (its gaps delay it alone),
+    and it is kept.
+
+    A node's committed group holds its rooms' messages in the order they came, each room's
+    scattered among the others'; delivered so, each message was a fan-out of its own. Brought
+    together, a room's messages reach its members here as one run of the hub's fan-out
+    (``Fanout.publish``: one walk over the members a run, not one a message): the receiving
+    node's share of a message shared with its members (rooms benchmark, two nodes)."""
+    text_kinds = Kind.TEXT_KINDS
+    ordered: list[tuple[Positions, Event]] = []
+    runs: dict[str, list[tuple[Positions, Event]]] = {}
+    for item in items:
+        positions, event = item
+        if len(positions) == 1 and event.kind in text_kinds:
+            conv = positions[0][0]
+            run = runs.get(conv)
+            if run is None:
+                runs[conv] = [item]
+            else:
+                run.append(item)
+            continue
+        for run in runs.values():
+            ordered += run
+        runs.clear()
+        ordered.append(item)
+    for run in runs.values():
+        ordered += run
+    return ordered
+
+
 class ClusterRelay:
     """Publishes this node's committed groups and delivers other nodes' in order."""
 
@@ -615,6 +650,8 @@ class ClusterRelay:
             self.lag.observe(max(0.0, age))
             if 0.0 <= age <= LAG_PLAUSIBLE:
                 self.recent_lag += (age - self.recent_lag) * 0.1
+        if len(items) > 2:
+            items = by_conversation(items)
         with self._batching():
             for positions, event in items:
                 for conv, seq in positions:
