@@ -270,6 +270,20 @@ async def test_the_periodic_comparison_reads_only_numbers_missing_since_the_tick
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_room_whose_state_came_at_a_number_is_read_past_it_at_the_next_tick(nodes):
+    """A room taken from another node's state at a number (``start_at``, after a cut): what
+    was committed after that number before this node listened is no message on its way, and
+    the next tick reads it at once."""
+    a, b, make = await in_touch(nodes)
+    a.doorbell.transform = lambda message: []  # (b hears none of them)
+    await say(a, make, ["m2", "m3", "m4"])
+    b.relay.start_at("#r", 2)  # its state, with m2 in it, came another way
+    await tick(b)
+    await until(lambda: b.texts() == ["first", "m3", "m4"])
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_cut_off_from_the_doorbell_a_tick_reads_what_is_missing_at_once(nodes):
     """While this node's doorbell is down no message is on its way to it: a tick reads
     every number the database has and it has not been shown."""

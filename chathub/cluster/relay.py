@@ -83,6 +83,10 @@ RECENT_TICKS = 12
 #: (``hold_unknown_rooms``): what comes beyond it is fetched as a gap once the rooms are known
 HELD_MOST = 100_000
 
+#: a conversation's "head at the tick before" that makes its next periodic comparison read
+#: whatever is missing at once (``start_at``: its state came another way, at a number)
+READ_AT_ONCE = 2**63
+
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
 #: the longest a row of this node's own, found in a gap, waits for the store to tell the
@@ -530,6 +534,9 @@ class ClusterRelay:
             state = self._revive(conv)
         if self._unknown is not None:
             self._started.add(conv)
+        # what was committed after ``seq`` before this node listened is no message on its
+        # way: the next tick reads it at once (``resync``)
+        self._behind_at_tick[conv] = READ_AT_ONCE
         if state is None:
             self.conversations[conv] = _Conversation(seq, 0, self.tick)
             self._recent.append(conv)
