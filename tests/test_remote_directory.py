@@ -1072,3 +1072,31 @@ def test_a_join_under_a_nick_that_comes_before_the_nick_change_to_it_is_one_user
     onwards = a.hub.change_nick(alice, "al3")
     b.hub.deliver_remote(onwards, "#r1")
     assert sorted(r1.members) == sorted(r2.members) == ["al3", "bob"]
+
+
+def test_joins_of_a_user_whose_nick_another_node_gave_again_meanwhile_leave_with_its_quit():
+    """Node a's alice joins #r1 and #r2 and quits; node c gives the nick to a new connection,
+    whose presence reaches b before a's JOINs do. b made alice's member as c's user (the
+    directory's node for the nick), so her second JOIN took her for someone else and made a
+    second user, and her QUIT found neither: b listed both for good, the other nodes none (a
+    random three-node driver, seed 1223). Each is now of the node that made its event."""
+    a, b = two_nodes()
+    bob = b.connect("bob")
+    for room in ("#r1", "#r2"):
+        b.hub.join(bob, room)
+    alice = a.connect("alice")
+    joins = [a.hub.ids.make(Kind.JOIN, alice.source, room, data={"away": "lunch"}) for room in ("#r1", "#r2")]
+    quit_event = a.hub.quit(alice, "bye")
+    b.hub.remote.apply({"node": "c", "presence": [["on", entry("alice", session="s-c")]]})
+    assert b.hub.remote.said("alice").node == "c"
+    for join in joins:
+        b.hub.deliver_remote(join, join.target)
+    r1, r2 = b.hub.rooms["#r1"], b.hub.rooms["#r2"]
+    assert r1.members["alice"].user is r2.members["alice"].user
+    assert r1.members["alice"].user.participant.node == "a"
+    assert r1.members["alice"].user.away == "lunch"  # hers, not the new holder's presence
+    b.hub.deliver_remote(quit_event, "#r1")
+    b.hub.deliver_again(quit_event, "#r2")
+    assert sorted(r1.members) == ["bob"] and sorted(r2.members) == ["bob"]
+    assert "alice" not in b.hub.replica.users
+

@@ -159,12 +159,19 @@ class RemoteRooms:
             # what the directory holds is newer than the event (presence goes out at once,
             # room events after their commit, over one connection): take it when it is
             # the same user
-            said = self.hub.remote.said(source.nick) if self.hub.remote is not None else None
+            remote = self.hub.remote
+            said = remote.said(source.nick) if remote is not None else None
             if said is not None and (not source.session or source.session == said.session):
                 user = said.make_user()
                 user.set_nick(source.nick)
             else:
-                user = _stand_in(source, node)
+                # of the node that made the event: the directory's holder of the nick may be
+                # another connection of another node (this one quit since, and the nick was
+                # given again there). Taken for that node's, the sender's next JOIN found it
+                # "someone else", made it a second user, and its QUIT found neither: both
+                # stayed listed, on this node only (a random three-node driver, seed 1223)
+                maker = remote.node_of(event) if remote is not None else None
+                user = _stand_in(source, maker or node)
             self.users[folded] = user
         return user
 
@@ -268,6 +275,8 @@ class RemoteRooms:
         room = self._room(event, create=True)
         assert room is not None
         known = self.hub.remote.said(event.source.nick) if self.hub.remote is not None else None
+        if known is not None and event.source.session and known.session != event.source.session:
+            known = None  # the nick's holder now is another connection: not this JOIN's user
         user = self.user_for(event, known.node if known is not None else "")
         listed = room.members.get(user.folded or "")
         if listed is not None and listed.user is not user and listed.user is self._earlier.get(
