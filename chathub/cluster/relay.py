@@ -258,8 +258,10 @@ def by_conversation(items: list[tuple[Positions, Event]]) -> list[tuple[Position
     A node's committed group holds its rooms' messages in the order they came, each room's
     scattered among the others'; delivered so, each message was a fan-out of its own. Brought
     together, a room's messages reach its members here as one run of the hub's fan-out
-    (``Fanout.publish``: one walk over the members a run, not one a message): the receiving
-    node's share of a message shared with its members (rooms benchmark, two nodes)."""
+    (``Fanout.publish``: one walk over the members a run, not one a message): groups of 500
+    over 100 rooms of 5 members here cost 4.68 us an event received, 3.22 after, against 2.65
+    delivered directly (``bench/receive.py``). Where this node's own users talk in the same
+    rooms, its own messages come between the other's and the runs stay short."""
     text_kinds = Kind.TEXT_KINDS
     ordered: list[tuple[Positions, Event]] = []
     runs: dict[str, list[tuple[Positions, Event]]] = {}
