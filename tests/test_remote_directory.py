@@ -2,6 +2,7 @@
 the hub's side of them, with two hubs whose backplanes hand each other's messages over."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -1100,3 +1101,27 @@ def test_joins_of_a_user_whose_nick_another_node_gave_again_meanwhile_leave_with
     assert sorted(r1.members) == ["bob"] and sorted(r2.members) == ["bob"]
     assert "alice" not in b.hub.replica.users
 
+
+
+def test_a_quit_of_a_nicks_earlier_holder_marks_its_own_rooms_left_ahead():
+    """Node a's alice is in #r1 and #r2 here; the nick was given anew on another node, whose
+    alice joined #r3 here first (a's alice set aside for her QUIT). The QUIT, at its number
+    in #r1, takes a's alice out of #r2 here too, ahead of its number there: #r2's copy, left
+    empty by bob after that, is kept for a JOIN numbered before the QUIT there. The rooms so
+    marked were the nick's new holder's (#r3), found by nick alone, and #r2's copy was not
+    kept (a fresh one made on this node only, as in ``test_room_claims``)."""
+    a, b = two_nodes()
+    bob = b.connect("bob")
+    for room in ("#r1", "#r2"):
+        b.hub.join(bob, room)
+    alice = a.connect("alice")
+    for room in ("#r1", "#r2"):
+        b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, room), room)
+    newcomer = dataclasses.replace(alice.source, session="s-c")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, newcomer, "#r3"), "#r3")
+    assert b.hub.rooms["#r3"].members["alice"].user is not b.hub.rooms["#r2"].members["alice"].user
+    quit_event = a.hub.quit(alice, "bye")
+    b.hub.deliver_remote(quit_event, "#r1")
+    assert sorted(b.hub.rooms["#r2"].members) == ["bob"] and "alice" in b.hub.rooms["#r3"].members
+    b.hub.part(bob, "#r2")
+    assert b.hub.revived("#r2") is not None

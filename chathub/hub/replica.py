@@ -90,7 +90,7 @@ class RemoteRooms:
         self.publish = publish  # deliver to local recipients, in hub order
         self.users: dict[str, User] = {}  # folded nick -> a user of another node in some room here
         #: (node, folded nick) -> the earlier holder of a nick another node's user holds now,
-        #: still in rooms here until its QUIT or NICK comes (``user_for``, ``_leaving``)
+        #: still in rooms here until its QUIT or NICK comes (``user_for``, ``leaver``)
         self._earlier: OrderedDict[tuple[str, str], User] = OrderedDict()
         #: nicks granted here whose earlier holder is still listed (``vacated``), each waiter
         self._vacating: list[tuple[str, Deferred[None]]] = []
@@ -349,16 +349,17 @@ class RemoteRooms:
         if self.users.get(folded) is user:
             del self.users[folded]
 
-    def _leaving(self, event: Event) -> Optional[User]:
-        """The user a QUIT or NICK ``event`` is of, no longer listed under its nick: the
-        one listed, or, when another node's user holds the nick here now, the earlier holder
-        set aside for it (``user_for``)."""
+    def leaver(self, event: Event, forget: bool = False) -> Optional[User]:
+        """The user a QUIT or NICK ``event`` is of: the one listed under its nick, or, when
+        another node's user holds the nick here now, the earlier holder set aside for it
+        (``user_for``); with ``forget``, no longer listed (applying the event)."""
         folded = fold(event.source.nick)
         user = self.users.get(folded)
         if user is not None and self._someone_else(user, event):
             node = self.hub.remote.node_of(event) if self.hub.remote is not None else None
-            return self._earlier.pop((node or "", folded), None)
-        return self.users.pop(folded, None)
+            key = (node or "", folded)
+            return self._earlier.pop(key, None) if forget else self._earlier.get(key)
+        return self.users.pop(folded, None) if forget else user
 
     def _leave_all(self, user: User) -> None:
         """``user`` leaves every room here it is listed in (as itself: not where another
@@ -371,7 +372,7 @@ class RemoteRooms:
                 user.remove_room(room.folded)
 
     def _quit(self, event: Event) -> None:
-        user = self._leaving(event)
+        user = self.leaver(event, forget=True)
         if user is None:
             return
         recipients = self.hub.neighbours(user)
@@ -380,7 +381,7 @@ class RemoteRooms:
 
     def _nick(self, event: Event) -> None:
         old = fold(event.source.nick)
-        user = self._leaving(event)
+        user = self.leaver(event, forget=True)
         new = str((event.data or {}).get("new", ""))
         if user is None or not new:
             return

@@ -2540,8 +2540,10 @@ class ChatHub(service.Service):
     def _quits_ahead(self, event: Event, conv: str) -> None:
         """Another node's QUIT, numbered in each room its user was in, reaches this node
         first at its number in ``conv``: it takes the user out of every room here now,
-        ahead of its numbers in the others (``_ends_before_leaves_on_their_way``)."""
-        user = self.replica.users.get(fold(event.source.nick))
+        ahead of its numbers in the others (``_ends_before_leaves_on_their_way``). The
+        quitter is the one the replica applies it to (``leaver``): not, by nick alone, a
+        new holder of the nick here, whose rooms the QUIT leaves alone."""
+        user = self.replica.leaver(event)
         if user is None:
             return
         for folded in user.rooms:
