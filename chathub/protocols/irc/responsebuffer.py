@@ -42,13 +42,16 @@ class ResponseBuffer:
     ``batch``).
     """
 
-    __slots__ = ("session", "label", "messages", "_after")
+    __slots__ = ("session", "label", "messages", "_after", "at_once")
 
     def __init__(self, session: Replying, label: Optional[str]) -> None:
         self.session = session
         self.label = label
         self.messages: list[Reply] = []
         self._after: Optional[list[Callable[[], object]]] = None
+        #: written as soon as the command is done, not after what the hub holds: nothing
+        #: it holds can be for this client yet (a new user's welcome; ``IrcSession._flush``)
+        self.at_once = False
 
     def after_flush(self, fn: Callable[[], object]) -> None:
         """Call ``fn()`` once the buffer was flushed, right after its lines were written."""

@@ -519,6 +519,13 @@ class IrcSession:
     def _flush(self, rb: ResponseBuffer) -> None:
         if rb.label is None and not rb.messages:
             return  # nothing to write: queueing it would only split the fan-out batch
+        if rb.at_once or not self.registered:
+            # a connection with no user in the hub yet (CAP, SASL, a refused NICK) or a new
+            # user's welcome: nothing the outbox holds is for it, and a cluster node's
+            # outbox holds every reply while a room waits for another node's event (a new
+            # connection then got no CAP answer until the room went on)
+            rb.flush()
+            return
         # after everything the hub has accepted is delivered, so our own copies
         # (echoes, JOIN, NICK) reach us in hub order
         self.hub.after_delivery(rb.flush)
@@ -660,9 +667,12 @@ class IrcSession:
         run_hooks(WELCOME, self, rb)
         run_hooks(REGISTERED, self, rb)
         if attached:
-            self._show_rooms(rb)
-        elif self.config.irc.autojoin and user.account is not None:
-            self.hub.kept_rooms(user).addCallback(self._rejoin)
+            self._show_rooms(rb)  # in hub order, after what its account's user was sent
+            return
+        rb.at_once = True  # a new user: nothing the hub holds is for it yet
+        if self.config.irc.autojoin and user.account is not None:
+            # once the welcome is written, whenever the account's rooms are read
+            rb.after_flush(lambda: self.hub.kept_rooms(user).addCallback(self._rejoin))
 
     def _show_rooms(self, rb: ResponseBuffer) -> None:
         """A session that joined its account's user: the rooms that user is in, each as
