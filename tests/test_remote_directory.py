@@ -1125,3 +1125,56 @@ def test_a_quit_of_a_nicks_earlier_holder_marks_its_own_rooms_left_ahead():
     assert sorted(b.hub.rooms["#r2"].members) == ["bob"] and "alice" in b.hub.rooms["#r3"].members
     b.hub.part(bob, "#r2")
     assert b.hub.revived("#r2") is not None
+
+
+def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_membership_alone():
+    """Node a's t3x renames to t3 and quits; node b, whose rooms still list t3x (neither
+    event has reached them), gives t3 to a new user of its own, who joins #r. The NICK then
+    came and renamed t3x's entry of #r over the new user's, and the QUIT took that entry
+    out: #r ended on b with the new user still in it by its own count, and that user's QUIT
+    failed on the ended room (a KeyError: its QUIT never went out, so the other nodes kept
+    it in #r for good; a random three-node driver, outsider seed 1413, 2 runs of 7)."""
+    a, b = two_nodes()
+    t3x = a.connect("t3x")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    nick_event = a.hub.change_nick(t3x, "t3")
+    quit_event = a.hub.quit(t3x, "later")
+    t3 = b.connect("t3")
+    b.hub.join(t3, "#r")
+    room = b.hub.rooms["#r"]
+    b.hub.deliver_remote(nick_event, "#r")
+    assert room.members["t3"].user is t3 and "t3x" not in room.members
+    b.hub.deliver_remote(quit_event, "#r")
+    assert b.hub.rooms["#r"] is room and sorted(room.members) == ["bob", "t3"]
+    assert room.members["t3"].user is t3 and t3.rooms == {"#r": room}
+    bob.participant.clear()
+    b.hub.quit(t3, "bye")
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "t3")]
+    assert sorted(room.members) == ["bob"] and "t3" not in b.hub.users
+
+
+def test_a_quit_from_a_room_copy_this_node_no_longer_holds_still_goes_out():
+    """A user whose rooms name a copy of a room that the node no longer holds under its
+    name (copies that came apart, as above): its QUIT raised a KeyError there, half done, so
+    it was never stored nor sent and its nick stayed held. The QUIT now goes out whole, and
+    the room the node does hold under the name is left as it is."""
+    from tests.support import LogCapture
+
+    a, b = two_nodes()
+    carol = b.connect("carol")
+    bob = b.connect("bob")
+    b.hub.join(carol, "#r")
+    b.hub.join(carol, "#s")
+    b.hub.join(bob, "#s")
+    stale = b.hub.rooms["#r"]
+    b.hub.rooms["#r"] = held = Room("#r")
+    held.add(Member(b.connect("dan"), ""))
+    bob.participant.clear()
+    with LogCapture() as log:
+        b.hub.quit(carol, "bye")
+    assert not log.failures and log.matching("not the room of that name here")
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "carol")]
+    assert "carol" not in b.hub.users and b.hub.rooms["#r"] is held and "dan" in held.members
+    assert not stale.members and sorted(b.hub.rooms["#s"].members) == ["bob"]

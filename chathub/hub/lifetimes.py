@@ -300,6 +300,13 @@ class RoomLifetimes:
     def end(self, room: Room) -> None:
         """Forget ``room`` (its last member left and it is not registered) and tell
         whoever asked (``when_room_ends``)."""
+        if self._rooms.get(room.folded) is not room:
+            # not the room this node holds under that name (none, or another): a cluster
+            # node's copy that came apart from the others'. Nothing of it is held here to
+            # forget, and whoever left it (a QUIT leaving each of its rooms) goes on
+            self._log.warn("room {room} emptied, but it is not the room of that name here: nothing ended",
+                           room=room.name)
+            return
         del self._rooms[room.folded]
         for callback in self._on_end:
             try:

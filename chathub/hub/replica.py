@@ -394,11 +394,22 @@ class RemoteRooms:
             else:
                 same = holder  # this user, made here by a JOIN under the new nick that came first
         user.set_nick(new)
-        self.users[fold(new)] = user
-        for room in user.rooms.values():
+        folded = fold(new)
+        self.users[folded] = user
+        for room in list(user.rooms.values()):
             member = room.members.get(old)
-            if member is not None and member.user is user:  # not where another holds the nick now
-                room.rekey(old, fold(new))
+            if member is None or member.user is not user:
+                continue  # not where another holds the nick now
+            taken = room.members.get(folded)
+            if taken is not None and taken.user is not user and taken.user is not same:
+                # another user is listed under the new nick already: one of this node's,
+                # given the nick once this user let it go (its QUIT or NICK away follows)
+                # and joined ahead of this NICK's number. Renamed over it, the entry was
+                # this user's, and its leaving took the room from under the other
+                room.remove(old)
+                user.remove_room(room.folded)
+                continue
+            room.rekey(old, folded)
         if same is not None:
             self._take_over(same, user)
         self._renamed[event.id] = user
