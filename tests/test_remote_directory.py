@@ -1178,3 +1178,25 @@ def test_a_quit_from_a_room_copy_this_node_no_longer_holds_still_goes_out():
     assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "carol")]
     assert "carol" not in b.hub.users and b.hub.rooms["#r"] is held and "dan" in held.members
     assert not stale.members and sorted(b.hub.rooms["#s"].members) == ["bob"]
+
+
+def test_a_join_under_a_nick_another_nodes_earlier_holder_was_renamed_to_here_joins():
+    """As above, with the NICK applied before the new user's JOIN: the room listed the
+    earlier holder under the nick, so the JOIN answered "already in" and did nothing; the
+    earlier holder's QUIT then left the new user out of a room it had asked to join. The
+    new holder joins, and the earlier one, whose leaving follows, is no longer listed."""
+    a, b = two_nodes()
+    t3x = a.connect("t3x")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    nick_event = a.hub.change_nick(t3x, "t3")
+    quit_event = a.hub.quit(t3x, "later")
+    t3 = b.connect("t3")
+    b.hub.deliver_remote(nick_event, "#r")
+    bob.participant.clear()
+    room = b.hub.join(t3, "#r")
+    assert room is b.hub.rooms["#r"] and room.members["t3"].user is t3
+    assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.JOIN, "t3")]
+    b.hub.deliver_remote(quit_event, "#r")
+    assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}

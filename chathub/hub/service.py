@@ -1251,7 +1251,14 @@ class ChatHub(service.Service):
             if not valid_room_name(name, limits.room_name_length):
                 raise errors.BadRoomName(name)
         elif user.folded in room.members:
-            return None
+            listed = room.members[user.folded].user
+            if listed is user:
+                return None
+            # in a cluster, another node's earlier holder of this nick, renamed to it here
+            # ahead of this user's sign-on reaching its rooms (its QUIT or NICK away
+            # follows, as this node was granted the nick): that entry is not this user's
+            room.remove(user.folded)
+            listed.remove_room(room.folded)
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         exempt = invited = False
