@@ -1127,13 +1127,10 @@ def test_a_quit_of_a_nicks_earlier_holder_marks_its_own_rooms_left_ahead():
     assert b.hub.revived("#r2") is not None
 
 
-def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_membership_alone():
-    """Node a's t3x renames to t3 and quits; node b, whose rooms still list t3x (neither
-    event has reached them), gives t3 to a new user of its own, who joins #r. The NICK then
-    came and renamed t3x's entry of #r over the new user's, and the QUIT took that entry
-    out: #r ended on b with the new user still in it by its own count, and that user's QUIT
-    failed on the ended room (a KeyError: its QUIT never went out, so the other nodes kept
-    it in #r for good; a random three-node driver, outsider seed 1413, 2 runs of 7)."""
+def renamed_to_a_nick_given_anew():
+    """Node a's t3x, in node b's copy of #r beside b's bob, renames to t3 and quits; b, whose
+    rooms still list t3x (neither event has reached them), gives t3 to a new user of its own.
+    Returns b, bob, that new t3, and a's NICK and QUIT."""
     a, b = two_nodes()
     t3x = a.connect("t3x")
     b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
@@ -1141,7 +1138,17 @@ def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_memb
     b.hub.join(bob, "#r")
     nick_event = a.hub.change_nick(t3x, "t3")
     quit_event = a.hub.quit(t3x, "later")
-    t3 = b.connect("t3")
+    return b, bob, b.connect("t3"), nick_event, quit_event
+
+
+def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_membership_alone():
+    """Node a's t3x renames to t3 and quits; node b, whose rooms still list t3x (neither
+    event has reached them), gives t3 to a new user of its own, who joins #r. The NICK then
+    came and renamed t3x's entry of #r over the new user's, and the QUIT took that entry
+    out: #r ended on b with the new user still in it by its own count, and that user's QUIT
+    failed on the ended room (a KeyError: its QUIT never went out, so the other nodes kept
+    it in #r for good; a random three-node driver, outsider seed 1413, 2 runs of 7)."""
+    b, bob, t3, nick_event, quit_event = renamed_to_a_nick_given_anew()
     b.hub.join(t3, "#r")
     room = b.hub.rooms["#r"]
     b.hub.deliver_remote(nick_event, "#r")
@@ -1185,14 +1192,7 @@ def test_a_join_under_a_nick_another_nodes_earlier_holder_was_renamed_to_here_jo
     earlier holder under the nick, so the JOIN answered "already in" and did nothing; the
     earlier holder's QUIT then left the new user out of a room it had asked to join. The
     new holder joins, and the earlier one, whose leaving follows, is no longer listed."""
-    a, b = two_nodes()
-    t3x = a.connect("t3x")
-    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
-    bob = b.connect("bob")
-    b.hub.join(bob, "#r")
-    nick_event = a.hub.change_nick(t3x, "t3")
-    quit_event = a.hub.quit(t3x, "later")
-    t3 = b.connect("t3")
+    b, bob, t3, nick_event, quit_event = renamed_to_a_nick_given_anew()
     b.hub.deliver_remote(nick_event, "#r")
     bob.participant.clear()
     room = b.hub.join(t3, "#r")
