@@ -17,7 +17,7 @@ from chathub.hub.replica import MODE_SESSIONS, VACATE_WAIT
 from chathub.hub.rooms import Member, Room
 from chathub.hub.roomstate import STARTING
 from chathub.hub.users import User
-from tests.support import Recorder, RecorderWorld
+from tests.support import LogCapture, Recorder, RecorderWorld
 
 
 def entry(nick: str, account=None, session="s1") -> list:
@@ -1167,8 +1167,6 @@ def test_a_quit_from_a_room_copy_this_node_no_longer_holds_still_goes_out():
     name (copies that came apart, as above): its QUIT raised a KeyError there, half done, so
     it was never stored nor sent and its nick stayed held. The QUIT now goes out whole, and
     the room the node does hold under the name is left as it is."""
-    from tests.support import LogCapture
-
     a, b = two_nodes()
     carol = b.connect("carol")
     bob = b.connect("bob")
