@@ -1198,3 +1198,23 @@ def test_a_join_under_a_nick_another_nodes_earlier_holder_was_renamed_to_here_jo
     assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.JOIN, "t3")]
     b.hub.deliver_remote(quit_event, "#r")
     assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
+
+
+def test_a_nick_change_to_the_nick_of_a_lost_nodes_user_not_dropped_here_yet_takes_its_place():
+    """Node c dies; node a, which found it lost first, frees its nicks, and a's user renames
+    to one of them while node b still lists c's user under it (b drops c's users once it
+    finds c lost too). The renamed user takes the place: only one of this node's own users
+    listed under the nick keeps it (above), and c's user, dropped next, leaves nothing
+    behind (three-node driver killing a node, persist seed 788: the renamed user was taken
+    out of the room on b, and listed on a)."""
+    a, b = two_nodes()
+    i9x = a.connect("i9x")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, i9x.source, "#r"), "#r")
+    room = b.hub.rooms["#r"]
+    lost = RemoteUser("c", "i9y", "~i9y", "h.cloak", None, "i9y", "s9").make_user()
+    room.add(Member(lost, ""))
+    lost.add_room(room)
+    b.hub.deliver_remote(a.hub.change_nick(i9x, "i9y"), "#r")
+    renamed = room.members["i9y"].user
+    assert renamed is not lost and renamed.participant.node == "a" and sorted(room.members) == ["i9y"]
+    assert renamed.rooms == {"#r": room}

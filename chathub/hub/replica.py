@@ -401,11 +401,13 @@ class RemoteRooms:
             if member is None or member.user is not user:
                 continue  # not where another holds the nick now
             taken = room.members.get(folded)
-            if taken is not None and taken.user is not user and taken.user is not same:
-                # another user is listed under the new nick already: one of this node's,
-                # given the nick once this user let it go (its QUIT or NICK away follows)
-                # and joined ahead of this NICK's number. Renamed over it, the entry was
-                # this user's, and its leaving took the room from under the other
+            if taken is not None and taken.user is not user and self.hub.users.get(folded) is taken.user:
+                # one of this node's users is listed under the new nick already, given the
+                # nick once this user let it go (its QUIT or NICK away follows) and joined
+                # ahead of this NICK's number. Renamed over it, the entry was this user's,
+                # and its leaving took the room from under the other. (Another node's user
+                # listed so is the stale one: a lost node's, say, whose drop is on its way
+                # here while the node that found it lost gave its nick again: its place goes)
                 room.remove(old)
                 user.remove_room(room.folded)
                 continue
