@@ -1218,3 +1218,47 @@ def test_a_nick_change_to_the_nick_of_a_lost_nodes_user_not_dropped_here_yet_tak
     renamed = room.members["i9y"].user
     assert renamed is not lost and renamed.participant.node == "a" and sorted(room.members) == ["i9y"]
     assert renamed.rooms == {"#r": room}
+
+
+@pytest.mark.parametrize("nick_first", [False, True])
+def test_an_earlier_holder_that_renames_away_stays_a_member_beside_the_nicks_new_holder(nick_first):
+    """Node a's t3x renames to t3 and then to t3y, still in #r; node b gives t3 to a new
+    user who joins #r, either before or after a's first NICK reaches it. At the numbers
+    between, both users named t3 are members, and after the second NICK both are, as on
+    node a: the earlier holder is listed aside meanwhile, not dropped (it was taken out
+    of the room on b only) nor renamed over the new holder (which lost its entry)."""
+    a, b = two_nodes()
+    t3x = a.connect("t3x")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
+    bob = b.connect("bob")
+    b.hub.join(bob, "#r")
+    first = a.hub.change_nick(t3x, "t3")
+    second = a.hub.change_nick(t3x, "t3y")
+    t3 = b.connect("t3")
+    if nick_first:
+        b.hub.deliver_remote(first, "#r")
+        b.hub.join(t3, "#r")
+    else:
+        b.hub.join(t3, "#r")
+        b.hub.deliver_remote(first, "#r")
+    room = b.hub.rooms["#r"]
+    assert room.members["t3"].user is t3 and len(room.members) == 3
+    assert sorted(u.nick for u in room.users()) == ["bob", "t3", "t3"]
+    b.hub.deliver_remote(second, "#r")
+    assert sorted(room.members) == ["bob", "t3", "t3y"] and room.members["t3"].user is t3
+    assert room.members["t3y"].user.participant.node == "a"
+    b.hub.quit(t3, "bye")  # its own entry, not the earlier holder's
+    assert sorted(room.members) == ["bob", "t3y"]
+
+
+def test_a_part_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_in_the_room():
+    """As above, with the earlier holder parting under the nick instead: the PART named t3,
+    and the room's t3 here was the new holder, who was taken out of the room in its place."""
+    b, bob, t3, nick_event, _ = renamed_to_a_nick_given_anew()
+    b.hub.join(t3, "#r")
+    b.hub.deliver_remote(nick_event, "#r")
+    earlier = next(m.user for m in b.hub.rooms["#r"].members.values() if m.user.nick == "t3" and m.user is not t3)
+    b.hub.deliver_remote(b.hub.ids.make(Kind.PART, earlier.source, "#r"), "#r")
+    room = b.hub.rooms["#r"]
+    assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
+    assert not earlier.rooms

@@ -301,6 +301,13 @@ class RemoteRooms:
             return
         member = room.members.get(fold(nick))
         recipients = room.recipients()
+        if member is not None and event.kind == Kind.PART:
+            parter = self.users.get(fold(nick))
+            if parter is not None and member.user is not parter:
+                # the nick is this node's user's here now; the parter, another node's
+                # earlier holder of it, is listed aside (``Room.displace``) or not at all
+                key = room.key_of(parter)
+                member = room.members.get(key) if key is not None else None
         if member is not None:
             self.hub.leave_room(member.user, room)
             if isinstance(member.user.participant, RemoteParticipant) and not member.user.rooms:
@@ -365,8 +372,7 @@ class RemoteRooms:
         """``user`` leaves every room here it is listed in (as itself: not where another
         user holds its nick now)."""
         for room in list(user.rooms.values()):
-            member = room.members.get(user.folded or "")
-            if member is not None and member.user is user:
+            if room.key_of(user) is not None:  # under its nick, or moved aside (``Room.displace``)
                 self.hub.leave_room(user, room)
             else:
                 user.remove_room(room.folded)
@@ -398,20 +404,21 @@ class RemoteRooms:
         self.users[folded] = user
         for room in list(user.rooms.values()):
             member = room.members.get(old)
-            if member is None or member.user is not user:
+            key = old if member is not None and member.user is user else room.key_of(user)
+            if key is None:
                 continue  # not where another holds the nick now
             taken = room.members.get(folded)
             if taken is not None and taken.user is not user and self.hub.users.get(folded) is taken.user:
                 # one of this node's users is listed under the new nick already, given the
                 # nick once this user let it go (its QUIT or NICK away follows) and joined
-                # ahead of this NICK's number. Renamed over it, the entry was this user's,
-                # and its leaving took the room from under the other. (Another node's user
-                # listed so is the stale one: a lost node's, say, whose drop is on its way
-                # here while the node that found it lost gave its nick again: its place goes)
-                room.remove(old)
-                user.remove_room(room.folded)
+                # ahead of this NICK's number: both are members here now. Renamed over it,
+                # the entry was this user's, and its leaving took the room from under the
+                # other. (Another node's user listed so is the stale one: a lost node's,
+                # say, whose drop is on its way here while the node that found it lost gave
+                # its nick again: its place goes, as before)
+                room.displace(key)
                 continue
-            room.rekey(old, folded)
+            room.rekey(key, folded)
         if same is not None:
             self._take_over(same, user)
         self._renamed[event.id] = user

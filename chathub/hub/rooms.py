@@ -182,6 +182,29 @@ class Room:
         """Follow a member's nick change."""
         self.members[new] = self.members.pop(old)
 
+    def key_of(self, user: "User") -> Optional[str]:
+        """Where ``user`` is listed: under its folded nick, or under the key it was moved to
+        when another user took that nick here (``displace``); None when it is not."""
+        folded = user.folded or ""
+        member = self.members.get(folded)
+        if member is not None and member.user is user:
+            return folded
+        for key, member in self.members.items():  # rare: listed otherwise, or not at all
+            if member.user is user:
+                return key
+        return None
+
+    def displace(self, key: str) -> None:
+        """Move the member listed under ``key`` aside, under a key made of its nick and its
+        identity, for another user of the same nick:
+        in a cluster, another node's earlier holder of a nick this node gave again, whose
+        leaving (a QUIT, a NICK away) is numbered after the new holder joined. Both are
+        members at those numbers, on every node; the earlier one is found by ``key_of``
+        (a NUL never appears in a nick, so no nick is ever listed there)."""
+        member = self.members.pop(key)
+        self.members[f"{member.user.folded}\0{id(member.user):x}"] = member
+        self._recipients = None
+
     def is_banned(self, user: "User") -> bool:
         """True when a ban (+b) matches the user (its hostmask, or ``a:`` its account) and
         no exception (+e) does. Mutes (``m:``) are not bans: ``is_muted``."""

@@ -1256,9 +1256,8 @@ class ChatHub(service.Service):
                 return None
             # in a cluster, another node's earlier holder of this nick, renamed to it here
             # ahead of this user's sign-on reaching its rooms (its QUIT or NICK away
-            # follows, as this node was granted the nick): that entry is not this user's
-            room.remove(user.folded)
-            listed.remove_room(room.folded)
+            # follows, as this node was granted the nick): it stays, moved aside
+            room.displace(user.folded)
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         exempt = invited = False
@@ -1389,7 +1388,9 @@ class ChatHub(service.Service):
         return self._neighbours(user)
 
     def _leave(self, user: User, room: Room) -> None:
-        room.remove(cast(str, user.folded))  # a member: signed on
+        key = room.key_of(user)  # its nick; in a cluster, maybe moved aside (``Room.displace``)
+        if key is not None:
+            room.remove(key)  # never another user's entry under the same nick
         user.remove_room(room.folded)
         if not room.members and not room.persistent:
             if self._on_their_way:
