@@ -1262,3 +1262,20 @@ def test_a_part_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_i
     room = b.hub.rooms["#r"]
     assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
     assert not earlier.rooms
+
+
+def test_a_kick_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_in_the_room():
+    """As above, with the earlier holder kicked (by its session, as every KICK names the
+    kicked): the KICK named t3, and the new holder was taken out in its place."""
+    from chathub.hub.replica import TARGET_SESSION
+
+    b, bob, t3, nick_event, _ = renamed_to_a_nick_given_anew()
+    b.hub.join(t3, "#r")
+    b.hub.deliver_remote(nick_event, "#r")
+    room = b.hub.rooms["#r"]
+    earlier = next(m.user for m in room.members.values() if m.user.nick == "t3" and m.user is not t3)
+    kick = Event.from_dict({**b.hub.ids.make(Kind.KICK, earlier.source, "#r").to_dict(),
+                            "data": {"nick": "t3", TARGET_SESSION: earlier.session}})
+    b.hub.deliver_remote(kick, "#r")
+    assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
+    assert not earlier.rooms

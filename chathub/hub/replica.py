@@ -295,11 +295,13 @@ class RemoteRooms:
             user.away = (event.data or {}).get("away")
         self.publish(event, room.recipients())
 
-    def _leave(self, event: Event, nick: str) -> None:
+    def _leave(self, event: Event, nick: str, member: Optional[Member] = None, found: bool = False) -> None:
+        """Take the member ``nick`` names (or, ``found``, ``member``) out of the event's room."""
         room = self._room(event)
         if room is None:
             return
-        member = room.members.get(fold(nick))
+        if not found:
+            member = room.members.get(fold(nick))
         recipients = room.recipients()
         if member is not None and event.kind == Kind.PART:
             parter = self.users.get(fold(nick))
@@ -323,17 +325,19 @@ class RemoteRooms:
         nick = str(data.get("nick", ""))
         room = self._room(event)
         session = data.get(TARGET_SESSION)
-        if room is not None and fold(nick) not in room.members and isinstance(session, str) and session:
+        kicked = room.members.get(fold(nick)) if room is not None else None
+        if room is not None and isinstance(session, str) and session and (
+                kicked is None or (kicked.user.session and kicked.user.session != session)):
             # renamed since the kicking node saw it (its NICK numbered before this KICK, which
-            # that node applied at once): the same user, kicked here too, its lines naming it
-            # by the nick it has now
-            for member in room.members.values():
-                if member.user.session == session:
-                    nick = member.user.nick or nick
-                    event = Event(event.id, event.time, event.kind, event.source, event.target, event.text,
-                                  event.tags, {**data, "nick": nick})
-                    break
-        self._leave(event, nick)
+            # that node applied at once), or listed aside while this node's user holds the
+            # nick (``Room.displace``): the same user, kicked here too, its lines naming it
+            # by the nick it has now; never the other user listed under that nick
+            kicked = next((m for m in room.members.values() if m.user.session == session), None)
+            if kicked is not None:
+                nick = kicked.user.nick or nick
+                event = Event(event.id, event.time, event.kind, event.source, event.target, event.text,
+                              event.tags, {**data, "nick": nick})
+        self._leave(event, nick, kicked, found=True)
 
     def _someone_else(self, user: User, event: Event) -> bool:
         """Whether ``user``, listed here under the nick of ``event``'s sender, is not that
