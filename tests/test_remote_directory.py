@@ -1279,3 +1279,25 @@ def test_a_kick_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_i
     b.hub.deliver_remote(kick, "#r")
     assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
     assert not earlier.rooms
+
+
+def test_a_part_and_join_numbered_before_a_nick_applied_ahead_leave_the_user_listed_once():
+    """Node a's i8, in #r and #s, parts and joins #r again and then renames to i8x. Node b
+    applies the NICK at #s's number first (in every room), then the PART, the JOIN and the
+    NICK again at #r's: the PART named i8, listed as i8x by then, and missed it; the JOIN
+    made a second user of it, and the NICK, applied again, left that one as i8 beside i8x
+    for good (three-node driver, outsider seed 2131, 2 of 12 runs)."""
+    a, b = two_nodes()
+    i8 = a.connect("i8")
+    for name in ("#r", "#s"):
+        b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, i8.source, name), name)
+    part = a.hub.ids.make(Kind.PART, i8.source, "#r")
+    join = a.hub.ids.make(Kind.JOIN, i8.source, "#r")
+    nick = a.hub.ids.make(Kind.NICK, i8.source, data={"new": "i8x"})
+    b.hub.deliver_remote(nick, "#s")
+    b.hub.deliver_remote(part, "#r")
+    b.hub.deliver_remote(join, "#r")
+    b.hub.deliver_again(nick, "#r")
+    r, s = b.hub.rooms["#r"], b.hub.rooms["#s"]
+    assert list(r.members) == ["i8x"] and list(s.members) == ["i8x"]
+    assert r.members["i8x"].user is s.members["i8x"].user

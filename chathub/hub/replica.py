@@ -220,7 +220,16 @@ class RemoteRooms:
             if not new:
                 return
             renamed = self.users.get(fold(new))
-            if renamed is not None and renamed is not user and fold(new) not in room.members:
+            listed = room.members.get(fold(new))
+            if renamed is not None and renamed is not user and listed is not None and listed.user is renamed:
+                # listed here too, under the new nick: a PART of it numbered before this
+                # NICK and applied after it named the old nick and missed it, and the JOIN
+                # after the PART made the member under the old nick. That member, as the
+                # JOIN made it, is the one every node has
+                room.remove(fold(new))
+                renamed.remove_room(room.folded)
+                listed = None
+            if renamed is not None and renamed is not user and listed is None:
                 # the user as renamed in its other rooms: one member of each room it is in
                 _move_member(room, old, member, renamed)
             elif renamed is None:
