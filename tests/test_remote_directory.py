@@ -1127,18 +1127,19 @@ def test_a_quit_of_a_nicks_earlier_holder_marks_its_own_rooms_left_ahead():
     assert b.hub.revived("#r2") is not None
 
 
-def renamed_to_a_nick_given_anew():
-    """Node a's t3x, in node b's copy of #r beside b's bob, renames to t3 and quits; b, whose
-    rooms still list t3x (neither event has reached them), gives t3 to a new user of its own.
-    Returns b, bob, that new t3, and a's NICK and QUIT."""
+def renamed_to_a_nick_given_anew(away: str = ""):
+    """Node a's t3x, in node b's copy of #r beside b's bob, renames to t3 and quits (or,
+    with ``away``, renames to that); b, whose rooms still list t3x (neither event has
+    reached them), gives t3 to a new user of its own. Returns b, bob, that new t3, and a's
+    NICK and its QUIT (or second NICK)."""
     a, b = two_nodes()
     t3x = a.connect("t3x")
     b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
     bob = b.connect("bob")
     b.hub.join(bob, "#r")
     nick_event = a.hub.change_nick(t3x, "t3")
-    quit_event = a.hub.quit(t3x, "later")
-    return b, bob, b.connect("t3"), nick_event, quit_event
+    leaving = a.hub.change_nick(t3x, away) if away else a.hub.quit(t3x, "later")
+    return b, bob, b.connect("t3"), nick_event, leaving
 
 
 def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_membership_alone():
@@ -1227,14 +1228,7 @@ def test_an_earlier_holder_that_renames_away_stays_a_member_beside_the_nicks_new
     between, both users named t3 are members, and after the second NICK both are, as on
     node a: the earlier holder is listed aside meanwhile, not dropped (it was taken out
     of the room on b only) nor renamed over the new holder (which lost its entry)."""
-    a, b = two_nodes()
-    t3x = a.connect("t3x")
-    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, t3x.source, "#r"), "#r")
-    bob = b.connect("bob")
-    b.hub.join(bob, "#r")
-    first = a.hub.change_nick(t3x, "t3")
-    second = a.hub.change_nick(t3x, "t3y")
-    t3 = b.connect("t3")
+    b, bob, t3, first, second = renamed_to_a_nick_given_anew(away="t3y")
     if nick_first:
         b.hub.deliver_remote(first, "#r")
         b.hub.join(t3, "#r")
