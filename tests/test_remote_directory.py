@@ -1295,3 +1295,16 @@ def test_a_part_and_join_numbered_before_a_nick_applied_ahead_leave_the_user_lis
     r, s = b.hub.rooms["#r"], b.hub.rooms["#s"]
     assert list(r.members) == ["i8x"] and list(s.members) == ["i8x"]
     assert r.members["i8x"].user is s.members["i8x"].user
+
+
+def test_a_refused_join_under_a_nick_listed_for_its_earlier_holder_changes_nothing():
+    """The earlier holder is moved aside only when the new holder joins: a JOIN refused
+    (a key it does not give) leaves it listed under the nick."""
+    b, bob, t3, nick_event, _ = renamed_to_a_nick_given_anew()
+    b.hub.deliver_remote(nick_event, "#r")
+    room = b.hub.rooms["#r"]
+    room.key = "secret"
+    earlier = room.members["t3"].user
+    with pytest.raises(errors.BadKey):
+        b.hub.join(t3, "#r")
+    assert room.members["t3"].user is earlier and sorted(room.members) == ["bob", "t3"] and not t3.rooms

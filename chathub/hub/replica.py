@@ -416,8 +416,7 @@ class RemoteRooms:
         folded = fold(new)
         self.users[folded] = user
         for room in list(user.rooms.values()):
-            member = room.members.get(old)
-            key = old if member is not None and member.user is user else room.key_of(user)
+            key = room.key_of(user, old)  # renamed already: listed under its old nick, or aside
             if key is None:
                 continue  # not where another holds the nick now
             taken = room.members.get(folded)

@@ -182,10 +182,12 @@ class Room:
         """Follow a member's nick change."""
         self.members[new] = self.members.pop(old)
 
-    def key_of(self, user: "User") -> Optional[str]:
-        """Where ``user`` is listed: under its folded nick, or under the key it was moved to
-        when another user took that nick here (``displace``); None when it is not."""
-        folded = user.folded or ""
+    def key_of(self, user: "User", folded: Optional[str] = None) -> Optional[str]:
+        """Where ``user`` is listed: under ``folded`` (by default its folded nick), or under
+        the key it was moved to when another user took its nick here (``displace``); None
+        when it is not."""
+        if folded is None:
+            folded = user.folded or ""
         member = self.members.get(folded)
         if member is not None and member.user is user:
             return folded

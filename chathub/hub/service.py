@@ -1250,14 +1250,8 @@ class ChatHub(service.Service):
         if room is None:
             if not valid_room_name(name, limits.room_name_length):
                 raise errors.BadRoomName(name)
-        elif user.folded in room.members:
-            listed = room.members[user.folded].user
-            if listed is user:
-                return None
-            # in a cluster, another node's earlier holder of this nick, renamed to it here
-            # ahead of this user's sign-on reaching its rooms (its QUIT or NICK away
-            # follows, as this node was granted the nick): it stays, moved aside
-            room.displace(user.folded)
+        elif user.folded in room.members and room.members[user.folded].user is user:
+            return None
         if len(user.rooms) >= limits.max_rooms_per_user:
             raise errors.TooManyRooms(name)
         exempt = invited = False
@@ -1285,6 +1279,11 @@ class ChatHub(service.Service):
             # only the founder and those it made operators get ops back; being first into an
             # empty persistent room gives nothing
             member = Member(user, "o" if persistent_operator(room, user) else "")
+        if user.folded in room.members:
+            # in a cluster, another node's earlier holder of this nick, renamed to it here
+            # ahead of this user's sign-on reaching its rooms (its QUIT or NICK away
+            # follows, as this node was granted the nick): it stays, moved aside
+            room.displace(user.folded)
         room.add(member)
         user.add_room(room)
         # the privileges it joined with: other nodes of a cluster give it the same
