@@ -615,6 +615,11 @@ async def quit_irc_clients(clients: list) -> None:
 # -- a hub and its portal, and connections on StringTransports ---------------------------------
 
 
+#: one event's encoding by a ``Recorder`` (its format key, a colon, the event's id), found in
+#: a write that joins several
+_ENCODINGS = re.compile(rb"[^:]+:[0-9a-v]{23}")
+
+
 @implementer(IParticipant)
 class Recorder:
     """A participant that records what the hub asks of it.
@@ -651,7 +656,14 @@ class Recorder:
 
     @property
     def events(self) -> list:
-        return [self.codec[d] for d in self.sent]
+        shown = []
+        for data in self.sent:
+            event = self.codec.get(data)
+            if event is not None:
+                shown.append(event)
+            else:  # one write of a fan-out batch: several events' encodings joined
+                shown.extend(self.codec[part] for part in _ENCODINGS.findall(data))
+        return shown
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.events]

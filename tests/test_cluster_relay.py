@@ -474,6 +474,33 @@ async def test_an_own_event_counted_before_the_room_was_held_is_not_held_with_it
     assert not b.outbox.pending
 
 
+class _Member:
+    """What the outbox reads of a user a reply is for: its rooms' folded names."""
+
+    def __init__(self, *rooms: str) -> None:
+        self.rooms = dict.fromkeys(rooms)
+
+
+@pytest_twisted.ensureDeferred
+async def test_while_a_room_is_held_only_its_members_replies_wait(nodes):
+    """A node holds a room whose own event got a number above one still on its way; the
+    replies of users in other rooms go on meanwhile (they waited, with every reply of the
+    node, until the room went on), a member's wait for the room's held event."""
+    b = await nodes("b")
+    e = numbered((3,), 3)
+    arrives(b, e[1], 1)
+    settle = held(b, e[3])
+    committed(b, e[3], 3)  # 2, the other node's, is on its way: #r is held for 3
+    settle(None)
+    replies = []
+    b.outbox.after(lambda: replies.append("member"), (_Member("#r", "#s"),))
+    b.outbox.after(lambda: replies.append("elsewhere"), (_Member("#s"),))
+    assert b.shown == [e[1]] and replies == ["elsewhere"]
+    arrives(b, e[2], 2)
+    assert [x.text for x in b.shown] == ["1", "2", "3"] and replies == ["elsewhere", "member"]
+    assert not b.outbox.pending
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_stopped_relay_takes_nothing_more_in_and_sets_no_timer(nodes):
     """A commit told of after the relay stopped (its hub's users' quits, committed as the

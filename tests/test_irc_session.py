@@ -50,28 +50,34 @@ def test_cap_negotiation_holds_registration_until_cap_end(world):
     assert "001" in c.commands()
 
 
-def test_a_new_connection_is_answered_while_a_held_room_holds_the_node_s_replies(world):
-    """A cluster node's outbox holds every reply while one of its rooms waits for another
-    node's earlier event (``Outbox.pause``: nothing without a room passes the room's parked
-    events); a connection with no user in the hub has nothing there to wait for, so its
-    CAP answers and a new user's welcome are written at once."""
+def test_replies_wait_only_for_a_held_room_of_their_user_and_a_new_connection_for_none(world):
+    """A cluster node's outbox holds a room's events while the room waits for another
+    node's earlier event (``Outbox.pause``). A reply waits only if its user is owed one of
+    them (a member): it keeps hub order for that user, and everyone else's replies go on.
+    A connection with no user in the hub has nothing there to wait for: its CAP answers
+    and a new user's welcome are written at once."""
     carol = world.irc_conn("carol")
+    erin = world.irc_conn("erin")
+    carol.send("JOIN #held")
+    carol.lines()
     outbox = world.hub.outbox
     outbox.pause("#held")
     outbox.hold(lambda: None, key="#held")(None)  # committed, parked behind the pause
     carol.send("PING :before")
-    assert carol.lines() == []  # a registered user's reply keeps hub order: it waits
+    assert carol.lines() == []  # a member's reply keeps hub order: it waits for the room
+    erin.send("PING :free", "WHOIS carol")
+    assert erin.commands()[:2] == ["PONG", "311"]  # in no held room: nothing to wait for
     dan = world.irc_conn()
     dan.send("CAP LS 302")
     assert {m.command for m in dan.lines()} == {"CAP"}
     dan.send("CAP REQ :server-time", "NICK dan", "USER d 0 * :Dan", "CAP END")
     answers = dan.commands()
     assert answers[0] == "CAP" and "001" in answers and "005" in answers
-    dan.send("PING :after")
-    assert dan.lines() == []  # a user now: its replies follow hub order too
+    dan.send("JOIN #held", "PING :after")
+    assert dan.lines() == []  # its JOIN is behind the room's parked event, and its PONG behind that
     outbox.resume("#held")
-    assert [m.params[-1] for m in carol.lines()] == ["before"]
-    assert [m.params[-1] for m in dan.lines()] == ["after"]
+    assert [(m.command, m.params[-1]) for m in carol.lines()] == [("PONG", "before"), ("JOIN", "#held")]
+    assert [m.command for m in dan.lines()][-1] == "PONG"
 
 
 def test_ping_echoes_token_exactly(world):

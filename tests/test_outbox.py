@@ -182,3 +182,95 @@ def test_what_a_delivery_publishes_during_the_group_s_drain_follows_the_group():
         for settle in settles:
             settle(None)
     assert out == ["m0", "m1", "reply to m0"] and box.pending == 0
+
+
+class _Member:
+    """What the outbox reads of a user: the folded names of its rooms."""
+
+    def __init__(self, *rooms: str) -> None:
+        self.rooms = dict.fromkeys(rooms)
+
+
+def test_a_reply_passes_held_rooms_its_user_is_not_in_and_waits_for_the_one_it_is():
+    box, out = Outbox(), []
+    amy, bob = _Member("#a", "#b"), _Member("#b")
+    box.pause("#a")
+    box.hold(lambda: out.append("a1"), key="#a")(None)
+    box.after(lambda: out.append("to amy"), (amy,))  # owed a1 (a member of #a): parked behind it
+    box.after(lambda: out.append("to bob"), (bob,))  # owed nothing held: at once
+    box.hold(lambda: out.append("b1"), key="#b")(None)
+    box.publish(lambda: out.append("quit"))  # may concern anyone: waits for every held room
+    box.hold(lambda: out.append("b2"), key="#b")(None)
+    box.after(lambda: out.append("to bob again"), (bob,))  # behind the quit, in the queue
+    assert out == ["to bob", "b1"]
+    box.resume("#a")
+    assert out == ["to bob", "b1", "a1", "to amy", "quit", "b2", "to bob again"] and box.pending == 0
+
+
+def test_a_reply_parked_behind_a_held_room_goes_once_what_it_is_owed_is_granted():
+    box, out = Outbox(), []
+    amy, cat = _Member("#a"), _Member("#a", "#c")
+    box.pause("#a")
+    box.pause("#c")
+    box.hold(lambda: out.append("c1"), key="#c")(None)
+    box.hold(lambda: out.append("a1"), key="#a")(None)
+    box.after(lambda: out.append("to amy"), (amy,))
+    box.after(lambda: out.append("to cat"), (cat,))  # owed c1 first: parked behind it in #c
+    box.hold(lambda: out.append("a2"), key="#a")(None)
+    assert out == [] and box.pending == 5
+    box.grant("#a")  # a1 goes; amy's reply was owed only a1: it goes too, a2 waits its grant
+    assert out == ["a1", "to amy"]
+    box.resume("#c")
+    assert out == ["a1", "to amy", "c1", "to cat"]
+    box.resume("#a")
+    assert out == ["a1", "to amy", "c1", "to cat", "a2"] and box.pending == 0
+
+
+def test_a_reply_moves_from_one_held_room_to_the_next_it_is_owed():
+    box, out = Outbox(), []
+    cat = _Member("#a", "#c")
+    box.pause("#a")
+    box.pause("#c")
+    box.hold(lambda: out.append("a1"), key="#a")(None)
+    box.after(lambda: out.append("to cat"), (cat,))  # parked behind a1
+    box.hold(lambda: out.append("c1"), key="#c")(None)  # after the reply in hub order
+    box.hold(lambda: out.append("a2"), key="#a")(None)  # after it too
+    box.grant("#a")
+    # a1 shown; c1 is parked in a room cat is in, and nothing tells this box which of the
+    # two came first: the reply waits for it too, and not for a2, parked after it
+    assert out == ["a1"]
+    box.resume("#c")
+    assert out == ["a1", "c1", "to cat"] and box.pending == 1
+    box.resume("#a")
+    assert out == ["a1", "c1", "to cat", "a2"] and box.pending == 0
+
+
+def test_a_departure_is_owed_to_its_leaver_after_it_left_the_room():
+    box, out = Outbox(), []
+    kim = _Member()  # the hub took kim out of #a when the kick was accepted
+    box.pause("#a")
+    box.hold(lambda: out.append("kick kim"), key="#a", leaver=kim)(None)
+    box.after(lambda: out.append("to kim"), (kim,))
+    assert out == []  # not a member any more, still owed the kick
+    box.resume("#a")
+    assert out == ["kick kim", "to kim"]
+    box.pause("#a")
+    box.hold(lambda: out.append("a2"), key="#a")(None)
+    box.after(lambda: out.append("to kim again"), (kim,))  # the kick was shown: owed nothing
+    assert out == ["kick kim", "to kim", "to kim again"]
+
+
+def test_a_private_message_held_for_its_commit_is_held_for_its_parties_only():
+    box, out = Outbox(), []
+    amy, bob = _Member("#a"), _Member()
+    box.pause("#a")
+    box.hold(lambda: out.append("a1"), key="#a")(None)
+    to_bob = box.hold(lambda: out.append("bob to bob"), shown_to=(bob, bob))
+    to_amy = box.hold(lambda: out.append("bob to amy"), shown_to=(bob, amy))
+    box.hold(lambda: out.append("b1"), key="#b")(None)
+    assert out == []  # nothing passes an entry waiting for its commit
+    to_bob(None)
+    to_amy(None)
+    assert out == ["bob to bob", "b1"]
+    box.resume("#a")
+    assert out == ["bob to bob", "b1", "a1", "bob to amy"]

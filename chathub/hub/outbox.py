@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections import deque
 from contextlib import contextmanager, nullcontext
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, ContextManager, Iterator, Optional, Sequence
 
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chathub.hub.errors import HubError
+
+if TYPE_CHECKING:
+    from chathub.hub.users import User
 
 
 class Receipt:
@@ -77,7 +80,7 @@ def not_stored_text(target: str, why: str) -> str:
 
 
 class _Entry:
-    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key")
+    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key", "shown_to", "leaver", "passed")
 
     def __init__(
         self,
@@ -86,6 +89,8 @@ class _Entry:
         on_failure: Optional[Callable[[Failure], object]],
         ready: bool,
         key: Optional[str] = None,
+        shown_to: Optional[Sequence["User"]] = None,
+        leaver: Optional["User"] = None,
     ) -> None:
         self.outbox = outbox
         self.deliver = deliver
@@ -93,6 +98,15 @@ class _Entry:
         self.ready = ready
         self.failure: Optional[Failure] = None
         self.key = key  # the conversation (a folded room name) a cluster node may hold
+        #: of an entry of no one conversation, every user it is shown to, when they are
+        #: few and known (a reply, a private message); None: it may concern anyone
+        self.shown_to = shown_to
+        #: of a room's departure (a PART, a KICK), the user who left: no longer a member,
+        #: still owed it before any later reply (``Outbox._owed``)
+        self.leaver = leaver
+        #: of a parked entry of no conversation, the held conversations it waited in and was
+        #: let out of: what they park from then on comes after it (``Outbox._pass_on``)
+        self.passed: tuple[str, ...] = ()
 
     def settle(self, failure: Optional[Failure] = None) -> None:
         """The commit this delivery waited for is done (``failure`` None) or failed."""
@@ -117,6 +131,8 @@ class Outbox:
         #: looks at each entry once, however long a conversation stays held
         self._parked: dict[str, deque[_Entry]] = {}
         self._parked_count = 0
+        #: user -> {held conversation: departures of it (``leaver``) not delivered yet}
+        self._owed: dict["User", dict[str, int]] = {}
         #: told the conversation of each keyed entry delivered (``when_released``)
         self._on_release: Optional[Callable[[str], None]] = None
         #: context manager wrapped around each drain, so a committed group is delivered
@@ -128,20 +144,32 @@ class Outbox:
         """How many deliveries wait for an earlier commit."""
         return len(self._queue) + self._parked_count
 
-    def publish(self, deliver: Callable[[], object]) -> None:
+    def publish(self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
-        now, unless an earlier delivery still waits for its commit."""
-        if not self._queue and not self._parked_count and not self._draining:
-            deliver()
-        else:
-            self._queue.append(_Entry(self, deliver, None, True))
-            if self._draining:
-                self._again = True  # delivered by the drain under way, in its turn
+        now, unless an earlier delivery still waits for its commit. ``shown_to``: the users
+        it is for, when they are known (a reply: ``_release_around_held``)."""
+        if not self._queue and not self._draining:
+            if not self._parked_count:
+                deliver()
+                return
+            if shown_to is not None:  # only held rooms' entries wait: maybe none of them for these users
+                entry = _Entry(self, deliver, None, True, None, shown_to)
+                owed = self._owed_by(entry)
+                if owed is None:
+                    deliver()
+                else:
+                    self._parked[owed].append(entry)
+                    self._parked_count += 1
+                return
+        self._queue.append(_Entry(self, deliver, None, True, None, shown_to))
+        if self._draining:
+            self._again = True  # delivered by the drain under way, in its turn
 
     def pause(self, key: str) -> None:
-        """Hold the deliveries of conversation ``key`` (and whatever has no conversation
-        behind them) until ``resume(key)``: a cluster node waits so while another node's
-        earlier event of that conversation is on its way. Other conversations go on."""
+        """Hold the deliveries of conversation ``key`` (and what else its parked entries
+        must come before: ``_release_around_held``) until ``resume(key)``: a cluster node
+        waits so while another node's earlier event of that conversation is on its way.
+        Other conversations go on."""
         self._held[key] = self._held.get(key, 0) + 1
 
     def resume(self, key: str) -> None:
@@ -180,17 +208,26 @@ class Outbox:
         deliver: Callable[[], object],
         on_failure: Optional[Callable[[Failure], object]] = None,
         key: Optional[str] = None,
+        shown_to: Optional[Sequence["User"]] = None,
+        leaver: Optional["User"] = None,
     ) -> Callable[[Optional[Failure]], None]:
         """Queue ``deliver`` until the returned callable is called: with None once its
         commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that).
-        ``key`` names the one conversation it belongs to, if it has one (``pause``)."""
-        entry = _Entry(self, deliver, on_failure, False, key)
+        ``key`` names the one conversation it belongs to, if it has one (``pause``);
+        without one, ``shown_to`` the users it is for, when known (a private message);
+        with one, ``leaver`` the user a departure took out of that room."""
+        entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver)
+        if leaver is not None and key is not None:
+            owed = self._owed.setdefault(leaver, {})
+            owed[key] = owed.get(key, 0) + 1
         self._queue.append(entry)
         return entry.settle
 
-    def after(self, fn: Callable[[], object]) -> None:
-        """Run ``fn`` once everything published so far has been delivered."""
-        self.publish(fn)
+    def after(self, fn: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
+        """Run ``fn`` once everything published so far has been delivered; ``shown_to``:
+        the users what it writes is for (a reply's), when known: then, on a cluster node,
+        only what is held for them comes first (``_release_around_held``)."""
+        self.publish(fn, shown_to)
 
     @contextmanager
     def settling(self) -> Iterator[None]:
@@ -234,10 +271,13 @@ class Outbox:
     def _release_around_held(self) -> None:
         """Deliver the ready entries in order, passing the held conversations' ones: an
         entry of another conversation goes on; one of a held conversation is parked
-        (unless granted through: ``grant``) until ``resume``; one with no conversation (a
-        quit, a reply) waits while anything is parked, and so does everything after it;
-        nothing passes an entry still waiting for its commit. A refused event goes at once:
-        it shows nothing to anyone, and only its sender is told."""
+        (unless granted through: ``grant``) until ``resume``; one with no conversation
+        whose users are known (``shown_to``: a reply, a private message) goes on unless
+        one of them is owed a parked entry (a member of its room, or its leaver), and is
+        parked behind that entry otherwise; one that may concern anyone (a quit, a nick
+        change) waits while anything is parked, and so does everything after it; nothing
+        passes an entry still waiting for its commit. A refused event goes at once: it
+        shows nothing to anyone, and only its sender is told."""
         queue = self._queue
         held = self._held
         granted = self._granted
@@ -250,6 +290,8 @@ class Outbox:
                 self._use_grant(granted_key)
                 self._parked_count -= 1
                 self._run(waiting.popleft())
+                if waiting and waiting[0].key is None:
+                    self._pass_on(granted_key, waiting)
         while queue:
             entry = queue[0]
             if not entry.ready:
@@ -258,7 +300,14 @@ class Outbox:
             if entry.failure is None:
                 if key is None:
                     if self._parked_count:
-                        break  # behind a held conversation's entry: it and all after it wait
+                        if entry.shown_to is None:
+                            break  # may concern a held room's member: it and all after it wait
+                        owed = self._owed_by(entry)
+                        if owed is not None:
+                            queue.popleft()
+                            parked[owed].append(entry)
+                            self._parked_count += 1
+                            continue
                 elif key in held:
                     if key in granted and not parked.get(key):
                         self._use_grant(key)
@@ -270,6 +319,38 @@ class Outbox:
             queue.popleft()
             self._run(entry)
 
+    def _owed_by(self, entry: _Entry) -> Optional[str]:
+        """A held conversation with a parked entry one of the users of ``entry`` (of no
+        conversation) is owed: its room's, or its departure from it; not one it was let out
+        of already (``passed``). None when there is none."""
+        parked = self._parked
+        owed = self._owed
+        passed = entry.passed
+        for user in entry.shown_to or ():
+            for key in user.rooms:
+                if parked.get(key) and key not in passed:
+                    return key
+            for key in owed.get(user, ()) if owed else ():
+                if parked.get(key) and key not in passed:
+                    return key
+        return None
+
+    def _pass_on(self, key: str, waiting: deque[_Entry]) -> None:
+        """The entries of no conversation at the front of ``key``'s parked ones (parked
+        behind what was just granted) wait for ``key`` no more: each goes now, or parks
+        behind another held conversation it is owed."""
+        parked = self._parked
+        while parked.get(key) is waiting and waiting and waiting[0].key is None:
+            entry = waiting.popleft()
+            self._parked_count -= 1
+            entry.passed += (key,)
+            owed = self._owed_by(entry)
+            if owed is None:
+                self._run(entry)
+            else:
+                parked[owed].append(entry)
+                self._parked_count += 1
+
     def _use_grant(self, key: str) -> None:
         # only counts above zero are kept: a release walks the granted conversations, and
         # a busy node holds and grants rooms by the hundred
@@ -280,6 +361,9 @@ class Outbox:
             del self._granted[key]
 
     def _run(self, entry: _Entry) -> None:
+        leaver = entry.leaver
+        if leaver is not None:
+            self._paid(leaver, entry.key)
         try:
             if entry.failure is None:
                 entry.deliver()
@@ -294,3 +378,15 @@ class Outbox:
                 self._on_release(entry.key)
             except Exception:
                 self.log.failure("a release listener failed")
+
+    def _paid(self, leaver: "User", key: Optional[str]) -> None:
+        owed = self._owed.get(leaver)
+        if owed is None or key is None or key not in owed:
+            return
+        left = owed[key] - 1
+        if left:
+            owed[key] = left
+        else:
+            del owed[key]
+            if not owed:
+                del self._owed[leaver]

@@ -186,6 +186,10 @@ OWN_CHANGES_KEPT = 10_000
 RENAMES_KEPT = 1024
 #: the events that take a member out of a room, and may end it
 LEAVING_KINDS = frozenset({Kind.PART, Kind.KICK, Kind.QUIT})
+#: a private message (or STATUSMSG) to at most this many users here is held on a cluster
+#: node only behind what a held room owes one of them (``Outbox.hold``'s ``shown_to``);
+#: one to more waits behind every held room, as a quit does
+PARTIES_SCOPED = 4
 #: mode changes in one MODE event a node shows when its copy of a room takes a new room's
 #: state (``_joined_an_ended_copy``): as many parameters as one IRC MODE line carries
 RESET_CHANGES_PER_EVENT = 4
@@ -2328,7 +2332,10 @@ class ChatHub(service.Service):
             # object, not closures: one per room message
             assert store is not None
             held = _HeldEvent(self, event, recipients, skip, actor, receipt, each)
-            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored))
+            # a cluster's private message is held only behind what a held room owes its parties
+            shown_to = ((actor, *recipients) if self.cluster is not None and actor is not None
+                        and kind in DURABLE_KINDS and len(recipients) <= PARTIES_SCOPED else None)
+            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, shown_to=shown_to))
             return
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
@@ -2434,6 +2441,7 @@ class ChatHub(service.Service):
         until the relay reaches its number, where ``admit`` may find it void. False for
         the other events (a private message, a quit in several rooms: ``_publish``)."""
         kind = event.kind
+        leaver: Optional[User] = None
         if kind in DURABLE_KINDS:
             if room is not None:  # a message to it, from ``send``: the commonest, its key at hand
                 key = room.folded
@@ -2443,12 +2451,17 @@ class ChatHub(service.Service):
                 key = fold(event.target)
         elif kind in ROOM_STATE_KINDS and len(rooms) == 1:
             key = rooms[0]
+            # a departure is owed to its leaver, no longer a member, before its later replies
+            if kind == Kind.PART:
+                leaver = actor
+            elif kind == Kind.KICK:
+                leaver = self._by_session.get(str(event.data.get(TARGET_SESSION) or ""))
         else:
             return False
         held = _HeldEvent(self, event, recipients, skip, actor, receipt)
         store = self.store
         assert store is not None  # a cluster node stores (not ``cast``: a call per message)
-        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key))
+        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, leaver=leaver))
         return True
 
     def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
@@ -2730,18 +2743,21 @@ class ChatHub(service.Service):
         self.fanout.flush()
         actor.participant.deliver(notice)
 
-    def after_delivery(self, fn: Callable[[], object]) -> None:
+    def after_delivery(self, fn: Callable[[], object], user: Optional[User] = None) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
 
         Fan-out batches held so far are written first, so what ``fn`` writes (a
-        protocol's own echo or reply) follows them on the wire."""
+        protocol's own echo or reply) follows them on the wire. With ``user``, what ``fn``
+        writes is for that user alone: a cluster node holding a room for another node's
+        earlier event then holds it only behind what that room owes the user (a member),
+        not behind every held room (``Outbox.after``)."""
         fanout = self.fanout
 
         def run() -> None:
             fanout.flush()
             fn()
 
-        self.outbox.after(run)
+        self.outbox.after(run, (user,) if user is not None else None)
 
     def batching(self) -> Fanout:
         """Context manager: coalesce chat deliveries made inside it into one write per

@@ -314,7 +314,7 @@ class LineSession(EncodingParticipant, JoinAnswering, TelnetProtocol):
 
     def when_delivered(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` once the hub delivered what our lines so far caused."""
-        self.hub.after_delivery(fn)
+        self.hub.after_delivery(fn, self.user)
 
     def _stop_input(self) -> None:
         """Nothing more runs for this connection: not a waiting line, nor a login under way."""
@@ -406,7 +406,7 @@ class LineSession(EncodingParticipant, JoinAnswering, TelnetProtocol):
 
     def after(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` after the hub delivered what this user's last command caused."""
-        self.hub.after_delivery(fn)
+        self.hub.after_delivery(fn, self.user)
 
     # -- input -----------------------------------------------------------------------
 

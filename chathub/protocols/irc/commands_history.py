@@ -224,7 +224,7 @@ def replay_on_join(session, name: str, joined: Event, rb, receipt: Optional[Rece
                 lines = []
             if not place[0].fill(place[1], b"".join([line.to_bytes() for line in lines])) and lines:
                 if not session.closed:  # too late for its place (``HeldOutput.give_up``)
-                    hub.after_delivery(lambda: session.write_messages(lines))
+                    hub.after_delivery(lambda: session.write_messages(lines), session.user)
 
     def failed(failure) -> None:
         log.failure("join replay of {room} failed", failure, room=name)

@@ -92,7 +92,7 @@ def _deliver(session, msg: Message, rb, kind: str, quiet: bool, batched: Optiona
         if to_self:
             # the copy a recipient gets; the echo (with the label) follows it
             own = session.render_own(event)
-            session.hub.after_delivery(lambda own=own, r=receipt: r.stored and session.write_messages(own))
+            session.hub.after_delivery(lambda own=own, r=receipt: r.stored and session.write_messages(own), user)
         if receipt is not None:
             own = session.render_own(event) if echo else []
             rb.later(lambda own=own, r=receipt, t=target: own if r.stored else _not_stored(session, name, t, r))

@@ -47,7 +47,7 @@ def tell_subscribers(server: "IrcServer", thing, key: str, value: Optional[str],
             message = other.numeric(RPL_KEYNOTSET, name, key, "key not set")
         else:
             message = other.numeric(RPL_KEYVALUE, name, key, "*", value)
-        server.hub.after_delivery(partial(other.write_messages, [message]))
+        server.hub.after_delivery(partial(other.write_messages, [message]), other.user)
 
 
 class _Target:

@@ -423,7 +423,7 @@ class IrcSession:
 
     def when_delivered(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` once the hub delivered what our lines so far caused."""
-        self.hub.after_delivery(fn)
+        self.hub.after_delivery(fn, self.user)
 
     def hold(self, d: defer.Deferred) -> None:
         """Hold further lines until ``d`` fires (an async login), then carry on."""
@@ -528,7 +528,7 @@ class IrcSession:
             return
         # after everything the hub has accepted is delivered, so our own copies
         # (echoes, JOIN, NICK) reach us in hub order
-        self.hub.after_delivery(rb.flush)
+        self.hub.after_delivery(rb.flush, self.user)
 
     def _has_privilege(self, privilege: str) -> bool:
         user = self.user

@@ -358,7 +358,7 @@ class JsonSession(EncodingParticipant, JoinAnswering):
 
     def when_delivered(self, fn: Callable[[], None]) -> None:
         """Call ``fn`` once the hub delivered what our requests so far caused."""
-        self.hub.after_delivery(fn)
+        self.hub.after_delivery(fn, self.user)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -438,7 +438,7 @@ class JsonSession(EncodingParticipant, JoinAnswering):
         if "ref" not in msg:
             return
 
-        self.hub.after_delivery(lambda: self.answer(msg, {"type": "ok", "request": msg["type"], **extra}))
+        self.hub.after_delivery(lambda: self.answer(msg, {"type": "ok", "request": msg["type"], **extra}), self.user)
 
     # -- login -------------------------------------------------------------------------
 
@@ -753,7 +753,7 @@ class JsonSession(EncodingParticipant, JoinAnswering):
             if not self._closed and room is not None and user.folded in room.members:
                 self.reply(room_json(room, self.hub.visible_members(user, room)))
 
-        self.hub.after_delivery(snapshot)
+        self.hub.after_delivery(snapshot, self.user)
         if receipt is None:
             self._ok(msg)
         else:
@@ -837,7 +837,7 @@ class JsonSession(EncodingParticipant, JoinAnswering):
                 self.error(receipt.code, error.message if error is not None else receipt.describe(), msg,
                            target=msg.get("target") or msg.get("room"))
 
-        self.hub.after_delivery(answer)
+        self.hub.after_delivery(answer, self.user)
 
     def do_message(self, msg: dict) -> None:
         self._talk(msg, Kind.MESSAGE)

@@ -1,0 +1,64 @@
+"""While a cluster node holds a room (its own event got a number above another node's still
+on its way: ``Outbox.pause``), only what that room owes a user waits for it: the replies
+and private messages of users in no held room go on, a member's and a leaver's wait and
+keep hub order (docs/cluster.md, "One order for everyone"). Two hubs with their relays on
+one PostgreSQL database, the doorbell between them a gate the test closes."""
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import task
+
+from chathub.events import Kind
+from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
+from tests.support import until
+from tests.test_cluster_admission import nodes  # noqa: F401 (fixture)
+from tests.test_cluster_relay import on_postgres
+
+
+def said(user) -> list[str]:
+    return [e.text for e in user.participant.events if e.kind == Kind.MESSAGE]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_held_room_holds_only_what_it_owes_its_members_and_leavers(nodes):  # noqa: F811
+    a, b, gate, (alice, bob, dave), (relay_a, relay_b) = nodes
+    cal = b.connect("cal", echo_own=True)  # shown its own PART, as an IRC client is
+    b.hub.join(cal, "#x")
+    a.hub.change_room_modes(alice, "#x", [("+o", "bob")])
+    await until(lambda: "cal" in a.hub.rooms["#x"].members and b.hub.rooms["#x"].members["bob"].is_operator)
+    zed, yan = b.connect("zed"), b.connect("yan")
+    relay_b.clock = task.Clock()  # B waits for the missing number, and never reads it itself
+    gate.closed = True  # A's message is late to reach B
+    a.hub.send(alice, "#x", "from a")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.send(dave, "#x", "from b")  # numbered after A's: B holds #x until A's comes
+    b.hub.part(cal, "#x")  # numbered after it too; cal is out of B's copy of #x at once
+    b.hub.kick(bob, "#x", "dave")  # and dave, kicked
+    await b.hub.store.writer.idle()
+    assert b.hub.outbox.pending == 3 and said(bob) == []  # all committed, parked in #x
+    replies: list[str] = []
+    seen: dict[str, list] = {}  # what each user had been shown when its reply went
+
+    def reply(user) -> None:
+        replies.append(user.nick)
+        seen[user.nick] = [(e.kind, e.source.nick) for e in user.participant.events]
+
+    for user in (zed, bob, cal, dave):
+        b.hub.after_delivery(lambda user=user: reply(user), user)
+    b.hub.send(zed, "yan", "to yan")
+    b.hub.send(zed, "bob", "to bob")
+    await b.hub.store.writer.idle()
+    # zed and yan are in no room: their reply and private message went on, where every
+    # reply and private message of the node waited for #x before
+    assert replies == ["zed"] and said(yan) == ["to yan"]
+    assert said(bob) == [] and b.hub.outbox.pending == 7
+    gate.open()
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert said(bob) == ["from a", "from b", "to bob"]  # hub order for the room's member
+    assert replies == ["zed", "bob", "cal", "dave"]
+    # each reply came after what the room owed its user: bob's after the room's last event
+    # it is shown (its own KICK is not echoed to it here), cal's and dave's (out of the room
+    # already when they asked) after their PART and KICK
+    assert seen["bob"][-1] == (Kind.PART, "cal") and seen["cal"][-1] == (Kind.PART, "cal")
+    assert seen["dave"][-1] == (Kind.KICK, "bob")
