@@ -1186,6 +1186,36 @@ def test_a_quit_from_a_room_copy_this_node_no_longer_holds_still_goes_out():
     assert not stale.members and sorted(b.hub.rooms["#s"].members) == ["bob"]
 
 
+@pytest.mark.parametrize("nick_first", [False, True])
+def test_a_starting_node_takes_no_earlier_holder_listed_aside_for_a_nicks_new_holder(nick_first):
+    """A node starting while another lists a nick's earlier holder aside in a room, beside
+    the new holder (``Room.displace``), took both from that node's state as one user of the
+    nick, whichever came first: when that was the earlier holder (the NICK applied before
+    the new holder's JOIN), the new holder was a member of no node of its own there, and
+    the earlier holder's QUIT, once there, left the room without it on the starting node
+    only. The state names members listed under their nicks only: the earlier holder's
+    leaving, still to come, finds nobody of it there, as on a node where the new holder's
+    JOIN came first."""
+    b, bob, t3, nick_event, quit_event = renamed_to_a_nick_given_anew()
+    if nick_first:
+        b.hub.deliver_remote(nick_event, "#r")
+        b.hub.join(t3, "#r")
+    else:
+        b.hub.join(t3, "#r")
+        b.hub.deliver_remote(nick_event, "#r")
+    assert len(b.hub.rooms["#r"].members) == 3  # bob, t3, and the earlier t3 listed aside
+    at_b = Positions({"#r": 4})
+    rooms = b.hub.replica.snapshot("b", at_b.position)
+    c = RecorderWorld()
+    c.hub.join_cluster(LinkedBackplane("c"))
+    c.hub.replica.install("c", rooms)
+    room = c.hub.rooms["#r"]
+    assert sorted(room.members) == ["bob", "t3"]
+    assert room.members["t3"].user.participant.node == "b"
+    c.hub.deliver_remote(quit_event, "#r")  # of a's t3, the earlier holder: not listed here
+    assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user.participant.node == "b"
+
+
 def test_a_join_under_a_nick_another_nodes_earlier_holder_was_renamed_to_here_joins():
     """As above, with the NICK applied before the new user's JOIN: the room listed the
     earlier holder under the nick, so the JOIN answered "already in" and did nothing; the

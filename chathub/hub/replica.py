@@ -27,7 +27,7 @@ from chathub.hub.metadata import Metadata, read_room_state
 from chathub.hub.remote import RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.hub.roommodes import apply_room_modes
-from chathub.hub.rooms import BanEntry, Member, Room
+from chathub.hub.rooms import BanEntry, Member, Room, is_aside
 from chathub.hub.users import User
 from chathub.names import fold
 
@@ -530,9 +530,12 @@ class RemoteRooms:
         change nothing the second time (joins, parts, modes and topics set a state)."""
         rooms = []
         for room in self.hub.rooms.values():
+            # not a nick's earlier holder listed aside for its new holder (``Room.displace``):
+            # taken there as one user with the new holder, it could be the one kept, and its
+            # leaving, still to come, then took the new holder out on that node only
             members = [
                 [getattr(m.user.participant, "node", node_id) or node_id, presence_of(m.user), m.privileges]
-                for m in room.members.values()
+                for key, m in room.members.items() if not is_aside(key)
             ]
             rooms.append({
                 "name": room.name, "seq": position(room.folded), "created": room.created,

@@ -21,8 +21,16 @@ LIST_MODES = {"b": "bans", "e": "excepts", "I": "invex"}
 KEY_MODES = frozenset("k")
 #: modes with a parameter only when set: the member limit
 LIMIT_MODES = frozenset("l")
+#: what joins a member's nick and identity in the key it is listed aside under
+#: (``Room.displace``): a NUL never appears in a nick, so no nick is ever listed there
+ASIDE = "\0"
 #: member privileges set as room modes (``+o nick``)
 PRIVILEGE_MODES = frozenset(m for m, _ in PRIVILEGES)
+
+
+def is_aside(key: str) -> bool:
+    """Whether a room's member ``key`` is one ``Room.displace`` listed a member aside under."""
+    return ASIDE in key
 
 
 @dataclass(frozen=True)
@@ -204,7 +212,7 @@ class Room:
         members at those numbers, on every node; the earlier one is found by ``key_of``
         (a NUL never appears in a nick, so no nick is ever listed there)."""
         member = self.members.pop(key)
-        self.members[f"{member.user.folded}\0{id(member.user):x}"] = member
+        self.members[f"{member.user.folded}{ASIDE}{id(member.user):x}"] = member
         self._recipients = None
 
     def is_banned(self, user: "User") -> bool:
