@@ -1142,6 +1142,18 @@ def renamed_to_a_nick_given_anew(away: str = ""):
     return b, bob, b.connect("t3"), nick_event, leaving
 
 
+def new_holder_joined(b, t3, nick_event, nick_first: bool):
+    """Node b's new t3 joins #r and a's NICK to t3 reaches b, in either order (as set up by
+    ``renamed_to_a_nick_given_anew``); returns b's #r."""
+    if nick_first:
+        b.hub.deliver_remote(nick_event, "#r")
+        b.hub.join(t3, "#r")
+    else:
+        b.hub.join(t3, "#r")
+        b.hub.deliver_remote(nick_event, "#r")
+    return b.hub.rooms["#r"]
+
+
 def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_membership_alone():
     """Node a's t3x renames to t3 and quits; node b, whose rooms still list t3x (neither
     event has reached them), gives t3 to a new user of its own, who joins #r. The NICK then
@@ -1197,13 +1209,7 @@ def test_a_starting_node_takes_no_earlier_holder_listed_aside_for_a_nicks_new_ho
     leaving, still to come, finds nobody of it there, as on a node where the new holder's
     JOIN came first."""
     b, bob, t3, nick_event, quit_event = renamed_to_a_nick_given_anew()
-    if nick_first:
-        b.hub.deliver_remote(nick_event, "#r")
-        b.hub.join(t3, "#r")
-    else:
-        b.hub.join(t3, "#r")
-        b.hub.deliver_remote(nick_event, "#r")
-    assert len(b.hub.rooms["#r"].members) == 3  # bob, t3, and the earlier t3 listed aside
+    assert len(new_holder_joined(b, t3, nick_event, nick_first).members) == 3  # and the earlier t3, aside
     at_b = Positions({"#r": 4})
     rooms = b.hub.replica.snapshot("b", at_b.position)
     c = RecorderWorld()
@@ -1259,13 +1265,7 @@ def test_an_earlier_holder_that_renames_away_stays_a_member_beside_the_nicks_new
     node a: the earlier holder is listed aside meanwhile, not dropped (it was taken out
     of the room on b only) nor renamed over the new holder (which lost its entry)."""
     b, bob, t3, first, second = renamed_to_a_nick_given_anew(away="t3y")
-    if nick_first:
-        b.hub.deliver_remote(first, "#r")
-        b.hub.join(t3, "#r")
-    else:
-        b.hub.join(t3, "#r")
-        b.hub.deliver_remote(first, "#r")
-    room = b.hub.rooms["#r"]
+    room = new_holder_joined(b, t3, first, nick_first)
     assert room.members["t3"].user is t3 and len(room.members) == 3
     assert sorted(u.nick for u in room.users()) == ["bob", "t3", "t3"]
     b.hub.deliver_remote(second, "#r")
