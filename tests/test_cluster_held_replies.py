@@ -62,3 +62,32 @@ async def test_a_held_room_holds_only_what_it_owes_its_members_and_leavers(nodes
     # already when they asked) after their PART and KICK
     assert seen["bob"][-1] == (Kind.PART, "cal") and seen["cal"][-1] == (Kind.PART, "cal")
     assert seen["dave"][-1] == (Kind.KICK, "bob")
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_quit_or_nick_change_waits_only_for_the_held_rooms_of_those_shown_it(nodes):  # noqa: F811
+    """A quit and a nick change belong to every room of their user: they waited behind
+    every held room of the node, and everything queued after them with them. Now they wait
+    only for what a held room owes one of the users shown them."""
+    a, b, gate, (alice, bob, dave), (relay_a, relay_b) = nodes
+    yan, quin = b.connect("yan"), b.connect("quin")
+    b.hub.join(yan, "#y")
+    b.hub.join(quin, "#y")
+    await until(lambda: "#y" in a.hub.rooms and {"yan", "quin"} <= set(a.hub.rooms["#y"].members))
+    relay_b.clock = task.Clock()  # B waits for the missing number, and never reads it itself
+    gate.closed = True
+    a.hub.send(alice, "#x", "from a")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.send(dave, "#x", "from b")  # numbered after A's: B holds #x
+    await b.hub.store.writer.idle()
+    assert b.hub.outbox.pending == 1
+    b.hub.quit(quin, "bye")  # shown to yan, in #y only
+    b.hub.change_nick(dave, "dave2")  # shown to bob, in #x
+    await b.hub.store.writer.idle()
+    assert [(e.kind, e.source.nick) for e in yan.participant.events][-1] == (Kind.QUIT, "quin")
+    assert [e.kind for e in bob.participant.events if e.kind in (Kind.MESSAGE, Kind.NICK)] == []
+    gate.open()
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert [(e.kind, e.source.nick) for e in bob.participant.events if e.kind in (Kind.MESSAGE, Kind.NICK)] == [
+        (Kind.MESSAGE, "alice"), (Kind.MESSAGE, "dave"), (Kind.NICK, "dave")]

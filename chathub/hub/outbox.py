@@ -272,10 +272,10 @@ class Outbox:
         """Deliver the ready entries in order, passing the held conversations' ones: an
         entry of another conversation goes on; one of a held conversation is parked
         (unless granted through: ``grant``) until ``resume``; one with no conversation
-        whose users are known (``shown_to``: a reply, a private message) goes on unless
-        one of them is owed a parked entry (a member of its room, or its leaver), and is
-        parked behind that entry otherwise; one that may concern anyone (a quit, a nick
-        change) waits while anything is parked, and so does everything after it; nothing
+        whose users are known (``shown_to``: a reply, a private message, a quit) goes on
+        unless one of them is owed a parked entry (a member of its room, or its leaver), and
+        is parked behind that entry otherwise; one that may concern anyone (users not
+        named) waits while anything is parked, and so does everything after it; nothing
         passes an entry still waiting for its commit. A refused event goes at once: it
         shows nothing to anyone, and only its sender is told."""
         queue = self._queue

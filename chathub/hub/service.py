@@ -186,10 +186,11 @@ OWN_CHANGES_KEPT = 10_000
 RENAMES_KEPT = 1024
 #: the events that take a member out of a room, and may end it
 LEAVING_KINDS = frozenset({Kind.PART, Kind.KICK, Kind.QUIT})
-#: a private message (or STATUSMSG) to at most this many users here is held on a cluster
-#: node only behind what a held room owes one of them (``Outbox.hold``'s ``shown_to``);
-#: one to more waits behind every held room, as a quit does
-PARTIES_SCOPED = 4
+#: an event of no one room (a private message, a quit, a nick change) shown to at most this
+#: many users here waits on a cluster node only behind what a held room owes one of them
+#: (``Outbox.hold``'s ``shown_to``: each user's rooms are looked at); one shown to more
+#: waits behind every held room
+SCOPED_MOST = 64
 #: mode changes in one MODE event a node shows when its copy of a room takes a new room's
 #: state (``_joined_an_ended_copy``): as many parameters as one IRC MODE line carries
 RESET_CHANGES_PER_EVENT = 4
@@ -2332,9 +2333,7 @@ class ChatHub(service.Service):
             # object, not closures: one per room message
             assert store is not None
             held = _HeldEvent(self, event, recipients, skip, actor, receipt, each)
-            # a cluster's private message is held only behind what a held room owes its parties
-            shown_to = ((actor, *recipients) if self.cluster is not None and actor is not None
-                        and kind in DURABLE_KINDS and len(recipients) <= PARTIES_SCOPED else None)
+            shown_to = self._audience(recipients, actor) if self.cluster is not None else None
             store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, shown_to=shown_to))
             return
         acting = self._acting(skip)
@@ -2351,7 +2350,16 @@ class ChatHub(service.Service):
             assert store is not None
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(show)
+        self.outbox.publish(show, self._audience(recipients, actor) if self.cluster is not None else None)
+
+    @staticmethod
+    def _audience(recipients: Sequence[User], actor: Optional[User]) -> Optional[tuple[User, ...]]:
+        """Everyone here an event of no one room is shown to (its recipients and its actor),
+        for a cluster node's outbox, which holds it only behind what a held room owes one of
+        them; None (behind every held room) for more than ``SCOPED_MOST``."""
+        if len(recipients) > SCOPED_MOST:
+            return None
+        return (*recipients, actor) if actor is not None else tuple(recipients)
 
     def deliver_each(
         self, event: Event, recipients: Iterable[User], skip: Optional[User] = None,
