@@ -69,12 +69,16 @@ async def test_a_held_room_holds_only_what_it_owes_its_members_and_leavers(nodes
 async def test_a_quit_or_nick_change_waits_only_for_the_held_rooms_of_those_shown_it(nodes):  # noqa: F811
     """A quit and a nick change belong to every room of their user: they waited behind
     every held room of the node, and everything queued after them with them. Now they wait
-    only for what a held room owes one of the users shown them."""
+    only for what a held room owes one of the users shown them, and so do a watcher's
+    MONITOR notice, an invitation and a history read (of a room not held)."""
     a, b, gate, (alice, bob, dave), (relay_a, relay_b) = nodes
-    yan, quin = b.connect("yan"), b.connect("quin")
+    yan, quin, zed = b.connect("yan"), b.connect("quin"), b.connect("zed")
     b.hub.join(yan, "#y")
     b.hub.join(quin, "#y")
-    await until(lambda: "#y" in a.hub.rooms and {"yan", "quin"} <= set(a.hub.rooms["#y"].members))
+    b.hub.monitor(zed, ["quin"])  # in no room: told of quin's quit as a watcher
+    a.hub.change_room_modes(alice, "#x", [("+o", "bob")])
+    await until(lambda: "#y" in a.hub.rooms and {"yan", "quin"} <= set(a.hub.rooms["#y"].members)
+                and b.hub.rooms["#x"].members["bob"].is_operator)
     relay_b.clock = task.Clock()  # B waits for the missing number, and never reads it itself
     gate.closed = True
     a.hub.send(alice, "#x", "from a")
@@ -84,9 +88,16 @@ async def test_a_quit_or_nick_change_waits_only_for_the_held_rooms_of_those_show
     assert b.hub.outbox.pending == 1
     b.hub.quit(quin, "bye")  # shown to yan, in #y only
     b.hub.change_nick(dave, "dave2")  # shown to bob, in #x
+    b.hub.invite(bob, "#x", "zed")  # an operator of #x invites zed, in no room
     await b.hub.store.writer.idle()
     assert [(e.kind, e.source.nick) for e in yan.participant.events][-1] == (Kind.QUIT, "quin")
+    assert [e.kind for e in zed.participant.events] == [Kind.PRESENCE, Kind.INVITE]
+    read = b.hub.history(yan, "latest", "#y", None, limit=10)  # a room not held: read at once
+    await until(lambda: read.called)
     assert [e.kind for e in bob.participant.events if e.kind in (Kind.MESSAGE, Kind.NICK)] == []
+    # still held: the message, the nick change bob is shown, and the invite's notice to the
+    # room's operators
+    assert b.hub.outbox.pending == 3
     gate.open()
     await until(lambda: b.hub.outbox.pending == 0)
     assert [(e.kind, e.source.nick) for e in bob.participant.events if e.kind in (Kind.MESSAGE, Kind.NICK)] == [

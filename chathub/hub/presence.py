@@ -20,9 +20,10 @@ class Presence:
 
     __slots__ = ("watchers", "_after_delivery")
 
-    def __init__(self, after_delivery: Callable[[Callable[[], object]], None]) -> None:
+    def __init__(self, after_delivery: Callable[[Callable[[], object], User], None]) -> None:
         """``after_delivery`` (``ChatHub.after_delivery``) runs a watcher's delivery in hub
-        order."""
+        order (for that watcher: a cluster node's held room holds it only if the watcher is
+        owed one of its events)."""
         #: folded nick -> the users monitoring it; a nick nobody watches has no entry
         self.watchers: dict[str, set[User]] = {}
         self._after_delivery = after_delivery
@@ -69,7 +70,7 @@ class Presence:
         after_delivery = self._after_delivery
         for watcher in list(watching):
             if id(watcher) not in skip:
-                after_delivery(partial(_deliver, watcher, event))
+                after_delivery(partial(_deliver, watcher, event), watcher)
 
 
 def _deliver(user: User, event: Event) -> None:

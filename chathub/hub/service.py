@@ -1643,7 +1643,7 @@ class ChatHub(service.Service):
                     session.deliver(event)
 
             # through the outbox like every event: behind a message still waiting for its commit
-            self.outbox.publish(deliver)
+            self.outbox.publish(deliver, (local,))
         if room is not None:
             # invite-notify: members who may see invites (operators) hear about it
             witnesses = [m.user for m in room.members.values() if m.is_operator and m.user is not user]
@@ -2922,7 +2922,9 @@ class ChatHub(service.Service):
             # this node's events still in the outbox may be found void at their number
             # (``admit``: deleted from the store then); read once they are settled
             settled: Deferred[None] = Deferred()
-            self.outbox.after(lambda: settled.callback(None))
+            # behind what a held room owes the reader (a member): its events may be void
+            member = is_room_name(target) and fold(target) in user.rooms
+            self.outbox.after(lambda: settled.callback(None), (user,) if member else None)
             d = settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds))
         else:
             d = read(viewer, conversation, *refs, limit, kinds)
