@@ -1169,6 +1169,8 @@ def test_a_nick_change_to_a_nick_this_node_gave_anew_leaves_the_new_holders_memb
     b.hub.deliver_remote(quit_event, "#r")
     assert b.hub.rooms["#r"] is room and sorted(room.members) == ["bob", "t3"]
     assert room.members["t3"].user is t3 and t3.rooms == {"#r": room}
+    # the earlier t3's QUIT is not shown to the new t3, whose client would read it as its own
+    assert Kind.QUIT not in t3.participant.kinds() and Kind.QUIT in bob.participant.kinds()
     bob.participant.clear()
     b.hub.quit(t3, "bye")
     assert [(e.kind, e.source.nick) for e in bob.participant.events] == [(Kind.QUIT, "t3")]
@@ -1271,6 +1273,10 @@ def test_an_earlier_holder_that_renames_away_stays_a_member_beside_the_nicks_new
     b.hub.deliver_remote(second, "#r")
     assert sorted(room.members) == ["bob", "t3", "t3y"] and room.members["t3"].user is t3
     assert room.members["t3y"].user.participant.node == "a"
+    # neither NICK is shown to the new t3, whose client would read them as about itself
+    assert [e for e in t3.participant.events if e.kind == Kind.NICK] == []
+    assert [(e.source.nick, e.data["new"]) for e in bob.participant.events if e.kind == Kind.NICK] == [
+        ("t3x", "t3"), ("t3", "t3y")]
     b.hub.quit(t3, "bye")  # its own entry, not the earlier holder's
     assert sorted(room.members) == ["bob", "t3y"]
 
@@ -1286,6 +1292,8 @@ def test_a_part_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_i
     room = b.hub.rooms["#r"]
     assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
     assert not earlier.rooms
+    # not shown to the new t3: its client would take itself out of #r
+    assert Kind.PART not in t3.participant.kinds() and Kind.PART in bob.participant.kinds()
 
 
 def test_a_kick_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_in_the_room():
@@ -1303,6 +1311,7 @@ def test_a_kick_of_the_earlier_holder_listed_aside_leaves_the_nicks_new_holder_i
     b.hub.deliver_remote(kick, "#r")
     assert sorted(room.members) == ["bob", "t3"] and room.members["t3"].user is t3 and t3.rooms == {"#r": room}
     assert not earlier.rooms
+    assert Kind.KICK not in t3.participant.kinds() and Kind.KICK in bob.participant.kinds()
 
 
 def test_a_part_and_join_numbered_before_a_nick_applied_ahead_leave_the_user_listed_once():

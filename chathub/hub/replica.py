@@ -311,7 +311,7 @@ class RemoteRooms:
             return
         if not found:
             member = room.members.get(fold(nick))
-        recipients = room.recipients()
+        recipients: Sequence[User] = room.recipients()
         if member is not None and event.kind == Kind.PART:
             parter = self.users.get(fold(nick))
             if parter is not None and member.user is not parter:
@@ -323,6 +323,7 @@ class RemoteRooms:
             self.hub.leave_room(member.user, room)
             if isinstance(member.user.participant, RemoteParticipant) and not member.user.rooms:
                 self.users.pop(fold(nick), None)
+            recipients = _but_namesakes(recipients, member.user, fold(nick))
         self.publish(event, recipients)
 
     def _part(self, event: Event) -> None:
@@ -394,6 +395,7 @@ class RemoteRooms:
         user = self.leaver(event, forget=True)
         if user is None:
             return
+        # (one user per nick, the quitter first: a namesake listed beside it is not told)
         recipients = self.hub.neighbours(user)
         self._leave_all(user)
         self.publish(event, recipients)
@@ -404,7 +406,7 @@ class RemoteRooms:
         new = str((event.data or {}).get("new", ""))
         if user is None or not new:
             return
-        recipients = self.hub.neighbours(user)
+        recipients = _but_namesakes(self.hub.neighbours(user), user, old, fold(new))
         holder = self.users.get(fold(new))
         same = None
         if holder is not None and holder is not user:
@@ -679,6 +681,16 @@ _HANDLERS: dict[str, Callable[[RemoteRooms, Event], None]] = {
     Kind.MODE: RemoteRooms._mode,
     Kind.RENAME: RemoteRooms._rename,
 }
+
+
+def _but_namesakes(recipients: Sequence[User], user: User, *nicks: str) -> Sequence[User]:
+    """``recipients`` of another node's event about ``user`` without the others here holding
+    one of its (folded) ``nicks``: a nick's new holder listed beside its earlier holder
+    (``Room.displace``), whose client reads a PART, KICK or NICK naming its own nick as
+    about itself (it took itself out of the room, or renamed itself)."""
+    if not any((u.folded in nicks and u is not user) for u in recipients):
+        return recipients
+    return [u for u in recipients if u.folded not in nicks or u is user]
 
 
 def _read_room(
