@@ -1270,6 +1270,8 @@ def test_an_earlier_holder_that_renames_away_stays_a_member_beside_the_nicks_new
     room = new_holder_joined(b, t3, first, nick_first)
     assert room.members["t3"].user is t3 and len(room.members) == 3
     assert sorted(u.nick for u in room.users()) == ["bob", "t3", "t3"]
+    # NAMES, WHO and the web client's list name each nick once: the holder here
+    assert [m.user for m in b.hub.visible_members(bob, room) if m.user.nick == "t3"] == [t3]
     b.hub.deliver_remote(second, "#r")
     assert sorted(room.members) == ["bob", "t3", "t3y"] and room.members["t3"].user is t3
     assert room.members["t3y"].user.participant.node == "a"

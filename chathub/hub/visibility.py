@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from chathub.hub.rooms import Member, Room
+from chathub.hub.rooms import Member, Room, is_aside
 from chathub.hub.users import User
 from chathub.names import fold
 
@@ -35,12 +35,14 @@ def visible_room(rooms: Mapping[str, Room], viewer: Optional[User], name: str) -
 
 def visible_members(viewer: Optional[User], room: Room) -> list[Member]:
     """The members of ``room`` that ``viewer`` may see: all of them to a member; none of a
-    secret room to others; otherwise all but invisible users sharing no room with ``viewer``."""
+    secret room to others; otherwise all but invisible users sharing no room with ``viewer``.
+    Never a nick's earlier holder listed aside for its new holder (in a cluster, until its
+    leaving arrives: ``Room.displace``): a client knows one user per nick."""
     if viewer is not None and viewer.folded in room.members:
-        return list(room.members.values())
+        return [m for key, m in room.members.items() if not is_aside(key)]
     if room.secret:
         return []
-    return [m for m in room.members.values() if may_see_user(viewer, m.user)]
+    return [m for key, m in room.members.items() if may_see_user(viewer, m.user) and not is_aside(key)]
 
 
 def visible_users(users: Mapping[str, User], viewer: Optional[User]) -> list[User]:
