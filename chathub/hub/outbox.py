@@ -158,8 +158,7 @@ class Outbox:
                 if owed is None:
                     deliver()
                 else:
-                    self._parked[owed].append(entry)
-                    self._parked_count += 1
+                    self._park(owed, entry)
                 return
         self._queue.append(_Entry(self, deliver, None, True, None, shown_to))
         if self._draining:
@@ -304,17 +303,13 @@ class Outbox:
                             break  # may concern a held room's member: it and all after it wait
                         owed = self._owed_by(entry)
                         if owed is not None:
-                            queue.popleft()
-                            parked[owed].append(entry)
-                            self._parked_count += 1
+                            self._park(owed, queue.popleft())
                             continue
                 elif key in held:
                     if key in granted and not parked.get(key):
                         self._use_grant(key)
                     else:
-                        queue.popleft()
-                        parked.setdefault(key, deque()).append(entry)
-                        self._parked_count += 1
+                        self._park(key, queue.popleft())
                         continue
             queue.popleft()
             self._run(entry)
@@ -348,8 +343,13 @@ class Outbox:
             if owed is None:
                 self._run(entry)
             else:
-                parked[owed].append(entry)
-                self._parked_count += 1
+                self._park(owed, entry)
+
+    def _park(self, key: str, entry: _Entry) -> None:
+        """Set ``entry`` aside behind held conversation ``key``'s parked entries, off the
+        queue: its own (in order), or one of no conversation owed one of them."""
+        self._parked.setdefault(key, deque()).append(entry)
+        self._parked_count += 1
 
     def _use_grant(self, key: str) -> None:
         # only counts above zero are kept: a release walks the granted conversations, and
