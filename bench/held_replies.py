@@ -11,8 +11,9 @@ phase each sends ``PING`` after ``PING``, one at a time, and times each ``PONG``
     python bench/held_replies.py --lone        # the same load on one lone node (PostgreSQL)
 
 The kernel picks each probe's node; both nodes hold rooms alike. A lone node never holds a
-room: there (``--lone``), a PONG waits only for the commits of what was accepted before the
-PING, as it does on a cluster node too.
+room: there (``--lone``), a PONG waits only for what concerns its user and was accepted
+before the PING (none of the generator's chat: ``Outbox.after``), and for the reactor, busy
+delivering committed groups, to read the PING; so does it on a cluster node.
 """
 from __future__ import annotations
 

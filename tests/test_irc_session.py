@@ -7,7 +7,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import task
 
-from tests.support import irc_world
+from chathub.config import Config
+from tests.support import Chat, HeldStore, irc_world
 
 
 @pytest.fixture
@@ -78,6 +79,44 @@ def test_replies_wait_only_for_a_held_room_of_their_user_and_a_new_connection_fo
     outbox.resume("#held")
     assert [(m.command, m.params[-1]) for m in carol.lines()] == [("PONG", "before"), ("JOIN", "#held")]
     assert [m.command for m in dan.lines()][-1] == "PONG"
+
+
+def test_a_reply_goes_ahead_of_other_users_messages_still_waiting_for_their_commit():
+    """Under load a commit takes a while (thousands of messages a transaction): a reply
+    waits only for what concerns its user (its own messages, its rooms' changes), not for
+    other users' chat, which changes nothing it reports; what concerns it keeps hub order."""
+    store = HeldStore()
+    world = Chat(Config().with_overrides(history={"enabled": True}), store=store)
+    amy, bob = world.irc_conn("amy", caps="draft/metadata-3"), world.irc_conn("bob", caps="echo-message")
+    for conn in (amy, bob):
+        conn.send("JOIN #r")
+        conn.lines()
+    amy.lines()
+    bob.send("PRIVMSG #r :hi", "PING :bob")
+    assert bob.lines() == []  # its own message first: not committed yet
+    amy.send("PING :amy", "NAMES #r")
+    assert amy.commands() == ["PONG", "353", "366"]  # at once
+    cat = world.irc_conn("cat")
+    cat.send("JOIN #r")  # shown after bob's message, to the room and to cat
+    amy.send("PING :again")
+    assert cat.lines() == [] and amy.lines() == []  # the join concerns both: it comes first
+    store.commit()
+    assert [(m.command, m.params[-1]) for m in amy.lines()] == [("PRIVMSG", "hi"), ("JOIN", "#r"), ("PONG", "again")]
+    assert [(m.command, m.params[-1]) for m in bob.lines()] == [("PRIVMSG", "hi"), ("PONG", "bob"), ("JOIN", "#r")]
+    assert cat.commands()[:3] == ["JOIN", "353", "366"]
+    # a notice of another's doing is no reply: a watcher is told of a quit after the
+    # quitter's earlier message to it, though the quit itself is not shown to it
+    dan = world.irc_conn("dan")
+    dan.send("MONITOR + bob")
+    assert dan.commands() == ["730"]
+    amy.send("METADATA * SUB display-name")
+    amy.lines()
+    cat.send("PRIVMSG #r :about to rename", "METADATA * SET display-name :Cat")
+    bob.send("PRIVMSG dan :bye", "QUIT :gone")
+    assert dan.lines() == [] and amy.lines() == []
+    store.commit()
+    assert [m.command for m in dan.lines()] == ["PRIVMSG", "731"]
+    assert [m.command for m in amy.lines()][:3] == ["PRIVMSG", "761", "QUIT"]
 
 
 def test_ping_echoes_token_exactly(world):

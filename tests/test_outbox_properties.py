@@ -1,8 +1,10 @@
 """``Outbox`` under any sequence of a cluster node's holds, grants, commits and replies
 (Hypothesis): everything is delivered once, nothing before its commit, each room's events in
 their order, and nothing ahead of what it must follow: an entry that may concern anyone
-follows every earlier entry and precedes every later one, and an entry whose users are
-known follows every earlier event of their rooms (and every earlier departure of theirs)."""
+follows every earlier entry and precedes every later one, an entry whose users are known
+follows every earlier event of their rooms (and every earlier departure of theirs), and a
+reply that may go ahead of other users' chat (``after``) follows every earlier entry that
+concerns its users: theirs, their rooms' changes, what is shown to them."""
 from __future__ import annotations
 
 from hypothesis import example, given, settings
@@ -29,10 +31,13 @@ USERS = (_User("u0", "#a"), _User("u1", "#b", "#a"), _User("u2"), _User("u3", "#
 users = st.lists(st.sampled_from(USERS), min_size=1, max_size=3, unique=True).map(tuple)
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("room"), st.sampled_from(ROOMS), st.booleans()),  # an event of a room (committed?)
+        # an event of a room (committed?), whose (or no one's), chat or a change
+        st.tuples(st.just("room"), st.sampled_from(ROOMS), st.booleans(), st.sampled_from((None, *USERS)),
+                  st.booleans()),
         st.tuples(st.just("leave"), st.sampled_from(ROOMS), st.sampled_from(USERS)),  # a departure
-        st.tuples(st.just("private"), users, st.booleans()),  # an event of no room, for those users
-        st.tuples(st.just("reply"), users),  # a reply: needs no commit
+        # an event of no room, for those users (committed?), a private message of the first?
+        st.tuples(st.just("private"), users, st.booleans(), st.booleans()),
+        st.tuples(st.just("reply"), users, st.booleans()),  # a reply (needs no commit): may it go ahead?
         st.tuples(st.just("anyone"),),  # an event that may concern anyone (no users named)
         st.tuples(st.just("commit"), st.integers(0, 50)),  # the commit of one waiting entry
         st.tuples(st.just("pause"), st.sampled_from(ROOMS)),
@@ -46,24 +51,32 @@ operations = st.lists(
 #: a reply owed to two held rooms, parked behind the first: once that room's entry is
 #: granted, the reply still waits for the other room's (two grants: the second is for that
 #: first room's next entry, not the reply)
-TWO_HELD = [("pause", "#b"), ("pause", "#a"), ("room", "#b", True), ("room", "#a", True),
-            ("reply", (USERS[1],)), ("room", "#b", True), ("grant", "#b"), ("grant", "#b")]
+TWO_HELD = [("pause", "#b"), ("pause", "#a"), ("room", "#b", True, None, False), ("room", "#a", True, None, False),
+            ("reply", (USERS[1],), True), ("room", "#b", True, None, False), ("grant", "#b"), ("grant", "#b")]
+
+
+#: a reply of a user whose own chat message (or its room's change) waits for its commit, and
+#: one of a user in no room, which goes ahead of it
+OWN_FIRST = [("room", "#a", False, USERS[0], True), ("room", "#b", False, None, False),
+             ("reply", (USERS[2],), True), ("reply", (USERS[0],), True), ("reply", (USERS[1],), True),
+             ("commit", 0), ("commit", 0)]
 
 
 @settings(max_examples=400, deadline=None)
 @given(operations)
 @example(TWO_HELD)
 @example(TWO_HELD[:-1])
+@example(OWN_FIRST)
 def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(ops):
     box = Outbox()
-    made: list[tuple] = []  # per entry: (kind, room, users, leaver)
+    made: list[tuple] = []  # per entry: (kind, room, users, leaver, by, chat, overtake)
     shown: list[int] = []
     settled: set[int] = set()
     waiting: list[tuple[int, object]] = []  # entries waiting for their commit, with their settle
     paused = {room: 0 for room in ROOMS}
 
-    def entry(kind: str, room=None, who=(), leaver=None) -> int:
-        made.append((kind, room, who, leaver))
+    def entry(kind: str, room=None, who=(), leaver=None, by=None, chat=False, overtake=False) -> int:
+        made.append((kind, room, who, leaver, by, chat, overtake))
         number = len(made) - 1
 
         def deliver() -> None:
@@ -73,21 +86,22 @@ def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(
 
     for op in ops:
         if op[0] == "room":
-            number, deliver = entry("room", op[1])
-            settle = box.hold(deliver, key=op[1])
+            number, deliver = entry("room", op[1], by=op[3], chat=op[4])
+            settle = box.hold(deliver, key=op[1], by=op[3], chat=op[4])
             waiting.append((number, settle))
             if op[2]:
                 commit(waiting, settled, len(waiting) - 1)
         elif op[0] == "leave":
-            number, deliver = entry("leave", op[1], leaver=op[2])
-            waiting.append((number, box.hold(deliver, key=op[1], leaver=op[2])))
+            number, deliver = entry("leave", op[1], leaver=op[2], by=op[2])
+            waiting.append((number, box.hold(deliver, key=op[1], leaver=op[2], by=op[2])))
         elif op[0] == "private":
-            number, deliver = entry("private", None, op[1])
-            waiting.append((number, box.hold(deliver, shown_to=op[1])))
+            by = op[1][0] if op[3] else None
+            number, deliver = entry("private", None, op[1], by=by, chat=op[3])
+            waiting.append((number, box.hold(deliver, shown_to=op[1], by=by, chat=op[3])))
             if op[2]:
                 commit(waiting, settled, len(waiting) - 1)
         elif op[0] == "reply":
-            box.after(entry("reply", None, op[1])[1], op[1])
+            box.after(entry("reply", None, op[1], overtake=op[2])[1], op[1], overtake=op[2])
         elif op[0] == "anyone":
             box.publish(entry("anyone")[1])
         elif op[0] == "commit":
@@ -113,13 +127,19 @@ def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(
     assert sorted(shown) == list(range(len(made))), "each entry shown exactly once"
     assert box.pending == 0
     place = {number: i for i, number in enumerate(shown)}
-    for later, (kind, room, who, leaver) in enumerate(made):
+    for later, (kind, room, who, leaver, by, chat, overtake) in enumerate(made):
         for earlier in range(later):
-            e_kind, e_room, e_who, e_leaver = made[earlier]
+            e_kind, e_room, e_who, e_leaver, e_by, e_chat, _ = made[earlier]
             if kind == "anyone" or e_kind == "anyone":
                 must = True  # a barrier both ways
             elif room is not None:
                 must = e_room == room  # a room's own order
+            elif overtake:  # a reply, after what concerns its users only
+                must = e_by in who or (
+                    not e_chat and (
+                        (e_room is not None and any(e_room in user.rooms for user in who))
+                        or e_leaver in who
+                        or (e_room is None and any(user in e_who for user in who))))
             else:  # of no room, for the users ``who``
                 must = e_room is not None and any(
                     e_room in user.rooms or user is e_leaver for user in who)

@@ -3,6 +3,9 @@
 A chat message is delivered only once the store has committed it, so anything a user
 saw survives a crash. Events that need no commit (a join, an away change) still wait
 behind earlier ones, so every recipient sees events in the order the hub accepted them.
+A reply (``Outbox.after``) waits only for what concerns its user: its own events, the
+changes of its rooms, what is shown to it; other users' chat, which changes nothing a
+reply reports, it may go ahead of (``_Entry.concerns``).
 """
 from __future__ import annotations
 
@@ -79,8 +82,14 @@ def not_stored_text(target: str, why: str) -> str:
     return f"Your message to {target} was not delivered: it could not be stored ({why})"
 
 
+#: what an entry that may concern anyone keeps later replies behind (``_Entry.concerns``)
+ANYONE = "\0anyone"
+_ANYONE = (ANYONE,)
+
+
 class _Entry:
-    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key", "shown_to", "leaver", "passed")
+    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key", "shown_to", "leaver", "passed",
+                 "by", "concerns")
 
     def __init__(
         self,
@@ -91,6 +100,8 @@ class _Entry:
         key: Optional[str] = None,
         shown_to: Optional[Sequence["User"]] = None,
         leaver: Optional["User"] = None,
+        by: Optional["User"] = None,
+        chat: bool = False,
     ) -> None:
         self.outbox = outbox
         self.deliver = deliver
@@ -107,6 +118,21 @@ class _Entry:
         #: of a parked entry of no conversation, the held conversations it waited in and was
         #: let out of: what they park from then on comes after it (``Outbox._pass_on``)
         self.passed: tuple[str, ...] = ()
+        #: whose later replies must not go ahead of it (``Outbox.after``) besides its user
+        #: (``by``, counted apart: a room message names no one else, and makes no tuple):
+        #: of a chat message, no one else (another user's chat changes nothing a reply
+        #: reports); of a room's change, the room (each member) and its leaver; of an
+        #: entry whose users are named, them; of any other, anyone (``ANYONE``)
+        self.by = by
+        self.concerns: tuple[object, ...]
+        if chat:
+            self.concerns = ()
+        elif key is not None:
+            self.concerns = (key,) if leaver is None else (key, leaver)
+        elif shown_to is not None:
+            self.concerns = tuple(shown_to)
+        else:
+            self.concerns = _ANYONE
 
     def settle(self, failure: Optional[Failure] = None) -> None:
         """The commit this delivery waited for is done (``failure`` None) or failed."""
@@ -133,6 +159,9 @@ class Outbox:
         self._parked_count = 0
         #: user -> {held conversation: departures of it (``leaver``) not delivered yet}
         self._owed: dict["User", dict[str, int]] = {}
+        #: what the entries not delivered yet concern (``_Entry.concerns``: a user, a
+        #: conversation, ``ANYONE``) -> how many of them: what a reply may not go ahead of
+        self._concerned: dict[object, int] = {}
         #: told the conversation of each keyed entry delivered (``when_released``)
         self._on_release: Optional[Callable[[str], None]] = None
         #: context manager wrapped around each drain, so a committed group is delivered
@@ -144,25 +173,62 @@ class Outbox:
         """How many deliveries wait for an earlier commit."""
         return len(self._queue) + self._parked_count
 
-    def publish(self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
+    def publish(
+        self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]] = None, overtake: bool = False,
+    ) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit. ``shown_to``: the users
-        it is for, when they are known (a reply: ``_release_around_held``)."""
-        if not self._queue and not self._draining:
-            if not self._parked_count:
-                deliver()
-                return
-            if shown_to is not None:  # only held rooms' entries wait: maybe none of them for these users
+        it is for, when they are known (a reply: ``_release_around_held``). ``overtake``
+        (a reply, ``after``): only after what concerns those users (``_Entry.concerns``)."""
+        if not self._draining:
+            if shown_to is not None and (not self._queue or overtake and not self._concerns(shown_to)):
+                # nothing queued that these users must see first: only held rooms' parked
+                # entries may be owed to them
+                if not self._parked_count:
+                    deliver()
+                    return
                 entry = _Entry(self, deliver, None, True, None, shown_to)
                 owed = self._owed_by(entry)
                 if owed is None:
                     deliver()
                 else:
+                    self._count(entry)
                     self._park(owed, entry)
                 return
-        self._queue.append(_Entry(self, deliver, None, True, None, shown_to))
+            if not self._queue and not self._parked_count:
+                deliver()
+                return
+        entry = _Entry(self, deliver, None, True, None, shown_to)
+        self._count(entry)
+        self._queue.append(entry)
         if self._draining:
             self._again = True  # delivered by the drain under way, in its turn
+
+    def _concerns(self, users: Sequence["User"]) -> bool:
+        """Whether an entry not delivered yet concerns one of ``users``: theirs, one of
+        their rooms' changes (not chat), one shown to them, or one that may concern anyone."""
+        concerned = self._concerned
+        if not concerned:
+            return False
+        if ANYONE in concerned:
+            return True
+        for user in users:
+            if user in concerned:
+                return True
+            for key in user.rooms:
+                if key in concerned:
+                    return True
+        return False
+
+    def _count(self, entry: _Entry) -> None:
+        """``entry`` waits: count what it concerns (until ``_run``)."""
+        concerned = self._concerned
+        by = entry.by
+        if by is not None:
+            concerned[by] = concerned.get(by, 0) + 1
+        if entry.concerns:  # (none besides its user: a room message)
+            for c in entry.concerns:
+                concerned[c] = concerned.get(c, 0) + 1
 
     def pause(self, key: str) -> None:
         """Hold the deliveries of conversation ``key`` (and what else its parked entries
@@ -209,24 +275,33 @@ class Outbox:
         key: Optional[str] = None,
         shown_to: Optional[Sequence["User"]] = None,
         leaver: Optional["User"] = None,
+        by: Optional["User"] = None,
+        chat: bool = False,
     ) -> Callable[[Optional[Failure]], None]:
         """Queue ``deliver`` until the returned callable is called: with None once its
         commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that).
         ``key`` names the one conversation it belongs to, if it has one (``pause``);
         without one, ``shown_to`` the users it is for, when known (a private message);
-        with one, ``leaver`` the user a departure took out of that room."""
-        entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver)
+        with one, ``leaver`` the user a departure took out of that room. ``by``: the user
+        whose event it is; ``chat``: it is a chat message (another user's reply may go
+        ahead of it: ``_Entry.concerns``)."""
+        entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver, by, chat)
+        self._count(entry)
         if leaver is not None and key is not None:
             owed = self._owed.setdefault(leaver, {})
             owed[key] = owed.get(key, 0) + 1
         self._queue.append(entry)
         return entry.settle
 
-    def after(self, fn: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
+    def after(
+        self, fn: Callable[[], object], shown_to: Optional[Sequence["User"]] = None, overtake: bool = True,
+    ) -> None:
         """Run ``fn`` once everything published so far has been delivered; ``shown_to``:
-        the users what it writes is for (a reply's), when known: then, on a cluster node,
-        only what is held for them comes first (``_release_around_held``)."""
-        self.publish(fn, shown_to)
+        the users what it writes is for (a reply's), when known: then only what concerns
+        them comes first (``_Entry.concerns``: not other users' chat still waiting for its
+        commit, unless ``overtake`` is False), and on a cluster node only what is held for
+        them (``_release_around_held``)."""
+        self.publish(fn, shown_to, overtake)
 
     @contextmanager
     def settling(self) -> Iterator[None]:
@@ -361,6 +436,21 @@ class Outbox:
             del self._granted[key]
 
     def _run(self, entry: _Entry) -> None:
+        concerned = self._concerned
+        by = entry.by
+        if by is not None:
+            left = concerned[by] - 1
+            if left:
+                concerned[by] = left
+            else:
+                del concerned[by]
+        if entry.concerns:
+            for c in entry.concerns:
+                left = concerned[c] - 1
+                if left:
+                    concerned[c] = left
+                else:
+                    del concerned[c]
         leaver = entry.leaver
         if leaver is not None:
             self._paid(leaver, entry.key)

@@ -2333,8 +2333,12 @@ class ChatHub(service.Service):
             # object, not closures: one per room message
             assert store is not None
             held = _HeldEvent(self, event, recipients, skip, actor, receipt, each)
-            shown_to = self._audience(recipients, actor) if self.cluster is not None else None
-            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, shown_to=shown_to))
+            chat = kind in Kind.TEXT_KINDS
+            # (a lone node's outbox reads a chat message's sender only: ``_Entry.concerns``)
+            shown_to = self._audience(recipients, actor) if self.cluster is not None or not chat else None
+            # (positional: one call per room message)
+            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, None, shown_to, None,
+                                                               actor, chat))
             return
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
@@ -2350,13 +2354,14 @@ class ChatHub(service.Service):
             assert store is not None
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(show, self._audience(recipients, actor) if self.cluster is not None else None)
+        self.outbox.publish(show, self._audience(recipients, actor))
 
     @staticmethod
     def _audience(recipients: Sequence[User], actor: Optional[User]) -> Optional[tuple[User, ...]]:
         """Everyone here an event of no one room is shown to (its recipients and its actor),
-        for a cluster node's outbox, which holds it only behind what a held room owes one of
-        them; None (behind every held room) for more than ``SCOPED_MOST``."""
+        for the outbox: only their later replies wait for it, and a cluster node holds it
+        only behind what a held room owes one of them; None (before every later reply,
+        behind every held room) for more than ``SCOPED_MOST``."""
         if len(recipients) > SCOPED_MOST:
             return None
         return (*recipients, actor) if actor is not None else tuple(recipients)
@@ -2469,7 +2474,8 @@ class ChatHub(service.Service):
         held = _HeldEvent(self, event, recipients, skip, actor, receipt)
         store = self.store
         assert store is not None  # a cluster node stores (not ``cast``: a call per message)
-        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, leaver=leaver))
+        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, None, leaver, actor,
+                                                           kind in Kind.TEXT_KINDS))
         return True
 
     def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
@@ -2751,21 +2757,25 @@ class ChatHub(service.Service):
         self.fanout.flush()
         actor.participant.deliver(notice)
 
-    def after_delivery(self, fn: Callable[[], object], user: Optional[User] = None) -> None:
+    def after_delivery(self, fn: Callable[[], object], user: Optional[User] = None, overtake: bool = True) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
 
         Fan-out batches held so far are written first, so what ``fn`` writes (a
         protocol's own echo or reply) follows them on the wire. With ``user``, what ``fn``
-        writes is for that user alone: a cluster node holding a room for another node's
-        earlier event then holds it only behind what that room owes the user (a member),
-        not behind every held room (``Outbox.after``)."""
+        writes is for that user alone: a reply to the user's own request then follows only
+        what concerns the user (its own events, its rooms' changes, what is shown to it),
+        not other users' chat still waiting for its commit (``overtake`` False: a notice
+        of another user's doing, which must follow that user's earlier messages, follows
+        everything), and a cluster node holding a room for another node's earlier event
+        holds it only behind what that room owes the user (a member), not behind every
+        held room (``Outbox.after``)."""
         fanout = self.fanout
 
         def run() -> None:
             fanout.flush()
             fn()
 
-        self.outbox.after(run, (user,) if user is not None else None)
+        self.outbox.after(run, (user,) if user is not None else None, overtake)
 
     def batching(self) -> Fanout:
         """Context manager: coalesce chat deliveries made inside it into one write per
@@ -2924,7 +2934,7 @@ class ChatHub(service.Service):
             settled: Deferred[None] = Deferred()
             # behind what a held room owes the reader (a member): its events may be void
             member = is_room_name(target) and fold(target) in user.rooms
-            self.outbox.after(lambda: settled.callback(None), (user,) if member else None)
+            self.outbox.after(lambda: settled.callback(None), (user,) if member else None, overtake=False)
             d = settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds))
         else:
             d = read(viewer, conversation, *refs, limit, kinds)

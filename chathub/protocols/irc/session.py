@@ -526,8 +526,9 @@ class IrcSession:
             # connection then got no CAP answer until the room went on)
             rb.flush()
             return
-        # after everything the hub has accepted is delivered, so our own copies
-        # (echoes, JOIN, NICK) reach us in hub order
+        # after everything the hub has accepted that concerns us is delivered, so our own
+        # copies (echoes, JOIN, NICK) and our rooms' changes reach us in hub order (other
+        # users' chat still waiting for its commit does not hold it: ``Outbox.after``)
         self.hub.after_delivery(rb.flush, self.user)
 
     def _has_privilege(self, privilege: str) -> bool:
