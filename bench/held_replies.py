@@ -12,8 +12,9 @@ phase each sends ``PING`` after ``PING``, one at a time, and times each ``PONG``
 
 The kernel picks each probe's node; both nodes hold rooms alike. A lone node never holds a
 room: there (``--lone``), a PONG waits only for what concerns its user and was accepted
-before the PING (none of the generator's chat: ``Outbox.after``), and for the reactor, busy
-delivering committed groups, to read the PING; so does it on a cluster node.
+before the PING (for the probe in ``#bench0``, that room's messages; for the one in no room,
+nothing: ``Outbox.after``), and for the reactor, busy delivering committed groups, to read
+the PING; so does it on a cluster node.
 """
 from __future__ import annotations
 

@@ -81,42 +81,57 @@ def test_replies_wait_only_for_a_held_room_of_their_user_and_a_new_connection_fo
     assert [m.command for m in dan.lines()][-1] == "PONG"
 
 
-def test_a_reply_goes_ahead_of_other_users_messages_still_waiting_for_their_commit():
+def test_a_reply_goes_ahead_of_what_only_others_are_shown():
     """Under load a commit takes a while (thousands of messages a transaction): a reply
-    waits only for what concerns its user (its own messages, its rooms' changes), not for
-    other users' chat, which changes nothing it reports; what concerns it keeps hub order."""
+    waits only for what concerns its user (its own messages, its rooms' events, what else
+    is shown to it), not for another room's messages, which it cannot tell from later ones.
+    What concerns it keeps hub order: a member's PING still follows the room's message
+    (irctest's WebSocket tests send a message and at once PING the recipient)."""
     store = HeldStore()
     world = Chat(Config().with_overrides(history={"enabled": True}), store=store)
     amy, bob = world.irc_conn("amy", caps="draft/metadata-3"), world.irc_conn("bob", caps="echo-message")
-    for conn in (amy, bob):
-        conn.send("JOIN #r")
+    erin = world.irc_conn("erin")
+    for conn, room in ((amy, "#r"), (bob, "#r"), (erin, "#quiet")):
+        conn.send(f"JOIN {room}")
         conn.lines()
     amy.lines()
     bob.send("PRIVMSG #r :hi", "PING :bob")
-    assert bob.lines() == []  # its own message first: not committed yet
-    amy.send("PING :amy", "NAMES #r")
-    assert amy.commands() == ["PONG", "353", "366"]  # at once
+    amy.send("PING :amy")
+    fay = world.irc_conn("fay")
+    fay.send("JOIN #elsewhere")  # queued behind bob's message: shown to fay only
+    erin.send("PING :erin", "NAMES #quiet")
+    assert bob.lines() == [] and amy.lines() == []  # its own message, her room's: not committed yet
+    assert erin.commands() == ["PONG", "353", "366"]  # at once
     cat = world.irc_conn("cat")
-    cat.send("JOIN #r")  # shown after bob's message, to the room and to cat
-    amy.send("PING :again")
-    assert cat.lines() == [] and amy.lines() == []  # the join concerns both: it comes first
+    cat.send("PRIVMSG amy :psst", "JOIN #quiet")  # the join follows the message, for erin too
+    erin.send("PING :again")
+    assert cat.lines() == [] and erin.lines() == []
     store.commit()
-    assert [(m.command, m.params[-1]) for m in amy.lines()] == [("PRIVMSG", "hi"), ("JOIN", "#r"), ("PONG", "again")]
-    assert [(m.command, m.params[-1]) for m in bob.lines()] == [("PRIVMSG", "hi"), ("PONG", "bob"), ("JOIN", "#r")]
+    assert [(m.command, m.params[-1]) for m in amy.lines()] == [("PRIVMSG", "hi"), ("PONG", "amy"), ("PRIVMSG", "psst")]
+    assert [(m.command, m.params[-1]) for m in bob.lines()] == [("PRIVMSG", "hi"), ("PONG", "bob")]
+    assert [(m.command, m.params[-1]) for m in erin.lines()] == [("JOIN", "#quiet"), ("PONG", "again")]
     assert cat.commands()[:3] == ["JOIN", "353", "366"]
-    # a notice of another's doing is no reply: a watcher is told of a quit after the
-    # quitter's earlier message to it, though the quit itself is not shown to it
+    # a watcher is told of a quit after the quitter's earlier message to it
     dan = world.irc_conn("dan")
     dan.send("MONITOR + bob")
     assert dan.commands() == ["730"]
     amy.send("METADATA * SUB display-name")
+    cat.send("JOIN #r")
     amy.lines()
     cat.send("PRIVMSG #r :about to rename", "METADATA * SET display-name :Cat")
     bob.send("PRIVMSG dan :bye", "QUIT :gone")
     assert dan.lines() == [] and amy.lines() == []
     store.commit()
     assert [m.command for m in dan.lines()] == ["PRIVMSG", "731"]
-    assert [m.command for m in amy.lines()][:3] == ["PRIVMSG", "761", "QUIT"]
+    assert [m.command for m in amy.lines()] == ["PRIVMSG", "761", "QUIT"]
+    # a message from outside the room (-n): its sender's reply follows it too
+    amy.send("MODE #r -n")
+    amy.lines()
+    erin.send("PRIVMSG #r :from outside", "PING :outside")
+    assert erin.lines() == []
+    store.commit()
+    assert [(m.command, m.params[-1]) for m in amy.lines()] == [("PRIVMSG", "from outside")]
+    assert [(m.command, m.params[-1]) for m in erin.lines()] == [("PONG", "outside")]
 
 
 def test_ping_echoes_token_exactly(world):

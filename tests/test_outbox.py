@@ -276,54 +276,45 @@ def test_a_private_message_held_for_its_commit_is_held_for_its_parties_only():
     assert out == ["bob to bob", "b1", "a1", "bob to amy"]
 
 
-def test_a_reply_goes_ahead_of_other_users_chat_waiting_for_its_commit():
-    """Another user's chat message changes nothing a reply reports: a reply (``after``)
-    does not wait for its commit, while that sender's own replies still do."""
+def test_a_reply_goes_ahead_of_what_only_others_are_shown():
+    """A reply (``after``) waits for what its user is shown (a message of one of its rooms,
+    a private message to it) and for its user's own events, not for another room's
+    message waiting for its commit: its user cannot tell that one from a later one."""
     box, out = Outbox(), []
-    amy, bob = _Member("#a"), _Member("#a")
-    said = box.hold(lambda: out.append("bob: hi"), by=bob, chat=True)
-    box.after(lambda: out.append("to amy"), (amy,))  # a PONG to a member of the room
-    box.after(lambda: out.append("to bob"), (bob,))  # its sender's answer comes after it
+    amy, bob, cat = _Member("#a"), _Member("#a"), _Member("#c")
+    said = box.hold(lambda: out.append("bob in #a"), key="#a", by=bob)
+    to_cat = box.hold(lambda: out.append("bob to cat"), shown_to=(bob, cat), by=bob)
+    box.after(lambda: out.append("to cat"), (cat,))  # waits for the private message to it
+    box.after(lambda: out.append("to amy"), (amy,))  # waits for her room's message
+    box.after(lambda: out.append("to dan"), (_Member("#d"),))  # neither is for dan: at once
     box.after(lambda: out.append("to anyone"))  # users not named: after everything
-    assert out == ["to amy"] and box.pending == 3
+    assert out == ["to dan"] and box.pending == 5
+    to_cat(None)
+    assert out == ["to dan"]  # in hub order behind the room's message
     said(None)
-    assert out == ["to amy", "bob: hi", "to bob", "to anyone"] and box.pending == 0
+    assert out == ["to dan", "bob in #a", "bob to cat", "to cat", "to amy", "to anyone"] and box.pending == 0
 
 
-def test_a_reply_waits_for_what_concerns_its_user():
-    """A change of one of its user's rooms, an entry shown to its user, its own earlier
-    reply, an entry that may concern anyone: each keeps a later reply behind it (and an
-    entry's order among events stays hub order: only replies go ahead)."""
+def test_a_reply_waits_for_its_user_s_own_events_and_its_rooms_changes():
+    """Its own message to a room it is not in, a change of one of its rooms, its own
+    earlier reply, an entry that may concern anyone: each keeps a later reply behind it;
+    a reply that waits, waits in hub order (events themselves never go ahead)."""
     box, out = Outbox(), []
     amy, cat, dan = _Member("#a"), _Member("#c"), _Member()
-    said = box.hold(lambda: out.append("bob: hi"), by=_Member("#a"), chat=True)
+    outside = box.hold(lambda: out.append("dan in #a"), key="#a", by=dan)  # not a member
     box.publish(lambda: out.append("join #a"), (amy, _Member("#a")))  # shown to amy
-    topic = box.hold(lambda: out.append("topic #c"), key="#c")  # a change of cat's room
-    box.after(lambda: out.append("to amy"), (amy,))
+    topic = box.hold(lambda: out.append("topic #c"), key="#c")  # of cat's room
+    box.after(lambda: out.append("to dan"), (dan,))
     box.after(lambda: out.append("to cat"), (cat,))
-    box.after(lambda: out.append("to dan"), (dan,))  # in no room: nothing concerns it
-    box.after(lambda: out.append("to dan again"), (dan,))
-    assert out == ["to dan", "to dan again"]
-    said(None)
-    # a reply that waits, waits in hub order: behind everything before it (the topic too)
-    assert out == ["to dan", "to dan again", "bob: hi", "join #a"]
-    box.after(lambda: out.append("to amy again"), (amy,))  # behind her waiting reply
+    box.after(lambda: out.append("to eve"), (_Member("#e"),))
+    assert out == ["to eve"]
+    outside(None)
+    assert out == ["to eve", "dan in #a", "join #a"]  # to dan waits behind the topic, in hub order
+    box.after(lambda: out.append("to dan again"), (dan,))  # behind its waiting reply
     box.publish(lambda: out.append("quit"))
-    box.after(lambda: out.append("to dan, behind the quit"), (dan,))
-    assert out[-1] == "join #a"
+    box.after(lambda: out.append("to eve, behind the quit"), (_Member("#e"),))
     topic(None)
-    assert out[4:] == ["topic #c", "to amy", "to cat", "to amy again", "quit", "to dan, behind the quit"]
+    assert out[3:] == ["topic #c", "to dan", "to cat", "to dan again", "quit", "to eve, behind the quit"]
     assert box.pending == 0
-    box.after(lambda: out.append("to amy at once"), (amy,))
-    assert out[-1] == "to amy at once"
-
-
-def test_a_reply_that_must_not_go_ahead_waits_for_everything_before_it():
-    box, out = Outbox(), []
-    amy = _Member("#a")
-    said = box.hold(lambda: out.append("bob: hi"), by=_Member("#a"), chat=True)
-    box.after(lambda: out.append("amy's history read"), (amy,), overtake=False)
-    box.after(lambda: out.append("to amy"), (amy,))  # behind her own earlier reply
-    assert out == []
-    said(None)
-    assert out == ["bob: hi", "amy's history read", "to amy"]
+    box.after(lambda: out.append("to dan at once"), (dan,))
+    assert out[-1] == "to dan at once"

@@ -3,8 +3,8 @@
 their order, and nothing ahead of what it must follow: an entry that may concern anyone
 follows every earlier entry and precedes every later one, an entry whose users are known
 follows every earlier event of their rooms (and every earlier departure of theirs), and a
-reply that may go ahead of other users' chat (``after``) follows every earlier entry that
-concerns its users: theirs, their rooms' changes, what is shown to them."""
+reply (``after``) follows every earlier entry that concerns its users: theirs, their rooms',
+what else is shown to them."""
 from __future__ import annotations
 
 from hypothesis import example, given, settings
@@ -31,13 +31,12 @@ USERS = (_User("u0", "#a"), _User("u1", "#b", "#a"), _User("u2"), _User("u3", "#
 users = st.lists(st.sampled_from(USERS), min_size=1, max_size=3, unique=True).map(tuple)
 operations = st.lists(
     st.one_of(
-        # an event of a room (committed?), whose (or no one's), chat or a change
-        st.tuples(st.just("room"), st.sampled_from(ROOMS), st.booleans(), st.sampled_from((None, *USERS)),
-                  st.booleans()),
+        # an event of a room (committed?), whose (or no one's)
+        st.tuples(st.just("room"), st.sampled_from(ROOMS), st.booleans(), st.sampled_from((None, *USERS))),
         st.tuples(st.just("leave"), st.sampled_from(ROOMS), st.sampled_from(USERS)),  # a departure
-        # an event of no room, for those users (committed?), a private message of the first?
+        # an event of no room, for those users (committed?), the first's?
         st.tuples(st.just("private"), users, st.booleans(), st.booleans()),
-        st.tuples(st.just("reply"), users, st.booleans()),  # a reply (needs no commit): may it go ahead?
+        st.tuples(st.just("reply"), users),  # a reply: needs no commit
         st.tuples(st.just("anyone"),),  # an event that may concern anyone (no users named)
         st.tuples(st.just("commit"), st.integers(0, 50)),  # the commit of one waiting entry
         st.tuples(st.just("pause"), st.sampled_from(ROOMS)),
@@ -51,14 +50,15 @@ operations = st.lists(
 #: a reply owed to two held rooms, parked behind the first: once that room's entry is
 #: granted, the reply still waits for the other room's (two grants: the second is for that
 #: first room's next entry, not the reply)
-TWO_HELD = [("pause", "#b"), ("pause", "#a"), ("room", "#b", True, None, False), ("room", "#a", True, None, False),
-            ("reply", (USERS[1],), True), ("room", "#b", True, None, False), ("grant", "#b"), ("grant", "#b")]
+TWO_HELD = [("pause", "#b"), ("pause", "#a"), ("room", "#b", True, None), ("room", "#a", True, None),
+            ("reply", (USERS[1],)), ("room", "#b", True, None), ("grant", "#b"), ("grant", "#b")]
 
 
-#: a reply of a user whose own chat message (or its room's change) waits for its commit, and
-#: one of a user in no room, which goes ahead of it
-OWN_FIRST = [("room", "#a", False, USERS[0], True), ("room", "#b", False, None, False),
-             ("reply", (USERS[2],), True), ("reply", (USERS[0],), True), ("reply", (USERS[1],), True),
+#: replies while a user's own message to a room it is not in, and a message of a room,
+#: wait for their commits: the sender's reply and a member's wait, one of a user in no
+#: room goes ahead
+OWN_FIRST = [("room", "#c", False, USERS[0]), ("room", "#b", False, None),
+             ("reply", (USERS[2],)), ("reply", (USERS[0],)), ("reply", (USERS[1],)),
              ("commit", 0), ("commit", 0)]
 
 
@@ -69,14 +69,14 @@ OWN_FIRST = [("room", "#a", False, USERS[0], True), ("room", "#b", False, None, 
 @example(OWN_FIRST)
 def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(ops):
     box = Outbox()
-    made: list[tuple] = []  # per entry: (kind, room, users, leaver, by, chat, overtake)
+    made: list[tuple] = []  # per entry: (kind, room, users, leaver, by)
     shown: list[int] = []
     settled: set[int] = set()
     waiting: list[tuple[int, object]] = []  # entries waiting for their commit, with their settle
     paused = {room: 0 for room in ROOMS}
 
-    def entry(kind: str, room=None, who=(), leaver=None, by=None, chat=False, overtake=False) -> int:
-        made.append((kind, room, who, leaver, by, chat, overtake))
+    def entry(kind: str, room=None, who=(), leaver=None, by=None) -> int:
+        made.append((kind, room, who, leaver, by))
         number = len(made) - 1
 
         def deliver() -> None:
@@ -86,8 +86,8 @@ def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(
 
     for op in ops:
         if op[0] == "room":
-            number, deliver = entry("room", op[1], by=op[3], chat=op[4])
-            settle = box.hold(deliver, key=op[1], by=op[3], chat=op[4])
+            number, deliver = entry("room", op[1], by=op[3])
+            settle = box.hold(deliver, key=op[1], by=op[3])
             waiting.append((number, settle))
             if op[2]:
                 commit(waiting, settled, len(waiting) - 1)
@@ -96,12 +96,12 @@ def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(
             waiting.append((number, box.hold(deliver, key=op[1], leaver=op[2], by=op[2])))
         elif op[0] == "private":
             by = op[1][0] if op[3] else None
-            number, deliver = entry("private", None, op[1], by=by, chat=op[3])
-            waiting.append((number, box.hold(deliver, shown_to=op[1], by=by, chat=op[3])))
+            number, deliver = entry("private", None, op[1], by=by)
+            waiting.append((number, box.hold(deliver, shown_to=op[1], by=by)))
             if op[2]:
                 commit(waiting, settled, len(waiting) - 1)
         elif op[0] == "reply":
-            box.after(entry("reply", None, op[1], overtake=op[2])[1], op[1], overtake=op[2])
+            box.after(entry("reply", None, op[1])[1], op[1])
         elif op[0] == "anyone":
             box.publish(entry("anyone")[1])
         elif op[0] == "commit":
@@ -127,19 +127,17 @@ def test_the_outbox_delivers_everything_once_and_in_the_order_each_user_is_owed(
     assert sorted(shown) == list(range(len(made))), "each entry shown exactly once"
     assert box.pending == 0
     place = {number: i for i, number in enumerate(shown)}
-    for later, (kind, room, who, leaver, by, chat, overtake) in enumerate(made):
+    for later, (kind, room, who, leaver, by) in enumerate(made):
         for earlier in range(later):
-            e_kind, e_room, e_who, e_leaver, e_by, e_chat, _ = made[earlier]
+            e_kind, e_room, e_who, e_leaver, e_by = made[earlier]
             if kind == "anyone" or e_kind == "anyone":
                 must = True  # a barrier both ways
             elif room is not None:
                 must = e_room == room  # a room's own order
-            elif overtake:  # a reply, after what concerns its users only
-                must = e_by in who or (
-                    not e_chat and (
-                        (e_room is not None and any(e_room in user.rooms for user in who))
-                        or e_leaver in who
-                        or (e_room is None and any(user in e_who for user in who))))
+            elif kind == "reply":  # after what concerns its users
+                must = e_by in who or e_leaver in who or (
+                    any(e_room in user.rooms for user in who) if e_room is not None
+                    else any(user in e_who for user in who))
             else:  # of no room, for the users ``who``
                 must = e_room is not None and any(
                     e_room in user.rooms or user is e_leaver for user in who)

@@ -3,9 +3,9 @@
 A chat message is delivered only once the store has committed it, so anything a user
 saw survives a crash. Events that need no commit (a join, an away change) still wait
 behind earlier ones, so every recipient sees events in the order the hub accepted them.
-A reply (``Outbox.after``) waits only for what concerns its user: its own events, the
-changes of its rooms, what is shown to it; other users' chat, which changes nothing a
-reply reports, it may go ahead of (``_Entry.concerns``).
+A reply to one user (``Outbox.after``) waits only for what concerns that user: its own
+events, its rooms' events, what else is shown to it; what is owed to others only (another
+room's messages, others' private messages) it goes ahead of (``Outbox._concerned``).
 """
 from __future__ import annotations
 
@@ -101,7 +101,6 @@ class _Entry:
         shown_to: Optional[Sequence["User"]] = None,
         leaver: Optional["User"] = None,
         by: Optional["User"] = None,
-        chat: bool = False,
     ) -> None:
         self.outbox = outbox
         self.deliver = deliver
@@ -118,19 +117,16 @@ class _Entry:
         #: of a parked entry of no conversation, the held conversations it waited in and was
         #: let out of: what they park from then on comes after it (``Outbox._pass_on``)
         self.passed: tuple[str, ...] = ()
-        #: whose later replies must not go ahead of it (``Outbox.after``) besides its user
-        #: (``by``, counted apart: a room message names no one else, and makes no tuple):
-        #: of a chat message, no one else (another user's chat changes nothing a reply
-        #: reports); of a room's change, the room (each member) and its leaver; of an
-        #: entry whose users are named, them; of any other, anyone (``ANYONE``)
+        #: whose later replies must not go ahead of it (``Outbox.after``): its user
+        #: (``by``), its conversation (``key``: each member), and these: of a room's
+        #: departure its leaver; of an entry of no conversation, its users if named (a
+        #: private message's parties), else anyone (``ANYONE``)
         self.by = by
         self.concerns: tuple[object, ...]
-        if chat:
-            self.concerns = ()
-        elif key is not None:
-            self.concerns = (key,) if leaver is None else (key, leaver)
+        if key is not None:
+            self.concerns = () if leaver is None else (leaver,)
         elif shown_to is not None:
-            self.concerns = tuple(shown_to)
+            self.concerns = tuple(shown_to)  # (the same tuple, when it is one)
         else:
             self.concerns = _ANYONE
 
@@ -159,8 +155,8 @@ class Outbox:
         self._parked_count = 0
         #: user -> {held conversation: departures of it (``leaver``) not delivered yet}
         self._owed: dict["User", dict[str, int]] = {}
-        #: what the entries not delivered yet concern (``_Entry.concerns``: a user, a
-        #: conversation, ``ANYONE``) -> how many of them: what a reply may not go ahead of
+        #: what the entries not delivered yet concern (a user, a conversation, ``ANYONE``:
+        #: ``_Entry.concerns``) -> how many of them: what a reply may not go ahead of
         self._concerned: dict[object, int] = {}
         #: told the conversation of each keyed entry delivered (``when_released``)
         self._on_release: Optional[Callable[[str], None]] = None
@@ -173,17 +169,17 @@ class Outbox:
         """How many deliveries wait for an earlier commit."""
         return len(self._queue) + self._parked_count
 
-    def publish(
-        self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]] = None, overtake: bool = False,
-    ) -> None:
+    def publish(self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
         """Run ``deliver`` (which needs no commit) after everything published before it:
         now, unless an earlier delivery still waits for its commit. ``shown_to``: the users
-        it is for, when they are known (a reply: ``_release_around_held``). ``overtake``
-        (a reply, ``after``): only after what concerns those users (``_Entry.concerns``)."""
+        it is for, when they are known (``_release_around_held``)."""
+        self._add(deliver, shown_to, False)
+
+    def _add(self, deliver: Callable[[], object], shown_to: Optional[Sequence["User"]], reply: bool) -> None:
         if not self._draining:
-            if shown_to is not None and (not self._queue or overtake and not self._concerns(shown_to)):
-                # nothing queued that these users must see first: only held rooms' parked
-                # entries may be owed to them
+            if shown_to is not None and (not self._queue or reply and not self._concerns(shown_to)):
+                # nothing queued that these users must be shown first: only held rooms'
+                # parked entries may be owed to them
                 if not self._parked_count:
                     deliver()
                     return
@@ -206,7 +202,7 @@ class Outbox:
 
     def _concerns(self, users: Sequence["User"]) -> bool:
         """Whether an entry not delivered yet concerns one of ``users``: theirs, one of
-        their rooms' changes (not chat), one shown to them, or one that may concern anyone."""
+        their rooms', one else shown to them, or one that may concern anyone."""
         concerned = self._concerned
         if not concerned:
             return False
@@ -223,10 +219,12 @@ class Outbox:
     def _count(self, entry: _Entry) -> None:
         """``entry`` waits: count what it concerns (until ``_run``)."""
         concerned = self._concerned
-        by = entry.by
+        by, key = entry.by, entry.key
         if by is not None:
             concerned[by] = concerned.get(by, 0) + 1
-        if entry.concerns:  # (none besides its user: a room message)
+        if key is not None:
+            concerned[key] = concerned.get(key, 0) + 1
+        if entry.concerns:  # (none but those two: a room message)
             for c in entry.concerns:
                 concerned[c] = concerned.get(c, 0) + 1
 
@@ -276,16 +274,15 @@ class Outbox:
         shown_to: Optional[Sequence["User"]] = None,
         leaver: Optional["User"] = None,
         by: Optional["User"] = None,
-        chat: bool = False,
     ) -> Callable[[Optional[Failure]], None]:
         """Queue ``deliver`` until the returned callable is called: with None once its
         commit is done, or with the ``Failure`` that stops it (``on_failure`` gets that).
         ``key`` names the one conversation it belongs to, if it has one (``pause``);
         without one, ``shown_to`` the users it is for, when known (a private message);
         with one, ``leaver`` the user a departure took out of that room. ``by``: the user
-        whose event it is; ``chat``: it is a chat message (another user's reply may go
-        ahead of it: ``_Entry.concerns``)."""
-        entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver, by, chat)
+        whose event it is, unless one of the conversation's (which counts for its members):
+        its later replies follow it (``after``)."""
+        entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver, by)
         self._count(entry)
         if leaver is not None and key is not None:
             owed = self._owed.setdefault(leaver, {})
@@ -293,15 +290,13 @@ class Outbox:
         self._queue.append(entry)
         return entry.settle
 
-    def after(
-        self, fn: Callable[[], object], shown_to: Optional[Sequence["User"]] = None, overtake: bool = True,
-    ) -> None:
+    def after(self, fn: Callable[[], object], shown_to: Optional[Sequence["User"]] = None) -> None:
         """Run ``fn`` once everything published so far has been delivered; ``shown_to``:
         the users what it writes is for (a reply's), when known: then only what concerns
-        them comes first (``_Entry.concerns``: not other users' chat still waiting for its
-        commit, unless ``overtake`` is False), and on a cluster node only what is held for
-        them (``_release_around_held``)."""
-        self.publish(fn, shown_to, overtake)
+        them comes first (their own events, their rooms', what else is shown to them:
+        ``_Entry.concerns``; what they are not shown cannot be told from what came later),
+        and on a cluster node only what is held for them (``_release_around_held``)."""
+        self._add(fn, shown_to, True)
 
     @contextmanager
     def settling(self) -> Iterator[None]:
@@ -437,13 +432,19 @@ class Outbox:
 
     def _run(self, entry: _Entry) -> None:
         concerned = self._concerned
-        by = entry.by
+        by, key = entry.by, entry.key
         if by is not None:
             left = concerned[by] - 1
             if left:
                 concerned[by] = left
             else:
                 del concerned[by]
+        if key is not None:
+            left = concerned[key] - 1
+            if left:
+                concerned[key] = left
+            else:
+                del concerned[key]
         if entry.concerns:
             for c in entry.concerns:
                 left = concerned[c] - 1
@@ -463,9 +464,9 @@ class Outbox:
                 self.log.failure("event not stored, so not delivered", entry.failure)
         except Exception:
             self.log.failure("delivery failed")
-        if entry.key is not None and entry.failure is None and self._on_release is not None:
+        if self._on_release is not None and key is not None and entry.failure is None:
             try:
-                self._on_release(entry.key)
+                self._on_release(key)
             except Exception:
                 self.log.failure("a release listener failed")
 

@@ -20,10 +20,10 @@ class Presence:
 
     __slots__ = ("watchers", "_after_delivery")
 
-    def __init__(self, after_delivery: Callable[[Callable[[], object], User, bool], None]) -> None:
+    def __init__(self, after_delivery: Callable[[Callable[[], object], User], None]) -> None:
         """``after_delivery`` (``ChatHub.after_delivery``) runs a watcher's delivery in hub
         order (for that watcher: a cluster node's held room holds it only if the watcher is
-        owed one of its events; never ahead of another's chat, as a reply may go)."""
+        owed one of its events)."""
         #: folded nick -> the users monitoring it; a nick nobody watches has no entry
         self.watchers: dict[str, set[User]] = {}
         self._after_delivery = after_delivery
@@ -70,8 +70,7 @@ class Presence:
         after_delivery = self._after_delivery
         for watcher in list(watching):
             if id(watcher) not in skip:
-                # (not ahead of ``user``'s messages still waiting for their commit)
-                after_delivery(partial(_deliver, watcher, event), watcher, False)
+                after_delivery(partial(_deliver, watcher, event), watcher)
 
 
 def _deliver(user: User, event: Event) -> None:

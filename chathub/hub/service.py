@@ -2333,12 +2333,15 @@ class ChatHub(service.Service):
             # object, not closures: one per room message
             assert store is not None
             held = _HeldEvent(self, event, recipients, skip, actor, receipt, each)
-            chat = kind in Kind.TEXT_KINDS
-            # (a lone node's outbox reads a chat message's sender only: ``_Entry.concerns``)
-            shown_to = self._audience(recipients, actor) if self.cluster is not None or not chat else None
-            # (positional: one call per room message)
-            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, None, shown_to, None,
-                                                               actor, chat))
+            if room is not None:  # a lone node's room message: its room concerns its members
+                key: Optional[str] = room.folded
+                shown_to = None
+            else:
+                key, shown_to = None, self._audience(recipients, actor)
+            # its actor counted apart unless its room counts it (``Outbox.hold``'s ``by``);
+            # the call positional: one per room message
+            by = actor if actor is not None and key not in actor.rooms else None
+            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, shown_to, None, by))
             return
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
@@ -2354,7 +2357,9 @@ class ChatHub(service.Service):
             assert store is not None
             appended = cast("Deferred[None]", store.append(event, rooms))  # no ``notify``: a Deferred
             appended.addErrback(self._log_store_failure, event)
-        self.outbox.publish(show, self._audience(recipients, actor))
+        outbox = self.outbox
+        # (with nothing pending it goes at once: no audience to name, as with history off)
+        outbox.publish(show, self._audience(recipients, actor) if outbox.pending or self.cluster is not None else None)
 
     @staticmethod
     def _audience(recipients: Sequence[User], actor: Optional[User]) -> Optional[tuple[User, ...]]:
@@ -2474,8 +2479,10 @@ class ChatHub(service.Service):
         held = _HeldEvent(self, event, recipients, skip, actor, receipt)
         store = self.store
         assert store is not None  # a cluster node stores (not ``cast``: a call per message)
-        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, None, leaver, actor,
-                                                           kind in Kind.TEXT_KINDS))
+        # its actor counted apart when not a member (an operator's mode change, a message
+        # from outside a room without +n): ``Outbox.hold``'s ``by``
+        by = actor if actor is not None and key not in actor.rooms else None
+        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, None, leaver, by))
         return True
 
     def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
@@ -2757,25 +2764,23 @@ class ChatHub(service.Service):
         self.fanout.flush()
         actor.participant.deliver(notice)
 
-    def after_delivery(self, fn: Callable[[], object], user: Optional[User] = None, overtake: bool = True) -> None:
+    def after_delivery(self, fn: Callable[[], object], user: Optional[User] = None) -> None:
         """Run ``fn`` once everything the hub accepted so far has been delivered.
 
         Fan-out batches held so far are written first, so what ``fn`` writes (a
         protocol's own echo or reply) follows them on the wire. With ``user``, what ``fn``
-        writes is for that user alone: a reply to the user's own request then follows only
-        what concerns the user (its own events, its rooms' changes, what is shown to it),
-        not other users' chat still waiting for its commit (``overtake`` False: a notice
-        of another user's doing, which must follow that user's earlier messages, follows
-        everything), and a cluster node holding a room for another node's earlier event
-        holds it only behind what that room owes the user (a member), not behind every
-        held room (``Outbox.after``)."""
+        writes is for that user alone: it then follows only what concerns the user (its
+        own events, its rooms' events, what else is shown to it), not what is owed to
+        others only (another room's messages waiting for their commit), and a cluster node
+        holding a room for another node's earlier event holds it only behind what that
+        room owes the user (a member), not behind every held room (``Outbox.after``)."""
         fanout = self.fanout
 
         def run() -> None:
             fanout.flush()
             fn()
 
-        self.outbox.after(run, (user,) if user is not None else None, overtake)
+        self.outbox.after(run, (user,) if user is not None else None)
 
     def batching(self) -> Fanout:
         """Context manager: coalesce chat deliveries made inside it into one write per
@@ -2934,7 +2939,7 @@ class ChatHub(service.Service):
             settled: Deferred[None] = Deferred()
             # behind what a held room owes the reader (a member): its events may be void
             member = is_room_name(target) and fold(target) in user.rooms
-            self.outbox.after(lambda: settled.callback(None), (user,) if member else None, overtake=False)
+            self.outbox.after(lambda: settled.callback(None), (user,) if member else None)
             d = settled.addCallback(lambda _: read(viewer, conversation, *refs, limit, kinds))
         else:
             d = read(viewer, conversation, *refs, limit, kinds)

@@ -47,8 +47,7 @@ def tell_subscribers(server: "IrcServer", thing, key: str, value: Optional[str],
             message = other.numeric(RPL_KEYNOTSET, name, key, "key not set")
         else:
             message = other.numeric(RPL_KEYVALUE, name, key, "*", value)
-        # a notice of another's change: not ahead of that one's earlier messages
-        server.hub.after_delivery(partial(other.write_messages, [message]), other.user, overtake=False)
+        server.hub.after_delivery(partial(other.write_messages, [message]), other.user)
 
 
 class _Target:

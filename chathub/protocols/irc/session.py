@@ -527,8 +527,8 @@ class IrcSession:
             rb.flush()
             return
         # after everything the hub has accepted that concerns us is delivered, so our own
-        # copies (echoes, JOIN, NICK) and our rooms' changes reach us in hub order (other
-        # users' chat still waiting for its commit does not hold it: ``Outbox.after``)
+        # copies (echoes, JOIN, NICK) and our rooms' events reach us in hub order (what
+        # only others are shown does not hold it: ``Outbox.after``)
         self.hub.after_delivery(rb.flush, self.user)
 
     def _has_privilege(self, privilege: str) -> bool:
