@@ -88,8 +88,8 @@ _ANYONE = (ANYONE,)
 
 
 class _Entry:
-    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key", "shown_to", "leaver", "passed",
-                 "by", "concerns")
+    __slots__ = ("outbox", "deliver", "on_failure", "ready", "failure", "key", "shown_to", "outsiders", "passed",
+                 "concerns")
 
     def __init__(
         self,
@@ -111,22 +111,23 @@ class _Entry:
         #: of an entry of no one conversation, every user it is shown to, when they are
         #: few and known (a reply, a private message); None: it may concern anyone
         self.shown_to = shown_to
-        #: of a room's departure (a PART, a KICK), the user who left: no longer a member,
-        #: still owed it before any later reply (``Outbox._owed``)
-        self.leaver = leaver
+        #: of an entry of a conversation, the users owed it who are not its members: a
+        #: departure's leaver (a PART, a KICK: out of the room, still owed it before any
+        #: later reply), the user whose event it is when not a member (``Outbox._owed``)
+        self.outsiders: tuple["User", ...] = () if key is None or (leaver is None and by is None) else tuple(
+            [u for u in (leaver, by) if u is not None])
         #: of a parked entry of no conversation, the held conversations it waited in and was
         #: let out of: what they park from then on comes after it (``Outbox._pass_on``)
         self.passed: tuple[str, ...] = ()
-        #: whose later replies must not go ahead of it (``Outbox.after``): its user
-        #: (``by``), its conversation (``key``: each member), and these: of a room's
-        #: departure its leaver; of an entry of no conversation, its users if named (a
-        #: private message's parties), else anyone (``ANYONE``)
-        self.by = by
+        #: whose later replies must not go ahead of it (``Outbox.after``) besides its
+        #: conversation's members (``key``, counted apart: a room message makes no tuple):
+        #: its outsiders; of an entry of no conversation, its users if named (a private
+        #: message's parties), else anyone (``ANYONE``)
         self.concerns: tuple[object, ...]
         if key is not None:
-            self.concerns = () if leaver is None else (leaver,)
+            self.concerns = self.outsiders
         elif shown_to is not None:
-            self.concerns = tuple(shown_to)  # (the same tuple, when it is one)
+            self.concerns = tuple(shown_to) if by is None or by in shown_to else (*shown_to, by)
         else:
             self.concerns = _ANYONE
 
@@ -153,7 +154,9 @@ class Outbox:
         #: looks at each entry once, however long a conversation stays held
         self._parked: dict[str, deque[_Entry]] = {}
         self._parked_count = 0
-        #: user -> {held conversation: departures of it (``leaver``) not delivered yet}
+        #: user -> {held conversation: how many of its entries not delivered yet the user
+        #: is owed though not a member: its departure, its own (``_Entry.outsiders``); an
+        #: entry of no conversation parked behind it and shown to the user}
         self._owed: dict["User", dict[str, int]] = {}
         #: what the entries not delivered yet concern (a user, a conversation, ``ANYONE``:
         #: ``_Entry.concerns``) -> how many of them: what a reply may not go ahead of
@@ -217,16 +220,22 @@ class Outbox:
         return False
 
     def _count(self, entry: _Entry) -> None:
-        """``entry`` waits: count what it concerns (until ``_run``)."""
+        """``entry`` waits: count what it concerns (until ``_run``: ``_uncount``)."""
         concerned = self._concerned
-        by, key = entry.by, entry.key
-        if by is not None:
-            concerned[by] = concerned.get(by, 0) + 1
+        key = entry.key
         if key is not None:
             concerned[key] = concerned.get(key, 0) + 1
-        if entry.concerns:  # (none but those two: a room message)
+        if entry.concerns:  # (none but its room: a member's room message)
             for c in entry.concerns:
                 concerned[c] = concerned.get(c, 0) + 1
+
+    def _uncount(self, concern: object) -> None:
+        concerned = self._concerned
+        left = concerned[concern] - 1
+        if left:
+            concerned[concern] = left
+        else:
+            del concerned[concern]
 
     def pause(self, key: str) -> None:
         """Hold the deliveries of conversation ``key`` (and what else its parked entries
@@ -247,6 +256,9 @@ class Outbox:
         if parked:
             # they came before everything still queued: they go first, in their order
             self._parked_count -= len(parked)
+            for entry in parked:
+                if entry.key is None:
+                    self._unpark(key, entry)
             self._queue.extendleft(reversed(parked))
         self._drain()
 
@@ -284,9 +296,10 @@ class Outbox:
         its later replies follow it (``after``)."""
         entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver, by)
         self._count(entry)
-        if leaver is not None and key is not None:
-            owed = self._owed.setdefault(leaver, {})
-            owed[key] = owed.get(key, 0) + 1
+        if entry.outsiders:
+            assert key is not None
+            for user in entry.outsiders:
+                self._owe(user, key)
         self._queue.append(entry)
         return entry.settle
 
@@ -342,7 +355,8 @@ class Outbox:
         entry of another conversation goes on; one of a held conversation is parked
         (unless granted through: ``grant``) until ``resume``; one with no conversation
         whose users are known (``shown_to``: a reply, a private message, a quit) goes on
-        unless one of them is owed a parked entry (a member of its room, or its leaver), and
+        unless one of them is owed a parked entry (a member of its room, its leaver, its
+        sender from outside, a party of a private message parked there), and
         is parked behind that entry otherwise; one that may concern anyone (users not
         named) waits while anything is parked, and so does everything after it; nothing
         passes an entry still waiting for its commit. A refused event goes at once: it
@@ -386,8 +400,9 @@ class Outbox:
 
     def _owed_by(self, entry: _Entry) -> Optional[str]:
         """A held conversation with a parked entry one of the users of ``entry`` (of no
-        conversation) is owed: its room's, or its departure from it; not one it was let out
-        of already (``passed``). None when there is none."""
+        conversation) is owed: its room's, or one owed though not a member (``_owed``: its
+        departure, its own from outside, an entry of no conversation parked there and shown
+        to it); not one it was let out of already (``passed``). None when there is none."""
         parked = self._parked
         owed = self._owed
         passed = entry.passed
@@ -408,6 +423,7 @@ class Outbox:
         while parked.get(key) is waiting and waiting and waiting[0].key is None:
             entry = waiting.popleft()
             self._parked_count -= 1
+            self._unpark(key, entry)
             entry.passed += (key,)
             owed = self._owed_by(entry)
             if owed is None:
@@ -417,9 +433,18 @@ class Outbox:
 
     def _park(self, key: str, entry: _Entry) -> None:
         """Set ``entry`` aside behind held conversation ``key``'s parked entries, off the
-        queue: its own (in order), or one of no conversation owed one of them."""
+        queue: its own (in order), or one of no conversation owed one of them (whose users
+        are then owed ``key`` too: a later reply of one of them waits behind it)."""
         self._parked.setdefault(key, deque()).append(entry)
         self._parked_count += 1
+        if entry.key is None:
+            for user in entry.shown_to or ():
+                self._owe(user, key)
+
+    def _unpark(self, key: str, entry: _Entry) -> None:
+        """``entry``, of no conversation, waits behind ``key`` no more."""
+        for user in entry.shown_to or ():
+            self._paid(user, key)
 
     def _use_grant(self, key: str) -> None:
         # only counts above zero are kept: a release walks the granted conversations, and
@@ -431,30 +456,16 @@ class Outbox:
             del self._granted[key]
 
     def _run(self, entry: _Entry) -> None:
-        concerned = self._concerned
-        by, key = entry.by, entry.key
-        if by is not None:
-            left = concerned[by] - 1
-            if left:
-                concerned[by] = left
-            else:
-                del concerned[by]
+        key = entry.key
         if key is not None:
-            left = concerned[key] - 1
-            if left:
-                concerned[key] = left
-            else:
-                del concerned[key]
+            self._uncount(key)
         if entry.concerns:
             for c in entry.concerns:
-                left = concerned[c] - 1
-                if left:
-                    concerned[c] = left
-                else:
-                    del concerned[c]
-        leaver = entry.leaver
-        if leaver is not None:
-            self._paid(leaver, entry.key)
+                self._uncount(c)
+        if entry.outsiders:
+            assert key is not None
+            for user in entry.outsiders:
+                self._paid(user, key)
         try:
             if entry.failure is None:
                 entry.deliver()
@@ -470,9 +481,13 @@ class Outbox:
             except Exception:
                 self.log.failure("a release listener failed")
 
-    def _paid(self, leaver: "User", key: Optional[str]) -> None:
-        owed = self._owed.get(leaver)
-        if owed is None or key is None or key not in owed:
+    def _owe(self, user: "User", key: str) -> None:
+        owed = self._owed.setdefault(user, {})
+        owed[key] = owed.get(key, 0) + 1
+
+    def _paid(self, user: "User", key: str) -> None:
+        owed = self._owed.get(user)
+        if owed is None or key not in owed:
             return
         left = owed[key] - 1
         if left:
@@ -480,4 +495,4 @@ class Outbox:
         else:
             del owed[key]
             if not owed:
-                del self._owed[leaver]
+                del self._owed[user]
