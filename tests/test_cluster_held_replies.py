@@ -102,3 +102,32 @@ async def test_a_quit_or_nick_change_waits_only_for_the_held_rooms_of_those_show
     await until(lambda: b.hub.outbox.pending == 0)
     assert [(e.kind, e.source.nick) for e in bob.participant.events if e.kind in (Kind.MESSAGE, Kind.NICK)] == [
         (Kind.MESSAGE, "alice"), (Kind.MESSAGE, "dave"), (Kind.NICK, "dave")]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_reply_follows_its_user_s_own_entries_parked_in_a_held_room(nodes):  # noqa: F811
+    """A user's message to a held room it is not in (the room without +n), and another's
+    private message to a member of that room, are parked behind the room though their
+    senders are not members: each sender's reply waits for its own (it went first before:
+    only members and leavers were owed the room)."""
+    a, b, gate, (alice, bob, dave), (relay_a, relay_b) = nodes
+    zed, yan = b.connect("zed"), b.connect("yan")
+    a.hub.change_room_modes(alice, "#x", [("-n", None)])
+    await until(lambda: "n" not in b.hub.rooms["#x"].modes)
+    relay_b.clock = task.Clock()  # B waits for the missing number, and never reads it itself
+    gate.closed = True
+    a.hub.send(alice, "#x", "from a")
+    await until(lambda: a.hub.outbox.pending == 0)
+    b.hub.send(dave, "#x", "from b")  # numbered after A's: B holds #x
+    b.hub.send(zed, "#x", "from outside")
+    b.hub.send(yan, "bob", "to bob")  # owed to bob, a member of #x: parked behind it
+    await b.hub.store.writer.idle()
+    assert b.hub.outbox.pending == 3
+    replies: list[str] = []
+    for user in (zed, yan):
+        b.hub.after_delivery(lambda user=user: replies.append(user.nick), user)
+    assert replies == [] and said(bob) == []
+    gate.open()
+    await until(lambda: b.hub.outbox.pending == 0)
+    assert said(bob) == ["from a", "from b", "from outside", "to bob"] and replies == ["zed", "yan"]
