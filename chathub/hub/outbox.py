@@ -111,9 +111,12 @@ class _Entry:
         #: of an entry of no one conversation, every user it is shown to, when they are
         #: few and known (a reply, a private message); None: it may concern anyone
         self.shown_to = shown_to
+        if by is not None and key is not None and key in by.rooms:
+            by = None  # a member: counted under its conversation
         #: of an entry of a conversation, the users owed it who are not its members: a
         #: departure's leaver (a PART, a KICK: out of the room, still owed it before any
-        #: later reply), the user whose event it is when not a member (``Outbox._owed``)
+        #: later reply), the user whose event it is when not a member (an operator's mode
+        #: change, a message from outside a room without +n: ``Outbox._owed``)
         self.outsiders: tuple["User", ...] = () if key is None or (leaver is None and by is None) else tuple(
             [u for u in (leaver, by) if u is not None])
         #: of a parked entry of no conversation, the held conversations it waited in and was
@@ -292,8 +295,8 @@ class Outbox:
         ``key`` names the one conversation it belongs to, if it has one (``pause``);
         without one, ``shown_to`` the users it is for, when known (a private message);
         with one, ``leaver`` the user a departure took out of that room. ``by``: the user
-        whose event it is, unless one of the conversation's (which counts for its members):
-        its later replies follow it (``after``)."""
+        whose event it is: its later replies follow it (``after``; a member of the
+        conversation is counted under it)."""
         entry = _Entry(self, deliver, on_failure, False, key, shown_to, leaver, by)
         self._count(entry)
         if entry.outsiders:

@@ -2338,10 +2338,9 @@ class ChatHub(service.Service):
                 shown_to = None
             else:
                 key, shown_to = None, self._audience(recipients, actor)
-            # its actor counted apart unless its room counts it (``Outbox.hold``'s ``by``);
-            # the call positional: one per room message
-            by = actor if actor is not None and key not in actor.rooms else None
-            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, shown_to, None, by))
+            # (the call positional: one per room message)
+            store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, shown_to, None,
+                                                               actor))
             return
         acting = self._acting(skip)
         batchable = event.kind in BATCHABLE_KINDS
@@ -2479,10 +2478,7 @@ class ChatHub(service.Service):
         held = _HeldEvent(self, event, recipients, skip, actor, receipt)
         store = self.store
         assert store is not None  # a cluster node stores (not ``cast``: a call per message)
-        # its actor counted apart when not a member (an operator's mode change, a message
-        # from outside a room without +n): ``Outbox.hold``'s ``by``
-        by = actor if actor is not None and key not in actor.rooms else None
-        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, None, leaver, by))
+        store.append(event, rooms, notify=self.outbox.hold(held.deliver, held.not_stored, key, None, leaver, actor))
         return True
 
     def admit(self, conv: str, seq: int, event: Event, own: bool) -> bool:
