@@ -811,6 +811,59 @@ async def test_messages_of_the_moment_of_a_rename_reach_everyone_or_are_refused(
         assert [e.text for e in await world.hub.recent_history(user, "#new", 50)] == ["before"]
 
 
+def settings(world, name: str) -> tuple:
+    """What a room's changes set on ``world``'s node: topic, modes, key, limit, ban masks."""
+    room = world.hub.rooms[name]
+    return room.topic, sorted(room.modes), room.key, room.limit, [entry.mask for entry in room.bans]
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(nodes):
+    """alice renames #old to #new on a and changes #new; bob, an operator on b, changes the
+    room under its old name before b applies the rename, numbered after the RENAME. Each
+    node applied its own changes when asked and the other's when they came, the two under
+    different names (two conversations, in no one order): a ended with bob's topic and
+    limit, b with alice's (a random three-node driver: a +l and a topic on one node only,
+    seed 4441). bob's changes are void at their number on every node, as a message under
+    the old name is: his node takes back what it had applied of them, and he is told."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    carol, dave = a.connect("carol"), b.connect("dave")  # members watching on each node
+    a.hub.join(carol, "#old")
+    await b.hub.claim_and_join(bob, "#old")
+    await b.hub.claim_and_join(dave, "#old")
+    await until(lambda: {"bob", "dave"} <= set(a.hub.rooms["#old"].members))
+    a.hub.change_room_modes(alice, "#old", [("+o", "bob"), ("+k", "secret"), ("+b", "x!*@*")])
+    a.hub.set_topic(alice, "#old", "first")
+    await until(lambda: settings(b, "#old") == settings(a, "#old") and b.hub.rooms["#old"].members["bob"].is_operator)
+    gate.closed = gate.back.closed = True
+    await a.hub.claim_and_rename(alice, "#old", "#new")
+    await until(lambda: a.hub.outbox.pending == 0)  # committed first: numbered first
+    a.hub.set_topic(alice, "#new", "alice's")
+    a.hub.change_room_modes(alice, "#new", [("+l", "7")])
+    await until(lambda: a.hub.outbox.pending == 0)  # at their numbers on a, before bob's come
+    b.hub.set_topic(bob, "#old", "bob's")  # b's copy is still #old
+    applied, _ = b.hub.change_room_modes(bob, "#old", [("+l", "5"), ("+m", None), ("-k", "*"), ("-b", "x!*@*")])
+    assert len(applied) == 4 and settings(b, "#old") == ("bob's", ["m", "n", "t"], None, 5, [])
+    gate.open()
+    gate.back.open()
+    relay_a, relay_b = gate.relays
+
+    def settled() -> bool:
+        return (a.hub.outbox.pending == b.hub.outbox.pending == 0 and "#new" in b.hub.rooms
+                and all(relay_a.position(c) == relay_b.position(c) for c in ("#old", "#new")))
+
+    await until(settled)
+    assert settings(a, "#new") == settings(b, "#new") == ("alice's", ["n", "t"], "secret", 7, ["x!*@*"])
+    told = sorted(e.text for e in bob.participant.events if e.kind == Kind.NOTICE and e.data.get("refers_to"))
+    assert told == ["#old: No such room (it was renamed to #new)"] * 2
+    for watcher in (carol, dave):  # nobody was shown bob's changes
+        assert [e.text for e in watcher.participant.events if e.kind == Kind.TOPIC] == ["first", "alice's"]
+        modes = [c for e in watcher.participant.events if e.kind == Kind.MODE for c in e.data["changes"]]
+        assert [tuple(c) for c in modes] == [("+o", "bob"), ("+k", "secret"), ("+b", "x!*@*"), ("+l", "7")]
+
+
 @on_postgres
 @pytest_twisted.ensureDeferred
 async def test_a_rooms_creation_time_is_its_making_joins_on_every_node(nodes, monkeypatch):

@@ -11,7 +11,7 @@ still apply.
 from __future__ import annotations
 
 import time
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, NamedTuple, Optional, Sequence
 
 from chathub.config import Config
 from chathub.hub import errors
@@ -184,3 +184,65 @@ def reset_room(room: Room) -> list[Change]:
     room.modes, room.key, room.limit = fresh.modes, None, None
     room.bans, room.excepts, room.invex, room.invited = [], [], [], set()
     return changes
+
+
+class ModeState(NamedTuple):
+    """What a room's mode changes set, as it was before a change (``take_back_room_modes``)."""
+
+    modes: frozenset[str]
+    key: Optional[str]
+    limit: Optional[int]
+    #: each list's entries (``LIST_MODES``' letters)
+    lists: dict[str, tuple[BanEntry, ...]]
+
+
+def mode_state(room: Room) -> ModeState:
+    """``room``'s flags, key, limit and mask lists now."""
+    return ModeState(frozenset(room.modes), room.key, room.limit,
+                     {letter: tuple(getattr(room, attribute)) for letter, attribute in LIST_MODES.items()})
+
+
+def take_back_room_modes(room: Room, applied: Sequence[Change], before: ModeState) -> list[Change]:
+    """Undo ``applied`` (what ``apply_room_modes`` did to ``room`` when it was as ``before``)
+    wherever what a change set still stands: a change made since over the same flag, key,
+    limit, entry or privilege stays. Returns the changes taken back, last first.
+
+    A cluster node applies its own change when asked, ahead of its number; one found void
+    there (``chathub.hub.admission``) is left out by every other node, so this one takes
+    back what it applied. A founder's grant of operator status written down stays (the
+    founder may give it again)."""
+    taken: list[Change] = []
+    for change, arg in reversed(applied):  # the last of a request's changes of one mode stands
+        adding, letter = change[0] == "+", change[1]
+        if letter in FLAG_MODES:
+            if adding == (letter in room.modes) and adding != (letter in before.modes):
+                (room.modes.discard if adding else room.modes.add)(letter)
+                taken.append((change, arg))
+        elif letter in PRIVILEGE_MODES:
+            member = room.members.get(fold(arg)) if arg else None
+            if member is not None and adding == (letter in member.privileges):
+                (member.revoke if adding else member.grant)(letter)
+                taken.append((change, arg))
+        elif letter in KEY_MODES:
+            if room.key == (arg if adding else None):
+                room.key = before.key
+                taken.append((change, arg))
+        elif letter in LIMIT_MODES:
+            if room.limit == (int(arg) if adding and arg else None):
+                room.limit = before.limit
+                taken.append((change, arg))
+        elif letter in LIST_MODES and arg:
+            entries: list[BanEntry] = getattr(room, LIST_MODES[letter])
+            folded = fold(arg)
+            listed = [entry for entry in entries if fold(entry.mask) == folded]
+            if adding and listed:
+                entries.remove(listed[0])
+                taken.append((change, arg))
+            elif not adding and not listed:
+                was = [entry for entry in before.lists[letter] if fold(entry.mask) == folded]
+                if was:
+                    # back where it stood among the entries still listed (as every other node lists it)
+                    earlier = before.lists[letter][: before.lists[letter].index(was[0])]
+                    entries.insert(sum(1 for entry in earlier if entry in entries), was[0])
+                    taken.append((change, arg))
+    return taken

@@ -21,7 +21,7 @@ import math
 import time
 from collections import ChainMap, OrderedDict
 from functools import partial
-from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, cast
+from typing import Any, Callable, Collection, Iterable, Mapping, Optional, Sequence, Union, cast
 
 from twisted.application import service
 from twisted.internet import defer
@@ -61,7 +61,7 @@ from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import MODE_SESSIONS, TARGET_SESSION, Positions, RemoteRooms
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
-from chathub.hub.roommodes import apply_room_modes, reset_room
+from chathub.hub.roommodes import ModeState, apply_room_modes, mode_state, reset_room, take_back_room_modes
 from chathub.hub.rooms import LIST_MODES, PRIVILEGE_MODES, BanEntry, Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
 from chathub.hub.storage import as_hub_error
@@ -354,7 +354,7 @@ class ChatHub(service.Service):
         #: in a cluster: this node's topic and mode changes on their way to their number,
         #: with the copy of the room they were made on and the other nodes' changes it had
         #: applied then (``_note_own_change``)
-        self._own_changes: OrderedDict[str, tuple[Room, int]] = OrderedDict()
+        self._own_changes: OrderedDict[str, tuple[Room, int, Union[ModeState, tuple[str, str, float]]]] = OrderedDict()
         #: in a cluster: rooms whose end stood at its number while this node held a copy
         #: (``_copy_outlived_its_end``), until their next JOIN
         self._outlived: OrderedDict[str, Room] = OrderedDict()
@@ -1429,7 +1429,7 @@ class ChatHub(service.Service):
             raise errors.NotRoomOperator(room.name)
         text = text[: self.config.limits.topic_length]
         event = self._event(Kind.TOPIC, user, room.name, text)
-        self._note_own_change(room, event)
+        self._note_own_change(room, event, (room.topic, room.topic_setter, room.topic_time))
         room.topic = text
         room.topic_setter = user.mask
         room.topic_time = event.time  # the event's: every node of a cluster shows this time
@@ -1676,6 +1676,7 @@ class ChatHub(service.Service):
         # the event's id and time first: a list entry is listed with the time of the MODE
         # that sets it, on this node and on every other (``apply_room_modes``)
         eid, now = self.ids.next()
+        before = mode_state(room) if self._positions is not None else None
         applied, refused = apply_room_modes(user, room, changes, self._everyone(), self.config, at=now)
         if applied:
             data: dict[str, Any] = {"changes": applied}
@@ -1687,7 +1688,8 @@ class ChatHub(service.Service):
                 if targets:
                     data[MODE_SESSIONS] = targets
             event = Event(eid, now, Kind.MODE, user.source, room.name, "", None, data)
-            self._note_own_change(room, event)
+            if before is not None:
+                self._note_own_change(room, event, before)
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.update(room)
             if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
@@ -2531,6 +2533,8 @@ class ChatHub(service.Service):
                 self._void_own(actor, event, refusal, None)
         elif own:
             self._voided[event.id] = refusal
+            if event.kind == Kind.TOPIC or event.kind == Kind.MODE:
+                self._take_back_own_change(event)
         self.log.info("{kind} {id} of {nick} in {room} is void at number {seq}: {why}", kind=event.kind,
                       id=event.id, nick=event.source.nick, room=event.target, seq=seq, why=refusal.message)
         if self.store is not None:
@@ -2642,14 +2646,41 @@ class ChatHub(service.Service):
         if self._made_ahead.pop(room.folded, None) is not None:
             room.created = event.time
 
-    def _note_own_change(self, room: Room, event: Event) -> None:
+    def _note_own_change(self, room: Room, event: Event, before: Union[ModeState, tuple[str, str, float]]) -> None:
         """In a cluster: this node applies ``event``, a TOPIC or MODE of ``room``, now, ahead
         of its number; how many other nodes' changes the copy had applied by then tells at
-        that number whether one came between (``_own_change_at_its_number``)."""
+        that number whether one came between (``_own_change_at_its_number``), and what it
+        changed from (``before``: the topic, its setter and time, or the room's
+        ``ModeState``) what to take back if it is void there (``_take_back_own_change``)."""
         if self._positions is None:
             return
-        # (bounded: a change found void never reaches its number)
-        remember(self._own_changes, event.id, (room, room.changed_elsewhere), OWN_CHANGES_KEPT)
+        # (bounded: an event never numbered, its commit failed, is forgotten in time)
+        remember(self._own_changes, event.id, (room, room.changed_elsewhere, before), OWN_CHANGES_KEPT)
+
+    def _take_back_own_change(self, event: Event) -> None:
+        """This node's TOPIC or MODE is void at its number (taken under a name the room was
+        renamed from before this node applied the rename: ``Admission.check``). Every other
+        node leaves it out; this one applied it to its copy when asked, so it takes back
+        what it set wherever that still stands (a change made since over it stays, as it
+        does on every other node). Its members were never shown it (held to its number)."""
+        noted = self._own_changes.pop(event.id, None)
+        if noted is None:
+            return
+        room, _, before = noted
+        if self.rooms.get(room.folded) is not room:
+            return  # ended since: nothing of it is left to take back
+        source = event.source
+        if isinstance(before, ModeState):
+            changes = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
+            if not take_back_room_modes(room, changes, before):
+                return
+        elif (room.topic, room.topic_setter, room.topic_time) == (event.text, source.mask, event.time):
+            room.topic, room.topic_setter, room.topic_time = before
+        else:
+            return
+        self.log.info("{kind} {id} of {nick} in {room} taken back (void at its number)", kind=event.kind,
+                      id=event.id, nick=source.nick, room=room.name)
+        self._lifetimes.update(room)
 
     def _own_change_at_its_number(self, conv: str, event: Event) -> None:
         """This node's TOPIC or MODE of room ``conv`` reached its number. It was applied
