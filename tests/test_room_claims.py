@@ -811,6 +811,14 @@ async def test_messages_of_the_moment_of_a_rename_reach_everyone_or_are_refused(
         assert [e.text for e in await world.hub.recent_history(user, "#new", 50)] == ["before"]
 
 
+async def stored_as(world, account: str, rooms: list) -> None:
+    """Wait until the store lists ``account``'s rooms as ``rooms`` (written in the background)."""
+    deadline = reactor.seconds() + 10.0
+    while (held := await world.hub.account_rooms.rooms_of(account)) != rooms:
+        assert reactor.seconds() < deadline, f"{account}'s rooms: {held}"
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
 def settings(world, name: str) -> tuple:
     """What a room's changes set on ``world``'s node: topic, modes, key, limit, ban masks."""
     room = world.hub.rooms[name]
@@ -829,7 +837,7 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
     the old name is: his node takes back what it had applied of them, and he is told."""
     a, b, gate, claims = nodes
     alice, bob = await made_on_a(a, b, "#old")
-    carol, dave = a.connect("carol"), b.connect("dave")  # members watching on each node
+    carol, dave = a.connect("carol"), b.connect("dave", account="dave")  # members watching on each node
     a.hub.join(carol, "#old")
     await b.hub.claim_and_join(bob, "#old")
     await b.hub.claim_and_join(dave, "#old")
@@ -846,6 +854,8 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
     b.hub.set_topic(bob, "#old", "bob's")  # b's copy is still #old
     applied, _ = b.hub.change_room_modes(bob, "#old", [("+l", "5"), ("+m", None), ("-k", "*"), ("-b", "x!*@*")])
     assert len(applied) == 4 and settings(b, "#old") == ("bob's", ["m", "n", "t"], None, 5, [])
+    # b wrote bob's -k for dave's account under #old, which a's rename had moved in the store
+    await stored_as(b, "dave", [("#new", "secret"), ("#old", None)])
     gate.open()
     gate.back.open()
     relay_a, relay_b = gate.relays
@@ -858,6 +868,8 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
     assert settings(a, "#new") == settings(b, "#new") == ("alice's", ["n", "t"], "secret", 7, ["x!*@*"])
     told = sorted(e.text for e in bob.participant.events if e.kind == Kind.NOTICE and e.data.get("refers_to"))
     assert told == ["#old: No such room (it was renamed to #new)"] * 2
+    # dave's account keeps the room under its name and key for his rejoin, once
+    await stored_as(b, "dave", [("#new", "secret")])
     for watcher in (carol, dave):  # nobody was shown bob's changes
         assert [e.text for e in watcher.participant.events if e.kind == Kind.TOPIC] == ["first", "alice's"]
         modes = [c for e in watcher.participant.events if e.kind == Kind.MODE for c in e.data["changes"]]

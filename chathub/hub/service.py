@@ -1692,11 +1692,15 @@ class ChatHub(service.Service):
                 self._note_own_change(room, event, before)
             self._publish(event, room.recipients(), user, rooms=[room.folded])
             self._lifetimes.update(room)
-            if self.account_rooms is not None and any(change[1] == "k" for change, _ in applied):
-                # the members' accounts keep the new key (or none) with the room, for their rejoin
-                for member in room.members.values():
-                    self.account_rooms.joined(member.user.account, room.name, room.key)
+            self._keys_changed(room, applied)
         return applied, refused
+
+    def _keys_changed(self, room: Room, changes: Sequence[Change]) -> None:
+        """After ``changes`` to ``room``: if one set or removed its key, its members'
+        accounts keep the new key (or none) with the room, for their rejoin."""
+        if self.account_rooms is not None and any(change[1] == "k" for change, _ in changes):
+            for member in room.members.values():
+                self.account_rooms.joined(member.user.account, room.name, room.key)
 
     # -- visibility (chathub.hub.visibility): every protocol asks the hub ---------------
 
@@ -2672,8 +2676,17 @@ class ChatHub(service.Service):
         source = event.source
         if isinstance(before, ModeState):
             changes = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
-            if not take_back_room_modes(room, changes, before):
+            taken = take_back_room_modes(room, changes, before)
+            if not taken:
                 return
+            self._keys_changed(room, taken)
+            if self.account_rooms is not None and room.folded != fold(event.target) and any(
+                change[1] == "k" for change, _ in taken
+            ) and fold(event.target) not in self.rooms:
+                # the key written for the members' accounts when it was asked went under the
+                # name the room had here then, which the rename had moved away in the store
+                for member in room.members.values():
+                    self.account_rooms.left(member.user.account, event.target)
         elif (room.topic, room.topic_setter, room.topic_time) == (event.text, source.mask, event.time):
             room.topic, room.topic_setter, room.topic_time = before
         else:
