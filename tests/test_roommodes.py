@@ -16,13 +16,14 @@ CONFIG = Config()
 
 
 def person(nick: str) -> User:
-    user = User(SimpleNamespace(protocol="irc"), user=nick, host="example.org")
+    user = User(SimpleNamespace(protocol="irc"), account=nick, user=nick, host="example.org")
     user.nick = user.folded = nick
     return user
 
 
 def room_with(*nicks: str) -> tuple[Room, dict[str, User]]:
     room = Room("#r")
+    room.persistent, room.founder = True, "op"  # op's grants of operator status are written down
     users = {nick: person(nick) for nick in nicks}
     for nick, user in users.items():
         room.members[nick] = Member(user, "o" if nick == "op" else "")
@@ -32,7 +33,8 @@ def room_with(*nicks: str) -> tuple[Room, dict[str, User]]:
 def everything(room: Room) -> tuple:
     return (sorted(room.modes), room.key, room.limit,
             [(e.mask, e.setter, e.time) for e in room.bans], [e.mask for e in room.excepts],
-            [e.mask for e in room.invex], {nick: m.privileges for nick, m in room.members.items()})
+            [e.mask for e in room.invex], {nick: m.privileges for nick, m in room.members.items()},
+            sorted(room.operators))
 
 
 CHANGES = st.lists(st.one_of(

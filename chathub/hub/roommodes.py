@@ -194,12 +194,15 @@ class ModeState(NamedTuple):
     limit: Optional[int]
     #: each list's entries (``LIST_MODES``' letters)
     lists: dict[str, tuple[BanEntry, ...]]
+    #: the accounts a persistent room makes operators (a founder's ``+o`` writes them down)
+    operators: frozenset[str]
 
 
 def mode_state(room: Room) -> ModeState:
     """``room``'s flags, key, limit and mask lists now."""
     return ModeState(frozenset(room.modes), room.key, room.limit,
-                     {letter: tuple(getattr(room, attribute)) for letter, attribute in LIST_MODES.items()})
+                     {letter: tuple(getattr(room, attribute)) for letter, attribute in LIST_MODES.items()},
+                     frozenset(room.operators))
 
 
 def take_back_room_modes(room: Room, applied: Sequence[Change], before: ModeState) -> list[Change]:
@@ -209,8 +212,7 @@ def take_back_room_modes(room: Room, applied: Sequence[Change], before: ModeStat
 
     A cluster node applies its own change when asked, ahead of its number; one found void
     there (``chathub.hub.admission``) is left out by every other node, so this one takes
-    back what it applied. A founder's grant of operator status written down stays (the
-    founder may give it again)."""
+    back what it applied."""
     taken: list[Change] = []
     for change, arg in reversed(applied):  # the last of a request's changes of one mode stands
         adding, letter = change[0] == "+", change[1]
@@ -223,6 +225,10 @@ def take_back_room_modes(room: Room, applied: Sequence[Change], before: ModeStat
             if member is not None and adding == (letter in member.privileges):
                 (member.revoke if adding else member.grant)(letter)
                 taken.append((change, arg))
+                account = fold(member.user.account) if letter == "o" and member.user.account else None
+                if account is not None and (account in room.operators) != (account in before.operators):
+                    # a founder's grant written down (``_privilege``) goes with it
+                    (room.operators.add if account in before.operators else room.operators.discard)(account)
         elif letter in KEY_MODES:
             if room.key == (arg if adding else None):
                 room.key = before.key
