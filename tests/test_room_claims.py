@@ -845,9 +845,11 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
     a.hub.change_room_modes(alice, "#old", [("+o", "bob"), ("+k", "secret"), ("+b", "x!*@*")])
     a.hub.set_topic(alice, "#old", "first")
     await until(lambda: settings(b, "#old") == settings(a, "#old") and b.hub.rooms["#old"].members["bob"].is_operator)
+    await stored_as(a, "dave", [("#old", "secret")])  # kept with the key, for dave's rejoin
     gate.closed = gate.back.closed = True
     await a.hub.claim_and_rename(alice, "#old", "#new")
     await until(lambda: a.hub.outbox.pending == 0)  # committed first: numbered first
+    await stored_as(a, "dave", [("#new", "secret")])  # the rename moved the accounts' rooms
     a.hub.set_topic(alice, "#new", "alice's")
     a.hub.change_room_modes(alice, "#new", [("+l", "7")])
     await until(lambda: a.hub.outbox.pending == 0)  # at their numbers on a, before bob's come
