@@ -554,8 +554,8 @@ def test_a_part_ending_a_room_that_had_nothing_remembered_leaves_no_entry():
 
 
 def test_what_comes_under_a_name_after_its_rename_is_void_until_a_room_of_it_is_made():
-    """A message or a JOIN numbered under a room's old name after its RENAME was sent to a
-    copy that had not applied it: void. A change of case keeps the name (it voided the
+    """A message, a JOIN, a TOPIC or a MODE numbered under a room's old name after its
+    RENAME was sent to (or made by) a copy that had not applied it: void. A change of case keeps the name (it voided the
     room's every message), and a rename back to a name renamed away gives it back."""
     from chathub.hub.roomclaims import ROOM_CLAIM
 
@@ -569,12 +569,16 @@ def test_what_comes_under_a_name_after_its_rename_is_void_until_a_room_of_it_is_
 
     assert check("#r", make.msg("alice", "#r", "", Kind.RENAME, data={"new": "#R"})) is None  # case only
     assert check("#r", make.msg("bob", "#r", "still the room")) is None
+    assert check("#r", make.msg("bob", "#r", "a topic", Kind.TOPIC)) is None
     assert check("#r", make.msg("alice", "#r", "", Kind.RENAME, data={"new": "#s"})) is None
     assert check("#r", make.msg("bob", "#r", "to the old name")) == "cannot_send"
     assert check("#r", make.msg("bob", "#r", "", Kind.JOIN, data={JOIN_SEEN: 1})) == "no_such_room"
+    assert check("#r", make.msg("bob", "#r", "late topic", Kind.TOPIC)) == "no_such_room"
+    assert check("#r", make.msg("bob", "#r", "", Kind.MODE, data={"changes": [["+l", "5"]]})) == "no_such_room"
     assert check("#s", make.msg("bob", "#s", "to the new one")) is None
     assert check("#s", make.msg("alice", "#s", "", Kind.RENAME, data={"new": "#r"})) is None  # back
     assert check("#r", make.msg("bob", "#r", "the room again")) is None
     assert check("#s", make.msg("bob", "#s", "now the old name")) == "cannot_send"
     assert check("#s", make.msg("eve", "#s", "", Kind.JOIN, data={ROOM_CLAIM: "t"})) is None  # made again
     assert check("#s", make.msg("eve", "#s", "a new #s")) is None
+    assert check("#s", make.msg("eve", "#s", "", Kind.MODE, data={"changes": [["+m", None]]})) is None

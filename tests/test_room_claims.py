@@ -880,6 +880,31 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_join_of_the_moment_of_a_rename_leaves_nothing_in_its_accounts_rooms(nodes):
+    """erin (b) joins #old after a renamed it, before b applies the rename: her JOIN is void
+    at its number and undone, but the room b had written for her account went under the old
+    name, which the rename had moved in the store: her next login joined (made) #old."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#old")
+    dave, erin = b.connect("dave", account="dave"), b.connect("erin", account="erin")
+    await b.hub.claim_and_join(dave, "#old")
+    await stored_as(b, "dave", [("#old", None)])
+    gate.closed = gate.back.closed = True
+    await a.hub.claim_and_rename(alice, "#old", "#new")
+    await until(lambda: a.hub.outbox.pending == 0)
+    await stored_as(a, "dave", [("#new", None)])  # the rename moved the accounts' rooms
+    await b.hub.claim_and_join(erin, "#old")  # b's copy is still #old
+    await stored_as(b, "erin", [("#old", None)])
+    gate.open()
+    gate.back.open()
+    await until(lambda: "#new" in b.hub.rooms and b.hub.outbox.pending == 0)
+    assert "erin" not in b.hub.rooms["#new"].members
+    await stored_as(b, "erin", [])
+    await stored_as(b, "dave", [("#new", None)])
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_rooms_creation_time_is_its_making_joins_on_every_node(nodes, monkeypatch):
     """Each node stamped its copy with its own clock when it applied the making JOIN: IRC's
     329 differed between nodes by seconds on a busy machine (a random two-node driver)."""

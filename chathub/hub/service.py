@@ -2661,6 +2661,17 @@ class ChatHub(service.Service):
         # (bounded: an event never numbered, its commit failed, is forgotten in time)
         remember(self._own_changes, event.id, (room, room.changed_elsewhere, before), OWN_CHANGES_KEPT)
 
+    def _forget_old_name(self, room: Room, name: str, users: Iterable[User]) -> None:
+        """``users``' accounts were written down (``account_rooms``) as in ``room`` under
+        ``name``, the name it had here when a request now void was asked, and it has been
+        renamed since: the store's rename had moved the accounts' rooms already, so that
+        row is another, under a name no room holds, which their next login would join
+        (make). It goes, unless a room holds that name here again."""
+        if self.account_rooms is None or room.folded == fold(name) or fold(name) in self.rooms:
+            return
+        for user in users:
+            self.account_rooms.left(user.account, name)
+
     def _take_back_own_change(self, event: Event) -> None:
         """This node's TOPIC or MODE is void at its number (taken under a name the room was
         renamed from before this node applied the rename: ``Admission.check``). Every other
@@ -2680,13 +2691,8 @@ class ChatHub(service.Service):
             if not taken:
                 return
             self._keys_changed(room, taken)
-            if self.account_rooms is not None and room.folded != fold(event.target) and any(
-                change[1] == "k" for change, _ in taken
-            ) and fold(event.target) not in self.rooms:
-                # the key written for the members' accounts when it was asked went under the
-                # name the room had here then, which the rename had moved away in the store
-                for member in room.members.values():
-                    self.account_rooms.left(member.user.account, event.target)
+            if any(change[1] == "k" for change, _ in taken):
+                self._forget_old_name(room, event.target, [member.user for member in room.members.values()])
         elif (room.topic, room.topic_setter, room.topic_time) == (event.text, source.mask, event.time):
             room.topic, room.topic_setter, room.topic_time = before
         else:
@@ -2791,6 +2797,7 @@ class ChatHub(service.Service):
                 self._leave(actor, room)
                 if self.account_rooms is not None:
                     self.account_rooms.left(actor.account, room.name)
+                    self._forget_old_name(room, event.target, [actor])
         if receipt is not None:
             receipt.refuse(event.target, Failure(refusal))
             return
