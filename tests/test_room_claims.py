@@ -854,8 +854,10 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
     a.hub.change_room_modes(alice, "#new", [("+l", "7")])
     await until(lambda: a.hub.outbox.pending == 0)  # at their numbers on a, before bob's come
     b.hub.set_topic(bob, "#old", "bob's")  # b's copy is still #old
-    applied, _ = b.hub.change_room_modes(bob, "#old", [("+l", "5"), ("+m", None), ("-k", "*"), ("-b", "x!*@*")])
-    assert len(applied) == 4 and settings(b, "#old") == ("bob's", ["m", "n", "t"], None, 5, [])
+    applied, _ = b.hub.change_room_modes(bob, "#old", [("+l", "5"), ("+m", None), ("-k", "*"), ("-b", "x!*@*"),
+                                                       ("+v", "dave")])
+    assert len(applied) == 5 and settings(b, "#old") == ("bob's", ["m", "n", "t"], None, 5, [])
+    b.hub.change_nick(dave, "dave2")  # before bob's MODE is at its number: taken back all the same
     # b wrote bob's -k for dave's account under #old, which a's rename had moved in the store
     await stored_as(b, "dave", [("#new", "secret"), ("#old", None)])
     gate.open()
@@ -868,6 +870,7 @@ async def test_changes_of_the_moment_of_a_rename_end_the_same_on_every_node(node
 
     await until(settled)
     assert settings(a, "#new") == settings(b, "#new") == ("alice's", ["n", "t"], "secret", 7, ["x!*@*"])
+    assert members(a, "#new") == members(b, "#new") == {"alice": "o", "bob": "o", "carol": "", "dave2": ""}
     told = sorted(e.text for e in bob.participant.events if e.kind == Kind.NOTICE and e.data.get("refers_to"))
     assert told == ["#old: No such room (it was renamed to #new)"] * 2
     # dave's account keeps the room under its name and key for his rejoin, once

@@ -490,7 +490,7 @@ class RemoteRooms:
         changes = [tuple(change) for change in (event.data or {}).get("changes", ())]
         sessions = (event.data or {}).get(MODE_SESSIONS)
         if isinstance(sessions, dict) and sessions:
-            followed = _following(room, changes, sessions)
+            followed = following_renames(room, changes, sessions)
             if followed != changes:
                 # renamed since the setting node saw it (its NICK numbered before this MODE,
                 # which that node applied at once): the same member, its lines naming it by
@@ -642,9 +642,12 @@ def _move_member(room: Room, folded: str, member: Member, to: User) -> None:
     to.add_room(room)
 
 
-def _following(room: Room, changes: list[tuple[Any, ...]], sessions: dict[Any, Any]) -> list[tuple[Any, ...]]:
+def following_renames(
+    room: Room, changes: list[tuple[Any, ...]], sessions: dict[Any, Any]
+) -> list[tuple[Any, ...]]:
     """``changes`` with each privilege change whose nick ``room`` does not list now naming the
-    member of the connection ``sessions`` gives for that nick, when one is listed."""
+    member of the connection ``sessions`` (a MODE's ``MODE_SESSIONS``) gives for that nick,
+    when one is listed: its target renamed since the MODE was made."""
     followed = []
     for change in changes:
         if len(change) == 2 and isinstance(change[1], str) and fold(change[1]) not in room.members:

@@ -59,7 +59,7 @@ from chathub.hub.outbox import Outbox, Receipt, not_stored_text
 from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
-from chathub.hub.replica import MODE_SESSIONS, TARGET_SESSION, Positions, RemoteRooms
+from chathub.hub.replica import MODE_SESSIONS, TARGET_SESSION, Positions, RemoteRooms, following_renames
 from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import ModeState, apply_room_modes, mode_state, reset_room, take_back_room_modes
 from chathub.hub.rooms import LIST_MODES, PRIVILEGE_MODES, BanEntry, Member, Room
@@ -1695,12 +1695,14 @@ class ChatHub(service.Service):
             self._keys_changed(room, applied)
         return applied, refused
 
-    def _keys_changed(self, room: Room, changes: Sequence[Change]) -> None:
+    def _keys_changed(self, room: Room, changes: Sequence[Change]) -> bool:
         """After ``changes`` to ``room``: if one set or removed its key, its members'
-        accounts keep the new key (or none) with the room, for their rejoin."""
-        if self.account_rooms is not None and any(change[1] == "k" for change, _ in changes):
-            for member in room.members.values():
-                self.account_rooms.joined(member.user.account, room.name, room.key)
+        accounts keep the new key (or none) with the room, for their rejoin. Whether one did."""
+        if self.account_rooms is None or not any(change[1] == "k" for change, _ in changes):
+            return False
+        for member in room.members.values():
+            self.account_rooms.joined(member.user.account, room.name, room.key)
+        return True
 
     # -- visibility (chathub.hub.visibility): every protocol asks the hub ---------------
 
@@ -2686,12 +2688,14 @@ class ChatHub(service.Service):
             return  # ended since: nothing of it is left to take back
         source = event.source
         if isinstance(before, ModeState):
-            changes = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
+            changes: list[tuple[Any, ...]] = [(str(c[0]), c[1]) for c in event.data.get("changes", ()) if c]
+            sessions = event.data.get(MODE_SESSIONS)
+            if isinstance(sessions, dict) and sessions:
+                changes = following_renames(room, changes, sessions)  # a target renamed since
             taken = take_back_room_modes(room, changes, before)
             if not taken:
                 return
-            self._keys_changed(room, taken)
-            if any(change[1] == "k" for change, _ in taken):
+            if self._keys_changed(room, taken):
                 self._forget_old_name(room, event.target, [member.user for member in room.members.values()])
         elif (room.topic, room.topic_setter, room.topic_time) == (event.text, source.mask, event.time):
             room.topic, room.topic_setter, room.topic_time = before
