@@ -914,6 +914,52 @@ def test_a_quit_applied_again_in_another_room_leaves_the_nicks_new_holder_of_ano
     assert sorted(b.hub.rooms["#r2"].members) == ["alice", "bob"]
 
 
+def a_late_join_of_the_earlier_holder(part: bool, account=None):
+    """Node a's alice (in #r1 on b, beside b's bob) joins #r2 (and, with ``part``, leaves
+    it) and quits; node c gives her nick to a new connection, which joins #r3. On node b
+    the QUIT comes first, at its number in #r1; then the newcomer's JOIN; then #r2's gap
+    fills: alice's JOIN (and PART) of #r2, numbered before her QUIT, and (without
+    ``part``) the QUIT at its number there; with ``account``, both log in to it. Returns b
+    and the newcomer's QUIT."""
+    a, b, c = three_nodes()
+    alice = a.connect("alice", account=account)
+    bob = b.connect("bob")
+    for room in ("#r1", "#r2", "#r3"):
+        b.hub.join(bob, room)
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, alice.source, "#r1"), "#r1")
+    late = [a.hub.ids.make(Kind.JOIN, alice.source, "#r2")]
+    if part:
+        late.append(a.hub.ids.make(Kind.PART, alice.source, "#r2"))
+    quit_event = a.hub.quit(alice, "bye")
+    b.hub.deliver_remote(quit_event, "#r1")
+    newcomer = c.connect("alice", account=account)
+    b.hub.deliver_remote(c.hub.ids.make(Kind.JOIN, newcomer.source, "#r3"), "#r3")
+    for event in late:
+        b.hub.deliver_remote(event, "#r2")
+    if not part:
+        b.hub.deliver_again(quit_event, "#r2")
+    return b, c.hub.quit(newcomer, "bye")
+
+
+@pytest.mark.parametrize("account", [None, "alice"])
+@pytest.mark.parametrize("part", [False, True])
+def test_a_late_join_of_a_nicks_earlier_holder_leaves_its_new_holder_listed(part, account):
+    """The earlier holder's JOIN, late on this node, found the nick's new holder (of a third
+    node) listed under it and took that one for an earlier holder: set it aside for a QUIT
+    that had come already, and made a stand-in for the late joiner. The new holder stayed in
+    its rooms here when its own QUIT came (its nick no longer listed it): a member no other
+    node listed (a random three-node driver's fourth case: a second holder of a nick kept in
+    a room of one node only). The directory says who holds the nick now: the late joiner is
+    the one set aside, and its PART, or its QUIT at its number in that room, takes it out."""
+    b, newcomers_quit = a_late_join_of_the_earlier_holder(part, account)
+    r2, r3 = b.hub.rooms["#r2"], b.hub.rooms["#r3"]
+    assert sorted(r2.members) == ["bob"] and sorted(r3.members) == ["alice", "bob"]
+    assert b.hub.replica.users["alice"] is r3.members["alice"].user
+    b.hub.deliver_remote(newcomers_quit, "#r3")
+    assert sorted(r3.members) == ["bob"]
+    assert "alice" not in b.hub.replica.users and not b.hub.replica._earlier
+
+
 def test_a_nick_taken_by_a_rename_on_a_third_node_before_the_earlier_holders_quit_arrives():
     """The same with the new holder renaming to the nick: its NICK, applied before the
     earlier holder's QUIT reached this node, took the nick's place here and left the

@@ -149,6 +149,9 @@ class RemoteRooms:
         folded = fold(source.nick)
         user = self.users.get(folded)
         if user is not None and self._someone_else(user, event):
+            earlier = self._late_earlier_holder(user, event, folded, node)
+            if earlier is not None:
+                return earlier
             # the nick's earlier holder, of another node: its QUIT or NICK, which freed the
             # nick, is still on its way here (behind a gap of one of its rooms) while the new
             # holder's event came first. Set aside for it: that QUIT took the new holder out
@@ -174,6 +177,39 @@ class RemoteRooms:
                 user = _stand_in(source, maker or node)
             self.users[folded] = user
         return user
+
+    def _late_earlier_holder(self, listed: User, event: Event, folded: str, node: str) -> Optional[User]:
+        """The sender of ``event`` when it is the nick's earlier holder and ``listed``, of
+        another node or connection, the holder now (as the directory says): a JOIN of the
+        earlier holder, numbered before its QUIT or NICK, reached this node after the new
+        holder's first event (behind a gap of its room). Taken for the earlier one,
+        ``listed`` was set aside for a QUIT that had come already, and stayed in its rooms
+        here when its own QUIT came (a member no other node listed). The sender stands
+        aside instead, for its QUIT or NICK (``leaver``); None otherwise."""
+        remote = self.hub.remote
+        said = remote.said(event.source.nick) if remote is not None else None
+        if said is None or said.node != getattr(listed.participant, "node", "") or said.session != listed.session:
+            return None  # not the holder now, as far as this node knows
+        source = event.source
+        maker = remote.node_of(event) if remote is not None else None
+        key = (maker or node, folded)
+        earlier = self._earlier.get(key)
+        if earlier is not None:
+            if source.session and earlier.session != source.session:
+                return None  # aside already for another earlier holder: as before
+            return earlier
+        earlier = _stand_in(source, maker or node)
+        self._earlier[key] = earlier
+        if len(self._earlier) > EARLIER_KEPT:
+            _, oldest = self._earlier.popitem(last=False)
+            self._leave_all(oldest)
+        return earlier
+
+    def _forget_earlier(self, user: User) -> None:
+        """``user``, set aside as a nick's earlier holder, left its last room here."""
+        key = (getattr(user.participant, "node", ""), user.folded or "")
+        if self._earlier.get(key) is user:
+            del self._earlier[key]
 
     def apply(self, event: Event) -> None:
         """Apply another node's room event, then deliver it to the local members it concerns."""
@@ -242,6 +278,8 @@ class RemoteRooms:
             return
         if self.users.get(old) is user and (event.kind == Kind.NICK or not user.rooms):
             self.users.pop(old)  # listed under the nick it has now (a quitter: in no room left)
+        elif event.kind == Kind.QUIT and not user.rooms:
+            self._forget_earlier(user)  # its late JOIN's stand-in, aside for this QUIT
         self.publish(event, recipients)
         if self._vacating:
             self._check_vacated()
@@ -313,7 +351,8 @@ class RemoteRooms:
             member = room.members.get(fold(nick))
         recipients: Sequence[User] = room.recipients()
         if member is not None and event.kind == Kind.PART:
-            parter = self.users.get(fold(nick))
+            # the nick's earlier holder, when another node's user holds it here now
+            parter = self.leaver(event)
             if parter is not None and member.user is not parter:
                 # the nick is this node's user's here now; the parter, another node's
                 # earlier holder of it, is listed aside (``Room.displace``) or not at all
@@ -322,7 +361,11 @@ class RemoteRooms:
         if member is not None:
             self.hub.leave_room(member.user, room)
             if isinstance(member.user.participant, RemoteParticipant) and not member.user.rooms:
-                self.users.pop(fold(nick), None)
+                listed = self.users.get(fold(nick))
+                if listed is not None and listed is not member.user and listed.rooms:
+                    self._forget_earlier(member.user)  # the nick's earlier holder: the holder stays
+                else:
+                    self.users.pop(fold(nick), None)
             recipients = _but_namesakes(recipients, member.user, fold(nick))
         self.publish(event, recipients)
 
