@@ -53,7 +53,7 @@ async def cluster_node(
     relay = ClusterRelay(
         hub.store, backplane, hub.deliver_remote, reactor, gap_wait=0.02, outbox=hub.outbox,
         made_here=hub.ids.made_here, held_alone=hub.held_alone, admit=hub.admit, batching=hub.batching,
-        live=hub.room_is_live,
+        live=hub.room_is_live, deliver_again=hub.deliver_again,
     )
     await hub.join_cluster(backplane, relay, reactor, wait=2.0)
     relay.start()

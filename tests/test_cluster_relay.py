@@ -18,6 +18,7 @@ from chathub.cluster import relay as relay_module
 from chathub.cluster.relay import FORGET_TICKS, ClusterRelay, GroupForm
 from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
+from chathub.hub.roomclaims import ROOM_CLAIM
 from tests.store_fixtures import *  # noqa: F401,F403 (fixtures)
 from tests.store_fixtures import EventMaker
 from tests.support import until
@@ -979,3 +980,95 @@ async def test_a_row_of_its_own_the_store_never_told_of_holds_nothing_for_good(n
     await say(a, make, ["after it"])
     await until(lambda: b.texts()[-1:] == ["after it"], timeout=10)
     assert b.texts() == ["first", "after it"]  # the untold row passed over, not shown
+
+
+# -- a room first heard of while the hub holds no copy waits for the room ---------------------
+
+
+def unheld_room(node: Node, room: str = "#new") -> EventMaker:
+    """``room`` is no room ``node``'s hub holds (a rename's new name whose RENAME has not
+    reached it); returns a maker of the other node's events."""
+    node.gone.add(room)
+    return EventMaker()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_first_heard_of_without_a_copy_waits_until_another_event_makes_it_here(nodes):
+    """Delivered at once, what was said in a rename's new name before the RENAME reached
+    this node went to no room (shown to none of its members). Held, it is handed over, in
+    its order, after the event that brings the room (the RENAME, in its old name's order)."""
+    b = await nodes("b")
+    make = unheld_room(b)
+    x, y = make.msg("a", "#new", "x"), make.msg("a", "#new", "y")
+    arrives(b, y, 6, "#new")
+    arrives(b, x, 5, "#new")
+    assert b.got == [] and b.relay.position("#new") is None
+    rename = make.msg("a", "#old", "renamed", kind=Kind.RENAME, data={"new": "#new"})
+    b.gone.discard("#new")  # what handing the RENAME over does in the hub
+    arrives(b, rename, 1, "#old")
+    assert b.texts() == ["renamed", "x", "y"] and b.convs == ["#old", "#new", "#new"]
+    assert b.relay.position("#new") == 6 and not b.relay.began_unseen("#new")
+    arrives(b, make.msg("a", "#new", "z"), 7, "#new")
+    assert b.texts()[-1] == "z"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_whose_making_never_came_waits_a_few_gap_waits_and_goes_on(nodes):
+    """No event makes the room (its making's message was lost): after ``AWAIT_WAITS`` gap
+    waits its events go on as before the wait, the room's order marked as begun unseen."""
+    b = await nodes("b")
+    make = unheld_room(b)
+    arrives(b, make.msg("a", "#new", "x"), 3, "#new")
+    started = reactor.seconds()
+    await until(lambda: b.texts() == ["x"])
+    assert reactor.seconds() - started >= relay_module.AWAIT_WAITS * b.relay.wait * 0.9
+    assert b.relay.began_unseen("#new") and not b.relay._awaited
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rooms_making_is_not_held_and_lets_what_waited_before_it_go_on(nodes):
+    """A JOIN that makes the room (with its claim) is never held: what came before it goes
+    on with it, in number order."""
+    b = await nodes("b")
+    make = unheld_room(b)
+    arrives(b, make.msg("a", "#new", "x"), 2, "#new")
+    assert b.got == []
+    arrives(b, make.msg("a", "#new", "made", kind=Kind.JOIN, data={ROOM_CLAIM: "token"}), 1, "#new")
+    assert b.texts() == ["made", "x"]
+    arrives(b, make.msg("a", "#other", "made", kind=Kind.JOIN, data={ROOM_CLAIM: "token"}), 1, "#other")
+    assert b.texts()[-1] == "made"  # heard of first at its making: at once
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_own_event_of_a_room_held_for_its_copy_lets_what_waited_go_on_first(nodes):
+    """This node numbered an event of the room: the room is here, and the other node's
+    events numbered before it are handed over first."""
+    b = await nodes("b")
+    make = unheld_room(b)
+    arrives(b, make.msg("a", "#new", "theirs"), 1, "#new")
+    own = make.msg("b", "#new", "mine")
+    held(b, own)
+    committed(b, own, 2, "#new")
+    assert b.texts() == ["theirs"] and b.relay.position("#new") == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_room_held_for_its_copy_may_hold_is_bounded(nodes, monkeypatch):
+    """Past ``max_ahead`` events of one room, or ``AWAITED_MOST`` rooms, nothing more is
+    held: the room's events go on as before the wait; a stopped relay's waits end."""
+    monkeypatch.setattr(relay_module, "AWAITED_MOST", 1)
+    b = await nodes("b")
+    make = unheld_room(b)
+    b.gone.add("#second")
+    b.relay.max_ahead = 3
+    arrives(b, make.msg("a", "#second", "s"), 1, "#second")
+    arrives(b, make.msg("a", "#new", "n"), 1, "#new")  # past AWAITED_MOST rooms: at once
+    assert b.texts() == ["n"]
+    for seq in (2, 3):
+        arrives(b, make.msg("a", "#second", f"s{seq}"), seq, "#second")
+    assert b.texts() == ["n", "s", "s2", "s3"] and not b.relay._awaited
+    b.gone.add("#third")
+    arrives(b, make.msg("a", "#third", "t"), 1, "#third")
+    (_, timer), = b.relay._awaited.values()
+    b.relay.stop()
+    assert not timer.active() and not b.relay._awaited

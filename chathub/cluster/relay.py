@@ -51,6 +51,7 @@ from twisted.logger import Logger
 from chathub.counters import LATENCY_BUCKETS, Histogram
 from chathub.events import Event, Kind, Source
 from chathub.hub.outbox import Outbox
+from chathub.hub.roomclaims import ROOM_CLAIM
 from chathub.interfaces import IBackplane
 from chathub.names import is_room_name
 from chathub.store.interfaces import IStore
@@ -89,6 +90,12 @@ READ_AT_ONCE = 2**63
 
 #: the longest a gap waits for its doorbell message, however late they come (seconds)
 MAX_WAIT = 5.0
+#: rooms whose events wait at once for the room to be here (``_await_room``): past it, a
+#: room first heard of is delivered at once, as before the wait
+AWAITED_MOST = 1000
+#: how many gap waits (``ClusterRelay.wait``) a room first heard of waits for the room to be
+#: here: a RENAME behind a gap of its old name's order is read from the store after one
+AWAIT_WAITS = 4
 #: the longest a row of this node's own, found in a gap, waits for the store to tell the
 #: relay of its commit before it is passed over (seconds; a commit is told of in milliseconds)
 UNTOLD_WAIT = 10.0
@@ -399,6 +406,11 @@ class ClusterRelay:
         #: the rooms whose state the hub took meanwhile (``start_at``): what was held of
         #: them at or below that number is in it
         self._started: set[str] = set()
+        #: room -> (its events by number, the timer of the wait's end): rooms first heard
+        #: of while the hub holds no copy, by an event that does not make them (a rename's
+        #: new name whose RENAME is behind a gap of the old name's order here), until the
+        #: room is here or ``AWAIT_WAITS`` gap waits passed (``_await_room``)
+        self._awaited: dict[str, tuple[dict[int, Event], IDelayedCall]] = {}
         #: counters, for tests and metrics
         self.published = 0
         self.received = 0
@@ -427,6 +439,10 @@ class ClusterRelay:
         if self._stopped:
             return
         self._stopped = True
+        for _, timer in self._awaited.values():
+            if timer.active():
+                timer.cancel()
+        self._awaited.clear()
         self.log.info(
             "cluster relay: published {published} groups, received {received}, dropped {duplicates} "
             "duplicates, fetched {fetched} missed events, passed {passed} with no audience here, "
@@ -502,6 +518,47 @@ class ClusterRelay:
         # gap, read from the store once the room starts)
         return True
 
+    def _await_room(self, conv: str, seq: int, event: Event) -> bool:
+        """Hold ``event`` of ``conv``, a room first heard of here, while the hub holds no copy
+        of it (True; a JOIN that makes it is handed over at once, after what was held).
+        Such a room is mostly a rename's new
+        name, whose RENAME waits here behind a gap of the old name's order: delivered at
+        once, its messages found no room and were shown to none of this node's members,
+        and a NICK or QUIT numbered in it missed the members the late rename brought (a
+        member left listed on one node only). Its events go on once another node's event
+        made the room here (``_hand_over``), this node numbered one of its own, or
+        ``AWAIT_WAITS`` gap waits passed (a room whose making was lost: as before the
+        wait, that much later); False when nothing is held."""
+        held = self._awaited.get(conv)
+        if held is None:
+            if not is_room_name(conv) or self._live(conv) or len(self._awaited) >= AWAITED_MOST:
+                return False
+            wait = min(MAX_WAIT, AWAIT_WAITS * self.wait)
+            held = self._awaited[conv] = ({}, self.clock.callLater(wait, self._room_here, conv))
+        events = held[0]
+        events.setdefault(seq, event)
+        if (event.kind == Kind.JOIN and event.data and ROOM_CLAIM in event.data) or len(events) >= self.max_ahead:
+            self._room_here(conv)  # its making (with what came before it), or held to the bound
+        return True
+
+    def _room_here(self, conv: str) -> None:
+        """Deliver what ``_await_room`` held of ``conv``, in number order, from its first."""
+        held = self._awaited.pop(conv, None)
+        if held is None or self._stopped:
+            return
+        events, timer = held
+        if timer.active():
+            timer.cancel()
+        first = min(events)
+        state = self.conversations.get(conv) or self._revive(conv)
+        if state is None:
+            self.conversations[conv] = state = _Conversation(first - 1, first, self.tick)
+            self._recent.append(conv)
+            state.unseen = not self._live(conv)  # no copy here: its making may be what was lost
+        with self._batching():
+            for seq in sorted(events):
+                self._arrived(conv, seq, events[seq])
+
     def movable(self, conv: str, seq: int) -> bool:
         """Whether ``conv`` may start at ``seq`` (``start_at``): not delivered past it, and
         none of this node's own events of it on their way (their outbox entries wait for
@@ -574,6 +631,8 @@ class ClusterRelay:
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
+        if conv in self._awaited:
+            self._room_here(conv)  # the room is here: this node numbered an event of it
         state = self.conversations.get(conv) or self._revive(conv)
         if state is None:
             if self._unknown is not None and conv in self._unknown:
@@ -713,6 +772,8 @@ class ClusterRelay:
         if state is None:  # first heard of (or heard of again once forgotten): it starts here
             if self._unknown is not None and self._hold_unknown(conv, seq, event):
                 return
+            if self._await_room(conv, seq, event):
+                return
             self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
             self._recent.append(conv)
             if is_room_name(conv) and not self._live(conv):
@@ -803,6 +864,9 @@ class ClusterRelay:
             self.deliver(event, conv)
         except Exception:
             self.log.failure("delivering another node's event failed")
+        if self._awaited:
+            for awaited in [c for c in self._awaited if self._live(c)]:
+                self._room_here(awaited)  # renamed to that name (or made) by this event
 
     # -- gaps ---------------------------------------------------------------------------
 
