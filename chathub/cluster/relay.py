@@ -631,7 +631,7 @@ class ClusterRelay:
     def _own(self, conv: str, seq: int, held: bool, event: Event) -> None:
         """This node committed number ``seq`` of ``conv`` (told before the outbox delivers
         it); ``held``: the outbox holds its delivery under ``conv`` and says when it ran."""
-        if conv in self._awaited:
+        if self._awaited and conv in self._awaited:
             self._room_here(conv)  # the room is here: this node numbered an event of it
         state = self.conversations.get(conv) or self._revive(conv)
         if state is None:
