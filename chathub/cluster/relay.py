@@ -521,14 +521,14 @@ class ClusterRelay:
     def _await_room(self, conv: str, seq: int, event: Event) -> bool:
         """Hold ``event`` of ``conv``, a room first heard of here, while the hub holds no copy
         of it (True; a JOIN that makes it is handed over at once, after what was held).
-        Such a room is mostly a rename's new
-        name, whose RENAME waits here behind a gap of the old name's order: delivered at
-        once, its messages found no room and were shown to none of this node's members,
-        and a NICK or QUIT numbered in it missed the members the late rename brought (a
-        member left listed on one node only). Its events go on once another node's event
-        made the room here (``_hand_over``), this node numbered one of its own, or
-        ``AWAIT_WAITS`` gap waits passed (a room whose making was lost: as before the
-        wait, that much later); False when nothing is held."""
+        Such a room is mostly a rename's new name, whose RENAME waits here behind a gap of
+        the old name's order: delivered at once, its messages found no room and were shown
+        to none of this node's members, and a NICK or QUIT numbered in it missed the
+        members the late rename brought (a member left listed on one node only). Its
+        events go on once another node's JOIN or RENAME made the room here
+        (``_hand_over``), this node numbered one of its own, or ``AWAIT_WAITS`` gap waits
+        passed (a room whose making was lost: as before the wait, that much later); False
+        when nothing is held."""
         held = self._awaited.get(conv)
         if held is None:
             if not is_room_name(conv) or self._live(conv) or len(self._awaited) >= AWAITED_MOST:
@@ -864,7 +864,7 @@ class ClusterRelay:
             self.deliver(event, conv)
         except Exception:
             self.log.failure("delivering another node's event failed")
-        if self._awaited:
+        if self._awaited and (event.kind == Kind.RENAME or event.kind == Kind.JOIN):
             for awaited in [c for c in self._awaited if self._live(c)]:
                 self._room_here(awaited)  # renamed to that name (or made) by this event
 

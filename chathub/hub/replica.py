@@ -199,10 +199,7 @@ class RemoteRooms:
                 return None  # aside already for another earlier holder: as before
             return earlier
         earlier = _stand_in(source, maker or node)
-        self._earlier[key] = earlier
-        if len(self._earlier) > EARLIER_KEPT:
-            _, oldest = self._earlier.popitem(last=False)
-            self._leave_all(oldest)
+        self._set_aside(folded, earlier)  # (under ``key``: the stand-in is of that node)
         return earlier
 
     def _forget_earlier(self, user: User) -> None:
