@@ -758,28 +758,6 @@ async def test_a_rename_to_a_name_another_node_is_making_is_refused_at_once(node
 
 @on_postgres
 @pytest_twisted.ensureDeferred
-async def test_a_rename_into_the_name_of_a_room_that_just_ended_waits_out_the_claim_wait(nodes):
-    """A room's end frees its name at once, but a user whose node's copy outlived the end
-    (joined it that moment) makes the room anew on every node, and each node claims the
-    name again only as it applies that JOIN: a rename taking the name between the two was
-    applied on its node and refused on the others, which held the room made anew (a random
-    three-node driver, seed 5839: members listed differently for good). For
-    ``room_claim_wait`` after a room's end, a rename into its name is refused, saying why."""
-    a, b, gate, claims = nodes
-    alice, bob = await made_on_a(a, b, "#gone")
-    await b.hub.claim_and_join(bob, "#mine")
-    a.hub.part(alice, "#gone")
-    await until(lambda: "#gone" not in b.hub.rooms and "#gone" not in claims and "#mine" in a.hub.rooms)
-    with pytest.raises(errors.CannotRename, match="in use a moment ago"):
-        await b.hub.claim_and_rename(bob, "#mine", "#gone")
-    assert b.hub.rooms["#mine"].claim == claims["#mine"] and "#gone" not in claims
-    b.hub._ended_lately["#gone"] -= WAIT  # room_claim_wait later
-    await b.hub.claim_and_rename(bob, "#mine", "#gone")
-    await until(lambda: "#gone" in a.hub.rooms and "bob" in a.hub.rooms["#gone"].members)
-
-
-@on_postgres
-@pytest_twisted.ensureDeferred
 async def test_a_rename_to_the_name_of_a_room_its_user_just_left_waits_for_that_end(nodes):
     """bob leaves #foo last (b keeps its claim until the end stands at its number) and at
     once renames #bar to #foo: the rename waits for the end rather than being refused."""
@@ -1060,7 +1038,6 @@ async def test_a_rename_into_a_name_this_node_numbered_before_stalls_nothing(nod
     b.hub.quit(carol, "bye")  # b's QUIT, numbered in #r4 (and naming no room)
     b.hub.send(bob, "#r4", "in r4")
     await until(lambda: b.hub.outbox.pending == 0 and said(alice) == [("#r4", "in r4")])
-    b.hub._ended_lately["#r3"] -= WAIT  # (a rename into a name that just ended waits that long)
     await b.hub.claim_and_rename(bob, "#r4", "#r3")
     await until(lambda: "#r3" in a.hub.rooms and b.hub.outbox.pending == 0)
     b.hub.send(bob, "#r3", "after")

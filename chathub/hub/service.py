@@ -358,9 +358,6 @@ class ChatHub(service.Service):
         #: in a cluster: rooms whose end stood at its number while this node held a copy
         #: (``_copy_outlived_its_end``), until their next JOIN
         self._outlived: OrderedDict[str, Room] = OrderedDict()
-        #: in a cluster: rooms whose end stood at its number here lately, with the cluster
-        #: clock's time then (a rename into such a name waits, ``claim_and_rename``)
-        self._ended_lately: OrderedDict[str, float] = OrderedDict()
         #: room (folded) -> the JOINs and leaves of it applied here and not yet at their number
         #: (this node's own; another node's QUIT applied at another of its rooms' numbers):
         #: event id -> the joiner, or None for a leave (``_only_joining_left``)
@@ -1453,15 +1450,6 @@ class ChatHub(service.Service):
         new_folded = fold(new)
         if claims is None or new_folded == room.folded:
             return defer.maybeDeferred(self.rename_room, user, name, new, reason)
-        ended, clock = self._ended_lately.get(new_folded), self._cluster_clock
-        if ended is not None and clock is not None and clock.seconds() - ended < self.config.cluster.room_claim_wait:
-            # a user whose node's copy of that room outlived its end (joined it at that
-            # moment) makes it anew on every node with that JOIN, whose node claims the name
-            # only once it applies the JOIN: a rename taking the free name meanwhile was
-            # applied on its own node and refused on the others (a room of that name there:
-            # members listed differently for good; a random three-node driver, seed 5839)
-            return defer.fail(errors.CannotRename(
-                room.name, f"{new} was in use a moment ago: try again in a few seconds"))
 
         def claimed(token: Optional[str]) -> Event:
             if token is None:
@@ -2641,8 +2629,6 @@ class ChatHub(service.Service):
         """Room ``conv``'s end stood at its number (``Admission``, on every node): what this
         node kept of it for a JOIN numbered before the end goes, as its claim does."""
         self._ended_ahead.pop(conv, None)
-        if self._cluster_clock is not None:
-            remember(self._ended_lately, conv, self._cluster_clock.seconds(), RENAMES_KEPT)
         if self.room_claims is not None:
             self.room_claims.confirm(conv)
 
