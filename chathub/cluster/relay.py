@@ -549,15 +549,20 @@ class ClusterRelay:
         events, timer = held
         if timer.active():
             timer.cancel()
-        first = min(events)
-        state = self.conversations.get(conv) or self._revive(conv)
-        if state is None:
-            self.conversations[conv] = state = _Conversation(first - 1, first, self.tick)
-            self._recent.append(conv)
-            state.unseen = not self._live(conv)  # no copy here: its making may be what was lost
+        if conv not in self.conversations and self._revive(conv) is None:
+            self._heard_first(conv, min(events))
         with self._batching():
             for seq in sorted(events):
                 self._arrived(conv, seq, events[seq])
+
+    def _heard_first(self, conv: str, seq: int) -> _Conversation:
+        """Start tracking ``conv`` at ``seq``, the first number heard of it (or heard of
+        again once it was forgotten)."""
+        self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
+        self._recent.append(conv)
+        if is_room_name(conv) and not self._live(conv):
+            state.unseen = True  # no copy here: its making may be what was lost
+        return state
 
     def movable(self, conv: str, seq: int) -> bool:
         """Whether ``conv`` may start at ``seq`` (``start_at``): not delivered past it, and
@@ -774,10 +779,7 @@ class ClusterRelay:
                 return
             if self._await_room(conv, seq, event):
                 return
-            self.conversations[conv] = state = _Conversation(seq - 1, seq, self.tick)
-            self._recent.append(conv)
-            if is_room_name(conv) and not self._live(conv):
-                state.unseen = True  # no copy here: its making may be what was lost
+            state = self._heard_first(conv, seq)
         elif state.touched != self.tick:
             state.touched = self.tick
             self._recent.append(conv)
