@@ -11,6 +11,7 @@ and writes the raw results and the table to ``bench/results/``.
     python bench/run.py --quick               # small smoke run, 1 run each
     python bench/run.py --scenarios fanout,rate --runs 5
     python bench/run.py --server twisted-words --set fanout.clients=200
+    python bench/run.py --ngircd              # ngIRCd as a third server in fanout, rooms and rate
     python bench/run.py --nodes 2 --scenarios fanout,rooms   # 2 cluster nodes against 1 node
     python bench/run.py --metrics compare --scenarios fanout,rooms --runs 5   # [metrics] on vs off
 
@@ -55,6 +56,9 @@ LOADGEN = os.path.join(BENCH_DIR, "loadgen")
 TAC = os.path.join(BENCH_DIR, "twisted_words.tac")
 MAX_CLIENTS = 10_000
 SERVERS = ("chathub", "twisted-words")
+#: --ngircd: ngIRCd (Debian's package) as a third server, for the IRC scenarios
+NGIRCD = "ngircd"
+NGIRCD_CONF = os.path.join(BENCH_DIR, "ngircd.conf")
 #: --nodes N: the server name of N cluster nodes (set in main)
 CLUSTER = "chathub-cluster"
 #: --nodes N --one-node: a cluster of one node, measured beside the N nodes and the lone node
@@ -91,8 +95,10 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
         "quick": {"clients": 99, "senders": 3, "window": 16, "duration": 2, "mix": "line,irc,ws-json"},
     },
 }
-# Scenarios a server cannot run: Twisted Words speaks only IRC.
-UNSUPPORTED = {("twisted-words", "mixed"), ("twisted-words", "idle-ws")}
+# Scenarios a server cannot run: Twisted Words and ngIRCd speak only IRC, and ngIRCd resets
+# connections that arrive faster than it registers them (idle's 10,000 fail by hundreds).
+UNSUPPORTED = {("twisted-words", "mixed"), ("twisted-words", "idle-ws"), (NGIRCD, "mixed"), (NGIRCD, "idle-ws"),
+               (NGIRCD, "idle")}
 #: scenarios that run another one of loadgen's with other parameters
 LOADGEN_SCENARIO = {"idle-ws": "idle"}
 
@@ -474,6 +480,8 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Op
         return start_cluster(kinds, args, stats)
     if name == ONE_NODE:
         return start_cluster(kinds, args, stats, nodes=1)
+    if name == NGIRCD:
+        return start_ngircd(kinds, args)
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     log = os.path.join(workdir, "server.log")
     ports = {kind: free_port() for kind in sorted(kinds)}
@@ -511,6 +519,40 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Op
     try:
         for port in ports.values():
             wait_listening(port, proc, args.start_timeout)
+    except RuntimeError:
+        stop_server(server, keep=True)
+        raise
+    return server
+
+
+def ngircd_config(port: int, pidfile: str) -> str:
+    """bench/ngircd.conf with this run's port and pid file."""
+    with open(NGIRCD_CONF) as f:
+        text = f.read()
+    text = re.sub(r"(?m)^(\s*Ports = ).*$", lambda m: m.group(1) + str(port), text)
+    return re.sub(r"(?m)^(\s*PidFile = ).*$", lambda m: m.group(1) + pidfile, text)
+
+
+def start_ngircd(kinds: set[str], args: argparse.Namespace) -> RunningServer:
+    """ngIRCd in the foreground on a free port with bench/ngircd.conf's settings (--ngircd)."""
+    if kinds != {"irc"}:
+        raise RuntimeError(f"ngIRCd speaks only IRC, not {sorted(kinds)}")
+    ngircd = shutil.which("ngircd") or ("/usr/sbin/ngircd" if os.path.exists("/usr/sbin/ngircd") else None)
+    if ngircd is None:
+        raise RuntimeError("--ngircd needs ngIRCd (apt install ngircd)")
+    workdir = tempfile.mkdtemp(prefix="bench-ngircd-")
+    os.chmod(workdir, 0o755)  # ngIRCd started as root may drop to another user
+    ports = {"irc": free_port()}
+    config = os.path.join(workdir, "ngircd.conf")
+    with open(config, "w") as f:
+        f.write(ngircd_config(ports["irc"], os.path.join(workdir, "ngircd.pid")))
+    log = os.path.join(workdir, "stdout.log")
+    proc = subprocess.Popen(pinned(args.server_cpu, [ngircd, "-n", "-f", config]), cwd=workdir,
+                            stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            preexec_fn=raise_fd_limit)
+    server = RunningServer(proc, ports, workdir, log, [proc], [])
+    try:
+        wait_listening(ports["irc"], proc, args.start_timeout)
     except RuntimeError:
         stop_server(server, keep=True)
         raise
@@ -569,6 +611,10 @@ def loadgen_argv(scenario: str, params: dict[str, Any], server: RunningServer, s
         argv += ["--line-port", str(server.ports["line"])]
     if "http" in server.ports:
         argv += ["--ws-port", str(server.ports["http"])]
+    if server_name == NGIRCD and "connect_window" not in params:
+        # ngIRCd resets connections beyond a few dozen unregistered ones at once; the
+        # measure phase does not depend on how fast the clients came in
+        argv += ["--connect-window", "16"]
     if server_name == "twisted-words":
         argv += ["--irc-pass", "bench"]  # Twisted Words logs nobody in without a password
     return argv
@@ -870,9 +916,13 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
     head = "| scenario | figure | " + " | ".join(servers)
     # the columns of ratios: (numerator, denominator)
     ratios: list[tuple[str, str]] = []
-    if servers == list(SERVERS):
-        ratios = [("chathub", "twisted-words")]
-        head += " | chathub / Twisted Words"
+    main_ratio_to = servers[-1]  # whose ratio the JSON summary calls "ratio"
+    if servers[0] == "chathub" and {"twisted-words", NGIRCD} & set(servers):
+        for other, title in (("twisted-words", "Twisted Words"), (NGIRCD, "ngIRCd")):
+            if other in servers:
+                ratios.append(("chathub", other))
+                head += f" | chathub / {title}"
+        main_ratio_to = ratios[0][1]
     elif servers[0] == CLUSTER:
         ratios = [(CLUSTER, other) for other in servers[1:]]
         head += "".join(f" | {a} / {b}" for a, b in ratios)
@@ -894,7 +944,7 @@ def summarize(results: dict[str, dict[str, list[dict]]], servers: list[str]) -> 
             for a, b in ratios:
                 r = ratio(fig, meds[a], meds[b])
                 row += f" | {r}"
-                entry["ratio" if b == servers[-1] else f"ratio to {b}"] = r or None
+                entry["ratio" if b == main_ratio_to else f"ratio to {b}"] = r or None
             lines.append(row + " |")
             summary[scenario][fig.name] = entry
         for s in servers:
@@ -939,6 +989,9 @@ def machine_description() -> str:
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", choices=("both", *SERVERS), default="both", help="which servers to run")
+    p.add_argument("--ngircd", action="store_true",
+                   help="also run ngIRCd (apt install ngircd; bench/ngircd.conf's settings) in the IRC "
+                        "scenarios, a third column with its ratio")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
     p.add_argument("--runs", type=int, default=None, help="runs per scenario and server (default 3; --quick: 1)")
     p.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke test")
@@ -1038,6 +1091,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     NICE = args.nice
     params = scenario_params(args)
     servers = list(SERVERS) if args.server == "both" else [args.server]
+    if args.ngircd:
+        servers.append(NGIRCD)
     if args.metrics == "compare":
         servers = ["chathub", METRICS_OFF]
     args.redis = None
