@@ -6,7 +6,8 @@
 
 Each sample is put in the first stage (in the order below) that one of its frames belongs
 to, so a socket write made while the fan-out runs counts as a write, and the fan-out's own
-work as the fan-out: the stages add up to 100%. The writer thread's samples (SQLite, its
+work as the fan-out: the stages add up to 100%. A sample in the TCP transport's ``doRead``
+itself is the socket's receive. The writer thread's samples (SQLite, its
 thread pool) are the store's, and so are the reactor thread's samples in ``_publish`` itself
 (waiting for the GIL while the writer thread, just woken, runs). ``--us-per-message`` (the
 server's CPU time per message: server CPU / (deliveries per second / (members - 1)))
@@ -21,7 +22,8 @@ from typing import Iterator
 
 #: (stage, what one of its frames looks like), the first match wins
 STAGES = [
-    ("writes (socket send)", r"^write \(chathub/protocols/sendqueue\.py"),
+    # any frame of the send queue: ``write``, and ``_send`` when a batch is flushed (``send_held``)
+    ("writes (socket send)", r"\(chathub/protocols/sendqueue\.py"),
     ("fan-out encode", r"^(_encode \(chathub/hub/fanout\.py|encode \(chathub/protocols/|render_lines )"),
     ("fan-out (recipients, batching)", r"\(chathub/hub/fanout\.py"),
     ("store (append, writer thread, commit)", r"\(chathub/store/|adbapi\.py|twisted/_threads/|threadpool\.py"),
@@ -36,6 +38,10 @@ OTHER = "other (reactor loop, timers, logs)"
 #: the reactor thread waiting there for the GIL while that thread runs
 HANDOFF = re.compile(r"^_publish \(chathub/hub/service\.py")
 STORE = STAGES[3][0]
+#: samples whose innermost frame is the TCP transport's ``doRead`` are the socket's receive
+#: (the system call and its buffer), before any of chathub's code sees the bytes
+RECEIVE = re.compile(r"^doRead \(twisted/internet/tcp\.py")
+READS = "reads (socket receive)"
 
 
 def read_stacks(path: str) -> Iterator[tuple[list[str], int]]:
@@ -57,6 +63,9 @@ def stage_counts(path: str) -> tuple[Counter, int]:
         if HANDOFF.search(frames[-1]):
             counts[STORE] += n
             continue
+        if RECEIVE.search(frames[-1]):
+            counts[READS] += n
+            continue
         counts[next((name for name, rule in rules if any(rule.search(fr) for fr in frames)), OTHER)] += n
     return counts, total
 
@@ -70,7 +79,7 @@ def main() -> None:
     print(f"{total} samples")
     print("| stage | share | us per message |")
     print("|---|---|---|")
-    for name in [s for s, _ in STAGES][::-1] + [OTHER]:
+    for name in [READS] + [s for s, _ in STAGES][::-1] + [OTHER]:
         share = counts[name] / total if total else 0.0
         us = f"{share * args.us_per_message:.1f}" if args.us_per_message else ""
         print(f"| {name} | {100 * share:.1f}% | {us} |")
