@@ -328,6 +328,46 @@ async def test_a_room_made_again_by_a_join_racing_its_end_is_claimed_anew(nodes)
 
 @on_postgres
 @pytest_twisted.ensureDeferred
+async def test_a_rename_into_a_name_a_join_racing_its_end_makes_again_is_refused_on_every_node(nodes):
+    """As above, and carol renames #x to #r on a after the end stood there but before bob's
+    JOIN (numbered after the end) reached a, and before b, which numbered it, claimed the
+    name anew. a had released the claim at the end, so the rename was granted: a renamed
+    #x to #r and put bob in it when his JOIN came, while b, whose copy bob had joined,
+    refused the rename (a random three-node driver, seed 5839). a now holds the ended
+    room's claim a moment longer (four gap waits): the JOIN that makes the room again takes
+    it there, and the rename that waited for it is refused as in use."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    carol = a.connect("carol")
+    await a.hub.claim_and_join(carol, "#x")
+    await until(lambda: "#x" in b.hub.rooms)
+    head = (await a.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.closed = True  # b does not hear of alice's PART ...
+    gate.back.closed = True  # ... nor a of bob's JOIN
+    gate.relays[1].gap_wait = 30.0  # ... and b waits for the PART's doorbell before its JOIN
+    a.hub.part(alice, "#r")
+    await until(lambda: a.hub.outbox.pending == 0 and not a.hub.room_claims._ending)  # the end stood on a
+    await b.hub.claim_and_join(bob, "#r")  # b's copy still holds alice: a plain join
+    await numbered(b, "#r", head + 2)  # numbered after alice's PART
+    renaming = a.hub.claim_and_rename(carol, "#x", "#r")
+    await until(lambda: renaming.called or "#r" in claims)
+    gate.back.open()
+    with pytest.raises(errors.RoomNameInUse):
+        await renaming.addTimeout(10, reactor)
+    gate.relays[1].gap_wait = 0.02
+    gate.open()
+    await until(lambda: a.hub.outbox.pending == 0 and b.hub.outbox.pending == 0
+                and "#r" in b.hub.rooms and members(a, "#r") == members(b, "#r"))
+    assert members(a, "#r") == members(b, "#r") == {"bob": ""}
+    assert members(a, "#x") == members(b, "#x") == {"carol": "o"}
+    held = {a.hub.rooms["#r"].claim, b.hub.rooms["#r"].claim} - {None}
+    assert held == {claims["#r"]}
+    b.hub.part(bob, "#r")
+    await until(lambda: "#r" not in claims and "#r" not in a.hub.rooms)
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
 async def test_a_copy_joined_while_the_room_ended_elsewhere_takes_the_new_rooms_state(nodes):
     """As above, with a topic, modes, a key, a limit and lists set in the old room: b's copy,
     which carol joined, had them, while a (and any other node) made the room anew from her
@@ -590,8 +630,9 @@ async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
 
 def test_a_join_refused_by_its_own_nodes_kept_claim_goes_on_when_the_end_stands():
     """A join refused by the claim this node keeps until the end of its last room of the
-    name stands at its number (``ending``) is woken when it does (``confirm``), rather than
-    waiting ``room_claim_wait`` and taking its own node's claim over."""
+    name stands at its number (``ending``) and holds a moment after it (``confirm``) is
+    woken when the hold is over, rather than waiting ``room_claim_wait`` and taking its own
+    node's claim over."""
     from twisted.internet.task import Clock
 
     from chathub.hub.roomclaims import RoomClaims
@@ -607,12 +648,110 @@ def test_a_join_refused_by_its_own_nodes_kept_claim_goes_on_when_the_end_stands(
     d = made.claim("#c", "#c")
     backplane.answer_held()  # refused by the kept claim
     assert not d.called and backplane.held == []
-    made.confirm("#c")  # the end stands: released, and the join goes on
-    assert claims == {} and backplane.released == ["n/old/1"]
-    clock.advance(0)
+    made.confirm("#c")  # the end stands: held a moment longer, marked as such
+    backplane.answer_held()
+    assert claims == {"#c": "n/old/1/ended"} and not d.called
+    clock.advance(made.hold)  # no JOIN made the room again: released, and the join goes on
+    assert backplane.released == ["n/old/1/ended"]
     backplane.answer_held()
     token = d.result
     assert token is not None and claims == {"#c": token} and made.taken_over == 0
+
+
+def ended_here(claims: dict, node: str = "n", hold: float = 1.0):
+    """A node's RoomClaims (on a Clock) whose user left #c last, its end stood: the claim
+    held after it. Returns the clock, the claims and the backplane."""
+    from twisted.internet.task import Clock
+
+    from chathub.hub.roomclaims import RoomClaims
+    from chathub.hub.rooms import Room
+
+    clock = Clock()
+    backplane = ClaimingBackplane(node, claims)
+    made = RoomClaims(backplane, {}, clock, 60.0, hold=hold)
+    old = Room("#c")
+    old.claim = claims["#c"] = f"{node}/old/1"
+    made.ending(old)
+    made.confirm("#c")
+    return clock, made, backplane
+
+
+def test_a_claim_held_after_its_rooms_end_goes_to_a_join_that_makes_the_room_again():
+    """The claim of a room whose end stood is held ``hold`` seconds, marked; another node's
+    JOIN numbered after the end that makes the room here takes it (``rebuilt``), and no
+    timer releases it later."""
+    from chathub.hub.rooms import Room
+
+    claims: dict[str, str] = {}
+    clock, made, backplane = ended_here(claims)
+    assert claims == {"#c": "n/old/1/ended"} and backplane.released == []
+    again = Room("#c")
+    made.rebuilt(again)
+    assert again.claim == "n/old/1/ended" == claims["#c"]
+    clock.advance(10)
+    assert backplane.released == [] and claims == {"#c": "n/old/1/ended"}
+    made.ended(again)
+    assert claims == {}
+
+
+def test_a_join_elsewhere_refused_by_a_held_claim_waits_the_hold_not_the_claim_wait():
+    """Another node's join refused by a claim held after its room's end waits about the
+    hold (not ``room_claim_wait``), then claims afresh without taking it over; a rename
+    there is refused at once."""
+    from twisted.internet.task import Clock
+
+    from chathub.hub.roomclaims import RoomClaims
+
+    claims: dict[str, str] = {}
+    clock, keeper, _ = ended_here(claims, "a", hold=1.0)
+    other_clock = Clock()
+    other = RoomClaims(ClaimingBackplane("b", claims), {}, other_clock, 60.0, hold=1.0)
+    renamed = other.claim("#c", "#c", others_wait=False)
+    assert renamed.result is None  # refused: the name is in use
+    joining = other.claim("#c", "#c")
+    assert not joining.called
+    clock.advance(1.0)  # the keeper lets go
+    assert "#c" not in claims
+    other_clock.advance(2.0)
+    token = joining.result
+    assert token.startswith("b/") and claims == {"#c": token} and other.taken_over == 0
+
+
+def test_a_copy_that_outlived_its_rooms_end_replaces_the_old_rooms_claim():
+    """A node whose copy outlived the room's end (a user here joined it then) and that
+    held the old room's claim (taken from a hold) names it when it claims anew: nobody
+    whose copy ended knew it to release it (a random two-node run, seed 19: a live room on
+    both nodes while Redis still held the old room's claim, which neither copy knew)."""
+    from twisted.internet.task import Clock
+
+    from chathub.hub.roomclaims import RoomClaims
+    from chathub.hub.rooms import Room
+
+    claims = {"#c": "a/old/1/ended"}
+    made = RoomClaims(ClaimingBackplane("b", claims), {}, Clock(), 60.0)
+    room = Room("#c")
+    made._rooms["#c"] = room
+    made.rebuilt(room, "a/old/1/ended")
+    assert room.claim is not None and claims == {"#c": room.claim} and room.claim.startswith("b/")
+
+
+def test_a_claim_that_cannot_be_held_goes_as_at_the_end():
+    """Without Redis at the end's moment, the claim is released (once connected) and the
+    joins waiting here go on, as before the hold."""
+    from twisted.internet.task import Clock
+
+    from chathub.hub.roomclaims import RoomClaims
+    from chathub.hub.rooms import Room
+
+    claims: dict[str, str] = {}
+    backplane = ClaimingBackplane("n", claims)
+    made = RoomClaims(backplane, {}, Clock(), 60.0, hold=1.0)
+    old = Room("#c")
+    old.claim = claims["#c"] = "n/old/1"
+    made.ending(old)
+    backplane.down = True
+    made.confirm("#c")
+    assert backplane.released == ["n/old/1"] and made.made_here() == []
 
 
 #: seeds of the random runs below: each a different interleaving of joins, parts and held doorbells

@@ -16,7 +16,13 @@ own). The node whose user left last ends its copy at once, ahead of the leave's 
 so it keeps the claim until the end stands there (``ending``, ``confirm``): another node's
 JOIN numbered before the leave keeps the room, and the claim with it. A room made again by
 a JOIN that was not a making (joined on a node whose copy had not yet applied the end) is
-claimed anew by the nodes that make it so (``rebuilt``). A claim whose room never arrives
+claimed anew by the nodes that make it so (``rebuilt``). Such a JOIN, numbered just after
+the end, reaches the node that kept the claim a doorbell's trip later, and the nodes that
+claim anew apply it only then: had the claim gone at the end, a rename (or a making) on
+that node in between was granted the name, and the nodes disagreed about which room held
+it. So the keeper holds the claim ``hold`` seconds longer, marked as held after an end
+(``AFTER_END``), and gives it to such a JOIN (``rebuilt``); a join refused by a held claim
+waits at most about that long, a rename elsewhere is refused as for a making. A claim whose room never arrives
 within ``wait`` seconds, nor in the other nodes' answer to this node's request for the
 rooms it has not heard of (``learn``: their copies hold a room whose making's doorbell
 message was lost, or whose commit is slow), is taken over (its maker's JOIN was refused
@@ -36,6 +42,7 @@ from typing import Callable, Optional
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chathub.hub import errors
 from chathub.hub.rooms import Room
@@ -54,6 +61,14 @@ ATTEMPTS = 3
 MOST_ENDING = 10_000
 KEPT_MOST = 300.0
 
+#: what a claim held after its room's end stood carries after its token (``confirm``); a
+#: node refused by such a claim waits for it about as long as it is held, not ``wait``
+AFTER_END = "/ended"
+
+#: gap waits a claim is held after its room's end stood (``hold``): as long as the relay
+#: waits for a room first heard of (a JOIN numbered just after the end is on its way)
+HOLD_GAP_WAITS = 4
+
 
 class RoomClaims:
     """A cluster node's claims of room names (``ChatHub.claim_and_join``)."""
@@ -67,11 +82,13 @@ class RoomClaims:
         clock: IReactorTime,
         wait: float,
         learn: Callable[[], Deferred[None]] = lambda: succeed(None),
+        hold: float = 1.0,
     ) -> None:
         """``rooms`` is the hub's (folded name -> room); ``wait`` the seconds a join waits
         for a room another node claimed before taking the claim over; ``learn``
         (``ChatHub.learn_rooms``) asks the other nodes for the rooms this node has not
-        heard of, before a claim whose room never came is taken over."""
+        heard of, before a claim whose room never came is taken over; ``hold`` the seconds
+        a claim is held after its room's end stood (``confirm``)."""
         self._backplane = backplane
         self._rooms = rooms
         self._clock = clock
@@ -85,6 +102,9 @@ class RoomClaims:
         #: number, oldest first, each with when (the ends are numbered in that order)
         self._ending: OrderedDict[str, deque[tuple[str, float]]] = OrderedDict()
         self._kept = 0  # claims in ``_ending``
+        self.hold = hold
+        #: folded name -> the claim held after its room's end stood, and its release's timer
+        self._held: dict[str, tuple[str, IDelayedCall]] = {}
         #: counters (tests, logs): claims granted, refused, taken over, made anew
         self.granted = self.refused = self.taken_over = self.renewed = 0
 
@@ -136,8 +156,17 @@ class RoomClaims:
                 continue
             if not own and not others_wait:
                 return None  # a rename to a name another node is making: refused at once
+            if not own and holder.endswith(AFTER_END):
+                # held a moment after its room's end stood, for a JOIN that makes it again:
+                # that room on its way, or the name free once the hold is over; never taken over
+                await self._made(folded, 2 * self.hold)
+                if folded in self._rooms:
+                    return None
+                replacing = None
+                continue
             # another making's room on its way, or this node's own claim kept until the end
-            # of its last room stands at its number (``confirm`` wakes the request)
+            # of its last room stands at its number (``confirm`` wakes the request), or held
+            # a moment after it (``_let_go`` wakes it)
             came = await self._made(folded)
             if not came and folded not in self._rooms and not own:
                 # the making's message may be what was lost (a dropped doorbell, a cut from
@@ -151,18 +180,22 @@ class RoomClaims:
         raise errors.RoomUnavailable(name)
 
     def _keeps(self, folded: str, token: str) -> bool:
-        """Whether ``token`` is a claim of ``folded`` kept until its end stands (``ending``)."""
+        """Whether ``token`` is a claim of ``folded`` kept until its end stands (``ending``)
+        or held a moment after it (``confirm``; Redis may still have it unmarked)."""
+        held = self._held.get(folded)
+        if held is not None and held[0] in (token, token + AFTER_END):
+            return True
         return any(kept == token for kept, _ in self._ending.get(folded, ()))
 
-    def _made(self, folded: str) -> Deferred[bool]:
+    def _made(self, folded: str, wait: Optional[float] = None) -> Deferred[bool]:
         """Fires True once this node's copy has room ``folded`` (at once if it has), False
-        after ``wait``."""
+        after ``wait`` (``self.wait`` by default)."""
         if folded in self._rooms:
             return succeed(True)
         d: Deferred[bool] = Deferred()
         waiting = self._waiting.setdefault(folded, [])
         waiting.append(d)
-        timer: IDelayedCall = self._clock.callLater(self.wait, self._expire, folded, d)
+        timer: IDelayedCall = self._clock.callLater(self.wait if wait is None else wait, self._expire, folded, d)
         d.addBoth(_cancelling(timer))
         return d
 
@@ -227,13 +260,52 @@ class RoomClaims:
 
     def confirm(self, folded: str) -> None:
         """A room's end stands at its number (``Admission``; on every node): the oldest
-        claim this node kept for it (``ending``) is released, and the joins of the name
-        waiting here go on (one refused by that claim claims again)."""
+        claim this node kept for it (``ending``) is held ``hold`` seconds more, marked
+        (``AFTER_END``), for a JOIN numbered just after the end that makes the room again
+        (``rebuilt``), then released; the joins of the name waiting here go on then (one
+        refused by that claim claims again)."""
         token = self._take_kept(folded)
         if token is None:
             return
-        self.release(folded, token)
-        self._wake(folded)
+        if self.hold <= 0 or folded in self._held or len(self._held) >= MOST_ENDING:
+            self.release(folded, token)
+            self._wake(folded)
+            return
+        held = token + AFTER_END
+        self._held[folded] = (held, self._clock.callLater(self.hold, self._let_go, folded, held))
+
+        def answered(holder: Optional[str]) -> None:
+            if holder is not None:  # taken over meanwhile (its lease lapsed): not ours to hold
+                self._take_held(folded, held)
+                self._wake(folded)
+
+        def failed(failure: Failure) -> None:
+            # undecided (no Redis): the unmarked claim goes as it did at the end, once connected
+            self.log.info("could not hold the claim of room {room}: {why}", room=folded,
+                          why=failure.getErrorMessage())
+            if self._take_held(folded, held) is not None:
+                self.release(folded, token)
+                self._wake(folded)
+
+        self._backplane.claim_room(folded, held, token).addCallbacks(answered, failed)
+
+    def _take_held(self, folded: str, token: Optional[str] = None) -> Optional[str]:
+        """The claim held for ``folded`` after its room's end (``confirm``; only if it is
+        ``token``), taken out with its timer; None when none is."""
+        held = self._held.get(folded)
+        if held is None or token is not None and held[0] != token:
+            return None
+        del self._held[folded]
+        if held[1].active():
+            held[1].cancel()
+        return held[0]
+
+    def _let_go(self, folded: str, held: str) -> None:
+        """The hold after a room's end is over and no JOIN made it again: released, and
+        the joins of the name waiting here go on."""
+        if self._take_held(folded, held) is not None:
+            self.release(folded, held)
+            self._wake(folded)
 
     def ended(self, room: Room) -> None:
         """``room`` ended here: its claim, if this node knows it, is released."""
@@ -241,13 +313,18 @@ class RoomClaims:
             self.release(room.folded, room.claim)
             room.claim = None
 
-    def rebuilt(self, room: Room) -> None:
+    def rebuilt(self, room: Room, replacing: Optional[str] = None) -> None:
         """Another node's JOIN that is no making (its node's copy held the room: it had not
-        applied the room's end yet) made ``room`` here: the claim this node kept for it
-        comes back (``ending``), or else the name is claimed anew, so a node that has not
-        yet heard of the JOIN does not make the room a second time."""
+        applied the room's end yet) made ``room`` here: the claim this node kept or held for
+        it comes back (``ending``, ``confirm``), or else the name is claimed anew, so a node
+        that has not yet heard of the JOIN does not make the room a second time. A copy that
+        outlived the end (``ChatHub._joined_an_ended_copy``) names its old room's claim as
+        ``replacing``: no node whose copy ended may have known it to release it (the copy
+        here had taken it from a hold), and the old room is over."""
         folded = room.folded
         token = self._take_kept(folded)
+        if token is None:
+            token = self._take_held(folded)  # a JOIN numbered just after the end stood
         if token is not None:
             room.claim = token
             return
@@ -262,18 +339,20 @@ class RoomClaims:
             else:
                 self.release(folded, token)  # ended, or renamed, meanwhile
 
-        self._backplane.claim_room(folded, token).addCallbacks(
+        self._backplane.claim_room(folded, token, replacing).addCallbacks(
             answered, lambda f: self.log.info("room {room} made again unclaimed: {why}", room=folded,
                                               why=f.getErrorMessage()))
 
     def made_here(self) -> list[tuple[str, str]]:
         """(folded name, making token) of each live room this process made, and of each
-        claim it keeps until its room's end stands (``ending``): claimed again after Redis
+        claim it keeps until its room's end stands or holds after it (``ending``,
+        ``confirm``): claimed again after Redis
         lost its data (``IBackplane.keep_room_claims``)."""
         prefix = self._prefix
         made = [(folded, room.claim) for folded, room in self._rooms.items()
                 if room.claim is not None and room.claim.startswith(prefix)]
         made.extend((folded, token) for folded, kept in self._ending.items() for token, _ in kept)
+        made.extend((folded, held) for folded, (held, _) in self._held.items())
         return made
 
     def release(self, folded: str, token: str) -> None:

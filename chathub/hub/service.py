@@ -60,7 +60,7 @@ from chathub.hub.presence import Presence
 from chathub.hub.readmarkers import ReadMarkers
 from chathub.hub.remote import RemoteDirectory, RemoteParticipant, RemoteUser, presence_of
 from chathub.hub.replica import MODE_SESSIONS, TARGET_SESSION, Positions, RemoteRooms, following_renames
-from chathub.hub.roomclaims import ROOM_CLAIM, RoomClaims
+from chathub.hub.roomclaims import HOLD_GAP_WAITS, ROOM_CLAIM, RoomClaims
 from chathub.hub.roommodes import ModeState, apply_room_modes, mode_state, reset_room, take_back_room_modes
 from chathub.hub.rooms import LIST_MODES, PRIVILEGE_MODES, BanEntry, Member, Room
 from chathub.hub.roomstate import STARTING, RoomStateWait
@@ -417,7 +417,8 @@ class ChatHub(service.Service):
         self._lifetimes.shared = True  # other nodes change and rename the stored rooms too
         if clock is not None:
             claims = self.room_claims = RoomClaims(
-                backplane, self.rooms, clock, self.config.cluster.room_claim_wait, self.learn_rooms)
+                backplane, self.rooms, clock, self.config.cluster.room_claim_wait, self.learn_rooms,
+                hold=HOLD_GAP_WAITS * self.config.cluster.gap_wait)
             self.when_room_ends(claims.ended)
             backplane.keep_room_claims(claims.made_here)
         self.admission.on_end = self._end_stood
@@ -2772,8 +2773,8 @@ class ChatHub(service.Service):
             if isinstance(claim, str):  # a making (its node's copy had ended): its claim
                 room.claim = claim
             elif room.claim is not None:
-                room.claim = None  # the old room's, given back at its end
-                claims.rebuilt(room)  # as every other node does with this JOIN
+                old, room.claim = room.claim, None  # the old room's, given back at its end ...
+                claims.rebuilt(room, old)  # ... or else replaced: as every other node does with this JOIN
         self.log.info("room {room} ended before {nick}'s JOIN {seq}, while a user here was joining it: made anew",
                       room=room.name, nick=event.source.nick, seq=seq)
         if not changes and not topic:
