@@ -22,15 +22,15 @@ claim anew apply it only then: had the claim gone at the end, a rename (or a mak
 that node in between was granted the name, and the nodes disagreed about which room held
 it. So the keeper holds the claim ``hold`` seconds longer, marked as held after an end
 (``AFTER_END``), and gives it to such a JOIN (``rebuilt``); a join refused by a held claim
-waits at most about that long, a rename elsewhere is refused as for a making. A claim whose room never arrives
-within ``wait`` seconds, nor in the other nodes' answer to this node's request for the
-rooms it has not heard of (``learn``: their copies hold a room whose making's doorbell
-message was lost, or whose commit is slow), is taken over (its maker's JOIN was refused
-and the release lost): the next claim names the token it found, and Redis grants it only
-while that token still holds the name; a claim whose
-maker's process is gone is taken over at once (``chathub.cluster.scripts``). Without
-Redis the claim cannot be decided and no room is made (``RoomUnavailable``: IRC 437, a
-JSON error, a ``!`` line); rooms that exist go on.
+waits at most about that long, a rename elsewhere is refused as for a making. A claim
+whose room never arrives within ``wait`` seconds, nor in the other nodes' answer to this
+node's request for the rooms it has not heard of (``learn``: their copies hold a room
+whose making's doorbell message was lost, or whose commit is slow), is taken over (its
+maker's JOIN was refused and the release lost): the next claim names the token it found,
+and Redis grants it only while that token still holds the name; a claim whose maker's
+process is gone is taken over at once (``chathub.cluster.scripts``). Without Redis the
+claim cannot be decided and no room is made (``RoomUnavailable``: IRC 437, a JSON error,
+a ``!`` line); rooms that exist go on.
 """
 from __future__ import annotations
 
