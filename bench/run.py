@@ -422,6 +422,23 @@ def cprofile_argv(stats: Optional[str]) -> list[str]:
     return [] if stats is None else ["--profile", stats, "--profiler", "cprofile", "--savestats"]
 
 
+def server_process(cpu: Optional[int], argv: list[str], cwd: str, stdout: str,
+                   env: Optional[dict[str, str]] = None) -> subprocess.Popen:
+    """A server's process, pinned to ``cpu``, its output to ``stdout``."""
+    return subprocess.Popen(pinned(cpu, argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=open(stdout, "w"), stderr=subprocess.STDOUT, preexec_fn=raise_fd_limit)
+
+
+def listening(server: RunningServer, wait: Callable[[], None]) -> RunningServer:
+    """``server`` once ``wait`` returns; stopped (its files kept) when it raises."""
+    try:
+        wait()
+    except RuntimeError:
+        stop_server(server, keep=True)
+        raise
+    return server
+
+
 def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None,
                   nodes: Optional[int] = None, own_ports: bool = False) -> RunningServer:
     """--nodes N (or ``nodes``) chathub processes sharing one port per protocol
@@ -456,21 +473,16 @@ def start_cluster(kinds: set[str], args: argparse.Namespace, stats: Optional[str
         node_stats = None if stats is None else f"{stats}-node{i + 1}.cprofile"
         argv = twistd_command() + ["-n", "--pidfile=", "-l", log, *cprofile_argv(node_stats)]
         argv += ["chathub", "--config", config]
-        procs.append(subprocess.Popen(
-            pinned(node_cpu(args, i), argv), cwd=REPO_DIR, env=env, stdin=subprocess.DEVNULL,
-            stdout=open(os.path.join(node_dir, "stdout.log"), "w"), stderr=subprocess.STDOUT,
-            preexec_fn=raise_fd_limit,
-        ))
+        procs.append(server_process(node_cpu(args, i), argv, REPO_DIR, os.path.join(node_dir, "stdout.log"), env))
         logs.append(log)
     server = RunningServer(procs[0], ports, workdir, logs[0], procs, [drop], node_ports)
-    try:
+
+    def wait() -> None:
         for i, (proc, log) in enumerate(zip(procs, logs, strict=True)):
             for port in (node_ports[i] if own_ports else ports).values():
                 wait_logged(log, rf"starting on {port}$", proc, args.start_timeout)
-    except RuntimeError:
-        stop_server(server, keep=True)
-        raise
-    return server
+
+    return listening(server, wait)
 
 
 def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Optional[str] = None) -> RunningServer:
@@ -506,23 +518,15 @@ def start_server(name: str, kinds: set[str], args: argparse.Namespace, stats: Op
         with open(config, "w") as f:
             f.write(chathub_config(ports, os.path.join(workdir, "data"), args.chathub_extra, settings=settings))
         argv = base + ["chathub", "--config", config]
-    proc = subprocess.Popen(
-        pinned(args.server_cpu, argv),
-        cwd=workdir if name == "twisted-words" else REPO_DIR,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=open(os.path.join(workdir, "stdout.log"), "w"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=raise_fd_limit,
-    )
+    proc = server_process(args.server_cpu, argv, workdir if name == "twisted-words" else REPO_DIR,
+                          os.path.join(workdir, "stdout.log"), env)
     server = RunningServer(proc, ports, workdir, log, [proc], cleanup if name != "twisted-words" else [])
-    try:
+
+    def wait() -> None:
         for port in ports.values():
             wait_listening(port, proc, args.start_timeout)
-    except RuntimeError:
-        stop_server(server, keep=True)
-        raise
-    return server
+
+    return listening(server, wait)
 
 
 def ngircd_config(port: int, pidfile: str) -> str:
@@ -547,16 +551,9 @@ def start_ngircd(kinds: set[str], args: argparse.Namespace) -> RunningServer:
     with open(config, "w") as f:
         f.write(ngircd_config(ports["irc"], os.path.join(workdir, "ngircd.pid")))
     log = os.path.join(workdir, "stdout.log")
-    proc = subprocess.Popen(pinned(args.server_cpu, [ngircd, "-n", "-f", config]), cwd=workdir,
-                            stdin=subprocess.DEVNULL, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            preexec_fn=raise_fd_limit)
+    proc = server_process(args.server_cpu, [ngircd, "-n", "-f", config], workdir, log)
     server = RunningServer(proc, ports, workdir, log, [proc], [])
-    try:
-        wait_listening(ports["irc"], proc, args.start_timeout)
-    except RuntimeError:
-        stop_server(server, keep=True)
-        raise
-    return server
+    return listening(server, lambda: wait_listening(ports["irc"], proc, args.start_timeout))
 
 
 def metrics_on(name: str, args: argparse.Namespace) -> bool:
