@@ -589,6 +589,71 @@ async def test_a_copy_emptied_by_a_quit_applied_at_another_rooms_number_keeps_th
     assert room_state(b)[:3] == ("old topic", ["n", "t"], {"carol": ""})
 
 
+@pytest_twisted.async_yield_fixture
+async def three_nodes(store_factory):
+    """Nodes a, b and c sharing one table of claims; each node's messages reach each other
+    node through a gate of its own: ``gates["bc"]`` stands between b's and c. Yields the
+    three, the gates, their relays and the claims."""
+    claims: dict[str, str] = {}
+    planes = {name: ClaimingBackplane(name, claims) for name in "abc"}
+    gates = {x + y: Gate(planes[y]) for x in "abc" for y in "abc" if x != y}
+    for x in "abc":
+        planes[x].link(*[gates[x + y] for y in "abc" if y != x])
+    config = Config(cluster=ClusterConfig(room_claim_wait=WAIT))
+    worlds, relays = [], []
+    for name in "abc":
+        world, relay = await cluster_node(store_factory, planes[name], config)
+        worlds.append(world)
+        relays.append(relay)
+    yield (*worlds, gates, relays, claims)
+    for relay in relays:
+        relay.stop()
+
+
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_that_outlived_its_end_and_then_emptied_ahead_is_made_anew_by_the_next_join(three_nodes):
+    """alice (on b) made #r and set a topic, then parts: the room ends at that number. Before
+    a and c apply the end, quinn joins a's copy and carol c's (quinn first: the JOIN after
+    the end, which makes the room anew everywhere); c applies the end (its copy, listing
+    carol, outlives it) and carol parts, ahead of her JOIN's number: c's copy empties ahead of
+    her leave. c kept that copy for a JOIN numbered before her leave and brought it back, old
+    topic and all, at quinn's JOIN, where a and b made the room anew (a random three-node
+    driver, outsider seed 6190: the topic on one node of three). In number order that room
+    ended at alice's PART: nothing numbered after it keeps it."""
+    a, b, c, gates, relays, claims = three_nodes
+    alice = b.connect("alice")
+    await b.hub.claim_and_join(alice, "#r")
+    b.hub.set_topic(alice, "#r", "old topic")
+    await until(lambda: all(w.hub.rooms.get("#r") is not None and w.hub.rooms["#r"].topic == "old topic"
+                            for w in (a, c)))
+    head = (await b.hub.store.conversation_heads(["#r"]))["#r"]
+    gates["ba"].closed = gates["bc"].closed = gates["ac"].closed = True
+    b.hub.part(alice, "#r")
+    await numbered(b, "#r", head + 1)  # the end
+    quinn = a.connect("quinn")
+    await a.hub.claim_and_join(quinn, "#r")  # a's copy still lists alice: a plain JOIN
+    await numbered(a, "#r", head + 2)
+    carol = c.connect("carol")
+    await c.hub.claim_and_join(carol, "#r")  # so does c's
+    await numbered(c, "#r", head + 3)
+    gates["bc"].open()
+    await until(lambda: "alice" not in c.hub.rooms["#r"].members)  # c applied the end: carol's copy lives on
+    c.hub.part(carol, "#r")  # ahead of her JOIN's number, which waits for quinn's
+    assert "#r" not in c.hub.rooms
+    await numbered(c, "#r", head + 4)
+    gates["ac"].open()
+    gates["ba"].open()
+    await until(lambda: all(relay.position("#r") == head + 4 for relay in relays))
+    assert room_state(a) == room_state(b) == room_state(c)
+    assert room_state(c)[:3] == ("", ["n", "t"], {"quinn": ""})
+    # the new room is claimed anew, by one node, and its end frees the name everywhere
+    await until(lambda: claims.get("#r") is not None)
+    assert {w.hub.rooms["#r"].claim for w in (a, b, c)} - {None} == {claims["#r"]}
+    a.hub.part(quinn, "#r")
+    await until(lambda: claims == {} and all("#r" not in w.hub.rooms for w in (a, b, c)))
+
+
 @pytest_twisted.ensureDeferred
 async def test_an_irc_autojoin_of_a_room_that_needs_a_claim_is_shown(tmp_path):
     """An account's kept room that ended must be claimed again at login: its JOIN, NAMES

@@ -1375,12 +1375,12 @@ class ChatHub(service.Service):
                   if not room.persistent and len(room.members) == 1 and user.folded in room.members]
         if not ending:
             return None
-        claims = self.room_claims
-        if claims is not None and self.store is not None and self.history_enabled:
-            for room in ending:  # ends here now, ahead of its number: the claim waits for that
+        claims = self.room_claims if self.store is not None and self.history_enabled else None
+        for room in ending:
+            # ends here now, ahead of its number: its state waits for that (``revived``),
+            # and so does its claim
+            if self._keep_for_a_join_before(room) and claims is not None:
                 claims.ending(room)
-        for room in ending:  # and so does its state (``revived``)
-            remember(self._ended_ahead, room.folded, room, RENAMES_KEPT)
         return {ROOM_ENDS: [[room.folded, positions.position(room.folded) or 0] for room in ending]}
 
     def leave_room(self, user: User, room: Room) -> None:
@@ -2581,9 +2581,20 @@ class ChatHub(service.Service):
         conv = room.folded
         on_way = self._on_their_way.get(conv)
         leaves = {eid for eid, joiner in on_way.items() if joiner is None} if on_way else None
-        if leaves:
-            remember(self._ended_ahead, conv, room, RENAMES_KEPT)
+        if leaves and self._keep_for_a_join_before(room):
             remember(self._kept_for_leaves, conv, (room, leaves), RENAMES_KEPT)
+
+    def _keep_for_a_join_before(self, room: Room) -> bool:
+        """Keep ``room``'s copy, ending here ahead of the number of a leave, for another
+        node's JOIN numbered before that leave (``revived``); False, keeping nothing, when
+        the room already ended at an earlier number while this copy lived on
+        (``_copy_outlived_its_end``): in number order that room is gone, and the next JOIN
+        makes it anew on every node. Brought back, the copy kept the old room's topic and
+        modes on this node only (a random three-node driver, outsider seed 6190)."""
+        if self._outlived.get(room.folded) is room:
+            return False
+        remember(self._ended_ahead, room.folded, room, RENAMES_KEPT)
+        return True
 
     def _quits_ahead(self, event: Event, conv: str) -> None:
         """Another node's QUIT, numbered in each room its user was in, reaches this node
