@@ -15,7 +15,10 @@ it (its actors reconnect to the others, under other nicks while its claims last)
 ``ZZ_RENAMES=0.2``: a fifth of the actions more rename rooms. Each seed's
 report (actions, what diverged, each client's lines) goes to ``ZZ_OUT`` (/tmp/zz_rerun); a
 node that stops answering is probed (its CPU time, a py-spy dump, a fresh sign-on) before
-failing. It paces its actions by round trips to a node, never by sleeping.
+failing. A report of a run that diverged also holds each node's whole log and every numbered
+event of the run (PostgreSQL's ``conversation_events``): the order every node applied, to
+read a node's copy against; reruns of one seed each keep their own report (its name has the
+time). It paces its actions by round trips to a node, never by sleeping.
 docs/cluster.md, "limits", lists the races it may still show.
 """
 from __future__ import annotations
@@ -259,12 +262,22 @@ def node_errors(cluster):
     return errs
 
 
+def numbered_events(dsn: str) -> list[list]:
+    """Every event the nodes numbered, by conversation and number: (conv, number, id, ms,
+    kind, body)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return [list(row) for row in conn.execute(
+            "SELECT conv, conv_seq, msgid, ms, kind, body FROM conversation_events ORDER BY conv, conv_seq")]
+
+
 SEEDS = [int(x) for x in os.environ["ZZ_SEEDS"].split(",")] if os.environ.get("ZZ_SEEDS") else list(range(SEED0, SEED0 + NSEEDS))
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_random(cluster, seed):  # noqa: F811
+def test_random(cluster, seed, postgres_dsn):  # noqa: F811 (the nodes' database)
     rng = random.Random(seed)
     ports = {}
     for n in NODES:
@@ -528,7 +541,7 @@ def test_random(cluster, seed):  # noqa: F811
     def dump(kind, extra):
         (OUT / f"{MODE}_{seed}_{kind}.json").write_text(json.dumps({"log": log, "errors": node_errors(cluster),
             "extra": extra,
-            "nodelog": {n: node.log[-600:] for n, node in cluster.nodes.items()},
+            "nodelog": {n: node.log for n, node in cluster.nodes.items()},
             "lines": {f"{i}:{c.name}": c.all for i, c in enumerate(clients)}}, indent=1))
 
     stage = "steps"
@@ -590,8 +603,10 @@ def test_random(cluster, seed):  # noqa: F811
                 odd.append(f"{c.name}: {l}")
     report["odd"] = odd[:50]
     if not same or errs or closed:
-        report["nodelog"] = {n: node.log[-600:] for n, node in cluster.nodes.items()}
-    (OUT / f"{MODE}_{seed}.json").write_text(json.dumps(report, indent=1))
+        report["nodelog"] = {n: node.log for n, node in cluster.nodes.items()}
+    if not same:
+        report["events"] = numbered_events(postgres_dsn)
+    (OUT / f"{MODE}_{seed}_{time.time():.0f}.json").write_text(json.dumps(report, indent=1))
     for c in clients:
         c.close()
     assert same and not errs and not closed, json.dumps({"diff": diff, "errors": errs, "closed": closed}, indent=1)[:4000]
