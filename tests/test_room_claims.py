@@ -589,6 +589,44 @@ async def test_a_copy_emptied_by_a_quit_applied_at_another_rooms_number_keeps_th
     assert room_state(b)[:3] == ("old topic", ["n", "t"], {"carol": ""})
 
 
+@on_postgres
+@pytest_twisted.ensureDeferred
+async def test_a_copy_emptied_by_its_own_ending_leave_is_kept_past_earlier_leaves_for_a_join_between(nodes):
+    """alice and carol (on a) are in #r, with a topic. A message of b's (eve, from outside)
+    is on its way to a; alice parts, held on a behind it; bob joins on b, numbered after
+    alice's part; carol parts on a, whose copy lists only her: her PART says the room
+    ends. a kept its copy for a JOIN numbered before carol's part, and also until alice's
+    part was at its number, and dropped it there: bob's JOIN, numbered between the two,
+    then made a fresh copy on a (no topic) where b kept the room (a random three-node driver
+    with more renames, outsider seed 6566: the topic and metadata gone on one node). The
+    room's end is decided at carol's part's number; bob's JOIN before it keeps the room."""
+    a, b, gate, claims = nodes
+    alice, bob = await made_on_a(a, b, "#r")
+    carol = a.connect("carol")
+    await a.hub.claim_and_join(carol, "#r")
+    a.hub.set_topic(alice, "#r", "old topic")
+    a.hub.change_room_modes(alice, "#r", [("-n", None)])
+    await until(lambda: b.hub.rooms["#r"].topic == "old topic" and "n" not in b.hub.rooms["#r"].modes
+                and "carol" in b.hub.rooms["#r"].members)
+    head = (await a.hub.store.conversation_heads(["#r"]))["#r"]
+    gate.relays[0].gap_wait = 30.0  # a reads b's events from its doorbell only
+    gate.back.closed = True
+    eve = b.connect("eve")
+    b.hub.send(eve, "#r", "from outside")
+    await numbered(b, "#r", head + 1)
+    a.hub.part(alice, "#r")  # held on a behind eve's message
+    await numbered(a, "#r", head + 2)
+    await b.hub.claim_and_join(bob, "#r")
+    await numbered(b, "#r", head + 3)
+    a.hub.part(carol, "#r")  # a's copy lists only her: it ends here, ahead of its number
+    assert "#r" not in a.hub.rooms
+    await numbered(a, "#r", head + 4)
+    gate.back.open()
+    await until(lambda: gate.relays[0].position("#r") == gate.relays[1].position("#r") == head + 4)
+    assert room_state(a) == room_state(b)
+    assert room_state(a)[:3] == ("old topic", ["t"], {"bob": ""})
+
+
 @pytest_twisted.async_yield_fixture
 async def three_nodes(store_factory):
     """Nodes a, b and c sharing one table of claims; each node's messages reach each other

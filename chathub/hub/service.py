@@ -2579,6 +2579,14 @@ class ChatHub(service.Service):
         JOIN (``revived``) until those leaves are at their numbers; before, it made a fresh
         copy from it (``+nt``, no topic: a random three-node driver, outsider seed 1103)."""
         conv = room.folded
+        if self._ended_ahead.get(conv) is room:
+            # kept already for this node's own leave that ends it (``room_ends``), numbered
+            # after those: the room's end is decided at that leave's number (``_end_stood``),
+            # and another node's JOIN numbered between brings it back. Given up when the
+            # earlier leaves were at their numbers, that JOIN made a fresh copy on this node
+            # only, without the topic and metadata (a random three-node driver with more
+            # renames, outsider seed 6566)
+            return
         on_way = self._on_their_way.get(conv)
         leaves = {eid for eid, joiner in on_way.items() if joiner is None} if on_way else None
         if leaves and self._keep_for_a_join_before(room):
