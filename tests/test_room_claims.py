@@ -79,24 +79,35 @@ class ClaimingBackplane(Reconnecting):
         return succeed(None)
 
 
+async def gated_nodes(store_factory, names: str) -> tuple[list, dict[str, Gate], list, dict[str, str]]:
+    """A node for each letter of ``names``, sharing one table of claims, each node's
+    messages reaching each other node through a gate of its own (``gates["ab"]``: a's
+    to b). Returns the nodes, the gates, their relays and the claims."""
+    claims: dict[str, str] = {}
+    planes = {name: ClaimingBackplane(name, claims) for name in names}
+    gates = {x + y: Gate(planes[y]) for x in names for y in names if x != y}
+    for x in names:
+        planes[x].link(*[gates[x + y] for y in names if y != x])
+    config = Config(cluster=ClusterConfig(room_claim_wait=WAIT))
+    worlds, relays = [], []
+    for name in names:
+        world, relay = await cluster_node(store_factory, planes[name], config)
+        worlds.append(world)
+        relays.append(relay)
+    return worlds, gates, relays, claims
+
+
 @pytest_twisted.async_yield_fixture
 async def nodes(store_factory):
     """Nodes a and b sharing one table of claims; a's messages reach b through a gate,
     b's reach a through ``gate.back``."""
-    claims: dict[str, str] = {}
-    pa, pb = ClaimingBackplane("a", claims), ClaimingBackplane("b", claims)
-    gate = Gate(pb)
-    pa.link(gate)
-    config = Config(cluster=ClusterConfig(room_claim_wait=WAIT))
-    gate_ba = Gate(pa)  # b's messages reach a through a gate too
-    pb.link(gate_ba)
-    a, relay_a = await cluster_node(store_factory, pa, config)
-    b, relay_b = await cluster_node(store_factory, pb, config)
-    gate.back = gate_ba
-    gate.relays = relay_a, relay_b
+    (a, b), gates, relays, claims = await gated_nodes(store_factory, "ab")
+    gate = gates["ab"]
+    gate.back = gates["ba"]
+    gate.relays = tuple(relays)
     yield a, b, gate, claims
-    relay_a.stop()
-    relay_b.stop()
+    for relay in relays:
+        relay.stop()
 
 
 async def made_on_a(a, b, room: str):
@@ -632,17 +643,7 @@ async def three_nodes(store_factory):
     """Nodes a, b and c sharing one table of claims; each node's messages reach each other
     node through a gate of its own: ``gates["bc"]`` stands between b's and c. Yields the
     three, the gates, their relays and the claims."""
-    claims: dict[str, str] = {}
-    planes = {name: ClaimingBackplane(name, claims) for name in "abc"}
-    gates = {x + y: Gate(planes[y]) for x in "abc" for y in "abc" if x != y}
-    for x in "abc":
-        planes[x].link(*[gates[x + y] for y in "abc" if y != x])
-    config = Config(cluster=ClusterConfig(room_claim_wait=WAIT))
-    worlds, relays = [], []
-    for name in "abc":
-        world, relay = await cluster_node(store_factory, planes[name], config)
-        worlds.append(world)
-        relays.append(relay)
+    worlds, gates, relays, claims = await gated_nodes(store_factory, "abc")
     yield (*worlds, gates, relays, claims)
     for relay in relays:
         relay.stop()
