@@ -15,8 +15,10 @@ tests/test_cluster_attacks.py.
 """
 from __future__ import annotations
 
+import itertools
 import os
 
+import pytest
 import pytest_twisted
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -25,19 +27,29 @@ from twisted.internet.threads import blockingCallFromThread
 
 from tests.attacks import (
     IRC_ANSWER,
+    IRC_COMMANDS,
     IRC_PROBE,
     PROBE_TIMEOUT,
     ROOM,
+    SESSION_REQUEST_TYPES,
     TELNET_ANSWER,
+    TELNET_COMMANDS,
     TELNET_EXAMPLES,
     TELNET_PROBE,
     RawWebSocket,
     answers_or_closes,
     attack_settings,
     frames,
+    irc_lines,
+    irc_sign_on,
     irc_streams,
     json_messages,
+    json_session_messages,
+    json_sign_on,
     send_and_probe,
+    session_request,
+    telnet_lines,
+    telnet_sign_on,
     telnet_streams,
 )
 from tests.support import HubServer, LineClient
@@ -90,6 +102,33 @@ def _line_attack(server, kind: str, streams, probe: bytes, answer: str, examples
     return attack_settings(EXAMPLES)(given(stream=streams)(attack))
 
 
+def _signed_on(sign_on, sessions):
+    """``sessions`` (lists of lines) each after ``sign_on`` of a nick of its own (the last
+    attacker's may not be free yet)."""
+    attackers = itertools.count(1)
+    return sessions.map(lambda lines: [sign_on(f"fz{next(attackers)}"), *lines])
+
+
+# -- signed-on sessions ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, sign_on, commands, lines, probe, answer",
+    [
+        ("irc", irc_sign_on, IRC_COMMANDS, irc_lines, IRC_PROBE, IRC_ANSWER),
+        ("line", telnet_sign_on, TELNET_COMMANDS, telnet_lines, TELNET_PROBE, TELNET_ANSWER),
+    ],
+    ids=["irc", "telnet"],
+)
+@pytest_twisted.ensureDeferred
+async def test_signed_on_sessions_are_answered_or_closed_and_hurt_nobody(server, kind, sign_on, commands, lines,
+                                                                        probe, answer):
+    """Raw streams seldom sign on: these sessions are in the room first, then send lines
+    (every command of the list alone first), so what they say reaches the bystanders."""
+    examples = [[sign_on(f"fx{n}"), command + b"\r\n"] for n, command in enumerate(commands)]
+    await _run_in_thread(_line_attack(server, kind, _signed_on(sign_on, lines), probe, answer, examples))
+
+
 # -- IRC -------------------------------------------------------------------------------------
 
 
@@ -131,6 +170,20 @@ async def _json_example(server, messages) -> None:
         if client.close_info is None:
             client.dropConnection(abort=True)
             await client.wait_closed()
+
+
+@pytest_twisted.ensureDeferred
+async def test_signed_on_json_sessions_are_answered_or_closed_and_hurt_nobody(server):
+    """Sessions logged in and in the room, then requests (one of every kind first)."""
+    attackers = itertools.count(1)
+
+    def attack(messages):
+        _on_reactor(_json_example, server, json_sign_on(f"fz{next(attackers)}") + messages)
+        _bystanders_fine(server)
+
+    for kind in SESSION_REQUEST_TYPES:
+        attack = example(messages=[session_request(kind)])(attack)
+    await _run_in_thread(attack_settings(EXAMPLES)(given(messages=json_session_messages)(attack)))
 
 
 @pytest_twisted.ensureDeferred
