@@ -53,6 +53,8 @@ def _session_lines(commands: list[bytes]):
     four are commands of the list (Hypothesis would otherwise draw mostly random bytes)."""
     line = st.one_of(*[st.sampled_from(commands)] * 3, st.binary(max_size=64))
     return st.lists(line, max_size=20).map(lambda lines: [each + b"\r\n" for each in lines])
+
+
 # A subnegotiation left open swallows bytes until IAC SE: the probe closes it first. Its NUL
 # comes before that IAC SE: after a lone IAC inside a subnegotiation, IAC SE alone would read
 # as an escaped IAC and a byte 0xF0, and the subnegotiation would stay open (a stream that did

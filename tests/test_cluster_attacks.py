@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import pytest
 from hypothesis import example, given
@@ -41,7 +42,7 @@ from tests.attacks import (
     telnet_lines,
     telnet_sign_on,
 )
-from tests.cluster_support import cluster, meet  # noqa: F401 (fixture)
+from tests.cluster_support import answer, cluster, meet  # noqa: F401 (fixture)
 from tests.store_fixtures import postgres_database, postgres_dsn  # noqa: F401 (fixtures)
 from tests.support import LineClient
 
@@ -52,7 +53,8 @@ WITHIN = 20.0
 
 class Watchers:
     """Honest users in ``ROOM``: ``b_irc``, ``b_tel`` and ``B_WS`` (chathub.v1) on node b (the
-    names the attack streams aim at), ``a_irc`` and ``a_tel`` on node a."""
+    names the attack streams aim at), ``a_irc`` (its operator, who lets anyone set the topic)
+    and ``a_tel`` on node a."""
 
     def __init__(self, cluster) -> None:
         (a_line, a_irc), (b_line, b_irc) = cluster("a"), cluster("b")
@@ -70,6 +72,8 @@ class Watchers:
         self.b_ws.expect_json(lambda m: m.get("type") == "room" and m.get("room") == ROOM)
         self.a_irc.say = lambda text: self.a_irc.send(f"PRIVMSG {ROOM} :{text}\r\n")
         self.b_irc.say = lambda text: self.b_irc.send(f"PRIVMSG {ROOM} :{text}\r\n")
+        self.a_irc.send(f"MODE {ROOM} -t\r\n")  # the attackers may set the topic: it crosses too
+        self.a_irc.expect(rf"MODE {ROOM} -t")
         meet(self.a_irc, [self.b_irc])  # each node past the other's joins
         meet(self.b_irc, [self.a_irc])
         self._round = itertools.count(1)
@@ -106,6 +110,27 @@ class Watchers:
         self.b_tel.send(f"/msg a_irc private {n}\r\n")
         self.a_irc.expect(rf"PRIVMSG a_irc :private {n}$", WITHIN)
 
+    def agree(self, within: float = WITHIN) -> None:
+        """Once the attackers are gone, both nodes list the watchers alone in the room (every
+        attacker's QUIT reached both) and give it one topic and one set of modes: what the
+        attackers did left the room's state the same everywhere."""
+        watchers = {"@a_irc", "b_irc", "a_tel", "b_tel", "B_WS"}
+        deadline = time.monotonic() + within
+        while True:
+            views = {nick: self._view(client, nick) for client, nick in ((self.a_irc, "a_irc"), (self.b_irc, "b_irc"))}
+            if views["a_irc"] == views["b_irc"] and views["a_irc"][0] == watchers:
+                return
+            assert time.monotonic() < deadline, f"{ROOM} not alike on the two nodes (names, topic, modes): {views}"
+
+    @staticmethod
+    def _view(client: LineClient, nick: str) -> tuple:
+        """The room as ``client``'s node shows it: names, topic, modes."""
+        lines = answer(client, f"NAMES {ROOM}", rf" 366 {nick} ")
+        names = {n for line in lines if f" 353 {nick} " in line for n in line.split(" :", 1)[1].split()}
+        topic = answer(client, f"TOPIC {ROOM}", rf" 33[12] {nick} ")[-1].split(f" {ROOM} ", 1)[1]
+        modes = answer(client, f"MODE {ROOM}", rf" 324 {nick} ")[-1].split(f" {ROOM} ", 1)[1]
+        return names, topic, modes
+
     def no_tracebacks(self) -> None:
         """Neither node logged a traceback (each shown with the log lines around it)."""
         for name, node in self.cluster.nodes.items():
@@ -131,6 +156,7 @@ def _attack(watchers: Watchers, session, examples: list, lines) -> None:
         attack = example(node="ab"[n % 2], lines=each)(attack)
     attack_settings(EXAMPLES)(given(node=st.sampled_from(["a", "b"]), lines=lines)(attack))()
     watchers.no_tracebacks()
+    watchers.agree()
 
 
 @pytest.mark.parametrize(
