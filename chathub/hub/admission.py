@@ -177,6 +177,10 @@ class Admission:
         #: called with a room's conversation when its end stands at its number (the hub's
         #: claims of room names: ``RoomClaims.confirm``)
         self.on_end: Callable[[str], None] = lambda conv: None
+        #: called with a room's conversation when a RENAME of it is at its number, standing
+        #: or void (the old name's claim, kept by the node that renamed its copy ahead:
+        #: ``RoomClaims.confirm``)
+        self.on_renamed: Callable[[str], None] = lambda conv: None
         #: the rooms whose end stood at its number lately, with that number (the latest
         #: ``ENDS_KEPT``): a node whose copy of the room outlives it (a user there joined
         #: before the node applied the end) knows that copy is not the room the others
@@ -215,6 +219,8 @@ class Admission:
             self.on_end(conv)
             return None
         if kind == Kind.RENAME:
+            if fold(event.target) == conv:  # not the copy that ends the new name's moved history
+                self.on_renamed(conv)
             renamed = self.renamed.get(conv)
             if renamed is not None:
                 # a second rename of the room, asked on another node before the first reached

@@ -230,17 +230,30 @@ class RoomClaims:
         claim is kept until ``confirm`` (or given back to it by ``rebuilt``)."""
         if room.claim is None:
             return
-        now = self._clock.seconds()
-        self._ending.setdefault(room.folded, deque()).append((room.claim, now))
-        self._ending.move_to_end(room.folded)
-        self._kept += 1
+        self._keep(room.folded, room.claim)
         room.claim = None  # so its end does not release it
-        # a leave never numbered (its store write failed) would keep its claim for ever
+
+    def renaming(self, folded: str, token: str) -> None:
+        """This node renamed a room away from ``folded`` ahead of the RENAME's number, where
+        another node's JOIN of that name numbered before it joins the room: the name's claim
+        ``token`` is kept until the RENAME is at its number (``confirm``), as at an end.
+        Released at once, it let another node make a room of the name whose JOIN came before
+        the RENAME: nodes that had applied the rename put its joiner in the renamed room, the
+        others in a new one (a random three-node driver, seed 6779)."""
+        self._keep(folded, token)
+
+    def _keep(self, folded: str, token: str) -> None:
+        """Keep claim ``token`` of ``folded`` until ``confirm`` (oldest first per name)."""
+        now = self._clock.seconds()
+        self._ending.setdefault(folded, deque()).append((token, now))
+        self._ending.move_to_end(folded)
+        self._kept += 1
+        # a leave or rename never numbered (its store write failed) would keep its claim for ever
         while self._ending and self._kept > MOST_ENDING or self._oldest_kept(now - KEPT_MOST):
-            folded = next(iter(self._ending))
-            token = self._take_kept(folded)
-            if token is not None:
-                self.release(folded, token)
+            oldest = next(iter(self._ending))
+            kept = self._take_kept(oldest)
+            if kept is not None:
+                self.release(oldest, kept)
 
     def _oldest_kept(self, before: float) -> bool:
         if not self._ending:

@@ -422,6 +422,7 @@ class ChatHub(service.Service):
             self.when_room_ends(claims.ended)
             backplane.keep_room_claims(claims.made_here)
         self.admission.on_end = self._end_stood
+        self.admission.on_renamed = self._rename_stood
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -1375,7 +1376,7 @@ class ChatHub(service.Service):
                   if not room.persistent and len(room.members) == 1 and user.folded in room.members]
         if not ending:
             return None
-        claims = self.room_claims if self.store is not None and self.history_enabled else None
+        claims = self._claims_kept_to_numbers()
         for room in ending:
             # ends here now, ahead of its number: its state waits for that (``revived``),
             # and so does its claim
@@ -1498,7 +1499,7 @@ class ChatHub(service.Service):
         if claim is not None:
             data[ROOM_CLAIM] = claim
         event = self._event(Kind.RENAME, user, old_name, reason, data=data)
-        self._rename(room, new, claim)
+        self._rename(room, new, claim, ahead=self._claims_kept_to_numbers() is not None)
         # stored under the old name, then the old name's history moves to the new one: both
         # writes are queued in this order, and the members are told once they are committed
         self._publish(event, room.recipients(), user, each=True)
@@ -1525,15 +1526,18 @@ class ChatHub(service.Service):
             room = self.rooms.get(new) if new is not None else None
         return room
 
-    def _rename(self, room: Room, new: str, claim: Optional[str] = None) -> None:
+    def _rename(self, room: Room, new: str, claim: Optional[str] = None, ahead: bool = False) -> None:
         """Give ``room`` its new name in every index that holds it (the hub's rooms, each
         member's rooms, invites) and tell whoever asked (``when_room_renamed``); in a
-        cluster, the old name's claim is released and ``claim`` (the new name's, when the
-        rename came with one) is the room's."""
+        cluster, the old name's claim is released (kept until the RENAME's number when the
+        rename is this node's, applied ``ahead`` of it) and ``claim`` (the new name's, when
+        the rename came with one) is the room's."""
         old_folded = room.folded
         del self.rooms[old_folded]
         if self.room_claims is not None and fold(new) != old_folded:
-            if room.claim is not None:
+            if room.claim is not None and ahead:
+                self.room_claims.renaming(old_folded, room.claim)
+            elif room.claim is not None:
                 self.room_claims.release(old_folded, room.claim)  # free to make a room of
             room.claim = claim
         room.name, room.folded = new, fold(new)
@@ -2644,6 +2648,18 @@ class ChatHub(service.Service):
         if room is None:
             return
         remember(self._outlived, conv, room, RENAMES_KEPT)
+
+    def _claims_kept_to_numbers(self) -> Optional[RoomClaims]:
+        """The room claims when this node numbers room events (a cluster with a store and
+        history): only then does a claim kept until an event's number come back."""
+        return self.room_claims if self.store is not None and self.history_enabled else None
+
+    def _rename_stood(self, conv: str) -> None:
+        """A RENAME of room ``conv`` is at its number (standing or void: either way the old
+        name is decided there): the old name's claim this node kept since it renamed its copy
+        ahead of that number goes, as a room's at its end (``RoomClaims.renaming``)."""
+        if self.room_claims is not None:
+            self.room_claims.confirm(conv)
 
     def _end_stood(self, conv: str) -> None:
         """Room ``conv``'s end stood at its number (``Admission``, on every node): what this
