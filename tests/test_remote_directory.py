@@ -993,6 +993,23 @@ def test_a_guests_nick_given_anew_on_the_same_node_is_not_its_earlier_holder_who
     assert member.session == newcomer.session
 
 
+def test_an_earlier_holders_quit_that_comes_after_the_new_holders_takes_it_out_of_its_rooms():
+    """Node a's guest alice quits and a new guest on a takes the nick, joins #s and quits
+    too; node b reads alice's QUIT late (behind a gap of #r) and applies the newcomer's JOIN
+    and QUIT first. The earlier holder's QUIT then found nobody under the nick and left her
+    in #r on b for good (a random three-node driver, seed 6787: a member of a renamed room
+    on two nodes of three). It takes out the earlier holder set aside for it now."""
+    a, b = two_nodes()
+    alice, bob = alice_beside_bob(a, b, ("#r", "#s"))
+    quit_event = a.hub.quit(alice, "bye")
+    newcomer = a.connect("alice", host="elsewhere.example")
+    b.hub.deliver_remote(a.hub.ids.make(Kind.JOIN, newcomer.source, "#s"), "#s")
+    assert b.hub.rooms["#s"].members["alice"].user.session == newcomer.session
+    b.hub.deliver_remote(a.hub.ids.make(Kind.QUIT, newcomer.source, "", "bye too"), "#s")
+    b.hub.deliver_remote(quit_event, "#r")
+    assert sorted(b.hub.rooms["#r"].members) == sorted(b.hub.rooms["#s"].members) == ["bob"]
+
+
 def renamed_there_and_back(b_rooms=("#r1", "#r2")):
     """Node a's alice in #r1 and #r2 on b; she renames to alicia and back to alice, each NICK
     numbered in both rooms. b's order of #r1 reaches both NICKs before #r2's reaches either

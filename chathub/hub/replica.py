@@ -412,14 +412,22 @@ class RemoteRooms:
 
     def leaver(self, event: Event, forget: bool = False) -> Optional[User]:
         """The user a QUIT or NICK ``event`` is of: the one listed under its nick, or, when
-        another node's user holds the nick here now, the earlier holder set aside for it
-        (``user_for``); with ``forget``, no longer listed (applying the event)."""
+        another user holds the nick here now or nobody does any more, the earlier holder
+        set aside for it (``user_for``); with ``forget``, no longer listed (applying the
+        event)."""
         folded = fold(event.source.nick)
         user = self.users.get(folded)
-        if user is not None and self._someone_else(user, event):
+        if user is None or self._someone_else(user, event):
             node = self.hub.remote.node_of(event) if self.hub.remote is not None else None
             key = (node or "", folded)
-            return self._earlier.pop(key, None) if forget else self._earlier.get(key)
+            earlier = self._earlier.get(key)
+            if user is None and earlier is not None and event.source.session and earlier.session \
+                    and earlier.session != event.source.session:
+                return None  # another connection's, set aside for an event still to come
+            # with nobody listed: the later holder of the nick left first (its QUIT reached
+            # this node ahead of the earlier holder's, numbered in another room): the earlier
+            # holder stayed in its rooms for good (a random three-node driver, seed 6787)
+            return self._earlier.pop(key, None) if forget else earlier
         return self.users.pop(folded, None) if forget else user
 
     def _leave_all(self, user: User) -> None:
