@@ -421,8 +421,9 @@ class ChatHub(service.Service):
                 hold=HOLD_GAP_WAITS * self.config.cluster.gap_wait)
             self.when_room_ends(claims.ended)
             backplane.keep_room_claims(claims.made_here)
+            # the old name's claim a rename of this node kept (``RoomClaims.renaming``)
+            self.admission.on_renamed = claims.confirm
         self.admission.on_end = self._end_stood
-        self.admission.on_renamed = self._rename_stood
         backplane.subscribe(self._cluster_message)
         backplane.on_resync(self._resynced)
         backplane.on_node_lost(self._node_lost)
@@ -1536,7 +1537,7 @@ class ChatHub(service.Service):
         del self.rooms[old_folded]
         if self.room_claims is not None and fold(new) != old_folded:
             if room.claim is not None and ahead:
-                self.room_claims.renaming(old_folded, room.claim)
+                self.room_claims.renaming(old_folded, room.claim)  # until the RENAME's number
             elif room.claim is not None:
                 self.room_claims.release(old_folded, room.claim)  # free to make a room of
             room.claim = claim
@@ -2653,13 +2654,6 @@ class ChatHub(service.Service):
         """The room claims when this node numbers room events (a cluster with a store and
         history): only then does a claim kept until an event's number come back."""
         return self.room_claims if self.store is not None and self.history_enabled else None
-
-    def _rename_stood(self, conv: str) -> None:
-        """A RENAME of room ``conv`` is at its number (standing or void: either way the old
-        name is decided there): the old name's claim this node kept since it renamed its copy
-        ahead of that number goes, as a room's at its end (``RoomClaims.renaming``)."""
-        if self.room_claims is not None:
-            self.room_claims.confirm(conv)
 
     def _end_stood(self, conv: str) -> None:
         """Room ``conv``'s end stood at its number (``Admission``, on every node): what this
